@@ -1,0 +1,138 @@
+//! Engine configuration, named as `vllm serve` names it (vLLM `config/scheduler.py`,
+//! `config/cache.py`, `engine/arg_utils.py`).
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// `--scheduling-policy`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulingPolicy {
+    /// First come, first served: waiting requests in arrival order; preempt the newest.
+    #[default]
+    Fcfs,
+    /// Lowest `(priority, arrival)` first; preempt the largest.
+    Priority,
+}
+
+impl std::str::FromStr for SchedulingPolicy {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "fcfs" => Ok(SchedulingPolicy::Fcfs),
+            "priority" => Ok(SchedulingPolicy::Priority),
+            other => Err(ConfigError::Invalid(format!(
+                "unknown scheduling policy `{other}` (expected `fcfs` or `priority`)"
+            ))),
+        }
+    }
+}
+
+/// Everything the scheduler and KV cache need, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// Tokens per KV block (`--block-size`).
+    pub block_size: usize,
+    /// KV blocks including the reserved null block (vLLM's `num_gpu_blocks`).
+    pub num_gpu_blocks: u32,
+    /// Running requests at most (`--max-num-seqs`).
+    pub max_num_seqs: usize,
+    /// Tokens scheduled per step at most (`--max-num-batched-tokens`).
+    pub max_num_batched_tokens: usize,
+    /// Prompt plus output tokens at most (`--max-model-len`).
+    pub max_model_len: usize,
+    pub enable_prefix_caching: bool,
+    pub enable_chunked_prefill: bool,
+    /// Cap on one request's tokens per step; 0 = no cap (`--long-prefill-token-threshold`).
+    pub long_prefill_token_threshold: usize,
+    pub scheduling_policy: SchedulingPolicy,
+    /// Schedule step N+1 while step N runs (`--async-scheduling`, on by default).
+    pub async_scheduling: bool,
+    /// Admit a waiting request only if its whole known sequence fits the free blocks
+    /// (vLLM's `scheduler_reserve_full_isl`, default true).
+    pub scheduler_reserve_full_isl: bool,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid engine configuration: {0}")]
+    Invalid(String),
+}
+
+impl EngineConfig {
+    /// vLLM's defaults for the online server on a GPU with at least 70 GiB that is not an A100
+    /// (`get_batch_defaults`), with an explicit KV size and context length.
+    pub fn with_defaults(num_gpu_blocks: u32, max_model_len: usize) -> EngineConfig {
+        EngineConfig {
+            block_size: 16,
+            num_gpu_blocks,
+            max_num_seqs: 1024,
+            max_num_batched_tokens: 8192,
+            max_model_len,
+            enable_prefix_caching: true,
+            enable_chunked_prefill: true,
+            long_prefill_token_threshold: 0,
+            scheduling_policy: SchedulingPolicy::Fcfs,
+            async_scheduling: true,
+            scheduler_reserve_full_isl: true,
+        }
+    }
+
+    /// Checks the limits vLLM checks at start-up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.block_size == 0 {
+            return bad("block_size must be positive".into());
+        }
+        if self.num_gpu_blocks < 2 {
+            return bad(format!("num_gpu_blocks is {}: at least 2 are needed (one is reserved)", self.num_gpu_blocks));
+        }
+        if self.max_num_seqs == 0 {
+            return bad("max_num_seqs must be positive".into());
+        }
+        if self.max_num_batched_tokens == 0 {
+            return bad("max_num_batched_tokens must be positive".into());
+        }
+        if self.max_model_len < 2 {
+            return bad("max_model_len must be at least 2".into());
+        }
+        if !self.enable_chunked_prefill && self.max_num_batched_tokens < self.max_model_len {
+            return bad(format!(
+                "max_num_batched_tokens ({}) is smaller than max_model_len ({}) with chunked prefill off: \
+                 long prompts could never be scheduled; raise max_num_batched_tokens or lower max_model_len",
+                self.max_num_batched_tokens, self.max_model_len
+            ));
+        }
+        if self.long_prefill_token_threshold > self.max_model_len {
+            return bad(format!(
+                "long_prefill_token_threshold ({}) cannot be greater than max_model_len ({})",
+                self.long_prefill_token_threshold, self.max_model_len
+            ));
+        }
+        Ok(())
+    }
+
+    /// Tokens the KV cache can hold at once (usable blocks × block size).
+    pub fn kv_capacity_tokens(&self) -> usize {
+        (self.num_gpu_blocks as usize - 1) * self.block_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_rejects_impossible_settings() {
+        let ok = EngineConfig::with_defaults(100, 4096);
+        assert!(ok.validate().is_ok());
+        let mut c = ok.clone();
+        c.num_gpu_blocks = 1;
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.enable_chunked_prefill = false;
+        c.max_num_batched_tokens = 1024;
+        assert!(c.validate().unwrap_err().to_string().contains("chunked prefill off"));
+        assert!("lifo".parse::<SchedulingPolicy>().is_err());
+    }
+}

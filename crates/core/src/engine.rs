@@ -1,0 +1,325 @@
+//! The engine core in any clock: vLLM's `EngineCore` busy loop (`v1/engine/core.py`) with the GPU
+//! replaced by a latency model on an in-order device timeline.
+//!
+//! The driver owns the clock. It calls [`Engine::add_request`] / [`Engine::abort`] when those
+//! happen, then [`Engine::run`] with the current time; `run` does all the work the engine would do
+//! at that instant and says when it next needs to run ([`Wake`]).
+//!
+//! Loop, as in vLLM (`run_busy_loop` → `_process_input_queue` → `step_with_batch_queue`):
+//! 1. take in queued inputs (new requests, aborts);
+//! 2. schedule a step and submit it to the device: it starts when the device is free
+//!    (`max(now, end of previous step)`) and lasts what the latency model says;
+//! 3. with async scheduling (two batches in flight) and the queue not full, go back to 1 at once;
+//!    otherwise block until the oldest in-flight step ends, apply pending aborts, process its
+//!    output (tokens, stop rules, frees), and go back to 1.
+//!
+//! Inputs that arrive while the engine is blocked are taken in after the step's output is
+//! processed, which is when vLLM stamps `queued_ts`.
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::latency::{LatencyModel, StepBatch};
+use crate::request::{FinishReason, NewRequest, Request};
+use crate::sampler::{SampleContext, TokenSampler};
+use crate::sched::{ReqKey, RequestUpdate, Scheduler, SchedulerOutput};
+use crate::time::Nanos;
+use std::collections::VecDeque;
+use thiserror::Error;
+
+/// When the engine needs the driver to call [`Engine::run`] again.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Blocked on a device step that ends at this time.
+    At(Nanos),
+    /// Nothing to do until a new request or abort arrives.
+    Idle,
+}
+
+/// Why a request was refused at submission (before it reached the scheduler).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("request id `{0}` is already in use")]
+    DuplicateId(String),
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("max_tokens must be at least 1")]
+    ZeroMaxTokens,
+    #[error(
+        "this model's maximum context length is {max_model_len} tokens; however, the prompt \
+         contains {prompt_len} input tokens, leaving no room for output"
+    )]
+    PromptTooLong { prompt_len: usize, max_model_len: usize },
+    #[error(
+        "the request needs {needed} KV blocks for its prompt and output but the cache has only \
+         {available}: it could never be scheduled"
+    )]
+    ExceedsKvCapacity { needed: usize, available: usize },
+}
+
+/// One scheduled step, as reported to observers.
+#[derive(Copy, Clone, Debug)]
+pub struct StepRecord<'a> {
+    /// Sequence number of the `schedule()` call, from 0.
+    pub index: u64,
+    /// When the step was scheduled.
+    pub scheduled_at: Nanos,
+    /// When the device starts and ends it (both `scheduled_at` for an empty step).
+    pub device_start: Nanos,
+    pub device_end: Nanos,
+    pub output: &'a SchedulerOutput,
+    pub scheduler: &'a Scheduler,
+}
+
+/// Receives what the engine does, as it happens. All methods default to doing nothing.
+pub trait EngineObserver {
+    /// After each `schedule()` (with the step submitted to the device).
+    fn on_schedule(&mut self, _step: &StepRecord<'_>) {}
+    /// After a step's output is processed: appended tokens and finished requests, in order.
+    fn on_update(&mut self, _now: Nanos, _updates: &[RequestUpdate], _scheduler: &Scheduler) {}
+    /// A request was taken in by the engine loop.
+    fn on_queued(&mut self, _now: Nanos, _key: ReqKey, _scheduler: &Scheduler) {}
+    /// Requests finished by aborts applied at `now`.
+    fn on_abort(&mut self, _now: Nanos, _finished: &[Box<Request>], _scheduler: &Scheduler) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl EngineObserver for NoObserver {}
+
+enum Input {
+    Add(Box<Request>),
+    Abort(String),
+}
+
+struct InFlight {
+    output: SchedulerOutput,
+    sampled: Vec<Option<u32>>,
+    end: Nanos,
+}
+
+pub struct Engine {
+    sched: Scheduler,
+    latency: Box<dyn LatencyModel>,
+    sampler: Box<dyn TokenSampler>,
+    inputs: VecDeque<Input>,
+    /// Newest at the front, oldest at the back (vLLM's `batch_queue`).
+    batch_queue: VecDeque<InFlight>,
+    batch_queue_size: usize,
+    device_free_at: Nanos,
+    blocked: bool,
+    num_schedule_calls: u64,
+    updates: Vec<RequestUpdate>,
+}
+
+impl Engine {
+    pub fn new(
+        cfg: EngineConfig,
+        latency: Box<dyn LatencyModel>,
+        sampler: Box<dyn TokenSampler>,
+    ) -> Result<Engine, ConfigError> {
+        cfg.validate()?;
+        let batch_queue_size = if cfg.async_scheduling { 2 } else { 1 };
+        Ok(Engine {
+            sched: Scheduler::new(cfg),
+            latency,
+            sampler,
+            inputs: VecDeque::new(),
+            batch_queue: VecDeque::new(),
+            batch_queue_size,
+            device_free_at: Nanos::ZERO,
+            blocked: false,
+            num_schedule_calls: 0,
+            updates: Vec::new(),
+        })
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        self.sched.config()
+    }
+
+    pub fn latency_model(&self) -> &dyn LatencyModel {
+        self.latency.as_ref()
+    }
+
+    /// Requests submitted and not yet finished (queued inputs included).
+    pub fn num_unfinished(&self) -> usize {
+        self.sched.num_unfinished() + self.inputs.iter().filter(|i| matches!(i, Input::Add(_))).count()
+    }
+
+    /// Whether the engine still has anything to do (vLLM's `has_work`, plus queued inputs).
+    pub fn has_work(&self) -> bool {
+        self.sched.has_requests() || !self.batch_queue.is_empty() || !self.inputs.is_empty()
+    }
+
+    /// Validates a request as vLLM's frontend does and queues it for the engine loop. The
+    /// returned error means the request will never run; everything else goes on.
+    pub fn add_request(&mut self, mut new: NewRequest) -> Result<(), RequestError> {
+        let cfg = self.sched.config();
+        let prompt_len = new.prompt_token_ids.len();
+        if prompt_len == 0 {
+            return Err(RequestError::EmptyPrompt);
+        }
+        if new.sampling.max_tokens == 0 {
+            return Err(RequestError::ZeroMaxTokens);
+        }
+        if prompt_len >= cfg.max_model_len {
+            return Err(RequestError::PromptTooLong { prompt_len, max_model_len: cfg.max_model_len });
+        }
+        // The frontend clamps max_tokens to the context left.
+        let room = (cfg.max_model_len - prompt_len) as u32;
+        new.sampling.max_tokens = new.sampling.max_tokens.min(room);
+        let total = prompt_len + new.sampling.max_tokens as usize;
+        let needed = total.div_ceil(cfg.block_size);
+        let available = cfg.num_gpu_blocks as usize - 1;
+        if needed > available {
+            return Err(RequestError::ExceedsKvCapacity { needed, available });
+        }
+        if self.sched.key_of(&new.request_id).is_some()
+            || self.inputs.iter().any(|i| matches!(i, Input::Add(r) if r.request_id == new.request_id))
+        {
+            return Err(RequestError::DuplicateId(new.request_id));
+        }
+        let req = Request::new(new, Nanos::ZERO, cfg.block_size, cfg.enable_prefix_caching);
+        self.inputs.push_back(Input::Add(Box::new(req)));
+        Ok(())
+    }
+
+    /// Queues an abort; unknown or finished ids are ignored when it is applied.
+    pub fn abort(&mut self, request_id: &str) {
+        self.inputs.push_back(Input::Abort(request_id.to_string()));
+    }
+
+    /// Does everything the engine does at `now` and says when it must run next.
+    pub fn run(&mut self, now: Nanos, obs: &mut dyn EngineObserver) -> Wake {
+        loop {
+            if self.blocked {
+                let end = self.batch_queue.back().expect("blocked on a step").end;
+                if end > now {
+                    return Wake::At(end);
+                }
+                self.blocked = false;
+                let step = self.batch_queue.pop_back().expect("blocked on a step");
+                self.apply_pending_aborts(now, obs);
+                self.updates.clear();
+                self.sched.update_from_output(&step.output, &step.sampled, now, &mut self.updates);
+                obs.on_update(now, &self.updates, &self.sched);
+                self.debug_check();
+            }
+            self.process_inputs(now, obs);
+            if !self.has_work() {
+                return Wake::Idle;
+            }
+            if self.sched.has_requests() {
+                let executed = self.schedule_step(now, obs);
+                if executed
+                    && self.batch_queue.len() < self.batch_queue_size
+                    && self.batch_queue.back().is_some_and(|s| s.end > now)
+                {
+                    continue;
+                }
+            }
+            self.blocked = true;
+        }
+    }
+
+    /// Schedules one step, samples its tokens and submits it to the device. Returns whether the
+    /// step has tokens (vLLM's `model_executed`).
+    fn schedule_step(&mut self, now: Nanos, obs: &mut dyn EngineObserver) -> bool {
+        let output = self.sched.schedule(now);
+        let mut sampled = Vec::with_capacity(output.scheduled.len());
+        for s in &output.scheduled {
+            if !s.samples {
+                sampled.push(None);
+                continue;
+            }
+            let req = self.sched.request(s.key).expect("scheduled request is live");
+            let ctx = SampleContext {
+                request_id: &req.request_id,
+                index: req.num_sampled,
+                sampling: &req.sampling,
+                forbid_stop: req.num_sampled < req.sampling.min_tokens as usize,
+            };
+            sampled.push(Some(self.sampler.sample(&ctx)));
+        }
+        for s in output.scheduled.iter().filter(|s| s.samples) {
+            self.sched_request_mut(s.key).num_sampled += 1;
+        }
+        let (start, end) = if output.total_num_scheduled_tokens == 0 {
+            (now, now)
+        } else {
+            let batch = StepBatch {
+                requests: &output.scheduled,
+                total_tokens: output.total_num_scheduled_tokens,
+                num_running: self.sched.num_running(),
+            };
+            let start = now.max(self.device_free_at);
+            let end = start + self.latency.step_time(&batch);
+            self.device_free_at = end;
+            (start, end)
+        };
+        obs.on_schedule(&StepRecord {
+            index: self.num_schedule_calls,
+            scheduled_at: now,
+            device_start: start,
+            device_end: end,
+            output: &output,
+            scheduler: &self.sched,
+        });
+        self.num_schedule_calls += 1;
+        let executed = output.total_num_scheduled_tokens > 0;
+        self.batch_queue.push_front(InFlight { output, sampled, end });
+        executed
+    }
+
+    fn sched_request_mut(&mut self, key: ReqKey) -> &mut Request {
+        self.sched.request_mut(key).expect("live request")
+    }
+
+    fn process_inputs(&mut self, now: Nanos, obs: &mut dyn EngineObserver) {
+        while let Some(input) = self.inputs.pop_front() {
+            match input {
+                Input::Add(mut req) => {
+                    req.times.queued = now;
+                    let key = self.sched.add_request(*req).expect("ids checked at submission");
+                    obs.on_queued(now, key, &self.sched);
+                }
+                Input::Abort(id) => self.apply_abort(&id, now, obs),
+            }
+        }
+    }
+
+    /// vLLM applies aborts eagerly right before processing a step's output; they stay queued
+    /// too (applying one twice is a no-op).
+    fn apply_pending_aborts(&mut self, now: Nanos, obs: &mut dyn EngineObserver) {
+        let ids: Vec<String> = self
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Abort(id) => Some(id.clone()),
+                Input::Add(_) => None,
+            })
+            .collect();
+        for id in ids {
+            self.apply_abort(&id, now, obs);
+        }
+    }
+
+    fn apply_abort(&mut self, id: &str, now: Nanos, obs: &mut dyn EngineObserver) {
+        let Some(key) = self.sched.key_of(id) else { return };
+        let finished = self.sched.finish_requests(&[key], FinishReason::Abort);
+        if !finished.is_empty() {
+            obs.on_abort(now, &finished, &self.sched);
+            self.debug_check();
+        }
+    }
+
+    fn debug_check(&self) {
+        #[cfg(debug_assertions)]
+        if let Err(e) = self.sched.check_invariants() {
+            panic!("scheduler invariant broken: {e}");
+        }
+    }
+}

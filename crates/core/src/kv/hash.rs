@@ -1,0 +1,76 @@
+//! Block hashes for prefix caching (vLLM `v1/core/kv_cache_utils.py::hash_block_tokens`).
+//!
+//! A full block's hash covers its parent's hash, its token ids and its extra keys (here the
+//! request's `cache_salt`, on the first block only, as vLLM does). vLLM hashes a pickle with
+//! SHA-256; the emulator only needs a stable, collision-resistant hash of the same inputs, so it
+//! uses XXH3-128, which is stable across Rust releases (golden files depend on that).
+
+use xxhash_rust::xxh3::Xxh3;
+
+/// The hash of one full block of tokens, chained over all blocks before it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockHash(pub u128);
+
+/// The chain's seed: the "parent" of a request's first block.
+const NONE_HASH: u128 = 0x6c6c_6d2d_656d_752d_6e6f_6e65_2d68_6173;
+
+/// Hashes one full block given its parent's hash (`None` for the first block).
+pub fn hash_block_tokens(parent: Option<BlockHash>, tokens: &[u32], cache_salt: Option<&str>) -> BlockHash {
+    let mut h = Xxh3::new();
+    h.update(&parent.map_or(NONE_HASH, |p| p.0).to_le_bytes());
+    for t in tokens {
+        h.update(&t.to_le_bytes());
+    }
+    if let Some(salt) = cache_salt {
+        // A tag byte keeps "no salt" and "empty salt" apart.
+        h.update(&[1]);
+        h.update(salt.as_bytes());
+    }
+    BlockHash(h.digest128())
+}
+
+/// Appends the hashes of every block of `tokens` that became full since `hashes` was last
+/// extended (vLLM's `request_block_hasher`, called whenever tokens are appended).
+pub fn extend_block_hashes(
+    hashes: &mut Vec<BlockHash>,
+    tokens: &[u32],
+    block_size: usize,
+    cache_salt: Option<&str>,
+) {
+    let mut start = hashes.len() * block_size;
+    while start + block_size <= tokens.len() {
+        let salt = if start == 0 { cache_salt } else { None };
+        let h = hash_block_tokens(hashes.last().copied(), &tokens[start..start + block_size], salt);
+        hashes.push(h);
+        start += block_size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_depends_on_parent_tokens_and_salt() {
+        let a = hash_block_tokens(None, &[1, 2, 3, 4], None);
+        assert_eq!(a, hash_block_tokens(None, &[1, 2, 3, 4], None));
+        assert_ne!(a, hash_block_tokens(None, &[1, 2, 3, 5], None));
+        assert_ne!(a, hash_block_tokens(None, &[1, 2, 3, 4], Some("s")));
+        assert_ne!(hash_block_tokens(None, &[1, 2, 3, 4], Some("")), a);
+        let b1 = hash_block_tokens(Some(a), &[9, 9, 9, 9], None);
+        let b2 = hash_block_tokens(Some(hash_block_tokens(None, &[0, 2, 3, 4], None)), &[9, 9, 9, 9], None);
+        assert_ne!(b1, b2);
+    }
+
+    #[test]
+    fn extends_only_full_blocks_and_salts_first_block_only() {
+        let toks: Vec<u32> = (0..10).collect();
+        let mut h = Vec::new();
+        extend_block_hashes(&mut h, &toks[..3], 4, Some("x"));
+        assert!(h.is_empty());
+        extend_block_hashes(&mut h, &toks, 4, Some("x"));
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0], hash_block_tokens(None, &toks[0..4], Some("x")));
+        assert_eq!(h[1], hash_block_tokens(Some(h[0]), &toks[4..8], None));
+    }
+}

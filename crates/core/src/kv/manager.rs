@@ -1,0 +1,187 @@
+//! The KV cache manager for one full-attention group (vLLM `v1/core/kv_cache_manager.py`,
+//! `single_type_kv_cache_manager.py::FullAttentionManager`, `kv_cache_coordinator.py`).
+//!
+//! A request's blocks live in the request itself ([`crate::request::RequestBlocks`]); the manager
+//! owns the pool and the prefix-cache statistics.
+
+use super::block_pool::{BlockId, BlockPool};
+use crate::request::Request;
+use serde::Serialize;
+
+/// Prefix-cache lookups, in tokens (vLLM `PrefixCacheStats`). `queries`/`hits` count requests
+/// seen for the first time; `preempted_*` count lookups of requests resuming after preemption.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PrefixCacheStats {
+    pub requests: u64,
+    pub queries: u64,
+    pub hits: u64,
+    pub preempted_requests: u64,
+    pub preempted_queries: u64,
+    pub preempted_hits: u64,
+}
+
+/// The result of a prefix lookup: blocks to reuse and the tokens they cover.
+#[derive(Debug, Default)]
+pub struct CacheHit {
+    pub blocks: Vec<BlockId>,
+    pub num_tokens: usize,
+}
+
+#[derive(Debug)]
+pub struct KvCacheManager {
+    pool: BlockPool,
+    block_size: usize,
+    max_model_len: usize,
+    stats: PrefixCacheStats,
+    scratch: Vec<BlockId>,
+}
+
+fn cdiv(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
+
+impl KvCacheManager {
+    pub fn new(num_gpu_blocks: u32, block_size: usize, max_model_len: usize, enable_caching: bool) -> Self {
+        KvCacheManager {
+            pool: BlockPool::new(num_gpu_blocks, enable_caching),
+            block_size,
+            max_model_len,
+            stats: PrefixCacheStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn pool(&self) -> &BlockPool {
+        &self.pool
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    pub fn enable_caching(&self) -> bool {
+        self.pool.enable_caching()
+    }
+
+    pub fn usage(&self) -> f64 {
+        self.pool.usage()
+    }
+
+    pub fn num_free_blocks(&self) -> u32 {
+        self.pool.num_free_blocks()
+    }
+
+    /// Cumulative prefix-cache statistics since the engine started.
+    pub fn prefix_cache_stats(&self) -> PrefixCacheStats {
+        self.stats
+    }
+
+    /// Longest run of cached full blocks at the start of the request, never covering its last
+    /// token (so at least one token is computed and sampled from). Recorded in the statistics on
+    /// every call, admitted or not, as vLLM does (`get_computed_blocks`).
+    pub fn get_computed_blocks(&mut self, req: &Request) -> CacheHit {
+        if !self.pool.enable_caching() {
+            return CacheHit::default();
+        }
+        let max_cache_hit_length = req.num_tokens() - 1;
+        let max_blocks = max_cache_hit_length / self.block_size;
+        let mut blocks = Vec::new();
+        for h in req.block_hashes.iter().take(max_blocks) {
+            match self.pool.get_cached_block(*h) {
+                Some(b) => blocks.push(b),
+                None => break,
+            }
+        }
+        let num_tokens = blocks.len() * self.block_size;
+        if req.num_preemptions > 0 {
+            self.stats.preempted_requests += 1;
+            self.stats.preempted_queries += req.num_tokens() as u64;
+            self.stats.preempted_hits += num_tokens as u64;
+        } else {
+            self.stats.requests += 1;
+            self.stats.queries += req.num_tokens() as u64;
+            self.stats.hits += num_tokens as u64;
+        }
+        CacheHit { blocks, num_tokens }
+    }
+
+    /// Blocks to take from the free queue to give the request `num_tokens` slots, counting
+    /// cached-but-free hit blocks, which leave the queue when touched.
+    fn num_blocks_to_allocate(&self, req: &Request, num_tokens: usize, hit: &[BlockId]) -> usize {
+        let required = cdiv(num_tokens, self.block_size);
+        let have = req.kv.blocks.len() + hit.len();
+        let new_blocks = required.saturating_sub(have);
+        let evictable = hit.iter().filter(|&&b| self.pool.ref_cnt(b) == 0 && b != BlockPool::NULL_BLOCK).count();
+        new_blocks + evictable
+    }
+
+    /// Whether the whole known sequence (prompt, and outputs of a resumed request) fits the free
+    /// blocks: the admission gate of `scheduler_reserve_full_isl` (`can_fit_full_sequence`).
+    pub fn can_fit_full_sequence(&self, req: &Request, hit: &CacheHit) -> bool {
+        let full = req.num_tokens().min(self.max_model_len);
+        self.num_blocks_to_allocate(req, full, &hit.blocks) <= self.pool.num_free_blocks() as usize
+    }
+
+    /// Reserves slots for `num_new_tokens` more tokens after the computed ones (and the prefix
+    /// hit `hit`, for a request being admitted); caches the blocks that become full. `false`
+    /// when the free blocks do not suffice, with nothing changed (`allocate_slots`).
+    pub fn allocate_slots(&mut self, req: &mut Request, num_new_tokens: usize, hit: Option<&CacheHit>) -> bool {
+        assert!(num_new_tokens > 0, "allocate_slots needs tokens");
+        let (hit_blocks, hit_tokens): (&[BlockId], usize) = match hit {
+            Some(h) => (&h.blocks, h.num_tokens),
+            None => (&[], 0),
+        };
+        let num_local_computed = req.num_computed_tokens + hit_tokens;
+        let total_computed = num_local_computed.min(self.max_model_len);
+        let num_tokens_need_slot = (total_computed + num_new_tokens).min(self.max_model_len);
+        let to_allocate = self.num_blocks_to_allocate(req, num_tokens_need_slot, hit_blocks);
+        if to_allocate > self.pool.num_free_blocks() as usize {
+            return false;
+        }
+        if !hit_blocks.is_empty() {
+            debug_assert!(req.kv.blocks.is_empty());
+            if self.pool.enable_caching() {
+                self.pool.touch(hit_blocks);
+            }
+            req.kv.blocks.extend_from_slice(hit_blocks);
+            req.kv.num_cached_blocks = req.kv.blocks.len();
+        }
+        let required = cdiv(num_tokens_need_slot, self.block_size);
+        if required > req.kv.blocks.len() {
+            let n = (required - req.kv.blocks.len()) as u32;
+            self.pool.get_new_blocks(n, &mut req.kv.blocks);
+        }
+        if self.pool.enable_caching() {
+            let num_tokens_to_cache = (total_computed + num_new_tokens).min(req.num_tokens());
+            self.cache_blocks(req, num_tokens_to_cache);
+        }
+        true
+    }
+
+    /// Hashes and caches the request's blocks that are full within its first `num_tokens`
+    /// tokens (`cache_blocks`).
+    pub fn cache_blocks(&mut self, req: &mut Request, num_tokens: usize) {
+        if !self.pool.enable_caching() {
+            return;
+        }
+        let num_full = num_tokens / self.block_size;
+        let cached = req.kv.num_cached_blocks;
+        if cached >= num_full {
+            return;
+        }
+        assert!(req.block_hashes.len() >= num_full, "block hashes lag the tokens");
+        self.pool.cache_full_blocks(&req.kv.blocks[cached..num_full], &req.block_hashes[cached..num_full]);
+        req.kv.num_cached_blocks = num_full;
+    }
+
+    /// Releases all of the request's blocks, tail first, so that the tail of a chain is evicted
+    /// before its head (`free`).
+    pub fn free(&mut self, req: &mut Request) {
+        self.scratch.clear();
+        self.scratch.extend(req.kv.blocks.drain(..).rev());
+        let ordered = std::mem::take(&mut self.scratch);
+        self.pool.free_blocks(ordered.iter().copied());
+        self.scratch = ordered;
+        req.kv.num_cached_blocks = 0;
+    }
+}

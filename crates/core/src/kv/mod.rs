@@ -1,0 +1,9 @@
+//! Paged KV cache: block pool, block hashing and the per-request manager (vLLM `v1/core/`).
+
+pub mod block_pool;
+pub mod hash;
+pub mod manager;
+
+pub use block_pool::{BlockId, BlockPool};
+pub use hash::BlockHash;
+pub use manager::{CacheHit, KvCacheManager, PrefixCacheStats};

@@ -1,0 +1,18 @@
+//! llm-emu's engine core: everything a vLLM V1 engine does on the CPU — request lifecycle,
+//! scheduler, paged KV cache with prefix caching, stop rules — synchronous and deterministic.
+//! It never reads a clock, the environment, files or sockets: drivers pass time in.
+
+pub mod config;
+pub mod engine;
+pub mod kv;
+pub mod latency;
+pub mod request;
+pub mod sampler;
+pub mod sched;
+pub mod time;
+
+pub use config::{EngineConfig, SchedulingPolicy};
+pub use engine::{Engine, EngineObserver, NoObserver, RequestError, StepRecord, Wake};
+pub use request::{FinishReason, NewRequest, Request, SamplingParams};
+pub use sched::Scheduler;
+pub use time::Nanos;

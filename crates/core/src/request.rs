@@ -1,0 +1,223 @@
+//! A request's state inside the engine (vLLM `v1/request.py`).
+
+use crate::kv::hash::{extend_block_hashes, BlockHash};
+use crate::kv::BlockId;
+use crate::time::Nanos;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What ends generation, as vLLM's `SamplingParams` holds it after the frontend's processing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// Output tokens at most (already clamped to the context by the frontend).
+    pub max_tokens: u32,
+    /// No EOS or stop token may be produced before this many outputs.
+    #[serde(default)]
+    pub min_tokens: u32,
+    /// The model's EOS id, or `None` when the request ignores EOS.
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+    /// Further token ids that end the request (finish reason `stop`).
+    #[serde(default)]
+    pub stop_token_ids: Vec<u32>,
+}
+
+impl SamplingParams {
+    /// Whether `token` would stop the request (EOS or a stop token id).
+    pub fn is_stop_token(&self, token: u32) -> bool {
+        self.eos_token_id == Some(token) || self.stop_token_ids.contains(&token)
+    }
+}
+
+/// A request as a client submits it to the engine.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    /// Caller-chosen id, unique among live requests.
+    pub request_id: String,
+    /// Prompt token ids, shared with the caller (no copy for large prompts).
+    pub prompt_token_ids: Arc<[u32]>,
+    pub sampling: SamplingParams,
+    /// Lower runs first under `--scheduling-policy priority`.
+    pub priority: i32,
+    /// Isolates this request's prefix-cache entries from requests with another salt.
+    pub cache_salt: Option<String>,
+    /// When the client sent it (for latency metrics; the engine queues it when it sees it).
+    pub arrival: Nanos,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// EOS or a stop token id.
+    Stop,
+    /// `max_tokens` or `max_model_len` reached.
+    Length,
+    /// Aborted by the client.
+    Abort,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Abort => "abort",
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RequestStatus {
+    Waiting,
+    Running,
+    Preempted,
+    Finished(FinishReason),
+}
+
+/// Engine-side timestamps of one request (vLLM `RequestStateStats`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RequestTimes {
+    /// Sent by the client.
+    pub arrival: Nanos,
+    /// Taken in by the engine loop (`queued_ts`).
+    pub queued: Nanos,
+    /// First moved to running (`scheduled_ts`).
+    pub first_scheduled: Option<Nanos>,
+    /// Output processed with the first token (`first_token_ts`).
+    pub first_token: Option<Nanos>,
+    /// Output processed with the latest token (`last_token_ts`).
+    pub last_token: Option<Nanos>,
+}
+
+/// The KV blocks a request holds (vLLM keeps these in the manager, keyed by request id).
+#[derive(Clone, Debug, Default)]
+pub struct RequestBlocks {
+    pub blocks: Vec<BlockId>,
+    /// How many leading blocks are already cached (hashed) for this request.
+    pub num_cached_blocks: usize,
+}
+
+/// A request inside the engine.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub request_id: String,
+    pub priority: i32,
+    pub cache_salt: Option<String>,
+    pub sampling: SamplingParams,
+    pub status: RequestStatus,
+    prompt: Arc<[u32]>,
+    output: Vec<u32>,
+    /// Tokens whose KV is computed or scheduled to be.
+    pub num_computed_tokens: usize,
+    /// Async scheduling: tokens scheduled for sampling whose value is not known yet.
+    pub num_output_placeholders: usize,
+    /// Set after scheduling: this step computes only part of the known tokens (no sample).
+    pub is_prefill_chunk: bool,
+    /// Prompt tokens found in the prefix cache at first admission (`num_cached_tokens`).
+    pub num_cached_tokens: Option<usize>,
+    pub num_preemptions: u32,
+    /// Tokens the emulated model has sampled for this request, in flight included. Never reset:
+    /// it indexes the synthetic token stream.
+    pub num_sampled: usize,
+    pub block_hashes: Vec<BlockHash>,
+    pub kv: RequestBlocks,
+    pub times: RequestTimes,
+    pub stop_reason: Option<u32>,
+}
+
+impl Request {
+    pub fn new(new: NewRequest, queued: Nanos, block_size: usize, hash_blocks: bool) -> Request {
+        let mut r = Request {
+            request_id: new.request_id,
+            priority: new.priority,
+            cache_salt: new.cache_salt,
+            sampling: new.sampling,
+            status: RequestStatus::Waiting,
+            prompt: new.prompt_token_ids,
+            output: Vec::new(),
+            num_computed_tokens: 0,
+            num_output_placeholders: 0,
+            is_prefill_chunk: false,
+            num_cached_tokens: None,
+            num_preemptions: 0,
+            num_sampled: 0,
+            block_hashes: Vec::new(),
+            kv: RequestBlocks::default(),
+            times: RequestTimes { arrival: new.arrival, queued, ..Default::default() },
+            stop_reason: None,
+        };
+        if hash_blocks {
+            let salt = r.cache_salt.clone();
+            extend_block_hashes(&mut r.block_hashes, &r.prompt, block_size, salt.as_deref());
+        }
+        r
+    }
+
+    pub fn num_prompt_tokens(&self) -> usize {
+        self.prompt.len()
+    }
+
+    pub fn num_output_tokens(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Prompt plus outputs known so far (`num_tokens`).
+    pub fn num_tokens(&self) -> usize {
+        self.prompt.len() + self.output.len()
+    }
+
+    pub fn prompt_token_ids(&self) -> &[u32] {
+        &self.prompt
+    }
+
+    pub fn output_token_ids(&self) -> &[u32] {
+        &self.output
+    }
+
+    /// Token `i` of prompt followed by outputs.
+    pub fn token(&self, i: usize) -> u32 {
+        if i < self.prompt.len() {
+            self.prompt[i]
+        } else {
+            self.output[i - self.prompt.len()]
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status, RequestStatus::Finished(_))
+    }
+
+    /// Appends one output token and hashes any block it completes.
+    pub fn append_output_token(&mut self, token: u32, block_size: usize, hash_blocks: bool) {
+        self.output.push(token);
+        if hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
+            let start = self.block_hashes.len() * block_size;
+            let block: Vec<u32> = (start..start + block_size).map(|i| self.token(i)).collect();
+            let salt = if start == 0 { self.cache_salt.as_deref() } else { None };
+            let h = crate::kv::hash::hash_block_tokens(self.block_hashes.last().copied(), &block, salt);
+            self.block_hashes.push(h);
+        }
+    }
+
+    /// vLLM's `check_stop`, run after each appended token. Sets the status when it stops.
+    pub fn check_stop(&mut self, max_model_len: usize) -> bool {
+        if self.num_output_tokens() < self.sampling.min_tokens as usize {
+            return false;
+        }
+        let last = *self.output.last().expect("check_stop after a token");
+        if self.sampling.eos_token_id == Some(last) {
+            self.status = RequestStatus::Finished(FinishReason::Stop);
+            return true;
+        }
+        if self.sampling.stop_token_ids.contains(&last) {
+            self.status = RequestStatus::Finished(FinishReason::Stop);
+            self.stop_reason = Some(last);
+            return true;
+        }
+        if self.num_tokens() >= max_model_len || self.num_output_tokens() >= self.sampling.max_tokens as usize {
+            self.status = RequestStatus::Finished(FinishReason::Length);
+            return true;
+        }
+        false
+    }
+}

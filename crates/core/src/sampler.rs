@@ -1,0 +1,45 @@
+//! Synthetic output tokens: what the emulated model "samples".
+
+use crate::request::SamplingParams;
+
+/// What a sampler knows when it picks a request's next token.
+#[derive(Copy, Clone, Debug)]
+pub struct SampleContext<'a> {
+    pub request_id: &'a str,
+    /// How many tokens were sampled for this request before (in-flight ones included).
+    pub index: usize,
+    pub sampling: &'a SamplingParams,
+    /// vLLM's min-tokens logits processor: EOS and stop token ids may not be produced yet.
+    pub forbid_stop: bool,
+}
+
+/// Picks output token ids.
+pub trait TokenSampler: Send {
+    fn sample(&mut self, ctx: &SampleContext<'_>) -> u32;
+}
+
+/// Token ids in `[lo, hi)` from a hash of the request id and index: never EOS or special
+/// tokens, so outputs run to `max_tokens` (as vLLM does with `ignore_eos` or pinned lengths).
+#[derive(Clone, Debug)]
+pub struct HashSampler {
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Default for HashSampler {
+    fn default() -> Self {
+        HashSampler { lo: 1000, hi: 30000 }
+    }
+}
+
+impl TokenSampler for HashSampler {
+    fn sample(&mut self, ctx: &SampleContext<'_>) -> u32 {
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(ctx.request_id.as_bytes(), ctx.index as u64);
+        let span = (self.hi - self.lo).max(1) as u64;
+        let mut t = self.lo + (h % span) as u32;
+        if ctx.sampling.is_stop_token(t) {
+            t = if t + 1 < self.hi { t + 1 } else { self.lo };
+        }
+        t
+    }
+}

@@ -1,0 +1,432 @@
+//! vLLM V1's scheduler (`v1/core/sched/scheduler.py::Scheduler` and `async_scheduler.py`).
+//!
+//! One [`Scheduler::schedule`] call assigns tokens to requests so that each request's computed
+//! tokens catch up with its known tokens: running requests first, in admission order, then the
+//! head of the waiting queue while budget, `max_num_seqs` and KV blocks allow. When a running
+//! request cannot get blocks, the newest (FCFS) or lowest-priority running request is preempted
+//! by recompute: its blocks are freed and it goes back to the head of the waiting queue.
+//!
+//! With async scheduling, a request that will sample a token in a step carries an output
+//! placeholder until the token is known, so the next step can be scheduled before the previous
+//! one's output is processed.
+
+use super::queue::{PriorityKey, WaitingQueue};
+use super::store::{ReqKey, RequestStore};
+use crate::config::{EngineConfig, SchedulingPolicy};
+use crate::kv::{CacheHit, KvCacheManager};
+use crate::request::{FinishReason, Request, RequestStatus};
+use crate::time::Nanos;
+use rustc_hash::FxHashMap;
+
+/// One request's share of a step.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledRequest {
+    pub key: ReqKey,
+    /// Tokens computed in this step.
+    pub num_tokens: usize,
+    /// Tokens already computed (or cached) before this step.
+    pub num_computed_before: usize,
+    /// The request's prompt length.
+    pub num_prompt_tokens: usize,
+    /// Whether this step ends with a sampled token for the request (its computed tokens reach
+    /// its known tokens; a partial prefill chunk samples nothing).
+    pub samples: bool,
+}
+
+/// What one `schedule()` call decided (vLLM `SchedulerOutput`, reduced to what is emulated).
+#[derive(Clone, Debug, Default)]
+pub struct SchedulerOutput {
+    /// In vLLM's `num_scheduled_tokens` order: running requests, then admitted ones.
+    pub scheduled: Vec<ScheduledRequest>,
+    /// Preempted in this call, in order.
+    pub preempted: Vec<ReqKey>,
+    /// Moved from waiting to running, with their computed tokens after the prefix hit.
+    pub admitted: Vec<(ReqKey, usize)>,
+    pub total_num_scheduled_tokens: usize,
+}
+
+/// One request's result of a step's output processing.
+#[derive(Debug)]
+pub struct RequestUpdate {
+    pub key: ReqKey,
+    /// The token appended in this step, if any.
+    pub new_token: Option<u32>,
+    /// The request, moved out of the scheduler, when it finished in this step.
+    pub finished: Option<Box<Request>>,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: EngineConfig,
+    requests: RequestStore,
+    ids: FxHashMap<String, ReqKey>,
+    waiting: WaitingQueue,
+    running: Vec<ReqKey>,
+    /// Requests finished since the last `schedule()` (vLLM's `finished_req_ids`): while non-empty
+    /// the engine still "has requests", which costs one more (empty) schedule call.
+    num_finished_pending: usize,
+    kv: KvCacheManager,
+    num_preemptions: u64,
+}
+
+impl Scheduler {
+    pub fn new(cfg: EngineConfig) -> Scheduler {
+        let kv = KvCacheManager::new(cfg.num_gpu_blocks, cfg.block_size, cfg.max_model_len, cfg.enable_prefix_caching);
+        Scheduler {
+            waiting: WaitingQueue::new(cfg.scheduling_policy),
+            cfg,
+            requests: RequestStore::default(),
+            ids: FxHashMap::default(),
+            running: Vec::new(),
+            num_finished_pending: 0,
+            kv,
+            num_preemptions: 0,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn kv(&self) -> &KvCacheManager {
+        &self.kv
+    }
+
+    pub fn request(&self, key: ReqKey) -> Option<&Request> {
+        self.requests.get(key)
+    }
+
+    /// Mutable access for the engine's executor-side bookkeeping (`num_sampled`).
+    pub fn request_mut(&mut self, key: ReqKey) -> Option<&mut Request> {
+        self.requests.get_mut(key)
+    }
+
+    pub fn key_of(&self, request_id: &str) -> Option<ReqKey> {
+        self.ids.get(request_id).copied()
+    }
+
+    pub fn num_running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn num_unfinished(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Preemptions since start (`vllm:num_preemptions`).
+    pub fn num_preemptions(&self) -> u64 {
+        self.num_preemptions
+    }
+
+    /// vLLM's `has_requests`: unfinished requests, or finished ones not yet reported to a step.
+    pub fn has_requests(&self) -> bool {
+        !self.requests.is_empty() || self.num_finished_pending > 0
+    }
+
+    fn priority_key(req: &Request, key: ReqKey) -> PriorityKey {
+        PriorityKey { priority: req.priority, arrival: req.times.arrival, request_id: req.request_id.clone(), key }
+    }
+
+    /// Queues a request (already validated by the engine); `None` if the id is in use.
+    pub fn add_request(&mut self, req: Request) -> Option<ReqKey> {
+        if self.ids.contains_key(&req.request_id) {
+            return None;
+        }
+        let id = req.request_id.clone();
+        let key = self.requests.insert(req);
+        let pk = Self::priority_key(self.requests.req(key), key);
+        self.waiting.add(pk);
+        self.ids.insert(id, key);
+        Some(key)
+    }
+
+    fn preempt(&mut self, key: ReqKey, out: &mut SchedulerOutput) {
+        let req = self.requests.req_mut(key);
+        debug_assert_eq!(req.status, RequestStatus::Running);
+        self.kv.free(req);
+        req.status = RequestStatus::Preempted;
+        req.num_computed_tokens = 0;
+        req.num_preemptions += 1;
+        self.num_preemptions += 1;
+        let pk = Self::priority_key(req, key);
+        self.waiting.prepend(pk);
+        out.preempted.push(key);
+    }
+
+    /// One scheduling decision at time `now` (`Scheduler.schedule`).
+    pub fn schedule(&mut self, now: Nanos) -> SchedulerOutput {
+        let mut out = SchedulerOutput::default();
+        let mut budget = self.cfg.max_num_batched_tokens;
+        let threshold = self.cfg.long_prefill_token_threshold;
+        let max_model_len = self.cfg.max_model_len;
+        // (key, tokens) in vLLM's dict order; entries of requests preempted later are removed.
+        let mut sched: Vec<(ReqKey, usize)> = Vec::new();
+        let mut num_scheduled_running = 0usize;
+
+        // 1. Running requests.
+        let mut req_index = 0usize;
+        while req_index < self.running.len() && budget > 0 {
+            let key = self.running[req_index];
+            let req = self.requests.req(key);
+            if req.num_output_placeholders > 0
+                && req.num_computed_tokens + 2 - req.num_output_placeholders
+                    >= req.num_prompt_tokens() + req.sampling.max_tokens as usize
+            {
+                // Async: the in-flight step already reaches max_tokens.
+                req_index += 1;
+                continue;
+            }
+            let mut n = (req.num_tokens() + req.num_output_placeholders) as i64 - req.num_computed_tokens as i64;
+            if threshold > 0 && (threshold as i64) < n {
+                n = threshold as i64;
+            }
+            n = n.min(budget as i64);
+            n = n.min(max_model_len as i64 - 1 - req.num_computed_tokens as i64);
+            if n <= 0 {
+                req_index += 1;
+                continue;
+            }
+            let n = n as usize;
+            let mut scheduled = false;
+            loop {
+                let req = self.requests.req_mut(key);
+                if self.kv.allocate_slots(req, n, None) {
+                    scheduled = true;
+                    break;
+                }
+                // Preempt the lowest-priority running request and retry.
+                let victim = match self.cfg.scheduling_policy {
+                    SchedulingPolicy::Fcfs => self.running.pop().expect("running is not empty"),
+                    SchedulingPolicy::Priority => {
+                        let mut best = 0usize;
+                        for (i, k) in self.running.iter().enumerate() {
+                            let (r, b) = (self.requests.req(*k), self.requests.req(self.running[best]));
+                            if (r.priority, r.times.arrival) > (b.priority, b.times.arrival) {
+                                best = i;
+                            }
+                        }
+                        let victim = self.running.remove(best);
+                        if let Some(pos) = sched[..num_scheduled_running].iter().position(|(k, _)| *k == victim) {
+                            let (_, tokens) = sched.remove(pos);
+                            num_scheduled_running -= 1;
+                            budget += tokens;
+                            req_index -= 1;
+                        }
+                        victim
+                    }
+                };
+                self.preempt(victim, &mut out);
+                if victim == key {
+                    break;
+                }
+            }
+            if !scheduled {
+                break;
+            }
+            sched.push((key, n));
+            num_scheduled_running += 1;
+            budget -= n;
+            req_index += 1;
+        }
+
+        // 2. Waiting requests, only if nothing was preempted.
+        if out.preempted.is_empty() {
+            while budget > 0 {
+                let Some(key) = self.waiting.peek() else { break };
+                if self.running.len() == self.cfg.max_num_seqs {
+                    break;
+                }
+                let req = self.requests.req(key);
+                let (hit, num_computed) = if req.num_computed_tokens == 0 {
+                    let hit = self.kv.get_computed_blocks(req);
+                    let n = hit.num_tokens;
+                    (hit, n)
+                } else {
+                    (CacheHit::default(), req.num_computed_tokens)
+                };
+                let mut n = req.num_tokens() - num_computed;
+                if threshold > 0 && threshold < n {
+                    n = threshold;
+                }
+                if !self.cfg.enable_chunked_prefill && n > budget {
+                    break;
+                }
+                n = n.min(budget);
+                debug_assert!(n > 0);
+                if self.cfg.scheduler_reserve_full_isl && !self.kv.can_fit_full_sequence(req, &hit) {
+                    break;
+                }
+                let req = self.requests.req_mut(key);
+                if !self.kv.allocate_slots(req, n, Some(&hit)) {
+                    break;
+                }
+                self.waiting.pop();
+                self.running.push(key);
+                let req = self.requests.req_mut(key);
+                if req.times.first_scheduled.is_none() {
+                    req.times.first_scheduled = Some(now);
+                }
+                req.status = RequestStatus::Running;
+                req.num_computed_tokens = num_computed;
+                if req.num_cached_tokens.is_none() {
+                    req.num_cached_tokens = Some(num_computed);
+                }
+                sched.push((key, n));
+                out.admitted.push((key, num_computed));
+                budget -= n;
+            }
+        }
+
+        debug_assert!(self.running.len() <= self.cfg.max_num_seqs);
+
+        // 3. Advance computed tokens (`_update_after_schedule`).
+        out.scheduled.reserve(sched.len());
+        for (key, n) in sched {
+            let req = self.requests.req_mut(key);
+            let before = req.num_computed_tokens;
+            req.num_computed_tokens += n;
+            req.is_prefill_chunk = req.num_computed_tokens < req.num_tokens() + req.num_output_placeholders;
+            let samples = !req.is_prefill_chunk;
+            if self.cfg.async_scheduling && samples {
+                req.num_output_placeholders += 1;
+            }
+            out.total_num_scheduled_tokens += n;
+            out.scheduled.push(ScheduledRequest {
+                key,
+                num_tokens: n,
+                num_computed_before: before,
+                num_prompt_tokens: req.num_prompt_tokens(),
+                samples,
+            });
+        }
+        self.num_finished_pending = 0;
+        out
+    }
+
+    /// Applies a step's sampled tokens (`update_from_output`): appends them, checks stop rules,
+    /// frees finished requests. `sampled[i]` is the token for `output.scheduled[i]`, `None` for a
+    /// partial prefill chunk. Updates are pushed to `updates` in scheduling order.
+    pub fn update_from_output(
+        &mut self,
+        output: &SchedulerOutput,
+        sampled: &[Option<u32>],
+        now: Nanos,
+        updates: &mut Vec<RequestUpdate>,
+    ) {
+        let block_size = self.cfg.block_size;
+        let hash_blocks = self.cfg.enable_prefix_caching;
+        let mut stopped_running: Vec<ReqKey> = Vec::new();
+        let mut stopped_preempted: Vec<ReqKey> = Vec::new();
+        for (s, token) in output.scheduled.iter().zip(sampled) {
+            let Some(req) = self.requests.get_mut(s.key) else { continue };
+            if req.is_finished() {
+                continue;
+            }
+            let Some(token) = *token else { continue };
+            let status_before = req.status;
+            req.append_output_token(token, block_size, hash_blocks);
+            let stopped = req.check_stop(self.cfg.max_model_len);
+            if req.times.first_token.is_none() {
+                req.times.first_token = Some(now);
+            }
+            req.times.last_token = Some(now);
+            if self.cfg.async_scheduling {
+                req.num_output_placeholders -= 1;
+                if status_before == RequestStatus::Running {
+                    let upto = req.num_computed_tokens - req.num_output_placeholders;
+                    self.kv.cache_blocks(req, upto);
+                }
+            }
+            let finished = if stopped {
+                if status_before == RequestStatus::Running {
+                    stopped_running.push(s.key);
+                } else {
+                    stopped_preempted.push(s.key);
+                }
+                Some(self.free_request(s.key))
+            } else {
+                None
+            };
+            updates.push(RequestUpdate { key: s.key, new_token: Some(token), finished });
+        }
+        if !stopped_running.is_empty() {
+            self.running.retain(|k| !stopped_running.contains(k));
+        }
+        self.waiting.remove(&stopped_preempted);
+    }
+
+    /// Frees a finished request's blocks and removes it.
+    fn free_request(&mut self, key: ReqKey) -> Box<Request> {
+        let mut req = self.requests.remove(key).expect("live request");
+        self.kv.free(&mut req);
+        self.ids.remove(&req.request_id);
+        self.num_finished_pending += 1;
+        Box::new(req)
+    }
+
+    /// Finishes requests from outside (client aborts; `finish_requests`). Unknown or finished
+    /// ids are ignored. Returns the finished requests in the given order.
+    pub fn finish_requests(&mut self, keys: &[ReqKey], reason: FinishReason) -> Vec<Box<Request>> {
+        let mut running_gone = Vec::new();
+        let mut waiting_gone = Vec::new();
+        let mut valid = Vec::new();
+        for &k in keys {
+            let Some(req) = self.requests.get(k) else { continue };
+            if req.is_finished() || valid.contains(&k) {
+                continue;
+            }
+            valid.push(k);
+            if req.status == RequestStatus::Running {
+                running_gone.push(k);
+            } else {
+                waiting_gone.push(k);
+            }
+        }
+        if !running_gone.is_empty() {
+            self.running.retain(|k| !running_gone.contains(k));
+        }
+        self.waiting.remove(&waiting_gone);
+        valid
+            .into_iter()
+            .map(|k| {
+                self.requests.req_mut(k).status = RequestStatus::Finished(reason);
+                self.free_request(k)
+            })
+            .collect()
+    }
+
+    /// Checks the scheduler's own invariants (debug builds and tests): every live request is in
+    /// exactly one of running/waiting, running holds only RUNNING requests, block ownership
+    /// matches the pool's ref counts.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.kv.pool().check_invariants()?;
+        if self.running.len() + self.waiting.len() != self.requests.len() {
+            return Err(format!(
+                "{} running + {} waiting != {} live requests",
+                self.running.len(),
+                self.waiting.len(),
+                self.requests.len()
+            ));
+        }
+        let mut refs = vec![0u32; self.kv.pool().num_gpu_blocks() as usize];
+        for &k in &self.running {
+            let r = self.requests.get(k).ok_or("stale key in running")?;
+            if r.status != RequestStatus::Running {
+                return Err(format!("{} in running with status {:?}", r.request_id, r.status));
+            }
+            for &b in &r.kv.blocks {
+                refs[b as usize] += 1;
+            }
+        }
+        for (b, &want) in refs.iter().enumerate().skip(1) {
+            if self.kv.pool().ref_cnt(b as u32) != want {
+                return Err(format!("block {b}: ref count {} but {} holders", self.kv.pool().ref_cnt(b as u32), want));
+            }
+        }
+        Ok(())
+    }
+}
