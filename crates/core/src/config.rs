@@ -85,7 +85,10 @@ impl EngineConfig {
             return bad("block_size must be positive".into());
         }
         if self.num_gpu_blocks < 2 {
-            return bad(format!("num_gpu_blocks is {}: at least 2 are needed (one is reserved)", self.num_gpu_blocks));
+            return bad(format!(
+                "num_gpu_blocks is {}: at least 2 are needed (one is reserved)",
+                self.num_gpu_blocks
+            ));
         }
         if self.max_num_seqs == 0 {
             return bad("max_num_seqs must be positive".into());
@@ -132,7 +135,11 @@ mod tests {
         let mut c = ok.clone();
         c.enable_chunked_prefill = false;
         c.max_num_batched_tokens = 1024;
-        assert!(c.validate().unwrap_err().to_string().contains("chunked prefill off"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("chunked prefill off"));
         assert!("lifo".parse::<SchedulingPolicy>().is_err());
     }
 }

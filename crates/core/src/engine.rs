@@ -47,7 +47,10 @@ pub enum RequestError {
         "this model's maximum context length is {max_model_len} tokens; however, the prompt \
          contains {prompt_len} input tokens, leaving no room for output"
     )]
-    PromptTooLong { prompt_len: usize, max_model_len: usize },
+    PromptTooLong {
+        prompt_len: usize,
+        max_model_len: usize,
+    },
     #[error(
         "the request needs {needed} KV blocks for its prompt and output but the cache has only \
          {available}: it could never be scheduled"
@@ -146,7 +149,12 @@ impl Engine {
 
     /// Requests submitted and not yet finished (queued inputs included).
     pub fn num_unfinished(&self) -> usize {
-        self.sched.num_unfinished() + self.inputs.iter().filter(|i| matches!(i, Input::Add(_))).count()
+        self.sched.num_unfinished()
+            + self
+                .inputs
+                .iter()
+                .filter(|i| matches!(i, Input::Add(_)))
+                .count()
     }
 
     /// Whether the engine still has anything to do (vLLM's `has_work`, plus queued inputs).
@@ -166,7 +174,10 @@ impl Engine {
             return Err(RequestError::ZeroMaxTokens);
         }
         if prompt_len >= cfg.max_model_len {
-            return Err(RequestError::PromptTooLong { prompt_len, max_model_len: cfg.max_model_len });
+            return Err(RequestError::PromptTooLong {
+                prompt_len,
+                max_model_len: cfg.max_model_len,
+            });
         }
         // The frontend clamps max_tokens to the context left.
         let room = (cfg.max_model_len - prompt_len) as u32;
@@ -178,7 +189,10 @@ impl Engine {
             return Err(RequestError::ExceedsKvCapacity { needed, available });
         }
         if self.sched.key_of(&new.request_id).is_some()
-            || self.inputs.iter().any(|i| matches!(i, Input::Add(r) if r.request_id == new.request_id))
+            || self
+                .inputs
+                .iter()
+                .any(|i| matches!(i, Input::Add(r) if r.request_id == new.request_id))
         {
             return Err(RequestError::DuplicateId(new.request_id));
         }
@@ -204,7 +218,8 @@ impl Engine {
                 let step = self.batch_queue.pop_back().expect("blocked on a step");
                 self.apply_pending_aborts(now, obs);
                 self.updates.clear();
-                self.sched.update_from_output(&step.output, &step.sampled, now, &mut self.updates);
+                self.sched
+                    .update_from_output(&step.output, &step.sampled, now, &mut self.updates);
                 obs.on_update(now, &self.updates, &self.sched);
                 self.debug_check();
             }
@@ -235,7 +250,10 @@ impl Engine {
                 sampled.push(None);
                 continue;
             }
-            let req = self.sched.request(s.key).expect("scheduled request is live");
+            let req = self
+                .sched
+                .request(s.key)
+                .expect("scheduled request is live");
             let ctx = SampleContext {
                 request_id: &req.request_id,
                 index: req.num_sampled,
@@ -270,7 +288,11 @@ impl Engine {
         });
         self.num_schedule_calls += 1;
         let executed = output.total_num_scheduled_tokens > 0;
-        self.batch_queue.push_front(InFlight { output, sampled, end });
+        self.batch_queue.push_front(InFlight {
+            output,
+            sampled,
+            end,
+        });
         executed
     }
 
@@ -283,7 +305,10 @@ impl Engine {
             match input {
                 Input::Add(mut req) => {
                     req.times.queued = now;
-                    let key = self.sched.add_request(*req).expect("ids checked at submission");
+                    let key = self
+                        .sched
+                        .add_request(*req)
+                        .expect("ids checked at submission");
                     obs.on_queued(now, key, &self.sched);
                 }
                 Input::Abort(id) => self.apply_abort(&id, now, obs),
@@ -291,28 +316,34 @@ impl Engine {
         }
     }
 
-    /// vLLM applies aborts eagerly right before processing a step's output; they stay queued
-    /// too (applying one twice is a no-op).
+    /// vLLM applies aborts eagerly right before processing a step's output, all of those that
+    /// arrived during the step in one call; they stay queued too (applying one twice is a no-op).
     fn apply_pending_aborts(&mut self, now: Nanos, obs: &mut dyn EngineObserver) {
-        let ids: Vec<String> = self
+        let keys: Vec<ReqKey> = self
             .inputs
             .iter()
             .filter_map(|i| match i {
-                Input::Abort(id) => Some(id.clone()),
+                Input::Abort(id) => self.sched.key_of(id),
                 Input::Add(_) => None,
             })
             .collect();
-        for id in ids {
-            self.apply_abort(&id, now, obs);
+        self.finish_aborted(&keys, now, obs);
+    }
+
+    fn finish_aborted(&mut self, keys: &[ReqKey], now: Nanos, obs: &mut dyn EngineObserver) {
+        if keys.is_empty() {
+            return;
+        }
+        let finished = self.sched.finish_requests(keys, FinishReason::Abort);
+        if !finished.is_empty() {
+            obs.on_abort(now, &finished, &self.sched);
+            self.debug_check();
         }
     }
 
     fn apply_abort(&mut self, id: &str, now: Nanos, obs: &mut dyn EngineObserver) {
-        let Some(key) = self.sched.key_of(id) else { return };
-        let finished = self.sched.finish_requests(&[key], FinishReason::Abort);
-        if !finished.is_empty() {
-            obs.on_abort(now, &finished, &self.sched);
-            self.debug_check();
+        if let Some(key) = self.sched.key_of(id) {
+            self.finish_aborted(&[key], now, obs);
         }
     }
 

@@ -14,7 +14,10 @@ pub struct SamplingParams {
     /// No EOS or stop token may be produced before this many outputs.
     #[serde(default)]
     pub min_tokens: u32,
-    /// The model's EOS id, or `None` when the request ignores EOS.
+    /// Keep generating past EOS (`ignore_eos`); EOS is still forbidden before `min_tokens`.
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// The model's EOS id, if it has one.
     #[serde(default)]
     pub eos_token_id: Option<u32>,
     /// Further token ids that end the request (finish reason `stop`).
@@ -23,7 +26,8 @@ pub struct SamplingParams {
 }
 
 impl SamplingParams {
-    /// Whether `token` would stop the request (EOS or a stop token id).
+    /// Whether `token` is one the min-tokens rule forbids: EOS (even with `ignore_eos`, as
+    /// vLLM's `all_stop_token_ids` holds it) or a stop token id.
     pub fn is_stop_token(&self, token: u32) -> bool {
         self.eos_token_id == Some(token) || self.stop_token_ids.contains(&token)
     }
@@ -143,7 +147,11 @@ impl Request {
             num_sampled: 0,
             block_hashes: Vec::new(),
             kv: RequestBlocks::default(),
-            times: RequestTimes { arrival: new.arrival, queued, ..Default::default() },
+            times: RequestTimes {
+                arrival: new.arrival,
+                queued,
+                ..Default::default()
+            },
             stop_reason: None,
         };
         if hash_blocks {
@@ -193,8 +201,13 @@ impl Request {
         if hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
             let start = self.block_hashes.len() * block_size;
             let block: Vec<u32> = (start..start + block_size).map(|i| self.token(i)).collect();
-            let salt = if start == 0 { self.cache_salt.as_deref() } else { None };
-            let h = crate::kv::hash::hash_block_tokens(self.block_hashes.last().copied(), &block, salt);
+            let salt = if start == 0 {
+                self.cache_salt.as_deref()
+            } else {
+                None
+            };
+            let h =
+                crate::kv::hash::hash_block_tokens(self.block_hashes.last().copied(), &block, salt);
             self.block_hashes.push(h);
         }
     }
@@ -205,7 +218,7 @@ impl Request {
             return false;
         }
         let last = *self.output.last().expect("check_stop after a token");
-        if self.sampling.eos_token_id == Some(last) {
+        if !self.sampling.ignore_eos && self.sampling.eos_token_id == Some(last) {
             self.status = RequestStatus::Finished(FinishReason::Stop);
             return true;
         }
@@ -214,7 +227,9 @@ impl Request {
             self.stop_reason = Some(last);
             return true;
         }
-        if self.num_tokens() >= max_model_len || self.num_output_tokens() >= self.sampling.max_tokens as usize {
+        if self.num_tokens() >= max_model_len
+            || self.num_output_tokens() >= self.sampling.max_tokens as usize
+        {
             self.status = RequestStatus::Finished(FinishReason::Length);
             return true;
         }

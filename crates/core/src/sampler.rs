@@ -28,7 +28,10 @@ pub struct HashSampler {
 
 impl Default for HashSampler {
     fn default() -> Self {
-        HashSampler { lo: 1000, hi: 30000 }
+        HashSampler {
+            lo: 1000,
+            hi: 30000,
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::ops::{Add, Sub};
 
 /// A point in time or a duration, in nanoseconds since the driver's epoch.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Nanos(pub u64);
 

@@ -3,7 +3,10 @@
 use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::sched::RequestUpdate;
-use llm_emu_core::{Engine, EngineConfig, EngineObserver, FinishReason, Nanos, NewRequest, SamplingParams, Scheduler, StepRecord, Wake};
+use llm_emu_core::{
+    Engine, EngineConfig, EngineObserver, FinishReason, Nanos, NewRequest, SamplingParams,
+    Scheduler, StepRecord, Wake,
+};
 use std::sync::Arc;
 
 #[derive(Default)]
@@ -14,13 +17,22 @@ struct Log {
 
 impl EngineObserver for Log {
     fn on_schedule(&mut self, s: &StepRecord<'_>) {
-        self.steps.push((s.scheduled_at.0, s.device_end.0, s.output.total_num_scheduled_tokens));
+        self.steps.push((
+            s.scheduled_at.0,
+            s.device_end.0,
+            s.output.total_num_scheduled_tokens,
+        ));
     }
     fn on_update(&mut self, _now: Nanos, ups: &[RequestUpdate], _s: &Scheduler) {
         for u in ups {
             if let Some(r) = &u.finished {
                 let t = r.times;
-                self.finished.push((r.request_id.clone(), r.status_reason(), t.first_token.unwrap().0, t.last_token.unwrap().0));
+                self.finished.push((
+                    r.request_id.clone(),
+                    r.status_reason(),
+                    t.first_token.unwrap().0,
+                    t.last_token.unwrap().0,
+                ));
             }
         }
     }
@@ -42,7 +54,10 @@ fn req(id: &str, prompt: usize, max_tokens: u32) -> NewRequest {
     NewRequest {
         request_id: id.into(),
         prompt_token_ids: Arc::from((0..prompt as u32).map(|i| i + 7).collect::<Vec<_>>()),
-        sampling: SamplingParams { max_tokens, ..Default::default() },
+        sampling: SamplingParams {
+            max_tokens,
+            ..Default::default()
+        },
         priority: 0,
         cache_salt: None,
         arrival: Nanos::ZERO,
@@ -63,12 +78,20 @@ fn run_to_end(e: &mut Engine, log: &mut Log) -> u64 {
 fn sync_single_request_timing() {
     let mut cfg = EngineConfig::with_defaults(100, 1024);
     cfg.async_scheduling = false;
-    let mut e = Engine::new(cfg, Box::new(LinearLatency::new(1000.0, 0.0)), Box::new(HashSampler::default())).unwrap();
+    let mut e = Engine::new(
+        cfg,
+        Box::new(LinearLatency::new(1000.0, 0.0)),
+        Box::new(HashSampler::default()),
+    )
+    .unwrap();
     e.add_request(req("a", 20, 4)).unwrap();
     let mut log = Log::default();
     let end = run_to_end(&mut e, &mut log);
     // 4 steps of 1 ms (prefill samples the first token), then one empty schedule.
-    assert_eq!(log.finished, vec![("a".into(), FinishReason::Length, 1_000_000, 4_000_000)]);
+    assert_eq!(
+        log.finished,
+        vec![("a".into(), FinishReason::Length, 1_000_000, 4_000_000)]
+    );
     assert_eq!(end, 4_000_000);
     assert_eq!(log.steps.iter().filter(|s| s.2 > 0).count(), 4);
     assert_eq!(e.scheduler().kv().num_free_blocks(), 99);
@@ -77,12 +100,20 @@ fn sync_single_request_timing() {
 #[test]
 fn async_single_request_timing_matches_sync() {
     let cfg = EngineConfig::with_defaults(100, 1024);
-    let mut e = Engine::new(cfg, Box::new(LinearLatency::new(1000.0, 0.0)), Box::new(HashSampler::default())).unwrap();
+    let mut e = Engine::new(
+        cfg,
+        Box::new(LinearLatency::new(1000.0, 0.0)),
+        Box::new(HashSampler::default()),
+    )
+    .unwrap();
     e.add_request(req("a", 20, 4)).unwrap();
     let mut log = Log::default();
     run_to_end(&mut e, &mut log);
     // The device runs back to back: tokens at 1, 2, 3, 4 ms; no step past max_tokens.
-    assert_eq!(log.finished, vec![("a".into(), FinishReason::Length, 1_000_000, 4_000_000)]);
+    assert_eq!(
+        log.finished,
+        vec![("a".into(), FinishReason::Length, 1_000_000, 4_000_000)]
+    );
     assert_eq!(log.steps.iter().filter(|s| s.2 > 0).count(), 4);
     assert_eq!(e.scheduler().kv().num_free_blocks(), 99);
     assert!(!e.has_work());
@@ -92,7 +123,12 @@ fn async_single_request_timing_matches_sync() {
 fn rejects_bad_requests_and_keeps_going() {
     let mut cfg = EngineConfig::with_defaults(5, 1024);
     cfg.async_scheduling = false;
-    let mut e = Engine::new(cfg, Box::new(LinearLatency::new(1000.0, 0.0)), Box::new(HashSampler::default())).unwrap();
+    let mut e = Engine::new(
+        cfg,
+        Box::new(LinearLatency::new(1000.0, 0.0)),
+        Box::new(HashSampler::default()),
+    )
+    .unwrap();
     assert!(e.add_request(req("big", 100, 10)).is_err());
     assert!(e.add_request(req("long", 1024, 10)).is_err());
     assert!(e.add_request(req("empty", 0, 10)).is_err());

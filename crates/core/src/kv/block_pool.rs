@@ -53,7 +53,10 @@ pub struct BlockPool {
 impl BlockPool {
     /// Creates a pool of `num_gpu_blocks` blocks (at least 2: the null block and one usable).
     pub fn new(num_gpu_blocks: u32, enable_caching: bool) -> BlockPool {
-        assert!(num_gpu_blocks >= 2, "a block pool needs the null block and one more");
+        assert!(
+            num_gpu_blocks >= 2,
+            "a block pool needs the null block and one more"
+        );
         let n = num_gpu_blocks as usize;
         let head = num_gpu_blocks;
         let tail = num_gpu_blocks + 1;
@@ -153,7 +156,10 @@ impl BlockPool {
     /// Pops `n` blocks from the head of the free queue, evicting their old hashes
     /// (`get_new_blocks`). Panics if fewer than `n` are free: callers check first.
     pub fn get_new_blocks(&mut self, n: u32, out: &mut Vec<BlockId>) {
-        assert!(n <= self.num_free, "cannot get {n} free blocks from the pool");
+        assert!(
+            n <= self.num_free,
+            "cannot get {n} free blocks from the pool"
+        );
         for _ in 0..n {
             let b = self.pop_front();
             if self.enable_caching {
@@ -227,7 +233,10 @@ impl BlockPool {
             if b == Self::NULL_BLOCK {
                 continue;
             }
-            assert!(self.block_hash[b as usize].is_none(), "block {b} is already cached");
+            assert!(
+                self.block_hash[b as usize].is_none(),
+                "block {b} is already cached"
+            );
             self.block_hash[b as usize] = Some(h);
             match self.cached.get_mut(&h) {
                 None => {
@@ -284,13 +293,19 @@ impl BlockPool {
             }
             seen[b as usize] = true;
             if self.prev[b as usize] != prev {
-                return Err(format!("block {b}: prev link {} != {prev}", self.prev[b as usize]));
+                return Err(format!(
+                    "block {b}: prev link {} != {prev}",
+                    self.prev[b as usize]
+                ));
             }
             if b == Self::NULL_BLOCK {
                 return Err("null block in the free queue".into());
             }
             if self.ref_cnt[b as usize] != 0 {
-                return Err(format!("block {b} free with ref count {}", self.ref_cnt[b as usize]));
+                return Err(format!(
+                    "block {b} free with ref count {}",
+                    self.ref_cnt[b as usize]
+                ));
             }
             count += 1;
             if count > n {
@@ -303,7 +318,10 @@ impl BlockPool {
             return Err("tail sentinel's prev link is stale".into());
         }
         if count != self.num_free {
-            return Err(format!("free queue holds {count} blocks, counter says {}", self.num_free));
+            return Err(format!(
+                "free queue holds {count} blocks, counter says {}",
+                self.num_free
+            ));
         }
         for i in 1..n {
             let in_queue = seen[i as usize];
@@ -328,14 +346,18 @@ impl BlockPool {
             }
             for &b in list {
                 if self.block_hash[b as usize] != Some(*h) {
-                    return Err(format!("hash map entry for block {b} disagrees with the block"));
+                    return Err(format!(
+                        "hash map entry for block {b} disagrees with the block"
+                    ));
                 }
                 in_map += 1;
             }
         }
         let hashed = self.block_hash.iter().filter(|h| h.is_some()).count();
         if hashed != in_map {
-            return Err(format!("{hashed} blocks carry a hash but {in_map} are in the map"));
+            return Err(format!(
+                "{hashed} blocks carry a hash but {in_map} are in the map"
+            ));
         }
         if !self.enable_caching && hashed != 0 {
             return Err("hashes present with prefix caching off".into());

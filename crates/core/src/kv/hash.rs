@@ -15,7 +15,11 @@ pub struct BlockHash(pub u128);
 const NONE_HASH: u128 = 0x6c6c_6d2d_656d_752d_6e6f_6e65_2d68_6173;
 
 /// Hashes one full block given its parent's hash (`None` for the first block).
-pub fn hash_block_tokens(parent: Option<BlockHash>, tokens: &[u32], cache_salt: Option<&str>) -> BlockHash {
+pub fn hash_block_tokens(
+    parent: Option<BlockHash>,
+    tokens: &[u32],
+    cache_salt: Option<&str>,
+) -> BlockHash {
     let mut h = Xxh3::new();
     h.update(&parent.map_or(NONE_HASH, |p| p.0).to_le_bytes());
     for t in tokens {
@@ -40,7 +44,11 @@ pub fn extend_block_hashes(
     let mut start = hashes.len() * block_size;
     while start + block_size <= tokens.len() {
         let salt = if start == 0 { cache_salt } else { None };
-        let h = hash_block_tokens(hashes.last().copied(), &tokens[start..start + block_size], salt);
+        let h = hash_block_tokens(
+            hashes.last().copied(),
+            &tokens[start..start + block_size],
+            salt,
+        );
         hashes.push(h);
         start += block_size;
     }
@@ -58,7 +66,11 @@ mod tests {
         assert_ne!(a, hash_block_tokens(None, &[1, 2, 3, 4], Some("s")));
         assert_ne!(hash_block_tokens(None, &[1, 2, 3, 4], Some("")), a);
         let b1 = hash_block_tokens(Some(a), &[9, 9, 9, 9], None);
-        let b2 = hash_block_tokens(Some(hash_block_tokens(None, &[0, 2, 3, 4], None)), &[9, 9, 9, 9], None);
+        let b2 = hash_block_tokens(
+            Some(hash_block_tokens(None, &[0, 2, 3, 4], None)),
+            &[9, 9, 9, 9],
+            None,
+        );
         assert_ne!(b1, b2);
     }
 

@@ -41,7 +41,12 @@ fn cdiv(a: usize, b: usize) -> usize {
 }
 
 impl KvCacheManager {
-    pub fn new(num_gpu_blocks: u32, block_size: usize, max_model_len: usize, enable_caching: bool) -> Self {
+    pub fn new(
+        num_gpu_blocks: u32,
+        block_size: usize,
+        max_model_len: usize,
+        enable_caching: bool,
+    ) -> Self {
         KvCacheManager {
             pool: BlockPool::new(num_gpu_blocks, enable_caching),
             block_size,
@@ -111,7 +116,10 @@ impl KvCacheManager {
         let required = cdiv(num_tokens, self.block_size);
         let have = req.kv.blocks.len() + hit.len();
         let new_blocks = required.saturating_sub(have);
-        let evictable = hit.iter().filter(|&&b| self.pool.ref_cnt(b) == 0 && b != BlockPool::NULL_BLOCK).count();
+        let evictable = hit
+            .iter()
+            .filter(|&&b| self.pool.ref_cnt(b) == 0 && b != BlockPool::NULL_BLOCK)
+            .count();
         new_blocks + evictable
     }
 
@@ -125,7 +133,12 @@ impl KvCacheManager {
     /// Reserves slots for `num_new_tokens` more tokens after the computed ones (and the prefix
     /// hit `hit`, for a request being admitted); caches the blocks that become full. `false`
     /// when the free blocks do not suffice, with nothing changed (`allocate_slots`).
-    pub fn allocate_slots(&mut self, req: &mut Request, num_new_tokens: usize, hit: Option<&CacheHit>) -> bool {
+    pub fn allocate_slots(
+        &mut self,
+        req: &mut Request,
+        num_new_tokens: usize,
+        hit: Option<&CacheHit>,
+    ) -> bool {
         assert!(num_new_tokens > 0, "allocate_slots needs tokens");
         let (hit_blocks, hit_tokens): (&[BlockId], usize) = match hit {
             Some(h) => (&h.blocks, h.num_tokens),
@@ -169,8 +182,14 @@ impl KvCacheManager {
         if cached >= num_full {
             return;
         }
-        assert!(req.block_hashes.len() >= num_full, "block hashes lag the tokens");
-        self.pool.cache_full_blocks(&req.kv.blocks[cached..num_full], &req.block_hashes[cached..num_full]);
+        assert!(
+            req.block_hashes.len() >= num_full,
+            "block hashes lag the tokens"
+        );
+        self.pool.cache_full_blocks(
+            &req.kv.blocks[cached..num_full],
+            &req.block_hashes[cached..num_full],
+        );
         req.kv.num_cached_blocks = num_full;
     }
 

@@ -19,27 +19,42 @@ pub struct LinearLatency {
 
 impl Default for LinearLatency {
     fn default() -> Self {
-        LinearLatency { base_us: 5000.0, per_token_us: 0.0, per_req_us: 0.0, per_ctx_us: 0.0 }
+        LinearLatency {
+            base_us: 5000.0,
+            per_token_us: 0.0,
+            per_req_us: 0.0,
+            per_ctx_us: 0.0,
+        }
     }
 }
 
 impl LinearLatency {
     pub fn new(base_us: f64, per_token_us: f64) -> LinearLatency {
-        LinearLatency { base_us, per_token_us, ..Default::default() }
+        LinearLatency {
+            base_us,
+            per_token_us,
+            ..Default::default()
+        }
     }
 
     pub fn parse_params(params: &str) -> Result<LinearLatency, LatencySpecError> {
-        let mut m = LinearLatency { base_us: 0.0, ..Default::default() };
+        let mut m = LinearLatency {
+            base_us: 0.0,
+            ..Default::default()
+        };
         for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| LatencySpecError::BadParam(kv.into(), "expected key=value".into()))?;
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                LatencySpecError::BadParam(kv.into(), "expected key=value".into())
+            })?;
             let x: f64 = v
                 .trim()
                 .parse()
                 .map_err(|_| LatencySpecError::BadParam(kv.into(), "not a number".into()))?;
             if !x.is_finite() || x < 0.0 {
-                return Err(LatencySpecError::BadParam(kv.into(), "must be a finite number >= 0".into()));
+                return Err(LatencySpecError::BadParam(
+                    kv.into(),
+                    "must be a finite number >= 0".into(),
+                ));
             }
             match k.trim() {
                 "base_us" => m.base_us = x,
@@ -83,7 +98,11 @@ mod tests {
     #[test]
     fn parses_and_computes() {
         let mut m = LinearLatency::parse_params("base_us=1000, per_token_us=2.5").unwrap();
-        let b = StepBatch { requests: &[], total_tokens: 100, num_running: 0 };
+        let b = StepBatch {
+            requests: &[],
+            total_tokens: 100,
+            num_running: 0,
+        };
         assert_eq!(m.step_time(&b), Nanos(1_250_000));
         assert!(parse_latency_spec("linear:base_us=x").is_err());
         assert!(parse_latency_spec("linear:speed=1").is_err());

@@ -71,7 +71,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(cfg: EngineConfig) -> Scheduler {
-        let kv = KvCacheManager::new(cfg.num_gpu_blocks, cfg.block_size, cfg.max_model_len, cfg.enable_prefix_caching);
+        let kv = KvCacheManager::new(
+            cfg.num_gpu_blocks,
+            cfg.block_size,
+            cfg.max_model_len,
+            cfg.enable_prefix_caching,
+        );
         Scheduler {
             waiting: WaitingQueue::new(cfg.scheduling_policy),
             cfg,
@@ -128,7 +133,12 @@ impl Scheduler {
     }
 
     fn priority_key(req: &Request, key: ReqKey) -> PriorityKey {
-        PriorityKey { priority: req.priority, arrival: req.times.arrival, request_id: req.request_id.clone(), key }
+        PriorityKey {
+            priority: req.priority,
+            arrival: req.times.arrival,
+            request_id: req.request_id.clone(),
+            key,
+        }
     }
 
     /// Queues a request (already validated by the engine); `None` if the id is in use.
@@ -180,7 +190,8 @@ impl Scheduler {
                 req_index += 1;
                 continue;
             }
-            let mut n = (req.num_tokens() + req.num_output_placeholders) as i64 - req.num_computed_tokens as i64;
+            let mut n = (req.num_tokens() + req.num_output_placeholders) as i64
+                - req.num_computed_tokens as i64;
             if threshold > 0 && (threshold as i64) < n {
                 n = threshold as i64;
             }
@@ -204,13 +215,17 @@ impl Scheduler {
                     SchedulingPolicy::Priority => {
                         let mut best = 0usize;
                         for (i, k) in self.running.iter().enumerate() {
-                            let (r, b) = (self.requests.req(*k), self.requests.req(self.running[best]));
+                            let (r, b) =
+                                (self.requests.req(*k), self.requests.req(self.running[best]));
                             if (r.priority, r.times.arrival) > (b.priority, b.times.arrival) {
                                 best = i;
                             }
                         }
                         let victim = self.running.remove(best);
-                        if let Some(pos) = sched[..num_scheduled_running].iter().position(|(k, _)| *k == victim) {
+                        if let Some(pos) = sched[..num_scheduled_running]
+                            .iter()
+                            .position(|(k, _)| *k == victim)
+                        {
                             let (_, tokens) = sched.remove(pos);
                             num_scheduled_running -= 1;
                             budget += tokens;
@@ -236,7 +251,9 @@ impl Scheduler {
         // 2. Waiting requests, only if nothing was preempted.
         if out.preempted.is_empty() {
             while budget > 0 {
-                let Some(key) = self.waiting.peek() else { break };
+                let Some(key) = self.waiting.peek() else {
+                    break;
+                };
                 if self.running.len() == self.cfg.max_num_seqs {
                     break;
                 }
@@ -257,7 +274,8 @@ impl Scheduler {
                 }
                 n = n.min(budget);
                 debug_assert!(n > 0);
-                if self.cfg.scheduler_reserve_full_isl && !self.kv.can_fit_full_sequence(req, &hit) {
+                if self.cfg.scheduler_reserve_full_isl && !self.kv.can_fit_full_sequence(req, &hit)
+                {
                     break;
                 }
                 let req = self.requests.req_mut(key);
@@ -289,7 +307,8 @@ impl Scheduler {
             let req = self.requests.req_mut(key);
             let before = req.num_computed_tokens;
             req.num_computed_tokens += n;
-            req.is_prefill_chunk = req.num_computed_tokens < req.num_tokens() + req.num_output_placeholders;
+            req.is_prefill_chunk =
+                req.num_computed_tokens < req.num_tokens() + req.num_output_placeholders;
             let samples = !req.is_prefill_chunk;
             if self.cfg.async_scheduling && samples {
                 req.num_output_placeholders += 1;
@@ -322,7 +341,9 @@ impl Scheduler {
         let mut stopped_running: Vec<ReqKey> = Vec::new();
         let mut stopped_preempted: Vec<ReqKey> = Vec::new();
         for (s, token) in output.scheduled.iter().zip(sampled) {
-            let Some(req) = self.requests.get_mut(s.key) else { continue };
+            let Some(req) = self.requests.get_mut(s.key) else {
+                continue;
+            };
             if req.is_finished() {
                 continue;
             }
@@ -351,7 +372,11 @@ impl Scheduler {
             } else {
                 None
             };
-            updates.push(RequestUpdate { key: s.key, new_token: Some(token), finished });
+            updates.push(RequestUpdate {
+                key: s.key,
+                new_token: Some(token),
+                finished,
+            });
         }
         if !stopped_running.is_empty() {
             self.running.retain(|k| !stopped_running.contains(k));
@@ -375,7 +400,9 @@ impl Scheduler {
         let mut waiting_gone = Vec::new();
         let mut valid = Vec::new();
         for &k in keys {
-            let Some(req) = self.requests.get(k) else { continue };
+            let Some(req) = self.requests.get(k) else {
+                continue;
+            };
             if req.is_finished() || valid.contains(&k) {
                 continue;
             }
@@ -416,7 +443,10 @@ impl Scheduler {
         for &k in &self.running {
             let r = self.requests.get(k).ok_or("stale key in running")?;
             if r.status != RequestStatus::Running {
-                return Err(format!("{} in running with status {:?}", r.request_id, r.status));
+                return Err(format!(
+                    "{} in running with status {:?}",
+                    r.request_id, r.status
+                ));
             }
             for &b in &r.kv.blocks {
                 refs[b as usize] += 1;
@@ -424,7 +454,11 @@ impl Scheduler {
         }
         for (b, &want) in refs.iter().enumerate().skip(1) {
             if self.kv.pool().ref_cnt(b as u32) != want {
-                return Err(format!("block {b}: ref count {} but {} holders", self.kv.pool().ref_cnt(b as u32), want));
+                return Err(format!(
+                    "block {b}: ref count {} but {} holders",
+                    self.kv.pool().ref_cnt(b as u32),
+                    want
+                ));
             }
         }
         Ok(())

@@ -27,10 +27,16 @@ impl RequestStore {
             let slot = &mut self.slots[index as usize];
             slot.0 = slot.0.wrapping_add(1);
             slot.1 = Some(req);
-            ReqKey { index, generation: slot.0 }
+            ReqKey {
+                index,
+                generation: slot.0,
+            }
         } else {
             self.slots.push((0, Some(req)));
-            ReqKey { index: (self.slots.len() - 1) as u32, generation: 0 }
+            ReqKey {
+                index: (self.slots.len() - 1) as u32,
+                generation: 0,
+            }
         }
     }
 
