@@ -1,1 +1,36 @@
-fn main() {}
+//! `llm-emu`: a GPU-free emulator of a vLLM inference server.
+
+mod simulate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "llm-emu",
+    version,
+    about = "A GPU-free emulator of a vLLM inference server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workload through the emulated engine in virtual time and report vLLM-style metrics.
+    Simulate(Box<simulate::SimulateArgs>),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(*args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

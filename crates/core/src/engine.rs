@@ -104,6 +104,8 @@ pub struct Engine {
     latency: Box<dyn LatencyModel>,
     sampler: Box<dyn TokenSampler>,
     inputs: VecDeque<Input>,
+    /// Ids of requests in `inputs`, for the duplicate check in O(1).
+    queued_ids: rustc_hash::FxHashSet<String>,
     /// Newest at the front, oldest at the back (vLLM's `batch_queue`).
     batch_queue: VecDeque<InFlight>,
     batch_queue_size: usize,
@@ -126,6 +128,7 @@ impl Engine {
             latency,
             sampler,
             inputs: VecDeque::new(),
+            queued_ids: Default::default(),
             batch_queue: VecDeque::new(),
             batch_queue_size,
             device_free_at: Nanos::ZERO,
@@ -149,12 +152,7 @@ impl Engine {
 
     /// Requests submitted and not yet finished (queued inputs included).
     pub fn num_unfinished(&self) -> usize {
-        self.sched.num_unfinished()
-            + self
-                .inputs
-                .iter()
-                .filter(|i| matches!(i, Input::Add(_)))
-                .count()
+        self.sched.num_unfinished() + self.queued_ids.len()
     }
 
     /// Whether the engine still has anything to do (vLLM's `has_work`, plus queued inputs).
@@ -188,14 +186,11 @@ impl Engine {
         if needed > available {
             return Err(RequestError::ExceedsKvCapacity { needed, available });
         }
-        if self.sched.key_of(&new.request_id).is_some()
-            || self
-                .inputs
-                .iter()
-                .any(|i| matches!(i, Input::Add(r) if r.request_id == new.request_id))
+        if self.sched.key_of(&new.request_id).is_some() || self.queued_ids.contains(&new.request_id)
         {
             return Err(RequestError::DuplicateId(new.request_id));
         }
+        self.queued_ids.insert(new.request_id.clone());
         let req = Request::new(new, Nanos::ZERO, cfg.block_size, cfg.enable_prefix_caching);
         self.inputs.push_back(Input::Add(Box::new(req)));
         Ok(())
@@ -256,6 +251,7 @@ impl Engine {
                 .expect("scheduled request is live");
             let ctx = SampleContext {
                 request_id: &req.request_id,
+                request_seed: req.sample_seed,
                 index: req.num_sampled,
                 sampling: &req.sampling,
                 forbid_stop: req.num_sampled < req.sampling.min_tokens as usize,
@@ -304,6 +300,7 @@ impl Engine {
         while let Some(input) = self.inputs.pop_front() {
             match input {
                 Input::Add(mut req) => {
+                    self.queued_ids.remove(&req.request_id);
                     req.times.queued = now;
                     let key = self
                         .sched

@@ -9,6 +9,7 @@ pub mod latency;
 pub mod request;
 pub mod sampler;
 pub mod sched;
+pub mod sizing;
 pub mod time;
 
 pub use config::{EngineConfig, SchedulingPolicy};

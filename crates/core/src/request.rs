@@ -127,10 +127,13 @@ pub struct Request {
     pub kv: RequestBlocks,
     pub times: RequestTimes,
     pub stop_reason: Option<u32>,
+    /// A stable hash of the request id, for samplers that derive tokens from it.
+    pub sample_seed: u64,
 }
 
 impl Request {
     pub fn new(new: NewRequest, queued: Nanos, block_size: usize, hash_blocks: bool) -> Request {
+        let output_capacity = new.sampling.max_tokens.min(1 << 16) as usize;
         let mut r = Request {
             request_id: new.request_id,
             priority: new.priority,
@@ -138,7 +141,7 @@ impl Request {
             sampling: new.sampling,
             status: RequestStatus::Waiting,
             prompt: new.prompt_token_ids,
-            output: Vec::new(),
+            output: Vec::with_capacity(output_capacity),
             num_computed_tokens: 0,
             num_output_placeholders: 0,
             is_prefill_chunk: false,
@@ -153,7 +156,9 @@ impl Request {
                 ..Default::default()
             },
             stop_reason: None,
+            sample_seed: 0,
         };
+        r.sample_seed = xxhash_rust::xxh3::xxh3_64(r.request_id.as_bytes());
         if hash_blocks {
             let salt = r.cache_salt.clone();
             extend_block_hashes(&mut r.block_hashes, &r.prompt, block_size, salt.as_deref());
@@ -198,16 +203,25 @@ impl Request {
     /// Appends one output token and hashes any block it completes.
     pub fn append_output_token(&mut self, token: u32, block_size: usize, hash_blocks: bool) {
         self.output.push(token);
-        if hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
-            let start = self.block_hashes.len() * block_size;
-            let block: Vec<u32> = (start..start + block_size).map(|i| self.token(i)).collect();
+        let start = self.block_hashes.len() * block_size;
+        if hash_blocks && self.num_tokens() >= start + block_size {
             let salt = if start == 0 {
                 self.cache_salt.as_deref()
             } else {
                 None
             };
-            let h =
-                crate::kv::hash::hash_block_tokens(self.block_hashes.last().copied(), &block, salt);
+            let parent = self.block_hashes.last().copied();
+            let p = self.prompt.len();
+            let h = if start >= p {
+                let o = start - p;
+                crate::kv::hash::hash_block_tokens(parent, &self.output[o..o + block_size], salt)
+            } else {
+                // The block straddles the end of the prompt.
+                let mut block = Vec::with_capacity(block_size);
+                block.extend_from_slice(&self.prompt[start..]);
+                block.extend_from_slice(&self.output[..block_size - (p - start)]);
+                crate::kv::hash::hash_block_tokens(parent, &block, salt)
+            };
             self.block_hashes.push(h);
         }
     }

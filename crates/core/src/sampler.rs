@@ -6,6 +6,8 @@ use crate::request::SamplingParams;
 #[derive(Copy, Clone, Debug)]
 pub struct SampleContext<'a> {
     pub request_id: &'a str,
+    /// A stable hash of the request id (computed once per request).
+    pub request_seed: u64,
     /// How many tokens were sampled for this request before (in-flight ones included).
     pub index: usize,
     pub sampling: &'a SamplingParams,
@@ -37,7 +39,13 @@ impl Default for HashSampler {
 
 impl TokenSampler for HashSampler {
     fn sample(&mut self, ctx: &SampleContext<'_>) -> u32 {
-        let h = xxhash_rust::xxh3::xxh3_64_with_seed(ctx.request_id.as_bytes(), ctx.index as u64);
+        // SplitMix64 of (request seed, index): cheap and well mixed.
+        let mut z = ctx
+            .request_seed
+            .wrapping_add((ctx.index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let h = z ^ (z >> 31);
         let span = (self.hi - self.lo).max(1) as u64;
         let mut t = self.lo + (h % span) as u32;
         if ctx.sampling.is_stop_token(t) {

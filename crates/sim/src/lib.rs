@@ -1,1 +1,10 @@
-//! Offline simulator.
+//! llm-emu's offline simulator: workloads in, vLLM-style metrics out, in virtual time.
+
+pub mod driver;
+pub mod metrics;
+pub mod report;
+pub mod synthetic;
+pub mod workload;
+
+pub use driver::{run, RequestRecord, SimResult, Sinks};
+pub use workload::{LineError, WorkloadItem, WorkloadReader};

@@ -178,14 +178,11 @@ impl BlockPool {
         };
         let removed = match self.cached.get_mut(&hash) {
             None => false,
-            Some(CachedBlocks::One(x)) => {
-                if *x == b {
-                    self.cached.remove(&hash);
-                    true
-                } else {
-                    false
-                }
+            Some(CachedBlocks::One(x)) if *x == b => {
+                self.cached.remove(&hash);
+                true
             }
+            Some(CachedBlocks::One(_)) => false,
             Some(CachedBlocks::Many(v)) => match v.iter().position(|&x| x == b) {
                 Some(i) => {
                     v.remove(i);

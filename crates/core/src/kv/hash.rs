@@ -22,8 +22,13 @@ pub fn hash_block_tokens(
 ) -> BlockHash {
     let mut h = Xxh3::new();
     h.update(&parent.map_or(NONE_HASH, |p| p.0).to_le_bytes());
-    for t in tokens {
-        h.update(&t.to_le_bytes());
+    // Feed the tokens in chunks through a stack buffer: one update per 64 tokens.
+    let mut buf = [0u8; 256];
+    for chunk in tokens.chunks(64) {
+        for (i, t) in chunk.iter().enumerate() {
+            buf[i * 4..i * 4 + 4].copy_from_slice(&t.to_le_bytes());
+        }
+        h.update(&buf[..chunk.len() * 4]);
     }
     if let Some(salt) = cache_salt {
         // A tag byte keeps "no salt" and "empty salt" apart.

@@ -51,6 +51,8 @@ pub struct RequestUpdate {
     pub key: ReqKey,
     /// The token appended in this step, if any.
     pub new_token: Option<u32>,
+    /// When the request's previous token was processed (for inter-token latency).
+    pub prev_token_at: Option<Nanos>,
     /// The request, moved out of the scheduler, when it finished in this step.
     pub finished: Option<Box<Request>>,
 }
@@ -354,7 +356,7 @@ impl Scheduler {
             if req.times.first_token.is_none() {
                 req.times.first_token = Some(now);
             }
-            req.times.last_token = Some(now);
+            let prev_token_at = req.times.last_token.replace(now);
             if self.cfg.async_scheduling {
                 req.num_output_placeholders -= 1;
                 if status_before == RequestStatus::Running {
@@ -375,6 +377,7 @@ impl Scheduler {
             updates.push(RequestUpdate {
                 key: s.key,
                 new_token: Some(token),
+                prev_token_at,
                 finished,
             });
         }

@@ -1,0 +1,315 @@
+//! Runs a workload through the engine core in virtual time.
+//!
+//! Two event sources feed the engine: arrivals, pulled lazily from the workload in order, and the
+//! engine's own wake-ups (the end of the device step it waits on). At each instant every due
+//! arrival is handed over first (arrivals were queued before any wake-up at the same time, so
+//! insertion order puts them first), then the engine runs. Memory stays bounded by the requests
+//! in flight, whatever the workload's length.
+
+use crate::metrics::LatencyStats;
+use crate::report::AtomicFile;
+use crate::workload::{LineError, WorkloadItem};
+use llm_emu_core::engine::{EngineObserver, StepRecord};
+use llm_emu_core::request::RequestStatus;
+use llm_emu_core::sched::RequestUpdate;
+use llm_emu_core::{Engine, Nanos, NewRequest, Request, SamplingParams, Scheduler, Wake};
+use serde::Serialize;
+use std::io::Write;
+
+/// One line of `--requests-out`.
+#[derive(Debug, Serialize)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub arrival_s: f64,
+    pub queued_s: Option<f64>,
+    pub first_scheduled_s: Option<f64>,
+    pub first_token_s: Option<f64>,
+    pub last_token_s: Option<f64>,
+    pub prompt_len: usize,
+    pub output_len: usize,
+    pub cached_tokens: usize,
+    pub num_preemptions: u32,
+    pub finish_reason: Option<&'static str>,
+    pub error: Option<String>,
+}
+
+/// One line of `--steps-out` (steps with tokens only).
+#[derive(Debug, Serialize)]
+pub struct StepLine {
+    pub time_s: f64,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub duration_ms: f64,
+    pub num_reqs: usize,
+    pub num_tokens: usize,
+    pub num_prefill_tokens: usize,
+    pub num_decode_reqs: usize,
+    pub running: usize,
+    pub waiting: usize,
+    pub kv_usage: f64,
+}
+
+/// Where per-request and per-step lines go (each optional); files appear when committed.
+#[derive(Default)]
+pub struct Sinks {
+    pub requests: Option<AtomicFile>,
+    pub steps: Option<AtomicFile>,
+}
+
+impl Sinks {
+    /// Moves the finished files into place.
+    pub fn commit(self) -> std::io::Result<()> {
+        for f in [self.requests, self.steps].into_iter().flatten() {
+            f.commit()?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run measured.
+#[derive(Default)]
+pub struct SimResult {
+    pub completed: usize,
+    pub failed: usize,
+    /// The first few failures, for the report.
+    pub failure_samples: Vec<String>,
+    pub total_input_tokens: u64,
+    pub total_output_tokens: u64,
+    /// Virtual time of the last token (the run's duration from time 0).
+    pub end: Nanos,
+    pub num_steps: u64,
+    pub stats: LatencyStats,
+}
+
+struct Collector<'a> {
+    result: SimResult,
+    sinks: &'a mut Sinks,
+    io_error: Option<std::io::Error>,
+}
+
+impl Collector<'_> {
+    fn write_request(&mut self, rec: &RequestRecord) {
+        if let Some(w) = self.sinks.requests.as_mut() {
+            if let Err(e) = serde_json::to_writer(&mut *w, rec)
+                .map_err(std::io::Error::other)
+                .and_then(|_| w.write_all(b"\n"))
+            {
+                self.io_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn fail(&mut self, request_id: String, arrival: Nanos, prompt_len: usize, error: String) {
+        self.result.failed += 1;
+        if self.result.failure_samples.len() < 5 {
+            self.result
+                .failure_samples
+                .push(format!("{request_id}: {error}"));
+        }
+        self.write_request(&RequestRecord {
+            request_id,
+            arrival_s: arrival.as_secs_f64(),
+            queued_s: None,
+            first_scheduled_s: None,
+            first_token_s: None,
+            last_token_s: None,
+            prompt_len,
+            output_len: 0,
+            cached_tokens: 0,
+            num_preemptions: 0,
+            finish_reason: None,
+            error: Some(error),
+        });
+    }
+
+    fn finish(&mut self, r: &Request) {
+        let t = r.times;
+        let secs = |x: Option<Nanos>| x.map(Nanos::as_secs_f64);
+        let reason = match r.status {
+            RequestStatus::Finished(f) => Some(f.as_str()),
+            _ => None,
+        };
+        if let (Some(first), Some(last)) = (t.first_token, t.last_token) {
+            self.result.completed += 1;
+            self.result.total_input_tokens += r.num_prompt_tokens() as u64;
+            self.result.total_output_tokens += r.num_output_tokens() as u64;
+            self.result.end = self.result.end.max(last);
+            self.result.stats.record_request(
+                (first - t.arrival).as_millis_f64(),
+                (last - t.arrival).as_millis_f64(),
+                r.num_output_tokens(),
+            );
+        } else {
+            self.result.failed += 1;
+        }
+        self.write_request(&RequestRecord {
+            request_id: r.request_id.clone(),
+            arrival_s: t.arrival.as_secs_f64(),
+            queued_s: Some(t.queued.as_secs_f64()),
+            first_scheduled_s: secs(t.first_scheduled),
+            first_token_s: secs(t.first_token),
+            last_token_s: secs(t.last_token),
+            prompt_len: r.num_prompt_tokens(),
+            output_len: r.num_output_tokens(),
+            cached_tokens: r.num_cached_tokens.unwrap_or(0),
+            num_preemptions: r.num_preemptions,
+            finish_reason: reason,
+            error: None,
+        });
+    }
+}
+
+impl EngineObserver for Collector<'_> {
+    fn on_schedule(&mut self, s: &StepRecord<'_>) {
+        if s.output.total_num_scheduled_tokens == 0 {
+            return;
+        }
+        self.result.num_steps += 1;
+        let Some(w) = self.sinks.steps.as_mut() else {
+            return;
+        };
+        let out = s.output;
+        let line = StepLine {
+            time_s: s.scheduled_at.as_secs_f64(),
+            start_s: s.device_start.as_secs_f64(),
+            end_s: s.device_end.as_secs_f64(),
+            duration_ms: (s.device_end - s.device_start).as_millis_f64(),
+            num_reqs: out.scheduled.len(),
+            num_tokens: out.total_num_scheduled_tokens,
+            num_prefill_tokens: out
+                .scheduled
+                .iter()
+                .filter(|r| r.num_computed_before < r.num_prompt_tokens)
+                .map(|r| r.num_tokens)
+                .sum(),
+            num_decode_reqs: out
+                .scheduled
+                .iter()
+                .filter(|r| r.num_computed_before >= r.num_prompt_tokens)
+                .count(),
+            running: s.scheduler.num_running(),
+            waiting: s.scheduler.num_waiting(),
+            kv_usage: s.scheduler.kv().usage(),
+        };
+        if let Err(e) = serde_json::to_writer(&mut *w, &line)
+            .map_err(std::io::Error::other)
+            .and_then(|_| w.write_all(b"\n"))
+        {
+            self.io_error.get_or_insert(e);
+        }
+    }
+
+    fn on_update(&mut self, now: Nanos, updates: &[RequestUpdate], _s: &Scheduler) {
+        for u in updates {
+            if let Some(prev) = u.prev_token_at {
+                self.result.stats.record_itl((now - prev).0);
+            }
+            if let Some(r) = &u.finished {
+                self.finish(r);
+            }
+        }
+    }
+
+    fn on_abort(&mut self, _now: Nanos, finished: &[Box<Request>], _s: &Scheduler) {
+        // Aborted requests count as failed (workload files carry no aborts today).
+        for r in finished {
+            self.finish(r);
+        }
+    }
+}
+
+/// Turns a workload item into the engine's request. Output lengths are pinned as in the real
+/// runs and in `vllm bench serve` (`max_tokens` = `min_tokens` = output length, EOS ignored).
+pub fn to_new_request(item: WorkloadItem) -> NewRequest {
+    NewRequest {
+        request_id: item.request_id,
+        prompt_token_ids: item.prompt_token_ids,
+        sampling: SamplingParams {
+            max_tokens: item.output_len,
+            min_tokens: item.output_len,
+            ignore_eos: true,
+            eos_token_id: None,
+            stop_token_ids: Vec::new(),
+        },
+        priority: item.priority,
+        cache_salt: item.cache_salt,
+        arrival: item.arrival,
+    }
+}
+
+/// Drives `engine` through `workload` to the end. `progress` is called with the number of
+/// requests done (completed + failed) every 1024 arrivals and at the end.
+pub fn run(
+    engine: &mut Engine,
+    workload: impl Iterator<Item = Result<WorkloadItem, LineError>>,
+    sinks: &mut Sinks,
+    progress: &mut dyn FnMut(usize),
+) -> std::io::Result<SimResult> {
+    let mut col = Collector {
+        result: SimResult::default(),
+        sinks,
+        io_error: None,
+    };
+    let mut workload = workload.peekable();
+    let mut wake = Wake::Idle;
+    let mut now = Nanos::ZERO;
+    let mut arrivals = 0usize;
+    loop {
+        // Skip (and record) bad lines so that the next arrival time is known.
+        while let Some(Err(_)) = workload.peek() {
+            let Some(Err(e)) = workload.next() else {
+                unreachable!()
+            };
+            col.fail(format!("line-{}", e.line), Nanos::ZERO, 0, e.to_string());
+        }
+        let next_arrival = match workload.peek() {
+            Some(Ok(item)) => Some(item.arrival),
+            _ => None,
+        };
+        let t = match (wake, next_arrival) {
+            (Wake::At(w), Some(a)) => w.min(a),
+            (Wake::At(w), None) => w,
+            (Wake::Idle, Some(a)) => a,
+            (Wake::Idle, None) => break,
+        };
+        now = now.max(t);
+        while let Some(Ok(item)) = workload.peek() {
+            if item.arrival > now {
+                break;
+            }
+            let Some(Ok(item)) = workload.next() else {
+                unreachable!()
+            };
+            arrivals += 1;
+            if arrivals.is_multiple_of(1024) {
+                progress(col.result.completed + col.result.failed);
+            }
+            let (id, arrival, plen) = (
+                item.request_id.clone(),
+                item.arrival,
+                item.prompt_token_ids.len(),
+            );
+            if let Err(e) = engine.add_request(to_new_request(item)) {
+                col.fail(id, arrival, plen, e.to_string());
+            }
+            while let Some(Err(_)) = workload.peek() {
+                let Some(Err(e)) = workload.next() else {
+                    unreachable!()
+                };
+                col.fail(format!("line-{}", e.line), Nanos::ZERO, 0, e.to_string());
+            }
+        }
+        wake = engine.run(now, &mut col);
+    }
+    progress(col.result.completed + col.result.failed);
+    for s in [col.sinks.requests.as_mut(), col.sinks.steps.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        s.flush()?;
+    }
+    match col.io_error.take() {
+        Some(e) => Err(e),
+        None => Ok(col.result),
+    }
+}

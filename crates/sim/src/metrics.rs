@@ -1,0 +1,142 @@
+//! Latency statistics with `vllm bench serve`'s definitions and names.
+//!
+//! Per request (client view, times from the request's arrival): TTFT = first token − arrival;
+//! TPOT = (last token − first token) / (outputs − 1) for outputs > 1; E2EL = last token −
+//! arrival; ITL = every gap between consecutive tokens. Percentiles interpolate linearly between
+//! order statistics (numpy's default, as vLLM uses). ITL samples go to a histogram (3 significant
+//! digits) so that runs of hundreds of millions of tokens stay small; TTFT/TPOT/E2EL are kept
+//! exactly.
+
+use hdrhistogram::Histogram;
+use serde_json::{Map, Value};
+
+/// Linear-interpolated percentile `q` (0–100) of sorted values.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let k = (sorted.len() - 1) as f64 * q / 100.0;
+    let (f, c) = (k.floor() as usize, k.ceil() as usize);
+    sorted[f] + (sorted[c] - sorted[f]) * (k - f as f64)
+}
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
+    (m, v.sqrt())
+}
+
+/// Accumulates per-request latencies, in milliseconds.
+pub struct LatencyStats {
+    pub ttft_ms: Vec<f64>,
+    pub tpot_ms: Vec<f64>,
+    pub e2el_ms: Vec<f64>,
+    /// Inter-token gaps in microseconds.
+    itl_us: Histogram<u64>,
+    itl_sum_ms: f64,
+    itl_sumsq_ms: f64,
+}
+
+impl Default for LatencyStats {
+    fn default() -> Self {
+        LatencyStats {
+            ttft_ms: Vec::new(),
+            tpot_ms: Vec::new(),
+            e2el_ms: Vec::new(),
+            // 1 µs to one hour, 3 significant digits; longer gaps saturate at the top.
+            itl_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            itl_sum_ms: 0.0,
+            itl_sumsq_ms: 0.0,
+        }
+    }
+}
+
+impl LatencyStats {
+    pub fn record_itl(&mut self, gap_ns: u64) {
+        let ms = gap_ns as f64 / 1e6;
+        self.itl_sum_ms += ms;
+        self.itl_sumsq_ms += ms * ms;
+        self.itl_us.saturating_record(gap_ns.div_ceil(1000).max(1));
+    }
+
+    /// Records a finished request's TTFT, TPOT (if > 1 output) and E2EL.
+    pub fn record_request(&mut self, ttft_ms: f64, e2el_ms: f64, outputs: usize) {
+        self.ttft_ms.push(ttft_ms);
+        self.e2el_ms.push(e2el_ms);
+        if outputs > 1 {
+            self.tpot_ms
+                .push((e2el_ms - ttft_ms) / (outputs - 1) as f64);
+        }
+    }
+
+    /// `mean_/median_/std_/p90_/p99_{ttft,tpot,itl,e2el}_ms`.
+    pub fn to_json(&mut self, out: &mut Map<String, Value>) {
+        for (name, xs) in [
+            ("ttft", &mut self.ttft_ms),
+            ("tpot", &mut self.tpot_ms),
+            ("e2el", &mut self.e2el_ms),
+        ] {
+            xs.sort_by(f64::total_cmp);
+            let (m, s) = mean_std(xs);
+            out.insert(format!("mean_{name}_ms"), m.into());
+            out.insert(format!("median_{name}_ms"), percentile(xs, 50.0).into());
+            out.insert(format!("std_{name}_ms"), s.into());
+            out.insert(format!("p90_{name}_ms"), percentile(xs, 90.0).into());
+            out.insert(format!("p99_{name}_ms"), percentile(xs, 99.0).into());
+        }
+        let n = self.itl_us.len() as f64;
+        let (m, s) = if n > 0.0 {
+            let m = self.itl_sum_ms / n;
+            (m, (self.itl_sumsq_ms / n - m * m).max(0.0).sqrt())
+        } else {
+            (0.0, 0.0)
+        };
+        let q = |h: &Histogram<u64>, q: f64| {
+            if n > 0.0 {
+                h.value_at_quantile(q) as f64 / 1e3
+            } else {
+                0.0
+            }
+        };
+        out.insert("mean_itl_ms".into(), m.into());
+        out.insert("median_itl_ms".into(), q(&self.itl_us, 0.5).into());
+        out.insert("std_itl_ms".into(), s.into());
+        out.insert("p90_itl_ms".into(), q(&self.itl_us, 0.9).into());
+        out.insert("p99_itl_ms".into(), q(&self.itl_us, 0.99).into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let xs = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&xs, 50.0), 2.5);
+        assert!((percentile(&xs, 90.0) - 3.7).abs() < 1e-12);
+        assert_eq!(percentile(&[5.0], 99.0), 5.0);
+    }
+
+    #[test]
+    fn request_metrics() {
+        let mut s = LatencyStats::default();
+        s.record_request(10.0, 40.0, 4);
+        s.record_request(20.0, 20.0, 1);
+        s.record_itl(10_000_000);
+        s.record_itl(20_000_000);
+        let mut m = Map::new();
+        s.to_json(&mut m);
+        assert_eq!(m["mean_ttft_ms"], 15.0);
+        assert_eq!(m["mean_tpot_ms"], 10.0);
+        assert_eq!(m["mean_e2el_ms"], 30.0);
+        assert_eq!(m["mean_itl_ms"], 15.0);
+        assert_eq!(m["std_itl_ms"], 5.0);
+        let median = m["median_itl_ms"].as_f64().unwrap();
+        assert!((median - 10.0).abs() < 0.02, "{median}");
+    }
+}
