@@ -163,6 +163,7 @@ fn malformed_lines_and_impossible_requests_fail_alone() {
             "{\"arrival_s\": 0.1, \"prompt_len\": \"many\", \"output_len\": 10}\n",
             "{\"arrival_s\": 0.2, \"prompt_len\": 5000, \"output_len\": 10}\n",
             "{\"arrival_s\": 0.3, \"prompt_len\": 50, \"output_len\": 10}\n",
+            "{\"arrival_s\": 0.35, \"prompt_len\": 4000, \"output_len\": 200}\n",
             "{\"arrival_s\": 0.4, \"prompt_l",
         ),
     )
@@ -186,11 +187,11 @@ fn malformed_lines_and_impossible_requests_fail_alone() {
         String::from_utf8_lossy(&out.stderr)
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("3 request(s) failed"), "{err}");
+    assert!(err.contains("4 request(s) failed"), "{err}");
     assert!(err.contains("w.jsonl:2"), "{err}");
     assert!(err.contains("maximum context length is 4096"), "{err}");
     let s: Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("s.json")).unwrap()).unwrap();
     assert_eq!(s["completed"], 2);
-    assert_eq!(s["failed"], 3);
+    assert_eq!(s["failed"], 4);
 }

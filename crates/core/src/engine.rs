@@ -52,6 +52,15 @@ pub enum RequestError {
         max_model_len: usize,
     },
     #[error(
+        "min_tokens ({min_tokens}) is greater than max_tokens ({max_tokens}, after limiting it to \
+         the {room} tokens of context left after the prompt)"
+    )]
+    MinTokensAboveMaxTokens {
+        min_tokens: u32,
+        max_tokens: u32,
+        room: u32,
+    },
+    #[error(
         "the request needs {needed} KV blocks for its prompt and output but the cache has only \
          {available}: it could never be scheduled"
     )]
@@ -180,6 +189,14 @@ impl Engine {
         // The frontend clamps max_tokens to the context left.
         let room = (cfg.max_model_len - prompt_len) as u32;
         new.sampling.max_tokens = new.sampling.max_tokens.min(room);
+        // vLLM refuses min_tokens > max_tokens; past the clamp it would also never stop.
+        if new.sampling.min_tokens > new.sampling.max_tokens {
+            return Err(RequestError::MinTokensAboveMaxTokens {
+                min_tokens: new.sampling.min_tokens,
+                max_tokens: new.sampling.max_tokens,
+                room,
+            });
+        }
         let total = prompt_len + new.sampling.max_tokens as usize;
         let needed = total.div_ceil(cfg.block_size);
         let available = cfg.num_gpu_blocks as usize - 1;
