@@ -237,6 +237,20 @@ pub fn to_new_request(item: WorkloadItem) -> NewRequest {
     }
 }
 
+/// The next usable workload item; bad lines on the way are recorded as failed requests.
+fn next_good_item(
+    workload: &mut impl Iterator<Item = Result<WorkloadItem, LineError>>,
+    col: &mut Collector<'_>,
+) -> Option<WorkloadItem> {
+    for next in workload.by_ref() {
+        match next {
+            Ok(item) => return Some(item),
+            Err(e) => col.fail(format!("line-{}", e.line), Nanos::ZERO, 0, e.to_string()),
+        }
+    }
+    None
+}
+
 /// Drives `engine` through `workload` to the end. `progress` is called with the number of
 /// requests done (completed + failed) every 1024 arrivals and at the end.
 pub fn run(
@@ -250,36 +264,20 @@ pub fn run(
         sinks,
         io_error: None,
     };
-    let mut workload = workload.peekable();
+    let mut workload = workload;
+    let mut next = next_good_item(&mut workload, &mut col);
     let mut wake = Wake::Idle;
     let mut now = Nanos::ZERO;
     let mut arrivals = 0usize;
     loop {
-        // Skip (and record) bad lines so that the next arrival time is known.
-        while let Some(Err(_)) = workload.peek() {
-            let Some(Err(e)) = workload.next() else {
-                unreachable!()
-            };
-            col.fail(format!("line-{}", e.line), Nanos::ZERO, 0, e.to_string());
-        }
-        let next_arrival = match workload.peek() {
-            Some(Ok(item)) => Some(item.arrival),
-            _ => None,
-        };
-        let t = match (wake, next_arrival) {
+        let t = match (wake, next.as_ref().map(|i| i.arrival)) {
             (Wake::At(w), Some(a)) => w.min(a),
             (Wake::At(w), None) => w,
             (Wake::Idle, Some(a)) => a,
             (Wake::Idle, None) => break,
         };
         now = now.max(t);
-        while let Some(Ok(item)) = workload.peek() {
-            if item.arrival > now {
-                break;
-            }
-            let Some(Ok(item)) = workload.next() else {
-                unreachable!()
-            };
+        while let Some(item) = next.take_if(|i| i.arrival <= now) {
             arrivals += 1;
             if arrivals.is_multiple_of(1024) {
                 progress(col.result.completed + col.result.failed);
@@ -292,12 +290,7 @@ pub fn run(
             if let Err(e) = engine.add_request(to_new_request(item)) {
                 col.fail(id, arrival, plen, e.to_string());
             }
-            while let Some(Err(_)) = workload.peek() {
-                let Some(Err(e)) = workload.next() else {
-                    unreachable!()
-                };
-                col.fail(format!("line-{}", e.line), Nanos::ZERO, 0, e.to_string());
-            }
+            next = next_good_item(&mut workload, &mut col);
         }
         wake = engine.run(now, &mut col);
     }
