@@ -129,7 +129,8 @@ impl Collector<'_> {
             RequestStatus::Finished(f) => Some(f.as_str()),
             _ => None,
         };
-        if let (Some(first), Some(last)) = (t.first_token, t.last_token) {
+        let aborted = r.status == RequestStatus::Finished(llm_emu_core::FinishReason::Abort);
+        if let (false, Some(first), Some(last)) = (aborted, t.first_token, t.last_token) {
             self.result.completed += 1;
             self.result.total_input_tokens += r.num_prompt_tokens() as u64;
             self.result.total_output_tokens += r.num_output_tokens() as u64;
