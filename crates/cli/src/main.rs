@@ -1,5 +1,6 @@
 //! `llm-emu`: a GPU-free emulator of a vLLM inference server.
 
+mod engine_args;
 mod simulate;
 
 use clap::{Parser, Subcommand};

@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::io::Write;
 
 /// One line of `--requests-out`.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct RequestRecord {
     pub request_id: String,
     pub arrival_s: f64,
@@ -54,6 +54,8 @@ pub struct StepLine {
 pub struct Sinks {
     pub requests: Option<AtomicFile>,
     pub steps: Option<AtomicFile>,
+    /// Per-request records kept in memory, in finishing order (for `validate`).
+    pub records: Option<Vec<RequestRecord>>,
 }
 
 impl Sinks {
@@ -89,6 +91,9 @@ struct Collector<'a> {
 
 impl Collector<'_> {
     fn write_request(&mut self, rec: &RequestRecord) {
+        if let Some(v) = self.sinks.records.as_mut() {
+            v.push(rec.clone());
+        }
         if let Some(w) = self.sinks.requests.as_mut() {
             if let Err(e) = serde_json::to_writer(&mut *w, rec)
                 .map_err(std::io::Error::other)
