@@ -2,6 +2,7 @@
 
 mod engine_args;
 mod simulate;
+mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -20,12 +21,15 @@ struct Cli {
 enum Command {
     /// Run a workload through the emulated engine in virtual time and report vLLM-style metrics.
     Simulate(Box<simulate::SimulateArgs>),
+    /// Replay a real vLLM run's workload and compare emulated with real per-request latencies.
+    Validate(Box<validate::ValidateArgs>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(*args),
+        Command::Validate(args) => validate::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

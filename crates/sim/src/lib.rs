@@ -4,6 +4,7 @@ pub mod driver;
 pub mod metrics;
 pub mod report;
 pub mod synthetic;
+pub mod validate;
 pub mod workload;
 
 pub use driver::{run, RequestRecord, SimResult, Sinks};

@@ -1,0 +1,93 @@
+//! `llm-emu validate`: replays a real vLLM run's workload and prints emulated vs. real latencies.
+
+use crate::engine_args::{EngineArgs, EngineDefaults};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use llm_emu_sim::report::write_atomic;
+use llm_emu_sim::validate::{comparison_json, comparison_table, LatencySet, RealRun};
+use llm_emu_sim::{Sinks, WorkloadReader};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Directory of the real run: `meta.json` (engine arguments) and `requests.jsonl`
+    /// (engine-side timestamps per request), as in `../shared/data/real-runs/<case>/vllm/`.
+    #[arg(long)]
+    real: PathBuf,
+    /// The workload the real run served (JSONL, same formats as `simulate --workload`).
+    #[arg(long)]
+    workload: PathBuf,
+    /// Write the comparison as JSON (`{ttft,tpot,e2el}_{mean,median,p90,p95,p99}_{real,sim,err_pct}`,
+    /// `output_throughput_{real,sim,err_pct}`).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn run(a: ValidateArgs) -> Result<()> {
+    let real = RealRun::load(&a.real)?;
+    if !real.ignored_meta_keys.is_empty() {
+        eprintln!(
+            "note: meta.json keys not used: {}",
+            real.ignored_meta_keys.join(", ")
+        );
+    }
+    let rec = &real.engine;
+    let defaults = EngineDefaults {
+        max_num_seqs: rec.max_num_seqs,
+        max_num_batched_tokens: rec.max_num_batched_tokens,
+        max_model_len: rec.max_model_len,
+        tensor_parallel_size: rec.tensor_parallel_size,
+    };
+    let shape = a.engine.model_shape()?;
+    let cfg = a.engine.engine_config(&shape, &defaults)?;
+    let (mut engine, latency_desc) = a.engine.build_engine(&cfg)?;
+    let f = File::open(&a.workload)
+        .with_context(|| format!("opening workload {}", a.workload.display()))?;
+    let reader = WorkloadReader::new(
+        a.workload.display().to_string(),
+        BufReader::new(f),
+        a.engine.seed,
+    );
+    let mut sinks = Sinks {
+        records: Some(Vec::new()),
+        ..Default::default()
+    };
+    let result = llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})?;
+    let records = sinks.records.take().unwrap_or_default();
+    if result.failed > 0 {
+        eprintln!(
+            "warning: {} emulated request(s) failed: {:?}",
+            result.failed, result.failure_samples
+        );
+    }
+    if records.len() != real.requests.len() {
+        bail!(
+            "the workload has {} requests but the real run {} ({}): they do not describe the same run",
+            records.len(),
+            real.requests.len(),
+            a.real.display()
+        );
+    }
+    let m = comparison_json(
+        &LatencySet::from_real(&real.requests),
+        &LatencySet::from_sim(&records),
+    );
+    println!(
+        "real: vLLM {} ({} requests); emulated: {latency_desc}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
+        real.vllm_version.as_deref().unwrap_or("?"),
+        real.requests.len(),
+        cfg.max_num_seqs,
+        cfg.max_num_batched_tokens,
+        cfg.num_gpu_blocks
+    );
+    print!("{}", comparison_table(&m));
+    if let Some(p) = &a.json {
+        write_atomic(p, &serde_json::to_vec_pretty(&m)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Emulated vs. real: per-request engine-side latencies of a real vLLM run
+//! (`../shared/data/real-runs/<case>/vllm/`) against a simulation of the same workload.
+//!
+//! Definitions (`../shared/docs/operator-profiles.md`): TTFT = first token − queued; E2E =
+//! last token − queued; TPOT = (last − first)/(outputs − 1) for outputs > 1; aggregated as mean,
+//! median, p90, p95, p99 (linear interpolation); error = (emulated − real)/real. Output throughput =
+//! Σ outputs / (last token of the run − first queued).
+
+use crate::driver::RequestRecord;
+use crate::metrics::percentile;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RealRunError {
+    #[error("{path}: {msg}")]
+    Bad { path: String, msg: String },
+}
+
+fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
+    RealRunError::Bad {
+        path: path.display().to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// Engine arguments recorded with a real run (`meta.json`); absent values mean vLLM's defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedEngineArgs {
+    pub model: Option<String>,
+    pub tensor_parallel_size: Option<u64>,
+    pub data_parallel_size: Option<u64>,
+    pub enable_expert_parallel: Option<bool>,
+    pub max_num_seqs: Option<usize>,
+    pub max_num_batched_tokens: Option<usize>,
+    pub max_model_len: Option<usize>,
+    pub dtype: Option<String>,
+    pub kv_cache_dtype: Option<String>,
+    pub seed: Option<u64>,
+    pub num_gpu_blocks: Option<u32>,
+    pub block_size: Option<usize>,
+    pub enable_prefix_caching: Option<bool>,
+    pub enable_chunked_prefill: Option<bool>,
+    pub gpu_memory_utilization: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Meta {
+    vllm_version: Option<String>,
+    engine_kwargs: RecordedEngineArgs,
+    num_requests: Option<usize>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+/// One request of a real run, engine-side monotonic seconds.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RealRequest {
+    pub request_id: String,
+    pub output_toks: usize,
+    pub queued_ts: f64,
+    pub first_token_ts: f64,
+    pub last_token_ts: f64,
+}
+
+pub struct RealRun {
+    pub vllm_version: Option<String>,
+    pub engine: RecordedEngineArgs,
+    pub requests: Vec<RealRequest>,
+    /// Top-level `meta.json` keys this reader does not use (reported, not fatal).
+    pub ignored_meta_keys: Vec<String>,
+}
+
+impl RealRun {
+    /// Reads `meta.json` and `requests.jsonl` from a real run's directory.
+    pub fn load(dir: &Path) -> Result<RealRun, RealRunError> {
+        let mp = dir.join("meta.json");
+        let text = std::fs::read_to_string(&mp).map_err(|e| bad(&mp, e.to_string()))?;
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| bad(&mp, e.to_string()))?;
+        let rp = dir.join("requests.jsonl");
+        let text = std::fs::read_to_string(&rp).map_err(|e| bad(&rp, e.to_string()))?;
+        let mut requests = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let r: RealRequest =
+                serde_json::from_str(line).map_err(|e| bad(&rp, format!("line {}: {e}", i + 1)))?;
+            let ok = [r.queued_ts, r.first_token_ts, r.last_token_ts]
+                .iter()
+                .all(|x| x.is_finite())
+                && r.queued_ts <= r.first_token_ts
+                && r.first_token_ts <= r.last_token_ts;
+            if !ok {
+                return Err(bad(
+                    &rp,
+                    format!(
+                        "line {}: timestamps not finite and ordered (queued ≤ first ≤ last)",
+                        i + 1
+                    ),
+                ));
+            }
+            requests.push(r);
+        }
+        if let Some(n) = meta.num_requests {
+            if n != requests.len() {
+                return Err(bad(
+                    &rp,
+                    format!(
+                        "meta.json says {n} requests, requests.jsonl has {}",
+                        requests.len()
+                    ),
+                ));
+            }
+        }
+        let ignored = meta.other.keys().cloned().collect();
+        Ok(RealRun {
+            vllm_version: meta.vllm_version,
+            engine: meta.engine_kwargs,
+            requests,
+            ignored_meta_keys: ignored,
+        })
+    }
+}
+
+/// Per-request latencies in ms, and the output throughput.
+#[derive(Debug, Default)]
+pub struct LatencySet {
+    pub ttft: Vec<f64>,
+    pub tpot: Vec<f64>,
+    pub e2el: Vec<f64>,
+    pub output_throughput: f64,
+}
+
+impl LatencySet {
+    fn from_rows(rows: impl Iterator<Item = (f64, f64, f64, usize)>) -> LatencySet {
+        let mut s = LatencySet::default();
+        let (mut t0, mut t1, mut outs) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+        for (q, f, l, n) in rows {
+            s.ttft.push((f - q) * 1e3);
+            s.e2el.push((l - q) * 1e3);
+            if n > 1 {
+                s.tpot.push((l - f) * 1e3 / (n - 1) as f64);
+            }
+            t0 = t0.min(q);
+            t1 = t1.max(l);
+            outs += n;
+        }
+        s.output_throughput = if t1 > t0 {
+            outs as f64 / (t1 - t0)
+        } else {
+            0.0
+        };
+        s
+    }
+
+    pub fn from_real(reqs: &[RealRequest]) -> LatencySet {
+        Self::from_rows(reqs.iter().map(|r| {
+            (
+                r.queued_ts,
+                r.first_token_ts,
+                r.last_token_ts,
+                r.output_toks,
+            )
+        }))
+    }
+
+    /// From simulated records; requests that did not finish normally are left out.
+    pub fn from_sim(recs: &[RequestRecord]) -> LatencySet {
+        Self::from_rows(
+            recs.iter().filter(|r| r.error.is_none()).filter_map(|r| {
+                Some((r.queued_s?, r.first_token_s?, r.last_token_s?, r.output_len))
+            }),
+        )
+    }
+}
+
+pub const METRICS: [&str; 3] = ["ttft", "tpot", "e2el"];
+pub const STATS: [&str; 5] = ["mean", "median", "p90", "p95", "p99"];
+
+fn stat(xs: &[f64], name: &str) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match name {
+        "mean" => v.iter().sum::<f64>() / v.len().max(1) as f64,
+        "median" => percentile(&v, 50.0),
+        "p90" => percentile(&v, 90.0),
+        "p95" => percentile(&v, 95.0),
+        _ => percentile(&v, 99.0),
+    }
+}
+
+fn err_pct(real: f64, sim: f64) -> f64 {
+    if real == 0.0 {
+        f64::NAN
+    } else {
+        (sim - real) / real * 100.0
+    }
+}
+
+/// `{metric}_{stat}_{real|sim|err_pct}` and `output_throughput_{real|sim|err_pct}`.
+pub fn comparison_json(real: &LatencySet, sim: &LatencySet) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (metric, (r, s)) in METRICS.iter().zip([
+        (&real.ttft, &sim.ttft),
+        (&real.tpot, &sim.tpot),
+        (&real.e2el, &sim.e2el),
+    ]) {
+        for st in STATS {
+            let (a, b) = (stat(r, st), stat(s, st));
+            m.insert(format!("{metric}_{st}_real"), a.into());
+            m.insert(format!("{metric}_{st}_sim"), b.into());
+            m.insert(format!("{metric}_{st}_err_pct"), err_pct(a, b).into());
+        }
+    }
+    m.insert(
+        "output_throughput_real".into(),
+        real.output_throughput.into(),
+    );
+    m.insert("output_throughput_sim".into(), sim.output_throughput.into());
+    m.insert(
+        "output_throughput_err_pct".into(),
+        err_pct(real.output_throughput, sim.output_throughput).into(),
+    );
+    m
+}
+
+/// The side-by-side table.
+pub fn comparison_table(m: &Map<String, Value>) -> String {
+    let f = |k: String| m.get(&k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let mut out = format!(
+        "{:<22}{:>12}{:>12}{:>10}\n",
+        "metric (ms)", "real", "emulated", "error"
+    );
+    for metric in METRICS {
+        for st in STATS {
+            out += &format!(
+                "{:<22}{:>12.2}{:>12.2}{:>+9.2}%\n",
+                format!("{} {st}", metric.to_uppercase()),
+                f(format!("{metric}_{st}_real")),
+                f(format!("{metric}_{st}_sim")),
+                f(format!("{metric}_{st}_err_pct"))
+            );
+        }
+    }
+    out += &format!(
+        "{:<22}{:>12.1}{:>12.1}{:>+9.2}%\n",
+        "output tok/s",
+        f("output_throughput_real".into()),
+        f("output_throughput_sim".into()),
+        f("output_throughput_err_pct".into())
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_side_definitions() {
+        let real = vec![
+            RealRequest {
+                request_id: "a".into(),
+                output_toks: 3,
+                queued_ts: 10.0,
+                first_token_ts: 10.1,
+                last_token_ts: 10.3,
+            },
+            RealRequest {
+                request_id: "b".into(),
+                output_toks: 1,
+                queued_ts: 10.2,
+                first_token_ts: 10.4,
+                last_token_ts: 10.4,
+            },
+        ];
+        let s = LatencySet::from_real(&real);
+        assert!((s.ttft[0] - 100.0).abs() < 1e-9 && (s.ttft[1] - 200.0).abs() < 1e-9);
+        assert_eq!(s.tpot.len(), 1);
+        assert!((s.tpot[0] - 100.0).abs() < 1e-9);
+        assert!((s.output_throughput - 4.0 / 0.4).abs() < 1e-9);
+        let m = comparison_json(&s, &s);
+        assert_eq!(m["ttft_mean_err_pct"], 0.0);
+        assert!(m.contains_key("e2el_p95_sim"));
+        assert!(comparison_table(&m).contains("TTFT p99"));
+    }
+}
