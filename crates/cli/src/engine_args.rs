@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use llm_emu_core::latency::{parse_latency_spec, LatencyModel};
+use llm_emu_core::latency::{parse_latency_spec_with, LatencyModel};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::sizing::{num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
@@ -17,7 +17,9 @@ pub const DEFAULT_LATENCY: &str = "linear:base_us=11000,per_token_us=35,per_ctx_
 
 #[derive(Args)]
 pub struct EngineArgs {
-    /// Step latency model, `linear:base_us=B,per_token_us=P[,per_req_us=R,per_ctx_us=C]` (µs).
+    /// Step latency model: `linear:base_us=B,per_token_us=P[,per_req_us=R,per_ctx_us=C]` (µs), or
+    /// `profile:dir=PATH[,tp=N]` for real-GPU operator profiles (the layout of
+    /// `../shared/data/real-runs/*/profile/`, composed for the model of `--model-config`).
     #[arg(long, default_value = DEFAULT_LATENCY)]
     latency: String,
     /// Hugging Face config.json of the model (default: built-in Llama-3.1-8B).
@@ -109,8 +111,8 @@ impl EngineArgs {
     }
 
     /// The engine with this latency model and synthetic tokens; also the model's description.
-    pub fn build_engine(&self, cfg: &EngineConfig) -> Result<(Engine, String)> {
-        let latency: Box<dyn LatencyModel> = parse_latency_spec(&self.latency)?;
+    pub fn build_engine(&self, cfg: &EngineConfig, shape: &ModelShape) -> Result<(Engine, String)> {
+        let latency: Box<dyn LatencyModel> = parse_latency_spec_with(&self.latency, shape)?;
         let desc = latency.describe();
         Ok((
             Engine::new(cfg.clone(), latency, Box::new(HashSampler::default()))?,

@@ -43,7 +43,7 @@ pub struct SimulateArgs {
 pub fn run(a: SimulateArgs) -> Result<()> {
     let shape = a.engine.model_shape()?;
     let cfg = a.engine.engine_config(&shape, &EngineDefaults::default())?;
-    let (mut engine, latency_desc) = a.engine.build_engine(&cfg)?;
+    let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
 
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
         Some(p) => {

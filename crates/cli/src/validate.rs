@@ -44,7 +44,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     };
     let shape = a.engine.model_shape()?;
     let cfg = a.engine.engine_config(&shape, &defaults)?;
-    let (mut engine, latency_desc) = a.engine.build_engine(&cfg)?;
+    let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
     let f = File::open(&a.workload)
         .with_context(|| format!("opening workload {}", a.workload.display()))?;
     let reader = WorkloadReader::new(

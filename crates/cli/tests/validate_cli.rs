@@ -78,3 +78,54 @@ fn validate_refuses_a_workload_of_another_run() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("do not describe the same run"));
 }
+
+#[test]
+fn profile_latency_reproduces_the_peer_simulators_errors() {
+    // The operator-profile composition is the peer simulator's own; driven by a vLLM-faithful
+    // scheduler it must land where the peer does (llmservingsim-summary.txt: TTFT mean −4.0 %,
+    // TPOT mean −1.0 %, E2E mean −1.8 %).
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b");
+    if !case.exists() {
+        println!("skipped: {} is absent", case.display());
+        return;
+    }
+    let json = std::env::temp_dir().join(format!(
+        "llm-emu-validate-profile-{}.json",
+        std::process::id()
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .arg("validate")
+        .arg("--real")
+        .arg(case.join("vllm"))
+        .arg("--workload")
+        .arg(case.join("workload.jsonl"))
+        .arg("--latency")
+        .arg(format!("profile:dir={}", case.join("profile").display()))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let err = |k: &str| m[k].as_f64().unwrap();
+    assert!(
+        (err("ttft_mean_err_pct") + 4.0).abs() < 1.0,
+        "{}",
+        err("ttft_mean_err_pct")
+    );
+    assert!(
+        (err("tpot_mean_err_pct") + 1.0).abs() < 0.5,
+        "{}",
+        err("tpot_mean_err_pct")
+    );
+    assert!(
+        (err("e2el_mean_err_pct") + 1.8).abs() < 0.5,
+        "{}",
+        err("e2el_mean_err_pct")
+    );
+}

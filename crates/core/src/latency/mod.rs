@@ -2,10 +2,13 @@
 //! model once per step with the step's batch and advances its device clock by the answer.
 
 pub mod linear;
+pub mod profile;
 
 pub use linear::LinearLatency;
+pub use profile::{BatchShape, ProfileError, ProfileLatency};
 
 use crate::sched::ScheduledRequest;
+use crate::sizing::ModelShape;
 use crate::time::Nanos;
 use thiserror::Error;
 
@@ -39,17 +42,41 @@ pub trait LatencyModel: Send {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LatencySpecError {
-    #[error("unknown latency model `{0}` (known: linear)")]
+    #[error("unknown latency model `{0}` (known: linear, profile)")]
     UnknownKind(String),
     #[error("bad latency parameter `{0}`: {1}")]
     BadParam(String, String),
 }
 
-/// Parses `--latency KIND:key=value,...`.
+/// Parses `--latency KIND:key=value,...` for models that need no model shape (`linear`);
+/// `profile` needs the shape: use [`parse_latency_spec_with`].
 pub fn parse_latency_spec(spec: &str) -> Result<Box<dyn LatencyModel>, LatencySpecError> {
+    parse_latency_spec_inner(spec, None)
+}
+
+/// Parses `--latency KIND:key=value,...` for every kind, `profile:dir=PATH[,tp=N]` included
+/// (its layer count comes from `shape`).
+pub fn parse_latency_spec_with(
+    spec: &str,
+    shape: &ModelShape,
+) -> Result<Box<dyn LatencyModel>, LatencySpecError> {
+    parse_latency_spec_inner(spec, Some(shape))
+}
+
+fn parse_latency_spec_inner(
+    spec: &str,
+    shape: Option<&ModelShape>,
+) -> Result<Box<dyn LatencyModel>, LatencySpecError> {
     let (kind, params) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
         "linear" => Ok(Box::new(LinearLatency::parse_params(params)?)),
+        "profile" => match shape {
+            Some(shape) => Ok(Box::new(ProfileLatency::parse_params(params, shape)?)),
+            None => Err(LatencySpecError::BadParam(
+                spec.into(),
+                "the profile model needs the model shape (parse_latency_spec_with)".into(),
+            )),
+        },
         other => Err(LatencySpecError::UnknownKind(other.to_string())),
     }
 }

@@ -1,0 +1,373 @@
+//! `profile:dir=PATH[,tp=N]`: step time composed from per-operator latencies measured on a real
+//! GPU (LLMServingSim's profile format), the way that peer simulator composes them — see
+//! `docs/operator-profiles.md`, "How the peer composes one step":
+//!
+//! ```text
+//! step = embedding(T) + L × [Σ dense rows of one block at T + attention(pc, kp, nd, kv)]
+//!      + final_layernorm(T) + lm_head(S) + sampler(S)
+//! ```
+//!
+//! A Llama block's dense rows are `layernorm` twice (input and post-attention), `qkv_proj`,
+//! `rotary_emb`, `o_proj`, `gate_up_proj`, `act_fn`, `down_proj` (plus `qk_norm` once when the
+//! profile has it, as Qwen3 does). Every row is looked up as whole nanoseconds (the peer's
+//! `latency_ns`), so the sum is exact. TP > 1 reads the `tp<N>/` tables but adds no
+//! all-reduce term (no bandwidth figure is in the profile; see `describe`).
+
+mod attention;
+mod skew;
+mod tables;
+
+use super::{LatencyModel, LatencySpecError, StepBatch};
+use crate::sizing::ModelShape;
+use crate::time::Nanos;
+use attention::AttentionTable;
+use skew::{Meta, SkewFit};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tables::{Csv, Table1D};
+use thiserror::Error;
+
+pub use tables::{axis_bracket, interp, Table1D as ProfileTable1D};
+
+/// Why a profile could not be loaded. Every variant names its file; row errors name the
+/// 1-based line and column.
+#[derive(Debug, Error)]
+pub enum ProfileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: empty (no header or no data rows)")]
+    Empty { path: PathBuf },
+    #[error("{path}: line 1: header is `{found}`, expected `{expected}`")]
+    Header {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "{path}: line {line}, column {column}: {found} fields, expected {expected}{}",
+        if *truncated { " (truncated row)" } else { "" }
+    )]
+    Columns {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        expected: usize,
+        found: usize,
+        truncated: bool,
+    },
+    #[error("{path}: line {line}, column {column} ({name}): `{value}` is {reason}")]
+    Field {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{path}: layer kind `{layer}` missing")]
+    MissingLayer { path: PathBuf, layer: String },
+    #[error("{path}: line {line}: unknown layer kind `{layer}`")]
+    UnknownLayer {
+        path: PathBuf,
+        line: usize,
+        layer: String,
+    },
+    #[error("{path}: line {line}: `{key}`: {reason}")]
+    Meta {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        reason: String,
+    },
+    #[error("tensor-parallel degree must be at least 1")]
+    BadTp,
+}
+
+/// A step reduced to what the composition reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchShape {
+    /// T: Σ tokens scheduled.
+    pub tokens: u64,
+    /// S: requests scheduled (lm_head and sampler rows; the peer counts every scheduled
+    /// request, partial prefill chunks included).
+    pub sequences: u64,
+    /// pc: Σ new tokens of requests scheduled with more than one token.
+    pub prefill_chunk: u64,
+    /// kp: Σ tokens already computed of those requests.
+    pub kv_prefill: u64,
+    /// nd: requests scheduled with exactly one token.
+    pub n_decode: u64,
+    /// ⌊Σ decode context / nd⌋ (0 without decodes).
+    pub kv_mean: u64,
+    pub kv_max: u64,
+    pub kv_min: u64,
+}
+
+impl BatchShape {
+    /// Reduces `(num_tokens, num_computed_before)` pairs; requests with 0 tokens are skipped.
+    pub fn from_requests(reqs: impl IntoIterator<Item = (usize, usize)>) -> BatchShape {
+        let mut b = BatchShape {
+            kv_min: u64::MAX,
+            ..Default::default()
+        };
+        let mut kv_sum = 0u64;
+        for (q, computed) in reqs {
+            let (q, c) = (q as u64, computed as u64);
+            if q == 0 {
+                continue;
+            }
+            b.tokens += q;
+            b.sequences += 1;
+            if q > 1 {
+                b.prefill_chunk += q;
+                b.kv_prefill += c;
+            } else {
+                b.n_decode += 1;
+                kv_sum += c;
+                b.kv_max = b.kv_max.max(c);
+                b.kv_min = b.kv_min.min(c);
+            }
+        }
+        match kv_sum.checked_div(b.n_decode) {
+            Some(mean) => b.kv_mean = mean,
+            None => b.kv_min = 0,
+        }
+        b
+    }
+
+    /// `n` decodes at context `kv` each.
+    pub fn decodes(n: u64, kv: u64) -> BatchShape {
+        Self::from_requests((0..n).map(|_| (1, kv as usize)))
+    }
+}
+
+/// Dense layer kinds every profile must have, and how many times each runs per block.
+const BLOCK_LAYERS: [(&str, u32); 7] = [
+    ("layernorm", 2),
+    ("qkv_proj", 1),
+    ("rotary_emb", 1),
+    ("o_proj", 1),
+    ("gate_up_proj", 1),
+    ("act_fn", 1),
+    ("down_proj", 1),
+];
+/// Optional per-block kinds (Qwen3).
+const OPTIONAL_BLOCK_LAYERS: [(&str, u32); 1] = [("qk_norm", 1)];
+
+#[derive(Clone, Debug)]
+pub struct ProfileLatency {
+    dir: PathBuf,
+    tp: u32,
+    num_layers: u64,
+    embedding: Table1D,
+    final_layernorm: Table1D,
+    /// (table, times per block).
+    block: Vec<(Table1D, f64)>,
+    lm_head: Table1D,
+    sampler: Table1D,
+    attention: AttentionTable,
+    skew: SkewFit,
+}
+
+impl ProfileLatency {
+    /// Loads `dir/meta.yaml` and `dir/tp<tp>/{dense,per_sequence,attention}.csv` (plus the
+    /// skew table meta.yaml names for this TP).
+    pub fn load(dir: &Path, shape: &ModelShape, tp: u32) -> Result<ProfileLatency, ProfileError> {
+        if tp == 0 {
+            return Err(ProfileError::BadTp);
+        }
+        let tp_dir = dir.join(format!("tp{tp}"));
+        let meta = Meta::read(&dir.join("meta.yaml"))?;
+        let skew = SkewFit::load(&meta, dir, tp)?;
+
+        let dense_path = tp_dir.join("dense.csv");
+        let mut dense = read_1d(&dense_path, "tokens")?;
+        let per_seq_path = tp_dir.join("per_sequence.csv");
+        let mut per_seq = read_1d(&per_seq_path, "sequences")?;
+        let take = |m: &mut BTreeMap<String, (usize, Table1D)>, path: &Path, name: &str| {
+            m.remove(name)
+                .map(|(_, t)| t)
+                .ok_or_else(|| ProfileError::MissingLayer {
+                    path: path.to_path_buf(),
+                    layer: name.to_string(),
+                })
+        };
+        let embedding = take(&mut dense, &dense_path, "embedding")?;
+        let final_layernorm = take(&mut dense, &dense_path, "final_layernorm")?;
+        let mut block = Vec::new();
+        for (name, times) in BLOCK_LAYERS {
+            block.push((take(&mut dense, &dense_path, name)?, times as f64));
+        }
+        for (name, times) in OPTIONAL_BLOCK_LAYERS {
+            if let Some((_, t)) = dense.remove(name) {
+                block.push((t, times as f64));
+            }
+        }
+        if let Some((layer, (line, _))) = dense.into_iter().next() {
+            return Err(ProfileError::UnknownLayer {
+                path: dense_path,
+                line,
+                layer,
+            });
+        }
+        let lm_head = take(&mut per_seq, &per_seq_path, "lm_head")?;
+        let sampler = take(&mut per_seq, &per_seq_path, "sampler")?;
+        if let Some((layer, (line, _))) = per_seq.into_iter().next() {
+            return Err(ProfileError::UnknownLayer {
+                path: per_seq_path,
+                line,
+                layer,
+            });
+        }
+        let attention = AttentionTable::load(&tp_dir.join("attention.csv"))?;
+        Ok(ProfileLatency {
+            dir: dir.to_path_buf(),
+            tp,
+            num_layers: shape.num_hidden_layers,
+            embedding,
+            final_layernorm,
+            block,
+            lm_head,
+            sampler,
+            attention,
+            skew,
+        })
+    }
+
+    /// `dir=PATH[,tp=N]`.
+    pub fn parse_params(params: &str, shape: &ModelShape) -> Result<Self, LatencySpecError> {
+        let mut dir = None;
+        let mut tp = 1u32;
+        for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                LatencySpecError::BadParam(kv.into(), "expected key=value".into())
+            })?;
+            match k.trim() {
+                "dir" => dir = Some(PathBuf::from(v.trim())),
+                "tp" => {
+                    tp = v.trim().parse().ok().filter(|&t| t >= 1).ok_or_else(|| {
+                        LatencySpecError::BadParam(kv.into(), "must be an integer >= 1".into())
+                    })?
+                }
+                other => {
+                    return Err(LatencySpecError::BadParam(
+                        other.into(),
+                        "unknown key (dir, tp)".into(),
+                    ))
+                }
+            }
+        }
+        let dir = dir.ok_or_else(|| {
+            LatencySpecError::BadParam(params.into(), "profile needs dir=PATH".into())
+        })?;
+        ProfileLatency::load(&dir, shape, tp).map_err(|e| {
+            LatencySpecError::BadParam(format!("dir={}", dir.display()), e.to_string())
+        })
+    }
+
+    /// One attention layer in ns, skew-corrected (the peer's `_lookup_attention_with_skew`).
+    pub fn attention_ns(&self, b: &BatchShape) -> f64 {
+        if b.prefill_chunk == 0 && b.n_decode == 0 {
+            return 0.0;
+        }
+        let (pc, kp, nd) = (b.prefill_chunk, b.kv_prefill, b.n_decode);
+        let t_mean = self.attention.lookup_ns(pc, kp, nd, b.kv_mean);
+        if nd <= 1 || b.kv_max == b.kv_mean {
+            return t_mean;
+        }
+        let gap = b.kv_max - b.kv_min;
+        let skew_rate = if gap > 0 {
+            (b.kv_mean - b.kv_min) as f64 / gap as f64
+        } else {
+            0.5
+        };
+        let alpha = self.skew.alpha(pc, nd, skew_rate, b.kv_max, kp);
+        if alpha == 0.0 {
+            return t_mean;
+        }
+        let t_max = self.attention.lookup_ns(pc, kp, nd, b.kv_max);
+        if t_max <= t_mean {
+            return t_mean;
+        }
+        (t_mean + alpha * (t_max - t_mean))
+            .round_ties_even()
+            .max(1.0)
+    }
+
+    /// The composed step time in ns.
+    pub fn step_ns(&self, b: &BatchShape) -> u64 {
+        let t = b.tokens;
+        let block: f64 = self
+            .block
+            .iter()
+            .map(|(tab, times)| times * tab.lookup_ns(t))
+            .sum::<f64>()
+            + self.attention_ns(b);
+        let ns = self.embedding.lookup_ns(t)
+            + self.num_layers as f64 * block
+            + self.final_layernorm.lookup_ns(t)
+            + self.lm_head.lookup_ns(b.sequences)
+            + self.sampler.lookup_ns(b.sequences);
+        ns as u64
+    }
+
+    /// The composed step time in ms (for reports and tests).
+    pub fn step_ms(&self, b: &BatchShape) -> f64 {
+        self.step_ns(b) as f64 / 1e6
+    }
+}
+
+/// Reads a `layer,<key>,time_us` CSV into one table per layer, remembering each layer's first
+/// line for error messages.
+fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>, ProfileError> {
+    let csv = Csv::read(path, &["layer", key, "time_us"])?;
+    let mut pairs: BTreeMap<String, (usize, Vec<(u64, f64)>)> = BTreeMap::new();
+    for row in &csv.rows {
+        let k = csv.uint(row, 1)?;
+        let ns = csv.time_ns(row, 2)?;
+        let name = row.fields[0].clone();
+        if name.is_empty() {
+            return Err(csv.label_error(row, 0, "an empty layer name"));
+        }
+        pairs
+            .entry(name)
+            .or_insert_with(|| (row.line, Vec::new()))
+            .1
+            .push((k, ns));
+    }
+    Ok(pairs
+        .into_iter()
+        .map(|(n, (line, p))| (n, (line, Table1D::from_pairs(p))))
+        .collect())
+}
+
+impl LatencyModel for ProfileLatency {
+    fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
+        let b = BatchShape::from_requests(
+            batch
+                .requests
+                .iter()
+                .map(|r| (r.num_tokens, r.num_computed_before)),
+        );
+        Nanos(self.step_ns(&b))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "profile: {} tp{} ({} layers; {} skew buckets; peer composition, no per-step \
+             overhead{})",
+            self.dir.display(),
+            self.tp,
+            self.num_layers,
+            self.skew.num_buckets(),
+            if self.tp > 1 {
+                ", TP all-reduce not modelled"
+            } else {
+                ""
+            }
+        )
+    }
+}

@@ -1,0 +1,258 @@
+//! The `profile` latency model: the peer's composition of measured operator profiles.
+
+use llm_emu_core::latency::{
+    parse_latency_spec, parse_latency_spec_with, BatchShape, ProfileError, ProfileLatency,
+    StepBatch,
+};
+use llm_emu_core::request::{NewRequest, Request, SamplingParams};
+use llm_emu_core::sched::store::RequestStore;
+use llm_emu_core::sched::ScheduledRequest;
+use llm_emu_core::sizing::ModelShape;
+use llm_emu_core::Nanos;
+use std::path::{Path, PathBuf};
+
+fn profile_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b/profile");
+    if p.join("meta.yaml").is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: no profile at {}", p.display());
+        None
+    }
+}
+
+fn load() -> Option<ProfileLatency> {
+    let dir = profile_dir()?;
+    Some(ProfileLatency::load(&dir, &ModelShape::llama_3_1_8b(), 1).expect("profile loads"))
+}
+
+fn assert_ms(got: f64, want: f64, what: &str) {
+    eprintln!("{what}: {got:.4} ms (doc {want})");
+    assert!(
+        (got - want).abs() <= 0.1,
+        "{what}: {got} ms, doc says {want}"
+    );
+}
+
+#[test]
+fn sanity_values_from_the_doc() {
+    let Some(m) = load() else { return };
+    assert_ms(
+        m.step_ms(&BatchShape::decodes(1, 1000)),
+        11.3,
+        "1 decode @1000",
+    );
+    // The doc gives no KV for "32 decodes"; KV 1000 as its neighbours.
+    assert_ms(
+        m.step_ms(&BatchShape::decodes(32, 1000)),
+        15.0,
+        "32 decodes @1000",
+    );
+    assert_ms(
+        m.step_ms(&BatchShape::decodes(128, 1000)),
+        25.1,
+        "128 decodes @1000",
+    );
+    assert_ms(
+        m.step_ms(&BatchShape::from_requests([(2048, 0)])),
+        83.0,
+        "2048 prefill",
+    );
+    let mixed =
+        BatchShape::from_requests(std::iter::once((512, 0)).chain((0..127).map(|_| (1, 1000))));
+    assert_ms(m.step_ms(&mixed), 48.4, "512 prefill + 127 decodes @1000");
+}
+
+#[test]
+fn through_the_trait_and_the_spec() {
+    let Some(dir) = profile_dir() else { return };
+    let shape = ModelShape::llama_3_1_8b();
+    let mut store = RequestStore::default();
+    let key = store.insert(Request::new(
+        NewRequest {
+            request_id: "r".into(),
+            prompt_token_ids: vec![1u32; 8].into(),
+            sampling: SamplingParams::default(),
+            priority: 0,
+            cache_salt: None,
+            arrival: Nanos(0),
+        },
+        Nanos(0),
+        16,
+        false,
+    ));
+    let reqs: Vec<ScheduledRequest> = (0..32)
+        .map(|i| ScheduledRequest {
+            key,
+            num_tokens: 1,
+            num_computed_before: 500 + 50 * i,
+            num_prompt_tokens: 400,
+            samples: true,
+        })
+        .collect();
+    let batch = StepBatch {
+        requests: &reqs,
+        total_tokens: 32,
+        num_running: 32,
+    };
+    let spec = format!("profile:dir={}", dir.display());
+    let mut m = parse_latency_spec_with(&spec, &shape).expect("spec parses");
+    assert!(m.describe().starts_with("profile:"));
+    let skewed = m.step_time(&batch);
+    // Mean context 1275; bucket pc=0|n<=32|sr<=70%|kvB<=4k|kp=0 holds a small fitted alpha
+    // (negative alphas are legitimate fits), so the skewed batch lands near the uniform one.
+    let direct = ProfileLatency::load(&dir, &shape, 1).unwrap();
+    let uniform = Nanos(direct.step_ns(&BatchShape::decodes(32, 1275)));
+    eprintln!("32 decodes 500..2050: {skewed:?} vs uniform at mean {uniform:?}");
+    assert_ne!(skewed, uniform, "skew correction applied");
+    assert!((skewed.0 as f64 / uniform.0 as f64 - 1.0).abs() < 0.05);
+    assert!(parse_latency_spec(&spec).is_err(), "needs the shape");
+    assert!(parse_latency_spec_with("profile:tp=1", &shape).is_err());
+    assert!(parse_latency_spec_with("profile:dir=/nonexistent", &shape).is_err());
+    assert!(parse_latency_spec_with("linear:base_us=1", &shape).is_ok());
+
+    // Rough cost per step_time call (reported, not asserted).
+    let n = 200_000;
+    let t0 = std::time::Instant::now();
+    let mut acc = 0u64;
+    for i in 0..n {
+        let mut b = batch;
+        b.requests = &reqs[..1 + i % 32];
+        acc = acc.wrapping_add(m.step_time(&b).0);
+    }
+    let per = t0.elapsed().as_secs_f64() / n as f64;
+    eprintln!("step_time: {:.3} µs/call (acc {acc})", per * 1e6);
+}
+
+/// A minimal valid profile in a temp dir; `edit` may overwrite one file before loading.
+fn tiny_profile(name: &str, edit: &[(&str, &str)]) -> Result<ProfileLatency, ProfileError> {
+    let dir = std::env::temp_dir().join(format!("llm-emu-profile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tp1")).unwrap();
+    let mut dense = String::from("layer,tokens,time_us\n");
+    for l in [
+        "embedding",
+        "layernorm",
+        "qkv_proj",
+        "rotary_emb",
+        "o_proj",
+        "gate_up_proj",
+        "act_fn",
+        "down_proj",
+        "final_layernorm",
+    ] {
+        dense.push_str(&format!("{l},1,1.0\n{l},64,2.0\n"));
+    }
+    let files = [
+        (
+            "meta.yaml",
+            "model: x\nskew_fit:\n  enabled: false\n".to_string(),
+        ),
+        ("tp1/dense.csv", dense),
+        (
+            "tp1/per_sequence.csv",
+            "layer,sequences,time_us\nlm_head,1,10\nlm_head,8,20\nsampler,1,5\n".into(),
+        ),
+        (
+            "tp1/attention.csv",
+            "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,3\n0,0,1,32,5\n\
+             16,0,0,0,7\n"
+                .into(),
+        ),
+    ];
+    for (f, text) in files {
+        let text = edit
+            .iter()
+            .find(|(e, _)| *e == f)
+            .map(|(_, t)| t.to_string())
+            .unwrap_or(text);
+        std::fs::write(dir.join(f), text).unwrap();
+    }
+    let r = ProfileLatency::load(&dir, &ModelShape::llama_3_1_8b(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn err(name: &str, file: &str, text: &str) -> String {
+    let e = tiny_profile(name, &[(file, text)]).expect_err("must fail");
+    let s = e.to_string();
+    eprintln!("{name}: {s}");
+    s
+}
+
+#[test]
+fn tiny_profile_composes() {
+    let m = tiny_profile("ok", &[]).unwrap();
+    // 1 decode at KV 24: embedding 1 µs + 32 × (8 dense rows × 1 µs + attention 4 µs)
+    // + final_layernorm 1 µs + lm_head 10 µs + sampler 5 µs.
+    let ns = m.step_ns(&BatchShape::decodes(1, 24));
+    assert_eq!(ns, 1000 + 32 * (8000 + 4000) + 1000 + 10_000 + 5000);
+}
+
+#[test]
+fn malformed_profiles_are_located_errors() {
+    let s = err(
+        "trunc",
+        "tp1/attention.csv",
+        "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,3\n0,0,1",
+    );
+    assert!(
+        s.contains("attention.csv") && s.contains("line 3") && s.contains("column 4"),
+        "{s}"
+    );
+    assert!(s.contains("truncated"), "{s}");
+    let s = err(
+        "header",
+        "tp1/per_sequence.csv",
+        "layer,seqs,time_us\nlm_head,1,10\n",
+    );
+    assert!(
+        s.contains("per_sequence.csv") && s.contains("line 1"),
+        "{s}"
+    );
+    let s = err(
+        "nan",
+        "tp1/per_sequence.csv",
+        "layer,sequences,time_us\nlm_head,1,10\nsampler,1,abc\n",
+    );
+    assert!(
+        s.contains("line 3") && s.contains("column 3") && s.contains("time_us"),
+        "{s}"
+    );
+    let s = err(
+        "neg",
+        "tp1/per_sequence.csv",
+        "layer,sequences,time_us\nlm_head,1,10\nsampler,1,-5\n",
+    );
+    assert!(s.contains("line 3") && s.contains("negative"), "{s}");
+    let s = err(
+        "nan2",
+        "tp1/per_sequence.csv",
+        "layer,sequences,time_us\nlm_head,1,NaN\nsampler,1,5\n",
+    );
+    assert!(s.contains("line 2") && s.contains("finite"), "{s}");
+    let s = err(
+        "missing",
+        "tp1/per_sequence.csv",
+        "layer,sequences,time_us\nlm_head,1,10\n",
+    );
+    assert!(
+        s.contains("per_sequence.csv") && s.contains("`sampler` missing"),
+        "{s}"
+    );
+    let s = err(
+        "extra",
+        "tp1/attention.csv",
+        "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,3,9\n",
+    );
+    assert!(s.contains("line 2") && s.contains("6 fields"), "{s}");
+    let s = err(
+        "keyfrac",
+        "tp1/attention.csv",
+        "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1.5,16,3\n",
+    );
+    assert!(s.contains("column 3") && s.contains("n_decode"), "{s}");
+    let s = err("empty", "tp1/dense.csv", "");
+    assert!(s.contains("dense.csv") && s.contains("empty"), "{s}");
+}
