@@ -2,16 +2,24 @@
 
 use serde_json::Value;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The shared real-run case, or `None` (with a notice) where `../shared` is absent.
+fn shared_case() -> Option<PathBuf> {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b");
+    if case.exists() {
+        Some(case)
+    } else {
+        println!("skipped: {} is absent", case.display());
+        None
+    }
+}
 
 #[test]
 fn validate_reads_the_real_run_and_writes_every_key() {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b");
-    if !case.exists() {
-        println!("skipped: {} is absent", case.display());
-        return;
-    }
+    let Some(case) = shared_case() else { return };
     let json = std::env::temp_dir().join(format!("llm-emu-validate-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .arg("validate")
@@ -55,12 +63,7 @@ fn validate_reads_the_real_run_and_writes_every_key() {
 
 #[test]
 fn validate_refuses_a_workload_of_another_run() {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b");
-    if !case.exists() {
-        println!("skipped: {} is absent", case.display());
-        return;
-    }
+    let Some(case) = shared_case() else { return };
     let w = std::env::temp_dir().join(format!("llm-emu-validate-w-{}.jsonl", std::process::id()));
     std::fs::write(
         &w,
@@ -84,12 +87,7 @@ fn profile_latency_reproduces_the_peer_simulators_errors() {
     // The operator-profile composition is the peer simulator's own; driven by a vLLM-faithful
     // scheduler it must land where the peer does (llmservingsim-summary.txt: TTFT mean −4.0 %,
     // TPOT mean −1.0 %, E2E mean −1.8 %).
-    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b");
-    if !case.exists() {
-        println!("skipped: {} is absent", case.display());
-        return;
-    }
+    let Some(case) = shared_case() else { return };
     let json = std::env::temp_dir().join(format!(
         "llm-emu-validate-profile-{}.json",
         std::process::id()
