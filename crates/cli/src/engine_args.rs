@@ -9,11 +9,9 @@ use llm_emu_core::sizing::{num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use std::path::PathBuf;
 
-/// The default step latency until measured profiles are wired in: a linear function whose terms
-/// roughly follow the operator-profile composition for Llama-3.1-8B on an RTX PRO 6000
-/// (`../shared/docs/operator-profiles.md`: ~11.3 ms for one decode, ~25 ms for 128 decodes at
-/// 1000 tokens of context, ~83 ms for a 2048-token prefill).
-pub const DEFAULT_LATENCY: &str = "linear:base_us=11000,per_token_us=35,per_ctx_us=0.05";
+/// The default step latency: operator profiles of Llama-3.1-8B measured on an RTX PRO 6000 with
+/// vLLM 0.19.0 (LLMServingSim, MIT), compiled into the binary and composed as that project does.
+pub const DEFAULT_LATENCY: &str = "profile:dir=builtin:rtxpro6000-llama-3.1-8b";
 
 #[derive(Args)]
 pub struct EngineArgs {

@@ -22,9 +22,35 @@ fn profile_dir() -> Option<PathBuf> {
     }
 }
 
+/// The profile compiled into the binary (a copy of the shared one).
 fn load() -> Option<ProfileLatency> {
-    let dir = profile_dir()?;
-    Some(ProfileLatency::load(&dir, &ModelShape::llama_3_1_8b(), 1).expect("profile loads"))
+    let dir = Path::new("builtin:rtxpro6000-llama-3.1-8b");
+    Some(ProfileLatency::load(dir, &ModelShape::llama_3_1_8b(), 1).expect("built-in profile loads"))
+}
+
+#[test]
+fn builtin_profile_equals_the_shared_one() {
+    let Some(dir) = profile_dir() else { return };
+    let shared = ProfileLatency::load(&dir, &ModelShape::llama_3_1_8b(), 1).unwrap();
+    let builtin = load().unwrap();
+    let shapes = [
+        BatchShape::decodes(1, 1000),
+        BatchShape::decodes(77, 3000),
+        BatchShape::from_requests([(2048, 0)]),
+        BatchShape::from_requests([(300, 700), (1, 20), (1, 5000), (1, 900)]),
+    ];
+    for b in &shapes {
+        assert_eq!(shared.step_ns(b), builtin.step_ns(b));
+    }
+    let missing = ProfileLatency::load(
+        Path::new("builtin:rtxpro6000-llama-3.1-8b"),
+        &ModelShape::llama_3_1_8b(),
+        2,
+    );
+    assert!(missing
+        .unwrap_err()
+        .to_string()
+        .contains("no such built-in profile file"));
 }
 
 fn assert_ms(got: f64, want: f64, what: &str) {

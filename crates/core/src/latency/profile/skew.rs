@@ -15,10 +15,7 @@ pub(crate) struct Meta {
 
 impl Meta {
     pub fn read(path: &Path) -> Result<Meta, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = super::tables::read_text(path)?;
         Ok(Meta::parse(path, &text))
     }
 

@@ -19,10 +19,7 @@ pub(crate) struct Csv {
 impl Csv {
     /// Reads `path` and checks its header is exactly `expected` (in order).
     pub fn read(path: &Path, expected: &[&str]) -> Result<Csv, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         Csv::parse(path, &text, expected)
     }
 
@@ -188,6 +185,59 @@ impl Table1D {
         interp(&self.keys, &self.vals, x.max(1) as f64)
             .trunc()
             .max(1.0)
+    }
+}
+
+/// The prefix under which the profiles compiled into the binary are addressed, e.g.
+/// `builtin:rtxpro6000-llama-3.1-8b/tp1/dense.csv`.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
+/// Profiles compiled into the binary: (path under [`BUILTIN_PREFIX`], contents).
+const BUILTIN_FILES: &[(&str, &str)] = &[
+    (
+        "rtxpro6000-llama-3.1-8b/meta.yaml",
+        include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/meta.yaml"),
+    ),
+    (
+        "rtxpro6000-llama-3.1-8b/tp1/dense.csv",
+        include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/tp1/dense.csv"),
+    ),
+    (
+        "rtxpro6000-llama-3.1-8b/tp1/attention.csv",
+        include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/tp1/attention.csv"),
+    ),
+    (
+        "rtxpro6000-llama-3.1-8b/tp1/per_sequence.csv",
+        include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/tp1/per_sequence.csv"),
+    ),
+    (
+        "rtxpro6000-llama-3.1-8b/tp1/skew_fit.csv",
+        include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/tp1/skew_fit.csv"),
+    ),
+];
+
+/// Reads a profile file: from the binary for paths under [`BUILTIN_PREFIX`], else from disk.
+pub(crate) fn read_text(path: &Path) -> Result<String, ProfileError> {
+    let not_found = || ProfileError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such built-in profile file",
+        ),
+    };
+    match path.to_str().and_then(|p| p.strip_prefix(BUILTIN_PREFIX)) {
+        Some(rel) => {
+            let rel = rel.replace('\\', "/");
+            BUILTIN_FILES
+                .iter()
+                .find(|(name, _)| *name == rel)
+                .map(|(_, text)| text.to_string())
+                .ok_or_else(not_found)
+        }
+        None => std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
