@@ -7,8 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use llm_emu_sim::report::{print_table, summary_json, write_atomic, AtomicFile};
 use llm_emu_sim::synthetic::SyntheticWorkload;
 use llm_emu_sim::{Sinks, WorkloadItem, WorkloadReader};
-use std::fs::File;
-use std::io::{BufReader, IsTerminal};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -47,12 +46,8 @@ pub fn run(a: SimulateArgs) -> Result<()> {
 
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
         Some(p) => {
-            let f = File::open(p).with_context(|| format!("opening workload {}", p.display()))?;
-            let r = WorkloadReader::new(
-                p.display().to_string(),
-                BufReader::with_capacity(1 << 20, f),
-                a.engine.seed,
-            );
+            let r = WorkloadReader::open(p, a.engine.seed)
+                .with_context(|| format!("opening workload {}", p.display()))?;
             (Box::new(r), None)
         }
         None => {

@@ -6,8 +6,6 @@ use clap::Args;
 use llm_emu_sim::report::write_atomic;
 use llm_emu_sim::validate::{comparison_json, comparison_table, LatencySet, RealRun};
 use llm_emu_sim::{Sinks, WorkloadReader};
-use std::fs::File;
-use std::io::BufReader;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -45,13 +43,8 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     let shape = a.engine.model_shape()?;
     let cfg = a.engine.engine_config(&shape, &defaults)?;
     let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
-    let f = File::open(&a.workload)
+    let reader = WorkloadReader::open(&a.workload, a.engine.seed)
         .with_context(|| format!("opening workload {}", a.workload.display()))?;
-    let reader = WorkloadReader::new(
-        a.workload.display().to_string(),
-        BufReader::new(f),
-        a.engine.seed,
-    );
     let mut sinks = Sinks {
         records: Some(Vec::new()),
         ..Default::default()

@@ -134,6 +134,7 @@ pub struct Request {
 impl Request {
     pub fn new(new: NewRequest, queued: Nanos, block_size: usize, hash_blocks: bool) -> Request {
         let output_capacity = new.sampling.max_tokens.min(1 << 16) as usize;
+        let sample_seed = xxhash_rust::xxh3::xxh3_64(new.request_id.as_bytes());
         let mut r = Request {
             request_id: new.request_id,
             priority: new.priority,
@@ -156,9 +157,8 @@ impl Request {
                 ..Default::default()
             },
             stop_reason: None,
-            sample_seed: 0,
+            sample_seed,
         };
-        r.sample_seed = xxhash_rust::xxh3::xxh3_64(r.request_id.as_bytes());
         if hash_blocks {
             let salt = r.cache_salt.clone();
             extend_block_hashes(&mut r.block_hashes, &r.prompt, block_size, salt.as_deref());
@@ -205,22 +205,23 @@ impl Request {
         self.output.push(token);
         let start = self.block_hashes.len() * block_size;
         if hash_blocks && self.num_tokens() >= start + block_size {
-            let salt = if start == 0 {
-                self.cache_salt.as_deref()
-            } else {
-                None
-            };
+            let salt = self.cache_salt.as_deref();
             let parent = self.block_hashes.last().copied();
             let p = self.prompt.len();
             let h = if start >= p {
                 let o = start - p;
-                crate::kv::hash::hash_block_tokens(parent, &self.output[o..o + block_size], salt)
+                crate::kv::hash::hash_request_block(
+                    parent,
+                    start,
+                    &self.output[o..o + block_size],
+                    salt,
+                )
             } else {
                 // The block straddles the end of the prompt.
                 let mut block = Vec::with_capacity(block_size);
                 block.extend_from_slice(&self.prompt[start..]);
                 block.extend_from_slice(&self.output[..block_size - (p - start)]);
-                crate::kv::hash::hash_block_tokens(parent, &block, salt)
+                crate::kv::hash::hash_request_block(parent, start, &block, salt)
             };
             self.block_hashes.push(h);
         }

@@ -95,10 +95,7 @@ impl Collector<'_> {
             v.push(rec.clone());
         }
         if let Some(w) = self.sinks.requests.as_mut() {
-            if let Err(e) = serde_json::to_writer(&mut *w, rec)
-                .map_err(std::io::Error::other)
-                .and_then(|_| w.write_all(b"\n"))
-            {
+            if let Err(e) = write_json_line(w, rec) {
                 self.io_error.get_or_insert(e);
             }
         }
@@ -197,10 +194,7 @@ impl EngineObserver for Collector<'_> {
             waiting: s.scheduler.num_waiting(),
             kv_usage: s.scheduler.kv().usage(),
         };
-        if let Err(e) = serde_json::to_writer(&mut *w, &line)
-            .map_err(std::io::Error::other)
-            .and_then(|_| w.write_all(b"\n"))
-        {
+        if let Err(e) = write_json_line(w, &line) {
             self.io_error.get_or_insert(e);
         }
     }
@@ -241,6 +235,12 @@ pub fn to_new_request(item: WorkloadItem) -> NewRequest {
         cache_salt: item.cache_salt,
         arrival: item.arrival,
     }
+}
+
+/// Writes `value` as one line of JSON.
+fn write_json_line(w: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, value).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")
 }
 
 /// The next usable workload item; bad lines on the way are recorded as failed requests.

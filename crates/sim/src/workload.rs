@@ -177,6 +177,18 @@ impl<R: BufRead> WorkloadReader<R> {
     }
 }
 
+impl WorkloadReader<std::io::BufReader<std::fs::File>> {
+    /// Opens a workload file for streaming; lines are named after `path` in errors.
+    pub fn open(path: &std::path::Path, seed: u64) -> std::io::Result<Self> {
+        let f = std::fs::File::open(path)?;
+        Ok(WorkloadReader::new(
+            path.display().to_string(),
+            std::io::BufReader::with_capacity(1 << 20, f),
+            seed,
+        ))
+    }
+}
+
 impl<R: BufRead> Iterator for WorkloadReader<R> {
     type Item = Result<WorkloadItem, LineError>;
 

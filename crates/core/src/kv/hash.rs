@@ -38,6 +38,17 @@ pub fn hash_block_tokens(
     BlockHash(h.digest128())
 }
 
+/// Hashes the full block that starts at token `start` of a request: the salt enters only the
+/// block starting at token 0 (vLLM's `generate_block_hash_extra_keys`).
+pub fn hash_request_block(
+    parent: Option<BlockHash>,
+    start: usize,
+    tokens: &[u32],
+    cache_salt: Option<&str>,
+) -> BlockHash {
+    hash_block_tokens(parent, tokens, if start == 0 { cache_salt } else { None })
+}
+
 /// Appends the hashes of every block of `tokens` that became full since `hashes` was last
 /// extended (vLLM's `request_block_hasher`, called whenever tokens are appended).
 pub fn extend_block_hashes(
