@@ -27,9 +27,9 @@ pub struct EngineArgs {
     /// PRO 6000).
     #[arg(long, default_value_t = 96.0)]
     gpu_memory_gib: f64,
-    /// Fraction of GPU memory vLLM may use (weights, activations, KV cache).
-    #[arg(long, default_value_t = 0.9)]
-    gpu_memory_utilization: f64,
+    /// Fraction of GPU memory vLLM may use (weights, activations, KV cache) [default: 0.9].
+    #[arg(long)]
+    gpu_memory_utilization: Option<f64>,
     /// Tensor-parallel ranks (divides weights and KV heads per rank; default 1).
     #[arg(long)]
     tensor_parallel_size: Option<u64>,
@@ -45,9 +45,9 @@ pub struct EngineArgs {
     /// Context length, prompt plus output (default: the model's).
     #[arg(long)]
     max_model_len: Option<usize>,
-    /// Tokens per KV block.
-    #[arg(long, default_value_t = 16)]
-    block_size: usize,
+    /// Tokens per KV block [default: 16].
+    #[arg(long)]
+    block_size: Option<usize>,
     /// Prefix caching (on by default).
     #[arg(long, action = ArgAction::SetTrue, overrides_with = "no_enable_prefix_caching")]
     enable_prefix_caching: bool,
@@ -60,18 +60,25 @@ pub struct EngineArgs {
     /// Turn chunked prefill off.
     #[arg(long, action = ArgAction::SetTrue)]
     no_enable_chunked_prefill: bool,
-    /// Cap on one request's tokens per step; 0 = none.
-    #[arg(long, default_value_t = 0)]
-    long_prefill_token_threshold: usize,
-    /// `fcfs` or `priority` (lower `priority` first).
-    #[arg(long, default_value = "fcfs")]
-    scheduling_policy: String,
+    /// Cap on one request's tokens per step; 0 = none [default: 0].
+    #[arg(long)]
+    long_prefill_token_threshold: Option<usize>,
+    /// `fcfs` or `priority` (lower `priority` first) [default: fcfs].
+    #[arg(long)]
+    scheduling_policy: Option<String>,
     /// Async scheduling (on by default): the next step is scheduled while the current one runs.
     #[arg(long, action = ArgAction::SetTrue, overrides_with = "no_async_scheduling")]
     async_scheduling: bool,
     /// Turn async scheduling off.
     #[arg(long, action = ArgAction::SetTrue)]
     no_async_scheduling: bool,
+    /// Run without CUDA graphs, as vLLM's `--enforce-eager`: steps are not padded to the
+    /// captured batch sizes (latency models that price padding then price the exact tokens).
+    #[arg(long, action = ArgAction::SetTrue, overrides_with = "no_enforce_eager")]
+    enforce_eager: bool,
+    /// Use CUDA graphs (the default).
+    #[arg(long, action = ArgAction::SetTrue)]
+    no_enforce_eager: bool,
     /// Seed of the synthetic workload and of synthetic prompt tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -85,6 +92,27 @@ pub struct EngineDefaults {
     pub max_num_batched_tokens: Option<usize>,
     pub max_model_len: Option<usize>,
     pub tensor_parallel_size: Option<u64>,
+    pub num_gpu_blocks: Option<u32>,
+    pub block_size: Option<usize>,
+    pub gpu_memory_utilization: Option<f64>,
+    pub enable_prefix_caching: Option<bool>,
+    pub enable_chunked_prefill: Option<bool>,
+    pub long_prefill_token_threshold: Option<usize>,
+    pub scheduling_policy: Option<String>,
+    pub async_scheduling: Option<bool>,
+    pub enforce_eager: Option<bool>,
+}
+
+/// A switch with an on flag and an off flag: the flag given wins, else the recorded default,
+/// else vLLM's.
+fn switch(on: bool, off: bool, recorded: Option<bool>, vllm_default: bool) -> bool {
+    if off {
+        false
+    } else if on {
+        true
+    } else {
+        recorded.unwrap_or(vllm_default)
+    }
 }
 
 impl EngineArgs {
@@ -137,16 +165,23 @@ fn engine_config_impl(
     shape: &ModelShape,
     d: &EngineDefaults,
 ) -> Result<EngineConfig> {
-    let policy: SchedulingPolicy = a.scheduling_policy.parse()?;
-    if a.gpu_memory_utilization.is_nan()
-        || a.gpu_memory_utilization <= 0.0
-        || a.gpu_memory_utilization > 1.0
+    let policy: SchedulingPolicy = a
+        .scheduling_policy
+        .as_deref()
+        .or(d.scheduling_policy.as_deref())
+        .unwrap_or("fcfs")
+        .parse()?;
+    let gpu_memory_utilization = a
+        .gpu_memory_utilization
+        .or(d.gpu_memory_utilization)
+        .unwrap_or(0.9);
+    if gpu_memory_utilization.is_nan()
+        || gpu_memory_utilization <= 0.0
+        || gpu_memory_utilization > 1.0
     {
-        bail!(
-            "--gpu-memory-utilization must be in (0, 1], got {}",
-            a.gpu_memory_utilization
-        );
+        bail!("--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}");
     }
+    let block_size = a.block_size.or(d.block_size).unwrap_or(16);
     let max_model_len = match a.max_model_len.or(d.max_model_len) {
         Some(n) => n,
         None => shape
@@ -154,7 +189,12 @@ fn engine_config_impl(
             .context("the model config has no max_position_embeddings; pass --max-model-len")?
             as usize,
     };
-    let chunked = !a.no_enable_chunked_prefill;
+    let chunked = switch(
+        a.enable_chunked_prefill,
+        a.no_enable_chunked_prefill,
+        d.enable_chunked_prefill,
+        true,
+    );
     let (mut tokens, mut seqs) = batch_defaults(a.gpu_memory_gib);
     let max_num_seqs = a.max_num_seqs.or(d.max_num_seqs);
     if let Some(s) = max_num_seqs {
@@ -172,35 +212,49 @@ fn engine_config_impl(
     if max_num_seqs.is_none() {
         seqs = seqs.min(tokens);
     }
-    let num_gpu_blocks = match a.num_gpu_blocks_override {
+    let num_gpu_blocks = match a.num_gpu_blocks_override.or(d.num_gpu_blocks) {
         Some(n) => n,
         None => num_gpu_blocks(
             shape,
             &GpuBudget {
                 gpu_memory_bytes: (a.gpu_memory_gib * (1u64 << 30) as f64) as u64,
-                gpu_memory_utilization: a.gpu_memory_utilization,
+                gpu_memory_utilization,
                 tensor_parallel_size: a
                     .tensor_parallel_size
                     .or(d.tensor_parallel_size)
                     .unwrap_or(1),
-                block_size: a.block_size as u64,
+                block_size: block_size as u64,
                 max_num_batched_tokens: tokens as u64,
                 max_num_seqs: seqs as u64,
             },
         )?,
     };
     let cfg = EngineConfig {
-        block_size: a.block_size,
+        block_size,
         num_gpu_blocks,
         max_num_seqs: seqs,
         max_num_batched_tokens: tokens,
         max_model_len,
-        enable_prefix_caching: !a.no_enable_prefix_caching,
+        enable_prefix_caching: switch(
+            a.enable_prefix_caching,
+            a.no_enable_prefix_caching,
+            d.enable_prefix_caching,
+            true,
+        ),
         enable_chunked_prefill: chunked,
-        long_prefill_token_threshold: a.long_prefill_token_threshold,
+        long_prefill_token_threshold: a
+            .long_prefill_token_threshold
+            .or(d.long_prefill_token_threshold)
+            .unwrap_or(0),
         scheduling_policy: policy,
-        async_scheduling: !a.no_async_scheduling,
+        async_scheduling: switch(
+            a.async_scheduling,
+            a.no_async_scheduling,
+            d.async_scheduling,
+            true,
+        ),
         scheduler_reserve_full_isl: true,
+        enforce_eager: switch(a.enforce_eager, a.no_enforce_eager, d.enforce_eager, false),
     };
     cfg.validate()?;
     Ok(cfg)

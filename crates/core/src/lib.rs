@@ -3,6 +3,7 @@
 //! It never reads a clock, the environment, files or sockets: drivers pass time in.
 
 pub mod config;
+pub mod cudagraph;
 pub mod engine;
 pub mod kv;
 pub mod latency;

@@ -120,6 +120,7 @@ fn through_the_trait_and_the_spec() {
     let batch = StepBatch {
         requests: &reqs,
         total_tokens: 32,
+        padded_tokens: 32,
         num_running: 32,
     };
     let spec = format!("profile:dir={}", dir.display());

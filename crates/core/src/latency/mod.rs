@@ -20,6 +20,10 @@ pub struct StepBatch<'a> {
     pub requests: &'a [ScheduledRequest],
     /// Σ tokens scheduled.
     pub total_tokens: usize,
+    /// Tokens the device computes: `total_tokens` padded up to the next CUDA-graph capture
+    /// size (see [`crate::cudagraph`]); equal to `total_tokens` when graphs are off or the step
+    /// is larger than the largest captured size.
+    pub padded_tokens: usize,
     /// Running requests after scheduling (the batch's concurrency).
     pub num_running: usize,
 }

@@ -14,6 +14,7 @@
 //! all-reduce term (no bandwidth figure is in the profile; see `describe`).
 
 mod attention;
+mod overheads;
 mod skew;
 mod tables;
 
@@ -21,6 +22,7 @@ use super::{LatencyModel, LatencySpecError, StepBatch};
 use crate::sizing::ModelShape;
 use crate::time::Nanos;
 use attention::AttentionTable;
+pub use overheads::{Overheads, OVERHEADS_FILE};
 use skew::{Meta, SkewFit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -170,6 +172,7 @@ pub struct ProfileLatency {
     sampler: Table1D,
     attention: AttentionTable,
     skew: SkewFit,
+    overheads: Overheads,
 }
 
 impl ProfileLatency {
@@ -223,6 +226,7 @@ impl ProfileLatency {
             });
         }
         let attention = AttentionTable::load(&tp_dir.join("attention.csv"))?;
+        let overheads = Overheads::load(dir)?;
         Ok(ProfileLatency {
             dir: dir.to_path_buf(),
             tp,
@@ -234,13 +238,21 @@ impl ProfileLatency {
             sampler,
             attention,
             skew,
+            overheads,
         })
     }
 
-    /// `dir=PATH[,tp=N]`.
+    /// The per-step overhead in use.
+    pub fn overheads(&self) -> &Overheads {
+        &self.overheads
+    }
+
+    /// `dir=PATH[,tp=N][,step_overhead_us=X]` (`step_overhead_us` replaces the value of the
+    /// profile's `overheads.yaml`).
     pub fn parse_params(params: &str, shape: &ModelShape) -> Result<Self, LatencySpecError> {
         let mut dir = None;
         let mut tp = 1u32;
+        let mut overhead_us = None;
         for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 LatencySpecError::BadParam(kv.into(), "expected key=value".into())
@@ -252,10 +264,16 @@ impl ProfileLatency {
                         LatencySpecError::BadParam(kv.into(), "must be an integer >= 1".into())
                     })?
                 }
+                "step_overhead_us" => {
+                    overhead_us = Some(
+                        overheads::parse_overhead_us(v)
+                            .map_err(|e| LatencySpecError::BadParam(kv.into(), e))?,
+                    )
+                }
                 other => {
                     return Err(LatencySpecError::BadParam(
                         other.into(),
-                        "unknown key (dir, tp)".into(),
+                        "unknown key (dir, tp, step_overhead_us)".into(),
                     ))
                 }
             }
@@ -263,9 +281,16 @@ impl ProfileLatency {
         let dir = dir.ok_or_else(|| {
             LatencySpecError::BadParam(params.into(), "profile needs dir=PATH".into())
         })?;
-        ProfileLatency::load(&dir, shape, tp).map_err(|e| {
+        let mut m = ProfileLatency::load(&dir, shape, tp).map_err(|e| {
             LatencySpecError::BadParam(format!("dir={}", dir.display()), e.to_string())
-        })
+        })?;
+        if let Some(us) = overhead_us {
+            m.overheads = Overheads {
+                step_overhead_us: us,
+                from_file: false,
+            };
+        }
+        Ok(m)
     }
 
     /// One attention layer in ns, skew-corrected (the peer's `_lookup_attention_with_skew`).
@@ -346,19 +371,36 @@ fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>,
 
 impl LatencyModel for ProfileLatency {
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
-        let b = BatchShape::from_requests(
+        let mut b = BatchShape::from_requests(
             batch
                 .requests
                 .iter()
                 .map(|r| (r.num_tokens, r.num_computed_before)),
         );
-        Nanos(self.step_ns(&b))
+        // Under a CUDA graph the token-wise operators run on the padded batch; attention and
+        // the per-sequence rows keep the real requests (padding rows have no context and are
+        // not sampled).
+        b.tokens = b.tokens.max(batch.padded_tokens as u64);
+        Nanos(self.step_ns(&b) + self.overheads.step_overhead_ns())
     }
 
     fn describe(&self) -> String {
+        let overhead = if self.overheads.step_overhead_us > 0.0 {
+            format!(
+                "step overhead {} µs{}",
+                self.overheads.step_overhead_us,
+                if self.overheads.from_file {
+                    " (overheads.yaml)"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            "no step overhead".to_string()
+        };
         format!(
-            "profile: {} tp{} ({} layers; {} skew buckets; peer composition, no per-step \
-             overhead{})",
+            "profile: {} tp{} ({} layers; {} skew buckets; token-wise operators at the \
+             CUDA-graph-padded batch; {overhead}{})",
             self.dir.display(),
             self.tp,
             self.num_layers,

@@ -1,0 +1,129 @@
+//! `overheads.yaml` (an llm-emu file next to a profile's `meta.yaml`): device time per engine
+//! step that the per-operator tables cannot contain.
+//!
+//! An operator profile times each operator alone, between CUDA events, one layer at a time. A
+//! served step is one whole forward: the input tensors are copied to the device first
+//! (token ids, positions, slot mapping, block tables), the sampled ids of the previous step are
+//! scattered into the inputs, every operator boundary of 32+ layers leaves the GPU a short
+//! drain-and-fill gap, and the sampled ids are handed back. None of that is in any operator's
+//! row; together it is a per-step constant of a few hundred microseconds on a given GPU, host
+//! and vLLM version: `step_overhead_us`. It is measured, not derived, so it lives with the
+//! profile it completes, with a note of how it was obtained (`tools/fidelity/README.md`).
+//! A profile without the file gets no overhead (the composition alone).
+//!
+//! ```yaml
+//! step_overhead_us: 540
+//! obtained_by: "..."   # free text; any other key is documentation and ignored
+//! ```
+
+use super::skew::Meta;
+use super::ProfileError;
+use std::path::Path;
+
+/// The file's name inside a profile directory.
+pub const OVERHEADS_FILE: &str = "overheads.yaml";
+
+/// Per-step device time outside the profiled operators.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overheads {
+    /// Added to every non-empty step, in µs.
+    pub step_overhead_us: f64,
+    /// Whether the value came from an `overheads.yaml` (false: none there, zero).
+    pub from_file: bool,
+}
+
+impl Overheads {
+    /// Reads `dir/overheads.yaml`; a missing file means no overhead.
+    pub fn load(dir: &Path) -> Result<Overheads, ProfileError> {
+        let path = dir.join(OVERHEADS_FILE);
+        let text = match super::tables::read_text(&path) {
+            Ok(t) => t,
+            Err(ProfileError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(Overheads::default())
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = Meta::parse(&path, &text);
+        let Some((line, raw)) = meta.fields.get("step_overhead_us") else {
+            return Err(ProfileError::Meta {
+                path,
+                line: 1,
+                key: "step_overhead_us".into(),
+                reason: "missing (the file exists, so it must say the overhead in µs)".into(),
+            });
+        };
+        let us = parse_overhead_us(raw).map_err(|reason| ProfileError::Meta {
+            path: path.clone(),
+            line: *line,
+            key: "step_overhead_us".into(),
+            reason,
+        })?;
+        Ok(Overheads {
+            step_overhead_us: us,
+            from_file: true,
+        })
+    }
+
+    /// The overhead in whole nanoseconds.
+    pub fn step_overhead_ns(&self) -> u64 {
+        (self.step_overhead_us * 1e3).round() as u64
+    }
+}
+
+/// A step overhead in µs: finite, ≥ 0 and below one second (anything larger is a unit error).
+pub fn parse_overhead_us(raw: &str) -> Result<f64, String> {
+    let v: f64 = raw
+        .trim()
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a number (µs)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{raw}` must be a finite number ≥ 0 (µs)"));
+    }
+    if v >= 1e6 {
+        return Err(format!(
+            "`{raw}` µs is a second or more per step: check the unit (µs)"
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) {
+        std::fs::write(dir.join(OVERHEADS_FILE), text).unwrap();
+    }
+
+    #[test]
+    fn reads_validates_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("llm-emu-overheads-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(Overheads::load(&dir).unwrap(), Overheads::default());
+        write(
+            &dir,
+            "# note\nstep_overhead_us: 540.5\nobtained_by: a note\n",
+        );
+        let o = Overheads::load(&dir).unwrap();
+        assert_eq!(o.step_overhead_us, 540.5);
+        assert_eq!(o.step_overhead_ns(), 540_500);
+        for bad in [
+            "step_overhead_us: -3\n",
+            "step_overhead_us: nan\n",
+            "step_overhead_us: 2.5e6\n",
+            "step_overhead_us: fast\n",
+            "obtained_by: only a note\n",
+        ] {
+            write(&dir, bad);
+            let e = Overheads::load(&dir).unwrap_err().to_string();
+            assert!(
+                e.contains("overheads.yaml") && e.contains("step_overhead_us"),
+                "{e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
