@@ -72,6 +72,9 @@ pub fn run(a: ValidateArgs) -> Result<()> {
             result.failed, result.failure_samples
         );
     }
+    for w in engine.latency_model().warnings() {
+        eprintln!("warning: latency model: {w}");
+    }
     let pairs = pair_requests(&real.requests, &records).map_err(|e| {
         anyhow!(
             "{e} ({}): they do not describe the same run",

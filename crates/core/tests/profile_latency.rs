@@ -134,6 +134,42 @@ fn through_the_trait_and_the_spec() {
     eprintln!("32 decodes 500..2050: {skewed:?} vs uniform at mean {uniform:?}");
     assert_ne!(skewed, uniform, "skew correction applied");
     assert!((skewed.0 as f64 / uniform.0 as f64 - 1.0).abs() < 0.05);
+    assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    // Padding prices the token-wise operators at the padded batch; the step overhead is added
+    // as given, in µs.
+    let padded = m.step_time(&StepBatch {
+        padded_tokens: 40,
+        ..batch
+    });
+    assert!(padded > skewed, "{padded:?} vs {skewed:?}");
+    let mut with_overhead =
+        parse_latency_spec_with(&format!("{spec},step_overhead_us=250"), &shape).unwrap();
+    assert_eq!(with_overhead.step_time(&batch), skewed + Nanos(250_000));
+    assert!(with_overhead.describe().contains("step overhead 250 µs"));
+    assert!(parse_latency_spec_with(&format!("{spec},step_overhead_us=-1"), &shape).is_err());
+    // A step beyond the profiled token range is priced and reported.
+    let big: Vec<ScheduledRequest> = (0..3)
+        .map(|_| ScheduledRequest {
+            key,
+            num_tokens: 1500,
+            num_computed_before: 0,
+            num_prompt_tokens: 1500,
+            samples: true,
+        })
+        .collect();
+    let t_big = m.step_time(&StepBatch {
+        requests: &big,
+        total_tokens: 4500,
+        padded_tokens: 4500,
+        num_running: 3,
+    });
+    assert!(t_big > skewed);
+    let w = m.warnings();
+    assert!(
+        w.iter()
+            .any(|x| x.contains("4500") && x.contains("dense.csv") && x.contains("2048")),
+        "{w:?}"
+    );
     assert!(parse_latency_spec(&spec).is_err(), "needs the shape");
     assert!(parse_latency_spec_with("profile:tp=1", &shape).is_err());
     assert!(parse_latency_spec_with("profile:dir=/nonexistent", &shape).is_err());

@@ -42,6 +42,12 @@ pub trait LatencyModel: Send {
 
     /// One line describing the model and its parameters, for reports.
     fn describe(&self) -> String;
+
+    /// What the model had to extrapolate or approximate so far (batch shapes outside its
+    /// data), one sentence each, for the end of a run. Empty when every step was covered.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Error, PartialEq)]

@@ -173,7 +173,22 @@ pub struct ProfileLatency {
     attention: AttentionTable,
     skew: SkewFit,
     overheads: Overheads,
+    /// The largest value seen of each batch axis, to report lookups beyond the tables.
+    seen: [u64; AXES.len()],
 }
+
+/// Batch axes whose coverage is reported: (name, unit).
+const AXES: [(&str, &str); 6] = [
+    ("tokens per step", "dense.csv"),
+    ("sequences per step", "per_sequence.csv"),
+    ("prefill tokens per step", "attention.csv prefill_chunk"),
+    (
+        "computed tokens of prefilling requests",
+        "attention.csv kv_prefill",
+    ),
+    ("decodes per step", "attention.csv n_decode"),
+    ("decode context", "attention.csv kv_decode"),
+];
 
 impl ProfileLatency {
     /// Loads `dir/meta.yaml` and `dir/tp<tp>/{dense,per_sequence,attention}.csv` (plus the
@@ -239,7 +254,23 @@ impl ProfileLatency {
             attention,
             skew,
             overheads,
+            seen: [0; AXES.len()],
         })
+    }
+
+    /// The largest profiled value of each axis of [`AXES`].
+    fn extent(&self) -> [u64; AXES.len()] {
+        let last = |t: &Table1D| t.keys.last().copied().unwrap_or(0.0) as u64;
+        let dense = self
+            .block
+            .iter()
+            .map(|(t, _)| last(t))
+            .chain([last(&self.embedding), last(&self.final_layernorm)])
+            .min()
+            .unwrap_or(0);
+        let seqs = last(&self.lm_head).min(last(&self.sampler));
+        let [pc, kp, nd, kd] = self.attention.extent();
+        [dense, seqs, pc, kp, nd, kd]
     }
 
     /// The per-step overhead in use.
@@ -381,7 +412,33 @@ impl LatencyModel for ProfileLatency {
         // the per-sequence rows keep the real requests (padding rows have no context and are
         // not sampled).
         b.tokens = b.tokens.max(batch.padded_tokens as u64);
+        let axes = [
+            b.tokens,
+            b.sequences,
+            b.prefill_chunk,
+            b.kv_prefill,
+            b.n_decode,
+            b.kv_max,
+        ];
+        for (seen, v) in self.seen.iter_mut().zip(axes) {
+            *seen = (*seen).max(v);
+        }
         Nanos(self.step_ns(&b) + self.overheads.step_overhead_ns())
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let extent = self.extent();
+        AXES.iter()
+            .zip(self.seen.iter().zip(extent))
+            .filter(|(_, (&seen, max))| seen > *max)
+            .map(|((name, table), (seen, max))| {
+                format!(
+                    "{name} reached {seen} but the profile's {table} goes up to {max}: \
+                     extrapolated (1-D tables along the line through their last two points, \
+                     attention from the nearest profiled grid points)"
+                )
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {
