@@ -319,3 +319,69 @@ fn malformed_profiles_are_located_errors() {
     let s = err("empty", "tp1/dense.csv", "");
     assert!(s.contains("dense.csv") && s.contains("empty"), "{s}");
 }
+
+#[test]
+fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
+    // A TP2 profile made of the TP1 tables: only the all-reduce term differs.
+    let Some(src) = profile_dir() else { return };
+    let dir = std::env::temp_dir().join(format!("llm-emu-tp2-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tp2")).unwrap();
+    std::fs::copy(src.join("meta.yaml"), dir.join("meta.yaml")).unwrap();
+    for f in [
+        "dense.csv",
+        "per_sequence.csv",
+        "attention.csv",
+        "skew_fit.csv",
+    ] {
+        std::fs::copy(src.join("tp1").join(f), dir.join("tp2").join(f)).unwrap();
+    }
+    // meta.yaml names tp2/skew_fit.csv for TP2 already.
+    let shape = ModelShape::llama_3_1_8b();
+    let b = BatchShape::decodes(64, 1000);
+    let base = ProfileLatency::load(&dir, &shape, 2).unwrap().step_ns(&b);
+    let spec = |extra: &str| format!("profile:dir={},tp=2{extra}", dir.display());
+    let mut plain = parse_latency_spec_with(&spec(""), &shape).unwrap();
+    let mut linked =
+        parse_latency_spec_with(&spec(",tp_link_gbps=50,tp_link_latency_us=5"), &shape).unwrap();
+    let key = {
+        let mut store = RequestStore::default();
+        store.insert(Request::new(
+            NewRequest {
+                request_id: "r".into(),
+                prompt_token_ids: vec![1u32; 8].into(),
+                sampling: SamplingParams::default(),
+                priority: 0,
+                cache_salt: None,
+                arrival: Nanos(0),
+            },
+            Nanos(0),
+            16,
+            false,
+        ))
+    };
+    let reqs: Vec<ScheduledRequest> = (0..64)
+        .map(|_| ScheduledRequest {
+            key,
+            num_tokens: 1,
+            num_computed_before: 1000,
+            num_prompt_tokens: 900,
+            samples: true,
+        })
+        .collect();
+    let batch = StepBatch {
+        requests: &reqs,
+        total_tokens: 64,
+        padded_tokens: 64,
+        num_running: 64,
+    };
+    assert_eq!(plain.step_time(&batch), Nanos(base));
+    assert!(plain.warnings().iter().any(|w| w.contains("tp_link_gbps")));
+    // 64 tokens × 4096 × 2 bytes = 524288 B per all-reduce; 2 ranks: 524288/50 ns + 2 hops ×
+    // 5 µs = 20485.76 ns; 2 per layer × 32 layers.
+    let want = base as f64 + 64.0 * (524_288.0 / 50.0 + 10_000.0);
+    let got = linked.step_time(&batch).0 as f64;
+    assert!((got - want).abs() < 2.0, "{got} vs {want}");
+    assert!(linked.warnings().is_empty());
+    assert!(linked.describe().contains("all-reduce at 50 GB/s"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

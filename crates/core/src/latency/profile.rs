@@ -10,8 +10,12 @@
 //! A Llama block's dense rows are `layernorm` twice (input and post-attention), `qkv_proj`,
 //! `rotary_emb`, `o_proj`, `gate_up_proj`, `act_fn`, `down_proj` (plus `qk_norm` once when the
 //! profile has it, as Qwen3 does). Every row is looked up as whole nanoseconds (the peer's
-//! `latency_ns`), so the sum is exact. TP > 1 reads the `tp<N>/` tables but adds no
-//! all-reduce term (no bandwidth figure is in the profile; see `describe`).
+//! `latency_ns`), so the sum is exact.
+//!
+//! Beyond the peer: token-wise operators are priced at the engine's CUDA-graph-padded batch
+//! ([`StepBatch::padded_tokens`]), the profile's `overheads.yaml` adds a measured per-step device
+//! overhead, and TP > 1 (the `tp<N>/` per-rank tables) adds two ring all-reduces of the hidden
+//! states per layer when a link bandwidth is known (`tp_link_gbps`); see `overheads.rs`.
 
 mod attention;
 mod overheads;
@@ -164,6 +168,8 @@ pub struct ProfileLatency {
     dir: PathBuf,
     tp: u32,
     num_layers: u64,
+    /// Bytes of one token's hidden state (bf16), all-reduced twice per layer under TP.
+    hidden_bytes: f64,
     embedding: Table1D,
     final_layernorm: Table1D,
     /// (table, times per block).
@@ -246,6 +252,7 @@ impl ProfileLatency {
             dir: dir.to_path_buf(),
             tp,
             num_layers: shape.num_hidden_layers,
+            hidden_bytes: shape.hidden_size as f64 * 2.0,
             embedding,
             final_layernorm,
             block,
@@ -284,6 +291,11 @@ impl ProfileLatency {
         let mut dir = None;
         let mut tp = 1u32;
         let mut overhead_us = None;
+        let mut link_gbps = None;
+        let mut link_latency_us = None;
+        let num = |kv: &str, v: &str| {
+            overheads::parse_overhead_us(v).map_err(|e| LatencySpecError::BadParam(kv.into(), e))
+        };
         for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 LatencySpecError::BadParam(kv.into(), "expected key=value".into())
@@ -295,16 +307,14 @@ impl ProfileLatency {
                         LatencySpecError::BadParam(kv.into(), "must be an integer >= 1".into())
                     })?
                 }
-                "step_overhead_us" => {
-                    overhead_us = Some(
-                        overheads::parse_overhead_us(v)
-                            .map_err(|e| LatencySpecError::BadParam(kv.into(), e))?,
-                    )
-                }
+                "step_overhead_us" => overhead_us = Some(num(kv, v)?),
+                "tp_link_gbps" => link_gbps = Some(num(kv, v)?),
+                "tp_link_latency_us" => link_latency_us = Some(num(kv, v)?),
                 other => {
                     return Err(LatencySpecError::BadParam(
                         other.into(),
-                        "unknown key (dir, tp, step_overhead_us)".into(),
+                        "unknown key (dir, tp, step_overhead_us, tp_link_gbps, tp_link_latency_us)"
+                            .into(),
                     ))
                 }
             }
@@ -316,10 +326,14 @@ impl ProfileLatency {
             LatencySpecError::BadParam(format!("dir={}", dir.display()), e.to_string())
         })?;
         if let Some(us) = overhead_us {
-            m.overheads = Overheads {
-                step_overhead_us: us,
-                from_file: false,
-            };
+            m.overheads.step_overhead_us = us;
+            m.overheads.from_file = false;
+        }
+        if link_gbps.is_some() {
+            m.overheads.tp_link_gbps = link_gbps;
+        }
+        if let Some(us) = link_latency_us {
+            m.overheads.tp_link_latency_us = us;
         }
         Ok(m)
     }
@@ -423,21 +437,35 @@ impl LatencyModel for ProfileLatency {
         for (seen, v) in self.seen.iter_mut().zip(axes) {
             *seen = (*seen).max(v);
         }
-        Nanos(self.step_ns(&b) + self.overheads.step_overhead_ns())
+        let all_reduce = self
+            .overheads
+            .all_reduce_ns(b.tokens as f64 * self.hidden_bytes, self.tp)
+            .map_or(0.0, |ns| 2.0 * self.num_layers as f64 * ns);
+        Nanos(self.step_ns(&b) + self.overheads.step_overhead_ns() + all_reduce.round() as u64)
     }
 
     fn warnings(&self) -> Vec<String> {
         let extent = self.extent();
-        AXES.iter()
-            .zip(self.seen.iter().zip(extent))
-            .filter(|(_, (&seen, max))| seen > *max)
-            .map(|((name, table), (seen, max))| {
-                format!(
-                    "{name} reached {seen} but the profile's {table} goes up to {max}: \
+        let tp = (self.tp > 1 && self.overheads.tp_link_gbps.is_none()).then(|| {
+            format!(
+                "tensor parallelism {} without a link bandwidth: the all-reduces are not \
+                 priced (give tp_link_gbps in overheads.yaml or the spec)",
+                self.tp
+            )
+        });
+        tp.into_iter()
+            .chain(
+                AXES.iter()
+                    .zip(self.seen.iter().zip(extent))
+                    .filter(|(_, (&seen, max))| seen > *max)
+                    .map(|((name, table), (seen, max))| {
+                        format!(
+                            "{name} reached {seen} but the profile's {table} goes up to {max}: \
                      extrapolated (1-D tables along the line through their last two points, \
                      attention from the nearest profiled grid points)"
-                )
-            })
+                        )
+                    }),
+            )
             .collect()
     }
 
@@ -462,10 +490,13 @@ impl LatencyModel for ProfileLatency {
             self.tp,
             self.num_layers,
             self.skew.num_buckets(),
-            if self.tp > 1 {
-                ", TP all-reduce not modelled"
-            } else {
-                ""
+            match (self.tp > 1, self.overheads.tp_link_gbps) {
+                (false, _) => String::new(),
+                (true, Some(g)) => format!(
+                    "; ring all-reduce at {g} GB/s, {} µs per hop",
+                    self.overheads.tp_link_latency_us
+                ),
+                (true, None) => "; TP all-reduce not priced (no link bandwidth)".into(),
             }
         )
     }

@@ -13,7 +13,9 @@
 //!
 //! ```yaml
 //! step_overhead_us: 540
-//! obtained_by: "..."   # free text; any other key is documentation and ignored
+//! tp_link_gbps: 25          # optional: all-reduce bus bandwidth per GPU (GB/s), TP > 1
+//! tp_link_latency_us: 5     # optional: one ring hop (µs)
+//! obtained_by: "..."        # free text; any other key is documentation and ignored
 //! ```
 
 use super::skew::Meta;
@@ -30,6 +32,11 @@ pub struct Overheads {
     pub step_overhead_us: f64,
     /// Whether the value came from an `overheads.yaml` (false: none there, zero).
     pub from_file: bool,
+    /// Tensor-parallel all-reduce link: achievable bus bandwidth per GPU in GB/s (NVLink or
+    /// PCIe), for the two all-reduces per layer the per-rank tables leave out.
+    pub tp_link_gbps: Option<f64>,
+    /// Latency of one ring hop in µs.
+    pub tp_link_latency_us: f64,
 }
 
 impl Overheads {
@@ -46,6 +53,21 @@ impl Overheads {
             Err(e) => return Err(e),
         };
         let meta = Meta::parse(&path, &text);
+        let num = |key: &str| -> Result<Option<f64>, ProfileError> {
+            meta.fields
+                .get(key)
+                .map(|(line, raw)| {
+                    parse_overhead_us(raw).map_err(|reason| ProfileError::Meta {
+                        path: path.clone(),
+                        line: *line,
+                        key: key.into(),
+                        reason,
+                    })
+                })
+                .transpose()
+        };
+        let tp_link_gbps = num("tp_link_gbps")?;
+        let tp_link_latency_us = num("tp_link_latency_us")?.unwrap_or(0.0);
         let Some((line, raw)) = meta.fields.get("step_overhead_us") else {
             return Err(ProfileError::Meta {
                 path,
@@ -63,6 +85,8 @@ impl Overheads {
         Ok(Overheads {
             step_overhead_us: us,
             from_file: true,
+            tp_link_gbps,
+            tp_link_latency_us,
         })
     }
 
@@ -70,21 +94,34 @@ impl Overheads {
     pub fn step_overhead_ns(&self) -> u64 {
         (self.step_overhead_us * 1e3).round() as u64
     }
+
+    /// One ring all-reduce of `bytes` over `tp` ranks in ns: each rank sends and receives
+    /// 2·(tp−1)/tp of the data over its link, in 2·(tp−1) latency-bound hops. `None` without a
+    /// link bandwidth.
+    pub fn all_reduce_ns(&self, bytes: f64, tp: u32) -> Option<f64> {
+        let gbps = self.tp_link_gbps.filter(|&g| g > 0.0)?;
+        if tp <= 1 {
+            return Some(0.0);
+        }
+        let steps = 2.0 * (tp as f64 - 1.0);
+        Some(steps / tp as f64 * bytes / gbps + steps * self.tp_link_latency_us * 1e3)
+    }
 }
 
-/// A step overhead in µs: finite, ≥ 0 and below one second (anything larger is a unit error).
+/// A non-negative figure (µs, or GB/s for a link): finite, ≥ 0 and below 10⁶ (a larger one is
+/// a unit error).
 pub fn parse_overhead_us(raw: &str) -> Result<f64, String> {
     let v: f64 = raw
         .trim()
         .trim_matches('"')
         .parse()
-        .map_err(|_| format!("`{raw}` is not a number (µs)"))?;
+        .map_err(|_| format!("`{raw}` is not a number"))?;
     if !v.is_finite() || v < 0.0 {
-        return Err(format!("`{raw}` must be a finite number ≥ 0 (µs)"));
+        return Err(format!("`{raw}` must be a finite number ≥ 0"));
     }
     if v >= 1e6 {
         return Err(format!(
-            "`{raw}` µs is a second or more per step: check the unit (µs)"
+            "`{raw}` is 10⁶ or more: check the unit (µs for times, GB/s for links)"
         ));
     }
     Ok(v)
@@ -110,19 +147,32 @@ mod tests {
         let o = Overheads::load(&dir).unwrap();
         assert_eq!(o.step_overhead_us, 540.5);
         assert_eq!(o.step_overhead_ns(), 540_500);
+        assert_eq!(o.all_reduce_ns(1e6, 2), None);
+        write(
+            &dir,
+            "step_overhead_us: 0\ntp_link_gbps: 50\ntp_link_latency_us: 5\n",
+        );
+        let o = Overheads::load(&dir).unwrap();
+        // 2 ranks: 1 MB crosses the 50 GB/s link once (20 µs) in 2 hops of 5 µs.
+        assert_eq!(o.all_reduce_ns(1e6, 2), Some(20_000.0 + 10_000.0));
+        assert_eq!(o.all_reduce_ns(1e6, 1), Some(0.0));
         for bad in [
             "step_overhead_us: -3\n",
             "step_overhead_us: nan\n",
             "step_overhead_us: 2.5e6\n",
+            "step_overhead_us: 1\ntp_link_gbps: -5\n",
             "step_overhead_us: fast\n",
             "obtained_by: only a note\n",
         ] {
             write(&dir, bad);
             let e = Overheads::load(&dir).unwrap_err().to_string();
-            assert!(
-                e.contains("overheads.yaml") && e.contains("step_overhead_us"),
-                "{e}"
-            );
+            let key = bad.lines().last().unwrap().split(':').next().unwrap();
+            let key = if key == "obtained_by" {
+                "step_overhead_us"
+            } else {
+                key
+            };
+            assert!(e.contains("overheads.yaml") && e.contains(key), "{e}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
