@@ -66,6 +66,14 @@ def main():
           f"{m['output_throughput_real']:.1f} tok/s, {e:+.3f}%)")
     if a.dry_run:
         return
+    ident = {}
+    with open(os.path.join(a.profile_dir, "meta.yaml")) as f:
+        for line in f:
+            if line[:1].isspace() or ":" not in line:
+                continue
+            k, v = line.split(":", 1)
+            if k in ("hardware", "model", "vllm_version", "profiled_at"):
+                ident[k] = v.strip().strip("'\"")
     text = (
         "# Device time per engine step outside the profiled operators (input copies, sampled-id\n"
         "# hand-off, operator-boundary gaps of a whole forward); see docs/fidelity.md.\n"
@@ -74,6 +82,8 @@ def main():
         "llm-emu's output-token throughput equals the real run's aggregate throughput "
         f"({m['output_throughput_real']:.1f} tok/s); no per-request latency used\"\n"
         f"real_run: \"{os.path.basename(os.path.dirname(os.path.abspath(a.real)))}\"\n"
+        "# The profile this calibration belongs to (its meta.yaml), for copies without this file:\n"
+        + "".join(f"profile_{k}: \"{v}\"\n" for k, v in ident.items())
     )
     path = os.path.join(a.profile_dir, "overheads.yaml")
     tmp = path + ".tmp"

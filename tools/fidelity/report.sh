@@ -40,7 +40,7 @@ for case_dir in "$runs"/*/; do
     fi
   done <<CONFIGS
 default|
-peer-composition|--latency profile:dir=$case_dir/profile --enforce-eager
+peer-composition|--latency profile:dir=${case_dir}profile,step_overhead_us=0 --enforce-eager
 roofline|--latency roofline
 CONFIGS
   if [ ${#series[@]} -gt 0 ]; then

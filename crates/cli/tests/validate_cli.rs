@@ -99,9 +99,11 @@ fn profile_latency_reproduces_the_peer_simulators_errors() {
         .arg("--workload")
         .arg(case.join("workload.jsonl"))
         .arg("--latency")
-        .arg(format!("profile:dir={}", case.join("profile").display()))
-        // The peer prices the exact tokens (no CUDA-graph padding) and adds no step overhead
-        // (the shared profile has no overheads.yaml).
+        .arg(format!(
+            "profile:dir={},step_overhead_us=0",
+            case.join("profile").display()
+        ))
+        // The peer prices the exact tokens (no CUDA-graph padding) and adds no step overhead.
         .arg("--enforce-eager")
         .arg("--json")
         .arg(&json)

@@ -247,7 +247,7 @@ impl ProfileLatency {
             });
         }
         let attention = AttentionTable::load(&tp_dir.join("attention.csv"))?;
-        let overheads = Overheads::load(dir)?;
+        let overheads = Overheads::load(dir, &meta)?;
         Ok(ProfileLatency {
             dir: dir.to_path_buf(),
             tp,
@@ -327,7 +327,7 @@ impl ProfileLatency {
         })?;
         if let Some(us) = overhead_us {
             m.overheads.step_overhead_us = us;
-            m.overheads.from_file = false;
+            m.overheads.source = Some("the spec".into());
         }
         if link_gbps.is_some() {
             m.overheads.tp_link_gbps = link_gbps;
@@ -472,13 +472,9 @@ impl LatencyModel for ProfileLatency {
     fn describe(&self) -> String {
         let overhead = if self.overheads.step_overhead_us > 0.0 {
             format!(
-                "step overhead {} µs{}",
+                "step overhead {} µs from {}",
                 self.overheads.step_overhead_us,
-                if self.overheads.from_file {
-                    " (overheads.yaml)"
-                } else {
-                    ""
-                }
+                self.overheads.source.as_deref().unwrap_or("?")
             )
         } else {
             "no step overhead".to_string()

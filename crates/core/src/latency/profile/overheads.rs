@@ -9,7 +9,11 @@
 //! row; together it is a per-step constant of a few hundred microseconds on a given GPU, host
 //! and vLLM version: `step_overhead_us`. It is measured, not derived, so it lives with the
 //! profile it completes, with a note of how it was obtained (`tools/fidelity/README.md`).
-//! A profile without the file gets no overhead (the composition alone).
+//! A profile directory without the file is matched against the calibrations compiled into the
+//! binary by the identity its `meta.yaml` declares (`hardware`, `model`, `vllm_version`,
+//! `profiled_at` — the `profile_*` keys of a calibration), so the same measured profile gets the
+//! same overhead wherever its copy lives; an unknown profile gets no overhead (the composition
+//! alone, which is right for a profile that is already accurate).
 //!
 //! ```yaml
 //! step_overhead_us: 540
@@ -25,13 +29,27 @@ use std::path::Path;
 /// The file's name inside a profile directory.
 pub const OVERHEADS_FILE: &str = "overheads.yaml";
 
+/// Calibrations compiled into the binary: (name, `overheads.yaml` text with `profile_*` keys).
+const BUILTIN_CALIBRATIONS: &[(&str, &str)] = &[(
+    "rtxpro6000-llama-3.1-8b",
+    include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/overheads.yaml"),
+)];
+
+/// The `meta.yaml` keys that identify a measured profile, and the calibration keys naming them.
+const IDENTITY: [(&str, &str); 4] = [
+    ("hardware", "profile_hardware"),
+    ("model", "profile_model"),
+    ("vllm_version", "profile_vllm_version"),
+    ("profiled_at", "profile_profiled_at"),
+];
+
 /// Per-step device time outside the profiled operators.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Overheads {
     /// Added to every non-empty step, in µs.
     pub step_overhead_us: f64,
-    /// Whether the value came from an `overheads.yaml` (false: none there, zero).
-    pub from_file: bool,
+    /// Where the values came from: `overheads.yaml`, a built-in calibration, or `None` (zero).
+    pub source: Option<String>,
     /// Tensor-parallel all-reduce link: achievable bus bandwidth per GPU in GB/s (NVLink or
     /// PCIe), for the two all-reduces per layer the per-rank tables leave out.
     pub tp_link_gbps: Option<f64>,
@@ -40,19 +58,38 @@ pub struct Overheads {
 }
 
 impl Overheads {
-    /// Reads `dir/overheads.yaml`; a missing file means no overhead.
-    pub fn load(dir: &Path) -> Result<Overheads, ProfileError> {
+    /// Reads `dir/overheads.yaml`; without one, the built-in calibration of the profile
+    /// `profile_meta` identifies, else no overhead.
+    pub(crate) fn load(dir: &Path, profile_meta: &Meta) -> Result<Overheads, ProfileError> {
         let path = dir.join(OVERHEADS_FILE);
-        let text = match super::tables::read_text(&path) {
-            Ok(t) => t,
+        match super::tables::read_text(&path) {
+            Ok(text) => Self::parse(&path, &text, OVERHEADS_FILE.to_string()),
             Err(ProfileError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                return Ok(Overheads::default())
+                for (name, text) in BUILTIN_CALIBRATIONS {
+                    let cal_path = Path::new(name).join(OVERHEADS_FILE);
+                    let cal = Meta::parse(&cal_path, text);
+                    let same = IDENTITY.iter().all(|(mk, ck)| {
+                        matches!((profile_meta.get(mk), cal.get(ck)), (Some(a), Some(b)) if a == b)
+                    });
+                    if same {
+                        return Self::parse(
+                            &cal_path,
+                            text,
+                            format!("built-in calibration `{name}`"),
+                        );
+                    }
+                }
+                Ok(Overheads::default())
             }
-            Err(e) => return Err(e),
-        };
-        let meta = Meta::parse(&path, &text);
+            Err(e) => Err(e),
+        }
+    }
+
+    fn parse(path: &Path, text: &str, source: String) -> Result<Overheads, ProfileError> {
+        let path = path.to_path_buf();
+        let meta = Meta::parse(&path, text);
         let num = |key: &str| -> Result<Option<f64>, ProfileError> {
             meta.fields
                 .get(key)
@@ -84,7 +121,7 @@ impl Overheads {
         })?;
         Ok(Overheads {
             step_overhead_us: us,
-            from_file: true,
+            source: Some(source),
             tp_link_gbps,
             tp_link_latency_us,
         })
@@ -139,12 +176,29 @@ mod tests {
     fn reads_validates_and_defaults() {
         let dir = std::env::temp_dir().join(format!("llm-emu-overheads-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(Overheads::load(&dir).unwrap(), Overheads::default());
+        let no_meta = Meta::parse(Path::new("meta.yaml"), "");
+        assert_eq!(
+            Overheads::load(&dir, &no_meta).unwrap(),
+            Overheads::default()
+        );
+        // A profile whose meta.yaml identifies the built-in calibration gets it.
+        let known = Meta::parse(
+            Path::new("meta.yaml"),
+            "vllm_version: 0.19.0\nhardware: RTXPRO6000\nprofiled_at: '2026-04-24T12:44:27+00:00'\nmodel: meta-llama/Llama-3.1-8B\n",
+        );
+        let cal = Overheads::load(&dir, &known).unwrap();
+        assert!(cal.step_overhead_us > 0.0);
+        assert!(cal.source.unwrap().contains("built-in calibration"));
+        let other = Meta::parse(
+            Path::new("meta.yaml"),
+            "vllm_version: 0.19.0\nhardware: H100\nprofiled_at: '2026-04-24T12:44:27+00:00'\nmodel: meta-llama/Llama-3.1-8B\n",
+        );
+        assert_eq!(Overheads::load(&dir, &other).unwrap(), Overheads::default());
         write(
             &dir,
             "# note\nstep_overhead_us: 540.5\nobtained_by: a note\n",
         );
-        let o = Overheads::load(&dir).unwrap();
+        let o = Overheads::load(&dir, &no_meta).unwrap();
         assert_eq!(o.step_overhead_us, 540.5);
         assert_eq!(o.step_overhead_ns(), 540_500);
         assert_eq!(o.all_reduce_ns(1e6, 2), None);
@@ -152,7 +206,7 @@ mod tests {
             &dir,
             "step_overhead_us: 0\ntp_link_gbps: 50\ntp_link_latency_us: 5\n",
         );
-        let o = Overheads::load(&dir).unwrap();
+        let o = Overheads::load(&dir, &no_meta).unwrap();
         // 2 ranks: 1 MB crosses the 50 GB/s link once (20 µs) in 2 hops of 5 µs.
         assert_eq!(o.all_reduce_ns(1e6, 2), Some(20_000.0 + 10_000.0));
         assert_eq!(o.all_reduce_ns(1e6, 1), Some(0.0));
@@ -165,7 +219,7 @@ mod tests {
             "obtained_by: only a note\n",
         ] {
             write(&dir, bad);
-            let e = Overheads::load(&dir).unwrap_err().to_string();
+            let e = Overheads::load(&dir, &no_meta).unwrap_err().to_string();
             let key = bad.lines().last().unwrap().split(':').next().unwrap();
             let key = if key == "obtained_by" {
                 "step_overhead_us"
