@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod gpu;
 pub mod kv;
 pub mod latency;
 pub mod request;

@@ -3,10 +3,13 @@
 
 pub mod linear;
 pub mod profile;
+pub mod roofline;
 
 pub use linear::LinearLatency;
 pub use profile::{BatchShape, ProfileError, ProfileLatency};
+pub use roofline::RooflineLatency;
 
+use crate::gpu::GpuSpec;
 use crate::sched::ScheduledRequest;
 use crate::sizing::ModelShape;
 use crate::time::Nanos;
@@ -42,7 +45,7 @@ pub trait LatencyModel: Send {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LatencySpecError {
-    #[error("unknown latency model `{0}` (known: linear, profile)")]
+    #[error("unknown latency model `{0}` (known: linear, profile, roofline)")]
     UnknownKind(String),
     #[error("bad latency parameter `{0}`: {1}")]
     BadParam(String, String),
@@ -63,6 +66,31 @@ pub fn parse_latency_spec_with(
     parse_latency_spec_inner(spec, Some(shape))
 }
 
+/// The hardware a latency model defaults to when its spec does not name it (`--gpu`,
+/// `--tensor-parallel-size`); only `roofline` reads it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HardwareDefaults {
+    pub gpu: Option<&'static GpuSpec>,
+    pub tensor_parallel_size: Option<u64>,
+}
+
+/// [`parse_latency_spec_with`], with `roofline`'s `gpu` and `tp` defaulting to `hw`.
+pub fn parse_latency_spec_on(
+    spec: &str,
+    shape: &ModelShape,
+    hw: &HardwareDefaults,
+) -> Result<Box<dyn LatencyModel>, LatencySpecError> {
+    match spec.split_once(':').unwrap_or((spec, "")) {
+        ("roofline", params) => Ok(Box::new(RooflineLatency::parse_params(
+            params,
+            shape,
+            hw.gpu,
+            hw.tensor_parallel_size.unwrap_or(1),
+        )?)),
+        _ => parse_latency_spec_with(spec, shape),
+    }
+}
+
 fn parse_latency_spec_inner(
     spec: &str,
     shape: Option<&ModelShape>,
@@ -75,6 +103,15 @@ fn parse_latency_spec_inner(
             None => Err(LatencySpecError::BadParam(
                 spec.into(),
                 "the profile model needs the model shape (parse_latency_spec_with)".into(),
+            )),
+        },
+        "roofline" => match shape {
+            Some(shape) => Ok(Box::new(RooflineLatency::parse_params(
+                params, shape, None, 1,
+            )?)),
+            None => Err(LatencySpecError::BadParam(
+                spec.into(),
+                "the roofline model needs the model shape (parse_latency_spec_with)".into(),
             )),
         },
         other => Err(LatencySpecError::UnknownKind(other.to_string())),
