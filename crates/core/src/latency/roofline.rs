@@ -139,7 +139,7 @@ impl RooflineLatency {
         if tp == 0 {
             return Err(bad("tp", "must be at least 1"));
         }
-        if shape.num_attention_heads % tp != 0 {
+        if !shape.num_attention_heads.is_multiple_of(tp) {
             return Err(bad(
                 "tp",
                 format!(
@@ -149,7 +149,7 @@ impl RooflineLatency {
             ));
         }
         let kv = shape.kv_heads();
-        if shape.mla.is_none() && kv % tp != 0 && tp % kv != 0 {
+        if shape.mla.is_none() && !kv.is_multiple_of(tp) && !tp.is_multiple_of(kv) {
             return Err(bad(
                 "tp",
                 format!("the model's {kv} KV heads and tp={tp} do not divide one another"),

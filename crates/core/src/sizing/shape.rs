@@ -205,7 +205,7 @@ impl ModelShape {
         positive(r.vocab_size, "vocab_size")?;
         if let Some(kv) = r.num_key_value_heads {
             positive(kv, "num_key_value_heads")?;
-            if r.num_attention_heads % kv != 0 {
+            if !r.num_attention_heads.is_multiple_of(kv) {
                 return Err(bad(format!(
                     "`num_attention_heads` ({}) is not a multiple of `num_key_value_heads` ({kv})",
                     r.num_attention_heads
@@ -346,7 +346,7 @@ impl ModelShape {
         };
         if shape.mla.is_none()
             && shape.head_dim.is_none()
-            && r.hidden_size % r.num_attention_heads != 0
+            && !r.hidden_size.is_multiple_of(r.num_attention_heads)
         {
             return Err(bad(
                 "missing field `head_dim` (hidden_size is not a multiple of num_attention_heads)",
@@ -394,13 +394,13 @@ impl ModelShape {
     fn layer_is_moe(r: &RawConfig, i: u64) -> bool {
         if let Some(first_dense) = r.first_k_dense_replace {
             let freq = r.moe_layer_freq.unwrap_or(1).max(1);
-            return i >= first_dense && i % freq == 0;
+            return i >= first_dense && i.is_multiple_of(freq);
         }
         if r.mlp_only_layers.as_ref().is_some_and(|l| l.contains(&i)) {
             return false;
         }
         let step = r.decoder_sparse_step.unwrap_or(1).max(1);
-        (i + 1) % step == 0
+        (i + 1).is_multiple_of(step)
     }
 
     /// Llama-3.1-8B (meta-llama/Llama-3.1-8B `config.json`), from the built-in table.
