@@ -6,7 +6,7 @@ use clap::{ArgAction, Args};
 use llm_emu_core::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_core::latency::{parse_latency_spec_on, HardwareDefaults, LatencyModel};
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::sizing::{num_gpu_blocks, GpuBudget, ModelShape};
+use llm_emu_core::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use std::path::PathBuf;
 
@@ -209,9 +209,8 @@ fn engine_config_impl(
     }
     let num_gpu_blocks = match a.num_gpu_blocks_override {
         Some(n) => n,
-        None => num_gpu_blocks(
-            shape,
-            &GpuBudget {
+        None => {
+            let budget = GpuBudget {
                 gpu_memory_bytes: (gpu_memory_gib * (1u64 << 30) as f64) as u64,
                 gpu_memory_utilization: a.gpu_memory_utilization,
                 tensor_parallel_size: a
@@ -221,8 +220,11 @@ fn engine_config_impl(
                 block_size: a.block_size as u64,
                 max_num_batched_tokens: tokens as u64,
                 max_num_seqs: seqs as u64,
-            },
-        )?,
+            };
+            let n = num_gpu_blocks(shape, &budget)?;
+            check_max_model_len(shape, &budget, n, max_model_len as u64)?;
+            n
+        }
     };
     let cfg = EngineConfig {
         block_size: a.block_size,

@@ -2,7 +2,8 @@
 //! KV bytes per token match hand computations, and lookups fail with clear errors.
 
 use llm_emu_core::sizing::{
-    builtin_model_names, num_gpu_blocks, GpuBudget, ModelShape, SizingError, WeightFormat,
+    builtin_model_names, check_max_model_len, kv_bytes_for_one_request, num_gpu_blocks, GpuBudget,
+    ModelShape, SizingError, WeightFormat,
 };
 use std::path::PathBuf;
 
@@ -232,4 +233,36 @@ fn resolve_prefers_paths_then_the_hf_cache_then_the_table() {
         .to_string();
     assert!(e.contains("unknown model `nobody/nothing`"), "{e}");
     let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn one_max_length_request_must_fit_as_vllm_checks() {
+    let gpu = GpuBudget {
+        gpu_memory_bytes: 24 << 30,
+        gpu_memory_utilization: 0.9,
+        tensor_parallel_size: 1,
+        block_size: 16,
+        max_num_batched_tokens: 2048,
+        max_num_seqs: 256,
+    };
+    let l8 = model("meta-llama/Llama-3.1-8B");
+    // 131072 tokens × 128 KiB = 16 GiB.
+    assert_eq!(kv_bytes_for_one_request(&l8, &gpu, 131_072), 16 << 30);
+    let blocks = num_gpu_blocks(&l8, &gpu).unwrap();
+    let e = check_max_model_len(&l8, &gpu, blocks, 131_072)
+        .unwrap_err()
+        .to_string();
+    let fits = u64::from(blocks) * 16;
+    assert!(
+        e.contains(&format!("estimated maximum model length is {fits}")),
+        "{e}"
+    );
+    assert!(check_max_model_len(&l8, &gpu, blocks, fits).is_ok());
+    // gpt-oss: sliding layers need at most window − 1 + max_num_batched_tokens tokens.
+    let g = model("openai/gpt-oss-20b");
+    let page = 16 * 2 * 8 * 64 * 2;
+    assert_eq!(
+        kv_bytes_for_one_request(&g, &gpu, 131_072),
+        12 * 8192 * page + 12 * (127u64 + 2048).div_ceil(16) * page
+    );
 }

@@ -43,6 +43,18 @@ pub enum SizingError {
         weights_gib: f64,
         other_gib: f64,
     },
+    #[error(
+        "to serve at least one request with the model's max seq len ({max_model_len}), \
+         {needed_gib:.2} GiB KV cache is needed, which is larger than the available KV cache \
+         memory ({available_gib:.2} GiB); the estimated maximum model length is {estimated}: \
+         raise --gpu-memory-utilization or lower --max-model-len"
+    )]
+    MaxModelLenTooLong {
+        max_model_len: u64,
+        needed_gib: f64,
+        available_gib: f64,
+        estimated: u64,
+    },
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -109,6 +121,57 @@ pub fn num_gpu_blocks(shape: &ModelShape, gpu: &GpuBudget) -> Result<u32, Sizing
         });
     }
     Ok((available / per_block).floor().min(u32::MAX as f64) as u32)
+}
+
+/// KV-cache bytes one request of `len` tokens needs on one rank, as vLLM's
+/// `max_memory_usage_bytes` sums it over layers: full-attention layers hold every token;
+/// sliding-window layers at most `window − 1 + max_num_batched_tokens` of them.
+pub fn kv_bytes_for_one_request(shape: &ModelShape, gpu: &GpuBudget, len: u64) -> u64 {
+    let tp = gpu.tensor_parallel_size.max(1);
+    let page = gpu.block_size * shape.kv_bytes_per_token_per_layer(tp);
+    shape
+        .layers
+        .iter()
+        .map(|l| {
+            let tokens = match l.sliding_window {
+                Some(w) => (w.saturating_sub(1) + gpu.max_num_batched_tokens).min(len),
+                None => len,
+            };
+            tokens.div_ceil(gpu.block_size) * page
+        })
+        .sum()
+}
+
+/// vLLM's start-up check (`check_enough_kv_cache_memory`): the KV cache must hold one request
+/// of `max_model_len` tokens; the error gives the longest length that fits, as vLLM's does.
+pub fn check_max_model_len(
+    shape: &ModelShape,
+    gpu: &GpuBudget,
+    num_gpu_blocks: u32,
+    max_model_len: u64,
+) -> Result<(), SizingError> {
+    let available = u64::from(num_gpu_blocks)
+        * shape.bytes_per_block(gpu.block_size, gpu.tensor_parallel_size.max(1));
+    let needed = kv_bytes_for_one_request(shape, gpu, max_model_len);
+    if needed <= available {
+        return Ok(());
+    }
+    // Largest length whose need fits (the need grows with the length).
+    let (mut lo, mut hi) = (0u64, max_model_len);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if kv_bytes_for_one_request(shape, gpu, mid) <= available {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Err(SizingError::MaxModelLenTooLong {
+        max_model_len,
+        needed_gib: needed as f64 / GIB,
+        available_gib: available as f64 / GIB,
+        estimated: lo,
+    })
 }
 
 #[cfg(test)]
