@@ -8,6 +8,7 @@
 
 use llm_emu_core::gpu::GpuSpec;
 use llm_emu_core::latency::roofline::{RooflineLatency, RooflineParams};
+use llm_emu_core::latency::{BatchShape, ProfileLatency};
 use llm_emu_core::sizing::ModelShape;
 use std::collections::HashMap;
 
@@ -121,5 +122,30 @@ fn main() {
             op.each_us / real,
             op.bound
         );
+    }
+
+    // Whole steps: the roofline against the operator profile composed as LLMServingSim does.
+    let profile_dir = std::path::Path::new(&dir).parent().expect("tp1 has a parent");
+    let composed = ProfileLatency::load(profile_dir, &shape, 1).expect("profile loads");
+    println!();
+    println!("| step | roofline ms | profile composition ms | ratio |");
+    println!("|---|---:|---:|---:|");
+    let steps: [(&str, Vec<(u64, u64)>); 6] = [
+        ("1 decode at KV 1000", vec![(1, 1000)]),
+        ("32 decodes at KV 1000", vec![(1, 1000); 32]),
+        ("128 decodes at KV 1000", vec![(1, 1000); 128]),
+        ("2048-token prefill", vec![(2048, 0)]),
+        (
+            "512-token prefill + 127 decodes at KV 1000",
+            std::iter::once((512, 0)).chain(vec![(1, 1000); 127]).collect(),
+        ),
+        ("8 decodes at KV 8000", vec![(1, 8000); 8]),
+    ];
+    for (label, reqs) in steps {
+        let ours = m.step_us(&reqs) / 1000.0;
+        let theirs = composed.step_ms(&BatchShape::from_requests(
+            reqs.iter().map(|&(q, c)| (q as usize, c as usize)),
+        ));
+        println!("| {label} | {ours:.2} | {theirs:.2} | {:.2} |", ours / theirs);
     }
 }
