@@ -125,7 +125,9 @@ fn main() {
     }
 
     // Whole steps: the roofline against the operator profile composed as LLMServingSim does.
-    let profile_dir = std::path::Path::new(&dir).parent().expect("tp1 has a parent");
+    let profile_dir = std::path::Path::new(&dir)
+        .parent()
+        .expect("tp1 has a parent");
     let composed = ProfileLatency::load(profile_dir, &shape, 1).expect("profile loads");
     println!();
     println!("| step | roofline ms | profile composition ms | ratio |");
@@ -137,7 +139,9 @@ fn main() {
         ("2048-token prefill", vec![(2048, 0)]),
         (
             "512-token prefill + 127 decodes at KV 1000",
-            std::iter::once((512, 0)).chain(vec![(1, 1000); 127]).collect(),
+            std::iter::once((512, 0))
+                .chain(vec![(1, 1000); 127])
+                .collect(),
         ),
         ("8 decodes at KV 8000", vec![(1, 8000); 8]),
     ];
@@ -146,6 +150,9 @@ fn main() {
         let theirs = composed.step_ms(&BatchShape::from_requests(
             reqs.iter().map(|&(q, c)| (q as usize, c as usize)),
         ));
-        println!("| {label} | {ours:.2} | {theirs:.2} | {:.2} |", ours / theirs);
+        println!(
+            "| {label} | {ours:.2} | {theirs:.2} | {:.2} |",
+            ours / theirs
+        );
     }
 }
