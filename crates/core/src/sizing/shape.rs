@@ -137,8 +137,6 @@ struct RawConfig {
     attention_bias: Option<bool>,
     // Sliding window.
     sliding_window: Option<u64>,
-    use_sliding_window: Option<bool>,
-    max_window_layers: Option<u64>,
     layer_types: Option<Vec<String>>,
     // Mixture of experts, under each family's names.
     num_experts: Option<u64>,
@@ -234,42 +232,35 @@ impl ModelShape {
             }
         };
 
-        // Sliding windows as vLLM applies them: per layer from `layer_types` (gpt-oss, and
-        // Llama-family models that list them); Qwen2's `use_sliding_window` with
-        // `max_window_layers`; a bare `sliding_window` (Mistral-7B-v0.1) is ignored by vLLM's
-        // Llama/Mistral implementation (full attention, every token cached).
-        let windows: Vec<Option<u64>> = if let Some(types) = &r.layer_types {
-            if types.len() as u64 != n {
-                return Err(bad(format!(
-                    "`layer_types` has {} entries but `num_hidden_layers` is {n}",
-                    types.len()
-                )));
+        // Sliding windows as vLLM 0.19's models apply them: per layer from `layer_types`
+        // (gpt-oss, and Llama-family models that list them). A bare `sliding_window`
+        // (Mistral-7B-v0.1) and Qwen2's `use_sliding_window` are not applied by vLLM's
+        // Llama/Mistral/Qwen2 implementations: full attention, every token cached.
+        let windows: Vec<Option<u64>> = match &r.layer_types {
+            Some(types) if mt != "qwen2" => {
+                if types.len() as u64 != n {
+                    return Err(bad(format!(
+                        "`layer_types` has {} entries but `num_hidden_layers` is {n}",
+                        types.len()
+                    )));
+                }
+                types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "sliding_attention" => required(
+                            r.sliding_window,
+                            "sliding_window",
+                            "layer_types names sliding_attention layers",
+                        )
+                        .map(Some),
+                        "full_attention" => Ok(None),
+                        other => Err(bad(format!(
+                            "`layer_types`: unsupported layer type `{other}`"
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?
             }
-            types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "sliding_attention" => required(
-                        r.sliding_window,
-                        "sliding_window",
-                        "layer_types names sliding_attention layers",
-                    )
-                    .map(Some),
-                    "full_attention" => Ok(None),
-                    other => Err(bad(format!(
-                        "`layer_types`: unsupported layer type `{other}`"
-                    ))),
-                })
-                .collect::<Result<_, _>>()?
-        } else if r.use_sliding_window == Some(true) {
-            let w = required(
-                r.sliding_window,
-                "sliding_window",
-                "use_sliding_window is true",
-            )?;
-            let full_below = r.max_window_layers.unwrap_or(0);
-            (0..n).map(|i| (i >= full_below).then_some(w)).collect()
-        } else {
-            vec![None; n as usize]
+            _ => vec![None; n as usize],
         };
 
         let layers = windows
