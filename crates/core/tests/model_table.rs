@@ -258,11 +258,12 @@ fn one_max_length_request_must_fit_as_vllm_checks() {
         "{e}"
     );
     assert!(check_max_model_len(&l8, &gpu, blocks, fits).is_ok());
-    // gpt-oss: sliding layers need at most window − 1 + max_num_batched_tokens tokens.
+    // gpt-oss: sliding layers need at most window − 1 + max_num_batched_tokens tokens, plus
+    // one block for a window that starts mid-block.
     let g = model("openai/gpt-oss-20b");
     let page = 16 * 2 * 8 * 64 * 2;
     assert_eq!(
         kv_bytes_for_one_request(&g, &gpu, 131_072),
-        12 * 8192 * page + 12 * (127u64 + 2048).div_ceil(16) * page
+        12 * 8192 * page + 12 * ((127u64 + 2048).div_ceil(16) + 1) * page
     );
 }

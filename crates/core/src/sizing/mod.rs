@@ -120,12 +120,21 @@ pub fn num_gpu_blocks(shape: &ModelShape, gpu: &GpuBudget) -> Result<u32, Sizing
             other_gib: other / GIB,
         });
     }
-    Ok((available / per_block).floor().min(u32::MAX as f64) as u32)
+    let blocks = blocks_for_available(shape, gpu.block_size, tp, available as u64);
+    Ok(blocks.min(u64::from(u32::MAX)) as u32)
+}
+
+/// vLLM's `get_num_blocks`: `available // page_size // group_size`, integer divisions, for
+/// `available` bytes of KV memory on one of `tp` ranks.
+pub fn blocks_for_available(shape: &ModelShape, block_size: u64, tp: u64, available: u64) -> u64 {
+    let layout = shape.kv_layout(block_size, tp);
+    available / layout.page_bytes / layout.group_size
 }
 
 /// KV-cache bytes one request of `len` tokens needs on one rank, as vLLM's
 /// `max_memory_usage_bytes` sums it over layers: full-attention layers hold every token;
-/// sliding-window layers at most `window − 1 + max_num_batched_tokens` of them.
+/// sliding-window layers at most `window − 1 + max_num_batched_tokens` of them, plus one block
+/// (`SlidingWindowSpec.max_memory_usage_bytes`).
 pub fn kv_bytes_for_one_request(shape: &ModelShape, gpu: &GpuBudget, len: u64) -> u64 {
     let tp = gpu.tensor_parallel_size.max(1);
     let page = gpu.block_size * shape.kv_bytes_per_token_per_layer(tp);
@@ -133,11 +142,14 @@ pub fn kv_bytes_for_one_request(shape: &ModelShape, gpu: &GpuBudget, len: u64) -
         .layers
         .iter()
         .map(|l| {
-            let tokens = match l.sliding_window {
-                Some(w) => (w.saturating_sub(1) + gpu.max_num_batched_tokens).min(len),
-                None => len,
-            };
-            tokens.div_ceil(gpu.block_size) * page
+            match l.sliding_window {
+                // + 1: the window need not start at a block boundary.
+                Some(w) => {
+                    let tokens = (w.saturating_sub(1) + gpu.max_num_batched_tokens).min(len);
+                    (tokens.div_ceil(gpu.block_size) + 1) * page
+                }
+                None => len.div_ceil(gpu.block_size) * page,
+            }
         })
         .sum()
 }
