@@ -114,6 +114,12 @@ impl EngineArgs {
         })
     }
 
+    /// Takes `tp` as `--tensor-parallel-size` when the flag is absent (a real run's recorded
+    /// value), so KV sizing and the roofline latency both see it.
+    pub fn default_tensor_parallel_size(&mut self, tp: Option<u64>) {
+        self.tensor_parallel_size = self.tensor_parallel_size.or(tp);
+    }
+
     /// The `--gpu` (default: the RTX PRO 6000 the built-in profile was measured on).
     pub fn gpu(&self) -> Result<&'static GpuSpec> {
         Ok(GpuSpec::lookup(self.gpu.as_deref().unwrap_or(DEFAULT_GPU))?)

@@ -25,8 +25,10 @@ pub struct ValidateArgs {
     engine: EngineArgs,
 }
 
-pub fn run(a: ValidateArgs) -> Result<()> {
+pub fn run(mut a: ValidateArgs) -> Result<()> {
     let real = RealRun::load(&a.real)?;
+    a.engine
+        .default_tensor_parallel_size(real.engine.tensor_parallel_size);
     if !real.ignored_meta_keys.is_empty() {
         eprintln!(
             "note: meta.json keys not used: {}",
