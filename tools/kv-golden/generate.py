@@ -8,7 +8,7 @@ them (``FullAttentionSpec`` / ``SlidingWindowSpec`` / ``MLAAttentionSpec``, with
 lets vLLM's ``kv_cache_utils`` group the layers (``get_kv_cache_groups``), size the pool for a given
 amount of available memory (``get_kv_cache_config_from_groups``) and compute the memory one request
 of ``max_model_len`` needs (``max_memory_usage_bytes``). Writes
-``crates/core/tests/golden/kv_sizing.json``; ``crates/core/tests/kv_golden.rs`` checks llm-emu's
+``crates/core/tests/data/kv_sizing.json``; ``crates/core/tests/kv_golden.rs`` checks llm-emu's
 ``sizing`` against it.
 
 Usage: ~/.cache/vllm-reference/venv/bin/python tools/kv-golden/generate.py
@@ -122,7 +122,7 @@ def main() -> None:
         "max_num_batched_tokens": MAX_NUM_BATCHED_TOKENS,
         "cases": cases,
     }
-    dest = ROOT / "crates/core/tests/golden/kv_sizing.json"
+    dest = ROOT / "crates/core/tests/data/kv_sizing.json"
     dest.write_text(json.dumps(out, indent=1) + "\n")
     print(f"{len(cases)} cases → {dest}", file=sys.stderr)
 

@@ -1,13 +1,13 @@
 //! KV-cache sizing against vLLM 0.19.0's own code: page sizes, KV-cache groups, the block pool
 //! for a given memory, and the memory one `max_model_len` request needs, for every built-in model
-//! at TP 1/2/8/16 (`tools/kv-golden/generate.py` → `tests/golden/kv_sizing.json`).
+//! at TP 1/2/8/16 (`tools/kv-golden/generate.py` → `tests/data/kv_sizing.json`).
 
 use llm_emu_core::sizing::{blocks_for_available, kv_bytes_for_one_request, GpuBudget, ModelShape};
 use serde_json::Value;
 
 #[test]
 fn sizing_matches_vllm_for_every_builtin_model() {
-    let text = include_str!("golden/kv_sizing.json");
+    let text = include_str!("data/kv_sizing.json");
     let golden: Value = serde_json::from_str(text).unwrap();
     let block = golden["block_size"].as_u64().unwrap();
     let available = golden["available_bytes"].as_u64().unwrap();
