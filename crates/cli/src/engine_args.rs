@@ -3,9 +3,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use llm_emu_core::latency::{parse_latency_spec_with, LatencyModel};
+use llm_emu_core::gpu::{GpuSpec, DEFAULT_GPU};
+use llm_emu_core::latency::{parse_latency_spec_on, HardwareDefaults, LatencyModel};
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::sizing::{num_gpu_blocks, GpuBudget, ModelShape};
+use llm_emu_core::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use std::path::PathBuf;
 
@@ -15,18 +16,30 @@ pub const DEFAULT_LATENCY: &str = "profile:dir=builtin:rtxpro6000-llama-3.1-8b";
 
 #[derive(Args)]
 pub struct EngineArgs {
-    /// Step latency model: `linear:base_us=B,per_token_us=P[,per_req_us=R,per_ctx_us=C]` (µs), or
+    /// Step latency model: `linear:base_us=B,per_token_us=P[,per_req_us=R,per_ctx_us=C]` (µs),
     /// `profile:dir=PATH[,tp=N]` for real-GPU operator profiles (the layout of
-    /// `../shared/data/real-runs/*/profile/`, composed for the model of `--model-config`).
+    /// `../shared/data/real-runs/*/profile/`, composed for the model of `--model-config`), or
+    /// `roofline[:gpu=NAME,tp=N,dtype=bf16|fp8,...]` for any model on any known GPU (gpu and
+    /// tp default to `--gpu` and `--tensor-parallel-size`; see docs/roofline.md).
     #[arg(long, default_value = DEFAULT_LATENCY)]
     latency: String,
-    /// Hugging Face config.json of the model (default: built-in Llama-3.1-8B).
+    /// Hugging Face config.json of the model (overrides the shape `--model` names).
     #[arg(long)]
     model_config: Option<PathBuf>,
-    /// GPU memory in GiB, for the KV cache size and vLLM's batch defaults (default: 96, an RTX
-    /// PRO 6000).
-    #[arg(long, default_value_t = 96.0)]
-    gpu_memory_gib: f64,
+    /// Model name (`meta-llama/Llama-3.1-8B`, `Qwen/Qwen3-30B-A3B`, ...) or a path to its
+    /// config.json or directory: looked up in the local Hugging Face cache, then in the
+    /// built-in table (default: meta-llama/Llama-3.1-8B).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// GPU model (`h100`, `h200`, `b200`, `a100-80gb`, `l40s`, `rtx-4090`, `rtx-pro-6000`, ...):
+    /// sets the GPU memory and vLLM's batch defaults, and the roofline latency's hardware
+    /// (default: rtx-pro-6000).
+    #[arg(long)]
+    gpu: Option<String>,
+    /// GPU memory in GiB, for the KV cache size and vLLM's batch defaults (default: the
+    /// `--gpu`'s memory, 96 for the default RTX PRO 6000).
+    #[arg(long)]
+    gpu_memory_gib: Option<f64>,
     /// Fraction of GPU memory vLLM may use (weights, activations, KV cache) [default: 0.9].
     #[arg(long)]
     gpu_memory_utilization: Option<f64>,
@@ -116,15 +129,48 @@ fn switch(on: bool, off: bool, recorded: Option<bool>, vllm_default: bool) -> bo
 }
 
 impl EngineArgs {
-    /// The model's shape: `--model-config`, else built-in Llama-3.1-8B.
+    /// The model's shape: `--model-config`, else `--model` (path, Hugging Face cache, built-in
+    /// table), else built-in Llama-3.1-8B.
     pub fn model_shape(&self) -> Result<ModelShape> {
-        Ok(match &self.model_config {
-            Some(p) => ModelShape::from_hf_config_json(
+        Ok(match (&self.model_config, &self.model) {
+            (Some(p), _) => ModelShape::from_hf_config_json(
                 &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
             )
             .with_context(|| format!("in {}", p.display()))?,
-            None => ModelShape::llama_3_1_8b(),
+            (None, Some(name)) => ModelShape::resolve(name)?,
+            (None, None) => ModelShape::llama_3_1_8b(),
         })
+    }
+
+    /// Takes `name` as `--model` when neither `--model` nor `--model-config` is given (a real
+    /// run's recorded model).
+    pub fn default_model(&mut self, name: Option<&str>) {
+        if self.model.is_none() && self.model_config.is_none() {
+            self.model = name.map(str::to_string);
+        }
+    }
+
+    /// Takes `tp` as `--tensor-parallel-size` when the flag is absent (a real run's recorded
+    /// value), so KV sizing and the roofline latency both see it.
+    pub fn default_tensor_parallel_size(&mut self, tp: Option<u64>) {
+        self.tensor_parallel_size = self.tensor_parallel_size.or(tp);
+    }
+
+    /// The `--gpu` (default: the RTX PRO 6000 the built-in profile was measured on).
+    pub fn gpu(&self) -> Result<&'static GpuSpec> {
+        Ok(GpuSpec::lookup(self.gpu.as_deref().unwrap_or(DEFAULT_GPU))?)
+    }
+
+    /// GPU memory for KV sizing and batch defaults, GiB: `--gpu-memory-gib`, else the GPU's.
+    fn gpu_memory_gib(&self) -> Result<f64> {
+        let gib = match self.gpu_memory_gib {
+            Some(g) => g,
+            None => self.gpu()?.memory_gib,
+        };
+        if !(gib.is_finite() && gib > 0.0) {
+            bail!("--gpu-memory-gib must be a positive number, got {gib}");
+        }
+        Ok(gib)
     }
 
     /// The validated engine configuration: flags first, then `defaults`, then vLLM's.
@@ -138,7 +184,11 @@ impl EngineArgs {
 
     /// The engine with this latency model and synthetic tokens; also the model's description.
     pub fn build_engine(&self, cfg: &EngineConfig, shape: &ModelShape) -> Result<(Engine, String)> {
-        let latency: Box<dyn LatencyModel> = parse_latency_spec_with(&self.latency, shape)?;
+        let hw = HardwareDefaults {
+            gpu: Some(self.gpu()?),
+            tensor_parallel_size: self.tensor_parallel_size,
+        };
+        let latency: Box<dyn LatencyModel> = parse_latency_spec_on(&self.latency, shape, &hw)?;
         let desc = latency.describe();
         Ok((
             Engine::new(cfg.clone(), latency, Box::new(HashSampler::default()))?,
@@ -147,13 +197,11 @@ impl EngineArgs {
     }
 }
 
-/// vLLM's batch defaults for the online server (`EngineArgs.get_batch_defaults`): GPUs with at
-/// least 160 GiB get 16384 tokens / 1024 sequences, with at least 70 GiB (not A100s) 8192 /
-/// 1024, others 2048 / 256.
-fn batch_defaults(gpu_memory_gib: f64) -> (usize, usize) {
-    if gpu_memory_gib >= 160.0 {
-        (16384, 1024)
-    } else if gpu_memory_gib >= 70.0 {
+/// vLLM 0.19's batch defaults for the online server (`EngineArgs.get_batch_defaults`): GPUs
+/// with at least 70 GiB whose device name does not contain "a100" get 8192 tokens / 1024
+/// sequences, others 2048 / 256.
+fn batch_defaults(gpu_memory_gib: f64, device_name: &str) -> (usize, usize) {
+    if gpu_memory_gib >= 70.0 && !device_name.to_ascii_lowercase().contains("a100") {
         (8192, 1024)
     } else {
         (2048, 256)
@@ -195,7 +243,8 @@ fn engine_config_impl(
         d.enable_chunked_prefill,
         true,
     );
-    let (mut tokens, mut seqs) = batch_defaults(a.gpu_memory_gib);
+    let gpu_memory_gib = a.gpu_memory_gib()?;
+    let (mut tokens, mut seqs) = batch_defaults(gpu_memory_gib, a.gpu()?.device_name);
     let max_num_seqs = a.max_num_seqs.or(d.max_num_seqs);
     if let Some(s) = max_num_seqs {
         seqs = s;
@@ -214,10 +263,9 @@ fn engine_config_impl(
     }
     let num_gpu_blocks = match a.num_gpu_blocks_override.or(d.num_gpu_blocks) {
         Some(n) => n,
-        None => num_gpu_blocks(
-            shape,
-            &GpuBudget {
-                gpu_memory_bytes: (a.gpu_memory_gib * (1u64 << 30) as f64) as u64,
+        None => {
+            let budget = GpuBudget {
+                gpu_memory_bytes: (gpu_memory_gib * (1u64 << 30) as f64) as u64,
                 gpu_memory_utilization,
                 tensor_parallel_size: a
                     .tensor_parallel_size
@@ -226,8 +274,11 @@ fn engine_config_impl(
                 block_size: block_size as u64,
                 max_num_batched_tokens: tokens as u64,
                 max_num_seqs: seqs as u64,
-            },
-        )?,
+            };
+            let n = num_gpu_blocks(shape, &budget)?;
+            check_max_model_len(shape, &budget, n, max_model_len as u64)?;
+            n
+        }
     };
     let cfg = EngineConfig {
         block_size,

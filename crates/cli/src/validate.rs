@@ -31,8 +31,12 @@ pub struct ValidateArgs {
     engine: EngineArgs,
 }
 
-pub fn run(a: ValidateArgs) -> Result<()> {
+pub fn run(mut a: ValidateArgs) -> Result<()> {
     let real = RealRun::load(&a.real)?;
+    a.engine
+        .default_tensor_parallel_size(real.engine.tensor_parallel_size);
+    a.engine
+        .default_model(real.engine.model.as_deref().or(real.model.as_deref()));
     if !real.ignored_meta_keys.is_empty() {
         eprintln!(
             "note: meta.json keys not modelled (ignored): {}",

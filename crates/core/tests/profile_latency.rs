@@ -142,9 +142,20 @@ fn through_the_trait_and_the_spec() {
         ..batch
     });
     assert!(padded > skewed, "{padded:?} vs {skewed:?}");
+    // This profile is the one the built-in calibration was measured for: it carries its step
+    // overhead; an explicit value replaces it.
+    assert!(
+        m.describe().contains("built-in calibration"),
+        "{}",
+        m.describe()
+    );
+    let mut no_overhead =
+        parse_latency_spec_with(&format!("{spec},step_overhead_us=0"), &shape).unwrap();
+    let bare = no_overhead.step_time(&batch);
+    assert!(bare < skewed);
     let mut with_overhead =
         parse_latency_spec_with(&format!("{spec},step_overhead_us=250"), &shape).unwrap();
-    assert_eq!(with_overhead.step_time(&batch), skewed + Nanos(250_000));
+    assert_eq!(with_overhead.step_time(&batch), bare + Nanos(250_000));
     assert!(with_overhead.describe().contains("step overhead 250 µs"));
     assert!(parse_latency_spec_with(&format!("{spec},step_overhead_us=-1"), &shape).is_err());
     // A step beyond the profiled token range is priced and reported.
@@ -339,7 +350,12 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     let shape = ModelShape::llama_3_1_8b();
     let b = BatchShape::decodes(64, 1000);
     let base = ProfileLatency::load(&dir, &shape, 2).unwrap().step_ns(&b);
-    let spec = |extra: &str| format!("profile:dir={},tp=2{extra}", dir.display());
+    let spec = |extra: &str| {
+        format!(
+            "profile:dir={},tp=2,step_overhead_us=0{extra}",
+            dir.display()
+        )
+    };
     let mut plain = parse_latency_spec_with(&spec(""), &shape).unwrap();
     let mut linked =
         parse_latency_spec_with(&spec(",tp_link_gbps=50,tp_link_latency_us=5"), &shape).unwrap();
@@ -383,5 +399,18 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     assert!((got - want).abs() < 2.0, "{got} vs {want}");
     assert!(linked.warnings().is_empty());
     assert!(linked.describe().contains("all-reduce at 50 GB/s"));
+    // With the engine's TP and GPU known, the per-rank tables and the datasheet link are used.
+    let hw = llm_emu_core::latency::HardwareDefaults {
+        gpu: Some(llm_emu_core::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap()),
+        tensor_parallel_size: Some(2),
+    };
+    let from_engine = llm_emu_core::latency::parse_latency_spec_on(
+        &format!("profile:dir={},step_overhead_us=0", dir.display()),
+        &shape,
+        &hw,
+    )
+    .unwrap();
+    let d = from_engine.describe();
+    assert!(d.contains("tp2") && d.contains("datasheet"), "{d}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

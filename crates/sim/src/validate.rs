@@ -59,6 +59,7 @@ pub struct RecordedEngineArgs {
 #[derive(Debug, Deserialize)]
 struct Meta {
     vllm_version: Option<String>,
+    model: Option<String>,
     engine_kwargs: RecordedEngineArgs,
     num_requests: Option<usize>,
     num_gpu_blocks: Option<u32>,
@@ -78,6 +79,8 @@ pub struct RealRequest {
 
 pub struct RealRun {
     pub vllm_version: Option<String>,
+    /// The served model (`meta.json`'s top-level `model`).
+    pub model: Option<String>,
     pub engine: RecordedEngineArgs,
     pub requests: Vec<RealRequest>,
     /// Top-level `meta.json` keys this reader does not use (reported, not fatal).
@@ -142,6 +145,7 @@ impl RealRun {
         engine.num_gpu_blocks = engine.num_gpu_blocks.or(meta.num_gpu_blocks);
         Ok(RealRun {
             vllm_version: meta.vllm_version,
+            model: meta.model,
             engine,
             requests,
             ignored_meta_keys: ignored,

@@ -3,10 +3,13 @@
 
 pub mod linear;
 pub mod profile;
+pub mod roofline;
 
 pub use linear::LinearLatency;
 pub use profile::{BatchShape, ProfileError, ProfileLatency};
+pub use roofline::RooflineLatency;
 
+use crate::gpu::GpuSpec;
 use crate::sched::ScheduledRequest;
 use crate::sizing::ModelShape;
 use crate::time::Nanos;
@@ -52,7 +55,7 @@ pub trait LatencyModel: Send {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LatencySpecError {
-    #[error("unknown latency model `{0}` (known: linear, profile)")]
+    #[error("unknown latency model `{0}` (known: linear, profile, roofline)")]
     UnknownKind(String),
     #[error("bad latency parameter `{0}`: {1}")]
     BadParam(String, String),
@@ -73,6 +76,60 @@ pub fn parse_latency_spec_with(
     parse_latency_spec_inner(spec, Some(shape))
 }
 
+/// The hardware a latency model defaults to when its spec does not name it (`--gpu`,
+/// `--tensor-parallel-size`); only `roofline` reads it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HardwareDefaults {
+    pub gpu: Option<&'static GpuSpec>,
+    pub tensor_parallel_size: Option<u64>,
+}
+
+/// [`parse_latency_spec_with`], with `roofline`'s `gpu` and `tp` defaulting to `hw`.
+pub fn parse_latency_spec_on(
+    spec: &str,
+    shape: &ModelShape,
+    hw: &HardwareDefaults,
+) -> Result<Box<dyn LatencyModel>, LatencySpecError> {
+    match spec.split_once(':').unwrap_or((spec, "")) {
+        ("roofline", params) => Ok(Box::new(RooflineLatency::parse_params(
+            params,
+            shape,
+            hw.gpu,
+            hw.tensor_parallel_size.unwrap_or(1),
+        )?)),
+        ("profile", params) => {
+            // The engine's TP selects the per-rank tables unless the spec names one.
+            let has_tp = params
+                .split(',')
+                .any(|kv| kv.split_once('=').is_some_and(|(k, _)| k.trim() == "tp"));
+            let params = match (has_tp, hw.tensor_parallel_size) {
+                (false, Some(tp)) if tp > 1 => format!("{params},tp={tp}"),
+                _ => params.to_string(),
+            };
+            let mut m = ProfileLatency::parse_params(&params, shape)?;
+            if let Some(gpu) = hw.gpu {
+                // Without a measured link figure, the GPU's datasheet link at the roofline's
+                // achievable fraction, and its per-all-reduce latency spread over the ring hops.
+                let tp = m.tp() as u64;
+                if tp > 1 {
+                    let hop_us = if gpu.uses_nvlink(tp) {
+                        roofline::NVLINK_ALLREDUCE_US
+                    } else {
+                        roofline::PCIE_ALLREDUCE_US
+                    } / (2.0 * (tp as f64 - 1.0));
+                    m.default_tp_link(
+                        gpu.link_gbs(tp) * roofline::LINK_EFFICIENCY,
+                        hop_us,
+                        gpu.name,
+                    );
+                }
+            }
+            Ok(Box::new(m))
+        }
+        _ => parse_latency_spec_with(spec, shape),
+    }
+}
+
 fn parse_latency_spec_inner(
     spec: &str,
     shape: Option<&ModelShape>,
@@ -85,6 +142,15 @@ fn parse_latency_spec_inner(
             None => Err(LatencySpecError::BadParam(
                 spec.into(),
                 "the profile model needs the model shape (parse_latency_spec_with)".into(),
+            )),
+        },
+        "roofline" => match shape {
+            Some(shape) => Ok(Box::new(RooflineLatency::parse_params(
+                params, shape, None, 1,
+            )?)),
+            None => Err(LatencySpecError::BadParam(
+                spec.into(),
+                "the roofline model needs the model shape (parse_latency_spec_with)".into(),
             )),
         },
         other => Err(LatencySpecError::UnknownKind(other.to_string())),

@@ -181,6 +181,8 @@ pub struct ProfileLatency {
     overheads: Overheads,
     /// The largest value seen of each batch axis, to report lookups beyond the tables.
     seen: [u64; AXES.len()],
+    /// Where a TP link figure not from `overheads.yaml` or the spec came from.
+    tp_link_source: Option<String>,
 }
 
 /// Batch axes whose coverage is reported: (name, unit).
@@ -262,6 +264,7 @@ impl ProfileLatency {
             skew,
             overheads,
             seen: [0; AXES.len()],
+            tp_link_source: None,
         })
     }
 
@@ -278,6 +281,21 @@ impl ProfileLatency {
         let seqs = last(&self.lm_head).min(last(&self.sampler));
         let [pc, kp, nd, kd] = self.attention.extent();
         [dense, seqs, pc, kp, nd, kd]
+    }
+
+    /// The tensor-parallel degree whose tables are in use.
+    pub fn tp(&self) -> u32 {
+        self.tp
+    }
+
+    /// Sets the all-reduce link from a GPU's datasheet when neither `overheads.yaml` nor the
+    /// spec gave one.
+    pub fn default_tp_link(&mut self, gbps: f64, hop_latency_us: f64, gpu: &str) {
+        if self.overheads.tp_link_gbps.is_none() {
+            self.overheads.tp_link_gbps = Some(gbps);
+            self.overheads.tp_link_latency_us = hop_latency_us;
+            self.tp_link_source = Some(format!("{gpu} datasheet"));
+        }
     }
 
     /// The per-step overhead in use.
@@ -489,8 +507,12 @@ impl LatencyModel for ProfileLatency {
             match (self.tp > 1, self.overheads.tp_link_gbps) {
                 (false, _) => String::new(),
                 (true, Some(g)) => format!(
-                    "; ring all-reduce at {g} GB/s, {} µs per hop",
-                    self.overheads.tp_link_latency_us
+                    "; ring all-reduce at {g:.0} GB/s, {:.1} µs per hop{}",
+                    self.overheads.tp_link_latency_us,
+                    self.tp_link_source
+                        .as_ref()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default()
                 ),
                 (true, None) => "; TP all-reduce not priced (no link bandwidth)".into(),
             }
