@@ -20,9 +20,11 @@ pub struct EngineArgs {
     /// `profile:dir=PATH[,tp=N]` for real-GPU operator profiles (the layout of
     /// `../shared/data/real-runs/*/profile/`, composed for the model of `--model-config`), or
     /// `roofline[:gpu=NAME,tp=N,dtype=bf16|fp8,...]` for any model on any known GPU (gpu and
-    /// tp default to `--gpu` and `--tensor-parallel-size`; see docs/roofline.md).
-    #[arg(long, default_value = DEFAULT_LATENCY)]
-    latency: String,
+    /// tp default to `--gpu` and `--tensor-parallel-size`; see docs/roofline.md). Default: the
+    /// built-in RTX PRO 6000 profile when the model is Llama-3.1-8B on that GPU at TP 1, else
+    /// the roofline of the model on the `--gpu`.
+    #[arg(long)]
+    latency: Option<String>,
     /// Hugging Face config.json of the model (overrides the shape `--model` names).
     #[arg(long)]
     model_config: Option<PathBuf>,
@@ -156,6 +158,28 @@ impl EngineArgs {
         self.tensor_parallel_size = self.tensor_parallel_size.or(tp);
     }
 
+    /// `--latency`, else the measured built-in profile where it applies (its model, GPU and
+    /// TP 1), else the roofline of this model on this GPU.
+    pub fn latency_spec(&self, shape: &ModelShape) -> Result<String> {
+        if let Some(spec) = &self.latency {
+            return Ok(spec.clone());
+        }
+        let profiled = ModelShape::llama_3_1_8b();
+        let same_model = shape.num_hidden_layers == profiled.num_hidden_layers
+            && shape.hidden_size == profiled.hidden_size
+            && shape.num_attention_heads == profiled.num_attention_heads
+            && shape.kv_heads() == profiled.kv_heads()
+            && shape.intermediate_size == profiled.intermediate_size
+            && shape.vocab_size == profiled.vocab_size;
+        let same_gpu = self.gpu()?.name == GpuSpec::lookup(DEFAULT_GPU)?.name;
+        let tp1 = self.tensor_parallel_size.unwrap_or(1) == 1;
+        Ok(if same_model && same_gpu && tp1 {
+            DEFAULT_LATENCY.to_string()
+        } else {
+            "roofline".to_string()
+        })
+    }
+
     /// The `--gpu` (default: the RTX PRO 6000 the built-in profile was measured on).
     pub fn gpu(&self) -> Result<&'static GpuSpec> {
         Ok(GpuSpec::lookup(self.gpu.as_deref().unwrap_or(DEFAULT_GPU))?)
@@ -188,7 +212,8 @@ impl EngineArgs {
             gpu: Some(self.gpu()?),
             tensor_parallel_size: self.tensor_parallel_size,
         };
-        let latency: Box<dyn LatencyModel> = parse_latency_spec_on(&self.latency, shape, &hw)?;
+        let spec = self.latency_spec(shape)?;
+        let latency: Box<dyn LatencyModel> = parse_latency_spec_on(&spec, shape, &hw)?;
         let desc = latency.describe();
         Ok((
             Engine::new(cfg.clone(), latency, Box::new(HashSampler::default()))?,
