@@ -25,6 +25,11 @@ pub struct EngineArgs {
     /// the roofline of the model on the `--gpu`.
     #[arg(long)]
     latency: Option<String>,
+    /// A measured profile, its format detected: a directory with `meta.yaml` and `tp<N>/` tables
+    /// (operator profile, as `--latency profile:dir=PATH`) or a step-cycle pack JSON
+    /// (`"profile_type": "serving_step_cycle_2d"`, as `--latency step-cycle:path=PATH`).
+    #[arg(long, conflicts_with = "latency")]
+    profile: Option<PathBuf>,
     /// Hugging Face config.json of the model (overrides the shape `--model` names).
     #[arg(long)]
     model_config: Option<PathBuf>,
@@ -164,6 +169,9 @@ impl EngineArgs {
         if let Some(spec) = &self.latency {
             return Ok(spec.clone());
         }
+        if let Some(p) = &self.profile {
+            return profile_spec(p);
+        }
         let profiled = ModelShape::llama_3_1_8b();
         let same_model = shape.num_hidden_layers == profiled.num_hidden_layers
             && shape.hidden_size == profiled.hidden_size
@@ -211,6 +219,7 @@ impl EngineArgs {
         let hw = HardwareDefaults {
             gpu: Some(self.gpu()?),
             tensor_parallel_size: self.tensor_parallel_size,
+            seed: self.seed,
         };
         let spec = self.latency_spec(shape)?;
         let latency: Box<dyn LatencyModel> = parse_latency_spec_on(&spec, shape, &hw)?;
@@ -220,6 +229,28 @@ impl EngineArgs {
             desc,
         ))
     }
+}
+
+/// The `--latency` spec of a `--profile PATH`, by its format.
+fn profile_spec(p: &std::path::Path) -> Result<String> {
+    if p.is_dir() {
+        if p.join("meta.yaml").is_file() {
+            return Ok(format!("profile:dir={}", p.display()));
+        }
+        bail!(
+            "--profile {}: a directory without meta.yaml is not an operator profile",
+            p.display()
+        );
+    }
+    let text = std::fs::read_to_string(p).with_context(|| format!("--profile {}", p.display()))?;
+    if llm_emu_core::latency::step_cycle::pack::is_step_cycle_json(&text) {
+        return Ok(format!("step-cycle:path={}", p.display()));
+    }
+    bail!(
+        "--profile {}: not a recognised profile (an operator-profile directory with meta.yaml, or a \
+         step-cycle pack JSON with \"profile_type\": \"serving_step_cycle_2d\")",
+        p.display()
+    )
 }
 
 /// vLLM 0.19's batch defaults for the online server (`EngineArgs.get_batch_defaults`): GPUs

@@ -403,6 +403,7 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     let hw = llm_emu_core::latency::HardwareDefaults {
         gpu: Some(llm_emu_core::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap()),
         tensor_parallel_size: Some(2),
+        seed: 0,
     };
     let from_engine = llm_emu_core::latency::parse_latency_spec_on(
         &format!("profile:dir={},step_overhead_us=0", dir.display()),

@@ -4,10 +4,12 @@
 pub mod linear;
 pub mod profile;
 pub mod roofline;
+pub mod step_cycle;
 
 pub use linear::LinearLatency;
 pub use profile::{BatchShape, ProfileError, ProfileLatency};
 pub use roofline::RooflineLatency;
+pub use step_cycle::StepCycleLatency;
 
 use crate::gpu::GpuSpec;
 use crate::sched::ScheduledRequest;
@@ -55,7 +57,7 @@ pub trait LatencyModel: Send {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LatencySpecError {
-    #[error("unknown latency model `{0}` (known: linear, profile, roofline)")]
+    #[error("unknown latency model `{0}` (known: linear, profile, roofline, step-cycle)")]
     UnknownKind(String),
     #[error("bad latency parameter `{0}`: {1}")]
     BadParam(String, String),
@@ -82,6 +84,8 @@ pub fn parse_latency_spec_with(
 pub struct HardwareDefaults {
     pub gpu: Option<&'static GpuSpec>,
     pub tensor_parallel_size: Option<u64>,
+    /// The engine's seed, for models that draw (step-cycle) and are given none.
+    pub seed: u64,
 }
 
 /// [`parse_latency_spec_with`], with `roofline`'s `gpu` and `tp` defaulting to `hw`.
@@ -97,6 +101,7 @@ pub fn parse_latency_spec_on(
             hw.gpu,
             hw.tensor_parallel_size.unwrap_or(1),
         )?)),
+        ("step-cycle", params) => Ok(Box::new(StepCycleLatency::parse_params(params, hw.seed)?)),
         ("profile", params) => {
             // The engine's TP selects the per-rank tables unless the spec names one.
             let has_tp = params
@@ -137,6 +142,7 @@ fn parse_latency_spec_inner(
     let (kind, params) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
         "linear" => Ok(Box::new(LinearLatency::parse_params(params)?)),
+        "step-cycle" => Ok(Box::new(StepCycleLatency::parse_params(params, 0)?)),
         "profile" => match shape {
             Some(shape) => Ok(Box::new(ProfileLatency::parse_params(params, shape)?)),
             None => Err(LatencySpecError::BadParam(
