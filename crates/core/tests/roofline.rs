@@ -146,6 +146,7 @@ fn fp8_and_quantized_formats() {
         &HardwareDefaults {
             gpu: Some(h100),
             tensor_parallel_size: None,
+            seed: 0,
         },
     )
     .unwrap();
