@@ -79,6 +79,64 @@ MESSAGES = [
     ],
 ]
 
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Météo actuelle — current weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "description": "City name, e.g. 東京"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                    "days": {"type": "integer", "minimum": 1, "maximum": 7.5},
+                },
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+TOOL_CHAT = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"unit\": \"celsius\"}"}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "21 °C, sunny"},
+]
+
+# A template written for these tests: Jinja features chat templates lean on (trim/lstrip
+# blocks, loop controls, namespace, slicing, Python string methods, tojson options, kwargs).
+CUSTOM_TEMPLATE = """{{ bos_token }}
+{%- set ns = namespace(n=0, sys='') %}
+{%- if messages[0]['role'] == 'system' %}{% set ns.sys = messages[0]['content'].strip() %}{% set msgs = messages[1:] %}{% else %}{% set msgs = messages %}{% endif %}
+{% if ns.sys %}
+SYS[{{ ns.sys.upper() }}|{{ ns.sys.split(' ') | length }}]
+{% endif %}
+{% for m in msgs %}
+    {% if m.role == 'assistant' and loop.last and not add_generation_prompt %}{% continue %}{% endif %}
+    {% set ns.n = ns.n + 1 %}
+    <{{ m.role }}{{ ' last' if loop.last }}>{{ m.content | trim }}{{ '|' + m.content.replace('a', 'A').lstrip('Hh') if m.content is string }}
+    {% if ns.n > 5 %}{% break %}{% endif %}
+{% endfor %}
+{% if tools %}
+{% for t in tools %}{{ t | tojson(indent=2) }}
+{{ t.function | tojson }}
+{{ t.function.parameters.properties | tojson(ensure_ascii=True, sort_keys=True) }}
+{{ t | tojson(separators=(',', ':')) }}
+{% for k, v in t.function.parameters.properties.items() %}{{ k }}={{ v['type'] }};{% endfor %}
+{% endfor %}
+{% endif %}
+{{ 'n=' ~ ns.n ~ ' extra=' ~ (extra_var if extra_var is defined else 'none') }}
+{%- if add_generation_prompt %}<assistant>{% endif %}
+"""
+
 OPTIONS = [
     {"add_generation_prompt": True},
     {"add_generation_prompt": False},
@@ -94,13 +152,14 @@ def fake_model_config():
 
 
 def chat_case(tok, messages, opts):
-    template = tok.chat_template
+    template = opts.get("chat_template") or tok.chat_template
     fmt = _detect_content_format(template, default="string")
     conversation, _, _ = parse_chat_messages(messages, fake_model_config(), fmt)
     kwargs = dict(opts.get("chat_template_kwargs", {}))
     rendered = tok.apply_chat_template(
         conversation,
-        tools=None,
+        tools=opts.get("tools"),
+        chat_template=opts.get("chat_template"),
         add_generation_prompt=opts.get("add_generation_prompt", True),
         continue_final_message=opts.get("continue_final_message", False),
         tokenize=False,
@@ -162,6 +221,10 @@ def tokenizer_cases(name, tok, special_ids):
             dec.append({"ids": ids, "skip_special_tokens": skip, "text": tok.decode(ids, skip_special_tokens=skip)})
     chat = [chat_case(tok, m, o) for m in MESSAGES for o in OPTIONS]
     chat.append(chat_case(tok, MESSAGES[4], {"add_generation_prompt": False, "continue_final_message": True}))
+    chat.append(chat_case(tok, TOOL_CHAT, {"add_generation_prompt": True, "tools": TOOLS}))
+    for m in MESSAGES:
+        chat.append(chat_case(tok, m, {"add_generation_prompt": True, "chat_template": CUSTOM_TEMPLATE, "tools": TOOLS}))
+    chat.append(chat_case(tok, MESSAGES[4], {"add_generation_prompt": False, "chat_template": CUSTOM_TEMPLATE, "chat_template_kwargs": {"extra_var": "kw"}}))
     if name == "qwen3":
         chat.append(chat_case(tok, MESSAGES[1], {"add_generation_prompt": True, "chat_template_kwargs": {"enable_thinking": False}}))
 

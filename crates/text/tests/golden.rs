@@ -12,11 +12,12 @@ fn golden() -> Value {
 }
 
 /// Qwen3's tokenizer files: `$LLM_EMU_QWEN3_TOKENIZER`, else where
-/// tools/fetch-test-tokenizers.sh puts them, else the vLLM reference model directory.
+/// tools/fetch-test-tokenizers.sh puts them (`$LLM_EMU_CACHE` or ~/.cache/llm-emu), else the vLLM reference model directory.
 fn qwen3_dir() -> Option<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     let candidates = [
         std::env::var_os("LLM_EMU_QWEN3_TOKENIZER").map(PathBuf::from),
+        std::env::var_os("LLM_EMU_CACHE").map(|c| PathBuf::from(c).join("qwen3")),
         Some(home.join(".cache/llm-emu/qwen3")),
         Some(home.join(".cache/vllm-reference/model/qwen3-8b")),
     ];
@@ -87,7 +88,8 @@ fn check_chat(m: &TextModel, g: &Value) {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
-            ..Default::default()
+            chat_template: o["chat_template"].as_str().map(str::to_string),
+            tools: o.get("tools").cloned(),
         };
         let rendered = m.render_chat(&c["messages"], &opts).unwrap();
         assert_eq!(
