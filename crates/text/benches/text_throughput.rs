@@ -24,7 +24,10 @@ fn best_of<F: FnMut() -> usize>(runs: usize, mut f: F) -> (f64, usize) {
 fn main() {
     let t = Instant::now();
     let m = TextModel::load(&TokenizerSource::Builtin).unwrap();
-    println!("load builtin tokenizer: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "load builtin tokenizer: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let t = Instant::now();
     let readable = m.readable_token_ids().len();
     println!(
@@ -36,7 +39,11 @@ fn main() {
                 appear too; numbers 12345 and code `fn main() {}` as well.\n";
     let text = para.repeat(200);
     let (s, n) = best_of(5, || black_box(m.encode(&text, false).unwrap()).len());
-    println!("encode: {:.3} µs/token ({n} tokens, {:.1} MB/s)", s * 1e6 / n as f64, text.len() as f64 / s / 1e6);
+    println!(
+        "encode: {:.3} µs/token ({n} tokens, {:.1} MB/s)",
+        s * 1e6 / n as f64,
+        text.len() as f64 / s / 1e6
+    );
 
     let prompt = m.encode(&para.repeat(20), true).unwrap();
     let out = m.encode(&text, false).unwrap();
@@ -60,7 +67,11 @@ fn main() {
             black_box(bytes);
             out.len()
         });
-        println!("{label}: {:.3} µs/token ({n} tokens, prompt {} tokens)", s * 1e6 / n as f64, prompt.len());
+        println!(
+            "{label}: {:.3} µs/token ({n} tokens, prompt {} tokens)",
+            s * 1e6 / n as f64,
+            prompt.len()
+        );
     }
 
     let (s, n) = best_of(5, || {

@@ -14,7 +14,9 @@ fn golden() -> Value {
 /// Qwen3's tokenizer files: `$LLM_EMU_QWEN3_TOKENIZER`, else where
 /// tools/fetch-test-tokenizers.sh puts them (`$LLM_EMU_CACHE` or ~/.cache/llm-emu), else the vLLM reference model directory.
 fn qwen3_dir() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let candidates = [
         std::env::var_os("LLM_EMU_QWEN3_TOKENIZER").map(PathBuf::from),
         std::env::var_os("LLM_EMU_CACHE").map(|c| PathBuf::from(c).join("qwen3")),
@@ -63,7 +65,11 @@ fn check_encode(m: &TextModel, g: &Value) {
     for c in cases {
         let text = c["text"].as_str().unwrap();
         let add = c["add_special_tokens"].as_bool().unwrap();
-        assert_eq!(m.encode(text, add).unwrap(), ids(&c["ids"]), "encode {text:?} add={add}");
+        assert_eq!(
+            m.encode(text, add).unwrap(),
+            ids(&c["ids"]),
+            "encode {text:?} add={add}"
+        );
     }
     for c in g["decode"].as_array().unwrap() {
         let skip = c["skip_special_tokens"].as_bool().unwrap();
@@ -116,9 +122,7 @@ fn check_detok(m: &TextModel, g: &Value) {
                 .as_array()
                 .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
                 .unwrap_or_default(),
-            include_stop_str_in_output: p["include_stop_str_in_output"]
-                .as_bool()
-                .unwrap_or(false),
+            include_stop_str_in_output: p["include_stop_str_in_output"].as_bool().unwrap_or(false),
             streaming: true,
             min_tokens: p["min_tokens"].as_u64().unwrap_or(0) as u32,
         };
@@ -133,7 +137,11 @@ fn check_detok(m: &TextModel, g: &Value) {
             } else {
                 d.push(out[i]).unwrap()
             };
-            assert_eq!(got.delta, want["delta"].as_str().unwrap(), "case {n} step {i}");
+            assert_eq!(
+                got.delta,
+                want["delta"].as_str().unwrap(),
+                "case {n} step {i}"
+            );
             assert_eq!(
                 got.stop_matched.as_deref(),
                 want["stop"].as_str(),
