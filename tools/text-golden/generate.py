@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 from transformers import AutoTokenizer
 from vllm.entrypoints.chat_utils import parse_chat_messages
+from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionToolsParam
 from vllm.renderers.hf import _detect_content_format
 from vllm.v1.engine.detokenizer import FastIncrementalDetokenizer
 
@@ -95,7 +96,8 @@ TOOLS = [
                 "required": ["city"],
             },
         },
-    }
+    },
+    {"function": {"parameters": {"type": "object", "properties": {}}, "name": "now", "strict": True}},
 ]
 
 TOOL_CHAT = [
@@ -134,6 +136,7 @@ SYS[{{ ns.sys.upper() }}|{{ ns.sys.split(' ') | length }}]
 {% endfor %}
 {% endif %}
 {{ 'n=' ~ ns.n ~ ' extra=' ~ (extra_var if extra_var is defined else 'none') }}
+[{{ add_generation_prompt }}|{{ documents }}|{{ msgs[0] }}|{{ ["it's", 'q"', 1, 2.5, none, true] }}]
 {%- if add_generation_prompt %}<assistant>{% endif %}
 """
 
@@ -153,12 +156,16 @@ def fake_model_config():
 
 def chat_case(tok, messages, opts):
     template = opts.get("chat_template") or tok.chat_template
+    # The chat endpoint passes tools through its pydantic model: [tool.model_dump() ...].
+    tools = opts.get("tools")
+    if tools is not None:
+        tools = [ChatCompletionToolsParam(**t).model_dump() for t in tools]
     fmt = _detect_content_format(template, default="string")
     conversation, _, _ = parse_chat_messages(messages, fake_model_config(), fmt)
     kwargs = dict(opts.get("chat_template_kwargs", {}))
     rendered = tok.apply_chat_template(
         conversation,
-        tools=opts.get("tools"),
+        tools=tools,
         chat_template=opts.get("chat_template"),
         add_generation_prompt=opts.get("add_generation_prompt", True),
         continue_final_message=opts.get("continue_final_message", False),

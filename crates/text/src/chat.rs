@@ -255,6 +255,53 @@ fn part_text(p: &Value) -> Option<String> {
     p.get(key)?.as_str().map(str::to_string)
 }
 
+/// vLLM passes `[tool.model_dump() for tool in request.tools]`: each tool becomes
+/// `{type, function: {name, description, parameters, ..extra}, ..extra}` with `type` defaulting
+/// to "function" and absent `description`/`parameters` as null, declared fields first.
+fn normalize_tools(tools: &Value) -> Result<Value, TextError> {
+    let list = tools
+        .as_array()
+        .ok_or_else(|| TextError::InvalidMessages("tools must be an array".into()))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let bad = |what: &str| TextError::InvalidMessages(format!("tools[{i}]: {what}"));
+        let obj = t.as_object().ok_or_else(|| bad("not an object"))?;
+        let ty = match obj.get("type") {
+            None => "function",
+            Some(Value::String(s)) if s == "function" => "function",
+            Some(_) => return Err(bad("type must be \"function\"")),
+        };
+        let f = obj
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("missing function object"))?;
+        let name = f
+            .get("name")
+            .filter(|n| n.is_string())
+            .ok_or_else(|| bad("function.name must be a string"))?;
+        let mut func = Map::new();
+        func.insert("name".into(), name.clone());
+        for key in ["description", "parameters"] {
+            func.insert(key.into(), f.get(key).cloned().unwrap_or(Value::Null));
+        }
+        for (k, v) in f {
+            if !func.contains_key(k) {
+                func.insert(k.clone(), v.clone());
+            }
+        }
+        let mut tool = Map::new();
+        tool.insert("type".into(), Value::String(ty.into()));
+        tool.insert("function".into(), Value::Object(func));
+        for (k, v) in obj {
+            if !tool.contains_key(k) {
+                tool.insert(k.clone(), v.clone());
+            }
+        }
+        out.push(Value::Object(tool));
+    }
+    Ok(Value::Array(out))
+}
+
 const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
 
 pub(crate) fn render(
@@ -328,7 +375,11 @@ pub(crate) fn render(
         ctx.insert(k.clone(), v.clone());
     }
     ctx.insert("messages".into(), Value::Array(chat));
-    ctx.insert("tools".into(), opts.tools.clone().unwrap_or(Value::Null));
+    let tools = match &opts.tools {
+        Some(t) if !t.is_null() => normalize_tools(t)?,
+        _ => Value::Null,
+    };
+    ctx.insert("tools".into(), tools);
     ctx.insert("documents".into(), Value::Null);
     ctx.insert(
         "add_generation_prompt".into(),
@@ -381,6 +432,7 @@ fn environment() -> Environment<'static> {
     env.set_keep_trailing_newline(false);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", tojson);
+    env.set_formatter(python_formatter);
     env.add_function("raise_exception", |msg: String| -> Result<JValue, JError> {
         Err(JError::new(ErrorKind::InvalidOperation, msg))
     });
@@ -388,6 +440,91 @@ fn environment() -> Environment<'static> {
         crate::strftime::strftime_now(&fmt).map_err(|m| JError::new(ErrorKind::InvalidOperation, m))
     });
     env
+}
+
+/// Jinja2 prints values with Python's `str()`: `None`, `True`/`False`, and containers as their
+/// `repr` (`['a', 1]`, `{'k': None}`); minijinja would print `none`, `true`, JSON-ish lists.
+fn python_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &JValue,
+) -> Result<(), JError> {
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::None | ValueKind::Bool | ValueKind::Seq | ValueKind::Map => {
+            let mut s = String::new();
+            py_repr(&mut s, value, true);
+            out.write_str(&s)
+                .map_err(|e| JError::new(ErrorKind::WriteFailure, e.to_string()))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+/// Python's `str()` (top level) / `repr()` (inside containers) of a template value.
+fn py_repr(out: &mut String, v: &JValue, top: bool) {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::Undefined => {}
+        ValueKind::None => out.push_str("None"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
+        ValueKind::String if top => out.push_str(v.as_str().unwrap_or_default()),
+        ValueKind::String => py_str_repr(out, v.as_str().unwrap_or_default()),
+        ValueKind::Seq => {
+            out.push('[');
+            if let Ok(iter) = v.try_iter() {
+                for (i, x) in iter.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    py_repr(out, &x, false);
+                }
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            out.push('{');
+            if let Ok(iter) = v.try_iter() {
+                for (i, k) in iter.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    py_repr(out, &k, false);
+                    out.push_str(": ");
+                    py_repr(out, &v.get_item(&k).unwrap_or_default(), false);
+                }
+            }
+            out.push('}');
+        }
+        _ => out.push_str(&v.to_string()),
+    }
+}
+
+/// Python's `repr` of a str: single quotes unless the text has a `'` and no `"`.
+fn py_str_repr(out: &mut String, s: &str) {
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
 }
 
 /// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None,

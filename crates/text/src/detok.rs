@@ -64,6 +64,8 @@ pub struct IncrementalDetokenizer {
     /// `output_text`'s length in characters.
     output_chars: usize,
     last_output_offset: usize,
+    /// `last_output_offset` as a byte offset into `output_text`.
+    last_output_byte: usize,
     num_output_tokens: usize,
     finished: bool,
 }
@@ -105,6 +107,7 @@ impl IncrementalDetokenizer {
             output_text: String::new(),
             output_chars: 0,
             last_output_offset: 0,
+            last_output_byte: 0,
             num_output_tokens: 0,
             finished: false,
             model,
@@ -157,7 +160,7 @@ impl IncrementalDetokenizer {
                     self.check_stop_strings(self.output_chars - stop_check_offset)
                 {
                     if let Some(t) = truncate_to {
-                        let byte = char_to_byte(&self.output_text, t);
+                        let byte = self.byte_of_char(t);
                         self.output_text.truncate(byte);
                         self.output_chars = t;
                     }
@@ -198,13 +201,29 @@ impl IncrementalDetokenizer {
         };
         let length = self.output_chars.saturating_sub(hold);
         if self.last_output_offset < length {
-            let a = char_to_byte(&self.output_text, self.last_output_offset);
-            let b = char_to_byte(&self.output_text, length);
+            let a = self.last_output_byte.min(self.output_text.len());
+            let b = self.byte_of_char(length);
             self.last_output_offset = length;
+            self.last_output_byte = b;
             self.output_text[a..b].to_string()
         } else {
             String::new()
         }
+    }
+
+    /// Byte offset of character `chars` of the output, walking back from the end (callers ask
+    /// for positions near the end: cost proportional to the distance, not the text length).
+    fn byte_of_char(&self, chars: usize) -> usize {
+        if chars >= self.output_chars {
+            return self.output_text.len();
+        }
+        let back = self.output_chars - chars;
+        self.output_text
+            .char_indices()
+            .rev()
+            .nth(back - 1)
+            .map(|(b, _)| b)
+            .unwrap_or(0)
     }
 
     /// `FastIncrementalDetokenizer.decode_next`.
@@ -270,7 +289,7 @@ impl IncrementalDetokenizer {
             if start > self.output_chars {
                 continue;
             }
-            let from = char_to_byte(&self.output_text, start);
+            let from = self.byte_of_char(start);
             let Some(found) = self.output_text[from..].find(stop.as_str()) else {
                 continue;
             };
@@ -285,12 +304,4 @@ impl IncrementalDetokenizer {
         }
         None
     }
-}
-
-/// Byte offset of character `chars` in `s` (its length if past the end).
-fn char_to_byte(s: &str, chars: usize) -> usize {
-    s.char_indices()
-        .nth(chars)
-        .map(|(b, _)| b)
-        .unwrap_or(s.len())
 }

@@ -42,6 +42,10 @@ pub enum TextError {
     /// The chat template failed to compile or render (including `raise_exception`).
     #[error("chat template error: {0}")]
     Template(String),
+    /// Synthetic-token settings that cannot produce tokens (a bad length distribution, a
+    /// vocabulary without plain-word tokens).
+    #[error("invalid sampler settings: {0}")]
+    InvalidSampler(String),
     /// The messages array is not what the OpenAI chat API accepts.
     #[error("invalid messages: {0}")]
     InvalidMessages(String),

@@ -1,5 +1,6 @@
 //! [`VocabSampler`]: synthetic output tokens that read as text and end like replies do.
 
+use crate::error::TextError;
 use crate::model::TextModel;
 use llm_emu_core::sampler::{SampleContext, TokenSampler};
 use rand::{Rng, SeedableRng};
@@ -88,11 +89,13 @@ impl VocabSampler {
         model: &TextModel,
         lengths: OutputLengthDistribution,
         seed: u64,
-    ) -> Result<VocabSampler, String> {
-        lengths.validate()?;
+    ) -> Result<VocabSampler, TextError> {
+        lengths.validate().map_err(TextError::InvalidSampler)?;
         let tokens = model.readable_token_ids();
         if tokens.is_empty() {
-            return Err("the tokenizer has no plain-word tokens to sample from".into());
+            return Err(TextError::InvalidSampler(
+                "the tokenizer has no plain-word tokens to sample from".into(),
+            ));
         }
         Ok(VocabSampler {
             tokens,

@@ -147,6 +147,20 @@ fn invalid_messages() {
         let e = m.render_chat(&bad, &o).unwrap_err();
         assert!(matches!(e, TextError::InvalidMessages(_)), "{bad}: {e}");
     }
+    for tools in [
+        json!({"a": 1}),
+        json!([{"type": "function"}]),
+        json!([{"type": "x", "function": {"name": "f"}}]),
+    ] {
+        let o = ChatTemplateOptions {
+            tools: Some(tools.clone()),
+            ..Default::default()
+        };
+        let e = m
+            .render_chat(&json!([{"role": "user", "content": "hi"}]), &o)
+            .unwrap_err();
+        assert!(matches!(e, TextError::InvalidMessages(_)), "{tools}: {e}");
+    }
     let mut kw = ChatTemplateOptions::default();
     kw.chat_template_kwargs
         .insert("tokenize".into(), json!(true));
