@@ -416,3 +416,75 @@ async fn stream(
     }
     Ok(())
 }
+
+/// `GET {base_url}/v1/models`: the first model's `(id, root)`, as vLLM's
+/// `get_first_model_from_server` takes them when `--model` is not given.
+pub async fn first_model(
+    client: &HttpClient,
+    base_url: &str,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<(String, String), String> {
+    let url = format!("{base_url}/v1/models");
+    let uri: Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+    let mut req = Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .expect("valid request");
+    for (k, v) in headers {
+        req.headers_mut().insert(k.clone(), v.clone());
+    }
+    let fail = |e: String| {
+        format!(
+            "Failed to fetch models from server at {url}. Check that:\n1. The server is running\n2. The server URL is correct\nError: {e}"
+        )
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .map_err(|_| fail("timed out".into()))?
+        .map_err(|e| fail(error_chain(&e)))?;
+    let status = resp.status();
+    let body = tokio::time::timeout(Duration::from_secs(60), resp.into_body().collect())
+        .await
+        .map_err(|_| fail("timed out".into()))?
+        .map_err(|e| fail(error_chain(&e)))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(fail(format!("HTTP {status}")));
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))?;
+    let first = v
+        .get("data")
+        .and_then(Value::as_array)
+        .and_then(|d| d.first())
+        .ok_or_else(|| {
+            format!("No models found on the server at {base_url}. Make sure the server is running and has models loaded.")
+        })?;
+    let id = first.get("id").and_then(Value::as_str);
+    let root = first.get("root").and_then(Value::as_str).or(id);
+    match (id, root) {
+        (Some(id), Some(root)) => Ok((id.to_string(), root.to_string())),
+        _ => Err(fail("the first model has no `id`".into())),
+    }
+}
+
+/// HTTP headers from `KEY=VALUE` strings (`--header`), plus `Authorization: Bearer
+/// $OPENAI_API_KEY` when that variable is set, as vLLM sends them.
+pub fn headers(pairs: &[String], api_key: Option<&str>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let mut out = Vec::new();
+    if let Some(k) = api_key.filter(|k| !k.is_empty()) {
+        let v = HeaderValue::from_str(&format!("Bearer {k}"))
+            .map_err(|_| "OPENAI_API_KEY is not a valid header value".to_string())?;
+        out.push((hyper::header::AUTHORIZATION, v));
+    }
+    for item in pairs {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("Invalid header format `{item}`. Please use KEY=VALUE format."))?;
+        let name = HeaderName::from_bytes(k.trim().as_bytes())
+            .map_err(|_| format!("`{}` is not a valid header name", k.trim()))?;
+        let value = HeaderValue::from_str(v.trim())
+            .map_err(|_| format!("`{}` is not a valid header value", v.trim()))?;
+        out.retain(|(n, _)| *n != name);
+        out.push((name, value));
+    }
+    Ok(out)
+}

@@ -24,6 +24,8 @@ pub struct RunPlan {
     /// Retry the first request until it succeeds, up to this long (0: skip, vLLM's default).
     pub ready_check_timeout: Duration,
     pub num_warmups: usize,
+    /// Lines printed as the main run starts (vLLM's traffic settings).
+    pub traffic_lines: Vec<String>,
 }
 
 pub struct RunOutput {
@@ -119,6 +121,9 @@ pub async fn run(
         progress.line("Warmup run completed.");
     }
     progress.line("Starting main benchmark run...");
+    for l in &plan.traffic_lines {
+        progress.line(l);
+    }
 
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(requests.len());

@@ -1,5 +1,8 @@
 //! `llm-emu`: a GPU-free emulator of a vLLM inference server.
 
+mod bench;
+mod bench_tokenizer;
+mod compare;
 mod engine_args;
 mod simulate;
 mod validate;
@@ -23,6 +26,11 @@ enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Replay a real vLLM run's workload and compare emulated with real per-request latencies.
     Validate(Box<validate::ValidateArgs>),
+    /// Benchmark a running OpenAI-compatible server, as `vllm bench serve` does (same flags,
+    /// metrics, result JSON and table).
+    Bench(Box<bench::BenchArgs>),
+    /// Compare two result files (bench, simulate or validate JSON) metric by metric.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +38,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(*args),
         Command::Validate(args) => validate::run(*args),
+        Command::Bench(args) => bench::run(*args),
+        Command::Compare(args) => compare::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
