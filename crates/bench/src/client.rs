@@ -468,7 +468,10 @@ pub async fn first_model(
 
 /// HTTP headers from `KEY=VALUE` strings (`--header`), plus `Authorization: Bearer
 /// $OPENAI_API_KEY` when that variable is set, as vLLM sends them.
-pub fn headers(pairs: &[String], api_key: Option<&str>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+pub fn headers(
+    pairs: &[String],
+    api_key: Option<&str>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     let mut out = Vec::new();
     if let Some(k) = api_key.filter(|k| !k.is_empty()) {
         let v = HeaderValue::from_str(&format!("Bearer {k}"))
@@ -476,9 +479,9 @@ pub fn headers(pairs: &[String], api_key: Option<&str>) -> Result<Vec<(HeaderNam
         out.push((hyper::header::AUTHORIZATION, v));
     }
     for item in pairs {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("Invalid header format `{item}`. Please use KEY=VALUE format."))?;
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            format!("Invalid header format `{item}`. Please use KEY=VALUE format.")
+        })?;
         let name = HeaderName::from_bytes(k.trim().as_bytes())
             .map_err(|_| format!("`{}` is not a valid header name", k.trim()))?;
         let value = HeaderValue::from_str(v.trim())

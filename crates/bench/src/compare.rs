@@ -87,7 +87,10 @@ pub fn load(path: &str, text: &str, validate_real: bool) -> Result<Metrics, Comp
     let obj = v
         .as_object()
         .ok_or_else(|| bad("not a JSON object".into()))?;
-    let kind = if obj.keys().any(|k| k.ends_with("_sim") || k.ends_with("_real")) {
+    let kind = if obj
+        .keys()
+        .any(|k| k.ends_with("_sim") || k.ends_with("_real"))
+    {
         FileKind::Validate {
             real: validate_real,
         }
@@ -179,7 +182,13 @@ pub fn compare(a: &Metrics, b: &Metrics) -> Vec<Row> {
 
 /// The table: metric, A, B, B vs A.
 pub fn table(rows: &[Row], a_name: &str, b_name: &str) -> String {
-    let w = rows.iter().map(|r| r.metric.len()).max().unwrap_or(6).max(6) + 2;
+    let w = rows
+        .iter()
+        .map(|r| r.metric.len())
+        .max()
+        .unwrap_or(6)
+        .max(6)
+        + 2;
     let mut s = format!(
         "{:<w$}{:>16}{:>16}{:>12}\n",
         "metric", a_name, b_name, "B vs A"

@@ -5,9 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use llm_emu_bench::client::{self, Api, Target};
-use llm_emu_bench::dataset::{
-    custom, random, sharegpt, workload, DatasetReport, SampleRequest,
-};
+use llm_emu_bench::dataset::{custom, random, sharegpt, workload, DatasetReport, SampleRequest};
 use llm_emu_bench::metrics::{self, Goodput};
 use llm_emu_bench::result::{self, RunInfo};
 use llm_emu_bench::run::{self, Progress, RunPlan};
@@ -233,7 +231,12 @@ struct Loaded {
     replay: bool,
 }
 
-fn load_dataset(a: &BenchArgs, api: Api, tok: Option<&dyn Tokenizer>, prefix: &str) -> Result<Loaded> {
+fn load_dataset(
+    a: &BenchArgs,
+    api: Api,
+    tok: Option<&dyn Tokenizer>,
+    prefix: &str,
+) -> Result<Loaded> {
     let need_tok = || {
         tok.ok_or_else(|| {
             anyhow!(
@@ -243,9 +246,9 @@ fn load_dataset(a: &BenchArgs, api: Api, tok: Option<&dyn Tokenizer>, prefix: &s
         })
     };
     let need_path = || {
-        a.dataset_path.as_deref().ok_or_else(|| {
-            anyhow!("--dataset-name {} needs --dataset-path", a.dataset_name)
-        })
+        a.dataset_path
+            .as_deref()
+            .ok_or_else(|| anyhow!("--dataset-name {} needs --dataset-path", a.dataset_name))
     };
     let num = a.num_prompts.unwrap_or(1000);
     let mut report = DatasetReport::default();
@@ -349,10 +352,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .parse()
         .with_context(|| format!("bad URL {api_url}"))?;
     if a.request_rate.is_nan() || a.request_rate <= 0.0 {
-        bail!("--request-rate must be positive or inf, got {}", a.request_rate);
+        bail!(
+            "--request-rate must be positive or inf, got {}",
+            a.request_rate
+        );
     }
     if a.burstiness.is_nan() || a.burstiness <= 0.0 {
-        bail!("A positive burstiness factor is expected, but given {}.", a.burstiness);
+        bail!(
+            "A positive burstiness factor is expected, but given {}.",
+            a.burstiness
+        );
     }
     if a.max_concurrency == Some(0) {
         bail!("--max-concurrency must be at least 1");
@@ -366,7 +375,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 .parse::<f64>()
                 .ok()
                 .filter(|x| (0.0..=100.0).contains(x))
-                .ok_or_else(|| anyhow!("--metric-percentiles: `{p}` is not a percentile in [0, 100]"))
+                .ok_or_else(|| {
+                    anyhow!("--metric-percentiles: `{p}` is not a percentile in [0, 100]")
+                })
         })
         .collect::<Result<_>>()?;
     let percentile_metrics: Vec<String> = a
@@ -449,7 +460,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if loaded.replay {
             "Traffic: replaying the workload's arrival times".to_string()
         } else {
-            format!("Traffic request rate: {}", result::python_float(a.request_rate))
+            format!(
+                "Traffic request rate: {}",
+                result::python_float(a.request_rate)
+            )
         },
         format!(
             "Burstiness factor: {} ({distribution})",
@@ -527,7 +541,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         label: a.label.as_deref(),
         model_id: &model_id,
         tokenizer_id: tokenizer_id.as_deref(),
-        num_prompts: a.num_prompts.unwrap_or(if loaded.replay { n } else { 1000 }),
+        num_prompts: a
+            .num_prompts
+            .unwrap_or(if loaded.replay { n } else { 1000 }),
         metadata: &metadata,
         request_rate: a.request_rate,
         burstiness: a.burstiness,

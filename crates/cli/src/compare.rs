@@ -22,8 +22,13 @@ pub struct CompareArgs {
 
 pub fn run(a: CompareArgs) -> Result<()> {
     let load = |p: &PathBuf| -> Result<compare::Metrics> {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        Ok(compare::load(&p.display().to_string(), &text, a.validate_real)?)
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(compare::load(
+            &p.display().to_string(),
+            &text,
+            a.validate_real,
+        )?)
     };
     let (ma, mb) = (load(&a.a)?, load(&a.b)?);
     let rows = compare::compare(&ma, &mb);
