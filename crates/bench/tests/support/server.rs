@@ -77,7 +77,12 @@ impl Drop for TestServer {
 
 /// Starts the server on 127.0.0.1:0 on the current runtime.
 pub async fn start(opts: ServerOpts) -> TestServer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on("127.0.0.1:0", opts).await
+}
+
+/// Starts the server on `addr` on the current runtime.
+pub async fn start_on(addr: &str, opts: ServerOpts) -> TestServer {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(Stats::default());
     let st = stats.clone();
