@@ -218,7 +218,9 @@ async fn stream_tokens(
     mode: &str,
     max_tokens: usize,
 ) {
-    tokio::time::sleep(opts.ttft).await;
+    // Absolute deadlines, so that timer slack does not accumulate into the schedule.
+    let t0 = tokio::time::Instant::now() + opts.ttft;
+    tokio::time::sleep_until(t0).await;
     if mode == "no_tokens" {
         let _ = tx.send_data(Bytes::from_static(b"data: [DONE]\n\n")).await;
         return;
@@ -237,7 +239,7 @@ async fn stream_tokens(
             {
                 return;
             }
-            tokio::time::sleep(opts.itl * per as u32).await;
+            tokio::time::sleep_until(t0 + opts.itl * i as u32).await;
         }
         buf += &token_event(chat, i, i + 1 == max_tokens);
         match mode {
