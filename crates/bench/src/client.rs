@@ -12,16 +12,21 @@ use crate::dataset::Prompt;
 use crate::sse::{SseMessage, SseSplitter};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Request, Uri};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::TokioIo;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::net::TcpStream;
 
 /// Which OpenAI API the backend speaks (vLLM's `--backend`: `openai`/`vllm` → completions,
 /// `openai-chat` → chat completions).
@@ -129,18 +134,112 @@ pub struct RequestOutput {
     pub start_time: f64,
 }
 
-/// The HTTP/1.1 client with its keep-alive pool.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type ConnFuture = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
 
-/// A client whose pool keeps every idle connection for 60 s (aiohttp's keepalive_timeout).
+/// An HTTP/1.1 connection. It is driven by the task of the request using it (no connection
+/// task, no hand-over between tasks per received chunk), and parked in the pool between requests.
+struct PooledConn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    conn: ConnFuture,
+    idle_since: Instant,
+}
+
+/// The HTTP/1.1 client: a keep-alive pool per `host:port`, idle connections kept 60 s
+/// (aiohttp's `keepalive_timeout`), no limit on connections (vLLM's connector without
+/// `--max-concurrency`).
+#[derive(Clone, Default)]
+pub struct HttpClient {
+    idle: Arc<Mutex<HashMap<String, Vec<PooledConn>>>>,
+}
+
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// A new client.
 pub fn http_client() -> HttpClient {
-    let mut conn = HttpConnector::new();
-    conn.set_nodelay(true);
-    conn.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(usize::MAX)
-        .build(conn)
+    HttpClient::default()
+}
+
+impl HttpClient {
+    fn checkout(&self, authority: &str) -> Option<PooledConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(authority)?;
+        while let Some(c) = list.pop() {
+            if c.idle_since.elapsed() < KEEPALIVE && !c.sender.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, authority: &str, mut c: PooledConn) {
+        c.idle_since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(authority.to_string()).or_default().push(c);
+    }
+
+    async fn connect(authority: &str) -> Result<PooledConn, String> {
+        let tcp = TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("HTTP handshake with {authority}: {}", error_chain(&e)))?;
+        Ok(PooledConn {
+            sender,
+            conn: Box::pin(conn),
+            idle_since: Instant::now(),
+        })
+    }
+}
+
+/// Whether a connection has ended, and how.
+type ConnEnd = Option<Result<(), hyper::Error>>;
+
+/// Waits for `fut` while driving the connection.
+async fn driving<F: std::future::Future>(
+    fut: F,
+    conn: &mut ConnFuture,
+    end: &mut ConnEnd,
+) -> F::Output {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            r = conn.as_mut(), if end.is_none() => *end = Some(r),
+        }
+    }
+}
+
+/// Sends `req` on a pooled connection (or a new one), driving the connection until the
+/// response head arrives. A pooled connection the server has closed meanwhile is replaced by a
+/// new one once, before anything was sent.
+async fn open(
+    client: &HttpClient,
+    authority: &str,
+    make: impl Fn() -> Request<Full<Bytes>>,
+) -> Result<(Response<Incoming>, PooledConn, ConnEnd), String> {
+    let mut reused = client.checkout(authority);
+    loop {
+        let was_reused = reused.is_some();
+        let mut pc = match reused.take() {
+            Some(c) => c,
+            None => HttpClient::connect(authority).await?,
+        };
+        let mut end: ConnEnd = None;
+        let ready = driving(pc.sender.ready(), &mut pc.conn, &mut end).await;
+        if ready.is_err() && was_reused {
+            continue;
+        }
+        ready.map_err(|e| error_chain(&e))?;
+        let fut = pc.sender.send_request(make());
+        match driving(fut, &mut pc.conn, &mut end).await {
+            Ok(resp) => return Ok((resp, pc, end)),
+            Err(e) if was_reused && e.is_canceled() => continue,
+            Err(e) => return Err(error_chain(&e)),
+        }
+    }
 }
 
 /// The JSON body, as vLLM's request functions build it.
@@ -313,20 +412,33 @@ pub async fn send(
     input: &RequestInput<'_>,
     clock: &Clock,
 ) -> RequestOutput {
-    let body = serde_json::to_vec(&request_body(target, input)).expect("body serializes");
-    let mut req = Request::post(target.uri.clone())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid request");
-    let h = req.headers_mut();
-    for (k, v) in &target.headers {
-        h.insert(k.clone(), v.clone());
-    }
-    if let Some(id) = input.request_id {
-        if let Ok(v) = HeaderValue::from_str(id) {
-            h.insert(HeaderName::from_static("x-request-id"), v);
+    let body =
+        Bytes::from(serde_json::to_vec(&request_body(target, input)).expect("body serializes"));
+    let host = target
+        .uri
+        .host()
+        .map(|h| match target.uri.port_u16() {
+            Some(p) => format!("{h}:{p}"),
+            None => format!("{h}:80"),
+        })
+        .unwrap_or_default();
+    let make = || {
+        let mut req = Request::post(target.uri.clone())
+            .header(hyper::header::HOST, host.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.clone()))
+            .expect("valid request");
+        let h = req.headers_mut();
+        for (k, v) in &target.headers {
+            h.insert(k.clone(), v.clone());
         }
-    }
+        if let Some(id) = input.request_id {
+            if let Ok(v) = HeaderValue::from_str(id) {
+                h.insert(HeaderName::from_static("x-request-id"), v);
+            }
+        }
+        req
+    };
     let st = clock.now();
     let mut state = StreamState {
         api: target.api,
@@ -339,7 +451,11 @@ pub async fn send(
             ..Default::default()
         },
     };
-    let result = tokio::time::timeout(target.timeout, stream(client, req, &mut state, clock)).await;
+    let result = tokio::time::timeout(
+        target.timeout,
+        stream(client, &host, make, &mut state, clock),
+    )
+    .await;
     let outcome = match result {
         Ok(r) => r,
         Err(_) => Err(format!(
@@ -367,27 +483,26 @@ pub async fn send(
 
 async fn stream(
     client: &HttpClient,
-    req: Request<Full<Bytes>>,
+    authority: &str,
+    make: impl Fn() -> Request<Full<Bytes>>,
     state: &mut StreamState,
     clock: &Clock,
 ) -> Result<(), String> {
-    let resp = client.request(req).await.map_err(|e| error_chain(&e))?;
+    let (resp, mut pc, mut end) = open(client, authority, make).await?;
     let status = resp.status();
     let mut body = resp.into_body();
     if status != hyper::StatusCode::OK {
         // Keep a bounded excerpt of the error body for the record.
         let mut text = Vec::new();
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(f) => {
+        while text.len() < 4096 {
+            match driving(body.frame(), &mut pc.conn, &mut end).await {
+                Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
-                        text.extend_from_slice(&d[..d.len().min(4096 - text.len().min(4096))]);
+                        let room = 4096 - text.len();
+                        text.extend_from_slice(&d[..d.len().min(room)]);
                     }
                 }
-                Err(_) => break,
-            }
-            if text.len() >= 4096 {
-                break;
+                _ => break,
             }
         }
         let detail = serde_json::from_slice::<Value>(&text)
@@ -406,13 +521,19 @@ async fn stream(
         });
     }
     let mut sse = SseSplitter::default();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("stream broken: {}", error_chain(&e)))?;
+    loop {
+        let frame = match driving(body.frame(), &mut pc.conn, &mut end).await {
+            None => break,
+            Some(f) => f.map_err(|e| format!("stream broken: {}", error_chain(&e)))?,
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
         let ts = clock.now();
         sse.feed(&data, |m| state.on_message(m, ts))?;
+    }
+    if end.is_none() {
+        client.checkin(authority, pc);
     }
     Ok(())
 }
@@ -426,7 +547,7 @@ pub async fn first_model(
 ) -> Result<(String, String), String> {
     let url = format!("{base_url}/v1/models");
     let uri: Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-    let mut req = Request::get(uri)
+    let mut req = Request::get(uri.clone())
         .body(Full::new(Bytes::new()))
         .expect("valid request");
     for (k, v) in headers {
@@ -437,16 +558,34 @@ pub async fn first_model(
             "Failed to fetch models from server at {url}. Check that:\n1. The server is running\n2. The server URL is correct\nError: {e}"
         )
     };
-    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+    let authority = uri
+        .authority()
+        .map(|a| match a.port_u16() {
+            Some(_) => a.to_string(),
+            None => format!("{}:80", a.host()),
+        })
+        .ok_or_else(|| fail("the URL has no host".into()))?;
+    let fetch = async {
+        let (resp, mut pc, mut end) = open(client, &authority, || {
+            let mut r = Request::get(uri.clone())
+                .header(hyper::header::HOST, authority.as_str())
+                .body(Full::new(Bytes::new()))
+                .expect("valid request");
+            r.headers_mut().extend(req.headers().clone());
+            r
+        })
+        .await?;
+        let status = resp.status();
+        let body = driving(resp.into_body().collect(), &mut pc.conn, &mut end)
+            .await
+            .map_err(|e| error_chain(&e))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(60), fetch)
         .await
         .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(error_chain(&e)))?;
-    let status = resp.status();
-    let body = tokio::time::timeout(Duration::from_secs(60), resp.into_body().collect())
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(error_chain(&e)))?
-        .to_bytes();
+        .map_err(fail)?;
     if !status.is_success() {
         return Err(fail(format!("HTTP {status}")));
     }

@@ -266,6 +266,23 @@ async fn max_concurrency_bounds_requests_in_flight() {
     assert!(out.outputs.iter().all(|o| o.success));
     let max = server.stats.max_in_flight.load(Ordering::SeqCst);
     assert!((1..=3).contains(&max), "{max} in flight");
+    // Keep-alive: connections are reused, at most one per request in flight.
+    let conns = server.stats.accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&conns),
+        "{conns} connections for 12 requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_dropped_is_not_reused() {
+    let server = start(ServerOpts::default()).await;
+    let t = target(&server.base_url(), Api::Completions, Map::new());
+    // One at a time: the dropped stream's connection must not serve the next request.
+    let prompts = ["ok", "early_close", "ok", "http500", "ok"];
+    let (out, _) = bench(t, requests(&prompts, 3), None, Some(1)).await;
+    let ok: Vec<bool> = out.outputs.iter().map(|o| o.success).collect();
+    assert_eq!(ok, [true, false, true, false, true]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

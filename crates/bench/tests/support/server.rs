@@ -55,6 +55,8 @@ pub struct Stats {
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
     pub served: AtomicUsize,
+    /// TCP connections accepted.
+    pub accepted: AtomicUsize,
 }
 
 pub struct TestServer {
@@ -92,6 +94,7 @@ pub async fn start_on(addr: &str, opts: ServerOpts) -> TestServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            st.accepted.fetch_add(1, Ordering::SeqCst);
             let (opts, st) = (opts.clone(), st.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
