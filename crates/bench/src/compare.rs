@@ -122,7 +122,7 @@ fn from_bench_like(obj: &Map<String, Value>) -> Vec<(String, f64)> {
         .iter()
         .filter_map(|(k, v)| Some((is_stat_key(k)?, k.clone(), v.as_f64()?)))
         .collect();
-    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    stats.sort_by_key(|a| a.0);
     out.extend(stats.into_iter().map(|(_, k, v)| (k, v)));
     out
 }
@@ -141,7 +141,7 @@ fn from_validate(obj: &Map<String, Value>, side: &str) -> Vec<(String, f64)> {
             }
         }
     }
-    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    stats.sort_by_key(|a| a.0);
     let mut out = Vec::new();
     if let Some(x) = obj
         .get(&format!("output_throughput_{side}"))
