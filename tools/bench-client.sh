@@ -4,7 +4,7 @@
 # client's received tokens/s, its CPU time per token, and how far its measured ITL/TTFT are
 # from the server's schedule (the client's own timing overhead plus server jitter).
 #
-#   tools/bench-client.sh [STREAMS=5000] [TOKENS=200] [ITL_MS=25] [EVENTS_PER_WRITE=1]
+#   [SPREAD_S=2] tools/bench-client.sh [STREAMS=5000] [TOKENS=200] [ITL_MS=25] [EVENTS_PER_WRITE=1]
 #
 # Needs release builds: cargo build --release -p llm-emu && \
 #   cargo build --release -p llm-emu-bench --example sse_server
@@ -25,12 +25,14 @@ work=$(mktemp -d)
 trap 'kill $spid 2>/dev/null || true; rm -rf "$work"' EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-# A workload of STREAMS requests, all at t = 0, 16-token prompts, TOKENS outputs each.
-python3 - "$STREAMS" "$TOKENS" > "$work/w.jsonl" <<'EOF'
+# A workload of STREAMS requests arriving evenly over SPREAD_S seconds (default 2: thousands of
+# simultaneous connects overflow the kernel's SYN queue and cost 1-s retransmits), 16-token
+# prompts, TOKENS outputs each.
+python3 - "$STREAMS" "$TOKENS" "${SPREAD_S:-2}" > "$work/w.jsonl" <<'EOF'
 import json, sys
-n, t = int(sys.argv[1]), int(sys.argv[2])
+n, t, spread = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 for i in range(n):
-    print(json.dumps({"arrival_time_ns": 0, "input_tok_ids": list(range(1000 + i % 7, 1016 + i % 7)), "output_toks": t}))
+    print(json.dumps({"arrival_time_ns": int(i * spread * 1e9 / n), "input_tok_ids": list(range(1000 + i % 7, 1016 + i % 7)), "output_toks": t}))
 EOF
 
 "$SERVER" --port "$PORT" --ttft-ms "$TTFT_MS" --itl-ms "$ITL_MS" --events-per-write "$PER_WRITE" 2>"$work/server.log" &

@@ -84,7 +84,13 @@ pub async fn start(opts: ServerOpts) -> TestServer {
 
 /// Starts the server on `addr` on the current runtime.
 pub async fn start_on(addr: &str, opts: ServerOpts) -> TestServer {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    // A deep accept queue: thousands of clients connect at once (the kernel caps it at
+    // net.core.somaxconn).
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(addr).unwrap();
+    let listener = socket.listen(65535).unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(Stats::default());
     let st = stats.clone();
