@@ -1,5 +1,8 @@
 //! `llm-emu`: a GPU-free emulator of a vLLM inference server.
 
+mod bench;
+mod bench_tokenizer;
+mod compare;
 mod engine_args;
 mod profile_pack;
 mod simulate;
@@ -27,6 +30,11 @@ enum Command {
     /// Build a step-cycle latency pack (`--profile`/`--latency step-cycle:path=`) from measured
     /// step records.
     ProfilePack(profile_pack::ProfilePackArgs),
+    /// Benchmark a running OpenAI-compatible server, as `vllm bench serve` does (same flags,
+    /// metrics, result JSON and table).
+    Bench(Box<bench::BenchArgs>),
+    /// Compare two result files (bench, simulate or validate JSON) metric by metric.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +43,8 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::run(*args),
         Command::Validate(args) => validate::run(*args),
         Command::ProfilePack(args) => profile_pack::run(args),
+        Command::Bench(args) => bench::run(*args),
+        Command::Compare(args) => compare::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
