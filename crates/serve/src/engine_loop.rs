@@ -338,6 +338,9 @@ struct Router {
     live: FxHashMap<ReqKey, (u32, EventSender)>,
     keys: FxHashMap<String, ReqKey>,
     metrics: Arc<EngineMetrics>,
+    /// Reused per step: time-to-first-token and inter-token gaps seen in the step.
+    ttfts: Vec<Nanos>,
+    itls: Vec<Nanos>,
 }
 
 impl Router {
@@ -347,6 +350,8 @@ impl Router {
             live: Default::default(),
             keys: Default::default(),
             metrics,
+            ttfts: Vec::new(),
+            itls: Vec::new(),
         }
     }
 
@@ -408,10 +413,10 @@ impl EngineObserver for Router {
                     (None, Some(r)) => r.times.arrival,
                     _ => now,
                 };
-                self.metrics.observe_ttft(now.saturating_sub(arrival));
+                self.ttfts.push(now.saturating_sub(arrival));
             }
             if let Some(prev) = u.prev_token_at {
-                self.metrics.observe_itl(now.saturating_sub(prev));
+                self.itls.push(now.saturating_sub(prev));
             }
             match &u.finished {
                 Some(req) => {
@@ -443,6 +448,10 @@ impl EngineObserver for Router {
         }
         self.metrics
             .add_step_tokens(prompt_tokens, generation_tokens);
+        self.metrics
+            .observe_token_latencies(&self.ttfts, &self.itls);
+        self.ttfts.clear();
+        self.itls.clear();
     }
 
     fn on_abort(&mut self, now: Nanos, finished: &[Box<Request>], _sched: &Scheduler) {

@@ -175,12 +175,18 @@ impl EngineMetrics {
         }
     }
 
-    pub fn observe_ttft(&self, d: Nanos) {
-        self.lock().ttft.observe(d.as_secs_f64());
-    }
-
-    pub fn observe_itl(&self, d: Nanos) {
-        self.lock().itl.observe(d.as_secs_f64());
+    /// One step's token latencies, under one lock.
+    pub fn observe_token_latencies(&self, ttfts: &[Nanos], itls: &[Nanos]) {
+        if ttfts.is_empty() && itls.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        for d in ttfts {
+            s.ttft.observe(d.as_secs_f64());
+        }
+        for d in itls {
+            s.itl.observe(d.as_secs_f64());
+        }
     }
 
     /// Per-request parameters, when the frontend accepts a request (vLLM records them with the
