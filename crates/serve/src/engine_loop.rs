@@ -21,6 +21,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// How long before a deadline the engine thread stops sleeping and spins.
+const SPIN: Nanos = Nanos::from_micros(100);
+
 /// The server's clock: engine time is the time since this instant.
 #[derive(Copy, Clone, Debug)]
 pub struct EngineClock {
@@ -72,6 +75,9 @@ pub enum Command {
         events: EventSender,
     },
     Abort(String),
+    /// End a request the output processor stopped (a stop string): an abort in the engine,
+    /// counted with finish reason `stop` as vLLM counts it.
+    Stop(String),
     /// Abort every live request (the end of a graceful shutdown's grace period).
     AbortAll,
     /// Stop the thread (after the HTTP server has stopped).
@@ -82,12 +88,15 @@ pub enum Command {
 pub struct LatenessStats {
     /// Microseconds, 1 µs to 10 s.
     hist: Histogram<u64>,
+    /// Engine-thread work per wake (commands, `run`, output delivery), microseconds.
+    busy: Histogram<u64>,
 }
 
 impl Default for LatenessStats {
     fn default() -> Self {
         LatenessStats {
             hist: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
+            busy: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
         }
     }
 }
@@ -98,7 +107,11 @@ impl LatenessStats {
         self.hist.saturating_record(us);
     }
 
-    /// `(count, p50 µs, p99 µs, max µs)`.
+    fn record_busy(&mut self, d: Nanos) {
+        self.busy
+            .saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
+    }
+
     pub fn summary(&self) -> LatenessSummary {
         LatenessSummary {
             wakes: self.hist.len(),
@@ -106,6 +119,9 @@ impl LatenessStats {
             p99_us: self.hist.value_at_quantile(0.99),
             p999_us: self.hist.value_at_quantile(0.999),
             max_us: self.hist.max(),
+            busy_p50_us: self.busy.value_at_quantile(0.5),
+            busy_p99_us: self.busy.value_at_quantile(0.99),
+            busy_max_us: self.busy.max(),
         }
     }
 }
@@ -118,6 +134,10 @@ pub struct LatenessSummary {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// Engine-thread work per wake-up.
+    pub busy_p50_us: u64,
+    pub busy_p99_us: u64,
+    pub busy_max_us: u64,
 }
 
 /// The HTTP side's handle on the engine thread.
@@ -151,6 +171,11 @@ impl EngineHandle {
     /// Aborts a request; unknown or finished ids are ignored.
     pub fn abort(&self, request_id: &str) {
         let _ = self.commands.send(Command::Abort(request_id.to_string()));
+    }
+
+    /// Ends a request that matched a stop string.
+    pub fn stop(&self, request_id: &str) {
+        let _ = self.commands.send(Command::Stop(request_id.to_string()));
     }
 
     pub fn abort_all(&self) {
@@ -245,6 +270,11 @@ impl EngineLoop {
             }
             let wake = self.engine.run(now, &mut self.router);
             self.router.publish_gauges(self.engine.scheduler());
+            let busy = self.clock.now().saturating_sub(now);
+            self.lateness
+                .lock()
+                .expect("lateness lock")
+                .record_busy(busy);
             match wake {
                 Wake::Idle => match rx.recv() {
                     Ok(cmd) => {
@@ -257,20 +287,36 @@ impl EngineLoop {
                 Wake::At(deadline) => {
                     // Commands that arrive while the device step runs are queued in the engine
                     // (vLLM takes them in after the step's output is processed); keep waiting for
-                    // the deadline itself.
+                    // the deadline itself. The last stretch is spun: a timed futex wait wakes tens
+                    // of microseconds late.
                     loop {
                         let now = self.clock.now();
                         if now >= deadline {
                             break;
                         }
-                        match rx.recv_timeout(Duration::from_nanos((deadline - now).0)) {
-                            Ok(cmd) => {
-                                if !self.apply(cmd) {
-                                    return self.stop();
+                        let left = deadline - now;
+                        let got = if left > SPIN {
+                            match rx.recv_timeout(Duration::from_nanos((left - SPIN).0)) {
+                                Ok(cmd) => Some(cmd),
+                                Err(RecvTimeoutError::Timeout) => None,
+                                Err(RecvTimeoutError::Disconnected) => return self.stop(),
+                            }
+                        } else {
+                            match rx.try_recv() {
+                                Ok(cmd) => Some(cmd),
+                                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                                    std::hint::spin_loop();
+                                    None
+                                }
+                                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                                    return self.stop()
                                 }
                             }
-                            Err(RecvTimeoutError::Timeout) => break,
-                            Err(RecvTimeoutError::Disconnected) => return self.stop(),
+                        };
+                        if let Some(cmd) = got {
+                            if !self.apply(cmd) {
+                                return self.stop();
+                            }
                         }
                     }
                     planned = Some(deadline);
@@ -298,6 +344,10 @@ impl EngineLoop {
                 }
             }
             Command::Abort(id) => self.engine.abort(&id),
+            Command::Stop(id) => {
+                self.engine.abort(&id);
+                self.router.stopped.insert(id);
+            }
             Command::AbortAll => {
                 for id in self.router.live_ids() {
                     self.engine.abort(&id);
@@ -337,6 +387,8 @@ struct Router {
     pending: FxHashMap<String, (u32, EventSender)>,
     live: FxHashMap<ReqKey, (u32, EventSender)>,
     keys: FxHashMap<String, ReqKey>,
+    /// Requests ended by a stop string, whose engine abort counts as `stop`.
+    stopped: rustc_hash::FxHashSet<String>,
     metrics: Arc<EngineMetrics>,
     /// Reused per step: time-to-first-token and inter-token gaps seen in the step.
     ttfts: Vec<Nanos>,
@@ -349,6 +401,7 @@ impl Router {
             pending: Default::default(),
             live: Default::default(),
             keys: Default::default(),
+            stopped: Default::default(),
             metrics,
             ttfts: Vec::new(),
             itls: Vec::new(),
@@ -396,54 +449,30 @@ impl EngineObserver for Router {
     }
 
     fn on_update(&mut self, now: Nanos, updates: &[RequestUpdate], sched: &Scheduler) {
+        // Metrics first, so that a client that has its last token also finds it counted.
         let mut prompt_tokens = 0u64;
         let mut generation_tokens = 0u64;
         for u in updates {
-            let Some(token) = u.new_token else { continue };
+            if u.new_token.is_none() {
+                continue;
+            }
             generation_tokens += 1;
-            let (first, num_prompt) = match (&u.finished, sched.request(u.key)) {
-                (Some(r), _) => (r.num_output_tokens() == 1, r.num_prompt_tokens()),
-                (None, Some(r)) => (r.num_output_tokens() == 1, r.num_prompt_tokens()),
-                (None, None) => (false, 0),
+            let req = match (&u.finished, sched.request(u.key)) {
+                (Some(r), _) => Some(&**r),
+                (None, r) => r,
             };
-            if first {
-                prompt_tokens += num_prompt as u64;
-                let arrival = match (&u.finished, sched.request(u.key)) {
-                    (Some(r), _) => r.times.arrival,
-                    (None, Some(r)) => r.times.arrival,
-                    _ => now,
-                };
-                self.ttfts.push(now.saturating_sub(arrival));
+            if let Some(r) = req {
+                if r.num_output_tokens() == 1 {
+                    prompt_tokens += r.num_prompt_tokens() as u64;
+                    self.ttfts.push(now.saturating_sub(r.times.arrival));
+                }
             }
             if let Some(prev) = u.prev_token_at {
                 self.itls.push(now.saturating_sub(prev));
             }
-            match &u.finished {
-                Some(req) => {
-                    let finish = Self::finish_of(req);
-                    self.metrics.observe_finished(now, req, finish.reason);
-                    self.keys.remove(&req.request_id);
-                    if let Some((tag, tx)) = self.live.remove(&u.key) {
-                        let _ = tx.send((
-                            tag,
-                            EngineEvent::Token {
-                                token,
-                                finish: Some(finish),
-                            },
-                        ));
-                    }
-                }
-                None => {
-                    if let Some((tag, tx)) = self.live.get(&u.key) {
-                        let _ = tx.send((
-                            *tag,
-                            EngineEvent::Token {
-                                token,
-                                finish: None,
-                            },
-                        ));
-                    }
-                }
+            if let Some(r) = &u.finished {
+                let reason = Self::finish_of(r).reason;
+                self.metrics.observe_finished(now, r, reason);
             }
         }
         self.metrics
@@ -452,11 +481,37 @@ impl EngineObserver for Router {
             .observe_token_latencies(&self.ttfts, &self.itls);
         self.ttfts.clear();
         self.itls.clear();
+        self.metrics.publish_scheduler(sched);
+        for u in updates {
+            let Some(token) = u.new_token else { continue };
+            match &u.finished {
+                Some(req) => {
+                    self.keys.remove(&req.request_id);
+                    if !self.stopped.is_empty() {
+                        self.stopped.remove(&req.request_id);
+                    }
+                    if let Some((tag, tx)) = self.live.remove(&u.key) {
+                        let finish = Some(Self::finish_of(req));
+                        let _ = tx.send((tag, EngineEvent::Token { token, finish }));
+                    }
+                }
+                None => {
+                    if let Some((tag, tx)) = self.live.get(&u.key) {
+                        let finish = None;
+                        let _ = tx.send((*tag, EngineEvent::Token { token, finish }));
+                    }
+                }
+            }
+        }
     }
 
-    fn on_abort(&mut self, now: Nanos, finished: &[Box<Request>], _sched: &Scheduler) {
+    fn on_abort(&mut self, now: Nanos, finished: &[Box<Request>], sched: &Scheduler) {
+        self.metrics.publish_scheduler(sched);
         for req in finished {
-            let finish = Self::finish_of(req);
+            let mut finish = Self::finish_of(req);
+            if self.stopped.remove(&req.request_id) {
+                finish.reason = FinishReason::Stop;
+            }
             self.metrics.observe_finished(now, req, finish.reason);
             if let Some(key) = self.keys.remove(&req.request_id) {
                 if let Some((tag, tx)) = self.live.remove(&key) {

@@ -346,7 +346,7 @@ impl Submission {
                     // vLLM's output processor ends the request on a stop string and aborts it
                     // in the engine.
                     if finish.is_none() {
-                        self.engine.abort(&c.engine_id);
+                        self.engine.stop(&c.engine_id);
                     }
                     c.engine_done = true;
                     (text, Some(("stop", Some(StopReason::Text(s)))))

@@ -310,6 +310,11 @@ async fn stop_strings_end_the_choice_and_free_the_engine() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(s.debug().await["num_requests_running"], 0);
+    // Counted as vLLM counts them: finished with reason `stop`.
+    let stopped = s
+        .metric("vllm:request_success_total{engine=\"0\",finished_reason=\"stop\"")
+        .await;
+    assert_eq!(stopped, 2.0);
     s.stop().await;
 }
 
@@ -538,7 +543,13 @@ async fn shutdown_lets_in_flight_requests_finish() {
         t.json("/v1/completions", json!({"prompt": [1], "max_tokens": 50}))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Stop once the request is being served.
+    for _ in 0..500 {
+        if s.debug().await["server_load"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     s.stop().await;
     let (st, v) = req.await.unwrap();
     assert_eq!(st, 200);
