@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
 use llm_emu_core::latency::{parse_latency_spec_with, LatencyModel};
-use llm_emu_core::sampler::HashSampler;
+use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::sizing::{num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use std::path::PathBuf;
@@ -110,12 +110,19 @@ impl EngineArgs {
 
     /// The engine with this latency model and synthetic tokens; also the model's description.
     pub fn build_engine(&self, cfg: &EngineConfig, shape: &ModelShape) -> Result<(Engine, String)> {
+        self.build_engine_with(cfg, shape, Box::new(HashSampler::default()))
+    }
+
+    /// The engine with this latency model and the given token sampler.
+    pub fn build_engine_with(
+        &self,
+        cfg: &EngineConfig,
+        shape: &ModelShape,
+        sampler: Box<dyn TokenSampler>,
+    ) -> Result<(Engine, String)> {
         let latency: Box<dyn LatencyModel> = parse_latency_spec_with(&self.latency, shape)?;
         let desc = latency.describe();
-        Ok((
-            Engine::new(cfg.clone(), latency, Box::new(HashSampler::default()))?,
-            desc,
-        ))
+        Ok((Engine::new(cfg.clone(), latency, sampler)?, desc))
     }
 }
 

@@ -4,8 +4,10 @@
 use crate::engine_args::{EngineArgs, EngineDefaults};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
-use llm_emu_serve::text::{IdText, SharedCodec};
+use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::{ServeOptions, Server};
+use llm_emu_text::{OutputLengthDistribution, TextModel, TokenizerSource, VocabSampler};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +31,16 @@ pub struct ServeArgs {
     /// model argument).
     #[arg(long, num_args = 1..)]
     served_model_name: Vec<String>,
-    /// Tokenizer name or path (default: the model's).
+    /// Tokenizer: a tokenizer.json or a directory holding one, or an `org/name` in the local
+    /// Hugging Face cache (default: the model's; for the default model, the embedded Llama 3
+    /// tokenizer).
     #[arg(long)]
     tokenizer: Option<String>,
+    /// Length of replies that only EOS ends (tokens, EOS included): `lognormal:mu=M,sigma=S`,
+    /// `uniform:LO-HI` or `fixed:N` (default: ShareGPT-like log-normal, mean 338). Output tokens
+    /// are synthetic words of the tokenizer's vocabulary.
+    #[arg(long)]
+    output_len: Option<String>,
     /// Require `Authorization: Bearer KEY` on /v1 routes (repeatable; also VLLM_API_KEY).
     #[arg(long, num_args = 1..)]
     api_key: Vec<String>,
@@ -63,9 +72,54 @@ fn model_identity(a: &ServeArgs) -> (Vec<String>, String) {
     (names, root)
 }
 
-/// The tokenizer the server uses.
-fn load_codec(_a: &ServeArgs) -> Result<SharedCodec> {
-    Ok(Arc::new(IdText))
+/// Where the tokenizer comes from: `--tokenizer`, else the model argument (a path, or a name in
+/// the local Hugging Face cache), else the embedded Llama 3 tokenizer of the default model.
+fn tokenizer_source(a: &ServeArgs) -> TokenizerSource {
+    let named = a.tokenizer.as_deref().or(a.model.as_deref());
+    match named {
+        None => TokenizerSource::Builtin,
+        Some(DEFAULT_MODEL) if a.tokenizer.is_none() => TokenizerSource::Builtin,
+        Some(n) if Path::new(n).exists() => TokenizerSource::Path(n.into()),
+        Some(n) => TokenizerSource::HfModel(n.to_string()),
+    }
+}
+
+/// `--output-len`.
+fn parse_output_len(spec: &str) -> Result<OutputLengthDistribution> {
+    let bad = || {
+        anyhow::anyhow!(
+            "bad --output-len {spec:?}: expected lognormal:mu=M,sigma=S, uniform:LO-HI or fixed:N"
+        )
+    };
+    let (kind, rest) = spec.split_once(':').ok_or_else(bad)?;
+    let d = match kind {
+        "fixed" => OutputLengthDistribution::Fixed(rest.parse().map_err(|_| bad())?),
+        "uniform" => {
+            let (lo, hi) = rest.split_once('-').ok_or_else(bad)?;
+            OutputLengthDistribution::Uniform {
+                lo: lo.parse().map_err(|_| bad())?,
+                hi: hi.parse().map_err(|_| bad())?,
+            }
+        }
+        "lognormal" => {
+            let (mut mu, mut sigma) = (None, None);
+            for kv in rest.split(',') {
+                match kv.split_once('=') {
+                    Some(("mu", v)) => mu = Some(v.parse::<f64>().map_err(|_| bad())?),
+                    Some(("sigma", v)) => sigma = Some(v.parse::<f64>().map_err(|_| bad())?),
+                    _ => return Err(bad()),
+                }
+            }
+            OutputLengthDistribution::LogNormal {
+                mu: mu.ok_or_else(bad)?,
+                sigma: sigma.ok_or_else(bad)?,
+            }
+        }
+        _ => return Err(bad()),
+    };
+    d.validate()
+        .map_err(|e| anyhow::anyhow!("--output-len: {e}"))?;
+    Ok(d)
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -77,8 +131,19 @@ pub fn run(a: ServeArgs) -> Result<()> {
     }
     let shape = a.engine.model_shape()?;
     let cfg = a.engine.engine_config(&shape, &EngineDefaults::default())?;
-    let (engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
-    let codec = load_codec(&a)?;
+    let src = tokenizer_source(&a);
+    let model =
+        TextModel::load(&src).with_context(|| format!("loading the tokenizer ({src:?})"))?;
+    let lengths = match &a.output_len {
+        Some(s) => parse_output_len(s)?,
+        None => OutputLengthDistribution::default(),
+    };
+    let sampler = VocabSampler::new(&model, lengths, a.engine.seed)
+        .map_err(|e| anyhow::anyhow!("output token sampler: {e}"))?;
+    let (engine, latency_desc) = a
+        .engine
+        .build_engine_with(&cfg, &shape, Box::new(sampler))?;
+    let codec: SharedCodec = Arc::new(ModelText(model));
     let (names, root) = model_identity(&a);
     let mut api_keys = a.api_key.clone();
     if api_keys.is_empty() {

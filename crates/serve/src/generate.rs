@@ -249,6 +249,15 @@ impl Submission {
     fn start(state: &AppState, p: &Prepared) -> Result<Submission, ApiError> {
         let (tx, rx) = unbounded_channel();
         let mut choices = Vec::new();
+        // vLLM's `update_from_generation_config`.
+        let mut stop_token_ids = p.stop_token_ids.clone();
+        if !p.ignore_eos {
+            for t in state.codec.generation_eos_ids() {
+                if !stop_token_ids.contains(&t) {
+                    stop_token_ids.push(t);
+                }
+            }
+        }
         let seq = state.next_seq();
         for (pi, prompt) in p.prompts.iter().enumerate() {
             state
@@ -263,7 +272,7 @@ impl Submission {
                     min_tokens: p.min_tokens,
                     ignore_eos: p.ignore_eos,
                     eos_token_id: state.codec.eos_token_id(),
-                    stop_token_ids: p.stop_token_ids.clone(),
+                    stop_token_ids: stop_token_ids.clone(),
                 };
                 let req = NewRequest {
                     request_id: engine_id.clone(),
@@ -281,6 +290,7 @@ impl Submission {
                         stop: p.stop.clone(),
                         include_stop_str_in_output: p.include_stop_str_in_output,
                         streaming: p.stream,
+                        min_tokens: p.min_tokens,
                     },
                 );
                 choices.push(Choice {
@@ -329,19 +339,22 @@ impl Submission {
             }
             EngineEvent::Finished(f) => {
                 c.engine_done = true;
-                (c.detok.flush(), Some(finish_of(&f)))
+                (c.detok.finish(), Some(finish_of(&f)))
             }
             EngineEvent::Token { token, finish } => {
                 c.token_ids.push(token);
                 c.num_tokens += 1;
-                let step = match c.detok.push(token) {
+                let stop_terminated = finish
+                    .as_ref()
+                    .is_some_and(|f| f.reason == FinishReason::Stop);
+                let step = match c.detok.update(token, stop_terminated, finish.is_some()) {
                     Ok(s) => s,
                     Err(e) => {
                         self.error.get_or_insert(ApiError::Internal(e.0));
                         Default::default()
                     }
                 };
-                let mut text = step.delta;
+                let text = step.delta;
                 if let Some(s) = step.stop_matched {
                     // vLLM's output processor ends the request on a stop string and aborts it
                     // in the engine.
@@ -352,7 +365,6 @@ impl Submission {
                     (text, Some(("stop", Some(StopReason::Text(s)))))
                 } else if let Some(f) = finish {
                     c.engine_done = true;
-                    text.push_str(&c.detok.flush());
                     (text, Some(finish_of(&f)))
                 } else {
                     (text, None)

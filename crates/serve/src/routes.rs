@@ -196,6 +196,14 @@ async fn completions(
         };
         let max_tokens = prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len)?;
         verify_sampling(&req.common, max_tokens, req.logprobs)?;
+        // vLLM's input processor: ids past the vocabulary are refused.
+        if let (Some(v), Some(&max_id)) = (state.codec.vocab_size(), ids.iter().max()) {
+            if max_id as usize >= v {
+                return Err(ApiError::bad_request(format!(
+                    "Token id {max_id} is out of vocabulary"
+                )));
+            }
+        }
         let text = match (text, req.common.echo) {
             (Some(t), _) => Some(t),
             (None, true) => Some(

@@ -1,10 +1,10 @@
 //! What the server needs from a tokenizer: prompt encoding (with the chat template), decoding,
 //! and vLLM's incremental detokenizer with stop strings (`v1/engine/detokenizer.py`). The server
-//! sees only this trait; the `llm-emu` binary plugs in the real tokenizer.
+//! sees only [`TextCodec`]; [`ModelText`] is the real one (the `llm-emu-text` crate: Hugging Face
+//! tokenizers and chat templates).
 //!
-//! [`IdText`] is the tokenizer-less stand-in: token `t` reads as ` <t>`, and a prompt text is
-//! one token per whitespace-separated word. It lets the HTTP layer run (and be tested) without
-//! tokenizer files; it is not a model's tokenizer and says so in `/v1/models`' root.
+//! [`IdText`] is a tokenizer-less stand-in for tests of the HTTP layer: token `t` reads as
+//! ` <t>`, and a prompt text is one token per whitespace-separated word.
 
 use serde_json::Value;
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub struct DetokOptions {
     pub include_stop_str_in_output: bool,
     /// Streaming holds back text that could still become a stop string.
     pub streaming: bool,
+    /// Stop strings are not looked for in the first `min_tokens` outputs' text.
+    pub min_tokens: u32,
 }
 
 /// Text that one token adds, and the stop string it completed, if any.
@@ -44,11 +46,18 @@ pub struct DetokStep {
 
 /// One request's incremental detokenizer.
 pub trait Detokenizer: Send {
-    fn push(&mut self, token: u32) -> Result<DetokStep, TextError>;
-    /// Text held back (a possible stop-string prefix) to release when the request ends.
-    fn flush(&mut self) -> String {
-        String::new()
-    }
+    /// One new token. `stop_terminated`: the engine ended the request on this token because it
+    /// is EOS or a stop token id (its text is then left out unless `include_stop_str_in_output`);
+    /// `finished`: the request ends with it (nothing is held back).
+    fn update(
+        &mut self,
+        token: u32,
+        stop_terminated: bool,
+        finished: bool,
+    ) -> Result<DetokStep, TextError>;
+    /// Text held back (a possible stop-string prefix), released when the request ends without
+    /// a further token (an abort).
+    fn finish(&mut self) -> String;
 }
 
 /// A model's tokenizer as the server uses it.
@@ -59,6 +68,15 @@ pub trait TextCodec: Send + Sync {
     fn render_chat(&self, messages: &Value, opts: &ChatOptions) -> Result<String, TextError>;
     fn detokenizer(&self, prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer>;
     fn eos_token_id(&self) -> Option<u32>;
+    /// generation_config.json's EOS ids other than [`Self::eos_token_id`]: vLLM adds them to a
+    /// request's stop token ids unless `ignore_eos`.
+    fn generation_eos_ids(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    /// Token ids a prompt may hold are below this (`None`: any).
+    fn vocab_size(&self) -> Option<usize> {
+        None
+    }
     /// Each token's string (`/tokenize` with `return_token_strs`).
     fn token_strs(&self, ids: &[u32]) -> Vec<String> {
         ids.iter()
@@ -151,7 +169,12 @@ struct IdDetok {
 }
 
 impl Detokenizer for IdDetok {
-    fn push(&mut self, token: u32) -> Result<DetokStep, TextError> {
+    fn update(
+        &mut self,
+        token: u32,
+        _stop_terminated: bool,
+        finished: bool,
+    ) -> Result<DetokStep, TextError> {
         let new = format!(" <{token}>");
         let before = self.text.len();
         self.text.push_str(&new);
@@ -177,7 +200,11 @@ impl Detokenizer for IdDetok {
                 break;
             }
         }
-        let hold = if self.opts.streaming && stop_matched.is_none() && !self.opts.stop.is_empty() {
+        let hold = if self.opts.streaming
+            && !finished
+            && stop_matched.is_none()
+            && !self.opts.stop.is_empty()
+        {
             self.opts
                 .stop
                 .iter()
@@ -199,9 +226,108 @@ impl Detokenizer for IdDetok {
         })
     }
 
-    fn flush(&mut self) -> String {
+    fn finish(&mut self) -> String {
         let rest = self.text[self.emitted.min(self.text.len())..].to_string();
         self.emitted = self.text.len();
         rest
+    }
+}
+
+/// The real tokenizer: a model's `tokenizer.json`, chat template and special tokens.
+pub struct ModelText(pub llm_emu_text::TextModel);
+
+fn text_err(e: llm_emu_text::TextError) -> TextError {
+    TextError(e.to_string())
+}
+
+impl TextCodec for ModelText {
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TextError> {
+        self.0.encode(text, add_special_tokens).map_err(text_err)
+    }
+
+    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TextError> {
+        self.0.decode(ids, skip_special_tokens).map_err(text_err)
+    }
+
+    fn render_chat(&self, messages: &Value, opts: &ChatOptions) -> Result<String, TextError> {
+        let kwargs = match &opts.chat_template_kwargs {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                return Err(TextError(format!(
+                    "chat_template_kwargs must be an object, got {other}"
+                )))
+            }
+        };
+        let o = llm_emu_text::ChatTemplateOptions {
+            add_generation_prompt: opts.add_generation_prompt,
+            continue_final_message: opts.continue_final_message,
+            chat_template: opts.chat_template.clone(),
+            chat_template_kwargs: kwargs,
+            tools: opts.tools.clone(),
+        };
+        self.0.render_chat(messages, &o).map_err(text_err)
+    }
+
+    fn detokenizer(&self, prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer> {
+        Box::new(ModelDetok(self.0.detokenizer(
+            prompt,
+            llm_emu_text::DetokenizeOptions {
+                skip_special_tokens: opts.skip_special_tokens,
+                spaces_between_special_tokens: opts.spaces_between_special_tokens,
+                stop: opts.stop,
+                include_stop_str_in_output: opts.include_stop_str_in_output,
+                streaming: opts.streaming,
+                min_tokens: opts.min_tokens,
+            },
+        )))
+    }
+
+    fn eos_token_id(&self) -> Option<u32> {
+        self.0.eos_token_id()
+    }
+
+    fn vocab_size(&self) -> Option<usize> {
+        Some(self.0.vocab_size())
+    }
+
+    fn generation_eos_ids(&self) -> Vec<u32> {
+        let eos = self.0.eos_token_id();
+        self.0
+            .generation_eos_token_ids()
+            .iter()
+            .copied()
+            .filter(|&t| Some(t) != eos)
+            .collect()
+    }
+
+    fn token_strs(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|&t| self.0.id_to_token(t).unwrap_or_default())
+            .collect()
+    }
+}
+
+struct ModelDetok(llm_emu_text::IncrementalDetokenizer);
+
+impl Detokenizer for ModelDetok {
+    fn update(
+        &mut self,
+        token: u32,
+        stop_terminated: bool,
+        finished: bool,
+    ) -> Result<DetokStep, TextError> {
+        let s = self
+            .0
+            .update(&[token], stop_terminated, finished)
+            .map_err(text_err)?;
+        Ok(DetokStep {
+            delta: s.delta,
+            stop_matched: s.stop_matched,
+        })
+    }
+
+    fn finish(&mut self) -> String {
+        self.0.finish()
     }
 }

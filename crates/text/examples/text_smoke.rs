@@ -8,9 +8,22 @@ fn main() -> Result<(), TextError> {
     let p = m.render_chat(&msgs, &ChatTemplateOptions::default())?;
     println!("{p:?}");
     let ids = m.encode(&p, false)?;
-    println!("{} ids {:?} eos {:?} vocab {}", ids.len(), &ids[..8], m.eos_token_id(), m.vocab_size());
+    println!(
+        "{} ids {:?} eos {:?} vocab {}",
+        ids.len(),
+        &ids[..8],
+        m.eos_token_id(),
+        m.vocab_size()
+    );
     let out = m.encode("Héllo wörld 😀 stop here", false)?;
-    let mut d = m.detokenizer(&ids, DetokenizeOptions { stop: vec!["here".into()], streaming: true, ..Default::default() });
+    let mut d = m.detokenizer(
+        &ids,
+        DetokenizeOptions {
+            stop: vec!["here".into()],
+            streaming: true,
+            ..Default::default()
+        },
+    );
     for t in out {
         println!("{t} {:?}", d.push(t)?);
     }

@@ -91,7 +91,11 @@ impl ChatTemplates {
     }
 
     /// transformers' `get_chat_template`.
-    fn select<'a>(&'a self, requested: Option<&'a str>, has_tools: bool) -> Result<&'a str, TextError> {
+    fn select<'a>(
+        &'a self,
+        requested: Option<&'a str>,
+        has_tools: bool,
+    ) -> Result<&'a str, TextError> {
         if let Some(r) = requested {
             return Ok(self.named.get(r).map(String::as_str).unwrap_or(r));
         }
@@ -194,13 +198,12 @@ fn parse_messages(messages: &Value, format: ContentFormat) -> Result<Vec<Value>,
                     for c in arr.iter_mut() {
                         if let Some(f) = c.get_mut("function").and_then(Value::as_object_mut) {
                             let parsed = match f.get("arguments") {
-                                Some(Value::String(s)) if !s.is_empty() => {
-                                    serde_json::from_str(s).map_err(|e| {
+                                Some(Value::String(s)) if !s.is_empty() => serde_json::from_str(s)
+                                    .map_err(|e| {
                                         TextError::InvalidMessages(format!(
                                             "messages[{i}]: tool call arguments are not JSON: {e}"
                                         ))
-                                    })?
-                                }
+                                    })?,
                                 Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
                                 _ => Value::Object(Map::new()),
                             };
@@ -294,10 +297,12 @@ pub(crate) fn render(
                 let part = parts
                     .iter_mut()
                     .rev()
-                    .find_map(|p| p.get_mut("text").and_then(|t| match t {
-                        Value::String(s) => Some(s),
-                        _ => None,
-                    }))
+                    .find_map(|p| {
+                        p.get_mut("text").and_then(|t| match t {
+                            Value::String(s) => Some(s),
+                            _ => None,
+                        })
+                    })
                     .ok_or_else(|| {
                         TextError::InvalidMessages(
                             "continue_final_message is set but the final message has no text"
@@ -323,10 +328,7 @@ pub(crate) fn render(
         ctx.insert(k.clone(), v.clone());
     }
     ctx.insert("messages".into(), Value::Array(chat));
-    ctx.insert(
-        "tools".into(),
-        opts.tools.clone().unwrap_or(Value::Null),
-    );
+    ctx.insert("tools".into(), opts.tools.clone().unwrap_or(Value::Null));
     ctx.insert("documents".into(), Value::Null);
     ctx.insert(
         "add_generation_prompt".into(),
@@ -383,8 +385,7 @@ fn environment() -> Environment<'static> {
         Err(JError::new(ErrorKind::InvalidOperation, msg))
     });
     env.add_function("strftime_now", |fmt: String| -> Result<String, JError> {
-        crate::strftime::strftime_now(&fmt)
-            .map_err(|m| JError::new(ErrorKind::InvalidOperation, m))
+        crate::strftime::strftime_now(&fmt).map_err(|m| JError::new(ErrorKind::InvalidOperation, m))
     });
     env
 }
@@ -404,7 +405,10 @@ fn tojson(value: JValue, kwargs: Kwargs) -> Result<String, JError> {
             s.to_string()
         } else {
             let n = i64::try_from(v.clone()).map_err(|_| {
-                JError::new(ErrorKind::InvalidOperation, "tojson indent must be an int or str")
+                JError::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson indent must be an int or str",
+                )
             })?;
             " ".repeat(n.max(0) as usize)
         }),

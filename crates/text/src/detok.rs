@@ -77,7 +77,12 @@ impl IncrementalDetokenizer {
         opts: DetokenizeOptions,
     ) -> IncrementalDetokenizer {
         let stop_buffer_length = if !opts.stop.is_empty() && !opts.include_stop_str_in_output {
-            opts.stop.iter().map(|s| s.chars().count()).max().unwrap_or(0).saturating_sub(1)
+            opts.stop
+                .iter()
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+                .saturating_sub(1)
         } else {
             0
         };
@@ -284,5 +289,8 @@ impl IncrementalDetokenizer {
 
 /// Byte offset of character `chars` in `s` (its length if past the end).
 fn char_to_byte(s: &str, chars: usize) -> usize {
-    s.char_indices().nth(chars).map(|(b, _)| b).unwrap_or(s.len())
+    s.char_indices()
+        .nth(chars)
+        .map(|(b, _)| b)
+        .unwrap_or(s.len())
 }

@@ -110,7 +110,11 @@ fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>, TextError> {
 
 /// The Hugging Face hub cache directories, in the order `huggingface_hub` consults them.
 pub(crate) fn hf_cache_dirs() -> Vec<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = env("HF_HUB_CACHE") {
         return vec![d];
     }

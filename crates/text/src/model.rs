@@ -72,12 +72,11 @@ impl TextModel {
     }
 
     fn from_files(files: TokenizerFiles) -> Result<TextModel, TextError> {
-        let tokenizer = Tokenizer::from_bytes(&files.tokenizer_json).map_err(|e| {
-            TextError::BadTokenizer {
+        let tokenizer =
+            Tokenizer::from_bytes(&files.tokenizer_json).map_err(|e| TextError::BadTokenizer {
                 path: files.origin.clone(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let vocab_size = tokenizer.get_vocab_size(true);
         let mut special = vec![false; vocab_size];
         let mut added_tokens = HashMap::new();
@@ -103,7 +102,11 @@ impl TextModel {
         // transformers: tokenizer_config.json entries win over special_tokens_map.json.
         let mut special_tokens_map = serde_json::Map::new();
         for key in ["bos_token", "eos_token", "unk_token", "pad_token"] {
-            if let Some(s) = config.get(key).or_else(|| stmap.get(key)).and_then(token_content) {
+            if let Some(s) = config
+                .get(key)
+                .or_else(|| stmap.get(key))
+                .and_then(token_content)
+            {
                 special_tokens_map.insert(key.to_string(), Value::String(s));
             }
         }
@@ -111,7 +114,12 @@ impl TextModel {
             .get("additional_special_tokens")
             .or_else(|| stmap.get("additional_special_tokens"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(token_content).map(Value::String).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(token_content)
+                    .map(Value::String)
+                    .collect()
+            })
             .unwrap_or_default();
         if !additional.is_empty() {
             special_tokens_map.insert(
@@ -234,7 +242,11 @@ impl TextModel {
     /// Whether `skip_special_tokens` drops `id` (an added token marked special, or one of the
     /// named special tokens).
     pub fn is_special(&self, id: u32) -> bool {
-        self.inner.special.get(id as usize).copied().unwrap_or(false)
+        self.inner
+            .special
+            .get(id as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The string of one token in the vocabulary (`convert_ids_to_tokens`).
@@ -258,7 +270,11 @@ impl TextModel {
     }
 
     /// A detokenizer for one request's output, primed with its prompt as vLLM primes it.
-    pub fn detokenizer(&self, prompt_ids: &[u32], opts: DetokenizeOptions) -> IncrementalDetokenizer {
+    pub fn detokenizer(
+        &self,
+        prompt_ids: &[u32],
+        opts: DetokenizeOptions,
+    ) -> IncrementalDetokenizer {
         IncrementalDetokenizer::new(self.clone(), prompt_ids, opts)
     }
 

@@ -153,7 +153,10 @@ mod tests {
     #[test]
     fn python_separators_and_order() {
         let v: Value = serde_json::from_str(r#"{"b": [1, 2.5, "x"], "a": {}, "c": null}"#).unwrap();
-        assert_eq!(compact().dumps(&v), r#"{"b": [1, 2.5, "x"], "a": {}, "c": null}"#);
+        assert_eq!(
+            compact().dumps(&v),
+            r#"{"b": [1, 2.5, "x"], "a": {}, "c": null}"#
+        );
     }
 
     #[test]

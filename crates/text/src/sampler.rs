@@ -36,13 +36,15 @@ impl OutputLengthDistribution {
     pub fn validate(&self) -> Result<(), String> {
         match *self {
             OutputLengthDistribution::Fixed(0) => Err("fixed output length must be >= 1".into()),
-            OutputLengthDistribution::Uniform { lo, hi } if lo == 0 || lo > hi => {
-                Err(format!("uniform output length needs 1 <= lo <= hi (got {lo}..={hi})"))
-            }
+            OutputLengthDistribution::Uniform { lo, hi } if lo == 0 || lo > hi => Err(format!(
+                "uniform output length needs 1 <= lo <= hi (got {lo}..={hi})"
+            )),
             OutputLengthDistribution::LogNormal { mu, sigma }
                 if !mu.is_finite() || !sigma.is_finite() || sigma < 0.0 =>
             {
-                Err(format!("log-normal output length needs finite mu and sigma >= 0 (got {mu}, {sigma})"))
+                Err(format!(
+                    "log-normal output length needs finite mu and sigma >= 0 (got {mu}, {sigma})"
+                ))
             }
             _ => Ok(()),
         }
@@ -52,7 +54,9 @@ impl OutputLengthDistribution {
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> u32 {
         match *self {
             OutputLengthDistribution::Fixed(n) => n.max(1),
-            OutputLengthDistribution::Uniform { lo, hi } => rng.random_range(lo.max(1)..=hi.max(lo.max(1))),
+            OutputLengthDistribution::Uniform { lo, hi } => {
+                rng.random_range(lo.max(1)..=hi.max(lo.max(1)))
+            }
             OutputLengthDistribution::LogNormal { mu, sigma } => {
                 let x = LogNormal::new(mu, sigma.max(0.0))
                     .map(|d| d.sample(rng))

@@ -4,11 +4,27 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 const DAYS: [&str; 7] = [
-    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
 ];
 
 /// The current time (UTC; vLLM servers usually run with TZ unset) formatted like Python's
@@ -82,12 +98,22 @@ mod tests {
     #[test]
     fn known_dates() {
         // 2024-07-26 00:00:00 UTC, a Friday (Llama 3.1's template default date).
-        assert_eq!(format_utc(1_721_952_000, "%d %b %Y").unwrap(), "26 Jul 2024");
         assert_eq!(
-            format_utc(1_721_952_000 + 13 * 3600 + 5 * 60 + 9, "%A %B %e %H:%M:%S %p %j").unwrap(),
+            format_utc(1_721_952_000, "%d %b %Y").unwrap(),
+            "26 Jul 2024"
+        );
+        assert_eq!(
+            format_utc(
+                1_721_952_000 + 13 * 3600 + 5 * 60 + 9,
+                "%A %B %e %H:%M:%S %p %j"
+            )
+            .unwrap(),
             "Friday July 26 13:05:09 PM 208"
         );
-        assert_eq!(format_utc(951_782_400, "%Y-%m-%d %a").unwrap(), "2000-02-29 Tue");
+        assert_eq!(
+            format_utc(951_782_400, "%Y-%m-%d %a").unwrap(),
+            "2000-02-29 Tue"
+        );
         assert!(format_utc(0, "%Q").is_err());
     }
 }
