@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
 use llm_emu_core::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_core::latency::{parse_latency_spec_on, HardwareDefaults, LatencyModel};
-use llm_emu_core::sampler::HashSampler;
+use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use std::path::PathBuf;
@@ -216,6 +216,16 @@ impl EngineArgs {
 
     /// The engine with this latency model and synthetic tokens; also the model's description.
     pub fn build_engine(&self, cfg: &EngineConfig, shape: &ModelShape) -> Result<(Engine, String)> {
+        self.build_engine_with(cfg, shape, Box::new(HashSampler::default()))
+    }
+
+    /// The engine with this latency model and the given token sampler.
+    pub fn build_engine_with(
+        &self,
+        cfg: &EngineConfig,
+        shape: &ModelShape,
+        sampler: Box<dyn TokenSampler>,
+    ) -> Result<(Engine, String)> {
         let hw = HardwareDefaults {
             gpu: Some(self.gpu()?),
             tensor_parallel_size: self.tensor_parallel_size,
@@ -224,10 +234,7 @@ impl EngineArgs {
         let spec = self.latency_spec(shape)?;
         let latency: Box<dyn LatencyModel> = parse_latency_spec_on(&spec, shape, &hw)?;
         let desc = latency.describe();
-        Ok((
-            Engine::new(cfg.clone(), latency, Box::new(HashSampler::default()))?,
-            desc,
-        ))
+        Ok((Engine::new(cfg.clone(), latency, sampler)?, desc))
     }
 }
 

@@ -5,6 +5,7 @@ mod bench_tokenizer;
 mod compare;
 mod engine_args;
 mod profile_pack;
+mod serve;
 mod simulate;
 mod validate;
 
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve vLLM's OpenAI-compatible API on the emulated engine, on the wall clock.
+    Serve(Box<serve::ServeArgs>),
     /// Run a workload through the emulated engine in virtual time and report vLLM-style metrics.
     Simulate(Box<simulate::SimulateArgs>),
     /// Replay a real vLLM run's workload and compare emulated with real per-request latencies.
@@ -40,6 +43,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Simulate(args) => simulate::run(*args),
         Command::Validate(args) => validate::run(*args),
         Command::ProfilePack(args) => profile_pack::run(args),

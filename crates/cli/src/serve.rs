@@ -1,0 +1,211 @@
+//! `llm-emu serve`: vLLM's OpenAI-compatible server on the emulated engine, flags named as
+//! `vllm serve` names them.
+
+use crate::engine_args::{EngineArgs, EngineDefaults};
+use anyhow::{Context, Result};
+use clap::{ArgAction, Args};
+use llm_emu_serve::text::{ModelText, SharedCodec};
+use llm_emu_serve::{ServeOptions, Server};
+use llm_emu_text::{OutputLengthDistribution, TextModel, TokenizerSource, VocabSampler};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The model served when none is named: the built-in default (Llama-3.1-8B-Instruct's shape and
+/// the built-in latency profile measured for it).
+pub const DEFAULT_MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Model name or path, as `vllm serve MODEL` takes it (default: the built-in
+    /// meta-llama/Llama-3.1-8B-Instruct). Its shape comes from `--model-config`, else the
+    /// built-in Llama-3.1-8B.
+    model: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// Port to listen on; 0 lets the OS choose (the bound port is printed).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Names clients may use in `model` (the first is the one responses carry; default: the
+    /// model argument).
+    #[arg(long, num_args = 1..)]
+    served_model_name: Vec<String>,
+    /// Tokenizer: a tokenizer.json or a directory holding one, or an `org/name` in the local
+    /// Hugging Face cache (default: the model's; for the default model, the embedded Llama 3
+    /// tokenizer).
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// Length of replies that only EOS ends (tokens, EOS included): `lognormal:mu=M,sigma=S`,
+    /// `uniform:LO-HI` or `fixed:N` (default: ShareGPT-like log-normal, mean 338). Output tokens
+    /// are synthetic words of the tokenizer's vocabulary.
+    #[arg(long)]
+    output_len: Option<String>,
+    /// Require `Authorization: Bearer KEY` on /v1 routes (repeatable; also VLLM_API_KEY).
+    #[arg(long, num_args = 1..)]
+    api_key: Vec<String>,
+    /// Do not log each request.
+    #[arg(long, action = ArgAction::SetTrue)]
+    disable_log_requests: bool,
+    /// Largest accepted request body, MiB.
+    #[arg(long, default_value_t = 64)]
+    max_request_body_mib: usize,
+    /// After SIGTERM/SIGINT, seconds in-flight requests may still run before they are aborted.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_grace_s: f64,
+    /// Worker threads of the HTTP runtime (default: one per core).
+    #[arg(long)]
+    http_threads: Option<usize>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// The served names and `/v1/models` root from the model argument: the one place that maps a
+/// model name to what the server says about it.
+fn model_identity(a: &ServeArgs) -> (Vec<String>, String) {
+    let root = a.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string());
+    let names = if a.served_model_name.is_empty() {
+        vec![root.clone()]
+    } else {
+        a.served_model_name.clone()
+    };
+    (names, root)
+}
+
+/// Where the tokenizer comes from: `--tokenizer`, else the model argument (a path, or a name in
+/// the local Hugging Face cache), else the embedded Llama 3 tokenizer of the default model.
+fn tokenizer_source(a: &ServeArgs) -> TokenizerSource {
+    let named = a.tokenizer.as_deref().or(a.model.as_deref());
+    match named {
+        None => TokenizerSource::Builtin,
+        Some(DEFAULT_MODEL) if a.tokenizer.is_none() => TokenizerSource::Builtin,
+        Some(n) if Path::new(n).exists() => TokenizerSource::Path(n.into()),
+        Some(n) => TokenizerSource::HfModel(n.to_string()),
+    }
+}
+
+/// `--output-len`.
+fn parse_output_len(spec: &str) -> Result<OutputLengthDistribution> {
+    let bad = || {
+        anyhow::anyhow!(
+            "bad --output-len {spec:?}: expected lognormal:mu=M,sigma=S, uniform:LO-HI or fixed:N"
+        )
+    };
+    let (kind, rest) = spec.split_once(':').ok_or_else(bad)?;
+    let d = match kind {
+        "fixed" => OutputLengthDistribution::Fixed(rest.parse().map_err(|_| bad())?),
+        "uniform" => {
+            let (lo, hi) = rest.split_once('-').ok_or_else(bad)?;
+            OutputLengthDistribution::Uniform {
+                lo: lo.parse().map_err(|_| bad())?,
+                hi: hi.parse().map_err(|_| bad())?,
+            }
+        }
+        "lognormal" => {
+            let (mut mu, mut sigma) = (None, None);
+            for kv in rest.split(',') {
+                match kv.split_once('=') {
+                    Some(("mu", v)) => mu = Some(v.parse::<f64>().map_err(|_| bad())?),
+                    Some(("sigma", v)) => sigma = Some(v.parse::<f64>().map_err(|_| bad())?),
+                    _ => return Err(bad()),
+                }
+            }
+            OutputLengthDistribution::LogNormal {
+                mu: mu.ok_or_else(bad)?,
+                sigma: sigma.ok_or_else(bad)?,
+            }
+        }
+        _ => return Err(bad()),
+    };
+    d.validate()
+        .map_err(|e| anyhow::anyhow!("--output-len: {e}"))?;
+    Ok(d)
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    if !a.shutdown_grace_s.is_finite() || a.shutdown_grace_s < 0.0 {
+        anyhow::bail!(
+            "--shutdown-grace-s must be a non-negative number, got {}",
+            a.shutdown_grace_s
+        );
+    }
+    let shape = a.engine.model_shape()?;
+    let cfg = a.engine.engine_config(&shape, &EngineDefaults::default())?;
+    let src = tokenizer_source(&a);
+    let model =
+        TextModel::load(&src).with_context(|| format!("loading the tokenizer ({src:?})"))?;
+    let lengths = match &a.output_len {
+        Some(s) => parse_output_len(s)?,
+        None => OutputLengthDistribution::default(),
+    };
+    let sampler = VocabSampler::new(&model, lengths, a.engine.seed)
+        .map_err(|e| anyhow::anyhow!("output token sampler: {e}"))?;
+    let (engine, latency_desc) = a
+        .engine
+        .build_engine_with(&cfg, &shape, Box::new(sampler))?;
+    let codec: SharedCodec = Arc::new(ModelText(model));
+    let (names, root) = model_identity(&a);
+    let mut api_keys = a.api_key.clone();
+    if api_keys.is_empty() {
+        if let Ok(k) = std::env::var("VLLM_API_KEY") {
+            if !k.is_empty() {
+                api_keys.push(k);
+            }
+        }
+    }
+    let opts = ServeOptions {
+        host: a.host.clone(),
+        port: a.port,
+        served_model_names: names,
+        model_root: root,
+        api_keys,
+        max_body_bytes: a.max_request_body_mib << 20,
+        shutdown_grace: Duration::from_secs_f64(a.shutdown_grace_s),
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = a.http_threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.build().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let server = Server::bind(engine, codec, opts).await?;
+        let addr = server.local_addr()?;
+        eprintln!(
+            "llm-emu serve: engine: {} KV blocks of {} tokens, max_num_seqs {}, \
+             max_num_batched_tokens {}, max_model_len {}; latency: {latency_desc}",
+            cfg.num_gpu_blocks,
+            cfg.block_size,
+            cfg.max_num_seqs,
+            cfg.max_num_batched_tokens,
+            cfg.max_model_len
+        );
+        println!("llm-emu serve: listening on http://{addr}");
+        server.run(shutdown_signal()).await?;
+        eprintln!("llm-emu serve: stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("llm-emu serve: shutting down");
+}

@@ -1,0 +1,715 @@
+//! From a parsed request to engine requests and back: vLLM's serving layer
+//! (`completion/serving.py`, `chat_completion/serving.py`) and output processor
+//! (`v1/engine/output_processor.py`): validation with vLLM's messages, one engine request per
+//! prompt and choice, detokenization and stop strings per choice, SSE chunks or one response.
+
+use crate::engine_loop::{EngineEvent, EngineHandle, Finish};
+use crate::errors::ApiError;
+use crate::protocol::*;
+use crate::state::AppState;
+use crate::text::{DetokOptions, Detokenizer};
+use bytes::{BufMut, Bytes, BytesMut};
+use llm_emu_core::{FinishReason, NewRequest, RequestError, SamplingParams};
+use std::sync::Arc;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+/// Which endpoint a request came through (chunk shapes differ).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Completions,
+    Chat,
+}
+
+/// One prompt, tokenized.
+pub struct Prompt {
+    pub ids: Arc<[u32]>,
+    /// The prompt's text, for `echo`.
+    pub text: Option<String>,
+    /// `max_tokens` after vLLM's `get_max_tokens`.
+    pub max_tokens: u32,
+}
+
+/// A validated request, ready for the engine.
+pub struct Prepared {
+    pub endpoint: Endpoint,
+    /// `cmpl-…` / `chatcmpl-…`.
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub prompts: Vec<Prompt>,
+    pub n: u32,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub continuous_usage: bool,
+    pub return_token_ids: bool,
+    pub echo: bool,
+    pub stop: Vec<String>,
+    pub include_stop_str_in_output: bool,
+    pub skip_special_tokens: bool,
+    pub spaces_between_special_tokens: bool,
+    pub min_tokens: u32,
+    pub ignore_eos: bool,
+    pub stop_token_ids: Vec<u32>,
+    pub priority: i32,
+    pub cache_salt: Option<String>,
+    /// The request's `max_tokens` as sent (for `vllm:request_params_max_tokens`).
+    pub max_tokens_param: Option<u32>,
+}
+
+/// The sampling fields vLLM checks in `SamplingParams._verify_args`, in its order.
+pub fn verify_sampling(
+    c: &CommonParams,
+    max_tokens: i64,
+    logprobs: Option<i64>,
+) -> Result<(), ApiError> {
+    if c.n < 1 {
+        return Err(ApiError::bad_request(format!(
+            "n must be at least 1, got {}.",
+            c.n
+        )));
+    }
+    if c.n > 2048 {
+        return Err(ApiError::bad_request(format!(
+            "n must be at most 2048, got {}. To increase this limit, set the \
+             VLLM_MAX_N_SEQUENCES environment variable.",
+            c.n
+        )));
+    }
+    if let Some(t) = c.temperature {
+        if t < 0.0 || t.is_nan() {
+            return Err(ApiError::invalid_param(
+                &format!("temperature must be non-negative, got {}.", py_float(t)),
+                "temperature",
+                py_float(t),
+            ));
+        }
+    }
+    if let Some(p) = c.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(ApiError::invalid_param(
+                &format!("top_p must be in (0, 1], got {}.", py_float(p)),
+                "top_p",
+                py_float(p),
+            ));
+        }
+    }
+    if let Some(k) = c.top_k {
+        if k < -1 {
+            return Err(ApiError::bad_request(format!(
+                "top_k must be 0 (disable), or at least 1, got {k}."
+            )));
+        }
+    }
+    if max_tokens < 1 {
+        return Err(ApiError::invalid_param(
+            &format!("max_tokens must be at least 1, got {max_tokens}."),
+            "max_tokens",
+            max_tokens,
+        ));
+    }
+    if c.min_tokens < 0 {
+        return Err(ApiError::bad_request(format!(
+            "min_tokens must be greater than or equal to 0, got {}.",
+            c.min_tokens
+        )));
+    }
+    if c.min_tokens > max_tokens {
+        return Err(ApiError::bad_request(format!(
+            "min_tokens must be less than or equal to max_tokens={max_tokens}, got {}.",
+            c.min_tokens
+        )));
+    }
+    if let Some(l) = logprobs {
+        if l < 0 && l != -1 {
+            return Err(ApiError::invalid_param(
+                &format!("logprobs must be non-negative or -1, got {l}."),
+                "logprobs",
+                l,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A float as Python's `str` writes it.
+fn py_float(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e16 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// `TokenizeParams.__post_init__`: the requested output alone may not exceed the context.
+pub fn check_max_output(
+    max_output: Option<i64>,
+    param: &str,
+    max_model_len: usize,
+) -> Result<(), ApiError> {
+    if let Some(m) = max_output {
+        if m > max_model_len as i64 {
+            return Err(ApiError::invalid_param(
+                &format!(
+                    "{param}={m}cannot be greater than max_model_len=max_total_tokens=\
+                     {max_model_len}. Please request fewer output tokens."
+                ),
+                param,
+                m,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `TokenizeParams._token_len_check` then `get_max_tokens`: the prompt must leave room for the
+/// requested output; `max_tokens` defaults to the room left.
+pub fn prompt_max_tokens(
+    prompt_len: usize,
+    requested: Option<i64>,
+    max_model_len: usize,
+) -> Result<i64, ApiError> {
+    let max_output = requested.unwrap_or(0);
+    let max_input = max_model_len as i64 - max_output;
+    if prompt_len as i64 > max_input {
+        return Err(ApiError::invalid_param(
+            &format!(
+                "This model's maximum context length is {max_model_len} tokens. However, you \
+                 requested {max_output} output tokens and your prompt contains {prompt_len} \
+                 input tokens, for a total of {} tokens. Please reduce the length of the input \
+                 prompt or the number of requested output tokens.",
+                prompt_len as i64 + max_output
+            ),
+            "input_tokens",
+            prompt_len,
+        ));
+    }
+    let room = max_model_len as i64 - prompt_len as i64;
+    Ok(match requested {
+        Some(r) => r.min(room),
+        None => room,
+    })
+}
+
+/// The engine's refusals, with the messages vLLM's input processor gives.
+pub fn engine_error(e: &RequestError, max_model_len: usize) -> ApiError {
+    match e {
+        RequestError::EmptyPrompt => ApiError::bad_request("The decoder prompt cannot be empty"),
+        RequestError::PromptTooLong { prompt_len, .. } => ApiError::bad_request(format!(
+            "The decoder prompt (length {prompt_len}) plus the number of requested output \
+             tokens (at least 1) is longer than the maximum model length of {max_model_len}. \
+             Make sure that `max_model_len` is no smaller than the number of text tokens \
+             (prompt + requested output tokens)."
+        )),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// One choice's output processing state.
+struct Choice {
+    prompt: usize,
+    detok: Box<dyn Detokenizer>,
+    token_ids: Vec<u32>,
+    text: String,
+    num_tokens: u64,
+    finished: Option<(&'static str, Option<StopReason>)>,
+    engine_id: String,
+    /// The engine no longer holds it (finished or aborted there).
+    engine_done: bool,
+}
+
+/// What one event produced for one choice.
+struct Delta {
+    choice: u32,
+    text: String,
+    ids_from: usize,
+    finish: Option<(&'static str, Option<StopReason>)>,
+}
+
+/// The engine requests of one HTTP request, aborted if it goes away before they finish (client
+/// disconnect: vLLM aborts on `CancelledError`).
+struct Submission {
+    engine: EngineHandle,
+    choices: Vec<Choice>,
+    rx: UnboundedReceiver<(u32, EngineEvent)>,
+    unfinished: usize,
+    error: Option<ApiError>,
+}
+
+impl Drop for Submission {
+    fn drop(&mut self) {
+        for c in &self.choices {
+            if !c.engine_done {
+                self.engine.abort(&c.engine_id);
+            }
+        }
+    }
+}
+
+impl Submission {
+    fn start(state: &AppState, p: &Prepared) -> Result<Submission, ApiError> {
+        let (tx, rx) = unbounded_channel();
+        let mut choices = Vec::new();
+        // vLLM's `update_from_generation_config`.
+        let mut stop_token_ids = p.stop_token_ids.clone();
+        if !p.ignore_eos {
+            for t in state.codec.generation_eos_ids() {
+                if !stop_token_ids.contains(&t) {
+                    stop_token_ids.push(t);
+                }
+            }
+        }
+        let seq = state.next_seq();
+        for (pi, prompt) in p.prompts.iter().enumerate() {
+            state
+                .engine
+                .metrics
+                .observe_request_params(p.n, p.max_tokens_param, prompt.max_tokens);
+            for c in 0..p.n {
+                let tag = choices.len() as u32;
+                let engine_id = format!("{}-{pi}-{c}-{seq:x}", p.id);
+                let sampling = SamplingParams {
+                    max_tokens: prompt.max_tokens,
+                    min_tokens: p.min_tokens,
+                    ignore_eos: p.ignore_eos,
+                    eos_token_id: state.codec.eos_token_id(),
+                    stop_token_ids: stop_token_ids.clone(),
+                };
+                let req = NewRequest {
+                    request_id: engine_id.clone(),
+                    prompt_token_ids: prompt.ids.clone(),
+                    sampling,
+                    priority: p.priority,
+                    cache_salt: p.cache_salt.clone(),
+                    arrival: state.engine.clock.now(),
+                };
+                let detok = state.codec.detokenizer(
+                    &prompt.ids,
+                    DetokOptions {
+                        skip_special_tokens: p.skip_special_tokens,
+                        spaces_between_special_tokens: p.spaces_between_special_tokens,
+                        stop: p.stop.clone(),
+                        include_stop_str_in_output: p.include_stop_str_in_output,
+                        streaming: p.stream,
+                        min_tokens: p.min_tokens,
+                    },
+                );
+                choices.push(Choice {
+                    prompt: pi,
+                    detok,
+                    token_ids: Vec::new(),
+                    text: String::new(),
+                    num_tokens: 0,
+                    finished: None,
+                    engine_id,
+                    engine_done: false,
+                });
+                state
+                    .engine
+                    .add(req, tag, tx.clone())
+                    .map_err(|_| ApiError::EngineDead)?;
+            }
+        }
+        let unfinished = choices.len();
+        Ok(Submission {
+            engine: state.engine.clone(),
+            choices,
+            rx,
+            unfinished,
+            error: None,
+        })
+    }
+
+    /// Applies one engine event; returns the choice's output, if it has one.
+    fn apply(&mut self, tag: u32, ev: EngineEvent, max_model_len: usize) -> Option<Delta> {
+        let c = self.choices.get_mut(tag as usize)?;
+        if c.finished.is_some() {
+            if !matches!(ev, EngineEvent::Token { finish: None, .. }) {
+                c.engine_done = true;
+            }
+            return None;
+        }
+        let ids_from = c.token_ids.len();
+        let (text, finish) = match ev {
+            EngineEvent::Rejected(e) => {
+                c.engine_done = true;
+                c.finished = Some(("error", None));
+                self.unfinished -= 1;
+                self.error.get_or_insert(engine_error(&e, max_model_len));
+                return None;
+            }
+            EngineEvent::Finished(f) => {
+                c.engine_done = true;
+                (c.detok.finish(), Some(finish_of(&f)))
+            }
+            EngineEvent::Token { token, finish } => {
+                c.token_ids.push(token);
+                c.num_tokens += 1;
+                let stop_terminated = finish
+                    .as_ref()
+                    .is_some_and(|f| f.reason == FinishReason::Stop);
+                let step = match c.detok.update(token, stop_terminated, finish.is_some()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.error.get_or_insert(ApiError::Internal(e.0));
+                        Default::default()
+                    }
+                };
+                let text = step.delta;
+                if let Some(s) = step.stop_matched {
+                    // vLLM's output processor ends the request on a stop string and aborts it
+                    // in the engine.
+                    if finish.is_none() {
+                        self.engine.stop(&c.engine_id);
+                    }
+                    c.engine_done = true;
+                    (text, Some(("stop", Some(StopReason::Text(s)))))
+                } else if let Some(f) = finish {
+                    c.engine_done = true;
+                    (text, Some(finish_of(&f)))
+                } else {
+                    (text, None)
+                }
+            }
+        };
+        if finish.is_some() {
+            c.finished = finish.clone();
+            self.unfinished -= 1;
+        }
+        Some(Delta {
+            choice: tag,
+            text,
+            ids_from,
+            finish,
+        })
+    }
+}
+
+fn finish_of(f: &Finish) -> (&'static str, Option<StopReason>) {
+    let reason = match f.reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::Abort => "abort",
+    };
+    (reason, f.stop_token.map(StopReason::Token))
+}
+
+/// Runs a request to the end and builds the JSON response.
+pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, ApiError> {
+    let mut sub = Submission::start(&state, &p)?;
+    let max_model_len = state.max_model_len;
+    while sub.unfinished > 0 {
+        let Some((tag, ev)) = sub.rx.recv().await else {
+            return Err(ApiError::EngineDead);
+        };
+        if let Some(d) = sub.apply(tag, ev, max_model_len) {
+            sub.choices[d.choice as usize].text.push_str(&d.text);
+        }
+    }
+    if let Some(e) = sub.error.take() {
+        return Err(e);
+    }
+    let prompt_tokens: u64 = p.prompts.iter().map(|x| x.ids.len() as u64).sum();
+    let completion_tokens: u64 = sub.choices.iter().map(|c| c.num_tokens).sum();
+    let usage = Usage::new(prompt_tokens, completion_tokens);
+    let body = match p.endpoint {
+        Endpoint::Completions => {
+            let texts: Vec<String> = sub
+                .choices
+                .iter()
+                .map(|c| match (&p.echo, &p.prompts[c.prompt].text) {
+                    (true, Some(t)) => format!("{t}{}", c.text),
+                    _ => c.text.clone(),
+                })
+                .collect();
+            let choices = sub
+                .choices
+                .iter()
+                .zip(&texts)
+                .enumerate()
+                .map(|(i, (c, text))| {
+                    let (reason, stop) = c.finished.as_ref().expect("finished");
+                    CompletionChoice {
+                        index: i as u32,
+                        text,
+                        logprobs: None,
+                        finish_reason: Some(reason),
+                        stop_reason: stop.as_ref(),
+                        token_ids: p.return_token_ids.then_some(&c.token_ids[..]),
+                        prompt_logprobs: None,
+                        prompt_token_ids: p
+                            .return_token_ids
+                            .then_some(&p.prompts[c.prompt].ids[..]),
+                    }
+                })
+                .collect();
+            serde_json::to_string(&CompletionResponse {
+                id: &p.id,
+                object: "text_completion",
+                created: p.created,
+                model: &p.model,
+                choices,
+                service_tier: None,
+                system_fingerprint: None,
+                usage: usage.into(),
+                kv_transfer_params: None,
+            })
+        }
+        Endpoint::Chat => {
+            let choices = sub
+                .choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let (reason, stop) = c.finished.as_ref().expect("finished");
+                    ChatChoice {
+                        index: i as u32,
+                        message: ChatMessage {
+                            role: "assistant",
+                            content: &c.text,
+                            refusal: None,
+                            annotations: None,
+                            audio: None,
+                            function_call: None,
+                            tool_calls: [],
+                            reasoning: None,
+                        },
+                        logprobs: None,
+                        finish_reason: reason,
+                        stop_reason: stop.as_ref(),
+                        token_ids: p.return_token_ids.then_some(&c.token_ids[..]),
+                    }
+                })
+                .collect();
+            serde_json::to_string(&ChatResponse {
+                id: &p.id,
+                object: "chat.completion",
+                created: p.created,
+                model: &p.model,
+                choices,
+                service_tier: None,
+                system_fingerprint: None,
+                usage: usage.into(),
+                prompt_logprobs: None,
+                prompt_token_ids: p.return_token_ids.then_some(&p.prompts[0].ids[..]),
+                kv_transfer_params: None,
+            })
+        }
+    };
+    body.map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The SSE stream of a request: the engine requests are submitted before the response starts
+/// (so refusals become HTTP errors), events become `data:` chunks, and everything already queued
+/// is written in one go.
+pub struct EventStream {
+    sub: Submission,
+    p: Prepared,
+    max_model_len: usize,
+    role_sent: bool,
+    echoed: Vec<bool>,
+    done: bool,
+}
+
+/// Submits the request; errors (engine gone) come back before any byte is sent.
+pub fn start_stream(state: &Arc<AppState>, p: Prepared) -> Result<EventStream, ApiError> {
+    let sub = Submission::start(state, &p)?;
+    let n = sub.choices.len();
+    Ok(EventStream {
+        sub,
+        p,
+        max_model_len: state.max_model_len,
+        role_sent: false,
+        echoed: vec![false; n],
+        done: false,
+    })
+}
+
+fn push_data(out: &mut BytesMut, json: &impl serde::Serialize) {
+    out.put_slice(b"data: ");
+    let mut w = out.writer();
+    serde_json::to_writer(&mut w, json).expect("chunks serialize");
+    let out = w.into_inner();
+    out.put_slice(b"\n\n");
+}
+
+impl EventStream {
+    /// The next bytes to send, `None` when the stream has ended.
+    pub async fn next_bytes(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = BytesMut::with_capacity(512);
+        // Wait for one event, then take whatever else is queued.
+        let first = self.sub.rx.recv().await;
+        let Some(first) = first else {
+            self.done = true;
+            push_data(&mut out, &error_json(&ApiError::EngineDead));
+            out.put_slice(b"data: [DONE]\n\n");
+            return Some(out.freeze());
+        };
+        let mut ev = Some(first);
+        let mut taken = 0;
+        while let Some((tag, e)) = ev.take() {
+            if let Some(d) = self.sub.apply(tag, e, self.max_model_len) {
+                self.write_delta(&mut out, d);
+            }
+            if self.sub.unfinished == 0 {
+                break;
+            }
+            taken += 1;
+            if taken < 256 {
+                ev = self.sub.rx.try_recv().ok();
+            }
+        }
+        if self.sub.unfinished == 0 {
+            self.done = true;
+            if let Some(e) = self.sub.error.take() {
+                push_data(&mut out, &error_json(&e));
+            } else if self.p.include_usage {
+                self.write_usage(&mut out);
+            }
+            out.put_slice(b"data: [DONE]\n\n");
+        }
+        Some(out.freeze())
+    }
+
+    fn usage_of(&self, choice: usize) -> Usage {
+        let c = &self.sub.choices[choice];
+        Usage::new(self.p.prompts[c.prompt].ids.len() as u64, c.num_tokens)
+    }
+
+    fn write_usage(&self, out: &mut BytesMut) {
+        let prompt: u64 = match self.p.endpoint {
+            Endpoint::Completions => self.p.prompts.iter().map(|x| x.ids.len() as u64).sum(),
+            Endpoint::Chat => self.p.prompts[0].ids.len() as u64,
+        };
+        let completion = self.sub.choices.iter().map(|c| c.num_tokens).sum();
+        push_data(
+            out,
+            &UsageChunk {
+                id: &self.p.id,
+                object: match self.p.endpoint {
+                    Endpoint::Completions => "text_completion",
+                    Endpoint::Chat => "chat.completion.chunk",
+                },
+                created: self.p.created,
+                model: &self.p.model,
+                choices: [],
+                usage: Usage::new(prompt, completion),
+            },
+        );
+    }
+
+    fn write_delta(&mut self, out: &mut BytesMut, d: Delta) {
+        let i = d.choice as usize;
+        match self.p.endpoint {
+            Endpoint::Completions => {
+                let mut text = d.text;
+                if self.p.echo && !self.echoed[i] {
+                    self.echoed[i] = true;
+                    if let Some(t) = &self.p.prompts[self.sub.choices[i].prompt].text {
+                        text = format!("{t}{text}");
+                    }
+                }
+                let c = &self.sub.choices[i];
+                let (reason, stop) = match &d.finish {
+                    Some((r, s)) => (Some(*r), s.as_ref()),
+                    None => (None, None),
+                };
+                let first_ids = self.p.return_token_ids && d.ids_from == 0;
+                push_data(
+                    out,
+                    &CompletionStreamChunk {
+                        id: &self.p.id,
+                        object: "text_completion",
+                        created: self.p.created,
+                        model: &self.p.model,
+                        choices: [CompletionStreamChoice {
+                            index: d.choice,
+                            text: &text,
+                            logprobs: None,
+                            finish_reason: reason,
+                            stop_reason: stop,
+                            prompt_token_ids: first_ids
+                                .then_some(&self.p.prompts[c.prompt].ids[..]),
+                            token_ids: self
+                                .p
+                                .return_token_ids
+                                .then_some(&c.token_ids[d.ids_from..]),
+                        }],
+                        usage: self.p.continuous_usage.then(|| self.usage_of(i).into()),
+                    },
+                );
+            }
+            Endpoint::Chat => {
+                if !self.role_sent {
+                    // vLLM sends every choice's role chunk with the request's first output.
+                    self.role_sent = true;
+                    let prompt_len = self.p.prompts[0].ids.len() as u64;
+                    for idx in 0..self.sub.choices.len() {
+                        push_data(
+                            out,
+                            &ChatRoleChunk {
+                                id: &self.p.id,
+                                object: "chat.completion.chunk",
+                                created: self.p.created,
+                                model: &self.p.model,
+                                choices: [ChatRoleChoice {
+                                    index: idx as u32,
+                                    delta: crate::protocol::Delta {
+                                        role: Some("assistant"),
+                                        content: Some(""),
+                                    },
+                                    logprobs: None,
+                                    finish_reason: None,
+                                }],
+                                usage: self.p.continuous_usage.then(|| Usage::new(prompt_len, 0)),
+                                prompt_token_ids: self
+                                    .p
+                                    .return_token_ids
+                                    .then_some(&self.p.prompts[0].ids[..]),
+                            },
+                        );
+                    }
+                }
+                if d.text.is_empty() && d.finish.is_none() && !self.p.return_token_ids {
+                    return;
+                }
+                let c = &self.sub.choices[i];
+                let (reason, stop) = match &d.finish {
+                    Some((r, s)) => (Some(*r), Some(s.as_ref())),
+                    None => (None, None),
+                };
+                push_data(
+                    out,
+                    &ChatDeltaChunk {
+                        id: &self.p.id,
+                        object: "chat.completion.chunk",
+                        created: self.p.created,
+                        model: &self.p.model,
+                        choices: [ChatDeltaChoice {
+                            index: d.choice,
+                            delta: crate::protocol::Delta {
+                                role: None,
+                                content: (!d.text.is_empty()).then_some(d.text.as_str()),
+                            },
+                            logprobs: None,
+                            finish_reason: reason,
+                            stop_reason: stop,
+                            token_ids: self
+                                .p
+                                .return_token_ids
+                                .then_some(&c.token_ids[d.ids_from..]),
+                        }],
+                        usage: self.p.continuous_usage.then(|| self.usage_of(i)),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// An error sent inside a stream (vLLM's `create_streaming_error_response`).
+fn error_json(e: &ApiError) -> serde_json::Value {
+    serde_json::from_str(&e.body()).unwrap_or(serde_json::Value::Null)
+}

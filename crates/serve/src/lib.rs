@@ -1,0 +1,157 @@
+//! llm-emu's online server: vLLM's OpenAI-compatible HTTP surface on the emulated engine, on the
+//! wall clock.
+//!
+//! One OS thread owns the synchronous engine ([`engine_loop`]); the HTTP tasks (axum on tokio)
+//! validate and tokenize requests, submit them through a channel, and turn the engine's
+//! per-request events into SSE chunks or JSON responses, detokenizing and matching stop strings
+//! on the way ([`generate`]), as vLLM's API server and output processor do.
+
+pub mod engine_loop;
+pub mod errors;
+pub mod generate;
+pub mod metrics;
+pub mod protocol;
+pub mod routes;
+pub mod state;
+pub mod text;
+
+use engine_loop::EngineThread;
+use llm_emu_core::Engine;
+use metrics::EngineMetrics;
+use state::AppState;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use text::SharedCodec;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the engine thread: {0}")]
+    EngineThread(std::io::Error),
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("invalid server options: {0}")]
+    Options(String),
+}
+
+/// How the server presents itself and behaves at its edges.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub host: String,
+    /// 0: the OS picks one ([`Server::local_addr`] says which).
+    pub port: u16,
+    /// Names clients may use in `model`; the first is the one responses carry.
+    pub served_model_names: Vec<String>,
+    /// The model path or id, `root` in `/v1/models`.
+    pub model_root: String,
+    /// Bearer tokens accepted on `/v1` routes; empty: no authentication.
+    pub api_keys: Vec<String>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// After a shutdown signal, how long in-flight requests may run before they are aborted.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            host: "127.0.0.1".into(),
+            port: 0,
+            served_model_names: vec!["llm-emu".into()],
+            model_root: "llm-emu".into(),
+            api_keys: Vec::new(),
+            max_body_bytes: 64 << 20,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A bound server, not yet serving.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    engine: EngineThread,
+    opts: ServeOptions,
+}
+
+impl Server {
+    /// Starts the engine thread and binds the listener (inside a tokio runtime).
+    pub async fn bind(
+        engine: Engine,
+        codec: SharedCodec,
+        opts: ServeOptions,
+    ) -> Result<Server, ServeError> {
+        if opts.served_model_names.is_empty() {
+            return Err(ServeError::Options(
+                "at least one served model name is needed".into(),
+            ));
+        }
+        let addr = format!("{}:{}", opts.host, opts.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let max_model_len = engine.config().max_model_len;
+        let metrics = Arc::new(EngineMetrics::new(
+            &opts.served_model_names[0],
+            max_model_len,
+        ));
+        let engine = EngineThread::spawn(engine, metrics).map_err(ServeError::EngineThread)?;
+        let state = Arc::new(AppState::new(
+            engine.handle.clone(),
+            codec,
+            opts.served_model_names.clone(),
+            opts.model_root.clone(),
+            max_model_len,
+            opts.api_keys.clone(),
+        ));
+        Ok(Server {
+            listener,
+            state,
+            engine,
+            opts,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
+    /// for up to the grace period, aborts the rest, and stops the engine thread.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let app = routes::router(self.state.clone(), self.opts.max_body_bytes);
+        let handle = self.state.engine.clone();
+        let grace = self.opts.shutdown_grace;
+        let signal = async move {
+            shutdown.await;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                handle.abort_all();
+            });
+        };
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+            .map_err(ServeError::Http);
+        let engine = self.engine;
+        let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+        result
+    }
+}

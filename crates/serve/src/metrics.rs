@@ -1,0 +1,555 @@
+//! vLLM's Prometheus metrics (`v1/metrics/loggers.py::PrometheusStatLogger`), with its names,
+//! help texts, labels (`engine`, `model_name`, sorted as `prometheus_client` sorts them) and
+//! buckets, exposed in the text format `prometheus_client` writes (version 0.0.4, `_created`
+//! series included), so that dashboards and autoscalers built for vLLM read them unchanged.
+//!
+//! Only the engine thread writes; `/metrics` reads. One mutex guards the lot: the engine takes
+//! it a few times per step, a scrape once.
+
+use llm_emu_core::{FinishReason, Nanos, Request, Scheduler};
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+];
+const ITL_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
+];
+const REQUEST_LATENCY_BUCKETS: &[f64] = &[
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
+];
+const ITERATION_TOKEN_BUCKETS: &[f64] = &[
+    1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
+];
+const N_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0];
+/// `request_success` label values, in vLLM's `FinishReason` order.
+const FINISH_REASONS: &[&str] = &["stop", "length", "abort", "error", "repetition"];
+
+/// vLLM's `build_1_2_5_buckets(max_value)`: 1, 2, 5, 10, 20, 50, … up to `max_value`.
+pub fn buckets_1_2_5(max_value: u64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut exponent = 1u64;
+    loop {
+        for m in [1u64, 2, 5] {
+            let v = m * exponent;
+            if v <= max_value {
+                out.push(v as f64);
+            } else {
+                return out;
+            }
+        }
+        exponent *= 10;
+    }
+}
+
+struct Histogram {
+    buckets: Vec<f64>,
+    /// Non-cumulative counts per bucket; the last is +Inf.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(buckets: &[f64]) -> Histogram {
+        Histogram {
+            buckets: buckets.to_vec(),
+            counts: vec![0; buckets.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, v: f64) {
+        let i = self.buckets.partition_point(|&b| b < v);
+        self.counts[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    prompt_tokens: u64,
+    generation_tokens: u64,
+    num_preemptions: u64,
+    prefix_cache_queries: u64,
+    prefix_cache_hits: u64,
+    request_success: [u64; 5],
+}
+
+struct State {
+    running: usize,
+    waiting: usize,
+    kv_usage: f64,
+    counters: Counters,
+    ttft: Histogram,
+    itl: Histogram,
+    tpot: Histogram,
+    e2e: Histogram,
+    queue: Histogram,
+    inference: Histogram,
+    prefill: Histogram,
+    decode: Histogram,
+    iteration_tokens: Histogram,
+    request_prompt_tokens: Histogram,
+    request_generation_tokens: Histogram,
+    request_prefill_kv_computed_tokens: Histogram,
+    request_max_num_generation_tokens: Histogram,
+    request_params_n: Histogram,
+    request_params_max_tokens: Histogram,
+}
+
+/// The engine's Prometheus metrics.
+pub struct EngineMetrics {
+    model_name: String,
+    /// Unix time the series were created (the `_created` samples).
+    created: f64,
+    state: Mutex<State>,
+}
+
+impl EngineMetrics {
+    pub fn new(model_name: &str, max_model_len: usize) -> EngineMetrics {
+        let tokens = buckets_1_2_5(max_model_len as u64);
+        EngineMetrics {
+            model_name: model_name.to_string(),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            state: Mutex::new(State {
+                running: 0,
+                waiting: 0,
+                kv_usage: 0.0,
+                counters: Counters::default(),
+                ttft: Histogram::new(TTFT_BUCKETS),
+                itl: Histogram::new(ITL_BUCKETS),
+                tpot: Histogram::new(ITL_BUCKETS),
+                e2e: Histogram::new(REQUEST_LATENCY_BUCKETS),
+                queue: Histogram::new(REQUEST_LATENCY_BUCKETS),
+                inference: Histogram::new(REQUEST_LATENCY_BUCKETS),
+                prefill: Histogram::new(REQUEST_LATENCY_BUCKETS),
+                decode: Histogram::new(REQUEST_LATENCY_BUCKETS),
+                iteration_tokens: Histogram::new(ITERATION_TOKEN_BUCKETS),
+                request_prompt_tokens: Histogram::new(&tokens),
+                request_generation_tokens: Histogram::new(&tokens),
+                request_prefill_kv_computed_tokens: Histogram::new(&tokens),
+                request_max_num_generation_tokens: Histogram::new(&tokens),
+                request_params_n: Histogram::new(N_BUCKETS),
+                request_params_max_tokens: Histogram::new(&tokens),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere must not take the metrics down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gauges and cumulative scheduler counters, after each engine run.
+    pub fn publish_scheduler(&self, sched: &Scheduler) {
+        let kv = sched.kv();
+        let pc = kv.prefix_cache_stats();
+        let mut s = self.lock();
+        s.running = sched.num_running();
+        s.waiting = sched.num_waiting();
+        s.kv_usage = kv.usage();
+        s.counters.num_preemptions = sched.num_preemptions();
+        s.counters.prefix_cache_queries = pc.queries;
+        s.counters.prefix_cache_hits = pc.hits;
+    }
+
+    /// One step's output: prompt tokens of requests that got their first token, new tokens.
+    pub fn add_step_tokens(&self, prompt_tokens: u64, generation_tokens: u64) {
+        let mut s = self.lock();
+        s.counters.prompt_tokens += prompt_tokens;
+        s.counters.generation_tokens += generation_tokens;
+        if prompt_tokens + generation_tokens > 0 {
+            s.iteration_tokens
+                .observe((prompt_tokens + generation_tokens) as f64);
+        }
+    }
+
+    /// One step's token latencies, under one lock.
+    pub fn observe_token_latencies(&self, ttfts: &[Nanos], itls: &[Nanos]) {
+        if ttfts.is_empty() && itls.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        for d in ttfts {
+            s.ttft.observe(d.as_secs_f64());
+        }
+        for d in itls {
+            s.itl.observe(d.as_secs_f64());
+        }
+    }
+
+    /// Per-request parameters, when the frontend accepts a request (vLLM records them with the
+    /// request's first output; the values are the same).
+    pub fn observe_request_params(&self, n: u32, max_tokens_param: Option<u32>, max_tokens: u32) {
+        let mut s = self.lock();
+        s.request_params_n.observe(n as f64);
+        s.request_max_num_generation_tokens
+            .observe(max_tokens as f64);
+        if let Some(m) = max_tokens_param {
+            s.request_params_max_tokens.observe(m as f64);
+        }
+    }
+
+    /// A finished request's latencies (vLLM `update_from_finished_request`).
+    pub fn observe_finished(&self, now: Nanos, req: &Request, reason: FinishReason) {
+        let t = &req.times;
+        let secs = |a: Option<Nanos>, b: Option<Nanos>| match (a, b) {
+            (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let gen = req.num_output_tokens();
+        let decode = secs(t.first_token, t.last_token);
+        let mut s = self.lock();
+        let idx = match reason {
+            FinishReason::Stop => 0,
+            FinishReason::Length => 1,
+            FinishReason::Abort => 2,
+        };
+        s.counters.request_success[idx] += 1;
+        s.e2e.observe(now.saturating_sub(t.arrival).as_secs_f64());
+        s.queue.observe(secs(Some(t.queued), t.first_scheduled));
+        s.prefill.observe(secs(t.first_scheduled, t.first_token));
+        s.inference.observe(secs(t.first_scheduled, t.last_token));
+        s.decode.observe(decode);
+        let cached = req.num_cached_tokens.unwrap_or(0);
+        s.request_prefill_kv_computed_tokens
+            .observe(req.num_prompt_tokens().saturating_sub(cached) as f64);
+        s.request_prompt_tokens
+            .observe(req.num_prompt_tokens() as f64);
+        s.request_generation_tokens.observe(gen as f64);
+        s.tpot.observe(if gen > 1 {
+            decode / (gen - 1) as f64
+        } else {
+            0.0
+        });
+    }
+
+    /// Running and waiting requests (for `/load` and tests).
+    pub fn num_requests(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.running, s.waiting)
+    }
+
+    pub fn kv_cache_usage(&self) -> f64 {
+        self.lock().kv_usage
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let s = self.lock();
+        let mut out = String::with_capacity(32 * 1024);
+        let labels = format!("engine=\"0\",model_name=\"{}\"", escape(&self.model_name));
+        let mut r = Renderer {
+            out: &mut out,
+            labels: &labels,
+            created: self.created,
+        };
+        r.gauge(
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches.",
+            s.running as f64,
+        );
+        r.gauge(
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            s.waiting as f64,
+        );
+        r.gauge(
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            s.kv_usage,
+        );
+        let c = &s.counters;
+        r.counter(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            c.prefix_cache_queries,
+        );
+        r.counter(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            c.prefix_cache_hits,
+        );
+        r.counter(
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine.",
+            c.num_preemptions,
+        );
+        r.counter(
+            "vllm:prompt_tokens",
+            "Number of prefill tokens processed.",
+            c.prompt_tokens,
+        );
+        r.counter(
+            "vllm:generation_tokens",
+            "Number of generation tokens processed.",
+            c.generation_tokens,
+        );
+        r.request_success(&c.request_success);
+        r.histogram(
+            "vllm:request_prompt_tokens",
+            "Number of prefill tokens processed.",
+            &s.request_prompt_tokens,
+        );
+        r.histogram(
+            "vllm:request_generation_tokens",
+            "Number of generation tokens processed.",
+            &s.request_generation_tokens,
+        );
+        r.histogram(
+            "vllm:iteration_tokens_total",
+            "Histogram of number of tokens per engine_step.",
+            &s.iteration_tokens,
+        );
+        r.histogram(
+            "vllm:request_max_num_generation_tokens",
+            "Histogram of maximum number of requested generation tokens.",
+            &s.request_max_num_generation_tokens,
+        );
+        r.histogram(
+            "vllm:request_params_n",
+            "Histogram of the n request parameter.",
+            &s.request_params_n,
+        );
+        r.histogram(
+            "vllm:request_params_max_tokens",
+            "Histogram of the max_tokens request parameter.",
+            &s.request_params_max_tokens,
+        );
+        r.histogram(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            &s.ttft,
+        );
+        r.histogram(
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            &s.itl,
+        );
+        r.histogram(
+            "vllm:request_time_per_output_token_seconds",
+            "Histogram of time_per_output_token_seconds per request.",
+            &s.tpot,
+        );
+        r.histogram(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds.",
+            &s.e2e,
+        );
+        r.histogram(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            &s.queue,
+        );
+        r.histogram(
+            "vllm:request_inference_time_seconds",
+            "Histogram of time spent in RUNNING phase for request.",
+            &s.inference,
+        );
+        r.histogram(
+            "vllm:request_prefill_time_seconds",
+            "Histogram of time spent in PREFILL phase for request.",
+            &s.prefill,
+        );
+        r.histogram(
+            "vllm:request_decode_time_seconds",
+            "Histogram of time spent in DECODE phase for request.",
+            &s.decode,
+        );
+        r.histogram(
+            "vllm:request_prefill_kv_computed_tokens",
+            "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
+            &s.request_prefill_kv_computed_tokens,
+        );
+        drop(s);
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A float as `prometheus_client` writes it (`floatToGoString`): Python's `repr`, switching to an
+/// exponent for values with more than six integer digits.
+pub fn go_float(d: f64) -> String {
+    if d == f64::INFINITY {
+        return "+Inf".into();
+    }
+    if d == f64::NEG_INFINITY {
+        return "-Inf".into();
+    }
+    if d.is_nan() {
+        return "NaN".into();
+    }
+    let mut s = format!("{d:?}");
+    if s.contains('e') {
+        // Rust writes 1e-7 where Python writes 1e-07.
+        if let Some((m, e)) = s.split_once('e') {
+            let (sign, digits) = match e.strip_prefix('-') {
+                Some(d) => ("-", d),
+                None => ("+", e),
+            };
+            s = format!("{m}e{sign}{digits:0>2}");
+        }
+        return s;
+    }
+    if let Some(dot) = s.find('.') {
+        if d > 0.0 && dot > 6 {
+            let digits: String = s.chars().filter(|c| *c != '.').collect();
+            let mantissa = format!("{}.{}", &digits[..1], &digits[1..]);
+            let mantissa = mantissa.trim_end_matches(['0', '.']).to_string();
+            return format!("{mantissa}e+0{}", dot - 1);
+        }
+    }
+    s
+}
+
+struct Renderer<'a> {
+    out: &'a mut String,
+    labels: &'a str,
+    created: f64,
+}
+
+impl Renderer<'_> {
+    fn header(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: f64) {
+        self.header(name, help, "gauge");
+        let _ = writeln!(self.out, "{name}{{{}}} {}", self.labels, go_float(v));
+    }
+
+    fn counter(&mut self, base: &str, help: &str, v: u64) {
+        self.header(&format!("{base}_total"), help, "counter");
+        let _ = writeln!(
+            self.out,
+            "{base}_total{{{}}} {}",
+            self.labels,
+            go_float(v as f64)
+        );
+        self.header(&format!("{base}_created"), help, "gauge");
+        let _ = writeln!(
+            self.out,
+            "{base}_created{{{}}} {}",
+            self.labels,
+            go_float(self.created)
+        );
+    }
+
+    fn request_success(&mut self, counts: &[u64; 5]) {
+        let base = "vllm:request_success";
+        let help = "Count of successfully processed requests.";
+        let (engine, model) = self.labels.split_once(',').expect("two labels");
+        self.header(&format!("{base}_total"), help, "counter");
+        for (reason, v) in FINISH_REASONS.iter().zip(counts) {
+            let _ = writeln!(
+                self.out,
+                "{base}_total{{{engine},finished_reason=\"{reason}\",{model}}} {}",
+                go_float(*v as f64)
+            );
+        }
+        self.header(&format!("{base}_created"), help, "gauge");
+        for reason in FINISH_REASONS {
+            let _ = writeln!(
+                self.out,
+                "{base}_created{{{engine},finished_reason=\"{reason}\",{model}}} {}",
+                go_float(self.created)
+            );
+        }
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.header(name, help, "histogram");
+        let (engine, model) = self.labels.split_once(',').expect("two labels");
+        let mut cum = 0u64;
+        for (i, c) in h.counts.iter().enumerate() {
+            cum += c;
+            let le = h.buckets.get(i).copied().unwrap_or(f64::INFINITY);
+            let _ = writeln!(
+                self.out,
+                "{name}_bucket{{{engine},le=\"{}\",{model}}} {}",
+                go_float(le),
+                go_float(cum as f64)
+            );
+        }
+        let _ = writeln!(
+            self.out,
+            "{name}_count{{{}}} {}",
+            self.labels,
+            go_float(h.count as f64)
+        );
+        let _ = writeln!(
+            self.out,
+            "{name}_sum{{{}}} {}",
+            self.labels,
+            go_float(h.sum)
+        );
+        self.header(&format!("{name}_created"), help, "gauge");
+        let _ = writeln!(
+            self.out,
+            "{name}_created{{{}}} {}",
+            self.labels,
+            go_float(self.created)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_as_prometheus_client_prints_them() {
+        assert_eq!(go_float(0.0), "0.0");
+        assert_eq!(go_float(1.0), "1.0");
+        assert_eq!(go_float(0.001), "0.001");
+        assert_eq!(go_float(16384.0), "16384.0");
+        assert_eq!(go_float(f64::INFINITY), "+Inf");
+        assert_eq!(go_float(1.7958561530773659e9), "1.7958561530773659e+09");
+        assert_eq!(go_float(1e-7), "1e-07");
+    }
+
+    #[test]
+    fn one_two_five_buckets_match_vllm() {
+        assert_eq!(
+            buckets_1_2_5(100),
+            vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        );
+        assert_eq!(buckets_1_2_5(40960).last(), Some(&20000.0));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_with_le_inclusive() {
+        let m = EngineMetrics::new("m", 100);
+        m.add_step_tokens(1, 0);
+        m.add_step_tokens(8, 1);
+        let text = m.render();
+        assert!(text.contains(
+            "vllm:iteration_tokens_total_bucket{engine=\"0\",le=\"1.0\",model_name=\"m\"} 1.0"
+        ));
+        assert!(text.contains(
+            "vllm:iteration_tokens_total_bucket{engine=\"0\",le=\"8.0\",model_name=\"m\"} 1.0"
+        ));
+        assert!(text.contains(
+            "vllm:iteration_tokens_total_bucket{engine=\"0\",le=\"16.0\",model_name=\"m\"} 2.0"
+        ));
+        assert!(text.contains("vllm:prompt_tokens_total{engine=\"0\",model_name=\"m\"} 9.0"));
+        assert!(text.contains("# TYPE vllm:generation_tokens_total counter"));
+    }
+}

@@ -1,0 +1,528 @@
+//! The OpenAI/vLLM wire types (vLLM `entrypoints/openai/{completion,chat_completion,engine}/
+//! protocol.py`). Requests are parsed leniently as vLLM's pydantic models are: unknown fields are
+//! ignored; absent fields take vLLM's defaults. Responses are written with vLLM's field order and
+//! its choice of which `null` fields appear (`exclude_unset` for chat chunks, not for completion
+//! chunks), so the bytes on the wire match.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `prompt`: a string, a list of strings, a list of token ids or a list of such lists.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PromptInput {
+    Text(String),
+    Texts(Vec<String>),
+    Ids(Vec<u32>),
+    IdLists(Vec<Vec<u32>>),
+}
+
+/// `stop`: one string or several.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StopInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StopInput {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            StopInput::One(s) => vec![s],
+            StopInput::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+    #[serde(default)]
+    pub continuous_usage_stats: Option<bool>,
+}
+
+impl StreamOptions {
+    /// vLLM's `should_include_usage`: `(include_usage, continuous_usage_stats)`.
+    pub fn flags(o: &Option<StreamOptions>) -> (bool, bool) {
+        match o {
+            Some(o) => {
+                let usage = o.include_usage.unwrap_or(false);
+                (usage, usage && o.continuous_usage_stats.unwrap_or(false))
+            }
+            None => (false, false),
+        }
+    }
+}
+
+fn default_16() -> Option<i64> {
+    Some(16)
+}
+fn default_1() -> i64 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The sampling and output fields common to both endpoints.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CommonParams {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub stop: Option<StopInput>,
+    #[serde(default)]
+    pub stop_token_ids: Option<Vec<u32>>,
+    #[serde(default)]
+    pub ignore_eos: bool,
+    #[serde(default)]
+    pub min_tokens: i64,
+    #[serde(default)]
+    pub include_stop_str_in_output: bool,
+    #[serde(default = "default_1")]
+    pub n: i64,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub top_k: Option<i64>,
+    #[serde(default)]
+    pub seed: Option<i64>,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub cache_salt: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub return_token_ids: Option<bool>,
+    #[serde(default = "default_true")]
+    pub skip_special_tokens: bool,
+    #[serde(default = "default_true")]
+    pub spaces_between_special_tokens: bool,
+    #[serde(default)]
+    pub echo: bool,
+}
+
+/// `POST /v1/completions`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CompletionRequest {
+    #[serde(default)]
+    pub prompt: Option<PromptInput>,
+    /// Absent: 16; `null`: up to the context.
+    #[serde(default = "default_16")]
+    pub max_tokens: Option<i64>,
+    #[serde(default)]
+    pub logprobs: Option<i64>,
+    #[serde(default = "default_true")]
+    pub add_special_tokens: bool,
+    #[serde(flatten)]
+    pub common: CommonParams,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    pub messages: Vec<Value>,
+    /// Deprecated in favour of `max_completion_tokens`, still honoured.
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
+    #[serde(default = "default_true")]
+    pub add_generation_prompt: bool,
+    #[serde(default)]
+    pub continue_final_message: bool,
+    #[serde(default)]
+    pub add_special_tokens: bool,
+    #[serde(default)]
+    pub chat_template: Option<String>,
+    #[serde(default)]
+    pub chat_template_kwargs: Option<Value>,
+    #[serde(default)]
+    pub tools: Option<Value>,
+    #[serde(flatten)]
+    pub common: CommonParams,
+}
+
+/// `POST /tokenize`: a completion-style prompt or chat messages.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TokenizeRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<Value>>,
+    #[serde(default = "default_true")]
+    pub add_special_tokens: bool,
+    #[serde(default = "default_true")]
+    pub add_generation_prompt: bool,
+    #[serde(default)]
+    pub continue_final_message: bool,
+    #[serde(default)]
+    pub return_token_strs: Option<bool>,
+    #[serde(default)]
+    pub chat_template: Option<String>,
+    #[serde(default)]
+    pub chat_template_kwargs: Option<Value>,
+    #[serde(default)]
+    pub tools: Option<Value>,
+}
+
+/// `POST /detokenize`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct DetokenizeRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub tokens: Vec<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses.
+
+/// `UsageInfo` (field order as vLLM's model: prompt, total, completion).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    pub fn new(prompt: u64, completion: u64) -> Usage {
+        Usage {
+            prompt_tokens: prompt,
+            total_tokens: prompt + completion,
+            completion_tokens: completion,
+        }
+    }
+}
+
+/// `UsageInfo` dumped with every field (`prompt_tokens_details: null`).
+#[derive(Serialize)]
+pub struct FullUsage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
+    pub completion_tokens: u64,
+    pub prompt_tokens_details: Option<()>,
+}
+
+impl From<Usage> for FullUsage {
+    fn from(u: Usage) -> FullUsage {
+        FullUsage {
+            prompt_tokens: u.prompt_tokens,
+            total_tokens: u.total_tokens,
+            completion_tokens: u.completion_tokens,
+            prompt_tokens_details: None,
+        }
+    }
+}
+
+/// `stop_reason`: the stop string or stop token id that ended a choice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum StopReason {
+    Token(u32),
+    Text(String),
+}
+
+#[derive(Serialize)]
+pub struct CompletionStreamChoice<'a> {
+    pub index: u32,
+    pub text: &'a str,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'a str>,
+    pub stop_reason: Option<&'a StopReason>,
+    pub prompt_token_ids: Option<&'a [u32]>,
+    pub token_ids: Option<&'a [u32]>,
+}
+
+/// A completion stream chunk (`exclude_unset=False`: every field, `usage: null` included).
+#[derive(Serialize)]
+pub struct CompletionStreamChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: [CompletionStreamChoice<'a>; 1],
+    pub usage: Option<FullUsage>,
+}
+
+/// The last chunk with `include_usage` (`exclude_none`), either endpoint.
+#[derive(Serialize)]
+pub struct UsageChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: [(); 0],
+    pub usage: Usage,
+}
+
+#[derive(Serialize)]
+pub struct CompletionChoice<'a> {
+    pub index: u32,
+    pub text: &'a str,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'a str>,
+    pub stop_reason: Option<&'a StopReason>,
+    pub token_ids: Option<&'a [u32]>,
+    pub prompt_logprobs: Option<()>,
+    pub prompt_token_ids: Option<&'a [u32]>,
+}
+
+#[derive(Serialize)]
+pub struct CompletionResponse<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<CompletionChoice<'a>>,
+    pub service_tier: Option<()>,
+    pub system_fingerprint: Option<()>,
+    pub usage: FullUsage,
+    pub kv_transfer_params: Option<()>,
+}
+
+/// `DeltaMessage` with only the fields vLLM sets (`exclude_unset`).
+#[derive(Serialize)]
+pub struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+}
+
+/// The first chat chunk of a choice: the role.
+#[derive(Serialize)]
+pub struct ChatRoleChoice<'a> {
+    pub index: u32,
+    pub delta: Delta<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<()>,
+}
+
+#[derive(Serialize)]
+pub struct ChatRoleChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: [ChatRoleChoice<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    pub prompt_token_ids: Option<&'a [u32]>,
+}
+
+/// A content chunk; the finishing one adds `stop_reason`.
+#[derive(Serialize)]
+pub struct ChatDeltaChoice<'a> {
+    pub index: u32,
+    pub delta: Delta<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<Option<&'a StopReason>>,
+    pub token_ids: Option<&'a [u32]>,
+}
+
+#[derive(Serialize)]
+pub struct ChatDeltaChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: [ChatDeltaChoice<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+pub struct ChatMessage<'a> {
+    pub role: &'static str,
+    pub content: &'a str,
+    pub refusal: Option<()>,
+    pub annotations: Option<()>,
+    pub audio: Option<()>,
+    pub function_call: Option<()>,
+    pub tool_calls: [(); 0],
+    pub reasoning: Option<()>,
+}
+
+#[derive(Serialize)]
+pub struct ChatChoice<'a> {
+    pub index: u32,
+    pub message: ChatMessage<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: &'a str,
+    pub stop_reason: Option<&'a StopReason>,
+    pub token_ids: Option<&'a [u32]>,
+}
+
+#[derive(Serialize)]
+pub struct ChatResponse<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<ChatChoice<'a>>,
+    pub service_tier: Option<()>,
+    pub system_fingerprint: Option<()>,
+    pub usage: FullUsage,
+    pub prompt_logprobs: Option<()>,
+    pub prompt_token_ids: Option<&'a [u32]>,
+    pub kv_transfer_params: Option<()>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Golden strings: vLLM 0.19.0's pydantic models dumped as its serving code dumps them.
+    #[test]
+    fn completion_chunk_matches_vllm_bytes() {
+        let c = CompletionStreamChunk {
+            id: "cmpl-x",
+            object: "text_completion",
+            created: 1,
+            model: "m",
+            choices: [CompletionStreamChoice {
+                index: 0,
+                text: "hi",
+                logprobs: None,
+                finish_reason: None,
+                stop_reason: None,
+                prompt_token_ids: None,
+                token_ids: None,
+            }],
+            usage: Some(Usage::new(3, 1).into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"id":"cmpl-x","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"hi","logprobs":null,"finish_reason":null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}],"usage":{"prompt_tokens":3,"total_tokens":4,"completion_tokens":1,"prompt_tokens_details":null}}"#
+        );
+    }
+
+    #[test]
+    fn chat_chunks_match_vllm_bytes() {
+        let first = ChatRoleChunk {
+            id: "chatcmpl-x",
+            object: "chat.completion.chunk",
+            created: 1,
+            model: "m",
+            choices: [ChatRoleChoice {
+                index: 0,
+                delta: Delta {
+                    role: Some("assistant"),
+                    content: Some(""),
+                },
+                logprobs: None,
+                finish_reason: None,
+            }],
+            usage: Some(Usage::new(3, 0)),
+            prompt_token_ids: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&first).unwrap(),
+            r#"{"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":{"prompt_tokens":3,"total_tokens":3,"completion_tokens":0},"prompt_token_ids":null}"#
+        );
+        let stop = StopReason::Text("\n".into());
+        let fin = ChatDeltaChunk {
+            id: "chatcmpl-x",
+            object: "chat.completion.chunk",
+            created: 1,
+            model: "m",
+            choices: [ChatDeltaChoice {
+                index: 0,
+                delta: Delta {
+                    role: None,
+                    content: None,
+                },
+                logprobs: None,
+                finish_reason: Some("stop"),
+                stop_reason: Some(Some(&stop)),
+                token_ids: None,
+            }],
+            usage: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&fin).unwrap(),
+            r#"{"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop","stop_reason":"\n","token_ids":null}]}"#
+        );
+    }
+
+    #[test]
+    fn responses_match_vllm_bytes() {
+        let r = ChatResponse {
+            id: "chatcmpl-x",
+            object: "chat.completion",
+            created: 1,
+            model: "m",
+            choices: vec![ChatChoice {
+                index: 0,
+                message: ChatMessage {
+                    role: "assistant",
+                    content: "hi",
+                    refusal: None,
+                    annotations: None,
+                    audio: None,
+                    function_call: None,
+                    tool_calls: [],
+                    reasoning: None,
+                },
+                logprobs: None,
+                finish_reason: "length",
+                stop_reason: None,
+                token_ids: None,
+            }],
+            service_tier: None,
+            system_fingerprint: None,
+            usage: Usage::new(3, 2).into(),
+            prompt_logprobs: None,
+            prompt_token_ids: None,
+            kv_transfer_params: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi","refusal":null,"annotations":null,"audio":null,"function_call":null,"tool_calls":[],"reasoning":null},"logprobs":null,"finish_reason":"length","stop_reason":null,"token_ids":null}],"service_tier":null,"system_fingerprint":null,"usage":{"prompt_tokens":3,"total_tokens":5,"completion_tokens":2,"prompt_tokens_details":null},"prompt_logprobs":null,"prompt_token_ids":null,"kv_transfer_params":null}"#
+        );
+        let u = UsageChunk {
+            id: "cmpl-x",
+            object: "text_completion",
+            created: 1,
+            model: "m",
+            choices: [],
+            usage: Usage::new(3, 2),
+        };
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            r#"{"id":"cmpl-x","object":"text_completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"total_tokens":5,"completion_tokens":2}}"#
+        );
+    }
+
+    #[test]
+    fn requests_take_vllm_defaults_and_ignore_unknown_fields() {
+        let r: CompletionRequest =
+            serde_json::from_str(r#"{"prompt":[1,2],"foo":1,"stream":true}"#).unwrap();
+        assert_eq!(r.max_tokens, Some(16));
+        assert_eq!(r.common.n, 1);
+        let r: CompletionRequest =
+            serde_json::from_str(r#"{"prompt":"x","max_tokens":null}"#).unwrap();
+        assert_eq!(r.max_tokens, None);
+        assert!(
+            serde_json::from_str::<CompletionRequest>(r#"{"prompt":"x","max_tokens":"x"}"#)
+                .is_err()
+        );
+    }
+}

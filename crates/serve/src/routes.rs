@@ -1,0 +1,443 @@
+//! The HTTP routes of vLLM's OpenAI-compatible server (`entrypoints/openai/api_server.py` and
+//! the routers it mounts) and the API-key check (`AuthenticationMiddleware`: `/v1` paths only).
+
+use crate::errors::ApiError;
+use crate::generate::{
+    check_max_output, prompt_max_tokens, respond_full, start_stream, verify_sampling, Endpoint,
+    Prepared, Prompt,
+};
+use crate::protocol::*;
+use crate::state::{unix_now, AppState};
+use crate::text::ChatOptions;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The vLLM version this server reports (`/version`).
+pub const VLLM_VERSION: &str = "0.19.0";
+
+pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/ping", get(health).post(health))
+        .route("/version", get(version))
+        .route("/load", get(load))
+        .route("/metrics", get(metrics))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/debug/engine", get(debug_engine))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.api_keys.is_empty() || !req.uri().path().starts_with("/v1") {
+        return next.run(req).await;
+    }
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
+        .is_some_and(|t| state.api_keys.iter().any(|k| k == t));
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The body as a request model: not UTF-8 → FastAPI's parse error; bad JSON or types → a
+/// validation error (vLLM: `RequestValidationError`, type "Bad Request").
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(r.body_text().len())
+        } else {
+            ApiError::BodyNotParsable
+        }
+    })?;
+    if std::str::from_utf8(&body).is_err() {
+        return Err(ApiError::BodyNotParsable);
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        let msg = if e.is_syntax() || e.is_eof() {
+            format!(
+                "1 validation error:\n  {{'type': 'json_invalid', 'loc': ('body', {}), 'msg': \
+                 'JSON decode error', 'input': {{}}, 'ctx': {{'error': '{e}'}}}}",
+                e.column().saturating_sub(1)
+            )
+        } else {
+            format!(
+                "1 validation error:\n  {{'type': 'value_error', 'loc': ('body',), 'msg': '{e}'}}"
+            )
+        };
+        ApiError::Validation(msg)
+    })
+}
+
+fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
+    match model {
+        Some(m) if !state.served_model_names.iter().any(|n| n == m) => {
+            Err(ApiError::ModelNotFound(m.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn base_id(headers: &HeaderMap, c: &CommonParams, state: &AppState) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| c.request_id.clone())
+        .unwrap_or_else(|| state.random_id())
+}
+
+fn to_u32(v: i64) -> u32 {
+    v.clamp(0, u32::MAX as i64) as u32
+}
+
+fn common_prepared(
+    state: &AppState,
+    endpoint: Endpoint,
+    id: String,
+    c: CommonParams,
+    prompts: Vec<Prompt>,
+    max_tokens_param: Option<i64>,
+) -> Prepared {
+    let (include_usage, continuous_usage) = StreamOptions::flags(&c.stream_options);
+    Prepared {
+        endpoint,
+        id,
+        created: unix_now(),
+        model: state.model_name().to_string(),
+        prompts,
+        n: to_u32(c.n),
+        stream: c.stream.unwrap_or(false),
+        include_usage,
+        continuous_usage,
+        return_token_ids: c.return_token_ids.unwrap_or(false),
+        echo: c.echo,
+        stop: c.stop.map(StopInput::into_vec).unwrap_or_default(),
+        include_stop_str_in_output: c.include_stop_str_in_output,
+        skip_special_tokens: c.skip_special_tokens,
+        spaces_between_special_tokens: c.spaces_between_special_tokens,
+        min_tokens: to_u32(c.min_tokens),
+        ignore_eos: c.ignore_eos,
+        stop_token_ids: c.stop_token_ids.unwrap_or_default(),
+        priority: c.priority.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+        cache_salt: c.cache_salt,
+        max_tokens_param: max_tokens_param.map(to_u32),
+    }
+}
+
+async fn completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse_body(body)?;
+    check_model(&state, &req.common.model)?;
+    let prompt =
+        match req.prompt {
+            None => return Err(ApiError::Validation(
+                "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value \
+                 error, Either prompt or prompt_embeds must be provided and non-empty.'}"
+                    .into(),
+            )),
+            Some(p) => p,
+        };
+    let texts: Vec<(Option<String>, Option<Vec<u32>>)> = match prompt {
+        PromptInput::Text(t) => vec![(Some(t), None)],
+        PromptInput::Texts(ts) => ts.into_iter().map(|t| (Some(t), None)).collect(),
+        PromptInput::Ids(ids) => vec![(None, Some(ids))],
+        PromptInput::IdLists(l) => l.into_iter().map(|ids| (None, Some(ids))).collect(),
+    };
+    if texts.is_empty() {
+        return Err(ApiError::bad_request("You must pass at least one prompt"));
+    }
+    if texts
+        .iter()
+        .any(|(t, ids)| t.as_deref() == Some("") || ids.as_ref().is_some_and(|i| i.is_empty()))
+    {
+        return Err(ApiError::Validation(
+            "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value \
+             error, Either prompt or prompt_embeds must be provided and non-empty.'}"
+                .into(),
+        ));
+    }
+    check_max_output(req.max_tokens, "max_tokens", state.max_model_len)?;
+    let mut prompts = Vec::with_capacity(texts.len());
+    for (text, ids) in texts {
+        let ids = match (ids, &text) {
+            (Some(ids), _) => ids,
+            (None, Some(t)) => state
+                .codec
+                .encode(t, req.add_special_tokens)
+                .map_err(|e| ApiError::bad_request(e.0))?,
+            (None, None) => unreachable!("a prompt is text or ids"),
+        };
+        let max_tokens = prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len)?;
+        verify_sampling(&req.common, max_tokens, req.logprobs)?;
+        // vLLM's input processor: ids past the vocabulary are refused.
+        if let (Some(v), Some(&max_id)) = (state.codec.vocab_size(), ids.iter().max()) {
+            if max_id as usize >= v {
+                return Err(ApiError::bad_request(format!(
+                    "Token id {max_id} is out of vocabulary"
+                )));
+            }
+        }
+        let text = match (text, req.common.echo) {
+            (Some(t), _) => Some(t),
+            (None, true) => Some(
+                state
+                    .codec
+                    .decode(&ids, false)
+                    .map_err(|e| ApiError::bad_request(e.0))?,
+            ),
+            (None, false) => None,
+        };
+        prompts.push(Prompt {
+            ids: ids.into(),
+            text,
+            max_tokens: to_u32(max_tokens),
+        });
+    }
+    let id = format!("cmpl-{}", base_id(&headers, &req.common, &state));
+    let p = common_prepared(
+        &state,
+        Endpoint::Completions,
+        id,
+        req.common,
+        prompts,
+        req.max_tokens,
+    );
+    run(state, p).await
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ChatCompletionRequest = parse_body(body)?;
+    check_model(&state, &req.common.model)?;
+    if req.messages.is_empty() {
+        // What vLLM 0.19 answers (its chat parser indexes the last message).
+        return Err(ApiError::bad_request("list index out of range"));
+    }
+    let (requested, param) = match (req.max_completion_tokens, req.max_tokens) {
+        (Some(m), _) => (Some(m), "max_completion_tokens"),
+        (None, m) => (m, "max_tokens"),
+    };
+    check_max_output(requested, param, state.max_model_len)?;
+    let opts = ChatOptions {
+        add_generation_prompt: req.add_generation_prompt,
+        continue_final_message: req.continue_final_message,
+        chat_template: req.chat_template.clone(),
+        chat_template_kwargs: req.chat_template_kwargs.clone(),
+        tools: req.tools.clone(),
+    };
+    let messages = serde_json::Value::Array(req.messages);
+    let text = state
+        .codec
+        .render_chat(&messages, &opts)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let ids = state
+        .codec
+        .encode(&text, req.add_special_tokens)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let max_tokens = prompt_max_tokens(ids.len(), requested, state.max_model_len)?;
+    let top_logprobs = if req.logprobs.unwrap_or(false) {
+        req.top_logprobs.or(Some(0))
+    } else {
+        None
+    };
+    verify_sampling(&req.common, max_tokens, top_logprobs)?;
+    let id = format!("chatcmpl-{}", base_id(&headers, &req.common, &state));
+    let prompts = vec![Prompt {
+        ids: ids.into(),
+        text: None,
+        max_tokens: to_u32(max_tokens),
+    }];
+    let p = common_prepared(&state, Endpoint::Chat, id, req.common, prompts, requested);
+    run(state, p).await
+}
+
+/// Counts a generation request in `/load` while it is served.
+struct LoadGuard(Arc<AppState>);
+
+impl LoadGuard {
+    fn new(state: &Arc<AppState>) -> LoadGuard {
+        state.server_load.fetch_add(1, Ordering::Relaxed);
+        LoadGuard(state.clone())
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.server_load.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn run(state: Arc<AppState>, p: Prepared) -> Result<Response, ApiError> {
+    let load = LoadGuard::new(&state);
+    if !p.stream {
+        let body = respond_full(state, p).await?;
+        drop(load);
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
+    let stream = start_stream(&state, p)?;
+    let body = futures_util::stream::unfold((stream, load), |(mut s, load)| async move {
+        let bytes = s.next_bytes().await?;
+        Some((Ok::<_, std::convert::Infallible>(bytes), (s, load)))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let created = unix_now();
+    let data: Vec<_> = state
+        .served_model_names
+        .iter()
+        .map(|name| {
+            json!({
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": state.model_root,
+                "parent": null,
+                "max_model_len": state.max_model_len,
+                "permission": [{
+                    "id": format!("modelperm-{}", state.random_id()),
+                    "object": "model_permission",
+                    "created": created,
+                    "allow_create_engine": false,
+                    "allow_sampling": true,
+                    "allow_logprobs": true,
+                    "allow_search_indices": false,
+                    "allow_view": true,
+                    "allow_fine_tuning": false,
+                    "organization": "*",
+                    "group": null,
+                    "is_blocking": false,
+                }],
+            })
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn version() -> Response {
+    axum::Json(json!({ "version": VLLM_VERSION })).into_response()
+}
+
+async fn load(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(json!({ "server_load": state.server_load.load(Ordering::Relaxed) })).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.engine.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn debug_engine(State(state): State<Arc<AppState>>) -> Response {
+    let (running, waiting) = state.engine.metrics.num_requests();
+    axum::Json(json!({
+        "step_lateness": state.engine.lateness(),
+        "num_requests_running": running,
+        "num_requests_waiting": waiting,
+        "kv_cache_usage_perc": state.engine.metrics.kv_cache_usage(),
+        "server_load": state.server_load.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: TokenizeRequest = parse_body(body)?;
+    check_model(&state, &req.model)?;
+    let ids = match (&req.messages, &req.prompt) {
+        (Some(messages), _) => {
+            let opts = ChatOptions {
+                add_generation_prompt: req.add_generation_prompt,
+                continue_final_message: req.continue_final_message,
+                chat_template: req.chat_template.clone(),
+                chat_template_kwargs: req.chat_template_kwargs.clone(),
+                tools: req.tools.clone(),
+            };
+            let text = state
+                .codec
+                .render_chat(&serde_json::Value::Array(messages.clone()), &opts)
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            state.codec.encode(&text, false)
+        }
+        (None, Some(p)) => state.codec.encode(p, req.add_special_tokens),
+        (None, None) => {
+            return Err(ApiError::Validation(
+                "1 validation error:\n  {'type': 'missing', 'loc': ('body', 'prompt'), 'msg': \
+                 'Field required'}"
+                    .into(),
+            ))
+        }
+    }
+    .map_err(|e| ApiError::bad_request(e.0))?;
+    let mut body = json!({
+        "count": ids.len(),
+        "max_model_len": state.max_model_len,
+        "tokens": ids,
+        "token_strs": null,
+    });
+    if req.return_token_strs.unwrap_or(false) {
+        body["token_strs"] = json!(state.codec.token_strs(&ids));
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+async fn detokenize(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: DetokenizeRequest = parse_body(body)?;
+    check_model(&state, &req.model)?;
+    let text = state
+        .codec
+        .decode(&req.tokens, false)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    Ok(axum::Json(json!({ "prompt": text })).into_response())
+}

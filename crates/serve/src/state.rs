@@ -1,0 +1,74 @@
+//! What every handler shares.
+
+use crate::engine_loop::EngineHandle;
+use crate::text::SharedCodec;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// The server's shared state.
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub codec: SharedCodec,
+    /// `--served-model-name` values; the first is the name responses carry.
+    pub served_model_names: Vec<String>,
+    /// The model path or id (`root` in `/v1/models`).
+    pub model_root: String,
+    pub max_model_len: usize,
+    /// Accepted bearer tokens on `/v1` routes; empty: no authentication.
+    pub api_keys: Vec<String>,
+    /// Generation requests being served (`/load`'s `server_load`).
+    pub server_load: AtomicUsize,
+    seq: AtomicU64,
+    /// Unix seconds at start (the `created` of `/v1/models`).
+    pub started_unix: u64,
+}
+
+impl AppState {
+    pub fn new(
+        engine: EngineHandle,
+        codec: SharedCodec,
+        served_model_names: Vec<String>,
+        model_root: String,
+        max_model_len: usize,
+        api_keys: Vec<String>,
+    ) -> AppState {
+        AppState {
+            engine,
+            codec,
+            served_model_names,
+            model_root,
+            max_model_len,
+            api_keys,
+            server_load: AtomicUsize::new(0),
+            seq: AtomicU64::new(0),
+            started_unix: unix_now(),
+        }
+    }
+
+    /// The name responses carry.
+    pub fn model_name(&self) -> &str {
+        &self.served_model_names[0]
+    }
+
+    /// A number unique within this server run.
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh request id: 16 hex digits, as vLLM's `random_uuid()` gives.
+    pub fn random_id(&self) -> String {
+        let mut z = self
+            .next_seq()
+            .wrapping_add(self.started_unix.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        format!("{:016x}", z ^ (z >> 31))
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,333 @@
+//! What the server needs from a tokenizer: prompt encoding (with the chat template), decoding,
+//! and vLLM's incremental detokenizer with stop strings (`v1/engine/detokenizer.py`). The server
+//! sees only [`TextCodec`]; [`ModelText`] is the real one (the `llm-emu-text` crate: Hugging Face
+//! tokenizers and chat templates).
+//!
+//! [`IdText`] is a tokenizer-less stand-in for tests of the HTTP layer: token `t` reads as
+//! ` <t>`, and a prompt text is one token per whitespace-separated word.
+
+use serde_json::Value;
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{0}")]
+pub struct TextError(pub String);
+
+/// Chat-template options, as the request gives them.
+#[derive(Clone, Debug, Default)]
+pub struct ChatOptions {
+    pub add_generation_prompt: bool,
+    pub continue_final_message: bool,
+    pub chat_template: Option<String>,
+    pub chat_template_kwargs: Option<Value>,
+    pub tools: Option<Value>,
+}
+
+/// Options of one request's detokenizer.
+#[derive(Clone, Debug, Default)]
+pub struct DetokOptions {
+    pub skip_special_tokens: bool,
+    pub spaces_between_special_tokens: bool,
+    pub stop: Vec<String>,
+    pub include_stop_str_in_output: bool,
+    /// Streaming holds back text that could still become a stop string.
+    pub streaming: bool,
+    /// Stop strings are not looked for in the first `min_tokens` outputs' text.
+    pub min_tokens: u32,
+}
+
+/// Text that one token adds, and the stop string it completed, if any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DetokStep {
+    pub delta: String,
+    pub stop_matched: Option<String>,
+}
+
+/// One request's incremental detokenizer.
+pub trait Detokenizer: Send {
+    /// One new token. `stop_terminated`: the engine ended the request on this token because it
+    /// is EOS or a stop token id (its text is then left out unless `include_stop_str_in_output`);
+    /// `finished`: the request ends with it (nothing is held back).
+    fn update(
+        &mut self,
+        token: u32,
+        stop_terminated: bool,
+        finished: bool,
+    ) -> Result<DetokStep, TextError>;
+    /// Text held back (a possible stop-string prefix), released when the request ends without
+    /// a further token (an abort).
+    fn finish(&mut self) -> String;
+}
+
+/// A model's tokenizer as the server uses it.
+pub trait TextCodec: Send + Sync {
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TextError>;
+    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TextError>;
+    /// The prompt text the chat template renders for `messages` (a JSON array).
+    fn render_chat(&self, messages: &Value, opts: &ChatOptions) -> Result<String, TextError>;
+    fn detokenizer(&self, prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer>;
+    fn eos_token_id(&self) -> Option<u32>;
+    /// generation_config.json's EOS ids other than [`Self::eos_token_id`]: vLLM adds them to a
+    /// request's stop token ids unless `ignore_eos`.
+    fn generation_eos_ids(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    /// Token ids a prompt may hold are below this (`None`: any).
+    fn vocab_size(&self) -> Option<usize> {
+        None
+    }
+    /// Each token's string (`/tokenize` with `return_token_strs`).
+    fn token_strs(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|&t| self.decode(&[t], false).unwrap_or_default())
+            .collect()
+    }
+}
+
+pub type SharedCodec = Arc<dyn TextCodec>;
+
+/// The tokenizer-less stand-in (see the module doc).
+#[derive(Clone, Debug, Default)]
+pub struct IdText;
+
+impl IdText {
+    fn word_id(w: &str) -> u32 {
+        if let Some(n) = w
+            .strip_prefix('<')
+            .and_then(|s| s.strip_suffix('>'))
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            return n;
+        }
+        (xxhash(w.as_bytes()) % 30000) as u32 + 1000
+    }
+}
+
+fn xxhash(b: &[u8]) -> u64 {
+    // FNV-1a: enough to spread words over ids.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &x in b {
+        h ^= x as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+impl TextCodec for IdText {
+    fn encode(&self, text: &str, _add_special_tokens: bool) -> Result<Vec<u32>, TextError> {
+        Ok(text.split_whitespace().map(IdText::word_id).collect())
+    }
+
+    fn decode(&self, ids: &[u32], _skip: bool) -> Result<String, TextError> {
+        Ok(ids.iter().map(|t| format!(" <{t}>")).collect())
+    }
+
+    fn render_chat(&self, messages: &Value, opts: &ChatOptions) -> Result<String, TextError> {
+        let list = messages
+            .as_array()
+            .ok_or_else(|| TextError("messages must be a list".into()))?;
+        let mut out = String::new();
+        for m in list {
+            let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+            let content = match m.get("content") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            };
+            out.push_str(&format!("{role}: {content}\n"));
+        }
+        if opts.add_generation_prompt {
+            out.push_str("assistant:");
+        }
+        Ok(out)
+    }
+
+    fn detokenizer(&self, _prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer> {
+        Box::new(IdDetok {
+            text: String::new(),
+            emitted: 0,
+            opts,
+        })
+    }
+
+    fn eos_token_id(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// Stop strings over the decoded text, as vLLM's `check_stop_strings`: search the new text (and
+/// the stop length before it), truncate at the match unless `include_stop_str_in_output`.
+struct IdDetok {
+    text: String,
+    emitted: usize,
+    opts: DetokOptions,
+}
+
+impl Detokenizer for IdDetok {
+    fn update(
+        &mut self,
+        token: u32,
+        _stop_terminated: bool,
+        finished: bool,
+    ) -> Result<DetokStep, TextError> {
+        let new = format!(" <{token}>");
+        let before = self.text.len();
+        self.text.push_str(&new);
+        let mut stop_matched = None;
+        for s in &self.opts.stop {
+            if s.is_empty() {
+                continue;
+            }
+            let from = before.saturating_sub(s.len() - 1);
+            let from = (0..=from)
+                .rev()
+                .find(|&i| self.text.is_char_boundary(i))
+                .unwrap_or(0);
+            if let Some(pos) = self.text[from..].find(s.as_str()) {
+                let at = from + pos;
+                let end = if self.opts.include_stop_str_in_output {
+                    at + s.len()
+                } else {
+                    at
+                };
+                self.text.truncate(end);
+                stop_matched = Some(s.clone());
+                break;
+            }
+        }
+        let hold = if self.opts.streaming
+            && !finished
+            && stop_matched.is_none()
+            && !self.opts.stop.is_empty()
+        {
+            self.opts
+                .stop
+                .iter()
+                .map(|s| s.len().saturating_sub(1))
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let mut upto = self.text.len().saturating_sub(hold).max(self.emitted);
+        while !self.text.is_char_boundary(upto) {
+            upto -= 1;
+        }
+        let delta = self.text[self.emitted.min(upto)..upto].to_string();
+        self.emitted = upto.max(self.emitted);
+        Ok(DetokStep {
+            delta,
+            stop_matched,
+        })
+    }
+
+    fn finish(&mut self) -> String {
+        let rest = self.text[self.emitted.min(self.text.len())..].to_string();
+        self.emitted = self.text.len();
+        rest
+    }
+}
+
+/// The real tokenizer: a model's `tokenizer.json`, chat template and special tokens.
+pub struct ModelText(pub llm_emu_text::TextModel);
+
+fn text_err(e: llm_emu_text::TextError) -> TextError {
+    TextError(e.to_string())
+}
+
+impl TextCodec for ModelText {
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TextError> {
+        self.0.encode(text, add_special_tokens).map_err(text_err)
+    }
+
+    fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TextError> {
+        self.0.decode(ids, skip_special_tokens).map_err(text_err)
+    }
+
+    fn render_chat(&self, messages: &Value, opts: &ChatOptions) -> Result<String, TextError> {
+        let kwargs = match &opts.chat_template_kwargs {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                return Err(TextError(format!(
+                    "chat_template_kwargs must be an object, got {other}"
+                )))
+            }
+        };
+        let o = llm_emu_text::ChatTemplateOptions {
+            add_generation_prompt: opts.add_generation_prompt,
+            continue_final_message: opts.continue_final_message,
+            chat_template: opts.chat_template.clone(),
+            chat_template_kwargs: kwargs,
+            tools: opts.tools.clone(),
+        };
+        self.0.render_chat(messages, &o).map_err(text_err)
+    }
+
+    fn detokenizer(&self, prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer> {
+        Box::new(ModelDetok(self.0.detokenizer(
+            prompt,
+            llm_emu_text::DetokenizeOptions {
+                skip_special_tokens: opts.skip_special_tokens,
+                spaces_between_special_tokens: opts.spaces_between_special_tokens,
+                stop: opts.stop,
+                include_stop_str_in_output: opts.include_stop_str_in_output,
+                streaming: opts.streaming,
+                min_tokens: opts.min_tokens,
+            },
+        )))
+    }
+
+    fn eos_token_id(&self) -> Option<u32> {
+        self.0.eos_token_id()
+    }
+
+    fn vocab_size(&self) -> Option<usize> {
+        Some(self.0.vocab_size())
+    }
+
+    fn generation_eos_ids(&self) -> Vec<u32> {
+        let eos = self.0.eos_token_id();
+        self.0
+            .generation_eos_token_ids()
+            .iter()
+            .copied()
+            .filter(|&t| Some(t) != eos)
+            .collect()
+    }
+
+    fn token_strs(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|&t| self.0.id_to_token(t).unwrap_or_default())
+            .collect()
+    }
+}
+
+struct ModelDetok(llm_emu_text::IncrementalDetokenizer);
+
+impl Detokenizer for ModelDetok {
+    fn update(
+        &mut self,
+        token: u32,
+        stop_terminated: bool,
+        finished: bool,
+    ) -> Result<DetokStep, TextError> {
+        let s = self
+            .0
+            .update(&[token], stop_terminated, finished)
+            .map_err(text_err)?;
+        Ok(DetokStep {
+            delta: s.delta,
+            stop_matched: s.stop_matched,
+        })
+    }
+
+    fn finish(&mut self) -> String {
+        self.0.finish()
+    }
+}

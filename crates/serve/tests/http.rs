@@ -1,0 +1,570 @@
+//! The server in-process on 127.0.0.1 with an OS-chosen port, driven by a small HTTP/1.1 client:
+//! responses, SSE chunks, errors, metrics, client disconnects, shutdown.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use llm_emu_core::latency::parse_latency_spec_with;
+use llm_emu_core::sampler::HashSampler;
+use llm_emu_core::sizing::ModelShape;
+use llm_emu_core::{Engine, EngineConfig};
+use llm_emu_serve::text::IdText;
+use llm_emu_serve::{ServeOptions, Server};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const MODEL: &str = "test/model";
+
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// A server whose steps take `step_us` µs plus 1 µs per token.
+    async fn start(step_us: u64, api_keys: Vec<String>) -> TestServer {
+        let mut cfg = EngineConfig::with_defaults(2000, 4096);
+        cfg.max_num_seqs = 256;
+        let latency = parse_latency_spec_with(
+            &format!("linear:base_us={step_us},per_token_us=1"),
+            &ModelShape::llama_3_1_8b(),
+        )
+        .unwrap();
+        let engine = Engine::new(cfg, latency, Box::new(HashSampler::default())).unwrap();
+        let opts = ServeOptions {
+            served_model_names: vec![MODEL.into()],
+            model_root: MODEL.into(),
+            api_keys,
+            max_body_bytes: 1 << 20,
+            shutdown_grace: Duration::from_secs(5),
+            ..ServeOptions::default()
+        };
+        let server = Server::bind(engine, Arc::new(IdText), opts).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let (tx, rx) = oneshot::channel();
+        let join = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestServer {
+            addr,
+            stop: Some(tx),
+            join,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.join)
+            .await
+            .expect("server stops")
+            .unwrap();
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> hyper::Response<Incoming> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        sender
+            .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn call(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.call_with(method, path, body.as_bytes().to_vec(), &[])
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let resp = self.send(method, path, body, headers).await;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn json(&self, path: &str, body: Value) -> (u16, Value) {
+        let (s, b) = self.call("POST", path, &body.to_string()).await;
+        (s, serde_json::from_str(&b).unwrap_or(Value::String(b)))
+    }
+
+    async fn debug(&self) -> Value {
+        let (_, b) = self.call("GET", "/debug/engine", "").await;
+        serde_json::from_str(&b).unwrap()
+    }
+
+    async fn metric(&self, line_prefix: &str) -> f64 {
+        let (_, text) = self.call("GET", "/metrics", "").await;
+        text.lines()
+            .find(|l| l.starts_with(line_prefix))
+            .unwrap_or_else(|| panic!("no metric line {line_prefix}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// The `data:` payloads of an SSE body, checking the framing on the way.
+fn sse_events(body: &str) -> Vec<String> {
+    assert!(
+        body.ends_with("data: [DONE]\n\n"),
+        "stream ends with [DONE]: {body}"
+    );
+    body.split_terminator("\n\n")
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("event without data: prefix: {e:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_returns_max_tokens_with_usage() {
+    let s = TestServer::start(200, vec![]).await;
+    let (status, v) = s
+        .json(
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": [1, 2, 3, 4], "max_tokens": 5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["model"], MODEL);
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        v["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .matches('<')
+            .count(),
+        5
+    );
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 4, "total_tokens": 9, "completion_tokens": 5, "prompt_tokens_details": null})
+    );
+    // Text prompts are tokenized; the default max_tokens is 16.
+    let (_, v) = s
+        .json("/v1/completions", json!({"prompt": "one two three"}))
+        .await;
+    assert_eq!(v["usage"]["prompt_tokens"], 3);
+    assert_eq!(v["usage"]["completion_tokens"], 16);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_completion_has_one_chunk_per_token_then_usage_then_done() {
+    let s = TestServer::start(200, vec![]).await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/completions",
+            &json!({"prompt": [5, 6, 7], "max_tokens": 4, "stream": true,
+                    "stream_options": {"include_usage": true, "continuous_usage_stats": true}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let ev = sse_events(&body);
+    assert_eq!(ev.len(), 4 + 1 + 1, "{body}");
+    for (i, e) in ev[..4].iter().enumerate() {
+        let v: Value = serde_json::from_str(e).unwrap();
+        assert_eq!(v["choices"][0]["index"], 0);
+        let fr = &v["choices"][0]["finish_reason"];
+        assert_eq!(*fr, if i == 3 { json!("length") } else { Value::Null });
+        assert_eq!(v["usage"]["completion_tokens"], i as u64 + 1);
+    }
+    let usage: Value = serde_json::from_str(&ev[4]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(
+        usage["usage"],
+        json!({"prompt_tokens": 3, "total_tokens": 7, "completion_tokens": 4})
+    );
+    assert_eq!(ev[5], "[DONE]");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_stream_sends_roles_then_deltas_for_each_choice() {
+    let s = TestServer::start(200, vec![]).await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "hello there"}],
+                    "max_completion_tokens": 3, "n": 2, "stream": true,
+                    "stream_options": {"include_usage": true}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let ev = sse_events(&body);
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    assert_eq!(chunks[1]["choices"][0]["index"], 1);
+    assert_eq!(chunks[0]["object"], "chat.completion.chunk");
+    for i in 0..2 {
+        let content: Vec<&Value> = chunks
+            .iter()
+            .filter(|c| {
+                c["choices"][0]["index"] == i && c["choices"][0]["delta"]["content"].is_string()
+            })
+            .filter(|c| c["choices"][0]["delta"]["content"] != "")
+            .collect();
+        assert_eq!(content.len(), 3);
+        assert_eq!(content[2]["choices"][0]["finish_reason"], "length");
+    }
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["usage"]["completion_tokens"], 6);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_without_limit_may_fill_the_context_and_n_gives_choices() {
+    let s = TestServer::start(100, vec![]).await;
+    let (status, v) = s
+        .json(
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "a b"}], "max_tokens": 2, "n": 3}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"].as_array().unwrap().len(), 3);
+    assert_eq!(v["choices"][2]["message"]["role"], "assistant");
+    assert_eq!(v["usage"]["completion_tokens"], 6);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_strings_end_the_choice_and_free_the_engine() {
+    let s = TestServer::start(200, vec![]).await;
+    // Every token reads " <id>", so ">" matches in the first token.
+    let (status, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": [1, 2], "max_tokens": 50, "stop": [">"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let c = &v["choices"][0];
+    assert_eq!(c["finish_reason"], "stop");
+    assert_eq!(c["stop_reason"], ">");
+    assert!(!c["text"].as_str().unwrap().contains('>'));
+    assert_eq!(v["usage"]["completion_tokens"], 1);
+    let (_, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": [1, 2], "max_tokens": 50, "stop": ">", "include_stop_str_in_output": true}),
+        )
+        .await;
+    assert!(v["choices"][0]["text"].as_str().unwrap().ends_with('>'));
+    // The engine was told: nothing stays running.
+    for _ in 0..100 {
+        if s.debug().await["num_requests_running"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.debug().await["num_requests_running"], 0);
+    // Counted as vLLM counts them: finished with reason `stop`.
+    let stopped = s
+        .metric("vllm:request_success_total{engine=\"0\",finished_reason=\"stop\"")
+        .await;
+    assert_eq!(stopped, 2.0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_vllm_status_codes_and_bodies() {
+    let s = TestServer::start(100, vec![]).await;
+    let (st, v) = s
+        .json("/v1/completions", json!({"model": "nope", "prompt": [1]}))
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(
+        v,
+        json!({"error": {"message": "The model `nope` does not exist.", "type": "NotFoundError", "param": "model", "code": 404}})
+    );
+    let (st, v) = s
+        .json("/v1/completions", json!({"prompt": [1], "max_tokens": 0}))
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        v["error"]["message"],
+        "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"
+    );
+    assert_eq!(v["error"]["param"], "max_tokens");
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": [1], "max_tokens": 5000}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["message"], "max_tokens=5000cannot be greater than max_model_len=max_total_tokens=4096. Please request fewer output tokens. (parameter=max_tokens, value=5000)");
+    let long: Vec<u32> = (0..4090).collect();
+    let (st, v) = s
+        .json("/v1/completions", json!({"prompt": long, "max_tokens": 16}))
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["message"], "This model's maximum context length is 4096 tokens. However, you requested 16 output tokens and your prompt contains 4090 input tokens, for a total of 4106 tokens. Please reduce the length of the input prompt or the number of requested output tokens. (parameter=input_tokens, value=4090)");
+    assert_eq!(v["error"]["type"], "BadRequestError");
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": [1], "max_tokens": 2, "min_tokens": 5}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        v["error"]["message"],
+        "min_tokens must be less than or equal to max_tokens=2, got 5."
+    );
+    let (st, v) = s
+        .json("/v1/completions", json!({"prompt": [1], "n": 0}))
+        .await;
+    assert_eq!(
+        (st, v["error"]["message"].clone()),
+        (400, json!("n must be at least 1, got 0."))
+    );
+    let (st, v) = s
+        .json("/v1/chat/completions", json!({"messages": []}))
+        .await;
+    assert_eq!(
+        (st, v["error"]["message"].clone()),
+        (400, json!("list index out of range"))
+    );
+    let (st, v) = s.json("/v1/completions", json!({"prompt": []})).await;
+    assert_eq!(
+        (st, v["error"]["message"].clone()),
+        (400, json!("You must pass at least one prompt"))
+    );
+    // Malformed JSON and wrong types: FastAPI's validation error.
+    let (st, b) = s.call("POST", "/v1/completions", "{bad").await;
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (st, v["error"]["type"].clone()),
+        (400, json!("Bad Request"))
+    );
+    let (st, v) = s
+        .json("/v1/completions", json!({"prompt": [1], "max_tokens": "x"}))
+        .await;
+    assert_eq!((st, v["error"]["code"].clone()), (400, json!(400)));
+    // Not UTF-8.
+    let (st, b) = s
+        .call_with("POST", "/v1/completions", vec![b'{', 0xff, 0xfe, b'}'], &[])
+        .await;
+    assert_eq!(
+        (st, b.as_str()),
+        (400, r#"{"detail":"There was an error parsing the body"}"#)
+    );
+    // Too large.
+    let huge = vec![b' '; 2 << 20];
+    let (st, _) = s.call_with("POST", "/v1/completions", huge, &[]).await;
+    assert_eq!(st, 413);
+    // Unknown fields are ignored, and the server still serves.
+    let (st, _) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": [1], "max_tokens": 1, "frobnicate": true}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_guards_v1_routes_only() {
+    let s = TestServer::start(100, vec!["sekrit".into()]).await;
+    let (st, b) = s.call("GET", "/v1/models", "").await;
+    assert_eq!((st, b.as_str()), (401, r#"{"error":"Unauthorized"}"#));
+    let (st, _) = s
+        .call_with(
+            "GET",
+            "/v1/models",
+            vec![],
+            &[("authorization", "Bearer wrong")],
+        )
+        .await;
+    assert_eq!(st, 401);
+    let (st, b) = s
+        .call_with(
+            "GET",
+            "/v1/models",
+            vec![],
+            &[("authorization", "Bearer sekrit")],
+        )
+        .await;
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["data"][0]["id"], MODEL);
+    assert_eq!(v["data"][0]["max_model_len"], 4096);
+    let (st, _) = s.call("GET", "/health", "").await;
+    assert_eq!(st, 200);
+    let (st, b) = s.call("GET", "/version", "").await;
+    assert_eq!((st, b.as_str()), (200, r#"{"version":"0.19.0"}"#));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_aborts_and_frees_kv_blocks() {
+    // 5 ms steps: the request is still running when the client goes away.
+    let s = TestServer::start(5000, vec![]).await;
+    let before = s.metric("vllm:kv_cache_usage_perc").await;
+    let prompt: Vec<u32> = (0..500).collect();
+    let resp = s
+        .send(
+            "POST",
+            "/v1/completions",
+            json!({"prompt": prompt, "max_tokens": 3000, "stream": true})
+                .to_string()
+                .into_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    // Read until a first token chunk arrives.
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().unwrap().starts_with(b"data: "));
+    let during = s.metric("vllm:kv_cache_usage_perc").await;
+    assert!(
+        during > before,
+        "KV in use while running: {during} vs {before}"
+    );
+    assert_eq!(s.debug().await["num_requests_running"], 1);
+    drop(body);
+    let mut after = during;
+    for _ in 0..200 {
+        after = s.metric("vllm:kv_cache_usage_perc").await;
+        if after == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(after, before, "KV usage returns to its previous value");
+    assert_eq!(s.debug().await["num_requests_running"], 0);
+    let aborted = s
+        .metric("vllm:request_success_total{engine=\"0\",finished_reason=\"abort\"")
+        .await;
+    assert_eq!(aborted, 1.0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_tokens_and_requests() {
+    let s = TestServer::start(100, vec![]).await;
+    for _ in 0..3 {
+        let (st, _) = s
+            .json(
+                "/v1/completions",
+                json!({"prompt": [1, 2, 3], "max_tokens": 7}),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    let (_, text) = s.call("GET", "/metrics", "").await;
+    let labels = format!("{{engine=\"0\",model_name=\"{MODEL}\"}}");
+    let get = |name: &str| -> f64 {
+        let prefix = format!("{name}{labels} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(get("vllm:prompt_tokens_total"), 9.0);
+    assert_eq!(get("vllm:generation_tokens_total"), 21.0);
+    assert_eq!(get("vllm:time_to_first_token_seconds_count"), 3.0);
+    assert_eq!(get("vllm:inter_token_latency_seconds_count"), 18.0);
+    assert_eq!(get("vllm:e2e_request_latency_seconds_count"), 3.0);
+    assert_eq!(get("vllm:num_requests_running"), 0.0);
+    assert!(text.contains(&format!(
+        "vllm:request_success_total{{engine=\"0\",finished_reason=\"length\",model_name=\"{MODEL}\"}} 3.0"
+    )));
+    assert!(text.contains("# TYPE vllm:time_to_first_token_seconds histogram"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let s = TestServer::start(1000, vec![]).await;
+    let addr = s.addr;
+    let req = tokio::spawn(async move {
+        let t = TestServer {
+            addr,
+            stop: None,
+            join: tokio::spawn(async {}),
+        };
+        t.json("/v1/completions", json!({"prompt": [1], "max_tokens": 50}))
+            .await
+    });
+    // Stop once the request is being served.
+    for _ in 0..500 {
+        if s.debug().await["server_load"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s.stop().await;
+    let (st, v) = req.await.unwrap();
+    assert_eq!(st, 200);
+    assert_eq!(v["usage"]["completion_tokens"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenize_and_detokenize() {
+    let s = TestServer::start(100, vec![]).await;
+    let (st, v) = s.json("/tokenize", json!({"prompt": "<5> <6> <7>"})).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["count"], 3);
+    assert_eq!(v["tokens"], json!([5, 6, 7]));
+    assert_eq!(v["max_model_len"], 4096);
+    let (_, v) = s.json("/detokenize", json!({"tokens": [5, 6]})).await;
+    assert_eq!(v["prompt"], " <5> <6>");
+    s.stop().await;
+}
