@@ -18,9 +18,11 @@ pub const DEFAULT_MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 #[derive(Args)]
 pub struct ServeArgs {
     /// Model name or path, as `vllm serve MODEL` takes it (default: the built-in
-    /// meta-llama/Llama-3.1-8B-Instruct). Its shape comes from `--model-config`, else the
-    /// built-in Llama-3.1-8B.
-    model: Option<String>,
+    /// meta-llama/Llama-3.1-8B-Instruct). Its architecture comes from `--model-config` or
+    /// `--model`, else from this name (a path, the local Hugging Face cache or the built-in
+    /// table), else the built-in Llama-3.1-8B.
+    #[arg(id = "model_tag", value_name = "MODEL")]
+    model_tag: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     host: String,
@@ -63,7 +65,10 @@ pub struct ServeArgs {
 /// The served names and `/v1/models` root from the model argument: the one place that maps a
 /// model name to what the server says about it.
 fn model_identity(a: &ServeArgs) -> (Vec<String>, String) {
-    let root = a.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string());
+    let root = a
+        .model_tag
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MODEL.to_string());
     let names = if a.served_model_name.is_empty() {
         vec![root.clone()]
     } else {
@@ -75,7 +80,7 @@ fn model_identity(a: &ServeArgs) -> (Vec<String>, String) {
 /// Where the tokenizer comes from: `--tokenizer`, else the model argument (a path, or a name in
 /// the local Hugging Face cache), else the embedded Llama 3 tokenizer of the default model.
 fn tokenizer_source(a: &ServeArgs) -> TokenizerSource {
-    let named = a.tokenizer.as_deref().or(a.model.as_deref());
+    let named = a.tokenizer.as_deref().or(a.model_tag.as_deref());
     match named {
         None => TokenizerSource::Builtin,
         Some(DEFAULT_MODEL) if a.tokenizer.is_none() => TokenizerSource::Builtin,
@@ -122,7 +127,18 @@ fn parse_output_len(spec: &str) -> Result<OutputLengthDistribution> {
     Ok(d)
 }
 
-pub fn run(a: ServeArgs) -> Result<()> {
+pub fn run(mut a: ServeArgs) -> Result<()> {
+    // The positional model names the architecture too, when it is one llm-emu knows (a path with
+    // config.json, the local Hugging Face cache, or the built-in table).
+    if let Some(tag) = a.model_tag.clone() {
+        match llm_emu_core::sizing::ModelShape::resolve(&tag) {
+            Ok(_) => a.engine.default_model(Some(&tag)),
+            Err(e) => eprintln!(
+                "llm-emu serve: warning: no architecture for `{tag}` ({e}); using the shape of \
+                 --model/--model-config or the default Llama-3.1-8B"
+            ),
+        }
+    }
     if !a.shutdown_grace_s.is_finite() || a.shutdown_grace_s < 0.0 {
         anyhow::bail!(
             "--shutdown-grace-s must be a non-negative number, got {}",
