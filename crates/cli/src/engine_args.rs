@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use llm_emu_core::latency::{parse_latency_spec_with, LatencyModel};
+use llm_emu_core::latency::{latency_spec_for_profile, parse_latency_spec_with, LatencyModel};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::sizing::{num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
@@ -18,8 +18,15 @@ pub struct EngineArgs {
     /// Step latency model: `linear:base_us=B,per_token_us=P[,per_req_us=R,per_ctx_us=C]` (µs), or
     /// `profile:dir=PATH[,tp=N]` for real-GPU operator profiles (the layout of
     /// `../shared/data/real-runs/*/profile/`, composed for the model of `--model-config`).
+    ///
+    /// `step-cycle:path=FILE[,seed=N,min_samples=M]` draws whole step durations from a step-cycle
+    /// pack (LLM-Emu's `serving_step_cycle_2d`; docs/step-cycle.md); its seed defaults to `--seed`.
     #[arg(long, default_value = DEFAULT_LATENCY)]
     latency: String,
+    /// A profile whose kind is detected: a step-cycle pack (JSON) or an operator-profile
+    /// directory (`meta.yaml` + `tp*/`). Replaces `--latency`.
+    #[arg(long, conflicts_with = "latency")]
+    profile: Option<PathBuf>,
     /// Hugging Face config.json of the model (default: built-in Llama-3.1-8B).
     #[arg(long)]
     model_config: Option<PathBuf>,
@@ -72,7 +79,7 @@ pub struct EngineArgs {
     /// Turn async scheduling off.
     #[arg(long, action = ArgAction::SetTrue)]
     no_async_scheduling: bool,
-    /// Seed of the synthetic workload and of synthetic prompt tokens.
+    /// Seed of the synthetic workload, of synthetic prompt tokens and of step-cycle draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -108,9 +115,28 @@ impl EngineArgs {
         engine_config_impl(self, shape, defaults)
     }
 
+    /// The `--latency` spec in force: `--profile` detected, and `--seed` given to a step-cycle
+    /// model that names no seed of its own.
+    pub fn latency_spec(&self) -> Result<String> {
+        let spec = match &self.profile {
+            Some(p) => latency_spec_for_profile(p).context("--profile")?,
+            None => self.latency.clone(),
+        };
+        Ok(match spec.strip_prefix("step-cycle:") {
+            Some(params)
+                if !params
+                    .split(',')
+                    .any(|kv| kv.trim_start().starts_with("seed=")) =>
+            {
+                format!("{spec},seed={}", self.seed)
+            }
+            _ => spec,
+        })
+    }
+
     /// The engine with this latency model and synthetic tokens; also the model's description.
     pub fn build_engine(&self, cfg: &EngineConfig, shape: &ModelShape) -> Result<(Engine, String)> {
-        let latency: Box<dyn LatencyModel> = parse_latency_spec_with(&self.latency, shape)?;
+        let latency: Box<dyn LatencyModel> = parse_latency_spec_with(&self.latency_spec()?, shape)?;
         let desc = latency.describe();
         Ok((
             Engine::new(cfg.clone(), latency, Box::new(HashSampler::default()))?,

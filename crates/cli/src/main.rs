@@ -1,6 +1,7 @@
 //! `llm-emu`: a GPU-free emulator of a vLLM inference server.
 
 mod engine_args;
+mod profile_pack;
 mod simulate;
 mod validate;
 
@@ -23,6 +24,8 @@ enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Replay a real vLLM run's workload and compare emulated with real per-request latencies.
     Validate(Box<validate::ValidateArgs>),
+    /// Build a step-cycle latency pack from per-step measurements (JSONL step records).
+    ProfilePack(Box<profile_pack::ProfilePackArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(*args),
         Command::Validate(args) => validate::run(*args),
+        Command::ProfilePack(args) => profile_pack::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -44,6 +44,8 @@ pub struct StepLine {
     pub num_tokens: usize,
     pub num_prefill_tokens: usize,
     pub num_decode_reqs: usize,
+    /// Σ tokens computed before this step of the scheduled requests (the attention context).
+    pub context_tokens: usize,
     pub running: usize,
     pub waiting: usize,
     pub kv_usage: f64,
@@ -190,6 +192,7 @@ impl EngineObserver for Collector<'_> {
                 .iter()
                 .filter(|r| r.num_computed_before >= r.num_prompt_tokens)
                 .count(),
+            context_tokens: out.scheduled.iter().map(|r| r.num_computed_before).sum(),
             running: s.scheduler.num_running(),
             waiting: s.scheduler.num_waiting(),
             kv_usage: s.scheduler.kv().usage(),

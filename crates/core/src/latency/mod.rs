@@ -1,11 +1,15 @@
 //! Step latency: the only part of a vLLM step the emulator does not run. The engine asks the
 //! model once per step with the step's batch and advances its device clock by the answer.
 
+pub mod detect;
 pub mod linear;
 pub mod profile;
+pub mod step_cycle;
 
+pub use detect::latency_spec_for_profile;
 pub use linear::LinearLatency;
 pub use profile::{BatchShape, ProfileError, ProfileLatency};
+pub use step_cycle::StepCycleLatency;
 
 use crate::sched::ScheduledRequest;
 use crate::sizing::ModelShape;
@@ -42,7 +46,7 @@ pub trait LatencyModel: Send {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LatencySpecError {
-    #[error("unknown latency model `{0}` (known: linear, profile)")]
+    #[error("unknown latency model `{0}` (known: linear, profile, step-cycle)")]
     UnknownKind(String),
     #[error("bad latency parameter `{0}`: {1}")]
     BadParam(String, String),
@@ -70,6 +74,7 @@ fn parse_latency_spec_inner(
     let (kind, params) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
         "linear" => Ok(Box::new(LinearLatency::parse_params(params)?)),
+        "step-cycle" => Ok(Box::new(StepCycleLatency::parse_params(params)?)),
         "profile" => match shape {
             Some(shape) => Ok(Box::new(ProfileLatency::parse_params(params, shape)?)),
             None => Err(LatencySpecError::BadParam(

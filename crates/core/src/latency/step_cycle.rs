@@ -1,0 +1,259 @@
+//! `step-cycle:path=FILE[,seed=N,min_samples=M]`: whole engine-step durations drawn from
+//! empirical samples keyed by batch shape — LLM-Emu's profile packs
+//! (`"profile_type": "serving_step_cycle_2d"`) and our extension with a context-token axis.
+//! See `docs/step-cycle.md` for the format, the sampling and pooling rules and the limits.
+//!
+//! A step's shape is tt = Σ scheduled tokens, conc = scheduled requests (at least 1), ctx = Σ
+//! tokens computed before the step. A step carrying prompt tokens draws from the prefill table,
+//! any other from the decode table (the all-steps table stands in for a missing one).
+
+pub mod build;
+pub mod pack;
+mod rng;
+pub mod table;
+
+use super::{LatencyModel, LatencySpecError, StepBatch};
+use crate::time::Nanos;
+use pack::{bucket_key, StepCyclePack, TABLE_NAMES};
+use rng::SplitMix64;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use table::{Table, AXES};
+
+pub use pack::{PackError, PROFILE_TYPE_2D, PROFILE_TYPE_CTX};
+
+/// A cell holding fewer samples than this is pooled with its neighbours (default).
+pub const DEFAULT_MIN_SAMPLES: usize = 5;
+
+/// Receives one-line warnings (shapes outside the table); by default printed to stderr.
+pub type WarnSink = Box<dyn FnMut(&str) + Send>;
+
+pub struct StepCycleLatency {
+    path: PathBuf,
+    seed: u64,
+    min_samples: usize,
+    widths: [u64; 3],
+    has_ctx: bool,
+    /// Tables for prefill steps and decode steps, with the pack table each came from.
+    prefill: (Table, &'static str),
+    decode: Option<(Table, &'static str)>,
+    notes: Vec<String>,
+    rng: SplitMix64,
+    warned: HashSet<(&'static str, usize, i8)>,
+    warn: WarnSink,
+}
+
+impl std::fmt::Debug for StepCycleLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepCycleLatency")
+            .field("path", &self.path)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepCycleLatency {
+    /// A model over a loaded pack. `min_samples` >= 1.
+    pub fn new(pack: &StepCyclePack, path: &Path, seed: u64, min_samples: usize) -> Self {
+        let b = pack
+            .bucketing
+            .as_ref()
+            .expect("validated pack has bucketing");
+        let ctx_w = if pack.has_ctx() {
+            b.ctx_bucket_width
+        } else {
+            None
+        };
+        let mk = |cells: &[pack::Cell]| {
+            Table::new(
+                cells,
+                b.tt_bucket_width,
+                b.conc_bucket_width,
+                ctx_w,
+                min_samples,
+            )
+        };
+        let [p, d, all] = pack.tables();
+        let mut notes = Vec::new();
+        let pick = |own: &'static str,
+                    cells: &[pack::Cell],
+                    other: (&'static str, &[pack::Cell]),
+                    notes: &mut Vec<String>| {
+            if !cells.is_empty() {
+                return (mk(cells), own);
+            }
+            let (name, cells) = if !all.is_empty() {
+                (TABLE_NAMES[2], all)
+            } else {
+                other
+            };
+            notes.push(format!("{own} missing, using {name}"));
+            (mk(cells), name)
+        };
+        let prefill = pick(TABLE_NAMES[0], p, (TABLE_NAMES[1], d), &mut notes);
+        let decode = pick(TABLE_NAMES[1], d, (TABLE_NAMES[0], p), &mut notes);
+        let decode = if decode.1 == prefill.1 {
+            None
+        } else {
+            Some(decode)
+        };
+        StepCycleLatency {
+            path: path.into(),
+            seed,
+            min_samples,
+            widths: [b.tt_bucket_width, b.conc_bucket_width, ctx_w.unwrap_or(1)],
+            has_ctx: ctx_w.is_some(),
+            prefill,
+            decode,
+            notes,
+            rng: SplitMix64::new(seed),
+            warned: HashSet::new(),
+            warn: Box::new(|m| eprintln!("warning: {m}")),
+        }
+    }
+
+    /// Loads `path` and builds the model.
+    pub fn load(path: &Path, seed: u64, min_samples: usize) -> Result<Self, PackError> {
+        Ok(Self::new(
+            &StepCyclePack::load(path)?,
+            path,
+            seed,
+            min_samples,
+        ))
+    }
+
+    /// Sends warnings to `sink` instead of stderr.
+    pub fn with_warn_sink(mut self, sink: WarnSink) -> Self {
+        self.warn = sink;
+        self
+    }
+
+    /// Parses `path=FILE[,seed=N,min_samples=M]`.
+    pub fn parse_params(params: &str) -> Result<StepCycleLatency, LatencySpecError> {
+        let mut path = None;
+        let mut seed = 0u64;
+        let mut min_samples = DEFAULT_MIN_SAMPLES;
+        for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                LatencySpecError::BadParam(kv.into(), "expected key=value".into())
+            })?;
+            let int = |what: &str| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    LatencySpecError::BadParam(kv.into(), format!("{what} must be an integer >= 0"))
+                })
+            };
+            match k.trim() {
+                "path" => path = Some(PathBuf::from(v.trim())),
+                "seed" => seed = int("seed")?,
+                "min_samples" => {
+                    min_samples = int("min_samples")? as usize;
+                    if min_samples == 0 {
+                        return Err(LatencySpecError::BadParam(
+                            kv.into(),
+                            "min_samples must be >= 1".into(),
+                        ));
+                    }
+                }
+                other => {
+                    return Err(LatencySpecError::BadParam(
+                        other.into(),
+                        "unknown key (path, seed, min_samples)".into(),
+                    ))
+                }
+            }
+        }
+        let path = path.ok_or_else(|| {
+            LatencySpecError::BadParam(params.into(), "step-cycle needs path=FILE".into())
+        })?;
+        Self::load(&path, seed, min_samples)
+            .map_err(|e| LatencySpecError::BadParam(params.into(), e.to_string()))
+    }
+
+    /// The bucket key of a batch: (tt, conc, ctx) bucket centres.
+    fn key(&self, batch: &StepBatch<'_>) -> [u64; 3] {
+        let conc = batch.requests.len().max(1) as u64;
+        let ctx = if self.has_ctx {
+            bucket_key(batch.context_tokens() as u64, self.widths[2])
+        } else {
+            0
+        };
+        [
+            bucket_key(batch.total_tokens as u64, self.widths[0]),
+            bucket_key(conc, self.widths[1]),
+            ctx,
+        ]
+    }
+}
+
+/// Whether a step carries prompt tokens (a prefill or a prefill chunk).
+fn has_prefill(batch: &StepBatch<'_>) -> bool {
+    batch
+        .requests
+        .iter()
+        .any(|r| r.num_computed_before < r.num_prompt_tokens)
+}
+
+impl LatencyModel for StepCycleLatency {
+    fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
+        let key = self.key(batch);
+        let (table, name) = match (&mut self.decode, has_prefill(batch)) {
+            (Some((t, n)), false) => (t, *n),
+            _ => (&mut self.prefill.0, self.prefill.1),
+        };
+        let oor = table.out_of_range(key);
+        for (axis, dir) in oor.iter().enumerate().filter(|(_, d)| **d != 0) {
+            if self.warned.insert((name, axis, *dir)) {
+                let (lo, hi) = table.range()[axis];
+                let slope = table.slopes()[axis];
+                (self.warn)(&format!(
+                    "step-cycle {}: a step with {} bucket {} is {} the table {name} ({lo}..={hi}); \
+                     drawing from the nearest cells shifted along the table's linear trend \
+                     ({slope:.3} µs per {}), floored at its smallest sample (warned once)",
+                    self.path.display(),
+                    AXES[axis],
+                    key[axis],
+                    if *dir > 0 { "above" } else { "below" },
+                    AXES[axis],
+                ));
+            }
+        }
+        let us = table.draw(key, &mut self.rng);
+        Nanos((us * 1000.0).round() as u64)
+    }
+
+    fn describe(&self) -> String {
+        let t = |(tb, n): &(Table, &str)| {
+            let s = tb.slopes();
+            format!(
+                "{n}: {} cells, trend {:.3} µs/token {:.3} µs/request {:.5} µs/ctx token",
+                tb.len(),
+                s[0],
+                s[1],
+                s[2]
+            )
+        };
+        let mut d = format!(
+            "step-cycle: {} (seed {}, min_samples {}, buckets tt {} conc {}{}); {}",
+            self.path.display(),
+            self.seed,
+            self.min_samples,
+            self.widths[0],
+            self.widths[1],
+            if self.has_ctx {
+                format!(" ctx {}", self.widths[2])
+            } else {
+                String::new()
+            },
+            t(&self.prefill)
+        );
+        if let Some(dt) = &self.decode {
+            d.push_str("; ");
+            d.push_str(&t(dt));
+        }
+        for n in &self.notes {
+            d.push_str("; ");
+            d.push_str(n);
+        }
+        d
+    }
+}

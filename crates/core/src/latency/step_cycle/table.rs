@@ -1,0 +1,291 @@
+//! One table of cells, ready for drawing: exact-cell lookup, pooling of neighbouring cells
+//! weighted by distance where a cell is sparse or missing, and a fitted linear trend that moves
+//! a neighbour's samples to the queried shape (which is also how shapes outside the table are
+//! extrapolated).
+
+use super::pack::Cell;
+use super::rng::SplitMix64;
+use std::collections::HashMap;
+
+/// Axis names, in key order.
+pub const AXES: [&str; 3] = ["tt", "conc", "ctx"];
+
+/// Cells pooled for a shape at most (ties with the last one are always kept).
+const MAX_POOL: usize = 16;
+
+#[derive(Debug)]
+struct TCell {
+    key: [u64; 3],
+    samples: Vec<f64>,
+}
+
+/// The neighbourhood a bucket key draws from: cells with cumulative weights and the shift (µs)
+/// that moves each cell's samples to the queried key.
+#[derive(Clone, Debug)]
+struct Pool {
+    /// (cell index, cumulative weight, shift µs)
+    members: Vec<(usize, f64, f64)>,
+}
+
+/// Where a key lies outside the table's key range: per axis, -1 below, +1 above, 0 inside.
+pub type OutOfRange = [i8; 3];
+
+#[derive(Debug)]
+pub struct Table {
+    cells: Vec<TCell>,
+    index: HashMap<[u64; 3], usize>,
+    /// Bucket widths per axis (ctx width 1 and every ctx key 0 when the pack has no ctx axis).
+    widths: [u64; 3],
+    /// Trend slopes, µs per unit of each axis (>= 0).
+    slopes: [f64; 3],
+    lo: [u64; 3],
+    hi: [u64; 3],
+    /// Smallest sample of the table: a floor for shifted draws, so a draw is never <= 0.
+    floor_us: f64,
+    /// A cell with at least this many samples is drawn from alone.
+    min_samples: usize,
+    pools: HashMap<[u64; 3], Pool>,
+}
+
+impl Table {
+    /// Builds a table from validated, non-empty cells; `ctx_width` is `None` for 2-D packs.
+    pub fn new(
+        cells: &[Cell],
+        tt_w: u64,
+        conc_w: u64,
+        ctx_w: Option<u64>,
+        min_samples: usize,
+    ) -> Table {
+        assert!(!cells.is_empty(), "validated pack tables are non-empty");
+        let cells: Vec<TCell> = cells
+            .iter()
+            .map(|c| TCell {
+                key: [
+                    c.tt,
+                    c.conc,
+                    if ctx_w.is_some() {
+                        c.ctx.unwrap_or(0)
+                    } else {
+                        0
+                    },
+                ],
+                samples: c.samples.clone(),
+            })
+            .collect();
+        let index = cells.iter().enumerate().map(|(i, c)| (c.key, i)).collect();
+        let mut lo = [u64::MAX; 3];
+        let mut hi = [0u64; 3];
+        for c in &cells {
+            for a in 0..3 {
+                lo[a] = lo[a].min(c.key[a]);
+                hi[a] = hi[a].max(c.key[a]);
+            }
+        }
+        let floor_us = cells
+            .iter()
+            .flat_map(|c| c.samples.iter().copied())
+            .fold(f64::INFINITY, f64::min);
+        let slopes = fit_slopes(&cells, ctx_w.is_some());
+        Table {
+            cells,
+            index,
+            widths: [tt_w, conc_w, ctx_w.unwrap_or(1)],
+            slopes,
+            lo,
+            hi,
+            floor_us,
+            min_samples: min_samples.max(1),
+            pools: HashMap::new(),
+        }
+    }
+
+    /// The fitted trend slopes, µs per token (tt), per request (conc), per context token (ctx).
+    pub fn slopes(&self) -> [f64; 3] {
+        self.slopes
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Always false: tables are built from non-empty cell lists.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The key range per axis, (lowest, highest) cell key.
+    pub fn range(&self) -> [(u64, u64); 3] {
+        [0, 1, 2].map(|a| (self.lo[a], self.hi[a]))
+    }
+
+    /// Where `key` lies relative to the table's key range.
+    pub fn out_of_range(&self, key: [u64; 3]) -> OutOfRange {
+        [0, 1, 2].map(|a| {
+            if key[a] < self.lo[a] {
+                -1
+            } else if key[a] > self.hi[a] {
+                1
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Draws one step duration (µs) for the bucket `key`.
+    pub fn draw(&mut self, key: [u64; 3], rng: &mut SplitMix64) -> f64 {
+        if !self.pools.contains_key(&key) {
+            let pool = self.pool_for(key);
+            self.pools.insert(key, pool);
+        }
+        let pool = &self.pools[&key];
+        let total = pool.members.last().expect("pool is non-empty").1;
+        let (cell, shift) = if pool.members.len() == 1 {
+            (pool.members[0].0, pool.members[0].2)
+        } else {
+            let u = rng.next_f64() * total;
+            let m = pool
+                .members
+                .iter()
+                .find(|m| u < m.1)
+                .unwrap_or_else(|| pool.members.last().expect("non-empty"));
+            (m.0, m.2)
+        };
+        let samples = &self.cells[cell].samples;
+        let s = samples[rng.below(samples.len())];
+        (s + shift).max(self.floor_us)
+    }
+
+    /// The cells `key` draws from: its own cell alone when it holds `min_samples`, else the
+    /// nearest cells (Euclidean distance in bucket widths) until they hold `min_samples`
+    /// together, each weighted `min(n, min_samples) / (1 + distance)`.
+    fn pool_for(&self, key: [u64; 3]) -> Pool {
+        if let Some(&i) = self.index.get(&key) {
+            if self.cells[i].samples.len() >= self.min_samples {
+                return Pool {
+                    members: vec![(i, 1.0, 0.0)],
+                };
+            }
+        }
+        let mut by_dist: Vec<(f64, usize)> = self
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (self.distance(key, c.key), i))
+            .collect();
+        by_dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut members = Vec::new();
+        let mut held = 0usize;
+        let mut cum = 0.0;
+        let mut last_d = f64::NAN;
+        for (d, i) in by_dist {
+            let enough = held >= self.min_samples || members.len() >= MAX_POOL;
+            if enough && d != last_d {
+                break;
+            }
+            let n = self.cells[i].samples.len().min(self.min_samples);
+            held += n;
+            cum += n as f64 / (1.0 + d);
+            members.push((i, cum, self.shift(key, self.cells[i].key)));
+            last_d = d;
+        }
+        Pool { members }
+    }
+
+    fn distance(&self, a: [u64; 3], b: [u64; 3]) -> f64 {
+        (0..3)
+            .map(|i| {
+                let d = (a[i] as f64 - b[i] as f64) / self.widths[i] as f64;
+                d * d
+            })
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// µs that move a sample of cell `from` to key `to` along the fitted trend.
+    fn shift(&self, to: [u64; 3], from: [u64; 3]) -> f64 {
+        (0..3)
+            .map(|i| self.slopes[i] * (to[i] as f64 - from[i] as f64))
+            .sum()
+    }
+}
+
+/// Least-squares plane through the cell means (weighted by sample count): mean ≈ a + b·tt +
+/// c·conc (+ d·ctx). An axis without spread gets slope 0; a negative slope (noise: a step
+/// never gets faster with more work) is set to 0.
+fn fit_slopes(cells: &[TCell], use_ctx: bool) -> [f64; 3] {
+    let axes: Vec<usize> = (0..if use_ctx { 3 } else { 2 })
+        .filter(|&a| cells.iter().any(|c| c.key[a] != cells[0].key[a]))
+        .collect();
+    let mut slopes = [0.0; 3];
+    if axes.is_empty() {
+        return slopes;
+    }
+    let w: Vec<f64> = cells.iter().map(|c| c.samples.len() as f64).collect();
+    let mean: Vec<f64> = cells
+        .iter()
+        .map(|c| c.samples.iter().sum::<f64>() / c.samples.len() as f64)
+        .collect();
+    let wsum: f64 = w.iter().sum();
+    let xbar: Vec<f64> = axes
+        .iter()
+        .map(|&a| {
+            cells
+                .iter()
+                .zip(&w)
+                .map(|(c, w)| w * c.key[a] as f64)
+                .sum::<f64>()
+                / wsum
+        })
+        .collect();
+    let ybar = mean.iter().zip(&w).map(|(m, w)| m * w).sum::<f64>() / wsum;
+    let k = axes.len();
+    // Normal equations on centred data: M s = v.
+    let mut m = vec![vec![0.0; k + 1]; k];
+    for (ci, c) in cells.iter().enumerate() {
+        let x: Vec<f64> = axes
+            .iter()
+            .enumerate()
+            .map(|(j, &a)| c.key[a] as f64 - xbar[j])
+            .collect();
+        for r in 0..k {
+            for s in 0..k {
+                m[r][s] += w[ci] * x[r] * x[s];
+            }
+            m[r][k] += w[ci] * x[r] * (mean[ci] - ybar);
+        }
+    }
+    if let Some(sol) = solve(m) {
+        for (j, &a) in axes.iter().enumerate() {
+            slopes[a] = if sol[j].is_finite() {
+                sol[j].max(0.0)
+            } else {
+                0.0
+            };
+        }
+    }
+    slopes
+}
+
+/// Gaussian elimination with partial pivoting on an augmented k×(k+1) matrix; `None` when
+/// singular (collinear axes), in which case no trend is used.
+fn solve(mut m: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+    let k = m.len();
+    for col in 0..k {
+        let p = (col..k).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        let scale = m.iter().map(|r| r[col].abs()).fold(0.0, f64::max);
+        if m[p][col].abs() <= 1e-12 * scale.max(f64::MIN_POSITIVE) {
+            return None;
+        }
+        m.swap(col, p);
+        for r in 0..k {
+            if r != col {
+                let f = m[r][col] / m[col][col];
+                for c in col..=k {
+                    m[r][c] -= f * m[col][c];
+                }
+            }
+        }
+    }
+    Some((0..k).map(|r| m[r][k] / m[r][r]).collect())
+}
