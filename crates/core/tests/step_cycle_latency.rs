@@ -86,6 +86,7 @@ fn pack_2d(prefill: Vec<Cell>, decode: Vec<Cell>, tt_w: u64, conc_w: u64) -> Ste
         gpu_model: None,
         model_name: None,
         profile_type: PROFILE_TYPE_2D.into(),
+        alpha_kv: None,
         bucketing: Some(Bucketing {
             tt_bucket_width: tt_w,
             conc_bucket_width: conc_w,
@@ -335,6 +336,38 @@ fn context_tokens_select_cells_in_the_extended_pack() {
     // 10 decodes over 510 each → ctx 5100 → bucket 5500.
     let long = draw_us(m.as_mut(), &requests(10, 10, false, 510));
     assert!((9000.0..9040.0).contains(&long), "{long}");
+}
+
+#[test]
+fn alpha_kv_packs_key_cells_by_effective_tokens() {
+    // LLM-Emu's `--alpha-kv model` packs: cells keyed by tt + alpha_kv × Σ context tokens.
+    let mut p = pack_2d(
+        vec![],
+        vec![
+            cell(10, 2, vec![1000.0; 10]),
+            cell(110, 2, vec![3000.0; 10]),
+        ],
+        1,
+        5,
+    );
+    p.alpha_kv = Some(0.05);
+    let mut m = StepCycleLatency::new(&p, "alpha.json".as_ref(), 0, 1);
+    assert!(m.describe().contains("tt_eff"), "{}", m.describe());
+    // 2 decodes (tt 2) over 1000 context tokens each: tt_eff = 2 + 0.05 × 2000 = 102, nearest
+    // cell 110, moved along the fitted 20 µs/token to 102: 3000 − 160.
+    assert_eq!(draw_us(&mut m, &requests(2, 2, false, 1000)), 2840.0);
+    // Over 10 each: tt_eff = 3, nearest cell 10, 1000 − 140 floored at the smallest sample.
+    assert_eq!(draw_us(&mut m, &requests(2, 2, false, 10)), 1000.0);
+    // Without alpha_kv the context is not looked at: tt 2 → cell 10 either way.
+    p.alpha_kv = None;
+    let mut plain = StepCycleLatency::new(&p, "alpha.json".as_ref(), 0, 1);
+    assert_eq!(draw_us(&mut plain, &requests(2, 2, false, 1000)), 1000.0);
+    p.alpha_kv = Some(-1.0);
+    let path = save("alpha_bad.json", &p);
+    let e = parse_latency_spec(&format!("step-cycle:path={}", path.display()))
+        .err()
+        .expect("negative alpha_kv refused");
+    assert!(e.to_string().contains("alpha_kv"), "{e}");
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub struct StepCycleLatency {
     min_samples: usize,
     widths: [u64; 3],
     has_ctx: bool,
+    /// LLM-Emu's tt_eff = tt + alpha_kv × context tokens, when the pack was keyed so.
+    alpha_kv: Option<f64>,
     /// Tables for prefill steps and decode steps, with the pack table each came from.
     prefill: (Table, &'static str),
     decode: Option<(Table, &'static str)>,
@@ -103,6 +105,7 @@ impl StepCycleLatency {
             min_samples,
             widths: [b.tt_bucket_width, b.conc_bucket_width, ctx_w.unwrap_or(1)],
             has_ctx: ctx_w.is_some(),
+            alpha_kv: pack.alpha_kv.filter(|a| *a > 0.0),
             prefill,
             decode,
             notes,
@@ -172,13 +175,18 @@ impl StepCycleLatency {
     /// The bucket key of a batch: (tt, conc, ctx) bucket centres.
     fn key(&self, batch: &StepBatch<'_>) -> [u64; 3] {
         let conc = batch.requests.len().max(1) as u64;
+        let context = batch.context_tokens();
         let ctx = if self.has_ctx {
-            bucket_key(batch.context_tokens() as u64, self.widths[2])
+            bucket_key(context as u64, self.widths[2])
         } else {
             0
         };
+        let tt = match self.alpha_kv {
+            Some(a) => (batch.total_tokens as f64 + a * context as f64).floor() as u64,
+            None => batch.total_tokens as u64,
+        };
         [
-            bucket_key(batch.total_tokens as u64, self.widths[0]),
+            bucket_key(tt, self.widths[0]),
             bucket_key(conc, self.widths[1]),
             ctx,
         ]
@@ -233,10 +241,14 @@ impl LatencyModel for StepCycleLatency {
             )
         };
         let mut d = format!(
-            "step-cycle: {} (seed {}, min_samples {}, buckets tt {} conc {}{}); {}",
+            "step-cycle: {} (seed {}, min_samples {}, buckets tt{} {} conc {}{}); {}",
             self.path.display(),
             self.seed,
             self.min_samples,
+            match self.alpha_kv {
+                Some(a) => format!("_eff (tt + {a} × ctx)"),
+                None => String::new(),
+            },
             self.widths[0],
             self.widths[1],
             if self.has_ctx {

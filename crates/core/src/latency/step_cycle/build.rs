@@ -200,6 +200,7 @@ impl PackBuilder {
                 PROFILE_TYPE_2D
             }
             .into(),
+            alpha_kv: None,
             bucketing: Some(self.bucketing),
             prefill_2d_distribution: prefill,
             decode_2d_distribution: decode,

@@ -88,6 +88,10 @@ pub struct StepCyclePack {
     /// Absent in LLM-Emu's v1.0 packs, which this reader does not take.
     #[serde(default)]
     pub bucketing: Option<Bucketing>,
+    /// LLM-Emu's KV adjustment: when present, cells are keyed by tt_eff = tt + alpha_kv × Σ
+    /// context tokens instead of tt (its `--alpha-kv model` packs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_kv: Option<f64>,
     /// Steps that admit at least one new request (see docs/step-cycle.md for our rule).
     #[serde(default)]
     pub prefill_2d_distribution: Vec<Cell>,
@@ -175,6 +179,13 @@ impl StepCyclePack {
         })?;
         if b.tt_bucket_width == 0 || b.conc_bucket_width == 0 {
             return Err(invalid("bucket widths must be >= 1".into()));
+        }
+        if let Some(a) = self.alpha_kv {
+            if !a.is_finite() || a < 0.0 {
+                return Err(invalid(format!(
+                    "alpha_kv {a} must be a finite number >= 0"
+                )));
+            }
         }
         let ctx = self.has_ctx();
         match (ctx, b.ctx_bucket_width) {
