@@ -34,6 +34,8 @@ pub type OutOfRange = [i8; 3];
 pub struct Table {
     cells: Vec<TCell>,
     index: HashMap<[u64; 3], usize>,
+    /// Cell indices sorted by tt key, for the neighbour sweep.
+    by_tt: Vec<usize>,
     /// Bucket widths per axis (ctx width 1 and every ctx key 0 when the pack has no ctx axis).
     widths: [u64; 3],
     /// Trend slopes, µs per unit of each axis (>= 0).
@@ -86,9 +88,12 @@ impl Table {
             .flat_map(|c| c.samples.iter().copied())
             .fold(f64::INFINITY, f64::min);
         let slopes = fit_slopes(&cells, ctx_w.is_some());
+        let mut by_tt: Vec<usize> = (0..cells.len()).collect();
+        by_tt.sort_by_key(|&i| (cells[i].key[0], i));
         Table {
             cells,
             index,
+            by_tt,
             widths: [tt_w, conc_w, ctx_w.unwrap_or(1)],
             slopes,
             lo,
@@ -167,13 +172,7 @@ impl Table {
                 };
             }
         }
-        let mut by_dist: Vec<(f64, usize)> = self
-            .cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (self.distance(key, c.key), i))
-            .collect();
-        by_dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let by_dist = self.nearest(key);
         let mut members = Vec::new();
         let mut held = 0usize;
         let mut cum = 0.0;
@@ -190,6 +189,60 @@ impl Table {
             last_d = d;
         }
         Pool { members }
+    }
+
+    /// The cells a pool for `key` can take, sorted by (distance, index): every cell no farther
+    /// than the pool's cutoff. Sweeps outwards from `key` along the tt-sorted cells and stops
+    /// once the tt distance alone exceeds the cutoff, so a pool costs a few cells, not the table.
+    fn nearest(&self, key: [u64; 3]) -> Vec<(f64, usize)> {
+        let n = self.by_tt.len();
+        let tt = |j: usize| self.cells[self.by_tt[j]].key[0];
+        let w = self.widths[0] as f64;
+        let pos = self
+            .by_tt
+            .partition_point(|&i| self.cells[i].key[0] < key[0]);
+        let (mut lo, mut hi) = (pos, pos);
+        let mut cands: Vec<(f64, usize)> = Vec::new();
+        loop {
+            let below = (lo > 0).then(|| (key[0] - tt(lo - 1)) as f64 / w);
+            let above = (hi < n).then(|| (tt(hi) - key[0]) as f64 / w);
+            let (bound, take_below) = match (below, above) {
+                (None, None) => break,
+                (Some(b), None) => (b, true),
+                (None, Some(a)) => (a, false),
+                (Some(b), Some(a)) => (b.min(a), b <= a),
+            };
+            if self.cutoff(&cands).is_some_and(|cut| bound > cut) {
+                break;
+            }
+            let i = if take_below {
+                lo -= 1;
+                self.by_tt[lo]
+            } else {
+                hi += 1;
+                self.by_tt[hi - 1]
+            };
+            let c = (self.distance(key, self.cells[i].key), i);
+            let at = cands.partition_point(|x| x.0.total_cmp(&c.0).then(x.1.cmp(&c.1)).is_lt());
+            cands.insert(at, c);
+            if let Some(cut) = self.cutoff(&cands) {
+                cands.retain(|x| x.0 <= cut);
+            }
+        }
+        cands
+    }
+
+    /// Distance of the cell that completes a pool from the sorted candidates (`min_samples`
+    /// held or `MAX_POOL` cells), if they complete one.
+    fn cutoff(&self, sorted: &[(f64, usize)]) -> Option<f64> {
+        let mut held = 0;
+        for (k, &(d, i)) in sorted.iter().enumerate() {
+            held += self.cells[i].samples.len().min(self.min_samples);
+            if held >= self.min_samples || k + 1 >= MAX_POOL {
+                return Some(d);
+            }
+        }
+        None
     }
 
     fn distance(&self, a: [u64; 3], b: [u64; 3]) -> f64 {
@@ -288,4 +341,64 @@ fn solve(mut m: Vec<Vec<f64>>) -> Option<Vec<f64>> {
         }
     }
     Some((0..k).map(|r| m[r][k] / m[r][r]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_pcg::Pcg64;
+
+    /// The sweep finds the same neighbours as sorting every cell by distance.
+    #[test]
+    fn the_sweep_matches_a_full_sort() {
+        let mut rng = Pcg64::seed_from_u64(11);
+        for round in 0..40 {
+            let (tt_w, conc_w, ctx_w) = [(1, 5, None), (16, 5, Some(512)), (4, 1, None)][round % 3];
+            let mut cells = vec![];
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..rng.random_range(1..300) {
+                let tt =
+                    crate::latency::step_cycle::pack::bucket_key(rng.random_range(1..400), tt_w);
+                let conc =
+                    crate::latency::step_cycle::pack::bucket_key(rng.random_range(1..40), conc_w);
+                let ctx = ctx_w.map(|w| {
+                    crate::latency::step_cycle::pack::bucket_key(rng.random_range(0..5000), w)
+                });
+                if !seen.insert((tt, conc, ctx)) {
+                    continue;
+                }
+                let n = rng.random_range(1..8);
+                cells.push(Cell {
+                    tt,
+                    conc,
+                    ctx,
+                    num_samples: n,
+                    samples: vec![1000.0; n],
+                });
+            }
+            let t = Table::new(&cells, tt_w, conc_w, ctx_w, rng.random_range(1..12));
+            for _ in 0..50 {
+                let key = [
+                    rng.random_range(0..500),
+                    rng.random_range(0..50),
+                    if ctx_w.is_some() {
+                        rng.random_range(0..6000)
+                    } else {
+                        0
+                    },
+                ];
+                let mut all: Vec<(f64, usize)> = t
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (t.distance(key, c.key), i))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let cut = t.cutoff(&all).unwrap_or(f64::INFINITY);
+                all.retain(|x| x.0 <= cut);
+                assert_eq!(t.nearest(key), all, "key {key:?}");
+            }
+        }
+    }
 }
