@@ -177,7 +177,7 @@ fn draws_reproduce_cell_means_and_quantiles() {
 #[test]
 fn the_trend_is_fitted_from_the_cells() {
     let p = linear_pack();
-    let m = StepCycleLatency::new(&p, "linear.json".as_ref(), 0, 5);
+    let m = StepCycleLatency::new(&p, "linear.json".as_ref(), 0, 5).unwrap();
     let d = m.describe();
     // 20 µs/token, 50 µs/request, recovered from noisy cell means.
     assert!(d.contains("trend 20.0") || d.contains("trend 19.9"), "{d}");
@@ -197,7 +197,7 @@ fn a_missing_cell_pools_its_neighbours_along_the_trend() {
         .map(|&tt| cell(tt, 2, vec![1000.0 + 10.0 * tt as f64; 20]))
         .collect();
     let p = pack_2d(vec![], cells, 32, 5);
-    let mut m = StepCycleLatency::new(&p, "gap.json".as_ref(), 1, 5);
+    let mut m = StepCycleLatency::new(&p, "gap.json".as_ref(), 1, 5).unwrap();
     assert!(m.describe().contains("prefill_2d_distribution missing"));
     let reqs = requests(48, 2, false, 10);
     for _ in 0..100 {
@@ -222,7 +222,7 @@ fn a_sparse_cell_is_mixed_with_its_neighbours_by_distance() {
         32,
         5,
     );
-    let mut m = StepCycleLatency::new(&p, "sparse.json".as_ref(), 9, 5);
+    let mut m = StepCycleLatency::new(&p, "sparse.json".as_ref(), 9, 5).unwrap();
     let reqs = requests(48, 2, false, 10);
     let n = 30_000;
     let mut high = 0;
@@ -234,7 +234,7 @@ fn a_sparse_cell_is_mixed_with_its_neighbours_by_distance() {
     let frac = high as f64 / n as f64;
     assert!((frac - 1.0 / 6.0).abs() < 0.01, "P(own sample) = {frac}");
     // With min_samples 1 the own cell suffices.
-    let mut m1 = StepCycleLatency::new(&p, "sparse.json".as_ref(), 9, 1);
+    let mut m1 = StepCycleLatency::new(&p, "sparse.json".as_ref(), 9, 1).unwrap();
     assert_eq!(draw_us(&mut m1, &reqs), 5000.0);
 }
 
@@ -256,6 +256,7 @@ fn outside_the_table_extrapolates_along_the_trend_and_warns_once() {
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let w = warnings.clone();
     let mut m = StepCycleLatency::new(&p, "edge.json".as_ref(), 0, 5)
+        .unwrap()
         .with_warn_sink(Box::new(move |s| w.lock().unwrap().push(s.into())));
     // tt 4000 → key 4016, conc 7: nearest cell (80, 7) moved by 10 µs × (4016 − 80).
     let far = requests(4000, 7, false, 10);
@@ -288,8 +289,9 @@ fn draws_never_fall_below_the_smallest_sample() {
         .map(|&tt| cell(tt, 2, vec![10.0 * tt as f64; 10]))
         .collect();
     let p = pack_2d(vec![], cells, 32, 5);
-    let mut m =
-        StepCycleLatency::new(&p, "floor.json".as_ref(), 0, 5).with_warn_sink(Box::new(|_| {}));
+    let mut m = StepCycleLatency::new(&p, "floor.json".as_ref(), 0, 5)
+        .unwrap()
+        .with_warn_sink(Box::new(|_| {}));
     let us = draw_us(&mut m, &requests(2, 2, false, 0));
     assert_eq!(us, 10160.0);
 }
@@ -351,7 +353,7 @@ fn alpha_kv_packs_key_cells_by_effective_tokens() {
         5,
     );
     p.alpha_kv = Some(0.05);
-    let mut m = StepCycleLatency::new(&p, "alpha.json".as_ref(), 0, 1);
+    let mut m = StepCycleLatency::new(&p, "alpha.json".as_ref(), 0, 1).unwrap();
     assert!(m.describe().contains("tt_eff"), "{}", m.describe());
     // 2 decodes (tt 2) over 1000 context tokens each: tt_eff = 2 + 0.05 × 2000 = 102, nearest
     // cell 110, moved along the fitted 20 µs/token to 102: 3000 − 160.
@@ -360,7 +362,7 @@ fn alpha_kv_packs_key_cells_by_effective_tokens() {
     assert_eq!(draw_us(&mut m, &requests(2, 2, false, 10)), 1000.0);
     // Without alpha_kv the context is not looked at: tt 2 → cell 10 either way.
     p.alpha_kv = None;
-    let mut plain = StepCycleLatency::new(&p, "alpha.json".as_ref(), 0, 1);
+    let mut plain = StepCycleLatency::new(&p, "alpha.json".as_ref(), 0, 1).unwrap();
     assert_eq!(draw_us(&mut plain, &requests(2, 2, false, 1000)), 1000.0);
     p.alpha_kv = Some(-1.0);
     let path = save("alpha_bad.json", &p);
@@ -544,6 +546,10 @@ fn bad_packs_are_refused_with_a_reason() {
         let e = err(name, &text);
         assert!(e.contains(want), "{name}: `{e}` lacks `{want}`");
     }
+    // A pack built in code is checked as well.
+    let empty = pack_2d(vec![], vec![], 1, 5);
+    let e = StepCycleLatency::new(&empty, "code".as_ref(), 0, 5).unwrap_err();
+    assert!(e.to_string().contains("no cells"), "{e}");
     // Unknown extra keys are fine.
     let extra = good.replacen(
         '{',

@@ -55,8 +55,16 @@ impl std::fmt::Debug for StepCycleLatency {
 }
 
 impl StepCycleLatency {
-    /// A model over a loaded pack. `min_samples` >= 1.
-    pub fn new(pack: &StepCyclePack, path: &Path, seed: u64, min_samples: usize) -> Self {
+    /// A model over a pack (validated again here, so a pack built in code is checked too);
+    /// `path` names it in messages. A `min_samples` of 0 counts as 1.
+    pub fn new(
+        pack: &StepCyclePack,
+        path: &Path,
+        seed: u64,
+        min_samples: usize,
+    ) -> Result<Self, PackError> {
+        pack.validate(path)?;
+        let min_samples = min_samples.max(1);
         let b = pack
             .bucketing
             .as_ref()
@@ -99,7 +107,7 @@ impl StepCycleLatency {
         } else {
             Some(decode)
         };
-        StepCycleLatency {
+        Ok(StepCycleLatency {
             path: path.into(),
             seed,
             min_samples,
@@ -112,17 +120,12 @@ impl StepCycleLatency {
             rng: SplitMix64::new(seed),
             warned: HashSet::new(),
             warn: Box::new(|m| eprintln!("warning: {m}")),
-        }
+        })
     }
 
     /// Loads `path` and builds the model.
     pub fn load(path: &Path, seed: u64, min_samples: usize) -> Result<Self, PackError> {
-        Ok(Self::new(
-            &StepCyclePack::load(path)?,
-            path,
-            seed,
-            min_samples,
-        ))
+        Self::new(&StepCyclePack::load(path)?, path, seed, min_samples)
     }
 
     /// Sends warnings to `sink` instead of stderr.

@@ -122,13 +122,18 @@ impl StepCyclePack {
 
     /// Parses and validates a pack's text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<StepCyclePack, PackError> {
-        // Check the type first so a foreign JSON gets "wrong profile_type", not a field error.
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|source| PackError::Json {
-                path: path.into(),
-                source,
-            })?;
-        match v.get("profile_type").and_then(|t| t.as_str()) {
+        // Check the type first so a foreign JSON gets "wrong profile_type", not a field error;
+        // this pass skips everything else without building it in memory.
+        #[derive(Deserialize)]
+        struct TypeOnly {
+            profile_type: Option<serde_json::Value>,
+        }
+        let json_err = |source| PackError::Json {
+            path: path.into(),
+            source,
+        };
+        let t: TypeOnly = serde_json::from_str(text).map_err(json_err)?;
+        match t.profile_type.as_ref().and_then(|t| t.as_str()) {
             Some(PROFILE_TYPE_2D | PROFILE_TYPE_CTX) => {}
             Some(other) => {
                 return Err(PackError::ProfileType {
@@ -143,10 +148,7 @@ impl StepCyclePack {
                 })
             }
         }
-        let pack: StepCyclePack = serde_json::from_value(v).map_err(|source| PackError::Json {
-            path: path.into(),
-            source,
-        })?;
+        let pack: StepCyclePack = serde_json::from_str(text).map_err(json_err)?;
         pack.validate(path)?;
         Ok(pack)
     }
@@ -165,7 +167,8 @@ impl StepCyclePack {
         ]
     }
 
-    fn validate(&self, path: &Path) -> Result<(), PackError> {
+    /// Checks the pack (see docs/step-cycle.md for the rules); `path` names it in errors.
+    pub fn validate(&self, path: &Path) -> Result<(), PackError> {
         let invalid = |reason: String| PackError::Invalid {
             path: path.into(),
             reason,
