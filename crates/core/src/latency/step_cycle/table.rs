@@ -267,13 +267,23 @@ impl Table {
 /// c·conc (+ d·ctx). An axis without spread gets slope 0; a negative slope (noise: a step
 /// never gets faster with more work) is set to 0.
 fn fit_slopes(cells: &[TCell], use_ctx: bool) -> [f64; 3] {
-    let axes: Vec<usize> = (0..if use_ctx { 3 } else { 2 })
+    let mut axes: Vec<usize> = (0..if use_ctx { 3 } else { 2 })
         .filter(|&a| cells.iter().any(|c| c.key[a] != cells[0].key[a]))
         .collect();
-    let mut slopes = [0.0; 3];
-    if axes.is_empty() {
-        return slopes;
+    // Collinear axes (a decode table keyed with both widths 1 has tt == conc): drop the later
+    // axis and fit again, so the trend rides on tt first.
+    while !axes.is_empty() {
+        if let Some(s) = fit_axes(cells, &axes) {
+            return s;
+        }
+        axes.pop();
     }
+    [0.0; 3]
+}
+
+/// The plane fit over `axes` (non-empty); `None` when they are collinear.
+fn fit_axes(cells: &[TCell], axes: &[usize]) -> Option<[f64; 3]> {
+    let mut slopes = [0.0; 3];
     let w: Vec<f64> = cells.iter().map(|c| c.samples.len() as f64).collect();
     let mean: Vec<f64> = cells
         .iter()
@@ -308,34 +318,36 @@ fn fit_slopes(cells: &[TCell], use_ctx: bool) -> [f64; 3] {
             m[r][k] += w[ci] * x[r] * (mean[ci] - ybar);
         }
     }
-    if let Some(sol) = solve(m) {
-        for (j, &a) in axes.iter().enumerate() {
-            slopes[a] = if sol[j].is_finite() {
-                sol[j].max(0.0)
-            } else {
-                0.0
-            };
-        }
+    let sol = solve(m)?;
+    for (j, &a) in axes.iter().enumerate() {
+        slopes[a] = if sol[j].is_finite() {
+            sol[j].max(0.0)
+        } else {
+            0.0
+        };
     }
-    slopes
+    Some(slopes)
 }
 
 /// Gaussian elimination with partial pivoting on an augmented k×(k+1) matrix; `None` when
 /// singular (collinear axes), in which case no trend is used.
 fn solve(mut m: Vec<Vec<f64>>) -> Option<Vec<f64>> {
     let k = m.len();
+    // A pivot this small next to the largest diagonal entry means collinear axes.
+    let tol = 1e-9 * (0..k).map(|i| m[i][i].abs()).fold(0.0, f64::max);
     for col in 0..k {
         let p = (col..k).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
-        let scale = m.iter().map(|r| r[col].abs()).fold(0.0, f64::max);
-        if m[p][col].abs() <= 1e-12 * scale.max(f64::MIN_POSITIVE) {
+        let piv = m[p][col].abs();
+        if piv.is_nan() || piv <= tol {
             return None;
         }
         m.swap(col, p);
-        for r in 0..k {
+        let pivot = m[col].clone();
+        for (r, row) in m.iter_mut().enumerate() {
             if r != col {
-                let f = m[r][col] / m[col][col];
-                for c in col..=k {
-                    m[r][c] -= f * m[col][c];
+                let f = row[col] / pivot[col];
+                for (x, pv) in row.iter_mut().zip(&pivot).skip(col) {
+                    *x -= f * pv;
                 }
             }
         }
@@ -348,6 +360,41 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_pcg::Pcg64;
+
+    /// A decode table keyed with widths 1 has tt == conc: the fit keeps the tt slope.
+    #[test]
+    fn collinear_axes_keep_the_tt_trend() {
+        let cells: Vec<Cell> = (1..20u64)
+            .map(|c| Cell {
+                tt: c,
+                conc: c,
+                ctx: None,
+                num_samples: 3,
+                samples: vec![5000.0 + 60.0 * c as f64; 3],
+            })
+            .collect();
+        let t = Table::new(&cells, 1, 1, None, 5);
+        let s = t.slopes();
+        assert!((s[0] - 60.0).abs() < 1e-6 && s[1] == 0.0, "{s:?}");
+        // Plane data with independent axes: both slopes recovered.
+        let cells: Vec<Cell> = (0..50u64)
+            .map(|i| {
+                let (tt, conc) = (16 + 32 * (i % 10), 2 + 5 * (i / 10));
+                Cell {
+                    tt,
+                    conc,
+                    ctx: None,
+                    num_samples: 1,
+                    samples: vec![100.0 + 3.0 * tt as f64 + 7.0 * conc as f64],
+                }
+            })
+            .collect();
+        let s = Table::new(&cells, 32, 5, None, 5).slopes();
+        assert!(
+            (s[0] - 3.0).abs() < 1e-9 && (s[1] - 7.0).abs() < 1e-9,
+            "{s:?}"
+        );
+    }
 
     /// The sweep finds the same neighbours as sorting every cell by distance.
     #[test]
