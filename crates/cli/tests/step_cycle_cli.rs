@@ -185,3 +185,18 @@ fn profile_errors_are_clear() {
         "{e}"
     );
 }
+
+#[test]
+fn profile_detects_an_operator_profile_directory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b/profile");
+    if !dir.join("meta.yaml").exists() {
+        println!("skipped: {} is absent", dir.display());
+        return;
+    }
+    let d = tmp("opdir");
+    let s = simulate(&d, "op", &["--profile", dir.to_str().unwrap()]);
+    let m = s["latency_model"].as_str().unwrap();
+    assert!(m.starts_with("profile:"), "{m}");
+    assert_eq!(s["completed"], 200);
+}
