@@ -24,8 +24,9 @@ enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Replay a real vLLM run's workload and compare emulated with real per-request latencies.
     Validate(Box<validate::ValidateArgs>),
-    /// Build a step-cycle latency pack from per-step measurements (JSONL step records).
-    ProfilePack(Box<profile_pack::ProfilePackArgs>),
+    /// Build a step-cycle latency pack (`--profile`/`--latency step-cycle:path=`) from measured
+    /// step records.
+    ProfilePack(profile_pack::ProfilePackArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,7 +34,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(*args),
         Command::Validate(args) => validate::run(*args),
-        Command::ProfilePack(args) => profile_pack::run(*args),
+        Command::ProfilePack(args) => profile_pack::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -103,7 +103,12 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             eprintln!("  {f}");
         }
     }
-    let summary = summary_json(&mut result, engine.scheduler(), &cfg, &latency_desc);
+    let latency_warnings = engine.latency_model().warnings();
+    for w in &latency_warnings {
+        eprintln!("warning: latency model: {w}");
+    }
+    let mut summary = summary_json(&mut result, engine.scheduler(), &cfg, &latency_desc);
+    summary.insert("latency_warnings".into(), latency_warnings.into());
     if let Some(p) = &a.output_json {
         let text = serde_json::to_vec_pretty(&summary)?;
         write_atomic(p, &text).with_context(|| format!("writing {}", p.display()))?;

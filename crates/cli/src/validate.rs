@@ -1,10 +1,12 @@
 //! `llm-emu validate`: replays a real vLLM run's workload and prints emulated vs. real latencies.
 
 use crate::engine_args::{EngineArgs, EngineDefaults};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use llm_emu_sim::report::write_atomic;
-use llm_emu_sim::validate::{comparison_json, comparison_table, LatencySet, RealRun};
+use llm_emu_sim::validate::{
+    comparison_json, comparison_table, pair_requests, LatencySet, RealRun,
+};
 use llm_emu_sim::{Sinks, WorkloadReader};
 use std::path::PathBuf;
 
@@ -21,15 +23,23 @@ pub struct ValidateArgs {
     /// `output_throughput_{real,sim,err_pct}`).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write one JSON line per request with its real and emulated TTFT, TPOT and E2E latency
+    /// (ms), paired in arrival order (input of `tools/fidelity/plot.py`).
+    #[arg(long)]
+    requests: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
 }
 
-pub fn run(a: ValidateArgs) -> Result<()> {
+pub fn run(mut a: ValidateArgs) -> Result<()> {
     let real = RealRun::load(&a.real)?;
+    a.engine
+        .default_tensor_parallel_size(real.engine.tensor_parallel_size);
+    a.engine
+        .default_model(real.engine.model.as_deref().or(real.model.as_deref()));
     if !real.ignored_meta_keys.is_empty() {
         eprintln!(
-            "note: meta.json keys not used: {}",
+            "note: meta.json keys not modelled (ignored): {}",
             real.ignored_meta_keys.join(", ")
         );
     }
@@ -39,6 +49,15 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         max_num_batched_tokens: rec.max_num_batched_tokens,
         max_model_len: rec.max_model_len,
         tensor_parallel_size: rec.tensor_parallel_size,
+        num_gpu_blocks: rec.num_gpu_blocks,
+        block_size: rec.block_size,
+        gpu_memory_utilization: rec.gpu_memory_utilization,
+        enable_prefix_caching: rec.enable_prefix_caching,
+        enable_chunked_prefill: rec.enable_chunked_prefill,
+        long_prefill_token_threshold: rec.long_prefill_token_threshold,
+        scheduling_policy: rec.scheduling_policy.clone(),
+        async_scheduling: rec.async_scheduling,
+        enforce_eager: rec.enforce_eager,
     };
     let shape = a.engine.model_shape()?;
     let cfg = a.engine.engine_config(&shape, &defaults)?;
@@ -57,14 +76,15 @@ pub fn run(a: ValidateArgs) -> Result<()> {
             result.failed, result.failure_samples
         );
     }
-    if records.len() != real.requests.len() {
-        bail!(
-            "the workload has {} requests but the real run {} ({}): they do not describe the same run",
-            records.len(),
-            real.requests.len(),
-            a.real.display()
-        );
+    for w in engine.latency_model().warnings() {
+        eprintln!("warning: latency model: {w}");
     }
+    let pairs = pair_requests(&real.requests, &records).map_err(|e| {
+        anyhow!(
+            "{e} ({}): they do not describe the same run",
+            a.real.display()
+        )
+    })?;
     let m = comparison_json(
         &LatencySet::from_real(&real.requests),
         &LatencySet::from_sim(&records),
@@ -81,6 +101,14 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     if let Some(p) = &a.json {
         write_atomic(p, &serde_json::to_vec_pretty(&m)?)
             .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &a.requests {
+        let mut buf = Vec::new();
+        for pair in &pairs {
+            serde_json::to_writer(&mut buf, pair)?;
+            buf.push(b'\n');
+        }
+        write_atomic(p, &buf).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

@@ -51,6 +51,8 @@ pub struct EngineConfig {
     /// Admit a waiting request only if its whole known sequence fits the free blocks
     /// (vLLM's `scheduler_reserve_full_isl`, default true).
     pub scheduler_reserve_full_isl: bool,
+    /// No CUDA graphs (`--enforce-eager`): steps run unpadded. Off by default, as in vLLM.
+    pub enforce_eager: bool,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -75,6 +77,7 @@ impl EngineConfig {
             scheduling_policy: SchedulingPolicy::Fcfs,
             async_scheduling: true,
             scheduler_reserve_full_isl: true,
+            enforce_eager: false,
         }
     }
 

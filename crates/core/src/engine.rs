@@ -17,6 +17,7 @@
 //! processed, which is when vLLM stamps `queued_ts`.
 
 use crate::config::{ConfigError, EngineConfig};
+use crate::cudagraph::CudaGraphSizes;
 use crate::latency::{LatencyModel, StepBatch};
 use crate::request::{FinishReason, NewRequest, Request};
 use crate::sampler::{SampleContext, TokenSampler};
@@ -118,6 +119,7 @@ pub struct Engine {
     /// Newest at the front, oldest at the back (vLLM's `batch_queue`).
     batch_queue: VecDeque<InFlight>,
     batch_queue_size: usize,
+    cuda_graphs: CudaGraphSizes,
     device_free_at: Nanos,
     blocked: bool,
     num_schedule_calls: u64,
@@ -132,6 +134,11 @@ impl Engine {
     ) -> Result<Engine, ConfigError> {
         cfg.validate()?;
         let batch_queue_size = if cfg.async_scheduling { 2 } else { 1 };
+        let cuda_graphs = CudaGraphSizes::for_engine(
+            cfg.max_num_seqs,
+            cfg.max_num_batched_tokens,
+            cfg.enforce_eager,
+        );
         Ok(Engine {
             sched: Scheduler::new(cfg),
             latency,
@@ -140,6 +147,7 @@ impl Engine {
             queued_ids: Default::default(),
             batch_queue: VecDeque::new(),
             batch_queue_size,
+            cuda_graphs,
             device_free_at: Nanos::ZERO,
             blocked: false,
             num_schedule_calls: 0,
@@ -284,6 +292,9 @@ impl Engine {
             let batch = StepBatch {
                 requests: &output.scheduled,
                 total_tokens: output.total_num_scheduled_tokens,
+                padded_tokens: self
+                    .cuda_graphs
+                    .padded_tokens(output.total_num_scheduled_tokens),
                 num_running: self.sched.num_running(),
             };
             let start = now.max(self.device_free_at);

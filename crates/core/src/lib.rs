@@ -1,9 +1,13 @@
 //! llm-emu's engine core: everything a vLLM V1 engine does on the CPU — request lifecycle,
 //! scheduler, paged KV cache with prefix caching, stop rules — synchronous and deterministic.
-//! It never reads a clock, the environment, files or sockets: drivers pass time in.
+//! It never reads a clock, the environment, files or sockets: drivers pass time in. The
+//! exceptions are explicit loaders a driver calls once at start-up: operator profiles from a
+//! directory, and [`sizing::ModelShape::resolve`] (config.json paths, the Hugging Face cache).
 
 pub mod config;
+pub mod cudagraph;
 pub mod engine;
+pub mod gpu;
 pub mod kv;
 pub mod latency;
 pub mod request;

@@ -120,6 +120,7 @@ fn through_the_trait_and_the_spec() {
     let batch = StepBatch {
         requests: &reqs,
         total_tokens: 32,
+        padded_tokens: 32,
         num_running: 32,
     };
     let spec = format!("profile:dir={}", dir.display());
@@ -133,6 +134,53 @@ fn through_the_trait_and_the_spec() {
     eprintln!("32 decodes 500..2050: {skewed:?} vs uniform at mean {uniform:?}");
     assert_ne!(skewed, uniform, "skew correction applied");
     assert!((skewed.0 as f64 / uniform.0 as f64 - 1.0).abs() < 0.05);
+    assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    // Padding prices the token-wise operators at the padded batch; the step overhead is added
+    // as given, in µs.
+    let padded = m.step_time(&StepBatch {
+        padded_tokens: 40,
+        ..batch
+    });
+    assert!(padded > skewed, "{padded:?} vs {skewed:?}");
+    // This profile is the one the built-in calibration was measured for: it carries its step
+    // overhead; an explicit value replaces it.
+    assert!(
+        m.describe().contains("built-in calibration"),
+        "{}",
+        m.describe()
+    );
+    let mut no_overhead =
+        parse_latency_spec_with(&format!("{spec},step_overhead_us=0"), &shape).unwrap();
+    let bare = no_overhead.step_time(&batch);
+    assert!(bare < skewed);
+    let mut with_overhead =
+        parse_latency_spec_with(&format!("{spec},step_overhead_us=250"), &shape).unwrap();
+    assert_eq!(with_overhead.step_time(&batch), bare + Nanos(250_000));
+    assert!(with_overhead.describe().contains("step overhead 250 µs"));
+    assert!(parse_latency_spec_with(&format!("{spec},step_overhead_us=-1"), &shape).is_err());
+    // A step beyond the profiled token range is priced and reported.
+    let big: Vec<ScheduledRequest> = (0..3)
+        .map(|_| ScheduledRequest {
+            key,
+            num_tokens: 1500,
+            num_computed_before: 0,
+            num_prompt_tokens: 1500,
+            samples: true,
+        })
+        .collect();
+    let t_big = m.step_time(&StepBatch {
+        requests: &big,
+        total_tokens: 4500,
+        padded_tokens: 4500,
+        num_running: 3,
+    });
+    assert!(t_big > skewed);
+    let w = m.warnings();
+    assert!(
+        w.iter()
+            .any(|x| x.contains("4500") && x.contains("dense.csv") && x.contains("2048")),
+        "{w:?}"
+    );
     assert!(parse_latency_spec(&spec).is_err(), "needs the shape");
     assert!(parse_latency_spec_with("profile:tp=1", &shape).is_err());
     assert!(parse_latency_spec_with("profile:dir=/nonexistent", &shape).is_err());
@@ -281,4 +329,89 @@ fn malformed_profiles_are_located_errors() {
     assert!(s.contains("column 3") && s.contains("n_decode"), "{s}");
     let s = err("empty", "tp1/dense.csv", "");
     assert!(s.contains("dense.csv") && s.contains("empty"), "{s}");
+}
+
+#[test]
+fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
+    // A TP2 profile made of the TP1 tables: only the all-reduce term differs.
+    let Some(src) = profile_dir() else { return };
+    let dir = std::env::temp_dir().join(format!("llm-emu-tp2-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("tp2")).unwrap();
+    std::fs::copy(src.join("meta.yaml"), dir.join("meta.yaml")).unwrap();
+    for f in [
+        "dense.csv",
+        "per_sequence.csv",
+        "attention.csv",
+        "skew_fit.csv",
+    ] {
+        std::fs::copy(src.join("tp1").join(f), dir.join("tp2").join(f)).unwrap();
+    }
+    // meta.yaml names tp2/skew_fit.csv for TP2 already.
+    let shape = ModelShape::llama_3_1_8b();
+    let b = BatchShape::decodes(64, 1000);
+    let base = ProfileLatency::load(&dir, &shape, 2).unwrap().step_ns(&b);
+    let spec = |extra: &str| {
+        format!(
+            "profile:dir={},tp=2,step_overhead_us=0{extra}",
+            dir.display()
+        )
+    };
+    let mut plain = parse_latency_spec_with(&spec(""), &shape).unwrap();
+    let mut linked =
+        parse_latency_spec_with(&spec(",tp_link_gbps=50,tp_link_latency_us=5"), &shape).unwrap();
+    let key = {
+        let mut store = RequestStore::default();
+        store.insert(Request::new(
+            NewRequest {
+                request_id: "r".into(),
+                prompt_token_ids: vec![1u32; 8].into(),
+                sampling: SamplingParams::default(),
+                priority: 0,
+                cache_salt: None,
+                arrival: Nanos(0),
+            },
+            Nanos(0),
+            16,
+            false,
+        ))
+    };
+    let reqs: Vec<ScheduledRequest> = (0..64)
+        .map(|_| ScheduledRequest {
+            key,
+            num_tokens: 1,
+            num_computed_before: 1000,
+            num_prompt_tokens: 900,
+            samples: true,
+        })
+        .collect();
+    let batch = StepBatch {
+        requests: &reqs,
+        total_tokens: 64,
+        padded_tokens: 64,
+        num_running: 64,
+    };
+    assert_eq!(plain.step_time(&batch), Nanos(base));
+    assert!(plain.warnings().iter().any(|w| w.contains("tp_link_gbps")));
+    // 64 tokens × 4096 × 2 bytes = 524288 B per all-reduce; 2 ranks: 524288/50 ns + 2 hops ×
+    // 5 µs = 20485.76 ns; 2 per layer × 32 layers.
+    let want = base as f64 + 64.0 * (524_288.0 / 50.0 + 10_000.0);
+    let got = linked.step_time(&batch).0 as f64;
+    assert!((got - want).abs() < 2.0, "{got} vs {want}");
+    assert!(linked.warnings().is_empty());
+    assert!(linked.describe().contains("all-reduce at 50 GB/s"));
+    // With the engine's TP and GPU known, the per-rank tables and the datasheet link are used.
+    let hw = llm_emu_core::latency::HardwareDefaults {
+        gpu: Some(llm_emu_core::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap()),
+        tensor_parallel_size: Some(2),
+        seed: 0,
+    };
+    let from_engine = llm_emu_core::latency::parse_latency_spec_on(
+        &format!("profile:dir={},step_overhead_us=0", dir.display()),
+        &shape,
+        &hw,
+    )
+    .unwrap();
+    let d = from_engine.describe();
+    assert!(d.contains("tp2") && d.contains("datasheet"), "{d}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

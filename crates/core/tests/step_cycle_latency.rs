@@ -54,9 +54,11 @@ fn requests(tt: usize, conc: usize, prefill: bool, ctx_each: usize) -> Vec<Sched
 }
 
 fn draw_us(m: &mut dyn LatencyModel, reqs: &[ScheduledRequest]) -> f64 {
+    let total = reqs.iter().map(|r| r.num_tokens).sum();
     let b = StepBatch {
         requests: reqs,
-        total_tokens: reqs.iter().map(|r| r.num_tokens).sum(),
+        total_tokens: total,
+        padded_tokens: total,
         num_running: reqs.len(),
     };
     m.step_time(&b).0 as f64 / 1000.0

@@ -42,10 +42,10 @@ pub struct StepLine {
     pub duration_ms: f64,
     pub num_reqs: usize,
     pub num_tokens: usize,
+    /// Σ tokens already computed of the scheduled requests (the attention context).
+    pub context_tokens: usize,
     pub num_prefill_tokens: usize,
     pub num_decode_reqs: usize,
-    /// Σ tokens computed before this step of the scheduled requests (the attention context).
-    pub context_tokens: usize,
     pub running: usize,
     pub waiting: usize,
     pub kv_usage: f64,
@@ -181,6 +181,7 @@ impl EngineObserver for Collector<'_> {
             duration_ms: (s.device_end - s.device_start).as_millis_f64(),
             num_reqs: out.scheduled.len(),
             num_tokens: out.total_num_scheduled_tokens,
+            context_tokens: out.scheduled.iter().map(|r| r.num_computed_before).sum(),
             num_prefill_tokens: out
                 .scheduled
                 .iter()
@@ -192,7 +193,6 @@ impl EngineObserver for Collector<'_> {
                 .iter()
                 .filter(|r| r.num_computed_before >= r.num_prompt_tokens)
                 .count(),
-            context_tokens: out.scheduled.iter().map(|r| r.num_computed_before).sum(),
             running: s.scheduler.num_running(),
             waiting: s.scheduler.num_waiting(),
             kv_usage: s.scheduler.kv().usage(),

@@ -28,7 +28,6 @@ fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
 
 /// Engine arguments recorded with a real run (`meta.json`); absent values mean vLLM's defaults.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecordedEngineArgs {
     pub model: Option<String>,
     pub tensor_parallel_size: Option<u64>,
@@ -40,18 +39,30 @@ pub struct RecordedEngineArgs {
     pub dtype: Option<String>,
     pub kv_cache_dtype: Option<String>,
     pub seed: Option<u64>,
+    /// The KV block count (null block included); also read from `num_gpu_blocks_override` here
+    /// or a top-level `num_gpu_blocks` in `meta.json`.
+    #[serde(alias = "num_gpu_blocks_override")]
     pub num_gpu_blocks: Option<u32>,
     pub block_size: Option<usize>,
     pub enable_prefix_caching: Option<bool>,
     pub enable_chunked_prefill: Option<bool>,
     pub gpu_memory_utilization: Option<f64>,
+    pub async_scheduling: Option<bool>,
+    pub enforce_eager: Option<bool>,
+    pub scheduling_policy: Option<String>,
+    pub long_prefill_token_threshold: Option<usize>,
+    /// Engine arguments this emulator does not model (reported, not fatal).
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Meta {
     vllm_version: Option<String>,
+    model: Option<String>,
     engine_kwargs: RecordedEngineArgs,
     num_requests: Option<usize>,
+    num_gpu_blocks: Option<u32>,
     #[serde(flatten)]
     other: Map<String, Value>,
 }
@@ -68,6 +79,8 @@ pub struct RealRequest {
 
 pub struct RealRun {
     pub vllm_version: Option<String>,
+    /// The served model (`meta.json`'s top-level `model`).
+    pub model: Option<String>,
     pub engine: RecordedEngineArgs,
     pub requests: Vec<RealRequest>,
     /// Top-level `meta.json` keys this reader does not use (reported, not fatal).
@@ -117,10 +130,23 @@ impl RealRun {
                 ));
             }
         }
-        let ignored = meta.other.keys().cloned().collect();
+        let ignored = meta
+            .other
+            .keys()
+            .cloned()
+            .chain(
+                meta.engine_kwargs
+                    .other
+                    .keys()
+                    .map(|k| format!("engine_kwargs.{k}")),
+            )
+            .collect();
+        let mut engine = meta.engine_kwargs;
+        engine.num_gpu_blocks = engine.num_gpu_blocks.or(meta.num_gpu_blocks);
         Ok(RealRun {
             vllm_version: meta.vllm_version,
-            engine: meta.engine_kwargs,
+            model: meta.model,
+            engine,
             requests,
             ignored_meta_keys: ignored,
         })
@@ -177,6 +203,74 @@ impl LatencySet {
             }),
         )
     }
+}
+
+/// One request seen by both sides: engine-side latencies in ms (`None` where a side has no
+/// value, e.g. TPOT of a one-token output or a request that failed in the emulator).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RequestPair {
+    pub real_id: String,
+    pub sim_id: String,
+    pub output_len: usize,
+    /// Seconds from the real run's first queued request (the x axis of a time plot).
+    pub queued_s: f64,
+    pub ttft_ms_real: f64,
+    pub ttft_ms_sim: Option<f64>,
+    pub tpot_ms_real: Option<f64>,
+    pub tpot_ms_sim: Option<f64>,
+    pub e2el_ms_real: f64,
+    pub e2el_ms_sim: Option<f64>,
+}
+
+/// Pairs real and emulated requests in arrival order (the workload's line order is the real
+/// run's order; ids differ between the two). Fails when the counts or output lengths disagree,
+/// since then the two do not describe the same run.
+pub fn pair_requests(
+    real: &[RealRequest],
+    sim: &[RequestRecord],
+) -> Result<Vec<RequestPair>, String> {
+    if real.len() != sim.len() {
+        return Err(format!(
+            "the workload has {} requests but the real run {}",
+            sim.len(),
+            real.len()
+        ));
+    }
+    let mut r: Vec<&RealRequest> = real.iter().collect();
+    r.sort_by(|a, b| a.queued_ts.total_cmp(&b.queued_ts));
+    let mut s: Vec<&RequestRecord> = sim.iter().collect();
+    s.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
+    let t0 = r.first().map_or(0.0, |x| x.queued_ts);
+    let tpot = |f: f64, l: f64, n: usize| (n > 1).then(|| (l - f) * 1e3 / (n - 1) as f64);
+    let mut out = Vec::with_capacity(r.len());
+    for (i, (a, b)) in r.into_iter().zip(s).enumerate() {
+        if b.error.is_none() && a.output_toks != b.output_len {
+            return Err(format!(
+                "request {i} in arrival order: {} has {} output tokens in the real run but {} has {} in the workload",
+                a.request_id, a.output_toks, b.request_id, b.output_len
+            ));
+        }
+        let ok = b.error.is_none();
+        let sim_t = |x: Option<f64>| x.filter(|_| ok);
+        let (q, f, l) = (
+            sim_t(b.queued_s),
+            sim_t(b.first_token_s),
+            sim_t(b.last_token_s),
+        );
+        out.push(RequestPair {
+            real_id: a.request_id.clone(),
+            sim_id: b.request_id.clone(),
+            output_len: a.output_toks,
+            queued_s: a.queued_ts - t0,
+            ttft_ms_real: (a.first_token_ts - a.queued_ts) * 1e3,
+            ttft_ms_sim: q.zip(f).map(|(q, f)| (f - q) * 1e3),
+            tpot_ms_real: tpot(a.first_token_ts, a.last_token_ts, a.output_toks),
+            tpot_ms_sim: f.zip(l).and_then(|(f, l)| tpot(f, l, b.output_len)),
+            e2el_ms_real: (a.last_token_ts - a.queued_ts) * 1e3,
+            e2el_ms_sim: q.zip(l).map(|(q, l)| (l - q) * 1e3),
+        });
+    }
+    Ok(out)
 }
 
 pub const METRICS: [&str; 3] = ["ttft", "tpot", "e2el"];

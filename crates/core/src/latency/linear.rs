@@ -101,6 +101,7 @@ mod tests {
         let b = StepBatch {
             requests: &[],
             total_tokens: 100,
+            padded_tokens: 100,
             num_running: 0,
         };
         assert_eq!(m.step_time(&b), Nanos(1_250_000));

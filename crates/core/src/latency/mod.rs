@@ -4,13 +4,16 @@
 pub mod detect;
 pub mod linear;
 pub mod profile;
+pub mod roofline;
 pub mod step_cycle;
 
 pub use detect::latency_spec_for_profile;
 pub use linear::LinearLatency;
 pub use profile::{BatchShape, ProfileError, ProfileLatency};
+pub use roofline::RooflineLatency;
 pub use step_cycle::StepCycleLatency;
 
+use crate::gpu::GpuSpec;
 use crate::sched::ScheduledRequest;
 use crate::sizing::ModelShape;
 use crate::time::Nanos;
@@ -24,6 +27,10 @@ pub struct StepBatch<'a> {
     pub requests: &'a [ScheduledRequest],
     /// Σ tokens scheduled.
     pub total_tokens: usize,
+    /// Tokens the device computes: `total_tokens` padded up to the next CUDA-graph capture
+    /// size (see [`crate::cudagraph`]); equal to `total_tokens` when graphs are off or the step
+    /// is larger than the largest captured size.
+    pub padded_tokens: usize,
     /// Running requests after scheduling (the batch's concurrency).
     pub num_running: usize,
 }
@@ -42,11 +49,17 @@ pub trait LatencyModel: Send {
 
     /// One line describing the model and its parameters, for reports.
     fn describe(&self) -> String;
+
+    /// What the model had to extrapolate or approximate so far (batch shapes outside its
+    /// data), one sentence each, for the end of a run. Empty when every step was covered.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LatencySpecError {
-    #[error("unknown latency model `{0}` (known: linear, profile, step-cycle)")]
+    #[error("unknown latency model `{0}` (known: linear, profile, roofline, step-cycle)")]
     UnknownKind(String),
     #[error("bad latency parameter `{0}`: {1}")]
     BadParam(String, String),
@@ -67,6 +80,63 @@ pub fn parse_latency_spec_with(
     parse_latency_spec_inner(spec, Some(shape))
 }
 
+/// The hardware a latency model defaults to when its spec does not name it (`--gpu`,
+/// `--tensor-parallel-size`); only `roofline` reads it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HardwareDefaults {
+    pub gpu: Option<&'static GpuSpec>,
+    pub tensor_parallel_size: Option<u64>,
+    /// The engine's seed, for models that draw (step-cycle) and are given none.
+    pub seed: u64,
+}
+
+/// [`parse_latency_spec_with`], with `roofline`'s `gpu` and `tp` defaulting to `hw`.
+pub fn parse_latency_spec_on(
+    spec: &str,
+    shape: &ModelShape,
+    hw: &HardwareDefaults,
+) -> Result<Box<dyn LatencyModel>, LatencySpecError> {
+    match spec.split_once(':').unwrap_or((spec, "")) {
+        ("roofline", params) => Ok(Box::new(RooflineLatency::parse_params(
+            params,
+            shape,
+            hw.gpu,
+            hw.tensor_parallel_size.unwrap_or(1),
+        )?)),
+        ("step-cycle", params) => Ok(Box::new(StepCycleLatency::parse_params(params, hw.seed)?)),
+        ("profile", params) => {
+            // The engine's TP selects the per-rank tables unless the spec names one.
+            let has_tp = params
+                .split(',')
+                .any(|kv| kv.split_once('=').is_some_and(|(k, _)| k.trim() == "tp"));
+            let params = match (has_tp, hw.tensor_parallel_size) {
+                (false, Some(tp)) if tp > 1 => format!("{params},tp={tp}"),
+                _ => params.to_string(),
+            };
+            let mut m = ProfileLatency::parse_params(&params, shape)?;
+            if let Some(gpu) = hw.gpu {
+                // Without a measured link figure, the GPU's datasheet link at the roofline's
+                // achievable fraction, and its per-all-reduce latency spread over the ring hops.
+                let tp = m.tp() as u64;
+                if tp > 1 {
+                    let hop_us = if gpu.uses_nvlink(tp) {
+                        roofline::NVLINK_ALLREDUCE_US
+                    } else {
+                        roofline::PCIE_ALLREDUCE_US
+                    } / (2.0 * (tp as f64 - 1.0));
+                    m.default_tp_link(
+                        gpu.link_gbs(tp) * roofline::LINK_EFFICIENCY,
+                        hop_us,
+                        gpu.name,
+                    );
+                }
+            }
+            Ok(Box::new(m))
+        }
+        _ => parse_latency_spec_with(spec, shape),
+    }
+}
+
 fn parse_latency_spec_inner(
     spec: &str,
     shape: Option<&ModelShape>,
@@ -74,12 +144,21 @@ fn parse_latency_spec_inner(
     let (kind, params) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
         "linear" => Ok(Box::new(LinearLatency::parse_params(params)?)),
-        "step-cycle" => Ok(Box::new(StepCycleLatency::parse_params(params)?)),
+        "step-cycle" => Ok(Box::new(StepCycleLatency::parse_params(params, 0)?)),
         "profile" => match shape {
             Some(shape) => Ok(Box::new(ProfileLatency::parse_params(params, shape)?)),
             None => Err(LatencySpecError::BadParam(
                 spec.into(),
                 "the profile model needs the model shape (parse_latency_spec_with)".into(),
+            )),
+        },
+        "roofline" => match shape {
+            Some(shape) => Ok(Box::new(RooflineLatency::parse_params(
+                params, shape, None, 1,
+            )?)),
+            None => Err(LatencySpecError::BadParam(
+                spec.into(),
+                "the roofline model needs the model shape (parse_latency_spec_with)".into(),
             )),
         },
         other => Err(LatencySpecError::UnknownKind(other.to_string())),

@@ -10,10 +10,15 @@
 //! A Llama block's dense rows are `layernorm` twice (input and post-attention), `qkv_proj`,
 //! `rotary_emb`, `o_proj`, `gate_up_proj`, `act_fn`, `down_proj` (plus `qk_norm` once when the
 //! profile has it, as Qwen3 does). Every row is looked up as whole nanoseconds (the peer's
-//! `latency_ns`), so the sum is exact. TP > 1 reads the `tp<N>/` tables but adds no
-//! all-reduce term (no bandwidth figure is in the profile; see `describe`).
+//! `latency_ns`), so the sum is exact.
+//!
+//! Beyond the peer: token-wise operators are priced at the engine's CUDA-graph-padded batch
+//! ([`StepBatch::padded_tokens`]), the profile's `overheads.yaml` adds a measured per-step device
+//! overhead, and TP > 1 (the `tp<N>/` per-rank tables) adds two ring all-reduces of the hidden
+//! states per layer when a link bandwidth is known (`tp_link_gbps`); see `overheads.rs`.
 
 mod attention;
+mod overheads;
 mod skew;
 mod tables;
 
@@ -21,6 +26,7 @@ use super::{LatencyModel, LatencySpecError, StepBatch};
 use crate::sizing::ModelShape;
 use crate::time::Nanos;
 use attention::AttentionTable;
+pub use overheads::{Overheads, OVERHEADS_FILE};
 use skew::{Meta, SkewFit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -162,6 +168,8 @@ pub struct ProfileLatency {
     dir: PathBuf,
     tp: u32,
     num_layers: u64,
+    /// Bytes of one token's hidden state (bf16), all-reduced twice per layer under TP.
+    hidden_bytes: f64,
     embedding: Table1D,
     final_layernorm: Table1D,
     /// (table, times per block).
@@ -170,7 +178,25 @@ pub struct ProfileLatency {
     sampler: Table1D,
     attention: AttentionTable,
     skew: SkewFit,
+    overheads: Overheads,
+    /// The largest value seen of each batch axis, to report lookups beyond the tables.
+    seen: [u64; AXES.len()],
+    /// Where a TP link figure not from `overheads.yaml` or the spec came from.
+    tp_link_source: Option<String>,
 }
+
+/// Batch axes whose coverage is reported: (name, unit).
+const AXES: [(&str, &str); 6] = [
+    ("tokens per step", "dense.csv"),
+    ("sequences per step", "per_sequence.csv"),
+    ("prefill tokens per step", "attention.csv prefill_chunk"),
+    (
+        "computed tokens of prefilling requests",
+        "attention.csv kv_prefill",
+    ),
+    ("decodes per step", "attention.csv n_decode"),
+    ("decode context", "attention.csv kv_decode"),
+];
 
 impl ProfileLatency {
     /// Loads `dir/meta.yaml` and `dir/tp<tp>/{dense,per_sequence,attention}.csv` (plus the
@@ -223,10 +249,12 @@ impl ProfileLatency {
             });
         }
         let attention = AttentionTable::load(&tp_dir.join("attention.csv"))?;
+        let overheads = Overheads::load(dir, &meta)?;
         Ok(ProfileLatency {
             dir: dir.to_path_buf(),
             tp,
             num_layers: shape.num_hidden_layers,
+            hidden_bytes: shape.hidden_size as f64 * 2.0,
             embedding,
             final_layernorm,
             block,
@@ -234,13 +262,58 @@ impl ProfileLatency {
             sampler,
             attention,
             skew,
+            overheads,
+            seen: [0; AXES.len()],
+            tp_link_source: None,
         })
     }
 
-    /// `dir=PATH[,tp=N]`.
+    /// The largest profiled value of each axis of [`AXES`].
+    fn extent(&self) -> [u64; AXES.len()] {
+        let last = |t: &Table1D| t.keys.last().copied().unwrap_or(0.0) as u64;
+        let dense = self
+            .block
+            .iter()
+            .map(|(t, _)| last(t))
+            .chain([last(&self.embedding), last(&self.final_layernorm)])
+            .min()
+            .unwrap_or(0);
+        let seqs = last(&self.lm_head).min(last(&self.sampler));
+        let [pc, kp, nd, kd] = self.attention.extent();
+        [dense, seqs, pc, kp, nd, kd]
+    }
+
+    /// The tensor-parallel degree whose tables are in use.
+    pub fn tp(&self) -> u32 {
+        self.tp
+    }
+
+    /// Sets the all-reduce link from a GPU's datasheet when neither `overheads.yaml` nor the
+    /// spec gave one.
+    pub fn default_tp_link(&mut self, gbps: f64, hop_latency_us: f64, gpu: &str) {
+        if self.overheads.tp_link_gbps.is_none() {
+            self.overheads.tp_link_gbps = Some(gbps);
+            self.overheads.tp_link_latency_us = hop_latency_us;
+            self.tp_link_source = Some(format!("{gpu} datasheet"));
+        }
+    }
+
+    /// The per-step overhead in use.
+    pub fn overheads(&self) -> &Overheads {
+        &self.overheads
+    }
+
+    /// `dir=PATH[,tp=N][,step_overhead_us=X]` (`step_overhead_us` replaces the value of the
+    /// profile's `overheads.yaml`).
     pub fn parse_params(params: &str, shape: &ModelShape) -> Result<Self, LatencySpecError> {
         let mut dir = None;
         let mut tp = 1u32;
+        let mut overhead_us = None;
+        let mut link_gbps = None;
+        let mut link_latency_us = None;
+        let num = |kv: &str, v: &str| {
+            overheads::parse_overhead_us(v).map_err(|e| LatencySpecError::BadParam(kv.into(), e))
+        };
         for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 LatencySpecError::BadParam(kv.into(), "expected key=value".into())
@@ -252,10 +325,14 @@ impl ProfileLatency {
                         LatencySpecError::BadParam(kv.into(), "must be an integer >= 1".into())
                     })?
                 }
+                "step_overhead_us" => overhead_us = Some(num(kv, v)?),
+                "tp_link_gbps" => link_gbps = Some(num(kv, v)?),
+                "tp_link_latency_us" => link_latency_us = Some(num(kv, v)?),
                 other => {
                     return Err(LatencySpecError::BadParam(
                         other.into(),
-                        "unknown key (dir, tp)".into(),
+                        "unknown key (dir, tp, step_overhead_us, tp_link_gbps, tp_link_latency_us)"
+                            .into(),
                     ))
                 }
             }
@@ -263,9 +340,20 @@ impl ProfileLatency {
         let dir = dir.ok_or_else(|| {
             LatencySpecError::BadParam(params.into(), "profile needs dir=PATH".into())
         })?;
-        ProfileLatency::load(&dir, shape, tp).map_err(|e| {
+        let mut m = ProfileLatency::load(&dir, shape, tp).map_err(|e| {
             LatencySpecError::BadParam(format!("dir={}", dir.display()), e.to_string())
-        })
+        })?;
+        if let Some(us) = overhead_us {
+            m.overheads.step_overhead_us = us;
+            m.overheads.source = Some("the spec".into());
+        }
+        if link_gbps.is_some() {
+            m.overheads.tp_link_gbps = link_gbps;
+        }
+        if let Some(us) = link_latency_us {
+            m.overheads.tp_link_latency_us = us;
+        }
+        Ok(m)
     }
 
     /// One attention layer in ns, skew-corrected (the peer's `_lookup_attention_with_skew`).
@@ -346,27 +434,87 @@ fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>,
 
 impl LatencyModel for ProfileLatency {
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
-        let b = BatchShape::from_requests(
+        let mut b = BatchShape::from_requests(
             batch
                 .requests
                 .iter()
                 .map(|r| (r.num_tokens, r.num_computed_before)),
         );
-        Nanos(self.step_ns(&b))
+        // Under a CUDA graph the token-wise operators run on the padded batch; attention and
+        // the per-sequence rows keep the real requests (padding rows have no context and are
+        // not sampled).
+        b.tokens = b.tokens.max(batch.padded_tokens as u64);
+        let axes = [
+            b.tokens,
+            b.sequences,
+            b.prefill_chunk,
+            b.kv_prefill,
+            b.n_decode,
+            b.kv_max,
+        ];
+        for (seen, v) in self.seen.iter_mut().zip(axes) {
+            *seen = (*seen).max(v);
+        }
+        let all_reduce = self
+            .overheads
+            .all_reduce_ns(b.tokens as f64 * self.hidden_bytes, self.tp)
+            .map_or(0.0, |ns| 2.0 * self.num_layers as f64 * ns);
+        Nanos(self.step_ns(&b) + self.overheads.step_overhead_ns() + all_reduce.round() as u64)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let extent = self.extent();
+        let tp = (self.tp > 1 && self.overheads.tp_link_gbps.is_none()).then(|| {
+            format!(
+                "tensor parallelism {} without a link bandwidth: the all-reduces are not \
+                 priced (give tp_link_gbps in overheads.yaml or the spec)",
+                self.tp
+            )
+        });
+        tp.into_iter()
+            .chain(
+                AXES.iter()
+                    .zip(self.seen.iter().zip(extent))
+                    .filter(|(_, (&seen, max))| seen > *max)
+                    .map(|((name, table), (seen, max))| {
+                        format!(
+                            "{name} reached {seen} but the profile's {table} goes up to {max}: \
+                     extrapolated (1-D tables along the line through their last two points, \
+                     attention from the nearest profiled grid points)"
+                        )
+                    }),
+            )
+            .collect()
     }
 
     fn describe(&self) -> String {
+        let overhead = if self.overheads.step_overhead_us > 0.0 {
+            format!(
+                "step overhead {} µs from {}",
+                self.overheads.step_overhead_us,
+                self.overheads.source.as_deref().unwrap_or("?")
+            )
+        } else {
+            "no step overhead".to_string()
+        };
         format!(
-            "profile: {} tp{} ({} layers; {} skew buckets; peer composition, no per-step \
-             overhead{})",
+            "profile: {} tp{} ({} layers; {} skew buckets; token-wise operators at the \
+             CUDA-graph-padded batch; {overhead}{})",
             self.dir.display(),
             self.tp,
             self.num_layers,
             self.skew.num_buckets(),
-            if self.tp > 1 {
-                ", TP all-reduce not modelled"
-            } else {
-                ""
+            match (self.tp > 1, self.overheads.tp_link_gbps) {
+                (false, _) => String::new(),
+                (true, Some(g)) => format!(
+                    "; ring all-reduce at {g:.0} GB/s, {:.1} µs per hop{}",
+                    self.overheads.tp_link_latency_us,
+                    self.tp_link_source
+                        .as_ref()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default()
+                ),
+                (true, None) => "; TP all-reduce not priced (no link bandwidth)".into(),
             }
         )
     }

@@ -42,7 +42,10 @@ pub struct StepCycleLatency {
     notes: Vec<String>,
     rng: SplitMix64,
     warned: HashSet<(&'static str, usize, i8)>,
-    warn: WarnSink,
+    /// Extra receiver of warnings (tests); every warning is also kept for `warnings()`.
+    warn: Option<WarnSink>,
+    /// The warnings so far, once each.
+    said: Vec<String>,
 }
 
 impl std::fmt::Debug for StepCycleLatency {
@@ -119,7 +122,8 @@ impl StepCycleLatency {
             notes,
             rng: SplitMix64::new(seed),
             warned: HashSet::new(),
-            warn: Box::new(|m| eprintln!("warning: {m}")),
+            warn: None,
+            said: Vec::new(),
         })
     }
 
@@ -128,16 +132,19 @@ impl StepCycleLatency {
         Self::new(&StepCyclePack::load(path)?, path, seed, min_samples)
     }
 
-    /// Sends warnings to `sink` instead of stderr.
+    /// Also sends each warning to `sink` as it happens.
     pub fn with_warn_sink(mut self, sink: WarnSink) -> Self {
-        self.warn = sink;
+        self.warn = Some(sink);
         self
     }
 
-    /// Parses `path=FILE[,seed=N,min_samples=M]`.
-    pub fn parse_params(params: &str) -> Result<StepCycleLatency, LatencySpecError> {
+    /// Parses `path=FILE[,seed=N,min_samples=M]`; `default_seed` (the engine's) without `seed`.
+    pub fn parse_params(
+        params: &str,
+        default_seed: u64,
+    ) -> Result<StepCycleLatency, LatencySpecError> {
         let mut path = None;
-        let mut seed = 0u64;
+        let mut seed = default_seed;
         let mut min_samples = DEFAULT_MIN_SAMPLES;
         for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
@@ -216,7 +223,7 @@ impl LatencyModel for StepCycleLatency {
             if self.warned.insert((name, axis, *dir)) {
                 let (lo, hi) = table.range()[axis];
                 let slope = table.slopes()[axis];
-                (self.warn)(&format!(
+                let msg = format!(
                     "step-cycle {}: a step with {} bucket {} is {} the table {name} ({lo}..={hi}); \
                      drawing from the nearest cells shifted along the table's linear trend \
                      ({slope:.3} µs per {}), floored at its smallest sample (warned once)",
@@ -225,11 +232,19 @@ impl LatencyModel for StepCycleLatency {
                     key[axis],
                     if *dir > 0 { "above" } else { "below" },
                     AXES[axis],
-                ));
+                );
+                if let Some(sink) = self.warn.as_mut() {
+                    sink(&msg);
+                }
+                self.said.push(msg);
             }
         }
         let us = table.draw(key, &mut self.rng);
         Nanos((us * 1000.0).round() as u64)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.said.clone()
     }
 
     fn describe(&self) -> String {

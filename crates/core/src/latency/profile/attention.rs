@@ -42,6 +42,24 @@ pub struct AttentionTable {
 }
 
 impl AttentionTable {
+    /// The largest profiled value of each axis: (prefill_chunk, kv_prefill, n_decode,
+    /// kv_decode). Lookups beyond them extrapolate.
+    pub fn extent(&self) -> [u64; 4] {
+        let last = |v: &[f64]| v.last().copied().unwrap_or(0.0) as u64;
+        let kp = self.slices.iter().map(|s| last(&s.kp_vals)).max();
+        let kd = self
+            .slices
+            .iter()
+            .flat_map(|s| s.rows.iter().map(|(k, _)| last(k)))
+            .max();
+        [
+            last(&self.pc_vals),
+            kp.unwrap_or(0),
+            last(&self.nd_vals),
+            kd.unwrap_or(0),
+        ]
+    }
+
     pub fn load(path: &Path) -> Result<AttentionTable, ProfileError> {
         let csv = Csv::read(
             path,

@@ -199,6 +199,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/meta.yaml"),
     ),
     (
+        "rtxpro6000-llama-3.1-8b/overheads.yaml",
+        include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/overheads.yaml"),
+    ),
+    (
         "rtxpro6000-llama-3.1-8b/tp1/dense.csv",
         include_str!("../../../data/profiles/rtxpro6000-llama-3.1-8b/tp1/dense.csv"),
     ),

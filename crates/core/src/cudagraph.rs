@@ -1,0 +1,93 @@
+//! CUDA-graph batch padding, as vLLM 0.19's model runner does it on the CPU before each forward.
+//!
+//! With CUDA graphs on (vLLM's default; off with `--enforce-eager`), vLLM captures one graph per
+//! batch size in `cudagraph_capture_sizes` and runs a step of `T` tokens with the smallest
+//! captured size `≥ T`: the device computes the padding rows too. Steps larger than the largest
+//! captured size run without a graph, unpadded. The sizes follow `VllmConfig._set_cudagraph_sizes`
+//! (`vllm/config/vllm.py`): the largest is `min(2 × max_num_seqs, 512, max_num_batched_tokens)`
+//! (no speculative decoding), the list `[1, 2, 4]`, then every multiple of 8 below 256, then
+//! every multiple of 16 from 256, each up to the largest; the padding is
+//! `CudagraphDispatcher._bs_to_padded_graph_size` (`vllm/v1/cudagraph_dispatcher.py`).
+
+/// The captured batch sizes (tokens), ascending; empty when graphs are off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CudaGraphSizes {
+    sizes: Vec<usize>,
+}
+
+impl CudaGraphSizes {
+    /// vLLM's default capture sizes for this engine configuration.
+    pub fn for_engine(
+        max_num_seqs: usize,
+        max_num_batched_tokens: usize,
+        enforce_eager: bool,
+    ) -> CudaGraphSizes {
+        if enforce_eager {
+            return CudaGraphSizes::default();
+        }
+        let max = (max_num_seqs * 2).min(512).min(max_num_batched_tokens);
+        let mut sizes: Vec<usize> = [1, 2, 4].into_iter().filter(|&s| s <= max).collect();
+        if max >= 8 {
+            sizes.extend((8..(max + 1).min(256)).step_by(8));
+        }
+        if max >= 256 {
+            sizes.extend((256..=max).step_by(16));
+        }
+        sizes.sort_unstable();
+        sizes.dedup();
+        CudaGraphSizes { sizes }
+    }
+
+    /// The captured sizes, ascending.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// Tokens the device computes for a step of `num_tokens`: the smallest captured size that
+    /// holds them, or `num_tokens` itself above the largest (or with graphs off).
+    pub fn padded_tokens(&self, num_tokens: usize) -> usize {
+        match self.sizes.partition_point(|&s| s < num_tokens) {
+            i if i < self.sizes.len() => self.sizes[i],
+            _ => num_tokens,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_vllm_rule() {
+        // max_num_seqs 128, 2048 batched tokens: largest size min(256, 512, 2048) = 256.
+        let g = CudaGraphSizes::for_engine(128, 2048, false);
+        let mut want = vec![1, 2, 4];
+        want.extend((8..256).step_by(8));
+        want.push(256);
+        assert_eq!(g.sizes(), &want[..]);
+        // vLLM's default max_num_seqs 1024 caps at 512, with 16-steps above 256.
+        let g = CudaGraphSizes::for_engine(1024, 8192, false);
+        assert_eq!(*g.sizes().last().unwrap(), 512);
+        assert!(g.sizes().contains(&272) && !g.sizes().contains(&264));
+        // A small token budget caps the largest size.
+        let g = CudaGraphSizes::for_engine(256, 100, false);
+        assert_eq!(*g.sizes().last().unwrap(), 96);
+        assert!(CudaGraphSizes::for_engine(128, 2048, true)
+            .sizes()
+            .is_empty());
+    }
+
+    #[test]
+    fn padding_rounds_up_within_captured_range() {
+        let g = CudaGraphSizes::for_engine(128, 2048, false);
+        assert_eq!(g.padded_tokens(1), 1);
+        assert_eq!(g.padded_tokens(3), 4);
+        assert_eq!(g.padded_tokens(5), 8);
+        assert_eq!(g.padded_tokens(121), 128);
+        assert_eq!(g.padded_tokens(256), 256);
+        assert_eq!(g.padded_tokens(257), 257);
+        assert_eq!(g.padded_tokens(2048), 2048);
+        let eager = CudaGraphSizes::for_engine(128, 2048, true);
+        assert_eq!(eager.padded_tokens(121), 121);
+    }
+}

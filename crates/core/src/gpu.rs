@@ -1,0 +1,312 @@
+//! Data-centre and workstation GPUs as their vendor datasheets state them: dense tensor-core
+//! throughput, memory bandwidth and size, and the links tensor-parallel all-reduces use.
+//! Sources per entry are in `docs/roofline.md`. Throughputs are *dense* (the datasheets' "with
+//! sparsity" figures are twice these) with FP32 accumulation, as PyTorch's GEMMs use.
+
+use thiserror::Error;
+
+/// Which attention kernel family vLLM 0.19 runs on the GPU, and so how close prefill attention
+/// gets to the tensor-core peak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// FlashAttention 2 (Ampere, Ada, consumer/workstation Blackwell sm_120).
+    FlashAttention2,
+    /// FlashAttention 3 (Hopper: warp-specialised, TMA, wgmma).
+    FlashAttention3,
+    /// FlashInfer / TRT-LLM kernels for data-centre Blackwell (sm_100, tcgen05).
+    BlackwellDatacenter,
+}
+
+impl AttentionKernel {
+    /// Achievable fraction of the dense BF16 peak for causal prefill attention at long
+    /// sequences, head dim 128. FlashAttention-2 paper (Dao 2023): 50–73 % of A100 peak forward,
+    /// less for causal; FlashAttention-3 paper (Shah et al. 2024): up to 75 % of H100 BF16 peak,
+    /// ~60 % causal at 2–8k. Blackwell data-centre kernels are taken as FA3-class. The operator
+    /// profile of the RTX PRO 6000 (sm_120, FA2) measures 0.38–0.40 (docs/roofline.md).
+    pub fn prefill_efficiency(self) -> f64 {
+        match self {
+            AttentionKernel::FlashAttention2 => 0.45,
+            AttentionKernel::FlashAttention3 => 0.60,
+            AttentionKernel::BlackwellDatacenter => 0.60,
+        }
+    }
+}
+
+/// One GPU model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuSpec {
+    /// Canonical key (`h100-sxm`).
+    pub name: &'static str,
+    /// What `torch.cuda.get_device_name()` reports (vLLM's batch defaults look for "a100").
+    pub device_name: &'static str,
+    /// Other accepted names (matched case-insensitively, `_` and spaces read as `-`).
+    pub aliases: &'static [&'static str],
+    /// Dense BF16 tensor throughput, TFLOP/s (10¹² FLOP/s).
+    pub bf16_tflops: f64,
+    /// Dense FP8 tensor throughput, TFLOP/s; `None` without FP8 tensor cores (Ampere).
+    pub fp8_tflops: Option<f64>,
+    /// Peak memory bandwidth, GB/s (10⁹ B/s).
+    pub mem_bandwidth_gbs: f64,
+    /// Memory capacity, GiB (HBM/GDDR capacities are binary; the driver reports slightly less,
+    /// and ECC on GDDR parts reserves a few percent more — `--gpu-memory-gib` overrides).
+    pub memory_gib: f64,
+    /// NVLink bandwidth per GPU per direction, GB/s; `None` without NVLink.
+    pub nvlink_gbs: Option<f64>,
+    /// Largest group NVLink joins all-to-all (8 on HGX baseboards, 2 with bridges).
+    pub nvlink_max_gpus: u64,
+    /// PCIe x16 bandwidth per direction, GB/s (Gen4 32, Gen5 64).
+    pub pcie_gbs: f64,
+    pub attention_kernel: AttentionKernel,
+}
+
+impl GpuSpec {
+    /// Link bandwidth per direction for an all-reduce across `tp` GPUs, GB/s: NVLink when it
+    /// joins them all, else PCIe.
+    pub fn link_gbs(&self, tp: u64) -> f64 {
+        match self.nvlink_gbs {
+            Some(bw) if tp <= self.nvlink_max_gpus => bw,
+            _ => self.pcie_gbs,
+        }
+    }
+
+    /// Whether the link for `tp` GPUs is NVLink.
+    pub fn uses_nvlink(&self, tp: u64) -> bool {
+        self.nvlink_gbs.is_some() && tp <= self.nvlink_max_gpus
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+#[error("unknown GPU `{name}` (known: {known})")]
+pub struct UnknownGpu {
+    pub name: String,
+    pub known: String,
+}
+
+/// The built-in table.
+pub const GPUS: &[GpuSpec] = &[
+    GpuSpec {
+        name: "h100-sxm",
+        device_name: "NVIDIA H100 80GB HBM3",
+        aliases: &["h100", "h100-sxm5", "h100-80gb", "h100-sxm-80gb"],
+        bf16_tflops: 989.4,
+        fp8_tflops: Some(1978.9),
+        mem_bandwidth_gbs: 3350.0,
+        memory_gib: 80.0,
+        nvlink_gbs: Some(450.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::FlashAttention3,
+    },
+    GpuSpec {
+        name: "h100-pcie",
+        device_name: "NVIDIA H100 PCIe",
+        aliases: &["h100-pcie-80gb"],
+        bf16_tflops: 756.5,
+        fp8_tflops: Some(1513.0),
+        mem_bandwidth_gbs: 2000.0,
+        memory_gib: 80.0,
+        nvlink_gbs: Some(300.0),
+        nvlink_max_gpus: 2,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::FlashAttention3,
+    },
+    GpuSpec {
+        name: "h200",
+        device_name: "NVIDIA H200",
+        aliases: &["h200-sxm", "h200-141gb"],
+        bf16_tflops: 989.4,
+        fp8_tflops: Some(1978.9),
+        mem_bandwidth_gbs: 4800.0,
+        memory_gib: 141.0,
+        nvlink_gbs: Some(450.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::FlashAttention3,
+    },
+    GpuSpec {
+        name: "b200",
+        device_name: "NVIDIA B200",
+        aliases: &["b200-sxm", "hgx-b200"],
+        bf16_tflops: 2250.0,
+        fp8_tflops: Some(4500.0),
+        mem_bandwidth_gbs: 7700.0,
+        memory_gib: 180.0,
+        nvlink_gbs: Some(900.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::BlackwellDatacenter,
+    },
+    GpuSpec {
+        name: "a100-40gb",
+        device_name: "NVIDIA A100-SXM4-40GB",
+        aliases: &["a100-sxm4-40gb", "a100-40g"],
+        bf16_tflops: 312.0,
+        fp8_tflops: None,
+        mem_bandwidth_gbs: 1555.0,
+        memory_gib: 40.0,
+        nvlink_gbs: Some(300.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "a100-80gb",
+        device_name: "NVIDIA A100-SXM4-80GB",
+        aliases: &["a100", "a100-sxm4-80gb", "a100-80g", "a100-sxm"],
+        bf16_tflops: 312.0,
+        fp8_tflops: None,
+        mem_bandwidth_gbs: 2039.0,
+        memory_gib: 80.0,
+        nvlink_gbs: Some(300.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "l40s",
+        device_name: "NVIDIA L40S",
+        aliases: &["l40s-48gb"],
+        bf16_tflops: 362.05,
+        fp8_tflops: Some(733.0),
+        mem_bandwidth_gbs: 864.0,
+        memory_gib: 48.0,
+        nvlink_gbs: None,
+        nvlink_max_gpus: 1,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "a40",
+        device_name: "NVIDIA A40",
+        aliases: &["a40-48gb"],
+        bf16_tflops: 149.7,
+        fp8_tflops: None,
+        mem_bandwidth_gbs: 696.0,
+        memory_gib: 48.0,
+        nvlink_gbs: Some(56.25),
+        nvlink_max_gpus: 2,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "rtx-4090",
+        device_name: "NVIDIA GeForce RTX 4090",
+        aliases: &["4090", "geforce-rtx-4090"],
+        bf16_tflops: 165.2,
+        fp8_tflops: Some(330.3),
+        mem_bandwidth_gbs: 1008.0,
+        memory_gib: 24.0,
+        nvlink_gbs: None,
+        nvlink_max_gpus: 1,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "rtx-pro-6000",
+        device_name: "NVIDIA RTX PRO 6000 Blackwell Server Edition",
+        aliases: &[
+            "rtx-pro-6000-server",
+            "rtx-pro-6000-blackwell",
+            "rtx-pro-6000-blackwell-server-edition",
+            "rtxpro6000",
+            "rtx6000-pro",
+        ],
+        bf16_tflops: 503.8,
+        fp8_tflops: Some(1007.6),
+        mem_bandwidth_gbs: 1597.0,
+        memory_gib: 96.0,
+        nvlink_gbs: None,
+        nvlink_max_gpus: 1,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "rtx-pro-6000-workstation",
+        device_name: "NVIDIA RTX PRO 6000 Blackwell Workstation Edition",
+        aliases: &[
+            "rtx-pro-6000-blackwell-workstation-edition",
+            "rtx-pro-6000-ws",
+        ],
+        bf16_tflops: 503.8,
+        fp8_tflops: Some(1007.6),
+        mem_bandwidth_gbs: 1792.0,
+        memory_gib: 96.0,
+        nvlink_gbs: None,
+        nvlink_max_gpus: 1,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+];
+
+/// The GPU the built-in operator profile and the shared real run were measured on.
+pub const DEFAULT_GPU: &str = "rtx-pro-6000";
+
+fn normalise(name: &str) -> String {
+    let s: String = name
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c == '_' || c == ' ' { '-' } else { c })
+        .collect();
+    s.strip_prefix("nvidia-").map(str::to_string).unwrap_or(s)
+}
+
+impl GpuSpec {
+    /// Looks a GPU up by name or alias (case-insensitive; `_`, spaces and an `nvidia-` prefix
+    /// are tolerated; the driver's device name works too).
+    pub fn lookup(name: &str) -> Result<&'static GpuSpec, UnknownGpu> {
+        let want = normalise(name);
+        GPUS.iter()
+            .find(|g| {
+                normalise(g.name) == want
+                    || normalise(g.device_name) == want
+                    || g.aliases.iter().any(|a| normalise(a) == want)
+            })
+            .ok_or_else(|| UnknownGpu {
+                name: name.to_string(),
+                known: GPUS.iter().map(|g| g.name).collect::<Vec<_>>().join(", "),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_by_name_alias_and_device_name() {
+        assert_eq!(GpuSpec::lookup("H100").unwrap().name, "h100-sxm");
+        assert_eq!(GpuSpec::lookup("h100_sxm").unwrap().name, "h100-sxm");
+        assert_eq!(
+            GpuSpec::lookup("RTX-PRO-6000").unwrap().mem_bandwidth_gbs,
+            1597.0
+        );
+        assert_eq!(
+            GpuSpec::lookup("NVIDIA A100-SXM4-80GB").unwrap().name,
+            "a100-80gb"
+        );
+        let e = GpuSpec::lookup("tpu-v5e").unwrap_err().to_string();
+        assert!(
+            e.contains("tpu-v5e") && e.contains("h100-sxm") && e.contains("l40s"),
+            "{e}"
+        );
+        // Every name and alias is unique across the table.
+        let mut all: Vec<String> = GPUS
+            .iter()
+            .flat_map(|g| std::iter::once(g.name).chain(g.aliases.iter().copied()))
+            .map(normalise)
+            .collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+
+    #[test]
+    fn links() {
+        let h = GpuSpec::lookup("h100-pcie").unwrap();
+        assert!(h.uses_nvlink(2) && !h.uses_nvlink(4));
+        assert_eq!(h.link_gbs(4), 64.0);
+        assert_eq!(GpuSpec::lookup("l40s").unwrap().link_gbs(2), 32.0);
+    }
+}

@@ -1,0 +1,670 @@
+//! `roofline[:gpu=NAME,tp=N,dtype=bf16|fp8,...]`: step time from first principles for any model
+//! on any GPU of the built-in table, where nobody measured operator profiles.
+//!
+//! Per step and rank, every operator of vLLM's forward pass costs
+//! `max(FLOPs / (peak × efficiency), bytes / (bandwidth × memory efficiency)) + kernel time`:
+//! embedding; per layer two RMSNorms, the attention projections (QKV/O, or MLA's latent
+//! projections), rotary embedding, attention (prefill FLOPs ∝ query × context, decode bytes =
+//! KV read), the gated MLP or the MoE (router, then only the experts the batch's tokens hit:
+//! `E (1 − (1 − k/E)^T)` of them, with TP-sharded expert weights), two ring all-reduces under
+//! TP; the final norm; the LM head and sampler on one row per scheduled request (vLLM computes
+//! logits at every request's last scheduled token, partial prefills included); plus a fixed
+//! per-step overhead. The efficiency factors are named physical quantities with defaults from
+//! published measurements, not fitted to any run (docs/roofline.md checks them against the
+//! RTX PRO 6000 operator profile).
+
+mod attention;
+mod cost;
+
+pub use attention::{causal_pairs, AttentionWork};
+pub use cost::{expected_distinct_experts, Bound, OpTime};
+
+use super::{LatencyModel, LatencySpecError, StepBatch};
+use crate::gpu::{GpuSpec, DEFAULT_GPU};
+use crate::sizing::{LayerKind, ModelShape, WeightFormat};
+use crate::time::Nanos;
+use cost::{all_gather, all_reduce, elementwise, gemm, kernel, Rates};
+
+/// Compute dtype of the linear layers (`dtype=`): the checkpoint's own by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearDtype {
+    /// BF16 weights and tensor cores.
+    Bf16,
+    /// FP8 weights (1 byte) and FP8 tensor cores (vLLM `--quantization fp8`); on GPUs without
+    /// FP8 tensor cores vLLM runs FP8 weight-only (Marlin), so BF16 compute.
+    Fp8,
+}
+
+/// The named factors and overheads of the model (defaults in [`RooflineParams::new`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RooflineParams {
+    pub gpu: &'static GpuSpec,
+    /// Tensor-parallel ranks.
+    pub tp: u64,
+    /// `None`: the checkpoint's format (BF16, block FP8 for DeepSeek-V3, MXFP4 experts for
+    /// gpt-oss).
+    pub dtype: Option<LinearDtype>,
+    /// Achievable fraction of the dense tensor peak for GEMMs at large M (cuBLAS/CUTLASS).
+    pub gemm_efficiency: f64,
+    /// Achievable fraction of peak DRAM bandwidth for streaming kernels (weight reads of
+    /// small-M GEMMs, KV reads of decode attention, elementwise kernels).
+    pub memory_efficiency: f64,
+    /// Achievable fraction of the BF16 peak for prefill attention (the GPU's attention kernel).
+    pub attention_efficiency: f64,
+    /// Achievable fraction of link bandwidth for all-reduce (NCCL bus bandwidth / link peak).
+    pub link_efficiency: f64,
+    /// Fixed time of every kernel, µs.
+    pub kernel_us: f64,
+    /// Fixed latency of one all-reduce, µs.
+    pub allreduce_latency_us: f64,
+    /// Fixed per-step time outside the kernels (CUDA-graph launch, input copies, the sampled
+    /// ids' copy back), µs.
+    pub step_overhead_us: f64,
+}
+
+/// Default fraction of the dense tensor peak a large GEMM reaches. NVIDIA's and cuBLAS's own
+/// published BF16 GEMM figures are 70–80 % of dense peak at large sizes (e.g. ~750 of 989
+/// TFLOP/s on H100 SXM).
+pub const GEMM_EFFICIENCY: f64 = 0.75;
+/// Default fraction of DRAM bandwidth streaming kernels reach: 80–90 % is what
+/// bandwidth-test/STREAM-like copies achieve on HBM and GDDR GPUs.
+pub const MEMORY_EFFICIENCY: f64 = 0.85;
+/// Default fraction of link bandwidth NCCL's ring all-reduce reaches (bus bandwidth ≈ 80 % of
+/// the per-direction link rate in nccl-tests at large messages).
+pub const LINK_EFFICIENCY: f64 = 0.80;
+/// Default fixed time per kernel, µs: the smallest kernels in the RTX PRO 6000 operator profile
+/// (a layernorm of 1 token) take 2.4 µs in eager mode; CUDA graphs remove the CPU part.
+pub const KERNEL_US: f64 = 2.0;
+/// Default all-reduce latency over NVLink, µs (vLLM's custom all-reduce / NCCL small messages).
+pub const NVLINK_ALLREDUCE_US: f64 = 8.0;
+/// Default all-reduce latency over PCIe, µs (NCCL; vLLM's custom all-reduce needs NVLink).
+pub const PCIE_ALLREDUCE_US: f64 = 25.0;
+/// Default per-step overhead, µs: one CUDA-graph launch plus the step's small host↔device
+/// copies (inputs, sampled ids), each a few to tens of µs.
+pub const STEP_OVERHEAD_US: f64 = 100.0;
+
+impl RooflineParams {
+    /// Defaults for `gpu` at `tp` ranks.
+    pub fn new(gpu: &'static GpuSpec, tp: u64) -> RooflineParams {
+        RooflineParams {
+            gpu,
+            tp,
+            dtype: None,
+            gemm_efficiency: GEMM_EFFICIENCY,
+            memory_efficiency: MEMORY_EFFICIENCY,
+            attention_efficiency: gpu.attention_kernel.prefill_efficiency(),
+            link_efficiency: LINK_EFFICIENCY,
+            kernel_us: KERNEL_US,
+            allreduce_latency_us: if gpu.uses_nvlink(tp) {
+                NVLINK_ALLREDUCE_US
+            } else {
+                PCIE_ALLREDUCE_US
+            },
+            step_overhead_us: STEP_OVERHEAD_US,
+        }
+    }
+}
+
+/// Bytes per weight and FLOP rate of a class of linear layers.
+#[derive(Clone, Copy, Debug)]
+struct LinearClass {
+    weight_bytes: f64,
+    flops_per_us: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct RooflineLatency {
+    params: RooflineParams,
+    shape: ModelShape,
+    rates: Rates,
+    /// Attention projections and dense MLPs.
+    linear: LinearClass,
+    /// Routed and shared experts.
+    experts: LinearClass,
+    /// Activation / KV bytes per element (model dtype).
+    act_bytes: f64,
+    /// Distinct layer kinds and how many layers of each.
+    kinds: Vec<(LayerKind, u64)>,
+}
+
+fn bad(key: &str, why: impl Into<String>) -> LatencySpecError {
+    LatencySpecError::BadParam(key.into(), why.into())
+}
+
+impl RooflineLatency {
+    /// Builds the model; checks the TP degree against the model's heads as vLLM does.
+    pub fn new(shape: &ModelShape, params: RooflineParams) -> Result<Self, LatencySpecError> {
+        let p = &params;
+        let tp = p.tp;
+        if tp == 0 {
+            return Err(bad("tp", "must be at least 1"));
+        }
+        if !shape.num_attention_heads.is_multiple_of(tp) {
+            return Err(bad(
+                "tp",
+                format!(
+                    "the model's {} attention heads are not divisible by tp={tp}",
+                    shape.num_attention_heads
+                ),
+            ));
+        }
+        let kv = shape.kv_heads();
+        if shape.mla.is_none() && !kv.is_multiple_of(tp) && !tp.is_multiple_of(kv) {
+            return Err(bad(
+                "tp",
+                format!("the model's {kv} KV heads and tp={tp} do not divide one another"),
+            ));
+        }
+        for (key, v) in [
+            ("gemm_eff", p.gemm_efficiency),
+            ("mem_eff", p.memory_efficiency),
+            ("attn_eff", p.attention_efficiency),
+            ("link_eff", p.link_efficiency),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(bad(key, "must be in (0, 1]"));
+            }
+        }
+        for (key, v) in [
+            ("kernel_us", p.kernel_us),
+            ("ar_latency_us", p.allreduce_latency_us),
+            ("overhead_us", p.step_overhead_us),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(key, "must be a finite number >= 0"));
+            }
+        }
+        let g = p.gpu;
+        // TFLOP/s → FLOP/µs: × 10⁶; GB/s → B/µs: × 10³.
+        let bf16 = g.bf16_tflops * 1e6 * p.gemm_efficiency;
+        let fp8 = g.fp8_tflops.map(|f| f * 1e6 * p.gemm_efficiency);
+        let dt = shape.dtype_bytes() as f64;
+        let q = shape.quantized_weight_bytes();
+        let class = |bytes: f64, wants_fp8: bool| LinearClass {
+            weight_bytes: bytes,
+            flops_per_us: if wants_fp8 { fp8.unwrap_or(bf16) } else { bf16 },
+        };
+        let (linear, experts) = match (p.dtype, &shape.weight_format) {
+            (Some(LinearDtype::Bf16), _) => (class(2.0, false), class(2.0, false)),
+            (Some(LinearDtype::Fp8), WeightFormat::Mxfp4Experts) => {
+                (class(1.0, true), class(q, false))
+            }
+            (Some(LinearDtype::Fp8), _) => (class(1.0, true), class(1.0, true)),
+            (None, WeightFormat::Unquantized) => (class(dt, false), class(dt, false)),
+            (None, WeightFormat::Fp8 { .. }) => (class(q, true), class(q, true)),
+            (None, WeightFormat::Mxfp4Experts) => (class(dt, false), class(q, false)),
+            (None, WeightFormat::IntWeightOnly { .. }) => (class(q, false), class(q, false)),
+        };
+        let rates = Rates {
+            bf16_gemm_flops_per_us: bf16,
+            attention_flops_per_us: g.bf16_tflops * 1e6 * p.attention_efficiency,
+            bytes_per_us: g.mem_bandwidth_gbs * 1e3 * p.memory_efficiency,
+            link_bytes_per_us: g.link_gbs(tp) * 1e3 * p.link_efficiency,
+            kernel_us: p.kernel_us,
+            allreduce_latency_us: p.allreduce_latency_us,
+        };
+        let mut kinds: Vec<(LayerKind, u64)> = Vec::new();
+        for l in &shape.layers {
+            match kinds.iter_mut().find(|(k, _)| k == l) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((*l, 1)),
+            }
+        }
+        Ok(RooflineLatency {
+            params,
+            shape: shape.clone(),
+            rates,
+            linear,
+            experts,
+            act_bytes: dt,
+            kinds,
+        })
+    }
+
+    /// Parses `gpu=NAME,tp=N,dtype=bf16|fp8,gemm_eff=F,mem_eff=F,attn_eff=F,link_eff=F,
+    /// kernel_us=F,ar_latency_us=F,overhead_us=F` (all optional); `gpu` and `tp` default to
+    /// `default_gpu` / `default_tp`.
+    pub fn parse_params(
+        params: &str,
+        shape: &ModelShape,
+        default_gpu: Option<&'static GpuSpec>,
+        default_tp: u64,
+    ) -> Result<RooflineLatency, LatencySpecError> {
+        let mut kv: Vec<(&str, &str)> = Vec::new();
+        for item in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| bad(item, "expected key=value"))?;
+            kv.push((k.trim(), v.trim()));
+        }
+        let get = |key: &str| kv.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let gpu = match get("gpu") {
+            Some(name) => GpuSpec::lookup(name).map_err(|e| bad("gpu", e.to_string()))?,
+            None => match default_gpu {
+                Some(g) => g,
+                None => GpuSpec::lookup(DEFAULT_GPU).expect("the default GPU is in the table"),
+            },
+        };
+        let tp = match get("tp") {
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| bad("tp", format!("`{v}` is not a positive integer")))?,
+            None => default_tp,
+        };
+        let mut p = RooflineParams::new(gpu, tp);
+        for (k, v) in &kv {
+            let num = || -> Result<f64, LatencySpecError> {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| bad(k, format!("`{v}` is not a number")))
+            };
+            match *k {
+                "gpu" | "tp" => {}
+                "dtype" => {
+                    p.dtype = Some(match v.to_ascii_lowercase().as_str() {
+                        "bf16" | "bfloat16" => LinearDtype::Bf16,
+                        "fp8" => LinearDtype::Fp8,
+                        _ => return Err(bad("dtype", format!("`{v}`: expected bf16 or fp8"))),
+                    })
+                }
+                "gemm_eff" => p.gemm_efficiency = num()?,
+                "mem_eff" => p.memory_efficiency = num()?,
+                "attn_eff" => p.attention_efficiency = num()?,
+                "link_eff" => p.link_efficiency = num()?,
+                "kernel_us" => p.kernel_us = num()?,
+                "ar_latency_us" => p.allreduce_latency_us = num()?,
+                "overhead_us" => p.step_overhead_us = num()?,
+                other => {
+                    return Err(bad(
+                        other,
+                        "unknown key (gpu, tp, dtype, gemm_eff, mem_eff, attn_eff, link_eff, \
+                         kernel_us, ar_latency_us, overhead_us)",
+                    ))
+                }
+            }
+        }
+        RooflineLatency::new(shape, p)
+    }
+
+    pub fn params(&self) -> &RooflineParams {
+        &self.params
+    }
+
+    /// Every operator's cost for a batch of `(new tokens, computed before)` requests, in
+    /// execution order; the step time is their sum.
+    pub fn breakdown(&self, requests: &[(u64, u64)]) -> Vec<OpTime> {
+        let r = &self.rates;
+        let s = &self.shape;
+        let tp = self.params.tp;
+        let ab = self.act_bytes;
+        let h = s.hidden_size as f64;
+        let t: u64 = requests.iter().map(|&(q, _)| q).sum();
+        let seqs = requests.iter().filter(|&&(q, _)| q > 0).count() as u64;
+        let tf = t as f64;
+        let mut ops = Vec::new();
+        let mut push = |mut op: OpTime, count: u64| {
+            if count > 0 {
+                op.count *= count;
+                ops.push(op);
+            }
+        };
+        if t > 0 {
+            push(elementwise("embedding", 2.0 * tf * h * ab, r), 1);
+            if tp > 1 {
+                push(all_reduce("all_reduce", tf * h * ab, tp, r), 1);
+            }
+            for (kind, n) in &self.kinds {
+                for op in self.layer_ops(kind, requests, t) {
+                    push(op, *n);
+                }
+            }
+            push(elementwise("final_layernorm", 3.0 * tf * h * ab, r), 1);
+        }
+        if seqs > 0 {
+            let sf = seqs as f64;
+            let v = s.vocab_size as f64;
+            // The LM head stays in the model dtype in every supported checkpoint format.
+            push(
+                gemm(
+                    "lm_head",
+                    sf,
+                    h,
+                    v / tp as f64,
+                    ab,
+                    ab,
+                    r.bf16_gemm_flops_per_us,
+                    r,
+                ),
+                1,
+            );
+            if tp > 1 {
+                push(all_gather("logits_gather", sf * v * ab, tp, r), 1);
+            }
+            // Logits cast to fp32 and reduced by the sampler: ~6 B per logit, a handful of
+            // small kernels (temperature, top-k/p masks, argmax/sampling, logprobs).
+            let mut sampler = elementwise("sampler", sf * v * 6.0, r);
+            sampler.each_us += 4.0 * r.kernel_us;
+            push(sampler, 1);
+        }
+        push(
+            OpTime {
+                name: "step_overhead",
+                count: 1,
+                each_us: self.params.step_overhead_us,
+                bound: Bound::Fixed,
+            },
+            1,
+        );
+        ops
+    }
+
+    /// Operators of one layer of `kind`.
+    fn layer_ops(&self, kind: &LayerKind, requests: &[(u64, u64)], t: u64) -> Vec<OpTime> {
+        let r = &self.rates;
+        let s = &self.shape;
+        let tp = self.params.tp;
+        let ab = self.act_bytes;
+        let (tf, h, tpf) = (t as f64, s.hidden_size as f64, tp as f64);
+        let lin = self.linear;
+        let mut ops = vec![elementwise("layernorm", 3.0 * tf * h * ab, r)];
+        let work = AttentionWork::of(requests, kind.sliding_window);
+        let heads = (s.num_attention_heads / tp) as f64;
+        if let Some(mla) = &s.mla {
+            let qk = (mla.qk_nope_head_dim + mla.qk_rope_head_dim) as f64;
+            let latent = mla.latent_dim() as f64;
+            let kv_lora = mla.kv_lora_rank as f64;
+            let v_dim = mla.v_head_dim as f64;
+            // Down-projections are replicated on every rank; up-projections column-parallel.
+            match mla.q_lora_rank {
+                Some(qr) => {
+                    let qr = qr as f64;
+                    ops.push(gemm(
+                        "qkv_a_proj",
+                        tf,
+                        h,
+                        qr + latent,
+                        lin.weight_bytes,
+                        ab,
+                        lin.flops_per_us,
+                        r,
+                    ));
+                    ops.push(gemm(
+                        "q_b_proj",
+                        tf,
+                        qr,
+                        heads * qk,
+                        lin.weight_bytes,
+                        ab,
+                        lin.flops_per_us,
+                        r,
+                    ));
+                }
+                None => {
+                    ops.push(gemm(
+                        "q_proj",
+                        tf,
+                        h,
+                        heads * qk,
+                        lin.weight_bytes,
+                        ab,
+                        lin.flops_per_us,
+                        r,
+                    ));
+                    ops.push(gemm(
+                        "kv_a_proj",
+                        tf,
+                        h,
+                        latent,
+                        lin.weight_bytes,
+                        ab,
+                        lin.flops_per_us,
+                        r,
+                    ));
+                }
+            }
+            ops.push(elementwise(
+                "rotary_emb",
+                2.0 * tf * (heads + 1.0) * mla.qk_rope_head_dim as f64 * ab,
+                r,
+            ));
+            let up_n = heads * (mla.qk_nope_head_dim as f64 + v_dim);
+            if work.prefill_tokens > 0 {
+                // Prefill decompresses the latent of every context token, then runs MHA with
+                // q·k over qk_nope + qk_rope and v of v_head_dim.
+                ops.push(gemm(
+                    "kv_b_proj",
+                    work.prefill_kv_tokens as f64,
+                    kv_lora,
+                    up_n,
+                    lin.weight_bytes,
+                    ab,
+                    lin.flops_per_us,
+                    r,
+                ));
+                ops.push(kernel(
+                    "attention_prefill",
+                    2.0 * heads * (qk + v_dim) * work.prefill_pairs,
+                    r.attention_flops_per_us,
+                    work.prefill_kv_tokens as f64 * (latent + heads * (qk + v_dim)) * ab
+                        + work.prefill_tokens as f64 * heads * (qk + v_dim) * ab,
+                    r,
+                ));
+            }
+            if work.decodes > 0 {
+                // Decode absorbs W_UK into the query and W_UV into the output (weights read
+                // once), and attends over the cached latents: MQA with 576-wide keys.
+                ops.push(gemm(
+                    "mla_absorb",
+                    work.decodes as f64,
+                    kv_lora,
+                    up_n,
+                    lin.weight_bytes,
+                    ab,
+                    r.bf16_gemm_flops_per_us,
+                    r,
+                ));
+                ops.push(kernel(
+                    "attention_decode",
+                    2.0 * heads * (latent + kv_lora) * work.decode_kv_tokens as f64,
+                    r.attention_flops_per_us,
+                    work.decode_kv_tokens as f64 * latent * ab,
+                    r,
+                ));
+            }
+            ops.push(gemm(
+                "o_proj",
+                tf,
+                heads * v_dim,
+                h,
+                lin.weight_bytes,
+                ab,
+                lin.flops_per_us,
+                r,
+            ));
+        } else {
+            let d = s.head_dim() as f64;
+            let kvh = s.kv_heads_per_rank(tp) as f64;
+            ops.push(gemm(
+                "qkv_proj",
+                tf,
+                h,
+                (heads + 2.0 * kvh) * d,
+                lin.weight_bytes,
+                ab,
+                lin.flops_per_us,
+                r,
+            ));
+            if s.qk_norm {
+                ops.push(elementwise("qk_norm", 2.0 * tf * (heads + kvh) * d * ab, r));
+            }
+            ops.push(elementwise(
+                "rotary_emb",
+                2.0 * tf * (heads + kvh) * d * ab,
+                r,
+            ));
+            let kv_token = 2.0 * kvh * d * ab;
+            if work.prefill_tokens > 0 {
+                ops.push(kernel(
+                    "attention_prefill",
+                    4.0 * heads * d * work.prefill_pairs,
+                    r.attention_flops_per_us,
+                    work.prefill_kv_tokens as f64 * kv_token
+                        + work.prefill_tokens as f64 * 2.0 * heads * d * ab,
+                    r,
+                ));
+            }
+            if work.decodes > 0 {
+                ops.push(kernel(
+                    "attention_decode",
+                    4.0 * heads * d * work.decode_kv_tokens as f64,
+                    r.attention_flops_per_us,
+                    work.decode_kv_tokens as f64 * kv_token
+                        + work.decodes as f64 * 2.0 * heads * d * ab,
+                    r,
+                ));
+            }
+            ops.push(gemm(
+                "o_proj",
+                tf,
+                heads * d,
+                h,
+                lin.weight_bytes,
+                ab,
+                lin.flops_per_us,
+                r,
+            ));
+        }
+        if tp > 1 {
+            ops.push(all_reduce("all_reduce", tf * h * ab, tp, r));
+        }
+        ops.push(elementwise("layernorm", 3.0 * tf * h * ab, r));
+        match (&s.moe, kind.moe) {
+            (Some(m), true) => {
+                let e = m.num_experts;
+                let k = m.experts_per_token as f64;
+                let i = m.expert_intermediate_size as f64 / tpf;
+                let ex = self.experts;
+                // Router in the model dtype, replicated.
+                ops.push(gemm(
+                    "moe_router",
+                    tf,
+                    h,
+                    e as f64,
+                    ab,
+                    ab,
+                    r.bf16_gemm_flops_per_us,
+                    r,
+                ));
+                let hit = expected_distinct_experts(e, m.experts_per_token, t);
+                let rows = tf * k;
+                ops.push(kernel(
+                    "moe_gate_up",
+                    2.0 * rows * h * 2.0 * i,
+                    ex.flops_per_us,
+                    hit * h * 2.0 * i * ex.weight_bytes + rows * (h + 2.0 * i) * ab,
+                    r,
+                ));
+                ops.push(elementwise("act_fn", rows * 3.0 * i * ab, r));
+                ops.push(kernel(
+                    "moe_down",
+                    2.0 * rows * i * h,
+                    ex.flops_per_us,
+                    hit * i * h * ex.weight_bytes + rows * (i + h) * ab,
+                    r,
+                ));
+                if m.shared_experts > 0 {
+                    let si = (m.shared_experts * m.expert_intermediate_size) as f64 / tpf;
+                    ops.push(gemm(
+                        "shared_gate_up",
+                        tf,
+                        h,
+                        2.0 * si,
+                        ex.weight_bytes,
+                        ab,
+                        ex.flops_per_us,
+                        r,
+                    ));
+                    ops.push(elementwise("act_fn", tf * 3.0 * si * ab, r));
+                    ops.push(gemm(
+                        "shared_down",
+                        tf,
+                        si,
+                        h,
+                        ex.weight_bytes,
+                        ab,
+                        ex.flops_per_us,
+                        r,
+                    ));
+                }
+            }
+            _ => {
+                let i = s.intermediate_size as f64 / tpf;
+                ops.push(gemm(
+                    "gate_up_proj",
+                    tf,
+                    h,
+                    2.0 * i,
+                    lin.weight_bytes,
+                    ab,
+                    lin.flops_per_us,
+                    r,
+                ));
+                ops.push(elementwise("act_fn", tf * 3.0 * i * ab, r));
+                ops.push(gemm(
+                    "down_proj",
+                    tf,
+                    i,
+                    h,
+                    lin.weight_bytes,
+                    ab,
+                    lin.flops_per_us,
+                    r,
+                ));
+            }
+        }
+        if tp > 1 {
+            ops.push(all_reduce("all_reduce", tf * h * ab, tp, r));
+        }
+        ops
+    }
+
+    /// Step time of a batch of `(new tokens, computed before)` requests, µs.
+    pub fn step_us(&self, requests: &[(u64, u64)]) -> f64 {
+        self.breakdown(requests).iter().map(OpTime::total_us).sum()
+    }
+}
+
+impl LatencyModel for RooflineLatency {
+    fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
+        let reqs: Vec<(u64, u64)> = batch
+            .requests
+            .iter()
+            .map(|r| (r.num_tokens as u64, r.num_computed_before as u64))
+            .collect();
+        Nanos((self.step_us(&reqs) * 1000.0).round() as u64)
+    }
+
+    fn describe(&self) -> String {
+        let p = &self.params;
+        let dtype = match p.dtype {
+            None => "checkpoint dtype",
+            Some(LinearDtype::Bf16) => "bf16",
+            Some(LinearDtype::Fp8) => "fp8",
+        };
+        format!(
+            "roofline: {} × {} ({}), gemm_eff {}, mem_eff {}, attn_eff {}, link_eff {}, \
+             kernel {} µs, all-reduce latency {} µs, step overhead {} µs",
+            p.tp,
+            p.gpu.name,
+            dtype,
+            p.gemm_efficiency,
+            p.memory_efficiency,
+            p.attention_efficiency,
+            p.link_efficiency,
+            p.kernel_us,
+            p.allreduce_latency_us,
+            p.step_overhead_us
+        )
+    }
+}

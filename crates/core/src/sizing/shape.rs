@@ -1,0 +1,511 @@
+//! A model's architecture as its Hugging Face `config.json` states it: the facts that size the
+//! weights and the KV cache and that a roofline needs (projections, MLP or mixture of experts,
+//! attention kind per layer, weight format).
+//!
+//! The keys differ between families (`num_experts` / `num_local_experts` / `n_routed_experts`,
+//! `num_experts_per_tok` / `experts_per_token`, ...); [`RawConfig`] reads them all and
+//! [`ModelShape::from_hf_config_json`] turns them into one typed shape, naming the key when a
+//! required one is missing or inconsistent.
+
+use super::SizingError;
+use serde::Deserialize;
+
+/// Mixture-of-experts facts (Mixtral, Qwen3-MoE, gpt-oss, DeepSeek-V3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeShape {
+    /// Routed experts per MoE layer.
+    pub num_experts: u64,
+    /// Experts each token is routed to (top-k).
+    pub experts_per_token: u64,
+    /// Intermediate size of one routed expert's gated MLP.
+    pub expert_intermediate_size: u64,
+    /// Always-on shared experts per MoE layer (DeepSeek `n_shared_experts`), each of
+    /// `expert_intermediate_size`.
+    pub shared_experts: u64,
+    /// Whether expert and router projections carry biases (gpt-oss).
+    pub biases: bool,
+}
+
+/// Multi-head latent attention (DeepSeek-V2/V3): K and V are cached as one latent vector of
+/// `kv_lora_rank + qk_rope_head_dim` per token and layer, shared by all heads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlaShape {
+    /// Rank of the query down-projection; `None` projects queries directly (V2-Lite).
+    pub q_lora_rank: Option<u64>,
+    pub kv_lora_rank: u64,
+    pub qk_nope_head_dim: u64,
+    pub qk_rope_head_dim: u64,
+    pub v_head_dim: u64,
+}
+
+impl MlaShape {
+    /// Elements cached per token and layer (576 for DeepSeek-V3).
+    pub fn latent_dim(&self) -> u64 {
+        self.kv_lora_rank + self.qk_rope_head_dim
+    }
+}
+
+/// What one decoder layer is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LayerKind {
+    /// Sliding-window attention over this many tokens; `None` = full attention.
+    pub sliding_window: Option<u64>,
+    /// A mixture-of-experts MLP (else a dense gated MLP of `intermediate_size`).
+    pub moe: bool,
+}
+
+/// How the checkpoint stores its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WeightFormat {
+    /// Every weight in the model dtype (`torch_dtype`).
+    Unquantized,
+    /// FP8 (e4m3) linear layers with one fp32 scale per `block` × `block` tile (DeepSeek-V3:
+    /// `quant_method: fp8`, `weight_block_size: [128, 128]`); 0 = per-tensor scale. Embeddings,
+    /// norms, routers and the LM head stay in the model dtype.
+    Fp8 { block: u64 },
+    /// MXFP4 experts (gpt-oss): 4-bit values with one 8-bit scale per 32, i.e. 4.25 bits per
+    /// expert weight; everything else in the model dtype.
+    Mxfp4Experts,
+    /// Weight-only integer quantization of linear layers (AWQ, GPTQ): `bits` per weight plus an
+    /// fp16 scale and zero point per `group_size` weights.
+    IntWeightOnly { bits: u64, group_size: u64 },
+}
+
+/// The facts of a Hugging Face `config.json` that size the weights and the KV cache and drive
+/// the roofline latency model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelShape {
+    /// `model_type` (`llama`, `qwen2`, `qwen3`, `qwen3_moe`, `mistral`, `mixtral`, `gpt_oss`,
+    /// `deepseek_v3`, ...), when the config names it.
+    pub model_type: Option<String>,
+    pub num_hidden_layers: u64,
+    pub hidden_size: u64,
+    pub num_attention_heads: u64,
+    /// Defaults to `num_attention_heads` (no grouped-query attention).
+    pub num_key_value_heads: Option<u64>,
+    /// Defaults to `hidden_size / num_attention_heads`.
+    pub head_dim: Option<u64>,
+    /// The dense MLP's intermediate size (dense layers of MoE models use it too).
+    pub intermediate_size: u64,
+    pub vocab_size: u64,
+    pub tie_word_embeddings: bool,
+    /// Weight dtype (`torch_dtype` in older configs); bf16 when absent.
+    pub torch_dtype: Option<String>,
+    /// Newer configs' name for the same.
+    pub dtype: Option<String>,
+    /// The model's context length (vLLM's default `max_model_len`).
+    pub max_position_embeddings: Option<u64>,
+    /// Biases on the attention projections: `qkv` on Q/K/V (Qwen2), `all` on Q/K/V/O
+    /// (`attention_bias: true`, gpt-oss).
+    pub attention_bias: AttentionBias,
+    /// Per-head RMSNorm of queries and keys (Qwen3).
+    pub qk_norm: bool,
+    /// Per-head attention sinks (gpt-oss): one learned logit per head.
+    pub attention_sinks: bool,
+    pub moe: Option<MoeShape>,
+    pub mla: Option<MlaShape>,
+    /// One entry per decoder layer.
+    pub layers: Vec<LayerKind>,
+    pub weight_format: WeightFormat,
+}
+
+/// Which attention projections carry a bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionBias {
+    None,
+    Qkv,
+    All,
+}
+
+/// `config.json` as read: every key any supported family uses, all optional except the ones
+/// every decoder has. Unknown keys are ignored.
+#[derive(Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    num_hidden_layers: u64,
+    hidden_size: u64,
+    num_attention_heads: u64,
+    num_key_value_heads: Option<u64>,
+    head_dim: Option<u64>,
+    intermediate_size: u64,
+    vocab_size: u64,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    torch_dtype: Option<String>,
+    dtype: Option<String>,
+    max_position_embeddings: Option<u64>,
+    attention_bias: Option<bool>,
+    // Sliding window.
+    sliding_window: Option<u64>,
+    layer_types: Option<Vec<String>>,
+    // Mixture of experts, under each family's names.
+    num_experts: Option<u64>,
+    num_local_experts: Option<u64>,
+    n_routed_experts: Option<u64>,
+    num_experts_per_tok: Option<u64>,
+    experts_per_token: Option<u64>,
+    moe_intermediate_size: Option<u64>,
+    n_shared_experts: Option<u64>,
+    first_k_dense_replace: Option<u64>,
+    moe_layer_freq: Option<u64>,
+    decoder_sparse_step: Option<u64>,
+    mlp_only_layers: Option<Vec<u64>>,
+    // Multi-head latent attention.
+    q_lora_rank: Option<u64>,
+    kv_lora_rank: Option<u64>,
+    qk_nope_head_dim: Option<u64>,
+    qk_rope_head_dim: Option<u64>,
+    v_head_dim: Option<u64>,
+    quantization_config: Option<RawQuant>,
+}
+
+#[derive(Deserialize)]
+struct RawQuant {
+    quant_method: Option<String>,
+    weight_block_size: Option<Vec<u64>>,
+    bits: Option<u64>,
+    group_size: Option<i64>,
+}
+
+fn bad(msg: impl Into<String>) -> SizingError {
+    SizingError::BadConfig(msg.into())
+}
+
+fn required(v: Option<u64>, key: &str, why: &str) -> Result<u64, SizingError> {
+    v.ok_or_else(|| bad(format!("missing field `{key}` ({why})")))
+}
+
+fn positive(v: u64, key: &str) -> Result<u64, SizingError> {
+    if v == 0 {
+        Err(bad(format!("`{key}` must be positive")))
+    } else {
+        Ok(v)
+    }
+}
+
+impl ModelShape {
+    /// Parses a Hugging Face `config.json`; names the missing or malformed field.
+    pub fn from_hf_config_json(text: &str) -> Result<ModelShape, SizingError> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        ModelShape::from_raw(raw)
+    }
+
+    /// Same, from an already parsed JSON value.
+    pub fn from_hf_config_value(value: serde_json::Value) -> Result<ModelShape, SizingError> {
+        let raw: RawConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        ModelShape::from_raw(raw)
+    }
+
+    fn from_raw(r: RawConfig) -> Result<ModelShape, SizingError> {
+        positive(r.num_hidden_layers, "num_hidden_layers")?;
+        positive(r.hidden_size, "hidden_size")?;
+        positive(r.num_attention_heads, "num_attention_heads")?;
+        positive(r.vocab_size, "vocab_size")?;
+        if let Some(kv) = r.num_key_value_heads {
+            positive(kv, "num_key_value_heads")?;
+            if !r.num_attention_heads.is_multiple_of(kv) {
+                return Err(bad(format!(
+                    "`num_attention_heads` ({}) is not a multiple of `num_key_value_heads` ({kv})",
+                    r.num_attention_heads
+                )));
+            }
+        }
+        if let Some(d) = r.head_dim {
+            positive(d, "head_dim")?;
+        }
+        let model_type = r.model_type.clone();
+        let mt = r.model_type.as_deref().unwrap_or("");
+        let n = r.num_hidden_layers;
+
+        let moe = Self::moe_from_raw(&r)?;
+        let mla = match r.kv_lora_rank {
+            None => None,
+            Some(kv_lora_rank) => {
+                let why = "MLA configs (kv_lora_rank set) need it";
+                Some(MlaShape {
+                    q_lora_rank: r.q_lora_rank,
+                    kv_lora_rank: positive(kv_lora_rank, "kv_lora_rank")?,
+                    qk_nope_head_dim: required(r.qk_nope_head_dim, "qk_nope_head_dim", why)?,
+                    qk_rope_head_dim: required(r.qk_rope_head_dim, "qk_rope_head_dim", why)?,
+                    v_head_dim: required(r.v_head_dim, "v_head_dim", why)?,
+                })
+            }
+        };
+
+        // Sliding windows as vLLM 0.19's models apply them: per layer from `layer_types`
+        // (gpt-oss, and Llama-family models that list them). A bare `sliding_window`
+        // (Mistral-7B-v0.1) and Qwen2's `use_sliding_window` are not applied by vLLM's
+        // Llama/Mistral/Qwen2 implementations: full attention, every token cached.
+        let windows: Vec<Option<u64>> = match &r.layer_types {
+            Some(types) if mt != "qwen2" => {
+                if types.len() as u64 != n {
+                    return Err(bad(format!(
+                        "`layer_types` has {} entries but `num_hidden_layers` is {n}",
+                        types.len()
+                    )));
+                }
+                types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "sliding_attention" => required(
+                            r.sliding_window,
+                            "sliding_window",
+                            "layer_types names sliding_attention layers",
+                        )
+                        .map(Some),
+                        "full_attention" => Ok(None),
+                        other => Err(bad(format!(
+                            "`layer_types`: unsupported layer type `{other}`"
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            _ => vec![None; n as usize],
+        };
+
+        let layers = windows
+            .into_iter()
+            .enumerate()
+            .map(|(i, sliding_window)| LayerKind {
+                sliding_window,
+                moe: moe.is_some() && Self::layer_is_moe(&r, i as u64),
+            })
+            .collect();
+
+        let attention_bias = match (r.attention_bias, mt) {
+            (Some(true), _) => AttentionBias::All,
+            (Some(false), _) => AttentionBias::None,
+            (None, "qwen2") | (None, "qwen2_moe") => AttentionBias::Qkv,
+            (None, "gpt_oss") => AttentionBias::All,
+            (None, _) => AttentionBias::None,
+        };
+        // gpt-oss sets `attention_bias` explicitly but its o_proj also has a bias: covered.
+
+        let weight_format = match &r.quantization_config {
+            None => WeightFormat::Unquantized,
+            Some(q) => match q.quant_method.as_deref() {
+                Some("fp8") | Some("fbgemm_fp8") => WeightFormat::Fp8 {
+                    block: q
+                        .weight_block_size
+                        .as_ref()
+                        .and_then(|b| b.first().copied())
+                        .unwrap_or(0),
+                },
+                Some("mxfp4") => WeightFormat::Mxfp4Experts,
+                Some("awq") | Some("gptq") => WeightFormat::IntWeightOnly {
+                    bits: required(q.bits, "quantization_config.bits", "AWQ/GPTQ")?,
+                    group_size: match q.group_size {
+                        Some(g) if g > 0 => g as u64,
+                        // -1: one group per output channel (per-column scales); count as large.
+                        _ => 1 << 20,
+                    },
+                },
+                Some(other) => {
+                    return Err(bad(format!(
+                        "`quantization_config.quant_method` `{other}` is not supported \
+                         (fp8, fbgemm_fp8, mxfp4, awq, gptq)"
+                    )))
+                }
+                None => {
+                    return Err(bad(
+                        "missing field `quantization_config.quant_method`".to_string()
+                    ))
+                }
+            },
+        };
+
+        let shape = ModelShape {
+            model_type,
+            num_hidden_layers: n,
+            hidden_size: r.hidden_size,
+            num_attention_heads: r.num_attention_heads,
+            num_key_value_heads: r.num_key_value_heads,
+            head_dim: r.head_dim,
+            intermediate_size: r.intermediate_size,
+            vocab_size: r.vocab_size,
+            tie_word_embeddings: r.tie_word_embeddings,
+            torch_dtype: r.torch_dtype,
+            dtype: r.dtype,
+            max_position_embeddings: r.max_position_embeddings,
+            attention_bias,
+            qk_norm: matches!(mt, "qwen3" | "qwen3_moe"),
+            attention_sinks: mt == "gpt_oss",
+            moe,
+            mla,
+            layers,
+            weight_format,
+        };
+        if shape.mla.is_none()
+            && shape.head_dim.is_none()
+            && !r.hidden_size.is_multiple_of(r.num_attention_heads)
+        {
+            return Err(bad(
+                "missing field `head_dim` (hidden_size is not a multiple of num_attention_heads)",
+            ));
+        }
+        Ok(shape)
+    }
+
+    fn moe_from_raw(r: &RawConfig) -> Result<Option<MoeShape>, SizingError> {
+        let experts = r.num_experts.or(r.num_local_experts).or(r.n_routed_experts);
+        let Some(experts) = experts.filter(|&e| e > 0) else {
+            return Ok(None);
+        };
+        let why = "mixture-of-experts configs need it";
+        let k = match r.num_experts_per_tok.or(r.experts_per_token) {
+            Some(k) => positive(k, "num_experts_per_tok")?,
+            None => required(None, "num_experts_per_tok", why)?,
+        };
+        if k > experts {
+            return Err(bad(format!(
+                "`num_experts_per_tok` ({k}) exceeds the number of experts ({experts})"
+            )));
+        }
+        let mt = r.model_type.as_deref().unwrap_or("");
+        // Mixtral and gpt-oss experts use `intermediate_size`; Qwen-MoE and DeepSeek name it.
+        let expert_intermediate_size = match (r.moe_intermediate_size, mt) {
+            (Some(i), _) => i,
+            (None, "qwen3_moe" | "qwen2_moe" | "deepseek_v2" | "deepseek_v3") => {
+                required(None, "moe_intermediate_size", why)?
+            }
+            (None, _) => r.intermediate_size,
+        };
+        Ok(Some(MoeShape {
+            num_experts: experts,
+            experts_per_token: k,
+            expert_intermediate_size: positive(expert_intermediate_size, "moe_intermediate_size")?,
+            shared_experts: r.n_shared_experts.unwrap_or(0),
+            biases: mt == "gpt_oss",
+        }))
+    }
+
+    /// Whether layer `i` has a MoE MLP, by the family's rule: DeepSeek's first
+    /// `first_k_dense_replace` layers are dense and then every `moe_layer_freq`-th; Qwen-MoE's
+    /// layers in `mlp_only_layers` are dense and otherwise every `decoder_sparse_step`-th.
+    fn layer_is_moe(r: &RawConfig, i: u64) -> bool {
+        if let Some(first_dense) = r.first_k_dense_replace {
+            let freq = r.moe_layer_freq.unwrap_or(1).max(1);
+            return i >= first_dense && i.is_multiple_of(freq);
+        }
+        if r.mlp_only_layers.as_ref().is_some_and(|l| l.contains(&i)) {
+            return false;
+        }
+        let step = r.decoder_sparse_step.unwrap_or(1).max(1);
+        (i + 1).is_multiple_of(step)
+    }
+
+    /// Llama-3.1-8B (meta-llama/Llama-3.1-8B `config.json`), from the built-in table.
+    pub fn llama_3_1_8b() -> ModelShape {
+        ModelShape::builtin("meta-llama/Llama-3.1-8B").expect("the built-in table has Llama-3.1-8B")
+    }
+
+    pub fn kv_heads(&self) -> u64 {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> u64 {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// Bytes per element of the model dtype (activations, KV cache with `kv_cache_dtype=auto`,
+    /// unquantized weights).
+    pub fn dtype_bytes(&self) -> u64 {
+        match self.dtype.as_deref().or(self.torch_dtype.as_deref()) {
+            Some("float32") => 4,
+            Some("float8_e4m3fn") | Some("fp8") => 1,
+            // bfloat16, float16 and absent.
+            _ => 2,
+        }
+    }
+
+    /// Layers with a mixture-of-experts MLP.
+    pub fn num_moe_layers(&self) -> u64 {
+        self.layers.iter().filter(|l| l.moe).count() as u64
+    }
+
+    /// Layers with sliding-window attention.
+    pub fn num_sliding_layers(&self) -> u64 {
+        self.layers
+            .iter()
+            .filter(|l| l.sliding_window.is_some())
+            .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QWEN3_MOE: &str = r#"{"model_type": "qwen3_moe", "num_hidden_layers": 4,
+        "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+        "intermediate_size": 128, "vocab_size": 100, "num_experts": 8,
+        "num_experts_per_tok": 2, "moe_intermediate_size": 32, "mlp_only_layers": [1]}"#;
+
+    #[test]
+    fn reads_moe_under_each_family_name() {
+        let m = ModelShape::from_hf_config_json(QWEN3_MOE).unwrap();
+        let moe = m.moe.as_ref().unwrap();
+        assert_eq!((moe.num_experts, moe.experts_per_token), (8, 2));
+        assert_eq!(moe.expert_intermediate_size, 32);
+        assert_eq!(
+            m.layers.iter().map(|l| l.moe).collect::<Vec<_>>(),
+            [true, false, true, true]
+        );
+        assert!(m.qk_norm);
+        // gpt-oss names: num_local_experts + experts_per_token, experts use intermediate_size.
+        let g = ModelShape::from_hf_config_json(
+            r#"{"model_type": "gpt_oss", "num_hidden_layers": 2, "hidden_size": 64,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "intermediate_size": 48, "vocab_size": 100, "num_local_experts": 4,
+            "experts_per_token": 2, "num_experts_per_tok": 2, "sliding_window": 8,
+            "layer_types": ["sliding_attention", "full_attention"]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.moe.as_ref().unwrap().expert_intermediate_size, 48);
+        assert_eq!(g.layers[0].sliding_window, Some(8));
+        assert_eq!(g.layers[1].sliding_window, None);
+    }
+
+    #[test]
+    fn missing_or_inconsistent_keys_are_named() {
+        let no_k = QWEN3_MOE.replace("\"num_experts_per_tok\": 2,", "");
+        let e = ModelShape::from_hf_config_json(&no_k)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("num_experts_per_tok"), "{e}");
+        let no_moe_i = QWEN3_MOE.replace("\"moe_intermediate_size\": 32,", "");
+        let e = ModelShape::from_hf_config_json(&no_moe_i)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("moe_intermediate_size"), "{e}");
+        for key in ["vocab_size", "intermediate_size", "hidden_size"] {
+            let text = QWEN3_MOE.replace(&format!("\"{key}\""), "\"renamed\"");
+            let e = ModelShape::from_hf_config_json(&text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let mla = r#"{"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+            "intermediate_size": 48, "vocab_size": 100, "kv_lora_rank": 16,
+            "qk_rope_head_dim": 8, "v_head_dim": 16}"#;
+        let e = ModelShape::from_hf_config_json(mla)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("qk_nope_head_dim"), "{e}");
+        let q = QWEN3_MOE.replace(
+            "\"num_experts\": 8,",
+            "\"num_experts\": 8, \"quantization_config\": {\"quant_method\": \"bitnet\"},",
+        );
+        let e = ModelShape::from_hf_config_json(&q).unwrap_err().to_string();
+        assert!(e.contains("bitnet"), "{e}");
+        let lt = QWEN3_MOE.replace(
+            "\"num_experts\": 8,",
+            "\"num_experts\": 8, \"layer_types\": [\"full_attention\"],",
+        );
+        let e = ModelShape::from_hf_config_json(&lt)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("layer_types"), "{e}");
+    }
+}

@@ -1,0 +1,269 @@
+//! The built-in model table: every entry parses, parameter counts match the published figures,
+//! KV bytes per token match hand computations, and lookups fail with clear errors.
+
+use llm_emu_core::sizing::{
+    builtin_model_names, check_max_model_len, kv_bytes_for_one_request, num_gpu_blocks, GpuBudget,
+    ModelShape, SizingError, WeightFormat,
+};
+use std::path::PathBuf;
+
+fn model(name: &str) -> ModelShape {
+    ModelShape::builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn billions(n: u64) -> f64 {
+    n as f64 / 1e9
+}
+
+#[track_caller]
+fn close(got: f64, want: f64, tol: f64) {
+    assert!(
+        (got - want).abs() <= tol,
+        "got {got:.3}, want {want} ± {tol}"
+    );
+}
+
+#[test]
+fn every_entry_parses_and_is_sane() {
+    let names = builtin_model_names();
+    assert!(names.len() >= 45, "{}", names.len());
+    for name in names {
+        let m = model(name);
+        assert_eq!(m.layers.len() as u64, m.num_hidden_layers, "{name}");
+        assert!(m.max_position_embeddings.is_some(), "{name}");
+        assert!(m.num_parameters() > 500_000_000, "{name}");
+        assert!(m.kv_bytes_per_token_per_layer(1) > 0, "{name}");
+    }
+}
+
+/// Totals as the model cards publish them (billions).
+#[test]
+fn parameter_counts_match_published_figures() {
+    for (name, total, tol) in [
+        ("meta-llama/Llama-3.1-8B", 8.03, 0.01),
+        ("meta-llama/Llama-3.1-70B-Instruct", 70.6, 0.1),
+        ("meta-llama/Llama-3.3-70B-Instruct", 70.6, 0.1),
+        ("meta-llama/Llama-3.1-405B", 405.9, 0.5),
+        ("meta-llama/Llama-3.2-1B", 1.24, 0.01),
+        ("meta-llama/Llama-3.2-3B", 3.21, 0.01),
+        ("Qwen/Qwen2.5-7B-Instruct", 7.61, 0.01),
+        ("Qwen/Qwen2.5-14B", 14.7, 0.1),
+        ("Qwen/Qwen2.5-32B", 32.5, 0.1),
+        ("Qwen/Qwen2.5-72B-Instruct", 72.7, 0.1),
+        ("Qwen/Qwen3-0.6B", 0.6, 0.01),
+        ("Qwen/Qwen3-1.7B", 1.7, 0.03),
+        ("Qwen/Qwen3-4B", 4.0, 0.03),
+        ("Qwen/Qwen3-8B", 8.2, 0.01),
+        ("Qwen/Qwen3-14B", 14.8, 0.05),
+        ("Qwen/Qwen3-32B", 32.8, 0.05),
+        ("mistralai/Mistral-7B-v0.1", 7.24, 0.01),
+        ("mistralai/Mixtral-8x7B-v0.1", 46.7, 0.1),
+        ("mistralai/Mixtral-8x22B-v0.1", 140.6, 0.2),
+        ("openai/gpt-oss-20b", 20.9, 0.05),
+        ("openai/gpt-oss-120b", 116.8, 0.1),
+        ("deepseek-ai/DeepSeek-V3", 671.0, 1.0),
+        ("deepseek-ai/DeepSeek-R1", 671.0, 1.0),
+    ] {
+        let got = billions(model(name).num_parameters());
+        assert!(
+            (got - total).abs() <= tol,
+            "{name}: {got:.3} B, published {total} B"
+        );
+    }
+}
+
+#[test]
+fn active_parameters_of_moe_models() {
+    // Qwen3-30B-A3B: 30.5 B total, 3.3 B activated (Qwen counts the embeddings).
+    let q = model("Qwen/Qwen3-30B-A3B");
+    close(billions(q.num_parameters()), 30.5, 0.05);
+    close(billions(q.num_active_parameters()), 3.3, 0.06);
+    close(
+        billions(model("Qwen/Qwen3-235B-A22B").num_active_parameters()),
+        22.0,
+        0.3,
+    );
+    // DeepSeek-V3: 671 B total, 37 B activated.
+    close(
+        billions(model("deepseek-ai/DeepSeek-V3").num_active_parameters()),
+        37.0,
+        0.6,
+    );
+    // Mixtral-8x7B: 12.9 B active.
+    close(
+        billions(model("Mixtral-8x7B-v0.1").num_active_parameters()),
+        12.9,
+        0.05,
+    );
+    // gpt-oss: OpenAI's active counts exclude the input embedding (3.61 B and 5.13 B).
+    for (name, active) in [("openai/gpt-oss-20b", 3.61), ("openai/gpt-oss-120b", 5.13)] {
+        let m = model(name);
+        let c = m.param_counts();
+        close(billions(c.active(&m) - c.embedding), active, 0.02);
+    }
+}
+
+#[test]
+fn kv_bytes_per_token_by_attention_kind() {
+    // GQA: 2 (K, V) × kv heads × head dim × 2 bytes per layer.
+    let l8 = model("meta-llama/Llama-3.1-8B");
+    assert_eq!(l8.kv_bytes_per_token_per_layer(1), 2 * 8 * 128 * 2);
+    assert_eq!(l8.bytes_per_block(16, 1), 16 * 32 * 4096);
+    let l70 = model("meta-llama/Llama-3.1-70B");
+    assert_eq!(l70.kv_bytes_per_token_per_layer(1) * 80, 327_680);
+    assert_eq!(l70.kv_bytes_per_token_per_layer(8), 2 * 128 * 2);
+    // 8 KV heads on 16 ranks: replicated, one head each (vLLM get_num_kv_heads).
+    assert_eq!(l70.kv_bytes_per_token_per_layer(16), 2 * 128 * 2);
+    let q = model("Qwen/Qwen3-30B-A3B");
+    assert_eq!(q.kv_bytes_per_token_per_layer(1) * 48, 98_304);
+    // MLA: one latent of 512 + 64 per token and layer, same on every rank.
+    let ds = model("deepseek-ai/DeepSeek-V3");
+    assert_eq!(ds.kv_bytes_per_token_per_layer(1), 576 * 2);
+    assert_eq!(ds.kv_bytes_per_token_per_layer(8), 576 * 2);
+    assert_eq!(ds.bytes_per_block(16, 8), 61 * 16 * 576 * 2);
+    // gpt-oss-20b: 12 sliding + 12 full layers → 2 groups of 12 layers share block ids.
+    let g = model("openai/gpt-oss-20b");
+    assert_eq!(g.num_sliding_layers(), 12);
+    let layout = g.kv_layout(16, 1);
+    assert_eq!(layout.page_bytes, 16 * 2 * 8 * 64 * 2);
+    assert_eq!((layout.group_size, layout.num_groups), (12, 2));
+    assert_eq!(g.bytes_per_block(16, 1), 12 * 16 * 2 * 8 * 64 * 2);
+    assert_eq!(model("openai/gpt-oss-120b").kv_layout(16, 1).group_size, 18);
+    // Mistral-7B-v0.1's sliding_window is not applied by vLLM's Llama/Mistral model.
+    assert_eq!(model("mistralai/Mistral-7B-v0.1").num_sliding_layers(), 0);
+}
+
+#[test]
+fn weight_bytes_follow_the_checkpoint_format() {
+    let ds = model("deepseek-ai/DeepSeek-V3");
+    assert_eq!(ds.weight_format, WeightFormat::Fp8 { block: 128 });
+    // Block FP8: ~1 byte per linear weight; embeddings and LM head in bf16: ≈ 673 GB.
+    close(ds.weight_bytes() / 1e9, 673.0, 3.0);
+    let g = model("openai/gpt-oss-20b");
+    assert_eq!(g.weight_format, WeightFormat::Mxfp4Experts);
+    // The published checkpoint is 13.8 GB: MXFP4 experts, bf16 elsewhere.
+    close(g.weight_bytes() / 1e9, 13.8, 0.3);
+    close(model("Qwen/Qwen3-8B").weight_bytes() / 1e9, 16.4, 0.1);
+}
+
+#[test]
+fn kv_blocks_on_real_configurations() {
+    let budget = |gib: u64, tp: u64| GpuBudget {
+        gpu_memory_bytes: gib << 30,
+        gpu_memory_utilization: 0.9,
+        tensor_parallel_size: tp,
+        block_size: 16,
+        max_num_batched_tokens: 8192,
+        max_num_seqs: 1024,
+    };
+    // DeepSeek-V3 on 8 × H200: ≈ 84 GB weights per rank leaves ≈ 40 GiB for latents.
+    let n = num_gpu_blocks(&model("deepseek-ai/DeepSeek-V3"), &budget(141, 8)).unwrap();
+    assert!((30_000..45_000).contains(&n), "{n}");
+    // Llama-3.1-70B does not fit one 80 GiB GPU.
+    let e = num_gpu_blocks(&model("meta-llama/Llama-3.1-70B"), &budget(80, 1)).unwrap_err();
+    assert!(matches!(e, SizingError::NoRoom { .. }), "{e}");
+    // ...but does on four.
+    assert!(num_gpu_blocks(&model("meta-llama/Llama-3.1-70B"), &budget(80, 4)).is_ok());
+}
+
+#[test]
+fn lookup_by_short_name_and_case() {
+    assert_eq!(model("llama-3.1-8b"), model("meta-llama/Llama-3.1-8B"));
+    assert_eq!(
+        model("Meta-Llama-3.1-8B-Instruct"),
+        ModelShape::llama_3_1_8b()
+    );
+    assert_eq!(model("qwen/qwen3-30b-a3b").num_moe_layers(), 48);
+    let e = ModelShape::builtin("acme/unknown-7b")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("acme/unknown-7b")
+            && e.contains("Qwen/Qwen3-8B")
+            && e.contains("--model-config"),
+        "{e}"
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("llm-emu-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn resolve_prefers_paths_then_the_hf_cache_then_the_table() {
+    let cache = scratch("hf-cache");
+    let repo = cache.join("models--Qwen--Qwen3-8B");
+    let snap = repo.join("snapshots").join("abc123");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), "abc123\n").unwrap();
+    // A cached config that differs from the table's (fewer layers) wins.
+    let text = r#"{"num_hidden_layers": 2, "hidden_size": 4096, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288,
+        "vocab_size": 151936, "max_position_embeddings": 40960, "model_type": "qwen3"}"#;
+    std::fs::write(snap.join("config.json"), text).unwrap();
+    let from_cache = ModelShape::resolve_in("Qwen/Qwen3-8B", std::slice::from_ref(&cache)).unwrap();
+    assert_eq!(from_cache.num_hidden_layers, 2);
+    // Not cached: the table.
+    let from_table =
+        ModelShape::resolve_in("Qwen/Qwen3-14B", std::slice::from_ref(&cache)).unwrap();
+    assert_eq!(from_table.num_hidden_layers, 40);
+    // A directory or a file path.
+    assert_eq!(
+        ModelShape::resolve_in(snap.to_str().unwrap(), &[])
+            .unwrap()
+            .num_hidden_layers,
+        2
+    );
+    // A config missing a required key names it, with the file.
+    let bad = snap.join("bad.json");
+    std::fs::write(&bad, r#"{"num_hidden_layers": 2, "hidden_size": 64}"#).unwrap();
+    let e = ModelShape::resolve_in(bad.to_str().unwrap(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("num_attention_heads") && e.contains("bad.json"),
+        "{e}"
+    );
+    let e = ModelShape::resolve_in("nobody/nothing", std::slice::from_ref(&cache))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown model `nobody/nothing`"), "{e}");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn one_max_length_request_must_fit_as_vllm_checks() {
+    let gpu = GpuBudget {
+        gpu_memory_bytes: 24 << 30,
+        gpu_memory_utilization: 0.9,
+        tensor_parallel_size: 1,
+        block_size: 16,
+        max_num_batched_tokens: 2048,
+        max_num_seqs: 256,
+    };
+    let l8 = model("meta-llama/Llama-3.1-8B");
+    // 131072 tokens × 128 KiB = 16 GiB.
+    assert_eq!(kv_bytes_for_one_request(&l8, &gpu, 131_072), 16 << 30);
+    let blocks = num_gpu_blocks(&l8, &gpu).unwrap();
+    let e = check_max_model_len(&l8, &gpu, blocks, 131_072)
+        .unwrap_err()
+        .to_string();
+    let fits = u64::from(blocks) * 16;
+    assert!(
+        e.contains(&format!("estimated maximum model length is {fits}")),
+        "{e}"
+    );
+    assert!(check_max_model_len(&l8, &gpu, blocks, fits).is_ok());
+    // gpt-oss: sliding layers need at most window − 1 + max_num_batched_tokens tokens, plus
+    // one block for a window that starts mid-block.
+    let g = model("openai/gpt-oss-20b");
+    let page = 16 * 2 * 8 * 64 * 2;
+    assert_eq!(
+        kv_bytes_for_one_request(&g, &gpu, 131_072),
+        12 * 8192 * page + 12 * ((127u64 + 2048).div_ceil(16) + 1) * page
+    );
+}

@@ -1,0 +1,265 @@
+//! The roofline latency model: monotonic in work, memory-bound decode and compute-bound
+//! prefill, tensor parallelism, MoE expert coverage, errors, and per-operator agreement with the
+//! RTX PRO 6000 operator profile (microbenchmarks, when ../shared is present).
+
+use llm_emu_core::gpu::GpuSpec;
+use llm_emu_core::latency::roofline::{Bound, RooflineLatency, RooflineParams};
+use llm_emu_core::latency::{parse_latency_spec_on, parse_latency_spec_with, HardwareDefaults};
+use llm_emu_core::sizing::ModelShape;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn roofline(model: &str, gpu: &str, tp: u64) -> RooflineLatency {
+    let shape = ModelShape::builtin(model).unwrap();
+    RooflineLatency::new(
+        &shape,
+        RooflineParams::new(GpuSpec::lookup(gpu).unwrap(), tp),
+    )
+    .unwrap()
+}
+
+fn decodes(n: u64, ctx: u64) -> Vec<(u64, u64)> {
+    (0..n).map(|_| (1, ctx)).collect()
+}
+
+fn op_bound(m: &RooflineLatency, reqs: &[(u64, u64)], name: &str) -> Bound {
+    m.breakdown(reqs)
+        .into_iter()
+        .find(|o| o.name == name)
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .bound
+}
+
+fn total(m: &RooflineLatency, reqs: &[(u64, u64)], name: &str) -> f64 {
+    m.breakdown(reqs)
+        .iter()
+        .filter(|o| o.name == name)
+        .map(|o| o.total_us())
+        .sum()
+}
+
+#[test]
+fn monotonic_in_tokens_batch_and_context() {
+    for (model, gpu) in [
+        ("meta-llama/Llama-3.1-8B", "rtx-pro-6000"),
+        ("Qwen/Qwen3-30B-A3B", "h100"),
+        ("deepseek-ai/DeepSeek-V3", "h200"),
+        ("openai/gpt-oss-20b", "b200"),
+    ] {
+        let tp = if model.contains("DeepSeek") { 8 } else { 1 };
+        let m = roofline(model, gpu, tp);
+        let mut prev = 0.0;
+        for t in [1, 2, 16, 64, 256, 1024, 2048, 8192] {
+            let us = m.step_us(&[(t, 0)]);
+            assert!(us > prev, "{model}: prefill {t}: {us} <= {prev}");
+            prev = us;
+        }
+        let mut prev = 0.0;
+        for ctx in [0, 100, 1000, 10_000, 100_000] {
+            let us = m.step_us(&decodes(32, ctx));
+            assert!(us >= prev, "{model}: context {ctx}: {us} < {prev}");
+            prev = us;
+        }
+        assert!(m.step_us(&decodes(32, 100_000)) > m.step_us(&decodes(32, 0)));
+        let mut prev = 0.0;
+        for n in [1, 8, 64, 256] {
+            let us = m.step_us(&decodes(n, 1000));
+            assert!(us > prev, "{model}: {n} decodes: {us} <= {prev}");
+            prev = us;
+        }
+    }
+}
+
+#[test]
+fn decode_is_memory_bound_and_prefill_compute_bound() {
+    let m = roofline("meta-llama/Llama-3.1-8B", "h100", 1);
+    let dec = decodes(8, 1000);
+    for op in [
+        "qkv_proj",
+        "gate_up_proj",
+        "down_proj",
+        "attention_decode",
+        "lm_head",
+    ] {
+        assert_eq!(op_bound(&m, &dec, op), Bound::Memory, "{op}");
+    }
+    let pre = [(4096, 0)];
+    for op in ["qkv_proj", "gate_up_proj", "down_proj", "attention_prefill"] {
+        assert_eq!(op_bound(&m, &pre, op), Bound::Compute, "{op}");
+    }
+    // A decode step of an 8B bf16 model reads ≈ 16 GB of weights: at 3.35 TB/s × 0.85 that is
+    // ≈ 5.6 ms, and FLOPs are negligible.
+    let us = m.step_us(&decodes(1, 100));
+    assert!((5_500.0..7_500.0).contains(&us), "{us}");
+    // A 4096-token prefill does ≈ 2 × 8 G × 4096 FLOPs ≈ 66 TFLOP: ≈ 89 ms at 989 × 0.75.
+    let us = m.step_us(&pre);
+    assert!((80_000.0..130_000.0).contains(&us), "{us}");
+}
+
+#[test]
+fn tensor_parallel_splits_work_and_adds_all_reduce() {
+    let reqs: Vec<(u64, u64)> = decodes(64, 2000).into_iter().chain([(512, 0)]).collect();
+    let t1 = roofline("meta-llama/Llama-3.1-70B", "h100", 1);
+    let t2 = roofline("meta-llama/Llama-3.1-70B", "h100", 2);
+    let t4 = roofline("meta-llama/Llama-3.1-70B", "h100", 4);
+    assert_eq!(total(&t1, &reqs, "all_reduce"), 0.0);
+    let ar2 = total(&t2, &reqs, "all_reduce");
+    let ar4 = total(&t4, &reqs, "all_reduce");
+    // 2 per layer plus the embedding's.
+    let n = t4
+        .breakdown(&reqs)
+        .iter()
+        .filter(|o| o.name == "all_reduce")
+        .map(|o| o.count)
+        .sum::<u64>();
+    assert_eq!(n, 2 * 80 + 1);
+    assert!(ar2 > 0.0 && ar4 > ar2, "{ar2} {ar4}");
+    let compute = |m: &RooflineLatency| m.step_us(&reqs) - total(m, &reqs, "all_reduce");
+    assert!(compute(&t2) < 0.6 * compute(&t1));
+    assert!(compute(&t4) < 0.6 * compute(&t2));
+    assert!(t4.step_us(&reqs) < t2.step_us(&reqs));
+    // PCIe all-reduces cost more than NVLink ones.
+    let pcie = roofline("meta-llama/Llama-3.1-70B", "h100-pcie", 4);
+    assert!(total(&pcie, &reqs, "all_reduce") > 2.0 * ar4);
+}
+
+#[test]
+fn moe_reads_only_the_experts_hit() {
+    let m = roofline("Qwen/Qwen3-30B-A3B", "h100", 1);
+    let one = total(&m, &[(1, 100)], "moe_gate_up");
+    let many = total(&m, &decodes(64, 100), "moe_gate_up");
+    // 1 token reads 8 experts' weights; 64 tokens hit ≈ 127 of 128.
+    assert!(many > 8.0 * one, "{one} {many}");
+    assert!(many < 17.0 * one, "{one} {many}");
+    // A single decode of the 30B MoE is far cheaper than a dense model of the same size.
+    let dense = roofline("Qwen/Qwen3-32B", "h100", 1);
+    assert!(m.step_us(&[(1, 100)]) < 0.3 * dense.step_us(&[(1, 100)]));
+}
+
+#[test]
+fn fp8_and_quantized_formats() {
+    let shape = ModelShape::builtin("meta-llama/Llama-3.1-8B").unwrap();
+    let h100 = GpuSpec::lookup("h100").unwrap();
+    let bf16 = parse_latency_spec_on(
+        "roofline:dtype=bf16",
+        &shape,
+        &HardwareDefaults {
+            gpu: Some(h100),
+            tensor_parallel_size: None,
+            seed: 0,
+        },
+    )
+    .unwrap();
+    let fp8 = RooflineLatency::parse_params("dtype=fp8", &shape, Some(h100), 1).unwrap();
+    assert!(bf16.describe().contains("h100-sxm"));
+    let as_bf16 = RooflineLatency::parse_params("dtype=bf16", &shape, Some(h100), 1).unwrap();
+    // FP8 halves the linear layers' weight bytes (decode; the LM head stays bf16) and doubles
+    // the peak (prefill).
+    let d = as_bf16.step_us(&[(1, 10)]) / fp8.step_us(&[(1, 10)]);
+    assert!(d > 1.5 && d < 2.0, "{d}");
+    let p = as_bf16.step_us(&[(8192, 0)]) / fp8.step_us(&[(8192, 0)]);
+    assert!(p > 1.4 && p < 2.1, "{p}");
+    // On an A100 (no FP8 tensor cores) FP8 weights still halve decode time but not prefill.
+    let a100 = GpuSpec::lookup("a100").unwrap();
+    let a_fp8 = RooflineLatency::parse_params("dtype=fp8", &shape, Some(a100), 1).unwrap();
+    let a_bf16 = RooflineLatency::parse_params("dtype=bf16", &shape, Some(a100), 1).unwrap();
+    let p = a_bf16.step_us(&[(8192, 0)]) / a_fp8.step_us(&[(8192, 0)]);
+    assert!(p < 1.1, "{p}");
+    // gpt-oss's MXFP4 experts read ≈ 4× fewer bytes than bf16 experts would.
+    let g = ModelShape::builtin("openai/gpt-oss-120b").unwrap();
+    let mx = RooflineLatency::parse_params("", &g, Some(h100), 1).unwrap();
+    let bf = RooflineLatency::parse_params("dtype=bf16", &g, Some(h100), 1).unwrap();
+    let ratio = total(&bf, &decodes(4, 10), "moe_down") / total(&mx, &decodes(4, 10), "moe_down");
+    assert!(ratio > 2.5, "{ratio}");
+}
+
+#[test]
+fn sliding_window_caps_attention_reads() {
+    let m = roofline("openai/gpt-oss-20b", "h100", 1);
+    let short = total(&m, &decodes(64, 100), "attention_decode");
+    let long = total(&m, &decodes(64, 100_000), "attention_decode");
+    // Only the 12 full-attention layers grow with context; the 12 sliding ones stay at 128.
+    let per_layer = m
+        .breakdown(&decodes(64, 100_000))
+        .into_iter()
+        .filter(|o| o.name == "attention_decode")
+        .map(|o| o.each_us)
+        .collect::<Vec<_>>();
+    assert_eq!(per_layer.len(), 2);
+    assert!(per_layer[0] < per_layer[1] / 50.0 || per_layer[1] < per_layer[0] / 50.0);
+    assert!(long > 10.0 * short);
+}
+
+#[test]
+fn bad_specs_are_clear_errors() {
+    let shape = ModelShape::llama_3_1_8b();
+    let err = |spec: &str| match parse_latency_spec_with(spec, &shape) {
+        Ok(_) => panic!("{spec} accepted"),
+        Err(e) => e.to_string(),
+    };
+    let e = err("roofline:gpu=tpu-v5e");
+    assert!(
+        e.contains("unknown GPU `tpu-v5e`") && e.contains("h100-sxm"),
+        "{e}"
+    );
+    assert!(err("roofline:tp=3").contains("not divisible by tp=3"));
+    assert!(err("roofline:tp=0").contains("at least 1"));
+    assert!(err("roofline:tp=x").contains("positive integer"));
+    assert!(err("roofline:gemm_eff=1.5").contains("(0, 1]"));
+    assert!(err("roofline:mem_eff=nan").contains("not a number"));
+    assert!(err("roofline:overhead_us=-1").contains(">= 0"));
+    assert!(err("roofline:dtype=int3").contains("bf16 or fp8"));
+    assert!(err("roofline:speed=2").contains("unknown key"));
+    assert!(err("roofline:gpu").contains("key=value"));
+    // The default is the RTX PRO 6000 at TP 1.
+    let m = parse_latency_spec_with("roofline", &shape).unwrap();
+    assert!(
+        m.describe().contains("1 × rtx-pro-6000"),
+        "{}",
+        m.describe()
+    );
+}
+
+fn shared_profile() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b/profile/tp1");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: {} not present", dir.display());
+        None
+    }
+}
+
+/// The large operators (≥ 20 µs measured) agree with the measured microbenchmarks within
+/// 30 %: the efficiency factors are physically sensible for this GPU.
+#[test]
+fn large_operators_agree_with_the_rtx_pro_6000_profile() {
+    let Some(dir) = shared_profile() else { return };
+    let text = std::fs::read_to_string(dir.join("dense.csv")).unwrap();
+    let mut measured: HashMap<(String, u64), f64> = HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        measured.insert((f[0].into(), f[1].parse().unwrap()), f[2].parse().unwrap());
+    }
+    let m = roofline("meta-llama/Llama-3.1-8B", "rtx-pro-6000", 1);
+    let mut checked = 0;
+    for op in ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"] {
+        for t in [1u64, 16, 64, 128, 256, 512, 1024, 2048] {
+            let real = measured[&(op.to_string(), t)];
+            let ours = m
+                .breakdown(&[(t, 0)])
+                .into_iter()
+                .find(|o| o.name == op)
+                .unwrap()
+                .each_us;
+            let ratio = ours / real;
+            assert!(
+                (0.7..1.3).contains(&ratio),
+                "{op} at {t}: {ours:.1} vs {real:.1} µs"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 32);
+}

@@ -1,0 +1,574 @@
+//! Chat templates: the OpenAI `messages` array turned into a prompt string the way vLLM's
+//! chat endpoint does it (message parsing in `vllm/entrypoints/chat_utils.py`, then
+//! `transformers`' `apply_chat_template(tokenize=False)` with its Jinja environment).
+
+use crate::error::TextError;
+use crate::model::TextModel;
+use minijinja::value::{Kwargs, Value as JValue};
+use minijinja::{Environment, Error as JError, ErrorKind};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How to render a chat (the chat-completion request's template fields).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatTemplateOptions {
+    /// End the prompt with the header of an assistant turn (the OpenAI API default).
+    pub add_generation_prompt: bool,
+    /// Leave the last message open so the model continues it (exclusive with
+    /// `add_generation_prompt`, as vLLM enforces).
+    pub continue_final_message: bool,
+    /// A template string, or the name of one of the tokenizer's named templates; `None`: the
+    /// tokenizer's own (`tool_use` when tools are given and it has one, else `default`).
+    pub chat_template: Option<String>,
+    /// Extra template variables (`chat_template_kwargs`, e.g. `enable_thinking`).
+    pub chat_template_kwargs: Map<String, Value>,
+    /// The request's `tools` array (OpenAI format), passed to the template as `tools`.
+    pub tools: Option<Value>,
+}
+
+impl Default for ChatTemplateOptions {
+    fn default() -> Self {
+        ChatTemplateOptions {
+            add_generation_prompt: true,
+            continue_final_message: false,
+            chat_template: None,
+            chat_template_kwargs: Map::new(),
+            tools: None,
+        }
+    }
+}
+
+/// A tokenizer's chat templates: tokenizer_config.json's `chat_template` (one string or a
+/// list of `{name, template}`), or a `chat_template.jinja` file next to it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChatTemplates {
+    default: Option<String>,
+    named: HashMap<String, String>,
+}
+
+impl ChatTemplates {
+    pub fn from_config(
+        value: Option<&Value>,
+        file: Option<String>,
+        origin: &Path,
+    ) -> Result<ChatTemplates, TextError> {
+        let mut t = ChatTemplates::default();
+        match value {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => t.default = Some(s.clone()),
+            Some(Value::Array(list)) => {
+                for item in list {
+                    let name = item.get("name").and_then(Value::as_str);
+                    let tpl = item.get("template").and_then(Value::as_str);
+                    let (Some(name), Some(tpl)) = (name, tpl) else {
+                        return Err(TextError::BadConfig {
+                            path: origin.with_file_name("tokenizer_config.json"),
+                            message: "chat_template list entries need \"name\" and \"template\""
+                                .into(),
+                        });
+                    };
+                    t.named.insert(name.to_string(), tpl.to_string());
+                }
+                t.default = t.named.get("default").cloned();
+            }
+            Some(_) => {
+                return Err(TextError::BadConfig {
+                    path: origin.with_file_name("tokenizer_config.json"),
+                    message: "chat_template must be a string or a list".into(),
+                })
+            }
+        }
+        // transformers reads chat_template.jinja in preference to the config entry.
+        if let Some(f) = file {
+            t.default = Some(f);
+        }
+        Ok(t)
+    }
+
+    pub fn has_default(&self) -> bool {
+        self.default.is_some() || !self.named.is_empty()
+    }
+
+    /// transformers' `get_chat_template`.
+    fn select<'a>(
+        &'a self,
+        requested: Option<&'a str>,
+        has_tools: bool,
+    ) -> Result<&'a str, TextError> {
+        if let Some(r) = requested {
+            return Ok(self.named.get(r).map(String::as_str).unwrap_or(r));
+        }
+        if !self.named.is_empty() {
+            if has_tools {
+                if let Some(t) = self.named.get("tool_use") {
+                    return Ok(t);
+                }
+            }
+            return self
+                .named
+                .get("default")
+                .map(String::as_str)
+                .ok_or_else(|| TextError::UnknownChatTemplate("default".into()));
+        }
+        self.default.as_deref().ok_or(TextError::NoChatTemplate)
+    }
+}
+
+/// vLLM's content format: `string` templates get each message's text parts joined with "\n";
+/// `openai` templates (those that loop over a message's content) get the parts as a list.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum ContentFormat {
+    String,
+    OpenAi,
+}
+
+/// vLLM detects the format from the template's AST (a `for` loop over `message['content']`);
+/// this looks for the same loop in the source text.
+fn detect_content_format(template: &str) -> ContentFormat {
+    let mut rest = template;
+    while let Some(i) = rest.find("for ") {
+        rest = &rest[i + 4..];
+        let stmt_end = rest.find("%}").unwrap_or(rest.len());
+        let stmt = &rest[..stmt_end];
+        if let Some(j) = stmt.find(" in ") {
+            let iter = stmt[j + 4..].trim().trim_end_matches('-').trim();
+            if iter.ends_with(".content")
+                || iter.ends_with("['content']")
+                || iter.ends_with("[\"content\"]")
+            {
+                return ContentFormat::OpenAi;
+            }
+        }
+    }
+    ContentFormat::String
+}
+
+/// vLLM's `parse_chat_messages` for text content: each message becomes `{role, content}` plus
+/// `tool_calls` (arguments parsed from JSON strings), `tool_call_id`, `name`, `reasoning`.
+fn parse_messages(messages: &Value, format: ContentFormat) -> Result<Vec<Value>, TextError> {
+    let list = messages
+        .as_array()
+        .ok_or_else(|| TextError::InvalidMessages("messages must be an array".into()))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let obj = m
+            .as_object()
+            .ok_or_else(|| TextError::InvalidMessages(format!("messages[{i}] is not an object")))?;
+        let role = obj
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TextError::InvalidMessages(format!("messages[{i}] has no role")))?;
+        let texts: Vec<String> = match obj.get("content") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(parts)) => {
+                let mut texts = Vec::new();
+                for (k, p) in parts.iter().enumerate() {
+                    texts.push(part_text(p).ok_or_else(|| {
+                        TextError::InvalidMessages(format!(
+                            "messages[{i}].content[{k}]: only text parts are supported"
+                        ))
+                    })?);
+                }
+                texts
+            }
+            Some(_) => {
+                return Err(TextError::InvalidMessages(format!(
+                    "messages[{i}].content must be a string, an array of parts or null"
+                )))
+            }
+        };
+        let content = match format {
+            ContentFormat::String => Value::String(texts.join("\n")),
+            ContentFormat::OpenAi => Value::Array(
+                texts
+                    .into_iter()
+                    .map(|t| serde_json::json!({"type": "text", "text": t}))
+                    .collect(),
+            ),
+        };
+        let mut msg = Map::new();
+        msg.insert("role".into(), Value::String(role.to_string()));
+        msg.insert("content".into(), content);
+        if role == "assistant" {
+            if let Some(calls) = obj.get("tool_calls").filter(|c| !c.is_null()) {
+                let mut calls = calls.clone();
+                if let Some(arr) = calls.as_array_mut() {
+                    for c in arr.iter_mut() {
+                        if let Some(f) = c.get_mut("function").and_then(Value::as_object_mut) {
+                            let parsed = match f.get("arguments") {
+                                Some(Value::String(s)) if !s.is_empty() => serde_json::from_str(s)
+                                    .map_err(|e| {
+                                        TextError::InvalidMessages(format!(
+                                            "messages[{i}]: tool call arguments are not JSON: {e}"
+                                        ))
+                                    })?,
+                                Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
+                                _ => Value::Object(Map::new()),
+                            };
+                            f.insert("arguments".into(), parsed);
+                        }
+                    }
+                }
+                // vLLM drops an empty tool_calls list so templates take the plain path.
+                if calls.as_array().is_none_or(|a| !a.is_empty()) {
+                    msg.insert("tool_calls".into(), calls);
+                }
+            }
+            if let Some(r) = obj.get("reasoning").filter(|r| r.is_string()) {
+                msg.insert("reasoning".into(), r.clone());
+                msg.insert("reasoning_content".into(), r.clone());
+            }
+        } else if role == "tool" {
+            if let Some(id) = obj.get("tool_call_id") {
+                msg.insert("tool_call_id".into(), id.clone());
+            }
+        }
+        if let Some(name) = obj.get("name").filter(|n| n.is_string()) {
+            msg.insert("name".into(), name.clone());
+        }
+        if role == "developer" {
+            msg.insert(
+                "tools".into(),
+                obj.get("tools").cloned().unwrap_or(Value::Null),
+            );
+        }
+        out.push(Value::Object(msg));
+    }
+    Ok(out)
+}
+
+/// The text of a content part vLLM treats as text (`text`, `input_text`, `output_text`,
+/// `refusal`, `thinking`), or of a bare string part.
+fn part_text(p: &Value) -> Option<String> {
+    if let Some(s) = p.as_str() {
+        return Some(s.to_string());
+    }
+    let ty = p.get("type")?.as_str()?;
+    let key = match ty {
+        "text" | "input_text" | "output_text" => "text",
+        "refusal" => "refusal",
+        "thinking" => "thinking",
+        _ => return None,
+    };
+    p.get(key)?.as_str().map(str::to_string)
+}
+
+/// vLLM passes `[tool.model_dump() for tool in request.tools]`: each tool becomes
+/// `{type, function: {name, description, parameters, ..extra}, ..extra}` with `type` defaulting
+/// to "function" and absent `description`/`parameters` as null, declared fields first.
+fn normalize_tools(tools: &Value) -> Result<Value, TextError> {
+    let list = tools
+        .as_array()
+        .ok_or_else(|| TextError::InvalidMessages("tools must be an array".into()))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let bad = |what: &str| TextError::InvalidMessages(format!("tools[{i}]: {what}"));
+        let obj = t.as_object().ok_or_else(|| bad("not an object"))?;
+        let ty = match obj.get("type") {
+            None => "function",
+            Some(Value::String(s)) if s == "function" => "function",
+            Some(_) => return Err(bad("type must be \"function\"")),
+        };
+        let f = obj
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("missing function object"))?;
+        let name = f
+            .get("name")
+            .filter(|n| n.is_string())
+            .ok_or_else(|| bad("function.name must be a string"))?;
+        let mut func = Map::new();
+        func.insert("name".into(), name.clone());
+        for key in ["description", "parameters"] {
+            func.insert(key.into(), f.get(key).cloned().unwrap_or(Value::Null));
+        }
+        for (k, v) in f {
+            if !func.contains_key(k) {
+                func.insert(k.clone(), v.clone());
+            }
+        }
+        let mut tool = Map::new();
+        tool.insert("type".into(), Value::String(ty.into()));
+        tool.insert("function".into(), Value::Object(func));
+        for (k, v) in obj {
+            if !tool.contains_key(k) {
+                tool.insert(k.clone(), v.clone());
+            }
+        }
+        out.push(Value::Object(tool));
+    }
+    Ok(Value::Array(out))
+}
+
+const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+
+pub(crate) fn render(
+    model: &TextModel,
+    messages: &Value,
+    opts: &ChatTemplateOptions,
+) -> Result<String, TextError> {
+    if opts.add_generation_prompt && opts.continue_final_message {
+        return Err(TextError::InvalidMessages(
+            "continue_final_message and add_generation_prompt cannot both be true".into(),
+        ));
+    }
+    for bad in ["chat_template", "tokenize"] {
+        if opts.chat_template_kwargs.contains_key(bad) {
+            return Err(TextError::InvalidMessages(format!(
+                "unexpected chat template kwarg {bad:?}"
+            )));
+        }
+    }
+    let has_tools = opts.tools.as_ref().is_some_and(|t| !t.is_null());
+    let template = model
+        .inner
+        .chat_templates
+        .select(opts.chat_template.as_deref(), has_tools)?;
+    let format = detect_content_format(template);
+    let mut chat = parse_messages(messages, format)?;
+
+    // transformers' continue_final_message: tag the last text, render, cut at the tag.
+    let mut final_text = None;
+    if opts.continue_final_message {
+        let last = chat
+            .last_mut()
+            .ok_or_else(|| TextError::InvalidMessages("no message to continue".into()))?;
+        match last.get_mut("content") {
+            Some(Value::String(s)) => {
+                final_text = Some(s.clone());
+                s.push_str(CONTINUE_TAG);
+            }
+            Some(Value::Array(parts)) => {
+                let part = parts
+                    .iter_mut()
+                    .rev()
+                    .find_map(|p| {
+                        p.get_mut("text").and_then(|t| match t {
+                            Value::String(s) => Some(s),
+                            _ => None,
+                        })
+                    })
+                    .ok_or_else(|| {
+                        TextError::InvalidMessages(
+                            "continue_final_message is set but the final message has no text"
+                                .into(),
+                        )
+                    })?;
+                final_text = Some(part.clone());
+                part.push_str(CONTINUE_TAG);
+            }
+            _ => {}
+        }
+    }
+
+    let env = environment();
+    let tmpl = env
+        .template_from_str(template)
+        .map_err(|e| TextError::Template(describe(&e)))?;
+
+    // transformers: {**special_tokens_map, **kwargs}, then messages/tools/documents/
+    // add_generation_prompt on top.
+    let mut ctx: Map<String, Value> = model.special_tokens_map().clone();
+    for (k, v) in &opts.chat_template_kwargs {
+        ctx.insert(k.clone(), v.clone());
+    }
+    ctx.insert("messages".into(), Value::Array(chat));
+    let tools = match &opts.tools {
+        Some(t) if !t.is_null() => normalize_tools(t)?,
+        _ => Value::Null,
+    };
+    ctx.insert("tools".into(), tools);
+    ctx.insert("documents".into(), Value::Null);
+    ctx.insert(
+        "add_generation_prompt".into(),
+        Value::Bool(opts.add_generation_prompt),
+    );
+    let mut rendered = tmpl
+        .render(JValue::from_serialize(&ctx))
+        .map_err(|e| TextError::Template(describe(&e)))?;
+
+    if let Some(final_text) = final_text {
+        let tag = CONTINUE_TAG.trim();
+        if !rendered.contains(final_text.trim()) || !rendered.contains(tag) {
+            return Err(TextError::Template(
+                "continue_final_message is set but the final message does not appear in the \
+                 chat after applying the chat template"
+                    .into(),
+            ));
+        }
+        let loc = rendered.rfind(tag).unwrap_or(rendered.len());
+        if rendered[loc..].starts_with(CONTINUE_TAG) {
+            rendered.truncate(loc);
+        } else {
+            rendered.truncate(loc);
+            let trimmed = rendered.trim_end().len();
+            rendered.truncate(trimmed);
+        }
+    }
+    Ok(rendered)
+}
+
+/// A minijinja error with its cause chain, as one line.
+fn describe(e: &JError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// The Jinja environment transformers compiles chat templates in: `trim_blocks`,
+/// `lstrip_blocks`, loop controls, its `tojson`, `raise_exception` and `strftime_now`, plus
+/// Python string/dict methods (`.strip()`, `.split()`, `.items()`, ...).
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(false);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("tojson", tojson);
+    env.set_formatter(python_formatter);
+    env.add_function("raise_exception", |msg: String| -> Result<JValue, JError> {
+        Err(JError::new(ErrorKind::InvalidOperation, msg))
+    });
+    env.add_function("strftime_now", |fmt: String| -> Result<String, JError> {
+        crate::strftime::strftime_now(&fmt).map_err(|m| JError::new(ErrorKind::InvalidOperation, m))
+    });
+    env
+}
+
+/// Jinja2 prints values with Python's `str()`: `None`, `True`/`False`, and containers as their
+/// `repr` (`['a', 1]`, `{'k': None}`); minijinja would print `none`, `true`, JSON-ish lists.
+fn python_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &JValue,
+) -> Result<(), JError> {
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::None | ValueKind::Bool | ValueKind::Seq | ValueKind::Map => {
+            let mut s = String::new();
+            py_repr(&mut s, value, true);
+            out.write_str(&s)
+                .map_err(|e| JError::new(ErrorKind::WriteFailure, e.to_string()))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+/// Python's `str()` (top level) / `repr()` (inside containers) of a template value.
+fn py_repr(out: &mut String, v: &JValue, top: bool) {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::Undefined => {}
+        ValueKind::None => out.push_str("None"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
+        ValueKind::String if top => out.push_str(v.as_str().unwrap_or_default()),
+        ValueKind::String => py_str_repr(out, v.as_str().unwrap_or_default()),
+        ValueKind::Seq => {
+            out.push('[');
+            if let Ok(iter) = v.try_iter() {
+                for (i, x) in iter.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    py_repr(out, &x, false);
+                }
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            out.push('{');
+            if let Ok(iter) = v.try_iter() {
+                for (i, k) in iter.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    py_repr(out, &k, false);
+                    out.push_str(": ");
+                    py_repr(out, &v.get_item(&k).unwrap_or_default(), false);
+                }
+            }
+            out.push('}');
+        }
+        _ => out.push_str(&v.to_string()),
+    }
+}
+
+/// Python's `repr` of a str: single quotes unless the text has a `'` and no `"`.
+fn py_str_repr(out: &mut String, s: &str) {
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+}
+
+/// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+/// sort_keys=False)` — no HTML escaping, Python's separators.
+fn tojson(value: JValue, kwargs: Kwargs) -> Result<String, JError> {
+    let indent: Option<JValue> = kwargs.get("indent")?;
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => Some(if let Some(s) = v.as_str() {
+            s.to_string()
+        } else {
+            let n = i64::try_from(v.clone()).map_err(|_| {
+                JError::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson indent must be an int or str",
+                )
+            })?;
+            " ".repeat(n.max(0) as usize)
+        }),
+    };
+    let (item_sep, key_sep) = match separators {
+        Some(s) if s.len() == 2 => (s[0].clone(), s[1].clone()),
+        Some(_) => {
+            return Err(JError::new(
+                ErrorKind::InvalidOperation,
+                "tojson separators must be a pair",
+            ))
+        }
+        None if indent.is_some() => (",".to_string(), ": ".to_string()),
+        None => (", ".to_string(), ": ".to_string()),
+    };
+    let json = serde_json::to_value(&value)
+        .map_err(|e| JError::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let dumper = crate::pyjson::PyJson {
+        indent,
+        item_sep,
+        key_sep,
+        ensure_ascii: ensure_ascii.unwrap_or(false),
+        sort_keys: sort_keys.unwrap_or(false),
+    };
+    Ok(dumper.dumps(&json))
+}
