@@ -240,24 +240,8 @@ impl EngineArgs {
 
 /// The `--latency` spec of a `--profile PATH`, by its format.
 fn profile_spec(p: &std::path::Path) -> Result<String> {
-    if p.is_dir() {
-        if p.join("meta.yaml").is_file() {
-            return Ok(format!("profile:dir={}", p.display()));
-        }
-        bail!(
-            "--profile {}: a directory without meta.yaml is not an operator profile",
-            p.display()
-        );
-    }
-    let text = std::fs::read_to_string(p).with_context(|| format!("--profile {}", p.display()))?;
-    if llm_emu_core::latency::step_cycle::pack::is_step_cycle_json(&text) {
-        return Ok(format!("step-cycle:path={}", p.display()));
-    }
-    bail!(
-        "--profile {}: not a recognised profile (an operator-profile directory with meta.yaml, or a \
-         step-cycle pack JSON with \"profile_type\": \"serving_step_cycle_2d\")",
-        p.display()
-    )
+    llm_emu_core::latency::latency_spec_for_profile(p)
+        .with_context(|| format!("--profile {}", p.display()))
 }
 
 /// vLLM 0.19's batch defaults for the online server (`EngineArgs.get_batch_defaults`): GPUs

@@ -1,11 +1,13 @@
 //! Step latency: the only part of a vLLM step the emulator does not run. The engine asks the
 //! model once per step with the step's batch and advances its device clock by the answer.
 
+pub mod detect;
 pub mod linear;
 pub mod profile;
 pub mod roofline;
 pub mod step_cycle;
 
+pub use detect::latency_spec_for_profile;
 pub use linear::LinearLatency;
 pub use profile::{BatchShape, ProfileError, ProfileLatency};
 pub use roofline::RooflineLatency;

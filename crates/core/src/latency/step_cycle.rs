@@ -1,80 +1,148 @@
-//! `step-cycle:path=FILE[,seed=N][,min_samples=K]`: each step's duration drawn from empirical
-//! samples of whole engine steps of the same shape, measured on a real GPU (the published
-//! LLM-Emu's method and pack format, see [`pack`]).
+//! `step-cycle:path=FILE[,seed=N,min_samples=M]`: whole engine-step durations drawn from
+//! empirical samples keyed by batch shape — LLM-Emu's profile packs
+//! (`"profile_type": "serving_step_cycle_2d"`) and our extension with a context-token axis.
+//! See `docs/step-cycle.md` for the format, the sampling and pooling rules and the limits.
 //!
-//! A step's shape is bucketed like the pack's cells: `tt` = scheduled tokens, `conc` = running
-//! requests, and, when the pack has the axis, `ctx` = Σ tokens already computed of the
-//! scheduled requests. The draw comes from the step's own cell when it holds at least
-//! `min_samples` samples (default 16); otherwise neighbouring cells are pooled, nearest first (by
-//! Euclidean distance in bucket units) until the pool holds `min_samples`, all cells at the
-//! last distance included, each sample weighted by `1/(1+d)²`. A shape beyond the pack's range
-//! takes the nearest cells at the edge; beyond the largest `tt` bucket the drawn duration is
-//! scaled by `tt / tt_edge` (step time grows about linearly with tokens once compute-bound), and
-//! the run reports what was extrapolated. The RNG is seeded (`seed`, default the engine's
-//! `--seed`), so a run is reproducible.
+//! A step's shape is tt = Σ scheduled tokens, conc = scheduled requests (at least 1), ctx = Σ
+//! tokens computed before the step. A step carrying prompt tokens draws from the prefill table,
+//! any other from the decode table (the all-steps table stands in for a missing one).
 
+pub mod build;
 pub mod pack;
+mod rng;
+pub mod table;
 
 use super::{LatencyModel, LatencySpecError, StepBatch};
 use crate::time::Nanos;
-use pack::Pack;
-use rand::{Rng, SeedableRng};
-use rand_pcg::Pcg64;
-use rustc_hash::FxHashMap;
-use std::path::PathBuf;
+use pack::{bucket_key, StepCyclePack, TABLE_NAMES};
+use rng::SplitMix64;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use table::{Table, AXES};
 
-/// Samples a draw needs before neighbours stop being pooled in (default).
-pub const DEFAULT_MIN_SAMPLES: usize = 16;
+pub use pack::{PackError, PROFILE_TYPE_2D, PROFILE_TYPE_CTX};
 
-type Key = (i64, i64, i64);
+/// A cell holding fewer samples than this is pooled with its neighbours (default).
+pub const DEFAULT_MIN_SAMPLES: usize = 5;
 
-/// The cells a bucket draws from: cumulative weights over (cell, sample) choices.
-#[derive(Clone, Debug)]
-struct Pool {
-    cells: Vec<usize>,
-    cumulative: Vec<f64>,
-}
+/// Receives one-line warnings (shapes outside the table); by default printed to stderr.
+pub type WarnSink = Box<dyn FnMut(&str) + Send>;
 
-#[derive(Clone, Debug)]
 pub struct StepCycleLatency {
-    pack: Pack,
+    path: PathBuf,
     seed: u64,
     min_samples: usize,
-    rng: Pcg64,
-    pools: FxHashMap<Key, Pool>,
-    /// Largest bucket of each axis in the pack.
-    max_key: Key,
-    /// Largest shape seen beyond the pack on each axis (0 = none): tt tokens, conc, ctx tokens.
-    beyond: [u64; 3],
-    /// Steps whose own cell was missing or too small, so neighbours were pooled.
-    pooled_steps: u64,
-    steps: u64,
+    widths: [u64; 3],
+    has_ctx: bool,
+    /// LLM-Emu's tt_eff = tt + alpha_kv × context tokens, when the pack was keyed so.
+    alpha_kv: Option<f64>,
+    /// Tables for prefill steps and decode steps, with the pack table each came from.
+    prefill: (Table, &'static str),
+    decode: Option<(Table, &'static str)>,
+    notes: Vec<String>,
+    rng: SplitMix64,
+    warned: HashSet<(&'static str, usize, i8)>,
+    /// Extra receiver of warnings (tests); every warning is also kept for `warnings()`.
+    warn: Option<WarnSink>,
+    /// The warnings so far, once each.
+    said: Vec<String>,
+}
+
+impl std::fmt::Debug for StepCycleLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepCycleLatency")
+            .field("path", &self.path)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StepCycleLatency {
-    pub fn new(pack: Pack, seed: u64, min_samples: usize) -> StepCycleLatency {
-        let max_key = pack.cells.iter().fold((0, 0, 0), |m, c| {
-            (
-                m.0.max(c.tt_bucket),
-                m.1.max(c.conc_bucket),
-                m.2.max(c.ctx_bucket),
+    /// A model over a pack (validated again here, so a pack built in code is checked too);
+    /// `path` names it in messages. A `min_samples` of 0 counts as 1.
+    pub fn new(
+        pack: &StepCyclePack,
+        path: &Path,
+        seed: u64,
+        min_samples: usize,
+    ) -> Result<Self, PackError> {
+        pack.validate(path)?;
+        let min_samples = min_samples.max(1);
+        let b = pack
+            .bucketing
+            .as_ref()
+            .expect("validated pack has bucketing");
+        let ctx_w = if pack.has_ctx() {
+            b.ctx_bucket_width
+        } else {
+            None
+        };
+        let mk = |cells: &[pack::Cell]| {
+            Table::new(
+                cells,
+                b.tt_bucket_width,
+                b.conc_bucket_width,
+                ctx_w,
+                min_samples,
             )
-        });
-        StepCycleLatency {
-            pack,
+        };
+        let [p, d, all] = pack.tables();
+        let mut notes = Vec::new();
+        let pick = |own: &'static str,
+                    cells: &[pack::Cell],
+                    other: (&'static str, &[pack::Cell]),
+                    notes: &mut Vec<String>| {
+            if !cells.is_empty() {
+                return (mk(cells), own);
+            }
+            let (name, cells) = if !all.is_empty() {
+                (TABLE_NAMES[2], all)
+            } else {
+                other
+            };
+            notes.push(format!("{own} missing, using {name}"));
+            (mk(cells), name)
+        };
+        let prefill = pick(TABLE_NAMES[0], p, (TABLE_NAMES[1], d), &mut notes);
+        let decode = pick(TABLE_NAMES[1], d, (TABLE_NAMES[0], p), &mut notes);
+        let decode = if decode.1 == prefill.1 {
+            None
+        } else {
+            Some(decode)
+        };
+        Ok(StepCycleLatency {
+            path: path.into(),
             seed,
-            min_samples: min_samples.max(1),
-            rng: Pcg64::seed_from_u64(seed),
-            pools: FxHashMap::default(),
-            max_key,
-            beyond: [0; 3],
-            pooled_steps: 0,
-            steps: 0,
-        }
+            min_samples,
+            widths: [b.tt_bucket_width, b.conc_bucket_width, ctx_w.unwrap_or(1)],
+            has_ctx: ctx_w.is_some(),
+            alpha_kv: pack.alpha_kv.filter(|a| *a > 0.0),
+            prefill,
+            decode,
+            notes,
+            rng: SplitMix64::new(seed),
+            warned: HashSet::new(),
+            warn: None,
+            said: Vec::new(),
+        })
     }
 
-    /// `path=FILE[,seed=N][,min_samples=K]`; `default_seed` when no `seed` is given.
-    pub fn parse_params(params: &str, default_seed: u64) -> Result<Self, LatencySpecError> {
+    /// Loads `path` and builds the model.
+    pub fn load(path: &Path, seed: u64, min_samples: usize) -> Result<Self, PackError> {
+        Self::new(&StepCyclePack::load(path)?, path, seed, min_samples)
+    }
+
+    /// Also sends each warning to `sink` as it happens.
+    pub fn with_warn_sink(mut self, sink: WarnSink) -> Self {
+        self.warn = Some(sink);
+        self
+    }
+
+    /// Parses `path=FILE[,seed=N,min_samples=M]`; `default_seed` (the engine's) without `seed`.
+    pub fn parse_params(
+        params: &str,
+        default_seed: u64,
+    ) -> Result<StepCycleLatency, LatencySpecError> {
         let mut path = None;
         let mut seed = default_seed;
         let mut min_samples = DEFAULT_MIN_SAMPLES;
@@ -82,18 +150,21 @@ impl StepCycleLatency {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 LatencySpecError::BadParam(kv.into(), "expected key=value".into())
             })?;
-            let int = || {
+            let int = |what: &str| {
                 v.trim().parse::<u64>().map_err(|_| {
-                    LatencySpecError::BadParam(kv.into(), "must be a non-negative integer".into())
+                    LatencySpecError::BadParam(kv.into(), format!("{what} must be an integer >= 0"))
                 })
             };
             match k.trim() {
                 "path" => path = Some(PathBuf::from(v.trim())),
-                "seed" => seed = int()?,
+                "seed" => seed = int("seed")?,
                 "min_samples" => {
-                    min_samples = int()? as usize;
+                    min_samples = int("min_samples")? as usize;
                     if min_samples == 0 {
-                        return Err(LatencySpecError::BadParam(kv.into(), "must be ≥ 1".into()));
+                        return Err(LatencySpecError::BadParam(
+                            kv.into(),
+                            "min_samples must be >= 1".into(),
+                        ));
                     }
                 }
                 other => {
@@ -107,174 +178,112 @@ impl StepCycleLatency {
         let path = path.ok_or_else(|| {
             LatencySpecError::BadParam(params.into(), "step-cycle needs path=FILE".into())
         })?;
-        let pack = Pack::read(&path).map_err(|e| {
-            LatencySpecError::BadParam(format!("path={}", path.display()), e.to_string())
-        })?;
-        Ok(StepCycleLatency::new(pack, seed, min_samples))
+        Self::load(&path, seed, min_samples)
+            .map_err(|e| LatencySpecError::BadParam(params.into(), e.to_string()))
     }
 
-    /// The bucket of a step, before clamping to the pack.
-    fn key_of(&self, tt: u64, conc: u64, ctx: u64) -> Key {
-        let p = &self.pack;
-        (
-            (tt as f64 / p.tt_width).floor() as i64,
-            (conc as f64 / p.conc_width).floor() as i64,
-            p.ctx_width.map_or(0, |w| (ctx as f64 / w).floor() as i64),
-        )
-    }
-
-    fn build_pool(&self, key: Key) -> Pool {
-        let dist = |i: usize| {
-            let c = &self.pack.cells[i];
-            let d = [
-                (c.tt_bucket - key.0) as f64,
-                (c.conc_bucket - key.1) as f64,
-                (c.ctx_bucket - key.2) as f64,
-            ];
-            (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt()
+    /// The bucket key of a batch: (tt, conc, ctx) bucket centres.
+    fn key(&self, batch: &StepBatch<'_>) -> [u64; 3] {
+        let conc = batch.requests.len().max(1) as u64;
+        let context = batch.context_tokens();
+        let ctx = if self.has_ctx {
+            bucket_key(context as u64, self.widths[2])
+        } else {
+            0
         };
-        let mut order: Vec<(f64, usize)> =
-            (0..self.pack.cells.len()).map(|i| (dist(i), i)).collect();
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut cells = Vec::new();
-        let mut cumulative = Vec::new();
-        let (mut total_samples, mut total_w) = (0usize, 0.0);
-        let mut last_d = f64::NEG_INFINITY;
-        for (d, i) in order {
-            if total_samples >= self.min_samples && d > last_d {
-                break;
-            }
-            let n = self.pack.cells[i].samples_ns.len();
-            total_samples += n;
-            total_w += n as f64 / ((1.0 + d) * (1.0 + d));
-            cells.push(i);
-            cumulative.push(total_w);
-            last_d = d;
-        }
-        Pool { cells, cumulative }
+        let tt = match self.alpha_kv {
+            Some(a) => (batch.total_tokens as f64 + a * context as f64).floor() as u64,
+            None => batch.total_tokens as u64,
+        };
+        [
+            bucket_key(tt, self.widths[0]),
+            bucket_key(conc, self.widths[1]),
+            ctx,
+        ]
     }
+}
 
-    fn draw(&mut self, key: Key) -> f64 {
-        if !self.pools.contains_key(&key) {
-            let pool = self.build_pool(key);
-            self.pools.insert(key, pool);
-        }
-        let pool = &self.pools[&key];
-        let total = *pool.cumulative.last().expect("pools are never empty");
-        let x = self.rng.random::<f64>() * total;
-        let at = pool
-            .cumulative
-            .partition_point(|&c| c <= x)
-            .min(pool.cells.len() - 1);
-        let samples = &self.pack.cells[pool.cells[at]].samples_ns;
-        let is_own = pool.cells.len() == 1;
-        let pick = self.rng.random_range(0..samples.len());
-        if !is_own {
-            self.pooled_steps += 1;
-        }
-        samples[pick]
-    }
-
-    /// The pack's path.
-    pub fn path(&self) -> &std::path::Path {
-        &self.pack.path
-    }
+/// Whether a step carries prompt tokens (a prefill or a prefill chunk).
+fn has_prefill(batch: &StepBatch<'_>) -> bool {
+    batch
+        .requests
+        .iter()
+        .any(|r| r.num_computed_before < r.num_prompt_tokens)
 }
 
 impl LatencyModel for StepCycleLatency {
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
-        self.steps += 1;
-        let (tt, conc, ctx) = (
-            batch.total_tokens as u64,
-            batch.num_running as u64,
-            batch.context_tokens() as u64,
-        );
-        let raw = self.key_of(tt, conc, ctx);
-        let key = (
-            raw.0.min(self.max_key.0),
-            raw.1.min(self.max_key.1),
-            raw.2.min(self.max_key.2),
-        );
-        let mut scale = 1.0;
-        if raw.0 > self.max_key.0 {
-            self.beyond[0] = self.beyond[0].max(tt);
-            let edge = (self.max_key.0 as f64 + 0.5) * self.pack.tt_width;
-            scale = tt as f64 / edge;
+        let key = self.key(batch);
+        let (table, name) = match (&mut self.decode, has_prefill(batch)) {
+            (Some((t, n)), false) => (t, *n),
+            _ => (&mut self.prefill.0, self.prefill.1),
+        };
+        let oor = table.out_of_range(key);
+        for (axis, dir) in oor.iter().enumerate().filter(|(_, d)| **d != 0) {
+            if self.warned.insert((name, axis, *dir)) {
+                let (lo, hi) = table.range()[axis];
+                let slope = table.slopes()[axis];
+                let msg = format!(
+                    "step-cycle {}: a step with {} bucket {} is {} the table {name} ({lo}..={hi}); \
+                     drawing from the nearest cells shifted along the table's linear trend \
+                     ({slope:.3} µs per {}), floored at its smallest sample (warned once)",
+                    self.path.display(),
+                    AXES[axis],
+                    key[axis],
+                    if *dir > 0 { "above" } else { "below" },
+                    AXES[axis],
+                );
+                if let Some(sink) = self.warn.as_mut() {
+                    sink(&msg);
+                }
+                self.said.push(msg);
+            }
         }
-        if raw.1 > self.max_key.1 {
-            self.beyond[1] = self.beyond[1].max(conc);
-        }
-        if raw.2 > self.max_key.2 {
-            self.beyond[2] = self.beyond[2].max(ctx);
-        }
-        let ns = self.draw(key) * scale;
-        Nanos(ns.round().max(1.0) as u64)
-    }
-
-    fn describe(&self) -> String {
-        let p = &self.pack;
-        let samples: usize = p.cells.iter().map(|c| c.samples_ns.len()).sum();
-        format!(
-            "step-cycle: {} ({} cells, {samples} samples; tt bucket {}, conc bucket {}{}; pooled below {} samples; seed {})",
-            p.path.display(),
-            p.cells.len(),
-            p.tt_width,
-            p.conc_width,
-            p.ctx_width
-                .map(|w| format!(", ctx bucket {w}"))
-                .unwrap_or_default(),
-            self.min_samples,
-            self.seed
-        )
+        let us = table.draw(key, &mut self.rng);
+        Nanos((us * 1000.0).round() as u64)
     }
 
     fn warnings(&self) -> Vec<String> {
-        let p = &self.pack;
-        let mut w = Vec::new();
-        let edge = |k: i64, width: f64| ((k + 1) as f64 * width) as u64;
-        if self.beyond[0] > 0 {
-            w.push(format!(
-                "steps of up to {} tokens exceed the pack's largest tt bucket (< {}): drawn from \
-                 the edge cells and scaled linearly in tokens",
-                self.beyond[0],
-                edge(self.max_key.0, p.tt_width)
-            ));
+        self.said.clone()
+    }
+
+    fn describe(&self) -> String {
+        let t = |(tb, n): &(Table, &str)| {
+            let s = tb.slopes();
+            format!(
+                "{n}: {} cells, trend {:.3} µs/token {:.3} µs/request {:.5} µs/ctx token",
+                tb.len(),
+                s[0],
+                s[1],
+                s[2]
+            )
+        };
+        let mut d = format!(
+            "step-cycle: {} (seed {}, min_samples {}, buckets tt{} {} conc {}{}); {}",
+            self.path.display(),
+            self.seed,
+            self.min_samples,
+            match self.alpha_kv {
+                Some(a) => format!("_eff (tt + {a} × ctx)"),
+                None => String::new(),
+            },
+            self.widths[0],
+            self.widths[1],
+            if self.has_ctx {
+                format!(" ctx {}", self.widths[2])
+            } else {
+                String::new()
+            },
+            t(&self.prefill)
+        );
+        if let Some(dt) = &self.decode {
+            d.push_str("; ");
+            d.push_str(&t(dt));
         }
-        if self.beyond[1] > 0 {
-            w.push(format!(
-                "up to {} running requests exceed the pack's largest conc bucket (< {}): drawn \
-                 from the edge cells unscaled",
-                self.beyond[1],
-                edge(self.max_key.1, p.conc_width)
-            ));
+        for n in &self.notes {
+            d.push_str("; ");
+            d.push_str(n);
         }
-        if let (true, Some(width)) = (self.beyond[2] > 0, p.ctx_width) {
-            w.push(format!(
-                "context of up to {} tokens exceeds the pack's largest ctx bucket (< {}): drawn \
-                 from the edge cells unscaled",
-                self.beyond[2],
-                edge(self.max_key.2, width)
-            ));
-        }
-        if self.pooled_steps > 0 {
-            w.push(format!(
-                "{} of {} steps fell in cells with fewer than {} samples and were drawn from \
-                 pooled neighbouring cells",
-                self.pooled_steps, self.steps, self.min_samples
-            ));
-        }
-        if p.empty_cells > 0 {
-            w.push(format!(
-                "{} cells of the pack have no samples (ignored)",
-                p.empty_cells
-            ));
-        }
-        if p.count_mismatches > 0 {
-            w.push(format!(
-                "{} cells' num_samples disagree with their sample lists (the lists were used)",
-                p.count_mismatches
-            ));
-        }
-        w
+        d
     }
 }

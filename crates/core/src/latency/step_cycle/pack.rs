@@ -1,28 +1,17 @@
-//! The step-cycle pack file: empirical samples of whole engine-step durations keyed by the
-//! step's shape.
-//!
-//! The published LLM-Emu's format (`"profile_type": "serving_step_cycle_2d"`):
-//!
-//! ```json
-//! {"profile_type": "serving_step_cycle_2d",
-//!  "bucketing": {"tt_bucket_width": 64, "conc_bucket_width": 8},
-//!  "prefill_2d_distribution": [{"tt": 128, "conc": 16, "num_samples": 3, "samples": [21500.0, 21720.5, 21610.2]}, ...]}
-//! ```
-//!
-//! `tt` is the step's total scheduled tokens, `conc` the requests running in it, samples are
-//! whole step durations in µs. A cell's `tt`/`conc` may be any value inside its bucket (its
-//! bucket is `floor(tt / tt_bucket_width)`). llm-emu's own packs use the same type and add, when
-//! given, a third axis: `bucketing.ctx_bucket_width` and a `ctx` per cell (Σ tokens already
-//! computed of the scheduled requests, which drives attention cost). Other keys are ignored, so
-//! packs with further metadata stay readable.
+//! The step-cycle pack on disk: LLM-Emu's `serving_step_cycle_2d` profile (v2.x) and our
+//! extension `llm_emu_step_cycle`, which adds a context-token axis. Both are JSON; unknown keys
+//! are ignored so packs carrying extra metadata (model_config, alpha_kv, 3-D axis tables…) load.
 
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-pub const PROFILE_TYPE: &str = "serving_step_cycle_2d";
+/// LLM-Emu's profile type: cells keyed by (tt, conc).
+pub const PROFILE_TYPE_2D: &str = "serving_step_cycle_2d";
+/// Our extension: cells keyed by (tt, conc, ctx), `bucketing.ctx_bucket_width` required.
+pub const PROFILE_TYPE_CTX: &str = "llm_emu_step_cycle";
 
+/// Why a pack could not be loaded. Cell errors name the table and the 0-based cell index.
 #[derive(Debug, Error)]
 pub enum PackError {
     #[error("{path}: {source}")]
@@ -30,219 +19,232 @@ pub enum PackError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a valid step-cycle pack: {reason}")]
+    #[error("{path}: not a valid step-cycle pack: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{path}: profile_type is `{found}`, expected `{PROFILE_TYPE_2D}` or `{PROFILE_TYPE_CTX}`"
+    )]
+    ProfileType { path: PathBuf, found: String },
+    #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error("{path}: prefill_2d_distribution[{index}] (tt {tt}, conc {conc}): {reason}")]
+    #[error("{path}: {table}[{index}] (tt={tt}, conc={conc}): {reason}")]
     Cell {
         path: PathBuf,
+        table: &'static str,
         index: usize,
-        tt: f64,
-        conc: f64,
+        tt: u64,
+        conc: u64,
         reason: String,
     },
 }
 
-/// One cell: its bucket and its samples (ns).
-#[derive(Clone, Debug, PartialEq)]
+/// Bucket widths: a value `x` falls in the bucket whose key is `(x / w) * w + w / 2` (integer
+/// division), the bucket's centre as LLM-Emu's pack builder writes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Bucketing {
+    /// Width of total-scheduled-token buckets (1 = no bucketing).
+    pub tt_bucket_width: u64,
+    /// Width of concurrency (scheduled requests) buckets.
+    pub conc_bucket_width: u64,
+    /// Width of context-token buckets (extension only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_bucket_width: Option<u64>,
+}
+
+/// Bucket key of `x` for width `w` (LLM-Emu's `(x // w) * w + w // 2`).
+pub fn bucket_key(x: u64, w: u64) -> u64 {
+    (x / w) * w + w / 2
+}
+
+/// One cell: the measured durations of steps whose shape fell in this bucket.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Cell {
-    pub tt_bucket: i64,
-    pub conc_bucket: i64,
-    /// 0 when the pack has no context axis.
-    pub ctx_bucket: i64,
-    pub samples_ns: Vec<f64>,
+    /// Bucket key of Σ scheduled tokens.
+    pub tt: u64,
+    /// Bucket key of the number of scheduled requests.
+    pub conc: u64,
+    /// Bucket key of Σ context tokens (tokens computed before the step) — extension only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<u64>,
+    /// Count of `samples` (checked).
+    pub num_samples: usize,
+    /// Whole step-cycle durations, microseconds.
+    pub samples: Vec<f64>,
 }
 
-/// A loaded pack.
-#[derive(Clone, Debug)]
-pub struct Pack {
-    pub path: PathBuf,
-    pub tt_width: f64,
-    pub conc_width: f64,
-    /// `Some` when the pack has the context axis.
-    pub ctx_width: Option<f64>,
-    pub cells: Vec<Cell>,
-    /// Cells present in the file without samples (not used).
-    pub empty_cells: usize,
-    /// Cells whose `num_samples` disagreed with their sample list (the list is used).
-    pub count_mismatches: usize,
+/// A step-cycle pack as written on disk.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepCyclePack {
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub gpu_model: Option<String>,
+    #[serde(default)]
+    pub model_name: Option<String>,
+    pub profile_type: String,
+    /// Absent in LLM-Emu's v1.0 packs, which this reader does not take.
+    #[serde(default)]
+    pub bucketing: Option<Bucketing>,
+    /// LLM-Emu's KV adjustment: when present, cells are keyed by tt_eff = tt + alpha_kv × Σ
+    /// context tokens instead of tt (its `--alpha-kv model` packs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_kv: Option<f64>,
+    /// Steps that admit at least one new request (see docs/step-cycle.md for our rule).
+    #[serde(default)]
+    pub prefill_2d_distribution: Vec<Cell>,
+    /// Steps without prefill work.
+    #[serde(default)]
+    pub decode_2d_distribution: Vec<Cell>,
+    /// All steps.
+    #[serde(default)]
+    pub step_cycle_2d_distribution: Vec<Cell>,
 }
 
-#[derive(Deserialize)]
-struct RawPack {
-    profile_type: Option<String>,
-    bucketing: Option<Value>,
-    prefill_2d_distribution: Option<Vec<Value>>,
-}
+/// The three tables a pack may carry, by name.
+pub const TABLE_NAMES: [&str; 3] = [
+    "prefill_2d_distribution",
+    "decode_2d_distribution",
+    "step_cycle_2d_distribution",
+];
 
-#[derive(Deserialize)]
-struct RawBucketing {
-    tt_bucket_width: f64,
-    conc_bucket_width: f64,
-    ctx_bucket_width: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct RawCell {
-    tt: f64,
-    conc: f64,
-    ctx: Option<f64>,
-    num_samples: Option<u64>,
-    samples: Vec<f64>,
-}
-
-/// Whether `text` looks like a step-cycle pack (for `--profile` format detection).
-pub fn is_step_cycle_json(text: &str) -> bool {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v.get("profile_type")?.as_str().map(|t| t == PROFILE_TYPE))
-        .unwrap_or(false)
-}
-
-impl Pack {
-    pub fn read(path: &Path) -> Result<Pack, PackError> {
+impl StepCyclePack {
+    /// Reads and validates a pack.
+    pub fn load(path: &Path) -> Result<StepCyclePack, PackError> {
         let text = std::fs::read_to_string(path).map_err(|source| PackError::Io {
-            path: path.to_path_buf(),
+            path: path.into(),
             source,
         })?;
-        Pack::parse(path, &text)
+        Self::parse(&text, path)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Pack, PackError> {
+    /// Parses and validates a pack's text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<StepCyclePack, PackError> {
+        // Check the type first so a foreign JSON gets "wrong profile_type", not a field error;
+        // this pass skips everything else without building it in memory.
+        #[derive(Deserialize)]
+        struct TypeOnly {
+            profile_type: Option<serde_json::Value>,
+        }
+        let json_err = |source| PackError::Json {
+            path: path.into(),
+            source,
+        };
+        let t: TypeOnly = serde_json::from_str(text).map_err(json_err)?;
+        match t.profile_type.as_ref().and_then(|t| t.as_str()) {
+            Some(PROFILE_TYPE_2D | PROFILE_TYPE_CTX) => {}
+            Some(other) => {
+                return Err(PackError::ProfileType {
+                    path: path.into(),
+                    found: other.into(),
+                })
+            }
+            None => {
+                return Err(PackError::Invalid {
+                    path: path.into(),
+                    reason: "no string `profile_type`".into(),
+                })
+            }
+        }
+        let pack: StepCyclePack = serde_json::from_str(text).map_err(json_err)?;
+        pack.validate(path)?;
+        Ok(pack)
+    }
+
+    /// Whether cells carry the context-token axis.
+    pub fn has_ctx(&self) -> bool {
+        self.profile_type == PROFILE_TYPE_CTX
+    }
+
+    /// The tables in [`TABLE_NAMES`] order.
+    pub fn tables(&self) -> [&[Cell]; 3] {
+        [
+            &self.prefill_2d_distribution,
+            &self.decode_2d_distribution,
+            &self.step_cycle_2d_distribution,
+        ]
+    }
+
+    /// Checks the pack (see docs/step-cycle.md for the rules); `path` names it in errors.
+    pub fn validate(&self, path: &Path) -> Result<(), PackError> {
         let invalid = |reason: String| PackError::Invalid {
-            path: path.to_path_buf(),
+            path: path.into(),
             reason,
         };
-        let raw: RawPack = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        match raw.profile_type.as_deref() {
-            Some(PROFILE_TYPE) => {}
-            Some(other) => {
+        let b = self.bucketing.as_ref().ok_or_else(|| {
+            invalid(
+                "no `bucketing` (tt_bucket_width, conc_bucket_width); LLM-Emu v1.0 packs \
+                 without 2-D distributions are not supported"
+                    .into(),
+            )
+        })?;
+        if b.tt_bucket_width == 0 || b.conc_bucket_width == 0 {
+            return Err(invalid("bucket widths must be >= 1".into()));
+        }
+        if let Some(a) = self.alpha_kv {
+            if !a.is_finite() || a < 0.0 {
                 return Err(invalid(format!(
-                    "profile_type is `{other}`, expected `{PROFILE_TYPE}`"
+                    "alpha_kv {a} must be a finite number >= 0"
+                )));
+            }
+        }
+        let ctx = self.has_ctx();
+        match (ctx, b.ctx_bucket_width) {
+            (true, None) | (true, Some(0)) => {
+                return Err(invalid(format!(
+                    "profile_type `{PROFILE_TYPE_CTX}` needs bucketing.ctx_bucket_width >= 1"
                 )))
             }
-            None => return Err(invalid("no profile_type".into())),
+            _ => {}
         }
-        let b: RawBucketing = raw
-            .bucketing
-            .ok_or_else(|| invalid("no `bucketing` (tt_bucket_width, conc_bucket_width)".into()))
-            .and_then(|v| {
-                serde_json::from_value(v).map_err(|e| invalid(format!("bucketing: {e}")))
-            })?;
-        for (name, w) in [
-            ("tt_bucket_width", Some(b.tt_bucket_width)),
-            ("conc_bucket_width", Some(b.conc_bucket_width)),
-            ("ctx_bucket_width", b.ctx_bucket_width),
-        ] {
-            if let Some(w) = w {
-                if !(w.is_finite() && w > 0.0) {
-                    return Err(invalid(format!("bucketing.{name} must be > 0, got {w}")));
+        if self.tables().iter().all(|t| t.is_empty()) {
+            return Err(invalid(format!(
+                "no cells: none of {} has any",
+                TABLE_NAMES.join(", ")
+            )));
+        }
+        for (table, cells) in TABLE_NAMES.iter().zip(self.tables()) {
+            let mut seen = std::collections::HashSet::new();
+            for (index, c) in cells.iter().enumerate() {
+                let bad = |reason: String| PackError::Cell {
+                    path: path.into(),
+                    table,
+                    index,
+                    tt: c.tt,
+                    conc: c.conc,
+                    reason,
+                };
+                if c.samples.is_empty() {
+                    return Err(bad("no samples (empty cell)".into()));
+                }
+                if c.num_samples != c.samples.len() {
+                    return Err(bad(format!(
+                        "num_samples is {} but {} samples are listed",
+                        c.num_samples,
+                        c.samples.len()
+                    )));
+                }
+                if let Some(s) = c.samples.iter().find(|s| !s.is_finite() || **s <= 0.0) {
+                    return Err(bad(format!(
+                        "sample {s} µs is not a positive finite duration"
+                    )));
+                }
+                if c.conc == 0 {
+                    return Err(bad("conc must be >= 1".into()));
+                }
+                if ctx && c.ctx.is_none() {
+                    return Err(bad(format!(
+                        "no `ctx` key (required by profile_type `{PROFILE_TYPE_CTX}`)"
+                    )));
+                }
+                let key = (c.tt, c.conc, if ctx { c.ctx } else { None });
+                if !seen.insert(key) {
+                    return Err(bad("duplicate cell key".into()));
                 }
             }
         }
-        let cells_raw = raw
-            .prefill_2d_distribution
-            .ok_or_else(|| invalid("no `prefill_2d_distribution`".into()))?;
-        let mut pack = Pack {
-            path: path.to_path_buf(),
-            tt_width: b.tt_bucket_width,
-            conc_width: b.conc_bucket_width,
-            ctx_width: b.ctx_bucket_width,
-            cells: Vec::new(),
-            empty_cells: 0,
-            count_mismatches: 0,
-        };
-        for (index, v) in cells_raw.into_iter().enumerate() {
-            let c: RawCell = serde_json::from_value(v)
-                .map_err(|e| invalid(format!("prefill_2d_distribution[{index}]: {e}")))?;
-            let cell_err = |reason: String| PackError::Cell {
-                path: path.to_path_buf(),
-                index,
-                tt: c.tt,
-                conc: c.conc,
-                reason,
-            };
-            if !(c.tt.is_finite() && c.tt >= 0.0 && c.conc.is_finite() && c.conc >= 0.0) {
-                return Err(cell_err("tt and conc must be finite and ≥ 0".into()));
-            }
-            if let Some(bad) = c.samples.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-                return Err(cell_err(format!(
-                    "sample {bad} is not a positive duration in µs"
-                )));
-            }
-            if c.samples.is_empty() {
-                pack.empty_cells += 1;
-                continue;
-            }
-            if c.num_samples.is_some_and(|n| n as usize != c.samples.len()) {
-                pack.count_mismatches += 1;
-            }
-            let ctx_bucket =
-                match (pack.ctx_width, c.ctx) {
-                    (Some(w), Some(x)) if x.is_finite() && x >= 0.0 => (x / w).floor() as i64,
-                    (Some(_), _) => return Err(cell_err(
-                        "the pack has bucketing.ctx_bucket_width but this cell has no valid ctx"
-                            .into(),
-                    )),
-                    (None, _) => 0,
-                };
-            pack.cells.push(Cell {
-                tt_bucket: (c.tt / pack.tt_width).floor() as i64,
-                conc_bucket: (c.conc / pack.conc_width).floor() as i64,
-                ctx_bucket,
-                samples_ns: c.samples.iter().map(|us| us * 1e3).collect(),
-            });
-        }
-        if pack.cells.is_empty() {
-            return Err(invalid("no cell has samples".into()));
-        }
-        Ok(pack)
+        Ok(())
     }
-}
-
-/// Builds a pack from measured steps `(tt, conc, ctx, duration µs)`: one cell per occupied
-/// bucket, its `tt`/`conc`/`ctx` the bucket's lower edge. With `ctx_width` the pack has the
-/// context axis (llm-emu's extension); without it, it is LLM-Emu's 2-D format.
-pub fn build_pack(
-    steps: impl IntoIterator<Item = (u64, u64, u64, f64)>,
-    tt_width: f64,
-    conc_width: f64,
-    ctx_width: Option<f64>,
-) -> Value {
-    use std::collections::BTreeMap;
-    let mut cells: BTreeMap<(i64, i64, i64), Vec<f64>> = BTreeMap::new();
-    for (tt, conc, ctx, us) in steps {
-        let key = (
-            (tt as f64 / tt_width).floor() as i64,
-            (conc as f64 / conc_width).floor() as i64,
-            ctx_width.map_or(0, |w| (ctx as f64 / w).floor() as i64),
-        );
-        cells.entry(key).or_default().push(us);
-    }
-    let dist: Vec<Value> = cells
-        .into_iter()
-        .map(|((t, c, x), samples)| {
-            let mut cell = serde_json::json!({
-                "tt": t as f64 * tt_width,
-                "conc": c as f64 * conc_width,
-                "num_samples": samples.len(),
-                "samples": samples,
-            });
-            if let Some(w) = ctx_width {
-                cell["ctx"] = (x as f64 * w).into();
-            }
-            cell
-        })
-        .collect();
-    let mut bucketing = serde_json::json!({
-        "tt_bucket_width": tt_width,
-        "conc_bucket_width": conc_width,
-    });
-    if let Some(w) = ctx_width {
-        bucketing["ctx_bucket_width"] = w.into();
-    }
-    serde_json::json!({
-        "profile_type": PROFILE_TYPE,
-        "bucketing": bucketing,
-        "prefill_2d_distribution": dist,
-    })
 }
