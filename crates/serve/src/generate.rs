@@ -162,25 +162,38 @@ pub fn check_max_output(
 }
 
 /// `TokenizeParams._token_len_check` then `get_max_tokens`: the prompt must leave room for the
-/// requested output; `max_tokens` defaults to the room left.
+/// requested output; `max_tokens` defaults to the room left. `from_text`: the ids come from
+/// tokenizing text, which vLLM stops at `max_input + 1` tokens (`get_encode_kwargs`), so a longer
+/// prompt is reported as containing "at least" that many.
 pub fn prompt_max_tokens(
     prompt_len: usize,
     requested: Option<i64>,
     max_model_len: usize,
+    from_text: bool,
 ) -> Result<i64, ApiError> {
     let max_output = requested.unwrap_or(0);
     let max_input = max_model_len as i64 - max_output;
     if prompt_len as i64 > max_input {
+        let count = if from_text {
+            (prompt_len as i64).min(max_input + 1)
+        } else {
+            prompt_len as i64
+        };
+        let qualifier = if count == max_input + 1 {
+            "at least "
+        } else {
+            ""
+        };
         return Err(ApiError::invalid_param(
             &format!(
                 "This model's maximum context length is {max_model_len} tokens. However, you \
-                 requested {max_output} output tokens and your prompt contains {prompt_len} \
-                 input tokens, for a total of {} tokens. Please reduce the length of the input \
-                 prompt or the number of requested output tokens.",
-                prompt_len as i64 + max_output
+                 requested {max_output} output tokens and your prompt contains {qualifier}{count} \
+                 input tokens, for a total of {qualifier}{} tokens. Please reduce the length of \
+                 the input prompt or the number of requested output tokens.",
+                count + max_output
             ),
             "input_tokens",
-            prompt_len,
+            count,
         ));
     }
     let room = max_model_len as i64 - prompt_len as i64;

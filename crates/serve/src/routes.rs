@@ -38,9 +38,29 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/debug/engine", get(debug_engine))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Starlette's body for an unknown route, as vLLM's server answers it.
+async fn not_found() -> Response {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"detail": "Not Found"})),
+    )
+        .into_response()
+}
+
+/// Starlette's body for a known route with the wrong method.
+async fn method_not_allowed() -> Response {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({"detail": "Method Not Allowed"})),
+    )
+        .into_response()
 }
 
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -186,6 +206,7 @@ async fn completions(
     check_max_output(req.max_tokens, "max_tokens", state.max_model_len)?;
     let mut prompts = Vec::with_capacity(texts.len());
     for (text, ids) in texts {
+        let from_text = ids.is_none();
         let ids = match (ids, &text) {
             (Some(ids), _) => ids,
             (None, Some(t)) => state
@@ -194,7 +215,8 @@ async fn completions(
                 .map_err(|e| ApiError::bad_request(e.0))?,
             (None, None) => unreachable!("a prompt is text or ids"),
         };
-        let max_tokens = prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len)?;
+        let max_tokens =
+            prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len, from_text)?;
         verify_sampling(&req.common, max_tokens, req.logprobs)?;
         // vLLM's input processor: ids past the vocabulary are refused.
         if let (Some(v), Some(&max_id)) = (state.codec.vocab_size(), ids.iter().max()) {
@@ -264,7 +286,7 @@ async fn chat_completions(
         .codec
         .encode(&text, req.add_special_tokens)
         .map_err(|e| ApiError::bad_request(e.0))?;
-    let max_tokens = prompt_max_tokens(ids.len(), requested, state.max_model_len)?;
+    let max_tokens = prompt_max_tokens(ids.len(), requested, state.max_model_len, true)?;
     let top_logprobs = if req.logprobs.unwrap_or(false) {
         req.top_logprobs.or(Some(0))
     } else {

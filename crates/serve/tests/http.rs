@@ -353,6 +353,29 @@ async fn errors_have_vllm_status_codes_and_bodies() {
     assert_eq!(st, 400);
     assert_eq!(v["error"]["message"], "This model's maximum context length is 4096 tokens. However, you requested 16 output tokens and your prompt contains 4090 input tokens, for a total of 4106 tokens. Please reduce the length of the input prompt or the number of requested output tokens. (parameter=input_tokens, value=4090)");
     assert_eq!(v["error"]["type"], "BadRequestError");
+    // A text prompt is tokenized only up to max_input + 1 tokens, so vLLM says "at least".
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": "x ".repeat(10_000), "max_tokens": 16}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(
+            "your prompt contains at least 4081 input tokens, for a total of at least 4097 tokens"
+        ),
+        "{msg}"
+    );
+    // Unknown routes and methods: Starlette's bodies.
+    let (st, b) = s.call("GET", "/v1/nothing", "").await;
+    assert_eq!((st, b.as_str()), (404, r#"{"detail":"Not Found"}"#));
+    let (st, b) = s.call("GET", "/v1/completions", "").await;
+    assert_eq!(
+        (st, b.as_str()),
+        (405, r#"{"detail":"Method Not Allowed"}"#)
+    );
     let (st, v) = s
         .json(
             "/v1/completions",
