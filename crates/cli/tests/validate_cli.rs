@@ -17,16 +17,20 @@ fn shared_case() -> Option<PathBuf> {
     }
 }
 
-#[test]
-fn validate_reads_the_real_run_and_writes_every_key() {
-    let Some(case) = shared_case() else { return };
-    let json = std::env::temp_dir().join(format!("llm-emu-validate-{}.json", std::process::id()));
+/// Runs `llm-emu validate` on the shared case with `extra` flags and `--json`; asserts success
+/// and returns (stdout, the comparison JSON).
+fn validate_json(case: &Path, tag: &str, extra: &[String]) -> (String, Value) {
+    let json = std::env::temp_dir().join(format!(
+        "llm-emu-validate-{tag}-{}.json",
+        std::process::id()
+    ));
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .arg("validate")
         .arg("--real")
         .arg(case.join("vllm"))
         .arg("--workload")
         .arg(case.join("workload.jsonl"))
+        .args(extra)
         .arg("--json")
         .arg(&json)
         .output()
@@ -36,12 +40,18 @@ fn validate_reads_the_real_run_and_writes_every_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let m = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), m)
+}
+
+#[test]
+fn validate_reads_the_real_run_and_writes_every_key() {
+    let Some(case) = shared_case() else { return };
+    let (stdout, m) = validate_json(&case, "keys", &[]);
     assert!(
         stdout.contains("max_num_seqs 128, max_num_batched_tokens 2048"),
         "{stdout}"
     );
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for metric in ["ttft", "tpot", "e2el"] {
         for stat in ["mean", "median", "p90", "p95", "p99"] {
             for side in ["real", "sim", "err_pct"] {
@@ -88,33 +98,20 @@ fn profile_latency_reproduces_the_peer_simulators_errors() {
     // scheduler it must land where the peer does (llmservingsim-summary.txt: TTFT mean −4.0 %,
     // TPOT mean −1.0 %, E2E mean −1.8 %).
     let Some(case) = shared_case() else { return };
-    let json = std::env::temp_dir().join(format!(
-        "llm-emu-validate-profile-{}.json",
-        std::process::id()
-    ));
-    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
-        .arg("validate")
-        .arg("--real")
-        .arg(case.join("vllm"))
-        .arg("--workload")
-        .arg(case.join("workload.jsonl"))
-        .arg("--latency")
-        .arg(format!(
-            "profile:dir={},step_overhead_us=0",
-            case.join("profile").display()
-        ))
-        // The peer prices the exact tokens (no CUDA-graph padding) and adds no step overhead.
-        .arg("--enforce-eager")
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (_, m) = validate_json(
+        &case,
+        "profile",
+        &[
+            "--latency".into(),
+            format!(
+                "profile:dir={},step_overhead_us=0",
+                case.join("profile").display()
+            ),
+            // The peer prices the exact tokens (no CUDA-graph padding) and adds no step
+            // overhead.
+            "--enforce-eager".into(),
+        ],
     );
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let err = |k: &str| m[k].as_f64().unwrap();
     assert!(
         (err("ttft_mean_err_pct") + 4.0).abs() < 1.0,
@@ -138,26 +135,7 @@ fn default_latency_meets_the_fidelity_targets() {
     // The built-in profile with CUDA-graph padding and its measured step overhead: every mean
     // within 2 % of the real run, every median/p90/p99 within 5 % (docs/fidelity.md).
     let Some(case) = shared_case() else { return };
-    let json = std::env::temp_dir().join(format!(
-        "llm-emu-validate-default-{}.json",
-        std::process::id()
-    ));
-    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
-        .arg("validate")
-        .arg("--real")
-        .arg(case.join("vllm"))
-        .arg("--workload")
-        .arg(case.join("workload.jsonl"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (_, m) = validate_json(&case, "default", &[]);
     let err = |k: &str| m[k].as_f64().unwrap();
     assert!(err("output_throughput_err_pct").abs() < 2.0);
     for metric in ["ttft", "tpot", "e2el"] {

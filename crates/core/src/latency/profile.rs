@@ -312,7 +312,7 @@ impl ProfileLatency {
         let mut link_gbps = None;
         let mut link_latency_us = None;
         let num = |kv: &str, v: &str| {
-            overheads::parse_overhead_us(v).map_err(|e| LatencySpecError::BadParam(kv.into(), e))
+            overheads::parse_figure(v).map_err(|e| LatencySpecError::BadParam(kv.into(), e))
         };
         for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| {

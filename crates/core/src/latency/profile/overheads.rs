@@ -94,7 +94,7 @@ impl Overheads {
             meta.fields
                 .get(key)
                 .map(|(line, raw)| {
-                    parse_overhead_us(raw).map_err(|reason| ProfileError::Meta {
+                    parse_figure(raw).map_err(|reason| ProfileError::Meta {
                         path: path.clone(),
                         line: *line,
                         key: key.into(),
@@ -113,7 +113,7 @@ impl Overheads {
                 reason: "missing (the file exists, so it must say the overhead in µs)".into(),
             });
         };
-        let us = parse_overhead_us(raw).map_err(|reason| ProfileError::Meta {
+        let us = parse_figure(raw).map_err(|reason| ProfileError::Meta {
             path: path.clone(),
             line: *line,
             key: "step_overhead_us".into(),
@@ -147,7 +147,7 @@ impl Overheads {
 
 /// A non-negative figure (µs, or GB/s for a link): finite, ≥ 0 and below 10⁶ (a larger one is
 /// a unit error).
-pub fn parse_overhead_us(raw: &str) -> Result<f64, String> {
+pub fn parse_figure(raw: &str) -> Result<f64, String> {
     let v: f64 = raw
         .trim()
         .trim_matches('"')
