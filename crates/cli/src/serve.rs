@@ -5,6 +5,7 @@ use crate::engine_args::{EngineArgs, EngineDefaults};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
 use llm_emu_serve::text::{ModelText, SharedCodec};
+use llm_emu_serve::thread_priority::PriorityRequest;
 use llm_emu_serve::{ServeOptions, Server};
 use llm_emu_text::{OutputLengthDistribution, TextModel, TokenizerSource, VocabSampler};
 use std::path::Path;
@@ -58,8 +59,20 @@ pub struct ServeArgs {
     /// Worker threads of the HTTP runtime (default: one per core).
     #[arg(long)]
     http_threads: Option<usize>,
+    /// CPU priority of the engine thread, whose wake-ups end the emulated steps: `auto` asks
+    /// for real-time scheduling (SCHED_FIFO; needs root or CAP_SYS_NICE), else a raised nice
+    /// level, so that busy cores do not make steps late; `normal` leaves it an ordinary thread.
+    #[arg(long, value_enum, default_value_t = EnginePriorityArg::Auto)]
+    engine_thread_priority: EnginePriorityArg,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// `--engine-thread-priority`.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum EnginePriorityArg {
+    Auto,
+    Normal,
 }
 
 /// The served names and `/v1/models` root from the model argument: the one place that maps a
@@ -177,6 +190,10 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         api_keys,
         max_body_bytes: a.max_request_body_mib << 20,
         shutdown_grace: Duration::from_secs_f64(a.shutdown_grace_s),
+        engine_priority: match a.engine_thread_priority {
+            EnginePriorityArg::Auto => PriorityRequest::Auto,
+            EnginePriorityArg::Normal => PriorityRequest::Normal,
+        },
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -189,12 +206,14 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         let addr = server.local_addr()?;
         eprintln!(
             "llm-emu serve: engine: {} KV blocks of {} tokens, max_num_seqs {}, \
-             max_num_batched_tokens {}, max_model_len {}; latency: {latency_desc}",
+             max_num_batched_tokens {}, max_model_len {}; latency: {latency_desc}; \
+             engine thread: {}",
             cfg.num_gpu_blocks,
             cfg.block_size,
             cfg.max_num_seqs,
             cfg.max_num_batched_tokens,
-            cfg.max_model_len
+            cfg.max_model_len,
+            server.engine_priority()
         );
         println!("llm-emu serve: listening on http://{addr}");
         server.run(shutdown_signal()).await?;

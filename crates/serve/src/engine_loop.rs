@@ -9,6 +9,7 @@
 //! goes into a histogram ([`LatenessStats`]).
 
 use crate::metrics::EngineMetrics;
+use crate::thread_priority::{raise_current_thread, PriorityGranted, PriorityRequest};
 use hdrhistogram::Histogram;
 use llm_emu_core::sched::{ReqKey, RequestUpdate, Scheduler};
 use llm_emu_core::{
@@ -148,6 +149,8 @@ pub struct EngineHandle {
     pub lateness: Arc<Mutex<LatenessStats>>,
     /// Requests submitted and not yet finished (vLLM's `/load` counts server-side requests).
     pub metrics: Arc<EngineMetrics>,
+    /// The CPU priority the engine thread got.
+    pub priority: PriorityGranted,
 }
 
 impl EngineHandle {
@@ -195,35 +198,49 @@ pub struct EngineGone;
 /// The running engine thread.
 pub struct EngineThread {
     pub handle: EngineHandle,
+    /// The CPU priority the engine thread got.
+    pub priority: PriorityGranted,
     join: JoinHandle<()>,
     commands: Sender<Command>,
 }
 
 impl EngineThread {
-    /// Starts the thread that owns `engine`.
-    pub fn spawn(engine: Engine, metrics: Arc<EngineMetrics>) -> std::io::Result<EngineThread> {
+    /// Starts the thread that owns `engine`, raised as `priority` asks.
+    pub fn spawn(
+        engine: Engine,
+        metrics: Arc<EngineMetrics>,
+        priority: PriorityRequest,
+    ) -> std::io::Result<EngineThread> {
         let (tx, rx) = std::sync::mpsc::channel();
         let clock = EngineClock::start_now();
         let lateness = Arc::new(Mutex::new(LatenessStats::default()));
-        let handle = EngineHandle {
-            commands: tx.clone(),
-            clock,
-            lateness: lateness.clone(),
-            metrics: metrics.clone(),
-        };
+        let (granted_tx, granted_rx) = std::sync::mpsc::channel();
+        let (thread_metrics, thread_lateness) = (metrics.clone(), lateness.clone());
         let join = std::thread::Builder::new()
             .name("llm-emu-engine".into())
             .spawn(move || {
+                let _ = granted_tx.send(raise_current_thread(priority));
                 let mut l = EngineLoop {
                     engine,
                     clock,
-                    router: Router::new(metrics),
-                    lateness,
+                    router: Router::new(thread_metrics),
+                    lateness: thread_lateness,
                 };
                 l.run(rx)
             })?;
+        let priority = granted_rx
+            .recv()
+            .unwrap_or_else(|_| PriorityGranted::Normal("the engine thread ended".into()));
+        let handle = EngineHandle {
+            commands: tx.clone(),
+            clock,
+            lateness,
+            metrics,
+            priority: priority.clone(),
+        };
         Ok(EngineThread {
             handle,
+            priority,
             join,
             commands: tx,
         })

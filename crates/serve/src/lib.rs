@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod routes;
 pub mod state;
 pub mod text;
+pub mod thread_priority;
 
 use engine_loop::EngineThread;
 use llm_emu_core::Engine;
@@ -57,6 +58,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// After a shutdown signal, how long in-flight requests may run before they are aborted.
     pub shutdown_grace: Duration,
+    /// The CPU priority the engine thread asks for.
+    pub engine_priority: thread_priority::PriorityRequest,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +72,7 @@ impl Default for ServeOptions {
             api_keys: Vec::new(),
             max_body_bytes: 64 << 20,
             shutdown_grace: Duration::from_secs(30),
+            engine_priority: Default::default(),
         }
     }
 }
@@ -105,7 +109,8 @@ impl Server {
             &opts.served_model_names[0],
             max_model_len,
         ));
-        let engine = EngineThread::spawn(engine, metrics).map_err(ServeError::EngineThread)?;
+        let engine = EngineThread::spawn(engine, metrics, opts.engine_priority)
+            .map_err(ServeError::EngineThread)?;
         let state = Arc::new(AppState::new(
             engine.handle.clone(),
             codec,
@@ -124,6 +129,11 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The CPU priority the engine thread got.
+    pub fn engine_priority(&self) -> &thread_priority::PriorityGranted {
+        &self.engine.priority
     }
 
     pub fn state(&self) -> Arc<AppState> {

@@ -400,6 +400,7 @@ async fn debug_engine(State(state): State<Arc<AppState>>) -> Response {
     let (running, waiting) = state.engine.metrics.num_requests();
     axum::Json(json!({
         "step_lateness": state.engine.lateness(),
+        "engine_thread_priority": state.engine.priority.to_string(),
         "num_requests_running": running,
         "num_requests_waiting": waiting,
         "kv_cache_usage_perc": state.engine.metrics.kv_cache_usage(),
