@@ -16,6 +16,7 @@ pub mod state;
 pub mod text;
 pub mod thread_priority;
 
+use axum::serve::ListenerExt;
 use engine_loop::EngineThread;
 use llm_emu_core::Engine;
 use metrics::EngineMetrics;
@@ -156,7 +157,13 @@ impl Server {
                 handle.abort_all();
             });
         };
-        let result = axum::serve(self.listener, app)
+        // Every response write goes out at once (TCP_NODELAY), as asyncio sets it on the
+        // sockets of vLLM's server: with Nagle's algorithm a small SSE chunk waits for the
+        // client's delayed ACK of the previous one, up to 40 ms on Linux.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .await
             .map_err(ServeError::Http);
