@@ -57,7 +57,13 @@ pub struct Finish {
 #[derive(Debug, PartialEq, Eq)]
 pub enum EngineEvent {
     /// One step's output: a new token, and the finish if this token ended the request.
-    Token { token: u32, finish: Option<Finish> },
+    /// `step_end`: the engine time the engine thread processed the step's end (the step's
+    /// planned end plus the wake lateness), for the delivery-path figure.
+    Token {
+        token: u32,
+        finish: Option<Finish>,
+        step_end: Nanos,
+    },
     /// Finished without a new token (aborted).
     Finished(Finish),
     /// Refused at submission; it never ran.
@@ -91,6 +97,9 @@ pub struct LatenessStats {
     hist: Histogram<u64>,
     /// Engine-thread work per wake (commands, `run`, output delivery), microseconds.
     busy: Histogram<u64>,
+    /// Input path: from the HTTP handler's submission (the request's arrival time) to the
+    /// engine thread taking the request in, microseconds.
+    admit: Histogram<u64>,
 }
 
 impl Default for LatenessStats {
@@ -98,6 +107,7 @@ impl Default for LatenessStats {
         LatenessStats {
             hist: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
             busy: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
+            admit: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
         }
     }
 }
@@ -113,6 +123,11 @@ impl LatenessStats {
             .saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
     }
 
+    fn record_admit(&mut self, d: Nanos) {
+        self.admit
+            .saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
+    }
+
     pub fn summary(&self) -> LatenessSummary {
         LatenessSummary {
             wakes: self.hist.len(),
@@ -123,6 +138,7 @@ impl LatenessStats {
             busy_p50_us: self.busy.value_at_quantile(0.5),
             busy_p99_us: self.busy.value_at_quantile(0.99),
             busy_max_us: self.busy.max(),
+            admit: PathSummary::of(&self.admit),
         }
     }
 }
@@ -139,6 +155,75 @@ pub struct LatenessSummary {
     pub busy_p50_us: u64,
     pub busy_p99_us: u64,
     pub busy_max_us: u64,
+    /// Input path (HTTP submission → engine thread).
+    pub admit: PathSummary,
+}
+
+/// Mean and quantiles of one serving-path histogram, microseconds.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct PathSummary {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl PathSummary {
+    fn of(h: &Histogram<u64>) -> PathSummary {
+        PathSummary {
+            count: h.len(),
+            mean_us: h.mean(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Output path of each request's first token, written by the HTTP tasks only (never locked by
+/// the real-time engine thread, which must not wait on a lock an ordinary thread holds).
+pub struct DeliveryStats {
+    /// From the engine thread processing the step's end to the HTTP task taking the token, µs.
+    taken: Histogram<u64>,
+    /// Detokenizing the first token, µs: it primes the incremental detokenizer with the whole
+    /// prompt (tokenizers' `DecodeStream(ids=prompt)`, as vLLM 0.19 does), so it grows with the
+    /// prompt's length.
+    detokenized: Histogram<u64>,
+}
+
+impl Default for DeliveryStats {
+    fn default() -> Self {
+        DeliveryStats {
+            taken: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
+            detokenized: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
+        }
+    }
+}
+
+impl DeliveryStats {
+    pub fn record_first_token(&mut self, taken: Nanos, detokenized: Nanos) {
+        for (h, d) in [
+            (&mut self.taken, taken),
+            (&mut self.detokenized, detokenized),
+        ] {
+            h.saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
+        }
+    }
+
+    pub fn summary(&self) -> DeliverySummary {
+        DeliverySummary {
+            taken: PathSummary::of(&self.taken),
+            detokenized: PathSummary::of(&self.detokenized),
+        }
+    }
+}
+
+/// A snapshot of [`DeliveryStats`].
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct DeliverySummary {
+    pub taken: PathSummary,
+    pub detokenized: PathSummary,
 }
 
 /// The HTTP side's handle on the engine thread.
@@ -147,6 +232,8 @@ pub struct EngineHandle {
     commands: Sender<Command>,
     pub clock: EngineClock,
     pub lateness: Arc<Mutex<LatenessStats>>,
+    /// First-token delivery path, recorded by the HTTP tasks.
+    pub delivery: Arc<Mutex<DeliveryStats>>,
     /// Requests submitted and not yet finished (vLLM's `/load` counts server-side requests).
     pub metrics: Arc<EngineMetrics>,
     /// The CPU priority the engine thread got.
@@ -235,6 +322,7 @@ impl EngineThread {
             commands: tx.clone(),
             clock,
             lateness,
+            delivery: Default::default(),
             metrics,
             priority: priority.clone(),
         };
@@ -351,6 +439,11 @@ impl EngineLoop {
                 events,
             } => {
                 let id = request.request_id.clone();
+                let admitted = self.clock.now().saturating_sub(request.arrival);
+                self.lateness
+                    .lock()
+                    .expect("lateness lock")
+                    .record_admit(admitted);
                 match self.engine.add_request(request) {
                     Ok(()) => {
                         self.router.pending.insert(id, (tag, events));
@@ -509,13 +602,23 @@ impl EngineObserver for Router {
                     }
                     if let Some((tag, tx)) = self.live.remove(&u.key) {
                         let finish = Some(Self::finish_of(req));
-                        let _ = tx.send((tag, EngineEvent::Token { token, finish }));
+                        let ev = EngineEvent::Token {
+                            token,
+                            finish,
+                            step_end: now,
+                        };
+                        let _ = tx.send((tag, ev));
                     }
                 }
                 None => {
                     if let Some((tag, tx)) = self.live.get(&u.key) {
                         let finish = None;
-                        let _ = tx.send((*tag, EngineEvent::Token { token, finish }));
+                        let ev = EngineEvent::Token {
+                            token,
+                            finish,
+                            step_end: now,
+                        };
+                        let _ = tx.send((*tag, ev));
                     }
                 }
             }

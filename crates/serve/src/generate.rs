@@ -354,13 +354,27 @@ impl Submission {
                 c.engine_done = true;
                 (c.detok.finish(), Some(finish_of(&f)))
             }
-            EngineEvent::Token { token, finish } => {
+            EngineEvent::Token {
+                token,
+                finish,
+                step_end,
+            } => {
+                let first = c.num_tokens == 0;
+                let taken = self.engine.clock.now();
                 c.token_ids.push(token);
                 c.num_tokens += 1;
                 let stop_terminated = finish
                     .as_ref()
                     .is_some_and(|f| f.reason == FinishReason::Stop);
-                let step = match c.detok.update(token, stop_terminated, finish.is_some()) {
+                let detokenized = c.detok.update(token, stop_terminated, finish.is_some());
+                if first {
+                    // The first step primes the detokenizer with the whole prompt.
+                    let done = self.engine.clock.now();
+                    if let Ok(mut s) = self.engine.delivery.lock() {
+                        s.record_first_token(taken.saturating_sub(step_end), done - taken);
+                    }
+                }
+                let step = match detokenized {
                     Ok(s) => s,
                     Err(e) => {
                         self.error.get_or_insert(ApiError::Internal(e.0));

@@ -401,6 +401,7 @@ async fn debug_engine(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(json!({
         "step_lateness": state.engine.lateness(),
         "engine_thread_priority": state.engine.priority.to_string(),
+        "first_token_delivery": state.engine.delivery.lock().map(|d| d.summary()).ok(),
         "num_requests_running": running,
         "num_requests_waiting": waiting,
         "kv_cache_usage_perc": state.engine.metrics.kv_cache_usage(),

@@ -218,6 +218,14 @@ async fn streamed_completion_has_one_chunk_per_token_then_usage_then_done() {
         json!({"prompt_tokens": 3, "total_tokens": 7, "completion_tokens": 4})
     );
     assert_eq!(ev[5], "[DONE]");
+    // The serving path is measured once per request: admission and first-token delivery.
+    let d = s.debug().await;
+    assert_eq!(d["step_lateness"]["admit"]["count"], 1, "{d}");
+    assert_eq!(d["first_token_delivery"]["taken"]["count"], 1, "{d}");
+    assert_eq!(d["first_token_delivery"]["detokenized"]["count"], 1, "{d}");
+    assert!(d["engine_thread_priority"]
+        .as_str()
+        .is_some_and(|p| !p.is_empty()));
     s.stop().await;
 }
 
