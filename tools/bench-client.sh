@@ -70,4 +70,23 @@ ttfts = [t * 1e3 for t, e in zip(r["ttfts"], r["errors"]) if not e]
 tpots = [(sum(row)) * 1e3 / len(row) for row in r["itls"] if row]
 print(f"ITL mean {statistics.mean(itls):.3f} ms median {pct(itls, 50):.3f} p99 {pct(itls, 99):.3f}  (server: {float(itl) * int(per):.3f} ms per write)")
 print(f"TPOT mean {statistics.mean(tpots):.3f} ms (server {itl} ms); TTFT mean {statistics.mean(ttfts):.2f} ms p99 {pct(ttfts, 99):.2f} (server {ttft} ms)")
+# Received tokens per 1-s bucket, from each token's receipt time (start + TTFT + ITLs): the
+# steady state is the buckets in which every stream was open (after the last start, before the
+# first end).
+import collections, itertools
+buckets = collections.Counter()
+t0 = min(r["start_times"])
+ends = []
+for st, tt, row, e in zip(r["start_times"], r["ttfts"], r["itls"], r["errors"]):
+    if e:
+        continue
+    times = list(itertools.accumulate(row, initial=st + tt))
+    ends.append(times[-1])
+    for t in times:
+        buckets[int(t - t0)] += 1
+lo, hi = int(max(r["start_times"]) - t0) + 1, int(min(ends) - t0)
+steady = [buckets[k] for k in range(lo, hi)]
+if steady:
+    print(f"steady state ({len(steady)} s with every stream open): received tok/s "
+          f"min {min(steady)} median {pct(steady, 50):.0f} max {max(steady)}")
 EOF
