@@ -112,3 +112,160 @@ fn serve_help_explains_the_vllm_flags() {
         assert!(help.contains(flag), "{flag} in --help");
     }
 }
+
+/// `llm-emu bench` against `llm-emu serve` (two processes on loopback): vLLM's result file,
+/// every request served, inter-token gaps no shorter than the emulated step, and `compare`
+/// reading the result beside `simulate`'s summary of the same workload.
+#[test]
+fn bench_against_serve_writes_vllms_result_and_compare_reads_it() {
+    let dir = std::env::temp_dir().join(format!("llm-emu-serve-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = dir.join("w.jsonl");
+    let mut text = String::new();
+    for i in 0..20u64 {
+        text += &format!(
+            "{{\"arrival_time_ns\": {}, \"input_tok_ids\": [{}, 2, 3, 4, 5, 6, 7, 8], \"output_toks\": 8}}\n",
+            i * 5_000_000,
+            100 + i
+        );
+    }
+    std::fs::write(&w, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--served-model-name",
+            "emu",
+            "--max-model-len",
+            "2048",
+            "--latency",
+            "linear:base_us=2000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let base_url = format!("http://{addr}");
+    let (w_s, d_s) = (w.to_str().unwrap(), dir.to_str().unwrap());
+    run(&[
+        "bench",
+        "--base-url",
+        &base_url,
+        "--model",
+        "emu",
+        "--dataset-name",
+        "workload",
+        "--dataset-path",
+        w_s,
+        "--skip-tokenizer-init",
+        "--disable-tqdm",
+        "--save-result",
+        "--save-detailed",
+        "--result-dir",
+        d_s,
+        "--result-filename",
+        "bench.json",
+    ]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    for k in [
+        "date",
+        "backend",
+        "model_id",
+        "num_prompts",
+        "duration",
+        "completed",
+        "failed",
+        "total_input_tokens",
+        "total_output_tokens",
+        "request_throughput",
+        "output_throughput",
+        "max_concurrent_requests",
+        "input_lens",
+        "output_lens",
+        "ttfts",
+        "itls",
+        "start_times",
+        "errors",
+    ] {
+        assert!(r.get(k).is_some(), "result lacks {k}: {r}");
+    }
+    assert_eq!(r["completed"], 20, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["total_input_tokens"], 160);
+    assert_eq!(r["total_output_tokens"], 160);
+    // Each token comes out of its own step, and a step lasts 2 ms on the wall clock: the 7 gaps
+    // after the first token cannot add up to much less than 14 ms (the receipt times of the
+    // first and last chunks may each be a little late; merged chunks only move time between
+    // gaps).
+    let totals: Vec<f64> = r["itls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .sum()
+        })
+        .collect();
+    let mean = totals.iter().sum::<f64>() / totals.len() as f64;
+    assert!(
+        mean >= 0.013,
+        "7 gaps of 2-ms steps, mean {mean} s: {totals:?}"
+    );
+    assert!(totals.iter().all(|&t| t >= 0.011), "{totals:?}");
+
+    run(&[
+        "simulate",
+        "--workload",
+        w_s,
+        "--quiet",
+        "--max-model-len",
+        "2048",
+        "--latency",
+        "linear:base_us=2000",
+        "--output-json",
+        dir.join("sim.json").to_str().unwrap(),
+    ]);
+    run(&[
+        "compare",
+        dir.join("bench.json").to_str().unwrap(),
+        dir.join("sim.json").to_str().unwrap(),
+        "--output-json",
+        dir.join("cmp.json").to_str().unwrap(),
+    ]);
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cmp.json")).unwrap()).unwrap();
+    let thr = &c["output_throughput"];
+    assert!(
+        thr["a"].as_f64().unwrap() > 0.0 && thr["b"].as_f64().unwrap() > 0.0,
+        "{c}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
