@@ -5,9 +5,13 @@
 
 use crate::engine_loop::{EngineEvent, EngineHandle, Finish};
 use crate::errors::ApiError;
+use crate::logprobs::{
+    chat_logprobs, completion_logprobs, synthesize, ChatLogprobs, CompletionLogprobs,
+    PositionLogprobs,
+};
 use crate::protocol::*;
 use crate::state::AppState;
-use crate::text::{DetokOptions, Detokenizer};
+use crate::text::{DetokOptions, Detokenizer, SharedCodec};
 use bytes::{BufMut, Bytes, BytesMut};
 use llm_emu_core::{FinishReason, NewRequest, RequestError, SamplingParams};
 use std::sync::Arc;
@@ -54,6 +58,39 @@ pub struct Prepared {
     pub cache_salt: Option<String>,
     /// The request's `max_tokens` as sent (for `vllm:request_params_max_tokens`).
     pub max_tokens_param: Option<u32>,
+    /// Top log-probabilities asked for per output token (completions' `logprobs`, chat's
+    /// `top_logprobs` when `logprobs` is true); `None`: no log-probabilities.
+    pub logprobs: Option<i64>,
+}
+
+/// vLLM's `max_logprobs` (`ModelConfig`, default 20): the most log-probabilities a request may
+/// ask for; −1 asks for the whole vocabulary.
+pub const MAX_LOGPROBS: i64 = 20;
+
+/// `SamplingParams._validate_logprobs`.
+pub fn check_max_logprobs(
+    logprobs: Option<i64>,
+    vocab_size: Option<usize>,
+) -> Result<(), ApiError> {
+    let Some(n) = logprobs.filter(|&n| n != 0) else {
+        return Ok(());
+    };
+    let n = if n == -1 {
+        vocab_size.map_or(i64::MAX, |v| v as i64)
+    } else {
+        n
+    };
+    if n > MAX_LOGPROBS {
+        return Err(ApiError::invalid_param(
+            &format!(
+                "Requested sample logprobs of {n}, which is greater than max allowed: \
+                 {MAX_LOGPROBS}"
+            ),
+            "logprobs",
+            n,
+        ));
+    }
+    Ok(())
 }
 
 /// The sampling fields vLLM checks in `SamplingParams._verify_args`, in its order.
@@ -129,6 +166,13 @@ pub fn verify_sampling(
         }
     }
     Ok(())
+}
+
+/// A stable hash of a string (FNV-1a), to key a choice's synthetic values.
+fn hash_str(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A float as Python's `str` writes it.
@@ -228,6 +272,13 @@ struct Choice {
     engine_id: String,
     /// The engine no longer holds it (finished or aborted there).
     engine_done: bool,
+    /// Synthetic log-probabilities of each output token, when the request asks for them.
+    logprobs: Vec<PositionLogprobs>,
+    /// Keys this choice's synthetic log-probabilities.
+    salt: u64,
+    /// Characters of output text sent so far (vLLM's `previous_text_lens`, the base of
+    /// streamed completion `text_offset`s).
+    text_chars_sent: usize,
 }
 
 /// What one event produced for one choice.
@@ -242,6 +293,9 @@ struct Delta {
 /// disconnect: vLLM aborts on `CancelledError`).
 struct Submission {
     engine: EngineHandle,
+    codec: SharedCodec,
+    /// [`Prepared::logprobs`].
+    logprobs: Option<i64>,
     choices: Vec<Choice>,
     rx: UnboundedReceiver<(u32, EngineEvent)>,
     unfinished: usize,
@@ -313,8 +367,11 @@ impl Submission {
                     text: String::new(),
                     num_tokens: 0,
                     finished: None,
+                    salt: hash_str(&engine_id),
                     engine_id,
                     engine_done: false,
+                    logprobs: Vec::new(),
+                    text_chars_sent: 0,
                 });
                 state
                     .engine
@@ -325,11 +382,65 @@ impl Submission {
         let unfinished = choices.len();
         Ok(Submission {
             engine: state.engine.clone(),
+            codec: state.codec.clone(),
+            logprobs: p.logprobs,
             choices,
             rx,
             unfinished,
             error: None,
         })
+    }
+
+    /// A token's text as vLLM shows it in log-probabilities (`tokenizer.decode([id])`).
+    fn token_text(&self, id: u32) -> String {
+        self.codec.decode(&[id], false).unwrap_or_default()
+    }
+
+    /// Completions `logprobs` of choice `i`: the echoed prompt's tokens (the first without a
+    /// value, as vLLM's prompt log-probabilities), then output tokens `from..`; `None` unless
+    /// the request asked for them.
+    fn completion_logprobs(
+        &self,
+        i: usize,
+        from: usize,
+        echo_prompt: Option<&[u32]>,
+        initial_text_offset: usize,
+    ) -> Option<CompletionLogprobs> {
+        let n = self.logprobs?.max(0) as usize;
+        let c = &self.choices[i];
+        let prompt = echo_prompt.unwrap_or(&[]);
+        let prompt_lps: Vec<PositionLogprobs> = prompt
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(j, &t)| synthesize(t, j, n, !c.salt, |h| self.codec.alternative_token(h)))
+            .collect();
+        let mut positions: Vec<(u32, Option<&PositionLogprobs>)> =
+            Vec::with_capacity(prompt.len() + c.token_ids.len() - from);
+        for (j, &t) in prompt.iter().enumerate() {
+            positions.push((t, j.checked_sub(1).map(|k| &prompt_lps[k])));
+        }
+        for (&t, lp) in c.token_ids[from..].iter().zip(&c.logprobs[from..]) {
+            positions.push((t, Some(lp)));
+        }
+        Some(completion_logprobs(
+            &positions,
+            n,
+            initial_text_offset,
+            &|id| self.token_text(id),
+        ))
+    }
+
+    /// Chat `logprobs` of choice `i` for output tokens `from..`; `None` unless asked for.
+    fn chat_logprobs(&self, i: usize, from: usize) -> Option<ChatLogprobs> {
+        let n = self.logprobs?;
+        let c = &self.choices[i];
+        let positions: Vec<(u32, &PositionLogprobs)> = c.token_ids[from..]
+            .iter()
+            .copied()
+            .zip(&c.logprobs[from..])
+            .collect();
+        Some(chat_logprobs(&positions, n, &|id| self.token_text(id)))
     }
 
     /// Applies one engine event; returns the choice's output, if it has one.
@@ -361,6 +472,13 @@ impl Submission {
             } => {
                 let first = c.num_tokens == 0;
                 let taken = self.engine.clock.now();
+                if let Some(n) = self.logprobs {
+                    let codec = &self.codec;
+                    let lp = synthesize(token, c.token_ids.len(), n.max(0) as usize, c.salt, |h| {
+                        codec.alternative_token(h)
+                    });
+                    c.logprobs.push(lp);
+                }
                 c.token_ids.push(token);
                 c.num_tokens += 1;
                 let stop_terminated = finish
@@ -455,10 +573,11 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
                 .enumerate()
                 .map(|(i, (c, text))| {
                     let (reason, stop) = c.finished.as_ref().expect("finished");
+                    let echo_ids = p.echo.then(|| &p.prompts[c.prompt].ids[..]);
                     CompletionChoice {
                         index: i as u32,
                         text,
-                        logprobs: None,
+                        logprobs: sub.completion_logprobs(i, 0, echo_ids, 0),
                         finish_reason: Some(reason),
                         stop_reason: stop.as_ref(),
                         token_ids: p.return_token_ids.then_some(&c.token_ids[..]),
@@ -500,7 +619,7 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
                             tool_calls: [],
                             reasoning: None,
                         },
-                        logprobs: None,
+                        logprobs: sub.chat_logprobs(i, 0),
                         finish_reason: reason,
                         stop_reason: stop.as_ref(),
                         token_ids: p.return_token_ids.then_some(&c.token_ids[..]),
@@ -632,12 +751,22 @@ impl EventStream {
         match self.p.endpoint {
             Endpoint::Completions => {
                 let mut text = d.text;
+                let output_chars = text.chars().count();
+                let prompt_ids = &self.p.prompts[self.sub.choices[i].prompt].ids;
+                let mut echo_ids = None;
                 if self.p.echo && !self.echoed[i] {
                     self.echoed[i] = true;
+                    echo_ids = Some(&prompt_ids[..]);
                     if let Some(t) = &self.p.prompts[self.sub.choices[i].prompt].text {
                         text = format!("{t}{text}");
                     }
                 }
+                let offset = self.sub.choices[i].text_chars_sent;
+                let logprobs = self
+                    .sub
+                    .completion_logprobs(i, d.ids_from, echo_ids, offset);
+                // vLLM's `previous_text_lens` counts output text only, not the echoed prompt.
+                self.sub.choices[i].text_chars_sent += output_chars;
                 let c = &self.sub.choices[i];
                 let (reason, stop) = match &d.finish {
                     Some((r, s)) => (Some(*r), s.as_ref()),
@@ -654,7 +783,7 @@ impl EventStream {
                         choices: [CompletionStreamChoice {
                             index: d.choice,
                             text: &text,
-                            logprobs: None,
+                            logprobs,
                             finish_reason: reason,
                             stop_reason: stop,
                             prompt_token_ids: first_ids
@@ -702,6 +831,7 @@ impl EventStream {
                 if d.text.is_empty() && d.finish.is_none() && !self.p.return_token_ids {
                     return;
                 }
+                let logprobs = self.sub.chat_logprobs(i, d.ids_from);
                 let c = &self.sub.choices[i];
                 let (reason, stop) = match &d.finish {
                     Some((r, s)) => (Some(*r), Some(s.as_ref())),
@@ -720,7 +850,7 @@ impl EventStream {
                                 role: None,
                                 content: (!d.text.is_empty()).then_some(d.text.as_str()),
                             },
-                            logprobs: None,
+                            logprobs,
                             finish_reason: reason,
                             stop_reason: stop,
                             token_ids: self

@@ -9,6 +9,7 @@
 pub mod engine_loop;
 pub mod errors;
 pub mod generate;
+pub mod logprobs;
 pub mod metrics;
 pub mod protocol;
 pub mod routes;

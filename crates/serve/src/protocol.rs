@@ -4,6 +4,7 @@
 //! its choice of which `null` fields appear (`exclude_unset` for chat chunks, not for completion
 //! chunks), so the bytes on the wire match.
 
+use crate::logprobs::{ChatLogprobs, CompletionLogprobs};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -241,7 +242,7 @@ pub enum StopReason {
 pub struct CompletionStreamChoice<'a> {
     pub index: u32,
     pub text: &'a str,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<CompletionLogprobs>,
     pub finish_reason: Option<&'a str>,
     pub stop_reason: Option<&'a StopReason>,
     pub prompt_token_ids: Option<&'a [u32]>,
@@ -274,7 +275,7 @@ pub struct UsageChunk<'a> {
 pub struct CompletionChoice<'a> {
     pub index: u32,
     pub text: &'a str,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<CompletionLogprobs>,
     pub finish_reason: Option<&'a str>,
     pub stop_reason: Option<&'a StopReason>,
     pub token_ids: Option<&'a [u32]>,
@@ -330,7 +331,7 @@ pub struct ChatRoleChunk<'a> {
 pub struct ChatDeltaChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<Option<&'a StopReason>>,
@@ -364,7 +365,7 @@ pub struct ChatMessage<'a> {
 pub struct ChatChoice<'a> {
     pub index: u32,
     pub message: ChatMessage<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: &'a str,
     pub stop_reason: Option<&'a StopReason>,
     pub token_ids: Option<&'a [u32]>,

@@ -3,8 +3,8 @@
 
 use crate::errors::ApiError;
 use crate::generate::{
-    check_max_output, prompt_max_tokens, respond_full, start_stream, verify_sampling, Endpoint,
-    Prepared, Prompt,
+    check_max_logprobs, check_max_output, prompt_max_tokens, respond_full, start_stream,
+    verify_sampling, Endpoint, Prepared, Prompt,
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
@@ -141,6 +141,7 @@ fn common_prepared(
     c: CommonParams,
     prompts: Vec<Prompt>,
     max_tokens_param: Option<i64>,
+    logprobs: Option<i64>,
 ) -> Prepared {
     let (include_usage, continuous_usage) = StreamOptions::flags(&c.stream_options);
     Prepared {
@@ -165,6 +166,7 @@ fn common_prepared(
         priority: c.priority.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
         cache_salt: c.cache_salt,
         max_tokens_param: max_tokens_param.map(to_u32),
+        logprobs,
     }
 }
 
@@ -218,6 +220,7 @@ async fn completions(
         let max_tokens =
             prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len, from_text)?;
         verify_sampling(&req.common, max_tokens, req.logprobs)?;
+        check_max_logprobs(req.logprobs, state.codec.vocab_size())?;
         // vLLM's input processor: ids past the vocabulary are refused.
         if let (Some(v), Some(&max_id)) = (state.codec.vocab_size(), ids.iter().max()) {
             if max_id as usize >= v {
@@ -250,6 +253,7 @@ async fn completions(
         req.common,
         prompts,
         req.max_tokens,
+        req.logprobs,
     );
     run(state, p).await
 }
@@ -293,13 +297,22 @@ async fn chat_completions(
         None
     };
     verify_sampling(&req.common, max_tokens, top_logprobs)?;
+    check_max_logprobs(top_logprobs, state.codec.vocab_size())?;
     let id = format!("chatcmpl-{}", base_id(&headers, &req.common, &state));
     let prompts = vec![Prompt {
         ids: ids.into(),
         text: None,
         max_tokens: to_u32(max_tokens),
     }];
-    let p = common_prepared(&state, Endpoint::Chat, id, req.common, prompts, requested);
+    let p = common_prepared(
+        &state,
+        Endpoint::Chat,
+        id,
+        req.common,
+        prompts,
+        requested,
+        top_logprobs,
+    );
     run(state, p).await
 }
 

@@ -77,6 +77,11 @@ pub trait TextCodec: Send + Sync {
     fn vocab_size(&self) -> Option<usize> {
         None
     }
+    /// A token for synthetic log-probabilities' alternative ranks, chosen by the hash `h`:
+    /// a plain word where the tokenizer has them.
+    fn alternative_token(&self, h: u64) -> u32 {
+        (h % self.vocab_size().unwrap_or(32_000).max(1) as u64) as u32
+    }
     /// Each token's string (`/tokenize` with `return_token_strs`).
     fn token_strs(&self, ids: &[u32]) -> Vec<String> {
         ids.iter()
@@ -305,6 +310,14 @@ impl TextCodec for ModelText {
         ids.iter()
             .map(|&t| self.0.id_to_token(t).unwrap_or_default())
             .collect()
+    }
+
+    fn alternative_token(&self, h: u64) -> u32 {
+        let words = self.0.readable_token_ids();
+        if words.is_empty() {
+            return (h % self.0.vocab_size().max(1) as u64) as u32;
+        }
+        words[(h % words.len() as u64) as usize]
     }
 }
 

@@ -599,3 +599,111 @@ async fn tokenize_and_detokenize() {
     assert_eq!(v["prompt"], " <5> <6>");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logprobs_come_in_vllms_shapes() {
+    let s = TestServer::start(200, vec![]).await;
+    // Completions, whole response: one entry per output token, `logprobs` top entries each.
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": [5, 6, 7], "max_tokens": 4, "logprobs": 2}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let lp = &v["choices"][0]["logprobs"];
+    let keys: Vec<&String> = lp.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["text_offset", "token_logprobs", "tokens", "top_logprobs"]
+    );
+    let tokens = lp["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 4);
+    let offsets: Vec<u64> = lp["text_offset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets[0], 0);
+    for k in 1..4 {
+        let prev = tokens[k - 1].as_str().unwrap().chars().count() as u64;
+        assert_eq!(offsets[k], offsets[k - 1] + prev, "{lp}");
+    }
+    for (k, top) in lp["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let top = top.as_object().unwrap();
+        assert_eq!(top.len(), 2, "{lp}");
+        // The sampled token leads, with its own log-probability, and ranks fall.
+        let (first, first_lp) = top.iter().next().unwrap();
+        assert_eq!(first, tokens[k].as_str().unwrap());
+        assert_eq!(*first_lp, lp["token_logprobs"][k]);
+        let vals: Vec<f64> = top.values().map(|x| x.as_f64().unwrap()).collect();
+        assert!(vals[0] > vals[1] && vals[0] < 0.0, "{lp}");
+    }
+    // Without `logprobs`, null.
+    let (_, v) = s
+        .json("/v1/completions", json!({"prompt": [5, 6], "max_tokens": 2}))
+        .await;
+    assert_eq!(v["choices"][0]["logprobs"], Value::Null);
+
+    // Streamed: each chunk carries its own token, offsets continue across chunks.
+    let (st, body) = s
+        .call(
+            "POST",
+            "/v1/completions",
+            &json!({"prompt": [5, 6, 7], "max_tokens": 3, "logprobs": 0, "stream": true})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let mut sent = 0u64;
+    for e in sse_events(&body).iter().filter(|e| *e != "[DONE]") {
+        let c: Value = serde_json::from_str(e).unwrap();
+        let lp = &c["choices"][0]["logprobs"];
+        assert_eq!(lp["tokens"].as_array().unwrap().len(), 1, "{c}");
+        assert_eq!(lp["text_offset"][0], sent, "{c}");
+        assert_eq!(lp["top_logprobs"][0].as_object().unwrap().len(), 1);
+        sent += c["choices"][0]["text"].as_str().unwrap().chars().count() as u64;
+    }
+
+    // Chat: `top_logprobs` entries per token, the sampled token first, with UTF-8 bytes.
+    let (st, v) = s
+        .json(
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+                   "logprobs": true, "top_logprobs": 3}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), 3);
+    for c in content {
+        let token = c["token"].as_str().unwrap();
+        let bytes: Vec<u8> = c["bytes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        assert_eq!(bytes, token.as_bytes());
+        let top = c["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0]["token"], c["token"]);
+        assert_eq!(top[0]["logprob"], c["logprob"]);
+    }
+
+    // More than vLLM's max_logprobs (20): 400.
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": [5], "max_tokens": 2, "logprobs": 21}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        v["error"]["message"],
+        "Requested sample logprobs of 21, which is greater than max allowed: 20 \
+         (parameter=logprobs, value=21)"
+    );
+    s.stop().await;
+}
