@@ -6,6 +6,8 @@
       rewrites the workload with each request's actual send time as its arrival, so that the
       simulation sees exactly the arrivals the server saw;
   compare.py timings --replay R.jsonl --sim S.jsonl [--json OUT]
+      S is `simulate --requests-out` (times from each request's arrival) or a replay.py output
+      against `llm-emu serve` (times from each request's send);
       TTFT = first token - sent, TPOT = (last - first)/(n - 1), E2E = last - sent, per request;
       prints mean/median/p90/p99 of both and the signed error of llm-emu in percent, plus the
       mean absolute per-request difference in ms.
@@ -65,10 +67,11 @@ def main():
     absdiff = {"ttft": [], "tpot": [], "e2e": []}
     for rid, r in rep.items():
         s = sim.get(rid)
-        if r["error"] or s is None or s.get("first_token_s") is None:
+        if r["error"] or s is None or s.get("error") or s.get("first_token_s") is None:
             continue
         mr = metrics(r["first_token_s"], r["last_token_s"], r["sent_s"], r["output_len"])
-        ms = metrics(s["first_token_s"], s["last_token_s"], s["arrival_s"], s["output_len"])
+        s_start = s["sent_s"] if "sent_s" in s else s["arrival_s"]
+        ms = metrics(s["first_token_s"], s["last_token_s"], s_start, s["output_len"])
         for name, x, y in zip(("ttft", "tpot", "e2e"), mr, ms):
             if x is None or y is None:
                 continue
