@@ -642,7 +642,10 @@ async fn logprobs_come_in_vllms_shapes() {
     }
     // Without `logprobs`, null.
     let (_, v) = s
-        .json("/v1/completions", json!({"prompt": [5, 6], "max_tokens": 2}))
+        .json(
+            "/v1/completions",
+            json!({"prompt": [5, 6], "max_tokens": 2}),
+        )
         .await;
     assert_eq!(v["choices"][0]["logprobs"], Value::Null);
 
