@@ -27,8 +27,9 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-#[test]
-fn serve_binds_port_zero_answers_and_stops_on_sigterm() {
+/// Starts `llm-emu serve` on a port the OS picks (served name `emu`, `max_model_len` 2048,
+/// the given latency); returns the process and its `host:port`.
+fn start_serve(latency: &str) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .args([
             "serve",
@@ -41,7 +42,7 @@ fn serve_binds_port_zero_answers_and_stops_on_sigterm() {
             "--max-model-len",
             "2048",
             "--latency",
-            "linear:base_us=500,per_token_us=1",
+            latency,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -57,7 +58,13 @@ fn serve_binds_port_zero_answers_and_stops_on_sigterm() {
         .next()
         .expect("listening line")
         .to_string();
-    assert!(!addr.ends_with(":0"), "a real port: {line}");
+    (child, addr)
+}
+
+#[test]
+fn serve_binds_port_zero_answers_and_stops_on_sigterm() {
+    let (mut child, addr) = start_serve("linear:base_us=500,per_token_us=1");
+    assert!(!addr.ends_with(":0"), "a real port: {addr}");
     let (st, _) = http(&addr, "GET", "/health", "");
     assert_eq!(st, 200);
     let (st, body) = http(
@@ -130,29 +137,7 @@ fn bench_against_serve_writes_vllms_result_and_compare_reads_it() {
         );
     }
     std::fs::write(&w, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--served-model-name",
-            "emu",
-            "--max-model-len",
-            "2048",
-            "--latency",
-            "linear:base_us=2000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let (mut child, addr) = start_serve("linear:base_us=2000");
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
             .args(args)

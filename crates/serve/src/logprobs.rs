@@ -25,6 +25,15 @@ impl PositionLogprobs {
     pub fn sampled(&self) -> (u32, f64) {
         self.entries[0]
     }
+
+    /// The log-probability of `id` at this position (the sampled token's if `id` is not
+    /// listed).
+    pub fn of(&self, id: u32) -> f64 {
+        self.entries
+            .iter()
+            .find(|(t, _)| *t == id)
+            .map_or(self.sampled().1, |&(_, v)| v)
+    }
 }
 
 /// A 64-bit mix (SplitMix64's finaliser): the same inputs give the same values.
@@ -123,13 +132,7 @@ pub fn completion_logprobs(
                 out.top_logprobs.push(None);
             }
             Some(lp) => {
-                let own = lp
-                    .entries
-                    .iter()
-                    .find(|(t, _)| t == id)
-                    .map(|&(_, v)| v)
-                    .unwrap_or(lp.sampled().1);
-                out.token_logprobs.push(Some(floored(own)));
+                out.token_logprobs.push(Some(floored(lp.of(*id))));
                 let mut top = OrderedFloats::default();
                 for (i, &(t, v)) in lp.entries.iter().enumerate() {
                     if num_top >= i {
@@ -183,12 +186,7 @@ pub fn chat_logprobs(
     let content = positions
         .iter()
         .map(|(id, lp)| {
-            let own = lp
-                .entries
-                .iter()
-                .find(|(t, _)| t == id)
-                .map(|&(_, v)| v)
-                .unwrap_or(lp.sampled().1);
+            let own = lp.of(*id);
             let token = decode(*id);
             let top = lp
                 .entries
