@@ -91,6 +91,16 @@ pub enum Command {
     Shutdown,
 }
 
+/// A histogram of durations in microseconds, 1 µs to 10 s, three significant digits.
+fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds")
+}
+
+/// Records `d` in microseconds (below 1 µs counts as 1 µs, above 10 s as 10 s).
+fn record_micros(h: &mut Histogram<u64>, d: Nanos) {
+    h.saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
+}
+
 /// Wake-up lateness of the engine thread: how long after a step's planned end it actually ran.
 pub struct LatenessStats {
     /// Microseconds, 1 µs to 10 s.
@@ -105,27 +115,24 @@ pub struct LatenessStats {
 impl Default for LatenessStats {
     fn default() -> Self {
         LatenessStats {
-            hist: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
-            busy: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
-            admit: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
+            hist: micros_histogram(),
+            busy: micros_histogram(),
+            admit: micros_histogram(),
         }
     }
 }
 
 impl LatenessStats {
     fn record(&mut self, late: Nanos) {
-        let us = (late.0 / 1_000).clamp(1, 10_000_000);
-        self.hist.saturating_record(us);
+        record_micros(&mut self.hist, late);
     }
 
     fn record_busy(&mut self, d: Nanos) {
-        self.busy
-            .saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
+        record_micros(&mut self.busy, d);
     }
 
     fn record_admit(&mut self, d: Nanos) {
-        self.admit
-            .saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
+        record_micros(&mut self.admit, d);
     }
 
     pub fn summary(&self) -> LatenessSummary {
@@ -195,8 +202,8 @@ pub struct DeliveryStats {
 impl Default for DeliveryStats {
     fn default() -> Self {
         DeliveryStats {
-            taken: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
-            detokenized: Histogram::new_with_bounds(1, 10_000_000, 3).expect("valid bounds"),
+            taken: micros_histogram(),
+            detokenized: micros_histogram(),
         }
     }
 }
@@ -207,7 +214,7 @@ impl DeliveryStats {
             (&mut self.taken, taken),
             (&mut self.detokenized, detokenized),
         ] {
-            h.saturating_record((d.0 / 1_000).clamp(1, 10_000_000));
+            record_micros(h, d);
         }
     }
 
