@@ -6,8 +6,9 @@ Run with the vLLM reference venv (vLLM 0.19.0, transformers, tokenizers):
     ~/.cache/vllm-reference/venv/bin/python tools/text-golden/generate.py QWEN3_DIR
 
 QWEN3_DIR holds Qwen3's tokenizer.json + tokenizer_config.json (tools/fetch-test-tokenizers.sh
-puts them in ~/.cache/llm-emu/qwen3). The Llama 3 tokenizer is the one embedded in
-crates/text/data. Writes crates/text/tests/golden/text-golden.json:
+puts them in ~/.cache/llm-emu/qwen3). The Llama 3.1 tokenizer is the one embedded in
+crates/text/data (meta-llama/Llama-3.1-8B-Instruct's files). Writes
+crates/text/tests/golden/text-golden.json:
 
 - encode: `tokenizer(text, add_special_tokens=...)` ids; decode: `tokenizer.decode(ids, ...)`;
 - chat: vLLM's `parse_chat_messages` (text parts) + content-format detection, then
@@ -108,6 +109,20 @@ TOOL_CHAT = [
         "tool_calls": [
             {"id": "call_1", "type": "function",
              "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"unit\": \"celsius\"}"}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "21 °C, sunny"},
+]
+
+BUILTIN_TOOL_CHAT = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "Weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "brave_search", "arguments": "{\"query\": \"weather Paris\"}"}}
         ],
     },
     {"role": "tool", "tool_call_id": "call_1", "content": "21 °C, sunny"},
@@ -234,6 +249,12 @@ def tokenizer_cases(name, tok, special_ids):
     chat.append(chat_case(tok, MESSAGES[4], {"add_generation_prompt": False, "chat_template": CUSTOM_TEMPLATE, "chat_template_kwargs": {"extra_var": "kw"}}))
     if name == "qwen3":
         chat.append(chat_case(tok, MESSAGES[1], {"add_generation_prompt": True, "chat_template_kwargs": {"enable_thinking": False}}))
+    if name == "llama3_1":
+        # Llama 3.1's system header: the date from chat_template_kwargs, tools in the system
+        # message, and built-in tools (ipython environment, <|python_tag|> calls, <|eom_id|>).
+        chat.append(chat_case(tok, MESSAGES[1], {"add_generation_prompt": True, "chat_template_kwargs": {"date_string": "01 Jan 2025"}}))
+        chat.append(chat_case(tok, TOOL_CHAT, {"add_generation_prompt": True, "tools": TOOLS, "chat_template_kwargs": {"tools_in_user_message": False}}))
+        chat.append(chat_case(tok, BUILTIN_TOOL_CHAT, {"add_generation_prompt": True, "chat_template_kwargs": {"builtin_tools": ["brave_search", "wolfram_alpha"]}}))
 
     prompt = tok("The quick brown fox", add_special_tokens=True)["input_ids"]
     detok = []
@@ -274,12 +295,13 @@ def main():
     import tokenizers, transformers, vllm
     out["versions"] = {"vllm": vllm.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
     with tempfile.TemporaryDirectory() as llama_dir:
-        with gzip.open(os.path.join(DATA, "llama3-tokenizer.json.gz"), "rb") as f, open(os.path.join(llama_dir, "tokenizer.json"), "wb") as g:
+        with gzip.open(os.path.join(DATA, "llama3_1-tokenizer.json.gz"), "rb") as f, open(os.path.join(llama_dir, "tokenizer.json"), "wb") as g:
             g.write(f.read())
-        with open(os.path.join(DATA, "llama3-tokenizer_config.json")) as f, open(os.path.join(llama_dir, "tokenizer_config.json"), "w") as g:
-            g.write(f.read())
+        for name in ("tokenizer_config.json", "generation_config.json"):
+            with open(os.path.join(DATA, "llama3_1-" + name), "rb") as f, open(os.path.join(llama_dir, name), "wb") as g:
+                g.write(f.read())
         llama = load(llama_dir)
-        out["llama3"] = tokenizer_cases("llama3", llama, llama.all_special_ids + [128006, 128007])
+        out["llama3_1"] = tokenizer_cases("llama3_1", llama, llama.all_special_ids + [128006, 128007])
     qwen = load(qwen_dir)
     out["qwen3"] = tokenizer_cases("qwen3", qwen, qwen.all_special_ids)
     with open(OUT, "w") as f:

@@ -1,7 +1,8 @@
 //! The ShareGPT sample is vLLM's: the same seed picks the same conversations, in the same
 //! order, with the same lengths and request ids (oversampling included). The golden file was
-//! written by vLLM 0.19's own `ShareGPTDataset` with the built-in Llama 3 tokenizer
-//! (`tools/bench-golden/sharegpt_sample.py`).
+//! written by vLLM 0.19's own `ShareGPTDataset` with the then built-in Llama 3 tokenizer
+//! (`tools/bench-golden/sharegpt_sample.py`); the Llama 3.1 one built in now encodes text the
+//! same way (only reserved added tokens were renamed, and the sample holds none of them).
 
 use llm_emu_bench::dataset::{sharegpt, DatasetReport};
 use llm_emu_bench::tokenizer::Tokenizer;

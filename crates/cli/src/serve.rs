@@ -35,8 +35,8 @@ pub struct ServeArgs {
     #[arg(long, num_args = 1..)]
     served_model_name: Vec<String>,
     /// Tokenizer: a tokenizer.json or a directory holding one, or an `org/name` in the local
-    /// Hugging Face cache (default: the model's; for the default model, the embedded Llama 3
-    /// tokenizer).
+    /// Hugging Face cache (default: the model's; for the default model, the embedded
+    /// Llama-3.1-8B-Instruct tokenizer).
     #[arg(long)]
     tokenizer: Option<String>,
     /// Length of replies that only EOS ends (tokens, EOS included): `lognormal:mu=M,sigma=S`,
@@ -91,7 +91,8 @@ fn model_identity(a: &ServeArgs) -> (Vec<String>, String) {
 }
 
 /// Where the tokenizer comes from: `--tokenizer`, else the model argument (a path, or a name in
-/// the local Hugging Face cache), else the embedded Llama 3 tokenizer of the default model.
+/// the local Hugging Face cache), else the embedded Llama-3.1-8B-Instruct tokenizer of the
+/// default model.
 fn tokenizer_source(a: &ServeArgs) -> TokenizerSource {
     let named = a.tokenizer.as_deref().or(a.model_tag.as_deref());
     match named {

@@ -1,4 +1,4 @@
-//! Encode / detokenize / sample speed of the text crate, per token, on the built-in Llama 3
+//! Encode / detokenize / sample speed of the text crate, per token, on the built-in Llama 3.1
 //! tokenizer: `cargo bench -p llm-emu-text --bench text_throughput`.
 //!
 //! Plain timing loops (no criterion, to keep the dependency tree small): each figure is the

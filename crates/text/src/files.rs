@@ -15,13 +15,15 @@ pub enum TokenizerSource {
     /// `"org/name"`, looked up in the local Hugging Face cache (`$HF_HUB_CACHE`,
     /// `$HF_HOME/hub`, `~/.cache/huggingface/hub`), never downloaded.
     HfModel(String),
-    /// The embedded Llama 3 tokenizer (see `crates/text/data/README.md`).
+    /// The embedded meta-llama/Llama-3.1-8B-Instruct tokenizer, with its tokenizer_config.json
+    /// and generation_config.json (see `crates/text/data/README.md`).
     Builtin,
 }
 
 /// The embedded tokenizer, gzip-compressed (9 MB of JSON kept as 2.3 MB in the repository).
-const BUILTIN_TOKENIZER_GZ: &[u8] = include_bytes!("../data/llama3-tokenizer.json.gz");
-const BUILTIN_TOKENIZER_CONFIG: &str = include_str!("../data/llama3-tokenizer_config.json");
+const BUILTIN_TOKENIZER_GZ: &[u8] = include_bytes!("../data/llama3_1-tokenizer.json.gz");
+const BUILTIN_TOKENIZER_CONFIG: &str = include_str!("../data/llama3_1-tokenizer_config.json");
+const BUILTIN_GENERATION_CONFIG: &str = include_str!("../data/llama3_1-generation_config.json");
 
 /// The raw contents of a tokenizer's files.
 #[derive(Debug)]
@@ -46,7 +48,7 @@ impl TokenizerFiles {
 }
 
 fn builtin() -> Result<TokenizerFiles, TextError> {
-    let origin = PathBuf::from("builtin:llama3");
+    let origin = PathBuf::from("builtin:llama3.1");
     let mut json = Vec::with_capacity(9 << 20);
     flate2::read::GzDecoder::new(BUILTIN_TOKENIZER_GZ)
         .read_to_end(&mut json)
@@ -60,7 +62,7 @@ fn builtin() -> Result<TokenizerFiles, TextError> {
     Ok(TokenizerFiles {
         tokenizer_json: json,
         tokenizer_config: Some(parse(BUILTIN_TOKENIZER_CONFIG, "tokenizer_config.json")?),
-        generation_config: None,
+        generation_config: Some(parse(BUILTIN_GENERATION_CONFIG, "generation_config.json")?),
         special_tokens_map: None,
         chat_template_file: None,
         origin,

@@ -3,7 +3,7 @@
 //! does it.
 //!
 //! - [`TextModel`] loads a tokenizer (a path, the local Hugging Face cache, or the embedded
-//!   Llama 3 tokenizer) with its chat template and special-token facts.
+//!   Llama-3.1-8B-Instruct tokenizer) with its chat template and special-token facts.
 //! - [`TextModel::render_chat`] renders an OpenAI `messages` array as `apply_chat_template`
 //!   does after vLLM's message parsing.
 //! - [`IncrementalDetokenizer`] is vLLM's v1 `FastIncrementalDetokenizer` with stop strings.

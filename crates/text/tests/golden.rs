@@ -42,7 +42,8 @@ fn qwen3() -> Option<TextModel> {
     }
 }
 
-fn llama3() -> TextModel {
+/// The embedded meta-llama/Llama-3.1-8B-Instruct tokenizer.
+fn llama3_1() -> TextModel {
     TextModel::load(&TokenizerSource::Builtin).unwrap()
 }
 
@@ -154,21 +155,21 @@ fn check_detok(m: &TextModel, g: &Value) {
 }
 
 #[test]
-fn llama3_encode_decode() {
+fn llama3_1_encode_decode() {
     let g = golden();
-    let m = llama3();
-    check_facts(&m, &g["llama3"]);
-    check_encode(&m, &g["llama3"]);
+    let m = llama3_1();
+    check_facts(&m, &g["llama3_1"]);
+    check_encode(&m, &g["llama3_1"]);
 }
 
 #[test]
-fn llama3_chat() {
-    check_chat(&llama3(), &golden()["llama3"]);
+fn llama3_1_chat() {
+    check_chat(&llama3_1(), &golden()["llama3_1"]);
 }
 
 #[test]
-fn llama3_detokenize() {
-    check_detok(&llama3(), &golden()["llama3"]);
+fn llama3_1_detokenize() {
+    check_detok(&llama3_1(), &golden()["llama3_1"]);
 }
 
 #[test]
