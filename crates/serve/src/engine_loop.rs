@@ -75,10 +75,12 @@ pub type EventSender = UnboundedSender<(u32, EngineEvent)>;
 
 /// What the HTTP side asks of the engine thread.
 pub enum Command {
+    /// The engine requests of one HTTP request (its prompts × `n` choices), taken in together
+    /// so that they reach the same scheduling step, as vLLM's fan-out of a parent request does.
     Add {
-        request: NewRequest,
-        /// Returned with each event (the choice's index within its HTTP request).
-        tag: u32,
+        /// Each request with its tag, returned with each of its events (the choice's index
+        /// within its HTTP request).
+        requests: Vec<(NewRequest, u32)>,
         events: EventSender,
     },
     Abort(String),
@@ -248,20 +250,15 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Submits a request; its outputs arrive on `events`. Errors only if the engine thread is
-    /// gone.
+    /// Submits the engine requests of one HTTP request (each with its tag); their outputs
+    /// arrive on `events`. Errors only if the engine thread is gone.
     pub fn add(
         &self,
-        request: NewRequest,
-        tag: u32,
+        requests: Vec<(NewRequest, u32)>,
         events: EventSender,
     ) -> Result<(), EngineGone> {
         self.commands
-            .send(Command::Add {
-                request,
-                tag,
-                events,
-            })
+            .send(Command::Add { requests, events })
             .map_err(|_| EngineGone)
     }
 
@@ -440,23 +437,21 @@ impl EngineLoop {
     /// Applies one command; false means stop.
     fn apply(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Add {
-                request,
-                tag,
-                events,
-            } => {
-                let id = request.request_id.clone();
-                let admitted = self.clock.now().saturating_sub(request.arrival);
-                self.lateness
-                    .lock()
-                    .expect("lateness lock")
-                    .record_admit(admitted);
-                match self.engine.add_request(request) {
-                    Ok(()) => {
-                        self.router.pending.insert(id, (tag, events));
-                    }
-                    Err(e) => {
-                        let _ = events.send((tag, EngineEvent::Rejected(e)));
+            Command::Add { requests, events } => {
+                let now = self.clock.now();
+                for (request, tag) in requests {
+                    let id = request.request_id.clone();
+                    self.lateness
+                        .lock()
+                        .expect("lateness lock")
+                        .record_admit(now.saturating_sub(request.arrival));
+                    match self.engine.add_request(request) {
+                        Ok(()) => {
+                            self.router.pending.insert(id, (tag, events.clone()));
+                        }
+                        Err(e) => {
+                            let _ = events.send((tag, EngineEvent::Rejected(e)));
+                        }
                     }
                 }
             }

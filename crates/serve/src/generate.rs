@@ -326,6 +326,7 @@ impl Submission {
             }
         }
         let seq = state.next_seq();
+        let mut requests = Vec::with_capacity(p.prompts.len() * p.n as usize);
         for (pi, prompt) in p.prompts.iter().enumerate() {
             state
                 .engine
@@ -373,12 +374,13 @@ impl Submission {
                     logprobs: Vec::new(),
                     text_chars_sent: 0,
                 });
-                state
-                    .engine
-                    .add(req, tag, tx.clone())
-                    .map_err(|_| ApiError::EngineDead)?;
+                requests.push((req, tag));
             }
         }
+        state
+            .engine
+            .add(requests, tx)
+            .map_err(|_| ApiError::EngineDead)?;
         let unfinished = choices.len();
         Ok(Submission {
             engine: state.engine.clone(),

@@ -710,3 +710,42 @@ async fn logprobs_come_in_vllms_shapes() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_choices_of_one_request_run_in_the_same_steps() {
+    // The engine takes a request's `n` choices in together, so each step gives every choice a
+    // token: the stream alternates between them as vLLM's does.
+    let s = TestServer::start(200, vec![]).await;
+    for _ in 0..5 {
+        let (st, body) = s
+            .call(
+                "POST",
+                "/v1/completions",
+                &json!({"prompt": [5, 6, 7], "max_tokens": 3, "n": 2, "stream": true}).to_string(),
+            )
+            .await;
+        assert_eq!(st, 200);
+        let order: Vec<(u64, bool)> = sse_events(&body)
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .map(|e| {
+                let v: Value = serde_json::from_str(e).unwrap();
+                let c = &v["choices"][0];
+                (c["index"].as_u64().unwrap(), c["finish_reason"].is_null())
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, true),
+                (1, true),
+                (0, true),
+                (1, true),
+                (0, false),
+                (1, false)
+            ],
+            "{body}"
+        );
+    }
+    s.stop().await;
+}
