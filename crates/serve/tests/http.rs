@@ -29,6 +29,21 @@ struct TestServer {
 impl TestServer {
     /// A server whose steps take `step_us` µs plus 1 µs per token.
     async fn start(step_us: u64, api_keys: Vec<String>) -> TestServer {
+        Self::start_with(
+            step_us,
+            api_keys,
+            Arc::new(IdText),
+            Box::new(HashSampler::default()),
+        )
+        .await
+    }
+
+    async fn start_with(
+        step_us: u64,
+        api_keys: Vec<String>,
+        codec: llm_emu_serve::text::SharedCodec,
+        sampler: Box<dyn llm_emu_core::sampler::TokenSampler>,
+    ) -> TestServer {
         let mut cfg = EngineConfig::with_defaults(2000, 4096);
         cfg.max_num_seqs = 256;
         let latency = parse_latency_spec_with(
@@ -36,7 +51,7 @@ impl TestServer {
             &ModelShape::llama_3_1_8b(),
         )
         .unwrap();
-        let engine = Engine::new(cfg, latency, Box::new(HashSampler::default())).unwrap();
+        let engine = Engine::new(cfg, latency, sampler).unwrap();
         let opts = ServeOptions {
             served_model_names: vec![MODEL.into()],
             model_root: MODEL.into(),
@@ -45,7 +60,7 @@ impl TestServer {
             shutdown_grace: Duration::from_secs(5),
             ..ServeOptions::default()
         };
-        let server = Server::bind(engine, Arc::new(IdText), opts).await.unwrap();
+        let server = Server::bind(engine, codec, opts).await.unwrap();
         let addr = server.local_addr().unwrap();
         assert_ne!(addr.port(), 0);
         let (tx, rx) = oneshot::channel();
@@ -747,5 +762,77 @@ async fn the_choices_of_one_request_run_in_the_same_steps() {
             "{body}"
         );
     }
+    s.stop().await;
+}
+
+/// The real embedded Llama 3.1 tokenizer, and replies that end with EOS after 6 tokens.
+async fn real_text_server() -> TestServer {
+    use llm_emu_text::{OutputLengthDistribution, TextModel, TokenizerSource, VocabSampler};
+    let model = TextModel::load(&TokenizerSource::Builtin).unwrap();
+    let sampler = VocabSampler::new(&model, OutputLengthDistribution::Fixed(6), 7).unwrap();
+    TestServer::start_with(
+        100,
+        vec![],
+        Arc::new(llm_emu_serve::text::ModelText(model)),
+        Box::new(sampler),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_tokenizer_counts_prompts_and_ends_replies_with_eos() {
+    let s = real_text_server().await;
+    // "Hello world" is BOS + 2 tokens in Llama 3.1.
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": "Hello world", "max_tokens": 100}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 3);
+    // Six tokens, the last EOS: finish "stop" with a null stop_reason, EOS not in the text.
+    assert_eq!(v["usage"]["completion_tokens"], 6);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["choices"][0]["stop_reason"], Value::Null);
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert!(!text.is_empty() && !text.contains("<|"), "{text:?}");
+    // ignore_eos runs to max_tokens.
+    let (_, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": "Hello world", "max_tokens": 9, "ignore_eos": true}),
+        )
+        .await;
+    assert_eq!(v["usage"]["completion_tokens"], 9);
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    // A chat reply streams one content delta per (readable) token.
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+                      "ignore_eos": true, "seed": 1, "request_id": "same"});
+    let (_, full) = s.json("/v1/chat/completions", body.clone()).await;
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (_, sse) = s
+        .call("POST", "/v1/chat/completions", &streamed.to_string())
+        .await;
+    let deltas: Vec<String> = sse_events(&sse)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(deltas.len(), 4, "{sse}");
+    assert_eq!(full["usage"]["completion_tokens"], 4);
+    // Llama 3.1's template adds its system turn ("Cutting Knowledge Date: December 2023",
+    // "Today Date: 26 Jul 2024", 25 tokens) before the user turn (BOS + 10 more).
+    assert_eq!(full["usage"]["prompt_tokens"], 36, "{full}");
+    assert!(!full["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
     s.stop().await;
 }
