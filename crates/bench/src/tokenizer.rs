@@ -1,6 +1,8 @@
 //! What the benchmark needs from a tokenizer: prompt lengths of the datasets, the random
 //! dataset's decode/re-encode round trip, and counting output tokens when a server sends no
-//! usage. The CLI backs it with `llm_emu_text`; tests use small stand-ins.
+//! usage. `llm_emu_text`'s model implements it; tests also use small stand-ins.
+
+use llm_emu_text::{ChatTemplateOptions, TextModel};
 
 /// A tokenizer, with Hugging Face `tokenizers` semantics.
 pub trait Tokenizer: Send + Sync {
@@ -19,5 +21,29 @@ pub trait Tokenizer: Send + Sync {
     /// `tokenizer.num_special_tokens_to_add()`: what `add_special_tokens` adds to a text.
     fn num_special_tokens_to_add(&self) -> usize {
         self.encode("", true).map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+impl Tokenizer for TextModel {
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, String> {
+        TextModel::encode(self, text, add_special_tokens).map_err(|e| e.to_string())
+    }
+    fn decode(&self, ids: &[u32]) -> Result<String, String> {
+        TextModel::decode(self, ids, false).map_err(|e| e.to_string())
+    }
+    fn vocab_size(&self) -> usize {
+        TextModel::vocab_size(self)
+    }
+    fn is_special(&self, id: u32) -> bool {
+        TextModel::is_special(self, id)
+    }
+    fn apply_chat_template(&self, user: &str) -> Result<String, String> {
+        let messages = serde_json::json!([{"role": "user", "content": user}]);
+        let opts = ChatTemplateOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        self.render_chat(&messages, &opts)
+            .map_err(|e| e.to_string())
     }
 }

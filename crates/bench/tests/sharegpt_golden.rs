@@ -10,32 +10,10 @@ use llm_emu_text::{TextModel, TokenizerSource};
 use serde_json::Value;
 use std::path::Path;
 
-struct Builtin(TextModel);
-
-impl Tokenizer for Builtin {
-    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, String> {
-        self.0
-            .encode(text, add_special_tokens)
-            .map_err(|e| e.to_string())
-    }
-    fn decode(&self, ids: &[u32]) -> Result<String, String> {
-        self.0.decode(ids, false).map_err(|e| e.to_string())
-    }
-    fn vocab_size(&self) -> usize {
-        self.0.vocab_size()
-    }
-    fn is_special(&self, id: u32) -> bool {
-        self.0.is_special(id)
-    }
-    fn apply_chat_template(&self, _user: &str) -> Result<String, String> {
-        Err("not needed here".into())
-    }
-}
-
 #[test]
 fn samples_what_vllm_samples() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let tok = Builtin(TextModel::load(&TokenizerSource::Builtin).unwrap());
+    let tok = TextModel::load(&TokenizerSource::Builtin).unwrap();
     let golden: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("sharegpt_small_golden.json")).unwrap(),
     )
@@ -74,7 +52,7 @@ fn samples_what_vllm_samples() {
 #[test]
 fn random_prompts_have_the_asked_lengths() {
     use llm_emu_bench::dataset::random;
-    let tok = Builtin(TextModel::load(&TokenizerSource::Builtin).unwrap());
+    let tok = TextModel::load(&TokenizerSource::Builtin).unwrap();
     let o = random::RandomOptions {
         num_requests: 20,
         seed: 0,

@@ -24,18 +24,8 @@ pub struct ChatOptions {
     pub tools: Option<Value>,
 }
 
-/// Options of one request's detokenizer.
-#[derive(Clone, Debug, Default)]
-pub struct DetokOptions {
-    pub skip_special_tokens: bool,
-    pub spaces_between_special_tokens: bool,
-    pub stop: Vec<String>,
-    pub include_stop_str_in_output: bool,
-    /// Streaming holds back text that could still become a stop string.
-    pub streaming: bool,
-    /// Stop strings are not looked for in the first `min_tokens` outputs' text.
-    pub min_tokens: u32,
-}
+/// Options of one request's detokenizer: the text crate's, whatever the codec.
+pub use llm_emu_text::DetokenizeOptions as DetokOptions;
 
 /// Text that one token adds, and the stop string it completed, if any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -275,17 +265,7 @@ impl TextCodec for ModelText {
     }
 
     fn detokenizer(&self, prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer> {
-        Box::new(ModelDetok(self.0.detokenizer(
-            prompt,
-            llm_emu_text::DetokenizeOptions {
-                skip_special_tokens: opts.skip_special_tokens,
-                spaces_between_special_tokens: opts.spaces_between_special_tokens,
-                stop: opts.stop,
-                include_stop_str_in_output: opts.include_stop_str_in_output,
-                streaming: opts.streaming,
-                min_tokens: opts.min_tokens,
-            },
-        )))
+        Box::new(ModelDetok(self.0.detokenizer(prompt, opts)))
     }
 
     fn eos_token_id(&self) -> Option<u32> {

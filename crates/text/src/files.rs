@@ -110,27 +110,6 @@ fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>, TextError> {
         })
 }
 
-/// The Hugging Face hub cache directories, in the order `huggingface_hub` consults them.
-pub(crate) fn hf_cache_dirs() -> Vec<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = env("HF_HUB_CACHE") {
-        return vec![d];
-    }
-    if let Some(h) = env("HF_HOME") {
-        return vec![h.join("hub")];
-    }
-    if let Some(x) = env("XDG_CACHE_HOME") {
-        return vec![x.join("huggingface").join("hub")];
-    }
-    env("HOME")
-        .map(|h| vec![h.join(".cache").join("huggingface").join("hub")])
-        .unwrap_or_default()
-}
-
 /// `models--org--name/snapshots/<rev>/` of `name` in the first cache that has it: the revision
 /// `refs/main` points at, else the only (or newest) snapshot holding a tokenizer.json.
 fn hf_cache_snapshot(name: &str) -> Result<PathBuf, TextError> {
@@ -141,7 +120,7 @@ fn hf_cache_snapshot(name: &str) -> Result<PathBuf, TextError> {
     if org.is_empty() || model.is_empty() || name.contains("..") {
         return Err(TextError::BadModelName(name.to_string()));
     }
-    let dirs = hf_cache_dirs();
+    let dirs = llm_emu_core::sizing::hf_cache_dirs();
     for cache in &dirs {
         let repo = cache.join(format!("models--{org}--{model}"));
         let snapshots = repo.join("snapshots");
