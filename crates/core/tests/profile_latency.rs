@@ -1,15 +1,16 @@
 //! The `profile` latency model: the peer's composition of measured operator profiles.
 
+mod support;
+
 use llm_emu_core::latency::{
     parse_latency_spec, parse_latency_spec_with, BatchShape, ProfileError, ProfileLatency,
     StepBatch,
 };
-use llm_emu_core::request::{NewRequest, Request, SamplingParams};
-use llm_emu_core::sched::store::RequestStore;
 use llm_emu_core::sched::ScheduledRequest;
 use llm_emu_core::sizing::ModelShape;
 use llm_emu_core::Nanos;
 use std::path::{Path, PathBuf};
+use support::a_key;
 
 fn profile_dir() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -94,20 +95,7 @@ fn sanity_values_from_the_doc() {
 fn through_the_trait_and_the_spec() {
     let Some(dir) = profile_dir() else { return };
     let shape = ModelShape::llama_3_1_8b();
-    let mut store = RequestStore::default();
-    let key = store.insert(Request::new(
-        NewRequest {
-            request_id: "r".into(),
-            prompt_token_ids: vec![1u32; 8].into(),
-            sampling: SamplingParams::default(),
-            priority: 0,
-            cache_salt: None,
-            arrival: Nanos(0),
-        },
-        Nanos(0),
-        16,
-        false,
-    ));
+    let key = a_key();
     let reqs: Vec<ScheduledRequest> = (0..32)
         .map(|i| ScheduledRequest {
             key,
@@ -359,22 +347,7 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     let mut plain = parse_latency_spec_with(&spec(""), &shape).unwrap();
     let mut linked =
         parse_latency_spec_with(&spec(",tp_link_gbps=50,tp_link_latency_us=5"), &shape).unwrap();
-    let key = {
-        let mut store = RequestStore::default();
-        store.insert(Request::new(
-            NewRequest {
-                request_id: "r".into(),
-                prompt_token_ids: vec![1u32; 8].into(),
-                sampling: SamplingParams::default(),
-                priority: 0,
-                cache_salt: None,
-                arrival: Nanos(0),
-            },
-            Nanos(0),
-            16,
-            false,
-        ))
-    };
+    let key = a_key();
     let reqs: Vec<ScheduledRequest> = (0..64)
         .map(|_| ScheduledRequest {
             key,

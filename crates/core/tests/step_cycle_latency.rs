@@ -3,36 +3,19 @@
 //! distance, shapes outside the table are extrapolated along the fitted trend with one warning,
 //! the seed fixes the draws, and bad packs are refused with a reason.
 
+mod support;
+
 use llm_emu_core::latency::step_cycle::build::{PackBuilder, StepSample};
 use llm_emu_core::latency::step_cycle::pack::{Bucketing, Cell, StepCyclePack, PROFILE_TYPE_2D};
 use llm_emu_core::latency::{
     latency_spec_for_profile, parse_latency_spec, LatencyModel, StepBatch, StepCycleLatency,
 };
-use llm_emu_core::request::{NewRequest, Request, SamplingParams};
-use llm_emu_core::sched::store::RequestStore;
-use llm_emu_core::sched::{ReqKey, ScheduledRequest};
-use llm_emu_core::Nanos;
+use llm_emu_core::sched::ScheduledRequest;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-
-fn a_key() -> ReqKey {
-    let mut store = RequestStore::default();
-    store.insert(Request::new(
-        NewRequest {
-            request_id: "r".into(),
-            prompt_token_ids: vec![1u32; 8].into(),
-            sampling: SamplingParams::default(),
-            priority: 0,
-            cache_salt: None,
-            arrival: Nanos(0),
-        },
-        Nanos(0),
-        16,
-        false,
-    ))
-}
+use support::a_key;
 
 /// `conc` requests with `tt` tokens in all: the first carries the surplus (a prompt chunk when
 /// `prefill`), the others decode one token each over `ctx_each` computed tokens.
