@@ -68,10 +68,7 @@ pub struct Prepared {
 pub const MAX_LOGPROBS: i64 = 20;
 
 /// `SamplingParams._validate_logprobs`.
-pub fn check_max_logprobs(
-    logprobs: Option<i64>,
-    vocab_size: Option<usize>,
-) -> Result<(), ApiError> {
+fn check_max_logprobs(logprobs: Option<i64>, vocab_size: Option<usize>) -> Result<(), ApiError> {
     let Some(n) = logprobs.filter(|&n| n != 0) else {
         return Ok(());
     };
@@ -93,11 +90,13 @@ pub fn check_max_logprobs(
     Ok(())
 }
 
-/// The sampling fields vLLM checks in `SamplingParams._verify_args`, in its order.
+/// The sampling fields vLLM checks in `SamplingParams._verify_args`, in its order, then
+/// `_validate_logprobs` against a vocabulary of `vocab_size` tokens.
 pub fn verify_sampling(
     c: &CommonParams,
     max_tokens: i64,
     logprobs: Option<i64>,
+    vocab_size: Option<usize>,
 ) -> Result<(), ApiError> {
     if c.n < 1 {
         return Err(ApiError::bad_request(format!(
@@ -165,7 +164,7 @@ pub fn verify_sampling(
             ));
         }
     }
-    Ok(())
+    check_max_logprobs(logprobs, vocab_size)
 }
 
 /// A stable hash of a string (FNV-1a), to key a choice's synthetic values.

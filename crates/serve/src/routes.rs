@@ -3,8 +3,8 @@
 
 use crate::errors::ApiError;
 use crate::generate::{
-    check_max_logprobs, check_max_output, prompt_max_tokens, respond_full, start_stream,
-    verify_sampling, Endpoint, Prepared, Prompt,
+    check_max_output, prompt_max_tokens, respond_full, start_stream, verify_sampling, Endpoint,
+    Prepared, Prompt,
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
@@ -219,8 +219,12 @@ async fn completions(
         };
         let max_tokens =
             prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len, from_text)?;
-        verify_sampling(&req.common, max_tokens, req.logprobs)?;
-        check_max_logprobs(req.logprobs, state.codec.vocab_size())?;
+        verify_sampling(
+            &req.common,
+            max_tokens,
+            req.logprobs,
+            state.codec.vocab_size(),
+        )?;
         // vLLM's input processor: ids past the vocabulary are refused.
         if let (Some(v), Some(&max_id)) = (state.codec.vocab_size(), ids.iter().max()) {
             if max_id as usize >= v {
@@ -296,8 +300,12 @@ async fn chat_completions(
     } else {
         None
     };
-    verify_sampling(&req.common, max_tokens, top_logprobs)?;
-    check_max_logprobs(top_logprobs, state.codec.vocab_size())?;
+    verify_sampling(
+        &req.common,
+        max_tokens,
+        top_logprobs,
+        state.codec.vocab_size(),
+    )?;
     let id = format!("chatcmpl-{}", base_id(&headers, &req.common, &state));
     let prompts = vec![Prompt {
         ids: ids.into(),
