@@ -439,12 +439,14 @@ impl EngineLoop {
         match cmd {
             Command::Add { requests, events } => {
                 let now = self.clock.now();
+                {
+                    let mut stats = self.lateness.lock().expect("lateness lock");
+                    for (request, _) in &requests {
+                        stats.record_admit(now.saturating_sub(request.arrival));
+                    }
+                }
                 for (request, tag) in requests {
                     let id = request.request_id.clone();
-                    self.lateness
-                        .lock()
-                        .expect("lateness lock")
-                        .record_admit(now.saturating_sub(request.arrival));
                     match self.engine.add_request(request) {
                         Ok(()) => {
                             self.router.pending.insert(id, (tag, events.clone()));
