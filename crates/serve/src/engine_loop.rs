@@ -289,8 +289,6 @@ pub struct EngineGone;
 /// The running engine thread.
 pub struct EngineThread {
     pub handle: EngineHandle,
-    /// The CPU priority the engine thread got.
-    pub priority: PriorityGranted,
     join: JoinHandle<()>,
     commands: Sender<Command>,
 }
@@ -328,11 +326,10 @@ impl EngineThread {
             lateness,
             delivery: Default::default(),
             metrics,
-            priority: priority.clone(),
+            priority,
         };
         Ok(EngineThread {
             handle,
-            priority,
             join,
             commands: tx,
         })

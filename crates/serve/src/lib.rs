@@ -135,7 +135,7 @@ impl Server {
 
     /// The CPU priority the engine thread got.
     pub fn engine_priority(&self) -> &thread_priority::PriorityGranted {
-        &self.engine.priority
+        &self.engine.handle.priority
     }
 
     pub fn state(&self) -> Arc<AppState> {
