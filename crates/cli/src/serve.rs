@@ -4,13 +4,18 @@
 use crate::engine_args::{EngineArgs, EngineDefaults};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
+use llm_emu_serve::conn::ConnLimits;
 use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::thread_priority::PriorityRequest;
-use llm_emu_serve::{ServeOptions, Server};
+use llm_emu_serve::{fd_limit, ServeOptions, Server};
 use llm_emu_text::{OutputLengthDistribution, TextModel, TokenizerSource, VocabSampler};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// `--max-connections`' default is the open-file limit less a reserve, but no more than this.
+const MAX_CONNECTIONS_DEFAULT_CAP: usize = 65536;
 
 /// The model served when none is named: the built-in default (Llama-3.1-8B-Instruct's shape and
 /// the built-in latency profile measured for it).
@@ -56,6 +61,22 @@ pub struct ServeArgs {
     /// After SIGTERM/SIGINT, seconds in-flight requests may still run before they are aborted.
     #[arg(long, default_value_t = 30.0)]
     shutdown_grace_s: f64,
+    /// Seconds a connection may take to send a complete request head, counted from its opening
+    /// or from the end of its previous response: also the idle keep-alive timeout (vLLM's
+    /// uvicorn default, 5).
+    #[arg(long, default_value_t = 5.0)]
+    header_read_timeout_s: f64,
+    /// Seconds a request body may take to arrive in full (else 408 and the connection closes).
+    #[arg(long, default_value_t = 60.0)]
+    body_read_timeout_s: f64,
+    /// Seconds a response write may make no progress (a client that stopped reading) before
+    /// the connection is closed and its requests aborted.
+    #[arg(long, default_value_t = 60.0)]
+    write_timeout_s: f64,
+    /// Connections served at once; more wait in the listen backlog (default: the open-file
+    /// limit, raised to its hard limit at start, less 64, at most 65536).
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Worker threads of the HTTP runtime (default: one per core).
     #[arg(long)]
     http_threads: Option<usize>,
@@ -153,12 +174,45 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             ),
         }
     }
-    if !a.shutdown_grace_s.is_finite() || a.shutdown_grace_s < 0.0 {
-        anyhow::bail!(
-            "--shutdown-grace-s must be a non-negative number, got {}",
-            a.shutdown_grace_s
-        );
+    let seconds = |flag: &str, v: f64, zero_ok: bool| -> Result<Duration> {
+        if !v.is_finite() || v < 0.0 || (v == 0.0 && !zero_ok) {
+            let what = if zero_ok { "non-negative" } else { "positive" };
+            anyhow::bail!("{flag} must be a {what} number, got {v}");
+        }
+        Ok(Duration::from_secs_f64(v))
+    };
+    let shutdown_grace = seconds("--shutdown-grace-s", a.shutdown_grace_s, true)?;
+    let header_read_timeout = seconds("--header-read-timeout-s", a.header_read_timeout_s, false)?;
+    let body_read_timeout = seconds("--body-read-timeout-s", a.body_read_timeout_s, false)?;
+    let write_stall_timeout = seconds("--write-timeout-s", a.write_timeout_s, false)?;
+    if a.max_connections == Some(0) {
+        anyhow::bail!("--max-connections must be at least 1");
     }
+    let nofile = match fd_limit::raise_to_hard() {
+        Ok(l) => {
+            let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |n| n.to_string());
+            if l.after != l.before {
+                eprintln!(
+                    "llm-emu serve: open-file limit (RLIMIT_NOFILE) raised from {} to {}",
+                    show(l.before),
+                    show(l.after)
+                );
+            } else {
+                eprintln!(
+                    "llm-emu serve: open-file limit (RLIMIT_NOFILE) {} (the hard limit)",
+                    show(l.after)
+                );
+            }
+            l.after
+        }
+        Err(e) => {
+            eprintln!("llm-emu serve: warning: cannot raise the open-file limit: {e}");
+            None
+        }
+    };
+    let max_connections = a
+        .max_connections
+        .unwrap_or_else(|| fd_limit::connections_for(nofile, MAX_CONNECTIONS_DEFAULT_CAP));
     let shape = a.engine.model_shape()?;
     let cfg = a.engine.engine_config(&shape, &EngineDefaults::default())?;
     let src = tokenizer_source(&a);
@@ -190,7 +244,13 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         model_root: root,
         api_keys,
         max_body_bytes: a.max_request_body_mib << 20,
-        shutdown_grace: Duration::from_secs_f64(a.shutdown_grace_s),
+        shutdown_grace,
+        conn: ConnLimits {
+            header_read_timeout,
+            body_read_timeout,
+            write_stall_timeout,
+            max_connections,
+        },
         engine_priority: match a.engine_thread_priority {
             EnginePriorityArg::Auto => PriorityRequest::Auto,
             EnginePriorityArg::Normal => PriorityRequest::Normal,
@@ -208,7 +268,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         eprintln!(
             "llm-emu serve: engine: {} KV blocks of {} tokens, max_num_seqs {}, \
              max_num_batched_tokens {}, max_model_len {}; latency: {latency_desc}; \
-             engine thread: {}",
+             engine thread: {}; at most {max_connections} connections",
             cfg.num_gpu_blocks,
             cfg.block_size,
             cfg.max_num_seqs,
@@ -217,31 +277,63 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             server.engine_priority()
         );
         println!("llm-emu serve: listening on http://{addr}");
-        server.run(shutdown_signal()).await?;
+        let signals = Signals::install().context("installing the signal handlers")?;
+        server.run(signals.first_then_force_exit()).await?;
         eprintln!("llm-emu serve: stopped");
         Ok::<(), anyhow::Error>(())
     })
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+/// SIGINT and SIGTERM, taken from their default actions for the whole run.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    eprintln!("llm-emu serve: shutting down");
+
+    /// The next SIGINT or SIGTERM; its number.
+    async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => libc_signal::SIGINT,
+            _ = self.terminate.recv() => libc_signal::SIGTERM,
+        }
+    }
+
+    /// Resolves at the first signal (the graceful shutdown starts); a second one ends the
+    /// process at once with status 128 + its number, as a second Ctrl-C stops uvicorn.
+    async fn first_then_force_exit(mut self) {
+        let first = self.next().await;
+        eprintln!(
+            "llm-emu serve: {} received: shutting down (a second signal exits at once)",
+            libc_signal::name(first)
+        );
+        tokio::spawn(async move {
+            let second = self.next().await;
+            eprintln!(
+                "llm-emu serve: {} received again: exiting without waiting",
+                libc_signal::name(second)
+            );
+            std::process::exit(128 + second);
+        });
+    }
+}
+
+/// The two signal numbers (Linux and the BSDs agree on them).
+mod libc_signal {
+    pub const SIGINT: i32 = 2;
+    pub const SIGTERM: i32 = 15;
+
+    pub fn name(sig: i32) -> &'static str {
+        match sig {
+            SIGINT => "SIGINT",
+            _ => "SIGTERM",
+        }
+    }
 }

@@ -16,14 +16,22 @@ pub enum ApiError {
     /// A body that does not parse or validate against the request model: FastAPI's
     /// `RequestValidationError`, which vLLM answers with type `"Bad Request"`.
     Validation(String),
+    /// A request-model validator's failure naming its field (vLLM's `VLLMValidationError`
+    /// raised in a pydantic validator): type "Bad Request", `param` set.
+    InvalidField { message: String, param: String },
+    /// A JSON route called without `Content-Type: application/json` (vLLM's
+    /// `validate_json_request`).
+    UnsupportedMediaType,
     /// A body that is not UTF-8 (FastAPI's `{"detail": …}` answer).
     BodyNotParsable,
     /// `NotFoundError` (404) for an unknown model.
     ModelNotFound(String),
     /// Missing or wrong API key on a `/v1` route.
     Unauthorized,
-    /// The body exceeds the server's limit.
+    /// The body exceeds the server's limit, bytes (llm-emu's own: vLLM has no limit).
     PayloadTooLarge(usize),
+    /// The body did not arrive within the server's limit (llm-emu's own).
+    BodyTimeout(std::time::Duration),
     /// The engine is gone (503, vLLM's `EngineDeadError` maps to 500; we keep serving `/health`).
     EngineDead,
     /// Anything else (500 `InternalServerError`).
@@ -62,12 +70,15 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } | ApiError::Validation(_) | ApiError::BodyNotParsable => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest { .. }
+            | ApiError::Validation(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::UnsupportedMediaType
+            | ApiError::BodyNotParsable => StatusCode::BAD_REQUEST,
             ApiError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::EngineDead => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +92,15 @@ impl ApiError {
                 (message.clone(), "BadRequestError", param.as_deref())
             }
             ApiError::Validation(m) => (m.clone(), "Bad Request", None),
+            ApiError::InvalidField { message, param } => {
+                (message.clone(), "Bad Request", Some(param.as_str()))
+            }
+            ApiError::UnsupportedMediaType => (
+                "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed\n"
+                    .to_string(),
+                "Bad Request",
+                None,
+            ),
             ApiError::BodyNotParsable => {
                 return r#"{"detail":"There was an error parsing the body"}"#.to_string()
             }
@@ -91,7 +111,18 @@ impl ApiError {
                 Some("model"),
             ),
             ApiError::PayloadTooLarge(limit) => (
-                format!("The request body exceeds the server's limit of {limit} bytes."),
+                format!(
+                    "The request body exceeds the server's limit of {limit} bytes \
+                     (--max-request-body-mib)."
+                ),
+                "BadRequestError",
+                None,
+            ),
+            ApiError::BodyTimeout(limit) => (
+                format!(
+                    "The request body did not arrive within {} s (--body-read-timeout-s).",
+                    limit.as_secs_f64()
+                ),
                 "BadRequestError",
                 None,
             ),
@@ -141,5 +172,9 @@ mod tests {
             r#"{"error":{"message":"max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)","type":"BadRequestError","param":"max_tokens","code":400}}"#
         );
         assert_eq!(ApiError::Unauthorized.status(), StatusCode::UNAUTHORIZED);
+        // The limit itself, not the length of some other text.
+        assert!(ApiError::PayloadTooLarge(64 << 20)
+            .body()
+            .contains("limit of 67108864 bytes"));
     }
 }

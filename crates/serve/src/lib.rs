@@ -6,18 +6,21 @@
 //! per-request events into SSE chunks or JSON responses, detokenizing and matching stop strings
 //! on the way ([`generate`]), as vLLM's API server and output processor do.
 
+pub mod conn;
 pub mod engine_loop;
 pub mod errors;
+pub mod fd_limit;
 pub mod generate;
 pub mod logprobs;
 pub mod metrics;
+pub mod middleware;
 pub mod protocol;
 pub mod routes;
 pub mod state;
 pub mod text;
 pub mod thread_priority;
 
-use axum::serve::ListenerExt;
+use conn::{ConnLimits, ConnStats};
 use engine_loop::EngineThread;
 use llm_emu_core::Engine;
 use metrics::EngineMetrics;
@@ -58,8 +61,11 @@ pub struct ServeOptions {
     pub api_keys: Vec<String>,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
-    /// After a shutdown signal, how long in-flight requests may run before they are aborted.
+    /// After a shutdown signal, how long in-flight requests may run before they are aborted;
+    /// [`conn::ABORT_FLUSH`] later every connection still open is closed.
     pub shutdown_grace: Duration,
+    /// Timeouts and the connection limit.
+    pub conn: ConnLimits,
     /// The CPU priority the engine thread asks for.
     pub engine_priority: thread_priority::PriorityRequest,
 }
@@ -74,6 +80,7 @@ impl Default for ServeOptions {
             api_keys: Vec::new(),
             max_body_bytes: 64 << 20,
             shutdown_grace: Duration::from_secs(30),
+            conn: ConnLimits::default(),
             engine_priority: Default::default(),
         }
     }
@@ -85,6 +92,7 @@ pub struct Server {
     state: Arc<AppState>,
     engine: EngineThread,
     opts: ServeOptions,
+    conn_stats: Arc<ConnStats>,
 }
 
 impl Server {
@@ -126,6 +134,7 @@ impl Server {
             state,
             engine,
             opts,
+            conn_stats: Arc::new(ConnStats::default()),
         })
     }
 
@@ -142,34 +151,43 @@ impl Server {
         self.state.clone()
     }
 
+    /// What the accept loop has seen (connections accepted and open, accept errors, …).
+    pub fn conn_stats(&self) -> Arc<ConnStats> {
+        self.conn_stats.clone()
+    }
+
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
-    /// for up to the grace period, aborts the rest, and stops the engine thread.
+    /// for up to the grace period, aborts the rest, closes the connections still open
+    /// [`conn::ABORT_FLUSH`] later whatever their clients do, and stops the engine thread.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let app = routes::router(self.state.clone(), self.opts.max_body_bytes);
-        let handle = self.state.engine.clone();
-        let grace = self.opts.shutdown_grace;
-        let signal = async move {
-            shutdown.await;
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                handle.abort_all();
-            });
+        let edge = middleware::Edge {
+            api_keys: middleware::ApiKeys::new(&self.opts.api_keys),
+            max_body_bytes: self.opts.max_body_bytes,
+            body_read_timeout: self.opts.conn.body_read_timeout,
         };
-        // Every response write goes out at once (TCP_NODELAY), as asyncio sets it on the
-        // sockets of vLLM's server: with Nagle's algorithm a small SSE chunk waits for the
-        // client's delayed ACK of the previous one, up to 40 ms on Linux.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await
-            .map_err(ServeError::Http);
+        let app = middleware::wrap(routes::router(self.state.clone()), edge);
+        let draining = conn::accept_until(
+            self.listener,
+            app,
+            self.opts.conn.clone(),
+            self.conn_stats.clone(),
+            shutdown,
+        )
+        .await;
+        let handle = self.state.engine.clone();
+        let forced = draining
+            .drain(self.opts.shutdown_grace, move || handle.abort_all())
+            .await;
+        if forced > 0 {
+            eprintln!(
+                "llm-emu serve: closed {forced} connection(s) still open after the grace period"
+            );
+        }
         let engine = self.engine;
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
-        result
+        Ok(())
     }
 }

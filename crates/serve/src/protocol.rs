@@ -4,6 +4,7 @@
 //! its choice of which `null` fields appear (`exclude_unset` for chat chunks, not for completion
 //! chunks), so the bytes on the wire match.
 
+use crate::errors::ApiError;
 use crate::logprobs::{ChatLogprobs, CompletionLogprobs};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,12 +36,33 @@ impl StopInput {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `stream_options`. `given` records whether the object had any key at all: vLLM's check that
+/// it comes with `stream` tests the raw object's truth (`{}` passes, `{"include_usage": null}`
+/// does not).
+#[derive(Clone, Debug, Default)]
 pub struct StreamOptions {
-    #[serde(default)]
     pub include_usage: Option<bool>,
-    #[serde(default)]
     pub continuous_usage_stats: Option<bool>,
+    pub given: bool,
+}
+
+impl<'de> Deserialize<'de> for StreamOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map = serde_json::Map::<String, Value>::deserialize(d)?;
+        let flag = |key: &str| match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(D::Error::custom(format!(
+                "stream_options.{key}: expected a boolean, got {other}"
+            ))),
+        };
+        Ok(StreamOptions {
+            include_usage: flag("include_usage")?,
+            continuous_usage_stats: flag("continuous_usage_stats")?,
+            given: !map.is_empty(),
+        })
+    }
 }
 
 impl StreamOptions {
@@ -110,6 +132,46 @@ pub struct CommonParams {
     #[serde(default)]
     pub echo: bool,
 }
+
+/// The checks vLLM's request models make in their own validators, after the fields parsed.
+pub trait ValidateRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+impl CommonParams {
+    /// vLLM's `validate_stream_options` (both request models): `stream_options` only with
+    /// `stream: true`.
+    fn validate_stream_options(&self) -> Result<(), ApiError> {
+        let given = self.stream_options.as_ref().is_some_and(|o| o.given);
+        if given && !self.stream.unwrap_or(false) {
+            return Err(ApiError::InvalidField {
+                message: "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), \
+                          'msg': 'Value error, Stream options can only be defined when \
+                          `stream=True`. (parameter=stream_options)'}"
+                    .into(),
+                param: "stream_options".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ValidateRequest for CompletionRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        self.common.validate_stream_options()
+    }
+}
+
+impl ValidateRequest for ChatCompletionRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        self.common.validate_stream_options()
+    }
+}
+
+impl ValidateRequest for TokenizeRequest {}
+impl ValidateRequest for DetokenizeRequest {}
 
 /// `POST /v1/completions`.
 #[derive(Clone, Debug, Deserialize)]

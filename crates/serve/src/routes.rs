@@ -1,5 +1,6 @@
 //! The HTTP routes of vLLM's OpenAI-compatible server (`entrypoints/openai/api_server.py` and
-//! the routers it mounts) and the API-key check (`AuthenticationMiddleware`: `/v1` paths only).
+//! the routers it mounts). What runs before them (API key, body, content type) is in
+//! [`crate::middleware`].
 
 use crate::errors::ApiError;
 use crate::generate::{
@@ -11,9 +12,8 @@ use crate::state::{unix_now, AppState};
 use crate::text::ChatOptions;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -25,7 +25,8 @@ use std::sync::Arc;
 /// The vLLM version this server reports (`/version`).
 pub const VLLM_VERSION: &str = "0.19.0";
 
-pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+/// The routes; [`crate::middleware::wrap`] adds the checks every request passes first.
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
@@ -40,8 +41,6 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/debug/engine", get(debug_engine))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
@@ -63,53 +62,32 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
-async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if state.api_keys.is_empty() || !req.uri().path().starts_with("/v1") {
-        return next.run(req).await;
-    }
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
-            scheme.eq_ignore_ascii_case("bearer").then_some(token)
-        })
-        .is_some_and(|t| state.api_keys.iter().any(|k| k == t));
-    if ok {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
-    }
-}
-
 /// The body as a request model: not UTF-8 → FastAPI's parse error; bad JSON or types → a
-/// validation error (vLLM: `RequestValidationError`, type "Bad Request").
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(r.body_text().len())
-        } else {
-            ApiError::BodyNotParsable
-        }
-    })?;
+/// validation error (vLLM: `RequestValidationError`, type "Bad Request"); then the model's own
+/// validators. (The body's size and arrival time are bounded before, in `middleware`.)
+fn parse_body<T: DeserializeOwned + ValidateRequest>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|_| ApiError::BodyNotParsable)?;
     if std::str::from_utf8(&body).is_err() {
         return Err(ApiError::BodyNotParsable);
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        let msg = if e.is_syntax() || e.is_eof() {
-            format!(
-                "1 validation error:\n  {{'type': 'json_invalid', 'loc': ('body', {}), 'msg': \
+    serde_json::from_slice(&body)
+        .map_err(|e| {
+            let msg = if e.is_syntax() || e.is_eof() {
+                format!(
+                    "1 validation error:\n  {{'type': 'json_invalid', 'loc': ('body', {}), 'msg': \
                  'JSON decode error', 'input': {{}}, 'ctx': {{'error': '{e}'}}}}",
-                e.column().saturating_sub(1)
-            )
-        } else {
-            format!(
+                    e.column().saturating_sub(1)
+                )
+            } else {
+                format!(
                 "1 validation error:\n  {{'type': 'value_error', 'loc': ('body',), 'msg': '{e}'}}"
             )
-        };
-        ApiError::Validation(msg)
-    })
+            };
+            ApiError::Validation(msg)
+        })
+        .and_then(|req: T| req.validate().map(|()| req))
 }
 
 fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {

@@ -1,0 +1,398 @@
+//! The connection layer under the routes: our own accept loop on hyper's HTTP/1 connection
+//! builder, so that every wait on a client has a bound (axum's `serve` has no timeouts).
+//!
+//! - A connection must deliver a complete request head within [`ConnLimits::header_read_timeout`]
+//!   of opening, or of the end of its previous response (hyper starts the same timer for an idle
+//!   keep-alive connection): a slowloris client is closed, and so is an idle keep-alive one.
+//! - A response write that makes no progress for [`ConnLimits::write_stall_timeout`] (a client
+//!   that stopped reading its stream) fails the connection, which drops the response and so
+//!   aborts its engine requests.
+//! - At most [`ConnLimits::max_connections`] connections are served at once; past that the loop
+//!   stops accepting and new connections wait in the kernel's listen backlog until one closes.
+//! - Accept errors (EMFILE when the process is out of file descriptors, …) are counted and
+//!   logged at most once per [`LOG_EVERY`], and the loop backs off instead of spinning.
+//! - On shutdown the listener closes, every connection is asked to finish its current request
+//!   and close, and after the grace period whatever is still open is closed by force.
+//!
+//! The request body's own deadline is enforced above, in [`crate::middleware`].
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The bounds on what one client may hold.
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// From a connection's opening, or from the end of its previous response, until its next
+    /// request head is complete. Also the idle keep-alive timeout (uvicorn's
+    /// `timeout_keep_alive`, 5 s in vLLM).
+    pub header_read_timeout: Duration,
+    /// From the request head until the whole body has arrived.
+    pub body_read_timeout: Duration,
+    /// How long a response write may make no progress before the connection is closed.
+    pub write_stall_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(60),
+            write_stall_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// The most request headers one request may carry: vLLM's `h11_max_header_count` default.
+pub const MAX_HEADERS: usize = 256;
+
+/// After the grace period the engine requests still running are aborted; their responses get
+/// this long to send their last chunk before their connections are closed by force.
+pub const ABORT_FLUSH: Duration = Duration::from_secs(1);
+
+/// Repeated accept failures and limit hits are logged at most this often.
+pub const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// First and longest pause after an accept failure for want of resources.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What the accept loop has seen, for logs and `/debug/engine`.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    pub accepted: AtomicU64,
+    pub open: AtomicU64,
+    pub accept_errors: AtomicU64,
+    /// Times the loop stopped accepting because `max_connections` were open.
+    pub limit_reached: AtomicU64,
+    /// Connections closed by force at the end of a shutdown.
+    pub forced_closed: AtomicU64,
+}
+
+impl ConnStats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "accepted": self.accepted.load(Ordering::Relaxed),
+            "open": self.open.load(Ordering::Relaxed),
+            "accept_errors": self.accept_errors.load(Ordering::Relaxed),
+            "limit_reached": self.limit_reached.load(Ordering::Relaxed),
+            "forced_closed": self.forced_closed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// A message logged at most once per [`LOG_EVERY`], with how many were held back.
+struct ThrottledLog {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl ThrottledLog {
+    fn new() -> Self {
+        ThrottledLog {
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    fn log(&mut self, msg: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now - t < LOG_EVERY) {
+            self.held_back += 1;
+            return;
+        }
+        let more = match std::mem::take(&mut self.held_back) {
+            0 => String::new(),
+            n => format!(" ({n} more since the last report)"),
+        };
+        eprintln!("llm-emu serve: {}{more}", msg());
+        self.last = Some(now);
+    }
+}
+
+/// An accept failure that more attempts cannot fix until something is freed.
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The open connections of a server that has stopped accepting.
+pub struct Draining {
+    tasks: JoinSet<()>,
+    shutdown: watch::Sender<bool>,
+    stats: Arc<ConnStats>,
+}
+
+/// Accepts and serves connections until `stop` resolves; then closes the listener and returns
+/// the connections still open.
+pub async fn accept_until(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnLimits,
+    stats: Arc<ConnStats>,
+    stop: impl Future<Output = ()>,
+) -> Draining {
+    let (shutdown, _) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut accept_log = ThrottledLog::new();
+    let mut limit_log = ThrottledLog::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let max = limits.max_connections.max(1);
+    tokio::pin!(stop);
+    loop {
+        if tasks.len() >= max {
+            stats.limit_reached.fetch_add(1, Ordering::Relaxed);
+            limit_log.log(|| {
+                format!(
+                    "{max} connections open (--max-connections): new connections wait in the \
+                     listen backlog until one closes"
+                )
+            });
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                done = tasks.join_next() => reap(done),
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            done = tasks.join_next(), if !tasks.is_empty() => reap(done),
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    // Every response write goes out at once (TCP_NODELAY), as asyncio sets it
+                    // on the sockets of vLLM's server: with Nagle's algorithm a small SSE chunk
+                    // waits for the client's delayed ACK of the previous one, up to 40 ms.
+                    let _ = tcp.set_nodelay(true);
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    let conn = serve_connection(
+                        tcp,
+                        app.clone(),
+                        limits.clone(),
+                        shutdown.subscribe(),
+                        stats.clone(),
+                    );
+                    tasks.spawn(conn);
+                }
+                Err(e) => {
+                    stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    let total = stats.accept_errors.load(Ordering::Relaxed);
+                    if is_resource_exhaustion(&e) {
+                        let open = tasks.len();
+                        accept_log.log(|| {
+                            format!(
+                                "accept failed: {e} ({open} connections open, {total} accept \
+                                 errors in all); pausing {} ms",
+                                backoff.as_millis()
+                            )
+                        });
+                        tokio::select! {
+                            _ = &mut stop => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    } else {
+                        // Per-connection failures (ECONNABORTED, …): the next accept is fine.
+                        accept_log.log(|| format!("accept failed: {e} ({total} accept errors in all)"));
+                    }
+                }
+            },
+        }
+    }
+    drop(listener);
+    Draining {
+        tasks,
+        shutdown,
+        stats,
+    }
+}
+
+fn reap(done: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(e)) = done {
+        if e.is_panic() {
+            eprintln!("llm-emu serve: a connection task panicked: {e}");
+        }
+    }
+}
+
+impl Draining {
+    /// Asks every connection to finish its request in flight and close (idle ones close at
+    /// once); after `grace` calls `on_grace` (which aborts the engine requests still running),
+    /// waits [`ABORT_FLUSH`] for their last chunks, then closes whatever is still open.
+    /// Returns how many connections were closed by force.
+    pub async fn drain(mut self, grace: Duration, on_grace: impl FnOnce()) -> usize {
+        let _ = self.shutdown.send(true);
+        if self.all_closed_within(grace).await {
+            return 0;
+        }
+        on_grace();
+        if self.all_closed_within(ABORT_FLUSH).await {
+            return 0;
+        }
+        let forced = self.tasks.len();
+        self.stats
+            .forced_closed
+            .fetch_add(forced as u64, Ordering::Relaxed);
+        self.tasks.shutdown().await;
+        forced
+    }
+
+    async fn all_closed_within(&mut self, limit: Duration) -> bool {
+        let all_closed = async {
+            while let Some(done) = self.tasks.join_next().await {
+                reap(Some(done));
+            }
+        };
+        tokio::time::timeout(limit, all_closed).await.is_ok()
+    }
+}
+
+/// Serves one connection until it closes, fails a timeout, or is told to shut down.
+async fn serve_connection(
+    tcp: TcpStream,
+    app: Router,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<ConnStats>,
+) {
+    stats.open.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenGuard(stats);
+    let io = TokioIo::new(StallGuard::new(tcp, limits.write_stall_timeout));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .max_headers(MAX_HEADERS);
+    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let stop_asked = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::select! {
+        // Timeouts and client errors end the connection; they are not worth a log line each.
+        _ = conn.as_mut() => return,
+        () = stop_asked => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Counts a connection in [`ConnStats::open`] while its task lives (a forced close drops it).
+struct OpenGuard(Arc<ConnStats>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A socket whose writes fail with `TimedOut` once one has been pending (the client's receive
+/// window full: it stopped reading) for longer than the stall limit.
+pub struct StallGuard<T> {
+    inner: T,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    pub fn new(inner: T, limit: Duration) -> Self {
+        StallGuard {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write said `Pending`: starts the stall clock if it is not running, and
+    /// fails once it has run out (the sleep also wakes the task when it does).
+    fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} s", limit.as_secs_f64()),
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn on_write<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => match self.check_stall(cx) {
+                Poll::Ready(e) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.on_write(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.on_write(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.on_write(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.on_write(cx, r)
+    }
+}

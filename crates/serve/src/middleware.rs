@@ -1,0 +1,188 @@
+//! What every request passes before its route, in vLLM's order: the API key
+//! (`AuthenticationMiddleware`), reading the body (bounded in size and time: llm-emu's own), and
+//! the `Content-Type: application/json` check vLLM makes on its JSON routes
+//! (`validate_json_request`, a FastAPI dependency, so it runs after the body is read).
+
+use crate::errors::ApiError;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The POST routes whose body is a JSON request model: vLLM's routes that carry
+/// `dependencies=[Depends(validate_json_request)]`.
+pub const JSON_ROUTES: &[&str] = &[
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/tokenize",
+    "/detokenize",
+];
+
+/// The accepted API keys, kept as SHA-256 digests and compared in constant time, as vLLM's
+/// `AuthenticationMiddleware` does (neither the keys' contents nor their lengths show in the
+/// time a wrong key takes).
+#[derive(Clone, Debug, Default)]
+pub struct ApiKeys(Vec<[u8; 32]>);
+
+impl ApiKeys {
+    pub fn new(keys: &[String]) -> ApiKeys {
+        ApiKeys(keys.iter().map(|k| sha256(k.as_bytes())).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `Authorization: Bearer <key>` names an accepted key. Every key is compared, as
+    /// vLLM does (`token_match |= compare_digest(...)`).
+    pub fn accepts(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return false;
+        };
+        let value = value.as_bytes();
+        // vLLM: `scheme, _, param = value.partition(" ")`, scheme compared case-insensitively.
+        let (scheme, token) = match value.iter().position(|&b| b == b' ') {
+            Some(i) => (&value[..i], &value[i + 1..]),
+            None => (value, &value[value.len()..]),
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
+            return false;
+        }
+        let digest = sha256(token);
+        let mut matched = false;
+        for key in &self.0 {
+            matched |= digests_equal(&digest, key);
+        }
+        matched
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Constant-time equality of two digests (Python's `secrets.compare_digest`).
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// The edge's settings.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub api_keys: ApiKeys,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// From the request head until the whole body has arrived.
+    pub body_read_timeout: Duration,
+}
+
+/// Wraps the routes in the edge's checks (outermost first: API key, body, content type).
+pub fn wrap(routes: Router, edge: Edge) -> Router {
+    let edge = Arc::new(edge);
+    routes
+        .layer(from_fn(require_json))
+        .layer(from_fn_with_state(edge.clone(), read_body))
+        .layer(from_fn_with_state(edge, authenticate))
+        // The body is read (and bounded) once, in `read_body`.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// vLLM's `AuthenticationMiddleware`: `/v1` paths need the key; OPTIONS requests never do.
+async fn authenticate(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+    let exempt = edge.api_keys.is_empty()
+        || req.method() == Method::OPTIONS
+        || !req.uri().path().starts_with("/v1");
+    if exempt || edge.api_keys.accepts(req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Reads the whole body, refusing it past `max_body_bytes` (413) or when it has not all arrived
+/// within `body_read_timeout` (408); either way the connection is closed after the answer, so a
+/// slow or oversized body is not drained.
+async fn read_body(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > edge.max_body_bytes as u64) {
+        return closing(ApiError::PayloadTooLarge(edge.max_body_bytes));
+    }
+    let read = axum::body::to_bytes(body, edge.max_body_bytes);
+    let bytes: Bytes = match tokio::time::timeout(edge.body_read_timeout, read).await {
+        Err(_) => return closing(ApiError::BodyTimeout(edge.body_read_timeout)),
+        Ok(Err(e)) if is_length_limit(&e) => {
+            return closing(ApiError::PayloadTooLarge(edge.max_body_bytes))
+        }
+        // The client went away or sent a malformed chunked body: nobody reads the answer.
+        Ok(Err(_)) => return closing(ApiError::BodyNotParsable),
+        Ok(Ok(b)) => b,
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// An error answer after which the connection closes.
+fn closing(e: ApiError) -> Response {
+    let mut resp = e.into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// vLLM's `validate_json_request` on its JSON routes: the media type must be
+/// `application/json`. FastAPI parses the body as JSON before it runs the dependency when the
+/// header is missing, so a malformed body without a `Content-Type` still gets the JSON decode
+/// error (from the route); an empty body is never parsed.
+async fn require_json(req: Request, next: Next) -> Response {
+    if req.method() != Method::POST || !JSON_ROUTES.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let media_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
+    let ok = match &media_type {
+        Some(ct) => ct.split(';').next() == Some("application/json"),
+        None => false,
+    };
+    if ok {
+        return next.run(req).await;
+    }
+    if media_type.is_none() {
+        let (parts, body) = req.into_parts();
+        // `read_body` has buffered it already: this does not wait.
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let parses =
+            bytes.is_empty() || serde_json::from_slice::<serde_json::Value>(&bytes).is_ok();
+        if !parses {
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+        }
+    }
+    ApiError::UnsupportedMediaType.into_response()
+}
