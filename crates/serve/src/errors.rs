@@ -95,8 +95,10 @@ impl ApiError {
             ApiError::InvalidField { message, param } => {
                 (message.clone(), "Bad Request", Some(param.as_str()))
             }
+            // vLLM's text byte for byte (FastAPI's `str(exc)` and `str(exc.errors())`).
             ApiError::UnsupportedMediaType => (
-                "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed\n"
+                "1 validation error:\n  Unsupported Media Type: Only 'application/json' is \
+                 allowed [\"Unsupported Media Type: Only 'application/json' is allowed\"]"
                     .to_string(),
                 "Bad Request",
                 None,
@@ -172,6 +174,10 @@ mod tests {
             r#"{"error":{"message":"max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)","type":"BadRequestError","param":"max_tokens","code":400}}"#
         );
         assert_eq!(ApiError::Unauthorized.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            ApiError::UnsupportedMediaType.body(),
+            r#"{"error":{"message":"1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed [\"Unsupported Media Type: Only 'application/json' is allowed\"]","type":"Bad Request","param":null,"code":400}}"#
+        );
         // The limit itself, not the length of some other text.
         assert!(ApiError::PayloadTooLarge(64 << 20)
             .body()

@@ -90,9 +90,10 @@ fn parse_body<T: DeserializeOwned + ValidateRequest>(
         .and_then(|req: T| req.validate().map(|()| req))
 }
 
+/// vLLM's `_is_model_supported`: no name, or an empty one, means the served model.
 fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
     match model {
-        Some(m) if !state.served_model_names.iter().any(|n| n == m) => {
+        Some(m) if !m.is_empty() && !state.served_model_names.iter().any(|n| n == m) => {
             Err(ApiError::ModelNotFound(m.clone()))
         }
         _ => Ok(()),
