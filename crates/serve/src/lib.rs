@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod routes;
 pub mod state;
 pub mod text;
+pub mod text_jobs;
 pub mod thread_priority;
 
 use axum::serve::ListenerExt;
@@ -62,6 +63,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// The CPU priority the engine thread asks for.
     pub engine_priority: thread_priority::PriorityRequest,
+    /// Accept a request's own `chat_template` (vLLM's `--trust-request-chat-template`).
+    pub trust_request_chat_template: bool,
 }
 
 impl Default for ServeOptions {
@@ -75,6 +78,7 @@ impl Default for ServeOptions {
             max_body_bytes: 64 << 20,
             shutdown_grace: Duration::from_secs(30),
             engine_priority: Default::default(),
+            trust_request_chat_template: false,
         }
     }
 }
@@ -113,14 +117,17 @@ impl Server {
         ));
         let engine = EngineThread::spawn(engine, metrics, opts.engine_priority)
             .map_err(ServeError::EngineThread)?;
-        let state = Arc::new(AppState::new(
-            engine.handle.clone(),
-            codec,
-            opts.served_model_names.clone(),
-            opts.model_root.clone(),
-            max_model_len,
-            opts.api_keys.clone(),
-        ));
+        let state = Arc::new(
+            AppState::new(
+                engine.handle.clone(),
+                codec,
+                opts.served_model_names.clone(),
+                opts.model_root.clone(),
+                max_model_len,
+                opts.api_keys.clone(),
+            )
+            .with_trust_request_chat_template(opts.trust_request_chat_template),
+        );
         Ok(Server {
             listener,
             state,

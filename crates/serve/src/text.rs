@@ -82,6 +82,58 @@ pub trait TextCodec: Send + Sync {
 
 pub type SharedCodec = Arc<dyn TextCodec>;
 
+/// Tokens past `max_input + 1` that a prompt prefix must reach before the whole prompt is
+/// taken to be longer than `max_input`: the prefix ends before a whitespace character, where
+/// tokenizers split, so its tokens are the whole prompt's first ones except near the cut.
+const PREFIX_MARGIN_TOKENS: usize = 16;
+
+/// Bytes per token assumed for the first prefix tried (English text averages about 4).
+const PREFIX_BYTES_PER_TOKEN: usize = 8;
+
+/// `text`'s ids when it has at most about `max_input` tokens; when it certainly has more,
+/// only a prefix of it is tokenized and its first `max_input + 1` ids come back. That is what
+/// vLLM's renderer reports for an over-long prompt (it tokenizes with truncation at
+/// `max_input + 1`, `get_encode_kwargs`, and says "at least max_input + 1 input tokens"),
+/// without tokenizing all of a 20 MB prompt to say so. Prefixes grow fourfold, so the cost is
+/// at most 4/3 of tokenizing the whole text.
+pub fn encode_within(
+    codec: &dyn TextCodec,
+    text: &str,
+    add_special_tokens: bool,
+    max_input: usize,
+) -> Result<Vec<u32>, TextError> {
+    let need = max_input
+        .saturating_add(1)
+        .saturating_add(PREFIX_MARGIN_TOKENS);
+    let mut prefix_bytes = need.saturating_mul(PREFIX_BYTES_PER_TOKEN).max(4096);
+    loop {
+        if prefix_bytes >= text.len() {
+            return codec.encode(text, add_special_tokens);
+        }
+        let cut = prefix_cut(text, prefix_bytes);
+        let mut ids = codec.encode(&text[..cut], add_special_tokens)?;
+        if ids.len() >= need {
+            ids.truncate(max_input + 1);
+            return Ok(ids);
+        }
+        prefix_bytes = prefix_bytes.saturating_mul(4);
+    }
+}
+
+/// Where to cut `text` near `at` bytes: before the last whitespace character at or before it
+/// (in its second half), else at a character boundary.
+fn prefix_cut(text: &str, at: usize) -> usize {
+    let mut end = at.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    match head.rfind(char::is_whitespace) {
+        Some(ws) if ws > end / 2 => ws,
+        _ => end,
+    }
+}
+
 /// The tokenizer-less stand-in (see the module doc).
 #[derive(Clone, Debug, Default)]
 pub struct IdText;
