@@ -376,3 +376,64 @@ impl Detokenizer for ModelDetok {
         self.0.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts how much text each call was given, to check that a long prompt is not all read.
+    struct Counting(std::sync::Mutex<Vec<usize>>);
+
+    impl TextCodec for Counting {
+        fn encode(&self, text: &str, add: bool) -> Result<Vec<u32>, TextError> {
+            self.0.lock().unwrap().push(text.len());
+            IdText.encode(text, add)
+        }
+        fn decode(&self, ids: &[u32], skip: bool) -> Result<String, TextError> {
+            IdText.decode(ids, skip)
+        }
+        fn render_chat(&self, m: &Value, o: &ChatOptions) -> Result<String, TextError> {
+            IdText.render_chat(m, o)
+        }
+        fn detokenizer(&self, p: &[u32], o: DetokOptions) -> Box<dyn Detokenizer> {
+            IdText.detokenizer(p, o)
+        }
+        fn eos_token_id(&self) -> Option<u32> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_prompt_within_the_context_is_tokenized_whole() {
+        let c = Counting(Default::default());
+        let text = "a b c ".repeat(300);
+        let ids = encode_within(&c, &text, false, 1000).unwrap();
+        assert_eq!(ids.len(), 900);
+        assert_eq!(*c.0.lock().unwrap(), vec![text.len()]);
+    }
+
+    #[test]
+    fn a_prompt_past_the_context_gives_max_input_plus_one_ids_from_a_prefix() {
+        let c = Counting(Default::default());
+        let text = "word ".repeat(1_000_000);
+        let ids = encode_within(&c, &text, false, 100).unwrap();
+        assert_eq!(ids.len(), 101);
+        assert_eq!(ids, IdText.encode(&text[..505], false).unwrap()[..101]);
+        let read: usize = c.0.lock().unwrap().iter().sum();
+        assert!(read <= 4096, "read {read} bytes");
+    }
+
+    #[test]
+    fn long_tokens_make_the_prefix_grow_until_it_decides() {
+        // Each "token" is 999 bytes: the first prefixes hold too few tokens.
+        let c = Counting(Default::default());
+        let word = "x".repeat(999);
+        let text = format!("{word} ").repeat(2000);
+        let ids = encode_within(&c, &text, false, 100).unwrap();
+        assert_eq!(ids.len(), 101);
+        assert!(c.0.lock().unwrap().len() > 1);
+        // Exactly at the limit: whole text, all tokens.
+        let text = format!("{word} ").repeat(100);
+        assert_eq!(encode_within(&c, &text, false, 100).unwrap().len(), 100);
+    }
+}

@@ -215,3 +215,35 @@ async fn health_is_503_once_the_engine_thread_is_gone() {
     assert_eq!(body, "", "vLLM's /health answers 503 with an empty body");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_times_n_past_the_limit_is_refused_before_any_work() {
+    let s = TestServer::start(Setup::default());
+    let prompts: Vec<String> = (0..3).map(|i| format!("prompt {i}")).collect();
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": prompts, "n": 2048, "max_tokens": 1}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "The request asks for 6144 completions (3 prompts with n=2048); this server accepts \
+         at most 4096 per request. (parameter=n, value=2048)"
+    );
+    assert_eq!(v["error"]["param"], "n");
+    // An n outside vLLM's range keeps vLLM's own message.
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": prompts, "n": 2049, "max_tokens": 1}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("n must be at most 2048, got 2049."));
+    s.stop().await;
+}
