@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// level, so that busy cores do not make steps late; `normal` leaves it an ordinary thread.
     #[arg(long, value_enum, default_value_t = EnginePriorityArg::Auto)]
     engine_thread_priority: EnginePriorityArg,
+    /// Accept a chat template sent with a request (`chat_template`, or `chat_template` in
+    /// `chat_template_kwargs`); without it such requests get vLLM's 400. Rendering stays
+    /// bounded either way (see docs/serve.md, "Hardening").
+    #[arg(long, action = ArgAction::SetTrue)]
+    trust_request_chat_template: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -255,6 +260,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             EnginePriorityArg::Auto => PriorityRequest::Auto,
             EnginePriorityArg::Normal => PriorityRequest::Normal,
         },
+        trust_request_chat_template: a.trust_request_chat_template,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

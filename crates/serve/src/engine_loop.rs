@@ -16,6 +16,7 @@ use llm_emu_core::{
     Engine, EngineObserver, FinishReason, Nanos, NewRequest, Request, RequestError, Wake,
 };
 use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -247,9 +248,26 @@ pub struct EngineHandle {
     pub metrics: Arc<EngineMetrics>,
     /// The CPU priority the engine thread got.
     pub priority: PriorityGranted,
+    /// Cleared when the engine thread ends, by return or by panic.
+    alive: Arc<AtomicBool>,
+}
+
+/// Clears the engine's liveness flag when the engine thread ends, however it ends.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl EngineHandle {
+    /// Whether the engine thread still runs (vLLM's `check_health`: `/health` answers 503
+    /// once the engine core is dead).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
     /// Submits the engine requests of one HTTP request (each with its tag); their outputs
     /// arrive on `events`. Errors only if the engine thread is gone.
     pub fn add(
@@ -305,9 +323,12 @@ impl EngineThread {
         let lateness = Arc::new(Mutex::new(LatenessStats::default()));
         let (granted_tx, granted_rx) = std::sync::mpsc::channel();
         let (thread_metrics, thread_lateness) = (metrics.clone(), lateness.clone());
+        let alive = Arc::new(AtomicBool::new(true));
+        let thread_alive = AliveGuard(alive.clone());
         let join = std::thread::Builder::new()
             .name("llm-emu-engine".into())
             .spawn(move || {
+                let _alive = thread_alive;
                 let _ = granted_tx.send(raise_current_thread(priority));
                 let mut l = EngineLoop {
                     engine,
@@ -327,6 +348,7 @@ impl EngineThread {
             delivery: Default::default(),
             metrics,
             priority,
+            alive,
         };
         Ok(EngineThread {
             handle,

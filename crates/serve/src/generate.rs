@@ -246,6 +246,65 @@ pub fn prompt_max_tokens(
     })
 }
 
+/// vLLM's `_validate_chat_template`: a request's own template (`chat_template`, or
+/// `chat_template` inside `chat_template_kwargs`) is refused unless the server trusts them.
+pub fn check_request_template(
+    trusted: bool,
+    chat_template: &Option<String>,
+    chat_template_kwargs: &Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    let in_kwargs = chat_template_kwargs
+        .as_ref()
+        .and_then(|k| k.get("chat_template"))
+        .is_some_and(|t| !t.is_null());
+    if !trusted && (chat_template.is_some() || in_kwargs) {
+        return Err(ApiError::bad_request(
+            "Chat template is passed with request, but --trust-request-chat-template is not \
+             set. Refused request with untrusted chat template.",
+        ));
+    }
+    Ok(())
+}
+
+/// Engine requests one HTTP request may create (prompts × `n`). vLLM has no such limit beyond
+/// `n ≤ 2048` per prompt; llm-emu keeps each choice's state (detokenizer, engine request,
+/// output) for the request's lifetime, so a batch of many prompts times a large `n` is refused
+/// before any of it is built. One prompt with vLLM's largest `n` always fits.
+pub const MAX_CHOICES_PER_REQUEST: usize = 4096;
+
+/// Refuses a request whose prompts × `n` exceed [`MAX_CHOICES_PER_REQUEST`]. An `n` outside
+/// vLLM's range is left to [`verify_sampling`], which reports it as vLLM does.
+pub fn check_fan_out(num_prompts: usize, n: i64) -> Result<(), ApiError> {
+    if !(1..=2048).contains(&n) {
+        return Ok(());
+    }
+    let choices = num_prompts.saturating_mul(n as usize);
+    if choices > MAX_CHOICES_PER_REQUEST {
+        return Err(ApiError::invalid_param(
+            &format!(
+                "The request asks for {choices} completions ({num_prompts} prompts with n={n}); \
+                 this server accepts at most {MAX_CHOICES_PER_REQUEST} per request."
+            ),
+            "n",
+            n,
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes of the HTTP request id kept in engine request ids (which only need to be unique and
+/// readable in logs), so that a long `request_id` is not copied once per choice.
+const ENGINE_ID_PREFIX_BYTES: usize = 64;
+
+/// The engine request id of choice `c` of prompt `pi`.
+fn engine_request_id(http_id: &str, pi: usize, c: u32, seq: u64) -> String {
+    let mut end = http_id.len().min(ENGINE_ID_PREFIX_BYTES);
+    while !http_id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-{pi}-{c}-{seq:x}", &http_id[..end])
+}
+
 /// The engine's refusals, with the messages vLLM's input processor gives.
 pub fn engine_error(e: &RequestError, max_model_len: usize) -> ApiError {
     match e {
@@ -333,7 +392,7 @@ impl Submission {
                 .observe_request_params(p.n, p.max_tokens_param, prompt.max_tokens);
             for c in 0..p.n {
                 let tag = choices.len() as u32;
-                let engine_id = format!("{}-{pi}-{c}-{seq:x}", p.id);
+                let engine_id = engine_request_id(&p.id, pi, c, seq);
                 let sampling = SamplingParams {
                     max_tokens: prompt.max_tokens,
                     min_tokens: p.min_tokens,
@@ -645,14 +704,25 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
     body.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Bytes after which an SSE write stops taking in further queued events. One write is at most
+/// this plus the chunks of one event (one delta chunk, or the last role chunk), so a reader that
+/// falls behind makes the server hold at most about this much per write; hyper stops polling a
+/// response body once its write buffer holds about 400 KiB, so a connection that does not read
+/// costs a bounded amount of memory whatever the request's id length or `n`.
+pub const SSE_WRITE_COALESCE_BYTES: usize = 64 << 10;
+
 /// The SSE stream of a request: the engine requests are submitted before the response starts
-/// (so refusals become HTTP errors), events become `data:` chunks, and everything already queued
-/// is written in one go.
+/// (so refusals become HTTP errors), events become `data:` chunks, and what is already queued
+/// is written together, up to [`SSE_WRITE_COALESCE_BYTES`] per write.
 pub struct EventStream {
     sub: Submission,
     p: Prepared,
     max_model_len: usize,
-    role_sent: bool,
+    /// Chat: role chunks written so far (vLLM sends every choice's role chunk before the
+    /// request's first output; they may span several writes).
+    roles_written: usize,
+    /// A delta waiting for the role chunks before it.
+    held: Option<Delta>,
     echoed: Vec<bool>,
     done: bool,
 }
@@ -665,7 +735,8 @@ pub fn start_stream(state: &Arc<AppState>, p: Prepared) -> Result<EventStream, A
         sub,
         p,
         max_model_len: state.max_model_len,
-        role_sent: false,
+        roles_written: 0,
+        held: None,
         echoed: vec![false; n],
         done: false,
     })
@@ -686,26 +757,30 @@ impl EventStream {
             return None;
         }
         let mut out = BytesMut::with_capacity(512);
-        // Wait for one event, then take whatever else is queued.
-        let first = self.sub.rx.recv().await;
-        let Some(first) = first else {
-            self.done = true;
-            push_data(&mut out, &error_json(&ApiError::EngineDead));
-            out.put_slice(b"data: [DONE]\n\n");
-            return Some(out.freeze());
-        };
-        let mut ev = Some(first);
-        let mut taken = 0;
-        while let Some((tag, e)) = ev.take() {
-            if let Some(d) = self.sub.apply(tag, e, self.max_model_len) {
+        if self.held.is_none() {
+            // Wait for one event, then take what else is queued.
+            let Some((tag, ev)) = self.sub.rx.recv().await else {
+                self.done = true;
+                push_data(&mut out, &error_json(&ApiError::EngineDead));
+                out.put_slice(b"data: [DONE]\n\n");
+                return Some(out.freeze());
+            };
+            self.held = self.sub.apply(tag, ev, self.max_model_len);
+        }
+        loop {
+            if let Some(d) = self.held.take() {
+                if !self.write_roles(&mut out) {
+                    self.held = Some(d);
+                    return Some(out.freeze());
+                }
                 self.write_delta(&mut out, d);
             }
-            if self.sub.unfinished == 0 {
+            if self.sub.unfinished == 0 || out.len() >= SSE_WRITE_COALESCE_BYTES {
                 break;
             }
-            taken += 1;
-            if taken < 256 {
-                ev = self.sub.rx.try_recv().ok();
+            match self.sub.rx.try_recv() {
+                Ok((tag, ev)) => self.held = self.sub.apply(tag, ev, self.max_model_len),
+                Err(_) => break,
             }
         }
         if self.sub.unfinished == 0 {
@@ -718,6 +793,45 @@ impl EventStream {
             out.put_slice(b"data: [DONE]\n\n");
         }
         Some(out.freeze())
+    }
+
+    /// Chat: writes the role chunks not yet written while the write has room; true once all
+    /// are out (always for completions).
+    fn write_roles(&mut self, out: &mut BytesMut) -> bool {
+        if self.p.endpoint != Endpoint::Chat {
+            return true;
+        }
+        let prompt_len = self.p.prompts[0].ids.len() as u64;
+        while self.roles_written < self.sub.choices.len() {
+            if out.len() >= SSE_WRITE_COALESCE_BYTES {
+                return false;
+            }
+            push_data(
+                out,
+                &ChatRoleChunk {
+                    id: &self.p.id,
+                    object: "chat.completion.chunk",
+                    created: self.p.created,
+                    model: &self.p.model,
+                    choices: [ChatRoleChoice {
+                        index: self.roles_written as u32,
+                        delta: crate::protocol::Delta {
+                            role: Some("assistant"),
+                            content: Some(""),
+                        },
+                        logprobs: None,
+                        finish_reason: None,
+                    }],
+                    usage: self.p.continuous_usage.then(|| Usage::new(prompt_len, 0)),
+                    prompt_token_ids: self
+                        .p
+                        .return_token_ids
+                        .then_some(&self.p.prompts[0].ids[..]),
+                },
+            );
+            self.roles_written += 1;
+        }
+        true
     }
 
     fn usage_of(&self, choice: usize) -> Usage {
@@ -799,36 +913,6 @@ impl EventStream {
                 );
             }
             Endpoint::Chat => {
-                if !self.role_sent {
-                    // vLLM sends every choice's role chunk with the request's first output.
-                    self.role_sent = true;
-                    let prompt_len = self.p.prompts[0].ids.len() as u64;
-                    for idx in 0..self.sub.choices.len() {
-                        push_data(
-                            out,
-                            &ChatRoleChunk {
-                                id: &self.p.id,
-                                object: "chat.completion.chunk",
-                                created: self.p.created,
-                                model: &self.p.model,
-                                choices: [ChatRoleChoice {
-                                    index: idx as u32,
-                                    delta: crate::protocol::Delta {
-                                        role: Some("assistant"),
-                                        content: Some(""),
-                                    },
-                                    logprobs: None,
-                                    finish_reason: None,
-                                }],
-                                usage: self.p.continuous_usage.then(|| Usage::new(prompt_len, 0)),
-                                prompt_token_ids: self
-                                    .p
-                                    .return_token_ids
-                                    .then_some(&self.p.prompts[0].ids[..]),
-                            },
-                        );
-                    }
-                }
                 if d.text.is_empty() && d.finish.is_none() && !self.p.return_token_ids {
                     return;
                 }

@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod routes;
 pub mod state;
 pub mod text;
+pub mod text_jobs;
 pub mod thread_priority;
 
 use conn::{ConnLimits, ConnStats};
@@ -68,6 +69,8 @@ pub struct ServeOptions {
     pub conn: ConnLimits,
     /// The CPU priority the engine thread asks for.
     pub engine_priority: thread_priority::PriorityRequest,
+    /// Accept a request's own `chat_template` (vLLM's `--trust-request-chat-template`).
+    pub trust_request_chat_template: bool,
 }
 
 impl Default for ServeOptions {
@@ -82,6 +85,7 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(30),
             conn: ConnLimits::default(),
             engine_priority: Default::default(),
+            trust_request_chat_template: false,
         }
     }
 }
@@ -121,14 +125,17 @@ impl Server {
         ));
         let engine = EngineThread::spawn(engine, metrics, opts.engine_priority)
             .map_err(ServeError::EngineThread)?;
-        let state = Arc::new(AppState::new(
-            engine.handle.clone(),
-            codec,
-            opts.served_model_names.clone(),
-            opts.model_root.clone(),
-            max_model_len,
-            opts.api_keys.clone(),
-        ));
+        let state = Arc::new(
+            AppState::new(
+                engine.handle.clone(),
+                codec,
+                opts.served_model_names.clone(),
+                opts.model_root.clone(),
+                max_model_len,
+                opts.api_keys.clone(),
+            )
+            .with_trust_request_chat_template(opts.trust_request_chat_template),
+        );
         Ok(Server {
             listener,
             state,

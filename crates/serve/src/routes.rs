@@ -4,12 +4,12 @@
 
 use crate::errors::ApiError;
 use crate::generate::{
-    check_max_output, prompt_max_tokens, respond_full, start_stream, verify_sampling, Endpoint,
-    Prepared, Prompt,
+    check_fan_out, check_max_output, check_request_template, prompt_max_tokens, respond_full,
+    start_stream, verify_sampling, Endpoint, Prepared, Prompt,
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
-use crate::text::ChatOptions;
+use crate::text::{encode_within, ChatOptions};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -185,15 +185,36 @@ async fn completions(
         ));
     }
     check_max_output(req.max_tokens, "max_tokens", state.max_model_len)?;
+    check_fan_out(texts.len(), req.common.n)?;
+    // Tokenizing runs on the text workers, and stops early for a prompt that is certainly
+    // longer than the context (vLLM reports it as "at least max_input + 1" tokens).
+    let max_input = (state.max_model_len as i64 - req.max_tokens.unwrap_or(0)).max(0) as usize;
+    let codec = state.codec.clone();
+    let add_special_tokens = req.add_special_tokens;
+    let texts = state
+        .text_jobs
+        .run(move || {
+            texts
+                .into_iter()
+                .map(|(text, ids)| {
+                    let encoded = match (&ids, &text) {
+                        (None, Some(t)) => {
+                            Some(encode_within(&*codec, t, add_special_tokens, max_input)?)
+                        }
+                        _ => None,
+                    };
+                    Ok((text, ids, encoded))
+                })
+                .collect::<Result<Vec<_>, crate::text::TextError>>()
+        })
+        .await?
+        .map_err(|e| ApiError::bad_request(e.0))?;
     let mut prompts = Vec::with_capacity(texts.len());
-    for (text, ids) in texts {
+    for (text, ids, encoded) in texts {
         let from_text = ids.is_none();
-        let ids = match (ids, &text) {
+        let ids = match (ids, encoded) {
             (Some(ids), _) => ids,
-            (None, Some(t)) => state
-                .codec
-                .encode(t, req.add_special_tokens)
-                .map_err(|e| ApiError::bad_request(e.0))?,
+            (None, Some(ids)) => ids,
             (None, None) => unreachable!("a prompt is text or ids"),
         };
         let max_tokens =
@@ -214,12 +235,16 @@ async fn completions(
         }
         let text = match (text, req.common.echo) {
             (Some(t), _) => Some(t),
-            (None, true) => Some(
-                state
-                    .codec
-                    .decode(&ids, false)
-                    .map_err(|e| ApiError::bad_request(e.0))?,
-            ),
+            (None, true) => {
+                let (codec, echoed) = (state.codec.clone(), ids.clone());
+                Some(
+                    state
+                        .text_jobs
+                        .run(move || codec.decode(&echoed, false))
+                        .await?
+                        .map_err(|e| ApiError::bad_request(e.0))?,
+                )
+            }
             (None, false) => None,
         };
         prompts.push(Prompt {
@@ -248,6 +273,11 @@ async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let req: ChatCompletionRequest = parse_body(body)?;
     check_model(&state, &req.common.model)?;
+    check_request_template(
+        state.trust_request_chat_template,
+        &req.chat_template,
+        &req.chat_template_kwargs,
+    )?;
     if req.messages.is_empty() {
         // What vLLM 0.19 answers (its chat parser indexes the last message).
         return Err(ApiError::bad_request("list index out of range"));
@@ -265,13 +295,17 @@ async fn chat_completions(
         tools: req.tools.clone(),
     };
     let messages = serde_json::Value::Array(req.messages);
-    let text = state
-        .codec
-        .render_chat(&messages, &opts)
-        .map_err(|e| ApiError::bad_request(e.0))?;
+    // Rendering and tokenizing run on the text workers; tokenizing stops early for a prompt
+    // that is certainly longer than the context.
+    let max_input = (state.max_model_len as i64 - requested.unwrap_or(0)).max(0) as usize;
+    let (codec, add_special_tokens) = (state.codec.clone(), req.add_special_tokens);
     let ids = state
-        .codec
-        .encode(&text, req.add_special_tokens)
+        .text_jobs
+        .run(move || {
+            let text = codec.render_chat(&messages, &opts)?;
+            encode_within(&*codec, &text, add_special_tokens, max_input)
+        })
+        .await?
         .map_err(|e| ApiError::bad_request(e.0))?;
     let max_tokens = prompt_max_tokens(ids.len(), requested, state.max_model_len, true)?;
     let top_logprobs = if req.logprobs.unwrap_or(false) {
@@ -373,8 +407,13 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
-async fn health() -> StatusCode {
-    StatusCode::OK
+/// vLLM's `/health`: 200 while the engine runs, 503 (empty body) once it is dead.
+async fn health(State(state): State<Arc<AppState>>) -> StatusCode {
+    if state.engine.is_alive() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }
 
 async fn version() -> Response {
@@ -416,40 +455,56 @@ async fn tokenize(
 ) -> Result<Response, ApiError> {
     let req: TokenizeRequest = parse_body(body)?;
     check_model(&state, &req.model)?;
-    let ids = match (&req.messages, &req.prompt) {
-        (Some(messages), _) => {
-            let opts = ChatOptions {
-                add_generation_prompt: req.add_generation_prompt,
-                continue_final_message: req.continue_final_message,
-                chat_template: req.chat_template.clone(),
-                chat_template_kwargs: req.chat_template_kwargs.clone(),
-                tools: req.tools.clone(),
+    if req.messages.is_some() {
+        check_request_template(
+            state.trust_request_chat_template,
+            &req.chat_template,
+            &req.chat_template_kwargs,
+        )?;
+    }
+    if req.messages.is_none() && req.prompt.is_none() {
+        return Err(ApiError::Validation(
+            "1 validation error:\n  {'type': 'missing', 'loc': ('body', 'prompt'), 'msg': \
+             'Field required'}"
+                .into(),
+        ));
+    }
+    // vLLM's /tokenize has no length limit (`max_total_tokens=None`): the whole text is
+    // tokenized, on the text workers.
+    let codec = state.codec.clone();
+    let max_model_len = state.max_model_len;
+    let body = state
+        .text_jobs
+        .run(move || {
+            let ids = match (&req.messages, &req.prompt) {
+                (Some(messages), _) => {
+                    let opts = ChatOptions {
+                        add_generation_prompt: req.add_generation_prompt,
+                        continue_final_message: req.continue_final_message,
+                        chat_template: req.chat_template.clone(),
+                        chat_template_kwargs: req.chat_template_kwargs.clone(),
+                        tools: req.tools.clone(),
+                    };
+                    let text =
+                        codec.render_chat(&serde_json::Value::Array(messages.clone()), &opts)?;
+                    codec.encode(&text, false)?
+                }
+                (None, Some(p)) => codec.encode(p, req.add_special_tokens)?,
+                (None, None) => unreachable!("checked above"),
             };
-            let text = state
-                .codec
-                .render_chat(&serde_json::Value::Array(messages.clone()), &opts)
-                .map_err(|e| ApiError::bad_request(e.0))?;
-            state.codec.encode(&text, false)
-        }
-        (None, Some(p)) => state.codec.encode(p, req.add_special_tokens),
-        (None, None) => {
-            return Err(ApiError::Validation(
-                "1 validation error:\n  {'type': 'missing', 'loc': ('body', 'prompt'), 'msg': \
-                 'Field required'}"
-                    .into(),
-            ))
-        }
-    }
-    .map_err(|e| ApiError::bad_request(e.0))?;
-    let mut body = json!({
-        "count": ids.len(),
-        "max_model_len": state.max_model_len,
-        "tokens": ids,
-        "token_strs": null,
-    });
-    if req.return_token_strs.unwrap_or(false) {
-        body["token_strs"] = json!(state.codec.token_strs(&ids));
-    }
+            let mut body = json!({
+                "count": ids.len(),
+                "max_model_len": max_model_len,
+                "tokens": ids,
+                "token_strs": null,
+            });
+            if req.return_token_strs.unwrap_or(false) {
+                body["token_strs"] = json!(codec.token_strs(&ids));
+            }
+            Ok::<_, crate::text::TextError>(body)
+        })
+        .await?
+        .map_err(|e| ApiError::bad_request(e.0))?;
     Ok(axum::Json(body).into_response())
 }
 
@@ -459,9 +514,11 @@ async fn detokenize(
 ) -> Result<Response, ApiError> {
     let req: DetokenizeRequest = parse_body(body)?;
     check_model(&state, &req.model)?;
+    let codec = state.codec.clone();
     let text = state
-        .codec
-        .decode(&req.tokens, false)
+        .text_jobs
+        .run(move || codec.decode(&req.tokens, false))
+        .await?
         .map_err(|e| ApiError::bad_request(e.0))?;
     Ok(axum::Json(json!({ "prompt": text })).into_response())
 }

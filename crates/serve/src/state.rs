@@ -2,6 +2,7 @@
 
 use crate::engine_loop::EngineHandle;
 use crate::text::SharedCodec;
+use crate::text_jobs::TextJobs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The server's shared state.
@@ -20,6 +21,10 @@ pub struct AppState {
     seq: AtomicU64,
     /// Unix seconds at start (the `created` of `/v1/models`).
     pub started_unix: u64,
+    /// `--trust-request-chat-template`: whether a request may bring its own chat template.
+    pub trust_request_chat_template: bool,
+    /// Where tokenizing, template rendering and bulk detokenizing run.
+    pub text_jobs: TextJobs,
 }
 
 impl AppState {
@@ -41,7 +46,15 @@ impl AppState {
             server_load: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
             started_unix: unix_now(),
+            trust_request_chat_template: false,
+            text_jobs: TextJobs::per_core(),
         }
+    }
+
+    /// Lets requests bring their own chat template (`--trust-request-chat-template`).
+    pub fn with_trust_request_chat_template(mut self, trust: bool) -> AppState {
+        self.trust_request_chat_template = trust;
+        self
     }
 
     /// The name responses carry.

@@ -82,6 +82,58 @@ pub trait TextCodec: Send + Sync {
 
 pub type SharedCodec = Arc<dyn TextCodec>;
 
+/// Tokens past `max_input + 1` that a prompt prefix must reach before the whole prompt is
+/// taken to be longer than `max_input`: the prefix ends before a whitespace character, where
+/// tokenizers split, so its tokens are the whole prompt's first ones except near the cut.
+const PREFIX_MARGIN_TOKENS: usize = 16;
+
+/// Bytes per token assumed for the first prefix tried (English text averages about 4).
+const PREFIX_BYTES_PER_TOKEN: usize = 8;
+
+/// `text`'s ids when it has at most about `max_input` tokens; when it certainly has more,
+/// only a prefix of it is tokenized and its first `max_input + 1` ids come back. That is what
+/// vLLM's renderer reports for an over-long prompt (it tokenizes with truncation at
+/// `max_input + 1`, `get_encode_kwargs`, and says "at least max_input + 1 input tokens"),
+/// without tokenizing all of a 20 MB prompt to say so. Prefixes grow fourfold, so the cost is
+/// at most 4/3 of tokenizing the whole text.
+pub fn encode_within(
+    codec: &dyn TextCodec,
+    text: &str,
+    add_special_tokens: bool,
+    max_input: usize,
+) -> Result<Vec<u32>, TextError> {
+    let need = max_input
+        .saturating_add(1)
+        .saturating_add(PREFIX_MARGIN_TOKENS);
+    let mut prefix_bytes = need.saturating_mul(PREFIX_BYTES_PER_TOKEN).max(4096);
+    loop {
+        if prefix_bytes >= text.len() {
+            return codec.encode(text, add_special_tokens);
+        }
+        let cut = prefix_cut(text, prefix_bytes);
+        let mut ids = codec.encode(&text[..cut], add_special_tokens)?;
+        if ids.len() >= need {
+            ids.truncate(max_input + 1);
+            return Ok(ids);
+        }
+        prefix_bytes = prefix_bytes.saturating_mul(4);
+    }
+}
+
+/// Where to cut `text` near `at` bytes: before the last whitespace character at or before it
+/// (in its second half), else at a character boundary.
+fn prefix_cut(text: &str, at: usize) -> usize {
+    let mut end = at.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    match head.rfind(char::is_whitespace) {
+        Some(ws) if ws > end / 2 => ws,
+        _ => end,
+    }
+}
+
 /// The tokenizer-less stand-in (see the module doc).
 #[derive(Clone, Debug, Default)]
 pub struct IdText;
@@ -322,5 +374,66 @@ impl Detokenizer for ModelDetok {
 
     fn finish(&mut self) -> String {
         self.0.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts how much text each call was given, to check that a long prompt is not all read.
+    struct Counting(std::sync::Mutex<Vec<usize>>);
+
+    impl TextCodec for Counting {
+        fn encode(&self, text: &str, add: bool) -> Result<Vec<u32>, TextError> {
+            self.0.lock().unwrap().push(text.len());
+            IdText.encode(text, add)
+        }
+        fn decode(&self, ids: &[u32], skip: bool) -> Result<String, TextError> {
+            IdText.decode(ids, skip)
+        }
+        fn render_chat(&self, m: &Value, o: &ChatOptions) -> Result<String, TextError> {
+            IdText.render_chat(m, o)
+        }
+        fn detokenizer(&self, p: &[u32], o: DetokOptions) -> Box<dyn Detokenizer> {
+            IdText.detokenizer(p, o)
+        }
+        fn eos_token_id(&self) -> Option<u32> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_prompt_within_the_context_is_tokenized_whole() {
+        let c = Counting(Default::default());
+        let text = "a b c ".repeat(300);
+        let ids = encode_within(&c, &text, false, 1000).unwrap();
+        assert_eq!(ids.len(), 900);
+        assert_eq!(*c.0.lock().unwrap(), vec![text.len()]);
+    }
+
+    #[test]
+    fn a_prompt_past_the_context_gives_max_input_plus_one_ids_from_a_prefix() {
+        let c = Counting(Default::default());
+        let text = "word ".repeat(1_000_000);
+        let ids = encode_within(&c, &text, false, 100).unwrap();
+        assert_eq!(ids.len(), 101);
+        assert_eq!(ids, IdText.encode(&text[..505], false).unwrap()[..101]);
+        let read: usize = c.0.lock().unwrap().iter().sum();
+        assert!(read <= 4096, "read {read} bytes");
+    }
+
+    #[test]
+    fn long_tokens_make_the_prefix_grow_until_it_decides() {
+        // Each "token" is 999 bytes: the first prefixes hold too few tokens.
+        let c = Counting(Default::default());
+        let word = "x".repeat(999);
+        let text = format!("{word} ").repeat(2000);
+        let ids = encode_within(&c, &text, false, 100).unwrap();
+        assert_eq!(ids.len(), 101);
+        assert!(c.0.lock().unwrap().len() > 1);
+        // Exactly at the limit: whole text, all tokens.
+        let text = format!("{word} ").repeat(100);
+        assert_eq!(encode_within(&c, &text, false, 100).unwrap().len(), 100);
     }
 }

@@ -9,6 +9,21 @@ use minijinja::{Environment, Error as JError, ErrorKind};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Template instructions one render may execute (minijinja fuel). A real chat template spends
+/// a few dozen per message, so this leaves room for conversations of over 100 000 messages
+/// while a loop such as `range(100000)` nested twice stops after about 0.5 s of CPU.
+pub const TEMPLATE_FUEL: u64 = 10_000_000;
+
+/// Bytes a render may produce: the prompt text, and separately everything `{{ … }}`
+/// expressions print (captured blocks and macro bodies included). 32 MiB of text is millions
+/// of tokens, far past any context, so no prompt that could be served is refused by it.
+pub const TEMPLATE_OUTPUT_LIMIT_BYTES: usize = 32 << 20;
+
+/// Nesting depth of macro calls, includes and recursive loops in a render.
+pub const TEMPLATE_RECURSION_LIMIT: usize = 100;
 
 /// How to render a chat (the chat-completion request's template fields).
 #[derive(Clone, Debug, PartialEq)]
@@ -363,7 +378,8 @@ pub(crate) fn render(
         }
     }
 
-    let env = environment();
+    let printed = Arc::new(AtomicUsize::new(0));
+    let env = environment(printed);
     let tmpl = env
         .template_from_str(template)
         .map_err(|e| TextError::Template(describe(&e)))?;
@@ -385,9 +401,14 @@ pub(crate) fn render(
         "add_generation_prompt".into(),
         Value::Bool(opts.add_generation_prompt),
     );
-    let mut rendered = tmpl
-        .render(JValue::from_serialize(&ctx))
-        .map_err(|e| TextError::Template(describe(&e)))?;
+    let mut out = CappedWriter {
+        buf: Vec::new(),
+        limit: TEMPLATE_OUTPUT_LIMIT_BYTES,
+    };
+    tmpl.render_captured_to(JValue::from_serialize(&ctx), &mut out)
+        .map_err(|e| render_error(&e))?;
+    let mut rendered = String::from_utf8(out.buf)
+        .map_err(|_| TextError::Template("the rendered prompt is not UTF-8".into()))?;
 
     if let Some(final_text) = final_text {
         let tag = CONTINUE_TAG.trim();
@@ -410,6 +431,50 @@ pub(crate) fn render(
     Ok(rendered)
 }
 
+/// The prompt text as it is rendered, refusing to grow past `limit` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.limit {
+            return Err(std::io::Error::other(output_limit_message()));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn output_limit_message() -> String {
+    format!("the chat template's output exceeds {TEMPLATE_OUTPUT_LIMIT_BYTES} bytes")
+}
+
+/// A failed render: a bound that was hit ([`TextError::TemplateLimit`]) or the template's own
+/// error.
+fn render_error(e: &JError) -> TextError {
+    let described = describe(e);
+    match e.kind() {
+        ErrorKind::OutOfFuel => TextError::TemplateLimit(format!(
+            "the chat template ran more than {TEMPLATE_FUEL} instructions"
+        )),
+        ErrorKind::InvalidOperation if described.contains("recursion limit exceeded") => {
+            TextError::TemplateLimit(format!(
+                "the chat template nests deeper than {TEMPLATE_RECURSION_LIMIT} levels"
+            ))
+        }
+        ErrorKind::WriteFailure if described.contains(&output_limit_message()) => {
+            TextError::TemplateLimit(output_limit_message())
+        }
+        _ => TextError::Template(described),
+    }
+}
+
 /// A minijinja error with its cause chain, as one line.
 fn describe(e: &JError) -> String {
     let mut s = e.to_string();
@@ -424,15 +489,19 @@ fn describe(e: &JError) -> String {
 
 /// The Jinja environment transformers compiles chat templates in: `trim_blocks`,
 /// `lstrip_blocks`, loop controls, its `tojson`, `raise_exception` and `strftime_now`, plus
-/// Python string/dict methods (`.strip()`, `.split()`, `.items()`, ...).
-fn environment() -> Environment<'static> {
+/// Python string/dict methods (`.strip()`, `.split()`, `.items()`, ...); bounded by
+/// [`TEMPLATE_FUEL`], [`TEMPLATE_RECURSION_LIMIT`] and, through `printed` (bytes printed by
+/// expressions so far), [`TEMPLATE_OUTPUT_LIMIT_BYTES`].
+fn environment(printed: Arc<AtomicUsize>) -> Environment<'static> {
     let mut env = Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(false);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", tojson);
-    env.set_formatter(python_formatter);
+    env.set_formatter(move |out, state, value| python_formatter(out, state, value, &printed));
     env.add_function("raise_exception", |msg: String| -> Result<JValue, JError> {
         Err(JError::new(ErrorKind::InvalidOperation, msg))
     });
@@ -444,20 +513,35 @@ fn environment() -> Environment<'static> {
 
 /// Jinja2 prints values with Python's `str()`: `None`, `True`/`False`, and containers as their
 /// `repr` (`['a', 1]`, `{'k': None}`); minijinja would print `none`, `true`, JSON-ish lists.
+/// Counts the bytes printed in `printed`, captured output included, and fails past
+/// [`TEMPLATE_OUTPUT_LIMIT_BYTES`].
 fn python_formatter(
     out: &mut minijinja::Output,
     state: &minijinja::State,
     value: &JValue,
+    printed: &AtomicUsize,
 ) -> Result<(), JError> {
     use minijinja::value::ValueKind;
+    let charge = |len: usize| {
+        if printed.fetch_add(len, Ordering::Relaxed) + len > TEMPLATE_OUTPUT_LIMIT_BYTES {
+            Err(JError::new(ErrorKind::WriteFailure, output_limit_message()))
+        } else {
+            Ok(())
+        }
+    };
     match value.kind() {
         ValueKind::None | ValueKind::Bool | ValueKind::Seq | ValueKind::Map => {
             let mut s = String::new();
             py_repr(&mut s, value, true);
+            charge(s.len())?;
             out.write_str(&s)
                 .map_err(|e| JError::new(ErrorKind::WriteFailure, e.to_string()))
         }
-        _ => minijinja::escape_formatter(out, state, value),
+        _ => {
+            // Strings are charged their length; numbers and the like are a few bytes.
+            charge(value.as_str().map_or(24, str::len))?;
+            minijinja::escape_formatter(out, state, value)
+        }
     }
 }
 

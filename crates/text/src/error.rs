@@ -42,6 +42,11 @@ pub enum TextError {
     /// The chat template failed to compile or render (including `raise_exception`).
     #[error("chat template error: {0}")]
     Template(String),
+    /// Rendering the chat template went past one of the bounds every render runs under
+    /// ([`crate::TEMPLATE_FUEL`], [`crate::TEMPLATE_OUTPUT_LIMIT_BYTES`],
+    /// [`crate::TEMPLATE_RECURSION_LIMIT`]).
+    #[error("chat template rendering stopped: {0}")]
+    TemplateLimit(String),
     /// Synthetic-token settings that cannot produce tokens (a bad length distribution, a
     /// vocabulary without plain-word tokens).
     #[error("invalid sampler settings: {0}")]

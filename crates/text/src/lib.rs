@@ -19,7 +19,9 @@ mod pyjson;
 mod sampler;
 mod strftime;
 
-pub use chat::ChatTemplateOptions;
+pub use chat::{
+    ChatTemplateOptions, TEMPLATE_FUEL, TEMPLATE_OUTPUT_LIMIT_BYTES, TEMPLATE_RECURSION_LIMIT,
+};
 pub use detok::{DetokenizeOptions, DetokenizeStep, IncrementalDetokenizer};
 pub use error::TextError;
 pub use files::TokenizerSource;

@@ -1,0 +1,249 @@
+//! Requests that used to kill, freeze or starve the server: request chat templates (refused
+//! unless trusted; bounded when trusted), huge prompts (tokenized off the async workers, only as
+//! far as the context needs), and `/health` once the engine thread is gone.
+
+mod common;
+
+use common::{while_polling_health, Setup, TestServer, MAX_MODEL_LEN, MODEL};
+use llm_emu_core::latency::parse_latency_spec_with;
+use llm_emu_core::sampler::HashSampler;
+use llm_emu_core::sizing::ModelShape;
+use llm_emu_core::{Engine, EngineConfig};
+use llm_emu_serve::engine_loop::EngineThread;
+use llm_emu_serve::metrics::EngineMetrics;
+use llm_emu_serve::state::AppState;
+use llm_emu_serve::text::IdText;
+use llm_emu_serve::thread_priority::PriorityRequest;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How fast `/health` must answer while a hostile request is served. Generous for a busy
+/// 2-core machine: before these protections it took 56 s (two 20 MB prompts) or never
+/// answered (a looping template).
+const HEALTH_BOUND: Duration = Duration::from_secs(2);
+
+const UNTRUSTED: &str = "Chat template is passed with request, but \
+     --trust-request-chat-template is not set. Refused request with untrusted chat template.";
+
+fn chat(template: &str) -> Value {
+    json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "chat_template": template,
+        "max_tokens": 5,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_chat_templates_are_refused_unless_trusted() {
+    let s = TestServer::start(Setup::default());
+    let tpl = "{% for m in messages %}{{ m.content }}{% endfor %}";
+    let with_kwargs = json!({
+        "messages": [{"role": "user", "content": "hi"}],
+        "chat_template_kwargs": {"chat_template": tpl},
+    });
+    let tokenize = json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "chat_template": tpl,
+    });
+    for (path, body) in [
+        ("/v1/chat/completions", chat(tpl)),
+        ("/v1/chat/completions", with_kwargs),
+        ("/tokenize", tokenize),
+    ] {
+        let (st, v) = s.json(path, body).await;
+        assert_eq!(st, 400, "{path}: {v}");
+        assert_eq!(v["error"]["message"], UNTRUSTED, "{path}");
+        assert_eq!(v["error"]["type"], "BadRequestError");
+    }
+    // Without a template the same requests are served; a null kwarg is no template.
+    let (st, v) = s
+        .json(
+            "/v1/chat/completions",
+            json!({
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 3,
+                "chat_template_kwargs": {"chat_template": null},
+            }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_template_bombs_get_a_400_and_the_server_stays_up() {
+    let s = TestServer::start(Setup {
+        real_tokenizer: true,
+        trust_request_chat_template: true,
+        ..Setup::default()
+    });
+    // What took the server from 84 MB to an abort in 2 s, and what froze it.
+    let output_bomb = "{% for i in range(100000) %}{% for j in range(100000) %}\
+                       {{ 'x' * 10000000 }}{% endfor %}{% endfor %}";
+    let cpu_loop = "{% for i in range(100000) %}{% for j in range(100000) %}\
+                    {% endfor %}{% endfor %}";
+    // The same output, captured instead of printed.
+    let captured_bomb = "{% set s %}{% for i in range(100000) %}{{ 'x' * 10000000 }}\
+                         {% endfor %}{% endset %}{{ s|length }}";
+    let recursion = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+    let cases = [
+        (output_bomb, "output exceeds 33554432 bytes"),
+        (cpu_loop, "ran more than 10000000 instructions"),
+        (captured_bomb, "output exceeds 33554432 bytes"),
+        (recursion, "nests deeper than 100 levels"),
+    ];
+    for (tpl, expected) in cases {
+        for path in ["/v1/chat/completions", "/tokenize"] {
+            let ((st, v), worst, polls) =
+                while_polling_health(s.addr, HEALTH_BOUND, s.json(path, chat(tpl))).await;
+            assert_eq!(st, 400, "{path} {tpl}: {v}");
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                msg.contains("chat template rendering stopped") && msg.contains(expected),
+                "{path} {tpl}: {msg}"
+            );
+            eprintln!("{path} {expected}: /health worst {worst:?} over {polls} polls");
+        }
+    }
+    // A trusted template that stays within the bounds renders as before.
+    let (st, v) = s
+        .json(
+            "/tokenize",
+            json!({
+                "messages": [{"role": "user", "content": "hi"}],
+                "chat_template": "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}",
+            }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["count"].as_u64().unwrap() > 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_20_mb_prompts_do_not_stall_health() {
+    let s = TestServer::start(Setup {
+        real_tokenizer: true,
+        ..Setup::default()
+    });
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(20_000_000 / 44);
+    let completion = serde_json::to_vec(&json!({"model": MODEL, "prompt": prompt})).unwrap();
+    let chat = serde_json::to_vec(&json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 96,
+    }))
+    .unwrap();
+    assert!(completion.len() > 20_000_000 && chat.len() > 20_000_000);
+    let both = async {
+        tokio::join!(
+            s.call("POST", "/v1/completions", completion),
+            s.call("POST", "/v1/chat/completions", chat),
+        )
+    };
+    let (((st1, b1), (st2, b2)), worst, polls) =
+        while_polling_health(s.addr, HEALTH_BOUND, both).await;
+    eprintln!("/health worst {worst:?} over {polls} polls during two 20 MB prompts");
+    // vLLM tokenizes with truncation at max_input + 1 and reports "at least" that many
+    // (completions' max_tokens defaults to 16).
+    let max_input = MAX_MODEL_LEN;
+    assert_eq!(st1, 400, "{b1}");
+    assert!(
+        b1.contains(&format!(
+            "you requested 16 output tokens and your prompt contains at least {} input tokens",
+            max_input - 16 + 1
+        )),
+        "{b1}"
+    );
+    assert_eq!(st2, 400, "{b2}");
+    assert!(
+        b2.contains(&format!(
+            "you requested 96 output tokens and your prompt contains at least {} input tokens",
+            max_input - 96 + 1
+        )),
+        "{b2}"
+    );
+    // A prompt that fits is still counted exactly, as /tokenize (which has no limit) counts it.
+    let fits = "the quick brown fox ".repeat(500);
+    let (st, v) = s
+        .json("/v1/completions", json!({"prompt": fits, "max_tokens": 2}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, counted) = s.json("/tokenize", json!({"prompt": fits})).await;
+    assert!(counted["count"].as_u64().unwrap() > 2000, "{counted}");
+    assert_eq!(v["usage"]["prompt_tokens"], counted["count"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_once_the_engine_thread_is_gone() {
+    let latency = parse_latency_spec_with(
+        "linear:base_us=1000,per_token_us=1",
+        &ModelShape::llama_3_1_8b(),
+    )
+    .unwrap();
+    let engine = Engine::new(
+        EngineConfig::with_defaults(2000, MAX_MODEL_LEN),
+        latency,
+        Box::new(HashSampler::default()),
+    )
+    .unwrap();
+    let metrics = Arc::new(EngineMetrics::new(MODEL, MAX_MODEL_LEN));
+    let thread = EngineThread::spawn(engine, metrics, PriorityRequest::Normal).unwrap();
+    let state = Arc::new(AppState::new(
+        thread.handle.clone(),
+        Arc::new(IdText),
+        vec![MODEL.into()],
+        MODEL.into(),
+        MAX_MODEL_LEN,
+        vec![],
+    ));
+    let app = llm_emu_serve::routes::router(state, 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    assert_eq!(common::call(addr, "GET", "/health", vec![]).await.0, 200);
+    // The engine thread ends (as if it had died); the HTTP side keeps running.
+    tokio::task::spawn_blocking(move || thread.shutdown())
+        .await
+        .unwrap();
+    let (status, body) = common::call(addr, "GET", "/health", vec![]).await;
+    assert_eq!(status, 503);
+    assert_eq!(body, "", "vLLM's /health answers 503 with an empty body");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_times_n_past_the_limit_is_refused_before_any_work() {
+    let s = TestServer::start(Setup::default());
+    let prompts: Vec<String> = (0..3).map(|i| format!("prompt {i}")).collect();
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": prompts, "n": 2048, "max_tokens": 1}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "The request asks for 6144 completions (3 prompts with n=2048); this server accepts \
+         at most 4096 per request. (parameter=n, value=2048)"
+    );
+    assert_eq!(v["error"]["param"], "n");
+    // An n outside vLLM's range keeps vLLM's own message.
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": prompts, "n": 2049, "max_tokens": 1}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("n must be at most 2048, got 2049."));
+    s.stop().await;
+}
