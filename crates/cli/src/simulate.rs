@@ -47,7 +47,8 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
         Some(p) => {
             let r = WorkloadReader::open(p, a.engine.seed)
-                .with_context(|| format!("opening workload {}", p.display()))?;
+                .with_context(|| format!("opening workload {}", p.display()))?
+                .with_max_model_len(cfg.max_model_len);
             (Box::new(r), None)
         }
         None => {
@@ -91,17 +92,20 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         records: None,
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
-    let mut result = llm_emu_sim::run(&mut engine, workload, &mut sinks, &mut progress)?;
+    let mut result = llm_emu_sim::run(&mut engine, workload, &mut sinks, &mut progress)
+        .context("reading the workload")?;
     bar.finish_and_clear();
     sinks
         .commit()
         .context("writing per-request/per-step files")?;
 
-    if result.failed > 0 {
-        eprintln!("warning: {} request(s) failed; first ones:", result.failed);
-        for f in &result.failure_samples {
-            eprintln!("  {f}");
-        }
+    report_failures(&result);
+    if result.completed == 0 {
+        bail!(
+            "nothing ran: no request completed ({} failed, {} of them unusable workload lines)",
+            result.failed,
+            result.skipped_lines
+        );
     }
     let latency_warnings = engine.latency_model().warnings();
     for w in &latency_warnings {
@@ -118,4 +122,18 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         print_table(&summary, &mut out)?;
     }
     Ok(())
+}
+
+/// Prints how many requests failed (and how many of those were unusable workload lines), with
+/// the first few reasons.
+pub fn report_failures(result: &llm_emu_sim::SimResult) {
+    if result.failed > 0 {
+        eprintln!(
+            "warning: {} request(s) failed ({} unusable workload line(s) skipped); first ones:",
+            result.failed, result.skipped_lines
+        );
+        for f in &result.failure_samples {
+            eprintln!("  {f}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `llm-emu validate`: replays a real vLLM run's workload and prints emulated vs. real latencies.
 
 use crate::engine_args::{EngineArgs, EngineDefaults};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use llm_emu_sim::report::write_atomic;
 use llm_emu_sim::validate::{
@@ -63,17 +63,22 @@ pub fn run(mut a: ValidateArgs) -> Result<()> {
     let cfg = a.engine.engine_config(&shape, &defaults)?;
     let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
     let reader = WorkloadReader::open(&a.workload, a.engine.seed)
-        .with_context(|| format!("opening workload {}", a.workload.display()))?;
+        .with_context(|| format!("opening workload {}", a.workload.display()))?
+        .with_max_model_len(cfg.max_model_len);
     let mut sinks = Sinks {
         records: Some(Vec::new()),
         ..Default::default()
     };
-    let result = llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})?;
+    let result = llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})
+        .context("reading the workload")?;
     let records = sinks.records.take().unwrap_or_default();
-    if result.failed > 0 {
-        eprintln!(
-            "warning: {} emulated request(s) failed: {:?}",
-            result.failed, result.failure_samples
+    crate::simulate::report_failures(&result);
+    if result.completed == 0 {
+        bail!(
+            "nothing ran: no emulated request completed ({} failed, {} of them unusable workload \
+             lines)",
+            result.failed,
+            result.skipped_lines
         );
     }
     for w in engine.latency_model().warnings() {

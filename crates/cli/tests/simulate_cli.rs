@@ -189,7 +189,10 @@ fn malformed_lines_and_impossible_requests_fail_alone() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("4 request(s) failed"), "{err}");
     assert!(err.contains("w.jsonl:2"), "{err}");
-    assert!(err.contains("maximum context length is 4096"), "{err}");
+    assert!(
+        err.contains("w.jsonl:3: The decoder prompt (length 5000) is longer than the maximum model length of 4096"),
+        "{err}"
+    );
     let s: Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("s.json")).unwrap()).unwrap();
     assert_eq!(s["completed"], 2);

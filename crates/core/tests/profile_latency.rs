@@ -320,6 +320,69 @@ fn malformed_profiles_are_located_errors() {
 }
 
 #[test]
+fn garbage_meta_duplicate_rows_and_zero_times_are_refused() {
+    // A meta.yaml that is not YAML at all (it used to be read as a profile without fields).
+    let s = err(
+        "garbage-meta",
+        "meta.yaml",
+        "\u{7f}ELF\u{2}\u{1}\u{1} binary junk\nmore junk\n",
+    );
+    assert!(
+        s.contains("meta.yaml: line 1") && s.contains("control character"),
+        "{s}"
+    );
+    let s = err(
+        "prose-meta",
+        "meta.yaml",
+        "model: x\nthis is prose, not a field\n",
+    );
+    assert!(
+        s.contains("meta.yaml: line 2") && s.contains("expected `key: value`"),
+        "{s}"
+    );
+    let s = err("dup-meta", "meta.yaml", "model: x\nmodel: y\n");
+    assert!(
+        s.contains("line 2") && s.contains("defined twice (first on line 1)"),
+        "{s}"
+    );
+    // The same grid point twice (the second used to win silently).
+    let s = err(
+        "dup-seq",
+        "tp1/per_sequence.csv",
+        "layer,sequences,time_us\nlm_head,1,10\nsampler,1,5\nlm_head,1,12\n",
+    );
+    assert!(
+        s.contains("per_sequence.csv: line 4") && s.contains("repeats line 2"),
+        "{s}"
+    );
+    let s = err(
+        "dup-attn",
+        "tp1/attention.csv",
+        "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,3\n0,0,1,16,3\n",
+    );
+    assert!(
+        s.contains("attention.csv: line 3") && s.contains("repeats line 2"),
+        "{s}"
+    );
+    // Zero times (used to become 1 ns each: free steps).
+    let s = err(
+        "zero-seq",
+        "tp1/per_sequence.csv",
+        "layer,sequences,time_us\nlm_head,1,0\nsampler,1,0.0\n",
+    );
+    assert!(
+        s.contains("line 2") && s.contains("column 3") && s.contains("zero"),
+        "{s}"
+    );
+    let s = err(
+        "zero-attn",
+        "tp1/attention.csv",
+        "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,0\n",
+    );
+    assert!(s.contains("line 2") && s.contains("zero"), "{s}");
+}
+
+#[test]
 fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     // A TP2 profile made of the TP1 tables: only the all-reduce term differs.
     let Some(src) = profile_dir() else { return };

@@ -8,7 +8,7 @@
 
 use crate::metrics::LatencyStats;
 use crate::report::AtomicFile;
-use crate::workload::{LineError, WorkloadItem};
+use crate::workload::{LineError, LineErrorKind, WorkloadItem};
 use llm_emu_core::engine::{EngineObserver, StepRecord};
 use llm_emu_core::request::RequestStatus;
 use llm_emu_core::sched::RequestUpdate;
@@ -74,7 +74,10 @@ impl Sinks {
 #[derive(Default)]
 pub struct SimResult {
     pub completed: usize,
+    /// Requests refused or aborted, workload lines skipped included.
     pub failed: usize,
+    /// Workload lines skipped as unusable (each also counted in `failed`).
+    pub skipped_lines: usize,
     /// The first few failures, for the report.
     pub failure_samples: Vec<String>,
     pub total_input_tokens: u64,
@@ -89,6 +92,8 @@ struct Collector<'a> {
     result: SimResult,
     sinks: &'a mut Sinks,
     io_error: Option<std::io::Error>,
+    /// The workload stopped being readable: the run ends with this error.
+    unreadable: Option<LineError>,
 }
 
 impl Collector<'_> {
@@ -246,7 +251,8 @@ fn write_json_line(w: &mut impl Write, value: &impl Serialize) -> std::io::Resul
     w.write_all(b"\n")
 }
 
-/// The next usable workload item; bad lines on the way are recorded as failed requests.
+/// The next usable workload item; bad lines on the way are recorded as failed requests named
+/// after their line. An unreadable input ends the workload (kept in `col.unreadable`).
 fn next_good_item(
     workload: &mut impl Iterator<Item = Result<WorkloadItem, LineError>>,
     col: &mut Collector<'_>,
@@ -254,14 +260,23 @@ fn next_good_item(
     for next in workload.by_ref() {
         match next {
             Ok(item) => return Some(item),
-            Err(e) => col.fail(format!("line-{}", e.line), Nanos::ZERO, 0, e.to_string()),
+            Err(e) if e.kind == LineErrorKind::Unreadable => {
+                col.unreadable = Some(e);
+                return None;
+            }
+            Err(e) => {
+                col.result.skipped_lines += 1;
+                col.fail(format!("line-{}", e.line), Nanos::ZERO, 0, e.to_string())
+            }
         }
     }
     None
 }
 
 /// Drives `engine` through `workload` to the end. `progress` is called with the number of
-/// requests done (completed + failed) every 1024 arrivals and at the end.
+/// requests done (completed + failed) every 1024 arrivals and at the end. A workload that
+/// stops being readable ([`LineErrorKind::Unreadable`]) is an error once the requests already
+/// read have run: the run did not see the whole workload.
 pub fn run(
     engine: &mut Engine,
     workload: impl Iterator<Item = Result<WorkloadItem, LineError>>,
@@ -272,6 +287,7 @@ pub fn run(
         result: SimResult::default(),
         sinks,
         io_error: None,
+        unreadable: None,
     };
     let mut workload = workload;
     let mut next = next_good_item(&mut workload, &mut col);
@@ -310,8 +326,11 @@ pub fn run(
     {
         s.flush()?;
     }
-    match col.io_error.take() {
-        Some(e) => Err(e),
+    if let Some(e) = col.io_error.take() {
+        return Err(e);
+    }
+    match col.unreadable.take() {
+        Some(e) => Err(std::io::Error::other(e)),
         None => Ok(col.result),
     }
 }

@@ -8,4 +8,4 @@ pub mod validate;
 pub mod workload;
 
 pub use driver::{run, RequestRecord, SimResult, Sinks};
-pub use workload::{LineError, WorkloadItem, WorkloadReader};
+pub use workload::{LineError, LineErrorKind, WorkloadItem, WorkloadReader};

@@ -88,6 +88,19 @@ pub enum ProfileError {
         key: String,
         reason: String,
     },
+    #[error("{path}: line {line}: {reason}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: line {line}: {what} repeats line {first}: each grid point is measured once")]
+    DuplicateRow {
+        path: PathBuf,
+        line: usize,
+        first: usize,
+        what: String,
+    },
     #[error("tensor-parallel degree must be at least 1")]
     BadTp,
 }
@@ -409,10 +422,11 @@ impl ProfileLatency {
 }
 
 /// Reads a `layer,<key>,time_us` CSV into one table per layer, remembering each layer's first
-/// line for error messages.
+/// line for error messages. A `(layer, key)` pair given twice is refused.
 fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>, ProfileError> {
     let csv = Csv::read(path, &["layer", key, "time_us"])?;
     let mut pairs: BTreeMap<String, (usize, Vec<(u64, f64)>)> = BTreeMap::new();
+    let mut seen = std::collections::HashMap::new();
     for row in &csv.rows {
         let k = csv.uint(row, 1)?;
         let ns = csv.time_ns(row, 2)?;
@@ -420,6 +434,9 @@ fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>,
         if name.is_empty() {
             return Err(csv.label_error(row, 0, "an empty layer name"));
         }
+        csv.once(&mut seen, (name.clone(), k), row, || {
+            format!("layer `{name}` at {key} {k}")
+        })?;
         pairs
             .entry(name)
             .or_insert_with(|| (row.line, Vec::new()))

@@ -71,15 +71,19 @@ impl AttentionTable {
                 "time_us",
             ],
         )?;
-        // (pc, nd) -> kp -> kd -> ns; last duplicate wins.
+        // (pc, nd) -> kp -> kd -> ns; a grid point given twice is refused.
         type Grid = BTreeMap<(u64, u64), BTreeMap<u64, BTreeMap<u64, f64>>>;
         let mut grid: Grid = BTreeMap::new();
+        let mut seen = std::collections::HashMap::new();
         for row in &csv.rows {
             let pc = csv.uint(row, 0)?;
             let kp = csv.uint(row, 1)?;
             let nd = csv.uint(row, 2)?;
             let kd = csv.uint(row, 3)?;
             let ns = csv.time_ns(row, 4)?;
+            csv.once(&mut seen, (pc, kp, nd, kd), row, || {
+                format!("grid point (prefill_chunk {pc}, kv_prefill {kp}, n_decode {nd}, kv_decode {kd})")
+            })?;
             grid.entry((pc, nd))
                 .or_default()
                 .entry(kp)

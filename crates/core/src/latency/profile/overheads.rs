@@ -69,7 +69,7 @@ impl Overheads {
             {
                 for (name, text) in BUILTIN_CALIBRATIONS {
                     let cal_path = Path::new(name).join(OVERHEADS_FILE);
-                    let cal = Meta::parse(&cal_path, text);
+                    let cal = Meta::parse(&cal_path, text)?;
                     let same = IDENTITY.iter().all(|(mk, ck)| {
                         matches!((profile_meta.get(mk), cal.get(ck)), (Some(a), Some(b)) if a == b)
                     });
@@ -89,7 +89,7 @@ impl Overheads {
 
     fn parse(path: &Path, text: &str, source: String) -> Result<Overheads, ProfileError> {
         let path = path.to_path_buf();
-        let meta = Meta::parse(&path, text);
+        let meta = Meta::parse(&path, text)?;
         let num = |key: &str| -> Result<Option<f64>, ProfileError> {
             meta.fields
                 .get(key)
@@ -176,7 +176,7 @@ mod tests {
     fn reads_validates_and_defaults() {
         let dir = std::env::temp_dir().join(format!("llm-emu-overheads-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let no_meta = Meta::parse(Path::new("meta.yaml"), "");
+        let no_meta = Meta::parse(Path::new("meta.yaml"), "x: 1\n").unwrap();
         assert_eq!(
             Overheads::load(&dir, &no_meta).unwrap(),
             Overheads::default()
@@ -185,14 +185,16 @@ mod tests {
         let known = Meta::parse(
             Path::new("meta.yaml"),
             "vllm_version: 0.19.0\nhardware: RTXPRO6000\nprofiled_at: '2026-04-24T12:44:27+00:00'\nmodel: meta-llama/Llama-3.1-8B\n",
-        );
+        )
+        .unwrap();
         let cal = Overheads::load(&dir, &known).unwrap();
         assert!(cal.step_overhead_us > 0.0);
         assert!(cal.source.unwrap().contains("built-in calibration"));
         let other = Meta::parse(
             Path::new("meta.yaml"),
             "vllm_version: 0.19.0\nhardware: H100\nprofiled_at: '2026-04-24T12:44:27+00:00'\nmodel: meta-llama/Llama-3.1-8B\n",
-        );
+        )
+        .unwrap();
         assert_eq!(Overheads::load(&dir, &other).unwrap(), Overheads::default());
         write(
             &dir,

@@ -16,21 +16,59 @@ pub(crate) struct Meta {
 impl Meta {
     pub fn read(path: &Path) -> Result<Meta, ProfileError> {
         let text = super::tables::read_text(path)?;
-        Ok(Meta::parse(path, &text))
+        Meta::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Meta {
-        let mut fields = BTreeMap::new();
+    /// Parses the subset of YAML profiles use: `key: value` and `key:` lines nested by
+    /// indentation (spaces), `- item` lines (skipped), `#` comments. Anything else is refused
+    /// with its line — a garbage file is never read as an empty profile: no control characters,
+    /// no tab indentation, no line without `key:`, no key defined twice, at least one key.
+    pub fn parse(path: &Path, text: &str) -> Result<Meta, ProfileError> {
+        let syntax = |line: usize, reason: String| ProfileError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
+        let mut fields: BTreeMap<String, (usize, String)> = BTreeMap::new();
         let mut stack: Vec<(usize, String)> = Vec::new();
+        // Every key seen (scalar or block) → its line, to refuse a second definition.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, raw) in text.lines().enumerate() {
+            let line_no = i + 1;
+            if let Some(c) = raw.chars().find(|c| c.is_control() && *c != '\t') {
+                return Err(syntax(
+                    line_no,
+                    format!("control character U+{:04X}: not a YAML text file", c as u32),
+                ));
+            }
             let line = raw.trim_end();
-            let body = line.trim_start();
-            if body.is_empty() || body.starts_with('#') || body.starts_with('-') {
+            let body = line.trim_start_matches([' ', '\t']);
+            if body.is_empty() || body.starts_with('#') {
                 continue;
             }
-            let indent = line.len() - body.len();
-            let Some((key, value)) = body.split_once(':') else {
+            let indent_text = &line[..line.len() - body.len()];
+            if indent_text.contains('\t') {
+                return Err(syntax(
+                    line_no,
+                    "tab in indentation (YAML indents with spaces)".into(),
+                ));
+            }
+            if body == "-" || body.starts_with("- ") {
                 continue;
+            }
+            let indent = indent_text.len();
+            let parsed = body.split_once(':').filter(|(k, v)| {
+                !k.trim().is_empty() && (v.is_empty() || v.starts_with([' ', '\t']))
+            });
+            let Some((key, value)) = parsed else {
+                let shown: String = body.chars().take(40).collect();
+                return Err(syntax(
+                    line_no,
+                    format!(
+                        "expected `key: value`, `key:`, `- item` or `# comment`, found `{shown}`"
+                    ),
+                ));
             };
             while stack.last().is_some_and(|(d, _)| *d >= indent) {
                 stack.pop();
@@ -40,16 +78,28 @@ impl Meta {
             let mut full: Vec<&str> = stack.iter().map(|(_, k)| k.as_str()).collect();
             full.push(&key);
             let full = full.join(".");
+            if let Some(first) = seen.insert(full.clone(), line_no) {
+                return Err(syntax(
+                    line_no,
+                    format!("`{full}` is defined twice (first on line {first})"),
+                ));
+            }
             if value.is_empty() {
                 stack.push((indent, key));
             } else {
-                fields.insert(full, (i + 1, unquote(value)));
+                fields.insert(full, (line_no, unquote(value)));
             }
         }
-        Meta {
+        if fields.is_empty() {
+            return Err(syntax(
+                text.lines().count().max(1),
+                "no `key: value` field at all".into(),
+            ));
+        }
+        Ok(Meta {
             path: path.to_path_buf(),
             fields,
-        }
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -229,6 +279,7 @@ impl SkewFit {
                     "n_samples",
                 ],
             )?;
+            let mut seen = HashMap::new();
             for row in &csv.rows {
                 let pc = csv.uint(row, 0)?;
                 let mut idx = [0u8; 4];
@@ -239,6 +290,9 @@ impl SkewFit {
                 }
                 let alpha = csv.num(row, 5, true)?;
                 csv.uint(row, 6)?;
+                csv.once(&mut seen, (pc, idx), row, || {
+                    format!("bucket (pc {pc}, {})", row.fields[1..5].join(", "))
+                })?;
                 buckets.insert((pc, idx[0], idx[1], idx[2], idx[3]), alpha);
             }
         }
@@ -307,7 +361,8 @@ mod tests {
             "a: 1\nskew_fit:\n  enabled: true\n  bucket_axes:\n    n_bins: [0, 2, 1000]\n    \
              n_labels: [n<=2, n>2]\n  per_tp:\n    1:\n      alpha_default: 0.05\n    2:\n      \
              alpha_default: '0.07'\nb: x\n",
-        );
+        )
+        .unwrap();
         assert_eq!(m.get("a"), Some("1"));
         assert_eq!(m.get("b"), Some("x"));
         assert_eq!(m.get("skew_fit.per_tp.2.alpha_default"), Some("0.07"));
@@ -319,7 +374,7 @@ mod tests {
         assert_eq!(f.axes[0].index(3.0), 1);
         assert_eq!(f.axes[0].index(1e7), 1);
         // Disabled → alpha 0.
-        let off = Meta::parse(Path::new("m"), "skew_fit:\n  enabled: false\n");
+        let off = Meta::parse(Path::new("m"), "skew_fit:\n  enabled: false\n").unwrap();
         assert_eq!(
             SkewFit::load(&off, Path::new("."), 1)
                 .unwrap()
@@ -330,11 +385,46 @@ mod tests {
         let bad = Meta::parse(
             Path::new("m"),
             "skew_fit:\n  enabled: true\n  per_tp:\n    1:\n      alpha_default: zz\n",
-        );
+        )
+        .unwrap();
         let e = SkewFit::load(&bad, Path::new("."), 1)
             .err()
             .unwrap()
             .to_string();
         assert!(e.contains("line 5") && e.contains("alpha_default"), "{e}");
+    }
+
+    #[test]
+    fn garbage_meta_is_refused_with_its_line() {
+        let p = Path::new("meta.yaml");
+        let err = |text: &str| Meta::parse(p, text).err().unwrap().to_string();
+        let e = err("model: x\nthis is not yaml at all\n");
+        assert!(
+            e.starts_with("meta.yaml: line 2: expected `key: value`"),
+            "{e}"
+        );
+        let e = err("a: 1\nb:\n  c: 2\nb:\n  d: 3\n");
+        assert!(
+            e.contains("line 4") && e.contains("`b` is defined twice (first on line 2)"),
+            "{e}"
+        );
+        let e = err("a:\n  c: 2\n  c: 3\n");
+        assert!(
+            e.contains("line 3") && e.contains("`a.c` is defined twice"),
+            "{e}"
+        );
+        let e = err("a: 1\n\tb: 2\n");
+        assert!(e.contains("line 2") && e.contains("tab"), "{e}");
+        let e = err("a: 1\nb: \u{0}\u{1}\n");
+        assert!(
+            e.contains("line 2") && e.contains("control character"),
+            "{e}"
+        );
+        assert!(err("").contains("no `key: value` field"));
+        assert!(err("# only a comment\n\n").contains("no `key: value` field"));
+        assert!(err("a:b\n").contains("line 1"));
+        // A byte-order mark and `- item` lists are fine.
+        let m = Meta::parse(p, "\u{feff}a: 1\nl:\n  - x\n  - y\n").unwrap();
+        assert_eq!(m.get("a"), Some("1"));
     }
 }

@@ -112,10 +112,35 @@ impl Csv {
             .map_err(|_| self.field_error(row, col, "not a non-negative integer"))
     }
 
-    /// A time column in µs, stored as the peer stores it: whole nanoseconds, at least 1.
+    /// A time column in µs, stored as the peer stores it: whole nanoseconds, at least 1. Zero
+    /// is refused like a negative or NaN time: a measured operator takes time, and a zero row
+    /// is a failed or missing measurement that would make steps free.
     pub fn time_ns(&self, row: &CsvRow, col: usize) -> Result<f64, ProfileError> {
         let us = self.num(row, col, false)?;
+        if us == 0.0 {
+            return Err(self.field_error(row, col, "zero (a measured latency is positive)"));
+        }
         Ok((us * 1000.0).round().max(1.0))
+    }
+
+    /// Remembers `key` as read on `row`; a key already read is a [`ProfileError::DuplicateRow`]
+    /// naming both lines (`what` describes the key for the message).
+    pub fn once<K: std::hash::Hash + Eq>(
+        &self,
+        seen: &mut std::collections::HashMap<K, usize>,
+        key: K,
+        row: &CsvRow,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ProfileError> {
+        match seen.insert(key, row.line) {
+            Some(first) => Err(ProfileError::DuplicateRow {
+                path: self.path.clone(),
+                line: row.line,
+                first,
+                what: what(),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn label_error(&self, row: &CsvRow, col: usize, reason: &str) -> ProfileError {
