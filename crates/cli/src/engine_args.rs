@@ -370,10 +370,10 @@ fn engine_config_impl(
         }
     };
     let enforce_eager = switch(a.enforce_eager, a.no_enforce_eager, d.enforce_eager, false);
-    // Recorded capture sizes replace vLLM's rule unless the command line says how to run.
+    // Recorded capture sizes replace vLLM's rule unless the engine runs eagerly.
     let cudagraph_capture_sizes =
         match &d.cudagraph_capture_sizes {
-            Some(rec) if !(a.enforce_eager || a.no_enforce_eager) && !enforce_eager => {
+            Some(rec) if !enforce_eager => {
                 let derived = CudaGraphSizes::for_engine(seqs, tokens, false);
                 let rec = CudaGraphSizes::from_sizes(rec.clone());
                 if rec.sizes() != derived.sizes() {

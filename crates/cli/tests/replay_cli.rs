@@ -258,10 +258,13 @@ fn a_tp2_run_prices_all_reduces_with_its_cluster_link() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A change to a fixture's meta.json.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn bad_records_are_clear_errors() {
     let dir = scratch("bad");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "unknown GPU",
             Box::new(|m| m["hardware"]["device_name"] = json!("NVIDIA Quantum Q1")),

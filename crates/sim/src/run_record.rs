@@ -1333,7 +1333,7 @@ mod tests {
         );
         assert_eq!(f.max_model_len.as_ref().unwrap().value, 131072);
         assert_eq!(f.num_gpu_blocks.as_ref().unwrap().value, 100);
-        assert_eq!(f.async_scheduling.as_ref().unwrap().value, false);
+        assert!(!f.async_scheduling.as_ref().unwrap().value);
         assert_eq!(
             f.cudagraph_capture_sizes.as_ref().unwrap().value,
             vec![1, 2, 4]
