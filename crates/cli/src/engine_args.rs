@@ -360,7 +360,14 @@ fn engine_config_impl(
                 Some(t) if t.starts_with("fp8") => 0.5,
                 _ => 1.0,
             };
-            check_recorded_blocks(shape, &budget, n, d.num_gpu_blocks_source.as_deref(), ratio)?;
+            check_recorded_blocks(
+                shape,
+                &budget,
+                n,
+                d.num_gpu_blocks_source.as_deref(),
+                ratio,
+                max_model_len,
+            )?;
             n
         }
         (None, None) => {
@@ -432,14 +439,15 @@ fn describe_sizes(sizes: &[usize]) -> String {
 
 /// A recorded KV block count must fit the GPU the run recorded: `n` blocks of this model's
 /// page size against the memory left after the weights at the recorded utilization (activations
-/// not counted, so the bound is lenient). Prints one line when sizing the GPU would give
-/// another count.
+/// not counted, so the bound is lenient); and it must hold one request of `max_model_len`, or
+/// vLLM would not have started. Prints one line when sizing the GPU would give another count.
 fn check_recorded_blocks(
     shape: &ModelShape,
     budget: &GpuBudget,
     n: u32,
     source: Option<&str>,
     kv_bytes_ratio: f64,
+    max_model_len: usize,
 ) -> Result<()> {
     const GIB: f64 = (1u64 << 30) as f64;
     let tp = budget.tensor_parallel_size.max(1);
@@ -461,6 +469,12 @@ fn check_recorded_blocks(
             budget.gpu_memory_utilization,
             weights / GIB,
             room.max(0.0) / GIB
+        );
+    }
+    if let Err(e) = check_max_model_len(shape, budget, n, max_model_len as u64) {
+        bail!(
+            "contradicting facts: {source} = {n} KV blocks, but vLLM would not have started \
+             with max_model_len {max_model_len}: {e}"
         );
     }
     match num_gpu_blocks(shape, budget) {

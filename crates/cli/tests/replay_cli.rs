@@ -297,6 +297,15 @@ fn bad_records_are_clear_errors() {
             "contradicting facts: meta.json kv_cache.num_gpu_blocks = 36147 KV blocks",
         ),
         (
+            "too few blocks for max_model_len",
+            Box::new(|m| {
+                m["kv_cache"]["num_gpu_blocks"] = json!(100);
+                m["kv_cache"]["num_kv_tokens"] = json!(1600);
+            }),
+            "contradicting facts: meta.json kv_cache.num_gpu_blocks = 100 KV blocks, but vLLM \
+             would not have started with max_model_len 8192",
+        ),
+        (
             "tokens not blocks × block size",
             Box::new(|m| m["kv_cache"]["num_kv_tokens"] = json!(1000)),
             "contradicting facts: meta.json kv_cache.num_kv_tokens = 1000 is not 2588",
