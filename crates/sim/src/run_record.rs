@@ -1008,6 +1008,32 @@ impl RunRecord {
                     .into(),
             );
         }
+        // The weights' dtype and quantization come from the model's config.json; a run that
+        // overrode them is sized and priced as its checkpoint is.
+        let dtype: Option<Recorded<String>> = fact!(
+            "dtype",
+            OnDiffer::Note,
+            (
+                m("dtype"),
+                &model_cfg,
+                "resolved_config.model_config",
+                &["dtype"]
+            ),
+            (e("dtype"), &ek, "engine_kwargs", &["dtype"]),
+        );
+        if let Some(d) = dtype.filter(|d| d.value.contains("32")) {
+            r.notes.push(format!(
+                "{} = {}: 32-bit weights are not modelled (sized and priced as the checkpoint's \
+                 dtype)",
+                d.source, d.value
+            ));
+        }
+        if let Some(q) = get(&model_cfg, &["quantization"]) {
+            r.notes.push(format!(
+                "{} = {q}: quantization is taken from the model's config.json, not from the record",
+                m("quantization")
+            ));
+        }
         let model = fact!(
             "model",
             OnDiffer::Note,
