@@ -1034,17 +1034,19 @@ impl RunRecord {
                 m("quantization")
             ));
         }
+        // The name the run was asked for first: vLLM may resolve it to a local path that only
+        // exists on the machine that ran it.
         let model = fact!(
             "model",
             OnDiffer::Note,
+            (e("model"), &ek, "engine_kwargs", &["model"]),
+            ("meta.json model".to_string(), meta, "meta", &["model"]),
             (
                 m("model"),
                 &model_cfg,
                 "resolved_config.model_config",
                 &["model"]
             ),
-            (e("model"), &ek, "engine_kwargs", &["model"]),
-            ("meta.json model".to_string(), meta, "meta", &["model"]),
         );
 
         // Hardware.
