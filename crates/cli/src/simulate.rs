@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use llm_emu_sim::report::{print_table, summary_json, write_atomic, AtomicFile};
+use llm_emu_sim::run_record::RunRecord;
 use llm_emu_sim::synthetic::SyntheticWorkload;
 use llm_emu_sim::{Sinks, WorkloadItem, WorkloadReader};
 use std::io::IsTerminal;
@@ -25,6 +26,11 @@ pub struct SimulateArgs {
     request_rate: f64,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Configure the engine as a recorded vLLM run was (`RUN_DIR/vllm/meta.json` or
+    /// `RUN_DIR/meta.json`, and the cluster config beside it), as `validate` does; flags given
+    /// still win.
+    #[arg(long, value_name = "RUN_DIR")]
+    like: Option<PathBuf>,
     /// Write the summary (keys as `vllm bench serve`'s result JSON) to this file.
     #[arg(long)]
     output_json: Option<PathBuf>,
@@ -39,9 +45,13 @@ pub struct SimulateArgs {
     quiet: bool,
 }
 
-pub fn run(a: SimulateArgs) -> Result<()> {
+pub fn run(mut a: SimulateArgs) -> Result<()> {
+    let defaults = match &a.like {
+        Some(dir) => a.engine.replay(&RunRecord::load(dir)?)?,
+        None => EngineDefaults::default(),
+    };
     let shape = a.engine.model_shape()?;
-    let cfg = a.engine.engine_config(&shape, &EngineDefaults::default())?;
+    let cfg = a.engine.engine_config(&shape, &defaults)?;
     let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
 
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {

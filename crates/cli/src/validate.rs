@@ -1,6 +1,6 @@
 //! `llm-emu validate`: replays a real vLLM run's workload and prints emulated vs. real latencies.
 
-use crate::engine_args::{EngineArgs, EngineDefaults};
+use crate::engine_args::EngineArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use llm_emu_sim::report::write_atomic;
@@ -12,8 +12,11 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// Directory of the real run: `meta.json` (engine arguments) and `requests.jsonl`
-    /// (engine-side timestamps per request), as in `../shared/data/real-runs/<case>/vllm/`.
+    /// Directory of the real run: `meta.json` (engine arguments, KV cache, hardware, vLLM's
+    /// resolved config) and `requests.jsonl` (engine-side timestamps per request), as in
+    /// `../shared/data/real-runs/<case>/vllm/` (or the run folder holding `vllm/`); the cluster
+    /// config in the folder above (`config.json`) is read too. See docs/fidelity.md, "Replaying
+    /// a run as recorded".
     #[arg(long)]
     real: PathBuf,
     /// The workload the real run served (JSONL, same formats as `simulate --workload`).
@@ -33,32 +36,8 @@ pub struct ValidateArgs {
 
 pub fn run(mut a: ValidateArgs) -> Result<()> {
     let real = RealRun::load(&a.real)?;
-    a.engine
-        .default_tensor_parallel_size(real.engine.tensor_parallel_size);
-    a.engine
-        .default_model(real.engine.model.as_deref().or(real.model.as_deref()));
-    if !real.ignored_meta_keys.is_empty() {
-        eprintln!(
-            "note: meta.json keys not modelled (ignored): {}",
-            real.ignored_meta_keys.join(", ")
-        );
-    }
-    let rec = &real.engine;
-    let defaults = EngineDefaults {
-        max_num_seqs: rec.max_num_seqs,
-        max_num_batched_tokens: rec.max_num_batched_tokens,
-        max_model_len: rec.max_model_len,
-        tensor_parallel_size: rec.tensor_parallel_size,
-        num_gpu_blocks: rec.num_gpu_blocks,
-        block_size: rec.block_size,
-        gpu_memory_utilization: rec.gpu_memory_utilization,
-        enable_prefix_caching: rec.enable_prefix_caching,
-        enable_chunked_prefill: rec.enable_chunked_prefill,
-        long_prefill_token_threshold: rec.long_prefill_token_threshold,
-        scheduling_policy: rec.scheduling_policy.clone(),
-        async_scheduling: rec.async_scheduling,
-        enforce_eager: rec.enforce_eager,
-    };
+    // Every fact the run recorded becomes a default; flags given still win.
+    let defaults = a.engine.replay(&real.record)?;
     let shape = a.engine.model_shape()?;
     let cfg = a.engine.engine_config(&shape, &defaults)?;
     let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
@@ -90,13 +69,18 @@ pub fn run(mut a: ValidateArgs) -> Result<()> {
             a.real.display()
         )
     })?;
-    let m = comparison_json(
+    let mut m = comparison_json(
         &LatencySet::from_real(&real.requests),
         &LatencySet::from_sim(&records),
     );
+    // The emulated engine as configured, so a replay can be checked against the record.
+    m.insert(
+        "engine".into(),
+        a.engine.engine_json(&cfg, &latency_desc)?.into(),
+    );
     println!(
         "real: vLLM {} ({} requests); emulated: {latency_desc}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
-        real.vllm_version.as_deref().unwrap_or("?"),
+        real.record.facts.vllm_version.as_deref().unwrap_or("?"),
         real.requests.len(),
         cfg.max_num_seqs,
         cfg.max_num_batched_tokens,

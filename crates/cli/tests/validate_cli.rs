@@ -160,6 +160,8 @@ fn recorded_engine_arguments_are_used_and_unknown_ones_reported() {
         serde_json::from_str(&std::fs::read_to_string(case.join("vllm/meta.json")).unwrap())
             .unwrap();
     meta["engine_kwargs"]["num_gpu_blocks"] = 3000.into();
+    // 3000 blocks hold 48,000 tokens: vLLM starts only with a context length that fits.
+    meta["engine_kwargs"]["max_model_len"] = 32768.into();
     meta["engine_kwargs"]["enforce_eager"] = true.into();
     meta["engine_kwargs"]["swap_space"] = 4.into();
     std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();

@@ -53,6 +53,11 @@ pub struct EngineConfig {
     pub scheduler_reserve_full_isl: bool,
     /// No CUDA graphs (`--enforce-eager`): steps run unpadded. Off by default, as in vLLM.
     pub enforce_eager: bool,
+    /// The CUDA-graph batch sizes a real run captured (its `cudagraph_capture_sizes`), replacing
+    /// vLLM's rule ([`crate::cudagraph::CudaGraphSizes::for_engine`]); ignored with
+    /// `enforce_eager`. `None` = vLLM's rule.
+    #[serde(default)]
+    pub cudagraph_capture_sizes: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -78,6 +83,7 @@ impl EngineConfig {
             async_scheduling: true,
             scheduler_reserve_full_isl: true,
             enforce_eager: false,
+            cudagraph_capture_sizes: None,
         }
     }
 

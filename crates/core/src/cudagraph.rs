@@ -38,6 +38,15 @@ impl CudaGraphSizes {
         CudaGraphSizes { sizes }
     }
 
+    /// Sizes a run recorded (vLLM's `compilation_config.cudagraph_capture_sizes`), in any
+    /// order; zeros dropped. An empty list means no graphs.
+    pub fn from_sizes(mut sizes: Vec<usize>) -> CudaGraphSizes {
+        sizes.retain(|&s| s > 0);
+        sizes.sort_unstable();
+        sizes.dedup();
+        CudaGraphSizes { sizes }
+    }
+
     /// The captured sizes, ascending.
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
@@ -89,5 +98,10 @@ mod tests {
         assert_eq!(g.padded_tokens(2048), 2048);
         let eager = CudaGraphSizes::for_engine(128, 2048, true);
         assert_eq!(eager.padded_tokens(121), 121);
+        // Recorded sizes replace the rule: 5 pads to 16 with only [1, 16, 64] captured.
+        let rec = CudaGraphSizes::from_sizes(vec![64, 16, 1, 0, 16]);
+        assert_eq!(rec.sizes(), &[1, 16, 64]);
+        assert_eq!(rec.padded_tokens(5), 16);
+        assert_eq!(rec.padded_tokens(65), 65);
     }
 }

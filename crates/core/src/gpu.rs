@@ -303,6 +303,25 @@ mod tests {
     }
 
     #[test]
+    fn driver_device_names_resolve() {
+        // What `torch.cuda.get_device_name()` reports, as a run's meta.json records it.
+        for (driver, name) in [
+            ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+            (
+                "NVIDIA RTX PRO 6000 Blackwell Server Edition",
+                "rtx-pro-6000",
+            ),
+            ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
+            ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+            ("NVIDIA L40S", "l40s"),
+            ("NVIDIA H200", "h200"),
+            ("NVIDIA B200", "b200"),
+        ] {
+            assert_eq!(GpuSpec::lookup(driver).unwrap().name, name, "{driver}");
+        }
+    }
+
+    #[test]
     fn links() {
         let h = GpuSpec::lookup("h100-pcie").unwrap();
         assert!(h.uses_nvlink(2) && !h.uses_nvlink(4));

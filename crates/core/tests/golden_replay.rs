@@ -64,6 +64,7 @@ fn config_of(c: &Value) -> EngineConfig {
         async_scheduling: c["async_scheduling"].as_bool().unwrap(),
         scheduler_reserve_full_isl: c["scheduler_reserve_full_isl"].as_bool().unwrap_or(true),
         enforce_eager: false,
+        cudagraph_capture_sizes: None,
     }
 }
 

@@ -440,6 +440,7 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
         gpu: Some(llm_emu_core::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap()),
         tensor_parallel_size: Some(2),
         seed: 0,
+        tp_link: None,
     };
     let from_engine = llm_emu_core::latency::parse_latency_spec_on(
         &format!("profile:dir={},step_overhead_us=0", dir.display()),
@@ -449,5 +450,37 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     .unwrap();
     let d = from_engine.describe();
     assert!(d.contains("tp2") && d.contains("datasheet"), "{d}");
+    // A run's recorded link (its cluster config: 16 GB/s, 20 µs per hop) replaces the
+    // datasheet's; a link given in the spec still wins over it.
+    let recorded = llm_emu_core::latency::HardwareDefaults {
+        tp_link: Some(llm_emu_core::latency::RecordedTpLink {
+            gbps: 16.0,
+            hop_latency_us: 20.0,
+            source: "config.json".into(),
+        }),
+        ..hw.clone()
+    };
+    let mut from_run = llm_emu_core::latency::parse_latency_spec_on(
+        &format!("profile:dir={},step_overhead_us=0", dir.display()),
+        &shape,
+        &recorded,
+    )
+    .unwrap();
+    let d = from_run.describe();
+    assert!(d.contains("16 GB/s, 20.0 µs per hop (config.json)"), "{d}");
+    // 524288 B / 16 GB/s + 2 hops × 20 µs per all-reduce, 64 of them.
+    let want = base as f64 + 64.0 * (524_288.0 / 16.0 + 40_000.0);
+    let got = from_run.step_time(&batch).0 as f64;
+    assert!((got - want).abs() < 2.0, "{got} vs {want}");
+    let spec_wins = llm_emu_core::latency::parse_latency_spec_on(
+        &format!(
+            "profile:dir={},step_overhead_us=0,tp_link_gbps=50",
+            dir.display()
+        ),
+        &shape,
+        &recorded,
+    )
+    .unwrap();
+    assert!(spec_wins.describe().contains("at 50 GB/s"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

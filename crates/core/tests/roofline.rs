@@ -147,6 +147,7 @@ fn fp8_and_quantized_formats() {
             gpu: Some(h100),
             tensor_parallel_size: None,
             seed: 0,
+            tp_link: None,
         },
     )
     .unwrap();

@@ -3,6 +3,7 @@
 pub mod driver;
 pub mod metrics;
 pub mod report;
+pub mod run_record;
 pub mod synthetic;
 pub mod validate;
 pub mod workload;

@@ -8,6 +8,7 @@
 
 use crate::driver::RequestRecord;
 use crate::metrics::percentile;
+use crate::run_record::{RunRecord, RunRecordError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -17,6 +18,8 @@ use thiserror::Error;
 pub enum RealRunError {
     #[error("{path}: {msg}")]
     Bad { path: String, msg: String },
+    #[error(transparent)]
+    Record(#[from] RunRecordError),
 }
 
 fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
@@ -24,47 +27,6 @@ fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
         path: path.display().to_string(),
         msg: msg.into(),
     }
-}
-
-/// Engine arguments recorded with a real run (`meta.json`); absent values mean vLLM's defaults.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct RecordedEngineArgs {
-    pub model: Option<String>,
-    pub tensor_parallel_size: Option<u64>,
-    pub data_parallel_size: Option<u64>,
-    pub enable_expert_parallel: Option<bool>,
-    pub max_num_seqs: Option<usize>,
-    pub max_num_batched_tokens: Option<usize>,
-    pub max_model_len: Option<usize>,
-    pub dtype: Option<String>,
-    pub kv_cache_dtype: Option<String>,
-    pub seed: Option<u64>,
-    /// The KV block count (null block included); also read from `num_gpu_blocks_override` here
-    /// or a top-level `num_gpu_blocks` in `meta.json`.
-    #[serde(alias = "num_gpu_blocks_override")]
-    pub num_gpu_blocks: Option<u32>,
-    pub block_size: Option<usize>,
-    pub enable_prefix_caching: Option<bool>,
-    pub enable_chunked_prefill: Option<bool>,
-    pub gpu_memory_utilization: Option<f64>,
-    pub async_scheduling: Option<bool>,
-    pub enforce_eager: Option<bool>,
-    pub scheduling_policy: Option<String>,
-    pub long_prefill_token_threshold: Option<usize>,
-    /// Engine arguments this emulator does not model (reported, not fatal).
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Meta {
-    vllm_version: Option<String>,
-    model: Option<String>,
-    engine_kwargs: RecordedEngineArgs,
-    num_requests: Option<usize>,
-    num_gpu_blocks: Option<u32>,
-    #[serde(flatten)]
-    other: Map<String, Value>,
 }
 
 /// One request of a real run, engine-side monotonic seconds.
@@ -78,22 +40,20 @@ pub struct RealRequest {
 }
 
 pub struct RealRun {
-    pub vllm_version: Option<String>,
-    /// The served model (`meta.json`'s top-level `model`).
-    pub model: Option<String>,
-    pub engine: RecordedEngineArgs,
+    /// Everything the run recorded about its engine, GPU and cluster.
+    pub record: RunRecord,
     pub requests: Vec<RealRequest>,
-    /// Top-level `meta.json` keys this reader does not use (reported, not fatal).
-    pub ignored_meta_keys: Vec<String>,
 }
 
 impl RealRun {
-    /// Reads `meta.json` and `requests.jsonl` from a real run's directory.
+    /// Reads the run's record ([`RunRecord::load`]) and `requests.jsonl` beside its `meta.json`.
     pub fn load(dir: &Path) -> Result<RealRun, RealRunError> {
-        let mp = dir.join("meta.json");
-        let text = std::fs::read_to_string(&mp).map_err(|e| bad(&mp, e.to_string()))?;
-        let meta: Meta = serde_json::from_str(&text).map_err(|e| bad(&mp, e.to_string()))?;
-        let rp = dir.join("requests.jsonl");
+        let record = RunRecord::load(dir)?;
+        let rp = record
+            .meta_path
+            .parent()
+            .unwrap_or(dir)
+            .join("requests.jsonl");
         let text = std::fs::read_to_string(&rp).map_err(|e| bad(&rp, e.to_string()))?;
         let mut requests = Vec::new();
         for (i, line) in text
@@ -119,7 +79,7 @@ impl RealRun {
             }
             requests.push(r);
         }
-        if let Some(n) = meta.num_requests {
+        if let Some(n) = record.num_requests {
             if n != requests.len() {
                 return Err(bad(
                     &rp,
@@ -130,26 +90,7 @@ impl RealRun {
                 ));
             }
         }
-        let ignored = meta
-            .other
-            .keys()
-            .cloned()
-            .chain(
-                meta.engine_kwargs
-                    .other
-                    .keys()
-                    .map(|k| format!("engine_kwargs.{k}")),
-            )
-            .collect();
-        let mut engine = meta.engine_kwargs;
-        engine.num_gpu_blocks = engine.num_gpu_blocks.or(meta.num_gpu_blocks);
-        Ok(RealRun {
-            vllm_version: meta.vllm_version,
-            model: meta.model,
-            engine,
-            requests,
-            ignored_meta_keys: ignored,
-        })
+        Ok(RealRun { record, requests })
     }
 }
 

@@ -55,6 +55,13 @@ pub trait LatencyModel: Send {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The GPU and model a measured model was measured with (names as its data writes
+    /// them), for a check against the engine it is used for; `(None, None)` when it does not
+    /// say or is not measured.
+    fn measured_on(&self) -> (Option<&str>, Option<&str>) {
+        (None, None)
+    }
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -82,12 +89,26 @@ pub fn parse_latency_spec_with(
 
 /// The hardware a latency model defaults to when its spec does not name it (`--gpu`,
 /// `--tensor-parallel-size`); only `roofline` reads it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct HardwareDefaults {
     pub gpu: Option<&'static GpuSpec>,
     pub tensor_parallel_size: Option<u64>,
     /// The engine's seed, for models that draw (step-cycle) and are given none.
     pub seed: u64,
+    /// The TP all-reduce link a real run's cluster config records; the profile model prices
+    /// its all-reduces with it unless the spec names `tp_link_gbps`.
+    pub tp_link: Option<RecordedTpLink>,
+}
+
+/// A TP all-reduce link as a run recorded it: bandwidth per GPU and latency per ring hop.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordedTpLink {
+    /// GB/s (10⁹ B/s), used as the all-reduce bus bandwidth as recorded.
+    pub gbps: f64,
+    /// One ring hop, µs.
+    pub hop_latency_us: f64,
+    /// Where it was read, for reports.
+    pub source: String,
 }
 
 /// [`parse_latency_spec_with`], with `roofline`'s `gpu` and `tp` defaulting to `hw`.
@@ -106,14 +127,20 @@ pub fn parse_latency_spec_on(
         ("step-cycle", params) => Ok(Box::new(StepCycleLatency::parse_params(params, hw.seed)?)),
         ("profile", params) => {
             // The engine's TP selects the per-rank tables unless the spec names one.
-            let has_tp = params
-                .split(',')
-                .any(|kv| kv.split_once('=').is_some_and(|(k, _)| k.trim() == "tp"));
+            let has_key = |key: &str| {
+                params
+                    .split(',')
+                    .any(|kv| kv.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+            };
+            let has_tp = has_key("tp");
             let params = match (has_tp, hw.tensor_parallel_size) {
                 (false, Some(tp)) if tp > 1 => format!("{params},tp={tp}"),
                 _ => params.to_string(),
             };
             let mut m = ProfileLatency::parse_params(&params, shape)?;
+            if let Some(link) = hw.tp_link.as_ref().filter(|_| !has_key("tp_link_gbps")) {
+                m.recorded_tp_link(link.gbps, link.hop_latency_us, &link.source);
+            }
             if let Some(gpu) = hw.gpu {
                 // Without a measured link figure, the GPU's datasheet link at the roofline's
                 // achievable fraction, and its per-all-reduce latency spread over the ring hops.

@@ -196,6 +196,9 @@ pub struct ProfileLatency {
     seen: [u64; AXES.len()],
     /// Where a TP link figure not from `overheads.yaml` or the spec came from.
     tp_link_source: Option<String>,
+    /// `meta.yaml`'s `gpu` (else `hardware`) and `model`.
+    measured_gpu: Option<String>,
+    measured_model: Option<String>,
 }
 
 /// Batch axes whose coverage is reported: (name, unit).
@@ -278,6 +281,8 @@ impl ProfileLatency {
             overheads,
             seen: [0; AXES.len()],
             tp_link_source: None,
+            measured_gpu: meta.get("gpu").or(meta.get("hardware")).map(str::to_string),
+            measured_model: meta.get("model").map(str::to_string),
         })
     }
 
@@ -309,6 +314,14 @@ impl ProfileLatency {
             self.overheads.tp_link_latency_us = hop_latency_us;
             self.tp_link_source = Some(format!("{gpu} datasheet"));
         }
+    }
+
+    /// Sets the all-reduce link a real run recorded (its cluster config), replacing the
+    /// profile's `overheads.yaml` figure: the run's own link is the one its timings saw.
+    pub fn recorded_tp_link(&mut self, gbps: f64, hop_latency_us: f64, source: &str) {
+        self.overheads.tp_link_gbps = Some(gbps);
+        self.overheads.tp_link_latency_us = hop_latency_us;
+        self.tp_link_source = Some(source.to_string());
     }
 
     /// The per-step overhead in use.
@@ -502,6 +515,11 @@ impl LatencyModel for ProfileLatency {
                     }),
             )
             .collect()
+    }
+
+    /// `meta.yaml`'s `gpu` (else `hardware`) and `model`.
+    fn measured_on(&self) -> (Option<&str>, Option<&str>) {
+        (self.measured_gpu.as_deref(), self.measured_model.as_deref())
     }
 
     fn describe(&self) -> String {

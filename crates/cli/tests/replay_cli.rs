@@ -1,0 +1,378 @@
+//! `validate` and `simulate --like` replay a run as it recorded itself: fixture runs in the
+//! published layout (`<run>/vllm/{meta.json,requests.jsonl}`, `<run>/config.json`).
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh directory for one test.
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("llm-emu-replay-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("vllm")).unwrap();
+    d
+}
+
+/// Four requests (prompt 100, 4 outputs), the workload and the real run's timestamps.
+fn write_run(dir: &Path, meta: &Value, cluster: Option<&Value>) {
+    let mut workload = String::new();
+    let mut requests = String::new();
+    for i in 0..4 {
+        let t = i as f64 * 0.1;
+        workload += &format!("{{\"arrival_s\": {t}, \"prompt_len\": 100, \"output_len\": 4}}\n");
+        requests += &format!(
+            "{{\"request_id\": \"r{i}\", \"output_toks\": 4, \"queued_ts\": {}, \
+             \"first_token_ts\": {}, \"last_token_ts\": {}}}\n",
+            100.0 + t,
+            100.05 + t,
+            100.08 + t
+        );
+    }
+    std::fs::write(dir.join("workload.jsonl"), workload).unwrap();
+    std::fs::write(dir.join("vllm/requests.jsonl"), requests).unwrap();
+    std::fs::write(dir.join("vllm/meta.json"), meta.to_string()).unwrap();
+    if let Some(c) = cluster {
+        std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+    }
+}
+
+fn validate(dir: &Path, extra: &[&str]) -> (Output, Option<Value>) {
+    let json = dir.join("cmp.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .arg("validate")
+        .arg("--real")
+        .arg(dir.join("vllm"))
+        .arg("--workload")
+        .arg(dir.join("workload.jsonl"))
+        .arg("--json")
+        .arg(&json)
+        .args(extra)
+        .output()
+        .unwrap();
+    let m = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    (out, m)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fast latency model, so the tests do not depend on a profile.
+const LINEAR: &[&str] = &["--latency", "linear:base_us=5000,per_token_us=10"];
+
+/// A run on a 24 GB RTX 4090 as LLMServingSim's bench records it: vLLM allocated 2,588 blocks.
+fn rtx4090_meta() -> Value {
+    json!({
+        "schema_version": 1,
+        "model": "meta-llama/Llama-3.1-8B",
+        "vllm_version": "0.19.0",
+        "engine_kwargs": {
+            "model": "meta-llama/Llama-3.1-8B", "tensor_parallel_size": 1,
+            "data_parallel_size": 1, "enable_expert_parallel": false, "max_num_seqs": 128,
+            "max_num_batched_tokens": 2048, "max_model_len": 8192, "dtype": "bfloat16",
+            "kv_cache_dtype": "auto", "seed": 42
+        },
+        "num_requests": 4,
+        "kv_cache": {
+            "num_gpu_blocks": 2588, "num_cpu_blocks": null, "block_size": 16,
+            "gpu_memory_utilization": 0.9, "enable_prefix_caching": true,
+            "kv_cache_memory_bytes": null, "num_kv_tokens": 41408
+        },
+        "hardware": {
+            "torch_version": "2.10.0", "cuda_version": "12.9", "device_count": 1,
+            "device_name": "NVIDIA GeForce RTX 4090",
+            "device_total_memory_bytes": 25386352640u64, "device_capability": "8.9"
+        }
+    })
+}
+
+#[test]
+fn a_24gb_gpu_run_replays_its_recorded_block_count_and_gpu() {
+    let dir = scratch("4090");
+    write_run(&dir, &rtx4090_meta(), None);
+    let (out, m) = validate(&dir, LINEAR);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = &m.unwrap()["engine"];
+    assert_eq!(e["num_gpu_blocks"], 2588, "{e}");
+    assert_eq!(e["gpu"], "rtx-4090");
+    assert_eq!(e["max_num_seqs"], 128);
+    assert_eq!(e["max_model_len"], 8192);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("2588 KV blocks"), "{stdout}");
+    // The derived count differs: said in one line.
+    let err = stderr(&out);
+    assert!(
+        err.contains("KV blocks: the run recorded 2588 (meta.json kv_cache.num_gpu_blocks)"),
+        "{err}"
+    );
+    // Every key of this record is read: nothing is listed as ignored.
+    assert!(!err.contains("not modelled (ignored)"), "{err}");
+    // A flag given on the command line still wins, said in one line.
+    let (out, m) = validate(
+        &dir,
+        &[LINEAR, &["--num-gpu-blocks-override", "1000"]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(m.unwrap()["engine"]["num_gpu_blocks"], 1000);
+    assert!(
+        stderr(&out).contains(
+            "given on the command line, replacing what the run recorded: \
+             --num-gpu-blocks-override 1000 (recorded 2588"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resolved_config_wins_and_capture_sizes_are_replayed() {
+    let dir = scratch("resolved");
+    let mut meta = rtx4090_meta();
+    meta["resolved_config"] = json!({
+        "scheduler_config": {
+            "max_num_seqs": 64, "max_num_batched_tokens": 1024, "enable_chunked_prefill": true,
+            "async_scheduling": false, "policy": "fcfs", "long_prefill_token_threshold": 0,
+            "scheduler_reserve_full_isl": true, "max_num_partial_prefills": 1,
+            "stream_interval": 1
+        },
+        "cache_config": {
+            "block_size": 16, "num_gpu_blocks": 2588, "gpu_memory_utilization": 0.9,
+            "enable_prefix_caching": false, "cache_dtype": "auto", "num_cpu_blocks": null
+        },
+        "compilation_config": {
+            "cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32], "cudagraph_mode": [2, 1]
+        },
+        "parallel_config": {
+            "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "data_parallel_size": 1
+        },
+        "model_config": { "enforce_eager": false, "max_model_len": 8192 },
+        "observability_config": { "collect_detailed_traces": null }
+    });
+    // What was asked differs from what vLLM resolved: the resolved value wins, with a note.
+    meta["kv_cache"]["enable_prefix_caching"] = json!(false);
+    write_run(&dir, &meta, None);
+    let (out, m) = validate(&dir, LINEAR);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = &m.unwrap()["engine"];
+    assert_eq!(e["max_num_seqs"], 64, "{e}");
+    assert_eq!(e["max_num_batched_tokens"], 1024);
+    assert_eq!(e["async_scheduling"], false);
+    assert_eq!(e["enable_prefix_caching"], false);
+    assert_eq!(e["cudagraph_capture_sizes"], json!([1, 2, 4, 8, 16, 32]));
+    let err = stderr(&out);
+    assert!(err.contains("using 64, what vLLM ran with"), "{err}");
+    assert!(
+        err.contains("CUDA-graph capture sizes: the run recorded 6 sizes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("resolved_config sections not modelled (ignored): observability_config"),
+        "{err}"
+    );
+    // cudagraph_mode NONE: no graphs at all.
+    meta["resolved_config"]["compilation_config"]["cudagraph_mode"] = json!(0);
+    write_run(&dir, &meta, None);
+    let (out, m) = validate(&dir, LINEAR);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(m.unwrap()["engine"]["cudagraph_capture_sizes"], json!([]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A TP2 profile made of the shared TP1 tables (only the all-reduce term matters here).
+fn tp2_profile(dir: &Path) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/real-runs/rtxpro6000-llama-3.1-8b/profile");
+    if !src.exists() {
+        println!("skipped: {} is absent", src.display());
+        return None;
+    }
+    let p = dir.join("profile");
+    std::fs::create_dir_all(p.join("tp2")).unwrap();
+    std::fs::copy(src.join("meta.yaml"), p.join("meta.yaml")).unwrap();
+    for f in [
+        "dense.csv",
+        "per_sequence.csv",
+        "attention.csv",
+        "skew_fit.csv",
+    ] {
+        std::fs::copy(src.join("tp1").join(f), p.join("tp2").join(f)).unwrap();
+    }
+    Some(p)
+}
+
+fn cluster(tp: u64, hardware: &str) -> Value {
+    json!({
+        "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{
+            "num_instances": 1,
+            "cpu_mem": {"mem_size": 512, "mem_bw": 256, "mem_latency": 0},
+            "instances": [{
+                "model_name": "meta-llama/Llama-3.1-8B", "hardware": hardware,
+                "npu_mem": {"mem_size": 96, "mem_bw": 1597, "mem_latency": 0, "mem_util": 0.9},
+                "num_npus": tp, "tp_size": tp, "pd_type": null
+            }]
+        }]
+    })
+}
+
+#[test]
+fn a_tp2_run_prices_all_reduces_with_its_cluster_link() {
+    let dir = scratch("tp2");
+    let Some(profile) = tp2_profile(&dir) else {
+        return;
+    };
+    let meta = json!({
+        "model": "meta-llama/Llama-3.1-8B", "vllm_version": "0.19.0", "num_requests": 4,
+        "engine_kwargs": {"model": "meta-llama/Llama-3.1-8B", "tensor_parallel_size": 2,
+                          "data_parallel_size": 1, "max_num_seqs": 128,
+                          "max_num_batched_tokens": 2048},
+        "kv_cache": {"num_gpu_blocks": 60000, "block_size": 16},
+        "hardware": {"device_count": 2,
+                     "device_name": "NVIDIA RTX PRO 6000 Blackwell Server Edition"}
+    });
+    write_run(&dir, &meta, Some(&cluster(2, "RTXPRO6000")));
+    let p = profile.display().to_string();
+    let (out, m) = validate(&dir, &["--profile", &p]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = &m.unwrap()["engine"];
+    assert_eq!(e["tensor_parallel_size"], 2);
+    let lat = e["latency"].as_str().unwrap();
+    // link_bw 16 GB/s, link_latency 20000 ns = 20 µs per hop, not the datasheet's PCIe link.
+    assert!(
+        lat.contains("ring all-reduce at 16 GB/s, 20.0 µs per hop")
+            && lat.contains("config.json link_bw, link_latency"),
+        "{lat}"
+    );
+    // The cluster config's TP disagreeing with meta.json's is a contradiction.
+    write_run(&dir, &meta, Some(&cluster(4, "RTXPRO6000")));
+    let (out, _) = validate(&dir, &["--profile", &p]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("contradicting facts: instance tp_size = 4"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A change to a fixture's meta.json.
+type Edit = Box<dyn Fn(&mut Value)>;
+
+#[test]
+fn bad_records_are_clear_errors() {
+    let dir = scratch("bad");
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "unknown GPU",
+            Box::new(|m| m["hardware"]["device_name"] = json!("NVIDIA Quantum Q1")),
+            "`NVIDIA Quantum Q1` is not a GPU llm-emu knows (known: h100-sxm",
+        ),
+        (
+            "data parallel",
+            Box::new(|m| m["engine_kwargs"]["data_parallel_size"] = json!(2)),
+            "the run cannot be replayed: meta.json engine_kwargs.data_parallel_size = 2: data \
+             parallelism is not modelled",
+        ),
+        (
+            "pipeline parallel",
+            Box::new(|m| {
+                m["resolved_config"] = json!({"parallel_config": {"pipeline_parallel_size": 2}})
+            }),
+            "pipeline parallelism is not modelled",
+        ),
+        (
+            "CPU KV offload",
+            Box::new(|m| m["kv_cache"]["num_cpu_blocks"] = json!(4096)),
+            "CPU KV-cache offload is not modelled",
+        ),
+        (
+            "more blocks than the GPU holds",
+            Box::new(|m| {
+                m["kv_cache"]["num_gpu_blocks"] = json!(36147);
+                m["kv_cache"]["num_kv_tokens"] = json!(36147 * 16);
+            }),
+            "contradicting facts: meta.json kv_cache.num_gpu_blocks = 36147 KV blocks",
+        ),
+        (
+            "too few blocks for max_model_len",
+            Box::new(|m| {
+                m["kv_cache"]["num_gpu_blocks"] = json!(100);
+                m["kv_cache"]["num_kv_tokens"] = json!(1600);
+            }),
+            "contradicting facts: meta.json kv_cache.num_gpu_blocks = 100 KV blocks, but vLLM \
+             would not have started with max_model_len 8192",
+        ),
+        (
+            "tokens not blocks × block size",
+            Box::new(|m| m["kv_cache"]["num_kv_tokens"] = json!(1000)),
+            "contradicting facts: meta.json kv_cache.num_kv_tokens = 1000 is not 2588",
+        ),
+        (
+            "two records of the block count",
+            Box::new(|m| m["resolved_config"] = json!({"cache_config": {"num_gpu_blocks": 3000}})),
+            "contradicting facts: KV blocks: meta.json kv_cache.num_gpu_blocks = 2588 but \
+             meta.json resolved_config.cache_config.num_gpu_blocks = 3000",
+        ),
+        (
+            "memory of another GPU",
+            Box::new(|m| m["hardware"]["device_total_memory_bytes"] = json!(85899345920u64)),
+            "contradicting facts: meta.json hardware.device_name says NVIDIA GeForce RTX 4090",
+        ),
+    ];
+    for (what, edit, want) in cases {
+        let mut meta = rtx4090_meta();
+        edit(&mut meta);
+        write_run(&dir, &meta, None);
+        let (out, _) = validate(&dir, LINEAR);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(stderr(&out).contains(want), "{what}: {}", stderr(&out));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_profile_of_another_gpu_is_named_in_a_warning() {
+    let dir = scratch("othergpu");
+    write_run(&dir, &rtx4090_meta(), None);
+    // The built-in profile was measured on the RTX PRO 6000, the run is on an RTX 4090.
+    let (out, _) = validate(
+        &dir,
+        &["--latency", "profile:dir=builtin:rtxpro6000-llama-3.1-8b"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "warning: the latency profile was measured on the NVIDIA RTX PRO 6000 \
+             Blackwell Server Edition but the engine emulates the NVIDIA GeForce RTX 4090"
+        ),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn simulate_like_takes_the_same_facts() {
+    let dir = scratch("like");
+    write_run(&dir, &rtx4090_meta(), None);
+    let json = dir.join("summary.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .arg("simulate")
+        .arg("--like")
+        .arg(&dir)
+        .arg("--workload")
+        .arg(dir.join("workload.jsonl"))
+        .args(LINEAR)
+        .arg("--quiet")
+        .arg("--output-json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&json).unwrap();
+    assert!(text.contains("2588"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

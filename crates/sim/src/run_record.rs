@@ -1,0 +1,1432 @@
+//! What a recorded vLLM run wrote down about itself, as typed facts.
+//!
+//! A run published in LLMServingSim's layout is `<run>/vllm/meta.json` (+ `requests.jsonl`)
+//! beside `<run>/config.json`, the peer's cluster config (the shared case names it
+//! `llmservingsim-cluster-config.json`). `meta.json` holds `engine_kwargs` (what was asked),
+//! `kv_cache` and `hardware` (what vLLM allocated and ran on) and `resolved_config` (vLLM's
+//! whole `VllmConfig` after start-up, one section per sub-config). This module reads every one
+//! of those facts and says which it does not use; `docs/fidelity.md` ("Replaying a run as
+//! recorded") lists them and their precedence:
+//!
+//! - within `meta.json`, what vLLM resolved (`resolved_config`, `kv_cache`, `hardware`) wins over
+//!   what was asked (`engine_kwargs`); a difference is a note;
+//! - two records of the same resolved fact that differ (e.g. `kv_cache.num_gpu_blocks` and
+//!   `resolved_config.cache_config.num_gpu_blocks`) are a [`RunRecordError::Contradiction`];
+//! - the cluster config gives the TP all-reduce link and, where `meta.json` is silent, the GPU
+//!   and its memory; a GPU or TP degree differing from `meta.json`'s is a contradiction;
+//! - a fact that changes the result and cannot be replayed (data or pipeline parallelism, CPU
+//!   KV offload, a KV connector, speculative decoding, several instances) is
+//!   [`RunRecordError::NotReplayable`].
+
+use llm_emu_core::gpu::GpuSpec;
+use serde_json::{Map, Value};
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RunRecordError {
+    /// Unreadable or malformed, or a GPU name that is not known.
+    #[error("{path}: {msg}")]
+    Bad { path: String, msg: String },
+    /// Two records of one fact disagree, or a fact is impossible given the others.
+    #[error("{path}: contradicting facts: {msg}")]
+    Contradiction { path: String, msg: String },
+    /// A fact that changes the result and that the emulator cannot reproduce.
+    #[error("{path}: the run cannot be replayed: {msg}")]
+    NotReplayable { path: String, msg: String },
+}
+
+/// A value and where in the record it was read (`meta.json kv_cache.num_gpu_blocks`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded<T> {
+    pub value: T,
+    pub source: String,
+}
+
+/// vLLM's `CUDAGraphMode` (`vllm/config/compilation.py`), recorded by its enum value: `0`,
+/// `1`, `2`, `[2, 0]`, `[2, 1]` (or by name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CudaGraphMode {
+    None,
+    Piecewise,
+    Full,
+    FullDecodeOnly,
+    FullAndPiecewise,
+}
+
+impl CudaGraphMode {
+    fn from_value(v: &Value) -> Option<CudaGraphMode> {
+        use CudaGraphMode::*;
+        let ints: Option<Vec<u64>> = match v {
+            Value::Number(n) => n.as_u64().map(|x| vec![x]),
+            Value::Array(a) => a.iter().map(Value::as_u64).collect(),
+            Value::String(s) => {
+                let name = s.trim().trim_start_matches("CUDAGraphMode.");
+                return match name.to_ascii_uppercase().as_str() {
+                    "NONE" => Some(None),
+                    "PIECEWISE" => Some(Piecewise),
+                    "FULL" => Some(Full),
+                    "FULL_DECODE_ONLY" => Some(FullDecodeOnly),
+                    "FULL_AND_PIECEWISE" => Some(FullAndPiecewise),
+                    _ => Option::None,
+                };
+            }
+            _ => Option::None,
+        };
+        match ints?.as_slice() {
+            [0] => Some(None),
+            [1] => Some(Piecewise),
+            [2] => Some(Full),
+            [2, 0] => Some(FullDecodeOnly),
+            [2, 1] => Some(FullAndPiecewise),
+            _ => Option::None,
+        }
+    }
+}
+
+/// The TP all-reduce link of the cluster config: `link_bw` GB/s, `link_latency` ns per hop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedLink {
+    pub bandwidth_gbs: f64,
+    pub latency_ns: f64,
+    pub source: String,
+}
+
+/// Every fact the run recorded that the emulator uses; `None` where the run is silent.
+#[derive(Clone, Debug, Default)]
+pub struct RunFacts {
+    pub vllm_version: Option<String>,
+    pub model: Option<Recorded<String>>,
+    pub tensor_parallel_size: Option<Recorded<u64>>,
+    pub max_num_seqs: Option<Recorded<usize>>,
+    pub max_num_batched_tokens: Option<Recorded<usize>>,
+    pub max_model_len: Option<Recorded<usize>>,
+    pub block_size: Option<Recorded<usize>>,
+    /// KV blocks vLLM allocated, the null block included.
+    pub num_gpu_blocks: Option<Recorded<u32>>,
+    pub gpu_memory_utilization: Option<Recorded<f64>>,
+    pub enable_prefix_caching: Option<Recorded<bool>>,
+    pub enable_chunked_prefill: Option<Recorded<bool>>,
+    pub async_scheduling: Option<Recorded<bool>>,
+    pub enforce_eager: Option<Recorded<bool>>,
+    pub scheduler_reserve_full_isl: Option<Recorded<bool>>,
+    pub scheduling_policy: Option<Recorded<String>>,
+    pub long_prefill_token_threshold: Option<Recorded<usize>>,
+    /// CUDA-graph batch sizes vLLM captured, ascending.
+    pub cudagraph_capture_sizes: Option<Recorded<Vec<usize>>>,
+    pub cudagraph_mode: Option<Recorded<CudaGraphMode>>,
+    /// `kv_cache_dtype` / `cache_dtype` (`auto` = the model's dtype).
+    pub kv_cache_dtype: Option<Recorded<String>>,
+    pub gpu: Option<Recorded<&'static GpuSpec>>,
+    pub device_count: Option<Recorded<u64>>,
+    /// Memory of one GPU, bytes (`hardware.device_total_memory_bytes`, else the cluster
+    /// config's `npu_mem.mem_size` read as GiB).
+    pub device_memory_bytes: Option<Recorded<u64>>,
+    pub tp_link: Option<RecordedLink>,
+    /// Facts recorded but not modelled, and differences between records that were resolved;
+    /// one sentence each, for the user.
+    pub notes: Vec<String>,
+}
+
+/// A run's record: where it was read and its facts.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub meta_path: PathBuf,
+    pub cluster_config_path: Option<PathBuf>,
+    /// `meta.json`'s `num_requests`.
+    pub num_requests: Option<usize>,
+    pub facts: RunFacts,
+}
+
+/// vLLM's defaults, for the facts that matter to the engine, of the version a run names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VllmDefaults {
+    /// The version whose defaults these are (`0.19`).
+    pub version: &'static str,
+    pub async_scheduling: bool,
+    pub enable_chunked_prefill: bool,
+    pub enable_prefix_caching: bool,
+    pub block_size: usize,
+    pub gpu_memory_utilization: f64,
+}
+
+/// The versions whose source was checked (`vllm/config/{scheduler,cache,vllm}.py`,
+/// `engine/arg_utils.py`): 0.15.0, 0.17.0 and 0.19.0 agree on every fact listed (async
+/// scheduling resolves from `None` to on with the `uni`/`mp` executors; batch defaults
+/// 8192/1024 on ≥ 70 GiB non-A100 GPUs else 2048/256; capture sizes `[1, 2, 4] + 8k + 16k` up to
+/// `min(2 × max_num_seqs, 512, max_num_batched_tokens)`).
+const CHECKED_DEFAULTS: VllmDefaults = VllmDefaults {
+    version: "0.19",
+    async_scheduling: true,
+    enable_chunked_prefill: true,
+    enable_prefix_caching: true,
+    block_size: 16,
+    gpu_memory_utilization: 0.9,
+};
+
+impl VllmDefaults {
+    /// The defaults of `version` (`0.19.0`), and a note when they are not known for it (then
+    /// 0.19's are used).
+    pub fn for_version(version: Option<&str>) -> (VllmDefaults, Option<String>) {
+        let minor = version.and_then(|v| {
+            let mut it = v.trim().trim_start_matches('v').split('.');
+            match (it.next()?.parse::<u32>().ok()?, it.next()?) {
+                (0, m) => m
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse::<u32>()
+                    .ok(),
+                _ => None,
+            }
+        });
+        match minor {
+            Some(15..=19) => (
+                VllmDefaults {
+                    version: match minor {
+                        Some(15) => "0.15",
+                        Some(16) => "0.16",
+                        Some(17) => "0.17",
+                        Some(18) => "0.18",
+                        _ => "0.19",
+                    },
+                    ..CHECKED_DEFAULTS
+                },
+                None,
+            ),
+            _ => (
+                CHECKED_DEFAULTS,
+                Some(format!(
+                    "vLLM {}: its defaults are not known to llm-emu (checked: 0.15 to 0.19); \
+                     vLLM 0.19's are used for the facts the run did not record",
+                    version.unwrap_or("(version not recorded)")
+                )),
+            ),
+        }
+    }
+}
+
+/// Reading context: the file and the notes gathered.
+struct Reader<'a> {
+    path: &'a Path,
+    notes: Vec<String>,
+}
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut cur = v;
+    for k in path {
+        cur = cur.get(*k)?;
+    }
+    (!cur.is_null()).then_some(cur)
+}
+
+/// A JSON value read as one fact's type.
+trait FromFact: Sized + PartialEq + Display + Clone {
+    fn from_fact(v: &Value) -> Option<Self>;
+}
+impl FromFact for u64 {
+    fn from_fact(v: &Value) -> Option<Self> {
+        v.as_u64()
+    }
+}
+impl FromFact for usize {
+    fn from_fact(v: &Value) -> Option<Self> {
+        v.as_u64().and_then(|x| usize::try_from(x).ok())
+    }
+}
+impl FromFact for u32 {
+    fn from_fact(v: &Value) -> Option<Self> {
+        v.as_u64().and_then(|x| u32::try_from(x).ok())
+    }
+}
+impl FromFact for f64 {
+    fn from_fact(v: &Value) -> Option<Self> {
+        v.as_f64().filter(|x| x.is_finite())
+    }
+}
+impl FromFact for bool {
+    fn from_fact(v: &Value) -> Option<Self> {
+        v.as_bool()
+    }
+}
+impl FromFact for String {
+    fn from_fact(v: &Value) -> Option<Self> {
+        v.as_str().map(str::to_string)
+    }
+}
+
+/// How two records of one fact that differ are resolved.
+#[derive(Clone, Copy, PartialEq)]
+enum OnDiffer {
+    /// The first (what vLLM resolved) wins, with a note.
+    Note,
+    /// Both are vLLM's own record of the same value: an error.
+    Contradiction,
+}
+
+impl Reader<'_> {
+    fn err(&self, msg: impl Into<String>) -> RunRecordError {
+        RunRecordError::Bad {
+            path: self.path.display().to_string(),
+            msg: msg.into(),
+        }
+    }
+    fn contradiction(&self, msg: impl Into<String>) -> RunRecordError {
+        RunRecordError::Contradiction {
+            path: self.path.display().to_string(),
+            msg: msg.into(),
+        }
+    }
+    fn not_replayable(&self, msg: impl Into<String>) -> RunRecordError {
+        RunRecordError::NotReplayable {
+            path: self.path.display().to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    /// One typed value at `path` of `root` (named `prefix.path`); a value of the wrong type
+    /// (e.g. the recorder's `"<list len=80>"` tag) is noted and left out.
+    fn typed<T: FromFact>(&mut self, root: &Value, prefix: &str, path: &[&str]) -> Option<T> {
+        let v = get(root, path)?;
+        let t = T::from_fact(v);
+        if t.is_none() {
+            self.notes.push(format!(
+                "{prefix}.{} is recorded as {v}, not a value llm-emu can read: ignored",
+                path.join(".")
+            ));
+        }
+        t
+    }
+
+    /// The first recorded value among `candidates` (highest precedence first); others that
+    /// differ from it are noted or are an error, by `on_differ`.
+    fn pick<T: FromFact>(
+        &mut self,
+        what: &str,
+        candidates: Vec<(String, Option<T>)>,
+        on_differ: OnDiffer,
+    ) -> Result<Option<Recorded<T>>, RunRecordError> {
+        let mut chosen: Option<Recorded<T>> = None;
+        for (source, value) in candidates {
+            let Some(value) = value else { continue };
+            match &chosen {
+                None => chosen = Some(Recorded { value, source }),
+                Some(c) if c.value != value => {
+                    let msg = format!("{what}: {} = {} but {source} = {value}", c.source, c.value);
+                    if on_differ == OnDiffer::Contradiction {
+                        return Err(self.contradiction(msg));
+                    }
+                    self.notes
+                        .push(format!("{msg}: using {}, what vLLM ran with", c.value));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(chosen)
+    }
+}
+
+/// Keys read from each part of `meta.json`; any other key is reported as not modelled.
+const TOP_KEYS: &[&str] = &[
+    "schema_version",
+    "model",
+    "vllm_version",
+    "engine_kwargs",
+    "dataset_path",
+    "dataset_hash",
+    "num_requests",
+    "started_at",
+    "finished_at",
+    "tick_seconds",
+    "kv_cache",
+    "hardware",
+    "resolved_config",
+    "num_gpu_blocks",
+];
+const ENGINE_KWARGS_KEYS: &[&str] = &[
+    "model",
+    "tensor_parallel_size",
+    "data_parallel_size",
+    "pipeline_parallel_size",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "max_model_len",
+    "dtype",
+    "kv_cache_dtype",
+    "seed",
+    "num_gpu_blocks",
+    "num_gpu_blocks_override",
+    "block_size",
+    "enable_prefix_caching",
+    "enable_chunked_prefill",
+    "gpu_memory_utilization",
+    "async_scheduling",
+    "enforce_eager",
+    "scheduling_policy",
+    "long_prefill_token_threshold",
+    "enable_expert_parallel",
+];
+const KV_CACHE_KEYS: &[&str] = &[
+    "num_gpu_blocks",
+    "num_cpu_blocks",
+    "block_size",
+    "gpu_memory_utilization",
+    "enable_prefix_caching",
+    "kv_cache_memory_bytes",
+    "num_kv_tokens",
+];
+const HARDWARE_KEYS: &[&str] = &[
+    "device_name",
+    "device_count",
+    "device_total_memory_bytes",
+    "device_capability",
+    "torch_version",
+    "cuda_version",
+    "error",
+];
+/// `resolved_config` sections read (the others are reported once as not modelled).
+const RESOLVED_SECTIONS: &[&str] = &[
+    "scheduler_config",
+    "cache_config",
+    "compilation_config",
+    "parallel_config",
+    "model_config",
+    "speculative_config",
+    "kv_transfer_config",
+    "offload_config",
+    "lora_config",
+];
+
+fn unread_keys(v: Option<&Value>, known: &[&str], prefix: &str) -> Vec<String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .map(|k| format!("{prefix}{k}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `v` holds a key `key` with a positive number anywhere below it.
+fn has_positive(v: &Value, key: &str) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, x)| {
+            (k == key && x.as_f64().is_some_and(|f| f > 0.0)) || has_positive(x, key)
+        }),
+        Value::Array(a) => a.iter().any(|x| has_positive(x, key)),
+        _ => false,
+    }
+}
+
+impl RunRecord {
+    /// Reads the run at `dir`: `dir/meta.json` or `dir/vllm/meta.json`, and the cluster config
+    /// in the folder above `meta.json`'s (`config.json`, else
+    /// `llmservingsim-cluster-config.json`) when there is one.
+    pub fn load(dir: &Path) -> Result<RunRecord, RunRecordError> {
+        let meta_path = [dir.join("meta.json"), dir.join("vllm").join("meta.json")]
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| RunRecordError::Bad {
+                path: dir.display().to_string(),
+                msg: "no meta.json here or in vllm/ (a run directory holds vllm/meta.json)".into(),
+            })?;
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| RunRecordError::Bad {
+            path: meta_path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        let meta: Value = serde_json::from_str(&text).map_err(|e| RunRecordError::Bad {
+            path: meta_path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        let cluster_config_path = meta_path.parent().and_then(Path::parent).and_then(|run| {
+            ["config.json", "llmservingsim-cluster-config.json"]
+                .iter()
+                .map(|n| run.join(n))
+                .find(|p| p.is_file())
+        });
+        let cluster = match &cluster_config_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| RunRecordError::Bad {
+                    path: p.display().to_string(),
+                    msg: e.to_string(),
+                })?;
+                Some(
+                    serde_json::from_str::<Value>(&text).map_err(|e| RunRecordError::Bad {
+                        path: p.display().to_string(),
+                        msg: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let mut record = Self::from_values(
+            &meta_path,
+            &meta,
+            cluster_config_path.as_deref(),
+            cluster.as_ref(),
+        )?;
+        record.cluster_config_path = cluster_config_path;
+        Ok(record)
+    }
+
+    /// The facts of a parsed `meta.json` (at `meta_path`, for messages) and cluster config.
+    pub fn from_values(
+        meta_path: &Path,
+        meta: &Value,
+        cluster_path: Option<&Path>,
+        cluster: Option<&Value>,
+    ) -> Result<RunRecord, RunRecordError> {
+        let mut r = Reader {
+            path: meta_path,
+            notes: Vec::new(),
+        };
+        if !meta.is_object() {
+            return Err(r.err("not a JSON object"));
+        }
+        let ek = get(meta, &["engine_kwargs"])
+            .cloned()
+            .unwrap_or(Value::Null);
+        let kv = get(meta, &["kv_cache"]).cloned().unwrap_or(Value::Null);
+        let hw = get(meta, &["hardware"]).cloned().unwrap_or(Value::Null);
+        let rc = get(meta, &["resolved_config"])
+            .cloned()
+            .unwrap_or(Value::Null);
+        let sched = get(&rc, &["scheduler_config"])
+            .cloned()
+            .unwrap_or(Value::Null);
+        let cache = get(&rc, &["cache_config"]).cloned().unwrap_or(Value::Null);
+        let comp = get(&rc, &["compilation_config"])
+            .cloned()
+            .unwrap_or(Value::Null);
+        let par = get(&rc, &["parallel_config"])
+            .cloned()
+            .unwrap_or(Value::Null);
+        let model_cfg = get(&rc, &["model_config"]).cloned().unwrap_or(Value::Null);
+
+        // What is not read, said once per part.
+        let mut unread = unread_keys(Some(meta), TOP_KEYS, "");
+        unread.extend(unread_keys(Some(&ek), ENGINE_KWARGS_KEYS, "engine_kwargs."));
+        unread.extend(unread_keys(Some(&kv), KV_CACHE_KEYS, "kv_cache."));
+        unread.extend(unread_keys(Some(&hw), HARDWARE_KEYS, "hardware."));
+        if !unread.is_empty() {
+            r.notes.push(format!(
+                "meta.json keys not modelled (ignored): {}",
+                unread.join(", ")
+            ));
+        }
+        if let Some(m) = rc.as_object() {
+            let other: Vec<&str> = m
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !RESOLVED_SECTIONS.contains(k))
+                .collect();
+            if !other.is_empty() {
+                r.notes.push(format!(
+                    "resolved_config sections not modelled (ignored): {}",
+                    other.join(", ")
+                ));
+            }
+        }
+
+        let e = |k: &str| format!("meta.json engine_kwargs.{k}");
+        let s = |k: &str| format!("meta.json resolved_config.scheduler_config.{k}");
+        let c = |k: &str| format!("meta.json resolved_config.cache_config.{k}");
+        let p = |k: &str| format!("meta.json resolved_config.parallel_config.{k}");
+        let m = |k: &str| format!("meta.json resolved_config.model_config.{k}");
+        let k = |x: &str| format!("meta.json kv_cache.{x}");
+
+        // Parallelism: only tensor parallelism on one engine is modelled.
+        let tp = {
+            let cands = vec![
+                (
+                    p("tensor_parallel_size"),
+                    r.typed(
+                        &par,
+                        "resolved_config.parallel_config",
+                        &["tensor_parallel_size"],
+                    ),
+                ),
+                (
+                    e("tensor_parallel_size"),
+                    r.typed(&ek, "engine_kwargs", &["tensor_parallel_size"]),
+                ),
+            ];
+            r.pick("tensor-parallel size", cands, OnDiffer::Note)?
+        };
+        for (key, what) in [
+            ("data_parallel_size", "data parallelism"),
+            ("pipeline_parallel_size", "pipeline parallelism"),
+            ("decode_context_parallel_size", "decode context parallelism"),
+            (
+                "prefill_context_parallel_size",
+                "prefill context parallelism",
+            ),
+        ] {
+            let cands = vec![
+                (
+                    p(key),
+                    r.typed::<u64>(&par, "resolved_config.parallel_config", &[key]),
+                ),
+                (e(key), r.typed::<u64>(&ek, "engine_kwargs", &[key])),
+            ];
+            if let Some(v) = r.pick(key, cands, OnDiffer::Note)? {
+                if v.value > 1 {
+                    return Err(r.not_replayable(format!(
+                        "{} = {}: {what} is not modelled (llm-emu emulates one engine with \
+                         tensor parallelism only)",
+                        v.source, v.value
+                    )));
+                }
+            }
+        }
+        for (v, src) in [
+            (
+                get(&par, &["enable_expert_parallel"]),
+                p("enable_expert_parallel"),
+            ),
+            (
+                get(&ek, &["enable_expert_parallel"]),
+                e("enable_expert_parallel"),
+            ),
+        ] {
+            if v.and_then(Value::as_bool) == Some(true) {
+                r.notes.push(format!(
+                    "{src} = true: expert parallelism is priced as tensor parallelism"
+                ));
+                break;
+            }
+        }
+
+        // CPU KV offload, KV connectors, speculative decoding: the timing would differ.
+        let offload_cpu = [
+            (k("num_cpu_blocks"), get(&kv, &["num_cpu_blocks"])),
+            (c("num_cpu_blocks"), get(&cache, &["num_cpu_blocks"])),
+            (
+                c("kv_offloading_size"),
+                get(&cache, &["kv_offloading_size"]),
+            ),
+        ];
+        for (src, v) in offload_cpu {
+            if let Some(x) = v.and_then(Value::as_f64).filter(|x| *x > 0.0) {
+                return Err(
+                    r.not_replayable(format!("{src} = {x}: CPU KV-cache offload is not modelled"))
+                );
+            }
+        }
+        if let Some(v) = get(&rc, &["kv_transfer_config"]) {
+            return Err(r.not_replayable(format!(
+                "meta.json resolved_config.kv_transfer_config = {v}: a KV connector (offload or \
+                 disaggregated prefill) is not modelled"
+            )));
+        }
+        if let Some(v) = get(&rc, &["speculative_config"]) {
+            return Err(r.not_replayable(format!(
+                "meta.json resolved_config.speculative_config = {v}: speculative decoding is not \
+                 modelled"
+            )));
+        }
+        if let Some(v) = get(&rc, &["offload_config"]) {
+            if has_positive(v, "cpu_offload_gb") {
+                return Err(r.not_replayable(
+                    "meta.json resolved_config.offload_config: weights offloaded to CPU \
+                     (cpu_offload_gb > 0) are not modelled",
+                ));
+            }
+        }
+        if get(&rc, &["lora_config"]).is_some() {
+            r.notes.push(
+                "meta.json resolved_config.lora_config is set: LoRA adapters are not modelled"
+                    .into(),
+            );
+        }
+
+        macro_rules! fact {
+            ($what:expr, $on:expr, $( ($src:expr, $root:expr, $pre:expr, $path:expr) ),+ $(,)?) => {{
+                let cands = vec![ $( ($src, r.typed($root, $pre, $path)) ),+ ];
+                r.pick($what, cands, $on)?
+            }};
+        }
+        let max_num_seqs = fact!(
+            "max_num_seqs",
+            OnDiffer::Note,
+            (
+                s("max_num_seqs"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["max_num_seqs"]
+            ),
+            (e("max_num_seqs"), &ek, "engine_kwargs", &["max_num_seqs"]),
+        );
+        let max_num_batched_tokens = fact!(
+            "max_num_batched_tokens",
+            OnDiffer::Note,
+            (
+                s("max_num_batched_tokens"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["max_num_batched_tokens"]
+            ),
+            (
+                e("max_num_batched_tokens"),
+                &ek,
+                "engine_kwargs",
+                &["max_num_batched_tokens"]
+            ),
+        );
+        let max_model_len = fact!(
+            "max_model_len",
+            OnDiffer::Note,
+            (
+                m("max_model_len"),
+                &model_cfg,
+                "resolved_config.model_config",
+                &["max_model_len"]
+            ),
+            (
+                s("max_model_len"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["max_model_len"]
+            ),
+            (e("max_model_len"), &ek, "engine_kwargs", &["max_model_len"]),
+        );
+        let block_size = fact!(
+            "block_size",
+            OnDiffer::Contradiction,
+            (k("block_size"), &kv, "kv_cache", &["block_size"]),
+            (
+                c("block_size"),
+                &cache,
+                "resolved_config.cache_config",
+                &["block_size"]
+            ),
+        );
+        let block_size = match block_size {
+            Some(b) => Some(b),
+            None => fact!(
+                "block_size",
+                OnDiffer::Note,
+                (e("block_size"), &ek, "engine_kwargs", &["block_size"])
+            ),
+        };
+        let num_gpu_blocks = fact!(
+            "KV blocks",
+            OnDiffer::Contradiction,
+            (k("num_gpu_blocks"), &kv, "kv_cache", &["num_gpu_blocks"]),
+            (
+                c("num_gpu_blocks"),
+                &cache,
+                "resolved_config.cache_config",
+                &["num_gpu_blocks"]
+            ),
+            (
+                "meta.json num_gpu_blocks".to_string(),
+                meta,
+                "meta",
+                &["num_gpu_blocks"]
+            ),
+        );
+        let num_gpu_blocks = match num_gpu_blocks {
+            Some(b) => Some(b),
+            None => fact!(
+                "KV blocks",
+                OnDiffer::Note,
+                (
+                    c("num_gpu_blocks_override"),
+                    &cache,
+                    "resolved_config.cache_config",
+                    &["num_gpu_blocks_override"]
+                ),
+                (
+                    e("num_gpu_blocks"),
+                    &ek,
+                    "engine_kwargs",
+                    &["num_gpu_blocks"]
+                ),
+                (
+                    e("num_gpu_blocks_override"),
+                    &ek,
+                    "engine_kwargs",
+                    &["num_gpu_blocks_override"]
+                ),
+            ),
+        };
+        if let Some(tokens) = r.typed::<u64>(&kv, "kv_cache", &["num_kv_tokens"]) {
+            match (&num_gpu_blocks, &block_size) {
+                (Some(n), Some(b)) if u64::from(n.value) * b.value as u64 != tokens => {
+                    return Err(r.contradiction(format!(
+                        "{} = {tokens} is not {} ({}) × {} ({})",
+                        k("num_kv_tokens"),
+                        n.value,
+                        n.source,
+                        b.value,
+                        b.source
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if let Some(bytes) =
+            get(&kv, &["kv_cache_memory_bytes"]).or(get(&cache, &["kv_cache_memory_bytes"]))
+        {
+            r.notes.push(format!(
+                "kv_cache_memory_bytes = {bytes}: the KV size was set by hand in the run; \
+                 llm-emu uses the block count it recorded"
+            ));
+        }
+        let gpu_memory_utilization = fact!(
+            "gpu_memory_utilization",
+            OnDiffer::Contradiction,
+            (
+                k("gpu_memory_utilization"),
+                &kv,
+                "kv_cache",
+                &["gpu_memory_utilization"]
+            ),
+            (
+                c("gpu_memory_utilization"),
+                &cache,
+                "resolved_config.cache_config",
+                &["gpu_memory_utilization"]
+            ),
+        );
+        let gpu_memory_utilization = match gpu_memory_utilization {
+            Some(u) => Some(u),
+            None => fact!(
+                "gpu_memory_utilization",
+                OnDiffer::Note,
+                (
+                    e("gpu_memory_utilization"),
+                    &ek,
+                    "engine_kwargs",
+                    &["gpu_memory_utilization"]
+                )
+            ),
+        };
+        let enable_prefix_caching = fact!(
+            "enable_prefix_caching",
+            OnDiffer::Contradiction,
+            (
+                k("enable_prefix_caching"),
+                &kv,
+                "kv_cache",
+                &["enable_prefix_caching"]
+            ),
+            (
+                c("enable_prefix_caching"),
+                &cache,
+                "resolved_config.cache_config",
+                &["enable_prefix_caching"]
+            ),
+        );
+        let enable_prefix_caching = match enable_prefix_caching {
+            Some(v) => Some(v),
+            None => fact!(
+                "enable_prefix_caching",
+                OnDiffer::Note,
+                (
+                    e("enable_prefix_caching"),
+                    &ek,
+                    "engine_kwargs",
+                    &["enable_prefix_caching"]
+                )
+            ),
+        };
+        let kv_cache_dtype = fact!(
+            "kv_cache_dtype",
+            OnDiffer::Note,
+            (
+                c("cache_dtype"),
+                &cache,
+                "resolved_config.cache_config",
+                &["cache_dtype"]
+            ),
+            (
+                e("kv_cache_dtype"),
+                &ek,
+                "engine_kwargs",
+                &["kv_cache_dtype"]
+            ),
+        );
+        let enable_chunked_prefill = fact!(
+            "enable_chunked_prefill",
+            OnDiffer::Note,
+            (
+                s("enable_chunked_prefill"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["enable_chunked_prefill"]
+            ),
+            (
+                e("enable_chunked_prefill"),
+                &ek,
+                "engine_kwargs",
+                &["enable_chunked_prefill"]
+            ),
+        );
+        let async_scheduling = fact!(
+            "async_scheduling",
+            OnDiffer::Note,
+            (
+                s("async_scheduling"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["async_scheduling"]
+            ),
+            (
+                e("async_scheduling"),
+                &ek,
+                "engine_kwargs",
+                &["async_scheduling"]
+            ),
+        );
+        let scheduler_reserve_full_isl = fact!(
+            "scheduler_reserve_full_isl",
+            OnDiffer::Note,
+            (
+                s("scheduler_reserve_full_isl"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["scheduler_reserve_full_isl"]
+            ),
+        );
+        let scheduling_policy = fact!(
+            "scheduling policy",
+            OnDiffer::Note,
+            (
+                s("policy"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["policy"]
+            ),
+            (
+                e("scheduling_policy"),
+                &ek,
+                "engine_kwargs",
+                &["scheduling_policy"]
+            ),
+        );
+        let long_prefill_token_threshold = fact!(
+            "long_prefill_token_threshold",
+            OnDiffer::Note,
+            (
+                s("long_prefill_token_threshold"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["long_prefill_token_threshold"]
+            ),
+            (
+                e("long_prefill_token_threshold"),
+                &ek,
+                "engine_kwargs",
+                &["long_prefill_token_threshold"]
+            ),
+        );
+        if let Some(n) = r.typed::<u64>(
+            &sched,
+            "resolved_config.scheduler_config",
+            &["max_num_partial_prefills"],
+        ) {
+            if n > 1 {
+                r.notes.push(format!(
+                    "{} = {n}: concurrent partial prefills are not modelled (one at a time)",
+                    s("max_num_partial_prefills")
+                ));
+            }
+        }
+        if let Some(n) = r.typed::<u64>(
+            &sched,
+            "resolved_config.scheduler_config",
+            &["stream_interval"],
+        ) {
+            if n > 1 {
+                r.notes.push(format!(
+                    "{} = {n}: output streaming cadence is not modelled (engine-side \
+                     timestamps are unaffected)",
+                    s("stream_interval")
+                ));
+            }
+        }
+        let enforce_eager = fact!(
+            "enforce_eager",
+            OnDiffer::Note,
+            (
+                m("enforce_eager"),
+                &model_cfg,
+                "resolved_config.model_config",
+                &["enforce_eager"]
+            ),
+            (e("enforce_eager"), &ek, "engine_kwargs", &["enforce_eager"]),
+        );
+        let cudagraph_capture_sizes = match get(&comp, &["cudagraph_capture_sizes"]) {
+            None => None,
+            Some(v) => {
+                let sizes: Option<Vec<usize>> = v
+                    .as_array()
+                    .map(|a| a.iter().map(usize::from_fact).collect::<Option<Vec<_>>>())
+                    .unwrap_or(None);
+                match sizes {
+                    Some(mut sizes) => {
+                        sizes.sort_unstable();
+                        sizes.dedup();
+                        Some(Recorded {
+                            value: sizes,
+                            source: "meta.json resolved_config.compilation_config.cudagraph_capture_sizes".into(),
+                        })
+                    }
+                    None => {
+                        r.notes.push(format!(
+                            "resolved_config.compilation_config.cudagraph_capture_sizes is \
+                             recorded as {v}, not a list of sizes: vLLM's rule for them is used"
+                        ));
+                        None
+                    }
+                }
+            }
+        };
+        let cudagraph_mode = match get(&comp, &["cudagraph_mode"]) {
+            None => None,
+            Some(v) => match CudaGraphMode::from_value(v) {
+                Some(mode) => Some(Recorded {
+                    value: mode,
+                    source: "meta.json resolved_config.compilation_config.cudagraph_mode".into(),
+                }),
+                None => {
+                    return Err(r.err(format!(
+                        "resolved_config.compilation_config.cudagraph_mode = {v} is not a vLLM \
+                         CUDAGraphMode (0, 1, 2, [2, 0], [2, 1] or a name)"
+                    )))
+                }
+            },
+        };
+        if cudagraph_mode.as_ref().map(|m| m.value) == Some(CudaGraphMode::FullDecodeOnly) {
+            r.notes.push(
+                "cudagraph_mode FULL_DECODE_ONLY: mixed prefill/decode steps run eagerly in vLLM; \
+                 llm-emu pads them to the capture sizes as well"
+                    .into(),
+            );
+        }
+        // The weights' dtype and quantization come from the model's config.json; a run that
+        // overrode them is sized and priced as its checkpoint is.
+        let dtype: Option<Recorded<String>> = fact!(
+            "dtype",
+            OnDiffer::Note,
+            (
+                m("dtype"),
+                &model_cfg,
+                "resolved_config.model_config",
+                &["dtype"]
+            ),
+            (e("dtype"), &ek, "engine_kwargs", &["dtype"]),
+        );
+        if let Some(d) = dtype.filter(|d| d.value.contains("32")) {
+            r.notes.push(format!(
+                "{} = {}: 32-bit weights are not modelled (sized and priced as the checkpoint's \
+                 dtype)",
+                d.source, d.value
+            ));
+        }
+        if let Some(q) = get(&model_cfg, &["quantization"]) {
+            r.notes.push(format!(
+                "{} = {q}: quantization is taken from the model's config.json, not from the record",
+                m("quantization")
+            ));
+        }
+        // The name the run was asked for first: vLLM may resolve it to a local path that only
+        // exists on the machine that ran it.
+        let model = fact!(
+            "model",
+            OnDiffer::Note,
+            (e("model"), &ek, "engine_kwargs", &["model"]),
+            ("meta.json model".to_string(), meta, "meta", &["model"]),
+            (
+                m("model"),
+                &model_cfg,
+                "resolved_config.model_config",
+                &["model"]
+            ),
+        );
+
+        // Hardware.
+        if let Some(err) = get(&hw, &["error"]) {
+            r.notes.push(format!(
+                "meta.json hardware.error = {err}: the run could not record its GPU"
+            ));
+        }
+        let gpu = match r.typed::<String>(&hw, "hardware", &["device_name"]) {
+            Some(name) => Some(Recorded {
+                value: GpuSpec::lookup(&name).map_err(|e| {
+                    r.err(format!(
+                        "hardware.device_name `{name}` is not a GPU llm-emu knows (known: {}); \
+                         pass --gpu NAME to say which it is",
+                        e.known
+                    ))
+                })?,
+                source: "meta.json hardware.device_name".into(),
+            }),
+            None => None,
+        };
+        let device_count = fact!(
+            "device count",
+            OnDiffer::Note,
+            (
+                "meta.json hardware.device_count".to_string(),
+                &hw,
+                "hardware",
+                &["device_count"]
+            ),
+        );
+        let device_memory_bytes = fact!(
+            "GPU memory",
+            OnDiffer::Note,
+            (
+                "meta.json hardware.device_total_memory_bytes".to_string(),
+                &hw,
+                "hardware",
+                &["device_total_memory_bytes"]
+            ),
+        );
+
+        let mut facts = RunFacts {
+            vllm_version: r.typed(meta, "meta", &["vllm_version"]),
+            model,
+            tensor_parallel_size: tp,
+            max_num_seqs,
+            max_num_batched_tokens,
+            max_model_len,
+            block_size,
+            num_gpu_blocks,
+            gpu_memory_utilization,
+            enable_prefix_caching,
+            enable_chunked_prefill,
+            async_scheduling,
+            enforce_eager,
+            scheduler_reserve_full_isl,
+            scheduling_policy,
+            long_prefill_token_threshold,
+            cudagraph_capture_sizes,
+            cudagraph_mode,
+            kv_cache_dtype,
+            gpu,
+            device_count,
+            device_memory_bytes,
+            tp_link: None,
+            notes: Vec::new(),
+        };
+        if let (Some(cp), Some(cv)) = (cluster_path, cluster) {
+            read_cluster(&mut r, &mut facts, cp, cv)?;
+        }
+        if let (Some(n), Some(tp)) = (&facts.device_count, &facts.tensor_parallel_size) {
+            if n.value < tp.value {
+                return Err(r.contradiction(format!(
+                    "{} = {} but {} = {}: the run could not have used more GPUs than it saw",
+                    tp.source, tp.value, n.source, n.value
+                )));
+            }
+        }
+        if let (Some(g), Some(mem)) = (&facts.gpu, &facts.device_memory_bytes) {
+            let table = g.value.memory_gib * (1u64 << 30) as f64;
+            let rel = (mem.value as f64 - table).abs() / table;
+            // Drivers report a few percent less than the datasheet (ECC, reserved memory).
+            if rel > 0.15 {
+                return Err(r.contradiction(format!(
+                    "{} says {} ({} GiB) but {} = {:.1} GiB",
+                    g.source,
+                    g.value.device_name,
+                    g.value.memory_gib,
+                    mem.source,
+                    mem.value as f64 / (1u64 << 30) as f64
+                )));
+            }
+        }
+        facts.notes = r.notes;
+        Ok(RunRecord {
+            meta_path: meta_path.to_path_buf(),
+            cluster_config_path: cluster_path.map(Path::to_path_buf),
+            num_requests: get(meta, &["num_requests"])
+                .and_then(Value::as_u64)
+                .map(|n| n as usize),
+            facts,
+        })
+    }
+}
+
+/// The cluster config's facts (LLMServingSim's `num_nodes`, `link_bw` GB/s, `link_latency` ns,
+/// `nodes[].instances[]` with `hardware`, `npu_mem`, `num_npus`, `tp_size`, `pd_type`).
+fn read_cluster(
+    meta_reader: &mut Reader<'_>,
+    facts: &mut RunFacts,
+    path: &Path,
+    cv: &Value,
+) -> Result<(), RunRecordError> {
+    let mut r = Reader {
+        path,
+        notes: Vec::new(),
+    };
+    let src = |k: &str| format!("{} {k}", path.display());
+    if get(cv, &["nodes"]).is_none() && get(cv, &["link_bw"]).is_none() {
+        meta_reader.notes.push(format!(
+            "{}: not a cluster config (no `nodes`, no `link_bw`): ignored",
+            path.display()
+        ));
+        return Ok(());
+    }
+    let instances: Vec<&Map<String, Value>> = get(cv, &["nodes"])
+        .and_then(Value::as_array)
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|n| get(n, &["instances"]).and_then(Value::as_array))
+                .flatten()
+                .filter_map(Value::as_object)
+                .collect()
+        })
+        .unwrap_or_default();
+    let num_instances: u64 = get(cv, &["nodes"])
+        .and_then(Value::as_array)
+        .map(|nodes| {
+            nodes
+                .iter()
+                .map(|n| {
+                    get(n, &["num_instances"])
+                        .and_then(Value::as_u64)
+                        .unwrap_or_else(|| {
+                            get(n, &["instances"])
+                                .and_then(Value::as_array)
+                                .map_or(0, |a| a.len() as u64)
+                        })
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    if num_instances > 1 {
+        return Err(r.not_replayable(format!(
+            "{num_instances} serving instances: llm-emu emulates one engine"
+        )));
+    }
+    let inst = instances.first().map(|m| Value::Object((*m).clone()));
+    let inst = inst.unwrap_or(Value::Null);
+    if let Some(pd) = get(&inst, &["pd_type"]) {
+        return Err(r.not_replayable(format!(
+            "instance pd_type = {pd}: disaggregated prefill/decode is not modelled"
+        )));
+    }
+    if let Some(tp) = r.typed::<u64>(&inst, "instance", &["tp_size"]) {
+        match &facts.tensor_parallel_size {
+            Some(t) if t.value != tp => {
+                return Err(r.contradiction(format!(
+                    "instance tp_size = {tp} but {} = {}",
+                    t.source, t.value
+                )))
+            }
+            Some(_) => {}
+            None => {
+                facts.tensor_parallel_size = Some(Recorded {
+                    value: tp,
+                    source: src("tp_size"),
+                })
+            }
+        }
+    }
+    if let Some(name) = r.typed::<String>(&inst, "instance", &["hardware"]) {
+        match (GpuSpec::lookup(&name), &facts.gpu) {
+            (Ok(g), Some(m)) if g.name != m.value.name => {
+                return Err(r.contradiction(format!(
+                    "instance hardware `{name}` ({}) but {} says {}",
+                    g.name, m.source, m.value.device_name
+                )))
+            }
+            (Ok(g), None) => {
+                facts.gpu = Some(Recorded {
+                    value: g,
+                    source: src("hardware"),
+                })
+            }
+            (Ok(_), Some(_)) => {}
+            (Err(_), Some(m)) => r.notes.push(format!(
+                "instance hardware `{name}` is not a GPU llm-emu knows; {} ({}) is used",
+                m.source, m.value.name
+            )),
+            (Err(e), None) => {
+                return Err(r.err(format!(
+                    "instance hardware `{name}` is not a GPU llm-emu knows (known: {}) and \
+                     meta.json records none; pass --gpu NAME to say which it is",
+                    e.known
+                )))
+            }
+        }
+    }
+    if let Some(gb) = r.typed::<f64>(&inst, "instance", &["npu_mem", "mem_size"]) {
+        if facts.device_memory_bytes.is_none() {
+            facts.device_memory_bytes = Some(Recorded {
+                value: (gb * (1u64 << 30) as f64) as u64,
+                source: src("npu_mem.mem_size"),
+            });
+        }
+    }
+    if let Some(u) = r.typed::<f64>(&inst, "instance", &["npu_mem", "mem_util"]) {
+        match &facts.gpu_memory_utilization {
+            Some(m) if (m.value - u).abs() > 1e-9 => r.notes.push(format!(
+                "instance npu_mem.mem_util = {u} but {} = {}: using the latter",
+                m.source, m.value
+            )),
+            Some(_) => {}
+            None => {
+                facts.gpu_memory_utilization = Some(Recorded {
+                    value: u,
+                    source: src("npu_mem.mem_util"),
+                })
+            }
+        }
+    }
+    if get(&inst, &["npu_mem", "mem_bw"]).is_some() {
+        r.notes.push(
+            "instance npu_mem.mem_bw is not used: the profile measures the GPU, the roofline \
+             uses the GPU's datasheet"
+                .into(),
+        );
+    }
+    if let (Some(n), Some(tp)) = (
+        r.typed::<u64>(&inst, "instance", &["num_npus"]),
+        &facts.tensor_parallel_size,
+    ) {
+        if n != tp.value {
+            return Err(r.contradiction(format!(
+                "instance num_npus = {n} but {} = {}: one instance uses all its GPUs for TP",
+                tp.source, tp.value
+            )));
+        }
+    }
+    let bw = r.typed::<f64>(cv, "cluster", &["link_bw"]);
+    let lat = r.typed::<f64>(cv, "cluster", &["link_latency"]);
+    match (bw, lat) {
+        (Some(b), l) if b > 0.0 => {
+            facts.tp_link = Some(RecordedLink {
+                bandwidth_gbs: b,
+                latency_ns: l.unwrap_or(0.0).max(0.0),
+                source: format!("{} link_bw, link_latency", path.display()),
+            })
+        }
+        (Some(b), _) => return Err(r.err(format!("link_bw = {b}: must be positive (GB/s)"))),
+        (None, Some(_)) => r.notes.push("link_latency without link_bw: ignored".into()),
+        (None, None) => {}
+    }
+    let notes = std::mem::take(&mut r.notes);
+    meta_reader.notes.extend(
+        notes
+            .into_iter()
+            .map(|n| format!("{}: {n}", path.display())),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(meta: Value, cluster: Option<Value>) -> Result<RunRecord, RunRecordError> {
+        RunRecord::from_values(
+            Path::new("meta.json"),
+            &meta,
+            cluster.as_ref().map(|_| Path::new("config.json")),
+            cluster.as_ref(),
+        )
+    }
+
+    #[test]
+    fn resolved_wins_over_asked_and_kv_cache_must_agree() {
+        let r = read(
+            json!({
+                "engine_kwargs": {"max_num_seqs": 128, "max_model_len": null},
+                "kv_cache": {"num_gpu_blocks": 100, "block_size": 16, "num_kv_tokens": 1600},
+                "resolved_config": {
+                    "scheduler_config": {"max_num_seqs": 64, "async_scheduling": false},
+                    "model_config": {"max_model_len": 131072},
+                    "compilation_config": {"cudagraph_capture_sizes": [4, 1, 2],
+                                           "cudagraph_mode": [2, 1]}
+                }
+            }),
+            None,
+        )
+        .unwrap();
+        let f = &r.facts;
+        assert_eq!(f.max_num_seqs.as_ref().unwrap().value, 64);
+        assert!(
+            f.notes.iter().any(|n| n.contains("using 64")),
+            "{:?}",
+            f.notes
+        );
+        assert_eq!(f.max_model_len.as_ref().unwrap().value, 131072);
+        assert_eq!(f.num_gpu_blocks.as_ref().unwrap().value, 100);
+        assert!(!f.async_scheduling.as_ref().unwrap().value);
+        assert_eq!(
+            f.cudagraph_capture_sizes.as_ref().unwrap().value,
+            vec![1, 2, 4]
+        );
+        assert_eq!(
+            f.cudagraph_mode.as_ref().unwrap().value,
+            CudaGraphMode::FullAndPiecewise
+        );
+        let e = read(
+            json!({"kv_cache": {"block_size": 16},
+                   "resolved_config": {"cache_config": {"block_size": 32}}}),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("contradicting facts: block_size"), "{e}");
+    }
+
+    #[test]
+    fn cluster_config_gives_gpu_memory_and_link() {
+        let cluster = json!({
+            "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+            "nodes": [{"num_instances": 1, "instances": [{
+                "hardware": "RTXPRO6000", "num_npus": 1, "tp_size": 1, "pd_type": null,
+                "npu_mem": {"mem_size": 96, "mem_bw": 1597, "mem_util": 0.9}}]}]
+        });
+        let r = read(
+            json!({"engine_kwargs": {"tensor_parallel_size": 1}}),
+            Some(cluster.clone()),
+        )
+        .unwrap();
+        let f = &r.facts;
+        assert_eq!(f.gpu.as_ref().unwrap().value.name, "rtx-pro-6000");
+        assert_eq!(f.device_memory_bytes.as_ref().unwrap().value, 96 << 30);
+        let link = f.tp_link.as_ref().unwrap();
+        assert_eq!((link.bandwidth_gbs, link.latency_ns), (16.0, 20000.0));
+        // meta.json naming another GPU than the cluster config: a contradiction.
+        let e = read(
+            json!({"hardware": {"device_name": "NVIDIA H100 80GB HBM3"}}),
+            Some(cluster),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("instance hardware `RTXPRO6000`"), "{e}");
+    }
+
+    #[test]
+    fn version_defaults() {
+        assert_eq!(VllmDefaults::for_version(Some("0.17.0")).0.version, "0.17");
+        assert!(VllmDefaults::for_version(Some("0.19.0")).1.is_none());
+        let (d, note) = VllmDefaults::for_version(Some("0.8.5"));
+        assert_eq!(d.version, "0.19");
+        assert!(note.unwrap().contains("vLLM 0.8.5"));
+        assert!(VllmDefaults::for_version(None).1.is_some());
+    }
+
+    #[test]
+    fn cudagraph_modes() {
+        for (v, m) in [
+            (json!(0), CudaGraphMode::None),
+            (json!([2, 0]), CudaGraphMode::FullDecodeOnly),
+            (json!("PIECEWISE"), CudaGraphMode::Piecewise),
+        ] {
+            assert_eq!(CudaGraphMode::from_value(&v), Some(m));
+        }
+        assert_eq!(CudaGraphMode::from_value(&json!([3])), None);
+    }
+}
