@@ -124,8 +124,8 @@ def main():
     if a.update:
         tmp = TABLE + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1, ensure_ascii=False)
-            f.write("\n")
+            # One row a line: diffs stay readable although a few bodies are long.
+            f.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n")
         os.replace(tmp, TABLE)
     sys.exit(1 if bad and not a.update else 0)
 

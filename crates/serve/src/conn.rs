@@ -72,7 +72,7 @@ pub const LOG_EVERY: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// What the accept loop has seen, for logs and `/debug/engine`.
+/// What the accept loop has seen ([`crate::Server::conn_stats`]).
 #[derive(Debug, Default)]
 pub struct ConnStats {
     pub accepted: AtomicU64,
@@ -82,18 +82,6 @@ pub struct ConnStats {
     pub limit_reached: AtomicU64,
     /// Connections closed by force at the end of a shutdown.
     pub forced_closed: AtomicU64,
-}
-
-impl ConnStats {
-    pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::json!({
-            "accepted": self.accepted.load(Ordering::Relaxed),
-            "open": self.open.load(Ordering::Relaxed),
-            "accept_errors": self.accept_errors.load(Ordering::Relaxed),
-            "limit_reached": self.limit_reached.load(Ordering::Relaxed),
-            "forced_closed": self.forced_closed.load(Ordering::Relaxed),
-        })
-    }
 }
 
 /// A message logged at most once per [`LOG_EVERY`], with how many were held back.
