@@ -201,7 +201,7 @@ async fn health_is_503_once_the_engine_thread_is_gone() {
         MAX_MODEL_LEN,
         vec![],
     ));
-    let app = llm_emu_serve::routes::router(state, 1 << 20);
+    let app = llm_emu_serve::routes::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
