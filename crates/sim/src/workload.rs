@@ -345,7 +345,7 @@ impl<R: BufRead> WorkloadReader<R> {
                 .ok_or_else(|| self.err("plain workload line: missing field `output_len`"))?;
             if !arrival_s.is_finite() || !(0.0..=MAX_ARRIVAL_S).contains(&arrival_s) {
                 return Err(self.err(format!(
-                    "arrival_s must be a finite number in [0, {MAX_ARRIVAL_S:e}] s, got {arrival_s}"
+                    "arrival_s must be a finite number in [0, {MAX_ARRIVAL_S:e}] s, got {arrival_s:?}"
                 )));
             }
             let prompt_len = match (&l.prompt_token_ids, l.prompt_len) {
@@ -690,6 +690,11 @@ mod tests {
             assert_eq!(e.line, i + 1);
             assert!(e.message.contains("1e9"), "{e}");
         }
+        assert!(items[0]
+            .as_ref()
+            .unwrap_err()
+            .message
+            .ends_with("got 1e300"));
         assert_eq!(items[4].as_ref().unwrap().arrival, Nanos(MAX_ARRIVAL_NS));
     }
 
