@@ -4,12 +4,14 @@
 //! (`validate_json_request`, a FastAPI dependency, so it runs after the body is read).
 
 use crate::errors::ApiError;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,8 +108,12 @@ async fn authenticate(State(edge): State<Arc<Edge>>, req: Request, next: Next) -
 }
 
 /// Reads the whole body, refusing it past `max_body_bytes` (413) or when it has not all arrived
-/// within `body_read_timeout` (408); either way the connection is closed after the answer, so a
-/// slow or oversized body is not drained.
+/// within `body_read_timeout` (408); either way the connection is closed after the answer.
+///
+/// An oversized body is read to its end and discarded (constant memory, within the same time
+/// bound) before the 413 goes out: a server that closes while the client is still sending
+/// makes the kernel reset the connection, and the client then sees a broken pipe instead of
+/// the answer. A client that keeps sending past the time bound is cut off all the same.
 async fn read_body(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -115,32 +121,55 @@ async fn read_body(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> R
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > edge.max_body_bytes as u64) {
-        return closing(ApiError::PayloadTooLarge(edge.max_body_bytes));
+    let limit = edge.max_body_bytes;
+    let mut read = BodyRead::new(declared.is_some_and(|n| n > limit as u64));
+    let outcome = tokio::time::timeout(edge.body_read_timeout, read.run(body, limit)).await;
+    if read.too_large {
+        return closing(ApiError::PayloadTooLarge(limit));
     }
-    let read = axum::body::to_bytes(body, edge.max_body_bytes);
-    let bytes: Bytes = match tokio::time::timeout(edge.body_read_timeout, read).await {
-        Err(_) => return closing(ApiError::BodyTimeout(edge.body_read_timeout)),
-        Ok(Err(e)) if is_length_limit(&e) => {
-            return closing(ApiError::PayloadTooLarge(edge.max_body_bytes))
-        }
+    match outcome {
+        Err(_) => closing(ApiError::BodyTimeout(edge.body_read_timeout)),
         // The client went away or sent a malformed chunked body: nobody reads the answer.
-        Ok(Err(_)) => return closing(ApiError::BodyNotParsable),
-        Ok(Ok(b)) => b,
-    };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+        Ok(Err(_)) => closing(ApiError::BodyNotParsable),
+        Ok(Ok(())) => {
+            let bytes = std::mem::take(&mut read.kept).freeze();
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+    }
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
+/// A request body being read: kept while it fits the limit, discarded once it is known not to.
+struct BodyRead {
+    kept: BytesMut,
+    too_large: bool,
+}
+
+impl BodyRead {
+    fn new(too_large: bool) -> BodyRead {
+        BodyRead {
+            kept: BytesMut::new(),
+            too_large,
         }
-        source = s.source();
     }
-    false
+
+    /// Reads frames to the body's end; the outcome stays in `self` if the caller's timeout
+    /// cuts it short.
+    async fn run(&mut self, mut body: Body, limit: usize) -> Result<(), axum::Error> {
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            if !self.too_large && self.kept.len() + data.len() > limit {
+                self.too_large = true;
+                self.kept = BytesMut::new();
+            }
+            if !self.too_large {
+                self.kept.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An error answer after which the connection closes.

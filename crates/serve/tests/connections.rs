@@ -116,6 +116,45 @@ async fn half_sent_body_gets_408_after_the_body_timeout() {
     s.stop_within(Duration::from_secs(10)).await;
 }
 
+/// A body over the limit, declared and sent in pieces, still gets its 413: the server reads
+/// the rest and discards it before answering. Closing at once, while the client is still
+/// sending, makes the kernel reset the connection, and the client sees a broken pipe instead
+/// of the answer (what happened before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_sent_in_pieces_gets_its_413() {
+    let s = start(
+        1000,
+        4096,
+        ServeOptions {
+            conn: limits(),
+            max_body_bytes: 64 << 10,
+            ..options()
+        },
+    )
+    .await;
+    let body_len = 1 << 20;
+    let mut c = s.connect().await;
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Connection: close\r\nContent-Length: {body_len}\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let piece = vec![b' '; 16 << 10];
+    for _ in 0..body_len / piece.len() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        c.write_all(&piece)
+            .await
+            .expect("the server keeps reading an oversized body until its end");
+    }
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(10), support::read_response(&mut c))
+            .await
+            .expect("an answer within 10 s");
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("65536 bytes"), "{body}");
+    s.stop_within(Duration::from_secs(10)).await;
+}
+
 /// A client that sends a streaming request and never reads: once the socket buffers are full
 /// the write stalls, and after the write timeout the connection is closed and the request
 /// dropped (`server_load` back to 0) instead of held for ever.
