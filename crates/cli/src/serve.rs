@@ -268,7 +268,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         rt.worker_threads(n.max(1));
     }
     let rt = rt.build().context("starting the async runtime")?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let server = Server::bind(engine, codec, opts).await?;
         let addr = server.local_addr()?;
         eprintln!(
@@ -287,8 +287,15 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         server.run(signals.first_then_force_exit()).await?;
         eprintln!("llm-emu serve: stopped");
         Ok::<(), anyhow::Error>(())
-    })
+    });
+    // A text job still running on a blocking thread (a huge /tokenize, say) must not hold the
+    // exit past the grace period: nobody is left to read its answer.
+    rt.shutdown_timeout(RUNTIME_EXIT_WAIT);
+    served
 }
+
+/// How long the exit waits for blocking work still running once the server has stopped.
+const RUNTIME_EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// SIGINT and SIGTERM, taken from their default actions for the whole run.
 struct Signals {

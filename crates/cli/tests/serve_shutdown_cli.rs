@@ -171,3 +171,31 @@ fn idle_clients_beyond_the_fd_limit_do_not_make_the_server_unreachable() {
         "{log:?}"
     );
 }
+
+/// A text job that runs long on a blocking thread (here: `/tokenize` of 40 MB of text, tens
+/// of seconds in a debug build) does not hold the exit: the runtime waits for blocking work
+/// at most 1 s once the server has stopped (before: the process lived until the job ended).
+#[test]
+fn running_text_job_does_not_hold_the_exit() {
+    let (mut child, addr, _err) = start("", &["--shutdown-grace-s", "1"]);
+    let text = "word ".repeat(40 << 20 >> 3);
+    let body = format!(r#"{{"prompt": "{text}"}}"#);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(
+        format!(
+            "POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    // Let the server read the body and start tokenizing it.
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, "-TERM");
+    // Grace 1 s + 1 s flush + 1 s for blocking work; generous slack.
+    let (st, took) = wait_within(&mut child, Duration::from_secs(10));
+    eprintln!("stopped {took:?} after SIGTERM with a text job running (grace 1 s)");
+    assert!(st.success(), "{st:?}");
+}

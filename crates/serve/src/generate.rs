@@ -215,14 +215,15 @@ pub fn prompt_max_tokens(
     from_text: bool,
 ) -> Result<i64, ApiError> {
     let max_output = requested.unwrap_or(0);
-    let max_input = max_model_len as i64 - max_output;
+    // Saturating: `max_tokens` may be any 64-bit value here (its range is checked later).
+    let max_input = (max_model_len as i64).saturating_sub(max_output);
     if prompt_len as i64 > max_input {
         let count = if from_text {
-            (prompt_len as i64).min(max_input + 1)
+            (prompt_len as i64).min(max_input.saturating_add(1))
         } else {
             prompt_len as i64
         };
-        let qualifier = if count == max_input + 1 {
+        let qualifier = if count == max_input.saturating_add(1) {
             "at least "
         } else {
             ""
@@ -233,7 +234,7 @@ pub fn prompt_max_tokens(
                  requested {max_output} output tokens and your prompt contains {qualifier}{count} \
                  input tokens, for a total of {qualifier}{} tokens. Please reduce the length of \
                  the input prompt or the number of requested output tokens.",
-                count + max_output
+                count.saturating_add(max_output)
             ),
             "input_tokens",
             count,

@@ -188,7 +188,9 @@ async fn completions(
     check_fan_out(texts.len(), req.common.n)?;
     // Tokenizing runs on the text workers, and stops early for a prompt that is certainly
     // longer than the context (vLLM reports it as "at least max_input + 1" tokens).
-    let max_input = (state.max_model_len as i64 - req.max_tokens.unwrap_or(0)).max(0) as usize;
+    let max_input = (state.max_model_len as i64)
+        .saturating_sub(req.max_tokens.unwrap_or(0))
+        .max(0) as usize;
     let codec = state.codec.clone();
     let add_special_tokens = req.add_special_tokens;
     let texts = state
@@ -297,7 +299,9 @@ async fn chat_completions(
     let messages = serde_json::Value::Array(req.messages);
     // Rendering and tokenizing run on the text workers; tokenizing stops early for a prompt
     // that is certainly longer than the context.
-    let max_input = (state.max_model_len as i64 - requested.unwrap_or(0)).max(0) as usize;
+    let max_input = (state.max_model_len as i64)
+        .saturating_sub(requested.unwrap_or(0))
+        .max(0) as usize;
     let (codec, add_special_tokens) = (state.codec.clone(), req.add_special_tokens);
     let ids = state
         .text_jobs

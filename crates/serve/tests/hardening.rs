@@ -247,3 +247,27 @@ async fn prompts_times_n_past_the_limit_is_refused_before_any_work() {
         .starts_with("n must be at most 2048, got 2049."));
     s.stop().await;
 }
+
+/// `max_tokens` at the bottom of the 64-bit range: the room left for the prompt was computed
+/// as `max_model_len − max_tokens`, which overflowed (a panic in the connection task, so the
+/// client got no answer). Now the usual 400 of a `max_tokens` below 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tokens_at_the_bottom_of_the_64_bit_range_is_a_400() {
+    let s = TestServer::start(Setup::default());
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": "a", "max_tokens": i64::MIN}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = s
+        .json(
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "a"}],
+                   "max_completion_tokens": i64::MIN}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    s.stop().await;
+}
