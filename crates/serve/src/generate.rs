@@ -278,7 +278,9 @@ pub fn verify_sampling(
         None => false,
     };
     if empty_stop {
-        return Err(ApiError::bad_request("stop cannot contain an empty string."));
+        return Err(ApiError::bad_request(
+            "stop cannot contain an empty string.",
+        ));
     }
     check_max_logprobs(logprobs, vocab_size, "sample", "logprobs")?;
     check_max_logprobs(prompt_logprobs, vocab_size, "prompt", "prompt_logprobs")?;

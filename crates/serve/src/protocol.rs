@@ -176,7 +176,10 @@ impl<'de> Deserialize<'de> for LogitBias {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object of token id to bias")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<LogitBias, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<LogitBias, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, f64>()? {
                     out.push((k, v));
@@ -209,8 +212,9 @@ fn model_validator_error(msg: &str, param: Option<&str>, value: Option<String>) 
     } else {
         format!("'{msg}'")
     };
-    let message =
-        format!("1 validation error:\n  {{'type': 'value_error', 'loc': ('body',), 'msg': {quoted}}}");
+    let message = format!(
+        "1 validation error:\n  {{'type': 'value_error', 'loc': ('body',), 'msg': {quoted}}}"
+    );
     match param {
         Some(p) => ApiError::InvalidField {
             message,
@@ -316,20 +320,19 @@ impl CommonParams {
             _ => Ok(()),
         }
     }
-
-    /// The model validators both request models share.
-    fn validate_common(&self) -> Result<(), ApiError> {
-        self.validate_truncate_prompt_tokens()?;
-        self.validate_response_format()?;
-        self.validate_stream_options()?;
-        self.validate_prompt_logprobs()?;
-        self.validate_cache_salt()
-    }
 }
 
+/// pydantic runs a model's `mode="before"` validators in the reverse of their order in vLLM's
+/// source, then checks the fields; the `validate` methods below keep that order, so a request
+/// with several faults gets the error vLLM reports.
 impl ValidateRequest for CompletionRequest {
     fn validate(&self) -> Result<(), ApiError> {
-        self.common.validate_common()
+        let c = &self.common;
+        c.validate_cache_salt()?;
+        c.validate_stream_options()?;
+        c.validate_prompt_logprobs()?;
+        c.validate_response_format()?;
+        c.validate_truncate_prompt_tokens()
     }
 }
 
@@ -385,7 +388,9 @@ impl ChatCompletionRequest {
         let usage = "Correct usage: `{\"type\": \"function\", \"function\": {\"name\": \
                      \"my_function\"}}`";
         let Some(function) = named.get("function").and_then(Value::as_object) else {
-            let shown = named.get("function").map_or("None".into(), Value::to_string);
+            let shown = named
+                .get("function")
+                .map_or("None".into(), Value::to_string);
             return Err(err(format!(
                 "Invalid value for `function`: `{shown}` in `tool_choice`! {usage}"
             )));
@@ -418,7 +423,10 @@ impl ChatCompletionRequest {
     fn validate_null_content(&self) -> Result<(), ApiError> {
         for (i, m) in self.messages.iter().enumerate() {
             let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-            if m.get("content").is_some_and(Value::is_null) && role != "assistant" && role != "function" {
+            if m.get("content").is_some_and(Value::is_null)
+                && role != "assistant"
+                && role != "function"
+            {
                 return Err(ApiError::Validation(format!(
                     "1 validation error:\n  {{'type': 'string_type', 'loc': ('body', 'messages', \
                      {i}, 'content'), 'msg': 'Input should be a valid string', 'input': None}}"
@@ -431,10 +439,15 @@ impl ChatCompletionRequest {
 
 impl ValidateRequest for ChatCompletionRequest {
     fn validate(&self) -> Result<(), ApiError> {
-        self.common.validate_common()?;
-        self.validate_top_logprobs()?;
+        let c = &self.common;
+        c.validate_cache_salt()?;
         self.validate_tool_choice()?;
-        self.validate_null_content()
+        c.validate_prompt_logprobs()?;
+        self.validate_top_logprobs()?;
+        c.validate_stream_options()?;
+        c.validate_response_format()?;
+        self.validate_null_content()?;
+        c.validate_truncate_prompt_tokens()
     }
 }
 

@@ -5,8 +5,8 @@
 use crate::errors::ApiError;
 use crate::generate::{
     check_fan_out, check_max_output, check_prompt_ids, check_request_template, check_truncation,
-    truncate_prompt, prompt_max_tokens, respond_full,
-    start_stream, verify_sampling, Endpoint, Prepared, Prompt,
+    prompt_max_tokens, respond_full, start_stream, truncate_prompt, verify_sampling, Endpoint,
+    Prepared, Prompt,
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
@@ -231,10 +231,10 @@ async fn completions(
         let max_tokens =
             prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len, from_text)?;
         // With `echo`, vLLM asks for prompt log-probabilities as many as `logprobs`.
-        let prompt_logprobs = req
-            .common
-            .prompt_logprobs
-            .or(if req.common.echo { req.logprobs } else { None });
+        let prompt_logprobs =
+            req.common
+                .prompt_logprobs
+                .or(if req.common.echo { req.logprobs } else { None });
         verify_sampling(
             &req.common,
             max_tokens,
@@ -331,10 +331,11 @@ async fn chat_completions(
         None
     };
     // With `echo`, vLLM asks for prompt log-probabilities as many as `top_logprobs`.
-    let prompt_logprobs = req
-        .common
-        .prompt_logprobs
-        .or(if req.common.echo { req.top_logprobs } else { None });
+    let prompt_logprobs = req.common.prompt_logprobs.or(if req.common.echo {
+        req.top_logprobs
+    } else {
+        None
+    });
     verify_sampling(
         &req.common,
         max_tokens,

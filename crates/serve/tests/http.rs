@@ -911,34 +911,73 @@ async fn request_fields_are_checked_as_vllm_checks_them() {
     // Wrong types are refused while parsing; a `null` content only on an assistant message.
     for (path, body) in [
         ("/v1/completions", cmpl(json!({"user": 5}))),
-        ("/v1/completions", cmpl(json!({"response_format": {"type": "nope"}}))),
-        ("/v1/completions", cmpl(json!({"truncate_prompt_tokens": -5}))),
+        (
+            "/v1/completions",
+            cmpl(json!({"response_format": {"type": "nope"}})),
+        ),
+        (
+            "/v1/completions",
+            cmpl(json!({"truncate_prompt_tokens": -5})),
+        ),
         ("/v1/chat/completions", chat(json!({"documents": "x"}))),
-        ("/v1/chat/completions", chat(json!({"parallel_tool_calls": "x"}))),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": null}]})),
+        (
+            "/v1/chat/completions",
+            chat(json!({"parallel_tool_calls": "x"})),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": null}]}),
+        ),
     ] {
         let (st, v) = s.json(path, body.clone()).await;
-        assert_eq!((st, v["error"]["type"].as_str()), (400, Some(validation)), "{body}: {v}");
+        assert_eq!(
+            (st, v["error"]["type"].as_str()),
+            (400, Some(validation)),
+            "{body}: {v}"
+        );
     }
     // What vLLM accepts is accepted; `truncate_prompt_tokens` keeps the first N prompt tokens
     // (−1: all that fit), `logit_bias` is clamped, not refused.
     for (path, body, prompt_tokens) in [
-        ("/v1/completions", cmpl(json!({"truncate_prompt_tokens": 2})), Some(2)),
-        ("/v1/completions", cmpl(json!({"truncate_prompt_tokens": -1})), Some(3)),
-        ("/v1/completions",
-         json!({"prompt": (0..5000).collect::<Vec<u32>>(), "max_tokens": 2, "truncate_prompt_tokens": -1}),
-         Some(4094)),
-        ("/v1/completions", cmpl(json!({"logit_bias": {" +5 ": 200, "1_0": -1}, "min_p": 0.5,
+        (
+            "/v1/completions",
+            cmpl(json!({"truncate_prompt_tokens": 2})),
+            Some(2),
+        ),
+        (
+            "/v1/completions",
+            cmpl(json!({"truncate_prompt_tokens": -1})),
+            Some(3),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": (0..5000).collect::<Vec<u32>>(), "max_tokens": 2, "truncate_prompt_tokens": -1}),
+            Some(4094),
+        ),
+        (
+            "/v1/completions",
+            cmpl(json!({"logit_bias": {" +5 ": 200, "1_0": -1}, "min_p": 0.5,
                                         "presence_penalty": -2, "user": "u", "prompt_logprobs": 3,
-                                        "response_format": {"type": "json_object"}})), None),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"},
+                                        "response_format": {"type": "json_object"}})),
+            None,
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"},
                                                       {"role": "assistant", "content": null}],
-                                        "max_tokens": 1}), None),
-        ("/v1/chat/completions",
-         chat(json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                                        "max_tokens": 1}),
+            None,
+        ),
+        (
+            "/v1/chat/completions",
+            chat(
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}],
                      "tool_choice": {"type": "function", "function": {"name": "f"}},
                      "parallel_tool_calls": false, "documents": [{"title": "t", "text": "x"}],
-                     "top_logprobs": 0})), None),
+                     "top_logprobs": 0}),
+            ),
+            None,
+        ),
     ] {
         let (st, v) = s.json(path, body.clone()).await;
         assert_eq!(st, 200, "{body}: {v}");
