@@ -1123,3 +1123,53 @@ impl EventStream {
 fn error_json(e: &ApiError) -> serde_json::Value {
     serde_json::from_str(&e.body()).unwrap_or(serde_json::Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verify(body: serde_json::Value, vocab: usize) -> Result<(), ApiError> {
+        let r: CompletionRequest = serde_json::from_value(body).unwrap();
+        let prompt_logprobs = r.common.prompt_logprobs;
+        verify_sampling(&r.common, 4, r.logprobs, prompt_logprobs, Some(vocab))
+    }
+
+    fn message(e: ApiError) -> String {
+        match e {
+            ApiError::BadRequest { message, .. } => message,
+            other => panic!("not a BadRequestError: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn logit_bias_ids_parse_as_python_int_and_lie_in_the_vocabulary() {
+        let ok =
+            serde_json::json!({"prompt": "x", "logit_bias": {" -0 ": 1, "+9": -200, "1_2": 5}});
+        assert!(verify(ok, 100).is_ok());
+        for key in ["1__2", "_1", "1.0", "", "0x1"] {
+            let body = serde_json::json!({"prompt": "x", "logit_bias": {key: 1}});
+            assert_eq!(
+                message(verify(body, 100).unwrap_err()),
+                format!("invalid literal for int() with base 10: '{key}'")
+            );
+        }
+        let body = serde_json::json!({"prompt": "x", "logit_bias": {"100": 1, "3": 1, "-1": 1}});
+        assert_eq!(
+            message(verify(body, 100).unwrap_err()),
+            "token_id(s) [100, -1] in logit_bias contain out-of-vocab token ids. Vocabulary \
+             size: 100 (parameter=logit_bias, value=[100, -1])"
+        );
+    }
+
+    #[test]
+    fn prompt_logprobs_of_the_whole_vocabulary_exceed_the_limit() {
+        let body = serde_json::json!({"prompt": "x", "prompt_logprobs": -1});
+        assert_eq!(
+            message(verify(body, 100).unwrap_err()),
+            "Requested prompt logprobs of 100, which is greater than max allowed: 20 \
+             (parameter=prompt_logprobs, value=100)"
+        );
+        let body = serde_json::json!({"prompt": "x", "prompt_logprobs": 20});
+        assert!(verify(body, 100).is_ok());
+    }
+}
