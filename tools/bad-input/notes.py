@@ -4,8 +4,6 @@ The first matching prefix wins; docs/serve.md lists the same decisions."""
 COERCION = ("pydantic's lax mode coerces numeric strings, integral floats, 0/1 and 'true'/'yes' "
             "into ints and bools (and list[int] takes negative ids); llm-emu parses strictly "
             "(serde) and answers 400 Bad Request instead of guessing what was meant")
-NOT_VALIDATED = ("a field llm-emu accepts without checking its value (it has no effect on "
-                 "synthetic tokens); vLLM refuses the value with 400")
 VLLM_500 = ("vLLM 0.19 fails with 500 InternalServerError (a model validator calls data.get() "
             "on a value that is not a dict, or a bool reaches an int-only path); llm-emu "
             "answers 400 Bad Request")
@@ -45,14 +43,6 @@ NOTES = [
     ("chat_messages#9=", SAME_STATUS_OTHER_STAGE), ("chat_chat_template_kwargs#37=", SAME_STATUS_OTHER_STAGE),
     ("chat_tools#40=", SAME_STATUS_OTHER_STAGE), ("chat_tools#41=", SAME_STATUS_OTHER_STAGE),
     ("chat_continue_and_generation_prompt", SAME_STATUS_OTHER_STAGE),
-    ("cmpl_min_p=", NOT_VALIDATED), ("cmpl_frequency_penalty=", NOT_VALIDATED),
-    ("cmpl_presence_penalty=", NOT_VALIDATED), ("cmpl_repetition_penalty=", NOT_VALIDATED),
-    ("cmpl_stop=''", NOT_VALIDATED), ("cmpl_stop=['']", NOT_VALIDATED), ("cmpl_cache_salt=''", NOT_VALIDATED),
-    ("cmpl_suffix=", NOT_VALIDATED), ("cmpl_user=", NOT_VALIDATED), ("cmpl_logit_bias=", NOT_VALIDATED),
-    ("cmpl_response_format=", NOT_VALIDATED), ("cmpl_truncate_prompt_tokens=", NOT_VALIDATED),
-    ("cmpl_prompt_logprobs=", NOT_VALIDATED), ("chat_messages#13=", NOT_VALIDATED),
-    ("chat_top_logprobs#", NOT_VALIDATED), ("chat_tool_choice#", NOT_VALIDATED),
-    ("chat_documents#", NOT_VALIDATED), ("chat_parallel_tool_calls#", NOT_VALIDATED),
     ("detokenize_tokens_oov", "vLLM's tokenizer decodes an id past the vocabulary to ''; llm-emu refuses it (400), as vLLM's input processor does for prompts"),
     ("header_too_many", "uvicorn runs the httptools parser, where vLLM's h11 header-count limit (256) has no effect; llm-emu refuses more than 256 headers (431)"),
 ]

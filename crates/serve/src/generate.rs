@@ -67,8 +67,14 @@ pub struct Prepared {
 /// ask for; −1 asks for the whole vocabulary.
 pub const MAX_LOGPROBS: i64 = 20;
 
-/// `SamplingParams._validate_logprobs`.
-fn check_max_logprobs(logprobs: Option<i64>, vocab_size: Option<usize>) -> Result<(), ApiError> {
+/// `SamplingParams._validate_logprobs` for one kind (`kind`: "sample" for `logprobs`, "prompt"
+/// for `prompt_logprobs`).
+fn check_max_logprobs(
+    logprobs: Option<i64>,
+    vocab_size: Option<usize>,
+    kind: &str,
+    param: &str,
+) -> Result<(), ApiError> {
     let Some(n) = logprobs.filter(|&n| n != 0) else {
         return Ok(());
     };
@@ -80,24 +86,89 @@ fn check_max_logprobs(logprobs: Option<i64>, vocab_size: Option<usize>) -> Resul
     if n > MAX_LOGPROBS {
         return Err(ApiError::invalid_param(
             &format!(
-                "Requested sample logprobs of {n}, which is greater than max allowed: \
+                "Requested {kind} logprobs of {n}, which is greater than max allowed: \
                  {MAX_LOGPROBS}"
             ),
-            "logprobs",
+            param,
             n,
         ));
     }
     Ok(())
 }
 
-/// The sampling fields vLLM checks in `SamplingParams._verify_args`, in its order, then
-/// `_validate_logprobs` against a vocabulary of `vocab_size` tokens.
+/// `SamplingParams.from_optional`'s `int(token)` of each `logit_bias` key: Python's `int()` of
+/// a string (surrounding whitespace, a sign, `_` between digits).
+fn logit_bias_ids(bias: &LogitBias) -> Result<Vec<i64>, ApiError> {
+    bias.0
+        .iter()
+        .map(|(key, _)| {
+            let t = key.trim();
+            let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+            let well_formed = !digits.is_empty()
+                && !digits.starts_with('_')
+                && !digits.ends_with('_')
+                && !digits.contains("__")
+                && digits.chars().all(|c| c.is_ascii_digit() || c == '_');
+            let parsed = well_formed
+                .then(|| t.replace('_', "").parse::<i64>().ok())
+                .flatten();
+            parsed.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid literal for int() with base 10: {}",
+                    py_repr(key)
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A string as Python's `repr` writes it (enough for error messages: quotes and backslashes).
+fn py_repr(s: &str) -> String {
+    if s.contains('\'') && !s.contains('"') {
+        format!("\"{s}\"")
+    } else {
+        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+/// `SamplingParams._validate_logit_bias`: every id inside the vocabulary.
+fn check_logit_bias_vocab(ids: &[i64], vocab_size: Option<usize>) -> Result<(), ApiError> {
+    let Some(v) = vocab_size else {
+        return Ok(());
+    };
+    let bad: Vec<String> = ids
+        .iter()
+        .filter(|&&id| id < 0 || id >= v as i64)
+        .map(i64::to_string)
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let list = format!("[{}]", bad.join(", "));
+    Err(ApiError::invalid_param(
+        &format!(
+            "token_id(s) {list} in logit_bias contain out-of-vocab token ids. Vocabulary size: {v}"
+        ),
+        "logit_bias",
+        &list,
+    ))
+}
+
+/// The sampling fields vLLM checks: `from_optional`'s `logit_bias` conversion, then
+/// `SamplingParams._verify_args` in its order, then `verify` (`_validate_logprobs`,
+/// `_validate_logit_bias`) against a vocabulary of `vocab_size` tokens. `prompt_logprobs` is the
+/// value vLLM passes on (the request's, or with `echo` the sample `logprobs`).
 pub fn verify_sampling(
     c: &CommonParams,
     max_tokens: i64,
     logprobs: Option<i64>,
+    prompt_logprobs: Option<i64>,
     vocab_size: Option<usize>,
 ) -> Result<(), ApiError> {
+    let bias_ids = match &c.logit_bias {
+        Some(b) => logit_bias_ids(b)?,
+        None => Vec::new(),
+    };
     if c.n < 1 {
         return Err(ApiError::bad_request(format!(
             "n must be at least 1, got {}.",
@@ -109,6 +180,27 @@ pub fn verify_sampling(
             "n must be at most 2048, got {}. To increase this limit, set the \
              VLLM_MAX_N_SEQUENCES environment variable.",
             c.n
+        )));
+    }
+    let presence = c.presence_penalty.unwrap_or(0.0);
+    if !(-2.0..=2.0).contains(&presence) {
+        return Err(ApiError::bad_request(format!(
+            "presence_penalty must be in [-2, 2], got {}.",
+            py_float(presence)
+        )));
+    }
+    let frequency = c.frequency_penalty.unwrap_or(0.0);
+    if !(-2.0..=2.0).contains(&frequency) {
+        return Err(ApiError::bad_request(format!(
+            "frequency_penalty must be in [-2, 2], got {}.",
+            py_float(frequency)
+        )));
+    }
+    let repetition = c.repetition_penalty.unwrap_or(1.0);
+    if repetition <= 0.0 {
+        return Err(ApiError::bad_request(format!(
+            "repetition_penalty must be greater than zero, got {}.",
+            py_float(repetition)
         )));
     }
     if let Some(t) = c.temperature {
@@ -135,6 +227,13 @@ pub fn verify_sampling(
                 "top_k must be 0 (disable), or at least 1, got {k}."
             )));
         }
+    }
+    let min_p = c.min_p.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&min_p) {
+        return Err(ApiError::bad_request(format!(
+            "min_p must be in [0, 1], got {}.",
+            py_float(min_p)
+        )));
     }
     if max_tokens < 1 {
         return Err(ApiError::invalid_param(
@@ -164,7 +263,28 @@ pub fn verify_sampling(
             ));
         }
     }
-    check_max_logprobs(logprobs, vocab_size)
+    if let Some(p) = prompt_logprobs {
+        if p < 0 && p != -1 {
+            return Err(ApiError::invalid_param(
+                &format!("prompt_logprobs must be non-negative or -1, got {p}."),
+                "prompt_logprobs",
+                p,
+            ));
+        }
+    }
+    let empty_stop = match &c.stop {
+        Some(StopInput::One(s)) => s.is_empty(),
+        Some(StopInput::Many(v)) => v.iter().any(String::is_empty),
+        None => false,
+    };
+    if empty_stop {
+        return Err(ApiError::bad_request(
+            "stop cannot contain an empty string.",
+        ));
+    }
+    check_max_logprobs(logprobs, vocab_size, "sample", "logprobs")?;
+    check_max_logprobs(prompt_logprobs, vocab_size, "prompt", "prompt_logprobs")?;
+    check_logit_bias_vocab(&bias_ids, vocab_size)
 }
 
 /// A stable hash of a string (FNV-1a), to key a choice's synthetic values.
@@ -199,6 +319,54 @@ pub fn check_max_output(
                 param,
                 m,
             ));
+        }
+    }
+    Ok(())
+}
+
+/// `TokenizeParams.__post_init__`: `truncate_prompt_tokens` may keep at most what the context
+/// leaves for the prompt (`max_model_len - max_output`).
+pub fn check_truncation(
+    truncate: Option<i64>,
+    max_output: Option<i64>,
+    max_output_param: &str,
+    max_model_len: usize,
+) -> Result<(), ApiError> {
+    let max_input = max_model_len as i64 - max_output.unwrap_or(0);
+    match truncate {
+        Some(t) if t > max_input => Err(ApiError::invalid_param(
+            &format!(
+                "truncate_prompt_tokens={t} cannot be greater than max_model_len - \
+                 {max_output_param} = {max_input}. Please request a smaller truncation size."
+            ),
+            "truncate_prompt_tokens",
+            t,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `TokenizeParams._token_truncation`: keep the first `truncate` ids (−1: the first
+/// `max_input`), as vLLM does with the tokenizer's default right-side truncation.
+pub fn truncate_prompt(ids: &mut Vec<u32>, truncate: Option<i64>, max_input: usize) {
+    match truncate {
+        Some(-1) => ids.truncate(max_input),
+        Some(t) if t >= 0 => ids.truncate(t as usize),
+        _ => {}
+    }
+}
+
+/// The input processor's `_validate_prompt_len` and out-of-vocabulary check, for a prompt as
+/// it goes to the engine.
+pub fn check_prompt_ids(ids: &[u32], vocab_size: Option<usize>) -> Result<(), ApiError> {
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("The decoder prompt cannot be empty"));
+    }
+    if let (Some(v), Some(&max_id)) = (vocab_size, ids.iter().max()) {
+        if max_id as usize >= v {
+            return Err(ApiError::bad_request(format!(
+                "Token id {max_id} is out of vocabulary"
+            )));
         }
     }
     Ok(())
@@ -955,4 +1123,54 @@ impl EventStream {
 /// An error sent inside a stream (vLLM's `create_streaming_error_response`).
 fn error_json(e: &ApiError) -> serde_json::Value {
     serde_json::from_str(&e.body()).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verify(body: serde_json::Value, vocab: usize) -> Result<(), ApiError> {
+        let r: CompletionRequest = serde_json::from_value(body).unwrap();
+        let prompt_logprobs = r.common.prompt_logprobs;
+        verify_sampling(&r.common, 4, r.logprobs, prompt_logprobs, Some(vocab))
+    }
+
+    fn message(e: ApiError) -> String {
+        match e {
+            ApiError::BadRequest { message, .. } => message,
+            other => panic!("not a BadRequestError: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn logit_bias_ids_parse_as_python_int_and_lie_in_the_vocabulary() {
+        let ok =
+            serde_json::json!({"prompt": "x", "logit_bias": {" -0 ": 1, "+9": -200, "1_2": 5}});
+        assert!(verify(ok, 100).is_ok());
+        for key in ["1__2", "_1", "1.0", "", "0x1"] {
+            let body = serde_json::json!({"prompt": "x", "logit_bias": {key: 1}});
+            assert_eq!(
+                message(verify(body, 100).unwrap_err()),
+                format!("invalid literal for int() with base 10: '{key}'")
+            );
+        }
+        let body = serde_json::json!({"prompt": "x", "logit_bias": {"100": 1, "3": 1, "-1": 1}});
+        assert_eq!(
+            message(verify(body, 100).unwrap_err()),
+            "token_id(s) [100, -1] in logit_bias contain out-of-vocab token ids. Vocabulary \
+             size: 100 (parameter=logit_bias, value=[100, -1])"
+        );
+    }
+
+    #[test]
+    fn prompt_logprobs_of_the_whole_vocabulary_exceed_the_limit() {
+        let body = serde_json::json!({"prompt": "x", "prompt_logprobs": -1});
+        assert_eq!(
+            message(verify(body, 100).unwrap_err()),
+            "Requested prompt logprobs of 100, which is greater than max allowed: 20 \
+             (parameter=prompt_logprobs, value=100)"
+        );
+        let body = serde_json::json!({"prompt": "x", "prompt_logprobs": 20});
+        assert!(verify(body, 100).is_ok());
+    }
 }

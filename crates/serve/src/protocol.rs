@@ -131,7 +131,101 @@ pub struct CommonParams {
     pub spaces_between_special_tokens: bool,
     #[serde(default)]
     pub echo: bool,
+    /// `[-2, 2]` (vLLM's `_verify_args`); no effect on synthetic tokens.
+    #[serde(default)]
+    pub presence_penalty: Option<f64>,
+    /// `[-2, 2]`; no effect on synthetic tokens.
+    #[serde(default)]
+    pub frequency_penalty: Option<f64>,
+    /// Greater than 0; no effect on synthetic tokens.
+    #[serde(default)]
+    pub repetition_penalty: Option<f64>,
+    /// `[0, 1]`; no effect on synthetic tokens.
+    #[serde(default)]
+    pub min_p: Option<f64>,
+    /// Token id (as a decimal string) → bias, in the request's order; ids must parse and lie in
+    /// the vocabulary. No effect on synthetic tokens.
+    #[serde(default)]
+    pub logit_bias: Option<LogitBias>,
+    /// Ignored, as vLLM ignores it; must be a string.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Structured output (`text`, `json_object`, `json_schema`, `structural_tag`): checked as
+    /// vLLM's model checks it, but synthetic tokens follow no grammar.
+    #[serde(default)]
+    pub response_format: Option<Value>,
+    /// Keep only the first N prompt tokens (−1: as many as the context leaves room for).
+    #[serde(default)]
+    pub truncate_prompt_tokens: Option<i64>,
+    /// Prompt log-probabilities asked for: checked as vLLM checks them; the response's
+    /// `prompt_logprobs` stays `null` (llm-emu has no prompt log-probabilities).
+    #[serde(default)]
+    pub prompt_logprobs: Option<i64>,
 }
+
+/// `logit_bias`: a JSON object of token id (string) → bias, kept in the request's order so that
+/// an error lists the bad ids as vLLM does.
+#[derive(Clone, Debug, Default)]
+pub struct LogitBias(pub Vec<(String, f64)>);
+
+impl<'de> Deserialize<'de> for LogitBias {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = LogitBias;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of token id to bias")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<LogitBias, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, f64>()? {
+                    out.push((k, v));
+                }
+                Ok(LogitBias(out))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// A failure of one of vLLM's `model_validator(mode="before")` checks, as FastAPI reports it:
+/// a `VLLMValidationError` names its field (`param`, and `value` when vLLM gives one), a plain
+/// `ValueError` does not.
+fn model_validator_error(msg: &str, param: Option<&str>, value: Option<String>) -> ApiError {
+    let extras: Vec<String> = param
+        .map(|p| format!("parameter={p}"))
+        .into_iter()
+        .chain(value.map(|v| format!("value={v}")))
+        .collect();
+    let text = if extras.is_empty() {
+        msg.to_string()
+    } else {
+        format!("{msg} ({})", extras.join(", "))
+    };
+    // Python's `repr` of the message: double quotes when it holds a single quote.
+    let msg = format!("Value error, {text}");
+    let quoted = if msg.contains('\'') && !msg.contains('"') {
+        format!("\"{msg}\"")
+    } else {
+        format!("'{msg}'")
+    };
+    let message = format!(
+        "1 validation error:\n  {{'type': 'value_error', 'loc': ('body',), 'msg': {quoted}}}"
+    );
+    match param {
+        Some(p) => ApiError::InvalidField {
+            message,
+            param: p.to_string(),
+        },
+        None => ApiError::Validation(message),
+    }
+}
+
+/// The `response_format` types of vLLM's `AnyResponseFormat`.
+const RESPONSE_FORMAT_TYPES: [&str; 4] = ["text", "json_object", "json_schema", "structural_tag"];
 
 /// The checks vLLM's request models make in their own validators, after the fields parsed.
 pub trait ValidateRequest {
@@ -146,27 +240,214 @@ impl CommonParams {
     fn validate_stream_options(&self) -> Result<(), ApiError> {
         let given = self.stream_options.as_ref().is_some_and(|o| o.given);
         if given && !self.stream.unwrap_or(false) {
-            return Err(ApiError::InvalidField {
-                message: "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), \
-                          'msg': 'Value error, Stream options can only be defined when \
-                          `stream=True`. (parameter=stream_options)'}"
+            return Err(model_validator_error(
+                "Stream options can only be defined when `stream=True`.",
+                Some("stream_options"),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    /// vLLM's `validate_response_format` and the shape pydantic checks: an object whose `type`
+    /// is one of [`RESPONSE_FORMAT_TYPES`]; `json_schema` needs its `json_schema` field.
+    fn validate_response_format(&self) -> Result<(), ApiError> {
+        let Some(rf) = self.response_format.as_ref().filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let kind = rf.get("type").and_then(Value::as_str);
+        if kind == Some("json_schema") && rf.get("json_schema").is_none_or(Value::is_null) {
+            return Err(model_validator_error(
+                "When response_format type is 'json_schema', the 'json_schema' field must be \
+                 provided.",
+                Some("response_format"),
+                None,
+            ));
+        }
+        if !kind.is_some_and(|k| RESPONSE_FORMAT_TYPES.contains(&k)) {
+            return Err(ApiError::Validation(format!(
+                "1 validation error:\n  {{'type': 'literal_error', 'loc': ('body', \
+                 'response_format', 'type'), 'msg': \"Input should be 'text', 'json_object', \
+                 'json_schema' or 'structural_tag'\", 'input': {}}}",
+                rf.get("type").map_or("None".to_string(), Value::to_string)
+            )));
+        }
+        Ok(())
+    }
+
+    /// vLLM's `check_logprobs` for `prompt_logprobs` (both request models).
+    fn validate_prompt_logprobs(&self) -> Result<(), ApiError> {
+        let Some(p) = self.prompt_logprobs else {
+            return Ok(());
+        };
+        if self.stream.unwrap_or(false) && (p > 0 || p == -1) {
+            return Err(model_validator_error(
+                "`prompt_logprobs` are not available when `stream=True`.",
+                Some("prompt_logprobs"),
+                None,
+            ));
+        }
+        if p < 0 && p != -1 {
+            return Err(model_validator_error(
+                "`prompt_logprobs` must be a positive value or -1.",
+                Some("prompt_logprobs"),
+                Some(p.to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// vLLM's `check_cache_salt_support` (both request models).
+    fn validate_cache_salt(&self) -> Result<(), ApiError> {
+        if self.cache_salt.as_deref() == Some("") {
+            return Err(model_validator_error(
+                "Parameter 'cache_salt' must be a non-empty string if provided.",
+                None,
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    /// pydantic's `Field(ge=-1)` on `truncate_prompt_tokens`.
+    fn validate_truncate_prompt_tokens(&self) -> Result<(), ApiError> {
+        match self.truncate_prompt_tokens {
+            Some(t) if t < -1 => Err(ApiError::Validation(format!(
+                "1 validation error:\n  {{'type': 'greater_than_equal', 'loc': ('body', \
+                 'truncate_prompt_tokens'), 'msg': 'Input should be greater than or equal to \
+                 -1', 'input': {t}, 'ctx': {{'ge': -1}}}}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// pydantic runs a model's `mode="before"` validators in the reverse of their order in vLLM's
+/// source, then checks the fields; the `validate` methods below keep that order, so a request
+/// with several faults gets the error vLLM reports.
+impl ValidateRequest for CompletionRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        let c = &self.common;
+        c.validate_cache_salt()?;
+        c.validate_stream_options()?;
+        c.validate_prompt_logprobs()?;
+        c.validate_response_format()?;
+        c.validate_truncate_prompt_tokens()
+    }
+}
+
+impl ChatCompletionRequest {
+    /// vLLM's `check_logprobs` for `top_logprobs`.
+    fn validate_top_logprobs(&self) -> Result<(), ApiError> {
+        let Some(t) = self.top_logprobs else {
+            return Ok(());
+        };
+        if t < 0 && t != -1 {
+            return Err(model_validator_error(
+                "`top_logprobs` must be a positive value or -1.",
+                Some("top_logprobs"),
+                Some(t.to_string()),
+            ));
+        }
+        if (t == -1 || t > 0) && !self.logprobs.unwrap_or(false) {
+            return Err(model_validator_error(
+                "when using `top_logprobs`, `logprobs` must be set to true.",
+                Some("top_logprobs"),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    /// vLLM's `check_tool_usage`: a `tool_choice` other than `"none"` needs `tools`, and is
+    /// `"auto"`, `"required"` or a named function among them. (The choice has no effect here:
+    /// llm-emu generates no tool calls.)
+    fn validate_tool_choice(&self) -> Result<(), ApiError> {
+        let err = |m: String| model_validator_error(&m, None, None);
+        let choice = match &self.tool_choice {
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::String(s)) if s == "none" => return Ok(()),
+            Some(c) => c,
+        };
+        let Some(tools) = self.tools.as_ref().filter(|t| !t.is_null()) else {
+            return Err(err("When using `tool_choice`, `tools` must be set.".into()));
+        };
+        let Value::Object(named) = choice else {
+            if choice == "auto" || choice == "required" {
+                return Ok(());
+            }
+            let shown = match choice {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return Err(err(format!(
+                "Invalid value for `tool_choice`: {shown}! Only named tools, \"none\", \"auto\" \
+                 or \"required\" are supported."
+            )));
+        };
+        let usage = "Correct usage: `{\"type\": \"function\", \"function\": {\"name\": \
+                     \"my_function\"}}`";
+        let Some(function) = named.get("function").and_then(Value::as_object) else {
+            let shown = named
+                .get("function")
+                .map_or("None".into(), Value::to_string);
+            return Err(err(format!(
+                "Invalid value for `function`: `{shown}` in `tool_choice`! {usage}"
+            )));
+        };
+        let Some(name) = function.get("name") else {
+            return Err(err(format!(
+                "Expected field `name` in `function` in `tool_choice`! {usage}"
+            )));
+        };
+        let Some(name) = name.as_str().filter(|n| !n.is_empty()) else {
+            return Err(err(format!(
+                "Invalid `name` in `function`: `{name}` in `tool_choice`! {usage}"
+            )));
+        };
+        let listed = tools.as_array().is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name))
+        });
+        if !listed {
+            return Err(err(
+                "The tool specified in `tool_choice` does not match any of the specified `tools`"
                     .into(),
-                param: "stream_options".into(),
-            });
+            ));
+        }
+        Ok(())
+    }
+
+    /// pydantic's check of the message union: only an assistant (or legacy function) message
+    /// may have `content: null`.
+    fn validate_null_content(&self) -> Result<(), ApiError> {
+        for (i, m) in self.messages.iter().enumerate() {
+            let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+            if m.get("content").is_some_and(Value::is_null)
+                && role != "assistant"
+                && role != "function"
+            {
+                return Err(ApiError::Validation(format!(
+                    "1 validation error:\n  {{'type': 'string_type', 'loc': ('body', 'messages', \
+                     {i}, 'content'), 'msg': 'Input should be a valid string', 'input': None}}"
+                )));
+            }
         }
         Ok(())
     }
 }
 
-impl ValidateRequest for CompletionRequest {
-    fn validate(&self) -> Result<(), ApiError> {
-        self.common.validate_stream_options()
-    }
-}
-
 impl ValidateRequest for ChatCompletionRequest {
     fn validate(&self) -> Result<(), ApiError> {
-        self.common.validate_stream_options()
+        let c = &self.common;
+        c.validate_cache_salt()?;
+        self.validate_tool_choice()?;
+        c.validate_prompt_logprobs()?;
+        self.validate_top_logprobs()?;
+        c.validate_stream_options()?;
+        c.validate_response_format()?;
+        self.validate_null_content()?;
+        c.validate_truncate_prompt_tokens()
     }
 }
 
@@ -185,6 +466,9 @@ pub struct CompletionRequest {
     pub logprobs: Option<i64>,
     #[serde(default = "default_true")]
     pub add_special_tokens: bool,
+    /// Refused when given, as vLLM refuses it ("suffix is not currently supported").
+    #[serde(default)]
+    pub suffix: Option<String>,
     #[serde(flatten)]
     pub common: CommonParams,
 }
@@ -214,6 +498,17 @@ pub struct ChatCompletionRequest {
     pub chat_template_kwargs: Option<Value>,
     #[serde(default)]
     pub tools: Option<Value>,
+    /// `"none"`, `"auto"`, `"required"` or a named function; checked, no effect (llm-emu
+    /// generates no tool calls).
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    /// Must be a bool; no effect (no tool calls).
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    /// RAG documents for the chat template: a list of string → string objects. Checked;
+    /// llm-emu's templates are not given them.
+    #[serde(default)]
+    pub documents: Option<Vec<std::collections::HashMap<String, String>>>,
     #[serde(flatten)]
     pub common: CommonParams,
 }

@@ -4,8 +4,9 @@
 
 use crate::errors::ApiError;
 use crate::generate::{
-    check_fan_out, check_max_output, check_request_template, prompt_max_tokens, respond_full,
-    start_stream, verify_sampling, Endpoint, Prepared, Prompt,
+    check_fan_out, check_max_output, check_prompt_ids, check_request_template, check_truncation,
+    prompt_max_tokens, respond_full, start_stream, truncate_prompt, verify_sampling, Endpoint,
+    Prepared, Prompt,
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
@@ -156,6 +157,9 @@ async fn completions(
 ) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_body(body)?;
     check_model(&state, &req.common.model)?;
+    if req.suffix.is_some() {
+        return Err(ApiError::bad_request("suffix is not currently supported"));
+    }
     let prompt =
         match req.prompt {
             None => return Err(ApiError::Validation(
@@ -185,6 +189,12 @@ async fn completions(
         ));
     }
     check_max_output(req.max_tokens, "max_tokens", state.max_model_len)?;
+    check_truncation(
+        req.common.truncate_prompt_tokens,
+        req.max_tokens,
+        "max_tokens",
+        state.max_model_len,
+    )?;
     check_fan_out(texts.len(), req.common.n)?;
     // Tokenizing runs on the text workers, and stops early for a prompt that is certainly
     // longer than the context (vLLM reports it as "at least max_input + 1" tokens).
@@ -214,27 +224,27 @@ async fn completions(
     let mut prompts = Vec::with_capacity(texts.len());
     for (text, ids, encoded) in texts {
         let from_text = ids.is_none();
-        let ids = match (ids, encoded) {
+        let mut ids = match (ids, encoded) {
             (Some(ids), _) => ids,
             (None, Some(ids)) => ids,
             (None, None) => unreachable!("a prompt is text or ids"),
         };
+        truncate_prompt(&mut ids, req.common.truncate_prompt_tokens, max_input);
         let max_tokens =
             prompt_max_tokens(ids.len(), req.max_tokens, state.max_model_len, from_text)?;
+        // With `echo`, vLLM asks for prompt log-probabilities as many as `logprobs`.
+        let prompt_logprobs =
+            req.common
+                .prompt_logprobs
+                .or(if req.common.echo { req.logprobs } else { None });
         verify_sampling(
             &req.common,
             max_tokens,
             req.logprobs,
+            prompt_logprobs,
             state.codec.vocab_size(),
         )?;
-        // vLLM's input processor: ids past the vocabulary are refused.
-        if let (Some(v), Some(&max_id)) = (state.codec.vocab_size(), ids.iter().max()) {
-            if max_id as usize >= v {
-                return Err(ApiError::bad_request(format!(
-                    "Token id {max_id} is out of vocabulary"
-                )));
-            }
-        }
+        check_prompt_ids(&ids, state.codec.vocab_size())?;
         let text = match (text, req.common.echo) {
             (Some(t), _) => Some(t),
             (None, true) => {
@@ -289,6 +299,12 @@ async fn chat_completions(
         (None, m) => (m, "max_tokens"),
     };
     check_max_output(requested, param, state.max_model_len)?;
+    check_truncation(
+        req.common.truncate_prompt_tokens,
+        requested,
+        param,
+        state.max_model_len,
+    )?;
     let opts = ChatOptions {
         add_generation_prompt: req.add_generation_prompt,
         continue_final_message: req.continue_final_message,
@@ -303,7 +319,7 @@ async fn chat_completions(
         .saturating_sub(requested.unwrap_or(0))
         .max(0) as usize;
     let (codec, add_special_tokens) = (state.codec.clone(), req.add_special_tokens);
-    let ids = state
+    let mut ids = state
         .text_jobs
         .run(move || {
             let text = codec.render_chat(&messages, &opts)?;
@@ -311,18 +327,27 @@ async fn chat_completions(
         })
         .await?
         .map_err(|e| ApiError::bad_request(e.0))?;
+    truncate_prompt(&mut ids, req.common.truncate_prompt_tokens, max_input);
     let max_tokens = prompt_max_tokens(ids.len(), requested, state.max_model_len, true)?;
     let top_logprobs = if req.logprobs.unwrap_or(false) {
         req.top_logprobs.or(Some(0))
     } else {
         None
     };
+    // With `echo`, vLLM asks for prompt log-probabilities as many as `top_logprobs`.
+    let prompt_logprobs = req.common.prompt_logprobs.or(if req.common.echo {
+        req.top_logprobs
+    } else {
+        None
+    });
     verify_sampling(
         &req.common,
         max_tokens,
         top_logprobs,
+        prompt_logprobs,
         state.codec.vocab_size(),
     )?;
+    check_prompt_ids(&ids, state.codec.vocab_size())?;
     let id = format!("chatcmpl-{}", base_id(&headers, &req.common, &state));
     let prompts = vec![Prompt {
         ids: ids.into(),

@@ -110,7 +110,13 @@ fn check_completion(req: &CompletionRequest) {
             Ok(m) => m,
             Err(e) => return assert_refusal(&e),
         };
-        match verify_sampling(&req.common, max_tokens, req.logprobs, Some(VOCAB)) {
+        match verify_sampling(
+            &req.common,
+            max_tokens,
+            req.logprobs,
+            req.common.prompt_logprobs,
+            Some(VOCAB),
+        ) {
             Ok(()) => {
                 assert!(max_tokens >= 1 && len as i64 + max_tokens <= MAX_MODEL_LEN as i64);
                 assert!((0..=max_tokens).contains(&req.common.min_tokens));
@@ -140,7 +146,13 @@ fn check_chat(req: &ChatCompletionRequest) {
     } else {
         None
     };
-    match verify_sampling(&req.common, max_tokens, top, Some(VOCAB)) {
+    match verify_sampling(
+        &req.common,
+        max_tokens,
+        top,
+        req.common.prompt_logprobs,
+        Some(VOCAB),
+    ) {
         Ok(()) => assert!(max_tokens >= 1 && len as i64 + max_tokens <= MAX_MODEL_LEN as i64),
         Err(e) => assert_refusal(&e),
     }

@@ -836,3 +836,154 @@ async fn real_tokenizer_counts_prompts_and_ends_replies_with_eos() {
         .is_empty());
     s.stop().await;
 }
+
+/// Fields vLLM 0.19 checks before generating: the same status, error type and message
+/// (`SamplingParams._verify_args` and `from_optional`, the request models' validators, the
+/// completion renderer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_fields_are_checked_as_vllm_checks_them() {
+    let s = TestServer::start(100, vec![]).await;
+    let cmpl = |extra: Value| {
+        let mut b = json!({"prompt": [1, 2, 3], "max_tokens": 2});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let chat = |extra: Value| {
+        let mut b = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let bad = "BadRequestError";
+    let validation = "Bad Request";
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        ("/v1/completions", cmpl(json!({"presence_penalty": 2.5})), bad,
+         "presence_penalty must be in [-2, 2], got 2.5."),
+        ("/v1/completions", cmpl(json!({"frequency_penalty": -3})), bad,
+         "frequency_penalty must be in [-2, 2], got -3.0."),
+        ("/v1/completions", cmpl(json!({"repetition_penalty": 0})), bad,
+         "repetition_penalty must be greater than zero, got 0.0."),
+        ("/v1/completions", cmpl(json!({"min_p": 2})), bad, "min_p must be in [0, 1], got 2.0."),
+        ("/v1/completions", cmpl(json!({"stop": ["a", ""]})), bad,
+         "stop cannot contain an empty string."),
+        ("/v1/completions", cmpl(json!({"logit_bias": {"5": 1, "x": 1}})), bad,
+         "invalid literal for int() with base 10: 'x'"),
+        ("/v1/completions", cmpl(json!({"suffix": "x"})), bad, "suffix is not currently supported"),
+        ("/v1/completions", cmpl(json!({"truncate_prompt_tokens": 0})), bad,
+         "The decoder prompt cannot be empty"),
+        ("/v1/completions", cmpl(json!({"truncate_prompt_tokens": 4095})), bad,
+         "truncate_prompt_tokens=4095 cannot be greater than max_model_len - max_tokens = 4094. \
+          Please request a smaller truncation size. (parameter=truncate_prompt_tokens, value=4095)"),
+        ("/v1/completions", cmpl(json!({"prompt_logprobs": 21})), bad,
+         "Requested prompt logprobs of 21, which is greater than max allowed: 20 \
+          (parameter=prompt_logprobs, value=21)"),
+        ("/v1/completions", cmpl(json!({"prompt_logprobs": -2})), validation,
+         "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, \
+          `prompt_logprobs` must be a positive value or -1. (parameter=prompt_logprobs, value=-2)'}"),
+        ("/v1/completions", cmpl(json!({"cache_salt": ""})), validation,
+         "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': \"Value error, \
+          Parameter 'cache_salt' must be a non-empty string if provided.\"}"),
+        ("/v1/chat/completions", chat(json!({"top_logprobs": 5})), validation,
+         "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, \
+          when using `top_logprobs`, `logprobs` must be set to true. (parameter=top_logprobs)'}"),
+        ("/v1/chat/completions", chat(json!({"top_logprobs": 21, "logprobs": true})), bad,
+         "Requested sample logprobs of 21, which is greater than max allowed: 20 \
+          (parameter=logprobs, value=21)"),
+        ("/v1/chat/completions", chat(json!({"tool_choice": "required"})), validation,
+         "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, \
+          When using `tool_choice`, `tools` must be set.'}"),
+        ("/v1/chat/completions",
+         chat(json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                     "tool_choice": {"type": "function", "function": {"name": "g"}}})),
+         validation,
+         "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, \
+          The tool specified in `tool_choice` does not match any of the specified `tools`'}"),
+    ];
+    for (path, body, kind, message) in cases {
+        let (st, v) = s.json(path, body.clone()).await;
+        assert_eq!(st, 400, "{body}: {v}");
+        assert_eq!(v["error"]["type"], kind, "{body}: {v}");
+        assert_eq!(v["error"]["message"], message, "{body}");
+    }
+    // Wrong types are refused while parsing; a `null` content only on an assistant message.
+    for (path, body) in [
+        ("/v1/completions", cmpl(json!({"user": 5}))),
+        (
+            "/v1/completions",
+            cmpl(json!({"response_format": {"type": "nope"}})),
+        ),
+        (
+            "/v1/completions",
+            cmpl(json!({"truncate_prompt_tokens": -5})),
+        ),
+        ("/v1/chat/completions", chat(json!({"documents": "x"}))),
+        (
+            "/v1/chat/completions",
+            chat(json!({"parallel_tool_calls": "x"})),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": null}]}),
+        ),
+    ] {
+        let (st, v) = s.json(path, body.clone()).await;
+        assert_eq!(
+            (st, v["error"]["type"].as_str()),
+            (400, Some(validation)),
+            "{body}: {v}"
+        );
+    }
+    // What vLLM accepts is accepted; `truncate_prompt_tokens` keeps the first N prompt tokens
+    // (−1: all that fit), `logit_bias` is clamped, not refused.
+    for (path, body, prompt_tokens) in [
+        (
+            "/v1/completions",
+            cmpl(json!({"truncate_prompt_tokens": 2})),
+            Some(2),
+        ),
+        (
+            "/v1/completions",
+            cmpl(json!({"truncate_prompt_tokens": -1})),
+            Some(3),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": (0..5000).collect::<Vec<u32>>(), "max_tokens": 2, "truncate_prompt_tokens": -1}),
+            Some(4094),
+        ),
+        (
+            "/v1/completions",
+            cmpl(json!({"logit_bias": {" +5 ": 200, "1_0": -1}, "min_p": 0.5,
+                                        "presence_penalty": -2, "user": "u", "prompt_logprobs": 3,
+                                        "response_format": {"type": "json_object"}})),
+            None,
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"},
+                                                      {"role": "assistant", "content": null}],
+                                        "max_tokens": 1}),
+            None,
+        ),
+        (
+            "/v1/chat/completions",
+            chat(
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                     "tool_choice": {"type": "function", "function": {"name": "f"}},
+                     "parallel_tool_calls": false, "documents": [{"title": "t", "text": "x"}],
+                     "top_logprobs": 0}),
+            ),
+            None,
+        ),
+    ] {
+        let (st, v) = s.json(path, body.clone()).await;
+        assert_eq!(st, 200, "{body}: {v}");
+        if let Some(n) = prompt_tokens {
+            assert_eq!(v["usage"]["prompt_tokens"], n, "{body}: {v}");
+        }
+    }
+    s.stop().await;
+}
