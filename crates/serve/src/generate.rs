@@ -282,9 +282,52 @@ pub fn verify_sampling(
             "stop cannot contain an empty string.",
         ));
     }
+    check_stop_sizes(c)?;
     check_max_logprobs(logprobs, vocab_size, "sample", "logprobs")?;
     check_max_logprobs(prompt_logprobs, vocab_size, "prompt", "prompt_logprobs")?;
     check_logit_bias_vocab(&bias_ids, vocab_size)
+}
+
+/// Stop strings one request may give (llm-emu's bound; vLLM has none). Every choice checks
+/// every stop string against each new piece of text, on the HTTP workers, so their number and
+/// size multiply the cost of every token; real clients send a handful (OpenAI's API takes 4).
+pub const MAX_STOP_STRINGS: usize = 64;
+/// Bytes of all stop strings of one request together (llm-emu's bound; vLLM has none).
+pub const MAX_STOP_BYTES: usize = 4096;
+/// Stop token ids one request may give (llm-emu's bound; vLLM has none). The engine thread
+/// looks every sampled token up in them, for every running request.
+pub const MAX_STOP_TOKEN_IDS: usize = 1024;
+
+/// `stop` and `stop_token_ids` within [`MAX_STOP_STRINGS`], [`MAX_STOP_BYTES`] and
+/// [`MAX_STOP_TOKEN_IDS`], so that no request makes every token of every request dear.
+fn check_stop_sizes(c: &CommonParams) -> Result<(), ApiError> {
+    let (count, bytes) = match &c.stop {
+        Some(StopInput::One(s)) => (1, s.len()),
+        Some(StopInput::Many(v)) => (v.len(), v.iter().map(String::len).sum()),
+        None => (0, 0),
+    };
+    if count > MAX_STOP_STRINGS || bytes > MAX_STOP_BYTES {
+        return Err(ApiError::invalid_param(
+            &format!(
+                "stop may hold at most {MAX_STOP_STRINGS} strings of {MAX_STOP_BYTES} bytes in \
+                 all on this server, got {count} strings of {bytes} bytes."
+            ),
+            "stop",
+            count,
+        ));
+    }
+    let ids = c.stop_token_ids.as_ref().map_or(0, Vec::len);
+    if ids > MAX_STOP_TOKEN_IDS {
+        return Err(ApiError::invalid_param(
+            &format!(
+                "stop_token_ids may hold at most {MAX_STOP_TOKEN_IDS} ids on this server, got \
+                 {ids}."
+            ),
+            "stop_token_ids",
+            ids,
+        ));
+    }
+    Ok(())
 }
 
 /// A stable hash of a string (FNV-1a), to key a choice's synthetic values.
@@ -332,7 +375,7 @@ pub fn check_truncation(
     max_output_param: &str,
     max_model_len: usize,
 ) -> Result<(), ApiError> {
-    let max_input = max_model_len as i64 - max_output.unwrap_or(0);
+    let max_input = (max_model_len as i64).saturating_sub(max_output.unwrap_or(0));
     match truncate {
         Some(t) if t > max_input => Err(ApiError::invalid_param(
             &format!(

@@ -271,3 +271,43 @@ async fn max_tokens_at_the_bottom_of_the_64_bit_range_is_a_400() {
     assert_eq!(st, 400, "{v}");
     s.stop().await;
 }
+
+/// Stop strings and stop token ids are copied into every choice and checked at every token,
+/// so megabytes of them with a large `n` exhausted memory (a 10 MB body with `n` = 2048
+/// aborted the server) or froze the HTTP workers; past llm-emu's bounds they are a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_stop_lists_are_refused_before_any_work() {
+    use llm_emu_serve::generate::{MAX_STOP_BYTES, MAX_STOP_STRINGS, MAX_STOP_TOKEN_IDS};
+    let s = TestServer::start(Setup::default());
+    let many: Vec<String> = (0..=MAX_STOP_STRINGS).map(|i| format!("s{i}")).collect();
+    let long = "x".repeat(MAX_STOP_BYTES + 1);
+    let ids: Vec<u32> = (0..=MAX_STOP_TOKEN_IDS as u32).collect();
+    for (body, param) in [
+        (
+            json!({"prompt": "a", "stop": many, "n": 2048, "max_tokens": 1}),
+            "stop",
+        ),
+        (
+            json!({"prompt": "a", "stop": long, "max_tokens": 1}),
+            "stop",
+        ),
+        (
+            json!({"prompt": "a", "stop_token_ids": ids, "n": 2048, "max_tokens": 1}),
+            "stop_token_ids",
+        ),
+    ] {
+        let (st, v) = s.json("/v1/completions", body).await;
+        assert_eq!(st, 400, "{v}");
+        assert_eq!(v["error"]["param"], param, "{v}");
+    }
+    // Within the bounds: served.
+    let fits: Vec<String> = (0..MAX_STOP_STRINGS).map(|i| format!("s{i}")).collect();
+    let (st, v) = s
+        .json(
+            "/v1/completions",
+            json!({"prompt": "a", "stop": fits, "stop_token_ids": [7, 8], "max_tokens": 2}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    s.stop().await;
+}
