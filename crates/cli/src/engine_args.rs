@@ -145,13 +145,7 @@ pub struct EngineDefaults {
 /// A switch with an on flag and an off flag: the flag given wins, else the recorded default,
 /// else vLLM's.
 fn switch(on: bool, off: bool, recorded: Option<bool>, vllm_default: bool) -> bool {
-    if off {
-        false
-    } else if on {
-        true
-    } else {
-        recorded.unwrap_or(vllm_default)
-    }
+    given_switch(on, off).or(recorded).unwrap_or(vllm_default)
 }
 
 impl EngineArgs {
