@@ -4,23 +4,7 @@
 
 use crate::client::RequestOutput;
 use crate::tokenizer::Tokenizer;
-
-/// `np.percentile(xs, q)` of sorted values (0 for none).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let k = (sorted.len() - 1) as f64 * q / 100.0;
-    let (f, c) = (k.floor() as usize, k.ceil() as usize);
-    let (a, b) = (sorted[f], sorted[c]);
-    // numpy's lerp: a + (b - a)·t, computed from the nearer end.
-    let t = k - f as f64;
-    if t >= 0.5 {
-        b - (b - a) * (1.0 - t)
-    } else {
-        a + (b - a) * t
-    }
-}
+use llm_emu_sim::percentile;
 
 /// `np.median`: the middle value, or the mean of the two middle ones.
 pub fn median(sorted: &[f64]) -> f64 {

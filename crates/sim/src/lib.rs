@@ -2,6 +2,7 @@
 
 pub mod driver;
 pub mod metrics;
+pub mod percentile;
 pub mod report;
 pub mod run_record;
 pub mod synthetic;
@@ -9,4 +10,5 @@ pub mod validate;
 pub mod workload;
 
 pub use driver::{run, RequestRecord, SimResult, Sinks};
+pub use percentile::percentile;
 pub use workload::{LineError, LineErrorKind, WorkloadItem, WorkloadReader};

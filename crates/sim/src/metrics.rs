@@ -3,22 +3,13 @@
 //! Per request (client view, times from the request's arrival): TTFT = first token − arrival;
 //! TPOT = (last token − first token) / (outputs − 1) for outputs > 1; E2EL = last token −
 //! arrival; ITL = every gap between consecutive tokens. Percentiles interpolate linearly between
-//! order statistics (numpy's default, as vLLM uses). ITL samples go to a histogram (3 significant
+//! order statistics (`np.percentile`, as vLLM uses; see [`crate::percentile`]). ITL samples go to a histogram (3 significant
 //! digits) so that runs of hundreds of millions of tokens stay small; TTFT/TPOT/E2EL are kept
 //! exactly.
 
+use crate::percentile::percentile;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
-
-/// Linear-interpolated percentile `q` (0–100) of sorted values.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let k = (sorted.len() - 1) as f64 * q / 100.0;
-    let (f, c) = (k.floor() as usize, k.ceil() as usize);
-    sorted[f] + (sorted[c] - sorted[f]) * (k - f as f64)
-}
 
 fn mean_std(xs: &[f64]) -> (f64, f64) {
     if xs.is_empty() {
@@ -113,14 +104,6 @@ impl LatencyStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_interpolate_like_numpy() {
-        let xs = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&xs, 50.0), 2.5);
-        assert!((percentile(&xs, 90.0) - 3.7).abs() < 1e-12);
-        assert_eq!(percentile(&[5.0], 99.0), 5.0);
-    }
 
     #[test]
     fn request_metrics() {

@@ -7,7 +7,7 @@
 //! Σ outputs / (last token of the run − first queued).
 
 use crate::driver::RequestRecord;
-use crate::metrics::percentile;
+use crate::percentile::percentile;
 use crate::run_record::{RunRecord, RunRecordError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
