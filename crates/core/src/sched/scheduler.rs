@@ -57,6 +57,18 @@ pub struct RequestUpdate {
     pub finished: Option<Box<Request>>,
 }
 
+/// The state one `schedule()` call threads through its phases.
+struct StepState {
+    /// Tokens left to schedule in this step (vLLM's `token_budget`).
+    budget: usize,
+    /// `(request, tokens)` in vLLM's `num_scheduled_tokens` dict order: running requests, then
+    /// admitted ones; an entry is removed when its request is preempted later in the step.
+    scheduled: Vec<(ReqKey, usize)>,
+    /// How many leading entries of `scheduled` are running requests (`scheduled_running_reqs`).
+    num_scheduled_running: usize,
+    out: SchedulerOutput,
+}
+
 #[derive(Debug)]
 pub struct Scheduler {
     cfg: EngineConfig,
@@ -156,32 +168,34 @@ impl Scheduler {
         Some(key)
     }
 
-    fn preempt(&mut self, key: ReqKey, out: &mut SchedulerOutput) {
-        let req = self.requests.req_mut(key);
-        debug_assert_eq!(req.status, RequestStatus::Running);
-        self.kv.free(req);
-        req.status = RequestStatus::Preempted;
-        req.num_computed_tokens = 0;
-        req.num_preemptions += 1;
-        self.num_preemptions += 1;
-        let pk = Self::priority_key(req, key);
-        self.waiting.prepend(pk);
-        out.preempted.push(key);
+    /// One scheduling decision at time `now` (`Scheduler.schedule`, `scheduler.py` lines
+    /// 348–949), in vLLM's three phases: running requests first ([`Self::schedule_running`]),
+    /// then waiting ones if nothing was preempted ([`Self::schedule_waiting`]), then the computed
+    /// tokens advance and the output is built ([`Self::update_after_schedule`]).
+    pub fn schedule(&mut self, now: Nanos) -> SchedulerOutput {
+        let mut step = StepState {
+            budget: self.cfg.max_num_batched_tokens,
+            scheduled: Vec::new(),
+            num_scheduled_running: 0,
+            out: SchedulerOutput::default(),
+        };
+        self.schedule_running(&mut step);
+        if step.out.preempted.is_empty() {
+            self.schedule_waiting(&mut step, now);
+        }
+        debug_assert!(self.running.len() <= self.cfg.max_num_seqs);
+        self.update_after_schedule(step)
     }
 
-    /// One scheduling decision at time `now` (`Scheduler.schedule`).
-    pub fn schedule(&mut self, now: Nanos) -> SchedulerOutput {
-        let mut out = SchedulerOutput::default();
-        let mut budget = self.cfg.max_num_batched_tokens;
+    /// Gives each running request, in order, the tokens that let its computed tokens catch up
+    /// with its known ones, preempting others when its blocks do not fit; stops at the first
+    /// request that cannot be scheduled even after preempting ("First, schedule the RUNNING
+    /// requests", `scheduler.py` lines 383–553, encoder and speculative parts left out).
+    fn schedule_running(&mut self, step: &mut StepState) {
         let threshold = self.cfg.long_prefill_token_threshold;
         let max_model_len = self.cfg.max_model_len;
-        // (key, tokens) in vLLM's dict order; entries of requests preempted later are removed.
-        let mut sched: Vec<(ReqKey, usize)> = Vec::new();
-        let mut num_scheduled_running = 0usize;
-
-        // 1. Running requests.
         let mut req_index = 0usize;
-        while req_index < self.running.len() && budget > 0 {
+        while req_index < self.running.len() && step.budget > 0 {
             let key = self.running[req_index];
             let req = self.requests.req(key);
             if req.num_output_placeholders > 0
@@ -197,115 +211,158 @@ impl Scheduler {
             if threshold > 0 && (threshold as i64) < n {
                 n = threshold as i64;
             }
-            n = n.min(budget as i64);
+            n = n.min(step.budget as i64);
             n = n.min(max_model_len as i64 - 1 - req.num_computed_tokens as i64);
             if n <= 0 {
                 req_index += 1;
                 continue;
             }
             let n = n as usize;
-            let mut scheduled = false;
-            loop {
-                let req = self.requests.req_mut(key);
-                if self.kv.allocate_slots(req, n, None) {
-                    scheduled = true;
-                    break;
-                }
-                // Preempt the lowest-priority running request and retry.
-                let victim = match self.cfg.scheduling_policy {
-                    SchedulingPolicy::Fcfs => self.running.pop().expect("running is not empty"),
-                    SchedulingPolicy::Priority => {
-                        let mut best = 0usize;
-                        for (i, k) in self.running.iter().enumerate() {
-                            let (r, b) =
-                                (self.requests.req(*k), self.requests.req(self.running[best]));
-                            if (r.priority, r.times.arrival) > (b.priority, b.times.arrival) {
-                                best = i;
-                            }
-                        }
-                        let victim = self.running.remove(best);
-                        if let Some(pos) = sched[..num_scheduled_running]
-                            .iter()
-                            .position(|(k, _)| *k == victim)
-                        {
-                            let (_, tokens) = sched.remove(pos);
-                            num_scheduled_running -= 1;
-                            budget += tokens;
-                            req_index -= 1;
-                        }
-                        victim
-                    }
-                };
-                self.preempt(victim, &mut out);
-                if victim == key {
-                    break;
-                }
-            }
-            if !scheduled {
+            if !self.allocate_or_preempt(key, n, step, &mut req_index) {
                 break;
             }
-            sched.push((key, n));
-            num_scheduled_running += 1;
-            budget -= n;
+            step.scheduled.push((key, n));
+            step.num_scheduled_running += 1;
+            step.budget -= n;
             req_index += 1;
         }
+    }
 
-        // 2. Waiting requests, only if nothing was preempted.
-        if out.preempted.is_empty() {
-            while budget > 0 {
-                let Some(key) = self.waiting.peek() else {
-                    break;
-                };
-                if self.running.len() == self.cfg.max_num_seqs {
-                    break;
-                }
-                let req = self.requests.req(key);
-                let (hit, num_computed) = if req.num_computed_tokens == 0 {
-                    let hit = self.kv.get_computed_blocks(req);
-                    let n = hit.num_tokens;
-                    (hit, n)
-                } else {
-                    (CacheHit::default(), req.num_computed_tokens)
-                };
-                let mut n = req.num_tokens() - num_computed;
-                if threshold > 0 && threshold < n {
-                    n = threshold;
-                }
-                if !self.cfg.enable_chunked_prefill && n > budget {
-                    break;
-                }
-                n = n.min(budget);
-                debug_assert!(n > 0);
-                if self.cfg.scheduler_reserve_full_isl && !self.kv.can_fit_full_sequence(req, &hit)
-                {
-                    break;
-                }
-                let req = self.requests.req_mut(key);
-                if !self.kv.allocate_slots(req, n, Some(&hit)) {
-                    break;
-                }
-                self.waiting.pop();
-                self.running.push(key);
-                let req = self.requests.req_mut(key);
-                if req.times.first_scheduled.is_none() {
-                    req.times.first_scheduled = Some(now);
-                }
-                req.status = RequestStatus::Running;
-                req.num_computed_tokens = num_computed;
-                if req.num_cached_tokens.is_none() {
-                    req.num_cached_tokens = Some(num_computed);
-                }
-                sched.push((key, n));
-                out.admitted.push((key, num_computed));
-                budget -= n;
+    /// Allocates slots for `n` more tokens of running request `key`, preempting victims until
+    /// they fit or `key` itself is preempted; `false` in the latter case ("Schedule newly needed
+    /// KV blocks for the request", `scheduler.py` lines 460–510). `req_index` is the running
+    /// loop's cursor, moved back when a victim before it is taken out of `running`.
+    fn allocate_or_preempt(
+        &mut self,
+        key: ReqKey,
+        n: usize,
+        step: &mut StepState,
+        req_index: &mut usize,
+    ) -> bool {
+        loop {
+            let req = self.requests.req_mut(key);
+            if self.kv.allocate_slots(req, n, None) {
+                return true;
+            }
+            let victim = self.select_victim(step, req_index);
+            self.preempt_request(victim, &mut step.out);
+            if victim == key {
+                return false;
             }
         }
+    }
 
-        debug_assert!(self.running.len() <= self.cfg.max_num_seqs);
+    /// Takes the request to preempt out of `running`: the last one under FCFS, the one with the
+    /// largest `(priority, arrival)` under the priority policy. A priority victim already
+    /// scheduled in this step is unscheduled and its tokens return to the budget
+    /// (`scheduler.py` lines 473–500).
+    fn select_victim(&mut self, step: &mut StepState, req_index: &mut usize) -> ReqKey {
+        match self.cfg.scheduling_policy {
+            SchedulingPolicy::Fcfs => self.running.pop().expect("running is not empty"),
+            SchedulingPolicy::Priority => {
+                let mut best = 0usize;
+                for (i, k) in self.running.iter().enumerate() {
+                    let (r, b) = (self.requests.req(*k), self.requests.req(self.running[best]));
+                    if (r.priority, r.times.arrival) > (b.priority, b.times.arrival) {
+                        best = i;
+                    }
+                }
+                let victim = self.running.remove(best);
+                if let Some(pos) = step.scheduled[..step.num_scheduled_running]
+                    .iter()
+                    .position(|(k, _)| *k == victim)
+                {
+                    let (_, tokens) = step.scheduled.remove(pos);
+                    step.num_scheduled_running -= 1;
+                    step.budget += tokens;
+                    *req_index -= 1;
+                }
+                victim
+            }
+        }
+    }
 
-        // 3. Advance computed tokens (`_update_after_schedule`).
-        out.scheduled.reserve(sched.len());
-        for (key, n) in sched {
+    /// Frees a running request's blocks and puts it back at the head of the waiting queue, to
+    /// be recomputed from scratch (`_preempt_request`, `scheduler.py` lines 956–976). The
+    /// caller has already taken it out of `running`.
+    fn preempt_request(&mut self, key: ReqKey, out: &mut SchedulerOutput) {
+        let req = self.requests.req_mut(key);
+        debug_assert_eq!(req.status, RequestStatus::Running);
+        self.kv.free(req);
+        req.status = RequestStatus::Preempted;
+        req.num_computed_tokens = 0;
+        req.num_preemptions += 1;
+        self.num_preemptions += 1;
+        let pk = Self::priority_key(req, key);
+        self.waiting.prepend(pk);
+        out.preempted.push(key);
+    }
+
+    /// Admits requests from the head of the waiting queue while the budget, `max_num_seqs` and
+    /// the KV blocks allow, each starting after its prefix-cache hit; stops at the first that
+    /// does not fit ("Next, schedule the WAITING requests", `scheduler.py` lines 563–850,
+    /// LoRA, connector and encoder parts left out).
+    fn schedule_waiting(&mut self, step: &mut StepState, now: Nanos) {
+        let threshold = self.cfg.long_prefill_token_threshold;
+        while step.budget > 0 {
+            let Some(key) = self.waiting.peek() else {
+                break;
+            };
+            if self.running.len() == self.cfg.max_num_seqs {
+                break;
+            }
+            let req = self.requests.req(key);
+            let (hit, num_computed) = if req.num_computed_tokens == 0 {
+                let hit = self.kv.get_computed_blocks(req);
+                let n = hit.num_tokens;
+                (hit, n)
+            } else {
+                (CacheHit::default(), req.num_computed_tokens)
+            };
+            let mut n = req.num_tokens() - num_computed;
+            if threshold > 0 && threshold < n {
+                n = threshold;
+            }
+            if !self.cfg.enable_chunked_prefill && n > step.budget {
+                break;
+            }
+            n = n.min(step.budget);
+            debug_assert!(n > 0);
+            if self.cfg.scheduler_reserve_full_isl && !self.kv.can_fit_full_sequence(req, &hit) {
+                break;
+            }
+            let req = self.requests.req_mut(key);
+            if !self.kv.allocate_slots(req, n, Some(&hit)) {
+                break;
+            }
+            self.waiting.pop();
+            self.running.push(key);
+            let req = self.requests.req_mut(key);
+            if req.times.first_scheduled.is_none() {
+                req.times.first_scheduled = Some(now);
+            }
+            req.status = RequestStatus::Running;
+            req.num_computed_tokens = num_computed;
+            if req.num_cached_tokens.is_none() {
+                req.num_cached_tokens = Some(num_computed);
+            }
+            step.scheduled.push((key, n));
+            step.out.admitted.push((key, num_computed));
+            step.budget -= n;
+        }
+    }
+
+    /// Advances each scheduled request's computed tokens, marks partial prefill chunks, adds an
+    /// output placeholder per sampling request under async scheduling, and fills the output's
+    /// `scheduled` list in vLLM's `num_scheduled_tokens` order ("Construct the scheduler
+    /// output", `scheduler.py` lines 875–949; `_update_after_schedule`, lines 978–1010;
+    /// `async_scheduler.py::_update_after_schedule`, lines 18–35).
+    fn update_after_schedule(&mut self, step: StepState) -> SchedulerOutput {
+        let StepState {
+            scheduled, mut out, ..
+        } = step;
+        out.scheduled.reserve(scheduled.len());
+        for (key, n) in scheduled {
             let req = self.requests.req_mut(key);
             let before = req.num_computed_tokens;
             req.num_computed_tokens += n;
@@ -324,6 +381,7 @@ impl Scheduler {
                 samples,
             });
         }
+        // vLLM's `finished_req_ids = set()`: finished requests are reported to this step.
         self.num_finished_pending = 0;
         out
     }
