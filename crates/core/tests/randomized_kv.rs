@@ -14,7 +14,10 @@
 //!    frees and the prefix-cache counters.
 
 use llm_emu_core::kv::hash::hash_block_tokens;
-use llm_emu_core::kv::{BlockHash, BlockId, BlockPool, CacheHit, KvCacheManager, PrefixCacheStats};
+use llm_emu_core::kv::{
+    BlockHash, BlockId, BlockPool, CacheHit, KvCacheEvent, KvCacheManager, PrefixCacheStats,
+    StoredTokens, MEDIUM_GPU,
+};
 use llm_emu_core::{Nanos, NewRequest, Request, SamplingParams};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
@@ -35,6 +38,8 @@ struct ShadowPool {
     /// `BlockHashToBlockMap` flattened: `(hash, block)` in insertion order; a lookup returns the
     /// earliest entry for the hash (Python dicts iterate in insertion order).
     map: Vec<(BlockHash, BlockId)>,
+    /// The KV cache events vLLM's pool would have queued since they were last compared.
+    events: Vec<KvCacheEvent>,
 }
 
 impl ShadowPool {
@@ -48,6 +53,7 @@ impl ShadowPool {
             hash: vec![None; n as usize],
             free,
             map: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -66,6 +72,10 @@ impl ShadowPool {
                     if let Some(i) = self.map.iter().position(|&(x, y)| x == h && y == b) {
                         self.map.remove(i);
                         self.hash[b as usize] = None;
+                        self.events.push(KvCacheEvent::BlockRemoved {
+                            block_hashes: vec![h],
+                            medium: Some(MEDIUM_GPU),
+                        });
                     }
                 }
             }
@@ -102,7 +112,10 @@ impl ShadowPool {
         }
     }
 
+    /// Caches the blocks and queues one `BlockStored` per non-empty call, null blocks left out of
+    /// its hashes (the request-side fields are those of `StoredTokens::default()`).
     fn cache_full_blocks(&mut self, blocks: &[BlockId], hashes: &[BlockHash]) {
+        let mut stored = Vec::new();
         for (&b, &h) in blocks.iter().zip(hashes) {
             if b == 0 {
                 continue;
@@ -110,6 +123,17 @@ impl ShadowPool {
             assert!(self.hash[b as usize].is_none());
             self.hash[b as usize] = Some(h);
             self.map.push((h, b));
+            stored.push(h);
+        }
+        if !blocks.is_empty() {
+            self.events.push(KvCacheEvent::BlockStored {
+                block_hashes: stored,
+                parent_block_hash: None,
+                token_ids: Vec::new(),
+                block_size: 0,
+                lora_id: None,
+                medium: Some(MEDIUM_GPU),
+            });
         }
     }
 }
@@ -180,11 +204,30 @@ fn assert_pool_matches(p: &BlockPool, s: &ShadowPool, op: u64, what: &str) {
         .unwrap_or_else(|e| panic!("{e} {}", ctx()));
 }
 
+/// The pool's recorded events equal the shadow's (or are absent with events off).
+fn assert_events_match(p: &mut BlockPool, s: &mut ShadowPool, on: bool, op: u64, what: &str) {
+    let want = std::mem::take(&mut s.events);
+    let got = p.take_events();
+    if on {
+        assert_eq!(got, want, "KV cache events after op {op} ({what})");
+    } else {
+        assert!(
+            got.is_empty(),
+            "events recorded while off, op {op} ({what})"
+        );
+    }
+}
+
 /// Runs `ops` random pool operations and returns how many of each kind ran.
 fn run_pool(seed: u64, num_blocks: u32, caching: bool, ops: u64) -> [u64; 6] {
     let mut rng = Pcg64::seed_from_u64(seed);
     let mut p = BlockPool::new(num_blocks, caching);
     let mut s = ShadowPool::new(num_blocks, caching);
+    // Events on for odd seeds; with them off the pool must record none.
+    let events = seed % 2 == 1;
+    if events {
+        p.enable_kv_cache_events();
+    }
     let mut holders: Vec<Holder> = Vec::new();
     let mut counts = [0u64; 6];
     assert_pool_matches(&p, &s, 0, "new");
@@ -299,12 +342,12 @@ fn run_pool(seed: u64, num_blocks: u32, caching: bool, ops: u64) -> [u64; 6] {
                             )
                         })
                         .collect();
-                    p.cache_full_blocks(&h.blocks[lo..hi], &hashes);
+                    p.cache_full_blocks(&h.blocks[lo..hi], &hashes, StoredTokens::default());
                     s.cache_full_blocks(&h.blocks[lo..hi], &hashes);
                 } else {
                     let hashes: Vec<BlockHash> =
                         (lo..hi).map(|j| chain_hash(h.chain, h.start + j)).collect();
-                    p.cache_full_blocks(&h.blocks[lo..hi], &hashes);
+                    p.cache_full_blocks(&h.blocks[lo..hi], &hashes, StoredTokens::default());
                     s.cache_full_blocks(&h.blocks[lo..hi], &hashes);
                 }
                 h.num_cached = hi;
@@ -339,11 +382,12 @@ fn run_pool(seed: u64, num_blocks: u32, caching: bool, ops: u64) -> [u64; 6] {
                 p.get_new_blocks(0, &mut none);
                 assert!(none.is_empty());
                 p.free_blocks(std::iter::empty());
-                p.cache_full_blocks(&[], &[]);
+                p.cache_full_blocks(&[], &[], StoredTokens::default());
                 p.touch(&[]);
             }
         }
         assert_pool_matches(&p, &s, op, what);
+        assert_events_match(&mut p, &mut s, events, op, what);
     }
     // Everything back: the whole pool is free again, in the shadow's order.
     for h in holders.drain(..) {
@@ -353,6 +397,14 @@ fn run_pool(seed: u64, num_blocks: u32, caching: bool, ops: u64) -> [u64; 6] {
     }
     assert_pool_matches(&p, &s, ops + 1, "drain");
     assert_eq!(p.num_free_blocks(), num_blocks - 1);
+    // Nothing in use: the prefix cache can be reset, and nothing hits after it.
+    assert!(p.reset_prefix_cache());
+    s.events.push(KvCacheEvent::AllBlocksCleared);
+    assert_events_match(&mut p, &mut s, events, ops + 1, "reset");
+    for (c, i) in (0..NUM_CHAINS).flat_map(|c| (0..CHAIN_LEN).map(move |i| (c, i))) {
+        assert_eq!(p.get_cached_block(chain_hash(c, i)), None);
+    }
+    p.check_invariants().unwrap();
     counts
 }
 

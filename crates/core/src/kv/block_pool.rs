@@ -10,7 +10,12 @@
 //!   leaves the queue.
 //!
 //! The links live in two `Vec<u32>` (O(1) removal from the middle, no allocation per operation).
+//!
+//! With [`BlockPool::enable_kv_cache_events`], the pool records [`KvCacheEvent`]s where vLLM's
+//! pool does (see [`super::events`]); [`BlockPool::take_events`] drains them. Off by default:
+//! then no event is built and nothing is allocated for them.
 
+use super::events::{KvCacheEvent, StoredTokens, MEDIUM_GPU};
 use super::hash::BlockHash;
 use rustc_hash::FxHashMap;
 
@@ -48,6 +53,8 @@ pub struct BlockPool {
     next: Vec<u32>,
     num_free: u32,
     cached: FxHashMap<BlockHash, CachedBlocks>,
+    /// Recorded events, `None` while events are off (vLLM `kv_event_queue`).
+    events: Option<Vec<KvCacheEvent>>,
 }
 
 impl BlockPool {
@@ -78,6 +85,7 @@ impl BlockPool {
             next,
             num_free: num_gpu_blocks,
             cached: FxHashMap::default(),
+            events: None,
         };
         let null = pool.pop_front();
         debug_assert_eq!(null, Self::NULL_BLOCK);
@@ -196,6 +204,12 @@ impl BlockPool {
         };
         if removed {
             self.block_hash[b as usize] = None;
+            if let Some(events) = &mut self.events {
+                events.push(KvCacheEvent::BlockRemoved {
+                    block_hashes: vec![hash],
+                    medium: Some(MEDIUM_GPU),
+                });
+            }
         }
     }
 
@@ -224,11 +238,28 @@ impl BlockPool {
     }
 
     /// Marks `blocks` (full, not yet hashed) as cached under `hashes` (`cache_full_blocks`).
-    pub fn cache_full_blocks(&mut self, blocks: &[BlockId], hashes: &[BlockHash]) {
+    /// With events on, records one `BlockStored` for a non-empty `blocks`, with `tokens`'
+    /// parent hash and token ids (`block_pool.py` lines 274–318).
+    pub fn cache_full_blocks(
+        &mut self,
+        blocks: &[BlockId],
+        hashes: &[BlockHash],
+        tokens: StoredTokens<'_>,
+    ) {
         debug_assert!(hashes.len() >= blocks.len());
+        if blocks.is_empty() {
+            return;
+        }
+        let mut stored = self
+            .events
+            .as_ref()
+            .map(|_| Vec::with_capacity(blocks.len()));
         for (&b, &h) in blocks.iter().zip(hashes) {
             if b == Self::NULL_BLOCK {
                 continue;
+            }
+            if let Some(stored) = &mut stored {
+                stored.push(h);
             }
             assert!(
                 self.block_hash[b as usize].is_none(),
@@ -246,7 +277,51 @@ impl BlockPool {
                 Some(CachedBlocks::Many(v)) => v.push(b),
             }
         }
+        if let (Some(events), Some(block_hashes)) = (&mut self.events, stored) {
+            events.push(KvCacheEvent::BlockStored {
+                block_hashes,
+                parent_block_hash: tokens.parent,
+                token_ids: tokens.token_ids.concat(),
+                block_size: tokens.block_size,
+                lora_id: None,
+                medium: Some(MEDIUM_GPU),
+            });
+        }
         self.debug_check();
+    }
+
+    /// Drops every block's hash, so that no lookup hits until blocks are cached again; refused
+    /// (`false`, nothing changed) while any block is in use (`reset_prefix_cache`,
+    /// `block_pool.py` lines 444–477). Records `AllBlocksCleared` with events on.
+    pub fn reset_prefix_cache(&mut self) -> bool {
+        if self.num_free != self.num_gpu_blocks - 1 {
+            return false;
+        }
+        self.cached.clear();
+        self.block_hash.fill(None);
+        if let Some(events) = &mut self.events {
+            events.push(KvCacheEvent::AllBlocksCleared);
+        }
+        self.debug_check();
+        true
+    }
+
+    /// Starts recording KV cache events (vLLM `enable_kv_cache_events`); events from before
+    /// are not reconstructed. Idempotent.
+    pub fn enable_kv_cache_events(&mut self) {
+        if self.events.is_none() {
+            self.events = Some(Vec::new());
+        }
+    }
+
+    pub fn kv_cache_events_enabled(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// The events recorded since the last call, oldest first; empty while events are off
+    /// (`take_events`).
+    pub fn take_events(&mut self) -> Vec<KvCacheEvent> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Free blocks in queue order, head first (for tests and invariant checks).
@@ -391,7 +466,7 @@ mod tests {
         let mut p = BlockPool::new(4, true);
         let mut got = Vec::new();
         p.get_new_blocks(1, &mut got);
-        p.cache_full_blocks(&got, &[h(7)]);
+        p.cache_full_blocks(&got, &[h(7)], StoredTokens::default());
         p.free_blocks(got.iter().copied());
         assert_eq!(p.get_cached_block(h(7)), Some(1));
         // Touching a free cached block takes it out of the queue.
@@ -413,8 +488,8 @@ mod tests {
         let mut p = BlockPool::new(4, true);
         let mut a = Vec::new();
         p.get_new_blocks(2, &mut a);
-        p.cache_full_blocks(&a[..1], &[h(9)]);
-        p.cache_full_blocks(&a[1..], &[h(9)]);
+        p.cache_full_blocks(&a[..1], &[h(9)], StoredTokens::default());
+        p.cache_full_blocks(&a[1..], &[h(9)], StoredTokens::default());
         assert_eq!(p.get_cached_block(h(9)), Some(1));
         p.free_blocks([1].into_iter());
         let mut b = Vec::new();

@@ -5,6 +5,7 @@
 //! owns the pool and the prefix-cache statistics.
 
 use super::block_pool::{BlockId, BlockPool};
+use super::events::{KvCacheEvent, StoredTokens};
 use crate::request::Request;
 use serde::Serialize;
 
@@ -38,6 +39,17 @@ pub struct KvCacheManager {
 
 fn cdiv(a: usize, b: usize) -> usize {
     a.div_ceil(b)
+}
+
+/// The request's tokens `start..end` (prompt then outputs), as the prompt part and the output
+/// part (vLLM `all_token_ids[start:end]`), without copying.
+fn token_range(req: &Request, start: usize, end: usize) -> [&[u32]; 2] {
+    let (prompt, output) = (req.prompt_token_ids(), req.output_token_ids());
+    let np = prompt.len();
+    [
+        &prompt[start.min(np)..end.min(np)],
+        &output[start.saturating_sub(np)..end.saturating_sub(np)],
+    ]
 }
 
 impl KvCacheManager {
@@ -186,11 +198,34 @@ impl KvCacheManager {
             req.block_hashes.len() >= num_full,
             "block hashes lag the tokens"
         );
+        let tokens = StoredTokens {
+            parent: cached.checked_sub(1).map(|i| req.block_hashes[i]),
+            token_ids: token_range(req, cached * self.block_size, num_full * self.block_size),
+            block_size: self.block_size,
+        };
         self.pool.cache_full_blocks(
             &req.kv.blocks[cached..num_full],
             &req.block_hashes[cached..num_full],
+            tokens,
         );
         req.kv.num_cached_blocks = num_full;
+    }
+
+    /// Clears the prefix cache if no block is in use; `false` otherwise (`reset_prefix_cache`).
+    /// The cumulative [`PrefixCacheStats`] are kept: vLLM only flags its hit-rate window for a
+    /// reset, and its Prometheus counters keep counting.
+    pub fn reset_prefix_cache(&mut self) -> bool {
+        self.pool.reset_prefix_cache()
+    }
+
+    /// Starts recording the pool's KV cache events (see [`super::events`]).
+    pub fn enable_kv_cache_events(&mut self) {
+        self.pool.enable_kv_cache_events();
+    }
+
+    /// The pool's events since the last call, oldest first (`take_events`).
+    pub fn take_events(&mut self) -> Vec<KvCacheEvent> {
+        self.pool.take_events()
     }
 
     /// Releases all of the request's blocks, tail first, so that the tail of a chain is evicted

@@ -1,9 +1,11 @@
 //! Paged KV cache: block pool, block hashing and the per-request manager (vLLM `v1/core/`).
 
 pub mod block_pool;
+pub mod events;
 pub mod hash;
 pub mod manager;
 
 pub use block_pool::{BlockId, BlockPool};
+pub use events::{KvCacheEvent, StoredTokens, MEDIUM_GPU};
 pub use hash::BlockHash;
 pub use manager::{CacheHit, KvCacheManager, PrefixCacheStats};

@@ -13,7 +13,7 @@
 use super::queue::{PriorityKey, WaitingQueue};
 use super::store::{ReqKey, RequestStore};
 use crate::config::{EngineConfig, SchedulingPolicy};
-use crate::kv::{CacheHit, KvCacheManager};
+use crate::kv::{CacheHit, KvCacheEvent, KvCacheManager};
 use crate::request::{FinishReason, Request, RequestStatus};
 use crate::time::Nanos;
 use rustc_hash::FxHashMap;
@@ -109,6 +109,17 @@ impl Scheduler {
 
     pub fn kv(&self) -> &KvCacheManager {
         &self.kv
+    }
+
+    /// Starts recording the block pool's KV cache events (vLLM `enable_kv_cache_events`).
+    pub fn enable_kv_cache_events(&mut self) {
+        self.kv.enable_kv_cache_events();
+    }
+
+    /// The KV cache events since the last call, oldest first (what vLLM's `update_from_output`
+    /// drains with `kv_cache_manager.take_events()` for its event publisher).
+    pub fn take_kv_cache_events(&mut self) -> Vec<KvCacheEvent> {
+        self.kv.take_events()
     }
 
     pub fn request(&self, key: ReqKey) -> Option<&Request> {
