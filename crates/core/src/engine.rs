@@ -15,6 +15,11 @@
 //!
 //! Inputs that arrive while the engine is blocked are taken in after the step's output is
 //! processed, which is when vLLM stamps `queued_ts`.
+//!
+//! Two ways to watch it: [`Engine::run`] with an [`EngineObserver`] sees every decision with the
+//! scheduler itself (for golden replays and invariant tests); drivers use the
+//! [`EngineCore`](crate::engine_core::EngineCore) interface, whose sink receives stats
+//! ([`crate::stats`]) and tagged per-request outputs only.
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::cudagraph::CudaGraphSizes;
@@ -22,6 +27,7 @@ use crate::latency::{LatencyModel, StepBatch};
 use crate::request::{FinishReason, NewRequest, Request};
 use crate::sampler::{SampleContext, TokenSampler};
 use crate::sched::{ReqKey, RequestUpdate, Scheduler, SchedulerOutput};
+use crate::stats::{EngineSink, StatsBuffers, StatsRecorder};
 use crate::time::Nanos;
 use std::collections::VecDeque;
 use thiserror::Error;
@@ -100,7 +106,9 @@ impl EngineObserver for NoObserver {}
 
 enum Input {
     Add(Box<Request>),
-    Abort(String),
+    /// Finish with this reason: `Abort` from the client, `Stop` for a stop string matched
+    /// outside the engine.
+    Finish(String, FinishReason),
 }
 
 struct InFlight {
@@ -124,6 +132,9 @@ pub struct Engine {
     blocked: bool,
     num_schedule_calls: u64,
     updates: Vec<RequestUpdate>,
+    /// Which engine of a fleet this is (the `engine` label of metrics).
+    engine_index: usize,
+    stats: StatsBuffers,
 }
 
 impl Engine {
@@ -155,7 +166,19 @@ impl Engine {
             blocked: false,
             num_schedule_calls: 0,
             updates: Vec::new(),
+            engine_index: 0,
+            stats: StatsBuffers::default(),
         })
+    }
+
+    /// Sets which engine of a fleet this is (default 0); stats carry it.
+    pub fn with_engine_index(mut self, index: usize) -> Engine {
+        self.engine_index = index;
+        self
+    }
+
+    pub fn engine_index(&self) -> usize {
+        self.engine_index
     }
 
     pub fn scheduler(&self) -> &Scheduler {
@@ -182,7 +205,12 @@ impl Engine {
 
     /// Validates a request as vLLM's frontend does and queues it for the engine loop. The
     /// returned error means the request will never run; everything else goes on.
-    pub fn add_request(&mut self, mut new: NewRequest) -> Result<(), RequestError> {
+    pub fn add_request(&mut self, new: NewRequest) -> Result<(), RequestError> {
+        self.add_tagged(new, 0)
+    }
+
+    /// [`Engine::add_request`] with the caller's tag, returned with each of its outputs.
+    pub fn add_tagged(&mut self, mut new: NewRequest, tag: u64) -> Result<(), RequestError> {
         let cfg = self.sched.config();
         let prompt_len = new.prompt_token_ids.len();
         if prompt_len == 0 {
@@ -219,14 +247,37 @@ impl Engine {
             return Err(RequestError::DuplicateId(new.request_id));
         }
         self.queued_ids.insert(new.request_id.clone());
-        let req = Request::new(new, Nanos::ZERO, cfg.block_size, cfg.enable_prefix_caching);
+        let mut req = Request::new(new, Nanos::ZERO, cfg.block_size, cfg.enable_prefix_caching);
+        req.tag = tag;
         self.inputs.push_back(Input::Add(Box::new(req)));
         Ok(())
     }
 
     /// Queues an abort; unknown or finished ids are ignored when it is applied.
     pub fn abort(&mut self, request_id: &str) {
-        self.inputs.push_back(Input::Abort(request_id.to_string()));
+        self.inputs
+            .push_back(Input::Finish(request_id.to_string(), FinishReason::Abort));
+    }
+
+    /// Queues the end of a request stopped outside the engine (a stop string): applied as an
+    /// abort, with finish reason `stop`.
+    pub fn finish_stopped(&mut self, request_id: &str) {
+        self.inputs
+            .push_back(Input::Finish(request_id.to_string(), FinishReason::Stop));
+    }
+
+    /// [`Engine::run`] reporting stats and tagged outputs to `sink` instead of raw decisions.
+    pub fn run_with_stats(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        let mut buffers = std::mem::take(&mut self.stats);
+        let mut rec = StatsRecorder {
+            engine_index: self.engine_index,
+            sink,
+            buffers: &mut buffers,
+            preemptions_before: self.sched.num_preemptions(),
+        };
+        let wake = self.run(now, &mut rec);
+        self.stats = buffers;
+        wake
     }
 
     /// Does everything the engine does at `now` and says when it must run next.
@@ -339,7 +390,7 @@ impl Engine {
                         .expect("ids checked at submission");
                     obs.on_queued(now, key, &self.sched);
                 }
-                Input::Abort(id) => self.apply_abort(&id, now, obs),
+                Input::Finish(id, reason) => self.apply_finish(&id, reason, now, obs),
             }
         }
     }
@@ -347,31 +398,49 @@ impl Engine {
     /// vLLM applies aborts eagerly right before processing a step's output, all of those that
     /// arrived during the step in one call; they stay queued too (applying one twice is a no-op).
     fn apply_pending_aborts(&mut self, now: Nanos, obs: &mut dyn EngineObserver) {
-        let keys: Vec<ReqKey> = self
+        let keys: Vec<(ReqKey, FinishReason)> = self
             .inputs
             .iter()
             .filter_map(|i| match i {
-                Input::Abort(id) => self.sched.key_of(id),
+                Input::Finish(id, reason) => self.sched.key_of(id).map(|k| (k, *reason)),
                 Input::Add(_) => None,
             })
             .collect();
-        self.finish_aborted(&keys, now, obs);
+        self.finish_from_outside(&keys, now, obs);
     }
 
-    fn finish_aborted(&mut self, keys: &[ReqKey], now: Nanos, obs: &mut dyn EngineObserver) {
+    /// Finishes `keys` in order, as one batch reported in one `on_abort`. Runs of the same
+    /// reason go to the scheduler in one call (a batch of plain aborts is one call, as before
+    /// stops existed).
+    fn finish_from_outside(
+        &mut self,
+        keys: &[(ReqKey, FinishReason)],
+        now: Nanos,
+        obs: &mut dyn EngineObserver,
+    ) {
         if keys.is_empty() {
             return;
         }
-        let finished = self.sched.finish_requests(keys, FinishReason::Abort);
+        let mut finished = Vec::new();
+        for run in keys.chunk_by(|a, b| a.1 == b.1) {
+            let ks: Vec<ReqKey> = run.iter().map(|k| k.0).collect();
+            finished.extend(self.sched.finish_requests(&ks, run[0].1));
+        }
         if !finished.is_empty() {
             obs.on_abort(now, &finished, &self.sched);
             self.debug_check();
         }
     }
 
-    fn apply_abort(&mut self, id: &str, now: Nanos, obs: &mut dyn EngineObserver) {
+    fn apply_finish(
+        &mut self,
+        id: &str,
+        reason: FinishReason,
+        now: Nanos,
+        obs: &mut dyn EngineObserver,
+    ) {
         if let Some(key) = self.sched.key_of(id) {
-            self.finish_aborted(&[key], now, obs);
+            self.finish_from_outside(&[(key, reason)], now, obs);
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod cudagraph;
 pub mod engine;
+pub mod engine_core;
 pub mod gpu;
 pub mod kv;
 pub mod latency;
@@ -14,10 +15,16 @@ pub mod request;
 pub mod sampler;
 pub mod sched;
 pub mod sizing;
+pub mod stats;
 pub mod time;
 
 pub use config::{EngineConfig, SchedulingPolicy};
 pub use engine::{Engine, EngineObserver, NoObserver, RequestError, StepRecord, Wake};
+pub use engine_core::EngineCore;
 pub use request::{FinishReason, NewRequest, Request, SamplingParams};
 pub use sched::Scheduler;
+pub use stats::{
+    EngineSink, FinishOutput, FinishedRequestStats, IterationStats, NoSink, RequestOutput,
+    SchedulerStats, StepStats,
+};
 pub use time::Nanos;

@@ -61,12 +61,20 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// vLLM's name for it (`finish_reason` in responses, the `finished_reason` metric label):
+    /// the one mapping from this type to text.
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Abort => "abort",
         }
+    }
+}
+
+impl std::fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -129,6 +137,8 @@ pub struct Request {
     pub stop_reason: Option<u32>,
     /// A stable hash of the request id, for samplers that derive tokens from it.
     pub sample_seed: u64,
+    /// The submitter's tag, echoed in every output for this request (0 if none was given).
+    pub tag: u64,
 }
 
 impl Request {
@@ -158,6 +168,7 @@ impl Request {
             },
             stop_reason: None,
             sample_seed,
+            tag: 0,
         };
         if hash_blocks {
             let salt = r.cache_salt.clone();
@@ -249,5 +260,24 @@ impl Request {
             return true;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FinishReason;
+
+    #[test]
+    fn finish_reasons_have_vllms_names_everywhere() {
+        for (r, name) in [
+            (FinishReason::Stop, "stop"),
+            (FinishReason::Length, "length"),
+            (FinishReason::Abort, "abort"),
+        ] {
+            assert_eq!(r.as_str(), name);
+            assert_eq!(r.to_string(), name);
+            // Serialized records use the same names.
+            assert_eq!(serde_json::to_value(r).unwrap(), name);
+        }
     }
 }

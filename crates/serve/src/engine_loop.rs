@@ -1,5 +1,6 @@
-//! The engine on the wall clock: one OS thread owns the synchronous [`Engine`] (vLLM's
-//! `EngineCore` process) and the HTTP tasks talk to it through channels (vLLM's ZMQ sockets).
+//! The engine on the wall clock: one OS thread owns the synchronous engine (any
+//! [`EngineCore`]: vLLM's `EngineCore` process) and the HTTP tasks talk to it through channels
+//! (vLLM's ZMQ sockets).
 //!
 //! Engine time is nanoseconds since the server started, read from a monotonic clock. The loop:
 //! take in every queued command (add / abort), `engine.run(now)`, which delivers each step's
@@ -7,15 +8,18 @@
 //! command or until the absolute deadline `Wake::At(t)`. Waiting on an absolute deadline (rather
 //! than sleeping a step's length) keeps thousands of steps free of drift; how late each wake is
 //! goes into a histogram ([`LatenessStats`]).
+//!
+//! The thread owns everything it measures (the Prometheus series, its lateness histograms) and
+//! publishes copies ([`Published`]); it never waits on a lock an HTTP task can hold for longer
+//! than a pointer swap.
 
-use crate::metrics::EngineMetrics;
+use crate::metrics::{EngineMetrics, MetricsRecorder, Published};
 use crate::thread_priority::{raise_current_thread, PriorityGranted, PriorityRequest};
 use hdrhistogram::Histogram;
-use llm_emu_core::sched::{ReqKey, RequestUpdate, Scheduler};
 use llm_emu_core::{
-    Engine, EngineObserver, FinishReason, Nanos, NewRequest, Request, RequestError, Wake,
+    EngineCore, EngineSink, FinishOutput, FinishReason, IterationStats, Nanos, NewRequest,
+    RequestError, RequestOutput, StepStats, Wake,
 };
-use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// How long before a deadline the engine thread stops sleeping and spins.
 const SPIN: Nanos = Nanos::from_micros(100);
+
+/// The longest the published lateness summary lags behind while the engine is busy.
+const LATENESS_PUBLISH_EVERY: Nanos = Nanos::from_millis(50);
 
 /// The server's clock: engine time is the time since this instant.
 #[derive(Copy, Clone, Debug)]
@@ -241,7 +248,8 @@ pub struct DeliverySummary {
 pub struct EngineHandle {
     commands: Sender<Command>,
     pub clock: EngineClock,
-    pub lateness: Arc<Mutex<LatenessStats>>,
+    /// The engine thread's latest summary of its [`LatenessStats`].
+    lateness: Arc<Published<LatenessSummary>>,
     /// First-token delivery path, recorded by the HTTP tasks.
     pub delivery: Arc<Mutex<DeliveryStats>>,
     /// Requests submitted and not yet finished (vLLM's `/load` counts server-side requests).
@@ -294,8 +302,10 @@ impl EngineHandle {
         let _ = self.commands.send(Command::AbortAll);
     }
 
+    /// The engine thread's wake lateness and serving-path figures, as last published (at most
+    /// [`LATENESS_PUBLISH_EVERY`] old while it runs, current once it is idle or a request ends).
     pub fn lateness(&self) -> LatenessSummary {
-        self.lateness.lock().expect("lateness lock").summary()
+        *self.lateness.get()
     }
 }
 
@@ -312,17 +322,19 @@ pub struct EngineThread {
 }
 
 impl EngineThread {
-    /// Starts the thread that owns `engine`, raised as `priority` asks.
-    pub fn spawn(
-        engine: Engine,
+    /// Starts the thread that owns `engine`, raised as `priority` asks. `metrics` is where the
+    /// thread publishes its Prometheus series.
+    pub fn spawn<E: EngineCore + Send + 'static>(
+        engine: E,
         metrics: Arc<EngineMetrics>,
         priority: PriorityRequest,
     ) -> std::io::Result<EngineThread> {
         let (tx, rx) = std::sync::mpsc::channel();
         let clock = EngineClock::start_now();
-        let lateness = Arc::new(Mutex::new(LatenessStats::default()));
+        let lateness = Arc::new(Published::new(LatenessStats::default().summary()));
         let (granted_tx, granted_rx) = std::sync::mpsc::channel();
-        let (thread_metrics, thread_lateness) = (metrics.clone(), lateness.clone());
+        let recorder = metrics.recorder();
+        let thread_lateness = lateness.clone();
         let alive = Arc::new(AtomicBool::new(true));
         let thread_alive = AliveGuard(alive.clone());
         let join = std::thread::Builder::new()
@@ -333,8 +345,14 @@ impl EngineThread {
                 let mut l = EngineLoop {
                     engine,
                     clock,
-                    router: Router::new(thread_metrics),
-                    lateness: thread_lateness,
+                    router: Router {
+                        routes: Routes::default(),
+                        metrics: recorder,
+                        lateness: LatenessStats::default(),
+                        lateness_out: thread_lateness,
+                        lateness_published_at: Nanos::ZERO,
+                        lateness_dirty: false,
+                    },
                 };
                 l.run(rx)
             })?;
@@ -364,14 +382,13 @@ impl EngineThread {
     }
 }
 
-struct EngineLoop {
-    engine: Engine,
+struct EngineLoop<E> {
+    engine: E,
     clock: EngineClock,
     router: Router,
-    lateness: Arc<Mutex<LatenessStats>>,
 }
 
-impl EngineLoop {
+impl<E: EngineCore> EngineLoop<E> {
     fn run(&mut self, rx: Receiver<Command>) {
         let mut planned: Option<Nanos> = None;
         loop {
@@ -390,29 +407,28 @@ impl EngineLoop {
             let now = self.clock.now();
             if let Some(deadline) = planned.take() {
                 if now >= deadline {
-                    self.lateness
-                        .lock()
-                        .expect("lateness lock")
-                        .record(now - deadline);
+                    self.router.lateness.record(now - deadline);
                 }
             }
             let wake = self.engine.run(now, &mut self.router);
-            self.router.publish_gauges(self.engine.scheduler());
+            self.router.metrics.publish();
             let busy = self.clock.now().saturating_sub(now);
-            self.lateness
-                .lock()
-                .expect("lateness lock")
-                .record_busy(busy);
+            self.router.lateness.record_busy(busy);
+            self.router.lateness_dirty = true;
             match wake {
-                Wake::Idle => match rx.recv() {
-                    Ok(cmd) => {
-                        if !self.apply(cmd) {
-                            return self.stop();
+                Wake::Idle => {
+                    self.router.publish_lateness(now, true);
+                    match rx.recv() {
+                        Ok(cmd) => {
+                            if !self.apply(cmd) {
+                                return self.stop();
+                            }
                         }
+                        Err(_) => return self.stop(),
                     }
-                    Err(_) => return self.stop(),
-                },
+                }
                 Wake::At(deadline) => {
+                    self.router.publish_lateness(now, false);
                     // Commands that arrive while the device step runs are queued in the engine
                     // (vLLM takes them in after the step's output is processed); keep waiting for
                     // the deadline itself. The last stretch is spun: a timed futex wait wakes tens
@@ -458,31 +474,29 @@ impl EngineLoop {
         match cmd {
             Command::Add { requests, events } => {
                 let now = self.clock.now();
-                {
-                    let mut stats = self.lateness.lock().expect("lateness lock");
-                    for (request, _) in &requests {
-                        stats.record_admit(now.saturating_sub(request.arrival));
-                    }
+                for (request, _) in &requests {
+                    self.router
+                        .lateness
+                        .record_admit(now.saturating_sub(request.arrival));
                 }
-                for (request, tag) in requests {
-                    let id = request.request_id.clone();
-                    match self.engine.add_request(request) {
-                        Ok(()) => {
-                            self.router.pending.insert(id, (tag, events.clone()));
-                        }
-                        Err(e) => {
-                            let _ = events.send((tag, EngineEvent::Rejected(e)));
-                        }
+                self.router.lateness_dirty = true;
+                for (request, choice) in requests {
+                    let route = Route {
+                        choice,
+                        events: events.clone(),
+                        request_id: request.request_id.clone(),
+                    };
+                    let tag = self.router.routes.insert(route);
+                    if let Err(e) = self.engine.add(request, tag) {
+                        self.router.routes.remove(tag);
+                        let _ = events.send((choice, EngineEvent::Rejected(e)));
                     }
                 }
             }
             Command::Abort(id) => self.engine.abort(&id),
-            Command::Stop(id) => {
-                self.engine.abort(&id);
-                self.router.stopped.insert(id);
-            }
+            Command::Stop(id) => self.engine.finish_stopped(&id),
             Command::AbortAll => {
-                for id in self.router.live_ids() {
+                for id in self.router.routes.ids() {
                     self.engine.abort(&id);
                 }
             }
@@ -493,14 +507,14 @@ impl EngineLoop {
 
     /// Aborts what is left so that every HTTP task sees its request end.
     fn stop(&mut self) {
-        for id in self.router.live_ids() {
+        for id in self.router.routes.ids() {
             self.engine.abort(&id);
         }
         let now = self.clock.now();
         // Aborts are applied when the engine takes in inputs; run until it has nothing queued
         // or in flight that still owes an answer.
         let mut guard = 0;
-        while !self.router.is_empty() && guard < 1000 {
+        while !self.router.routes.is_empty() && guard < 1000 {
             let now2 = now.max(self.clock.now());
             match self.engine.run(now2, &mut self.router) {
                 Wake::Idle => break,
@@ -511,155 +525,131 @@ impl EngineLoop {
             }
             guard += 1;
         }
+        self.router.metrics.publish();
+        self.router.publish_lateness(now, true);
     }
 }
 
-/// Delivers engine outputs to the per-request channels and records the per-request metrics.
-struct Router {
-    /// Submitted, not yet taken in by the engine loop.
-    pending: FxHashMap<String, (u32, EventSender)>,
-    live: FxHashMap<ReqKey, (u32, EventSender)>,
-    keys: FxHashMap<String, ReqKey>,
-    /// Requests ended by a stop string, whose engine abort counts as `stop`.
-    stopped: rustc_hash::FxHashSet<String>,
-    metrics: Arc<EngineMetrics>,
-    /// Reused per step: time-to-first-token and inter-token gaps seen in the step.
-    ttfts: Vec<Nanos>,
-    itls: Vec<Nanos>,
+/// Where one engine request's outputs go.
+struct Route {
+    /// The tag of its events (the choice's index within its HTTP request).
+    choice: u32,
+    events: EventSender,
+    /// For aborting every live request.
+    request_id: String,
 }
 
-impl Router {
-    fn new(metrics: Arc<EngineMetrics>) -> Router {
-        Router {
-            pending: Default::default(),
-            live: Default::default(),
-            keys: Default::default(),
-            stopped: Default::default(),
-            metrics,
-            ttfts: Vec::new(),
-            itls: Vec::new(),
+/// Live routes, indexed by the engine tag (a slot number; slots are reused once free).
+#[derive(Default)]
+struct Routes {
+    slots: Vec<Option<Route>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl Routes {
+    fn insert(&mut self, route: Route) -> u64 {
+        self.live += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(route);
+                i as u64
+            }
+            None => {
+                self.slots.push(Some(route));
+                (self.slots.len() - 1) as u64
+            }
         }
     }
 
-    fn live_ids(&self) -> Vec<String> {
-        self.keys
-            .keys()
-            .chain(self.pending.keys())
-            .cloned()
+    fn get(&self, tag: u64) -> Option<&Route> {
+        self.slots.get(tag as usize)?.as_ref()
+    }
+
+    fn remove(&mut self, tag: u64) -> Option<Route> {
+        let r = self.slots.get_mut(tag as usize)?.take()?;
+        self.free.push(tag as usize);
+        self.live -= 1;
+        Some(r)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|r| r.request_id.clone())
             .collect()
     }
 
     fn is_empty(&self) -> bool {
-        self.live.is_empty() && self.pending.is_empty()
+        self.live == 0
     }
+}
 
-    fn publish_gauges(&self, sched: &Scheduler) {
-        self.metrics.publish_scheduler(sched);
-    }
-
-    fn finish_of(req: &Request) -> Finish {
-        let reason = match req.status {
-            llm_emu_core::request::RequestStatus::Finished(r) => r,
-            _ => FinishReason::Abort,
-        };
+impl From<FinishOutput> for Finish {
+    fn from(f: FinishOutput) -> Finish {
         Finish {
-            reason,
-            stop_token: req.stop_reason,
-            num_cached_tokens: req.num_cached_tokens.unwrap_or(0),
+            reason: f.reason,
+            stop_token: f.stop_token,
+            num_cached_tokens: f.num_cached_tokens,
         }
     }
 }
 
-impl EngineObserver for Router {
-    fn on_queued(&mut self, _now: Nanos, key: ReqKey, sched: &Scheduler) {
-        let Some(req) = sched.request(key) else {
-            return;
-        };
-        if let Some(tx) = self.pending.remove(&req.request_id) {
-            self.keys.insert(req.request_id.clone(), key);
-            self.live.insert(key, tx);
+/// Delivers engine outputs to the per-request channels and keeps the thread's measurements.
+struct Router {
+    routes: Routes,
+    metrics: MetricsRecorder,
+    lateness: LatenessStats,
+    lateness_out: Arc<Published<LatenessSummary>>,
+    lateness_published_at: Nanos,
+    /// Recorded since the last publish.
+    lateness_dirty: bool,
+}
+
+impl Router {
+    /// Publishes the lateness summary if it changed and `force` or the last publish is older
+    /// than [`LATENESS_PUBLISH_EVERY`] (its quantiles cost a few µs to compute).
+    fn publish_lateness(&mut self, now: Nanos, force: bool) {
+        if self.lateness_dirty
+            && (force || now.saturating_sub(self.lateness_published_at) >= LATENESS_PUBLISH_EVERY)
+        {
+            self.lateness_out.set(self.lateness.summary());
+            self.lateness_published_at = now;
+            self.lateness_dirty = false;
         }
     }
+}
 
-    fn on_update(&mut self, now: Nanos, updates: &[RequestUpdate], sched: &Scheduler) {
+impl EngineSink for Router {
+    fn on_step(&mut self, step: &StepStats) {
+        self.metrics.step(step);
+    }
+
+    fn on_iteration(&mut self, stats: &IterationStats, outputs: &[RequestOutput]) {
         // Metrics first, so that a client that has its last token also finds it counted.
-        let mut prompt_tokens = 0u64;
-        let mut generation_tokens = 0u64;
-        for u in updates {
-            if u.new_token.is_none() {
-                continue;
-            }
-            generation_tokens += 1;
-            let req = match (&u.finished, sched.request(u.key)) {
-                (Some(r), _) => Some(&**r),
-                (None, r) => r,
+        self.metrics.iteration(stats);
+        self.metrics.publish();
+        if !stats.finished_requests.is_empty() {
+            self.publish_lateness(stats.iteration_timestamp, true);
+        }
+        let now = stats.iteration_timestamp;
+        for o in outputs {
+            let ev = match (o.new_token, o.finish) {
+                (Some(token), finish) => EngineEvent::Token {
+                    token,
+                    finish: finish.map(Finish::from),
+                    step_end: now,
+                },
+                (None, Some(f)) => EngineEvent::Finished(f.into()),
+                (None, None) => continue,
             };
-            if let Some(r) = req {
-                if r.num_output_tokens() == 1 {
-                    prompt_tokens += r.num_prompt_tokens() as u64;
-                    self.ttfts.push(now.saturating_sub(r.times.arrival));
+            if o.finish.is_some() {
+                if let Some(r) = self.routes.remove(o.tag) {
+                    let _ = r.events.send((r.choice, ev));
                 }
-            }
-            if let Some(prev) = u.prev_token_at {
-                self.itls.push(now.saturating_sub(prev));
-            }
-            if let Some(r) = &u.finished {
-                let reason = Self::finish_of(r).reason;
-                self.metrics.observe_finished(now, r, reason);
-            }
-        }
-        self.metrics
-            .add_step_tokens(prompt_tokens, generation_tokens);
-        self.metrics
-            .observe_token_latencies(&self.ttfts, &self.itls);
-        self.ttfts.clear();
-        self.itls.clear();
-        self.metrics.publish_scheduler(sched);
-        for u in updates {
-            let Some(token) = u.new_token else { continue };
-            match &u.finished {
-                Some(req) => {
-                    self.keys.remove(&req.request_id);
-                    if !self.stopped.is_empty() {
-                        self.stopped.remove(&req.request_id);
-                    }
-                    if let Some((tag, tx)) = self.live.remove(&u.key) {
-                        let finish = Some(Self::finish_of(req));
-                        let ev = EngineEvent::Token {
-                            token,
-                            finish,
-                            step_end: now,
-                        };
-                        let _ = tx.send((tag, ev));
-                    }
-                }
-                None => {
-                    if let Some((tag, tx)) = self.live.get(&u.key) {
-                        let finish = None;
-                        let ev = EngineEvent::Token {
-                            token,
-                            finish,
-                            step_end: now,
-                        };
-                        let _ = tx.send((*tag, ev));
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_abort(&mut self, now: Nanos, finished: &[Box<Request>], sched: &Scheduler) {
-        self.metrics.publish_scheduler(sched);
-        for req in finished {
-            let mut finish = Self::finish_of(req);
-            if self.stopped.remove(&req.request_id) {
-                finish.reason = FinishReason::Stop;
-            }
-            self.metrics.observe_finished(now, req, finish.reason);
-            if let Some(key) = self.keys.remove(&req.request_id) {
-                if let Some((tag, tx)) = self.live.remove(&key) {
-                    let _ = tx.send((tag, EngineEvent::Finished(finish)));
-                }
+            } else if let Some(r) = self.routes.get(o.tag) {
+                let _ = r.events.send((r.choice, ev));
             }
         }
     }

@@ -802,12 +802,7 @@ impl Submission {
 }
 
 fn finish_of(f: &Finish) -> (&'static str, Option<StopReason>) {
-    let reason = match f.reason {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-        FinishReason::Abort => "abort",
-    };
-    (reason, f.stop_token.map(StopReason::Token))
+    (f.reason.as_str(), f.stop_token.map(StopReason::Token))
 }
 
 /// Runs a request to the end and builds the JSON response.

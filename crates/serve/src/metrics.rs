@@ -3,12 +3,17 @@
 //! buckets, exposed in the text format `prometheus_client` writes (version 0.0.4, `_created`
 //! series included), so that dashboards and autoscalers built for vLLM read them unchanged.
 //!
-//! Only the engine thread writes; `/metrics` reads. One mutex guards the lot: the engine takes
-//! it a few times per step, a scrape once.
+//! The engine thread owns the engine's series ([`MetricsRecorder`], fed by the engine's
+//! [`IterationStats`] and [`StepStats`]) and publishes a copy after each step's output, before
+//! the step's tokens go out (a client holding its last token finds it counted). `/metrics`
+//! renders from the latest copy; the only lock the engine thread takes is the pointer swap of
+//! [`Published`], so a scrape (~32 KB of text) never delays a step. The request-parameter
+//! histograms are written by the HTTP tasks under their own lock, which the engine thread never
+//! takes.
 
-use llm_emu_core::{FinishReason, Nanos, Request, Scheduler};
+use llm_emu_core::{FinishedRequestStats, IterationStats, SchedulerStats, StepStats};
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const TTFT_BUCKETS: &[f64] = &[
@@ -27,7 +32,7 @@ const ITERATION_TOKEN_BUCKETS: &[f64] = &[
     1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
 ];
 const N_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0];
-/// `request_success` label values, in vLLM's `FinishReason` order.
+/// `request_success` label values, in vLLM's `FinishReason` order (`FinishReason::as_str`).
 const FINISH_REASONS: &[&str] = &["stop", "length", "abort", "error", "repetition"];
 
 /// vLLM's `build_1_2_5_buckets(max_value)`: 1, 2, 5, 10, 20, 50, … up to `max_value`.
@@ -47,6 +52,7 @@ pub fn buckets_1_2_5(max_value: u64) -> Vec<f64> {
     }
 }
 
+#[derive(Clone)]
 struct Histogram {
     buckets: Vec<f64>,
     /// Non-cumulative counts per bucket; the last is +Inf.
@@ -73,7 +79,7 @@ impl Histogram {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Counters {
     prompt_tokens: u64,
     generation_tokens: u64,
@@ -83,7 +89,12 @@ struct Counters {
     request_success: [u64; 5],
 }
 
-struct State {
+/// Everything the engine's stats feed: owned and written by the engine thread alone, published
+/// to readers as an immutable snapshot.
+#[derive(Clone)]
+struct EngineSeries {
+    /// The `engine` label.
+    engine_index: usize,
     running: usize,
     waiting: usize,
     kv_usage: f64,
@@ -100,17 +111,165 @@ struct State {
     request_prompt_tokens: Histogram,
     request_generation_tokens: Histogram,
     request_prefill_kv_computed_tokens: Histogram,
+}
+
+impl EngineSeries {
+    fn new(tokens: &[f64]) -> EngineSeries {
+        EngineSeries {
+            engine_index: 0,
+            running: 0,
+            waiting: 0,
+            kv_usage: 0.0,
+            counters: Counters::default(),
+            ttft: Histogram::new(TTFT_BUCKETS),
+            itl: Histogram::new(ITL_BUCKETS),
+            tpot: Histogram::new(ITL_BUCKETS),
+            e2e: Histogram::new(REQUEST_LATENCY_BUCKETS),
+            queue: Histogram::new(REQUEST_LATENCY_BUCKETS),
+            inference: Histogram::new(REQUEST_LATENCY_BUCKETS),
+            prefill: Histogram::new(REQUEST_LATENCY_BUCKETS),
+            decode: Histogram::new(REQUEST_LATENCY_BUCKETS),
+            iteration_tokens: Histogram::new(ITERATION_TOKEN_BUCKETS),
+            request_prompt_tokens: Histogram::new(tokens),
+            request_generation_tokens: Histogram::new(tokens),
+            request_prefill_kv_computed_tokens: Histogram::new(tokens),
+        }
+    }
+
+    fn scheduler(&mut self, engine_index: usize, s: &SchedulerStats) {
+        self.engine_index = engine_index;
+        self.running = s.num_running_reqs;
+        self.waiting = s.num_waiting_reqs;
+        self.kv_usage = s.kv_cache_usage;
+        self.counters.num_preemptions = s.num_preemptions;
+        self.counters.prefix_cache_queries = s.prefix_cache_queries;
+        self.counters.prefix_cache_hits = s.prefix_cache_hits;
+    }
+
+    /// vLLM `PrometheusStatLogger.record` for one iteration.
+    fn iteration(&mut self, it: &IterationStats) {
+        self.scheduler(it.engine_index, &it.scheduler);
+        let (prompt, gen) = (it.num_prompt_tokens, it.num_generation_tokens);
+        self.counters.prompt_tokens += prompt;
+        self.counters.generation_tokens += gen;
+        if prompt + gen > 0 {
+            self.iteration_tokens.observe((prompt + gen) as f64);
+        }
+        for d in &it.time_to_first_tokens_iter {
+            self.ttft.observe(d.as_secs_f64());
+        }
+        for d in &it.inter_token_latencies_iter {
+            self.itl.observe(d.as_secs_f64());
+        }
+        for f in &it.finished_requests {
+            self.finished(f);
+        }
+    }
+
+    /// vLLM `update_from_finished_request`.
+    fn finished(&mut self, f: &FinishedRequestStats) {
+        if let Some(i) = FINISH_REASONS
+            .iter()
+            .position(|r| *r == f.finish_reason.as_str())
+        {
+            self.counters.request_success[i] += 1;
+        }
+        self.e2e.observe(f.e2e_latency().as_secs_f64());
+        self.queue.observe(f.queued_time().as_secs_f64());
+        self.prefill.observe(f.prefill_time().as_secs_f64());
+        self.inference.observe(f.inference_time().as_secs_f64());
+        self.decode.observe(f.decode_time().as_secs_f64());
+        self.request_prefill_kv_computed_tokens
+            .observe(f.num_prefill_kv_computed_tokens() as f64);
+        self.request_prompt_tokens
+            .observe(f.num_prompt_tokens as f64);
+        self.request_generation_tokens
+            .observe(f.num_generation_tokens as f64);
+        self.tpot.observe(f.mean_time_per_output_token_s());
+    }
+}
+
+/// Per-request parameters, recorded by the HTTP tasks when they accept a request (never
+/// touched by the engine thread).
+#[derive(Clone)]
+struct ParamSeries {
     request_max_num_generation_tokens: Histogram,
     request_params_n: Histogram,
     request_params_max_tokens: Histogram,
 }
 
-/// The engine's Prometheus metrics.
+/// A value one thread publishes and others read: the lock is held only to swap or clone the
+/// pointer, never while the value is built or read.
+pub struct Published<T> {
+    current: Mutex<Arc<T>>,
+}
+
+impl<T> Published<T> {
+    pub fn new(value: T) -> Published<T> {
+        Published {
+            current: Mutex::new(Arc::new(value)),
+        }
+    }
+
+    /// The latest value.
+    pub fn get(&self) -> Arc<T> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the value; the old one is dropped outside the lock.
+    pub fn set(&self, value: T) {
+        let new = Arc::new(value);
+        let old = std::mem::replace(
+            &mut *self.current.lock().unwrap_or_else(|e| e.into_inner()),
+            new,
+        );
+        drop(old);
+    }
+}
+
+/// The engine's Prometheus metrics as the HTTP side sees them: the engine thread's latest
+/// snapshot, plus the request parameters the HTTP tasks record.
 pub struct EngineMetrics {
     model_name: String,
     /// Unix time the series were created (the `_created` samples).
     created: f64,
-    state: Mutex<State>,
+    /// Bucket bounds of the per-request token histograms.
+    token_buckets: Vec<f64>,
+    snapshot: Published<EngineSeries>,
+    params: Mutex<ParamSeries>,
+}
+
+/// The engine thread's side of [`EngineMetrics`]: folds stats in, publishes snapshots.
+pub struct MetricsRecorder {
+    series: EngineSeries,
+    shared: Arc<EngineMetrics>,
+    /// Changed since the last publish.
+    dirty: bool,
+}
+
+impl MetricsRecorder {
+    /// After a `schedule()`: the gauges move (published with the next [`Self::publish`]).
+    pub fn step(&mut self, s: &StepStats) {
+        self.series.scheduler(s.engine_index, &s.scheduler);
+        self.dirty = true;
+    }
+
+    /// After a step's output or a batch of aborts.
+    pub fn iteration(&mut self, it: &IterationStats) {
+        self.series.iteration(it);
+        self.dirty = true;
+    }
+
+    /// Makes everything recorded so far visible to readers (a copy of the series, a few KB).
+    pub fn publish(&mut self) {
+        if self.dirty {
+            self.shared.snapshot.set(self.series.clone());
+            self.dirty = false;
+        }
+    }
 }
 
 impl EngineMetrics {
@@ -122,77 +281,34 @@ impl EngineMetrics {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
-            state: Mutex::new(State {
-                running: 0,
-                waiting: 0,
-                kv_usage: 0.0,
-                counters: Counters::default(),
-                ttft: Histogram::new(TTFT_BUCKETS),
-                itl: Histogram::new(ITL_BUCKETS),
-                tpot: Histogram::new(ITL_BUCKETS),
-                e2e: Histogram::new(REQUEST_LATENCY_BUCKETS),
-                queue: Histogram::new(REQUEST_LATENCY_BUCKETS),
-                inference: Histogram::new(REQUEST_LATENCY_BUCKETS),
-                prefill: Histogram::new(REQUEST_LATENCY_BUCKETS),
-                decode: Histogram::new(REQUEST_LATENCY_BUCKETS),
-                iteration_tokens: Histogram::new(ITERATION_TOKEN_BUCKETS),
-                request_prompt_tokens: Histogram::new(&tokens),
-                request_generation_tokens: Histogram::new(&tokens),
-                request_prefill_kv_computed_tokens: Histogram::new(&tokens),
+            snapshot: Published::new(EngineSeries::new(&tokens)),
+            params: Mutex::new(ParamSeries {
                 request_max_num_generation_tokens: Histogram::new(&tokens),
                 request_params_n: Histogram::new(N_BUCKETS),
                 request_params_max_tokens: Histogram::new(&tokens),
             }),
+            token_buckets: tokens,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    /// The writer for the engine thread (one per engine thread; it starts from empty series).
+    pub fn recorder(self: &Arc<Self>) -> MetricsRecorder {
+        MetricsRecorder {
+            series: EngineSeries::new(&self.token_buckets),
+            shared: self.clone(),
+            dirty: false,
+        }
+    }
+
+    fn params(&self) -> std::sync::MutexGuard<'_, ParamSeries> {
         // A panic elsewhere must not take the metrics down with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Gauges and cumulative scheduler counters, after each engine run.
-    pub fn publish_scheduler(&self, sched: &Scheduler) {
-        let kv = sched.kv();
-        let pc = kv.prefix_cache_stats();
-        let mut s = self.lock();
-        s.running = sched.num_running();
-        s.waiting = sched.num_waiting();
-        s.kv_usage = kv.usage();
-        s.counters.num_preemptions = sched.num_preemptions();
-        s.counters.prefix_cache_queries = pc.queries;
-        s.counters.prefix_cache_hits = pc.hits;
-    }
-
-    /// One step's output: prompt tokens of requests that got their first token, new tokens.
-    pub fn add_step_tokens(&self, prompt_tokens: u64, generation_tokens: u64) {
-        let mut s = self.lock();
-        s.counters.prompt_tokens += prompt_tokens;
-        s.counters.generation_tokens += generation_tokens;
-        if prompt_tokens + generation_tokens > 0 {
-            s.iteration_tokens
-                .observe((prompt_tokens + generation_tokens) as f64);
-        }
-    }
-
-    /// One step's token latencies, under one lock.
-    pub fn observe_token_latencies(&self, ttfts: &[Nanos], itls: &[Nanos]) {
-        if ttfts.is_empty() && itls.is_empty() {
-            return;
-        }
-        let mut s = self.lock();
-        for d in ttfts {
-            s.ttft.observe(d.as_secs_f64());
-        }
-        for d in itls {
-            s.itl.observe(d.as_secs_f64());
-        }
+        self.params.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Per-request parameters, when the frontend accepts a request (vLLM records them with the
     /// request's first output; the values are the same).
     pub fn observe_request_params(&self, n: u32, max_tokens_param: Option<u32>, max_tokens: u32) {
-        let mut s = self.lock();
+        let mut s = self.params();
         s.request_params_n.observe(n as f64);
         s.request_max_num_generation_tokens
             .observe(max_tokens as f64);
@@ -201,55 +317,26 @@ impl EngineMetrics {
         }
     }
 
-    /// A finished request's latencies (vLLM `update_from_finished_request`).
-    pub fn observe_finished(&self, now: Nanos, req: &Request, reason: FinishReason) {
-        let t = &req.times;
-        let secs = |a: Option<Nanos>, b: Option<Nanos>| match (a, b) {
-            (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64(),
-            _ => 0.0,
-        };
-        let gen = req.num_output_tokens();
-        let decode = secs(t.first_token, t.last_token);
-        let mut s = self.lock();
-        let idx = match reason {
-            FinishReason::Stop => 0,
-            FinishReason::Length => 1,
-            FinishReason::Abort => 2,
-        };
-        s.counters.request_success[idx] += 1;
-        s.e2e.observe(now.saturating_sub(t.arrival).as_secs_f64());
-        s.queue.observe(secs(Some(t.queued), t.first_scheduled));
-        s.prefill.observe(secs(t.first_scheduled, t.first_token));
-        s.inference.observe(secs(t.first_scheduled, t.last_token));
-        s.decode.observe(decode);
-        let cached = req.num_cached_tokens.unwrap_or(0);
-        s.request_prefill_kv_computed_tokens
-            .observe(req.num_prompt_tokens().saturating_sub(cached) as f64);
-        s.request_prompt_tokens
-            .observe(req.num_prompt_tokens() as f64);
-        s.request_generation_tokens.observe(gen as f64);
-        s.tpot.observe(if gen > 1 {
-            decode / (gen - 1) as f64
-        } else {
-            0.0
-        });
-    }
-
     /// Running and waiting requests (for `/load` and tests).
     pub fn num_requests(&self) -> (usize, usize) {
-        let s = self.lock();
+        let s = self.snapshot.get();
         (s.running, s.waiting)
     }
 
     pub fn kv_cache_usage(&self) -> f64 {
-        self.lock().kv_usage
+        self.snapshot.get().kv_usage
     }
 
-    /// The text exposition.
+    /// The text exposition, from the latest snapshot (no lock held while rendering).
     pub fn render(&self) -> String {
-        let s = self.lock();
+        let s = self.snapshot.get();
+        let p = self.params().clone();
         let mut out = String::with_capacity(32 * 1024);
-        let labels = format!("engine=\"0\",model_name=\"{}\"", escape(&self.model_name));
+        let labels = format!(
+            "engine=\"{}\",model_name=\"{}\"",
+            s.engine_index,
+            escape(&self.model_name)
+        );
         let mut r = Renderer {
             out: &mut out,
             labels: &labels,
@@ -315,17 +402,17 @@ impl EngineMetrics {
         r.histogram(
             "vllm:request_max_num_generation_tokens",
             "Histogram of maximum number of requested generation tokens.",
-            &s.request_max_num_generation_tokens,
+            &p.request_max_num_generation_tokens,
         );
         r.histogram(
             "vllm:request_params_n",
             "Histogram of the n request parameter.",
-            &s.request_params_n,
+            &p.request_params_n,
         );
         r.histogram(
             "vllm:request_params_max_tokens",
             "Histogram of the max_tokens request parameter.",
-            &s.request_params_max_tokens,
+            &p.request_params_max_tokens,
         );
         r.histogram(
             "vllm:time_to_first_token_seconds",
@@ -372,7 +459,6 @@ impl EngineMetrics {
             "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
             &s.request_prefill_kv_computed_tokens,
         );
-        drop(s);
         out
     }
 }
@@ -536,9 +622,20 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_with_le_inclusive() {
-        let m = EngineMetrics::new("m", 100);
-        m.add_step_tokens(1, 0);
-        m.add_step_tokens(8, 1);
+        let m = Arc::new(EngineMetrics::new("m", 100));
+        let mut rec = m.recorder();
+        for (prompt, gen) in [(1, 0), (8, 1)] {
+            rec.iteration(&IterationStats {
+                num_prompt_tokens: prompt,
+                num_generation_tokens: gen,
+                ..Default::default()
+            });
+        }
+        // Nothing shows until published.
+        assert!(m
+            .render()
+            .contains("vllm:prompt_tokens_total{engine=\"0\",model_name=\"m\"} 0.0"));
+        rec.publish();
         let text = m.render();
         assert!(text.contains(
             "vllm:iteration_tokens_total_bucket{engine=\"0\",le=\"1.0\",model_name=\"m\"} 1.0"

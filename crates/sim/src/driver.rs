@@ -1,18 +1,22 @@
 //! Runs a workload through the engine core in virtual time.
 //!
-//! Two event sources feed the engine: arrivals, pulled lazily from the workload in order, and the
-//! engine's own wake-ups (the end of the device step it waits on). At each instant every due
-//! arrival is handed over first (arrivals were queued before any wake-up at the same time, so
-//! insertion order puts them first), then the engine runs. Memory stays bounded by the requests
-//! in flight, whatever the workload's length.
+//! Events (arrivals, pulled lazily from the workload one ahead; aborts; the engine's own
+//! wake-ups, the end of the device step it waits on) go through one [`EventQueue`] ordered by
+//! `(time, push order)`. At each instant every due event is taken in first, in that order, then
+//! the engine runs once. A wake-up superseded by a later run is dropped without moving the clock.
+//! Memory stays bounded by the requests in flight, whatever the workload's length.
+//!
+//! The driver is generic over [`EngineCore`]: it sees the engine's stats and outputs only
+//! ([`EngineSink`]), never its scheduler.
 
+use crate::events::{Event, EventQueue};
 use crate::metrics::LatencyStats;
 use crate::report::AtomicFile;
 use crate::workload::{LineError, LineErrorKind, WorkloadItem};
-use llm_emu_core::engine::{EngineObserver, StepRecord};
-use llm_emu_core::request::RequestStatus;
-use llm_emu_core::sched::RequestUpdate;
-use llm_emu_core::{Engine, Nanos, NewRequest, Request, SamplingParams, Scheduler, Wake};
+use llm_emu_core::{
+    EngineCore, EngineSink, FinishReason, FinishedRequestStats, IterationStats, Nanos, NewRequest,
+    RequestOutput, SamplingParams, StepStats, Wake,
+};
 use serde::Serialize;
 use std::io::Write;
 
@@ -131,97 +135,75 @@ impl Collector<'_> {
         });
     }
 
-    fn finish(&mut self, r: &Request) {
-        let t = r.times;
+    fn finish(&mut self, f: &FinishedRequestStats) {
+        let t = f.times;
         let secs = |x: Option<Nanos>| x.map(Nanos::as_secs_f64);
-        let reason = match r.status {
-            RequestStatus::Finished(f) => Some(f.as_str()),
-            _ => None,
-        };
-        let aborted = r.status == RequestStatus::Finished(llm_emu_core::FinishReason::Abort);
-        if let (false, Some(first), Some(last)) = (aborted, t.first_token, t.last_token) {
+        let aborted = f.finish_reason == FinishReason::Abort;
+        if let (false, Some(ttft), Some(last)) = (aborted, f.time_to_first_token(), t.last_token) {
             self.result.completed += 1;
-            self.result.total_input_tokens += r.num_prompt_tokens() as u64;
-            self.result.total_output_tokens += r.num_output_tokens() as u64;
+            self.result.total_input_tokens += f.num_prompt_tokens as u64;
+            self.result.total_output_tokens += f.num_generation_tokens as u64;
             self.result.end = self.result.end.max(last);
             self.result.stats.record_request(
-                (first - t.arrival).as_millis_f64(),
-                (last - t.arrival).as_millis_f64(),
-                r.num_output_tokens(),
+                ttft.as_millis_f64(),
+                f.e2e_latency().as_millis_f64(),
+                f.num_generation_tokens,
             );
         } else {
             self.result.failed += 1;
         }
         self.write_request(&RequestRecord {
-            request_id: r.request_id.clone(),
+            request_id: f.request_id.clone(),
             arrival_s: t.arrival.as_secs_f64(),
             queued_s: Some(t.queued.as_secs_f64()),
             first_scheduled_s: secs(t.first_scheduled),
             first_token_s: secs(t.first_token),
             last_token_s: secs(t.last_token),
-            prompt_len: r.num_prompt_tokens(),
-            output_len: r.num_output_tokens(),
-            cached_tokens: r.num_cached_tokens.unwrap_or(0),
-            num_preemptions: r.num_preemptions,
-            finish_reason: reason,
+            prompt_len: f.num_prompt_tokens,
+            output_len: f.num_generation_tokens,
+            cached_tokens: f.num_cached_tokens,
+            num_preemptions: f.num_preemptions,
+            finish_reason: Some(f.finish_reason.as_str()),
             error: None,
         });
     }
 }
 
-impl EngineObserver for Collector<'_> {
-    fn on_schedule(&mut self, s: &StepRecord<'_>) {
-        if s.output.total_num_scheduled_tokens == 0 {
+impl EngineSink for Collector<'_> {
+    fn on_step(&mut self, s: &StepStats) {
+        if s.num_scheduled_tokens == 0 {
             return;
         }
         self.result.num_steps += 1;
         let Some(w) = self.sinks.steps.as_mut() else {
             return;
         };
-        let out = s.output;
         let line = StepLine {
             time_s: s.scheduled_at.as_secs_f64(),
             start_s: s.device_start.as_secs_f64(),
             end_s: s.device_end.as_secs_f64(),
             duration_ms: (s.device_end - s.device_start).as_millis_f64(),
-            num_reqs: out.scheduled.len(),
-            num_tokens: out.total_num_scheduled_tokens,
-            context_tokens: out.scheduled.iter().map(|r| r.num_computed_before).sum(),
-            num_prefill_tokens: out
-                .scheduled
-                .iter()
-                .filter(|r| r.num_computed_before < r.num_prompt_tokens)
-                .map(|r| r.num_tokens)
-                .sum(),
-            num_decode_reqs: out
-                .scheduled
-                .iter()
-                .filter(|r| r.num_computed_before >= r.num_prompt_tokens)
-                .count(),
-            running: s.scheduler.num_running(),
-            waiting: s.scheduler.num_waiting(),
-            kv_usage: s.scheduler.kv().usage(),
+            num_reqs: s.num_reqs,
+            num_tokens: s.num_scheduled_tokens,
+            context_tokens: s.num_context_tokens,
+            num_prefill_tokens: s.num_prefill_tokens,
+            num_decode_reqs: s.num_decode_reqs,
+            running: s.scheduler.num_running_reqs,
+            waiting: s.scheduler.num_waiting_reqs,
+            kv_usage: s.scheduler.kv_cache_usage,
         };
         if let Err(e) = write_json_line(w, &line) {
             self.io_error.get_or_insert(e);
         }
     }
 
-    fn on_update(&mut self, now: Nanos, updates: &[RequestUpdate], _s: &Scheduler) {
-        for u in updates {
-            if let Some(prev) = u.prev_token_at {
-                self.result.stats.record_itl((now - prev).0);
-            }
-            if let Some(r) = &u.finished {
-                self.finish(r);
-            }
+    fn on_iteration(&mut self, it: &IterationStats, _outputs: &[RequestOutput]) {
+        for gap in &it.inter_token_latencies_iter {
+            self.result.stats.record_itl(gap.0);
         }
-    }
-
-    fn on_abort(&mut self, _now: Nanos, finished: &[Box<Request>], _s: &Scheduler) {
         // Aborted requests count as failed (workload files carry no aborts today).
-        for r in finished {
-            self.finish(r);
+        for f in &it.finished_requests {
+            self.finish(f);
         }
     }
 }
@@ -277,8 +259,8 @@ fn next_good_item(
 /// requests done (completed + failed) every 1024 arrivals and at the end. A workload that
 /// stops being readable ([`LineErrorKind::Unreadable`]) is an error once the requests already
 /// read have run: the run did not see the whole workload.
-pub fn run(
-    engine: &mut Engine,
+pub fn run<E: EngineCore + ?Sized>(
+    engine: &mut E,
     workload: impl Iterator<Item = Result<WorkloadItem, LineError>>,
     sinks: &mut Sinks,
     progress: &mut dyn FnMut(usize),
@@ -290,34 +272,53 @@ pub fn run(
         unreadable: None,
     };
     let mut workload = workload;
-    let mut next = next_good_item(&mut workload, &mut col);
-    let mut wake = Wake::Idle;
+    let mut queue = EventQueue::default();
+    if let Some(item) = next_good_item(&mut workload, &mut col) {
+        queue.push(item.arrival, Event::Arrival(item));
+    }
     let mut now = Nanos::ZERO;
+    // The generation of the engine's current wake-up: older ones are superseded.
+    let mut generation = 0u64;
     let mut arrivals = 0usize;
     loop {
-        let t = match (wake, next.as_ref().map(|i| i.arrival)) {
-            (Wake::At(w), Some(a)) => w.min(a),
-            (Wake::At(w), None) => w,
-            (Wake::Idle, Some(a)) => a,
-            (Wake::Idle, None) => break,
+        let t = loop {
+            match queue.peek() {
+                Some((_, Event::Wake { generation: g })) if *g != generation => {
+                    queue.pop();
+                }
+                Some((t, _)) => break Some(t),
+                None => break None,
+            }
         };
+        let Some(t) = t else { break };
         now = now.max(t);
-        while let Some(item) = next.take_if(|i| i.arrival <= now) {
-            arrivals += 1;
-            if arrivals.is_multiple_of(1024) {
-                progress(col.result.completed + col.result.failed);
+        while let Some((_, event)) = queue.pop_due(now) {
+            match event {
+                Event::Arrival(item) => {
+                    arrivals += 1;
+                    if arrivals.is_multiple_of(1024) {
+                        progress(col.result.completed + col.result.failed);
+                    }
+                    let (id, arrival, plen) = (
+                        item.request_id.clone(),
+                        item.arrival,
+                        item.prompt_token_ids.len(),
+                    );
+                    if let Err(e) = engine.add(to_new_request(item), arrivals as u64) {
+                        col.fail(id, arrival, plen, e.to_string());
+                    }
+                    if let Some(next) = next_good_item(&mut workload, &mut col) {
+                        queue.push(next.arrival, Event::Arrival(next));
+                    }
+                }
+                Event::Abort(id) => engine.abort(&id),
+                Event::Wake { .. } => {}
             }
-            let (id, arrival, plen) = (
-                item.request_id.clone(),
-                item.arrival,
-                item.prompt_token_ids.len(),
-            );
-            if let Err(e) = engine.add_request(to_new_request(item)) {
-                col.fail(id, arrival, plen, e.to_string());
-            }
-            next = next_good_item(&mut workload, &mut col);
         }
-        wake = engine.run(now, &mut col);
+        generation += 1;
+        if let Wake::At(w) = engine.run(now, &mut col) {
+            queue.push(w, Event::Wake { generation });
+        }
     }
     progress(col.result.completed + col.result.failed);
     for s in [col.sinks.requests.as_mut(), col.sinks.steps.as_mut()]

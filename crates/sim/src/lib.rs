@@ -1,6 +1,7 @@
 //! llm-emu's offline simulator: workloads in, vLLM-style metrics out, in virtual time.
 
 pub mod driver;
+pub mod events;
 pub mod metrics;
 pub mod percentile;
 pub mod report;
