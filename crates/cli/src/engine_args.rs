@@ -4,13 +4,13 @@
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
 use llm_emu_core::cudagraph::CudaGraphSizes;
-use llm_emu_core::gpu::{GpuSpec, DEFAULT_GPU};
-use llm_emu_core::latency::{
+use llm_emu_core::sampler::{HashSampler, TokenSampler};
+use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
+use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
+use llm_emu_perf::latency::{
     parse_latency_spec_on, HardwareDefaults, LatencyModel, RecordedTpLink,
 };
-use llm_emu_core::sampler::{HashSampler, TokenSampler};
-use llm_emu_core::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape};
-use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
+use llm_emu_perf::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape};
 use llm_emu_sim::run_record::{CudaGraphMode, Recorded, RunRecord, VllmDefaults};
 use std::path::PathBuf;
 
@@ -268,7 +268,7 @@ impl EngineArgs {
 
 /// The `--latency` spec of a `--profile PATH`, by its format.
 fn profile_spec(p: &std::path::Path) -> Result<String> {
-    llm_emu_core::latency::latency_spec_for_profile(p)
+    llm_emu_perf::latency::latency_spec_for_profile(p)
         .with_context(|| format!("--profile {}", p.display()))
 }
 

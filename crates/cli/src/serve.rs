@@ -171,7 +171,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     // The positional model names the architecture too, when it is one llm-emu knows (a path with
     // config.json, the local Hugging Face cache, or the built-in table).
     if let Some(tag) = a.model_tag.clone() {
-        match llm_emu_core::sizing::ModelShape::resolve(&tag) {
+        match llm_emu_perf::sizing::ModelShape::resolve(&tag) {
             Ok(_) => a.engine.default_model(Some(&tag)),
             Err(e) => eprintln!(
                 "llm-emu serve: warning: no architecture for `{tag}` ({e}); using the shape of \

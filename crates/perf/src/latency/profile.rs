@@ -24,8 +24,8 @@ mod tables;
 
 use super::{LatencyModel, LatencySpecError, StepBatch};
 use crate::sizing::ModelShape;
-use crate::time::Nanos;
 use attention::AttentionTable;
+use llm_emu_core::Nanos;
 pub use overheads::{Overheads, OVERHEADS_FILE};
 use skew::{Meta, SkewFit};
 use std::collections::BTreeMap;

@@ -22,8 +22,8 @@ pub use cost::{expected_distinct_experts, Bound, OpTime};
 use super::{LatencyModel, LatencySpecError, StepBatch};
 use crate::gpu::{GpuSpec, DEFAULT_GPU};
 use crate::sizing::{LayerKind, ModelShape, WeightFormat};
-use crate::time::Nanos;
 use cost::{all_gather, all_reduce, elementwise, gemm, kernel, Rates};
+use llm_emu_core::Nanos;
 
 /// Compute dtype of the linear layers (`dtype=`): the checkpoint's own by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

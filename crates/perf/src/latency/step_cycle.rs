@@ -13,7 +13,7 @@ mod rng;
 pub mod table;
 
 use super::{LatencyModel, LatencySpecError, StepBatch};
-use crate::time::Nanos;
+use llm_emu_core::Nanos;
 use pack::{bucket_key, StepCyclePack, TABLE_NAMES};
 use rng::SplitMix64;
 use std::collections::HashSet;

@@ -3,30 +3,25 @@
 //! distance, shapes outside the table are extrapolated along the fitted trend with one warning,
 //! the seed fixes the draws, and bad packs are refused with a reason.
 
-mod support;
-
-use llm_emu_core::latency::step_cycle::build::{PackBuilder, StepSample};
-use llm_emu_core::latency::step_cycle::pack::{Bucketing, Cell, StepCyclePack, PROFILE_TYPE_2D};
-use llm_emu_core::latency::{
+use llm_emu_perf::latency::step_cycle::build::{PackBuilder, StepSample};
+use llm_emu_perf::latency::step_cycle::pack::{Bucketing, Cell, StepCyclePack, PROFILE_TYPE_2D};
+use llm_emu_perf::latency::BatchRequest;
+use llm_emu_perf::latency::{
     latency_spec_for_profile, parse_latency_spec, LatencyModel, StepBatch, StepCycleLatency,
 };
-use llm_emu_core::sched::ScheduledRequest;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use support::a_key;
 
 /// `conc` requests with `tt` tokens in all: the first carries the surplus (a prompt chunk when
 /// `prefill`), the others decode one token each over `ctx_each` computed tokens.
-fn requests(tt: usize, conc: usize, prefill: bool, ctx_each: usize) -> Vec<ScheduledRequest> {
+fn requests(tt: usize, conc: usize, prefill: bool, ctx_each: usize) -> Vec<BatchRequest> {
     assert!(tt >= conc);
-    let key = a_key();
     (0..conc)
         .map(|i| {
             let first = i == 0;
-            ScheduledRequest {
-                key,
+            BatchRequest {
                 num_tokens: if first { tt - (conc - 1) } else { 1 },
                 num_computed_before: if first && prefill { 0 } else { ctx_each },
                 num_prompt_tokens: if first && prefill { 100_000 } else { ctx_each },
@@ -36,7 +31,7 @@ fn requests(tt: usize, conc: usize, prefill: bool, ctx_each: usize) -> Vec<Sched
         .collect()
 }
 
-fn draw_us(m: &mut dyn LatencyModel, reqs: &[ScheduledRequest]) -> f64 {
+fn draw_us(m: &mut dyn LatencyModel, reqs: &[BatchRequest]) -> f64 {
     let total = reqs.iter().map(|r| r.num_tokens).sum();
     let b = StepBatch {
         requests: reqs,
