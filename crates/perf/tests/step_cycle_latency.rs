@@ -7,8 +7,10 @@ use llm_emu_perf::latency::step_cycle::build::{PackBuilder, StepSample};
 use llm_emu_perf::latency::step_cycle::pack::{Bucketing, Cell, StepCyclePack, PROFILE_TYPE_2D};
 use llm_emu_perf::latency::BatchRequest;
 use llm_emu_perf::latency::{
-    latency_spec_for_profile, parse_latency_spec, LatencyModel, StepBatch, StepCycleLatency,
+    latency_spec_for_profile, parse_latency_spec, HardwareDefaults, LatencyModel, LatencySpec,
+    StepBatch, StepCycleLatency,
 };
+use llm_emu_perf::sizing::ModelShape;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use std::path::PathBuf;
@@ -556,7 +558,7 @@ fn bad_packs_are_refused_with_a_reason() {
 fn profile_paths_are_detected() {
     let pack = save("detect.json", &linear_pack());
     assert_eq!(
-        latency_spec_for_profile(&pack).unwrap(),
+        latency_spec_for_profile(&pack).unwrap().to_string(),
         format!("step-cycle:path={}", pack.display())
     );
     let dir = std::env::temp_dir().join(format!("llm-emu-detect-{}", std::process::id()));
@@ -564,7 +566,7 @@ fn profile_paths_are_detected() {
     assert!(latency_spec_for_profile(&dir).is_err(), "no meta.yaml yet");
     std::fs::write(dir.join("meta.yaml"), "x: 1\n").unwrap();
     assert_eq!(
-        latency_spec_for_profile(&dir).unwrap(),
+        latency_spec_for_profile(&dir).unwrap().to_string(),
         format!("profile:dir={}", dir.display())
     );
     let other = tmp_file("other.json", r#"{"profile_type":"forward_pass"}"#);
@@ -578,4 +580,34 @@ fn profile_paths_are_detected() {
         .to_string()
         .contains("not valid JSON"));
     assert!(latency_spec_for_profile("/nonexistent/x".as_ref()).is_err());
+}
+
+#[test]
+fn a_profile_path_with_commas_loads_unsplit() {
+    // `,` and `=` separate a spec's parameters; a detected path never goes through that text.
+    let pack = save("a,seed=9, b.json", &linear_pack());
+    let spec = latency_spec_for_profile(&pack).unwrap();
+    assert_eq!(spec, LatencySpec::step_cycle(pack.clone()));
+    let hw = HardwareDefaults {
+        seed: 3,
+        ..Default::default()
+    };
+    let mut m = spec
+        .build(&ModelShape::llama_3_1_8b(), &hw)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        m.describe().contains("a,seed=9, b.json"),
+        "{}",
+        m.describe()
+    );
+    assert!(m.describe().contains("seed 3"), "{}", m.describe());
+    let mut same = parse_latency_spec(&format!(
+        "step-cycle:path={},seed=3",
+        save("plain.json", &linear_pack()).display()
+    ))
+    .unwrap();
+    let reqs = requests(48, 7, false, 100);
+    assert_eq!(draw_us(m.as_mut(), &reqs), draw_us(same.as_mut(), &reqs));
+    // Through the text syntax the same path is cut at its commas.
+    assert!(parse_latency_spec(&format!("step-cycle:path={}", pack.display())).is_err());
 }
