@@ -478,3 +478,149 @@ impl ResolvedEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(name: &str) -> &'static GpuSpec {
+        GpuSpec::lookup(name).unwrap()
+    }
+
+    #[test]
+    fn batch_defaults_follow_the_gpu_memory_and_name() {
+        let shape = ModelShape::llama_3_1_8b();
+        let args = EngineArgs::default();
+        let big = resolve(&args, &shape, gpu("h100")).unwrap().config;
+        assert_eq!((big.max_num_batched_tokens, big.max_num_seqs), (8192, 1024));
+        // An A100 gets the small defaults whatever its memory.
+        let a100 = resolve(&args, &shape, gpu("a100-80gb")).unwrap().config;
+        assert_eq!(
+            (a100.max_num_batched_tokens, a100.max_num_seqs),
+            (2048, 256)
+        );
+        let small = EngineArgs {
+            gpu_memory_gib: Some(48.0),
+            ..Default::default()
+        };
+        let c = resolve(&small, &shape, gpu("h100")).unwrap().config;
+        assert_eq!((c.max_num_batched_tokens, c.max_num_seqs), (2048, 256));
+    }
+
+    #[test]
+    fn batched_tokens_cover_a_whole_prompt_without_chunked_prefill() {
+        let shape = ModelShape::llama_3_1_8b();
+        let args = EngineArgs {
+            enable_chunked_prefill: Some(false),
+            max_model_len: Some(20_000),
+            ..Default::default()
+        };
+        let c = resolve(&args, &shape, gpu("h100")).unwrap().config;
+        assert_eq!(c.max_num_batched_tokens, 20_000);
+        // A given max_num_seqs caps the derived tokens at seqs × max_model_len.
+        let args = EngineArgs {
+            max_num_seqs: Some(2),
+            max_model_len: Some(1000),
+            ..Default::default()
+        };
+        let c = resolve(&args, &shape, gpu("h100")).unwrap().config;
+        assert_eq!((c.max_num_batched_tokens, c.max_num_seqs), (2000, 2));
+    }
+
+    #[test]
+    fn the_default_latency_is_the_builtin_profile_only_where_it_was_measured() {
+        let llama = ModelShape::llama_3_1_8b();
+        let args = EngineArgs::default();
+        let on_pro = resolve(&args, &llama, gpu(DEFAULT_GPU)).unwrap().latency;
+        assert_eq!(on_pro, LatencySpec::profile(BUILTIN_PROFILE_DIR));
+        let on_h100 = resolve(&args, &llama, gpu("h100")).unwrap().latency;
+        assert_eq!(on_h100, LatencySpec::roofline());
+        let tp2 = EngineArgs {
+            tensor_parallel_size: Some(2),
+            ..Default::default()
+        };
+        let r = resolve(&tp2, &llama, gpu(DEFAULT_GPU)).unwrap();
+        assert_eq!(r.latency, LatencySpec::roofline());
+        assert_eq!(r.hardware.tensor_parallel_size, Some(2));
+        let given: LatencySpec = "linear:base_us=7".parse().unwrap();
+        let chosen = EngineArgs {
+            latency: Some(given.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&chosen, &llama, gpu("h100")).unwrap().latency,
+            given
+        );
+    }
+
+    #[test]
+    fn recorded_blocks_are_checked_and_compared() {
+        let shape = ModelShape::llama_3_1_8b();
+        let derived = resolve(&EngineArgs::default(), &shape, gpu("h100"))
+            .unwrap()
+            .config
+            .num_gpu_blocks;
+        let recorded = |n: u32| EngineArgs {
+            run: RunFacts {
+                num_gpu_blocks: Some(n),
+                num_gpu_blocks_source: Some("meta.json".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = resolve(&recorded(derived / 2), &shape, gpu("h100")).unwrap();
+        assert_eq!(r.config.num_gpu_blocks, derived / 2);
+        assert!(
+            matches!(&r.notices[..], [Notice::Note(n)] if n.contains("meta.json")),
+            "{:?}",
+            r.notices
+        );
+        let same = resolve(&recorded(derived), &shape, gpu("h100")).unwrap();
+        assert!(same.notices.is_empty(), "{:?}", same.notices);
+        match resolve(&recorded(derived * 3), &shape, gpu("h100")) {
+            Err(ResolveError::Contradiction(m)) => assert!(m.contains("meta.json"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // An override is taken as given.
+        let over = EngineArgs {
+            num_gpu_blocks_override: Some(derived * 3),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&over, &shape, gpu("h100"))
+                .unwrap()
+                .config
+                .num_gpu_blocks,
+            derived * 3
+        );
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        let shape = ModelShape::llama_3_1_8b();
+        let util = EngineArgs {
+            gpu_memory_utilization: Some(1.5),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&util, &shape, gpu("h100")),
+            Err(ResolveError::GpuMemoryUtilization(_))
+        ));
+        let mem = EngineArgs {
+            gpu_memory_gib: Some(0.0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&mem, &shape, gpu("h100")),
+            Err(ResolveError::GpuMemory(_))
+        ));
+        let blocks = EngineArgs {
+            num_gpu_blocks_override: Some(1),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&blocks, &shape, gpu("h100")),
+            Err(ResolveError::Config(_))
+        ));
+    }
+}
