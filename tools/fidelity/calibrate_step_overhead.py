@@ -2,7 +2,7 @@
 """Measures a profile's `step_overhead_us` from a real run's aggregate output throughput.
 
 The per-step overhead is device time that per-operator timings cannot contain (see
-crates/core/src/latency/profile/overheads.rs). This tool finds the one constant for which the
+crates/perf/src/latency/profile/overheads.rs). This tool finds the one constant for which the
 emulated run produces its output tokens at the real run's aggregate rate (total output tokens /
 time from the first queued request to the last token: one number for the whole run, no
 per-request latency enters), by bisection over `llm-emu validate`. It writes the result, with how

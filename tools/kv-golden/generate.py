@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Record golden KV-cache sizing from vLLM 0.19.0's own code.
 
-For every model of llm-emu's built-in table (``crates/core/data/models/builtin.json``) and a few
+For every model of llm-emu's built-in table (``crates/perf/data/models/builtin.json``) and a few
 tensor-parallel degrees, builds the per-layer KV cache specs the way vLLM's attention layers declare
 them (``FullAttentionSpec`` / ``SlidingWindowSpec`` / ``MLAAttentionSpec``, with
 ``ModelConfig.get_num_kv_heads``'s rule for KV heads per rank and ``get_head_size``'s for MLA), then
 lets vLLM's ``kv_cache_utils`` group the layers (``get_kv_cache_groups``), size the pool for a given
 amount of available memory (``get_kv_cache_config_from_groups``) and compute the memory one request
 of ``max_model_len`` needs (``max_memory_usage_bytes``). Writes
-``crates/core/tests/data/kv_sizing.json``; ``crates/core/tests/kv_golden.rs`` checks llm-emu's
+``crates/perf/tests/data/kv_sizing.json``; ``crates/perf/tests/kv_golden.rs`` checks llm-emu's
 ``sizing`` against it.
 
 Usage: ~/.cache/vllm-reference/venv/bin/python tools/kv-golden/generate.py
@@ -87,7 +87,7 @@ def vllm_config(max_model_len: int) -> SimpleNamespace:
 
 
 def main() -> None:
-    table = json.loads((ROOT / "crates/core/data/models/builtin.json").read_text())
+    table = json.loads((ROOT / "crates/perf/data/models/builtin.json").read_text())
     cases = []
     for name, cfg in table["models"].items():
         for tp in (1, 2, 8, 16):
@@ -122,7 +122,7 @@ def main() -> None:
         "max_num_batched_tokens": MAX_NUM_BATCHED_TOKENS,
         "cases": cases,
     }
-    dest = ROOT / "crates/core/tests/data/kv_sizing.json"
+    dest = ROOT / "crates/perf/tests/data/kv_sizing.json"
     dest.write_text(json.dumps(out, indent=1) + "\n")
     print(f"{len(cases)} cases → {dest}", file=sys.stderr)
 

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use llm_emu_core::latency::step_cycle::build::{PackBuilder, StepSample};
+use llm_emu_perf::latency::step_cycle::build::{PackBuilder, StepSample};
 use llm_emu_sim::report::write_atomic;
 use std::io::BufRead;
 use std::path::PathBuf;

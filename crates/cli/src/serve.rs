@@ -1,7 +1,7 @@
 //! `llm-emu serve`: vLLM's OpenAI-compatible server on the emulated engine, flags named as
 //! `vllm serve` names them.
 
-use crate::engine_args::{EngineArgs, EngineDefaults};
+use crate::engine_args::{EngineFlags, Prepared};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
 use llm_emu_serve::conn::ConnLimits;
@@ -91,7 +91,7 @@ pub struct ServeArgs {
     #[arg(long, action = ArgAction::SetTrue)]
     trust_request_chat_template: bool,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub engine: EngineFlags,
 }
 
 /// `--engine-thread-priority`.
@@ -171,7 +171,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     // The positional model names the architecture too, when it is one llm-emu knows (a path with
     // config.json, the local Hugging Face cache, or the built-in table).
     if let Some(tag) = a.model_tag.clone() {
-        match llm_emu_core::sizing::ModelShape::resolve(&tag) {
+        match llm_emu_perf::sizing::ModelShape::resolve(&tag) {
             Ok(_) => a.engine.default_model(Some(&tag)),
             Err(e) => eprintln!(
                 "llm-emu serve: warning: no architecture for `{tag}` ({e}); using the shape of \
@@ -218,8 +218,8 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     let max_connections = a
         .max_connections
         .unwrap_or_else(|| fd_limit::connections_for(nofile, MAX_CONNECTIONS_DEFAULT_CAP));
-    let shape = a.engine.model_shape()?;
-    let cfg = a.engine.engine_config(&shape, &EngineDefaults::default())?;
+    let prepared = Prepared::new(&a.engine, None)?;
+    let cfg = prepared.config().clone();
     let src = tokenizer_source(&a);
     let model =
         TextModel::load(&src).with_context(|| format!("loading the tokenizer ({src:?})"))?;
@@ -229,9 +229,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     };
     let sampler = VocabSampler::new(&model, lengths, a.engine.seed)
         .map_err(|e| anyhow::anyhow!("output token sampler: {e}"))?;
-    let (engine, latency_desc) = a
-        .engine
-        .build_engine_with(&cfg, &shape, Box::new(sampler))?;
+    let (engine, latency_desc) = prepared.build_engine_with(Box::new(sampler))?;
     let codec: SharedCodec = Arc::new(ModelText(model));
     let (names, root) = model_identity(&a);
     let mut api_keys = a.api_key.clone();

@@ -1,6 +1,6 @@
 //! `llm-emu simulate`: flags named as `vllm serve` names them.
 
-use crate::engine_args::{EngineArgs, EngineDefaults};
+use crate::engine_args::{EngineFlags, Prepared};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -25,7 +25,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "10")]
     request_rate: f64,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub engine: EngineFlags,
     /// Configure the engine as a recorded vLLM run was (`RUN_DIR/vllm/meta.json` or
     /// `RUN_DIR/meta.json`, and the cluster config beside it), as `validate` does; flags given
     /// still win.
@@ -45,14 +45,11 @@ pub struct SimulateArgs {
     quiet: bool,
 }
 
-pub fn run(mut a: SimulateArgs) -> Result<()> {
-    let defaults = match &a.like {
-        Some(dir) => a.engine.replay(&RunRecord::load(dir)?)?,
-        None => EngineDefaults::default(),
-    };
-    let shape = a.engine.model_shape()?;
-    let cfg = a.engine.engine_config(&shape, &defaults)?;
-    let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
+pub fn run(a: SimulateArgs) -> Result<()> {
+    let record = a.like.as_deref().map(RunRecord::load).transpose()?;
+    let prepared = Prepared::new(&a.engine, record.as_ref())?;
+    let cfg = prepared.config().clone();
+    let (mut engine, latency_desc) = prepared.build_engine()?;
 
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
         Some(p) => {

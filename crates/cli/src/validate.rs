@@ -1,6 +1,6 @@
 //! `llm-emu validate`: replays a real vLLM run's workload and prints emulated vs. real latencies.
 
-use crate::engine_args::EngineArgs;
+use crate::engine_args::{EngineFlags, Prepared};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use llm_emu_sim::report::write_atomic;
@@ -31,16 +31,15 @@ pub struct ValidateArgs {
     #[arg(long)]
     requests: Option<PathBuf>,
     #[command(flatten)]
-    engine: EngineArgs,
+    engine: EngineFlags,
 }
 
-pub fn run(mut a: ValidateArgs) -> Result<()> {
+pub fn run(a: ValidateArgs) -> Result<()> {
     let real = RealRun::load(&a.real)?;
     // Every fact the run recorded becomes a default; flags given still win.
-    let defaults = a.engine.replay(&real.record)?;
-    let shape = a.engine.model_shape()?;
-    let cfg = a.engine.engine_config(&shape, &defaults)?;
-    let (mut engine, latency_desc) = a.engine.build_engine(&cfg, &shape)?;
+    let prepared = Prepared::new(&a.engine, Some(&real.record))?;
+    let cfg = prepared.config().clone();
+    let (mut engine, latency_desc) = prepared.build_engine()?;
     let reader = WorkloadReader::open(&a.workload, a.engine.seed)
         .with_context(|| format!("opening workload {}", a.workload.display()))?
         .with_max_model_len(cfg.max_model_len);
@@ -74,10 +73,7 @@ pub fn run(mut a: ValidateArgs) -> Result<()> {
         &LatencySet::from_sim(&records),
     );
     // The emulated engine as configured, so a replay can be checked against the record.
-    m.insert(
-        "engine".into(),
-        a.engine.engine_json(&cfg, &latency_desc)?.into(),
-    );
+    m.insert("engine".into(), prepared.engine_json(&latency_desc)?.into());
     println!(
         "real: vLLM {} ({} requests); emulated: {latency_desc}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
         real.record.facts.vllm_version.as_deref().unwrap_or("?"),

@@ -23,7 +23,7 @@
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::cudagraph::CudaGraphSizes;
-use crate::latency::{LatencyModel, StepBatch};
+use crate::latency::{BatchRequest, LatencyModel, StepBatch};
 use crate::request::{FinishReason, NewRequest, Request};
 use crate::sampler::{SampleContext, TokenSampler};
 use crate::sched::{ReqKey, RequestUpdate, Scheduler, SchedulerOutput};
@@ -343,8 +343,18 @@ impl Engine {
         let (start, end) = if output.total_num_scheduled_tokens == 0 {
             (now, now)
         } else {
+            let requests: Vec<BatchRequest> = output
+                .scheduled
+                .iter()
+                .map(|s| BatchRequest {
+                    num_tokens: s.num_tokens,
+                    num_computed_before: s.num_computed_before,
+                    num_prompt_tokens: s.num_prompt_tokens,
+                    samples: s.samples,
+                })
+                .collect();
             let batch = StepBatch {
-                requests: &output.scheduled,
+                requests: &requests,
                 total_tokens: output.total_num_scheduled_tokens,
                 padded_tokens: self
                     .cuda_graphs

@@ -1,20 +1,18 @@
 //! llm-emu's engine core: everything a vLLM V1 engine does on the CPU — request lifecycle,
 //! scheduler, paged KV cache with prefix caching, stop rules — synchronous and deterministic.
-//! It never reads a clock, the environment, files or sockets: drivers pass time in. The
-//! exceptions are explicit loaders a driver calls once at start-up: operator profiles from a
-//! directory, and [`sizing::ModelShape::resolve`] (config.json paths, the Hugging Face cache).
+//! It never reads a clock, the environment, files or sockets, and embeds no data: drivers pass
+//! time in, and the step latency comes through the [`latency::LatencyModel`] trait (the
+//! measured and analytical models, GPU data and model sizing live in `llm-emu-perf`).
 
 pub mod config;
 pub mod cudagraph;
 pub mod engine;
 pub mod engine_core;
-pub mod gpu;
 pub mod kv;
 pub mod latency;
 pub mod request;
 pub mod sampler;
 pub mod sched;
-pub mod sizing;
 pub mod stats;
 pub mod time;
 

@@ -5,10 +5,10 @@
 mod common;
 
 use common::{while_polling_health, Setup, TestServer, MAX_MODEL_LEN, MODEL};
-use llm_emu_core::latency::parse_latency_spec_with;
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::sizing::ModelShape;
 use llm_emu_core::{Engine, EngineConfig};
+use llm_emu_perf::latency::parse_latency_spec_with;
+use llm_emu_perf::sizing::ModelShape;
 use llm_emu_serve::engine_loop::EngineThread;
 use llm_emu_serve::metrics::EngineMetrics;
 use llm_emu_serve::state::AppState;

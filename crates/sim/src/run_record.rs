@@ -18,7 +18,7 @@
 //!   KV offload, a KV connector, speculative decoding, several instances) is
 //!   [`RunRecordError::NotReplayable`].
 
-use llm_emu_core::gpu::GpuSpec;
+use llm_emu_perf::gpu::GpuSpec;
 use serde_json::{Map, Value};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

@@ -120,7 +120,7 @@ fn hf_cache_snapshot(name: &str) -> Result<PathBuf, TextError> {
     if org.is_empty() || model.is_empty() || name.contains("..") {
         return Err(TextError::BadModelName(name.to_string()));
     }
-    let dirs = llm_emu_core::sizing::hf_cache_dirs();
+    let dirs = llm_emu_perf::sizing::hf_cache_dirs();
     for cache in &dirs {
         let repo = cache.join(format!("models--{org}--{model}"));
         let snapshots = repo.join("snapshots");

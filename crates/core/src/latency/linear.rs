@@ -2,7 +2,7 @@
 //! B + P × scheduled tokens + R × scheduled requests + C × context tokens, in microseconds —
 //! the same function the vLLM reference server sleeps for, so both can be compared exactly.
 
-use super::{LatencyModel, LatencySpecError, StepBatch};
+use super::{LatencyModel, StepBatch};
 use crate::time::Nanos;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,41 +36,6 @@ impl LinearLatency {
             ..Default::default()
         }
     }
-
-    pub fn parse_params(params: &str) -> Result<LinearLatency, LatencySpecError> {
-        let mut m = LinearLatency {
-            base_us: 0.0,
-            ..Default::default()
-        };
-        for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                LatencySpecError::BadParam(kv.into(), "expected key=value".into())
-            })?;
-            let x: f64 = v
-                .trim()
-                .parse()
-                .map_err(|_| LatencySpecError::BadParam(kv.into(), "not a number".into()))?;
-            if !x.is_finite() || x < 0.0 {
-                return Err(LatencySpecError::BadParam(
-                    kv.into(),
-                    "must be a finite number >= 0".into(),
-                ));
-            }
-            match k.trim() {
-                "base_us" => m.base_us = x,
-                "per_token_us" => m.per_token_us = x,
-                "per_req_us" => m.per_req_us = x,
-                "per_ctx_us" => m.per_ctx_us = x,
-                other => {
-                    return Err(LatencySpecError::BadParam(
-                        other.into(),
-                        "unknown key (base_us, per_token_us, per_req_us, per_ctx_us)".into(),
-                    ))
-                }
-            }
-        }
-        Ok(m)
-    }
 }
 
 impl LatencyModel for LinearLatency {
@@ -93,11 +58,10 @@ impl LatencyModel for LinearLatency {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::latency::parse_latency_spec;
 
     #[test]
-    fn parses_and_computes() {
-        let mut m = LinearLatency::parse_params("base_us=1000, per_token_us=2.5").unwrap();
+    fn computes() {
+        let mut m = LinearLatency::new(1000.0, 2.5);
         let b = StepBatch {
             requests: &[],
             total_tokens: 100,
@@ -105,9 +69,5 @@ mod tests {
             num_running: 0,
         };
         assert_eq!(m.step_time(&b), Nanos(1_250_000));
-        assert!(parse_latency_spec("linear:base_us=x").is_err());
-        assert!(parse_latency_spec("linear:speed=1").is_err());
-        assert!(parse_latency_spec("cubic:a=1").is_err());
-        assert!(parse_latency_spec("linear:base_us=-1").is_err());
     }
 }

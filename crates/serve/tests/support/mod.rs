@@ -2,10 +2,10 @@
 //! suites, and the raw-socket helpers they share.
 #![allow(dead_code)]
 
-use llm_emu_core::latency::parse_latency_spec_with;
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::sizing::ModelShape;
 use llm_emu_core::{Engine, EngineConfig};
+use llm_emu_perf::latency::parse_latency_spec_with;
+use llm_emu_perf::sizing::ModelShape;
 use llm_emu_serve::conn::ConnStats;
 use llm_emu_serve::text::{IdText, SharedCodec};
 use llm_emu_serve::{ServeOptions, Server};

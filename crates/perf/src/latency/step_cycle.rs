@@ -12,8 +12,8 @@ pub mod pack;
 mod rng;
 pub mod table;
 
-use super::{LatencyModel, LatencySpecError, StepBatch};
-use crate::time::Nanos;
+use super::{LatencyModel, StepBatch};
+use llm_emu_core::Nanos;
 use pack::{bucket_key, StepCyclePack, TABLE_NAMES};
 use rng::SplitMix64;
 use std::collections::HashSet;
@@ -136,50 +136,6 @@ impl StepCycleLatency {
     pub fn with_warn_sink(mut self, sink: WarnSink) -> Self {
         self.warn = Some(sink);
         self
-    }
-
-    /// Parses `path=FILE[,seed=N,min_samples=M]`; `default_seed` (the engine's) without `seed`.
-    pub fn parse_params(
-        params: &str,
-        default_seed: u64,
-    ) -> Result<StepCycleLatency, LatencySpecError> {
-        let mut path = None;
-        let mut seed = default_seed;
-        let mut min_samples = DEFAULT_MIN_SAMPLES;
-        for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                LatencySpecError::BadParam(kv.into(), "expected key=value".into())
-            })?;
-            let int = |what: &str| {
-                v.trim().parse::<u64>().map_err(|_| {
-                    LatencySpecError::BadParam(kv.into(), format!("{what} must be an integer >= 0"))
-                })
-            };
-            match k.trim() {
-                "path" => path = Some(PathBuf::from(v.trim())),
-                "seed" => seed = int("seed")?,
-                "min_samples" => {
-                    min_samples = int("min_samples")? as usize;
-                    if min_samples == 0 {
-                        return Err(LatencySpecError::BadParam(
-                            kv.into(),
-                            "min_samples must be >= 1".into(),
-                        ));
-                    }
-                }
-                other => {
-                    return Err(LatencySpecError::BadParam(
-                        other.into(),
-                        "unknown key (path, seed, min_samples)".into(),
-                    ))
-                }
-            }
-        }
-        let path = path.ok_or_else(|| {
-            LatencySpecError::BadParam(params.into(), "step-cycle needs path=FILE".into())
-        })?;
-        Self::load(&path, seed, min_samples)
-            .map_err(|e| LatencySpecError::BadParam(params.into(), e.to_string()))
     }
 
     /// The bucket key of a batch: (tt, conc, ctx) bucket centres.

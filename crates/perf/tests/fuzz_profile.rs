@@ -4,17 +4,15 @@
 //! fails with a message naming the file, or gives a model whose steps take positive time.
 //!
 //! 64 cases per target by default (seconds); a long run sets the count, e.g.
-//! `PROPTEST_CASES=1000000 cargo test --release -p llm-emu-core --test fuzz_profile`
+//! `PROPTEST_CASES=1000000 cargo test --release -p llm-emu-perf --test fuzz_profile`
 //! (figures of one such run in docs/hardening.md).
 
-mod support;
-
-use llm_emu_core::latency::step_cycle::pack::StepCyclePack;
-use llm_emu_core::latency::{
+use llm_emu_perf::latency::step_cycle::pack::StepCyclePack;
+use llm_emu_perf::latency::BatchRequest;
+use llm_emu_perf::latency::{
     BatchShape, LatencyModel, ProfileLatency, StepBatch, StepCycleLatency,
 };
-use llm_emu_core::sched::ScheduledRequest;
-use llm_emu_core::sizing::ModelShape;
+use llm_emu_perf::sizing::ModelShape;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -174,11 +172,9 @@ fn batch_shapes() -> [BatchShape; 4] {
     ]
 }
 
-fn requests(tt: usize, conc: usize, ctx: usize) -> Vec<ScheduledRequest> {
-    let key = support::a_key();
+fn requests(tt: usize, conc: usize, ctx: usize) -> Vec<BatchRequest> {
     (0..conc)
-        .map(|i| ScheduledRequest {
-            key,
+        .map(|i| BatchRequest {
             num_tokens: if i == 0 { tt - (conc - 1) } else { 1 },
             num_computed_before: ctx,
             num_prompt_tokens: ctx + if i == 0 { tt } else { 0 },

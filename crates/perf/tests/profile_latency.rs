@@ -1,16 +1,13 @@
 //! The `profile` latency model: the peer's composition of measured operator profiles.
 
-mod support;
-
-use llm_emu_core::latency::{
+use llm_emu_core::Nanos;
+use llm_emu_perf::latency::BatchRequest;
+use llm_emu_perf::latency::{
     parse_latency_spec, parse_latency_spec_with, BatchShape, ProfileError, ProfileLatency,
     StepBatch,
 };
-use llm_emu_core::sched::ScheduledRequest;
-use llm_emu_core::sizing::ModelShape;
-use llm_emu_core::Nanos;
+use llm_emu_perf::sizing::ModelShape;
 use std::path::{Path, PathBuf};
-use support::a_key;
 
 fn profile_dir() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -95,10 +92,8 @@ fn sanity_values_from_the_doc() {
 fn through_the_trait_and_the_spec() {
     let Some(dir) = profile_dir() else { return };
     let shape = ModelShape::llama_3_1_8b();
-    let key = a_key();
-    let reqs: Vec<ScheduledRequest> = (0..32)
-        .map(|i| ScheduledRequest {
-            key,
+    let reqs: Vec<BatchRequest> = (0..32)
+        .map(|i| BatchRequest {
             num_tokens: 1,
             num_computed_before: 500 + 50 * i,
             num_prompt_tokens: 400,
@@ -147,9 +142,8 @@ fn through_the_trait_and_the_spec() {
     assert!(with_overhead.describe().contains("step overhead 250 µs"));
     assert!(parse_latency_spec_with(&format!("{spec},step_overhead_us=-1"), &shape).is_err());
     // A step beyond the profiled token range is priced and reported.
-    let big: Vec<ScheduledRequest> = (0..3)
-        .map(|_| ScheduledRequest {
-            key,
+    let big: Vec<BatchRequest> = (0..3)
+        .map(|_| BatchRequest {
             num_tokens: 1500,
             num_computed_before: 0,
             num_prompt_tokens: 1500,
@@ -410,10 +404,8 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     let mut plain = parse_latency_spec_with(&spec(""), &shape).unwrap();
     let mut linked =
         parse_latency_spec_with(&spec(",tp_link_gbps=50,tp_link_latency_us=5"), &shape).unwrap();
-    let key = a_key();
-    let reqs: Vec<ScheduledRequest> = (0..64)
-        .map(|_| ScheduledRequest {
-            key,
+    let reqs: Vec<BatchRequest> = (0..64)
+        .map(|_| BatchRequest {
             num_tokens: 1,
             num_computed_before: 1000,
             num_prompt_tokens: 900,
@@ -436,13 +428,13 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     assert!(linked.warnings().is_empty());
     assert!(linked.describe().contains("all-reduce at 50 GB/s"));
     // With the engine's TP and GPU known, the per-rank tables and the datasheet link are used.
-    let hw = llm_emu_core::latency::HardwareDefaults {
-        gpu: Some(llm_emu_core::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap()),
+    let hw = llm_emu_perf::latency::HardwareDefaults {
+        gpu: Some(llm_emu_perf::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap()),
         tensor_parallel_size: Some(2),
         seed: 0,
         tp_link: None,
     };
-    let from_engine = llm_emu_core::latency::parse_latency_spec_on(
+    let from_engine = llm_emu_perf::latency::parse_latency_spec_on(
         &format!("profile:dir={},step_overhead_us=0", dir.display()),
         &shape,
         &hw,
@@ -452,15 +444,15 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     assert!(d.contains("tp2") && d.contains("datasheet"), "{d}");
     // A run's recorded link (its cluster config: 16 GB/s, 20 µs per hop) replaces the
     // datasheet's; a link given in the spec still wins over it.
-    let recorded = llm_emu_core::latency::HardwareDefaults {
-        tp_link: Some(llm_emu_core::latency::RecordedTpLink {
+    let recorded = llm_emu_perf::latency::HardwareDefaults {
+        tp_link: Some(llm_emu_perf::latency::RecordedTpLink {
             gbps: 16.0,
             hop_latency_us: 20.0,
             source: "config.json".into(),
         }),
         ..hw.clone()
     };
-    let mut from_run = llm_emu_core::latency::parse_latency_spec_on(
+    let mut from_run = llm_emu_perf::latency::parse_latency_spec_on(
         &format!("profile:dir={},step_overhead_us=0", dir.display()),
         &shape,
         &recorded,
@@ -472,7 +464,7 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     let want = base as f64 + 64.0 * (524_288.0 / 16.0 + 40_000.0);
     let got = from_run.step_time(&batch).0 as f64;
     assert!((got - want).abs() < 2.0, "{got} vs {want}");
-    let spec_wins = llm_emu_core::latency::parse_latency_spec_on(
+    let spec_wins = llm_emu_perf::latency::parse_latency_spec_on(
         &format!(
             "profile:dir={},step_overhead_us=0,tp_link_gbps=50",
             dir.display()

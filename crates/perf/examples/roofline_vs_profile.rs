@@ -2,14 +2,14 @@
 //! for docs/roofline.md:
 //!
 //! ```text
-//! cargo run -p llm-emu-core --example roofline_vs_profile -- \
+//! cargo run -p llm-emu-perf --example roofline_vs_profile -- \
 //!     ../shared/data/real-runs/rtxpro6000-llama-3.1-8b/profile/tp1 rtx-pro-6000
 //! ```
 
-use llm_emu_core::gpu::GpuSpec;
-use llm_emu_core::latency::roofline::{RooflineLatency, RooflineParams};
-use llm_emu_core::latency::{BatchShape, ProfileLatency};
-use llm_emu_core::sizing::ModelShape;
+use llm_emu_perf::gpu::GpuSpec;
+use llm_emu_perf::latency::roofline::{RooflineLatency, RooflineParams};
+use llm_emu_perf::latency::{BatchShape, ProfileLatency};
+use llm_emu_perf::sizing::ModelShape;
 use std::collections::HashMap;
 
 fn read_csv(path: &str) -> Vec<Vec<String>> {

@@ -18,14 +18,14 @@
 //! states per layer when a link bandwidth is known (`tp_link_gbps`); see `overheads.rs`.
 
 mod attention;
-mod overheads;
+pub(crate) mod overheads;
 mod skew;
 mod tables;
 
-use super::{LatencyModel, LatencySpecError, StepBatch};
+use super::{LatencyModel, StepBatch};
 use crate::sizing::ModelShape;
-use crate::time::Nanos;
 use attention::AttentionTable;
+use llm_emu_core::Nanos;
 pub use overheads::{Overheads, OVERHEADS_FILE};
 use skew::{Meta, SkewFit};
 use std::collections::BTreeMap;
@@ -329,57 +329,24 @@ impl ProfileLatency {
         &self.overheads
     }
 
-    /// `dir=PATH[,tp=N][,step_overhead_us=X]` (`step_overhead_us` replaces the value of the
-    /// profile's `overheads.yaml`).
-    pub fn parse_params(params: &str, shape: &ModelShape) -> Result<Self, LatencySpecError> {
-        let mut dir = None;
-        let mut tp = 1u32;
-        let mut overhead_us = None;
-        let mut link_gbps = None;
-        let mut link_latency_us = None;
-        let num = |kv: &str, v: &str| {
-            overheads::parse_figure(v).map_err(|e| LatencySpecError::BadParam(kv.into(), e))
-        };
-        for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                LatencySpecError::BadParam(kv.into(), "expected key=value".into())
-            })?;
-            match k.trim() {
-                "dir" => dir = Some(PathBuf::from(v.trim())),
-                "tp" => {
-                    tp = v.trim().parse().ok().filter(|&t| t >= 1).ok_or_else(|| {
-                        LatencySpecError::BadParam(kv.into(), "must be an integer >= 1".into())
-                    })?
-                }
-                "step_overhead_us" => overhead_us = Some(num(kv, v)?),
-                "tp_link_gbps" => link_gbps = Some(num(kv, v)?),
-                "tp_link_latency_us" => link_latency_us = Some(num(kv, v)?),
-                other => {
-                    return Err(LatencySpecError::BadParam(
-                        other.into(),
-                        "unknown key (dir, tp, step_overhead_us, tp_link_gbps, tp_link_latency_us)"
-                            .into(),
-                    ))
-                }
-            }
+    /// Applies what a `profile:` spec names over the profile's own figures: the per-step
+    /// overhead (µs), the TP link bandwidth (GB/s) and hop latency (µs).
+    pub fn spec_overrides(
+        &mut self,
+        step_overhead_us: Option<f64>,
+        tp_link_gbps: Option<f64>,
+        tp_link_latency_us: Option<f64>,
+    ) {
+        if let Some(us) = step_overhead_us {
+            self.overheads.step_overhead_us = us;
+            self.overheads.source = Some("the spec".into());
         }
-        let dir = dir.ok_or_else(|| {
-            LatencySpecError::BadParam(params.into(), "profile needs dir=PATH".into())
-        })?;
-        let mut m = ProfileLatency::load(&dir, shape, tp).map_err(|e| {
-            LatencySpecError::BadParam(format!("dir={}", dir.display()), e.to_string())
-        })?;
-        if let Some(us) = overhead_us {
-            m.overheads.step_overhead_us = us;
-            m.overheads.source = Some("the spec".into());
+        if tp_link_gbps.is_some() {
+            self.overheads.tp_link_gbps = tp_link_gbps;
         }
-        if link_gbps.is_some() {
-            m.overheads.tp_link_gbps = link_gbps;
+        if let Some(us) = tp_link_latency_us {
+            self.overheads.tp_link_latency_us = us;
         }
-        if let Some(us) = link_latency_us {
-            m.overheads.tp_link_latency_us = us;
-        }
-        Ok(m)
     }
 
     /// One attention layer in ns, skew-corrected (the peer's `_lookup_attention_with_skew`).

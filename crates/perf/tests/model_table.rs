@@ -1,7 +1,7 @@
 //! The built-in model table: every entry parses, parameter counts match the published figures,
 //! KV bytes per token match hand computations, and lookups fail with clear errors.
 
-use llm_emu_core::sizing::{
+use llm_emu_perf::sizing::{
     builtin_model_names, check_max_model_len, kv_bytes_for_one_request, num_gpu_blocks, GpuBudget,
     ModelShape, SizingError, WeightFormat,
 };

@@ -2,10 +2,10 @@
 //! prefill, tensor parallelism, MoE expert coverage, errors, and per-operator agreement with the
 //! RTX PRO 6000 operator profile (microbenchmarks, when ../shared is present).
 
-use llm_emu_core::gpu::GpuSpec;
-use llm_emu_core::latency::roofline::{Bound, RooflineLatency, RooflineParams};
-use llm_emu_core::latency::{parse_latency_spec_on, parse_latency_spec_with, HardwareDefaults};
-use llm_emu_core::sizing::ModelShape;
+use llm_emu_perf::gpu::GpuSpec;
+use llm_emu_perf::latency::roofline::{Bound, RooflineLatency, RooflineParams};
+use llm_emu_perf::latency::{parse_latency_spec_on, parse_latency_spec_with, HardwareDefaults};
+use llm_emu_perf::sizing::ModelShape;
 use std::collections::HashMap;
 use std::path::PathBuf;
 

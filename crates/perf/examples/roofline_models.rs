@@ -1,9 +1,9 @@
 //! Prints roofline step times for a grid of built-in models and GPUs (Markdown), for
-//! docs/roofline.md: `cargo run -p llm-emu-core --example roofline_models`.
+//! docs/roofline.md: `cargo run -p llm-emu-perf --example roofline_models`.
 
-use llm_emu_core::gpu::GpuSpec;
-use llm_emu_core::latency::roofline::{RooflineLatency, RooflineParams};
-use llm_emu_core::sizing::ModelShape;
+use llm_emu_perf::gpu::GpuSpec;
+use llm_emu_perf::latency::roofline::{RooflineLatency, RooflineParams};
+use llm_emu_perf::sizing::ModelShape;
 
 fn main() {
     let cases: [(&str, &str, u64); 10] = [

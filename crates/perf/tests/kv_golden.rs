@@ -2,7 +2,7 @@
 //! for a given memory, and the memory one `max_model_len` request needs, for every built-in model
 //! at TP 1/2/8/16 (`tools/kv-golden/generate.py` → `tests/data/kv_sizing.json`).
 
-use llm_emu_core::sizing::{blocks_for_available, kv_bytes_for_one_request, GpuBudget, ModelShape};
+use llm_emu_perf::sizing::{blocks_for_available, kv_bytes_for_one_request, GpuBudget, ModelShape};
 use serde_json::Value;
 
 #[test]

@@ -6,20 +6,12 @@
 //!   → `profile:dir=PATH`.
 
 use super::step_cycle::{PROFILE_TYPE_2D, PROFILE_TYPE_CTX};
-use super::LatencySpecError;
+use super::{LatencySpec, LatencySpecError};
 use std::path::Path;
 
-/// The `--latency` spec that loads the profile at `path`.
-pub fn latency_spec_for_profile(path: &Path) -> Result<String, LatencySpecError> {
+/// The latency spec that loads the profile at `path` (any path: it is not re-parsed).
+pub fn latency_spec_for_profile(path: &Path) -> Result<LatencySpec, LatencySpecError> {
     let err = |reason: String| LatencySpecError::BadParam(path.display().to_string(), reason);
-    let shown = path
-        .to_str()
-        .ok_or_else(|| err("path is not valid UTF-8".into()))?;
-    if shown.contains(',') {
-        return Err(err(
-            "a profile path may not contain `,` (it separates latency parameters)".into(),
-        ));
-    }
     let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
     if meta.is_dir() {
         let has_meta = path.join("meta.yaml").is_file();
@@ -28,7 +20,7 @@ pub fn latency_spec_for_profile(path: &Path) -> Result<String, LatencySpecError>
             .filter_map(Result::ok)
             .any(|e| e.file_name().to_string_lossy().starts_with("tp") && e.path().is_dir());
         if has_meta && has_tp {
-            return Ok(format!("profile:dir={shown}"));
+            return Ok(LatencySpec::profile(path));
         }
         return Err(err(
             "a directory, but not an operator profile (expected meta.yaml and tp*/ folders)".into(),
@@ -42,7 +34,7 @@ pub fn latency_spec_for_profile(path: &Path) -> Result<String, LatencySpecError>
         ))
     })?;
     match v.get("profile_type").and_then(|t| t.as_str()) {
-        Some(PROFILE_TYPE_2D | PROFILE_TYPE_CTX) => Ok(format!("step-cycle:path={shown}")),
+        Some(PROFILE_TYPE_2D | PROFILE_TYPE_CTX) => Ok(LatencySpec::step_cycle(path)),
         Some(other) => Err(err(format!(
             "unknown profile_type `{other}` (known: {PROFILE_TYPE_2D}, {PROFILE_TYPE_CTX})"
         ))),

@@ -19,11 +19,11 @@ mod cost;
 pub use attention::{causal_pairs, AttentionWork};
 pub use cost::{expected_distinct_experts, Bound, OpTime};
 
-use super::{LatencyModel, LatencySpecError, StepBatch};
-use crate::gpu::{GpuSpec, DEFAULT_GPU};
+use super::{HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError, StepBatch};
+use crate::gpu::GpuSpec;
 use crate::sizing::{LayerKind, ModelShape, WeightFormat};
-use crate::time::Nanos;
 use cost::{all_gather, all_reduce, elementwise, gemm, kernel, Rates};
+use llm_emu_core::Nanos;
 
 /// Compute dtype of the linear layers (`dtype=`): the checkpoint's own by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,69 +222,20 @@ impl RooflineLatency {
     }
 
     /// Parses `gpu=NAME,tp=N,dtype=bf16|fp8,gemm_eff=F,mem_eff=F,attn_eff=F,link_eff=F,
-    /// kernel_us=F,ar_latency_us=F,overhead_us=F` (all optional); `gpu` and `tp` default to
-    /// `default_gpu` / `default_tp`.
+    /// kernel_us=F,ar_latency_us=F,overhead_us=F` (all optional, as after `roofline:`); `gpu`
+    /// and `tp` default to `default_gpu` / `default_tp`.
     pub fn parse_params(
         params: &str,
         shape: &ModelShape,
         default_gpu: Option<&'static GpuSpec>,
         default_tp: u64,
     ) -> Result<RooflineLatency, LatencySpecError> {
-        let mut kv: Vec<(&str, &str)> = Vec::new();
-        for item in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| bad(item, "expected key=value"))?;
-            kv.push((k.trim(), v.trim()));
-        }
-        let get = |key: &str| kv.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v);
-        let gpu = match get("gpu") {
-            Some(name) => GpuSpec::lookup(name).map_err(|e| bad("gpu", e.to_string()))?,
-            None => match default_gpu {
-                Some(g) => g,
-                None => GpuSpec::lookup(DEFAULT_GPU).expect("the default GPU is in the table"),
-            },
+        let hw = HardwareDefaults {
+            gpu: default_gpu,
+            tensor_parallel_size: Some(default_tp),
+            ..Default::default()
         };
-        let tp = match get("tp") {
-            Some(v) => v
-                .parse::<u64>()
-                .map_err(|_| bad("tp", format!("`{v}` is not a positive integer")))?,
-            None => default_tp,
-        };
-        let mut p = RooflineParams::new(gpu, tp);
-        for (k, v) in &kv {
-            let num = || -> Result<f64, LatencySpecError> {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| bad(k, format!("`{v}` is not a number")))
-            };
-            match *k {
-                "gpu" | "tp" => {}
-                "dtype" => {
-                    p.dtype = Some(match v.to_ascii_lowercase().as_str() {
-                        "bf16" | "bfloat16" => LinearDtype::Bf16,
-                        "fp8" => LinearDtype::Fp8,
-                        _ => return Err(bad("dtype", format!("`{v}`: expected bf16 or fp8"))),
-                    })
-                }
-                "gemm_eff" => p.gemm_efficiency = num()?,
-                "mem_eff" => p.memory_efficiency = num()?,
-                "attn_eff" => p.attention_efficiency = num()?,
-                "link_eff" => p.link_efficiency = num()?,
-                "kernel_us" => p.kernel_us = num()?,
-                "ar_latency_us" => p.allreduce_latency_us = num()?,
-                "overhead_us" => p.step_overhead_us = num()?,
-                other => {
-                    return Err(bad(
-                        other,
-                        "unknown key (gpu, tp, dtype, gemm_eff, mem_eff, attn_eff, link_eff, \
-                         kernel_us, ar_latency_us, overhead_us)",
-                    ))
-                }
-            }
-        }
-        RooflineLatency::new(shape, p)
+        LatencySpec::parse_roofline(params)?.build_roofline(shape, &hw)
     }
 
     pub fn params(&self) -> &RooflineParams {

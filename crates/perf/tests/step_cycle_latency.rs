@@ -3,30 +3,27 @@
 //! distance, shapes outside the table are extrapolated along the fitted trend with one warning,
 //! the seed fixes the draws, and bad packs are refused with a reason.
 
-mod support;
-
-use llm_emu_core::latency::step_cycle::build::{PackBuilder, StepSample};
-use llm_emu_core::latency::step_cycle::pack::{Bucketing, Cell, StepCyclePack, PROFILE_TYPE_2D};
-use llm_emu_core::latency::{
-    latency_spec_for_profile, parse_latency_spec, LatencyModel, StepBatch, StepCycleLatency,
+use llm_emu_perf::latency::step_cycle::build::{PackBuilder, StepSample};
+use llm_emu_perf::latency::step_cycle::pack::{Bucketing, Cell, StepCyclePack, PROFILE_TYPE_2D};
+use llm_emu_perf::latency::BatchRequest;
+use llm_emu_perf::latency::{
+    latency_spec_for_profile, parse_latency_spec, HardwareDefaults, LatencyModel, LatencySpec,
+    StepBatch, StepCycleLatency,
 };
-use llm_emu_core::sched::ScheduledRequest;
+use llm_emu_perf::sizing::ModelShape;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use support::a_key;
 
 /// `conc` requests with `tt` tokens in all: the first carries the surplus (a prompt chunk when
 /// `prefill`), the others decode one token each over `ctx_each` computed tokens.
-fn requests(tt: usize, conc: usize, prefill: bool, ctx_each: usize) -> Vec<ScheduledRequest> {
+fn requests(tt: usize, conc: usize, prefill: bool, ctx_each: usize) -> Vec<BatchRequest> {
     assert!(tt >= conc);
-    let key = a_key();
     (0..conc)
         .map(|i| {
             let first = i == 0;
-            ScheduledRequest {
-                key,
+            BatchRequest {
                 num_tokens: if first { tt - (conc - 1) } else { 1 },
                 num_computed_before: if first && prefill { 0 } else { ctx_each },
                 num_prompt_tokens: if first && prefill { 100_000 } else { ctx_each },
@@ -36,7 +33,7 @@ fn requests(tt: usize, conc: usize, prefill: bool, ctx_each: usize) -> Vec<Sched
         .collect()
 }
 
-fn draw_us(m: &mut dyn LatencyModel, reqs: &[ScheduledRequest]) -> f64 {
+fn draw_us(m: &mut dyn LatencyModel, reqs: &[BatchRequest]) -> f64 {
     let total = reqs.iter().map(|r| r.num_tokens).sum();
     let b = StepBatch {
         requests: reqs,
@@ -561,7 +558,7 @@ fn bad_packs_are_refused_with_a_reason() {
 fn profile_paths_are_detected() {
     let pack = save("detect.json", &linear_pack());
     assert_eq!(
-        latency_spec_for_profile(&pack).unwrap(),
+        latency_spec_for_profile(&pack).unwrap().to_string(),
         format!("step-cycle:path={}", pack.display())
     );
     let dir = std::env::temp_dir().join(format!("llm-emu-detect-{}", std::process::id()));
@@ -569,7 +566,7 @@ fn profile_paths_are_detected() {
     assert!(latency_spec_for_profile(&dir).is_err(), "no meta.yaml yet");
     std::fs::write(dir.join("meta.yaml"), "x: 1\n").unwrap();
     assert_eq!(
-        latency_spec_for_profile(&dir).unwrap(),
+        latency_spec_for_profile(&dir).unwrap().to_string(),
         format!("profile:dir={}", dir.display())
     );
     let other = tmp_file("other.json", r#"{"profile_type":"forward_pass"}"#);
@@ -583,4 +580,34 @@ fn profile_paths_are_detected() {
         .to_string()
         .contains("not valid JSON"));
     assert!(latency_spec_for_profile("/nonexistent/x".as_ref()).is_err());
+}
+
+#[test]
+fn a_profile_path_with_commas_loads_unsplit() {
+    // `,` and `=` separate a spec's parameters; a detected path never goes through that text.
+    let pack = save("a,seed=9, b.json", &linear_pack());
+    let spec = latency_spec_for_profile(&pack).unwrap();
+    assert_eq!(spec, LatencySpec::step_cycle(pack.clone()));
+    let hw = HardwareDefaults {
+        seed: 3,
+        ..Default::default()
+    };
+    let mut m = spec
+        .build(&ModelShape::llama_3_1_8b(), &hw)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        m.describe().contains("a,seed=9, b.json"),
+        "{}",
+        m.describe()
+    );
+    assert!(m.describe().contains("seed 3"), "{}", m.describe());
+    let mut same = parse_latency_spec(&format!(
+        "step-cycle:path={},seed=3",
+        save("plain.json", &linear_pack()).display()
+    ))
+    .unwrap();
+    let reqs = requests(48, 7, false, 100);
+    assert_eq!(draw_us(m.as_mut(), &reqs), draw_us(same.as_mut(), &reqs));
+    // Through the text syntax the same path is cut at its commas.
+    assert!(parse_latency_spec(&format!("step-cycle:path={}", pack.display())).is_err());
 }

@@ -1,0 +1,626 @@
+//! Engine arguments, as `vllm serve` names them, and the one place vLLM's rules turn them into
+//! an [`EngineConfig`] and a latency model: batch defaults by GPU memory, the
+//! `max_num_batched_tokens` derivation, KV sizing (or the check of a recorded block count),
+//! CUDA-graph capture sizes, and the default latency model for the model and GPU. Every driver
+//! (simulate, validate, serve, replays of a real run) resolves its engine here.
+
+use crate::gpu::{GpuSpec, UnknownGpu, DEFAULT_GPU};
+use crate::latency::{
+    latency_spec_for_profile, HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError,
+    RecordedTpLink,
+};
+use crate::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape, SizingError};
+use llm_emu_core::config::ConfigError;
+use llm_emu_core::cudagraph::CudaGraphSizes;
+use llm_emu_core::{EngineConfig, SchedulingPolicy};
+use std::fmt;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// The directory of the built-in operator profile: Llama-3.1-8B measured on an RTX PRO 6000
+/// with vLLM 0.19.0 (LLMServingSim, MIT), compiled into the binary.
+pub const BUILTIN_PROFILE_DIR: &str = "builtin:rtxpro6000-llama-3.1-8b";
+
+/// What a user or a run's record gives for one engine; `None` where unset (vLLM's default, or
+/// its rule, applies). Names follow `vllm serve`'s flags, except the emulator's own (`gpu`,
+/// `gpu_memory_gib`, `model_config`, `latency`, `profile`).
+#[derive(Clone, Debug, Default)]
+pub struct EngineArgs {
+    /// Model name or path to its config.json or directory (default Llama-3.1-8B).
+    pub model: Option<String>,
+    /// A Hugging Face config.json that overrides the shape `model` names.
+    pub model_config: Option<PathBuf>,
+    /// GPU name (default: the RTX PRO 6000 the built-in profile was measured on).
+    pub gpu: Option<String>,
+    /// Memory of one GPU, GiB (default: the GPU's).
+    pub gpu_memory_gib: Option<f64>,
+    /// Fraction of GPU memory vLLM may use (default 0.9).
+    pub gpu_memory_utilization: Option<f64>,
+    /// Default 1.
+    pub tensor_parallel_size: Option<u64>,
+    /// KV blocks, the null block included, taken as given (no sizing).
+    pub num_gpu_blocks_override: Option<u32>,
+    pub max_num_seqs: Option<usize>,
+    pub max_num_batched_tokens: Option<usize>,
+    /// Default: the model's `max_position_embeddings`.
+    pub max_model_len: Option<usize>,
+    /// Tokens per KV block (default 16).
+    pub block_size: Option<usize>,
+    /// Default on.
+    pub enable_prefix_caching: Option<bool>,
+    /// Default on.
+    pub enable_chunked_prefill: Option<bool>,
+    /// 0 = no cap (default).
+    pub long_prefill_token_threshold: Option<usize>,
+    /// Default FCFS.
+    pub scheduling_policy: Option<SchedulingPolicy>,
+    /// Default on.
+    pub async_scheduling: Option<bool>,
+    /// Default off (CUDA graphs on).
+    pub enforce_eager: Option<bool>,
+    /// Default true.
+    pub scheduler_reserve_full_isl: Option<bool>,
+    /// CUDA-graph batch sizes (empty: none); default vLLM's rule for the batch limits.
+    pub cudagraph_capture_sizes: Option<Vec<usize>>,
+    /// `--latency`.
+    pub latency: Option<LatencySpec>,
+    /// `--profile`: a measured profile whose format is detected.
+    pub profile: Option<PathBuf>,
+    /// Seed of the models that draw, when their spec gives none.
+    pub seed: u64,
+    /// What a real run recorded that is checked rather than taken.
+    pub run: RunFacts,
+}
+
+/// Facts of a replayed run that the rules check or report, beside the arguments they fill.
+#[derive(Clone, Debug, Default)]
+pub struct RunFacts {
+    /// The KV block count the run had; used when no override is given, after a check that
+    /// the recorded GPU could hold it.
+    pub num_gpu_blocks: Option<u32>,
+    /// Where `num_gpu_blocks` was read, for messages.
+    pub num_gpu_blocks_source: Option<String>,
+    /// Where the capture sizes were read, for messages.
+    pub cudagraph_capture_sizes_source: Option<String>,
+    /// The run's KV cache dtype (`fp8*` halves a block's bytes in the recorded-blocks check).
+    pub kv_cache_dtype: Option<String>,
+    /// The TP all-reduce link the run's cluster config records.
+    pub tp_link: Option<RecordedTpLink>,
+}
+
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    UnknownGpu(#[from] UnknownGpu),
+    #[error("reading {0}")]
+    ReadModelConfig(String, #[source] std::io::Error),
+    #[error("in {0}")]
+    ModelConfig(String, #[source] SizingError),
+    #[error(transparent)]
+    Sizing(#[from] SizingError),
+    #[error("--gpu-memory-gib must be a positive number, got {0}")]
+    GpuMemory(f64),
+    #[error("--gpu-memory-utilization must be in (0, 1], got {0}")]
+    GpuMemoryUtilization(f64),
+    #[error("the model config has no max_position_embeddings; pass --max-model-len")]
+    NoMaxModelLen,
+    /// A recorded fact contradicts another one.
+    #[error("contradicting facts: {0}")]
+    Contradiction(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--profile {0}")]
+    Profile(String, #[source] LatencySpecError),
+    #[error(transparent)]
+    Latency(#[from] LatencySpecError),
+}
+
+/// A line for the user about how the engine was resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    /// A substitution or comparison worth knowing.
+    Note(String),
+    /// Something that likely makes the run's timings wrong.
+    Warning(String),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Note(s) => write!(f, "note: {s}"),
+            Notice::Warning(s) => write!(f, "warning: {s}"),
+        }
+    }
+}
+
+/// The engine as the rules resolved it.
+#[derive(Clone, Debug)]
+pub struct ResolvedEngine {
+    pub config: EngineConfig,
+    /// The latency model chosen: `--latency`, the detected `--profile`, else the default.
+    pub latency: LatencySpec,
+    /// What the latency model takes from the engine where its spec is silent.
+    pub hardware: HardwareDefaults,
+    /// The model the engine serves, by name, when named (not a `model_config` path): checked
+    /// against the model a measured latency profile was taken with.
+    pub model_name: Option<String>,
+    /// Lines about the resolution (recorded facts that differ from vLLM's rules).
+    pub notices: Vec<Notice>,
+}
+
+impl EngineArgs {
+    /// The model's shape: `model_config`, else `model` (path, Hugging Face cache, built-in
+    /// table), else built-in Llama-3.1-8B. Reads files.
+    pub fn model_shape(&self) -> Result<ModelShape, ResolveError> {
+        Ok(match (&self.model_config, &self.model) {
+            (Some(p), _) => {
+                let shown = || p.display().to_string();
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ResolveError::ReadModelConfig(shown(), e))?;
+                ModelShape::from_hf_config_json(&text)
+                    .map_err(|e| ResolveError::ModelConfig(shown(), e))?
+            }
+            (None, Some(name)) => ModelShape::resolve(name)?,
+            (None, None) => ModelShape::llama_3_1_8b(),
+        })
+    }
+
+    /// The GPU (default: the RTX PRO 6000 the built-in profile was measured on).
+    pub fn gpu_spec(&self) -> Result<&'static GpuSpec, UnknownGpu> {
+        GpuSpec::lookup(self.gpu.as_deref().unwrap_or(DEFAULT_GPU))
+    }
+}
+
+/// vLLM 0.19's batch defaults for the online server (`EngineArgs.get_batch_defaults`): GPUs
+/// with at least 70 GiB whose device name does not contain "a100" get 8192 tokens / 1024
+/// sequences, others 2048 / 256.
+fn batch_defaults(gpu_memory_gib: f64, device_name: &str) -> (usize, usize) {
+    if gpu_memory_gib >= 70.0 && !device_name.to_ascii_lowercase().contains("a100") {
+        (8192, 1024)
+    } else {
+        (2048, 256)
+    }
+}
+
+/// The engine configuration and latency model `args` give for a model of `shape` on `gpu`,
+/// by vLLM's rules where an argument is unset. Reads a `--profile` path to detect its format.
+pub fn resolve(
+    args: &EngineArgs,
+    shape: &ModelShape,
+    gpu: &'static GpuSpec,
+) -> Result<ResolvedEngine, ResolveError> {
+    let mut notices = Vec::new();
+    let config = engine_config(args, shape, gpu, &mut notices)?;
+    let latency = latency_spec(args, shape, gpu)?;
+    Ok(ResolvedEngine {
+        config,
+        latency,
+        hardware: HardwareDefaults {
+            gpu: Some(gpu),
+            tensor_parallel_size: args.tensor_parallel_size,
+            seed: args.seed,
+            tp_link: args.run.tp_link.clone(),
+        },
+        model_name: match &args.model_config {
+            Some(_) => None,
+            None => Some(
+                args.model
+                    .clone()
+                    .unwrap_or_else(|| "meta-llama/Llama-3.1-8B".into()),
+            ),
+        },
+        notices,
+    })
+}
+
+/// `latency`, else the detected `profile`, else the measured built-in profile where it applies
+/// (its model, GPU and TP 1), else the roofline of this model on this GPU.
+fn latency_spec(
+    args: &EngineArgs,
+    shape: &ModelShape,
+    gpu: &'static GpuSpec,
+) -> Result<LatencySpec, ResolveError> {
+    if let Some(spec) = &args.latency {
+        return Ok(spec.clone());
+    }
+    if let Some(p) = &args.profile {
+        return latency_spec_for_profile(p)
+            .map_err(|e| ResolveError::Profile(p.display().to_string(), e));
+    }
+    let profiled = ModelShape::llama_3_1_8b();
+    let same_model = shape.num_hidden_layers == profiled.num_hidden_layers
+        && shape.hidden_size == profiled.hidden_size
+        && shape.num_attention_heads == profiled.num_attention_heads
+        && shape.kv_heads() == profiled.kv_heads()
+        && shape.intermediate_size == profiled.intermediate_size
+        && shape.vocab_size == profiled.vocab_size;
+    let same_gpu = gpu.name == GpuSpec::lookup(DEFAULT_GPU)?.name;
+    let tp1 = args.tensor_parallel_size.unwrap_or(1) == 1;
+    Ok(if same_model && same_gpu && tp1 {
+        LatencySpec::profile(BUILTIN_PROFILE_DIR)
+    } else {
+        LatencySpec::roofline()
+    })
+}
+
+fn engine_config(
+    a: &EngineArgs,
+    shape: &ModelShape,
+    gpu: &'static GpuSpec,
+    notices: &mut Vec<Notice>,
+) -> Result<EngineConfig, ResolveError> {
+    let policy = a.scheduling_policy.unwrap_or_default();
+    let gpu_memory_utilization = a.gpu_memory_utilization.unwrap_or(0.9);
+    if gpu_memory_utilization.is_nan()
+        || gpu_memory_utilization <= 0.0
+        || gpu_memory_utilization > 1.0
+    {
+        return Err(ResolveError::GpuMemoryUtilization(gpu_memory_utilization));
+    }
+    let block_size = a.block_size.unwrap_or(16);
+    let max_model_len = match a.max_model_len {
+        Some(n) => n,
+        None => shape
+            .max_position_embeddings
+            .ok_or(ResolveError::NoMaxModelLen)? as usize,
+    };
+    let chunked = a.enable_chunked_prefill.unwrap_or(true);
+    let gpu_memory_gib = a.gpu_memory_gib.unwrap_or(gpu.memory_gib);
+    if !(gpu_memory_gib.is_finite() && gpu_memory_gib > 0.0) {
+        return Err(ResolveError::GpuMemory(gpu_memory_gib));
+    }
+    let (mut tokens, mut seqs) = batch_defaults(gpu_memory_gib, gpu.device_name);
+    if let Some(s) = a.max_num_seqs {
+        seqs = s;
+    }
+    match a.max_num_batched_tokens {
+        Some(t) => tokens = t,
+        None => {
+            if !chunked {
+                tokens = tokens.max(max_model_len);
+            }
+            tokens = tokens.min(seqs.saturating_mul(max_model_len));
+        }
+    }
+    if a.max_num_seqs.is_none() {
+        seqs = seqs.min(tokens);
+    }
+    let budget = GpuBudget {
+        gpu_memory_bytes: (gpu_memory_gib * (1u64 << 30) as f64) as u64,
+        gpu_memory_utilization,
+        tensor_parallel_size: a.tensor_parallel_size.unwrap_or(1),
+        block_size: block_size as u64,
+        max_num_batched_tokens: tokens as u64,
+        max_num_seqs: seqs as u64,
+    };
+    let num_gpu_blocks = match (a.num_gpu_blocks_override, a.run.num_gpu_blocks) {
+        (Some(n), _) => n,
+        (None, Some(n)) => {
+            check_recorded_blocks(shape, &budget, n, &a.run, max_model_len, notices)?;
+            n
+        }
+        (None, None) => {
+            let n = num_gpu_blocks(shape, &budget)?;
+            check_max_model_len(shape, &budget, n, max_model_len as u64)?;
+            n
+        }
+    };
+    let enforce_eager = a.enforce_eager.unwrap_or(false);
+    // Given capture sizes replace vLLM's rule unless the engine runs eagerly.
+    let cudagraph_capture_sizes = match &a.cudagraph_capture_sizes {
+        Some(given) if !enforce_eager => {
+            let derived = CudaGraphSizes::for_engine(seqs, tokens, false);
+            let given = CudaGraphSizes::from_sizes(given.clone());
+            if given.sizes() != derived.sizes() {
+                notices.push(Notice::Note(format!(
+                    "CUDA-graph capture sizes: the run recorded {} ({}); vLLM's rule for \
+                     max_num_seqs {seqs}, max_num_batched_tokens {tokens} gives {}: using the \
+                     recorded ones",
+                    describe_sizes(given.sizes()),
+                    a.run
+                        .cudagraph_capture_sizes_source
+                        .as_deref()
+                        .unwrap_or("recorded"),
+                    describe_sizes(derived.sizes())
+                )));
+            }
+            Some(given.sizes().to_vec())
+        }
+        _ => None,
+    };
+    let cfg = EngineConfig {
+        block_size,
+        num_gpu_blocks,
+        max_num_seqs: seqs,
+        max_num_batched_tokens: tokens,
+        max_model_len,
+        enable_prefix_caching: a.enable_prefix_caching.unwrap_or(true),
+        enable_chunked_prefill: chunked,
+        long_prefill_token_threshold: a.long_prefill_token_threshold.unwrap_or(0),
+        scheduling_policy: policy,
+        async_scheduling: a.async_scheduling.unwrap_or(true),
+        scheduler_reserve_full_isl: a.scheduler_reserve_full_isl.unwrap_or(true),
+        enforce_eager,
+        cudagraph_capture_sizes,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// `N sizes, 1 … MAX` for a one-line comparison.
+fn describe_sizes(sizes: &[usize]) -> String {
+    match (sizes.first(), sizes.last()) {
+        (Some(a), Some(b)) => format!("{} sizes, {a} to {b}", sizes.len()),
+        _ => "none".into(),
+    }
+}
+
+/// A recorded KV block count must fit the GPU the run recorded: `n` blocks of this model's
+/// page size against the memory left after the weights at the recorded utilization (activations
+/// not counted, so the bound is lenient); and it must hold one request of `max_model_len`, or
+/// vLLM would not have started. Notes when sizing the GPU would give another count.
+fn check_recorded_blocks(
+    shape: &ModelShape,
+    budget: &GpuBudget,
+    n: u32,
+    run: &RunFacts,
+    max_model_len: usize,
+    notices: &mut Vec<Notice>,
+) -> Result<(), ResolveError> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let kv_bytes_ratio = match run.kv_cache_dtype.as_deref() {
+        Some(t) if t.starts_with("fp8") => 0.5,
+        _ => 1.0,
+    };
+    let tp = budget.tensor_parallel_size.max(1);
+    let per_block = shape.bytes_per_block(budget.block_size, tp) as f64 * kv_bytes_ratio;
+    let kv = f64::from(n) * per_block;
+    let weights = shape.weight_bytes() / tp as f64;
+    let room = budget.gpu_memory_bytes as f64 * budget.gpu_memory_utilization - weights;
+    let source = run
+        .num_gpu_blocks_source
+        .as_deref()
+        .unwrap_or("the recorded block count");
+    // 2 % slack for the weights' estimate.
+    if kv > room.max(0.0) * 1.02 + per_block {
+        return Err(ResolveError::Contradiction(format!(
+            "{source} = {n} KV blocks ({:.2} GiB per GPU at {} tokens per block), but {:.1} GiB \
+             × {} utilization less the model's weights ({:.2} GiB per GPU) leaves at most \
+             {:.2} GiB: the GPU, its memory, the model or the block count is recorded wrong \
+             (override with --gpu, --gpu-memory-gib or --num-gpu-blocks-override)",
+            kv / GIB,
+            budget.block_size,
+            budget.gpu_memory_bytes as f64 / GIB,
+            budget.gpu_memory_utilization,
+            weights / GIB,
+            room.max(0.0) / GIB
+        )));
+    }
+    if let Err(e) = check_max_model_len(shape, budget, n, max_model_len as u64) {
+        return Err(ResolveError::Contradiction(format!(
+            "{source} = {n} KV blocks, but vLLM would not have started with max_model_len \
+             {max_model_len}: {e}"
+        )));
+    }
+    match num_gpu_blocks(shape, budget) {
+        Ok(derived) if derived != n => notices.push(Notice::Note(format!(
+            "KV blocks: the run recorded {n} ({source}); sizing {:.1} GiB × {} for this model \
+             would give {derived}: using {n}",
+            budget.gpu_memory_bytes as f64 / GIB,
+            budget.gpu_memory_utilization
+        ))),
+        Ok(_) => {}
+        Err(e) => notices.push(Notice::Note(format!(
+            "KV blocks: the run recorded {n} ({source}); sizing the GPU would fail ({e}): using \
+             {n}"
+        ))),
+    }
+    Ok(())
+}
+
+impl ResolvedEngine {
+    /// The latency model, built for `shape` on the resolved hardware (loads its data), with
+    /// the lines to show about it: a profile measured on another GPU or model, a recorded TP
+    /// link this model does not use.
+    pub fn build_latency(
+        &self,
+        shape: &ModelShape,
+    ) -> Result<(Box<dyn LatencyModel>, Vec<Notice>), ResolveError> {
+        let latency = self.latency.build(shape, &self.hardware)?;
+        let mut notices = Vec::new();
+        if let Some(w) = self.measured_elsewhere(latency.as_ref()) {
+            notices.push(Notice::Warning(w));
+        }
+        if let Some(link) = &self.hardware.tp_link {
+            let tp = self.hardware.tensor_parallel_size.unwrap_or(1);
+            if tp > 1 && !matches!(self.latency, LatencySpec::Profile { .. }) {
+                notices.push(Notice::Note(format!(
+                    "{}: the TP link is priced by the profile latency model only; this latency \
+                     model uses its own link figures",
+                    link.source
+                )));
+            }
+        }
+        Ok((latency, notices))
+    }
+
+    /// A warning when the latency model was measured on another GPU or model than the
+    /// engine emulates, naming both.
+    fn measured_elsewhere(&self, latency: &dyn LatencyModel) -> Option<String> {
+        let (gpu, model) = latency.measured_on();
+        let clean = |s: &str| s.trim().trim_matches(|c| c == '\'' || c == '"').to_string();
+        let mut diffs = Vec::new();
+        if let (Some(g), Some(engine_gpu)) = (gpu.map(clean), self.hardware.gpu) {
+            if GpuSpec::lookup(&g).map_or(true, |p| p.name != engine_gpu.name) {
+                diffs.push(format!(
+                    "on the {g} but the engine emulates the {}",
+                    engine_gpu.device_name
+                ));
+            }
+        }
+        if let (Some(m), Some(engine_model)) = (model.map(clean), &self.model_name) {
+            let base = |s: &str| {
+                s.trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(s)
+                    .to_ascii_lowercase()
+            };
+            if base(&m) != base(engine_model) {
+                diffs.push(format!("with {m} but the engine serves {engine_model}"));
+            }
+        }
+        (!diffs.is_empty()).then(|| {
+            format!(
+                "the latency profile was measured {}: its timings are not of this engine",
+                diffs.join(", and ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(name: &str) -> &'static GpuSpec {
+        GpuSpec::lookup(name).unwrap()
+    }
+
+    #[test]
+    fn batch_defaults_follow_the_gpu_memory_and_name() {
+        let shape = ModelShape::llama_3_1_8b();
+        let args = EngineArgs::default();
+        let big = resolve(&args, &shape, gpu("h100")).unwrap().config;
+        assert_eq!((big.max_num_batched_tokens, big.max_num_seqs), (8192, 1024));
+        // An A100 gets the small defaults whatever its memory.
+        let a100 = resolve(&args, &shape, gpu("a100-80gb")).unwrap().config;
+        assert_eq!(
+            (a100.max_num_batched_tokens, a100.max_num_seqs),
+            (2048, 256)
+        );
+        let small = EngineArgs {
+            gpu_memory_gib: Some(48.0),
+            ..Default::default()
+        };
+        let c = resolve(&small, &shape, gpu("h100")).unwrap().config;
+        assert_eq!((c.max_num_batched_tokens, c.max_num_seqs), (2048, 256));
+    }
+
+    #[test]
+    fn batched_tokens_cover_a_whole_prompt_without_chunked_prefill() {
+        let shape = ModelShape::llama_3_1_8b();
+        let args = EngineArgs {
+            enable_chunked_prefill: Some(false),
+            max_model_len: Some(20_000),
+            ..Default::default()
+        };
+        let c = resolve(&args, &shape, gpu("h100")).unwrap().config;
+        assert_eq!(c.max_num_batched_tokens, 20_000);
+        // A given max_num_seqs caps the derived tokens at seqs × max_model_len.
+        let args = EngineArgs {
+            max_num_seqs: Some(2),
+            max_model_len: Some(1000),
+            ..Default::default()
+        };
+        let c = resolve(&args, &shape, gpu("h100")).unwrap().config;
+        assert_eq!((c.max_num_batched_tokens, c.max_num_seqs), (2000, 2));
+    }
+
+    #[test]
+    fn the_default_latency_is_the_builtin_profile_only_where_it_was_measured() {
+        let llama = ModelShape::llama_3_1_8b();
+        let args = EngineArgs::default();
+        let on_pro = resolve(&args, &llama, gpu(DEFAULT_GPU)).unwrap().latency;
+        assert_eq!(on_pro, LatencySpec::profile(BUILTIN_PROFILE_DIR));
+        let on_h100 = resolve(&args, &llama, gpu("h100")).unwrap().latency;
+        assert_eq!(on_h100, LatencySpec::roofline());
+        let tp2 = EngineArgs {
+            tensor_parallel_size: Some(2),
+            ..Default::default()
+        };
+        let r = resolve(&tp2, &llama, gpu(DEFAULT_GPU)).unwrap();
+        assert_eq!(r.latency, LatencySpec::roofline());
+        assert_eq!(r.hardware.tensor_parallel_size, Some(2));
+        let given: LatencySpec = "linear:base_us=7".parse().unwrap();
+        let chosen = EngineArgs {
+            latency: Some(given.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&chosen, &llama, gpu("h100")).unwrap().latency,
+            given
+        );
+    }
+
+    #[test]
+    fn recorded_blocks_are_checked_and_compared() {
+        let shape = ModelShape::llama_3_1_8b();
+        let derived = resolve(&EngineArgs::default(), &shape, gpu("h100"))
+            .unwrap()
+            .config
+            .num_gpu_blocks;
+        let recorded = |n: u32| EngineArgs {
+            run: RunFacts {
+                num_gpu_blocks: Some(n),
+                num_gpu_blocks_source: Some("meta.json".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = resolve(&recorded(derived / 2), &shape, gpu("h100")).unwrap();
+        assert_eq!(r.config.num_gpu_blocks, derived / 2);
+        assert!(
+            matches!(&r.notices[..], [Notice::Note(n)] if n.contains("meta.json")),
+            "{:?}",
+            r.notices
+        );
+        let same = resolve(&recorded(derived), &shape, gpu("h100")).unwrap();
+        assert!(same.notices.is_empty(), "{:?}", same.notices);
+        match resolve(&recorded(derived * 3), &shape, gpu("h100")) {
+            Err(ResolveError::Contradiction(m)) => assert!(m.contains("meta.json"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // An override is taken as given.
+        let over = EngineArgs {
+            num_gpu_blocks_override: Some(derived * 3),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&over, &shape, gpu("h100"))
+                .unwrap()
+                .config
+                .num_gpu_blocks,
+            derived * 3
+        );
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        let shape = ModelShape::llama_3_1_8b();
+        let util = EngineArgs {
+            gpu_memory_utilization: Some(1.5),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&util, &shape, gpu("h100")),
+            Err(ResolveError::GpuMemoryUtilization(_))
+        ));
+        let mem = EngineArgs {
+            gpu_memory_gib: Some(0.0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&mem, &shape, gpu("h100")),
+            Err(ResolveError::GpuMemory(_))
+        ));
+        let blocks = EngineArgs {
+            num_gpu_blocks_override: Some(1),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&blocks, &shape, gpu("h100")),
+            Err(ResolveError::Config(_))
+        ));
+    }
+}

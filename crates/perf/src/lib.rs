@@ -1,0 +1,12 @@
+//! The emulated device's performance, everything of llm-emu that reads files, the environment
+//! or embedded data: the GPU table ([`gpu`]), model shapes and KV sizing ([`sizing`]), the step
+//! latency models the engine core's [`llm_emu_core::latency::LatencyModel`] trait is given
+//! ([`latency`]), and the engine arguments resolved against them by vLLM's rules ([`args`]).
+
+pub mod args;
+pub mod gpu;
+pub mod latency;
+pub mod sizing;
+
+pub use args::{resolve, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts};
+pub use latency::LatencySpec;
