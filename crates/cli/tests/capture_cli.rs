@@ -132,3 +132,77 @@ fn capture_round_trip_on_the_vllm_reference() {
     assert!(text.contains("round trip within"), "{text}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Step records of a small simulate run, split in two halves.
+fn two_step_logs(d: &Path) -> (PathBuf, PathBuf) {
+    let steps = d.join("steps.jsonl");
+    ok(bin()
+        .args([
+            "simulate",
+            "--quiet",
+            "--synthetic",
+            "60",
+            "--request-rate",
+            "20",
+        ])
+        .arg("--steps-out")
+        .arg(&steps)
+        .output()
+        .unwrap());
+    let text = std::fs::read_to_string(&steps).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 20, "{} steps", lines.len());
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let (pa, pb) = (d.join("a.jsonl"), d.join("b.jsonl"));
+    std::fs::write(&pa, a.join("\n")).unwrap();
+    std::fs::write(&pb, b.join("\n")).unwrap();
+    (pa, pb)
+}
+
+#[test]
+fn merging_records_into_a_pack_equals_building_it_from_all_records() {
+    let d = tmp("merge");
+    let (a, b) = two_step_logs(&d);
+    for widths in [
+        &[][..],
+        &["--tt-bucket-width", "16", "--ctx-bucket-width", "512"][..],
+    ] {
+        let pack = |args: &[&str], inputs: &[&Path], out: &str| {
+            let p = d.join(out);
+            ok(bin()
+                .arg("profile-pack")
+                .args(inputs)
+                .arg("-o")
+                .arg(&p)
+                .args(args)
+                .output()
+                .unwrap());
+            std::fs::read_to_string(p).unwrap()
+        };
+        let whole = pack(widths, &[&a, &b], "whole.json");
+        pack(widths, &[&a], "half.json");
+        // The pack's widths are kept without repeating the flags.
+        let merged = pack(
+            &["--merge", d.join("half.json").to_str().unwrap()],
+            &[&b],
+            "merged.json",
+        );
+        assert_eq!(merged, whole, "widths {widths:?}");
+    }
+    let refused = bin()
+        .arg("profile-pack")
+        .arg(&b)
+        .arg("-o")
+        .arg(d.join("x.json"))
+        .args(["--conc-bucket-width", "7", "--merge"])
+        .arg(d.join("half.json"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--conc-bucket-width 7 differs"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
