@@ -228,6 +228,20 @@ async fn open(
             None => HttpClient::connect(authority).await?,
         };
         let mut end: ConnEnd = None;
+        if was_reused {
+            // A connection the server closed while it sat in the pool (a keep-alive timeout)
+            // ends when polled. Polled once here, before a request is queued on it: a request
+            // queued on a connection that has already ended is never sent and never answered.
+            tokio::select! {
+                biased;
+                r = pc.conn.as_mut() => end = Some(r),
+                _ = std::future::ready(()) => {}
+            }
+            if end.is_some() {
+                reused = client.checkout(authority);
+                continue;
+            }
+        }
         let ready = driving(pc.sender.ready(), &mut pc.conn, &mut end).await;
         if ready.is_err() && was_reused {
             continue;

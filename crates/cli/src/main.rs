@@ -5,6 +5,7 @@ mod bench_tokenizer;
 mod compare;
 mod engine_args;
 mod profile_pack;
+mod profile_plan;
 mod serve;
 mod simulate;
 mod validate;
@@ -33,6 +34,9 @@ enum Command {
     /// Build a step-cycle latency pack (`--profile`/`--latency step-cycle:path=`) from measured
     /// step records.
     ProfilePack(profile_pack::ProfilePackArgs),
+    /// Write a capture workload covering the step shapes a pack needs, for `bench` to send to a
+    /// vLLM server running the capture plug-in.
+    ProfilePlan(profile_plan::ProfilePlanArgs),
     /// Benchmark a running OpenAI-compatible server, as `vllm bench serve` does (same flags,
     /// metrics, result JSON and table).
     Bench(Box<bench::BenchArgs>),
@@ -47,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::run(*args),
         Command::Validate(args) => validate::run(*args),
         Command::ProfilePack(args) => profile_pack::run(args),
+        Command::ProfilePlan(args) => profile_plan::run(args),
         Command::Bench(args) => bench::run(*args),
         Command::Compare(args) => compare::run(args),
     };
