@@ -5,7 +5,7 @@
 //! chunks), so the bytes on the wire match.
 
 use crate::errors::ApiError;
-use crate::logprobs::{ChatLogprobs, CompletionLogprobs};
+use crate::logprobs::{ChatLogprobs, ChoiceLogprobs};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -599,7 +599,7 @@ pub enum StopReason {
 pub struct CompletionStreamChoice<'a> {
     pub index: u32,
     pub text: &'a str,
-    pub logprobs: Option<CompletionLogprobs>,
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: Option<&'a str>,
     pub stop_reason: Option<&'a StopReason>,
     pub prompt_token_ids: Option<&'a [u32]>,
@@ -632,7 +632,7 @@ pub struct UsageChunk<'a> {
 pub struct CompletionChoice<'a> {
     pub index: u32,
     pub text: &'a str,
-    pub logprobs: Option<CompletionLogprobs>,
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: Option<&'a str>,
     pub stop_reason: Option<&'a StopReason>,
     pub token_ids: Option<&'a [u32]>,

@@ -4,9 +4,9 @@
 
 use crate::errors::ApiError;
 use crate::generate::{
-    check_fan_out, check_max_output, check_prompt_ids, check_request_template, check_truncation,
-    prompt_max_tokens, respond_full, start_stream, truncate_prompt, verify_sampling, Endpoint,
-    Prepared, Prompt,
+    build_echo_logprobs, check_fan_out, check_max_output, check_prompt_ids, check_request_template,
+    check_truncation, echo_salt, prompt_max_tokens, respond_full, start_stream, truncate_prompt,
+    verify_sampling, Endpoint, Prepared, Prompt,
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
@@ -221,6 +221,7 @@ async fn completions(
         })
         .await?
         .map_err(|e| ApiError::bad_request(e.0))?;
+    let id = format!("cmpl-{}", base_id(&headers, &req.common, &state));
     let mut prompts = Vec::with_capacity(texts.len());
     for (text, ids, encoded) in texts {
         let from_text = ids.is_none();
@@ -245,27 +246,38 @@ async fn completions(
             state.codec.vocab_size(),
         )?;
         check_prompt_ids(&ids, state.codec.vocab_size())?;
-        let text = match (text, req.common.echo) {
-            (Some(t), _) => Some(t),
-            (None, true) => {
-                let (codec, echoed) = (state.codec.clone(), ids.clone());
-                Some(
-                    state
-                        .text_jobs
-                        .run(move || codec.decode(&echoed, false))
-                        .await?
-                        .map_err(|e| ApiError::bad_request(e.0))?,
-                )
-            }
-            (None, false) => None,
+        // With `echo`, the prompt's text (decoded when the prompt is ids) and, with `logprobs`,
+        // its log-probabilities: built once per prompt on the text workers, shared by its
+        // choices.
+        let ids: Arc<[u32]> = ids.into();
+        let (text, echo_logprobs) = if req.common.echo {
+            let (codec, echoed) = (state.codec.clone(), ids.clone());
+            let lp = req
+                .logprobs
+                .map(|n| (n.max(0) as usize, echo_salt(&id, prompts.len())));
+            state
+                .text_jobs
+                .run(move || {
+                    let text = match text {
+                        Some(t) => t,
+                        None => codec.decode(&echoed, false)?,
+                    };
+                    let lps = lp
+                        .map(|(n, salt)| Arc::new(build_echo_logprobs(&*codec, &echoed, n, salt)));
+                    Ok::<_, crate::text::TextError>((Some(text), lps))
+                })
+                .await?
+                .map_err(|e| ApiError::bad_request(e.0))?
+        } else {
+            (text, None)
         };
         prompts.push(Prompt {
-            ids: ids.into(),
+            ids,
             text,
             max_tokens: to_u32(max_tokens),
+            echo_logprobs,
         });
     }
-    let id = format!("cmpl-{}", base_id(&headers, &req.common, &state));
     let p = common_prepared(
         &state,
         Endpoint::Completions,
@@ -353,6 +365,7 @@ async fn chat_completions(
         ids: ids.into(),
         text: None,
         max_tokens: to_u32(max_tokens),
+        echo_logprobs: None,
     }];
     let p = common_prepared(
         &state,
