@@ -884,3 +884,41 @@ mod tests {
         );
     }
 }
+
+/// `/detokenize`'s answer (`DetokenizeResponse`).
+#[derive(Serialize)]
+pub struct DetokenizeResponse<'a> {
+    pub prompt: &'a str,
+}
+
+/// `/tokenize`'s answer (`TokenizeResponse`), serialized from the ids as they are.
+#[derive(Serialize)]
+pub struct TokenizeResponse<'a> {
+    pub count: usize,
+    pub max_model_len: usize,
+    pub tokens: &'a [u32],
+    pub token_strs: Option<TokenStrs<'a>>,
+}
+
+/// Each token's string, made [`TOKEN_STRS_BLOCK`] ids at a time while serializing, so that
+/// the strings of millions of ids are never all held at once.
+pub struct TokenStrs<'a> {
+    pub codec: &'a dyn crate::text::TextCodec,
+    pub ids: &'a [u32],
+}
+
+/// Ids whose strings [`TokenStrs`] makes at a time.
+pub const TOKEN_STRS_BLOCK: usize = 4096;
+
+impl Serialize for TokenStrs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.ids.len()))?;
+        for block in self.ids.chunks(TOKEN_STRS_BLOCK) {
+            for t in self.codec.token_strs(block) {
+                seq.serialize_element(&t)?;
+            }
+        }
+        seq.end()
+    }
+}
