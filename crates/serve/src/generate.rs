@@ -6,14 +6,15 @@
 use crate::engine_loop::{EngineEvent, EngineHandle, Finish};
 use crate::errors::ApiError;
 use crate::logprobs::{
-    chat_logprobs, completion_logprobs, synthesize, ChatLogprobs, CompletionLogprobs,
-    PositionLogprobs,
+    chat_logprobs, completion_logprobs, echo_logprobs, synthesize, ChatLogprobs, ChoiceLogprobs,
+    EchoLogprobs, PositionLogprobs,
 };
 use crate::protocol::*;
 use crate::state::AppState;
-use crate::text::{DetokOptions, Detokenizer, SharedCodec};
+use crate::text::{DetokOptions, Detokenizer, SharedCodec, TextCodec};
 use bytes::{BufMut, Bytes, BytesMut};
 use llm_emu_core::{FinishReason, NewRequest, RequestError, SamplingParams};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -31,6 +32,28 @@ pub struct Prompt {
     pub text: Option<String>,
     /// `max_tokens` after vLLM's `get_max_tokens`.
     pub max_tokens: u32,
+    /// With `echo` and `logprobs` (completions): the prompt's part of every choice's
+    /// `logprobs`, built once on the text workers.
+    pub echo_logprobs: Option<Arc<EchoLogprobs>>,
+}
+
+/// The salt of the synthetic log-probabilities of prompt `pi` of request `id` (the same for
+/// every choice: prompt log-probabilities depend on the prompt only).
+pub fn echo_salt(id: &str, pi: usize) -> u64 {
+    !hash_str(id) ^ (pi as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The echoed prompt's log-probabilities with `num_top` top tokens per position: CPU work
+/// proportional to the prompt's length, for the text workers.
+pub fn build_echo_logprobs(
+    codec: &dyn TextCodec,
+    ids: &[u32],
+    num_top: usize,
+    salt: u64,
+) -> EchoLogprobs {
+    echo_logprobs(ids, num_top, salt, &|h| codec.alternative_token(h), &|id| {
+        codec.decode(&[id], false).unwrap_or_default()
+    })
 }
 
 /// A validated request, ready for the engine.
@@ -668,39 +691,28 @@ impl Submission {
         self.codec.decode(&[id], false).unwrap_or_default()
     }
 
-    /// Completions `logprobs` of choice `i`: the echoed prompt's tokens (the first without a
-    /// value, as vLLM's prompt log-probabilities), then output tokens `from..`; `None` unless
-    /// the request asked for them.
+    /// Completions `logprobs` of choice `i`: the echoed prompt's part when `echo` is given (shared,
+    /// built once per prompt), then output tokens `from..`, whose offsets count characters from
+    /// `initial_text_offset` (plus the echoed prompt's); `None` unless the request asked for them.
     fn completion_logprobs(
         &self,
         i: usize,
         from: usize,
-        echo_prompt: Option<&[u32]>,
+        echo: Option<&Arc<EchoLogprobs>>,
         initial_text_offset: usize,
-    ) -> Option<CompletionLogprobs> {
+    ) -> Option<ChoiceLogprobs> {
         let n = self.logprobs?.max(0) as usize;
         let c = &self.choices[i];
-        let prompt = echo_prompt.unwrap_or(&[]);
-        let prompt_lps: Vec<PositionLogprobs> = prompt
+        let positions: Vec<(u32, Option<&PositionLogprobs>)> = c.token_ids[from..]
             .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(j, &t)| synthesize(t, j, n, !c.salt, |h| self.codec.alternative_token(h)))
+            .zip(&c.logprobs[from..])
+            .map(|(&t, lp)| (t, Some(lp)))
             .collect();
-        let mut positions: Vec<(u32, Option<&PositionLogprobs>)> =
-            Vec::with_capacity(prompt.len() + c.token_ids.len() - from);
-        for (j, &t) in prompt.iter().enumerate() {
-            positions.push((t, j.checked_sub(1).map(|k| &prompt_lps[k])));
-        }
-        for (&t, lp) in c.token_ids[from..].iter().zip(&c.logprobs[from..]) {
-            positions.push((t, Some(lp)));
-        }
-        Some(completion_logprobs(
-            &positions,
-            n,
-            initial_text_offset,
-            &|id| self.token_text(id),
-        ))
+        let start = initial_text_offset + echo.map_or(0, |e| e.chars);
+        Some(ChoiceLogprobs {
+            echo: echo.cloned(),
+            output: completion_logprobs(&positions, n, start, &|id| self.token_text(id)),
+        })
     }
 
     /// Chat `logprobs` of choice `i` for output tokens `from..`; `None` unless asked for.
@@ -805,8 +817,22 @@ fn finish_of(f: &Finish) -> (&'static str, Option<StopReason>) {
     (f.reason.as_str(), f.stop_token.map(StopReason::Token))
 }
 
-/// Runs a request to the end and builds the JSON response.
-pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, ApiError> {
+/// Set when the response a text job builds is no longer wanted (its client went away), so the
+/// job stops early.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs a request to the end and builds the JSON response. Waiting for the engine happens here
+/// (dropping this future, as hyper does when the client goes away, aborts the engine requests);
+/// building and serializing the answer, which can be a hundred megabytes for a request of a
+/// hundred bytes (`n` 2048 with `logprobs` 20), runs on the text workers and stops if the
+/// client goes away meanwhile.
+pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<Vec<u8>, ApiError> {
     let mut sub = Submission::start(&state, &p)?;
     let max_model_len = state.max_model_len;
     while sub.unfinished > 0 {
@@ -820,6 +846,27 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
     if let Some(e) = sub.error.take() {
         return Err(e);
     }
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancelled = cancel.0.clone();
+    let body = state
+        .text_jobs
+        .run(move || render_full(&sub, &p, &cancelled))
+        .await?;
+    drop(cancel);
+    body
+}
+
+/// The client went away while its answer was being built.
+fn gone() -> ApiError {
+    ApiError::Internal("the client went away".into())
+}
+
+/// The whole answer of a finished request, serialized; stops early once `cancelled` is set.
+fn render_full(
+    sub: &Submission,
+    p: &Prepared,
+    cancelled: &AtomicBool,
+) -> Result<Vec<u8>, ApiError> {
     let prompt_tokens: u64 = p.prompts.iter().map(|x| x.ids.len() as u64).sum();
     let completion_tokens: u64 = sub.choices.iter().map(|c| c.num_tokens).sum();
     let usage = Usage::new(prompt_tokens, completion_tokens);
@@ -839,12 +886,18 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
                 .zip(&texts)
                 .enumerate()
                 .map(|(i, (c, text))| {
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Err(gone());
+                    }
                     let (reason, stop) = c.finished.as_ref().expect("finished");
-                    let echo_ids = p.echo.then(|| &p.prompts[c.prompt].ids[..]);
-                    CompletionChoice {
+                    let echo = p
+                        .echo
+                        .then(|| p.prompts[c.prompt].echo_logprobs.as_ref())
+                        .flatten();
+                    Ok(CompletionChoice {
                         index: i as u32,
                         text,
-                        logprobs: sub.completion_logprobs(i, 0, echo_ids, 0),
+                        logprobs: sub.completion_logprobs(i, 0, echo, 0),
                         finish_reason: Some(reason),
                         stop_reason: stop.as_ref(),
                         token_ids: p.return_token_ids.then_some(&c.token_ids[..]),
@@ -852,10 +905,10 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
                         prompt_token_ids: p
                             .return_token_ids
                             .then_some(&p.prompts[c.prompt].ids[..]),
-                    }
+                    })
                 })
-                .collect();
-            serde_json::to_string(&CompletionResponse {
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            serde_json::to_vec(&CompletionResponse {
                 id: &p.id,
                 object: "text_completion",
                 created: p.created,
@@ -873,8 +926,11 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Err(gone());
+                    }
                     let (reason, stop) = c.finished.as_ref().expect("finished");
-                    ChatChoice {
+                    Ok(ChatChoice {
                         index: i as u32,
                         message: ChatMessage {
                             role: "assistant",
@@ -890,10 +946,10 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<String, A
                         finish_reason: reason,
                         stop_reason: stop.as_ref(),
                         token_ids: p.return_token_ids.then_some(&c.token_ids[..]),
-                    }
+                    })
                 })
-                .collect();
-            serde_json::to_string(&ChatResponse {
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            serde_json::to_vec(&ChatResponse {
                 id: &p.id,
                 object: "chat.completion",
                 created: p.created,
@@ -1074,19 +1130,17 @@ impl EventStream {
             Endpoint::Completions => {
                 let mut text = d.text;
                 let output_chars = text.chars().count();
-                let prompt_ids = &self.p.prompts[self.sub.choices[i].prompt].ids;
-                let mut echo_ids = None;
+                let prompt = &self.p.prompts[self.sub.choices[i].prompt];
+                let mut echo = None;
                 if self.p.echo && !self.echoed[i] {
                     self.echoed[i] = true;
-                    echo_ids = Some(&prompt_ids[..]);
-                    if let Some(t) = &self.p.prompts[self.sub.choices[i].prompt].text {
+                    echo = prompt.echo_logprobs.as_ref();
+                    if let Some(t) = &prompt.text {
                         text = format!("{t}{text}");
                     }
                 }
                 let offset = self.sub.choices[i].text_chars_sent;
-                let logprobs = self
-                    .sub
-                    .completion_logprobs(i, d.ids_from, echo_ids, offset);
+                let logprobs = self.sub.completion_logprobs(i, d.ids_from, echo, offset);
                 // vLLM's `previous_text_lens` counts output text only, not the echoed prompt.
                 self.sub.choices[i].text_chars_sent += output_chars;
                 let c = &self.sub.choices[i];

@@ -12,6 +12,7 @@
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// The log-probabilities of one output position: `(token id, logprob)`, the sampled token
 /// first, then the next ranks.
@@ -151,6 +152,98 @@ pub fn completion_logprobs(
         out.tokens.push(token);
     }
     out
+}
+
+/// The `echo`ed prompt's part of a completion's `logprobs`: the same for every choice of the
+/// prompt (vLLM computes prompt log-probabilities once per prompt), so it is built once per
+/// request, off the HTTP workers, and shared.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EchoLogprobs {
+    /// Offsets count from 0 (the echoed prompt starts the choice's text).
+    pub logprobs: CompletionLogprobs,
+    /// Characters of all the prompt's token strings: where the output's offsets start.
+    pub chars: usize,
+}
+
+/// The echoed prompt's log-probabilities: the first token has none (vLLM's prompt
+/// log-probabilities start at the second token), each other is synthesized with `num_top` top
+/// tokens, keyed by `salt`.
+pub fn echo_logprobs(
+    prompt: &[u32],
+    num_top: usize,
+    salt: u64,
+    alternative: &dyn Fn(u64) -> u32,
+    decode: &dyn Fn(u32) -> String,
+) -> EchoLogprobs {
+    let lps: Vec<PositionLogprobs> = prompt
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(j, &t)| synthesize(t, j, num_top, salt, alternative))
+        .collect();
+    let positions: Vec<(u32, Option<&PositionLogprobs>)> = prompt
+        .iter()
+        .enumerate()
+        .map(|(j, &t)| (t, j.checked_sub(1).map(|k| &lps[k])))
+        .collect();
+    let logprobs = completion_logprobs(&positions, num_top, 0, decode);
+    let chars = match (logprobs.text_offset.last(), logprobs.tokens.last()) {
+        (Some(&offset), Some(token)) => offset + token.chars().count(),
+        _ => 0,
+    };
+    EchoLogprobs { logprobs, chars }
+}
+
+/// A choice's completion `logprobs`: the shared echoed prompt part (if any), then the choice's
+/// own output part, serialized as one `CompletionLogProbs` without copying the shared part.
+#[derive(Clone, Debug, Default)]
+pub struct ChoiceLogprobs {
+    pub echo: Option<Arc<EchoLogprobs>>,
+    pub output: CompletionLogprobs,
+}
+
+impl ChoiceLogprobs {
+    /// The two parts as one (tests and callers that need the whole lists).
+    pub fn joined(&self) -> CompletionLogprobs {
+        let mut out = self
+            .echo
+            .as_ref()
+            .map(|e| e.logprobs.clone())
+            .unwrap_or_default();
+        out.text_offset.extend_from_slice(&self.output.text_offset);
+        out.token_logprobs
+            .extend_from_slice(&self.output.token_logprobs);
+        out.tokens.extend_from_slice(&self.output.tokens);
+        out.top_logprobs
+            .extend_from_slice(&self.output.top_logprobs);
+        out
+    }
+}
+
+/// A list serialized as the shared part's items, then the choice's own.
+struct Chained<'a, T>(&'a [T], &'a [T]);
+
+impl<T: Serialize> Serialize for Chained<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().chain(self.1))
+    }
+}
+
+impl Serialize for ChoiceLogprobs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let empty = CompletionLogprobs::default();
+        let e = self.echo.as_ref().map_or(&empty, |e| &e.logprobs);
+        let o = &self.output;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("text_offset", &Chained(&e.text_offset, &o.text_offset))?;
+        m.serialize_entry(
+            "token_logprobs",
+            &Chained(&e.token_logprobs, &o.token_logprobs),
+        )?;
+        m.serialize_entry("tokens", &Chained(&e.tokens, &o.tokens))?;
+        m.serialize_entry("top_logprobs", &Chained(&e.top_logprobs, &o.top_logprobs))?;
+        m.end()
+    }
 }
 
 /// `ChatCompletionLogProb`.

@@ -5,7 +5,7 @@
 //! chunks), so the bytes on the wire match.
 
 use crate::errors::ApiError;
-use crate::logprobs::{ChatLogprobs, CompletionLogprobs};
+use crate::logprobs::{ChatLogprobs, ChoiceLogprobs};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -599,7 +599,7 @@ pub enum StopReason {
 pub struct CompletionStreamChoice<'a> {
     pub index: u32,
     pub text: &'a str,
-    pub logprobs: Option<CompletionLogprobs>,
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: Option<&'a str>,
     pub stop_reason: Option<&'a StopReason>,
     pub prompt_token_ids: Option<&'a [u32]>,
@@ -632,7 +632,7 @@ pub struct UsageChunk<'a> {
 pub struct CompletionChoice<'a> {
     pub index: u32,
     pub text: &'a str,
-    pub logprobs: Option<CompletionLogprobs>,
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: Option<&'a str>,
     pub stop_reason: Option<&'a StopReason>,
     pub token_ids: Option<&'a [u32]>,
@@ -882,5 +882,43 @@ mod tests {
             serde_json::from_str::<CompletionRequest>(r#"{"prompt":"x","max_tokens":"x"}"#)
                 .is_err()
         );
+    }
+}
+
+/// `/detokenize`'s answer (`DetokenizeResponse`).
+#[derive(Serialize)]
+pub struct DetokenizeResponse<'a> {
+    pub prompt: &'a str,
+}
+
+/// `/tokenize`'s answer (`TokenizeResponse`), serialized from the ids as they are.
+#[derive(Serialize)]
+pub struct TokenizeResponse<'a> {
+    pub count: usize,
+    pub max_model_len: usize,
+    pub tokens: &'a [u32],
+    pub token_strs: Option<TokenStrs<'a>>,
+}
+
+/// Each token's string, made [`TOKEN_STRS_BLOCK`] ids at a time while serializing, so that
+/// the strings of millions of ids are never all held at once.
+pub struct TokenStrs<'a> {
+    pub codec: &'a dyn crate::text::TextCodec,
+    pub ids: &'a [u32],
+}
+
+/// Ids whose strings [`TokenStrs`] makes at a time.
+pub const TOKEN_STRS_BLOCK: usize = 4096;
+
+impl Serialize for TokenStrs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.ids.len()))?;
+        for block in self.ids.chunks(TOKEN_STRS_BLOCK) {
+            for t in self.codec.token_strs(block) {
+                seq.serialize_element(&t)?;
+            }
+        }
+        seq.end()
     }
 }

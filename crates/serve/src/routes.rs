@@ -4,13 +4,13 @@
 
 use crate::errors::ApiError;
 use crate::generate::{
-    check_fan_out, check_max_output, check_prompt_ids, check_request_template, check_truncation,
-    prompt_max_tokens, respond_full, start_stream, truncate_prompt, verify_sampling, Endpoint,
-    Prepared, Prompt,
+    build_echo_logprobs, check_fan_out, check_max_output, check_prompt_ids, check_request_template,
+    check_truncation, echo_salt, prompt_max_tokens, respond_full, start_stream, truncate_prompt,
+    verify_sampling, Endpoint, Prepared, Prompt,
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
-use crate::text::{encode_within, ChatOptions};
+use crate::text::{encode_in_pieces, encode_within, ChatOptions};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -91,6 +91,27 @@ fn parse_body<T: DeserializeOwned + ValidateRequest>(
         .and_then(|req: T| req.validate().map(|()| req))
 }
 
+/// Bodies up to this size are parsed on the HTTP worker that read them; larger ones (a 60 MB
+/// prompt, 12 M token ids) on the text workers, so that parsing them does not hold a worker
+/// that `/health` and the streams of other requests need.
+pub const INLINE_PARSE_BYTES: usize = 64 << 10;
+
+/// [`parse_body`], on the text workers for a body over [`INLINE_PARSE_BYTES`].
+async fn parse_request<T>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + ValidateRequest + Send + 'static,
+{
+    match body {
+        Ok(bytes) if bytes.len() > INLINE_PARSE_BYTES => {
+            state.text_jobs.run(move || parse_body(Ok(bytes))).await?
+        }
+        body => parse_body(body),
+    }
+}
+
 /// vLLM's `_is_model_supported`: no name, or an empty one, means the served model.
 fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
     match model {
@@ -155,7 +176,7 @@ async fn completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse_body(body)?;
+    let req: CompletionRequest = parse_request(&state, body).await?;
     check_model(&state, &req.common.model)?;
     if req.suffix.is_some() {
         return Err(ApiError::bad_request("suffix is not currently supported"));
@@ -221,6 +242,7 @@ async fn completions(
         })
         .await?
         .map_err(|e| ApiError::bad_request(e.0))?;
+    let id = format!("cmpl-{}", base_id(&headers, &req.common, &state));
     let mut prompts = Vec::with_capacity(texts.len());
     for (text, ids, encoded) in texts {
         let from_text = ids.is_none();
@@ -245,27 +267,38 @@ async fn completions(
             state.codec.vocab_size(),
         )?;
         check_prompt_ids(&ids, state.codec.vocab_size())?;
-        let text = match (text, req.common.echo) {
-            (Some(t), _) => Some(t),
-            (None, true) => {
-                let (codec, echoed) = (state.codec.clone(), ids.clone());
-                Some(
-                    state
-                        .text_jobs
-                        .run(move || codec.decode(&echoed, false))
-                        .await?
-                        .map_err(|e| ApiError::bad_request(e.0))?,
-                )
-            }
-            (None, false) => None,
+        // With `echo`, the prompt's text (decoded when the prompt is ids) and, with `logprobs`,
+        // its log-probabilities: built once per prompt on the text workers, shared by its
+        // choices.
+        let ids: Arc<[u32]> = ids.into();
+        let (text, echo_logprobs) = if req.common.echo {
+            let (codec, echoed) = (state.codec.clone(), ids.clone());
+            let lp = req
+                .logprobs
+                .map(|n| (n.max(0) as usize, echo_salt(&id, prompts.len())));
+            state
+                .text_jobs
+                .run(move || {
+                    let text = match text {
+                        Some(t) => t,
+                        None => codec.decode(&echoed, false)?,
+                    };
+                    let lps = lp
+                        .map(|(n, salt)| Arc::new(build_echo_logprobs(&*codec, &echoed, n, salt)));
+                    Ok::<_, crate::text::TextError>((Some(text), lps))
+                })
+                .await?
+                .map_err(|e| ApiError::bad_request(e.0))?
+        } else {
+            (text, None)
         };
         prompts.push(Prompt {
-            ids: ids.into(),
+            ids,
             text,
             max_tokens: to_u32(max_tokens),
+            echo_logprobs,
         });
     }
-    let id = format!("cmpl-{}", base_id(&headers, &req.common, &state));
     let p = common_prepared(
         &state,
         Endpoint::Completions,
@@ -283,7 +316,7 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: ChatCompletionRequest = parse_body(body)?;
+    let req: ChatCompletionRequest = parse_request(&state, body).await?;
     check_model(&state, &req.common.model)?;
     check_request_template(
         state.trust_request_chat_template,
@@ -353,6 +386,7 @@ async fn chat_completions(
         ids: ids.into(),
         text: None,
         max_tokens: to_u32(max_tokens),
+        echo_logprobs: None,
     }];
     let p = common_prepared(
         &state,
@@ -482,7 +516,7 @@ async fn tokenize(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: TokenizeRequest = parse_body(body)?;
+    let req: TokenizeRequest = parse_request(&state, body).await?;
     check_model(&state, &req.model)?;
     if req.messages.is_some() {
         check_request_template(
@@ -516,38 +550,46 @@ async fn tokenize(
                     };
                     let text =
                         codec.render_chat(&serde_json::Value::Array(messages.clone()), &opts)?;
-                    codec.encode(&text, false)?
+                    encode_in_pieces(&*codec, &text, false)?
                 }
-                (None, Some(p)) => codec.encode(p, req.add_special_tokens)?,
+                (None, Some(p)) => encode_in_pieces(&*codec, p, req.add_special_tokens)?,
                 (None, None) => unreachable!("checked above"),
             };
-            let mut body = json!({
-                "count": ids.len(),
-                "max_model_len": max_model_len,
-                "tokens": ids,
-                "token_strs": null,
-            });
-            if req.return_token_strs.unwrap_or(false) {
-                body["token_strs"] = json!(codec.token_strs(&ids));
-            }
+            // Serialized straight from the ids (and each token's string, made a block at a
+            // time), not through a JSON tree: a 60 MB prompt's answer costs about its own size.
+            let body = serde_json::to_vec(&TokenizeResponse {
+                count: ids.len(),
+                max_model_len,
+                tokens: &ids,
+                token_strs: req.return_token_strs.unwrap_or(false).then_some(TokenStrs {
+                    codec: &*codec,
+                    ids: &ids,
+                }),
+            })
+            .map_err(|e| crate::text::TextError(e.to_string()))?;
             Ok::<_, crate::text::TextError>(body)
         })
         .await?
         .map_err(|e| ApiError::bad_request(e.0))?;
-    Ok(axum::Json(body).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn detokenize(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: DetokenizeRequest = parse_body(body)?;
+    let req: DetokenizeRequest = parse_request(&state, body).await?;
     check_model(&state, &req.model)?;
     let codec = state.codec.clone();
-    let text = state
+    // Decoded and serialized on the text workers: 12 M ids make a text of tens of MB.
+    let body = state
         .text_jobs
-        .run(move || codec.decode(&req.tokens, false))
+        .run(move || {
+            let text = codec.decode(&req.tokens, false)?;
+            serde_json::to_vec(&DetokenizeResponse { prompt: &text })
+                .map_err(|e| crate::text::TextError(e.to_string()))
+        })
         .await?
         .map_err(|e| ApiError::bad_request(e.0))?;
-    Ok(axum::Json(json!({ "prompt": text })).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -120,6 +120,100 @@ pub fn encode_within(
     }
 }
 
+/// Bytes of text [`encode_in_pieces`] gives the tokenizer at a time. While it encodes, the
+/// tokenizers library holds about 110 bytes per byte of text (byte alignments, pre-tokens, the
+/// encoding's per-token fields): 670 MiB for 6 MB. A piece of 1 MiB bounds that to about
+/// 110 MiB per text job, whatever the text's length.
+pub const ENCODE_PIECE_BYTES: usize = 1 << 20;
+
+/// Bytes on each side of a cut that [`cut_is_transparent`] tokenizes.
+const CUT_CHECK_BYTES: usize = 64;
+
+/// Cuts that failed the check before [`encode_in_pieces`] stops looking for more.
+const MAX_FAILED_CUTS: usize = 8;
+
+/// `codec.encode(text, add_special_tokens)`, with a long text tokenized a piece of about
+/// [`ENCODE_PIECE_BYTES`] at a time. A text is cut only where tokenizing changes nothing: before
+/// a space between two ASCII letters (where byte-level BPE pre-tokenizers split: the space
+/// starts the next word's token), and only when tokenizing 64 bytes on each side of the cut
+/// together gives the same ids as tokenizing them apart. A tokenizer for which that check
+/// fails (e.g. one that prepends a marker to every text it is given) gets the whole text at
+/// once. The special tokens of `add_special_tokens` come with the first piece and must be a
+/// prefix (a BOS); a tokenizer that adds one at the end also gets the whole text.
+pub fn encode_in_pieces(
+    codec: &dyn TextCodec,
+    text: &str,
+    add_special_tokens: bool,
+) -> Result<Vec<u32>, TextError> {
+    encode_in_pieces_of(codec, text, add_special_tokens, ENCODE_PIECE_BYTES)
+}
+
+fn encode_in_pieces_of(
+    codec: &dyn TextCodec,
+    text: &str,
+    add_special_tokens: bool,
+    piece_bytes: usize,
+) -> Result<Vec<u32>, TextError> {
+    let cuts = piece_cuts(codec, text, piece_bytes)?;
+    if cuts.len() <= 2 {
+        return codec.encode(text, add_special_tokens);
+    }
+    let first = &text[..cuts[1]];
+    let mut ids = codec.encode(first, add_special_tokens)?;
+    if add_special_tokens && !ids.ends_with(&codec.encode(first, false)?) {
+        return codec.encode(text, add_special_tokens);
+    }
+    for piece in cuts[1..].windows(2) {
+        ids.extend(codec.encode(&text[piece[0]..piece[1]], false)?);
+    }
+    Ok(ids)
+}
+
+/// Where [`encode_in_pieces_of`] cuts `text`: 0, the cuts, `text.len()`.
+fn piece_cuts(
+    codec: &dyn TextCodec,
+    text: &str,
+    piece_bytes: usize,
+) -> Result<Vec<usize>, TextError> {
+    let bytes = text.as_bytes();
+    let mut cuts = vec![0];
+    let mut failed = 0;
+    let mut at = piece_bytes.max(1);
+    while at < bytes.len() && failed < MAX_FAILED_CUTS {
+        let Some(space) = (at.max(1)..bytes.len().saturating_sub(1)).find(|&i| {
+            bytes[i] == b' '
+                && bytes[i - 1].is_ascii_alphabetic()
+                && bytes[i + 1].is_ascii_alphabetic()
+        }) else {
+            break;
+        };
+        if cut_is_transparent(codec, text, space)? {
+            cuts.push(space);
+            at = space + piece_bytes;
+        } else {
+            failed += 1;
+            at = space + 1;
+        }
+    }
+    cuts.push(text.len());
+    Ok(cuts)
+}
+
+/// Whether tokenizing the text around byte `cut` in one piece gives the ids of its two sides.
+fn cut_is_transparent(codec: &dyn TextCodec, text: &str, cut: usize) -> Result<bool, TextError> {
+    let mut lo = cut.saturating_sub(CUT_CHECK_BYTES);
+    while !text.is_char_boundary(lo) {
+        lo -= 1;
+    }
+    let mut hi = (cut + CUT_CHECK_BYTES).min(text.len());
+    while !text.is_char_boundary(hi) {
+        hi += 1;
+    }
+    let mut apart = codec.encode(&text[lo..cut], false)?;
+    apart.extend(codec.encode(&text[cut..hi], false)?);
+    Ok(codec.encode(&text[lo..hi], false)? == apart)
+}
+
 /// Where to cut `text` near `at` bytes: before the last whitespace character at or before it
 /// (in its second half), else at a character boundary.
 fn prefix_cut(text: &str, at: usize) -> usize {
@@ -401,6 +495,68 @@ mod tests {
         fn eos_token_id(&self) -> Option<u32> {
             None
         }
+    }
+
+    fn llama() -> ModelText {
+        ModelText(llm_emu_text::TextModel::load(&llm_emu_text::TokenizerSource::Builtin).unwrap())
+    }
+
+    #[test]
+    fn a_text_tokenized_in_pieces_gives_the_ids_of_the_whole() {
+        let codec = llama();
+        let text = "The fox's den, 12345 metres away!  Twice  spaced\n\nnew lines\tand tabs, \
+                    naïve café ünïcode 日本語 text; punctuation... (brackets) [x] {y} 'quoted' \
+                    words don't can't it'll we've I'm they're Hello World again ";
+        let text = text.repeat(40);
+        for add in [false, true] {
+            let whole = codec.encode(&text, add).unwrap();
+            let cuts = piece_cuts(&codec, &text, 300).unwrap();
+            assert!(cuts.len() > 10, "{} cuts", cuts.len());
+            assert_eq!(encode_in_pieces_of(&codec, &text, add, 300).unwrap(), whole);
+        }
+        // No place to cut: one piece.
+        let dense = "x".repeat(5000);
+        assert_eq!(piece_cuts(&codec, &dense, 300).unwrap(), vec![0, 5000]);
+        assert_eq!(
+            encode_in_pieces_of(&codec, &dense, true, 300).unwrap(),
+            codec.encode(&dense, true).unwrap()
+        );
+    }
+
+    /// A tokenizer that marks the start of every text it is given cannot be cut.
+    struct Marking;
+
+    impl TextCodec for Marking {
+        fn encode(&self, text: &str, add: bool) -> Result<Vec<u32>, TextError> {
+            let mut ids = vec![999];
+            ids.extend(IdText.encode(text, add)?);
+            Ok(ids)
+        }
+        fn decode(&self, ids: &[u32], skip: bool) -> Result<String, TextError> {
+            IdText.decode(ids, skip)
+        }
+        fn render_chat(&self, m: &Value, o: &ChatOptions) -> Result<String, TextError> {
+            IdText.render_chat(m, o)
+        }
+        fn detokenizer(&self, p: &[u32], o: DetokOptions) -> Box<dyn Detokenizer> {
+            IdText.detokenizer(p, o)
+        }
+        fn eos_token_id(&self) -> Option<u32> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_tokenizer_that_is_not_local_gets_the_whole_text() {
+        let text = "alpha beta gamma ".repeat(200);
+        assert_eq!(
+            piece_cuts(&Marking, &text, 100).unwrap(),
+            vec![0, text.len()]
+        );
+        assert_eq!(
+            encode_in_pieces_of(&Marking, &text, false, 100).unwrap(),
+            Marking.encode(&text, false).unwrap()
+        );
     }
 
     #[test]

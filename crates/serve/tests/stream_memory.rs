@@ -1,6 +1,7 @@
-//! A client that sends a request with a 4 MB `request_id` and then does not read the stream:
-//! every SSE chunk repeats the id, so the server must not gather the queued events into one
-//! ever larger buffer. Alone in its test binary, so that the process's RSS is this test's.
+//! Memory per request, measured as the process's RSS (the tests of this binary take turns, so
+//! that the RSS is one test's): a client that sends a request with a 4 MB `request_id` and then
+//! does not read the stream (every SSE chunk repeats the id, so the server must not gather the
+//! queued events into one ever larger buffer), and `/tokenize` of a long text.
 
 mod common;
 
@@ -64,8 +65,12 @@ async fn growth_over(before: u64) -> u64 {
     peak
 }
 
+/// Held by each test for its whole run.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_4_mb_request_id_to_a_reader_that_does_not_read_keeps_memory_bounded() {
+    let _alone = ALONE.lock().await;
     let s = TestServer::start(Setup {
         step_us: 200,
         ..Setup::default()
@@ -113,5 +118,67 @@ async fn a_4_mb_request_id_to_a_reader_that_does_not_read_keeps_memory_bounded()
         assert!(done, "{path}: the stream ends with [DONE]");
         assert!(bytes > events * (4 << 20), "{path}: {bytes} bytes");
     }
+    s.stop().await;
+}
+
+/// Largest RSS over `before` while `work` runs, sampled every 10 ms.
+async fn peak_growth_during<F: std::future::Future>(before: u64, work: F) -> (F::Output, u64) {
+    tokio::pin!(work);
+    let mut peak = 0;
+    loop {
+        tokio::select! {
+            out = &mut work => {
+                peak = peak.max(rss_bytes().saturating_sub(before));
+                return (out, peak);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                peak = peak.max(rss_bytes().saturating_sub(before));
+            }
+        }
+    }
+}
+
+/// How much `/tokenize` may cost per byte of body: the ids, their strings and the answer (its
+/// ids and strings as JSON, held by this test's client too) are a few times the text, plus
+/// about 110 MiB for the piece of text being tokenized. Tokenized in one piece (the tokenizers
+/// library holds about 110 bytes per byte of text while it encodes), with the answer built as a
+/// JSON tree, 9.5 MB grew the process by 1095 MiB (114 times); now by 156 MiB.
+const TOKENIZE_GROWTH_PER_BODY_BYTE: u64 = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenize_of_a_long_text_costs_a_few_times_its_size() {
+    let _alone = ALONE.lock().await;
+    let s = TestServer::start(Setup {
+        real_tokenizer: true,
+        ..Setup::default()
+    });
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(10_000_000 / 44);
+    let body = serde_json::to_vec(&json!({"prompt": prompt, "return_token_strs": true})).unwrap();
+    drop(prompt);
+    let size = body.len() as u64;
+    let before = rss_bytes();
+    let ((st, answer), growth) =
+        peak_growth_during(before, s.call("POST", "/tokenize", body)).await;
+    eprintln!(
+        "/tokenize of {} MB: RSS {} MiB before, peak growth {} MiB ({}x the body)",
+        size >> 20,
+        before >> 20,
+        growth >> 20,
+        growth / size
+    );
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let count = v["count"].as_u64().unwrap();
+    assert!(count > 1_000_000, "{count} tokens");
+    assert_eq!(v["tokens"].as_array().unwrap().len() as u64, count);
+    assert_eq!(v["token_strs"].as_array().unwrap().len() as u64, count);
+    assert_eq!(v["token_strs"][2], "Ġquick");
+    drop(v);
+    assert!(
+        growth < TOKENIZE_GROWTH_PER_BODY_BYTE * size,
+        "RSS grew by {} MiB for a {} MB body",
+        growth >> 20,
+        size >> 20
+    );
     s.stop().await;
 }
