@@ -481,3 +481,60 @@ async fn detokenize_of_millions_of_ids_is_parsed_off_the_workers() {
 /// Parsed and answered on the HTTP workers, two bodies of 8 M ids held `/health` over 300 ms
 /// here (6 M: 450 ms); off them, under 100 ms.
 const DETOKENIZE_HEALTH_BOUND: Duration = Duration::from_millis(300);
+
+/// With `--trust-request-chat-template`, a template inside `chat_template_kwargs` is used as
+/// vLLM 0.19 uses it (when the request gives no `chat_template` of its own), and a `null`
+/// template, at either place, means the tokenizer's own. Both were refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_templates_in_kwargs_and_null_templates_are_served_as_vllm_serves_them() {
+    let s = TestServer::start(Setup {
+        real_tokenizer: true,
+        trust_request_chat_template: true,
+        ..Setup::default()
+    });
+    let tpl = "{% for m in messages %}<<{{ m.content }}>>{% endfor %}";
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    let (st, direct) = s
+        .json(
+            "/tokenize",
+            json!({"messages": messages, "chat_template": tpl}),
+        )
+        .await;
+    assert_eq!(st, 200, "{direct}");
+    let (st, in_kwargs) = s
+        .json(
+            "/tokenize",
+            json!({"messages": messages, "chat_template_kwargs": {"chat_template": tpl}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{in_kwargs}");
+    assert_eq!(in_kwargs["tokens"], direct["tokens"]);
+    // The request's own template wins over the one in the kwargs.
+    let (_, both) = s
+        .json(
+            "/tokenize",
+            json!({"messages": messages, "chat_template": tpl,
+                   "chat_template_kwargs": {"chat_template": "{{ 'other' }}"}}),
+        )
+        .await;
+    assert_eq!(both["tokens"], direct["tokens"]);
+    let (_, own) = s.json("/tokenize", json!({"messages": messages})).await;
+    assert_ne!(own["tokens"], direct["tokens"]);
+    for nulls in [
+        json!({"chat_template": null}),
+        json!({"chat_template_kwargs": {"chat_template": null}}),
+        json!({"chat_template": null, "chat_template_kwargs": {"chat_template": null}}),
+    ] {
+        let mut body = json!({"messages": messages, "max_tokens": 2});
+        for (k, v) in nulls.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, v) = s.json("/v1/chat/completions", body.clone()).await;
+        assert_eq!(st, 200, "{body}: {v}");
+        body.as_object_mut().unwrap().remove("max_tokens");
+        let (st, v) = s.json("/tokenize", body.clone()).await;
+        assert_eq!(st, 200, "{body}: {v}");
+        assert_eq!(v["tokens"], own["tokens"], "{body}");
+    }
+    s.stop().await;
+}

@@ -319,6 +319,23 @@ fn normalize_tools(tools: &Value) -> Result<Value, TextError> {
 
 const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
 
+/// The template a request asks for, as vLLM 0.19 picks it: the request's `chat_template` unless
+/// it is empty (`request.chat_template or default`), else a `chat_template` string inside
+/// `chat_template_kwargs` (vLLM merges the kwargs under `chat_template=…` and leaves the kwarg
+/// when that is `None`), else none (the tokenizer's own). A `null` or empty one is no template.
+fn requested_template(opts: &ChatTemplateOptions) -> Result<Option<&str>, TextError> {
+    if let Some(t) = opts.chat_template.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(t));
+    }
+    match opts.chat_template_kwargs.get("chat_template") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) => Ok(Some(t.as_str()).filter(|t| !t.is_empty())),
+        Some(other) => Err(TextError::InvalidMessages(format!(
+            "chat_template in chat_template_kwargs must be a string, got {other}"
+        ))),
+    }
+}
+
 pub(crate) fn render(
     model: &TextModel,
     messages: &Value,
@@ -329,18 +346,16 @@ pub(crate) fn render(
             "continue_final_message and add_generation_prompt cannot both be true".into(),
         ));
     }
-    for bad in ["chat_template", "tokenize"] {
-        if opts.chat_template_kwargs.contains_key(bad) {
-            return Err(TextError::InvalidMessages(format!(
-                "unexpected chat template kwarg {bad:?}"
-            )));
-        }
+    if opts.chat_template_kwargs.contains_key("tokenize") {
+        return Err(TextError::InvalidMessages(
+            "unexpected chat template kwarg \"tokenize\"".into(),
+        ));
     }
     let has_tools = opts.tools.as_ref().is_some_and(|t| !t.is_null());
     let template = model
         .inner
         .chat_templates
-        .select(opts.chat_template.as_deref(), has_tools)?;
+        .select(requested_template(opts)?, has_tools)?;
     let format = detect_content_format(template);
     let mut chat = parse_messages(messages, format)?;
 
@@ -388,7 +403,10 @@ pub(crate) fn render(
     // add_generation_prompt on top.
     let mut ctx: Map<String, Value> = model.special_tokens_map().clone();
     for (k, v) in &opts.chat_template_kwargs {
-        ctx.insert(k.clone(), v.clone());
+        // `chat_template` is `apply_chat_template`'s own parameter, not a template variable.
+        if k != "chat_template" {
+            ctx.insert(k.clone(), v.clone());
+        }
     }
     ctx.insert("messages".into(), Value::Array(chat));
     let tools = match &opts.tools {
@@ -501,6 +519,7 @@ fn environment(printed: Arc<AtomicUsize>) -> Environment<'static> {
     env.set_keep_trailing_newline(false);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", tojson);
+    bounded::add_filters(&mut env);
     env.set_formatter(move |out, state, value| python_formatter(out, state, value, &printed));
     env.add_function("raise_exception", |msg: String| -> Result<JValue, JError> {
         Err(JError::new(ErrorKind::InvalidOperation, msg))
@@ -509,6 +528,244 @@ fn environment(printed: Arc<AtomicUsize>) -> Environment<'static> {
         crate::strftime::strftime_now(&fmt).map_err(|m| JError::new(ErrorKind::InvalidOperation, m))
     });
     env
+}
+
+/// Filters that can build a value far larger than their input (`indent`, `replace`, `join`,
+/// `list`, `string`, `center`) replaced by versions that refuse to make one larger than
+/// [`TEMPLATE_OUTPUT_LIMIT_BYTES`] (items, for `list`) before building it: without printing
+/// anything, `('a\n' * 1000000)|indent(100000)` asked for 100 GB and aborted the process.
+/// minijinja's operators cannot be replaced: `*` refuses strings over 100 MB itself, and
+/// sequences repeated by `*` stay lazy until a filter or a print makes them real.
+mod bounded {
+    use super::{output_limit_message, TEMPLATE_OUTPUT_LIMIT_BYTES};
+    use minijinja::value::{Kwargs, Value as JValue};
+    use minijinja::{Environment, Error as JError, ErrorKind};
+    use std::fmt::Write as _;
+
+    /// The error of a value that would pass the limit (reported as the output limit).
+    fn too_large() -> JError {
+        JError::new(ErrorKind::WriteFailure, output_limit_message())
+    }
+
+    fn check(len: usize) -> Result<(), JError> {
+        if len > TEMPLATE_OUTPUT_LIMIT_BYTES {
+            Err(too_large())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn add_filters(env: &mut Environment<'static>) {
+        env.add_filter("indent", indent);
+        env.add_filter("replace", replace);
+        env.add_filter("join", join);
+        env.add_filter("list", list);
+        env.add_filter("string", string);
+        env.add_filter("center", center);
+    }
+
+    /// A `String` that refuses to grow past the limit (a `Display` writing into it stops).
+    struct Capped(String);
+
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            if self.0.len() + s.len() > TEMPLATE_OUTPUT_LIMIT_BYTES {
+                return Err(std::fmt::Error);
+            }
+            self.0.push_str(s);
+            Ok(())
+        }
+    }
+
+    /// `value` as text (`str()`), refused past the limit without building more of it.
+    fn text_of(value: &JValue) -> Result<String, JError> {
+        if let Some(s) = value.as_str() {
+            return Ok(s.to_string());
+        }
+        // A sequence prints at least a byte per item; its `Display` goes through every item
+        // even once the writer refuses more, so a long one is refused by its length first.
+        if value.len().is_some_and(|n| n > TEMPLATE_OUTPUT_LIMIT_BYTES) {
+            return Err(too_large());
+        }
+        let mut out = Capped(String::new());
+        write!(out, "{value}").map_err(|_| too_large())?;
+        Ok(out.0)
+    }
+
+    /// minijinja's `indent` (width, `first`, `blank`), its size checked first.
+    fn indent(
+        value: JValue,
+        width: Option<usize>,
+        first: Option<bool>,
+        blank: Option<bool>,
+        kwargs: Kwargs,
+    ) -> Result<JValue, JError> {
+        let width = match width {
+            Some(w) => w,
+            None => kwargs.get::<Option<usize>>("width")?.unwrap_or(4),
+        };
+        let first = match first {
+            Some(f) => f,
+            None => kwargs.get::<Option<bool>>("first")?.unwrap_or(false),
+        };
+        let blank = match blank {
+            Some(b) => b,
+            None => kwargs.get::<Option<bool>>("blank")?.unwrap_or(false),
+        };
+        kwargs.assert_all_used()?;
+        let text = text_of(&value)?;
+        let lines = text.matches('\n').count() + 1;
+        check(text.len().saturating_add(lines.saturating_mul(width)))?;
+        let input = strip_trailing_newline(&text);
+        let pad = " ".repeat(width);
+        let mut out = String::with_capacity(input.len() + lines * width);
+        let mut iter = input.split('\n');
+        if !first {
+            out.push_str(iter.next().unwrap_or_default());
+            out.push('\n');
+        }
+        for line in iter {
+            if !line.is_empty() {
+                out.push_str(&pad);
+                out.push_str(line);
+            } else if blank {
+                out.push_str(&pad);
+            }
+            out.push('\n');
+        }
+        let end = strip_trailing_newline(&out).len();
+        out.truncate(end);
+        Ok(JValue::from(out))
+    }
+
+    fn strip_trailing_newline(s: &str) -> &str {
+        let s = s.strip_suffix('\n').unwrap_or(s);
+        s.strip_suffix('\r').unwrap_or(s)
+    }
+
+    /// `replace(old, new[, count])`, its size checked first.
+    fn replace(
+        value: JValue,
+        from: JValue,
+        to: JValue,
+        count: Option<usize>,
+    ) -> Result<JValue, JError> {
+        let (text, from, to) = (text_of(&value)?, text_of(&from)?, text_of(&to)?);
+        let found = text.matches(from.as_str()).count();
+        let n = count.map_or(found, |c| c.min(found));
+        let grows = to.len().saturating_sub(from.len());
+        check(text.len().saturating_add(n.saturating_mul(grows)))?;
+        Ok(JValue::from(match count {
+            Some(c) => text.replacen(from.as_str(), &to, c),
+            None => text.replace(from.as_str(), &to),
+        }))
+    }
+
+    /// `join(sep)`, refused once the result (each item counted at least a byte) passes the
+    /// limit.
+    fn join(value: JValue, joiner: Option<JValue>) -> Result<JValue, JError> {
+        let joiner = match joiner {
+            Some(j) => text_of(&j)?,
+            None => String::new(),
+        };
+        if value.is_undefined() || value.is_none() {
+            return Ok(JValue::from(""));
+        }
+        if let Some(s) = value.as_str() {
+            let chars = s.chars().count();
+            check(s.len().saturating_add(chars.saturating_mul(joiner.len())))?;
+        } else if let Some(n) = value.len() {
+            // Each item is charged at least a byte.
+            check(n)?;
+        }
+        let mut out = Capped(String::new());
+        let mut charged = 0usize;
+        for (i, item) in value.try_iter()?.enumerate() {
+            if i > 0 {
+                out.write_str(&joiner).map_err(|_| too_large())?;
+            }
+            let before = out.0.len();
+            match item.as_str() {
+                Some(s) => out.write_str(s),
+                None => write!(out, "{item}"),
+            }
+            .map_err(|_| too_large())?;
+            charged = charged.saturating_add((out.0.len() - before).max(1));
+            check(charged)?;
+        }
+        Ok(JValue::from(out.0))
+    }
+
+    /// Items `list` may make (each a value of a few dozen bytes).
+    const MAX_LIST_ITEMS: usize = TEMPLATE_OUTPUT_LIMIT_BYTES / 8;
+
+    /// `list`, refused past [`MAX_LIST_ITEMS`] items.
+    fn list(value: JValue) -> Result<JValue, JError> {
+        if value.is_undefined() {
+            return Ok(JValue::from(Vec::<JValue>::new()));
+        }
+        if let Some(n) = value.len() {
+            if n > MAX_LIST_ITEMS {
+                return Err(too_large());
+            }
+        }
+        let mut items = Vec::new();
+        for item in value.try_iter()? {
+            if items.len() >= MAX_LIST_ITEMS {
+                return Err(too_large());
+            }
+            items.push(item);
+        }
+        Ok(JValue::from(items))
+    }
+
+    /// `string`, refused past the limit.
+    fn string(value: JValue) -> Result<JValue, JError> {
+        if value.as_str().is_some() {
+            return Ok(value);
+        }
+        Ok(JValue::from(text_of(&value)?))
+    }
+
+    /// `center(width)`, its size checked first.
+    fn center(value: JValue, width: Option<usize>) -> Result<JValue, JError> {
+        let width = width.unwrap_or(80);
+        check(width)?;
+        let text = text_of(&value)?;
+        let len = text.chars().count();
+        if len >= width {
+            return Ok(JValue::from(text));
+        }
+        let left = (width - len) / 2;
+        let right = width - len - left;
+        Ok(JValue::from(format!(
+            "{}{text}{}",
+            " ".repeat(left),
+            " ".repeat(right)
+        )))
+    }
+
+    /// Refuses a `tojson` of a value whose JSON passes the limit, before building it.
+    pub(super) fn check_json_size(value: &JValue) -> Result<(), JError> {
+        struct Counting(usize);
+        impl std::io::Write for Counting {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0 += b.len();
+                if self.0 > TEMPLATE_OUTPUT_LIMIT_BYTES {
+                    return Err(std::io::Error::other("too large"));
+                }
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = Counting(0);
+        match serde_json::to_writer(&mut w, value) {
+            Err(_) if w.0 > TEMPLATE_OUTPUT_LIMIT_BYTES => Err(too_large()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Jinja2 prints values with Python's `str()`: `None`, `True`/`False`, and containers as their
@@ -530,7 +787,11 @@ fn python_formatter(
         }
     };
     match value.kind() {
-        ValueKind::None | ValueKind::Bool | ValueKind::Seq | ValueKind::Map => {
+        ValueKind::None
+        | ValueKind::Bool
+        | ValueKind::Seq
+        | ValueKind::Iterable
+        | ValueKind::Map => {
             let mut s = String::new();
             py_repr(&mut s, value, true);
             charge(s.len())?;
@@ -554,10 +815,14 @@ fn py_repr(out: &mut String, v: &JValue, top: bool) {
         ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
         ValueKind::String if top => out.push_str(v.as_str().unwrap_or_default()),
         ValueKind::String => py_str_repr(out, v.as_str().unwrap_or_default()),
-        ValueKind::Seq => {
+        ValueKind::Seq | ValueKind::Iterable => {
             out.push('[');
             if let Ok(iter) = v.try_iter() {
                 for (i, x) in iter.enumerate() {
+                    if out.len() > TEMPLATE_OUTPUT_LIMIT_BYTES {
+                        // Past the limit already: the caller refuses it; stop building.
+                        break;
+                    }
                     if i > 0 {
                         out.push_str(", ");
                     }
@@ -570,6 +835,9 @@ fn py_repr(out: &mut String, v: &JValue, top: bool) {
             out.push('{');
             if let Ok(iter) = v.try_iter() {
                 for (i, k) in iter.enumerate() {
+                    if out.len() > TEMPLATE_OUTPUT_LIMIT_BYTES {
+                        break;
+                    }
                     if i > 0 {
                         out.push_str(", ");
                     }
@@ -645,6 +913,7 @@ fn tojson(value: JValue, kwargs: Kwargs) -> Result<String, JError> {
         None if indent.is_some() => (",".to_string(), ": ".to_string()),
         None => (", ".to_string(), ": ".to_string()),
     };
+    bounded::check_json_size(&value)?;
     let json = serde_json::to_value(&value)
         .map_err(|e| JError::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let dumper = crate::pyjson::PyJson {
@@ -655,4 +924,61 @@ fn tojson(value: JValue, kwargs: Kwargs) -> Result<String, JError> {
         sort_keys: sort_keys.unwrap_or(false),
     };
     Ok(dumper.dumps(&json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_str(template: &str) -> Result<String, TextError> {
+        let env = environment(Arc::new(AtomicUsize::new(0)));
+        let tmpl = env
+            .template_from_str(template)
+            .map_err(|e| TextError::Template(describe(&e)))?;
+        tmpl.render(JValue::UNDEFINED).map_err(|e| render_error(&e))
+    }
+
+    #[test]
+    fn bounded_filters_give_minijinjas_results() {
+        let cases = [
+            ("{{ 'a\\nb\\n\\nc\\n'|indent(2) }}", "a\n  b\n\n  c"),
+            (
+                "{{ 'a\\nb\\n\\nc'|indent(2, true, true) }}",
+                "  a\n  b\n  \n  c",
+            ),
+            ("{{ 'a\\nb'|indent(width=3, first=true) }}", "   a\n   b"),
+            ("{{ 'a-b-c'|replace('-', '+') }}", "a+b+c"),
+            ("{{ 'a-b-c'|replace('-', '', 1) }}", "ab-c"),
+            ("{{ [1, 'x', none]|join(', ') }}", "1, x, None"),
+            ("{{ 'abc'|join('.') }}", "a.b.c"),
+            ("{{ ('ab'|list)[1] }}{{ (range(3)|list)|length }}", "b3"),
+            ("{{ [1, 2]|string }}", "[1, 2]"),
+            ("[{{ 'ab'|center(6) }}]", "[  ab  ]"),
+            ("{{ {'a': [1, 'x']}|tojson }}", "{\"a\": [1, \"x\"]}"),
+        ];
+        for (tpl, want) in cases {
+            assert_eq!(render_str(tpl).unwrap(), want, "{tpl}");
+        }
+    }
+
+    #[test]
+    fn filters_refuse_values_past_the_output_limit_before_building_them() {
+        for tpl in [
+            "{% set s = ('a\\n' * 1000000)|indent(100000) %}{{ s|length }}",
+            "{% set s = ('a' * 1000000)|replace('a', 'b' * 100000) %}{{ s|length }}",
+            "{% set s = ([1] * 1000000000)|join(',') %}{{ s|length }}",
+            "{% set s = ([''] * 1000000000)|join %}{{ s|length }}",
+            "{{ ([1] * 1000000000)|list|length }}",
+            "{{ ([1] * 1000000000)|string|length }}",
+            "{{ ([1] * 1000000000)|tojson|length }}",
+            "{{ 'a'|center(1000000000000) }}",
+            "{{ [1] * 1000000000 }}",
+        ] {
+            let e = render_str(tpl).unwrap_err();
+            assert!(
+                matches!(&e, TextError::TemplateLimit(m) if m == &output_limit_message()),
+                "{tpl}: {e:?}"
+            );
+        }
+    }
 }
