@@ -17,7 +17,8 @@
 //! MoE layer time     = moe.csv at (tokens per rank, activated per rank)
 //! ```
 //!
-//! (the slowest rank's time; all ranks are equal here). `round` is Python's, ties to even.
+//! (the slowest rank's time; all ranks are equal here). `round` is Python's, ties to even; a
+//! step with tokens prices at least one token and one expert per rank (the peer prices 0).
 //! See `docs/operator-profiles.md`, "Mixture-of-experts layers".
 
 use super::tables::{axis_bracket, interp, Csv, Table1D};
@@ -138,13 +139,15 @@ pub(crate) struct MoeBlock {
 }
 
 impl MoeBlock {
-    /// One MoE layer in ns for `tokens` entering it (0 when no rank receives a token).
+    /// One MoE layer in ns for `tokens` entering it (0 for none). Beyond the peer: the busiest
+    /// rank has at least one token and one expert when any token enters (the peer's expected
+    /// load rounds to 0 below half a token, e.g. 1 token, k = 2, ep = 4, and drops the layer).
     pub fn layer_ns(&self, tokens: u64) -> f64 {
-        let (local, activated) = self.routing.per_rank(tokens);
-        if local == 0 {
+        if tokens == 0 {
             return 0.0;
         }
-        self.table.lookup_ns(local, activated.max(1))
+        let (local, activated) = self.routing.per_rank(tokens);
+        self.table.lookup_ns(local.max(1), activated.max(1))
     }
 }
 
