@@ -7,9 +7,11 @@
 use crate::gpu::{GpuSpec, UnknownGpu, DEFAULT_GPU};
 use crate::latency::{
     latency_spec_for_profile, HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError,
-    RecordedTpLink,
+    ProfileLatency, RecordedTpLink,
 };
-use crate::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape, SizingError};
+use crate::sizing::{
+    check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape, ResolvedShape, SizingError,
+};
 use llm_emu_core::config::ConfigError;
 use llm_emu_core::cudagraph::CudaGraphSizes;
 use llm_emu_core::{EngineConfig, SchedulingPolicy};
@@ -150,19 +152,43 @@ pub struct ResolvedEngine {
 
 impl EngineArgs {
     /// The model's shape: `model_config`, else `model` (path, Hugging Face cache, built-in
-    /// table), else built-in Llama-3.1-8B. Reads files.
+    /// table), else the model an operator profile's `meta.yaml` names when it resolves, else
+    /// built-in Llama-3.1-8B. Reads files.
     pub fn model_shape(&self) -> Result<ModelShape, ResolveError> {
+        self.model_shape_noted().map(|(shape, _)| shape)
+    }
+
+    /// [`Self::model_shape`], with a note when a name was read as a post-trained release of a
+    /// known base (`Qwen/Qwen3-30B-A3B-Instruct-2507` → `Qwen/Qwen3-30B-A3B`).
+    pub fn model_shape_noted(&self) -> Result<(ModelShape, Vec<Notice>), ResolveError> {
+        let noted = |r: ResolvedShape| (r.shape, r.note.into_iter().map(Notice::Note).collect());
         Ok(match (&self.model_config, &self.model) {
             (Some(p), _) => {
                 let shown = || p.display().to_string();
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| ResolveError::ReadModelConfig(shown(), e))?;
-                ModelShape::from_hf_config_json(&text)
-                    .map_err(|e| ResolveError::ModelConfig(shown(), e))?
+                let shape = ModelShape::from_hf_config_json(&text)
+                    .map_err(|e| ResolveError::ModelConfig(shown(), e))?;
+                (shape, Vec::new())
             }
-            (None, Some(name)) => ModelShape::resolve(name)?,
-            (None, None) => ModelShape::llama_3_1_8b(),
+            (None, Some(name)) => noted(ModelShape::resolve_noted(name)?),
+            (None, None) => match self.profiled_model() {
+                Some(r) => noted(r),
+                None => (ModelShape::llama_3_1_8b(), Vec::new()),
+            },
         })
+    }
+
+    /// The shape of the model the operator profile's `meta.yaml` names (the `profile:` spec's
+    /// directory, else a `--profile` directory), when it resolves.
+    fn profiled_model(&self) -> Option<ResolvedShape> {
+        let dir = match (&self.latency, &self.profile) {
+            (Some(LatencySpec::Profile { dir, .. }), _) => dir.clone(),
+            (None, Some(p)) if p.join("meta.yaml").is_file() => p.clone(),
+            _ => return None,
+        };
+        let name = ProfileLatency::measured_model(&dir).ok()??;
+        ModelShape::resolve_noted(&name).ok()
     }
 
     /// The GPU (default: the RTX PRO 6000 the built-in profile was measured on).

@@ -336,6 +336,17 @@ impl ProfileLatency {
         })
     }
 
+    /// The model `dir/meta.yaml` says the profile was measured with (`model:`, quotes
+    /// removed), for resolving the shape when no model is named: a post-trained release name
+    /// resolves through its base (`ModelShape::resolve_noted`).
+    pub fn measured_model(dir: &Path) -> Result<Option<String>, ProfileError> {
+        let meta = Meta::read(&dir.join("meta.yaml"))?;
+        Ok(meta
+            .get("model")
+            .map(|m| m.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+            .filter(|m| !m.is_empty()))
+    }
+
     /// The largest profiled value of each axis of [`AXES`].
     fn extent(&self) -> [u64; AXES.len()] {
         let last = |t: &Table1D| t.keys.last().copied().unwrap_or(0.0) as u64;
