@@ -10,7 +10,9 @@
 //! A Llama block's dense rows are `layernorm` twice (input and post-attention), `qkv_proj`,
 //! `rotary_emb`, `o_proj`, `gate_up_proj`, `act_fn`, `down_proj` (plus `qk_norm` once when the
 //! profile has it, as Qwen3 does). Every row is looked up as whole nanoseconds (the peer's
-//! `latency_ns`), so the sum is exact.
+//! `latency_ns`), so the sum is exact. A mixture-of-experts layer runs the profile's measured
+//! MoE block (`tp1/moe.csv`) instead of the three MLP rows, at the per-rank load of a balanced
+//! gate; see `moe.rs` and `docs/operator-profiles-moe.md`.
 //!
 //! Beyond the peer: token-wise operators are priced at the engine's CUDA-graph-padded batch
 //! ([`StepBatch::padded_tokens`]), the profile's `overheads.yaml` adds a measured per-step device

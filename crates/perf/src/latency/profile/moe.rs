@@ -19,7 +19,7 @@
 //!
 //! (the slowest rank's time; all ranks are equal here). `round` is Python's, ties to even; a
 //! step with tokens prices at least one token and one expert per rank (the peer prices 0).
-//! See `docs/operator-profiles.md`, "Mixture-of-experts layers".
+//! See `docs/operator-profiles-moe.md`.
 
 use super::tables::{axis_bracket, interp, Csv, Table1D};
 use super::ProfileError;
