@@ -10,7 +10,8 @@ use crate::latency::{
     ProfileLatency, RecordedTpLink,
 };
 use crate::sizing::{
-    check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape, ResolvedShape, SizingError,
+    check_max_model_len, num_gpu_blocks, release_bases, GpuBudget, ModelShape, ResolvedShape,
+    SizingError,
 };
 use llm_emu_core::config::ConfigError;
 use llm_emu_core::cudagraph::CudaGraphSizes;
@@ -485,11 +486,12 @@ impl ResolvedEngine {
             }
         }
         if let (Some(m), Some(engine_model)) = (model.map(clean), &self.model_name) {
+            // A post-trained release shares its base's architecture and timings.
             let base = |s: &str| {
-                s.trim_end_matches('/')
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(s)
+                let name = s.trim_end_matches('/').rsplit('/').next().unwrap_or(s);
+                release_bases(name)
+                    .pop()
+                    .unwrap_or_else(|| name.to_string())
                     .to_ascii_lowercase()
             };
             if base(&m) != base(engine_model) {

@@ -130,3 +130,33 @@ fn the_profile_meta_names_the_model_when_no_model_is_given() {
         ModelShape::llama_3_1_8b()
     );
 }
+
+#[test]
+fn a_profile_of_a_release_is_not_of_another_model() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/moe-profile");
+    let shape = ModelShape::from_hf_config_json(
+        r#"{"model_type": "qwen3_moe", "num_hidden_layers": 4, "hidden_size": 64,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "intermediate_size": 128, "vocab_size": 1000, "num_experts": 8,
+            "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+            "max_position_embeddings": 4096}"#,
+    )
+    .unwrap();
+    let gpu = llm_emu_perf::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap();
+    let warned = |served: &str| {
+        let args = EngineArgs {
+            model: Some(served.into()),
+            latency: Some(LatencySpec::profile(&fixture)),
+            ..Default::default()
+        };
+        let engine = llm_emu_perf::args::resolve(&args, &shape, gpu).unwrap();
+        let (_, notices) = engine.build_latency(&shape).unwrap();
+        notices
+            .iter()
+            .any(|n| n.to_string().contains("measured with acme/Tiny-MoE"))
+    };
+    // The profile names acme/Tiny-MoE: its chat release is the same model, another is not.
+    assert!(!warned("acme/Tiny-MoE-Chat-2507"));
+    assert!(!warned("acme/Tiny-MoE"));
+    assert!(warned("acme/Other-MoE"));
+}
