@@ -174,22 +174,37 @@ impl EngineArgs {
             }
             (None, Some(name)) => noted(ModelShape::resolve_noted(name)?),
             (None, None) => match self.profiled_model() {
-                Some(r) => noted(r),
+                Some((_, r)) => noted(r),
                 None => (ModelShape::llama_3_1_8b(), Vec::new()),
             },
         })
     }
 
-    /// The shape of the model the operator profile's `meta.yaml` names (the `profile:` spec's
-    /// directory, else a `--profile` directory), when it resolves.
-    fn profiled_model(&self) -> Option<ResolvedShape> {
+    /// The model the operator profile's `meta.yaml` names (the `profile:` spec's directory,
+    /// else a `--profile` directory) and its shape, when it resolves.
+    fn profiled_model(&self) -> Option<(String, ResolvedShape)> {
         let dir = match (&self.latency, &self.profile) {
             (Some(LatencySpec::Profile { dir, .. }), _) => dir.clone(),
             (None, Some(p)) if p.join("meta.yaml").is_file() => p.clone(),
             _ => return None,
         };
         let name = ProfileLatency::measured_model(&dir).ok()??;
-        ModelShape::resolve_noted(&name).ok()
+        let shape = ModelShape::resolve_noted(&name).ok()?;
+        Some((name, shape))
+    }
+
+    /// The model the engine serves by name: `model`, else the one a profile's `meta.yaml`
+    /// names when it resolves, else Llama-3.1-8B (`None` with a `model_config`).
+    fn served_model_name(&self) -> Option<String> {
+        if self.model_config.is_some() {
+            return None;
+        }
+        Some(
+            self.model
+                .clone()
+                .or_else(|| self.profiled_model().map(|(name, _)| name))
+                .unwrap_or_else(|| "meta-llama/Llama-3.1-8B".into()),
+        )
     }
 
     /// The GPU (default: the RTX PRO 6000 the built-in profile was measured on).
@@ -216,7 +231,11 @@ pub fn resolve(
     shape: &ModelShape,
     gpu: &'static GpuSpec,
 ) -> Result<ResolvedEngine, ResolveError> {
-    let mut notices = Vec::new();
+    // The shape's note, when a name was read as a post-trained release of its base.
+    let mut notices = args
+        .model_shape_noted()
+        .map(|(_, notes)| notes)
+        .unwrap_or_default();
     let config = engine_config(args, shape, gpu, &mut notices)?;
     let latency = latency_spec(args, shape, gpu)?;
     Ok(ResolvedEngine {
@@ -228,14 +247,7 @@ pub fn resolve(
             seed: args.seed,
             tp_link: args.run.tp_link.clone(),
         },
-        model_name: match &args.model_config {
-            Some(_) => None,
-            None => Some(
-                args.model
-                    .clone()
-                    .unwrap_or_else(|| "meta-llama/Llama-3.1-8B".into()),
-            ),
-        },
+        model_name: args.served_model_name(),
         notices,
     })
 }

@@ -160,3 +160,32 @@ fn a_profile_of_a_release_is_not_of_another_model() {
     assert!(!warned("acme/Tiny-MoE"));
     assert!(warned("acme/Other-MoE"));
 }
+
+#[test]
+fn the_engine_serves_the_profiled_release_and_notes_its_base() {
+    let dir = scratch("served");
+    std::fs::write(
+        dir.join("meta.yaml"),
+        "model: Qwen/Qwen3-30B-A3B-Instruct-2507\n",
+    )
+    .unwrap();
+    let args = EngineArgs {
+        latency: Some(LatencySpec::profile(&dir)),
+        ..Default::default()
+    };
+    let shape = args.model_shape().unwrap();
+    let gpu = llm_emu_perf::gpu::GpuSpec::lookup("h200").unwrap();
+    let engine = llm_emu_perf::args::resolve(&args, &shape, gpu).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        engine.model_name.as_deref(),
+        Some("Qwen/Qwen3-30B-A3B-Instruct-2507")
+    );
+    assert!(
+        engine.notices.iter().any(|n| n
+            .to_string()
+            .contains("post-trained release of `Qwen/Qwen3-30B-A3B`")),
+        "{:?}",
+        engine.notices
+    );
+}
