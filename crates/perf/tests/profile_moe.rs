@@ -227,3 +227,25 @@ fn moe_csv_rows_are_checked() {
         assert!(s.contains("moe.csv") && s.contains(want), "{s}");
     }
 }
+
+/// Under TP the per-rank tables are `tp<N>/`'s, the MoE block is always `tp1/moe.csv`, and a
+/// TP run without expert parallelism is warned about.
+#[test]
+fn tensor_parallel_runs_read_the_tp1_moe_table() {
+    use llm_emu_perf::latency::LatencyModel;
+    let dir = copy_fixture("tp2", "", None);
+    std::fs::create_dir_all(dir.join("tp2")).unwrap();
+    for f in ["dense.csv", "per_sequence.csv", "attention.csv"] {
+        std::fs::copy(dir.join("tp1").join(f), dir.join("tp2").join(f)).unwrap();
+    }
+    let m = ProfileLatency::load(&dir, &shape(""), 2).unwrap();
+    let prefill = BatchShape::from_requests([(9, 0)]);
+    // The tp2 tables equal tp1's here, so the step is the TP 1 step (731 µs, see above).
+    assert_eq!(m.step_ns(&prefill), 731_000);
+    let warned = |m: &ProfileLatency| m.warnings().iter().any(|w| w.contains("ep=2 prices it"));
+    assert!(warned(&m), "{:?}", m.warnings());
+    let m = m.with_ep_size(2).unwrap();
+    assert!(!warned(&m), "{:?}", m.warnings());
+    assert_eq!(m.step_ns(&prefill), 567_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -581,7 +581,21 @@ impl LatencyModel for ProfileLatency {
                 self.tp
             )
         });
+        let moe_tp = self
+            .moe
+            .as_ref()
+            .filter(|m| self.tp > 1 && m.routing.ep == 1)
+            .map(|_| {
+                format!(
+                    "tensor parallelism {} on a mixture-of-experts model: the MoE block is \
+                     priced whole from tp1/{MOE_FILE} (measured at TP 1), which overstates \
+                     vLLM's TP-sharded experts; ep={} prices it as the peer does (its EP size \
+                     defaults to the TP size)",
+                    self.tp, self.tp
+                )
+            });
         tp.into_iter()
+            .chain(moe_tp)
             .chain(
                 AXES.iter()
                     .zip(self.seen.iter().zip(extent))
