@@ -7,9 +7,12 @@
 use crate::gpu::{GpuSpec, UnknownGpu, DEFAULT_GPU};
 use crate::latency::{
     latency_spec_for_profile, HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError,
-    RecordedTpLink,
+    ProfileLatency, RecordedTpLink,
 };
-use crate::sizing::{check_max_model_len, num_gpu_blocks, GpuBudget, ModelShape, SizingError};
+use crate::sizing::{
+    check_max_model_len, num_gpu_blocks, release_bases, GpuBudget, ModelShape, ResolvedShape,
+    SizingError,
+};
 use llm_emu_core::config::ConfigError;
 use llm_emu_core::cudagraph::CudaGraphSizes;
 use llm_emu_core::{EngineConfig, SchedulingPolicy};
@@ -150,19 +153,58 @@ pub struct ResolvedEngine {
 
 impl EngineArgs {
     /// The model's shape: `model_config`, else `model` (path, Hugging Face cache, built-in
-    /// table), else built-in Llama-3.1-8B. Reads files.
+    /// table), else the model an operator profile's `meta.yaml` names when it resolves, else
+    /// built-in Llama-3.1-8B. Reads files.
     pub fn model_shape(&self) -> Result<ModelShape, ResolveError> {
+        self.model_shape_noted().map(|(shape, _)| shape)
+    }
+
+    /// [`Self::model_shape`], with a note when a name was read as a post-trained release of a
+    /// known base (`Qwen/Qwen3-30B-A3B-Instruct-2507` → `Qwen/Qwen3-30B-A3B`).
+    pub fn model_shape_noted(&self) -> Result<(ModelShape, Vec<Notice>), ResolveError> {
+        let noted = |r: ResolvedShape| (r.shape, r.note.into_iter().map(Notice::Note).collect());
         Ok(match (&self.model_config, &self.model) {
             (Some(p), _) => {
                 let shown = || p.display().to_string();
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| ResolveError::ReadModelConfig(shown(), e))?;
-                ModelShape::from_hf_config_json(&text)
-                    .map_err(|e| ResolveError::ModelConfig(shown(), e))?
+                let shape = ModelShape::from_hf_config_json(&text)
+                    .map_err(|e| ResolveError::ModelConfig(shown(), e))?;
+                (shape, Vec::new())
             }
-            (None, Some(name)) => ModelShape::resolve(name)?,
-            (None, None) => ModelShape::llama_3_1_8b(),
+            (None, Some(name)) => noted(ModelShape::resolve_noted(name)?),
+            (None, None) => match self.profiled_model() {
+                Some((_, r)) => noted(r),
+                None => (ModelShape::llama_3_1_8b(), Vec::new()),
+            },
         })
+    }
+
+    /// The model the operator profile's `meta.yaml` names (the `profile:` spec's directory,
+    /// else a `--profile` directory) and its shape, when it resolves.
+    fn profiled_model(&self) -> Option<(String, ResolvedShape)> {
+        let dir = match (&self.latency, &self.profile) {
+            (Some(LatencySpec::Profile { dir, .. }), _) => dir.clone(),
+            (None, Some(p)) if p.join("meta.yaml").is_file() => p.clone(),
+            _ => return None,
+        };
+        let name = ProfileLatency::measured_model(&dir).ok()??;
+        let shape = ModelShape::resolve_noted(&name).ok()?;
+        Some((name, shape))
+    }
+
+    /// The model the engine serves by name: `model`, else the one a profile's `meta.yaml`
+    /// names when it resolves, else Llama-3.1-8B (`None` with a `model_config`).
+    fn served_model_name(&self) -> Option<String> {
+        if self.model_config.is_some() {
+            return None;
+        }
+        Some(
+            self.model
+                .clone()
+                .or_else(|| self.profiled_model().map(|(name, _)| name))
+                .unwrap_or_else(|| "meta-llama/Llama-3.1-8B".into()),
+        )
     }
 
     /// The GPU (default: the RTX PRO 6000 the built-in profile was measured on).
@@ -189,7 +231,11 @@ pub fn resolve(
     shape: &ModelShape,
     gpu: &'static GpuSpec,
 ) -> Result<ResolvedEngine, ResolveError> {
-    let mut notices = Vec::new();
+    // The shape's note, when a name was read as a post-trained release of its base.
+    let mut notices = args
+        .model_shape_noted()
+        .map(|(_, notes)| notes)
+        .unwrap_or_default();
     let config = engine_config(args, shape, gpu, &mut notices)?;
     let latency = latency_spec(args, shape, gpu)?;
     Ok(ResolvedEngine {
@@ -201,14 +247,7 @@ pub fn resolve(
             seed: args.seed,
             tp_link: args.run.tp_link.clone(),
         },
-        model_name: match &args.model_config {
-            Some(_) => None,
-            None => Some(
-                args.model
-                    .clone()
-                    .unwrap_or_else(|| "meta-llama/Llama-3.1-8B".into()),
-            ),
-        },
+        model_name: args.served_model_name(),
         notices,
     })
 }
@@ -459,11 +498,12 @@ impl ResolvedEngine {
             }
         }
         if let (Some(m), Some(engine_model)) = (model.map(clean), &self.model_name) {
+            // A post-trained release shares its base's architecture and timings.
             let base = |s: &str| {
-                s.trim_end_matches('/')
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(s)
+                let name = s.trim_end_matches('/').rsplit('/').next().unwrap_or(s);
+                release_bases(name)
+                    .pop()
+                    .unwrap_or_else(|| name.to_string())
                     .to_ascii_lowercase()
             };
             if base(&m) != base(engine_model) {

@@ -11,7 +11,7 @@ pub mod step_cycle;
 
 pub use detect::latency_spec_for_profile;
 pub use llm_emu_core::latency::{BatchRequest, LatencyModel, LinearLatency, StepBatch};
-pub use profile::{BatchShape, ProfileError, ProfileLatency};
+pub use profile::{BatchShape, MoeRouting, ProfileError, ProfileLatency, MOE_FILE};
 pub use roofline::RooflineLatency;
 pub use spec::{HardwareDefaults, LatencySpec, RecordedTpLink};
 pub use step_cycle::StepCycleLatency;

@@ -10,7 +10,9 @@
 //! A Llama block's dense rows are `layernorm` twice (input and post-attention), `qkv_proj`,
 //! `rotary_emb`, `o_proj`, `gate_up_proj`, `act_fn`, `down_proj` (plus `qk_norm` once when the
 //! profile has it, as Qwen3 does). Every row is looked up as whole nanoseconds (the peer's
-//! `latency_ns`), so the sum is exact.
+//! `latency_ns`), so the sum is exact. A mixture-of-experts layer runs the profile's measured
+//! MoE block (`tp1/moe.csv`) instead of the three MLP rows, at the per-rank load of a balanced
+//! gate; see `moe.rs` and `docs/operator-profiles-moe.md`.
 //!
 //! Beyond the peer: token-wise operators are priced at the engine's CUDA-graph-padded batch
 //! ([`StepBatch::padded_tokens`]), the profile's `overheads.yaml` adds a measured per-step device
@@ -18,6 +20,7 @@
 //! states per layer when a link bandwidth is known (`tp_link_gbps`); see `overheads.rs`.
 
 mod attention;
+mod moe;
 pub(crate) mod overheads;
 mod skew;
 mod tables;
@@ -26,6 +29,8 @@ use super::{LatencyModel, StepBatch};
 use crate::sizing::ModelShape;
 use attention::AttentionTable;
 use llm_emu_core::Nanos;
+use moe::{MoeBlock, MoeTable};
+pub use moe::{MoeRouting, MOE_FILE};
 pub use overheads::{Overheads, OVERHEADS_FILE};
 use skew::{Meta, SkewFit};
 use std::collections::BTreeMap;
@@ -103,6 +108,21 @@ pub enum ProfileError {
     },
     #[error("tensor-parallel degree must be at least 1")]
     BadTp,
+    #[error(
+        "expert-parallel size {ep} does not divide the model's {num_experts} experts \
+         (it must be at least 1 and divide them)"
+    )]
+    BadEp { ep: u64, num_experts: u64 },
+    #[error(
+        "{path}: missing: the model is a mixture of experts ({moe_layers} of {layers} layers) \
+         and its MoE layers are priced from this table (`tokens,activated_experts,time_us`, \
+         the peer profiler's MoE category, measured at TP 1)"
+    )]
+    MissingMoeTable {
+        path: PathBuf,
+        moe_layers: u64,
+        layers: u64,
+    },
 }
 
 /// A step reduced to what the composition reads.
@@ -164,15 +184,16 @@ impl BatchShape {
 }
 
 /// Dense layer kinds every profile must have, and how many times each runs per block.
-const BLOCK_LAYERS: [(&str, u32); 7] = [
+const BLOCK_LAYERS: [(&str, u32); 4] = [
     ("layernorm", 2),
     ("qkv_proj", 1),
     ("rotary_emb", 1),
     ("o_proj", 1),
-    ("gate_up_proj", 1),
-    ("act_fn", 1),
-    ("down_proj", 1),
 ];
+/// The dense gated MLP's kinds, once each per dense layer: required when the model has a dense
+/// layer (every layer of a dense model; `mlp_only_layers` / `first_k_dense_replace` ones of a
+/// MoE model); a MoE layer runs the `moe.csv` block instead.
+const MLP_LAYERS: [&str; 3] = ["gate_up_proj", "act_fn", "down_proj"];
 /// Optional per-block kinds (Qwen3).
 const OPTIONAL_BLOCK_LAYERS: [(&str, u32); 1] = [("qk_norm", 1)];
 
@@ -181,12 +202,18 @@ pub struct ProfileLatency {
     dir: PathBuf,
     tp: u32,
     num_layers: u64,
+    /// Layers whose MLP is the MoE block (the rest run the dense MLP rows).
+    num_moe_layers: u64,
     /// Bytes of one token's hidden state (bf16), all-reduced twice per layer under TP.
     hidden_bytes: f64,
     embedding: Table1D,
     final_layernorm: Table1D,
-    /// (table, times per block).
+    /// (table, times per block): the rows every layer runs.
     block: Vec<(Table1D, f64)>,
+    /// The dense MLP rows (empty when no layer is dense).
+    mlp: Vec<Table1D>,
+    /// The MoE block, for a mixture-of-experts model.
+    moe: Option<MoeBlock>,
     lm_head: Table1D,
     sampler: Table1D,
     attention: AttentionTable,
@@ -216,7 +243,8 @@ const AXES: [(&str, &str); 6] = [
 
 impl ProfileLatency {
     /// Loads `dir/meta.yaml` and `dir/tp<tp>/{dense,per_sequence,attention}.csv` (plus the
-    /// skew table meta.yaml names for this TP).
+    /// skew table meta.yaml names for this TP, and `dir/tp1/moe.csv` for a mixture-of-experts
+    /// `shape`, its experts on one rank: see [`Self::with_ep_size`]).
     pub fn load(dir: &Path, shape: &ModelShape, tp: u32) -> Result<ProfileLatency, ProfileError> {
         if tp == 0 {
             return Err(ProfileError::BadTp);
@@ -248,6 +276,27 @@ impl ProfileLatency {
                 block.push((t, times as f64));
             }
         }
+        let num_layers = shape.num_hidden_layers;
+        let num_moe_layers = if shape.moe.is_some() {
+            shape.num_moe_layers().min(num_layers)
+        } else {
+            0
+        };
+        let mut mlp = Vec::new();
+        for name in MLP_LAYERS {
+            if num_moe_layers < num_layers {
+                mlp.push(take(&mut dense, &dense_path, name)?);
+            } else {
+                dense.remove(name);
+            }
+        }
+        let moe = match shape.moe.as_ref().filter(|_| num_moe_layers > 0) {
+            Some(m) => Some(MoeBlock {
+                table: load_moe_table(dir, num_moe_layers, num_layers)?,
+                routing: MoeRouting::new(m.num_experts, m.experts_per_token, 1)?,
+            }),
+            None => None,
+        };
         if let Some((layer, (line, _))) = dense.into_iter().next() {
             return Err(ProfileError::UnknownLayer {
                 path: dense_path,
@@ -269,11 +318,14 @@ impl ProfileLatency {
         Ok(ProfileLatency {
             dir: dir.to_path_buf(),
             tp,
-            num_layers: shape.num_hidden_layers,
+            num_layers,
+            num_moe_layers,
             hidden_bytes: shape.hidden_size as f64 * 2.0,
             embedding,
             final_layernorm,
             block,
+            mlp,
+            moe,
             lm_head,
             sampler,
             attention,
@@ -286,6 +338,17 @@ impl ProfileLatency {
         })
     }
 
+    /// The model `dir/meta.yaml` says the profile was measured with (`model:`, quotes
+    /// removed), for resolving the shape when no model is named: a post-trained release name
+    /// resolves through its base (`ModelShape::resolve_noted`).
+    pub fn measured_model(dir: &Path) -> Result<Option<String>, ProfileError> {
+        let meta = Meta::read(&dir.join("meta.yaml"))?;
+        Ok(meta
+            .get("model")
+            .map(|m| m.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+            .filter(|m| !m.is_empty()))
+    }
+
     /// The largest profiled value of each axis of [`AXES`].
     fn extent(&self) -> [u64; AXES.len()] {
         let last = |t: &Table1D| t.keys.last().copied().unwrap_or(0.0) as u64;
@@ -293,7 +356,9 @@ impl ProfileLatency {
             .block
             .iter()
             .map(|(t, _)| last(t))
+            .chain(self.mlp.iter().map(last))
             .chain([last(&self.embedding), last(&self.final_layernorm)])
+            .chain(self.moe.as_ref().map(|m| m.table.max_tokens()))
             .min()
             .unwrap_or(0);
         let seqs = last(&self.lm_head).min(last(&self.sampler));
@@ -304,6 +369,32 @@ impl ProfileLatency {
     /// The tensor-parallel degree whose tables are in use.
     pub fn tp(&self) -> u32 {
         self.tp
+    }
+
+    /// Splits the experts over `ep` expert-parallel ranks (vLLM's `--enable-expert-parallel`
+    /// makes it the TP × DP size): each rank owns `E / ep` experts and the MoE layer costs the
+    /// busiest rank's share (see `moe.rs`). `ep` must be at least 1 and divide the expert
+    /// count; a dense model accepts any `ep` ≥ 1 and is unchanged. The dispatch and combine
+    /// collectives around the block are not priced.
+    pub fn with_ep_size(mut self, ep: u32) -> Result<ProfileLatency, ProfileError> {
+        match self.moe.as_mut() {
+            Some(m) => {
+                m.routing = MoeRouting::new(m.routing.num_experts, m.routing.top_k, ep.into())?
+            }
+            None if ep == 0 => {
+                return Err(ProfileError::BadEp {
+                    ep: 0,
+                    num_experts: 0,
+                })
+            }
+            None => {}
+        }
+        Ok(self)
+    }
+
+    /// The routing of a mixture-of-experts model's MoE layers (`None` for a dense model).
+    pub fn moe_routing(&self) -> Option<MoeRouting> {
+        self.moe.as_ref().map(|m| m.routing)
     }
 
     /// Sets the all-reduce link from a GPU's datasheet when neither `overheads.yaml` nor the
@@ -378,7 +469,8 @@ impl ProfileLatency {
             .max(1.0)
     }
 
-    /// The composed step time in ns.
+    /// The composed step time in ns: every layer runs the common rows and attention, a dense
+    /// layer the MLP rows, a MoE layer the MoE block.
     pub fn step_ns(&self, b: &BatchShape) -> u64 {
         let t = b.tokens;
         let block: f64 = self
@@ -387,8 +479,13 @@ impl ProfileLatency {
             .map(|(tab, times)| times * tab.lookup_ns(t))
             .sum::<f64>()
             + self.attention_ns(b);
+        let mlp: f64 = self.mlp.iter().map(|tab| tab.lookup_ns(t)).sum();
+        let moe = self.moe.as_ref().map_or(0.0, |m| m.layer_ns(t));
+        let dense_layers = self.num_layers - self.num_moe_layers;
         let ns = self.embedding.lookup_ns(t)
             + self.num_layers as f64 * block
+            + dense_layers as f64 * mlp
+            + self.num_moe_layers as f64 * moe
             + self.final_layernorm.lookup_ns(t)
             + self.lm_head.lookup_ns(b.sequences)
             + self.sampler.lookup_ns(b.sequences);
@@ -398,6 +495,22 @@ impl ProfileLatency {
     /// The composed step time in ms (for reports and tests).
     pub fn step_ms(&self, b: &BatchShape) -> f64 {
         self.step_ns(b) as f64 / 1e6
+    }
+}
+
+/// `dir/tp1/moe.csv` (the peer profiles the MoE block at TP 1 only and reads it at any TP);
+/// its absence is [`ProfileError::MissingMoeTable`].
+fn load_moe_table(dir: &Path, moe_layers: u64, layers: u64) -> Result<MoeTable, ProfileError> {
+    let path = dir.join("tp1").join(MOE_FILE);
+    match MoeTable::load(&path) {
+        Err(ProfileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(ProfileError::MissingMoeTable {
+                path,
+                moe_layers,
+                layers,
+            })
+        }
+        r => r,
     }
 }
 
@@ -468,7 +581,21 @@ impl LatencyModel for ProfileLatency {
                 self.tp
             )
         });
+        let moe_tp = self
+            .moe
+            .as_ref()
+            .filter(|m| self.tp > 1 && m.routing.ep == 1)
+            .map(|_| {
+                format!(
+                    "tensor parallelism {} on a mixture-of-experts model: the MoE block is \
+                     priced whole from tp1/{MOE_FILE} (measured at TP 1), which overstates \
+                     vLLM's TP-sharded experts; ep={} prices it as the peer does (its EP size \
+                     defaults to the TP size)",
+                    self.tp, self.tp
+                )
+            });
         tp.into_iter()
+            .chain(moe_tp)
             .chain(
                 AXES.iter()
                     .zip(self.seen.iter().zip(extent))
@@ -499,8 +626,19 @@ impl LatencyModel for ProfileLatency {
         } else {
             "no step overhead".to_string()
         };
+        let moe = self
+            .moe
+            .as_ref()
+            .map(|m| {
+                format!(
+                    ", {} with the MoE block of tp1/{MOE_FILE} ({} experts, top-{}, \
+                     expert parallelism {}, balanced routing)",
+                    self.num_moe_layers, m.routing.num_experts, m.routing.top_k, m.routing.ep
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "profile: {} tp{} ({} layers; {} skew buckets; token-wise operators at the \
+            "profile: {} tp{} ({} layers{moe}; {} skew buckets; token-wise operators at the \
              CUDA-graph-padded batch; {overhead}{})",
             self.dir.display(),
             self.tp,

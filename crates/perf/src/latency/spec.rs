@@ -25,7 +25,7 @@ pub enum LatencySpec {
         per_req_us: f64,
         per_ctx_us: f64,
     },
-    /// `profile:dir=PATH[,tp=N,step_overhead_us=F,tp_link_gbps=F,tp_link_latency_us=F]`:
+    /// `profile:dir=PATH[,tp=N,ep=N,step_overhead_us=F,tp_link_gbps=F,tp_link_latency_us=F]`:
     /// operator profiles measured on a GPU.
     Profile {
         dir: PathBuf,
@@ -37,6 +37,9 @@ pub enum LatencySpec {
         tp_link_gbps: Option<f64>,
         /// Replaces the latency of one ring hop, µs.
         tp_link_latency_us: Option<f64>,
+        /// Expert-parallel ranks a mixture-of-experts model's experts are split over (default
+        /// 1: every rank holds every expert, as vLLM without `--enable-expert-parallel`).
+        ep: Option<u32>,
     },
     /// `roofline[:gpu=NAME,tp=N,dtype=bf16|fp8,gemm_eff=F,...]`: the analytical model.
     Roofline {
@@ -124,6 +127,7 @@ impl LatencySpec {
             step_overhead_us: None,
             tp_link_gbps: None,
             tp_link_latency_us: None,
+            ep: None,
         }
     }
 
@@ -182,8 +186,8 @@ impl LatencySpec {
 
     fn parse_profile(params: &str) -> Result<LatencySpec, LatencySpecError> {
         let mut dir = None;
-        let (mut tp, mut step_overhead_us, mut tp_link_gbps, mut tp_link_latency_us) =
-            (None, None, None, None);
+        let (mut tp, mut ep, mut step_overhead_us, mut tp_link_gbps, mut tp_link_latency_us) =
+            (None, None, None, None, None);
         for (kv, k, v) in pairs(params)? {
             let num = || parse_figure(v).map_err(|e| bad(kv, e));
             match k {
@@ -196,13 +200,22 @@ impl LatencySpec {
                             .ok_or_else(|| bad(kv, "must be an integer >= 1"))?,
                     )
                 }
+                "ep" => {
+                    ep = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|&e| e >= 1)
+                            .ok_or_else(|| bad(kv, "must be an integer >= 1"))?,
+                    )
+                }
                 "step_overhead_us" => step_overhead_us = Some(num()?),
                 "tp_link_gbps" => tp_link_gbps = Some(num()?),
                 "tp_link_latency_us" => tp_link_latency_us = Some(num()?),
                 other => {
                     return Err(bad(
                         other,
-                        "unknown key (dir, tp, step_overhead_us, tp_link_gbps, tp_link_latency_us)",
+                        "unknown key (dir, tp, ep, step_overhead_us, tp_link_gbps, \
+                         tp_link_latency_us)",
                     ))
                 }
             }
@@ -213,6 +226,7 @@ impl LatencySpec {
             step_overhead_us,
             tp_link_gbps,
             tp_link_latency_us,
+            ep,
         })
     }
 
@@ -420,6 +434,7 @@ impl LatencySpec {
             step_overhead_us,
             tp_link_gbps,
             tp_link_latency_us,
+            ep,
         } = self
         else {
             return Err(bad(self.to_string(), "not a profile spec"));
@@ -432,6 +447,7 @@ impl LatencySpec {
             _ => 1,
         };
         let mut m = ProfileLatency::load(dir, shape, tp)
+            .and_then(|m| m.with_ep_size(ep.unwrap_or(1)))
             .map_err(|e| bad(format!("dir={}", dir.display()), e.to_string()))?;
         m.spec_overrides(*step_overhead_us, *tp_link_gbps, *tp_link_latency_us);
         if let Some(link) = hw.tp_link.as_ref().filter(|_| tp_link_gbps.is_none()) {
@@ -502,9 +518,11 @@ impl fmt::Display for LatencySpec {
                 step_overhead_us,
                 tp_link_gbps,
                 tp_link_latency_us,
+                ep,
             } => {
                 opt("dir", Some(dir.display().to_string()));
                 opt("tp", tp.map(|v| v.to_string()));
+                opt("ep", ep.map(|v| v.to_string()));
                 opt("step_overhead_us", step_overhead_us.map(|v| v.to_string()));
                 opt("tp_link_gbps", tp_link_gbps.map(|v| v.to_string()));
                 opt(

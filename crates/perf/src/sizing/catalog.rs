@@ -5,6 +5,11 @@
 //! [`ModelShape::builtin`] and [`ModelShape::resolve_in`] are pure apart from reading the given
 //! files; [`ModelShape::resolve`] also reads the environment for the cache location
 //! (`HF_HUB_CACHE`, `HF_HOME/hub`, `~/.cache/huggingface/hub`), like `huggingface_hub` does.
+//!
+//! A post-trained release of a known base (`Qwen/Qwen3-30B-A3B-Instruct-2507`,
+//! `meta-llama/Llama-3.2-1B-Instruct`) has its base's architecture: when the name itself is
+//! neither cached nor built in, trailing release tags ([`release_bases`]) are stripped until a
+//! cached or built-in name is found, and [`ModelShape::resolve_noted`] says so in a note.
 
 use super::shape::ModelShape;
 use super::SizingError;
@@ -86,6 +91,47 @@ fn builtin_lookup(name: &str) -> Option<(&'static str, &'static Value)> {
         .map(|(k, v)| (k.as_str(), v))
 }
 
+/// Dash-separated trailing parts a post-trained release appends to its base model's name
+/// without changing the architecture (compared ignoring case); a 4-digit release date
+/// (`2507`, `0324`) is stripped too.
+pub const RELEASE_TAGS: [&str; 6] = ["instruct", "chat", "thinking", "base", "it", "hf"];
+
+/// The names `name` may be a post-trained release of, most specific first, by stripping
+/// trailing [`RELEASE_TAGS`] and 4-digit dates one at a time: `Qwen/Qwen3-30B-A3B-Instruct-2507`
+/// → `Qwen/Qwen3-30B-A3B-Instruct`, `Qwen/Qwen3-30B-A3B`. Empty when the name ends in no such
+/// part or is a path. The `org/` prefix is kept; a base is never empty.
+pub fn release_bases(name: &str) -> Vec<String> {
+    let name = name.trim();
+    if name.starts_with(['/', '.', '~']) || name.matches('/').count() > 1 {
+        return Vec::new();
+    }
+    let (org, mut rest) = match name.split_once('/') {
+        Some((org, rest)) => (format!("{org}/"), rest),
+        None => (String::new(), name),
+    };
+    let is_tag = |part: &str| {
+        RELEASE_TAGS.iter().any(|t| t.eq_ignore_ascii_case(part))
+            || (part.len() == 4 && part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut out = Vec::new();
+    while let Some((head, tail)) = rest.rsplit_once('-') {
+        if head.is_empty() || !is_tag(tail) {
+            break;
+        }
+        rest = head;
+        out.push(format!("{org}{rest}"));
+    }
+    out
+}
+
+/// A resolved shape and, when it was found under another name, a note saying which.
+#[derive(Clone, Debug)]
+pub struct ResolvedShape {
+    pub shape: ModelShape,
+    /// Set when the name was read as a post-trained release of a known base.
+    pub note: Option<String>,
+}
+
 impl ModelShape {
     /// A model of the built-in table by Hub name (`meta-llama/Llama-3.1-8B`, or just
     /// `Llama-3.1-8B`; case-insensitive).
@@ -112,19 +158,55 @@ impl ModelShape {
         name_or_path: &str,
         cache_dirs: &[PathBuf],
     ) -> Result<ModelShape, SizingError> {
+        ModelShape::resolve_noted_in(name_or_path, cache_dirs).map(|r| r.shape)
+    }
+
+    /// [`Self::resolve`], with a note when the name was read as a post-trained release of a
+    /// known base (see [`release_bases`]).
+    pub fn resolve_noted(name_or_path: &str) -> Result<ResolvedShape, SizingError> {
+        ModelShape::resolve_noted_in(name_or_path, &hf_cache_dirs())
+    }
+
+    /// [`Self::resolve_noted`] with the cache directories given. The name as given wins (path,
+    /// cache, built-in table); only then is each release base tried, most specific first, in
+    /// the cache and the built-in table. An unknown name whose bases are unknown too is the
+    /// error for the name as given.
+    pub fn resolve_noted_in(
+        name_or_path: &str,
+        cache_dirs: &[PathBuf],
+    ) -> Result<ResolvedShape, SizingError> {
+        let exact = |name: &str| -> Option<Result<ModelShape, SizingError>> {
+            cache_dirs
+                .iter()
+                .find_map(|dir| cached_config(dir, name))
+                .map(|cfg| read_config(&cfg))
+                .or_else(|| builtin_lookup(name).map(|_| ModelShape::builtin(name)))
+        };
         let path = Path::new(name_or_path);
+        let plain = |shape| ResolvedShape { shape, note: None };
         if path.is_file() {
-            return read_config(path);
+            return read_config(path).map(plain);
         }
         if path.is_dir() {
-            return read_config(&path.join("config.json"));
+            return read_config(&path.join("config.json")).map(plain);
         }
-        for dir in cache_dirs {
-            if let Some(cfg) = cached_config(dir, name_or_path) {
-                return read_config(&cfg);
+        if let Some(r) = exact(name_or_path) {
+            return r.map(plain);
+        }
+        for base in release_bases(name_or_path) {
+            if let Some(r) = exact(&base) {
+                let shape = r?;
+                return Ok(ResolvedShape {
+                    shape,
+                    note: Some(format!(
+                        "`{name_or_path}` is neither in the Hugging Face cache nor built in; \
+                         read as a post-trained release of `{base}`, whose architecture it \
+                         shares"
+                    )),
+                });
             }
         }
-        ModelShape::builtin(name_or_path)
+        ModelShape::builtin(name_or_path).map(plain)
     }
 }
 

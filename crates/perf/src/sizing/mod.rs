@@ -16,7 +16,7 @@ mod kv;
 mod params;
 mod shape;
 
-pub use catalog::{builtin_model_names, hf_cache_dirs};
+pub use catalog::{builtin_model_names, hf_cache_dirs, release_bases, ResolvedShape, RELEASE_TAGS};
 pub use kv::KvLayout;
 pub use params::ParamCounts;
 pub use shape::{AttentionBias, LayerKind, MlaShape, ModelShape, MoeShape, WeightFormat};
