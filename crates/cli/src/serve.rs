@@ -73,8 +73,9 @@ pub struct ServeArgs {
     /// the connection is closed and its requests aborted.
     #[arg(long, default_value_t = 60.0)]
     write_timeout_s: f64,
-    /// Connections served at once; more wait in the listen backlog (default: the open-file
-    /// limit, raised to its hard limit at start, less 64, at most 65536).
+    /// Connections served at once (default: the open-file limit, raised to its hard limit at
+    /// start, less 64, at most 65536); 8 more are accepted for health and metrics probes only;
+    /// past those, new connections wait in the listen backlog.
     #[arg(long)]
     max_connections: Option<usize>,
     /// Worker threads of the HTTP runtime (default: one per core).

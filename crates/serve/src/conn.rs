@@ -7,8 +7,13 @@
 //! - A response write that makes no progress for [`ConnLimits::write_stall_timeout`] (a client
 //!   that stopped reading its stream) fails the connection, which drops the response and so
 //!   aborts its engine requests.
-//! - At most [`ConnLimits::max_connections`] connections are served at once; past that the loop
-//!   stops accepting and new connections wait in the kernel's listen backlog until one closes.
+//! - At most [`ConnLimits::max_connections`] connections are served at once. [`PROBE_RESERVE`]
+//!   more are accepted beyond that for probes: on those, `/health`, `/ping`, `/metrics`,
+//!   `/load` and `/version` are answered at once, and any other request waits (at most
+//!   [`ConnLimits::body_read_timeout`], then 503) until a regular connection closes and its
+//!   slot passes to this one. So an orchestrator's liveness probe still answers while clients
+//!   that stopped reading hold every regular slot. Past both, the loop stops accepting and new
+//!   connections wait in the kernel's listen backlog until one closes.
 //! - Accept errors (EMFILE when the process is out of file descriptors, …) are counted and
 //!   logged at most once per [`LOG_EVERY`], and the loop backs off instead of spinning.
 //! - On shutdown the listener closes, every connection is asked to finish its current request
@@ -16,8 +21,12 @@
 //!
 //! The request body's own deadline is enforced above, in [`crate::middleware`].
 
+use axum::body::Body;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::Service as _;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -29,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// The bounds on what one client may hold.
@@ -61,6 +70,15 @@ impl Default for ConnLimits {
 /// The most request headers one request may carry: vLLM's `h11_max_header_count` default.
 pub const MAX_HEADERS: usize = 256;
 
+/// Connections accepted beyond [`ConnLimits::max_connections`] for probes (see the module
+/// documentation): enough for a few orchestrators' liveness and readiness checks and a
+/// metrics scraper at once.
+pub const PROBE_RESERVE: usize = 8;
+
+/// Paths answered on a connection that holds no regular slot: cheap, fixed-size answers that
+/// orchestrators and scrapers poll.
+const PROBE_PATHS: [&str; 5] = ["/health", "/ping", "/metrics", "/load", "/version"];
+
 /// After the grace period the engine requests still running are aborted; their responses get
 /// this long to send their last chunk before their connections are closed by force.
 pub const ABORT_FLUSH: Duration = Duration::from_secs(1);
@@ -78,8 +96,13 @@ pub struct ConnStats {
     pub accepted: AtomicU64,
     pub open: AtomicU64,
     pub accept_errors: AtomicU64,
-    /// Times the loop stopped accepting because `max_connections` were open.
+    /// Times a connection was accepted with every regular slot taken (it may serve probes
+    /// only until one frees), or the loop stopped accepting because the probe reserve was
+    /// full as well.
     pub limit_reached: AtomicU64,
+    /// Requests other than probes that waited on a reserve connection for longer than the
+    /// body timeout for a regular slot, and got 503.
+    pub slot_wait_timeouts: AtomicU64,
     /// Connections closed by force at the end of a shutdown.
     pub forced_closed: AtomicU64,
 }
@@ -143,14 +166,15 @@ pub async fn accept_until(
     let mut limit_log = ThrottledLog::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let max = limits.max_connections.max(1);
+    let regular_slots = Arc::new(Semaphore::new(max));
     tokio::pin!(stop);
     loop {
-        if tasks.len() >= max {
+        if tasks.len() >= max + PROBE_RESERVE {
             stats.limit_reached.fetch_add(1, Ordering::Relaxed);
             limit_log.log(|| {
                 format!(
-                    "{max} connections open (--max-connections): new connections wait in the \
-                     listen backlog until one closes"
+                    "{max} connections open (--max-connections) and {PROBE_RESERVE} more for \
+                     probes: new connections wait in the listen backlog until one closes"
                 )
             });
             tokio::select! {
@@ -172,10 +196,21 @@ pub async fn accept_until(
                     // waits for the client's delayed ACK of the previous one, up to 40 ms.
                     let _ = tcp.set_nodelay(true);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    let slot = SlotGate::new(regular_slots.clone());
+                    if !slot.holds_slot() {
+                        stats.limit_reached.fetch_add(1, Ordering::Relaxed);
+                        limit_log.log(|| {
+                            format!(
+                                "{max} connections open (--max-connections): a new connection \
+                                 serves probes only until one closes"
+                            )
+                        });
+                    }
                     let conn = serve_connection(
                         tcp,
                         app.clone(),
                         limits.clone(),
+                        slot,
                         shutdown.subscribe(),
                         stats.clone(),
                     );
@@ -259,11 +294,27 @@ async fn serve_connection(
     tcp: TcpStream,
     app: Router,
     limits: ConnLimits,
+    slot: SlotGate,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<ConnStats>,
 ) {
     stats.open.fetch_add(1, Ordering::Relaxed);
-    let _open = OpenGuard(stats);
+    let _open = OpenGuard(stats.clone());
+    let app = TowerToHyperService::new(app);
+    let slot = Arc::new(slot);
+    let slot_wait = limits.body_read_timeout;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let app = app.clone();
+        let slot = slot.clone();
+        let stats = stats.clone();
+        async move {
+            if !slot.admit(req.uri().path(), slot_wait).await {
+                stats.slot_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                return Ok(no_slot_response(slot_wait));
+            }
+            app.call(req).await
+        }
+    });
     let io = TokioIo::new(StallGuard::new(tcp, limits.write_stall_timeout));
     let mut builder = http1::Builder::new();
     builder
@@ -271,7 +322,7 @@ async fn serve_connection(
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true)
         .max_headers(MAX_HEADERS);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let stop_asked = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
@@ -283,6 +334,66 @@ async fn serve_connection(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// A connection's claim on one of the `max_connections` regular slots: taken at accept when one
+/// is free, else on the connection's first request that is not a probe (waiting for a slot to
+/// free), and held until the connection closes.
+struct SlotGate {
+    slots: Arc<Semaphore>,
+    held: tokio::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl SlotGate {
+    fn new(slots: Arc<Semaphore>) -> Self {
+        let held = slots.clone().try_acquire_owned().ok();
+        SlotGate {
+            slots,
+            held: tokio::sync::Mutex::new(held),
+        }
+    }
+
+    fn holds_slot(&self) -> bool {
+        self.held.try_lock().map(|h| h.is_some()).unwrap_or(true)
+    }
+
+    /// Whether a request for `path` may be served now: always for a probe or when the
+    /// connection holds a slot; otherwise after waiting at most `limit` for a slot.
+    async fn admit(&self, path: &str, limit: Duration) -> bool {
+        if PROBE_PATHS.contains(&path) {
+            return true;
+        }
+        // HTTP/1 serves one request at a time per connection, so this lock is never contended.
+        let mut held = self.held.lock().await;
+        if held.is_some() {
+            return true;
+        }
+        match tokio::time::timeout(limit, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                *held = Some(permit);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The answer to a request that found no regular slot within the wait limit.
+fn no_slot_response(waited: Duration) -> Response<Body> {
+    let mut r = Response::new(Body::from(format!(
+        "Service Unavailable: every connection slot (--max-connections) stayed taken for {} s\n",
+        waited.as_secs_f64()
+    )));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 /// Counts a connection in [`ConnStats::open`] while its task lives (a forced close drops it).

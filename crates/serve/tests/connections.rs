@@ -3,7 +3,7 @@
 
 mod support;
 
-use llm_emu_serve::conn::{ConnLimits, ABORT_FLUSH};
+use llm_emu_serve::conn::{ConnLimits, ABORT_FLUSH, PROBE_RESERVE};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::{closed_within, options, start};
@@ -225,7 +225,87 @@ async fn connections_past_the_limit_wait_and_health_still_answers() {
     assert_eq!(status, 200);
     eprintln!("/health answered after {:?}", t0.elapsed());
     assert!(s.stats.limit_reached.load(Ordering::Relaxed) > 0);
-    assert!(s.stats.open.load(Ordering::Relaxed) <= 4);
+    assert!(s.stats.open.load(Ordering::Relaxed) <= 4 + PROBE_RESERVE as u64);
+    s.stop_within(Duration::from_secs(10)).await;
+}
+
+/// Clients holding every regular slot (idle, with a header timeout long enough to keep them)
+/// do not delay a probe: /health is answered on a reserve connection at once. A request that
+/// is not a probe waits on its reserve connection until a slot frees, then is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_while_every_regular_slot_is_taken() {
+    let conn = ConnLimits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(30),
+        ..limits()
+    };
+    let s = start(1000, 4096, ServeOptions { conn, ..options() }).await;
+    let mut holders = vec![s.connect().await, s.connect().await];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for path in ["/health", "/metrics", "/version"] {
+        let t0 = Instant::now();
+        let (status, _) = tokio::time::timeout(Duration::from_secs(5), s.get(path))
+            .await
+            .unwrap_or_else(|_| panic!("{path} not answered within 5 s with both slots taken"));
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{path}: {:?}",
+            t0.elapsed()
+        );
+    }
+    assert!(s.stats.limit_reached.load(Ordering::Relaxed) >= 3);
+
+    // /v1/models is not a probe: it waits for a slot, which frees when a holder leaves.
+    let models = {
+        let addr = s.addr;
+        tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            (Instant::now(), support::read_response(&mut c).await)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !models.is_finished(),
+        "/v1/models was served with no slot free"
+    );
+    let released = Instant::now();
+    holders.pop();
+    let (_, (status, _)) = tokio::time::timeout(Duration::from_secs(5), models)
+        .await
+        .expect("/v1/models served once a slot freed")
+        .unwrap();
+    assert_eq!(status, 200);
+    eprintln!(
+        "/v1/models served {:?} after a slot freed",
+        released.elapsed()
+    );
+    drop(holders);
+    s.stop_within(Duration::from_secs(10)).await;
+}
+
+/// A request that is not a probe and finds no slot within the wait limit (the body timeout)
+/// gets 503 rather than waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_finds_no_slot_in_time_gets_503() {
+    let conn = ConnLimits {
+        max_connections: 1,
+        header_read_timeout: Duration::from_secs(30),
+        body_read_timeout: Duration::from_millis(500),
+        ..limits()
+    };
+    let s = start(1000, 4096, ServeOptions { conn, ..options() }).await;
+    let holder = s.connect().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), s.get("/v1/models"))
+        .await
+        .expect("answered");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(s.stats.slot_wait_timeouts.load(Ordering::Relaxed), 1);
+    drop(holder);
     s.stop_within(Duration::from_secs(10)).await;
 }
 
