@@ -80,7 +80,7 @@ pub trait Router: Send {
 pub fn router_by_name(name: &str) -> Result<Box<dyn Router>, RouterError> {
     Ok(match name {
         "round-robin" => Box::new(RoundRobin::default()),
-        "least-loaded" => Box::new(LeastLoaded),
+        "least-loaded" => Box::new(LeastLoaded::default()),
         "prefix-aware" => Box::new(PrefixAware::default()),
         "session" => Box::new(Session::default()),
         _ => return Err(RouterError::Unknown(name.to_string())),
@@ -104,23 +104,44 @@ impl Router for RoundRobin {
     }
 }
 
-/// The index of the highest score; the first one wins ties.
-fn argmax(scores: impl Iterator<Item = f64>) -> usize {
-    let mut best = (f64::NEG_INFINITY, 0);
-    for (i, s) in scores.enumerate() {
-        if s > best.0 {
-            best = (s, i);
+/// Picks the highest of `scores`; among equal scores, the first at or after `start`
+/// (wrapping), so that ties rotate instead of piling onto instance 0 (llm-d's
+/// `max-score-picker` and Dynamo's KV router pick among ties at random; rotating keeps runs
+/// reproducible).
+fn pick_max(scores: &[f64], start: usize) -> usize {
+    let n = scores.len();
+    let mut best = (f64::NEG_INFINITY, start % n.max(1));
+    for k in 0..n {
+        let i = (start + k) % n;
+        if scores[i] > best.0 {
+            best = (scores[i], i);
         }
     }
     best.1
 }
 
+/// The tie rotation of a scoring router: where the next scan starts.
+#[derive(Default)]
+struct TieBreak {
+    next: usize,
+}
+
+impl TieBreak {
+    fn pick(&mut self, scores: &[f64]) -> usize {
+        let i = pick_max(scores, self.next);
+        self.next = i + 1;
+        i
+    }
+}
+
 /// llm-d's load scorers as its inference-scheduling profile weighs them: `queue-scorer`
 /// (weight 2: `(max − waiting) / (max − min)` over the instances, 1 when all are equal) plus
-/// `kv-cache-utilization-scorer` (weight 2: `1 − KV usage`); the highest total wins, the
-/// first instance on ties. Counts are read live (llm-d scrapes them every 50 ms).
+/// `kv-cache-utilization-scorer` (weight 2: `1 − KV usage`); the highest total wins, ties
+/// rotating. Counts are read live (llm-d scrapes them every 50 ms).
 #[derive(Default)]
-pub struct LeastLoaded;
+pub struct LeastLoaded {
+    ties: TieBreak,
+}
 
 /// Weights of llm-d's `queue-scorer` and `kv-cache-utilization-scorer`.
 pub const QUEUE_SCORER_WEIGHT: f64 = 2.0;
@@ -136,14 +157,19 @@ impl Router for LeastLoaded {
             waiting.iter().copied().min().unwrap_or(0),
             waiting.iter().copied().max().unwrap_or(0),
         );
-        argmax(instances.iter().zip(&waiting).map(|(v, &w)| {
-            let queue = if max == min {
-                1.0
-            } else {
-                (max - w) as f64 / (max - min) as f64
-            };
-            QUEUE_SCORER_WEIGHT * queue + KV_USAGE_SCORER_WEIGHT * (1.0 - v.kv_usage())
-        }))
+        let scores: Vec<f64> = instances
+            .iter()
+            .zip(&waiting)
+            .map(|(v, &w)| {
+                let queue = if max == min {
+                    1.0
+                } else {
+                    (max - w) as f64 / (max - min) as f64
+                };
+                QUEUE_SCORER_WEIGHT * queue + KV_USAGE_SCORER_WEIGHT * (1.0 - v.kv_usage())
+            })
+            .collect();
+        self.ties.pick(&scores)
     }
 }
 
@@ -151,13 +177,14 @@ impl Router for LeastLoaded {
 /// instance, `weight · prefill_blocks + decode_blocks`, where prefill blocks are the prompt
 /// tokens not cached there plus the prefill still outstanding there, over the block size, and
 /// decode blocks are the instance's active blocks plus the request's; the lowest cost wins,
-/// the first instance on ties. The cached prefix is the longest run of the request's block
+/// ties rotating. The cached prefix is the longest run of the request's block
 /// hashes (as the instance's KV manager computes them, salt included) present in the
 /// instance's cache: what Dynamo's indexer learns from KV events.
 #[derive(Default)]
 pub struct PrefixAware {
     /// Hashes of the request being routed, per block size.
     hashes: Vec<BlockHash>,
+    ties: TieBreak,
 }
 
 /// Dynamo's `--kv-overlap-score-weight` default.
@@ -171,19 +198,23 @@ impl Router for PrefixAware {
         let r = req.request;
         let prompt = &r.prompt_token_ids;
         let mut hashed_with = 0;
-        argmax(instances.iter().map(|v| {
-            let bs = v.engine.config().block_size.max(1);
-            if hashed_with != bs {
-                self.hashes.clear();
-                extend_block_hashes(&mut self.hashes, prompt, bs, r.cache_salt.as_deref());
-                hashed_with = bs;
-            }
-            let cached = v.cached_prefix_blocks(&self.hashes) * bs;
-            let prefill =
-                (v.load.prefill_tokens + prompt.len().saturating_sub(cached)) as f64 / bs as f64;
-            let decode = (v.load.active_blocks + prompt.len().div_ceil(bs)) as f64;
-            -(OVERLAP_SCORE_WEIGHT * prefill + decode)
-        }))
+        let costs: Vec<f64> = instances
+            .iter()
+            .map(|v| {
+                let bs = v.engine.config().block_size.max(1);
+                if hashed_with != bs {
+                    self.hashes.clear();
+                    extend_block_hashes(&mut self.hashes, prompt, bs, r.cache_salt.as_deref());
+                    hashed_with = bs;
+                }
+                let cached = v.cached_prefix_blocks(&self.hashes) * bs;
+                let prefill = (v.load.prefill_tokens + prompt.len().saturating_sub(cached)) as f64
+                    / bs as f64;
+                let decode = (v.load.active_blocks + prompt.len().div_ceil(bs)) as f64;
+                -(OVERLAP_SCORE_WEIGHT * prefill + decode)
+            })
+            .collect();
+        self.ties.pick(&costs)
     }
 }
 

@@ -150,8 +150,11 @@ fn multi_turn_on(router: &str) -> (f64, f64) {
 fn prefix_aware_beats_round_robin_on_multi_turn_sessions() {
     let (rr_hit, rr_ttft) = multi_turn_on("round-robin");
     let (pa_hit, pa_ttft) = multi_turn_on("prefix-aware");
+    let (ll_hit, ll_ttft) = multi_turn_on("least-loaded");
     eprintln!("round-robin: hit rate {rr_hit:.3}, mean TTFT {rr_ttft:.2} ms");
+    eprintln!("least-loaded: hit rate {ll_hit:.3}, mean TTFT {ll_ttft:.2} ms");
     eprintln!("prefix-aware: hit rate {pa_hit:.3}, mean TTFT {pa_ttft:.2} ms");
     assert!(pa_hit > rr_hit + 0.2, "{pa_hit} vs {rr_hit}");
     assert!(pa_ttft < rr_ttft, "{pa_ttft} vs {rr_ttft}");
+    assert!(pa_hit > ll_hit && pa_ttft < ll_ttft, "{pa_hit} vs {ll_hit}");
 }
