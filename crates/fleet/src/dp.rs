@@ -82,27 +82,37 @@ impl DataParallel {
         rank: Option<usize>,
     ) -> Result<usize, AddError> {
         let size = self.ranks.len();
-        let chosen = match rank {
-            Some(r) if r >= size => return Err(AddError::RankOutOfRange { rank: r, size }),
-            Some(r) => r,
-            None => {
-                self.lb.advance(req.arrival);
-                self.lb.peek()
+        match rank {
+            Some(r) if r >= size => Err(AddError::RankOutOfRange { rank: r, size }),
+            Some(r) => {
+                self.place(req, tag, r)?;
+                self.lb.pass_turn();
+                Ok(r)
             }
-        };
+            None => Ok(self.balance(req, tag)?),
+        }
+    }
+
+    /// Places `req` where the balancer chooses at its arrival.
+    fn balance(&mut self, req: NewRequest, tag: u64) -> Result<usize, RequestError> {
+        self.lb.advance(req.arrival);
+        let r = self.lb.peek();
+        self.place(req, tag, r)?;
+        self.lb.commit(r);
+        Ok(r)
+    }
+
+    /// Queues `req` on rank `r` (in range).
+    fn place(&mut self, req: NewRequest, tag: u64, r: usize) -> Result<(), RequestError> {
         let id = req.request_id.clone();
         if self.owner.contains_key(&id) {
-            return Err(RequestError::DuplicateId(id).into());
+            return Err(RequestError::DuplicateId(id));
         }
-        let m = &mut self.ranks[chosen];
+        let m = &mut self.ranks[r];
         m.engine.add_tagged(req, tag)?;
         m.pending = true;
-        self.owner.insert(id, chosen);
-        match rank {
-            Some(_) => self.lb.pass_turn(),
-            None => self.lb.commit(chosen),
-        }
-        Ok(chosen)
+        self.owner.insert(id, r);
+        Ok(())
     }
 
     fn with_owner(&mut self, request_id: &str, f: impl FnOnce(&mut Engine, &str)) {
@@ -151,11 +161,7 @@ impl EngineSink for RankTap<'_> {
 
 impl EngineCore for DataParallel {
     fn add(&mut self, req: NewRequest, tag: u64) -> Result<(), RequestError> {
-        match self.add_to_rank(req, tag, None) {
-            Ok(_) => Ok(()),
-            Err(AddError::Request(e)) => Err(e),
-            Err(AddError::RankOutOfRange { .. }) => unreachable!("no rank was named"),
-        }
+        self.balance(req, tag).map(|_| ())
     }
 
     fn abort(&mut self, request_id: &str) {
