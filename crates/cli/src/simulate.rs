@@ -145,6 +145,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     if !a.quiet {
         let mut out = std::io::stdout().lock();
         print_table(&summary, &mut out)?;
+        print_instances(&summary, &mut out)?;
     }
     Ok(())
 }
@@ -292,6 +293,36 @@ fn fleet_summary(
         },
     );
     m.insert("instances".into(), instances.into());
+}
+
+/// The per-instance lines of a fleet's table (nothing for one engine).
+fn print_instances(m: &Map<String, Value>, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let Some(instances) = m.get("instances").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    writeln!(out, "{:-^50}", " Per instance ")?;
+    writeln!(
+        out,
+        "{:<8}{:>10}{:>12}{:>10}{:>10}",
+        "engine", "requests", "out tokens", "preempt", "hit rate"
+    )?;
+    for i in instances {
+        let n = |k: &str| i.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let rate = i
+            .get("prefix_cache_hit_rate")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        writeln!(
+            out,
+            "{:<8}{:>10}{:>12}{:>10}{:>10.3}",
+            n("engine_index"),
+            n("completed"),
+            n("total_output_tokens"),
+            n("num_preemptions"),
+            rate
+        )?;
+    }
+    writeln!(out, "{:=^50}", "")
 }
 
 /// Prints how many requests failed (and how many of those were unusable workload lines), with

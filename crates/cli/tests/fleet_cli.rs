@@ -133,3 +133,26 @@ fn data_parallel_times_tensor_parallel_must_fit_the_recorded_gpus() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_table_lists_each_instance() {
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .args(["simulate", "--synthetic", "50", "--replicas", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("Per instance"))
+        .collect();
+    assert!(table.len() >= 4, "{text}");
+    assert!(
+        table[2].starts_with('0') && table[3].starts_with('1'),
+        "{text}"
+    );
+}
