@@ -12,9 +12,10 @@
 //! the chosen rank's waiting count until the next publication replaces the copy.
 //!
 //! What is approximated: a publication carries the counts reported before its instant (vLLM
-//! may publish the counts of the step before the latest one); API servers take requests in
-//! turn (the kernel spreads connections among them); before any count has changed nothing is
-//! published.
+//! may publish the counts of the step before the latest one); after a quiet spell vLLM may
+//! publish before the 50 ms are up when a later step's counts arrive first; API servers take
+//! requests in turn (the kernel spreads connections among them); before any count has changed
+//! nothing is published.
 
 use llm_emu_core::Nanos;
 

@@ -11,7 +11,8 @@ use llm_emu_core::{
 };
 use rustc_hash::FxHashMap;
 
-/// What the router counted for one routed request (keyed by instance and caller tag).
+/// What the router counted for one routed request, keyed by instance and caller tag (tags
+/// are expected to be unique among live requests, as the drivers make them).
 struct Routed {
     prefill_tokens: usize,
     blocks: usize,
@@ -158,11 +159,12 @@ impl EngineSink for InstanceTap<'_> {
             };
             if (o.new_token.is_some() || o.finish.is_some()) && !r.prefilled {
                 r.prefilled = true;
-                self.load.prefill_tokens -= r.prefill_tokens;
+                self.load.prefill_tokens =
+                    self.load.prefill_tokens.saturating_sub(r.prefill_tokens);
             }
             if o.finish.is_some() {
-                self.load.active_blocks -= r.blocks;
-                self.load.requests -= 1;
+                self.load.active_blocks = self.load.active_blocks.saturating_sub(r.blocks);
+                self.load.requests = self.load.requests.saturating_sub(1);
                 self.routed.remove(&key);
             }
         }
