@@ -49,3 +49,10 @@ fn one_replica_reproduces_the_plain_engine_under_every_router() {
         same(&plain, &simulate(&mut r));
     }
 }
+
+#[test]
+fn fleets_can_run_on_an_engine_thread() {
+    fn send<T: Send>() {}
+    send::<DataParallel>();
+    send::<Replicas>();
+}
