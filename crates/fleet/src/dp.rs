@@ -33,8 +33,13 @@ pub struct DataParallel {
 
 impl DataParallel {
     /// One rank per engine, in rank order; each engine's index is set to its rank.
-    /// `api_servers` is vLLM's `--api-server-count` (it defaults to the DP size).
+    /// `api_servers` is vLLM's `--api-server-count` (it defaults to the DP size). Panics
+    /// without engines (a caller's mistake: the CLI refuses `--data-parallel-size 0`).
     pub fn new(engines: Vec<Engine>, api_servers: usize) -> DataParallel {
+        assert!(
+            !engines.is_empty(),
+            "a data-parallel fleet needs at least one rank"
+        );
         let n = engines.len();
         DataParallel {
             ranks: engines

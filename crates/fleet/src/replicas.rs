@@ -31,8 +31,12 @@ pub struct Replicas {
 
 impl Replicas {
     /// One instance per engine, in order; each engine's index is set to its position.
-    /// `engines` must not be empty.
+    /// Panics without engines (a caller's mistake: the CLI refuses `--replicas 0`).
     pub fn new(engines: Vec<Engine>, router: Box<dyn Router>) -> Replicas {
+        assert!(
+            !engines.is_empty(),
+            "a fleet of replicas needs at least one instance"
+        );
         let n = engines.len();
         Replicas {
             members: engines
