@@ -2,7 +2,7 @@
 //! [`EngineArgs`] (with a replayed run's facts under them) and resolved by
 //! [`llm_emu_perf::resolve`], which holds vLLM's rules.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
@@ -101,6 +101,104 @@ pub struct EngineFlags {
     /// Seed of the synthetic workload and of synthetic prompt tokens.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// How many engines `simulate` runs and how requests reach them, as `vllm serve` names the
+/// data-parallel flags and as llm-d and Dynamo name routers (docs/fleet.md).
+#[derive(Args)]
+pub struct FleetFlags {
+    /// Data-parallel ranks (vLLM's `--data-parallel-size`): that many engine cores, each with
+    /// its own scheduler and KV cache, requests placed by vLLM's load balancer.
+    #[arg(long, default_value_t = 1)]
+    pub data_parallel_size: usize,
+    /// API servers in front of the DP ranks (vLLM's `--api-server-count`; default: the DP
+    /// size, as vLLM 0.19 does). Each keeps its own copy of the balancer's counts.
+    #[arg(long)]
+    pub api_server_count: Option<usize>,
+    /// Expert parallelism over the DP ranks: not modelled yet (refused).
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub enable_expert_parallel: bool,
+    /// Independent replicas of the engine behind a router.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// How requests are routed among replicas: `round-robin` (default), `least-loaded`,
+    /// `prefix-aware` or `session`.
+    #[arg(long)]
+    pub router: Option<String>,
+}
+
+/// The fleet the flags describe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FleetPlan {
+    /// One engine.
+    Single,
+    DataParallel {
+        size: usize,
+        api_servers: usize,
+    },
+    Replicas {
+        count: usize,
+        router: String,
+    },
+}
+
+impl FleetFlags {
+    /// Checks the flags against each other, the TP degree and the GPUs a replayed run
+    /// recorded (`(count, where it was recorded)`), and says what fleet they describe.
+    pub fn plan(&self, tp: u64, gpus: Option<(u64, &str)>) -> Result<FleetPlan> {
+        if self.enable_expert_parallel {
+            bail!(
+                "--enable-expert-parallel: expert-parallel lockstep (DP waves, dummy batches, the \
+                 expert all-to-all) is not modelled yet; run the ranks as plain data parallelism \
+                 without it (docs/fleet.md)"
+            );
+        }
+        if self.data_parallel_size == 0 {
+            bail!("--data-parallel-size must be at least 1");
+        }
+        if self.replicas == 0 {
+            bail!("--replicas must be at least 1");
+        }
+        if self.api_server_count == Some(0) {
+            bail!("--api-server-count must be at least 1");
+        }
+        if let Some(r) = &self.router {
+            llm_emu_fleet::router_by_name(r).map_err(|e| anyhow::anyhow!("--router: {e}"))?;
+        }
+        if self.data_parallel_size > 1 && self.replicas > 1 {
+            bail!(
+                "--replicas {} with --data-parallel-size {}: replicas of data-parallel engines \
+                 are not modelled yet",
+                self.replicas,
+                self.data_parallel_size
+            );
+        }
+        let engines = (self.data_parallel_size * self.replicas) as u64;
+        if let Some((count, source)) = gpus {
+            if engines * tp.max(1) > count {
+                bail!(
+                    "--data-parallel-size {} x --replicas {} x --tensor-parallel-size {tp} needs \
+                     {} GPUs, but the run has {count} ({source})",
+                    self.data_parallel_size,
+                    self.replicas,
+                    engines * tp.max(1)
+                );
+            }
+        }
+        Ok(if self.data_parallel_size > 1 {
+            FleetPlan::DataParallel {
+                size: self.data_parallel_size,
+                api_servers: self.api_server_count.unwrap_or(self.data_parallel_size),
+            }
+        } else if self.replicas > 1 {
+            FleetPlan::Replicas {
+                count: self.replicas,
+                router: self.router.clone().unwrap_or_else(|| "round-robin".into()),
+            }
+        } else {
+            FleetPlan::Single
+        })
+    }
 }
 
 impl EngineFlags {

@@ -24,6 +24,9 @@ use std::io::Write;
 #[derive(Clone, Debug, Serialize)]
 pub struct RequestRecord {
     pub request_id: String,
+    /// The engine index (DP rank or instance) that ran it; `None` when it was refused before
+    /// reaching one.
+    pub engine: Option<usize>,
     pub arrival_s: f64,
     pub queued_s: Option<f64>,
     pub first_scheduled_s: Option<f64>,
@@ -121,6 +124,7 @@ impl Collector<'_> {
         }
         self.write_request(&RequestRecord {
             request_id,
+            engine: None,
             arrival_s: arrival.as_secs_f64(),
             queued_s: None,
             first_scheduled_s: None,
@@ -135,7 +139,7 @@ impl Collector<'_> {
         });
     }
 
-    fn finish(&mut self, f: &FinishedRequestStats) {
+    fn finish(&mut self, f: &FinishedRequestStats, engine: usize) {
         let t = f.times;
         let secs = |x: Option<Nanos>| x.map(Nanos::as_secs_f64);
         let aborted = f.finish_reason == FinishReason::Abort;
@@ -154,6 +158,7 @@ impl Collector<'_> {
         }
         self.write_request(&RequestRecord {
             request_id: f.request_id.clone(),
+            engine: Some(engine),
             arrival_s: t.arrival.as_secs_f64(),
             queued_s: Some(t.queued.as_secs_f64()),
             first_scheduled_s: secs(t.first_scheduled),
@@ -203,7 +208,7 @@ impl EngineSink for Collector<'_> {
         }
         // Aborted requests count as failed (workload files carry no aborts today).
         for f in &it.finished_requests {
-            self.finish(f);
+            self.finish(f, it.engine_index);
         }
     }
 }
