@@ -138,10 +138,7 @@ impl Submission {
                 requests.push((req, tag));
             }
         }
-        state
-            .engine
-            .add(requests, tx)
-            .map_err(|_| ApiError::EngineDead)?;
+        state.engine.add(requests, tx)?;
         let unfinished = choices.len();
         Ok(Submission {
             engine: state.engine.clone(),

@@ -14,7 +14,7 @@ mod sse;
 mod validate;
 
 pub use fanout::{check_fan_out, MAX_CHOICES_PER_REQUEST};
-pub use output::{build_echo_logprobs, echo_salt, engine_error};
+pub use output::{build_echo_logprobs, echo_salt};
 pub use sse::{start_stream, EventStream, SSE_WRITE_COALESCE_BYTES};
 pub use validate::{
     check_max_output, check_prompt_ids, check_request_template, check_truncation,
@@ -96,12 +96,11 @@ impl Drop for CancelOnDrop {
 /// client goes away meanwhile.
 pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<Vec<u8>, ApiError> {
     let mut sub = Submission::start(&state, &p)?;
-    let max_model_len = state.max_model_len;
     while sub.unfinished > 0 {
         let Some((tag, ev)) = sub.rx.recv().await else {
             return Err(ApiError::EngineDead);
         };
-        if let Some(d) = sub.apply(tag, ev, max_model_len) {
+        if let Some(d) = sub.apply(tag, ev) {
             sub.choices[d.choice as usize].text.push_str(&d.text);
         }
     }
@@ -132,9 +131,8 @@ fn render_full(
     let prompt_tokens: u64 = p.prompts.iter().map(|x| x.ids.len() as u64).sum();
     let completion_tokens: u64 = sub.choices.iter().map(|c| c.num_tokens).sum();
     let usage = Usage::new(prompt_tokens, completion_tokens);
-    let body = match p.endpoint {
-        Endpoint::Completions => render_completions::full_body(sub, p, cancelled, usage)?,
-        Endpoint::Chat => render_chat::full_body(sub, p, cancelled, usage)?,
-    };
-    body.map_err(|e| ApiError::Internal(e.to_string()))
+    match p.endpoint {
+        Endpoint::Completions => render_completions::full_body(sub, p, cancelled, usage),
+        Endpoint::Chat => render_chat::full_body(sub, p, cancelled, usage),
+    }
 }

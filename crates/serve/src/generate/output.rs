@@ -11,7 +11,7 @@ use crate::logprobs::{
 };
 use crate::protocol::StopReason;
 use crate::text::{Detokenizer, TextCodec};
-use llm_emu_core::{FinishReason, RequestError};
+use llm_emu_core::FinishReason;
 use std::sync::Arc;
 
 /// The salt of the synthetic log-probabilities of prompt `pi` of request `id` (the same for
@@ -38,20 +38,6 @@ pub(super) fn hash_str(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// The engine's refusals, with the messages vLLM's input processor gives.
-pub fn engine_error(e: &RequestError, max_model_len: usize) -> ApiError {
-    match e {
-        RequestError::EmptyPrompt => ApiError::bad_request("The decoder prompt cannot be empty"),
-        RequestError::PromptTooLong { prompt_len, .. } => ApiError::bad_request(format!(
-            "The decoder prompt (length {prompt_len}) plus the number of requested output \
-             tokens (at least 1) is longer than the maximum model length of {max_model_len}. \
-             Make sure that `max_model_len` is no smaller than the number of text tokens \
-             (prompt + requested output tokens)."
-        )),
-        other => ApiError::bad_request(other.to_string()),
-    }
 }
 
 /// One choice's output processing state.
@@ -125,12 +111,7 @@ impl Submission {
     }
 
     /// Applies one engine event; returns the choice's output, if it has one.
-    pub(super) fn apply(
-        &mut self,
-        tag: u32,
-        ev: EngineEvent,
-        max_model_len: usize,
-    ) -> Option<Delta> {
+    pub(super) fn apply(&mut self, tag: u32, ev: EngineEvent) -> Option<Delta> {
         let c = self.choices.get_mut(tag as usize)?;
         if c.finished.is_some() {
             if !matches!(ev, EngineEvent::Token { finish: None, .. }) {
@@ -144,7 +125,7 @@ impl Submission {
                 c.engine_done = true;
                 c.finished = Some(("error", None));
                 self.unfinished -= 1;
-                self.error.get_or_insert(engine_error(&e, max_model_len));
+                self.error.get_or_insert(ApiError::from(e));
                 return None;
             }
             EngineEvent::Finished(f) => {
@@ -181,7 +162,9 @@ impl Submission {
                 let step = match detokenized {
                     Ok(s) => s,
                     Err(e) => {
-                        self.error.get_or_insert(ApiError::Internal(e.0));
+                        // Output tokens come from the engine, not the request: whatever their
+                        // detokenizing fails on is the server's fault.
+                        self.error.get_or_insert(ApiError::Internal(e.to_string()));
                         Default::default()
                     }
                 };

@@ -5,7 +5,7 @@ use super::fanout::Submission;
 use super::output::Delta;
 use super::sse::{push_data, EventStream, SSE_WRITE_COALESCE_BYTES};
 use super::{gone, Endpoint, Prepared};
-use crate::errors::ApiError;
+use crate::errors::{ApiError, UnserializableBody};
 use crate::protocol::{
     ChatChoice, ChatDeltaChoice, ChatDeltaChunk, ChatMessage, ChatResponse, ChatRoleChoice,
     ChatRoleChunk, Usage,
@@ -20,7 +20,7 @@ pub(super) fn full_body(
     p: &Prepared,
     cancelled: &AtomicBool,
     usage: Usage,
-) -> Result<serde_json::Result<Vec<u8>>, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let choices = sub
         .choices
         .iter()
@@ -49,7 +49,7 @@ pub(super) fn full_body(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(serde_json::to_vec(&ChatResponse {
+    let body = serde_json::to_vec(&ChatResponse {
         id: &p.id,
         object: "chat.completion",
         created: p.created,
@@ -61,7 +61,9 @@ pub(super) fn full_body(
         prompt_logprobs: None,
         prompt_token_ids: p.return_token_ids.then_some(&p.prompts[0].ids[..]),
         kv_transfer_params: None,
-    }))
+    })
+    .map_err(UnserializableBody)?;
+    Ok(body)
 }
 
 impl EventStream {

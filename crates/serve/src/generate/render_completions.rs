@@ -5,7 +5,7 @@ use super::fanout::Submission;
 use super::output::Delta;
 use super::sse::{push_data, EventStream};
 use super::{gone, Prepared};
-use crate::errors::ApiError;
+use crate::errors::{ApiError, UnserializableBody};
 use crate::protocol::{
     CompletionChoice, CompletionResponse, CompletionStreamChoice, CompletionStreamChunk, Usage,
 };
@@ -19,7 +19,7 @@ pub(super) fn full_body(
     p: &Prepared,
     cancelled: &AtomicBool,
     usage: Usage,
-) -> Result<serde_json::Result<Vec<u8>>, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let texts: Vec<String> = sub
         .choices
         .iter()
@@ -54,7 +54,7 @@ pub(super) fn full_body(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(serde_json::to_vec(&CompletionResponse {
+    let body = serde_json::to_vec(&CompletionResponse {
         id: &p.id,
         object: "text_completion",
         created: p.created,
@@ -64,7 +64,9 @@ pub(super) fn full_body(
         system_fingerprint: None,
         usage: usage.into(),
         kv_transfer_params: None,
-    }))
+    })
+    .map_err(UnserializableBody)?;
+    Ok(body)
 }
 
 impl EventStream {

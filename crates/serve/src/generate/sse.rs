@@ -24,7 +24,6 @@ pub const SSE_WRITE_COALESCE_BYTES: usize = 64 << 10;
 pub struct EventStream {
     pub(super) sub: Submission,
     pub(super) p: Prepared,
-    pub(super) max_model_len: usize,
     /// Chat: role chunks written so far (vLLM sends every choice's role chunk before the
     /// request's first output; they may span several writes).
     pub(super) roles_written: usize,
@@ -41,7 +40,6 @@ pub fn start_stream(state: &Arc<AppState>, p: Prepared) -> Result<EventStream, A
     Ok(EventStream {
         sub,
         p,
-        max_model_len: state.max_model_len,
         roles_written: 0,
         held: None,
         echoed: vec![false; n],
@@ -72,7 +70,7 @@ impl EventStream {
                 out.put_slice(b"data: [DONE]\n\n");
                 return Some(out.freeze());
             };
-            self.held = self.sub.apply(tag, ev, self.max_model_len);
+            self.held = self.sub.apply(tag, ev);
         }
         loop {
             if let Some(d) = self.held.take() {
@@ -86,7 +84,7 @@ impl EventStream {
                 break;
             }
             match self.sub.rx.try_recv() {
-                Ok((tag, ev)) => self.held = self.sub.apply(tag, ev, self.max_model_len),
+                Ok((tag, ev)) => self.held = self.sub.apply(tag, ev),
                 Err(_) => break,
             }
         }
