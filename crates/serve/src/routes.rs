@@ -131,6 +131,24 @@ fn base_id(headers: &HeaderMap, c: &CommonParams, state: &AppState) -> String {
         .unwrap_or_else(|| state.random_id())
 }
 
+/// The chat-template options of a request that renders messages (`/v1/chat/completions`, and
+/// `/tokenize` with `messages`): both requests carry the same five fields.
+fn chat_options(
+    add_generation_prompt: bool,
+    continue_final_message: bool,
+    chat_template: &Option<String>,
+    chat_template_kwargs: &Option<serde_json::Value>,
+    tools: &Option<serde_json::Value>,
+) -> ChatOptions {
+    ChatOptions {
+        add_generation_prompt,
+        continue_final_message,
+        chat_template: chat_template.clone(),
+        chat_template_kwargs: chat_template_kwargs.clone(),
+        tools: tools.clone(),
+    }
+}
+
 fn to_u32(v: i64) -> u32 {
     v.clamp(0, u32::MAX as i64) as u32
 }
@@ -336,13 +354,13 @@ async fn chat_completions(
         param,
         state.max_model_len,
     )?;
-    let opts = ChatOptions {
-        add_generation_prompt: req.add_generation_prompt,
-        continue_final_message: req.continue_final_message,
-        chat_template: req.chat_template.clone(),
-        chat_template_kwargs: req.chat_template_kwargs.clone(),
-        tools: req.tools.clone(),
-    };
+    let opts = chat_options(
+        req.add_generation_prompt,
+        req.continue_final_message,
+        &req.chat_template,
+        &req.chat_template_kwargs,
+        &req.tools,
+    );
     let messages = serde_json::Value::Array(req.messages);
     // Rendering and tokenizing run on the text workers; tokenizing stops early for a prompt
     // that is certainly longer than the context.
@@ -538,13 +556,13 @@ async fn tokenize(
         .run(move || {
             let ids = match (&req.messages, &req.prompt) {
                 (Some(messages), _) => {
-                    let opts = ChatOptions {
-                        add_generation_prompt: req.add_generation_prompt,
-                        continue_final_message: req.continue_final_message,
-                        chat_template: req.chat_template.clone(),
-                        chat_template_kwargs: req.chat_template_kwargs.clone(),
-                        tools: req.tools.clone(),
-                    };
+                    let opts = chat_options(
+                        req.add_generation_prompt,
+                        req.continue_final_message,
+                        &req.chat_template,
+                        &req.chat_template_kwargs,
+                        &req.tools,
+                    );
                     let text =
                         codec.render_chat(&serde_json::Value::Array(messages.clone()), &opts)?;
                     encode_in_pieces(&*codec, &text, false)?
