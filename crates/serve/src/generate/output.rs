@@ -1,6 +1,6 @@
 //! Output processing, as vLLM's `OutputProcessor` (`v1/engine/output_processor.py`): each
 //! engine event of a choice detokenized with its stop strings, its synthetic
-//! log-probabilities, and the finish reason; and the refusals the engine answers with.
+//! log-probabilities, and the finish reason (an engine refusal becomes the request's error).
 
 use super::fanout::Submission;
 use crate::engine_loop::{EngineEvent, Finish};
