@@ -1,9 +1,15 @@
 //! The one mapping from failures to HTTP: vLLM's `ErrorResponse` body
 //! `{"error":{"message","type","param","code"}}` with the HTTP status equal to `code`, and the
-//! few routes where vLLM (FastAPI) answers with another shape.
+//! few routes where vLLM (FastAPI) answers with another shape. Every source of errors the routes
+//! meet (the text codec, the engine's refusals, the engine thread, the request body, response
+//! serialization) has its `From` impl here, so call sites use `?`.
 
+use crate::engine_loop::EngineGone;
+use crate::text::TextError;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use llm_emu_core::RequestError;
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +164,90 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The codec's errors: the request's own faults stay 400 with their text; the text crate's
+/// are placed by kind.
+impl From<TextError> for ApiError {
+    fn from(e: TextError) -> ApiError {
+        match e {
+            TextError::Model(e) => e.into(),
+            TextError::Input(message) => ApiError::bad_request(message),
+        }
+    }
+}
+
+/// The text crate's errors by who is at fault, as vLLM's serving code answers them: the
+/// request's messages, chat template or token ids (vLLM's `ValueError` and jinja2
+/// `TemplateError`) are a 400 with the error's text; the server's tokenizer and its files are a
+/// 500. The match names every kind, so that a new one must be placed.
+impl From<llm_emu_text::TextError> for ApiError {
+    fn from(e: llm_emu_text::TextError) -> ApiError {
+        use llm_emu_text::TextError as T;
+        match &e {
+            T::InvalidMessages(_)
+            | T::NoChatTemplate
+            | T::UnknownChatTemplate(_)
+            | T::Template(_)
+            | T::TemplateLimit(_)
+            | T::UnknownToken { .. } => ApiError::bad_request(e.to_string()),
+            T::Tokenizer(_)
+            | T::Io { .. }
+            | T::MissingTokenizer(_)
+            | T::BadTokenizer { .. }
+            | T::BadConfig { .. }
+            | T::ModelNotCached { .. }
+            | T::BadModelName(_)
+            | T::InvalidSampler(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The engine's refusals, with the messages vLLM's input processor gives.
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        match e {
+            RequestError::EmptyPrompt => {
+                ApiError::bad_request("The decoder prompt cannot be empty")
+            }
+            RequestError::PromptTooLong {
+                prompt_len,
+                max_model_len,
+            } => ApiError::bad_request(format!(
+                "The decoder prompt (length {prompt_len}) plus the number of requested output \
+                 tokens (at least 1) is longer than the maximum model length of {max_model_len}. \
+                 Make sure that `max_model_len` is no smaller than the number of text tokens \
+                 (prompt + requested output tokens)."
+            )),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+/// The engine thread is gone: its requests cannot be served.
+impl From<EngineGone> for ApiError {
+    fn from(_: EngineGone) -> ApiError {
+        ApiError::EngineDead
+    }
+}
+
+/// A body that could not be read is answered as one that does not parse (FastAPI's answer).
+impl From<BytesRejection> for ApiError {
+    fn from(_: BytesRejection) -> ApiError {
+        ApiError::BodyNotParsable
+    }
+}
+
+/// A response body that did not serialize: the server's fault, never the request's (a
+/// request body that does not parse is [`ApiError::Validation`], built where it is parsed).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UnserializableBody(#[from] pub serde_json::Error);
+
+impl From<UnserializableBody> for ApiError {
+    fn from(e: UnserializableBody) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +272,68 @@ mod tests {
         assert!(ApiError::PayloadTooLarge(64 << 20)
             .body()
             .contains("limit of 67108864 bytes"));
+    }
+
+    #[test]
+    fn text_errors_are_the_request_s_fault_only_when_the_input_causes_them() {
+        use llm_emu_text::TextError as T;
+        let input = [
+            T::InvalidMessages("messages[0] has no role".into()),
+            T::NoChatTemplate,
+            T::UnknownChatTemplate("tool_use".into()),
+            T::Template("raise_exception: bad roles".into()),
+            T::TemplateLimit("the chat template ran too long".into()),
+            T::UnknownToken {
+                id: 9,
+                vocab_size: 5,
+            },
+        ];
+        for e in input {
+            let message = e.to_string();
+            let api = ApiError::from(TextError::Model(e));
+            assert_eq!(api.status(), StatusCode::BAD_REQUEST, "{message}");
+            assert_eq!(api, ApiError::bad_request(message));
+        }
+        let internal = [
+            T::Tokenizer("decoder failed".into()),
+            T::BadConfig {
+                path: "tokenizer_config.json".into(),
+                message: "not JSON".into(),
+            },
+            T::MissingTokenizer("/nowhere".into()),
+        ];
+        for e in internal {
+            let message = e.to_string();
+            let api = ApiError::from(TextError::Model(e));
+            assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR, "{message}");
+            assert!(api.body().contains(r#""type":"InternalServerError""#));
+            assert_eq!(api, ApiError::Internal(message));
+        }
+        let codec_input = ApiError::from(TextError::Input("messages must be a list".into()));
+        assert_eq!(
+            codec_input,
+            ApiError::bad_request("messages must be a list")
+        );
+    }
+
+    #[test]
+    fn engine_refusals_keep_vllm_s_messages() {
+        let e = ApiError::from(RequestError::PromptTooLong {
+            prompt_len: 4096,
+            max_model_len: 4096,
+        });
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.body().contains(
+            "The decoder prompt (length 4096) plus the number of requested output tokens (at \
+             least 1) is longer than the maximum model length of 4096."
+        ));
+        assert_eq!(
+            ApiError::from(RequestError::EmptyPrompt),
+            ApiError::bad_request("The decoder prompt cannot be empty")
+        );
+        assert_eq!(
+            ApiError::from(EngineGone).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

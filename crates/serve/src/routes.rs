@@ -2,7 +2,7 @@
 //! the routers it mounts). What runs before them (API key, body, content type) is in
 //! [`crate::middleware`].
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, UnserializableBody};
 use crate::generate::{
     build_echo_logprobs, check_fan_out, check_max_output, check_prompt_ids, check_request_template,
     check_truncation, echo_salt, prompt_max_tokens, respond_full, start_stream, truncate_prompt,
@@ -10,7 +10,7 @@ use crate::generate::{
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
-use crate::text::{encode_in_pieces, encode_within, ChatOptions};
+use crate::text::{encode_in_pieces, encode_within, ChatOptions, TextError};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -69,7 +69,7 @@ async fn method_not_allowed() -> Response {
 fn parse_body<T: DeserializeOwned + ValidateRequest>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
-    let body = body.map_err(|_| ApiError::BodyNotParsable)?;
+    let body = body?;
     if std::str::from_utf8(&body).is_err() {
         return Err(ApiError::BodyNotParsable);
     }
@@ -129,6 +129,24 @@ fn base_id(headers: &HeaderMap, c: &CommonParams, state: &AppState) -> String {
         .map(str::to_string)
         .or_else(|| c.request_id.clone())
         .unwrap_or_else(|| state.random_id())
+}
+
+/// The chat-template options of a request that renders messages (`/v1/chat/completions`, and
+/// `/tokenize` with `messages`): both requests carry the same five fields.
+fn chat_options(
+    add_generation_prompt: bool,
+    continue_final_message: bool,
+    chat_template: &Option<String>,
+    chat_template_kwargs: &Option<serde_json::Value>,
+    tools: &Option<serde_json::Value>,
+) -> ChatOptions {
+    ChatOptions {
+        add_generation_prompt,
+        continue_final_message,
+        chat_template: chat_template.clone(),
+        chat_template_kwargs: chat_template_kwargs.clone(),
+        tools: tools.clone(),
+    }
 }
 
 fn to_u32(v: i64) -> u32 {
@@ -238,10 +256,9 @@ async fn completions(
                     };
                     Ok((text, ids, encoded))
                 })
-                .collect::<Result<Vec<_>, crate::text::TextError>>()
+                .collect::<Result<Vec<_>, TextError>>()
         })
-        .await?
-        .map_err(|e| ApiError::bad_request(e.0))?;
+        .await??;
     let id = format!("cmpl-{}", base_id(&headers, &req.common, &state));
     let mut prompts = Vec::with_capacity(texts.len());
     for (text, ids, encoded) in texts {
@@ -285,10 +302,9 @@ async fn completions(
                     };
                     let lps = lp
                         .map(|(n, salt)| Arc::new(build_echo_logprobs(&*codec, &echoed, n, salt)));
-                    Ok::<_, crate::text::TextError>((Some(text), lps))
+                    Ok::<_, TextError>((Some(text), lps))
                 })
-                .await?
-                .map_err(|e| ApiError::bad_request(e.0))?
+                .await??
         } else {
             (text, None)
         };
@@ -338,13 +354,13 @@ async fn chat_completions(
         param,
         state.max_model_len,
     )?;
-    let opts = ChatOptions {
-        add_generation_prompt: req.add_generation_prompt,
-        continue_final_message: req.continue_final_message,
-        chat_template: req.chat_template.clone(),
-        chat_template_kwargs: req.chat_template_kwargs.clone(),
-        tools: req.tools.clone(),
-    };
+    let opts = chat_options(
+        req.add_generation_prompt,
+        req.continue_final_message,
+        &req.chat_template,
+        &req.chat_template_kwargs,
+        &req.tools,
+    );
     let messages = serde_json::Value::Array(req.messages);
     // Rendering and tokenizing run on the text workers; tokenizing stops early for a prompt
     // that is certainly longer than the context.
@@ -358,8 +374,7 @@ async fn chat_completions(
             let text = codec.render_chat(&messages, &opts)?;
             encode_within(&*codec, &text, add_special_tokens, max_input)
         })
-        .await?
-        .map_err(|e| ApiError::bad_request(e.0))?;
+        .await??;
     truncate_prompt(&mut ids, req.common.truncate_prompt_tokens, max_input);
     let max_tokens = prompt_max_tokens(ids.len(), requested, state.max_model_len, true)?;
     let top_logprobs = if req.logprobs.unwrap_or(false) {
@@ -541,13 +556,13 @@ async fn tokenize(
         .run(move || {
             let ids = match (&req.messages, &req.prompt) {
                 (Some(messages), _) => {
-                    let opts = ChatOptions {
-                        add_generation_prompt: req.add_generation_prompt,
-                        continue_final_message: req.continue_final_message,
-                        chat_template: req.chat_template.clone(),
-                        chat_template_kwargs: req.chat_template_kwargs.clone(),
-                        tools: req.tools.clone(),
-                    };
+                    let opts = chat_options(
+                        req.add_generation_prompt,
+                        req.continue_final_message,
+                        &req.chat_template,
+                        &req.chat_template_kwargs,
+                        &req.tools,
+                    );
                     let text =
                         codec.render_chat(&serde_json::Value::Array(messages.clone()), &opts)?;
                     encode_in_pieces(&*codec, &text, false)?
@@ -566,11 +581,10 @@ async fn tokenize(
                     ids: &ids,
                 }),
             })
-            .map_err(|e| crate::text::TextError(e.to_string()))?;
-            Ok::<_, crate::text::TextError>(body)
+            .map_err(UnserializableBody)?;
+            Ok::<_, ApiError>(body)
         })
-        .await?
-        .map_err(|e| ApiError::bad_request(e.0))?;
+        .await??;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -586,10 +600,10 @@ async fn detokenize(
         .text_jobs
         .run(move || {
             let text = codec.decode(&req.tokens, false)?;
-            serde_json::to_vec(&DetokenizeResponse { prompt: &text })
-                .map_err(|e| crate::text::TextError(e.to_string()))
+            let body = serde_json::to_vec(&DetokenizeResponse { prompt: &text })
+                .map_err(UnserializableBody)?;
+            Ok::<_, ApiError>(body)
         })
-        .await?
-        .map_err(|e| ApiError::bad_request(e.0))?;
+        .await??;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

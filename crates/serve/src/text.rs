@@ -10,9 +10,17 @@ use serde_json::Value;
 use std::sync::Arc;
 use thiserror::Error;
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{0}")]
-pub struct TextError(pub String);
+/// Why text work failed, kept typed so that the HTTP layer can tell the request's fault from
+/// the server's (see `ApiError`'s `From<TextError>`).
+#[derive(Debug, Error)]
+pub enum TextError {
+    /// The text crate's own error (the real tokenizer and chat templates), with its kind.
+    #[error(transparent)]
+    Model(#[from] llm_emu_text::TextError),
+    /// The request's input is not what the codec accepts.
+    #[error("{0}")]
+    Input(String),
+}
 
 /// Chat-template options, as the request gives them.
 #[derive(Clone, Debug, Default)]
@@ -267,7 +275,7 @@ impl TextCodec for IdText {
     fn render_chat(&self, messages: &Value, opts: &ChatOptions) -> Result<String, TextError> {
         let list = messages
             .as_array()
-            .ok_or_else(|| TextError("messages must be a list".into()))?;
+            .ok_or_else(|| TextError::Input("messages must be a list".into()))?;
         let mut out = String::new();
         for m in list {
             let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
@@ -377,17 +385,17 @@ impl Detokenizer for IdDetok {
 /// The real tokenizer: a model's `tokenizer.json`, chat template and special tokens.
 pub struct ModelText(pub llm_emu_text::TextModel);
 
-fn text_err(e: llm_emu_text::TextError) -> TextError {
-    TextError(e.to_string())
-}
-
 impl TextCodec for ModelText {
     fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TextError> {
-        self.0.encode(text, add_special_tokens).map_err(text_err)
+        self.0
+            .encode(text, add_special_tokens)
+            .map_err(TextError::Model)
     }
 
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TextError> {
-        self.0.decode(ids, skip_special_tokens).map_err(text_err)
+        self.0
+            .decode(ids, skip_special_tokens)
+            .map_err(TextError::Model)
     }
 
     fn render_chat(&self, messages: &Value, opts: &ChatOptions) -> Result<String, TextError> {
@@ -395,7 +403,7 @@ impl TextCodec for ModelText {
             None | Some(Value::Null) => serde_json::Map::new(),
             Some(Value::Object(m)) => m.clone(),
             Some(other) => {
-                return Err(TextError(format!(
+                return Err(TextError::Input(format!(
                     "chat_template_kwargs must be an object, got {other}"
                 )))
             }
@@ -407,7 +415,7 @@ impl TextCodec for ModelText {
             chat_template_kwargs: kwargs,
             tools: opts.tools.clone(),
         };
-        self.0.render_chat(messages, &o).map_err(text_err)
+        self.0.render_chat(messages, &o).map_err(TextError::Model)
     }
 
     fn detokenizer(&self, prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer> {
@@ -459,7 +467,7 @@ impl Detokenizer for ModelDetok {
         let s = self
             .0
             .update(&[token], stop_terminated, finished)
-            .map_err(text_err)?;
+            .map_err(TextError::Model)?;
         Ok(DetokStep {
             delta: s.delta,
             stop_matched: s.stop_matched,
