@@ -4,17 +4,7 @@
 
 use crate::client::RequestOutput;
 use crate::tokenizer::Tokenizer;
-use llm_emu_sim::percentile;
-
-/// `np.median`: the middle value, or the mean of the two middle ones.
-pub fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
+use llm_emu_sim::{median, percentile};
 
 /// Mean, population standard deviation, median and the chosen percentiles, in ms.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -11,5 +11,5 @@ pub mod validate;
 pub mod workload;
 
 pub use driver::{run, RequestRecord, SimResult, Sinks};
-pub use percentile::percentile;
+pub use percentile::{median, percentile};
 pub use workload::{LineError, LineErrorKind, WorkloadItem, WorkloadReader};

@@ -7,7 +7,7 @@
 //! digits) so that runs of hundreds of millions of tokens stay small; TTFT/TPOT/E2EL are kept
 //! exactly.
 
-use crate::percentile::percentile;
+use crate::percentile::{median, percentile};
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
@@ -74,7 +74,7 @@ impl LatencyStats {
             xs.sort_by(f64::total_cmp);
             let (m, s) = mean_std(xs);
             out.insert(format!("mean_{name}_ms"), m.into());
-            out.insert(format!("median_{name}_ms"), percentile(xs, 50.0).into());
+            out.insert(format!("median_{name}_ms"), median(xs).into());
             out.insert(format!("std_{name}_ms"), s.into());
             out.insert(format!("p90_{name}_ms"), percentile(xs, 90.0).into());
             out.insert(format!("p99_{name}_ms"), percentile(xs, 99.0).into());

@@ -44,6 +44,18 @@ fn lerp(a: f64, b: f64, gamma: f64) -> f64 {
     }
 }
 
+/// `np.median(sorted)` for ascending `sorted`: the middle value, or the mean of the two middle
+/// ones (numpy takes their `mean`: the sum halved, which can differ in the last bit from
+/// [`percentile`] at 50); 0 for no values, as [`percentile`].
+pub fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::percentile;
@@ -109,5 +121,19 @@ mod tests {
         assert!(percentile(&[1.0], f64::NAN).is_nan());
         assert_eq!(percentile(&[1.0, 2.0], -5.0), 1.0);
         assert_eq!(percentile(&[1.0, 2.0], 150.0), 2.0);
+    }
+
+    /// `np.median` and `np.percentile(xs, 50)`, made with numpy 2.4.6 as the table above: for
+    /// an even count numpy's median halves the sum of the two middle values, which differs in
+    /// the last bit from the percentile's interpolation on the last pair.
+    #[test]
+    fn median_as_numpy_computes_it() {
+        assert_eq!(super::median(&[]), 0.0);
+        assert_eq!(super::median(&[3.0]), 3.0);
+        assert_eq!(super::median(&[1.0, 2.0, 10.0]), 2.0);
+        assert_eq!(super::median(&[1.0, 4.0]), 2.5);
+        let pair = [212.96819499142416, 910.9877835080679];
+        assert_eq!(super::median(&pair), 561.977989249746);
+        assert_eq!(percentile(&pair, 50.0), 561.9779892497461);
     }
 }

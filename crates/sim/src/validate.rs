@@ -7,7 +7,7 @@
 //! Σ outputs / (last token of the run − first queued).
 
 use crate::driver::RequestRecord;
-use crate::percentile::percentile;
+use crate::percentile::{median, percentile};
 use crate::run_record::{RunRecord, RunRecordError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -222,7 +222,7 @@ fn stat(xs: &[f64], name: &str) -> f64 {
     v.sort_by(f64::total_cmp);
     match name {
         "mean" => v.iter().sum::<f64>() / v.len().max(1) as f64,
-        "median" => percentile(&v, 50.0),
+        "median" => median(&v),
         "p90" => percentile(&v, 90.0),
         "p95" => percentile(&v, 95.0),
         _ => percentile(&v, 99.0),
