@@ -7,6 +7,8 @@
 //! `PROPTEST_CASES=1000000 cargo test --release -p llm-emu-perf --test fuzz_profile`
 //! (figures of one such run in docs/hardening.md).
 
+mod support;
+
 use llm_emu_perf::latency::step_cycle::pack::StepCyclePack;
 use llm_emu_perf::latency::BatchRequest;
 use llm_emu_perf::latency::{
@@ -29,37 +31,7 @@ fn config() -> ProptestConfig {
 
 /// The files of a minimal valid profile: (path under the profile dir, text).
 fn valid_profile() -> Vec<(&'static str, String)> {
-    let mut dense = String::from("layer,tokens,time_us\n");
-    for l in [
-        "embedding",
-        "layernorm",
-        "qkv_proj",
-        "rotary_emb",
-        "o_proj",
-        "gate_up_proj",
-        "act_fn",
-        "down_proj",
-        "final_layernorm",
-    ] {
-        dense.push_str(&format!("{l},1,1.0\n{l},64,2.0\n"));
-    }
-    vec![
-        (
-            "meta.yaml",
-            "model: x\ntp_degrees: [1]\nskew_fit:\n  enabled: false\n".to_string(),
-        ),
-        ("tp1/dense.csv", dense),
-        (
-            "tp1/per_sequence.csv",
-            "layer,sequences,time_us\nlm_head,1,10\nlm_head,8,20\nsampler,1,5\n".into(),
-        ),
-        (
-            "tp1/attention.csv",
-            "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,3\n0,0,1,32,5\n\
-             16,0,0,0,7\n"
-                .into(),
-        ),
-    ]
+    support::minimal_profile("model: x\ntp_degrees: [1]\nskew_fit:\n  enabled: false\n")
 }
 
 /// One edit of a file's text.

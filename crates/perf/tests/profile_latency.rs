@@ -1,5 +1,7 @@
 //! The `profile` latency model: the peer's composition of measured operator profiles.
 
+mod support;
+
 use llm_emu_core::Nanos;
 use llm_emu_perf::latency::BatchRequest;
 use llm_emu_perf::latency::{
@@ -186,37 +188,7 @@ fn tiny_profile(name: &str, edit: &[(&str, &str)]) -> Result<ProfileLatency, Pro
     let dir = std::env::temp_dir().join(format!("llm-emu-profile-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("tp1")).unwrap();
-    let mut dense = String::from("layer,tokens,time_us\n");
-    for l in [
-        "embedding",
-        "layernorm",
-        "qkv_proj",
-        "rotary_emb",
-        "o_proj",
-        "gate_up_proj",
-        "act_fn",
-        "down_proj",
-        "final_layernorm",
-    ] {
-        dense.push_str(&format!("{l},1,1.0\n{l},64,2.0\n"));
-    }
-    let files = [
-        (
-            "meta.yaml",
-            "model: x\nskew_fit:\n  enabled: false\n".to_string(),
-        ),
-        ("tp1/dense.csv", dense),
-        (
-            "tp1/per_sequence.csv",
-            "layer,sequences,time_us\nlm_head,1,10\nlm_head,8,20\nsampler,1,5\n".into(),
-        ),
-        (
-            "tp1/attention.csv",
-            "prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n0,0,1,16,3\n0,0,1,32,5\n\
-             16,0,0,0,7\n"
-                .into(),
-        ),
-    ];
+    let files = support::minimal_profile("model: x\nskew_fit:\n  enabled: false\n");
     for (f, text) in files {
         let text = edit
             .iter()
