@@ -132,6 +132,8 @@ pub struct Engine {
     blocked: bool,
     num_schedule_calls: u64,
     updates: Vec<RequestUpdate>,
+    /// The latency model's view of the step being submitted, reused from step to step.
+    batch_requests: Vec<BatchRequest>,
     /// Which engine of a fleet this is (the `engine` label of metrics).
     engine_index: usize,
     stats: StatsBuffers,
@@ -166,6 +168,7 @@ impl Engine {
             blocked: false,
             num_schedule_calls: 0,
             updates: Vec::new(),
+            batch_requests: Vec::new(),
             engine_index: 0,
             stats: StatsBuffers::default(),
         })
@@ -343,18 +346,16 @@ impl Engine {
         let (start, end) = if output.total_num_scheduled_tokens == 0 {
             (now, now)
         } else {
-            let requests: Vec<BatchRequest> = output
-                .scheduled
-                .iter()
-                .map(|s| BatchRequest {
+            self.batch_requests.clear();
+            self.batch_requests
+                .extend(output.scheduled.iter().map(|s| BatchRequest {
                     num_tokens: s.num_tokens,
                     num_computed_before: s.num_computed_before,
                     num_prompt_tokens: s.num_prompt_tokens,
                     samples: s.samples,
-                })
-                .collect();
+                }));
             let batch = StepBatch {
-                requests: &requests,
+                requests: &self.batch_requests,
                 total_tokens: output.total_num_scheduled_tokens,
                 padded_tokens: self
                     .cuda_graphs
