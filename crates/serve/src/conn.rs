@@ -196,8 +196,8 @@ pub async fn accept_until(
                     // waits for the client's delayed ACK of the previous one, up to 40 ms.
                     let _ = tcp.set_nodelay(true);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    let slot = SlotGate::new(regular_slots.clone());
-                    if !slot.holds_slot() {
+                    let permit = regular_slots.clone().try_acquire_owned().ok();
+                    if permit.is_none() {
                         stats.limit_reached.fetch_add(1, Ordering::Relaxed);
                         limit_log.log(|| {
                             format!(
@@ -210,7 +210,7 @@ pub async fn accept_until(
                         tcp,
                         app.clone(),
                         limits.clone(),
-                        slot,
+                        SlotGate::new(regular_slots.clone(), permit),
                         shutdown.subscribe(),
                         stats.clone(),
                     );
@@ -345,16 +345,12 @@ struct SlotGate {
 }
 
 impl SlotGate {
-    fn new(slots: Arc<Semaphore>) -> Self {
-        let held = slots.clone().try_acquire_owned().ok();
+    /// `held`: the slot taken at accept, if one was free.
+    fn new(slots: Arc<Semaphore>, held: Option<OwnedSemaphorePermit>) -> Self {
         SlotGate {
             slots,
             held: tokio::sync::Mutex::new(held),
         }
-    }
-
-    fn holds_slot(&self) -> bool {
-        self.held.try_lock().map(|h| h.is_some()).unwrap_or(true)
     }
 
     /// Whether a request for `path` may be served now: always for a probe or when the
