@@ -1,10 +1,12 @@
 //! `llm-emu serve`: vLLM's OpenAI-compatible server on the emulated engine, flags named as
 //! `vllm serve` names them.
 
-use crate::engine_args::{EngineFlags, Prepared};
+use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan, Prepared};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
+use llm_emu_fleet::{router_by_name, DataParallel, Replicas};
 use llm_emu_serve::conn::ConnLimits;
+use llm_emu_serve::fleet_front::FleetKind;
 use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::thread_priority::PriorityRequest;
 use llm_emu_serve::{fd_limit, ServeOptions, Server};
@@ -91,8 +93,50 @@ pub struct ServeArgs {
     /// bounded either way (see docs/serve.md, "Hardening").
     #[arg(long, action = ArgAction::SetTrue)]
     trust_request_chat_template: bool,
+    /// Serve each engine of a fleet (`--data-parallel-size`, `--replicas`) also on a port of
+    /// its own, a full OpenAI API with its own /metrics: a comma-separated list with one port
+    /// per engine (`8001,8002`), or one base port followed by `+` (`8001+`: 8001, 8002, …);
+    /// 0 lets the OS choose.
+    #[arg(long)]
+    instance_ports: Option<String>,
+    #[command(flatten)]
+    pub fleet: FleetFlags,
     #[command(flatten)]
     pub engine: EngineFlags,
+}
+
+/// `--instance-ports` for `engines` engines.
+fn parse_instance_ports(spec: &str, engines: usize) -> Result<Vec<u16>> {
+    let bad = || {
+        anyhow::anyhow!(
+            "bad --instance-ports {spec:?}: expected one port per engine (P1,P2,…) or a base \
+             port followed by + (P+)"
+        )
+    };
+    let ports: Vec<u16> = if let Some(base) = spec.trim().strip_suffix('+') {
+        let base: u16 = base.trim().parse().map_err(|_| bad())?;
+        (0..engines)
+            .map(|i| {
+                if base == 0 {
+                    Some(0)
+                } else {
+                    u16::try_from(base as usize + i).ok()
+                }
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?
+    } else {
+        spec.split(',')
+            .map(|p| p.trim().parse::<u16>().map_err(|_| bad()))
+            .collect::<Result<_>>()?
+    };
+    if ports.len() != engines {
+        anyhow::bail!(
+            "--instance-ports gives {} port(s) for {engines} engine(s): give one per engine",
+            ports.len()
+        );
+    }
+    Ok(ports)
 }
 
 /// `--engine-thread-priority`.
@@ -220,6 +264,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         .max_connections
         .unwrap_or_else(|| fd_limit::connections_for(nofile, MAX_CONNECTIONS_DEFAULT_CAP));
     let prepared = Prepared::new(&a.engine, None)?;
+    let engine_args = a.engine.to_args()?;
     let cfg = prepared.config().clone();
     let src = tokenizer_source(&a);
     let model =
@@ -228,9 +273,49 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         Some(s) => parse_output_len(s)?,
         None => OutputLengthDistribution::default(),
     };
-    let sampler = VocabSampler::new(&model, lengths, a.engine.seed)
+    let sampler = VocabSampler::new(&model, lengths.clone(), a.engine.seed)
         .map_err(|e| anyhow::anyhow!("output token sampler: {e}"))?;
-    let (engine, latency_desc) = prepared.build_engine_with(Box::new(sampler))?;
+    let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
+    let plan = a.fleet.plan(tp, None)?;
+    let engines_wanted = match &plan {
+        FleetPlan::Single => 1,
+        FleetPlan::DataParallel { size, .. } => *size,
+        FleetPlan::Replicas { count, .. } => *count,
+    };
+    let instance_ports = match &a.instance_ports {
+        Some(spec) => parse_instance_ports(spec, engines_wanted)?,
+        None => Vec::new(),
+    };
+    let mut engines = Vec::with_capacity(engines_wanted);
+    let mut latency_desc = String::new();
+    for i in 0..engines_wanted {
+        // Each engine its own sampler, seeded apart so that ranks do not answer in lockstep.
+        let sampler = if i == 0 {
+            sampler.clone()
+        } else {
+            VocabSampler::new(
+                &model,
+                lengths.clone(),
+                a.engine.seed.wrapping_add(i as u64),
+            )
+            .map_err(|e| anyhow::anyhow!("output token sampler: {e}"))?
+        };
+        let (engine, desc) = if i == 0 {
+            prepared.build_engine_with(Box::new(sampler))?
+        } else {
+            // The latency model's notices were printed for the first engine.
+            let (latency, _) = prepared.resolved.build_latency(&prepared.shape)?;
+            let desc = latency.describe();
+            (
+                llm_emu_core::Engine::new(cfg.clone(), latency, Box::new(sampler))?,
+                desc,
+            )
+        };
+        if i == 0 {
+            latency_desc = desc;
+        }
+        engines.push(engine);
+    }
     let codec: SharedCodec = Arc::new(ModelText(model));
     let (names, root) = model_identity(&a);
     let mut api_keys = a.api_key.clone();
@@ -260,6 +345,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             EnginePriorityArg::Normal => PriorityRequest::Normal,
         },
         trust_request_chat_template: a.trust_request_chat_template,
+        instance_ports,
+        gpu_memory_utilization: engine_args.gpu_memory_utilization.unwrap_or(0.9),
+        num_gpu_blocks_override: engine_args.num_gpu_blocks_override,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -268,7 +356,20 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     }
     let rt = rt.build().context("starting the async runtime")?;
     let served = rt.block_on(async move {
-        let server = Server::bind(engine, codec, opts).await?;
+        let server = match plan {
+            FleetPlan::Single => {
+                let engine = engines.pop().context("one engine")?;
+                Server::bind(engine, codec, opts).await?
+            }
+            FleetPlan::DataParallel { api_servers, .. } => {
+                let dp = DataParallel::new(engines, api_servers);
+                Server::bind_fleet(dp, FleetKind::DataParallel, &cfg, codec, opts).await?
+            }
+            FleetPlan::Replicas { router, .. } => {
+                let fleet = Replicas::new(engines, router_by_name(&router)?);
+                Server::bind_fleet(fleet, FleetKind::Replicas { router }, &cfg, codec, opts).await?
+            }
+        };
         let addr = server.local_addr()?;
         eprintln!(
             "llm-emu serve: engine: {} KV blocks of {} tokens, max_num_seqs {}, \
@@ -282,6 +383,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             server.engine_priority()
         );
         println!("llm-emu serve: listening on http://{addr}");
+        for (i, a) in server.instance_addrs()?.iter().enumerate() {
+            println!("llm-emu serve: engine {i} listening on http://{a}");
+        }
         let signals = Signals::install().context("installing the signal handlers")?;
         server.run(signals.first_then_force_exit()).await?;
         eprintln!("llm-emu serve: stopped");

@@ -99,7 +99,26 @@ impl Replicas {
                 &views,
             )
             .min(self.members.len() - 1);
-        let cached = views[i].cached_prefix_blocks(&prompt_hashes(&views[i], &req));
+        self.add_to_instance(req, tag, i)
+    }
+
+    /// Queues `req` on instance `i` without asking the router (a request sent to that
+    /// instance's own address), counted in the load the router tracks; returns `i`. Panics if
+    /// `i` is not an instance (a caller's mistake).
+    pub fn add_to_instance(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        i: usize,
+    ) -> Result<usize, RequestError> {
+        if self.owner.contains_key(&req.request_id) {
+            return Err(RequestError::DuplicateId(req.request_id));
+        }
+        let view = InstanceView {
+            engine: &self.members[i].engine,
+            load: &self.loads[i],
+        };
+        let cached = view.cached_prefix_blocks(&prompt_hashes(&view, &req));
         let bs = self.members[i].engine.config().block_size.max(1);
         let prompt = req.prompt_token_ids.len();
         let id = req.request_id.clone();

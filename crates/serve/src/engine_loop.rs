@@ -13,12 +13,13 @@
 //! publishes copies ([`Published`]); it never waits on a lock an HTTP task can hold for longer
 //! than a pointer swap.
 
+use crate::fleet_front::{take_placement, Placement, ServedCore};
 use crate::metrics::{EngineMetrics, MetricsRecorder, Published};
 use crate::thread_priority::{raise_current_thread, PriorityGranted, PriorityRequest};
 use hdrhistogram::Histogram;
 use llm_emu_core::{
-    EngineCore, EngineSink, FinishOutput, FinishReason, IterationStats, Nanos, NewRequest,
-    RequestError, RequestOutput, StepStats, Wake,
+    EngineSink, FinishOutput, FinishReason, IterationStats, Nanos, NewRequest, RequestError,
+    RequestOutput, StepStats, Wake,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -90,6 +91,8 @@ pub enum Command {
         /// within its HTTP request).
         requests: Vec<(NewRequest, u32)>,
         events: EventSender,
+        /// Where they go, and the request parameters to count on the engine they go to.
+        placement: Placement,
     },
     Abort(String),
     /// End a request the output processor stopped (a stop string): an abort in the engine,
@@ -258,6 +261,8 @@ pub struct EngineHandle {
     pub priority: PriorityGranted,
     /// Cleared when the engine thread ends, by return or by panic.
     alive: Arc<AtomicBool>,
+    /// The engine every request of this handle goes to (an instance's own port).
+    pinned: Option<usize>,
 }
 
 /// Clears the engine's liveness flag when the engine thread ends, however it ends.
@@ -276,15 +281,40 @@ impl EngineHandle {
         self.alive.load(Ordering::Acquire)
     }
 
+    /// A handle whose requests all go to engine `engine`, its metrics seen through
+    /// `metrics` (an instance's own port).
+    pub fn pinned_to(&self, engine: usize, metrics: Arc<EngineMetrics>) -> EngineHandle {
+        EngineHandle {
+            pinned: Some(engine),
+            metrics,
+            delivery: Default::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The engine this handle's requests go to, if it is pinned to one.
+    pub fn pinned(&self) -> Option<usize> {
+        self.pinned
+    }
+
     /// Submits the engine requests of one HTTP request (each with its tag); their outputs
-    /// arrive on `events`. Errors only if the engine thread is gone.
+    /// arrive on `events`. Where they go is the HTTP request's [`Placement`] (taken from the
+    /// task it runs in), or this handle's engine. Errors only if the engine thread is gone.
     pub fn add(
         &self,
         requests: Vec<(NewRequest, u32)>,
         events: EventSender,
     ) -> Result<(), EngineGone> {
+        let mut placement = take_placement();
+        if self.pinned.is_some() {
+            placement.engine = self.pinned;
+        }
         self.commands
-            .send(Command::Add { requests, events })
+            .send(Command::Add {
+                requests,
+                events,
+                placement,
+            })
             .map_err(|_| EngineGone)
     }
 
@@ -324,7 +354,7 @@ pub struct EngineThread {
 impl EngineThread {
     /// Starts the thread that owns `engine`, raised as `priority` asks. `metrics` is where the
     /// thread publishes its Prometheus series.
-    pub fn spawn<E: EngineCore + Send + 'static>(
+    pub fn spawn<E: ServedCore + Send + 'static>(
         engine: E,
         metrics: Arc<EngineMetrics>,
         priority: PriorityRequest,
@@ -367,6 +397,7 @@ impl EngineThread {
             metrics,
             priority,
             alive,
+            pinned: None,
         };
         Ok(EngineThread {
             handle,
@@ -388,7 +419,7 @@ struct EngineLoop<E> {
     router: Router,
 }
 
-impl<E: EngineCore> EngineLoop<E> {
+impl<E: ServedCore> EngineLoop<E> {
     fn run(&mut self, rx: Receiver<Command>) {
         let mut planned: Option<Nanos> = None;
         loop {
@@ -472,7 +503,11 @@ impl<E: EngineCore> EngineLoop<E> {
     /// Applies one command; false means stop.
     fn apply(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::Add { requests, events } => {
+            Command::Add {
+                requests,
+                events,
+                placement,
+            } => {
                 let now = self.clock.now();
                 for (request, _) in &requests {
                     self.router
@@ -480,6 +515,7 @@ impl<E: EngineCore> EngineLoop<E> {
                         .record_admit(now.saturating_sub(request.arrival));
                 }
                 self.router.lateness_dirty = true;
+                let mut first_engine = None;
                 for (request, choice) in requests {
                     let route = Route {
                         choice,
@@ -487,10 +523,21 @@ impl<E: EngineCore> EngineLoop<E> {
                         request_id: request.request_id.clone(),
                     };
                     let tag = self.router.routes.insert(route);
-                    if let Err(e) = self.engine.add(request, tag) {
-                        self.router.routes.remove(tag);
-                        let _ = events.send((choice, EngineEvent::Rejected(e)));
+                    match self.engine.add_placed(request, tag, &placement) {
+                        Ok(engine) => {
+                            first_engine.get_or_insert(engine);
+                        }
+                        Err(e) => {
+                            self.router.routes.remove(tag);
+                            let _ = events.send((choice, EngineEvent::Rejected(e)));
+                        }
                     }
+                }
+                // Counted on the engine its first request went to.
+                if let Some(engine) = first_engine.or(placement.engine) {
+                    self.router
+                        .metrics
+                        .request_params(engine, &placement.params);
                 }
             }
             Command::Abort(id) => self.engine.abort(&id),
@@ -628,7 +675,7 @@ impl EngineSink for Router {
 
     fn on_iteration(&mut self, stats: &IterationStats, outputs: &[RequestOutput]) {
         // Metrics first, so that a client that has its last token also finds it counted.
-        self.metrics.iteration(stats);
+        self.metrics.iteration(stats, outputs.len());
         self.metrics.publish();
         if !stats.finished_requests.is_empty() {
             self.publish_lateness(stats.iteration_timestamp, true);

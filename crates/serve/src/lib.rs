@@ -5,15 +5,23 @@
 //! validate and tokenize requests, submit them through a channel, and turn the engine's
 //! per-request events into SSE chunks or JSON responses, detokenizing and matching stop strings
 //! on the way ([`generate`]), as vLLM's API server and output processor do.
+//!
+//! A fleet (vLLM data-parallel ranks, or replicas behind a router: `llm-emu-fleet`) is driven by
+//! the same single engine thread ([`Server::bind_fleet`]); its shared endpoint places each
+//! request as vLLM's API server or the router would ([`fleet_front`]), and each engine can also
+//! be served on a port of its own ([`ServeOptions::instance_ports`]).
 
 pub mod conn;
 pub mod engine_loop;
 pub mod errors;
 pub mod fd_limit;
+pub mod fleet_front;
 pub mod generate;
+pub mod http_metrics;
 pub mod logprobs;
 pub mod metrics;
 pub mod middleware;
+pub mod process_metrics;
 pub mod protocol;
 pub mod routes;
 pub mod state;
@@ -23,7 +31,8 @@ pub mod thread_priority;
 
 use conn::{ConnLimits, ConnStats};
 use engine_loop::EngineThread;
-use llm_emu_core::Engine;
+use fleet_front::{FleetKind, FrontPlan, ServedCore};
+use llm_emu_core::{Engine, EngineConfig};
 use metrics::EngineMetrics;
 use state::AppState;
 use std::future::Future;
@@ -71,6 +80,13 @@ pub struct ServeOptions {
     pub engine_priority: thread_priority::PriorityRequest,
     /// Accept a request's own `chat_template` (vLLM's `--trust-request-chat-template`).
     pub trust_request_chat_template: bool,
+    /// A fleet's engines each also served on a port of their own, in engine order (empty:
+    /// none; else one per engine; 0 lets the OS choose).
+    pub instance_ports: Vec<u16>,
+    /// `--gpu-memory-utilization` and `--num-gpu-blocks-override` as given, for
+    /// `vllm:cache_config_info`.
+    pub gpu_memory_utilization: f64,
+    pub num_gpu_blocks_override: Option<u32>,
 }
 
 impl Default for ServeOptions {
@@ -86,14 +102,24 @@ impl Default for ServeOptions {
             conn: ConnLimits::default(),
             engine_priority: Default::default(),
             trust_request_chat_template: false,
+            instance_ports: Vec::new(),
+            gpu_memory_utilization: 0.9,
+            num_gpu_blocks_override: None,
         }
     }
 }
 
-/// A bound server, not yet serving.
-pub struct Server {
+/// One HTTP endpoint of a server: the shared one, or an engine's own port.
+struct Front {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    plan: Arc<FrontPlan>,
+}
+
+/// A bound server, not yet serving.
+pub struct Server {
+    /// The shared endpoint first, then each engine's own port.
+    fronts: Vec<Front>,
     engine: EngineThread,
     opts: ServeOptions,
     conn_stats: Arc<ConnStats>,
@@ -106,47 +132,102 @@ impl Server {
         codec: SharedCodec,
         opts: ServeOptions,
     ) -> Result<Server, ServeError> {
+        let cfg = engine.config().clone();
+        Server::bind_fleet(engine, FleetKind::Single, &cfg, codec, opts).await
+    }
+
+    /// Starts one engine thread driving `core` (one engine, data-parallel ranks or replicas,
+    /// as `kind` says; `cfg` the configuration of its engines, the first one's for a
+    /// heterogeneous fleet) and binds the shared listener and, if asked, one per engine.
+    pub async fn bind_fleet<E: ServedCore + Send + 'static>(
+        core: E,
+        kind: FleetKind,
+        cfg: &EngineConfig,
+        codec: SharedCodec,
+        opts: ServeOptions,
+    ) -> Result<Server, ServeError> {
         if opts.served_model_names.is_empty() {
             return Err(ServeError::Options(
                 "at least one served model name is needed".into(),
             ));
         }
-        let addr = format!("{}:{}", opts.host, opts.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        let max_model_len = engine.config().max_model_len;
-        let metrics = Arc::new(EngineMetrics::new(
+        let engines = core.num_engines();
+        if !opts.instance_ports.is_empty() && opts.instance_ports.len() != engines {
+            return Err(ServeError::Options(format!(
+                "{} instance ports for {engines} engines: give one per engine",
+                opts.instance_ports.len()
+            )));
+        }
+        let listener = bind_listener(&opts.host, opts.port).await?;
+        let mut instance_listeners = Vec::with_capacity(opts.instance_ports.len());
+        for &port in &opts.instance_ports {
+            instance_listeners.push(bind_listener(&opts.host, port).await?);
+        }
+        let max_model_len = cfg.max_model_len;
+        let metrics = Arc::new(EngineMetrics::fleet(
             &opts.served_model_names[0],
             max_model_len,
+            engines,
+            metrics::cache_config_labels(
+                cfg,
+                opts.gpu_memory_utilization,
+                opts.num_gpu_blocks_override,
+            ),
         ));
-        let engine = EngineThread::spawn(engine, metrics, opts.engine_priority)
+        let engine = EngineThread::spawn(core, metrics.clone(), opts.engine_priority)
             .map_err(ServeError::EngineThread)?;
-        let state = Arc::new(
-            AppState::new(
-                engine.handle.clone(),
-                codec,
-                opts.served_model_names.clone(),
-                opts.model_root.clone(),
-                max_model_len,
-                opts.api_keys.clone(),
+        let state_for = |handle: engine_loop::EngineHandle| {
+            Arc::new(
+                AppState::new(
+                    handle,
+                    codec.clone(),
+                    opts.served_model_names.clone(),
+                    opts.model_root.clone(),
+                    max_model_len,
+                    opts.api_keys.clone(),
+                )
+                .with_trust_request_chat_template(opts.trust_request_chat_template),
             )
-            .with_trust_request_chat_template(opts.trust_request_chat_template),
-        );
-        Ok(Server {
+        };
+        let mut fronts = vec![Front {
             listener,
-            state,
+            state: state_for(engine.handle.clone()),
+            plan: Arc::new(FrontPlan {
+                kind: kind.clone(),
+                engines,
+                pinned: None,
+            }),
+        }];
+        for (i, listener) in instance_listeners.into_iter().enumerate() {
+            let view = Arc::new(metrics.instance(i));
+            fronts.push(Front {
+                listener,
+                state: state_for(engine.handle.pinned_to(i, view)),
+                plan: Arc::new(FrontPlan {
+                    kind: kind.clone(),
+                    engines,
+                    pinned: Some(i),
+                }),
+            });
+        }
+        Ok(Server {
+            fronts,
             engine,
             opts,
             conn_stats: Arc::new(ConnStats::default()),
         })
     }
 
+    /// Where each engine's own port listens, in engine order (empty without instance ports).
+    pub fn instance_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        self.fronts[1..]
+            .iter()
+            .map(|f| f.listener.local_addr())
+            .collect()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.fronts[0].listener.local_addr()
     }
 
     /// The CPU priority the engine thread got.
@@ -154,8 +235,9 @@ impl Server {
         &self.engine.handle.priority
     }
 
+    /// The shared endpoint's state.
     pub fn state(&self) -> Arc<AppState> {
-        self.state.clone()
+        self.fronts[0].state.clone()
     }
 
     /// What the accept loop has seen (connections accepted and open, accept errors, …).
@@ -166,28 +248,43 @@ impl Server {
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish
     /// for up to the grace period, aborts the rest, closes the connections still open
     /// [`conn::ABORT_FLUSH`] later whatever their clients do, and stops the engine thread.
+    /// Every front (the shared endpoint and each engine's port) stops together.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let edge = middleware::Edge {
-            api_keys: middleware::ApiKeys::new(&self.opts.api_keys),
-            max_body_bytes: self.opts.max_body_bytes,
-            body_read_timeout: self.opts.conn.body_read_timeout,
-        };
-        let app = middleware::wrap(routes::router(self.state.clone()), edge);
-        let draining = conn::accept_until(
-            self.listener,
-            app,
-            self.opts.conn.clone(),
-            self.conn_stats.clone(),
-            shutdown,
-        )
-        .await;
-        let handle = self.state.engine.clone();
-        let forced = draining
-            .drain(self.opts.shutdown_grace, move || handle.abort_all())
-            .await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut fronts = tokio::task::JoinSet::new();
+        for front in self.fronts {
+            let edge = middleware::Edge {
+                api_keys: middleware::ApiKeys::new(&self.opts.api_keys),
+                max_body_bytes: self.opts.max_body_bytes,
+                body_read_timeout: self.opts.conn.body_read_timeout,
+                http: front.state.engine.metrics.http.clone(),
+                plan: front.plan.clone(),
+            };
+            let app = middleware::wrap(routes::router(front.state.clone()), edge);
+            let mut stop = stop_rx.clone();
+            let limits = self.opts.conn.clone();
+            let stats = self.conn_stats.clone();
+            let grace = self.opts.shutdown_grace;
+            let handle = front.state.engine.clone();
+            fronts.spawn(async move {
+                let draining = conn::accept_until(front.listener, app, limits, stats, async move {
+                    let _ = stop.wait_for(|&s| s).await;
+                })
+                .await;
+                draining.drain(grace, move || handle.abort_all()).await
+            });
+        }
+        let mut forced = 0;
+        while let Some(r) = fronts.join_next().await {
+            forced += r.unwrap_or(0);
+        }
         if forced > 0 {
             eprintln!(
                 "llm-emu serve: closed {forced} connection(s) still open after the grace period"
@@ -197,4 +294,12 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         Ok(())
     }
+}
+
+/// Binds `host:port`.
+async fn bind_listener(host: &str, port: u16) -> Result<tokio::net::TcpListener, ServeError> {
+    let addr = format!("{host}:{port}");
+    tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
 }

@@ -10,8 +10,17 @@
 //! [`Published`], so a scrape (~32 KB of text) never delays a step. The request-parameter
 //! histograms are written by the HTTP tasks under their own lock, which the engine thread never
 //! takes.
+//!
+//! A fleet (data-parallel ranks or replicas driven by one engine thread) has one series per
+//! engine, labelled `engine="0"`, `engine="1"`, … as vLLM's logger labels each engine core; a
+//! front (the shared endpoint, or one instance's own port) renders the engines it serves
+//! ([`EngineMetrics::instance`]). The scrape also carries the `process_*` series
+//! ([`crate::process_metrics`]) and the front's HTTP instrumentator series
+//! ([`crate::http_metrics`]), in the order vLLM's registry writes them.
 
-use llm_emu_core::{FinishedRequestStats, IterationStats, SchedulerStats, StepStats};
+use crate::fleet_front::{defer_params, ParamObservation};
+use crate::http_metrics::HttpMetrics;
+use llm_emu_core::{EngineConfig, FinishedRequestStats, IterationStats, SchedulerStats, StepStats};
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -87,6 +96,13 @@ struct Counters {
     prefix_cache_queries: u64,
     prefix_cache_hits: u64,
     request_success: [u64; 5],
+    /// `vllm:prompt_tokens_by_source`: `local_compute`, `local_cache_hit` (external KV
+    /// transfer is always 0 here).
+    prompt_local_compute: u64,
+    prompt_local_cache_hit: u64,
+    /// `vllm:prompt_tokens_cached` and `vllm:prompt_tokens_recomputed`.
+    prompt_cached: u64,
+    prompt_recomputed: u64,
 }
 
 /// Everything the engine's stats feed: owned and written by the engine thread alone, published
@@ -146,13 +162,17 @@ impl EngineSeries {
         self.counters.prefix_cache_hits = s.prefix_cache_hits;
     }
 
-    /// vLLM `PrometheusStatLogger.record` for one iteration.
-    fn iteration(&mut self, it: &IterationStats) {
+    /// vLLM `PrometheusStatLogger.record` for one iteration that delivered `num_outputs`
+    /// request outputs. vLLM builds an `IterationStats` for every output batch that holds at
+    /// least one output (`async_llm.py`: `IterationStats() if num_outputs`) and observes its
+    /// token count, 0 and 1 included; batches without outputs (a chunk of a long prefill) are
+    /// not observed.
+    fn iteration(&mut self, it: &IterationStats, num_outputs: usize) {
         self.scheduler(it.engine_index, &it.scheduler);
         let (prompt, gen) = (it.num_prompt_tokens, it.num_generation_tokens);
         self.counters.prompt_tokens += prompt;
         self.counters.generation_tokens += gen;
-        if prompt + gen > 0 {
+        if num_outputs > 0 || prompt + gen > 0 {
             self.iteration_tokens.observe((prompt + gen) as f64);
         }
         for d in &it.time_to_first_tokens_iter {
@@ -166,8 +186,20 @@ impl EngineSeries {
         }
     }
 
-    /// vLLM `update_from_finished_request`.
+    /// vLLM `update_from_finished_request`, and the prompt-token sources of a request that
+    /// was prefilled (`PromptTokenStats.update_from_output`; vLLM counts them with the first
+    /// token, here with the finish: the totals agree once the request ends).
     fn finished(&mut self, f: &FinishedRequestStats) {
+        if f.times.first_token.is_some() {
+            let (prompt, cached) = (f.num_prompt_tokens as u64, f.num_cached_tokens as u64);
+            // A fully cached prompt gives its last token back to be recomputed.
+            let recomputed = u64::from(cached + 1 == prompt);
+            let c = &mut self.counters;
+            c.prompt_local_compute += prompt.saturating_sub(cached);
+            c.prompt_local_cache_hit += cached + recomputed;
+            c.prompt_cached += cached;
+            c.prompt_recomputed += recomputed;
+        }
         if let Some(i) = FINISH_REASONS
             .iter()
             .position(|r| *r == f.finish_reason.as_str())
@@ -230,240 +262,490 @@ impl<T> Published<T> {
     }
 }
 
-/// The engine's Prometheus metrics as the HTTP side sees them: the engine thread's latest
-/// snapshot, plus the request parameters the HTTP tasks record.
-pub struct EngineMetrics {
+/// What one engine's series are made of: the engine thread's latest snapshot and the request
+/// parameters the HTTP tasks record for requests placed on it.
+struct Slot {
+    snapshot: Published<EngineSeries>,
+    params: Mutex<ParamSeries>,
+}
+
+/// The series of every engine of a server, shared by its fronts.
+struct Store {
     model_name: String,
     /// Unix time the series were created (the `_created` samples).
     created: f64,
     /// Bucket bounds of the per-request token histograms.
     token_buckets: Vec<f64>,
-    snapshot: Published<EngineSeries>,
-    params: Mutex<ParamSeries>,
+    engines: Vec<Slot>,
+    /// `vllm:cache_config_info`'s labels (without `engine`), sorted by name.
+    cache_info: Vec<(String, String)>,
+}
+
+impl Slot {
+    /// `n` once per request, `max_tokens` once per child request (vLLM observes it as each of
+    /// the `n` child requests finishes, when it was given and is not 0).
+    fn observe(&self, params: &[ParamObservation]) {
+        // A panic elsewhere must not take the metrics down with it.
+        let mut s = self.params.lock().unwrap_or_else(|e| e.into_inner());
+        for o in params {
+            s.request_params_n.observe(o.n as f64);
+            s.request_max_num_generation_tokens
+                .observe(o.max_tokens as f64);
+            if let Some(m) = o.max_tokens_param.filter(|&m| m > 0) {
+                for _ in 0..o.n.max(1) {
+                    s.request_params_max_tokens.observe(m as f64);
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    fn slot(&self, engine: usize) -> &Slot {
+        &self.engines[engine.min(self.engines.len() - 1)]
+    }
+}
+
+/// The engine's Prometheus metrics as one front (HTTP endpoint) sees them: the engine thread's
+/// latest snapshots of the engines it serves, the request parameters the HTTP tasks record, and
+/// the front's own HTTP series.
+pub struct EngineMetrics {
+    store: Arc<Store>,
+    /// The one engine this front serves (an instance's own port); `None`: all of them.
+    only: Option<usize>,
+    /// The HTTP instrumentator series of this front.
+    pub http: Arc<HttpMetrics>,
 }
 
 /// The engine thread's side of [`EngineMetrics`]: folds stats in, publishes snapshots.
 pub struct MetricsRecorder {
-    series: EngineSeries,
-    shared: Arc<EngineMetrics>,
-    /// Changed since the last publish.
-    dirty: bool,
+    series: Vec<EngineSeries>,
+    store: Arc<Store>,
+    /// Changed since the last publish, per engine.
+    dirty: Vec<bool>,
 }
 
 impl MetricsRecorder {
+    fn at(&mut self, engine: usize) -> usize {
+        engine.min(self.series.len() - 1)
+    }
+
     /// After a `schedule()`: the gauges move (published with the next [`Self::publish`]).
     pub fn step(&mut self, s: &StepStats) {
-        self.series.scheduler(s.engine_index, &s.scheduler);
-        self.dirty = true;
+        let i = self.at(s.engine_index);
+        self.series[i].scheduler(s.engine_index, &s.scheduler);
+        self.dirty[i] = true;
     }
 
-    /// After a step's output or a batch of aborts.
-    pub fn iteration(&mut self, it: &IterationStats) {
-        self.series.iteration(it);
-        self.dirty = true;
+    /// After a step's output or a batch of aborts that delivered `num_outputs` request outputs.
+    pub fn iteration(&mut self, it: &IterationStats, num_outputs: usize) {
+        let i = self.at(it.engine_index);
+        self.series[i].iteration(it, num_outputs);
+        self.dirty[i] = true;
     }
 
-    /// Makes everything recorded so far visible to readers (a copy of the series, a few KB).
+    /// The parameters of requests the engine thread placed on `engine` (the HTTP tasks'
+    /// request-parameter lock, held for a few observations).
+    pub fn request_params(&mut self, engine: usize, params: &[ParamObservation]) {
+        if !params.is_empty() {
+            self.store.slot(engine).observe(params);
+        }
+    }
+
+    /// Makes everything recorded so far visible to readers (a copy of the changed engines'
+    /// series, a few KB each).
     pub fn publish(&mut self) {
-        if self.dirty {
-            self.shared.snapshot.set(self.series.clone());
-            self.dirty = false;
+        for (i, d) in self.dirty.iter_mut().enumerate() {
+            if *d {
+                self.store.engines[i].snapshot.set(self.series[i].clone());
+                *d = false;
+            }
         }
     }
 }
 
+/// vLLM's `CacheConfig.metrics_info()` for an engine configuration: the labels of
+/// `vllm:cache_config_info`, with vLLM 0.19's defaults for what llm-emu does not model.
+/// `gpu_memory_utilization` and `num_gpu_blocks_override` are the flags as given.
+pub fn cache_config_labels(
+    cfg: &EngineConfig,
+    gpu_memory_utilization: f64,
+    num_gpu_blocks_override: Option<u32>,
+) -> Vec<(String, String)> {
+    let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
+    let none = || "None".to_string();
+    let mut v = vec![
+        ("_block_size_resolved", py_bool(true)),
+        ("block_size", cfg.block_size.to_string()),
+        ("cache_dtype", "auto".into()),
+        ("calculate_kv_scales", py_bool(false)),
+        ("cpu_kvcache_space_bytes", none()),
+        ("enable_prefix_caching", py_bool(cfg.enable_prefix_caching)),
+        ("gpu_memory_utilization", py_float(gpu_memory_utilization)),
+        ("is_attention_free", py_bool(false)),
+        ("kv_cache_dtype_skip_layers", "[]".into()),
+        ("kv_cache_memory_bytes", none()),
+        ("kv_offloading_backend", "native".into()),
+        ("kv_offloading_size", none()),
+        ("kv_sharing_fast_prefill", py_bool(false)),
+        ("mamba_block_size", none()),
+        ("mamba_cache_dtype", "auto".into()),
+        ("mamba_cache_mode", "none".into()),
+        ("mamba_page_size_padded", none()),
+        ("mamba_ssm_cache_dtype", "auto".into()),
+        ("num_cpu_blocks", none()),
+        ("num_gpu_blocks", cfg.num_gpu_blocks.to_string()),
+        (
+            "num_gpu_blocks_override",
+            num_gpu_blocks_override.map_or_else(none, |n| n.to_string()),
+        ),
+        ("prefix_caching_hash_algo", "sha256".into()),
+        ("sliding_window", none()),
+        ("user_specified_block_size", py_bool(true)),
+    ];
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// A float as Python's `str` writes it (`0.9`, `1.0`).
+fn py_float(v: f64) -> String {
+    format!("{v:?}")
+}
+
 impl EngineMetrics {
+    /// One engine's series.
     pub fn new(model_name: &str, max_model_len: usize) -> EngineMetrics {
+        EngineMetrics::fleet(model_name, max_model_len, 1, Vec::new())
+    }
+
+    /// The series of `engines` engines (at least 1), `cache_info` the labels of
+    /// `vllm:cache_config_info` ([`cache_config_labels`]; empty: the family is left out).
+    pub fn fleet(
+        model_name: &str,
+        max_model_len: usize,
+        engines: usize,
+        cache_info: Vec<(String, String)>,
+    ) -> EngineMetrics {
         let tokens = buckets_1_2_5(max_model_len as u64);
+        let engines = (0..engines.max(1))
+            .map(|i| {
+                let mut series = EngineSeries::new(&tokens);
+                series.engine_index = i;
+                Slot {
+                    snapshot: Published::new(series),
+                    params: Mutex::new(ParamSeries {
+                        request_max_num_generation_tokens: Histogram::new(&tokens),
+                        request_params_n: Histogram::new(N_BUCKETS),
+                        request_params_max_tokens: Histogram::new(&tokens),
+                    }),
+                }
+            })
+            .collect();
         EngineMetrics {
-            model_name: model_name.to_string(),
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-            snapshot: Published::new(EngineSeries::new(&tokens)),
-            params: Mutex::new(ParamSeries {
-                request_max_num_generation_tokens: Histogram::new(&tokens),
-                request_params_n: Histogram::new(N_BUCKETS),
-                request_params_max_tokens: Histogram::new(&tokens),
+            store: Arc::new(Store {
+                model_name: model_name.to_string(),
+                created: unix_now_f64(),
+                engines,
+                token_buckets: tokens,
+                cache_info,
             }),
-            token_buckets: tokens,
+            only: None,
+            http: Arc::new(HttpMetrics::new()),
         }
+    }
+
+    /// The view of one engine's port: the same series, only engine `engine`'s rendered, and
+    /// HTTP series of its own.
+    pub fn instance(&self, engine: usize) -> EngineMetrics {
+        EngineMetrics {
+            store: self.store.clone(),
+            only: Some(engine.min(self.store.engines.len() - 1)),
+            http: Arc::new(HttpMetrics::new()),
+        }
+    }
+
+    /// How many engines the series cover.
+    pub fn num_engines(&self) -> usize {
+        self.store.engines.len()
+    }
+
+    /// The engine indexes this front renders.
+    pub fn engine_indexes(&self) -> std::ops::Range<usize> {
+        match self.only {
+            Some(i) => i..i + 1,
+            None => 0..self.store.engines.len(),
+        }
+    }
+
+    /// The one engine this front serves, if it serves one alone.
+    pub fn only_engine(&self) -> Option<usize> {
+        self.only
     }
 
     /// The writer for the engine thread (one per engine thread; it starts from empty series).
     pub fn recorder(self: &Arc<Self>) -> MetricsRecorder {
+        let n = self.store.engines.len();
         MetricsRecorder {
-            series: EngineSeries::new(&self.token_buckets),
-            shared: self.clone(),
-            dirty: false,
+            series: (0..n)
+                .map(|i| {
+                    let mut s = EngineSeries::new(&self.store.token_buckets);
+                    s.engine_index = i;
+                    s
+                })
+                .collect(),
+            store: self.store.clone(),
+            dirty: vec![false; n],
         }
     }
 
-    fn params(&self) -> std::sync::MutexGuard<'_, ParamSeries> {
-        // A panic elsewhere must not take the metrics down with it.
-        self.params.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Per-request parameters, when the frontend accepts a request (vLLM records them with the
-    /// request's first output; the values are the same).
+    /// Per-request parameters of one request with `n` choices (vLLM records them with the
+    /// request's outputs; the values are the same): on the engine this front serves alone;
+    /// else on the engine the request is placed on, when it is submitted inside a placed HTTP
+    /// request ([`crate::fleet_front`]); else on engine 0.
     pub fn observe_request_params(&self, n: u32, max_tokens_param: Option<u32>, max_tokens: u32) {
-        let mut s = self.params();
-        s.request_params_n.observe(n as f64);
-        s.request_max_num_generation_tokens
-            .observe(max_tokens as f64);
-        if let Some(m) = max_tokens_param {
-            s.request_params_max_tokens.observe(m as f64);
+        let obs = ParamObservation {
+            n,
+            max_tokens_param,
+            max_tokens,
+        };
+        if self.only.is_none() && self.store.engines.len() > 1 && defer_params(obs) {
+            return;
         }
+        self.store.slot(self.only.unwrap_or(0)).observe(&[obs]);
     }
 
-    /// Running and waiting requests (for `/load` and tests).
+    /// Running and waiting requests over the engines this front serves (for `/load` and
+    /// tests).
     pub fn num_requests(&self) -> (usize, usize) {
-        let s = self.snapshot.get();
+        self.engine_indexes()
+            .map(|i| self.engine_requests(i))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// Running and waiting requests of engine `engine`.
+    pub fn engine_requests(&self, engine: usize) -> (usize, usize) {
+        let s = self.store.slot(engine).snapshot.get();
         (s.running, s.waiting)
     }
 
+    /// KV cache usage, 0–1: the mean over the engines this front serves.
     pub fn kv_cache_usage(&self) -> f64 {
-        self.snapshot.get().kv_usage
+        let r = self.engine_indexes();
+        let n = r.len().max(1) as f64;
+        r.map(|i| self.engine_kv_cache_usage(i)).sum::<f64>() / n
     }
 
-    /// The text exposition, from the latest snapshot (no lock held while rendering).
+    /// KV cache usage of engine `engine`, 0–1.
+    pub fn engine_kv_cache_usage(&self, engine: usize) -> f64 {
+        self.store.slot(engine).snapshot.get().kv_usage
+    }
+
+    /// The whole exposition of this front: `process_*`, the engines' `vllm:` series, the HTTP
+    /// series (no lock held while rendering).
     pub fn render(&self) -> String {
-        let s = self.snapshot.get();
-        let p = self.params().clone();
-        let mut out = String::with_capacity(32 * 1024);
-        let labels = format!(
-            "engine=\"{}\",model_name=\"{}\"",
-            s.engine_index,
-            escape(&self.model_name)
-        );
+        let mut out = String::with_capacity(48 * 1024);
+        crate::process_metrics::render(&mut out);
+        self.render_engines(&mut out);
+        self.http.render(&mut out);
+        out
+    }
+
+    /// The `vllm:` series of the engines this front serves, each family once with one sample
+    /// set per engine.
+    pub fn render_engines(&self, out: &mut String) {
+        let store = &self.store;
+        let engines: Vec<(String, Arc<EngineSeries>, ParamSeries)> = self
+            .engine_indexes()
+            .map(|i| {
+                let slot = &store.engines[i];
+                let p = slot
+                    .params
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                (
+                    format!(
+                        "engine=\"{i}\",model_name=\"{}\"",
+                        escape_label(&store.model_name)
+                    ),
+                    slot.snapshot.get(),
+                    p,
+                )
+            })
+            .collect();
         let mut r = Renderer {
-            out: &mut out,
-            labels: &labels,
-            created: self.created,
+            out,
+            engines: &engines,
+            created: store.created,
         };
         r.gauge(
             "vllm:num_requests_running",
             "Number of requests in model execution batches.",
-            s.running as f64,
+            |s| s.running as f64,
         );
         r.gauge(
             "vllm:num_requests_waiting",
             "Number of requests waiting to be processed.",
-            s.waiting as f64,
+            |s| s.waiting as f64,
         );
+        r.sleep_state();
         r.gauge(
             "vllm:kv_cache_usage_perc",
             "KV-cache usage. 1 means 100 percent usage.",
-            s.kv_usage,
+            |s| s.kv_usage,
         );
-        let c = &s.counters;
         r.counter(
             "vllm:prefix_cache_queries",
             "Prefix cache queries, in terms of number of queried tokens.",
-            c.prefix_cache_queries,
+            |c| c.prefix_cache_queries,
         );
         r.counter(
             "vllm:prefix_cache_hits",
             "Prefix cache hits, in terms of number of cached tokens.",
-            c.prefix_cache_hits,
+            |c| c.prefix_cache_hits,
+        );
+        // No KV connector and no multi-modal inputs here: these stay 0, as vLLM shows them
+        // without either.
+        r.counter(
+            "vllm:external_prefix_cache_queries",
+            "External prefix cache queries from KV connector cross-instance cache sharing, in \
+             terms of number of queried tokens.",
+            |_| 0,
+        );
+        r.counter(
+            "vllm:external_prefix_cache_hits",
+            "External prefix cache hits from KV connector cross-instance cache sharing, in terms \
+             of number of cached tokens.",
+            |_| 0,
+        );
+        r.counter(
+            "vllm:mm_cache_queries",
+            "Multi-modal cache queries, in terms of number of queried items.",
+            |_| 0,
+        );
+        r.counter(
+            "vllm:mm_cache_hits",
+            "Multi-modal cache hits, in terms of number of cached items.",
+            |_| 0,
         );
         r.counter(
             "vllm:num_preemptions",
             "Cumulative number of preemption from the engine.",
-            c.num_preemptions,
+            |c| c.num_preemptions,
         );
         r.counter(
             "vllm:prompt_tokens",
             "Number of prefill tokens processed.",
-            c.prompt_tokens,
+            |c| c.prompt_tokens,
+        );
+        r.prompt_tokens_by_source();
+        r.counter(
+            "vllm:prompt_tokens_cached",
+            "Number of cached prompt tokens (local + external).",
+            |c| c.prompt_cached,
+        );
+        r.counter(
+            "vllm:prompt_tokens_recomputed",
+            "Number of cached tokens recomputed for forward pass.",
+            |c| c.prompt_recomputed,
         );
         r.counter(
             "vllm:generation_tokens",
             "Number of generation tokens processed.",
-            c.generation_tokens,
+            |c| c.generation_tokens,
         );
-        r.request_success(&c.request_success);
+        r.request_success();
         r.histogram(
             "vllm:request_prompt_tokens",
             "Number of prefill tokens processed.",
-            &s.request_prompt_tokens,
+            |s, _| &s.request_prompt_tokens,
         );
         r.histogram(
             "vllm:request_generation_tokens",
             "Number of generation tokens processed.",
-            &s.request_generation_tokens,
+            |s, _| &s.request_generation_tokens,
         );
         r.histogram(
             "vllm:iteration_tokens_total",
             "Histogram of number of tokens per engine_step.",
-            &s.iteration_tokens,
+            |s, _| &s.iteration_tokens,
         );
         r.histogram(
             "vllm:request_max_num_generation_tokens",
             "Histogram of maximum number of requested generation tokens.",
-            &p.request_max_num_generation_tokens,
+            |_, p| &p.request_max_num_generation_tokens,
         );
         r.histogram(
             "vllm:request_params_n",
             "Histogram of the n request parameter.",
-            &p.request_params_n,
+            |_, p| &p.request_params_n,
         );
         r.histogram(
             "vllm:request_params_max_tokens",
             "Histogram of the max_tokens request parameter.",
-            &p.request_params_max_tokens,
+            |_, p| &p.request_params_max_tokens,
         );
         r.histogram(
             "vllm:time_to_first_token_seconds",
             "Histogram of time to first token in seconds.",
-            &s.ttft,
+            |s, _| &s.ttft,
         );
         r.histogram(
             "vllm:inter_token_latency_seconds",
             "Histogram of inter-token latency in seconds.",
-            &s.itl,
+            |s, _| &s.itl,
         );
         r.histogram(
             "vllm:request_time_per_output_token_seconds",
             "Histogram of time_per_output_token_seconds per request.",
-            &s.tpot,
+            |s, _| &s.tpot,
         );
         r.histogram(
             "vllm:e2e_request_latency_seconds",
             "Histogram of e2e request latency in seconds.",
-            &s.e2e,
+            |s, _| &s.e2e,
         );
         r.histogram(
             "vllm:request_queue_time_seconds",
             "Histogram of time spent in WAITING phase for request.",
-            &s.queue,
+            |s, _| &s.queue,
         );
         r.histogram(
             "vllm:request_inference_time_seconds",
             "Histogram of time spent in RUNNING phase for request.",
-            &s.inference,
+            |s, _| &s.inference,
         );
         r.histogram(
             "vllm:request_prefill_time_seconds",
             "Histogram of time spent in PREFILL phase for request.",
-            &s.prefill,
+            |s, _| &s.prefill,
         );
         r.histogram(
             "vllm:request_decode_time_seconds",
             "Histogram of time spent in DECODE phase for request.",
-            &s.decode,
+            |s, _| &s.decode,
         );
         r.histogram(
             "vllm:request_prefill_kv_computed_tokens",
             "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
-            &s.request_prefill_kv_computed_tokens,
+            |s, _| &s.request_prefill_kv_computed_tokens,
         );
-        out
+        if !store.cache_info.is_empty() {
+            r.cache_config_info(&store.cache_info);
+        }
     }
 }
 
-fn escape(v: &str) -> String {
+/// Unix time now, seconds.
+pub fn unix_now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A label value escaped as the text format needs.
+pub fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -504,9 +786,12 @@ pub fn go_float(d: f64) -> String {
     s
 }
 
+/// Writes families in `prometheus_client`'s layout: `# HELP`, `# TYPE`, then each engine's
+/// samples in engine order; counters and histograms are followed by their `_created` gauge.
 struct Renderer<'a> {
     out: &'a mut String,
-    labels: &'a str,
+    /// Per engine: its `engine="i",model_name="…"` labels, series and request parameters.
+    engines: &'a [(String, Arc<EngineSeries>, ParamSeries)],
     created: f64,
 }
 
@@ -516,83 +801,168 @@ impl Renderer<'_> {
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
-    fn gauge(&mut self, name: &str, help: &str, v: f64) {
+    fn gauge(&mut self, name: &str, help: &str, v: impl Fn(&EngineSeries) -> f64) {
         self.header(name, help, "gauge");
-        let _ = writeln!(self.out, "{name}{{{}}} {}", self.labels, go_float(v));
+        for (labels, s, _) in self.engines {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {}", go_float(v(s)));
+        }
     }
 
-    fn counter(&mut self, base: &str, help: &str, v: u64) {
-        self.header(&format!("{base}_total"), help, "counter");
-        let _ = writeln!(
-            self.out,
-            "{base}_total{{{}}} {}",
-            self.labels,
-            go_float(v as f64)
-        );
-        self.header(&format!("{base}_created"), help, "gauge");
-        let _ = writeln!(
-            self.out,
-            "{base}_created{{{}}} {}",
-            self.labels,
-            go_float(self.created)
-        );
+    /// A counter whose samples carry one more label, `extra` (name, values in order),
+    /// placed among `engine` and `model_name` in name order, as vLLM's exposition shows them.
+    fn labelled_counter(
+        &mut self,
+        base: &str,
+        help: &str,
+        extra: &str,
+        values: &[&str],
+        v: impl Fn(&Counters, usize) -> u64,
+    ) {
+        for (suffix, kind) in [("_total", "counter"), ("_created", "gauge")] {
+            self.header(&format!("{base}{suffix}"), help, kind);
+            for (labels, s, _) in self.engines {
+                let (engine, model) = labels.split_once(',').expect("two labels");
+                for (k, value) in values.iter().enumerate() {
+                    let x = if suffix == "_total" {
+                        v(&s.counters, k) as f64
+                    } else {
+                        self.created
+                    };
+                    let labels = if extra < "model_name" {
+                        format!("{engine},{extra}=\"{value}\",{model}")
+                    } else {
+                        format!("{engine},{model},{extra}=\"{value}\"")
+                    };
+                    let _ = writeln!(self.out, "{base}{suffix}{{{labels}}} {}", go_float(x));
+                }
+            }
+        }
     }
 
-    fn request_success(&mut self, counts: &[u64; 5]) {
-        let base = "vllm:request_success";
-        let help = "Count of successfully processed requests.";
-        let (engine, model) = self.labels.split_once(',').expect("two labels");
+    fn counter(&mut self, base: &str, help: &str, v: impl Fn(&Counters) -> u64) {
         self.header(&format!("{base}_total"), help, "counter");
-        for (reason, v) in FINISH_REASONS.iter().zip(counts) {
+        for (labels, s, _) in self.engines {
             let _ = writeln!(
                 self.out,
-                "{base}_total{{{engine},finished_reason=\"{reason}\",{model}}} {}",
-                go_float(*v as f64)
+                "{base}_total{{{labels}}} {}",
+                go_float(v(&s.counters) as f64)
             );
         }
         self.header(&format!("{base}_created"), help, "gauge");
-        for reason in FINISH_REASONS {
+        for (labels, _, _) in self.engines {
             let _ = writeln!(
                 self.out,
-                "{base}_created{{{engine},finished_reason=\"{reason}\",{model}}} {}",
+                "{base}_created{{{labels}}} {}",
                 go_float(self.created)
             );
         }
     }
 
-    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+    fn request_success(&mut self) {
+        self.labelled_counter(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            "finished_reason",
+            FINISH_REASONS,
+            |c, k| c.request_success[k],
+        );
+    }
+
+    /// `vllm:prompt_tokens_by_source`, in vLLM's `PromptTokenStats.ALL_SOURCES` order.
+    fn prompt_tokens_by_source(&mut self) {
+        self.labelled_counter(
+            "vllm:prompt_tokens_by_source",
+            "Number of prompt tokens by source.",
+            "source",
+            &["local_compute", "local_cache_hit", "external_kv_transfer"],
+            |c, k| match k {
+                0 => c.prompt_local_compute,
+                1 => c.prompt_local_cache_hit,
+                _ => 0,
+            },
+        );
+    }
+
+    /// `vllm:engine_sleep_state`: llm-emu's engines never sleep (`awake` 1).
+    fn sleep_state(&mut self) {
+        self.header(
+            "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is \
+             awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
+            "gauge",
+        );
+        for (labels, _, _) in self.engines {
+            for (state, v) in [
+                ("awake", 1.0),
+                ("weights_offloaded", 0.0),
+                ("discard_all", 0.0),
+            ] {
+                let _ = writeln!(
+                    self.out,
+                    "vllm:engine_sleep_state{{{labels},sleep_state=\"{state}\"}} {}",
+                    go_float(v)
+                );
+            }
+        }
+    }
+
+    /// `vllm:cache_config_info`: a gauge at 1 per engine, labelled with the cache
+    /// configuration (`log_metrics_info("cache_config", …)`).
+    fn cache_config_info(&mut self, info: &[(String, String)]) {
+        self.header(
+            "vllm:cache_config_info",
+            "Information of the LLMEngine CacheConfig",
+            "gauge",
+        );
+        for (labels, s, _) in self.engines {
+            let _ = labels;
+            let mut all: Vec<(&str, String)> = info
+                .iter()
+                .map(|(k, v)| (k.as_str(), escape_label(v)))
+                .collect();
+            all.push(("engine", s.engine_index.to_string()));
+            all.sort_by(|a, b| a.0.cmp(b.0));
+            let text: Vec<String> = all.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            let _ = writeln!(self.out, "vllm:cache_config_info{{{}}} 1.0", text.join(","));
+        }
+    }
+
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        h: impl for<'s> Fn(&'s EngineSeries, &'s ParamSeries) -> &'s Histogram,
+    ) {
         self.header(name, help, "histogram");
-        let (engine, model) = self.labels.split_once(',').expect("two labels");
-        let mut cum = 0u64;
-        for (i, c) in h.counts.iter().enumerate() {
-            cum += c;
-            let le = h.buckets.get(i).copied().unwrap_or(f64::INFINITY);
+        for (labels, s, p) in self.engines {
+            let h = h(s, p);
+            let (engine, model) = labels.split_once(',').expect("two labels");
+            let mut cum = 0u64;
+            for (i, c) in h.counts.iter().enumerate() {
+                cum += c;
+                let le = h.buckets.get(i).copied().unwrap_or(f64::INFINITY);
+                let _ = writeln!(
+                    self.out,
+                    "{name}_bucket{{{engine},le=\"{}\",{model}}} {}",
+                    go_float(le),
+                    go_float(cum as f64)
+                );
+            }
             let _ = writeln!(
                 self.out,
-                "{name}_bucket{{{engine},le=\"{}\",{model}}} {}",
-                go_float(le),
-                go_float(cum as f64)
+                "{name}_count{{{labels}}} {}",
+                go_float(h.count as f64)
+            );
+            let _ = writeln!(self.out, "{name}_sum{{{labels}}} {}", go_float(h.sum));
+        }
+        self.header(&format!("{name}_created"), help, "gauge");
+        for (labels, _, _) in self.engines {
+            let _ = writeln!(
+                self.out,
+                "{name}_created{{{labels}}} {}",
+                go_float(self.created)
             );
         }
-        let _ = writeln!(
-            self.out,
-            "{name}_count{{{}}} {}",
-            self.labels,
-            go_float(h.count as f64)
-        );
-        let _ = writeln!(
-            self.out,
-            "{name}_sum{{{}}} {}",
-            self.labels,
-            go_float(h.sum)
-        );
-        self.header(&format!("{name}_created"), help, "gauge");
-        let _ = writeln!(
-            self.out,
-            "{name}_created{{{}}} {}",
-            self.labels,
-            go_float(self.created)
-        );
     }
 }
 
@@ -625,11 +995,14 @@ mod tests {
         let m = Arc::new(EngineMetrics::new("m", 100));
         let mut rec = m.recorder();
         for (prompt, gen) in [(1, 0), (8, 1)] {
-            rec.iteration(&IterationStats {
-                num_prompt_tokens: prompt,
-                num_generation_tokens: gen,
-                ..Default::default()
-            });
+            rec.iteration(
+                &IterationStats {
+                    num_prompt_tokens: prompt,
+                    num_generation_tokens: gen,
+                    ..Default::default()
+                },
+                1,
+            );
         }
         // Nothing shows until published.
         assert!(m

@@ -4,17 +4,23 @@
 //! (`validate_json_request`, a FastAPI dependency, so it runs after the body is read).
 
 use crate::errors::ApiError;
+use crate::fleet_front::{place, FrontPlan};
+use crate::http_metrics::{HttpMetrics, Observation};
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::HttpBody;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::BytesMut;
 use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
 use sha2::{Digest, Sha256};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// The POST routes whose body is a JSON request model: vLLM's routes that carry
 /// `dependencies=[Depends(validate_json_request)]`.
@@ -82,14 +88,21 @@ pub struct Edge {
     pub max_body_bytes: usize,
     /// From the request head until the whole body has arrived.
     pub body_read_timeout: Duration,
+    /// This front's HTTP instrumentator series.
+    pub http: Arc<HttpMetrics>,
+    /// The fleet behind this front, for placing requests.
+    pub plan: Arc<FrontPlan>,
 }
 
-/// Wraps the routes in the edge's checks (outermost first: API key, body, content type).
+/// Wraps the routes in the edge's checks (outermost first: API key, HTTP series, body,
+/// placement, content type).
 pub fn wrap(routes: Router, edge: Edge) -> Router {
     let edge = Arc::new(edge);
     routes
         .layer(from_fn(require_json))
+        .layer(from_fn_with_state(edge.plan.clone(), place))
         .layer(from_fn_with_state(edge.clone(), read_body))
+        .layer(from_fn_with_state(edge.http.clone(), instrument))
         .layer(from_fn_with_state(edge, authenticate))
         // The body is read (and bounded) once, in `read_body`.
         .layer(DefaultBodyLimit::disable())
@@ -104,6 +117,113 @@ async fn authenticate(State(edge): State<Arc<Edge>>, req: Request, next: Next) -
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()
+    }
+}
+
+/// prometheus-fastapi-instrumentator's middleware: the route's path (`none` if no route
+/// matched), method, grouped status, the `Content-Length` of request and response (the
+/// response's exact body size where it is known, as the header hyper writes from it), and the
+/// time until the response body has been sent or dropped.
+async fn instrument(State(http): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "none".to_string(), |p| p.as_str().to_string());
+    if !HttpMetrics::counts(&handler) {
+        return next.run(req).await;
+    }
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let request_bytes = content_length(req.headers()).unwrap_or(0);
+    let resp = next.run(req).await;
+    let (parts, body) = resp.into_parts();
+    let response_bytes = content_length(&parts.headers)
+        .or_else(|| body.size_hint().exact())
+        .unwrap_or(0);
+    let timed = TimedBody {
+        inner: body,
+        done: Some(Done {
+            http,
+            handler,
+            method,
+            status: parts.status.as_u16(),
+            request_bytes,
+            response_bytes,
+            start,
+        }),
+    };
+    Response::from_parts(parts, Body::new(timed))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// What is recorded once a response has been sent.
+struct Done {
+    http: Arc<HttpMetrics>,
+    handler: String,
+    method: String,
+    status: u16,
+    request_bytes: u64,
+    response_bytes: u64,
+    start: Instant,
+}
+
+/// A response body that records its request in the HTTP series when it ends (its last frame
+/// was sent, or the connection dropped it).
+struct TimedBody {
+    inner: Body,
+    done: Option<Done>,
+}
+
+impl TimedBody {
+    fn record(&mut self) {
+        if let Some(d) = self.done.take() {
+            d.http.observe(&Observation {
+                handler: &d.handler,
+                method: &d.method,
+                status: d.status,
+                request_bytes: d.request_bytes,
+                response_bytes: d.response_bytes,
+                seconds: d.start.elapsed().as_secs_f64(),
+            });
+        }
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        self.record();
+    }
+}
+
+impl HttpBody for TimedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.record();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -513,9 +513,26 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// The engine thread's figures, and per engine its requests and KV usage (`engines`: the
+/// engines this front serves, by engine index; the totals cover the same engines, KV usage
+/// their mean).
 async fn debug_engine(State(state): State<Arc<AppState>>) -> Response {
-    let (running, waiting) = state.engine.metrics.num_requests();
+    let m = &state.engine.metrics;
+    let (running, waiting) = m.num_requests();
+    let engines: Vec<_> = m
+        .engine_indexes()
+        .map(|i| {
+            let (running, waiting) = m.engine_requests(i);
+            json!({
+                "engine": i,
+                "num_requests_running": running,
+                "num_requests_waiting": waiting,
+                "kv_cache_usage_perc": m.engine_kv_cache_usage(i),
+            })
+        })
+        .collect();
     axum::Json(json!({
+        "engines": engines,
         "step_lateness": state.engine.lateness(),
         "engine_thread_priority": state.engine.priority.to_string(),
         "first_token_delivery": state.engine.delivery.lock().map(|d| d.summary()).ok(),
