@@ -675,7 +675,10 @@ impl EngineSink for Router {
 
     fn on_iteration(&mut self, stats: &IterationStats, outputs: &[RequestOutput]) {
         // Metrics first, so that a client that has its last token also finds it counted.
-        self.metrics.iteration(stats, outputs.len());
+        // vLLM's output batches hold the requests with a new token or an engine-side finish;
+        // aborts and stop-string ends come from the frontend and produce none.
+        let delivered = outputs.iter().filter(|o| o.new_token.is_some()).count();
+        self.metrics.iteration(stats, delivered);
         self.metrics.publish();
         if !stats.finished_requests.is_empty() {
             self.publish_lateness(stats.iteration_timestamp, true);

@@ -514,6 +514,21 @@ impl EngineMetrics {
         self.store.slot(self.only.unwrap_or(0)).observe(&[obs]);
     }
 
+    /// Request parameters of one request placed on `engine`.
+    pub fn observe_request_params_on(
+        &self,
+        engine: usize,
+        n: u32,
+        max_tokens_param: Option<u32>,
+        max_tokens: u32,
+    ) {
+        self.store.slot(engine).observe(&[ParamObservation {
+            n,
+            max_tokens_param,
+            max_tokens,
+        }]);
+    }
+
     /// Running and waiting requests over the engines this front serves (for `/load` and
     /// tests).
     pub fn num_requests(&self) -> (usize, usize) {
@@ -1021,5 +1036,125 @@ mod tests {
         ));
         assert!(text.contains("vllm:prompt_tokens_total{engine=\"0\",model_name=\"m\"} 9.0"));
         assert!(text.contains("# TYPE vllm:generation_tokens_total counter"));
+    }
+
+    fn finished(prompt: usize, cached: usize, first_token: bool) -> FinishedRequestStats {
+        FinishedRequestStats {
+            request_id: "r".into(),
+            tag: 0,
+            finish_reason: llm_emu_core::FinishReason::Length,
+            stop_token: None,
+            times: llm_emu_core::request::RequestTimes {
+                arrival: llm_emu_core::Nanos::ZERO,
+                queued: llm_emu_core::Nanos::ZERO,
+                first_scheduled: None,
+                first_token: first_token.then_some(llm_emu_core::Nanos(1)),
+                last_token: None,
+            },
+            finished_at: llm_emu_core::Nanos(2),
+            num_prompt_tokens: prompt,
+            num_generation_tokens: 1,
+            num_cached_tokens: cached,
+            num_preemptions: 0,
+        }
+    }
+
+    #[test]
+    fn prompt_tokens_by_source_follow_vllms_prompt_token_stats() {
+        let m = Arc::new(EngineMetrics::new("m", 100));
+        let mut rec = m.recorder();
+        let it = IterationStats {
+            finished_requests: vec![
+                // 32 tokens, 16 cached: 16 computed, 16 hits.
+                finished(32, 16, true),
+                // 32 tokens, all but the last cached: that one is recomputed.
+                finished(32, 31, true),
+                // Never prefilled (aborted while waiting): not counted.
+                finished(32, 0, false),
+            ],
+            ..Default::default()
+        };
+        rec.iteration(&it, 0);
+        rec.publish();
+        let text = m.render();
+        let get = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{series}"))
+                .parse()
+                .unwrap()
+        };
+        let by = |src: &str| {
+            get(&format!(
+                "vllm:prompt_tokens_by_source_total{{engine=\"0\",model_name=\"m\",source=\"{src}\"}}"
+            ))
+        };
+        assert_eq!(by("local_compute"), 17.0);
+        assert_eq!(by("local_cache_hit"), 48.0);
+        assert_eq!(by("external_kv_transfer"), 0.0);
+        assert_eq!(
+            get("vllm:prompt_tokens_cached_total{engine=\"0\",model_name=\"m\"}"),
+            47.0
+        );
+        assert_eq!(
+            get("vllm:prompt_tokens_recomputed_total{engine=\"0\",model_name=\"m\"}"),
+            1.0
+        );
+    }
+
+    #[test]
+    fn iteration_tokens_observe_batches_with_outputs_only() {
+        let m = Arc::new(EngineMetrics::new("m", 100));
+        let mut rec = m.recorder();
+        // A chunk of a long prefill: no output, not observed.
+        rec.iteration(&IterationStats::default(), 0);
+        // A decode step of one request: one token, observed in the `le="1.0"` bucket.
+        rec.iteration(
+            &IterationStats {
+                num_generation_tokens: 1,
+                ..Default::default()
+            },
+            1,
+        );
+        rec.publish();
+        let text = m.render();
+        assert!(
+            text.contains("vllm:iteration_tokens_total_count{engine=\"0\",model_name=\"m\"} 1.0")
+        );
+        assert!(text.contains(
+            "vllm:iteration_tokens_total_bucket{engine=\"0\",le=\"1.0\",model_name=\"m\"} 1.0"
+        ));
+    }
+
+    #[test]
+    fn a_fleet_renders_each_family_once_with_every_engine() {
+        let m = Arc::new(EngineMetrics::fleet("m", 100, 3, Vec::new()));
+        let mut rec = m.recorder();
+        rec.iteration(
+            &IterationStats {
+                engine_index: 2,
+                num_generation_tokens: 5,
+                ..Default::default()
+            },
+            1,
+        );
+        rec.publish();
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE vllm:generation_tokens_total counter")
+                .count(),
+            1
+        );
+        for (e, v) in [(0, "0.0"), (1, "0.0"), (2, "5.0")] {
+            assert!(text.contains(&format!(
+                "vllm:generation_tokens_total{{engine=\"{e}\",model_name=\"m\"}} {v}"
+            )));
+        }
+        let one = m.instance(2).render();
+        assert!(one.contains("engine=\"2\"") && !one.contains("engine=\"0\""));
+        m.observe_request_params_on(1, 2, Some(7), 7);
+        let text = m.render();
+        assert!(text
+            .contains("vllm:request_params_max_tokens_count{engine=\"1\",model_name=\"m\"} 2.0"));
     }
 }
