@@ -213,11 +213,10 @@ async fn dp_balances_running_requests_across_ranks() {
 
 /// One API server, short requests sent 300 ms apart: each finishes, the coordinator publishes
 /// the ranks' counts (all 0) at most 100 ms after they change, and that publication replaces
-/// the client's local increment, so every request scores 0 on both ranks and goes to rank 0.
-/// Sent back to back instead (inside the first 50 ms, before any publication), the local
-/// increments alone decide: 0, 1, 0.
+/// the client's local increment, so every request scores 0 on both ranks and goes to rank 0
+/// (with the local increments alone it would have been 0, 1, 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dp_stale_counts_decide_until_the_coordinator_publishes() {
+async fn dp_published_counts_replace_local_increments() {
     let fleet = Fleet::dp(2, 1, 1000, options()).await;
     let mut ranks = Vec::new();
     for _ in 0..3 {
@@ -443,4 +442,58 @@ async fn a_fleet_with_requests_in_flight_stops() {
             .await
             .expect("the client got an answer or a close");
     }
+}
+
+/// Two API servers (vLLM's default for DP 2), three long requests sent together, inside the
+/// coordinator's first 50 ms (before it can publish any count): API server 0 sends the first
+/// to rank 0 and adds 2 to its own copy's waiting count of rank 0; API server 1, whose copy
+/// is still all zeros, scans from rank 1 and picks it; API server 0 again scores rank 0 at
+/// 8 and rank 1 at 0 and picks rank 1. Ranks {0, 1, 1} whatever order the three arrive in;
+/// with fresh counts the third would have gone to rank 0 (the tie of 1 and 1 goes to the
+/// scan's start). Skipped with a notice when the machine was too slow to send all three
+/// within 40 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dp_stale_copies_of_two_api_servers_place_a_burst() {
+    let fleet = Fleet::dp(2, 2, 20_000, options()).await;
+    let addr = fleet.addr;
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let body = completion(40);
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: \
+         application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let t0 = Instant::now();
+    for c in &mut conns {
+        c.write_all(head.as_bytes()).await.unwrap();
+    }
+    let sent_in = t0.elapsed();
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| tokio::spawn(async move { read_response(&mut c).await.0 }))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let live = running_per_engine(addr).await;
+        if live.iter().sum::<u64>() == 3 {
+            break live;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the burst was never placed: {live:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    if sent_in > Duration::from_millis(40) {
+        eprintln!("notice: the burst took {sent_in:?} to send; the stale-count check is skipped");
+    } else {
+        assert_eq!(live, vec![1, 2], "ranks {{0, 1, 1}} from the stale copies");
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    fleet.stop_within(Duration::from_secs(10)).await;
 }
