@@ -1,5 +1,5 @@
 //! The engine on the wall clock: one OS thread owns the synchronous engine (any
-//! [`EngineCore`]: vLLM's `EngineCore` process) and the HTTP tasks talk to it through channels
+//! [`EngineCore`](llm_emu_core::EngineCore): vLLM's `EngineCore` process) and the HTTP tasks talk to it through channels
 //! (vLLM's ZMQ sockets).
 //!
 //! Engine time is nanoseconds since the server started, read from a monotonic clock. The loop:
@@ -8,6 +8,10 @@
 //! command or until the absolute deadline `Wake::At(t)`. Waiting on an absolute deadline (rather
 //! than sleeping a step's length) keeps thousands of steps free of drift; how late each wake is
 //! goes into a histogram ([`LatenessStats`]).
+//!
+//! The engine may be a fleet (data-parallel ranks or replicas, [`ServedCore`]): the same one
+//! thread then runs each engine when its own wake-up is due, so every engine keeps its exact
+//! step timeline, and places each request where the HTTP request's [`Placement`] says.
 //!
 //! The thread owns everything it measures (the Prometheus series, its lateness histograms) and
 //! publishes copies ([`Published`]); it never waits on a lock an HTTP task can hold for longer

@@ -192,16 +192,6 @@ impl HttpMetrics {
             .observe(HIGHR_BUCKETS, o.seconds);
     }
 
-    /// Requests counted so far for `handler`, all methods and statuses.
-    pub fn requests_for(&self, handler: &str) -> u64 {
-        let s = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        s.requests
-            .iter()
-            .filter(|e| e.0 .0 == handler)
-            .map(|e| e.1)
-            .sum()
-    }
-
     /// Appends the exposition. The label-less histogram exists from the start, as in the
     /// library; the labelled series appear with their first request.
     pub fn render(&self, out: &mut String) {
