@@ -1,6 +1,6 @@
 //! The engine on the wall clock: one OS thread owns the synchronous engine (any
-//! [`EngineCore`](llm_emu_core::EngineCore): vLLM's `EngineCore` process) and the HTTP tasks talk to it through channels
-//! (vLLM's ZMQ sockets).
+//! [`EngineCore`](llm_emu_core::EngineCore): vLLM's `EngineCore` process) and the HTTP tasks
+//! talk to it through channels (vLLM's ZMQ sockets).
 //!
 //! Engine time is nanoseconds since the server started, read from a monotonic clock. The loop:
 //! take in every queued command (add / abort), `engine.run(now)`, which delivers each step's
