@@ -110,6 +110,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             .transpose()
             .context("creating --steps-out")?,
         records: None,
+        client: None,
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
     let mut result = llm_emu_sim::run(&mut engine, workload, &mut sinks, &mut progress)

@@ -1,0 +1,176 @@
+//! `llm-emu validate --client-result` on a real `vllm bench serve` result: the fixture in
+//! `tests/fixtures/vllm-bench-reference/` (made by its `run.sh` against the vLLM reference
+//! server, whose engine step is a known sleep that `--latency linear` reproduces).
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vllm-bench-reference")
+        .join(name)
+}
+
+/// The reference server's engine as `run.sh` started it.
+const ENGINE: &[&str] = &[
+    "--model",
+    "Qwen/Qwen3-8B",
+    "--num-gpu-blocks-override",
+    "20000",
+    "--max-num-seqs",
+    "256",
+    "--max-num-batched-tokens",
+    "8192",
+    "--max-model-len",
+    "40960",
+    "--latency",
+    "linear:base_us=10000,per_token_us=20",
+];
+
+fn validate(tag: &str, args: &[&str]) -> (Output, Option<Value>) {
+    let json = std::env::temp_dir().join(format!(
+        "llm-emu-client-validate-{tag}-{}.json",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&json);
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .arg("validate")
+        .args(args)
+        .args(ENGINE)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let m = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    (out, m)
+}
+
+fn err(m: &Value, k: &str) -> f64 {
+    m[format!("{k}_err_pct")]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{k} missing"))
+}
+
+/// Tolerances documented in docs/fidelity.md, "Client-side": TPOT, ITL and E2E means within
+/// 3%, TTFT mean within 25% with vLLM's front end modelled (the part of TTFT that is left is
+/// the API server's contention under load, which the model leaves out).
+#[test]
+fn detailed_result_lands_within_tolerance_and_the_front_end_closes_the_ttft_gap() {
+    let result = fixture("result.json");
+    let (out, m) = validate("fe", &["--client-result", result.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = m.expect("json written");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("front end: vllm"), "{stdout}");
+    for metric in ["ttft", "tpot", "itl", "e2el"] {
+        for stat in ["mean", "median", "p90", "p99"] {
+            assert!(
+                m[format!("{metric}_{stat}_real")].is_f64(),
+                "{metric}_{stat}"
+            );
+        }
+    }
+    assert!(err(&m, "tpot_mean").abs() < 3.0, "{m}");
+    assert!(err(&m, "itl_mean").abs() < 3.0, "{m}");
+    assert!(err(&m, "e2el_mean").abs() < 3.0, "{m}");
+    assert!(err(&m, "ttft_mean").abs() < 25.0, "{m}");
+
+    let (out, none) = validate(
+        "nofe",
+        &[
+            "--client-result",
+            result.to_str().unwrap(),
+            "--frontend-latency",
+            "none",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let none = none.expect("json written");
+    // Without the front end the emulator's TTFT is the engine's only: further from the client.
+    assert!(
+        err(&none, "ttft_mean").abs() > err(&m, "ttft_mean").abs() + 5.0,
+        "with {} without {}",
+        err(&m, "ttft_mean"),
+        err(&none, "ttft_mean")
+    );
+    assert!(err(&none, "e2el_mean").abs() > err(&m, "e2el_mean").abs());
+}
+
+#[test]
+fn the_workload_file_and_the_one_rebuilt_from_the_result_agree() {
+    let result = fixture("result.json");
+    let workload = fixture("workload.jsonl");
+    let (o1, a) = validate("rebuilt", &["--client-result", result.to_str().unwrap()]);
+    let (o2, b) = validate(
+        "file",
+        &[
+            "--client-result",
+            result.to_str().unwrap(),
+            "--workload",
+            workload.to_str().unwrap(),
+        ],
+    );
+    assert!(o1.status.success() && o2.status.success());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for k in ["ttft_mean_sim", "tpot_p99_sim", "e2el_median_sim"] {
+        let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+        assert!((x - y).abs() <= 1e-6 * x.abs(), "{k}: {x} vs {y}");
+    }
+}
+
+#[test]
+fn a_summary_only_result_needs_its_workload() {
+    let summary = fixture("summary-only.json");
+    let (out, m) = validate("summary", &["--client-result", summary.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(m.is_none());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--workload") && stderr.contains("summary"),
+        "{stderr}"
+    );
+
+    let workload = fixture("workload.jsonl");
+    let (out, m) = validate(
+        "summary-wl",
+        &[
+            "--client-result",
+            summary.to_str().unwrap(),
+            "--workload",
+            workload.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = m.unwrap();
+    // vllm bench serve's default summary: TTFT, TPOT and ITL (no E2E) as mean, median and p99
+    // (no p90).
+    assert!(
+        m["ttft_p99_real"].is_f64() && m.get("ttft_p90_real").is_none(),
+        "{m}"
+    );
+    assert!(m.get("e2el_mean_real").is_none(), "{m}");
+    assert!(err(&m, "tpot_mean").abs() < 3.0, "{m}");
+}
+
+#[test]
+fn a_file_that_is_no_result_is_refused() {
+    let workload = fixture("workload.jsonl");
+    let (out, _) = validate("bad", &["--client-result", workload.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+}
