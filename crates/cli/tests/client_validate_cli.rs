@@ -174,3 +174,49 @@ fn a_file_that_is_no_result_is_refused() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
 }
+
+/// `simulate --frontend-latency vllm` keeps the engine's figures and adds client-side ones:
+/// later first and last tokens, the same spacing between them.
+#[test]
+fn simulate_reports_client_side_figures_apart() {
+    let dir = std::env::temp_dir().join(format!("llm-emu-sim-fe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |fe: &str, name: &str| -> Value {
+        let p = dir.join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+            .args([
+                "simulate",
+                "--synthetic",
+                "100",
+                "--request-rate",
+                "20",
+                "--quiet",
+            ])
+            .args(["--frontend-latency", fe, "--output-json"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    };
+    let plain = run("none", "none.json");
+    let fe = run("vllm", "vllm.json");
+    assert!(plain.get("client_side").is_none());
+    assert_eq!(
+        plain["mean_ttft_ms"], fe["mean_ttft_ms"],
+        "engine figures unchanged"
+    );
+    let c = &fe["client_side"];
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    let added = f(c, "mean_ttft_ms") - f(&fe, "mean_ttft_ms");
+    // The built-in model's way in and out: several ms on the measured host.
+    assert!(added > 1.0, "{added}");
+    assert!(f(c, "mean_e2el_ms") > f(&fe, "mean_e2el_ms"));
+    let itl = (f(c, "mean_itl_ms") - f(&fe, "mean_itl_ms")).abs();
+    assert!(itl < 0.05 * f(&fe, "mean_itl_ms"), "{itl}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
