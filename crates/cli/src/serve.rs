@@ -91,6 +91,12 @@ pub struct ServeArgs {
     /// bounded either way (see docs/serve.md, "Hardening").
     #[arg(long, action = ArgAction::SetTrue)]
     trust_request_chat_template: bool,
+    /// Hand each response's tokens to the client as late as a real vLLM API server would:
+    /// `vllm` (vLLM 0.19's front end, measured: the way in per request and prompt token, the
+    /// way out per token), a file written by `tools/measure-frontend/measure.py`, or `none`
+    /// (default: as soon as the engine makes them). The engine's timing is unchanged.
+    #[arg(long, default_value = "none")]
+    frontend_latency: llm_emu_perf::FrontendSpec,
     #[command(flatten)]
     pub engine: EngineFlags,
 }
@@ -261,6 +267,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         },
         trust_request_chat_template: a.trust_request_chat_template,
     };
+    let frontend = a.frontend_latency.build()?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = a.http_threads {
@@ -268,7 +275,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     }
     let rt = rt.build().context("starting the async runtime")?;
     let served = rt.block_on(async move {
-        let server = Server::bind(engine, codec, opts).await?;
+        let server = Server::bind(engine, codec, opts)
+            .await?
+            .with_frontend(frontend);
         let addr = server.local_addr()?;
         eprintln!(
             "llm-emu serve: engine: {} KV blocks of {} tokens, max_num_seqs {}, \

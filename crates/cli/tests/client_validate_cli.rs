@@ -220,3 +220,89 @@ fn simulate_reports_client_side_figures_apart() {
     assert!(itl < 0.05 * f(&fe, "mean_itl_ms"), "{itl}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Starts `llm-emu serve` (port chosen by the OS) with `extra` flags; returns it and its address.
+fn start_serve(extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .args(["--served-model-name", "emu", "--max-model-len", "2048"])
+        .args(["--latency", "linear:base_us=5000,per_token_us=0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    (child, addr)
+}
+
+/// One streamed completion of `tokens` tokens: (time to the first text chunk, to the end), s.
+fn stream_times(addr: &str, tokens: usize) -> (f64, f64) {
+    use std::io::{Read, Write};
+    let body = format!(
+        r#"{{"model":"emu","prompt":[1,2,3,4],"max_tokens":{tokens},"ignore_eos":true,"stream":true}}"#
+    );
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let (mut seen, mut first) = (String::new(), None);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if first.is_none() && seen.contains("\"text\"") {
+            first = Some(t0.elapsed().as_secs_f64());
+        }
+    }
+    assert!(seen.contains("[DONE]"), "{seen}");
+    (first.expect("a text chunk"), t0.elapsed().as_secs_f64())
+}
+
+/// `serve --frontend-latency FILE` hands the first token over after the way in and out, and
+/// later tokens with the engine's spacing: the delay does not add up over the stream.
+#[test]
+fn serve_paces_tokens_by_the_front_end_without_adding_up() {
+    let dir = std::env::temp_dir().join(format!("llm-emu-serve-fe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fe = dir.join("fe.json");
+    // 60 ms in, 30 ms out: far above this test's noise and above the 5 ms step.
+    std::fs::write(
+        &fe,
+        r#"{"per_request_us": 60000, "per_prompt_token_ns": 0, "per_output_token_us": 30000}"#,
+    )
+    .unwrap();
+    let (mut plain, a) = start_serve(&[]);
+    let (mut paced, b) = start_serve(&["--frontend-latency", fe.to_str().unwrap()]);
+    let best = |addr: &str| {
+        (0..3)
+            .map(|_| stream_times(addr, 16))
+            .fold((f64::MAX, f64::MAX), |x, y| (x.0.min(y.0), x.1.min(y.1)))
+    };
+    let (t1, e1) = best(&a);
+    let (t2, e2) = best(&b);
+    let _ = plain.kill();
+    let _ = paced.kill();
+    let _ = plain.wait();
+    let _ = paced.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    // First token: 90 ms later (timers fire no earlier than asked).
+    assert!(t2 - t1 >= 0.085, "TTFT {t1} vs {t2}");
+    // Last token: the same 90 ms, not 16 × 30 ms.
+    assert!(e2 - e1 >= 0.085 && e2 - e1 < 0.25, "E2E {e1} vs {e2}");
+}

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod engine_loop;
 pub mod errors;
 pub mod fd_limit;
+pub mod frontend_pace;
 pub mod generate;
 pub mod logprobs;
 pub mod metrics;
@@ -143,6 +144,15 @@ impl Server {
             opts,
             conn_stats: Arc::new(ConnStats::default()),
         })
+    }
+
+    /// Paces responses by a real server's front end (`--frontend-latency`); call before
+    /// serving.
+    pub fn with_frontend(mut self, fe: Option<llm_emu_perf::FrontendLatency>) -> Server {
+        Arc::get_mut(&mut self.state)
+            .expect("the state is not shared before serving")
+            .frontend = fe;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
