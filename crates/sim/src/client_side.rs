@@ -137,3 +137,89 @@ impl ClientSide {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llm_emu_core::Nanos;
+
+    fn token(tag: u64) -> RequestOutput {
+        RequestOutput {
+            tag,
+            new_token: Some(7),
+            finish: None,
+        }
+    }
+
+    fn iteration(ms: u64, finished: &[(u64, usize)]) -> IterationStats {
+        IterationStats {
+            iteration_timestamp: Nanos::from_millis(ms),
+            finished_requests: finished
+                .iter()
+                .map(|&(tag, n)| FinishedRequestStats {
+                    request_id: format!("r{tag}"),
+                    tag,
+                    finish_reason: FinishReason::Length,
+                    stop_token: None,
+                    times: Default::default(),
+                    finished_at: Nanos::from_millis(ms),
+                    num_prompt_tokens: 1000,
+                    num_generation_tokens: n,
+                    num_cached_tokens: 0,
+                    num_preemptions: 0,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Two requests decoding together, sent at 0: each token 2 ms (in) + 1.5 ms (out, two in
+    /// the step) after its step; the gaps keep the engine's 10 ms.
+    #[test]
+    fn ways_in_and_out_shift_tokens_not_gaps() {
+        let fe = FrontendLatency {
+            per_request_us: 1000.0,
+            per_prompt_token_ns: 1000.0,
+            per_output_token_us: 1000.0,
+            per_batch_output_us: 500.0,
+        };
+        let mut c = ClientSide::new(fe, true);
+        c.on_add(1, 0.0, 1000);
+        c.on_add(2, 0.0, 1000);
+        c.on_iteration(&iteration(20, &[]), &[token(1), token(2)]);
+        c.on_iteration(&iteration(30, &[]), &[token(1), token(2)]);
+        c.on_iteration(&iteration(40, &[(1, 3), (2, 3)]), &[token(1), token(2)]);
+        let reqs = c.requests.unwrap();
+        assert_eq!(reqs.len(), 2);
+        for r in &reqs {
+            assert!((r.ttft_ms - 23.5).abs() < 1e-9, "{r:?}");
+            assert!((r.e2el_ms - 43.5).abs() < 1e-9, "{r:?}");
+            assert!((r.tpot_ms().unwrap() - 10.0).abs() < 1e-9);
+        }
+        let itl = c.itl_ms.unwrap();
+        assert_eq!(itl.len(), 4);
+        assert!(itl.iter().all(|g| (g - 10.0).abs() < 1e-9), "{itl:?}");
+    }
+
+    /// A step with more requests has a longer way out: the gap into it grows by the difference.
+    #[test]
+    fn a_growing_batch_widens_the_gap_by_the_difference() {
+        let fe = FrontendLatency {
+            per_request_us: 0.0,
+            per_prompt_token_ns: 0.0,
+            per_output_token_us: 1000.0,
+            per_batch_output_us: 100.0,
+        };
+        let mut c = ClientSide::new(fe, true);
+        for tag in 1..=11 {
+            c.on_add(tag, 0.0, 10);
+        }
+        c.on_iteration(&iteration(10, &[]), &[token(1)]);
+        let all: Vec<_> = (1..=11).map(token).collect();
+        c.on_iteration(&iteration(20, &[(1, 2)]), &all);
+        let r = &c.requests.as_ref().unwrap()[0];
+        assert!((r.ttft_ms - 11.0).abs() < 1e-9);
+        // 10 ms of engine gap + (2.0 − 1.0) ms of way out.
+        assert!((c.itl_ms.as_ref().unwrap()[0] - 11.0).abs() < 1e-9);
+    }
+}
