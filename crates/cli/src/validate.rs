@@ -24,10 +24,11 @@ pub struct ValidateArgs {
     /// a run as recorded".
     #[arg(long, required_unless_present = "client_result")]
     real: Option<PathBuf>,
-    /// A client-side result instead of `--real`: `vllm bench serve --save-result` JSON. With
-    /// `--save-detailed` it carries per-request figures, send times and lengths (then the
-    /// workload may be left out: it is rebuilt from them, prompts sharing no prefix); a
-    /// summary-only result needs `--workload`. Compares client-side TTFT, TPOT, ITL and E2E
+    /// A client-side result instead of `--real`: `vllm bench serve --save-result` JSON, an
+    /// inference-perf lifecycle summary or a guidellm report of one benchmark. A `vllm bench
+    /// serve` result saved with `--save-detailed` carries per-request figures, send times and
+    /// lengths (then the workload may be left out: it is rebuilt from them, prompts sharing no
+    /// prefix); a summary needs `--workload`. Compares client-side TTFT, TPOT, ITL and E2E
     /// (mean, median, p90, p99) with the real server's front end added (`--frontend-latency`).
     /// See docs/fidelity.md, "Client-side".
     #[arg(long, conflicts_with = "real")]
@@ -162,10 +163,11 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
             llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})
         }
         (None, None) => bail!(
-            "{}: the result has no per-request send times and lengths (a summary only, or saved \
-             without --save-detailed), so the workload it ran is unknown: give it with \
-             --workload FILE",
-            path.display()
+            "{}: this {} result is a summary only (no per-request send times and lengths; \
+             vllm bench serve writes them with --save-detailed), so the workload it ran is \
+             unknown: give it with --workload FILE",
+            path.display(),
+            real.format
         ),
     }
     .context("reading the workload")?;
@@ -201,7 +203,8 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
     m.insert("frontend_latency".into(), spec.to_string().into());
     m.insert("engine".into(), prepared.engine_json(&latency_desc)?.into());
     println!(
-        "real: client-side result {} ({} requests{}); emulated: {latency_desc}; front end: {spec}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
+        "real: {} result {} ({} requests{}); emulated: {latency_desc}; front end: {spec}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
+        real.format,
         path.display(),
         if real.is_detailed() { real.requests.len() } else { sim_reqs.len() },
         if real.is_detailed() { "" } else { ", summary only" },

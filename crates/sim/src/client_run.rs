@@ -6,6 +6,18 @@
 //! then recomputed from them ([`ClientFigures`], one percentile implementation). Without it
 //! only the summary keys (`{mean,median,std,p<N>}_{ttft,tpot,itl,e2el}_ms`) are there; they are
 //! compared as they are, and the workload must come from elsewhere.
+//!
+//! Two other clients' summaries are read too (summary only, so `--workload` is needed):
+//! - inference-perf's `*_lifecycle_metrics.json` (`inference_perf/reportgen/base.py`):
+//!   `successes.latency.{time_to_first_token, time_per_output_token, inter_token_latency,
+//!   request_latency}.{mean, median, p90, p99}` in seconds; its TPOT is vLLM's
+//!   ((last − first)/(outputs − 1)) and its ITL every gap between chunks;
+//! - guidellm's benchmark report (`guidellm/benchmark/schemas`): `benchmarks[0].metrics.
+//!   {time_to_first_token_ms, inter_token_latency_ms, request_latency}.successful.{mean, median,
+//!   percentiles.p90, percentiles.p99}`; guidellm's per-request `inter_token_latency_ms` is
+//!   (last − first)/(outputs − 1), vLLM's TPOT, and `request_latency` is in seconds. guidellm
+//!   has no per-gap ITL. A report of several benchmarks is refused (which one ran the workload
+//!   is not recorded).
 
 use crate::client_side::ClientRequest;
 use crate::percentile::{median, percentile};
@@ -55,6 +67,89 @@ pub struct ClientRun {
     pub failed: usize,
     /// The summary keys as written.
     pub summary: Map<String, Value>,
+    /// Which client wrote it: `vllm bench serve`, `inference-perf` or `guidellm`.
+    pub format: &'static str,
+    /// The statistics of another client's summary, as `{metric}_{stat}` in ms.
+    other: Option<BTreeMap<String, f64>>,
+}
+
+/// `{mean, median, p90, p99}` of one distribution object, scaled to ms; `pct` holds the
+/// percentiles (the object itself, or its `percentiles`).
+fn dist_stats(
+    out: &mut BTreeMap<String, f64>,
+    metric: &str,
+    d: Option<&Value>,
+    nested_pct: bool,
+    to_ms: f64,
+) {
+    let Some(d) = d.and_then(Value::as_object) else {
+        return;
+    };
+    let pct = if nested_pct {
+        d.get("percentiles").and_then(Value::as_object)
+    } else {
+        Some(d)
+    };
+    let get =
+        |m: Option<&Map<String, Value>>, k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_f64);
+    for (stat, x) in [
+        ("mean", get(Some(d), "mean")),
+        ("median", get(Some(d), "median")),
+        ("p90", get(pct, "p90")),
+        ("p99", get(pct, "p99")),
+    ] {
+        if let Some(x) = x.filter(|x| x.is_finite()) {
+            out.insert(format!("{metric}_{stat}"), x * to_ms);
+        }
+    }
+}
+
+/// inference-perf's lifecycle summary, if `m` is one.
+fn inference_perf_stats(m: &Map<String, Value>) -> Option<BTreeMap<String, f64>> {
+    let lat = m.get("successes")?.get("latency")?;
+    let mut out = BTreeMap::new();
+    for (metric, key) in [
+        ("ttft", "time_to_first_token"),
+        ("tpot", "time_per_output_token"),
+        ("itl", "inter_token_latency"),
+        ("e2el", "request_latency"),
+    ] {
+        dist_stats(&mut out, metric, lat.get(key), false, 1e3);
+    }
+    Some(out)
+}
+
+/// guidellm's report, if `m` is one.
+fn guidellm_stats(
+    m: &Map<String, Value>,
+    path: &Path,
+) -> Option<Result<BTreeMap<String, f64>, ClientRunError>> {
+    let benches = m.get("benchmarks")?.as_array()?;
+    if benches.len() != 1 {
+        return Some(Err(bad(
+            path,
+            format!(
+                "a guidellm report of {} benchmarks: give a report of the one benchmark that ran the workload",
+                benches.len()
+            ),
+        )));
+    }
+    let metrics = benches[0].get("metrics")?;
+    let mut out = BTreeMap::new();
+    for (metric, key, to_ms) in [
+        ("ttft", "time_to_first_token_ms", 1.0),
+        ("tpot", "inter_token_latency_ms", 1.0),
+        ("e2el", "request_latency", 1e3),
+    ] {
+        dist_stats(
+            &mut out,
+            metric,
+            metrics.get(key).and_then(|d| d.get("successful")),
+            true,
+            to_ms,
+        );
+    }
+    Some(Ok(out))
 }
 
 fn num_list(m: &Map<String, Value>, key: &str, path: &Path) -> Result<Vec<f64>, ClientRunError> {
@@ -83,10 +178,25 @@ impl ClientRun {
     }
 
     pub fn from_map(mut m: Map<String, Value>, path: &Path) -> Result<ClientRun, ClientRunError> {
+        let other = match (inference_perf_stats(&m), guidellm_stats(&m, path)) {
+            (Some(s), _) => Some(("inference-perf", s)),
+            (None, Some(s)) => Some(("guidellm", s?)),
+            (None, None) => None,
+        };
+        if let Some((format, stats)) = other {
+            return Ok(ClientRun {
+                requests: Vec::new(),
+                failed: 0,
+                summary: m,
+                format,
+                other: Some(stats),
+            });
+        }
         if !m.contains_key("mean_ttft_ms") && !m.contains_key("ttfts") {
             return Err(bad(
                 path,
-                "neither `mean_ttft_ms` nor `ttfts`: not a `vllm bench serve` result",
+                "neither `mean_ttft_ms` nor `ttfts` (vllm bench serve), `successes.latency` \
+                 (inference-perf) or `benchmarks` (guidellm): not a client-side result read here",
             ));
         }
         let mut requests = Vec::new();
@@ -163,6 +273,8 @@ impl ClientRun {
             requests,
             failed,
             summary: m,
+            format: "vllm bench serve",
+            other: None,
         })
     }
 
@@ -214,6 +326,9 @@ impl ClientRun {
 
     /// `{metric}_{stat}` from the summary keys (`{stat}_{metric}_ms`) where present.
     pub fn summary_stats(&self) -> BTreeMap<String, f64> {
+        if let Some(s) = &self.other {
+            return s.clone();
+        }
         let mut out = BTreeMap::new();
         for metric in CLIENT_METRICS {
             for stat in CLIENT_STATS {
@@ -393,12 +508,65 @@ mod tests {
     }
 
     #[test]
+    fn inference_perf_summary() {
+        let Value::Object(m) = json!({"load_summary": {"count": 2}, "successes": {"count": 2,
+            "latency": {
+                "time_to_first_token": {"mean": 0.03, "median": 0.025, "p90": 0.04, "p99": 0.05},
+                "time_per_output_token": {"mean": 0.004, "median": 0.004, "p90": 0.005, "p99": 0.006},
+                "inter_token_latency": {"mean": 0.004, "median": 0.00003, "p90": 0.007, "p99": 0.0075},
+                "request_latency": {"mean": 0.5, "median": 0.48, "p90": 0.6, "p99": 0.7}}}})
+        else {
+            unreachable!()
+        };
+        let r = ClientRun::from_map(m, Path::new("ip.json")).unwrap();
+        assert_eq!(r.format, "inference-perf");
+        assert!(!r.is_detailed() && r.workload_jsonl().is_none());
+        let s = r.summary_stats();
+        assert!((s["ttft_mean"] - 30.0).abs() < 1e-9);
+        assert!((s["itl_p90"] - 7.0).abs() < 1e-9);
+        assert!((s["e2el_p99"] - 700.0).abs() < 1e-9);
+        assert_eq!(s.len(), 16);
+    }
+
+    #[test]
+    fn guidellm_report() {
+        let dist = |mean: f64| {
+            json!({"successful": {"mean": mean, "median": mean,
+            "percentiles": {"p50": mean, "p90": mean * 2.0, "p99": mean * 3.0}}})
+        };
+        let report = json!({"benchmarks": [{"metrics": {
+            "time_to_first_token_ms": dist(40.0),
+            "inter_token_latency_ms": dist(8.0),
+            "time_per_output_token_ms": dist(9.0),
+            "request_latency": dist(1.5)}}]});
+        let Value::Object(m) = report.clone() else {
+            unreachable!()
+        };
+        let r = ClientRun::from_map(m, Path::new("g.json")).unwrap();
+        assert_eq!(r.format, "guidellm");
+        let s = r.summary_stats();
+        assert_eq!(s["ttft_p90"], 80.0);
+        // guidellm's per-request inter-token latency is vLLM's TPOT.
+        assert_eq!(s["tpot_mean"], 8.0);
+        assert_eq!(s["e2el_p99"], 4500.0);
+        assert!(!s.contains_key("itl_mean"));
+        let Value::Object(mut two) = report else {
+            unreachable!()
+        };
+        let b = two["benchmarks"][0].clone();
+        two.insert("benchmarks".into(), json!([b.clone(), b]));
+        let e = ClientRun::from_map(two, Path::new("g.json")).err().unwrap();
+        assert!(e.to_string().contains("2 benchmarks"), "{e}");
+    }
+
+    #[test]
     fn not_a_result_is_an_error() {
         let Value::Object(m) = json!({"foo": 1}) else {
             unreachable!()
         };
         let e = ClientRun::from_map(m, Path::new("x.json")).err().unwrap();
         assert!(e.to_string().contains("vllm bench serve"), "{e}");
+        assert!(e.to_string().contains("guidellm"), "{e}");
         let mut m = detailed();
         m.insert("input_lens".into(), json!([1]));
         let e = ClientRun::from_map(m, Path::new("x.json")).err().unwrap();
