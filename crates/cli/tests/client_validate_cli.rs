@@ -303,6 +303,6 @@ fn serve_paces_tokens_by_the_front_end_without_adding_up() {
     std::fs::remove_dir_all(&dir).unwrap();
     // First token: 90 ms later (timers fire no earlier than asked).
     assert!(t2 - t1 >= 0.085, "TTFT {t1} vs {t2}");
-    // Last token: the same 90 ms, not 16 × 30 ms.
-    assert!(e2 - e1 >= 0.085 && e2 - e1 < 0.25, "E2E {e1} vs {e2}");
+    // Last token: the same 90 ms, not 60 ms + 16 × 30 ms (0.54 s) as a delay that added up.
+    assert!(e2 - e1 >= 0.085 && e2 - e1 < 0.35, "E2E {e1} vs {e2}");
 }
