@@ -101,6 +101,12 @@ pub struct ServeArgs {
     instance_ports: Option<String>,
     #[command(flatten)]
     pub fleet: FleetFlags,
+    /// Hand each response's tokens to the client as late as a real vLLM API server would:
+    /// `vllm` (vLLM 0.19's front end, measured: the way in per request and prompt token, the
+    /// way out per token), a file written by `tools/measure-frontend/measure.py`, or `none`
+    /// (default: as soon as the engine makes them). The engine's timing is unchanged.
+    #[arg(long, default_value = "none")]
+    frontend_latency: llm_emu_perf::FrontendSpec,
     #[command(flatten)]
     pub engine: EngineFlags,
 }
@@ -349,6 +355,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         gpu_memory_utilization: engine_args.gpu_memory_utilization.unwrap_or(0.9),
         num_gpu_blocks_override: engine_args.num_gpu_blocks_override,
     };
+    let frontend = a.frontend_latency.build()?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = a.http_threads {
@@ -370,6 +377,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
                 Server::bind_fleet(fleet, FleetKind::Replicas { router }, &cfg, codec, opts).await?
             }
         };
+        let server = server.with_frontend(frontend);
         let addr = server.local_addr()?;
         eprintln!(
             "llm-emu serve: engine: {} KV blocks of {} tokens, max_num_seqs {}, \

@@ -7,7 +7,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
 use llm_emu_fleet::{router_by_name, DataParallel, EngineTally, Replicas, Tallied};
-use llm_emu_sim::report::{print_table, summary_json, write_atomic, AtomicFile};
+use llm_emu_perf::FrontendSpec;
+use llm_emu_sim::client_side::ClientSide;
+use llm_emu_sim::report::{
+    client_side_json, print_client_table, print_table, summary_json, write_atomic, AtomicFile,
+};
 use llm_emu_sim::run_record::RunRecord;
 use llm_emu_sim::synthetic::SyntheticWorkload;
 use llm_emu_sim::{Sinks, WorkloadItem, WorkloadReader};
@@ -49,6 +53,11 @@ pub struct SimulateArgs {
     /// No progress bar and no table.
     #[arg(long)]
     quiet: bool,
+    /// Also report client-side figures (`client_side` in the summary) with a real server's
+    /// front end added: `vllm` (vLLM 0.19's API server, measured), a file written by
+    /// `tools/measure-frontend/measure.py`, or `none` (default: the engine's figures only).
+    #[arg(long, default_value = "none")]
+    frontend_latency: FrontendSpec,
 }
 
 pub fn run(a: SimulateArgs) -> Result<()> {
@@ -110,11 +119,16 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             .transpose()
             .context("creating --steps-out")?,
         records: None,
+        client: a
+            .frontend_latency
+            .build()?
+            .map(|fe| ClientSide::new(fe, false)),
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
     let mut result = llm_emu_sim::run(&mut engine, workload, &mut sinks, &mut progress)
         .context("reading the workload")?;
     bar.finish_and_clear();
+    let mut sinks_client = sinks.client.take();
     sinks
         .commit()
         .context("writing per-request/per-step files")?;
@@ -135,6 +149,13 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     }
     let mut summary = summary_json(&mut result, first.scheduler(), &cfg, &latency_desc);
     summary.insert("latency_warnings".into(), latency_warnings.into());
+    if let Some(c) = sinks_client.as_mut() {
+        let fe = a.frontend_latency.to_string();
+        summary.insert(
+            "client_side".into(),
+            client_side_json(&mut c.stats, &fe).into(),
+        );
+    }
     if plan != FleetPlan::Single {
         fleet_summary(&mut summary, &plan, &engines, engine.tallies());
     }
@@ -145,6 +166,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     if !a.quiet {
         let mut out = std::io::stdout().lock();
         print_table(&summary, &mut out)?;
+        print_client_table(&summary, &mut out)?;
         print_instances(&summary, &mut out)?;
     }
     Ok(())

@@ -3,12 +3,17 @@
 use crate::engine_args::{EngineFlags, Prepared};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use llm_emu_perf::FrontendSpec;
+use llm_emu_sim::client_run::{
+    client_comparison_json, client_comparison_table, ClientFigures, ClientRun,
+};
+use llm_emu_sim::client_side::ClientSide;
 use llm_emu_sim::report::write_atomic;
 use llm_emu_sim::validate::{
     comparison_json, comparison_table, pair_requests, LatencySet, RealRun,
 };
 use llm_emu_sim::{Sinks, WorkloadReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ValidateArgs {
@@ -17,11 +22,27 @@ pub struct ValidateArgs {
     /// `../shared/data/real-runs/<case>/vllm/` (or the run folder holding `vllm/`); the cluster
     /// config in the folder above (`config.json`) is read too. See docs/fidelity.md, "Replaying
     /// a run as recorded".
-    #[arg(long)]
-    real: PathBuf,
+    #[arg(long, required_unless_present = "client_result")]
+    real: Option<PathBuf>,
+    /// A client-side result instead of `--real`: `vllm bench serve --save-result` JSON, an
+    /// inference-perf lifecycle summary or a guidellm report of one benchmark. A `vllm bench
+    /// serve` result saved with `--save-detailed` carries per-request figures, send times and
+    /// lengths (then the workload may be left out: it is rebuilt from them, prompts sharing no
+    /// prefix); a summary needs `--workload`. Compares client-side TTFT, TPOT, ITL and E2E
+    /// (mean, median, p90, p99) with the real server's front end added (`--frontend-latency`).
+    /// See docs/fidelity.md, "Client-side".
+    #[arg(long, conflicts_with = "real")]
+    client_result: Option<PathBuf>,
     /// The workload the real run served (JSONL, same formats as `simulate --workload`).
+    #[arg(long, required_unless_present = "client_result")]
+    workload: Option<PathBuf>,
+    /// The real server's front end added to client-side figures: `vllm` (the built-in
+    /// measurement of vLLM 0.19's API server), a file written by
+    /// `tools/measure-frontend/measure.py`, or `none`. Default with `--client-result`: `vllm`,
+    /// since a client-side result always includes the real front end; engine-side comparisons
+    /// (`--real`) do not use it.
     #[arg(long)]
-    workload: PathBuf,
+    frontend_latency: Option<FrontendSpec>,
     /// Write the comparison as JSON (`{ttft,tpot,e2el}_{mean,median,p90,p95,p99}_{real,sim,err_pct}`,
     /// `output_throughput_{real,sim,err_pct}`).
     #[arg(long)]
@@ -35,13 +56,22 @@ pub struct ValidateArgs {
 }
 
 pub fn run(a: ValidateArgs) -> Result<()> {
-    let real = RealRun::load(&a.real)?;
+    if let Some(path) = &a.client_result {
+        return run_client(&a, path);
+    }
+    let (Some(real_dir), Some(workload)) = (&a.real, &a.workload) else {
+        bail!("validate needs --real DIR and --workload FILE, or --client-result FILE");
+    };
+    if a.frontend_latency.is_some() {
+        bail!("--frontend-latency applies to client-side results (--client-result), not to the engine-side timestamps of --real");
+    }
+    let real = RealRun::load(real_dir)?;
     // Every fact the run recorded becomes a default; flags given still win.
     let prepared = Prepared::new(&a.engine, Some(&real.record))?;
     let cfg = prepared.config().clone();
     let (mut engine, latency_desc) = prepared.build_engine()?;
-    let reader = WorkloadReader::open(&a.workload, a.engine.seed)
-        .with_context(|| format!("opening workload {}", a.workload.display()))?
+    let reader = WorkloadReader::open(workload, a.engine.seed)
+        .with_context(|| format!("opening workload {}", workload.display()))?
         .with_max_model_len(cfg.max_model_len);
     let mut sinks = Sinks {
         records: Some(Vec::new()),
@@ -65,7 +95,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     let pairs = pair_requests(&real.requests, &records).map_err(|e| {
         anyhow!(
             "{e} ({}): they do not describe the same run",
-            a.real.display()
+            real_dir.display()
         )
     })?;
     let mut m = comparison_json(
@@ -94,6 +124,101 @@ pub fn run(a: ValidateArgs) -> Result<()> {
             buf.push(b'\n');
         }
         write_atomic(p, &buf).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// `validate --client-result`: replays the workload and compares what clients saw.
+fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
+    let real = ClientRun::load(path)?;
+    let prepared = Prepared::new(&a.engine, None)?;
+    let cfg = prepared.config().clone();
+    let (mut engine, latency_desc) = prepared.build_engine()?;
+    let spec = a.frontend_latency.clone().unwrap_or(FrontendSpec::Vllm);
+    let fe = spec.build()?.unwrap_or(llm_emu_perf::FrontendLatency {
+        per_request_us: 0.0,
+        per_prompt_token_ns: 0.0,
+        per_output_token_us: 0.0,
+        per_batch_output_us: 0.0,
+    });
+    let mut sinks = Sinks {
+        client: Some(ClientSide::new(fe, true)),
+        ..Default::default()
+    };
+    let max_len = cfg.max_model_len;
+    let result = match (&a.workload, real.workload_jsonl()) {
+        (Some(w), _) => {
+            let reader = WorkloadReader::open(w, a.engine.seed)
+                .with_context(|| format!("opening workload {}", w.display()))?
+                .with_max_model_len(max_len);
+            llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})
+        }
+        (None, Some(text)) => {
+            let reader = WorkloadReader::new(
+                format!("{} (its send times and lengths)", path.display()),
+                std::io::Cursor::new(text.into_bytes()),
+                a.engine.seed,
+            )
+            .with_max_model_len(max_len);
+            llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})
+        }
+        (None, None) => bail!(
+            "{}: this {} result is a summary only (no per-request send times and lengths; \
+             vllm bench serve writes them with --save-detailed), so the workload it ran is \
+             unknown: give it with --workload FILE",
+            path.display(),
+            real.format
+        ),
+    }
+    .context("reading the workload")?;
+    crate::simulate::report_failures(&result);
+    if result.completed == 0 {
+        bail!(
+            "nothing ran: no emulated request completed ({} failed)",
+            result.failed
+        );
+    }
+    for w in engine.latency_model().warnings() {
+        eprintln!("warning: latency model: {w}");
+    }
+    let client = sinks.client.take().expect("set above");
+    let sim_reqs = client.requests.unwrap_or_default();
+    let sim = ClientFigures::from_sim(&sim_reqs, &client.itl_ms.unwrap_or_default()).stats();
+    let real_stats = if real.is_detailed() {
+        if real.requests.len() != sim_reqs.len() {
+            eprintln!(
+                "note: the result has {} successful requests, the replay {}",
+                real.requests.len(),
+                sim_reqs.len()
+            );
+        }
+        real.figures().stats()
+    } else {
+        real.summary_stats()
+    };
+    if real_stats.is_empty() {
+        bail!("{}: no client-side figure to compare", path.display());
+    }
+    let mut m = client_comparison_json(&real_stats, &sim);
+    m.insert("frontend_latency".into(), spec.to_string().into());
+    m.insert("engine".into(), prepared.engine_json(&latency_desc)?.into());
+    println!(
+        "real: {} result {} ({} requests{}); emulated: {latency_desc}; front end: {spec}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
+        real.format,
+        path.display(),
+        if real.is_detailed() { real.requests.len() } else { sim_reqs.len() },
+        if real.is_detailed() { "" } else { ", summary only" },
+        cfg.max_num_seqs,
+        cfg.max_num_batched_tokens,
+        cfg.num_gpu_blocks
+    );
+    print!("{}", client_comparison_table(&m));
+    if let Some(p) = &a.json {
+        write_atomic(p, &serde_json::to_vec_pretty(&m)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if a.requests.is_some() {
+        eprintln!("note: --requests is written for engine-side comparisons (--real) only");
     }
     Ok(())
 }

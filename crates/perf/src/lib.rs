@@ -4,9 +4,11 @@
 //! ([`latency`]), and the engine arguments resolved against them by vLLM's rules ([`args`]).
 
 pub mod args;
+pub mod frontend;
 pub mod gpu;
 pub mod latency;
 pub mod sizing;
 
 pub use args::{resolve, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts};
+pub use frontend::{FrontendError, FrontendLatency, FrontendSpec};
 pub use latency::LatencySpec;

@@ -16,6 +16,7 @@ pub mod engine_loop;
 pub mod errors;
 pub mod fd_limit;
 pub mod fleet_front;
+pub mod frontend_pace;
 pub mod generate;
 pub mod http_metrics;
 pub mod logprobs;
@@ -224,6 +225,17 @@ impl Server {
             .iter()
             .map(|f| f.listener.local_addr())
             .collect()
+    }
+
+    /// Paces responses by a real server's front end (`--frontend-latency`) on every endpoint;
+    /// call before serving.
+    pub fn with_frontend(mut self, fe: Option<llm_emu_perf::FrontendLatency>) -> Server {
+        for front in &mut self.fronts {
+            Arc::get_mut(&mut front.state)
+                .expect("the state is not shared before serving")
+                .frontend = fe;
+        }
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

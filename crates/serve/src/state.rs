@@ -25,6 +25,9 @@ pub struct AppState {
     pub trust_request_chat_template: bool,
     /// Where tokenizing, template rendering and bulk detokenizing run.
     pub text_jobs: TextJobs,
+    /// The real server's front end that responses are paced by (`--frontend-latency`); `None`:
+    /// events go out as the engine makes them.
+    pub frontend: Option<llm_emu_perf::FrontendLatency>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             started_unix: unix_now(),
             trust_request_chat_template: false,
             text_jobs: TextJobs::per_core(),
+            frontend: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! The driver is generic over [`EngineCore`]: it sees the engine's stats and outputs only
 //! ([`EngineSink`]), never its scheduler.
 
+use crate::client_side::ClientSide;
 use crate::events::{Event, EventQueue};
 use crate::metrics::LatencyStats;
 use crate::report::AtomicFile;
@@ -65,6 +66,8 @@ pub struct Sinks {
     pub steps: Option<AtomicFile>,
     /// Per-request records kept in memory, in finishing order (for `validate`).
     pub records: Option<Vec<RequestRecord>>,
+    /// Client-side figures with the real server's front end (`--frontend-latency`).
+    pub client: Option<ClientSide>,
 }
 
 impl Sinks {
@@ -202,7 +205,10 @@ impl EngineSink for Collector<'_> {
         }
     }
 
-    fn on_iteration(&mut self, it: &IterationStats, _outputs: &[RequestOutput]) {
+    fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
+        if let Some(c) = self.sinks.client.as_mut() {
+            c.on_iteration(it, outputs);
+        }
         for gap in &it.inter_token_latencies_iter {
             self.result.stats.record_itl(gap.0);
         }
@@ -309,8 +315,13 @@ pub fn run<E: EngineCore + ?Sized>(
                         item.arrival,
                         item.prompt_token_ids.len(),
                     );
-                    if let Err(e) = engine.add(to_new_request(item), arrivals as u64) {
-                        col.fail(id, arrival, plen, e.to_string());
+                    match engine.add(to_new_request(item), arrivals as u64) {
+                        Err(e) => col.fail(id, arrival, plen, e.to_string()),
+                        Ok(()) => {
+                            if let Some(c) = col.sinks.client.as_mut() {
+                                c.on_add(arrivals as u64, arrival.as_secs_f64(), plen);
+                            }
+                        }
                     }
                     if let Some(next) = next_good_item(&mut workload, &mut col) {
                         queue.push(next.arrival, Event::Arrival(next));

@@ -1,5 +1,7 @@
 //! llm-emu's offline simulator: workloads in, vLLM-style metrics out, in virtual time.
 
+pub mod client_run;
+pub mod client_side;
 pub mod driver;
 pub mod events;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! stdout, and atomic file output.
 
 use crate::driver::SimResult;
+use crate::metrics::LatencyStats;
 use llm_emu_core::{EngineConfig, Scheduler};
 use serde_json::{Map, Value};
 use std::fs::File;
@@ -110,6 +111,45 @@ pub fn print_table(m: &Map<String, Value>, out: &mut impl Write) -> std::io::Res
         ("End-to-end Latency", "e2el"),
     ] {
         writeln!(out, "{:-^50}", title)?;
+        for (label, stat) in [
+            ("Mean", "mean"),
+            ("Median", "median"),
+            ("P90", "p90"),
+            ("P99", "p99"),
+        ] {
+            writeln!(
+                out,
+                "{:<40}{:<10.2}",
+                format!("{label} {} (ms):", key.to_uppercase()),
+                f(&format!("{stat}_{key}_ms"))
+            )?;
+        }
+    }
+    writeln!(out, "{}", "=".repeat(50))
+}
+
+/// The client-side figures (`--frontend-latency`), under `client_side` in the summary: the same
+/// `{stat}_{metric}_ms` keys, with the engine's own figures kept at the top level.
+pub fn client_side_json(stats: &mut LatencyStats, frontend: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("frontend_latency".into(), frontend.into());
+    stats.to_json(&mut m);
+    m
+}
+
+/// The client-side section of the table, from the summary's `client_side` object (if any).
+pub fn print_client_table(m: &Map<String, Value>, out: &mut impl Write) -> std::io::Result<()> {
+    let Some(c) = m.get("client_side").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let f = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let fe = c
+        .get("frontend_latency")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    writeln!(out, "{:=^50}", " Client side ")?;
+    writeln!(out, "front end: {fe}")?;
+    for key in ["ttft", "tpot", "itl", "e2el"] {
         for (label, stat) in [
             ("Mean", "mean"),
             ("Median", "median"),

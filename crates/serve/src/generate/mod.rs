@@ -96,8 +96,10 @@ impl Drop for CancelOnDrop {
 /// client goes away meanwhile.
 pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<Vec<u8>, ApiError> {
     let mut sub = Submission::start(&state, &p)?;
+    let mut pace =
+        crate::frontend_pace::Pacer::new(&state, p.prompts.iter().map(|x| x.ids.len()).sum());
     while sub.unfinished > 0 {
-        let Some((tag, ev)) = sub.rx.recv().await else {
+        let Some((tag, ev)) = pace.recv(&mut sub.rx).await else {
             return Err(ApiError::EngineDead);
         };
         if let Some(d) = sub.apply(tag, ev) {

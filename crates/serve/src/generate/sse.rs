@@ -5,7 +5,9 @@
 use super::fanout::Submission;
 use super::output::Delta;
 use super::{Endpoint, Prepared};
+use crate::engine_loop::EngineEvent;
 use crate::errors::ApiError;
+use crate::frontend_pace::Pacer;
 use crate::protocol::{Usage, UsageChunk};
 use crate::state::AppState;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -31,13 +33,17 @@ pub struct EventStream {
     pub(super) held: Option<Delta>,
     pub(super) echoed: Vec<bool>,
     pub(super) done: bool,
+    /// Hands events over as a real server's front end would (`--frontend-latency`).
+    pace: Pacer<(u32, EngineEvent)>,
 }
 
 /// Submits the request; errors (engine gone) come back before any byte is sent.
 pub fn start_stream(state: &Arc<AppState>, p: Prepared) -> Result<EventStream, ApiError> {
     let sub = Submission::start(state, &p)?;
     let n = sub.choices.len();
+    let pace = Pacer::new(state, p.prompts.iter().map(|x| x.ids.len()).sum());
     Ok(EventStream {
+        pace,
         sub,
         p,
         roles_written: 0,
@@ -64,7 +70,7 @@ impl EventStream {
         let mut out = BytesMut::with_capacity(512);
         if self.held.is_none() {
             // Wait for one event, then take what else is queued.
-            let Some((tag, ev)) = self.sub.rx.recv().await else {
+            let Some((tag, ev)) = self.pace.recv(&mut self.sub.rx).await else {
                 self.done = true;
                 push_data(&mut out, &error_json(&ApiError::EngineDead));
                 out.put_slice(b"data: [DONE]\n\n");
@@ -83,9 +89,9 @@ impl EventStream {
             if self.sub.unfinished == 0 || out.len() >= SSE_WRITE_COALESCE_BYTES {
                 break;
             }
-            match self.sub.rx.try_recv() {
-                Ok((tag, ev)) => self.held = self.sub.apply(tag, ev),
-                Err(_) => break,
+            match self.pace.try_recv(&mut self.sub.rx) {
+                Some((tag, ev)) => self.held = self.sub.apply(tag, ev),
+                None => break,
             }
         }
         if self.sub.unfinished == 0 {
