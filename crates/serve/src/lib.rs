@@ -6,6 +6,7 @@
 //! per-request events into SSE chunks or JSON responses, detokenizing and matching stop strings
 //! on the way ([`generate`]), as vLLM's API server and output processor do.
 
+pub mod access_log;
 pub mod conn;
 pub mod engine_loop;
 pub mod errors;
@@ -71,6 +72,9 @@ pub struct ServeOptions {
     pub engine_priority: thread_priority::PriorityRequest,
     /// Accept a request's own `chat_template` (vLLM's `--trust-request-chat-template`).
     pub trust_request_chat_template: bool,
+    /// Log one line per request in uvicorn's format ([`access_log`]; vLLM's default, off with
+    /// `--disable-uvicorn-access-log`).
+    pub access_log: bool,
 }
 
 impl Default for ServeOptions {
@@ -86,6 +90,7 @@ impl Default for ServeOptions {
             conn: ConnLimits::default(),
             engine_priority: Default::default(),
             trust_request_chat_template: false,
+            access_log: false,
         }
     }
 }
@@ -175,7 +180,11 @@ impl Server {
             max_body_bytes: self.opts.max_body_bytes,
             body_read_timeout: self.opts.conn.body_read_timeout,
         };
-        let app = middleware::wrap(routes::router(self.state.clone()), edge);
+        let mut app = middleware::wrap(routes::router(self.state.clone()), edge);
+        if self.opts.access_log {
+            // Outermost: refused requests (401, 413, …) are logged too.
+            app = app.layer(axum::middleware::from_fn(access_log::log));
+        }
         let draining = conn::accept_until(
             self.listener,
             app,
