@@ -29,6 +29,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve vLLM's OpenAI-compatible API on the emulated engine, on the wall clock.
+    #[command(mut_arg("model", |a| a.help(
+        "The model to serve: the same as the positional MODEL, as in vLLM (both must name the same model)"
+    )))]
     Serve(Box<serve::ServeArgs>),
     /// Run a workload through the emulated engine in virtual time and report vLLM-style metrics.
     Simulate(Box<simulate::SimulateArgs>),
