@@ -421,7 +421,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(a.tokenizer.clone().unwrap_or_else(|| model_id.clone()))
     };
     let tokenizer: Option<Box<dyn Tokenizer>> = match &tokenizer_id {
-        Some(id) => Some(load_tokenizer(id).with_context(|| format!("loading tokenizer `{id}`"))?),
+        Some(_) => Some(load_tokenizer(a.tokenizer.as_deref(), &model_id)?),
         None => None,
     };
 
@@ -588,6 +588,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         eprintln!("result saved to {}", path.display());
+    }
+    if m.completed == 0 {
+        // The table and result file are written all the same (as vLLM writes them); the exit
+        // status tells a script that nothing was measured.
+        bail!(
+            "no request succeeded ({} failed; the first error is above)",
+            failed.len()
+        );
     }
     Ok(())
 }

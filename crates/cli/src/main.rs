@@ -7,8 +7,11 @@ mod engine_args;
 mod profile_pack;
 mod profile_plan;
 mod serve;
+mod serve_log;
+mod sim_report;
 mod simulate;
 mod validate;
+mod vllm_flags;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +29,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve vLLM's OpenAI-compatible API on the emulated engine, on the wall clock.
+    #[command(mut_arg("model", |a| a.help(
+        "The model to serve: the same as the positional MODEL, as in vLLM (both must name the same model)"
+    )))]
     Serve(Box<serve::ServeArgs>),
     /// Run a workload through the emulated engine in virtual time and report vLLM-style metrics.
     Simulate(Box<simulate::SimulateArgs>),
@@ -45,7 +51,17 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args = vllm_flags::normalize(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => match vllm_flags::explain_unknown(&e, &args) {
+            Some(msg) => {
+                eprintln!("{msg}");
+                return std::process::ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Simulate(args) => simulate::run(*args),
@@ -58,8 +74,25 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each said once: an error whose message already
+/// quotes its cause (`cannot listen on ADDR: Address in use (os error 98)`) does not repeat it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

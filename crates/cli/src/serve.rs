@@ -10,8 +10,7 @@ use llm_emu_serve::fleet_front::FleetKind;
 use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::thread_priority::PriorityRequest;
 use llm_emu_serve::{fd_limit, ServeOptions, Server};
-use llm_emu_text::{OutputLengthDistribution, TextModel, TokenizerSource, VocabSampler};
-use std::path::Path;
+use llm_emu_text::{OutputLengthDistribution, VocabSampler};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -26,9 +25,9 @@ pub const DEFAULT_MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 #[derive(Args)]
 pub struct ServeArgs {
     /// Model name or path, as `vllm serve MODEL` takes it (default: the built-in
-    /// meta-llama/Llama-3.1-8B-Instruct). Its architecture comes from `--model-config` or
-    /// `--model`, else from this name (a path, the local Hugging Face cache or the built-in
-    /// table), else the built-in Llama-3.1-8B.
+    /// meta-llama/Llama-3.1-8B-Instruct); `--model MODEL` alone means the same, as in vLLM.
+    /// Its architecture comes from `--model-config`, else from this name (a path, the local
+    /// Hugging Face cache or the built-in table), else the built-in Llama-3.1-8B.
     #[arg(id = "model_tag", value_name = "MODEL")]
     model_tag: Option<String>,
     /// Address to listen on.
@@ -41,9 +40,10 @@ pub struct ServeArgs {
     /// model argument).
     #[arg(long, num_args = 1..)]
     served_model_name: Vec<String>,
-    /// Tokenizer: a tokenizer.json or a directory holding one, or an `org/name` in the local
-    /// Hugging Face cache (default: the model's; for the default model, the embedded
-    /// Llama-3.1-8B-Instruct tokenizer).
+    /// Tokenizer: a tokenizer.json or a directory holding one, an `org/name` in the local
+    /// Hugging Face cache, or `builtin` (the embedded Llama-3.1-8B-Instruct tokenizer).
+    /// Default: the model's, when the model is a path or in the local cache; else the
+    /// embedded one, with a warning.
     #[arg(long)]
     tokenizer: Option<String>,
     /// Length of replies that only EOS ends (tokens, EOS included): `lognormal:mu=M,sigma=S`,
@@ -54,9 +54,8 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on /v1 routes (repeatable; also VLLM_API_KEY).
     #[arg(long, num_args = 1..)]
     api_key: Vec<String>,
-    /// Do not log each request.
-    #[arg(long, action = ArgAction::SetTrue)]
-    disable_log_requests: bool,
+    #[command(flatten)]
+    log: crate::serve_log::LogFlags,
     /// Largest accepted request body, MiB.
     #[arg(long, default_value_t = 64)]
     max_request_body_mib: usize,
@@ -167,17 +166,27 @@ fn model_identity(a: &ServeArgs) -> (Vec<String>, String) {
     (names, root)
 }
 
-/// Where the tokenizer comes from: `--tokenizer`, else the model argument (a path, or a name in
-/// the local Hugging Face cache), else the embedded Llama-3.1-8B-Instruct tokenizer of the
-/// default model.
-fn tokenizer_source(a: &ServeArgs) -> TokenizerSource {
-    let named = a.tokenizer.as_deref().or(a.model_tag.as_deref());
-    match named {
-        None => TokenizerSource::Builtin,
-        Some(DEFAULT_MODEL) if a.tokenizer.is_none() => TokenizerSource::Builtin,
-        Some(n) if Path::new(n).exists() => TokenizerSource::Path(n.into()),
-        Some(n) => TokenizerSource::HfModel(n.to_string()),
+/// The model argument as `vllm serve` takes it: the positional, or `--model` alone (vLLM moves
+/// it to the positional, with a warning). Both, naming different models, is refused as vLLM
+/// refuses it; the same name twice is taken once.
+fn take_model_argument(a: &mut ServeArgs) -> Result<()> {
+    match (&a.model_tag, a.engine.model.take()) {
+        (None, Some(m)) => {
+            eprintln!(
+                "llm-emu serve: warning: --model {m}: vLLM takes the model as the positional \
+                 argument (`vllm serve {m}`); serving {m}"
+            );
+            a.model_tag = Some(m);
+        }
+        (Some(tag), Some(m)) if *tag != m => anyhow::bail!(
+            "the model is given twice: `{tag}` (positional) and --model `{m}`; vLLM 0.19 \
+             refuses this too (\"unrecognized arguments: {tag}\"). Give one; to serve under \
+             another name, add --served-model-name NAME; for another architecture, \
+             --model-config config.json"
+        ),
+        _ => {}
     }
+    Ok(())
 }
 
 /// `--output-len`.
@@ -219,15 +228,13 @@ fn parse_output_len(spec: &str) -> Result<OutputLengthDistribution> {
 }
 
 pub fn run(mut a: ServeArgs) -> Result<()> {
+    take_model_argument(&mut a)?;
     // The positional model names the architecture too, when it is one llm-emu knows (a path with
     // config.json, the local Hugging Face cache, or the built-in table).
     if let Some(tag) = a.model_tag.clone() {
         match llm_emu_perf::sizing::ModelShape::resolve(&tag) {
             Ok(_) => a.engine.default_model(Some(&tag)),
-            Err(e) => eprintln!(
-                "llm-emu serve: warning: no architecture for `{tag}` ({e}); using the shape of \
-                 --model/--model-config or the default Llama-3.1-8B"
-            ),
+            Err(e) => crate::serve_log::no_architecture_warning(&tag, &e),
         }
     }
     let seconds = |flag: &str, v: f64, zero_ok: bool| -> Result<Duration> {
@@ -272,9 +279,12 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     let prepared = Prepared::new(&a.engine, None)?;
     let engine_args = a.engine.to_args()?;
     let cfg = prepared.config().clone();
-    let src = tokenizer_source(&a);
-    let model =
-        TextModel::load(&src).with_context(|| format!("loading the tokenizer ({src:?})"))?;
+    let tokenizer = crate::bench_tokenizer::choose(
+        a.tokenizer.as_deref(),
+        a.model_tag.as_deref(),
+        "llm-emu serve",
+    )?;
+    let model = tokenizer.model;
     let lengths = match &a.output_len {
         Some(s) => parse_output_len(s)?,
         None => OutputLengthDistribution::default(),
@@ -354,8 +364,22 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         instance_ports,
         gpu_memory_utilization: engine_args.gpu_memory_utilization.unwrap_or(0.9),
         num_gpu_blocks_override: engine_args.num_gpu_blocks_override,
+        access_log: !a.log.disable_uvicorn_access_log,
     };
     let frontend = a.frontend_latency.build()?;
+    let startup = crate::serve_log::Startup {
+        served_model_names: opts.served_model_names.clone(),
+        model_root: opts.model_root.clone(),
+        tokenizer: tokenizer.description,
+        api_keys: opts.api_keys.len(),
+        kv: crate::serve_log::kv_capacity(
+            &prepared.shape,
+            &cfg,
+            prepared.args.tensor_parallel_size.unwrap_or(1),
+        ),
+        max_model_len: cfg.max_model_len,
+    };
+    let log_stats = !a.log.disable_log_stats;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = a.http_threads {
@@ -390,6 +414,13 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             cfg.max_model_len,
             server.engine_priority()
         );
+        startup.print();
+        if log_stats {
+            crate::serve_log::spawn_stats_logger(
+                server.state().engine.metrics.clone(),
+                crate::serve_log::stats_interval(),
+            );
+        }
         println!("llm-emu serve: listening on http://{addr}");
         for (i, a) in server.instance_addrs()?.iter().enumerate() {
             println!("llm-emu serve: engine {i} listening on http://{a}");

@@ -1,9 +1,9 @@
 //! `llm-emu simulate`: flags named as `vllm serve` names them.
 
 use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan, Prepared};
+use crate::sim_report;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
 use llm_emu_fleet::{router_by_name, DataParallel, EngineTally, Replicas, Tallied};
@@ -16,7 +16,7 @@ use llm_emu_sim::run_record::RunRecord;
 use llm_emu_sim::synthetic::SyntheticWorkload;
 use llm_emu_sim::{Sinks, WorkloadItem, WorkloadReader};
 use serde_json::{json, Map, Value};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -93,18 +93,22 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         }
     };
 
-    let bar = if a.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden())
-    } else {
-        let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {pos}/{len} requests done [{elapsed_precise}] {per_sec}",
-            )
-            .expect("valid template"),
-        );
-        b
+    let show_bar = !a.quiet && std::io::stderr().is_terminal();
+    let total = match (&a.workload, total) {
+        (Some(p), None) if show_bar => sim_report::count_requests(p),
+        (_, t) => t,
     };
+    let bar = sim_report::progress_bar(total, a.quiet);
+    let described = match &a.workload {
+        Some(p) => sim_report::WorkloadDesc::File(p),
+        None => sim_report::WorkloadDesc::Synthetic {
+            n: a.synthetic,
+            rate: a.request_rate,
+            seed: a.engine.seed,
+        },
+    };
+    let header = sim_report::header(&prepared, &plan, &latency_desc, &described);
+    let started = std::time::Instant::now();
     let mut sinks = Sinks {
         requests: a
             .requests_out
@@ -127,6 +131,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     let mut progress = |done: usize| bar.set_position(done as u64);
     let mut result = llm_emu_sim::run(&mut engine, workload, &mut sinks, &mut progress)
         .context("reading the workload")?;
+    let wall = started.elapsed();
     bar.finish_and_clear();
     let mut sinks_client = sinks.client.take();
     sinks
@@ -165,9 +170,11 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     }
     if !a.quiet {
         let mut out = std::io::stdout().lock();
+        out.write_all(header.as_bytes())?;
         print_table(&summary, &mut out)?;
         print_client_table(&summary, &mut out)?;
         print_instances(&summary, &mut out)?;
+        out.write_all(sim_report::footer(wall, result.end.as_secs_f64()).as_bytes())?;
     }
     Ok(())
 }

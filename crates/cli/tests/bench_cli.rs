@@ -232,10 +232,14 @@ async fn failures_are_counted_and_reported() {
     ])
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Failed requests are counted and the table still printed, but a run in which every
+    // request failed measured nothing: its exit status says so.
     assert!(
-        out.status.success(),
-        "a failed request does not fail the run: {stdout}"
+        !out.status.success(),
+        "every request failed: non-zero exit: {stdout}"
     );
+    assert!(stderr.contains("no request succeeded"), "{stderr}");
     assert!(
         stdout.contains(&format!("{:<40} {:<10}", "Failed requests:", 3)),
         "{stdout}"

@@ -189,7 +189,7 @@ pub async fn accept_until(
             _ = &mut stop => break,
             done = tasks.join_next(), if !tasks.is_empty() => reap(done),
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => {
+                Ok((tcp, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
                     // Every response write goes out at once (TCP_NODELAY), as asyncio sets it
                     // on the sockets of vLLM's server: with Nagle's algorithm a small SSE chunk
@@ -208,6 +208,7 @@ pub async fn accept_until(
                     }
                     let conn = serve_connection(
                         tcp,
+                        peer,
                         app.clone(),
                         limits.clone(),
                         SlotGate::new(regular_slots.clone(), permit),
@@ -292,6 +293,7 @@ impl Draining {
 /// Serves one connection until it closes, fails a timeout, or is told to shut down.
 async fn serve_connection(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     limits: ConnLimits,
     slot: SlotGate,
@@ -303,7 +305,10 @@ async fn serve_connection(
     let app = TowerToHyperService::new(app);
     let slot = Arc::new(slot);
     let slot_wait = limits.body_read_timeout;
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // The client's address, for the access log (axum's `ConnectInfo`).
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let app = app.clone();
         let slot = slot.clone();
         let stats = stats.clone();

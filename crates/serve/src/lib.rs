@@ -11,6 +11,7 @@
 //! request as vLLM's API server or the router would ([`fleet_front`]), and each engine can also
 //! be served on a port of its own ([`ServeOptions::instance_ports`]).
 
+pub mod access_log;
 pub mod conn;
 pub mod engine_loop;
 pub mod errors;
@@ -88,6 +89,9 @@ pub struct ServeOptions {
     /// `vllm:cache_config_info`.
     pub gpu_memory_utilization: f64,
     pub num_gpu_blocks_override: Option<u32>,
+    /// Log one line per request in uvicorn's format ([`access_log`]; vLLM's default, off with
+    /// `--disable-uvicorn-access-log`).
+    pub access_log: bool,
 }
 
 impl Default for ServeOptions {
@@ -106,6 +110,7 @@ impl Default for ServeOptions {
             instance_ports: Vec::new(),
             gpu_memory_utilization: 0.9,
             num_gpu_blocks_override: None,
+            access_log: false,
         }
     }
 }
@@ -279,7 +284,11 @@ impl Server {
                 http: front.state.engine.metrics.http.clone(),
                 plan: front.plan.clone(),
             };
-            let app = middleware::wrap(routes::router(front.state.clone()), edge);
+            let mut app = middleware::wrap(routes::router(front.state.clone()), edge);
+            if self.opts.access_log {
+                // Outermost: refused requests (401, 413, …) are logged too.
+                app = app.layer(axum::middleware::from_fn(access_log::log));
+            }
             let mut stop = stop_rx.clone();
             let limits = self.opts.conn.clone();
             let stats = self.conn_stats.clone();

@@ -751,6 +751,43 @@ impl EngineMetrics {
     }
 }
 
+/// The cumulative figures vLLM's periodic log line is computed from
+/// (`v1/metrics/loggers.py::LoggingStatLogger`), as of the latest published snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LogFigures {
+    /// Prompt tokens of the requests that got their first token, since the start.
+    pub prompt_tokens: u64,
+    /// Generated tokens since the start.
+    pub generation_tokens: u64,
+    pub running: usize,
+    pub waiting: usize,
+    /// KV cache usage, 0 to 1.
+    pub kv_cache_usage: f64,
+    /// Preemptions since the start.
+    pub num_preemptions: u64,
+    /// Prefix cache queries and hits since the start, in tokens.
+    pub prefix_cache_queries: u64,
+    pub prefix_cache_hits: u64,
+}
+
+impl EngineMetrics {
+    /// The figures of engine `engine`'s periodic stats log line, from its latest snapshot (a
+    /// pointer clone).
+    pub fn log_figures(&self, engine: usize) -> LogFigures {
+        let s = self.store.slot(engine).snapshot.get();
+        LogFigures {
+            prompt_tokens: s.counters.prompt_tokens,
+            generation_tokens: s.counters.generation_tokens,
+            running: s.running,
+            waiting: s.waiting,
+            kv_cache_usage: s.kv_usage,
+            num_preemptions: s.counters.num_preemptions,
+            prefix_cache_queries: s.counters.prefix_cache_queries,
+            prefix_cache_hits: s.counters.prefix_cache_hits,
+        }
+    }
+}
+
 /// Unix time now, seconds.
 pub fn unix_now_f64() -> f64 {
     SystemTime::now()

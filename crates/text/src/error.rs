@@ -57,6 +57,17 @@ pub enum TextError {
 }
 
 impl TextError {
+    /// Whether the tokenizer named is simply not there (not cached, not a Hugging Face name,
+    /// no tokenizer.json), as opposed to present but unreadable or malformed.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            TextError::ModelNotCached { .. }
+                | TextError::BadModelName(_)
+                | TextError::MissingTokenizer(_)
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TextError::Io {
             path: path.into(),

@@ -71,6 +71,22 @@ impl TextModel {
         Self::from_files(files)
     }
 
+    /// Loads `src`; when it names a tokenizer that is not there (a name absent from the local
+    /// Hugging Face cache, a name that is not `org/name`, a folder without tokenizer.json), the
+    /// embedded tokenizer instead, with the miss returned for the caller to report. Any other
+    /// failure (an unreadable or malformed file) is an error.
+    pub fn load_or_builtin(
+        src: &TokenizerSource,
+    ) -> Result<(TextModel, Option<TextError>), TextError> {
+        match Self::load(src) {
+            Ok(m) => Ok((m, None)),
+            Err(e) if e.is_not_found() && *src != TokenizerSource::Builtin => {
+                Ok((Self::load(&TokenizerSource::Builtin)?, Some(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn from_files(files: TokenizerFiles) -> Result<TextModel, TextError> {
         let tokenizer =
             Tokenizer::from_bytes(&files.tokenizer_json).map_err(|e| TextError::BadTokenizer {
