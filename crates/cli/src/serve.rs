@@ -5,6 +5,7 @@ use crate::engine_args::{EngineFlags, Prepared};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
 use llm_emu_serve::conn::ConnLimits;
+use llm_emu_serve::structured::{OutputMode, StructuredOptions};
 use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::thread_priority::PriorityRequest;
 use llm_emu_serve::{fd_limit, ServeOptions, Server};
@@ -91,8 +92,30 @@ pub struct ServeArgs {
     /// bounded either way (see docs/serve.md, "Hardening").
     #[arg(long, action = ArgAction::SetTrue)]
     trust_request_chat_template: bool,
+    /// Let `tool_choice: "auto"` (and `tools` without `tool_choice`) call tools; needs
+    /// `--tool-call-parser`, as in vLLM.
+    #[arg(long, action = ArgAction::SetTrue)]
+    enable_auto_tool_choice: bool,
+    /// vLLM's tool-call parser name (`hermes`, `llama3_json`, …); accepted for compatibility:
+    /// llm-emu's tool calls are synthesized, not parsed.
+    #[arg(long)]
+    tool_call_parser: Option<String>,
+    /// Probability (0..=1) that a reply to a `tool_choice: "auto"` request is a tool call.
+    #[arg(long, default_value_t = llm_emu_serve::structured::DEFAULT_TOOL_CALL_PROBABILITY)]
+    tool_call_probability: f64,
+    /// Output text of requests without structured output: `synthetic` words, or `echo` (the
+    /// prompt's tokens repeated, for conformance tests that compare text).
+    #[arg(long, value_enum, default_value_t = OutputModeArg::Synthetic)]
+    output_mode: OutputModeArg,
     #[command(flatten)]
     pub engine: EngineFlags,
+}
+
+/// `--output-mode`.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum OutputModeArg {
+    Synthetic,
+    Echo,
 }
 
 /// `--engine-thread-priority`.
@@ -219,6 +242,16 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     let max_connections = a
         .max_connections
         .unwrap_or_else(|| fd_limit::connections_for(nofile, MAX_CONNECTIONS_DEFAULT_CAP));
+    if a.enable_auto_tool_choice && a.tool_call_parser.is_none() {
+        // vLLM's `validate_parsed_serve_args`.
+        anyhow::bail!("--enable-auto-tool-choice requires --tool-call-parser");
+    }
+    if !(0.0..=1.0).contains(&a.tool_call_probability) {
+        anyhow::bail!(
+            "--tool-call-probability must lie in [0, 1], got {}",
+            a.tool_call_probability
+        );
+    }
     let prepared = Prepared::new(&a.engine, None)?;
     let cfg = prepared.config().clone();
     let src = tokenizer_source(&a);
@@ -260,6 +293,15 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             EnginePriorityArg::Normal => PriorityRequest::Normal,
         },
         trust_request_chat_template: a.trust_request_chat_template,
+        structured: StructuredOptions {
+            enable_auto_tool_choice: a.enable_auto_tool_choice,
+            tool_call_parser: a.tool_call_parser.clone(),
+            tool_call_probability: a.tool_call_probability,
+            output_mode: match a.output_mode {
+                OutputModeArg::Synthetic => OutputMode::Synthetic,
+                OutputModeArg::Echo => OutputMode::Echo,
+            },
+        },
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

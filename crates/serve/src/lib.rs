@@ -15,8 +15,10 @@ pub mod logprobs;
 pub mod metrics;
 pub mod middleware;
 pub mod protocol;
+pub mod protocol_tools;
 pub mod routes;
 pub mod state;
+pub mod structured;
 pub mod text;
 pub mod text_jobs;
 pub mod thread_priority;
@@ -71,6 +73,8 @@ pub struct ServeOptions {
     pub engine_priority: thread_priority::PriorityRequest,
     /// Accept a request's own `chat_template` (vLLM's `--trust-request-chat-template`).
     pub trust_request_chat_template: bool,
+    /// Tool-call flags and the output mode.
+    pub structured: structured::StructuredOptions,
 }
 
 impl Default for ServeOptions {
@@ -86,6 +90,7 @@ impl Default for ServeOptions {
             conn: ConnLimits::default(),
             engine_priority: Default::default(),
             trust_request_chat_template: false,
+            structured: Default::default(),
         }
     }
 }
@@ -102,7 +107,7 @@ pub struct Server {
 impl Server {
     /// Starts the engine thread and binds the listener (inside a tokio runtime).
     pub async fn bind(
-        engine: Engine,
+        mut engine: Engine,
         codec: SharedCodec,
         opts: ServeOptions,
     ) -> Result<Server, ServeError> {
@@ -123,6 +128,10 @@ impl Server {
             &opts.served_model_names[0],
             max_model_len,
         ));
+        // Structured outputs, tool calls, seeds and echo mode choose token ids per request.
+        let scripts = structured::Scripts::new();
+        let layer = scripts.clone();
+        engine.wrap_sampler(|inner| Box::new(structured::ScriptedSampler::new(inner, layer)));
         let engine = EngineThread::spawn(engine, metrics, opts.engine_priority)
             .map_err(ServeError::EngineThread)?;
         let state = Arc::new(
@@ -134,7 +143,8 @@ impl Server {
                 max_model_len,
                 opts.api_keys.clone(),
             )
-            .with_trust_request_chat_template(opts.trust_request_chat_template),
+            .with_trust_request_chat_template(opts.trust_request_chat_template)
+            .with_structured(opts.structured.clone(), scripts),
         );
         Ok(Server {
             listener,

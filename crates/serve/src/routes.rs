@@ -10,6 +10,8 @@ use crate::generate::{
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
+use crate::structured::tools::tool_choice_of;
+use crate::structured::{constraint_of, ToolChoice};
 use crate::text::{encode_in_pieces, encode_within, ChatOptions, TextError};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -161,9 +163,16 @@ fn common_prepared(
     prompts: Vec<Prompt>,
     max_tokens_param: Option<i64>,
     logprobs: Option<i64>,
-) -> Prepared {
+    tool_choice: ToolChoice,
+) -> Result<Prepared, ApiError> {
     let (include_usage, continuous_usage) = StreamOptions::flags(&c.stream_options);
-    Prepared {
+    // A forced tool call replaces the request's structured outputs with its own grammar, as
+    // vLLM's `adjust_request` does.
+    let constraint = match tool_choice {
+        ToolChoice::Required(_) | ToolChoice::Named(_) => None,
+        _ => constraint_of(c.response_format.as_ref(), c.structured_outputs.as_ref())?,
+    };
+    Ok(Prepared {
         endpoint,
         id,
         created: unix_now(),
@@ -186,7 +195,10 @@ fn common_prepared(
         cache_salt: c.cache_salt,
         max_tokens_param: max_tokens_param.map(to_u32),
         logprobs,
-    }
+        constraint,
+        tool_choice,
+        seed: c.seed,
+    })
 }
 
 async fn completions(
@@ -323,7 +335,8 @@ async fn completions(
         prompts,
         req.max_tokens,
         req.logprobs,
-    );
+        ToolChoice::None,
+    )?;
     run(state, p).await
 }
 
@@ -353,6 +366,11 @@ async fn chat_completions(
         requested,
         param,
         state.max_model_len,
+    )?;
+    let tool_choice = tool_choice_of(
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        &state.structured,
     )?;
     let opts = chat_options(
         req.add_generation_prompt,
@@ -411,7 +429,8 @@ async fn chat_completions(
         prompts,
         requested,
         top_logprobs,
-    );
+        tool_choice,
+    )?;
     run(state, p).await
 }
 

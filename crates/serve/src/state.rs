@@ -1,9 +1,11 @@
 //! What every handler shares.
 
 use crate::engine_loop::EngineHandle;
+use crate::structured::{Scripts, StructuredOptions};
 use crate::text::SharedCodec;
 use crate::text_jobs::TextJobs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The server's shared state.
 pub struct AppState {
@@ -25,6 +27,10 @@ pub struct AppState {
     pub trust_request_chat_template: bool,
     /// Where tokenizing, template rendering and bulk detokenizing run.
     pub text_jobs: TextJobs,
+    /// Tool-call flags and the output mode.
+    pub structured: StructuredOptions,
+    /// Per-request token rules the engine's sampler reads (scripts, seeds).
+    pub scripts: Arc<Scripts>,
 }
 
 impl AppState {
@@ -48,7 +54,16 @@ impl AppState {
             started_unix: unix_now(),
             trust_request_chat_template: false,
             text_jobs: TextJobs::per_core(),
+            structured: StructuredOptions::default(),
+            scripts: Scripts::new(),
         }
+    }
+
+    /// The tool-call flags, output mode and the registry the engine's sampler reads.
+    pub fn with_structured(mut self, opts: StructuredOptions, scripts: Arc<Scripts>) -> AppState {
+        self.structured = opts;
+        self.scripts = scripts;
+        self
     }
 
     /// Lets requests bring their own chat template (`--trust-request-chat-template`).
