@@ -11,7 +11,7 @@ use crate::generate::{
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
 use crate::structured::tools::tool_choice_of;
-use crate::structured::{constraint_of, ToolChoice};
+use crate::structured::{constraint_of, Constraint, ToolChoice};
 use crate::text::{encode_in_pieces, encode_within, ChatOptions, TextError};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -163,16 +163,9 @@ fn common_prepared(
     prompts: Vec<Prompt>,
     max_tokens_param: Option<i64>,
     logprobs: Option<i64>,
-    tool_choice: ToolChoice,
-) -> Result<Prepared, ApiError> {
+) -> Prepared {
     let (include_usage, continuous_usage) = StreamOptions::flags(&c.stream_options);
-    // A forced tool call replaces the request's structured outputs with its own grammar, as
-    // vLLM's `adjust_request` does.
-    let constraint = match tool_choice {
-        ToolChoice::Required(_) | ToolChoice::Named(_) => None,
-        _ => constraint_of(c.response_format.as_ref(), c.structured_outputs.as_ref())?,
-    };
-    Ok(Prepared {
+    Prepared {
         endpoint,
         id,
         created: unix_now(),
@@ -195,10 +188,23 @@ fn common_prepared(
         cache_salt: c.cache_salt,
         max_tokens_param: max_tokens_param.map(to_u32),
         logprobs,
-        constraint,
-        tool_choice,
+        constraint: None,
+        tool_choice: ToolChoice::None,
         seed: c.seed,
-    })
+    }
+}
+
+/// The output constraint of a request: none when a forced tool call replaces the request's
+/// structured outputs with its own grammar (vLLM's `adjust_request`), else what
+/// `structured_outputs` and `response_format` ask for.
+fn output_constraint(
+    c: &CommonParams,
+    tool_choice: &ToolChoice,
+) -> Result<Option<Constraint>, ApiError> {
+    match tool_choice {
+        ToolChoice::Required(_) | ToolChoice::Named(_) => Ok(None),
+        _ => constraint_of(c.response_format.as_ref(), c.structured_outputs.as_ref()),
+    }
 }
 
 async fn completions(
@@ -327,7 +333,8 @@ async fn completions(
             echo_logprobs,
         });
     }
-    let p = common_prepared(
+    let constraint = output_constraint(&req.common, &ToolChoice::None)?;
+    let mut p = common_prepared(
         &state,
         Endpoint::Completions,
         id,
@@ -335,8 +342,8 @@ async fn completions(
         prompts,
         req.max_tokens,
         req.logprobs,
-        ToolChoice::None,
-    )?;
+    );
+    p.constraint = constraint;
     run(state, p).await
 }
 
@@ -421,7 +428,8 @@ async fn chat_completions(
         max_tokens: to_u32(max_tokens),
         echo_logprobs: None,
     }];
-    let p = common_prepared(
+    let constraint = output_constraint(&req.common, &tool_choice)?;
+    let mut p = common_prepared(
         &state,
         Endpoint::Chat,
         id,
@@ -429,8 +437,9 @@ async fn chat_completions(
         prompts,
         requested,
         top_logprobs,
-        tool_choice,
-    )?;
+    );
+    p.constraint = constraint;
+    p.tool_choice = tool_choice;
     run(state, p).await
 }
 

@@ -11,7 +11,7 @@ use crate::protocol::{
     ChatRoleChunk, Usage,
 };
 use crate::protocol_tools::{DeltaFunctionCall, DeltaToolCall, FunctionCall, ToolCall};
-use crate::structured::tools::{args_fragment, calls_in, ToolKind};
+use crate::structured::tools::{args_in_delta, calls_in, ToolKind};
 use crate::structured::ToolPlan;
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,11 +204,10 @@ impl EventStream {
         let from = c.text_bytes_sent;
         c.text_bytes_sent += d.text.len();
         let plan = c.tool.as_ref()?;
-        let arguments = args_fragment(plan, &d.text, from);
-        if arguments.is_empty() {
+        let args = args_in_delta(plan, from, d.text.len());
+        if args.is_empty() {
             return None;
         }
-        let start = arguments.as_ptr() as usize - d.text.as_ptr() as usize;
         let first = !c.tool_started;
         c.tool_started = true;
         Some(ToolStep {
@@ -219,7 +218,7 @@ impl EventStream {
                 0
             },
             name_null: !first && plan.kind == ToolKind::Required,
-            args: start..start + arguments.len(),
+            args,
         })
     }
 }

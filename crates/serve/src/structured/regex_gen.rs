@@ -83,6 +83,9 @@ fn r_start(lo: u32) -> char {
 mod tests {
     use super::*;
 
+    /// Whether a generated string has the pattern's shape.
+    type Check = fn(&str) -> bool;
+
     fn digits_dash_caps(s: &str) -> bool {
         s.len() == 6
             && s[..3].chars().all(|c| c.is_ascii_digit())
@@ -100,7 +103,7 @@ mod tests {
 
     #[test]
     fn matches_follow_the_pattern() {
-        let cases: [(&str, fn(&str) -> bool); 3] = [
+        let cases: [(&str, Check); 3] = [
             (r"^\d{3}-[A-Z]{2}$", digits_dash_caps),
             (r"(yes|no)", yes_no),
             (r"[a-z]+@example\.com", email),

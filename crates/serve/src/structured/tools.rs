@@ -193,15 +193,15 @@ pub fn calls_in(plan: &ToolPlan, text: &str) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
-/// The part of a streamed delta that is arguments: `delta` holds bytes `from..` of the text.
-pub fn args_fragment<'t>(plan: &ToolPlan, delta: &'t str, from: usize) -> &'t str {
-    let to = from + delta.len();
+/// The bytes of a streamed delta that are arguments, relative to the delta: the delta holds
+/// bytes `from..from + len` of the text (empty when none are).
+pub fn args_in_delta(plan: &ToolPlan, from: usize, len: usize) -> Range<usize> {
     let a = from.max(plan.args.start);
-    let b = to.min(plan.args.end);
+    let b = (from + len).min(plan.args.end);
     if a >= b {
-        return "";
+        return 0..0;
     }
-    delta.get(a - from..b - from).unwrap_or_default()
+    a - from..b - from
 }
 
 #[cfg(test)]
@@ -261,10 +261,11 @@ mod tests {
         assert!(calls_in(&plan, &doc[..doc.len() - 2]).is_none());
         // The fragments of any split of the text make the arguments.
         let mid = plan.args.start + 3;
+        let (head, tail) = doc.split_at(mid);
         let joined = format!(
             "{}{}",
-            args_fragment(&plan, &doc[..mid], 0),
-            args_fragment(&plan, &doc[mid..], mid)
+            &head[args_in_delta(&plan, 0, head.len())],
+            &tail[args_in_delta(&plan, mid, tail.len())]
         );
         assert_eq!(joined, &doc[plan.args.clone()]);
     }
