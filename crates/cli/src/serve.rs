@@ -192,6 +192,16 @@ fn parse_output_len(spec: &str) -> Result<OutputLengthDistribution> {
 }
 
 pub fn run(mut a: ServeArgs) -> Result<()> {
+    if a.enable_auto_tool_choice && a.tool_call_parser.is_none() {
+        // vLLM's `validate_parsed_serve_args`.
+        anyhow::bail!("--enable-auto-tool-choice requires --tool-call-parser");
+    }
+    if !(0.0..=1.0).contains(&a.tool_call_probability) {
+        anyhow::bail!(
+            "--tool-call-probability must lie in [0, 1], got {}",
+            a.tool_call_probability
+        );
+    }
     // The positional model names the architecture too, when it is one llm-emu knows (a path with
     // config.json, the local Hugging Face cache, or the built-in table).
     if let Some(tag) = a.model_tag.clone() {
@@ -242,16 +252,6 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     let max_connections = a
         .max_connections
         .unwrap_or_else(|| fd_limit::connections_for(nofile, MAX_CONNECTIONS_DEFAULT_CAP));
-    if a.enable_auto_tool_choice && a.tool_call_parser.is_none() {
-        // vLLM's `validate_parsed_serve_args`.
-        anyhow::bail!("--enable-auto-tool-choice requires --tool-call-parser");
-    }
-    if !(0.0..=1.0).contains(&a.tool_call_probability) {
-        anyhow::bail!(
-            "--tool-call-probability must lie in [0, 1], got {}",
-            a.tool_call_probability
-        );
-    }
     let prepared = Prepared::new(&a.engine, None)?;
     let cfg = prepared.config().clone();
     let src = tokenizer_source(&a);
