@@ -82,12 +82,17 @@ impl Drop for Submission {
     }
 }
 
+/// A stable hash of a prompt's token ids (FNV-1a), computed once per prompt of a seeded
+/// request.
+fn prompt_hash(prompt: &[u32]) -> u64 {
+    prompt.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {
+        (h ^ u64::from(t)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// The key of a seeded choice: the same `seed`, choice index and prompt give the same tokens,
 /// document and log-probabilities (vLLM gives child `c` of a seeded request seed + c).
-fn seeded_key(seed: i64, choice: u32, prompt: &[u32]) -> u64 {
-    let prompt_hash = prompt.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {
-        (h ^ u64::from(t)).wrapping_mul(0x0100_0000_01b3)
-    });
+fn seeded_key(seed: i64, choice: u32, prompt_hash: u64) -> u64 {
     mix((seed as u64).wrapping_add(u64::from(choice)) ^ mix(prompt_hash))
 }
 
@@ -149,6 +154,7 @@ impl Submission {
         let mut requests = Vec::with_capacity(p.prompts.len() * p.n as usize);
         let mut pending = Vec::new();
         for (pi, prompt) in p.prompts.iter().enumerate() {
+            let hashed = p.seed.map(|_| prompt_hash(&prompt.ids));
             state
                 .engine
                 .metrics
@@ -182,9 +188,9 @@ impl Submission {
                         min_tokens: p.min_tokens,
                     },
                 );
-                let key = match p.seed {
-                    Some(seed) => seeded_key(seed, c, &prompt.ids),
-                    None => hash_str(&engine_id),
+                let key = match (p.seed, hashed) {
+                    (Some(seed), Some(h)) => seeded_key(seed, c, h),
+                    _ => hash_str(&engine_id),
                 };
                 let (script, tool) = choice_script(state, p, prompt, key, p.seed.is_some())?;
                 let scripted = script.is_some();
