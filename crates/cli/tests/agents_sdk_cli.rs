@@ -53,6 +53,11 @@ fn openai_sdk_parses_structured_output_and_tool_calls() {
             "4096",
             "--latency",
             "linear:base_us=200,per_token_us=1",
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
+            "--tool-call-probability",
+            "1",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -667,7 +667,7 @@ pub struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<[crate::protocol_tools::DeltaToolCall<'a>; 1]>,
+    pub tool_calls: Option<Vec<crate::protocol_tools::DeltaToolCall<'a>>>,
 }
 
 /// The first chat chunk of a choice: the role.

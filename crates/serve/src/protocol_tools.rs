@@ -60,6 +60,19 @@ mod tests {
             serde_json::to_string(&first).unwrap(),
             r#"{"id":"chatcmpl-tool-1","type":"function","index":0,"function":{"name":"f","arguments":"{\"a\""}}"#
         );
+        let header = DeltaToolCall {
+            id: Some("chatcmpl-tool-1"),
+            kind: Some("function"),
+            index: 0,
+            function: DeltaFunctionCall {
+                name: Some(Some("f")),
+                arguments: None,
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&header).unwrap(),
+            r#"{"id":"chatcmpl-tool-1","type":"function","index":0,"function":{"name":"f"}}"#
+        );
         let later = DeltaToolCall {
             id: None,
             kind: None,

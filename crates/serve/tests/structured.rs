@@ -322,6 +322,37 @@ async fn auto_tool_choice_follows_the_probability() {
             .as_str()
             .unwrap(),
     );
+    // Streamed, as the Hermes parser streams: id, type and name alone, then arguments.
+    let body = chat(json!({"tools": [weather_tool()], "stream": true}));
+    let (_, text) = always
+        .call(
+            "POST",
+            "/v1/chat/completions",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    let lists: Vec<Value> = events(&text)
+        .iter()
+        .map(|e| e["choices"][0]["delta"]["tool_calls"].clone())
+        .filter(|t| !t.is_null())
+        .collect();
+    let first = lists[0].as_array().unwrap();
+    assert_eq!(first.len(), 2, "{text}");
+    assert_eq!(
+        first[0]["function"],
+        json!({"name": "get_weather"}),
+        "{text}"
+    );
+    assert!(
+        first[0]["id"].is_string() && first[1].get("id").is_none(),
+        "{text}"
+    );
+    let args: String = lists
+        .iter()
+        .flat_map(|l| l.as_array().unwrap().clone())
+        .filter_map(|c| c["function"]["arguments"].as_str().map(str::to_string))
+        .collect();
+    assert_weather_args(&args);
     always.stop().await;
     let never = server(flags(0.0));
     let (_, v) = never

@@ -130,8 +130,13 @@ for choice in ("required", {"type": "function", "function": {"name": "get_weathe
     want = "tool_calls" if choice == "required" else "stop"
     check(f"finish_reason {want}", r.choices[0].finish_reason == want, r.choices[0].finish_reason)
 
-# 7. Streamed tool calls assembled as clients assemble them.
-for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+# 7. Streamed tool calls assembled as clients assemble them ("auto": the server runs with
+#    --tool-call-probability 1).
+r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=300, tools=[WEATHER])
+m = r.choices[0].message
+check("auto tool_calls", m.tool_calls and r.choices[0].finish_reason == "tool_calls", r)
+jsonschema.validate(json.loads(m.tool_calls[0].function.arguments), PARAMS)
+for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}, "auto"):
     calls, finish = {}, None
     for chunk in client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=300,
                                                 tools=[WEATHER], tool_choice=choice, stream=True):
@@ -150,7 +155,7 @@ for choice in ("required", {"type": "function", "function": {"name": "get_weathe
     check("streamed call", len(calls) == 1 and calls[0]["name"] == "get_weather"
           and calls[0]["id"].startswith("chatcmpl-tool-"), calls)
     jsonschema.validate(json.loads(calls[0]["arguments"]), PARAMS)
-    want = "tool_calls" if choice == "required" else "stop"
+    want = "stop" if isinstance(choice, dict) else "tool_calls"
     check(f"streamed finish {want}", finish == want, finish)
 
 # 8. LangChain, when installed.

@@ -138,21 +138,7 @@ impl EventStream {
             None => (!d.text.is_empty()).then_some(d.text.as_str()),
         };
         let tool_calls = match (&tool_delta, &c.tool) {
-            (Some(t), Some(plan)) => Some([DeltaToolCall {
-                id: t.first.then_some(plan.id.as_str()),
-                kind: t.first.then_some("function"),
-                index: t.index,
-                function: DeltaFunctionCall {
-                    name: if t.first {
-                        Some(Some(plan.name.as_str()))
-                    } else if t.name_null {
-                        Some(None)
-                    } else {
-                        None
-                    },
-                    arguments: d.text.get(t.args.clone()),
-                },
-            }]),
+            (Some(t), Some(plan)) => Some(tool_call_deltas(t, plan, &d.text[t.args.clone()])),
             _ => None,
         };
         push_data(
@@ -220,6 +206,36 @@ impl EventStream {
             name_null: !first && plan.kind == ToolKind::Required,
             args,
         })
+    }
+}
+
+/// The tool-call entries of one delta. A named function and `"required"` send id, type,
+/// name and the first arguments together (`serving_chat.py`); `"auto"` sends them as the
+/// Hermes parser does (`hermes_tool_parser.py`): an entry with id, type and name only, then one
+/// with the arguments.
+fn tool_call_deltas<'a>(t: &ToolStep, plan: &'a ToolPlan, args: &'a str) -> Vec<DeltaToolCall<'a>> {
+    let header = |arguments| DeltaToolCall {
+        id: Some(plan.id.as_str()),
+        kind: Some("function"),
+        index: t.index,
+        function: DeltaFunctionCall {
+            name: Some(Some(plan.name.as_str())),
+            arguments,
+        },
+    };
+    let more = DeltaToolCall {
+        id: None,
+        kind: None,
+        index: t.index,
+        function: DeltaFunctionCall {
+            name: t.name_null.then_some(None),
+            arguments: Some(args),
+        },
+    };
+    match (t.first, plan.kind) {
+        (true, ToolKind::Auto) => vec![header(None), more],
+        (true, _) => vec![header(Some(args))],
+        (false, _) => vec![more],
     }
 }
 
