@@ -199,7 +199,11 @@ impl<'de> Deserialize<'de> for LogitBias {
 /// A failure of one of vLLM's `model_validator(mode="before")` checks, as FastAPI reports it:
 /// a `VLLMValidationError` names its field (`param`, and `value` when vLLM gives one), a plain
 /// `ValueError` does not.
-fn model_validator_error(msg: &str, param: Option<&str>, value: Option<String>) -> ApiError {
+pub(crate) fn model_validator_error(
+    msg: &str,
+    param: Option<&str>,
+    value: Option<String>,
+) -> ApiError {
     let extras: Vec<String> = param
         .map(|p| format!("parameter={p}"))
         .into_iter()

@@ -204,6 +204,14 @@ async fn refusals_use_vllm_s_words() {
             "Choice '[]' cannot be an empty list",
         ),
         (
+            json!({"structured_outputs": {"json": {"type": "object"}, "regex": "a"}}),
+            "You can only use one kind of constraints for structured outputs",
+        ),
+        (
+            json!({"structured_outputs": {"regex": "(unclosed"}}),
+            "Grammar error: ",
+        ),
+        (
             json!({"structured_outputs": {"grammar": "  "}}),
             "structured_outputs.grammar cannot be an empty string",
         ),

@@ -19,6 +19,7 @@ pub mod script;
 pub mod tools;
 
 use crate::errors::ApiError;
+use crate::protocol::model_validator_error;
 use rng::DocRng;
 use serde_json::Value;
 
@@ -98,12 +99,12 @@ pub fn check_structured_outputs(so: Option<&Value>) -> Result<(), ApiError> {
         .filter(|k| so.get(**k).is_some_and(|v| !v.is_null()))
         .count();
     if count > 1 {
-        return Err(ApiError::Validation(format!(
-            "1 validation error:\n  {{'type': 'value_error', 'loc': ('body',), 'msg': 'Value \
-             error, You can only use one kind of constraints for structured outputs ('json', \
-             'regex' or 'choice').', 'input': {}}}",
-            "{...}"
-        )));
+        return Err(model_validator_error(
+            "You can only use one kind of constraints for structured outputs ('json', 'regex' \
+             or 'choice').",
+            None,
+            None,
+        ));
     }
     Ok(())
 }
