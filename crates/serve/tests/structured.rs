@@ -200,6 +200,10 @@ async fn refusals_use_vllm_s_words() {
             "Grammar error: ",
         ),
         (
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}),
+            "You must use one kind of structured outputs constraint but none are specified",
+        ),
+        (
             json!({"structured_outputs": {"choice": []}}),
             "Choice '[]' cannot be an empty list",
         ),

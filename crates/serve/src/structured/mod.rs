@@ -138,9 +138,14 @@ pub fn constraint_of(
                     .and_then(|j| j.get("schema"))
                     .cloned()
                     .unwrap_or(Value::Null);
-                if !schema.is_null() {
-                    set("json", schema);
+                if schema.is_null() {
+                    // vLLM builds `StructuredOutputsParams(json=None)`, which holds no kind.
+                    return Err(ApiError::bad_request(
+                        "You must use one kind of structured outputs constraint but none are \
+                         specified",
+                    ));
                 }
+                set("json", schema);
             }
             Some("structural_tag") => set("structural_tag", rf.clone()),
             _ => {}
