@@ -368,7 +368,15 @@ impl<'a> Gen<'a, '_> {
                     tries += 1;
                 }
                 if out.contains(&v) {
-                    break;
+                    // An enum's unused options, in order, before giving up.
+                    match sub
+                        .get("enum")
+                        .and_then(Value::as_array)
+                        .and_then(|e| e.iter().find(|x| !out.contains(x)))
+                    {
+                        Some(x) => v = x.clone(),
+                        None => break,
+                    }
                 }
             }
             out.push(v);
@@ -521,7 +529,7 @@ fn number(s: &Map<String, Value>, integer: bool, rng: &mut DocRng) -> Result<Num
     let (lo, hi) = match (lo, hi) {
         (None, None) => (0.0, 100.0),
         (Some(l), None) => (l, l + 100.0),
-        (None, Some(h)) => ((h - 100.0).min(0.0).max(h - 100.0), h),
+        (None, Some(h)) => (h - 100.0, h),
         (Some(l), Some(h)) => (l, h),
     };
     let unsat = || SchemaError::Unsatisfiable(format!("no number lies in [{lo}, {hi}]"));
@@ -628,6 +636,54 @@ mod tests {
             &mut rng
         )
         .is_err());
+    }
+
+    #[test]
+    fn all_of_tuples_unique_items_and_formats() {
+        let schema = json!({
+            "allOf": [
+                {"type": "object", "properties": {"a": {"type": "integer", "multipleOf": 5,
+                                                        "minimum": 1, "maximum": 30}},
+                 "required": ["a"]},
+                {"properties": {"b": {"type": "array", "prefixItems": [{"type": "boolean"},
+                                      {"type": "null"}], "items": false}},
+                 "required": ["b"]}
+            ],
+            "properties": {
+                "u": {"type": "array", "items": {"enum": [1, 2, 3]}, "minItems": 3,
+                      "uniqueItems": true},
+                "when": {"type": "string", "format": "date-time"},
+                "m": {"type": "object", "additionalProperties": {"type": "integer"}}
+            },
+            "required": ["u", "when", "m"]
+        });
+        for seed in 0..100 {
+            let v = gen(schema.clone(), seed);
+            let a = v["a"].as_i64().unwrap();
+            assert!(a % 5 == 0 && (5..=30).contains(&a), "{v}");
+            let b = v["b"].as_array().unwrap();
+            assert!(
+                b.len() <= 2 && b.first().is_none_or(Value::is_boolean),
+                "{v}"
+            );
+            let mut u: Vec<i64> = v["u"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect();
+            u.sort();
+            assert_eq!(u, [1, 2, 3], "{v}");
+            let when = v["when"].as_str().unwrap();
+            assert!(
+                when.len() == 20 && when.ends_with('Z') && &when[10..11] == "T",
+                "{v}"
+            );
+            assert!(
+                v["m"].as_object().unwrap().values().all(Value::is_i64),
+                "{v}"
+            );
+        }
     }
 
     #[test]
