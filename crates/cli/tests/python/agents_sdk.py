@@ -101,6 +101,48 @@ r = client.completions.create(model=MODEL, prompt="Code:", max_tokens=20,
 import re  # noqa: E402
 check("regex", re.fullmatch(r"[A-Z]{3}-\d{4}", r.choices[0].text) is not None, r.choices[0].text)
 
+# 5b. A spread of schema features through structured_outputs.json, 10 seeds each, validated
+#     with format checking.
+SCHEMAS = {
+    "formats": {"type": "object", "properties": {
+        "email": {"type": "string", "format": "email"},
+        "ip4": {"type": "string", "format": "ipv4"},
+        "ip6": {"type": "string", "format": "ipv6"},
+        "id": {"type": "string", "format": "uuid"},
+        "day": {"type": "string", "format": "date"}},
+        "required": ["email", "ip4", "ip6", "id", "day"]},
+    "arrays": {"type": "object", "properties": {
+        "pair": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}],
+                 "items": False, "minItems": 2},
+        "grid": {"type": "array", "items": {"type": "array", "items": {"type": "number",
+                 "minimum": -1, "maximum": 1}, "minItems": 1, "maxItems": 2}, "maxItems": 2},
+        "set": {"type": "array", "items": {"enum": ["a", "b", "c"]}, "uniqueItems": True,
+                "minItems": 3}},
+        "required": ["pair", "grid", "set"]},
+    "combinators": {"type": "object", "properties": {
+        "one": {"oneOf": [{"type": "integer", "minimum": 10}, {"type": "string",
+                "maxLength": 0}]},
+        "all": {"allOf": [{"type": "object", "properties": {"x": {"type": "integer"}},
+                "required": ["x"]}, {"properties": {"y": {"const": 1}}, "required": ["y"]}]},
+        "map": {"type": "object", "additionalProperties": {"type": "boolean"}, "minProperties": 1},
+        "old": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1}},
+        "required": ["one", "all", "map"]},
+    "recursive": {"$defs": {"Node": {"type": "object", "properties": {
+        "v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}},
+        "required": ["v"]}}, "$ref": "#/$defs/Node"},
+}
+for name, sch in SCHEMAS.items():
+    # Draft 4's boolean exclusiveMinimum is checked by the draft 4 validator.
+    cls = jsonschema.Draft4Validator if name == "combinators" else jsonschema.Draft202012Validator
+    if name == "combinators":
+        sch = dict(sch, properties={k: v for k, v in sch["properties"].items() if k != "all"})
+    for seed in range(10):
+        r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=1000, seed=seed,
+                                           extra_body={"structured_outputs": {"json": sch}})
+        doc = json.loads(r.choices[0].message.content)
+        cls(sch, format_checker=jsonschema.FormatChecker()).validate(doc)
+    check(f"schema {name} (10 seeds)", True)
+
 # 6. tools with tool_choice "required" and a named function.
 WEATHER = {
     "type": "function",
