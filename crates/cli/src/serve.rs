@@ -7,6 +7,7 @@ use clap::{ArgAction, Args};
 use llm_emu_fleet::{router_by_name, DataParallel, Replicas};
 use llm_emu_serve::conn::ConnLimits;
 use llm_emu_serve::fleet_front::FleetKind;
+use llm_emu_serve::structured::{OutputMode, StructuredOptions};
 use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::thread_priority::PriorityRequest;
 use llm_emu_serve::{fd_limit, ServeOptions, Server};
@@ -106,6 +107,21 @@ pub struct ServeArgs {
     /// (default: as soon as the engine makes them). The engine's timing is unchanged.
     #[arg(long, default_value = "none")]
     frontend_latency: llm_emu_perf::FrontendSpec,
+    /// Let `tool_choice: "auto"` (and `tools` without `tool_choice`) call tools; needs
+    /// `--tool-call-parser`, as in vLLM.
+    #[arg(long, action = ArgAction::SetTrue)]
+    enable_auto_tool_choice: bool,
+    /// vLLM's tool-call parser name (`hermes`, `llama3_json`, …); accepted for compatibility:
+    /// llm-emu's tool calls are synthesized, not parsed.
+    #[arg(long)]
+    tool_call_parser: Option<String>,
+    /// Probability (0..=1) that a reply to a `tool_choice: "auto"` request is a tool call.
+    #[arg(long, default_value_t = llm_emu_serve::structured::DEFAULT_TOOL_CALL_PROBABILITY)]
+    tool_call_probability: f64,
+    /// Output text of requests without structured output: `synthetic` words, or `echo` (the
+    /// prompt's tokens repeated, for conformance tests that compare text).
+    #[arg(long, value_enum, default_value_t = OutputModeArg::Synthetic)]
+    output_mode: OutputModeArg,
     #[command(flatten)]
     pub engine: EngineFlags,
 }
@@ -142,6 +158,13 @@ fn parse_instance_ports(spec: &str, engines: usize) -> Result<Vec<u16>> {
         );
     }
     Ok(ports)
+}
+
+/// `--output-mode`.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum OutputModeArg {
+    Synthetic,
+    Echo,
 }
 
 /// `--engine-thread-priority`.
@@ -229,6 +252,16 @@ fn parse_output_len(spec: &str) -> Result<OutputLengthDistribution> {
 
 pub fn run(mut a: ServeArgs) -> Result<()> {
     take_model_argument(&mut a)?;
+    if a.enable_auto_tool_choice && a.tool_call_parser.is_none() {
+        // vLLM's `validate_parsed_serve_args`.
+        anyhow::bail!("--enable-auto-tool-choice requires --tool-call-parser");
+    }
+    if !(0.0..=1.0).contains(&a.tool_call_probability) {
+        anyhow::bail!(
+            "--tool-call-probability must lie in [0, 1], got {}",
+            a.tool_call_probability
+        );
+    }
     // The positional model names the architecture too, when it is one llm-emu knows (a path with
     // config.json, the local Hugging Face cache, or the built-in table).
     if let Some(tag) = a.model_tag.clone() {
@@ -365,6 +398,15 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         gpu_memory_utilization: engine_args.gpu_memory_utilization.unwrap_or(0.9),
         num_gpu_blocks_override: engine_args.num_gpu_blocks_override,
         access_log: !a.log.disable_uvicorn_access_log,
+        structured: StructuredOptions {
+            enable_auto_tool_choice: a.enable_auto_tool_choice,
+            tool_call_parser: a.tool_call_parser.clone(),
+            tool_call_probability: a.tool_call_probability,
+            output_mode: match a.output_mode {
+                OutputModeArg::Synthetic => OutputMode::Synthetic,
+                OutputModeArg::Echo => OutputMode::Echo,
+            },
+        },
     };
     let frontend = a.frontend_latency.build()?;
     let startup = crate::serve_log::Startup {

@@ -139,6 +139,15 @@ pub struct Engine {
     stats: StatsBuffers,
 }
 
+/// Holds the sampler's place while [`Engine::wrap_sampler`] moves it.
+struct NoSampler;
+
+impl TokenSampler for NoSampler {
+    fn sample(&mut self, _: &SampleContext<'_>) -> u32 {
+        0
+    }
+}
+
 impl Engine {
     pub fn new(
         cfg: EngineConfig,
@@ -178,6 +187,16 @@ impl Engine {
     pub fn with_engine_index(mut self, index: usize) -> Engine {
         self.engine_index = index;
         self
+    }
+
+    /// Replaces the token sampler by `wrap(current)`: lets a frontend layer per-request rules
+    /// (scripted outputs, seeds) over the sampler the engine was built with.
+    pub fn wrap_sampler(
+        &mut self,
+        wrap: impl FnOnce(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
+    ) {
+        let inner = std::mem::replace(&mut self.sampler, Box::new(NoSampler));
+        self.sampler = wrap(inner);
     }
 
     pub fn engine_index(&self) -> usize {

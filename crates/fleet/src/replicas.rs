@@ -55,6 +55,12 @@ impl Replicas {
         self.members.iter().map(|m| &m.engine)
     }
 
+    /// The engines, mutably, in order: for layering over each engine's token sampler before
+    /// the fleet runs (a served fleet's structured outputs and seeds).
+    pub fn engines_mut(&mut self) -> impl Iterator<Item = &mut Engine> {
+        self.members.iter_mut().map(|m| &mut m.engine)
+    }
+
     pub fn router_name(&self) -> &'static str {
         self.router.name()
     }

@@ -17,6 +17,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use llm_emu_core::engine::RequestError;
+use llm_emu_core::sampler::TokenSampler;
 use llm_emu_core::{Engine, EngineCore, NewRequest};
 use llm_emu_fleet::{AddError, DataParallel, Replicas};
 use std::cell::RefCell;
@@ -180,6 +181,12 @@ pub trait ServedCore: EngineCore {
         1
     }
 
+    /// Replaces each engine's token sampler by `wrap(current)` (see [`Engine::wrap_sampler`]).
+    fn wrap_samplers(
+        &mut self,
+        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
+    );
+
     /// Queues `req` where `to` says (an engine named, else the balancer's or router's
     /// choice); returns the engine index it went to.
     fn add_placed(
@@ -191,6 +198,13 @@ pub trait ServedCore: EngineCore {
 }
 
 impl ServedCore for Engine {
+    fn wrap_samplers(
+        &mut self,
+        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
+    ) {
+        self.wrap_sampler(wrap);
+    }
+
     fn add_placed(
         &mut self,
         req: NewRequest,
@@ -202,6 +216,15 @@ impl ServedCore for Engine {
 }
 
 impl ServedCore for DataParallel {
+    fn wrap_samplers(
+        &mut self,
+        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
+    ) {
+        for engine in self.engines_mut() {
+            engine.wrap_sampler(&mut *wrap);
+        }
+    }
+
     fn num_engines(&self) -> usize {
         self.size()
     }
@@ -222,6 +245,15 @@ impl ServedCore for DataParallel {
 }
 
 impl ServedCore for Replicas {
+    fn wrap_samplers(
+        &mut self,
+        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
+    ) {
+        for engine in self.engines_mut() {
+            engine.wrap_sampler(&mut *wrap);
+        }
+    }
+
     fn num_engines(&self) -> usize {
         self.engines().count()
     }

@@ -25,8 +25,10 @@ pub mod metrics;
 pub mod middleware;
 pub mod process_metrics;
 pub mod protocol;
+pub mod protocol_tools;
 pub mod routes;
 pub mod state;
+pub mod structured;
 pub mod text;
 pub mod text_jobs;
 pub mod thread_priority;
@@ -92,6 +94,8 @@ pub struct ServeOptions {
     /// Log one line per request in uvicorn's format ([`access_log`]; vLLM's default, off with
     /// `--disable-uvicorn-access-log`).
     pub access_log: bool,
+    /// Tool-call flags and the output mode.
+    pub structured: structured::StructuredOptions,
 }
 
 impl Default for ServeOptions {
@@ -111,6 +115,7 @@ impl Default for ServeOptions {
             gpu_memory_utilization: 0.9,
             num_gpu_blocks_override: None,
             access_log: false,
+            structured: Default::default(),
         }
     }
 }
@@ -146,7 +151,7 @@ impl Server {
     /// as `kind` says; `cfg` the configuration of its engines, the first one's for a
     /// heterogeneous fleet) and binds the shared listener and, if asked, one per engine.
     pub async fn bind_fleet<E: ServedCore + Send + 'static>(
-        core: E,
+        mut core: E,
         kind: FleetKind,
         cfg: &EngineConfig,
         codec: SharedCodec,
@@ -180,6 +185,11 @@ impl Server {
                 opts.num_gpu_blocks_override,
             ),
         ));
+        // Structured outputs, tool calls, seeds and echo mode choose token ids per request.
+        let scripts = structured::Scripts::new();
+        core.wrap_samplers(&mut |inner| {
+            Box::new(structured::ScriptedSampler::new(inner, scripts.clone()))
+        });
         let engine = EngineThread::spawn(core, metrics.clone(), opts.engine_priority)
             .map_err(ServeError::EngineThread)?;
         let state_for = |handle: engine_loop::EngineHandle| {
@@ -192,7 +202,8 @@ impl Server {
                     max_model_len,
                     opts.api_keys.clone(),
                 )
-                .with_trust_request_chat_template(opts.trust_request_chat_template),
+                .with_trust_request_chat_template(opts.trust_request_chat_template)
+                .with_structured(opts.structured.clone(), scripts.clone()),
             )
         };
         let mut fronts = vec![Front {

@@ -151,9 +151,14 @@ pub struct CommonParams {
     #[serde(default)]
     pub user: Option<String>,
     /// Structured output (`text`, `json_object`, `json_schema`, `structural_tag`): checked as
-    /// vLLM's model checks it, but synthetic tokens follow no grammar.
+    /// vLLM's model checks it; the output is a synthetic document that satisfies it
+    /// (`crate::structured`).
     #[serde(default)]
     pub response_format: Option<Value>,
+    /// vLLM's `StructuredOutputsParams` (`json`, `regex`, `choice`, `grammar`, `json_object`,
+    /// `structural_tag`, …), merged under `response_format` as vLLM merges them.
+    #[serde(default)]
+    pub structured_outputs: Option<Value>,
     /// Keep only the first N prompt tokens (−1: as many as the context leaves room for).
     #[serde(default)]
     pub truncate_prompt_tokens: Option<i64>,
@@ -194,7 +199,11 @@ impl<'de> Deserialize<'de> for LogitBias {
 /// A failure of one of vLLM's `model_validator(mode="before")` checks, as FastAPI reports it:
 /// a `VLLMValidationError` names its field (`param`, and `value` when vLLM gives one), a plain
 /// `ValueError` does not.
-fn model_validator_error(msg: &str, param: Option<&str>, value: Option<String>) -> ApiError {
+pub(crate) fn model_validator_error(
+    msg: &str,
+    param: Option<&str>,
+    value: Option<String>,
+) -> ApiError {
     let extras: Vec<String> = param
         .map(|p| format!("parameter={p}"))
         .into_iter()
@@ -446,6 +455,7 @@ impl ValidateRequest for ChatCompletionRequest {
         self.validate_top_logprobs()?;
         c.validate_stream_options()?;
         c.validate_response_format()?;
+        crate::structured::check_structured_outputs(c.structured_outputs.as_ref())?;
         self.validate_null_content()?;
         c.validate_truncate_prompt_tokens()
     }
@@ -498,11 +508,11 @@ pub struct ChatCompletionRequest {
     pub chat_template_kwargs: Option<Value>,
     #[serde(default)]
     pub tools: Option<Value>,
-    /// `"none"`, `"auto"`, `"required"` or a named function; checked, no effect (llm-emu
-    /// generates no tool calls).
+    /// `"none"`, `"auto"`, `"required"` or a named function: the reply is a synthetic tool
+    /// call for the last three (`crate::structured::tools`).
     #[serde(default)]
     pub tool_choice: Option<Value>,
-    /// Must be a bool; no effect (no tool calls).
+    /// Must be a bool; no effect (one call per reply).
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
     /// RAG documents for the chat template: a list of string → string objects. Checked;
@@ -660,6 +670,8 @@ pub struct Delta<'a> {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<crate::protocol_tools::DeltaToolCall<'a>>>,
 }
 
 /// The first chat chunk of a choice: the role.
@@ -709,12 +721,12 @@ pub struct ChatDeltaChunk<'a> {
 #[derive(Serialize)]
 pub struct ChatMessage<'a> {
     pub role: &'static str,
-    pub content: &'a str,
+    pub content: Option<&'a str>,
     pub refusal: Option<()>,
     pub annotations: Option<()>,
     pub audio: Option<()>,
     pub function_call: Option<()>,
-    pub tool_calls: [(); 0],
+    pub tool_calls: Vec<crate::protocol_tools::ToolCall>,
     pub reasoning: Option<()>,
 }
 
@@ -784,6 +796,7 @@ mod tests {
                 delta: Delta {
                     role: Some("assistant"),
                     content: Some(""),
+                    tool_calls: None,
                 },
                 logprobs: None,
                 finish_reason: None,
@@ -806,6 +819,7 @@ mod tests {
                 delta: Delta {
                     role: None,
                     content: None,
+                    tool_calls: None,
                 },
                 logprobs: None,
                 finish_reason: Some("stop"),
@@ -831,12 +845,12 @@ mod tests {
                 index: 0,
                 message: ChatMessage {
                     role: "assistant",
-                    content: "hi",
+                    content: Some("hi"),
                     refusal: None,
                     annotations: None,
                     audio: None,
                     function_call: None,
-                    tool_calls: [],
+                    tool_calls: Vec::new(),
                     reasoning: None,
                 },
                 logprobs: None,

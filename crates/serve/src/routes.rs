@@ -10,6 +10,8 @@ use crate::generate::{
 };
 use crate::protocol::*;
 use crate::state::{unix_now, AppState};
+use crate::structured::tools::tool_choice_of;
+use crate::structured::{constraint_of, Constraint, ToolChoice};
 use crate::text::{encode_in_pieces, encode_within, ChatOptions, TextError};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -186,6 +188,22 @@ fn common_prepared(
         cache_salt: c.cache_salt,
         max_tokens_param: max_tokens_param.map(to_u32),
         logprobs,
+        constraint: None,
+        tool_choice: ToolChoice::None,
+        seed: c.seed,
+    }
+}
+
+/// The output constraint of a request: none when a forced tool call replaces the request's
+/// structured outputs with its own grammar (vLLM's `adjust_request`), else what
+/// `structured_outputs` and `response_format` ask for.
+fn output_constraint(
+    c: &CommonParams,
+    tool_choice: &ToolChoice,
+) -> Result<Option<Constraint>, ApiError> {
+    match tool_choice {
+        ToolChoice::Required(_) | ToolChoice::Named(_) => Ok(None),
+        _ => constraint_of(c.response_format.as_ref(), c.structured_outputs.as_ref()),
     }
 }
 
@@ -315,7 +333,8 @@ async fn completions(
             echo_logprobs,
         });
     }
-    let p = common_prepared(
+    let constraint = output_constraint(&req.common, &ToolChoice::None)?;
+    let mut p = common_prepared(
         &state,
         Endpoint::Completions,
         id,
@@ -324,6 +343,7 @@ async fn completions(
         req.max_tokens,
         req.logprobs,
     );
+    p.constraint = constraint;
     run(state, p).await
 }
 
@@ -353,6 +373,11 @@ async fn chat_completions(
         requested,
         param,
         state.max_model_len,
+    )?;
+    let tool_choice = tool_choice_of(
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        &state.structured,
     )?;
     let opts = chat_options(
         req.add_generation_prompt,
@@ -403,7 +428,8 @@ async fn chat_completions(
         max_tokens: to_u32(max_tokens),
         echo_logprobs: None,
     }];
-    let p = common_prepared(
+    let constraint = output_constraint(&req.common, &tool_choice)?;
+    let mut p = common_prepared(
         &state,
         Endpoint::Chat,
         id,
@@ -412,6 +438,8 @@ async fn chat_completions(
         requested,
         top_logprobs,
     );
+    p.constraint = constraint;
+    p.tool_choice = tool_choice;
     run(state, p).await
 }
 

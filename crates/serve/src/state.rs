@@ -1,9 +1,11 @@
 //! What every handler shares.
 
 use crate::engine_loop::EngineHandle;
+use crate::structured::{Scripts, StructuredOptions};
 use crate::text::SharedCodec;
 use crate::text_jobs::TextJobs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The server's shared state.
 pub struct AppState {
@@ -28,6 +30,10 @@ pub struct AppState {
     /// The real server's front end that responses are paced by (`--frontend-latency`); `None`:
     /// events go out as the engine makes them.
     pub frontend: Option<llm_emu_perf::FrontendLatency>,
+    /// Tool-call flags and the output mode.
+    pub structured: StructuredOptions,
+    /// Per-request token rules the engine's sampler reads (scripts, seeds).
+    pub scripts: Arc<Scripts>,
 }
 
 impl AppState {
@@ -52,7 +58,16 @@ impl AppState {
             trust_request_chat_template: false,
             text_jobs: TextJobs::per_core(),
             frontend: None,
+            structured: StructuredOptions::default(),
+            scripts: Scripts::new(),
         }
+    }
+
+    /// The tool-call flags, output mode and the registry the engine's sampler reads.
+    pub fn with_structured(mut self, opts: StructuredOptions, scripts: Arc<Scripts>) -> AppState {
+        self.structured = opts;
+        self.scripts = scripts;
+        self
     }
 
     /// Lets requests bring their own chat template (`--trust-request-chat-template`).

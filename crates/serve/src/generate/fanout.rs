@@ -2,12 +2,16 @@
 //! its own detokenizer, submitted together and aborted together when the request goes away.
 
 use super::output::{hash_str, Choice};
-use super::Prepared;
+use super::{Prepared, Prompt};
 use crate::engine_loop::{EngineEvent, EngineHandle};
 use crate::errors::ApiError;
 use crate::state::AppState;
+use crate::structured::rng::{mix, DocRng};
+use crate::structured::schema::SchemaError;
+use crate::structured::{document, tools, AfterScript, OutputMode, Script, Scripts, ToolPlan};
 use crate::text::{DetokOptions, SharedCodec};
 use llm_emu_core::{NewRequest, SamplingParams};
+use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Engine requests one HTTP request may create (prompts × `n`). vLLM has no such limit beyond
@@ -61,6 +65,8 @@ pub(super) struct Submission {
     pub(super) rx: UnboundedReceiver<(u32, EngineEvent)>,
     pub(super) unfinished: usize,
     pub(super) error: Option<ApiError>,
+    /// Where the choices' scripts are registered.
+    scripts: Arc<Scripts>,
 }
 
 impl Drop for Submission {
@@ -69,8 +75,66 @@ impl Drop for Submission {
             if !c.engine_done {
                 self.engine.abort(&c.engine_id);
             }
+            if c.scripted {
+                self.scripts.remove(&c.engine_id);
+            }
         }
     }
+}
+
+/// A stable hash of a prompt's token ids (FNV-1a), computed once per prompt of a seeded
+/// request.
+fn prompt_hash(prompt: &[u32]) -> u64 {
+    prompt.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {
+        (h ^ u64::from(t)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The key of a seeded choice: the same `seed`, choice index and prompt give the same tokens,
+/// document and log-probabilities (vLLM gives child `c` of a seeded request seed + c).
+fn seeded_key(seed: i64, choice: u32, prompt_hash: u64) -> u64 {
+    mix((seed as u64).wrapping_add(u64::from(choice)) ^ mix(prompt_hash))
+}
+
+/// A choice's output rules: the document it must be (a structured output or a tool call, with
+/// its plan), else echo mode's prompt, else just its seed; `None`: the sampler as it is.
+fn choice_script(
+    state: &AppState,
+    p: &Prepared,
+    prompt: &Prompt,
+    key: u64,
+    seeded: bool,
+) -> Result<(Option<Script>, Option<ToolPlan>), ApiError> {
+    let seed = seeded.then_some(key);
+    let mut rng = DocRng::new(key);
+    let mut id_rng = DocRng::new(mix(key ^ state.next_seq()));
+    let refused = |e: SchemaError| ApiError::bad_request(format!("Grammar error: {e}"));
+    let (doc, tool) = match tools::plan(&p.tool_choice, &mut rng, &mut id_rng).map_err(refused)? {
+        Some((doc, plan)) => (Some(doc), Some(plan)),
+        None => match &p.constraint {
+            Some(c) => (document(c, &mut rng)?, None),
+            None => (None, None),
+        },
+    };
+    let script = match doc {
+        Some(d) => Some(Script {
+            tokens: state.codec.encode(&d, false)?.into(),
+            after: AfterScript::Eos,
+            seed,
+        }),
+        None if state.structured.output_mode == OutputMode::Echo => Some(Script {
+            tokens: prompt.ids.clone(),
+            after: AfterScript::Cycle,
+            seed,
+        }),
+        None if seeded => Some(Script {
+            tokens: Arc::from(Vec::new()),
+            after: AfterScript::Eos,
+            seed,
+        }),
+        None => None,
+    };
+    Ok((script, tool))
 }
 
 impl Submission {
@@ -88,7 +152,9 @@ impl Submission {
         }
         let seq = state.next_seq();
         let mut requests = Vec::with_capacity(p.prompts.len() * p.n as usize);
+        let mut pending = Vec::new();
         for (pi, prompt) in p.prompts.iter().enumerate() {
+            let hashed = p.seed.map(|_| prompt_hash(&prompt.ids));
             state
                 .engine
                 .metrics
@@ -122,6 +188,15 @@ impl Submission {
                         min_tokens: p.min_tokens,
                     },
                 );
+                let key = match (p.seed, hashed) {
+                    (Some(seed), Some(h)) => seeded_key(seed, c, h),
+                    _ => hash_str(&engine_id),
+                };
+                let (script, tool) = choice_script(state, p, prompt, key, p.seed.is_some())?;
+                let scripted = script.is_some();
+                if let Some(script) = script {
+                    pending.push((engine_id.clone(), script));
+                }
                 choices.push(Choice {
                     prompt: pi,
                     detok,
@@ -129,18 +204,26 @@ impl Submission {
                     text: String::new(),
                     num_tokens: 0,
                     finished: None,
-                    salt: hash_str(&engine_id),
+                    salt: key,
                     engine_id,
                     engine_done: false,
                     logprobs: Vec::new(),
                     text_chars_sent: 0,
+                    tool,
+                    text_bytes_sent: 0,
+                    tool_started: false,
+                    scripted,
                 });
                 requests.push((req, tag));
             }
         }
-        state.engine.add(requests, tx)?;
+        // Registered once every choice's document is made, so that a refusal leaves none.
+        for (id, script) in pending {
+            state.scripts.insert(&id, script);
+        }
         let unfinished = choices.len();
-        Ok(Submission {
+        // Built before submitting, so that dropping it on a refusal clears the scripts.
+        let mut sub = Submission {
             engine: state.engine.clone(),
             codec: state.codec.clone(),
             logprobs: p.logprobs,
@@ -148,6 +231,14 @@ impl Submission {
             rx,
             unfinished,
             error: None,
-        })
+            scripts: state.scripts.clone(),
+        };
+        if let Err(e) = state.engine.add(requests, tx) {
+            for c in &mut sub.choices {
+                c.engine_done = true;
+            }
+            return Err(e.into());
+        }
+        Ok(sub)
     }
 }

@@ -26,6 +26,7 @@ use crate::errors::ApiError;
 use crate::logprobs::EchoLogprobs;
 use crate::protocol::Usage;
 use crate::state::AppState;
+use crate::structured::{Constraint, ToolChoice};
 use fanout::Submission;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +78,12 @@ pub struct Prepared {
     /// Top log-probabilities asked for per output token (completions' `logprobs`, chat's
     /// `top_logprobs` when `logprobs` is true); `None`: no log-probabilities.
     pub logprobs: Option<i64>,
+    /// What the output must be (structured outputs, `response_format`); `None`: free text.
+    pub constraint: Option<Constraint>,
+    /// Chat's `tool_choice` resolved against `tools` and the server's flags.
+    pub tool_choice: ToolChoice,
+    /// The request's `seed`: the same seed and request give the same tokens.
+    pub seed: Option<i64>,
 }
 
 /// Set when the response a text job builds is no longer wanted (its client went away), so the

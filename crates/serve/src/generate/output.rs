@@ -10,6 +10,7 @@ use crate::logprobs::{
     EchoLogprobs, PositionLogprobs,
 };
 use crate::protocol::StopReason;
+use crate::structured::ToolPlan;
 use crate::text::{Detokenizer, TextCodec};
 use llm_emu_core::FinishReason;
 use std::sync::Arc;
@@ -58,6 +59,14 @@ pub(super) struct Choice {
     /// Characters of output text sent so far (vLLM's `previous_text_lens`, the base of
     /// streamed completion `text_offset`s).
     pub(super) text_chars_sent: usize,
+    /// When the choice's text is a tool call: what it calls and where its arguments are.
+    pub(super) tool: Option<ToolPlan>,
+    /// Bytes of output text streamed so far (tool-call argument fragments are cut by them).
+    pub(super) text_bytes_sent: usize,
+    /// The first delta of the tool call (id, type, name) went out.
+    pub(super) tool_started: bool,
+    /// The engine request has a script registered (cleared when the submission ends).
+    pub(super) scripted: bool,
 }
 
 /// What one event produced for one choice.

@@ -40,6 +40,8 @@ pub struct Setup {
     pub trust_request_chat_template: bool,
     /// Engine step time, µs (plus 1 µs per token).
     pub step_us: u64,
+    /// Tool-call flags and the output mode.
+    pub structured: llm_emu_serve::structured::StructuredOptions,
 }
 
 impl Default for Setup {
@@ -49,6 +51,7 @@ impl Default for Setup {
             max_body_bytes: 64 << 20,
             trust_request_chat_template: false,
             step_us: 1000,
+            structured: Default::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ impl TestServer {
             max_body_bytes: setup.max_body_bytes,
             shutdown_grace: Duration::from_secs(5),
             trust_request_chat_template: setup.trust_request_chat_template,
+            structured: setup.structured.clone(),
             ..ServeOptions::default()
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
