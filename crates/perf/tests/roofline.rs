@@ -264,3 +264,38 @@ fn large_operators_agree_with_the_rtx_pro_6000_profile() {
     }
     assert_eq!(checked, 32);
 }
+
+/// FP8 served as vLLM serves it: `--quantization fp8` halves the linear layers' weight bytes
+/// and runs them at the GPU's FP8 tensor peak (datasheet figure in the GPU table); an FP8 KV
+/// cache halves decode attention's KV reads. On Ampere (no FP8 tensor cores) the weights are
+/// still read at one byte, the math stays at the BF16 peak.
+#[test]
+fn fp8_weights_and_kv_cache_in_the_roofline() {
+    use llm_emu_perf::sizing::{KvCacheDtype, OnlineQuantization};
+    let h100 = GpuSpec::lookup("h100").unwrap();
+    let bf16 = ModelShape::builtin("codellama/CodeLlama-34b-hf").unwrap();
+    let fp8w = bf16
+        .clone()
+        .with_online_quantization(OnlineQuantization::Fp8);
+    let fp8kv = bf16.clone().with_kv_cache_dtype(KvCacheDtype::Fp8);
+    let model = |s: &ModelShape| RooflineLatency::new(s, RooflineParams::new(h100, 1)).unwrap();
+    let (base, w, kv) = (model(&bf16), model(&fp8w), model(&fp8kv));
+    // Decode of 8 requests: the MLP weights dominate and are memory-bound: about half.
+    let d = decodes(8, 4096);
+    let ratio = total(&w, &d, "gate_up_proj") / total(&base, &d, "gate_up_proj");
+    assert!((0.45..0.55).contains(&ratio), "{ratio}");
+    // Prefill of 8192 tokens is compute-bound: FP8 peak is 2× BF16 on H100.
+    let p = [(8192, 0)];
+    let ratio = total(&w, &p, "gate_up_proj") / total(&base, &p, "gate_up_proj");
+    assert!((0.45..0.55).contains(&ratio), "{ratio}");
+    // FP8 KV: decode attention reads half the bytes (queries and outputs stay in bf16).
+    let long = decodes(64, 16_384);
+    let ratio = total(&kv, &long, "attention_decode") / total(&base, &long, "attention_decode");
+    assert!((0.48..0.56).contains(&ratio), "{ratio}");
+    // A100: FP8 weights are read at one byte but computed at the BF16 peak (Marlin).
+    let a100 = GpuSpec::lookup("a100-80gb").unwrap();
+    let on_a100 = |s: &ModelShape| RooflineLatency::new(s, RooflineParams::new(a100, 1)).unwrap();
+    let ratio =
+        total(&on_a100(&fp8w), &p, "gate_up_proj") / total(&on_a100(&bf16), &p, "gate_up_proj");
+    assert!((0.95..1.05).contains(&ratio), "{ratio}");
+}

@@ -121,8 +121,10 @@ pub struct RooflineLatency {
     linear: LinearClass,
     /// Routed and shared experts.
     experts: LinearClass,
-    /// Activation / KV bytes per element (model dtype).
+    /// Activation bytes per element (model dtype).
     act_bytes: f64,
+    /// Bytes per cached K/V element (`--kv-cache-dtype`: 1 for FP8), read by attention.
+    kv_bytes: f64,
     /// Distinct layer kinds and how many layers of each.
     kinds: Vec<(LayerKind, u64)>,
 }
@@ -217,6 +219,7 @@ impl RooflineLatency {
             linear,
             experts,
             act_bytes: dt,
+            kv_bytes: shape.kv_cache_dtype_bytes() as f64,
             kinds,
         })
     }
@@ -419,7 +422,7 @@ impl RooflineLatency {
                     "attention_decode",
                     2.0 * heads * (latent + kv_lora) * work.decode_kv_tokens as f64,
                     r.attention_flops_per_us,
-                    work.decode_kv_tokens as f64 * latent * ab,
+                    work.decode_kv_tokens as f64 * latent * self.kv_bytes,
                     r,
                 ));
             }
@@ -454,7 +457,7 @@ impl RooflineLatency {
                 2.0 * tf * (heads + kvh) * d * ab,
                 r,
             ));
-            let kv_token = 2.0 * kvh * d * ab;
+            let kv_token = 2.0 * kvh * d * self.kv_bytes;
             if work.prefill_tokens > 0 {
                 ops.push(kernel(
                     "attention_prefill",
