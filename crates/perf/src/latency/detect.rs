@@ -3,9 +3,12 @@
 //! - a JSON file whose `profile_type` is `serving_step_cycle_2d` or `llm_emu_step_cycle` →
 //!   `step-cycle:path=PATH`;
 //! - a directory with `meta.yaml` and at least one `tp*/` folder (the operator-profile layout)
-//!   → `profile:dir=PATH`.
+//!   → `profile:dir=PATH`;
+//! - a directory with Vidur's `mlp.csv` and `attention.csv` (`data/profiling/compute/<gpu>/
+//!   <org>/<model>/`) → `vidur:dir=PATH`.
 
 use super::step_cycle::{PROFILE_TYPE_2D, PROFILE_TYPE_CTX};
+use super::vidur;
 use super::{LatencySpec, LatencySpecError};
 use std::path::Path;
 
@@ -22,8 +25,13 @@ pub fn latency_spec_for_profile(path: &Path) -> Result<LatencySpec, LatencySpecE
         if has_meta && has_tp {
             return Ok(LatencySpec::profile(path));
         }
+        if path.join(vidur::MLP_FILE).is_file() && path.join(vidur::ATTENTION_FILE).is_file() {
+            return Ok(LatencySpec::vidur(path));
+        }
         return Err(err(
-            "a directory, but not an operator profile (expected meta.yaml and tp*/ folders)".into(),
+            "a directory, but not an operator profile (expected meta.yaml and tp*/ folders, or \
+             Vidur's mlp.csv and attention.csv)"
+                .into(),
         ));
     }
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;

@@ -6,6 +6,7 @@
 use super::profile::overheads::parse_figure;
 use super::roofline::{self, LinearDtype, RooflineParams};
 use super::step_cycle::DEFAULT_MIN_SAMPLES;
+use super::vidur::VidurLatency;
 use super::StepCycleLatency;
 use super::{LatencyModel, LatencySpecError, LinearLatency, ProfileLatency, RooflineLatency};
 use crate::gpu::{GpuSpec, DEFAULT_GPU};
@@ -54,6 +55,17 @@ pub enum LatencySpec {
         link_eff: Option<f64>,
         kernel_us: Option<f64>,
         ar_latency_us: Option<f64>,
+        overhead_us: Option<f64>,
+    },
+    /// `vidur:dir=PATH[,tp=N,all_reduce=FILE,overhead_us=F]`: Vidur's public operator
+    /// measurements ([`super::vidur`]).
+    Vidur {
+        dir: PathBuf,
+        /// Default: the engine's TP degree.
+        tp: Option<u32>,
+        /// Vidur's network table (default: `all_reduce.csv` in `dir`).
+        all_reduce: Option<PathBuf>,
+        /// Per-step time outside Vidur's model time, µs (default 0).
         overhead_us: Option<f64>,
     },
     /// `step-cycle:path=FILE[,seed=N,min_samples=M]`: whole steps drawn from a profile pack.
@@ -116,6 +128,7 @@ impl LatencySpec {
             LatencySpec::Profile { .. } => "profile",
             LatencySpec::Roofline { .. } => "roofline",
             LatencySpec::StepCycle { .. } => "step-cycle",
+            LatencySpec::Vidur { .. } => "vidur",
         }
     }
 
@@ -145,6 +158,54 @@ impl LatencySpec {
             ar_latency_us: None,
             overhead_us: None,
         }
+    }
+
+    /// Vidur's tables at `dir` with every parameter at its default.
+    pub fn vidur(dir: impl Into<PathBuf>) -> LatencySpec {
+        LatencySpec::Vidur {
+            dir: dir.into(),
+            tp: None,
+            all_reduce: None,
+            overhead_us: None,
+        }
+    }
+
+    fn parse_vidur(params: &str) -> Result<LatencySpec, LatencySpecError> {
+        let mut spec = LatencySpec::vidur("");
+        let mut has_dir = false;
+        if let LatencySpec::Vidur {
+            dir,
+            tp,
+            all_reduce,
+            overhead_us,
+        } = &mut spec
+        {
+            for (kv, k, v) in pairs(params)? {
+                match k {
+                    "dir" => {
+                        *dir = PathBuf::from(v);
+                        has_dir = true;
+                    }
+                    "tp" => {
+                        *tp = Some(
+                            v.parse()
+                                .ok()
+                                .filter(|&t| t >= 1)
+                                .ok_or_else(|| bad(kv, "must be an integer >= 1"))?,
+                        )
+                    }
+                    "all_reduce" => *all_reduce = Some(PathBuf::from(v)),
+                    "overhead_us" => *overhead_us = Some(parse_figure(v).map_err(|e| bad(kv, e))?),
+                    other => {
+                        return Err(bad(other, "unknown key (dir, tp, all_reduce, overhead_us)"))
+                    }
+                }
+            }
+        }
+        if !has_dir {
+            return Err(bad(params, "vidur needs dir=PATH"));
+        }
+        Ok(spec)
     }
 
     /// The step-cycle pack at `path` with the engine's seed and the default pooling.
@@ -374,6 +435,30 @@ impl LatencySpec {
             LatencySpec::Roofline { .. } => Ok(Box::new(
                 self.build_roofline(shape.ok_or_else(needs_shape)?, hw)?,
             )),
+            LatencySpec::Vidur {
+                dir,
+                tp,
+                all_reduce,
+                overhead_us,
+            } => {
+                let tp = match (tp, hw.tensor_parallel_size) {
+                    (Some(tp), _) => *tp,
+                    (None, Some(tp)) => {
+                        u32::try_from(tp).map_err(|_| bad(format!("tp={tp}"), "too large"))?
+                    }
+                    (None, None) => 1,
+                };
+                Ok(Box::new(
+                    VidurLatency::load(
+                        dir,
+                        shape.ok_or_else(needs_shape)?,
+                        tp,
+                        all_reduce.as_deref(),
+                        overhead_us.unwrap_or(0.0),
+                    )
+                    .map_err(|e| bad(format!("dir={}", dir.display()), e.to_string()))?,
+                ))
+            }
         }
     }
 
@@ -485,6 +570,7 @@ impl FromStr for LatencySpec {
             "profile" => Self::parse_profile(params),
             "roofline" => Self::parse_roofline(params),
             "step-cycle" => Self::parse_step_cycle(params),
+            "vidur" => Self::parse_vidur(params),
             other => Err(LatencySpecError::UnknownKind(other.to_string())),
         }
     }
@@ -574,6 +660,20 @@ impl fmt::Display for LatencySpec {
                     "min_samples",
                     (*min_samples != DEFAULT_MIN_SAMPLES).then(|| min_samples.to_string()),
                 );
+            }
+            LatencySpec::Vidur {
+                dir,
+                tp,
+                all_reduce,
+                overhead_us,
+            } => {
+                opt("dir", Some(dir.display().to_string()));
+                opt("tp", tp.map(|v| v.to_string()));
+                opt(
+                    "all_reduce",
+                    all_reduce.as_ref().map(|p| p.display().to_string()),
+                );
+                opt("overhead_us", overhead_us.map(|v| v.to_string()));
             }
         }
         match params.is_empty() {
