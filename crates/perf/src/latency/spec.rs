@@ -3,6 +3,7 @@
 //! reports, and built into a [`LatencyModel`] for the model shape and hardware of the engine.
 //! Paths stay [`PathBuf`]s from start to end, so they may hold any character, `,` included.
 
+use super::aiconfigurator::AiconfiguratorLatency;
 use super::profile::overheads::parse_figure;
 use super::roofline::{self, LinearDtype, RooflineParams};
 use super::step_cycle::DEFAULT_MIN_SAMPLES;
@@ -68,6 +69,15 @@ pub enum LatencySpec {
         /// Per-step time outside Vidur's model time, µs (default 0).
         overhead_us: Option<f64>,
     },
+    /// `aiconfigurator:dir=PATH[,tp=N,overhead_us=F]`: NVIDIA aiconfigurator's operator
+    /// tables ([`super::aiconfigurator`]).
+    Aiconfigurator {
+        dir: PathBuf,
+        /// Default: the engine's TP degree.
+        tp: Option<u32>,
+        /// Per-step time outside the tables, µs (default 0).
+        overhead_us: Option<f64>,
+    },
     /// `step-cycle:path=FILE[,seed=N,min_samples=M]`: whole steps drawn from a profile pack.
     StepCycle {
         path: PathBuf,
@@ -101,6 +111,15 @@ pub struct RecordedTpLink {
     pub source: String,
 }
 
+/// The spec's TP degree, else the engine's, else 1.
+fn engine_tp(tp: Option<u32>, hw: &HardwareDefaults) -> Result<u32, LatencySpecError> {
+    match (tp, hw.tensor_parallel_size) {
+        (Some(tp), _) => Ok(tp),
+        (None, Some(tp)) => u32::try_from(tp).map_err(|_| bad(format!("tp={tp}"), "too large")),
+        (None, None) => Ok(1),
+    }
+}
+
 fn bad(key: impl Into<String>, why: impl Into<String>) -> LatencySpecError {
     LatencySpecError::BadParam(key.into(), why.into())
 }
@@ -129,6 +148,7 @@ impl LatencySpec {
             LatencySpec::Roofline { .. } => "roofline",
             LatencySpec::StepCycle { .. } => "step-cycle",
             LatencySpec::Vidur { .. } => "vidur",
+            LatencySpec::Aiconfigurator { .. } => "aiconfigurator",
         }
     }
 
@@ -206,6 +226,39 @@ impl LatencySpec {
             return Err(bad(params, "vidur needs dir=PATH"));
         }
         Ok(spec)
+    }
+
+    /// aiconfigurator's tables at `dir` with every parameter at its default.
+    pub fn aiconfigurator(dir: impl Into<PathBuf>) -> LatencySpec {
+        LatencySpec::Aiconfigurator {
+            dir: dir.into(),
+            tp: None,
+            overhead_us: None,
+        }
+    }
+
+    fn parse_aiconfigurator(params: &str) -> Result<LatencySpec, LatencySpecError> {
+        let (mut dir, mut tp, mut overhead_us) = (None, None, None);
+        for (kv, k, v) in pairs(params)? {
+            match k {
+                "dir" => dir = Some(PathBuf::from(v)),
+                "tp" => {
+                    tp = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|&t| t >= 1)
+                            .ok_or_else(|| bad(kv, "must be an integer >= 1"))?,
+                    )
+                }
+                "overhead_us" => overhead_us = Some(parse_figure(v).map_err(|e| bad(kv, e))?),
+                other => return Err(bad(other, "unknown key (dir, tp, overhead_us)")),
+            }
+        }
+        Ok(LatencySpec::Aiconfigurator {
+            dir: dir.ok_or_else(|| bad(params, "aiconfigurator needs dir=PATH"))?,
+            tp,
+            overhead_us,
+        })
     }
 
     /// The step-cycle pack at `path` with the engine's seed and the default pooling.
@@ -441,19 +494,29 @@ impl LatencySpec {
                 all_reduce,
                 overhead_us,
             } => {
-                let tp = match (tp, hw.tensor_parallel_size) {
-                    (Some(tp), _) => *tp,
-                    (None, Some(tp)) => {
-                        u32::try_from(tp).map_err(|_| bad(format!("tp={tp}"), "too large"))?
-                    }
-                    (None, None) => 1,
-                };
+                let tp = engine_tp(*tp, hw)?;
                 Ok(Box::new(
                     VidurLatency::load(
                         dir,
                         shape.ok_or_else(needs_shape)?,
                         tp,
                         all_reduce.as_deref(),
+                        overhead_us.unwrap_or(0.0),
+                    )
+                    .map_err(|e| bad(format!("dir={}", dir.display()), e.to_string()))?,
+                ))
+            }
+            LatencySpec::Aiconfigurator {
+                dir,
+                tp,
+                overhead_us,
+            } => {
+                let tp = engine_tp(*tp, hw)?;
+                Ok(Box::new(
+                    AiconfiguratorLatency::load(
+                        dir,
+                        shape.ok_or_else(needs_shape)?,
+                        tp,
                         overhead_us.unwrap_or(0.0),
                     )
                     .map_err(|e| bad(format!("dir={}", dir.display()), e.to_string()))?,
@@ -571,6 +634,7 @@ impl FromStr for LatencySpec {
             "roofline" => Self::parse_roofline(params),
             "step-cycle" => Self::parse_step_cycle(params),
             "vidur" => Self::parse_vidur(params),
+            "aiconfigurator" => Self::parse_aiconfigurator(params),
             other => Err(LatencySpecError::UnknownKind(other.to_string())),
         }
     }
@@ -673,6 +737,15 @@ impl fmt::Display for LatencySpec {
                     "all_reduce",
                     all_reduce.as_ref().map(|p| p.display().to_string()),
                 );
+                opt("overhead_us", overhead_us.map(|v| v.to_string()));
+            }
+            LatencySpec::Aiconfigurator {
+                dir,
+                tp,
+                overhead_us,
+            } => {
+                opt("dir", Some(dir.display().to_string()));
+                opt("tp", tp.map(|v| v.to_string()));
                 opt("overhead_us", overhead_us.map(|v| v.to_string()));
             }
         }
