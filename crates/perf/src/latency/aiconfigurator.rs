@@ -237,10 +237,11 @@ impl AiconfiguratorLatency {
                 "num_heads",
                 "num_key_value_heads",
                 "head_dim",
-                "window_size",
                 "kv_cache_dtype",
                 "beam_width",
             ];
+            // Older collections have no `window_size`: all their rows are full attention.
+            let window = t.column("window_size").ok();
             let idx = cols
                 .iter()
                 .map(|c| t.column(c))
@@ -255,9 +256,12 @@ impl AiconfiguratorLatency {
                 let ok = r.number(idx[0])? == Some(hq)
                     && r.number(idx[1])? == Some(hkv)
                     && r.number(idx[2])? == Some(d)
-                    && r.number(idx[3])? == Some(0.0)
-                    && r.text(idx[4]) == kv_dtype
-                    && r.number(idx[5])? == Some(1.0);
+                    && r.text(idx[3]) == kv_dtype
+                    && r.number(idx[4])? == Some(1.0)
+                    && match window {
+                        Some(w) => r.number(w)?.unwrap_or(0.0) == 0.0,
+                        None => true,
+                    };
                 if ok {
                     pts.push((r.required(b)?, r.required(s)?, r.required(l)?));
                 }
