@@ -299,3 +299,49 @@ fn fp8_weights_and_kv_cache_in_the_roofline() {
         total(&on_a100(&fp8w), &p, "gate_up_proj") / total(&on_a100(&bf16), &p, "gate_up_proj");
     assert!((0.95..1.05).contains(&ratio), "{ratio}");
 }
+
+/// The fitted efficiencies are the ones `roofline:eff=fitted` uses for those GPUs, were fitted
+/// against the GPU table's own peaks, and are physical fractions; other GPUs, and the default
+/// spec, keep the published defaults.
+#[test]
+fn fitted_efficiencies_apply_per_gpu() {
+    use llm_emu_perf::latency::roofline::fitted::{fitted, fitted_gpus};
+    let names = fitted_gpus();
+    assert!(
+        names.contains(&"h100-sxm") && names.contains(&"rtx-pro-6000"),
+        "{names:?}"
+    );
+    for name in names {
+        let gpu = GpuSpec::lookup(name).unwrap();
+        let f = fitted(name).unwrap();
+        assert_eq!(
+            f.bf16_tflops, gpu.bf16_tflops,
+            "{name}: peak differs from the GPU table"
+        );
+        assert_eq!(f.mem_bandwidth_gbs, gpu.mem_bandwidth_gbs, "{name}");
+        for v in [f.gemm_efficiency, f.memory_efficiency] {
+            assert!(v > 0.3 && v <= 1.0, "{name}: {v}");
+        }
+        assert!(f.kernel_us > 0.5 && f.kernel_us < 20.0, "{name}");
+        let p = RooflineParams::fitted(gpu, 1);
+        assert_eq!(
+            (p.gemm_efficiency, p.memory_efficiency, p.kernel_us),
+            (f.gemm_efficiency, f.memory_efficiency, f.kernel_us)
+        );
+        let model = parse_latency_spec_on(
+            "roofline:eff=fitted",
+            &ModelShape::llama_3_1_8b(),
+            &HardwareDefaults {
+                gpu: Some(gpu),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let gemm = format!("gemm_eff {}", f.gemm_efficiency);
+        assert!(model.describe().contains(&gemm), "{}", model.describe());
+        // The default spec keeps the published figures.
+        assert_eq!(RooflineParams::new(gpu, 1).gemm_efficiency, 0.75);
+    }
+    let a40 = GpuSpec::lookup("a40").unwrap();
+    assert_eq!(RooflineParams::fitted(a40, 1), RooflineParams::new(a40, 1));
+}

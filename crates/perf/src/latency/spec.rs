@@ -57,6 +57,9 @@ pub enum LatencySpec {
         kernel_us: Option<f64>,
         ar_latency_us: Option<f64>,
         overhead_us: Option<f64>,
+        /// `eff=fitted`: the GEMM/memory efficiencies and kernel time fitted from public
+        /// operator tables for the GPU, where there are some (default: published figures).
+        fitted: bool,
     },
     /// `vidur:dir=PATH[,tp=N,all_reduce=FILE,overhead_us=F]`: Vidur's public operator
     /// measurements ([`super::vidur`]).
@@ -177,6 +180,7 @@ impl LatencySpec {
             kernel_us: None,
             ar_latency_us: None,
             overhead_us: None,
+            fitted: false,
         }
     }
 
@@ -370,6 +374,7 @@ impl LatencySpec {
             kernel_us,
             ar_latency_us,
             overhead_us,
+            fitted,
         } = &mut spec
         {
             (*g, *t) = (gpu, tp);
@@ -397,11 +402,23 @@ impl LatencySpec {
                     "kernel_us" => *kernel_us = num()?,
                     "ar_latency_us" => *ar_latency_us = num()?,
                     "overhead_us" => *overhead_us = num()?,
+                    "eff" => {
+                        *fitted = match v.to_ascii_lowercase().as_str() {
+                            "fitted" => true,
+                            "published" => false,
+                            _ => {
+                                return Err(bad(
+                                    "eff",
+                                    format!("`{v}`: expected fitted or published"),
+                                ))
+                            }
+                        }
+                    }
                     other => {
                         return Err(bad(
                             other,
                             "unknown key (gpu, tp, dtype, gemm_eff, mem_eff, attn_eff, \
-                             link_eff, kernel_us, ar_latency_us, overhead_us)",
+                             link_eff, kernel_us, ar_latency_us, overhead_us, eff)",
                         ))
                     }
                 }
@@ -543,6 +560,7 @@ impl LatencySpec {
             kernel_us,
             ar_latency_us,
             overhead_us,
+            fitted,
         } = self
         else {
             return Err(bad(self.to_string(), "not a roofline spec"));
@@ -551,7 +569,12 @@ impl LatencySpec {
             Some(g) => g,
             None => GpuSpec::lookup(DEFAULT_GPU).map_err(|e| bad("gpu", e.to_string()))?,
         };
-        let mut p = RooflineParams::new(gpu, tp.or(hw.tensor_parallel_size).unwrap_or(1));
+        let tp = tp.or(hw.tensor_parallel_size).unwrap_or(1);
+        let mut p = if *fitted {
+            RooflineParams::fitted(gpu, tp)
+        } else {
+            RooflineParams::new(gpu, tp)
+        };
         p.dtype = *dtype;
         let set = |field: &mut f64, v: &Option<f64>| {
             if let Some(v) = v {
@@ -691,6 +714,7 @@ impl fmt::Display for LatencySpec {
                 kernel_us,
                 ar_latency_us,
                 overhead_us,
+                fitted,
             } => {
                 let s = |v: &Option<f64>| v.map(|v| v.to_string());
                 opt("gpu", gpu.map(|g| g.name.to_string()));
@@ -712,6 +736,7 @@ impl fmt::Display for LatencySpec {
                 opt("kernel_us", s(kernel_us));
                 opt("ar_latency_us", s(ar_latency_us));
                 opt("overhead_us", s(overhead_us));
+                opt("eff", fitted.then(|| "fitted".to_string()));
             }
             LatencySpec::StepCycle {
                 path,
