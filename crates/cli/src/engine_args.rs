@@ -25,8 +25,11 @@ pub struct EngineFlags {
     #[arg(long)]
     latency: Option<String>,
     /// A measured profile, its format detected: a directory with `meta.yaml` and `tp<N>/` tables
-    /// (operator profile, as `--latency profile:dir=PATH`) or a step-cycle pack JSON
-    /// (`"profile_type": "serving_step_cycle_2d"`, as `--latency step-cycle:path=PATH`).
+    /// (operator profile, as `--latency profile:dir=PATH`), a step-cycle pack JSON
+    /// (`"profile_type": "serving_step_cycle_2d"`, as `--latency step-cycle:path=PATH`), Vidur's
+    /// `mlp.csv` + `attention.csv` directory (`vidur:dir=PATH`) or aiconfigurator's
+    /// `gemm_perf.txt` + attention tables (`aiconfigurator:dir=PATH`); see
+    /// docs/operator-profiles-public.md.
     #[arg(long, conflicts_with = "latency")]
     profile: Option<PathBuf>,
     /// Hugging Face config.json of the model (overrides the shape `--model` names).
