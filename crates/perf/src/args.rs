@@ -6,7 +6,7 @@
 
 use crate::gpu::{GpuSpec, UnknownGpu, DEFAULT_GPU};
 use crate::latency::{
-    latency_spec_for_profile, HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError,
+    latency_spec_for_profile, vidur, HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError,
     ProfileLatency, RecordedTpLink,
 };
 use crate::sizing::{
@@ -208,8 +208,18 @@ impl EngineArgs {
     }
 
     /// The model the operator profile's `meta.yaml` names (the `profile:` spec's directory,
-    /// else a `--profile` directory) and its shape, when it resolves.
+    /// else a `--profile` directory), or a Vidur directory's place in Vidur's layout
+    /// (`compute/<gpu>/<org>/<model>`), and its shape, when it resolves.
     fn profiled_model(&self) -> Option<(String, ResolvedShape)> {
+        let vidur_dir = match (&self.latency, &self.profile) {
+            (Some(LatencySpec::Vidur { dir, .. }), _) => Some(dir),
+            (None, Some(p)) if p.join(vidur::MLP_FILE).is_file() => Some(p),
+            _ => None,
+        };
+        if let Some(name) = vidur_dir.and_then(|d| vidur::layout_names(d).1) {
+            let shape = ModelShape::resolve_noted(&name).ok()?;
+            return Some((name, shape));
+        }
         let dir = match (&self.latency, &self.profile) {
             (Some(LatencySpec::Profile { dir, .. }), _) => dir.clone(),
             (None, Some(p)) if p.join("meta.yaml").is_file() => p.clone(),

@@ -146,3 +146,14 @@ fn another_models_shape_is_refused_naming_what_the_file_holds() {
     let missing = data().join("nowhere");
     assert!(VidurLatency::load(&missing, &llama2(), 1, None, 0.0).is_err());
 }
+
+#[test]
+fn a_vidur_profile_names_the_model_it_was_measured_with() {
+    use llm_emu_perf::EngineArgs;
+    let args = EngineArgs {
+        profile: Some(compute_dir()),
+        ..Default::default()
+    };
+    // No --model: the model of Vidur's layout (Llama-2-7B), not the default Llama-3.1-8B.
+    assert_eq!(args.model_shape().unwrap(), llama2());
+}

@@ -370,7 +370,7 @@ impl VidurLatency {
 }
 
 /// `(gpu, org/model)` when `dir` ends in Vidur's `compute/<gpu>/<org>/<model>`.
-fn layout_names(dir: &Path) -> (Option<String>, Option<String>) {
+pub fn layout_names(dir: &Path) -> (Option<String>, Option<String>) {
     let parts: Vec<String> = dir
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
