@@ -25,8 +25,11 @@ pub struct EngineFlags {
     #[arg(long)]
     latency: Option<String>,
     /// A measured profile, its format detected: a directory with `meta.yaml` and `tp<N>/` tables
-    /// (operator profile, as `--latency profile:dir=PATH`) or a step-cycle pack JSON
-    /// (`"profile_type": "serving_step_cycle_2d"`, as `--latency step-cycle:path=PATH`).
+    /// (operator profile, as `--latency profile:dir=PATH`), a step-cycle pack JSON
+    /// (`"profile_type": "serving_step_cycle_2d"`, as `--latency step-cycle:path=PATH`), Vidur's
+    /// `mlp.csv` + `attention.csv` directory (`vidur:dir=PATH`) or aiconfigurator's
+    /// `gemm_perf.txt` + attention tables (`aiconfigurator:dir=PATH`); see
+    /// docs/operator-profiles-public.md.
     #[arg(long, conflicts_with = "latency")]
     profile: Option<PathBuf>,
     /// Hugging Face config.json of the model (overrides the shape `--model` names).
@@ -67,6 +70,15 @@ pub struct EngineFlags {
     /// Tokens per KV block [default: 16].
     #[arg(long)]
     block_size: Option<usize>,
+    /// Quantize an unquantized checkpoint at load, as vLLM's `--quantization`: `fp8` (weights
+    /// at one byte in the KV sizing, FP8 tensor cores in the roofline).
+    #[arg(long)]
+    quantization: Option<String>,
+    /// KV cache element type, as vLLM's `--kv-cache-dtype`: `auto` (the model's), `bfloat16`,
+    /// `fp8`, `fp8_e4m3`, `fp8_e5m2` (one byte: twice the blocks) [default: auto, or what a
+    /// replayed run recorded].
+    #[arg(long)]
+    kv_cache_dtype: Option<String>,
     /// Prefix caching (on by default).
     #[arg(long, action = ArgAction::SetTrue, overrides_with = "no_enable_prefix_caching")]
     enable_prefix_caching: bool,
@@ -217,6 +229,8 @@ impl EngineFlags {
             max_num_batched_tokens: self.max_num_batched_tokens,
             max_model_len: self.max_model_len,
             block_size: self.block_size,
+            quantization: self.quantization.as_deref().map(str::parse).transpose()?,
+            kv_cache_dtype: self.kv_cache_dtype.as_deref().map(str::parse).transpose()?,
             enable_prefix_caching: given_switch(
                 self.enable_prefix_caching,
                 self.no_enable_prefix_caching,
@@ -550,7 +564,8 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
     }
     if let Some(d) = f.kv_cache_dtype.as_ref().filter(|d| d.value != "auto") {
         eprintln!(
-            "note: {} = {}: the KV cache dtype is not modelled by the latency models",
+            "note: {} = {}: sizes the KV blocks and the roofline's KV reads; measured \
+             profiles keep the KV dtype they were measured with",
             d.source, d.value
         );
     }

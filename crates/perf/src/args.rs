@@ -6,12 +6,12 @@
 
 use crate::gpu::{GpuSpec, UnknownGpu, DEFAULT_GPU};
 use crate::latency::{
-    latency_spec_for_profile, HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError,
+    latency_spec_for_profile, vidur, HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError,
     ProfileLatency, RecordedTpLink,
 };
 use crate::sizing::{
-    check_max_model_len, num_gpu_blocks, release_bases, GpuBudget, ModelShape, ResolvedShape,
-    SizingError,
+    check_max_model_len, num_gpu_blocks, release_bases, GpuBudget, KvCacheDtype, ModelShape,
+    OnlineQuantization, ResolvedShape, SizingError,
 };
 use llm_emu_core::config::ConfigError;
 use llm_emu_core::cudagraph::CudaGraphSizes;
@@ -49,6 +49,11 @@ pub struct EngineArgs {
     pub max_model_len: Option<usize>,
     /// Tokens per KV block (default 16).
     pub block_size: Option<usize>,
+    /// `--quantization` of an unquantized checkpoint (`fp8`): weights' bytes in sizing and the
+    /// roofline's FP8 tensor-core peak.
+    pub quantization: Option<OnlineQuantization>,
+    /// `--kv-cache-dtype` (default `auto`, else what the run recorded): bytes per KV block.
+    pub kv_cache_dtype: Option<KvCacheDtype>,
     /// Default on.
     pub enable_prefix_caching: Option<bool>,
     /// Default on.
@@ -85,7 +90,7 @@ pub struct RunFacts {
     pub num_gpu_blocks_source: Option<String>,
     /// Where the capture sizes were read, for messages.
     pub cudagraph_capture_sizes_source: Option<String>,
-    /// The run's KV cache dtype (`fp8*` halves a block's bytes in the recorded-blocks check).
+    /// The run's KV cache dtype (vLLM's names), served unless `--kv-cache-dtype` is given.
     pub kv_cache_dtype: Option<String>,
     /// The TP all-reduce link the run's cluster config records.
     pub tp_link: Option<RecordedTpLink>,
@@ -162,6 +167,28 @@ impl EngineArgs {
     /// [`Self::model_shape`], with a note when a name was read as a post-trained release of a
     /// known base (`Qwen/Qwen3-30B-A3B-Instruct-2507` → `Qwen/Qwen3-30B-A3B`).
     pub fn model_shape_noted(&self) -> Result<(ModelShape, Vec<Notice>), ResolveError> {
+        let (shape, notes) = self.checkpoint_shape_noted()?;
+        Ok((self.as_served(shape)?, notes))
+    }
+
+    /// The checkpoint's shape served with `--quantization` and the KV cache dtype (the flag,
+    /// else the run's recorded one).
+    fn as_served(&self, mut shape: ModelShape) -> Result<ModelShape, ResolveError> {
+        if let Some(q) = self.quantization {
+            shape = shape.with_online_quantization(q);
+        }
+        let kv = match (self.kv_cache_dtype, &self.run.kv_cache_dtype) {
+            (Some(d), _) => Some(d),
+            (None, Some(recorded)) => Some(recorded.parse::<KvCacheDtype>()?),
+            (None, None) => None,
+        };
+        Ok(match kv {
+            Some(d) => shape.with_kv_cache_dtype(d),
+            None => shape,
+        })
+    }
+
+    fn checkpoint_shape_noted(&self) -> Result<(ModelShape, Vec<Notice>), ResolveError> {
         let noted = |r: ResolvedShape| (r.shape, r.note.into_iter().map(Notice::Note).collect());
         Ok(match (&self.model_config, &self.model) {
             (Some(p), _) => {
@@ -181,8 +208,18 @@ impl EngineArgs {
     }
 
     /// The model the operator profile's `meta.yaml` names (the `profile:` spec's directory,
-    /// else a `--profile` directory) and its shape, when it resolves.
+    /// else a `--profile` directory), or a Vidur directory's place in Vidur's layout
+    /// (`compute/<gpu>/<org>/<model>`), and its shape, when it resolves.
     fn profiled_model(&self) -> Option<(String, ResolvedShape)> {
+        let vidur_dir = match (&self.latency, &self.profile) {
+            (Some(LatencySpec::Vidur { dir, .. }), _) => Some(dir),
+            (None, Some(p)) if p.join(vidur::MLP_FILE).is_file() => Some(p),
+            _ => None,
+        };
+        if let Some(name) = vidur_dir.and_then(|d| vidur::layout_names(d).1) {
+            let shape = ModelShape::resolve_noted(&name).ok()?;
+            return Some((name, shape));
+        }
         let dir = match (&self.latency, &self.profile) {
             (Some(LatencySpec::Profile { dir, .. }), _) => dir.clone(),
             (None, Some(p)) if p.join("meta.yaml").is_file() => p.clone(),
@@ -407,12 +444,9 @@ fn check_recorded_blocks(
     notices: &mut Vec<Notice>,
 ) -> Result<(), ResolveError> {
     const GIB: f64 = (1u64 << 30) as f64;
-    let kv_bytes_ratio = match run.kv_cache_dtype.as_deref() {
-        Some(t) if t.starts_with("fp8") => 0.5,
-        _ => 1.0,
-    };
+    // The shape carries the served KV cache dtype (the run's recorded one included).
     let tp = budget.tensor_parallel_size.max(1);
-    let per_block = shape.bytes_per_block(budget.block_size, tp) as f64 * kv_bytes_ratio;
+    let per_block = shape.bytes_per_block(budget.block_size, tp) as f64;
     let kv = f64::from(n) * per_block;
     let weights = shape.weight_bytes() / tp as f64;
     let room = budget.gpu_memory_bytes as f64 * budget.gpu_memory_utilization - weights;
@@ -545,6 +579,55 @@ mod tests {
         };
         let c = resolve(&small, &shape, gpu("h100")).unwrap().config;
         assert_eq!((c.max_num_batched_tokens, c.max_num_seqs), (2048, 256));
+    }
+
+    #[test]
+    fn kv_cache_dtype_and_quantization_size_the_blocks() {
+        let blocks = |args: &EngineArgs| {
+            let shape = args.model_shape().unwrap();
+            resolve(args, &shape, gpu("h100"))
+                .unwrap()
+                .config
+                .num_gpu_blocks
+        };
+        let base = EngineArgs {
+            model: Some("meta-llama/Llama-2-7b-hf".into()),
+            max_model_len: Some(4096),
+            ..Default::default()
+        };
+        let auto = blocks(&base);
+        // The flag, or the dtype the run recorded: one byte per element, twice the blocks.
+        let flag = EngineArgs {
+            kv_cache_dtype: Some(KvCacheDtype::Fp8),
+            ..base.clone()
+        };
+        let mut recorded = base.clone();
+        recorded.run.kv_cache_dtype = Some("fp8_e5m2".into());
+        for args in [&flag, &recorded] {
+            let n = blocks(args);
+            assert!(n.abs_diff(2 * auto) <= 1, "{auto} → {n}");
+        }
+        // FP8 weights free about half of the 13.5 GB of fp16 weights: every freed byte goes to
+        // KV blocks (the activation estimate does not depend on the weights' format).
+        let fp8 = EngineArgs {
+            quantization: Some(OnlineQuantization::Fp8),
+            ..base.clone()
+        };
+        let (w_auto, w_fp8) = (
+            base.model_shape().unwrap().weight_bytes(),
+            fp8.model_shape().unwrap().weight_bytes(),
+        );
+        let freed = w_auto - w_fp8;
+        let per_block = base.model_shape().unwrap().bytes_per_block(16, 1) as f64;
+        let more = f64::from(blocks(&fp8) - auto);
+        assert!(
+            (more - freed / per_block).abs() <= 1.0,
+            "{more} vs {}",
+            freed / per_block
+        );
+        let mut bad = base.clone();
+        bad.run.kv_cache_dtype = Some("int3".into());
+        assert!(bad.model_shape().unwrap_err().to_string().contains("int3"));
     }
 
     #[test]

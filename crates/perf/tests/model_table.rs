@@ -267,3 +267,128 @@ fn one_max_length_request_must_fit_as_vllm_checks() {
         12 * 8192 * page + 12 * ((127u64 + 2048).div_ceil(16) + 1) * page
     );
 }
+
+/// The shapes users ask for, against the totals their publishers state (billions), within 1 %.
+/// Llama-4-Scout's 109 B includes its vision encoder, which vLLM loads too but the decoder
+/// count here leaves out; its text-only total is checked against the 17 B active figure.
+#[test]
+fn requested_shapes_match_published_parameter_counts() {
+    for (name, published) in [
+        ("meta-llama/Llama-2-7b-hf", 6.74),
+        ("meta-llama/Llama-2-7b-chat-hf", 6.74),
+        ("meta-llama/Llama-2-70b-hf", 68.98),
+        ("codellama/CodeLlama-34b-hf", 33.74),
+        ("codellama/CodeLlama-34b-Instruct-hf", 33.74),
+        ("mistralai/Mistral-Nemo-Base-2407", 12.25),
+        ("mistralai/Mistral-Nemo-Instruct-2407", 12.25),
+        ("01-ai/Yi-34B", 34.39),
+    ] {
+        let got = billions(model(name).num_parameters());
+        assert!(
+            (got / published - 1.0).abs() <= 0.01,
+            "{name}: {got:.3} B, published {published} B"
+        );
+    }
+    let scout = model("meta-llama/Llama-4-Scout-17B-16E-Instruct");
+    let moe = scout.moe.as_ref().expect("Scout is MoE");
+    assert_eq!((moe.num_experts, moe.experts_per_token), (16, 1));
+    assert_eq!(
+        (moe.expert_intermediate_size, moe.shared_experts),
+        (8192, 1)
+    );
+    assert_eq!(scout.num_moe_layers(), 48);
+    let active = billions(scout.num_active_parameters());
+    assert!((active / 17.0 - 1.0).abs() <= 0.02, "active {active:.3} B");
+    let total = billions(scout.num_parameters());
+    assert!((total / 109.0 - 1.0).abs() <= 0.02, "total {total:.3} B");
+    // Chunked local attention on the 36 rotary layers, full attention on every 4th.
+    assert_eq!(scout.num_sliding_layers(), 36);
+    assert_eq!(scout.layers[3].sliding_window, None);
+    assert_eq!(scout.layers[0].sliding_window, Some(8192));
+}
+
+#[test]
+fn fp8_kv_cache_halves_block_bytes_and_doubles_blocks() {
+    use llm_emu_perf::sizing::KvCacheDtype;
+    let budget = GpuBudget {
+        gpu_memory_bytes: 80 << 30,
+        gpu_memory_utilization: 0.9,
+        tensor_parallel_size: 1,
+        block_size: 16,
+        max_num_batched_tokens: 8192,
+        max_num_seqs: 1024,
+    };
+    for name in [
+        "meta-llama/Llama-2-7b-hf",
+        "mistralai/Mistral-Nemo-Base-2407",
+        "meta-llama/Llama-3.1-8B",
+    ] {
+        let auto = model(name);
+        let fp8 = auto.clone().with_kv_cache_dtype("fp8".parse().unwrap());
+        assert_eq!(fp8.kv_cache_dtype, KvCacheDtype::Fp8);
+        // 2 (K, V) × KV heads × head dim × 1 byte per layer.
+        assert_eq!(
+            fp8.kv_bytes_per_token_per_layer(1),
+            2 * auto.kv_heads() * auto.head_dim(),
+            "{name}"
+        );
+        assert_eq!(
+            2 * fp8.bytes_per_block(16, 1),
+            auto.bytes_per_block(16, 1),
+            "{name}"
+        );
+        // vLLM's `available // page_size // group_size`: the same bytes hold twice the blocks
+        // (±1 for the integer division).
+        let (a, f) = (
+            num_gpu_blocks(&auto, &budget).unwrap(),
+            num_gpu_blocks(&fp8, &budget).unwrap(),
+        );
+        assert!(
+            (f64::from(f) - 2.0 * f64::from(a)).abs() <= 1.0,
+            "{name}: {a} vs {f}"
+        );
+    }
+    // Llama-2-7B, MHA: 2 × 32 heads × 128 × 32 layers × 16 tokens × 1 byte = 4 MiB per fp8 block.
+    let l2 = model("meta-llama/Llama-2-7b-hf").with_kv_cache_dtype("fp8_e4m3".parse().unwrap());
+    assert_eq!(l2.bytes_per_block(16, 1), 4 << 20);
+    assert!("int4".parse::<KvCacheDtype>().is_err());
+}
+
+#[test]
+fn fp8_weights_from_the_flag_or_the_checkpoint() {
+    use llm_emu_perf::sizing::OnlineQuantization;
+    let bf16 = model("codellama/CodeLlama-34b-hf");
+    let fp8 = bf16
+        .clone()
+        .with_online_quantization(OnlineQuantization::Fp8);
+    assert_eq!(fp8.weight_format, WeightFormat::Fp8 { block: 0 });
+    // Linear layers at 1 byte, embeddings, LM head and norms at 2: 2 × 32000 × 8192 × 2 B
+    // = 1.05 GB on top of one byte per other parameter.
+    let c = fp8.param_counts();
+    let embed = (c.embedding + c.lm_head + c.norms) as f64;
+    let want = (c.total() as f64 - embed) + 2.0 * embed;
+    close(fp8.weight_bytes(), want, 1.0);
+    assert!(fp8.weight_bytes() < 0.52 * bf16.weight_bytes());
+    // A checkpoint quantized already keeps its own format.
+    let ds = model("deepseek-ai/DeepSeek-V3").with_online_quantization(OnlineQuantization::Fp8);
+    assert_eq!(ds.weight_format, WeightFormat::Fp8 { block: 128 });
+    // The llm-compressor FP8 checkpoints of Llama 4 (text_config nested, compressed-tensors).
+    let text = r#"{"model_type": "llama4", "architectures": ["Llama4ForConditionalGeneration"],
+        "quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized"},
+        "text_config": {"model_type": "llama4_text", "hidden_size": 64, "intermediate_size": 32,
+        "intermediate_size_mlp": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 100, "num_local_experts": 4,
+        "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "attention_chunk_size": 8,
+        "max_position_embeddings": 1024}}"#;
+    let m = ModelShape::from_hf_config_json(text).unwrap();
+    assert_eq!(m.weight_format, WeightFormat::Fp8 { block: 0 });
+    // Every 2nd layer MoE; dense layers use intermediate_size_mlp.
+    assert_eq!(
+        m.layers.iter().map(|l| l.moe).collect::<Vec<_>>(),
+        [false, true, false, true]
+    );
+    assert_eq!(m.intermediate_size, 128);
+    // No `no_rope_layers`: transformers' default, every 4th layer without rotary (full).
+    assert_eq!(m.num_sliding_layers(), 3);
+    assert!("int8".parse::<OnlineQuantization>().is_err());
+}

@@ -264,3 +264,84 @@ fn large_operators_agree_with_the_rtx_pro_6000_profile() {
     }
     assert_eq!(checked, 32);
 }
+
+/// FP8 served as vLLM serves it: `--quantization fp8` halves the linear layers' weight bytes
+/// and runs them at the GPU's FP8 tensor peak (datasheet figure in the GPU table); an FP8 KV
+/// cache halves decode attention's KV reads. On Ampere (no FP8 tensor cores) the weights are
+/// still read at one byte, the math stays at the BF16 peak.
+#[test]
+fn fp8_weights_and_kv_cache_in_the_roofline() {
+    use llm_emu_perf::sizing::{KvCacheDtype, OnlineQuantization};
+    let h100 = GpuSpec::lookup("h100").unwrap();
+    let bf16 = ModelShape::builtin("codellama/CodeLlama-34b-hf").unwrap();
+    let fp8w = bf16
+        .clone()
+        .with_online_quantization(OnlineQuantization::Fp8);
+    let fp8kv = bf16.clone().with_kv_cache_dtype(KvCacheDtype::Fp8);
+    let model = |s: &ModelShape| RooflineLatency::new(s, RooflineParams::new(h100, 1)).unwrap();
+    let (base, w, kv) = (model(&bf16), model(&fp8w), model(&fp8kv));
+    // Decode of 8 requests: the MLP weights dominate and are memory-bound: about half.
+    let d = decodes(8, 4096);
+    let ratio = total(&w, &d, "gate_up_proj") / total(&base, &d, "gate_up_proj");
+    assert!((0.45..0.55).contains(&ratio), "{ratio}");
+    // Prefill of 8192 tokens is compute-bound: FP8 peak is 2× BF16 on H100.
+    let p = [(8192, 0)];
+    let ratio = total(&w, &p, "gate_up_proj") / total(&base, &p, "gate_up_proj");
+    assert!((0.45..0.55).contains(&ratio), "{ratio}");
+    // FP8 KV: decode attention reads half the bytes (queries and outputs stay in bf16).
+    let long = decodes(64, 16_384);
+    let ratio = total(&kv, &long, "attention_decode") / total(&base, &long, "attention_decode");
+    assert!((0.48..0.56).contains(&ratio), "{ratio}");
+    // A100: FP8 weights are read at one byte but computed at the BF16 peak (Marlin).
+    let a100 = GpuSpec::lookup("a100-80gb").unwrap();
+    let on_a100 = |s: &ModelShape| RooflineLatency::new(s, RooflineParams::new(a100, 1)).unwrap();
+    let ratio =
+        total(&on_a100(&fp8w), &p, "gate_up_proj") / total(&on_a100(&bf16), &p, "gate_up_proj");
+    assert!((0.95..1.05).contains(&ratio), "{ratio}");
+}
+
+/// The fitted efficiencies are the ones `roofline:eff=fitted` uses for those GPUs, were fitted
+/// against the GPU table's own peaks, and are physical fractions; other GPUs, and the default
+/// spec, keep the published defaults.
+#[test]
+fn fitted_efficiencies_apply_per_gpu() {
+    use llm_emu_perf::latency::roofline::fitted::{fitted, fitted_gpus};
+    let names = fitted_gpus();
+    assert!(
+        names.contains(&"h100-sxm") && names.contains(&"rtx-pro-6000"),
+        "{names:?}"
+    );
+    for name in names {
+        let gpu = GpuSpec::lookup(name).unwrap();
+        let f = fitted(name).unwrap();
+        assert_eq!(
+            f.bf16_tflops, gpu.bf16_tflops,
+            "{name}: peak differs from the GPU table"
+        );
+        assert_eq!(f.mem_bandwidth_gbs, gpu.mem_bandwidth_gbs, "{name}");
+        for v in [f.gemm_efficiency, f.memory_efficiency] {
+            assert!(v > 0.3 && v <= 1.0, "{name}: {v}");
+        }
+        assert!(f.kernel_us > 0.5 && f.kernel_us < 20.0, "{name}");
+        let p = RooflineParams::fitted(gpu, 1);
+        assert_eq!(
+            (p.gemm_efficiency, p.memory_efficiency, p.kernel_us),
+            (f.gemm_efficiency, f.memory_efficiency, f.kernel_us)
+        );
+        let model = parse_latency_spec_on(
+            "roofline:eff=fitted",
+            &ModelShape::llama_3_1_8b(),
+            &HardwareDefaults {
+                gpu: Some(gpu),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let gemm = format!("gemm_eff {}", f.gemm_efficiency);
+        assert!(model.describe().contains(&gemm), "{}", model.describe());
+        // The default spec keeps the published figures.
+        assert_eq!(RooflineParams::new(gpu, 1).gemm_efficiency, 0.75);
+    }
+    let a40 = GpuSpec::lookup("a40").unwrap();
+    assert_eq!(RooflineParams::fitted(a40, 1), RooflineParams::new(a40, 1));
+}

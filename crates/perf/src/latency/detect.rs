@@ -3,9 +3,14 @@
 //! - a JSON file whose `profile_type` is `serving_step_cycle_2d` or `llm_emu_step_cycle` →
 //!   `step-cycle:path=PATH`;
 //! - a directory with `meta.yaml` and at least one `tp*/` folder (the operator-profile layout)
-//!   → `profile:dir=PATH`.
+//!   → `profile:dir=PATH`;
+//! - a directory with Vidur's `mlp.csv` and `attention.csv` (`data/profiling/compute/<gpu>/
+//!   <org>/<model>/`) → `vidur:dir=PATH`;
+//! - a directory with aiconfigurator's `gemm_perf.txt` and `context_attention_perf.txt` →
+//!   `aiconfigurator:dir=PATH`.
 
 use super::step_cycle::{PROFILE_TYPE_2D, PROFILE_TYPE_CTX};
+use super::{aiconfigurator, vidur};
 use super::{LatencySpec, LatencySpecError};
 use std::path::Path;
 
@@ -22,8 +27,19 @@ pub fn latency_spec_for_profile(path: &Path) -> Result<LatencySpec, LatencySpecE
         if has_meta && has_tp {
             return Ok(LatencySpec::profile(path));
         }
+        if path.join(vidur::MLP_FILE).is_file() && path.join(vidur::ATTENTION_FILE).is_file() {
+            return Ok(LatencySpec::vidur(path));
+        }
+        if path.join(aiconfigurator::GEMM_FILE).is_file()
+            && path.join(aiconfigurator::CONTEXT_FILE).is_file()
+        {
+            return Ok(LatencySpec::aiconfigurator(path));
+        }
         return Err(err(
-            "a directory, but not an operator profile (expected meta.yaml and tp*/ folders)".into(),
+            "a directory, but not an operator profile (expected meta.yaml and tp*/ folders, Vidur's \
+             mlp.csv and attention.csv, or aiconfigurator's gemm_perf.txt and \
+             context_attention_perf.txt)"
+                .into(),
         ));
     }
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;

@@ -3,25 +3,34 @@
 //! linear model of the engine core; with the typed [`LatencySpec`] that picks one
 //! (`--latency KIND:key=value,...`).
 
+pub mod aiconfigurator;
+pub mod curve;
 pub mod detect;
+pub mod named_csv;
 pub mod profile;
 pub mod roofline;
 pub mod spec;
 pub mod step_cycle;
+pub mod vidur;
 
+pub use aiconfigurator::AiconfiguratorLatency;
 pub use detect::latency_spec_for_profile;
 pub use llm_emu_core::latency::{BatchRequest, LatencyModel, LinearLatency, StepBatch};
 pub use profile::{BatchShape, MoeRouting, ProfileError, ProfileLatency, MOE_FILE};
 pub use roofline::RooflineLatency;
 pub use spec::{HardwareDefaults, LatencySpec, RecordedTpLink};
 pub use step_cycle::StepCycleLatency;
+pub use vidur::VidurLatency;
 
 use crate::sizing::ModelShape;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum LatencySpecError {
-    #[error("unknown latency model `{0}` (known: linear, profile, roofline, step-cycle)")]
+    #[error(
+        "unknown latency model `{0}` (known: linear, profile, roofline, step-cycle, vidur, \
+         aiconfigurator)"
+    )]
     UnknownKind(String),
     #[error("bad latency parameter `{0}`: {1}")]
     BadParam(String, String),
@@ -86,8 +95,11 @@ mod tests {
             "profile:dir=/data/p,tp=2,step_overhead_us=300",
             "roofline",
             "roofline:gpu=h100-sxm,tp=8,dtype=fp8,gemm_eff=0.7",
+            "roofline:gpu=h100-sxm,eff=fitted",
             "step-cycle:path=/tmp/pack.json,seed=3,min_samples=2",
             "step-cycle:path=/tmp/pack.json",
+            "aiconfigurator:dir=/data/h100_sxm/vllm/0.19.0,tp=2,overhead_us=80",
+            "vidur:dir=/data/compute/h100/meta-llama/Llama-2-7b-hf,tp=2,all_reduce=/n/ar.csv,overhead_us=50",
         ] {
             let spec: LatencySpec = text.parse().unwrap();
             assert_eq!(spec.to_string(), text);

@@ -3,9 +3,11 @@
 //! reports, and built into a [`LatencyModel`] for the model shape and hardware of the engine.
 //! Paths stay [`PathBuf`]s from start to end, so they may hold any character, `,` included.
 
+use super::aiconfigurator::AiconfiguratorLatency;
 use super::profile::overheads::parse_figure;
 use super::roofline::{self, LinearDtype, RooflineParams};
 use super::step_cycle::DEFAULT_MIN_SAMPLES;
+use super::vidur::VidurLatency;
 use super::StepCycleLatency;
 use super::{LatencyModel, LatencySpecError, LinearLatency, ProfileLatency, RooflineLatency};
 use crate::gpu::{GpuSpec, DEFAULT_GPU};
@@ -55,6 +57,29 @@ pub enum LatencySpec {
         kernel_us: Option<f64>,
         ar_latency_us: Option<f64>,
         overhead_us: Option<f64>,
+        /// `eff=fitted`: the GEMM/memory efficiencies and kernel time fitted from public
+        /// operator tables for the GPU, where there are some (default: published figures).
+        fitted: bool,
+    },
+    /// `vidur:dir=PATH[,tp=N,all_reduce=FILE,overhead_us=F]`: Vidur's public operator
+    /// measurements ([`super::vidur`]).
+    Vidur {
+        dir: PathBuf,
+        /// Default: the engine's TP degree.
+        tp: Option<u32>,
+        /// Vidur's network table (default: `all_reduce.csv` in `dir`).
+        all_reduce: Option<PathBuf>,
+        /// Per-step time outside Vidur's model time, µs (default 0).
+        overhead_us: Option<f64>,
+    },
+    /// `aiconfigurator:dir=PATH[,tp=N,overhead_us=F]`: NVIDIA aiconfigurator's operator
+    /// tables ([`super::aiconfigurator`]).
+    Aiconfigurator {
+        dir: PathBuf,
+        /// Default: the engine's TP degree.
+        tp: Option<u32>,
+        /// Per-step time outside the tables, µs (default 0).
+        overhead_us: Option<f64>,
     },
     /// `step-cycle:path=FILE[,seed=N,min_samples=M]`: whole steps drawn from a profile pack.
     StepCycle {
@@ -89,6 +114,15 @@ pub struct RecordedTpLink {
     pub source: String,
 }
 
+/// The spec's TP degree, else the engine's, else 1.
+fn engine_tp(tp: Option<u32>, hw: &HardwareDefaults) -> Result<u32, LatencySpecError> {
+    match (tp, hw.tensor_parallel_size) {
+        (Some(tp), _) => Ok(tp),
+        (None, Some(tp)) => u32::try_from(tp).map_err(|_| bad(format!("tp={tp}"), "too large")),
+        (None, None) => Ok(1),
+    }
+}
+
 fn bad(key: impl Into<String>, why: impl Into<String>) -> LatencySpecError {
     LatencySpecError::BadParam(key.into(), why.into())
 }
@@ -116,6 +150,8 @@ impl LatencySpec {
             LatencySpec::Profile { .. } => "profile",
             LatencySpec::Roofline { .. } => "roofline",
             LatencySpec::StepCycle { .. } => "step-cycle",
+            LatencySpec::Vidur { .. } => "vidur",
+            LatencySpec::Aiconfigurator { .. } => "aiconfigurator",
         }
     }
 
@@ -144,7 +180,89 @@ impl LatencySpec {
             kernel_us: None,
             ar_latency_us: None,
             overhead_us: None,
+            fitted: false,
         }
+    }
+
+    /// Vidur's tables at `dir` with every parameter at its default.
+    pub fn vidur(dir: impl Into<PathBuf>) -> LatencySpec {
+        LatencySpec::Vidur {
+            dir: dir.into(),
+            tp: None,
+            all_reduce: None,
+            overhead_us: None,
+        }
+    }
+
+    fn parse_vidur(params: &str) -> Result<LatencySpec, LatencySpecError> {
+        let mut spec = LatencySpec::vidur("");
+        let mut has_dir = false;
+        if let LatencySpec::Vidur {
+            dir,
+            tp,
+            all_reduce,
+            overhead_us,
+        } = &mut spec
+        {
+            for (kv, k, v) in pairs(params)? {
+                match k {
+                    "dir" => {
+                        *dir = PathBuf::from(v);
+                        has_dir = true;
+                    }
+                    "tp" => {
+                        *tp = Some(
+                            v.parse()
+                                .ok()
+                                .filter(|&t| t >= 1)
+                                .ok_or_else(|| bad(kv, "must be an integer >= 1"))?,
+                        )
+                    }
+                    "all_reduce" => *all_reduce = Some(PathBuf::from(v)),
+                    "overhead_us" => *overhead_us = Some(parse_figure(v).map_err(|e| bad(kv, e))?),
+                    other => {
+                        return Err(bad(other, "unknown key (dir, tp, all_reduce, overhead_us)"))
+                    }
+                }
+            }
+        }
+        if !has_dir {
+            return Err(bad(params, "vidur needs dir=PATH"));
+        }
+        Ok(spec)
+    }
+
+    /// aiconfigurator's tables at `dir` with every parameter at its default.
+    pub fn aiconfigurator(dir: impl Into<PathBuf>) -> LatencySpec {
+        LatencySpec::Aiconfigurator {
+            dir: dir.into(),
+            tp: None,
+            overhead_us: None,
+        }
+    }
+
+    fn parse_aiconfigurator(params: &str) -> Result<LatencySpec, LatencySpecError> {
+        let (mut dir, mut tp, mut overhead_us) = (None, None, None);
+        for (kv, k, v) in pairs(params)? {
+            match k {
+                "dir" => dir = Some(PathBuf::from(v)),
+                "tp" => {
+                    tp = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|&t| t >= 1)
+                            .ok_or_else(|| bad(kv, "must be an integer >= 1"))?,
+                    )
+                }
+                "overhead_us" => overhead_us = Some(parse_figure(v).map_err(|e| bad(kv, e))?),
+                other => return Err(bad(other, "unknown key (dir, tp, overhead_us)")),
+            }
+        }
+        Ok(LatencySpec::Aiconfigurator {
+            dir: dir.ok_or_else(|| bad(params, "aiconfigurator needs dir=PATH"))?,
+            tp,
+            overhead_us,
+        })
     }
 
     /// The step-cycle pack at `path` with the engine's seed and the default pooling.
@@ -256,6 +374,7 @@ impl LatencySpec {
             kernel_us,
             ar_latency_us,
             overhead_us,
+            fitted,
         } = &mut spec
         {
             (*g, *t) = (gpu, tp);
@@ -283,11 +402,23 @@ impl LatencySpec {
                     "kernel_us" => *kernel_us = num()?,
                     "ar_latency_us" => *ar_latency_us = num()?,
                     "overhead_us" => *overhead_us = num()?,
+                    "eff" => {
+                        *fitted = match v.to_ascii_lowercase().as_str() {
+                            "fitted" => true,
+                            "published" => false,
+                            _ => {
+                                return Err(bad(
+                                    "eff",
+                                    format!("`{v}`: expected fitted or published"),
+                                ))
+                            }
+                        }
+                    }
                     other => {
                         return Err(bad(
                             other,
                             "unknown key (gpu, tp, dtype, gemm_eff, mem_eff, attn_eff, \
-                             link_eff, kernel_us, ar_latency_us, overhead_us)",
+                             link_eff, kernel_us, ar_latency_us, overhead_us, eff)",
                         ))
                     }
                 }
@@ -374,6 +505,40 @@ impl LatencySpec {
             LatencySpec::Roofline { .. } => Ok(Box::new(
                 self.build_roofline(shape.ok_or_else(needs_shape)?, hw)?,
             )),
+            LatencySpec::Vidur {
+                dir,
+                tp,
+                all_reduce,
+                overhead_us,
+            } => {
+                let tp = engine_tp(*tp, hw)?;
+                Ok(Box::new(
+                    VidurLatency::load(
+                        dir,
+                        shape.ok_or_else(needs_shape)?,
+                        tp,
+                        all_reduce.as_deref(),
+                        overhead_us.unwrap_or(0.0),
+                    )
+                    .map_err(|e| bad(format!("dir={}", dir.display()), e.to_string()))?,
+                ))
+            }
+            LatencySpec::Aiconfigurator {
+                dir,
+                tp,
+                overhead_us,
+            } => {
+                let tp = engine_tp(*tp, hw)?;
+                Ok(Box::new(
+                    AiconfiguratorLatency::load(
+                        dir,
+                        shape.ok_or_else(needs_shape)?,
+                        tp,
+                        overhead_us.unwrap_or(0.0),
+                    )
+                    .map_err(|e| bad(format!("dir={}", dir.display()), e.to_string()))?,
+                ))
+            }
         }
     }
 
@@ -395,6 +560,7 @@ impl LatencySpec {
             kernel_us,
             ar_latency_us,
             overhead_us,
+            fitted,
         } = self
         else {
             return Err(bad(self.to_string(), "not a roofline spec"));
@@ -403,7 +569,12 @@ impl LatencySpec {
             Some(g) => g,
             None => GpuSpec::lookup(DEFAULT_GPU).map_err(|e| bad("gpu", e.to_string()))?,
         };
-        let mut p = RooflineParams::new(gpu, tp.or(hw.tensor_parallel_size).unwrap_or(1));
+        let tp = tp.or(hw.tensor_parallel_size).unwrap_or(1);
+        let mut p = if *fitted {
+            RooflineParams::fitted(gpu, tp)
+        } else {
+            RooflineParams::new(gpu, tp)
+        };
         p.dtype = *dtype;
         let set = |field: &mut f64, v: &Option<f64>| {
             if let Some(v) = v {
@@ -485,6 +656,8 @@ impl FromStr for LatencySpec {
             "profile" => Self::parse_profile(params),
             "roofline" => Self::parse_roofline(params),
             "step-cycle" => Self::parse_step_cycle(params),
+            "vidur" => Self::parse_vidur(params),
+            "aiconfigurator" => Self::parse_aiconfigurator(params),
             other => Err(LatencySpecError::UnknownKind(other.to_string())),
         }
     }
@@ -541,6 +714,7 @@ impl fmt::Display for LatencySpec {
                 kernel_us,
                 ar_latency_us,
                 overhead_us,
+                fitted,
             } => {
                 let s = |v: &Option<f64>| v.map(|v| v.to_string());
                 opt("gpu", gpu.map(|g| g.name.to_string()));
@@ -562,6 +736,7 @@ impl fmt::Display for LatencySpec {
                 opt("kernel_us", s(kernel_us));
                 opt("ar_latency_us", s(ar_latency_us));
                 opt("overhead_us", s(overhead_us));
+                opt("eff", fitted.then(|| "fitted".to_string()));
             }
             LatencySpec::StepCycle {
                 path,
@@ -574,6 +749,29 @@ impl fmt::Display for LatencySpec {
                     "min_samples",
                     (*min_samples != DEFAULT_MIN_SAMPLES).then(|| min_samples.to_string()),
                 );
+            }
+            LatencySpec::Vidur {
+                dir,
+                tp,
+                all_reduce,
+                overhead_us,
+            } => {
+                opt("dir", Some(dir.display().to_string()));
+                opt("tp", tp.map(|v| v.to_string()));
+                opt(
+                    "all_reduce",
+                    all_reduce.as_ref().map(|p| p.display().to_string()),
+                );
+                opt("overhead_us", overhead_us.map(|v| v.to_string()));
+            }
+            LatencySpec::Aiconfigurator {
+                dir,
+                tp,
+                overhead_us,
+            } => {
+                opt("dir", Some(dir.display().to_string()));
+                opt("tp", tp.map(|v| v.to_string()));
+                opt("overhead_us", overhead_us.map(|v| v.to_string()));
             }
         }
         match params.is_empty() {

@@ -43,9 +43,11 @@ impl ModelShape {
         }
     }
 
-    /// Bytes of K and V for one token in one layer on one rank, in the model dtype.
+    /// Bytes of K and V for one token in one layer on one rank, in the KV cache dtype (the
+    /// model dtype unless `--kv-cache-dtype` says otherwise: 1 byte for FP8, as vLLM's
+    /// `FullAttentionSpec.page_size_bytes` uses `get_dtype_size(kv_cache_dtype)`).
     pub fn kv_bytes_per_token_per_layer(&self, tp: u64) -> u64 {
-        let b = self.dtype_bytes();
+        let b = self.kv_cache_dtype_bytes();
         match &self.mla {
             Some(mla) => mla.latent_dim() * b,
             None => 2 * self.kv_heads_per_rank(tp) * self.head_dim() * b,

@@ -19,7 +19,10 @@ mod shape;
 pub use catalog::{builtin_model_names, hf_cache_dirs, release_bases, ResolvedShape, RELEASE_TAGS};
 pub use kv::KvLayout;
 pub use params::ParamCounts;
-pub use shape::{AttentionBias, LayerKind, MlaShape, ModelShape, MoeShape, WeightFormat};
+pub use shape::{
+    AttentionBias, KvCacheDtype, LayerKind, MlaShape, ModelShape, MoeShape, OnlineQuantization,
+    WeightFormat,
+};
 
 use thiserror::Error;
 

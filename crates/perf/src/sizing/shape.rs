@@ -48,7 +48,10 @@ impl MlaShape {
 /// What one decoder layer is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LayerKind {
-    /// Sliding-window attention over this many tokens; `None` = full attention.
+    /// Sliding-window attention over this many tokens; `None` = full attention. Llama 4's
+    /// chunked local attention (`attention_chunk_size`) is read as a window of the chunk size:
+    /// vLLM groups its KV cache the same way (one group per attention type) and bounds a
+    /// request's cached tokens to about the chunk plus one step's tokens, as for a window.
     pub sliding_window: Option<u64>,
     /// A mixture-of-experts MLP (else a dense gated MLP of `intermediate_size`).
     pub moe: bool,
@@ -107,6 +110,60 @@ pub struct ModelShape {
     /// One entry per decoder layer.
     pub layers: Vec<LayerKind>,
     pub weight_format: WeightFormat,
+    /// The KV cache's element type as served (`--kv-cache-dtype`; the model dtype by default).
+    pub kv_cache_dtype: KvCacheDtype,
+}
+
+/// vLLM's `--kv-cache-dtype` (`CacheConfig.cache_dtype`): what one cached K or V element takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvCacheDtype {
+    /// `auto`: the model dtype.
+    #[default]
+    Auto,
+    /// `bfloat16`, `float16`, `half`: 2 bytes.
+    Bits16,
+    /// `fp8`, `fp8_e4m3`, `fp8_e5m2`: 1 byte (vLLM stores one scale per layer, not per block).
+    Fp8,
+}
+
+impl std::str::FromStr for KvCacheDtype {
+    type Err = SizingError;
+
+    /// The names `vllm serve --kv-cache-dtype` accepts on CUDA.
+    fn from_str(s: &str) -> Result<Self, SizingError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(KvCacheDtype::Auto),
+            "bfloat16" | "float16" | "half" => Ok(KvCacheDtype::Bits16),
+            "fp8" | "fp8_e4m3" | "fp8_e5m2" => Ok(KvCacheDtype::Fp8),
+            other => Err(bad(format!(
+                "unknown KV cache dtype `{other}` (auto, bfloat16, float16, fp8, fp8_e4m3, \
+                 fp8_e5m2)"
+            ))),
+        }
+    }
+}
+
+/// vLLM's `--quantization` for a checkpoint that is not quantized itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnlineQuantization {
+    /// `fp8`: weights of the linear layers cast to FP8 e4m3 at load with one scale per tensor
+    /// (vLLM's `Fp8LinearMethod` on an unquantized checkpoint); embeddings, norms, routers and
+    /// the LM head stay in the model dtype.
+    Fp8,
+}
+
+impl std::str::FromStr for OnlineQuantization {
+    type Err = SizingError;
+
+    fn from_str(s: &str) -> Result<Self, SizingError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fp8" => Ok(OnlineQuantization::Fp8),
+            other => Err(bad(format!(
+                "--quantization `{other}` is not modelled (fp8; pre-quantized checkpoints are \
+                 read from their config.json)"
+            ))),
+        }
+    }
 }
 
 /// Which attention projections carry a bias.
@@ -146,6 +203,13 @@ struct RawConfig {
     experts_per_token: Option<u64>,
     moe_intermediate_size: Option<u64>,
     n_shared_experts: Option<u64>,
+    // Llama 4: the dense layers' MLP size (`intermediate_size` is the experts'), which layers
+    // are MoE, and which use chunked local attention.
+    intermediate_size_mlp: Option<u64>,
+    interleave_moe_layer_step: Option<u64>,
+    attention_chunk_size: Option<u64>,
+    no_rope_layers: Option<Vec<u64>>,
+    no_rope_layer_interval: Option<u64>,
     first_k_dense_replace: Option<u64>,
     moe_layer_freq: Option<u64>,
     decoder_sparse_step: Option<u64>,
@@ -165,6 +229,8 @@ struct RawQuant {
     weight_block_size: Option<Vec<u64>>,
     bits: Option<u64>,
     group_size: Option<i64>,
+    /// compressed-tensors' storage format (`float-quantized`, `pack-quantized`, ...).
+    format: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> SizingError {
@@ -183,17 +249,74 @@ fn positive(v: u64, key: &str) -> Result<u64, SizingError> {
     }
 }
 
+/// The decoder's config of a multimodal `config.json` (`text_config`, as Llama 4 nests it),
+/// with the top level's `quantization_config`, `torch_dtype` and `dtype` where it has none;
+/// any other config as it is.
+fn text_config_of(value: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Object(mut top) = value else {
+        return value;
+    };
+    if top.contains_key("num_hidden_layers") {
+        return serde_json::Value::Object(top);
+    }
+    match top.remove("text_config") {
+        Some(serde_json::Value::Object(mut text)) => {
+            for key in ["quantization_config", "torch_dtype", "dtype"] {
+                if let Some(v) = top.remove(key) {
+                    text.entry(key).or_insert(v);
+                }
+            }
+            serde_json::Value::Object(text)
+        }
+        Some(other) => {
+            top.insert("text_config".into(), other);
+            serde_json::Value::Object(top)
+        }
+        None => serde_json::Value::Object(top),
+    }
+}
+
 impl ModelShape {
     /// Parses a Hugging Face `config.json`; names the missing or malformed field.
     pub fn from_hf_config_json(text: &str) -> Result<ModelShape, SizingError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        ModelShape::from_hf_config_value(value)
+    }
+
+    /// Same, from an already parsed JSON value. A multimodal config (Llama 4) whose decoder
+    /// sits under `text_config` is read from there, with the top level's
+    /// `quantization_config` and dtype when the text config has none.
+    pub fn from_hf_config_value(value: serde_json::Value) -> Result<ModelShape, SizingError> {
+        let value = text_config_of(value);
+        let raw: RawConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         ModelShape::from_raw(raw)
     }
 
-    /// Same, from an already parsed JSON value.
-    pub fn from_hf_config_value(value: serde_json::Value) -> Result<ModelShape, SizingError> {
-        let raw: RawConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        ModelShape::from_raw(raw)
+    /// The same model served with `--quantization` (no-op on a checkpoint already quantized,
+    /// as vLLM then uses the checkpoint's own format).
+    pub fn with_online_quantization(mut self, q: OnlineQuantization) -> ModelShape {
+        if self.weight_format == WeightFormat::Unquantized {
+            self.weight_format = match q {
+                OnlineQuantization::Fp8 => WeightFormat::Fp8 { block: 0 },
+            };
+        }
+        self
+    }
+
+    /// The same model with its KV cache stored as `dtype` (`--kv-cache-dtype`).
+    pub fn with_kv_cache_dtype(mut self, dtype: KvCacheDtype) -> ModelShape {
+        self.kv_cache_dtype = dtype;
+        self
+    }
+
+    /// Bytes of one cached K or V element.
+    pub fn kv_cache_dtype_bytes(&self) -> u64 {
+        match self.kv_cache_dtype {
+            KvCacheDtype::Auto => self.dtype_bytes(),
+            KvCacheDtype::Bits16 => 2,
+            KvCacheDtype::Fp8 => 1,
+        }
     }
 
     fn from_raw(r: RawConfig) -> Result<ModelShape, SizingError> {
@@ -260,7 +383,31 @@ impl ModelShape {
                     })
                     .collect::<Result<_, _>>()?
             }
-            _ => vec![None; n as usize],
+            // Llama 4: layers with rotary embeddings (`no_rope_layers[i] == 1`) attend within
+            // chunks of `attention_chunk_size` tokens; the others see every token.
+            _ => match r.attention_chunk_size.filter(|&c| c > 0) {
+                Some(chunk) => {
+                    let rope: Vec<bool> = match &r.no_rope_layers {
+                        Some(l) if !l.is_empty() => {
+                            if l.len() as u64 != n {
+                                return Err(bad(format!(
+                                    "`no_rope_layers` has {} entries but `num_hidden_layers` \
+                                     is {n}",
+                                    l.len()
+                                )));
+                            }
+                            l.iter().map(|&x| x != 0).collect()
+                        }
+                        // transformers' Llama4TextConfig default: every 4th layer is NoPE.
+                        _ => {
+                            let every = r.no_rope_layer_interval.unwrap_or(4).max(1);
+                            (0..n).map(|i| !(i + 1).is_multiple_of(every)).collect()
+                        }
+                    };
+                    rope.into_iter().map(|c| c.then_some(chunk)).collect()
+                }
+                None => vec![None; n as usize],
+            },
         };
 
         let layers = windows
@@ -292,6 +439,17 @@ impl ModelShape {
                         .unwrap_or(0),
                 },
                 Some("mxfp4") => WeightFormat::Mxfp4Experts,
+                // llm-compressor checkpoints (RedHatAI/*-FP8-dynamic): `float-quantized` is FP8
+                // weights with per-channel scales, which round to the per-tensor figure.
+                Some("compressed-tensors") => match q.format.as_deref() {
+                    Some("float-quantized") => WeightFormat::Fp8 { block: 0 },
+                    other => {
+                        return Err(bad(format!(
+                            "compressed-tensors format `{}` is not supported (float-quantized)",
+                            other.unwrap_or("absent")
+                        )))
+                    }
+                },
                 Some("awq") | Some("gptq") => WeightFormat::IntWeightOnly {
                     bits: required(q.bits, "quantization_config.bits", "AWQ/GPTQ")?,
                     group_size: match q.group_size {
@@ -303,7 +461,7 @@ impl ModelShape {
                 Some(other) => {
                     return Err(bad(format!(
                         "`quantization_config.quant_method` `{other}` is not supported \
-                         (fp8, fbgemm_fp8, mxfp4, awq, gptq)"
+                         (fp8, fbgemm_fp8, mxfp4, awq, gptq, compressed-tensors)"
                     )))
                 }
                 None => {
@@ -321,7 +479,8 @@ impl ModelShape {
             num_attention_heads: r.num_attention_heads,
             num_key_value_heads: r.num_key_value_heads,
             head_dim: r.head_dim,
-            intermediate_size: r.intermediate_size,
+            // Llama 4 names the dense layers' size `intermediate_size_mlp`.
+            intermediate_size: r.intermediate_size_mlp.unwrap_or(r.intermediate_size),
             vocab_size: r.vocab_size,
             tie_word_embeddings: r.tie_word_embeddings,
             torch_dtype: r.torch_dtype,
@@ -334,6 +493,7 @@ impl ModelShape {
             mla,
             layers,
             weight_format,
+            kv_cache_dtype: KvCacheDtype::Auto,
         };
         if shape.mla.is_none()
             && shape.head_dim.is_none()
@@ -374,7 +534,12 @@ impl ModelShape {
             num_experts: experts,
             experts_per_token: k,
             expert_intermediate_size: positive(expert_intermediate_size, "moe_intermediate_size")?,
-            shared_experts: r.n_shared_experts.unwrap_or(0),
+            // Llama 4's MoE layers always add one shared expert (vLLM `Llama4MoE`).
+            shared_experts: r.n_shared_experts.unwrap_or(if mt.starts_with("llama4") {
+                1
+            } else {
+                0
+            }),
             biases: mt == "gpt_oss",
         }))
     }
@@ -390,7 +555,12 @@ impl ModelShape {
         if r.mlp_only_layers.as_ref().is_some_and(|l| l.contains(&i)) {
             return false;
         }
-        let step = r.decoder_sparse_step.unwrap_or(1).max(1);
+        // Qwen-MoE's `decoder_sparse_step`, Llama 4's `interleave_moe_layer_step`: the same rule.
+        let step = r
+            .decoder_sparse_step
+            .or(r.interleave_moe_layer_step)
+            .unwrap_or(1)
+            .max(1);
         (i + 1).is_multiple_of(step)
     }
 
