@@ -901,6 +901,19 @@ async fn request_fields_are_checked_as_vllm_checks_them() {
          validation,
          "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, \
           The tool specified in `tool_choice` does not match any of the specified `tools`'}"),
+        // vLLM 0.19 (`serve/render/serving.py`) asks for a tool-call parser before forcing a
+        // tool; this server is started without one.
+        ("/v1/chat/completions",
+         chat(json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                     "tool_choice": "required"})),
+         bad,
+         "tool_choice=\"required\" requires --tool-call-parser to be set"),
+        ("/v1/chat/completions",
+         chat(json!({"tools": [{"type": "function", "function": {"name": "f"}}],
+                     "tool_choice": {"type": "function", "function": {"name": "f"}}})),
+         bad,
+         "tool_choice=\"function=ChatCompletionNamedFunction(name='f') type='function'\" \
+          requires --tool-call-parser to be set"),
     ];
     for (path, body, kind, message) in cases {
         let (st, v) = s.json(path, body.clone()).await;
@@ -972,7 +985,7 @@ async fn request_fields_are_checked_as_vllm_checks_them() {
             "/v1/chat/completions",
             chat(
                 json!({"tools": [{"type": "function", "function": {"name": "f"}}],
-                     "tool_choice": {"type": "function", "function": {"name": "f"}},
+                     "tool_choice": "none",
                      "parallel_tool_calls": false, "documents": [{"title": "t", "text": "x"}],
                      "top_logprobs": 0}),
             ),

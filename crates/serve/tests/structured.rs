@@ -8,6 +8,14 @@ use common::{Setup, TestServer, MODEL};
 use llm_emu_serve::structured::{OutputMode, StructuredOptions};
 use serde_json::{json, Value};
 
+/// Forced tool choices need a tool-call parser named, as in vLLM 0.19.
+fn with_parser() -> StructuredOptions {
+    StructuredOptions {
+        tool_call_parser: Some("hermes".into()),
+        ..StructuredOptions::default()
+    }
+}
+
 fn server(structured: StructuredOptions) -> TestServer {
     TestServer::start(Setup {
         real_tokenizer: true,
@@ -283,7 +291,7 @@ fn assert_weather_args(args: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_tool_choices_reply_with_tool_calls() {
-    let s = server(StructuredOptions::default());
+    let s = server(with_parser());
     let named = json!({"type": "function", "function": {"name": "get_weather"}});
     for (choice, finish) in [(json!("required"), "tool_calls"), (named, "stop")] {
         let (st, v) = s
@@ -389,7 +397,7 @@ fn events(body: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_tool_calls_have_vllm_s_delta_shapes() {
-    let s = server(StructuredOptions::default());
+    let s = server(with_parser());
     let named = json!({"type": "function", "function": {"name": "get_weather"}});
     for (choice, later_name, finish) in [
         (json!("required"), Some(Value::Null), "tool_calls"),

@@ -73,9 +73,9 @@ fn tools_of(tools: Option<&Value>) -> Vec<Tool> {
         .unwrap_or_default()
 }
 
-/// The request's tool choice. `"auto"` needs `--enable-auto-tool-choice` and
-/// `--tool-call-parser`, and is refused without them in vLLM's words; `"required"` and named
-/// functions work without a parser (vLLM 0.19 also asks for `--tool-call-parser` there).
+/// The request's tool choice. As in vLLM 0.19 (`serve/render/serving.py`), `"auto"` needs
+/// `--enable-auto-tool-choice` and `--tool-call-parser`, and `"required"` and named functions
+/// need `--tool-call-parser`; each is refused without them in vLLM's words.
 pub fn tool_choice_of(
     tools: Option<&Value>,
     tool_choice: Option<&Value>,
@@ -104,7 +104,14 @@ pub fn tool_choice_of(
         }
         // vLLM treats `"required"` with an empty list as `"none"`.
         Value::String(s) if s == "required" && list.is_empty() => Ok(ToolChoice::None),
-        Value::String(s) if s == "required" => Ok(ToolChoice::Required(list)),
+        Value::String(s) if s == "required" => {
+            if opts.tool_call_parser.is_none() {
+                return Err(ApiError::bad_request(
+                    "tool_choice=\"required\" requires --tool-call-parser to be set",
+                ));
+            }
+            Ok(ToolChoice::Required(list))
+        }
         other => {
             let name = other
                 .get("function")
@@ -120,8 +127,45 @@ pub fn tool_choice_of(
                          specified `tools`",
                     )
                 })
+                .and_then(|named| {
+                    if opts.tool_call_parser.is_some() {
+                        return Ok(named);
+                    }
+                    // vLLM formats the pydantic model with `str()`.
+                    Err(ApiError::bad_request(format!(
+                        "tool_choice=\"function=ChatCompletionNamedFunction(name={}) \
+                         type='function'\" requires --tool-call-parser to be set",
+                        python_str_repr(name)
+                    )))
+                })
         }
     }
+}
+
+/// Python's `repr()` of a string, as pydantic's `str()` of a model shows a field.
+fn python_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// A tool-call id as vLLM makes it: `chatcmpl-tool-` and 32 hex digits.
@@ -234,6 +278,31 @@ mod tests {
             tool_choice_of(Some(&tools), Some(&json!("none")), &opts()).unwrap(),
             ToolChoice::None
         );
+    }
+
+    #[test]
+    fn forced_choices_need_a_parser_as_in_vllm() {
+        let tools = json!([{"type": "function", "function": {"name": "it's"}}]);
+        let named = json!({"type": "function", "function": {"name": "it's"}});
+        let e = tool_choice_of(Some(&tools), Some(&json!("required")), &opts()).unwrap_err();
+        assert!(e
+            .body()
+            .contains("tool_choice=\\\"required\\\" requires --tool-call-parser"));
+        let e = tool_choice_of(Some(&tools), Some(&named), &opts()).unwrap_err();
+        assert!(
+            e.body()
+                .contains("ChatCompletionNamedFunction(name=\\\"it's\\\") type='function'"),
+            "{}",
+            e.body()
+        );
+        let parser = StructuredOptions {
+            tool_call_parser: Some("hermes".into()),
+            ..opts()
+        };
+        assert!(matches!(
+            tool_choice_of(Some(&tools), Some(&named), &parser).unwrap(),
+            ToolChoice::Named(_)
+        ));
     }
 
     #[test]
