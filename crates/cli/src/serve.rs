@@ -5,6 +5,7 @@ use crate::engine_args::{EngineFlags, Prepared};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
 use llm_emu_serve::conn::ConnLimits;
+use llm_emu_serve::template_sandbox::SandboxConfig;
 use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::thread_priority::PriorityRequest;
 use llm_emu_serve::{fd_limit, ServeOptions, Server};
@@ -260,6 +261,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             EnginePriorityArg::Normal => PriorityRequest::Normal,
         },
         trust_request_chat_template: a.trust_request_chat_template,
+        template_sandbox: Some(SandboxConfig::llm_emu(
+            std::env::current_exe().context("locating the llm-emu binary")?,
+        )),
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

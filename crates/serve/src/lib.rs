@@ -10,6 +10,7 @@ pub mod conn;
 pub mod engine_loop;
 pub mod errors;
 pub mod fd_limit;
+pub mod framing;
 pub mod generate;
 pub mod logprobs;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod middleware;
 pub mod protocol;
 pub mod routes;
 pub mod state;
+pub mod template_sandbox;
 pub mod text;
 pub mod text_jobs;
 pub mod thread_priority;
@@ -71,6 +73,10 @@ pub struct ServeOptions {
     pub engine_priority: thread_priority::PriorityRequest,
     /// Accept a request's own `chat_template` (vLLM's `--trust-request-chat-template`).
     pub trust_request_chat_template: bool,
+    /// The program that renders a request's own template in a child process under hard limits
+    /// (`llm-emu render-template`); `None`: such templates render in the server process,
+    /// bounded only by fuel and output size.
+    pub template_sandbox: Option<template_sandbox::SandboxConfig>,
 }
 
 impl Default for ServeOptions {
@@ -86,6 +92,7 @@ impl Default for ServeOptions {
             conn: ConnLimits::default(),
             engine_priority: Default::default(),
             trust_request_chat_template: false,
+            template_sandbox: None,
         }
     }
 }
@@ -134,7 +141,12 @@ impl Server {
                 max_model_len,
                 opts.api_keys.clone(),
             )
-            .with_trust_request_chat_template(opts.trust_request_chat_template),
+            .with_trust_request_chat_template(opts.trust_request_chat_template)
+            .with_template_sandbox(
+                opts.template_sandbox
+                    .clone()
+                    .map(template_sandbox::TemplateSandbox::new),
+            ),
         );
         Ok(Server {
             listener,

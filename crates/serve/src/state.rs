@@ -1,9 +1,11 @@
 //! What every handler shares.
 
 use crate::engine_loop::EngineHandle;
+use crate::template_sandbox::TemplateSandbox;
 use crate::text::SharedCodec;
 use crate::text_jobs::TextJobs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The server's shared state.
 pub struct AppState {
@@ -25,6 +27,8 @@ pub struct AppState {
     pub trust_request_chat_template: bool,
     /// Where tokenizing, template rendering and bulk detokenizing run.
     pub text_jobs: TextJobs,
+    /// Where templates that requests bring are rendered (`None`: in this process).
+    pub template_sandbox: Option<Arc<TemplateSandbox>>,
 }
 
 impl AppState {
@@ -48,7 +52,14 @@ impl AppState {
             started_unix: unix_now(),
             trust_request_chat_template: false,
             text_jobs: TextJobs::per_core(),
+            template_sandbox: None,
         }
+    }
+
+    /// Renders templates that requests bring in child processes ([`TemplateSandbox`]).
+    pub fn with_template_sandbox(mut self, sandbox: Option<Arc<TemplateSandbox>>) -> AppState {
+        self.template_sandbox = sandbox;
+        self
     }
 
     /// Lets requests bring their own chat template (`--trust-request-chat-template`).
