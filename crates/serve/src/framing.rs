@@ -149,8 +149,6 @@ pub struct FramingGuard<T> {
     frame: Frame,
     /// Heads handed to hyper so far (valid ones and stand-ins).
     heads: u64,
-    /// The stand-in of a refused head still to hand over.
-    stand_in: bool,
     /// The client's end of the stream was read.
     eof: bool,
     refusals: Arc<Refusals>,
@@ -166,7 +164,6 @@ impl<T> FramingGuard<T> {
             head_search: 0,
             frame: Frame::Head,
             heads: 0,
-            stand_in: false,
             eof: false,
             refusals,
         }
@@ -203,11 +200,12 @@ impl<T> FramingGuard<T> {
                         Some(Verdict::Refuse) => {
                             self.refusals.refused.store(self.heads, Ordering::Release);
                             self.heads += 1;
-                            // What came before the refused head is still hyper's; the rest
-                            // is the client's and is dropped.
+                            // What came before the refused head is still hyper's, then the
+                            // stand-in; the rest is the client's and is dropped.
                             self.buf.truncate(self.scanned);
-                            self.released = self.scanned;
-                            self.stand_in = true;
+                            self.buf.extend_from_slice(STAND_IN_HEAD);
+                            self.scanned = self.buf.len();
+                            self.released = self.buf.len();
                             self.frame = Frame::Refused;
                             return;
                         }
@@ -453,15 +451,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
             if this.hand_over(out) {
                 return Poll::Ready(Ok(()));
             }
-            if this.stand_in {
-                if out.remaining() < STAND_IN_HEAD.len() {
-                    // hyper always offers at least its initial buffer; never reached.
-                    return Poll::Ready(Err(io::Error::other("read buffer too small")));
-                }
-                out.put_slice(STAND_IN_HEAD);
-                this.stand_in = false;
-                return Poll::Ready(Ok(()));
-            }
             if this.eof {
                 // hyper is answering the stand-in; an end of stream now would make it drop the
                 // answer (a client that half-closed after its request still gets it).
@@ -549,5 +538,85 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(head: &str) -> Option<Verdict> {
+        judge_head(head.as_bytes())
+    }
+
+    #[test]
+    fn content_length_values_as_llhttp_reads_them() {
+        for (v, want) in [
+            ("5", Some(5)),
+            ("  5\t", Some(5)),
+            ("0005", Some(5)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("+5", None),
+            ("-1", None),
+            ("5, 5", None),
+            ("5 5", None),
+            ("", None),
+            ("0x5", None),
+        ] {
+            assert_eq!(parse_length(v.as_bytes()), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn heads_are_judged_by_their_framing() {
+        let req = |h: &str| format!("POST / HTTP/1.1\r\nHost: x\r\n{h}\r\n");
+        assert_eq!(verdict(&req("")), Some(Verdict::Accept(Frame::Head)));
+        assert_eq!(
+            verdict(&req("Content-Length: 7\r\n")),
+            Some(Verdict::Accept(Frame::Body(7)))
+        );
+        for te in [
+            "chunked",
+            "gzip, chunked",
+            ",chunked",
+            "gzip,,chunked",
+            "CHUNKED",
+        ] {
+            assert_eq!(
+                verdict(&req(&format!("Transfer-Encoding: {te}\r\n"))),
+                Some(Verdict::Accept(Frame::ChunkSize)),
+                "{te}"
+            );
+        }
+        for bad in [
+            "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
+            "Content-Length: 1\r\nContent-Length: 1\r\n",
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: chunked, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: chunked;q=1\r\n",
+            "X-A : 1\r\n",
+        ] {
+            assert_eq!(verdict(&req(bad)), Some(Verdict::Refuse), "{bad:?}");
+        }
+        assert_eq!(
+            verdict("GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Some(Verdict::PassThrough)
+        );
+        assert_eq!(
+            verdict("GET / HTTP/1.1\nHost: x\n\n"),
+            Some(Verdict::Refuse)
+        );
+        assert_eq!(verdict("\r\n\r\n"), None);
+        let many: String = (0..300).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(verdict(&req(&many)), Some(Verdict::PassThrough));
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest", 0), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\nrest", 0), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
     }
 }

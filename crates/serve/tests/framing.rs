@@ -224,6 +224,25 @@ async fn pipelined_requests_are_each_checked_and_answered_in_order() {
         "{first:?}"
     );
     assert_is_uvicorns_400(rest, "after a pipelined valid request");
+
+    // The same on a keep-alive connection, the refused head sent once the first is answered.
+    let mut c = s.connect().await;
+    c.write_all(&post(&format!("Content-Length: {}\r\n", body.len()), &body))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.write_all(&post("Content-Length: 1\r\nContent-Length: 2\r\n", "ab"))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
+        .await
+        .expect("closed after the 400")
+        .unwrap();
+    let response = String::from_utf8_lossy(&out);
+    let (first, rest) = response.split_at(response.find("HTTP/1.1 400").expect("a 400"));
+    assert!(first.contains("\"count\":3"), "{first:?}");
+    assert_is_uvicorns_400(rest, "a later head on a keep-alive connection");
     s.stop_within(Duration::from_secs(10)).await;
 }
 
