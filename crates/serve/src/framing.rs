@@ -447,6 +447,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if out.remaining() == 0 {
+            // Nothing can be read into a full buffer (and an empty read would look like EOF).
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if this.hand_over(out) {
                 return Poll::Ready(Ok(()));
