@@ -6,6 +6,7 @@ mod compare;
 mod engine_args;
 mod profile_pack;
 mod profile_plan;
+mod render_template;
 mod serve;
 mod serve_log;
 mod sim_report;
@@ -48,6 +49,9 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Compare two result files (bench, simulate or validate JSON) metric by metric.
     Compare(compare::CompareArgs),
+    /// Render one chat template from stdin (`serve` runs request templates this way).
+    #[command(name = "render-template", hide = true)]
+    RenderTemplate,
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::ProfilePlan(args) => profile_plan::run(args),
         Command::Bench(args) => bench::run(*args),
         Command::Compare(args) => compare::run(args),
+        Command::RenderTemplate => return render_template::run(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

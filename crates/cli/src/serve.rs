@@ -8,6 +8,7 @@ use llm_emu_fleet::{router_by_name, DataParallel, Replicas};
 use llm_emu_serve::conn::ConnLimits;
 use llm_emu_serve::fleet_front::FleetKind;
 use llm_emu_serve::structured::{OutputMode, StructuredOptions};
+use llm_emu_serve::template_sandbox::SandboxConfig;
 use llm_emu_serve::text::{ModelText, SharedCodec};
 use llm_emu_serve::thread_priority::PriorityRequest;
 use llm_emu_serve::{fd_limit, ServeOptions, Server};
@@ -407,6 +408,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
                 OutputModeArg::Echo => OutputMode::Echo,
             },
         },
+        template_sandbox: Some(SandboxConfig::llm_emu(
+            std::env::current_exe().context("locating the llm-emu binary")?,
+        )),
     };
     let frontend = a.frontend_latency.build()?;
     let startup = crate::serve_log::Startup {

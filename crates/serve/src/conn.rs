@@ -19,8 +19,12 @@
 //! - On shutdown the listener closes, every connection is asked to finish its current request
 //!   and close, and after the grace period whatever is still open is closed by force.
 //!
+//! - Every request head is checked against the framing rules of vLLM's parser before hyper
+//!   sees it ([`crate::framing`]): what uvicorn refuses gets its 400 and the connection closes.
+//!
 //! The request body's own deadline is enforced above, in [`crate::middleware`].
 
+use crate::framing::{refusal_response, FramingGuard, Refusals};
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
@@ -305,7 +309,11 @@ async fn serve_connection(
     let app = TowerToHyperService::new(app);
     let slot = Arc::new(slot);
     let slot_wait = limits.body_read_timeout;
+    let refusals = Arc::new(Refusals::default());
+    let guard = FramingGuard::new(tcp, refusals.clone());
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // Counted for every request, in order, before anything else.
+        let refused = refusals.next_is_refused();
         // The client's address, for the access log (axum's `ConnectInfo`).
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
@@ -313,6 +321,9 @@ async fn serve_connection(
         let slot = slot.clone();
         let stats = stats.clone();
         async move {
+            if refused {
+                return Ok(refusal_response());
+            }
             if !slot.admit(req.uri().path(), slot_wait).await {
                 stats.slot_wait_timeouts.fetch_add(1, Ordering::Relaxed);
                 return Ok(no_slot_response(slot_wait));
@@ -320,7 +331,7 @@ async fn serve_connection(
             app.call(req).await
         }
     });
-    let io = TokioIo::new(StallGuard::new(tcp, limits.write_stall_timeout));
+    let io = TokioIo::new(StallGuard::new(guard, limits.write_stall_timeout));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -17,6 +17,7 @@ pub mod engine_loop;
 pub mod errors;
 pub mod fd_limit;
 pub mod fleet_front;
+pub mod framing;
 pub mod frontend_pace;
 pub mod generate;
 pub mod http_metrics;
@@ -29,6 +30,7 @@ pub mod protocol_tools;
 pub mod routes;
 pub mod state;
 pub mod structured;
+pub mod template_sandbox;
 pub mod text;
 pub mod text_jobs;
 pub mod thread_priority;
@@ -96,6 +98,10 @@ pub struct ServeOptions {
     pub access_log: bool,
     /// Tool-call flags and the output mode.
     pub structured: structured::StructuredOptions,
+    /// The program that renders a request's own template in a child process under hard limits
+    /// (`llm-emu render-template`); `None`: such templates render in the server process,
+    /// bounded only by fuel and output size.
+    pub template_sandbox: Option<template_sandbox::SandboxConfig>,
 }
 
 impl Default for ServeOptions {
@@ -116,6 +122,7 @@ impl Default for ServeOptions {
             num_gpu_blocks_override: None,
             access_log: false,
             structured: Default::default(),
+            template_sandbox: None,
         }
     }
 }
@@ -192,6 +199,11 @@ impl Server {
         });
         let engine = EngineThread::spawn(core, metrics.clone(), opts.engine_priority)
             .map_err(ServeError::EngineThread)?;
+        // One sandbox for every endpoint: its limit on child renders is the process's.
+        let sandbox = opts
+            .template_sandbox
+            .clone()
+            .map(template_sandbox::TemplateSandbox::new);
         let state_for = |handle: engine_loop::EngineHandle| {
             Arc::new(
                 AppState::new(
@@ -203,7 +215,8 @@ impl Server {
                     opts.api_keys.clone(),
                 )
                 .with_trust_request_chat_template(opts.trust_request_chat_template)
-                .with_structured(opts.structured.clone(), scripts.clone()),
+                .with_structured(opts.structured.clone(), scripts.clone())
+                .with_template_sandbox(sandbox.clone()),
             )
         };
         let mut fronts = vec![Front {

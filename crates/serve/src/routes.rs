@@ -148,7 +148,27 @@ fn chat_options(
         chat_template: chat_template.clone(),
         chat_template_kwargs: chat_template_kwargs.clone(),
         tools: tools.clone(),
+        request_renderer: None,
     }
+}
+
+/// A child-process renderer for a request that brings its own template, when the server has
+/// a template sandbox: waits (asynchronously, before any text-work slot is taken) for one of
+/// its child slots.
+async fn request_renderer(
+    state: &AppState,
+    opts: &ChatOptions,
+) -> Option<Arc<dyn llm_emu_text::TemplateRenderer>> {
+    let sandbox = state.template_sandbox.as_ref()?;
+    let in_kwargs = opts
+        .chat_template_kwargs
+        .as_ref()
+        .and_then(|k| k.get("chat_template"))
+        .is_some_and(|t| !t.is_null());
+    if opts.chat_template.is_none() && !in_kwargs {
+        return None;
+    }
+    Some(Arc::new(sandbox.ticket().await))
 }
 
 fn to_u32(v: i64) -> u32 {
@@ -379,13 +399,14 @@ async fn chat_completions(
         req.tool_choice.as_ref(),
         &state.structured,
     )?;
-    let opts = chat_options(
+    let mut opts = chat_options(
         req.add_generation_prompt,
         req.continue_final_message,
         &req.chat_template,
         &req.chat_template_kwargs,
         &req.tools,
     );
+    opts.request_renderer = request_renderer(&state, &opts).await;
     let messages = serde_json::Value::Array(req.messages);
     // Rendering and tokenizing run on the text workers; tokenizing stops early for a prompt
     // that is certainly longer than the context.
@@ -596,18 +617,21 @@ async fn tokenize(
     // tokenized, on the text workers.
     let codec = state.codec.clone();
     let max_model_len = state.max_model_len;
+    let mut opts = chat_options(
+        req.add_generation_prompt,
+        req.continue_final_message,
+        &req.chat_template,
+        &req.chat_template_kwargs,
+        &req.tools,
+    );
+    if req.messages.is_some() {
+        opts.request_renderer = request_renderer(&state, &opts).await;
+    }
     let body = state
         .text_jobs
         .run(move || {
             let ids = match (&req.messages, &req.prompt) {
                 (Some(messages), _) => {
-                    let opts = chat_options(
-                        req.add_generation_prompt,
-                        req.continue_final_message,
-                        &req.chat_template,
-                        &req.chat_template_kwargs,
-                        &req.tools,
-                    );
                     let text =
                         codec.render_chat(&serde_json::Value::Array(messages.clone()), &opts)?;
                     encode_in_pieces(&*codec, &text, false)?

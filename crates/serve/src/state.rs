@@ -2,6 +2,7 @@
 
 use crate::engine_loop::EngineHandle;
 use crate::structured::{Scripts, StructuredOptions};
+use crate::template_sandbox::TemplateSandbox;
 use crate::text::SharedCodec;
 use crate::text_jobs::TextJobs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +35,8 @@ pub struct AppState {
     pub structured: StructuredOptions,
     /// Per-request token rules the engine's sampler reads (scripts, seeds).
     pub scripts: Arc<Scripts>,
+    /// Where templates that requests bring are rendered (`None`: in this process).
+    pub template_sandbox: Option<Arc<TemplateSandbox>>,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
             frontend: None,
             structured: StructuredOptions::default(),
             scripts: Scripts::new(),
+            template_sandbox: None,
         }
     }
 
@@ -67,6 +71,12 @@ impl AppState {
     pub fn with_structured(mut self, opts: StructuredOptions, scripts: Arc<Scripts>) -> AppState {
         self.structured = opts;
         self.scripts = scripts;
+        self
+    }
+
+    /// Renders templates that requests bring in child processes ([`TemplateSandbox`]).
+    pub fn with_template_sandbox(mut self, sandbox: Option<Arc<TemplateSandbox>>) -> AppState {
+        self.template_sandbox = sandbox;
         self
     }
 

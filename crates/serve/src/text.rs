@@ -30,6 +30,9 @@ pub struct ChatOptions {
     pub chat_template: Option<String>,
     pub chat_template_kwargs: Option<Value>,
     pub tools: Option<Value>,
+    /// Renders a template the request brought (`None`: in this process, bounded as the
+    /// tokenizer's own): the server's template sandbox, when it has one.
+    pub request_renderer: Option<Arc<dyn llm_emu_text::TemplateRenderer>>,
 }
 
 /// Options of one request's detokenizer: the text crate's, whatever the codec.
@@ -415,7 +418,11 @@ impl TextCodec for ModelText {
             chat_template_kwargs: kwargs,
             tools: opts.tools.clone(),
         };
-        self.0.render_chat(messages, &o).map_err(TextError::Model)
+        match &opts.request_renderer {
+            Some(r) => self.0.render_chat_with(messages, &o, r.as_ref()),
+            None => self.0.render_chat(messages, &o),
+        }
+        .map_err(TextError::Model)
     }
 
     fn detokenizer(&self, prompt: &[u32], opts: DetokOptions) -> Box<dyn Detokenizer> {

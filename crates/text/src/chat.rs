@@ -105,6 +105,11 @@ impl ChatTemplates {
         self.default.is_some() || !self.named.is_empty()
     }
 
+    /// Whether `requested` names one of the tokenizer's own templates (else it is a template).
+    fn is_named(&self, requested: &str) -> bool {
+        self.named.contains_key(requested)
+    }
+
     /// transformers' `get_chat_template`.
     fn select<'a>(
         &'a self,
@@ -336,10 +341,50 @@ fn requested_template(opts: &ChatTemplateOptions) -> Result<Option<&str>, TextEr
     }
 }
 
+/// The last step of a chat render: a template's source and its variables (`messages`, `tools`,
+/// the special tokens, …) made into the prompt text. A server can run a template a request
+/// brought in another process ([`TextModel::render_chat_with`]); the tokenizer's own templates
+/// always render in this one.
+pub trait TemplateRenderer: Send + Sync + std::fmt::Debug {
+    fn render(&self, template: &str, context: &Value) -> Result<String, TextError>;
+}
+
+/// [`render_template`] in this process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InProcessRenderer;
+
+impl TemplateRenderer for InProcessRenderer {
+    fn render(&self, template: &str, context: &Value) -> Result<String, TextError> {
+        render_template(template, context)
+    }
+}
+
+/// Renders `template` with the variables of `context` (a JSON object) in transformers' Jinja
+/// dialect, under [`TEMPLATE_FUEL`], [`TEMPLATE_OUTPUT_LIMIT_BYTES`] and
+/// [`TEMPLATE_RECURSION_LIMIT`].
+pub fn render_template(template: &str, context: &Value) -> Result<String, TextError> {
+    let printed = Arc::new(AtomicUsize::new(0));
+    let env = environment(printed);
+    let tmpl = env
+        .template_from_str(template)
+        .map_err(|e| TextError::Template(describe(&e)))?;
+    let mut out = CappedWriter {
+        buf: Vec::new(),
+        limit: TEMPLATE_OUTPUT_LIMIT_BYTES,
+    };
+    tmpl.render_captured_to(JValue::from_serialize(context), &mut out)
+        .map_err(|e| render_error(&e))?;
+    String::from_utf8(out.buf)
+        .map_err(|_| TextError::Template("the rendered prompt is not UTF-8".into()))
+}
+
+/// `messages` as the chat prompt; a template the request brought (not one of the tokenizer's
+/// named ones) is rendered by `request_renderer`.
 pub(crate) fn render(
     model: &TextModel,
     messages: &Value,
     opts: &ChatTemplateOptions,
+    request_renderer: &dyn TemplateRenderer,
 ) -> Result<String, TextError> {
     if opts.add_generation_prompt && opts.continue_final_message {
         return Err(TextError::InvalidMessages(
@@ -352,10 +397,10 @@ pub(crate) fn render(
         ));
     }
     let has_tools = opts.tools.as_ref().is_some_and(|t| !t.is_null());
-    let template = model
-        .inner
-        .chat_templates
-        .select(requested_template(opts)?, has_tools)?;
+    let requested = requested_template(opts)?;
+    let templates = &model.inner.chat_templates;
+    let from_request = requested.is_some_and(|r| !templates.is_named(r));
+    let template = templates.select(requested, has_tools)?;
     let format = detect_content_format(template);
     let mut chat = parse_messages(messages, format)?;
 
@@ -393,12 +438,6 @@ pub(crate) fn render(
         }
     }
 
-    let printed = Arc::new(AtomicUsize::new(0));
-    let env = environment(printed);
-    let tmpl = env
-        .template_from_str(template)
-        .map_err(|e| TextError::Template(describe(&e)))?;
-
     // transformers: {**special_tokens_map, **kwargs}, then messages/tools/documents/
     // add_generation_prompt on top.
     let mut ctx: Map<String, Value> = model.special_tokens_map().clone();
@@ -419,14 +458,12 @@ pub(crate) fn render(
         "add_generation_prompt".into(),
         Value::Bool(opts.add_generation_prompt),
     );
-    let mut out = CappedWriter {
-        buf: Vec::new(),
-        limit: TEMPLATE_OUTPUT_LIMIT_BYTES,
+    let context = Value::Object(ctx);
+    let mut rendered = if from_request {
+        request_renderer.render(template, &context)?
+    } else {
+        render_template(template, &context)?
     };
-    tmpl.render_captured_to(JValue::from_serialize(&ctx), &mut out)
-        .map_err(|e| render_error(&e))?;
-    let mut rendered = String::from_utf8(out.buf)
-        .map_err(|_| TextError::Template("the rendered prompt is not UTF-8".into()))?;
 
     if let Some(final_text) = final_text {
         let tag = CONTINUE_TAG.trim();

@@ -20,7 +20,8 @@ mod sampler;
 mod strftime;
 
 pub use chat::{
-    ChatTemplateOptions, TEMPLATE_FUEL, TEMPLATE_OUTPUT_LIMIT_BYTES, TEMPLATE_RECURSION_LIMIT,
+    render_template, ChatTemplateOptions, InProcessRenderer, TemplateRenderer, TEMPLATE_FUEL,
+    TEMPLATE_OUTPUT_LIMIT_BYTES, TEMPLATE_RECURSION_LIMIT,
 };
 pub use detok::{DetokenizeOptions, DetokenizeStep, IncrementalDetokenizer};
 pub use error::TextError;

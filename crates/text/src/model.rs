@@ -236,7 +236,19 @@ impl TextModel {
         messages: &Value,
         opts: &ChatTemplateOptions,
     ) -> Result<String, TextError> {
-        crate::chat::render(self, messages, opts)
+        crate::chat::render(self, messages, opts, &crate::chat::InProcessRenderer)
+    }
+
+    /// [`Self::render_chat`], with a template the request brought (`chat_template` that is not
+    /// one of the tokenizer's named templates) rendered by `request_renderer`: a server may
+    /// run such a template in a process of its own.
+    pub fn render_chat_with(
+        &self,
+        messages: &Value,
+        opts: &ChatTemplateOptions,
+        request_renderer: &dyn crate::chat::TemplateRenderer,
+    ) -> Result<String, TextError> {
+        crate::chat::render(self, messages, opts, request_renderer)
     }
 
     /// The EOS token id vLLM uses (`tokenizer.eos_token_id`).
