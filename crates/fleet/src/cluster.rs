@@ -439,7 +439,7 @@ fn topology(instances: &[InstanceSpec]) -> Result<Topology, ClusterError> {
     }
     let size = grouped.len() as u64;
     let ep = first.ep_size.unwrap_or(1);
-    if ep > 1 && ep % size != 0 {
+    if ep > 1 && !ep.is_multiple_of(size) {
         return Err(field_err(
             first.field_path("ep_size"),
             format!("{ep}: the group's EP degree must be a multiple of its {size} members"),
