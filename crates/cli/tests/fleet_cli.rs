@@ -100,9 +100,10 @@ fn bad_fleets_are_refused_naming_the_flag() {
     assert!(refused(&["--replicas", "2", "--router", "random"]).contains("unknown router `random`"));
     assert!(refused(&["--replicas", "0"]).contains("--replicas must be at least 1"));
     assert!(refused(&["--data-parallel-size", "0"]).contains("--data-parallel-size"));
+    let e = refused(&["--data-parallel-size", "2", "--enable-expert-parallel"]);
     assert!(
-        refused(&["--data-parallel-size", "2", "--enable-expert-parallel"])
-            .contains("not modelled yet")
+        e.contains("--enable-expert-parallel") && e.contains("dense model"),
+        "{e}"
     );
     assert!(refused(&["--data-parallel-size", "2", "--replicas", "2"]).contains("--replicas 2"));
 }
@@ -154,5 +155,164 @@ fn the_table_lists_each_instance() {
     assert!(
         table[2].starts_with('0') && table[3].starts_with('1'),
         "{text}"
+    );
+}
+
+/// A cluster config of `instances` (each a JSON object) on one node.
+fn cluster_file(name: &str, instances: &[Value]) -> PathBuf {
+    let d = tmp(name);
+    let c = serde_json::json!({
+        "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{"num_instances": instances.len(), "instances": instances}]
+    });
+    let p = d.join("config.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    p
+}
+
+fn instance(model: &str, hardware: &str, extra: Value) -> Value {
+    let mut v = serde_json::json!({
+        "model_name": model, "hardware": hardware,
+        "npu_mem": {"mem_size": 96, "mem_bw": 1597, "mem_latency": 0},
+        "num_npus": 1, "tp_size": 1, "pd_type": null
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[test]
+fn a_heterogeneous_cluster_runs_each_instance_as_described() {
+    let none = serde_json::json!({});
+    let file = cluster_file(
+        "hetero",
+        &[
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none.clone()),
+            instance(
+                "Qwen/Qwen3-8B",
+                "H100",
+                serde_json::json!({"max_num_seqs": 8}),
+            ),
+        ],
+    );
+    let d = tmp("hetero-out");
+    let out = simulate(
+        &[
+            "--cluster",
+            file.to_str().unwrap(),
+            "--router",
+            "least-loaded",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, records) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["kind"], "cluster");
+    assert_eq!(s["fleet"]["topology"], "replicas");
+    assert_eq!(s["fleet"]["router"], "least-loaded");
+    assert_eq!(s["instances"].as_array().unwrap().len(), 2);
+    for i in 0..2 {
+        assert!(
+            records.iter().any(|r| r["engine"] == i),
+            "instance {i} ran nothing"
+        );
+    }
+}
+
+#[test]
+fn bad_clusters_are_refused_naming_the_field() {
+    let none = serde_json::json!({});
+    let cases: Vec<(Vec<Value>, &str)> = vec![
+        (
+            vec![instance("no-such/Model-1B", "RTXPRO6000", none.clone())],
+            "nodes[0].instances[0].model_name",
+        ),
+        (
+            vec![instance("meta-llama/Llama-3.1-8B", "TPU-v9", none.clone())],
+            "nodes[0].instances[0].hardware",
+        ),
+        (
+            vec![
+                instance(
+                    "meta-llama/Llama-3.1-8B",
+                    "RTXPRO6000",
+                    serde_json::json!({"dp_group": "A", "ep_size": 2}),
+                ),
+                instance(
+                    "meta-llama/Llama-3.1-8B",
+                    "RTXPRO6000",
+                    serde_json::json!({"dp_group": "A", "ep_size": 2}),
+                ),
+            ],
+            "dense model",
+        ),
+        (
+            vec![instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"pd_type": "prefill"}),
+            )],
+            "without a decode instance",
+        ),
+        (
+            vec![instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"tp_size": 2}),
+            )],
+            "nodes[0].instances[0].num_npus",
+        ),
+    ];
+    for (i, (instances, want)) in cases.into_iter().enumerate() {
+        let file = cluster_file(&format!("bad{i}"), &instances);
+        let e = refused(&["--cluster", file.to_str().unwrap()]);
+        assert!(e.contains(want), "case {i}: want `{want}` in: {e}");
+    }
+    let file = cluster_file(
+        "bad-router",
+        &[instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none)],
+    );
+    let e = refused(&["--cluster", file.to_str().unwrap(), "--router", "nearest"]);
+    assert!(e.contains("--router") && e.contains("nearest"), "{e}");
+}
+
+#[test]
+fn expert_parallel_ranks_step_in_lockstep_on_a_moe_model() {
+    let d = tmp("ep");
+    let out = simulate(
+        &[
+            "--model",
+            "Qwen/Qwen3-30B-A3B",
+            "--gpu",
+            "h100",
+            "--data-parallel-size",
+            "2",
+            "--enable-expert-parallel",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["kind"], "expert-parallel");
+    assert_eq!(s["fleet"]["expert_parallel_size"], 2);
+    assert_eq!(s["instances"].as_array().unwrap().len(), 2);
+    assert!(
+        s["latency_model"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lockstep")
+            || serde_json::to_string(&s).unwrap().contains("lockstep"),
+        "the latency model says it runs in lockstep: {s}"
     );
 }
