@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
-use llm_emu_core::sampler::{HashSampler, TokenSampler};
+use llm_emu_core::sampler::TokenSampler;
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use llm_emu_fleet::{ClusterSpec, InstanceSpec};
 use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
@@ -410,12 +410,6 @@ impl Prepared {
 
     pub fn config(&self) -> &EngineConfig {
         &self.resolved.config
-    }
-
-    /// The engine with the resolved latency model and synthetic tokens; also the model's
-    /// description.
-    pub fn build_engine(&self) -> Result<(Engine, String)> {
-        self.build_engine_with(Box::new(HashSampler::default()))
     }
 
     /// The engine with the resolved latency model and the given token sampler.

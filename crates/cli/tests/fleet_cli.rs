@@ -316,3 +316,99 @@ fn expert_parallel_ranks_step_in_lockstep_on_a_moe_model() {
         "the latency model says it runs in lockstep: {s}"
     );
 }
+
+/// A recorded run in the shared layout: `RUN/vllm/{meta.json,requests.jsonl}`,
+/// `RUN/workload.jsonl` and, when given, `RUN/config.json`.
+fn recorded_run(name: &str, meta: &Value, cluster: Option<&Value>) -> PathBuf {
+    let dir = tmp(name);
+    std::fs::create_dir_all(dir.join("vllm")).unwrap();
+    let (mut workload, mut requests) = (String::new(), String::new());
+    for i in 0..6 {
+        let t = i as f64 * 0.05;
+        workload += &format!("{{\"arrival_s\": {t}, \"prompt_len\": 200, \"output_len\": 8}}\n");
+        requests += &format!(
+            "{{\"request_id\": \"r{i}\", \"output_toks\": 8, \"queued_ts\": {}, \
+             \"first_token_ts\": {}, \"last_token_ts\": {}}}\n",
+            100.0 + t,
+            100.03 + t,
+            100.09 + t
+        );
+    }
+    std::fs::write(dir.join("workload.jsonl"), workload).unwrap();
+    std::fs::write(dir.join("vllm/requests.jsonl"), requests).unwrap();
+    std::fs::write(dir.join("vllm/meta.json"), meta.to_string()).unwrap();
+    if let Some(c) = cluster {
+        std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+    }
+    dir
+}
+
+fn validate(dir: &std::path::Path) -> (Output, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .arg("validate")
+        .arg("--real")
+        .arg(dir.join("vllm"))
+        .arg("--workload")
+        .arg(dir.join("workload.jsonl"))
+        .arg("--json")
+        .arg(dir.join("cmp.json"))
+        .output()
+        .unwrap();
+    let m = std::fs::read_to_string(dir.join("cmp.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    (out, m)
+}
+
+#[test]
+fn a_moe_run_recorded_with_dp2_and_ep_replays_with_no_flags() {
+    let meta = serde_json::json!({
+        "model": "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "vllm_version": "0.19.0",
+        "engine_kwargs": {
+            "model": "Qwen/Qwen3-30B-A3B-Instruct-2507", "tensor_parallel_size": 1,
+            "data_parallel_size": 2, "enable_expert_parallel": true, "max_model_len": 8192
+        },
+        "num_requests": 6,
+        "hardware": {"device_count": 2, "device_name": "NVIDIA H100 80GB HBM3"}
+    });
+    let dir = recorded_run("dp2ep", &meta, None);
+    let (out, m) = validate(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "data_parallel_size = 2 with expert parallelism: replayed as a data-parallel fleet"
+        ),
+        "{err}"
+    );
+    assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
+}
+
+#[test]
+fn validate_replays_the_fleet_of_a_cluster_config_beside_the_run() {
+    let meta = serde_json::json!({
+        "model": "meta-llama/Llama-3.1-8B",
+        "vllm_version": "0.19.0",
+        "num_requests": 6,
+        "hardware": {"device_count": 2, "device_name": "NVIDIA RTX PRO 6000 Blackwell Server Edition"}
+    });
+    let none = serde_json::json!({});
+    let cluster = serde_json::json!({
+        "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{"num_instances": 2, "instances": [
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none.clone()),
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none),
+        ]}]
+    });
+    let dir = recorded_run("cluster-beside", &meta, Some(&cluster));
+    let (out, m) = validate(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the fleet of") && err.contains("config.json"),
+        "{err}"
+    );
+    assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
+}
