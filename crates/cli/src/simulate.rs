@@ -7,7 +7,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
 use llm_emu_fleet::{
-    router_by_name, AllToAll, DataParallel, EngineTally, EpGroup, Link, Replicas, Tallied, Topology,
+    router_by_name, AllToAll, DataParallel, Disaggregated, EngineTally, EpGroup, Link, Replicas,
+    Tallied, Topology,
 };
 use llm_emu_sim::report::{print_table, summary_json, write_atomic, AtomicFile};
 use llm_emu_sim::run_record::RunRecord;
@@ -194,6 +195,7 @@ pub(crate) enum Fleet {
     One(Box<Engine>),
     Dp(DataParallel),
     Replicas(Replicas),
+    Pd(Disaggregated),
 }
 
 impl Fleet {
@@ -305,7 +307,28 @@ impl Fleet {
                     Fleet::Dp(DataParallel::new(engines, size))
                 }
                 Topology::Disaggregated { .. } => {
-                    bail!("--cluster: prefill/decode instances (pd_type) are not modelled yet")
+                    let roles = spec
+                        .instances
+                        .iter()
+                        .map(|i| i.pd_type.context("a role per instance"))
+                        .collect::<Result<Vec<_>>>()?;
+                    // KV bytes of one block on one TP rank: each rank sends its share over
+                    // its own link, in parallel.
+                    let block_bytes = prepared
+                        .iter()
+                        .map(|p| {
+                            let tp = p.args.tensor_parallel_size.unwrap_or(1);
+                            p.shape.bytes_per_block(p.config().block_size as u64, tp)
+                        })
+                        .collect();
+                    Fleet::Pd(Disaggregated::new(
+                        engines,
+                        roles,
+                        block_bytes,
+                        spec.link,
+                        router_by_name("round-robin")?,
+                        router_by_name(router)?,
+                    )?)
                 }
             },
         };
@@ -317,6 +340,7 @@ impl Fleet {
             Fleet::One(e) => vec![e.as_ref()],
             Fleet::Dp(d) => d.engines().collect(),
             Fleet::Replicas(r) => r.engines().collect(),
+            Fleet::Pd(p) => p.engines().collect(),
         }
     }
 
@@ -325,6 +349,7 @@ impl Fleet {
             Fleet::One(e) => e.as_mut(),
             Fleet::Dp(d) => d,
             Fleet::Replicas(r) => r,
+            Fleet::Pd(p) => p,
         }
     }
 
@@ -333,6 +358,7 @@ impl Fleet {
             Fleet::One(e) => e.as_ref(),
             Fleet::Dp(d) => d,
             Fleet::Replicas(r) => r,
+            Fleet::Pd(p) => p,
         }
     }
 }

@@ -412,3 +412,38 @@ fn validate_replays_the_fleet_of_a_cluster_config_beside_the_run() {
     );
     assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
 }
+
+#[test]
+fn a_prefill_decode_cluster_answers_every_request_from_a_decode_instance() {
+    let file = cluster_file(
+        "pd",
+        &[
+            instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"pd_type": "prefill", "max_num_seqs": 32}),
+            ),
+            instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"pd_type": "decode"}),
+            ),
+        ],
+    );
+    let d = tmp("pd-out");
+    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, records) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["topology"], "prefill-decode");
+    assert!(records.iter().all(|r| r["engine"] == 1), "decode answers");
+    let inst = s["instances"].as_array().unwrap();
+    assert!(
+        inst[0]["num_steps"].as_u64().unwrap() > 0,
+        "prefill ran steps: {inst:?}"
+    );
+}
