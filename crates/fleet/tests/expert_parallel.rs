@@ -156,3 +156,65 @@ fn an_arrival_during_a_step_waits_for_the_group_s_step_to_end() {
     assert_eq!(ns(recs[1].first_token_s), step1 + 1_010_000 + 45_000);
     assert_eq!(ns(recs[0].last_token_s), step1 + 1_010_000 + 45_000);
 }
+
+/// The MoE operator profile of `llm-emu-perf`'s tests (`tests/data/moe-profile`, hand-computed
+/// there): 4 MoE layers, 8 experts, top-2, hidden 64, bf16.
+fn moe_profile(ep: u32) -> Box<dyn LatencyModel> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../perf/tests/data/moe-profile");
+    let shape = llm_emu_perf::sizing::ModelShape::from_hf_config_json(
+        r#"{"model_type": "qwen3_moe", "num_hidden_layers": 4, "hidden_size": 64,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "intermediate_size": 128, "vocab_size": 1000, "num_experts": 8,
+            "num_experts_per_tok": 2, "moe_intermediate_size": 32, "mlp_only_layers": []}"#,
+    )
+    .expect("shape");
+    Box::new(
+        llm_emu_perf::latency::ProfileLatency::load(&dir, &shape, 1)
+            .and_then(|m| m.with_ep_size(ep))
+            .expect("profile"),
+    )
+}
+
+#[test]
+fn a_moe_csv_profile_composes_with_the_all_to_all() {
+    let a2a = AllToAll {
+        hidden_size: 64,
+        dtype_bytes: 2,
+        top_k: 2,
+        moe_layers: 4,
+        link: Link {
+            bandwidth_gbs: 16.0,
+            latency_ns: 20_000.0,
+        },
+    };
+    let (g, lat) = EpGroup::new(vec![moe_profile(2), moe_profile(2)], a2a);
+    let engines = lat
+        .into_iter()
+        .map(|l| {
+            let mut cfg = EngineConfig::with_defaults(1000, 8192);
+            cfg.async_scheduling = false;
+            cfg.enforce_eager = true;
+            Engine::new(cfg, Box::new(l), Box::new(HashSampler::default())).expect("valid")
+        })
+        .collect();
+    let mut dp = DataParallel::expert_parallel(engines, 1, g);
+    let recs = run(&mut dp, vec![item("a", tokens(1, 0, 9), 2, Nanos::ZERO)]);
+    // Step 1, rank 0: the 9-token prefill with 4 of the 8 experts per rank (EP 2): 567 µs
+    // (profile_moe.rs, `expert_parallel_split`); rank 1's dummy batch, padded to 9 tokens, is
+    // no slower. All-to-all: 9 · 64 · 2 B · top-2 = 2304 B per transfer, 20 µs + 144 ns, two
+    // per MoE layer, 4 layers: 161 152 ns.
+    let step1 = 567_000 + 161_152;
+    assert_eq!(ns(recs[0].first_token_s), step1);
+    // Step 2: one decode; EP 2 routes round(1 · (1 − ¼)) = 1 token to 1 expert per rank:
+    // moe(1, 1) = 30 µs as at EP 1 → 377 µs (attention is flat in the fixture). All-to-all of
+    // one token: 8 · (20 µs + 16 ns) = 160 128 ns.
+    let step2 = 377_000 + 160_128;
+    assert_eq!(ns(recs[0].last_token_s), step1 + step2);
+    let r = dp.lockstep_report().expect("lockstep");
+    let last = r.last_step.expect("priced");
+    assert_eq!(last.rank_ns[0], 377_000);
+    assert!(last.rank_ns[1] <= last.rank_ns[0], "{last:?}");
+    assert_eq!(last.all_to_all_ns, 160_128);
+    assert_eq!(r.dummy_steps, vec![0, 2]);
+}
