@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
+use llm_emu_fleet::{ClusterSpec, InstanceSpec};
 use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_perf::latency::{LatencySpec, RecordedTpLink};
 use llm_emu_perf::sizing::ModelShape;
@@ -117,7 +118,7 @@ pub struct EngineFlags {
 
 /// How many engines `simulate` runs and how requests reach them, as `vllm serve` names the
 /// data-parallel flags and as llm-d and Dynamo name routers (docs/fleet.md).
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct FleetFlags {
     /// Data-parallel ranks (vLLM's `--data-parallel-size`): that many engine cores, each with
     /// its own scheduler and KV cache, requests placed by vLLM's load balancer.
@@ -127,7 +128,9 @@ pub struct FleetFlags {
     /// size, as vLLM 0.19 does). Each keeps its own copy of the balancer's counts.
     #[arg(long)]
     pub api_server_count: Option<usize>,
-    /// Expert parallelism over the DP ranks: not modelled yet (refused).
+    /// Expert parallelism over the DP ranks (vLLM's `--enable-expert-parallel`, MoE models
+    /// only): EP size = DP × TP, experts split over the ranks, which step in lockstep with the
+    /// expert all-to-all between them.
     #[arg(long, action = ArgAction::SetTrue)]
     pub enable_expert_parallel: bool,
     /// Independent replicas of the engine behind a router.
@@ -137,10 +140,15 @@ pub struct FleetFlags {
     /// `prefix-aware` or `session`.
     #[arg(long)]
     pub router: Option<String>,
+    /// The fleet as LLMServingSim's cluster config describes it (`nodes[].instances[]`, each
+    /// with its own model, GPU, TP, role and DP group; docs/fleet.md). Replaces the other fleet
+    /// flags; the engine flags fill what an instance does not say.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data_parallel_size", "replicas"])]
+    pub cluster: Option<PathBuf>,
 }
 
 /// The fleet the flags describe.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum FleetPlan {
     /// One engine.
     Single,
@@ -152,19 +160,24 @@ pub enum FleetPlan {
         count: usize,
         router: String,
     },
+    /// DP ranks in expert-parallel lockstep (`--enable-expert-parallel`); `ep` = DP × TP.
+    ExpertParallel {
+        size: usize,
+        api_servers: usize,
+        ep: u64,
+    },
+    /// A cluster config's instances (`--cluster FILE`), routed by `router` where they are
+    /// replicas or decode instances.
+    Cluster {
+        spec: Box<ClusterSpec>,
+        router: String,
+    },
 }
 
 impl FleetFlags {
     /// Checks the flags against each other, the TP degree and the GPUs a replayed run
     /// recorded (`(count, where it was recorded)`), and says what fleet they describe.
     pub fn plan(&self, tp: u64, gpus: Option<(u64, &str)>) -> Result<FleetPlan> {
-        if self.enable_expert_parallel {
-            bail!(
-                "--enable-expert-parallel: expert-parallel lockstep (DP waves, dummy batches, the \
-                 expert all-to-all) is not modelled yet; run the ranks as plain data parallelism \
-                 without it (docs/fleet.md)"
-            );
-        }
         if self.data_parallel_size == 0 {
             bail!("--data-parallel-size must be at least 1");
         }
@@ -176,6 +189,23 @@ impl FleetFlags {
         }
         if let Some(r) = &self.router {
             llm_emu_fleet::router_by_name(r).map_err(|e| anyhow::anyhow!("--router: {e}"))?;
+        }
+        if let Some(path) = &self.cluster {
+            let spec = ClusterSpec::load(path)?;
+            let npus: u64 = spec.instances.iter().map(|i| i.num_npus).sum();
+            if let Some((count, source)) = gpus {
+                if npus > count {
+                    bail!(
+                        "{}: the instances' num_npus add up to {npus} GPUs, but the run has \
+                         {count} ({source})",
+                        path.display()
+                    );
+                }
+            }
+            return Ok(FleetPlan::Cluster {
+                spec: Box::new(spec),
+                router: self.router.clone().unwrap_or_else(|| "round-robin".into()),
+            });
         }
         if self.data_parallel_size > 1 && self.replicas > 1 {
             bail!(
@@ -197,7 +227,16 @@ impl FleetFlags {
                 );
             }
         }
-        Ok(if self.data_parallel_size > 1 {
+        if self.enable_expert_parallel && self.replicas > 1 {
+            bail!("--enable-expert-parallel with --replicas: replicas of expert-parallel engines are not modelled yet");
+        }
+        Ok(if self.enable_expert_parallel {
+            FleetPlan::ExpertParallel {
+                size: self.data_parallel_size,
+                api_servers: self.api_server_count.unwrap_or(self.data_parallel_size),
+                ep: self.data_parallel_size as u64 * tp.max(1),
+            }
+        } else if self.data_parallel_size > 1 {
             FleetPlan::DataParallel {
                 size: self.data_parallel_size,
                 api_servers: self.api_server_count.unwrap_or(self.data_parallel_size),
@@ -289,6 +328,60 @@ impl Prepared {
             replay(&mut args, rec)?;
         }
         let shape = args.model_shape()?;
+        Prepared::resolve(args, shape)
+    }
+
+    /// One instance of a cluster config: the flags (and a replayed run's facts) under what
+    /// the instance says — its model, GPU, GPU memory, TP degree and runtime overrides, as
+    /// the peer's `instance.get(field, args.field)` does. `ep` is the expert-parallel degree
+    /// its experts are split over (1: none); an unknown model or GPU, or EP on a dense model,
+    /// is refused naming the instance's field.
+    pub fn for_instance(
+        flags: &EngineFlags,
+        record: Option<&RunRecord>,
+        inst: &InstanceSpec,
+        ep: u64,
+    ) -> Result<Prepared> {
+        let mut args = flags.to_args()?;
+        if let Some(rec) = record {
+            replay(&mut args, rec)?;
+        }
+        args.model = Some(inst.model_name.clone());
+        args.model_config = None;
+        let gpu = GpuSpec::lookup(&inst.hardware).map_err(|e| {
+            anyhow::anyhow!("cluster config: `{}`: {e}", inst.field_path("hardware"))
+        })?;
+        args.gpu = Some(gpu.name.to_string());
+        if let Some(gb) = inst.mem_size_gb {
+            args.gpu_memory_gib = Some(gb);
+        }
+        args.gpu_memory_utilization = inst.mem_util.or(args.gpu_memory_utilization);
+        args.tensor_parallel_size = Some(inst.tp_size);
+        args.max_num_seqs = inst.max_num_seqs.or(args.max_num_seqs);
+        args.max_num_batched_tokens = inst.max_num_batched_tokens.or(args.max_num_batched_tokens);
+        args.long_prefill_token_threshold = inst
+            .long_prefill_token_threshold
+            .or(args.long_prefill_token_threshold);
+        args.block_size = inst.block_size.or(args.block_size);
+        args.enable_chunked_prefill = inst.enable_chunked_prefill.or(args.enable_chunked_prefill);
+        args.enable_prefix_caching = inst.enable_prefix_caching.or(args.enable_prefix_caching);
+        let shape = args.model_shape().map_err(|e| {
+            anyhow::anyhow!(
+                "cluster config: `{}` = {}: {e}",
+                inst.field_path("model_name"),
+                inst.model_name
+            )
+        })?;
+        let mut prepared = Prepared::resolve(args, shape)
+            .map_err(|e| anyhow::anyhow!("cluster config: {}: {e:#}", inst.field))?;
+        prepared.with_expert_parallel(ep).map_err(|e| {
+            anyhow::anyhow!("cluster config: `{}`: {e:#}", inst.field_path("ep_size"))
+        })?;
+        Ok(prepared)
+    }
+
+    /// Resolves `args` for the model of `shape` (notes to stderr).
+    fn resolve(args: EngineArgs, shape: ModelShape) -> Result<Prepared> {
         let gpu = args.gpu_spec()?;
         let resolved = resolve(&args, &shape, gpu)?;
         for n in &resolved.notices {
@@ -301,17 +394,45 @@ impl Prepared {
         })
     }
 
+    /// Splits the model's experts over `ep` expert-parallel ranks (vLLM's
+    /// `--enable-expert-parallel`: EP size = DP × TP): an operator profile then prices
+    /// `experts / ep` experts per rank (its `ep=` parameter, unless given). Refused on a dense
+    /// model. `ep` 1 changes nothing.
+    pub fn with_expert_parallel(&mut self, ep: u64) -> Result<()> {
+        if ep <= 1 {
+            return Ok(());
+        }
+        let Some(moe) = &self.shape.moe else {
+            bail!(
+                "expert parallelism of size {ep} on a dense model ({}): it has no experts",
+                self.args.model.as_deref().unwrap_or("the model")
+            );
+        };
+        if !moe.num_experts.is_multiple_of(ep) {
+            bail!(
+                "expert parallelism of size {ep}: the model's {} experts do not split evenly",
+                moe.num_experts
+            );
+        }
+        if let llm_emu_perf::latency::LatencySpec::Profile { ep: e @ None, .. } =
+            &mut self.resolved.latency
+        {
+            *e = Some(u32::try_from(ep)?);
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.resolved.config
     }
 
+    /// The engine with the resolved latency model and the given token sampler.
     /// The engine with the resolved latency model and synthetic tokens; also the model's
     /// description.
     pub fn build_engine(&self) -> Result<(Engine, String)> {
         self.build_engine_with(Box::new(HashSampler::default()))
     }
 
-    /// The engine with the resolved latency model and the given token sampler.
     pub fn build_engine_with(&self, sampler: Box<dyn TokenSampler>) -> Result<(Engine, String)> {
         let (latency, notices) = self.resolved.build_latency(&self.shape)?;
         for n in &notices {

@@ -331,6 +331,14 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         FleetPlan::Single => 1,
         FleetPlan::DataParallel { size, .. } => *size,
         FleetPlan::Replicas { count, .. } => *count,
+        FleetPlan::ExpertParallel { .. } => anyhow::bail!(
+            "serve: --enable-expert-parallel (ranks in lockstep) is modelled by simulate and \
+             validate, not yet by serve; serve --data-parallel-size N runs the ranks apart"
+        ),
+        FleetPlan::Cluster { .. } => anyhow::bail!(
+            "serve: --cluster is read by simulate and validate, not yet by serve; use \
+             --data-parallel-size or --replicas with --router"
+        ),
     };
     let instance_ports = match &a.instance_ports {
         Some(spec) => parse_instance_ports(spec, engines_wanted)?,
@@ -445,6 +453,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             FleetPlan::Replicas { router, .. } => {
                 let fleet = Replicas::new(engines, router_by_name(&router)?);
                 Server::bind_fleet(fleet, FleetKind::Replicas { router }, &cfg, codec, opts).await?
+            }
+            FleetPlan::ExpertParallel { .. } | FleetPlan::Cluster { .. } => {
+                unreachable!("refused above")
             }
         };
         let server = server.with_frontend(frontend);

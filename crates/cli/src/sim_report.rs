@@ -38,6 +38,13 @@ pub fn header(
         FleetPlan::Replicas { count, router } => {
             format!("{count} replicas behind a {router} router")
         }
+        FleetPlan::ExpertParallel { size, ep, .. } => {
+            format!("data parallel in expert-parallel lockstep: {size} ranks, EP {ep}")
+        }
+        FleetPlan::Cluster { spec, router } => format!(
+            "cluster file: {} instance(s), {router} router",
+            spec.instances.len()
+        ),
     };
     let work = match workload {
         WorkloadDesc::File(p) => format!("{} (replayed at its arrival times)", p.display()),

@@ -6,7 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
-use llm_emu_fleet::{router_by_name, DataParallel, EngineTally, Replicas, Tallied};
+use llm_emu_fleet::{
+    router_by_name, AllToAll, DataParallel, Disaggregated, EngineTally, EpGroup, Link, Replicas,
+    Tallied, Topology,
+};
 use llm_emu_perf::FrontendSpec;
 use llm_emu_sim::client_side::ClientSide;
 use llm_emu_sim::report::{
@@ -62,15 +65,15 @@ pub struct SimulateArgs {
 
 pub fn run(a: SimulateArgs) -> Result<()> {
     let record = a.like.as_deref().map(RunRecord::load).transpose()?;
-    let prepared = Prepared::new(&a.engine, record.as_ref())?;
-    let cfg = prepared.config().clone();
-    let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
-    let gpus = record
-        .as_ref()
-        .and_then(|r| r.facts.device_count.as_ref())
-        .map(|d| (d.value, d.source.as_str()));
-    let plan = a.fleet.plan(tp, gpus)?;
-    let (fleet, latency_desc) = Fleet::build(&prepared, &plan)?;
+    let (plan, prepared) = prepare_fleet(&a.engine, &a.fleet, record.as_ref())?;
+    let mut cfg = prepared[0].config().clone();
+    // The workload is read against the longest context any instance serves.
+    cfg.max_model_len = prepared
+        .iter()
+        .map(|p| p.config().max_model_len)
+        .max()
+        .unwrap_or(cfg.max_model_len);
+    let (fleet, latency_desc) = Fleet::build(&prepared, &plan, record.as_ref())?;
     let mut engine = Tallied::new(fleet);
 
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
@@ -107,7 +110,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             seed: a.engine.seed,
         },
     };
-    let header = sim_report::header(&prepared, &plan, &latency_desc, &described);
+    let header = sim_report::header(&prepared[0], &plan, &latency_desc, &described);
     let started = std::time::Instant::now();
     let mut sinks = Sinks {
         requests: a
@@ -179,54 +182,194 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     Ok(())
 }
 
+/// The fleet the flags (or `--cluster FILE`) describe, and each engine's resolution: one
+/// per cluster instance, else one for every engine.
+pub(crate) fn prepare_fleet(
+    engine: &EngineFlags,
+    fleet: &FleetFlags,
+    record: Option<&RunRecord>,
+) -> Result<(FleetPlan, Vec<Prepared>)> {
+    let gpus = record
+        .and_then(|r| r.facts.device_count.as_ref())
+        .map(|d| (d.value, d.source.as_str()));
+    if fleet.cluster.is_some() {
+        let plan = fleet.plan(1, gpus)?;
+        let FleetPlan::Cluster { spec, .. } = &plan else {
+            bail!("--cluster: not a cluster plan");
+        };
+        let ep = match &spec.topology {
+            Topology::DataParallel { ep, .. } => *ep,
+            _ => 1,
+        };
+        let prepared = spec
+            .instances
+            .iter()
+            .map(|i| Prepared::for_instance(engine, record, i, ep))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok((plan, prepared));
+    }
+    let mut prepared = Prepared::new(engine, record)?;
+    let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
+    let plan = fleet.plan(tp, gpus)?;
+    if let FleetPlan::ExpertParallel { ep, .. } = &plan {
+        prepared
+            .with_expert_parallel(*ep)
+            .context("--enable-expert-parallel")?;
+    }
+    Ok((plan, vec![prepared]))
+}
+
 /// The engines `simulate` runs: one, data-parallel ranks, or replicas behind a router.
-enum Fleet {
+pub(crate) enum Fleet {
     One(Box<Engine>),
     Dp(DataParallel),
     Replicas(Replicas),
+    Pd(Disaggregated),
 }
 
 impl Fleet {
-    /// `n` engines as `prepared` describes, the latency model's notices said once.
-    fn build(prepared: &Prepared, plan: &FleetPlan) -> Result<(Fleet, String)> {
+    /// The engines `plan` describes from `prepared` (one per cluster instance, else one used
+    /// for every engine), the first latency model's notices said once; also its description.
+    pub(crate) fn build(
+        prepared: &[Prepared],
+        plan: &FleetPlan,
+        record: Option<&RunRecord>,
+    ) -> Result<(Fleet, String)> {
         let n = match plan {
             FleetPlan::Single => 1,
-            FleetPlan::DataParallel { size, .. } => *size,
+            FleetPlan::DataParallel { size, .. } | FleetPlan::ExpertParallel { size, .. } => *size,
             FleetPlan::Replicas { count, .. } => *count,
+            FleetPlan::Cluster { spec, .. } => spec.instances.len(),
         };
-        let mut engines = Vec::with_capacity(n);
+        let mut models = Vec::with_capacity(n);
         let mut desc = String::new();
         for i in 0..n {
-            let (latency, notices) = prepared.resolved.build_latency(&prepared.shape)?;
-            if i == 0 {
+            let p = &prepared[i.min(prepared.len() - 1)];
+            let (latency, notices) = p.resolved.build_latency(&p.shape)?;
+            if i == 0 || prepared.len() > 1 {
                 for n in &notices {
                     eprintln!("{n}");
                 }
+            }
+            if i == 0 {
                 desc = latency.describe();
             }
+            models.push((p, latency));
+        }
+        let lockstep = match plan {
+            FleetPlan::ExpertParallel { ep, .. } => {
+                let link = record
+                    .and_then(|r| r.facts.tp_link.as_ref())
+                    .map(|l| Link {
+                        bandwidth_gbs: l.bandwidth_gbs,
+                        latency_ns: l.latency_ns,
+                    })
+                    .unwrap_or_default();
+                Some((*ep, link))
+            }
+            FleetPlan::Cluster { spec, .. } => match &spec.topology {
+                Topology::DataParallel { ep, .. } if *ep > 1 => Some((*ep, spec.link)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((ep, link)) = lockstep {
+            let p = models[0].0;
+            let moe = p
+                .shape
+                .moe
+                .as_ref()
+                .context("expert parallelism needs a MoE model")?;
+            let a2a = AllToAll {
+                hidden_size: p.shape.hidden_size,
+                dtype_bytes: p.shape.dtype_bytes(),
+                top_k: moe.experts_per_token,
+                moe_layers: if ep > 1 { p.shape.num_moe_layers() } else { 0 },
+                link,
+            };
+            let cfgs: Vec<_> = models.iter().map(|(p, _)| p.config().clone()).collect();
+            let (group, lats) = EpGroup::new(models.into_iter().map(|(_, l)| l).collect(), a2a);
+            let mut engines = Vec::with_capacity(n);
+            for (mut cfg, lat) in cfgs.into_iter().zip(lats) {
+                // Lockstep ranks schedule when the group's step ends (docs/fleet.md).
+                cfg.async_scheduling = false;
+                engines.push(Engine::new(
+                    cfg,
+                    Box::new(lat),
+                    Box::new(HashSampler::default()),
+                )?);
+            }
+            let api_servers = match plan {
+                FleetPlan::ExpertParallel { api_servers, .. } => *api_servers,
+                _ => n,
+            };
+            let desc = engines[0].latency_model().describe();
+            return Ok((
+                Fleet::Dp(DataParallel::expert_parallel(engines, api_servers, group)),
+                desc,
+            ));
+        }
+        let mut engines = Vec::with_capacity(n);
+        for (p, latency) in models {
             engines.push(Engine::new(
-                prepared.resolved.config.clone(),
+                p.resolved.config.clone(),
                 latency,
                 Box::new(HashSampler::default()),
             )?);
         }
         let fleet = match plan {
             FleetPlan::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
-            FleetPlan::DataParallel { api_servers, .. } => {
+            FleetPlan::DataParallel { api_servers, .. }
+            | FleetPlan::ExpertParallel { api_servers, .. } => {
                 Fleet::Dp(DataParallel::new(engines, *api_servers))
             }
             FleetPlan::Replicas { router, .. } => {
                 Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
             }
+            FleetPlan::Cluster { spec, router } => match &spec.topology {
+                Topology::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
+                Topology::Replicas => {
+                    Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
+                }
+                Topology::DataParallel { .. } => {
+                    let size = engines.len();
+                    Fleet::Dp(DataParallel::new(engines, size))
+                }
+                Topology::Disaggregated { .. } => {
+                    let roles = spec
+                        .instances
+                        .iter()
+                        .map(|i| i.pd_type.context("a role per instance"))
+                        .collect::<Result<Vec<_>>>()?;
+                    // KV bytes of one block on one TP rank: each rank sends its share over
+                    // its own link, in parallel.
+                    let block_bytes = prepared
+                        .iter()
+                        .map(|p| {
+                            let tp = p.args.tensor_parallel_size.unwrap_or(1);
+                            p.shape.bytes_per_block(p.config().block_size as u64, tp)
+                        })
+                        .collect();
+                    Fleet::Pd(Disaggregated::new(
+                        engines,
+                        roles,
+                        block_bytes,
+                        spec.link,
+                        router_by_name("round-robin")?,
+                        router_by_name(router)?,
+                    )?)
+                }
+            },
         };
         Ok((fleet, desc))
     }
 
-    fn engines(&self) -> Vec<&Engine> {
+    pub(crate) fn engines(&self) -> Vec<&Engine> {
         match self {
             Fleet::One(e) => vec![e.as_ref()],
             Fleet::Dp(d) => d.engines().collect(),
             Fleet::Replicas(r) => r.engines().collect(),
+            Fleet::Pd(p) => p.engines().collect(),
         }
     }
 
@@ -235,6 +378,7 @@ impl Fleet {
             Fleet::One(e) => e.as_mut(),
             Fleet::Dp(d) => d,
             Fleet::Replicas(r) => r,
+            Fleet::Pd(p) => p,
         }
     }
 
@@ -243,6 +387,7 @@ impl Fleet {
             Fleet::One(e) => e.as_ref(),
             Fleet::Dp(d) => d,
             Fleet::Replicas(r) => r,
+            Fleet::Pd(p) => p,
         }
     }
 }
@@ -318,6 +463,29 @@ fn fleet_summary(
                 "kind": "replicas",
                 "replicas": count,
                 "router": router,
+            }),
+            FleetPlan::ExpertParallel {
+                size,
+                api_servers,
+                ep,
+            } => json!({
+                "kind": "expert-parallel",
+                "data_parallel_size": size,
+                "api_server_count": api_servers,
+                "expert_parallel_size": ep,
+            }),
+            FleetPlan::Cluster { spec, router } => json!({
+                "kind": "cluster",
+                "topology": match &spec.topology {
+                    Topology::Single => "single",
+                    Topology::Replicas => "replicas",
+                    Topology::DataParallel { .. } => "data-parallel",
+                    Topology::Disaggregated { .. } => "prefill-decode",
+                },
+                "instances": spec.instances.len(),
+                "router": router,
+                "link_bw_gbs": spec.link.bandwidth_gbs,
+                "link_latency_ns": spec.link.latency_ns,
             }),
         },
     );

@@ -1,6 +1,7 @@
 //! `llm-emu validate`: replays a real vLLM run's workload and prints emulated vs. real latencies.
 
-use crate::engine_args::{EngineFlags, Prepared};
+use crate::engine_args::{EngineFlags, FleetFlags};
+use crate::simulate::{prepare_fleet, Fleet};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use llm_emu_perf::FrontendSpec;
@@ -53,6 +54,8 @@ pub struct ValidateArgs {
     requests: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineFlags,
+    #[command(flatten)]
+    fleet: FleetFlags,
 }
 
 pub fn run(a: ValidateArgs) -> Result<()> {
@@ -66,10 +69,18 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         bail!("--frontend-latency applies to client-side results (--client-result), not to the engine-side timestamps of --real");
     }
     let real = RealRun::load(real_dir)?;
+    let mut fleet_flags = a.fleet.clone();
+    recorded_fleet(&mut fleet_flags, &real.record);
     // Every fact the run recorded becomes a default; flags given still win.
-    let prepared = Prepared::new(&a.engine, Some(&real.record))?;
-    let cfg = prepared.config().clone();
-    let (mut engine, latency_desc) = prepared.build_engine()?;
+    let (plan, all) = prepare_fleet(&a.engine, &fleet_flags, Some(&real.record))?;
+    let mut cfg = all[0].config().clone();
+    cfg.max_model_len = all
+        .iter()
+        .map(|p| p.config().max_model_len)
+        .max()
+        .unwrap_or(cfg.max_model_len);
+    let prepared = &all[0];
+    let (mut engine, latency_desc) = Fleet::build(&all, &plan, Some(&real.record))?;
     let reader = WorkloadReader::open(workload, a.engine.seed)
         .with_context(|| format!("opening workload {}", workload.display()))?
         .with_max_model_len(cfg.max_model_len);
@@ -89,7 +100,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
             result.skipped_lines
         );
     }
-    for w in engine.latency_model().warnings() {
+    for w in engine.engines()[0].latency_model().warnings() {
         eprintln!("warning: latency model: {w}");
     }
     let pairs = pair_requests(&real.requests, &records).map_err(|e| {
@@ -131,7 +142,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
 /// `validate --client-result`: replays the workload and compares what clients saw.
 fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
     let real = ClientRun::load(path)?;
-    let prepared = Prepared::new(&a.engine, None)?;
+    let prepared = crate::engine_args::Prepared::new(&a.engine, None)?;
     let cfg = prepared.config().clone();
     let (mut engine, latency_desc) = prepared.build_engine()?;
     let spec = a.frontend_latency.clone().unwrap_or(FrontendSpec::Vllm);
@@ -221,4 +232,43 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
         eprintln!("note: --requests is written for engine-side comparisons (--real) only");
     }
     Ok(())
+}
+
+/// The fleet a run recorded, where no fleet flag is given: its cluster config when it lists
+/// more than one instance, else `data_parallel_size` (and `enable_expert_parallel`) from
+/// `meta.json`.
+fn recorded_fleet(f: &mut FleetFlags, rec: &llm_emu_sim::run_record::RunRecord) {
+    let flags_given = f.cluster.is_some()
+        || f.data_parallel_size > 1
+        || f.replicas > 1
+        || f.enable_expert_parallel;
+    if flags_given {
+        return;
+    }
+    if let Some(p) = &rec.cluster_config_path {
+        if llm_emu_fleet::ClusterSpec::load(p).is_ok_and(|c| c.instances.len() > 1) {
+            eprintln!("note: the fleet of {} is replayed", p.display());
+            f.cluster = Some(p.clone());
+            return;
+        }
+    }
+    if let Some(dp) = rec
+        .facts
+        .data_parallel_size
+        .as_ref()
+        .filter(|d| d.value > 1)
+    {
+        f.data_parallel_size = dp.value as usize;
+        f.enable_expert_parallel = rec.facts.enable_expert_parallel;
+        eprintln!(
+            "note: {} = {}{}: replayed as a data-parallel fleet",
+            dp.source,
+            dp.value,
+            if f.enable_expert_parallel {
+                " with expert parallelism"
+            } else {
+                ""
+            }
+        );
+    }
 }

@@ -100,9 +100,10 @@ fn bad_fleets_are_refused_naming_the_flag() {
     assert!(refused(&["--replicas", "2", "--router", "random"]).contains("unknown router `random`"));
     assert!(refused(&["--replicas", "0"]).contains("--replicas must be at least 1"));
     assert!(refused(&["--data-parallel-size", "0"]).contains("--data-parallel-size"));
+    let e = refused(&["--data-parallel-size", "2", "--enable-expert-parallel"]);
     assert!(
-        refused(&["--data-parallel-size", "2", "--enable-expert-parallel"])
-            .contains("not modelled yet")
+        e.contains("--enable-expert-parallel") && e.contains("dense model"),
+        "{e}"
     );
     assert!(refused(&["--data-parallel-size", "2", "--replicas", "2"]).contains("--replicas 2"));
 }
@@ -154,5 +155,295 @@ fn the_table_lists_each_instance() {
     assert!(
         table[2].starts_with('0') && table[3].starts_with('1'),
         "{text}"
+    );
+}
+
+/// A cluster config of `instances` (each a JSON object) on one node.
+fn cluster_file(name: &str, instances: &[Value]) -> PathBuf {
+    let d = tmp(name);
+    let c = serde_json::json!({
+        "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{"num_instances": instances.len(), "instances": instances}]
+    });
+    let p = d.join("config.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    p
+}
+
+fn instance(model: &str, hardware: &str, extra: Value) -> Value {
+    let mut v = serde_json::json!({
+        "model_name": model, "hardware": hardware,
+        "npu_mem": {"mem_size": 96, "mem_bw": 1597, "mem_latency": 0},
+        "num_npus": 1, "tp_size": 1, "pd_type": null
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[test]
+fn a_heterogeneous_cluster_runs_each_instance_as_described() {
+    let none = serde_json::json!({});
+    let file = cluster_file(
+        "hetero",
+        &[
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none.clone()),
+            instance(
+                "Qwen/Qwen3-8B",
+                "H100",
+                serde_json::json!({"max_num_seqs": 8}),
+            ),
+        ],
+    );
+    let d = tmp("hetero-out");
+    let out = simulate(
+        &[
+            "--cluster",
+            file.to_str().unwrap(),
+            "--router",
+            "least-loaded",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, records) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["kind"], "cluster");
+    assert_eq!(s["fleet"]["topology"], "replicas");
+    assert_eq!(s["fleet"]["router"], "least-loaded");
+    assert_eq!(s["instances"].as_array().unwrap().len(), 2);
+    for i in 0..2 {
+        assert!(
+            records.iter().any(|r| r["engine"] == i),
+            "instance {i} ran nothing"
+        );
+    }
+}
+
+#[test]
+fn bad_clusters_are_refused_naming_the_field() {
+    let none = serde_json::json!({});
+    let cases: Vec<(Vec<Value>, &str)> = vec![
+        (
+            vec![instance("no-such/Model-1B", "RTXPRO6000", none.clone())],
+            "nodes[0].instances[0].model_name",
+        ),
+        (
+            vec![instance("meta-llama/Llama-3.1-8B", "TPU-v9", none.clone())],
+            "nodes[0].instances[0].hardware",
+        ),
+        (
+            vec![
+                instance(
+                    "meta-llama/Llama-3.1-8B",
+                    "RTXPRO6000",
+                    serde_json::json!({"dp_group": "A", "ep_size": 2}),
+                ),
+                instance(
+                    "meta-llama/Llama-3.1-8B",
+                    "RTXPRO6000",
+                    serde_json::json!({"dp_group": "A", "ep_size": 2}),
+                ),
+            ],
+            "dense model",
+        ),
+        (
+            vec![instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"pd_type": "prefill"}),
+            )],
+            "without a decode instance",
+        ),
+        (
+            vec![instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"tp_size": 2}),
+            )],
+            "nodes[0].instances[0].num_npus",
+        ),
+    ];
+    for (i, (instances, want)) in cases.into_iter().enumerate() {
+        let file = cluster_file(&format!("bad{i}"), &instances);
+        let e = refused(&["--cluster", file.to_str().unwrap()]);
+        assert!(e.contains(want), "case {i}: want `{want}` in: {e}");
+    }
+    let file = cluster_file(
+        "bad-router",
+        &[instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none)],
+    );
+    let e = refused(&["--cluster", file.to_str().unwrap(), "--router", "nearest"]);
+    assert!(e.contains("--router") && e.contains("nearest"), "{e}");
+}
+
+#[test]
+fn expert_parallel_ranks_step_in_lockstep_on_a_moe_model() {
+    let d = tmp("ep");
+    let out = simulate(
+        &[
+            "--model",
+            "Qwen/Qwen3-30B-A3B",
+            "--gpu",
+            "h100",
+            "--data-parallel-size",
+            "2",
+            "--enable-expert-parallel",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["kind"], "expert-parallel");
+    assert_eq!(s["fleet"]["expert_parallel_size"], 2);
+    assert_eq!(s["instances"].as_array().unwrap().len(), 2);
+    assert!(
+        s["latency_model"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lockstep")
+            || serde_json::to_string(&s).unwrap().contains("lockstep"),
+        "the latency model says it runs in lockstep: {s}"
+    );
+}
+
+/// A recorded run in the shared layout: `RUN/vllm/{meta.json,requests.jsonl}`,
+/// `RUN/workload.jsonl` and, when given, `RUN/config.json`.
+fn recorded_run(name: &str, meta: &Value, cluster: Option<&Value>) -> PathBuf {
+    let dir = tmp(name);
+    std::fs::create_dir_all(dir.join("vllm")).unwrap();
+    let (mut workload, mut requests) = (String::new(), String::new());
+    for i in 0..6 {
+        let t = i as f64 * 0.05;
+        workload += &format!("{{\"arrival_s\": {t}, \"prompt_len\": 200, \"output_len\": 8}}\n");
+        requests += &format!(
+            "{{\"request_id\": \"r{i}\", \"output_toks\": 8, \"queued_ts\": {}, \
+             \"first_token_ts\": {}, \"last_token_ts\": {}}}\n",
+            100.0 + t,
+            100.03 + t,
+            100.09 + t
+        );
+    }
+    std::fs::write(dir.join("workload.jsonl"), workload).unwrap();
+    std::fs::write(dir.join("vllm/requests.jsonl"), requests).unwrap();
+    std::fs::write(dir.join("vllm/meta.json"), meta.to_string()).unwrap();
+    if let Some(c) = cluster {
+        std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+    }
+    dir
+}
+
+fn validate(dir: &std::path::Path) -> (Output, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .arg("validate")
+        .arg("--real")
+        .arg(dir.join("vllm"))
+        .arg("--workload")
+        .arg(dir.join("workload.jsonl"))
+        .arg("--json")
+        .arg(dir.join("cmp.json"))
+        .output()
+        .unwrap();
+    let m = std::fs::read_to_string(dir.join("cmp.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    (out, m)
+}
+
+#[test]
+fn a_moe_run_recorded_with_dp2_and_ep_replays_with_no_flags() {
+    let meta = serde_json::json!({
+        "model": "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "vllm_version": "0.19.0",
+        "engine_kwargs": {
+            "model": "Qwen/Qwen3-30B-A3B-Instruct-2507", "tensor_parallel_size": 1,
+            "data_parallel_size": 2, "enable_expert_parallel": true, "max_model_len": 8192
+        },
+        "num_requests": 6,
+        "hardware": {"device_count": 2, "device_name": "NVIDIA H100 80GB HBM3"}
+    });
+    let dir = recorded_run("dp2ep", &meta, None);
+    let (out, m) = validate(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "data_parallel_size = 2 with expert parallelism: replayed as a data-parallel fleet"
+        ),
+        "{err}"
+    );
+    assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
+}
+
+#[test]
+fn validate_replays_the_fleet_of_a_cluster_config_beside_the_run() {
+    let meta = serde_json::json!({
+        "model": "meta-llama/Llama-3.1-8B",
+        "vllm_version": "0.19.0",
+        "num_requests": 6,
+        "hardware": {"device_count": 2, "device_name": "NVIDIA RTX PRO 6000 Blackwell Server Edition"}
+    });
+    let none = serde_json::json!({});
+    let cluster = serde_json::json!({
+        "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{"num_instances": 2, "instances": [
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none.clone()),
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none),
+        ]}]
+    });
+    let dir = recorded_run("cluster-beside", &meta, Some(&cluster));
+    let (out, m) = validate(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the fleet of") && err.contains("config.json"),
+        "{err}"
+    );
+    assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
+}
+
+#[test]
+fn a_prefill_decode_cluster_answers_every_request_from_a_decode_instance() {
+    let file = cluster_file(
+        "pd",
+        &[
+            instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"pd_type": "prefill", "max_num_seqs": 32}),
+            ),
+            instance(
+                "meta-llama/Llama-3.1-8B",
+                "RTXPRO6000",
+                serde_json::json!({"pd_type": "decode"}),
+            ),
+        ],
+    );
+    let d = tmp("pd-out");
+    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, records) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["topology"], "prefill-decode");
+    assert!(records.iter().all(|r| r["engine"] == 1), "decode answers");
+    let inst = s["instances"].as_array().unwrap();
+    assert!(
+        inst[0]["num_steps"].as_u64().unwrap() > 0,
+        "prefill ran steps: {inst:?}"
     );
 }

@@ -273,8 +273,9 @@ fn bad_records_are_clear_errors() {
         (
             "data parallel",
             Box::new(|m| m["engine_kwargs"]["data_parallel_size"] = json!(2)),
-            "the run cannot be replayed: meta.json engine_kwargs.data_parallel_size = 2: data \
-             parallelism is not modelled",
+            // Data parallelism is replayed as a fleet, which needs a GPU per rank.
+            "--data-parallel-size 2 x --replicas 1 x --tensor-parallel-size 1 needs 2 GPUs, but \
+             the run has 1 (meta.json hardware.device_count)",
         ),
         (
             "pipeline parallel",

@@ -275,6 +275,18 @@ impl Engine {
         Ok(())
     }
 
+    /// [`Engine::add_tagged`] for a request whose prompt KV was computed elsewhere (a
+    /// prefill instance under prefill/decode disaggregation): the scheduler admits it with
+    /// its prompt already computed but for the last token, as vLLM's KV connector does.
+    pub fn add_prefilled(&mut self, new: NewRequest, tag: u64) -> Result<(), RequestError> {
+        let prompt = new.prompt_token_ids.len();
+        self.add_tagged(new, tag)?;
+        if let Some(Input::Add(req)) = self.inputs.back_mut() {
+            req.num_external_computed_tokens = prompt;
+        }
+        Ok(())
+    }
+
     /// Queues an abort; unknown or finished ids are ignored when it is applied.
     pub fn abort(&mut self, request_id: &str) {
         self.inputs

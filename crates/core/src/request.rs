@@ -139,6 +139,10 @@ pub struct Request {
     pub sample_seed: u64,
     /// The submitter's tag, echoed in every output for this request (0 if none was given).
     pub tag: u64,
+    /// Prompt tokens whose KV arrives from elsewhere (a prefill instance, through vLLM's KV
+    /// connector: `get_num_new_matched_tokens`); used once, at admission. 0 for plain
+    /// requests.
+    pub num_external_computed_tokens: usize,
 }
 
 impl Request {
@@ -169,6 +173,7 @@ impl Request {
             stop_reason: None,
             sample_seed,
             tag: 0,
+            num_external_computed_tokens: 0,
         };
         if hash_blocks {
             let salt = r.cache_salt.clone();

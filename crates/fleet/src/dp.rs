@@ -1,9 +1,11 @@
-//! vLLM 0.19's data parallelism (`--data-parallel-size N`) without expert parallelism: N
-//! engine cores, each with its own scheduler and KV cache, stepping independently; each
-//! request placed on one rank by the API servers' load balancer ([`LoadBalancer`]) or on the
-//! rank it names (`data_parallel_rank`). Engine index = rank.
+//! vLLM 0.19's data parallelism (`--data-parallel-size N`): N engine cores, each with its own
+//! scheduler and KV cache; each request placed on one rank by the API servers' load balancer
+//! ([`LoadBalancer`]) or on the rank it names (`data_parallel_rank`). Engine index = rank.
+//! Without expert parallelism the ranks step independently; with it
+//! ([`DataParallel::expert_parallel`]) they step in lockstep ([`crate::ep`]).
 
 use crate::dp_lb::LoadBalancer;
+use crate::ep::{EpGroup, PricedStep};
 use crate::member::{earliest_wake, Member};
 use llm_emu_core::engine::RequestError;
 use llm_emu_core::{
@@ -29,6 +31,34 @@ pub struct DataParallel {
     lb: LoadBalancer,
     /// Which rank holds each live request (vLLM's `reqs_in_flight`, for aborts).
     owner: FxHashMap<String, usize>,
+    /// Expert-parallel lockstep, when on.
+    lockstep: Option<Lockstep>,
+}
+
+/// The state of expert-parallel lockstep: the group's step and its waves.
+struct Lockstep {
+    group: EpGroup,
+    /// When the group's current step ends (every rank is busy until then).
+    free_at: Nanos,
+    /// Whether a wave is running (some rank has work).
+    in_wave: bool,
+    /// Waves started so far.
+    waves: u64,
+    /// Steps the group ran.
+    steps: u64,
+    /// How the latest step was priced.
+    last: Option<PricedStep>,
+}
+
+/// What lockstep did so far (for tests and reports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockstepReport {
+    pub waves: u64,
+    pub steps: u64,
+    pub in_wave: bool,
+    /// Dummy batches per rank.
+    pub dummy_steps: Vec<u64>,
+    pub last_step: Option<PricedStep>,
 }
 
 impl DataParallel {
@@ -49,6 +79,97 @@ impl DataParallel {
                 .collect(),
             lb: LoadBalancer::new(n, api_servers),
             owner: FxHashMap::default(),
+            lockstep: None,
+        }
+    }
+
+    /// Ranks in expert-parallel lockstep: `engines` must be built with the latency models
+    /// [`EpGroup::new`] returned with `group` (rank order) and synchronous scheduling.
+    pub fn expert_parallel(
+        engines: Vec<Engine>,
+        api_servers: usize,
+        group: EpGroup,
+    ) -> DataParallel {
+        let mut dp = DataParallel::new(engines, api_servers);
+        dp.lockstep = Some(Lockstep {
+            group,
+            free_at: Nanos::ZERO,
+            in_wave: false,
+            waves: 0,
+            steps: 0,
+            last: None,
+        });
+        dp
+    }
+
+    /// Lockstep's figures (`None` without expert parallelism).
+    pub fn lockstep_report(&self) -> Option<LockstepReport> {
+        self.lockstep.as_ref().map(|l| LockstepReport {
+            waves: l.waves,
+            steps: l.steps,
+            in_wave: l.in_wave,
+            dummy_steps: l.group.dummy_steps().to_vec(),
+            last_step: l.last.clone(),
+        })
+    }
+
+    /// One lockstep round at `now`: nothing before the group's step ends; then every rank
+    /// takes its outputs and inputs and schedules, and the group prices the step.
+    fn run_lockstep(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        let Some(ls) = self.lockstep.as_mut() else {
+            return Wake::Idle;
+        };
+        if now < ls.free_at {
+            return Wake::At(ls.free_at);
+        }
+        if !self.ranks.iter().any(|m| m.pending || m.engine.has_work()) {
+            ls.in_wave = false;
+            return Wake::Idle;
+        }
+        if !ls.in_wave {
+            // A request reached an idle group: every rank starts the next wave.
+            ls.in_wave = true;
+            ls.waves += 1;
+        }
+        let mut steps = Vec::new();
+        for (rank, m) in self.ranks.iter_mut().enumerate() {
+            let mut buf = StepBuffer {
+                out: &mut *sink,
+                steps: &mut steps,
+            };
+            let mut tap = RankTap {
+                rank,
+                now,
+                lb: &mut self.lb,
+                owner: &mut self.owner,
+                out: &mut buf,
+            };
+            m.run(now, &mut tap);
+        }
+        let priced = ls.group.price_step();
+        let end = priced.as_ref().map(|p| now + Nanos(p.step_ns));
+        for mut s in steps {
+            if let (Some(end), true) = (end, s.num_scheduled_tokens > 0) {
+                s.device_start = now;
+                s.device_end = end;
+            }
+            sink.on_step(&s);
+        }
+        match (priced, end) {
+            (Some(p), Some(end)) => {
+                ls.free_at = end;
+                ls.steps += 1;
+                ls.last = Some(p);
+                Wake::At(end)
+            }
+            _ => {
+                // Nothing scheduled anywhere: the wave ends when no rank has work left.
+                let wake = earliest_wake(self.ranks.iter());
+                if wake == Wake::Idle && !self.ranks.iter().any(|m| m.engine.has_work()) {
+                    ls.in_wave = false;
+                }
+                wake
+            }
         }
     }
 
@@ -135,6 +256,22 @@ impl DataParallel {
     }
 }
 
+/// Holds back a lockstep round's step records until the group has priced the step.
+struct StepBuffer<'a> {
+    out: &'a mut dyn EngineSink,
+    steps: &'a mut Vec<StepStats>,
+}
+
+impl EngineSink for StepBuffer<'_> {
+    fn on_step(&mut self, s: &StepStats) {
+        self.steps.push(*s);
+    }
+
+    fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
+        self.out.on_iteration(it, outputs);
+    }
+}
+
 /// Forwards a rank's stats and reports its counts to the coordinator; forgets finished
 /// requests.
 struct RankTap<'a> {
@@ -185,6 +322,9 @@ impl EngineCore for DataParallel {
 
     fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
         self.lb.advance(now);
+        if self.lockstep.is_some() {
+            return self.run_lockstep(now, sink);
+        }
         for (rank, m) in self.ranks.iter_mut().enumerate() {
             if m.is_due(now) {
                 let mut tap = RankTap {

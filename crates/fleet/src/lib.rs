@@ -10,18 +10,26 @@
 //! - [`Tallied`]: per-engine figures (requests, tokens, preemptions, prefix hits) of any
 //!   [`EngineCore`](llm_emu_core::EngineCore), for reports.
 //!
-//! Expert-parallel lockstep (DP waves and dummy batches) and prefill/decode disaggregation are
-//! not modelled yet (docs/fleet.md).
+//! - [`ep`]: expert parallelism over DP ranks, in lockstep (waves, dummy batches, padding, the
+//!   expert all-to-all).
+//! - [`Disaggregated`]: prefill and decode instances with the KV transfer between them.
+//! - [`cluster`]: LLMServingSim's cluster config, read as it is.
 
+pub mod cluster;
 pub mod dp;
 pub mod dp_lb;
+pub mod ep;
 mod member;
+pub mod pd;
 pub mod replicas;
 pub mod router;
 pub mod tally;
 
-pub use dp::{AddError, DataParallel};
+pub use cluster::{ClusterError, ClusterSpec, InstanceSpec, Link, PdRole, Topology};
+pub use dp::{AddError, DataParallel, LockstepReport};
 pub use dp_lb::{LoadBalancer, LB_PUBLISH_INTERVAL};
+pub use ep::{AllToAll, EpGroup, PricedStep, RankLatency};
+pub use pd::{Disaggregated, PdError};
 pub use replicas::Replicas;
 pub use router::{router_by_name, Router, RouterError, ROUTER_NAMES};
 pub use tally::{EngineTally, Tallied};

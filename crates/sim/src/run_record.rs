@@ -124,6 +124,11 @@ pub struct RunFacts {
     /// config's `npu_mem.mem_size` read as GiB).
     pub device_memory_bytes: Option<Recorded<u64>>,
     pub tp_link: Option<RecordedLink>,
+    /// `data_parallel_size` (engine cores of one vLLM server; replayed as a data-parallel
+    /// fleet).
+    pub data_parallel_size: Option<Recorded<u64>>,
+    /// `enable_expert_parallel` was on (replayed as expert-parallel lockstep).
+    pub enable_expert_parallel: bool,
     /// Facts recorded but not modelled, and differences between records that were resolved;
     /// one sentence each, for the user.
     pub notes: Vec<String>,
@@ -555,8 +560,18 @@ impl RunRecord {
             ];
             r.pick("tensor-parallel size", cands, OnDiffer::Note)?
         };
+        let data_parallel_size = {
+            let key = "data_parallel_size";
+            let cands = vec![
+                (
+                    p(key),
+                    r.typed::<u64>(&par, "resolved_config.parallel_config", &[key]),
+                ),
+                (e(key), r.typed::<u64>(&ek, "engine_kwargs", &[key])),
+            ];
+            r.pick(key, cands, OnDiffer::Note)?
+        };
         for (key, what) in [
-            ("data_parallel_size", "data parallelism"),
             ("pipeline_parallel_size", "pipeline parallelism"),
             ("decode_context_parallel_size", "decode context parallelism"),
             (
@@ -581,7 +596,8 @@ impl RunRecord {
                 }
             }
         }
-        for (v, src) in [
+        let mut enable_expert_parallel = false;
+        for (v, _src) in [
             (
                 get(&par, &["enable_expert_parallel"]),
                 p("enable_expert_parallel"),
@@ -592,9 +608,7 @@ impl RunRecord {
             ),
         ] {
             if v.and_then(Value::as_bool) == Some(true) {
-                r.notes.push(format!(
-                    "{src} = true: expert parallelism is priced as tensor parallelism"
-                ));
+                enable_expert_parallel = true;
                 break;
             }
         }
@@ -1113,6 +1127,8 @@ impl RunRecord {
             device_count,
             device_memory_bytes,
             tp_link: None,
+            data_parallel_size,
+            enable_expert_parallel,
             notes: Vec::new(),
         };
         if let (Some(cp), Some(cv)) = (cluster_path, cluster) {
@@ -1202,9 +1218,21 @@ fn read_cluster(
         })
         .unwrap_or(0);
     if num_instances > 1 {
-        return Err(r.not_replayable(format!(
-            "{num_instances} serving instances: llm-emu emulates one engine"
-        )));
+        // A fleet: each instance is built from the cluster config itself (`--cluster`);
+        // only the link is a fact of the run.
+        meta_reader.notes.push(format!(
+            "{}: {num_instances} serving instances: replayed as the fleet the cluster config \
+             describes",
+            path.display()
+        ));
+        read_link(&mut r, facts, path, cv)?;
+        let notes = std::mem::take(&mut r.notes);
+        meta_reader.notes.extend(
+            notes
+                .into_iter()
+                .map(|n| format!("{}: {n}", path.display())),
+        );
+        return Ok(());
     }
     let inst = instances.first().map(|m| Value::Object((*m).clone()));
     let inst = inst.unwrap_or(Value::Null);
@@ -1299,6 +1327,23 @@ fn read_cluster(
             )));
         }
     }
+    read_link(&mut r, facts, path, cv)?;
+    let notes = std::mem::take(&mut r.notes);
+    meta_reader.notes.extend(
+        notes
+            .into_iter()
+            .map(|n| format!("{}: {n}", path.display())),
+    );
+    Ok(())
+}
+
+/// The cluster config's link (`link_bw` GB/s, `link_latency` ns).
+fn read_link(
+    r: &mut Reader<'_>,
+    facts: &mut RunFacts,
+    path: &Path,
+    cv: &Value,
+) -> Result<(), RunRecordError> {
     let bw = r.typed::<f64>(cv, "cluster", &["link_bw"]);
     let lat = r.typed::<f64>(cv, "cluster", &["link_latency"]);
     match (bw, lat) {
@@ -1313,12 +1358,6 @@ fn read_cluster(
         (None, Some(_)) => r.notes.push("link_latency without link_bw: ignored".into()),
         (None, None) => {}
     }
-    let notes = std::mem::take(&mut r.notes);
-    meta_reader.notes.extend(
-        notes
-            .into_iter()
-            .map(|n| format!("{}: {n}", path.display())),
-    );
     Ok(())
 }
 

@@ -330,6 +330,13 @@ impl Scheduler {
             } else {
                 (CacheHit::default(), req.num_computed_tokens)
             };
+            // KV from a prefill instance (vLLM's connector): computed past the local hit, the
+            // last token always recomputed for its logits (`scheduler.py`,
+            // `num_computed_tokens -= 1` when everything was matched).
+            let external = req
+                .num_external_computed_tokens
+                .min((req.num_tokens() - 1).saturating_sub(num_computed));
+            let num_computed = num_computed + external;
             let mut n = req.num_tokens() - num_computed;
             if threshold > 0 && threshold < n {
                 n = threshold;
@@ -343,9 +350,10 @@ impl Scheduler {
                 break;
             }
             let req = self.requests.req_mut(key);
-            if !self.kv.allocate_slots(req, n, Some(&hit)) {
+            if !self.kv.allocate_slots(req, external + n, Some(&hit)) {
                 break;
             }
+            req.num_external_computed_tokens = 0;
             self.waiting.pop();
             self.running.push(key);
             let req = self.requests.req_mut(key);

@@ -1,0 +1,598 @@
+//! LLMServingSim's cluster config, read as it is: `num_nodes`, `link_bw` (GB/s), `link_latency`
+//! (ns), `nodes[].instances[]` with `model_name`, `hardware`, `npu_mem`, `num_npus`, `tp_size`,
+//! `pp_size`, `ep_size`, `dp_group`, `pd_type` and the per-instance runtime overrides
+//! (`max_num_seqs`, `max_num_batched_tokens`, `long_prefill_token_threshold`, `block_size`,
+//! `enable_chunked_prefill`, `enable_prefix_caching`).
+//!
+//! This module checks the file's own structure (types, counts, roles, group consistency) and
+//! says which fleet it describes ([`Topology`]); whether a model or GPU name is known is for
+//! the caller that builds each instance's engine, which names the field with
+//! [`InstanceSpec::field`].
+
+use serde_json::Value;
+use std::path::Path;
+use thiserror::Error;
+
+/// A cluster config that cannot be used; every message names the field.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("cannot read the cluster config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the cluster config {path} is not JSON: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    /// A field is missing, of the wrong type or out of range.
+    #[error("cluster config: `{field}`: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field_err(field: impl Into<String>, message: impl Into<String>) -> ClusterError {
+    ClusterError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The link between GPUs and instances: the expert all-to-all and the KV transfer of
+/// prefill/decode disaggregation are priced over it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Link {
+    /// Bandwidth, GB/s (10⁹ bytes per second).
+    pub bandwidth_gbs: f64,
+    /// Latency of one transfer, ns.
+    pub latency_ns: f64,
+}
+
+impl Default for Link {
+    /// 16 GB/s and 20 µs, the peer's example clusters' link (PCIe-class).
+    fn default() -> Link {
+        Link {
+            bandwidth_gbs: 16.0,
+            latency_ns: 20_000.0,
+        }
+    }
+}
+
+impl Link {
+    /// Time to move `bytes` over the link: latency + bytes / bandwidth, ns (rounded up).
+    pub fn transfer_ns(&self, bytes: u64) -> u64 {
+        let ns = self.latency_ns + bytes as f64 / self.bandwidth_gbs;
+        ns.max(0.0).ceil() as u64
+    }
+}
+
+/// The role of an instance under prefill/decode disaggregation (vLLM's `kv_transfer_config`
+/// `kv_role`: `kv_producer` / `kv_consumer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PdRole {
+    /// Computes the prompt and the first token, then hands the KV blocks on.
+    Prefill,
+    /// Takes the KV blocks and generates the rest.
+    Decode,
+}
+
+/// One instance of the cluster, as the file gives it (`None`: not given, the command line or
+/// vLLM's default applies).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceSpec {
+    /// Where it is in the file, `nodes[N].instances[M]`, for messages.
+    pub field: String,
+    pub model_name: String,
+    pub hardware: String,
+    /// `npu_mem.mem_size`, GB per GPU.
+    pub mem_size_gb: Option<f64>,
+    /// `npu_mem.mem_util`.
+    pub mem_util: Option<f64>,
+    /// GPUs of the instance (`num_npus`; default `tp_size × pp_size`).
+    pub num_npus: u64,
+    pub tp_size: u64,
+    /// Expert-parallel degree (`ep_size`; `None`: not given). Within a `dp_group` it is the
+    /// group's total EP degree, as in the peer.
+    pub ep_size: Option<u64>,
+    pub dp_group: Option<String>,
+    pub pd_type: Option<PdRole>,
+    pub max_num_seqs: Option<usize>,
+    pub max_num_batched_tokens: Option<usize>,
+    pub long_prefill_token_threshold: Option<usize>,
+    pub block_size: Option<usize>,
+    pub enable_chunked_prefill: Option<bool>,
+    pub enable_prefix_caching: Option<bool>,
+}
+
+impl InstanceSpec {
+    /// `nodes[N].instances[M].NAME`, for an error about one of its fields.
+    pub fn field_path(&self, name: &str) -> String {
+        format!("{}.{name}", self.field)
+    }
+}
+
+/// Which fleet a cluster describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One instance.
+    Single,
+    /// Independent instances behind a router (indexes into [`ClusterSpec::instances`]).
+    Replicas,
+    /// Every instance in one `dp_group`: one vLLM engine with `--data-parallel-size` = the
+    /// group's size; `ep` = the group's `ep_size` (1: no expert parallelism).
+    DataParallel { group: String, ep: u64 },
+    /// Prefill and decode instances (indexes into [`ClusterSpec::instances`]).
+    Disaggregated {
+        prefill: Vec<usize>,
+        decode: Vec<usize>,
+    },
+}
+
+/// A parsed cluster config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSpec {
+    pub link: Link,
+    pub instances: Vec<InstanceSpec>,
+    pub topology: Topology,
+}
+
+impl ClusterSpec {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<ClusterSpec, ClusterError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let v: Value = serde_json::from_str(&text).map_err(|source| ClusterError::Json {
+            path: path.display().to_string(),
+            source,
+        })?;
+        ClusterSpec::from_json(&v)
+    }
+
+    /// Checks a parsed cluster config.
+    pub fn from_json(v: &Value) -> Result<ClusterSpec, ClusterError> {
+        let nodes = v
+            .get("nodes")
+            .ok_or_else(|| field_err("nodes", "missing"))?
+            .as_array()
+            .ok_or_else(|| field_err("nodes", "not a list"))?;
+        if let Some(n) = opt_u64(v, "num_nodes", "num_nodes")? {
+            if n as usize != nodes.len() {
+                return Err(field_err(
+                    "num_nodes",
+                    format!("{n}, but `nodes` lists {}", nodes.len()),
+                ));
+            }
+        }
+        let link = Link {
+            bandwidth_gbs: match opt_f64(v, "link_bw", "link_bw")? {
+                Some(b) if b > 0.0 && b.is_finite() => b,
+                Some(b) => {
+                    return Err(field_err(
+                        "link_bw",
+                        format!("{b}: must be positive (GB/s)"),
+                    ))
+                }
+                None => Link::default().bandwidth_gbs,
+            },
+            latency_ns: match opt_f64(v, "link_latency", "link_latency")? {
+                Some(l) if l >= 0.0 && l.is_finite() => l,
+                Some(l) => {
+                    return Err(field_err(
+                        "link_latency",
+                        format!("{l}: must be zero or more (ns)"),
+                    ))
+                }
+                None => Link::default().latency_ns,
+            },
+        };
+        let mut instances = Vec::new();
+        for (n, node) in nodes.iter().enumerate() {
+            let at = format!("nodes[{n}]");
+            let list = node
+                .get("instances")
+                .ok_or_else(|| field_err(format!("{at}.instances"), "missing"))?
+                .as_array()
+                .ok_or_else(|| field_err(format!("{at}.instances"), "not a list"))?;
+            if let Some(k) = opt_u64(node, "num_instances", &format!("{at}.num_instances"))? {
+                if k as usize != list.len() {
+                    return Err(field_err(
+                        format!("{at}.num_instances"),
+                        format!("{k}, but `instances` lists {}", list.len()),
+                    ));
+                }
+            }
+            for (i, inst) in list.iter().enumerate() {
+                instances.push(instance(inst, format!("{at}.instances[{i}]"))?);
+            }
+        }
+        if instances.is_empty() {
+            return Err(field_err("nodes[].instances", "no instance in the cluster"));
+        }
+        let topology = topology(&instances)?;
+        Ok(ClusterSpec {
+            link,
+            instances,
+            topology,
+        })
+    }
+}
+
+fn instance(v: &Value, at: String) -> Result<InstanceSpec, ClusterError> {
+    if !v.is_object() {
+        return Err(field_err(at, "not an object"));
+    }
+    let f = |k: &str| format!("{at}.{k}");
+    let string = |k: &str| -> Result<String, ClusterError> {
+        match v.get(k) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+            Some(_) => Err(field_err(f(k), "not a name")),
+            None => Err(field_err(f(k), "missing")),
+        }
+    };
+    let model_name = string("model_name")?;
+    let hardware = string("hardware")?;
+    let mem = v.get("npu_mem");
+    let (mem_size_gb, mem_util) = match mem {
+        Some(m) => (
+            opt_f64(m, "mem_size", &f("npu_mem.mem_size"))?,
+            opt_f64(m, "mem_util", &f("npu_mem.mem_util"))?,
+        ),
+        None => (None, None),
+    };
+    if let Some(s) = mem_size_gb.filter(|s| *s <= 0.0) {
+        return Err(field_err(
+            f("npu_mem.mem_size"),
+            format!("{s}: must be positive (GB)"),
+        ));
+    }
+    if let Some(u) = mem_util.filter(|u| !(*u > 0.0 && *u <= 1.0)) {
+        return Err(field_err(
+            f("npu_mem.mem_util"),
+            format!("{u}: must be in (0, 1]"),
+        ));
+    }
+    let pp = opt_u64(v, "pp_size", &f("pp_size"))?.unwrap_or(1);
+    if pp != 1 {
+        return Err(field_err(
+            f("pp_size"),
+            format!("{pp}: pipeline parallelism is not modelled (1 only)"),
+        ));
+    }
+    let tp_given = opt_u64(v, "tp_size", &f("tp_size"))?;
+    let npus_given = opt_u64(v, "num_npus", &f("num_npus"))?;
+    let (tp_size, num_npus) = match (tp_given, npus_given) {
+        (Some(t), Some(n)) => (t, n),
+        (Some(t), None) => (t, t * pp),
+        (None, Some(n)) => (n / pp, n),
+        (None, None) => (1, 1),
+    };
+    if tp_size == 0 {
+        return Err(field_err(f("tp_size"), "0: must be at least 1"));
+    }
+    if num_npus != tp_size * pp {
+        return Err(field_err(
+            f("num_npus"),
+            format!(
+                "{num_npus}, but tp_size {tp_size} × pp_size {pp} needs {}",
+                tp_size * pp
+            ),
+        ));
+    }
+    let ep_size = opt_u64(v, "ep_size", &f("ep_size"))?;
+    if ep_size == Some(0) {
+        return Err(field_err(f("ep_size"), "0: must be at least 1"));
+    }
+    let dp_group = match v.get("dp_group") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err(field_err(f("dp_group"), "not a group name")),
+    };
+    let pd_type = match v.get("pd_type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "prefill" | "kv_producer" => Some(PdRole::Prefill),
+            "decode" | "kv_consumer" => Some(PdRole::Decode),
+            "" | "none" | "combined" => None,
+            _ => {
+                return Err(field_err(
+                    f("pd_type"),
+                    format!("`{s}`: expected \"prefill\", \"decode\" or null"),
+                ))
+            }
+        },
+        Some(_) => return Err(field_err(f("pd_type"), "not a role")),
+    };
+    let usize_of = |k: &str| -> Result<Option<usize>, ClusterError> {
+        // The peer's 0 means unlimited: the command line's value (or vLLM's default) applies.
+        Ok(opt_u64(v, k, &f(k))?.filter(|&n| n > 0).map(|n| n as usize))
+    };
+    Ok(InstanceSpec {
+        model_name,
+        hardware,
+        mem_size_gb,
+        mem_util,
+        num_npus,
+        tp_size,
+        ep_size,
+        dp_group,
+        pd_type,
+        max_num_seqs: usize_of("max_num_seqs")?,
+        max_num_batched_tokens: usize_of("max_num_batched_tokens")?,
+        long_prefill_token_threshold: usize_of("long_prefill_token_threshold")?,
+        block_size: usize_of("block_size")?,
+        enable_chunked_prefill: opt_bool(
+            v,
+            "enable_chunked_prefill",
+            &f("enable_chunked_prefill"),
+        )?,
+        enable_prefix_caching: opt_bool(v, "enable_prefix_caching", &f("enable_prefix_caching"))?,
+        field: at,
+    })
+}
+
+/// Which fleet the instances form; refuses the combinations not modelled.
+fn topology(instances: &[InstanceSpec]) -> Result<Topology, ClusterError> {
+    let roles: Vec<Option<PdRole>> = instances.iter().map(|i| i.pd_type).collect();
+    if roles.iter().any(Option::is_some) {
+        if let Some(i) = instances.iter().find(|i| i.pd_type.is_none()) {
+            return Err(field_err(
+                i.field_path("pd_type"),
+                "null in a prefill/decode cluster: every instance needs a role",
+            ));
+        }
+        let idx = |r: PdRole| -> Vec<usize> {
+            (0..instances.len())
+                .filter(|&i| roles[i] == Some(r))
+                .collect()
+        };
+        let (prefill, decode) = (idx(PdRole::Prefill), idx(PdRole::Decode));
+        if prefill.is_empty() || decode.is_empty() {
+            let missing = if prefill.is_empty() {
+                "prefill"
+            } else {
+                "decode"
+            };
+            return Err(field_err(
+                "nodes[].instances[].pd_type",
+                format!("a prefill/decode cluster without a {missing} instance"),
+            ));
+        }
+        if let Some(i) = instances.iter().find(|i| i.dp_group.is_some()) {
+            return Err(field_err(
+                i.field_path("dp_group"),
+                "data-parallel groups inside a prefill/decode cluster are not modelled",
+            ));
+        }
+        return Ok(Topology::Disaggregated { prefill, decode });
+    }
+    let grouped: Vec<&InstanceSpec> = instances.iter().filter(|i| i.dp_group.is_some()).collect();
+    if grouped.is_empty() {
+        if let Some(i) = instances
+            .iter()
+            .find(|i| i.ep_size.is_some_and(|e| e > i.tp_size))
+        {
+            return Err(field_err(
+                i.field_path("ep_size"),
+                format!(
+                    "{} above tp_size {} outside a dp_group",
+                    i.ep_size.unwrap_or(1),
+                    i.tp_size
+                ),
+            ));
+        }
+        return Ok(if instances.len() == 1 {
+            Topology::Single
+        } else {
+            Topology::Replicas
+        });
+    }
+    let first = grouped[0];
+    if grouped.len() != instances.len() {
+        let loose = instances
+            .iter()
+            .find(|i| i.dp_group.is_none())
+            .unwrap_or(first);
+        return Err(field_err(
+            loose.field_path("dp_group"),
+            "null beside instances in a dp_group: replicas of data-parallel engines are not \
+             modelled",
+        ));
+    }
+    for i in &grouped[1..] {
+        if i.dp_group != first.dp_group {
+            return Err(field_err(
+                i.field_path("dp_group"),
+                format!(
+                    "`{}` beside `{}`: one data-parallel group per cluster is modelled",
+                    i.dp_group.as_deref().unwrap_or(""),
+                    first.dp_group.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        for (name, a, b) in [
+            ("tp_size", i.tp_size, first.tp_size),
+            (
+                "ep_size",
+                i.ep_size.unwrap_or(0),
+                first.ep_size.unwrap_or(0),
+            ),
+        ] {
+            if a != b {
+                return Err(field_err(
+                    i.field_path(name),
+                    format!("differs from {}'s: a dp_group's members agree", first.field),
+                ));
+            }
+        }
+        if i.model_name != first.model_name || i.hardware != first.hardware {
+            return Err(field_err(
+                i.field_path("model_name"),
+                format!(
+                    "{} on {} beside {} on {}: a dp_group is one model on one GPU type",
+                    i.model_name, i.hardware, first.model_name, first.hardware
+                ),
+            ));
+        }
+    }
+    let size = grouped.len() as u64;
+    let ep = first.ep_size.unwrap_or(1);
+    if ep > 1 && !ep.is_multiple_of(size) {
+        return Err(field_err(
+            first.field_path("ep_size"),
+            format!("{ep}: the group's EP degree must be a multiple of its {size} members"),
+        ));
+    }
+    Ok(Topology::DataParallel {
+        group: first.dp_group.clone().unwrap_or_default(),
+        ep,
+    })
+}
+
+fn opt_u64(v: &Value, k: &str, field: &str) -> Result<Option<u64>, ClusterError> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| field_err(field, format!("{x}: not a whole number"))),
+    }
+}
+
+fn opt_f64(v: &Value, k: &str, field: &str) -> Result<Option<f64>, ClusterError> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| field_err(field, format!("{x}: not a number"))),
+    }
+}
+
+fn opt_bool(v: &Value, k: &str, field: &str) -> Result<Option<bool>, ClusterError> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x
+            .as_bool()
+            .map(Some)
+            .ok_or_else(|| field_err(field, format!("{x}: not true or false"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inst(extra: Value) -> Value {
+        let mut v = json!({
+            "model_name": "meta-llama/Llama-3.1-8B",
+            "hardware": "RTXPRO6000",
+            "npu_mem": {"mem_size": 96, "mem_bw": 1597, "mem_latency": 0},
+            "num_npus": 1, "tp_size": 1, "pd_type": null
+        });
+        for (k, x) in extra.as_object().expect("object") {
+            v[k] = x.clone();
+        }
+        v
+    }
+
+    fn cluster(instances: Vec<Value>) -> Value {
+        json!({"num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+               "nodes": [{"num_instances": instances.len(), "instances": instances}]})
+    }
+
+    fn err(v: Value) -> String {
+        ClusterSpec::from_json(&v).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn reads_the_shared_case_s_one_instance() {
+        let c = ClusterSpec::from_json(&cluster(vec![inst(json!({}))])).expect("valid");
+        assert_eq!(c.topology, Topology::Single);
+        assert_eq!(c.link.bandwidth_gbs, 16.0);
+        assert_eq!(c.link.latency_ns, 20000.0);
+        assert_eq!(c.instances[0].mem_size_gb, Some(96.0));
+        assert_eq!(c.instances[0].field, "nodes[0].instances[0]");
+    }
+
+    #[test]
+    fn roles_groups_and_replicas() {
+        let pd = cluster(vec![
+            inst(json!({"pd_type": "prefill", "max_num_seqs": 32})),
+            inst(json!({"pd_type": "decode", "max_num_batched_tokens": 0})),
+        ]);
+        let c = ClusterSpec::from_json(&pd).expect("valid");
+        assert_eq!(
+            c.topology,
+            Topology::Disaggregated {
+                prefill: vec![0],
+                decode: vec![1]
+            }
+        );
+        assert_eq!(c.instances[0].max_num_seqs, Some(32));
+        assert_eq!(c.instances[1].max_num_batched_tokens, None);
+        let dp = cluster(vec![
+            inst(json!({"dp_group": "A", "ep_size": 2})),
+            inst(json!({"dp_group": "A", "ep_size": 2})),
+        ]);
+        assert_eq!(
+            ClusterSpec::from_json(&dp).expect("valid").topology,
+            Topology::DataParallel {
+                group: "A".into(),
+                ep: 2
+            }
+        );
+        let reps = cluster(vec![inst(json!({})), inst(json!({"hardware": "H100"}))]);
+        assert_eq!(
+            ClusterSpec::from_json(&reps).expect("valid").topology,
+            Topology::Replicas
+        );
+    }
+
+    #[test]
+    fn bad_clusters_name_the_field() {
+        let e = err(cluster(vec![
+            inst(json!({"pd_type": "prefill"})),
+            inst(json!({"pd_type": "prefill"})),
+        ]));
+        assert!(
+            e.contains("pd_type") && e.contains("without a decode"),
+            "{e}"
+        );
+        let e = err(cluster(vec![
+            inst(json!({"pd_type": "decode"})),
+            inst(json!({})),
+        ]));
+        assert!(e.contains("nodes[0].instances[1].pd_type"), "{e}");
+        let e = err(cluster(vec![inst(json!({"tp_size": 2, "num_npus": 1}))]));
+        assert!(e.contains("nodes[0].instances[0].num_npus"), "{e}");
+        let e = err(cluster(vec![inst(json!({"pd_type": "both"}))]));
+        assert!(e.contains("pd_type") && e.contains("both"), "{e}");
+        let e = err(cluster(vec![inst(json!({"model_name": null}))]));
+        assert!(e.contains("model_name") && e.contains("not a name"), "{e}");
+        let e = err(json!({"num_nodes": 2, "nodes": [{"instances": [inst(json!({}))]}]}));
+        assert!(e.contains("num_nodes"), "{e}");
+        let e = err(cluster(vec![
+            inst(json!({"dp_group": "A", "tp_size": 1})),
+            inst(json!({"dp_group": "A", "tp_size": 2, "num_npus": 2})),
+        ]));
+        assert!(e.contains("instances[1].tp_size"), "{e}");
+        let e = err(cluster(vec![inst(json!({"ep_size": 2}))]));
+        assert!(e.contains("ep_size"), "{e}");
+        let e = err(json!({"link_bw": 0, "nodes": [{"instances": [inst(json!({}))]}]}));
+        assert!(e.contains("link_bw"), "{e}");
+    }
+
+    #[test]
+    fn link_transfer_time() {
+        let l = Link {
+            bandwidth_gbs: 16.0,
+            latency_ns: 20_000.0,
+        };
+        // 1.6 MB at 16 GB/s = 100 µs, plus 20 µs.
+        assert_eq!(l.transfer_ns(1_600_000), 120_000);
+    }
+}

@@ -1,0 +1,413 @@
+//! Prefill/decode disaggregation (vLLM's `kv_transfer_config`: prefill instances are
+//! `kv_producer`s, decode instances `kv_consumer`s), as a disaggregating proxy runs it:
+//!
+//! 1. a request arrives; the router picks a prefill instance and a decode instance (as vLLM's
+//!    disaggregation proxy and llm-d's P/D scheduler pick both up front);
+//! 2. the prefill instance runs it with `max_tokens = 1`: the whole prompt and one token, which
+//!    the client does not see;
+//! 3. its KV blocks then move to the decode instance: `⌈prompt / block_size⌉` blocks of the
+//!    model's block bytes over the link ([`Link::transfer_ns`]);
+//! 4. the decode instance admits the request with the prompt computed but for its last token
+//!    ([`Engine::add_prefilled`], vLLM's `get_num_new_matched_tokens` and the
+//!    `WAITING_FOR_REMOTE_KVS` → `WAITING` path); its first step recomputes that token and
+//!    samples the first token the client sees.
+//!
+//! TTFT is therefore prefill step(s) + transfer + the decode instance's first step; TPOT and
+//! E2E come from the decode instance; every time is measured from the client's arrival.
+//! Engine index = the instance's position in the cluster.
+
+use crate::cluster::{Link, PdRole};
+use crate::member::{earliest_wake, Member};
+use crate::router::{InstanceView, RouteRequest, RoutedLoad, Router};
+use llm_emu_core::engine::RequestError;
+use llm_emu_core::{
+    Engine, EngineCore, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput, StepStats,
+    Wake,
+};
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Where a live request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Prefill,
+    Transfer,
+    Decode,
+}
+
+struct Live {
+    /// The client's request, to hand to the decode instance.
+    req: NewRequest,
+    prefill: usize,
+    decode: usize,
+    phase: Phase,
+    aborted: bool,
+}
+
+/// Prefill and decode instances with KV transfer between them.
+pub struct Disaggregated {
+    /// Every instance, in cluster order.
+    members: Vec<Member>,
+    roles: Vec<PdRole>,
+    prefill_idx: Vec<usize>,
+    decode_idx: Vec<usize>,
+    prefill_router: Box<dyn Router>,
+    decode_router: Box<dyn Router>,
+    loads: Vec<RoutedLoad>,
+    /// Bytes of one KV block on each instance (all layers, K and V).
+    block_bytes: Vec<u64>,
+    link: Link,
+    live: FxHashMap<u64, Live>,
+    by_id: FxHashMap<String, u64>,
+    /// KV transfers in flight: (arrival at the decode instance, sequence, tag).
+    transfers: BinaryHeap<Reverse<(Nanos, u64, u64)>>,
+    seq: u64,
+    transferred_bytes: u64,
+}
+
+/// Why a disaggregated fleet could not be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PdError {
+    #[error("a prefill/decode fleet needs at least one {0} instance")]
+    MissingRole(&'static str),
+    #[error("{instances} instances but {roles} roles and {bytes} block sizes")]
+    Mismatch {
+        instances: usize,
+        roles: usize,
+        bytes: usize,
+    },
+}
+
+impl Disaggregated {
+    /// `engines` in cluster order with their roles and KV bytes per block; `prefill_router`
+    /// picks among prefill instances, `decode_router` among decode instances.
+    pub fn new(
+        engines: Vec<Engine>,
+        roles: Vec<PdRole>,
+        block_bytes: Vec<u64>,
+        link: Link,
+        prefill_router: Box<dyn Router>,
+        decode_router: Box<dyn Router>,
+    ) -> Result<Disaggregated, PdError> {
+        if engines.len() != roles.len() || engines.len() != block_bytes.len() {
+            return Err(PdError::Mismatch {
+                instances: engines.len(),
+                roles: roles.len(),
+                bytes: block_bytes.len(),
+            });
+        }
+        let idx =
+            |r: PdRole| -> Vec<usize> { (0..roles.len()).filter(|&i| roles[i] == r).collect() };
+        let (prefill_idx, decode_idx) = (idx(PdRole::Prefill), idx(PdRole::Decode));
+        if prefill_idx.is_empty() {
+            return Err(PdError::MissingRole("prefill"));
+        }
+        if decode_idx.is_empty() {
+            return Err(PdError::MissingRole("decode"));
+        }
+        let n = engines.len();
+        Ok(Disaggregated {
+            members: engines
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| Member::new(e.with_engine_index(i)))
+                .collect(),
+            roles,
+            prefill_idx,
+            decode_idx,
+            prefill_router,
+            decode_router,
+            loads: vec![RoutedLoad::default(); n],
+            block_bytes,
+            link,
+            live: FxHashMap::default(),
+            by_id: FxHashMap::default(),
+            transfers: BinaryHeap::new(),
+            seq: 0,
+            transferred_bytes: 0,
+        })
+    }
+
+    /// The engines, in cluster order.
+    pub fn engines(&self) -> impl Iterator<Item = &Engine> {
+        self.members.iter().map(|m| &m.engine)
+    }
+
+    pub fn roles(&self) -> &[PdRole] {
+        &self.roles
+    }
+
+    /// KV bytes moved from prefill to decode instances so far.
+    pub fn transferred_bytes(&self) -> u64 {
+        self.transferred_bytes
+    }
+
+    /// The KV transfer time of a prompt of `prompt_len` tokens computed on instance `i`.
+    pub fn transfer_ns(&self, i: usize, prompt_len: usize) -> u64 {
+        self.link.transfer_ns(self.kv_bytes(i, prompt_len))
+    }
+
+    fn kv_bytes(&self, i: usize, prompt_len: usize) -> u64 {
+        let bs = self.members[i].engine.config().block_size.max(1);
+        prompt_len.div_ceil(bs) as u64 * self.block_bytes[i]
+    }
+
+    fn pick(&mut self, req: &NewRequest, role: PdRole) -> usize {
+        let (idx, router) = match role {
+            PdRole::Prefill => (&self.prefill_idx, &mut self.prefill_router),
+            PdRole::Decode => (&self.decode_idx, &mut self.decode_router),
+        };
+        let views: Vec<InstanceView<'_>> = idx
+            .iter()
+            .map(|&i| InstanceView {
+                engine: &self.members[i].engine,
+                load: &self.loads[i],
+            })
+            .collect();
+        let k = router
+            .route(
+                &RouteRequest {
+                    request: req,
+                    session: None,
+                },
+                &views,
+            )
+            .min(idx.len() - 1);
+        idx[k]
+    }
+
+    /// Starts due KV transfers' decode halves.
+    fn deliver(&mut self, now: Nanos) {
+        while let Some(&Reverse((t, _, tag))) = self.transfers.peek() {
+            if t > now {
+                break;
+            }
+            self.transfers.pop();
+            let Some(l) = self.live.get_mut(&tag) else {
+                continue;
+            };
+            l.phase = Phase::Decode;
+            let m = &mut self.members[l.decode];
+            let id = l.req.request_id.clone();
+            if m.engine.add_prefilled(l.req.clone(), tag).is_ok() {
+                if l.aborted {
+                    m.engine.abort(&id);
+                }
+            } else {
+                // Checked at submission; a refusal here would leave the request unanswered.
+                self.live.remove(&tag);
+                self.by_id.remove(&id);
+            }
+            m.pending = true;
+        }
+    }
+}
+
+/// Forwards an instance's stats. A prefill instance's outputs are the proxy's, not the
+/// client's: they start the KV transfer and are otherwise swallowed, with its first-token and
+/// finish statistics; its steps and prompt counts are reported.
+struct Tap<'a> {
+    instance: usize,
+    role: PdRole,
+    now: Nanos,
+    transfer_ns: &'a dyn Fn(usize, usize) -> u64,
+    live: &'a mut FxHashMap<u64, Live>,
+    by_id: &'a mut FxHashMap<String, u64>,
+    loads: &'a mut [RoutedLoad],
+    transfers: &'a mut BinaryHeap<Reverse<(Nanos, u64, u64)>>,
+    seq: &'a mut u64,
+    transferred: &'a mut u64,
+    kv_bytes: &'a dyn Fn(usize, usize) -> u64,
+    out: &'a mut dyn EngineSink,
+}
+
+impl EngineSink for Tap<'_> {
+    fn on_step(&mut self, s: &StepStats) {
+        self.out.on_step(s);
+    }
+
+    fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
+        match self.role {
+            PdRole::Decode => {
+                for o in outputs.iter().filter(|o| o.finish.is_some()) {
+                    if let Some(l) = self.live.remove(&o.tag) {
+                        self.by_id.remove(&l.req.request_id);
+                        self.loads[l.decode].requests =
+                            self.loads[l.decode].requests.saturating_sub(1);
+                    }
+                }
+                self.out.on_iteration(it, outputs);
+            }
+            PdRole::Prefill => {
+                // Requests that ended on the prefill side without their token (aborted): the
+                // client hears of them from here.
+                let mut ended: Vec<u64> = Vec::new();
+                for o in outputs.iter().filter(|o| o.finish.is_some()) {
+                    let Some(l) = self.live.get_mut(&o.tag) else {
+                        continue;
+                    };
+                    if l.phase != Phase::Prefill || l.prefill != self.instance {
+                        continue;
+                    }
+                    self.loads[l.prefill].requests =
+                        self.loads[l.prefill].requests.saturating_sub(1);
+                    let prompt = l.req.prompt_token_ids.len();
+                    if o.new_token.is_none() {
+                        ended.push(o.tag);
+                        let l = self.live.remove(&o.tag);
+                        if let Some(l) = l {
+                            self.by_id.remove(&l.req.request_id);
+                            self.loads[l.decode].requests =
+                                self.loads[l.decode].requests.saturating_sub(1);
+                        }
+                        continue;
+                    }
+                    l.phase = Phase::Transfer;
+                    *self.transferred += (self.kv_bytes)(self.instance, prompt);
+                    let at = self.now + Nanos((self.transfer_ns)(self.instance, prompt));
+                    *self.seq += 1;
+                    self.transfers.push(Reverse((at, *self.seq, o.tag)));
+                }
+                let mut hidden = it.clone();
+                hidden.time_to_first_tokens_iter.clear();
+                hidden.inter_token_latencies_iter.clear();
+                hidden.finished_requests.retain(|f| ended.contains(&f.tag));
+                hidden.num_generation_tokens = 0;
+                let shown: Vec<RequestOutput> = outputs
+                    .iter()
+                    .filter(|o| ended.contains(&o.tag))
+                    .copied()
+                    .collect();
+                self.out.on_iteration(&hidden, &shown);
+            }
+        }
+    }
+}
+
+impl EngineCore for Disaggregated {
+    fn add(&mut self, req: NewRequest, tag: u64) -> Result<(), RequestError> {
+        if self.by_id.contains_key(&req.request_id) {
+            return Err(RequestError::DuplicateId(req.request_id));
+        }
+        let d = self.pick(&req, PdRole::Decode);
+        let dcfg = self.members[d].engine.config();
+        let prompt_len = req.prompt_token_ids.len();
+        if prompt_len >= dcfg.max_model_len {
+            return Err(RequestError::PromptTooLong {
+                prompt_len,
+                max_model_len: dcfg.max_model_len,
+            });
+        }
+        let p = self.pick(&req, PdRole::Prefill);
+        let mut first = req.clone();
+        first.sampling.max_tokens = 1;
+        first.sampling.min_tokens = first.sampling.min_tokens.min(1);
+        let m = &mut self.members[p];
+        m.engine.add_tagged(first, tag)?;
+        m.pending = true;
+        self.loads[p].requests += 1;
+        self.loads[d].requests += 1;
+        self.by_id.insert(req.request_id.clone(), tag);
+        self.live.insert(
+            tag,
+            Live {
+                req,
+                prefill: p,
+                decode: d,
+                phase: Phase::Prefill,
+                aborted: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn abort(&mut self, request_id: &str) {
+        let Some(l) = self
+            .by_id
+            .get(request_id)
+            .and_then(|t| self.live.get_mut(t))
+        else {
+            return;
+        };
+        l.aborted = true;
+        let i = match l.phase {
+            Phase::Prefill => l.prefill,
+            Phase::Decode => l.decode,
+            // Aborted when it reaches the decode instance, which reports the finish.
+            Phase::Transfer => return,
+        };
+        let m = &mut self.members[i];
+        m.engine.abort(request_id);
+        m.pending = true;
+    }
+
+    fn finish_stopped(&mut self, request_id: &str) {
+        if let Some(l) = self.by_id.get(request_id).and_then(|t| self.live.get(t)) {
+            if l.phase == Phase::Decode {
+                let m = &mut self.members[l.decode];
+                m.engine.finish_stopped(request_id);
+                m.pending = true;
+            }
+        }
+    }
+
+    fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        self.deliver(now);
+        let link = self.link;
+        let block_bytes = self.block_bytes.clone();
+        let block_sizes: Vec<usize> = self
+            .members
+            .iter()
+            .map(|m| m.engine.config().block_size.max(1))
+            .collect();
+        let kv_bytes = |i: usize, prompt: usize| -> u64 {
+            prompt.div_ceil(block_sizes[i]) as u64 * block_bytes[i]
+        };
+        let transfer_ns =
+            |i: usize, prompt: usize| -> u64 { link.transfer_ns(kv_bytes(i, prompt)) };
+        for (i, m) in self.members.iter_mut().enumerate() {
+            if m.is_due(now) {
+                let mut tap = Tap {
+                    instance: i,
+                    role: self.roles[i],
+                    now,
+                    transfer_ns: &transfer_ns,
+                    live: &mut self.live,
+                    by_id: &mut self.by_id,
+                    loads: &mut self.loads,
+                    transfers: &mut self.transfers,
+                    seq: &mut self.seq,
+                    transferred: &mut self.transferred_bytes,
+                    kv_bytes: &kv_bytes,
+                    out: sink,
+                };
+                m.run(now, &mut tap);
+            }
+        }
+        // A transfer that ended at `now` reaches its decode instance now.
+        if self
+            .transfers
+            .peek()
+            .is_some_and(|Reverse((t, _, _))| *t <= now)
+        {
+            return self.run(now, sink);
+        }
+        let members = earliest_wake(self.members.iter());
+        let transfer = self.transfers.peek().map(|Reverse((t, _, _))| *t);
+        match (members, transfer) {
+            (Wake::At(a), Some(b)) => Wake::At(a.min(b)),
+            (Wake::At(a), None) => Wake::At(a),
+            (Wake::Idle, Some(b)) => Wake::At(b),
+            (Wake::Idle, None) => Wake::Idle,
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.transfers.is_empty() || self.members.iter().any(|m| m.engine.has_work())
+    }
+
+    fn num_unfinished(&self) -> usize {
+        self.live.len()
+    }
+}
