@@ -230,7 +230,10 @@ fn errors_are_plain_and_said_once() {
     );
     // A vLLM option llm-emu lacks, for serve and for bench.
     for (args, flag) in [
-        (vec!["serve", "--kv-cache-dtype", "fp8"], "--kv-cache-dtype"),
+        (
+            vec!["serve", "--speculative-config", "{}"],
+            "--speculative-config",
+        ),
         (
             vec!["bench", "--ramp-up-strategy", "linear"],
             "--ramp-up-strategy",
