@@ -82,7 +82,9 @@ pub struct EngineFlags {
     /// Cap on one request's tokens per step; 0 = none [default: 0].
     #[arg(long)]
     long_prefill_token_threshold: Option<usize>,
-    /// `fcfs` or `priority` (lower `priority` first) [default: fcfs].
+    /// `fcfs` or `priority` (lower `priority` first), vLLM's; or, not vLLM's: `sjf` (shortest
+    /// prompt first), `lwf` (longest waiting first, priorities aged 1 level/s), `fair` (round-robin
+    /// over tenants, the `user` field) [default: fcfs].
     #[arg(long)]
     scheduling_policy: Option<String>,
     /// Async scheduling (on by default): the next step is scheduled while the current one runs.
@@ -280,6 +282,19 @@ impl Prepared {
         for n in &resolved.notices {
             eprintln!("{n}");
         }
+        let policy = resolved.config.scheduling_policy;
+        if !policy.is_vllm() {
+            eprintln!(
+                "note: --scheduling-policy {}: vLLM has no such policy; results show what it \
+                 would do, not what vLLM does{}",
+                policy.label(),
+                if record.is_some() {
+                    " (the recorded run cannot have used it)"
+                } else {
+                    ""
+                }
+            );
+        }
         Ok(Prepared {
             args,
             shape,
@@ -323,6 +338,10 @@ impl Prepared {
             self.args.tensor_parallel_size.unwrap_or(1).into(),
         );
         m.insert("latency".into(), latency.into());
+        m.insert(
+            "scheduling_policy".into(),
+            self.resolved.config.scheduling_policy.label().into(),
+        );
         Ok(m)
     }
 }
@@ -593,6 +612,7 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
             a.scheduling_policy = Some(p.value.parse()?);
         }
     }
+
     fill(&mut a.async_scheduling, &f.async_scheduling);
     a.async_scheduling.get_or_insert(vd.async_scheduling);
     fill(&mut a.enforce_eager, &f.enforce_eager);
@@ -622,9 +642,5 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
 
 /// A policy as `--scheduling-policy` spells it.
 fn policy_name(p: SchedulingPolicy) -> String {
-    match p {
-        SchedulingPolicy::Fcfs => "fcfs",
-        SchedulingPolicy::Priority => "priority",
-    }
-    .to_string()
+    p.name().to_string()
 }

@@ -74,6 +74,7 @@ impl Iterator for SyntheticWorkload {
             output_len: output,
             priority: 0,
             cache_salt: None,
+            tenant: None,
         })
     }
 }

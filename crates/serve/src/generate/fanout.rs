@@ -8,6 +8,7 @@ use crate::errors::ApiError;
 use crate::state::AppState;
 use crate::text::{DetokOptions, SharedCodec};
 use llm_emu_core::{NewRequest, SamplingParams};
+use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Engine requests one HTTP request may create (prompts × `n`). vLLM has no such limit beyond
@@ -109,6 +110,7 @@ impl Submission {
                     sampling,
                     priority: p.priority,
                     cache_salt: p.cache_salt.clone(),
+                    tenant: p.user.as_deref().map(Arc::from),
                     arrival: state.engine.clock.now(),
                 };
                 let detok = state.codec.detokenizer(
