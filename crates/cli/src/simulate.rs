@@ -9,7 +9,6 @@ use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wak
 use llm_emu_fleet::{router_by_name, DataParallel, EngineTally, Replicas, Tallied};
 use llm_emu_sim::report::{print_table, summary_json, write_atomic, AtomicFile};
 use llm_emu_sim::run_record::RunRecord;
-use llm_emu_sim::synthetic::SyntheticWorkload;
 use llm_emu_sim::{Sinks, WorkloadItem, WorkloadReader};
 use serde_json::{json, Map, Value};
 use std::io::IsTerminal;
@@ -28,6 +27,11 @@ pub struct SimulateArgs {
     /// Arrival rate of the synthetic workload, requests/s (Poisson); `inf` sends all at once.
     #[arg(long, default_value = "10")]
     request_rate: f64,
+    /// The synthetic workload's arrival pattern: `poisson`, `gamma:burstiness=B`,
+    /// `onoff:on=S,off=S`, `flash:at=S,for=S,x=K`, `diurnal:period=S,amplitude=A` or
+    /// `sessions:turns=T,think=S,system=N,max_len=L` (docs/bench.md, "Scenarios").
+    #[arg(long, default_value = "poisson", conflicts_with = "workload")]
+    scenario: llm_emu_sim::scenario::Scenario,
     #[command(flatten)]
     pub engine: EngineFlags,
     #[command(flatten)]
@@ -78,7 +82,9 @@ pub fn run(a: SimulateArgs) -> Result<()> {
                     a.request_rate
                 );
             }
-            let s = SyntheticWorkload::new(a.synthetic, a.request_rate, a.engine.seed)
+            let s = a
+                .scenario
+                .workload(a.synthetic, a.request_rate, a.engine.seed)?
                 .map(Ok::<WorkloadItem, _>);
             (Box::new(s), Some(a.synthetic as u64))
         }
