@@ -500,6 +500,31 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_comes_from_tenant_or_user() {
+        let items = read(concat!(
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"tenant\": \"a\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"user\": \"b\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"tenant\": \"c\", \"user\": \"c\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"tenant\": \"c\", \"user\": \"d\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1}\n",
+        ));
+        let tenant = |i: usize| {
+            items[i]
+                .as_ref()
+                .unwrap()
+                .tenant
+                .as_deref()
+                .map(str::to_string)
+        };
+        assert_eq!(tenant(0).as_deref(), Some("a"));
+        assert_eq!(tenant(1).as_deref(), Some("b"));
+        assert_eq!(tenant(2).as_deref(), Some("c"));
+        let e = items[3].as_ref().unwrap_err();
+        assert!(e.to_string().contains("differ"), "{e}");
+        assert_eq!(tenant(4), None);
+    }
+
+    #[test]
     fn reads_both_formats() {
         let items = read(concat!(
             "{\"input_toks\": 3, \"output_toks\": 5, \"arrival_time_ns\": 100, \"input_tok_ids\": [1,2,3], \"output_tok_ids\": [9]}\n",
