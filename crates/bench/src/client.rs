@@ -100,6 +100,8 @@ pub struct RequestInput<'a> {
     pub prompt_len: usize,
     pub output_len: usize,
     pub request_id: Option<&'a str>,
+    /// The OpenAI `user` field (a scenario's session), sent when set.
+    pub user: Option<&'a str>,
 }
 
 /// Settings shared by every request of a run.
@@ -289,6 +291,9 @@ pub fn request_body(t: &Target, r: &RequestInput<'_>) -> Map<String, Value> {
     );
     if t.ignore_eos {
         p.insert("ignore_eos".into(), true.into());
+    }
+    if let Some(u) = r.user {
+        p.insert("user".into(), u.into());
     }
     for (k, v) in &t.extra_body {
         p.insert(k.clone(), v.clone());

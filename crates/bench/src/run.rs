@@ -50,6 +50,7 @@ fn input(r: &SampleRequest) -> RequestInput<'_> {
         prompt_len: r.prompt_len,
         output_len: r.expected_output_len,
         request_id: Some(&r.request_id),
+        user: r.user.as_deref(),
     }
 }
 

@@ -34,6 +34,7 @@ fn requests(prompts: &[&str], output_len: usize) -> Vec<SampleRequest> {
         .iter()
         .enumerate()
         .map(|(i, p)| SampleRequest {
+            user: None,
             prompt: Prompt::Text(p.to_string()),
             prompt_len: p.split_whitespace().count(),
             expected_output_len: output_len,

@@ -57,10 +57,15 @@ pub struct BenchArgs {
     #[arg(long)]
     skip_tokenizer_init: bool,
 
-    /// `random`, `sharegpt`, `custom` (JSONL with `prompt`), or `workload` (an LLMServingSim
-    /// or plain llm-emu workload JSONL, replayed at its own arrival times).
+    /// `random`, `sharegpt`, `custom` (JSONL with `prompt`), `workload` (an LLMServingSim
+    /// or plain llm-emu workload JSONL, replayed at its own arrival times), or `scenario` (a
+    /// generated `--scenario` at `--request-rate`, ShareGPT-like lengths as token ids).
     #[arg(long, default_value = "random")]
     dataset_name: String,
+    /// The scenario of `--dataset-name scenario`, as `simulate --scenario` takes it (e.g.
+    /// `flash:at=60,for=30,x=5`, `sessions:turns=5,think=10`); see docs/bench.md.
+    #[arg(long, default_value = "poisson")]
+    scenario: llm_emu_sim::scenario::Scenario,
     #[arg(long)]
     dataset_path: Option<PathBuf>,
     /// Number of prompts (default 1000; a workload: all its lines).
@@ -312,8 +317,20 @@ fn load_dataset(
             };
             ("workload", workload::load(path, tok, &o, &mut report)?, true)
         }
+        "scenario" => {
+            let seed = u64::try_from(a.seed).context("--seed must not be negative for a scenario")?;
+            let items = a.scenario.workload(num, a.request_rate, seed)?;
+            let o = workload::WorkloadOptions {
+                num_requests: Some(num),
+                seed,
+                request_id_prefix: prefix,
+                decode_prompts: api == Api::Chat,
+            };
+            let items = items.map(Ok);
+            ("scenario", workload::from_items(items, "scenario", tok, &o, &mut report)?, true)
+        }
         other => bail!(
-            "unknown --dataset-name `{other}`: this client supports random, sharegpt, custom and workload"
+            "unknown --dataset-name `{other}`: this client supports random, sharegpt, custom, workload and scenario"
         ),
     };
     eprintln!("{}", report.summary(name));
@@ -440,7 +457,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let n = loaded.requests.len();
     let offsets = if loaded.replay {
-        if a.request_rate.is_finite() {
+        if a.request_rate.is_finite() && a.dataset_name != "scenario" {
             bail!("--request-rate does not apply to a workload: it is replayed at its own arrival times");
         }
         loaded

@@ -95,7 +95,9 @@ pub struct EngineFlags {
     /// Cap on one request's tokens per step; 0 = none [default: 0].
     #[arg(long)]
     long_prefill_token_threshold: Option<usize>,
-    /// `fcfs` or `priority` (lower `priority` first) [default: fcfs].
+    /// `fcfs` or `priority` (lower `priority` first), vLLM's; or, not vLLM's: `sjf` (shortest
+    /// prompt first), `lwf` (longest waiting first, priorities aged 1 level/s), `fair` (round-robin
+    /// over tenants, the `user` field) [default: fcfs].
     #[arg(long)]
     scheduling_policy: Option<String>,
     /// Async scheduling (on by default): the next step is scheduled while the current one runs.
@@ -328,7 +330,7 @@ impl Prepared {
             replay(&mut args, rec)?;
         }
         let shape = args.model_shape()?;
-        Prepared::resolve(args, shape)
+        Prepared::resolve(args, shape, record.is_some())
     }
 
     /// One instance of a cluster config: the flags (and a replayed run's facts) under what
@@ -372,7 +374,7 @@ impl Prepared {
                 inst.model_name
             )
         })?;
-        let mut prepared = Prepared::resolve(args, shape)
+        let mut prepared = Prepared::resolve(args, shape, false)
             .map_err(|e| anyhow::anyhow!("cluster config: {}: {e:#}", inst.field))?;
         prepared.with_expert_parallel(ep).map_err(|e| {
             anyhow::anyhow!("cluster config: `{}`: {e:#}", inst.field_path("ep_size"))
@@ -380,12 +382,26 @@ impl Prepared {
         Ok(prepared)
     }
 
-    /// Resolves `args` for the model of `shape` (notes to stderr).
-    fn resolve(args: EngineArgs, shape: ModelShape) -> Result<Prepared> {
+    /// Resolves `args` for the model of `shape` (notes to stderr); `replaying`: the engine of a
+    /// recorded run, which no non-vLLM policy can have run.
+    fn resolve(args: EngineArgs, shape: ModelShape, replaying: bool) -> Result<Prepared> {
         let gpu = args.gpu_spec()?;
         let resolved = resolve(&args, &shape, gpu)?;
         for n in &resolved.notices {
             eprintln!("{n}");
+        }
+        let policy = resolved.config.scheduling_policy;
+        if !policy.is_vllm() {
+            eprintln!(
+                "note: --scheduling-policy {}: vLLM has no such policy; results show what it \
+                 would do, not what vLLM does{}",
+                policy.label(),
+                if replaying {
+                    " (the recorded run cannot have used it)"
+                } else {
+                    ""
+                }
+            );
         }
         Ok(Prepared {
             args,
@@ -458,6 +474,10 @@ impl Prepared {
             self.args.tensor_parallel_size.unwrap_or(1).into(),
         );
         m.insert("latency".into(), latency.into());
+        m.insert(
+            "scheduling_policy".into(),
+            self.resolved.config.scheduling_policy.label().into(),
+        );
         Ok(m)
     }
 }
@@ -729,6 +749,7 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
             a.scheduling_policy = Some(p.value.parse()?);
         }
     }
+
     fill(&mut a.async_scheduling, &f.async_scheduling);
     a.async_scheduling.get_or_insert(vd.async_scheduling);
     fill(&mut a.enforce_eager, &f.enforce_eager);
@@ -758,9 +779,5 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
 
 /// A policy as `--scheduling-policy` spells it.
 fn policy_name(p: SchedulingPolicy) -> String {
-    match p {
-        SchedulingPolicy::Fcfs => "fcfs",
-        SchedulingPolicy::Priority => "priority",
-    }
-    .to_string()
+    p.name().to_string()
 }

@@ -462,13 +462,14 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         let addr = server.local_addr()?;
         eprintln!(
             "llm-emu serve: engine: {} KV blocks of {} tokens, max_num_seqs {}, \
-             max_num_batched_tokens {}, max_model_len {}; latency: {latency_desc}; \
-             engine thread: {}; at most {max_connections} connections",
+             max_num_batched_tokens {}, max_model_len {}, scheduling policy {}; \
+             latency: {latency_desc}; engine thread: {}; at most {max_connections} connections",
             cfg.num_gpu_blocks,
             cfg.block_size,
             cfg.max_num_seqs,
             cfg.max_num_batched_tokens,
             cfg.max_model_len,
+            cfg.scheduling_policy.label(),
             server.engine_priority()
         );
         startup.print();

@@ -16,7 +16,6 @@ use llm_emu_sim::report::{
     client_side_json, print_client_table, print_table, summary_json, write_atomic, AtomicFile,
 };
 use llm_emu_sim::run_record::RunRecord;
-use llm_emu_sim::synthetic::SyntheticWorkload;
 use llm_emu_sim::{Sinks, WorkloadItem, WorkloadReader};
 use serde_json::{json, Map, Value};
 use std::io::{IsTerminal, Write};
@@ -35,6 +34,11 @@ pub struct SimulateArgs {
     /// Arrival rate of the synthetic workload, requests/s (Poisson); `inf` sends all at once.
     #[arg(long, default_value = "10")]
     request_rate: f64,
+    /// The synthetic workload's arrival pattern: `poisson`, `gamma:burstiness=B`,
+    /// `onoff:on=S,off=S`, `flash:at=S,for=S,x=K`, `diurnal:period=S,amplitude=A` or
+    /// `sessions:turns=T,think=S,system=N,max_len=L` (docs/bench.md, "Scenarios").
+    #[arg(long, default_value = "poisson", conflicts_with = "workload")]
+    scenario: llm_emu_sim::scenario::Scenario,
     #[command(flatten)]
     pub engine: EngineFlags,
     #[command(flatten)]
@@ -90,7 +94,9 @@ pub fn run(a: SimulateArgs) -> Result<()> {
                     a.request_rate
                 );
             }
-            let s = SyntheticWorkload::new(a.synthetic, a.request_rate, a.engine.seed)
+            let s = a
+                .scenario
+                .workload(a.synthetic, a.request_rate, a.engine.seed)?
                 .map(Ok::<WorkloadItem, _>);
             (Box::new(s), Some(a.synthetic as u64))
         }

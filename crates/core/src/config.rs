@@ -4,27 +4,92 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// `--scheduling-policy`.
+/// `--scheduling-policy`: which [`crate::sched::policy::Policy`] the scheduler uses.
+///
+/// `fcfs` and `priority` are vLLM's and exact; the others are not in vLLM, and every output that
+/// names the policy marks them so ([`SchedulingPolicy::label`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum SchedulingPolicy {
     /// First come, first served: waiting requests in arrival order; preempt the newest.
     #[default]
+    #[serde(rename = "fcfs")]
     Fcfs,
     /// Lowest `(priority, arrival)` first; preempt the largest.
+    #[serde(rename = "priority")]
     Priority,
+    /// Shortest prompt first; preempt the longest prompt (not vLLM).
+    #[serde(rename = "sjf")]
+    ShortestPromptFirst,
+    /// Longest waiting first, priorities aged by one level per second waited (not vLLM).
+    #[serde(rename = "lwf")]
+    LongestWaitingFirst,
+    /// Round-robin over tenants (`user`); preempt from the tenant running most (not vLLM).
+    #[serde(rename = "fair")]
+    FairShare,
+}
+
+impl SchedulingPolicy {
+    /// Every policy, vLLM's first.
+    pub const ALL: [SchedulingPolicy; 5] = [
+        SchedulingPolicy::Fcfs,
+        SchedulingPolicy::Priority,
+        SchedulingPolicy::ShortestPromptFirst,
+        SchedulingPolicy::LongestWaitingFirst,
+        SchedulingPolicy::FairShare,
+    ];
+
+    /// The name `--scheduling-policy` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulingPolicy::Fcfs => "fcfs",
+            SchedulingPolicy::Priority => "priority",
+            SchedulingPolicy::ShortestPromptFirst => "sjf",
+            SchedulingPolicy::LongestWaitingFirst => "lwf",
+            SchedulingPolicy::FairShare => "fair",
+        }
+    }
+
+    /// Whether vLLM has this policy (and the emulator reproduces it exactly).
+    pub fn is_vllm(self) -> bool {
+        matches!(self, SchedulingPolicy::Fcfs | SchedulingPolicy::Priority)
+    }
+
+    /// The name as outputs show it: `fcfs`, or `sjf (not vLLM)`.
+    pub fn label(self) -> String {
+        if self.is_vllm() {
+            self.name().to_string()
+        } else {
+            format!("{} (not vLLM)", self.name())
+        }
+    }
+}
+
+impl std::fmt::Display for SchedulingPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::str::FromStr for SchedulingPolicy {
     type Err = ConfigError;
+    /// A name from [`SchedulingPolicy::name`], or a long alias (`shortest-prompt-first`,
+    /// `longest-waiting-first`, `fair-share`).
     fn from_str(s: &str) -> Result<Self, ConfigError> {
-        match s {
-            "fcfs" => Ok(SchedulingPolicy::Fcfs),
-            "priority" => Ok(SchedulingPolicy::Priority),
-            other => Err(ConfigError::Invalid(format!(
-                "unknown scheduling policy `{other}` (expected `fcfs` or `priority`)"
-            ))),
-        }
+        let alias = match s {
+            "shortest-prompt-first" => Some(SchedulingPolicy::ShortestPromptFirst),
+            "longest-waiting-first" => Some(SchedulingPolicy::LongestWaitingFirst),
+            "fair-share" => Some(SchedulingPolicy::FairShare),
+            _ => None,
+        };
+        alias
+            .or_else(|| SchedulingPolicy::ALL.into_iter().find(|p| p.name() == s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = SchedulingPolicy::ALL.iter().map(|p| p.name()).collect();
+                ConfigError::Invalid(format!(
+                    "unknown scheduling policy `{s}` (expected one of: {}; only fcfs and priority are vLLM's)",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -150,5 +215,24 @@ mod tests {
             .to_string()
             .contains("chunked prefill off"));
         assert!("lifo".parse::<SchedulingPolicy>().is_err());
+    }
+
+    #[test]
+    fn policy_names_round_trip_and_non_vllm_ones_are_marked() {
+        for p in SchedulingPolicy::ALL {
+            assert_eq!(p.name().parse::<SchedulingPolicy>(), Ok(p));
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.name()));
+            assert_eq!(p.label().ends_with("(not vLLM)"), !p.is_vllm());
+        }
+        assert_eq!(SchedulingPolicy::Fcfs.label(), "fcfs");
+        assert_eq!(
+            SchedulingPolicy::ShortestPromptFirst.label(),
+            "sjf (not vLLM)"
+        );
+        assert_eq!(
+            "fair-share".parse::<SchedulingPolicy>(),
+            Ok(SchedulingPolicy::FairShare)
+        );
     }
 }

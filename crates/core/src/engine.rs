@@ -183,6 +183,13 @@ impl Engine {
         })
     }
 
+    /// Uses a scheduling policy of the caller's instead of the one the configuration names
+    /// (see [`crate::sched::policy`]); call before adding requests (ignored after).
+    pub fn with_policy(mut self, policy: Box<dyn crate::sched::Policy>) -> Engine {
+        self.sched.replace_policy(policy);
+        self
+    }
+
     /// Sets which engine of a fleet this is (default 0); stats carry it.
     pub fn with_engine_index(mut self, index: usize) -> Engine {
         self.engine_index = index;

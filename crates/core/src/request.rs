@@ -45,6 +45,9 @@ pub struct NewRequest {
     pub priority: i32,
     /// Isolates this request's prefix-cache entries from requests with another salt.
     pub cache_salt: Option<String>,
+    /// Who sent it (the OpenAI `user` field, a workload's `tenant`), for per-tenant policies
+    /// such as `--scheduling-policy fair`; vLLM's own policies ignore it.
+    pub tenant: Option<Arc<str>>,
     /// When the client sent it (for latency metrics; the engine queues it when it sees it).
     pub arrival: Nanos,
 }
@@ -115,6 +118,8 @@ pub struct Request {
     pub request_id: String,
     pub priority: i32,
     pub cache_salt: Option<String>,
+    /// See [`NewRequest::tenant`].
+    pub tenant: Option<Arc<str>>,
     pub sampling: SamplingParams,
     pub status: RequestStatus,
     prompt: Arc<[u32]>,
@@ -153,6 +158,7 @@ impl Request {
             request_id: new.request_id,
             priority: new.priority,
             cache_salt: new.cache_salt,
+            tenant: new.tenant,
             sampling: new.sampling,
             status: RequestStatus::Waiting,
             prompt: new.prompt_token_ids,

@@ -25,6 +25,7 @@ fn engine(async_scheduling: bool) -> Engine {
 
 fn req(id: &str, prompt: usize, max_tokens: u32, arrival: u64) -> NewRequest {
     NewRequest {
+        tenant: None,
         request_id: id.into(),
         prompt_token_ids: Arc::from((0..prompt as u32).map(|i| i + 3).collect::<Vec<_>>()),
         sampling: SamplingParams {

@@ -52,6 +52,7 @@ impl Reason for llm_emu_core::Request {
 
 fn req(id: &str, prompt: usize, max_tokens: u32) -> NewRequest {
     NewRequest {
+        tenant: None,
         request_id: id.into(),
         prompt_token_ids: Arc::from((0..prompt as u32).map(|i| i + 7).collect::<Vec<_>>()),
         sampling: SamplingParams {

@@ -187,6 +187,7 @@ fn replay(golden: &Value) -> Vec<Value> {
         inputs.push((
             arrival,
             Input::Arrive(NewRequest {
+                tenant: None,
                 request_id: id,
                 prompt_token_ids: Arc::from(ids("prompt_token_ids")),
                 sampling,

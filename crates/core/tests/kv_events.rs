@@ -24,6 +24,7 @@ const B: usize = 4;
 
 fn request(id: &str, prompt: Vec<u32>) -> Request {
     let new = NewRequest {
+        tenant: None,
         request_id: id.to_string(),
         prompt_token_ids: Arc::from(prompt),
         sampling: SamplingParams {

@@ -431,6 +431,7 @@ fn run_case(c: &Case) -> Totals {
                     let id = format!("req-{next_id}");
                     next_id += 1;
                     let new = NewRequest {
+                        tenant: None,
                         request_id: id.clone(),
                         prompt_token_ids: Arc::from(prompt),
                         sampling: SamplingParams {
@@ -860,6 +861,7 @@ fn engine_tiny_cache_heavy_preemption() {
 
 fn min_tokens_request(id: &str, prompt_len: usize, max_tokens: u32, min_tokens: u32) -> NewRequest {
     NewRequest {
+        tenant: None,
         request_id: id.into(),
         prompt_token_ids: Arc::from(vec![7u32; prompt_len]),
         sampling: SamplingParams {

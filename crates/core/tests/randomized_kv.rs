@@ -486,6 +486,7 @@ fn expected_hashes(tokens: &[u32], bs: usize, salt: Option<&str>) -> Vec<BlockHa
 
 fn placeholder_request() -> Request {
     let new = NewRequest {
+        tenant: None,
         request_id: String::new(),
         prompt_token_ids: Arc::from(vec![0u32]),
         sampling: SamplingParams::default(),
@@ -550,6 +551,7 @@ impl Sim {
         let id = format!("r{}", self.next_id);
         self.next_id += 1;
         let new = NewRequest {
+            tenant: None,
             request_id: id,
             prompt_token_ids: Arc::from(prompt),
             sampling: SamplingParams {

@@ -206,6 +206,7 @@ fn common_prepared(
         stop_token_ids: c.stop_token_ids.unwrap_or_default(),
         priority: c.priority.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
         cache_salt: c.cache_salt,
+        user: c.user,
         max_tokens_param: max_tokens_param.map(to_u32),
         logprobs,
         constraint: None,

@@ -73,6 +73,7 @@ fn scrapes_under_a_running_engine_are_consistent_snapshots() {
     let requests = (0..REQUESTS)
         .map(|i| {
             let req = NewRequest {
+                tenant: None,
                 request_id: format!("r{i}"),
                 prompt_token_ids: Arc::from((0..PROMPT as u32).collect::<Vec<_>>()),
                 sampling: SamplingParams {

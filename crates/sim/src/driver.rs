@@ -234,6 +234,7 @@ pub fn to_new_request(item: WorkloadItem) -> NewRequest {
         },
         priority: item.priority,
         cache_salt: item.cache_salt,
+        tenant: item.tenant,
         arrival: item.arrival,
     }
 }

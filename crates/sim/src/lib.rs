@@ -1,13 +1,16 @@
 //! llm-emu's offline simulator: workloads in, vLLM-style metrics out, in virtual time.
 
+pub mod arrival;
 pub mod client_run;
 pub mod client_side;
 pub mod driver;
 pub mod events;
 pub mod metrics;
 pub mod percentile;
+pub mod pyrand;
 pub mod report;
 pub mod run_record;
+pub mod scenario;
 pub mod synthetic;
 pub mod validate;
 pub mod workload;

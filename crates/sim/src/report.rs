@@ -51,6 +51,11 @@ pub fn summary_json(
         serde_json::to_value(cfg).expect("config serializes"),
     );
     m.insert("latency_model".into(), latency.into());
+    // `fcfs`, or `sjf (not vLLM)`: a result from a policy vLLM lacks says so.
+    m.insert(
+        "scheduling_policy".into(),
+        cfg.scheduling_policy.label().into(),
+    );
     m
 }
 
@@ -104,6 +109,9 @@ pub fn print_table(m: &Map<String, Value>, out: &mut impl Write) -> std::io::Res
         f("prefix_cache_hit_rate")
     )?;
     writeln!(out, "{:<40}{:<10}", "Engine steps:", f("num_steps"))?;
+    if let Some(p) = m.get("scheduling_policy").and_then(Value::as_str) {
+        writeln!(out, "{:<40}{:<10}", "Scheduling policy:", p)?;
+    }
     for (title, key) in [
         ("Time to First Token", "ttft"),
         ("Time per Output Token (excl. 1st token)", "tpot"),

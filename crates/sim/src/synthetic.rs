@@ -28,6 +28,9 @@ pub struct SyntheticWorkload {
     emitted: usize,
     clock_s: f64,
     gaps: Option<Exp<f64>>,
+    /// Arrival times (s) given from outside ([`SyntheticWorkload::with_arrivals`]), replacing
+    /// the Poisson gaps.
+    arrivals: Option<Box<dyn Iterator<Item = f64> + Send>>,
     prompt: LogNormal<f64>,
     output: LogNormal<f64>,
 }
@@ -46,9 +49,25 @@ impl SyntheticWorkload {
             } else {
                 None
             },
+            arrivals: None,
             prompt: LogNormal::new(PROMPT_LN_MU, LEN_LN_SIGMA).expect("valid"),
             output: LogNormal::new(OUTPUT_LN_MU, LEN_LN_SIGMA).expect("valid"),
         }
+    }
+}
+
+impl SyntheticWorkload {
+    /// The same lengths and prompts, sent at the given times (seconds, non-decreasing); ends
+    /// after `count` requests or when the times run out. The scenarios of
+    /// [`crate::scenario`] use it.
+    pub fn with_arrivals(
+        count: usize,
+        arrivals: Box<dyn Iterator<Item = f64> + Send>,
+        seed: u64,
+    ) -> SyntheticWorkload {
+        let mut w = SyntheticWorkload::new(count, f64::INFINITY, seed);
+        w.arrivals = Some(arrivals);
+        w
     }
 }
 
@@ -59,7 +78,9 @@ impl Iterator for SyntheticWorkload {
         if self.emitted == self.count {
             return None;
         }
-        if let Some(g) = &self.gaps {
+        if let Some(a) = &mut self.arrivals {
+            self.clock_s = a.next()?;
+        } else if let Some(g) = &self.gaps {
             self.clock_s += g.sample(&mut self.rng);
         }
         let prompt = (self.prompt.sample(&mut self.rng).round() as u32).clamp(4, 1024);
@@ -74,6 +95,7 @@ impl Iterator for SyntheticWorkload {
             output_len: output,
             priority: 0,
             cache_salt: None,
+            tenant: None,
         })
     }
 }

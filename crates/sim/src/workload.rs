@@ -5,7 +5,8 @@
 //!   the first request), `input_tok_ids`, `output_toks`. Output lengths were pinned in those real
 //!   runs (`min_tokens = max_tokens`, `ignore_eos`), so they are here too.
 //! - plain: `arrival_s`, `prompt_len` or `prompt_token_ids`, `output_len`, optional
-//!   `request_id`, `priority`, `cache_salt`. A `prompt_len` alone gets token ids drawn from the
+//!   `request_id`, `priority`, `cache_salt`, `tenant` (or `user`, as the OpenAI field: who sent
+//!   it, for per-tenant scheduling policies and routers). A `prompt_len` alone gets token ids drawn from the
 //!   run's seed and the line number, so such prompts share no prefix.
 
 use llm_emu_core::Nanos;
@@ -42,6 +43,8 @@ pub struct WorkloadItem {
     pub output_len: u32,
     pub priority: i32,
     pub cache_salt: Option<String>,
+    /// Who sent it (a `tenant` or `user` key; see `NewRequest::tenant`).
+    pub tenant: Option<Arc<str>>,
 }
 
 /// What a [`LineError`] means for the rest of the file.
@@ -84,6 +87,8 @@ struct RawLine {
     request_id: Option<String>,
     priority: Option<i32>,
     cache_salt: Option<String>,
+    tenant: Option<String>,
+    user: Option<String>,
 }
 
 impl RawLine {
@@ -97,6 +102,8 @@ impl RawLine {
             ("request_id", self.request_id.is_some()),
             ("priority", self.priority.is_some()),
             ("cache_salt", self.cache_salt.is_some()),
+            ("tenant", self.tenant.is_some()),
+            ("user", self.user.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, present)| present.then_some(k))
@@ -328,6 +335,7 @@ impl<R: BufRead> WorkloadReader<R> {
                 output_len,
                 priority: 0,
                 cache_salt: None,
+                tenant: None,
             }
         } else {
             let other = l.serving_sim_keys();
@@ -362,6 +370,14 @@ impl<R: BufRead> WorkloadReader<R> {
             };
             // Before any synthetic ids are made: a length is only a number until here.
             check_prompt_len(prompt_len, self.max_model_len).map_err(|m| self.err(m))?;
+            let tenant = match (l.tenant, l.user) {
+                (Some(t), Some(u)) if t != u => {
+                    return Err(self.err(format!(
+                        "`tenant` ({t:?}) and `user` ({u:?}) differ: give one of them"
+                    )))
+                }
+                (t, u) => t.or(u).map(Arc::from),
+            };
             let prompt: Arc<[u32]> = match l.prompt_token_ids {
                 Some(ids) => ids.into(),
                 None => synthetic_prompt(self.seed, index, prompt_len as u32),
@@ -373,6 +389,7 @@ impl<R: BufRead> WorkloadReader<R> {
                 output_len,
                 priority: l.priority.unwrap_or(0),
                 cache_salt: l.cache_salt,
+                tenant,
             }
         };
         check_output_len(
@@ -480,6 +497,31 @@ mod tests {
 
     fn read(text: &str) -> Vec<Result<WorkloadItem, LineError>> {
         WorkloadReader::new("w.jsonl", text.as_bytes(), 1).collect()
+    }
+
+    #[test]
+    fn a_tenant_comes_from_tenant_or_user() {
+        let items = read(concat!(
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"tenant\": \"a\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"user\": \"b\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"tenant\": \"c\", \"user\": \"c\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1, \"tenant\": \"c\", \"user\": \"d\"}\n",
+            "{\"arrival_s\": 0, \"prompt_len\": 2, \"output_len\": 1}\n",
+        ));
+        let tenant = |i: usize| {
+            items[i]
+                .as_ref()
+                .unwrap()
+                .tenant
+                .as_deref()
+                .map(str::to_string)
+        };
+        assert_eq!(tenant(0).as_deref(), Some("a"));
+        assert_eq!(tenant(1).as_deref(), Some("b"));
+        assert_eq!(tenant(2).as_deref(), Some("c"));
+        let e = items[3].as_ref().unwrap_err();
+        assert!(e.to_string().contains("differ"), "{e}");
+        assert_eq!(tenant(4), None);
     }
 
     #[test]

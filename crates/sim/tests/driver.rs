@@ -19,6 +19,7 @@ fn item(id: &str, arrival_ms: u64, prompt: u32, output: u32) -> WorkloadItem {
         output_len: output,
         priority: 0,
         cache_salt: None,
+        tenant: None,
     }
 }
 

@@ -140,6 +140,7 @@ pub fn sample(
             .map_err(DatasetError::Tokenizer)?
             .len();
         out.push(SampleRequest {
+            user: None,
             prompt: Prompt::Text(prompt),
             prompt_len,
             expected_output_len: output_len,

@@ -30,6 +30,8 @@ pub struct SampleRequest {
     pub request_id: String,
     /// Seconds after the start at which a replayed workload sends this request.
     pub send_at: Option<f64>,
+    /// Sent as the OpenAI `user` field: a workload's `tenant`, a scenario's session.
+    pub user: Option<String>,
 }
 
 /// How a dataset file was read: every skipped entry is counted, none is silently dropped.

@@ -109,6 +109,7 @@ pub fn sample(
         let target = o.prefix_len + input_lens[i];
         let (prompt, ids) = decode_to_target_len(tok, seq, target, &mut rng)?;
         out.push(SampleRequest {
+            user: None,
             prompt: Prompt::Text(prompt),
             prompt_len: ids.len(),
             expected_output_len: output_lens[i],

@@ -231,6 +231,7 @@ pub fn sample(
         }
         let id = format!("{}{}", opts.request_id_prefix, samples.len());
         samples.push(SampleRequest {
+            user: None,
             prompt: Prompt::Text(c.prompt),
             prompt_len,
             expected_output_len: output_len,

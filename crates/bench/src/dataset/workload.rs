@@ -1,11 +1,12 @@
 //! A recorded workload replayed at its own arrival times: the LLMServingSim JSONL
 //! (`arrival_time_ns`, `input_tok_ids`, `output_toks`) or the plain format `llm-emu simulate`
 //! reads, through the same reader. Prompts go out as token ids (completions) or, for chat,
-//! as their decoded text; each request asks for exactly its recorded output length.
+//! as their decoded text; each request asks for exactly its recorded output length. Generated
+//! scenarios ([`llm_emu_sim::scenario`]) go out the same way ([`from_items`]).
 
 use super::{DatasetError, DatasetReport, Prompt, SampleRequest};
 use crate::tokenizer::Tokenizer;
-use llm_emu_sim::WorkloadReader;
+use llm_emu_sim::{LineError, WorkloadItem, WorkloadReader};
 
 pub struct WorkloadOptions<'a> {
     /// At most this many requests, from the start of the file; `None` for all.
@@ -26,8 +27,21 @@ pub fn load(
         path: path.display().to_string(),
         source: e,
     })?;
+    from_items(reader, &path.display().to_string(), tok, o, report)
+}
+
+/// The requests of workload items (a file's, or a generated scenario's `Ok` items), sent at
+/// their arrival times counted from the first; each item's `tenant` goes out as `user`.
+/// `source` names them in errors.
+pub fn from_items(
+    items: impl Iterator<Item = Result<WorkloadItem, LineError>>,
+    source: &str,
+    tok: Option<&dyn Tokenizer>,
+    o: &WorkloadOptions<'_>,
+    report: &mut DatasetReport,
+) -> Result<Vec<SampleRequest>, DatasetError> {
     let mut out = Vec::new();
-    for item in reader {
+    for item in items {
         if o.num_requests.is_some_and(|n| out.len() >= n) {
             break;
         }
@@ -55,12 +69,12 @@ pub fn load(
             expected_output_len: item.output_len as usize,
             request_id: format!("{}{}", o.request_id_prefix, out.len()),
             send_at: Some(item.arrival.as_secs_f64()),
+            user: item.tenant.as_deref().map(str::to_string),
         });
     }
     if out.is_empty() {
         return Err(DatasetError::Invalid(format!(
-            "{}: no usable request",
-            path.display()
+            "{source}: no usable request"
         )));
     }
     // Times are offsets from the first request.

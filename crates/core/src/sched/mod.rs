@@ -1,8 +1,9 @@
 //! Scheduling (vLLM `v1/core/sched/`).
 
-pub mod queue;
+pub mod policy;
 pub mod scheduler;
 pub mod store;
 
+pub use policy::{BudgetSplit, Policy};
 pub use scheduler::{RequestUpdate, ScheduledRequest, Scheduler, SchedulerOutput};
-pub use store::ReqKey;
+pub use store::{ReqKey, RequestStore};

@@ -3,16 +3,18 @@
 //! One [`Scheduler::schedule`] call assigns tokens to requests so that each request's computed
 //! tokens catch up with its known tokens: running requests first, in admission order, then the
 //! head of the waiting queue while budget, `max_num_seqs` and KV blocks allow. When a running
-//! request cannot get blocks, the newest (FCFS) or lowest-priority running request is preempted
-//! by recompute: its blocks are freed and it goes back to the head of the waiting queue.
+//! request cannot get blocks, a victim is preempted by recompute: its blocks are freed and it
+//! goes back to the waiting queue. Which waiting request is next, which running request is the
+//! victim and how the token budget is split are the [`Policy`]'s choices (vLLM's fcfs: arrival
+//! order, the newest; priority: lowest `(priority, arrival)`, the largest).
 //!
 //! With async scheduling, a request that will sample a token in a step carries an output
 //! placeholder until the token is known, so the next step can be scheduled before the previous
 //! one's output is processed.
 
-use super::queue::{PriorityKey, WaitingQueue};
+use super::policy::{self, Policy};
 use super::store::{ReqKey, RequestStore};
-use crate::config::{EngineConfig, SchedulingPolicy};
+use crate::config::EngineConfig;
 use crate::kv::{CacheHit, KvCacheEvent, KvCacheManager};
 use crate::request::{FinishReason, Request, RequestStatus};
 use crate::time::Nanos;
@@ -61,6 +63,9 @@ pub struct RequestUpdate {
 struct StepState {
     /// Tokens left to schedule in this step (vLLM's `token_budget`).
     budget: usize,
+    /// Cap on one request's tokens in this step: `--long-prefill-token-threshold` and the
+    /// policy's chunk cap, the smaller non-zero one; 0 = none.
+    threshold: usize,
     /// `(request, tokens)` in vLLM's `num_scheduled_tokens` dict order: running requests, then
     /// admitted ones; an entry is removed when its request is preempted later in the step.
     scheduled: Vec<(ReqKey, usize)>,
@@ -74,7 +79,8 @@ pub struct Scheduler {
     cfg: EngineConfig,
     requests: RequestStore,
     ids: FxHashMap<String, ReqKey>,
-    waiting: WaitingQueue,
+    /// Owns the waiting queue and makes the policy's choices.
+    waiting: Box<dyn Policy>,
     running: Vec<ReqKey>,
     /// Requests finished since the last `schedule()` (vLLM's `finished_req_ids`): while non-empty
     /// the engine still "has requests", which costs one more (empty) schedule call.
@@ -84,7 +90,14 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler with the policy `cfg.scheduling_policy` names.
     pub fn new(cfg: EngineConfig) -> Scheduler {
+        let policy = policy::build(cfg.scheduling_policy);
+        Scheduler::with_policy(cfg, policy)
+    }
+
+    /// A scheduler with a policy of the caller's (`cfg.scheduling_policy` is then ignored).
+    pub fn with_policy(cfg: EngineConfig, policy: Box<dyn Policy>) -> Scheduler {
         let kv = KvCacheManager::new(
             cfg.num_gpu_blocks,
             cfg.block_size,
@@ -92,7 +105,7 @@ impl Scheduler {
             cfg.enable_prefix_caching,
         );
         Scheduler {
-            waiting: WaitingQueue::new(cfg.scheduling_policy),
+            waiting: policy,
             cfg,
             requests: RequestStore::default(),
             ids: FxHashMap::default(),
@@ -105,6 +118,21 @@ impl Scheduler {
 
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// The scheduling policy in use.
+    pub fn policy(&self) -> &dyn Policy {
+        self.waiting.as_ref()
+    }
+
+    /// Replaces the policy; only before any request was added (`false` otherwise, and nothing
+    /// changes), since the old policy holds the waiting queue.
+    pub fn replace_policy(&mut self, policy: Box<dyn Policy>) -> bool {
+        if !self.requests.is_empty() {
+            return false;
+        }
+        self.waiting = policy;
+        true
     }
 
     pub fn kv(&self) -> &KvCacheManager {
@@ -157,15 +185,6 @@ impl Scheduler {
         !self.requests.is_empty() || self.num_finished_pending > 0
     }
 
-    fn priority_key(req: &Request, key: ReqKey) -> PriorityKey {
-        PriorityKey {
-            priority: req.priority,
-            arrival: req.times.arrival,
-            request_id: req.request_id.clone(),
-            key,
-        }
-    }
-
     /// Queues a request (already validated by the engine); `None` if the id is in use.
     pub fn add_request(&mut self, req: Request) -> Option<ReqKey> {
         if self.ids.contains_key(&req.request_id) {
@@ -173,8 +192,7 @@ impl Scheduler {
         }
         let id = req.request_id.clone();
         let key = self.requests.insert(req);
-        let pk = Self::priority_key(self.requests.req(key), key);
-        self.waiting.add(pk);
+        self.waiting.add(key, self.requests.req(key));
         self.ids.insert(id, key);
         Some(key)
     }
@@ -184,13 +202,25 @@ impl Scheduler {
     /// then waiting ones if nothing was preempted ([`Self::schedule_waiting`]), then the computed
     /// tokens advance and the output is built ([`Self::update_after_schedule`]).
     pub fn schedule(&mut self, now: Nanos) -> SchedulerOutput {
+        let budget = self.cfg.max_num_batched_tokens;
+        let split = self
+            .waiting
+            .split_budget(budget, self.running.len(), self.waiting.len());
+        let threshold = match (self.cfg.long_prefill_token_threshold, split.chunk_cap) {
+            (0, c) | (c, 0) => c,
+            (t, c) => t.min(c),
+        };
+        // Tokens the policy holds back from the running requests for the waiting ones.
+        let held_back = budget - split.running.min(budget);
         let mut step = StepState {
-            budget: self.cfg.max_num_batched_tokens,
+            budget: budget - held_back,
+            threshold,
             scheduled: Vec::new(),
             num_scheduled_running: 0,
             out: SchedulerOutput::default(),
         };
         self.schedule_running(&mut step);
+        step.budget += held_back;
         if step.out.preempted.is_empty() {
             self.schedule_waiting(&mut step, now);
         }
@@ -203,7 +233,7 @@ impl Scheduler {
     /// request that cannot be scheduled even after preempting ("First, schedule the RUNNING
     /// requests", `scheduler.py` lines 383–553, encoder and speculative parts left out).
     fn schedule_running(&mut self, step: &mut StepState) {
-        let threshold = self.cfg.long_prefill_token_threshold;
+        let threshold = step.threshold;
         let max_model_len = self.cfg.max_model_len;
         let mut req_index = 0usize;
         while req_index < self.running.len() && step.budget > 0 {
@@ -263,34 +293,28 @@ impl Scheduler {
         }
     }
 
-    /// Takes the request to preempt out of `running`: the last one under FCFS, the one with the
-    /// largest `(priority, arrival)` under the priority policy. A priority victim already
-    /// scheduled in this step is unscheduled and its tokens return to the budget
-    /// (`scheduler.py` lines 473–500).
+    /// Takes the request the policy names out of `running` (vLLM: the last one under FCFS, the
+    /// first with the largest `(priority, arrival)` under priority). A victim already scheduled
+    /// in this step is unscheduled and its tokens return to the budget (`scheduler.py` lines
+    /// 473–500). Requests scheduled in this step all sit before `req_index`, so a victim at or
+    /// after it (always, under FCFS) needs no search.
     fn select_victim(&mut self, step: &mut StepState, req_index: &mut usize) -> ReqKey {
-        match self.cfg.scheduling_policy {
-            SchedulingPolicy::Fcfs => self.running.pop().expect("running is not empty"),
-            SchedulingPolicy::Priority => {
-                let mut best = 0usize;
-                for (i, k) in self.running.iter().enumerate() {
-                    let (r, b) = (self.requests.req(*k), self.requests.req(self.running[best]));
-                    if (r.priority, r.times.arrival) > (b.priority, b.times.arrival) {
-                        best = i;
-                    }
-                }
-                let victim = self.running.remove(best);
-                if let Some(pos) = step.scheduled[..step.num_scheduled_running]
-                    .iter()
-                    .position(|(k, _)| *k == victim)
-                {
-                    let (_, tokens) = step.scheduled.remove(pos);
-                    step.num_scheduled_running -= 1;
-                    step.budget += tokens;
-                    *req_index -= 1;
-                }
-                victim
+        let i = self.waiting.select_victim(&self.running, &self.requests);
+        let victim = self.running.remove(i);
+        if i < *req_index {
+            if let Some(pos) = step.scheduled[..step.num_scheduled_running]
+                .iter()
+                .position(|(k, _)| *k == victim)
+            {
+                let (_, tokens) = step.scheduled.remove(pos);
+                step.num_scheduled_running -= 1;
+                step.budget += tokens;
+                *req_index -= 1;
             }
+        } else {
+            debug_assert!(!step.scheduled.iter().any(|(k, _)| *k == victim));
         }
+        victim
     }
 
     /// Frees a running request's blocks and puts it back at the head of the waiting queue, to
@@ -304,8 +328,7 @@ impl Scheduler {
         req.num_computed_tokens = 0;
         req.num_preemptions += 1;
         self.num_preemptions += 1;
-        let pk = Self::priority_key(req, key);
-        self.waiting.prepend(pk);
+        self.waiting.prepend(key, req);
         out.preempted.push(key);
     }
 
@@ -314,9 +337,9 @@ impl Scheduler {
     /// does not fit ("Next, schedule the WAITING requests", `scheduler.py` lines 563–850,
     /// LoRA, connector and encoder parts left out).
     fn schedule_waiting(&mut self, step: &mut StepState, now: Nanos) {
-        let threshold = self.cfg.long_prefill_token_threshold;
+        let threshold = step.threshold;
         while step.budget > 0 {
-            let Some(key) = self.waiting.peek() else {
+            let Some(key) = self.waiting.peek(now) else {
                 break;
             };
             if self.running.len() == self.cfg.max_num_seqs {
@@ -354,7 +377,7 @@ impl Scheduler {
                 break;
             }
             req.num_external_computed_tokens = 0;
-            self.waiting.pop();
+            self.waiting.pop(now);
             self.running.push(key);
             let req = self.requests.req_mut(key);
             if req.times.first_scheduled.is_none() {
@@ -461,7 +484,9 @@ impl Scheduler {
         if !stopped_running.is_empty() {
             self.running.retain(|k| !stopped_running.contains(k));
         }
-        self.waiting.remove(&stopped_preempted);
+        if !stopped_preempted.is_empty() {
+            self.waiting.remove(&stopped_preempted);
+        }
     }
 
     /// Frees a finished request's blocks and removes it.
@@ -496,7 +521,9 @@ impl Scheduler {
         if !running_gone.is_empty() {
             self.running.retain(|k| !running_gone.contains(k));
         }
-        self.waiting.remove(&waiting_gone);
+        if !waiting_gone.is_empty() {
+            self.waiting.remove(&waiting_gone);
+        }
         valid
             .into_iter()
             .map(|k| {

@@ -21,6 +21,7 @@ pub fn engine(blocks: u32, per_token_us: f64) -> Engine {
 
 pub fn req(id: &str, prompt: Vec<u32>, max_tokens: u32, arrival: Nanos) -> NewRequest {
     NewRequest {
+        tenant: None,
         request_id: id.into(),
         prompt_token_ids: Arc::from(prompt),
         sampling: SamplingParams {
@@ -43,6 +44,7 @@ pub fn item(id: &str, prompt: Vec<u32>, output_len: u32, arrival: Nanos) -> Work
         output_len,
         priority: 0,
         cache_salt: None,
+        tenant: None,
     }
 }
 

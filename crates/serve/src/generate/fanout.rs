@@ -175,6 +175,7 @@ impl Submission {
                     sampling,
                     priority: p.priority,
                     cache_salt: p.cache_salt.clone(),
+                    tenant: p.user.as_deref().map(Arc::from),
                     arrival: state.engine.clock.now(),
                 };
                 let detok = state.codec.detokenizer(

@@ -73,6 +73,8 @@ pub struct Prepared {
     pub stop_token_ids: Vec<u32>,
     pub priority: i32,
     pub cache_salt: Option<String>,
+    /// The OpenAI `user` field: the tenant of per-tenant scheduling policies.
+    pub user: Option<String>,
     /// The request's `max_tokens` as sent (for `vllm:request_params_max_tokens`).
     pub max_tokens_param: Option<u32>,
     /// Top log-probabilities asked for per output token (completions' `logprobs`, chat's

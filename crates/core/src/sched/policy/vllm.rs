@@ -1,0 +1,105 @@
+//! vLLM's own policies (`v1/core/sched/request_queue.py` and the preemption rule in
+//! `scheduler.py`), exact: `fcfs` and `priority`.
+
+use super::heap::KeyedHeap;
+use super::{first_max_by_key, Policy};
+use crate::request::Request;
+use crate::sched::store::{ReqKey, RequestStore};
+use crate::time::Nanos;
+use std::collections::VecDeque;
+
+/// First come, first served: a deque with arrivals at the back and preempted requests at the
+/// front; the victim is the newest running request (`self.running.pop()`).
+#[derive(Debug, Default)]
+pub struct Fcfs {
+    queue: VecDeque<ReqKey>,
+}
+
+impl Policy for Fcfs {
+    fn name(&self) -> &'static str {
+        "fcfs"
+    }
+
+    fn is_vllm(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, key: ReqKey, _req: &Request) {
+        self.queue.push_back(key);
+    }
+
+    fn prepend(&mut self, key: ReqKey, _req: &Request) {
+        self.queue.push_front(key);
+    }
+
+    fn peek(&self, _now: Nanos) -> Option<ReqKey> {
+        self.queue.front().copied()
+    }
+
+    fn pop(&mut self, _now: Nanos) -> Option<ReqKey> {
+        self.queue.pop_front()
+    }
+
+    fn remove(&mut self, keys: &[ReqKey]) {
+        self.queue.retain(|k| !keys.contains(k));
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn select_victim(&self, running: &[ReqKey], _requests: &RequestStore) -> usize {
+        running.len() - 1
+    }
+}
+
+/// Lowest `(priority, arrival, request_id)` first, as vLLM's `Request.__lt__`; the victim is the
+/// first running request with the largest `(priority, arrival)` (Python's `max`).
+#[derive(Debug, Default)]
+pub struct Priority {
+    heap: KeyedHeap<(i32, Nanos, String)>,
+}
+
+impl Priority {
+    fn key(req: &Request) -> (i32, Nanos, String) {
+        (req.priority, req.times.arrival, req.request_id.clone())
+    }
+}
+
+impl Policy for Priority {
+    fn name(&self) -> &'static str {
+        "priority"
+    }
+
+    fn is_vllm(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, key: ReqKey, req: &Request) {
+        self.heap.push(Self::key(req), key);
+    }
+
+    fn prepend(&mut self, key: ReqKey, req: &Request) {
+        self.heap.push(Self::key(req), key);
+    }
+
+    fn peek(&self, _now: Nanos) -> Option<ReqKey> {
+        self.heap.peek()
+    }
+
+    fn pop(&mut self, _now: Nanos) -> Option<ReqKey> {
+        self.heap.pop()
+    }
+
+    fn remove(&mut self, keys: &[ReqKey]) {
+        self.heap.remove(keys);
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn select_victim(&self, running: &[ReqKey], requests: &RequestStore) -> usize {
+        first_max_by_key(running, requests, |r| (r.priority, r.times.arrival))
+    }
+}
