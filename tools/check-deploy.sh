@@ -95,7 +95,8 @@ def check_docs(where, docs, expect):
     check(all(LABEL_VALUE.match(str(v)) for v in labels.values()), f"{where}: invalid label value in {labels}")
     check(dep["spec"]["replicas"] == expect["replicas"], f"{where}: replicas {dep['spec']['replicas']}")
     if expect.get("llmd", True):
-        check(labels.get("llm-d.ai/inferenceServing") == "true", f"{where}: llm-d.ai/inferenceServing")
+        for key in ("llm-d.ai/inference-serving", "llm-d.ai/inferenceServing"):
+            check(labels.get(key) == "true", f"{where}: {key} {labels.get(key)!r}")
         check(labels.get("llm-d.ai/model") == expect["model_label"], f"{where}: llm-d.ai/model {labels.get('llm-d.ai/model')}")
     else:
         check(not any(k.startswith("llm-d.ai/") for k in labels), f"{where}: llm-d labels present though disabled")

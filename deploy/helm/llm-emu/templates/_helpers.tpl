@@ -39,6 +39,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "llm-emu.labels" . }}
 model: {{ include "llm-emu.modelLabel" . }}
 {{- if .Values.llmd.enabled }}
+llm-d.ai/inference-serving: "true"
 llm-d.ai/inferenceServing: "true"
 llm-d.ai/model: {{ include "llm-emu.modelLabel" . }}
 {{- with .Values.llmd.role }}
