@@ -36,6 +36,11 @@ SKIPS=(
     '--model MODEL|needs vLLM serving MODEL (the capture workflow, on a GPU)'
     'ShareGPT_V3_unfiltered_cleaned_split.json|needs the ShareGPT download (network, 640 MB)'
     'vllm-result.json|needs a result of `vllm bench serve` (a GPU)'
+    '^docker |needs a Docker daemon (docs/deploy.md)'
+    '^kind |needs kind and a Docker daemon (docs/deploy.md)'
+    '^kubectl |needs a Kubernetes cluster (docs/deploy.md)'
+    '^helm |needs the helm CLI and a Kubernetes cluster (docs/deploy.md)'
+    '^vllm-router |needs production-stack'"'"'s router in a Kubernetes cluster (docs/deploy.md)'
 )
 
 LLM_EMU=${LLM_EMU:-$REPO/target/debug/llm-emu}
