@@ -4,6 +4,7 @@
 //! configuration's saturation rate. `--shard i/n` splits a sweep over machines and
 //! `sweep merge` joins the parts (docs/sweep.md).
 
+mod exact_json;
 mod grid;
 mod output;
 mod pool;

@@ -311,7 +311,8 @@ pub fn merge(inputs: &[std::path::PathBuf]) -> Result<Results> {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let doc: Value = serde_json::from_str(&text)
+        // Read exactly so that the merged table has the very floats the shards computed.
+        let doc: Value = super::exact_json::parse(&text)
             .with_context(|| format!("{}: not a sweep output", path.display()))?;
         let mut m = doc
             .get("meta")
