@@ -69,7 +69,7 @@ pub fn axes(meta: &Map<String, Value>) -> Vec<String> {
 }
 
 fn num(m: &Map<String, Value>, k: &str) -> Option<f64> {
-    m.get(k).and_then(|v| super::grid::rate_value(v))
+    m.get(k).and_then(super::grid::rate_value)
 }
 
 fn index(m: &Map<String, Value>, k: &str) -> usize {

@@ -119,7 +119,7 @@ mod tests {
         let s = Slo::parse("ttft", "P99:500").unwrap();
         assert_eq!(s.key, "p99_ttft_ms");
         let row = json!({"p99_ttft_ms": 600.0, "completed": 3, "queue_unbounded": false});
-        let v = judge(row.as_object().unwrap(), &[s.clone()]);
+        let v = judge(row.as_object().unwrap(), std::slice::from_ref(&s));
         assert!(!v.ok);
         assert!((v.worst_ratio - 1.2).abs() < 1e-12);
         let row = json!({"p99_ttft_ms": 400.0, "completed": 3, "queue_unbounded": false});
