@@ -152,13 +152,14 @@ pub fn saturation(
                 }
             }
         }
+        let meets = if slos.is_empty() {
+            "keeps its queue bounded"
+        } else {
+            "meets the objectives"
+        };
         let note = match (lo, hi) {
-            (Some(l), None) => {
-                format!("meets the objectives at every rate tried: saturation above {l}")
-            }
-            (None, Some(h)) => {
-                format!("no rate tried meets the objectives (lowest tried {h}: {reason})")
-            }
+            (Some(l), None) => format!("{meets} at every rate tried: saturation above {l}"),
+            (None, Some(h)) => format!("no rate tried {meets} (lowest tried {h}: {reason})"),
             (Some(l), Some(h)) => format!("saturates between {l} and {h}: {reason}"),
             (None, None) => "no rates to judge".to_string(),
         };
