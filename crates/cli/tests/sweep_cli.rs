@@ -378,3 +378,30 @@ fn objectives_no_point_meets_name_the_closest() {
         "{out}"
     );
 }
+
+#[test]
+fn a_list_runs_its_points_as_given() {
+    let d = tmp("list");
+    let p = d.join("list.yaml");
+    std::fs::write(
+        &p,
+        "base:\n  synthetic: 20\npoints:\n  - gpu: h100\n    max-num-seqs: 4\n  - gpu: h200\nrates: [5]\n",
+    )
+    .unwrap();
+    let out_dir = d.join("out");
+    ok(sweep(&[
+        "--list",
+        p.to_str().unwrap(),
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]));
+    let csv = read(&out_dir.join("sweep.csv"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[0].starts_with("point,config,gpu,max-num-seqs,request-rate,"),
+        "{csv}"
+    );
+    assert!(lines[1].starts_with("0,0,h100,4,5,20,"), "{csv}");
+    assert!(lines[2].starts_with("1,1,h200,,5,20,"), "{csv}");
+}
