@@ -11,6 +11,7 @@ mod serve;
 mod serve_log;
 mod sim_report;
 mod simulate;
+mod sweep;
 mod validate;
 mod vllm_flags;
 
@@ -47,6 +48,9 @@ enum Command {
     /// Benchmark a running OpenAI-compatible server, as `vllm bench serve` does (same flags,
     /// metrics, result JSON and table).
     Bench(Box<bench::BenchArgs>),
+    /// Run `simulate` over a grid or list of settings in parallel: one table, a
+    /// throughput–latency curve per configuration and each one's saturation rate.
+    Sweep(Box<sweep::SweepArgs>),
     /// Compare two result files (bench, simulate or validate JSON) metric by metric.
     Compare(compare::CompareArgs),
     /// Render one chat template from stdin (`serve` runs request templates this way).
@@ -73,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Command::ProfilePack(args) => profile_pack::run(args),
         Command::ProfilePlan(args) => profile_plan::run(args),
         Command::Bench(args) => bench::run(*args),
+        Command::Sweep(args) => sweep::run(*args),
         Command::Compare(args) => compare::run(args),
         Command::RenderTemplate => return render_template::run(),
     };

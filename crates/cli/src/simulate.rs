@@ -68,6 +68,35 @@ pub struct SimulateArgs {
 }
 
 pub fn run(a: SimulateArgs) -> Result<()> {
+    let point = run_point(&a, false)?;
+    if !a.quiet {
+        let mut out = std::io::stdout().lock();
+        out.write_all(point.header.as_bytes())?;
+        print_table(&point.summary, &mut out)?;
+        print_client_table(&point.summary, &mut out)?;
+        print_instances(&point.summary, &mut out)?;
+        out.write_all(sim_report::footer(point.wall, point.end_s).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// What one simulated run gives: the summary (keys as `vllm bench serve`'s result JSON), and
+/// what the table around it says.
+pub(crate) struct PointRun {
+    pub summary: Map<String, Value>,
+    /// Per-request records in finishing order, when asked for (`keep_records`).
+    pub records: Option<Vec<llm_emu_sim::RequestRecord>>,
+    pub header: String,
+    /// Wall-clock time the run took.
+    pub wall: std::time::Duration,
+    /// Virtual time of the last token, seconds.
+    pub end_s: f64,
+}
+
+/// Runs the configuration the flags describe in virtual time, writing the files they name
+/// (`--output-json`, `--requests-out`, `--steps-out`); `keep_records` also keeps every
+/// request's record in memory. Prints nothing on stdout.
+pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun> {
     let record = a.like.as_deref().map(RunRecord::load).transpose()?;
     let (plan, prepared) = prepare_fleet(&a.engine, &a.fleet, record.as_ref())?;
     let mut cfg = prepared[0].config().clone();
@@ -131,7 +160,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
             .map(AtomicFile::create)
             .transpose()
             .context("creating --steps-out")?,
-        records: None,
+        records: keep_records.then(Vec::new),
         client: a
             .frontend_latency
             .build()?
@@ -143,6 +172,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     let wall = started.elapsed();
     bar.finish_and_clear();
     let mut sinks_client = sinks.client.take();
+    let records = sinks.records.take();
     sinks
         .commit()
         .context("writing per-request/per-step files")?;
@@ -177,15 +207,13 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         let text = serde_json::to_vec_pretty(&summary)?;
         write_atomic(p, &text).with_context(|| format!("writing {}", p.display()))?;
     }
-    if !a.quiet {
-        let mut out = std::io::stdout().lock();
-        out.write_all(header.as_bytes())?;
-        print_table(&summary, &mut out)?;
-        print_client_table(&summary, &mut out)?;
-        print_instances(&summary, &mut out)?;
-        out.write_all(sim_report::footer(wall, result.end.as_secs_f64()).as_bytes())?;
-    }
-    Ok(())
+    Ok(PointRun {
+        summary,
+        records,
+        header,
+        wall,
+        end_s: result.end.as_secs_f64(),
+    })
 }
 
 /// The fleet the flags (or `--cluster FILE`) describe, and each engine's resolution: one
