@@ -135,7 +135,11 @@ pub struct ServeArgs {
 }
 
 fn parse_kv_events_config(text: &str) -> std::result::Result<KvEventsConfig, String> {
-    KvEventsConfig::from_json(text).map_err(|e| e.to_string())
+    // clap names the flag already.
+    KvEventsConfig::from_json(text).map_err(|e| match e {
+        llm_emu_serve::kv_events::KvEventsError::Config(why) => why,
+        other => other.to_string(),
+    })
 }
 
 /// `--instance-ports` for `engines` engines.

@@ -313,6 +313,108 @@ async fn each_dp_rank_publishes_on_its_own_port_with_its_rank() {
     assert_eq!(first_tokens(&got1), want(1));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_socket_resends_buffered_batches() {
+    use zeromq::{Socket, SocketRecv, SocketSend};
+    let (mut sub, port) = subscriber(0, "").await.unwrap();
+    // vLLM binds the replay ROUTER socket on the address given: take a free port.
+    let replay_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        r#"{{"enable_kv_cache_events": true, "endpoint": "tcp://127.0.0.1:{port}",
+            "replay_endpoint": "tcp://127.0.0.1:{replay_port}", "buffer_steps": 100}}"#
+    );
+    let child = serve(&config, &[]);
+    let addr = addr();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::spawn_blocking(move || {
+        for i in 0..2 {
+            complete(&addr, i, "");
+        }
+    })
+    .await
+    .unwrap();
+    let live = collect(&mut sub, |e| e.len() >= 2).await;
+    assert!(live.len() >= 2, "{} batches", live.len());
+    // A DEALER frames its request as a REQ socket would: ["", start_seq].
+    let mut dealer = zeromq::DealerSocket::new();
+    dealer
+        .connect(&format!("tcp://127.0.0.1:{replay_port}"))
+        .await
+        .unwrap();
+    let request = vec![
+        bytes::Bytes::new(),
+        bytes::Bytes::copy_from_slice(&1u64.to_be_bytes()),
+    ];
+    dealer
+        .send(zeromq::ZmqMessage::try_from(request).unwrap())
+        .await
+        .unwrap();
+    let mut replayed = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), dealer.recv())
+            .await
+            .expect("a replay answer within 10 s")
+            .unwrap()
+            .into_vec();
+        assert_eq!(msg.len(), 3, "empty delimiter, seq, payload");
+        assert!(msg[0].is_empty());
+        let seq = i64::from_be_bytes(msg[1].as_ref().try_into().unwrap());
+        if seq == -1 {
+            assert!(msg[2].is_empty(), "the end marker has no payload");
+            break;
+        }
+        replayed.push((seq as u64, decode(&msg[2]).1));
+    }
+    stop(child);
+    // Every batch from seq 1 on, as first sent (the live ones up to what was collected).
+    assert!(!replayed.is_empty());
+    for (i, (seq, events)) in replayed.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        if let Some(l) = live.iter().find(|l| l.1 == *seq) {
+            assert_eq!(&l.3, events, "batch {seq} replayed as sent");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_starts_before_its_subscriber_and_connects_later() {
+    use zeromq::SocketRecv;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config =
+        format!(r#"{{"enable_kv_cache_events": true, "endpoint": "tcp://127.0.0.1:{port}"}}"#);
+    // Nothing listens on the endpoint yet: the server must serve all the same.
+    let child = serve(&config, &[]);
+    let addr = addr();
+    let (mut sub, _) = subscriber(port, "").await.expect("the port is still free");
+    let mut got = None;
+    for i in 0..20 {
+        let a = addr.clone();
+        tokio::task::spawn_blocking(move || complete(&a, i, ""))
+            .await
+            .unwrap();
+        if let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_secs(1), sub.recv()).await {
+            got = Some(msg.into_vec());
+            break;
+        }
+    }
+    stop(child);
+    let frames = got.expect("events once the subscriber is up (connect retries)");
+    let (_, events, rank) = decode(&frames[2]);
+    assert_eq!(rank, 0);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Stored { .. })),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn a_bad_kv_events_config_is_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))

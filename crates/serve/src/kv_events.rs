@@ -298,7 +298,8 @@ impl KvEventSender {
 
 /// Opens one PUB socket (and replay ROUTER socket if configured) per rank and starts the
 /// tasks that send on them (inside a tokio runtime). The tasks end once every
-/// [`KvEventSender`] is dropped and their queues are sent.
+/// [`KvEventSender`] is dropped and their queues are sent. Returns each rank's endpoint as
+/// opened, for the startup log.
 pub async fn start(
     config: &KvEventsConfig,
     ranks: usize,
@@ -307,7 +308,7 @@ pub async fn start(
     let mut described = Vec::with_capacity(ranks);
     for rank in 0..ranks {
         let endpoint = offset_endpoint_port(&config.endpoint, rank)?;
-        let pub_sock = open_pub(&endpoint).await?;
+        let (pub_sock, connect_to, where_) = open_pub(&endpoint).await?;
         let replay = match &config.replay_endpoint {
             Some(e) => {
                 let e = offset_endpoint_port(e, rank)?;
@@ -322,19 +323,18 @@ pub async fn start(
             }
             None => None,
         };
-        described.push(endpoint);
+        described.push(where_);
         let (tx, rx) = mpsc::channel(config.max_queue_size);
         queues.push(tx);
         let task = RankTask {
             rank,
             topic: Bytes::from(config.topic.clone().into_bytes()),
-            pub_sock,
             replay,
             buffer: VecDeque::new(),
             buffer_steps: config.buffer_steps,
             next_seq: 0,
         };
-        tokio::spawn(task.run(rx));
+        tokio::spawn(task.run(pub_sock, connect_to, rx));
     }
     Ok((
         KvEventSender {
@@ -345,27 +345,34 @@ pub async fn start(
     ))
 }
 
-/// Binds or connects a PUB socket as vLLM decides from the endpoint's form.
-async fn open_pub(endpoint: &str) -> Result<zeromq::PubSocket, KvEventsError> {
-    let mut s = zeromq::PubSocket::new();
+/// A PUB socket for `endpoint`, bound now when vLLM would bind it; else the address its task
+/// connects to in the background (libzmq connects asynchronously and retries: the server must
+/// not wait for its subscriber). Also where it publishes, for the log.
+async fn open_pub(
+    endpoint: &str,
+) -> Result<(zeromq::PubSocket, Option<String>, String), KvEventsError> {
+    let mut options = zeromq::SocketOptions::default();
+    options.no_connect_timeout();
+    let mut s = zeromq::PubSocket::with_options(options);
     let addr = socket_address(endpoint);
-    let r = if binds(endpoint) {
-        s.bind(&addr).await.map(|_| ())
+    if binds(endpoint) {
+        let ep = s
+            .bind(&addr)
+            .await
+            .map_err(|source| KvEventsError::Socket {
+                endpoint: endpoint.to_string(),
+                source,
+            })?;
+        Ok((s, None, format!("{ep} (bound)")))
     } else {
-        s.connect(&addr).await
-    };
-    r.map_err(|source| KvEventsError::Socket {
-        endpoint: endpoint.to_string(),
-        source,
-    })?;
-    Ok(s)
+        Ok((s, Some(addr), format!("{endpoint} (connecting)")))
+    }
 }
 
 /// One rank's sender: encodes, numbers and sends its batches, keeps them for replay.
 struct RankTask {
     rank: usize,
     topic: Bytes,
-    pub_sock: zeromq::PubSocket,
     replay: Option<zeromq::RouterSocket>,
     /// The last `buffer_steps` (sequence number, payload) pairs.
     buffer: VecDeque<(u64, Bytes)>,
@@ -374,12 +381,57 @@ struct RankTask {
 }
 
 impl RankTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+    /// Sends until the engine side is gone. With `connect_to`, connects first, meanwhile
+    /// numbering and buffering batches that reach no one (as a PUB socket without
+    /// subscribers drops them).
+    async fn run(
+        mut self,
+        mut pub_sock: zeromq::PubSocket,
+        connect_to: Option<String>,
+        mut rx: mpsc::Receiver<Batch>,
+    ) {
+        if let Some(addr) = connect_to {
+            let mut connecting = std::pin::pin!(pub_sock.connect(&addr));
+            loop {
+                let replaying = self.replay.is_some();
+                tokio::select! {
+                    r = &mut connecting => {
+                        if let Err(e) = r {
+                            eprintln!("llm-emu serve: KV events cannot connect to {addr}: {e}");
+                        }
+                        break;
+                    }
+                    batch = rx.recv() => match batch {
+                        Some(b) => {
+                            self.number(b);
+                        }
+                        None => return,
+                    },
+                    request = recv_replay(&mut self.replay), if replaying => {
+                        if let Some(frames) = request {
+                            self.answer_replay(frames).await;
+                        }
+                    }
+                }
+            }
+        }
         loop {
             let replaying = self.replay.is_some();
             tokio::select! {
                 batch = rx.recv() => match batch {
-                    Some(b) => self.send(b).await,
+                    Some(b) => {
+                        let (seq, payload) = self.number(b);
+                        let frames = vec![
+                            self.topic.clone(),
+                            Bytes::copy_from_slice(&seq.to_be_bytes()),
+                            payload,
+                        ];
+                        if let Ok(msg) = ZmqMessage::try_from(frames) {
+                            // Without subscribers a PUB socket discards; a send error is not
+                            // the engine's concern either.
+                            let _ = pub_sock.send(msg).await;
+                        }
+                    }
                     None => break,
                 },
                 request = recv_replay(&mut self.replay), if replaying => {
@@ -391,25 +443,18 @@ impl RankTask {
         }
     }
 
-    async fn send(&mut self, batch: Batch) {
+    /// Encodes a batch, gives it the next sequence number and keeps it for replay.
+    fn number(&mut self, batch: Batch) -> (u64, Bytes) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let payload = Bytes::from(encode_batch(batch.ts, &batch.events, self.rank));
-        let frames = vec![
-            self.topic.clone(),
-            Bytes::copy_from_slice(&seq.to_be_bytes()),
-            payload.clone(),
-        ];
-        if let Ok(msg) = ZmqMessage::try_from(frames) {
-            // A PUB socket without subscribers discards; errors are not the engine's concern.
-            let _ = self.pub_sock.send(msg).await;
-        }
         if self.buffer_steps > 0 {
             if self.buffer.len() == self.buffer_steps {
                 self.buffer.pop_front();
             }
-            self.buffer.push_back((seq, payload));
+            self.buffer.push_back((seq, payload.clone()));
         }
+        (seq, payload)
     }
 
     /// vLLM's `_service_replay`: `[identity, "", start seq]` asks for every buffered batch
