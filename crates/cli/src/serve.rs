@@ -7,6 +7,7 @@ use clap::{ArgAction, Args};
 use llm_emu_fleet::{router_by_name, DataParallel, Replicas};
 use llm_emu_serve::conn::ConnLimits;
 use llm_emu_serve::fleet_front::FleetKind;
+use llm_emu_serve::kv_events::KvEventsConfig;
 use llm_emu_serve::structured::{OutputMode, StructuredOptions};
 use llm_emu_serve::template_sandbox::SandboxConfig;
 use llm_emu_serve::text::{ModelText, SharedCodec};
@@ -123,8 +124,22 @@ pub struct ServeArgs {
     /// prompt's tokens repeated, for conformance tests that compare text).
     #[arg(long, value_enum, default_value_t = OutputModeArg::Synthetic)]
     output_mode: OutputModeArg,
+    /// vLLM's KV cache events configuration, as JSON with vLLM's keys
+    /// (`{"enable_kv_cache_events": true, "publisher": "zmq", "endpoint": "tcp://*:5557",
+    /// "topic": "kv"}`): each engine publishes its block pool's `BlockStored` /
+    /// `BlockRemoved` / `AllBlocksCleared` events over ZMQ (docs/serve.md, "KV cache events").
+    #[arg(long, value_parser = parse_kv_events_config)]
+    kv_events_config: Option<KvEventsConfig>,
     #[command(flatten)]
     pub engine: EngineFlags,
+}
+
+fn parse_kv_events_config(text: &str) -> std::result::Result<KvEventsConfig, String> {
+    // clap names the flag already.
+    KvEventsConfig::from_json(text).map_err(|e| match e {
+        llm_emu_serve::kv_events::KvEventsError::Config(why) => why,
+        other => other.to_string(),
+    })
 }
 
 /// `--instance-ports` for `engines` engines.
@@ -416,6 +431,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
                 OutputModeArg::Echo => OutputMode::Echo,
             },
         },
+        kv_events: a.kv_events_config.clone(),
         template_sandbox: Some(SandboxConfig::llm_emu(
             std::env::current_exe().context("locating the llm-emu binary")?,
         )),
@@ -478,6 +494,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
                 server.state().engine.metrics.clone(),
                 crate::serve_log::stats_interval(),
             );
+        }
+        for (rank, endpoint) in server.kv_event_endpoints().iter().enumerate() {
+            eprintln!("llm-emu serve: engine {rank} publishes KV cache events on {endpoint}");
         }
         println!("llm-emu serve: listening on http://{addr}");
         for (i, a) in server.instance_addrs()?.iter().enumerate() {

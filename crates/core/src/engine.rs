@@ -214,6 +214,16 @@ impl Engine {
         &self.sched
     }
 
+    /// Starts recording KV cache events (vLLM `enable_kv_cache_events`); off by default.
+    pub fn enable_kv_cache_events(&mut self) {
+        self.sched.enable_kv_cache_events();
+    }
+
+    /// The KV cache events since the last call, oldest first (empty while events are off).
+    pub fn take_kv_cache_events(&mut self) -> Vec<crate::kv::KvCacheEvent> {
+        self.sched.take_kv_cache_events()
+    }
+
     pub fn config(&self) -> &EngineConfig {
         self.sched.config()
     }

@@ -18,6 +18,7 @@
 //! than a pointer swap.
 
 use crate::fleet_front::{take_placement, Placement, ServedCore};
+use crate::kv_events::KvEventSender;
 use crate::metrics::{EngineMetrics, MetricsRecorder, Published};
 use crate::thread_priority::{raise_current_thread, PriorityGranted, PriorityRequest};
 use hdrhistogram::Histogram;
@@ -363,6 +364,17 @@ impl EngineThread {
         metrics: Arc<EngineMetrics>,
         priority: PriorityRequest,
     ) -> std::io::Result<EngineThread> {
+        EngineThread::spawn_with_kv_events(engine, metrics, priority, None)
+    }
+
+    /// [`EngineThread::spawn`], draining each engine's KV cache events into `kv_events` after
+    /// every run (the engines must have events enabled).
+    pub fn spawn_with_kv_events<E: ServedCore + Send + 'static>(
+        engine: E,
+        metrics: Arc<EngineMetrics>,
+        priority: PriorityRequest,
+        kv_events: Option<KvEventSender>,
+    ) -> std::io::Result<EngineThread> {
         let (tx, rx) = std::sync::mpsc::channel();
         let clock = EngineClock::start_now();
         let lateness = Arc::new(Published::new(LatenessStats::default().summary()));
@@ -378,6 +390,7 @@ impl EngineThread {
                 let _ = granted_tx.send(raise_current_thread(priority));
                 let mut l = EngineLoop {
                     engine,
+                    kv_events,
                     clock,
                     router: Router {
                         routes: Routes::default(),
@@ -419,6 +432,8 @@ impl EngineThread {
 
 struct EngineLoop<E> {
     engine: E,
+    /// Where each run's KV cache events go (`--kv-events-config`).
+    kv_events: Option<KvEventSender>,
     clock: EngineClock,
     router: Router,
 }
@@ -446,6 +461,7 @@ impl<E: ServedCore> EngineLoop<E> {
                 }
             }
             let wake = self.engine.run(now, &mut self.router);
+            self.drain_kv_events();
             self.router.metrics.publish();
             let busy = self.clock.now().saturating_sub(now);
             self.router.lateness.record_busy(busy);
@@ -556,6 +572,15 @@ impl<E: ServedCore> EngineLoop<E> {
         true
     }
 
+    /// Hands each engine's KV cache events since the last run to the publishers (a move into
+    /// a bounded queue per engine; encoding and sending happen on tokio tasks).
+    fn drain_kv_events(&mut self) {
+        if let Some(kv) = &self.kv_events {
+            self.engine
+                .each_engine(&mut |rank, e| kv.publish(rank, e.take_kv_cache_events()));
+        }
+    }
+
     /// Aborts what is left so that every HTTP task sees its request end.
     fn stop(&mut self) {
         for id in self.router.routes.ids() {
@@ -576,6 +601,7 @@ impl<E: ServedCore> EngineLoop<E> {
             }
             guard += 1;
         }
+        self.drain_kv_events();
         self.router.metrics.publish();
         self.router.publish_lateness(now, true);
     }

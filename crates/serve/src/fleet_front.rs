@@ -195,9 +195,15 @@ pub trait ServedCore: EngineCore {
         tag: u64,
         to: &Placement,
     ) -> Result<usize, RequestError>;
+
+    /// Each engine, with its index (what `--kv-events-config` needs of a fleet).
+    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine));
 }
 
 impl ServedCore for Engine {
+    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
+        f(0, self);
+    }
     fn wrap_samplers(
         &mut self,
         wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
@@ -216,6 +222,11 @@ impl ServedCore for Engine {
 }
 
 impl ServedCore for DataParallel {
+    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
+        for (i, engine) in self.engines_mut().enumerate() {
+            f(i, engine);
+        }
+    }
     fn wrap_samplers(
         &mut self,
         wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
@@ -245,6 +256,11 @@ impl ServedCore for DataParallel {
 }
 
 impl ServedCore for Replicas {
+    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
+        for (i, engine) in self.engines_mut().enumerate() {
+            f(i, engine);
+        }
+    }
     fn wrap_samplers(
         &mut self,
         wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,

@@ -21,6 +21,7 @@ pub mod framing;
 pub mod frontend_pace;
 pub mod generate;
 pub mod http_metrics;
+pub mod kv_events;
 pub mod logprobs;
 pub mod metrics;
 pub mod middleware;
@@ -61,6 +62,8 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error("invalid server options: {0}")]
     Options(String),
+    #[error(transparent)]
+    KvEvents(#[from] kv_events::KvEventsError),
 }
 
 /// How the server presents itself and behaves at its edges.
@@ -102,6 +105,9 @@ pub struct ServeOptions {
     /// (`llm-emu render-template`); `None`: such templates render in the server process,
     /// bounded only by fuel and output size.
     pub template_sandbox: Option<template_sandbox::SandboxConfig>,
+    /// vLLM's `--kv-events-config`: publish each engine's KV cache events over ZMQ
+    /// ([`kv_events`]); `None` or not enabled: no events are recorded.
+    pub kv_events: Option<kv_events::KvEventsConfig>,
 }
 
 impl Default for ServeOptions {
@@ -123,6 +129,7 @@ impl Default for ServeOptions {
             access_log: false,
             structured: Default::default(),
             template_sandbox: None,
+            kv_events: None,
         }
     }
 }
@@ -141,6 +148,8 @@ pub struct Server {
     engine: EngineThread,
     opts: ServeOptions,
     conn_stats: Arc<ConnStats>,
+    /// Each rank's KV events endpoint, in engine order (empty: no events published).
+    kv_event_endpoints: Vec<String>,
 }
 
 impl Server {
@@ -197,8 +206,21 @@ impl Server {
         core.wrap_samplers(&mut |inner| {
             Box::new(structured::ScriptedSampler::new(inner, scripts.clone()))
         });
-        let engine = EngineThread::spawn(core, metrics.clone(), opts.engine_priority)
-            .map_err(ServeError::EngineThread)?;
+        let (kv_events, kv_event_endpoints) = match opts.kv_events.as_ref() {
+            Some(c) if c.publishes() => {
+                let (sender, endpoints) = kv_events::start(c, engines).await?;
+                core.each_engine(&mut |_, e| e.enable_kv_cache_events());
+                (Some(sender), endpoints)
+            }
+            _ => (None, Vec::new()),
+        };
+        let engine = EngineThread::spawn_with_kv_events(
+            core,
+            metrics.clone(),
+            opts.engine_priority,
+            kv_events,
+        )
+        .map_err(ServeError::EngineThread)?;
         // One sandbox for every endpoint: its limit on child renders is the process's.
         let sandbox = opts
             .template_sandbox
@@ -245,7 +267,14 @@ impl Server {
             engine,
             opts,
             conn_stats: Arc::new(ConnStats::default()),
+            kv_event_endpoints,
         })
+    }
+
+    /// Where each engine publishes its KV cache events, in engine order (empty unless
+    /// `--kv-events-config` enables a ZMQ publisher).
+    pub fn kv_event_endpoints(&self) -> &[String] {
+        &self.kv_event_endpoints
     }
 
     /// Where each engine's own port listens, in engine order (empty without instance ports).
