@@ -174,6 +174,16 @@ for f in sorted(os.listdir(PLAIN)):
 args = check_docs("deploy/kubernetes", plain, dict(replicas=4, model_label=DEFAULT_LABEL, flags={"--port": "8000"}))
 startable.append(("deploy/kubernetes", args))
 
+# The sweep's Indexed Job (docs/sweep.md): schema only.
+SWEEP = "deploy/sweep"
+for f in sorted(os.listdir(SWEEP)):
+    if f.endswith(".yaml"):
+        with open(os.path.join(SWEEP, f)) as fh:
+            for d in yaml.safe_load_all(fh):
+                if d:
+                    err = schema_ok(d)
+                    check(err is None, f"{SWEEP}/{f}: {d['kind']}/{d['metadata']['name']} schema: {err}")
+
 # The validator itself must reject what Kubernetes would: a wrong type and an unknown field.
 dep = next(d for d in plain if d["kind"] == "Deployment")
 wrong_type = copy.deepcopy(dep); wrong_type["spec"]["replicas"] = "four"
