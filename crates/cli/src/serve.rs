@@ -123,8 +123,26 @@ pub struct ServeArgs {
     /// prompt's tokens repeated, for conformance tests that compare text).
     #[arg(long, value_enum, default_value_t = OutputModeArg::Synthetic)]
     output_mode: OutputModeArg,
+    /// Serve LoRA adapters (vLLM's `--enable-lora`): requests naming one run on the same
+    /// emulated engine; `vllm:lora_requests_info` is reported.
+    #[arg(long, action = ArgAction::SetTrue)]
+    enable_lora: bool,
+    /// Adapters to serve: `name=path` or vLLM's JSON `{"name","path","base_model_name"}`.
+    #[arg(long, num_args = 1.., value_parser = parse_lora_module_arg)]
+    lora_modules: Vec<llm_emu_serve::lora::LoraModulePath>,
+    /// Distinct adapters per batch (vLLM's default 1; reported as the metric's `max_lora`).
+    #[arg(long, default_value_t = 1)]
+    max_loras: u32,
+    /// Largest adapter rank (vLLM's default 16); accepted for compatibility.
+    #[arg(long, default_value_t = 16)]
+    max_lora_rank: u32,
     #[command(flatten)]
     pub engine: EngineFlags,
+}
+
+/// One `--lora-modules` value, with vLLM's error texts.
+fn parse_lora_module_arg(s: &str) -> Result<llm_emu_serve::lora::LoraModulePath, String> {
+    llm_emu_serve::lora::parse_lora_module(s).map_err(|e| e.to_string())
 }
 
 /// `--instance-ports` for `engines` engines.
@@ -415,6 +433,21 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
                 OutputModeArg::Synthetic => OutputMode::Synthetic,
                 OutputModeArg::Echo => OutputMode::Echo,
             },
+        },
+        lora: {
+            let lora = llm_emu_serve::lora::LoraOptions {
+                enabled: a.enable_lora,
+                max_loras: a.max_loras,
+                max_lora_rank: a.max_lora_rank,
+                modules: a.lora_modules.clone(),
+                runtime_updating: llm_emu_serve::lora::runtime_updating_from_env(
+                    std::env::var("VLLM_ALLOW_RUNTIME_LORA_UPDATING")
+                        .ok()
+                        .as_deref(),
+                ),
+            };
+            lora.check().map_err(anyhow::Error::msg)?;
+            lora
         },
         template_sandbox: Some(SandboxConfig::llm_emu(
             std::env::current_exe().context("locating the llm-emu binary")?,

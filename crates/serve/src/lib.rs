@@ -22,12 +22,14 @@ pub mod frontend_pace;
 pub mod generate;
 pub mod http_metrics;
 pub mod logprobs;
+pub mod lora;
 pub mod metrics;
 pub mod middleware;
 pub mod process_metrics;
 pub mod protocol;
 pub mod protocol_tools;
 pub mod routes;
+pub mod routes_lora;
 pub mod state;
 pub mod structured;
 pub mod template_sandbox;
@@ -102,6 +104,8 @@ pub struct ServeOptions {
     /// (`llm-emu render-template`); `None`: such templates render in the server process,
     /// bounded only by fuel and output size.
     pub template_sandbox: Option<template_sandbox::SandboxConfig>,
+    /// LoRA flags and adapters ([`lora`]).
+    pub lora: lora::LoraOptions,
 }
 
 impl Default for ServeOptions {
@@ -123,6 +127,7 @@ impl Default for ServeOptions {
             access_log: false,
             structured: Default::default(),
             template_sandbox: None,
+            lora: Default::default(),
         }
     }
 }
@@ -204,6 +209,7 @@ impl Server {
             .template_sandbox
             .clone()
             .map(template_sandbox::TemplateSandbox::new);
+        let lora = lora::LoraRegistry::new(opts.lora.clone(), &opts.served_model_names);
         let state_for = |handle: engine_loop::EngineHandle| {
             Arc::new(
                 AppState::new(
@@ -216,7 +222,8 @@ impl Server {
                 )
                 .with_trust_request_chat_template(opts.trust_request_chat_template)
                 .with_structured(opts.structured.clone(), scripts.clone())
-                .with_template_sandbox(sandbox.clone()),
+                .with_template_sandbox(sandbox.clone())
+                .with_lora(lora.clone()),
             )
         };
         let mut fronts = vec![Front {

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use crate::engine_loop::EngineHandle;
+use crate::lora::{LoraOptions, LoraRegistry};
 use crate::structured::{Scripts, StructuredOptions};
 use crate::template_sandbox::TemplateSandbox;
 use crate::text::SharedCodec;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub scripts: Arc<Scripts>,
     /// Where templates that requests bring are rendered (`None`: in this process).
     pub template_sandbox: Option<Arc<TemplateSandbox>>,
+    /// LoRA adapters (`--enable-lora`, `--lora-modules`, runtime loading).
+    pub lora: Arc<LoraRegistry>,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             structured: StructuredOptions::default(),
             scripts: Scripts::new(),
             template_sandbox: None,
+            lora: LoraRegistry::new(LoraOptions::default(), &[]),
         }
     }
 
@@ -77,6 +81,12 @@ impl AppState {
     /// Renders templates that requests bring in child processes ([`TemplateSandbox`]).
     pub fn with_template_sandbox(mut self, sandbox: Option<Arc<TemplateSandbox>>) -> AppState {
         self.template_sandbox = sandbox;
+        self
+    }
+
+    /// The server's LoRA adapters (one registry shared by every endpoint).
+    pub fn with_lora(mut self, lora: Arc<LoraRegistry>) -> AppState {
+        self.lora = lora;
         self
     }
 
