@@ -136,8 +136,32 @@ pub struct ServeArgs {
     /// Largest adapter rank (vLLM's default 16); accepted for compatibility.
     #[arg(long, default_value_t = 16)]
     max_lora_rank: u32,
+    /// vLLM's model runner: `pooling` serves `/v1/embeddings` (synthetic unit vectors of the
+    /// model's hidden size) instead of completions and chat; `auto` and `generate` generate.
+    #[arg(long, value_enum, default_value_t = RunnerArg::Auto)]
+    runner: RunnerArg,
+    /// vLLM's `--convert`: `embed` turns a generative model into an embedding one (the
+    /// pooling runner); `auto` and `none` leave it.
+    #[arg(long, value_enum, default_value_t = ConvertArg::Auto)]
+    convert: ConvertArg,
     #[command(flatten)]
     pub engine: EngineFlags,
+}
+
+/// `--runner` values, as vLLM 0.19 names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RunnerArg {
+    Auto,
+    Generate,
+    Pooling,
+}
+
+/// `--convert` values llm-emu serves (vLLM also has `classify`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ConvertArg {
+    Auto,
+    None,
+    Embed,
 }
 
 /// One `--lora-modules` value, with vLLM's error texts.
@@ -449,6 +473,8 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             lora.check().map_err(anyhow::Error::msg)?;
             lora
         },
+        pooling_hidden_size: (a.runner == RunnerArg::Pooling || a.convert == ConvertArg::Embed)
+            .then_some(prepared.shape.hidden_size as usize),
         template_sandbox: Some(SandboxConfig::llm_emu(
             std::env::current_exe().context("locating the llm-emu binary")?,
         )),

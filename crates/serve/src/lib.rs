@@ -29,6 +29,7 @@ pub mod process_metrics;
 pub mod protocol;
 pub mod protocol_tools;
 pub mod routes;
+pub mod routes_embeddings;
 pub mod routes_lora;
 pub mod state;
 pub mod structured;
@@ -106,6 +107,9 @@ pub struct ServeOptions {
     pub template_sandbox: Option<template_sandbox::SandboxConfig>,
     /// LoRA flags and adapters ([`lora`]).
     pub lora: lora::LoraOptions,
+    /// `--runner pooling`: serve `/v1/embeddings` (vectors of this many components, the
+    /// model's hidden size) instead of the generate routes; `None`: the generate runner.
+    pub pooling_hidden_size: Option<usize>,
 }
 
 impl Default for ServeOptions {
@@ -128,6 +132,7 @@ impl Default for ServeOptions {
             structured: Default::default(),
             template_sandbox: None,
             lora: Default::default(),
+            pooling_hidden_size: None,
         }
     }
 }
@@ -223,7 +228,8 @@ impl Server {
                 .with_trust_request_chat_template(opts.trust_request_chat_template)
                 .with_structured(opts.structured.clone(), scripts.clone())
                 .with_template_sandbox(sandbox.clone())
-                .with_lora(lora.clone()),
+                .with_lora(lora.clone())
+                .with_pooling(opts.pooling_hidden_size),
             )
         };
         let mut fronts = vec![Front {

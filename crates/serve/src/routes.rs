@@ -30,9 +30,16 @@ pub const VLLM_VERSION: &str = "0.19.0";
 
 /// The routes; [`crate::middleware::wrap`] adds the checks every request passes first.
 pub fn router(state: Arc<AppState>) -> Router {
-    let routes = Router::new()
-        .route("/v1/completions", post(completions))
-        .route("/v1/chat/completions", post(chat_completions))
+    // vLLM mounts the generate routes or the pooling ones, as the runner's tasks say.
+    let routes = match state.pooling_hidden_size {
+        None => Router::new()
+            .route("/v1/completions", post(completions))
+            .route("/v1/chat/completions", post(chat_completions)),
+        Some(_) => {
+            Router::new().route("/v1/embeddings", post(crate::routes_embeddings::embeddings))
+        }
+    };
+    let routes = routes
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/ping", get(health).post(health))
@@ -117,7 +124,7 @@ where
 
 /// vLLM's `_check_model`: no name, or an empty one, means the served model; a loaded LoRA
 /// adapter's name is served too.
-fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
+pub(crate) fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
     match model {
         Some(m)
             if !m.is_empty()
@@ -132,7 +139,7 @@ fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError>
 
 /// The name a response carries: the adapter's for a LoRA request (vLLM's `model_name`), else
 /// the first served name.
-fn response_model(state: &AppState, model: &Option<String>) -> String {
+pub(crate) fn response_model(state: &AppState, model: &Option<String>) -> String {
     match model {
         Some(m) if !state.served_model_names.iter().any(|n| n == m) && state.lora.contains(m) => {
             m.clone()

@@ -40,6 +40,9 @@ pub struct AppState {
     pub template_sandbox: Option<Arc<TemplateSandbox>>,
     /// LoRA adapters (`--enable-lora`, `--lora-modules`, runtime loading).
     pub lora: Arc<LoraRegistry>,
+    /// `--runner pooling`: the length of the embeddings served (the model's hidden size);
+    /// `None`: the generate runner.
+    pub pooling_hidden_size: Option<usize>,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
             scripts: Scripts::new(),
             template_sandbox: None,
             lora: LoraRegistry::new(LoraOptions::default(), &[]),
+            pooling_hidden_size: None,
         }
     }
 
@@ -87,6 +91,13 @@ impl AppState {
     /// The server's LoRA adapters (one registry shared by every endpoint).
     pub fn with_lora(mut self, lora: Arc<LoraRegistry>) -> AppState {
         self.lora = lora;
+        self
+    }
+
+    /// Serves the pooling routes (embeddings of `hidden_size` components) instead of the
+    /// generate ones.
+    pub fn with_pooling(mut self, hidden_size: Option<usize>) -> AppState {
+        self.pooling_hidden_size = hidden_size;
         self
     }
 
