@@ -34,7 +34,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let routes = match state.pooling_hidden_size {
         None => Router::new()
             .route("/v1/completions", post(completions))
-            .route("/v1/chat/completions", post(chat_completions)),
+            .route("/v1/chat/completions", post(chat_completions))
+            .route(
+                "/inference/v1/generate",
+                post(crate::routes_generate::generate),
+            ),
         Some(_) => {
             Router::new().route("/v1/embeddings", post(crate::routes_embeddings::embeddings))
         }
@@ -251,7 +255,7 @@ fn output_constraint(
     }
 }
 
-async fn completions(
+pub(crate) async fn completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -391,7 +395,7 @@ async fn completions(
     run(state, p).await
 }
 
-async fn chat_completions(
+pub(crate) async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
