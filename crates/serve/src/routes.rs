@@ -38,7 +38,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route(
                 "/inference/v1/generate",
                 post(crate::routes_generate::generate),
-            ),
+            )
+            .route("/v1/messages", post(crate::routes_messages::messages)),
         Some(_) => {
             Router::new().route("/v1/embeddings", post(crate::routes_embeddings::embeddings))
         }
