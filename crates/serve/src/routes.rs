@@ -39,7 +39,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "/inference/v1/generate",
                 post(crate::routes_generate::generate),
             )
-            .route("/v1/messages", post(crate::routes_messages::messages)),
+            .route("/v1/messages", post(crate::routes_messages::messages))
+            .route("/v1/responses", post(crate::routes_responses::responses)),
         Some(_) => {
             Router::new().route("/v1/embeddings", post(crate::routes_embeddings::embeddings))
         }
