@@ -33,6 +33,7 @@ pub mod routes_embeddings;
 pub mod routes_generate;
 pub mod routes_lora;
 pub mod routes_messages;
+pub mod routes_messages_stream;
 pub mod routes_responses;
 pub mod routes_translate;
 pub mod state;

@@ -2,8 +2,8 @@
 //! (`entrypoints/anthropic/`): the request is converted into a chat completion as vLLM's
 //! `_convert_anthropic_to_openai_request` does (system prompt, content blocks, `tool_use` and
 //! `tool_result`, tools and `tool_choice`), served by the chat route, and its answer converted
-//! back (`messages_full_converter`). Streaming is not served: a request with `stream: true`
-//! is answered with an error naming it.
+//! back (`messages_full_converter`); streamed answers are converted event by event
+//! ([`crate::routes_messages_stream`]).
 
 use crate::errors::ApiError;
 use crate::routes::parse_request;
@@ -328,14 +328,15 @@ pub async fn messages(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: MessagesRequest = parse_request(&state, body).await?;
+    let mut chat = to_chat_request(&req);
     if req.stream.unwrap_or(false) {
-        return Ok(anthropic_error(
-            ApiError::bad_request("llm-emu does not stream /v1/messages yet: use stream false")
-                .into_response(),
-        )
-        .await);
+        chat["stream"] = json!(true);
+        chat["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+        return match crate::routes_translate::start_inner(state, headers, Inner::Chat, chat).await {
+            Ok(resp) => Ok(crate::routes_messages_stream::convert(resp)),
+            Err(resp) => Ok(anthropic_error(resp).await),
+        };
     }
-    let chat = to_chat_request(&req);
     match serve_inner(state, headers, Inner::Chat, chat).await {
         Ok(done) => Ok(axum::Json(to_messages_response(&done)).into_response()),
         Err(resp) => Ok(anthropic_error(resp).await),

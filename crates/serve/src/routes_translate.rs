@@ -20,14 +20,14 @@ pub enum Inner {
 /// Largest inner answer read back, bytes (a response of thousands of choices is far below).
 const MAX_INNER_BYTES: usize = 1 << 30;
 
-/// The inner route's answer: `Ok` with its JSON when it succeeded, else the response to pass
-/// on unchanged.
-pub async fn serve_inner(
+/// The inner route's response when it succeeded (a stream, for a streamed request), else the
+/// response to pass on unchanged.
+pub async fn start_inner(
     state: Arc<AppState>,
     headers: HeaderMap,
     inner: Inner,
     body: serde_json::Value,
-) -> Result<serde_json::Value, Response> {
+) -> Result<Response, Response> {
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| {
         ApiError::Internal(format!("cannot serialize the inner request: {e}")).into_response()
     })?);
@@ -39,13 +39,22 @@ pub async fn serve_inner(
             crate::routes::chat_completions(axum::extract::State(state), headers, Ok(bytes)).await
         }
     };
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => return Err(e.into_response()),
-    };
-    if resp.status() != StatusCode::OK {
-        return Err(resp);
+    match resp {
+        Ok(r) if r.status() == StatusCode::OK => Ok(r),
+        Ok(r) => Err(r),
+        Err(e) => Err(e.into_response()),
     }
+}
+
+/// The inner route's answer: `Ok` with its JSON when it succeeded, else the response to pass
+/// on unchanged.
+pub async fn serve_inner(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    inner: Inner,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, Response> {
+    let resp = start_inner(state, headers, inner, body).await?;
     let body = axum::body::to_bytes(resp.into_body(), MAX_INNER_BYTES)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()).into_response())?;
