@@ -182,3 +182,37 @@ async fn runtime_load_and_unload() {
     assert_eq!(st, 404, "an unloaded adapter is no longer served");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_adapter_is_reported_running() {
+    let s = server(false);
+    let addr = s.addr;
+    // A streamed request of 1500 steps of about 1 ms: in flight while /metrics is read.
+    let body = json!({"model": "sql", "prompt": "a b", "max_tokens": 1500, "ignore_eos": true,
+                      "stream": true});
+    let task = tokio::spawn(async move {
+        common::call(
+            addr,
+            "POST",
+            "/v1/completions",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, text) = s.call("GET", "/metrics", Vec::new()).await;
+    assert!(
+        text.contains(
+            "vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"sql\",\
+             waiting_lora_adapters=\"\"}"
+        ),
+        "{text}"
+    );
+    let (st, _) = task.await.unwrap();
+    assert_eq!(st, 200);
+    // Finished: the next update has no running adapter, and the old series stays.
+    let (_, text) = s.call("GET", "/metrics", Vec::new()).await;
+    assert!(text.contains("running_lora_adapters=\"sql\""));
+    assert!(text.contains("running_lora_adapters=\"\""));
+    s.stop().await;
+}
