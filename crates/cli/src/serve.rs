@@ -130,6 +130,27 @@ pub struct ServeArgs {
     /// `BlockRemoved` / `AllBlocksCleared` events over ZMQ (docs/serve.md, "KV cache events").
     #[arg(long, value_parser = parse_kv_events_config)]
     kv_events_config: Option<KvEventsConfig>,
+    /// Serve LoRA adapters (vLLM's `--enable-lora`): requests naming one run on the same
+    /// emulated engine; `vllm:lora_requests_info` is reported.
+    #[arg(long, action = ArgAction::SetTrue)]
+    enable_lora: bool,
+    /// Adapters to serve: `name=path` or vLLM's JSON `{"name","path","base_model_name"}`.
+    #[arg(long, num_args = 1.., value_parser = parse_lora_module_arg)]
+    lora_modules: Vec<llm_emu_serve::lora::LoraModulePath>,
+    /// Distinct adapters per batch (vLLM's default 1; reported as the metric's `max_lora`).
+    #[arg(long, default_value_t = 1)]
+    max_loras: u32,
+    /// Largest adapter rank (vLLM's default 16); accepted for compatibility.
+    #[arg(long, default_value_t = 16)]
+    max_lora_rank: u32,
+    /// vLLM's model runner: `pooling` serves `/v1/embeddings` (synthetic unit vectors of the
+    /// model's hidden size) instead of completions and chat; `auto` and `generate` generate.
+    #[arg(long, value_enum, default_value_t = RunnerArg::Auto)]
+    runner: RunnerArg,
+    /// vLLM's `--convert`: `embed` turns a generative model into an embedding one (the
+    /// pooling runner); `auto` and `none` leave it.
+    #[arg(long, value_enum, default_value_t = ConvertArg::Auto)]
+    convert: ConvertArg,
     #[command(flatten)]
     pub engine: EngineFlags,
 }
@@ -140,6 +161,27 @@ fn parse_kv_events_config(text: &str) -> std::result::Result<KvEventsConfig, Str
         llm_emu_serve::kv_events::KvEventsError::Config(why) => why,
         other => other.to_string(),
     })
+}
+
+/// `--runner` values, as vLLM 0.19 names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RunnerArg {
+    Auto,
+    Generate,
+    Pooling,
+}
+
+/// `--convert` values llm-emu serves (vLLM also has `classify`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ConvertArg {
+    Auto,
+    None,
+    Embed,
+}
+
+/// One `--lora-modules` value, with vLLM's error texts.
+fn parse_lora_module_arg(s: &str) -> Result<llm_emu_serve::lora::LoraModulePath, String> {
+    llm_emu_serve::lora::parse_lora_module(s).map_err(|e| e.to_string())
 }
 
 /// `--instance-ports` for `engines` engines.
@@ -432,6 +474,23 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             },
         },
         kv_events: a.kv_events_config.clone(),
+        lora: {
+            let lora = llm_emu_serve::lora::LoraOptions {
+                enabled: a.enable_lora,
+                max_loras: a.max_loras,
+                max_lora_rank: a.max_lora_rank,
+                modules: a.lora_modules.clone(),
+                runtime_updating: llm_emu_serve::lora::runtime_updating_from_env(
+                    std::env::var("VLLM_ALLOW_RUNTIME_LORA_UPDATING")
+                        .ok()
+                        .as_deref(),
+                ),
+            };
+            lora.check().map_err(anyhow::Error::msg)?;
+            lora
+        },
+        pooling_hidden_size: (a.runner == RunnerArg::Pooling || a.convert == ConvertArg::Embed)
+            .then_some(prepared.shape.hidden_size as usize),
         template_sandbox: Some(SandboxConfig::llm_emu(
             std::env::current_exe().context("locating the llm-emu binary")?,
         )),

@@ -42,6 +42,14 @@ pub enum ApiError {
     EngineDead,
     /// Anything else (500 `InternalServerError`).
     Internal(String),
+    /// vLLM's `create_error_response` with its own type and status (`InvalidUserInput` 400,
+    /// `NotFoundError` 404 for an unknown adapter, …).
+    Typed {
+        status: u16,
+        kind: &'static str,
+        message: String,
+        param: Option<String>,
+    },
 }
 
 #[derive(Serialize)]
@@ -87,6 +95,9 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::EngineDead => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Typed { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
@@ -140,6 +151,12 @@ impl ApiError {
                 None,
             ),
             ApiError::Internal(m) => (m.clone(), "InternalServerError", None),
+            ApiError::Typed {
+                kind,
+                message,
+                param,
+                ..
+            } => (message.clone(), *kind, param.as_deref()),
         };
         serde_json::to_string(&ErrorBody {
             error: ErrorInfo {

@@ -23,12 +23,20 @@ pub mod generate;
 pub mod http_metrics;
 pub mod kv_events;
 pub mod logprobs;
+pub mod lora;
 pub mod metrics;
 pub mod middleware;
 pub mod process_metrics;
 pub mod protocol;
 pub mod protocol_tools;
 pub mod routes;
+pub mod routes_embeddings;
+pub mod routes_generate;
+pub mod routes_lora;
+pub mod routes_messages;
+pub mod routes_messages_stream;
+pub mod routes_responses;
+pub mod routes_translate;
 pub mod state;
 pub mod structured;
 pub mod template_sandbox;
@@ -108,6 +116,11 @@ pub struct ServeOptions {
     /// vLLM's `--kv-events-config`: publish each engine's KV cache events over ZMQ
     /// ([`kv_events`]); `None` or not enabled: no events are recorded.
     pub kv_events: Option<kv_events::KvEventsConfig>,
+    /// LoRA flags and adapters ([`lora`]).
+    pub lora: lora::LoraOptions,
+    /// `--runner pooling`: serve `/v1/embeddings` (vectors of this many components, the
+    /// model's hidden size) instead of the generate routes; `None`: the generate runner.
+    pub pooling_hidden_size: Option<usize>,
 }
 
 impl Default for ServeOptions {
@@ -130,6 +143,8 @@ impl Default for ServeOptions {
             structured: Default::default(),
             template_sandbox: None,
             kv_events: None,
+            lora: Default::default(),
+            pooling_hidden_size: None,
         }
     }
 }
@@ -226,6 +241,7 @@ impl Server {
             .template_sandbox
             .clone()
             .map(template_sandbox::TemplateSandbox::new);
+        let lora = lora::LoraRegistry::new(opts.lora.clone(), &opts.served_model_names);
         let state_for = |handle: engine_loop::EngineHandle| {
             Arc::new(
                 AppState::new(
@@ -238,7 +254,9 @@ impl Server {
                 )
                 .with_trust_request_chat_template(opts.trust_request_chat_template)
                 .with_structured(opts.structured.clone(), scripts.clone())
-                .with_template_sandbox(sandbox.clone()),
+                .with_template_sandbox(sandbox.clone())
+                .with_lora(lora.clone())
+                .with_pooling(opts.pooling_hidden_size),
             )
         };
         let mut fronts = vec![Front {

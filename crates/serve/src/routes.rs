@@ -30,9 +30,22 @@ pub const VLLM_VERSION: &str = "0.19.0";
 
 /// The routes; [`crate::middleware::wrap`] adds the checks every request passes first.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/completions", post(completions))
-        .route("/v1/chat/completions", post(chat_completions))
+    // vLLM mounts the generate routes or the pooling ones, as the runner's tasks say.
+    let routes = match state.pooling_hidden_size {
+        None => Router::new()
+            .route("/v1/completions", post(completions))
+            .route("/v1/chat/completions", post(chat_completions))
+            .route(
+                "/inference/v1/generate",
+                post(crate::routes_generate::generate),
+            )
+            .route("/v1/messages", post(crate::routes_messages::messages))
+            .route("/v1/responses", post(crate::routes_responses::responses)),
+        Some(_) => {
+            Router::new().route("/v1/embeddings", post(crate::routes_embeddings::embeddings))
+        }
+    };
+    let routes = routes
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/ping", get(health).post(health))
@@ -41,7 +54,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
-        .route("/debug/engine", get(debug_engine))
+        .route("/debug/engine", get(debug_engine));
+    crate::routes_lora::mount(routes, &state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -99,7 +113,7 @@ fn parse_body<T: DeserializeOwned + ValidateRequest>(
 pub const INLINE_PARSE_BYTES: usize = 64 << 10;
 
 /// [`parse_body`], on the text workers for a body over [`INLINE_PARSE_BYTES`].
-async fn parse_request<T>(
+pub(crate) async fn parse_request<T>(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError>
@@ -114,13 +128,29 @@ where
     }
 }
 
-/// vLLM's `_is_model_supported`: no name, or an empty one, means the served model.
-fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
+/// vLLM's `_check_model`: no name, or an empty one, means the served model; a loaded LoRA
+/// adapter's name is served too.
+pub(crate) fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
     match model {
-        Some(m) if !m.is_empty() && !state.served_model_names.iter().any(|n| n == m) => {
+        Some(m)
+            if !m.is_empty()
+                && !state.served_model_names.iter().any(|n| n == m)
+                && !state.lora.contains(m) =>
+        {
             Err(ApiError::ModelNotFound(m.clone()))
         }
         _ => Ok(()),
+    }
+}
+
+/// The name a response carries: the adapter's for a LoRA request (vLLM's `model_name`), else
+/// the first served name.
+pub(crate) fn response_model(state: &AppState, model: &Option<String>) -> String {
+    match model {
+        Some(m) if !state.served_model_names.iter().any(|n| n == m) && state.lora.contains(m) => {
+            m.clone()
+        }
+        _ => state.model_name().to_string(),
     }
 }
 
@@ -189,7 +219,7 @@ fn common_prepared(
         endpoint,
         id,
         created: unix_now(),
-        model: state.model_name().to_string(),
+        model: response_model(state, &c.model),
         prompts,
         n: to_u32(c.n),
         stream: c.stream.unwrap_or(false),
@@ -228,7 +258,7 @@ fn output_constraint(
     }
 }
 
-async fn completions(
+pub(crate) async fn completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -368,7 +398,7 @@ async fn completions(
     run(state, p).await
 }
 
-async fn chat_completions(
+pub(crate) async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -465,24 +495,34 @@ async fn chat_completions(
     run(state, p).await
 }
 
-/// Counts a generation request in `/load` while it is served.
-struct LoadGuard(Arc<AppState>);
+/// Counts a generation request in `/load` (and, for a LoRA adapter, in
+/// `vllm:lora_requests_info`) while it is served.
+struct LoadGuard {
+    state: Arc<AppState>,
+    /// Held, not read: dropping it ends the adapter's count.
+    _lora: Option<crate::lora::LoraInFlight>,
+}
 
 impl LoadGuard {
-    fn new(state: &Arc<AppState>) -> LoadGuard {
+    fn new(state: &Arc<AppState>, model: &str) -> LoadGuard {
         state.server_load.fetch_add(1, Ordering::Relaxed);
-        LoadGuard(state.clone())
+        let lora = (model != state.model_name() && state.lora.contains(model))
+            .then(|| state.lora.begin(model));
+        LoadGuard {
+            state: state.clone(),
+            _lora: lora,
+        }
     }
 }
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
-        self.0.server_load.fetch_sub(1, Ordering::Relaxed);
+        self.state.server_load.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 async fn run(state: Arc<AppState>, p: Prepared) -> Result<Response, ApiError> {
-    let load = LoadGuard::new(&state);
+    let load = LoadGuard::new(&state, &p.model);
     if !p.stream {
         let body = respond_full(state, p).await?;
         drop(load);
@@ -501,6 +541,24 @@ async fn run(state: Arc<AppState>, p: Prepared) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
+/// vLLM's `ModelPermission` with its defaults.
+pub(crate) fn model_permission(state: &AppState, created: u64) -> serde_json::Value {
+    json!({
+        "id": format!("modelperm-{}", state.random_id()),
+        "object": "model_permission",
+        "created": created,
+        "allow_create_engine": false,
+        "allow_sampling": true,
+        "allow_logprobs": true,
+        "allow_search_indices": false,
+        "allow_view": true,
+        "allow_fine_tuning": false,
+        "organization": "*",
+        "group": null,
+        "is_blocking": false,
+    })
+}
+
 async fn models(State(state): State<Arc<AppState>>) -> Response {
     let created = unix_now();
     let data: Vec<_> = state
@@ -515,22 +573,10 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
                 "root": state.model_root,
                 "parent": null,
                 "max_model_len": state.max_model_len,
-                "permission": [{
-                    "id": format!("modelperm-{}", state.random_id()),
-                    "object": "model_permission",
-                    "created": created,
-                    "allow_create_engine": false,
-                    "allow_sampling": true,
-                    "allow_logprobs": true,
-                    "allow_search_indices": false,
-                    "allow_view": true,
-                    "allow_fine_tuning": false,
-                    "organization": "*",
-                    "group": null,
-                    "is_blocking": false,
-                }],
+                "permission": [model_permission(&state, created)],
             })
         })
+        .chain(crate::routes_lora::adapter_cards(&state, created))
         .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
@@ -558,7 +604,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.engine.metrics.render(),
+        {
+            let mut text = state.engine.metrics.render();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            state.lora.render_metric(&mut text, now);
+            text
+        },
     )
         .into_response()
 }

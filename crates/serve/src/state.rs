@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use crate::engine_loop::EngineHandle;
+use crate::lora::{LoraOptions, LoraRegistry};
 use crate::structured::{Scripts, StructuredOptions};
 use crate::template_sandbox::TemplateSandbox;
 use crate::text::SharedCodec;
@@ -37,6 +38,11 @@ pub struct AppState {
     pub scripts: Arc<Scripts>,
     /// Where templates that requests bring are rendered (`None`: in this process).
     pub template_sandbox: Option<Arc<TemplateSandbox>>,
+    /// LoRA adapters (`--enable-lora`, `--lora-modules`, runtime loading).
+    pub lora: Arc<LoraRegistry>,
+    /// `--runner pooling`: the length of the embeddings served (the model's hidden size);
+    /// `None`: the generate runner.
+    pub pooling_hidden_size: Option<usize>,
 }
 
 impl AppState {
@@ -64,6 +70,8 @@ impl AppState {
             structured: StructuredOptions::default(),
             scripts: Scripts::new(),
             template_sandbox: None,
+            lora: LoraRegistry::new(LoraOptions::default(), &[]),
+            pooling_hidden_size: None,
         }
     }
 
@@ -77,6 +85,19 @@ impl AppState {
     /// Renders templates that requests bring in child processes ([`TemplateSandbox`]).
     pub fn with_template_sandbox(mut self, sandbox: Option<Arc<TemplateSandbox>>) -> AppState {
         self.template_sandbox = sandbox;
+        self
+    }
+
+    /// The server's LoRA adapters (one registry shared by every endpoint).
+    pub fn with_lora(mut self, lora: Arc<LoraRegistry>) -> AppState {
+        self.lora = lora;
+        self
+    }
+
+    /// Serves the pooling routes (embeddings of `hidden_size` components) instead of the
+    /// generate ones.
+    pub fn with_pooling(mut self, hidden_size: Option<usize>) -> AppState {
+        self.pooling_hidden_size = hidden_size;
         self
     }
 

@@ -42,6 +42,8 @@ pub struct Setup {
     pub step_us: u64,
     /// Tool-call flags and the output mode.
     pub structured: llm_emu_serve::structured::StructuredOptions,
+    /// Sets any other server option (LoRA, the runner, …) on the options built from the rest.
+    pub adjust: fn(&mut ServeOptions),
 }
 
 impl Default for Setup {
@@ -52,6 +54,7 @@ impl Default for Setup {
             trust_request_chat_template: false,
             step_us: 1000,
             structured: Default::default(),
+            adjust: |_| {},
         }
     }
 }
@@ -75,7 +78,7 @@ impl TestServer {
             (Arc::new(IdText), Box::new(HashSampler::default()))
         };
         let engine = Engine::new(cfg, latency, sampler).unwrap();
-        let opts = ServeOptions {
+        let mut opts = ServeOptions {
             served_model_names: vec![MODEL.into()],
             model_root: MODEL.into(),
             max_body_bytes: setup.max_body_bytes,
@@ -84,6 +87,7 @@ impl TestServer {
             structured: setup.structured.clone(),
             ..ServeOptions::default()
         };
+        (setup.adjust)(&mut opts);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (tx, rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
