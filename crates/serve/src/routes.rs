@@ -185,7 +185,7 @@ fn chat_options(
 /// A child-process renderer for a request that brings its own template, when the server has
 /// a template sandbox: waits (asynchronously, before any text-work slot is taken) for one of
 /// its child slots.
-async fn request_renderer(
+pub(crate) async fn request_renderer(
     state: &AppState,
     opts: &ChatOptions,
 ) -> Option<Arc<dyn llm_emu_text::TemplateRenderer>> {

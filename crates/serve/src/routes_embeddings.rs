@@ -11,7 +11,7 @@ use crate::generate::{
     check_prompt_ids, check_request_template, prompt_max_tokens, truncate_prompt,
 };
 use crate::protocol::{FullUsage, PromptInput, Usage, ValidateRequest};
-use crate::routes::{check_model, parse_request, response_model};
+use crate::routes::{check_model, parse_request, request_renderer, response_model};
 use crate::state::{unix_now, AppState};
 use crate::structured::rng::mix;
 use crate::text::{encode_within, ChatOptions};
@@ -124,7 +124,17 @@ impl ValidateRequest for EmbeddingRequest {
 struct EmbeddingData {
     index: usize,
     object: &'static str,
-    embedding: serde_json::Value,
+    embedding: Embedding,
+}
+
+/// One vector as the response carries it. The floats are held as the f64 values Python's
+/// `float()` of each f32 gives, serialized straight into the body: no JSON value tree, so a
+/// response costs about its own size once more in memory, not several times.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Embedding {
+    Floats(Vec<f64>),
+    Base64(String),
 }
 
 #[derive(Serialize)]
@@ -204,7 +214,7 @@ pub async fn embeddings(
     }
     let max_len = state.max_model_len;
     let codec = state.codec.clone();
-    let opts = ChatOptions {
+    let mut opts = ChatOptions {
         add_generation_prompt: req.add_generation_prompt,
         continue_final_message: req.continue_final_message,
         chat_template: req.chat_template.clone(),
@@ -212,6 +222,10 @@ pub async fn embeddings(
         tools: None,
         request_renderer: None,
     };
+    if req.messages.is_some() {
+        // A template the request brings renders in the template sandbox, as on chat.
+        opts.request_renderer = request_renderer(&state, &opts).await;
+    }
     let (messages, input) = (req.messages.clone(), req.input.clone());
     let add_special = req.add_special_tokens;
     let prompts: Vec<(Vec<u32>, bool)> = state
@@ -243,26 +257,9 @@ pub async fn embeddings(
     if prompts.is_empty() {
         return Err(ApiError::bad_request("You must pass at least one prompt"));
     }
-    let mut data = Vec::with_capacity(prompts.len());
-    let mut prompt_tokens = 0u64;
-    for (index, (mut ids, from_text)) in prompts.into_iter().enumerate() {
-        truncate_prompt(&mut ids, req.truncate_prompt_tokens, max_len);
-        prompt_max_tokens(ids.len(), Some(0), max_len, from_text)?;
-        check_prompt_ids(&ids, state.codec.vocab_size())?;
-        prompt_tokens += ids.len() as u64;
-        let v = synthetic_embedding(&ids, dim);
-        let embedding = if req.encoding_format == "base64" {
-            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            serde_json::Value::String(base64(&bytes))
-        } else {
-            serde_json::to_value(&v).map_err(UnserializableBody)?
-        };
-        data.push(EmbeddingData {
-            index,
-            object: "embedding",
-            embedding,
-        });
-    }
+    let base64_out = req.encoding_format == "base64";
+    let vocab = state.codec.vocab_size();
+    let truncate = req.truncate_prompt_tokens;
     let id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -270,15 +267,42 @@ pub async fn embeddings(
         .or(req.request_id.clone())
         .unwrap_or_else(|| state.random_id());
     let model = response_model(&state, &req.model);
-    let body = serde_json::to_vec(&EmbeddingResponse {
-        id: format!("embd-{id}"),
-        object: "list",
-        created: unix_now(),
-        model: &model,
-        data,
-        usage: FullUsage::from(Usage::new(prompt_tokens, 0)),
-    })
-    .map_err(UnserializableBody)?;
+    // Checking, building and serializing every vector is CPU work proportional to
+    // inputs × hidden size: on the text workers, not the async ones.
+    let body = state
+        .text_jobs
+        .run(move || {
+            let mut data = Vec::with_capacity(prompts.len());
+            let mut prompt_tokens = 0u64;
+            for (index, (mut ids, from_text)) in prompts.into_iter().enumerate() {
+                truncate_prompt(&mut ids, truncate, max_len);
+                prompt_max_tokens(ids.len(), Some(0), max_len, from_text)?;
+                check_prompt_ids(&ids, vocab)?;
+                prompt_tokens += ids.len() as u64;
+                let v = synthetic_embedding(&ids, dim);
+                let embedding = if base64_out {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    Embedding::Base64(base64(&bytes))
+                } else {
+                    Embedding::Floats(v.iter().map(|&x| f64::from(x)).collect())
+                };
+                data.push(EmbeddingData {
+                    index,
+                    object: "embedding",
+                    embedding,
+                });
+            }
+            serde_json::to_vec(&EmbeddingResponse {
+                id: format!("embd-{id}"),
+                object: "list",
+                created: unix_now(),
+                model: &model,
+                data,
+                usage: FullUsage::from(Usage::new(prompt_tokens, 0)),
+            })
+            .map_err(|e| ApiError::from(UnserializableBody(e)))
+        })
+        .await??;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
