@@ -3,20 +3,11 @@
 
 mod common;
 
-use common::{Setup, TestServer, MODEL};
-use llm_emu_serve::structured::StructuredOptions;
+use common::{structured_server, with_tool_parser, TestServer, MODEL};
 use serde_json::json;
 
 fn server() -> TestServer {
-    TestServer::start(Setup {
-        real_tokenizer: true,
-        step_us: 200,
-        structured: StructuredOptions {
-            tool_call_parser: Some("hermes".into()),
-            ..StructuredOptions::default()
-        },
-        ..Setup::default()
-    })
+    structured_server(with_tool_parser())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

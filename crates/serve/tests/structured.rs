@@ -4,26 +4,9 @@
 
 mod common;
 
-use common::{Setup, TestServer, MODEL};
+use common::{structured_server, with_tool_parser, MODEL};
 use llm_emu_serve::structured::{OutputMode, StructuredOptions};
 use serde_json::{json, Value};
-
-/// Forced tool choices need a tool-call parser named, as in vLLM 0.19.
-fn with_parser() -> StructuredOptions {
-    StructuredOptions {
-        tool_call_parser: Some("hermes".into()),
-        ..StructuredOptions::default()
-    }
-}
-
-fn server(structured: StructuredOptions) -> TestServer {
-    TestServer::start(Setup {
-        real_tokenizer: true,
-        step_us: 200,
-        structured,
-        ..Setup::default()
-    })
-}
 
 fn chat(extra: Value) -> Value {
     let mut body = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
@@ -105,7 +88,7 @@ fn json_schema_format() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_schema_documents_validate_and_decide_where_eos_falls() {
-    let s = server(StructuredOptions::default());
+    let s = structured_server(StructuredOptions::default());
     for seed in 0..8 {
         let (st, v) = s
             .json(
@@ -144,7 +127,7 @@ async fn json_schema_documents_validate_and_decide_where_eos_falls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_rules_cut_or_extend_documents() {
-    let s = server(StructuredOptions::default());
+    let s = structured_server(StructuredOptions::default());
     let body = |extra: Value| {
         let mut b = chat(json!({"response_format": json_schema_format(), "seed": 3}));
         for (k, v) in extra.as_object().unwrap() {
@@ -200,7 +183,7 @@ async fn engine_rules_cut_or_extend_documents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_use_vllm_s_words() {
-    let s = server(StructuredOptions::default());
+    let s = structured_server(StructuredOptions::default());
     let cases = [
         (
             json!({"response_format": {"type": "json_schema",
@@ -243,7 +226,7 @@ async fn refusals_use_vllm_s_words() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeds_repeat_text_token_ids_and_logprobs() {
-    let s = server(StructuredOptions::default());
+    let s = structured_server(StructuredOptions::default());
     let body = |seed: i64| {
         json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 12, "seed": seed,
                "logprobs": 2, "return_token_ids": true, "ignore_eos": true, "n": 2})
@@ -291,7 +274,7 @@ fn assert_weather_args(args: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_tool_choices_reply_with_tool_calls() {
-    let s = server(with_parser());
+    let s = structured_server(with_tool_parser());
     let named = json!({"type": "function", "function": {"name": "get_weather"}});
     for (choice, finish) in [(json!("required"), "tool_calls"), (named, "stop")] {
         let (st, v) = s
@@ -328,7 +311,7 @@ async fn auto_tool_choice_follows_the_probability() {
         tool_call_probability: p,
         ..StructuredOptions::default()
     };
-    let always = server(flags(1.0));
+    let always = structured_server(flags(1.0));
     let (_, v) = always
         .json(
             "/v1/chat/completions",
@@ -374,7 +357,7 @@ async fn auto_tool_choice_follows_the_probability() {
         .collect();
     assert_weather_args(&args);
     always.stop().await;
-    let never = server(flags(0.0));
+    let never = structured_server(flags(0.0));
     let (_, v) = never
         .json(
             "/v1/chat/completions",
@@ -397,7 +380,7 @@ fn events(body: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_tool_calls_have_vllm_s_delta_shapes() {
-    let s = server(with_parser());
+    let s = structured_server(with_tool_parser());
     let named = json!({"type": "function", "function": {"name": "get_weather"}});
     for (choice, later_name, finish) in [
         (json!("required"), Some(Value::Null), "tool_calls"),
@@ -452,7 +435,7 @@ async fn streamed_tool_calls_have_vllm_s_delta_shapes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_mode_repeats_the_prompt_tokens() {
-    let s = server(StructuredOptions {
+    let s = structured_server(StructuredOptions {
         output_mode: OutputMode::Echo,
         ..StructuredOptions::default()
     });

@@ -59,6 +59,26 @@ impl Default for Setup {
     }
 }
 
+/// Structured-output flags with a tool-call parser named: vLLM 0.19 needs one before it forces
+/// a tool (`tool_choice` `"required"` or a named function).
+pub fn with_tool_parser() -> llm_emu_serve::structured::StructuredOptions {
+    llm_emu_serve::structured::StructuredOptions {
+        tool_call_parser: Some("hermes".into()),
+        ..Default::default()
+    }
+}
+
+/// A server with the real tokenizer, 200 µs steps and the given structured-output flags (the
+/// structured-output, Messages and Responses tests).
+pub fn structured_server(structured: llm_emu_serve::structured::StructuredOptions) -> TestServer {
+    TestServer::start(Setup {
+        real_tokenizer: true,
+        step_us: 200,
+        structured,
+        ..Setup::default()
+    })
+}
+
 impl TestServer {
     pub fn start(setup: Setup) -> TestServer {
         let mut cfg = EngineConfig::with_defaults(2000, MAX_MODEL_LEN);
