@@ -889,6 +889,14 @@ fn py_repr(out: &mut String, v: &JValue, top: bool) {
     }
 }
 
+/// Python's `repr` of a str, as a new string (for messages that quote a value as Python
+/// would, such as pydantic's `str()` of a model).
+pub fn python_str_repr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    py_str_repr(&mut out, s);
+    out
+}
+
 /// Python's `repr` of a str: single quotes unless the text has a `'` and no `"`.
 fn py_str_repr(out: &mut String, s: &str) {
     let q = if s.contains('\'') && !s.contains('"') {

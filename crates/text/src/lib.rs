@@ -20,8 +20,8 @@ mod sampler;
 mod strftime;
 
 pub use chat::{
-    render_template, ChatTemplateOptions, InProcessRenderer, TemplateRenderer, TEMPLATE_FUEL,
-    TEMPLATE_OUTPUT_LIMIT_BYTES, TEMPLATE_RECURSION_LIMIT,
+    python_str_repr, render_template, ChatTemplateOptions, InProcessRenderer, TemplateRenderer,
+    TEMPLATE_FUEL, TEMPLATE_OUTPUT_LIMIT_BYTES, TEMPLATE_RECURSION_LIMIT,
 };
 pub use detok::{DetokenizeOptions, DetokenizeStep, IncrementalDetokenizer};
 pub use error::TextError;

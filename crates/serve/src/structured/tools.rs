@@ -135,37 +135,11 @@ pub fn tool_choice_of(
                     Err(ApiError::bad_request(format!(
                         "tool_choice=\"function=ChatCompletionNamedFunction(name={}) \
                          type='function'\" requires --tool-call-parser to be set",
-                        python_str_repr(name)
+                        llm_emu_text::python_str_repr(name)
                     )))
                 })
         }
     }
-}
-
-/// Python's `repr()` of a string, as pydantic's `str()` of a model shows a field.
-fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// A tool-call id as vLLM makes it: `chatcmpl-tool-` and 32 hex digits.
