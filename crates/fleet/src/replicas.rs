@@ -55,8 +55,8 @@ impl Replicas {
         self.members.iter().map(|m| &m.engine)
     }
 
-    /// The engines, mutably, in order: for layering over each engine's token sampler before
-    /// the fleet runs (a served fleet's structured outputs and seeds).
+    /// The engines, mutably, in order: for setting each one up before the fleet runs (a served
+    /// fleet's sampler layer and KV cache events).
     pub fn engines_mut(&mut self) -> impl Iterator<Item = &mut Engine> {
         self.members.iter_mut().map(|m| &mut m.engine)
     }

@@ -17,7 +17,6 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use llm_emu_core::engine::RequestError;
-use llm_emu_core::sampler::TokenSampler;
 use llm_emu_core::{Engine, EngineCore, NewRequest};
 use llm_emu_fleet::{AddError, DataParallel, Replicas};
 use std::cell::RefCell;
@@ -181,12 +180,6 @@ pub trait ServedCore: EngineCore {
         1
     }
 
-    /// Replaces each engine's token sampler by `wrap(current)` (see [`Engine::wrap_sampler`]).
-    fn wrap_samplers(
-        &mut self,
-        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
-    );
-
     /// Queues `req` where `to` says (an engine named, else the balancer's or router's
     /// choice); returns the engine index it went to.
     fn add_placed(
@@ -196,7 +189,8 @@ pub trait ServedCore: EngineCore {
         to: &Placement,
     ) -> Result<usize, RequestError>;
 
-    /// Each engine, with its index (what `--kv-events-config` needs of a fleet).
+    /// Each engine, with its index: for setting each engine up before the fleet runs (KV cache
+    /// events, the structured-output sampler layer) and draining its KV events.
     fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine));
 }
 
@@ -204,13 +198,6 @@ impl ServedCore for Engine {
     fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
         f(0, self);
     }
-    fn wrap_samplers(
-        &mut self,
-        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
-    ) {
-        self.wrap_sampler(wrap);
-    }
-
     fn add_placed(
         &mut self,
         req: NewRequest,
@@ -227,15 +214,6 @@ impl ServedCore for DataParallel {
             f(i, engine);
         }
     }
-    fn wrap_samplers(
-        &mut self,
-        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
-    ) {
-        for engine in self.engines_mut() {
-            engine.wrap_sampler(&mut *wrap);
-        }
-    }
-
     fn num_engines(&self) -> usize {
         self.size()
     }
@@ -261,15 +239,6 @@ impl ServedCore for Replicas {
             f(i, engine);
         }
     }
-    fn wrap_samplers(
-        &mut self,
-        wrap: &mut dyn FnMut(Box<dyn TokenSampler>) -> Box<dyn TokenSampler>,
-    ) {
-        for engine in self.engines_mut() {
-            engine.wrap_sampler(&mut *wrap);
-        }
-    }
-
     fn num_engines(&self) -> usize {
         self.engines().count()
     }

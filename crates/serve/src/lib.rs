@@ -218,8 +218,10 @@ impl Server {
         ));
         // Structured outputs, tool calls, seeds and echo mode choose token ids per request.
         let scripts = structured::Scripts::new();
-        core.wrap_samplers(&mut |inner| {
-            Box::new(structured::ScriptedSampler::new(inner, scripts.clone()))
+        core.each_engine(&mut |_, e| {
+            e.wrap_sampler(|inner| {
+                Box::new(structured::ScriptedSampler::new(inner, scripts.clone()))
+            })
         });
         let (kv_events, kv_event_endpoints) = match opts.kv_events.as_ref() {
             Some(c) if c.publishes() => {
