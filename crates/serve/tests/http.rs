@@ -871,6 +871,8 @@ async fn request_fields_are_checked_as_vllm_checks_them() {
          "stop cannot contain an empty string."),
         ("/v1/completions", cmpl(json!({"logit_bias": {"5": 1, "x": 1}})), bad,
          "invalid literal for int() with base 10: 'x'"),
+        ("/v1/completions", cmpl(json!({"logit_bias": {"a'\\b": 1}})), bad,
+         "invalid literal for int() with base 10: \"a'\\\\b\""),
         ("/v1/completions", cmpl(json!({"suffix": "x"})), bad, "suffix is not currently supported"),
         ("/v1/completions", cmpl(json!({"truncate_prompt_tokens": 0})), bad,
          "The decoder prompt cannot be empty"),

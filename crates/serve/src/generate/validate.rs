@@ -58,20 +58,11 @@ fn logit_bias_ids(bias: &LogitBias) -> Result<Vec<i64>, ApiError> {
             parsed.ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "invalid literal for int() with base 10: {}",
-                    py_repr(key)
+                    llm_emu_text::python_str_repr(key)
                 ))
             })
         })
         .collect()
-}
-
-/// A string as Python's `repr` writes it (enough for error messages: quotes and backslashes).
-fn py_repr(s: &str) -> String {
-    if s.contains('\'') && !s.contains('"') {
-        format!("\"{s}\"")
-    } else {
-        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-    }
 }
 
 /// `SamplingParams._validate_logit_bias`: every id inside the vocabulary.
