@@ -2,8 +2,9 @@
 //! network), a section per input with its facts, notes and charts.
 //!
 //! Every chart is a `<figure class="chart">` carrying the number of points drawn
-//! (`data-points`). The script counts what the browser actually laid out — path vertices, dots,
-//! bars and axis ticks, and whether the series have a non-empty box — into `data-dom-*`
+//! (`data-points`). The script counts what the browser actually laid out — per series its
+//! line's vertices or its dots and bars, whichever are more (a line may have a dot per vertex);
+//! axis ticks; whether the series have a non-empty box — into `data-dom-*`
 //! attributes, so a headless browser's `--dump-dom` tells a test that every chart rendered with
 //! data.
 
@@ -60,9 +61,10 @@ svg .axis{stroke:#444}svg .label{font-size:12px}";
 
 /// Counts what the browser rendered into `data-dom-*` attributes of each chart and of `<body>`.
 const SCRIPT: &str = r#"(function(){var n=0;document.querySelectorAll('figure.chart').forEach(function(f){
-var pts=0,drawn=0;f.querySelectorAll('g.series').forEach(function(g){
-g.querySelectorAll('path').forEach(function(p){pts+=((p.getAttribute('d')||'').match(/[ML]/g)||[]).length;});
-pts+=g.querySelectorAll('circle.pt,rect.bar').length;var b=g.getBBox();if(b.width>0||b.height>0)drawn++;});
+var pts=0,drawn=0;f.querySelectorAll('g.series').forEach(function(g){var v=0;
+g.querySelectorAll('path').forEach(function(p){v+=((p.getAttribute('d')||'').match(/[ML]/g)||[]).length;});
+pts+=Math.max(v,g.querySelectorAll('circle.pt,rect.bar').length);
+var b=g.getBBox();if(b.width>0||b.height>0)drawn++;});
 f.dataset.domPoints=pts;f.dataset.domSeriesDrawn=drawn;
 f.dataset.domXticks=f.querySelectorAll('g.x-axis g.tick').length;
 f.dataset.domYticks=f.querySelectorAll('g.y-axis g.tick').length;n++;});
