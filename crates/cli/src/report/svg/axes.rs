@@ -34,6 +34,9 @@ pub fn extent(values: impl Iterator<Item = f64>, from_zero: bool) -> (f64, f64) 
         lo = lo.min(0.0);
         hi = hi.max(0.0);
     }
+    if from_zero && lo == 0.0 && hi == 0.0 {
+        return (0.0, 1.0);
+    }
     if hi - lo <= f64::EPSILON * hi.abs().max(1.0) {
         let pad = if hi == 0.0 { 1.0 } else { hi.abs() * 0.1 };
         return (lo - pad, hi + pad);
@@ -202,5 +205,7 @@ mod tests {
         assert_eq!(extent([5.0, 5.0].into_iter(), false), (4.5, 5.5));
         assert_eq!(extent([f64::NAN].into_iter(), false), (0.0, 1.0));
         assert_eq!(extent([2.0, 3.0].into_iter(), true), (0.0, 3.0));
+        // All zero (no preemptions): the axis starts at 0, never below.
+        assert_eq!(extent([0.0, 0.0].into_iter(), true), (0.0, 1.0));
     }
 }
