@@ -7,6 +7,7 @@ mod engine_args;
 mod profile_pack;
 mod profile_plan;
 mod render_template;
+mod report;
 mod serve;
 mod serve_log;
 mod sim_report;
@@ -53,6 +54,8 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// Compare two result files (bench, simulate or validate JSON) metric by metric.
     Compare(compare::CompareArgs),
+    /// Draw an HTML report (inline SVG charts) from simulate, validate, bench and sweep outputs.
+    Report(report::ReportArgs),
     /// Render one chat template from stdin (`serve` runs request templates this way).
     #[command(name = "render-template", hide = true)]
     RenderTemplate,
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(*args),
         Command::Sweep(args) => sweep::run(*args),
         Command::Compare(args) => compare::run(args),
+        Command::Report(args) => report::run(args),
         Command::RenderTemplate => return render_template::run(),
     };
     match result {
