@@ -18,7 +18,8 @@
 set -euo pipefail
 out=${1:?usage: $0 OUT}
 commit=5daddb21a545658d5150b535712d0494584b5278
-base=https://raw.githubusercontent.com/casys-kaist/LLMServingSim/$commit
+# LLMSERVINGSIM_BASE: a mirror of the repository at that commit (a URL curl reads, file:// too).
+base=${LLMSERVINGSIM_BASE:-https://raw.githubusercontent.com/casys-kaist/LLMServingSim/$commit}
 
 get() { # SRC DST
     mkdir -p "$(dirname "$2")"
