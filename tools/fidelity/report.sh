@@ -7,6 +7,8 @@
 #   tools/fidelity/report.sh            # from the repository root
 #
 # Needs a release build (built here) and matplotlib (installed into ~/.cache/llm-emu/plotenv).
+# REAL_RUNS=DIR reads the cases of another folder, e.g. the runs
+# tools/fidelity/fetch-llmservingsim-runs.sh fetches.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${REAL_RUNS:-../shared/data/real-runs}
@@ -40,6 +42,7 @@ for case_dir in "$runs"/*/; do
     fi
   done <<CONFIGS
 default|
+profile|--profile ${case_dir}profile
 peer-composition|--latency profile:dir=${case_dir}profile,step_overhead_us=0 --enforce-eager
 roofline|--latency roofline
 CONFIGS

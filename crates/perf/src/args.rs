@@ -494,7 +494,7 @@ fn check_recorded_blocks(
 impl ResolvedEngine {
     /// The latency model, built for `shape` on the resolved hardware (loads its data), with
     /// the lines to show about it: a profile measured on another GPU or model, a recorded TP
-    /// link this model does not use.
+    /// link this model does not use (only the profile and roofline models price it).
     pub fn build_latency(
         &self,
         shape: &ModelShape,
@@ -506,10 +506,15 @@ impl ResolvedEngine {
         }
         if let Some(link) = &self.hardware.tp_link {
             let tp = self.hardware.tensor_parallel_size.unwrap_or(1);
-            if tp > 1 && !matches!(self.latency, LatencySpec::Profile { .. }) {
+            if tp > 1
+                && !matches!(
+                    self.latency,
+                    LatencySpec::Profile { .. } | LatencySpec::Roofline { .. }
+                )
+            {
                 notices.push(Notice::Note(format!(
-                    "{}: the TP link is priced by the profile latency model only; this latency \
-                     model uses its own link figures",
+                    "{}: the TP link is priced by the profile and roofline latency models only; \
+                     this latency model uses its own link figures",
                     link.source
                 )));
             }

@@ -191,7 +191,7 @@ pub const GPUS: &[GpuSpec] = &[
     GpuSpec {
         name: "rtx-4090",
         device_name: "NVIDIA GeForce RTX 4090",
-        aliases: &["4090", "geforce-rtx-4090"],
+        aliases: &["4090", "rtx4090", "geforce-rtx-4090"],
         bf16_tflops: 165.2,
         fp8_tflops: Some(330.3),
         mem_bandwidth_gbs: 1008.0,

@@ -123,6 +123,52 @@ fn tensor_parallel_splits_work_and_adds_all_reduce() {
     assert!(total(&pcie, &reqs, "all_reduce") > 2.0 * ar4);
 }
 
+/// A real run's recorded link (cluster `link_bw`, `link_latency`) prices the roofline's
+/// all-reduces as it does the profile model's; a spec's own link factor still wins.
+#[test]
+fn recorded_tp_link_prices_the_all_reduces() {
+    use llm_emu_perf::latency::RecordedTpLink;
+    let shape = ModelShape::builtin("Qwen/Qwen3-32B").unwrap();
+    let reqs: Vec<(u64, u64)> = decodes(64, 2000);
+    let gpu = GpuSpec::lookup("rtx-pro-6000").unwrap();
+    let hw = |link: Option<RecordedTpLink>| HardwareDefaults {
+        gpu: Some(gpu),
+        tensor_parallel_size: Some(2),
+        tp_link: link,
+        ..Default::default()
+    };
+    let link = RecordedTpLink {
+        gbps: 16.0,
+        hop_latency_us: 20.0,
+        source: "config.json".into(),
+    };
+    let step = |spec: &str, h: &HardwareDefaults| {
+        parse_latency_spec_on(spec, &shape, h).unwrap().describe()
+    };
+    let datasheet = step("roofline", &hw(None));
+    let recorded = step("roofline", &hw(Some(link.clone())));
+    assert!(recorded.contains("recorded link 16 GB/s"), "{recorded}");
+    // 2 ring hops of 20 µs per all-reduce at TP 2.
+    assert!(recorded.contains("all-reduce latency 40 µs"), "{recorded}");
+    assert!(!datasheet.contains("recorded link"), "{datasheet}");
+    let own = step("roofline:link_eff=0.5", &hw(Some(link.clone())));
+    assert!(own.contains("link_eff 0.5"), "{own}");
+    // The recorded bandwidth is used as achieved: the all-reduces of a 16 GB/s link cost
+    // more than those of the GPU's PCIe 5 datasheet link at the default efficiency.
+    // A 2048-token prefill, where the bytes dominate the all-reduce.
+    let prefill = [(2048, 0)];
+    let mut p = RooflineParams::new(gpu, 2);
+    let base = RooflineLatency::new(&shape, p.clone()).unwrap();
+    p.recorded_link_gbs = Some(16.0);
+    let slow = RooflineLatency::new(&shape, p).unwrap();
+    let (b, s) = (
+        total(&base, &prefill, "all_reduce"),
+        total(&slow, &prefill, "all_reduce"),
+    );
+    assert!(s > 2.0 * b, "{s} vs {b}");
+    assert!(total(&slow, &reqs, "all_reduce") > total(&base, &reqs, "all_reduce"));
+}
+
 #[test]
 fn moe_reads_only_the_experts_hit() {
     let m = roofline("Qwen/Qwen3-30B-A3B", "h100", 1);

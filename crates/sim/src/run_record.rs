@@ -261,6 +261,22 @@ impl FromFact for String {
     }
 }
 
+/// A dtype as vLLM records it, without torch's `torch.` prefix: `resolved_config` writes
+/// `torch.bfloat16` where `engine_kwargs` says `bfloat16`, one and the same type.
+#[derive(Clone, Debug, PartialEq)]
+struct DtypeName(String);
+impl FromFact for DtypeName {
+    fn from_fact(v: &Value) -> Option<Self> {
+        v.as_str()
+            .map(|s| DtypeName(s.strip_prefix("torch.").unwrap_or(s).to_string()))
+    }
+}
+impl Display for DtypeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// How two records of one fact that differ are resolved.
 #[derive(Clone, Copy, PartialEq)]
 enum OnDiffer {
@@ -1024,7 +1040,7 @@ impl RunRecord {
         }
         // The weights' dtype and quantization come from the model's config.json; a run that
         // overrode them is sized and priced as its checkpoint is.
-        let dtype: Option<Recorded<String>> = fact!(
+        let dtype: Option<Recorded<DtypeName>> = fact!(
             "dtype",
             OnDiffer::Note,
             (
@@ -1035,7 +1051,7 @@ impl RunRecord {
             ),
             (e("dtype"), &ek, "engine_kwargs", &["dtype"]),
         );
-        if let Some(d) = dtype.filter(|d| d.value.contains("32")) {
+        if let Some(d) = dtype.filter(|d| d.value.0.contains("32")) {
             r.notes.push(format!(
                 "{} = {}: 32-bit weights are not modelled (sized and priced as the checkpoint's \
                  dtype)",
@@ -1226,6 +1242,36 @@ fn read_cluster(
             path.display()
         ));
         read_link(&mut r, facts, path, cv)?;
+        // The GPU every instance names is the run's GPU too (the fleet builds its engines
+        // from the instances; this keeps the run's own record, and its checks, in step).
+        let names: Vec<&str> = instances
+            .iter()
+            .filter_map(|i| i.get("hardware").and_then(Value::as_str))
+            .collect();
+        let gpus: Vec<&'static GpuSpec> = names
+            .iter()
+            .filter_map(|n| GpuSpec::lookup(n).ok())
+            .collect();
+        if let (Some(g), true) = (
+            gpus.first(),
+            gpus.len() == names.len() && gpus.iter().all(|x| x.name == gpus[0].name),
+        ) {
+            match &facts.gpu {
+                Some(m) if m.value.name != g.name => {
+                    return Err(r.contradiction(format!(
+                        "instance hardware `{}` ({}) but {} says {}",
+                        names[0], g.name, m.source, m.value.device_name
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    facts.gpu = Some(Recorded {
+                        value: g,
+                        source: src("hardware"),
+                    })
+                }
+            }
+        }
         let notes = std::mem::take(&mut r.notes);
         meta_reader.notes.extend(
             notes
@@ -1373,6 +1419,51 @@ mod tests {
             cluster.as_ref().map(|_| Path::new("config.json")),
             cluster.as_ref(),
         )
+    }
+
+    #[test]
+    fn a_fleet_cluster_config_gives_the_gpu_its_instances_name() {
+        let inst = json!({"hardware": "RTXPRO6000", "num_npus": 1, "tp_size": 1,
+                          "dp_group": "A", "pd_type": null});
+        let cluster = json!({"num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+            "nodes": [{"num_instances": 2, "instances": [inst.clone(), inst]}]});
+        let r = read(json!({"engine_kwargs": {}}), Some(cluster.clone())).unwrap();
+        let gpu = r.facts.gpu.as_ref().unwrap();
+        assert_eq!(gpu.value.name, "rtx-pro-6000");
+        assert!(gpu.source.contains("hardware"), "{}", gpu.source);
+        let e = read(
+            json!({"hardware": {"device_name": "NVIDIA H100 80GB HBM3"}}),
+            Some(cluster),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("instance hardware `RTXPRO6000`"), "{e}");
+    }
+
+    #[test]
+    fn torch_dtype_prefix_is_the_same_dtype() {
+        // vLLM's resolved config writes torch's name, the engine arguments the plain one.
+        let notes = |resolved: &str, asked: &str| {
+            read(
+                json!({
+                    "engine_kwargs": {"dtype": asked},
+                    "resolved_config": {"model_config": {"dtype": resolved}}
+                }),
+                None,
+            )
+            .unwrap()
+            .facts
+            .notes
+        };
+        let same = notes("torch.bfloat16", "bfloat16");
+        assert!(!same.iter().any(|n| n.contains("dtype")), "{same:?}");
+        let differ = notes("torch.float16", "bfloat16");
+        assert!(
+            differ.iter().any(|n| n.contains("= float16 but")),
+            "{differ:?}"
+        );
+        let wide = notes("torch.float32", "float32");
+        assert!(wide.iter().any(|n| n.contains("32-bit")), "{wide:?}");
     }
 
     #[test]

@@ -34,6 +34,12 @@ fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
 pub struct RealRequest {
     pub request_id: String,
     pub output_toks: usize,
+    /// Wall-clock seconds at which vLLM's API server created the request (`arrival_time`).
+    /// One clock for every engine of the server, so it orders requests as the client sent
+    /// them even where data-parallel engines stamp `queued_ts` a few µs apart in the other
+    /// order. Not comparable with the monotonic `*_ts` fields.
+    #[serde(default)]
+    pub arrival_time: Option<f64>,
     pub queued_ts: f64,
     pub first_token_ts: f64,
     pub last_token_ts: f64,
@@ -166,6 +172,9 @@ pub struct RequestPair {
 /// Pairs real and emulated requests in arrival order (the workload's line order is the real
 /// run's order; ids differ between the two). Fails when the counts or output lengths disagree,
 /// since then the two do not describe the same run.
+///
+/// The real run's order is that of the API server's `arrival_time` where every request has
+/// one ([`real_arrival_order`]), else that of the engine's `queued_ts`.
 pub fn pair_requests(
     real: &[RealRequest],
     sim: &[RequestRecord],
@@ -177,8 +186,7 @@ pub fn pair_requests(
             real.len()
         ));
     }
-    let mut r: Vec<&RealRequest> = real.iter().collect();
-    r.sort_by(|a, b| a.queued_ts.total_cmp(&b.queued_ts));
+    let r = real_arrival_order(real);
     let mut s: Vec<&RequestRecord> = sim.iter().collect();
     s.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
     let t0 = r.first().map_or(0.0, |x| x.queued_ts);
@@ -212,6 +220,28 @@ pub fn pair_requests(
         });
     }
     Ok(out)
+}
+
+/// The real requests in the order the server received them: by `arrival_time` (one wall clock
+/// for the whole server) when every request records a finite one, ties and runs without it by
+/// `queued_ts`. With data-parallel engines `queued_ts` is stamped by each engine process after
+/// the hand-over from the API server, so two requests sent microseconds apart can swap.
+pub fn real_arrival_order(real: &[RealRequest]) -> Vec<&RealRequest> {
+    let wall = real
+        .iter()
+        .all(|x| x.arrival_time.is_some_and(f64::is_finite));
+    let mut r: Vec<&RealRequest> = real.iter().collect();
+    r.sort_by(|a, b| {
+        let by_wall = if wall {
+            a.arrival_time
+                .unwrap_or(0.0)
+                .total_cmp(&b.arrival_time.unwrap_or(0.0))
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        by_wall.then(a.queued_ts.total_cmp(&b.queued_ts))
+    });
+    r
 }
 
 pub const METRICS: [&str; 3] = ["ttft", "tpot", "e2el"];
@@ -302,6 +332,7 @@ mod tests {
             RealRequest {
                 request_id: "a".into(),
                 output_toks: 3,
+                arrival_time: None,
                 queued_ts: 10.0,
                 first_token_ts: 10.1,
                 last_token_ts: 10.3,
@@ -309,6 +340,7 @@ mod tests {
             RealRequest {
                 request_id: "b".into(),
                 output_toks: 1,
+                arrival_time: None,
                 queued_ts: 10.2,
                 first_token_ts: 10.4,
                 last_token_ts: 10.4,
@@ -323,5 +355,42 @@ mod tests {
         assert_eq!(m["ttft_mean_err_pct"], 0.0);
         assert!(m.contains_key("e2el_p95_sim"));
         assert!(comparison_table(&m).contains("TTFT p99"));
+    }
+
+    fn req(id: &str, arrival: Option<f64>, queued: f64) -> RealRequest {
+        RealRequest {
+            request_id: id.into(),
+            output_toks: 2,
+            arrival_time: arrival,
+            queued_ts: queued,
+            first_token_ts: queued + 0.1,
+            last_token_ts: queued + 0.2,
+        }
+    }
+
+    #[test]
+    fn arrival_order_follows_the_api_servers_clock() {
+        // Two data-parallel engines stamped `queued_ts` 12 µs apart in the other order
+        // (LLMServingSim's Qwen3-30B-A3B DP2 run, bench-9 and bench-10).
+        let real = vec![
+            req("bench-9", Some(1777144891.4728253), 481801.486588696),
+            req("bench-10", Some(1777144891.4748192), 481801.486576325),
+        ];
+        let ids: Vec<&str> = real_arrival_order(&real)
+            .iter()
+            .map(|r| r.request_id.as_str())
+            .collect();
+        assert_eq!(ids, ["bench-9", "bench-10"]);
+        // One request without `arrival_time`: the engine's clock orders them all.
+        let mixed = vec![
+            req("a", Some(2.0), 5.0),
+            req("b", None, 4.0),
+            req("c", Some(1.0), 6.0),
+        ];
+        let ids: Vec<&str> = real_arrival_order(&mixed)
+            .iter()
+            .map(|r| r.request_id.as_str())
+            .collect();
+        assert_eq!(ids, ["b", "a", "c"]);
     }
 }

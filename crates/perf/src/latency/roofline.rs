@@ -58,6 +58,10 @@ pub struct RooflineParams {
     pub kernel_us: f64,
     /// Fixed latency of one all-reduce, µs.
     pub allreduce_latency_us: f64,
+    /// The all-reduce link's bus bandwidth as a real run's cluster config records it, GB/s,
+    /// used as achieved (no `link_efficiency`); `None`: the GPU's datasheet link ×
+    /// `link_efficiency`.
+    pub recorded_link_gbs: Option<f64>,
     /// Fixed per-step time outside the kernels (CUDA-graph launch, input copies, the sampled
     /// ids' copy back), µs.
     pub step_overhead_us: f64,
@@ -102,6 +106,7 @@ impl RooflineParams {
                 PCIE_ALLREDUCE_US
             },
             step_overhead_us: STEP_OVERHEAD_US,
+            recorded_link_gbs: None,
         }
     }
 
@@ -217,7 +222,10 @@ impl RooflineLatency {
             bf16_gemm_flops_per_us: bf16,
             attention_flops_per_us: g.bf16_tflops * 1e6 * p.attention_efficiency,
             bytes_per_us: g.mem_bandwidth_gbs * 1e3 * p.memory_efficiency,
-            link_bytes_per_us: g.link_gbs(tp) * 1e3 * p.link_efficiency,
+            link_bytes_per_us: match p.recorded_link_gbs {
+                Some(gbs) => gbs * 1e3,
+                None => g.link_gbs(tp) * 1e3 * p.link_efficiency,
+            },
             kernel_us: p.kernel_us,
             allreduce_latency_us: p.allreduce_latency_us,
         };
@@ -622,8 +630,12 @@ impl LatencyModel for RooflineLatency {
             Some(LinearDtype::Bf16) => "bf16",
             Some(LinearDtype::Fp8) => "fp8",
         };
+        let link = match p.recorded_link_gbs {
+            Some(gbs) => format!("recorded link {gbs} GB/s"),
+            None => format!("link_eff {}", p.link_efficiency),
+        };
         format!(
-            "roofline: {} × {} ({}), gemm_eff {}, mem_eff {}, attn_eff {}, link_eff {}, \
+            "roofline: {} × {} ({}), gemm_eff {}, mem_eff {}, attn_eff {}, {link}, \
              kernel {} µs, all-reduce latency {} µs, step overhead {} µs",
             p.tp,
             p.gpu.name,
@@ -631,7 +643,6 @@ impl LatencyModel for RooflineLatency {
             p.gemm_efficiency,
             p.memory_efficiency,
             p.attention_efficiency,
-            p.link_efficiency,
             p.kernel_us,
             p.allreduce_latency_us,
             p.step_overhead_us

@@ -543,7 +543,8 @@ impl LatencySpec {
     }
 
     /// The roofline model: the spec's GPU and TP, else the engine's, else the default GPU at
-    /// TP 1; the spec's factors over the model's defaults.
+    /// TP 1; the spec's factors over the model's defaults; a real run's recorded TP link over
+    /// the GPU's datasheet link unless the spec names `link_eff` or `ar_latency_us`.
     pub(crate) fn build_roofline(
         &self,
         shape: &ModelShape,
@@ -588,6 +589,17 @@ impl LatencySpec {
         set(&mut p.kernel_us, kernel_us);
         set(&mut p.allreduce_latency_us, ar_latency_us);
         set(&mut p.step_overhead_us, overhead_us);
+        // The link a real run recorded prices the all-reduces as it does for the profile
+        // model (bus bandwidth as given, latency per ring hop), unless the spec names a link
+        // factor of its own.
+        if let Some(link) = hw
+            .tp_link
+            .as_ref()
+            .filter(|_| tp > 1 && link_eff.is_none() && ar_latency_us.is_none())
+        {
+            p.recorded_link_gbs = Some(link.gbps);
+            p.allreduce_latency_us = link.hop_latency_us * 2.0 * (tp as f64 - 1.0);
+        }
         RooflineLatency::new(shape, p)
     }
 
