@@ -98,7 +98,11 @@ pub(crate) struct PointRun {
 /// request's record in memory. Prints nothing on stdout.
 pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun> {
     let record = a.like.as_deref().map(RunRecord::load).transpose()?;
-    let (plan, prepared) = prepare_fleet(&a.engine, &a.fleet, record.as_ref())?;
+    let mut fleet_flags = a.fleet.clone();
+    if let Some(r) = &record {
+        recorded_fleet(&mut fleet_flags, r);
+    }
+    let (plan, prepared) = prepare_fleet(&a.engine, &fleet_flags, record.as_ref())?;
     let mut cfg = prepared[0].config().clone();
     // The workload is read against the longest context any instance serves.
     cfg.max_model_len = prepared
@@ -216,6 +220,45 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     })
 }
 
+/// The fleet a run recorded, where no fleet flag is given: its cluster config when it lists
+/// more than one instance, else `data_parallel_size` (and `enable_expert_parallel`) from
+/// `meta.json`.
+pub(crate) fn recorded_fleet(f: &mut FleetFlags, rec: &llm_emu_sim::run_record::RunRecord) {
+    let flags_given = f.cluster.is_some()
+        || f.data_parallel_size > 1
+        || f.replicas > 1
+        || f.enable_expert_parallel;
+    if flags_given {
+        return;
+    }
+    if let Some(p) = &rec.cluster_config_path {
+        if llm_emu_fleet::ClusterSpec::load(p).is_ok_and(|c| c.instances.len() > 1) {
+            eprintln!("note: the fleet of {} is replayed", p.display());
+            f.cluster = Some(p.clone());
+            return;
+        }
+    }
+    if let Some(dp) = rec
+        .facts
+        .data_parallel_size
+        .as_ref()
+        .filter(|d| d.value > 1)
+    {
+        f.data_parallel_size = dp.value as usize;
+        f.enable_expert_parallel = rec.facts.enable_expert_parallel;
+        eprintln!(
+            "note: {} = {}{}: replayed as a data-parallel fleet",
+            dp.source,
+            dp.value,
+            if f.enable_expert_parallel {
+                " with expert parallelism"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
 /// The fleet the flags (or `--cluster FILE`) describe, and each engine's resolution: one
 /// per cluster instance, else one for every engine.
 pub(crate) fn prepare_fleet(
@@ -277,11 +320,13 @@ impl Fleet {
         };
         let mut models = Vec::with_capacity(n);
         let mut desc = String::new();
+        // Instances alike in what a notice says (a cluster of one model) say it once.
+        let mut said = std::collections::HashSet::new();
         for i in 0..n {
             let p = &prepared[i.min(prepared.len() - 1)];
             let (latency, notices) = p.resolved.build_latency(&p.shape)?;
-            if i == 0 || prepared.len() > 1 {
-                for n in &notices {
+            for n in notices {
+                if said.insert(n.to_string()) {
                     eprintln!("{n}");
                 }
             }
@@ -317,8 +362,9 @@ impl Fleet {
             let a2a = AllToAll {
                 hidden_size: p.shape.hidden_size,
                 dtype_bytes: p.shape.dtype_bytes(),
-                top_k: moe.experts_per_token,
+                num_experts: moe.num_experts,
                 moe_layers: if ep > 1 { p.shape.num_moe_layers() } else { 0 },
+                ranks: n as u64,
                 link,
             };
             let cfgs: Vec<_> = models.iter().map(|(p, _)| p.config().clone()).collect();

@@ -70,7 +70,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     }
     let real = RealRun::load(real_dir)?;
     let mut fleet_flags = a.fleet.clone();
-    recorded_fleet(&mut fleet_flags, &real.record);
+    crate::simulate::recorded_fleet(&mut fleet_flags, &real.record);
     // Every fact the run recorded becomes a default; flags given still win.
     let (plan, all) = prepare_fleet(&a.engine, &fleet_flags, Some(&real.record))?;
     let mut cfg = all[0].config().clone();
@@ -232,43 +232,4 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
         eprintln!("note: --requests is written for engine-side comparisons (--real) only");
     }
     Ok(())
-}
-
-/// The fleet a run recorded, where no fleet flag is given: its cluster config when it lists
-/// more than one instance, else `data_parallel_size` (and `enable_expert_parallel`) from
-/// `meta.json`.
-fn recorded_fleet(f: &mut FleetFlags, rec: &llm_emu_sim::run_record::RunRecord) {
-    let flags_given = f.cluster.is_some()
-        || f.data_parallel_size > 1
-        || f.replicas > 1
-        || f.enable_expert_parallel;
-    if flags_given {
-        return;
-    }
-    if let Some(p) = &rec.cluster_config_path {
-        if llm_emu_fleet::ClusterSpec::load(p).is_ok_and(|c| c.instances.len() > 1) {
-            eprintln!("note: the fleet of {} is replayed", p.display());
-            f.cluster = Some(p.clone());
-            return;
-        }
-    }
-    if let Some(dp) = rec
-        .facts
-        .data_parallel_size
-        .as_ref()
-        .filter(|d| d.value > 1)
-    {
-        f.data_parallel_size = dp.value as usize;
-        f.enable_expert_parallel = rec.facts.enable_expert_parallel;
-        eprintln!(
-            "note: {} = {}{}: replayed as a data-parallel fleet",
-            dp.source,
-            dp.value,
-            if f.enable_expert_parallel {
-                " with expert parallelism"
-            } else {
-                ""
-            }
-        );
-    }
 }

@@ -146,3 +146,30 @@ fn qwen3_32b_tp2_run_prices_its_recorded_link() {
     assert!(stdout.contains("recorded link 16 GB/s"), "{stdout}");
     within(&m, &["ttft", "tpot", "e2el"], &["mean"], 8.0);
 }
+
+/// LLMServingSim's Qwen3-30B-A3B run with DP2 + EP2 over PCIe: replayed as the data-parallel
+/// group its cluster config lists, the two ranks in expert-parallel lockstep with vLLM's
+/// all-gather / reduce-scatter dispatch over the recorded link. Measured with its profile:
+/// TPOT mean +6.6 %, E2E mean +7.5 %, TTFT mean +36 %, output throughput −3.0 % (+82 %,
+/// +96 %, +510 % and −36 % while the all-to-all moved every token top-k times).
+#[test]
+fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
+    let Some(case) = fetched("rtxpro6000-qwen3-30b-a3b-dp2") else {
+        return;
+    };
+    let profile = case.join("profile");
+    let (stdout, _, m) = validate(&case, "dp2", &["--profile", profile.to_str().unwrap()]);
+    assert!(
+        stdout.contains("expert-parallel lockstep over 2 ranks"),
+        "{stdout}"
+    );
+    within(
+        &m,
+        &["tpot", "e2el"],
+        &["mean", "median", "p90", "p99"],
+        10.0,
+    );
+    within(&m, &["ttft"], &["mean"], 40.0);
+    let tput = err(&m, "output_throughput_err_pct");
+    assert!(tput.abs() <= 5.0, "output throughput {tput:+.2}%");
+}

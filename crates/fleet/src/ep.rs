@@ -24,33 +24,47 @@ use llm_emu_core::latency::{BatchRequest, LatencyModel, StepBatch};
 use llm_emu_core::Nanos;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The expert all-to-all of one step: in each of `moe_layers` MoE layers, a dispatch (tokens to
-/// the ranks holding their experts) and a combine (the results back), each moving
-/// `tokens × hidden_size × dtype_bytes × top_k` bytes from every rank over `link`.
+/// The expert all-to-all of one step as vLLM 0.19 runs it by default (`all2all_backend =
+/// "allgather_reducescatter"`, `AgRsAll2AllManager` in
+/// `vllm/distributed/device_communicators/all2all.py`): in each of `moe_layers` MoE layers the
+/// data-parallel group all-gathers every rank's hidden states and router logits (dispatch) and
+/// reduce-scatters the experts' outputs (combine). Each rank contributes its padded token
+/// count (the ranks agree on one count). Both are ring collectives over `ranks`: `ranks − 1`
+/// hops, each moving one rank's chunk over `link`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AllToAll {
     pub hidden_size: u64,
-    /// Bytes per activation element (2 for bf16).
+    /// Bytes per activation element (2 for bf16); router logits are in the same dtype.
     pub dtype_bytes: u64,
-    /// Experts per token.
-    pub top_k: u64,
+    /// The model's routed experts: the router logits gathered with each token.
+    pub num_experts: u64,
     pub moe_layers: u64,
+    /// Ranks the collectives span: the data-parallel group.
+    pub ranks: u64,
     pub link: Link,
 }
 
 impl AllToAll {
-    /// Bytes one rank sends in one dispatch (or one combine) of `tokens` tokens.
-    pub fn bytes(&self, tokens: u64) -> u64 {
-        tokens * self.hidden_size * self.dtype_bytes * self.top_k
+    /// Bytes of one rank's dispatch chunk for `tokens` tokens: hidden states and router logits.
+    pub fn dispatch_bytes(&self, tokens: u64) -> u64 {
+        tokens * (self.hidden_size + self.num_experts) * self.dtype_bytes
     }
 
-    /// The step's all-to-all time for `tokens` (padded) tokens per rank, ns: `2 · moe_layers`
-    /// transfers of [`AllToAll::bytes`], each `link latency + bytes / bandwidth`.
+    /// Bytes of one rank's combine chunk for `tokens` tokens: the experts' outputs.
+    pub fn combine_bytes(&self, tokens: u64) -> u64 {
+        tokens * self.hidden_size * self.dtype_bytes
+    }
+
+    /// The step's all-to-all time for `tokens` (padded) tokens per rank, ns:
+    /// `moe_layers · (ranks − 1) · (transfer(dispatch chunk) + transfer(combine chunk))`, each
+    /// transfer `link latency + bytes / bandwidth`.
     pub fn step_ns(&self, tokens: u64) -> u64 {
-        if tokens == 0 {
+        if tokens == 0 || self.ranks < 2 {
             return 0;
         }
-        2 * self.moe_layers * self.link.transfer_ns(self.bytes(tokens))
+        let hop = self.link.transfer_ns(self.dispatch_bytes(tokens))
+            + self.link.transfer_ns(self.combine_bytes(tokens));
+        self.moe_layers * (self.ranks - 1) * hop
     }
 }
 
