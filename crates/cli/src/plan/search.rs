@@ -414,6 +414,8 @@ pub fn search(space: &Space<'_>, units: &[Unit], price: &dyn Fn(&str) -> f64) ->
         });
         for (c, f) in wave.into_iter().zip(found) {
             match f {
+                // One engine is the same fleet whatever the scale-out: listed once.
+                Sizing::Met(1, _) if fleets.iter().any(|f| f.unit == c.unit && f.engines == 1) => {}
                 Sizing::Met(n, run) => {
                     let gpus = n * c.unit.tp;
                     fleets.push(Fleet {
