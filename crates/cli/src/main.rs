@@ -4,6 +4,7 @@ mod bench;
 mod bench_tokenizer;
 mod compare;
 mod engine_args;
+mod plan;
 mod profile_pack;
 mod profile_plan;
 mod render_template;
@@ -52,6 +53,9 @@ enum Command {
     /// Run `simulate` over a grid or list of settings in parallel: one table, a
     /// throughput–latency curve per configuration and each one's saturation rate.
     Sweep(Box<sweep::SweepArgs>),
+    /// Find the cheapest fleet (GPU, TP, engine caps, replicas or DP ranks) that serves a
+    /// workload at a target rate within TTFT/TPOT objectives, and the command to serve it.
+    Plan(Box<plan::PlanArgs>),
     /// Compare two result files (bench, simulate or validate JSON) metric by metric.
     Compare(compare::CompareArgs),
     /// Draw an HTML report (inline SVG charts) from simulate, validate, bench and sweep outputs.
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
         Command::ProfilePlan(args) => profile_plan::run(args),
         Command::Bench(args) => bench::run(*args),
         Command::Sweep(args) => sweep::run(*args),
+        Command::Plan(args) => plan::run(*args),
         Command::Compare(args) => compare::run(args),
         Command::Report(args) => report::run(args),
         Command::RenderTemplate => return render_template::run(),

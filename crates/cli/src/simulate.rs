@@ -39,6 +39,11 @@ pub struct SimulateArgs {
     /// `sessions:turns=T,think=S,system=N,max_len=L` (docs/bench.md, "Scenarios").
     #[arg(long, default_value = "poisson", conflicts_with = "workload")]
     scenario: llm_emu_sim::scenario::Scenario,
+    /// At most this many requests in flight from the client, as `vllm bench serve
+    /// --max-concurrency`: an arrival waits, first come first served, for a request to finish,
+    /// and its TTFT and E2E count from when it is sent.
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
     #[command(flatten)]
     pub engine: EngineFlags,
     #[command(flatten)]
@@ -113,6 +118,9 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     let (fleet, latency_desc) = Fleet::build(&prepared, &plan, record.as_ref())?;
     let mut engine = Tallied::new(fleet);
 
+    if a.max_concurrency == Some(0) {
+        bail!("--max-concurrency must be at least 1");
+    }
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
         Some(p) => {
             let r = WorkloadReader::open(p, a.engine.seed)
@@ -171,8 +179,14 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
             .map(|fe| ClientSide::new(fe, false)),
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
-    let mut result = llm_emu_sim::run(&mut engine, workload, &mut sinks, &mut progress)
-        .context("reading the workload")?;
+    let mut result = llm_emu_sim::run_limited(
+        &mut engine,
+        workload,
+        &mut sinks,
+        &mut progress,
+        a.max_concurrency,
+    )
+    .context("reading the workload")?;
     let wall = started.elapsed();
     bar.finish_and_clear();
     let mut sinks_client = sinks.client.take();
@@ -197,6 +211,10 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     }
     let mut summary = summary_json(&mut result, first.scheduler(), &cfg, &latency_desc);
     summary.insert("latency_warnings".into(), latency_warnings.into());
+    if let Some(c) = a.max_concurrency {
+        // As `vllm bench serve`'s result JSON names it.
+        summary.insert("max_concurrency".into(), c.into());
+    }
     if let Some(c) = sinks_client.as_mut() {
         let fe = a.frontend_latency.to_string();
         summary.insert(

@@ -267,6 +267,28 @@ fn next_good_item(
     None
 }
 
+/// Hands `item` to the engine (tagged `tag`), recording a refusal as a failed request.
+fn admit<E: EngineCore + ?Sized>(
+    engine: &mut E,
+    item: WorkloadItem,
+    tag: u64,
+    col: &mut Collector<'_>,
+) {
+    let (id, arrival, plen) = (
+        item.request_id.clone(),
+        item.arrival,
+        item.prompt_token_ids.len(),
+    );
+    match engine.add(to_new_request(item), tag) {
+        Err(e) => col.fail(id, arrival, plen, e.to_string()),
+        Ok(()) => {
+            if let Some(c) = col.sinks.client.as_mut() {
+                c.on_add(tag, arrival.as_secs_f64(), plen);
+            }
+        }
+    }
+}
+
 /// Drives `engine` through `workload` to the end. `progress` is called with the number of
 /// requests done (completed + failed) every 1024 arrivals and at the end. A workload that
 /// stops being readable ([`LineErrorKind::Unreadable`]) is an error once the requests already
@@ -276,6 +298,20 @@ pub fn run<E: EngineCore + ?Sized>(
     workload: impl Iterator<Item = Result<WorkloadItem, LineError>>,
     sinks: &mut Sinks,
     progress: &mut dyn FnMut(usize),
+) -> std::io::Result<SimResult> {
+    run_limited(engine, workload, sinks, progress, None)
+}
+
+/// [`run`] with a client that keeps at most `max_concurrency` requests in flight, as
+/// `vllm bench serve --max-concurrency` does: a request that arrives while every slot is taken
+/// waits, first come first served, until one finishes, and is sent then; its arrival (and so
+/// its TTFT and E2E) counts from that send time, as the bench client measures from its send.
+pub fn run_limited<E: EngineCore + ?Sized>(
+    engine: &mut E,
+    workload: impl Iterator<Item = Result<WorkloadItem, LineError>>,
+    sinks: &mut Sinks,
+    progress: &mut dyn FnMut(usize),
+    max_concurrency: Option<usize>,
 ) -> std::io::Result<SimResult> {
     let mut col = Collector {
         result: SimResult::default(),
@@ -292,6 +328,8 @@ pub fn run<E: EngineCore + ?Sized>(
     // The generation of the engine's current wake-up: older ones are superseded.
     let mut generation = 0u64;
     let mut arrivals = 0usize;
+    // Requests waiting for a client slot (with `max_concurrency`), with their tags.
+    let mut held: std::collections::VecDeque<(WorkloadItem, u64)> = Default::default();
     loop {
         let t = loop {
             match queue.peek() {
@@ -311,18 +349,12 @@ pub fn run<E: EngineCore + ?Sized>(
                     if arrivals.is_multiple_of(1024) {
                         progress(col.result.completed + col.result.failed);
                     }
-                    let (id, arrival, plen) = (
-                        item.request_id.clone(),
-                        item.arrival,
-                        item.prompt_token_ids.len(),
-                    );
-                    match engine.add(to_new_request(item), arrivals as u64) {
-                        Err(e) => col.fail(id, arrival, plen, e.to_string()),
-                        Ok(()) => {
-                            if let Some(c) = col.sinks.client.as_mut() {
-                                c.on_add(arrivals as u64, arrival.as_secs_f64(), plen);
-                            }
-                        }
+                    let full = max_concurrency
+                        .is_some_and(|m| !held.is_empty() || engine.num_unfinished() >= m);
+                    if full {
+                        held.push_back((item, arrivals as u64));
+                    } else {
+                        admit(engine, item, arrivals as u64, &mut col);
                     }
                     if let Some(next) = next_good_item(&mut workload, &mut col) {
                         queue.push(next.arrival, Event::Arrival(next));
@@ -335,6 +367,21 @@ pub fn run<E: EngineCore + ?Sized>(
         generation += 1;
         if let Wake::At(w) = engine.run(now, &mut col) {
             queue.push(w, Event::Wake { generation });
+        }
+        // Slots freed by this run go to the longest-waiting requests, sent now; the engine
+        // runs again at this instant to take them in.
+        let mut sent = false;
+        while max_concurrency.is_some_and(|m| engine.num_unfinished() < m) {
+            let Some((mut item, tag)) = held.pop_front() else {
+                break;
+            };
+            item.arrival = now;
+            admit(engine, item, tag, &mut col);
+            sent = true;
+        }
+        if sent {
+            generation += 1;
+            queue.push(now, Event::Wake { generation });
         }
     }
     progress(col.result.completed + col.result.failed);

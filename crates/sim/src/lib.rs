@@ -15,6 +15,6 @@ pub mod synthetic;
 pub mod validate;
 pub mod workload;
 
-pub use driver::{run, RequestRecord, SimResult, Sinks};
+pub use driver::{run, run_limited, RequestRecord, SimResult, Sinks};
 pub use percentile::{median, percentile};
 pub use workload::{LineError, LineErrorKind, WorkloadItem, WorkloadReader};

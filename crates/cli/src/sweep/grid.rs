@@ -12,6 +12,10 @@ use std::path::Path;
 /// configuration's throughput–latency curve.
 pub const RATE: &str = "request-rate";
 
+/// The flag that caps the requests in flight (`vllm bench serve --max-concurrency`); when it
+/// is an axis and the rate is not, the curves run over it instead.
+pub const CONCURRENCY: &str = "max-concurrency";
+
 /// `simulate` flags a sweep point may not set: the sweep writes its own outputs.
 const RESERVED: &[&str] = &[
     "output-json",
@@ -43,12 +47,12 @@ pub struct Point {
 }
 
 impl Point {
-    /// The point's request rate, requests/s (`inf` as infinity); `None` when it sets none
-    /// (simulate's default then applies).
-    pub fn rate(&self) -> Option<f64> {
+    /// The point's value of `curve` (requests/s for the rate, `inf` as infinity; requests for
+    /// the concurrency); `None` when it sets none (simulate's default then applies).
+    pub fn value(&self, curve: &str) -> Option<f64> {
         self.settings
             .iter()
-            .find(|(k, _)| k == RATE)
+            .find(|(k, _)| k == curve)
             .and_then(|(_, v)| rate_value(v))
     }
 }
@@ -70,12 +74,16 @@ pub struct Sweep {
     /// The axis names, in order (the table's setting columns); the rate last when present.
     pub axes: Vec<String>,
     pub points: Vec<Point>,
-    /// Number of configurations (points equal but for the rate).
+    /// Number of configurations (points equal but for the curve's axis).
     pub configs: usize,
+    /// The axis the curves run over: [`RATE`], or [`CONCURRENCY`] when it is an axis and the
+    /// rate is not.
+    pub curve: &'static str,
 }
 
 /// Reads a grid (`list` false: `{"base": {...}, "grid": {"flag": [values]}, "rates": [...]}`)
 /// or list (`{"base": {...}, "points": [{"flag": value}], "rates": [...]}`) file, JSON or
+/// (`concurrencies` instead of `rates` crosses concurrency caps with every point),
 /// the YAML subset of [`super::yaml`], and checks every flag name and value against
 /// `simulate`'s flags.
 pub fn load(path: &Path, list: bool) -> Result<Sweep> {
@@ -91,9 +99,9 @@ pub fn load(path: &Path, list: bool) -> Result<Sweep> {
         .as_object()
         .with_context(|| format!("{}: expected an object at the top", path.display()))?;
     for key in doc.keys() {
-        if !["base", "grid", "points", "rates"].contains(&key.as_str()) {
+        if !["base", "grid", "points", "rates", "concurrencies"].contains(&key.as_str()) {
             bail!(
-                "{}: unknown key `{key}` (expected base, grid, points, rates)",
+                "{}: unknown key `{key}` (expected base, grid, points, rates, concurrencies)",
                 path.display()
             );
         }
@@ -103,10 +111,13 @@ pub fn load(path: &Path, list: bool) -> Result<Sweep> {
         Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         Some(_) => bail!("`base`: expected an object of flag: value"),
     };
-    let rates = match doc.get("rates") {
-        None => None,
-        Some(Value::Array(a)) if !a.is_empty() => Some(a.clone()),
-        Some(_) => bail!("`rates`: expected a non-empty list of request rates"),
+    let rates = match (doc.get("rates"), doc.get("concurrencies")) {
+        (None, None) => None,
+        (Some(_), Some(_)) => bail!("give `rates` or `concurrencies`, not both"),
+        (Some(Value::Array(a)), None) if !a.is_empty() => Some((RATE, a.clone())),
+        (None, Some(Value::Array(a))) if !a.is_empty() => Some((CONCURRENCY, a.clone())),
+        (Some(_), None) => bail!("`rates`: expected a non-empty list of request rates"),
+        (None, Some(_)) => bail!("`concurrencies`: expected a non-empty list of request counts"),
     };
     let configs: Vec<Vec<Setting>>;
     let mut axes: Vec<String>;
@@ -140,35 +151,45 @@ pub fn load(path: &Path, list: bool) -> Result<Sweep> {
     }
     let mut points_settings: Vec<Vec<Setting>> = Vec::new();
     match rates {
-        Some(rates) => {
-            if axes.iter().any(|a| a == RATE) {
-                bail!("`{RATE}` is both an axis and `rates`: give it once");
+        Some((key, rates)) => {
+            if axes.iter().any(|a| a == key) {
+                let list = if key == RATE {
+                    "rates"
+                } else {
+                    "concurrencies"
+                };
+                bail!("`{key}` is both an axis and `{list}`: give it once");
             }
-            axes.push(RATE.into());
+            axes.push(key.into());
             for c in &configs {
                 for r in &rates {
                     let mut s = c.clone();
-                    s.push((RATE.into(), r.clone()));
+                    s.push((key.into(), r.clone()));
                     points_settings.push(s);
                 }
             }
         }
         None => points_settings = configs,
     }
-    // The rate last in every point and among the axes, so that a configuration's points sit
-    // together in rate order.
-    if let Some(i) = axes.iter().position(|a| a == RATE) {
+    let curve = if !axes.iter().any(|a| a == RATE) && axes.iter().any(|a| a == CONCURRENCY) {
+        CONCURRENCY
+    } else {
+        RATE
+    };
+    // The curve's axis last in every point and among the axes, so that a configuration's
+    // points sit together in curve order.
+    if let Some(i) = axes.iter().position(|a| a == curve) {
         let a = axes.remove(i);
         axes.push(a);
     }
     let mut points = Vec::with_capacity(points_settings.len());
     let mut config_keys: Vec<String> = Vec::new();
     for (index, mut settings) in points_settings.into_iter().enumerate() {
-        if let Some(i) = settings.iter().position(|(k, _)| k == RATE) {
+        if let Some(i) = settings.iter().position(|(k, _)| k == curve) {
             let s = settings.remove(i);
             settings.push(s);
         }
-        let key = config_key(&settings);
+        let key = config_key(&settings, curve);
         let config = match config_keys.iter().position(|k| *k == key) {
             Some(c) => c,
             None => {
@@ -187,16 +208,18 @@ pub fn load(path: &Path, list: bool) -> Result<Sweep> {
         axes,
         points,
         configs: config_keys.len(),
+        curve,
     };
     check_names(&sweep)?;
     Ok(sweep)
 }
 
-/// The settings but the rate, as one string: equal for the points of one configuration.
-fn config_key(settings: &[Setting]) -> String {
+/// The settings but the curve's axis, as one string: equal for the points of one
+/// configuration.
+fn config_key(settings: &[Setting], curve: &str) -> String {
     settings
         .iter()
-        .filter(|(k, _)| k != RATE)
+        .filter(|(k, _)| k != curve)
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("\u{1}")

@@ -5,15 +5,15 @@
 //! `sweep merge` joins the parts (docs/sweep.md).
 
 mod exact_json;
-mod grid;
+pub(crate) mod grid;
 mod output;
-mod pool;
-mod slo;
-mod yaml;
+pub(crate) mod pool;
+pub(crate) mod slo;
+pub(crate) mod yaml;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use grid::{Point, Setting, Sweep, RATE};
+use grid::{Point, Setting, Sweep, CONCURRENCY, RATE};
 use output::Results;
 use serde_json::{json, Map, Value};
 use slo::Slo;
@@ -137,6 +137,9 @@ pub fn run(a: SweepArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .into(),
     );
+    if sweep.curve != RATE {
+        meta.insert("curve".into(), sweep.curve.into());
+    }
     meta.insert("find_saturation".into(), a.find_saturation.into());
     meta.insert("bisect_steps".into(), a.bisect_steps.into());
     if let Some((i, n)) = shard.filter(|&(_, n)| n > 1) {
@@ -228,13 +231,16 @@ fn validate(sweep: &Sweep) -> Result<()> {
 
 /// One point's flags checked as `simulate` would check them; `resolve` also resolves its
 /// engines.
-fn check(base: &[Setting], settings: &[Setting], resolve: bool) -> Result<()> {
+pub(crate) fn check(base: &[Setting], settings: &[Setting], resolve: bool) -> Result<()> {
     let args = grid::parse(base, settings)?;
     if let Some((_, v)) = settings.iter().find(|(k, _)| k == RATE) {
         match grid::rate_value(v) {
             Some(r) if r > 0.0 => {}
             _ => bail!("a request rate must be a positive number or inf"),
         }
+    }
+    if args.max_concurrency == Some(0) {
+        bail!("a concurrency cap must be at least 1");
     }
     if resolve {
         crate::simulate::prepare_fleet(&args.engine, &args.fleet, None)?;
@@ -265,6 +271,22 @@ fn run_row(base: &[Setting], p: &Point, slos: &[Slo]) -> Map<String, Value> {
 }
 
 fn fill_row(row: &mut Map<String, Value>, base: &[Setting], settings: &[Setting], slos: &[Slo]) {
+    fill_row_with(row, base, settings, slos, &|_, _| {});
+}
+
+/// Adds keys to a row from its run's per-request records.
+pub(crate) type RecordsHook<'a> =
+    &'a dyn Fn(&[llm_emu_sim::RequestRecord], &mut Map<String, Value>);
+
+/// [`fill_row`], with `extra` adding keys computed from the run's per-request records before
+/// the objectives are judged.
+pub(crate) fn fill_row_with(
+    row: &mut Map<String, Value>,
+    base: &[Setting],
+    settings: &[Setting],
+    slos: &[Slo],
+    extra: RecordsHook<'_>,
+) {
     let run = grid::parse(base, settings).and_then(|a| crate::simulate::run_point(&a, true));
     match run {
         Ok(point) => {
@@ -288,6 +310,7 @@ fn fill_row(row: &mut Map<String, Value>, base: &[Setting], settings: &[Setting]
                 "queue_unbounded".into(),
                 slo::unbounded(&samples, records.len()).into(),
             );
+            extra(&records, row);
         }
         Err(e) => {
             row.insert("completed".into(), 0.into());
@@ -308,6 +331,7 @@ fn bisect(
     slos: &[Slo],
     steps: u32,
 ) -> Vec<Map<String, Value>> {
+    let curve = sweep.curve;
     let mut pts: Vec<(&Point, &Map<String, Value>)> = sweep
         .points
         .iter()
@@ -317,19 +341,19 @@ fn bisect(
                 .find(|r| r.get("point").and_then(Value::as_u64) == Some(p.index as u64))
                 .map(|r| (p, r))
         })
-        .filter(|(p, _)| p.rate().is_some())
+        .filter(|(p, _)| p.value(curve).is_some())
         .collect();
     pts.sort_by(|a, b| {
-        a.0.rate()
+        a.0.value(curve)
             .unwrap_or(0.0)
-            .total_cmp(&b.0.rate().unwrap_or(0.0))
+            .total_cmp(&b.0.value(curve).unwrap_or(0.0))
     });
     let (mut lo, mut hi) = (0.0, None);
     for (p, r) in &pts {
         if slo::judge(r, slos).ok {
-            lo = p.rate().unwrap_or(0.0);
+            lo = p.value(curve).unwrap_or(0.0);
         } else {
-            hi = p.rate();
+            hi = p.value(curve);
             break;
         }
     }
@@ -342,17 +366,27 @@ fn bisect(
     let config_settings: Vec<Setting> = first
         .settings
         .iter()
-        .filter(|(k, _)| k != RATE)
+        .filter(|(k, _)| k != curve)
         .cloned()
         .collect();
     let mut out = Vec::new();
     for step in 0..steps {
-        let mid = (lo + hi) / 2.0;
-        let Some(n) = serde_json::Number::from_f64(mid) else {
-            break;
+        // Concurrency caps are whole requests: the search ends when no count lies between.
+        let value = if curve == CONCURRENCY {
+            let mid = ((lo + hi) / 2.0).floor();
+            if mid <= lo {
+                break;
+            }
+            Value::from(mid as u64)
+        } else {
+            match serde_json::Number::from_f64((lo + hi) / 2.0) {
+                Some(n) => Value::Number(n),
+                None => break,
+            }
         };
+        let mid = grid::rate_value(&value).unwrap_or(lo);
         let mut settings = config_settings.clone();
-        settings.push((RATE.into(), Value::Number(n)));
+        settings.push((curve.into(), value));
         let mut row = Map::new();
         row.insert("config".into(), c.into());
         row.insert("step".into(), step.into());
@@ -393,8 +427,10 @@ fn summarize(res: &Results, dir: &Path) {
         let note = s.get("note").and_then(Value::as_str).unwrap_or("");
         let c = s.get("config").and_then(Value::as_u64).unwrap_or(0);
         println!("config {c} [{settings}]: {note}");
-        if let Some(u) = s.get("unbounded_queue_from_rate").and_then(Value::as_f64) {
-            println!("  waiting queue grows without bound from rate {u}");
+        let word = output::curve_word(output::curve(&res.meta));
+        let unbounded = format!("unbounded_queue_from_{word}");
+        if let Some(u) = s.get(&unbounded).and_then(Value::as_f64) {
+            println!("  waiting queue grows without bound from {word} {u}");
         }
     }
     let met = res

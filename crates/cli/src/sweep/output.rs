@@ -3,7 +3,7 @@
 //! throughput–latency curve per configuration). `merge` reads shards' `sweep.json` back and
 //! writes the same files the unsharded sweep would.
 
-use super::grid::RATE;
+use super::grid::{CONCURRENCY, RATE};
 use super::slo::{judge, Slo};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
@@ -28,6 +28,23 @@ const CURVE_KEYS: &[&str] = &[
     "queue_unbounded",
     "slo_met",
 ];
+
+/// The axis the curves run over: `meta`'s `curve`, the rate when it names none.
+pub fn curve(meta: &Map<String, Value>) -> &'static str {
+    match meta.get("curve").and_then(Value::as_str) {
+        Some(CONCURRENCY) => CONCURRENCY,
+        _ => RATE,
+    }
+}
+
+/// The word the saturation columns use for the curve's axis: `rate` or `concurrency`.
+pub fn curve_word(curve: &str) -> &'static str {
+    if curve == CONCURRENCY {
+        "concurrency"
+    } else {
+        "rate"
+    }
+}
 
 /// The results of a sweep or a shard of one.
 pub struct Results {
@@ -102,6 +119,8 @@ pub fn saturation(
 ) -> Vec<Value> {
     let slos = slos(meta);
     let axes = axes(meta);
+    let curve = curve(meta);
+    let word = curve_word(curve);
     let configs = meta.get("configs").and_then(Value::as_u64).unwrap_or(0) as usize;
     let mut out = Vec::new();
     for c in 0..configs {
@@ -111,18 +130,18 @@ pub fn saturation(
             continue;
         }
         pts.sort_by(|a, b| {
-            num(a, RATE)
+            num(a, curve)
                 .unwrap_or(f64::NAN)
-                .total_cmp(&num(b, RATE).unwrap_or(f64::NAN))
+                .total_cmp(&num(b, curve).unwrap_or(f64::NAN))
         });
         let settings: Map<String, Value> = axes
             .iter()
-            .filter(|a| *a != RATE)
+            .filter(|a| *a != curve)
             .filter_map(|a| pts[0].get(a).map(|v| (a.clone(), v.clone())))
             .collect();
         let (mut lo, mut hi, mut reason) = (None::<f64>, None::<f64>, String::new());
         for p in &pts {
-            let Some(rate) = num(p, RATE) else { continue };
+            let Some(rate) = num(p, curve) else { continue };
             let v = judge(p, &slos);
             if v.ok {
                 lo = Some(rate);
@@ -135,12 +154,12 @@ pub fn saturation(
         let mut unbounded_from = pts
             .iter()
             .filter(|p| p.get("queue_unbounded") == Some(&Value::Bool(true)))
-            .filter_map(|p| num(p, RATE))
+            .filter_map(|p| num(p, curve))
             .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))));
         let mine: Vec<&Map<String, Value>> =
             probes.iter().filter(|p| index(p, "config") == c).collect();
         for p in &mine {
-            let Some(rate) = num(p, RATE) else { continue };
+            let Some(rate) = num(p, curve) else { continue };
             let v = judge(p, &slos);
             if v.ok {
                 lo = Some(rate);
@@ -158,22 +177,45 @@ pub fn saturation(
             "meets the objectives"
         };
         let note = match (lo, hi) {
-            (Some(l), None) => format!("{meets} at every rate tried: saturation above {l}"),
-            (None, Some(h)) => format!("no rate tried {meets} (lowest tried {h}: {reason})"),
+            (Some(l), None) => format!("{meets} at every {word} tried: saturation above {l}"),
+            (None, Some(h)) => format!("no {word} tried {meets} (lowest tried {h}: {reason})"),
             (Some(l), Some(h)) => format!("saturates between {l} and {h}: {reason}"),
             (None, None) => "no rates to judge".to_string(),
         };
-        out.push(json!({
-            "config": c,
-            "settings": settings,
-            "rates": pts.iter().filter_map(|p| num(p, RATE)).collect::<Vec<_>>(),
-            "max_rate_meeting_slos": lo,
-            "first_failing_rate": hi,
-            "failing_reason": if hi.is_some() { Value::from(reason.clone()) } else { Value::Null },
-            "unbounded_queue_from_rate": unbounded_from,
-            "bisection_probes": mine.len(),
-            "note": note,
-        }));
+        let mut m = Map::new();
+        m.insert("config".into(), c.into());
+        m.insert("settings".into(), settings.into());
+        let tried: Vec<f64> = pts.iter().filter_map(|p| num(p, curve)).collect();
+        let plural = if curve == RATE {
+            "rates"
+        } else {
+            "concurrencies"
+        };
+        m.insert(plural.into(), tried.into());
+        // Concurrency caps are whole requests, and written so.
+        let value = |v: Option<f64>| match v {
+            Some(x) if curve == CONCURRENCY && x.fract() == 0.0 && x >= 0.0 => {
+                Value::from(x as u64)
+            }
+            v => v.into(),
+        };
+        m.insert(format!("max_{word}_meeting_slos"), value(lo));
+        m.insert(format!("first_failing_{word}"), value(hi));
+        m.insert(
+            "failing_reason".into(),
+            if hi.is_some() {
+                Value::from(reason.clone())
+            } else {
+                Value::Null
+            },
+        );
+        m.insert(
+            format!("unbounded_queue_from_{word}"),
+            value(unbounded_from),
+        );
+        m.insert("bisection_probes".into(), mine.len().into());
+        m.insert("note".into(), note.into());
+        out.push(Value::Object(m));
     }
     out
 }
@@ -207,20 +249,19 @@ pub fn write(dir: &Path, res: &Results) -> Result<()> {
     write_file(&dir.join("sweep.json"), &serde_json::to_vec_pretty(&doc)?)?;
     write_file(&dir.join("sweep.csv"), csv(&cols, &res.rows).as_bytes())?;
 
-    let axes: Vec<String> = axes(&res.meta).into_iter().filter(|a| a != RATE).collect();
+    let curve = curve(&res.meta);
+    let word = curve_word(curve);
+    let axes: Vec<String> = axes(&res.meta).into_iter().filter(|a| a != curve).collect();
     let mut sat_cols = vec!["config".to_string()];
     sat_cols.extend(axes.iter().cloned());
-    sat_cols.extend(
-        [
-            "max_rate_meeting_slos",
-            "first_failing_rate",
-            "failing_reason",
-            "unbounded_queue_from_rate",
-            "bisection_probes",
-            "note",
-        ]
-        .map(String::from),
-    );
+    sat_cols.extend([
+        format!("max_{word}_meeting_slos"),
+        format!("first_failing_{word}"),
+        "failing_reason".to_string(),
+        format!("unbounded_queue_from_{word}"),
+        "bisection_probes".to_string(),
+        "note".to_string(),
+    ]);
     let sat_rows: Vec<Map<String, Value>> = sat
         .iter()
         .filter_map(|s| {
@@ -237,7 +278,7 @@ pub fn write(dir: &Path, res: &Results) -> Result<()> {
     )?;
 
     let configs = res.meta.get("configs").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let mut curve_cols = vec![RATE.to_string()];
+    let mut curve_cols = vec![curve.to_string()];
     curve_cols.extend(CURVE_KEYS.iter().map(|k| k.to_string()));
     for c in 0..configs {
         let mut pts: Vec<Map<String, Value>> = res
@@ -250,9 +291,9 @@ pub fn write(dir: &Path, res: &Results) -> Result<()> {
             continue;
         }
         pts.sort_by(|a, b| {
-            num(a, RATE)
+            num(a, curve)
                 .unwrap_or(f64::NAN)
-                .total_cmp(&num(b, RATE).unwrap_or(f64::NAN))
+                .total_cmp(&num(b, curve).unwrap_or(f64::NAN))
         });
         write_file(
             &dir.join("curves").join(format!("config-{c:03}.csv")),
