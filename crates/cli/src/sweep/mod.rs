@@ -237,7 +237,7 @@ fn check(base: &[Setting], settings: &[Setting], resolve: bool) -> Result<()> {
         }
     }
     if resolve {
-        crate::simulate::prepare_fleet(&args.engine, &args.fleet, None)?;
+        crate::fleet_build::prepare_fleet(&args.engine, &args.fleet, None)?;
     }
     Ok(())
 }
