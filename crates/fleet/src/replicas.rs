@@ -26,10 +26,12 @@ struct Routed {
     prefilled: bool,
 }
 
-/// One replica: an engine, or a data-parallel group whose ranks are instances.
+/// One replica: an engine, or a data-parallel group whose ranks are instances. The engine is
+/// kept inline (the hot case: plain replicas run by the million requests), the group boxed.
+#[allow(clippy::large_enum_variant)]
 enum Unit {
     One(Member),
-    Group(DataParallel),
+    Group(Box<DataParallel>),
 }
 
 /// M instances behind a router.
@@ -82,7 +84,10 @@ impl Replicas {
             .collect();
         let n = slots.len();
         Replicas {
-            units: groups.into_iter().map(Unit::Group).collect(),
+            units: groups
+                .into_iter()
+                .map(|dp| Unit::Group(Box::new(dp)))
+                .collect(),
             slots,
             router,
             loads: vec![RoutedLoad::default(); n],
@@ -116,7 +121,7 @@ impl Replicas {
     /// The data-parallel groups, when the replicas are groups.
     pub fn groups(&self) -> impl Iterator<Item = &DataParallel> {
         self.units.iter().filter_map(|u| match u {
-            Unit::Group(dp) => Some(dp),
+            Unit::Group(dp) => Some(dp.as_ref()),
             Unit::One(_) => None,
         })
     }
@@ -223,7 +228,7 @@ impl Replicas {
                     f(&mut m.engine, request_id);
                     m.pending = true;
                 }
-                Unit::Group(dp) => f(dp, request_id),
+                Unit::Group(dp) => f(dp.as_mut(), request_id),
             }
         }
     }
