@@ -6,6 +6,7 @@
 
 use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan, Prepared};
 use anyhow::{bail, Context, Result};
+use llm_emu_core::latency::LatencyModel;
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
 use llm_emu_fleet::{
@@ -46,7 +47,7 @@ pub(crate) fn prepare_fleet(
     let mut prepared = Prepared::new(engine, record)?;
     let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
     let plan = fleet.plan(tp, gpus)?;
-    if let FleetPlan::ExpertParallel { ep, .. } = &plan {
+    if let FleetPlan::ExpertParallel { ep, .. } | FleetPlan::ReplicatedDp { ep, .. } = &plan {
         prepared
             .with_expert_parallel(*ep)
             .context("--enable-expert-parallel")?;
@@ -86,6 +87,7 @@ impl Fleet {
             FleetPlan::Single => 1,
             FleetPlan::DataParallel { size, .. } | FleetPlan::ExpertParallel { size, .. } => *size,
             FleetPlan::Replicas { count, .. } => *count,
+            FleetPlan::ReplicatedDp { count, size, .. } => count * size,
             FleetPlan::Cluster { spec, .. } => spec.instances.len(),
         };
         let mut models = Vec::with_capacity(n);
@@ -103,54 +105,53 @@ impl Fleet {
             }
             models.push((p, latency));
         }
-        let lockstep = match plan {
-            FleetPlan::ExpertParallel { ep, .. } => {
-                let link = record
-                    .and_then(|r| r.facts.tp_link.as_ref())
-                    .map(|l| Link {
-                        bandwidth_gbs: l.bandwidth_gbs,
-                        latency_ns: l.latency_ns,
-                    })
-                    .unwrap_or_default();
-                Some((*ep, link))
+        let recorded_link = || {
+            record
+                .and_then(|r| r.facts.tp_link.as_ref())
+                .map(|l| Link {
+                    bandwidth_gbs: l.bandwidth_gbs,
+                    latency_ns: l.latency_ns,
+                })
+                .unwrap_or_default()
+        };
+        if let FleetPlan::ReplicatedDp {
+            size,
+            api_servers,
+            router,
+            ep,
+            ..
+        } = plan
+        {
+            let lockstep = (*ep > 1).then(|| (*ep, recorded_link()));
+            let mut groups = Vec::new();
+            let mut models = models.into_iter();
+            let mut first = 0;
+            while first < n {
+                let group: Vec<_> = models.by_ref().take(*size).collect();
+                groups.push(dp_group(group, lockstep, *api_servers, first, samplers)?);
+                first += size;
             }
+            return Ok((
+                Fleet::Replicas(Replicas::of_groups(groups, router_by_name(router)?)),
+                desc,
+            ));
+        }
+        let lockstep = match plan {
+            FleetPlan::ExpertParallel { ep, .. } => Some((*ep, recorded_link())),
             FleetPlan::Cluster { spec, .. } => match &spec.topology {
                 Topology::DataParallel { ep, .. } if *ep > 1 => Some((*ep, spec.link)),
                 _ => None,
             },
             _ => None,
         };
-        if let Some((ep, link)) = lockstep {
-            let p = models[0].0;
-            let moe = p
-                .shape
-                .moe
-                .as_ref()
-                .context("expert parallelism needs a MoE model")?;
-            let a2a = AllToAll {
-                hidden_size: p.shape.hidden_size,
-                dtype_bytes: p.shape.dtype_bytes(),
-                top_k: moe.experts_per_token,
-                moe_layers: if ep > 1 { p.shape.num_moe_layers() } else { 0 },
-                link,
-            };
-            let cfgs: Vec<_> = models.iter().map(|(p, _)| p.config().clone()).collect();
-            let (group, lats) = EpGroup::new(models.into_iter().map(|(_, l)| l).collect(), a2a);
-            let mut engines = Vec::with_capacity(n);
-            for (i, (mut cfg, lat)) in cfgs.into_iter().zip(lats).enumerate() {
-                // Lockstep ranks schedule when the group's step ends (docs/fleet.md).
-                cfg.async_scheduling = false;
-                engines.push(Engine::new(cfg, Box::new(lat), samplers(i)?)?);
-            }
+        if lockstep.is_some() {
             let api_servers = match plan {
                 FleetPlan::ExpertParallel { api_servers, .. } => *api_servers,
                 _ => n,
             };
-            let desc = engines[0].latency_model().describe();
-            return Ok((
-                Fleet::Dp(DataParallel::expert_parallel(engines, api_servers, group)),
-                desc,
-            ));
+            let dp = dp_group(models, lockstep, api_servers, 0, samplers)?;
+            let desc = dp.rank_engine(0).latency_model().describe();
+            return Ok((Fleet::Dp(dp), desc));
         }
         let mut engines = Vec::with_capacity(n);
         for (i, (p, latency)) in models.into_iter().enumerate() {
@@ -161,6 +162,7 @@ impl Fleet {
             )?);
         }
         let fleet = match plan {
+            FleetPlan::ReplicatedDp { .. } => unreachable!("built above"),
             FleetPlan::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
             FleetPlan::DataParallel { api_servers, .. }
             | FleetPlan::ExpertParallel { api_servers, .. } => {
@@ -256,6 +258,55 @@ impl EngineCore for Fleet {
     }
 }
 
+/// One data-parallel group of `models` (one per rank) whose engines are numbered from
+/// `first`; with `lockstep` (EP size, link) its ranks step in expert-parallel lockstep.
+fn dp_group(
+    models: Vec<(&Prepared, Box<dyn LatencyModel>)>,
+    lockstep: Option<(u64, Link)>,
+    api_servers: usize,
+    first: usize,
+    samplers: &mut SamplerFor<'_>,
+) -> Result<DataParallel> {
+    let Some((ep, link)) = lockstep else {
+        let mut engines = Vec::with_capacity(models.len());
+        for (i, (p, latency)) in models.into_iter().enumerate() {
+            engines.push(Engine::new(
+                p.resolved.config.clone(),
+                latency,
+                samplers(first + i)?,
+            )?);
+        }
+        return Ok(DataParallel::new_at(engines, api_servers, first));
+    };
+    let p = models.first().context("a group has ranks")?.0;
+    let moe = p
+        .shape
+        .moe
+        .as_ref()
+        .context("expert parallelism needs a MoE model")?;
+    let a2a = AllToAll {
+        hidden_size: p.shape.hidden_size,
+        dtype_bytes: p.shape.dtype_bytes(),
+        top_k: moe.experts_per_token,
+        moe_layers: if ep > 1 { p.shape.num_moe_layers() } else { 0 },
+        link,
+    };
+    let cfgs: Vec<_> = models.iter().map(|(p, _)| p.config().clone()).collect();
+    let (group, lats) = EpGroup::new(models.into_iter().map(|(_, l)| l).collect(), a2a);
+    let mut engines = Vec::with_capacity(cfgs.len());
+    for (i, (mut cfg, lat)) in cfgs.into_iter().zip(lats).enumerate() {
+        // Lockstep ranks schedule when the group's step ends (docs/fleet.md).
+        cfg.async_scheduling = false;
+        engines.push(Engine::new(cfg, Box::new(lat), samplers(first + i)?)?);
+    }
+    Ok(DataParallel::expert_parallel_at(
+        engines,
+        api_servers,
+        group,
+        first,
+    ))
+}
+
 impl Fleet {
     /// How the served front treats the fleet: which header it honours, whether it reads a
     /// session for the router.
@@ -265,9 +316,11 @@ impl Fleet {
             FleetPlan::DataParallel { .. } | FleetPlan::ExpertParallel { .. } => {
                 FleetKind::DataParallel
             }
-            FleetPlan::Replicas { router, .. } => FleetKind::Replicas {
-                router: router.clone(),
-            },
+            FleetPlan::Replicas { router, .. } | FleetPlan::ReplicatedDp { router, .. } => {
+                FleetKind::Replicas {
+                    router: router.clone(),
+                }
+            }
             FleetPlan::Cluster { spec, router } => match &spec.topology {
                 Topology::Single => FleetKind::Single,
                 Topology::Replicas => FleetKind::Replicas {

@@ -264,6 +264,20 @@ fn fleet_summary(
                 "replicas": count,
                 "router": router,
             }),
+            FleetPlan::ReplicatedDp {
+                count,
+                size,
+                api_servers,
+                router,
+                ep,
+            } => json!({
+                "kind": "replicas-of-data-parallel",
+                "replicas": count,
+                "data_parallel_size": size,
+                "api_server_count": api_servers,
+                "router": router,
+                "expert_parallel_size": ep,
+            }),
             FleetPlan::ExpertParallel {
                 size,
                 api_servers,

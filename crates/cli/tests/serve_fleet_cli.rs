@@ -241,3 +241,21 @@ fn expert_parallel_ranks_are_served_on_a_moe_model() {
         "{err}"
     );
 }
+
+#[test]
+fn replicas_of_data_parallel_engines_are_served_rank_by_rank() {
+    let m = serve_and_send(
+        &[
+            "--replicas",
+            "2",
+            "--data-parallel-size",
+            "2",
+            "--router",
+            "round-robin",
+        ],
+        &["", "", "", ""],
+    );
+    let ok = "vllm:request_success_total";
+    let per: Vec<f64> = (0..4).map(|e| engine_series(&m, ok, e)).collect();
+    assert_eq!(per, vec![1.0; 4]);
+}
