@@ -33,14 +33,20 @@ pub(crate) fn prepare_fleet(
         let FleetPlan::Cluster { spec, .. } = &plan else {
             bail!("--cluster: not a cluster plan");
         };
-        let ep = match &spec.topology {
-            Topology::DataParallel { ep, .. } => *ep,
-            _ => 1,
+        // Each instance's experts are split over its group's EP degree.
+        let eps: Vec<u64> = match &spec.topology {
+            Topology::DataParallel { ep, .. } => vec![*ep; spec.instances.len()],
+            Topology::DataParallelGroups { groups } => groups
+                .iter()
+                .flat_map(|(_, size, ep)| std::iter::repeat_n(*ep, *size))
+                .collect(),
+            _ => vec![1; spec.instances.len()],
         };
         let prepared = spec
             .instances
             .iter()
-            .map(|i| Prepared::for_instance(engine, record, i, ep))
+            .zip(eps)
+            .map(|(i, ep)| Prepared::for_instance(engine, record, i, ep))
             .collect::<Result<Vec<_>>>()?;
         return Ok((plan, prepared));
     }
@@ -136,6 +142,23 @@ impl Fleet {
                 desc,
             ));
         }
+        if let FleetPlan::Cluster { spec, router } = plan {
+            if let Topology::DataParallelGroups { groups } = &spec.topology {
+                let mut dps = Vec::with_capacity(groups.len());
+                let mut models = models.into_iter();
+                let mut first = 0;
+                for (_, size, ep) in groups {
+                    let group: Vec<_> = models.by_ref().take(*size).collect();
+                    let lockstep = (*ep > 1).then_some((*ep, spec.link));
+                    dps.push(dp_group(group, lockstep, *size, first, samplers)?);
+                    first += size;
+                }
+                return Ok((
+                    Fleet::Replicas(Replicas::of_groups(dps, router_by_name(router)?)),
+                    desc,
+                ));
+            }
+        }
         let lockstep = match plan {
             FleetPlan::ExpertParallel { ep, .. } => Some((*ep, recorded_link())),
             FleetPlan::Cluster { spec, .. } => match &spec.topology {
@@ -176,6 +199,7 @@ impl Fleet {
                 Topology::Replicas => {
                     Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
                 }
+                Topology::DataParallelGroups { .. } => unreachable!("built above"),
                 Topology::DataParallel { .. } => {
                     let size = engines.len();
                     Fleet::Dp(DataParallel::new(engines, size))
@@ -327,6 +351,9 @@ impl Fleet {
                     router: router.clone(),
                 },
                 Topology::DataParallel { .. } => FleetKind::DataParallel,
+                Topology::DataParallelGroups { .. } => FleetKind::Replicas {
+                    router: router.clone(),
+                },
                 Topology::Disaggregated { .. } => FleetKind::PrefillDecode {
                     router: router.clone(),
                 },

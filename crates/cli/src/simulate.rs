@@ -294,6 +294,7 @@ fn fleet_summary(
                     Topology::Single => "single",
                     Topology::Replicas => "replicas",
                     Topology::DataParallel { .. } => "data-parallel",
+                    Topology::DataParallelGroups { .. } => "data-parallel-groups",
                     Topology::Disaggregated { .. } => "prefill-decode",
                 },
                 "instances": spec.instances.len(),

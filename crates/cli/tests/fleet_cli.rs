@@ -541,3 +541,50 @@ fn replicas_of_expert_parallel_groups_run_on_a_moe_model() {
     ]);
     assert!(e.contains("--enable-expert-parallel"), "{e}");
 }
+
+#[test]
+fn several_dp_groups_in_a_cluster_are_replicas_of_dp_engines() {
+    let g = |name: &str| {
+        instance(
+            "meta-llama/Llama-3.1-8B",
+            "H100",
+            serde_json::json!({"dp_group": name}),
+        )
+    };
+    let file = cluster_file("dp-groups", &[g("A"), g("A"), g("B"), g("B")]);
+    let d = tmp("dp-groups-out");
+    let out = simulate(
+        &[
+            "--cluster",
+            file.to_str().unwrap(),
+            "--router",
+            "round-robin",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["topology"], "data-parallel-groups");
+    let instances = s["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 4);
+    for i in instances {
+        assert_eq!(i["completed"], 50, "{i}");
+    }
+    // A group's members are listed together.
+    let file = cluster_file("dp-groups-split", &[g("A"), g("B"), g("A")]);
+    let e = refused(&["--cluster", file.to_str().unwrap()]);
+    assert!(
+        e.contains("nodes[0].instances[2].dp_group") && e.contains("together"),
+        "{e}"
+    );
+    // Every instance in a group once one is.
+    let loose = instance("meta-llama/Llama-3.1-8B", "H100", serde_json::json!({}));
+    let file = cluster_file("dp-groups-loose", &[g("A"), loose]);
+    let e = refused(&["--cluster", file.to_str().unwrap()]);
+    assert!(e.contains("nodes[0].instances[1].dp_group"), "{e}");
+}
