@@ -94,10 +94,11 @@ pub struct ServeArgs {
     /// bounded either way (see docs/serve.md, "Hardening").
     #[arg(long, action = ArgAction::SetTrue)]
     trust_request_chat_template: bool,
-    /// Serve each engine of a fleet (`--data-parallel-size`, `--replicas`) also on a port of
-    /// its own, a full OpenAI API with its own /metrics: a comma-separated list with one port
-    /// per engine (`8001,8002`), or one base port followed by `+` (`8001+`: 8001, 8002, …);
-    /// 0 lets the OS choose.
+    /// Serve each engine of a fleet (`--data-parallel-size`, `--replicas`, `--cluster`) also
+    /// on a port of its own, a full OpenAI API with its own /metrics: a comma-separated list
+    /// with one port per engine (`8001,8002`), or one base port followed by `+` (`8001+`:
+    /// 8001, 8002, …); 0 lets the OS choose. On a prefill/decode cluster a request sent to an
+    /// instance's port runs whole on that instance (docs/fleet.md, "Served").
     #[arg(long)]
     instance_ports: Option<String>,
     #[command(flatten)]
