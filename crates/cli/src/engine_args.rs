@@ -168,6 +168,16 @@ pub enum FleetPlan {
         api_servers: usize,
         ep: u64,
     },
+    /// Replicas of a data-parallel engine (`--replicas M --data-parallel-size N`): `count`
+    /// groups of `size` ranks behind `router`, which sees every rank; `ep` > 1: each group in
+    /// expert-parallel lockstep (`ep` = DP × TP).
+    ReplicatedDp {
+        count: usize,
+        size: usize,
+        api_servers: usize,
+        router: String,
+        ep: u64,
+    },
     /// A cluster config's instances (`--cluster FILE`), routed by `router` where they are
     /// replicas or decode instances.
     Cluster {
@@ -209,14 +219,6 @@ impl FleetFlags {
                 router: self.router.clone().unwrap_or_else(|| "round-robin".into()),
             });
         }
-        if self.data_parallel_size > 1 && self.replicas > 1 {
-            bail!(
-                "--replicas {} with --data-parallel-size {}: replicas of data-parallel engines \
-                 are not modelled yet",
-                self.replicas,
-                self.data_parallel_size
-            );
-        }
         let engines = (self.data_parallel_size * self.replicas) as u64;
         if let Some((count, source)) = gpus {
             if engines * tp.max(1) > count {
@@ -229,8 +231,20 @@ impl FleetFlags {
                 );
             }
         }
-        if self.enable_expert_parallel && self.replicas > 1 {
-            bail!("--enable-expert-parallel with --replicas: replicas of expert-parallel engines are not modelled yet");
+        let api_servers = self.api_server_count.unwrap_or(self.data_parallel_size);
+        let router = || self.router.clone().unwrap_or_else(|| "round-robin".into());
+        if self.replicas > 1 && (self.data_parallel_size > 1 || self.enable_expert_parallel) {
+            return Ok(FleetPlan::ReplicatedDp {
+                count: self.replicas,
+                size: self.data_parallel_size,
+                api_servers,
+                router: router(),
+                ep: if self.enable_expert_parallel {
+                    self.data_parallel_size as u64 * tp.max(1)
+                } else {
+                    1
+                },
+            });
         }
         Ok(if self.enable_expert_parallel {
             FleetPlan::ExpertParallel {

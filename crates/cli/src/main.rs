@@ -4,6 +4,7 @@ mod bench;
 mod bench_tokenizer;
 mod compare;
 mod engine_args;
+mod fleet_build;
 mod plan;
 mod profile_pack;
 mod profile_plan;

@@ -1,12 +1,11 @@
 //! `llm-emu serve`: vLLM's OpenAI-compatible server on the emulated engine, flags named as
 //! `vllm serve` names them.
 
-use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan, Prepared};
+use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan};
+use crate::fleet_build::{prepare_fleet, Fleet};
 use anyhow::{Context, Result};
 use clap::{ArgAction, Args};
-use llm_emu_fleet::{router_by_name, DataParallel, Replicas};
 use llm_emu_serve::conn::ConnLimits;
-use llm_emu_serve::fleet_front::FleetKind;
 use llm_emu_serve::kv_events::KvEventsConfig;
 use llm_emu_serve::structured::{OutputMode, StructuredOptions};
 use llm_emu_serve::template_sandbox::SandboxConfig;
@@ -95,10 +94,11 @@ pub struct ServeArgs {
     /// bounded either way (see docs/serve.md, "Hardening").
     #[arg(long, action = ArgAction::SetTrue)]
     trust_request_chat_template: bool,
-    /// Serve each engine of a fleet (`--data-parallel-size`, `--replicas`) also on a port of
-    /// its own, a full OpenAI API with its own /metrics: a comma-separated list with one port
-    /// per engine (`8001,8002`), or one base port followed by `+` (`8001+`: 8001, 8002, …);
-    /// 0 lets the OS choose.
+    /// Serve each engine of a fleet (`--data-parallel-size`, `--replicas`, `--cluster`) also
+    /// on a port of its own, a full OpenAI API with its own /metrics: a comma-separated list
+    /// with one port per engine (`8001,8002`), or one base port followed by `+` (`8001+`:
+    /// 8001, 8002, …); 0 lets the OS choose. On a prefill/decode cluster a request sent to an
+    /// instance's port runs whole on that instance (docs/fleet.md, "Served").
     #[arg(long)]
     instance_ports: Option<String>,
     #[command(flatten)]
@@ -367,9 +367,21 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     let max_connections = a
         .max_connections
         .unwrap_or_else(|| fd_limit::connections_for(nofile, MAX_CONNECTIONS_DEFAULT_CAP));
-    let prepared = Prepared::new(&a.engine, None)?;
+    let (plan, all) = prepare_fleet(&a.engine, &a.fleet, None)?;
+    if let (None, FleetPlan::Cluster { spec, .. }) = (&a.model_tag, &plan) {
+        // A cluster serves its first instance's model unless a model is named.
+        a.model_tag = spec.instances.first().map(|i| i.model_name.clone());
+    }
+    let prepared = &all[0];
     let engine_args = a.engine.to_args()?;
-    let cfg = prepared.config().clone();
+    let mut cfg = prepared.config().clone();
+    // The front checks prompts against the longest context any instance serves; the
+    // instance a request reaches refuses what it cannot hold.
+    cfg.max_model_len = all
+        .iter()
+        .map(|p| p.config().max_model_len)
+        .max()
+        .unwrap_or(cfg.max_model_len);
     let tokenizer = crate::bench_tokenizer::choose(
         a.tokenizer.as_deref(),
         a.model_tag.as_deref(),
@@ -382,30 +394,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     };
     let sampler = VocabSampler::new(&model, lengths.clone(), a.engine.seed)
         .map_err(|e| anyhow::anyhow!("output token sampler: {e}"))?;
-    let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
-    let plan = a.fleet.plan(tp, None)?;
-    let engines_wanted = match &plan {
-        FleetPlan::Single => 1,
-        FleetPlan::DataParallel { size, .. } => *size,
-        FleetPlan::Replicas { count, .. } => *count,
-        FleetPlan::ExpertParallel { .. } => anyhow::bail!(
-            "serve: --enable-expert-parallel (ranks in lockstep) is modelled by simulate and \
-             validate, not yet by serve; serve --data-parallel-size N runs the ranks apart"
-        ),
-        FleetPlan::Cluster { .. } => anyhow::bail!(
-            "serve: --cluster is read by simulate and validate, not yet by serve; use \
-             --data-parallel-size or --replicas with --router"
-        ),
-    };
-    let instance_ports = match &a.instance_ports {
-        Some(spec) => parse_instance_ports(spec, engines_wanted)?,
-        None => Vec::new(),
-    };
-    let mut engines = Vec::with_capacity(engines_wanted);
-    let mut latency_desc = String::new();
-    for i in 0..engines_wanted {
-        // Each engine its own sampler, seeded apart so that ranks do not answer in lockstep.
-        let sampler = if i == 0 {
+    // Each engine its own sampler, seeded apart so that ranks do not answer in lockstep.
+    let mut samplers = |i: usize| -> Result<Box<dyn llm_emu_core::sampler::TokenSampler>> {
+        Ok(Box::new(if i == 0 {
             sampler.clone()
         } else {
             VocabSampler::new(
@@ -414,23 +405,14 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
                 a.engine.seed.wrapping_add(i as u64),
             )
             .map_err(|e| anyhow::anyhow!("output token sampler: {e}"))?
-        };
-        let (engine, desc) = if i == 0 {
-            prepared.build_engine_with(Box::new(sampler))?
-        } else {
-            // The latency model's notices were printed for the first engine.
-            let (latency, _) = prepared.resolved.build_latency(&prepared.shape)?;
-            let desc = latency.describe();
-            (
-                llm_emu_core::Engine::new(cfg.clone(), latency, Box::new(sampler))?,
-                desc,
-            )
-        };
-        if i == 0 {
-            latency_desc = desc;
-        }
-        engines.push(engine);
-    }
+        }))
+    };
+    let (fleet, latency_desc) = Fleet::build_with(&all, &plan, None, &mut samplers)?;
+    let kind = Fleet::served_kind(&plan);
+    let instance_ports = match &a.instance_ports {
+        Some(spec) => parse_instance_ports(spec, fleet.engines().len())?,
+        None => Vec::new(),
+    };
     let codec: SharedCodec = Arc::new(ModelText(model));
     let (names, root) = model_identity(&a);
     let mut api_keys = a.api_key.clone();
@@ -516,23 +498,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
     }
     let rt = rt.build().context("starting the async runtime")?;
     let served = rt.block_on(async move {
-        let server = match plan {
-            FleetPlan::Single => {
-                let engine = engines.pop().context("one engine")?;
-                Server::bind(engine, codec, opts).await?
-            }
-            FleetPlan::DataParallel { api_servers, .. } => {
-                let dp = DataParallel::new(engines, api_servers);
-                Server::bind_fleet(dp, FleetKind::DataParallel, &cfg, codec, opts).await?
-            }
-            FleetPlan::Replicas { router, .. } => {
-                let fleet = Replicas::new(engines, router_by_name(&router)?);
-                Server::bind_fleet(fleet, FleetKind::Replicas { router }, &cfg, codec, opts).await?
-            }
-            FleetPlan::ExpertParallel { .. } | FleetPlan::Cluster { .. } => {
-                unreachable!("refused above")
-            }
-        };
+        let server = Server::bind_fleet(fleet, kind, &cfg, codec, opts).await?;
         let server = server.with_frontend(frontend);
         let addr = server.local_addr()?;
         eprintln!(

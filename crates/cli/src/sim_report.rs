@@ -41,6 +41,20 @@ pub fn header(
         FleetPlan::ExpertParallel { size, ep, .. } => {
             format!("data parallel in expert-parallel lockstep: {size} ranks, EP {ep}")
         }
+        FleetPlan::ReplicatedDp {
+            count,
+            size,
+            router,
+            ep,
+            ..
+        } => format!(
+            "{count} replicas of {size} data-parallel ranks{} behind a {router} router",
+            if *ep > 1 {
+                format!(" (EP {ep})")
+            } else {
+                String::new()
+            }
+        ),
         FleetPlan::Cluster { spec, router } => format!(
             "cluster file: {} instance(s), {router} router",
             spec.instances.len()

@@ -1,15 +1,12 @@
 //! `llm-emu simulate`: flags named as `vllm serve` names them.
 
-use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan, Prepared};
+use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan};
+use crate::fleet_build::{prepare_fleet, Fleet};
 use crate::sim_report;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
-use llm_emu_fleet::{
-    router_by_name, AllToAll, DataParallel, Disaggregated, EngineTally, EpGroup, Link, Replicas,
-    Tallied, Topology,
-};
+use llm_emu_core::Engine;
+use llm_emu_fleet::{EngineTally, Tallied, Topology};
 use llm_emu_perf::FrontendSpec;
 use llm_emu_sim::client_side::ClientSide;
 use llm_emu_sim::report::{
@@ -276,241 +273,6 @@ pub(crate) fn recorded_fleet(f: &mut FleetFlags, rec: &llm_emu_sim::run_record::
         );
     }
 }
-
-/// The fleet the flags (or `--cluster FILE`) describe, and each engine's resolution: one
-/// per cluster instance, else one for every engine.
-pub(crate) fn prepare_fleet(
-    engine: &EngineFlags,
-    fleet: &FleetFlags,
-    record: Option<&RunRecord>,
-) -> Result<(FleetPlan, Vec<Prepared>)> {
-    let gpus = record
-        .and_then(|r| r.facts.device_count.as_ref())
-        .map(|d| (d.value, d.source.as_str()));
-    if fleet.cluster.is_some() {
-        let plan = fleet.plan(1, gpus)?;
-        let FleetPlan::Cluster { spec, .. } = &plan else {
-            bail!("--cluster: not a cluster plan");
-        };
-        let ep = match &spec.topology {
-            Topology::DataParallel { ep, .. } => *ep,
-            _ => 1,
-        };
-        let prepared = spec
-            .instances
-            .iter()
-            .map(|i| Prepared::for_instance(engine, record, i, ep))
-            .collect::<Result<Vec<_>>>()?;
-        return Ok((plan, prepared));
-    }
-    let mut prepared = Prepared::new(engine, record)?;
-    let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
-    let plan = fleet.plan(tp, gpus)?;
-    if let FleetPlan::ExpertParallel { ep, .. } = &plan {
-        prepared
-            .with_expert_parallel(*ep)
-            .context("--enable-expert-parallel")?;
-    }
-    Ok((plan, vec![prepared]))
-}
-
-/// The engines `simulate` runs: one, data-parallel ranks, or replicas behind a router.
-pub(crate) enum Fleet {
-    One(Box<Engine>),
-    Dp(DataParallel),
-    Replicas(Replicas),
-    Pd(Disaggregated),
-}
-
-impl Fleet {
-    /// The engines `plan` describes from `prepared` (one per cluster instance, else one used
-    /// for every engine), the first latency model's notices said once; also its description.
-    pub(crate) fn build(
-        prepared: &[Prepared],
-        plan: &FleetPlan,
-        record: Option<&RunRecord>,
-    ) -> Result<(Fleet, String)> {
-        let n = match plan {
-            FleetPlan::Single => 1,
-            FleetPlan::DataParallel { size, .. } | FleetPlan::ExpertParallel { size, .. } => *size,
-            FleetPlan::Replicas { count, .. } => *count,
-            FleetPlan::Cluster { spec, .. } => spec.instances.len(),
-        };
-        let mut models = Vec::with_capacity(n);
-        let mut desc = String::new();
-        // Instances alike in what a notice says (a cluster of one model) say it once.
-        let mut said = std::collections::HashSet::new();
-        for i in 0..n {
-            let p = &prepared[i.min(prepared.len() - 1)];
-            let (latency, notices) = p.resolved.build_latency(&p.shape)?;
-            for n in notices {
-                if said.insert(n.to_string()) {
-                    eprintln!("{n}");
-                }
-            }
-            if i == 0 {
-                desc = latency.describe();
-            }
-            models.push((p, latency));
-        }
-        let lockstep = match plan {
-            FleetPlan::ExpertParallel { ep, .. } => {
-                let link = record
-                    .and_then(|r| r.facts.tp_link.as_ref())
-                    .map(|l| Link {
-                        bandwidth_gbs: l.bandwidth_gbs,
-                        latency_ns: l.latency_ns,
-                    })
-                    .unwrap_or_default();
-                Some((*ep, link))
-            }
-            FleetPlan::Cluster { spec, .. } => match &spec.topology {
-                Topology::DataParallel { ep, .. } if *ep > 1 => Some((*ep, spec.link)),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some((ep, link)) = lockstep {
-            let p = models[0].0;
-            let moe = p
-                .shape
-                .moe
-                .as_ref()
-                .context("expert parallelism needs a MoE model")?;
-            let a2a = AllToAll {
-                hidden_size: p.shape.hidden_size,
-                dtype_bytes: p.shape.dtype_bytes(),
-                num_experts: moe.num_experts,
-                moe_layers: if ep > 1 { p.shape.num_moe_layers() } else { 0 },
-                ranks: n as u64,
-                link,
-            };
-            let cfgs: Vec<_> = models.iter().map(|(p, _)| p.config().clone()).collect();
-            let (group, lats) = EpGroup::new(models.into_iter().map(|(_, l)| l).collect(), a2a);
-            let mut engines = Vec::with_capacity(n);
-            for (mut cfg, lat) in cfgs.into_iter().zip(lats) {
-                // Lockstep ranks schedule when the group's step ends (docs/fleet.md).
-                cfg.async_scheduling = false;
-                engines.push(Engine::new(
-                    cfg,
-                    Box::new(lat),
-                    Box::new(HashSampler::default()),
-                )?);
-            }
-            let api_servers = match plan {
-                FleetPlan::ExpertParallel { api_servers, .. } => *api_servers,
-                _ => n,
-            };
-            let desc = engines[0].latency_model().describe();
-            return Ok((
-                Fleet::Dp(DataParallel::expert_parallel(engines, api_servers, group)),
-                desc,
-            ));
-        }
-        let mut engines = Vec::with_capacity(n);
-        for (p, latency) in models {
-            engines.push(Engine::new(
-                p.resolved.config.clone(),
-                latency,
-                Box::new(HashSampler::default()),
-            )?);
-        }
-        let fleet = match plan {
-            FleetPlan::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
-            FleetPlan::DataParallel { api_servers, .. }
-            | FleetPlan::ExpertParallel { api_servers, .. } => {
-                Fleet::Dp(DataParallel::new(engines, *api_servers))
-            }
-            FleetPlan::Replicas { router, .. } => {
-                Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
-            }
-            FleetPlan::Cluster { spec, router } => match &spec.topology {
-                Topology::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
-                Topology::Replicas => {
-                    Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
-                }
-                Topology::DataParallel { .. } => {
-                    let size = engines.len();
-                    Fleet::Dp(DataParallel::new(engines, size))
-                }
-                Topology::Disaggregated { .. } => {
-                    let roles = spec
-                        .instances
-                        .iter()
-                        .map(|i| i.pd_type.context("a role per instance"))
-                        .collect::<Result<Vec<_>>>()?;
-                    // KV bytes of one block on one TP rank: each rank sends its share over
-                    // its own link, in parallel.
-                    let block_bytes = prepared
-                        .iter()
-                        .map(|p| {
-                            let tp = p.args.tensor_parallel_size.unwrap_or(1);
-                            p.shape.bytes_per_block(p.config().block_size as u64, tp)
-                        })
-                        .collect();
-                    Fleet::Pd(Disaggregated::new(
-                        engines,
-                        roles,
-                        block_bytes,
-                        spec.link,
-                        router_by_name("round-robin")?,
-                        router_by_name(router)?,
-                    )?)
-                }
-            },
-        };
-        Ok((fleet, desc))
-    }
-
-    pub(crate) fn engines(&self) -> Vec<&Engine> {
-        match self {
-            Fleet::One(e) => vec![e.as_ref()],
-            Fleet::Dp(d) => d.engines().collect(),
-            Fleet::Replicas(r) => r.engines().collect(),
-            Fleet::Pd(p) => p.engines().collect(),
-        }
-    }
-
-    fn core(&mut self) -> &mut dyn EngineCore {
-        match self {
-            Fleet::One(e) => e.as_mut(),
-            Fleet::Dp(d) => d,
-            Fleet::Replicas(r) => r,
-            Fleet::Pd(p) => p,
-        }
-    }
-
-    fn core_ref(&self) -> &dyn EngineCore {
-        match self {
-            Fleet::One(e) => e.as_ref(),
-            Fleet::Dp(d) => d,
-            Fleet::Replicas(r) => r,
-            Fleet::Pd(p) => p,
-        }
-    }
-}
-
-impl EngineCore for Fleet {
-    fn add(&mut self, req: NewRequest, tag: u64) -> Result<(), RequestError> {
-        self.core().add(req, tag)
-    }
-    fn abort(&mut self, request_id: &str) {
-        self.core().abort(request_id)
-    }
-    fn finish_stopped(&mut self, request_id: &str) {
-        self.core().finish_stopped(request_id)
-    }
-    fn run(&mut self, now: llm_emu_core::Nanos, sink: &mut dyn EngineSink) -> Wake {
-        self.core().run(now, sink)
-    }
-    fn has_work(&self) -> bool {
-        self.core_ref().has_work()
-    }
-    fn num_unfinished(&self) -> usize {
-        self.core_ref().num_unfinished()
-    }
-}
-
 /// The fleet's totals (preemptions and prefix-cache hit rate over every engine, replacing
 /// the first engine's) and a per-instance section.
 fn fleet_summary(
@@ -562,6 +324,20 @@ fn fleet_summary(
                 "replicas": count,
                 "router": router,
             }),
+            FleetPlan::ReplicatedDp {
+                count,
+                size,
+                api_servers,
+                router,
+                ep,
+            } => json!({
+                "kind": "replicas-of-data-parallel",
+                "replicas": count,
+                "data_parallel_size": size,
+                "api_server_count": api_servers,
+                "router": router,
+                "expert_parallel_size": ep,
+            }),
             FleetPlan::ExpertParallel {
                 size,
                 api_servers,
@@ -578,6 +354,7 @@ fn fleet_summary(
                     Topology::Single => "single",
                     Topology::Replicas => "replicas",
                     Topology::DataParallel { .. } => "data-parallel",
+                    Topology::DataParallelGroups { .. } => "data-parallel-groups",
                     Topology::Disaggregated { .. } => "prefill-decode",
                 },
                 "instances": spec.instances.len(),

@@ -1,7 +1,7 @@
 //! `llm-emu validate`: replays a real vLLM run's workload and prints emulated vs. real latencies.
 
 use crate::engine_args::{EngineFlags, FleetFlags};
-use crate::simulate::{prepare_fleet, Fleet};
+use crate::fleet_build::{prepare_fleet, Fleet};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use llm_emu_perf::FrontendSpec;

@@ -105,7 +105,26 @@ fn bad_fleets_are_refused_naming_the_flag() {
         e.contains("--enable-expert-parallel") && e.contains("dense model"),
         "{e}"
     );
-    assert!(refused(&["--data-parallel-size", "2", "--replicas", "2"]).contains("--replicas 2"));
+    // Replicas of DP engines run (`replicas_of_data_parallel_engines_route_to_every_rank`),
+    // but must fit the GPUs a replayed run recorded, each flag named.
+    let run = tmp("dp-replicas-gpus");
+    std::fs::write(
+        run.join("meta.json"),
+        r#"{"hardware": {"device_count": 2}}"#,
+    )
+    .unwrap();
+    let e = refused(&[
+        "--like",
+        run.to_str().unwrap(),
+        "--data-parallel-size",
+        "2",
+        "--replicas",
+        "2",
+    ]);
+    assert!(
+        e.contains("--data-parallel-size 2 x --replicas 2") && e.contains("needs 4 GPUs"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -446,4 +465,126 @@ fn a_prefill_decode_cluster_answers_every_request_from_a_decode_instance() {
         inst[0]["num_steps"].as_u64().unwrap() > 0,
         "prefill ran steps: {inst:?}"
     );
+}
+
+#[test]
+fn replicas_of_data_parallel_engines_route_to_every_rank() {
+    let d = tmp("dp-replicas");
+    let out = simulate(
+        &[
+            "--replicas",
+            "2",
+            "--data-parallel-size",
+            "2",
+            "--router",
+            "round-robin",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, records) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["kind"], "replicas-of-data-parallel");
+    assert_eq!(s["fleet"]["replicas"], 2);
+    assert_eq!(s["fleet"]["data_parallel_size"], 2);
+    let instances = s["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 4);
+    // Round robin over the 4 ranks: 50 requests each.
+    for i in instances {
+        assert_eq!(i["completed"], 50, "{i}");
+    }
+    let mut per_engine = [0; 4];
+    for r in &records {
+        per_engine[r["engine"].as_u64().unwrap() as usize] += 1;
+    }
+    assert_eq!(per_engine, [50; 4]);
+}
+
+#[test]
+fn replicas_of_expert_parallel_groups_run_on_a_moe_model() {
+    let d = tmp("ep-replicas");
+    let out = simulate(
+        &[
+            "--model",
+            "Qwen/Qwen3-30B-A3B",
+            "--gpu",
+            "h100",
+            "--replicas",
+            "2",
+            "--data-parallel-size",
+            "2",
+            "--enable-expert-parallel",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["kind"], "replicas-of-data-parallel");
+    assert_eq!(s["fleet"]["expert_parallel_size"], 2);
+    assert_eq!(s["instances"].as_array().unwrap().len(), 4);
+    // On a dense model it is refused, naming the flag.
+    let e = refused(&[
+        "--replicas",
+        "2",
+        "--data-parallel-size",
+        "2",
+        "--enable-expert-parallel",
+    ]);
+    assert!(e.contains("--enable-expert-parallel"), "{e}");
+}
+
+#[test]
+fn several_dp_groups_in_a_cluster_are_replicas_of_dp_engines() {
+    let g = |name: &str| {
+        instance(
+            "meta-llama/Llama-3.1-8B",
+            "H100",
+            serde_json::json!({"dp_group": name}),
+        )
+    };
+    let file = cluster_file("dp-groups", &[g("A"), g("A"), g("B"), g("B")]);
+    let d = tmp("dp-groups-out");
+    let out = simulate(
+        &[
+            "--cluster",
+            file.to_str().unwrap(),
+            "--router",
+            "round-robin",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["topology"], "data-parallel-groups");
+    let instances = s["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 4);
+    for i in instances {
+        assert_eq!(i["completed"], 50, "{i}");
+    }
+    // A group's members are listed together.
+    let file = cluster_file("dp-groups-split", &[g("A"), g("B"), g("A")]);
+    let e = refused(&["--cluster", file.to_str().unwrap()]);
+    assert!(
+        e.contains("nodes[0].instances[2].dp_group") && e.contains("together"),
+        "{e}"
+    );
+    // Every instance in a group once one is.
+    let loose = instance("meta-llama/Llama-3.1-8B", "H100", serde_json::json!({}));
+    let file = cluster_file("dp-groups-loose", &[g("A"), loose]);
+    let e = refused(&["--cluster", file.to_str().unwrap()]);
+    assert!(e.contains("nodes[0].instances[1].dp_group"), "{e}");
 }

@@ -113,3 +113,149 @@ fn instance_ports_must_match_the_engines() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown router `nearest`"));
 }
+
+/// A per-engine series' value in a `/metrics` text (0 when absent).
+fn engine_series(metrics: &str, name: &str, engine: usize) -> f64 {
+    let label = format!("engine=\"{engine}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A cluster config file of `instances` in a fresh folder.
+fn cluster_file(name: &str, instances: &[serde_json::Value]) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "llm-emu-serve-cluster-{name}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    let c = serde_json::json!({
+        "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{"num_instances": instances.len(), "instances": instances}]
+    });
+    let p = d.join("cluster.json");
+    std::fs::write(&p, serde_json::to_vec(&c).unwrap()).unwrap();
+    p
+}
+
+fn cluster_instance(model: &str, hardware: &str, role: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "model_name": model, "hardware": hardware,
+        "npu_mem": {"mem_size": 80}, "num_npus": 1, "tp_size": 1, "pd_type": role
+    })
+}
+
+/// Serves `args`, sends `requests` (extra header lines each) to the shared endpoint, and
+/// returns the `/metrics` text after they all finished; stops the server.
+fn serve_and_send(args: &[&str], requests: &[&str]) -> String {
+    let mut child = serve(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = read_addrs(&mut child, 1).remove(0);
+    let body = r#"{"model":"emu","prompt":[1,2,3,4,5],"max_tokens":3,"ignore_eos":true}"#;
+    for headers in requests {
+        let (st, text) = http(&addr, "POST", "/v1/completions", headers, body);
+        assert_eq!(st, 200, "{text}");
+    }
+    let (_, metrics) = http(&addr, "GET", "/metrics", "", "");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    metrics
+}
+
+#[test]
+fn a_heterogeneous_cluster_is_served_behind_the_router() {
+    let file = cluster_file(
+        "replicas",
+        &[
+            cluster_instance("meta-llama/Llama-3.1-8B", "H100", None),
+            cluster_instance("Qwen/Qwen3-8B", "A100", None),
+        ],
+    );
+    let m = serve_and_send(
+        &[
+            "--cluster",
+            file.to_str().unwrap(),
+            "--router",
+            "round-robin",
+        ],
+        &["", ""],
+    );
+    let ok = "vllm:request_success_total";
+    assert_eq!(
+        (engine_series(&m, ok, 0), engine_series(&m, ok, 1)),
+        (1.0, 1.0)
+    );
+}
+
+#[test]
+fn a_prefill_decode_cluster_is_served_as_one_stream() {
+    let file = cluster_file(
+        "pd",
+        &[
+            cluster_instance("meta-llama/Llama-3.1-8B", "H100", Some("prefill")),
+            cluster_instance("meta-llama/Llama-3.1-8B", "H100", Some("decode")),
+        ],
+    );
+    let m = serve_and_send(&["--cluster", file.to_str().unwrap()], &[""]);
+    // The prompt on the prefill instance; the client's tokens and the finish on the decode one.
+    assert_eq!(engine_series(&m, "vllm:prompt_tokens_total", 0), 5.0);
+    assert_eq!(engine_series(&m, "vllm:generation_tokens_total", 0), 0.0);
+    assert_eq!(engine_series(&m, "vllm:generation_tokens_total", 1), 3.0);
+    assert_eq!(engine_series(&m, "vllm:request_success_total", 1), 1.0);
+}
+
+#[test]
+fn expert_parallel_ranks_are_served_on_a_moe_model() {
+    let m = serve_and_send(
+        &[
+            "--model",
+            "Qwen/Qwen3-30B-A3B",
+            "--gpu",
+            "h100",
+            "--data-parallel-size",
+            "2",
+            "--enable-expert-parallel",
+        ],
+        &["X-data-parallel-rank: 1\r\n", "X-data-parallel-rank: 1\r\n"],
+    );
+    let ok = "vllm:request_success_total";
+    assert_eq!(
+        (engine_series(&m, ok, 0), engine_series(&m, ok, 1)),
+        (0.0, 2.0)
+    );
+    // On a dense model it is refused, naming the flag.
+    let out = serve(&["--data-parallel-size", "2", "--enable-expert-parallel"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--enable-expert-parallel") && err.contains("dense model"),
+        "{err}"
+    );
+}
+
+#[test]
+fn replicas_of_data_parallel_engines_are_served_rank_by_rank() {
+    let m = serve_and_send(
+        &[
+            "--replicas",
+            "2",
+            "--data-parallel-size",
+            "2",
+            "--router",
+            "round-robin",
+        ],
+        &["", "", "", ""],
+    );
+    let ok = "vllm:request_success_total";
+    let per: Vec<f64> = (0..4).map(|e| engine_series(&m, ok, e)).collect();
+    assert_eq!(per, vec![1.0; 4]);
+}

@@ -121,6 +121,10 @@ pub enum Topology {
     /// Every instance in one `dp_group`: one vLLM engine with `--data-parallel-size` = the
     /// group's size; `ep` = the group's `ep_size` (1: no expert parallelism).
     DataParallel { group: String, ep: u64 },
+    /// Several `dp_group`s, each one vLLM DP engine, behind the router as replicas (every
+    /// rank an instance it routes to); each group's members are listed together in the file,
+    /// in group order. `(name, members, ep)` per group.
+    DataParallelGroups { groups: Vec<(String, usize, u64)> },
     /// Prefill and decode instances (indexes into [`ClusterSpec::instances`]).
     Disaggregated {
         prefill: Vec<usize>,
@@ -389,29 +393,58 @@ fn topology(instances: &[InstanceSpec]) -> Result<Topology, ClusterError> {
             Topology::Replicas
         });
     }
-    let first = grouped[0];
     if grouped.len() != instances.len() {
         let loose = instances
             .iter()
             .find(|i| i.dp_group.is_none())
-            .unwrap_or(first);
+            .unwrap_or(grouped[0]);
         return Err(field_err(
             loose.field_path("dp_group"),
-            "null beside instances in a dp_group: replicas of data-parallel engines are not \
-             modelled",
+            "null beside instances in a dp_group: give every instance a group (a group of \
+             one is a plain engine)",
         ));
     }
-    for i in &grouped[1..] {
-        if i.dp_group != first.dp_group {
-            return Err(field_err(
-                i.field_path("dp_group"),
-                format!(
-                    "`{}` beside `{}`: one data-parallel group per cluster is modelled",
-                    i.dp_group.as_deref().unwrap_or(""),
-                    first.dp_group.as_deref().unwrap_or("")
-                ),
-            ));
+    // Runs of the same group name, in file order; a name may not come back later.
+    let mut runs: Vec<&[InstanceSpec]> = Vec::new();
+    let mut start = 0;
+    for k in 1..=instances.len() {
+        if k == instances.len() || instances[k].dp_group != instances[start].dp_group {
+            let run = &instances[start..k];
+            if runs.iter().any(|r| r[0].dp_group == run[0].dp_group) {
+                return Err(field_err(
+                    run[0].field_path("dp_group"),
+                    format!(
+                        "`{}` again after another group: list each group's members together",
+                        run[0].dp_group.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+            runs.push(run);
+            start = k;
         }
+    }
+    let mut groups = Vec::with_capacity(runs.len());
+    for run in &runs {
+        groups.push((
+            run[0].dp_group.clone().unwrap_or_default(),
+            run.len(),
+            group_ep(run)?,
+        ));
+    }
+    if let [(group, _, ep)] = groups.as_slice() {
+        return Ok(Topology::DataParallel {
+            group: group.clone(),
+            ep: *ep,
+        });
+    }
+    Ok(Topology::DataParallelGroups { groups })
+}
+
+/// Checks that one `dp_group`'s members agree (model, GPU, TP and EP degree) and returns its
+/// EP degree (1: none).
+fn group_ep(members: &[InstanceSpec]) -> Result<u64, ClusterError> {
+    let first = &members[0];
+    for i in &members[1..] {
         for (name, a, b) in [
             ("tp_size", i.tp_size, first.tp_size),
             (
@@ -437,7 +470,7 @@ fn topology(instances: &[InstanceSpec]) -> Result<Topology, ClusterError> {
             ));
         }
     }
-    let size = grouped.len() as u64;
+    let size = members.len() as u64;
     let ep = first.ep_size.unwrap_or(1);
     if ep > 1 && !ep.is_multiple_of(size) {
         return Err(field_err(
@@ -445,10 +478,7 @@ fn topology(instances: &[InstanceSpec]) -> Result<Topology, ClusterError> {
             format!("{ep}: the group's EP degree must be a multiple of its {size} members"),
         ));
     }
-    Ok(Topology::DataParallel {
-        group: first.dp_group.clone().unwrap_or_default(),
-        ep,
-    })
+    Ok(ep)
 }
 
 fn opt_u64(v: &Value, k: &str, field: &str) -> Result<Option<u64>, ClusterError> {

@@ -66,6 +66,13 @@ impl DataParallel {
     /// `api_servers` is vLLM's `--api-server-count` (it defaults to the DP size). Panics
     /// without engines (a caller's mistake: the CLI refuses `--data-parallel-size 0`).
     pub fn new(engines: Vec<Engine>, api_servers: usize) -> DataParallel {
+        DataParallel::new_at(engines, api_servers, 0)
+    }
+
+    /// [`DataParallel::new`] with engine indexes `first`, `first + 1`, … (a group among
+    /// several behind a router, whose engines are numbered across the fleet); ranks are still
+    /// 0…N−1.
+    pub fn new_at(engines: Vec<Engine>, api_servers: usize, first: usize) -> DataParallel {
         assert!(
             !engines.is_empty(),
             "a data-parallel fleet needs at least one rank"
@@ -75,7 +82,7 @@ impl DataParallel {
             ranks: engines
                 .into_iter()
                 .enumerate()
-                .map(|(i, e)| Member::new(e.with_engine_index(i)))
+                .map(|(i, e)| Member::new(e.with_engine_index(first + i)))
                 .collect(),
             lb: LoadBalancer::new(n, api_servers),
             owner: FxHashMap::default(),
@@ -90,7 +97,18 @@ impl DataParallel {
         api_servers: usize,
         group: EpGroup,
     ) -> DataParallel {
-        let mut dp = DataParallel::new(engines, api_servers);
+        DataParallel::expert_parallel_at(engines, api_servers, group, 0)
+    }
+
+    /// [`DataParallel::expert_parallel`] with engine indexes from `first`
+    /// ([`DataParallel::new_at`]).
+    pub fn expert_parallel_at(
+        engines: Vec<Engine>,
+        api_servers: usize,
+        group: EpGroup,
+        first: usize,
+    ) -> DataParallel {
+        let mut dp = DataParallel::new_at(engines, api_servers, first);
         dp.lockstep = Some(Lockstep {
             group,
             free_at: Nanos::ZERO,
@@ -182,6 +200,11 @@ impl DataParallel {
     /// fleet's sampler layer and KV cache events).
     pub fn engines_mut(&mut self) -> impl Iterator<Item = &mut Engine> {
         self.ranks.iter_mut().map(|m| &mut m.engine)
+    }
+
+    /// The engine of rank `r`. Panics if `r` is not a rank (a caller's mistake).
+    pub fn rank_engine(&self, r: usize) -> &Engine {
+        &self.ranks[r].engine
     }
 
     pub fn size(&self) -> usize {

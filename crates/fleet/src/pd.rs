@@ -64,6 +64,12 @@ pub struct Disaggregated {
     transfers: BinaryHeap<Reverse<(Nanos, u64, u64)>>,
     seq: u64,
     transferred_bytes: u64,
+    /// Requests sent to one instance directly (an instance's own port), by tag: each runs
+    /// whole there, as a vLLM instance with a KV connector runs a request that carries no
+    /// transfer parameters; the value says whether it has its first token.
+    direct: FxHashMap<u64, bool>,
+    /// Which instance holds each live direct request (for aborts).
+    direct_owner: FxHashMap<String, usize>,
 }
 
 /// Why a disaggregated fleet could not be made.
@@ -126,7 +132,82 @@ impl Disaggregated {
             transfers: BinaryHeap::new(),
             seq: 0,
             transferred_bytes: 0,
+            direct: FxHashMap::default(),
+            direct_owner: FxHashMap::default(),
         })
+    }
+
+    /// The engines, mutably, in cluster order: for setting each one up before the fleet runs
+    /// (a served fleet's sampler layer and KV cache events).
+    pub fn engines_mut(&mut self) -> impl Iterator<Item = &mut Engine> {
+        self.members.iter_mut().map(|m| &mut m.engine)
+    }
+
+    /// Routes `req` through the fleet (a prefill instance, the transfer, a decode instance),
+    /// the decode router seeing `session`; returns the decode instance.
+    pub fn add_in_session(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        session: Option<&str>,
+    ) -> Result<usize, RequestError> {
+        self.check_new_id(&req.request_id)?;
+        let d = self.pick(&req, PdRole::Decode, session);
+        let dcfg = self.members[d].engine.config();
+        let prompt_len = req.prompt_token_ids.len();
+        if prompt_len >= dcfg.max_model_len {
+            return Err(RequestError::PromptTooLong {
+                prompt_len,
+                max_model_len: dcfg.max_model_len,
+            });
+        }
+        let p = self.pick(&req, PdRole::Prefill, session);
+        let mut first = req.clone();
+        first.sampling.max_tokens = 1;
+        first.sampling.min_tokens = first.sampling.min_tokens.min(1);
+        let m = &mut self.members[p];
+        m.engine.add_tagged(first, tag)?;
+        m.pending = true;
+        self.loads[p].requests += 1;
+        self.loads[d].requests += 1;
+        self.by_id.insert(req.request_id.clone(), tag);
+        self.live.insert(
+            tag,
+            Live {
+                req,
+                prefill: p,
+                decode: d,
+                phase: Phase::Prefill,
+                aborted: false,
+            },
+        );
+        Ok(d)
+    }
+
+    /// Runs `req` whole on instance `i`, without the other role (a request sent to that
+    /// instance's own address); returns `i`. Panics if `i` is not an instance (a caller's
+    /// mistake).
+    pub fn add_to_instance(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        i: usize,
+    ) -> Result<usize, RequestError> {
+        self.check_new_id(&req.request_id)?;
+        let id = req.request_id.clone();
+        let m = &mut self.members[i];
+        m.engine.add_tagged(req, tag)?;
+        m.pending = true;
+        self.direct.insert(tag, false);
+        self.direct_owner.insert(id, i);
+        Ok(i)
+    }
+
+    fn check_new_id(&self, id: &str) -> Result<(), RequestError> {
+        if self.by_id.contains_key(id) || self.direct_owner.contains_key(id) {
+            return Err(RequestError::DuplicateId(id.to_string()));
+        }
+        Ok(())
     }
 
     /// The engines, in cluster order.
@@ -153,7 +234,7 @@ impl Disaggregated {
         prompt_len.div_ceil(bs) as u64 * self.block_bytes[i]
     }
 
-    fn pick(&mut self, req: &NewRequest, role: PdRole) -> usize {
+    fn pick(&mut self, req: &NewRequest, role: PdRole, session: Option<&str>) -> usize {
         let (idx, router) = match role {
             PdRole::Prefill => (&self.prefill_idx, &mut self.prefill_router),
             PdRole::Decode => (&self.decode_idx, &mut self.decode_router),
@@ -169,7 +250,7 @@ impl Disaggregated {
             .route(
                 &RouteRequest {
                     request: req,
-                    session: None,
+                    session,
                 },
                 &views,
             )
@@ -219,6 +300,8 @@ struct Tap<'a> {
     seq: &'a mut u64,
     transferred: &'a mut u64,
     kv_bytes: &'a dyn Fn(usize, usize) -> u64,
+    direct: &'a mut FxHashMap<u64, bool>,
+    direct_owner: &'a mut FxHashMap<String, usize>,
     out: &'a mut dyn EngineSink,
 }
 
@@ -228,8 +311,16 @@ impl EngineSink for Tap<'_> {
     }
 
     fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
+        for f in &it.finished_requests {
+            if self.direct.contains_key(&f.tag) {
+                self.direct_owner.remove(&f.request_id);
+            }
+        }
         match self.role {
             PdRole::Decode => {
+                for o in outputs.iter().filter(|o| o.finish.is_some()) {
+                    self.direct.remove(&o.tag);
+                }
                 for o in outputs.iter().filter(|o| o.finish.is_some()) {
                     if let Some(l) = self.live.remove(&o.tag) {
                         self.by_id.remove(&l.req.request_id);
@@ -240,6 +331,16 @@ impl EngineSink for Tap<'_> {
                 self.out.on_iteration(it, outputs);
             }
             PdRole::Prefill => {
+                // Which outputs are the proxy's (the prefill half of a routed request), before
+                // the loop below moves them on.
+                let proxied: Vec<bool> = outputs
+                    .iter()
+                    .map(|o| {
+                        self.live.get(&o.tag).is_some_and(|l| {
+                            l.phase == Phase::Prefill && l.prefill == self.instance
+                        })
+                    })
+                    .collect();
                 // Requests that ended on the prefill side without their token (aborted): the
                 // client hears of them from here.
                 let mut ended: Vec<u64> = Vec::new();
@@ -269,16 +370,46 @@ impl EngineSink for Tap<'_> {
                     *self.seq += 1;
                     self.transfers.push(Reverse((at, *self.seq, o.tag)));
                 }
+                // What the client sees: requests sent here directly, and the proxied ones
+                // that ended here. The proxy's first tokens (each a request's only token here)
+                // are hidden, with their time-to-first-token entries, which come in output
+                // order.
                 let mut hidden = it.clone();
                 hidden.time_to_first_tokens_iter.clear();
-                hidden.inter_token_latencies_iter.clear();
-                hidden.finished_requests.retain(|f| ended.contains(&f.tag));
-                hidden.num_generation_tokens = 0;
-                let shown: Vec<RequestOutput> = outputs
-                    .iter()
-                    .filter(|o| ended.contains(&o.tag))
-                    .copied()
-                    .collect();
+                let mut firsts = it.time_to_first_tokens_iter.iter();
+                let mut shown: Vec<RequestOutput> = Vec::new();
+                for (o, &proxy) in outputs.iter().zip(&proxied) {
+                    let direct = self.direct.get_mut(&o.tag);
+                    if o.new_token.is_some() {
+                        let first = match &direct {
+                            Some(got) => !**got,
+                            None => proxy,
+                        };
+                        if first {
+                            let ttft = firsts.next();
+                            if let (Some(t), Some(_)) = (ttft, &direct) {
+                                hidden.time_to_first_tokens_iter.push(*t);
+                            }
+                        }
+                        if proxy {
+                            hidden.num_generation_tokens =
+                                hidden.num_generation_tokens.saturating_sub(1);
+                        }
+                    }
+                    if let Some(got) = direct {
+                        *got |= o.new_token.is_some();
+                        shown.push(*o);
+                        if o.finish.is_some() {
+                            self.direct.remove(&o.tag);
+                        }
+                    } else if ended.contains(&o.tag) {
+                        shown.push(*o);
+                    }
+                }
+                let shown_tags: Vec<u64> = shown.iter().map(|o| o.tag).collect();
+                hidden
+                    .finished_requests
+                    .retain(|f| shown_tags.contains(&f.tag));
                 self.out.on_iteration(&hidden, &shown);
             }
         }
@@ -287,42 +418,16 @@ impl EngineSink for Tap<'_> {
 
 impl EngineCore for Disaggregated {
     fn add(&mut self, req: NewRequest, tag: u64) -> Result<(), RequestError> {
-        if self.by_id.contains_key(&req.request_id) {
-            return Err(RequestError::DuplicateId(req.request_id));
-        }
-        let d = self.pick(&req, PdRole::Decode);
-        let dcfg = self.members[d].engine.config();
-        let prompt_len = req.prompt_token_ids.len();
-        if prompt_len >= dcfg.max_model_len {
-            return Err(RequestError::PromptTooLong {
-                prompt_len,
-                max_model_len: dcfg.max_model_len,
-            });
-        }
-        let p = self.pick(&req, PdRole::Prefill);
-        let mut first = req.clone();
-        first.sampling.max_tokens = 1;
-        first.sampling.min_tokens = first.sampling.min_tokens.min(1);
-        let m = &mut self.members[p];
-        m.engine.add_tagged(first, tag)?;
-        m.pending = true;
-        self.loads[p].requests += 1;
-        self.loads[d].requests += 1;
-        self.by_id.insert(req.request_id.clone(), tag);
-        self.live.insert(
-            tag,
-            Live {
-                req,
-                prefill: p,
-                decode: d,
-                phase: Phase::Prefill,
-                aborted: false,
-            },
-        );
-        Ok(())
+        self.add_in_session(req, tag, None).map(|_| ())
     }
 
     fn abort(&mut self, request_id: &str) {
+        if let Some(&i) = self.direct_owner.get(request_id) {
+            let m = &mut self.members[i];
+            m.engine.abort(request_id);
+            m.pending = true;
+            return;
+        }
         let Some(l) = self
             .by_id
             .get(request_id)
@@ -343,6 +448,12 @@ impl EngineCore for Disaggregated {
     }
 
     fn finish_stopped(&mut self, request_id: &str) {
+        if let Some(&i) = self.direct_owner.get(request_id) {
+            let m = &mut self.members[i];
+            m.engine.finish_stopped(request_id);
+            m.pending = true;
+            return;
+        }
         if let Some(l) = self.by_id.get(request_id).and_then(|t| self.live.get(t)) {
             if l.phase == Phase::Decode {
                 let m = &mut self.members[l.decode];
@@ -380,6 +491,8 @@ impl EngineCore for Disaggregated {
                     seq: &mut self.seq,
                     transferred: &mut self.transferred_bytes,
                     kv_bytes: &kv_bytes,
+                    direct: &mut self.direct,
+                    direct_owner: &mut self.direct_owner,
                     out: sink,
                 };
                 m.run(now, &mut tap);
@@ -408,6 +521,6 @@ impl EngineCore for Disaggregated {
     }
 
     fn num_unfinished(&self) -> usize {
-        self.live.len()
+        self.live.len() + self.direct.len()
     }
 }

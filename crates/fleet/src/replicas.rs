@@ -1,7 +1,14 @@
 //! Independent instances behind a router: each instance is its own engine (its own
 //! configuration, KV cache and latency model, so fleets may be heterogeneous); each request
 //! goes to the one instance its [`Router`] picks. Engine index = instance index.
+//!
+//! The replicas may also be data-parallel groups ([`Replicas::of_groups`]): then every rank
+//! of every group is an instance the router sees, and the request goes to the rank it picks
+//! with that rank named (`data_parallel_rank`), as llm-d's scheduler and Dynamo's KV router
+//! route to a DP rank of a vLLM engine; within a group the ranks run as the group runs them
+//! (independently, or in expert-parallel lockstep).
 
+use crate::dp::{AddError, DataParallel};
 use crate::member::{earliest_wake, Member};
 use crate::router::{InstanceView, RouteRequest, RoutedLoad, Router};
 use llm_emu_core::engine::RequestError;
@@ -19,9 +26,19 @@ struct Routed {
     prefilled: bool,
 }
 
+/// One replica: an engine, or a data-parallel group whose ranks are instances. The engine is
+/// kept inline (the hot case: plain replicas run by the million requests), the group boxed.
+#[allow(clippy::large_enum_variant)]
+enum Unit {
+    One(Member),
+    Group(Box<DataParallel>),
+}
+
 /// M instances behind a router.
 pub struct Replicas {
-    members: Vec<Member>,
+    units: Vec<Unit>,
+    /// Each instance: (unit, rank in the unit).
+    slots: Vec<(usize, usize)>,
     router: Box<dyn Router>,
     loads: Vec<RoutedLoad>,
     routed: FxHashMap<(usize, u64), Routed>,
@@ -39,11 +56,12 @@ impl Replicas {
         );
         let n = engines.len();
         Replicas {
-            members: engines
+            units: engines
                 .into_iter()
                 .enumerate()
-                .map(|(i, e)| Member::new(e.with_engine_index(i)))
+                .map(|(i, e)| Unit::One(Member::new(e.with_engine_index(i))))
                 .collect(),
+            slots: (0..n).map(|i| (i, 0)).collect(),
             router,
             loads: vec![RoutedLoad::default(); n],
             routed: FxHashMap::default(),
@@ -51,14 +69,61 @@ impl Replicas {
         }
     }
 
+    /// Data-parallel groups behind a router, each rank an instance. The groups' engine indexes
+    /// must number the ranks across the fleet in order (group 0's ranks first), as
+    /// [`DataParallel::new_at`] makes them. Panics without groups.
+    pub fn of_groups(groups: Vec<DataParallel>, router: Box<dyn Router>) -> Replicas {
+        assert!(
+            !groups.is_empty(),
+            "a fleet of replicas needs at least one instance"
+        );
+        let slots: Vec<(usize, usize)> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, dp)| (0..dp.size()).map(move |r| (g, r)))
+            .collect();
+        let n = slots.len();
+        Replicas {
+            units: groups
+                .into_iter()
+                .map(|dp| Unit::Group(Box::new(dp)))
+                .collect(),
+            slots,
+            router,
+            loads: vec![RoutedLoad::default(); n],
+            routed: FxHashMap::default(),
+            owner: FxHashMap::default(),
+        }
+    }
+
+    /// The engine of instance `i`.
+    fn engine(&self, i: usize) -> &Engine {
+        engine_of(&self.units, self.slots[i])
+    }
+
     pub fn engines(&self) -> impl Iterator<Item = &Engine> {
-        self.members.iter().map(|m| &m.engine)
+        (0..self.slots.len()).map(move |i| self.engine(i))
     }
 
     /// The engines, mutably, in order: for setting each one up before the fleet runs (a served
     /// fleet's sampler layer and KV cache events).
     pub fn engines_mut(&mut self) -> impl Iterator<Item = &mut Engine> {
-        self.members.iter_mut().map(|m| &mut m.engine)
+        self.units
+            .iter_mut()
+            .flat_map(|u| -> Box<dyn Iterator<Item = &mut Engine>> {
+                match u {
+                    Unit::One(m) => Box::new(std::iter::once(&mut m.engine)),
+                    Unit::Group(dp) => Box::new(dp.engines_mut()),
+                }
+            })
+    }
+
+    /// The data-parallel groups, when the replicas are groups.
+    pub fn groups(&self) -> impl Iterator<Item = &DataParallel> {
+        self.units.iter().filter_map(|u| match u {
+            Unit::Group(dp) => Some(dp.as_ref()),
+            Unit::One(_) => None,
+        })
     }
 
     pub fn router_name(&self) -> &'static str {
@@ -86,12 +151,13 @@ impl Replicas {
         if self.owner.contains_key(&req.request_id) {
             return Err(RequestError::DuplicateId(req.request_id));
         }
+        let units = &self.units;
         let views: Vec<InstanceView<'_>> = self
-            .members
+            .slots
             .iter()
             .zip(&self.loads)
-            .map(|(m, load)| InstanceView {
-                engine: &m.engine,
+            .map(|(&slot, load)| InstanceView {
+                engine: engine_of(units, slot),
                 load,
             })
             .collect();
@@ -104,7 +170,7 @@ impl Replicas {
                 },
                 &views,
             )
-            .min(self.members.len() - 1);
+            .min(self.slots.len() - 1);
         self.add_to_instance(req, tag, i)
     }
 
@@ -121,16 +187,26 @@ impl Replicas {
             return Err(RequestError::DuplicateId(req.request_id));
         }
         let view = InstanceView {
-            engine: &self.members[i].engine,
+            engine: self.engine(i),
             load: &self.loads[i],
         };
         let cached = view.cached_prefix_blocks(&prompt_hashes(&view, &req));
-        let bs = self.members[i].engine.config().block_size.max(1);
+        let bs = self.engine(i).config().block_size.max(1);
         let prompt = req.prompt_token_ids.len();
         let id = req.request_id.clone();
-        let m = &mut self.members[i];
-        m.engine.add_tagged(req, tag)?;
-        m.pending = true;
+        let (u, rank) = self.slots[i];
+        match &mut self.units[u] {
+            Unit::One(m) => {
+                m.engine.add_tagged(req, tag)?;
+                m.pending = true;
+            }
+            Unit::Group(dp) => {
+                dp.add_to_rank(req, tag, Some(rank)).map_err(|e| match e {
+                    AddError::Request(e) => e,
+                    AddError::RankOutOfRange { .. } => unreachable!("a slot is a rank"),
+                })?;
+            }
+        }
         let r = Routed {
             prefill_tokens: prompt.saturating_sub(cached * bs),
             blocks: prompt.div_ceil(bs),
@@ -145,12 +221,24 @@ impl Replicas {
         Ok(i)
     }
 
-    fn with_owner(&mut self, request_id: &str, f: impl FnOnce(&mut Engine, &str)) {
+    fn with_owner(&mut self, request_id: &str, f: impl FnOnce(&mut dyn EngineCore, &str)) {
         if let Some(&i) = self.owner.get(request_id) {
-            let m = &mut self.members[i];
-            f(&mut m.engine, request_id);
-            m.pending = true;
+            match &mut self.units[self.slots[i].0] {
+                Unit::One(m) => {
+                    f(&mut m.engine, request_id);
+                    m.pending = true;
+                }
+                Unit::Group(dp) => f(dp.as_mut(), request_id),
+            }
         }
+    }
+}
+
+/// The engine of the instance at `slot` (unit, rank).
+fn engine_of(units: &[Unit], (u, r): (usize, usize)) -> &Engine {
+    match &units[u] {
+        Unit::One(m) => &m.engine,
+        Unit::Group(dp) => dp.rank_engine(r),
     }
 }
 
@@ -168,8 +256,7 @@ fn prompt_hashes(v: &InstanceView<'_>, req: &NewRequest) -> Vec<llm_emu_core::kv
 
 /// Forwards an instance's stats and keeps the router's load up to date.
 struct InstanceTap<'a> {
-    instance: usize,
-    load: &'a mut RoutedLoad,
+    loads: &'a mut [RoutedLoad],
     routed: &'a mut FxHashMap<(usize, u64), Routed>,
     owner: &'a mut FxHashMap<String, usize>,
     out: &'a mut dyn EngineSink,
@@ -181,19 +268,24 @@ impl EngineSink for InstanceTap<'_> {
     }
 
     fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
+        // The engine index is the instance (across groups, as the groups number them).
+        let instance = it.engine_index;
+        let Some(load) = self.loads.get_mut(instance) else {
+            self.out.on_iteration(it, outputs);
+            return;
+        };
         for o in outputs {
-            let key = (self.instance, o.tag);
+            let key = (instance, o.tag);
             let Some(r) = self.routed.get_mut(&key) else {
                 continue;
             };
             if (o.new_token.is_some() || o.finish.is_some()) && !r.prefilled {
                 r.prefilled = true;
-                self.load.prefill_tokens =
-                    self.load.prefill_tokens.saturating_sub(r.prefill_tokens);
+                load.prefill_tokens = load.prefill_tokens.saturating_sub(r.prefill_tokens);
             }
             if o.finish.is_some() {
-                self.load.active_blocks = self.load.active_blocks.saturating_sub(r.blocks);
-                self.load.requests = self.load.requests.saturating_sub(1);
+                load.active_blocks = load.active_blocks.saturating_sub(r.blocks);
+                load.requests = load.requests.saturating_sub(1);
                 self.routed.remove(&key);
             }
         }
@@ -218,26 +310,47 @@ impl EngineCore for Replicas {
     }
 
     fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
-        for (i, (m, load)) in self.members.iter_mut().zip(&mut self.loads).enumerate() {
-            if m.is_due(now) {
-                let mut tap = InstanceTap {
-                    instance: i,
-                    load,
-                    routed: &mut self.routed,
-                    owner: &mut self.owner,
-                    out: sink,
-                };
-                m.run(now, &mut tap);
-            }
+        let mut wake = Wake::Idle;
+        for unit in &mut self.units {
+            let mut tap = InstanceTap {
+                loads: &mut self.loads,
+                routed: &mut self.routed,
+                owner: &mut self.owner,
+                out: &mut *sink,
+            };
+            let w = match unit {
+                Unit::One(m) => {
+                    if m.is_due(now) {
+                        m.run(now, &mut tap);
+                    }
+                    earliest_wake(std::iter::once(&*m))
+                }
+                // A group decides itself which ranks are due (and, in lockstep, whether its
+                // step has ended).
+                Unit::Group(dp) => dp.run(now, &mut tap),
+            };
+            wake = match (wake, w) {
+                (Wake::At(a), Wake::At(b)) => Wake::At(a.min(b)),
+                (Wake::Idle, w) | (w, Wake::Idle) => w,
+            };
         }
-        earliest_wake(self.members.iter())
+        wake
     }
 
     fn has_work(&self) -> bool {
-        self.members.iter().any(|m| m.engine.has_work())
+        self.units.iter().any(|u| match u {
+            Unit::One(m) => m.engine.has_work(),
+            Unit::Group(dp) => dp.has_work(),
+        })
     }
 
     fn num_unfinished(&self) -> usize {
-        self.members.iter().map(|m| m.engine.num_unfinished()).sum()
+        self.units
+            .iter()
+            .map(|u| match u {
+                Unit::One(m) => m.engine.num_unfinished(),
+                Unit::Group(dp) => dp.num_unfinished(),
+            })
+            .sum()
     }
 }

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use llm_emu_core::engine::RequestError;
 use llm_emu_core::{Engine, EngineCore, NewRequest};
-use llm_emu_fleet::{AddError, DataParallel, Replicas};
+use llm_emu_fleet::{AddError, DataParallel, Disaggregated, Replicas};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -36,6 +36,16 @@ pub enum FleetKind {
     DataParallel,
     /// Replicas behind a router; the session is read when the router uses it.
     Replicas { router: String },
+    /// Prefill and decode instances: `router` picks the decode instance (the session is read
+    /// when it uses it), prefill instances are taken in turn.
+    PrefillDecode { router: String },
+}
+
+impl FleetKind {
+    /// The router that reads a request's session, if any.
+    fn session_router(&self) -> bool {
+        matches!(self, FleetKind::Replicas { router } | FleetKind::PrefillDecode { router } if router == "session")
+    }
 }
 
 /// What a front knows of the fleet behind it.
@@ -146,7 +156,7 @@ pub async fn place(State(plan): State<Arc<FrontPlan>>, req: Request, next: Next)
         }
     }
     let req = match &plan.kind {
-        FleetKind::Replicas { router } if router == "session" && plan.pinned.is_none() => {
+        kind if kind.session_router() && plan.pinned.is_none() => {
             let header = req
                 .headers()
                 .get(SESSION_HEADER)
@@ -243,6 +253,31 @@ impl ServedCore for Replicas {
         self.engines().count()
     }
 
+    fn add_placed(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        to: &Placement,
+    ) -> Result<usize, RequestError> {
+        match to.engine.filter(|&i| i < self.num_engines()) {
+            Some(i) => self.add_to_instance(req, tag, i),
+            None => self.add_in_session(req, tag, to.session.as_deref()),
+        }
+    }
+}
+
+impl ServedCore for Disaggregated {
+    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
+        for (i, engine) in self.engines_mut().enumerate() {
+            f(i, engine);
+        }
+    }
+    fn num_engines(&self) -> usize {
+        self.engines().count()
+    }
+
+    /// Through the fleet (prefill, transfer, decode; the engine returned is the decode
+    /// instance), or whole on the instance an instance's port serves.
     fn add_placed(
         &mut self,
         req: NewRequest,

@@ -243,7 +243,7 @@ pub(crate) fn check(base: &[Setting], settings: &[Setting], resolve: bool) -> Re
         bail!("a concurrency cap must be at least 1");
     }
     if resolve {
-        crate::simulate::prepare_fleet(&args.engine, &args.fleet, None)?;
+        crate::fleet_build::prepare_fleet(&args.engine, &args.fleet, None)?;
     }
     Ok(())
 }

@@ -1,0 +1,394 @@
+//! The fleet a command runs, assembled once for `simulate`, `validate` and `serve`: the flags
+//! (or `--cluster FILE`) give a [`FleetPlan`] and one [`Prepared`] engine per instance; [`Fleet::build`]
+//! makes the engines and puts them in the fleet type of `llm-emu-fleet` that runs them (plain,
+//! data-parallel, expert-parallel lockstep, replicas, prefill/decode). Every rule (placement,
+//! lockstep pricing, KV transfer) lives in `llm-emu-fleet`; this module only wires.
+
+use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan, Prepared};
+use anyhow::{bail, Context, Result};
+use llm_emu_core::latency::LatencyModel;
+use llm_emu_core::sampler::{HashSampler, TokenSampler};
+use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
+use llm_emu_fleet::{
+    router_by_name, AllToAll, DataParallel, Disaggregated, EpGroup, Link, Replicas, Topology,
+};
+use llm_emu_serve::fleet_front::{FleetKind, Placement, ServedCore};
+use llm_emu_sim::run_record::RunRecord;
+
+/// Gives engine `i` of a fleet its token sampler.
+pub(crate) type SamplerFor<'a> = dyn FnMut(usize) -> Result<Box<dyn TokenSampler>> + 'a;
+
+/// The fleet the flags (or `--cluster FILE`) describe, and each engine's resolution: one
+/// per cluster instance, else one for every engine.
+pub(crate) fn prepare_fleet(
+    engine: &EngineFlags,
+    fleet: &FleetFlags,
+    record: Option<&RunRecord>,
+) -> Result<(FleetPlan, Vec<Prepared>)> {
+    let gpus = record
+        .and_then(|r| r.facts.device_count.as_ref())
+        .map(|d| (d.value, d.source.as_str()));
+    if fleet.cluster.is_some() {
+        let plan = fleet.plan(1, gpus)?;
+        let FleetPlan::Cluster { spec, .. } = &plan else {
+            bail!("--cluster: not a cluster plan");
+        };
+        // Each instance's experts are split over its group's EP degree.
+        let eps: Vec<u64> = match &spec.topology {
+            Topology::DataParallel { ep, .. } => vec![*ep; spec.instances.len()],
+            Topology::DataParallelGroups { groups } => groups
+                .iter()
+                .flat_map(|(_, size, ep)| std::iter::repeat_n(*ep, *size))
+                .collect(),
+            _ => vec![1; spec.instances.len()],
+        };
+        let prepared = spec
+            .instances
+            .iter()
+            .zip(eps)
+            .map(|(i, ep)| Prepared::for_instance(engine, record, i, ep))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok((plan, prepared));
+    }
+    let mut prepared = Prepared::new(engine, record)?;
+    let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
+    let plan = fleet.plan(tp, gpus)?;
+    if let FleetPlan::ExpertParallel { ep, .. } | FleetPlan::ReplicatedDp { ep, .. } = &plan {
+        prepared
+            .with_expert_parallel(*ep)
+            .context("--enable-expert-parallel")?;
+    }
+    Ok((plan, vec![prepared]))
+}
+
+/// The engines `simulate` runs: one, data-parallel ranks, or replicas behind a router.
+pub(crate) enum Fleet {
+    One(Box<Engine>),
+    Dp(DataParallel),
+    Replicas(Replicas),
+    Pd(Disaggregated),
+}
+
+impl Fleet {
+    /// The engines `plan` describes from `prepared` (one per cluster instance, else one used
+    /// for every engine), the first latency model's notices said once; also its description.
+    pub(crate) fn build(
+        prepared: &[Prepared],
+        plan: &FleetPlan,
+        record: Option<&RunRecord>,
+    ) -> Result<(Fleet, String)> {
+        Fleet::build_with(prepared, plan, record, &mut |_| {
+            Ok(Box::new(HashSampler::default()))
+        })
+    }
+
+    /// [`Fleet::build`] with each engine's token sampler from `samplers` (engine index).
+    pub(crate) fn build_with(
+        prepared: &[Prepared],
+        plan: &FleetPlan,
+        record: Option<&RunRecord>,
+        samplers: &mut SamplerFor<'_>,
+    ) -> Result<(Fleet, String)> {
+        let n = match plan {
+            FleetPlan::Single => 1,
+            FleetPlan::DataParallel { size, .. } | FleetPlan::ExpertParallel { size, .. } => *size,
+            FleetPlan::Replicas { count, .. } => *count,
+            FleetPlan::ReplicatedDp { count, size, .. } => count * size,
+            FleetPlan::Cluster { spec, .. } => spec.instances.len(),
+        };
+        let mut models = Vec::with_capacity(n);
+        let mut desc = String::new();
+        // Instances alike in what a notice says (a cluster of one model) say it once.
+        let mut said = std::collections::HashSet::new();
+        for i in 0..n {
+            let p = &prepared[i.min(prepared.len() - 1)];
+            let (latency, notices) = p.resolved.build_latency(&p.shape)?;
+            for n in notices {
+                if said.insert(n.to_string()) {
+                    eprintln!("{n}");
+                }
+            }
+            if i == 0 {
+                desc = latency.describe();
+            }
+            models.push((p, latency));
+        }
+        let recorded_link = || {
+            record
+                .and_then(|r| r.facts.tp_link.as_ref())
+                .map(|l| Link {
+                    bandwidth_gbs: l.bandwidth_gbs,
+                    latency_ns: l.latency_ns,
+                })
+                .unwrap_or_default()
+        };
+        if let FleetPlan::ReplicatedDp {
+            size,
+            api_servers,
+            router,
+            ep,
+            ..
+        } = plan
+        {
+            let lockstep = (*ep > 1).then(|| (*ep, recorded_link()));
+            let mut groups = Vec::new();
+            let mut models = models.into_iter();
+            let mut first = 0;
+            while first < n {
+                let group: Vec<_> = models.by_ref().take(*size).collect();
+                groups.push(dp_group(group, lockstep, *api_servers, first, samplers)?);
+                first += size;
+            }
+            return Ok((
+                Fleet::Replicas(Replicas::of_groups(groups, router_by_name(router)?)),
+                desc,
+            ));
+        }
+        if let FleetPlan::Cluster { spec, router } = plan {
+            if let Topology::DataParallelGroups { groups } = &spec.topology {
+                let mut dps = Vec::with_capacity(groups.len());
+                let mut models = models.into_iter();
+                let mut first = 0;
+                for (_, size, ep) in groups {
+                    let group: Vec<_> = models.by_ref().take(*size).collect();
+                    let lockstep = (*ep > 1).then_some((*ep, spec.link));
+                    dps.push(dp_group(group, lockstep, *size, first, samplers)?);
+                    first += size;
+                }
+                return Ok((
+                    Fleet::Replicas(Replicas::of_groups(dps, router_by_name(router)?)),
+                    desc,
+                ));
+            }
+        }
+        let lockstep = match plan {
+            FleetPlan::ExpertParallel { ep, .. } => Some((*ep, recorded_link())),
+            FleetPlan::Cluster { spec, .. } => match &spec.topology {
+                Topology::DataParallel { ep, .. } if *ep > 1 => Some((*ep, spec.link)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if lockstep.is_some() {
+            let api_servers = match plan {
+                FleetPlan::ExpertParallel { api_servers, .. } => *api_servers,
+                _ => n,
+            };
+            let dp = dp_group(models, lockstep, api_servers, 0, samplers)?;
+            let desc = dp.rank_engine(0).latency_model().describe();
+            return Ok((Fleet::Dp(dp), desc));
+        }
+        let mut engines = Vec::with_capacity(n);
+        for (i, (p, latency)) in models.into_iter().enumerate() {
+            engines.push(Engine::new(
+                p.resolved.config.clone(),
+                latency,
+                samplers(i)?,
+            )?);
+        }
+        let fleet = match plan {
+            FleetPlan::ReplicatedDp { .. } => unreachable!("built above"),
+            FleetPlan::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
+            FleetPlan::DataParallel { api_servers, .. }
+            | FleetPlan::ExpertParallel { api_servers, .. } => {
+                Fleet::Dp(DataParallel::new(engines, *api_servers))
+            }
+            FleetPlan::Replicas { router, .. } => {
+                Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
+            }
+            FleetPlan::Cluster { spec, router } => match &spec.topology {
+                Topology::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
+                Topology::Replicas => {
+                    Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
+                }
+                Topology::DataParallelGroups { .. } => unreachable!("built above"),
+                Topology::DataParallel { .. } => {
+                    let size = engines.len();
+                    Fleet::Dp(DataParallel::new(engines, size))
+                }
+                Topology::Disaggregated { .. } => {
+                    let roles = spec
+                        .instances
+                        .iter()
+                        .map(|i| i.pd_type.context("a role per instance"))
+                        .collect::<Result<Vec<_>>>()?;
+                    // KV bytes of one block on one TP rank: each rank sends its share over
+                    // its own link, in parallel.
+                    let block_bytes = prepared
+                        .iter()
+                        .map(|p| {
+                            let tp = p.args.tensor_parallel_size.unwrap_or(1);
+                            p.shape.bytes_per_block(p.config().block_size as u64, tp)
+                        })
+                        .collect();
+                    Fleet::Pd(Disaggregated::new(
+                        engines,
+                        roles,
+                        block_bytes,
+                        spec.link,
+                        router_by_name("round-robin")?,
+                        router_by_name(router)?,
+                    )?)
+                }
+            },
+        };
+        Ok((fleet, desc))
+    }
+
+    pub(crate) fn engines(&self) -> Vec<&Engine> {
+        match self {
+            Fleet::One(e) => vec![e.as_ref()],
+            Fleet::Dp(d) => d.engines().collect(),
+            Fleet::Replicas(r) => r.engines().collect(),
+            Fleet::Pd(p) => p.engines().collect(),
+        }
+    }
+
+    fn core(&mut self) -> &mut dyn EngineCore {
+        match self {
+            Fleet::One(e) => e.as_mut(),
+            Fleet::Dp(d) => d,
+            Fleet::Replicas(r) => r,
+            Fleet::Pd(p) => p,
+        }
+    }
+
+    fn core_ref(&self) -> &dyn EngineCore {
+        match self {
+            Fleet::One(e) => e.as_ref(),
+            Fleet::Dp(d) => d,
+            Fleet::Replicas(r) => r,
+            Fleet::Pd(p) => p,
+        }
+    }
+}
+
+impl EngineCore for Fleet {
+    fn add(&mut self, req: NewRequest, tag: u64) -> Result<(), RequestError> {
+        self.core().add(req, tag)
+    }
+    fn abort(&mut self, request_id: &str) {
+        self.core().abort(request_id)
+    }
+    fn finish_stopped(&mut self, request_id: &str) {
+        self.core().finish_stopped(request_id)
+    }
+    fn run(&mut self, now: llm_emu_core::Nanos, sink: &mut dyn EngineSink) -> Wake {
+        self.core().run(now, sink)
+    }
+    fn has_work(&self) -> bool {
+        self.core_ref().has_work()
+    }
+    fn num_unfinished(&self) -> usize {
+        self.core_ref().num_unfinished()
+    }
+}
+
+/// One data-parallel group of `models` (one per rank) whose engines are numbered from
+/// `first`; with `lockstep` (EP size, link) its ranks step in expert-parallel lockstep.
+fn dp_group(
+    models: Vec<(&Prepared, Box<dyn LatencyModel>)>,
+    lockstep: Option<(u64, Link)>,
+    api_servers: usize,
+    first: usize,
+    samplers: &mut SamplerFor<'_>,
+) -> Result<DataParallel> {
+    let Some((ep, link)) = lockstep else {
+        let mut engines = Vec::with_capacity(models.len());
+        for (i, (p, latency)) in models.into_iter().enumerate() {
+            engines.push(Engine::new(
+                p.resolved.config.clone(),
+                latency,
+                samplers(first + i)?,
+            )?);
+        }
+        return Ok(DataParallel::new_at(engines, api_servers, first));
+    };
+    let p = models.first().context("a group has ranks")?.0;
+    let moe = p
+        .shape
+        .moe
+        .as_ref()
+        .context("expert parallelism needs a MoE model")?;
+    let a2a = AllToAll {
+        hidden_size: p.shape.hidden_size,
+        dtype_bytes: p.shape.dtype_bytes(),
+        num_experts: moe.num_experts,
+        moe_layers: if ep > 1 { p.shape.num_moe_layers() } else { 0 },
+        ranks: models.len() as u64,
+        link,
+    };
+    let cfgs: Vec<_> = models.iter().map(|(p, _)| p.config().clone()).collect();
+    let (group, lats) = EpGroup::new(models.into_iter().map(|(_, l)| l).collect(), a2a);
+    let mut engines = Vec::with_capacity(cfgs.len());
+    for (i, (mut cfg, lat)) in cfgs.into_iter().zip(lats).enumerate() {
+        // Lockstep ranks schedule when the group's step ends (docs/fleet.md).
+        cfg.async_scheduling = false;
+        engines.push(Engine::new(cfg, Box::new(lat), samplers(first + i)?)?);
+    }
+    Ok(DataParallel::expert_parallel_at(
+        engines,
+        api_servers,
+        group,
+        first,
+    ))
+}
+
+impl Fleet {
+    /// How the served front treats the fleet: which header it honours, whether it reads a
+    /// session for the router.
+    pub(crate) fn served_kind(plan: &FleetPlan) -> FleetKind {
+        match plan {
+            FleetPlan::Single => FleetKind::Single,
+            FleetPlan::DataParallel { .. } | FleetPlan::ExpertParallel { .. } => {
+                FleetKind::DataParallel
+            }
+            FleetPlan::Replicas { router, .. } | FleetPlan::ReplicatedDp { router, .. } => {
+                FleetKind::Replicas {
+                    router: router.clone(),
+                }
+            }
+            FleetPlan::Cluster { spec, router } => match &spec.topology {
+                Topology::Single => FleetKind::Single,
+                Topology::Replicas => FleetKind::Replicas {
+                    router: router.clone(),
+                },
+                Topology::DataParallel { .. } => FleetKind::DataParallel,
+                Topology::DataParallelGroups { .. } => FleetKind::Replicas {
+                    router: router.clone(),
+                },
+                Topology::Disaggregated { .. } => FleetKind::PrefillDecode {
+                    router: router.clone(),
+                },
+            },
+        }
+    }
+
+    fn served(&mut self) -> &mut dyn ServedCore {
+        match self {
+            Fleet::One(e) => e.as_mut(),
+            Fleet::Dp(d) => d,
+            Fleet::Replicas(r) => r,
+            Fleet::Pd(p) => p,
+        }
+    }
+}
+
+impl ServedCore for Fleet {
+    fn num_engines(&self) -> usize {
+        self.engines().len()
+    }
+
+    fn add_placed(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        to: &Placement,
+    ) -> Result<usize, RequestError> {
+        self.served().add_placed(req, tag, to)
+    }
+
+    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
+        self.served().each_engine(f)
+    }
+}
