@@ -204,7 +204,7 @@ mod tests {
             let (mut ids_b, mut prefix_b, mut index_b) = (prompt, String::new(), 0);
             for _ in 0..40 {
                 let r = next(&mut rng);
-                let id = if r % 3 == 0 {
+                let id = if r.is_multiple_of(3) {
                     odd[(r / 3 % odd.len() as u64) as usize]
                 } else {
                     (r / 3 % n) as u32
