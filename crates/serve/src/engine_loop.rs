@@ -399,6 +399,7 @@ impl EngineThread {
                         lateness_out: thread_lateness,
                         lateness_published_at: Nanos::ZERO,
                         lateness_dirty: false,
+                        later: Vec::new(),
                     },
                 };
                 l.run(rx)
@@ -541,6 +542,7 @@ impl<E: ServedCore> EngineLoop<E> {
                         choice,
                         events: events.clone(),
                         request_id: request.request_id.clone(),
+                        started: false,
                     };
                     let tag = self.router.routes.insert(route);
                     match self.engine.add_placed(request, tag, &placement) {
@@ -614,6 +616,8 @@ struct Route {
     events: EventSender,
     /// For aborting every live request.
     request_id: String,
+    /// Some output was delivered already (its first token is out).
+    started: bool,
 }
 
 /// Live routes, indexed by the engine tag (a slot number; slots are reused once free).
@@ -641,6 +645,10 @@ impl Routes {
 
     fn get(&self, tag: u64) -> Option<&Route> {
         self.slots.get(tag as usize)?.as_ref()
+    }
+
+    fn get_mut(&mut self, tag: u64) -> Option<&mut Route> {
+        self.slots.get_mut(tag as usize)?.as_mut()
     }
 
     fn remove(&mut self, tag: u64) -> Option<Route> {
@@ -682,6 +690,8 @@ struct Router {
     lateness_published_at: Nanos,
     /// Recorded since the last publish.
     lateness_dirty: bool,
+    /// Scratch: the outputs of a step that go out after its first tokens (indices).
+    later: Vec<usize>,
 }
 
 impl Router {
@@ -714,23 +724,44 @@ impl EngineSink for Router {
             self.publish_lateness(stats.iteration_timestamp, true);
         }
         let now = stats.iteration_timestamp;
-        for o in outputs {
-            let ev = match (o.new_token, o.finish) {
-                (Some(token), finish) => EngineEvent::Token {
-                    token,
-                    finish: finish.map(Finish::from),
-                    step_end: now,
-                },
-                (None, Some(f)) => EngineEvent::Finished(f.into()),
-                (None, None) => continue,
-            };
-            if o.finish.is_some() {
-                if let Some(r) = self.routes.remove(o.tag) {
-                    let _ = r.events.send((r.choice, ev));
-                }
-            } else if let Some(r) = self.routes.get(o.tag) {
+        // Each send wakes one HTTP task, and the runtime runs woken tasks in about the order
+        // they were woken: first tokens go out first, so that a request's time to first token
+        // does not wait behind the step's other streams.
+        let mut later = std::mem::take(&mut self.later);
+        later.clear();
+        for (i, o) in outputs.iter().enumerate() {
+            if self.routes.get(o.tag).is_some_and(|r| r.started) {
+                later.push(i);
+            } else {
+                self.deliver(o, now);
+            }
+        }
+        for &i in &later {
+            self.deliver(&outputs[i], now);
+        }
+        self.later = later;
+    }
+}
+
+impl Router {
+    /// Sends one output to its request's channel; the route goes once the request finishes.
+    fn deliver(&mut self, o: &RequestOutput, now: Nanos) {
+        let ev = match (o.new_token, o.finish) {
+            (Some(token), finish) => EngineEvent::Token {
+                token,
+                finish: finish.map(Finish::from),
+                step_end: now,
+            },
+            (None, Some(f)) => EngineEvent::Finished(f.into()),
+            (None, None) => return,
+        };
+        if o.finish.is_some() {
+            if let Some(r) = self.routes.remove(o.tag) {
                 let _ = r.events.send((r.choice, ev));
             }
+        } else if let Some(r) = self.routes.get_mut(o.tag) {
+            r.started = true;
+            let _ = r.events.send((r.choice, ev));
         }
     }
 }

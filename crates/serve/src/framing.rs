@@ -491,12 +491,15 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 _ => {}
             }
             // Read more into the held bytes and look at them.
+            // Into the spare capacity, not zeroed first: hyper polls a connection's read side
+            // every time it wakes (each streamed chunk), and nearly every poll finds nothing.
             let len = this.buf.len();
-            this.buf.resize(len + READ_CHUNK, 0);
-            let mut rb = ReadBuf::new(&mut this.buf[len..]);
+            this.buf.reserve(READ_CHUNK);
+            let mut rb = ReadBuf::uninit(&mut this.buf.spare_capacity_mut()[..READ_CHUNK]);
             let polled = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
             let n = rb.filled().len();
-            this.buf.truncate(len + n);
+            // SAFETY: the reader initialized the first `n` bytes of the spare capacity.
+            unsafe { this.buf.set_len(len + n) };
             ready!(polled)?;
             if n == 0 {
                 this.eof = true;

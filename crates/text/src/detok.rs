@@ -5,6 +5,7 @@
 //! Lengths and offsets of output text are in characters (Unicode scalar values), as Python's
 //! string indices are; stop strings and the streaming hold-back are measured the same way.
 
+use crate::byte_table::ByteTable;
 use crate::error::TextError;
 use crate::model::TextModel;
 
@@ -259,6 +260,20 @@ impl IncrementalDetokenizer {
     }
 
     fn step(&mut self, id: u32) -> Result<Option<String>, String> {
+        let inner = &self.model.inner;
+        if let Some(table) = inner
+            .byte_table
+            .get_or_init(|| ByteTable::new(&inner.tokenizer))
+        {
+            return crate::byte_table::step_decode_stream(
+                table,
+                id,
+                self.opts.skip_special_tokens,
+                &mut self.ids,
+                &mut self.prefix,
+                &mut self.prefix_index,
+            );
+        }
         tokenizers::tokenizer::step_decode_stream(
             &self.model.inner.tokenizer,
             vec![id],

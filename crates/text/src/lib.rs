@@ -10,6 +10,7 @@
 //! - [`VocabSampler`] picks readable synthetic output tokens and ends them with EOS at a
 //!   length drawn from an [`OutputLengthDistribution`].
 
+mod byte_table;
 mod chat;
 mod detok;
 mod error;

@@ -32,6 +32,9 @@ pub(crate) struct Inner {
     pub vocab_size: usize,
     /// Token ids whose text is a plain word or punctuation (see [`TextModel::readable_token_ids`]).
     pub readable: OnceLock<Arc<[u32]>>,
+    /// Decoding by table, for the incremental detokenizer (built at its first use; `None`
+    /// when the tokenizer's decoder is not byte-level alone).
+    pub byte_table: OnceLock<Option<crate::byte_table::ByteTable>>,
 }
 
 impl std::fmt::Debug for TextModel {
@@ -188,6 +191,7 @@ impl TextModel {
                 special,
                 vocab_size,
                 readable: OnceLock::new(),
+                byte_table: OnceLock::new(),
             }),
         })
     }

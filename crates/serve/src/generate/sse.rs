@@ -32,6 +32,8 @@ pub struct EventStream {
     /// A delta waiting for the role chunks before it.
     pub(super) held: Option<Delta>,
     pub(super) echoed: Vec<bool>,
+    /// Per choice, its text-only chunk, rendered at its first use.
+    pub(super) text_frames: Vec<Option<super::render_completions::TextFrame>>,
     pub(super) done: bool,
     /// Hands events over as a real server's front end would (`--frontend-latency`).
     pace: Pacer<(u32, EngineEvent)>,
@@ -49,6 +51,7 @@ pub fn start_stream(state: &Arc<AppState>, p: Prepared) -> Result<EventStream, A
         roles_written: 0,
         held: None,
         echoed: vec![false; n],
+        text_frames: Vec::new(),
         done: false,
     })
 }
