@@ -15,32 +15,20 @@
 //! pool does (see [`super::events`]); [`BlockPool::take_events`] drains them. Off by default:
 //! then no event is built and nothing is allocated for them.
 
+use super::cache_index::CacheIndex;
 use super::events::{KvCacheEvent, StoredTokens, MEDIUM_GPU};
 use super::hash::BlockHash;
-use rustc_hash::FxHashMap;
+
+/// Reads a cached block's hash from the per-block hashes (for the [`CacheIndex`]).
+fn hash_of(hashes: &[Option<BlockHash>]) -> impl Fn(BlockId) -> BlockHash + '_ {
+    |b| hashes[b as usize].expect("a block in the cache index carries a hash")
+}
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
 
 /// "No link": the block is not in the free queue.
 const NIL: u32 = u32::MAX;
-
-/// The blocks cached under one hash, in insertion order. vLLM does not de-duplicate identical
-/// blocks, and a lookup returns the earliest inserted one that is still cached.
-#[derive(Debug, Clone)]
-enum CachedBlocks {
-    One(BlockId),
-    Many(Vec<BlockId>),
-}
-
-impl CachedBlocks {
-    fn first(&self) -> BlockId {
-        match self {
-            CachedBlocks::One(b) => *b,
-            CachedBlocks::Many(v) => v[0],
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct BlockPool {
@@ -52,7 +40,8 @@ pub struct BlockPool {
     prev: Vec<u32>,
     next: Vec<u32>,
     num_free: u32,
-    cached: FxHashMap<BlockHash, CachedBlocks>,
+    /// Cached blocks by hash (see [`CacheIndex`]).
+    cached: CacheIndex,
     /// Recorded events, `None` while events are off (vLLM `kv_event_queue`).
     events: Option<Vec<KvCacheEvent>>,
 }
@@ -84,7 +73,7 @@ impl BlockPool {
             prev,
             next,
             num_free: num_gpu_blocks,
-            cached: FxHashMap::default(),
+            cached: CacheIndex::default(),
             events: None,
         };
         let null = pool.pop_front();
@@ -158,7 +147,7 @@ impl BlockPool {
 
     /// The cached block for `hash`, if any (`get_cached_block`).
     pub fn get_cached_block(&self, hash: BlockHash) -> Option<BlockId> {
-        self.cached.get(&hash).map(CachedBlocks::first)
+        self.cached.get(hash, hash_of(&self.block_hash))
     }
 
     /// Pops `n` blocks from the head of the free queue, evicting their old hashes
@@ -184,24 +173,7 @@ impl BlockPool {
         let Some(hash) = self.block_hash[b as usize] else {
             return;
         };
-        let removed = match self.cached.get_mut(&hash) {
-            None => false,
-            Some(CachedBlocks::One(x)) if *x == b => {
-                self.cached.remove(&hash);
-                true
-            }
-            Some(CachedBlocks::One(_)) => false,
-            Some(CachedBlocks::Many(v)) => match v.iter().position(|&x| x == b) {
-                Some(i) => {
-                    v.remove(i);
-                    if v.is_empty() {
-                        self.cached.remove(&hash);
-                    }
-                    true
-                }
-                None => false,
-            },
-        };
+        let removed = self.cached.remove(hash, b, hash_of(&self.block_hash));
         if removed {
             self.block_hash[b as usize] = None;
             if let Some(events) = &mut self.events {
@@ -266,16 +238,7 @@ impl BlockPool {
                 "block {b} is already cached"
             );
             self.block_hash[b as usize] = Some(h);
-            match self.cached.get_mut(&h) {
-                None => {
-                    self.cached.insert(h, CachedBlocks::One(b));
-                }
-                Some(CachedBlocks::One(x)) => {
-                    let first = *x;
-                    self.cached.insert(h, CachedBlocks::Many(vec![first, b]));
-                }
-                Some(CachedBlocks::Many(v)) => v.push(b),
-            }
+            self.cached.insert(h, b, hash_of(&self.block_hash));
         }
         if let (Some(events), Some(block_hashes)) = (&mut self.events, stored) {
             events.push(KvCacheEvent::BlockStored {
@@ -408,22 +371,23 @@ impl BlockPool {
             return Err("null block carries a hash".into());
         }
         let mut in_map = 0usize;
-        for (h, blocks) in &self.cached {
-            let list: &[BlockId] = match blocks {
-                CachedBlocks::One(b) => std::slice::from_ref(b),
-                CachedBlocks::Many(v) => v,
-            };
+        // A block in the index without a hash reads as hash 0 here and fails the check below.
+        let lenient = |b: BlockId| self.block_hash[b as usize].unwrap_or(BlockHash(0));
+        for (h, list) in self.cached.lists(lenient) {
             if list.is_empty() {
                 return Err("empty entry in the hash map".into());
             }
-            for &b in list {
-                if self.block_hash[b as usize] != Some(*h) {
+            for &b in &list {
+                if self.block_hash[b as usize] != Some(h) {
                     return Err(format!(
                         "hash map entry for block {b} disagrees with the block"
                     ));
                 }
                 in_map += 1;
             }
+        }
+        if self.cached.num_orphan_duplicates(lenient) != 0 {
+            return Err("duplicate blocks listed under a hash with no first block".into());
         }
         let hashed = self.block_hash.iter().filter(|h| h.is_some()).count();
         if hashed != in_map {
