@@ -152,7 +152,6 @@ pub struct Request {
 
 impl Request {
     pub fn new(new: NewRequest, queued: Nanos, block_size: usize, hash_blocks: bool) -> Request {
-        let output_capacity = new.sampling.max_tokens.min(1 << 16) as usize;
         let sample_seed = xxhash_rust::xxh3::xxh3_64(new.request_id.as_bytes());
         let mut r = Request {
             request_id: new.request_id,
@@ -162,7 +161,8 @@ impl Request {
             sampling: new.sampling,
             status: RequestStatus::Waiting,
             prompt: new.prompt_token_ids,
-            output: Vec::with_capacity(output_capacity),
+            // Reserved at the first token: a queued request holds no output storage.
+            output: Vec::new(),
             num_computed_tokens: 0,
             num_output_placeholders: 0,
             is_prefill_chunk: false,
@@ -224,6 +224,12 @@ impl Request {
 
     /// Appends one output token and hashes any block it completes.
     pub fn append_output_token(&mut self, token: u32, block_size: usize, hash_blocks: bool) {
+        if self.output.capacity() == 0 {
+            // Room for every output up front (no regrowth while decoding), capped for huge
+            // `max_tokens`.
+            self.output
+                .reserve_exact(self.sampling.max_tokens.min(1 << 16) as usize);
+        }
         self.output.push(token);
         let start = self.block_hashes.len() * block_size;
         if hash_blocks && self.num_tokens() >= start + block_size {

@@ -15,9 +15,59 @@
 //! pool does (see [`super::events`]); [`BlockPool::take_events`] drains them. Off by default:
 //! then no event is built and nothing is allocated for them.
 
+use super::cache_index::CacheIndex;
 use super::events::{KvCacheEvent, StoredTokens, MEDIUM_GPU};
 use super::hash::BlockHash;
-use rustc_hash::FxHashMap;
+
+/// One block's state. The hash is kept as two `u64` halves (a `u128`, aligned to 16 bytes,
+/// would make the record 48 bytes instead of 32).
+#[derive(Copy, Clone, Debug)]
+struct BlockMeta {
+    hash_lo: u64,
+    hash_hi: u64,
+    /// Free-queue links, [`NIL`] when the block is not in the queue.
+    prev: u32,
+    next: u32,
+    ref_cnt: u32,
+    hashed: bool,
+}
+
+impl Default for BlockMeta {
+    fn default() -> Self {
+        BlockMeta {
+            hash_lo: 0,
+            hash_hi: 0,
+            prev: NIL,
+            next: NIL,
+            ref_cnt: 0,
+            hashed: false,
+        }
+    }
+}
+
+impl BlockMeta {
+    fn hash(&self) -> Option<BlockHash> {
+        self.hashed.then_some(BlockHash(
+            (self.hash_hi as u128) << 64 | self.hash_lo as u128,
+        ))
+    }
+
+    fn set_hash(&mut self, h: Option<BlockHash>) {
+        self.hashed = h.is_some();
+        let v = h.map_or(0, |h| h.0);
+        self.hash_lo = v as u64;
+        self.hash_hi = (v >> 64) as u64;
+    }
+}
+
+/// Reads a cached block's hash from the per-block records (for the [`CacheIndex`]).
+fn hash_of(meta: &[BlockMeta]) -> impl Fn(BlockId) -> BlockHash + '_ {
+    |b| {
+        meta[b as usize]
+            .hash()
+            .expect("a block in the cache index carries a hash")
+    }
+}
 
 /// Index of a block in the pool.
 pub type BlockId = u32;
@@ -25,34 +75,17 @@ pub type BlockId = u32;
 /// "No link": the block is not in the free queue.
 const NIL: u32 = u32::MAX;
 
-/// The blocks cached under one hash, in insertion order. vLLM does not de-duplicate identical
-/// blocks, and a lookup returns the earliest inserted one that is still cached.
-#[derive(Debug, Clone)]
-enum CachedBlocks {
-    One(BlockId),
-    Many(Vec<BlockId>),
-}
-
-impl CachedBlocks {
-    fn first(&self) -> BlockId {
-        match self {
-            CachedBlocks::One(b) => *b,
-            CachedBlocks::Many(v) => v[0],
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct BlockPool {
     num_gpu_blocks: u32,
     enable_caching: bool,
-    ref_cnt: Vec<u32>,
-    block_hash: Vec<Option<BlockHash>>,
-    /// Links of the free queue; index `num_gpu_blocks` is the head sentinel, `+1` the tail.
-    prev: Vec<u32>,
-    next: Vec<u32>,
+    /// Per block: ref count, hash and free-queue links, in one record so that popping a block
+    /// and evicting its hash touch one cache line. Entries `num_gpu_blocks` and `+1` are the
+    /// free queue's head and tail sentinels (links only).
+    meta: Vec<BlockMeta>,
     num_free: u32,
-    cached: FxHashMap<BlockHash, CachedBlocks>,
+    /// Cached blocks by hash (see [`CacheIndex`]).
+    cached: CacheIndex,
     /// Recorded events, `None` while events are off (vLLM `kv_event_queue`).
     events: Option<Vec<KvCacheEvent>>,
 }
@@ -67,24 +100,20 @@ impl BlockPool {
         let n = num_gpu_blocks as usize;
         let head = num_gpu_blocks;
         let tail = num_gpu_blocks + 1;
-        let mut prev = vec![NIL; n + 2];
-        let mut next = vec![NIL; n + 2];
+        let mut meta = vec![BlockMeta::default(); n + 2];
         // Queue all blocks in id order, then pop the null block off the head, as vLLM does.
-        for i in 0..n {
-            prev[i] = if i == 0 { head } else { (i - 1) as u32 };
-            next[i] = if i + 1 == n { tail } else { (i + 1) as u32 };
+        for (i, m) in meta.iter_mut().enumerate().take(n) {
+            m.prev = if i == 0 { head } else { (i - 1) as u32 };
+            m.next = if i + 1 == n { tail } else { (i + 1) as u32 };
         }
-        next[head as usize] = 0;
-        prev[tail as usize] = (n - 1) as u32;
+        meta[head as usize].next = 0;
+        meta[tail as usize].prev = (n - 1) as u32;
         let mut pool = BlockPool {
             num_gpu_blocks,
             enable_caching,
-            ref_cnt: vec![0; n],
-            block_hash: vec![None; n],
-            prev,
-            next,
+            meta,
             num_free: num_gpu_blocks,
-            cached: FxHashMap::default(),
+            cached: CacheIndex::default(),
             events: None,
         };
         let null = pool.pop_front();
@@ -117,48 +146,48 @@ impl BlockPool {
     }
 
     pub fn ref_cnt(&self, b: BlockId) -> u32 {
-        self.ref_cnt[b as usize]
+        self.meta[b as usize].ref_cnt
     }
 
     pub fn block_hash(&self, b: BlockId) -> Option<BlockHash> {
-        self.block_hash[b as usize]
+        self.meta[b as usize].hash()
     }
 
     fn in_free_queue(&self, b: BlockId) -> bool {
-        self.prev[b as usize] != NIL
+        self.meta[b as usize].prev != NIL
     }
 
     fn pop_front(&mut self) -> BlockId {
         let head = self.num_gpu_blocks as usize;
-        let b = self.next[head];
+        let b = self.meta[head].next;
         debug_assert!(b < self.num_gpu_blocks, "pop from an empty free queue");
         self.unlink(b);
         b
     }
 
     fn unlink(&mut self, b: BlockId) {
-        let (p, n) = (self.prev[b as usize], self.next[b as usize]);
+        let (p, n) = (self.meta[b as usize].prev, self.meta[b as usize].next);
         assert!(p != NIL && n != NIL, "block {b} is not in the free queue");
-        self.next[p as usize] = n;
-        self.prev[n as usize] = p;
-        self.prev[b as usize] = NIL;
-        self.next[b as usize] = NIL;
+        self.meta[p as usize].next = n;
+        self.meta[n as usize].prev = p;
+        self.meta[b as usize].prev = NIL;
+        self.meta[b as usize].next = NIL;
         self.num_free -= 1;
     }
 
     fn push_back(&mut self, b: BlockId) {
         let tail = self.num_gpu_blocks + 1;
-        let last = self.prev[tail as usize];
-        self.next[last as usize] = b;
-        self.prev[b as usize] = last;
-        self.next[b as usize] = tail;
-        self.prev[tail as usize] = b;
+        let last = self.meta[tail as usize].prev;
+        self.meta[last as usize].next = b;
+        self.meta[b as usize].prev = last;
+        self.meta[b as usize].next = tail;
+        self.meta[tail as usize].prev = b;
         self.num_free += 1;
     }
 
     /// The cached block for `hash`, if any (`get_cached_block`).
     pub fn get_cached_block(&self, hash: BlockHash) -> Option<BlockId> {
-        self.cached.get(&hash).map(CachedBlocks::first)
+        self.cached.get(hash, hash_of(&self.meta))
     }
 
     /// Pops `n` blocks from the head of the free queue, evicting their old hashes
@@ -173,37 +202,20 @@ impl BlockPool {
             if self.enable_caching {
                 self.maybe_evict_cached_block(b);
             }
-            debug_assert_eq!(self.ref_cnt[b as usize], 0);
-            self.ref_cnt[b as usize] = 1;
+            debug_assert_eq!(self.meta[b as usize].ref_cnt, 0);
+            self.meta[b as usize].ref_cnt = 1;
             out.push(b);
         }
         self.debug_check();
     }
 
     fn maybe_evict_cached_block(&mut self, b: BlockId) {
-        let Some(hash) = self.block_hash[b as usize] else {
+        let Some(hash) = self.meta[b as usize].hash() else {
             return;
         };
-        let removed = match self.cached.get_mut(&hash) {
-            None => false,
-            Some(CachedBlocks::One(x)) if *x == b => {
-                self.cached.remove(&hash);
-                true
-            }
-            Some(CachedBlocks::One(_)) => false,
-            Some(CachedBlocks::Many(v)) => match v.iter().position(|&x| x == b) {
-                Some(i) => {
-                    v.remove(i);
-                    if v.is_empty() {
-                        self.cached.remove(&hash);
-                    }
-                    true
-                }
-                None => false,
-            },
-        };
+        let removed = self.cached.remove(hash, b, hash_of(&self.meta));
         if removed {
-            self.block_hash[b as usize] = None;
+            self.meta[b as usize].set_hash(None);
             if let Some(events) = &mut self.events {
                 events.push(KvCacheEvent::BlockRemoved {
                     block_hashes: vec![hash],
@@ -216,10 +228,10 @@ impl BlockPool {
     /// Takes a reference on blocks found by a prefix lookup (`touch`).
     pub fn touch(&mut self, blocks: &[BlockId]) {
         for &b in blocks {
-            if self.ref_cnt[b as usize] == 0 && b != Self::NULL_BLOCK {
+            if self.meta[b as usize].ref_cnt == 0 && b != Self::NULL_BLOCK {
                 self.unlink(b);
             }
-            self.ref_cnt[b as usize] += 1;
+            self.meta[b as usize].ref_cnt += 1;
         }
         self.debug_check();
     }
@@ -228,7 +240,7 @@ impl BlockPool {
     /// reach zero go to the tail of the free queue (`free_blocks`).
     pub fn free_blocks(&mut self, ordered: impl Iterator<Item = BlockId>) {
         for b in ordered {
-            let rc = &mut self.ref_cnt[b as usize];
+            let rc = &mut self.meta[b as usize].ref_cnt;
             *rc -= 1;
             if *rc == 0 && b != Self::NULL_BLOCK {
                 self.push_back(b);
@@ -262,20 +274,11 @@ impl BlockPool {
                 stored.push(h);
             }
             assert!(
-                self.block_hash[b as usize].is_none(),
+                self.meta[b as usize].hash().is_none(),
                 "block {b} is already cached"
             );
-            self.block_hash[b as usize] = Some(h);
-            match self.cached.get_mut(&h) {
-                None => {
-                    self.cached.insert(h, CachedBlocks::One(b));
-                }
-                Some(CachedBlocks::One(x)) => {
-                    let first = *x;
-                    self.cached.insert(h, CachedBlocks::Many(vec![first, b]));
-                }
-                Some(CachedBlocks::Many(v)) => v.push(b),
-            }
+            self.meta[b as usize].set_hash(Some(h));
+            self.cached.insert(h, b, hash_of(&self.meta));
         }
         if let (Some(events), Some(block_hashes)) = (&mut self.events, stored) {
             events.push(KvCacheEvent::BlockStored {
@@ -298,7 +301,9 @@ impl BlockPool {
             return false;
         }
         self.cached.clear();
-        self.block_hash.fill(None);
+        for m in &mut self.meta {
+            m.set_hash(None);
+        }
         if let Some(events) = &mut self.events {
             events.push(KvCacheEvent::AllBlocksCleared);
         }
@@ -328,10 +333,10 @@ impl BlockPool {
     pub fn free_queue(&self) -> Vec<BlockId> {
         let mut out = Vec::with_capacity(self.num_free as usize);
         let tail = self.num_gpu_blocks + 1;
-        let mut b = self.next[self.num_gpu_blocks as usize];
+        let mut b = self.meta[self.num_gpu_blocks as usize].next;
         while b != tail {
             out.push(b);
-            b = self.next[b as usize];
+            b = self.meta[b as usize].next;
         }
         out
     }
@@ -355,7 +360,7 @@ impl BlockPool {
         let mut seen = vec![false; n as usize];
         let mut count = 0u32;
         let mut prev = head;
-        let mut b = self.next[head as usize];
+        let mut b = self.meta[head as usize].next;
         while b != tail {
             if b >= n {
                 return Err(format!("free queue links to invalid block {b}"));
@@ -364,19 +369,19 @@ impl BlockPool {
                 return Err(format!("block {b} twice in the free queue"));
             }
             seen[b as usize] = true;
-            if self.prev[b as usize] != prev {
+            if self.meta[b as usize].prev != prev {
                 return Err(format!(
                     "block {b}: prev link {} != {prev}",
-                    self.prev[b as usize]
+                    self.meta[b as usize].prev
                 ));
             }
             if b == Self::NULL_BLOCK {
                 return Err("null block in the free queue".into());
             }
-            if self.ref_cnt[b as usize] != 0 {
+            if self.meta[b as usize].ref_cnt != 0 {
                 return Err(format!(
                     "block {b} free with ref count {}",
-                    self.ref_cnt[b as usize]
+                    self.meta[b as usize].ref_cnt
                 ));
             }
             count += 1;
@@ -384,9 +389,9 @@ impl BlockPool {
                 return Err("free queue has a cycle".into());
             }
             prev = b;
-            b = self.next[b as usize];
+            b = self.meta[b as usize].next;
         }
-        if self.prev[tail as usize] != prev {
+        if self.meta[tail as usize].prev != prev {
             return Err("tail sentinel's prev link is stale".into());
         }
         if count != self.num_free {
@@ -397,27 +402,26 @@ impl BlockPool {
         }
         for i in 1..n {
             let in_queue = seen[i as usize];
-            if !in_queue && self.ref_cnt[i as usize] == 0 {
+            if !in_queue && self.meta[i as usize].ref_cnt == 0 {
                 return Err(format!("block {i} has ref count 0 but is not free"));
             }
-            if !in_queue && (self.prev[i as usize] != NIL || self.next[i as usize] != NIL) {
+            if !in_queue && (self.meta[i as usize].prev != NIL || self.meta[i as usize].next != NIL)
+            {
                 return Err(format!("block {i} not in queue but has links"));
             }
         }
-        if self.block_hash[0].is_some() {
+        if self.meta[0].hash().is_some() {
             return Err("null block carries a hash".into());
         }
         let mut in_map = 0usize;
-        for (h, blocks) in &self.cached {
-            let list: &[BlockId] = match blocks {
-                CachedBlocks::One(b) => std::slice::from_ref(b),
-                CachedBlocks::Many(v) => v,
-            };
+        // A block in the index without a hash reads as hash 0 here and fails the check below.
+        let lenient = |b: BlockId| self.meta[b as usize].hash().unwrap_or(BlockHash(0));
+        for (h, list) in self.cached.lists(lenient) {
             if list.is_empty() {
                 return Err("empty entry in the hash map".into());
             }
-            for &b in list {
-                if self.block_hash[b as usize] != Some(*h) {
+            for &b in &list {
+                if self.meta[b as usize].hash() != Some(h) {
                     return Err(format!(
                         "hash map entry for block {b} disagrees with the block"
                     ));
@@ -425,7 +429,13 @@ impl BlockPool {
                 in_map += 1;
             }
         }
-        let hashed = self.block_hash.iter().filter(|h| h.is_some()).count();
+        if self.cached.num_orphan_duplicates(lenient) != 0 {
+            return Err("duplicate blocks listed under a hash with no first block".into());
+        }
+        let hashed = self.meta[..n as usize]
+            .iter()
+            .filter(|m| m.hash().is_some())
+            .count();
         if hashed != in_map {
             return Err(format!(
                 "{hashed} blocks carry a hash but {in_map} are in the map"

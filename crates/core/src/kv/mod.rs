@@ -1,6 +1,7 @@
 //! Paged KV cache: block pool, block hashing and the per-request manager (vLLM `v1/core/`).
 
 pub mod block_pool;
+mod cache_index;
 pub mod events;
 pub mod hash;
 pub mod manager;
