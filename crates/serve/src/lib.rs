@@ -37,6 +37,7 @@ pub mod routes_lora;
 pub mod routes_messages;
 pub mod routes_messages_stream;
 pub mod routes_responses;
+pub mod routes_responses_stream;
 pub mod routes_translate;
 pub mod state;
 pub mod structured;
