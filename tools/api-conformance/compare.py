@@ -33,7 +33,7 @@ def same_id(a, b):
 
 
 def cmp(a, b, path, diffs, key=None):
-    if key == "id" and isinstance(a, str):
+    if key in ("id", "request_id") and isinstance(a, str):
         if not same_id(a, b):
             diffs.append(f"{path}: id prefix {a!r} vs {b!r}")
         return

@@ -279,6 +279,7 @@ pub fn response_body(
             "role": "assistant",
             "status": "completed",
             "type": "message",
+            "phase": null,
         }));
     }
     for tc in tool_calls.iter().filter(|_| outcome.done) {
@@ -306,12 +307,13 @@ pub fn response_body(
     let usage = if outcome.done {
         json!({
             "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "input_tokens_per_turn": [input_tokens],
-                                     "cached_tokens_per_turn": [0]},
+            // vLLM 0.19 fills the per-turn lists only for multi-turn (tool) contexts.
+            "input_tokens_details": {"cached_tokens": 0, "input_tokens_per_turn": [],
+                                     "cached_tokens_per_turn": []},
             "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0, "tool_output_tokens": 0,
-                                      "output_tokens_per_turn": [output_tokens],
-                                      "tool_output_tokens_per_turn": [0]},
+                                      "output_tokens_per_turn": [],
+                                      "tool_output_tokens_per_turn": []},
             "total_tokens": input_tokens + output_tokens,
         })
     } else {

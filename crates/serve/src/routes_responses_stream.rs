@@ -77,9 +77,9 @@ impl ResponseStream {
         out.push_str(&format!("event: {kind}\ndata: {ev}\n\n"));
     }
 
+    /// vLLM's `random_uuid()` (16 hex digits).
     fn uuid(&self) -> String {
-        // vLLM's `random_uuid()`: 32 hex digits.
-        format!("{}{}", self.state.random_id(), self.state.random_id())
+        self.state.random_id()
     }
 
     fn text_part(text: &str, logprobs: Value) -> Value {
@@ -88,7 +88,7 @@ impl ResponseStream {
 
     fn message_item(&self, status: &str, content: Value) -> Value {
         json!({"id": self.item_id, "content": content, "role": "assistant",
-               "status": status, "type": "message"})
+               "status": status, "type": "message", "phase": null})
     }
 
     fn function_item(&self, arguments: &str, status: &str) -> Value {
