@@ -234,6 +234,11 @@ impl Server {
                 Box::new(structured::ScriptedSampler::new(inner, scripts.clone()))
             })
         });
+        // vLLM's LoRA config exists only with --enable-lora; its max_loras limits each batch.
+        if opts.lora.enabled {
+            let max_loras = opts.lora.max_loras as usize;
+            core.each_engine(&mut |_, e| e.set_max_loras(Some(max_loras)));
+        }
         let (kv_events, kv_event_endpoints) = match opts.kv_events.as_ref() {
             Some(c) if c.publishes() => {
                 let (sender, endpoints) = kv_events::start(c, engines).await?;

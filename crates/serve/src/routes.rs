@@ -519,6 +519,9 @@ impl LoadGuard {
         state.server_load.fetch_add(1, Ordering::Relaxed);
         let lora = (model != state.model_name() && state.lora.contains(model))
             .then(|| state.lora.begin(model));
+        if let Some(id) = lora.as_ref().and_then(|_| state.lora.id_of(model)) {
+            crate::fleet_front::set_lora(id);
+        }
         LoadGuard {
             state: state.clone(),
             _lora: lora,
