@@ -137,7 +137,8 @@ pub struct ServeArgs {
     /// Adapters to serve: `name=path` or vLLM's JSON `{"name","path","base_model_name"}`.
     #[arg(long, num_args = 1.., value_parser = parse_lora_module_arg)]
     lora_modules: Vec<llm_emu_serve::lora::LoraModulePath>,
-    /// Distinct adapters per batch (vLLM's default 1; reported as the metric's `max_lora`).
+    /// Distinct adapters per batch (vLLM's default 1): the scheduler holds back a request whose
+    /// adapter would exceed it; reported as the metric's `max_lora`.
     #[arg(long, default_value_t = 1)]
     max_loras: u32,
     /// Largest adapter rank (vLLM's default 16); accepted for compatibility.
