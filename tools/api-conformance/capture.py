@@ -45,11 +45,17 @@ def send(base, method, path, body, model, api_key=None):
         for block in text.split("\n\n"):
             if not block.strip():
                 continue
+            # Anthropic's and the Responses API's streams name each event (`event: NAME`).
+            name = None
+            if block.startswith("event: ") and "\n" in block:
+                head, block = block.split("\n", 1)
+                name = head[len("event: "):]
             if not block.startswith("data: "):
                 events.append({"malformed": block})
                 continue
             payload = block[len("data: "):]
-            events.append("[DONE]" if payload == "[DONE]" else json.loads(payload))
+            data = "[DONE]" if payload == "[DONE]" else json.loads(payload)
+            events.append(data if name is None else {"event": name, "data": data})
         rec["events"] = events
         rec["raw_framing_ok"] = text.endswith("data: [DONE]\n\n")
     else:

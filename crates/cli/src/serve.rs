@@ -137,7 +137,8 @@ pub struct ServeArgs {
     /// Adapters to serve: `name=path` or vLLM's JSON `{"name","path","base_model_name"}`.
     #[arg(long, num_args = 1.., value_parser = parse_lora_module_arg)]
     lora_modules: Vec<llm_emu_serve::lora::LoraModulePath>,
-    /// Distinct adapters per batch (vLLM's default 1; reported as the metric's `max_lora`).
+    /// Distinct adapters per batch (vLLM's default 1): the scheduler holds back a request whose
+    /// adapter would exceed it; reported as the metric's `max_lora`.
     #[arg(long, default_value_t = 1)]
     max_loras: u32,
     /// Largest adapter rank (vLLM's default 16); accepted for compatibility.
@@ -152,7 +153,32 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = ConvertArg::Auto)]
     convert: ConvertArg,
     #[command(flatten)]
+    test_aids: TestAidFlags,
+    #[command(flatten)]
     pub engine: EngineFlags,
+}
+
+/// Failure injection and a startup delay, for testing routers and clients
+/// (docs/serve.md, "Test aids").
+#[derive(Args)]
+struct TestAidFlags {
+    /// Share (0..=1) of generation requests that fail as vLLM fails them, drawn from a
+    /// sequence seeded by --fail-seed.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// The failure kinds drawn from, comma-separated: bad_request, internal, engine_dead,
+    /// unavailable, mid_stream (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = llm_emu_serve::fault::parse_kind)]
+    fail_kinds: Vec<llm_emu_serve::fault::FaultKind>,
+    #[arg(long, default_value_t = 0)]
+    fail_seed: u64,
+    /// Honour the `X-Llm-Emu-Fail: KIND` request header, which forces that failure.
+    #[arg(long, action = ArgAction::SetTrue)]
+    enable_fail_header: bool,
+    /// Seconds the port stays bound but not listening after start (connections refused), as
+    /// vLLM's while its engine loads.
+    #[arg(long, default_value_t = 0.0)]
+    startup_delay: f64,
 }
 
 fn parse_kv_events_config(text: &str) -> std::result::Result<KvEventsConfig, String> {
@@ -336,6 +362,13 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         Ok(Duration::from_secs_f64(v))
     };
     let shutdown_grace = seconds("--shutdown-grace-s", a.shutdown_grace_s, true)?;
+    let startup_delay = seconds("--startup-delay", a.test_aids.startup_delay, true)?;
+    if !(0.0..=1.0).contains(&a.test_aids.fail_rate) {
+        anyhow::bail!(
+            "--fail-rate must lie in [0, 1], got {}",
+            a.test_aids.fail_rate
+        );
+    }
     let header_read_timeout = seconds("--header-read-timeout-s", a.header_read_timeout_s, false)?;
     let body_read_timeout = seconds("--body-read-timeout-s", a.body_read_timeout_s, false)?;
     let write_stall_timeout = seconds("--write-timeout-s", a.write_timeout_s, false)?;
@@ -476,6 +509,13 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         template_sandbox: Some(SandboxConfig::llm_emu(
             std::env::current_exe().context("locating the llm-emu binary")?,
         )),
+        faults: llm_emu_serve::fault::FaultOptions {
+            rate: a.test_aids.fail_rate,
+            kinds: a.test_aids.fail_kinds.clone(),
+            seed: a.test_aids.fail_seed,
+            header: a.test_aids.enable_fail_header,
+        },
+        startup_delay,
     };
     let frontend = a.frontend_latency.build()?;
     let startup = crate::serve_log::Startup {

@@ -304,6 +304,27 @@ impl Engine {
         Ok(())
     }
 
+    /// [`Engine::add_tagged`] for a request that runs with LoRA adapter `lora_id` (counted by
+    /// the scheduler's `max_loras` rule, [`Engine::set_max_loras`]).
+    pub fn add_tagged_lora(
+        &mut self,
+        new: NewRequest,
+        tag: u64,
+        lora_id: Option<u64>,
+    ) -> Result<(), RequestError> {
+        self.add_tagged(new, tag)?;
+        if let Some(Input::Add(req)) = self.inputs.back_mut() {
+            req.lora_id = lora_id;
+        }
+        Ok(())
+    }
+
+    /// vLLM's LoRA config's `max_loras`: at most this many distinct adapters per batch
+    /// (`None`: no LoRA config, no limit).
+    pub fn set_max_loras(&mut self, max_loras: Option<usize>) {
+        self.sched.set_max_loras(max_loras);
+    }
+
     /// Queues an abort; unknown or finished ids are ignored when it is applied.
     pub fn abort(&mut self, request_id: &str) {
         self.inputs

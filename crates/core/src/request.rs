@@ -148,6 +148,9 @@ pub struct Request {
     /// connector: `get_num_new_matched_tokens`); used once, at admission. 0 for plain
     /// requests.
     pub num_external_computed_tokens: usize,
+    /// The LoRA adapter it runs with (vLLM's `lora_request.lora_int_id`), for the scheduler's
+    /// `max_loras` rule; `None`: the base model.
+    pub lora_id: Option<u64>,
 }
 
 impl Request {
@@ -180,6 +183,7 @@ impl Request {
             sample_seed,
             tag: 0,
             num_external_computed_tokens: 0,
+            lora_id: None,
         };
         if hash_blocks {
             let salt = r.cache_salt.clone();

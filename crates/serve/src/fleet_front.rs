@@ -96,6 +96,9 @@ pub struct Placement {
     pub session: Option<String>,
     /// Request parameters observed before submission.
     pub params: Vec<ParamObservation>,
+    /// The LoRA adapter's `lora_int_id` for a request naming one (the scheduler's `max_loras`
+    /// rule; applied on a single engine).
+    pub lora: Option<u64>,
 }
 
 tokio::task_local! {
@@ -108,6 +111,12 @@ pub fn defer_params(obs: ParamObservation) -> bool {
     PLACEMENT
         .try_with(|p| p.borrow_mut().params.push(obs))
         .is_ok()
+}
+
+/// Records the current request's LoRA adapter on its placement (nothing outside a placed
+/// request).
+pub fn set_lora(id: u64) {
+    let _ = PLACEMENT.try_with(|p| p.borrow_mut().lora = Some(id));
 }
 
 /// Takes the current request's placement (empty outside a placed request).
@@ -212,9 +221,9 @@ impl ServedCore for Engine {
         &mut self,
         req: NewRequest,
         tag: u64,
-        _: &Placement,
+        to: &Placement,
     ) -> Result<usize, RequestError> {
-        self.add_tagged(req, tag).map(|_| 0)
+        self.add_tagged_lora(req, tag, to.lora).map(|_| 0)
     }
 }
 

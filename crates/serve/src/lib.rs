@@ -15,6 +15,7 @@ pub mod access_log;
 pub mod conn;
 pub mod engine_loop;
 pub mod errors;
+pub mod fault;
 pub mod fd_limit;
 pub mod fleet_front;
 pub mod framing;
@@ -36,6 +37,7 @@ pub mod routes_lora;
 pub mod routes_messages;
 pub mod routes_messages_stream;
 pub mod routes_responses;
+pub mod routes_responses_stream;
 pub mod routes_translate;
 pub mod state;
 pub mod structured;
@@ -121,6 +123,12 @@ pub struct ServeOptions {
     /// `--runner pooling`: serve `/v1/embeddings` (vectors of this many components, the
     /// model's hidden size) instead of the generate routes; `None`: the generate runner.
     pub pooling_hidden_size: Option<usize>,
+    /// Failure injection, a test aid ([`fault`]; default: none).
+    pub faults: fault::FaultOptions,
+    /// How long the server stays bound but not listening after start, as vLLM's does while
+    /// its engine loads (connections are refused: a readiness probe sees the server not
+    /// ready); zero: it listens at once.
+    pub startup_delay: Duration,
 }
 
 impl Default for ServeOptions {
@@ -145,13 +153,15 @@ impl Default for ServeOptions {
             kv_events: None,
             lora: Default::default(),
             pooling_hidden_size: None,
+            faults: Default::default(),
+            startup_delay: Duration::ZERO,
         }
     }
 }
 
 /// One HTTP endpoint of a server: the shared one, or an engine's own port.
 struct Front {
-    listener: tokio::net::TcpListener,
+    listener: BoundSocket,
     state: Arc<AppState>,
     plan: Arc<FrontPlan>,
 }
@@ -200,10 +210,11 @@ impl Server {
                 opts.instance_ports.len()
             )));
         }
-        let listener = bind_listener(&opts.host, opts.port).await?;
+        let listen_now = opts.startup_delay.is_zero();
+        let listener = bind_listener(&opts.host, opts.port, listen_now).await?;
         let mut instance_listeners = Vec::with_capacity(opts.instance_ports.len());
         for &port in &opts.instance_ports {
-            instance_listeners.push(bind_listener(&opts.host, port).await?);
+            instance_listeners.push(bind_listener(&opts.host, port, listen_now).await?);
         }
         let max_model_len = cfg.max_model_len;
         let metrics = Arc::new(EngineMetrics::fleet(
@@ -223,6 +234,11 @@ impl Server {
                 Box::new(structured::ScriptedSampler::new(inner, scripts.clone()))
             })
         });
+        // vLLM's LoRA config exists only with --enable-lora; its max_loras limits each batch.
+        if opts.lora.enabled {
+            let max_loras = opts.lora.max_loras as usize;
+            core.each_engine(&mut |_, e| e.set_max_loras(Some(max_loras)));
+        }
         let (kv_events, kv_event_endpoints) = match opts.kv_events.as_ref() {
             Some(c) if c.publishes() => {
                 let (sender, endpoints) = kv_events::start(c, engines).await?;
@@ -244,6 +260,8 @@ impl Server {
             .clone()
             .map(template_sandbox::TemplateSandbox::new);
         let lora = lora::LoraRegistry::new(opts.lora.clone(), &opts.served_model_names);
+        // One sequence of failure draws for every endpoint.
+        let faults = Arc::new(fault::FaultInjector::new(opts.faults.clone()));
         let state_for = |handle: engine_loop::EngineHandle| {
             Arc::new(
                 AppState::new(
@@ -258,7 +276,8 @@ impl Server {
                 .with_structured(opts.structured.clone(), scripts.clone())
                 .with_template_sandbox(sandbox.clone())
                 .with_lora(lora.clone())
-                .with_pooling(opts.pooling_hidden_size),
+                .with_pooling(opts.pooling_hidden_size)
+                .with_faults(faults.clone()),
             )
         };
         let mut fronts = vec![Front {
@@ -367,8 +386,21 @@ impl Server {
             let stats = self.conn_stats.clone();
             let grace = self.opts.shutdown_grace;
             let handle = front.state.engine.clone();
+            let delay = self.opts.startup_delay;
             fronts.spawn(async move {
-                let draining = conn::accept_until(front.listener, app, limits, stats, async move {
+                // vLLM binds its port first and listens once its engine is ready.
+                let listener = tokio::select! {
+                    l = front.listener.listen_after(delay) => l,
+                    _ = stop.wait_for(|&s| s) => return 0,
+                };
+                let listener = match listener {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("llm-emu serve: cannot listen: {e}");
+                        return 0;
+                    }
+                };
+                let draining = conn::accept_until(listener, app, limits, stats, async move {
                     let _ = stop.wait_for(|&s| s).await;
                 })
                 .await;
@@ -390,10 +422,62 @@ impl Server {
     }
 }
 
-/// Binds `host:port`.
-async fn bind_listener(host: &str, port: u16) -> Result<tokio::net::TcpListener, ServeError> {
+/// A socket bound to its address, listening or not yet (during a startup delay connections
+/// to it are refused, as to vLLM's socket while its engine loads).
+enum BoundSocket {
+    Listening(tokio::net::TcpListener),
+    NotYet(tokio::net::TcpSocket),
+}
+
+/// The listen backlog, as tokio's `TcpListener::bind` and uvicorn's default (2048 there;
+/// the kernel caps both at `somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+impl BoundSocket {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            BoundSocket::Listening(l) => l.local_addr(),
+            BoundSocket::NotYet(s) => s.local_addr(),
+        }
+    }
+
+    /// Listens after `delay` (at once if it listens already).
+    async fn listen_after(self, delay: Duration) -> std::io::Result<tokio::net::TcpListener> {
+        match self {
+            BoundSocket::Listening(l) => Ok(l),
+            BoundSocket::NotYet(s) => {
+                tokio::time::sleep(delay).await;
+                s.listen(LISTEN_BACKLOG)
+            }
+        }
+    }
+}
+
+/// Binds `host:port`, and listens on it if `listen_now`.
+async fn bind_listener(host: &str, port: u16, listen_now: bool) -> Result<BoundSocket, ServeError> {
     let addr = format!("{host}:{port}");
-    tokio::net::TcpListener::bind(&addr)
+    let fail = |source| ServeError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    if listen_now {
+        return tokio::net::TcpListener::bind(&addr)
+            .await
+            .map(BoundSocket::Listening)
+            .map_err(fail);
+    }
+    let sock_addr = tokio::net::lookup_host(&addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| fail(std::io::Error::other("the host resolves to no address")))?;
+    let socket = if sock_addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(sock_addr).map_err(fail)?;
+    Ok(BoundSocket::NotYet(socket))
 }

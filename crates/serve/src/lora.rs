@@ -4,7 +4,9 @@
 //!
 //! The emulator has no weights: an adapter is a name and a path, and a request for it runs on
 //! the same emulated engine as the base model, at the base model's speed. vLLM's scheduler rule
-//! that a batch holds at most `max_loras` distinct adapters is not modelled.
+//! that a batch holds at most `max_loras` distinct adapters is the core scheduler's
+//! (`Engine::set_max_loras`): a request carries its adapter's id to the engine (on a single
+//! engine; a fleet's engines do not apply the rule).
 
 use crate::errors::ApiError;
 use serde::Deserialize;
@@ -197,6 +199,15 @@ impl LoraRegistry {
     /// Whether `name` is a loaded adapter.
     pub fn contains(&self, name: &str) -> bool {
         self.lock().adapters.iter().any(|a| a.name == name)
+    }
+
+    /// The `lora_int_id` of adapter `name`, if it is loaded.
+    pub fn id_of(&self, name: &str) -> Option<u64> {
+        self.lock()
+            .adapters
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.id)
     }
 
     /// vLLM's `load_lora_adapter`: the success text, or its error.

@@ -3,6 +3,7 @@
 //! [`crate::middleware`].
 
 use crate::errors::{ApiError, UnserializableBody};
+use crate::fault::{Fault, FaultKind, Injected};
 use crate::generate::{
     build_echo_logprobs, check_fan_out, check_max_output, check_prompt_ids, check_request_template,
     check_truncation, echo_salt, prompt_max_tokens, respond_full, start_stream, truncate_prompt,
@@ -242,6 +243,7 @@ fn common_prepared(
         constraint: None,
         tool_choice: ToolChoice::None,
         seed: c.seed,
+        fail_after_tokens: None,
     }
 }
 
@@ -263,6 +265,11 @@ pub(crate) async fn completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let fault = state.faults.decide(&headers)?;
+    if fault.is_some_and(|f| f.kind == FaultKind::Unavailable) {
+        // vLLM's scaling middleware answers before the request is read.
+        return Ok(crate::fault::unavailable());
+    }
     let req: CompletionRequest = parse_request(&state, body).await?;
     check_model(&state, &req.common.model)?;
     if req.suffix.is_some() {
@@ -395,7 +402,7 @@ pub(crate) async fn completions(
         req.logprobs,
     );
     p.constraint = constraint;
-    run(state, p).await
+    run(state, p, fault).await
 }
 
 pub(crate) async fn chat_completions(
@@ -403,6 +410,10 @@ pub(crate) async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let fault = state.faults.decide(&headers)?;
+    if fault.is_some_and(|f| f.kind == FaultKind::Unavailable) {
+        return Ok(crate::fault::unavailable());
+    }
     let req: ChatCompletionRequest = parse_request(&state, body).await?;
     check_model(&state, &req.common.model)?;
     check_request_template(
@@ -492,7 +503,7 @@ pub(crate) async fn chat_completions(
     );
     p.constraint = constraint;
     p.tool_choice = tool_choice;
-    run(state, p).await
+    run(state, p, fault).await
 }
 
 /// Counts a generation request in `/load` (and, for a LoRA adapter, in
@@ -508,6 +519,9 @@ impl LoadGuard {
         state.server_load.fetch_add(1, Ordering::Relaxed);
         let lora = (model != state.model_name() && state.lora.contains(model))
             .then(|| state.lora.begin(model));
+        if let Some(id) = lora.as_ref().and_then(|_| state.lora.id_of(model)) {
+            crate::fleet_front::set_lora(id);
+        }
         LoadGuard {
             state: state.clone(),
             _lora: lora,
@@ -521,7 +535,25 @@ impl Drop for LoadGuard {
     }
 }
 
-async fn run(state: Arc<AppState>, p: Prepared) -> Result<Response, ApiError> {
+async fn run(
+    state: Arc<AppState>,
+    mut p: Prepared,
+    fault: Option<Fault>,
+) -> Result<Response, ApiError> {
+    if let Some(f) = fault {
+        let max_tokens = p.prompts.iter().map(|x| x.max_tokens).min().unwrap_or(1);
+        match crate::fault::inject(
+            f,
+            p.stream,
+            p.prompts[0].ids.len(),
+            max_tokens,
+            state.max_model_len,
+        ) {
+            Injected::Answer(resp) => return Ok(resp),
+            Injected::StreamError(e) => return Ok(sse_response(Body::from(stream_error(&e)))),
+            Injected::FailAfter(k) => p.fail_after_tokens = Some(k),
+        }
+    }
     let load = LoadGuard::new(&state, &p.model);
     if !p.stream {
         let body = respond_full(state, p).await?;
@@ -533,12 +565,22 @@ async fn run(state: Arc<AppState>, p: Prepared) -> Result<Response, ApiError> {
         let bytes = s.next_bytes().await?;
         Some((Ok::<_, std::convert::Infallible>(bytes), (s, load)))
     });
-    let mut resp = Response::new(Body::from_stream(body));
+    Ok(sse_response(Body::from_stream(body)))
+}
+
+/// A streamed answer.
+fn sse_response(body: Body) -> Response {
+    let mut resp = Response::new(body);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream; charset=utf-8"),
     );
-    Ok(resp)
+    resp
+}
+
+/// A stream that holds only an error: vLLM's stream generator failing before its first output.
+fn stream_error(e: &ApiError) -> String {
+    format!("data: {}\n\ndata: [DONE]\n\n", e.body())
 }
 
 /// vLLM's `ModelPermission` with its defaults.

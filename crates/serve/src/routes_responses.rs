@@ -4,12 +4,13 @@
 //! `ResponsesResponse` with one `message` output item (and a `function_call` item per tool
 //! call), vLLM's usage details and `status` "incomplete" when the length limit stopped it.
 //!
-//! Not served: streaming (answered with an error naming it), and `previous_response_id`
-//! (llm-emu stores no responses, so every id is unknown, as vLLM answers an unknown one).
+//! A streamed request (`stream: true`) is the chat route's stream converted event by event
+//! ([`crate::routes_responses_stream`]). Not served: `previous_response_id` (llm-emu stores no
+//! responses, so every id is unknown, as vLLM answers an unknown one).
 
 use crate::errors::ApiError;
 use crate::routes::parse_request;
-use crate::routes_translate::{serve_inner, Inner};
+use crate::routes_translate::{serve_inner, start_inner, Inner};
 use crate::state::{unix_now, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -166,11 +167,6 @@ pub async fn responses(
             param: Some("response_id".into()),
         });
     }
-    if req.stream.unwrap_or(false) {
-        return Err(ApiError::bad_request(
-            "llm-emu does not stream /v1/responses yet: use stream false",
-        ));
-    }
     let mut chat = json!({"messages": input_messages(&req), "priority": req.priority});
     for (k, v) in [
         ("model", req.model.as_ref().map(|m| json!(m))),
@@ -200,16 +196,78 @@ pub async fn responses(
         };
     }
     let created = unix_now();
+    let id = req
+        .request_id
+        .clone()
+        .unwrap_or_else(|| format!("resp_{}", state.random_id()));
+    if req.stream.unwrap_or(false) {
+        chat["stream"] = json!(true);
+        chat["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+        let resp = match start_inner(state.clone(), headers, Inner::Chat, chat).await {
+            Ok(r) => r,
+            Err(resp) => return Ok(resp),
+        };
+        let model = crate::routes::response_model(&state, &req.model);
+        let initial = response_body(&state, &req, &id, created, &model, &Outcome::in_progress());
+        let finish_state = state.clone();
+        let finish = Box::new(move |outcome: &Outcome| {
+            response_body(&finish_state, &req, &id, created, &model, outcome)
+        });
+        return Ok(crate::routes_responses_stream::convert(
+            resp, state, initial, finish,
+        ));
+    }
     let done = match serve_inner(state.clone(), headers, Inner::Chat, chat).await {
         Ok(v) => v,
         Err(resp) => return Ok(resp),
     };
     let choice = &done["choices"][0];
     let msg = &choice["message"];
+    let outcome = Outcome {
+        text: msg["content"].as_str().unwrap_or("").to_string(),
+        tool_calls: msg["tool_calls"].as_array().cloned().unwrap_or_default(),
+        finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+        input_tokens: done["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+        output_tokens: done["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+        done: true,
+    };
+    let model = done["model"].as_str().unwrap_or("").to_string();
+    Ok(axum::Json(response_body(&state, &req, &id, created, &model, &outcome)).into_response())
+}
+
+/// What the chat route produced for a Responses request.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub text: String,
+    /// Chat-shaped tool calls (`{"id", "function": {"name", "arguments"}}`).
+    pub tool_calls: Vec<Value>,
+    pub finish_reason: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Finished (else the response is `in_progress`, with no output and no usage, as a
+    /// stream's first events carry it).
+    pub done: bool,
+}
+
+impl Outcome {
+    pub fn in_progress() -> Outcome {
+        Outcome::default()
+    }
+}
+
+/// vLLM's `ResponsesResponse` for `req` with `outcome` (`from_request`).
+pub fn response_body(
+    state: &AppState,
+    req: &ResponsesRequest,
+    id: &str,
+    created: u64,
+    model: &str,
+    outcome: &Outcome,
+) -> Value {
     let mut output = Vec::new();
-    let text = msg["content"].as_str().unwrap_or("");
-    let tool_calls = msg["tool_calls"].as_array().cloned().unwrap_or_default();
-    if tool_calls.is_empty() || !text.is_empty() {
+    let text = outcome.text.as_str();
+    let tool_calls = &outcome.tool_calls;
+    if outcome.done && (tool_calls.is_empty() || !text.is_empty()) {
         let content = if text.is_empty() {
             json!([])
         } else {
@@ -221,9 +279,10 @@ pub async fn responses(
             "role": "assistant",
             "status": "completed",
             "type": "message",
+            "phase": null,
         }));
     }
-    for tc in &tool_calls {
+    for tc in tool_calls.iter().filter(|_| outcome.done) {
         output.push(json!({
             "arguments": tc["function"]["arguments"],
             "call_id": tc["id"],
@@ -233,25 +292,40 @@ pub async fn responses(
             "status": "completed",
         }));
     }
-    let incomplete = choice["finish_reason"] == "length";
-    let input_tokens = done["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-    let output_tokens = done["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+    let incomplete = outcome.finish_reason.as_deref() == Some("length");
+    let (input_tokens, output_tokens) = (outcome.input_tokens, outcome.output_tokens);
     // vLLM reports the sampling parameters it used: max_tokens defaults to the rest of the
     // context.
     let max_output = req
         .max_output_tokens
         .unwrap_or((state.max_model_len as u64).saturating_sub(input_tokens) as i64);
-    let id = req
-        .request_id
-        .clone()
-        .unwrap_or_else(|| format!("resp_{}", state.random_id()));
-    Ok(axum::Json(json!({
+    let status = match (outcome.done, incomplete) {
+        (false, _) => "in_progress",
+        (true, true) => "incomplete",
+        (true, false) => "completed",
+    };
+    let usage = if outcome.done {
+        json!({
+            "input_tokens": input_tokens,
+            // vLLM 0.19 fills the per-turn lists only for multi-turn (tool) contexts.
+            "input_tokens_details": {"cached_tokens": 0, "input_tokens_per_turn": [],
+                                     "cached_tokens_per_turn": []},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0, "tool_output_tokens": 0,
+                                      "output_tokens_per_turn": [],
+                                      "tool_output_tokens_per_turn": []},
+            "total_tokens": input_tokens + output_tokens,
+        })
+    } else {
+        Value::Null
+    };
+    json!({
         "id": id,
         "created_at": created,
         "incomplete_details": if incomplete { json!({"reason": "max_output_tokens"}) } else { Value::Null },
         "instructions": req.instructions,
         "metadata": req.metadata,
-        "model": done["model"],
+        "model": model,
         "object": "response",
         "output": output,
         "parallel_tool_calls": req.parallel_tool_calls,
@@ -266,24 +340,14 @@ pub async fn responses(
         "prompt": req.prompt,
         "reasoning": req.reasoning,
         "service_tier": req.service_tier,
-        "status": if incomplete { "incomplete" } else { "completed" },
+        "status": status,
         "text": req.text,
         "top_logprobs": null,
         "truncation": req.truncation,
-        "usage": {
-            "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "input_tokens_per_turn": [input_tokens],
-                                     "cached_tokens_per_turn": [0]},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0, "tool_output_tokens": 0,
-                                      "output_tokens_per_turn": [output_tokens],
-                                      "tool_output_tokens_per_turn": [0]},
-            "total_tokens": input_tokens + output_tokens,
-        },
+        "usage": usage,
         "user": req.user,
         "kv_transfer_params": null,
         "input_messages": null,
         "output_messages": null,
-    }))
-    .into_response())
+    })
 }

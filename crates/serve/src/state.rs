@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use crate::engine_loop::EngineHandle;
+use crate::fault::{FaultInjector, FaultOptions};
 use crate::lora::{LoraOptions, LoraRegistry};
 use crate::structured::{Scripts, StructuredOptions};
 use crate::template_sandbox::TemplateSandbox;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// `--runner pooling`: the length of the embeddings served (the model's hidden size);
     /// `None`: the generate runner.
     pub pooling_hidden_size: Option<usize>,
+    /// Which generation requests fail on purpose (`--fail-rate`, the failure header).
+    pub faults: Arc<FaultInjector>,
 }
 
 impl AppState {
@@ -72,6 +75,7 @@ impl AppState {
             template_sandbox: None,
             lora: LoraRegistry::new(LoraOptions::default(), &[]),
             pooling_hidden_size: None,
+            faults: Arc::new(FaultInjector::new(FaultOptions::default())),
         }
     }
 
@@ -98,6 +102,12 @@ impl AppState {
     /// generate ones.
     pub fn with_pooling(mut self, hidden_size: Option<usize>) -> AppState {
         self.pooling_hidden_size = hidden_size;
+        self
+    }
+
+    /// Fails requests on purpose as `faults` decides (one injector for every endpoint).
+    pub fn with_faults(mut self, faults: Arc<FaultInjector>) -> AppState {
+        self.faults = faults;
         self
     }
 

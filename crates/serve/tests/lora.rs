@@ -216,3 +216,53 @@ async fn busy_adapter_is_reported_running() {
     assert!(text.contains("running_lora_adapters=\"\""));
     s.stop().await;
 }
+
+/// Two adapters and `max_loras` 1.
+fn one_lora_per_batch(o: &mut ServeOptions) {
+    lora_opts(o, false);
+    o.lora.max_loras = 1;
+    o.lora.modules.push(LoraModulePath {
+        name: "math".into(),
+        path: "/adapters/math".into(),
+        base_model_name: None,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_adapter_waits_for_the_batch_of_the_first() {
+    let s = TestServer::start(Setup {
+        adjust: one_lora_per_batch,
+        ..Setup::default()
+    });
+    let addr = s.addr;
+    let send = |model: &'static str, max_tokens: u32| async move {
+        let body = json!({"model": model, "prompt": "a b c", "max_tokens": max_tokens,
+                          "ignore_eos": true});
+        let (st, b) = common::call(
+            addr,
+            "POST",
+            "/v1/completions",
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(st, 200, "{b}");
+        std::time::Instant::now()
+    };
+    // 40 steps of 1 ms for `sql`; `math` needs 2 steps, but only once `sql` has left the
+    // batch (vLLM's scheduler skips it while the batch holds another adapter).
+    let long = tokio::spawn(send("sql", 40));
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let short = tokio::spawn(send("math", 2));
+    let (long_done, short_done) = (long.await.unwrap(), short.await.unwrap());
+    assert!(
+        short_done > long_done,
+        "the second adapter finished before the first left the batch"
+    );
+    // The base model is not limited: it finishes before the adapter's long request.
+    let long = tokio::spawn(send("sql", 40));
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let base = tokio::spawn(send(MODEL, 2));
+    let (long_done, base_done) = (long.await.unwrap(), base.await.unwrap());
+    assert!(base_done < long_done);
+    s.stop().await;
+}

@@ -87,6 +87,8 @@ pub struct Scheduler {
     num_finished_pending: usize,
     kv: KvCacheManager,
     num_preemptions: u64,
+    /// vLLM's `lora_config.max_loras` (`None`: no LoRA config).
+    max_loras: Option<usize>,
 }
 
 impl Scheduler {
@@ -113,7 +115,13 @@ impl Scheduler {
             num_finished_pending: 0,
             kv,
             num_preemptions: 0,
+            max_loras: None,
         }
+    }
+
+    /// Sets `max_loras` (see [`Scheduler::schedule_waiting`]).
+    pub fn set_max_loras(&mut self, max_loras: Option<usize>) {
+        self.max_loras = max_loras;
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -336,7 +344,41 @@ impl Scheduler {
     /// the KV blocks allow, each starting after its prefix-cache hit; stops at the first that
     /// does not fit ("Next, schedule the WAITING requests", `scheduler.py` lines 563–850,
     /// LoRA, connector and encoder parts left out).
+    ///
+    /// With a LoRA config (`max_loras`), a waiting request whose adapter would make the step's
+    /// batch hold more than `max_loras` distinct adapters is skipped, not a stop: the next one
+    /// is tried, and the skipped ones go back to the head of the queue in their order
+    /// (`scheduler.py` lines 553–561, 589–603, 820–821).
     fn schedule_waiting(&mut self, step: &mut StepState, now: Nanos) {
+        let mut loras = self.max_loras.map(|_| self.scheduled_loras(step));
+        let mut skipped: Vec<ReqKey> = Vec::new();
+        self.admit_waiting(step, now, &mut loras, &mut skipped);
+        for &key in skipped.iter().rev() {
+            let req = self.requests.req(key);
+            self.waiting.prepend(key, req);
+        }
+    }
+
+    /// The distinct adapters of the running requests scheduled so far in this step.
+    fn scheduled_loras(&self, step: &StepState) -> Vec<u64> {
+        let mut ids: Vec<u64> = step.scheduled[..step.num_scheduled_running]
+            .iter()
+            .filter_map(|&(k, _)| self.requests.req(k).lora_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The admission loop of [`Scheduler::schedule_waiting`]; `loras`: the step's adapters
+    /// when `max_loras` applies.
+    fn admit_waiting(
+        &mut self,
+        step: &mut StepState,
+        now: Nanos,
+        loras: &mut Option<Vec<u64>>,
+        skipped: &mut Vec<ReqKey>,
+    ) {
         let threshold = step.threshold;
         while step.budget > 0 {
             let Some(key) = self.waiting.peek(now) else {
@@ -346,6 +388,14 @@ impl Scheduler {
                 break;
             }
             let req = self.requests.req(key);
+            if let (Some(ids), Some(max), Some(id)) = (loras.as_ref(), self.max_loras, req.lora_id)
+            {
+                if ids.len() == max && !ids.contains(&id) {
+                    self.waiting.pop(now);
+                    skipped.push(key);
+                    continue;
+                }
+            }
             let (hit, num_computed) = if req.num_computed_tokens == 0 {
                 let hit = self.kv.get_computed_blocks(req);
                 let n = hit.num_tokens;
@@ -387,6 +437,11 @@ impl Scheduler {
             req.num_computed_tokens = num_computed;
             if req.num_cached_tokens.is_none() {
                 req.num_cached_tokens = Some(num_computed);
+            }
+            if let (Some(ids), Some(id)) = (loras.as_mut(), req.lora_id) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
             }
             step.scheduled.push((key, n));
             step.out.admitted.push((key, num_computed));

@@ -69,6 +69,16 @@ pub(super) struct Submission {
     scripts: Arc<Scripts>,
 }
 
+impl Submission {
+    /// Whether an injected failure after `after_tokens` output tokens strikes now: the
+    /// request is still running and its choices have generated that many tokens.
+    pub(super) fn fails_now(&self, after_tokens: Option<u64>) -> bool {
+        after_tokens.is_some_and(|k| {
+            self.unfinished > 0 && self.choices.iter().map(|c| c.num_tokens).sum::<u64>() >= k
+        })
+    }
+}
+
 impl Drop for Submission {
     fn drop(&mut self) {
         for c in &self.choices {

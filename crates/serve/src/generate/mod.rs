@@ -86,6 +86,9 @@ pub struct Prepared {
     pub tool_choice: ToolChoice,
     /// The request's `seed`: the same seed and request give the same tokens.
     pub seed: Option<i64>,
+    /// An injected mid-way failure ([`crate::fault`]): the request fails once its choices
+    /// have this many output tokens together, unless it ended before.
+    pub fail_after_tokens: Option<u64>,
 }
 
 /// Set when the response a text job builds is no longer wanted (its client went away), so the
@@ -113,6 +116,10 @@ pub async fn respond_full(state: Arc<AppState>, p: Prepared) -> Result<Vec<u8>, 
         };
         if let Some(d) = sub.apply(tag, ev) {
             sub.choices[d.choice as usize].text.push_str(&d.text);
+        }
+        if sub.fails_now(p.fail_after_tokens) {
+            // Dropping the submission aborts its engine requests.
+            return Err(crate::fault::mid_stream_error());
         }
     }
     if let Some(e) = sub.error.take() {

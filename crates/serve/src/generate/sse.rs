@@ -97,6 +97,12 @@ impl EventStream {
                 None => break,
             }
         }
+        if self.sub.fails_now(self.p.fail_after_tokens) {
+            // An injected mid-way failure: the stream ends with the error, and dropping the
+            // submission aborts the engine requests.
+            self.sub.unfinished = 0;
+            self.sub.error = Some(crate::fault::mid_stream_error());
+        }
         if self.sub.unfinished == 0 {
             self.done = true;
             if let Some(e) = self.sub.error.take() {
