@@ -16,7 +16,7 @@
 # completed the same requests with the same input and output tokens.
 #
 # usage: tools/bench-vs-mocker.sh [N ...]      (default: 10000 100000 1000000)
-#   env: RUNS=3 RATE=10 STEP_MS=10 SEED=0
+#   env: RUNS=3 RATE=10 STEP_MS=10 SEED=0; NO_MOCKER=1 measures llm-emu only (no mocker build)
 #   e.g. `tools/bench-vs-mocker.sh 10000 100000` leaves out the 1M case.
 # Needs: cargo, python3, GNU time at /usr/bin/time, taskset (util-linux); network on the
 # first run to fetch the mocker's crates. Traces go to target/bench-vs-mocker/ (~450 MB for
@@ -38,7 +38,10 @@ mkdir -p "$DIR"
 cargo build --release -q -p llm-emu
 EMU=target/release/llm-emu
 MOCKER=target/mocker/release/mocker-replay
-if CARGO_TARGET_DIR=target/mocker cargo build --release -q \
+if [ "${NO_MOCKER:-0}" = 1 ]; then
+  HAVE_MOCKER=0
+  echo "NO_MOCKER=1: measuring llm-emu only" >&2
+elif CARGO_TARGET_DIR=target/mocker cargo build --release -q \
     --manifest-path tools/mocker-replay/Cargo.toml 2> "$DIR/mocker-build.log"; then
   HAVE_MOCKER=1
 else
@@ -133,19 +136,21 @@ for n in sizes:
         print(f"MISMATCH at {n}: llm-emu {seen['llm-emu'][:3]} vs mocker {seen['mocker'][:3]} "
               "(completed, input tokens, output tokens)")
 print()
-med = {k: (statistics.median(r[0] for r in v), statistics.median(r[2] for r in v)) for k, v in by.items()}
+med = {k: (statistics.median(r[0] for r in v), statistics.median(r[2] for r in v),
+           statistics.median(r[1] for r in v)) for k, v in by.items()}
 if any(t == "mocker" for t, _ in by):
     print("mocker / llm-emu, medians:")
     for n in sizes:
         if ("mocker", n) in med and ("llm-emu", n) in med:
-            (we, re), (wm, rm) = med[("llm-emu", n)], med[("mocker", n)]
-            print(f"  {n:>9,} requests: wall {wm / we:.2f}x, peak RSS {rm / re:.1f}x")
+            (we, re, ue), (wm, rm, um) = med[("llm-emu", n)], med[("mocker", n)]
+            print(f"  {n:>9,} requests: wall {wm / we:.2f}x, user CPU {um / ue:.2f}x, "
+                  f"peak RSS {rm / re:.1f}x")
 print("scaling from the smallest size (median wall, µs of wall per request, median peak RSS):")
 for tool in ("llm-emu", "mocker"):
     ns = [n for n in sizes if (tool, n) in med]
     if not ns:
         continue
-    w0, r0 = med[(tool, ns[0])]
+    w0, r0, _ = med[(tool, ns[0])]
     parts = [f"{n:,}: {med[(tool, n)][0]:.2f} s ({med[(tool, n)][0] / w0:.1f}x, "
              f"{med[(tool, n)][0] / n * 1e6:.0f} µs/req), {med[(tool, n)][1] / 1024:.0f} MiB "
              f"({med[(tool, n)][1] / r0:.1f}x)" for n in ns]

@@ -52,7 +52,8 @@ fn main() -> Result<()> {
             "timing_model": {"type": "fixed", "prefill_ms": 0.0, "decode_ms": step_ms},
         }
     }))?;
-    let report = dynamo_mocker::replay::simulate_trace_file(config, &trace, TRACE_BLOCK_SIZE, 1, 1.0)?;
+    let report =
+        dynamo_mocker::replay::simulate_trace_file(config, &trace, TRACE_BLOCK_SIZE, 1, 1.0)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
