@@ -12,10 +12,7 @@
 
 use crate::routes_responses::Outcome;
 use crate::state::AppState;
-use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -318,26 +315,5 @@ impl ResponseStream {
 /// The chat route's streamed response as the Responses API's stream.
 pub fn convert(chat: Response, state: Arc<AppState>, initial: Value, finish: Finish) -> Response {
     let mut conv = ResponseStream::new(state, initial, finish);
-    let mut buf: Vec<u8> = Vec::new();
-    let body = chat.into_body().into_data_stream().map(move |chunk| {
-        let bytes = chunk.map_err(std::io::Error::other)?;
-        buf.extend_from_slice(&bytes);
-        let mut out = String::new();
-        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-            let ev: Vec<u8> = buf.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&ev);
-            for line in text.lines() {
-                if let Some(data) = line.strip_prefix("data:") {
-                    out.push_str(&conv.on_data(data.trim()));
-                }
-            }
-        }
-        Ok::<_, std::io::Error>(Bytes::from(out))
-    });
-    let mut resp = Response::new(Body::from_stream(body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    resp
+    crate::routes_translate::restream(chat, move |data| conv.on_data(data))
 }

@@ -5,9 +5,10 @@
 
 use crate::errors::ApiError;
 use crate::state::AppState;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use std::sync::Arc;
 
 /// Which inner route serves a translated request.
@@ -69,4 +70,36 @@ pub fn copy_fields(from: &serde_json::Value, to: &mut serde_json::Value, keys: &
             to[*k] = v.clone();
         }
     }
+}
+
+/// The chat route's streamed answer re-framed as another API's stream: each SSE event of the
+/// chat stream is cut out whole (events may span body chunks), the payload of its `data:`
+/// line handed to `on_data`, and what `on_data` returns (the other API's events, possibly
+/// none) sent on in its place.
+pub fn restream<F>(chat: Response, mut on_data: F) -> Response
+where
+    F: FnMut(&str) -> String + Send + 'static,
+{
+    let mut buf: Vec<u8> = Vec::new();
+    let body = chat.into_body().into_data_stream().map(move |chunk| {
+        let bytes = chunk.map_err(std::io::Error::other)?;
+        buf.extend_from_slice(&bytes);
+        let mut out = String::new();
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let ev: Vec<u8> = buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&ev);
+            for line in text.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    out.push_str(&on_data(data.trim()));
+                }
+            }
+        }
+        Ok::<_, std::io::Error>(Bytes::from(out))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    resp
 }
