@@ -1,5 +1,6 @@
 //! `llm-emu report` end to end: reports drawn from real small runs (the shared 300-request
-//! case simulated and validated, a fleet, a tiny sweep, a `vllm bench serve` result), loaded in
+//! case simulated and validated, a fleet, a tiny sweep, a `vllm bench serve` result, a tiny
+//! plan), loaded in
 //! headless Chromium, and every chart checked to exist with data and axes in the rendered DOM;
 //! bounded output for long inputs; clear errors for inputs that are not report inputs.
 //!
@@ -324,6 +325,54 @@ fn a_fleet_a_sweep_and_a_bench_result_render_with_data() {
     report(&[&fixture.join("result.json")], &bench_html);
     let figs = check_rendered(&browser, &bench_html, &[("cdf", 3)]);
     assert!(figs.iter().all(|f| n(f, "data-points") == 80), "{figs:?}");
+}
+
+/// A tiny plan (40 requests at 80 requests/s, two GPU types, at most two GPUs): one H100 alone
+/// saturates below the target, so the answer is one H200 ahead of two-H100 fleets.
+#[test]
+fn a_plan_renders_its_answer_with_data() {
+    let d = tmp("plan");
+    let plan = d.join("plan.json");
+    ok(
+        bin()
+            .args(["plan", "--synthetic", "40", "--request-rate", "80"])
+            .args(["--gpus", "h100,h200", "--tensor-parallel-size", "1"])
+            .args(["--max-gpus", "2", "--slo", "ttft:p99=200ms"])
+            .args(["--slo", "tpot:p99=8ms", "--output-json", s(&plan)])
+            .output()
+            .unwrap(),
+        "plan",
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let fleets = doc["fleets"].as_array().unwrap();
+    let configs = doc["configurations"].as_array().unwrap();
+    assert!(fleets.len() >= 2, "too few fleets to compare: {doc:#}");
+    let html = d.join("plan.html");
+    let page = report(&[&plan], &html);
+    // The headline: the winner's serve command as text.
+    let cmd = fleets[0]["serve_command"].as_str().unwrap();
+    assert!(page.contains(cmd), "no serve command {cmd} in the page");
+    assert!(page.contains("plan: the cheapest fleet"));
+    let Some(browser) = chromium() else { return };
+    let figs = check_rendered(&browser, &html, &[("bars", 3)]);
+    assert_eq!(figs.len(), 3, "{figs:?}");
+    // A cost bar per fleet, a ratio bar per fleet and objective, and a bar per rate the
+    // configurations report (saturation and, where one engine falls short, the failing rate).
+    assert_eq!(n(&figs[0], "data-points"), fleets.len());
+    assert_eq!(n(&figs[1], "data-points"), fleets.len() * 2);
+    let rates = configs
+        .iter()
+        .flat_map(|c| [&c["saturation_rate"], &c["first_failing_rate"]])
+        .filter(|v| v.is_f64())
+        .count();
+    assert!(
+        rates > configs.len(),
+        "no configuration fails alone: {doc:#}"
+    );
+    assert_eq!(n(&figs[2], "data-points"), rates);
+    // The 1.0 line of the ratios and the target line of the saturation rates.
+    assert!(page.contains(">bound<") && page.contains(">target 80 req/s<"));
 }
 
 #[test]

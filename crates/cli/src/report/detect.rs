@@ -22,12 +22,15 @@ pub enum Input {
     Bench(Map<String, Value>),
     /// A sweep's `sweep.json` (found from its folder or CSVs too), with its path.
     Sweep(PathBuf, Map<String, Value>),
+    /// A `plan --output-json` document.
+    Plan(Map<String, Value>),
 }
 
 /// What the report accepts, for error messages.
 pub const EXPECTED: &str = "expected a `simulate --output-json` summary, a `simulate \
 --requests-out` or `--steps-out` JSONL file, a `validate --json` or `--requests` output, a \
-`bench`/`vllm bench serve` result JSON, or a sweep's `sweep.json`, CSV or output folder";
+`bench`/`vllm bench serve` result JSON, a sweep's `sweep.json`, CSV or output folder, or a \
+`plan --output-json` document";
 
 fn has(m: &Map<String, Value>, keys: &[&str]) -> bool {
     keys.iter().all(|k| m.contains_key(*k))
@@ -57,6 +60,10 @@ fn doc_kind(path: &Path, m: Map<String, Value>) -> Result<Input, Map<String, Val
         .and_then(Value::as_str);
     if format.is_some_and(|f| f.starts_with("llm-emu-sweep")) && m.contains_key("rows") {
         return Ok(Input::Sweep(path.to_path_buf(), m));
+    }
+    let top_format = m.get("format").and_then(Value::as_str);
+    if top_format.is_some_and(|f| f.starts_with("llm-emu-plan")) && m.contains_key("fleets") {
+        return Ok(Input::Plan(m));
     }
     if m.keys().any(|k| k.ends_with("_err_pct")) && m.keys().any(|k| k.ends_with("_real")) {
         return Ok(Input::ValidateSummary(m));

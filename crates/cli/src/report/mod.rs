@@ -1,6 +1,6 @@
 //! `llm-emu report`: one self-contained HTML page of charts from the files the other commands
 //! write (`simulate`'s summary, per-request and per-step files, `validate`'s comparison and
-//! pairs, `bench` results, `sweep` output), each input's kind told from its content. See
+//! pairs, `bench` results, `sweep` output, a `plan`), each input's kind told from its content. See
 //! docs/report.md.
 
 mod bench;
@@ -8,6 +8,7 @@ mod detect;
 mod downsample;
 mod lines;
 mod page;
+mod plan;
 mod png;
 mod requests;
 mod steps;
@@ -25,7 +26,8 @@ use std::path::{Path, PathBuf};
 #[derive(Args)]
 pub struct ReportArgs {
     /// Files to chart: `simulate --output-json`, `--requests-out`, `--steps-out`; `validate
-    /// --json`, `--requests`; a `bench` result JSON; a sweep's `sweep.json`, CSV or output folder.
+    /// --json`, `--requests`; a `bench` result JSON; a sweep's `sweep.json`, CSV or output
+    /// folder; `plan --output-json`.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// The HTML file to write.
@@ -50,6 +52,7 @@ fn section(path: &Path) -> Result<Section> {
         Input::ValidatePairs => validate::pairs_section(path)?,
         Input::Bench(m) => bench::section(path, &m),
         Input::Sweep(p, m) => sweep::section(&p, &m),
+        Input::Plan(m) => plan::section(path, &m),
     })
 }
 

@@ -87,6 +87,7 @@ pub fn section(path: &Path) -> Result<Section> {
             categories: names.clone(),
             series: vec!["finished".into()],
             values: vec![engines.iter().map(|e| e.finished as f64).collect()],
+            hlines: Vec::new(),
         };
         s.chart("Per-replica load: requests finished", load.draw(&c));
         let tokens = BarChart {
@@ -95,6 +96,7 @@ pub fn section(path: &Path) -> Result<Section> {
             categories: names,
             series: vec!["output tokens".into()],
             values: vec![engines.iter().map(|e| e.output_tokens as f64).collect()],
+            hlines: Vec::new(),
         };
         s.chart("Per-replica load: output tokens", tokens.draw(&c));
         let series = in_flight(path, engines.len(), t0, t1)?;

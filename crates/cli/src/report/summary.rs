@@ -52,6 +52,7 @@ pub fn percentile_bars(s: &mut Section, m: &Map<String, Value>, c: &Canvas) {
             categories: STATS.iter().map(|s| s.to_string()).collect(),
             series: vec![name.into()],
             values: vec![values],
+            hlines: Vec::new(),
         };
         s.chart(&format!("{name}: mean, median, p90, p99"), chart.draw(c));
     }
@@ -122,6 +123,7 @@ pub fn section(path: &Path, m: &Map<String, Value>) -> Section {
                 categories: names.clone(),
                 series: vec![key.into()],
                 values: vec![values],
+                hlines: Vec::new(),
             };
             s.chart(&format!("Per-replica load: {key}"), chart.draw(&c));
         }

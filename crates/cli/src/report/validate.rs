@@ -42,6 +42,7 @@ pub fn summary_section(path: &Path, m: &Map<String, Value>) -> Section {
             .iter()
             .map(|b| f(format!("{b}_err_pct")).unwrap_or(f64::NAN))
             .collect()],
+        hlines: Vec::new(),
     };
     // Room under the plot for the slanted figure names.
     let slanted = Canvas {
@@ -86,6 +87,7 @@ pub fn summary_section(path: &Path, m: &Map<String, Value>) -> Section {
             categories: stats.iter().map(|s| s.to_string()).collect(),
             series: vec!["real".into(), "emulated".into()],
             values: vec![side("real"), side("sim")],
+            hlines: Vec::new(),
         };
         s.chart(
             &format!("{name} statistics, real and emulated"),

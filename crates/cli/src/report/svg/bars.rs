@@ -1,7 +1,9 @@
 //! Grouped bar charts: one group per category (a replica, a metric), one bar per series in
-//! each group. Negative values (an error in %) grow downwards from 0.
+//! each group. Negative values (an error in %) grow downwards from 0; dashed reference lines
+//! (a bound, the 1.0 of a ratio) may cross the plot.
 
 use super::axes::{extent, Axes};
+use super::line::HLine;
 use super::{colour, escape, legend, Canvas, Drawn};
 
 /// A bar chart's content: `values[s][c]` is series `s` in category `c`.
@@ -11,11 +13,20 @@ pub struct BarChart {
     pub categories: Vec<String>,
     pub series: Vec<String>,
     pub values: Vec<Vec<f64>>,
+    /// Horizontal reference lines, drawn behind the bars.
+    pub hlines: Vec<HLine>,
 }
 
 impl BarChart {
     pub fn draw(&self, canvas: &Canvas) -> Drawn {
-        let y = extent(self.values.iter().flatten().copied(), true);
+        let y = extent(
+            self.values
+                .iter()
+                .flatten()
+                .copied()
+                .chain(self.hlines.iter().map(|h| h.y)),
+            true,
+        );
         let n = self.categories.len().max(1);
         // The x axis is the category index; ticks are drawn as category names instead.
         let mut axes = Axes::new(canvas, (0.0, 1.0), y);
@@ -30,6 +41,9 @@ impl BarChart {
             .map_or(frame.as_str(), |i| &frame[i..]);
         out += y_part;
         out += &legend(canvas, &self.series);
+        for h in &self.hlines {
+            out += &h.draw(canvas, &axes.y);
+        }
         let group = (px1 - px0) / n as f64;
         let k = self.series.len().max(1) as f64;
         let bar = (group * 0.8 / k).min(60.0);
@@ -103,9 +117,41 @@ mod tests {
             categories: vec!["a".into(), "b".into()],
             series: vec!["err".into()],
             values: vec![vec![-2.0, 3.0]],
+            hlines: Vec::new(),
         };
         let d = c.draw(&Canvas::default());
         assert_eq!(d.points, 2);
         assert_eq!(d.svg.matches("class=\"bar\"").count(), 2);
+    }
+
+    #[test]
+    fn a_reference_line_above_every_bar_is_inside_the_plot() {
+        let c = BarChart {
+            title: "t".into(),
+            y_label: "ratio".into(),
+            categories: vec!["a".into()],
+            series: vec!["x".into()],
+            values: vec![vec![0.4]],
+            hlines: vec![HLine {
+                y: 1.0,
+                label: "bound".into(),
+            }],
+        };
+        let canvas = Canvas::default();
+        let d = c.draw(&canvas);
+        assert!(d.svg.contains("class=\"ref\"") && d.svg.contains(">bound<"));
+        // The line's y lies within the plot's vertical range (it widened the axis).
+        let i = d.svg.find("class=\"ref\"><line").unwrap();
+        let y1: f64 = d.svg[i..]
+            .split("y1=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (bottom, top) = canvas.y_range();
+        assert!(y1 >= top && y1 <= bottom, "{y1}");
     }
 }

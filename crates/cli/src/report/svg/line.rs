@@ -1,7 +1,7 @@
 //! Line charts: one or more series of `(x, y)` points as polylines, with optional markers
 //! (e.g. a sweep's saturation points) and horizontal reference lines (e.g. an SLO bound).
 
-use super::axes::{extent, Axes};
+use super::axes::{extent, Axes, Scale};
 use super::{colour, escape, legend, Canvas, Drawn};
 
 /// One named polyline.
@@ -22,6 +22,22 @@ pub struct Marker {
 pub struct HLine {
     pub y: f64,
     pub label: String,
+}
+
+impl HLine {
+    /// The dashed line across the plot at `y` on `scale`, its label at the right end.
+    pub fn draw(&self, canvas: &Canvas, scale: &Scale) -> String {
+        let (px0, px1) = canvas.x_range();
+        let py = scale.map(self.y);
+        format!(
+            "<g class=\"ref\"><line x1=\"{px0:.1}\" x2=\"{px1:.1}\" y1=\"{py:.1}\" \
+             y2=\"{py:.1}\" stroke=\"#888\" stroke-dasharray=\"5 4\"/><text x=\"{:.1}\" \
+             y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text></g>",
+            px1 - 2.0,
+            py - 4.0,
+            escape(&self.label)
+        )
+    }
 }
 
 /// A line chart's content.
@@ -82,16 +98,7 @@ impl LineChart {
         let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();
         out += &legend(canvas, &names);
         for h in &self.hlines {
-            let (px0, px1) = canvas.x_range();
-            let py = axes.y.map(h.y);
-            out += &format!(
-                "<g class=\"ref\"><line x1=\"{px0:.1}\" x2=\"{px1:.1}\" y1=\"{py:.1}\" \
-                 y2=\"{py:.1}\" stroke=\"#888\" stroke-dasharray=\"5 4\"/><text x=\"{:.1}\" \
-                 y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text></g>",
-                px1 - 2.0,
-                py - 4.0,
-                escape(&h.label)
-            );
+            out += &h.draw(canvas, &axes.y);
         }
         let mut points = 0;
         for (i, s) in self.series.iter().enumerate() {
