@@ -341,10 +341,12 @@ impl Prepared {
     pub fn new(flags: &EngineFlags, record: Option<&RunRecord>) -> Result<Prepared> {
         let mut args = flags.to_args()?;
         if let Some(rec) = record {
-            replay(&mut args, rec)?;
+            replay(&mut args, rec, &mut |line| eprintln!("{line}"))?;
         }
         let shape = args.model_shape()?;
-        Prepared::resolve(args, shape, record.is_some())
+        Prepared::resolve(args, shape, record.is_some(), &mut |line| {
+            eprintln!("{line}")
+        })
     }
 
     /// One instance of a cluster config: the flags (and a replayed run's facts) under what
@@ -357,10 +359,11 @@ impl Prepared {
         record: Option<&RunRecord>,
         inst: &InstanceSpec,
         ep: u64,
+        say: &mut dyn FnMut(String),
     ) -> Result<Prepared> {
         let mut args = flags.to_args()?;
         if let Some(rec) = record {
-            replay(&mut args, rec)?;
+            replay(&mut args, rec, say)?;
         }
         args.model = Some(inst.model_name.clone());
         args.model_config = None;
@@ -388,7 +391,7 @@ impl Prepared {
                 inst.model_name
             )
         })?;
-        let mut prepared = Prepared::resolve(args, shape, false)
+        let mut prepared = Prepared::resolve(args, shape, false, say)
             .map_err(|e| anyhow::anyhow!("cluster config: {}: {e:#}", inst.field))?;
         prepared.with_expert_parallel(ep).map_err(|e| {
             anyhow::anyhow!("cluster config: `{}`: {e:#}", inst.field_path("ep_size"))
@@ -396,17 +399,22 @@ impl Prepared {
         Ok(prepared)
     }
 
-    /// Resolves `args` for the model of `shape` (notes to stderr); `replaying`: the engine of a
+    /// Resolves `args` for the model of `shape` (notes through `say`); `replaying`: the engine of a
     /// recorded run, which no non-vLLM policy can have run.
-    fn resolve(args: EngineArgs, shape: ModelShape, replaying: bool) -> Result<Prepared> {
+    fn resolve(
+        args: EngineArgs,
+        shape: ModelShape,
+        replaying: bool,
+        say: &mut dyn FnMut(String),
+    ) -> Result<Prepared> {
         let gpu = args.gpu_spec()?;
         let resolved = resolve(&args, &shape, gpu)?;
         for n in &resolved.notices {
-            eprintln!("{n}");
+            say(n.to_string());
         }
         let policy = resolved.config.scheduling_policy;
         if !policy.is_vllm() {
-            eprintln!(
+            say(format!(
                 "note: --scheduling-policy {}: vLLM has no such policy; results show what it \
                  would do, not what vLLM does{}",
                 policy.label(),
@@ -415,7 +423,7 @@ impl Prepared {
                 } else {
                     ""
                 }
-            );
+            ));
         }
         Ok(Prepared {
             args,
@@ -512,16 +520,17 @@ fn overridden<T: std::fmt::Display + PartialEq>(
 
 /// Applies the facts a real run recorded (`validate`, `simulate --like`): each fills the
 /// argument the command line left unset, vLLM's defaults of the run's version fill what it did
-/// not record, and each substitution is said on stderr (one line for the flags that replace
-/// recorded facts, one for the defaults used, one per recorded fact not modelled).
-pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
+/// not record, and each substitution is said through `say` (one line for the flags that
+/// replace recorded facts, one for the defaults used, one per recorded fact not modelled):
+/// stderr, and once per fleet when every instance replays the same run.
+pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) -> Result<()> {
     let f = &rec.facts;
     for n in &f.notes {
-        eprintln!("note: {n}");
+        say(format!("note: {n}"));
     }
     let (vd, version_note) = VllmDefaults::for_version(f.vllm_version.as_deref());
     if let Some(n) = version_note {
-        eprintln!("note: {n}");
+        say(format!("note: {n}"));
     }
     let mut over = Vec::new();
     let mut defaulted = Vec::new();
@@ -537,10 +546,10 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
                 ));
             }
         }
-        (None, None) => eprintln!(
+        (None, None) => say(format!(
             "note: the run records no GPU (no meta.json hardware.device_name, no cluster \
              config): emulating the {DEFAULT_GPU} (pass --gpu NAME)"
-        ),
+        )),
         (Some(_), None) => {}
     }
     let recorded_gib = f
@@ -648,10 +657,10 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
         overridden(&mut over, &format!("{flag}:"), given.as_ref(), recorded);
     }
     if !over.is_empty() {
-        eprintln!(
+        say(format!(
             "note: given on the command line, replacing what the run recorded: {}",
             over.join("; ")
-        );
+        ));
     }
 
     // vLLM's defaults for what the run did not record and no flag gives.
@@ -711,18 +720,18 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord) -> Result<()> {
         "scheduling policy fcfs".into(),
     );
     if !defaulted.is_empty() {
-        eprintln!(
+        say(format!(
             "note: not recorded by the run, vLLM {} defaults used: {}",
             vd.version,
             defaulted.join(", ")
-        );
+        ));
     }
     if let Some(d) = f.kv_cache_dtype.as_ref().filter(|d| d.value != "auto") {
-        eprintln!(
+        say(format!(
             "note: {} = {}: sizes the KV blocks and the roofline's KV reads; measured \
              profiles keep the KV dtype they were measured with",
             d.source, d.value
-        );
+        ));
     }
 
     if let Some(l) = &f.tp_link {

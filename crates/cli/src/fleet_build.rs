@@ -42,11 +42,18 @@ pub(crate) fn prepare_fleet(
                 .collect(),
             _ => vec![1; spec.instances.len()],
         };
+        // The run's notes are the same for every instance: each is said once.
+        let mut said = std::collections::HashSet::new();
+        let mut say = |line: String| {
+            if said.insert(line.clone()) {
+                eprintln!("{line}");
+            }
+        };
         let prepared = spec
             .instances
             .iter()
             .zip(eps)
-            .map(|(i, ep)| Prepared::for_instance(engine, record, i, ep))
+            .map(|(i, ep)| Prepared::for_instance(engine, record, i, ep, &mut say))
             .collect::<Result<Vec<_>>>()?;
         return Ok((plan, prepared));
     }
