@@ -199,17 +199,19 @@ fn bench_against_serve_writes_vllms_result_and_compare_reads_it() {
                 .sum()
         })
         .collect();
-    let mean = totals.iter().sum::<f64>() / totals.len() as f64;
-    assert!(
-        mean >= 0.013,
-        "7 gaps of 2-ms steps, mean {mean} s: {totals:?}"
-    );
     // Per request, a first chunk received late (a busy machine delays the client, not the
-    // server) shortens that request's sum; the median still has to hold.
+    // server) shortens that request's sum, down to 0 when every chunk is read at once, so
+    // neither the mean nor any one request is a safe bound: the slowest-read requests are
+    // left out by taking the median, and the longest sum must show all 7 steps.
     let mut sorted = totals.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     assert!(median >= 0.012, "median {median} s: {totals:?}");
+    let longest = sorted[sorted.len() - 1];
+    assert!(
+        longest >= 0.013,
+        "7 gaps of 2-ms steps, longest sum {longest} s: {totals:?}"
+    );
 
     run(&[
         "simulate",
