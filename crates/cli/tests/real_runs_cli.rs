@@ -6,37 +6,14 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use validate_support::validate_run;
+
+mod validate_support;
 
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/real-runs")
         .join(case)
-}
-
-/// Runs `llm-emu validate` on `case` with `extra` flags; asserts success and returns (stdout,
-/// stderr, the comparison JSON).
-fn validate(case: &Path, tag: &str, extra: &[&str]) -> (String, String, Value) {
-    let json = std::env::temp_dir().join(format!(
-        "llm-emu-real-run-{tag}-{}.json",
-        std::process::id()
-    ));
-    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
-        .arg("validate")
-        .arg("--real")
-        .arg(case.join("vllm"))
-        .arg("--workload")
-        .arg(case.join("workload.jsonl"))
-        .args(extra)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    let m = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json);
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr, m)
 }
 
 fn err(m: &Value, key: &str) -> f64 {
@@ -63,7 +40,8 @@ fn within(m: &Value, metrics: &[&str], stats: &[&str], bound: f64) {
 fn rtx4090_run_replays_as_recorded_with_its_profile() {
     let case = fixture("rtx4090-llama-3.1-8b");
     let profile = case.join("profile");
-    let (stdout, stderr, m) = validate(&case, "4090", &["--profile", profile.to_str().unwrap()]);
+    let (stdout, stderr, m) =
+        validate_run(&case, "4090", &["--profile", profile.to_str().unwrap()]);
     // The recorded facts, not llm-emu's defaults: the run's GPU, batch limits and KV blocks.
     assert!(
         stdout.contains("max_num_seqs 256, max_num_batched_tokens 2048, 2588 KV blocks"),
@@ -90,7 +68,7 @@ fn rtx4090_run_replays_as_recorded_with_its_profile() {
 #[test]
 fn rtx4090_run_profile_free() {
     let case = fixture("rtx4090-llama-3.1-8b");
-    let (_, _, m) = validate(&case, "4090-roofline", &["--latency", "roofline"]);
+    let (_, _, m) = validate_run(&case, "4090-roofline", &["--latency", "roofline"]);
     within(&m, &["ttft", "tpot", "e2el"], &["mean"], 7.0);
     within(
         &m,
@@ -130,7 +108,7 @@ fn qwen3_32b_tp2_run_prices_its_recorded_link() {
         return;
     };
     let profile = case.join("profile");
-    let (stdout, _, m) = validate(&case, "tp2", &["--profile", profile.to_str().unwrap()]);
+    let (stdout, _, m) = validate_run(&case, "tp2", &["--profile", profile.to_str().unwrap()]);
     assert!(
         stdout.contains("ring all-reduce at 16 GB/s, 20.0 µs per hop"),
         "{stdout}"
@@ -142,7 +120,7 @@ fn qwen3_32b_tp2_run_prices_its_recorded_link() {
         &["median", "p90", "p99"],
         4.2,
     );
-    let (stdout, _, m) = validate(&case, "tp2-roofline", &["--latency", "roofline"]);
+    let (stdout, _, m) = validate_run(&case, "tp2-roofline", &["--latency", "roofline"]);
     assert!(stdout.contains("recorded link 16 GB/s"), "{stdout}");
     within(&m, &["ttft", "tpot", "e2el"], &["mean"], 8.0);
 }
@@ -158,7 +136,7 @@ fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
         return;
     };
     let profile = case.join("profile");
-    let (stdout, _, m) = validate(&case, "dp2", &["--profile", profile.to_str().unwrap()]);
+    let (stdout, _, m) = validate_run(&case, "dp2", &["--profile", profile.to_str().unwrap()]);
     assert!(
         stdout.contains("expert-parallel lockstep over 2 ranks"),
         "{stdout}"

@@ -4,6 +4,9 @@ use serde_json::Value;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
+use validate_support::validate_run;
+
+mod validate_support;
 
 /// The shared real-run case, or `None` (with a notice) where `../shared` is absent.
 fn shared_case() -> Option<PathBuf> {
@@ -17,37 +20,10 @@ fn shared_case() -> Option<PathBuf> {
     }
 }
 
-/// Runs `llm-emu validate` on the shared case with `extra` flags and `--json`; asserts success
-/// and returns (stdout, the comparison JSON).
-fn validate_json(case: &Path, tag: &str, extra: &[String]) -> (String, Value) {
-    let json = std::env::temp_dir().join(format!(
-        "llm-emu-validate-{tag}-{}.json",
-        std::process::id()
-    ));
-    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
-        .arg("validate")
-        .arg("--real")
-        .arg(case.join("vllm"))
-        .arg("--workload")
-        .arg(case.join("workload.jsonl"))
-        .args(extra)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), m)
-}
-
 #[test]
 fn validate_reads_the_real_run_and_writes_every_key() {
     let Some(case) = shared_case() else { return };
-    let (stdout, m) = validate_json(&case, "keys", &[]);
+    let (stdout, _, m) = validate_run(&case, "keys", &[] as &[&str]);
     assert!(
         stdout.contains("max_num_seqs 128, max_num_batched_tokens 2048"),
         "{stdout}"
@@ -98,7 +74,7 @@ fn profile_latency_reproduces_the_peer_simulators_errors() {
     // scheduler it must land where the peer does (llmservingsim-summary.txt: TTFT mean −4.0 %,
     // TPOT mean −1.0 %, E2E mean −1.8 %).
     let Some(case) = shared_case() else { return };
-    let (_, m) = validate_json(
+    let (_, _, m) = validate_run(
         &case,
         "profile",
         &[
@@ -135,7 +111,7 @@ fn default_latency_meets_the_fidelity_targets() {
     // The built-in profile with CUDA-graph padding and its measured step overhead: every mean
     // within 2 % of the real run, every median/p90/p99 within 5 % (docs/fidelity.md).
     let Some(case) = shared_case() else { return };
-    let (_, m) = validate_json(&case, "default", &[]);
+    let (_, _, m) = validate_run(&case, "default", &[] as &[&str]);
     let err = |k: &str| m[k].as_f64().unwrap();
     assert!(err("output_throughput_err_pct").abs() < 2.0);
     for metric in ["ttft", "tpot", "e2el"] {
