@@ -296,8 +296,19 @@ impl Engine {
     /// prefill instance under prefill/decode disaggregation): the scheduler admits it with
     /// its prompt already computed but for the last token, as vLLM's KV connector does.
     pub fn add_prefilled(&mut self, new: NewRequest, tag: u64) -> Result<(), RequestError> {
+        self.add_prefilled_lora(new, tag, None)
+    }
+
+    /// [`Engine::add_prefilled`] for a request that runs with LoRA adapter `lora_id`
+    /// ([`Engine::add_tagged_lora`]).
+    pub fn add_prefilled_lora(
+        &mut self,
+        new: NewRequest,
+        tag: u64,
+        lora_id: Option<u64>,
+    ) -> Result<(), RequestError> {
         let prompt = new.prompt_token_ids.len();
-        self.add_tagged(new, tag)?;
+        self.add_tagged_lora(new, tag, lora_id)?;
         if let Some(Input::Add(req)) = self.inputs.back_mut() {
             req.num_external_computed_tokens = prompt;
         }

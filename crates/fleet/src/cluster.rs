@@ -31,6 +31,14 @@ pub enum ClusterError {
     Field { field: String, message: String },
 }
 
+/// Why a pipeline-parallel degree above 1 is refused (the cluster file's `pp_size`, the
+/// command line's `--pipeline-parallel-size`).
+pub const PP_NOT_MODELLED: &str = "pipeline parallelism is not modelled (1 only): vLLM's V1 \
+     engine keeps one batch in flight per pipeline stage (`EngineCore.step_with_batch_queue`), \
+     scheduling each while the earlier ones are still in the pipeline, and llm-emu's engine \
+     runs one batch at a time; use tensor parallelism (`tp_size`, `--tensor-parallel-size`) \
+     instead";
+
 fn field_err(field: impl Into<String>, message: impl Into<String>) -> ClusterError {
     ClusterError::Field {
         field: field.into(),
@@ -125,10 +133,15 @@ pub enum Topology {
     /// rank an instance it routes to); each group's members are listed together in the file,
     /// in group order. `(name, members, ep)` per group.
     DataParallelGroups { groups: Vec<(String, usize, u64)> },
-    /// Prefill and decode instances (indexes into [`ClusterSpec::instances`]).
+    /// Prefill and decode instances (indexes into [`ClusterSpec::instances`]). A side whose
+    /// instances form one `dp_group` is one vLLM DP deployment (`prefill_group` /
+    /// `decode_group`: its name), its ranks chosen by vLLM's DP load balancer; a side without
+    /// groups is independent instances (the decode side behind the router).
     Disaggregated {
         prefill: Vec<usize>,
         decode: Vec<usize>,
+        prefill_group: Option<String>,
+        decode_group: Option<String>,
     },
 }
 
@@ -259,10 +272,7 @@ fn instance(v: &Value, at: String) -> Result<InstanceSpec, ClusterError> {
     }
     let pp = opt_u64(v, "pp_size", &f("pp_size"))?.unwrap_or(1);
     if pp != 1 {
-        return Err(field_err(
-            f("pp_size"),
-            format!("{pp}: pipeline parallelism is not modelled (1 only)"),
-        ));
+        return Err(field_err(f("pp_size"), format!("{pp}: {PP_NOT_MODELLED}")));
     }
     let tp_given = opt_u64(v, "tp_size", &f("tp_size"))?;
     let npus_given = opt_u64(v, "num_npus", &f("num_npus"))?;
@@ -364,13 +374,25 @@ fn topology(instances: &[InstanceSpec]) -> Result<Topology, ClusterError> {
                 format!("a prefill/decode cluster without a {missing} instance"),
             ));
         }
-        if let Some(i) = instances.iter().find(|i| i.dp_group.is_some()) {
-            return Err(field_err(
-                i.field_path("dp_group"),
-                "data-parallel groups inside a prefill/decode cluster are not modelled",
-            ));
+        let prefill_group = pd_side_group(instances, &prefill, "prefill")?;
+        let decode_group = pd_side_group(instances, &decode, "decode")?;
+        if let (Some(p), Some(d)) = (&prefill_group, &decode_group) {
+            if p == d {
+                return Err(field_err(
+                    instances[decode[0]].field_path("dp_group"),
+                    format!(
+                        "`{d}` holds prefill and decode instances: a dp_group is one side of a \
+                         prefill/decode cluster"
+                    ),
+                ));
+            }
         }
-        return Ok(Topology::Disaggregated { prefill, decode });
+        return Ok(Topology::Disaggregated {
+            prefill,
+            decode,
+            prefill_group,
+            decode_group,
+        });
     }
     let grouped: Vec<&InstanceSpec> = instances.iter().filter(|i| i.dp_group.is_some()).collect();
     if grouped.is_empty() {
@@ -438,6 +460,50 @@ fn topology(instances: &[InstanceSpec]) -> Result<Topology, ClusterError> {
         });
     }
     Ok(Topology::DataParallelGroups { groups })
+}
+
+/// The `dp_group` of one side (`idx`, its instances) of a prefill/decode cluster: none, or
+/// one group holding every instance of the side, without expert parallelism.
+fn pd_side_group(
+    instances: &[InstanceSpec],
+    idx: &[usize],
+    side: &str,
+) -> Result<Option<String>, ClusterError> {
+    let members: Vec<InstanceSpec> = idx.iter().map(|&i| instances[i].clone()).collect();
+    let Some(group) = members[0].dp_group.clone() else {
+        if let Some(i) = members.iter().find(|i| i.dp_group.is_some()) {
+            return Err(field_err(
+                i.field_path("dp_group"),
+                format!(
+                    "beside {side} instances without one: the {side} side is one dp_group or \
+                     none"
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(i) = members.iter().find(|i| i.dp_group.as_ref() != Some(&group)) {
+        return Err(field_err(
+            i.field_path("dp_group"),
+            format!(
+                "{} beside `{group}`: several dp_groups (or grouped and ungrouped instances) on \
+                 the {side} side of a prefill/decode cluster are not modelled",
+                i.dp_group
+                    .as_deref()
+                    .map_or("null".to_string(), |g| format!("`{g}`"))
+            ),
+        ));
+    }
+    if group_ep(&members)? > 1 {
+        return Err(field_err(
+            members[0].field_path("ep_size"),
+            format!(
+                "expert-parallel lockstep on the {side} side of a prefill/decode cluster is not \
+                 modelled"
+            ),
+        ));
+    }
+    Ok(Some(group))
 }
 
 /// Checks that one `dp_group`'s members agree (model, GPU, TP and EP degree) and returns its
@@ -559,7 +625,9 @@ mod tests {
             c.topology,
             Topology::Disaggregated {
                 prefill: vec![0],
-                decode: vec![1]
+                decode: vec![1],
+                prefill_group: None,
+                decode_group: None,
             }
         );
         assert_eq!(c.instances[0].max_num_seqs, Some(32));
@@ -614,6 +682,94 @@ mod tests {
         assert!(e.contains("ep_size"), "{e}");
         let e = err(json!({"link_bw": 0, "nodes": [{"instances": [inst(json!({}))]}]}));
         assert!(e.contains("link_bw"), "{e}");
+    }
+
+    #[test]
+    fn a_prefill_or_decode_side_may_be_one_dp_group() {
+        let pd = cluster(vec![
+            inst(json!({"pd_type": "prefill", "dp_group": "P"})),
+            inst(json!({"pd_type": "prefill", "dp_group": "P"})),
+            inst(json!({"pd_type": "decode"})),
+            inst(json!({"pd_type": "decode", "dp_group": null})),
+        ]);
+        assert_eq!(
+            ClusterSpec::from_json(&pd).expect("valid").topology,
+            Topology::Disaggregated {
+                prefill: vec![0, 1],
+                decode: vec![2, 3],
+                prefill_group: Some("P".into()),
+                decode_group: None,
+            }
+        );
+        // Both sides grouped; members need not be listed together.
+        let pd = cluster(vec![
+            inst(json!({"pd_type": "decode", "dp_group": "D"})),
+            inst(json!({"pd_type": "prefill", "dp_group": "P"})),
+            inst(json!({"pd_type": "decode", "dp_group": "D"})),
+        ]);
+        assert_eq!(
+            ClusterSpec::from_json(&pd).expect("valid").topology,
+            Topology::Disaggregated {
+                prefill: vec![1],
+                decode: vec![0, 2],
+                prefill_group: Some("P".into()),
+                decode_group: Some("D".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn dp_groups_a_prefill_decode_cluster_cannot_hold_are_refused() {
+        // Grouped beside ungrouped on one side.
+        let e = err(cluster(vec![
+            inst(json!({"pd_type": "prefill"})),
+            inst(json!({"pd_type": "decode", "dp_group": "D"})),
+            inst(json!({"pd_type": "decode"})),
+        ]));
+        assert!(
+            e.contains("nodes[0].instances[2].dp_group") && e.contains("decode side"),
+            "{e}"
+        );
+        // Two groups on one side.
+        let e = err(cluster(vec![
+            inst(json!({"pd_type": "prefill", "dp_group": "A"})),
+            inst(json!({"pd_type": "prefill", "dp_group": "B"})),
+            inst(json!({"pd_type": "decode"})),
+        ]));
+        assert!(
+            e.contains("nodes[0].instances[1].dp_group") && e.contains("several dp_groups"),
+            "{e}"
+        );
+        // One group on both sides.
+        let e = err(cluster(vec![
+            inst(json!({"pd_type": "prefill", "dp_group": "A"})),
+            inst(json!({"pd_type": "decode", "dp_group": "A"})),
+        ]));
+        assert!(
+            e.contains("nodes[0].instances[1].dp_group") && e.contains("one side"),
+            "{e}"
+        );
+        // Expert-parallel lockstep on a side.
+        let moe = |role: &str| {
+            inst(json!({"pd_type": role, "dp_group": role, "ep_size": 2,
+                        "model_name": "Qwen/Qwen3-30B-A3B"}))
+        };
+        let e = err(cluster(vec![moe("prefill"), moe("prefill"), moe("decode")]));
+        assert!(
+            e.contains("nodes[0].instances[0].ep_size") && e.contains("lockstep"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pipeline_parallelism_is_refused_with_the_reason() {
+        let e = err(cluster(vec![inst(json!({"pp_size": 2, "num_npus": 2}))]));
+        assert!(
+            e.contains("nodes[0].instances[0].pp_size")
+                && e.contains("not modelled")
+                && e.contains("step_with_batch_queue"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -236,35 +236,58 @@ impl DataParallel {
         tag: u64,
         rank: Option<usize>,
     ) -> Result<usize, AddError> {
+        self.add_to_rank_lora(req, tag, rank, None)
+    }
+
+    /// [`DataParallel::add_to_rank`] for a request running with LoRA adapter `lora` (the
+    /// scheduler's `max_loras` rule, [`Engine::set_max_loras`]).
+    pub fn add_to_rank_lora(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        rank: Option<usize>,
+        lora: Option<u64>,
+    ) -> Result<usize, AddError> {
         let size = self.ranks.len();
         match rank {
             Some(r) if r >= size => Err(AddError::RankOutOfRange { rank: r, size }),
             Some(r) => {
-                self.place(req, tag, r)?;
+                self.place(req, tag, r, lora)?;
                 self.lb.pass_turn();
                 Ok(r)
             }
-            None => Ok(self.balance(req, tag)?),
+            None => Ok(self.balance(req, tag, lora)?),
         }
     }
 
     /// Places `req` where the balancer chooses at its arrival.
-    fn balance(&mut self, req: NewRequest, tag: u64) -> Result<usize, RequestError> {
+    fn balance(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        lora: Option<u64>,
+    ) -> Result<usize, RequestError> {
         self.lb.advance(req.arrival);
         let r = self.lb.peek();
-        self.place(req, tag, r)?;
+        self.place(req, tag, r, lora)?;
         self.lb.commit(r);
         Ok(r)
     }
 
     /// Queues `req` on rank `r` (in range).
-    fn place(&mut self, req: NewRequest, tag: u64, r: usize) -> Result<(), RequestError> {
+    fn place(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        r: usize,
+        lora: Option<u64>,
+    ) -> Result<(), RequestError> {
         let id = req.request_id.clone();
         if self.owner.contains_key(&id) {
             return Err(RequestError::DuplicateId(id));
         }
         let m = &mut self.ranks[r];
-        m.engine.add_tagged(req, tag)?;
+        m.engine.add_tagged_lora(req, tag, lora)?;
         m.pending = true;
         self.owner.insert(id, r);
         Ok(())
@@ -332,7 +355,7 @@ impl EngineSink for RankTap<'_> {
 
 impl EngineCore for DataParallel {
     fn add(&mut self, req: NewRequest, tag: u64) -> Result<(), RequestError> {
-        self.balance(req, tag).map(|_| ())
+        self.balance(req, tag, None).map(|_| ())
     }
 
     fn abort(&mut self, request_id: &str) {

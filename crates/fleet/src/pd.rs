@@ -15,8 +15,18 @@
 //! TTFT is therefore prefill step(s) + transfer + the decode instance's first step; TPOT and
 //! E2E come from the decode instance; every time is measured from the client's arrival.
 //! Engine index = the instance's position in the cluster.
+//!
+//! A side may be one vLLM data-parallel deployment instead
+//! ([`Disaggregated::with_data_parallel_side`]): its ranks are chosen by vLLM's DP load
+//! balancer ([`LoadBalancer`], the counts each rank reports, published with vLLM's delays), as
+//! a proxy in front of a `--data-parallel-size N` server reaches one rank. The prefill rank is
+//! chosen when the request arrives; the decode rank when the prefill half is done, when the
+//! proxy sends the decode request (with the transfer parameters) to the decode deployment — the
+//! KV then moves to that rank. A decode rank counts a request whose KV is on its way as waiting
+//! (vLLM's `WAITING_FOR_REMOTE_KVS` requests are in the scheduler's waiting queue).
 
 use crate::cluster::{Link, PdRole};
+use crate::dp_lb::LoadBalancer;
 use crate::member::{earliest_wake, Member};
 use crate::router::{InstanceView, RouteRequest, RoutedLoad, Router};
 use llm_emu_core::engine::RequestError;
@@ -40,9 +50,12 @@ struct Live {
     /// The client's request, to hand to the decode instance.
     req: NewRequest,
     prefill: usize,
-    decode: usize,
+    /// `None` until the decode side's balancer places it (a data-parallel decode side).
+    decode: Option<usize>,
     phase: Phase,
     aborted: bool,
+    /// The LoRA adapter it runs with on both instances.
+    lora: Option<u64>,
 }
 
 /// Prefill and decode instances with KV transfer between them.
@@ -52,8 +65,17 @@ pub struct Disaggregated {
     roles: Vec<PdRole>,
     prefill_idx: Vec<usize>,
     decode_idx: Vec<usize>,
+    /// Each instance's position among its side's instances (its rank on a data-parallel side).
+    rank_in_side: Vec<usize>,
     prefill_router: Box<dyn Router>,
     decode_router: Box<dyn Router>,
+    /// Each side's DP load balancer (prefill, decode) when that side is one data-parallel
+    /// deployment; its ranks are the side's instances in cluster order.
+    balancers: [Option<LoadBalancer>; 2],
+    /// Each instance's `(waiting, running)` as its engine last reported them.
+    counts: Vec<[usize; 2]>,
+    /// KV transfers in flight to each instance.
+    in_transfer: Vec<usize>,
     loads: Vec<RoutedLoad>,
     /// Bytes of one KV block on each instance (all layers, K and V).
     block_bytes: Vec<u64>,
@@ -113,7 +135,14 @@ impl Disaggregated {
             return Err(PdError::MissingRole("decode"));
         }
         let n = engines.len();
+        let mut rank_in_side = vec![0; n];
+        for side in [&prefill_idx, &decode_idx] {
+            for (r, &i) in side.iter().enumerate() {
+                rank_in_side[i] = r;
+            }
+        }
         Ok(Disaggregated {
+            rank_in_side,
             members: engines
                 .into_iter()
                 .enumerate()
@@ -124,6 +153,9 @@ impl Disaggregated {
             decode_idx,
             prefill_router,
             decode_router,
+            balancers: [None, None],
+            counts: vec![[0, 0]; n],
+            in_transfer: vec![0; n],
             loads: vec![RoutedLoad::default(); n],
             block_bytes,
             link,
@@ -137,6 +169,28 @@ impl Disaggregated {
         })
     }
 
+    /// Makes the `role` side one vLLM data-parallel deployment behind `api_servers` API servers
+    /// (vLLM's `--api-server-count`, default the DP size): its instances, in cluster order, are
+    /// ranks 0…N−1, chosen by vLLM's DP load balancer instead of a router.
+    pub fn with_data_parallel_side(mut self, role: PdRole, api_servers: usize) -> Disaggregated {
+        let ranks = self.side(role).len();
+        self.balancers[side_of(role)] = Some(LoadBalancer::new(ranks, api_servers));
+        self
+    }
+
+    /// The balancer of the `role` side, when it is a data-parallel deployment (for tests and
+    /// reports).
+    pub fn load_balancer(&self, role: PdRole) -> Option<&LoadBalancer> {
+        self.balancers[side_of(role)].as_ref()
+    }
+
+    fn side(&self, role: PdRole) -> &[usize] {
+        match role {
+            PdRole::Prefill => &self.prefill_idx,
+            PdRole::Decode => &self.decode_idx,
+        }
+    }
+
     /// The engines, mutably, in cluster order: for setting each one up before the fleet runs
     /// (a served fleet's sampler layer and KV cache events).
     pub fn engines_mut(&mut self) -> impl Iterator<Item = &mut Engine> {
@@ -144,16 +198,36 @@ impl Disaggregated {
     }
 
     /// Routes `req` through the fleet (a prefill instance, the transfer, a decode instance),
-    /// the decode router seeing `session`; returns the decode instance.
+    /// the decode router seeing `session`; returns the decode instance, or the prefill
+    /// instance where a data-parallel decode side places the request only once its prefill is
+    /// done.
     pub fn add_in_session(
         &mut self,
         req: NewRequest,
         tag: u64,
         session: Option<&str>,
     ) -> Result<usize, RequestError> {
+        self.add_in_session_lora(req, tag, session, None)
+    }
+
+    /// [`Disaggregated::add_in_session`] for a request running with LoRA adapter `lora`
+    /// (on both instances; the scheduler's `max_loras` rule, [`Engine::set_max_loras`]).
+    pub fn add_in_session_lora(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        session: Option<&str>,
+        lora: Option<u64>,
+    ) -> Result<usize, RequestError> {
         self.check_new_id(&req.request_id)?;
-        let d = self.pick(&req, PdRole::Decode, session);
-        let dcfg = self.members[d].engine.config();
+        let d = match self.balancers[side_of(PdRole::Decode)] {
+            Some(_) => None,
+            None => Some(self.pick(&req, PdRole::Decode, session)),
+        };
+        // A data-parallel side's ranks are configured alike: its first answers for all.
+        let dcfg = self.members[d.unwrap_or(self.decode_idx[0])]
+            .engine
+            .config();
         let prompt_len = req.prompt_token_ids.len();
         if prompt_len >= dcfg.max_model_len {
             return Err(RequestError::PromptTooLong {
@@ -161,15 +235,28 @@ impl Disaggregated {
                 max_model_len: dcfg.max_model_len,
             });
         }
-        let p = self.pick(&req, PdRole::Prefill, session);
+        let balanced = self.balancers[side_of(PdRole::Prefill)].as_mut().map(|lb| {
+            lb.advance(req.arrival);
+            lb.peek()
+        });
+        let p = match balanced {
+            Some(r) => self.prefill_idx[r],
+            None => self.pick(&req, PdRole::Prefill, session),
+        };
         let mut first = req.clone();
         first.sampling.max_tokens = 1;
         first.sampling.min_tokens = first.sampling.min_tokens.min(1);
         let m = &mut self.members[p];
-        m.engine.add_tagged(first, tag)?;
+        m.engine.add_tagged_lora(first, tag, lora)?;
         m.pending = true;
+        if let (Some(r), Some(lb)) = (balanced, self.balancers[side_of(PdRole::Prefill)].as_mut()) {
+            lb.commit(r);
+        }
         self.loads[p].requests += 1;
-        self.loads[d].requests += 1;
+        if let Some(d) = d {
+            self.loads[d].requests += 1;
+        }
+
         self.by_id.insert(req.request_id.clone(), tag);
         self.live.insert(
             tag,
@@ -179,9 +266,10 @@ impl Disaggregated {
                 decode: d,
                 phase: Phase::Prefill,
                 aborted: false,
+                lora,
             },
         );
-        Ok(d)
+        Ok(d.unwrap_or(p))
     }
 
     /// Runs `req` whole on instance `i`, without the other role (a request sent to that
@@ -193,10 +281,21 @@ impl Disaggregated {
         tag: u64,
         i: usize,
     ) -> Result<usize, RequestError> {
+        self.add_to_instance_lora(req, tag, i, None)
+    }
+
+    /// [`Disaggregated::add_to_instance`] for a request running with LoRA adapter `lora`.
+    pub fn add_to_instance_lora(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        i: usize,
+        lora: Option<u64>,
+    ) -> Result<usize, RequestError> {
         self.check_new_id(&req.request_id)?;
         let id = req.request_id.clone();
         let m = &mut self.members[i];
-        m.engine.add_tagged(req, tag)?;
+        m.engine.add_tagged_lora(req, tag, lora)?;
         m.pending = true;
         self.direct.insert(tag, false);
         self.direct_owner.insert(id, i);
@@ -268,10 +367,18 @@ impl Disaggregated {
             let Some(l) = self.live.get_mut(&tag) else {
                 continue;
             };
+            let Some(d) = l.decode else {
+                continue;
+            };
             l.phase = Phase::Decode;
-            let m = &mut self.members[l.decode];
+            self.in_transfer[d] = self.in_transfer[d].saturating_sub(1);
+            let lora = l.lora;
+            let m = &mut self.members[d];
             let id = l.req.request_id.clone();
-            if m.engine.add_prefilled(l.req.clone(), tag).is_ok() {
+            if m.engine
+                .add_prefilled_lora(l.req.clone(), tag, lora)
+                .is_ok()
+            {
                 if l.aborted {
                     m.engine.abort(&id);
                 }
@@ -291,7 +398,13 @@ impl Disaggregated {
 struct Tap<'a> {
     instance: usize,
     role: PdRole,
+    /// The instance's position among its side's instances.
+    rank: usize,
     now: Nanos,
+    balancers: &'a mut [Option<LoadBalancer>; 2],
+    counts: &'a mut [[usize; 2]],
+    in_transfer: &'a mut [usize],
+    decode_idx: &'a [usize],
     transfer_ns: &'a dyn Fn(usize, usize) -> u64,
     live: &'a mut FxHashMap<u64, Live>,
     by_id: &'a mut FxHashMap<String, u64>,
@@ -305,12 +418,52 @@ struct Tap<'a> {
     out: &'a mut dyn EngineSink,
 }
 
+impl Tap<'_> {
+    /// Records the instance's `(waiting, running)` and, on a data-parallel side, reports them
+    /// to its balancer (the KV transfers on their way to it counted as waiting).
+    fn report(&mut self, waiting: usize, running: usize) {
+        self.counts[self.instance] = [waiting, running];
+        let i = self.instance;
+        if let Some(lb) = self.balancers[side_of(self.role)].as_mut() {
+            lb.report(self.rank, waiting + self.in_transfer[i], running, self.now);
+        }
+    }
+
+    /// The decode instance of a request whose prefill half is done: the router's choice made
+    /// at its arrival, else the decode side's balancer's now (the decode request reaching
+    /// that deployment). Counts the transfer on its way there.
+    fn decode_instance(&mut self, chosen: Option<usize>) -> usize {
+        let decode = side_of(PdRole::Decode);
+        let d = match (chosen, self.balancers[decode].as_mut()) {
+            (Some(d), _) => d,
+            (None, Some(lb)) => {
+                lb.advance(self.now);
+                let r = lb.peek();
+                lb.commit(r);
+                let d = self.decode_idx[r];
+                self.loads[d].requests += 1;
+                d
+            }
+            (None, None) => unreachable!("a decode instance is routed at arrival"),
+        };
+        self.in_transfer[d] += 1;
+        if let Some(lb) = self.balancers[decode].as_mut() {
+            let [waiting, running] = self.counts[d];
+            let r = self.decode_idx.iter().position(|&x| x == d).unwrap_or(0);
+            lb.report(r, waiting + self.in_transfer[d], running, self.now);
+        }
+        d
+    }
+}
+
 impl EngineSink for Tap<'_> {
     fn on_step(&mut self, s: &StepStats) {
+        self.report(s.scheduler.num_waiting_reqs, s.scheduler.num_running_reqs);
         self.out.on_step(s);
     }
 
     fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
+        self.report(it.scheduler.num_waiting_reqs, it.scheduler.num_running_reqs);
         for f in &it.finished_requests {
             if self.direct.contains_key(&f.tag) {
                 self.direct_owner.remove(&f.request_id);
@@ -324,8 +477,9 @@ impl EngineSink for Tap<'_> {
                 for o in outputs.iter().filter(|o| o.finish.is_some()) {
                     if let Some(l) = self.live.remove(&o.tag) {
                         self.by_id.remove(&l.req.request_id);
-                        self.loads[l.decode].requests =
-                            self.loads[l.decode].requests.saturating_sub(1);
+                        if let Some(d) = l.decode {
+                            self.loads[d].requests = self.loads[d].requests.saturating_sub(1);
+                        }
                     }
                 }
                 self.out.on_iteration(it, outputs);
@@ -359,11 +513,18 @@ impl EngineSink for Tap<'_> {
                         let l = self.live.remove(&o.tag);
                         if let Some(l) = l {
                             self.by_id.remove(&l.req.request_id);
-                            self.loads[l.decode].requests =
-                                self.loads[l.decode].requests.saturating_sub(1);
+                            if let Some(d) = l.decode {
+                                self.loads[d].requests = self.loads[d].requests.saturating_sub(1);
+                            }
                         }
                         continue;
                     }
+                    let chosen = l.decode;
+                    let d = self.decode_instance(chosen);
+                    let Some(l) = self.live.get_mut(&o.tag) else {
+                        continue;
+                    };
+                    l.decode = Some(d);
                     l.phase = Phase::Transfer;
                     *self.transferred += (self.kv_bytes)(self.instance, prompt);
                     let at = self.now + Nanos((self.transfer_ns)(self.instance, prompt));
@@ -436,11 +597,11 @@ impl EngineCore for Disaggregated {
             return;
         };
         l.aborted = true;
-        let i = match l.phase {
-            Phase::Prefill => l.prefill,
-            Phase::Decode => l.decode,
+        let i = match (l.phase, l.decode) {
+            (Phase::Prefill, _) => l.prefill,
+            (Phase::Decode, Some(d)) => d,
             // Aborted when it reaches the decode instance, which reports the finish.
-            Phase::Transfer => return,
+            (Phase::Transfer, _) | (Phase::Decode, None) => return,
         };
         let m = &mut self.members[i];
         m.engine.abort(request_id);
@@ -455,8 +616,8 @@ impl EngineCore for Disaggregated {
             return;
         }
         if let Some(l) = self.by_id.get(request_id).and_then(|t| self.live.get(t)) {
-            if l.phase == Phase::Decode {
-                let m = &mut self.members[l.decode];
+            if let (Phase::Decode, Some(d)) = (l.phase, l.decode) {
+                let m = &mut self.members[d];
                 m.engine.finish_stopped(request_id);
                 m.pending = true;
             }
@@ -464,6 +625,9 @@ impl EngineCore for Disaggregated {
     }
 
     fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        for lb in self.balancers.iter_mut().flatten() {
+            lb.advance(now);
+        }
         self.deliver(now);
         let link = self.link;
         let block_bytes = self.block_bytes.clone();
@@ -482,7 +646,12 @@ impl EngineCore for Disaggregated {
                 let mut tap = Tap {
                     instance: i,
                     role: self.roles[i],
+                    rank: self.rank_in_side[i],
                     now,
+                    balancers: &mut self.balancers,
+                    counts: &mut self.counts,
+                    in_transfer: &mut self.in_transfer,
+                    decode_idx: &self.decode_idx,
                     transfer_ns: &transfer_ns,
                     live: &mut self.live,
                     by_id: &mut self.by_id,
@@ -522,5 +691,13 @@ impl EngineCore for Disaggregated {
 
     fn num_unfinished(&self) -> usize {
         self.live.len() + self.direct.len()
+    }
+}
+
+/// The index of `role`'s side in per-side arrays (prefill 0, decode 1).
+fn side_of(role: PdRole) -> usize {
+    match role {
+        PdRole::Prefill => 0,
+        PdRole::Decode => 1,
     }
 }

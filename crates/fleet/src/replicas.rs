@@ -148,6 +148,18 @@ impl Replicas {
         tag: u64,
         session: Option<&str>,
     ) -> Result<usize, RequestError> {
+        self.add_in_session_lora(req, tag, session, None)
+    }
+
+    /// [`Replicas::add_in_session`] for a request running with LoRA adapter `lora` (the
+    /// scheduler's `max_loras` rule, [`Engine::set_max_loras`]).
+    pub fn add_in_session_lora(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        session: Option<&str>,
+        lora: Option<u64>,
+    ) -> Result<usize, RequestError> {
         if self.owner.contains_key(&req.request_id) {
             return Err(RequestError::DuplicateId(req.request_id));
         }
@@ -171,7 +183,7 @@ impl Replicas {
                 &views,
             )
             .min(self.slots.len() - 1);
-        self.add_to_instance(req, tag, i)
+        self.add_to_instance_lora(req, tag, i, lora)
     }
 
     /// Queues `req` on instance `i` without asking the router (a request sent to that
@@ -182,6 +194,17 @@ impl Replicas {
         req: NewRequest,
         tag: u64,
         i: usize,
+    ) -> Result<usize, RequestError> {
+        self.add_to_instance_lora(req, tag, i, None)
+    }
+
+    /// [`Replicas::add_to_instance`] for a request running with LoRA adapter `lora`.
+    pub fn add_to_instance_lora(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        i: usize,
+        lora: Option<u64>,
     ) -> Result<usize, RequestError> {
         if self.owner.contains_key(&req.request_id) {
             return Err(RequestError::DuplicateId(req.request_id));
@@ -197,14 +220,15 @@ impl Replicas {
         let (u, rank) = self.slots[i];
         match &mut self.units[u] {
             Unit::One(m) => {
-                m.engine.add_tagged(req, tag)?;
+                m.engine.add_tagged_lora(req, tag, lora)?;
                 m.pending = true;
             }
             Unit::Group(dp) => {
-                dp.add_to_rank(req, tag, Some(rank)).map_err(|e| match e {
-                    AddError::Request(e) => e,
-                    AddError::RankOutOfRange { .. } => unreachable!("a slot is a rank"),
-                })?;
+                dp.add_to_rank_lora(req, tag, Some(rank), lora)
+                    .map_err(|e| match e {
+                        AddError::Request(e) => e,
+                        AddError::RankOutOfRange { .. } => unreachable!("a slot is a rank"),
+                    })?;
             }
         }
         let r = Routed {
