@@ -17,7 +17,9 @@
 #   port chosen here, and URLs are rewritten to it; a block that sends requests (curl, bench)
 #   without starting a server gets one (`llm-emu serve` with its defaults);
 # - `llm-emu serve` runs in the background until the end of its block (it is checked to print
-#   its `listening on` line); `curl` gets `--fail --max-time 30` (an HTTP error fails it).
+#   its `listening on` line); `curl` gets `--fail --max-time 30` (an HTTP error fails it);
+# - `llm-emu report ... --png DIR` writes its screenshot into the scratch directory's `png-out`
+#   instead of DIR, so that a check never overwrites the screenshots committed under docs/.
 # Commands that need what a check cannot have here are skipped with the reason: a GPU or vLLM,
 # a network download, minutes or hours of run time (the list is SKIPS below, matched in order).
 # A command with a placeholder in capitals (MODEL, PATH, ...) that is not listed fails: write
@@ -133,6 +135,9 @@ rewrite() {
         c="$c --host 127.0.0.1 --port $port"
     fi
     [[ "$c" =~ ^curl ]] && c="curl --fail --max-time 30 ${c#curl }"
+    if [[ "$c" =~ ^llm-emu\ report ]]; then
+        c=$(sed -E 's#--png[ =][^ ]+#--png png-out#' <<<"$c")
+    fi
     echo "$c"
 }
 

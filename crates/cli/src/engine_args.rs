@@ -147,6 +147,10 @@ pub struct FleetFlags {
     /// flags; the engine flags fill what an instance does not say.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data_parallel_size", "replicas"])]
     pub cluster: Option<PathBuf>,
+    /// vLLM's `--pipeline-parallel-size`: only 1, since pipeline parallelism is not modelled
+    /// (any other value is refused with the reason, docs/fleet.md).
+    #[arg(long, value_name = "N")]
+    pub pipeline_parallel_size: Option<usize>,
 }
 
 /// The fleet the flags describe.
@@ -198,6 +202,14 @@ impl FleetFlags {
         }
         if self.api_server_count == Some(0) {
             bail!("--api-server-count must be at least 1");
+        }
+        match self.pipeline_parallel_size {
+            Some(0) => bail!("--pipeline-parallel-size must be at least 1"),
+            Some(pp) if pp > 1 => bail!(
+                "--pipeline-parallel-size {pp}: {}",
+                llm_emu_fleet::cluster::PP_NOT_MODELLED
+            ),
+            _ => {}
         }
         if let Some(r) = &self.router {
             llm_emu_fleet::router_by_name(r).map_err(|e| anyhow::anyhow!("--router: {e}"))?;

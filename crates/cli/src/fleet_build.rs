@@ -10,7 +10,8 @@ use llm_emu_core::latency::LatencyModel;
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
 use llm_emu_fleet::{
-    router_by_name, AllToAll, DataParallel, Disaggregated, EpGroup, Link, Replicas, Topology,
+    router_by_name, AllToAll, DataParallel, Disaggregated, EpGroup, Link, PdRole, Replicas,
+    Topology,
 };
 use llm_emu_serve::fleet_front::{FleetKind, Placement, ServedCore};
 use llm_emu_sim::run_record::RunRecord;
@@ -213,7 +214,12 @@ impl Fleet {
                     let size = engines.len();
                     Fleet::Dp(DataParallel::new(engines, size))
                 }
-                Topology::Disaggregated { .. } => {
+                Topology::Disaggregated {
+                    prefill,
+                    decode,
+                    prefill_group,
+                    decode_group,
+                } => {
                     let roles = spec
                         .instances
                         .iter()
@@ -228,14 +234,25 @@ impl Fleet {
                             p.shape.bytes_per_block(p.config().block_size as u64, tp)
                         })
                         .collect();
-                    Fleet::Pd(Disaggregated::new(
+                    let mut pd = Disaggregated::new(
                         engines,
                         roles,
                         block_bytes,
                         spec.link,
                         router_by_name("round-robin")?,
                         router_by_name(router)?,
-                    )?)
+                    )?;
+                    // A side that is one dp_group is a vLLM DP deployment with one API server
+                    // per rank (vLLM 0.19's default `--api-server-count`).
+                    for (role, group, side) in [
+                        (PdRole::Prefill, prefill_group, prefill),
+                        (PdRole::Decode, decode_group, decode),
+                    ] {
+                        if group.is_some() {
+                            pd = pd.with_data_parallel_side(role, side.len());
+                        }
+                    }
+                    Fleet::Pd(pd)
                 }
             },
         };

@@ -4,6 +4,7 @@
 
 use crate::engine_args::{FleetPlan, Prepared};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use llm_emu_fleet::{ClusterSpec, Topology};
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +13,101 @@ use std::time::Duration;
 pub enum WorkloadDesc<'a> {
     File(&'a Path),
     Synthetic { n: usize, rate: f64, seed: u64 },
+}
+
+/// How the header names vLLM's data-parallel load balancer (`DPLBAsyncMPClient`).
+const DP_BALANCER: &str = "vLLM's DP load balancer";
+
+/// What places requests among one set of engines (a fleet, or one side of a prefill/decode
+/// fleet): the `--router` policy, or vLLM's DP load balancer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placer {
+    Router(String),
+    /// vLLM's DP load balancer (named `vllm-dp` in `--output-json`).
+    DpBalancer,
+}
+
+impl Placer {
+    /// Its name in `--output-json`.
+    pub fn json_name(&self) -> &str {
+        match self {
+            Placer::Router(r) => r,
+            Placer::DpBalancer => "vllm-dp",
+        }
+    }
+
+    fn words(&self) -> String {
+        match self {
+            Placer::Router(r) => format!("a {r} router"),
+            Placer::DpBalancer => DP_BALANCER.to_string(),
+        }
+    }
+}
+
+/// What places a cluster's requests: `None` for one instance; for a prefill/decode cluster,
+/// the prefill side's and the decode side's placers; else the fleet's.
+pub fn cluster_placers(spec: &ClusterSpec, router: &str) -> Vec<Placer> {
+    let routed = || Placer::Router(router.to_string());
+    match &spec.topology {
+        Topology::Single => Vec::new(),
+        Topology::Replicas | Topology::DataParallelGroups { .. } => vec![routed()],
+        Topology::DataParallel { .. } => vec![Placer::DpBalancer],
+        Topology::Disaggregated {
+            prefill_group,
+            decode_group,
+            ..
+        } => vec![
+            match prefill_group {
+                Some(_) => Placer::DpBalancer,
+                // Prefill instances are taken in turn (fleet_build.rs).
+                None => Placer::Router("round-robin".into()),
+            },
+            match decode_group {
+                Some(_) => Placer::DpBalancer,
+                None => routed(),
+            },
+        ],
+    }
+}
+
+/// A cluster's fleet in words: its topology, sizes and what places requests.
+fn cluster_desc(spec: &ClusterSpec, router: &str) -> String {
+    let placers = cluster_placers(spec, router);
+    let n = spec.instances.len();
+    match &spec.topology {
+        Topology::Single => "cluster file: one instance".into(),
+        Topology::Replicas => format!("cluster file: {n} replicas behind {}", placers[0].words()),
+        Topology::DataParallel { group, ep } => format!(
+            "cluster file: dp_group `{group}` of {n} data-parallel ranks{}, {}",
+            if *ep > 1 {
+                format!(" in expert-parallel lockstep (EP {ep})")
+            } else {
+                String::new()
+            },
+            placers[0].words()
+        ),
+        Topology::DataParallelGroups { groups } => format!(
+            "cluster file: {} dp_groups ({n} ranks) behind {}",
+            groups.len(),
+            placers[0].words()
+        ),
+        Topology::Disaggregated {
+            prefill,
+            decode,
+            prefill_group,
+            decode_group,
+        } => {
+            let side = |k: usize, group: &Option<String>, p: &Placer| match group {
+                Some(g) => format!("dp_group `{g}` of {k} ranks, {}", p.words()),
+                None => format!("{k} instance(s), {}", p.words()),
+            };
+            format!(
+                "cluster file: prefill/decode; prefill: {}; decode: {}",
+                side(prefill.len(), prefill_group, &placers[0]),
+                side(decode.len(), decode_group, &placers[1])
+            )
+        }
+    }
 }
 
 /// The header lines (vLLM bench's table style: `label:` padded to 40 columns).
@@ -33,14 +129,19 @@ pub fn header(
     let fleet = match plan {
         FleetPlan::Single => "one engine".to_string(),
         FleetPlan::DataParallel { size, api_servers } => {
-            format!("data parallel: {size} ranks, {api_servers} API server(s)")
+            format!("data parallel: {size} ranks, {api_servers} API server(s), {DP_BALANCER}")
         }
         FleetPlan::Replicas { count, router } => {
             format!("{count} replicas behind a {router} router")
         }
-        FleetPlan::ExpertParallel { size, ep, .. } => {
-            format!("data parallel in expert-parallel lockstep: {size} ranks, EP {ep}")
-        }
+        FleetPlan::ExpertParallel {
+            size,
+            ep,
+            api_servers,
+        } => format!(
+            "data parallel in expert-parallel lockstep: {size} ranks, EP {ep}, \
+             {api_servers} API server(s), {DP_BALANCER}"
+        ),
         FleetPlan::ReplicatedDp {
             count,
             size,
@@ -55,10 +156,7 @@ pub fn header(
                 String::new()
             }
         ),
-        FleetPlan::Cluster { spec, router } => format!(
-            "cluster file: {} instance(s), {router} router",
-            spec.instances.len()
-        ),
+        FleetPlan::Cluster { spec, router } => cluster_desc(spec, router),
     };
     let work = match workload {
         WorkloadDesc::File(p) => format!("{} (replayed at its arrival times)", p.display()),

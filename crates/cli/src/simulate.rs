@@ -318,6 +318,7 @@ fn fleet_summary(
                 "kind": "data-parallel",
                 "data_parallel_size": size,
                 "api_server_count": api_servers,
+                "balancer": "vllm-dp",
             }),
             FleetPlan::Replicas { count, router } => json!({
                 "kind": "replicas",
@@ -347,8 +348,11 @@ fn fleet_summary(
                 "data_parallel_size": size,
                 "api_server_count": api_servers,
                 "expert_parallel_size": ep,
+                "balancer": "vllm-dp",
             }),
-            FleetPlan::Cluster { spec, router } => json!({
+            FleetPlan::Cluster { spec, router } => {
+                let placers = sim_report::cluster_placers(spec, router);
+                let mut c = json!({
                 "kind": "cluster",
                 "topology": match &spec.topology {
                     Topology::Single => "single",
@@ -358,10 +362,32 @@ fn fleet_summary(
                     Topology::Disaggregated { .. } => "prefill-decode",
                 },
                 "instances": spec.instances.len(),
-                "router": router,
                 "link_bw_gbs": spec.link.bandwidth_gbs,
                 "link_latency_ns": spec.link.latency_ns,
-            }),
+                });
+                // `router`: the router's name where one places requests (null where none
+                // does); `balancer`: vLLM's DP load balancer where it does; a prefill/decode
+                // cluster names each side's.
+                let placed = match placers.as_slice() {
+                    [one] => json!({
+                        "router": match one {
+                            sim_report::Placer::Router(r) => json!(r),
+                            sim_report::Placer::DpBalancer => Value::Null,
+                        },
+                        "balancer": (one == &sim_report::Placer::DpBalancer).then_some("vllm-dp"),
+                    }),
+                    [p, d] => json!({
+                        "router": Value::Null,
+                        "prefill_placement": p.json_name(),
+                        "decode_placement": d.json_name(),
+                    }),
+                    _ => json!({ "router": Value::Null }),
+                };
+                if let (Some(c), Value::Object(p)) = (c.as_object_mut(), placed) {
+                    c.extend(p);
+                }
+                c
+            }
         },
     );
     m.insert("instances".into(), instances.into());

@@ -588,3 +588,226 @@ fn several_dp_groups_in_a_cluster_are_replicas_of_dp_engines() {
     let e = refused(&["--cluster", file.to_str().unwrap()]);
     assert!(e.contains("nodes[0].instances[1].dp_group"), "{e}");
 }
+
+/// Two prefill instances in dp_group `P`, two decode instances in dp_group `D`.
+fn dp_pd_cluster(name: &str) -> PathBuf {
+    let side = |role: &str, group: &str| {
+        instance(
+            "meta-llama/Llama-3.1-8B",
+            "RTXPRO6000",
+            serde_json::json!({"pd_type": role, "dp_group": group}),
+        )
+    };
+    cluster_file(
+        name,
+        &[
+            side("prefill", "P"),
+            side("prefill", "P"),
+            side("decode", "D"),
+            side("decode", "D"),
+        ],
+    )
+}
+
+#[test]
+fn a_prefill_decode_cluster_of_dp_groups_balances_each_side() {
+    let file = dp_pd_cluster("pd-dp");
+    let d = tmp("pd-dp-out");
+    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, records) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["topology"], "prefill-decode");
+    assert_eq!(s["fleet"]["prefill_placement"], "vllm-dp");
+    assert_eq!(s["fleet"]["decode_placement"], "vllm-dp");
+    assert_eq!(s["fleet"]["router"], Value::Null);
+    // Every request answered by a decode rank, both ranks used; both prefill ranks stepped.
+    assert!(records.iter().all(|r| r["engine"] == 2 || r["engine"] == 3));
+    for e in [2, 3] {
+        assert!(records.iter().any(|r| r["engine"] == e), "rank {e} idle");
+    }
+    let inst = s["instances"].as_array().unwrap();
+    for p in 0..2 {
+        assert!(
+            inst[p]["num_steps"].as_u64().unwrap() > 0,
+            "prefill rank {p} ran nothing: {inst:?}"
+        );
+    }
+}
+
+/// The `Engines:` line of `simulate`'s header for `args` (20 synthetic requests).
+fn engines_line(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .args(["simulate", "--synthetic", "20"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("Engines:"))
+        .unwrap_or_else(|| panic!("no Engines: line in {text}"))
+        .trim_start_matches("Engines:")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn every_fleet_s_header_names_what_places_its_requests() {
+    let llama = |extra: Value| instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", extra);
+    let group = |g: &str| llama(serde_json::json!({"dp_group": g}));
+    let dp = cluster_file("label-dp", &[group("A"), group("A")]);
+    let groups = cluster_file("label-groups", &[group("A"), group("A"), group("B")]);
+    let single = cluster_file("label-one", &[llama(serde_json::json!({}))]);
+    let reps = cluster_file(
+        "label-reps",
+        &[llama(serde_json::json!({})), llama(serde_json::json!({}))],
+    );
+    let pd = cluster_file(
+        "label-pd",
+        &[
+            llama(serde_json::json!({"pd_type": "prefill"})),
+            llama(serde_json::json!({"pd_type": "decode"})),
+        ],
+    );
+    let pd_dp = dp_pd_cluster("label-pd-dp");
+    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![], "one engine"),
+        (
+            vec!["--data-parallel-size".into(), "2".into()],
+            "data parallel: 2 ranks, 2 API server(s), vLLM's DP load balancer",
+        ),
+        (
+            vec![
+                "--replicas".into(),
+                "2".into(),
+                "--router".into(),
+                "least-loaded".into(),
+            ],
+            "2 replicas behind a least-loaded router",
+        ),
+        (
+            vec![
+                "--replicas".into(),
+                "2".into(),
+                "--data-parallel-size".into(),
+                "2".into(),
+            ],
+            "2 replicas of 2 data-parallel ranks behind a round-robin router",
+        ),
+        (
+            vec!["--cluster".into(), path(&dp)],
+            "cluster file: dp_group `A` of 2 data-parallel ranks, vLLM's DP load balancer",
+        ),
+        (
+            vec![
+                "--cluster".into(),
+                path(&groups),
+                "--router".into(),
+                "session".into(),
+            ],
+            "cluster file: 2 dp_groups (3 ranks) behind a session router",
+        ),
+        (
+            vec!["--cluster".into(), path(&single)],
+            "cluster file: one instance",
+        ),
+        (
+            vec!["--cluster".into(), path(&reps)],
+            "cluster file: 2 replicas behind a round-robin router",
+        ),
+        (
+            vec![
+                "--cluster".into(),
+                path(&pd),
+                "--router".into(),
+                "prefix-aware".into(),
+            ],
+            "cluster file: prefill/decode; prefill: 1 instance(s), a round-robin router; \
+             decode: 1 instance(s), a prefix-aware router",
+        ),
+        (
+            vec!["--cluster".into(), path(&pd_dp)],
+            "cluster file: prefill/decode; prefill: dp_group `P` of 2 ranks, vLLM's DP load \
+             balancer; decode: dp_group `D` of 2 ranks, vLLM's DP load balancer",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(engines_line(&args), want, "{args:?}");
+    }
+}
+
+#[test]
+fn a_dp_cluster_s_output_json_names_the_balancer_not_a_router() {
+    let group = |g: &str| {
+        instance(
+            "meta-llama/Llama-3.1-8B",
+            "RTXPRO6000",
+            serde_json::json!({"dp_group": g}),
+        )
+    };
+    let file = cluster_file("json-dp", &[group("A"), group("A")]);
+    let d = tmp("json-dp-out");
+    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = outputs(&d);
+    assert_eq!(s["fleet"]["topology"], "data-parallel");
+    assert_eq!(s["fleet"]["router"], Value::Null);
+    assert_eq!(s["fleet"]["balancer"], "vllm-dp");
+    let d = tmp("json-flag-dp-out");
+    assert!(simulate(&["--data-parallel-size", "2"], &d)
+        .status
+        .success());
+    assert_eq!(outputs(&d).0["fleet"]["balancer"], "vllm-dp");
+}
+
+#[test]
+fn pipeline_parallelism_is_refused_with_the_reason() {
+    let e = refused(&["--pipeline-parallel-size", "2"]);
+    assert!(
+        e.contains("--pipeline-parallel-size 2")
+            && e.contains("not modelled")
+            && e.contains("step_with_batch_queue"),
+        "{e}"
+    );
+    let e = refused(&["--pipeline-parallel-size", "0"]);
+    assert!(
+        e.contains("--pipeline-parallel-size must be at least 1"),
+        "{e}"
+    );
+    let file = cluster_file(
+        "pp",
+        &[instance(
+            "meta-llama/Llama-3.1-8B",
+            "RTXPRO6000",
+            serde_json::json!({"pp_size": 2, "num_npus": 2}),
+        )],
+    );
+    let e = refused(&["--cluster", file.to_str().unwrap()]);
+    assert!(
+        e.contains("nodes[0].instances[0].pp_size") && e.contains("step_with_batch_queue"),
+        "{e}"
+    );
+    // PP 1 is no pipeline: it runs.
+    let d = tmp("pp1");
+    let out = simulate(&["--pipeline-parallel-size", "1"], &d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -212,6 +212,53 @@ fn a_prefill_decode_cluster_is_served_as_one_stream() {
 }
 
 #[test]
+fn a_prefill_decode_cluster_of_dp_groups_is_served_rank_by_rank() {
+    let side = |role: &str, group: &str| {
+        let mut i = cluster_instance("meta-llama/Llama-3.1-8B", "H100", Some(role));
+        i["dp_group"] = group.into();
+        i
+    };
+    let file = cluster_file(
+        "pd-dp",
+        &[
+            side("prefill", "P"),
+            side("prefill", "P"),
+            side("decode", "D"),
+            side("decode", "D"),
+        ],
+    );
+    let m = serve_and_send(&["--cluster", file.to_str().unwrap()], &["", ""]);
+    // Each side has two API servers (vLLM's default, one per rank), taking requests in turn:
+    // the first scans from rank 0, the second from rank 1, each finding both ranks idle. So
+    // the first request prefills on engine 0 and decodes on engine 2, the second on 1 and 3.
+    for (prefill, decode) in [(0, 2), (1, 3)] {
+        assert_eq!(engine_series(&m, "vllm:prompt_tokens_total", prefill), 5.0);
+        assert_eq!(
+            engine_series(&m, "vllm:generation_tokens_total", prefill),
+            0.0
+        );
+        assert_eq!(
+            engine_series(&m, "vllm:generation_tokens_total", decode),
+            3.0
+        );
+        assert_eq!(engine_series(&m, "vllm:request_success_total", decode), 1.0);
+    }
+}
+
+#[test]
+fn pipeline_parallelism_is_refused_by_serve() {
+    for flag in ["--pipeline-parallel-size", "-pp"] {
+        let out = serve(&[flag, "2"]).output().unwrap();
+        assert!(!out.status.success(), "{flag} 2 served");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--pipeline-parallel-size 2") && err.contains("step_with_batch_queue"),
+            "{flag}: {err}"
+        );
+    }
+}
+
+#[test]
 fn expert_parallel_ranks_are_served_on_a_moe_model() {
     let m = serve_and_send(
         &[

@@ -97,7 +97,8 @@ pub struct Placement {
     /// Request parameters observed before submission.
     pub params: Vec<ParamObservation>,
     /// The LoRA adapter's `lora_int_id` for a request naming one (the scheduler's `max_loras`
-    /// rule; applied on a single engine).
+    /// rule, applied on whichever engine the request runs: every fleet member, both halves of
+    /// a prefill/decode request).
     pub lora: Option<u64>,
 }
 
@@ -245,10 +246,11 @@ impl ServedCore for DataParallel {
     ) -> Result<usize, RequestError> {
         // The front has checked the rank against the fleet's size.
         let rank = to.engine.filter(|&r| r < self.size());
-        self.add_to_rank(req, tag, rank).map_err(|e| match e {
-            AddError::Request(e) => e,
-            AddError::RankOutOfRange { .. } => unreachable!("rank filtered above"),
-        })
+        self.add_to_rank_lora(req, tag, rank, to.lora)
+            .map_err(|e| match e {
+                AddError::Request(e) => e,
+                AddError::RankOutOfRange { .. } => unreachable!("rank filtered above"),
+            })
     }
 }
 
@@ -269,8 +271,8 @@ impl ServedCore for Replicas {
         to: &Placement,
     ) -> Result<usize, RequestError> {
         match to.engine.filter(|&i| i < self.num_engines()) {
-            Some(i) => self.add_to_instance(req, tag, i),
-            None => self.add_in_session(req, tag, to.session.as_deref()),
+            Some(i) => self.add_to_instance_lora(req, tag, i, to.lora),
+            None => self.add_in_session_lora(req, tag, to.session.as_deref(), to.lora),
         }
     }
 }
@@ -294,8 +296,8 @@ impl ServedCore for Disaggregated {
         to: &Placement,
     ) -> Result<usize, RequestError> {
         match to.engine.filter(|&i| i < self.num_engines()) {
-            Some(i) => self.add_to_instance(req, tag, i),
-            None => self.add_in_session(req, tag, to.session.as_deref()),
+            Some(i) => self.add_to_instance_lora(req, tag, i, to.lora),
+            None => self.add_in_session_lora(req, tag, to.session.as_deref(), to.lora),
         }
     }
 }
