@@ -74,7 +74,8 @@ pub(crate) enum Fleet {
     One(Box<Engine>),
     Dp(DataParallel),
     Replicas(Replicas),
-    Pd(Disaggregated),
+    /// Boxed: the fleet with the most state by far.
+    Pd(Box<Disaggregated>),
 }
 
 impl Fleet {
@@ -252,7 +253,7 @@ impl Fleet {
                             pd = pd.with_data_parallel_side(role, side.len());
                         }
                     }
-                    Fleet::Pd(pd)
+                    Fleet::Pd(Box::new(pd))
                 }
             },
         };
@@ -273,7 +274,7 @@ impl Fleet {
             Fleet::One(e) => e.as_mut(),
             Fleet::Dp(d) => d,
             Fleet::Replicas(r) => r,
-            Fleet::Pd(p) => p,
+            Fleet::Pd(p) => p.as_mut(),
         }
     }
 
@@ -282,7 +283,7 @@ impl Fleet {
             Fleet::One(e) => e.as_ref(),
             Fleet::Dp(d) => d,
             Fleet::Replicas(r) => r,
-            Fleet::Pd(p) => p,
+            Fleet::Pd(p) => p.as_ref(),
         }
     }
 }
@@ -393,7 +394,7 @@ impl Fleet {
             Fleet::One(e) => e.as_mut(),
             Fleet::Dp(d) => d,
             Fleet::Replicas(r) => r,
-            Fleet::Pd(p) => p,
+            Fleet::Pd(p) => p.as_mut(),
         }
     }
 }
