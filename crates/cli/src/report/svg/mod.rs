@@ -94,6 +94,12 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The width of one character of a legend name at the legend's 11 px font, pixels: DejaVu
+/// Sans (the `sans-serif` of headless Chromium on Linux, which takes `--png` screenshots) draws
+/// 11 px digits and lower-case letters about 7 px wide (`gpu=h100`, 8 characters, spans 58 px
+/// in docs/report/sweep.png); at 6 px a name ran into the next swatch.
+const LEGEND_CHAR_PX: f64 = 7.0;
+
 /// A legend: one coloured swatch and name per series, in a row under the title.
 pub fn legend(canvas: &Canvas, names: &[String]) -> String {
     if names.len() < 2 {
@@ -111,8 +117,9 @@ pub fn legend(canvas: &Canvas, names: &[String]) -> String {
             x + 13.0,
             escape(n)
         );
-        // Roughly 6 px per character at the legend's 11 px font.
-        x += 24.0 + 6.0 * n.chars().count() as f64;
+        // The next swatch 12 px after this name's end: swatch (10 px) and gap (3 px), then
+        // the name at LEGEND_CHAR_PX per character.
+        x += 25.0 + LEGEND_CHAR_PX * n.chars().count() as f64;
     }
     out + "</g>"
 }
