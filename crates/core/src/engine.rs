@@ -214,7 +214,10 @@ impl Engine {
         &self.sched
     }
 
-    /// Starts recording KV cache events (vLLM `enable_kv_cache_events`); off by default.
+    /// Starts recording KV cache events (vLLM `enable_kv_cache_events`); off by default. Call
+    /// it before adding requests: while events are off the engine drops a request's prompt ids
+    /// when it takes the request in ([`Request::release_prompt_ids`]), and `BlockStored`
+    /// events report them.
     pub fn enable_kv_cache_events(&mut self) {
         self.sched.enable_kv_cache_events();
     }
@@ -287,6 +290,11 @@ impl Engine {
         }
         self.queued_ids.insert(new.request_id.clone());
         let mut req = Request::new(new, Nanos::ZERO, cfg.block_size, cfg.enable_prefix_caching);
+        if !self.sched.kv().pool().kv_cache_events_enabled() {
+            // Nothing reads the ids past the block hashes just computed: a queued request
+            // holds what prefix caching needs, not 4 bytes per prompt token.
+            req.release_prompt_ids(cfg.block_size);
+        }
         req.tag = tag;
         self.inputs.push_back(Input::Add(Box::new(req)));
         Ok(())

@@ -112,6 +112,38 @@ pub struct RequestBlocks {
     pub num_cached_blocks: usize,
 }
 
+/// A request's prompt token ids as the engine keeps them.
+#[derive(Clone, Debug)]
+enum PromptIds {
+    /// Every id (the caller's `Arc`, shared, not copied).
+    All(Arc<[u32]>),
+    /// Released ([`Request::release_prompt_ids`]): the prompt's length and its tokens after
+    /// its last full block (fewer than a block), the only ones read later, when the block
+    /// they start is completed by outputs and hashed.
+    Tail { len: usize, tail: Box<[u32]> },
+}
+
+impl PromptIds {
+    fn len(&self) -> usize {
+        match self {
+            PromptIds::All(ids) => ids.len(),
+            PromptIds::Tail { len, .. } => *len,
+        }
+    }
+
+    /// The ids from `start` to the end. Panics if they were released.
+    fn ids_from(&self, start: usize) -> &[u32] {
+        match self {
+            PromptIds::All(ids) => &ids[start..],
+            PromptIds::Tail { len, tail } => {
+                let first = len - tail.len();
+                assert!(start >= first, "prompt token {start} was released");
+                &tail[start - first..]
+            }
+        }
+    }
+}
+
 /// A request inside the engine.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -122,7 +154,7 @@ pub struct Request {
     pub tenant: Option<Arc<str>>,
     pub sampling: SamplingParams,
     pub status: RequestStatus,
-    prompt: Arc<[u32]>,
+    prompt: PromptIds,
     output: Vec<u32>,
     /// Tokens whose KV is computed or scheduled to be.
     pub num_computed_tokens: usize,
@@ -163,7 +195,7 @@ impl Request {
             tenant: new.tenant,
             sampling: new.sampling,
             status: RequestStatus::Waiting,
-            prompt: new.prompt_token_ids,
+            prompt: PromptIds::All(new.prompt_token_ids),
             // Reserved at the first token: a queued request holds no output storage.
             output: Vec::new(),
             num_computed_tokens: 0,
@@ -186,10 +218,32 @@ impl Request {
             lora_id: None,
         };
         if hash_blocks {
-            let salt = r.cache_salt.clone();
-            extend_block_hashes(&mut r.block_hashes, &r.prompt, block_size, salt.as_deref());
+            let prompt = r.prompt.ids_from(0);
+            // Exactly the prompt's blocks: a queued request holds no spare hash capacity.
+            r.block_hashes.reserve_exact(prompt.len() / block_size);
+            extend_block_hashes(
+                &mut r.block_hashes,
+                prompt,
+                block_size,
+                r.cache_salt.as_deref(),
+            );
         }
         r
+    }
+
+    /// Drops the prompt's token ids but for the tokens after its last full block, so that a
+    /// queued request costs its block hashes (16 bytes per block) instead of 4 bytes per
+    /// prompt token. What the engine reads of the prompt after this: its length, the block
+    /// hashes (computed in [`Request::new`]) and that tail, hashed with the first outputs
+    /// that complete its block. For requests whose ids nothing else reads: the engine calls
+    /// it while KV cache events, which report cached blocks' token ids, are off. After it,
+    /// [`Request::prompt_token_ids`] is `None` and [`Request::token`] panics on the
+    /// released tokens.
+    pub fn release_prompt_ids(&mut self, block_size: usize) {
+        let len = self.prompt.len();
+        let first = len - len % block_size;
+        let tail = self.prompt.ids_from(first).into();
+        self.prompt = PromptIds::Tail { len, tail };
     }
 
     pub fn num_prompt_tokens(&self) -> usize {
@@ -205,18 +259,22 @@ impl Request {
         self.prompt.len() + self.output.len()
     }
 
-    pub fn prompt_token_ids(&self) -> &[u32] {
-        &self.prompt
+    /// Every prompt token id; `None` once released ([`Request::release_prompt_ids`]).
+    pub fn prompt_token_ids(&self) -> Option<&[u32]> {
+        match &self.prompt {
+            PromptIds::All(ids) => Some(ids),
+            PromptIds::Tail { .. } => None,
+        }
     }
 
     pub fn output_token_ids(&self) -> &[u32] {
         &self.output
     }
 
-    /// Token `i` of prompt followed by outputs.
+    /// Token `i` of prompt followed by outputs. Panics on a released prompt token.
     pub fn token(&self, i: usize) -> u32 {
         if i < self.prompt.len() {
-            self.prompt[i]
+            self.prompt.ids_from(i)[0]
         } else {
             self.output[i - self.prompt.len()]
         }
@@ -249,9 +307,9 @@ impl Request {
                     salt,
                 )
             } else {
-                // The block straddles the end of the prompt.
+                // The block straddles the end of the prompt: the prompt's tail, then outputs.
                 let mut block = Vec::with_capacity(block_size);
-                block.extend_from_slice(&self.prompt[start..]);
+                block.extend_from_slice(self.prompt.ids_from(start));
                 block.extend_from_slice(&self.output[..block_size - (p - start)]);
                 crate::kv::hash::hash_request_block(parent, start, &block, salt)
             };
@@ -286,7 +344,58 @@ impl Request {
 
 #[cfg(test)]
 mod tests {
-    use super::FinishReason;
+    use super::*;
+
+    fn request(prompt: Vec<u32>, salt: Option<&str>, block_size: usize) -> Request {
+        let new = NewRequest {
+            request_id: "r".into(),
+            prompt_token_ids: Arc::from(prompt),
+            sampling: SamplingParams {
+                max_tokens: 64,
+                ..Default::default()
+            },
+            priority: 0,
+            cache_salt: salt.map(String::from),
+            tenant: None,
+            arrival: Nanos::ZERO,
+        };
+        Request::new(new, Nanos::ZERO, block_size, true)
+    }
+
+    #[test]
+    fn released_prompt_ids_hash_the_same_blocks() {
+        // Prompts ending mid-block (the tail is hashed with the first outputs), on a block
+        // boundary (no tail), shorter than a block, salted or not.
+        for (len, salt) in [(10, Some("s")), (10, None), (12, None), (3, Some("t"))] {
+            let prompt: Vec<u32> = (0..len).map(|i| 100 + i * 7).collect();
+            let mut all = request(prompt.clone(), salt, 4);
+            let mut released = request(prompt.clone(), salt, 4);
+            released.release_prompt_ids(4);
+            assert_eq!(all.prompt_token_ids(), Some(&prompt[..]));
+            assert_eq!(released.prompt_token_ids(), None);
+            assert_eq!(released.num_prompt_tokens(), len as usize);
+            assert_eq!(released.block_hashes, all.block_hashes);
+            for t in 0..9 {
+                all.append_output_token(900 + t, 4, true);
+                released.append_output_token(900 + t, 4, true);
+            }
+            assert_eq!(released.block_hashes, all.block_hashes, "prompt of {len}");
+            assert_eq!(released.block_hashes.len(), (len as usize + 9) / 4);
+            // The tail and the outputs are still readable.
+            let first_kept = len as usize / 4 * 4;
+            for i in first_kept..released.num_tokens() {
+                assert_eq!(released.token(i), all.token(i));
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "was released")]
+    fn released_prompt_tokens_are_not_read() {
+        let mut r = request((0..10).collect(), None, 4);
+        r.release_prompt_ids(4);
+        r.token(7);
+    }
 
     #[test]
     fn finish_reasons_have_vllms_names_everywhere() {

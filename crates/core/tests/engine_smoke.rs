@@ -139,3 +139,58 @@ fn rejects_bad_requests_and_keeps_going() {
     run_to_end(&mut e, &mut log);
     assert_eq!(log.finished.len(), 1);
 }
+
+/// The engine keeps a queued request's block hashes but drops its prompt ids while KV cache
+/// events are off, and keeps them (for `BlockStored`) while events are on; either way the
+/// request runs the same and caches the same blocks.
+#[test]
+fn queued_requests_keep_prompt_ids_only_for_kv_events() {
+    let mut outcomes = Vec::new();
+    for events in [false, true] {
+        let mut cfg = EngineConfig::with_defaults(100, 1024);
+        cfg.async_scheduling = false;
+        cfg.max_num_seqs = 1;
+        let mut e = Engine::new(
+            cfg,
+            Box::new(LinearLatency::new(1000.0, 0.0)),
+            Box::new(HashSampler::default()),
+        )
+        .unwrap();
+        if events {
+            e.enable_kv_cache_events();
+        }
+        e.add_request(req("a", 37, 6)).unwrap();
+        e.add_request(req("b", 37, 6)).unwrap();
+        let mut log = Log::default();
+        // One step: "a" runs, "b" waits.
+        e.run(Nanos::ZERO, &mut log);
+        let s = e.scheduler();
+        let b = s.request(s.key_of("b").unwrap()).unwrap();
+        assert_eq!(b.num_prompt_tokens(), 37);
+        assert_eq!(b.block_hashes.len(), 37 / 16);
+        let prompt: Vec<u32> = (0..37).map(|i| i + 7).collect();
+        if events {
+            assert_eq!(b.prompt_token_ids(), Some(&prompt[..]));
+        } else {
+            assert_eq!(b.prompt_token_ids(), None);
+        }
+        let hashes = b.block_hashes.clone();
+        run_to_end(&mut e, &mut log);
+        let stored: Vec<Vec<u32>> = e
+            .take_kv_cache_events()
+            .into_iter()
+            .filter_map(|ev| match ev {
+                llm_emu_core::kv::KvCacheEvent::BlockStored { token_ids, .. } => Some(token_ids),
+                _ => None,
+            })
+            .collect();
+        if events {
+            // "a" stores the prompt's two full blocks first, with their token ids.
+            assert_eq!(stored[0], prompt[..32]);
+        } else {
+            assert!(stored.is_empty());
+        }
+        outcomes.push((log.finished, log.steps, hashes));
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+}

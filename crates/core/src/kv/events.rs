@@ -54,7 +54,8 @@ pub struct StoredTokens<'a> {
     /// The hash of the block before the first one cached (`None` at the sequence start).
     pub parent: Option<BlockHash>,
     /// The tokens of the cached blocks, as two slices to concatenate (a request keeps its
-    /// prompt and its outputs apart).
+    /// prompt and its outputs apart); empty while events are off, when the engine keeps no
+    /// prompt ids to give.
     pub token_ids: [&'a [u32]; 2],
     /// Tokens per block.
     pub block_size: usize,

@@ -42,9 +42,13 @@ fn cdiv(a: usize, b: usize) -> usize {
 }
 
 /// The request's tokens `start..end` (prompt then outputs), as the prompt part and the output
-/// part (vLLM `all_token_ids[start:end]`), without copying.
+/// part (vLLM `all_token_ids[start:end]`), without copying. Only KV cache events read them:
+/// the engine keeps the prompt ids of every request while events are on.
 fn token_range(req: &Request, start: usize, end: usize) -> [&[u32]; 2] {
-    let (prompt, output) = (req.prompt_token_ids(), req.output_token_ids());
+    let prompt = req
+        .prompt_token_ids()
+        .expect("KV cache events need the prompt ids: enable events before adding requests");
+    let output = req.output_token_ids();
     let np = prompt.len();
     [
         &prompt[start.min(np)..end.min(np)],
@@ -200,7 +204,11 @@ impl KvCacheManager {
         );
         let tokens = StoredTokens {
             parent: cached.checked_sub(1).map(|i| req.block_hashes[i]),
-            token_ids: token_range(req, cached * self.block_size, num_full * self.block_size),
+            token_ids: if self.pool.kv_cache_events_enabled() {
+                token_range(req, cached * self.block_size, num_full * self.block_size)
+            } else {
+                [&[], &[]]
+            },
             block_size: self.block_size,
         };
         self.pool.cache_full_blocks(
