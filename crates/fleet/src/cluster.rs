@@ -1,5 +1,5 @@
-//! LLMServingSim's cluster config, read as it is: `num_nodes`, `link_bw` (GB/s), `link_latency`
-//! (ns), `nodes[].instances[]` with `model_name`, `hardware`, `npu_mem`, `num_npus`, `tp_size`,
+//! LLMServingSim's cluster config, read as it is: `num_nodes`, `link_bw` (ASTRA-sim's GB/s of
+//! 2³⁰ bytes, converted by [`llm_emu_perf::link_units`]), `link_latency` (ns), `nodes[].instances[]` with `model_name`, `hardware`, `npu_mem`, `num_npus`, `tp_size`,
 //! `pp_size`, `ep_size`, `dp_group`, `pd_type` and the per-instance runtime overrides
 //! (`max_num_seqs`, `max_num_batched_tokens`, `long_prefill_token_threshold`, `block_size`,
 //! `enable_chunked_prefill`, `enable_prefix_caching`).
@@ -9,6 +9,7 @@
 //! the caller that builds each instance's engine, which names the field with
 //! [`InstanceSpec::field`].
 
+use llm_emu_perf::link_units::cluster_link_gbs;
 use serde_json::Value;
 use std::path::Path;
 use thiserror::Error;
@@ -57,10 +58,11 @@ pub struct Link {
 }
 
 impl Default for Link {
-    /// 16 GB/s and 20 µs, the peer's example clusters' link (PCIe-class).
+    /// `link_bw` 16 (GiB/s: 17.18 GB/s) and 20 µs, the peer's example clusters' link
+    /// (PCIe-class).
     fn default() -> Link {
         Link {
-            bandwidth_gbs: 16.0,
+            bandwidth_gbs: cluster_link_gbs(16.0),
             latency_ns: 20_000.0,
         }
     }
@@ -184,7 +186,7 @@ impl ClusterSpec {
         }
         let link = Link {
             bandwidth_gbs: match opt_f64(v, "link_bw", "link_bw")? {
-                Some(b) if b > 0.0 && b.is_finite() => b,
+                Some(b) if b > 0.0 && b.is_finite() => cluster_link_gbs(b),
                 Some(b) => {
                     return Err(field_err(
                         "link_bw",
@@ -608,7 +610,8 @@ mod tests {
     fn reads_the_shared_case_s_one_instance() {
         let c = ClusterSpec::from_json(&cluster(vec![inst(json!({}))])).expect("valid");
         assert_eq!(c.topology, Topology::Single);
-        assert_eq!(c.link.bandwidth_gbs, 16.0);
+        // `link_bw` 16 is ASTRA-sim's GB/s (2³⁰ B): 17.18 GB/s.
+        assert_eq!(c.link.bandwidth_gbs, 16.0 * 1.073_741_824);
         assert_eq!(c.link.latency_ns, 20000.0);
         assert_eq!(c.instances[0].mem_size_gb, Some(96.0));
         assert_eq!(c.instances[0].field, "nodes[0].instances[0]");

@@ -7,6 +7,7 @@ pub mod args;
 pub mod frontend;
 pub mod gpu;
 pub mod latency;
+pub mod link_units;
 pub mod sizing;
 
 pub use args::{resolve, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts};

@@ -19,6 +19,7 @@
 //!   [`RunRecordError::NotReplayable`].
 
 use llm_emu_perf::gpu::GpuSpec;
+use llm_emu_perf::link_units::cluster_link_gbs;
 use serde_json::{Map, Value};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -85,9 +86,11 @@ impl CudaGraphMode {
     }
 }
 
-/// The TP all-reduce link of the cluster config: `link_bw` GB/s, `link_latency` ns per hop.
+/// The TP all-reduce link of the cluster config: `link_bw` (ASTRA-sim GB/s of 2³⁰ B, held here
+/// in GB/s of 10⁹ B: [`llm_emu_perf::link_units`]), `link_latency` ns per hop.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordedLink {
+    /// GB/s (10⁹ B/s): the recorded `link_bw` × 2³⁰ / 10⁹.
     pub bandwidth_gbs: f64,
     pub latency_ns: f64,
     pub source: String,
@@ -1185,7 +1188,7 @@ impl RunRecord {
     }
 }
 
-/// The cluster config's facts (LLMServingSim's `num_nodes`, `link_bw` GB/s, `link_latency` ns,
+/// The cluster config's facts (LLMServingSim's `num_nodes`, `link_bw` GiB/s, `link_latency` ns,
 /// `nodes[].instances[]` with `hardware`, `npu_mem`, `num_npus`, `tp_size`, `pd_type`).
 fn read_cluster(
     meta_reader: &mut Reader<'_>,
@@ -1383,7 +1386,7 @@ fn read_cluster(
     Ok(())
 }
 
-/// The cluster config's link (`link_bw` GB/s, `link_latency` ns).
+/// The cluster config's link (`link_bw` ASTRA-sim GB/s = GiB/s, `link_latency` ns).
 fn read_link(
     r: &mut Reader<'_>,
     facts: &mut RunFacts,
@@ -1395,9 +1398,12 @@ fn read_link(
     match (bw, lat) {
         (Some(b), l) if b > 0.0 => {
             facts.tp_link = Some(RecordedLink {
-                bandwidth_gbs: b,
+                bandwidth_gbs: cluster_link_gbs(b),
                 latency_ns: l.unwrap_or(0.0).max(0.0),
-                source: format!("{} link_bw, link_latency", path.display()),
+                source: format!(
+                    "{} link_bw, link_latency ({b} GiB/s, ASTRA-sim's GB)",
+                    path.display()
+                ),
             })
         }
         (Some(b), _) => return Err(r.err(format!("link_bw = {b}: must be positive (GB/s)"))),
@@ -1527,7 +1533,11 @@ mod tests {
         assert_eq!(f.gpu.as_ref().unwrap().value.name, "rtx-pro-6000");
         assert_eq!(f.device_memory_bytes.as_ref().unwrap().value, 96 << 30);
         let link = f.tp_link.as_ref().unwrap();
-        assert_eq!((link.bandwidth_gbs, link.latency_ns), (16.0, 20000.0));
+        // `link_bw` is ASTRA-sim's GB/s (2³⁰ B): 16 of them are 17.18 GB/s.
+        assert_eq!(
+            (link.bandwidth_gbs, link.latency_ns),
+            (16.0 * 1.073_741_824, 20000.0)
+        );
         // meta.json naming another GPU than the cluster config: a contradiction.
         let e = read(
             json!({"hardware": {"device_name": "NVIDIA H100 80GB HBM3"}}),

@@ -647,7 +647,8 @@ impl LatencyModel for ProfileLatency {
             match (self.tp > 1, self.overheads.tp_link_gbps) {
                 (false, _) => String::new(),
                 (true, Some(g)) => format!(
-                    "; ring all-reduce at {g:.0} GB/s, {:.1} µs per hop{}",
+                    "; ring all-reduce at {} GB/s, {:.1} µs per hop{}",
+                    (g * 100.0).round() / 100.0,
                     self.overheads.tp_link_latency_us,
                     self.tp_link_source
                         .as_ref()

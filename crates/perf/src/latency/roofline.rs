@@ -631,7 +631,7 @@ impl LatencyModel for RooflineLatency {
             Some(LinearDtype::Fp8) => "fp8",
         };
         let link = match p.recorded_link_gbs {
-            Some(gbs) => format!("recorded link {gbs} GB/s"),
+            Some(gbs) => format!("recorded link {} GB/s", (gbs * 100.0).round() / 100.0),
             None => format!("link_eff {}", p.link_efficiency),
         };
         format!(
