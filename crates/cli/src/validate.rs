@@ -10,6 +10,7 @@ use llm_emu_sim::client_run::{
 };
 use llm_emu_sim::client_side::ClientSide;
 use llm_emu_sim::report::write_atomic;
+use llm_emu_sim::run_record::RunRecord;
 use llm_emu_sim::validate::{
     comparison_json, comparison_table, pair_requests, LatencySet, RealRun,
 };
@@ -69,6 +70,10 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         bail!("--frontend-latency applies to client-side results (--client-result), not to the engine-side timestamps of --real");
     }
     let real = RealRun::load(real_dir)?;
+    let workload_differs = workload_differs_from_record(workload, &real.record)?;
+    if let Some(d) = &workload_differs {
+        eprintln!("note: {d}");
+    }
     let mut fleet_flags = a.fleet.clone();
     crate::simulate::recorded_fleet(&mut fleet_flags, &real.record);
     // Every fact the run recorded becomes a default; flags given still win.
@@ -104,8 +109,12 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         eprintln!("warning: latency model: {w}");
     }
     let pairs = pair_requests(&real.requests, &records).map_err(|e| {
+        let why = workload_differs
+            .as_deref()
+            .map(|d| format!("; {d}"))
+            .unwrap_or_default();
         anyhow!(
-            "{e} ({}): they do not describe the same run",
+            "{e} ({}): they do not describe the same run{why}",
             real_dir.display()
         )
     })?;
@@ -137,6 +146,48 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         write_atomic(p, &buf).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// Checks the workload file against the SHA-256 the run recorded for the file it served
+/// (`meta.json`'s `dataset_hash`). `None` when they agree or nothing was recorded; otherwise one
+/// sentence naming both hashes, since a trimmed or truncated copy pairs wrongly or not at all.
+fn workload_differs_from_record(workload: &Path, record: &RunRecord) -> Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let Some(want) = &record.dataset_hash else {
+        return Ok(None);
+    };
+    let mut f = std::fs::File::open(workload)
+        .with_context(|| format!("opening workload {}", workload.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading workload {}", workload.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if &got == want {
+        return Ok(None);
+    }
+    let served = record
+        .dataset_path
+        .as_deref()
+        .map(|p| format!(" ({p})"))
+        .unwrap_or_default();
+    Ok(Some(format!(
+        "the workload {} (SHA-256 {got}) is not the file the run served{served}, whose SHA-256 \
+         meta.json records as {want}",
+        workload.display()
+    )))
 }
 
 /// `validate --client-result`: replays the workload and compares what clients saw.

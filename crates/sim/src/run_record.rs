@@ -144,6 +144,10 @@ pub struct RunRecord {
     pub cluster_config_path: Option<PathBuf>,
     /// `meta.json`'s `num_requests`.
     pub num_requests: Option<usize>,
+    /// `meta.json`'s `dataset_hash`: the SHA-256 (lower-case hex) of the workload file the run
+    /// served, and `dataset_path`, where it was; a replay checks its workload against them.
+    pub dataset_hash: Option<String>,
+    pub dataset_path: Option<String>,
     pub facts: RunFacts,
 }
 
@@ -1183,6 +1187,12 @@ impl RunRecord {
             num_requests: get(meta, &["num_requests"])
                 .and_then(Value::as_u64)
                 .map(|n| n as usize),
+            dataset_hash: get(meta, &["dataset_hash"])
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase),
+            dataset_path: get(meta, &["dataset_path"])
+                .and_then(Value::as_str)
+                .map(str::to_string),
             facts,
         })
     }
