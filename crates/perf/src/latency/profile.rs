@@ -472,6 +472,13 @@ impl ProfileLatency {
     /// The composed step time in ns: every layer runs the common rows and attention, a dense
     /// layer the MLP rows, a MoE layer the MoE block.
     pub fn step_ns(&self, b: &BatchShape) -> u64 {
+        self.step_ns_moe(b, b.tokens)
+    }
+
+    /// [`Self::step_ns`] with `moe_tokens` tokens entering each MoE layer's experts instead of
+    /// the batch's own: a data-parallel rank under vLLM's all-gather dispatch runs its local
+    /// experts on every rank's tokens.
+    pub fn step_ns_moe(&self, b: &BatchShape, moe_tokens: u64) -> u64 {
         let t = b.tokens;
         let block: f64 = self
             .block
@@ -480,7 +487,7 @@ impl ProfileLatency {
             .sum::<f64>()
             + self.attention_ns(b);
         let mlp: f64 = self.mlp.iter().map(|tab| tab.lookup_ns(t)).sum();
-        let moe = self.moe.as_ref().map_or(0.0, |m| m.layer_ns(t));
+        let moe = self.moe.as_ref().map_or(0.0, |m| m.layer_ns(moe_tokens));
         let dense_layers = self.num_layers - self.num_moe_layers;
         let ns = self.embedding.lookup_ns(t)
             + self.num_layers as f64 * block
@@ -542,8 +549,10 @@ fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>,
         .collect())
 }
 
-impl LatencyModel for ProfileLatency {
-    fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
+impl ProfileLatency {
+    /// One step's time; the MoE layers' experts take `moe_tokens` tokens (`None`: the
+    /// batch's own padded tokens).
+    fn priced_step(&mut self, batch: &StepBatch<'_>, moe_tokens: Option<u64>) -> Nanos {
         let mut b = BatchShape::from_requests(
             batch
                 .requests
@@ -569,7 +578,27 @@ impl LatencyModel for ProfileLatency {
             .overheads
             .all_reduce_ns(b.tokens as f64 * self.hidden_bytes, self.tp)
             .map_or(0.0, |ns| 2.0 * self.num_layers as f64 * ns);
-        Nanos(self.step_ns(&b) + self.overheads.step_overhead_ns() + all_reduce.round() as u64)
+        let moe_tokens = moe_tokens.unwrap_or(b.tokens);
+        if self.moe.is_some() {
+            self.seen[0] = self.seen[0].max(moe_tokens);
+        }
+        Nanos(
+            self.step_ns_moe(&b, moe_tokens)
+                + self.overheads.step_overhead_ns()
+                + all_reduce.round() as u64,
+        )
+    }
+}
+
+impl LatencyModel for ProfileLatency {
+    fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
+        self.priced_step(batch, None)
+    }
+
+    /// The MoE layers priced at the rank's share of the gathered batch (`moe.rs`: the
+    /// balanced gate's tokens and activated experts per rank of `moe_tokens`).
+    fn step_time_gathered(&mut self, batch: &StepBatch<'_>, moe_tokens: usize) -> Nanos {
+        self.priced_step(batch, Some(moe_tokens as u64))
     }
 
     fn warnings(&self) -> Vec<String> {
