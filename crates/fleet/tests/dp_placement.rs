@@ -182,8 +182,8 @@ fn ranks_report_to_the_balancer_as_they_run() {
     // Three requests at 0 on 2 ranks of a MoE model (which report their counts): 0, 1, 0.
     // The ranks run at 0 and report; the publication at max(0 + 100, 0 + 50) = 100 ms (the
     // start-up one was at 0) shows rank 0 with 2 running, rank 1 with 1.
-    let mut dp = DataParallel::new(vec![engine(256, 1.0), engine(256, 1.0)], 1)
-        .with_count_reports(true);
+    let mut dp =
+        DataParallel::new(vec![engine(256, 1.0), engine(256, 1.0)], 1).with_count_reports(true);
     for i in 0..3u32 {
         dp.add(
             req(&format!("r{i}"), tokens(i, 0, 64), 1000, Nanos::ZERO),
@@ -203,7 +203,10 @@ fn ranks_report_to_the_balancer_as_they_run() {
         }
     }
     // Before the publication the copy holds the increments: [2, 0] vs [1, 0] → rank 1.
-    assert_eq!(dp.load_balancer().client_counts(0).unwrap(), &[[2, 0], [1, 0]]);
+    assert_eq!(
+        dp.load_balancer().client_counts(0).unwrap(),
+        &[[2, 0], [1, 0]]
+    );
     // After it: rank 0 scores 2, rank 1 scores 1.
     assert_eq!(dp.peek_rank(ms(100)), 1);
     assert_eq!(

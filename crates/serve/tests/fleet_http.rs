@@ -267,7 +267,10 @@ async fn dp_dense_ranks_place_from_local_increments() {
     let fleet = Fleet::dp(2, 1, 1000, options()).await;
     let ranks = sequential_short_ranks(&fleet).await;
     if t0.elapsed() > Duration::from_secs(4) {
-        eprintln!("notice: the requests took {:?}; the placement check is skipped", t0.elapsed());
+        eprintln!(
+            "notice: the requests took {:?}; the placement check is skipped",
+            t0.elapsed()
+        );
     } else {
         assert_eq!(ranks, vec![0, 1, 0], "local increments alone");
     }

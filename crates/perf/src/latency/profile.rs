@@ -221,6 +221,9 @@ pub struct ProfileLatency {
     overheads: Overheads,
     /// The largest value seen of each batch axis, to report lookups beyond the tables.
     seen: [u64; AXES.len()],
+    /// The largest gathered token count a MoE layer took (`step_time_gathered`), to report
+    /// lookups beyond `moe.csv`.
+    moe_seen: u64,
     /// Where a TP link figure not from `overheads.yaml` or the spec came from.
     tp_link_source: Option<String>,
     /// `meta.yaml`'s `gpu` (else `hardware`) and `model`.
@@ -332,6 +335,7 @@ impl ProfileLatency {
             skew,
             overheads,
             seen: [0; AXES.len()],
+            moe_seen: 0,
             tp_link_source: None,
             measured_gpu: meta.get("gpu").or(meta.get("hardware")).map(str::to_string),
             measured_model: meta.get("model").map(str::to_string),
@@ -578,10 +582,10 @@ impl ProfileLatency {
             .overheads
             .all_reduce_ns(b.tokens as f64 * self.hidden_bytes, self.tp)
             .map_or(0.0, |ns| 2.0 * self.num_layers as f64 * ns);
-        let moe_tokens = moe_tokens.unwrap_or(b.tokens);
-        if self.moe.is_some() {
-            self.seen[0] = self.seen[0].max(moe_tokens);
+        if let (Some(t), Some(_)) = (moe_tokens, &self.moe) {
+            self.moe_seen = self.moe_seen.max(t);
         }
+        let moe_tokens = moe_tokens.unwrap_or(b.tokens);
         Nanos(
             self.step_ns_moe(&b, moe_tokens)
                 + self.overheads.step_overhead_ns()
@@ -623,8 +627,22 @@ impl LatencyModel for ProfileLatency {
                     self.tp, self.tp
                 )
             });
+        let gathered = self
+            .moe
+            .as_ref()
+            .map(|m| m.table.max_tokens())
+            .filter(|&max| self.moe_seen > max)
+            .map(|max| {
+                format!(
+                    "MoE layers took {} gathered tokens (every data-parallel rank's) but \
+                     tp1/{MOE_FILE} goes up to {max}: extrapolated along the line through its \
+                     last two points",
+                    self.moe_seen
+                )
+            });
         tp.into_iter()
             .chain(moe_tp)
+            .chain(gathered)
             .chain(
                 AXES.iter()
                     .zip(self.seen.iter().zip(extent))
