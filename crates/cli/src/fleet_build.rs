@@ -187,6 +187,9 @@ impl Fleet {
             let desc = dp.rank_engine(0).latency_model().describe();
             return Ok((Fleet::Dp(dp), desc));
         }
+        // vLLM's ranks report their counts to the DP coordinator only for a MoE model
+        // (docs/fleet.md, "Data parallelism").
+        let moe = prepared.iter().any(|p| p.shape.moe.is_some());
         let mut engines = Vec::with_capacity(n);
         for (i, (p, latency)) in models.into_iter().enumerate() {
             engines.push(Engine::new(
@@ -200,7 +203,7 @@ impl Fleet {
             FleetPlan::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
             FleetPlan::DataParallel { api_servers, .. }
             | FleetPlan::ExpertParallel { api_servers, .. } => {
-                Fleet::Dp(DataParallel::new(engines, *api_servers))
+                Fleet::Dp(DataParallel::new(engines, *api_servers).with_count_reports(moe))
             }
             FleetPlan::Replicas { router, .. } => {
                 Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
@@ -213,7 +216,7 @@ impl Fleet {
                 Topology::DataParallelGroups { .. } => unreachable!("built above"),
                 Topology::DataParallel { .. } => {
                     let size = engines.len();
-                    Fleet::Dp(DataParallel::new(engines, size))
+                    Fleet::Dp(DataParallel::new(engines, size).with_count_reports(moe))
                 }
                 Topology::Disaggregated {
                     prefill,
@@ -319,6 +322,7 @@ fn dp_group(
     samplers: &mut SamplerFor<'_>,
 ) -> Result<DataParallel> {
     let Some((ep, link)) = lockstep else {
+        let moe = models.iter().any(|(p, _)| p.shape.moe.is_some());
         let mut engines = Vec::with_capacity(models.len());
         for (i, (p, latency)) in models.into_iter().enumerate() {
             engines.push(Engine::new(
@@ -327,7 +331,7 @@ fn dp_group(
                 samplers(first + i)?,
             )?);
         }
-        return Ok(DataParallel::new_at(engines, api_servers, first));
+        return Ok(DataParallel::new_at(engines, api_servers, first).with_count_reports(moe));
     };
     let p = models.first().context("a group has ranks")?.0;
     let moe = p

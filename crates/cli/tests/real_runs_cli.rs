@@ -130,9 +130,12 @@ fn qwen3_32b_tp2_run_prices_its_recorded_link() {
 
 /// LLMServingSim's Qwen3-30B-A3B run with DP2 + EP2 over PCIe: replayed as the data-parallel
 /// group its cluster config lists, the two ranks in expert-parallel lockstep with vLLM's
-/// all-gather / reduce-scatter dispatch over the recorded link. Measured with its profile:
-/// TPOT mean +6.5 %, E2E mean +7.3 %, TTFT mean +32 %, output throughput −2.9 % (+82 %,
-/// +96 %, +510 % and −36 % while the all-to-all moved every token top-k times).
+/// all-gather / reduce-scatter dispatch over the recorded link, padding to each other only in
+/// steps where both run a CUDA graph, each rank's MoE layers priced on the token-expert pairs of
+/// the gathered batch that route to its experts. Measured with its profile: TPOT mean +5.7 %
+/// (p99 +7.8 %), E2E mean +6.4 %, TTFT mean +26 %, output throughput −3.5 % (docs/fidelity.md;
+/// +9.2 %, +10.4 %, +44 %, −5.9 % with the peer's per-rank rule applied to the gathered batch,
+/// and +82 %, +96 %, +510 %, −36 % while the all-to-all moved every token top-k times).
 #[test]
 fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
     let Some(case) = fetched("rtxpro6000-qwen3-30b-a3b-dp2") else {
@@ -148,9 +151,9 @@ fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
         &m,
         &["tpot", "e2el"],
         &["mean", "median", "p90", "p99"],
-        10.0,
+        9.0,
     );
-    within(&m, &["ttft"], &["mean"], 40.0);
+    within(&m, &["ttft"], &["mean"], 30.0);
     let tput = err(&m, "output_throughput_err_pct");
     assert!(tput.abs() <= 5.0, "output throughput {tput:+.2}%");
 }

@@ -52,6 +52,12 @@ impl CudaGraphSizes {
         &self.sizes
     }
 
+    /// Whether a step of `num_tokens` runs with a CUDA graph (vLLM's dispatcher gives a mode
+    /// other than `NONE`): graphs are on and a captured size holds the step.
+    pub fn runs_graph(&self, num_tokens: usize) -> bool {
+        self.sizes.last().is_some_and(|&max| num_tokens <= max)
+    }
+
     /// Tokens the device computes for a step of `num_tokens`: the smallest captured size that
     /// holds them, or `num_tokens` itself above the largest (or with graphs off).
     pub fn padded_tokens(&self, num_tokens: usize) -> usize {
@@ -98,6 +104,8 @@ mod tests {
         assert_eq!(g.padded_tokens(2048), 2048);
         let eager = CudaGraphSizes::for_engine(128, 2048, true);
         assert_eq!(eager.padded_tokens(121), 121);
+        assert!(!eager.runs_graph(1));
+        assert!(g.runs_graph(256) && !g.runs_graph(257));
         // Recorded sizes replace the rule: 5 pads to 16 with only [1, 16, 64] captured.
         let rec = CudaGraphSizes::from_sizes(vec![64, 16, 1, 0, 16]);
         assert_eq!(rec.sizes(), &[1, 16, 64]);

@@ -235,6 +235,12 @@ impl Engine {
         self.latency.as_ref()
     }
 
+    /// The CUDA-graph sizes this engine pads its steps to (empty with `enforce_eager`): a
+    /// data-parallel group reads them to decide whether its ranks pad to each other.
+    pub fn cuda_graph_sizes(&self) -> &CudaGraphSizes {
+        &self.cuda_graphs
+    }
+
     /// Requests submitted and not yet finished (queued inputs included).
     pub fn num_unfinished(&self) -> usize {
         self.sched.num_unfinished() + self.queued_ids.len()

@@ -71,7 +71,8 @@ impl DataParallel {
 
     /// [`DataParallel::new`] with engine indexes `first`, `first + 1`, … (a group among
     /// several behind a router, whose engines are numbered across the fleet); ranks are still
-    /// 0…N−1.
+    /// 0…N−1. The ranks are a dense model's, which never report their counts to the
+    /// coordinator (`docs/fleet.md`; [`DataParallel::with_count_reports`] for a MoE model's).
     pub fn new_at(engines: Vec<Engine>, api_servers: usize, first: usize) -> DataParallel {
         assert!(
             !engines.is_empty(),
@@ -84,10 +85,25 @@ impl DataParallel {
                 .enumerate()
                 .map(|(i, e)| Member::new(e.with_engine_index(first + i)))
                 .collect(),
-            lb: LoadBalancer::new(n, api_servers),
+            lb: LoadBalancer::new(n, api_servers).without_count_reports(),
             owner: FxHashMap::default(),
             lockstep: None,
         }
+    }
+
+    /// Whether the ranks report their `(waiting, running)` counts to the coordinator, which
+    /// publishes them to the API servers: vLLM 0.19 runs a mixture-of-experts model's ranks as
+    /// `DPEngineCoreProc`, which report (`core.py`, `_maybe_publish_request_counts`), and a
+    /// dense model's as independent `EngineCoreProc`s, which never do. Expert-parallel groups
+    /// report; [`DataParallel::new`] ranks do not unless this turns it on.
+    pub fn with_count_reports(mut self, on: bool) -> DataParallel {
+        let (n, api_servers) = (self.ranks.len(), self.lb.api_servers());
+        self.lb = if on {
+            LoadBalancer::new(n, api_servers)
+        } else {
+            LoadBalancer::new(n, api_servers).without_count_reports()
+        };
+        self
     }
 
     /// Ranks in expert-parallel lockstep: `engines` must be built with the latency models
@@ -108,7 +124,14 @@ impl DataParallel {
         group: EpGroup,
         first: usize,
     ) -> DataParallel {
-        let mut dp = DataParallel::new_at(engines, api_servers, first);
+        let mut dp = DataParallel::new_at(engines, api_servers, first).with_count_reports(true);
+        let mut group = group;
+        group.set_cuda_graphs(
+            dp.ranks
+                .iter()
+                .map(|m| m.engine.cuda_graph_sizes().clone())
+                .collect(),
+        );
         dp.lockstep = Some(Lockstep {
             group,
             free_at: Nanos::ZERO,

@@ -7,19 +7,32 @@
 //!   tokens with every other rank; a rank with nothing scheduled runs a dummy batch
 //!   (`execute_dummy_batch`) so that the collectives complete. When every rank is idle the wave
 //!   ends; a request arriving afterwards starts the next wave on every rank.
-//! - **Padding** (`vllm/forward_context.py`, `DPMetadata`; `coordinate_batch_across_dp`): the
-//!   ranks agree on the step's token count, the largest of theirs, and each pads its batch to
-//!   it (a dummy batch too).
-//! - **Step time**: the slowest rank's padded batch, plus the expert all-to-all (dispatch and
-//!   combine in every MoE layer) priced from its bytes over the link ([`AllToAll`]).
+//! - **Padding** (`vllm/v1/worker/dp_utils.py`, `coordinate_batch_across_dp` and
+//!   `_synchronize_dp_ranks`; `gpu_model_runner.py`, `_determine_batch_execution_and_padding`):
+//!   each rank pads its batch to its own CUDA-graph size and all-reduces that count with its
+//!   CUDA-graph mode; the group's mode is the smallest (`_post_process_cudagraph_mode`: `NONE`
+//!   if any rank runs without a graph — eager, or a step above the largest captured size), and
+//!   only when it is not `NONE` does every rank pad to the largest count
+//!   (`should_dp_pad = synced_cudagraph_mode != 0`, `_post_process_dp_padding`); otherwise
+//!   each rank computes its own count. (Micro-batching, the other cause, is off by default.)
+//! - **MoE on the gathered batch** (`all2all.py`, `AgRsAll2AllManager`;
+//!   `fused_moe/runner/default_moe_runner.py`, `_maybe_dispatch`): each MoE layer all-gathers
+//!   every rank's tokens, so a rank's local experts run on the tokens of the whole group routed
+//!   to them; each rank's model prices its MoE layers at the gathered count
+//!   ([`LatencyModel::step_time_gathered`]), the rest of its step at its own.
+//! - **Step time**: the slowest rank, plus the expert all-to-all (dispatch and combine in every
+//!   MoE layer) priced from its bytes over the link ([`AllToAll`]).
 //!
 //! Mechanism: each rank's engine is built with a [`RankLatency`] that records the batch it
 //! schedules and answers a provisional 1 ns; the group ([`EpGroup`]) then prices every rank's
-//! padded batch with the rank's own latency model and holds all ranks until the step ends.
+//! batch (padded as above, MoE layers at the gathered count) with the rank's own latency model
+//! and holds all ranks until the step ends. Whether a rank runs a CUDA graph comes from its
+//! engine's capture sizes ([`llm_emu_core::Engine::cuda_graph_sizes`]).
 //! Lockstep ranks schedule synchronously (`async_scheduling` off): the next step is scheduled
 //! when the group's step ends.
 
 use crate::cluster::Link;
+use llm_emu_core::cudagraph::CudaGraphSizes;
 use llm_emu_core::latency::{BatchRequest, LatencyModel, StepBatch};
 use llm_emu_core::Nanos;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,9 +41,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// "allgather_reducescatter"`, `AgRsAll2AllManager` in
 /// `vllm/distributed/device_communicators/all2all.py`): in each of `moe_layers` MoE layers the
 /// data-parallel group all-gathers every rank's hidden states and router logits (dispatch) and
-/// reduce-scatters the experts' outputs (combine). Each rank contributes its padded token
-/// count (the ranks agree on one count). Both are ring collectives over `ranks`: `ranks − 1`
-/// hops, each moving one rank's chunk over `link`.
+/// reduce-scatters the experts' outputs (combine). Each rank contributes the tokens it computes
+/// (one count for all when the ranks pad to each other, else each its own: `all_gatherv`).
+/// Both are ring collectives over `ranks`: `ranks − 1` hops, each priced at the largest rank's
+/// chunk over `link`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AllToAll {
     pub hidden_size: u64,
@@ -55,7 +69,7 @@ impl AllToAll {
         tokens * self.hidden_size * self.dtype_bytes
     }
 
-    /// The step's all-to-all time for `tokens` (padded) tokens per rank, ns:
+    /// The step's all-to-all time when the largest rank computes `tokens` tokens, ns:
     /// `moe_layers · (ranks − 1) · (transfer(dispatch chunk) + transfer(combine chunk))`, each
     /// transfer `link latency + bytes / bandwidth`.
     pub fn step_ns(&self, tokens: u64) -> u64 {
@@ -120,8 +134,15 @@ impl LatencyModel for RankLatency {
 /// How one lockstep step was priced (for tests and reports).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PricedStep {
-    /// The group's token count: the largest padded batch of the ranks.
+    /// The largest token count a rank computed (the group's count when the ranks padded to
+    /// each other).
     pub padded_tokens: usize,
+    /// Whether every rank ran a CUDA graph, so all padded to the largest count.
+    pub dp_padded: bool,
+    /// Tokens each rank computed (its batch after padding; 1 before padding for a dummy batch).
+    pub rank_tokens: Vec<usize>,
+    /// Tokens entering every rank's MoE layers: the sum of `rank_tokens`, the gathered batch.
+    pub gathered_tokens: usize,
     /// Each rank's padded batch time, ns (a dummy batch for a rank with nothing scheduled).
     pub rank_ns: Vec<u64>,
     /// Ranks that ran a dummy batch.
@@ -136,6 +157,9 @@ pub struct PricedStep {
 pub struct EpGroup {
     shared: Arc<Mutex<Shared>>,
     a2a: AllToAll,
+    /// Each rank's CUDA-graph sizes (its engine's; empty = eager), which decide whether the
+    /// ranks pad to each other.
+    graphs: Vec<CudaGraphSizes>,
     /// Dummy batches run, per rank.
     pub(crate) dummy_steps: Vec<u64>,
 }
@@ -173,10 +197,18 @@ impl EpGroup {
             EpGroup {
                 shared,
                 a2a,
+                graphs: vec![CudaGraphSizes::default(); n],
                 dummy_steps: vec![0; n],
             },
             ranks,
         )
+    }
+
+    /// Sets each rank's CUDA-graph sizes (rank order), read from the ranks' engines when the
+    /// group is assembled ([`crate::DataParallel::expert_parallel`]). Until then every rank
+    /// counts as eager.
+    pub(crate) fn set_cuda_graphs(&mut self, graphs: Vec<CudaGraphSizes>) {
+        self.graphs = graphs;
     }
 
     pub fn all_to_all(&self) -> &AllToAll {
@@ -188,50 +220,77 @@ impl EpGroup {
         &self.dummy_steps
     }
 
-    /// Prices the round's batches (then forgets them): every rank's batch padded to the
-    /// group's largest, a rank without one running a dummy batch of that size (one token of
-    /// no context, padded), plus the all-to-all. `None` when no rank scheduled anything.
+    /// Prices the round's batches (then forgets them), as vLLM 0.19 runs the step (module
+    /// doc): a rank without a batch runs a dummy one (one token of no context); the ranks pad
+    /// to the largest count only when every rank runs a CUDA graph; every rank's MoE layers
+    /// take the gathered batch; plus the all-to-all. `None` when no rank scheduled anything.
     pub(crate) fn price_step(&mut self) -> Option<PricedStep> {
         let mut guard = lock(&self.shared);
         let s = &mut *guard;
         let n = s.models.len();
         let batches = std::mem::replace(&mut s.batches, vec![None; n]);
-        let padded = batches.iter().flatten().map(|b| b.padded_tokens).max()?;
-        let dummy = [BatchRequest {
-            num_tokens: 1,
-            num_computed_before: 0,
-            num_prompt_tokens: 1,
-            samples: false,
-        }];
-        let mut rank_ns = Vec::with_capacity(batches.len());
+        if batches.iter().all(Option::is_none) {
+            return None;
+        }
+        let dummy = Recorded {
+            requests: vec![BatchRequest {
+                num_tokens: 1,
+                num_computed_before: 0,
+                num_prompt_tokens: 1,
+                samples: false,
+            }],
+            total_tokens: 1,
+            padded_tokens: 1,
+            num_running: 0,
+        };
+        let eager = CudaGraphSizes::default();
+        // Each rank's own count after its CUDA-graph padding, and whether it runs a graph.
+        let own: Vec<(usize, bool)> = batches
+            .iter()
+            .enumerate()
+            .map(|(r, b)| {
+                let g = self.graphs.get(r).unwrap_or(&eager);
+                match b {
+                    Some(b) => (b.padded_tokens, g.runs_graph(b.total_tokens)),
+                    None => (g.padded_tokens(1), g.runs_graph(1)),
+                }
+            })
+            .collect();
+        let largest = own.iter().map(|&(t, _)| t).max().unwrap_or(1);
+        let dp_padded = own.iter().all(|&(_, graph)| graph);
+        let rank_tokens: Vec<usize> = own
+            .iter()
+            .map(|&(t, _)| if dp_padded { largest } else { t })
+            .collect();
+        let gathered_tokens: usize = rank_tokens.iter().sum();
+        let mut rank_ns = Vec::with_capacity(n);
         let mut dummy_ranks = Vec::new();
         for (r, (b, model)) in batches.iter().zip(s.models.iter_mut()).enumerate() {
-            let t = match b {
-                Some(b) => model.step_time(&StepBatch {
+            let b = b.as_ref().unwrap_or_else(|| {
+                dummy_ranks.push(r);
+                &dummy
+            });
+            let t = model.step_time_gathered(
+                &StepBatch {
                     requests: &b.requests,
                     total_tokens: b.total_tokens,
-                    padded_tokens: padded,
+                    padded_tokens: rank_tokens[r],
                     num_running: b.num_running,
-                }),
-                None => {
-                    dummy_ranks.push(r);
-                    model.step_time(&StepBatch {
-                        requests: &dummy,
-                        total_tokens: 1,
-                        padded_tokens: padded,
-                        num_running: 0,
-                    })
-                }
-            };
+                },
+                gathered_tokens,
+            );
             rank_ns.push(t.0);
         }
         for &r in &dummy_ranks {
             self.dummy_steps[r] += 1;
         }
-        let all_to_all_ns = self.a2a.step_ns(padded as u64);
+        let all_to_all_ns = self.a2a.step_ns(largest as u64);
         let step_ns = (rank_ns.iter().copied().max().unwrap_or(0) + all_to_all_ns).max(1);
         Some(PricedStep {
-            padded_tokens: padded,
+            padded_tokens: largest,
+            dp_padded,
+            rank_tokens,
+            gathered_tokens,
             rank_ns,
             dummy_ranks,
             all_to_all_ns,

@@ -7,7 +7,7 @@ use common::{item, tokens};
 use llm_emu_core::latency::{LatencyModel, StepBatch};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, Nanos};
-use llm_emu_fleet::{AllToAll, DataParallel, EpGroup, Link};
+use llm_emu_fleet::{AllToAll, DataParallel, EpGroup, Link, PricedStep};
 use llm_emu_sim::{RequestRecord, Sinks, WorkloadItem};
 
 /// 1 ms + 1 µs per padded token: a model that prices the padding.
@@ -38,7 +38,13 @@ fn a2a() -> AllToAll {
     }
 }
 
+/// `n` eager ranks (no CUDA graphs).
 fn group(n: usize) -> DataParallel {
+    group_with(n, |cfg| cfg.enforce_eager = true)
+}
+
+/// `n` ranks of [`Padded`], each engine's configuration set by `set`.
+fn group_with(n: usize, set: impl Fn(&mut EngineConfig)) -> DataParallel {
     let models: Vec<Box<dyn LatencyModel>> = (0..n).map(|_| Box::new(Padded) as _).collect();
     let (g, lat) = EpGroup::new(models, a2a());
     let engines = lat
@@ -46,7 +52,7 @@ fn group(n: usize) -> DataParallel {
         .map(|l| {
             let mut cfg = EngineConfig::with_defaults(1000, 8192);
             cfg.async_scheduling = false;
-            cfg.enforce_eager = true;
+            set(&mut cfg);
             Engine::new(cfg, Box::new(l), Box::new(HashSampler::default())).expect("valid")
         })
         .collect();
@@ -104,28 +110,77 @@ fn a_lone_request_runs_with_dummy_batches_on_the_idle_rank_in_one_wave() {
     assert!(!r.in_wave, "the wave ended when no rank had work");
 }
 
-#[test]
-fn ranks_pad_to_the_group_s_largest_batch_and_wait_for_the_slowest() {
-    let mut dp = group(2);
+/// A 100-token prompt on rank 0 and a 20-token one on rank 1 (the balancer alternates
+/// through its local increments), one output token each: one step. Returns the records and
+/// how the step was priced.
+fn two_prompts(mut dp: DataParallel) -> (Vec<RequestRecord>, PricedStep) {
     let recs = run(
         &mut dp,
         vec![
-            item("a", tokens(1, 0, 100), 2, Nanos::ZERO),
-            item("b", tokens(2, 0, 20), 2, Nanos::ZERO),
+            item("a", tokens(1, 0, 100), 1, Nanos::ZERO),
+            item("b", tokens(2, 0, 20), 1, Nanos::ZERO),
         ],
     );
-    // The balancer alternates (local increments): a on rank 0, b on rank 1. Step 1 is padded
-    // to 100 tokens on both ranks, so b's 20-token prompt takes as long as a's.
     assert_eq!(recs[0].engine, Some(0));
     assert_eq!(recs[1].engine, Some(1));
-    let step1 = 1_100_000 + 65_300;
-    assert_eq!(ns(recs[0].first_token_s), step1);
-    assert_eq!(ns(recs[1].first_token_s), step1);
     let r = dp.lockstep_report().expect("lockstep");
-    assert_eq!(r.dummy_steps, vec![0, 0]);
-    let last = r.last_step.expect("priced");
-    assert_eq!(last.padded_tokens, 1);
-    assert_eq!(last.rank_ns, vec![1_001_000, 1_001_000]);
+    assert_eq!((r.steps, r.dummy_steps.clone()), (1, vec![0, 0]));
+    (recs, r.last_step.expect("priced"))
+}
+
+#[test]
+fn ranks_that_all_run_a_cuda_graph_pad_to_the_group_s_largest_batch() {
+    // vLLM's default capture sizes here (max_num_seqs 1024, 8192 batched tokens) go up to 512
+    // in steps of 8: rank 0's 100 tokens run the 104 graph, rank 1's 20 the 24 graph. Both
+    // run a graph, so both pad to 104 (`should_dp_pad`): 1 ms + 104 µs each, b's 20-token
+    // prompt as long as a's. All-to-all of 104 tokens: (20 µs + 212 992 B / 16 GB/s =
+    // 13.312 µs) + (20 µs + 208 000 B / 16 GB/s = 13 µs).
+    let (recs, last) = two_prompts(group_with(2, |_| {}));
+    assert!(last.dp_padded);
+    assert_eq!(last.rank_tokens, vec![104, 104]);
+    assert_eq!(last.gathered_tokens, 208);
+    assert_eq!(last.rank_ns, vec![1_104_000, 1_104_000]);
+    let step = 1_104_000 + 66_312;
+    assert_eq!(ns(recs[0].first_token_s), step);
+    assert_eq!(ns(recs[1].first_token_s), step);
+}
+
+#[test]
+fn eager_ranks_do_not_pad_and_wait_for_the_slowest() {
+    // Without graphs the synced mode is NONE: each rank computes its own tokens, 100 and 20
+    // (1.1 ms and 1.02 ms), and the step waits for the slower; the all-gather's largest chunk
+    // is 100 tokens (65.3 µs).
+    let (recs, last) = two_prompts(group(2));
+    assert!(!last.dp_padded);
+    assert_eq!(last.rank_tokens, vec![100, 20]);
+    assert_eq!(last.gathered_tokens, 120);
+    assert_eq!(last.rank_ns, vec![1_100_000, 1_020_000]);
+    assert_eq!(last.padded_tokens, 100);
+    assert_eq!(ns(recs[1].first_token_s), 1_100_000 + 65_300);
+}
+
+#[test]
+fn one_rank_above_the_largest_graph_turns_padding_off_for_all() {
+    // max_num_seqs 8: captured sizes 1, 2, 4, 8, 16. Rank 0's 100 tokens exceed 16 and run
+    // without a graph (mode NONE), so the synced mode is NONE: rank 1's 5-token prompt runs
+    // at its own graph size, 8, not padded to 100.
+    let mut dp = group_with(2, |cfg| cfg.max_num_seqs = 8);
+    let recs = run(
+        &mut dp,
+        vec![
+            item("a", tokens(1, 0, 100), 1, Nanos::ZERO),
+            item("b", tokens(2, 0, 5), 1, Nanos::ZERO),
+        ],
+    );
+    assert_eq!((recs[0].engine, recs[1].engine), (Some(0), Some(1)));
+    let last = dp
+        .lockstep_report()
+        .and_then(|r| r.last_step)
+        .expect("priced");
+    assert!(!last.dp_padded);
+    assert_eq!(last.rank_tokens, vec![100, 8]);
+    assert_eq!(last.rank_ns, vec![1_100_000, 1_008_000]);
+    assert_eq!(ns(recs[1].first_token_s), 1_100_000 + 65_300);
 }
 
 #[test]
@@ -208,21 +263,28 @@ fn a_moe_csv_profile_composes_with_the_all_to_all() {
         .collect();
     let mut dp = DataParallel::expert_parallel(engines, 1, g);
     let recs = run(&mut dp, vec![item("a", tokens(1, 0, 9), 2, Nanos::ZERO)]);
-    // Step 1, rank 0: the 9-token prefill with 4 of the 8 experts per rank (EP 2): 567 µs
-    // (profile_moe.rs, `expert_parallel_split`); rank 1's dummy batch, padded to 9 tokens, is
-    // no slower. All-to-all per MoE layer: a dispatch of 9 · (64 + 8) · 2 B = 1296 B (20 µs +
-    // 81 ns) and a combine of 9 · 64 · 2 B = 1152 B (20 µs + 72 ns); 4 layers: 160 612 ns.
-    let step1 = 567_000 + 160_612;
+    // Eager ranks: no padding; each MoE layer's experts run on the gathered batch (vLLM's
+    // all-gather dispatch), rank 0's 9 tokens and rank 1's 1-token dummy batch: 10 tokens,
+    // 10 · 2 = 20 token-expert pairs, 20 / 2 = 10 of them on each rank's 4 experts: the row of
+    // round(10 / 2) = 5 tokens over min(10, 4) = 4 experts, moe(5, 4) = 54 + (62 − 54)/4 = 56 µs.
+    // Step 1, rank 0: per layer the 9-token rows 38 + attention 10 + MoE 56 = 104; ×4 = 416;
+    // + embedding 3 + final_layernorm 2 + lm_head 100 + sampler 30 = 551 µs. Rank 1's dummy
+    // batch: per layer 21 + 10 + 56 = 87; ×4 = 348; + 133 = 481 µs. All-to-all per MoE layer
+    // at the largest chunk, 9 tokens: a dispatch of 9 · (64 + 8) · 2 B = 1296 B (20 µs + 81 ns)
+    // and a combine of 9 · 64 · 2 B = 1152 B (20 µs + 72 ns); 4 layers: 160 612 ns.
+    let step1 = 551_000 + 160_612;
     assert_eq!(ns(recs[0].first_token_s), step1);
-    // Step 2: one decode; EP 2 routes round(1 · (1 − ¼)) = 1 token to 1 expert per rank:
-    // moe(1, 1) = 30 µs as at EP 1 → 377 µs (attention is flat in the fixture). All-to-all of
-    // one token: 4 · ((20 µs + 9 ns) + (20 µs + 8 ns)) = 160 068 ns.
+    // Step 2: one decode and a dummy batch, 2 gathered tokens, 4 pairs, 2 per rank: the row of
+    // round(2 / 2) = 1 token over min(2, 4) = 2 experts, moe(1, 2) = 30 µs. Per layer 21 + 10 +
+    // 30 = 61; ×4 = 244; + 133 = 377 µs on both ranks (the peer's rule would charge
+    // round(2 · ¾) = 2 tokens with 2 pairs each, moe(2, 2) = 32 µs: 385 µs). All-to-all of one
+    // token: 4 · ((20 µs + 9 ns) + (20 µs + 8 ns)) = 160 068 ns.
     let step2 = 377_000 + 160_068;
     assert_eq!(ns(recs[0].last_token_s), step1 + step2);
     let r = dp.lockstep_report().expect("lockstep");
     let last = r.last_step.expect("priced");
-    assert_eq!(last.rank_ns[0], 377_000);
-    assert!(last.rank_ns[1] <= last.rank_ns[0], "{last:?}");
+    assert_eq!(last.gathered_tokens, 2);
+    assert_eq!(last.rank_ns, vec![377_000, 377_000]);
     assert_eq!(last.all_to_all_ns, 160_068);
     assert_eq!(r.dummy_steps, vec![0, 2]);
 }

@@ -51,6 +51,16 @@ pub trait LatencyModel: Send {
     /// Duration of the step with this batch; called once per non-empty step, in order.
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos;
 
+    /// Duration of the step of one data-parallel rank whose mixture-of-experts layers run
+    /// their local experts on `moe_tokens` tokens: the batch gathered from every rank of the
+    /// group (vLLM 0.19's default `allgather_reducescatter` all-to-all dispatches each rank's
+    /// tokens to every rank before the experts run). A model that does not price MoE layers
+    /// separately prices `batch` alone, as `step_time` does.
+    fn step_time_gathered(&mut self, batch: &StepBatch<'_>, moe_tokens: usize) -> Nanos {
+        let _ = moe_tokens;
+        self.step_time(batch)
+    }
+
     /// One line describing the model and its parameters, for reports.
     fn describe(&self) -> String;
 

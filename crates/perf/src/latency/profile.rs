@@ -221,6 +221,9 @@ pub struct ProfileLatency {
     overheads: Overheads,
     /// The largest value seen of each batch axis, to report lookups beyond the tables.
     seen: [u64; AXES.len()],
+    /// The largest gathered token count a MoE layer took (`step_time_gathered`), to report
+    /// lookups beyond `moe.csv`.
+    moe_seen: u64,
     /// Where a TP link figure not from `overheads.yaml` or the spec came from.
     tp_link_source: Option<String>,
     /// `meta.yaml`'s `gpu` (else `hardware`) and `model`.
@@ -332,6 +335,7 @@ impl ProfileLatency {
             skew,
             overheads,
             seen: [0; AXES.len()],
+            moe_seen: 0,
             tp_link_source: None,
             measured_gpu: meta.get("gpu").or(meta.get("hardware")).map(str::to_string),
             measured_model: meta.get("model").map(str::to_string),
@@ -472,6 +476,14 @@ impl ProfileLatency {
     /// The composed step time in ns: every layer runs the common rows and attention, a dense
     /// layer the MLP rows, a MoE layer the MoE block.
     pub fn step_ns(&self, b: &BatchShape) -> u64 {
+        self.step_ns_moe(b, None)
+    }
+
+    /// [`Self::step_ns`] with the MoE layers' experts priced on `gathered` tokens when given: a
+    /// data-parallel rank under vLLM's all-gather dispatch runs its local experts on the
+    /// token-expert pairs of every rank's tokens that route to them
+    /// ([`MoeBlock::layer_ns_gathered`]); `None` prices the batch's own tokens by the peer's rule.
+    pub fn step_ns_moe(&self, b: &BatchShape, gathered: Option<u64>) -> u64 {
         let t = b.tokens;
         let block: f64 = self
             .block
@@ -480,7 +492,10 @@ impl ProfileLatency {
             .sum::<f64>()
             + self.attention_ns(b);
         let mlp: f64 = self.mlp.iter().map(|tab| tab.lookup_ns(t)).sum();
-        let moe = self.moe.as_ref().map_or(0.0, |m| m.layer_ns(t));
+        let moe = self.moe.as_ref().map_or(0.0, |m| match gathered {
+            Some(g) => m.layer_ns_gathered(g),
+            None => m.layer_ns(t),
+        });
         let dense_layers = self.num_layers - self.num_moe_layers;
         let ns = self.embedding.lookup_ns(t)
             + self.num_layers as f64 * block
@@ -542,8 +557,10 @@ fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>,
         .collect())
 }
 
-impl LatencyModel for ProfileLatency {
-    fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
+impl ProfileLatency {
+    /// One step's time; the MoE layers' experts take `moe_tokens` tokens (`None`: the
+    /// batch's own padded tokens).
+    fn priced_step(&mut self, batch: &StepBatch<'_>, moe_tokens: Option<u64>) -> Nanos {
         let mut b = BatchShape::from_requests(
             batch
                 .requests
@@ -569,7 +586,28 @@ impl LatencyModel for ProfileLatency {
             .overheads
             .all_reduce_ns(b.tokens as f64 * self.hidden_bytes, self.tp)
             .map_or(0.0, |ns| 2.0 * self.num_layers as f64 * ns);
-        Nanos(self.step_ns(&b) + self.overheads.step_overhead_ns() + all_reduce.round() as u64)
+        if let (Some(g), Some(m)) = (moe_tokens, &self.moe) {
+            // The row looked up: the gathered tokens' pairs on this rank, in tokens.
+            let per_rank = (g as f64 / m.routing.ep as f64).round_ties_even() as u64;
+            self.moe_seen = self.moe_seen.max(per_rank);
+        }
+        Nanos(
+            self.step_ns_moe(&b, moe_tokens)
+                + self.overheads.step_overhead_ns()
+                + all_reduce.round() as u64,
+        )
+    }
+}
+
+impl LatencyModel for ProfileLatency {
+    fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
+        self.priced_step(batch, None)
+    }
+
+    /// The MoE layers priced at the token-expert pairs of the gathered batch that route to this
+    /// rank's experts (`moe.rs`, [`MoeBlock::layer_ns_gathered`]).
+    fn step_time_gathered(&mut self, batch: &StepBatch<'_>, moe_tokens: usize) -> Nanos {
+        self.priced_step(batch, Some(moe_tokens as u64))
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -594,8 +632,22 @@ impl LatencyModel for ProfileLatency {
                     self.tp, self.tp
                 )
             });
+        let gathered = self
+            .moe
+            .as_ref()
+            .map(|m| m.table.max_tokens())
+            .filter(|&max| self.moe_seen > max)
+            .map(|max| {
+                format!(
+                    "MoE layers took the pairs of {} tokens per rank from the gathered batch \
+                     (every data-parallel rank's tokens) but tp1/{MOE_FILE} goes up to {max}: \
+                     extrapolated along the line through its last two points",
+                    self.moe_seen
+                )
+            });
         tp.into_iter()
             .chain(moe_tp)
+            .chain(gathered)
             .chain(
                 AXES.iter()
                     .zip(self.seen.iter().zip(extent))

@@ -151,6 +151,28 @@ impl MoeBlock {
     }
 }
 
+impl MoeBlock {
+    /// One MoE layer in ns on a data-parallel rank whose layer takes `gathered` tokens: every
+    /// rank's, all-gathered by vLLM's default dispatch (`allgather_reducescatter`). vLLM's
+    /// fused-MoE kernel computes only the token-expert pairs that route to the rank's own
+    /// `E / ep` experts, `gathered · k / ep` of them under a balanced gate. A `moe.csv` row of
+    /// `t` tokens computes `t · k` pairs, so the layer is priced at the row of `gathered / ep`
+    /// tokens (rounded, ties to even, at least 1) over `min(gathered · k / ep, E / ep)`
+    /// activated experts — the peer's [`MoeRouting::per_rank`] would charge the rank `k` pairs
+    /// for each gathered token with a local expert, about `ep` times the pairs it computes.
+    pub fn layer_ns_gathered(&self, gathered: u64) -> f64 {
+        if gathered == 0 {
+            return 0.0;
+        }
+        let r = &self.routing;
+        let (g, k, ep) = (gathered as f64, r.top_k as f64, r.ep as f64);
+        let tokens = ((g / ep).round_ties_even() as u64).max(1);
+        let experts_per_rank = (r.num_experts / r.ep).max(1);
+        let activated = ((g * k / ep).round_ties_even() as u64).clamp(1, experts_per_rank);
+        self.table.lookup_ns(tokens, activated)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +199,24 @@ mod tests {
         assert_eq!(t.lookup_ns(4, 2), 40_000.0);
         assert_eq!(t.lookup_ns(4, 24), 360_000.0);
         assert_eq!(t.max_tokens(), 4);
+    }
+
+    #[test]
+    fn gathered_batch_priced_at_the_local_pairs() {
+        // experts 8: tokens 1→10 µs, 4→40 µs; experts 16: tokens 2→100 µs, 4→200 µs.
+        let table = table("tokens,activated_experts,time_us\n1,8,10\n4,8,40\n2,16,100\n4,16,200\n");
+        let block = MoeBlock {
+            table,
+            routing: MoeRouting::new(32, 8, 2).unwrap(),
+        };
+        // 8 gathered tokens, k = 8, ep = 2: 32 local pairs = the row of 4 tokens, on
+        // min(32, 16) = 16 experts: 200 µs. The peer's rule charges 8 tokens (all but
+        // 8·0.5^8 have a local expert) with k pairs each: twice the pairs, 400 µs.
+        assert_eq!(block.layer_ns_gathered(8), 200_000.0);
+        assert_eq!(block.layer_ns(8), 400_000.0);
+        // 3 gathered: 1.5 → 2 tokens (ties to even), 12 experts: halfway between 20 and 100 µs.
+        assert_eq!(block.layer_ns_gathered(3), 60_000.0);
+        assert_eq!(block.layer_ns_gathered(0), 0.0);
     }
 
     #[test]
