@@ -155,6 +155,18 @@ pub struct Request {
 
 impl Request {
     pub fn new(new: NewRequest, queued: Nanos, block_size: usize, hash_blocks: bool) -> Request {
+        Request::new_hashed(new, queued, block_size, hash_blocks, None)
+    }
+
+    /// [`Request::new`] with the prompt's block hashes at `block_size` given (`None`: they are
+    /// computed here); they are kept only when `hash_blocks`.
+    pub fn new_hashed(
+        new: NewRequest,
+        queued: Nanos,
+        block_size: usize,
+        hash_blocks: bool,
+        prompt_hashes: Option<Vec<BlockHash>>,
+    ) -> Request {
         let sample_seed = xxhash_rust::xxh3::xxh3_64(new.request_id.as_bytes());
         let mut r = Request {
             request_id: new.request_id,
@@ -186,8 +198,26 @@ impl Request {
             lora_id: None,
         };
         if hash_blocks {
-            let salt = r.cache_salt.clone();
-            extend_block_hashes(&mut r.block_hashes, &r.prompt, block_size, salt.as_deref());
+            match prompt_hashes {
+                Some(given) => {
+                    debug_assert_eq!(given, {
+                        let mut h = Vec::new();
+                        let salt = r.cache_salt.as_deref();
+                        extend_block_hashes(&mut h, &r.prompt, block_size, salt);
+                        h
+                    });
+                    r.block_hashes = given;
+                }
+                None => {
+                    let salt = r.cache_salt.clone();
+                    extend_block_hashes(
+                        &mut r.block_hashes,
+                        &r.prompt,
+                        block_size,
+                        salt.as_deref(),
+                    );
+                }
+            }
         }
         r
     }

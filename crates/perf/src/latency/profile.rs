@@ -543,6 +543,10 @@ fn read_1d(path: &Path, key: &str) -> Result<BTreeMap<String, (usize, Table1D)>,
 }
 
 impl LatencyModel for ProfileLatency {
+    fn try_clone(&self) -> Option<Box<dyn LatencyModel>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
         let mut b = BatchShape::from_requests(
             batch
