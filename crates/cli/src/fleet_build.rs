@@ -110,13 +110,30 @@ impl Fleet {
         // Instances alike in what a notice says (a cluster of one model) say it once.
         let mut said = std::collections::HashSet::new();
         for i in 0..n {
-            let p = &prepared[i.min(prepared.len() - 1)];
-            let (latency, notices) = p.resolved.build_latency(&p.shape)?;
-            for n in notices {
-                if said.insert(n.to_string()) {
-                    eprintln!("{n}");
+            let k = i.min(prepared.len() - 1);
+            let p = &prepared[k];
+            // Engines past the last resolution share it: they copy the model built for the
+            // first of them (the same data, loaded once) where the model can be copied; its
+            // notices were said with that first one.
+            let copied = if k < i {
+                models
+                    .last()
+                    .and_then(|(_, m): &(_, Box<dyn LatencyModel>)| m.try_clone())
+            } else {
+                None
+            };
+            let latency = match copied {
+                Some(m) => m,
+                None => {
+                    let (latency, notices) = p.resolved.build_latency(&p.shape)?;
+                    for n in notices {
+                        if said.insert(n.to_string()) {
+                            eprintln!("{n}");
+                        }
+                    }
+                    latency
                 }
-            }
+            };
             if i == 0 {
                 desc = latency.describe();
             }

@@ -23,6 +23,7 @@
 
 use crate::config::{ConfigError, EngineConfig};
 use crate::cudagraph::CudaGraphSizes;
+use crate::kv::hash::BlockHash;
 use crate::latency::{BatchRequest, LatencyModel, StepBatch};
 use crate::request::{FinishReason, NewRequest, Request};
 use crate::sampler::{SampleContext, TokenSampler};
@@ -258,7 +259,21 @@ impl Engine {
     }
 
     /// [`Engine::add_request`] with the caller's tag, returned with each of its outputs.
-    pub fn add_tagged(&mut self, mut new: NewRequest, tag: u64) -> Result<(), RequestError> {
+    pub fn add_tagged(&mut self, new: NewRequest, tag: u64) -> Result<(), RequestError> {
+        self.add_tagged_hashed(new, tag, None)
+    }
+
+    /// [`Engine::add_tagged`] with the prompt's full-block hashes already computed by the
+    /// caller (a router that looked the prompt up in the instances' caches), so the prompt is
+    /// not hashed again. They must be [`crate::kv::hash::extend_block_hashes`] of the prompt
+    /// at this engine's block size with the request's salt; hashes of another block size are
+    /// ignored (the engine hashes then).
+    pub fn add_tagged_hashed(
+        &mut self,
+        mut new: NewRequest,
+        tag: u64,
+        prompt_hashes: Option<(usize, Vec<BlockHash>)>,
+    ) -> Result<(), RequestError> {
         let cfg = self.sched.config();
         let prompt_len = new.prompt_token_ids.len();
         if prompt_len == 0 {
@@ -295,7 +310,16 @@ impl Engine {
             return Err(RequestError::DuplicateId(new.request_id));
         }
         self.queued_ids.insert(new.request_id.clone());
-        let mut req = Request::new(new, Nanos::ZERO, cfg.block_size, cfg.enable_prefix_caching);
+        let given = prompt_hashes
+            .filter(|(bs, _)| *bs == cfg.block_size)
+            .map(|(_, h)| h);
+        let mut req = Request::new_hashed(
+            new,
+            Nanos::ZERO,
+            cfg.block_size,
+            cfg.enable_prefix_caching,
+            given,
+        );
         if !self.sched.kv().pool().kv_cache_events_enabled() {
             // Nothing reads the ids past the block hashes just computed: a queued request
             // holds what prefix caching needs, not 4 bytes per prompt token.
@@ -337,7 +361,19 @@ impl Engine {
         tag: u64,
         lora_id: Option<u64>,
     ) -> Result<(), RequestError> {
-        self.add_tagged(new, tag)?;
+        self.add_tagged_hashed_lora(new, tag, None, lora_id)
+    }
+
+    /// [`Engine::add_tagged_hashed`] for a request that runs with LoRA adapter `lora_id`
+    /// ([`Engine::add_tagged_lora`]).
+    pub fn add_tagged_hashed_lora(
+        &mut self,
+        new: NewRequest,
+        tag: u64,
+        prompt_hashes: Option<(usize, Vec<BlockHash>)>,
+        lora_id: Option<u64>,
+    ) -> Result<(), RequestError> {
+        self.add_tagged_hashed(new, tag, prompt_hashes)?;
         if let Some(Input::Add(req)) = self.inputs.back_mut() {
             req.lora_id = lora_id;
         }

@@ -187,6 +187,18 @@ pub struct Request {
 
 impl Request {
     pub fn new(new: NewRequest, queued: Nanos, block_size: usize, hash_blocks: bool) -> Request {
+        Request::new_hashed(new, queued, block_size, hash_blocks, None)
+    }
+
+    /// [`Request::new`] with the prompt's block hashes at `block_size` given (`None`: they are
+    /// computed here); they are kept only when `hash_blocks`.
+    pub fn new_hashed(
+        new: NewRequest,
+        queued: Nanos,
+        block_size: usize,
+        hash_blocks: bool,
+        prompt_hashes: Option<Vec<BlockHash>>,
+    ) -> Request {
         let sample_seed = xxhash_rust::xxh3::xxh3_64(new.request_id.as_bytes());
         let mut r = Request {
             request_id: new.request_id,
@@ -219,14 +231,27 @@ impl Request {
         };
         if hash_blocks {
             let prompt = r.prompt.ids_from(0);
-            // Exactly the prompt's blocks: a queued request holds no spare hash capacity.
-            r.block_hashes.reserve_exact(prompt.len() / block_size);
-            extend_block_hashes(
-                &mut r.block_hashes,
-                prompt,
-                block_size,
-                r.cache_salt.as_deref(),
-            );
+            match prompt_hashes {
+                Some(given) => {
+                    debug_assert_eq!(given, {
+                        let mut h = Vec::new();
+                        extend_block_hashes(&mut h, prompt, block_size, r.cache_salt.as_deref());
+                        h
+                    });
+                    r.block_hashes = given;
+                }
+                None => {
+                    // Exactly the prompt's blocks: a queued request holds no spare hash
+                    // capacity.
+                    r.block_hashes.reserve_exact(prompt.len() / block_size);
+                    extend_block_hashes(
+                        &mut r.block_hashes,
+                        prompt,
+                        block_size,
+                        r.cache_salt.as_deref(),
+                    );
+                }
+            }
         }
         r
     }

@@ -346,13 +346,7 @@ impl Disaggregated {
             })
             .collect();
         let k = router
-            .route(
-                &RouteRequest {
-                    request: req,
-                    session,
-                },
-                &views,
-            )
+            .route(&RouteRequest::new(req, session), &views)
             .min(idx.len() - 1);
         idx[k]
     }

@@ -12,6 +12,7 @@ use crate::dp::{AddError, DataParallel};
 use crate::member::{earliest_wake, Member};
 use crate::router::{InstanceView, RouteRequest, RoutedLoad, Router};
 use llm_emu_core::engine::RequestError;
+use llm_emu_core::kv::hash::BlockHash;
 use llm_emu_core::{
     Engine, EngineCore, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput, StepStats,
     Wake,
@@ -42,6 +43,9 @@ pub struct Replicas {
     router: Box<dyn Router>,
     loads: Vec<RoutedLoad>,
     routed: FxHashMap<(usize, u64), Routed>,
+    /// Per instance, the entries of `routed` not yet prefilled: where there are none, an
+    /// output that does not finish its request changes nothing and is not looked up.
+    unprefilled: Vec<usize>,
     /// Which instance holds each live request (for aborts).
     owner: FxHashMap<String, usize>,
 }
@@ -65,6 +69,7 @@ impl Replicas {
             router,
             loads: vec![RoutedLoad::default(); n],
             routed: FxHashMap::default(),
+            unprefilled: vec![0; n],
             owner: FxHashMap::default(),
         }
     }
@@ -92,6 +97,7 @@ impl Replicas {
             router,
             loads: vec![RoutedLoad::default(); n],
             routed: FxHashMap::default(),
+            unprefilled: vec![0; n],
             owner: FxHashMap::default(),
         }
     }
@@ -173,17 +179,13 @@ impl Replicas {
                 load,
             })
             .collect();
-        let i = self
-            .router
-            .route(
-                &RouteRequest {
-                    request: &req,
-                    session,
-                },
-                &views,
-            )
-            .min(self.slots.len() - 1);
-        self.add_to_instance_lora(req, tag, i, lora)
+        let route = RouteRequest::new(&req, session);
+        let i = self.router.route(&route, &views).min(self.slots.len() - 1);
+        drop(views);
+        let bs = self.engine(i).config().block_size.max(1);
+        let hashes = route.take_prompt_hashes(bs);
+        drop(route);
+        self.add_hashed(req, tag, i, hashes, lora)
     }
 
     /// Queues `req` on instance `i` without asking the router (a request sent to that
@@ -209,18 +211,34 @@ impl Replicas {
         if self.owner.contains_key(&req.request_id) {
             return Err(RequestError::DuplicateId(req.request_id));
         }
+        let bs = self.engine(i).config().block_size.max(1);
+        let hashes = RouteRequest::new(&req, None).take_prompt_hashes(bs);
+        self.add_hashed(req, tag, i, hashes, lora)
+    }
+
+    /// Queues `req` on instance `i`, whose prompt hashes at that instance's block size are
+    /// `hashes`, with LoRA adapter `lora`, counted in the load the router tracks.
+    fn add_hashed(
+        &mut self,
+        req: NewRequest,
+        tag: u64,
+        i: usize,
+        hashes: Vec<BlockHash>,
+        lora: Option<u64>,
+    ) -> Result<usize, RequestError> {
         let view = InstanceView {
             engine: self.engine(i),
             load: &self.loads[i],
         };
-        let cached = view.cached_prefix_blocks(&prompt_hashes(&view, &req));
+        let cached = view.cached_prefix_blocks(&hashes);
         let bs = self.engine(i).config().block_size.max(1);
         let prompt = req.prompt_token_ids.len();
         let id = req.request_id.clone();
         let (u, rank) = self.slots[i];
         match &mut self.units[u] {
             Unit::One(m) => {
-                m.engine.add_tagged_lora(req, tag, lora)?;
+                m.engine
+                    .add_tagged_hashed_lora(req, tag, Some((bs, hashes)), lora)?;
                 m.pending = true;
             }
             Unit::Group(dp) => {
@@ -240,7 +258,10 @@ impl Replicas {
         load.requests += 1;
         load.prefill_tokens += r.prefill_tokens;
         load.active_blocks += r.blocks;
-        self.routed.insert((i, tag), r);
+        self.unprefilled[i] += 1;
+        if let Some(old) = self.routed.insert((i, tag), r) {
+            self.unprefilled[i] -= usize::from(!old.prefilled);
+        }
         self.owner.insert(id, i);
         Ok(i)
     }
@@ -266,22 +287,11 @@ fn engine_of(units: &[Unit], (u, r): (usize, usize)) -> &Engine {
     }
 }
 
-/// The request's prompt block hashes as instance `v`'s KV manager computes them.
-fn prompt_hashes(v: &InstanceView<'_>, req: &NewRequest) -> Vec<llm_emu_core::kv::hash::BlockHash> {
-    let mut h = Vec::new();
-    llm_emu_core::kv::hash::extend_block_hashes(
-        &mut h,
-        &req.prompt_token_ids,
-        v.engine.config().block_size.max(1),
-        req.cache_salt.as_deref(),
-    );
-    h
-}
-
 /// Forwards an instance's stats and keeps the router's load up to date.
 struct InstanceTap<'a> {
     loads: &'a mut [RoutedLoad],
     routed: &'a mut FxHashMap<(usize, u64), Routed>,
+    unprefilled: &'a mut [usize],
     owner: &'a mut FxHashMap<String, usize>,
     out: &'a mut dyn EngineSink,
 }
@@ -298,13 +308,18 @@ impl EngineSink for InstanceTap<'_> {
             self.out.on_iteration(it, outputs);
             return;
         };
+        let unprefilled = &mut self.unprefilled[instance];
         for o in outputs {
+            if o.finish.is_none() && *unprefilled == 0 {
+                continue;
+            }
             let key = (instance, o.tag);
             let Some(r) = self.routed.get_mut(&key) else {
                 continue;
             };
             if (o.new_token.is_some() || o.finish.is_some()) && !r.prefilled {
                 r.prefilled = true;
+                *unprefilled -= 1;
                 load.prefill_tokens = load.prefill_tokens.saturating_sub(r.prefill_tokens);
             }
             if o.finish.is_some() {
@@ -339,6 +354,7 @@ impl EngineCore for Replicas {
             let mut tap = InstanceTap {
                 loads: &mut self.loads,
                 routed: &mut self.routed,
+                unprefilled: &mut self.unprefilled,
                 owner: &mut self.owner,
                 out: &mut *sink,
             };

@@ -6,6 +6,7 @@
 use llm_emu_core::kv::hash::{extend_block_hashes, BlockHash};
 use llm_emu_core::{Engine, NewRequest};
 use rustc_hash::FxHashMap;
+use std::cell::{Ref, RefCell};
 use thiserror::Error;
 
 /// The router names `--router` accepts.
@@ -35,6 +36,51 @@ pub struct RouteRequest<'a> {
     pub request: &'a NewRequest,
     /// The session it belongs to (the OpenAI `user` field or a session header), if known.
     pub session: Option<&'a str>,
+    /// The prompt's block hashes per block size, computed on first use: a prompt is hashed
+    /// once per request whoever asks (the router, the fleet's load bookkeeping, the engine).
+    hashes: RefCell<Vec<(usize, Vec<BlockHash>)>>,
+}
+
+impl<'a> RouteRequest<'a> {
+    pub fn new(request: &'a NewRequest, session: Option<&'a str>) -> RouteRequest<'a> {
+        RouteRequest {
+            request,
+            session,
+            hashes: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The prompt's full-block hashes at `block_size` tokens a block, salt included, as an
+    /// engine's KV manager computes them.
+    pub fn prompt_hashes(&self, block_size: usize) -> Ref<'_, [BlockHash]> {
+        let k = self.hashed_at(block_size);
+        Ref::map(self.hashes.borrow(), |sets| sets[k].1.as_slice())
+    }
+
+    /// Takes the prompt's hashes at `block_size` out (computing them if no one asked yet), for
+    /// the engine the request goes to.
+    pub fn take_prompt_hashes(&self, block_size: usize) -> Vec<BlockHash> {
+        let k = self.hashed_at(block_size);
+        std::mem::take(&mut self.hashes.borrow_mut()[k].1)
+    }
+
+    /// Where the hashes at `block_size` are, computed if absent.
+    fn hashed_at(&self, block_size: usize) -> usize {
+        let mut sets = self.hashes.borrow_mut();
+        if let Some(k) = sets.iter().position(|(bs, _)| *bs == block_size) {
+            return k;
+        }
+        let mut h = Vec::new();
+        let r = self.request;
+        extend_block_hashes(
+            &mut h,
+            &r.prompt_token_ids,
+            block_size,
+            r.cache_salt.as_deref(),
+        );
+        sets.push((block_size, h));
+        sets.len() - 1
+    }
 }
 
 /// What a router sees of one instance.
@@ -182,8 +228,6 @@ impl Router for LeastLoaded {
 /// instance's cache: what Dynamo's indexer learns from KV events.
 #[derive(Default)]
 pub struct PrefixAware {
-    /// Hashes of the request being routed, per block size.
-    hashes: Vec<BlockHash>,
     ties: TieBreak,
 }
 
@@ -195,19 +239,12 @@ impl Router for PrefixAware {
         "prefix-aware"
     }
     fn route(&mut self, req: &RouteRequest<'_>, instances: &[InstanceView<'_>]) -> usize {
-        let r = req.request;
-        let prompt = &r.prompt_token_ids;
-        let mut hashed_with = 0;
+        let prompt = &req.request.prompt_token_ids;
         let costs: Vec<f64> = instances
             .iter()
             .map(|v| {
                 let bs = v.engine.config().block_size.max(1);
-                if hashed_with != bs {
-                    self.hashes.clear();
-                    extend_block_hashes(&mut self.hashes, prompt, bs, r.cache_salt.as_deref());
-                    hashed_with = bs;
-                }
-                let cached = v.cached_prefix_blocks(&self.hashes) * bs;
+                let cached = v.cached_prefix_blocks(&req.prompt_hashes(bs)) * bs;
                 let prefill = (v.load.prefill_tokens + prompt.len().saturating_sub(cached)) as f64
                     / bs as f64;
                 let decode = (v.load.active_blocks + prompt.len().div_ceil(bs)) as f64;

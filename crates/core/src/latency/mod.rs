@@ -76,4 +76,12 @@ pub trait LatencyModel: Send {
     fn measured_on(&self) -> (Option<&str>, Option<&str>) {
         (None, None)
     }
+
+    /// A copy of the model as it is now, or `None` when the model cannot be copied. A fleet
+    /// of instances alike copies the first instance's freshly built model for the others
+    /// instead of loading the same data once per instance: a copy taken before any step is
+    /// the model a second build would load.
+    fn try_clone(&self) -> Option<Box<dyn LatencyModel>> {
+        None
+    }
 }

@@ -600,6 +600,10 @@ impl ProfileLatency {
 }
 
 impl LatencyModel for ProfileLatency {
+    fn try_clone(&self) -> Option<Box<dyn LatencyModel>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
         self.priced_step(batch, None)
     }
