@@ -133,6 +133,8 @@ pub struct Engine {
     blocked: bool,
     num_schedule_calls: u64,
     updates: Vec<RequestUpdate>,
+    /// Storage for the next step's sampled tokens, taken back from the last processed step.
+    sampled_buf: Vec<Option<u32>>,
     /// The latency model's view of the step being submitted, reused from step to step.
     batch_requests: Vec<BatchRequest>,
     /// Which engine of a fleet this is (the `engine` label of metrics).
@@ -178,6 +180,7 @@ impl Engine {
             blocked: false,
             num_schedule_calls: 0,
             updates: Vec::new(),
+            sampled_buf: Vec::new(),
             batch_requests: Vec::new(),
             engine_index: 0,
             stats: StatsBuffers::default(),
@@ -429,6 +432,8 @@ impl Engine {
                     .update_from_output(&step.output, &step.sampled, now, &mut self.updates);
                 obs.on_update(now, &self.updates, &self.sched);
                 self.debug_check();
+                self.sched.recycle_output(step.output);
+                self.sampled_buf = step.sampled;
             }
             self.process_inputs(now, obs);
             if !self.has_work() {
@@ -451,7 +456,11 @@ impl Engine {
     /// step has tokens (vLLM's `model_executed`).
     fn schedule_step(&mut self, now: Nanos, obs: &mut dyn EngineObserver) -> bool {
         let output = self.sched.schedule(now);
-        let mut sampled = Vec::with_capacity(output.scheduled.len());
+        let mut sampled = std::mem::take(&mut self.sampled_buf);
+        sampled.clear();
+        sampled.reserve(output.scheduled.len());
+        // A request appears at most once in a step, so counting each sample as it is drawn
+        // gives every request the same index as counting them all afterwards.
         for s in &output.scheduled {
             if !s.samples {
                 sampled.push(None);
@@ -459,7 +468,7 @@ impl Engine {
             }
             let req = self
                 .sched
-                .request(s.key)
+                .request_mut(s.key)
                 .expect("scheduled request is live");
             let ctx = SampleContext {
                 request_id: &req.request_id,
@@ -469,9 +478,7 @@ impl Engine {
                 forbid_stop: req.num_sampled < req.sampling.min_tokens as usize,
             };
             sampled.push(Some(self.sampler.sample(&ctx)));
-        }
-        for s in output.scheduled.iter().filter(|s| s.samples) {
-            self.sched_request_mut(s.key).num_sampled += 1;
+            req.num_sampled += 1;
         }
         let (start, end) = if output.total_num_scheduled_tokens == 0 {
             (now, now)
@@ -513,10 +520,6 @@ impl Engine {
             end,
         });
         executed
-    }
-
-    fn sched_request_mut(&mut self, key: ReqKey) -> &mut Request {
-        self.sched.request_mut(key).expect("live request")
     }
 
     fn process_inputs(&mut self, now: Nanos, obs: &mut dyn EngineObserver) {

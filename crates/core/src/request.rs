@@ -28,6 +28,7 @@ pub struct SamplingParams {
 impl SamplingParams {
     /// Whether `token` is one the min-tokens rule forbids: EOS (even with `ignore_eos`, as
     /// vLLM's `all_stop_token_ids` holds it) or a stop token id.
+    #[inline]
     pub fn is_stop_token(&self, token: u32) -> bool {
         self.eos_token_id == Some(token) || self.stop_token_ids.contains(&token)
     }

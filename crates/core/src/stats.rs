@@ -271,6 +271,16 @@ impl EngineObserver for StatsRecorder<'_> {
             .num_preemptions
             .saturating_sub(self.preemptions_before);
         self.preemptions_before = scheduler.num_preemptions;
+        // One pass over the step's requests for its context, prefill and decode counts.
+        let (mut context, mut prefill, mut decode) = (0usize, 0usize, 0usize);
+        for r in &out.scheduled {
+            context += r.num_computed_before;
+            if r.num_computed_before < r.num_prompt_tokens {
+                prefill += r.num_tokens;
+            } else {
+                decode += 1;
+            }
+        }
         self.sink.on_step(&StepStats {
             engine_index: self.engine_index,
             index: s.index,
@@ -279,18 +289,9 @@ impl EngineObserver for StatsRecorder<'_> {
             device_end: s.device_end,
             num_reqs: out.scheduled.len(),
             num_scheduled_tokens: out.total_num_scheduled_tokens,
-            num_context_tokens: out.scheduled.iter().map(|r| r.num_computed_before).sum(),
-            num_prefill_tokens: out
-                .scheduled
-                .iter()
-                .filter(|r| r.num_computed_before < r.num_prompt_tokens)
-                .map(|r| r.num_tokens)
-                .sum(),
-            num_decode_reqs: out
-                .scheduled
-                .iter()
-                .filter(|r| r.num_computed_before >= r.num_prompt_tokens)
-                .count(),
+            num_context_tokens: context,
+            num_prefill_tokens: prefill,
+            num_decode_reqs: decode,
             num_preempted_reqs: preempted,
             scheduler,
         });
@@ -298,19 +299,16 @@ impl EngineObserver for StatsRecorder<'_> {
 
     fn on_update(&mut self, now: Nanos, updates: &[RequestUpdate], sched: &Scheduler) {
         self.begin(now);
+        // Every update carries a token and the request's fields stats need (the scheduler
+        // makes an update only for a live request that got one).
         for u in updates {
-            let req = match (&u.finished, sched.request(u.key)) {
-                (Some(r), _) => Some(&**r),
-                (None, r) => r,
-            };
-            let Some(r) = req else { continue };
             if u.new_token.is_some() {
                 let it = &mut self.buffers.iteration;
                 it.num_generation_tokens += 1;
-                if r.num_output_tokens() == 1 {
-                    it.num_prompt_tokens += r.num_prompt_tokens() as u64;
+                if u.first_output {
+                    it.num_prompt_tokens += u.num_prompt_tokens as u64;
                     it.time_to_first_tokens_iter
-                        .push(time_to_first_token(r.times.arrival, now));
+                        .push(time_to_first_token(u.arrival, now));
                 }
                 if let Some(prev) = u.prev_token_at {
                     it.inter_token_latencies_iter.push(now.saturating_sub(prev));
@@ -318,7 +316,7 @@ impl EngineObserver for StatsRecorder<'_> {
             }
             let finish = u.finished.as_ref().map(|r| self.finish(r, now));
             self.buffers.outputs.push(RequestOutput {
-                tag: r.tag,
+                tag: u.tag,
                 new_token: u.new_token,
                 finish,
             });

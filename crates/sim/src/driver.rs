@@ -209,8 +209,10 @@ impl EngineSink for Collector<'_> {
         if let Some(c) = self.sinks.client.as_mut() {
             c.on_iteration(it, outputs);
         }
-        for gap in &it.inter_token_latencies_iter {
-            self.result.stats.record_itl(gap.0);
+        // The requests of a step mostly share one gap (their previous token came from the
+        // same earlier step): equal neighbours are recorded as one run.
+        for run in it.inter_token_latencies_iter.chunk_by(|a, b| a == b) {
+            self.result.stats.record_itl_run(run[0].0, run.len() as u64);
         }
         // Aborted requests count as failed (workload files carry no aborts today).
         for f in &it.finished_requests {

@@ -54,6 +54,19 @@ impl LatencyStats {
         self.itl_us.saturating_record(gap_ns.div_ceil(1000).max(1));
     }
 
+    /// Records `count` inter-token gaps of `gap_ns` each: the same histogram counts and the
+    /// same sums (added one gap at a time, in the same order) as `count` calls of
+    /// [`LatencyStats::record_itl`], with one histogram update.
+    pub fn record_itl_run(&mut self, gap_ns: u64, count: u64) {
+        let ms = gap_ns as f64 / 1e6;
+        for _ in 0..count {
+            self.itl_sum_ms += ms;
+            self.itl_sumsq_ms += ms * ms;
+        }
+        self.itl_us
+            .saturating_record_n(gap_ns.div_ceil(1000).max(1), count);
+    }
+
     /// Records a finished request's TTFT, TPOT (if > 1 output) and E2EL.
     pub fn record_request(&mut self, ttft_ms: f64, e2el_ms: f64, outputs: usize) {
         self.ttft_ms.push(ttft_ms);
@@ -104,6 +117,25 @@ impl LatencyStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_of_gaps_records_as_its_gaps_one_by_one() {
+        let gaps = [7_000_123u64, 7_000_123, 7_000_123, 10_000_000, 1, 7_000_123];
+        let mut one_by_one = LatencyStats::default();
+        for g in gaps {
+            one_by_one.record_itl(g);
+        }
+        let mut runs = LatencyStats::default();
+        for run in gaps.chunk_by(|a, b| a == b) {
+            runs.record_itl_run(run[0], run.len() as u64);
+        }
+        assert_eq!(runs.itl_us, one_by_one.itl_us);
+        assert_eq!(runs.itl_sum_ms.to_bits(), one_by_one.itl_sum_ms.to_bits());
+        assert_eq!(
+            runs.itl_sumsq_ms.to_bits(),
+            one_by_one.itl_sumsq_ms.to_bits()
+        );
+    }
 
     #[test]
     fn request_metrics() {

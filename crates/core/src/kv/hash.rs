@@ -5,7 +5,7 @@
 //! SHA-256; the emulator only needs a stable, collision-resistant hash of the same inputs, so it
 //! uses XXH3-128, which is stable across Rust releases (golden files depend on that).
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
 /// The hash of one full block of tokens, chained over all blocks before it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,15 +14,54 @@ pub struct BlockHash(pub u128);
 /// The chain's seed: the "parent" of a request's first block.
 const NONE_HASH: u128 = 0x6c6c_6d2d_656d_752d_6e6f_6e65_2d68_6173;
 
+/// Bytes of one block's hash input that [`hash_block_tokens`] lays out on the stack: the parent
+/// hash (16), 64 tokens (256) and a salt of up to 63 bytes with its tag byte. Longer inputs
+/// (blocks of more than 64 tokens, long salts) take the streaming hasher, which gives the same
+/// digest.
+const STACK_INPUT: usize = 336;
+
 /// Hashes one full block given its parent's hash (`None` for the first block).
+///
+/// The input is the parent hash (16 bytes, little-endian), each token id (4 bytes,
+/// little-endian) and, with a salt, a tag byte 1 and the salt's bytes. XXH3's streaming and
+/// one-shot forms give the same digest for the same bytes; the one-shot form over a stack
+/// buffer skips the streaming state's setup and buffering (a block of 16 tokens is 80 bytes).
 pub fn hash_block_tokens(
     parent: Option<BlockHash>,
     tokens: &[u32],
     cache_salt: Option<&str>,
 ) -> BlockHash {
+    let parent = parent.map_or(NONE_HASH, |p| p.0).to_le_bytes();
+    let salt_len = cache_salt.map_or(0, |s| 1 + s.len());
+    let len = 16 + tokens.len() * 4 + salt_len;
+    if len > STACK_INPUT {
+        return hash_block_tokens_streaming(&parent, tokens, cache_salt);
+    }
+    let mut buf = [0u8; STACK_INPUT];
+    buf[..16].copy_from_slice(&parent);
+    for (dst, t) in buf[16..16 + tokens.len() * 4]
+        .chunks_exact_mut(4)
+        .zip(tokens)
+    {
+        dst.copy_from_slice(&t.to_le_bytes());
+    }
+    if let Some(salt) = cache_salt {
+        let at = 16 + tokens.len() * 4;
+        // A tag byte keeps "no salt" and "empty salt" apart.
+        buf[at] = 1;
+        buf[at + 1..len].copy_from_slice(salt.as_bytes());
+    }
+    BlockHash(xxh3_128(&buf[..len]))
+}
+
+/// [`hash_block_tokens`] for inputs larger than its stack buffer: the same bytes, fed in pieces.
+fn hash_block_tokens_streaming(
+    parent: &[u8; 16],
+    tokens: &[u32],
+    cache_salt: Option<&str>,
+) -> BlockHash {
     let mut h = Xxh3::new();
-    h.update(&parent.map_or(NONE_HASH, |p| p.0).to_le_bytes());
-    // Feed the tokens in chunks through a stack buffer: one update per 64 tokens.
+    h.update(parent);
     let mut buf = [0u8; 256];
     for chunk in tokens.chunks(64) {
         for (i, t) in chunk.iter().enumerate() {
@@ -31,7 +70,6 @@ pub fn hash_block_tokens(
         h.update(&buf[..chunk.len() * 4]);
     }
     if let Some(salt) = cache_salt {
-        // A tag byte keeps "no salt" and "empty salt" apart.
         h.update(&[1]);
         h.update(salt.as_bytes());
     }
@@ -88,6 +126,34 @@ mod tests {
             None,
         );
         assert_ne!(b1, b2);
+    }
+
+    #[test]
+    fn stack_and_streaming_inputs_hash_alike() {
+        // Block sizes and salts on both sides of the stack buffer's size.
+        for n in [1usize, 16, 48, 64, 65, 300] {
+            let toks: Vec<u32> = (0..n as u32)
+                .map(|i| i.wrapping_mul(2_654_435_761))
+                .collect();
+            let long_salt = "s".repeat(100);
+            for salt in [
+                None,
+                Some(""),
+                Some("abc"),
+                Some(&long_salt[..63]),
+                Some(long_salt.as_str()),
+            ] {
+                let parent = Some(BlockHash(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210));
+                for p in [None, parent] {
+                    let bytes = p.map_or(NONE_HASH, |p| p.0).to_le_bytes();
+                    assert_eq!(
+                        hash_block_tokens(p, &toks, salt),
+                        hash_block_tokens_streaming(&bytes, &toks, salt),
+                        "{n} tokens, salt {salt:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

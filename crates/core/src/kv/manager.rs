@@ -32,13 +32,13 @@ pub struct CacheHit {
 pub struct KvCacheManager {
     pool: BlockPool,
     block_size: usize,
+    /// `log2(block_size)` when the block size is a power of two (as vLLM's usually are): block
+    /// counts are then shifts instead of divisions, which run once or more per request per
+    /// step.
+    block_shift: Option<u32>,
     max_model_len: usize,
     stats: PrefixCacheStats,
     scratch: Vec<BlockId>,
-}
-
-fn cdiv(a: usize, b: usize) -> usize {
-    a.div_ceil(b)
 }
 
 /// The request's tokens `start..end` (prompt then outputs), as the prompt part and the output
@@ -66,6 +66,9 @@ impl KvCacheManager {
         KvCacheManager {
             pool: BlockPool::new(num_gpu_blocks, enable_caching),
             block_size,
+            block_shift: block_size
+                .is_power_of_two()
+                .then_some(block_size.trailing_zeros()),
             max_model_len,
             stats: PrefixCacheStats::default(),
             scratch: Vec::new(),
@@ -78,6 +81,22 @@ impl KvCacheManager {
 
     pub fn block_size(&self) -> usize {
         self.block_size
+    }
+
+    /// Blocks needed to hold `tokens` tokens (`cdiv(tokens, block_size)`).
+    fn blocks_for(&self, tokens: usize) -> usize {
+        match self.block_shift {
+            Some(s) => (tokens >> s) + usize::from(tokens & (self.block_size - 1) != 0),
+            None => tokens.div_ceil(self.block_size),
+        }
+    }
+
+    /// Full blocks within `tokens` tokens (`tokens // block_size`).
+    fn full_blocks(&self, tokens: usize) -> usize {
+        match self.block_shift {
+            Some(s) => tokens >> s,
+            None => tokens / self.block_size,
+        }
     }
 
     pub fn enable_caching(&self) -> bool {
@@ -129,7 +148,7 @@ impl KvCacheManager {
     /// Blocks to take from the free queue to give the request `num_tokens` slots, counting
     /// cached-but-free hit blocks, which leave the queue when touched.
     fn num_blocks_to_allocate(&self, req: &Request, num_tokens: usize, hit: &[BlockId]) -> usize {
-        let required = cdiv(num_tokens, self.block_size);
+        let required = self.blocks_for(num_tokens);
         let have = req.kv.blocks.len() + hit.len();
         let new_blocks = required.saturating_sub(have);
         let evictable = hit
@@ -175,7 +194,7 @@ impl KvCacheManager {
             req.kv.blocks.extend_from_slice(hit_blocks);
             req.kv.num_cached_blocks = req.kv.blocks.len();
         }
-        let required = cdiv(num_tokens_need_slot, self.block_size);
+        let required = self.blocks_for(num_tokens_need_slot);
         if required > req.kv.blocks.len() {
             let n = (required - req.kv.blocks.len()) as u32;
             self.pool.get_new_blocks(n, &mut req.kv.blocks);
@@ -193,7 +212,7 @@ impl KvCacheManager {
         if !self.pool.enable_caching() {
             return;
         }
-        let num_full = num_tokens / self.block_size;
+        let num_full = self.full_blocks(num_tokens);
         let cached = req.kv.num_cached_blocks;
         if cached >= num_full {
             return;

@@ -55,6 +55,12 @@ pub struct RequestUpdate {
     pub new_token: Option<u32>,
     /// When the request's previous token was processed (for inter-token latency).
     pub prev_token_at: Option<Nanos>,
+    /// The request's tag, prompt length and client arrival, and whether this token is its
+    /// first output: what stats need, without looking the request up again.
+    pub tag: u64,
+    pub num_prompt_tokens: usize,
+    pub arrival: Nanos,
+    pub first_output: bool,
     /// The request, moved out of the scheduler, when it finished in this step.
     pub finished: Option<Box<Request>>,
 }
@@ -89,6 +95,11 @@ pub struct Scheduler {
     num_preemptions: u64,
     /// vLLM's `lora_config.max_loras` (`None`: no LoRA config).
     max_loras: Option<usize>,
+    /// [`StepState::scheduled`]'s storage, kept between steps (empty between calls).
+    scheduled_buf: Vec<(ReqKey, usize)>,
+    /// Storage for the next output's `scheduled` list, handed back by
+    /// [`Scheduler::recycle_output`] once a step's output is processed.
+    output_buf: Vec<ScheduledRequest>,
 }
 
 impl Scheduler {
@@ -116,6 +127,8 @@ impl Scheduler {
             kv,
             num_preemptions: 0,
             max_loras: None,
+            scheduled_buf: Vec::new(),
+            output_buf: Vec::new(),
         }
     }
 
@@ -223,9 +236,12 @@ impl Scheduler {
         let mut step = StepState {
             budget: budget - held_back,
             threshold,
-            scheduled: Vec::new(),
+            scheduled: std::mem::take(&mut self.scheduled_buf),
             num_scheduled_running: 0,
-            out: SchedulerOutput::default(),
+            out: SchedulerOutput {
+                scheduled: std::mem::take(&mut self.output_buf),
+                ..SchedulerOutput::default()
+            },
         };
         self.schedule_running(&mut step);
         step.budget += held_back;
@@ -456,10 +472,12 @@ impl Scheduler {
     /// `async_scheduler.py::_update_after_schedule`, lines 18–35).
     fn update_after_schedule(&mut self, step: StepState) -> SchedulerOutput {
         let StepState {
-            scheduled, mut out, ..
+            mut scheduled,
+            mut out,
+            ..
         } = step;
         out.scheduled.reserve(scheduled.len());
-        for (key, n) in scheduled {
+        for (key, n) in scheduled.drain(..) {
             let req = self.requests.req_mut(key);
             let before = req.num_computed_tokens;
             req.num_computed_tokens += n;
@@ -478,9 +496,20 @@ impl Scheduler {
                 samples,
             });
         }
+        self.scheduled_buf = scheduled;
         // vLLM's `finished_req_ids = set()`: finished requests are reported to this step.
         self.num_finished_pending = 0;
         out
+    }
+
+    /// Takes back a processed step's output so that the next `schedule()` reuses its storage
+    /// (no allocation per step once warm).
+    pub fn recycle_output(&mut self, output: SchedulerOutput) {
+        let mut v = output.scheduled;
+        v.clear();
+        if v.capacity() > self.output_buf.capacity() {
+            self.output_buf = v;
+        }
     }
 
     /// Applies a step's sampled tokens (`update_from_output`): appends them, checks stop rules,
@@ -512,6 +541,9 @@ impl Scheduler {
                 req.times.first_token = Some(now);
             }
             let prev_token_at = req.times.last_token.replace(now);
+            let (tag, num_prompt_tokens, arrival) =
+                (req.tag, req.num_prompt_tokens(), req.times.arrival);
+            let first_output = req.num_output_tokens() == 1;
             if self.cfg.async_scheduling {
                 req.num_output_placeholders -= 1;
                 if status_before == RequestStatus::Running {
@@ -533,6 +565,10 @@ impl Scheduler {
                 key: s.key,
                 new_token: Some(token),
                 prev_token_at,
+                tag,
+                num_prompt_tokens,
+                arrival,
+                first_output,
                 finished,
             });
         }
