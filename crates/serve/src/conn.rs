@@ -27,6 +27,7 @@
 use crate::framing::{refusal_response, FramingGuard, Refusals};
 use axum::body::Body;
 use axum::Router;
+use futures_util::task::AtomicWaker;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
@@ -36,9 +37,9 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -340,9 +341,9 @@ async fn serve_connection(
         .max_headers(MAX_HEADERS);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let stop_asked = async move {
+    let stop_asked = WokenOnly::new(async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
-    };
+    });
     tokio::select! {
         // Timeouts and client errors end the connection; they are not worth a log line each.
         _ = conn.as_mut() => return,
@@ -350,6 +351,57 @@ async fn serve_connection(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// A future polled only after it has woken its task (and once at the start). The connection
+/// task wakes for every streamed chunk; polling the shutdown signal each time would take the
+/// `watch` channel's waiter lock, which every connection shares, once per chunk.
+struct WokenOnly<F> {
+    fut: Pin<Box<F>>,
+    gate: Arc<WakeGate>,
+}
+
+/// Set when the inner future's waker fires; wakes the task that polls the [`WokenOnly`].
+struct WakeGate {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeGate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> WokenOnly<F> {
+    fn new(fut: F) -> Self {
+        WokenOnly {
+            fut: Box::pin(fut),
+            gate: Arc::new(WakeGate {
+                woken: AtomicBool::new(true),
+                task: AtomicWaker::new(),
+            }),
+        }
+    }
+}
+
+impl<F: Future> Future for WokenOnly<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        this.gate.task.register(cx.waker());
+        if !this.gate.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(this.gate.clone());
+        this.fut.as_mut().poll(&mut Context::from_waker(&waker))
+    }
 }
 
 /// A connection's claim on one of the `max_connections` regular slots: taken at accept when one
@@ -505,5 +557,65 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.on_write(cx, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Counts its polls and keeps the last waker it was given; ready once `done` is set.
+    #[derive(Default)]
+    struct Probe {
+        polls: usize,
+        waker: Option<Waker>,
+        done: bool,
+    }
+
+    #[test]
+    fn a_woken_only_future_is_polled_only_after_its_own_wake() {
+        let probe = Arc::new(Mutex::new(Probe::default()));
+        let inner = {
+            let probe = probe.clone();
+            std::future::poll_fn(move |cx| {
+                let mut p = probe.lock().unwrap();
+                p.polls += 1;
+                p.waker = Some(cx.waker().clone());
+                if p.done {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+        };
+        let mut gated = WokenOnly::new(inner);
+        let task = Arc::new(CountingWaker::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        // Polled at the start, then not again while nothing woke it.
+        for _ in 0..5 {
+            assert!(Pin::new(&mut gated).poll(&mut cx).is_pending());
+        }
+        assert_eq!(probe.lock().unwrap().polls, 1);
+        assert_eq!(task.wakes.load(Ordering::SeqCst), 0);
+        // Its own wake wakes the task and lets the next poll through.
+        let inner_waker = probe.lock().unwrap().waker.take().unwrap();
+        probe.lock().unwrap().done = true;
+        inner_waker.wake();
+        assert_eq!(task.wakes.load(Ordering::SeqCst), 1);
+        assert!(Pin::new(&mut gated).poll(&mut cx).is_ready());
+        assert_eq!(probe.lock().unwrap().polls, 2);
+    }
+
+    #[derive(Default)]
+    struct CountingWaker {
+        wakes: AtomicU64,
+    }
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }

@@ -338,7 +338,8 @@ impl EngineHandle {
     }
 
     /// The engine thread's wake lateness and serving-path figures, as last published (at most
-    /// [`LATENESS_PUBLISH_EVERY`] old while it runs, current once it is idle or a request ends).
+    /// [`LATENESS_PUBLISH_EVERY`] old while it runs, current once it is idle; the counts are
+    /// current once a request ends).
     pub fn lateness(&self) -> LatenessSummary {
         *self.lateness.get()
     }
@@ -398,6 +399,7 @@ impl EngineThread {
                         lateness: LatenessStats::default(),
                         lateness_out: thread_lateness,
                         lateness_published_at: Nanos::ZERO,
+                        lateness_published: LatenessStats::default().summary(),
                         lateness_dirty: false,
                         later: Vec::new(),
                     },
@@ -688,7 +690,9 @@ struct Router {
     lateness: LatenessStats,
     lateness_out: Arc<Published<LatenessSummary>>,
     lateness_published_at: Nanos,
-    /// Recorded since the last publish.
+    /// The last full summary published.
+    lateness_published: LatenessSummary,
+    /// Recorded since the last full publish.
     lateness_dirty: bool,
     /// Scratch: the outputs of a step that go out after its first tokens (indices).
     later: Vec<usize>,
@@ -696,15 +700,28 @@ struct Router {
 
 impl Router {
     /// Publishes the lateness summary if it changed and `force` or the last publish is older
-    /// than [`LATENESS_PUBLISH_EVERY`] (its quantiles cost a few µs to compute).
+    /// than [`LATENESS_PUBLISH_EVERY`] (its quantiles cost tens of µs to compute).
     fn publish_lateness(&mut self, now: Nanos, force: bool) {
         if self.lateness_dirty
             && (force || now.saturating_sub(self.lateness_published_at) >= LATENESS_PUBLISH_EVERY)
         {
-            self.lateness_out.set(self.lateness.summary());
+            self.lateness_published = self.lateness.summary();
+            self.lateness_out.set(self.lateness_published);
             self.lateness_published_at = now;
             self.lateness_dirty = false;
         }
+    }
+
+    /// Publishes the current counts (wakes, admissions) with the last full summary's
+    /// quantiles, for a request's end: its client may read `/debug/engine` as soon as it has
+    /// its last token. A copy, where the full summary walks three histograms (tens of µs, on
+    /// a step's critical path before its outputs go out); the full one follows within
+    /// [`LATENESS_PUBLISH_EVERY`] or at idle.
+    fn publish_counts(&mut self) {
+        let mut s = self.lateness_published;
+        s.wakes = self.lateness.hist.len();
+        s.admit.count = self.lateness.admit.len();
+        self.lateness_out.set(s);
     }
 }
 
@@ -721,7 +738,7 @@ impl EngineSink for Router {
         self.metrics.iteration(stats, delivered);
         self.metrics.publish();
         if !stats.finished_requests.is_empty() {
-            self.publish_lateness(stats.iteration_timestamp, true);
+            self.publish_counts();
         }
         let now = stats.iteration_timestamp;
         // Each send wakes one HTTP task, and the runtime runs woken tasks in about the order

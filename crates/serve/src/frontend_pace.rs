@@ -9,14 +9,20 @@
 //! the delay does not accumulate over a stream: inter-token gaps keep the engine's spacing.
 //! Waiting is a timer (`tokio::time::sleep_until`), never a busy loop. The number of requests
 //! in a step is not known here; the generation requests in flight (`server_load`) stand for it.
+//!
+//! The pacer is polled ([`Pacer::poll_recv`]) from a response body's own `poll_frame`, so a
+//! streamed token costs no future built and moved per chunk.
 
 use crate::state::AppState;
 use llm_emu_perf::FrontendLatency;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::{sleep_until, Duration, Instant};
+use tokio::time::{sleep_until, Duration, Instant, Sleep};
 
 /// Paces one request's events; without a front-end model it passes them straight through.
 pub struct Pacer<T> {
@@ -26,6 +32,8 @@ pub struct Pacer<T> {
     queued: VecDeque<(Instant, T)>,
     last_due: Option<Instant>,
     closed: bool,
+    /// The timer of the first queued event, made at its first wait and reset after.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> Pacer<T> {
@@ -39,6 +47,7 @@ impl<T> Pacer<T> {
             queued: VecDeque::new(),
             last_due: None,
             closed: false,
+            timer: None,
         }
     }
 
@@ -61,8 +70,18 @@ impl<T> Pacer<T> {
 
     /// The next event once it is due; `None` when the channel is closed and nothing waits.
     pub async fn recv(&mut self, rx: &mut UnboundedReceiver<T>) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_recv(rx, cx)).await
+    }
+
+    /// [`Pacer::recv`] as a poll: `Pending` registers `cx` with the channel and, while an
+    /// event waits to be due, with its timer.
+    pub fn poll_recv(
+        &mut self,
+        rx: &mut UnboundedReceiver<T>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<T>> {
         let Some(fe) = self.fe else {
-            return rx.recv().await;
+            return rx.poll_recv(cx);
         };
         loop {
             if !self.closed {
@@ -70,19 +89,30 @@ impl<T> Pacer<T> {
             }
             match self.queued.front() {
                 Some(&(due, _)) if due <= Instant::now() => {
-                    return self.queued.pop_front().map(|(_, ev)| ev)
+                    return Poll::Ready(self.queued.pop_front().map(|(_, ev)| ev))
                 }
                 Some(&(due, _)) => {
-                    tokio::select! {
-                        _ = sleep_until(due) => {}
-                        ev = rx.recv(), if !self.closed => match ev {
-                            Some(ev) => self.stamp(&fe, ev),
-                            None => self.closed = true,
-                        },
+                    if !self.closed {
+                        match rx.poll_recv(cx) {
+                            Poll::Ready(Some(ev)) => {
+                                self.stamp(&fe, ev);
+                                continue;
+                            }
+                            Poll::Ready(None) => {
+                                self.closed = true;
+                                continue;
+                            }
+                            Poll::Pending => {}
+                        }
                     }
+                    let timer = self.timer.get_or_insert_with(|| Box::pin(sleep_until(due)));
+                    if timer.deadline() != due {
+                        timer.as_mut().reset(due);
+                    }
+                    ready!(timer.as_mut().poll(cx));
                 }
-                None if self.closed => return None,
-                None => match rx.recv().await {
+                None if self.closed => return Poll::Ready(None),
+                None => match ready!(rx.poll_recv(cx)) {
                     Some(ev) => self.stamp(&fe, ev),
                     None => self.closed = true,
                 },

@@ -561,11 +561,7 @@ async fn run(
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
     let stream = start_stream(&state, p)?;
-    let body = futures_util::stream::unfold((stream, load), |(mut s, load)| async move {
-        let bytes = s.next_bytes().await?;
-        Some((Ok::<_, std::convert::Infallible>(bytes), (s, load)))
-    });
-    Ok(sse_response(Body::from_stream(body)))
+    Ok(sse_response(Body::new(stream.into_body(load))))
 }
 
 /// A streamed answer.

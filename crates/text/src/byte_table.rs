@@ -89,17 +89,25 @@ impl ByteTable {
 
     /// `tokenizer.decode(ids, skip_special_tokens)`.
     pub(crate) fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> String {
-        let mut out = Vec::with_capacity(ids.len() * 8);
+        let mut out = String::with_capacity(ids.len() * 8);
+        self.decode_into(ids, skip_special_tokens, &mut out);
+        out
+    }
+
+    /// [`ByteTable::decode`] into `out`, replacing its text and reusing its buffer.
+    pub(crate) fn decode_into(&self, ids: &[u32], skip_special_tokens: bool, out: &mut String) {
+        let mut bytes = std::mem::take(out).into_bytes();
+        bytes.clear();
         for &id in ids {
             if skip_special_tokens && self.special.get(id as usize).copied().unwrap_or(false) {
                 continue;
             }
-            out.extend_from_slice(self.token(id));
+            bytes.extend_from_slice(self.token(id));
         }
-        match String::from_utf8(out) {
+        *out = match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }
+        };
     }
 }
 
@@ -121,7 +129,7 @@ pub(crate) fn step_decode_stream(
         }
     }
     ids.push(id);
-    let string = table.decode(ids, skip_special_tokens);
+    let mut string = table.decode(ids, skip_special_tokens);
     if string.len() > prefix.len() && !string.ends_with('\u{FFFD}') {
         if !string.starts_with(prefix.as_str()) {
             return Err(tokenizers::DecodeStreamError::InvalidPrefix {
@@ -131,12 +139,14 @@ pub(crate) fn step_decode_stream(
             }
             .to_string());
         }
-        let new_text = string[prefix.len()..].to_string();
+        // The new text is the decoded string past the prefix, kept in the string's own
+        // buffer; the next prefix is decoded into the old one's.
+        string.drain(..prefix.len());
         let new_prefix_index = ids.len() - *prefix_index;
         ids.drain(..*prefix_index);
-        *prefix = table.decode(ids, skip_special_tokens);
+        table.decode_into(ids, skip_special_tokens, prefix);
         *prefix_index = new_prefix_index;
-        Ok(Some(new_text))
+        Ok(Some(string))
     } else {
         Ok(None)
     }

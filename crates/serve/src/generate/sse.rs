@@ -11,7 +11,11 @@ use crate::frontend_pace::Pacer;
 use crate::protocol::{Usage, UsageChunk};
 use crate::state::AppState;
 use bytes::{BufMut, Bytes, BytesMut};
+use hyper::body::{Body as HttpBody, Frame};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 /// Bytes after which an SSE write stops taking in further queued events. One write is at most
 /// this plus the chunks of one event (one delta chunk, or the last role chunk), so a reader that
@@ -65,27 +69,44 @@ pub(super) fn push_data(out: &mut BytesMut, json: &impl serde::Serialize) {
 }
 
 impl EventStream {
-    /// The next bytes to send, `None` when the stream has ended.
-    pub async fn next_bytes(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
+    /// The response body that sends this stream, holding `guard` until the body is dropped.
+    pub fn into_body<G: Send + Unpin + 'static>(self, guard: G) -> SseBody<G> {
+        SseBody {
+            stream: self,
+            _guard: guard,
         }
-        let mut out = BytesMut::with_capacity(512);
+    }
+
+    /// The next bytes to send, `Ready(None)` when the stream has ended; polled from the
+    /// response body's `poll_frame`, so waiting for the first event registers `cx` with the
+    /// request's channel (and pacing timer).
+    pub fn poll_next_bytes(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
         if self.held.is_none() {
             // Wait for one event, then take what else is queued.
-            let Some((tag, ev)) = self.pace.recv(&mut self.sub.rx).await else {
+            let Some((tag, ev)) = ready!(self.pace.poll_recv(&mut self.sub.rx, cx)) else {
                 self.done = true;
+                let mut out = BytesMut::with_capacity(512);
                 push_data(&mut out, &error_json(&ApiError::EngineDead));
                 out.put_slice(b"data: [DONE]\n\n");
-                return Some(out.freeze());
+                return Poll::Ready(Some(out.freeze()));
             };
             self.held = self.sub.apply(tag, ev);
         }
+        Poll::Ready(Some(self.write_queued()))
+    }
+
+    /// Writes the held delta and what else is queued (up to [`SSE_WRITE_COALESCE_BYTES`]),
+    /// then the stream's end if every choice has finished.
+    fn write_queued(&mut self) -> Bytes {
+        let mut out = BytesMut::with_capacity(512);
         loop {
             if let Some(d) = self.held.take() {
                 if !self.write_roles(&mut out) {
                     self.held = Some(d);
-                    return Some(out.freeze());
+                    return out.freeze();
                 }
                 self.write_delta(&mut out, d);
             }
@@ -112,7 +133,7 @@ impl EventStream {
             }
             out.put_slice(b"data: [DONE]\n\n");
         }
-        Some(out.freeze())
+        out.freeze()
     }
 
     pub(super) fn usage_of(&self, choice: usize) -> Usage {
@@ -147,6 +168,32 @@ impl EventStream {
             Endpoint::Completions => self.write_completion_delta(out, d),
             Endpoint::Chat => self.write_chat_delta(out, d),
         }
+    }
+}
+
+/// The body of a streamed response: polls its [`EventStream`] directly, one frame per write.
+pub struct SseBody<G> {
+    stream: EventStream,
+    /// Held while the body lives (the request's count in the server's load).
+    _guard: G,
+}
+
+impl<G: Send + Unpin + 'static> HttpBody for SseBody<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        this.stream
+            .poll_next_bytes(cx)
+            .map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.done
     }
 }
 
