@@ -72,7 +72,8 @@ pub(crate) fn prepare_fleet(
 /// The engines `simulate` runs: one, data-parallel ranks, or replicas behind a router.
 pub(crate) enum Fleet {
     One(Box<Engine>),
-    Dp(DataParallel),
+    /// Boxed, as the P/D fleet: the variants' sizes differ by hundreds of bytes.
+    Dp(Box<DataParallel>),
     Replicas(Replicas),
     /// Boxed: the fleet with the most state by far.
     Pd(Box<Disaggregated>),
@@ -202,7 +203,7 @@ impl Fleet {
             };
             let dp = dp_group(models, lockstep, api_servers, 0, samplers)?;
             let desc = dp.rank_engine(0).latency_model().describe();
-            return Ok((Fleet::Dp(dp), desc));
+            return Ok((Fleet::Dp(Box::new(dp)), desc));
         }
         // vLLM's ranks report their counts to the DP coordinator only for a MoE model
         // (docs/fleet.md, "Data parallelism").
@@ -219,9 +220,9 @@ impl Fleet {
             FleetPlan::ReplicatedDp { .. } => unreachable!("built above"),
             FleetPlan::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
             FleetPlan::DataParallel { api_servers, .. }
-            | FleetPlan::ExpertParallel { api_servers, .. } => {
-                Fleet::Dp(DataParallel::new(engines, *api_servers).with_count_reports(moe))
-            }
+            | FleetPlan::ExpertParallel { api_servers, .. } => Fleet::Dp(Box::new(
+                DataParallel::new(engines, *api_servers).with_count_reports(moe),
+            )),
             FleetPlan::Replicas { router, .. } => {
                 Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
             }
@@ -233,7 +234,9 @@ impl Fleet {
                 Topology::DataParallelGroups { .. } => unreachable!("built above"),
                 Topology::DataParallel { .. } => {
                     let size = engines.len();
-                    Fleet::Dp(DataParallel::new(engines, size).with_count_reports(moe))
+                    Fleet::Dp(Box::new(
+                        DataParallel::new(engines, size).with_count_reports(moe),
+                    ))
                 }
                 Topology::Disaggregated {
                     prefill,
@@ -292,7 +295,7 @@ impl Fleet {
     fn core(&mut self) -> &mut dyn EngineCore {
         match self {
             Fleet::One(e) => e.as_mut(),
-            Fleet::Dp(d) => d,
+            Fleet::Dp(d) => d.as_mut(),
             Fleet::Replicas(r) => r,
             Fleet::Pd(p) => p.as_mut(),
         }
@@ -301,7 +304,7 @@ impl Fleet {
     fn core_ref(&self) -> &dyn EngineCore {
         match self {
             Fleet::One(e) => e.as_ref(),
-            Fleet::Dp(d) => d,
+            Fleet::Dp(d) => d.as_ref(),
             Fleet::Replicas(r) => r,
             Fleet::Pd(p) => p.as_ref(),
         }
@@ -413,7 +416,7 @@ impl Fleet {
     fn served(&mut self) -> &mut dyn ServedCore {
         match self {
             Fleet::One(e) => e.as_mut(),
-            Fleet::Dp(d) => d,
+            Fleet::Dp(d) => d.as_mut(),
             Fleet::Replicas(r) => r,
             Fleet::Pd(p) => p.as_mut(),
         }
