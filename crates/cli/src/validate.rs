@@ -157,6 +157,10 @@ fn workload_differs_from_record(workload: &Path, record: &RunRecord) -> Result<O
     let Some(want) = &record.dataset_hash else {
         return Ok(None);
     };
+    if !workload.is_file() {
+        // Not a file (missing, a directory): the workload reader says what is wrong with it.
+        return Ok(None);
+    }
     let mut f = std::fs::File::open(workload)
         .with_context(|| format!("opening workload {}", workload.display()))?;
     let mut hasher = Sha256::new();
