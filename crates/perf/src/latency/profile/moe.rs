@@ -180,7 +180,10 @@ mod tests {
     fn table(text: &str) -> MoeTable {
         let dir = std::env::temp_dir().join(format!("llm-emu-moe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(format!("{}.csv", text.len()));
+        // One file per call: tests running at once may load the same text.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = dir.join(format!("{n}.csv"));
         std::fs::write(&p, text).unwrap();
         MoeTable::load(&p).unwrap()
     }
