@@ -588,8 +588,7 @@ impl ProfileLatency {
             .map_or(0.0, |ns| 2.0 * self.num_layers as f64 * ns);
         if let (Some(g), Some(m)) = (moe_tokens, &self.moe) {
             // The row looked up: the gathered tokens' pairs on this rank, in tokens.
-            let per_rank = (g as f64 / m.routing.ep as f64).round_ties_even() as u64;
-            self.moe_seen = self.moe_seen.max(per_rank);
+            self.moe_seen = self.moe_seen.max(m.routing.gathered_per_rank(g).0);
         }
         Nanos(
             self.step_ns_moe(&b, moe_tokens)

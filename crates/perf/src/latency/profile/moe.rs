@@ -129,6 +129,22 @@ impl MoeRouting {
         };
         ((t * hit).round_ties_even() as u64, activated)
     }
+
+    /// `(tokens, activated experts)` of the `moe.csv` row one rank's MoE layer costs when it
+    /// takes `gathered` tokens from every data-parallel rank: vLLM's fused-MoE kernel computes
+    /// only the token-expert pairs routed to the rank's own `E / ep` experts, `gathered · k / ep`
+    /// of them under a balanced gate; a row of `t` tokens computes `t · k` pairs, so the row of
+    /// `gathered / ep` tokens (ties to even, at least 1) over `min(gathered · k / ep, E / ep)`
+    /// experts (at least 1). [`MoeRouting::per_rank`] applied to `gathered` would charge the
+    /// rank `k` pairs for each gathered token with a local expert, about `ep` times the pairs
+    /// it computes.
+    pub fn gathered_per_rank(&self, gathered: u64) -> (u64, u64) {
+        let (g, k, ep) = (gathered as f64, self.top_k as f64, self.ep as f64);
+        let tokens = ((g / ep).round_ties_even() as u64).max(1);
+        let experts_per_rank = (self.num_experts / self.ep).max(1);
+        let activated = ((g * k / ep).round_ties_even() as u64).clamp(1, experts_per_rank);
+        (tokens, activated)
+    }
 }
 
 /// One MoE layer's cost: the table and the routing.
@@ -149,26 +165,15 @@ impl MoeBlock {
         let (local, activated) = self.routing.per_rank(tokens);
         self.table.lookup_ns(local.max(1), activated.max(1))
     }
-}
 
-impl MoeBlock {
     /// One MoE layer in ns on a data-parallel rank whose layer takes `gathered` tokens: every
-    /// rank's, all-gathered by vLLM's default dispatch (`allgather_reducescatter`). vLLM's
-    /// fused-MoE kernel computes only the token-expert pairs that route to the rank's own
-    /// `E / ep` experts, `gathered · k / ep` of them under a balanced gate. A `moe.csv` row of
-    /// `t` tokens computes `t · k` pairs, so the layer is priced at the row of `gathered / ep`
-    /// tokens (rounded, ties to even, at least 1) over `min(gathered · k / ep, E / ep)`
-    /// activated experts — the peer's [`MoeRouting::per_rank`] would charge the rank `k` pairs
-    /// for each gathered token with a local expert, about `ep` times the pairs it computes.
+    /// rank's, all-gathered by vLLM's default dispatch (`allgather_reducescatter`), priced at
+    /// [`MoeRouting::gathered_per_rank`] (0 for none).
     pub fn layer_ns_gathered(&self, gathered: u64) -> f64 {
         if gathered == 0 {
             return 0.0;
         }
-        let r = &self.routing;
-        let (g, k, ep) = (gathered as f64, r.top_k as f64, r.ep as f64);
-        let tokens = ((g / ep).round_ties_even() as u64).max(1);
-        let experts_per_rank = (r.num_experts / r.ep).max(1);
-        let activated = ((g * k / ep).round_ties_even() as u64).clamp(1, experts_per_rank);
+        let (tokens, activated) = self.routing.gathered_per_rank(gathered);
         self.table.lookup_ns(tokens, activated)
     }
 }
