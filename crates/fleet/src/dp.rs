@@ -1,8 +1,9 @@
 //! vLLM 0.19's data parallelism (`--data-parallel-size N`): N engine cores, each with its own
 //! scheduler and KV cache; each request placed on one rank by the API servers' load balancer
 //! ([`LoadBalancer`]) or on the rank it names (`data_parallel_rank`). Engine index = rank.
-//! Without expert parallelism the ranks step independently; with it
-//! ([`DataParallel::expert_parallel`]) they step in lockstep ([`crate::ep`]).
+//! A dense model's ranks step independently ([`DataParallel::new`]); a mixture-of-experts
+//! model's step in lockstep ([`DataParallel::expert_parallel`], [`crate::ep`]), with or
+//! without expert parallelism, as vLLM 0.19 runs every MoE model with DP > 1.
 
 use crate::dp_lb::LoadBalancer;
 use crate::ep::{EpGroup, PricedStep};
@@ -31,11 +32,11 @@ pub struct DataParallel {
     lb: LoadBalancer,
     /// Which rank holds each live request (vLLM's `reqs_in_flight`, for aborts).
     owner: FxHashMap<String, usize>,
-    /// Expert-parallel lockstep, when on.
+    /// MoE lockstep (with or without expert parallelism), when on.
     lockstep: Option<Lockstep>,
 }
 
-/// The state of expert-parallel lockstep: the group's step and its waves.
+/// The state of MoE lockstep: the group's step and its waves.
 struct Lockstep {
     group: EpGroup,
     /// When the group's current step ends (every rank is busy until then).
@@ -106,8 +107,10 @@ impl DataParallel {
         self
     }
 
-    /// Ranks in expert-parallel lockstep: `engines` must be built with the latency models
-    /// [`EpGroup::new`] returned with `group` (rank order) and synchronous scheduling.
+    /// Ranks of a mixture-of-experts model in lockstep, with or without expert parallelism
+    /// (the group's [`crate::ExpertLayout`]): `engines` must be built with the latency models
+    /// [`EpGroup::new`] / [`EpGroup::with_layout`] returned with `group` (rank order) and
+    /// synchronous scheduling. Their counts are reported to the coordinator.
     pub fn expert_parallel(
         engines: Vec<Engine>,
         api_servers: usize,
@@ -143,7 +146,7 @@ impl DataParallel {
         dp
     }
 
-    /// Lockstep's figures (`None` without expert parallelism).
+    /// Lockstep's figures (`None` for independent ranks).
     pub fn lockstep_report(&self) -> Option<LockstepReport> {
         self.lockstep.as_ref().map(|l| LockstepReport {
             waves: l.waves,

@@ -1,6 +1,7 @@
-//! Expert parallelism over data-parallel ranks (`--data-parallel-size N
-//! --enable-expert-parallel` on a mixture-of-experts model), as vLLM 0.19 runs it: the ranks
-//! step in lockstep.
+//! The lockstep of a mixture-of-experts model's data-parallel ranks (`--data-parallel-size N`
+//! on a MoE model, with or without `--enable-expert-parallel`), as vLLM 0.19 runs it: every
+//! MoE model with DP > 1 runs its ranks as `DPEngineCoreProc` (`core.py::run_engine_core`,
+//! lines 1071–1081), and the ranks step in lockstep.
 //!
 //! - **Waves** (`vllm/v1/engine/coordinator.py`, `core.py::DPEngineCoreProc`): while any rank
 //!   has work, every rank runs one forward pass per step, each step's MoE layers exchanging
@@ -16,12 +17,17 @@
 //!   (`should_dp_pad = synced_cudagraph_mode != 0`, `_post_process_dp_padding`); otherwise
 //!   each rank computes its own count. (Micro-batching, the other cause, is off by default.)
 //! - **MoE on the gathered batch** (`all2all.py`, `AgRsAll2AllManager`;
-//!   `fused_moe/runner/default_moe_runner.py`, `_maybe_dispatch`): each MoE layer all-gathers
-//!   every rank's tokens, so a rank's local experts run on the tokens of the whole group routed
-//!   to them; each rank's model prices its MoE layers at the gathered count
-//!   ([`LatencyModel::step_time_gathered`]), the rest of its step at its own.
-//! - **Step time**: the slowest rank, plus the expert all-to-all (dispatch and combine in every
-//!   MoE layer) priced from its bytes over the link ([`AllToAll`]).
+//!   `fused_moe/runner/default_moe_runner.py`, `_maybe_dispatch`: `do_naive_dispatch_combine`
+//!   whenever the DP size is above 1): each MoE layer all-gathers every rank's tokens, so each
+//!   rank's experts run on the tokens of the whole group; each rank's model prices its MoE
+//!   layers at the gathered count ([`LatencyModel::step_time_gathered`]), the rest of its step
+//!   at its own. How the experts are laid out is the latency model's: split over the ranks
+//!   with expert parallelism (EP = DP × TP, each rank `E / EP` whole experts), else each
+//!   expert's width split over DP × TP GPUs (`FusedMoEParallelConfig.make` flattens the MoE
+//!   layers' TP over DP), every GPU computing every gathered token-expert pair.
+//! - **Step time**: the slowest rank, plus the dispatch and combine collectives of every MoE
+//!   layer priced from their bytes over the link ([`AllToAll`]) — the same collectives with or
+//!   without expert parallelism.
 //!
 //! Mechanism: each rank's engine is built with a [`RankLatency`] that records the batch it
 //! schedules and answers a provisional 1 ns; the group ([`EpGroup`]) then prices every rank's
@@ -39,7 +45,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The expert all-to-all of one step as vLLM 0.19 runs it by default (`all2all_backend =
 /// "allgather_reducescatter"`, `AgRsAll2AllManager` in
-/// `vllm/distributed/device_communicators/all2all.py`): in each of `moe_layers` MoE layers the
+/// `vllm/distributed/device_communicators/all2all.py`; the EP group's communicator has it
+/// whenever the DP size is above 1, `base_device_communicator.py`, with or without expert
+/// parallelism, and both gather over the DP group): in each of `moe_layers` MoE layers the
 /// data-parallel group all-gathers every rank's hidden states and router logits (dispatch) and
 /// reduce-scatters the experts' outputs (combine). Each rank contributes the tokens it computes
 /// (one count for all when the ranks pad to each other, else each its own: `all_gatherv`).
@@ -164,16 +172,42 @@ pub struct EpGroup {
     pub(crate) dummy_steps: Vec<u64>,
 }
 
+/// How a lockstep group's experts are laid out over its GPUs (for its description; the
+/// pricing is the ranks' latency models').
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpertLayout {
+    /// `--enable-expert-parallel`: each rank holds `E / EP` whole experts.
+    Split,
+    /// No expert parallelism: every GPU holds every expert, each at `1 / (DP × TP)` of its
+    /// width.
+    TpSharded,
+}
+
 impl EpGroup {
-    /// A group over `models` (rank order); returns it with the latency model each rank's
-    /// engine must be built with.
+    /// An expert-parallel group over `models` (rank order); returns it with the latency model
+    /// each rank's engine must be built with.
     pub fn new(models: Vec<Box<dyn LatencyModel>>, a2a: AllToAll) -> (EpGroup, Vec<RankLatency>) {
+        EpGroup::with_layout(models, a2a, ExpertLayout::Split)
+    }
+
+    /// [`EpGroup::new`] for a MoE model's ranks laid out as `layout` says: `TpSharded` is
+    /// `--data-parallel-size N` without `--enable-expert-parallel`, which vLLM 0.19 runs in the
+    /// same lockstep.
+    pub fn with_layout(
+        models: Vec<Box<dyn LatencyModel>>,
+        a2a: AllToAll,
+        layout: ExpertLayout,
+    ) -> (EpGroup, Vec<RankLatency>) {
         let n = models.len();
+        let what = match layout {
+            ExpertLayout::Split => "expert-parallel lockstep",
+            ExpertLayout::TpSharded => "MoE data-parallel lockstep without expert parallelism",
+        };
         let describe: Vec<String> = models
             .iter()
             .map(|m| {
                 format!(
-                    "{} (expert-parallel lockstep over {n} ranks, all-to-all over {} GB/s + {} ns)",
+                    "{} ({what} over {n} ranks, all-to-all over {} GB/s + {} ns)",
                     m.describe(),
                     a2a.link.bandwidth_gbs,
                     a2a.link.latency_ns

@@ -10,8 +10,9 @@
 //! - [`Tallied`]: per-engine figures (requests, tokens, preemptions, prefix hits) of any
 //!   [`EngineCore`](llm_emu_core::EngineCore), for reports.
 //!
-//! - [`ep`]: expert parallelism over DP ranks, in lockstep (waves, dummy batches, padding, the
-//!   expert all-to-all).
+//! - [`ep`]: a mixture-of-experts model's DP ranks in lockstep, with or without expert
+//!   parallelism (waves, dummy batches, padding, MoE layers on the gathered batch, the expert
+//!   all-to-all).
 //! - [`Disaggregated`]: prefill and decode instances with the KV transfer between them.
 //! - [`cluster`]: LLMServingSim's cluster config, read as it is.
 
@@ -28,7 +29,7 @@ pub mod tally;
 pub use cluster::{ClusterError, ClusterSpec, InstanceSpec, Link, PdRole, Topology};
 pub use dp::{AddError, DataParallel, LockstepReport};
 pub use dp_lb::{LoadBalancer, LB_PUBLISH_INTERVAL};
-pub use ep::{AllToAll, EpGroup, PricedStep, RankLatency};
+pub use ep::{AllToAll, EpGroup, ExpertLayout, PricedStep, RankLatency};
 pub use pd::{Disaggregated, PdError};
 pub use replicas::Replicas;
 pub use router::{router_by_name, Router, RouterError, ROUTER_NAMES};

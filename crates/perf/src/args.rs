@@ -283,6 +283,7 @@ pub fn resolve(
             tensor_parallel_size: args.tensor_parallel_size,
             seed: args.seed,
             tp_link: args.run.tp_link.clone(),
+            moe_data_parallel: None,
         },
         model_name: args.served_model_name(),
         notices,

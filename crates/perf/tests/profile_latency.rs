@@ -405,6 +405,7 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
         tensor_parallel_size: Some(2),
         seed: 0,
         tp_link: None,
+        moe_data_parallel: None,
     };
     let from_engine = llm_emu_perf::latency::parse_latency_spec_on(
         &format!("profile:dir={},step_overhead_us=0", dir.display()),

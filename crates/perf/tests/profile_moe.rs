@@ -249,3 +249,84 @@ fn tensor_parallel_runs_read_the_tp1_moe_table() {
     assert_eq!(m.step_ns(&prefill), 567_000);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A data-parallel group without expert parallelism: vLLM splits each expert's width over
+/// DP × TP GPUs and runs every rank's MoE layers on the group's gathered batch. `moe.csv`
+/// times whole experts, so the layer is priced at the row with the same work per GPU:
+/// gathered / shards tokens over min(gathered · k, E) / shards experts.
+#[test]
+fn data_parallel_without_ep_prices_the_sharded_experts_on_the_gathered_batch() {
+    use llm_emu_core::latency::{BatchRequest, StepBatch};
+    use llm_emu_perf::latency::{parse_latency_spec_on, HardwareDefaults};
+    let prompt = [BatchRequest {
+        num_tokens: 9,
+        num_computed_before: 0,
+        num_prompt_tokens: 9,
+        samples: true,
+    }];
+    let batch = StepBatch {
+        requests: &prompt,
+        total_tokens: 9,
+        padded_tokens: 9,
+        num_running: 1,
+    };
+    let dp2 = HardwareDefaults {
+        moe_data_parallel: Some(2),
+        ..Default::default()
+    };
+    let spec = format!("profile:dir={}", fixture().display());
+    let mut m = parse_latency_spec_on(&spec, &shape(""), &dp2).unwrap();
+    assert!(
+        m.describe().contains("width split over 2 GPUs"),
+        "{}",
+        m.describe()
+    );
+    // DP 2 × TP 1: the 9-token prompt and a 1-token batch gathered, G = 10: 20 pairs over all
+    // 8 experts at half width = the row of 5 tokens over 4 experts, moe(5, 4) = 56. Per layer
+    // 38 + 10 + 56 = 104; ×4 = 416; + 135 = 551 µs.
+    assert_eq!(m.step_time_gathered(&batch, 10).0, 551_000);
+    // G = 40 (a larger group batch): the row of 20 tokens over 4 experts, beyond the table's
+    // 16: the experts-4 row's line through (8, 62) and (16, 78), 86 µs. 4 × (38 + 10 + 86) +
+    // 135 = 671 µs, and the run says the row was extrapolated.
+    assert_eq!(m.step_time_gathered(&batch, 40).0, 671_000);
+    let w = m.warnings();
+    assert!(w.iter().any(|w| w.contains("20 tokens per rank")), "{w:?}");
+    // The run says how the sharded experts are approximated.
+    assert!(
+        w.iter().any(|w| w.contains("DP x TP = 2 GPUs")),
+        "{w:?}"
+    );
+    // The rank's own step (not gathered) keeps the peer's rule on its own tokens (731 µs).
+    assert_eq!(m.step_time(&batch).0, 731_000);
+    // A spec that splits the experts (`ep=`) takes precedence over the sharding.
+    let ep = format!("profile:dir={},ep=2", fixture().display());
+    let e = parse_latency_spec_on(&ep, &shape(""), &dp2).unwrap();
+    assert!(e.describe().contains("expert parallelism 2"), "{}", e.describe());
+    assert!(!e.warnings().iter().any(|w| w.contains("DP x TP")));
+}
+
+/// Under TP the width is split over DP × TP: DP 2 × TP 2 = 4 GPUs.
+#[test]
+fn data_parallel_without_ep_shards_over_dp_times_tp() {
+    use llm_emu_perf::latency::LatencyModel;
+    let dir = copy_fixture("dp-tp2", "", None);
+    std::fs::create_dir_all(dir.join("tp2")).unwrap();
+    for f in ["dense.csv", "per_sequence.csv", "attention.csv"] {
+        std::fs::copy(dir.join("tp1").join(f), dir.join("tp2").join(f)).unwrap();
+    }
+    let m = ProfileLatency::load(&dir, &shape(""), 2)
+        .and_then(|m| m.with_moe_data_parallel(2))
+        .unwrap();
+    assert_eq!(m.moe_routing().map(|r| r.shards()), Some(4));
+    // G = 10 over 4 GPUs: the row of round(2.5) = 2 tokens (ties to even) over 8 / 4 = 2
+    // experts, moe(2, 2) = 32. 4 × (38 + 10 + 32) + 135 = 455 µs (tp2 tables = tp1's here).
+    let prefill = BatchShape::from_requests([(9, 0)]);
+    assert_eq!(m.step_ns_moe(&prefill, Some(10)), 455_000);
+    // The TP warning about a whole TP-1 block does not apply: the width is split.
+    assert!(
+        !m.warnings().iter().any(|w| w.contains("ep=2 prices it")),
+        "{:?}",
+        m.warnings()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

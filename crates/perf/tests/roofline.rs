@@ -194,6 +194,7 @@ fn fp8_and_quantized_formats() {
             tensor_parallel_size: None,
             seed: 0,
             tp_link: None,
+            moe_data_parallel: None,
         },
     )
     .unwrap();
@@ -390,4 +391,75 @@ fn fitted_efficiencies_apply_per_gpu() {
     }
     let a40 = GpuSpec::lookup("a40").unwrap();
     assert_eq!(RooflineParams::fitted(a40, 1), RooflineParams::new(a40, 1));
+}
+
+/// A rank of a data-parallel group without expert parallelism (vLLM splits each expert's width
+/// over DP × TP GPUs, `FusedMoEParallelConfig.make`, and runs the experts on the group's
+/// gathered batch): its routed experts on `G` gathered tokens cost what a TP-(DP × TP)
+/// engine's routed experts cost on `G` tokens of its own — the same roofline term, the same
+/// FLOPs and bytes — while the router stays on the rank's own tokens.
+#[test]
+fn data_parallel_without_ep_runs_the_routed_experts_on_the_gathered_batch() {
+    use llm_emu_core::latency::{BatchRequest, StepBatch};
+    let shape = ModelShape::builtin("Qwen/Qwen3-30B-A3B").unwrap();
+    let gpu = GpuSpec::lookup("h100").unwrap();
+    let hw = |dp: Option<u64>| HardwareDefaults {
+        gpu: Some(gpu),
+        moe_data_parallel: dp,
+        ..Default::default()
+    };
+    let dp2 = parse_latency_spec_on("roofline", &shape, &hw(Some(2))).unwrap();
+    assert!(
+        dp2.describe().contains("each expert's width split over 2 GPUs"),
+        "{}",
+        dp2.describe()
+    );
+    let mut p = RooflineParams::new(gpu, 1);
+    p.moe_data_parallel = 2;
+    let rank = RooflineLatency::new(&shape, p).unwrap();
+    let tp2 = RooflineLatency::new(&shape, RooflineParams::new(gpu, 2)).unwrap();
+    let own = decodes(4, 1000);
+    let gathered = 64;
+    let each = |ops: &[llm_emu_perf::latency::roofline::OpTime], name: &str| {
+        ops.iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .each_us
+    };
+    let r = rank.breakdown_moe(&own, Some(gathered));
+    let t = tp2.breakdown(&decodes(gathered, 1000));
+    for name in ["moe_gate_up", "moe_down"] {
+        assert_eq!(each(&r, name), each(&t, name), "{name}");
+    }
+    // The router runs on the rank's 4 own tokens, not the 64 gathered.
+    let plain = rank.breakdown(&own);
+    assert_eq!(each(&r, "moe_router"), each(&plain, "moe_router"));
+    assert!(each(&r, "moe_gate_up") > each(&plain, "moe_gate_up"));
+    // Through the trait: gathered pricing only for such a rank; the same model without the
+    // group, or an expert-parallel rank (moe_data_parallel 1), prices its own batch.
+    let reqs: Vec<BatchRequest> = (0..4)
+        .map(|_| BatchRequest {
+            num_tokens: 1,
+            num_computed_before: 1000,
+            num_prompt_tokens: 1000,
+            samples: true,
+        })
+        .collect();
+    let batch = StepBatch {
+        requests: &reqs,
+        total_tokens: 4,
+        padded_tokens: 4,
+        num_running: 4,
+    };
+    let sum = |ops: &[llm_emu_perf::latency::roofline::OpTime]| -> u64 {
+        (ops.iter().map(|o| o.total_us()).sum::<f64>() * 1000.0).round() as u64
+    };
+    let mut m = parse_latency_spec_on("roofline", &shape, &hw(Some(2))).unwrap();
+    assert_eq!(m.step_time_gathered(&batch, gathered as usize).0, sum(&r));
+    let mut alone = parse_latency_spec_on("roofline", &shape, &hw(None)).unwrap();
+    assert_eq!(
+        alone.step_time_gathered(&batch, gathered as usize).0,
+        alone.step_time(&batch).0
+    );
+    assert_eq!(alone.step_time(&batch).0, sum(&plain));
 }

@@ -114,6 +114,11 @@ pub enum ProfileError {
     )]
     BadEp { ep: u64, num_experts: u64 },
     #[error(
+        "MoE experts split over {shards} tensor-parallel shards with expert parallelism {ep}: \
+         vLLM shards an expert's width only without expert parallelism, over at least 1 GPU"
+    )]
+    BadMoeShards { shards: u64, ep: u64 },
+    #[error(
         "{path}: missing: the model is a mixture of experts ({moe_layers} of {layers} layers) \
          and its MoE layers are priced from this table (`tokens,activated_experts,time_us`, \
          the peer profiler's MoE category, measured at TP 1)"
@@ -396,6 +401,20 @@ impl ProfileLatency {
         Ok(self)
     }
 
+    /// Makes the model a rank of a data-parallel group of `dp` ranks without expert
+    /// parallelism: vLLM 0.19 flattens the MoE layers' tensor parallelism over DP × TP
+    /// (`FusedMoEParallelConfig.make`), so each expert's width is split over `dp × tp` GPUs
+    /// and each rank's MoE layers run on the group's gathered batch
+    /// ([`LatencyModel::step_time_gathered`], [`MoeRouting::gathered_per_rank`]). Refused
+    /// when the experts are split by expert parallelism already; a dense model and `dp` 1 are
+    /// unchanged.
+    pub fn with_moe_data_parallel(mut self, dp: u32) -> Result<ProfileLatency, ProfileError> {
+        if let Some(m) = self.moe.as_mut() {
+            m.routing = m.routing.with_tp_shards(u64::from(dp) * u64::from(self.tp))?;
+        }
+        Ok(self)
+    }
+
     /// The routing of a mixture-of-experts model's MoE layers (`None` for a dense model).
     pub fn moe_routing(&self) -> Option<MoeRouting> {
         self.moe.as_ref().map(|m| m.routing)
@@ -625,7 +644,7 @@ impl LatencyModel for ProfileLatency {
         let moe_tp = self
             .moe
             .as_ref()
-            .filter(|m| self.tp > 1 && m.routing.ep == 1)
+            .filter(|m| self.tp > 1 && m.routing.ep == 1 && m.routing.tp_shards == 1)
             .map(|_| {
                 format!(
                     "tensor parallelism {} on a mixture-of-experts model: the MoE block is \
@@ -648,8 +667,25 @@ impl LatencyModel for ProfileLatency {
                     self.moe_seen
                 )
             });
+        // A standing approximation, said whenever the experts are TP-sharded over DP.
+        let sharded = self
+            .moe
+            .as_ref()
+            .filter(|m| m.routing.tp_shards > 1)
+            .map(|m| {
+                let s = m.routing.tp_shards;
+                format!(
+                    "MoE layers of a data-parallel group without expert parallelism: vLLM splits \
+                     every expert's width over DP x TP = {s} GPUs, each running all the \
+                     gathered batch's token-expert pairs; tp1/{MOE_FILE} times whole experts, \
+                     so each layer is priced at the row with the same work per GPU (gathered \
+                     tokens / {s} over experts hit / {s}): the GEMM width and the gate on \
+                     every gathered token are not represented (docs/fleet.md)"
+                )
+            });
         tp.into_iter()
             .chain(moe_tp)
+            .chain(sharded)
             .chain(gathered)
             .chain(
                 AXES.iter()
@@ -685,10 +721,19 @@ impl LatencyModel for ProfileLatency {
             .moe
             .as_ref()
             .map(|m| {
+                let split = if m.routing.tp_shards > 1 {
+                    format!(
+                        "each expert's width split over {} GPUs (DP x TP, no expert \
+                         parallelism)",
+                        m.routing.tp_shards
+                    )
+                } else {
+                    format!("expert parallelism {}", m.routing.ep)
+                };
                 format!(
                     ", {} with the MoE block of tp1/{MOE_FILE} ({} experts, top-{}, \
-                     expert parallelism {}, balanced routing)",
-                    self.num_moe_layers, m.routing.num_experts, m.routing.top_k, m.routing.ep
+                     {split}, balanced routing)",
+                    self.num_moe_layers, m.routing.num_experts, m.routing.top_k
                 )
             })
             .unwrap_or_default();

@@ -65,6 +65,11 @@ pub struct RooflineParams {
     /// Fixed per-step time outside the kernels (CUDA-graph launch, input copies, the sampled
     /// ids' copy back), µs.
     pub step_overhead_us: f64,
+    /// The data-parallel group a mixture-of-experts model runs in without expert parallelism
+    /// (1: none). vLLM 0.19 splits each expert's width over `moe_data_parallel × tp` GPUs
+    /// (`FusedMoEParallelConfig.make`) and runs each rank's experts on the group's gathered
+    /// batch ([`LatencyModel::step_time_gathered`]).
+    pub moe_data_parallel: u64,
 }
 
 /// Default fraction of the dense tensor peak a large GEMM reaches. NVIDIA's and cuBLAS's own
@@ -107,6 +112,7 @@ impl RooflineParams {
             },
             step_overhead_us: STEP_OVERHEAD_US,
             recorded_link_gbs: None,
+            moe_data_parallel: 1,
         }
     }
 
@@ -272,6 +278,14 @@ impl RooflineLatency {
     /// Every operator's cost for a batch of `(new tokens, computed before)` requests, in
     /// execution order; the step time is their sum.
     pub fn breakdown(&self, requests: &[(u64, u64)]) -> Vec<OpTime> {
+        self.breakdown_moe(requests, None)
+    }
+
+    /// [`Self::breakdown`] with the routed experts of every MoE layer run on `gathered` tokens
+    /// when given (a rank of a data-parallel group without expert parallelism, each expert's
+    /// width split over `moe_data_parallel × tp` GPUs); the router and the shared experts stay
+    /// on the rank's own tokens (vLLM runs the gate before the dispatch).
+    pub fn breakdown_moe(&self, requests: &[(u64, u64)], gathered: Option<u64>) -> Vec<OpTime> {
         let r = &self.rates;
         let s = &self.shape;
         let tp = self.params.tp;
@@ -293,7 +307,7 @@ impl RooflineLatency {
                 push(all_reduce("all_reduce", tf * h * ab, tp, r), 1);
             }
             for (kind, n) in &self.kinds {
-                for op in self.layer_ops(kind, requests, t) {
+                for op in self.layer_ops(kind, requests, t, gathered) {
                     push(op, *n);
                 }
             }
@@ -338,7 +352,13 @@ impl RooflineLatency {
     }
 
     /// Operators of one layer of `kind`.
-    fn layer_ops(&self, kind: &LayerKind, requests: &[(u64, u64)], t: u64) -> Vec<OpTime> {
+    fn layer_ops(
+        &self,
+        kind: &LayerKind,
+        requests: &[(u64, u64)],
+        t: u64,
+        gathered: Option<u64>,
+    ) -> Vec<OpTime> {
         let r = &self.rates;
         let s = &self.shape;
         let tp = self.params.tp;
@@ -521,7 +541,13 @@ impl RooflineLatency {
             (Some(m), true) => {
                 let e = m.num_experts;
                 let k = m.experts_per_token as f64;
-                let i = m.expert_intermediate_size as f64 / tpf;
+                // The routed experts' tokens and width split: the rank's own over TP, or the
+                // group's gathered batch over DP × TP.
+                let (et, shards) = match gathered {
+                    Some(g) => (g, tpf * self.params.moe_data_parallel as f64),
+                    None => (t, tpf),
+                };
+                let i = m.expert_intermediate_size as f64 / shards;
                 let ex = self.experts;
                 // Router in the model dtype, replicated.
                 ops.push(gemm(
@@ -534,8 +560,8 @@ impl RooflineLatency {
                     r.bf16_gemm_flops_per_us,
                     r,
                 ));
-                let hit = expected_distinct_experts(e, m.experts_per_token, t);
-                let rows = tf * k;
+                let hit = expected_distinct_experts(e, m.experts_per_token, et);
+                let rows = et as f64 * k;
                 ops.push(kernel(
                     "moe_gate_up",
                     2.0 * rows * h * 2.0 * i,
@@ -613,14 +639,33 @@ impl RooflineLatency {
     }
 }
 
+fn batch_requests(batch: &StepBatch<'_>) -> Vec<(u64, u64)> {
+    batch
+        .requests
+        .iter()
+        .map(|r| (r.num_tokens as u64, r.num_computed_before as u64))
+        .collect()
+}
+
 impl LatencyModel for RooflineLatency {
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
-        let reqs: Vec<(u64, u64)> = batch
-            .requests
+        Nanos((self.step_us(&batch_requests(batch)) * 1000.0).round() as u64)
+    }
+
+    /// On a rank of a data-parallel group without expert parallelism
+    /// (`moe_data_parallel` > 1), the routed experts run on the gathered batch at
+    /// `1 / (moe_data_parallel × tp)` of their width ([`Self::breakdown_moe`]); otherwise the
+    /// rank's own batch alone, as [`LatencyModel::step_time`].
+    fn step_time_gathered(&mut self, batch: &StepBatch<'_>, moe_tokens: usize) -> Nanos {
+        if self.params.moe_data_parallel <= 1 {
+            return self.step_time(batch);
+        }
+        let us: f64 = self
+            .breakdown_moe(&batch_requests(batch), Some(moe_tokens as u64))
             .iter()
-            .map(|r| (r.num_tokens as u64, r.num_computed_before as u64))
-            .collect();
-        Nanos((self.step_us(&reqs) * 1000.0).round() as u64)
+            .map(OpTime::total_us)
+            .sum();
+        Nanos((us * 1000.0).round() as u64)
     }
 
     fn describe(&self) -> String {
@@ -634,9 +679,19 @@ impl LatencyModel for RooflineLatency {
             Some(gbs) => format!("recorded link {} GB/s", (gbs * 100.0).round() / 100.0),
             None => format!("link_eff {}", p.link_efficiency),
         };
+        let moe_dp = if p.moe_data_parallel > 1 && self.shape.moe.is_some() {
+            format!(
+                ", routed experts on the gathered batch of {} data-parallel ranks, each \
+                 expert's width split over {} GPUs",
+                p.moe_data_parallel,
+                p.moe_data_parallel * p.tp
+            )
+        } else {
+            String::new()
+        };
         format!(
             "roofline: {} × {} ({}), gemm_eff {}, mem_eff {}, attn_eff {}, {link}, \
-             kernel {} µs, all-reduce latency {} µs, step overhead {} µs",
+             kernel {} µs, all-reduce latency {} µs, step overhead {} µs{moe_dp}",
             p.tp,
             p.gpu.name,
             dtype,

@@ -101,6 +101,12 @@ pub struct HardwareDefaults {
     /// The TP all-reduce link a real run's cluster config records; the profile model prices
     /// its all-reduces with it unless the spec names `tp_link_gbps`.
     pub tp_link: Option<RecordedTpLink>,
+    /// The size of the data-parallel group a mixture-of-experts model runs in without expert
+    /// parallelism (`None` or 1: none). vLLM 0.19 then splits every expert's width over
+    /// DP × TP GPUs and runs each rank's MoE layers on the group's gathered batch; the
+    /// `profile` and `roofline` models price those layers so (docs/fleet.md). A profile
+    /// spec's own `ep=` (experts split instead) takes precedence.
+    pub moe_data_parallel: Option<u64>,
 }
 
 /// A TP all-reduce link as a run recorded it: bandwidth per GPU and latency per ring hop.
@@ -589,6 +595,7 @@ impl LatencySpec {
         set(&mut p.kernel_us, kernel_us);
         set(&mut p.allreduce_latency_us, ar_latency_us);
         set(&mut p.step_overhead_us, overhead_us);
+        p.moe_data_parallel = hw.moe_data_parallel.unwrap_or(1).max(1);
         // The link a real run recorded prices the all-reduces as it does for the profile
         // model (bus bandwidth as given, latency per ring hop), unless the spec names a link
         // factor of its own.
@@ -629,8 +636,16 @@ impl LatencySpec {
             }
             _ => 1,
         };
+        let ep = ep.unwrap_or(1);
+        let moe_dp = match hw.moe_data_parallel {
+            Some(dp) if ep == 1 => {
+                u32::try_from(dp).map_err(|_| bad(format!("data-parallel size {dp}"), "too large"))?
+            }
+            _ => 1,
+        };
         let mut m = ProfileLatency::load(dir, shape, tp)
-            .and_then(|m| m.with_ep_size(ep.unwrap_or(1)))
+            .and_then(|m| m.with_ep_size(ep))
+            .and_then(|m| m.with_moe_data_parallel(moe_dp))
             .map_err(|e| bad(format!("dir={}", dir.display()), e.to_string()))?;
         m.spec_overrides(*step_overhead_us, *tp_link_gbps, *tp_link_latency_us);
         if let Some(link) = hw.tp_link.as_ref().filter(|_| tp_link_gbps.is_none()) {

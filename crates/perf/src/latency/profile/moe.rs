@@ -100,6 +100,13 @@ pub struct MoeRouting {
     pub top_k: u64,
     /// Expert-parallel ranks (ep), dividing E.
     pub ep: u64,
+    /// GPUs each expert's intermediate width is split over when the experts are not split
+    /// (`ep` 1) and the MoE layers take a data-parallel group's gathered batch: vLLM without
+    /// `--enable-expert-parallel` flattens the MoE layers' tensor parallelism over DP × TP
+    /// (`FusedMoEParallelConfig.make`, `flatten_tp_across_dp_and_pcp`), so every GPU holds
+    /// every expert at `1 / tp_shards` of its width. 1: whole experts. Only the gathered
+    /// pricing ([`MoeRouting::gathered_per_rank`]) reads it.
+    pub tp_shards: u64,
 }
 
 impl MoeRouting {
@@ -113,7 +120,29 @@ impl MoeRouting {
             num_experts,
             top_k: top_k.clamp(1, num_experts),
             ep,
+            tp_shards: 1,
         })
+    }
+
+    /// The routing with each expert's width split over `shards` GPUs (DP × TP of a
+    /// data-parallel group without expert parallelism, see [`MoeRouting::tp_shards`]).
+    /// Refused with [`ProfileError::BadMoeShards`] when the experts are already split (vLLM
+    /// shards an expert's width only without EP) or `shards` is 0.
+    pub fn with_tp_shards(mut self, shards: u64) -> Result<MoeRouting, ProfileError> {
+        if shards == 0 || (self.ep > 1 && shards > 1) {
+            return Err(ProfileError::BadMoeShards {
+                shards,
+                ep: self.ep,
+            });
+        }
+        self.tp_shards = shards;
+        Ok(self)
+    }
+
+    /// The GPUs one MoE layer's work is divided over on the gathered batch: the EP ranks, or
+    /// the TP shards of every expert (at most one of the two is above 1).
+    pub fn shards(&self) -> u64 {
+        self.ep.max(self.tp_shards)
     }
 
     /// `(tokens, activated experts)` on each rank for `tokens` entering the block: the peer's
@@ -131,18 +160,32 @@ impl MoeRouting {
     }
 
     /// `(tokens, activated experts)` of the `moe.csv` row one rank's MoE layer costs when it
-    /// takes `gathered` tokens from every data-parallel rank: vLLM's fused-MoE kernel computes
-    /// only the token-expert pairs routed to the rank's own `E / ep` experts, `gathered · k / ep`
-    /// of them under a balanced gate; a row of `t` tokens computes `t · k` pairs, so the row of
-    /// `gathered / ep` tokens (ties to even, at least 1) over `min(gathered · k / ep, E / ep)`
-    /// experts (at least 1). [`MoeRouting::per_rank`] applied to `gathered` would charge the
-    /// rank `k` pairs for each gathered token with a local expert, about `ep` times the pairs
-    /// it computes.
+    /// takes `gathered` tokens from every data-parallel rank, its work divided over
+    /// `s` = [`MoeRouting::shards`] GPUs:
+    ///
+    /// - **expert parallelism** (`s` = ep): vLLM's fused-MoE kernel computes only the
+    ///   token-expert pairs routed to the rank's own `E / ep` experts, `gathered · k / ep` of
+    ///   them under a balanced gate; a row of `t` tokens computes `t · k` pairs, so the row of
+    ///   `gathered / ep` tokens over `min(gathered · k, E) / ep` experts.
+    ///   [`MoeRouting::per_rank`] applied to `gathered` would charge the rank `k` pairs for each
+    ///   gathered token with a local expert, about `ep` times the pairs it computes.
+    /// - **experts TP-sharded** (`s` = tp_shards, no EP): every GPU computes all
+    ///   `gathered · k` pairs over the `min(gathered · k, E)` experts hit, each at `1 / s` of
+    ///   its width. `moe.csv` has no width axis (it times whole experts at TP 1), so the layer
+    ///   is priced at the row with the same work per GPU: `gathered / s` tokens over
+    ///   `min(gathered · k, E) / s` whole experts — the same FLOPs (`gathered · k / s` whole
+    ///   pairs) and the same expert-weight bytes (`min(gathered · k, E) / s` whole experts),
+    ///   with the row's fixed per-call costs (kernel launches, the gate) kept whole. What it
+    ///   cannot represent: the GEMMs' width (`I / s` against the row's `I`) and the gate and
+    ///   top-k, which vLLM runs on every gathered token on every GPU (docs/fleet.md).
+    ///
+    /// Both rounded ties to even, at least 1. The two rules are one formula: with `s` dividing
+    /// `E`, `round(min(g · k, E) / s)` is `min(round(g · k / s), E / s)`.
     pub fn gathered_per_rank(&self, gathered: u64) -> (u64, u64) {
-        let (g, k, ep) = (gathered as f64, self.top_k as f64, self.ep as f64);
-        let tokens = ((g / ep).round_ties_even() as u64).max(1);
-        let experts_per_rank = (self.num_experts / self.ep).max(1);
-        let activated = ((g * k / ep).round_ties_even() as u64).clamp(1, experts_per_rank);
+        let (g, k, s) = (gathered as f64, self.top_k as f64, self.shards() as f64);
+        let tokens = ((g / s).round_ties_even() as u64).max(1);
+        let pairs_experts = (g * k).min(self.num_experts as f64);
+        let activated = ((pairs_experts / s).round_ties_even() as u64).max(1);
         (tokens, activated)
     }
 }
@@ -225,6 +268,33 @@ mod tests {
         // 3 gathered: 1.5 → 2 tokens (ties to even), 12 experts: halfway between 20 and 100 µs.
         assert_eq!(block.layer_ns_gathered(3), 60_000.0);
         assert_eq!(block.layer_ns_gathered(0), 0.0);
+    }
+
+    #[test]
+    fn tp_sharded_experts_priced_at_the_row_of_the_same_work() {
+        // experts 8: tokens 1→10 µs, 4→40 µs; experts 16: tokens 2→100 µs, 4→200 µs.
+        let table = table("tokens,activated_experts,time_us\n1,8,10\n4,8,40\n2,16,100\n4,16,200\n");
+        // 32 experts, top-8, no EP, each expert split over DP 2 × TP 1 = 2 GPUs.
+        let routing = MoeRouting::new(32, 8, 1)
+            .unwrap()
+            .with_tp_shards(2)
+            .unwrap();
+        assert_eq!(routing.shards(), 2);
+        let block = MoeBlock { table, routing };
+        // 8 gathered tokens: 64 pairs over min(64, 32) = 32 experts hit, each at half width:
+        // the row of 8 / 2 = 4 tokens over 32 / 2 = 16 whole experts, 200 µs.
+        assert_eq!(block.routing.gathered_per_rank(8), (4, 16));
+        assert_eq!(block.layer_ns_gathered(8), 200_000.0);
+        // 1 gathered token: 8 experts hit at half width = the row of 1 token (at least 1) over
+        // 4 experts: below the first profiled experts value, its row: 10 µs.
+        assert_eq!(block.routing.gathered_per_rank(1), (1, 4));
+        assert_eq!(block.layer_ns_gathered(1), 10_000.0);
+        // Sharding the width is refused where the experts are split already, and 0 shards.
+        assert!(MoeRouting::new(32, 8, 2).unwrap().with_tp_shards(2).is_err());
+        assert!(MoeRouting::new(32, 8, 1).unwrap().with_tp_shards(0).is_err());
+        // One shard is whole experts: the EP-less routing unchanged.
+        let one = MoeRouting::new(32, 8, 1).unwrap().with_tp_shards(1).unwrap();
+        assert_eq!(one, MoeRouting::new(32, 8, 1).unwrap());
     }
 
     #[test]
