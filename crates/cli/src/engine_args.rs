@@ -472,6 +472,22 @@ impl Prepared {
         Ok(())
     }
 
+    /// Makes the engine a rank of a data-parallel group of `size` ranks without expert
+    /// parallelism: on a mixture-of-experts model vLLM 0.19 splits each expert's width over
+    /// DP × TP GPUs and runs the MoE layers on the group's gathered batch, which the `profile`
+    /// and `roofline` latency models then price (docs/fleet.md). A dense model, or `size` 1,
+    /// changes nothing.
+    pub fn with_moe_data_parallel(&mut self, size: usize) {
+        if size > 1 && self.shape.moe.is_some() {
+            self.resolved.hardware.moe_data_parallel = Some(size as u64);
+        }
+    }
+
+    /// Whether the engine's model is a mixture of experts.
+    pub fn is_moe(&self) -> bool {
+        self.shape.moe.is_some()
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.resolved.config
     }

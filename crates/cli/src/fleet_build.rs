@@ -10,8 +10,8 @@ use llm_emu_core::latency::LatencyModel;
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineCore, EngineSink, NewRequest, RequestError, Wake};
 use llm_emu_fleet::{
-    router_by_name, AllToAll, DataParallel, Disaggregated, EpGroup, Link, PdRole, Replicas,
-    Topology,
+    router_by_name, AllToAll, DataParallel, Disaggregated, EpGroup, ExpertLayout, Link, PdRole,
+    Replicas, Topology,
 };
 use llm_emu_serve::fleet_front::{FleetKind, Placement, ServedCore};
 use llm_emu_sim::run_record::RunRecord;
@@ -34,14 +34,16 @@ pub(crate) fn prepare_fleet(
         let FleetPlan::Cluster { spec, .. } = &plan else {
             bail!("--cluster: not a cluster plan");
         };
-        // Each instance's experts are split over its group's EP degree.
-        let eps: Vec<u64> = match &spec.topology {
-            Topology::DataParallel { ep, .. } => vec![*ep; spec.instances.len()],
+        // Each instance's experts are split over its group's EP degree; without EP, each
+        // expert's width over its group's DP × TP (`(ep, group size)`).
+        let n = spec.instances.len();
+        let groups: Vec<(u64, usize)> = match &spec.topology {
+            Topology::DataParallel { ep, .. } => vec![(*ep, n); n],
             Topology::DataParallelGroups { groups } => groups
                 .iter()
-                .flat_map(|(_, size, ep)| std::iter::repeat_n(*ep, *size))
+                .flat_map(|(_, size, ep)| std::iter::repeat_n((*ep, *size), *size))
                 .collect(),
-            _ => vec![1; spec.instances.len()],
+            _ => vec![(1, 1); n],
         };
         // The run's notes are the same for every instance: each is said once.
         let mut said = std::collections::HashSet::new();
@@ -53,18 +55,30 @@ pub(crate) fn prepare_fleet(
         let prepared = spec
             .instances
             .iter()
-            .zip(eps)
-            .map(|(i, ep)| Prepared::for_instance(engine, record, i, ep, &mut say))
+            .zip(groups)
+            .map(|(i, (ep, size))| {
+                let mut p = Prepared::for_instance(engine, record, i, ep, &mut say)?;
+                if ep <= 1 {
+                    p.with_moe_data_parallel(size);
+                }
+                Ok(p)
+            })
             .collect::<Result<Vec<_>>>()?;
         return Ok((plan, prepared));
     }
     let mut prepared = Prepared::new(engine, record)?;
     let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
     let plan = fleet.plan(tp, gpus)?;
-    if let FleetPlan::ExpertParallel { ep, .. } | FleetPlan::ReplicatedDp { ep, .. } = &plan {
-        prepared
-            .with_expert_parallel(*ep)
-            .context("--enable-expert-parallel")?;
+    match &plan {
+        FleetPlan::ExpertParallel { ep, .. } | FleetPlan::ReplicatedDp { ep, .. } if *ep > 1 => {
+            prepared
+                .with_expert_parallel(*ep)
+                .context("--enable-expert-parallel")?;
+        }
+        FleetPlan::DataParallel { size, .. } | FleetPlan::ReplicatedDp { size, .. } => {
+            prepared.with_moe_data_parallel(*size)
+        }
+        _ => {}
     }
     Ok((plan, vec![prepared]))
 }
@@ -157,7 +171,8 @@ impl Fleet {
             ..
         } = plan
         {
-            let lockstep = (*ep > 1).then(|| (*ep, recorded_link()));
+            let moe = prepared.iter().any(Prepared::is_moe);
+            let lockstep = runs_lockstep(*ep, *size, moe).then(|| (*ep, recorded_link()));
             let mut groups = Vec::new();
             let mut models = models.into_iter();
             let mut first = 0;
@@ -178,7 +193,8 @@ impl Fleet {
                 let mut first = 0;
                 for (_, size, ep) in groups {
                     let group: Vec<_> = models.by_ref().take(*size).collect();
-                    let lockstep = (*ep > 1).then_some((*ep, spec.link));
+                    let moe = group.iter().any(|(p, _)| p.is_moe());
+                    let lockstep = runs_lockstep(*ep, *size, moe).then_some((*ep, spec.link));
                     dps.push(dp_group(group, lockstep, *size, first, samplers)?);
                     first += size;
                 }
@@ -188,26 +204,32 @@ impl Fleet {
                 ));
             }
         }
+        // vLLM's ranks report their counts to the DP coordinator only for a MoE model
+        // (docs/fleet.md, "Data parallelism"), whose ranks also step in lockstep.
+        let moe = prepared.iter().any(Prepared::is_moe);
         let lockstep = match plan {
             FleetPlan::ExpertParallel { ep, .. } => Some((*ep, recorded_link())),
+            FleetPlan::DataParallel { size, .. } if runs_lockstep(1, *size, moe) => {
+                Some((1, recorded_link()))
+            }
             FleetPlan::Cluster { spec, .. } => match &spec.topology {
-                Topology::DataParallel { ep, .. } if *ep > 1 => Some((*ep, spec.link)),
+                Topology::DataParallel { ep, .. } if runs_lockstep(*ep, n, moe) => {
+                    Some((*ep, spec.link))
+                }
                 _ => None,
             },
             _ => None,
         };
         if lockstep.is_some() {
             let api_servers = match plan {
-                FleetPlan::ExpertParallel { api_servers, .. } => *api_servers,
+                FleetPlan::ExpertParallel { api_servers, .. }
+                | FleetPlan::DataParallel { api_servers, .. } => *api_servers,
                 _ => n,
             };
             let dp = dp_group(models, lockstep, api_servers, 0, samplers)?;
             let desc = dp.rank_engine(0).latency_model().describe();
             return Ok((Fleet::Dp(Box::new(dp)), desc));
         }
-        // vLLM's ranks report their counts to the DP coordinator only for a MoE model
-        // (docs/fleet.md, "Data parallelism").
-        let moe = prepared.iter().any(|p| p.shape.moe.is_some());
         let mut engines = Vec::with_capacity(n);
         for (i, (p, latency)) in models.into_iter().enumerate() {
             engines.push(Engine::new(
@@ -332,8 +354,16 @@ impl EngineCore for Fleet {
     }
 }
 
+/// Whether a data-parallel group of `size` ranks steps in lockstep: with expert parallelism
+/// (`ep` > 1), and for any mixture-of-experts model with DP > 1 — vLLM 0.19 runs every MoE
+/// model's DP ranks as `DPEngineCoreProc` (`core.py`, lines 1071–1081), EP or not.
+fn runs_lockstep(ep: u64, size: usize, moe: bool) -> bool {
+    ep > 1 || (moe && size > 1)
+}
+
 /// One data-parallel group of `models` (one per rank) whose engines are numbered from
-/// `first`; with `lockstep` (EP size, link) its ranks step in expert-parallel lockstep.
+/// `first`; with `lockstep` (EP size, link) its ranks step in MoE lockstep: experts split
+/// over the EP ranks when the EP size is above 1, else each expert's width over DP × TP.
 fn dp_group(
     models: Vec<(&Prepared, Box<dyn LatencyModel>)>,
     lockstep: Option<(u64, Link)>,
@@ -342,7 +372,7 @@ fn dp_group(
     samplers: &mut SamplerFor<'_>,
 ) -> Result<DataParallel> {
     let Some((ep, link)) = lockstep else {
-        let moe = models.iter().any(|(p, _)| p.shape.moe.is_some());
+        let moe = models.iter().any(|(p, _)| p.is_moe());
         let mut engines = Vec::with_capacity(models.len());
         for (i, (p, latency)) in models.into_iter().enumerate() {
             engines.push(Engine::new(
@@ -358,17 +388,24 @@ fn dp_group(
         .shape
         .moe
         .as_ref()
-        .context("expert parallelism needs a MoE model")?;
+        .context("MoE lockstep needs a MoE model")?;
+    // The same dispatch and combine over the DP group with or without EP (docs/fleet.md).
     let a2a = AllToAll {
         hidden_size: p.shape.hidden_size,
         dtype_bytes: p.shape.dtype_bytes(),
         num_experts: moe.num_experts,
-        moe_layers: if ep > 1 { p.shape.num_moe_layers() } else { 0 },
+        moe_layers: p.shape.num_moe_layers(),
         ranks: models.len() as u64,
         link,
     };
+    let layout = if ep > 1 {
+        ExpertLayout::Split
+    } else {
+        ExpertLayout::TpSharded
+    };
     let cfgs: Vec<_> = models.iter().map(|(p, _)| p.config().clone()).collect();
-    let (group, lats) = EpGroup::new(models.into_iter().map(|(_, l)| l).collect(), a2a);
+    let (group, lats) =
+        EpGroup::with_layout(models.into_iter().map(|(_, l)| l).collect(), a2a, layout);
     let mut engines = Vec::with_capacity(cfgs.len());
     for (i, (mut cfg, lat)) in cfgs.into_iter().zip(lats).enumerate() {
         // Lockstep ranks schedule when the group's step ends (docs/fleet.md).

@@ -128,9 +128,14 @@ pub fn header(
     let tp = a.tensor_parallel_size.unwrap_or(1);
     let fleet = match plan {
         FleetPlan::Single => "one engine".to_string(),
-        FleetPlan::DataParallel { size, api_servers } => {
-            format!("data parallel: {size} ranks, {api_servers} API server(s), {DP_BALANCER}")
-        }
+        FleetPlan::DataParallel { size, api_servers } => format!(
+            "data parallel{}: {size} ranks, {api_servers} API server(s), {DP_BALANCER}",
+            if prepared.is_moe() && *size > 1 {
+                " in MoE lockstep without expert parallelism"
+            } else {
+                ""
+            }
+        ),
         FleetPlan::Replicas { count, router } => {
             format!("{count} replicas behind a {router} router")
         }

@@ -336,6 +336,67 @@ fn expert_parallel_ranks_step_in_lockstep_on_a_moe_model() {
     );
 }
 
+/// vLLM 0.19 runs a MoE model's DP ranks in lockstep without `--enable-expert-parallel` too,
+/// each expert's width split over DP × TP; from the flags and from a cluster file's `dp_group`
+/// with `ep_size` 1 alike.
+#[test]
+fn moe_data_parallel_without_ep_steps_in_lockstep() {
+    let lockstep = "MoE data-parallel lockstep without expert parallelism";
+    let d = tmp("moe-dp");
+    let out = simulate(
+        &[
+            "--model",
+            "Qwen/Qwen3-30B-A3B",
+            "--gpu",
+            "h100",
+            "--data-parallel-size",
+            "2",
+        ],
+        &d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, records) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert_eq!(s["fleet"]["kind"], "data-parallel");
+    assert_eq!(s["instances"].as_array().unwrap().len(), 2);
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(text.contains(lockstep), "{s}");
+    // The roofline (the default here) runs the routed experts on the gathered batch.
+    assert!(text.contains("each expert's width split over 2 GPUs"), "{s}");
+    for e in [0, 1] {
+        assert!(records.iter().any(|r| r["engine"] == e), "rank {e} answers");
+    }
+    // A dense model's ranks stay independent.
+    let d = tmp("dense-dp");
+    let out = simulate(&["--data-parallel-size", "2"], &d);
+    assert!(out.status.success());
+    let (s, _) = outputs(&d);
+    assert!(!serde_json::to_string(&s).unwrap().contains("lockstep"), "{s}");
+    // A cluster file's dp_group of the MoE model, ep_size 1.
+    let qwen = || {
+        instance(
+            "Qwen/Qwen3-30B-A3B",
+            "H100",
+            serde_json::json!({"dp_group": "A", "ep_size": 1}),
+        )
+    };
+    let file = cluster_file("moe-group", &[qwen(), qwen()]);
+    let d = tmp("moe-group-run");
+    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, _) = outputs(&d);
+    assert_eq!(s["completed"], 200);
+    assert!(serde_json::to_string(&s).unwrap().contains(lockstep), "{s}");
+}
+
 /// A recorded run in the shared layout: `RUN/vllm/{meta.json,requests.jsonl}`,
 /// `RUN/workload.jsonl` and, when given, `RUN/config.json`.
 fn recorded_run(name: &str, meta: &Value, cluster: Option<&Value>) -> PathBuf {
@@ -401,6 +462,34 @@ fn a_moe_run_recorded_with_dp2_and_ep_replays_with_no_flags() {
             "data_parallel_size = 2 with expert parallelism: replayed as a data-parallel fleet"
         ),
         "{err}"
+    );
+    assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
+}
+
+#[test]
+fn a_moe_run_recorded_with_dp2_without_ep_replays_in_lockstep() {
+    let meta = serde_json::json!({
+        "model": "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "vllm_version": "0.19.0",
+        "engine_kwargs": {
+            "model": "Qwen/Qwen3-30B-A3B-Instruct-2507", "tensor_parallel_size": 1,
+            "data_parallel_size": 2, "enable_expert_parallel": false, "max_model_len": 8192
+        },
+        "num_requests": 6,
+        "hardware": {"device_count": 2, "device_name": "NVIDIA H100 80GB HBM3"}
+    });
+    let dir = recorded_run("dp2noep", &meta, None);
+    let (out, m) = validate(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("data_parallel_size = 2: replayed as a data-parallel fleet"),
+        "{err}"
+    );
+    let latency = m["engine"]["latency"].as_str().unwrap_or("");
+    assert!(
+        latency.contains("MoE data-parallel lockstep without expert parallelism"),
+        "{m}"
     );
     assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
 }

@@ -290,6 +290,43 @@ fn expert_parallel_ranks_are_served_on_a_moe_model() {
 }
 
 #[test]
+fn moe_data_parallel_without_ep_is_served_in_lockstep() {
+    let mut child = serve(&[
+        "--model",
+        "Qwen/Qwen3-30B-A3B",
+        "--gpu",
+        "h100",
+        "--data-parallel-size",
+        "2",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let addr = read_addrs(&mut child, 1).remove(0);
+    let body = r#"{"model":"emu","prompt":[1,2,3,4,5],"max_tokens":3,"ignore_eos":true}"#;
+    for _ in 0..2 {
+        let (st, text) = http(&addr, "POST", "/v1/completions", "X-data-parallel-rank: 1\r\n", body);
+        assert_eq!(st, 200, "{text}");
+    }
+    let (_, metrics) = http(&addr, "GET", "/metrics", "", "");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let ok = "vllm:request_success_total";
+    assert_eq!(
+        (engine_series(&metrics, ok, 0), engine_series(&metrics, ok, 1)),
+        (0.0, 2.0)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MoE data-parallel lockstep without expert parallelism over 2 ranks"),
+        "{err}"
+    );
+}
+
+#[test]
 fn replicas_of_data_parallel_engines_are_served_rank_by_rank() {
     let m = serve_and_send(
         &[
