@@ -366,7 +366,10 @@ fn moe_data_parallel_without_ep_steps_in_lockstep() {
     let text = serde_json::to_string(&s).unwrap();
     assert!(text.contains(lockstep), "{s}");
     // The roofline (the default here) runs the routed experts on the gathered batch.
-    assert!(text.contains("each expert's width split over 2 GPUs"), "{s}");
+    assert!(
+        text.contains("each expert's width split over 2 GPUs"),
+        "{s}"
+    );
     for e in [0, 1] {
         assert!(records.iter().any(|r| r["engine"] == e), "rank {e} answers");
     }
@@ -375,7 +378,10 @@ fn moe_data_parallel_without_ep_steps_in_lockstep() {
     let out = simulate(&["--data-parallel-size", "2"], &d);
     assert!(out.status.success());
     let (s, _) = outputs(&d);
-    assert!(!serde_json::to_string(&s).unwrap().contains("lockstep"), "{s}");
+    assert!(
+        !serde_json::to_string(&s).unwrap().contains("lockstep"),
+        "{s}"
+    );
     // A cluster file's dp_group of the MoE model, ep_size 1.
     let qwen = || {
         instance(

@@ -306,7 +306,13 @@ fn moe_data_parallel_without_ep_is_served_in_lockstep() {
     let addr = read_addrs(&mut child, 1).remove(0);
     let body = r#"{"model":"emu","prompt":[1,2,3,4,5],"max_tokens":3,"ignore_eos":true}"#;
     for _ in 0..2 {
-        let (st, text) = http(&addr, "POST", "/v1/completions", "X-data-parallel-rank: 1\r\n", body);
+        let (st, text) = http(
+            &addr,
+            "POST",
+            "/v1/completions",
+            "X-data-parallel-rank: 1\r\n",
+            body,
+        );
         assert_eq!(st, 200, "{text}");
     }
     let (_, metrics) = http(&addr, "GET", "/metrics", "", "");
@@ -316,7 +322,10 @@ fn moe_data_parallel_without_ep_is_served_in_lockstep() {
     let out = child.wait_with_output().unwrap();
     let ok = "vllm:request_success_total";
     assert_eq!(
-        (engine_series(&metrics, ok, 0), engine_series(&metrics, ok, 1)),
+        (
+            engine_series(&metrics, ok, 0),
+            engine_series(&metrics, ok, 1)
+        ),
         (0.0, 2.0)
     );
     let err = String::from_utf8_lossy(&out.stderr);

@@ -114,7 +114,11 @@ fn dp2_without_ep_steps_in_lockstep_with_dummy_batches_and_waves() {
     let r = dp.lockstep_report().expect("lockstep");
     assert_eq!(r.waves, 2, "a's wave, then b's");
     assert_eq!(r.steps, 3);
-    assert_eq!(r.dummy_steps, vec![0, 3], "rank 1 ran a dummy batch each step");
+    assert_eq!(
+        r.dummy_steps,
+        vec![0, 3],
+        "rank 1 ran a dummy batch each step"
+    );
     assert!(!r.in_wave, "the second wave ended too");
     let last = r.last_step.expect("priced");
     assert_eq!(last.gathered_tokens, 10);

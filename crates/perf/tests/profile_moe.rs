@@ -292,16 +292,17 @@ fn data_parallel_without_ep_prices_the_sharded_experts_on_the_gathered_batch() {
     let w = m.warnings();
     assert!(w.iter().any(|w| w.contains("20 tokens per rank")), "{w:?}");
     // The run says how the sharded experts are approximated.
-    assert!(
-        w.iter().any(|w| w.contains("DP x TP = 2 GPUs")),
-        "{w:?}"
-    );
+    assert!(w.iter().any(|w| w.contains("DP x TP = 2 GPUs")), "{w:?}");
     // The rank's own step (not gathered) keeps the peer's rule on its own tokens (731 µs).
     assert_eq!(m.step_time(&batch).0, 731_000);
     // A spec that splits the experts (`ep=`) takes precedence over the sharding.
     let ep = format!("profile:dir={},ep=2", fixture().display());
     let e = parse_latency_spec_on(&ep, &shape(""), &dp2).unwrap();
-    assert!(e.describe().contains("expert parallelism 2"), "{}", e.describe());
+    assert!(
+        e.describe().contains("expert parallelism 2"),
+        "{}",
+        e.describe()
+    );
     assert!(!e.warnings().iter().any(|w| w.contains("DP x TP")));
 }
 

@@ -410,7 +410,8 @@ fn data_parallel_without_ep_runs_the_routed_experts_on_the_gathered_batch() {
     };
     let dp2 = parse_latency_spec_on("roofline", &shape, &hw(Some(2))).unwrap();
     assert!(
-        dp2.describe().contains("each expert's width split over 2 GPUs"),
+        dp2.describe()
+            .contains("each expert's width split over 2 GPUs"),
         "{}",
         dp2.describe()
     );

@@ -410,7 +410,9 @@ impl ProfileLatency {
     /// unchanged.
     pub fn with_moe_data_parallel(mut self, dp: u32) -> Result<ProfileLatency, ProfileError> {
         if let Some(m) = self.moe.as_mut() {
-            m.routing = m.routing.with_tp_shards(u64::from(dp) * u64::from(self.tp))?;
+            m.routing = m
+                .routing
+                .with_tp_shards(u64::from(dp) * u64::from(self.tp))?;
         }
         Ok(self)
     }

@@ -638,9 +638,8 @@ impl LatencySpec {
         };
         let ep = ep.unwrap_or(1);
         let moe_dp = match hw.moe_data_parallel {
-            Some(dp) if ep == 1 => {
-                u32::try_from(dp).map_err(|_| bad(format!("data-parallel size {dp}"), "too large"))?
-            }
+            Some(dp) if ep == 1 => u32::try_from(dp)
+                .map_err(|_| bad(format!("data-parallel size {dp}"), "too large"))?,
             _ => 1,
         };
         let mut m = ProfileLatency::load(dir, shape, tp)

@@ -290,10 +290,19 @@ mod tests {
         assert_eq!(block.routing.gathered_per_rank(1), (1, 4));
         assert_eq!(block.layer_ns_gathered(1), 10_000.0);
         // Sharding the width is refused where the experts are split already, and 0 shards.
-        assert!(MoeRouting::new(32, 8, 2).unwrap().with_tp_shards(2).is_err());
-        assert!(MoeRouting::new(32, 8, 1).unwrap().with_tp_shards(0).is_err());
+        assert!(MoeRouting::new(32, 8, 2)
+            .unwrap()
+            .with_tp_shards(2)
+            .is_err());
+        assert!(MoeRouting::new(32, 8, 1)
+            .unwrap()
+            .with_tp_shards(0)
+            .is_err());
         // One shard is whole experts: the EP-less routing unchanged.
-        let one = MoeRouting::new(32, 8, 1).unwrap().with_tp_shards(1).unwrap();
+        let one = MoeRouting::new(32, 8, 1)
+            .unwrap()
+            .with_tp_shards(1)
+            .unwrap();
         assert_eq!(one, MoeRouting::new(32, 8, 1).unwrap());
     }
 
