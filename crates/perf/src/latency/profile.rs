@@ -681,8 +681,8 @@ impl LatencyModel for ProfileLatency {
                      every expert's width over DP x TP = {s} GPUs, each running all the \
                      gathered batch's token-expert pairs; tp1/{MOE_FILE} times whole experts, \
                      so each layer is priced at the row with the same work per GPU (gathered \
-                     tokens / {s} over experts hit / {s}): the GEMM width and the gate on \
-                     every gathered token are not represented (docs/fleet.md)"
+                     tokens / {s} over experts hit / {s}): the GEMM width and the top-k \
+                     selection on every gathered token are not represented (docs/fleet.md)"
                 )
             });
         tp.into_iter()

@@ -176,8 +176,9 @@ impl MoeRouting {
     ///   `min(gathered · k, E) / s` whole experts — the same FLOPs (`gathered · k / s` whole
     ///   pairs) and the same expert-weight bytes (`min(gathered · k, E) / s` whole experts),
     ///   with the row's fixed per-call costs (kernel launches, the gate) kept whole. What it
-    ///   cannot represent: the GEMMs' width (`I / s` against the row's `I`) and the gate and
-    ///   top-k, which vLLM runs on every gathered token on every GPU (docs/fleet.md).
+    ///   cannot represent: the GEMMs' width (`I / s` against the row's `I`), the top-k
+    ///   selection, which vLLM runs on every gathered token on every GPU, and the gate GEMM,
+    ///   which it runs on the rank's own tokens (docs/fleet.md).
     ///
     /// Both rounded ties to even, at least 1. The two rules are one formula: with `s` dividing
     /// `E`, `round(min(g · k, E) / s)` is `min(round(g · k / s), E / s)`.
