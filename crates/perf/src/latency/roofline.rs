@@ -22,7 +22,7 @@ pub use cost::{expected_distinct_experts, Bound, OpTime};
 
 use super::{HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError, StepBatch};
 use crate::gpu::GpuSpec;
-use crate::sizing::{LayerKind, ModelShape, WeightFormat};
+use crate::sizing::{LayerKind, ModelShape, MoeShape, WeightFormat};
 use cost::{all_gather, all_reduce, elementwise, gemm, kernel, Rates};
 use llm_emu_core::Nanos;
 
@@ -42,6 +42,11 @@ pub struct RooflineParams {
     pub gpu: &'static GpuSpec,
     /// Tensor-parallel ranks.
     pub tp: u64,
+    /// Expert-parallel ranks a mixture-of-experts model's routed experts are split over (vLLM's
+    /// `--enable-expert-parallel`: TP × DP); 1: every rank holds every expert, each
+    /// TP-sharded along its intermediate dimension. Above 1 each rank holds `E / ep` whole
+    /// experts (vLLM runs the experts at TP 1 under expert parallelism).
+    pub ep: u64,
     /// `None`: the checkpoint's format (BF16, block FP8 for DeepSeek-V3, MXFP4 experts for
     /// gpt-oss).
     pub dtype: Option<LinearDtype>,
@@ -94,6 +99,7 @@ impl RooflineParams {
         RooflineParams {
             gpu,
             tp,
+            ep: 1,
             dtype: None,
             gemm_efficiency: GEMM_EFFICIENCY,
             memory_efficiency: MEMORY_EFFICIENCY,
@@ -168,6 +174,18 @@ impl RooflineLatency {
                 format!(
                     "the model's {} attention heads are not divisible by tp={tp}",
                     shape.num_attention_heads
+                ),
+            ));
+        }
+        if p.ep == 0 {
+            return Err(bad("ep", "must be at least 1"));
+        }
+        if let Some(m) = shape.moe.as_ref().filter(|m| !m.num_experts.is_multiple_of(p.ep)) {
+            return Err(bad(
+                "ep",
+                format!(
+                    "the model's {} experts do not split evenly over ep={}",
+                    m.num_experts, p.ep
                 ),
             ));
         }
@@ -270,8 +288,20 @@ impl RooflineLatency {
     }
 
     /// Every operator's cost for a batch of `(new tokens, computed before)` requests, in
-    /// execution order; the step time is their sum.
+    /// execution order; the step time is their sum. The MoE layers take the batch's own
+    /// tokens (one engine; under expert parallelism its ranks hold the same tokens).
     pub fn breakdown(&self, requests: &[(u64, u64)]) -> Vec<OpTime> {
+        self.breakdown_moe(requests, None)
+    }
+
+    /// [`Self::breakdown`] of one data-parallel rank whose MoE layers take `gathered` tokens:
+    /// every rank's, all-gathered by vLLM's default expert-parallel dispatch
+    /// (`allgather_reducescatter`); the rest of the step runs on the rank's own batch.
+    pub fn breakdown_gathered(&self, requests: &[(u64, u64)], gathered: u64) -> Vec<OpTime> {
+        self.breakdown_moe(requests, Some(gathered))
+    }
+
+    fn breakdown_moe(&self, requests: &[(u64, u64)], gathered: Option<u64>) -> Vec<OpTime> {
         let r = &self.rates;
         let s = &self.shape;
         let tp = self.params.tp;
@@ -287,13 +317,14 @@ impl RooflineLatency {
                 ops.push(op);
             }
         };
+        let moe_tokens = gathered.unwrap_or(t);
         if t > 0 {
             push(elementwise("embedding", 2.0 * tf * h * ab, r), 1);
             if tp > 1 {
                 push(all_reduce("all_reduce", tf * h * ab, tp, r), 1);
             }
             for (kind, n) in &self.kinds {
-                for op in self.layer_ops(kind, requests, t) {
+                for op in self.layer_ops(kind, requests, t, moe_tokens) {
                     push(op, *n);
                 }
             }
@@ -337,8 +368,14 @@ impl RooflineLatency {
         ops
     }
 
-    /// Operators of one layer of `kind`.
-    fn layer_ops(&self, kind: &LayerKind, requests: &[(u64, u64)], t: u64) -> Vec<OpTime> {
+    /// Operators of one layer of `kind`; its routed experts take `moe_tokens` tokens.
+    fn layer_ops(
+        &self,
+        kind: &LayerKind,
+        requests: &[(u64, u64)],
+        t: u64,
+        moe_tokens: u64,
+    ) -> Vec<OpTime> {
         let r = &self.rates;
         let s = &self.shape;
         let tp = self.params.tp;
@@ -520,8 +557,6 @@ impl RooflineLatency {
         match (&s.moe, kind.moe) {
             (Some(m), true) => {
                 let e = m.num_experts;
-                let k = m.experts_per_token as f64;
-                let i = m.expert_intermediate_size as f64 / tpf;
                 let ex = self.experts;
                 // Router in the model dtype, replicated.
                 ops.push(gemm(
@@ -534,8 +569,8 @@ impl RooflineLatency {
                     r.bf16_gemm_flops_per_us,
                     r,
                 ));
-                let hit = expected_distinct_experts(e, m.experts_per_token, t);
-                let rows = tf * k;
+                let w = self.routed_work(m, moe_tokens);
+                let (rows, hit, i) = (w.rows, w.experts_hit, w.intermediate);
                 ops.push(kernel(
                     "moe_gate_up",
                     2.0 * rows * h * 2.0 * i,
@@ -607,20 +642,68 @@ impl RooflineLatency {
         ops
     }
 
+    /// What one rank's routed experts compute in one MoE layer that `tokens` tokens enter
+    /// (under a uniform, balanced gate). Without expert parallelism every rank holds all `E`
+    /// experts, TP-sharded along the intermediate dimension: `tokens · k` token-expert pairs
+    /// over the `E (1 − (1 − k/E)^tokens)` distinct experts they hit. Under expert parallelism
+    /// of `ep` ranks each rank holds `E / ep` whole experts (vLLM runs the experts at TP 1) and
+    /// its fused-MoE kernel computes only the pairs routed to them: `tokens · k / ep` pairs,
+    /// reading the weights of the `1/ep` share of the distinct experts hit.
+    pub fn routed_work(&self, m: &MoeShape, tokens: u64) -> RoutedWork {
+        let (ep, tp) = (self.params.ep as f64, self.params.tp as f64);
+        let hit = expected_distinct_experts(m.num_experts, m.experts_per_token, tokens);
+        let i = m.expert_intermediate_size as f64;
+        RoutedWork {
+            rows: (tokens * m.experts_per_token) as f64 / ep,
+            experts_hit: hit / ep,
+            intermediate: if self.params.ep > 1 { i } else { i / tp },
+        }
+    }
+
     /// Step time of a batch of `(new tokens, computed before)` requests, µs.
     pub fn step_us(&self, requests: &[(u64, u64)]) -> f64 {
         self.breakdown(requests).iter().map(OpTime::total_us).sum()
     }
+
+    /// [`Self::step_us`] of a data-parallel rank whose MoE layers take `gathered` tokens
+    /// ([`Self::breakdown_gathered`]), µs.
+    pub fn step_us_gathered(&self, requests: &[(u64, u64)], gathered: u64) -> f64 {
+        self.breakdown_gathered(requests, gathered)
+            .iter()
+            .map(OpTime::total_us)
+            .sum()
+    }
+}
+
+/// One rank's routed-expert work in one MoE layer ([`RooflineLatency::routed_work`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoutedWork {
+    /// Token-expert pairs the rank computes (rows of its grouped GEMMs).
+    pub rows: f64,
+    /// Expected distinct local experts hit, whose weights the step reads.
+    pub experts_hit: f64,
+    /// Intermediate width of one expert on the rank.
+    pub intermediate: f64,
+}
+
+fn batch_requests(batch: &StepBatch<'_>) -> Vec<(u64, u64)> {
+    batch
+        .requests
+        .iter()
+        .map(|r| (r.num_tokens as u64, r.num_computed_before as u64))
+        .collect()
 }
 
 impl LatencyModel for RooflineLatency {
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
-        let reqs: Vec<(u64, u64)> = batch
-            .requests
-            .iter()
-            .map(|r| (r.num_tokens as u64, r.num_computed_before as u64))
-            .collect();
-        Nanos((self.step_us(&reqs) * 1000.0).round() as u64)
+        Nanos((self.step_us(&batch_requests(batch)) * 1000.0).round() as u64)
+    }
+
+    /// The MoE layers' routed experts priced on the gathered batch
+    /// ([`Self::breakdown_gathered`]).
+    fn step_time_gathered(&mut self, batch: &StepBatch<'_>, moe_tokens: usize) -> Nanos {
+        let us = self.step_us_gathered(&batch_requests(batch), moe_tokens as u64);
+        Nanos((us * 1000.0).round() as u64)
     }
 
     fn describe(&self) -> String {
@@ -634,8 +717,13 @@ impl LatencyModel for RooflineLatency {
             Some(gbs) => format!("recorded link {} GB/s", (gbs * 100.0).round() / 100.0),
             None => format!("link_eff {}", p.link_efficiency),
         };
+        let ep = if p.ep > 1 {
+            format!(", experts over ep={}", p.ep)
+        } else {
+            String::new()
+        };
         format!(
-            "roofline: {} × {} ({}), gemm_eff {}, mem_eff {}, attn_eff {}, {link}, \
+            "roofline: {} × {} ({}{ep}), gemm_eff {}, mem_eff {}, attn_eff {}, {link}, \
              kernel {} µs, all-reduce latency {} µs, step overhead {} µs",
             p.tp,
             p.gpu.name,
