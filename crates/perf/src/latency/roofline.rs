@@ -569,23 +569,7 @@ impl RooflineLatency {
                     r.bf16_gemm_flops_per_us,
                     r,
                 ));
-                let w = self.routed_work(m, moe_tokens);
-                let (rows, hit, i) = (w.rows, w.experts_hit, w.intermediate);
-                ops.push(kernel(
-                    "moe_gate_up",
-                    2.0 * rows * h * 2.0 * i,
-                    ex.flops_per_us,
-                    hit * h * 2.0 * i * ex.weight_bytes + rows * (h + 2.0 * i) * ab,
-                    r,
-                ));
-                ops.push(elementwise("act_fn", rows * 3.0 * i * ab, r));
-                ops.push(kernel(
-                    "moe_down",
-                    2.0 * rows * i * h,
-                    ex.flops_per_us,
-                    hit * i * h * ex.weight_bytes + rows * (i + h) * ab,
-                    r,
-                ));
+                ops.extend(self.routed_expert_ops(self.routed_work(m, moe_tokens)));
                 if m.shared_experts > 0 {
                     let si = (m.shared_experts * m.expert_intermediate_size) as f64 / tpf;
                     ops.push(gemm(
@@ -658,6 +642,34 @@ impl RooflineLatency {
             experts_hit: hit / ep,
             intermediate: if self.params.ep > 1 { i } else { i / tp },
         }
+    }
+
+    /// The routed experts' kernels of one MoE layer doing `w`: the fused gate/up projection
+    /// over the pairs, the activation, the down projection; each reads the weights of the
+    /// experts hit once.
+    pub fn routed_expert_ops(&self, w: RoutedWork) -> Vec<OpTime> {
+        let r = &self.rates;
+        let ab = self.act_bytes;
+        let h = self.shape.hidden_size as f64;
+        let ex = self.experts;
+        let (rows, hit, i) = (w.rows, w.experts_hit, w.intermediate);
+        vec![
+            kernel(
+                "moe_gate_up",
+                2.0 * rows * h * 2.0 * i,
+                ex.flops_per_us,
+                hit * h * 2.0 * i * ex.weight_bytes + rows * (h + 2.0 * i) * ab,
+                r,
+            ),
+            elementwise("act_fn", rows * 3.0 * i * ab, r),
+            kernel(
+                "moe_down",
+                2.0 * rows * i * h,
+                ex.flops_per_us,
+                hit * i * h * ex.weight_bytes + rows * (i + h) * ab,
+                r,
+            ),
+        ]
     }
 
     /// Step time of a batch of `(new tokens, computed before)` requests, µs.
