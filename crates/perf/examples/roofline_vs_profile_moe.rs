@@ -20,9 +20,11 @@ fn main() {
     let usage = "usage: roofline_vs_profile_moe PROFILE_DIR [MODEL] [GPU] [EP]";
     let dir = std::path::PathBuf::from(args.next().expect(usage));
     let model = args.next().unwrap_or_else(|| "Qwen/Qwen3-30B-A3B".into());
-    let gpu = GpuSpec::lookup(&args.next().unwrap_or_else(|| "rtx-pro-6000".into()))
-        .expect("known GPU");
-    let ep: u64 = args.next().map_or(2, |e| e.parse().expect("EP is an integer"));
+    let gpu =
+        GpuSpec::lookup(&args.next().unwrap_or_else(|| "rtx-pro-6000".into())).expect("known GPU");
+    let ep: u64 = args
+        .next()
+        .map_or(2, |e| e.parse().expect("EP is an integer"));
     let shape = ModelShape::builtin(&model).expect("a built-in model");
     let moe = shape.moe.clone().expect("a mixture-of-experts model");
     let mut params = RooflineParams::new(gpu, 1);
@@ -36,7 +38,10 @@ fn main() {
     println!("| MoE block: tokens | experts hit | roofline µs | measured µs | ratio |");
     println!("|---:|---:|---:|---:|---:|");
     for line in text.lines().skip(1) {
-        let f: Vec<f64> = line.split(',').map(|x| x.parse().expect("number")).collect();
+        let f: Vec<f64> = line
+            .split(',')
+            .map(|x| x.parse().expect("number"))
+            .collect();
         let (t, a, measured) = (f[0], f[1], f[2]);
         if ![1.0, 16.0, 64.0, 128.0, 512.0, 2048.0].contains(&t) {
             continue;
@@ -69,7 +74,9 @@ fn main() {
         .and_then(|p| p.with_ep_size(ep as u32))
         .expect("profile loads");
     println!();
-    println!("| one rank's step (EP {ep}, gathered = {ep} × own) | roofline ms | profile ms | ratio |");
+    println!(
+        "| one rank's step (EP {ep}, gathered = {ep} × own) | roofline ms | profile ms | ratio |"
+    );
     println!("|---|---:|---:|---:|");
     let steps: [(&str, Vec<(u64, u64)>); 7] = [
         ("1 decode at KV 1000", vec![(1, 1000)]),
@@ -79,7 +86,9 @@ fn main() {
         ("2048-token prefill", vec![(2048, 0)]),
         (
             "512-token prefill + 63 decodes at KV 1000",
-            std::iter::once((512, 0)).chain(vec![(1, 1000); 63]).collect(),
+            std::iter::once((512, 0))
+                .chain(vec![(1, 1000); 63])
+                .collect(),
         ),
         ("8 decodes at KV 8000", vec![(1, 8000); 8]),
     ];

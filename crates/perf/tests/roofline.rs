@@ -200,7 +200,7 @@ fn expert_parallel_ranks_compute_their_share_of_the_pairs() {
     assert_eq!(w.rows, 512.0); // 128 · 8 / 2 pairs on this rank
     assert!((w.experts_hit - 64.0 * p_hit).abs() < 1e-9, "{w:?}");
     assert_eq!(w.intermediate, 768.0); // whole experts under EP
-    // Without EP at TP 2: every pair, every expert, each TP-sharded.
+                                       // Without EP at TP 2: every pair, every expert, each TP-sharded.
     let w = roofline("Qwen/Qwen3-30B-A3B", "rtx-pro-6000", 2).routed_work(&moe, 128);
     assert_eq!(w.rows, 1024.0);
     assert!((w.experts_hit - 128.0 * p_hit).abs() < 1e-9, "{w:?}");
@@ -218,7 +218,11 @@ fn a_data_parallel_rank_prices_its_experts_on_the_gathered_batch() {
     // plus the rows' activations 8 × (2048 + 1536) × 2 B, at 1597 GB/s × 0.85, + 2 µs kernel.
     let bytes = 7.75 * 2048.0 * 1536.0 * 2.0 + 8.0 * (2048.0 + 1536.0) * 2.0;
     let expect = bytes / (1597e3 * 0.85) + 2.0;
-    assert!((gate_up.each_us - expect).abs() < 1e-9, "{} {expect}", gate_up.each_us);
+    assert!(
+        (gate_up.each_us - expect).abs() < 1e-9,
+        "{} {expect}",
+        gate_up.each_us
+    );
     assert_eq!(gate_up.count, 48);
     assert_eq!(gate_up.bound, Bound::Memory);
     // Everything but the routed experts runs on the rank's own batch: the same as ungathered.
@@ -258,8 +262,17 @@ fn a_data_parallel_rank_prices_its_experts_on_the_gathered_batch() {
 fn expert_parallel_spec() {
     let shape = ModelShape::builtin("Qwen/Qwen3-30B-A3B").unwrap();
     let m = parse_latency_spec_with("roofline:ep=2", &shape).unwrap();
-    assert!(m.describe().contains("experts over ep=2"), "{}", m.describe());
-    let err = |spec: &str| parse_latency_spec_with(spec, &shape).err().unwrap().to_string();
+    assert!(
+        m.describe().contains("experts over ep=2"),
+        "{}",
+        m.describe()
+    );
+    let err = |spec: &str| {
+        parse_latency_spec_with(spec, &shape)
+            .err()
+            .unwrap()
+            .to_string()
+    };
     assert!(err("roofline:ep=3").contains("128 experts do not split evenly over ep=3"));
     assert!(err("roofline:ep=0").contains("positive integer"));
     // A dense model has no experts to split: any ep leaves it as it is.

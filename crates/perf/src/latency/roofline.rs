@@ -6,7 +6,9 @@
 //! embedding; per layer two RMSNorms, the attention projections (QKV/O, or MLA's latent
 //! projections), rotary embedding, attention (prefill FLOPs ∝ query × context, decode bytes =
 //! KV read), the gated MLP or the MoE (router, then only the experts the batch's tokens hit:
-//! `E (1 − (1 − k/E)^T)` of them, with TP-sharded expert weights), two ring all-reduces under
+//! `E (1 − (1 − k/E)^T)` of them, with TP-sharded expert weights; under expert parallelism
+//! `E / ep` whole experts per rank computing the `T · k / ep` pairs routed to them, `T` being
+//! the gathered batch on a data-parallel rank), two ring all-reduces under
 //! TP; the final norm; the LM head and sampler on one row per scheduled request (vLLM computes
 //! logits at every request's last scheduled token, partial prefills included); plus a fixed
 //! per-step overhead. The efficiency factors are named physical quantities with defaults from
@@ -180,7 +182,11 @@ impl RooflineLatency {
         if p.ep == 0 {
             return Err(bad("ep", "must be at least 1"));
         }
-        if let Some(m) = shape.moe.as_ref().filter(|m| !m.num_experts.is_multiple_of(p.ep)) {
+        if let Some(m) = shape
+            .moe
+            .as_ref()
+            .filter(|m| !m.num_experts.is_multiple_of(p.ep))
+        {
             return Err(bad(
                 "ep",
                 format!(
@@ -729,7 +735,7 @@ impl LatencyModel for RooflineLatency {
             Some(gbs) => format!("recorded link {} GB/s", (gbs * 100.0).round() / 100.0),
             None => format!("link_eff {}", p.link_efficiency),
         };
-        let ep = if p.ep > 1 {
+        let ep = if p.ep > 1 && self.shape.moe.is_some() {
             format!(", experts over ep={}", p.ep)
         } else {
             String::new()

@@ -394,9 +394,10 @@ impl LatencySpec {
                 match k {
                     "gpu" | "tp" => {}
                     "ep" => {
-                        *ep = Some(v.parse::<u64>().ok().filter(|&e| e >= 1).ok_or_else(
-                            || bad("ep", format!("`{v}` is not a positive integer")),
-                        )?)
+                        *ep =
+                            Some(v.parse::<u64>().ok().filter(|&e| e >= 1).ok_or_else(|| {
+                                bad("ep", format!("`{v}` is not a positive integer"))
+                            })?)
                     }
                     "dtype" => {
                         *dtype = Some(match v.to_ascii_lowercase().as_str() {
