@@ -445,8 +445,8 @@ impl Prepared {
     }
 
     /// Splits the model's experts over `ep` expert-parallel ranks (vLLM's
-    /// `--enable-expert-parallel`: EP size = DP × TP): an operator profile then prices
-    /// `experts / ep` experts per rank (its `ep=` parameter, unless given). Refused on a dense
+    /// `--enable-expert-parallel`: EP size = DP × TP): an operator profile or the roofline then
+    /// prices `experts / ep` experts per rank (their `ep=` parameter, unless given). Refused on a dense
     /// model. `ep` 1 changes nothing.
     pub fn with_expert_parallel(&mut self, ep: u64) -> Result<()> {
         if ep <= 1 {
@@ -464,10 +464,12 @@ impl Prepared {
                 moe.num_experts
             );
         }
-        if let llm_emu_perf::latency::LatencySpec::Profile { ep: e @ None, .. } =
-            &mut self.resolved.latency
-        {
-            *e = Some(u32::try_from(ep)?);
+        match &mut self.resolved.latency {
+            llm_emu_perf::latency::LatencySpec::Profile { ep: e @ None, .. } => {
+                *e = Some(u32::try_from(ep)?)
+            }
+            llm_emu_perf::latency::LatencySpec::Roofline { ep: e @ None, .. } => *e = Some(ep),
+            _ => {}
         }
         Ok(())
     }

@@ -182,6 +182,106 @@ fn moe_reads_only_the_experts_hit() {
     assert!(m.step_us(&[(1, 100)]) < 0.3 * dense.step_us(&[(1, 100)]));
 }
 
+fn qwen3_moe_ep(ep: u64) -> RooflineLatency {
+    let shape = ModelShape::builtin("Qwen/Qwen3-30B-A3B").unwrap();
+    let mut p = RooflineParams::new(GpuSpec::lookup("rtx-pro-6000").unwrap(), 1);
+    p.ep = ep;
+    RooflineLatency::new(&shape, p).unwrap()
+}
+
+#[test]
+fn expert_parallel_ranks_compute_their_share_of_the_pairs() {
+    let shape = ModelShape::builtin("Qwen/Qwen3-30B-A3B").unwrap();
+    let moe = shape.moe.clone().unwrap();
+    // 128 experts, top-8, expert intermediate 768: 128 tokens hit each expert with
+    // probability 1 − (120/128)^128.
+    let p_hit = 1.0 - (120.0f64 / 128.0).powi(128);
+    let w = qwen3_moe_ep(2).routed_work(&moe, 128);
+    assert_eq!(w.rows, 512.0); // 128 · 8 / 2 pairs on this rank
+    assert!((w.experts_hit - 64.0 * p_hit).abs() < 1e-9, "{w:?}");
+    assert_eq!(w.intermediate, 768.0); // whole experts under EP
+                                       // Without EP at TP 2: every pair, every expert, each TP-sharded.
+    let w = roofline("Qwen/Qwen3-30B-A3B", "rtx-pro-6000", 2).routed_work(&moe, 128);
+    assert_eq!(w.rows, 1024.0);
+    assert!((w.experts_hit - 128.0 * p_hit).abs() < 1e-9, "{w:?}");
+    assert_eq!(w.intermediate, 384.0);
+}
+
+#[test]
+fn a_data_parallel_rank_prices_its_experts_on_the_gathered_batch() {
+    let m = qwen3_moe_ep(2);
+    let own = [(1, 100)];
+    let ops = m.breakdown_gathered(&own, 2);
+    let gate_up = ops.iter().find(|o| o.name == "moe_gate_up").unwrap();
+    // Hand-computed: 2 gathered tokens, 8 pairs on this rank; distinct experts hit
+    // 128 (1 − (120/128)²) = 15.5, half of them local = 7.75; weights 2048 × 1536 × 2 B each,
+    // plus the rows' activations 8 × (2048 + 1536) × 2 B, at 1597 GB/s × 0.85, + 2 µs kernel.
+    let bytes = 7.75 * 2048.0 * 1536.0 * 2.0 + 8.0 * (2048.0 + 1536.0) * 2.0;
+    let expect = bytes / (1597e3 * 0.85) + 2.0;
+    assert!(
+        (gate_up.each_us - expect).abs() < 1e-9,
+        "{} {expect}",
+        gate_up.each_us
+    );
+    assert_eq!(gate_up.count, 48);
+    assert_eq!(gate_up.bound, Bound::Memory);
+    // Everything but the routed experts runs on the rank's own batch: the same as ungathered.
+    let own_ops = m.breakdown(&own);
+    for (a, b) in ops.iter().zip(&own_ops) {
+        if !matches!(a.name, "moe_gate_up" | "moe_down" | "act_fn") {
+            assert_eq!(a, b);
+        }
+    }
+    // One engine whose EP ranks hold the same token: 8 / 2 = 4 pairs over 4 local experts.
+    let alone = own_ops.iter().find(|o| o.name == "moe_gate_up").unwrap();
+    let bytes = 4.0 * 2048.0 * 1536.0 * 2.0 + 4.0 * (2048.0 + 1536.0) * 2.0;
+    assert!((alone.each_us - (bytes / (1597e3 * 0.85) + 2.0)).abs() < 1e-9);
+    // The gathered price is what the engine is charged.
+    let mut boxed: Box<dyn llm_emu_perf::latency::LatencyModel> = Box::new(m.clone());
+    let reqs = [llm_emu_perf::latency::BatchRequest {
+        num_tokens: 1,
+        num_computed_before: 100,
+        num_prompt_tokens: 100,
+        samples: true,
+    }];
+    let batch = llm_emu_perf::latency::StepBatch {
+        requests: &reqs,
+        total_tokens: 1,
+        padded_tokens: 1,
+        num_running: 1,
+    };
+    let ns = boxed.step_time_gathered(&batch, 2).0 as f64;
+    assert!((ns - m.step_us_gathered(&own, 2) * 1000.0).abs() <= 0.5);
+    assert!(ns > boxed.step_time(&batch).0 as f64);
+    // A rank without EP reads every expert its tokens hit: 8 for one token, twice the EP rank's 4.
+    let full = roofline("Qwen/Qwen3-30B-A3B", "rtx-pro-6000", 1);
+    assert!(total(&full, &own, "moe_gate_up") > 1.9 * total(&m, &own, "moe_gate_up"));
+}
+
+#[test]
+fn expert_parallel_spec() {
+    let shape = ModelShape::builtin("Qwen/Qwen3-30B-A3B").unwrap();
+    let m = parse_latency_spec_with("roofline:ep=2", &shape).unwrap();
+    assert!(
+        m.describe().contains("experts over ep=2"),
+        "{}",
+        m.describe()
+    );
+    let err = |spec: &str| {
+        parse_latency_spec_with(spec, &shape)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    assert!(err("roofline:ep=3").contains("128 experts do not split evenly over ep=3"));
+    assert!(err("roofline:ep=0").contains("positive integer"));
+    // A dense model has no experts to split: any ep leaves it as it is.
+    let dense = ModelShape::llama_3_1_8b();
+    let a = RooflineLatency::parse_params("ep=4", &dense, None, 1).unwrap();
+    let b = RooflineLatency::parse_params("", &dense, None, 1).unwrap();
+    assert_eq!(a.step_us(&decodes(8, 100)), b.step_us(&decodes(8, 100)));
+}
+
 #[test]
 fn fp8_and_quantized_formats() {
     let shape = ModelShape::builtin("meta-llama/Llama-3.1-8B").unwrap();

@@ -96,6 +96,7 @@ mod tests {
             "roofline",
             "roofline:gpu=h100-sxm,tp=8,dtype=fp8,gemm_eff=0.7",
             "roofline:gpu=h100-sxm,eff=fitted",
+            "roofline:tp=2,ep=4",
             "step-cycle:path=/tmp/pack.json,seed=3,min_samples=2",
             "step-cycle:path=/tmp/pack.json",
             "aiconfigurator:dir=/data/h100_sxm/vllm/0.19.0,tp=2,overhead_us=80",

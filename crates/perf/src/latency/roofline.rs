@@ -6,7 +6,9 @@
 //! embedding; per layer two RMSNorms, the attention projections (QKV/O, or MLA's latent
 //! projections), rotary embedding, attention (prefill FLOPs ∝ query × context, decode bytes =
 //! KV read), the gated MLP or the MoE (router, then only the experts the batch's tokens hit:
-//! `E (1 − (1 − k/E)^T)` of them, with TP-sharded expert weights), two ring all-reduces under
+//! `E (1 − (1 − k/E)^T)` of them, with TP-sharded expert weights; under expert parallelism
+//! `E / ep` whole experts per rank computing the `T · k / ep` pairs routed to them, `T` being
+//! the gathered batch on a data-parallel rank), two ring all-reduces under
 //! TP; the final norm; the LM head and sampler on one row per scheduled request (vLLM computes
 //! logits at every request's last scheduled token, partial prefills included); plus a fixed
 //! per-step overhead. The efficiency factors are named physical quantities with defaults from
@@ -22,7 +24,7 @@ pub use cost::{expected_distinct_experts, Bound, OpTime};
 
 use super::{HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError, StepBatch};
 use crate::gpu::GpuSpec;
-use crate::sizing::{LayerKind, ModelShape, WeightFormat};
+use crate::sizing::{LayerKind, ModelShape, MoeShape, WeightFormat};
 use cost::{all_gather, all_reduce, elementwise, gemm, kernel, Rates};
 use llm_emu_core::Nanos;
 
@@ -42,6 +44,11 @@ pub struct RooflineParams {
     pub gpu: &'static GpuSpec,
     /// Tensor-parallel ranks.
     pub tp: u64,
+    /// Expert-parallel ranks a mixture-of-experts model's routed experts are split over (vLLM's
+    /// `--enable-expert-parallel`: TP × DP); 1: every rank holds every expert, each
+    /// TP-sharded along its intermediate dimension. Above 1 each rank holds `E / ep` whole
+    /// experts (vLLM runs the experts at TP 1 under expert parallelism).
+    pub ep: u64,
     /// `None`: the checkpoint's format (BF16, block FP8 for DeepSeek-V3, MXFP4 experts for
     /// gpt-oss).
     pub dtype: Option<LinearDtype>,
@@ -99,6 +106,7 @@ impl RooflineParams {
         RooflineParams {
             gpu,
             tp,
+            ep: 1,
             dtype: None,
             gemm_efficiency: GEMM_EFFICIENCY,
             memory_efficiency: MEMORY_EFFICIENCY,
@@ -174,6 +182,22 @@ impl RooflineLatency {
                 format!(
                     "the model's {} attention heads are not divisible by tp={tp}",
                     shape.num_attention_heads
+                ),
+            ));
+        }
+        if p.ep == 0 {
+            return Err(bad("ep", "must be at least 1"));
+        }
+        if let Some(m) = shape
+            .moe
+            .as_ref()
+            .filter(|m| !m.num_experts.is_multiple_of(p.ep))
+        {
+            return Err(bad(
+                "ep",
+                format!(
+                    "the model's {} experts do not split evenly over ep={}",
+                    m.num_experts, p.ep
                 ),
             ));
         }
@@ -276,16 +300,20 @@ impl RooflineLatency {
     }
 
     /// Every operator's cost for a batch of `(new tokens, computed before)` requests, in
-    /// execution order; the step time is their sum.
+    /// execution order; the step time is their sum. The MoE layers take the batch's own
+    /// tokens (one engine; under expert parallelism its ranks hold the same tokens).
     pub fn breakdown(&self, requests: &[(u64, u64)]) -> Vec<OpTime> {
         self.breakdown_moe(requests, None)
     }
 
-    /// [`Self::breakdown`] with the routed experts of every MoE layer run on `gathered` tokens
-    /// when given (a rank of a data-parallel group without expert parallelism, each expert's
-    /// width split over `moe_data_parallel × tp` GPUs); the router and the shared experts stay
-    /// on the rank's own tokens (vLLM runs the gate before the dispatch).
-    pub fn breakdown_moe(&self, requests: &[(u64, u64)], gathered: Option<u64>) -> Vec<OpTime> {
+    /// [`Self::breakdown`] of one data-parallel rank whose MoE layers take `gathered` tokens:
+    /// every rank's, all-gathered by vLLM's default expert-parallel dispatch
+    /// (`allgather_reducescatter`); the rest of the step runs on the rank's own batch.
+    pub fn breakdown_gathered(&self, requests: &[(u64, u64)], gathered: u64) -> Vec<OpTime> {
+        self.breakdown_moe(requests, Some(gathered))
+    }
+
+    fn breakdown_moe(&self, requests: &[(u64, u64)], gathered: Option<u64>) -> Vec<OpTime> {
         let r = &self.rates;
         let s = &self.shape;
         let tp = self.params.tp;
@@ -301,13 +329,14 @@ impl RooflineLatency {
                 ops.push(op);
             }
         };
+        let moe_tokens = gathered.unwrap_or(t);
         if t > 0 {
             push(elementwise("embedding", 2.0 * tf * h * ab, r), 1);
             if tp > 1 {
                 push(all_reduce("all_reduce", tf * h * ab, tp, r), 1);
             }
             for (kind, n) in &self.kinds {
-                for op in self.layer_ops(kind, requests, t, gathered) {
+                for op in self.layer_ops(kind, requests, t, moe_tokens) {
                     push(op, *n);
                 }
             }
@@ -351,13 +380,13 @@ impl RooflineLatency {
         ops
     }
 
-    /// Operators of one layer of `kind`.
+    /// Operators of one layer of `kind`; its routed experts take `moe_tokens` tokens.
     fn layer_ops(
         &self,
         kind: &LayerKind,
         requests: &[(u64, u64)],
         t: u64,
-        gathered: Option<u64>,
+        moe_tokens: u64,
     ) -> Vec<OpTime> {
         let r = &self.rates;
         let s = &self.shape;
@@ -540,14 +569,6 @@ impl RooflineLatency {
         match (&s.moe, kind.moe) {
             (Some(m), true) => {
                 let e = m.num_experts;
-                let k = m.experts_per_token as f64;
-                // The routed experts' tokens and width split: the rank's own over TP, or the
-                // group's gathered batch over DP × TP.
-                let (et, shards) = match gathered {
-                    Some(g) => (g, tpf * self.params.moe_data_parallel as f64),
-                    None => (t, tpf),
-                };
-                let i = m.expert_intermediate_size as f64 / shards;
                 let ex = self.experts;
                 // Router in the model dtype, replicated.
                 ops.push(gemm(
@@ -560,23 +581,7 @@ impl RooflineLatency {
                     r.bf16_gemm_flops_per_us,
                     r,
                 ));
-                let hit = expected_distinct_experts(e, m.experts_per_token, et);
-                let rows = et as f64 * k;
-                ops.push(kernel(
-                    "moe_gate_up",
-                    2.0 * rows * h * 2.0 * i,
-                    ex.flops_per_us,
-                    hit * h * 2.0 * i * ex.weight_bytes + rows * (h + 2.0 * i) * ab,
-                    r,
-                ));
-                ops.push(elementwise("act_fn", rows * 3.0 * i * ab, r));
-                ops.push(kernel(
-                    "moe_down",
-                    2.0 * rows * i * h,
-                    ex.flops_per_us,
-                    hit * i * h * ex.weight_bytes + rows * (i + h) * ab,
-                    r,
-                ));
+                ops.extend(self.routed_expert_ops(self.routed_work(m, moe_tokens)));
                 if m.shared_experts > 0 {
                     let si = (m.shared_experts * m.expert_intermediate_size) as f64 / tpf;
                     ops.push(gemm(
@@ -633,10 +638,90 @@ impl RooflineLatency {
         ops
     }
 
+    /// What one rank's routed experts compute in one MoE layer that `tokens` tokens enter
+    /// (under a uniform, balanced gate). Without expert parallelism every rank holds all `E`
+    /// experts, TP-sharded along the intermediate dimension: `tokens · k` token-expert pairs
+    /// over the `E (1 − (1 − k/E)^tokens)` distinct experts they hit. Under expert parallelism
+    /// of `ep` ranks each rank holds `E / ep` whole experts (vLLM runs the experts at TP 1) and
+    /// its fused-MoE kernel computes only the pairs routed to them: `tokens · k / ep` pairs,
+    /// reading the weights of the `1/ep` share of the distinct experts hit. On a rank of a
+    /// data-parallel group without expert parallelism (`moe_data_parallel` > 1, `tokens` the
+    /// gathered batch) each expert's width is split over `moe_data_parallel × tp` GPUs.
+    pub fn routed_work(&self, m: &MoeShape, tokens: u64) -> RoutedWork {
+        let (ep, tp) = (self.params.ep as f64, self.params.tp as f64);
+        let hit = expected_distinct_experts(m.num_experts, m.experts_per_token, tokens);
+        let i = m.expert_intermediate_size as f64;
+        RoutedWork {
+            rows: (tokens * m.experts_per_token) as f64 / ep,
+            experts_hit: hit / ep,
+            intermediate: if self.params.ep > 1 {
+                i
+            } else {
+                i / (tp * self.params.moe_data_parallel as f64)
+            },
+        }
+    }
+
+    /// The routed experts' kernels of one MoE layer doing `w`: the fused gate/up projection
+    /// over the pairs, the activation, the down projection; each reads the weights of the
+    /// experts hit once.
+    pub fn routed_expert_ops(&self, w: RoutedWork) -> Vec<OpTime> {
+        let r = &self.rates;
+        let ab = self.act_bytes;
+        let h = self.shape.hidden_size as f64;
+        let ex = self.experts;
+        let (rows, hit, i) = (w.rows, w.experts_hit, w.intermediate);
+        vec![
+            kernel(
+                "moe_gate_up",
+                2.0 * rows * h * 2.0 * i,
+                ex.flops_per_us,
+                hit * h * 2.0 * i * ex.weight_bytes + rows * (h + 2.0 * i) * ab,
+                r,
+            ),
+            elementwise("act_fn", rows * 3.0 * i * ab, r),
+            kernel(
+                "moe_down",
+                2.0 * rows * i * h,
+                ex.flops_per_us,
+                hit * i * h * ex.weight_bytes + rows * (i + h) * ab,
+                r,
+            ),
+        ]
+    }
+
     /// Step time of a batch of `(new tokens, computed before)` requests, µs.
     pub fn step_us(&self, requests: &[(u64, u64)]) -> f64 {
         self.breakdown(requests).iter().map(OpTime::total_us).sum()
     }
+
+    /// [`Self::step_us`] of a data-parallel rank whose MoE layers take `gathered` tokens
+    /// ([`Self::breakdown_gathered`]), µs.
+    pub fn step_us_gathered(&self, requests: &[(u64, u64)], gathered: u64) -> f64 {
+        self.breakdown_gathered(requests, gathered)
+            .iter()
+            .map(OpTime::total_us)
+            .sum()
+    }
+}
+
+/// One rank's routed-expert work in one MoE layer ([`RooflineLatency::routed_work`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoutedWork {
+    /// Token-expert pairs the rank computes (rows of its grouped GEMMs).
+    pub rows: f64,
+    /// Expected distinct local experts hit, whose weights the step reads.
+    pub experts_hit: f64,
+    /// Intermediate width of one expert on the rank.
+    pub intermediate: f64,
+}
+
+fn batch_requests(batch: &StepBatch<'_>) -> Vec<(u64, u64)> {
+    batch
+        .requests
+        .iter()
+        .map(|r| (r.num_tokens as u64, r.num_computed_before as u64))
+        .collect()
 }
 
 fn batch_requests(batch: &StepBatch<'_>) -> Vec<(u64, u64)> {
@@ -652,19 +737,10 @@ impl LatencyModel for RooflineLatency {
         Nanos((self.step_us(&batch_requests(batch)) * 1000.0).round() as u64)
     }
 
-    /// On a rank of a data-parallel group without expert parallelism
-    /// (`moe_data_parallel` > 1), the routed experts run on the gathered batch at
-    /// `1 / (moe_data_parallel × tp)` of their width ([`Self::breakdown_moe`]); otherwise the
-    /// rank's own batch alone, as [`LatencyModel::step_time`].
+    /// The MoE layers' routed experts priced on the gathered batch
+    /// ([`Self::breakdown_gathered`]).
     fn step_time_gathered(&mut self, batch: &StepBatch<'_>, moe_tokens: usize) -> Nanos {
-        if self.params.moe_data_parallel <= 1 {
-            return self.step_time(batch);
-        }
-        let us: f64 = self
-            .breakdown_moe(&batch_requests(batch), Some(moe_tokens as u64))
-            .iter()
-            .map(OpTime::total_us)
-            .sum();
+        let us = self.step_us_gathered(&batch_requests(batch), moe_tokens as u64);
         Nanos((us * 1000.0).round() as u64)
     }
 
@@ -679,7 +755,9 @@ impl LatencyModel for RooflineLatency {
             Some(gbs) => format!("recorded link {} GB/s", (gbs * 100.0).round() / 100.0),
             None => format!("link_eff {}", p.link_efficiency),
         };
-        let moe_dp = if p.moe_data_parallel > 1 && self.shape.moe.is_some() {
+        let ep = if p.ep > 1 && self.shape.moe.is_some() {
+            format!(", experts over ep={}", p.ep)
+        } else if p.moe_data_parallel > 1 && self.shape.moe.is_some() {
             format!(
                 ", routed experts on the gathered batch of {} data-parallel ranks, each \
                  expert's width split over {} GPUs",
@@ -690,8 +768,8 @@ impl LatencyModel for RooflineLatency {
             String::new()
         };
         format!(
-            "roofline: {} × {} ({}), gemm_eff {}, mem_eff {}, attn_eff {}, {link}, \
-             kernel {} µs, all-reduce latency {} µs, step overhead {} µs{moe_dp}",
+            "roofline: {} × {} ({}{ep}), gemm_eff {}, mem_eff {}, attn_eff {}, {link}, \
+             kernel {} µs, all-reduce latency {} µs, step overhead {} µs",
             p.tp,
             p.gpu.name,
             dtype,

@@ -49,6 +49,9 @@ pub enum LatencySpec {
         gpu: Option<&'static GpuSpec>,
         /// Default: the engine's TP degree.
         tp: Option<u64>,
+        /// Expert-parallel ranks a mixture-of-experts model's experts are split over (default
+        /// 1; the engine's expert-parallel size when it runs `--enable-expert-parallel`).
+        ep: Option<u64>,
         dtype: Option<LinearDtype>,
         gemm_eff: Option<f64>,
         mem_eff: Option<f64>,
@@ -178,6 +181,7 @@ impl LatencySpec {
         LatencySpec::Roofline {
             gpu: None,
             tp: None,
+            ep: None,
             dtype: None,
             gemm_eff: None,
             mem_eff: None,
@@ -372,6 +376,7 @@ impl LatencySpec {
         if let LatencySpec::Roofline {
             gpu: g,
             tp: t,
+            ep,
             dtype,
             gemm_eff,
             mem_eff,
@@ -394,6 +399,12 @@ impl LatencySpec {
                 };
                 match k {
                     "gpu" | "tp" => {}
+                    "ep" => {
+                        *ep =
+                            Some(v.parse::<u64>().ok().filter(|&e| e >= 1).ok_or_else(|| {
+                                bad("ep", format!("`{v}` is not a positive integer"))
+                            })?)
+                    }
                     "dtype" => {
                         *dtype = Some(match v.to_ascii_lowercase().as_str() {
                             "bf16" | "bfloat16" => LinearDtype::Bf16,
@@ -423,7 +434,7 @@ impl LatencySpec {
                     other => {
                         return Err(bad(
                             other,
-                            "unknown key (gpu, tp, dtype, gemm_eff, mem_eff, attn_eff, \
+                            "unknown key (gpu, tp, ep, dtype, gemm_eff, mem_eff, attn_eff, \
                              link_eff, kernel_us, ar_latency_us, overhead_us, eff)",
                         ))
                     }
@@ -559,6 +570,7 @@ impl LatencySpec {
         let LatencySpec::Roofline {
             gpu,
             tp,
+            ep,
             dtype,
             gemm_eff,
             mem_eff,
@@ -583,6 +595,7 @@ impl LatencySpec {
             RooflineParams::new(gpu, tp)
         };
         p.dtype = *dtype;
+        p.ep = ep.unwrap_or(1);
         let set = |field: &mut f64, v: &Option<f64>| {
             if let Some(v) = v {
                 *field = *v;
@@ -732,6 +745,7 @@ impl fmt::Display for LatencySpec {
             LatencySpec::Roofline {
                 gpu,
                 tp,
+                ep,
                 dtype,
                 gemm_eff,
                 mem_eff,
@@ -745,6 +759,7 @@ impl fmt::Display for LatencySpec {
                 let s = |v: &Option<f64>| v.map(|v| v.to_string());
                 opt("gpu", gpu.map(|g| g.name.to_string()));
                 opt("tp", tp.map(|v| v.to_string()));
+                opt("ep", ep.map(|v| v.to_string()));
                 opt(
                     "dtype",
                     dtype.map(|d| {
