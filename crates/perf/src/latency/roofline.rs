@@ -329,14 +329,13 @@ impl RooflineLatency {
                 ops.push(op);
             }
         };
-        let moe_tokens = gathered.unwrap_or(t);
         if t > 0 {
             push(elementwise("embedding", 2.0 * tf * h * ab, r), 1);
             if tp > 1 {
                 push(all_reduce("all_reduce", tf * h * ab, tp, r), 1);
             }
             for (kind, n) in &self.kinds {
-                for op in self.layer_ops(kind, requests, t, moe_tokens) {
+                for op in self.layer_ops(kind, requests, t, gathered) {
                     push(op, *n);
                 }
             }
@@ -380,13 +379,14 @@ impl RooflineLatency {
         ops
     }
 
-    /// Operators of one layer of `kind`; its routed experts take `moe_tokens` tokens.
+    /// Operators of one layer of `kind`; its routed experts take the `gathered` tokens when
+    /// given, else the batch's own `t`.
     fn layer_ops(
         &self,
         kind: &LayerKind,
         requests: &[(u64, u64)],
         t: u64,
-        moe_tokens: u64,
+        gathered: Option<u64>,
     ) -> Vec<OpTime> {
         let r = &self.rates;
         let s = &self.shape;
@@ -581,7 +581,12 @@ impl RooflineLatency {
                     r.bf16_gemm_flops_per_us,
                     r,
                 ));
-                ops.extend(self.routed_expert_ops(self.routed_work(m, moe_tokens)));
+                // Only a gathered batch is split over the data-parallel group.
+                let work = match gathered {
+                    Some(g) => self.routed_work_over(m, g, self.params.moe_data_parallel),
+                    None => self.routed_work(m, t),
+                };
+                ops.extend(self.routed_expert_ops(work));
                 if m.shared_experts > 0 {
                     let si = (m.shared_experts * m.expert_intermediate_size) as f64 / tpf;
                     ops.push(gemm(
@@ -644,10 +649,16 @@ impl RooflineLatency {
     /// over the `E (1 − (1 − k/E)^tokens)` distinct experts they hit. Under expert parallelism
     /// of `ep` ranks each rank holds `E / ep` whole experts (vLLM runs the experts at TP 1) and
     /// its fused-MoE kernel computes only the pairs routed to them: `tokens · k / ep` pairs,
-    /// reading the weights of the `1/ep` share of the distinct experts hit. On a rank of a
-    /// data-parallel group without expert parallelism (`moe_data_parallel` > 1, `tokens` the
-    /// gathered batch) each expert's width is split over `moe_data_parallel × tp` GPUs.
+    /// reading the weights of the `1/ep` share of the distinct experts hit.
     pub fn routed_work(&self, m: &MoeShape, tokens: u64) -> RoutedWork {
+        self.routed_work_over(m, tokens, 1)
+    }
+
+    /// [`Self::routed_work`] of `tokens` gathered from `dp` data-parallel ranks: without expert
+    /// parallelism vLLM splits each expert's width over `dp × tp` GPUs
+    /// (`FusedMoEParallelConfig.make` flattens the MoE layers' TP over DP); under expert
+    /// parallelism `dp` changes nothing (the experts are split whole over `ep`).
+    fn routed_work_over(&self, m: &MoeShape, tokens: u64, dp: u64) -> RoutedWork {
         let (ep, tp) = (self.params.ep as f64, self.params.tp as f64);
         let hit = expected_distinct_experts(m.num_experts, m.experts_per_token, tokens);
         let i = m.expert_intermediate_size as f64;
@@ -657,7 +668,7 @@ impl RooflineLatency {
             intermediate: if self.params.ep > 1 {
                 i
             } else {
-                i / (tp * self.params.moe_data_parallel as f64)
+                i / (tp * dp as f64)
             },
         }
     }
@@ -714,14 +725,6 @@ pub struct RoutedWork {
     pub experts_hit: f64,
     /// Intermediate width of one expert on the rank.
     pub intermediate: f64,
-}
-
-fn batch_requests(batch: &StepBatch<'_>) -> Vec<(u64, u64)> {
-    batch
-        .requests
-        .iter()
-        .map(|r| (r.num_tokens as u64, r.num_computed_before as u64))
-        .collect()
 }
 
 fn batch_requests(batch: &StepBatch<'_>) -> Vec<(u64, u64)> {
