@@ -17,11 +17,13 @@ Every request's send time (wall clock) is recorded. Given the instants at which 
 coordinator republished its counts (`--a-publications`/`--b-publications`: a vLLM DEBUG log with
 `%(created)` timestamps, or `epoch:T` for llm-emu, which republishes at T + 5 s·k, T its engine
 clock's start), the placements are printed with `|` where a publication fell between two requests
-(it resets the API server's local increments) and beside the placements that vLLM 0.19's rule
-for a dense model behind one API server predicts from the local increments alone.
+(it resets the API servers' local increments) and beside the placements that vLLM 0.19's rule
+for a dense model predicts from the local increments alone, with `--api-servers K` API servers
+(which server took each request: uvicorn's access log in the vLLM log, or in turn for llm-emu).
+`run.sh` starts both servers and passes all of this.
 
 Usage: compare.py --a URL --a-model NAME [--a-publications SRC] [--b URL --b-model NAME
-                  [--b-publications SRC]] [--json OUT]
+                  [--b-publications SRC]] [--api-servers K] [--json OUT]
 """
 import argparse
 import json
@@ -211,6 +213,8 @@ def main():
     if a.b:
         res["b"] = run(a.b, a.b_model)
     for side, src in (("a", a.a_publications), ("b", a.b_publications)):
+        if side in res and not src:
+            print(json.dumps({k: v for k, v in res[side].items() if k != "sends"}))
         if side in res and src:
             pubs = publications(src, res[side]["sends"][-1][0] + 10)
             res[side]["publications"] = pubs
