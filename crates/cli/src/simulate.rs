@@ -173,7 +173,7 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
         client: a
             .frontend_latency
             .build()?
-            .map(|fe| ClientSide::new(fe, false)),
+            .map(|fe| ClientSide::new(fe, false).queued_ways_in()),
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
     let mut result = llm_emu_sim::run_limited(

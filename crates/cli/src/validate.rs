@@ -208,7 +208,7 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
         per_batch_output_us: 0.0,
     });
     let mut sinks = Sinks {
-        client: Some(ClientSide::new(fe, true)),
+        client: Some(ClientSide::new(fe, true).queued_ways_in()),
         ..Default::default()
     };
     let max_len = cfg.max_model_len;

@@ -11,6 +11,11 @@
 //!   per_batch_output_us × (requests in the step − 1)`, since the API server handles a step's
 //!   outputs one request after another. It is a delay, not a cost per gap: each token arrives
 //!   that much later, so inter-token gaps keep the engine's spacing.
+//!
+//! Under load the ways in queue ([`ApiServerQueue`]): vLLM's API server is one Python process
+//! whose event loop runs one request's way in after another, so requests sent together reach
+//! the engine core one way in apart (measured against the reference server in
+//! docs/fidelity.md, "The front end under load").
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -100,6 +105,30 @@ impl FrontendLatency {
     }
 }
 
+/// The API server's ways in, one after another: a request's way in starts when the requests
+/// sent before it are through theirs (vLLM's API server is a single Python event loop, and a
+/// way in is its CPU work: HTTP parsing, validation, tokenization, the hand-over). The service
+/// time is the whole alone way in ([`FrontendLatency::request_in_s`]), which counts as serial
+/// the parts that are not (the ZMQ hop, the engine core picking the request up); the measured
+/// bursts agree with that within their noise (docs/fidelity.md).
+///
+/// Requests must be admitted in the order they were sent. Times are seconds on any one clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ApiServerQueue {
+    /// When the API server is through the ways in admitted so far, s.
+    free_at_s: f64,
+}
+
+impl ApiServerQueue {
+    /// Admits a request sent at `send_s` with `prompt_tokens` prompt tokens; returns its way
+    /// in under the queue: the wait for the requests sent before it plus its own way in, s.
+    pub fn admit(&mut self, fe: &FrontendLatency, send_s: f64, prompt_tokens: usize) -> f64 {
+        let start = send_s.max(self.free_at_s);
+        self.free_at_s = start + fe.request_in_s(prompt_tokens);
+        self.free_at_s - send_s
+    }
+}
+
 /// `--frontend-latency`: `none`, `vllm` (built in) or a file.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum FrontendSpec {
@@ -164,6 +193,28 @@ mod tests {
         };
         assert!((f.request_in_s(2000) - 0.002).abs() < 1e-12);
         assert!((f.token_out_s(11) - 0.0003).abs() < 1e-12);
+    }
+
+    /// Three requests sent together leave one way in apart; one sent after the API server is
+    /// free again waits for nothing.
+    #[test]
+    fn ways_in_sent_together_queue_one_after_another() {
+        let f = FrontendLatency {
+            per_request_us: 1000.0,
+            per_prompt_token_ns: 1000.0,
+            per_output_token_us: 0.0,
+            per_batch_output_us: 0.0,
+        };
+        let mut q = ApiServerQueue::default();
+        // 1 ms + 1000 tokens × 1 µs = 2 ms each.
+        let ins: Vec<f64> = (0..3).map(|_| q.admit(&f, 1.0, 1000)).collect();
+        for (got, want) in ins.iter().zip([0.002, 0.004, 0.006]) {
+            assert!((got - want).abs() < 1e-12, "{ins:?}");
+        }
+        // Sent 1 ms into the third way in: waits 1 ms, then its own (no prompt: 1 ms).
+        assert!((q.admit(&f, 1.005, 0) - 0.002).abs() < 1e-12);
+        // Sent after the queue has drained: the alone way in.
+        assert!((q.admit(&f, 2.0, 1000) - f.request_in_s(1000)).abs() < 1e-12);
     }
 
     #[test]

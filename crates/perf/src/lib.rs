@@ -11,5 +11,5 @@ pub mod link_units;
 pub mod sizing;
 
 pub use args::{resolve, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts};
-pub use frontend::{FrontendError, FrontendLatency, FrontendSpec};
+pub use frontend::{ApiServerQueue, FrontendError, FrontendLatency, FrontendSpec};
 pub use latency::LatencySpec;

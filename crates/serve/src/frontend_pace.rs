@@ -3,9 +3,10 @@
 //! TTFT and token arrival while the engine's timing stays exact.
 //!
 //! Every event of a request is stamped when it leaves the engine and handed over at
-//! `stamp + request_in(prompt tokens) + token_out(requests in flight)`: a constant shift per
-//! request (the way in delays everything after it) plus the way out, never earlier than the
-//! event before it. Events that arrive while an earlier one waits are stamped on arrival, so
+//! `stamp + way in + token_out(requests in flight)`: a constant shift per request (the way in,
+//! `request_in(prompt tokens)` after the ways in of the requests that arrived before it at this
+//! endpoint, [`llm_emu_perf::ApiServerQueue`], delays everything after it) plus the way out,
+//! never earlier than the event before it. Events that arrive while an earlier one waits are stamped on arrival, so
 //! the delay does not accumulate over a stream: inter-token gaps keep the engine's spacing.
 //! Waiting is a timer (`tokio::time::sleep_until`), never a busy loop. The number of requests
 //! in a step is not known here; the generation requests in flight (`server_load`) stand for it.
@@ -41,7 +42,7 @@ impl<T> Pacer<T> {
     pub fn new(state: &Arc<AppState>, prompt_tokens: usize) -> Pacer<T> {
         let fe = state.frontend;
         Pacer {
-            in_s: fe.map_or(0.0, |f| f.request_in_s(prompt_tokens)),
+            in_s: fe.map_or(0.0, |f| state.way_in_now_s(&f, prompt_tokens)),
             fe,
             state: state.clone(),
             queued: VecDeque::new(),

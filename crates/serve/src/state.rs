@@ -7,8 +7,10 @@ use crate::structured::{Scripts, StructuredOptions};
 use crate::template_sandbox::TemplateSandbox;
 use crate::text::SharedCodec;
 use crate::text_jobs::TextJobs;
+use llm_emu_perf::{ApiServerQueue, FrontendLatency};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// The server's shared state.
 pub struct AppState {
@@ -33,6 +35,9 @@ pub struct AppState {
     /// The real server's front end that responses are paced by (`--frontend-latency`); `None`:
     /// events go out as the engine makes them.
     pub frontend: Option<llm_emu_perf::FrontendLatency>,
+    /// This endpoint's API server's queue of ways in, on the clock of `api_clock`.
+    api_queue: Mutex<ApiServerQueue>,
+    api_clock: Instant,
     /// Tool-call flags and the output mode.
     pub structured: StructuredOptions,
     /// Per-request token rules the engine's sampler reads (scripts, seeds).
@@ -49,6 +54,13 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The way in of a request that arrives now, s: its own way in after those of the requests
+    /// that arrived before it at this endpoint ([`ApiServerQueue`]).
+    pub fn way_in_now_s(&self, fe: &FrontendLatency, prompt_tokens: usize) -> f64 {
+        let mut q = self.api_queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.admit(fe, self.api_clock.elapsed().as_secs_f64(), prompt_tokens)
+    }
+
     pub fn new(
         engine: EngineHandle,
         codec: SharedCodec,
@@ -70,6 +82,8 @@ impl AppState {
             trust_request_chat_template: false,
             text_jobs: TextJobs::per_core(),
             frontend: None,
+            api_queue: Mutex::new(ApiServerQueue::default()),
+            api_clock: Instant::now(),
             structured: StructuredOptions::default(),
             scripts: Scripts::new(),
             template_sandbox: None,

@@ -3,7 +3,9 @@
 //!
 //! A request is sent at its workload arrival time; the engine sees it then too (the way in is
 //! added to the client's figures only: it delays every request by about the same amount, which
-//! leaves the engine's queueing as it is). Each token reaches the client
+//! leaves the engine's queueing as it is). With [`ClientSide::queued_ways_in`] a request's way in
+//! also waits for the ways in of the requests sent before it ([`ApiServerQueue`]), as on vLLM's
+//! one API server; the engine still sees it at its send time. Each token reaches the client
 //! `token_out_s(tokens in that iteration)` after the iteration that made it, so TTFT gets the way
 //! in plus one way out, E2E the way in plus the last token's way out, and an inter-token gap the
 //! difference of two ways out (zero when the batch did not change).
@@ -13,7 +15,7 @@
 
 use crate::metrics::LatencyStats;
 use llm_emu_core::{FinishReason, FinishedRequestStats, IterationStats, RequestOutput};
-use llm_emu_perf::FrontendLatency;
+use llm_emu_perf::{ApiServerQueue, FrontendLatency};
 use rustc_hash::FxHashMap;
 
 /// One finished request as its client saw it, ms from its send.
@@ -52,6 +54,8 @@ pub struct ClientSide {
     pub requests: Option<Vec<ClientRequest>>,
     /// Every inter-token gap, ms (kept when asked for: exact percentiles for `validate`).
     pub itl_ms: Option<Vec<f64>>,
+    /// The API server's queue of ways in, when ways in queue ([`ClientSide::queued_ways_in`]).
+    queue: Option<ApiServerQueue>,
 }
 
 impl ClientSide {
@@ -63,7 +67,15 @@ impl ClientSide {
             stats: LatencyStats::default(),
             requests: keep.then(Vec::new),
             itl_ms: keep.then(Vec::new),
+            queue: None,
         }
+    }
+
+    /// Queues each way in behind the ways in of the requests sent before it (the command line
+    /// always does; requests must then be added in send order).
+    pub fn queued_ways_in(mut self) -> ClientSide {
+        self.queue = Some(ApiServerQueue::default());
+        self
     }
 
     pub fn frontend(&self) -> &FrontendLatency {
@@ -77,7 +89,10 @@ impl ClientSide {
             InFlight {
                 send_s,
                 prompt_len,
-                in_s: self.fe.request_in_s(prompt_len),
+                in_s: match self.queue.as_mut() {
+                    Some(q) => q.admit(&self.fe, send_s, prompt_len),
+                    None => self.fe.request_in_s(prompt_len),
+                },
                 first_s: None,
                 last_s: 0.0,
             },
@@ -199,6 +214,31 @@ mod tests {
         let itl = c.itl_ms.unwrap();
         assert_eq!(itl.len(), 4);
         assert!(itl.iter().all(|g| (g - 10.0).abs() < 1e-9), "{itl:?}");
+    }
+
+    /// Queued ways in: two requests sent together reach the engine one way in (2 ms) apart, so
+    /// the second's tokens all come 2 ms later; gaps keep the engine's spacing.
+    #[test]
+    fn queued_ways_in_delay_the_later_request_by_the_earlier_way_in() {
+        let fe = FrontendLatency {
+            per_request_us: 1000.0,
+            per_prompt_token_ns: 1000.0,
+            per_output_token_us: 1000.0,
+            per_batch_output_us: 500.0,
+        };
+        let mut c = ClientSide::new(fe, true).queued_ways_in();
+        c.on_add(1, 0.0, 1000);
+        c.on_add(2, 0.0, 1000);
+        c.on_iteration(&iteration(20, &[]), &[token(1), token(2)]);
+        c.on_iteration(&iteration(30, &[(1, 2), (2, 2)]), &[token(1), token(2)]);
+        let reqs = c.requests.unwrap();
+        let ttft: Vec<f64> = reqs.iter().map(|r| r.ttft_ms).collect();
+        // 20 ms + way in (2 ms; 4 ms queued) + way out of a step of two (1.5 ms).
+        assert!(
+            (ttft[0] - 23.5).abs() < 1e-9 && (ttft[1] - 25.5).abs() < 1e-9,
+            "{ttft:?}"
+        );
+        assert!(c.itl_ms.unwrap().iter().all(|g| (g - 10.0).abs() < 1e-9));
     }
 
     /// A step with more requests has a longer way out: the gap into it grows by the difference.
