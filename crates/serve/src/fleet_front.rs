@@ -254,53 +254,38 @@ impl ServedCore for DataParallel {
     }
 }
 
-impl ServedCore for Replicas {
-    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
-        for (i, engine) in self.engines_mut().enumerate() {
-            f(i, engine);
-        }
-    }
-    fn num_engines(&self) -> usize {
-        self.engines().count()
-    }
+/// Replicas and a P/D fleet are served alike: a request on an instance's own port runs whole on
+/// that instance; one on the fleet's port goes through the fleet, whose router picks by the
+/// request's session (P/D: prefill, transfer, decode; the engine returned is the decode
+/// instance). One rule, so one body for both types.
+macro_rules! served_by_instance_or_router {
+    ($($fleet:ty),+) => {$(
+        impl ServedCore for $fleet {
+            fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
+                for (i, engine) in self.engines_mut().enumerate() {
+                    f(i, engine);
+                }
+            }
+            fn num_engines(&self) -> usize {
+                self.engines().count()
+            }
 
-    fn add_placed(
-        &mut self,
-        req: NewRequest,
-        tag: u64,
-        to: &Placement,
-    ) -> Result<usize, RequestError> {
-        match to.engine.filter(|&i| i < self.num_engines()) {
-            Some(i) => self.add_to_instance_lora(req, tag, i, to.lora),
-            None => self.add_in_session_lora(req, tag, to.session.as_deref(), to.lora),
+            fn add_placed(
+                &mut self,
+                req: NewRequest,
+                tag: u64,
+                to: &Placement,
+            ) -> Result<usize, RequestError> {
+                match to.engine.filter(|&i| i < self.num_engines()) {
+                    Some(i) => self.add_to_instance_lora(req, tag, i, to.lora),
+                    None => self.add_in_session_lora(req, tag, to.session.as_deref(), to.lora),
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl ServedCore for Disaggregated {
-    fn each_engine(&mut self, f: &mut dyn FnMut(usize, &mut Engine)) {
-        for (i, engine) in self.engines_mut().enumerate() {
-            f(i, engine);
-        }
-    }
-    fn num_engines(&self) -> usize {
-        self.engines().count()
-    }
-
-    /// Through the fleet (prefill, transfer, decode; the engine returned is the decode
-    /// instance), or whole on the instance an instance's port serves.
-    fn add_placed(
-        &mut self,
-        req: NewRequest,
-        tag: u64,
-        to: &Placement,
-    ) -> Result<usize, RequestError> {
-        match to.engine.filter(|&i| i < self.num_engines()) {
-            Some(i) => self.add_to_instance_lora(req, tag, i, to.lora),
-            None => self.add_in_session_lora(req, tag, to.session.as_deref(), to.lora),
-        }
-    }
-}
+served_by_instance_or_router!(Replicas, Disaggregated);
 
 #[cfg(test)]
 mod tests {

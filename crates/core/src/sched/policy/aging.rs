@@ -9,8 +9,8 @@
 //! request back at its arrival's place); a request of priority `p` is overtaken by one of
 //! priority `p + 1` that arrived more than one aging period earlier, so no priority starves.
 
-use super::heap::KeyedHeap;
-use super::{first_max_by_key, Policy};
+use super::first_max_by_key;
+use super::heap::{HeapOrder, HeapPolicy};
 use crate::request::Request;
 use crate::sched::store::{ReqKey, RequestStore};
 use crate::time::Nanos;
@@ -20,25 +20,33 @@ pub const DEFAULT_AGING_PERIOD: Nanos = Nanos(1_000_000_000);
 
 /// See the module documentation. The victim is the running request with the largest
 /// effective priority (the one that has aged least relative to its priority).
-#[derive(Debug)]
-pub struct LongestWaitingFirst {
-    aging_period_ns: i128,
-    heap: KeyedHeap<(i128, String)>,
-}
-
-impl Default for LongestWaitingFirst {
-    fn default() -> Self {
-        LongestWaitingFirst::new(DEFAULT_AGING_PERIOD)
-    }
-}
+pub type LongestWaitingFirst = HeapPolicy<Aging>;
 
 impl LongestWaitingFirst {
     /// `aging_period`: waiting time worth one priority level (must be positive; zero is taken
     /// as one nanosecond, i.e. priorities almost ignored).
     pub fn new(aging_period: Nanos) -> Self {
-        LongestWaitingFirst {
+        HeapPolicy::with_order(Aging::new(aging_period))
+    }
+}
+
+/// [`LongestWaitingFirst`]'s key and victim rule, with its aging period.
+#[derive(Debug)]
+pub struct Aging {
+    aging_period_ns: i128,
+}
+
+impl Default for Aging {
+    fn default() -> Self {
+        Aging::new(DEFAULT_AGING_PERIOD)
+    }
+}
+
+impl Aging {
+    /// See [`LongestWaitingFirst::new`].
+    pub fn new(aging_period: Nanos) -> Self {
+        Aging {
             aging_period_ns: aging_period.0.max(1) as i128,
-            heap: KeyedHeap::default(),
         }
     }
 
@@ -48,34 +56,12 @@ impl LongestWaitingFirst {
     }
 }
 
-impl Policy for LongestWaitingFirst {
-    fn name(&self) -> &'static str {
-        "lwf"
-    }
+impl HeapOrder for Aging {
+    type Key = (i128, String);
+    const NAME: &'static str = "lwf";
 
-    fn add(&mut self, key: ReqKey, req: &Request) {
-        self.heap
-            .push((self.effective_key(req), req.request_id.clone()), key);
-    }
-
-    fn prepend(&mut self, key: ReqKey, req: &Request) {
-        self.add(key, req);
-    }
-
-    fn peek(&self, _now: Nanos) -> Option<ReqKey> {
-        self.heap.peek()
-    }
-
-    fn pop(&mut self, _now: Nanos) -> Option<ReqKey> {
-        self.heap.pop()
-    }
-
-    fn remove(&mut self, keys: &[ReqKey]) {
-        self.heap.remove(keys);
-    }
-
-    fn len(&self) -> usize {
-        self.heap.len()
+    fn key(&self, req: &Request) -> Self::Key {
+        (self.effective_key(req), req.request_id.clone())
     }
 
     fn select_victim(&self, running: &[ReqKey], requests: &RequestStore) -> usize {

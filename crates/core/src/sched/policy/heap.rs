@@ -1,7 +1,13 @@
 //! A waiting queue ordered by a per-request key, lowest first: the structure behind every
 //! policy whose admission order is a static sort (vLLM's priority, shortest prompt, aging).
+//!
+//! Such a policy is a [`HeapOrder`] (its name, its key and its victim rule) wrapped in a
+//! [`HeapPolicy`], which owns the heap and answers the rest of [`Policy`] once for all of them.
 
-use crate::sched::store::ReqKey;
+use super::Policy;
+use crate::request::Request;
+use crate::sched::store::{ReqKey, RequestStore};
+use crate::time::Nanos;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -43,5 +49,85 @@ impl<K: Ord> KeyedHeap<K> {
 
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
+    }
+}
+
+/// What sets one heap-ordered policy apart: its name, its admission key and its victim rule.
+pub trait HeapOrder: std::fmt::Debug + Send {
+    /// The admission key, lowest admitted first; it must not change while a request waits.
+    type Key: Ord + std::fmt::Debug + Send;
+
+    /// The name `--scheduling-policy` takes ([`Policy::name`]).
+    const NAME: &'static str;
+
+    /// Whether this is one of vLLM's own policies ([`Policy::is_vllm`]).
+    const IS_VLLM: bool = false;
+
+    /// `req`'s admission key, the same for an arrival and for a preempted request (which so
+    /// goes back to its place in the order).
+    fn key(&self, req: &Request) -> Self::Key;
+
+    /// The index in `running` of the request to preempt ([`Policy::select_victim`]).
+    fn select_victim(&self, running: &[ReqKey], requests: &RequestStore) -> usize;
+}
+
+/// A [`Policy`] whose waiting queue is a [`KeyedHeap`] in `O`'s key order, with `O`'s name and
+/// victim rule and vLLM's budget split.
+#[derive(Debug, Default)]
+pub struct HeapPolicy<O: HeapOrder> {
+    order: O,
+    heap: KeyedHeap<O::Key>,
+}
+
+impl<O: HeapOrder> HeapPolicy<O> {
+    /// An empty queue in `order`'s order.
+    pub fn with_order(order: O) -> Self {
+        HeapPolicy {
+            order,
+            heap: KeyedHeap::default(),
+        }
+    }
+
+    /// The order this policy keeps.
+    pub fn order(&self) -> &O {
+        &self.order
+    }
+}
+
+impl<O: HeapOrder> Policy for HeapPolicy<O> {
+    fn name(&self) -> &'static str {
+        O::NAME
+    }
+
+    fn is_vllm(&self) -> bool {
+        O::IS_VLLM
+    }
+
+    fn add(&mut self, key: ReqKey, req: &Request) {
+        self.heap.push(self.order.key(req), key);
+    }
+
+    fn prepend(&mut self, key: ReqKey, req: &Request) {
+        self.heap.push(self.order.key(req), key);
+    }
+
+    fn peek(&self, _now: Nanos) -> Option<ReqKey> {
+        self.heap.peek()
+    }
+
+    fn pop(&mut self, _now: Nanos) -> Option<ReqKey> {
+        self.heap.pop()
+    }
+
+    fn remove(&mut self, keys: &[ReqKey]) {
+        self.heap.remove(keys);
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn select_victim(&self, running: &[ReqKey], requests: &RequestStore) -> usize {
+        self.order.select_victim(running, requests)
     }
 }

@@ -18,7 +18,8 @@
 //! a run names its policy: [`shortest_prompt::ShortestPromptFirst`] (`sjf`),
 //! [`aging::LongestWaitingFirst`] (`lwf`) and [`fair_share::FairShare`] (`fair`).
 //!
-//! To write a policy: implement [`Policy`], then either pass it to
+//! To write a policy: implement [`Policy`] (or, for an admission order that is a fixed sort
+//! key, a [`heap::HeapOrder`] used as [`heap::HeapPolicy`]), then either pass it to
 //! [`crate::Engine::with_policy`] (no other change), or give it a name in
 //! [`crate::SchedulingPolicy`] and [`build`] so that `--scheduling-policy NAME` selects it.
 

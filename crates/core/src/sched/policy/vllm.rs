@@ -1,7 +1,7 @@
 //! vLLM's own policies (`v1/core/sched/request_queue.py` and the preemption rule in
 //! `scheduler.py`), exact: `fcfs` and `priority`.
 
-use super::heap::KeyedHeap;
+use super::heap::{HeapOrder, HeapPolicy};
 use super::{first_max_by_key, Policy};
 use crate::request::Request;
 use crate::sched::store::{ReqKey, RequestStore};
@@ -55,48 +55,19 @@ impl Policy for Fcfs {
 
 /// Lowest `(priority, arrival, request_id)` first, as vLLM's `Request.__lt__`; the victim is the
 /// first running request with the largest `(priority, arrival)` (Python's `max`).
+pub type Priority = HeapPolicy<PriorityOrder>;
+
+/// [`Priority`]'s key and victim rule.
 #[derive(Debug, Default)]
-pub struct Priority {
-    heap: KeyedHeap<(i32, Nanos, String)>,
-}
+pub struct PriorityOrder;
 
-impl Priority {
-    fn key(req: &Request) -> (i32, Nanos, String) {
+impl HeapOrder for PriorityOrder {
+    type Key = (i32, Nanos, String);
+    const NAME: &'static str = "priority";
+    const IS_VLLM: bool = true;
+
+    fn key(&self, req: &Request) -> Self::Key {
         (req.priority, req.times.arrival, req.request_id.clone())
-    }
-}
-
-impl Policy for Priority {
-    fn name(&self) -> &'static str {
-        "priority"
-    }
-
-    fn is_vllm(&self) -> bool {
-        true
-    }
-
-    fn add(&mut self, key: ReqKey, req: &Request) {
-        self.heap.push(Self::key(req), key);
-    }
-
-    fn prepend(&mut self, key: ReqKey, req: &Request) {
-        self.heap.push(Self::key(req), key);
-    }
-
-    fn peek(&self, _now: Nanos) -> Option<ReqKey> {
-        self.heap.peek()
-    }
-
-    fn pop(&mut self, _now: Nanos) -> Option<ReqKey> {
-        self.heap.pop()
-    }
-
-    fn remove(&mut self, keys: &[ReqKey]) {
-        self.heap.remove(keys);
-    }
-
-    fn len(&self) -> usize {
-        self.heap.len()
     }
 
     fn select_victim(&self, running: &[ReqKey], requests: &RequestStore) -> usize {
