@@ -227,9 +227,9 @@ impl KvCacheManager {
     /// [`Self::allocate_slots`] without a prefix hit when the request's blocks already hold
     /// the new tokens' slots and none of its blocks becomes full: nothing to take from the free
     /// queue and nothing to cache, so the answer is `true` with nothing changed, as the general
-    /// path's arithmetic also finds. This is the case of a decoding request in 15 of 16 steps
-    /// (block size 16), so it is checked first; `false` means "take the general path", never
-    /// "does not fit".
+    /// path's arithmetic also finds. This is the case of a decoding request in 14 of 16 steps
+    /// at block size 16 (15 without prefix caching: the others fill a block or take one), so
+    /// it is checked first; `false` means "take the general path", never "does not fit".
     #[inline]
     fn fits_held_blocks(&self, req: &Request, num_new_tokens: usize) -> bool {
         if !self.fast_paths {
