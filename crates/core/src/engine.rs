@@ -210,6 +210,14 @@ impl Engine {
         self.sampler = wrap(inner);
     }
 
+    /// Turns the per-step hot paths' shortcuts on (the default) or off; off, every step takes
+    /// the general path. Results are identical either way: this exists for the tests that check
+    /// that (`tests/fast_paths.rs`), not as a setting.
+    #[doc(hidden)]
+    pub fn set_fast_paths(&mut self, on: bool) {
+        self.sched.set_fast_paths(on);
+    }
+
     pub fn engine_index(&self) -> usize {
         self.engine_index
     }

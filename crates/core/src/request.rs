@@ -311,39 +311,57 @@ impl Request {
     }
 
     /// Appends one output token and hashes any block it completes.
+    ///
+    /// Runs once per request per step: the common case (room reserved, no block completed)
+    /// stays inline, and the rare work (the first token's reservation, hashing a completed
+    /// block) is out of line, so the hot path carries no stack frame for it.
+    #[inline]
     pub fn append_output_token(&mut self, token: u32, block_size: usize, hash_blocks: bool) {
         if self.output.capacity() == 0 {
-            // Room for every output up front (no regrowth while decoding), capped for huge
-            // `max_tokens`.
-            self.output
-                .reserve_exact(self.sampling.max_tokens.min(1 << 16) as usize);
+            self.reserve_outputs();
         }
         self.output.push(token);
-        let start = self.block_hashes.len() * block_size;
-        if hash_blocks && self.num_tokens() >= start + block_size {
-            let salt = self.cache_salt.as_deref();
-            let parent = self.block_hashes.last().copied();
-            let p = self.prompt.len();
-            let h = if start >= p {
-                let o = start - p;
-                crate::kv::hash::hash_request_block(
-                    parent,
-                    start,
-                    &self.output[o..o + block_size],
-                    salt,
-                )
-            } else {
-                // The block straddles the end of the prompt: the prompt's tail, then outputs.
-                let mut block = Vec::with_capacity(block_size);
-                block.extend_from_slice(self.prompt.ids_from(start));
-                block.extend_from_slice(&self.output[..block_size - (p - start)]);
-                crate::kv::hash::hash_request_block(parent, start, &block, salt)
-            };
-            self.block_hashes.push(h);
+        if hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
+            self.hash_completed_block(block_size);
         }
     }
 
+    /// Room for every output up front (no regrowth while decoding), capped for huge
+    /// `max_tokens`.
+    #[cold]
+    #[inline(never)]
+    fn reserve_outputs(&mut self) {
+        self.output
+            .reserve_exact(self.sampling.max_tokens.min(1 << 16) as usize);
+    }
+
+    /// Hashes the block after the last hashed one, which the tokens now fill.
+    #[inline(never)]
+    fn hash_completed_block(&mut self, block_size: usize) {
+        let start = self.block_hashes.len() * block_size;
+        let salt = self.cache_salt.as_deref();
+        let parent = self.block_hashes.last().copied();
+        let p = self.prompt.len();
+        let h = if start >= p {
+            let o = start - p;
+            crate::kv::hash::hash_request_block(
+                parent,
+                start,
+                &self.output[o..o + block_size],
+                salt,
+            )
+        } else {
+            // The block straddles the end of the prompt: the prompt's tail, then outputs.
+            let mut block = Vec::with_capacity(block_size);
+            block.extend_from_slice(self.prompt.ids_from(start));
+            block.extend_from_slice(&self.output[..block_size - (p - start)]);
+            crate::kv::hash::hash_request_block(parent, start, &block, salt)
+        };
+        self.block_hashes.push(h);
+    }
+
     /// vLLM's `check_stop`, run after each appended token. Sets the status when it stops.
+    #[inline]
     pub fn check_stop(&mut self, max_model_len: usize) -> bool {
         if self.num_output_tokens() < self.sampling.min_tokens as usize {
             return false;

@@ -39,6 +39,8 @@ pub struct KvCacheManager {
     max_model_len: usize,
     stats: PrefixCacheStats,
     scratch: Vec<BlockId>,
+    /// Whether the hot paths' shortcuts are taken ([`Self::set_fast_paths`]).
+    fast_paths: bool,
 }
 
 /// The request's tokens `start..end` (prompt then outputs), as the prompt part and the output
@@ -72,6 +74,7 @@ impl KvCacheManager {
             max_model_len,
             stats: PrefixCacheStats::default(),
             scratch: Vec::new(),
+            fast_paths: true,
         }
     }
 
@@ -168,6 +171,7 @@ impl KvCacheManager {
     /// Reserves slots for `num_new_tokens` more tokens after the computed ones (and the prefix
     /// hit `hit`, for a request being admitted); caches the blocks that become full. `false`
     /// when the free blocks do not suffice, with nothing changed (`allocate_slots`).
+    #[inline]
     pub fn allocate_slots(
         &mut self,
         req: &mut Request,
@@ -175,6 +179,20 @@ impl KvCacheManager {
         hit: Option<&CacheHit>,
     ) -> bool {
         assert!(num_new_tokens > 0, "allocate_slots needs tokens");
+        if hit.is_none() && self.fits_held_blocks(req, num_new_tokens) {
+            return true;
+        }
+        self.allocate_slots_general(req, num_new_tokens, hit)
+    }
+
+    /// [`Self::allocate_slots`]'s general path (vLLM's arithmetic step by step).
+    #[inline(never)]
+    fn allocate_slots_general(
+        &mut self,
+        req: &mut Request,
+        num_new_tokens: usize,
+        hit: Option<&CacheHit>,
+    ) -> bool {
         let (hit_blocks, hit_tokens): (&[BlockId], usize) = match hit {
             Some(h) => (&h.blocks, h.num_tokens),
             None => (&[], 0),
@@ -206,17 +224,54 @@ impl KvCacheManager {
         true
     }
 
+    /// [`Self::allocate_slots`] without a prefix hit when the request's blocks already hold
+    /// the new tokens' slots and none of its blocks becomes full: nothing to take from the free
+    /// queue and nothing to cache, so the answer is `true` with nothing changed, as the general
+    /// path's arithmetic also finds. This is the case of a decoding request in 14 of 16 steps
+    /// at block size 16 (15 without prefix caching: the others fill a block or take one), so
+    /// it is checked first; `false` means "take the general path", never "does not fit".
+    #[inline]
+    fn fits_held_blocks(&self, req: &Request, num_new_tokens: usize) -> bool {
+        if !self.fast_paths {
+            return false;
+        }
+        let end = req.num_computed_tokens.min(self.max_model_len) + num_new_tokens;
+        if end.min(self.max_model_len) > req.kv.blocks.len() * self.block_size {
+            return false;
+        }
+        !self.pool.enable_caching()
+            || self.full_blocks(end.min(req.num_tokens())) <= req.kv.num_cached_blocks
+    }
+
+    /// Turns the shortcuts of the per-step hot paths ([`Self::allocate_slots`]'s check of the
+    /// held blocks) on (the default) or off. Off, every call takes the general path; results
+    /// are the same either way, which the engine's equivalence tests check.
+    pub(crate) fn set_fast_paths(&mut self, on: bool) {
+        self.fast_paths = on;
+    }
+
     /// Hashes and caches the request's blocks that are full within its first `num_tokens`
     /// tokens (`cache_blocks`).
+    ///
+    /// Called once per request per step: the check that nothing became full is inline, the
+    /// caching itself out of line.
+    #[inline]
     pub fn cache_blocks(&mut self, req: &mut Request, num_tokens: usize) {
         if !self.pool.enable_caching() {
             return;
         }
         let num_full = self.full_blocks(num_tokens);
-        let cached = req.kv.num_cached_blocks;
-        if cached >= num_full {
+        if req.kv.num_cached_blocks >= num_full {
             return;
         }
+        self.cache_new_full_blocks(req, num_full);
+    }
+
+    /// Caches the request's blocks from its first uncached one up to `num_full` (more than it
+    /// has cached).
+    #[inline(never)]
+    fn cache_new_full_blocks(&mut self, req: &mut Request, num_full: usize) {
+        let cached = req.kv.num_cached_blocks;
         assert!(
             req.block_hashes.len() >= num_full,
             "block hashes lag the tokens"

@@ -156,6 +156,11 @@ impl Scheduler {
         true
     }
 
+    /// See [`crate::Engine::set_fast_paths`].
+    pub(crate) fn set_fast_paths(&mut self, on: bool) {
+        self.kv.set_fast_paths(on);
+    }
+
     pub fn kv(&self) -> &KvCacheManager {
         &self.kv
     }
