@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! cargo run -p llm-emu-perf --example roofline_vs_profile -- \
-//!     ../shared/data/real-runs/rtxpro6000-llama-3.1-8b/profile/tp1 rtx-pro-6000
+//!     ../shared/data/real-runs/rtxpro6000-llama-3.1-8b/profile/tp1 rtx-pro-6000 [tiles]
 //! ```
+//!
+//! `tiles` prices FlashAttention-2 decode attention in whole query tiles (`attn_tiles=on`).
 
 use llm_emu_perf::gpu::GpuSpec;
 use llm_emu_perf::latency::roofline::{RooflineLatency, RooflineParams};
@@ -28,7 +30,9 @@ fn main() {
     let gpu =
         GpuSpec::lookup(&args.next().unwrap_or_else(|| "rtx-pro-6000".into())).expect("known GPU");
     let shape = ModelShape::llama_3_1_8b();
-    let m = RooflineLatency::new(&shape, RooflineParams::new(gpu, 1)).expect("valid");
+    let mut params = RooflineParams::new(gpu, 1);
+    params.fa2_query_tiles = args.next().is_some_and(|a| a == "tiles");
+    let m = RooflineLatency::new(&shape, params).expect("valid");
     let mut measured: HashMap<(String, u64), f64> = HashMap::new();
     for f in ["dense.csv", "per_sequence.csv"] {
         for row in read_csv(&format!("{dir}/{f}")) {
@@ -85,7 +89,7 @@ fn main() {
     println!();
     println!("| attention (one layer) | roofline µs | measured µs | ratio | bound |");
     println!("|---|---:|---:|---:|---|");
-    let cases: [(u64, u64, u64, u64); 10] = [
+    let cases: [(u64, u64, u64, u64); 13] = [
         (0, 0, 1, 1024),
         (0, 0, 16, 1024),
         (0, 0, 64, 1024),
@@ -96,6 +100,9 @@ fn main() {
         (512, 0, 0, 0),
         (2048, 0, 0, 0),
         (512, 4096, 0, 0),
+        (16, 0, 128, 1024),
+        (512, 0, 128, 1024),
+        (512, 1024, 64, 1024),
     ];
     for (pc, kp, nd, kv) in cases {
         let mut reqs: Vec<(u64, u64)> = (0..nd).map(|_| (1, kv)).collect();
@@ -103,24 +110,25 @@ fn main() {
             reqs.push((pc, kp));
         }
         let ops = m.breakdown(&reqs);
-        let op = ops
+        // One layer's attention: the prefill and decode kernels of a mixed batch together.
+        let attention: Vec<_> = ops
             .iter()
-            .find(|o| o.name.starts_with("attention"))
-            .expect("attention present");
+            .filter(|o| o.name.starts_with("attention"))
+            .collect();
+        assert!(!attention.is_empty(), "attention present");
+        let each_us: f64 = attention.iter().map(|o| o.each_us).sum();
+        let bound = attention.last().expect("attention present").bound;
         let Some(real) = att.get(&(pc, kp, nd, kv)) else {
             continue;
         };
-        let label = if pc > 0 {
-            format!("prefill {pc} on {kp} context")
-        } else {
-            format!("{nd} decodes at KV {kv}")
+        let label = match (pc, nd) {
+            (0, _) => format!("{nd} decodes at KV {kv}"),
+            (_, 0) => format!("prefill {pc} on {kp} context"),
+            _ => format!("prefill {pc} on {kp} context + {nd} decodes at KV {kv}"),
         };
         println!(
-            "| {label} | {:.1} | {:.1} | {:.2} | {:?} |",
-            op.each_us,
-            real,
-            op.each_us / real,
-            op.bound
+            "| {label} | {each_us:.1} | {real:.1} | {:.2} | {bound:?} |",
+            each_us / real,
         );
     }
 

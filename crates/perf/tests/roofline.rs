@@ -560,3 +560,60 @@ fn data_parallel_without_ep_runs_the_routed_experts_on_the_gathered_batch() {
     let mut alone = parse_latency_spec_on("roofline", &shape, &hw(None)).unwrap();
     assert_eq!(alone.step_time(&batch).0, sum(&plain));
 }
+
+/// `attn_tiles=on` on a FlashAttention-2 GPU: decode attention does the FLOPs of whole 64-row
+/// query tiles. Llama-3.1-8B at TP 1 on the RTX PRO 6000 (503.8 TFLOP/s × attn_eff 0.45 =
+/// 226.71 × 10⁶ FLOP/µs; 1597 GB/s × 0.85 = 1.35745 × 10⁶ B/µs), 128 decodes at 1023 computed
+/// tokens: 131 072 KV tokens, 538 968 064 B (4096 B of K and V per token, plus the queries and
+/// outputs) = 397.05 µs of memory.
+#[test]
+fn fa2_decode_attention_in_query_tiles() {
+    let shape = ModelShape::llama_3_1_8b();
+    let gpu = GpuSpec::lookup("rtx-pro-6000").unwrap();
+    let mut p = RooflineParams::new(gpu, 1);
+    let off = RooflineLatency::new(&shape, p.clone()).unwrap();
+    p.fa2_query_tiles = true;
+    let on = RooflineLatency::new(&shape, p).unwrap();
+    let each = |m: &RooflineLatency, reqs: &[(u64, u64)]| {
+        m.breakdown(reqs)
+            .into_iter()
+            .find(|o| o.name == "attention_decode")
+            .map(|o| (o.each_us, o.bound))
+            .unwrap()
+    };
+    let pure = decodes(128, 1023);
+    let mut mixed = pure.clone();
+    mixed.push((16, 0));
+    // With a prefill, each of the 32 query heads fills a 64-row tile: 4 · 8 KV heads · 128 ·
+    // 256 rows · 131 072 = 1.374 × 10¹¹ FLOPs = 606.23 µs, compute-bound, + 2 µs kernel time.
+    let (us, bound) = each(&on, &mixed);
+    assert!((us - 608.23).abs() < 0.01, "{us}");
+    assert_eq!(bound, Bound::Compute);
+    // Without the term the same decodes are memory-bound: 397.05 + 2 µs.
+    let (us, bound) = each(&off, &mixed);
+    assert!((us - 399.05).abs() < 0.01, "{us}");
+    assert_eq!(bound, Bound::Memory);
+    // Decodes alone pack each KV head's 4 query heads into one tile: 64 rows, 151.6 µs of
+    // compute under 397.05 µs of memory, so the time does not change.
+    assert!((each(&on, &pure).0 - 399.05).abs() < 0.01);
+    assert_eq!(each(&on, &pure).1, Bound::Memory);
+    // FlashAttention 3 (H100) is not priced in FA2 tiles.
+    let h100 = GpuSpec::lookup("h100-sxm").unwrap();
+    let mut p = RooflineParams::new(h100, 1);
+    let h_off = RooflineLatency::new(&shape, p.clone()).unwrap();
+    p.fa2_query_tiles = true;
+    let h_on = RooflineLatency::new(&shape, p).unwrap();
+    assert_eq!(each(&h_on, &mixed), each(&h_off, &mixed));
+    // The spec key.
+    let spec = parse_latency_spec_with("roofline:attn_tiles=on", &shape).unwrap();
+    assert!(
+        spec.describe().contains("attn_tiles on"),
+        "{}",
+        spec.describe()
+    );
+    let e = parse_latency_spec_with("roofline:attn_tiles=maybe", &shape)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("on or off"), "{e}");
+}

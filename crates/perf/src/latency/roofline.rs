@@ -19,11 +19,11 @@ mod attention;
 mod cost;
 pub mod fitted;
 
-pub use attention::{causal_pairs, AttentionWork};
+pub use attention::{causal_pairs, fa2_decode_tile_rows, AttentionWork, FA2_QUERY_TILE_ROWS};
 pub use cost::{expected_distinct_experts, Bound, OpTime};
 
 use super::{HardwareDefaults, LatencyModel, LatencySpec, LatencySpecError, StepBatch};
-use crate::gpu::GpuSpec;
+use crate::gpu::{AttentionKernel, GpuSpec};
 use crate::sizing::{LayerKind, ModelShape, MoeShape, WeightFormat};
 use cost::{all_gather, all_reduce, elementwise, gemm, kernel, Rates};
 use llm_emu_core::Nanos;
@@ -77,6 +77,11 @@ pub struct RooflineParams {
     /// (`FusedMoEParallelConfig.make`) and runs each rank's experts on the group's gathered
     /// batch ([`LatencyModel::step_time_gathered`]).
     pub moe_data_parallel: u64,
+    /// `attn_tiles=on`: on a FlashAttention-2 GPU, decode attention's FLOPs are those of the
+    /// kernel's whole 64-row query tiles ([`fa2_decode_tile_rows`]): with a prefill in the
+    /// batch each decode query head fills a tile of its own, which makes mixed steps'
+    /// decode attention compute-bound (docs/roofline.md, "Decode attention in query tiles").
+    pub fa2_query_tiles: bool,
 }
 
 /// Default fraction of the dense tensor peak a large GEMM reaches. NVIDIA's and cuBLAS's own
@@ -121,6 +126,7 @@ impl RooflineParams {
             step_overhead_us: STEP_OVERHEAD_US,
             recorded_link_gbs: None,
             moe_data_parallel: 1,
+            fa2_query_tiles: false,
         }
     }
 
@@ -542,9 +548,22 @@ impl RooflineLatency {
                 ));
             }
             if work.decodes > 0 {
+                let flops = if self.params.fa2_query_tiles
+                    && self.params.gpu.attention_kernel == AttentionKernel::FlashAttention2
+                {
+                    let group = (heads / kvh).round().max(1.0) as u64;
+                    let rows = fa2_decode_tile_rows(
+                        work.prefill_tokens > 0,
+                        group,
+                        kind.sliding_window.is_some(),
+                    );
+                    4.0 * kvh * d * rows as f64 * work.decode_kv_tokens as f64
+                } else {
+                    4.0 * heads * d * work.decode_kv_tokens as f64
+                };
                 ops.push(kernel(
                     "attention_decode",
-                    4.0 * heads * d * work.decode_kv_tokens as f64,
+                    flops,
                     r.attention_flops_per_us,
                     work.decode_kv_tokens as f64 * kv_token
                         + work.decodes as f64 * 2.0 * heads * d * ab,
@@ -770,9 +789,15 @@ impl LatencyModel for RooflineLatency {
         } else {
             String::new()
         };
+        let tiles =
+            if p.fa2_query_tiles && p.gpu.attention_kernel == AttentionKernel::FlashAttention2 {
+                ", attn_tiles on (decode attention in FA2 query tiles)"
+            } else {
+                ""
+            };
         format!(
             "roofline: {} × {} ({}{ep}), gemm_eff {}, mem_eff {}, attn_eff {}, {link}, \
-             kernel {} µs, all-reduce latency {} µs, step overhead {} µs",
+             kernel {} µs, all-reduce latency {} µs, step overhead {} µs{tiles}",
             p.tp,
             p.gpu.name,
             dtype,

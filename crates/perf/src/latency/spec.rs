@@ -63,6 +63,9 @@ pub enum LatencySpec {
         /// `eff=fitted`: the GEMM/memory efficiencies and kernel time fitted from public
         /// operator tables for the GPU, where there are some (default: published figures).
         fitted: bool,
+        /// `attn_tiles=on|off`: FlashAttention-2 decode attention priced in whole query tiles
+        /// (default: the model's, [`RooflineParams::fa2_query_tiles`]).
+        attn_tiles: Option<bool>,
     },
     /// `vidur:dir=PATH[,tp=N,all_reduce=FILE,overhead_us=F]`: Vidur's public operator
     /// measurements ([`super::vidur`]).
@@ -191,6 +194,7 @@ impl LatencySpec {
             ar_latency_us: None,
             overhead_us: None,
             fitted: false,
+            attn_tiles: None,
         }
     }
 
@@ -386,6 +390,7 @@ impl LatencySpec {
             ar_latency_us,
             overhead_us,
             fitted,
+            attn_tiles,
         } = &mut spec
         {
             (*g, *t) = (gpu, tp);
@@ -419,6 +424,15 @@ impl LatencySpec {
                     "kernel_us" => *kernel_us = num()?,
                     "ar_latency_us" => *ar_latency_us = num()?,
                     "overhead_us" => *overhead_us = num()?,
+                    "attn_tiles" => {
+                        *attn_tiles = Some(match v.to_ascii_lowercase().as_str() {
+                            "on" => true,
+                            "off" => false,
+                            _ => {
+                                return Err(bad("attn_tiles", format!("`{v}`: expected on or off")))
+                            }
+                        })
+                    }
                     "eff" => {
                         *fitted = match v.to_ascii_lowercase().as_str() {
                             "fitted" => true,
@@ -435,7 +449,7 @@ impl LatencySpec {
                         return Err(bad(
                             other,
                             "unknown key (gpu, tp, ep, dtype, gemm_eff, mem_eff, attn_eff, \
-                             link_eff, kernel_us, ar_latency_us, overhead_us, eff)",
+                             link_eff, kernel_us, ar_latency_us, overhead_us, eff, attn_tiles)",
                         ))
                     }
                 }
@@ -580,6 +594,7 @@ impl LatencySpec {
             ar_latency_us,
             overhead_us,
             fitted,
+            attn_tiles,
         } = self
         else {
             return Err(bad(self.to_string(), "not a roofline spec"));
@@ -609,6 +624,9 @@ impl LatencySpec {
         set(&mut p.allreduce_latency_us, ar_latency_us);
         set(&mut p.step_overhead_us, overhead_us);
         p.moe_data_parallel = hw.moe_data_parallel.unwrap_or(1).max(1);
+        if let Some(on) = attn_tiles {
+            p.fa2_query_tiles = *on;
+        }
         // The link a real run recorded prices the all-reduces as it does for the profile
         // model (bus bandwidth as given, latency per ring hop), unless the spec names a link
         // factor of its own.
@@ -755,6 +773,7 @@ impl fmt::Display for LatencySpec {
                 ar_latency_us,
                 overhead_us,
                 fitted,
+                attn_tiles,
             } => {
                 let s = |v: &Option<f64>| v.map(|v| v.to_string());
                 opt("gpu", gpu.map(|g| g.name.to_string()));
@@ -778,6 +797,10 @@ impl fmt::Display for LatencySpec {
                 opt("ar_latency_us", s(ar_latency_us));
                 opt("overhead_us", s(overhead_us));
                 opt("eff", fitted.then(|| "fitted".to_string()));
+                opt(
+                    "attn_tiles",
+                    attn_tiles.map(|on| if on { "on" } else { "off" }.to_string()),
+                );
             }
             LatencySpec::StepCycle {
                 path,

@@ -17,6 +17,29 @@ pub struct AttentionWork {
     pub decode_kv_tokens: u64,
 }
 
+/// Query rows one thread block of FlashAttention-2's split-KV kernel computes at once
+/// (`kBlockM` of `run_mha_fwd_splitkv_dispatch`, flash-attention `csrc/flash_attn/src/
+/// flash_fwd_launch_template.h`); vLLM's paged KV cache always runs that kernel.
+pub const FA2_QUERY_TILE_ROWS: u64 = 64;
+
+/// Query rows FlashAttention-2's tensor cores compute per decode request and KV head: the
+/// tile is computed whole, whatever number of its rows hold a query.
+///
+/// A batch of decodes only (`mixed` false) with grouped-query attention (`group` query heads
+/// per KV head, above 1) and no sliding window is run with the group's query heads packed
+/// into the query-length axis (`seqlenq_ngroups_swapped` of `mha_varlen_fwd`): one tile of
+/// `⌈group / 64⌉ · 64` rows per KV head. With a prefill in the batch (or a window, or one
+/// query head per KV head) every query head of a decode is its own sequence of one row: one
+/// 64-row tile per query head, `group · 64` rows per KV head.
+pub fn fa2_decode_tile_rows(mixed: bool, group: u64, window: bool) -> u64 {
+    let group = group.max(1);
+    if !mixed && group > 1 && !window {
+        group.div_ceil(FA2_QUERY_TILE_ROWS) * FA2_QUERY_TILE_ROWS
+    } else {
+        group * FA2_QUERY_TILE_ROWS
+    }
+}
+
 /// Σ_{j=1..q} min(c + j, w): the keys the `q` new tokens of a request with `c` computed
 /// tokens attend to under a window of `w` (unbounded when `None`).
 pub fn causal_pairs(q: u64, c: u64, window: Option<u64>) -> f64 {
@@ -73,6 +96,19 @@ mod tests {
                 .sum();
             assert_eq!(causal_pairs(q, c, w), direct as f64, "{q} {c} {w:?}");
         }
+    }
+
+    #[test]
+    fn decode_tiles_pack_the_group_only_without_a_prefill() {
+        // Llama-3.1-8B at TP 1: 32 query heads over 8 KV heads, a group of 4.
+        assert_eq!(fa2_decode_tile_rows(false, 4, false), 64);
+        assert_eq!(fa2_decode_tile_rows(true, 4, false), 256);
+        // A window or plain multi-head attention: one tile per query head.
+        assert_eq!(fa2_decode_tile_rows(false, 4, true), 256);
+        assert_eq!(fa2_decode_tile_rows(false, 1, false), 64);
+        // A group wider than a tile takes two.
+        assert_eq!(fa2_decode_tile_rows(false, 65, false), 128);
+        assert_eq!(fa2_decode_tile_rows(true, 0, false), 64);
     }
 
     #[test]
