@@ -4,6 +4,7 @@ pub mod arrival;
 pub mod client_run;
 pub mod client_side;
 pub mod driver;
+pub mod inference_perf;
 pub mod events;
 pub mod metrics;
 pub mod percentile;
