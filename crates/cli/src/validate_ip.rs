@@ -14,7 +14,9 @@ use crate::sweep::yaml;
 use anyhow::{bail, Context, Result};
 use llm_emu_perf::gpu::GpuSpec;
 use llm_emu_perf::{FrontendLatency, FrontendSpec};
-use llm_emu_sim::client_run::{client_comparison_json, client_comparison_table, ClientRun, REQUESTS_PER_S};
+use llm_emu_sim::client_run::{
+    client_comparison_json, client_comparison_table, ClientRun, REQUESTS_PER_S,
+};
 use llm_emu_sim::client_side::ClientSide;
 use llm_emu_sim::inference_perf::{ip_figures, requests_per_s, InferencePerfRun};
 use llm_emu_sim::report::write_atomic;
@@ -27,7 +29,8 @@ use std::path::{Path, PathBuf};
 /// inference-perf against instrumented vLLM on H100 SXM GPUs"; `datasheets/h100-sxm.json`).
 /// exp-config.yaml does not name it; `--gpu` replaces it.
 const RUNS_GPU: &str = "h100-sxm";
-const RUNS_GPU_SOURCE: &str = "inference-sim/training DESIGN.md (\"H100 SXM\"), not in exp-config.yaml";
+const RUNS_GPU_SOURCE: &str =
+    "inference-sim/training DESIGN.md (\"H100 SXM\"), not in exp-config.yaml";
 
 /// exp-config.yaml keys and the facts they are.
 const EXP_KEYS: [&str; 6] = [
@@ -266,16 +269,24 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
         let items = run.spec.stage_workload(i, start, &prompts, a.engine.seed);
         let n = items.len();
         let mut sinks = Sinks {
-            client: Some(ClientSide::new(fe.clone(), true)),
+            client: Some(ClientSide::new(fe, true)),
             ..Default::default()
         };
-        let result = llm_emu_sim::run(&mut engine, items.into_iter().map(Ok), &mut sinks, &mut |_| {})
-            .with_context(|| format!("stage {i}"))?;
+        let result = llm_emu_sim::run(
+            &mut engine,
+            items.into_iter().map(Ok),
+            &mut sinks,
+            &mut |_| {},
+        )
+        .with_context(|| format!("stage {i}"))?;
         crate::simulate::report_failures(&result);
         let client = sinks.client.take().expect("set above");
         let reqs = client.requests.unwrap_or_default();
         if reqs.is_empty() {
-            bail!("stage {i}: no emulated request completed ({} failed)", result.failed);
+            bail!(
+                "stage {i}: no emulated request completed ({} failed)",
+                result.failed
+            );
         }
         let mut sim = ip_figures(&reqs, &client.itl_ms.unwrap_or_default()).stats();
         if let Some(r) = requests_per_s(&reqs) {
@@ -314,7 +325,8 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
         m.insert("completed".into(), reqs.len().into());
         stages_json.push(Value::Object(m));
         // The next stage is set up once this one has drained, after `load.interval`.
-        start = result.end.max(start) + llm_emu_core::Nanos::from_secs_f64(run.spec.stage_interval_s);
+        start =
+            result.end.max(start) + llm_emu_core::Nanos::from_secs_f64(run.spec.stage_interval_s);
     }
     for w in engine.latency_model().warnings() {
         eprintln!("warning: latency model: {w}");
@@ -327,7 +339,13 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
         out.insert("seed".into(), a.engine.seed.into());
         out.insert(
             "notes".into(),
-            run.spec.notes.iter().cloned().map(Value::from).collect::<Vec<_>>().into(),
+            run.spec
+                .notes
+                .iter()
+                .cloned()
+                .map(Value::from)
+                .collect::<Vec<_>>()
+                .into(),
         );
         out.insert("engine".into(), prepared.engine_json(&latency_desc)?.into());
         write_atomic(p, &serde_json::to_vec_pretty(&Value::Object(out))?)

@@ -96,7 +96,13 @@ fn stages_are_regenerated_and_compared_each() {
     assert_eq!(stages[0]["completed"], 20);
     assert_eq!(stages[1]["completed"], 10);
     for s in stages {
-        for k in ["ttft_mean", "tpot_p99", "itl_p90", "e2el_median", "requests_per_s"] {
+        for k in [
+            "ttft_mean",
+            "tpot_p99",
+            "itl_p90",
+            "e2el_median",
+            "requests_per_s",
+        ] {
             assert!(s[format!("{k}_err_pct")].is_f64(), "{k}: {s}");
         }
         // Not compared: the blank-line gaps of inference-perf's ITL.
@@ -127,7 +133,10 @@ fn bad_run_folders_are_named() {
     let (out, _) = validate(&dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(e.contains("stage_1_lifecycle_metrics.json") && e.contains("2 load stages"), "{e}");
+    assert!(
+        e.contains("stage_1_lifecycle_metrics.json") && e.contains("2 load stages"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     let dir = make_run("data-type");
@@ -147,21 +156,33 @@ fn bad_run_folders_are_named() {
     let cfg = std::fs::read_to_string(dir.join("results/config.yaml")).unwrap();
     std::fs::write(
         dir.join("results/config.yaml"),
-        cfg.replace("output_len: 8\n", "output_len: 8\n    enable_multi_turn_chat: true\n"),
+        cfg.replace(
+            "output_len: 8\n",
+            "output_len: 8\n    enable_multi_turn_chat: true\n",
+        ),
     )
     .unwrap();
     let (out, _) = validate(&dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(e.contains("enable_multi_turn_chat") && e.contains("multi-turn"), "{e}");
+    assert!(
+        e.contains("enable_multi_turn_chat") && e.contains("multi-turn"),
+        "{e}"
+    );
 
     let (out, _) = validate(&dir, &["--workload", "w.jsonl"]);
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("--workload does not apply"), "{e}");
+    assert!(
+        !out.status.success() && e.contains("--workload does not apply"),
+        "{e}"
+    );
     std::fs::remove_file(dir.join("exp-config.yaml")).unwrap();
     let (out, _) = validate(&dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("exp-config.yaml is missing"), "{e}");
+    assert!(
+        !out.status.success() && e.contains("exp-config.yaml is missing"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -194,7 +215,11 @@ fn llama2_7b_codegen_h100_profile_free() {
     };
     let (out, m) = validate(&run, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m = m.unwrap();
     for s in m["stages"].as_array().unwrap() {
         let e = |k: &str| s[format!("{k}_err_pct")].as_f64().unwrap().abs();

@@ -142,7 +142,8 @@ impl InferencePerfRun {
         };
         let mut notes = Vec::new();
 
-        let data_type = get(config, &["data", "type"]).ok_or_else(|| bad("data.type", "missing"))?;
+        let data_type =
+            get(config, &["data", "type"]).ok_or_else(|| bad("data.type", "missing"))?;
         if data_type.as_str() != Some("shared_prefix") {
             return Err(not_modelled(
                 "data.type",
@@ -165,10 +166,9 @@ impl InferencePerfRun {
         let field = |names: &[&str], default: Option<usize>| -> Result<usize, InferencePerfError> {
             for n in names {
                 if let Some(v) = get(sp, &[n]) {
-                    return v
-                        .as_u64()
-                        .map(|x| x as usize)
-                        .ok_or_else(|| bad(&format!("data.shared_prefix.{n}"), "not a whole number ≥ 0"));
+                    return v.as_u64().map(|x| x as usize).ok_or_else(|| {
+                        bad(&format!("data.shared_prefix.{n}"), "not a whole number ≥ 0")
+                    });
                 }
             }
             default.ok_or_else(|| bad(&format!("data.shared_prefix.{}", names[0]), "missing"))
@@ -212,7 +212,9 @@ impl InferencePerfRun {
             }
         }
 
-        let api_type = get(config, &["api", "type"]).cloned().unwrap_or(Value::from("completion"));
+        let api_type = get(config, &["api", "type"])
+            .cloned()
+            .unwrap_or(Value::from("completion"));
         if api_type.as_str() != Some("completion") {
             return Err(not_modelled(
                 "api.type",
@@ -220,7 +222,9 @@ impl InferencePerfRun {
                 "inference-perf's shared_prefix data is sent to /v1/completions",
             ));
         }
-        let streaming = get(config, &["api", "streaming"]).cloned().unwrap_or(Value::Bool(false));
+        let streaming = get(config, &["api", "streaming"])
+            .cloned()
+            .unwrap_or(Value::Bool(false));
         if streaming.as_bool() != Some(true) {
             return Err(not_modelled(
                 "api.streaming",
@@ -228,7 +232,9 @@ impl InferencePerfRun {
                 "without streaming inference-perf records no token times (TTFT, ITL, TPOT)",
             ));
         }
-        let eos = get(config, &["server", "ignore_eos"]).cloned().unwrap_or(Value::Bool(false));
+        let eos = get(config, &["server", "ignore_eos"])
+            .cloned()
+            .unwrap_or(Value::Bool(false));
         if eos.as_bool() != Some(true) {
             return Err(not_modelled(
                 "server.ignore_eos",
@@ -237,7 +243,9 @@ impl InferencePerfRun {
             ));
         }
 
-        let load_type = get(config, &["load", "type"]).cloned().unwrap_or(Value::from("constant"));
+        let load_type = get(config, &["load", "type"])
+            .cloned()
+            .unwrap_or(Value::from("constant"));
         if load_type.as_str() != Some("constant") {
             return Err(not_modelled(
                 "load.type",
@@ -247,7 +255,11 @@ impl InferencePerfRun {
         }
         for key in ["sweep", "trace", "request_timeout"] {
             if let Some(v) = get(config, &["load", key]) {
-                return Err(not_modelled(&format!("load.{key}"), v, "not part of the constant load modelled"));
+                return Err(not_modelled(
+                    &format!("load.{key}"),
+                    v,
+                    "not part of the constant load modelled",
+                ));
             }
         }
         if let Some(v) = get(config, &["load", "circuit_breakers"]) {
@@ -283,7 +295,12 @@ impl InferencePerfRun {
                 get(s, &[k])
                     .and_then(Value::as_f64)
                     .filter(|x| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| bad(&format!("load.stages[{i}].{k}"), "missing or not a number > 0"))
+                    .ok_or_else(|| {
+                        bad(
+                            &format!("load.stages[{i}].{k}"),
+                            "missing or not a number > 0",
+                        )
+                    })
             };
             let st = LoadStage {
                 rate: num("rate")?,
@@ -312,7 +329,11 @@ impl InferencePerfRun {
                 ))
             }
             Some(w) => {
-                let most = stages.iter().map(LoadStage::num_requests).max().unwrap_or(0);
+                let most = stages
+                    .iter()
+                    .map(LoadStage::num_requests)
+                    .max()
+                    .unwrap_or(0);
                 if (w * per_worker) < most as u64 {
                     return Err(not_modelled(
                         "load.num_workers × load.worker_max_concurrency",
@@ -380,7 +401,10 @@ fn differences(asked: &Value, ran: &SharedPrefix, stages: &[LoadStage]) -> Vec<S
     };
     let mut unread = Vec::new();
     for (keys, ran_v) in [
-        (&["num_unique_system_prompts", "num_groups"][..], ran.num_groups),
+        (
+            &["num_unique_system_prompts", "num_groups"][..],
+            ran.num_groups,
+        ),
         (
             &["num_users_per_system_prompt", "num_prompts_per_group"][..],
             ran.num_prompts_per_group,
@@ -539,7 +563,8 @@ mod tests {
         }
         assert_eq!(groups.values().copied().collect::<Vec<_>>(), vec![4, 4, 4]);
         // Questions are each their own.
-        let qs: std::collections::BTreeSet<Vec<u32>> = ps.iter().map(|p| p[21..].to_vec()).collect();
+        let qs: std::collections::BTreeSet<Vec<u32>> =
+            ps.iter().map(|p| p[21..].to_vec()).collect();
         assert_eq!(qs.len(), 12);
         // Shuffled: the first four are not one group in order.
         assert!(ps[..4].iter().any(|p| p[..21] != ps[0][..21]));
@@ -564,7 +589,14 @@ mod tests {
         let min = gaps.iter().cloned().fold(f64::INFINITY, f64::min);
         assert!(max > 4.0 * min, "{min} {max}");
         // int(rate × duration): 2.5 × 4 = 10; 0.7 × 3 = 2.1 → 2.
-        assert_eq!(LoadStage { rate: 0.7, duration_s: 3.0 }.num_requests(), 2);
+        assert_eq!(
+            LoadStage {
+                rate: 0.7,
+                duration_s: 3.0
+            }
+            .num_requests(),
+            2
+        );
     }
 
     #[test]
@@ -600,7 +632,10 @@ mod tests {
         assert_eq!(f.itl.len(), 7);
         assert_eq!(f.itl.iter().filter(|g| **g == 0.0).count(), 5);
         let s = f.stats();
-        assert!((s["itl_mean"] - 20.0 / 7.0).abs() < 1e-12, "mean ITL = TPOT for one request");
+        assert!(
+            (s["itl_mean"] - 20.0 / 7.0).abs() < 1e-12,
+            "mean ITL = TPOT for one request"
+        );
         assert_eq!(s["e2el_mean"], 25.0);
         let mut r2 = req(5.0, 25.0, 3);
         r2.send_s = 1.0;
@@ -620,7 +655,10 @@ mod tests {
                 .to_string()
         };
         let e = err(&|c| c["data"]["type"] = json!("random"));
-        assert!(e.contains("data.type") && e.contains("random") && e.contains("cfg.yaml"), "{e}");
+        assert!(
+            e.contains("data.type") && e.contains("random") && e.contains("cfg.yaml"),
+            "{e}"
+        );
         let e = err(&|c| c["data"]["shared_prefix"]["enable_multi_turn_chat"] = json!(true));
         assert!(e.contains("enable_multi_turn_chat"), "{e}");
         let e = err(&|c| c["load"]["type"] = json!("poisson"));
