@@ -241,10 +241,11 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
     let d = &run.spec.data;
     let prompt_len = 1 + d.system_prompt_len + d.question_len;
     println!(
-        "real: inference-perf run {} ({} stages); emulated: {latency_desc}; front end: {spec}; \
+        "real: inference-perf run {} ({} load stage{}); emulated: {latency_desc}; front end: {spec}; \
          max_num_seqs {}, max_num_batched_tokens {}, max_model_len {}, {} KV blocks",
         dir.display(),
         run.spec.stages.len(),
+        if run.spec.stages.len() == 1 { "" } else { "s" },
         cfg.max_num_seqs,
         cfg.max_num_batched_tokens,
         cfg.max_model_len,
