@@ -32,6 +32,8 @@ SKIPS=(
     '^cargo test --workspace|the whole test suite (minutes; CI runs it)'
     '^PROPTEST_CASES=1000000|a million fuzz cases per target (hours)'
     '^tools/fidelity/report.sh|every validation case and plots (minutes)'
+    '/data/ip-runs|needs the inference-sim runs (tools/fidelity/fetch-inference-sim-runs.sh: network) and minutes per load stage'
+    'inference-perf-table.py codegen.json|needs the output of the validate run above it'
     '^llm-emu sweep --grid grid.yaml --output-dir out --slo-ttft-ms p99:500|72 points of 10,000 requests each over the grid.yaml shown below it (a minute in a release build)'
     '^pip install|installs into vLLM'"'"'s Python environment (network)'
     'vllm serve|needs vLLM on a GPU'

@@ -16,6 +16,7 @@ mod sim_report;
 mod simulate;
 mod sweep;
 mod validate;
+mod validate_ip;
 mod vllm_flags;
 
 use clap::{Parser, Subcommand};

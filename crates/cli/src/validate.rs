@@ -25,42 +25,47 @@ pub struct ValidateArgs {
     /// config in the folder above (`config.json`) is read too. See docs/fidelity.md, "Replaying
     /// a run as recorded".
     #[arg(long, required_unless_present = "client_result")]
-    real: Option<PathBuf>,
+    pub(crate) real: Option<PathBuf>,
     /// A client-side result instead of `--real`: `vllm bench serve --save-result` JSON, an
-    /// inference-perf lifecycle summary or a guidellm report of one benchmark. A `vllm bench
+    /// inference-perf lifecycle summary, a guidellm report of one benchmark, or an
+    /// inference-perf run folder (`exp-config.yaml`, `profile.yaml`, `results/`: its
+    /// `shared_prefix` workload is regenerated with `--seed` and every load stage compared). A `vllm bench
     /// serve` result saved with `--save-detailed` carries per-request figures, send times and
     /// lengths (then the workload may be left out: it is rebuilt from them, prompts sharing no
     /// prefix); a summary needs `--workload`. Compares client-side TTFT, TPOT, ITL and E2E
     /// (mean, median, p90, p99) with the real server's front end added (`--frontend-latency`).
     /// See docs/fidelity.md, "Client-side".
     #[arg(long, conflicts_with = "real")]
-    client_result: Option<PathBuf>,
+    pub(crate) client_result: Option<PathBuf>,
     /// The workload the real run served (JSONL, same formats as `simulate --workload`).
     #[arg(long, required_unless_present = "client_result")]
-    workload: Option<PathBuf>,
+    pub(crate) workload: Option<PathBuf>,
     /// The real server's front end added to client-side figures: `vllm` (the built-in
     /// measurement of vLLM 0.19's API server), a file written by
     /// `tools/measure-frontend/measure.py`, or `none`. Default with `--client-result`: `vllm`,
     /// since a client-side result always includes the real front end; engine-side comparisons
     /// (`--real`) do not use it.
     #[arg(long)]
-    frontend_latency: Option<FrontendSpec>,
+    pub(crate) frontend_latency: Option<FrontendSpec>,
     /// Write the comparison as JSON (`{ttft,tpot,e2el}_{mean,median,p90,p95,p99}_{real,sim,err_pct}`,
     /// `output_throughput_{real,sim,err_pct}`).
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Write one JSON line per request with its real and emulated TTFT, TPOT and E2E latency
     /// (ms), paired in arrival order (input of `tools/fidelity/plot.py`).
     #[arg(long)]
-    requests: Option<PathBuf>,
+    pub(crate) requests: Option<PathBuf>,
     #[command(flatten)]
-    engine: EngineFlags,
+    pub(crate) engine: EngineFlags,
     #[command(flatten)]
-    fleet: FleetFlags,
+    pub(crate) fleet: FleetFlags,
 }
 
 pub fn run(a: ValidateArgs) -> Result<()> {
     if let Some(path) = &a.client_result {
+        if path.is_dir() {
+            return crate::validate_ip::run(&a, path);
+        }
         return run_client(&a, path);
     }
     let (Some(real_dir), Some(workload)) = (&a.real, &a.workload) else {

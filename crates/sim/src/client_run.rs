@@ -21,6 +21,7 @@
 
 use crate::client_side::ClientRequest;
 use crate::percentile::{median, percentile};
+use crate::validate::err_pct;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -115,6 +116,15 @@ fn inference_perf_stats(m: &Map<String, Value>) -> Option<BTreeMap<String, f64>>
         ("e2el", "request_latency"),
     ] {
         dist_stats(&mut out, metric, lat.get(key), false, 1e3);
+    }
+    if let Some(x) = m
+        .get("successes")
+        .and_then(|s| s.get("throughput"))
+        .and_then(|t| t.get("requests_per_sec"))
+        .and_then(Value::as_f64)
+        .filter(|x| x.is_finite())
+    {
+        out.insert(REQUESTS_PER_S.into(), x);
     }
     Some(out)
 }
@@ -346,6 +356,9 @@ impl ClientRun {
 }
 
 pub const CLIENT_METRICS: [&str; 4] = ["ttft", "tpot", "itl", "e2el"];
+/// Completed requests per second over the run (inference-perf's `requests_per_sec`: successes
+/// / (last end − first send)), where a result has it.
+pub const REQUESTS_PER_S: &str = "requests_per_s";
 pub const CLIENT_STATS: [&str; 4] = ["mean", "median", "p90", "p99"];
 
 /// Client-side samples, ms.
@@ -406,14 +419,14 @@ pub fn client_comparison_json(
             if let (Some(a), Some(b)) = (real.get(&k), sim.get(&k)) {
                 m.insert(format!("{k}_real"), (*a).into());
                 m.insert(format!("{k}_sim"), (*b).into());
-                let e = if *a == 0.0 {
-                    f64::NAN
-                } else {
-                    (b - a) / a * 100.0
-                };
-                m.insert(format!("{k}_err_pct"), e.into());
+                m.insert(format!("{k}_err_pct"), err_pct(*a, *b).into());
             }
         }
+    }
+    if let (Some(a), Some(b)) = (real.get(REQUESTS_PER_S), sim.get(REQUESTS_PER_S)) {
+        m.insert(format!("{REQUESTS_PER_S}_real"), (*a).into());
+        m.insert(format!("{REQUESTS_PER_S}_sim"), (*b).into());
+        m.insert(format!("{REQUESTS_PER_S}_err_pct"), err_pct(*a, *b).into());
     }
     m
 }
@@ -439,6 +452,13 @@ pub fn client_comparison_table(m: &Map<String, Value>) -> String {
                 );
             }
         }
+    }
+    if let (Some(a), Some(b), Some(e)) = (
+        f(format!("{REQUESTS_PER_S}_real")),
+        f(format!("{REQUESTS_PER_S}_sim")),
+        f(format!("{REQUESTS_PER_S}_err_pct")),
+    ) {
+        out += &format!("{:<22}{a:>12.3}{b:>12.3}{e:>+9.2}%\n", "requests/s");
     }
     out
 }
@@ -514,7 +534,8 @@ mod tests {
                 "time_to_first_token": {"mean": 0.03, "median": 0.025, "p90": 0.04, "p99": 0.05},
                 "time_per_output_token": {"mean": 0.004, "median": 0.004, "p90": 0.005, "p99": 0.006},
                 "inter_token_latency": {"mean": 0.004, "median": 0.00003, "p90": 0.007, "p99": 0.0075},
-                "request_latency": {"mean": 0.5, "median": 0.48, "p90": 0.6, "p99": 0.7}}}})
+                "request_latency": {"mean": 0.5, "median": 0.48, "p90": 0.6, "p99": 0.7}},
+            "throughput": {"requests_per_sec": 4.0, "output_tokens_per_sec": 99.0}}})
         else {
             unreachable!()
         };
@@ -525,7 +546,13 @@ mod tests {
         assert!((s["ttft_mean"] - 30.0).abs() < 1e-9);
         assert!((s["itl_p90"] - 7.0).abs() < 1e-9);
         assert!((s["e2el_p99"] - 700.0).abs() < 1e-9);
-        assert_eq!(s.len(), 16);
+        assert_eq!(s[REQUESTS_PER_S], 4.0);
+        assert_eq!(s.len(), 17);
+        let mut sim = s.clone();
+        sim.insert(REQUESTS_PER_S.into(), 5.0);
+        let c = client_comparison_json(&s, &sim);
+        assert_eq!(c["requests_per_s_err_pct"], 25.0);
+        assert!(client_comparison_table(&c).contains("requests/s"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod client_run;
 pub mod client_side;
 pub mod driver;
 pub mod events;
+pub mod inference_perf;
 pub mod metrics;
 pub mod percentile;
 pub mod pyrand;

@@ -259,7 +259,9 @@ fn stat(xs: &[f64], name: &str) -> f64 {
     }
 }
 
-fn err_pct(real: f64, sim: f64) -> f64 {
+/// The error of `sim` against `real`, percent of `real` (NaN for a real 0): the one rule of every
+/// comparison.
+pub fn err_pct(real: f64, sim: f64) -> f64 {
     if real == 0.0 {
         f64::NAN
     } else {
