@@ -7,7 +7,8 @@
 #
 # Usage: tools/check-doc-commands.sh [FILE.md ...]     (default: README.md docs/*.md)
 #   LLM_EMU=path/to/llm-emu   the binary (default: target/debug/llm-emu, built if absent)
-#   DOC_CMD_TIMEOUT=S         the longest one command may run (default 120 s)
+#   DOC_CMD_TIMEOUT=S         the longest one command may run (default 300 s: the slowest, a
+#                             bisecting sweep, takes 50 s of CPU in a debug build)
 #
 # What is run differs from the text in these ways only, each to keep a run short and local:
 # - `cargo run --release -p llm-emu --` is the `llm-emu` binary given (a debug build by default);
@@ -20,6 +21,9 @@
 #   its `listening on` line); `curl` gets `--fail --max-time 30` (an HTTP error fails it);
 # - `llm-emu report ... --png DIR` writes its screenshot into the scratch directory's `png-out`
 #   instead of DIR, so that a check never overwrites the screenshots committed under docs/.
+# A command that only sets a variable (`R=../shared/...`) holds for the rest of its file, as in a
+# reader's shell; each command runs in a shell of its own, so a multi-line here-document cannot
+# be checked (write the file with `printf` instead).
 # Commands that need what a check cannot have here are skipped with the reason: a GPU or vLLM,
 # a network download, minutes or hours of run time (the list is SKIPS below, matched in order).
 # A command with a placeholder in capitals (MODEL, PATH, ...) that is not listed fails: write
@@ -31,7 +35,13 @@ REPO=$(pwd)
 SKIPS=(
     '^cargo test --workspace|the whole test suite (minutes; CI runs it)'
     '^PROPTEST_CASES=1000000|a million fuzz cases per target (hours)'
-    '^tools/fidelity/report.sh|every validation case and plots (minutes)'
+    'tools/fidelity/report.sh|every validation case and plots (minutes)'
+    'fetch-llmservingsim-runs.sh|downloads the public real runs from GitHub (network)'
+    'fetch-operator-data.sh|downloads the public operator tables from GitHub (network)'
+    '/data/ops/|needs the operator tables tools/fetch-operator-data.sh downloads (network)'
+    'tools/fidelity/table.py PROFILE.json|needs the validate outputs of a real run that tools/fidelity/report.sh writes'
+    '--real RUN/vllm|needs a public real run other than the one in the repository (tools/fidelity/fetch-llmservingsim-runs.sh, network)'
+    '^llm-emu simulate --synthetic 20000 |20,000 requests (minutes in a debug build, whose scheduler checks its invariants every step)'
     '/data/ip-runs|needs the inference-sim runs (tools/fidelity/fetch-inference-sim-runs.sh: network) and minutes per load stage'
     'inference-perf-table.py codegen.json|needs the output of the validate run above it'
     '^llm-emu sweep --grid grid.yaml --output-dir out --slo-ttft-ms p99:500|72 points of 10,000 requests each over the grid.yaml shown below it (a minute in a release build)'
@@ -53,7 +63,7 @@ if [ ! -x "$LLM_EMU" ]; then
     cargo build -p llm-emu || exit 1
 fi
 LLM_EMU=$(cd "$(dirname "$LLM_EMU")" && pwd)/$(basename "$LLM_EMU")
-TIMEOUT=${DOC_CMD_TIMEOUT:-120}
+TIMEOUT=${DOC_CMD_TIMEOUT:-300}
 FILES=("$@")
 [ ${#FILES[@]} -gt 0 ] || FILES=(README.md docs/*.md)
 
@@ -112,7 +122,7 @@ skip_reason() {
             return
         fi
     done
-    if [[ "$c" == *../shared/* ]] && [ ! -e "$SCRATCH/shared" ]; then
+    if { [[ "$c" == *../shared/* ]] || [ "$2" = 1 ]; } && [ ! -e "$SCRATCH/shared" ]; then
         echo "needs ../shared (the real-run data), absent here"
     fi
 }
@@ -160,6 +170,8 @@ pass=0 fail=0 skip=0
 FAILED=()
 for f in "${FILES[@]}"; do
     [ -f "$f" ] || continue
+    vars=""          # the file's variable assignments so far, run before each of its commands
+    shared_vars=()   # the names of those that hold a ../shared path
     current_block=""
     block_has_server=0
     while IFS=$'\t' read -r line block cmd; do
@@ -177,13 +189,23 @@ for f in "${FILES[@]}"; do
             needs_server=0
         fi
         where="$f:$line"
-        reason=$(skip_reason "$cmd")
+        uses_shared=0
+        for v in "${shared_vars[@]}"; do
+            [[ "$cmd" == *"\$$v"* || "$cmd" == *"\${$v}"* ]] && uses_shared=1
+        done
+        assignment=0
+        if [[ "$cmd" =~ ^([A-Za-z_][A-Za-z0-9_]*)=[^\ ]*$ ]]; then
+            assignment=1
+            [[ "$cmd" == *../shared/* ]] && shared_vars+=("${BASH_REMATCH[1]}")
+        fi
+        reason=$(skip_reason "$cmd" "$uses_shared")
         if [ -n "$reason" ]; then
             printf 'SKIP  %-22s %s\n      (%s)\n' "$where" "$cmd" "$reason"
             skip=$((skip + 1))
             continue
         fi
         run=$(rewrite "$cmd" "$port")
+        [ "$assignment" = 1 ] && vars="$vars$cmd; "
         if [[ "$run" =~ ^(curl|llm-emu\ bench) ]] && [ "$block_has_server" = 0 ] && [ ${#SERVERS[@]} -eq 0 ]; then
             start_server "llm-emu serve --host 127.0.0.1 --port $port" "$SCRATCH/server-$line" || {
                 printf 'FAIL  %-22s %s\n      (the server this block needs did not start)\n' "$where" "$cmd"
@@ -196,10 +218,10 @@ for f in "${FILES[@]}"; do
             start_server "$run" "$log"
             rc=$?
         else
-            (cd "$WORK" && timeout "$TIMEOUT" bash -c "$run") >"$log.out" 2>"$log.err" </dev/null
+            (cd "$WORK" && timeout "$TIMEOUT" bash -c "$vars$run") >"$log.out" 2>"$log.err" </dev/null
             rc=$?
         fi
-        secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
+        secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
         if [ "$rc" = 0 ]; then
             printf 'PASS  %-22s %s  (%ss)\n' "$where" "$cmd" "$secs"
             pass=$((pass + 1))
