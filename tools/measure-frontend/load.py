@@ -24,6 +24,8 @@ import time
 
 import aiohttp
 
+from sse import sse_events
+
 WORDS = [" apple", " river", " stone", " cloud", " green", " house", " light", " music"]
 
 
@@ -45,24 +47,12 @@ async def one(session, url, model, prompt, max_tokens):
     async with session.post(url + "/v1/completions", json=body) as r:
         if r.status != 200:
             raise SystemExit(f"HTTP {r.status}: {await r.text()}")
-        buf = b""
-        async for data in r.content.iter_any():
-            t = time.perf_counter()
-            buf += data
-            while b"\n\n" in buf:
-                ev, buf = buf.split(b"\n\n", 1)
-                ev = ev.strip()
-                if not ev.startswith(b"data:"):
-                    continue
-                payload = ev[5:].strip()
-                if payload == b"[DONE]":
-                    continue
-                j = json.loads(payload)
-                if j.get("usage"):
-                    rec["tokens"] = j["usage"]["completion_tokens"]
-                ch = j.get("choices") or []
-                if ch and ch[0].get("text"):
-                    rec["chunks"].append(t)
+        async for t, j in sse_events(r):
+            if j.get("usage"):
+                rec["tokens"] = j["usage"]["completion_tokens"]
+            ch = j.get("choices") or []
+            if ch and ch[0].get("text"):
+                rec["chunks"].append(t)
     return rec
 
 

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import aiohttp
 
+from sse import sse_events
+
 HERE = Path(__file__).resolve().parent
 REF = (HERE / "../../../shared/tools/vllm-reference").resolve()
 MODEL = "Qwen/Qwen3-8B"
@@ -89,28 +91,16 @@ async def one(session, url, kind, stream, prompt, max_tokens):
     rec["send"] = time.perf_counter()
     async with session.post(url + path, json=body) as r:
         if stream:
-            buf = b""
-            async for data in r.content.iter_any():
-                t = time.perf_counter()
-                buf += data
-                while b"\n\n" in buf:
-                    ev, buf = buf.split(b"\n\n", 1)
-                    ev = ev.strip()
-                    if not ev.startswith(b"data:"):
-                        continue
-                    payload = ev[5:].strip()
-                    if payload == b"[DONE]":
-                        continue
-                    j = json.loads(payload)
-                    if j.get("usage"):
-                        rec["prompt_tokens"] = j["usage"]["prompt_tokens"]
-                        rec["output_tokens"] = j["usage"]["completion_tokens"]
-                    ch = j.get("choices") or []
-                    if ch:
-                        c = ch[0]
-                        txt = c.get("text") if kind != "chat" else (c.get("delta") or {}).get("content")
-                        if txt:
-                            rec["chunks"].append(t)
+            async for t, j in sse_events(r):
+                if j.get("usage"):
+                    rec["prompt_tokens"] = j["usage"]["prompt_tokens"]
+                    rec["output_tokens"] = j["usage"]["completion_tokens"]
+                ch = j.get("choices") or []
+                if ch:
+                    c = ch[0]
+                    txt = c.get("text") if kind != "chat" else (c.get("delta") or {}).get("content")
+                    if txt:
+                        rec["chunks"].append(t)
         else:
             j = await r.json()
             rec["chunks"].append(time.perf_counter())
