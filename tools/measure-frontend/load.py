@@ -24,19 +24,10 @@ import time
 
 import aiohttp
 
+from quantile import q
 from sse import sse_events
 
 WORDS = [" apple", " river", " stone", " cloud", " green", " house", " light", " music"]
-
-
-def q(xs, p):
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * p / 100
-    f = int(k)
-    c = min(f + 1, len(xs) - 1)
-    return xs[f] + (xs[c] - xs[f]) * (k - f)
 
 
 async def one(session, url, model, prompt, max_tokens):

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import aiohttp
 
+from quantile import q
 from sse import sse_events
 
 HERE = Path(__file__).resolve().parent
@@ -179,16 +180,6 @@ def fit_line(xs, ys):
         return my, 0.0
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
     return my - b * mx, b
-
-
-def q(xs, p):
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * p / 100
-    f = int(k)
-    c = min(f + 1, len(xs) - 1)
-    return xs[f] + (xs[c] - xs[f]) * (k - f)
 
 
 def summary(xs):

@@ -1,0 +1,13 @@
+"""The one percentile rule of the front-end tools (measure.py, load.py)."""
+
+
+def q(xs, p):
+    """The `p`-th percentile (0–100) of `xs`, linearly interpolated between the two nearest
+    ranks (numpy's default); NaN for no values."""
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100
+    f = int(k)
+    c = min(f + 1, len(xs) - 1)
+    return xs[f] + (xs[c] - xs[f]) * (k - f)
