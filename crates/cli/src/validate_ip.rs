@@ -61,19 +61,9 @@ pub const NOT_COMPARED: [(&str, &str); 3] = [
     ),
 ];
 
-fn read_yaml(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    // profile.yaml is written as one line of JSON, which is YAML too.
-    if let Ok(v) = serde_json::from_str::<Value>(&text) {
-        return Ok(v);
-    }
-    yaml::parse(&text).with_context(|| format!("{}: not valid YAML", path.display()))
-}
-
 /// The vLLM server's settings of exp-config.yaml as a run record (GPU: [`RUNS_GPU`]).
 fn exp_record(path: &Path) -> Result<RunRecord> {
-    let v = read_yaml(path)?;
+    let v = yaml::read_file(path)?;
     let Some(m) = v.as_object() else {
         bail!("{}: not a mapping", path.display());
     };
@@ -169,10 +159,10 @@ fn load_run(dir: &Path) -> Result<IpRun> {
         }
     }
     let record = exp_record(&exp)?;
-    let asked = read_yaml(&profile)?;
+    let asked = yaml::read_file(&profile)?;
     let mut notes = Vec::new();
     let spec = if resolved.is_file() {
-        let ran = read_yaml(&resolved)?;
+        let ran = yaml::read_file(&resolved)?;
         InferencePerfRun::from_config(&ran, &resolved.display().to_string(), Some(&asked))?
     } else {
         notes.push(format!(

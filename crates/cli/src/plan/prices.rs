@@ -1,7 +1,7 @@
 //! GPU-hour prices: a built-in table of illustrative list prices, or the user's own
 //! (`--prices FILE`, which replaces the table), looked up by the GPU's canonical name.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use llm_emu_perf::gpu::GpuSpec;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -43,15 +43,7 @@ impl Prices {
     /// A file of `gpu: dollars-per-GPU-hour` (JSON or the sweep's YAML subset); any name
     /// `--gpu` takes. It replaces the built-in table.
     pub fn load(path: &Path) -> Result<Prices> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let doc: Value = if text.trim_start().starts_with('{') {
-            serde_json::from_str(&text)
-                .with_context(|| format!("{}: not valid JSON", path.display()))?
-        } else {
-            crate::sweep::yaml::parse(&text)
-                .with_context(|| format!("{}: not valid YAML", path.display()))?
-        };
+        let doc = crate::sweep::yaml::read_file(path)?;
         let Some(map) = doc.as_object() else {
             bail!(
                 "{}: expected `gpu: price per GPU-hour` lines (an object)",

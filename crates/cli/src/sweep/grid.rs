@@ -87,14 +87,7 @@ pub struct Sweep {
 /// the YAML subset of [`super::yaml`], and checks every flag name and value against
 /// `simulate`'s flags.
 pub fn load(path: &Path, list: bool) -> Result<Sweep> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: Value = if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?
-    } else {
-        super::yaml::parse(&text).with_context(|| format!("{}: not valid YAML", path.display()))?
-    };
+    let doc = super::yaml::read_file(path)?;
     let doc = doc
         .as_object()
         .with_context(|| format!("{}: expected an object at the top", path.display()))?;

@@ -33,6 +33,19 @@ fn err<T>(line: usize, msg: impl Into<String>) -> Result<T, YamlError> {
     })
 }
 
+/// Reads the file at `path` as JSON when its text starts with `{`, else as the YAML subset
+/// above; errors name the file and which of the two it failed as.
+pub fn read_file(path: &std::path::Path) -> anyhow::Result<Value> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+    } else {
+        parse(&text).with_context(|| format!("{}: not valid YAML", path.display()))
+    }
+}
+
 /// Parses `text` (the subset above) into a JSON value.
 pub fn parse(text: &str) -> Result<Value, YamlError> {
     let mut lines = Vec::new();
