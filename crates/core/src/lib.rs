@@ -10,6 +10,7 @@ pub mod engine;
 pub mod engine_core;
 pub mod kv;
 pub mod latency;
+mod prefetch;
 pub mod request;
 pub mod sampler;
 pub mod sched;
@@ -17,7 +18,9 @@ pub mod stats;
 pub mod time;
 
 pub use config::{EngineConfig, SchedulingPolicy};
-pub use engine::{Engine, EngineObserver, NoObserver, RequestError, StepRecord, Wake};
+pub use engine::{
+    Engine, EngineObserver, EngineScratch, NoObserver, RequestError, StepRecord, Wake,
+};
 pub use engine_core::EngineCore;
 pub use request::{FinishReason, NewRequest, Request, SamplingParams};
 pub use sched::Scheduler;

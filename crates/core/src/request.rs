@@ -146,37 +146,45 @@ impl PromptIds {
 }
 
 /// A request inside the engine.
+///
+/// The fields a decode step reads or writes come first and the rest after
+/// [`Request::COLD_FIELDS_START`] (`repr(C)` keeps that order): a step touches every running
+/// request, and in a fleet, whose instances take turns on the CPU, their records are out of
+/// the caches each time, so the fewer cache lines a step needs per request the better.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Request {
-    pub request_id: String,
-    pub priority: i32,
-    pub cache_salt: Option<String>,
-    /// See [`NewRequest::tenant`].
-    pub tenant: Option<Arc<str>>,
-    pub sampling: SamplingParams,
+    // Read or written by every step.
     pub status: RequestStatus,
-    prompt: PromptIds,
-    output: Vec<u32>,
+    /// Set after scheduling: this step computes only part of the known tokens (no sample).
+    pub is_prefill_chunk: bool,
     /// Tokens whose KV is computed or scheduled to be.
     pub num_computed_tokens: usize,
     /// Async scheduling: tokens scheduled for sampling whose value is not known yet.
     pub num_output_placeholders: usize,
-    /// Set after scheduling: this step computes only part of the known tokens (no sample).
-    pub is_prefill_chunk: bool,
-    /// Prompt tokens found in the prefix cache at first admission (`num_cached_tokens`).
-    pub num_cached_tokens: Option<usize>,
-    pub num_preemptions: u32,
     /// Tokens the emulated model has sampled for this request, in flight included. Never reset:
     /// it indexes the synthetic token stream.
     pub num_sampled: usize,
-    pub block_hashes: Vec<BlockHash>,
+    output: Vec<u32>,
+    prompt: PromptIds,
     pub kv: RequestBlocks,
+    pub block_hashes: Vec<BlockHash>,
+    pub sampling: SamplingParams,
     pub times: RequestTimes,
-    pub stop_reason: Option<u32>,
     /// A stable hash of the request id, for samplers that derive tokens from it.
     pub sample_seed: u64,
     /// The submitter's tag, echoed in every output for this request (0 if none was given).
     pub tag: u64,
+    // Read at admission, preemption or finish.
+    pub request_id: String,
+    pub priority: i32,
+    pub num_preemptions: u32,
+    pub cache_salt: Option<String>,
+    /// See [`NewRequest::tenant`].
+    pub tenant: Option<Arc<str>>,
+    /// Prompt tokens found in the prefix cache at first admission (`num_cached_tokens`).
+    pub num_cached_tokens: Option<usize>,
+    pub stop_reason: Option<u32>,
     /// Prompt tokens whose KV arrives from elsewhere (a prefill instance, through vLLM's KV
     /// connector: `get_num_new_matched_tokens`); used once, at admission. 0 for plain
     /// requests.
@@ -187,6 +195,9 @@ pub struct Request {
 }
 
 impl Request {
+    /// Where the fields a decode step does not touch begin, in bytes from the record's start.
+    pub const COLD_FIELDS_START: usize = std::mem::offset_of!(Request, request_id);
+
     pub fn new(new: NewRequest, queued: Nanos, block_size: usize, hash_blocks: bool) -> Request {
         Request::new_hashed(new, queued, block_size, hash_blocks, None)
     }
@@ -323,6 +334,21 @@ impl Request {
         self.output.push(token);
         if hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
             self.hash_completed_block(block_size);
+        }
+    }
+
+    /// Asks the CPU to start loading what appending the next output token touches
+    /// ([`crate::prefetch`]): where the token goes and, when it completes a block to be
+    /// hashed, the block's earlier tokens and where its hash goes.
+    #[inline]
+    pub fn prefetch_next_output(&self, block_size: usize, hash_blocks: bool) {
+        let out = self.output.as_ptr();
+        crate::prefetch::line(out.wrapping_add(self.output.len()));
+        let hashed = self.block_hashes.len();
+        if hash_blocks && self.num_tokens() + 1 >= (hashed + 1) * block_size {
+            let start = (hashed * block_size).saturating_sub(self.prompt.len());
+            crate::prefetch::line(out.wrapping_add(start));
+            crate::prefetch::line(self.block_hashes.as_ptr().wrapping_add(hashed));
         }
     }
 

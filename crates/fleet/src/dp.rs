@@ -10,8 +10,8 @@ use crate::ep::{EpGroup, PricedStep};
 use crate::member::{earliest_wake, Member};
 use llm_emu_core::engine::RequestError;
 use llm_emu_core::{
-    Engine, EngineCore, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput, StepStats,
-    Wake,
+    Engine, EngineCore, EngineScratch, EngineSink, IterationStats, Nanos, NewRequest,
+    RequestOutput, StepStats, Wake,
 };
 use rustc_hash::FxHashMap;
 use thiserror::Error;
@@ -34,6 +34,8 @@ pub struct DataParallel {
     owner: FxHashMap<String, usize>,
     /// MoE lockstep (with or without expert parallelism), when on.
     lockstep: Option<Lockstep>,
+    /// Lent to each rank while it runs ([`EngineScratch`]).
+    scratch: EngineScratch,
 }
 
 /// The state of MoE lockstep: the group's step and its waves.
@@ -89,6 +91,7 @@ impl DataParallel {
             lb: LoadBalancer::new(n, api_servers).without_count_reports(),
             owner: FxHashMap::default(),
             lockstep: None,
+            scratch: EngineScratch::default(),
         }
     }
 
@@ -188,7 +191,7 @@ impl DataParallel {
                 owner: &mut self.owner,
                 out: &mut buf,
             };
-            m.run(now, &mut tap);
+            m.run(now, &mut tap, &mut self.scratch);
         }
         let priced = ls.group.price_step();
         let end = priced.as_ref().map(|p| now + Nanos(p.step_ns));
@@ -406,7 +409,7 @@ impl EngineCore for DataParallel {
                     owner: &mut self.owner,
                     out: sink,
                 };
-                m.run(now, &mut tap);
+                m.run(now, &mut tap, &mut self.scratch);
             }
         }
         earliest_wake(self.ranks.iter())

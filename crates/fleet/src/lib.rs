@@ -25,6 +25,7 @@ pub mod pd;
 pub mod replicas;
 pub mod router;
 pub mod tally;
+mod unprefilled;
 
 pub use cluster::{ClusterError, ClusterSpec, InstanceSpec, Link, PdRole, Topology};
 pub use dp::{AddError, DataParallel, LockstepReport};

@@ -1,6 +1,6 @@
 //! One engine of a fleet and when it must run next.
 
-use llm_emu_core::{Engine, EngineSink, Nanos, Wake};
+use llm_emu_core::{Engine, EngineScratch, EngineSink, Nanos, Wake};
 
 /// An engine with its pending wake-up: a fleet runs a member only when its wake-up is due or
 /// it was given an input since it last ran (running it at other times would be a no-op).
@@ -25,9 +25,19 @@ impl Member {
         self.pending || self.wake.is_some_and(|w| w <= now)
     }
 
-    pub(crate) fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) {
+    /// Runs the engine at `now` with the fleet's shared `scratch` buffers lent to it for the
+    /// call (the fleet runs one member at a time, so one set serves all and stays cached).
+    pub(crate) fn run(
+        &mut self,
+        now: Nanos,
+        sink: &mut dyn EngineSink,
+        scratch: &mut EngineScratch,
+    ) {
         self.pending = false;
-        self.wake = match self.engine.run_with_stats(now, sink) {
+        self.engine.swap_scratch(scratch);
+        let wake = self.engine.run_with_stats(now, sink);
+        self.engine.swap_scratch(scratch);
+        self.wake = match wake {
             Wake::At(t) => Some(t),
             Wake::Idle => None,
         };

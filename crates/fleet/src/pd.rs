@@ -31,8 +31,8 @@ use crate::member::{earliest_wake, Member};
 use crate::router::{InstanceView, RouteRequest, RoutedLoad, Router};
 use llm_emu_core::engine::RequestError;
 use llm_emu_core::{
-    Engine, EngineCore, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput, StepStats,
-    Wake,
+    Engine, EngineCore, EngineScratch, EngineSink, IterationStats, Nanos, NewRequest,
+    RequestOutput, StepStats, Wake,
 };
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
@@ -62,6 +62,8 @@ struct Live {
 pub struct Disaggregated {
     /// Every instance, in cluster order.
     members: Vec<Member>,
+    /// Lent to each instance while it runs ([`EngineScratch`]).
+    scratch: EngineScratch,
     roles: Vec<PdRole>,
     prefill_idx: Vec<usize>,
     decode_idx: Vec<usize>,
@@ -142,6 +144,7 @@ impl Disaggregated {
             }
         }
         Ok(Disaggregated {
+            scratch: EngineScratch::default(),
             rank_in_side,
             members: engines
                 .into_iter()
@@ -658,7 +661,7 @@ impl EngineCore for Disaggregated {
                     direct_owner: &mut self.direct_owner,
                     out: sink,
                 };
-                m.run(now, &mut tap);
+                m.run(now, &mut tap, &mut self.scratch);
             }
         }
         // A transfer that ended at `now` reaches its decode instance now.

@@ -11,11 +11,12 @@
 use crate::dp::{AddError, DataParallel};
 use crate::member::{earliest_wake, Member};
 use crate::router::{InstanceView, RouteRequest, RoutedLoad, Router};
+use crate::unprefilled::Unprefilled;
 use llm_emu_core::engine::RequestError;
 use llm_emu_core::kv::hash::BlockHash;
 use llm_emu_core::{
-    Engine, EngineCore, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput, StepStats,
-    Wake,
+    Engine, EngineCore, EngineScratch, EngineSink, IterationStats, Nanos, NewRequest,
+    RequestOutput, StepStats, Wake,
 };
 use rustc_hash::FxHashMap;
 
@@ -43,11 +44,13 @@ pub struct Replicas {
     router: Box<dyn Router>,
     loads: Vec<RoutedLoad>,
     routed: FxHashMap<(usize, u64), Routed>,
-    /// Per instance, the entries of `routed` not yet prefilled: where there are none, an
-    /// output that does not finish its request changes nothing and is not looked up.
-    unprefilled: Vec<usize>,
+    /// Per instance, the entries of `routed` not yet prefilled: an output that does not finish
+    /// its request and is not one of them changes nothing and is not looked up.
+    unprefilled: Vec<Unprefilled>,
     /// Which instance holds each live request (for aborts).
     owner: FxHashMap<String, usize>,
+    /// Lent to each instance while it runs ([`EngineScratch`]).
+    scratch: EngineScratch,
 }
 
 impl Replicas {
@@ -69,8 +72,9 @@ impl Replicas {
             router,
             loads: vec![RoutedLoad::default(); n],
             routed: FxHashMap::default(),
-            unprefilled: vec![0; n],
+            unprefilled: vec![Unprefilled::default(); n],
             owner: FxHashMap::default(),
+            scratch: EngineScratch::default(),
         }
     }
 
@@ -97,8 +101,9 @@ impl Replicas {
             router,
             loads: vec![RoutedLoad::default(); n],
             routed: FxHashMap::default(),
-            unprefilled: vec![0; n],
+            unprefilled: vec![Unprefilled::default(); n],
             owner: FxHashMap::default(),
+            scratch: EngineScratch::default(),
         }
     }
 
@@ -258,9 +263,11 @@ impl Replicas {
         load.requests += 1;
         load.prefill_tokens += r.prefill_tokens;
         load.active_blocks += r.blocks;
-        self.unprefilled[i] += 1;
+        self.unprefilled[i].insert(tag);
         if let Some(old) = self.routed.insert((i, tag), r) {
-            self.unprefilled[i] -= usize::from(!old.prefilled);
+            if !old.prefilled {
+                self.unprefilled[i].remove(tag);
+            }
         }
         self.owner.insert(id, i);
         Ok(i)
@@ -291,7 +298,7 @@ fn engine_of(units: &[Unit], (u, r): (usize, usize)) -> &Engine {
 struct InstanceTap<'a> {
     loads: &'a mut [RoutedLoad],
     routed: &'a mut FxHashMap<(usize, u64), Routed>,
-    unprefilled: &'a mut [usize],
+    unprefilled: &'a mut [Unprefilled],
     owner: &'a mut FxHashMap<String, usize>,
     out: &'a mut dyn EngineSink,
 }
@@ -310,7 +317,7 @@ impl EngineSink for InstanceTap<'_> {
         };
         let unprefilled = &mut self.unprefilled[instance];
         for o in outputs {
-            if o.finish.is_none() && *unprefilled == 0 {
+            if o.finish.is_none() && !unprefilled.may_hold(o.tag) {
                 continue;
             }
             let key = (instance, o.tag);
@@ -319,7 +326,7 @@ impl EngineSink for InstanceTap<'_> {
             };
             if (o.new_token.is_some() || o.finish.is_some()) && !r.prefilled {
                 r.prefilled = true;
-                *unprefilled -= 1;
+                unprefilled.remove(o.tag);
                 load.prefill_tokens = load.prefill_tokens.saturating_sub(r.prefill_tokens);
             }
             if o.finish.is_some() {
@@ -361,7 +368,7 @@ impl EngineCore for Replicas {
             let w = match unit {
                 Unit::One(m) => {
                     if m.is_due(now) {
-                        m.run(now, &mut tap);
+                        m.run(now, &mut tap, &mut self.scratch);
                     }
                     earliest_wake(std::iter::once(&*m))
                 }

@@ -20,6 +20,12 @@ use crate::request::{FinishReason, Request, RequestStatus};
 use crate::time::Nanos;
 use rustc_hash::FxHashMap;
 
+/// How many requests ahead a loop over a step's requests asks for their records
+/// ([`RequestStore::prefetch`]): far enough for a record to arrive from memory while the
+/// requests before it are processed, near enough that the records stay in the first-level
+/// cache until used.
+const PREFETCH_AHEAD: usize = 4;
+
 /// One request's share of a step.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ScheduledRequest {
@@ -531,7 +537,23 @@ impl Scheduler {
         let hash_blocks = self.cfg.enable_prefix_caching;
         let mut stopped_running: Vec<ReqKey> = Vec::new();
         let mut stopped_preempted: Vec<ReqKey> = Vec::new();
-        for (s, token) in output.scheduled.iter().zip(sampled) {
+        // A step's requests are scattered in memory and, in a fleet, out of the caches since
+        // the other instances ran: start loading each one a few requests ahead.
+        let scheduled = &output.scheduled;
+        for s in scheduled.iter().take(PREFETCH_AHEAD) {
+            self.requests.prefetch(s.key);
+        }
+        for (j, (s, token)) in scheduled.iter().zip(sampled).enumerate() {
+            if let Some(ahead) = scheduled.get(j + PREFETCH_AHEAD) {
+                self.requests.prefetch(ahead.key);
+            }
+            // Half-way, that record has arrived: ask for what its next token touches.
+            if let Some(r) = scheduled
+                .get(j + PREFETCH_AHEAD / 2)
+                .and_then(|s| self.requests.get(s.key))
+            {
+                r.prefetch_next_output(block_size, hash_blocks);
+            }
             let Some(req) = self.requests.get_mut(s.key) else {
                 continue;
             };

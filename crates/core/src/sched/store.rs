@@ -13,9 +13,21 @@ pub struct ReqKey {
     generation: u32,
 }
 
+/// A request's place: its generation first, so that the check of a key and the request's hot
+/// fields ([`Request::COLD_FIELDS_START`]) share the leading cache lines.
+#[derive(Debug)]
+#[repr(C)]
+struct Slot {
+    generation: u32,
+    req: Option<Request>,
+}
+
+/// Bytes from a slot's start through its request's hot fields.
+const SLOT_HOT_BYTES: usize = std::mem::offset_of!(Slot, req) + Request::COLD_FIELDS_START;
+
 #[derive(Debug, Default)]
 pub struct RequestStore {
-    slots: Vec<(u32, Option<Request>)>,
+    slots: Vec<Slot>,
     free: Vec<u32>,
     len: usize,
 }
@@ -25,14 +37,17 @@ impl RequestStore {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            slot.0 = slot.0.wrapping_add(1);
-            slot.1 = Some(req);
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.req = Some(req);
             ReqKey {
                 index,
-                generation: slot.0,
+                generation: slot.generation,
             }
         } else {
-            self.slots.push((0, Some(req)));
+            self.slots.push(Slot {
+                generation: 0,
+                req: Some(req),
+            });
             ReqKey {
                 index: (self.slots.len() - 1) as u32,
                 generation: 0,
@@ -42,14 +57,20 @@ impl RequestStore {
 
     pub fn get(&self, key: ReqKey) -> Option<&Request> {
         match self.slots.get(key.index as usize) {
-            Some((g, Some(r))) if *g == key.generation => Some(r),
+            Some(Slot {
+                generation,
+                req: Some(r),
+            }) if *generation == key.generation => Some(r),
             _ => None,
         }
     }
 
     pub fn get_mut(&mut self, key: ReqKey) -> Option<&mut Request> {
         match self.slots.get_mut(key.index as usize) {
-            Some((g, Some(r))) if *g == key.generation => Some(r),
+            Some(Slot {
+                generation,
+                req: Some(r),
+            }) if *generation == key.generation => Some(r),
             _ => None,
         }
     }
@@ -65,12 +86,12 @@ impl RequestStore {
 
     pub fn remove(&mut self, key: ReqKey) -> Option<Request> {
         let slot = self.slots.get_mut(key.index as usize)?;
-        if slot.0 != key.generation || slot.1.is_none() {
+        if slot.generation != key.generation || slot.req.is_none() {
             return None;
         }
         self.free.push(key.index);
         self.len -= 1;
-        slot.1.take()
+        slot.req.take()
     }
 
     pub fn len(&self) -> usize {
@@ -79,5 +100,16 @@ impl RequestStore {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl RequestStore {
+    /// Asks the CPU to start loading the hot part of the record behind `key`
+    /// ([`crate::prefetch`]); a stale or unknown key costs nothing.
+    #[inline]
+    pub fn prefetch(&self, key: ReqKey) {
+        if let Some(slot) = self.slots.get(key.index as usize) {
+            crate::prefetch::prefix(std::ptr::from_ref(slot), SLOT_HOT_BYTES);
+        }
     }
 }
