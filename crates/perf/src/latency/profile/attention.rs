@@ -5,6 +5,7 @@ use super::tables::{axis_bracket, interp, Csv};
 use super::ProfileError;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One `(pc, nd)` slice: sorted kv_prefill values, and per kv_prefill a kv_decode row.
 #[derive(Clone, Debug)]
@@ -34,11 +35,12 @@ impl Slice {
 pub struct AttentionTable {
     pc_vals: Vec<f64>,
     nd_vals: Vec<f64>,
-    slices: Vec<Slice>,
+    /// Shared by the table's clones, like [`super::tables::Table1D`]'s values.
+    slices: Arc<[Slice]>,
     /// `corner[pc_idx * nd_vals.len() + nd_idx]`: the slice for that grid corner, or for a
     /// corner never profiled the nearest profiled `(pc, nd)` pair (squared distance in raw
     /// units, ties to the lowest `(pc, nd)`).
-    corner: Vec<usize>,
+    corner: Arc<[usize]>,
 }
 
 impl AttentionTable {
@@ -142,8 +144,8 @@ impl AttentionTable {
         AttentionTable {
             pc_vals: pcs.iter().map(|&x| x as f64).collect(),
             nd_vals: nds.iter().map(|&x| x as f64).collect(),
-            slices,
-            corner,
+            slices: slices.into(),
+            corner: corner.into(),
         }
     }
 

@@ -5,6 +5,7 @@ use super::tables::Csv;
 use super::ProfileError;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `meta.yaml` flattened to dotted keys (`skew_fit.per_tp.1.alpha_default`) → (line, scalar
 /// text). Block lists (`- item`) are skipped; flow lists stay as their `[...]` text.
@@ -205,7 +206,8 @@ pub struct SkewFit {
     alpha_default: f64,
     /// n, skew-rate, kv_max, kp axes.
     axes: [Axis; 4],
-    buckets: HashMap<Key, f64>,
+    /// Shared by the fit's clones, like [`super::tables::Table1D`]'s values.
+    buckets: Arc<HashMap<Key, f64>>,
 }
 
 impl SkewFit {
@@ -215,7 +217,7 @@ impl SkewFit {
             enabled: false,
             alpha_default: 0.0,
             axes: default_axes(),
-            buckets: HashMap::new(),
+            buckets: Default::default(),
         }
     }
 
@@ -233,7 +235,7 @@ impl SkewFit {
                 enabled: true,
                 alpha_default: meta.number("skew_fit.alpha_default")?.unwrap_or(0.0),
                 axes: default_axes(),
-                buckets: HashMap::new(),
+                buckets: Default::default(),
             });
         }
         let alpha_default = meta
@@ -300,7 +302,7 @@ impl SkewFit {
             enabled: true,
             alpha_default,
             axes,
-            buckets,
+            buckets: Arc::new(buckets),
         })
     }
 

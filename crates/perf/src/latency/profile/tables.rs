@@ -2,6 +2,7 @@
 
 use super::ProfileError;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One data row of a CSV: its 1-based line number and its fields.
 pub(crate) struct CsvRow {
@@ -183,11 +184,13 @@ pub fn interp(keys: &[f64], vals: &[f64], q: f64) -> f64 {
     }
 }
 
-/// A 1-D table: sorted keys (duplicates resolved last-wins) and their values (ns).
+/// A 1-D table: sorted keys (duplicates resolved last-wins) and their values (ns). Read-only
+/// once built and shared by its clones (the instances of a fleet built from one profile look
+/// up the same memory, which then stays in the CPU's caches).
 #[derive(Clone, Debug, Default)]
 pub struct Table1D {
-    pub keys: Vec<f64>,
-    pub vals: Vec<f64>,
+    pub keys: Arc<[f64]>,
+    pub vals: Arc<[f64]>,
 }
 
 impl Table1D {
@@ -290,7 +293,7 @@ mod tests {
     #[test]
     fn one_d_lookup() {
         let t = Table1D::from_pairs(vec![(4, 40.0), (1, 10.0), (2, 30.0), (2, 20.0)]);
-        assert_eq!(t.keys, vec![1.0, 2.0, 4.0]);
+        assert_eq!(t.keys[..], [1.0, 2.0, 4.0]);
         assert_eq!(t.lookup_ns(2), 20.0); // exact, last duplicate wins
         assert_eq!(t.lookup_ns(3), 30.0); // between
         assert_eq!(t.lookup_ns(0), 10.0); // below: first value
