@@ -86,9 +86,9 @@ pub(crate) fn prepare_fleet(
 /// The engines `simulate` runs: one, data-parallel ranks, or replicas behind a router.
 pub(crate) enum Fleet {
     One(Box<Engine>),
-    /// Boxed, as the P/D fleet: the variants' sizes differ by hundreds of bytes.
+    /// Boxed, as every fleet: the variants' sizes differ by hundreds of bytes.
     Dp(Box<DataParallel>),
-    Replicas(Replicas),
+    Replicas(Box<Replicas>),
     /// Boxed: the fleet with the most state by far.
     Pd(Box<Disaggregated>),
 }
@@ -182,7 +182,10 @@ impl Fleet {
                 first += size;
             }
             return Ok((
-                Fleet::Replicas(Replicas::of_groups(groups, router_by_name(router)?)),
+                Fleet::Replicas(Box::new(Replicas::of_groups(
+                    groups,
+                    router_by_name(router)?,
+                ))),
                 desc,
             ));
         }
@@ -199,7 +202,7 @@ impl Fleet {
                     first += size;
                 }
                 return Ok((
-                    Fleet::Replicas(Replicas::of_groups(dps, router_by_name(router)?)),
+                    Fleet::Replicas(Box::new(Replicas::of_groups(dps, router_by_name(router)?))),
                     desc,
                 ));
             }
@@ -246,12 +249,12 @@ impl Fleet {
                 DataParallel::new(engines, *api_servers).with_count_reports(moe),
             )),
             FleetPlan::Replicas { router, .. } => {
-                Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
+                Fleet::Replicas(Box::new(Replicas::new(engines, router_by_name(router)?)))
             }
             FleetPlan::Cluster { spec, router } => match &spec.topology {
                 Topology::Single => Fleet::One(Box::new(engines.pop().context("one engine")?)),
                 Topology::Replicas => {
-                    Fleet::Replicas(Replicas::new(engines, router_by_name(router)?))
+                    Fleet::Replicas(Box::new(Replicas::new(engines, router_by_name(router)?)))
                 }
                 Topology::DataParallelGroups { .. } => unreachable!("built above"),
                 Topology::DataParallel { .. } => {
@@ -318,7 +321,7 @@ impl Fleet {
         match self {
             Fleet::One(e) => e.as_mut(),
             Fleet::Dp(d) => d.as_mut(),
-            Fleet::Replicas(r) => r,
+            Fleet::Replicas(r) => r.as_mut(),
             Fleet::Pd(p) => p.as_mut(),
         }
     }
@@ -327,7 +330,7 @@ impl Fleet {
         match self {
             Fleet::One(e) => e.as_ref(),
             Fleet::Dp(d) => d.as_ref(),
-            Fleet::Replicas(r) => r,
+            Fleet::Replicas(r) => r.as_ref(),
             Fleet::Pd(p) => p.as_ref(),
         }
     }
@@ -454,7 +457,7 @@ impl Fleet {
         match self {
             Fleet::One(e) => e.as_mut(),
             Fleet::Dp(d) => d.as_mut(),
-            Fleet::Replicas(r) => r,
+            Fleet::Replicas(r) => r.as_mut(),
             Fleet::Pd(p) => p.as_mut(),
         }
     }
