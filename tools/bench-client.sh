@@ -62,9 +62,8 @@ print(f"duration={r['duration']:.2f} s  received={toks} tokens  {toks / r['durat
 print(f"client CPU {cpu:.2f} s (user {user}, sys {sys_}) = {cpu / toks * 1e6:.2f} us/token, max RSS {int(rss_kb) / 1024:.0f} MiB; server CPU {float(server_cpu):.2f} s")
 # Latency statistics from the per-request arrays (present with or without a tokenizer).
 import statistics
-def pct(xs, q):
-    xs = sorted(xs); k = (len(xs) - 1) * q / 100; f = int(k); c = min(f + 1, len(xs) - 1)
-    return xs[f] + (xs[c] - xs[f]) * (k - f)
+sys.path.insert(0, "tools")  # run from the repository root: tools/quantile.py
+from quantile import q as pct
 itls = [g * 1e3 for row in r["itls"] for g in row]
 ttfts = [t * 1e3 for t, e in zip(r["ttfts"], r["errors"]) if not e]
 tpots = [(sum(row)) * 1e3 / len(row) for row in r["itls"] if row]

@@ -20,11 +20,14 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 
-from quantile import q
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/: quantile.py
+from quantile import q  # noqa: E402
 from sse import sse_events
 
 WORDS = [" apple", " river", " stone", " cloud", " green", " house", " light", " music"]

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import aiohttp
 
-from quantile import q
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/: quantile.py
+from quantile import q  # noqa: E402
 from sse import sse_events
 
 HERE = Path(__file__).resolve().parent

@@ -15,16 +15,11 @@
 import argparse
 import json
 import statistics
+import sys
+from pathlib import Path
 
-
-def pct(xs, q):
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * q / 100
-    f = int(k)
-    c = min(f + 1, len(xs) - 1)
-    return xs[f] + (xs[c] - xs[f]) * (k - f)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/: quantile.py
+from quantile import q as pct  # noqa: E402
 
 
 def load(path):

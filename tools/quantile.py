@@ -1,4 +1,5 @@
-"""The one percentile rule of the front-end tools (measure.py, load.py)."""
+"""The one percentile rule of the Python tools (measure-frontend/, vllm-reference-compare/,
+bench-client.sh): numpy's default, as vLLM's benchmark summary computes it."""
 
 
 def q(xs, p):
