@@ -212,47 +212,39 @@ impl InferencePerfRun {
             }
         }
 
-        let api_type = get(config, &["api", "type"])
-            .cloned()
-            .unwrap_or(Value::from("completion"));
-        if api_type.as_str() != Some("completion") {
-            return Err(not_modelled(
-                "api.type",
-                &api_type,
-                "inference-perf's shared_prefix data is sent to /v1/completions",
-            ));
-        }
-        let streaming = get(config, &["api", "streaming"])
-            .cloned()
-            .unwrap_or(Value::Bool(false));
-        if streaming.as_bool() != Some(true) {
-            return Err(not_modelled(
-                "api.streaming",
-                &streaming,
-                "without streaming inference-perf records no token times (TTFT, ITL, TPOT)",
-            ));
-        }
-        let eos = get(config, &["server", "ignore_eos"])
-            .cloned()
-            .unwrap_or(Value::Bool(false));
-        if eos.as_bool() != Some(true) {
-            return Err(not_modelled(
-                "server.ignore_eos",
-                &eos,
-                "outputs would stop at the model's end-of-sequence token, which synthetic prompts cannot predict",
-            ));
-        }
-
-        let load_type = get(config, &["load", "type"])
-            .cloned()
-            .unwrap_or(Value::from("constant"));
-        if load_type.as_str() != Some("constant") {
-            return Err(not_modelled(
-                "load.type",
-                &load_type,
-                "only the `constant` load timer is regenerated",
-            ));
-        }
+        // Settings that must hold the one value modelled (`default` when absent).
+        let require = |path: &[&str], default: Value, wanted: Value, why: &str| {
+            let value = get(config, path).cloned().unwrap_or(default);
+            if value == wanted {
+                Ok(())
+            } else {
+                Err(not_modelled(&path.join("."), &value, why))
+            }
+        };
+        require(
+            &["api", "type"],
+            Value::from("completion"),
+            Value::from("completion"),
+            "inference-perf's shared_prefix data is sent to /v1/completions",
+        )?;
+        require(
+            &["api", "streaming"],
+            Value::Bool(false),
+            Value::Bool(true),
+            "without streaming inference-perf records no token times (TTFT, ITL, TPOT)",
+        )?;
+        require(
+            &["server", "ignore_eos"],
+            Value::Bool(false),
+            Value::Bool(true),
+            "outputs would stop at the model's end-of-sequence token, which synthetic prompts cannot predict",
+        )?;
+        require(
+            &["load", "type"],
+            Value::from("constant"),
+            Value::from("constant"),
+            "only the `constant` load timer is regenerated",
+        )?;
         for key in ["sweep", "trace", "request_timeout"] {
             if let Some(v) = get(config, &["load", key]) {
                 return Err(not_modelled(
@@ -665,6 +657,15 @@ mod tests {
         assert!(e.contains("load.type"), "{e}");
         let e = err(&|c| c["server"]["ignore_eos"] = json!(false));
         assert!(e.contains("ignore_eos"), "{e}");
+        let e = err(&|c| c["api"]["streaming"] = json!(false));
+        assert!(e.contains("api.streaming") && e.contains("false"), "{e}");
+        let e = err(&|c| c["api"]["type"] = json!("chat"));
+        assert!(e.contains("api.type") && e.contains("chat"), "{e}");
+        let e = err(&|c| c["api"]["streaming"] = Value::Null);
+        assert!(
+            e.contains("api.streaming"),
+            "absent means not streamed: {e}"
+        );
         let e = err(&|c| c["load"]["stages"] = json!([{"rate": 0.1, "duration": 5}]));
         assert!(e.contains("under one request"), "{e}");
         let e = err(&|c| c["load"]["num_workers"] = json!(0));
