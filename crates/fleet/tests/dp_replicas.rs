@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{engine, item, tokens};
+use common::{engine, item, run, tokens};
 use llm_emu_core::latency::{LatencyModel, LinearLatency};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, EngineCore, Nanos};
@@ -12,7 +12,7 @@ use llm_emu_fleet::{
     router_by_name, AllToAll, DataParallel, EpGroup, Link, Replicas, ROUTER_NAMES,
 };
 use llm_emu_sim::synthetic::SyntheticWorkload;
-use llm_emu_sim::{RequestRecord, SimResult, Sinks, WorkloadItem};
+use llm_emu_sim::{RequestRecord, SimResult, Sinks};
 
 fn simulate(e: &mut dyn EngineCore) -> (SimResult, Vec<RequestRecord>) {
     let mut sinks = Sinks {
@@ -22,17 +22,6 @@ fn simulate(e: &mut dyn EngineCore) -> (SimResult, Vec<RequestRecord>) {
     let w = SyntheticWorkload::new(300, 80.0, 7).map(Ok);
     let res = llm_emu_sim::run(e, w, &mut sinks, &mut |_| {}).expect("runs");
     (res, sinks.records.take().expect("kept"))
-}
-
-fn run(e: &mut dyn EngineCore, w: Vec<WorkloadItem>) -> Vec<RequestRecord> {
-    let mut sinks = Sinks {
-        records: Some(Vec::new()),
-        ..Default::default()
-    };
-    llm_emu_sim::run(e, w.into_iter().map(Ok), &mut sinks, &mut |_| {}).expect("runs");
-    let mut r = sinks.records.take().expect("kept");
-    r.sort_by(|a, b| a.request_id.cmp(&b.request_id));
-    r
 }
 
 /// `groups` groups of `ranks` independent ranks, engines numbered across the fleet.

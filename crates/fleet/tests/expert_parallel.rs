@@ -3,12 +3,12 @@
 
 mod common;
 
-use common::{item, tokens};
+use common::{item, ns, run, tokens};
 use llm_emu_core::latency::{LatencyModel, StepBatch};
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, Nanos};
 use llm_emu_fleet::{AllToAll, DataParallel, EpGroup, Link, PricedStep};
-use llm_emu_sim::{RequestRecord, Sinks, WorkloadItem};
+use llm_emu_sim::RequestRecord;
 
 /// 1 ms + 1 µs per padded token: a model that prices the padding.
 struct Padded;
@@ -57,21 +57,6 @@ fn group_with(n: usize, set: impl Fn(&mut EngineConfig)) -> DataParallel {
         })
         .collect();
     DataParallel::expert_parallel(engines, 1, g)
-}
-
-fn run(dp: &mut DataParallel, w: Vec<WorkloadItem>) -> Vec<RequestRecord> {
-    let mut sinks = Sinks {
-        records: Some(Vec::new()),
-        ..Default::default()
-    };
-    llm_emu_sim::run(dp, w.into_iter().map(Ok), &mut sinks, &mut |_| {}).expect("runs");
-    let mut r = sinks.records.take().expect("kept");
-    r.sort_by(|a, b| a.request_id.cmp(&b.request_id));
-    r
-}
-
-fn ns(s: Option<f64>) -> u64 {
-    (s.expect("set") * 1e9).round() as u64
 }
 
 #[test]

@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::{item, tokens};
+use common::{item, ns, run, tokens};
 use llm_emu_core::latency::LatencyModel;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, Nanos};
 use llm_emu_fleet::{AllToAll, DataParallel, EpGroup, ExpertLayout, Link};
-use llm_emu_sim::{RequestRecord, Sinks, WorkloadItem};
 
 /// The MoE operator profile of `llm-emu-perf`'s tests (`tests/data/moe-profile`): 4 MoE
 /// layers, 8 experts, top-2, hidden 64, bf16, TP 1; each expert's width split over the `dp`
@@ -58,21 +57,6 @@ fn group(n: usize) -> DataParallel {
         })
         .collect();
     DataParallel::expert_parallel(engines, 1, g)
-}
-
-fn run(dp: &mut DataParallel, w: Vec<WorkloadItem>) -> Vec<RequestRecord> {
-    let mut sinks = Sinks {
-        records: Some(Vec::new()),
-        ..Default::default()
-    };
-    llm_emu_sim::run(dp, w.into_iter().map(Ok), &mut sinks, &mut |_| {}).expect("runs");
-    let mut r = sinks.records.take().expect("kept");
-    r.sort_by(|a, b| a.request_id.cmp(&b.request_id));
-    r
-}
-
-fn ns(s: Option<f64>) -> u64 {
-    (s.expect("set") * 1e9).round() as u64
 }
 
 /// Profile rows used below (tests/data/moe-profile): per layer the 1-token rows (layernorm

@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{item, tokens};
+use common::{item, ns, tokens};
 use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, Nanos};
 use llm_emu_fleet::{router_by_name, Disaggregated, Link, PdRole};
-use llm_emu_sim::{RequestRecord, Sinks, WorkloadItem};
+use llm_emu_sim::{RequestRecord, WorkloadItem};
 
 /// 1 ms + 1 µs per token, synchronous scheduling, 16-token blocks.
 fn engine() -> Engine {
@@ -57,20 +57,11 @@ fn fleet_on(dp: bool, link: Link) -> Disaggregated {
     }
 }
 
+/// [`common::run`], checking that no request failed.
 fn run(f: &mut Disaggregated, w: Vec<WorkloadItem>) -> Vec<RequestRecord> {
-    let mut sinks = Sinks {
-        records: Some(Vec::new()),
-        ..Default::default()
-    };
-    let res = llm_emu_sim::run(f, w.into_iter().map(Ok), &mut sinks, &mut |_| {}).expect("runs");
-    assert_eq!(res.failed, 0);
-    let mut r = sinks.records.take().expect("kept");
-    r.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    let (r, failed) = common::run_counting_failed(f, w);
+    assert_eq!(failed, 0);
     r
-}
-
-fn ns(s: Option<f64>) -> u64 {
-    (s.expect("set") * 1e9).round() as u64
 }
 
 /// `a` (1000 tokens out) and `b` (2 out) arrive together, `c` at 500 ms.

@@ -3,8 +3,8 @@
 
 use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::{Engine, EngineConfig, Nanos, NewRequest, SamplingParams};
-use llm_emu_sim::WorkloadItem;
+use llm_emu_core::{Engine, EngineConfig, EngineCore, Nanos, NewRequest, SamplingParams};
+use llm_emu_sim::{RequestRecord, Sinks, WorkloadItem};
 use std::sync::Arc;
 
 /// A small engine: `blocks` KV blocks of 16 tokens, step = 1 ms + `per_token_us` per token.
@@ -70,4 +70,30 @@ pub fn multi_turn(sessions: u32, turns: usize) -> Vec<WorkloadItem> {
         }
     }
     items
+}
+
+/// Runs `w` through `e` in virtual time: the per-request records, sorted by id, and how many
+/// requests failed.
+pub fn run_counting_failed(
+    e: &mut dyn EngineCore,
+    w: Vec<WorkloadItem>,
+) -> (Vec<RequestRecord>, usize) {
+    let mut sinks = Sinks {
+        records: Some(Vec::new()),
+        ..Default::default()
+    };
+    let res = llm_emu_sim::run(e, w.into_iter().map(Ok), &mut sinks, &mut |_| {}).expect("runs");
+    let mut r = sinks.records.take().expect("kept");
+    r.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    (r, res.failed)
+}
+
+/// [`run_counting_failed`]'s records.
+pub fn run(e: &mut dyn EngineCore, w: Vec<WorkloadItem>) -> Vec<RequestRecord> {
+    run_counting_failed(e, w).0
+}
+
+/// A record's time in seconds as whole ns (panics if unset).
+pub fn ns(s: Option<f64>) -> u64 {
+    (s.expect("set") * 1e9).round() as u64
 }
