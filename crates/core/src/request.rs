@@ -175,11 +175,12 @@ pub struct Request {
     pub sample_seed: u64,
     /// The submitter's tag, echoed in every output for this request (0 if none was given).
     pub tag: u64,
+    /// Read with the tokens of every block the outputs complete (into its hash).
+    pub cache_salt: Option<String>,
     // Read at admission, preemption or finish.
     pub request_id: String,
     pub priority: i32,
     pub num_preemptions: u32,
-    pub cache_salt: Option<String>,
     /// See [`NewRequest::tenant`].
     pub tenant: Option<Arc<str>>,
     /// Prompt tokens found in the prefix cache at first admission (`num_cached_tokens`).
@@ -266,6 +267,38 @@ impl Request {
             }
         }
         r
+    }
+
+    /// A request that stands in an empty place of the request store (see its `Slot`): it holds
+    /// no storage (empty vectors and strings allocate nothing) and is never scheduled.
+    pub(crate) fn vacant() -> Request {
+        Request {
+            status: RequestStatus::Waiting,
+            is_prefill_chunk: false,
+            num_computed_tokens: 0,
+            num_output_placeholders: 0,
+            num_sampled: 0,
+            output: Vec::new(),
+            prompt: PromptIds::Tail {
+                len: 0,
+                tail: Box::default(),
+            },
+            kv: RequestBlocks::default(),
+            block_hashes: Vec::new(),
+            sampling: SamplingParams::default(),
+            times: RequestTimes::default(),
+            sample_seed: 0,
+            tag: 0,
+            request_id: String::new(),
+            priority: 0,
+            num_preemptions: 0,
+            cache_salt: None,
+            tenant: None,
+            num_cached_tokens: None,
+            stop_reason: None,
+            num_external_computed_tokens: 0,
+            lora_id: None,
+        }
     }
 
     /// Drops the prompt's token ids but for the tokens after its last full block, so that a

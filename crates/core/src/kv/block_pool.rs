@@ -113,7 +113,8 @@ impl BlockPool {
             enable_caching,
             meta,
             num_free: num_gpu_blocks,
-            cached: CacheIndex::default(),
+            // At most every usable block is cached at once.
+            cached: CacheIndex::with_max_blocks(if enable_caching { n } else { 0 }),
             events: None,
         };
         let null = pool.pop_front();
@@ -185,6 +186,15 @@ impl BlockPool {
         self.num_free += 1;
     }
 
+    /// Asks the CPU for the cache line where [`BlockPool::get_cached_block`] of `hash` starts
+    /// ([`crate::prefetch`]), so that lookups in several pools (a router's) overlap.
+    #[inline]
+    pub fn prefetch_cached_block(&self, hash: BlockHash) {
+        if self.enable_caching {
+            self.cached.prefetch(hash);
+        }
+    }
+
     /// The cached block for `hash`, if any (`get_cached_block`).
     pub fn get_cached_block(&self, hash: BlockHash) -> Option<BlockId> {
         self.cached.get(hash, hash_of(&self.meta))
@@ -200,6 +210,7 @@ impl BlockPool {
         for _ in 0..n {
             let b = self.pop_front();
             if self.enable_caching {
+                self.prefetch_next_evictions();
                 self.maybe_evict_cached_block(b);
             }
             debug_assert_eq!(self.meta[b as usize].ref_cnt, 0);
@@ -207,6 +218,30 @@ impl BlockPool {
             out.push(b);
         }
         self.debug_check();
+    }
+
+    /// Asks the CPU ahead for what the next two blocks handed out will touch
+    /// ([`crate::prefetch`]): the index line where the eviction of the head's hash will probe,
+    /// and the record of the block after it. A step hands out blocks one or two at a time,
+    /// between other requests' work, so by the next call these have arrived; the head's own
+    /// record was asked for by the call before (and just written by the unlink). The queue may
+    /// change in between (frees, prefix hits); a stale hint only costs a load.
+    #[inline]
+    fn prefetch_next_evictions(&self) {
+        let head = self.meta[self.num_gpu_blocks as usize].next;
+        let Some(m) = self
+            .meta
+            .get(head as usize)
+            .filter(|_| head < self.num_gpu_blocks)
+        else {
+            return;
+        };
+        if let Some(h) = m.hash() {
+            self.cached.prefetch(h);
+        }
+        if m.next < self.num_gpu_blocks {
+            crate::prefetch::line(&self.meta[m.next as usize]);
+        }
     }
 
     fn maybe_evict_cached_block(&mut self, b: BlockId) {
@@ -429,6 +464,7 @@ impl BlockPool {
                 in_map += 1;
             }
         }
+        self.cached.check_table(lenient)?;
         if self.cached.num_orphan_duplicates(lenient) != 0 {
             return Err("duplicate blocks listed under a hash with no first block".into());
         }

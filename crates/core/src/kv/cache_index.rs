@@ -7,35 +7,40 @@
 //! table a lookup, an insert and an eviction touch stays a few hundred KiB for tens of
 //! thousands of cached blocks, instead of megabytes for a map holding hashes and block lists:
 //! allocating a block evicts a random entry and caching one inserts another, and each cache
-//! miss on a large map cost about as much as the rest of a step's per-token work.
+//! miss on a large map cost about as much as the rest of a step's per-token work. The table
+//! itself is [`HashSlots`]: one cache line per probe, and a probe's line known ahead.
 
 use super::block_pool::BlockId;
 use super::hash::BlockHash;
-use hashbrown::HashTable;
+use super::hash_slots::HashSlots;
 use rustc_hash::FxHashMap;
 
-/// The table's hash of a block hash: the block hash is already uniform (XXH3), so folding its
-/// halves suffices; the multiply spreads small hand-made hashes (tests) over the table's bits.
-fn slot_hash(h: BlockHash) -> u64 {
-    ((h.0 as u64) ^ ((h.0 >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct CacheIndex {
     /// The earliest cached block of each hash.
-    first: HashTable<BlockId>,
+    first: HashSlots,
     /// Blocks cached after another block of the same hash, in insertion order.
     later: FxHashMap<BlockHash, Vec<BlockId>>,
 }
 
 impl CacheIndex {
+    /// An index for a pool that can cache at most `max_blocks` blocks at once.
+    pub(super) fn with_max_blocks(max_blocks: usize) -> CacheIndex {
+        CacheIndex {
+            first: HashSlots::with_max_len(max_blocks),
+            later: FxHashMap::default(),
+        }
+    }
+
     /// The earliest cached block of `h`; `hash_of` gives each block's hash.
     pub(super) fn get(
         &self,
         h: BlockHash,
         hash_of: impl Fn(BlockId) -> BlockHash,
     ) -> Option<BlockId> {
-        self.first.find(slot_hash(h), |&b| hash_of(b) == h).copied()
+        self.first
+            .find(h, |b| hash_of(b) == h)
+            .map(|p| self.first.block(p))
     }
 
     /// Adds block `b` (whose hash is `h`) after any block already cached under `h`.
@@ -45,12 +50,9 @@ impl CacheIndex {
         b: BlockId,
         hash_of: impl Fn(BlockId) -> BlockHash,
     ) {
-        let hasher = |&x: &BlockId| slot_hash(hash_of(x));
-        match self.first.find(slot_hash(h), |&x| hash_of(x) == h) {
+        match self.first.find(h, |x| hash_of(x) == h) {
             Some(_) => self.later.entry(h).or_default().push(b),
-            None => {
-                self.first.insert_unique(slot_hash(h), b, hasher);
-            }
+            None => self.first.insert_unique(h, b),
         }
     }
 
@@ -62,10 +64,10 @@ impl CacheIndex {
         b: BlockId,
         hash_of: impl Fn(BlockId) -> BlockHash,
     ) -> bool {
-        let Ok(entry) = self.first.find_entry(slot_hash(h), |&x| hash_of(x) == h) else {
+        let Some(p) = self.first.find(h, |x| hash_of(x) == h) else {
             return false;
         };
-        if *entry.get() == b {
+        if self.first.block(p) == b {
             match self.later.get_mut(&h) {
                 Some(rest) => {
                     let next = rest.remove(0);
@@ -74,11 +76,9 @@ impl CacheIndex {
                     }
                     // The entry is found by the hash, not by the block, so replacing the
                     // block in place keeps it findable.
-                    *entry.into_mut() = next;
+                    self.first.replace(p, next);
                 }
-                None => {
-                    entry.remove();
-                }
+                None => self.first.remove(p),
             }
             return true;
         }
@@ -95,6 +95,12 @@ impl CacheIndex {
         true
     }
 
+    /// Asks the CPU for the line where a lookup of `h` starts (see [`HashSlots::prefetch`]).
+    #[inline]
+    pub(super) fn prefetch(&self, h: BlockHash) {
+        self.first.prefetch(h);
+    }
+
     pub(super) fn clear(&mut self) {
         self.first.clear();
         self.later.clear();
@@ -106,7 +112,7 @@ impl CacheIndex {
         hash_of: impl Fn(BlockId) -> BlockHash,
     ) -> impl Iterator<Item = (BlockHash, Vec<BlockId>)> + '_ {
         let firsts: Vec<(BlockHash, BlockId)> =
-            self.first.iter().map(|&b| (hash_of(b), b)).collect();
+            self.first.blocks().map(|b| (hash_of(b), b)).collect();
         firsts.into_iter().map(move |(h, b)| {
             let mut list = vec![b];
             if let Some(rest) = self.later.get(&h) {
@@ -114,6 +120,11 @@ impl CacheIndex {
             }
             (h, list)
         })
+    }
+
+    /// The table's own invariants (for invariant checks), see [`HashSlots::check`].
+    pub(super) fn check_table(&self, hash_of: impl Fn(BlockId) -> BlockHash) -> Result<(), String> {
+        self.first.check(hash_of)
     }
 
     /// Hashes in the side map with no first block (for invariant checks; always 0).

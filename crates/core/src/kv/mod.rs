@@ -4,6 +4,7 @@ pub mod block_pool;
 mod cache_index;
 pub mod events;
 pub mod hash;
+mod hash_slots;
 pub mod manager;
 
 pub use block_pool::{BlockId, BlockPool};
