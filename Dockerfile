@@ -3,7 +3,8 @@
 # (/v1/*, /health, /metrics), no GPU. Build: `docker build -t llm-emu .` (see docs/deploy.md).
 
 # Build stage: the full Rust image, because the tokenizer crate compiles a C++ helper (esaxx-rs)
-# that the slim image has no g++ for. The toolchain is pinned; the lock file is honoured.
+# that the slim image has no g++ for (mimalloc, the allocator, is C). The toolchain is pinned;
+# the lock file is honoured.
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 

@@ -67,6 +67,15 @@ enum Command {
     RenderTemplate,
 }
 
+/// mimalloc rather than the system allocator: it takes memory in large aligned arenas, which the
+/// kernel backs with transparent huge pages (2 MiB) where it allows them only on request
+/// (`madvise` mode, as on the project's machines), while glibc's heap stays on 4 KiB pages.
+/// A fleet's working set (each instance's block pool, cache index and request records) spans
+/// tens of MiB, and with small pages its TLB misses cost a tenth to a sixth of the wall time of a
+/// 16-replica simulation (docs/performance.md, "Huge pages"). No result depends on it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = vllm_flags::normalize(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(&args) {
