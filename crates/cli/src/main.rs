@@ -72,7 +72,8 @@ enum Command {
 /// (`madvise` mode, as on the project's machines), while glibc's heap stays on 4 KiB pages.
 /// A fleet's working set (each instance's block pool, cache index and request records) spans
 /// tens of MiB, and with small pages its TLB misses cost a tenth to a sixth of the wall time of a
-/// 16-replica simulation (docs/performance.md, "Huge pages"). No result depends on it.
+/// 16-replica simulation (docs/performance.md, "One cache line per index probe, records on
+/// whole lines, and huge pages"). No result depends on it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

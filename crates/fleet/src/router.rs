@@ -103,19 +103,6 @@ impl InstanceView<'_> {
         self.engine.scheduler().kv().usage()
     }
 
-    /// Asks the CPU for where [`InstanceView::cached_prefix_blocks`] of `hashes` starts
-    /// reading, so that a router's lookups in many instances overlap instead of waiting for
-    /// memory one instance after another.
-    pub fn prefetch_prefix(&self, hashes: &[BlockHash]) {
-        if let Some(&first) = hashes.first() {
-            self.engine
-                .scheduler()
-                .kv()
-                .pool()
-                .prefetch_cached_block(first);
-        }
-    }
-
     /// Leading blocks of `hashes` cached on this instance (in use or free but not evicted).
     pub fn cached_prefix_blocks(&self, hashes: &[BlockHash]) -> usize {
         let kv = self.engine.scheduler().kv();
@@ -253,9 +240,6 @@ impl Router for PrefixAware {
     }
     fn route(&mut self, req: &RouteRequest<'_>, instances: &[InstanceView<'_>]) -> usize {
         let prompt = &req.request.prompt_token_ids;
-        for v in instances {
-            v.prefetch_prefix(&req.prompt_hashes(v.engine.config().block_size.max(1)));
-        }
         let costs: Vec<f64> = instances
             .iter()
             .map(|v| {

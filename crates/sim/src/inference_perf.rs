@@ -212,39 +212,40 @@ impl InferencePerfRun {
             }
         }
 
-        // Settings that must hold the one value modelled (`default` when absent).
-        let require = |path: &[&str], default: Value, wanted: Value, why: &str| {
+        // Settings that must hold the one value modelled: (path, value when absent, the value
+        // modelled, why no other is).
+        let required: [(&[&str], Value, Value, &str); 4] = [
+            (
+                &["api", "type"],
+                Value::from("completion"),
+                Value::from("completion"),
+                "inference-perf's shared_prefix data is sent to /v1/completions",
+            ),
+            (
+                &["api", "streaming"],
+                Value::Bool(false),
+                Value::Bool(true),
+                "without streaming inference-perf records no token times (TTFT, ITL, TPOT)",
+            ),
+            (
+                &["server", "ignore_eos"],
+                Value::Bool(false),
+                Value::Bool(true),
+                "outputs would stop at the model's end-of-sequence token, which synthetic prompts cannot predict",
+            ),
+            (
+                &["load", "type"],
+                Value::from("constant"),
+                Value::from("constant"),
+                "only the `constant` load timer is regenerated",
+            ),
+        ];
+        for (path, default, wanted, why) in required {
             let value = get(config, path).cloned().unwrap_or(default);
-            if value == wanted {
-                Ok(())
-            } else {
-                Err(not_modelled(&path.join("."), &value, why))
+            if value != wanted {
+                return Err(not_modelled(&path.join("."), &value, why));
             }
-        };
-        require(
-            &["api", "type"],
-            Value::from("completion"),
-            Value::from("completion"),
-            "inference-perf's shared_prefix data is sent to /v1/completions",
-        )?;
-        require(
-            &["api", "streaming"],
-            Value::Bool(false),
-            Value::Bool(true),
-            "without streaming inference-perf records no token times (TTFT, ITL, TPOT)",
-        )?;
-        require(
-            &["server", "ignore_eos"],
-            Value::Bool(false),
-            Value::Bool(true),
-            "outputs would stop at the model's end-of-sequence token, which synthetic prompts cannot predict",
-        )?;
-        require(
-            &["load", "type"],
-            Value::from("constant"),
-            Value::from("constant"),
-            "only the `constant` load timer is regenerated",
-        )?;
+        }
         for key in ["sweep", "trace", "request_timeout"] {
             if let Some(v) = get(config, &["load", key]) {
                 return Err(not_modelled(

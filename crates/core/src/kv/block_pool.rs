@@ -186,15 +186,6 @@ impl BlockPool {
         self.num_free += 1;
     }
 
-    /// Asks the CPU for the cache line where [`BlockPool::get_cached_block`] of `hash` starts
-    /// ([`crate::prefetch`]), so that lookups in several pools (a router's) overlap.
-    #[inline]
-    pub fn prefetch_cached_block(&self, hash: BlockHash) {
-        if self.enable_caching {
-            self.cached.prefetch(hash);
-        }
-    }
-
     /// The cached block for `hash`, if any (`get_cached_block`).
     pub fn get_cached_block(&self, hash: BlockHash) -> Option<BlockId> {
         self.cached.get(hash, hash_of(&self.meta))
@@ -229,13 +220,10 @@ impl BlockPool {
     #[inline]
     fn prefetch_next_evictions(&self) {
         let head = self.meta[self.num_gpu_blocks as usize].next;
-        let Some(m) = self
-            .meta
-            .get(head as usize)
-            .filter(|_| head < self.num_gpu_blocks)
-        else {
-            return;
-        };
+        if head >= self.num_gpu_blocks {
+            return; // the queue is empty: its head link points at the tail sentinel
+        }
+        let m = &self.meta[head as usize];
         if let Some(h) = m.hash() {
             self.cached.prefetch(h);
         }

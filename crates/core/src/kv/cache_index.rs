@@ -50,9 +50,8 @@ impl CacheIndex {
         b: BlockId,
         hash_of: impl Fn(BlockId) -> BlockHash,
     ) {
-        match self.first.find(h, |x| hash_of(x) == h) {
-            Some(_) => self.later.entry(h).or_default().push(b),
-            None => self.first.insert_unique(h, b),
+        if !self.first.insert_if_absent(h, b, |x| hash_of(x) == h) {
+            self.later.entry(h).or_default().push(b);
         }
     }
 

@@ -105,19 +105,32 @@ impl HashSlots {
         }
     }
 
-    /// Adds `b` under `h`, which the caller knows is not in the table.
-    pub(super) fn insert_unique(&mut self, h: BlockHash, b: BlockId) {
+    /// Adds `b` under `h` unless an entry `eq` accepts is there already (then `false`,
+    /// nothing changed): one probe, which ends at that entry or at the empty slot it fills.
+    pub(super) fn insert_if_absent(
+        &mut self,
+        h: BlockHash,
+        b: BlockId,
+        eq: impl Fn(BlockId) -> bool,
+    ) -> bool {
         assert!(
             self.len + 1 < self.entries.len(),
             "cache index full: more cached blocks than it was sized for"
         );
         let fp = fingerprint(h);
         let mut i = self.home(fp);
-        while self.entries[i] != EMPTY {
+        loop {
+            let e = self.entries[i];
+            if e == EMPTY {
+                self.entries[i] = pack(fp, b);
+                self.len += 1;
+                return true;
+            }
+            if fingerprint_of(e) == fp && eq(block_of(e)) {
+                return false;
+            }
             i = (i + 1) & self.mask();
         }
-        self.entries[i] = pack(fp, b);
-        self.len += 1;
     }
 
     pub(super) fn block(&self, p: Pos) -> BlockId {
@@ -238,7 +251,7 @@ mod tests {
         let mut t = HashSlots::with_max_len(10);
         let by_block: HashMap<BlockId, BlockHash> = (1..=10).zip(hashes.iter().copied()).collect();
         for (&b, &h) in by_block.iter() {
-            t.insert_unique(h, b);
+            assert!(t.insert_if_absent(h, b, |_| false));
         }
         t.check(|b| by_block[&b]).unwrap();
         // Remove from the middle of the run, then its start, then its end.
@@ -288,9 +301,12 @@ mod tests {
                         next_block += 1;
                     }
                 }
-                Some(_) => {}
+                Some(_) => {
+                    // Present already: refused, nothing changed.
+                    assert!(!t.insert_if_absent(h, next_block, |x| hash_of_block[&x] == h));
+                }
                 None if model.len() < max => {
-                    t.insert_unique(h, next_block);
+                    assert!(t.insert_if_absent(h, next_block, |x| hash_of_block[&x] == h));
                     hash_of_block.insert(next_block, h);
                     model.insert(h.0, next_block);
                     next_block += 1;
