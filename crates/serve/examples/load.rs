@@ -2,8 +2,13 @@
 //! `CONCURRENCY` connections each send streaming `/v1/completions` requests back to back for
 //! `DURATION_S` seconds and count the `data:` chunks (one token each) they receive.
 //!
-//! Usage: `load ADDR CONCURRENCY DURATION_S PROMPT_LEN MAX_TOKENS` (ADDR as `127.0.0.1:8000`).
-//! Prints one JSON line: requests completed, chunks/s, mean TTFT.
+//! Usage: `load ADDR CONCURRENCY DURATION_S PROMPT_LEN MAX_TOKENS [WORKLOAD_OUT]` (ADDR as
+//! `127.0.0.1:8000`). Prints one JSON line: requests completed, chunks/s, mean TTFT.
+//!
+//! With `WORKLOAD_OUT`, also writes the requests it completed as an `llm-emu simulate` workload
+//! (plain JSONL, every arrival at 0 s, line `i` carrying client `i mod CONCURRENCY`'s prompt):
+//! replayed with `--max-concurrency CONCURRENCY`, the same closed loop in virtual time, where
+//! the server costs nothing, which is the emulated GPU's own throughput for this load.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -79,8 +84,8 @@ async fn client(addr: String, body: Bytes, until: Instant, counts: Arc<Counts>) 
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 6 {
-        eprintln!("usage: load ADDR CONCURRENCY DURATION_S PROMPT_LEN MAX_TOKENS");
+    if !(6..=7).contains(&args.len()) {
+        eprintln!("usage: load ADDR CONCURRENCY DURATION_S PROMPT_LEN MAX_TOKENS [WORKLOAD_OUT]");
         std::process::exit(2);
     }
     let parse = |i: usize| -> u64 {
@@ -100,6 +105,7 @@ fn main() {
         let start = Instant::now();
         let until = start + Duration::from_secs(duration);
         let mut tasks = Vec::new();
+        let mut prompts = Vec::new();
         for c in 0..concurrency {
             // Distinct prompts: no prefix-cache sharing between clients.
             let prompt: Vec<u64> = (0..prompt_len)
@@ -109,6 +115,7 @@ fn main() {
                 "prompt": prompt, "max_tokens": max_tokens, "stream": true, "ignore_eos": true,
             })
             .to_string();
+            prompts.push(prompt);
             tasks.push(tokio::spawn(client(
                 addr.clone(),
                 Bytes::from(body),
@@ -135,5 +142,33 @@ fn main() {
                     / requests.max(1) as f64 / 1000.0,
             })
         );
+        if let Some(path) = args.get(6) {
+            if let Err(e) = write_workload(path, &prompts, requests, max_tokens) {
+                eprintln!("writing {path}: {e}");
+                std::process::exit(1);
+            }
+        }
     });
+}
+
+/// Writes `requests` lines of the closed loop's requests (see the module doc), atomically.
+fn write_workload(
+    path: &str,
+    prompts: &[Vec<u64>],
+    requests: u64,
+    max_tokens: u64,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = format!("{path}.tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for i in 0..requests as usize {
+        let line = serde_json::json!({
+            "arrival_s": 0.0,
+            "prompt_token_ids": prompts[i % prompts.len()],
+            "output_len": max_tokens,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.into_inner()?.sync_all()?;
+    std::fs::rename(tmp, path)
 }
