@@ -27,7 +27,8 @@ use crate::kv::hash::BlockHash;
 use crate::latency::{BatchRequest, LatencyModel, StepBatch};
 use crate::request::{FinishReason, NewRequest, Request};
 use crate::sampler::{SampleContext, TokenSampler};
-use crate::sched::{ReqKey, RequestUpdate, Scheduler, SchedulerOutput};
+
+use crate::sched::{DecodeUpdate, ReqKey, RequestUpdate, Scheduler, SchedulerOutput};
 use crate::stats::{EngineSink, StatsBuffers, StatsRecorder};
 use crate::time::Nanos;
 use std::collections::VecDeque;
@@ -95,6 +96,16 @@ pub trait EngineObserver {
     fn on_schedule(&mut self, _step: &StepRecord<'_>) {}
     /// After a step's output is processed: appended tokens and finished requests, in order.
     fn on_update(&mut self, _now: Nanos, _updates: &[RequestUpdate], _scheduler: &Scheduler) {}
+    /// Whether [`Self::on_decode_update`] may stand for [`Self::on_update`] after a decode
+    /// step in which no request stopped (`false` by default: every update then comes as
+    /// [`RequestUpdate`]s).
+    fn accepts_decode_updates(&self) -> bool {
+        false
+    }
+    /// After a decode step's output is processed, when [`Self::accepts_decode_updates`]: each
+    /// request's token, in order. Every request is running, had a token before, and goes on.
+    fn on_decode_update(&mut self, _now: Nanos, _updates: &[DecodeUpdate], _scheduler: &Scheduler) {
+    }
     /// A request was taken in by the engine loop.
     fn on_queued(&mut self, _now: Nanos, _key: ReqKey, _scheduler: &Scheduler) {}
     /// Requests finished by aborts applied at `now`.
@@ -116,6 +127,8 @@ struct InFlight {
     output: SchedulerOutput,
     sampled: Vec<Option<u32>>,
     end: Nanos,
+    /// A decode step with a plain update ([`crate::sched::DecodeStep::plain_update`]).
+    decode: bool,
 }
 
 pub struct Engine {
@@ -132,6 +145,8 @@ pub struct Engine {
     device_free_at: Nanos,
     blocked: bool,
     num_schedule_calls: u64,
+    /// Steps scheduled by [`Scheduler::schedule_decode`] (for tests: `num_decode_steps`).
+    num_decode_steps: u64,
     /// Storage for the next step's sampled tokens, taken back from the last processed step.
     sampled_buf: Vec<Option<u32>>,
     /// Which engine of a fleet this is (the `engine` label of metrics).
@@ -147,6 +162,8 @@ pub struct Engine {
 pub struct EngineScratch {
     /// The processed step's per-request updates.
     updates: Vec<RequestUpdate>,
+    /// The same for a decode step ([`Scheduler::update_decode`]).
+    decode_updates: Vec<DecodeUpdate>,
     /// The latency model's view of the step being submitted.
     batch_requests: Vec<BatchRequest>,
     /// What the stats recorder hands the sink per iteration.
@@ -190,6 +207,7 @@ impl Engine {
             device_free_at: Nanos::ZERO,
             blocked: false,
             num_schedule_calls: 0,
+            num_decode_steps: 0,
             sampled_buf: Vec::new(),
             engine_index: 0,
             scratch: EngineScratch::default(),
@@ -231,6 +249,13 @@ impl Engine {
     #[doc(hidden)]
     pub fn set_fast_paths(&mut self, on: bool) {
         self.sched.set_fast_paths(on);
+    }
+
+    /// Steps taken by the decode-step path ([`Scheduler::schedule_decode`]); for the tests
+    /// that check the path is exercised, not a statistic.
+    #[doc(hidden)]
+    pub fn num_decode_steps(&self) -> u64 {
+        self.num_decode_steps
     }
 
     pub fn engine_index(&self) -> usize {
@@ -449,12 +474,20 @@ impl Engine {
                 }
                 self.blocked = false;
                 let step = self.batch_queue.pop_back().expect("blocked on a step");
-                self.apply_pending_aborts(now, obs);
-                let updates = &mut self.scratch.updates;
-                updates.clear();
-                self.sched
-                    .update_from_output(&step.output, &step.sampled, now, updates);
-                obs.on_update(now, updates, &self.sched);
+                let finished = self.apply_pending_aborts(now, obs);
+                if step.decode && !finished && obs.accepts_decode_updates() {
+                    let updates = &mut self.scratch.decode_updates;
+                    updates.clear();
+                    self.sched
+                        .update_decode(&step.output, &step.sampled, now, updates);
+                    obs.on_decode_update(now, updates, &self.sched);
+                } else {
+                    let updates = &mut self.scratch.updates;
+                    updates.clear();
+                    self.sched
+                        .update_from_output(&step.output, &step.sampled, now, updates);
+                    obs.on_update(now, updates, &self.sched);
+                }
                 self.debug_check();
                 self.sched.recycle_output(step.output);
                 self.sampled_buf = step.sampled;
@@ -479,44 +512,36 @@ impl Engine {
     /// Schedules one step, samples its tokens and submits it to the device. Returns whether the
     /// step has tokens (vLLM's `model_executed`).
     fn schedule_step(&mut self, now: Nanos, obs: &mut dyn EngineObserver) -> bool {
-        let output = self.sched.schedule(now);
         let mut sampled = std::mem::take(&mut self.sampled_buf);
-        sampled.clear();
-        sampled.reserve(output.scheduled.len());
-        // A request appears at most once in a step, so counting each sample as it is drawn
-        // gives every request the same index as counting them all afterwards.
-        for s in &output.scheduled {
-            if !s.samples {
-                sampled.push(None);
-                continue;
+        let decode_step = self.sched.schedule_decode(
+            self.sampler.as_mut(),
+            &mut sampled,
+            &mut self.scratch.batch_requests,
+        );
+        let (output, decode) = match decode_step {
+            Some(step) => {
+                self.num_decode_steps += 1;
+                (step.output, step.plain_update)
             }
-            let req = self
-                .sched
-                .request_mut(s.key)
-                .expect("scheduled request is live");
-            let ctx = SampleContext {
-                request_id: &req.request_id,
-                request_seed: req.sample_seed,
-                index: req.num_sampled,
-                sampling: &req.sampling,
-                forbid_stop: req.num_sampled < req.sampling.min_tokens as usize,
-            };
-            sampled.push(Some(self.sampler.sample(&ctx)));
-            req.num_sampled += 1;
-        }
+            None => {
+                let output = self.sched.schedule(now);
+                self.sample(&output, &mut sampled);
+                let batch_requests = &mut self.scratch.batch_requests;
+                batch_requests.clear();
+                batch_requests.extend(output.scheduled.iter().map(|s| BatchRequest {
+                    num_tokens: s.num_tokens,
+                    num_computed_before: s.num_computed_before,
+                    num_prompt_tokens: s.num_prompt_tokens,
+                    samples: s.samples,
+                }));
+                (output, false)
+            }
+        };
         let (start, end) = if output.total_num_scheduled_tokens == 0 {
             (now, now)
         } else {
-            let batch_requests = &mut self.scratch.batch_requests;
-            batch_requests.clear();
-            batch_requests.extend(output.scheduled.iter().map(|s| BatchRequest {
-                num_tokens: s.num_tokens,
-                num_computed_before: s.num_computed_before,
-                num_prompt_tokens: s.num_prompt_tokens,
-                samples: s.samples,
-            }));
             let batch = StepBatch {
-                requests: batch_requests,
+                requests: &self.scratch.batch_requests,
                 total_tokens: output.total_num_scheduled_tokens,
                 padded_tokens: self
                     .cuda_graphs
@@ -542,8 +567,27 @@ impl Engine {
             output,
             sampled,
             end,
+            decode,
         });
         executed
+    }
+
+    /// Samples a generally scheduled step's tokens into `sampled`: one per request whose step
+    /// ends in a sample, `None` for a partial prefill chunk.
+    fn sample(&mut self, output: &SchedulerOutput, sampled: &mut Vec<Option<u32>>) {
+        sampled.clear();
+        sampled.reserve(output.scheduled.len());
+        // A request appears at most once in a step, so counting each sample as it is drawn
+        // gives every request the same index as counting them all afterwards.
+        for s in &output.scheduled {
+            let token = s.samples.then(|| {
+                self.sched
+                    .request_mut(s.key)
+                    .expect("scheduled request is live")
+                    .sample_next(self.sampler.as_mut())
+            });
+            sampled.push(token);
+        }
     }
 
     fn process_inputs(&mut self, now: Nanos, obs: &mut dyn EngineObserver) {
@@ -565,7 +609,11 @@ impl Engine {
 
     /// vLLM applies aborts eagerly right before processing a step's output, all of those that
     /// arrived during the step in one call; they stay queued too (applying one twice is a no-op).
-    fn apply_pending_aborts(&mut self, now: Nanos, obs: &mut dyn EngineObserver) {
+    /// Returns whether a request was finished.
+    fn apply_pending_aborts(&mut self, now: Nanos, obs: &mut dyn EngineObserver) -> bool {
+        if self.inputs.is_empty() {
+            return false;
+        }
         let keys: Vec<(ReqKey, FinishReason)> = self
             .inputs
             .iter()
@@ -574,7 +622,7 @@ impl Engine {
                 Input::Add(_) => None,
             })
             .collect();
-        self.finish_from_outside(&keys, now, obs);
+        self.finish_from_outside(&keys, now, obs)
     }
 
     /// Finishes `keys` in order, as one batch reported in one `on_abort`. Runs of the same
@@ -585,19 +633,21 @@ impl Engine {
         keys: &[(ReqKey, FinishReason)],
         now: Nanos,
         obs: &mut dyn EngineObserver,
-    ) {
+    ) -> bool {
         if keys.is_empty() {
-            return;
+            return false;
         }
         let mut finished = Vec::new();
         for run in keys.chunk_by(|a, b| a.1 == b.1) {
             let ks: Vec<ReqKey> = run.iter().map(|k| k.0).collect();
             finished.extend(self.sched.finish_requests(&ks, run[0].1));
         }
-        if !finished.is_empty() {
-            obs.on_abort(now, &finished, &self.sched);
-            self.debug_check();
+        if finished.is_empty() {
+            return false;
         }
+        obs.on_abort(now, &finished, &self.sched);
+        self.debug_check();
+        true
     }
 
     fn apply_finish(

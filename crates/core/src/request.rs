@@ -422,26 +422,77 @@ impl Request {
     /// vLLM's `check_stop`, run after each appended token. Sets the status when it stops.
     #[inline]
     pub fn check_stop(&mut self, max_model_len: usize) -> bool {
-        if self.num_output_tokens() < self.sampling.min_tokens as usize {
-            return false;
-        }
         let last = *self.output.last().expect("check_stop after a token");
+        match self.stop_with(
+            last,
+            self.num_tokens(),
+            self.num_output_tokens(),
+            max_model_len,
+        ) {
+            Some((reason, stop_token)) => {
+                self.status = RequestStatus::Finished(reason);
+                if stop_token.is_some() {
+                    self.stop_reason = stop_token;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether appending `token` next would stop the request ([`Self::check_stop`]'s rule,
+    /// asked before the token is appended, with nothing changed).
+    #[inline]
+    pub fn would_stop_after(&self, token: u32, max_model_len: usize) -> bool {
+        self.stop_with(
+            token,
+            self.num_tokens() + 1,
+            self.num_output_tokens() + 1,
+            max_model_len,
+        )
+        .is_some()
+    }
+
+    /// The stop rule of vLLM's `check_stop` for a request whose last token is `last`, with
+    /// `num_tokens` tokens of which `num_outputs` are outputs: the finish reason and, for a
+    /// stop token id, that id.
+    #[inline]
+    fn stop_with(
+        &self,
+        last: u32,
+        num_tokens: usize,
+        num_outputs: usize,
+        max_model_len: usize,
+    ) -> Option<(FinishReason, Option<u32>)> {
+        if num_outputs < self.sampling.min_tokens as usize {
+            return None;
+        }
         if !self.sampling.ignore_eos && self.sampling.eos_token_id == Some(last) {
-            self.status = RequestStatus::Finished(FinishReason::Stop);
-            return true;
+            return Some((FinishReason::Stop, None));
         }
         if self.sampling.stop_token_ids.contains(&last) {
-            self.status = RequestStatus::Finished(FinishReason::Stop);
-            self.stop_reason = Some(last);
-            return true;
+            return Some((FinishReason::Stop, Some(last)));
         }
-        if self.num_tokens() >= max_model_len
-            || self.num_output_tokens() >= self.sampling.max_tokens as usize
-        {
-            self.status = RequestStatus::Finished(FinishReason::Length);
-            return true;
+        if num_tokens >= max_model_len || num_outputs >= self.sampling.max_tokens as usize {
+            return Some((FinishReason::Length, None));
         }
-        false
+        None
+    }
+
+    /// Samples the request's next token with `sampler` (at scheduling time, as the engine's
+    /// executor does) and counts it.
+    #[inline]
+    pub fn sample_next(&mut self, sampler: &mut dyn crate::sampler::TokenSampler) -> u32 {
+        let ctx = crate::sampler::SampleContext {
+            request_id: &self.request_id,
+            request_seed: self.sample_seed,
+            index: self.num_sampled,
+            sampling: &self.sampling,
+            forbid_stop: self.num_sampled < self.sampling.min_tokens as usize,
+        };
+        let token = sampler.sample(&ctx);
+        self.num_sampled += 1;
+        token
     }
 }
 

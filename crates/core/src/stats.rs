@@ -9,7 +9,7 @@
 
 use crate::engine::{EngineObserver, StepRecord};
 use crate::request::{FinishReason, Request, RequestStatus, RequestTimes};
-use crate::sched::{RequestUpdate, Scheduler};
+use crate::sched::{DecodeUpdate, RequestUpdate, Scheduler};
 use crate::time::Nanos;
 
 /// Scheduler state after a step or an output (vLLM `SchedulerStats`). Counters are cumulative
@@ -321,6 +321,28 @@ impl EngineObserver for StatsRecorder<'_> {
                 finish,
             });
         }
+        self.emit(sched);
+    }
+
+    fn accepts_decode_updates(&self) -> bool {
+        true
+    }
+
+    /// [`Self::on_update`] for updates that all carry a token, none a first one, none a
+    /// finish.
+    fn on_decode_update(&mut self, now: Nanos, updates: &[DecodeUpdate], sched: &Scheduler) {
+        self.begin(now);
+        let it = &mut self.buffers.iteration;
+        it.num_generation_tokens += updates.len() as u64;
+        it.inter_token_latencies_iter
+            .extend(updates.iter().map(|u| now.saturating_sub(u.prev_token_at)));
+        self.buffers
+            .outputs
+            .extend(updates.iter().map(|u| RequestOutput {
+                tag: u.tag,
+                new_token: Some(u.token),
+                finish: None,
+            }));
         self.emit(sched);
     }
 

@@ -3,11 +3,14 @@
 //! (tokens, first-token and inter-token latencies, finished requests) and per-request outputs,
 //! and the same KV cache event stream (which blocks were cached and evicted, in order), with
 //! and without async scheduling, under prefix caching with shared prefixes and a pool small
-//! enough that blocks are evicted and requests preempted while others decode.
+//! enough that blocks are evicted and requests preempted while others decode. Without async
+//! scheduling most steps take the decode-step path (`Scheduler::schedule_decode`), whose
+//! records must be the general path's too, including steps in which a request stops on a
+//! sampled stop token or after `min_tokens`.
 
 use llm_emu_core::kv::KvCacheEvent;
 use llm_emu_core::latency::LinearLatency;
-use llm_emu_core::sampler::HashSampler;
+use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
 use llm_emu_core::{
     Engine, EngineConfig, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput,
     SamplingParams, StepStats, Wake,
@@ -20,6 +23,8 @@ struct Record {
     iterations: Vec<IterationStats>,
     outputs: Vec<RequestOutput>,
     events: Vec<KvCacheEvent>,
+    /// Steps the decode-step path took (compared only between runs with the shortcuts on).
+    decode_steps: u64,
 }
 
 impl EngineSink for Record {
@@ -40,6 +45,20 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// [`HashSampler`]'s tokens, but now and then the request's EOS where stop tokens are allowed
+/// (the hash sampler never draws one), so that requests also stop on a sampled token.
+struct SometimesEos(HashSampler);
+
+impl TokenSampler for SometimesEos {
+    fn sample(&mut self, ctx: &SampleContext<'_>) -> u32 {
+        let t = self.0.sample(ctx);
+        match ctx.sampling.eos_token_id {
+            Some(eos) if !ctx.forbid_stop && t.is_multiple_of(37) => eos,
+            _ => t,
+        }
+    }
+}
+
 /// `n` requests, one every `gap_ns`: a shared prefix (one of four, 2–5 blocks) then a tail of
 /// their own, outputs of 1–120 tokens, some with a stop token the sampler may draw.
 fn workload(n: usize, gap_ns: u64) -> Vec<NewRequest> {
@@ -48,7 +67,13 @@ fn workload(n: usize, gap_ns: u64) -> Vec<NewRequest> {
             let r = mix(i as u64);
             let group = (r % 4) as u32;
             let prefix = 32 + 16 * group as usize;
-            let tail = 1 + (mix(r) % 90) as usize;
+            // Every fifth prompt is longer than a step's token budget: chunked prefills, some
+            // leaving just their last prompt token for the next step.
+            let tail = if i % 5 == 0 {
+                200 + (mix(r) % 500) as usize
+            } else {
+                1 + (mix(r) % 90) as usize
+            };
             let ids: Vec<u32> = (0..prefix as u32)
                 .map(|t| 1000 + group * 100 + t)
                 .chain((0..tail as u32).map(|t| 5000 + (mix(r ^ t as u64) % 20000) as u32))
@@ -60,7 +85,7 @@ fn workload(n: usize, gap_ns: u64) -> Vec<NewRequest> {
                 prompt_token_ids: Arc::from(ids),
                 sampling: SamplingParams {
                     max_tokens,
-                    min_tokens: 0,
+                    min_tokens: (mix(r ^ 11) % 8) as u32 % max_tokens,
                     ignore_eos: i % 3 != 0,
                     eos_token_id: Some(1000 + (i % 50) as u32),
                     stop_token_ids: Vec::new(),
@@ -79,7 +104,7 @@ fn run(cfg: &EngineConfig, requests: &[NewRequest], fast_paths: bool) -> Record 
     let mut engine = Engine::new(
         cfg.clone(),
         Box::new(LinearLatency::new(1000.0, 2.0)),
-        Box::new(HashSampler { lo: 1000, hi: 1200 }),
+        Box::new(SometimesEos(HashSampler { lo: 1000, hi: 1200 })),
     )
     .unwrap();
     engine.set_fast_paths(fast_paths);
@@ -106,6 +131,7 @@ fn run(cfg: &EngineConfig, requests: &[NewRequest], fast_paths: bool) -> Record 
         rec.events.extend(engine.take_kv_cache_events());
     }
     assert!(!engine.has_work());
+    rec.decode_steps = engine.num_decode_steps();
     rec
 }
 
@@ -118,10 +144,16 @@ fn config(num_gpu_blocks: u32, async_scheduling: bool) -> EngineConfig {
 }
 
 fn check_same(num_gpu_blocks: u32, async_scheduling: bool, gap_ns: u64) -> Record {
+    check_same_on(num_gpu_blocks, async_scheduling, &workload(400, gap_ns))
+}
+
+fn check_same_on(num_gpu_blocks: u32, async_scheduling: bool, requests: &[NewRequest]) -> Record {
     let cfg = config(num_gpu_blocks, async_scheduling);
-    let requests = workload(400, gap_ns);
+    let requests = requests.to_vec();
     let on = run(&cfg, &requests, true);
-    let off = run(&cfg, &requests, false);
+    let mut off = run(&cfg, &requests, false);
+    assert_eq!(off.decode_steps, 0, "the decode-step path is a shortcut");
+    off.decode_steps = on.decode_steps;
     assert_eq!(on.steps.len(), off.steps.len(), "step count");
     for (i, (a, b)) in on.steps.iter().zip(&off.steps).enumerate() {
         assert_eq!(a, b, "step {i}");
@@ -152,6 +184,16 @@ fn kv_pressure_with_prefix_caching_sync_and_async() {
         assert!(removed(&r) > 0, "no eviction");
         let finished: usize = r.iterations.iter().map(|i| i.finished_requests.len()).sum();
         assert_eq!(finished, 400);
+        let eos = r
+            .iterations
+            .iter()
+            .flat_map(|i| &i.finished_requests)
+            .filter(|f| f.finish_reason == llm_emu_core::FinishReason::Stop)
+            .count();
+        assert!(eos > 0, "no request stopped on a sampled token");
+        if !async_scheduling {
+            assert!(r.decode_steps > 0, "no decode step");
+        }
     }
 }
 
@@ -163,5 +205,43 @@ fn roomy_cache_long_decode_runs_sync_and_async() {
             .steps
             .iter()
             .any(|s| s.num_decode_reqs == s.num_reqs && s.num_reqs > 4));
+        if !async_scheduling {
+            assert!(r.decode_steps >= 50, "{} decode steps", r.decode_steps);
+        }
+    }
+}
+
+/// A prompt one token longer than the step's budget (256): its first chunk leaves the last
+/// prompt token, which the next step computes alone, as a decode step computes a token, and
+/// which samples the request's first output (its time to first token).
+#[test]
+fn prefill_leaving_its_last_token_to_a_decode_step() {
+    let requests: Vec<NewRequest> = [257usize, 513, 300]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| NewRequest {
+            tenant: None,
+            request_id: format!("long{i}"),
+            prompt_token_ids: Arc::from((0..len as u32).map(|t| 2000 + t).collect::<Vec<_>>()),
+            sampling: SamplingParams {
+                max_tokens: 5,
+                ..Default::default()
+            },
+            priority: 0,
+            cache_salt: Some(format!("s{i}")),
+            arrival: Nanos(i as u64 * 100_000_000),
+        })
+        .collect();
+    for async_scheduling in [false, true] {
+        let r = check_same_on(4000, async_scheduling, &requests);
+        let ttfts: usize = r
+            .iterations
+            .iter()
+            .map(|i| i.time_to_first_tokens_iter.len())
+            .sum();
+        assert_eq!(ttfts, 3);
+        if !async_scheduling {
+            assert!(r.decode_steps > 0, "no decode step");
+        }
     }
 }

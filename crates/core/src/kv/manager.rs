@@ -250,6 +250,18 @@ impl KvCacheManager {
         self.fast_paths = on;
     }
 
+    /// Whether the shortcuts are on ([`Self::set_fast_paths`]).
+    pub(crate) fn fast_paths(&self) -> bool {
+        self.fast_paths
+    }
+
+    /// Blocks [`Self::allocate_slots`] takes from the free queue to compute one more token of
+    /// `req` (no prefix hit): 0 or 1 for a decoding request.
+    pub(crate) fn blocks_to_decode_one(&self, req: &Request) -> usize {
+        let tokens = (req.num_computed_tokens.min(self.max_model_len) + 1).min(self.max_model_len);
+        self.blocks_for(tokens).saturating_sub(req.kv.blocks.len())
+    }
+
     /// Hashes and caches the request's blocks that are full within its first `num_tokens`
     /// tokens (`cache_blocks`).
     ///

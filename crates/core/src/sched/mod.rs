@@ -5,5 +5,7 @@ pub mod scheduler;
 pub mod store;
 
 pub use policy::{BudgetSplit, Policy};
-pub use scheduler::{RequestUpdate, ScheduledRequest, Scheduler, SchedulerOutput};
+pub use scheduler::{
+    DecodeStep, DecodeUpdate, RequestUpdate, ScheduledRequest, Scheduler, SchedulerOutput,
+};
 pub use store::{ReqKey, RequestStore};

@@ -20,6 +20,9 @@ use crate::request::{FinishReason, Request, RequestStatus};
 use crate::time::Nanos;
 use rustc_hash::FxHashMap;
 
+mod decode;
+pub use decode::{DecodeStep, DecodeUpdate};
+
 /// How many requests ahead a loop over a step's requests asks for their records
 /// ([`RequestStore::prefetch`]): far enough for a record to arrive from memory while the
 /// requests before it are processed, near enough that the records stay in the first-level
