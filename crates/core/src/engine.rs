@@ -27,7 +27,6 @@ use crate::kv::hash::BlockHash;
 use crate::latency::{BatchRequest, LatencyModel, StepBatch};
 use crate::request::{FinishReason, NewRequest, Request};
 use crate::sampler::{SampleContext, TokenSampler};
-
 use crate::sched::{DecodeUpdate, ReqKey, RequestUpdate, Scheduler, SchedulerOutput};
 use crate::stats::{EngineSink, StatsBuffers, StatsRecorder};
 use crate::time::Nanos;
