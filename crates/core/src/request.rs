@@ -456,7 +456,7 @@ impl Request {
     /// The stop rule of vLLM's `check_stop` for a request whose last token is `last`, with
     /// `num_tokens` tokens of which `num_outputs` are outputs: the finish reason and, for a
     /// stop token id, that id.
-    #[inline]
+    #[inline(always)]
     fn stop_with(
         &self,
         last: u32,
