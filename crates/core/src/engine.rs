@@ -527,12 +527,7 @@ impl Engine {
                 self.sample(&output, &mut sampled);
                 let batch_requests = &mut self.scratch.batch_requests;
                 batch_requests.clear();
-                batch_requests.extend(output.scheduled.iter().map(|s| BatchRequest {
-                    num_tokens: s.num_tokens,
-                    num_computed_before: s.num_computed_before,
-                    num_prompt_tokens: s.num_prompt_tokens,
-                    samples: s.samples,
-                }));
+                batch_requests.extend(output.scheduled.iter().map(|s| s.batch_request()));
                 (output, false)
             }
         };

@@ -16,6 +16,7 @@ use super::policy::{self, Policy};
 use super::store::{ReqKey, RequestStore};
 use crate::config::EngineConfig;
 use crate::kv::{CacheHit, KvCacheEvent, KvCacheManager};
+use crate::latency::BatchRequest;
 use crate::request::{FinishReason, Request, RequestStatus};
 use crate::time::Nanos;
 use rustc_hash::FxHashMap;
@@ -42,6 +43,19 @@ pub struct ScheduledRequest {
     /// Whether this step ends with a sampled token for the request (its computed tokens reach
     /// its known tokens; a partial prefill chunk samples nothing).
     pub samples: bool,
+}
+
+impl ScheduledRequest {
+    /// The request's share of the step as the latency model sees it (no identity).
+    #[inline]
+    pub fn batch_request(&self) -> BatchRequest {
+        BatchRequest {
+            num_tokens: self.num_tokens,
+            num_computed_before: self.num_computed_before,
+            num_prompt_tokens: self.num_prompt_tokens,
+            samples: self.samples,
+        }
+    }
 }
 
 /// What one `schedule()` call decided (vLLM `SchedulerOutput`, reduced to what is emulated).

@@ -18,7 +18,8 @@ use crate::sampler::TokenSampler;
 use crate::time::Nanos;
 
 /// One decoding request's output of a decode step with a plain update
-/// ([`DecodeStep::plain_update`]): what stats need of it ([`crate::engine::EngineObserver::on_decode_update`]).
+/// ([`DecodeStep::plain_update`]): what stats need of it
+/// ([`crate::engine::EngineObserver::on_decode_update`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct DecodeUpdate {
     /// The request's tag.
@@ -98,20 +99,15 @@ impl Scheduler {
             plain_update &=
                 req.num_output_tokens() > 0 && !req.would_stop_after(token, max_model_len);
             sampled.push(Some(token));
-            let num_prompt_tokens = req.num_prompt_tokens();
-            out.scheduled.push(ScheduledRequest {
+            let scheduled = ScheduledRequest {
                 key,
                 num_tokens: 1,
                 num_computed_before: before,
-                num_prompt_tokens,
+                num_prompt_tokens: req.num_prompt_tokens(),
                 samples: true,
-            });
-            batch.push(BatchRequest {
-                num_tokens: 1,
-                num_computed_before: before,
-                num_prompt_tokens,
-                samples: true,
-            });
+            };
+            batch.push(scheduled.batch_request());
+            out.scheduled.push(scheduled);
         }
         out.total_num_scheduled_tokens = out.scheduled.len();
         // vLLM's `finished_req_ids = set()`, as in `update_after_schedule`.
