@@ -10,6 +10,7 @@ pub mod engine;
 pub mod engine_core;
 pub mod kv;
 pub mod latency;
+pub mod modulus;
 mod prefetch;
 pub mod request;
 pub mod sampler;

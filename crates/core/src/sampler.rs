@@ -1,5 +1,6 @@
 //! Synthetic output tokens: what the emulated model "samples".
 
+use crate::modulus::Modulus;
 use crate::request::SamplingParams;
 
 /// What a sampler knows when it picks a request's next token.
@@ -24,16 +25,26 @@ pub trait TokenSampler: Send {
 /// tokens, so outputs run to `max_tokens` (as vLLM does with `ignore_eos` or pinned lengths).
 #[derive(Clone, Debug)]
 pub struct HashSampler {
-    pub lo: u32,
-    pub hi: u32,
+    lo: u32,
+    hi: u32,
+    /// `hi − lo` (at least one), prepared for a remainder per token.
+    span: Modulus,
+}
+
+impl HashSampler {
+    /// Tokens in `[lo, hi)`; an empty range gives `lo`.
+    pub fn new(lo: u32, hi: u32) -> HashSampler {
+        HashSampler {
+            lo,
+            hi,
+            span: Modulus::new(hi.saturating_sub(lo).max(1) as u64),
+        }
+    }
 }
 
 impl Default for HashSampler {
     fn default() -> Self {
-        HashSampler {
-            lo: 1000,
-            hi: 30000,
-        }
+        HashSampler::new(1000, 30000)
     }
 }
 
@@ -46,8 +57,7 @@ impl TokenSampler for HashSampler {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         let h = z ^ (z >> 31);
-        let span = (self.hi - self.lo).max(1) as u64;
-        let mut t = self.lo + (h % span) as u32;
+        let mut t = self.lo + self.span.remainder(h) as u32;
         if ctx.sampling.is_stop_token(t) {
             t = if t + 1 < self.hi { t + 1 } else { self.lo };
         }

@@ -104,7 +104,7 @@ fn run(cfg: &EngineConfig, requests: &[NewRequest], fast_paths: bool) -> Record 
     let mut engine = Engine::new(
         cfg.clone(),
         Box::new(LinearLatency::new(1000.0, 2.0)),
-        Box::new(SometimesEos(HashSampler { lo: 1000, hi: 1200 })),
+        Box::new(SometimesEos(HashSampler::new(1000, 1200))),
     )
     .unwrap();
     engine.set_fast_paths(fast_paths);

@@ -2,6 +2,7 @@
 
 use crate::error::TextError;
 use crate::model::TextModel;
+use llm_emu_core::modulus::Modulus;
 use llm_emu_core::sampler::{SampleContext, TokenSampler};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
@@ -77,6 +78,8 @@ impl OutputLengthDistribution {
 #[derive(Clone, Debug)]
 pub struct VocabSampler {
     tokens: Arc<[u32]>,
+    /// `tokens.len()`, prepared for a remainder per token.
+    num_tokens: Modulus,
     eos: Option<u32>,
     lengths: OutputLengthDistribution,
     seed: u64,
@@ -98,6 +101,7 @@ impl VocabSampler {
             ));
         }
         Ok(VocabSampler {
+            num_tokens: Modulus::new(tokens.len() as u64),
             tokens,
             eos: model.eos_token_id(),
             lengths,
@@ -131,7 +135,7 @@ impl TokenSampler for VocabSampler {
         }
         let h = mix(self.seed ^ mix(ctx.request_seed ^ mix(ctx.index as u64)));
         let n = self.tokens.len();
-        let mut i = (h % n as u64) as usize;
+        let mut i = self.num_tokens.remainder(h) as usize;
         // Readable tokens exclude EOS and added tokens already; a request's own stop token ids
         // may still be among them.
         for _ in 0..n {
