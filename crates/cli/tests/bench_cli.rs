@@ -6,11 +6,14 @@ mod server;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-bench-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-bench-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs the binary off the runtime's threads so the server keeps serving.
@@ -73,8 +76,9 @@ const VLLM_KEYS: [&str; 22] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_a_workload_and_writes_vllms_result_file() {
     let srv = server::start(server::ServerOpts::default()).await;
-    let d = tmp("replay");
-    let w = workload(&d, 6);
+    let scratch = tmp("replay");
+    let d = scratch.path();
+    let w = workload(d, 6);
     let base = vec![
         s("bench"),
         s("--base-url"),
@@ -173,7 +177,7 @@ async fn replays_a_workload_and_writes_vllms_result_file() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("First model name: served-name, first model id: org/test-model"));
     assert!(stdout.contains("Request goodput (req/s):"));
-    let name = std::fs::read_dir(&d)
+    let name = std::fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with("openai-infqps-concurrency2-test-model-"))
@@ -215,8 +219,9 @@ async fn failures_are_counted_and_reported() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let d = tmp("refused");
-    let w = workload(&d, 3);
+    let scratch = tmp("refused");
+    let d = scratch.path();
+    let w = workload(d, 3);
     let out = llm_emu(vec![
         s("bench"),
         s("--port"),
@@ -249,8 +254,9 @@ async fn failures_are_counted_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_arguments_are_clear_errors() {
-    let d = tmp("bad");
-    let w = workload(&d, 1);
+    let scratch = tmp("bad");
+    let d = scratch.path();
+    let w = workload(d, 1);
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![s("--dataset-name"), s("nope")],
@@ -331,7 +337,8 @@ const LATENCY_KEYS: [&str; 12] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_and_sharegpt_with_a_tokenizer_report_every_vllm_key() {
     let srv = server::start(server::ServerOpts::default()).await;
-    let d = tmp("tok");
+    let scratch = tmp("tok");
+    let d = scratch.path();
     let golden =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/tests/golden/sharegpt_small.json");
     // A ShareGPT file cut off mid-entry, as the PyPI copy is.

@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -78,10 +77,12 @@ fn a_request_after_the_server_closed_an_idle_connection_is_sent_on_a_new_one() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || serve(listener));
-    let d: PathBuf =
-        std::env::temp_dir().join(format!("llm-emu-bench-keepalive-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let w = d.join("w.jsonl");
+    // Removed when `d` drops at the end of the test, whether it passes or fails.
+    let d = tempfile::Builder::new()
+        .prefix("llm-emu-bench-keepalive-")
+        .tempdir()
+        .unwrap();
+    let w = d.path().join("w.jsonl");
     // Two at once, then two more after the server has closed both idle connections.
     std::fs::write(
         &w,
@@ -119,5 +120,4 @@ fn a_request_after_the_server_closed_an_idle_connection_is_sent_on_a_new_one() {
         stdout.contains(&format!("{:<40} {:<10}", "Successful requests:", 4)),
         "{stdout}"
     );
-    std::fs::remove_dir_all(&d).ok();
 }

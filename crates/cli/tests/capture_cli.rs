@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-emu"))
@@ -14,10 +15,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-capture-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-capture-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn ok(out: Output) -> Output {
@@ -32,7 +35,8 @@ fn ok(out: Output) -> Output {
 
 #[test]
 fn a_plan_is_a_workload_simulate_runs_request_for_request() {
-    let d = tmp("plan");
+    let scratch = tmp("plan");
+    let d = scratch.path();
     for (name, extra) in [("lens.jsonl", &[][..]), ("ids.jsonl", &["--token-ids"][..])] {
         let w = d.join(name);
         ok(bin()
@@ -58,12 +62,12 @@ fn a_plan_is_a_workload_simulate_runs_request_for_request() {
         assert_eq!(s["total_input_tokens"], 4 * 16 + 4 * 300, "{name}: {s}");
         assert_eq!(s["total_output_tokens"], 8 * 5, "{name}: {s}");
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
 fn bad_plans_are_refused() {
-    let d = tmp("bad");
+    let scratch = tmp("bad");
+    let d = scratch.path();
     for args in [
         &["--prompt-lens", "0"][..],
         &["--concurrency", ""][..],
@@ -79,7 +83,6 @@ fn bad_plans_are_refused() {
             .unwrap();
         assert!(!out.status.success(), "{args:?} accepted");
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 fn have_python() -> bool {
@@ -114,10 +117,11 @@ fn capture_round_trip_on_the_vllm_reference() {
         );
         return;
     };
-    let d = tmp("roundtrip");
+    let scratch = tmp("roundtrip");
+    let d = scratch.path();
     let out = Command::new("bash")
         .arg(repo().join("tools/capture-roundtrip.sh"))
-        .arg(&d)
+        .arg(d)
         .env("LLM_EMU", env!("CARGO_BIN_EXE_llm-emu"))
         .env("VLLM_REF_HOME", &home)
         .output()
@@ -130,7 +134,6 @@ fn capture_round_trip_on_the_vllm_reference() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("round trip within"), "{text}");
-    std::fs::remove_dir_all(&d).ok();
 }
 
 /// Step records of a small simulate run, split in two halves.
@@ -161,8 +164,9 @@ fn two_step_logs(d: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn merging_records_into_a_pack_equals_building_it_from_all_records() {
-    let d = tmp("merge");
-    let (a, b) = two_step_logs(&d);
+    let scratch = tmp("merge");
+    let d = scratch.path();
+    let (a, b) = two_step_logs(d);
     for widths in [
         &[][..],
         &["--tt-bucket-width", "16", "--ctx-bucket-width", "512"][..],
@@ -204,5 +208,4 @@ fn merging_records_into_a_pack_equals_building_it_from_all_records() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    std::fs::remove_dir_all(&d).ok();
 }

@@ -29,11 +29,14 @@ const ENGINE: &[&str] = &[
 ];
 
 fn validate(tag: &str, args: &[&str]) -> (Output, Option<Value>) {
-    let json = std::env::temp_dir().join(format!(
-        "llm-emu-client-validate-{tag}-{}.json",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&json);
+    // Removed when `dir` drops at the end of this function, after the run and the read.
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-client-validate-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let json = dir
+        .path()
+        .join(format!("llm-emu-client-validate-{tag}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .arg("validate")
         .args(args)
@@ -179,8 +182,12 @@ fn a_file_that_is_no_result_is_refused() {
 /// later first and last tokens, the same spacing between them.
 #[test]
 fn simulate_reports_client_side_figures_apart() {
-    let dir = std::env::temp_dir().join(format!("llm-emu-sim-fe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when `scratch` drops, whether the test passes or fails.
+    let scratch = tempfile::Builder::new()
+        .prefix("llm-emu-sim-fe-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     let run = |fe: &str, name: &str| -> Value {
         let p = dir.join(name);
         let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
@@ -218,7 +225,6 @@ fn simulate_reports_client_side_figures_apart() {
     assert!(f(c, "mean_e2el_ms") > f(&fe, "mean_e2el_ms"));
     let itl = (f(c, "mean_itl_ms") - f(&fe, "mean_itl_ms")).abs();
     assert!(itl < 0.05 * f(&fe, "mean_itl_ms"), "{itl}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Starts `llm-emu serve` (port chosen by the OS) with `extra` flags; returns it and its address.
@@ -278,8 +284,13 @@ fn stream_times(addr: &str, tokens: usize) -> (f64, f64) {
 /// later tokens with the engine's spacing: the delay does not add up over the stream.
 #[test]
 fn serve_paces_tokens_by_the_front_end_without_adding_up() {
-    let dir = std::env::temp_dir().join(format!("llm-emu-serve-fe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when `scratch` drops at the end of the test (after the servers are stopped),
+    // whether it passes or fails.
+    let scratch = tempfile::Builder::new()
+        .prefix("llm-emu-serve-fe-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     let fe = dir.join("fe.json");
     // 60 ms in, 30 ms out: far above this test's noise and above the 5 ms step.
     std::fs::write(
@@ -300,7 +311,6 @@ fn serve_paces_tokens_by_the_front_end_without_adding_up() {
     let _ = paced.kill();
     let _ = plain.wait();
     let _ = paced.wait();
-    std::fs::remove_dir_all(&dir).unwrap();
     // First token: 90 ms later (timers fire no earlier than asked).
     assert!(t2 - t1 >= 0.085, "TTFT {t1} vs {t2}");
     // Last token: the same 90 ms, not 60 ms + 16 × 30 ms (0.54 s) as a delay that added up.

@@ -1,18 +1,19 @@
 //! `simulate --max-concurrency` and concurrency as a sweep axis (curves over concurrency).
 
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-emu"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-conc-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-conc-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn ok(out: Output) -> String {
@@ -74,9 +75,10 @@ fn most_in_flight(recs: &[Value]) -> usize {
 
 #[test]
 fn the_client_keeps_at_most_n_requests_in_flight() {
-    let d = tmp("simulate");
-    let free = simulate(&d, "free", &[]);
-    let capped = simulate(&d, "capped", &["--max-concurrency", "4"]);
+    let scratch = tmp("simulate");
+    let d = scratch.path();
+    let free = simulate(d, "free", &[]);
+    let capped = simulate(d, "capped", &["--max-concurrency", "4"]);
     assert_eq!(capped["max_concurrency"], 4);
     assert!(free.get("max_concurrency").is_none());
     assert_eq!(capped["completed"], 40);
@@ -105,7 +107,8 @@ fn the_client_keeps_at_most_n_requests_in_flight() {
 
 #[test]
 fn a_sweep_over_concurrencies_draws_curves_over_concurrency() {
-    let d = tmp("sweep");
+    let scratch = tmp("sweep");
+    let d = scratch.path();
     let grid = d.join("grid.yaml");
     std::fs::write(
         &grid,

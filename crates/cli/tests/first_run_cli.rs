@@ -4,16 +4,24 @@
 //! `bench` against that server needs no flags, and errors are said once and plainly.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
-fn bin() -> Command {
+/// An empty Hugging Face cache: no model name is ever found in it. Removed when dropped.
+fn empty_hf_cache() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("llm-emu-first-run-hf-")
+        .tempdir()
+        .unwrap()
+}
+
+/// The binary, with `empty` (from [`empty_hf_cache`]) as its Hugging Face cache.
+fn bin(empty: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_llm-emu"));
-    // An empty Hugging Face cache: no model name is ever found in it.
-    let empty = std::env::temp_dir().join(format!("llm-emu-first-run-hf-{}", std::process::id()));
-    std::fs::create_dir_all(&empty).unwrap();
-    c.env("HF_HUB_CACHE", &empty)
+    c.env("HF_HUB_CACHE", empty)
         .env("VLLM_LOG_STATS_INTERVAL", "0.3");
     c
 }
@@ -24,11 +32,14 @@ struct Served {
     addr: String,
     lines: Receiver<String>,
     seen: Vec<String>,
+    /// The server's Hugging Face cache; dropped (removed) after the server is stopped.
+    hf: TempDir,
 }
 
 impl Served {
     fn start(args: &[&str]) -> Served {
-        let mut child = bin()
+        let hf = empty_hf_cache();
+        let mut child = bin(hf.path())
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(["--max-model-len", "2048", "--latency", "linear:base_us=500"])
             .args(args)
@@ -59,6 +70,7 @@ impl Served {
             addr,
             lines,
             seen: Vec::new(),
+            hf,
         }
     }
 
@@ -129,7 +141,7 @@ fn any_model_name_serves_and_bench_needs_no_flags() {
     assert!(access.starts_with("INFO:     127.0.0.1:"), "{access}");
 
     // The server's model name is in no cache: bench falls back the same way and runs.
-    let out = bin()
+    let out = bin(s.hf.path())
         .args(["bench", "--base-url", &format!("http://{}", s.addr)])
         .args(["--num-prompts", "8", "--random-input-len", "32"])
         .args(["--random-output-len", "8", "--disable-tqdm"])
@@ -202,8 +214,9 @@ fn model_flag_tokenizer_builtin_and_quiet_logs() {
 
 #[test]
 fn errors_are_plain_and_said_once() {
+    let hf = empty_hf_cache();
     // Two different models.
-    let out = bin()
+    let out = bin(hf.path())
         .args(["serve", "a/b", "--model", "c/d"])
         .output()
         .unwrap();
@@ -224,7 +237,7 @@ fn errors_are_plain_and_said_once() {
             "--ramp-up-strategy",
         ),
     ] {
-        let out = bin().args(&args).output().unwrap();
+        let out = bin(hf.path()).args(&args).output().unwrap();
         let t = text(&out);
         assert_eq!(out.status.code(), Some(2), "{t}");
         assert!(
@@ -236,7 +249,7 @@ fn errors_are_plain_and_said_once() {
     // A taken port: the OS error once.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = bin()
+    let out = bin(hf.path())
         .args(["serve", "--host", "127.0.0.1", "--port", &port])
         .output()
         .unwrap();
@@ -249,7 +262,7 @@ fn errors_are_plain_and_said_once() {
     assert!(err.contains("cannot listen on"), "{t}");
     assert_eq!(err.matches("(os error").count(), 1, "{err}");
     // Ignored vLLM options are said to be ignored.
-    let out = bin()
+    let out = bin(hf.path())
         .args([
             "serve",
             "--dtype",
@@ -268,7 +281,8 @@ fn errors_are_plain_and_said_once() {
 
 #[test]
 fn simulate_says_what_it_simulated_and_fails_when_nothing_ran() {
-    let out = bin()
+    let hf = empty_hf_cache();
+    let out = bin(hf.path())
         .args(["simulate", "--synthetic", "30", "--gpu", "h100"])
         .args([
             "--latency",
@@ -291,7 +305,7 @@ fn simulate_says_what_it_simulated_and_fails_when_nothing_ran() {
     ] {
         assert!(t.contains(needle), "{needle}: {t}");
     }
-    let out = bin()
+    let out = bin(hf.path())
         .args([
             "simulate",
             "--synthetic",

@@ -1,13 +1,16 @@
 //! `llm-emu simulate` with data-parallel ranks and replicas behind a router.
 
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-fleet-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-fleet-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn simulate(args: &[&str], d: &std::path::Path) -> Output {
@@ -40,21 +43,22 @@ fn outputs(d: &std::path::Path) -> (Value, Vec<Value>) {
 }
 
 fn refused(args: &[&str]) -> String {
-    let out = simulate(args, &tmp("refused"));
+    let out = simulate(args, tmp("refused").path());
     assert!(!out.status.success(), "{args:?} ran");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
 fn data_parallel_reports_each_rank() {
-    let d = tmp("dp");
-    let out = simulate(&["--data-parallel-size", "2"], &d);
+    let scratch = tmp("dp");
+    let d = scratch.path();
+    let out = simulate(&["--data-parallel-size", "2"], d);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, records) = outputs(&d);
+    let (s, records) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["kind"], "data-parallel");
     assert_eq!(s["fleet"]["api_server_count"], 2);
@@ -74,14 +78,15 @@ fn data_parallel_reports_each_rank() {
 
 #[test]
 fn round_robin_replicas_name_each_request_s_instance_in_turn() {
-    let d = tmp("rr");
-    let out = simulate(&["--replicas", "3", "--router", "round-robin"], &d);
+    let scratch = tmp("rr");
+    let d = scratch.path();
+    let out = simulate(&["--replicas", "3", "--router", "round-robin"], d);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, mut records) = outputs(&d);
+    let (s, mut records) = outputs(d);
     assert_eq!(s["fleet"]["router"], "round-robin");
     assert_eq!(s["instances"].as_array().unwrap().len(), 3);
     records.sort_by(|a, b| {
@@ -107,7 +112,8 @@ fn bad_fleets_are_refused_naming_the_flag() {
     );
     // Replicas of DP engines run (`replicas_of_data_parallel_engines_route_to_every_rank`),
     // but must fit the GPUs a replayed run recorded, each flag named.
-    let run = tmp("dp-replicas-gpus");
+    let run_scratch = tmp("dp-replicas-gpus");
+    let run = run_scratch.path();
     std::fs::write(
         run.join("meta.json"),
         r#"{"hardware": {"device_count": 2}}"#,
@@ -129,7 +135,8 @@ fn bad_fleets_are_refused_naming_the_flag() {
 
 #[test]
 fn data_parallel_times_tensor_parallel_must_fit_the_recorded_gpus() {
-    let run = tmp("gpus");
+    let run_scratch = tmp("gpus");
+    let run = run_scratch.path();
     std::fs::write(
         run.join("meta.json"),
         r#"{"hardware": {"device_count": 2}}"#,
@@ -145,8 +152,9 @@ fn data_parallel_times_tensor_parallel_must_fit_the_recorded_gpus() {
         "2",
     ]);
     assert!(err.contains("needs 4 GPUs, but the run has 2"), "{err}");
-    let d = tmp("gpus-ok");
-    let out = simulate(&["--like", run, "--data-parallel-size", "2"], &d);
+    let scratch = tmp("gpus-ok");
+    let d = scratch.path();
+    let out = simulate(&["--like", run, "--data-parallel-size", "2"], d);
     assert!(
         out.status.success(),
         "{}",
@@ -177,16 +185,29 @@ fn the_table_lists_each_instance() {
     );
 }
 
+/// A file in a fresh folder, used as its path; the folder is removed when this drops.
+struct TmpFile {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TmpFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A cluster config of `instances` (each a JSON object) on one node.
-fn cluster_file(name: &str, instances: &[Value]) -> PathBuf {
-    let d = tmp(name);
+fn cluster_file(name: &str, instances: &[Value]) -> TmpFile {
+    let dir = tmp(name);
     let c = serde_json::json!({
         "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
         "nodes": [{"num_instances": instances.len(), "instances": instances}]
     });
-    let p = d.join("config.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    p
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    TmpFile { _dir: dir, path }
 }
 
 fn instance(model: &str, hardware: &str, extra: Value) -> Value {
@@ -215,7 +236,8 @@ fn a_heterogeneous_cluster_runs_each_instance_as_described() {
             ),
         ],
     );
-    let d = tmp("hetero-out");
+    let scratch = tmp("hetero-out");
+    let d = scratch.path();
     let out = simulate(
         &[
             "--cluster",
@@ -223,14 +245,14 @@ fn a_heterogeneous_cluster_runs_each_instance_as_described() {
             "--router",
             "least-loaded",
         ],
-        &d,
+        d,
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, records) = outputs(&d);
+    let (s, records) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["kind"], "cluster");
     assert_eq!(s["fleet"]["topology"], "replicas");
@@ -303,7 +325,8 @@ fn bad_clusters_are_refused_naming_the_field() {
 
 #[test]
 fn expert_parallel_ranks_step_in_lockstep_on_a_moe_model() {
-    let d = tmp("ep");
+    let scratch = tmp("ep");
+    let d = scratch.path();
     let out = simulate(
         &[
             "--model",
@@ -314,14 +337,14 @@ fn expert_parallel_ranks_step_in_lockstep_on_a_moe_model() {
             "2",
             "--enable-expert-parallel",
         ],
-        &d,
+        d,
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, _) = outputs(&d);
+    let (s, _) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["kind"], "expert-parallel");
     assert_eq!(s["fleet"]["expert_parallel_size"], 2);
@@ -342,7 +365,8 @@ fn expert_parallel_ranks_step_in_lockstep_on_a_moe_model() {
 #[test]
 fn moe_data_parallel_without_ep_steps_in_lockstep() {
     let lockstep = "MoE data-parallel lockstep without expert parallelism";
-    let d = tmp("moe-dp");
+    let scratch = tmp("moe-dp");
+    let d = scratch.path();
     let out = simulate(
         &[
             "--model",
@@ -352,14 +376,14 @@ fn moe_data_parallel_without_ep_steps_in_lockstep() {
             "--data-parallel-size",
             "2",
         ],
-        &d,
+        d,
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, records) = outputs(&d);
+    let (s, records) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["kind"], "data-parallel");
     assert_eq!(s["instances"].as_array().unwrap().len(), 2);
@@ -374,10 +398,11 @@ fn moe_data_parallel_without_ep_steps_in_lockstep() {
         assert!(records.iter().any(|r| r["engine"] == e), "rank {e} answers");
     }
     // A dense model's ranks stay independent.
-    let d = tmp("dense-dp");
-    let out = simulate(&["--data-parallel-size", "2"], &d);
+    let scratch = tmp("dense-dp");
+    let d = scratch.path();
+    let out = simulate(&["--data-parallel-size", "2"], d);
     assert!(out.status.success());
-    let (s, _) = outputs(&d);
+    let (s, _) = outputs(d);
     assert!(
         !serde_json::to_string(&s).unwrap().contains("lockstep"),
         "{s}"
@@ -391,22 +416,25 @@ fn moe_data_parallel_without_ep_steps_in_lockstep() {
         )
     };
     let file = cluster_file("moe-group", &[qwen(), qwen()]);
-    let d = tmp("moe-group-run");
-    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    let scratch = tmp("moe-group-run");
+    let d = scratch.path();
+    let out = simulate(&["--cluster", file.to_str().unwrap()], d);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, _) = outputs(&d);
+    let (s, _) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert!(serde_json::to_string(&s).unwrap().contains(lockstep), "{s}");
 }
 
 /// A recorded run in the shared layout: `RUN/vllm/{meta.json,requests.jsonl}`,
-/// `RUN/workload.jsonl` and, when given, `RUN/config.json`.
-fn recorded_run(name: &str, meta: &Value, cluster: Option<&Value>) -> PathBuf {
-    let dir = tmp(name);
+/// `RUN/workload.jsonl` and, when given, `RUN/config.json`; removed when the returned handle
+/// drops.
+fn recorded_run(name: &str, meta: &Value, cluster: Option<&Value>) -> TempDir {
+    let run = tmp(name);
+    let dir = run.path();
     std::fs::create_dir_all(dir.join("vllm")).unwrap();
     let (mut workload, mut requests) = (String::new(), String::new());
     for i in 0..6 {
@@ -426,7 +454,7 @@ fn recorded_run(name: &str, meta: &Value, cluster: Option<&Value>) -> PathBuf {
     if let Some(c) = cluster {
         std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
     }
-    dir
+    run
 }
 
 fn validate(dir: &std::path::Path) -> (Output, Value) {
@@ -459,8 +487,8 @@ fn a_moe_run_recorded_with_dp2_and_ep_replays_with_no_flags() {
         "num_requests": 6,
         "hardware": {"device_count": 2, "device_name": "NVIDIA H100 80GB HBM3"}
     });
-    let dir = recorded_run("dp2ep", &meta, None);
-    let (out, m) = validate(&dir);
+    let run = recorded_run("dp2ep", &meta, None);
+    let (out, m) = validate(run.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -484,8 +512,8 @@ fn a_moe_run_recorded_with_dp2_without_ep_replays_in_lockstep() {
         "num_requests": 6,
         "hardware": {"device_count": 2, "device_name": "NVIDIA H100 80GB HBM3"}
     });
-    let dir = recorded_run("dp2noep", &meta, None);
-    let (out, m) = validate(&dir);
+    let run = recorded_run("dp2noep", &meta, None);
+    let (out, m) = validate(run.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -516,8 +544,8 @@ fn validate_replays_the_fleet_of_a_cluster_config_beside_the_run() {
             instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", none),
         ]}]
     });
-    let dir = recorded_run("cluster-beside", &meta, Some(&cluster));
-    let (out, m) = validate(&dir);
+    let run = recorded_run("cluster-beside", &meta, Some(&cluster));
+    let (out, m) = validate(run.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -544,14 +572,15 @@ fn a_prefill_decode_cluster_answers_every_request_from_a_decode_instance() {
             ),
         ],
     );
-    let d = tmp("pd-out");
-    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    let scratch = tmp("pd-out");
+    let d = scratch.path();
+    let out = simulate(&["--cluster", file.to_str().unwrap()], d);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, records) = outputs(&d);
+    let (s, records) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["topology"], "prefill-decode");
     assert!(records.iter().all(|r| r["engine"] == 1), "decode answers");
@@ -564,7 +593,8 @@ fn a_prefill_decode_cluster_answers_every_request_from_a_decode_instance() {
 
 #[test]
 fn replicas_of_data_parallel_engines_route_to_every_rank() {
-    let d = tmp("dp-replicas");
+    let scratch = tmp("dp-replicas");
+    let d = scratch.path();
     let out = simulate(
         &[
             "--replicas",
@@ -574,14 +604,14 @@ fn replicas_of_data_parallel_engines_route_to_every_rank() {
             "--router",
             "round-robin",
         ],
-        &d,
+        d,
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, records) = outputs(&d);
+    let (s, records) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["kind"], "replicas-of-data-parallel");
     assert_eq!(s["fleet"]["replicas"], 2);
@@ -601,7 +631,8 @@ fn replicas_of_data_parallel_engines_route_to_every_rank() {
 
 #[test]
 fn replicas_of_expert_parallel_groups_run_on_a_moe_model() {
-    let d = tmp("ep-replicas");
+    let scratch = tmp("ep-replicas");
+    let d = scratch.path();
     let out = simulate(
         &[
             "--model",
@@ -614,14 +645,14 @@ fn replicas_of_expert_parallel_groups_run_on_a_moe_model() {
             "2",
             "--enable-expert-parallel",
         ],
-        &d,
+        d,
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, _) = outputs(&d);
+    let (s, _) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["kind"], "replicas-of-data-parallel");
     assert_eq!(s["fleet"]["expert_parallel_size"], 2);
@@ -647,7 +678,8 @@ fn several_dp_groups_in_a_cluster_are_replicas_of_dp_engines() {
         )
     };
     let file = cluster_file("dp-groups", &[g("A"), g("A"), g("B"), g("B")]);
-    let d = tmp("dp-groups-out");
+    let scratch = tmp("dp-groups-out");
+    let d = scratch.path();
     let out = simulate(
         &[
             "--cluster",
@@ -655,14 +687,14 @@ fn several_dp_groups_in_a_cluster_are_replicas_of_dp_engines() {
             "--router",
             "round-robin",
         ],
-        &d,
+        d,
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, _) = outputs(&d);
+    let (s, _) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["topology"], "data-parallel-groups");
     let instances = s["instances"].as_array().unwrap();
@@ -685,7 +717,7 @@ fn several_dp_groups_in_a_cluster_are_replicas_of_dp_engines() {
 }
 
 /// Two prefill instances in dp_group `P`, two decode instances in dp_group `D`.
-fn dp_pd_cluster(name: &str) -> PathBuf {
+fn dp_pd_cluster(name: &str) -> TmpFile {
     let side = |role: &str, group: &str| {
         instance(
             "meta-llama/Llama-3.1-8B",
@@ -707,14 +739,15 @@ fn dp_pd_cluster(name: &str) -> PathBuf {
 #[test]
 fn a_prefill_decode_cluster_of_dp_groups_balances_each_side() {
     let file = dp_pd_cluster("pd-dp");
-    let d = tmp("pd-dp-out");
-    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    let scratch = tmp("pd-dp-out");
+    let d = scratch.path();
+    let out = simulate(&["--cluster", file.to_str().unwrap()], d);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, records) = outputs(&d);
+    let (s, records) = outputs(d);
     assert_eq!(s["completed"], 200);
     assert_eq!(s["fleet"]["topology"], "prefill-decode");
     assert_eq!(s["fleet"]["prefill_placement"], "vllm-dp");
@@ -774,7 +807,7 @@ fn every_fleet_s_header_names_what_places_its_requests() {
         ],
     );
     let pd_dp = dp_pd_cluster("label-pd-dp");
-    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec![], "one engine"),
         (
@@ -852,22 +885,22 @@ fn a_dp_cluster_s_output_json_names_the_balancer_not_a_router() {
         )
     };
     let file = cluster_file("json-dp", &[group("A"), group("A")]);
-    let d = tmp("json-dp-out");
-    let out = simulate(&["--cluster", file.to_str().unwrap()], &d);
+    let scratch = tmp("json-dp-out");
+    let d = scratch.path();
+    let out = simulate(&["--cluster", file.to_str().unwrap()], d);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, _) = outputs(&d);
+    let (s, _) = outputs(d);
     assert_eq!(s["fleet"]["topology"], "data-parallel");
     assert_eq!(s["fleet"]["router"], Value::Null);
     assert_eq!(s["fleet"]["balancer"], "vllm-dp");
-    let d = tmp("json-flag-dp-out");
-    assert!(simulate(&["--data-parallel-size", "2"], &d)
-        .status
-        .success());
-    assert_eq!(outputs(&d).0["fleet"]["balancer"], "vllm-dp");
+    let scratch = tmp("json-flag-dp-out");
+    let d = scratch.path();
+    assert!(simulate(&["--data-parallel-size", "2"], d).status.success());
+    assert_eq!(outputs(d).0["fleet"]["balancer"], "vllm-dp");
 }
 
 #[test]
@@ -898,8 +931,9 @@ fn pipeline_parallelism_is_refused_with_the_reason() {
         "{e}"
     );
     // PP 1 is no pipeline: it runs.
-    let d = tmp("pp1");
-    let out = simulate(&["--pipeline-parallel-size", "1"], &d);
+    let scratch = tmp("pp1");
+    let d = scratch.path();
+    let out = simulate(&["--pipeline-parallel-size", "1"], d);
     assert!(
         out.status.success(),
         "{}",

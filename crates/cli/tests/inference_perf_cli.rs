@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 /// inference-perf's lifecycle metrics of one stage (seconds), every distribution at `x`.
 fn stage_metrics(ttft: f64, tpot: f64, e2e: f64, rps: f64) -> Value {
@@ -22,9 +23,13 @@ fn stage_metrics(ttft: f64, tpot: f64, e2e: f64, rps: f64) -> Value {
 
 /// A run folder: Llama-2-7B on one H100, two stages (4 req/s for 5 s, 2 req/s for 5 s),
 /// 2 system prompts × 3 questions, 16 + 20 prompt tokens, 8 output tokens.
-fn make_run(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("llm-emu-ip-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+/// Removed when the returned handle drops, whether the test passes or fails.
+fn make_run(tag: &str) -> TempDir {
+    let run = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-ip-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let dir = run.path();
     std::fs::create_dir_all(dir.join("results")).unwrap();
     std::fs::write(
         dir.join("exp-config.yaml"),
@@ -54,16 +59,19 @@ fn make_run(tag: &str) -> PathBuf {
         )
         .unwrap();
     }
-    dir
+    run
 }
 
 fn validate(dir: &Path, extra: &[&str]) -> (Output, Option<Value>) {
-    let json = std::env::temp_dir().join(format!(
-        "llm-emu-ip-{}-{}.json",
-        dir.file_name().unwrap().to_string_lossy(),
-        std::process::id()
+    // Removed when `out_dir` drops at the end of this function, after the run and the read.
+    let out_dir = tempfile::Builder::new()
+        .prefix("llm-emu-ip-")
+        .tempdir()
+        .unwrap();
+    let json = out_dir.path().join(format!(
+        "{}.json",
+        dir.file_name().unwrap().to_string_lossy()
     ));
-    let _ = std::fs::remove_file(&json);
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .arg("validate")
         .arg("--client-result")
@@ -76,14 +84,14 @@ fn validate(dir: &Path, extra: &[&str]) -> (Output, Option<Value>) {
     let m = std::fs::read_to_string(&json)
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
-    let _ = std::fs::remove_file(&json);
     (out, m)
 }
 
 #[test]
 fn stages_are_regenerated_and_compared_each() {
-    let dir = make_run("ok");
-    let (out, m) = validate(&dir, &[]);
+    let run = make_run("ok");
+    let dir = run.path();
+    let (out, m) = validate(dir, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -123,36 +131,38 @@ fn stages_are_regenerated_and_compared_each() {
     assert!(stdout.contains("h100-sxm"), "{stdout}");
     // profile.yaml and the resolved config agree here: no note about unread fields.
     assert!(!stderr.contains("did not read"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn bad_run_folders_are_named() {
-    let dir = make_run("missing-stage");
+    let run = make_run("missing-stage");
+    let dir = run.path();
     std::fs::remove_file(dir.join("results/stage_1_lifecycle_metrics.json")).unwrap();
-    let (out, _) = validate(&dir, &[]);
+    let (out, _) = validate(dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
         e.contains("stage_1_lifecycle_metrics.json") && e.contains("2 load stages"),
         "{e}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(run);
 
-    let dir = make_run("data-type");
+    let run = make_run("data-type");
+    let dir = run.path();
     let cfg = std::fs::read_to_string(dir.join("results/config.yaml")).unwrap();
     std::fs::write(
         dir.join("results/config.yaml"),
         cfg.replace("type: shared_prefix", "type: random"),
     )
     .unwrap();
-    let (out, _) = validate(&dir, &[]);
+    let (out, _) = validate(dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(e.contains("`data.type` = random: not modelled"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(run);
 
-    let dir = make_run("multi-turn");
+    let run = make_run("multi-turn");
+    let dir = run.path();
     let cfg = std::fs::read_to_string(dir.join("results/config.yaml")).unwrap();
     std::fs::write(
         dir.join("results/config.yaml"),
@@ -162,7 +172,7 @@ fn bad_run_folders_are_named() {
         ),
     )
     .unwrap();
-    let (out, _) = validate(&dir, &[]);
+    let (out, _) = validate(dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -170,20 +180,19 @@ fn bad_run_folders_are_named() {
         "{e}"
     );
 
-    let (out, _) = validate(&dir, &["--workload", "w.jsonl"]);
+    let (out, _) = validate(dir, &["--workload", "w.jsonl"]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && e.contains("--workload does not apply"),
         "{e}"
     );
     std::fs::remove_file(dir.join("exp-config.yaml")).unwrap();
-    let (out, _) = validate(&dir, &[]);
+    let (out, _) = validate(dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && e.contains("exp-config.yaml is missing"),
         "{e}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A run fetched by `tools/fidelity/fetch-inference-sim-runs.sh DIR`, found through

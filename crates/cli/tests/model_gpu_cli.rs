@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn simulate(name: &str, args: &[&str]) -> (std::process::Output, Option<Value>) {
-    let d = std::env::temp_dir().join(format!("llm-emu-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let json: PathBuf = d.join("s.json");
+    // Removed when `d` drops at the end of this function, after the run and the read.
+    let d = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-cli-{name}-"))
+        .tempdir()
+        .unwrap();
+    let json: PathBuf = d.path().join("s.json");
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .args(["simulate", "--quiet", "--synthetic", "40", "--output-json"])
         .arg(&json)

@@ -2,14 +2,17 @@
 //! problem is a clear error naming `file:line` or a counted skip, and a run that ran nothing
 //! or could not read its input exits non-zero.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-inputs-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-inputs-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs `llm-emu args…`, killing it after `limit` (so a run that never ends fails the test
@@ -56,8 +59,9 @@ const GOOD: &str = "{\"arrival_s\": 0.0, \"prompt_len\": 100, \"output_len\": 10
 
 #[test]
 fn a_directory_workload_is_a_quick_clear_error() {
-    let d = tmp("dir");
-    let out = simulate(&d);
+    let scratch = tmp("dir");
+    let d = scratch.path();
+    let out = simulate(d);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -74,10 +78,11 @@ fn validate_refuses_a_directory_workload_quickly() {
         println!("skipped: {} is absent", case.display());
         return;
     }
-    let d = tmp("vdir");
+    let scratch = tmp("vdir");
+    let d = scratch.path();
     let out = run(
         &["validate", "--real"],
-        &[&case.join("vllm"), Path::new("--workload"), &d],
+        &[&case.join("vllm"), Path::new("--workload"), d],
         Duration::from_secs(120),
     );
     assert!(!out.status.success());
@@ -93,7 +98,8 @@ fn a_missing_workload_is_an_error() {
 
 #[test]
 fn an_empty_or_all_bad_workload_ran_nothing_and_says_so() {
-    let d = tmp("empty");
+    let scratch = tmp("empty");
+    let d = scratch.path();
     for (name, text) in [
         ("empty.jsonl", ""),
         ("blank.jsonl", "\n\n   \n"),
@@ -124,7 +130,8 @@ fn an_empty_or_all_bad_workload_ran_nothing_and_says_so() {
 
 #[test]
 fn a_huge_prompt_len_fails_that_request_only() {
-    let d = tmp("huge");
+    let scratch = tmp("huge");
+    let d = scratch.path();
     let w = d.join("w.jsonl");
     std::fs::write(
         &w,
@@ -162,7 +169,8 @@ fn a_huge_prompt_len_fails_that_request_only() {
 
 #[test]
 fn zero_length_prompts_are_reported_by_file_and_line() {
-    let d = tmp("zero");
+    let scratch = tmp("zero");
+    let d = scratch.path();
     let w = d.join("w.jsonl");
     std::fs::write(
         &w,
@@ -180,7 +188,8 @@ fn zero_length_prompts_are_reported_by_file_and_line() {
 
 #[test]
 fn a_byte_order_mark_does_not_cost_the_first_request() {
-    let d = tmp("bom");
+    let scratch = tmp("bom");
+    let d = scratch.path();
     let w = d.join("w.jsonl");
     std::fs::write(&w, format!("\u{feff}{GOOD}{GOOD}")).unwrap();
     let out = simulate(&w);
@@ -197,7 +206,8 @@ fn a_byte_order_mark_does_not_cost_the_first_request() {
 #[test]
 fn an_overlong_line_is_skipped_with_its_line_and_memory_stays_bounded() {
     // 33 MiB on one line, over the 32 MiB cap (docs/hardening.md).
-    let d = tmp("long");
+    let scratch = tmp("long");
+    let d = scratch.path();
     let w = d.join("w.jsonl");
     let mut text = String::with_capacity(34 << 20);
     text.push_str(GOOD);

@@ -2,18 +2,20 @@
 //! determinism over runs and `--jobs`, and bad input.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-emu"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-plan-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-plan-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn run(args: &[&str]) -> Output {
@@ -86,7 +88,8 @@ fn plan_args<'a>(prices: &'a str, out: &'a str, jobs: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn the_plan_is_the_cheapest_fleet_a_brute_force_sweep_finds() {
-    let d = tmp("brute");
+    let scratch = tmp("brute");
+    let d = scratch.path();
     let prices = d.join("prices.yaml");
     std::fs::write(&prices, PRICES).unwrap();
     let plan_json = d.join("plan.json");
@@ -185,7 +188,8 @@ fn the_plan_is_the_cheapest_fleet_a_brute_force_sweep_finds() {
 
 #[test]
 fn the_same_plan_writes_the_same_file_whatever_the_jobs() {
-    let d = tmp("determinism");
+    let scratch = tmp("determinism");
+    let d = scratch.path();
     let prices = d.join("prices.yaml");
     std::fs::write(&prices, PRICES).unwrap();
     let a = d.join("a.json");
@@ -227,7 +231,8 @@ fn small(extra: &[&str]) -> Output {
 
 #[test]
 fn bad_input_is_named() {
-    let d = tmp("bad");
+    let scratch = tmp("bad");
+    let d = scratch.path();
     let msg = fails(small(&["--gpus", "h1000"]));
     assert!(
         msg.contains("unknown GPU `h1000`") && msg.contains("h100-sxm"),
@@ -267,7 +272,8 @@ fn bad_input_is_named() {
 
 #[test]
 fn objectives_no_fleet_meets_name_the_closest() {
-    let d = tmp("unmeetable");
+    let scratch = tmp("unmeetable");
+    let d = scratch.path();
     let out = d.join("plan.json");
     let msg = fails(small(&[
         "--slo",

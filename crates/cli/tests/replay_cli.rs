@@ -4,12 +4,15 @@
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
-/// A fresh directory for one test.
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-replay-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("vllm")).unwrap();
+/// A fresh directory for one test, removed when the returned handle drops (pass or fail).
+fn scratch(tag: &str) -> TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-replay-{tag}-"))
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(d.path().join("vllm")).unwrap();
     d
 }
 
@@ -90,9 +93,10 @@ fn rtx4090_meta() -> Value {
 
 #[test]
 fn a_24gb_gpu_run_replays_its_recorded_block_count_and_gpu() {
-    let dir = scratch("4090");
-    write_run(&dir, &rtx4090_meta(), None);
-    let (out, m) = validate(&dir, LINEAR);
+    let scratch_dir = scratch("4090");
+    let dir = scratch_dir.path();
+    write_run(dir, &rtx4090_meta(), None);
+    let (out, m) = validate(dir, LINEAR);
     assert!(out.status.success(), "{}", stderr(&out));
     let e = &m.unwrap()["engine"];
     assert_eq!(e["num_gpu_blocks"], 2588, "{e}");
@@ -111,7 +115,7 @@ fn a_24gb_gpu_run_replays_its_recorded_block_count_and_gpu() {
     assert!(!err.contains("not modelled (ignored)"), "{err}");
     // A flag given on the command line still wins, said in one line.
     let (out, m) = validate(
-        &dir,
+        dir,
         &[LINEAR, &["--num-gpu-blocks-override", "1000"]].concat(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -124,12 +128,12 @@ fn a_24gb_gpu_run_replays_its_recorded_block_count_and_gpu() {
         "{}",
         stderr(&out)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn resolved_config_wins_and_capture_sizes_are_replayed() {
-    let dir = scratch("resolved");
+    let scratch_dir = scratch("resolved");
+    let dir = scratch_dir.path();
     let mut meta = rtx4090_meta();
     meta["resolved_config"] = json!({
         "scheduler_config": {
@@ -153,8 +157,8 @@ fn resolved_config_wins_and_capture_sizes_are_replayed() {
     });
     // What was asked differs from what vLLM resolved: the resolved value wins, with a note.
     meta["kv_cache"]["enable_prefix_caching"] = json!(false);
-    write_run(&dir, &meta, None);
-    let (out, m) = validate(&dir, LINEAR);
+    write_run(dir, &meta, None);
+    let (out, m) = validate(dir, LINEAR);
     assert!(out.status.success(), "{}", stderr(&out));
     let e = &m.unwrap()["engine"];
     assert_eq!(e["max_num_seqs"], 64, "{e}");
@@ -174,11 +178,10 @@ fn resolved_config_wins_and_capture_sizes_are_replayed() {
     );
     // cudagraph_mode NONE: no graphs at all.
     meta["resolved_config"]["compilation_config"]["cudagraph_mode"] = json!(0);
-    write_run(&dir, &meta, None);
-    let (out, m) = validate(&dir, LINEAR);
+    write_run(dir, &meta, None);
+    let (out, m) = validate(dir, LINEAR);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(m.unwrap()["engine"]["cudagraph_capture_sizes"], json!([]));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A TP2 profile made of the shared TP1 tables (only the all-reduce term matters here).
@@ -220,8 +223,9 @@ fn cluster(tp: u64, hardware: &str) -> Value {
 
 #[test]
 fn a_tp2_run_prices_all_reduces_with_its_cluster_link() {
-    let dir = scratch("tp2");
-    let Some(profile) = tp2_profile(&dir) else {
+    let scratch_dir = scratch("tp2");
+    let dir = scratch_dir.path();
+    let Some(profile) = tp2_profile(dir) else {
         return;
     };
     let meta = json!({
@@ -233,9 +237,9 @@ fn a_tp2_run_prices_all_reduces_with_its_cluster_link() {
         "hardware": {"device_count": 2,
                      "device_name": "NVIDIA RTX PRO 6000 Blackwell Server Edition"}
     });
-    write_run(&dir, &meta, Some(&cluster(2, "RTXPRO6000")));
+    write_run(dir, &meta, Some(&cluster(2, "RTXPRO6000")));
     let p = profile.display().to_string();
-    let (out, m) = validate(&dir, &["--profile", &p]);
+    let (out, m) = validate(dir, &["--profile", &p]);
     assert!(out.status.success(), "{}", stderr(&out));
     let e = &m.unwrap()["engine"];
     assert_eq!(e["tensor_parallel_size"], 2);
@@ -248,15 +252,14 @@ fn a_tp2_run_prices_all_reduces_with_its_cluster_link() {
         "{lat}"
     );
     // The cluster config's TP disagreeing with meta.json's is a contradiction.
-    write_run(&dir, &meta, Some(&cluster(4, "RTXPRO6000")));
-    let (out, _) = validate(&dir, &["--profile", &p]);
+    write_run(dir, &meta, Some(&cluster(4, "RTXPRO6000")));
+    let (out, _) = validate(dir, &["--profile", &p]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("contradicting facts: instance tp_size = 4"),
         "{}",
         stderr(&out)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A change to a fixture's meta.json.
@@ -264,7 +267,8 @@ type Edit = Box<dyn Fn(&mut Value)>;
 
 #[test]
 fn bad_records_are_clear_errors() {
-    let dir = scratch("bad");
+    let scratch_dir = scratch("bad");
+    let dir = scratch_dir.path();
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "unknown GPU",
@@ -327,21 +331,21 @@ fn bad_records_are_clear_errors() {
     for (what, edit, want) in cases {
         let mut meta = rtx4090_meta();
         edit(&mut meta);
-        write_run(&dir, &meta, None);
-        let (out, _) = validate(&dir, LINEAR);
+        write_run(dir, &meta, None);
+        let (out, _) = validate(dir, LINEAR);
         assert!(!out.status.success(), "{what}: accepted");
         assert!(stderr(&out).contains(want), "{what}: {}", stderr(&out));
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_profile_of_another_gpu_is_named_in_a_warning() {
-    let dir = scratch("othergpu");
-    write_run(&dir, &rtx4090_meta(), None);
+    let scratch_dir = scratch("othergpu");
+    let dir = scratch_dir.path();
+    write_run(dir, &rtx4090_meta(), None);
     // The built-in profile was measured on the RTX PRO 6000, the run is on an RTX 4090.
     let (out, _) = validate(
-        &dir,
+        dir,
         &["--latency", "profile:dir=builtin:rtxpro6000-llama-3.1-8b"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -353,18 +357,18 @@ fn a_profile_of_another_gpu_is_named_in_a_warning() {
         ),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn simulate_like_takes_the_same_facts() {
-    let dir = scratch("like");
-    write_run(&dir, &rtx4090_meta(), None);
+    let scratch_dir = scratch("like");
+    let dir = scratch_dir.path();
+    write_run(dir, &rtx4090_meta(), None);
     let json = dir.join("summary.json");
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .arg("simulate")
         .arg("--like")
-        .arg(&dir)
+        .arg(dir)
         .arg("--workload")
         .arg(dir.join("workload.jsonl"))
         .args(LINEAR)
@@ -376,5 +380,4 @@ fn simulate_like_takes_the_same_facts() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&json).unwrap();
     assert!(text.contains("2588"), "{text}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,16 +11,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-emu"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-report-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn ok(out: Output, what: &str) -> String {
@@ -195,7 +197,8 @@ fn report(inputs: &[&Path], out: &Path) -> String {
 #[test]
 fn simulate_and_validate_of_the_shared_case_render_with_data() {
     let Some(case) = shared_case() else { return };
-    let d = tmp("shared");
+    let scratch = tmp("shared");
+    let d = scratch.path();
     let (sum, reqs, steps) = (
         d.join("sim.json"),
         d.join("req.jsonl"),
@@ -248,7 +251,8 @@ fn simulate_and_validate_of_the_shared_case_render_with_data() {
 #[test]
 fn a_fleet_a_sweep_and_a_bench_result_render_with_data() {
     let Some(browser) = chromium() else { return };
-    let d = tmp("kinds");
+    let scratch = tmp("kinds");
+    let d = scratch.path();
     // A fleet of three replicas: per-instance sections of the summary, engines in the records.
     let (sum, reqs) = (d.join("fleet.json"), d.join("fleet.jsonl"));
     ok(
@@ -331,7 +335,8 @@ fn a_fleet_a_sweep_and_a_bench_result_render_with_data() {
 /// saturates below the target, so the answer is one H200 ahead of two-H100 fleets.
 #[test]
 fn a_plan_renders_its_answer_with_data() {
-    let d = tmp("plan");
+    let scratch = tmp("plan");
+    let d = scratch.path();
     let plan = d.join("plan.json");
     ok(
         bin()
@@ -378,7 +383,8 @@ fn a_plan_renders_its_answer_with_data() {
 #[test]
 fn png_export_writes_a_screenshot() {
     let Some(_) = chromium() else { return };
-    let d = tmp("png");
+    let scratch = tmp("png");
+    let d = scratch.path();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vllm-bench-reference");
     let html = d.join("bench.html");
     ok(
@@ -403,7 +409,8 @@ fn png_export_writes_a_screenshot() {
 /// small, and the browser still finds every chart with data.
 #[test]
 fn long_runs_give_bounded_pages() {
-    let d = tmp("long");
+    let scratch = tmp("long");
+    let d = scratch.path();
     let steps = d.join("steps.jsonl");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&steps).unwrap());
     for i in 0..200_000u32 {
@@ -452,7 +459,8 @@ fn long_runs_give_bounded_pages() {
 
 #[test]
 fn inputs_that_are_not_report_inputs_are_named_with_what_was_expected() {
-    let d = tmp("bad");
+    let scratch = tmp("bad");
+    let d = scratch.path();
     let cases: [(&str, &str, &str); 4] = [
         ("other.json", "{\"a\": 1, \"b\": 2}\n", "keys a, b"),
         ("empty.jsonl", "\n\n", "empty"),
@@ -483,7 +491,7 @@ fn inputs_that_are_not_report_inputs_are_named_with_what_was_expected() {
     // A folder that is not a sweep's, and a broken line in a per-request file.
     let o = bin()
         .arg("report")
-        .arg(&d)
+        .arg(d)
         .args(["--output", s(&d.join("x.html"))])
         .output()
         .unwrap();

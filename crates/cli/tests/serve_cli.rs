@@ -105,8 +105,13 @@ fn serve_help_explains_the_vllm_flags() {
 /// reading the result beside `simulate`'s summary of the same workload.
 #[test]
 fn bench_against_serve_writes_vllms_result_and_compare_reads_it() {
-    let dir = std::env::temp_dir().join(format!("llm-emu-serve-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when `scratch` drops at the end of the test (after the server is stopped),
+    // whether it passes or fails.
+    let scratch = tempfile::Builder::new()
+        .prefix("llm-emu-serve-bench-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     let w = dir.join("w.jsonl");
     let mut text = String::new();
     for i in 0..20u64 {
@@ -239,5 +244,4 @@ fn bench_against_serve_writes_vllms_result_and_compare_reads_it() {
         thr["a"].as_f64().unwrap() > 0.0 && thr["b"].as_f64().unwrap() > 0.0,
         "{c}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -124,20 +124,23 @@ fn engine_series(metrics: &str, name: &str, engine: usize) -> f64 {
         .sum()
 }
 
-/// A cluster config file of `instances` in a fresh folder.
-fn cluster_file(name: &str, instances: &[serde_json::Value]) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "llm-emu-serve-cluster-{name}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
+/// A cluster config file of `instances` in a fresh folder: the folder (removed when it drops,
+/// so keep it bound while the file is used) and the file's path.
+fn cluster_file(
+    name: &str,
+    instances: &[serde_json::Value],
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-serve-cluster-{name}-"))
+        .tempdir()
+        .unwrap();
     let c = serde_json::json!({
         "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
         "nodes": [{"num_instances": instances.len(), "instances": instances}]
     });
-    let p = d.join("cluster.json");
+    let p = d.path().join("cluster.json");
     std::fs::write(&p, serde_json::to_vec(&c).unwrap()).unwrap();
-    p
+    (d, p)
 }
 
 fn cluster_instance(model: &str, hardware: &str, role: Option<&str>) -> serde_json::Value {
@@ -171,7 +174,7 @@ fn serve_and_send(args: &[&str], requests: &[&str]) -> String {
 
 #[test]
 fn a_heterogeneous_cluster_is_served_behind_the_router() {
-    let file = cluster_file(
+    let (_dir, file) = cluster_file(
         "replicas",
         &[
             cluster_instance("meta-llama/Llama-3.1-8B", "H100", None),
@@ -196,7 +199,7 @@ fn a_heterogeneous_cluster_is_served_behind_the_router() {
 
 #[test]
 fn a_prefill_decode_cluster_is_served_as_one_stream() {
-    let file = cluster_file(
+    let (_dir, file) = cluster_file(
         "pd",
         &[
             cluster_instance("meta-llama/Llama-3.1-8B", "H100", Some("prefill")),
@@ -218,7 +221,7 @@ fn a_prefill_decode_cluster_of_dp_groups_is_served_rank_by_rank() {
         i["dp_group"] = group.into();
         i
     };
-    let file = cluster_file(
+    let (_dir, file) = cluster_file(
         "pd-dp",
         &[
             side("prefill", "P"),

@@ -3,15 +3,18 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tempfile::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-emu"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn real_run_workload() -> Option<PathBuf> {
@@ -28,7 +31,8 @@ fn real_run_workload() -> Option<PathBuf> {
 #[test]
 fn runs_the_real_run_workload_and_writes_every_output() {
     let Some(w) = real_run_workload() else { return };
-    let d = tmp("real");
+    let scratch = tmp("real");
+    let d = scratch.path();
     let out = bin()
         .args([
             "simulate",
@@ -154,7 +158,8 @@ fn bad_flag_values_are_clear_errors() {
 
 #[test]
 fn malformed_lines_and_impossible_requests_fail_alone() {
-    let d = tmp("bad");
+    let scratch = tmp("bad");
+    let d = scratch.path();
     let w = d.join("w.jsonl");
     std::fs::write(
         &w,

@@ -1,17 +1,20 @@
 //! Step-cycle packs end to end: `simulate --steps-out` → `profile-pack` → `simulate --profile`.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-emu"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-sc-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-sc-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn ok(out: Output) -> Output {
@@ -49,11 +52,12 @@ fn simulate(d: &Path, name: &str, extra: &[&str]) -> Value {
 
 #[test]
 fn a_pack_built_from_steps_reproduces_the_run() {
-    let d = tmp("roundtrip");
+    let scratch = tmp("roundtrip");
+    let d = scratch.path();
     let steps = d.join("steps.jsonl");
     let lin = "linear:base_us=6000,per_token_us=25,per_req_us=40";
     let base = simulate(
-        &d,
+        d,
         "linear",
         &["--latency", lin, "--steps-out", steps.to_str().unwrap()],
     );
@@ -78,7 +82,7 @@ fn a_pack_built_from_steps_reproduces_the_run() {
     assert!(!p["prefill_2d_distribution"].as_array().unwrap().is_empty());
     assert!(!p["decode_2d_distribution"].as_array().unwrap().is_empty());
 
-    let sc = simulate(&d, "pack", &["--profile", pack.to_str().unwrap()]);
+    let sc = simulate(d, "pack", &["--profile", pack.to_str().unwrap()]);
     assert!(sc["latency_model"]
         .as_str()
         .unwrap()
@@ -90,10 +94,10 @@ fn a_pack_built_from_steps_reproduces_the_run() {
         assert!((a - b).abs() / a < 0.05, "{k}: linear {a} vs pack {b}");
     }
     // --seed feeds the draws: same seed, same run; another seed, other step times.
-    let again = simulate(&d, "again", &["--profile", pack.to_str().unwrap()]);
+    let again = simulate(d, "again", &["--profile", pack.to_str().unwrap()]);
     assert_eq!(sc["mean_tpot_ms"], again["mean_tpot_ms"]);
     let spec = format!("step-cycle:path={},seed=0", pack.display());
-    let explicit = simulate(&d, "explicit", &["--latency", &spec]);
+    let explicit = simulate(d, "explicit", &["--latency", &spec]);
     assert_eq!(sc["mean_tpot_ms"], explicit["mean_tpot_ms"]);
     // The context axis (our extension) builds and runs too.
     let ctx_pack = d.join("ctx.json");
@@ -105,14 +109,15 @@ fn a_pack_built_from_steps_reproduces_the_run() {
         .output()
         .unwrap());
     assert_eq!(json(&ctx_pack)["profile_type"], "llm_emu_step_cycle");
-    let c = simulate(&d, "ctx", &["--profile", ctx_pack.to_str().unwrap()]);
+    let c = simulate(d, "ctx", &["--profile", ctx_pack.to_str().unwrap()]);
     let a = base["mean_tpot_ms"].as_f64().unwrap();
     assert!((c["mean_tpot_ms"].as_f64().unwrap() - a).abs() / a < 0.05);
 }
 
 #[test]
 fn the_seed_changes_the_draws_on_a_noisy_pack() {
-    let d = tmp("seed");
+    let scratch = tmp("seed");
+    let d = scratch.path();
     let pack = d.join("noisy.json");
     // Every step 5–15 ms whatever its shape.
     let samples: Vec<f64> = (0..100).map(|i| 5000.0 + 100.0 * i as f64).collect();
@@ -132,7 +137,7 @@ fn the_seed_changes_the_draws_on_a_noisy_pack() {
     std::fs::write(&pack, p.to_string()).unwrap();
     let run = |seed: &str| {
         simulate(
-            &d,
+            d,
             &format!("s{seed}"),
             &["--profile", pack.to_str().unwrap(), "--seed", seed],
         )
@@ -145,7 +150,8 @@ fn the_seed_changes_the_draws_on_a_noisy_pack() {
 
 #[test]
 fn profile_errors_are_clear() {
-    let d = tmp("errors");
+    let scratch = tmp("errors");
+    let d = scratch.path();
     let run = |args: &[&str]| {
         let out = bin()
             .args(["simulate", "--quiet"])
@@ -194,8 +200,9 @@ fn profile_detects_an_operator_profile_directory() {
         println!("skipped: {} is absent", dir.display());
         return;
     }
-    let d = tmp("opdir");
-    let s = simulate(&d, "op", &["--profile", dir.to_str().unwrap()]);
+    let scratch = tmp("opdir");
+    let d = scratch.path();
+    let s = simulate(d, "op", &["--profile", dir.to_str().unwrap()]);
     let m = s["latency_model"].as_str().unwrap();
     assert!(m.starts_with("profile:"), "{m}");
     assert_eq!(s["completed"], 200);

@@ -4,16 +4,18 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-emu"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn tmp(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-sweep-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn sweep(args: &[&str]) -> Output {
@@ -48,7 +50,8 @@ const GRID: &str = "base:\n  synthetic: 40\n  seed: 7\ngrid:\n  gpu: [h100, h200
 
 #[test]
 fn a_small_grid_runs_and_matches_simulate() {
-    let d = tmp("small");
+    let scratch = tmp("small");
+    let d = scratch.path();
     let grid = d.join("grid.yaml");
     std::fs::write(&grid, GRID).unwrap();
     let out_dir = d.join("out");
@@ -165,11 +168,12 @@ fn outputs(dir: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn the_same_sweep_gives_the_same_files_whatever_the_jobs() {
-    let d = tmp("determinism");
+    let scratch = tmp("determinism");
+    let d = scratch.path();
     let slo = ["--slo-ttft-ms", "p99:400"];
-    let a = run_grid(&d, "a", &[&["--jobs", "1"], &slo[..]].concat());
-    let b = run_grid(&d, "b", &[&["--jobs", "1"], &slo[..]].concat());
-    let c = run_grid(&d, "c", &[&["--jobs", "3"], &slo[..]].concat());
+    let a = run_grid(d, "a", &[&["--jobs", "1"], &slo[..]].concat());
+    let b = run_grid(d, "b", &[&["--jobs", "1"], &slo[..]].concat());
+    let c = run_grid(d, "c", &[&["--jobs", "3"], &slo[..]].concat());
     let (fa, fb, fc) = (outputs(&a), outputs(&b), outputs(&c));
     assert_eq!(fa.len(), 3 + 4);
     assert_eq!(fa, fb, "two runs differ");
@@ -178,7 +182,8 @@ fn the_same_sweep_gives_the_same_files_whatever_the_jobs() {
 
 #[test]
 fn shards_merged_equal_the_whole_sweep() {
-    let d = tmp("shards");
+    let scratch = tmp("shards");
+    let d = scratch.path();
     for extra in [
         &[][..],
         &[
@@ -189,13 +194,13 @@ fn shards_merged_equal_the_whole_sweep() {
             "2",
         ][..],
     ] {
-        let whole = run_grid(&d, "whole", extra);
+        let whole = run_grid(d, "whole", extra);
         let mut dirs = Vec::new();
         for i in 0..3 {
             let shard = format!("{i}/3");
             let name = format!("shard{i}");
             dirs.push(run_grid(
-                &d,
+                d,
                 &name,
                 &[&["--shard", shard.as_str()], extra].concat(),
             ));
@@ -238,7 +243,8 @@ fn max_rate(dir: &Path) -> Value {
 
 #[test]
 fn bisection_finds_what_a_brute_force_scan_finds() {
-    let d = tmp("bisect");
+    let scratch = tmp("bisect");
+    let d = scratch.path();
     let slo = ["--slo-ttft-ms", "p99:2500"];
     // Bisection between the grid's two rates, 3 steps: a resolution of (4.5 - 0.5) / 8 = 0.5.
     let grid = d.join("bisect.yaml");
@@ -307,7 +313,8 @@ fn bisection_finds_what_a_brute_force_scan_finds() {
 }
 
 fn refused(grid: &str, extra: &[&str]) -> String {
-    let d = tmp("bad");
+    let scratch = tmp("bad");
+    let d = scratch.path();
     let p = d.join("g.yaml");
     std::fs::write(&p, grid).unwrap();
     let out_dir = d.join("out");
@@ -358,7 +365,8 @@ fn bad_grids_are_refused_naming_the_axis_and_value() {
 
 #[test]
 fn objectives_no_point_meets_name_the_closest() {
-    let d = tmp("unmet");
+    let scratch = tmp("unmet");
+    let d = scratch.path();
     let p = d.join("g.json");
     std::fs::write(
         &p,
@@ -381,7 +389,8 @@ fn objectives_no_point_meets_name_the_closest() {
 
 #[test]
 fn a_list_runs_its_points_as_given() {
-    let d = tmp("list");
+    let scratch = tmp("list");
+    let d = scratch.path();
     let p = d.join("list.yaml");
     std::fs::write(
         &p,

@@ -50,9 +50,15 @@ fn validate_reads_the_real_run_and_writes_every_key() {
 #[test]
 fn validate_refuses_a_workload_of_another_run() {
     let Some(case) = shared_case() else { return };
-    let w = std::env::temp_dir().join(format!("llm-emu-validate-w-{}.jsonl", std::process::id()));
+    // Removed when `w_file` drops, whether the test passes or fails.
+    let w_file = tempfile::Builder::new()
+        .prefix("llm-emu-validate-w-")
+        .suffix(".jsonl")
+        .tempfile()
+        .unwrap();
+    let w = w_file.path();
     std::fs::write(
-        &w,
+        w,
         "{\"arrival_s\": 0.0, \"prompt_len\": 10, \"output_len\": 5}\n",
     )
     .unwrap();
@@ -61,7 +67,7 @@ fn validate_refuses_a_workload_of_another_run() {
         .arg("--real")
         .arg(case.join("vllm"))
         .arg("--workload")
-        .arg(&w)
+        .arg(w)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -130,8 +136,12 @@ fn recorded_engine_arguments_are_used_and_unknown_ones_reported() {
     // engine argument the emulator does not model: the KV count is used (preemptions follow),
     // the unknown key is named, and per-request pairs are written.
     let Some(case) = shared_case() else { return };
-    let dir = std::env::temp_dir().join(format!("llm-emu-validate-meta-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when `scratch` drops, whether the test passes or fails.
+    let scratch = tempfile::Builder::new()
+        .prefix("llm-emu-validate-meta-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     let mut meta: Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("vllm/meta.json")).unwrap())
             .unwrap();
@@ -146,7 +156,7 @@ fn recorded_engine_arguments_are_used_and_unknown_ones_reported() {
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .arg("validate")
         .arg("--real")
-        .arg(&dir)
+        .arg(dir)
         .arg("--workload")
         .arg(case.join("workload.jsonl"))
         .arg("--requests")
@@ -170,5 +180,4 @@ fn recorded_engine_arguments_are_used_and_unknown_ones_reported() {
     assert!(lines
         .iter()
         .all(|l| l["ttft_ms_sim"].as_f64().is_some() && l["ttft_ms_real"].as_f64().is_some()));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,18 +5,22 @@
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tempfile::TempDir;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-runs/rtx4090-llama-3.1-8b")
 }
 
 /// A copy of the stored RTX 4090 run in a fresh folder, with `workload` as its workload and
-/// `meta.json`'s `dataset_hash` set to `hash_of`'s SHA-256.
-fn copy_run(tag: &str, workload: &[u8], hash_of: &[u8]) -> PathBuf {
+/// `meta.json`'s `dataset_hash` set to `hash_of`'s SHA-256. The folder is removed when the
+/// returned handle drops, whether the test passes or fails.
+fn copy_run(tag: &str, workload: &[u8], hash_of: &[u8]) -> TempDir {
     let src = fixture();
-    let dir =
-        std::env::temp_dir().join(format!("llm-emu-dataset-hash-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let run = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-dataset-hash-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let dir = run.path();
     std::fs::create_dir_all(dir.join("vllm")).unwrap();
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     std::fs::copy(
@@ -38,7 +42,7 @@ fn copy_run(tag: &str, workload: &[u8], hash_of: &[u8]) -> PathBuf {
     )
     .unwrap();
     std::fs::write(dir.join("workload.jsonl"), workload).unwrap();
-    dir
+    run
 }
 
 fn validate(dir: &Path) -> (bool, String) {
@@ -61,19 +65,21 @@ fn validate(dir: &Path) -> (bool, String) {
 #[test]
 fn the_file_the_run_served_passes_and_a_truncated_copy_is_named() {
     let full = std::fs::read(fixture().join("workload.jsonl")).unwrap();
-    let dir = copy_run("match", &full, &full);
-    let (ok, stderr) = validate(&dir);
+    let run = copy_run("match", &full, &full);
+    let dir = run.path();
+    let (ok, stderr) = validate(dir);
     assert!(ok, "{stderr}");
     assert!(
         !stderr.contains("is not the file the run served"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(run);
 
     // The last line cut off half-way, as an interrupted download leaves it.
     let cut = full.len() - 200;
-    let dir = copy_run("truncated", &full[..cut], &full);
-    let (ok, stderr) = validate(&dir);
+    let run = copy_run("truncated", &full[..cut], &full);
+    let dir = run.path();
+    let (ok, stderr) = validate(dir);
     assert!(!ok, "a truncated workload replayed: {stderr}");
     let want: String = Sha256::digest(&full)
         .iter()
@@ -87,5 +93,4 @@ fn the_file_the_run_served_passes_and_a_truncated_copy_is_named() {
         stderr.contains(&want),
         "the recorded hash is not named: {stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,7 +17,7 @@ use llm_emu_perf::latency::{
 use llm_emu_perf::sizing::ModelShape;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// 64 cases unless `PROPTEST_CASES` says otherwise; no regression files written.
 fn config() -> ProptestConfig {
@@ -124,14 +124,14 @@ fn apply(text: &str, e: &Edit) -> String {
     lines.join("\n") + "\n"
 }
 
-fn scratch_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "llm-emu-fuzz-profile-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("tp1")).unwrap();
+/// A fresh folder with a `tp1/` inside, removed when the returned handle drops (whether the
+/// case passes or fails).
+fn scratch_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("llm-emu-fuzz-profile-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(d.path().join("tp1")).unwrap();
     d
 }
 
@@ -211,7 +211,8 @@ proptest! {
 
     #[test]
     fn operator_profile_with_one_file_edited(file in 0usize..4, edits in prop::collection::vec(edit(), 1..4)) {
-        let dir = scratch_dir();
+        let scratch = scratch_dir();
+        let dir = scratch.path();
         let mut files = valid_profile();
         let (name, text) = &mut files[file];
         for e in &edits {
@@ -221,7 +222,7 @@ proptest! {
         for (f, t) in &files {
             std::fs::write(dir.join(f), t).unwrap();
         }
-        match ProfileLatency::load(&dir, &ModelShape::llama_3_1_8b(), 1) {
+        match ProfileLatency::load(dir, &ModelShape::llama_3_1_8b(), 1) {
             Ok(m) => {
                 for b in batch_shapes() {
                     let ns = m.step_ns(&b);
@@ -235,7 +236,6 @@ proptest! {
                 prop_assert!(s.contains(file_name) || s.contains(".csv") || s.contains(".yaml"), "{s}");
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

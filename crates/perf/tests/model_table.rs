@@ -5,7 +5,6 @@ use llm_emu_perf::sizing::{
     builtin_model_names, check_max_model_len, kv_bytes_for_one_request, num_gpu_blocks, GpuBudget,
     ModelShape, SizingError, WeightFormat,
 };
-use std::path::PathBuf;
 
 fn model(name: &str) -> ModelShape {
     ModelShape::builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -185,16 +184,18 @@ fn lookup_by_short_name_and_case() {
     );
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("llm-emu-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
 fn resolve_prefers_paths_then_the_hf_cache_then_the_table() {
-    let cache = scratch("hf-cache");
+    let cache_scratch = scratch("hf-cache");
+    let cache = cache_scratch.path().to_path_buf();
     let repo = cache.join("models--Qwen--Qwen3-8B");
     let snap = repo.join("snapshots").join("abc123");
     std::fs::create_dir_all(&snap).unwrap();
@@ -232,7 +233,6 @@ fn resolve_prefers_paths_then_the_hf_cache_then_the_table() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown model `nobody/nothing`"), "{e}");
-    let _ = std::fs::remove_dir_all(&cache);
 }
 
 #[test]

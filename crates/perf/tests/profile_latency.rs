@@ -185,8 +185,12 @@ fn through_the_trait_and_the_spec() {
 
 /// A minimal valid profile in a temp dir; `edit` may overwrite one file before loading.
 fn tiny_profile(name: &str, edit: &[(&str, &str)]) -> Result<ProfileLatency, ProfileError> {
-    let dir = std::env::temp_dir().join(format!("llm-emu-profile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // Removed when `scratch` drops on return (or on a panic).
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-profile-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     std::fs::create_dir_all(dir.join("tp1")).unwrap();
     let files = support::minimal_profile("model: x\nskew_fit:\n  enabled: false\n");
     for (f, text) in files {
@@ -197,9 +201,7 @@ fn tiny_profile(name: &str, edit: &[(&str, &str)]) -> Result<ProfileLatency, Pro
             .unwrap_or(text);
         std::fs::write(dir.join(f), text).unwrap();
     }
-    let r = ProfileLatency::load(&dir, &ModelShape::llama_3_1_8b(), 1);
-    let _ = std::fs::remove_dir_all(&dir);
-    r
+    ProfileLatency::load(dir, &ModelShape::llama_3_1_8b(), 1)
 }
 
 fn err(name: &str, file: &str, text: &str) -> String {
@@ -352,7 +354,12 @@ fn garbage_meta_duplicate_rows_and_zero_times_are_refused() {
 fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     // A TP2 profile made of the TP1 tables: only the all-reduce term differs.
     let Some(src) = profile_dir() else { return };
-    let dir = std::env::temp_dir().join(format!("llm-emu-tp2-{}", std::process::id()));
+    // Removed when `scratch` drops, whether the test passes or fails.
+    let scratch = tempfile::Builder::new()
+        .prefix("llm-emu-tp2-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     std::fs::create_dir_all(dir.join("tp2")).unwrap();
     std::fs::copy(src.join("meta.yaml"), dir.join("meta.yaml")).unwrap();
     for f in [
@@ -366,7 +373,7 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     // meta.yaml names tp2/skew_fit.csv for TP2 already.
     let shape = ModelShape::llama_3_1_8b();
     let b = BatchShape::decodes(64, 1000);
-    let base = ProfileLatency::load(&dir, &shape, 2).unwrap().step_ns(&b);
+    let base = ProfileLatency::load(dir, &shape, 2).unwrap().step_ns(&b);
     let spec = |extra: &str| {
         format!(
             "profile:dir={},tp=2,step_overhead_us=0{extra}",
@@ -447,5 +454,4 @@ fn tensor_parallel_all_reduce_is_priced_when_the_link_is_known() {
     )
     .unwrap();
     assert!(spec_wins.describe().contains("at 50 GB/s"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

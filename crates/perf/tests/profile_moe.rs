@@ -22,6 +22,7 @@
 use llm_emu_perf::latency::{parse_latency_spec_with, BatchShape, ProfileError, ProfileLatency};
 use llm_emu_perf::sizing::ModelShape;
 use std::path::{Path, PathBuf};
+use tempfile::TempDir;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/moe-profile")
@@ -130,9 +131,14 @@ fn dense_layers_of_a_moe_model_run_the_mlp_rows() {
     assert_eq!(m.step_ns(&BatchShape::from_requests([(9, 0)])), 689_000);
 }
 
-fn copy_fixture(name: &str, skip: &str, replace: Option<(&str, &str)>) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("llm-emu-moe-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+/// A copy of the fixture in a fresh folder, removed when the returned handle drops (pass or
+/// fail).
+fn copy_fixture(name: &str, skip: &str, replace: Option<(&str, &str)>) -> TempDir {
+    let copy = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-moe-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = copy.path();
     std::fs::create_dir_all(dir.join("tp1")).unwrap();
     for f in [
         "meta.yaml",
@@ -150,15 +156,15 @@ fn copy_fixture(name: &str, skip: &str, replace: Option<(&str, &str)>) -> PathBu
         }
         std::fs::write(dir.join(f), text).unwrap();
     }
-    dir
+    copy
 }
 
 #[test]
 fn a_moe_profile_without_moe_csv_names_the_file() {
-    let dir = copy_fixture("no-moe", "tp1/moe.csv", None);
-    let e = ProfileLatency::load(&dir, &shape(""), 1).unwrap_err();
+    let copy = copy_fixture("no-moe", "tp1/moe.csv", None);
+    let dir = copy.path();
+    let e = ProfileLatency::load(dir, &shape(""), 1).unwrap_err();
     let s = e.to_string();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(matches!(e, ProfileError::MissingMoeTable { .. }), "{s}");
     assert!(
         s.contains("tp1/moe.csv") && s.contains("4 of 4 layers"),
@@ -166,15 +172,15 @@ fn a_moe_profile_without_moe_csv_names_the_file() {
     );
 
     // The same profile serves a dense model (its MLP rows are there) without moe.csv.
-    let dir = copy_fixture("dense-model", "tp1/moe.csv", None);
+    let copy = copy_fixture("dense-model", "tp1/moe.csv", None);
+    let dir = copy.path();
     let dense = ModelShape::from_hf_config_json(
         r#"{"model_type": "qwen3", "num_hidden_layers": 4, "hidden_size": 64,
             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
             "intermediate_size": 128, "vocab_size": 1000}"#,
     )
     .unwrap();
-    let m = ProfileLatency::load(&dir, &dense, 1);
-    let _ = std::fs::remove_dir_all(&dir);
+    let m = ProfileLatency::load(dir, &dense, 1);
     // 9-token prefill: 4 × (38 + 10 + 59) = 428; + 135 = 563 µs.
     assert_eq!(
         m.unwrap().step_ns(&BatchShape::from_requests([(9, 0)])),
@@ -190,15 +196,15 @@ fn a_moe_model_with_a_dense_layer_needs_the_mlp_rows() {
         .filter(|l| !l.starts_with("gate_up_proj"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let dir = copy_fixture(
+    let copy = copy_fixture(
         "no-mlp",
         "",
         Some(("tp1/dense.csv", dense_without_mlp.as_str())),
     );
+    let dir = copy.path();
     // All layers MoE: the MLP rows are not needed.
-    assert!(ProfileLatency::load(&dir, &shape(""), 1).is_ok());
-    let e = ProfileLatency::load(&dir, &shape("1"), 1).unwrap_err();
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ProfileLatency::load(dir, &shape(""), 1).is_ok());
+    let e = ProfileLatency::load(dir, &shape("1"), 1).unwrap_err();
     assert!(e.to_string().contains("`gate_up_proj` missing"), "{e}");
 }
 
@@ -220,9 +226,9 @@ fn moe_csv_rows_are_checked() {
         ),
     ];
     for (i, (text, want)) in cases.into_iter().enumerate() {
-        let dir = copy_fixture(&format!("bad{i}"), "", Some(("tp1/moe.csv", text)));
-        let e = ProfileLatency::load(&dir, &shape(""), 1).unwrap_err();
-        let _ = std::fs::remove_dir_all(&dir);
+        let copy = copy_fixture(&format!("bad{i}"), "", Some(("tp1/moe.csv", text)));
+        let dir = copy.path();
+        let e = ProfileLatency::load(dir, &shape(""), 1).unwrap_err();
         let s = e.to_string();
         assert!(s.contains("moe.csv") && s.contains(want), "{s}");
     }
@@ -233,12 +239,13 @@ fn moe_csv_rows_are_checked() {
 #[test]
 fn tensor_parallel_runs_read_the_tp1_moe_table() {
     use llm_emu_perf::latency::LatencyModel;
-    let dir = copy_fixture("tp2", "", None);
+    let copy = copy_fixture("tp2", "", None);
+    let dir = copy.path();
     std::fs::create_dir_all(dir.join("tp2")).unwrap();
     for f in ["dense.csv", "per_sequence.csv", "attention.csv"] {
         std::fs::copy(dir.join("tp1").join(f), dir.join("tp2").join(f)).unwrap();
     }
-    let m = ProfileLatency::load(&dir, &shape(""), 2).unwrap();
+    let m = ProfileLatency::load(dir, &shape(""), 2).unwrap();
     let prefill = BatchShape::from_requests([(9, 0)]);
     // The tp2 tables equal tp1's here, so the step is the TP 1 step (731 µs, see above).
     assert_eq!(m.step_ns(&prefill), 731_000);
@@ -247,7 +254,6 @@ fn tensor_parallel_runs_read_the_tp1_moe_table() {
     let m = m.with_ep_size(2).unwrap();
     assert!(!warned(&m), "{:?}", m.warnings());
     assert_eq!(m.step_ns(&prefill), 567_000);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A data-parallel group without expert parallelism: vLLM splits each expert's width over
@@ -310,12 +316,13 @@ fn data_parallel_without_ep_prices_the_sharded_experts_on_the_gathered_batch() {
 #[test]
 fn data_parallel_without_ep_shards_over_dp_times_tp() {
     use llm_emu_perf::latency::LatencyModel;
-    let dir = copy_fixture("dp-tp2", "", None);
+    let copy = copy_fixture("dp-tp2", "", None);
+    let dir = copy.path();
     std::fs::create_dir_all(dir.join("tp2")).unwrap();
     for f in ["dense.csv", "per_sequence.csv", "attention.csv"] {
         std::fs::copy(dir.join("tp1").join(f), dir.join("tp2").join(f)).unwrap();
     }
-    let m = ProfileLatency::load(&dir, &shape(""), 2)
+    let m = ProfileLatency::load(dir, &shape(""), 2)
         .and_then(|m| m.with_moe_data_parallel(2))
         .unwrap();
     assert_eq!(m.moe_routing().map(|r| r.shards()), Some(4));
@@ -329,5 +336,4 @@ fn data_parallel_without_ep_shards_over_dp_times_tp() {
         "{:?}",
         m.warnings()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

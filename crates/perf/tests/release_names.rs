@@ -4,13 +4,15 @@
 use llm_emu_perf::args::EngineArgs;
 use llm_emu_perf::latency::{LatencySpec, ProfileLatency};
 use llm_emu_perf::sizing::{release_bases, ModelShape};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use tempfile::TempDir;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-release-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn scratch(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-release-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -68,7 +70,8 @@ fn a_release_of_a_built_in_base_resolves_with_a_note() {
 
 #[test]
 fn a_release_of_a_cached_base_resolves_from_the_cache() {
-    let cache = scratch("cache");
+    let cache_scratch = scratch("cache");
+    let cache = cache_scratch.path().to_path_buf();
     let snap = cache.join("models--acme--Tiny-MoE/snapshots/r1");
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::write(
@@ -81,7 +84,6 @@ fn a_release_of_a_cached_base_resolves_from_the_cache() {
     .unwrap();
     let r =
         ModelShape::resolve_noted_in("acme/Tiny-MoE-Chat", std::slice::from_ref(&cache)).unwrap();
-    let _ = std::fs::remove_dir_all(&cache);
     assert_eq!(r.shape.num_hidden_layers, 4);
     assert!(r.note.unwrap().contains("`acme/Tiny-MoE`"));
 }
@@ -94,7 +96,8 @@ fn the_profile_meta_names_the_model_when_no_model_is_given() {
         Some("acme/Tiny-MoE")
     );
     // A profile whose meta.yaml names a post-trained release of a built-in base.
-    let dir = scratch("meta");
+    let dir_scratch = scratch("meta");
+    let dir = dir_scratch.path().to_path_buf();
     std::fs::write(
         dir.join("meta.yaml"),
         "model: 'Qwen/Qwen3-30B-A3B-Instruct-2507'\n",
@@ -123,7 +126,6 @@ fn the_profile_meta_names_the_model_when_no_model_is_given() {
         args.model_shape().unwrap().model_type.as_deref(),
         Some("qwen3")
     );
-    let _ = std::fs::remove_dir_all(&dir);
     // Without a profile, the default Llama-3.1-8B as before.
     assert_eq!(
         EngineArgs::default().model_shape().unwrap(),
@@ -163,20 +165,20 @@ fn a_profile_of_a_release_is_not_of_another_model() {
 
 #[test]
 fn the_engine_serves_the_profiled_release_and_notes_its_base() {
-    let dir = scratch("served");
+    let dir_scratch = scratch("served");
+    let dir = dir_scratch.path();
     std::fs::write(
         dir.join("meta.yaml"),
         "model: Qwen/Qwen3-30B-A3B-Instruct-2507\n",
     )
     .unwrap();
     let args = EngineArgs {
-        latency: Some(LatencySpec::profile(&dir)),
+        latency: Some(LatencySpec::profile(dir)),
         ..Default::default()
     };
     let shape = args.model_shape().unwrap();
     let gpu = llm_emu_perf::gpu::GpuSpec::lookup("h200").unwrap();
     let engine = llm_emu_perf::args::resolve(&args, &shape, gpu).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         engine.model_name.as_deref(),
         Some("Qwen/Qwen3-30B-A3B-Instruct-2507")

@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tempfile::TempDir;
 
 /// `conc` requests with `tt` tokens in all: the first carries the surplus (a prompt chunk when
 /// `prefill`), the others decode one token each over `ctx_each` computed tokens.
@@ -44,10 +45,17 @@ fn draw_us(m: &mut dyn LatencyModel, reqs: &[BatchRequest]) -> f64 {
     m.step_time(&b).0 as f64 / 1000.0
 }
 
-fn tmp_file(name: &str, text: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-stepcycle-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let p = d.join(name);
+/// A fresh folder for a test's files, removed when the returned handle drops (pass or fail).
+fn scratch() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("llm-emu-stepcycle-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Writes `text` to `name` in `dir` (from [`scratch`]); the file's path.
+fn tmp_file(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -80,8 +88,8 @@ fn pack_2d(prefill: Vec<Cell>, decode: Vec<Cell>, tt_w: u64, conc_w: u64) -> Ste
     }
 }
 
-fn save(name: &str, p: &StepCyclePack) -> PathBuf {
-    tmp_file(name, &serde_json::to_string(p).unwrap())
+fn save(dir: &TempDir, name: &str, p: &StepCyclePack) -> PathBuf {
+    tmp_file(dir, name, &serde_json::to_string(p).unwrap())
 }
 
 /// Mean step time of a cell, µs: a + 20 µs/token + 50 µs/request (+3000 for prefill steps).
@@ -123,7 +131,8 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 
 #[test]
 fn draws_reproduce_cell_means_and_quantiles() {
-    let path = save("linear.json", &linear_pack());
+    let tmp = scratch();
+    let path = save(&tmp, "linear.json", &linear_pack());
     let mut m = parse_latency_spec(&format!("step-cycle:path={},seed=3", path.display())).unwrap();
     assert!(m.describe().starts_with("step-cycle:"), "{}", m.describe());
     for (tt, conc, prefill) in [
@@ -280,7 +289,8 @@ fn draws_never_fall_below_the_smallest_sample() {
 
 #[test]
 fn the_seed_fixes_the_draws() {
-    let path = save("seed.json", &linear_pack());
+    let tmp = scratch();
+    let path = save(&tmp, "seed.json", &linear_pack());
     let run = |seed: u64| {
         let mut m =
             parse_latency_spec(&format!("step-cycle:path={},seed={seed}", path.display())).unwrap();
@@ -295,6 +305,7 @@ fn the_seed_fixes_the_draws() {
 
 #[test]
 fn context_tokens_select_cells_in_the_extended_pack() {
+    let tmp = scratch();
     let mut b = PackBuilder::new(32, 5, Some(1000)).unwrap();
     for i in 0..40 {
         for (ctx, us) in [(100u64, 2000.0), (5100, 9000.0)] {
@@ -310,7 +321,7 @@ fn context_tokens_select_cells_in_the_extended_pack() {
     }
     let pack = b.finish(Some("gpu".into()), None).unwrap();
     assert_eq!(pack.profile_type, "llm_emu_step_cycle");
-    let path = save("ctx.json", &pack);
+    let path = save(&tmp, "ctx.json", &pack);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"ctx_bucket_width\":1000"), "{text}");
     let mut m = parse_latency_spec(&format!("step-cycle:path={}", path.display())).unwrap();
@@ -324,6 +335,7 @@ fn context_tokens_select_cells_in_the_extended_pack() {
 
 #[test]
 fn alpha_kv_packs_key_cells_by_effective_tokens() {
+    let tmp = scratch();
     // LLM-Emu's `--alpha-kv model` packs: cells keyed by tt + alpha_kv × Σ context tokens.
     let mut p = pack_2d(
         vec![],
@@ -347,7 +359,7 @@ fn alpha_kv_packs_key_cells_by_effective_tokens() {
     let mut plain = StepCycleLatency::new(&p, "alpha.json".as_ref(), 0, 1).unwrap();
     assert_eq!(draw_us(&mut plain, &requests(2, 2, false, 1000)), 1000.0);
     p.alpha_kv = Some(-1.0);
-    let path = save("alpha_bad.json", &p);
+    let path = save(&tmp, "alpha_bad.json", &p);
     let e = parse_latency_spec(&format!("step-cycle:path={}", path.display()))
         .err()
         .expect("negative alpha_kv refused");
@@ -446,6 +458,7 @@ fn step_records_of_each_source_are_read() {
 
 #[test]
 fn bad_packs_are_refused_with_a_reason() {
+    let tmp = scratch();
     let good = serde_json::to_string(&pack_2d(
         vec![cell(16, 2, vec![1000.0, 1100.0])],
         vec![],
@@ -454,7 +467,7 @@ fn bad_packs_are_refused_with_a_reason() {
     ))
     .unwrap();
     let err = |name: &str, text: &str| {
-        let p = tmp_file(name, text);
+        let p = tmp_file(&tmp, name, text);
         match parse_latency_spec(&format!("step-cycle:path={}", p.display())) {
             Ok(_) => panic!("{name}: accepted"),
             Err(e) => e.to_string(),
@@ -538,7 +551,7 @@ fn bad_packs_are_refused_with_a_reason() {
         "{\"model_config\":{\"hidden_size\":4096},\"alpha_kv\":0.1,",
         1,
     );
-    let p = tmp_file("extra.json", &extra);
+    let p = tmp_file(&tmp, "extra.json", &extra);
     assert!(parse_latency_spec(&format!("step-cycle:path={}", p.display())).is_ok());
     for spec in [
         "step-cycle:",
@@ -547,7 +560,7 @@ fn bad_packs_are_refused_with_a_reason() {
     ] {
         assert!(parse_latency_spec(spec).is_err(), "{spec}");
     }
-    let p = tmp_file("ok.json", &good);
+    let p = tmp_file(&tmp, "ok.json", &good);
     for bad in ["seed=-1", "seed=x", "min_samples=0", "color=red", "path"] {
         let spec = format!("step-cycle:path={},{bad}", p.display());
         assert!(parse_latency_spec(&spec).is_err(), "{spec}");
@@ -556,25 +569,30 @@ fn bad_packs_are_refused_with_a_reason() {
 
 #[test]
 fn profile_paths_are_detected() {
-    let pack = save("detect.json", &linear_pack());
+    let tmp = scratch();
+    let pack = save(&tmp, "detect.json", &linear_pack());
     assert_eq!(
         latency_spec_for_profile(&pack).unwrap().to_string(),
         format!("step-cycle:path={}", pack.display())
     );
-    let dir = std::env::temp_dir().join(format!("llm-emu-detect-{}", std::process::id()));
+    let detect = tempfile::Builder::new()
+        .prefix("llm-emu-detect-")
+        .tempdir()
+        .unwrap();
+    let dir = detect.path();
     std::fs::create_dir_all(dir.join("tp1")).unwrap();
-    assert!(latency_spec_for_profile(&dir).is_err(), "no meta.yaml yet");
+    assert!(latency_spec_for_profile(dir).is_err(), "no meta.yaml yet");
     std::fs::write(dir.join("meta.yaml"), "x: 1\n").unwrap();
     assert_eq!(
-        latency_spec_for_profile(&dir).unwrap().to_string(),
+        latency_spec_for_profile(dir).unwrap().to_string(),
         format!("profile:dir={}", dir.display())
     );
-    let other = tmp_file("other.json", r#"{"profile_type":"forward_pass"}"#);
+    let other = tmp_file(&tmp, "other.json", r#"{"profile_type":"forward_pass"}"#);
     assert!(latency_spec_for_profile(&other)
         .unwrap_err()
         .to_string()
         .contains("unknown profile_type"));
-    let text = tmp_file("text.txt", "hello");
+    let text = tmp_file(&tmp, "text.txt", "hello");
     assert!(latency_spec_for_profile(&text)
         .unwrap_err()
         .to_string()
@@ -584,8 +602,9 @@ fn profile_paths_are_detected() {
 
 #[test]
 fn a_profile_path_with_commas_loads_unsplit() {
+    let tmp = scratch();
     // `,` and `=` separate a spec's parameters; a detected path never goes through that text.
-    let pack = save("a,seed=9, b.json", &linear_pack());
+    let pack = save(&tmp, "a,seed=9, b.json", &linear_pack());
     let spec = latency_spec_for_profile(&pack).unwrap();
     assert_eq!(spec, LatencySpec::step_cycle(pack.clone()));
     let hw = HardwareDefaults {
@@ -603,7 +622,7 @@ fn a_profile_path_with_commas_loads_unsplit() {
     assert!(m.describe().contains("seed 3"), "{}", m.describe());
     let mut same = parse_latency_spec(&format!(
         "step-cycle:path={},seed=3",
-        save("plain.json", &linear_pack()).display()
+        save(&tmp, "plain.json", &linear_pack()).display()
     ))
     .unwrap();
     let reqs = requests(48, 7, false, 100);

@@ -3,7 +3,8 @@
 
 use llm_emu_text::*;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use tempfile::TempDir;
 
 /// A small word-level tokenizer.json (enough for loading and template tests).
 const TINY_TOKENIZER: &str = r#"{
@@ -16,18 +17,19 @@ const TINY_TOKENIZER: &str = r#"{
             "unk_token": "[UNK]"}
 }"#;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-emu-text-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory, removed when the returned handle drops (pass or fail).
+fn scratch(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("llm-emu-text-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
-fn tiny_dir(name: &str, config: Option<&str>) -> PathBuf {
+fn tiny_dir(name: &str, config: Option<&str>) -> TempDir {
     let d = scratch(name);
-    std::fs::write(d.join("tokenizer.json"), TINY_TOKENIZER).unwrap();
+    std::fs::write(d.path().join("tokenizer.json"), TINY_TOKENIZER).unwrap();
     if let Some(c) = config {
-        std::fs::write(d.join("tokenizer_config.json"), c).unwrap();
+        std::fs::write(d.path().join("tokenizer_config.json"), c).unwrap();
     }
     d
 }
@@ -38,37 +40,42 @@ fn load(p: &Path) -> Result<TextModel, TextError> {
 
 #[test]
 fn missing_tokenizer_file() {
-    let d = scratch("missing");
+    let tmp = scratch("missing");
+    let d = tmp.path();
     let e = load(&d.join("nope")).unwrap_err();
     assert!(matches!(e, TextError::MissingTokenizer(_)), "{e}");
-    let e = load(&d).unwrap_err();
+    let e = load(d).unwrap_err();
     assert!(e.to_string().contains("no tokenizer.json"), "{e}");
 }
 
 #[test]
 fn corrupt_tokenizer_and_config() {
-    let d = scratch("corrupt");
+    let tmp = scratch("corrupt");
+    let d = tmp.path();
     std::fs::write(d.join("tokenizer.json"), "{ not json").unwrap();
-    let e = load(&d).unwrap_err();
+    let e = load(d).unwrap_err();
     assert!(matches!(e, TextError::BadTokenizer { .. }), "{e}");
 
-    let d = tiny_dir("badconfig", Some("{\"chat_template\": "));
-    let e = load(&d).unwrap_err();
+    let tmp_badconfig = tiny_dir("badconfig", Some("{\"chat_template\": "));
+    let d = tmp_badconfig.path();
+    let e = load(d).unwrap_err();
     assert!(matches!(e, TextError::BadConfig { .. }), "{e}");
     assert!(e.to_string().contains("tokenizer_config.json"), "{e}");
 
-    let d = tiny_dir("badtemplatetype", Some("{\"chat_template\": 5}"));
-    assert!(matches!(load(&d).unwrap_err(), TextError::BadConfig { .. }));
+    let tmp_badtemplatetype = tiny_dir("badtemplatetype", Some("{\"chat_template\": 5}"));
+    let d = tmp_badtemplatetype.path();
+    assert!(matches!(load(d).unwrap_err(), TextError::BadConfig { .. }));
 }
 
 #[test]
 fn loads_a_file_path_and_its_side_files() {
-    let d = tiny_dir(
+    let tmp = tiny_dir(
         "tiny",
         Some(
             r#"{"eos_token": {"content": "</s>"}, "chat_template": "{% for m in messages %}{{ m.content }} {% endfor %}"}"#,
         ),
     );
+    let d = tmp.path();
     std::fs::write(
         d.join("generation_config.json"),
         r#"{"eos_token_id": [3, 1]}"#,
@@ -89,7 +96,7 @@ fn loads_a_file_path_and_its_side_files() {
     assert_eq!(r, "hi ");
     // chat_template.jinja wins over the config's entry, as in transformers.
     std::fs::write(d.join("chat_template.jinja"), "J{{ messages|length }}").unwrap();
-    let m = load(&d).unwrap();
+    let m = load(d).unwrap();
     let r = m
         .render_chat(
             &json!([{"role": "user", "content": "hi"}]),
@@ -101,8 +108,9 @@ fn loads_a_file_path_and_its_side_files() {
 
 #[test]
 fn template_errors() {
-    let d = tiny_dir("tplerr", Some("{}"));
-    let m = load(&d).unwrap();
+    let tmp = tiny_dir("tplerr", Some("{}"));
+    let d = tmp.path();
+    let m = load(d).unwrap();
     let msgs = json!([{"role": "user", "content": "hi"}]);
     let e = m.render_chat(&msgs, &Default::default()).unwrap_err();
     assert!(matches!(e, TextError::NoChatTemplate), "{e}");
@@ -186,7 +194,8 @@ fn token_ids_outside_the_vocabulary() {
 /// One test for everything that sets the process-wide HF cache variables.
 #[test]
 fn hugging_face_cache_lookup() {
-    let hub = scratch("hub");
+    let tmp_hub = scratch("hub");
+    let hub = tmp_hub.path();
     let repo = hub.join("models--acme--tiny");
     let snap = repo.join("snapshots").join("0123abcd");
     std::fs::create_dir_all(&snap).unwrap();
@@ -194,7 +203,7 @@ fn hugging_face_cache_lookup() {
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs").join("main"), "0123abcd\n").unwrap();
 
-    std::env::set_var("HF_HUB_CACHE", &hub);
+    std::env::set_var("HF_HUB_CACHE", hub);
     let m = TextModel::load(&TokenizerSource::HfModel("acme/tiny".into())).unwrap();
     assert_eq!(m.vocab_size(), 4);
     let e = TextModel::load(&TokenizerSource::HfModel("acme/absent".into())).unwrap_err();
@@ -207,11 +216,12 @@ fn hugging_face_cache_lookup() {
 
     // $HF_HOME/hub when HF_HUB_CACHE is unset; refs/main missing: the snapshot is found anyway.
     std::env::remove_var("HF_HUB_CACHE");
-    let home = scratch("hfhome");
+    let tmp_home = scratch("hfhome");
+    let home = tmp_home.path();
     let snap = home.join("hub/models--acme--other/snapshots/ffff");
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::write(snap.join("tokenizer.json"), TINY_TOKENIZER).unwrap();
-    std::env::set_var("HF_HOME", &home);
+    std::env::set_var("HF_HOME", home);
     assert!(TextModel::load(&TokenizerSource::HfModel("acme/other".into())).is_ok());
     std::env::remove_var("HF_HOME");
 }

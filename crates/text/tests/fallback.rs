@@ -5,12 +5,15 @@ use llm_emu_text::{TextError, TextModel, TokenizerSource};
 
 #[test]
 fn absent_names_fall_back_to_the_embedded_tokenizer_and_broken_files_do_not() {
-    let dir = std::env::temp_dir().join(format!("llm-emu-text-fallback-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when `tmp` drops, whether the test passes or fails.
+    let tmp = tempfile::Builder::new()
+        .prefix("llm-emu-text-fallback-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     // An empty cache: nothing is ever found in it (the only test of this binary sets it).
-    std::env::set_var("HF_HUB_CACHE", &dir);
-    std::env::set_var("HF_HOME", &dir);
+    std::env::set_var("HF_HUB_CACHE", dir);
+    std::env::set_var("HF_HOME", dir);
     let builtin = TextModel::load(&TokenizerSource::Builtin).unwrap();
 
     for src in [
@@ -33,5 +36,4 @@ fn absent_names_fall_back_to_the_embedded_tokenizer_and_broken_files_do_not() {
     let e = TextModel::load_or_builtin(&TokenizerSource::Path(broken)).unwrap_err();
     assert!(matches!(e, TextError::BadTokenizer { .. }), "{e}");
     assert!(!e.is_not_found());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -123,9 +123,11 @@ mod tests {
 
     #[test]
     fn a_file_replaces_the_table_and_must_cover_the_search() {
-        let d = std::env::temp_dir().join(format!("llm-emu-prices-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        let p = d.join("prices.yaml");
+        let d = tempfile::Builder::new()
+            .prefix("llm-emu-prices-")
+            .tempdir()
+            .unwrap();
+        let p = d.path().join("prices.yaml");
         std::fs::write(&p, "h100: 2.5\nh200: \"3\"\n").unwrap();
         let prices = Prices::load(&p).unwrap();
         assert_eq!(prices.of("h100-sxm"), 2.5);

@@ -7,16 +7,18 @@ use std::process::Command;
 
 /// Runs `llm-emu validate` on the run in `case` (`case/vllm`, `case/workload.jsonl`) with
 /// `extra` flags and `--json`; asserts success and returns (stdout, stderr, the comparison
-/// JSON). `tag` names the JSON file, so that tests running at once do not share one.
+/// JSON). `tag` names the JSON file, written in a fresh folder that is removed when this
+/// returns or fails.
 pub fn validate_run<S: AsRef<OsStr>>(
     case: &Path,
     tag: &str,
     extra: &[S],
 ) -> (String, String, Value) {
-    let json = std::env::temp_dir().join(format!(
-        "llm-emu-validate-{tag}-{}.json",
-        std::process::id()
-    ));
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("llm-emu-validate-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let json = dir.path().join(format!("llm-emu-validate-{tag}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
         .arg("validate")
         .arg("--real")
@@ -31,6 +33,5 @@ pub fn validate_run<S: AsRef<OsStr>>(
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     let m = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json);
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr, m)
 }

@@ -227,12 +227,13 @@ mod tests {
     use super::*;
 
     fn table(text: &str) -> MoeTable {
-        let dir = std::env::temp_dir().join(format!("llm-emu-moe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // One file per call: tests running at once may load the same text.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = dir.join(format!("{n}.csv"));
+        // One fresh folder per call (tests running at once may load the same text), removed
+        // when `dir` drops on return.
+        let dir = tempfile::Builder::new()
+            .prefix("llm-emu-moe-")
+            .tempdir()
+            .unwrap();
+        let p = dir.path().join("table.csv");
         std::fs::write(&p, text).unwrap();
         MoeTable::load(&p).unwrap()
     }

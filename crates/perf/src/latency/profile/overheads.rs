@@ -174,11 +174,15 @@ mod tests {
 
     #[test]
     fn reads_validates_and_defaults() {
-        let dir = std::env::temp_dir().join(format!("llm-emu-overheads-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Removed when `scratch` drops, whether the test passes or fails.
+        let scratch = tempfile::Builder::new()
+            .prefix("llm-emu-overheads-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path();
         let no_meta = Meta::parse(Path::new("meta.yaml"), "x: 1\n").unwrap();
         assert_eq!(
-            Overheads::load(&dir, &no_meta).unwrap(),
+            Overheads::load(dir, &no_meta).unwrap(),
             Overheads::default()
         );
         // A profile whose meta.yaml identifies the built-in calibration gets it.
@@ -187,7 +191,7 @@ mod tests {
             "vllm_version: 0.19.0\nhardware: RTXPRO6000\nprofiled_at: '2026-04-24T12:44:27+00:00'\nmodel: meta-llama/Llama-3.1-8B\n",
         )
         .unwrap();
-        let cal = Overheads::load(&dir, &known).unwrap();
+        let cal = Overheads::load(dir, &known).unwrap();
         assert!(cal.step_overhead_us > 0.0);
         assert!(cal.source.unwrap().contains("built-in calibration"));
         let other = Meta::parse(
@@ -195,20 +199,20 @@ mod tests {
             "vllm_version: 0.19.0\nhardware: H100\nprofiled_at: '2026-04-24T12:44:27+00:00'\nmodel: meta-llama/Llama-3.1-8B\n",
         )
         .unwrap();
-        assert_eq!(Overheads::load(&dir, &other).unwrap(), Overheads::default());
+        assert_eq!(Overheads::load(dir, &other).unwrap(), Overheads::default());
         write(
-            &dir,
+            dir,
             "# note\nstep_overhead_us: 540.5\nobtained_by: a note\n",
         );
-        let o = Overheads::load(&dir, &no_meta).unwrap();
+        let o = Overheads::load(dir, &no_meta).unwrap();
         assert_eq!(o.step_overhead_us, 540.5);
         assert_eq!(o.step_overhead_ns(), 540_500);
         assert_eq!(o.all_reduce_ns(1e6, 2), None);
         write(
-            &dir,
+            dir,
             "step_overhead_us: 0\ntp_link_gbps: 50\ntp_link_latency_us: 5\n",
         );
-        let o = Overheads::load(&dir, &no_meta).unwrap();
+        let o = Overheads::load(dir, &no_meta).unwrap();
         // 2 ranks: 1 MB crosses the 50 GB/s link once (20 µs) in 2 hops of 5 µs.
         assert_eq!(o.all_reduce_ns(1e6, 2), Some(20_000.0 + 10_000.0));
         assert_eq!(o.all_reduce_ns(1e6, 1), Some(0.0));
@@ -220,8 +224,8 @@ mod tests {
             "step_overhead_us: fast\n",
             "obtained_by: only a note\n",
         ] {
-            write(&dir, bad);
-            let e = Overheads::load(&dir, &no_meta).unwrap_err().to_string();
+            write(dir, bad);
+            let e = Overheads::load(dir, &no_meta).unwrap_err().to_string();
             let key = bad.lines().last().unwrap().split(':').next().unwrap();
             let key = if key == "obtained_by" {
                 "step_overhead_us"
@@ -230,6 +234,5 @@ mod tests {
             };
             assert!(e.contains("overheads.yaml") && e.contains(key), "{e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
