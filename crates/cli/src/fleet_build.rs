@@ -410,9 +410,7 @@ fn dp_group(
     let (group, lats) =
         EpGroup::with_layout(models.into_iter().map(|(_, l)| l).collect(), a2a, layout);
     let mut engines = Vec::with_capacity(cfgs.len());
-    for (i, (mut cfg, lat)) in cfgs.into_iter().zip(lats).enumerate() {
-        // Lockstep ranks schedule when the group's step ends (docs/fleet.md).
-        cfg.async_scheduling = false;
+    for (i, (cfg, lat)) in cfgs.into_iter().zip(lats).enumerate() {
         engines.push(Engine::new(cfg, Box::new(lat), samplers(first + i)?)?);
     }
     Ok(DataParallel::expert_parallel_at(

@@ -132,10 +132,13 @@ fn qwen3_32b_tp2_run_prices_its_recorded_link() {
 /// group its cluster config lists, the two ranks in expert-parallel lockstep with vLLM's
 /// all-gather / reduce-scatter dispatch over the recorded link, padding to each other only in
 /// steps where both run a CUDA graph, each rank's MoE layers priced on the token-expert pairs of
-/// the gathered batch that route to its experts. Measured with its profile: TPOT mean +5.7 %
-/// (p99 +7.8 %), E2E mean +6.4 %, TTFT mean +26 %, output throughput −3.5 % (docs/fidelity.md;
-/// +9.2 %, +10.4 %, +44 %, −5.9 % with the peer's per-rank rule applied to the gathered batch,
-/// and +82 %, +96 %, +510 %, −36 % while the all-to-all moved every token top-k times).
+/// the gathered batch that route to its experts, each rank scheduling asynchronously as the run
+/// did (vLLM 0.19's default). Measured with its profile: TPOT mean +5.5 % (p99 +7.2 %), E2E
+/// mean +6.4 %, TTFT mean +32.9 % and median +17.0 %, output throughput −3.7 %
+/// (docs/fidelity.md; TTFT mean +26 % and median −33 % while the lockstep scheduled
+/// synchronously, a step too early for a request reaching a busy rank; +9.2 %, +10.4 %, +44 %,
+/// −5.9 % with the peer's per-rank rule applied to the gathered batch, and +82 %, +96 %,
+/// +510 %, −36 % while the all-to-all moved every token top-k times).
 #[test]
 fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
     let Some(case) = fetched("rtxpro6000-qwen3-30b-a3b-dp2") else {
@@ -153,13 +156,15 @@ fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
         &["mean", "median", "p90", "p99"],
         9.0,
     );
-    within(&m, &["ttft"], &["mean"], 30.0);
+    within(&m, &["ttft"], &["mean"], 35.0);
+    within(&m, &["ttft"], &["median"], 20.0);
     let tput = err(&m, "output_throughput_err_pct");
     assert!(tput.abs() <= 5.0, "output throughput {tput:+.2}%");
     // Profile-free: each rank's roofline holds its 64 of the 128 experts and computes the
-    // pairs of the gathered batch routed to them. Measured: TPOT mean −6.8 % (p99 −8.9 %),
-    // E2E mean −7.6 %, TTFT mean −32.9 %, throughput +5.0 % (+37.5 %, +41.3 %, +146 %, −23.9 %
-    // while every rank read all 128 experts' weights for its own tokens).
+    // pairs of the gathered batch routed to them. Measured: TPOT mean −7.0 % (p99 −9.3 %),
+    // E2E mean −7.7 %, TTFT mean −29.4 % and median −11.7 %, throughput +5.1 % (+37.5 %,
+    // +41.3 %, +146 %, −23.9 % while every rank read all 128 experts' weights for its own
+    // tokens).
     let (stdout, _, m) = validate_run(&case, "dp2-roofline", &["--latency", "roofline"]);
     assert!(stdout.contains("experts over ep=2"), "{stdout}");
     within(
@@ -168,7 +173,8 @@ fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
         &["mean", "median", "p90", "p99"],
         10.0,
     );
-    within(&m, &["ttft"], &["mean"], 36.0);
+    within(&m, &["ttft"], &["mean"], 32.0);
+    within(&m, &["ttft"], &["median"], 15.0);
     let tput = err(&m, "output_throughput_err_pct");
     assert!(tput.abs() <= 6.0, "output throughput {tput:+.2}%");
 }

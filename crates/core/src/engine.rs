@@ -297,6 +297,34 @@ impl Engine {
         self.sched.num_unfinished() + self.queued_ids.len()
     }
 
+    /// Steps in flight that compute tokens (a step that scheduled nothing is not counted).
+    #[doc(hidden)]
+    pub fn num_executing_steps(&self) -> usize {
+        self.batch_queue
+            .iter()
+            .filter(|s| s.output.total_num_scheduled_tokens > 0)
+            .count()
+    }
+
+    /// Sets when the steps in flight that compute tokens end, oldest first (`end_of(i)` for
+    /// the `i`-th), and the device's free time to the newest one's end. For engines whose steps
+    /// are priced together after every one of them has scheduled its own (a mixture-of-experts
+    /// model's data-parallel ranks in lockstep, `llm-emu-fleet`'s `ep`): they are built with a
+    /// latency model that answers a provisional length, and the group sets the lengths here,
+    /// before the engines run again.
+    #[doc(hidden)]
+    pub fn retime_executing_steps(&mut self, mut end_of: impl FnMut(usize) -> Nanos) {
+        let executing = self
+            .batch_queue
+            .iter_mut()
+            .rev()
+            .filter(|s| s.output.total_num_scheduled_tokens > 0);
+        for (i, step) in executing.enumerate() {
+            step.end = end_of(i);
+            self.device_free_at = step.end;
+        }
+    }
+
     /// Whether the engine still has anything to do (vLLM's `has_work`, plus queued inputs).
     pub fn has_work(&self) -> bool {
         self.sched.has_requests() || !self.batch_queue.is_empty() || !self.inputs.is_empty()

@@ -6,7 +6,7 @@
 //! without expert parallelism, as vLLM 0.19 runs every MoE model with DP > 1.
 
 use crate::dp_lb::LoadBalancer;
-use crate::ep::{EpGroup, PricedStep};
+use crate::ep::{EpGroup, PricedStep, Recorded};
 use crate::member::{earliest_wake, Member};
 use llm_emu_core::engine::RequestError;
 use llm_emu_core::{
@@ -14,6 +14,7 @@ use llm_emu_core::{
     RequestOutput, StepStats, Wake,
 };
 use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use thiserror::Error;
 
 /// Why a request was not placed.
@@ -38,7 +39,7 @@ pub struct DataParallel {
     scratch: EngineScratch,
 }
 
-/// The state of MoE lockstep: the group's step and its waves.
+/// The state of MoE lockstep: the group's steps and its waves.
 struct Lockstep {
     group: EpGroup,
     /// When the group's current step ends (every rank is busy until then).
@@ -51,6 +52,25 @@ struct Lockstep {
     steps: u64,
     /// How the latest step was priced.
     last: Option<PricedStep>,
+    /// The group's steps scheduled and not ended, oldest first: the one running (priced when
+    /// it started) and, under async scheduling, the next (scheduled while it runs).
+    queue: VecDeque<GroupStep>,
+    /// Steps that ended before `queue`'s front: `queue[i]` is step `ended + i`.
+    ended: u64,
+    /// Per rank, the group step of each of its engine's executing steps in flight, oldest
+    /// first (what [`Engine::retime_executing_steps`] sets).
+    joined: Vec<VecDeque<u64>>,
+}
+
+/// One step of a lockstep group.
+#[derive(Default)]
+struct GroupStep {
+    /// Each rank's batch; `None`: the rank runs a dummy batch.
+    batches: Vec<Option<Recorded>>,
+    /// The ranks' records of the step, held until it is priced.
+    records: Vec<StepStats>,
+    /// When it ends, once priced.
+    end: Option<Nanos>,
 }
 
 /// What lockstep did so far (for tests and reports).
@@ -112,8 +132,8 @@ impl DataParallel {
 
     /// Ranks of a mixture-of-experts model in lockstep, with or without expert parallelism
     /// (the group's [`crate::ExpertLayout`]): `engines` must be built with the latency models
-    /// [`EpGroup::new`] / [`EpGroup::with_layout`] returned with `group` (rank order) and
-    /// synchronous scheduling. Their counts are reported to the coordinator.
+    /// [`EpGroup::new`] / [`EpGroup::with_layout`] returned with `group` (rank order), with
+    /// synchronous or asynchronous scheduling. Their counts are reported to the coordinator.
     pub fn expert_parallel(
         engines: Vec<Engine>,
         api_servers: usize,
@@ -138,6 +158,7 @@ impl DataParallel {
                 .map(|m| m.engine.cuda_graph_sizes().clone())
                 .collect(),
         );
+        let n = dp.ranks.len();
         dp.lockstep = Some(Lockstep {
             group,
             free_at: Nanos::ZERO,
@@ -145,6 +166,9 @@ impl DataParallel {
             waves: 0,
             steps: 0,
             last: None,
+            queue: VecDeque::new(),
+            ended: 0,
+            joined: vec![VecDeque::new(); n],
         });
         dp
     }
@@ -161,13 +185,33 @@ impl DataParallel {
     }
 
     /// One lockstep round at `now`: nothing before the group's step ends; then every rank
-    /// takes its outputs and inputs and schedules, and the group prices the step.
+    /// takes its outputs and inputs and schedules, and the group prices the step that starts
+    /// now.
+    ///
+    /// A rank's engine schedules one step a round, or, under async scheduling and with nothing
+    /// in flight, two (the second while the first runs). Each step a rank schedules joins the
+    /// group's step that starts now or, when the rank already has one there, the next; a step
+    /// is priced when it starts, from the batches its ranks scheduled (a dummy batch for a rank
+    /// without one), and the engines then learn when their steps end.
     fn run_lockstep(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
         let Some(ls) = self.lockstep.as_mut() else {
             return Wake::Idle;
         };
         if now < ls.free_at {
             return Wake::At(ls.free_at);
+        }
+        while ls
+            .queue
+            .front()
+            .is_some_and(|s| s.end.is_some_and(|end| end <= now))
+        {
+            ls.queue.pop_front();
+            ls.ended += 1;
+        }
+        for joined in &mut ls.joined {
+            while joined.front().is_some_and(|&step| step < ls.ended) {
+                joined.pop_front();
+            }
         }
         if !self.ranks.iter().any(|m| m.pending || m.engine.has_work()) {
             ls.in_wave = false;
@@ -178,11 +222,15 @@ impl DataParallel {
             ls.in_wave = true;
             ls.waves += 1;
         }
-        let mut steps = Vec::new();
+        let n = self.ranks.len();
+        // The step starting now is `ls.ended`. Its records from this round, with those of the
+        // steps that compute nothing, keep the order the ranks made them in.
+        let mut starting = Vec::new();
+        let mut records = Vec::new();
         for (rank, m) in self.ranks.iter_mut().enumerate() {
             let mut buf = StepBuffer {
                 out: &mut *sink,
-                steps: &mut steps,
+                steps: &mut records,
             };
             let mut tap = RankTap {
                 rank,
@@ -192,32 +240,75 @@ impl DataParallel {
                 out: &mut buf,
             };
             m.run(now, &mut tap, &mut self.scratch);
+            let mut batches = ls.group.take_batches(rank).into_iter();
+            for s in records.drain(..) {
+                if s.num_scheduled_tokens == 0 {
+                    starting.push(s);
+                    continue;
+                }
+                let batch = batches.next().expect("a step with tokens was priced");
+                let joined = &mut ls.joined[rank];
+                let step = joined
+                    .back()
+                    .map_or(ls.ended, |&last| (last + 1).max(ls.ended));
+                joined.push_back(step);
+                let i = (step - ls.ended) as usize;
+                while ls.queue.len() <= i {
+                    ls.queue.push_back(GroupStep {
+                        batches: vec![None; n],
+                        ..GroupStep::default()
+                    });
+                }
+                ls.queue[i].batches[rank] = Some(batch);
+                if i == 0 {
+                    starting.push(s);
+                } else {
+                    ls.queue[i].records.push(s);
+                }
+            }
+            debug_assert!(batches.next().is_none(), "each priced batch has its record");
         }
-        let priced = ls.group.price_step();
-        let end = priced.as_ref().map(|p| now + Nanos(p.step_ns));
-        for mut s in steps {
-            if let (Some(end), true) = (end, s.num_scheduled_tokens > 0) {
+        let Some(step) = ls.queue.front_mut() else {
+            for s in &starting {
+                sink.on_step(s);
+            }
+            // Nothing scheduled anywhere: the wave ends when no rank has work left.
+            let wake = earliest_wake(self.ranks.iter());
+            if wake == Wake::Idle && !self.ranks.iter().any(|m| m.engine.has_work()) {
+                ls.in_wave = false;
+            }
+            return wake;
+        };
+        let priced = ls
+            .group
+            .price_step(&step.batches)
+            .expect("a queued step has a batch");
+        let end = now + Nanos(priced.step_ns);
+        step.end = Some(end);
+        for mut s in step.records.drain(..).chain(starting) {
+            if s.num_scheduled_tokens > 0 {
                 s.device_start = now;
                 s.device_end = end;
             }
             sink.on_step(&s);
         }
-        match (priced, end) {
-            (Some(p), Some(end)) => {
-                ls.free_at = end;
-                ls.steps += 1;
-                ls.last = Some(p);
-                Wake::At(end)
-            }
-            _ => {
-                // Nothing scheduled anywhere: the wave ends when no rank has work left.
-                let wake = earliest_wake(self.ranks.iter());
-                if wake == Wake::Idle && !self.ranks.iter().any(|m| m.engine.has_work()) {
-                    ls.in_wave = false;
+        // The next step (async scheduling) starts at `end`; until it is priced its ranks'
+        // engines hold it as ending just after that.
+        let started = ls.ended;
+        for (m, joined) in self.ranks.iter_mut().zip(&ls.joined) {
+            debug_assert_eq!(joined.len(), m.engine.num_executing_steps());
+            m.engine.retime_executing_steps(|i| {
+                if joined[i] == started {
+                    end
+                } else {
+                    end + Nanos(1)
                 }
-                wake
-            }
+            });
         }
+        ls.free_at = end;
+        ls.steps += 1;
+        ls.last = Some(priced);
+        Wake::At(end)
     }
 
     /// The engines, in rank order.

@@ -34,8 +34,11 @@
 //! batch (padded as above, MoE layers at the gathered count) with the rank's own latency model
 //! and holds all ranks until the step ends. Whether a rank runs a CUDA graph comes from its
 //! engine's capture sizes ([`llm_emu_core::Engine::cuda_graph_sizes`]).
-//! Lockstep ranks schedule synchronously (`async_scheduling` off): the next step is scheduled
-//! when the group's step ends.
+//!
+//! Scheduling, synchronous or asynchronous, is each rank's engine's
+//! ([`crate::DataParallel::expert_parallel`] keeps the group's steps in order): under async
+//! scheduling a rank schedules its next step while the group's current one runs, and that step
+//! joins the group's next step.
 
 use crate::cluster::Link;
 use llm_emu_core::cudagraph::CudaGraphSizes;
@@ -92,7 +95,7 @@ impl AllToAll {
 
 /// A batch recorded by a rank's [`RankLatency`], owned.
 #[derive(Clone, Debug, Default)]
-struct Recorded {
+pub(crate) struct Recorded {
     requests: Vec<BatchRequest>,
     total_tokens: usize,
     padded_tokens: usize,
@@ -103,8 +106,8 @@ struct Recorded {
 struct Shared {
     /// Each rank's own latency model.
     models: Vec<Box<dyn LatencyModel>>,
-    /// The batch each rank scheduled in the current round (`None`: nothing scheduled).
-    batches: Vec<Option<Recorded>>,
+    /// The batches each rank scheduled since the group last took them, oldest first.
+    batches: Vec<Vec<Recorded>>,
 }
 
 /// The latency model a lockstep rank's engine is built with: it records the batch and answers
@@ -121,7 +124,7 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl LatencyModel for RankLatency {
     fn step_time(&mut self, batch: &StepBatch<'_>) -> Nanos {
-        lock(&self.shared).batches[self.rank] = Some(Recorded {
+        lock(&self.shared).batches[self.rank].push(Recorded {
             requests: batch.requests.to_vec(),
             total_tokens: batch.total_tokens,
             padded_tokens: batch.padded_tokens,
@@ -216,7 +219,7 @@ impl EpGroup {
             .collect();
         let shared = Arc::new(Mutex::new(Shared {
             models,
-            batches: vec![None; n],
+            batches: vec![Vec::new(); n],
         }));
         let ranks = describe
             .into_iter()
@@ -254,15 +257,20 @@ impl EpGroup {
         &self.dummy_steps
     }
 
-    /// Prices the round's batches (then forgets them), as vLLM 0.19 runs the step (module
+    /// The batches rank `rank` scheduled since the last call, oldest first.
+    pub(crate) fn take_batches(&mut self, rank: usize) -> Vec<Recorded> {
+        std::mem::take(&mut lock(&self.shared).batches[rank])
+    }
+
+    /// Prices one step of the group from each rank's batch, as vLLM 0.19 runs the step (module
     /// doc): a rank without a batch runs a dummy one (one token of no context); the ranks pad
     /// to the largest count only when every rank runs a CUDA graph; every rank's MoE layers
     /// take the gathered batch; plus the all-to-all. `None` when no rank scheduled anything.
-    pub(crate) fn price_step(&mut self) -> Option<PricedStep> {
+    pub(crate) fn price_step(&mut self, batches: &[Option<Recorded>]) -> Option<PricedStep> {
         let mut guard = lock(&self.shared);
         let s = &mut *guard;
         let n = s.models.len();
-        let batches = std::mem::replace(&mut s.batches, vec![None; n]);
+        debug_assert_eq!(batches.len(), n);
         if batches.iter().all(Option::is_none) {
             return None;
         }

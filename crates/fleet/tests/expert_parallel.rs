@@ -273,3 +273,82 @@ fn a_moe_csv_profile_composes_with_the_all_to_all() {
     assert_eq!(last.all_to_all_ns, 160_068);
     assert_eq!(r.dummy_steps, vec![0, 2]);
 }
+
+/// Two eager ranks with async scheduling on or off: a 100-token prompt (`a`, rank 0) and a
+/// 20-token one (`b`, rank 1) at 0, four output tokens each, and `c`, 10 tokens and one output
+/// token, arriving at 0.5 ms, during the group's first step. Returns the records sorted by id.
+fn third_request_during_a_step(async_scheduling: bool) -> (Vec<RequestRecord>, DataParallel) {
+    let mut dp = group_with(2, |cfg| {
+        cfg.enforce_eager = true;
+        cfg.async_scheduling = async_scheduling;
+    });
+    let recs = run(
+        &mut dp,
+        vec![
+            item("a", tokens(1, 0, 100), 4, Nanos::ZERO),
+            item("b", tokens(2, 0, 20), 4, Nanos::ZERO),
+            item("c", tokens(3, 0, 10), 1, Nanos::from_micros(500)),
+        ],
+    );
+    assert_eq!((recs[0].engine, recs[1].engine), (Some(0), Some(1)));
+    (recs, dp)
+}
+
+#[test]
+fn under_async_scheduling_a_busy_rank_s_new_request_joins_the_step_after_next() {
+    // Step 1: 100 and 20 prompt tokens, 1.1 ms (the slower rank) + 65.3 µs of all-to-all.
+    let t1 = 1_165_300;
+    // One-token decodes on both ranks: 1.001 ms + (20 µs + 128 ns) + (20 µs + 125 ns).
+    let decode = 1_041_253;
+    // c's prefill beside its rank's decode, 11 tokens: 1.011 ms + (20 µs + 1 408 ns) +
+    // (20 µs + 1 375 ns).
+    let with_c = 1_053_783;
+
+    // Synchronous: c reaches its rank during step 1 and is scheduled when it ends, into step
+    // 2, beside the decodes; its token comes with step 2.
+    let (recs, dp) = third_request_during_a_step(false);
+    assert_eq!(ns(recs[2].first_token_s), t1 + with_c);
+    assert_eq!(ns(recs[0].last_token_s), t1 + with_c + 2 * decode);
+    assert_eq!(dp.lockstep_report().expect("lockstep").steps, 4);
+
+    // Async: at 0 each rank scheduled its prefill and, while it runs, its first decode (step
+    // 2). When step 1 ends c's rank schedules step 3, so c joins step 3; step 2 is the two
+    // decodes alone.
+    let (recs, dp) = third_request_during_a_step(true);
+    assert_eq!(ns(recs[0].first_token_s), t1);
+    assert_eq!(ns(recs[1].first_token_s), t1);
+    assert_eq!(ns(recs[2].first_token_s), t1 + decode + with_c);
+    // a and b: tokens at the ends of steps 1–4; step 4 is the two decodes again.
+    assert_eq!(ns(recs[0].last_token_s), t1 + decode + with_c + decode);
+    assert_eq!(ns(recs[1].last_token_s), t1 + decode + with_c + decode);
+    let r = dp.lockstep_report().expect("lockstep");
+    assert_eq!((r.steps, r.dummy_steps), (4, vec![0, 0]));
+    assert!(!r.in_wave);
+}
+
+#[test]
+fn under_async_scheduling_an_idle_rank_s_new_request_joins_the_next_step() {
+    // a alone on rank 0 (two output tokens), b reaching rank 1 during step 1. Rank 1 has no
+    // step in flight, so the batch it schedules when step 1 ends runs in step 2, with a's
+    // decode, which rank 0 scheduled at 0: the group reprices step 2 with it. Step 1: 1.1 ms
+    // + 65.3 µs against rank 1's dummy batch; step 2: b's 20 tokens, 1.02 ms + (20 µs + 2 560
+    // ns) + (20 µs + 2 500 ns).
+    let mut dp = group_with(2, |cfg| {
+        cfg.enforce_eager = true;
+        cfg.async_scheduling = true;
+    });
+    let recs = run(
+        &mut dp,
+        vec![
+            item("a", tokens(1, 0, 100), 2, Nanos::ZERO),
+            item("b", tokens(2, 0, 20), 1, Nanos::from_micros(500)),
+        ],
+    );
+    assert_eq!((recs[0].engine, recs[1].engine), (Some(0), Some(1)));
+    let (t1, step2) = (1_165_300, 1_065_060);
+    assert_eq!(ns(recs[0].first_token_s), t1);
+    assert_eq!(ns(recs[1].first_token_s), t1 + step2);
+    assert_eq!(ns(recs[0].last_token_s), t1 + step2);
+    let r = dp.lockstep_report().expect("lockstep");
+    assert_eq!((r.steps, r.dummy_steps), (2, vec![0, 1]));
+}
