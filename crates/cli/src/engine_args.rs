@@ -9,7 +9,7 @@ use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use llm_emu_fleet::{ClusterSpec, InstanceSpec};
 use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_perf::latency::{LatencySpec, RecordedTpLink};
-use llm_emu_perf::sizing::ModelShape;
+use llm_emu_perf::sizing::{ModelShape, OnlineQuantization};
 use llm_emu_perf::{resolve, EngineArgs, ResolvedEngine, RunFacts};
 use llm_emu_sim::run_record::{CudaGraphMode, Recorded, RunRecord, VllmDefaults};
 use std::path::PathBuf;
@@ -565,7 +565,30 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
     let mut over = Vec::new();
     let mut defaulted = Vec::new();
 
-    // GPU and its memory.
+    // GPU and its memory. A device name llm-emu does not know needs --gpu to say which GPU to
+    // emulate in its place.
+    if let Some(u) = &f.unknown_gpu {
+        let known = GpuSpec::lookup(&u.value)
+            .err()
+            .map(|e| e.known)
+            .unwrap_or_default();
+        match (&a.gpu, &f.gpu) {
+            (None, None) => bail!(
+                "{} `{}` is not a GPU llm-emu knows (known: {known}); pass --gpu NAME to say \
+                 which to emulate in its place",
+                u.source,
+                u.value
+            ),
+            (Some(name), _) => say(format!(
+                "note: {} `{}` is not a GPU llm-emu knows: emulated as --gpu {name}",
+                u.source, u.value
+            )),
+            (None, Some(g)) => say(format!(
+                "note: {} `{}` is not a GPU llm-emu knows: emulated as {} ({})",
+                u.source, u.value, g.value.name, g.source
+            )),
+        }
+    }
     match (&a.gpu, &f.gpu) {
         (None, Some(g)) => a.gpu = Some(g.value.name.to_string()),
         (Some(name), Some(g)) => {
@@ -755,6 +778,24 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
             vd.version,
             defaulted.join(", ")
         ));
+    }
+    if let Some(q) = &f.quantization {
+        match (q.value.parse::<OnlineQuantization>(), a.quantization) {
+            (Ok(recorded), None) => {
+                a.quantization = Some(recorded);
+                say(format!(
+                    "note: {} = {}: linear-layer weights in FP8, as vLLM quantizes an unquantized \
+                     checkpoint at load (a checkpoint already in FP8 is read as it is)",
+                    q.source, q.value
+                ));
+            }
+            (Ok(_), Some(_)) => {}
+            (Err(_), _) => say(format!(
+                "note: {} = {}: the method of a pre-quantized checkpoint, whose weights are read \
+                 from the model's config.json",
+                q.source, q.value
+            )),
+        }
     }
     if let Some(d) = f.kv_cache_dtype.as_ref().filter(|d| d.value != "auto") {
         say(format!(

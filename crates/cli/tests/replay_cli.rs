@@ -339,6 +339,61 @@ fn bad_records_are_clear_errors() {
 }
 
 #[test]
+fn an_unknown_gpu_replays_as_the_gpu_the_flag_names() {
+    let scratch_dir = scratch("unknowngpu");
+    let dir = scratch_dir.path();
+    let mut meta = rtx4090_meta();
+    meta["hardware"]["device_name"] = json!("NVIDIA GeForce RTX 4090 D");
+    write_run(dir, &meta, None);
+    let (refused, _) = validate(dir, LINEAR);
+    assert!(!refused.status.success(), "accepted without --gpu");
+    let (out, m) = validate(dir, &[LINEAR, &["--gpu", "rtx-4090"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "note: meta.json hardware.device_name `NVIDIA GeForce RTX 4090 D` is not a GPU \
+             llm-emu knows: emulated as --gpu rtx-4090"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // The other recorded facts still hold: the recorded block count, not one sized anew.
+    let m = m.expect("comparison written");
+    assert_eq!(m["engine"]["num_gpu_blocks"], 2588, "{}", m["engine"]);
+}
+
+#[test]
+fn a_recorded_fp8_quantization_sizes_the_weights_in_fp8() {
+    // 6,600 blocks fit a 24 GB GPU beside Llama-3.1-8B only with its linear layers in FP8.
+    let scratch_dir = scratch("fp8");
+    let dir = scratch_dir.path();
+    let mut meta = rtx4090_meta();
+    meta["kv_cache"]["num_gpu_blocks"] = json!(6600);
+    meta["kv_cache"]["num_kv_tokens"] = json!(6600 * 16);
+    write_run(dir, &meta, None);
+    let (bf16, _) = validate(dir, LINEAR);
+    assert!(
+        stderr(&bf16).contains("contradicting facts"),
+        "{}",
+        stderr(&bf16)
+    );
+    meta["engine_kwargs"]["quantization"] = json!("fp8");
+    write_run(dir, &meta, None);
+    let (out, m) = validate(dir, LINEAR);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("meta.json engine_kwargs.quantization = fp8: linear-layer weights in FP8"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        m.expect("comparison written")["engine"]["num_gpu_blocks"],
+        6600
+    );
+}
+
+#[test]
 fn a_profile_of_another_gpu_is_named_in_a_warning() {
     let scratch_dir = scratch("othergpu");
     let dir = scratch_dir.path();

@@ -181,3 +181,81 @@ fn recorded_engine_arguments_are_used_and_unknown_ones_reported() {
         .iter()
         .all(|l| l["ttft_ms_sim"].as_f64().is_some() && l["ttft_ms_real"].as_f64().is_some()));
 }
+
+/// The shared run with `edit` applied to a copy of its `meta.json` and `requests.jsonl` lines;
+/// `validate`'s exit status and stderr.
+fn validate_edited(
+    case: &Path,
+    edit_meta: impl Fn(&mut Value),
+    edit_line: impl Fn(usize, &mut Value),
+) -> (bool, String) {
+    let scratch = tempfile::Builder::new()
+        .prefix("llm-emu-validate-edit-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
+    let mut meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("vllm/meta.json")).unwrap())
+            .unwrap();
+    edit_meta(&mut meta);
+    std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(case.join("vllm/requests.jsonl"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            edit_line(i, &mut v);
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("requests.jsonl"), lines.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .args([
+            "validate",
+            "--latency",
+            "linear:base_us=20000,per_token_us=5",
+        ])
+        .arg("--real")
+        .arg(dir)
+        .arg("--workload")
+        .arg(case.join("workload.jsonl"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn requests_the_replay_refuses_or_the_run_did_not_complete_are_named() {
+    let Some(case) = shared_case() else { return };
+    // A max_model_len below some of the run's prompts: the replay refuses those requests,
+    // which the real run served; pairing around them would shift every later pair.
+    let (ok, err) = validate_edited(
+        &case,
+        |m| m["engine_kwargs"]["max_model_len"] = 1024.into(),
+        |_, _| {},
+    );
+    assert!(!ok, "accepted");
+    assert!(
+        err.contains("the emulated engine refused") && err.contains("the real run served"),
+        "{err}"
+    );
+    // An aborted request: no first token.
+    let (ok, err) = validate_edited(
+        &case,
+        |_| {},
+        |i, v| {
+            if i == 10 {
+                v["first_token_ts"] = Value::Null;
+            }
+        },
+    );
+    assert!(!ok, "accepted");
+    assert!(
+        err.contains("line 11: no `first_token_ts`: a request that did not complete"),
+        "{err}"
+    );
+}

@@ -121,7 +121,14 @@ pub struct RunFacts {
     pub cudagraph_mode: Option<Recorded<CudaGraphMode>>,
     /// `kv_cache_dtype` / `cache_dtype` (`auto` = the model's dtype).
     pub kv_cache_dtype: Option<Recorded<String>>,
+    /// `model_config.quantization` / `engine_kwargs.quantization`: `fp8` for vLLM's FP8
+    /// quantization at load (or a pre-quantized FP8 checkpoint), another method for a
+    /// pre-quantized checkpoint.
+    pub quantization: Option<Recorded<String>>,
     pub gpu: Option<Recorded<&'static GpuSpec>>,
+    /// `hardware.device_name` when it names no GPU llm-emu knows: replayed only with a `--gpu`
+    /// that says which GPU to emulate.
+    pub unknown_gpu: Option<Recorded<String>>,
     pub device_count: Option<Recorded<u64>>,
     /// Memory of one GPU, bytes (`hardware.device_total_memory_bytes`, else the cluster
     /// config's `npu_mem.mem_size` read as GiB).
@@ -394,6 +401,10 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
     "scheduling_policy",
     "long_prefill_token_threshold",
     "enable_expert_parallel",
+    "quantization",
+    "speculative_config",
+    "kv_transfer_config",
+    "cpu_offload_gb",
 ];
 const KV_CACHE_KEYS: &[&str] = &[
     "num_gpu_blocks",
@@ -437,15 +448,35 @@ fn unread_keys(v: Option<&Value>, known: &[&str], prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether `v` holds a key `key` with a positive number anywhere below it.
+/// Whether `v` holds a key `key` with a positive number anywhere below it: as a JSON number,
+/// or inside a string in Python's `repr` of a dataclass (`key=4.0`), as vLLM 0.19 records
+/// `offload_config.uva` (`"UVAOffloadConfig(cpu_offload_gb=4.0, cpu_offload_params=set())"`).
 fn has_positive(v: &Value, key: &str) -> bool {
     match v {
         Value::Object(m) => m.iter().any(|(k, x)| {
             (k == key && x.as_f64().is_some_and(|f| f > 0.0)) || has_positive(x, key)
         }),
         Value::Array(a) => a.iter().any(|x| has_positive(x, key)),
+        Value::String(t) => repr_positive(t, key),
         _ => false,
     }
+}
+
+/// Whether the `repr` text `t` sets `key=` to a positive number (a key that only ends in `key`,
+/// such as `other_key=`, does not count).
+fn repr_positive(t: &str, key: &str) -> bool {
+    let pattern = format!("{key}=");
+    t.match_indices(&pattern).any(|(at, _)| {
+        let whole_key = t[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let number: String = t[at + pattern.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+            .collect();
+        whole_key && number.parse::<f64>().is_ok_and(|x| x > 0.0)
+    })
 }
 
 impl RunRecord {
@@ -664,13 +695,31 @@ impl RunRecord {
                  modelled"
             )));
         }
-        if let Some(v) = get(&rc, &["offload_config"]) {
-            if has_positive(v, "cpu_offload_gb") {
-                return Err(r.not_replayable(
-                    "meta.json resolved_config.offload_config: weights offloaded to CPU \
-                     (cpu_offload_gb > 0) are not modelled",
-                ));
-            }
+        if let Some(v) = get(&ek, &["speculative_config"]) {
+            return Err(r.not_replayable(format!(
+                "meta.json engine_kwargs.speculative_config = {v}: speculative decoding is not \
+                 modelled"
+            )));
+        }
+        if let Some(v) = get(&ek, &["kv_transfer_config"]) {
+            return Err(r.not_replayable(format!(
+                "meta.json engine_kwargs.kv_transfer_config = {v}: a KV connector (offload or \
+                 disaggregated prefill) is not modelled"
+            )));
+        }
+        let offload =
+            if get(&rc, &["offload_config"]).is_some_and(|v| has_positive(v, "cpu_offload_gb")) {
+                Some("meta.json resolved_config.offload_config".to_string())
+            } else {
+                get(&ek, &["cpu_offload_gb"])
+                    .and_then(Value::as_f64)
+                    .filter(|gb| *gb > 0.0)
+                    .map(|gb| format!("meta.json engine_kwargs.cpu_offload_gb = {gb}"))
+            };
+        if let Some(src) = offload {
+            return Err(r.not_replayable(format!(
+                "{src}: weights offloaded to CPU (cpu_offload_gb > 0) are not modelled"
+            )));
         }
         if get(&rc, &["lora_config"]).is_some() {
             r.notes.push(
@@ -1065,12 +1114,19 @@ impl RunRecord {
                 d.source, d.value
             ));
         }
-        if let Some(q) = get(&model_cfg, &["quantization"]) {
-            r.notes.push(format!(
-                "{} = {q}: quantization is taken from the model's config.json, not from the record",
-                m("quantization")
-            ));
-        }
+        // `fp8` on an unquantized checkpoint is vLLM's quantization at load, replayed as such;
+        // other methods come with a pre-quantized checkpoint, read from its config.json.
+        let quantization = fact!(
+            "quantization",
+            OnDiffer::Note,
+            (
+                m("quantization"),
+                &model_cfg,
+                "resolved_config.model_config",
+                &["quantization"]
+            ),
+            (e("quantization"), &ek, "engine_kwargs", &["quantization"]),
+        );
         // The name the run was asked for first: vLLM may resolve it to a local path that only
         // exists on the machine that ran it.
         let model = fact!(
@@ -1092,18 +1148,24 @@ impl RunRecord {
                 "meta.json hardware.error = {err}: the run could not record its GPU"
             ));
         }
-        let gpu = match r.typed::<String>(&hw, "hardware", &["device_name"]) {
-            Some(name) => Some(Recorded {
-                value: GpuSpec::lookup(&name).map_err(|e| {
-                    r.err(format!(
-                        "hardware.device_name `{name}` is not a GPU llm-emu knows (known: {}); \
-                         pass --gpu NAME to say which it is",
-                        e.known
-                    ))
-                })?,
-                source: "meta.json hardware.device_name".into(),
-            }),
-            None => None,
+        let device_name = r
+            .typed::<String>(&hw, "hardware", &["device_name"])
+            .map(|name| Recorded {
+                value: name,
+                source: "meta.json hardware.device_name".to_string(),
+            });
+        let (gpu, unknown_gpu) = match device_name {
+            Some(name) => match GpuSpec::lookup(&name.value) {
+                Ok(g) => (
+                    Some(Recorded {
+                        value: g,
+                        source: name.source,
+                    }),
+                    None,
+                ),
+                Err(_) => (None, Some(name)),
+            },
+            None => (None, None),
         };
         let device_count = fact!(
             "device count",
@@ -1146,7 +1208,9 @@ impl RunRecord {
             cudagraph_capture_sizes,
             cudagraph_mode,
             kv_cache_dtype,
+            quantization,
             gpu,
+            unknown_gpu,
             device_count,
             device_memory_bytes,
             tp_link: None,
@@ -1336,12 +1400,14 @@ fn read_cluster(
                 "instance hardware `{name}` is not a GPU llm-emu knows; {} ({}) is used",
                 m.source, m.value.name
             )),
-            (Err(e), None) => {
-                return Err(r.err(format!(
-                    "instance hardware `{name}` is not a GPU llm-emu knows (known: {}) and \
-                     meta.json records none; pass --gpu NAME to say which it is",
-                    e.known
-                )))
+            (Err(_), None) => {
+                // Replayed only with a --gpu that says which GPU to emulate.
+                if facts.unknown_gpu.is_none() {
+                    facts.unknown_gpu = Some(Recorded {
+                        value: name,
+                        source: src("hardware"),
+                    });
+                }
             }
         }
     }
@@ -1454,6 +1520,42 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("instance hardware `RTXPRO6000`"), "{e}");
+    }
+
+    #[test]
+    fn weight_offload_and_speculation_are_refused_wherever_recorded() {
+        let refused = |meta: Value| read(meta, None).map(|_| ()).unwrap_err().to_string();
+        // vLLM 0.19 writes the offload settings as a dataclass repr.
+        let uva = |gb: &str| {
+            json!({"resolved_config": {"offload_config": {
+                "uva": format!("UVAOffloadConfig(cpu_offload_gb={gb}, cpu_offload_params=set())")
+            }}})
+        };
+        assert!(read(uva("0.0"), None).is_ok());
+        assert!(refused(uva("4.0")).contains("offloaded to CPU"));
+        let e = refused(json!({"engine_kwargs": {"cpu_offload_gb": 8}}));
+        assert!(e.contains("engine_kwargs.cpu_offload_gb = 8"), "{e}");
+        assert!(read(json!({"engine_kwargs": {"cpu_offload_gb": 0}}), None).is_ok());
+        let e = refused(json!({"engine_kwargs": {"speculative_config": {"method": "ngram"}}}));
+        assert!(e.contains("speculative decoding is not modelled"), "{e}");
+        let e = refused(json!({"engine_kwargs": {"kv_transfer_config": {"kv_connector": "x"}}}));
+        assert!(e.contains("KV connector"), "{e}");
+        // A null speculative config is no speculation, and no unread key either.
+        let r = read(json!({"engine_kwargs": {"speculative_config": null}}), None).unwrap();
+        assert!(
+            !r.facts.notes.iter().any(|n| n.contains("speculative")),
+            "{:?}",
+            r.facts.notes
+        );
+        // Only the whole key counts inside a repr.
+        assert!(!repr_positive(
+            "X(other_cpu_offload_gb=3)",
+            "cpu_offload_gb"
+        ));
+        assert!(repr_positive(
+            "X(a=1, cpu_offload_gb=2e0)",
+            "cpu_offload_gb"
+        ));
     }
 
     #[test]

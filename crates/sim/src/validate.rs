@@ -67,8 +67,30 @@ impl RealRun {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let r: RealRequest =
-                serde_json::from_str(line).map_err(|e| bad(&rp, format!("line {}: {e}", i + 1)))?;
+            let r: RealRequest = serde_json::from_str(line).map_err(|e| {
+                // A request that never produced a token (aborted, failed) has no timestamp to
+                // compare; say so rather than leave the parser's words alone.
+                let timestamps = ["queued_ts", "first_token_ts", "last_token_ts"];
+                let missing = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| {
+                        timestamps
+                            .into_iter()
+                            .find(|k| v.get(*k).is_none_or(|t| !t.is_number()))
+                    });
+                match missing {
+                    Some(k) => bad(
+                        &rp,
+                        format!(
+                            "line {}: no `{k}`: a request that did not complete (aborted or \
+                             failed) cannot be compared; validate replays runs whose every \
+                             request completed",
+                            i + 1
+                        ),
+                    ),
+                    None => bad(&rp, format!("line {}: {e}", i + 1)),
+                }
+            })?;
             let ok = [r.queued_ts, r.first_token_ts, r.last_token_ts]
                 .iter()
                 .all(|x| x.is_finite())
@@ -171,7 +193,8 @@ pub struct RequestPair {
 
 /// Pairs real and emulated requests in arrival order (the workload's line order is the real
 /// run's order; ids differ between the two). Fails when the counts or output lengths disagree,
-/// since then the two do not describe the same run.
+/// or when the emulated engine refused a request (every real request was served), since then
+/// the two do not describe the same run.
 ///
 /// The real run's order is that of the API server's `arrival_time` where every request has
 /// one ([`real_arrival_order`]), else that of the engine's `queued_ts`.
@@ -184,6 +207,21 @@ pub fn pair_requests(
             "the workload has {} requests but the real run {}",
             sim.len(),
             real.len()
+        ));
+    }
+    // A refused request has no place in the arrival order (a workload line refused unread has
+    // no arrival time at all), and pairing around it would shift every later pair.
+    let refused: Vec<String> = sim
+        .iter()
+        .filter_map(|x| Some(format!("{}: {}", x.request_id, x.error.as_deref()?)))
+        .collect();
+    if !refused.is_empty() {
+        let more = if refused.len() > 3 { "; …" } else { "" };
+        return Err(format!(
+            "the emulated engine refused {} of the {} requests the real run served ({}{more})",
+            refused.len(),
+            real.len(),
+            refused[..refused.len().min(3)].join("; ")
         ));
     }
     let r = real_arrival_order(real);
@@ -394,5 +432,41 @@ mod tests {
             .map(|r| r.request_id.as_str())
             .collect();
         assert_eq!(ids, ["b", "a", "c"]);
+    }
+
+    fn sim(id: &str, arrival_s: f64, error: Option<&str>) -> RequestRecord {
+        RequestRecord {
+            request_id: id.into(),
+            engine: error.is_none().then_some(0),
+            arrival_s,
+            queued_s: error.is_none().then_some(arrival_s),
+            first_scheduled_s: None,
+            first_token_s: error.is_none().then_some(arrival_s + 0.1),
+            last_token_s: error.is_none().then_some(arrival_s + 0.2),
+            prompt_len: 10,
+            output_len: if error.is_none() { 2 } else { 0 },
+            cached_tokens: 0,
+            num_preemptions: 0,
+            finish_reason: None,
+            error: error.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_request_the_emulator_refused_is_an_error_not_a_shifted_pairing() {
+        // The refused line has no arrival time (0): sorted first, it would have been paired
+        // with the first real request and every later pair shifted by one.
+        let real = vec![req("bench-0", None, 1.0), req("bench-1", None, 2.0)];
+        let ok = vec![sim("req-0", 0.0, None), sim("req-1", 1.0, None)];
+        assert_eq!(pair_requests(&real, &ok).expect("pairs").len(), 2);
+        let refused = vec![
+            sim("req-0", 0.0, None),
+            sim("line-2", 0.0, Some("too long")),
+        ];
+        let e = pair_requests(&real, &refused).expect_err("refused");
+        assert!(
+            e.contains("refused 1 of the 2 requests") && e.contains("line-2: too long"),
+            "{e}"
+        );
     }
 }

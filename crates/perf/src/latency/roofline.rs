@@ -768,10 +768,13 @@ impl LatencyModel for RooflineLatency {
 
     fn describe(&self) -> String {
         let p = &self.params;
-        let dtype = match p.dtype {
-            None => "checkpoint dtype",
-            Some(LinearDtype::Bf16) => "bf16",
-            Some(LinearDtype::Fp8) => "fp8",
+        let dtype = match (p.dtype, &self.shape.weight_format) {
+            (None, WeightFormat::Unquantized) => "checkpoint dtype".to_string(),
+            (None, WeightFormat::Fp8 { .. }) => "fp8 weights".to_string(),
+            (None, WeightFormat::Mxfp4Experts) => "mxfp4 experts".to_string(),
+            (None, WeightFormat::IntWeightOnly { bits, .. }) => format!("int{bits} weights"),
+            (Some(LinearDtype::Bf16), _) => "bf16".to_string(),
+            (Some(LinearDtype::Fp8), _) => "fp8".to_string(),
         };
         let link = match p.recorded_link_gbs {
             Some(gbs) => format!("recorded link {} GB/s", (gbs * 100.0).round() / 100.0),
