@@ -625,6 +625,14 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
     };
 
     overridden(&mut over, "--model", a.model.as_ref(), f.model.as_ref());
+    if let (None, Some(path), Some(m)) = (&a.model, &a.model_config, &f.model) {
+        over.push(format!(
+            "--model-config {} (recorded {}: {})",
+            path.display(),
+            m.value,
+            m.source
+        ));
+    }
     if a.model.is_none() && a.model_config.is_none() {
         a.model = f.model.as_ref().map(|m| m.value.clone());
     }

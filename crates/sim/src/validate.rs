@@ -33,6 +33,9 @@ fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
 #[derive(Clone, Debug, Deserialize)]
 pub struct RealRequest {
     pub request_id: String,
+    /// Prompt tokens the server processed, where the run records them.
+    #[serde(default)]
+    pub input_toks: Option<usize>,
     pub output_toks: usize,
     /// Wall-clock seconds at which vLLM's API server created the request (`arrival_time`).
     /// One clock for every engine of the server, so it orders requests as the client sent
@@ -237,6 +240,13 @@ pub fn pair_requests(
                 a.request_id, a.output_toks, b.request_id, b.output_len
             ));
         }
+        if let Some(n) = a.input_toks.filter(|&n| n != b.prompt_len) {
+            return Err(format!(
+                "request {i} in arrival order: {} has {n} prompt tokens in the real run but {} \
+                 has {} in the workload",
+                a.request_id, b.request_id, b.prompt_len
+            ));
+        }
         let ok = b.error.is_none();
         let sim_t = |x: Option<f64>| x.filter(|_| ok);
         let (q, f, l) = (
@@ -371,6 +381,7 @@ mod tests {
         let real = vec![
             RealRequest {
                 request_id: "a".into(),
+                input_toks: None,
                 output_toks: 3,
                 arrival_time: None,
                 queued_ts: 10.0,
@@ -379,6 +390,7 @@ mod tests {
             },
             RealRequest {
                 request_id: "b".into(),
+                input_toks: None,
                 output_toks: 1,
                 arrival_time: None,
                 queued_ts: 10.2,
@@ -400,6 +412,7 @@ mod tests {
     fn req(id: &str, arrival: Option<f64>, queued: f64) -> RealRequest {
         RealRequest {
             request_id: id.into(),
+            input_toks: Some(10),
             output_toks: 2,
             arrival_time: arrival,
             queued_ts: queued,
@@ -453,12 +466,20 @@ mod tests {
     }
 
     #[test]
-    fn a_request_the_emulator_refused_is_an_error_not_a_shifted_pairing() {
+    fn refused_requests_and_other_prompt_lengths_are_errors_not_pairings() {
         // The refused line has no arrival time (0): sorted first, it would have been paired
         // with the first real request and every later pair shifted by one.
         let real = vec![req("bench-0", None, 1.0), req("bench-1", None, 2.0)];
         let ok = vec![sim("req-0", 0.0, None), sim("req-1", 1.0, None)];
         assert_eq!(pair_requests(&real, &ok).expect("pairs").len(), 2);
+        // Prompts of another length than the server processed: another workload.
+        let mut longer = ok.clone();
+        longer[1].prompt_len = 11;
+        let e = pair_requests(&real, &longer).expect_err("prompt lengths differ");
+        assert!(
+            e.contains("bench-1 has 10 prompt tokens in the real run but req-1 has 11"),
+            "{e}"
+        );
         let refused = vec![
             sim("req-0", 0.0, None),
             sim("line-2", 0.0, Some("too long")),
