@@ -819,6 +819,26 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
             hop_latency_us: l.latency_ns / 1e3,
             source: l.source.clone(),
         });
+        // LLMServingSim's example cluster configs carry `link_bw: 16` whatever the GPUs; on
+        // NVLink GPUs that is a fraction of the link. Replayed as recorded, and said.
+        let gpus = a
+            .tensor_parallel_size
+            .or(f.tensor_parallel_size.as_ref().map(|t| t.value))
+            .unwrap_or(1)
+            .max(f.data_parallel_size.as_ref().map_or(1, |d| d.value));
+        let gpu = a.gpu.as_deref().and_then(|g| GpuSpec::lookup(g).ok());
+        if let Some(g) = gpu.filter(|g| gpus > 1 && g.uses_nvlink(gpus)) {
+            let nvlink = g.link_gbs(gpus);
+            if l.bandwidth_gbs < 0.25 * nvlink {
+                say(format!(
+                    "note: the recorded link, {:.2} GB/s ({}), is under a quarter of the {}'s \
+                     NVLink ({nvlink} GB/s per direction): replayed as recorded; if the run's \
+                     GPUs were joined by NVLink, `--latency profile:…,tp_link_gbps=N` or \
+                     `roofline:link_eff=F` prices that link",
+                    l.bandwidth_gbs, l.source, g.name
+                ));
+            }
+        }
     }
 
     // The recorded facts, else vLLM's defaults of the run's version, fill what no flag gives.

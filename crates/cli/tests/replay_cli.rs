@@ -262,6 +262,28 @@ fn a_tp2_run_prices_all_reduces_with_its_cluster_link() {
     );
 }
 
+#[test]
+fn a_recorded_link_far_below_nvlink_is_replayed_and_said() {
+    // LLMServingSim's example cluster configs carry link_bw 16 whatever the GPUs.
+    let scratch_dir = scratch("nvlink");
+    let dir = scratch_dir.path();
+    let meta = json!({
+        "model": "meta-llama/Llama-3.1-8B", "vllm_version": "0.19.0", "num_requests": 4,
+        "engine_kwargs": {"model": "meta-llama/Llama-3.1-8B", "tensor_parallel_size": 2,
+                          "max_num_seqs": 128, "max_num_batched_tokens": 2048},
+        "hardware": {"device_count": 2, "device_name": "NVIDIA H100 80GB HBM3",
+                     "device_total_memory_bytes": 85899345920u64}
+    });
+    write_run(dir, &meta, Some(&cluster(2, "H100")));
+    let (out, _) = validate(dir, LINEAR);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is under a quarter of the h100-sxm's NVLink (450 GB/s"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A change to a fixture's meta.json.
 type Edit = Box<dyn Fn(&mut Value)>;
 

@@ -1471,11 +1471,21 @@ fn read_link(
 ) -> Result<(), RunRecordError> {
     let bw = r.typed::<f64>(cv, "cluster", &["link_bw"]);
     let lat = r.typed::<f64>(cv, "cluster", &["link_latency"]);
+    if let Some(l) = lat.filter(|l| l.is_nan() || *l < 0.0) {
+        return Err(r.err(format!("link_latency = {l}: must be ≥ 0 (ns per hop)")));
+    }
     match (bw, lat) {
         (Some(b), l) if b > 0.0 => {
+            if l.is_none() {
+                r.notes.push(format!(
+                    "{}: link_bw without link_latency: the link's hops are priced with no \
+                     latency",
+                    path.display()
+                ));
+            }
             facts.tp_link = Some(RecordedLink {
                 bandwidth_gbs: cluster_link_gbs(b),
-                latency_ns: l.unwrap_or(0.0).max(0.0),
+                latency_ns: l.unwrap_or(0.0),
                 source: format!(
                     "{} link_bw, link_latency ({b} GiB/s, ASTRA-sim's GB)",
                     path.display()
@@ -1653,11 +1663,31 @@ mod tests {
         // meta.json naming another GPU than the cluster config: a contradiction.
         let e = read(
             json!({"hardware": {"device_name": "NVIDIA H100 80GB HBM3"}}),
-            Some(cluster),
+            Some(cluster.clone()),
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("instance hardware `RTXPRO6000`"), "{e}");
+        // A link without its latency is priced without one, and says so; a negative one is
+        // refused.
+        let mut no_latency = cluster.clone();
+        no_latency.as_object_mut().unwrap().remove("link_latency");
+        let r = read(json!({"engine_kwargs": {}}), Some(no_latency)).unwrap();
+        assert_eq!(r.facts.tp_link.as_ref().unwrap().latency_ns, 0.0);
+        assert!(
+            r.facts
+                .notes
+                .iter()
+                .any(|n| n.contains("link_bw without link_latency")),
+            "{:?}",
+            r.facts.notes
+        );
+        let mut negative = cluster;
+        negative["link_latency"] = json!(-5);
+        let e = read(json!({"engine_kwargs": {}}), Some(negative))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("link_latency = -5: must be ≥ 0"), "{e}");
     }
 
     #[test]
