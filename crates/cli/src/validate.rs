@@ -12,7 +12,7 @@ use llm_emu_sim::client_side::ClientSide;
 use llm_emu_sim::report::write_atomic;
 use llm_emu_sim::run_record::RunRecord;
 use llm_emu_sim::validate::{
-    comparison_json, comparison_table, pair_requests, LatencySet, RealRun,
+    comparison_json, comparison_table, pair_requests, real_arrival_order, LatencySet, RealRun,
 };
 use llm_emu_sim::{Sinks, WorkloadReader};
 use std::path::{Path, PathBuf};
@@ -98,8 +98,33 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         records: Some(Vec::new()),
         ..Default::default()
     };
+    // A real request that stopped before the workload's output length (EOS or a stop string:
+    // a benchmark without `--ignore-eos`) is replayed to the length it reached; the workload's
+    // line order is the real run's arrival order.
+    let reached: Vec<u32> = real_arrival_order(&real.requests)
+        .iter()
+        .map(|r| u32::try_from(r.output_toks).unwrap_or(u32::MAX))
+        .collect();
+    let stopped_early = std::cell::Cell::new(0usize);
+    let reader = reader.enumerate().map(|(line, item)| {
+        item.map(|mut it| {
+            if let Some(&n) = reached.get(line).filter(|&&n| n < it.output_len) {
+                it.output_len = n;
+                stopped_early.set(stopped_early.get() + 1);
+            }
+            it
+        })
+    });
     let result = llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})
         .context("reading the workload")?;
+    if stopped_early.get() > 0 {
+        eprintln!(
+            "note: {} of the real run's requests stopped before the workload's output length \
+             (EOS or a stop string: a benchmark without --ignore-eos): replayed to the lengths \
+             they reached (requests.jsonl output_toks)",
+            stopped_early.get()
+        );
+    }
     let records = sinks.records.take().unwrap_or_default();
     crate::simulate::report_failures(&result);
     if result.completed == 0 {

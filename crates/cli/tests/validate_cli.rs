@@ -243,6 +243,23 @@ fn requests_the_replay_refuses_or_the_run_did_not_complete_are_named() {
         err.contains("the emulated engine refused") && err.contains("the real run served"),
         "{err}"
     );
+    // Requests that stopped early (EOS): replayed to the lengths they reached, and said.
+    let (ok, err) = validate_edited(
+        &case,
+        |_| {},
+        |i, v| {
+            if i < 2 {
+                v["output_toks"] = 7.into();
+            }
+        },
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(
+            "note: 2 of the real run's requests stopped before the workload's output length"
+        ),
+        "{err}"
+    );
     // An aborted request: no first token.
     let (ok, err) = validate_edited(
         &case,
