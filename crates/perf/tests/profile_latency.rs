@@ -53,6 +53,18 @@ fn builtin_profile_equals_the_shared_one() {
         .contains("no such built-in profile file"));
 }
 
+#[test]
+fn a_tp_degree_the_profile_lacks_is_named_with_those_it_has() {
+    let Some(dir) = profile_dir() else { return };
+    let e = ProfileLatency::load(&dir, &ModelShape::llama_3_1_8b(), 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no tp4 folder: the profile was measured at tensor-parallel degree 1 only"),
+        "{e}"
+    );
+}
+
 fn assert_ms(got: f64, want: f64, what: &str) {
     eprintln!("{what}: {got:.4} ms (doc {want})");
     assert!(

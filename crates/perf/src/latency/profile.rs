@@ -51,6 +51,16 @@ pub enum ProfileError {
     },
     #[error("{path}: empty (no header or no data rows)")]
     Empty { path: PathBuf },
+    #[error(
+        "{dir}: no tp{tp} folder: the profile was measured at tensor-parallel degree {} only",
+        if measured.is_empty() { "(none: no tpN folder)".to_string() } else { measured.join(", ") }
+    )]
+    NoTp {
+        dir: PathBuf,
+        tp: u32,
+        /// The degrees the profile has (`tpN` folders), ascending.
+        measured: Vec<String>,
+    },
     #[error("{path}: line 1: header is `{found}`, expected `{expected}`")]
     Header {
         path: PathBuf,
@@ -259,6 +269,31 @@ impl ProfileLatency {
         }
         let tp_dir = dir.join(format!("tp{tp}"));
         let meta = Meta::read(&dir.join("meta.yaml"))?;
+        let on_disk = !dir
+            .to_str()
+            .is_some_and(|d| d.starts_with(tables::BUILTIN_PREFIX));
+        if on_disk && !tp_dir.is_dir() {
+            let mut measured: Vec<u32> = std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| {
+                            e.ok()?
+                                .file_name()
+                                .to_str()?
+                                .strip_prefix("tp")?
+                                .parse()
+                                .ok()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            measured.sort_unstable();
+            return Err(ProfileError::NoTp {
+                dir: dir.to_path_buf(),
+                tp,
+                measured: measured.iter().map(u32::to_string).collect(),
+            });
+        }
         let skew = SkewFit::load(&meta, dir, tp)?;
 
         let dense_path = tp_dir.join("dense.csv");
