@@ -402,6 +402,7 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
     "long_prefill_token_threshold",
     "enable_expert_parallel",
     "quantization",
+    "hf_overrides",
     "speculative_config",
     "kv_transfer_config",
     "cpu_offload_gb",
@@ -839,6 +840,35 @@ impl RunRecord {
                 ),
             ),
         };
+        // vLLM sizes the cache to `num_gpu_blocks_override` when one is given, so a recorded
+        // count that differs from it is the one the run had: used, and said.
+        if let Some(n) = &num_gpu_blocks {
+            for (src, root, pre) in [
+                (
+                    c("num_gpu_blocks_override"),
+                    &cache,
+                    "resolved_config.cache_config",
+                ),
+                (e("num_gpu_blocks_override"), &ek, "engine_kwargs"),
+            ] {
+                if let Some(o) = r
+                    .typed::<u32>(root, pre, &["num_gpu_blocks_override"])
+                    .filter(|o| *o != n.value)
+                {
+                    r.notes.push(format!(
+                        "{src} = {o} but {} = {}: the recorded block count is used",
+                        n.source, n.value
+                    ));
+                }
+            }
+        }
+        if let Some(v) = get(&cache, &["sliding_window"]) {
+            r.notes.push(format!(
+                "{} = {v}: sliding-window attention is not modelled (every layer is sized and \
+                 priced over its whole context)",
+                c("sliding_window")
+            ));
+        }
         if let Some(tokens) = r.typed::<u64>(&kv, "kv_cache", &["num_kv_tokens"]) {
             match (&num_gpu_blocks, &block_size) {
                 (Some(n), Some(b)) if u64::from(n.value) * b.value as u64 != tokens => {
@@ -1113,6 +1143,15 @@ impl RunRecord {
                  dtype)",
                 d.source, d.value
             ));
+        }
+        for (src, root) in [(m("hf_overrides"), &model_cfg), (e("hf_overrides"), &ek)] {
+            if let Some(v) =
+                get(root, &["hf_overrides"]).filter(|v| v.as_object().is_none_or(|o| !o.is_empty()))
+            {
+                r.notes.push(format!(
+                    "{src} = {v}: the model's config.json is read without these overrides"
+                ));
+            }
         }
         // `fp8` on an unquantized checkpoint is vLLM's quantization at load, replayed as such;
         // other methods come with a pre-quantized checkpoint, read from its config.json.
@@ -1566,6 +1605,30 @@ mod tests {
             "X(a=1, cpu_offload_gb=2e0)",
             "cpu_offload_gb"
         ));
+    }
+
+    #[test]
+    fn facts_that_change_the_model_or_its_cache_are_noted() {
+        let notes = |meta: Value| read(meta, None).unwrap().facts.notes;
+        let n = notes(json!({"resolved_config": {
+            "model_config": {"hf_overrides": {"num_hidden_layers": 16}},
+            "cache_config": {"sliding_window": 4096, "num_gpu_blocks": 2588,
+                             "num_gpu_blocks_override": 1000}
+        }}));
+        for want in [
+            "hf_overrides = {\"num_hidden_layers\":16}: the model's config.json is read without",
+            "sliding_window = 4096: sliding-window attention is not modelled",
+            "num_gpu_blocks_override = 1000 but meta.json resolved_config.cache_config.num_gpu_blocks = 2588",
+        ] {
+            assert!(n.iter().any(|x| x.contains(want)), "{want}: {n:?}");
+        }
+        // As vLLM 0.19 writes them when unset: nothing to say.
+        let n = notes(json!({"resolved_config": {
+            "model_config": {"hf_overrides": {}},
+            "cache_config": {"sliding_window": null, "num_gpu_blocks": 2588,
+                             "num_gpu_blocks_override": null}
+        }}));
+        assert!(n.is_empty(), "{n:?}");
     }
 
     #[test]
