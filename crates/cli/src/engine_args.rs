@@ -9,7 +9,7 @@ use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use llm_emu_fleet::{ClusterSpec, InstanceSpec};
 use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_perf::latency::{LatencySpec, RecordedTpLink};
-use llm_emu_perf::sizing::{ModelShape, OnlineQuantization};
+use llm_emu_perf::sizing::{KvCacheDtype, ModelShape, OnlineQuantization};
 use llm_emu_perf::{resolve, EngineArgs, ResolvedEngine, RunFacts};
 use llm_emu_sim::run_record::{CudaGraphMode, Recorded, RunRecord, VllmDefaults};
 use std::path::PathBuf;
@@ -526,6 +526,37 @@ impl Prepared {
             self.args.tensor_parallel_size.unwrap_or(1).into(),
         );
         m.insert("latency".into(), latency.into());
+        // What the emulated model is: its name, or the config.json it was read from, and the
+        // weight and KV formats given or replayed (absent: the checkpoint's own).
+        let model = match (&self.args.model, &self.args.model_config) {
+            (Some(name), _) => Some(name.clone()),
+            (None, Some(path)) => Some(path.display().to_string()),
+            (None, None) => None,
+        };
+        if let Some(model) = model {
+            m.insert("model".into(), model.into());
+        }
+        if let Some(q) = self.args.quantization {
+            let name = match q {
+                OnlineQuantization::Fp8 => "fp8",
+            };
+            m.insert("quantization".into(), name.into());
+        }
+        let kv = self
+            .args
+            .kv_cache_dtype
+            .map(|d| {
+                match d {
+                    KvCacheDtype::Auto => "auto",
+                    KvCacheDtype::Bits16 => "16-bit",
+                    KvCacheDtype::Fp8 => "fp8",
+                }
+                .to_string()
+            })
+            .or_else(|| self.args.run.kv_cache_dtype.clone());
+        if let Some(kv) = kv {
+            m.insert("kv_cache_dtype".into(), kv.into());
+        }
         m.insert(
             "scheduling_policy".into(),
             self.resolved.config.scheduling_policy.label().into(),
