@@ -208,7 +208,16 @@ impl DataParallel {
             ls.queue.pop_front();
             ls.ended += 1;
         }
-        for joined in &mut ls.joined {
+        // The engines process the steps that ended and no other: a served fleet runs a little
+        // after a step's end, past the provisional end of the next one.
+        for (m, joined) in self.ranks.iter_mut().zip(&mut ls.joined) {
+            m.engine.retime_executing_steps(|i| {
+                if joined[i] < ls.ended {
+                    now
+                } else {
+                    now + Nanos(1)
+                }
+            });
             while joined.front().is_some_and(|&step| step < ls.ended) {
                 joined.pop_front();
             }
@@ -293,7 +302,8 @@ impl DataParallel {
             sink.on_step(&s);
         }
         // The next step (async scheduling) starts at `end`; until it is priced its ranks'
-        // engines hold it as ending just after that.
+        // engines hold it as ending just after that (and, when the next round comes, just after
+        // it).
         let started = ls.ended;
         for (m, joined) in self.ranks.iter_mut().zip(&ls.joined) {
             debug_assert_eq!(joined.len(), m.engine.num_executing_steps());

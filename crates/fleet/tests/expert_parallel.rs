@@ -4,9 +4,10 @@
 mod common;
 
 use common::{item, ns, run, tokens};
+use llm_emu_core::engine::RequestError;
 use llm_emu_core::latency::{LatencyModel, StepBatch};
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::{Engine, EngineConfig, Nanos};
+use llm_emu_core::{Engine, EngineConfig, EngineCore, EngineSink, Nanos, NewRequest, Wake};
 use llm_emu_fleet::{AllToAll, DataParallel, EpGroup, Link, PricedStep};
 use llm_emu_sim::RequestRecord;
 
@@ -351,4 +352,60 @@ fn under_async_scheduling_an_idle_rank_s_new_request_joins_the_next_step() {
     assert_eq!(ns(recs[0].last_token_s), t1 + step2);
     let r = dp.lockstep_report().expect("lockstep");
     assert_eq!((r.steps, r.dummy_steps), (2, vec![0, 1]));
+}
+
+/// A fleet run a fixed time after each wake-up it asks for, as a served fleet's engine thread
+/// is.
+struct Late(DataParallel, Nanos);
+
+impl EngineCore for Late {
+    fn add(&mut self, req: NewRequest, tag: u64) -> Result<(), RequestError> {
+        self.0.add(req, tag)
+    }
+    fn abort(&mut self, request_id: &str) {
+        self.0.abort(request_id)
+    }
+    fn finish_stopped(&mut self, request_id: &str) {
+        self.0.finish_stopped(request_id)
+    }
+    fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        match self.0.run(now, sink) {
+            Wake::At(t) => Wake::At(t + self.1),
+            Wake::Idle => Wake::Idle,
+        }
+    }
+    fn has_work(&self) -> bool {
+        self.0.has_work()
+    }
+    fn num_unfinished(&self) -> usize {
+        self.0.num_unfinished()
+    }
+}
+
+#[test]
+fn under_async_scheduling_a_late_round_still_takes_one_step_at_a_time() {
+    // The busy-rank case run 50 µs after every step's end: each step starts 50 µs late, and
+    // nothing else changes; in particular the step scheduled ahead is not taken as ended
+    // because the round came after its provisional end.
+    let late = Nanos::from_micros(50);
+    let mut dp = Late(
+        group_with(2, |cfg| {
+            cfg.enforce_eager = true;
+            cfg.async_scheduling = true;
+        }),
+        late,
+    );
+    let recs = run(
+        &mut dp,
+        vec![
+            item("a", tokens(1, 0, 100), 4, Nanos::ZERO),
+            item("b", tokens(2, 0, 20), 4, Nanos::ZERO),
+            item("c", tokens(3, 0, 10), 1, Nanos::from_micros(500)),
+        ],
+    );
+    let (t1, decode, with_c, l) = (1_165_300, 1_041_253, 1_053_783, late.0);
+    assert_eq!(ns(recs[0].first_token_s), t1 + l);
+    assert_eq!(ns(recs[2].first_token_s), t1 + decode + with_c + 3 * l);
+    assert_eq!(ns(recs[0].last_token_s), t1 + 2 * decode + with_c + 4 * l);
+    assert_eq!(dp.0.lockstep_report().expect("lockstep").steps, 4);
 }
