@@ -421,6 +421,13 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         "llm-emu serve",
     )?;
     let model = tokenizer.model;
+    // Off the serving threads: the server listens at once, and a reply that comes before the
+    // detokenizer's table is built waits for it.
+    let warming = model.clone();
+    std::thread::Builder::new()
+        .name("tokenizer-warm-up".into())
+        .spawn(move || warming.warm_up())
+        .context("starting the tokenizer warm-up thread")?;
     let lengths = match &a.output_len {
         Some(s) => parse_output_len(s)?,
         None => OutputLengthDistribution::default(),

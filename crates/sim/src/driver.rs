@@ -44,6 +44,8 @@ pub struct RequestRecord {
 /// One line of `--steps-out` (steps with tokens only).
 #[derive(Debug, Serialize)]
 pub struct StepLine {
+    /// Which engine of a fleet took the step (the DP rank or the instance's position).
+    pub engine: usize,
     pub time_s: f64,
     pub start_s: f64,
     pub end_s: f64,
@@ -187,6 +189,7 @@ impl EngineSink for Collector<'_> {
             return;
         };
         let line = StepLine {
+            engine: s.engine_index,
             time_s: s.scheduled_at.as_secs_f64(),
             start_s: s.device_start.as_secs_f64(),
             end_s: s.device_end.as_secs_f64(),

@@ -310,6 +310,15 @@ impl TextModel {
         IncrementalDetokenizer::new(self.clone(), prompt_ids, opts)
     }
 
+    /// Builds what the first streamed reply would otherwise build on its way (the byte table
+    /// of the incremental detokenizer: about 0.1 s of CPU for a 128k vocabulary), so that no
+    /// request pays for it. Idempotent; a reply that comes first waits for it.
+    pub fn warm_up(&self) {
+        self.inner
+            .byte_table
+            .get_or_init(|| crate::byte_table::ByteTable::new(&self.inner.tokenizer));
+    }
+
     /// Ids of tokens that decode, on their own, to a plain word (ASCII letters, optionally
     /// after one leading space) or a common punctuation mark: never added/special tokens,
     /// never byte-fallback pieces of a multi-byte character. Computed once per model.
