@@ -210,15 +210,16 @@ impl DataParallel {
         }
         // The engines process the steps that ended and no other: a served fleet runs a little
         // after a step's end, past the provisional end of the next one.
-        for (m, joined) in self.ranks.iter_mut().zip(&mut ls.joined) {
-            m.engine.retime_executing_steps(|i| {
-                if joined[i] < ls.ended {
-                    now
-                } else {
-                    now + Nanos(1)
-                }
-            });
-            while joined.front().is_some_and(|&step| step < ls.ended) {
+        let ended = ls.ended;
+        retime(&mut self.ranks, &ls.joined, |step| {
+            if step < ended {
+                now
+            } else {
+                now + Nanos(1)
+            }
+        });
+        for joined in &mut ls.joined {
+            while joined.front().is_some_and(|&step| step < ended) {
                 joined.pop_front();
             }
         }
@@ -305,16 +306,13 @@ impl DataParallel {
         // engines hold it as ending just after that (and, when the next round comes, just after
         // it).
         let started = ls.ended;
-        for (m, joined) in self.ranks.iter_mut().zip(&ls.joined) {
-            debug_assert_eq!(joined.len(), m.engine.num_executing_steps());
-            m.engine.retime_executing_steps(|i| {
-                if joined[i] == started {
-                    end
-                } else {
-                    end + Nanos(1)
-                }
-            });
-        }
+        retime(&mut self.ranks, &ls.joined, |step| {
+            if step == started {
+                end
+            } else {
+                end + Nanos(1)
+            }
+        });
         ls.free_at = end;
         ls.steps += 1;
         ls.last = Some(priced);
@@ -429,6 +427,15 @@ impl DataParallel {
             f(&mut m.engine, request_id);
             m.pending = true;
         }
+    }
+}
+
+/// Sets the end of every executing step in flight on every rank from the group step it joined
+/// (`joined`, per rank, oldest first, as [`Lockstep::joined`] holds them).
+fn retime(ranks: &mut [Member], joined: &[VecDeque<u64>], end_of: impl Fn(u64) -> Nanos) {
+    for (m, joined) in ranks.iter_mut().zip(joined) {
+        debug_assert_eq!(joined.len(), m.engine.num_executing_steps());
+        m.engine.retime_executing_steps(|i| end_of(joined[i]));
     }
 }
 

@@ -684,29 +684,20 @@ impl RunRecord {
                 );
             }
         }
-        if let Some(v) = get(&rc, &["kv_transfer_config"]) {
-            return Err(r.not_replayable(format!(
-                "meta.json resolved_config.kv_transfer_config = {v}: a KV connector (offload or \
-                 disaggregated prefill) is not modelled"
-            )));
-        }
-        if let Some(v) = get(&rc, &["speculative_config"]) {
-            return Err(r.not_replayable(format!(
-                "meta.json resolved_config.speculative_config = {v}: speculative decoding is not \
-                 modelled"
-            )));
-        }
-        if let Some(v) = get(&ek, &["speculative_config"]) {
-            return Err(r.not_replayable(format!(
-                "meta.json engine_kwargs.speculative_config = {v}: speculative decoding is not \
-                 modelled"
-            )));
-        }
-        if let Some(v) = get(&ek, &["kv_transfer_config"]) {
-            return Err(r.not_replayable(format!(
-                "meta.json engine_kwargs.kv_transfer_config = {v}: a KV connector (offload or \
-                 disaggregated prefill) is not modelled"
-            )));
+        for (root, section) in [(&rc, "resolved_config"), (&ek, "engine_kwargs")] {
+            for (key, what) in [
+                (
+                    "kv_transfer_config",
+                    "a KV connector (offload or disaggregated prefill)",
+                ),
+                ("speculative_config", "speculative decoding"),
+            ] {
+                if let Some(v) = get(root, &[key]) {
+                    return Err(r.not_replayable(format!(
+                        "meta.json {section}.{key} = {v}: {what} is not modelled"
+                    )));
+                }
+            }
         }
         let offload =
             if get(&rc, &["offload_config"]).is_some_and(|v| has_positive(v, "cpu_offload_gb")) {
