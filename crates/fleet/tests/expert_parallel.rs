@@ -275,16 +275,20 @@ fn a_moe_csv_profile_composes_with_the_all_to_all() {
     assert_eq!(r.dummy_steps, vec![0, 2]);
 }
 
-/// Two eager ranks with async scheduling on or off: a 100-token prompt (`a`, rank 0) and a
-/// 20-token one (`b`, rank 1) at 0, four output tokens each, and `c`, 10 tokens and one output
-/// token, arriving at 0.5 ms, during the group's first step. Returns the records sorted by id.
-fn third_request_during_a_step(async_scheduling: bool) -> (Vec<RequestRecord>, DataParallel) {
-    let mut dp = group_with(2, |cfg| {
+/// Two eager ranks with async scheduling on or off.
+fn eager_pair(async_scheduling: bool) -> DataParallel {
+    group_with(2, |cfg| {
         cfg.enforce_eager = true;
         cfg.async_scheduling = async_scheduling;
-    });
+    })
+}
+
+/// A 100-token prompt (`a`, rank 0) and a 20-token one (`b`, rank 1) at 0, four output tokens
+/// each, and `c`, 10 tokens and one output token, arriving at 0.5 ms, during the group's first
+/// step. Returns the records sorted by id.
+fn third_request_during_a_step(dp: &mut dyn EngineCore) -> Vec<RequestRecord> {
     let recs = run(
-        &mut dp,
+        dp,
         vec![
             item("a", tokens(1, 0, 100), 4, Nanos::ZERO),
             item("b", tokens(2, 0, 20), 4, Nanos::ZERO),
@@ -292,7 +296,7 @@ fn third_request_during_a_step(async_scheduling: bool) -> (Vec<RequestRecord>, D
         ],
     );
     assert_eq!((recs[0].engine, recs[1].engine), (Some(0), Some(1)));
-    (recs, dp)
+    recs
 }
 
 #[test]
@@ -307,7 +311,8 @@ fn under_async_scheduling_a_busy_rank_s_new_request_joins_the_step_after_next() 
 
     // Synchronous: c reaches its rank during step 1 and is scheduled when it ends, into step
     // 2, beside the decodes; its token comes with step 2.
-    let (recs, dp) = third_request_during_a_step(false);
+    let mut dp = eager_pair(false);
+    let recs = third_request_during_a_step(&mut dp);
     assert_eq!(ns(recs[2].first_token_s), t1 + with_c);
     assert_eq!(ns(recs[0].last_token_s), t1 + with_c + 2 * decode);
     assert_eq!(dp.lockstep_report().expect("lockstep").steps, 4);
@@ -315,7 +320,8 @@ fn under_async_scheduling_a_busy_rank_s_new_request_joins_the_step_after_next() 
     // Async: at 0 each rank scheduled its prefill and, while it runs, its first decode (step
     // 2). When step 1 ends c's rank schedules step 3, so c joins step 3; step 2 is the two
     // decodes alone.
-    let (recs, dp) = third_request_during_a_step(true);
+    let mut dp = eager_pair(true);
+    let recs = third_request_during_a_step(&mut dp);
     assert_eq!(ns(recs[0].first_token_s), t1);
     assert_eq!(ns(recs[1].first_token_s), t1);
     assert_eq!(ns(recs[2].first_token_s), t1 + decode + with_c);
@@ -334,10 +340,7 @@ fn under_async_scheduling_an_idle_rank_s_new_request_joins_the_next_step() {
     // decode, which rank 0 scheduled at 0: the group reprices step 2 with it. Step 1: 1.1 ms
     // + 65.3 µs against rank 1's dummy batch; step 2: b's 20 tokens, 1.02 ms + (20 µs + 2 560
     // ns) + (20 µs + 2 500 ns).
-    let mut dp = group_with(2, |cfg| {
-        cfg.enforce_eager = true;
-        cfg.async_scheduling = true;
-    });
+    let mut dp = eager_pair(true);
     let recs = run(
         &mut dp,
         vec![
@@ -388,21 +391,8 @@ fn under_async_scheduling_a_late_round_still_takes_one_step_at_a_time() {
     // nothing else changes; in particular the step scheduled ahead is not taken as ended
     // because the round came after its provisional end.
     let late = Nanos::from_micros(50);
-    let mut dp = Late(
-        group_with(2, |cfg| {
-            cfg.enforce_eager = true;
-            cfg.async_scheduling = true;
-        }),
-        late,
-    );
-    let recs = run(
-        &mut dp,
-        vec![
-            item("a", tokens(1, 0, 100), 4, Nanos::ZERO),
-            item("b", tokens(2, 0, 20), 4, Nanos::ZERO),
-            item("c", tokens(3, 0, 10), 1, Nanos::from_micros(500)),
-        ],
-    );
+    let mut dp = Late(eager_pair(true), late);
+    let recs = third_request_during_a_step(&mut dp);
     let (t1, decode, with_c, l) = (1_165_300, 1_041_253, 1_053_783, late.0);
     assert_eq!(ns(recs[0].first_token_s), t1 + l);
     assert_eq!(ns(recs[2].first_token_s), t1 + decode + with_c + 3 * l);
