@@ -186,8 +186,8 @@ struct RawConfig {
     head_dim: Option<u64>,
     intermediate_size: u64,
     vocab_size: u64,
-    #[serde(default)]
-    tie_word_embeddings: bool,
+    /// Absent: the family's default (transformers' config classes: true for Gemma, else false).
+    tie_word_embeddings: Option<bool>,
     torch_dtype: Option<String>,
     dtype: Option<String>,
     max_position_embeddings: Option<u64>,
@@ -195,6 +195,8 @@ struct RawConfig {
     // Sliding window.
     sliding_window: Option<u64>,
     layer_types: Option<Vec<String>>,
+    /// Gemma 3: every how-many-th layer attends to every token (transformers' default 6).
+    sliding_window_pattern: Option<u64>,
     // Mixture of experts, under each family's names.
     num_experts: Option<u64>,
     num_local_experts: Option<u64>,
@@ -359,7 +361,32 @@ impl ModelShape {
         // (gpt-oss, and Llama-family models that list them). A bare `sliding_window`
         // (Mistral-7B-v0.1) and Qwen2's `use_sliding_window` are not applied by vLLM's
         // Llama/Mistral/Qwen2 implementations: full attention, every token cached.
-        let windows: Vec<Option<u64>> = match &r.layer_types {
+        // Gemma 2 and 3 configs written before `layer_types` existed get the list transformers
+        // derives (`Gemma2Config`: every other layer sliding, the first among them;
+        // `Gemma3TextConfig`: every `sliding_window_pattern`-th layer full), with their
+        // default window of 4096; vLLM's Gemma models read it per layer.
+        let derived_types: Option<Vec<String>> = match (mt, &r.layer_types) {
+            ("gemma2" | "gemma3_text", None) => {
+                let every = match mt {
+                    "gemma2" => 2,
+                    _ => r.sliding_window_pattern.unwrap_or(6).max(1),
+                };
+                Some(
+                    (0..n)
+                        .map(|i| {
+                            if (i + 1).is_multiple_of(every) {
+                                "full_attention".to_string()
+                            } else {
+                                "sliding_attention".to_string()
+                            }
+                        })
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        let gemma_window = matches!(mt, "gemma2" | "gemma3_text").then_some(4096);
+        let windows: Vec<Option<u64>> = match derived_types.as_ref().or(r.layer_types.as_ref()) {
             Some(types) if mt != "qwen2" => {
                 if types.len() as u64 != n {
                     return Err(bad(format!(
@@ -371,7 +398,7 @@ impl ModelShape {
                     .iter()
                     .map(|t| match t.as_str() {
                         "sliding_attention" => required(
-                            r.sliding_window,
+                            r.sliding_window.or(gemma_window),
                             "sliding_window",
                             "layer_types names sliding_attention layers",
                         )
@@ -482,7 +509,9 @@ impl ModelShape {
             // Llama 4 names the dense layers' size `intermediate_size_mlp`.
             intermediate_size: r.intermediate_size_mlp.unwrap_or(r.intermediate_size),
             vocab_size: r.vocab_size,
-            tie_word_embeddings: r.tie_word_embeddings,
+            tie_word_embeddings: r
+                .tie_word_embeddings
+                .unwrap_or(matches!(mt, "gemma2" | "gemma3_text")),
             torch_dtype: r.torch_dtype,
             dtype: r.dtype,
             max_position_embeddings: r.max_position_embeddings,
@@ -635,6 +664,52 @@ mod tests {
         assert_eq!(g.moe.as_ref().unwrap().expert_intermediate_size, 48);
         assert_eq!(g.layers[0].sliding_window, Some(8));
         assert_eq!(g.layers[1].sliding_window, None);
+    }
+
+    #[test]
+    fn gemma_configs_without_layer_types_get_transformers_pattern() {
+        // google/gemma-2-9b-it's config.json: no layer_types, no tie_word_embeddings.
+        let g2 = ModelShape::from_hf_config_json(
+            r#"{"model_type": "gemma2", "num_hidden_layers": 42, "hidden_size": 3584,
+            "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256,
+            "intermediate_size": 14336, "vocab_size": 256000, "sliding_window": 4096}"#,
+        )
+        .unwrap();
+        let windows: Vec<Option<u64>> = g2.layers.iter().map(|l| l.sliding_window).collect();
+        assert_eq!(windows[..4], [Some(4096), None, Some(4096), None]);
+        assert_eq!(windows.iter().filter(|w| w.is_none()).count(), 21);
+        assert!(g2.tie_word_embeddings);
+        // Gemma 3 text: every sixth layer full by default, the window transformers' 4096 when
+        // absent; a config's own layer_types and tie_word_embeddings win.
+        let g3 = ModelShape::from_hf_config_json(
+            r#"{"model_type": "gemma3_text", "num_hidden_layers": 12, "hidden_size": 64,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16,
+            "intermediate_size": 128, "vocab_size": 100, "tie_word_embeddings": false}"#,
+        )
+        .unwrap();
+        let full: Vec<usize> = (0..12)
+            .filter(|&i| g3.layers[i].sliding_window.is_none())
+            .collect();
+        assert_eq!(full, [5, 11]);
+        assert_eq!(g3.layers[0].sliding_window, Some(4096));
+        assert!(!g3.tie_word_embeddings);
+        let listed = ModelShape::from_hf_config_json(
+            r#"{"model_type": "gemma2", "num_hidden_layers": 2, "hidden_size": 64,
+            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100,
+            "sliding_window": 8, "layer_types": ["full_attention", "sliding_attention"]}"#,
+        )
+        .unwrap();
+        assert_eq!(listed.layers[0].sliding_window, None);
+        assert_eq!(listed.layers[1].sliding_window, Some(8));
+        // Llama keeps its default: untied, full attention everywhere.
+        let llama = ModelShape::from_hf_config_json(
+            r#"{"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100,
+            "sliding_window": 8}"#,
+        )
+        .unwrap();
+        assert!(!llama.tie_word_embeddings);
+        assert!(llama.layers.iter().all(|l| l.sliding_window.is_none()));
     }
 
     #[test]
