@@ -34,8 +34,9 @@ fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
 pub struct RealRequest {
     pub request_id: String,
     /// Prompt tokens the server processed, where the run records them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_token_count")]
     pub input_toks: Option<usize>,
+    #[serde(deserialize_with = "token_count")]
     pub output_toks: usize,
     /// Wall-clock seconds at which vLLM's API server created the request (`arrival_time`).
     /// One clock for every engine of the server, so it orders requests as the client sent
@@ -46,6 +47,29 @@ pub struct RealRequest {
     pub queued_ts: f64,
     pub first_token_ts: f64,
     pub last_token_ts: f64,
+}
+
+/// A token count: a whole number, also when written as a float (`769.0`, as pandas writes an
+/// integer column that held a missing value).
+fn whole_count<E: serde::de::Error>(n: serde_json::Number) -> Result<usize, E> {
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|x| *x >= 0.0 && x.fract() == 0.0 && *x <= 2f64.powi(53))
+                .map(|x| x as u64)
+        })
+        .and_then(|x| usize::try_from(x).ok())
+        .ok_or_else(|| E::custom(format!("`{n}` is not a token count (a whole number ≥ 0)")))
+}
+
+fn token_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    whole_count(serde_json::Number::deserialize(d)?)
+}
+
+fn opt_token_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?
+        .map(whole_count)
+        .transpose()
 }
 
 pub struct RealRun {
@@ -63,7 +87,7 @@ impl RealRun {
             .parent()
             .unwrap_or(dir)
             .join("requests.jsonl");
-        let text = std::fs::read_to_string(&rp).map_err(|e| bad(&rp, e.to_string()))?;
+        let text = crate::text_file::read_text(&rp).map_err(|e| bad(&rp, e.to_string()))?;
         let mut requests = Vec::new();
         for (i, line) in text
             .lines()
@@ -402,6 +426,25 @@ mod tests {
         assert_eq!(m["ttft_mean_err_pct"], 0.0);
         assert!(m.contains_key("e2el_p95_sim"));
         assert!(comparison_table(&m).contains("TTFT p99"));
+    }
+
+    #[test]
+    fn token_counts_may_be_written_as_whole_floats() {
+        let line = |counts: &str| {
+            serde_json::from_str::<RealRequest>(&format!(
+                "{{\"request_id\": \"a\", {counts}, \"queued_ts\": 1.0, \
+                 \"first_token_ts\": 1.5, \"last_token_ts\": 2.0}}"
+            ))
+        };
+        let r = line("\"input_toks\": 12.0, \"output_toks\": 769.0").unwrap();
+        assert_eq!((r.input_toks, r.output_toks), (Some(12), 769));
+        let r = line("\"input_toks\": null, \"output_toks\": 7").unwrap();
+        assert_eq!((r.input_toks, r.output_toks), (None, 7));
+        for bad in ["769.5", "-1", "-1.0", "1e300"] {
+            let e = line(&format!("\"output_toks\": {bad}")).unwrap_err();
+            assert!(e.to_string().contains("is not a token count"), "{bad}: {e}");
+        }
+        assert!(line("\"output_toks\": \"769\"").is_err());
     }
 
     fn req(id: &str, arrival: Option<f64>, queued: f64) -> RealRequest {
