@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
+use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use llm_emu_fleet::{ClusterSpec, InstanceSpec};
@@ -789,7 +790,12 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
     );
     default_of(
         f.cudagraph_capture_sizes.is_none() && !graphs_off && !eager_given,
-        "capture sizes by vLLM's rule".into(),
+        match vd.capture_rule {
+            CaptureRule::EveryEighth => "capture sizes by vLLM's rule before 0.12 (every \
+                                         multiple of 8)"
+                .into(),
+            CaptureRule::SixteenthsFrom256 => "capture sizes by vLLM's rule".into(),
+        },
     );
     default_of(
         f.max_num_seqs.is_none() && a.max_num_seqs.is_none(),
@@ -905,6 +911,7 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
 
     fill(&mut a.async_scheduling, &f.async_scheduling);
     a.async_scheduling.get_or_insert(vd.async_scheduling);
+    a.run.capture_rule = vd.capture_rule;
     fill(&mut a.enforce_eager, &f.enforce_eager);
     fill(
         &mut a.scheduler_reserve_full_isl,

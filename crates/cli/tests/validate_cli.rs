@@ -183,12 +183,12 @@ fn recorded_engine_arguments_are_used_and_unknown_ones_reported() {
 }
 
 /// The shared run with `edit` applied to a copy of its `meta.json` and `requests.jsonl` lines;
-/// `validate`'s exit status and stderr.
+/// `validate`'s exit status, stderr and `--json` output (when it succeeded).
 fn validate_edited(
     case: &Path,
     edit_meta: impl Fn(&mut Value),
     edit_line: impl Fn(usize, &mut Value),
-) -> (bool, String) {
+) -> (bool, String, Option<Value>) {
     let scratch = tempfile::Builder::new()
         .prefix("llm-emu-validate-edit-")
         .tempdir()
@@ -220,11 +220,17 @@ fn validate_edited(
         .arg(dir)
         .arg("--workload")
         .arg(case.join("workload.jsonl"))
+        .arg("--json")
+        .arg(dir.join("out.json"))
         .output()
         .unwrap();
+    let json = std::fs::read_to_string(dir.join("out.json"))
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+        json,
     )
 }
 
@@ -233,7 +239,7 @@ fn requests_the_replay_refuses_or_the_run_did_not_complete_are_named() {
     let Some(case) = shared_case() else { return };
     // A max_model_len below some of the run's prompts: the replay refuses those requests,
     // which the real run served; pairing around them would shift every later pair.
-    let (ok, err) = validate_edited(
+    let (ok, err, _) = validate_edited(
         &case,
         |m| m["engine_kwargs"]["max_model_len"] = 1024.into(),
         |_, _| {},
@@ -244,7 +250,7 @@ fn requests_the_replay_refuses_or_the_run_did_not_complete_are_named() {
         "{err}"
     );
     // Requests that stopped early (EOS): replayed to the lengths they reached, and said.
-    let (ok, err) = validate_edited(
+    let (ok, err, _) = validate_edited(
         &case,
         |_| {},
         |i, v| {
@@ -261,7 +267,7 @@ fn requests_the_replay_refuses_or_the_run_did_not_complete_are_named() {
         "{err}"
     );
     // An aborted request: no first token.
-    let (ok, err) = validate_edited(
+    let (ok, err, _) = validate_edited(
         &case,
         |_| {},
         |i, v| {
@@ -273,6 +279,61 @@ fn requests_the_replay_refuses_or_the_run_did_not_complete_are_named() {
     assert!(!ok, "accepted");
     assert!(
         err.contains("line 11: no `first_token_ts`: a request that did not complete"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_older_vllm_version_gets_its_own_defaults_and_vllms_refusals() {
+    let Some(case) = shared_case() else { return };
+    // vLLM 0.11: async scheduling off, capture sizes every multiple of 8 up to
+    // min(2 × max_num_seqs, 512) (256 sequences: up to 512, 264 among them).
+    let (ok, err, json) = validate_edited(
+        &case,
+        |m| {
+            m["vllm_version"] = "0.11.0".into();
+            m["engine_kwargs"]["max_num_seqs"] = 256.into();
+        },
+        |_, _| {},
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("vLLM 0.11 defaults used")
+            && err.contains("async scheduling off")
+            && err.contains("before 0.12 (every multiple of 8)"),
+        "{err}"
+    );
+    let engine = &json.unwrap()["engine"];
+    assert_eq!(engine["async_scheduling"], false);
+    let sizes: Vec<u64> = engine["cudagraph_capture_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.len(), 3 + 64);
+    assert!(sizes.contains(&264) && sizes.last() == Some(&512));
+    // vLLM 0.19, the same run: async on, vLLM's own rule (left to the engine).
+    let (ok, err, json) = validate_edited(
+        &case,
+        |m| m["engine_kwargs"]["max_num_seqs"] = 256.into(),
+        |_, _| {},
+    );
+    assert!(ok, "{err}");
+    let engine = &json.unwrap()["engine"];
+    assert_eq!(engine["async_scheduling"], true);
+    assert!(engine["cudagraph_capture_sizes"].is_null());
+    // A token budget below max_num_seqs: vLLM does not start, nor does the replay.
+    let (ok, err, _) = validate_edited(
+        &case,
+        |m| m["engine_kwargs"]["max_num_batched_tokens"] = 64.into(),
+        |_, _| {},
+    );
+    assert!(!ok, "accepted");
+    assert!(
+        err.contains(
+            "max_num_batched_tokens (64) must be greater than or equal to max_num_seqs (128)"
+        ),
         "{err}"
     );
 }

@@ -8,6 +8,21 @@
 //! (no speculative decoding), the list `[1, 2, 4]`, then every multiple of 8 below 256, then
 //! every multiple of 16 from 256, each up to the largest; the padding is
 //! `CudagraphDispatcher._bs_to_padded_graph_size` (`vllm/v1/cudagraph_dispatcher.py`).
+//! Versions before 0.12 had another rule ([`CaptureRule::EveryEighth`]).
+
+/// Which of vLLM's rules gives the default capture sizes: it changed in 0.12.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptureRule {
+    /// vLLM 0.10 and 0.11 (`VllmConfig._set_cudagraph_sizes`, `vllm/config/__init__.py`, with
+    /// `SchedulerConfig.cuda_graph_sizes` defaulting to `[min(2 × max_num_seqs, 512)]`):
+    /// `[1, 2, 4]` and every multiple of 8 up to that size, then every size above
+    /// `max_num_batched_tokens` dropped.
+    EveryEighth,
+    /// vLLM 0.12 onwards (`vllm/config/vllm.py`): multiples of 8 below 256, of 16 from 256, up
+    /// to `min(2 × max_num_seqs, 512, max_num_batched_tokens)`.
+    #[default]
+    SixteenthsFrom256,
+}
 
 /// The captured batch sizes (tokens), ascending; empty when graphs are off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,14 +31,38 @@ pub struct CudaGraphSizes {
 }
 
 impl CudaGraphSizes {
-    /// vLLM's default capture sizes for this engine configuration.
+    /// vLLM's default capture sizes for this engine configuration (vLLM 0.12 onwards).
     pub fn for_engine(
+        max_num_seqs: usize,
+        max_num_batched_tokens: usize,
+        enforce_eager: bool,
+    ) -> CudaGraphSizes {
+        Self::by_rule(
+            CaptureRule::SixteenthsFrom256,
+            max_num_seqs,
+            max_num_batched_tokens,
+            enforce_eager,
+        )
+    }
+
+    /// The default capture sizes of the vLLM version whose rule is `rule`.
+    pub fn by_rule(
+        rule: CaptureRule,
         max_num_seqs: usize,
         max_num_batched_tokens: usize,
         enforce_eager: bool,
     ) -> CudaGraphSizes {
         if enforce_eager {
             return CudaGraphSizes::default();
+        }
+        if rule == CaptureRule::EveryEighth {
+            let largest = (max_num_seqs * 2).min(512);
+            let sizes = [1, 2, 4]
+                .into_iter()
+                .chain((8..=largest).step_by(8))
+                .filter(|&s| s <= max_num_batched_tokens)
+                .collect();
+            return CudaGraphSizes { sizes };
         }
         let max = (max_num_seqs * 2).min(512).min(max_num_batched_tokens);
         let mut sizes: Vec<usize> = [1, 2, 4].into_iter().filter(|&s| s <= max).collect();
@@ -90,6 +129,26 @@ mod tests {
         assert!(CudaGraphSizes::for_engine(128, 2048, true)
             .sizes()
             .is_empty());
+    }
+
+    #[test]
+    fn sizes_before_vllm_0_12_step_by_eight() {
+        // 0.10/0.11 with max_num_seqs 1024: every multiple of 8 to 512, 264 included.
+        let g = CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 1024, 8192, false);
+        assert_eq!(g.sizes().len(), 3 + 64);
+        assert!(g.sizes().contains(&264) && g.sizes().contains(&512));
+        // The token budget drops the sizes above it; below 256 both rules agree.
+        let g = CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 256, 100, false);
+        assert_eq!(*g.sizes().last().unwrap(), 96);
+        assert_eq!(
+            CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 64, 2048, false),
+            CudaGraphSizes::for_engine(64, 2048, false)
+        );
+        assert!(
+            CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 64, 2048, true)
+                .sizes()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -10,11 +10,11 @@ use crate::latency::{
     ProfileLatency, RecordedTpLink,
 };
 use crate::sizing::{
-    check_max_model_len, num_gpu_blocks, release_bases, GpuBudget, KvCacheDtype, ModelShape,
+    check_max_model_len, num_gpu_blocks, same_weights_key, GpuBudget, KvCacheDtype, ModelShape,
     OnlineQuantization, ResolvedShape, SizingError,
 };
 use llm_emu_core::config::ConfigError;
-use llm_emu_core::cudagraph::CudaGraphSizes;
+use llm_emu_core::cudagraph::{CaptureRule, CudaGraphSizes};
 use llm_emu_core::{EngineConfig, SchedulingPolicy};
 use std::fmt;
 use std::path::PathBuf;
@@ -94,6 +94,8 @@ pub struct RunFacts {
     pub kv_cache_dtype: Option<String>,
     /// The TP all-reduce link the run's cluster config records.
     pub tp_link: Option<RecordedTpLink>,
+    /// The rule of the run's vLLM version for capture sizes it did not record.
+    pub capture_rule: CaptureRule,
 }
 
 #[derive(Debug, Error)]
@@ -110,6 +112,11 @@ pub enum ResolveError {
     GpuMemory(f64),
     #[error("--gpu-memory-utilization must be in (0, 1], got {0}")]
     GpuMemoryUtilization(f64),
+    #[error(
+        "max_num_batched_tokens ({tokens}) must be greater than or equal to max_num_seqs \
+         ({seqs}), as vLLM requires"
+    )]
+    BudgetBelowSeqs { tokens: usize, seqs: usize },
     #[error("the model config has no max_position_embeddings; pass --max-model-len")]
     NoMaxModelLen,
     /// A recorded fact contradicts another one.
@@ -362,6 +369,10 @@ fn engine_config(
     if a.max_num_seqs.is_none() {
         seqs = seqs.min(tokens);
     }
+    // vLLM refuses to start so (`SchedulerConfig.verify_max_model_len`).
+    if tokens < seqs {
+        return Err(ResolveError::BudgetBelowSeqs { tokens, seqs });
+    }
     let budget = GpuBudget {
         gpu_memory_bytes: (gpu_memory_gib * (1u64 << 30) as f64) as u64,
         gpu_memory_utilization,
@@ -383,10 +394,12 @@ fn engine_config(
         }
     };
     let enforce_eager = a.enforce_eager.unwrap_or(false);
-    // Given capture sizes replace vLLM's rule unless the engine runs eagerly.
+    // Given capture sizes replace vLLM's rule unless the engine runs eagerly; the rule of a
+    // version other than the engine's own gives its sizes explicitly.
+    let rule = a.run.capture_rule;
     let cudagraph_capture_sizes = match &a.cudagraph_capture_sizes {
         Some(given) if !enforce_eager => {
-            let derived = CudaGraphSizes::for_engine(seqs, tokens, false);
+            let derived = CudaGraphSizes::by_rule(rule, seqs, tokens, false);
             let given = CudaGraphSizes::from_sizes(given.clone());
             if given.sizes() != derived.sizes() {
                 notices.push(Notice::Note(format!(
@@ -403,6 +416,11 @@ fn engine_config(
             }
             Some(given.sizes().to_vec())
         }
+        None if !enforce_eager && rule != CaptureRule::default() => Some(
+            CudaGraphSizes::by_rule(rule, seqs, tokens, false)
+                .sizes()
+                .to_vec(),
+        ),
         _ => None,
     };
     let cfg = EngineConfig {
@@ -538,15 +556,9 @@ impl ResolvedEngine {
             }
         }
         if let (Some(m), Some(engine_model)) = (model.map(clean), &self.model_name) {
-            // A post-trained release shares its base's architecture and timings.
-            let base = |s: &str| {
-                let name = s.trim_end_matches('/').rsplit('/').next().unwrap_or(s);
-                release_bases(name)
-                    .pop()
-                    .unwrap_or_else(|| name.to_string())
-                    .to_ascii_lowercase()
-            };
-            if base(&m) != base(engine_model) {
+            // A post-trained release, or the same weights under an older name, shares the
+            // base's architecture and timings.
+            if same_weights_key(&m) != same_weights_key(engine_model) {
                 diffs.push(format!("with {m} but the engine serves {engine_model}"));
             }
         }

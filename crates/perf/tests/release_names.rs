@@ -3,7 +3,7 @@
 
 use llm_emu_perf::args::EngineArgs;
 use llm_emu_perf::latency::{LatencySpec, ProfileLatency};
-use llm_emu_perf::sizing::{release_bases, ModelShape};
+use llm_emu_perf::sizing::{release_bases, same_weights_key, ModelShape};
 use std::path::Path;
 use tempfile::TempDir;
 
@@ -36,6 +36,33 @@ fn release_tags_and_dates_are_stripped_one_at_a_time() {
     // Never a path, never an empty base.
     assert!(release_bases("/models/Qwen3-8B-Instruct").is_empty());
     assert!(release_bases("Instruct").is_empty());
+}
+
+#[test]
+fn one_key_names_the_same_weights_under_each_name() {
+    // The older repo name and a post-trained release are the profile's model; another size
+    // or another family is not.
+    let key = same_weights_key("meta-llama/Llama-3.1-8B");
+    for same in [
+        "meta-llama/Meta-Llama-3.1-8B-Instruct",
+        "meta-llama/Meta-Llama-3.1-8B",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "/models/Llama-3.1-8B",
+    ] {
+        assert_eq!(same_weights_key(same), key, "{same}");
+    }
+    for other in [
+        "meta-llama/Llama-3.1-70B",
+        "Qwen/Qwen3-8B",
+        "acme/Llama-3.1-8B-FP8",
+    ] {
+        assert_ne!(same_weights_key(other), key, "{other}");
+    }
+    assert_eq!(
+        same_weights_key("Qwen/Qwen3-30B-A3B-Instruct-2507"),
+        same_weights_key("Qwen/Qwen3-30B-A3B")
+    );
+    assert_eq!(same_weights_key("acme/Foo-7B-Instruct"), "foo-7b");
 }
 
 #[test]

@@ -18,6 +18,7 @@
 //!   KV offload, a KV connector, speculative decoding, several instances) is
 //!   [`RunRecordError::NotReplayable`].
 
+use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_perf::gpu::GpuSpec;
 use llm_emu_perf::link_units::cluster_link_gbs;
 use serde_json::{Map, Value};
@@ -168,13 +169,20 @@ pub struct VllmDefaults {
     pub enable_prefix_caching: bool,
     pub block_size: usize,
     pub gpu_memory_utilization: f64,
+    /// The rule for the CUDA-graph capture sizes a run did not record.
+    pub capture_rule: CaptureRule,
 }
 
-/// The versions whose source was checked (`vllm/config/{scheduler,cache,vllm}.py`,
-/// `engine/arg_utils.py`): 0.15.0, 0.17.0 and 0.19.0 agree on every fact listed (async
-/// scheduling resolves from `None` to on with the `uni`/`mp` executors; batch defaults
-/// 8192/1024 on ≥ 70 GiB non-A100 GPUs else 2048/256; capture sizes `[1, 2, 4] + 8k + 16k` up to
-/// `min(2 × max_num_seqs, 512, max_num_batched_tokens)`).
+/// The versions whose source was checked (`vllm/config/{scheduler,cache,vllm}.py` or
+/// `vllm/config/__init__.py`, `engine/arg_utils.py`): 0.10.1.1, 0.11.0, 0.12.0, 0.13.0, 0.14.0,
+/// 0.15.0, 0.17.0 and 0.19.0. All have chunked prefill and prefix caching on for generation
+/// models, block size 16, memory utilization 0.9 and the batch defaults 8192/1024 on ≥ 70 GiB
+/// non-A100 GPUs else 2048/256. They differ in:
+/// - async scheduling: off up to 0.13 (`async_scheduling: bool = False`; 0.12 and 0.13 have the
+///   `None` → on resolution but "won't reach here until async scheduling is enabled by
+///   default"), on from 0.14 (`None`, resolved to on with the `uni`/`mp` executors);
+/// - capture sizes: every multiple of 8 up to 0.11, 16-steps from 256 since 0.12
+///   ([`CaptureRule`]).
 const CHECKED_DEFAULTS: VllmDefaults = VllmDefaults {
     version: "0.19",
     async_scheduling: true,
@@ -182,7 +190,13 @@ const CHECKED_DEFAULTS: VllmDefaults = VllmDefaults {
     enable_prefix_caching: true,
     block_size: 16,
     gpu_memory_utilization: 0.9,
+    capture_rule: CaptureRule::SixteenthsFrom256,
 };
+
+/// `0.MINOR` for each minor version checked, oldest first.
+const CHECKED_VERSIONS: [&str; 10] = [
+    "0.10", "0.11", "0.12", "0.13", "0.14", "0.15", "0.16", "0.17", "0.18", "0.19",
+];
 
 impl VllmDefaults {
     /// The defaults of `version` (`0.19.0`), and a note when they are not known for it (then
@@ -200,15 +214,20 @@ impl VllmDefaults {
                 _ => None,
             }
         });
-        match minor {
-            Some(15..=19) => (
+        let known = minor.and_then(|m| {
+            CHECKED_VERSIONS
+                .iter()
+                .find(|v| v[2..].parse::<u32>().ok() == Some(m))
+        });
+        match (known, minor) {
+            (Some(&v), Some(m)) => (
                 VllmDefaults {
-                    version: match minor {
-                        Some(15) => "0.15",
-                        Some(16) => "0.16",
-                        Some(17) => "0.17",
-                        Some(18) => "0.18",
-                        _ => "0.19",
+                    version: v,
+                    async_scheduling: m >= 14,
+                    capture_rule: if m <= 11 {
+                        CaptureRule::EveryEighth
+                    } else {
+                        CaptureRule::SixteenthsFrom256
                     },
                     ..CHECKED_DEFAULTS
                 },
@@ -217,9 +236,11 @@ impl VllmDefaults {
             _ => (
                 CHECKED_DEFAULTS,
                 Some(format!(
-                    "vLLM {}: its defaults are not known to llm-emu (checked: 0.15 to 0.19); \
+                    "vLLM {}: its defaults are not known to llm-emu (checked: {} to {}); \
                      vLLM 0.19's are used for the facts the run did not record",
-                    version.unwrap_or("(version not recorded)")
+                    version.unwrap_or("(version not recorded)"),
+                    CHECKED_VERSIONS[0],
+                    CHECKED_VERSIONS[CHECKED_VERSIONS.len() - 1]
                 )),
             ),
         }
@@ -492,7 +513,7 @@ impl RunRecord {
                 path: dir.display().to_string(),
                 msg: "no meta.json here or in vllm/ (a run directory holds vllm/meta.json)".into(),
             })?;
-        let text = std::fs::read_to_string(&meta_path).map_err(|e| RunRecordError::Bad {
+        let text = crate::text_file::read_text(&meta_path).map_err(|e| RunRecordError::Bad {
             path: meta_path.display().to_string(),
             msg: e.to_string(),
         })?;
@@ -508,7 +529,7 @@ impl RunRecord {
         });
         let cluster = match &cluster_config_path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| RunRecordError::Bad {
+                let text = crate::text_file::read_text(p).map_err(|e| RunRecordError::Bad {
                     path: p.display().to_string(),
                     msg: e.to_string(),
                 })?;
@@ -1387,6 +1408,16 @@ fn read_cluster(
         );
         return Ok(());
     }
+    // A data-parallel server is one instance per rank in this format (sharing a `dp_group`).
+    if let Some(dp) = facts.data_parallel_size.as_ref().filter(|d| d.value > 1) {
+        if num_instances == 1 {
+            return Err(r.contradiction(format!(
+                "{} = {} but the cluster config describes one serving instance (a data-parallel \
+                 server has one instance per rank, sharing a dp_group)",
+                dp.source, dp.value
+            )));
+        }
+    }
     let inst = instances.first().map(|m| Value::Object((*m).clone()));
     let inst = inst.unwrap_or(Value::Null);
     if let Some(pd) = get(&inst, &["pd_type"]) {
@@ -1722,6 +1753,24 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("instance hardware `RTXPRO6000`"), "{e}");
+        // Two data-parallel ranks beside one instance: the format gives each rank its own.
+        let e = read(
+            json!({"engine_kwargs": {"data_parallel_size": 2}}),
+            Some(cluster.clone()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "data_parallel_size = 2 but the cluster config describes one serving instance"
+            ),
+            "{e}"
+        );
+        assert!(read(
+            json!({"engine_kwargs": {"data_parallel_size": 1}}),
+            Some(cluster.clone())
+        )
+        .is_ok());
         // A link without its latency is priced without one, and says so; a negative one is
         // refused.
         let mut no_latency = cluster.clone();
@@ -1752,6 +1801,26 @@ mod tests {
         assert_eq!(d.version, "0.19");
         assert!(note.unwrap().contains("vLLM 0.8.5"));
         assert!(VllmDefaults::for_version(None).1.is_some());
+        // Async scheduling is on by default from 0.14; the capture rule changed in 0.12.
+        for (v, async_on, rule) in [
+            ("0.10.1.1", false, CaptureRule::EveryEighth),
+            ("0.11.0", false, CaptureRule::EveryEighth),
+            ("0.12.0", false, CaptureRule::SixteenthsFrom256),
+            ("0.13.0", false, CaptureRule::SixteenthsFrom256),
+            ("0.14.1", true, CaptureRule::SixteenthsFrom256),
+            ("v0.19.1.dev3+g1", true, CaptureRule::SixteenthsFrom256),
+        ] {
+            let (d, note) = VllmDefaults::for_version(Some(v));
+            assert!(note.is_none(), "{v}");
+            assert_eq!(
+                (d.async_scheduling, d.capture_rule),
+                (async_on, rule),
+                "{v}"
+            );
+        }
+        assert_eq!(VllmDefaults::for_version(Some("0.11.0")).0.version, "0.11");
+        let (d, note) = VllmDefaults::for_version(Some("0.20.0"));
+        assert!(d.async_scheduling && note.unwrap().contains("checked: 0.10 to 0.19"));
     }
 
     #[test]

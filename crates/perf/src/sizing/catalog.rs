@@ -124,6 +124,30 @@ pub fn release_bases(name: &str) -> Vec<String> {
     out
 }
 
+/// One key for the names of one model's weights, to tell whether a profile was measured with
+/// the model an engine serves: the part after `org/`, mapped to the built-in table's canonical
+/// name where the table lists it (`Meta-Llama-3.1-8B-Instruct` → `Llama-3.1-8B`), else less its
+/// release tags ([`release_bases`]); lower-case.
+pub fn same_weights_key(name: &str) -> String {
+    let last = name
+        .trim()
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(name);
+    let key = match builtin_lookup(last) {
+        Some((canonical, _)) => canonical
+            .rsplit('/')
+            .next()
+            .unwrap_or(canonical)
+            .to_string(),
+        None => release_bases(last)
+            .pop()
+            .unwrap_or_else(|| last.to_string()),
+    };
+    key.to_ascii_lowercase()
+}
+
 /// A resolved shape and, when it was found under another name, a note saying which.
 #[derive(Clone, Debug)]
 pub struct ResolvedShape {

@@ -16,7 +16,10 @@ mod kv;
 mod params;
 mod shape;
 
-pub use catalog::{builtin_model_names, hf_cache_dirs, release_bases, ResolvedShape, RELEASE_TAGS};
+pub use catalog::{
+    builtin_model_names, hf_cache_dirs, release_bases, same_weights_key, ResolvedShape,
+    RELEASE_TAGS,
+};
 pub use kv::KvLayout;
 pub use params::ParamCounts;
 pub use shape::{
