@@ -7,7 +7,7 @@ use clap::{ArgAction, Args};
 use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
-use llm_emu_fleet::{ClusterSpec, InstanceSpec};
+use llm_emu_fleet::{ClusterSpec, InstanceSpec, Topology};
 use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_perf::latency::{LatencySpec, RecordedTpLink};
 use llm_emu_perf::sizing::{KvCacheDtype, ModelShape, OnlineQuantization};
@@ -189,6 +189,49 @@ pub enum FleetPlan {
         spec: Box<ClusterSpec>,
         router: String,
     },
+}
+
+impl FleetPlan {
+    /// The fleet's shape, for the `engine` object of a JSON report: `engines` (every engine
+    /// core) and, where the plan says them, the data-parallel size, the expert-parallel size
+    /// and the replicas (a cluster config's instances name their own).
+    pub fn shape_json(&self, engines: usize) -> serde_json::Map<String, serde_json::Value> {
+        let (dp, ep, replicas) = match self {
+            FleetPlan::Single => (Some(1), Some(1), Some(1)),
+            FleetPlan::DataParallel { size, .. } => (Some(*size), Some(1), Some(1)),
+            FleetPlan::Replicas { count, .. } => (Some(1), Some(1), Some(*count)),
+            FleetPlan::ExpertParallel { size, ep, .. } => {
+                (Some(*size), Some(*ep as usize), Some(1))
+            }
+            FleetPlan::ReplicatedDp {
+                count, size, ep, ..
+            } => (Some(*size), Some(*ep as usize), Some(*count)),
+            FleetPlan::Cluster { spec, .. } => match &spec.topology {
+                Topology::Single => (Some(1), Some(1), Some(1)),
+                Topology::Replicas => (Some(1), Some(1), Some(spec.instances.len())),
+                Topology::DataParallel { ep, .. } => {
+                    (Some(spec.instances.len()), Some(*ep as usize), Some(1))
+                }
+                // Groups may differ, and a prefill/decode split has two sides: the counts are
+                // the cluster config's own.
+                Topology::DataParallelGroups { .. } | Topology::Disaggregated { .. } => {
+                    (None, None, None)
+                }
+            },
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("engines".into(), engines.into());
+        for (k, v) in [
+            ("data_parallel_size", dp),
+            ("expert_parallel_size", ep),
+            ("replicas", replicas),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), v.into());
+            }
+        }
+        m
+    }
 }
 
 impl FleetFlags {
@@ -924,8 +967,46 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
             f.cudagraph_capture_sizes.as_ref().map(|r| r.value.clone())
         };
     }
-    a.run.num_gpu_blocks = f.num_gpu_blocks.as_ref().map(|r| r.value);
-    a.run.num_gpu_blocks_source = f.num_gpu_blocks.as_ref().map(|r| r.source.clone());
+    // The recorded block count is what vLLM sized for the recorded GPU, memory, utilization,
+    // TP degree, model and KV format: a flag replacing one of those asks what another setup
+    // would do, and the blocks are sized anew for it.
+    let resized_by: Vec<&str> = [
+        "--gpu",
+        "--gpu-memory-gib",
+        "--gpu-memory-utilization",
+        "--tensor-parallel-size",
+        "--block-size",
+        "--model",
+        "--model-config",
+    ]
+    .into_iter()
+    .filter(|flag| over.iter().any(|o| o.starts_with(&format!("{flag} "))))
+    .chain(
+        a.kv_cache_dtype
+            .filter(|given| {
+                f.kv_cache_dtype
+                    .as_ref()
+                    .and_then(|r| r.value.parse::<KvCacheDtype>().ok())
+                    != Some(*given)
+            })
+            .map(|_| "--kv-cache-dtype"),
+    )
+    .collect();
+    match (&f.num_gpu_blocks, resized_by.is_empty()) {
+        (Some(r), false) if a.num_gpu_blocks_override.is_none() => say(format!(
+            "note: {} ({} KV blocks) was sized for the run's own setup, which {} replaces: \
+             the KV blocks are sized anew (--num-gpu-blocks-override {} keeps the recorded \
+             count)",
+            r.source,
+            r.value,
+            resized_by.join(", "),
+            r.value
+        )),
+        _ => {
+            a.run.num_gpu_blocks = f.num_gpu_blocks.as_ref().map(|r| r.value);
+            a.run.num_gpu_blocks_source = f.num_gpu_blocks.as_ref().map(|r| r.source.clone());
+        }
+    }
     a.run.cudagraph_capture_sizes_source = if graphs_off {
         f.cudagraph_mode
             .as_ref()

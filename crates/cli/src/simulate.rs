@@ -207,6 +207,21 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
         eprintln!("warning: latency model: {w}");
     }
     let mut summary = summary_json(&mut result, first.scheduler(), &cfg, &latency_desc);
+    // What the engine config does not hold: the GPU, the TP degree and the model emulated.
+    if let Some(Value::Object(ec)) = summary.get_mut("engine_config") {
+        let e = prepared[0].engine_json(&latency_desc)?;
+        for k in [
+            "gpu",
+            "tensor_parallel_size",
+            "model",
+            "quantization",
+            "kv_cache_dtype",
+        ] {
+            if let Some(v) = e.get(k) {
+                ec.insert(k.into(), v.clone());
+            }
+        }
+    }
     summary.insert("latency_warnings".into(), latency_warnings.into());
     if let Some(c) = a.max_concurrency {
         // As `vllm bench serve`'s result JSON names it.

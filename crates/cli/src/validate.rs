@@ -153,7 +153,9 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         &LatencySet::from_sim(&records),
     );
     // The emulated engine as configured, so a replay can be checked against the record.
-    m.insert("engine".into(), prepared.engine_json(&latency_desc)?.into());
+    let mut engine_json = prepared.engine_json(&latency_desc)?;
+    engine_json.extend(plan.shape_json(engine.engines().len()));
+    m.insert("engine".into(), engine_json.into());
     println!(
         "real: vLLM {} ({} requests); emulated: {latency_desc}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
         real.record.facts.vllm_version.as_deref().unwrap_or("?"),
@@ -297,7 +299,9 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
     }
     let mut m = client_comparison_json(&real_stats, &sim);
     m.insert("frontend_latency".into(), spec.to_string().into());
-    m.insert("engine".into(), prepared.engine_json(&latency_desc)?.into());
+    let mut engine_json = prepared.engine_json(&latency_desc)?;
+    engine_json.extend(crate::engine_args::FleetPlan::Single.shape_json(1));
+    m.insert("engine".into(), engine_json.into());
     println!(
         "real: {} result {} ({} requests{}); emulated: {latency_desc}; front end: {spec}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
         real.format,

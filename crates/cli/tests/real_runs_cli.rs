@@ -150,6 +150,17 @@ fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
         stdout.contains("expert-parallel lockstep over 2 ranks"),
         "{stdout}"
     );
+    // The report names the fleet replayed, not only the first rank's engine.
+    let e = &m["engine"];
+    assert_eq!(
+        (
+            &e["engines"],
+            &e["data_parallel_size"],
+            &e["expert_parallel_size"]
+        ),
+        (&Value::from(2), &Value::from(2), &Value::from(2)),
+        "{e}"
+    );
     within(
         &m,
         &["tpot", "e2el"],

@@ -131,6 +131,51 @@ fn a_24gb_gpu_run_replays_its_recorded_block_count_and_gpu() {
 }
 
 #[test]
+fn a_what_if_of_another_gpu_or_memory_sizes_the_kv_blocks_anew() {
+    let scratch_dir = scratch("whatif");
+    let dir = scratch_dir.path();
+    write_run(dir, &rtx4090_meta(), None);
+    // The 4090's 2,588 blocks are not the H100's: sized for 80 GB, and said.
+    for (extra, sized) in [
+        (&["--gpu", "h100"][..], "--gpu"),
+        (&["--gpu-memory-gib", "48"][..], "--gpu-memory-gib"),
+        (
+            &["--gpu-memory-utilization", "0.8"][..],
+            "--gpu-memory-utilization",
+        ),
+        (&["--kv-cache-dtype", "fp8"][..], "--kv-cache-dtype"),
+    ] {
+        let (out, m) = validate(dir, &[LINEAR, extra].concat());
+        let err = stderr(&out);
+        assert!(out.status.success(), "{extra:?}: {err}");
+        let blocks = m.unwrap()["engine"]["num_gpu_blocks"].as_u64().unwrap();
+        assert_ne!(blocks, 2588, "{extra:?}");
+        assert!(
+            err.contains(&format!(
+                "(2588 KV blocks) was sized for the run's own setup, which {sized} replaces"
+            )),
+            "{extra:?}: {err}"
+        );
+    }
+    // 80 GB hold more than 24 GB; a lower utilization holds fewer.
+    let blocks = |extra: &[&str]| {
+        validate(dir, &[LINEAR, extra].concat()).1.unwrap()["engine"]["num_gpu_blocks"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(blocks(&["--gpu", "h100"]) > 20_000);
+    assert!(blocks(&["--gpu-memory-utilization", "0.8"]) < 2588);
+    // The override keeps the recorded count; the recorded GPU named again changes nothing.
+    assert_eq!(
+        blocks(&["--gpu", "h100", "--num-gpu-blocks-override", "2588"]),
+        2588
+    );
+    let (out, m) = validate(dir, &[LINEAR, &["--gpu", "rtx-4090"]].concat());
+    assert_eq!(m.unwrap()["engine"]["num_gpu_blocks"], 2588);
+    assert!(!stderr(&out).contains("sized anew"), "{}", stderr(&out));
+}
+
+#[test]
 fn resolved_config_wins_and_capture_sizes_are_replayed() {
     let scratch_dir = scratch("resolved");
     let dir = scratch_dir.path();
@@ -455,6 +500,22 @@ fn simulate_like_takes_the_same_facts() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&json).unwrap();
-    assert!(text.contains("2588"), "{text}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ec = &summary["engine_config"];
+    assert_eq!(ec["num_gpu_blocks"], 2588, "{ec}");
+    // The GPU, TP degree and model emulated, as validate's `engine` names them.
+    assert_eq!(ec["gpu"], "rtx-4090", "{ec}");
+    assert_eq!(ec["tensor_parallel_size"], 1, "{ec}");
+    assert_eq!(ec["model"], "meta-llama/Llama-3.1-8B", "{ec}");
+    let (_, m) = validate(dir, LINEAR);
+    let e = &m.unwrap()["engine"];
+    assert_eq!(
+        (
+            &e["engines"],
+            &e["data_parallel_size"],
+            &e["expert_parallel_size"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{e}"
+    );
 }

@@ -776,7 +776,7 @@ impl LatencyModel for ProfileLatency {
             .unwrap_or_default();
         format!(
             "profile: {} tp{} ({} layers{moe}; {} skew buckets; token-wise operators at the \
-             CUDA-graph-padded batch; {overhead}{})",
+             batch as CUDA graphs pad it, unpadded when eager; {overhead}{})",
             self.dir.display(),
             self.tp,
             self.num_layers,
