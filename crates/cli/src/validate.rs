@@ -157,9 +157,10 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     engine_json.extend(plan.shape_json(engine.engines().len()));
     m.insert("engine".into(), engine_json.into());
     println!(
-        "real: vLLM {} ({} requests); emulated: {latency_desc}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
+        "real: vLLM {} ({} requests); emulated: {}: {latency_desc}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
         real.record.facts.vllm_version.as_deref().unwrap_or("?"),
         real.requests.len(),
+        emulated_gpus(prepared)?,
         cfg.max_num_seqs,
         cfg.max_num_batched_tokens,
         cfg.num_gpu_blocks
@@ -224,6 +225,16 @@ fn workload_differs_from_record(workload: &Path, record: &RunRecord) -> Result<O
          meta.json records as {want}",
         workload.display()
     )))
+}
+
+/// The GPU an engine emulates and its TP degree, for the report's first line: the latency
+/// model's description names where its figures were measured, not what is emulated.
+fn emulated_gpus(p: &crate::engine_args::Prepared) -> Result<String> {
+    Ok(format!(
+        "{} × {}",
+        p.args.tensor_parallel_size.unwrap_or(1),
+        p.args.gpu_spec()?.device_name
+    ))
 }
 
 /// `validate --client-result`: replays the workload and compares what clients saw.
@@ -303,11 +314,12 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
     engine_json.extend(crate::engine_args::FleetPlan::Single.shape_json(1));
     m.insert("engine".into(), engine_json.into());
     println!(
-        "real: {} result {} ({} requests{}); emulated: {latency_desc}; front end: {spec}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
+        "real: {} result {} ({} requests{}); emulated: {}: {latency_desc}; front end: {spec}; max_num_seqs {}, max_num_batched_tokens {}, {} KV blocks",
         real.format,
         path.display(),
         if real.is_detailed() { real.requests.len() } else { sim_reqs.len() },
         if real.is_detailed() { "" } else { ", summary only" },
+        emulated_gpus(&prepared)?,
         cfg.max_num_seqs,
         cfg.max_num_batched_tokens,
         cfg.num_gpu_blocks

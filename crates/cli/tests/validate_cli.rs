@@ -281,6 +281,21 @@ fn requests_the_replay_refuses_or_the_run_did_not_complete_are_named() {
         err.contains("line 11: no `first_token_ts`: a request that did not complete"),
         "{err}"
     );
+    // One request recorded twice: two records mixed, not one run.
+    let (ok, err, _) = validate_edited(
+        &case,
+        |_| {},
+        |i, v| {
+            if i == 7 {
+                v["request_id"] = "bench-6".into();
+            }
+        },
+    );
+    assert!(!ok, "accepted");
+    assert!(
+        err.contains("request_id `bench-6` is recorded twice (requests 7 and 8 of the file)"),
+        "{err}"
+    );
 }
 
 #[test]

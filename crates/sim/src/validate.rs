@@ -134,6 +134,23 @@ impl RealRun {
             }
             requests.push(r);
         }
+        // One run names each request once; a repeated id is two records mixed, or a line
+        // written twice, and pairing by arrival would then compare the wrong requests.
+        let mut first_line: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, r) in requests.iter().enumerate() {
+            if let Some(j) = first_line.insert(r.request_id.as_str(), i) {
+                return Err(bad(
+                    &rp,
+                    format!(
+                        "request_id `{}` is recorded twice (requests {} and {} of the file): a \
+                         run's record names each request once",
+                        r.request_id,
+                        j + 1,
+                        i + 1
+                    ),
+                ));
+            }
+        }
         if let Some(n) = record.num_requests {
             if n != requests.len() {
                 return Err(bad(
