@@ -4,13 +4,13 @@
 
 use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
-use llm_emu_core::cudagraph::CaptureRule;
+use llm_emu_core::cudagraph::{CaptureRule, CudaGraphSizes};
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use llm_emu_fleet::{ClusterSpec, InstanceSpec, Topology};
 use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_perf::latency::{LatencySpec, RecordedTpLink};
-use llm_emu_perf::sizing::{KvCacheDtype, ModelShape, OnlineQuantization};
+use llm_emu_perf::sizing::{same_weights_key, KvCacheDtype, ModelShape, OnlineQuantization};
 use llm_emu_perf::{resolve, EngineArgs, ResolvedEngine, RunFacts};
 use llm_emu_sim::run_record::{CudaGraphMode, Recorded, RunRecord, VllmDefaults};
 use std::path::PathBuf;
@@ -327,6 +327,41 @@ impl FleetFlags {
 impl EngineFlags {
     /// The engine arguments the flags give (`None` where a flag is absent). The two typed
     /// values are parsed here rather than by clap so that their errors read as the engine's.
+    /// The flags given that a cluster config's instances also say (`Prepared::for_instance`
+    /// takes the instance's): a replayed fleet honours them only when built from `meta.json`.
+    pub fn instance_flags_given(&self) -> Result<Vec<&'static str>> {
+        let a = self.to_args()?;
+        Ok([
+            ("--model", a.model.is_some()),
+            ("--model-config", a.model_config.is_some()),
+            ("--gpu", a.gpu.is_some()),
+            ("--gpu-memory-gib", a.gpu_memory_gib.is_some()),
+            (
+                "--gpu-memory-utilization",
+                a.gpu_memory_utilization.is_some(),
+            ),
+            ("--tensor-parallel-size", a.tensor_parallel_size.is_some()),
+            ("--max-num-seqs", a.max_num_seqs.is_some()),
+            (
+                "--max-num-batched-tokens",
+                a.max_num_batched_tokens.is_some(),
+            ),
+            (
+                "--long-prefill-token-threshold",
+                a.long_prefill_token_threshold.is_some(),
+            ),
+            ("--block-size", a.block_size.is_some()),
+            (
+                "--enable-chunked-prefill",
+                a.enable_chunked_prefill.is_some(),
+            ),
+            ("--enable-prefix-caching", a.enable_prefix_caching.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect())
+    }
+
     pub fn to_args(&self) -> Result<EngineArgs> {
         Ok(EngineArgs {
             model: self.model.clone(),
@@ -335,6 +370,7 @@ impl EngineFlags {
             gpu_memory_gib: self.gpu_memory_gib,
             gpu_memory_utilization: self.gpu_memory_utilization,
             tensor_parallel_size: self.tensor_parallel_size,
+            expert_shards: None,
             num_gpu_blocks_override: self.num_gpu_blocks_override,
             max_num_seqs: self.max_num_seqs,
             max_num_batched_tokens: self.max_num_batched_tokens,
@@ -395,26 +431,36 @@ impl Prepared {
     /// The flags, under them the facts of `record` when replaying a run (each substitution
     /// said on stderr), resolved by vLLM's rules; the rules' notes go to stderr.
     pub fn new(flags: &EngineFlags, record: Option<&RunRecord>) -> Result<Prepared> {
+        Prepared::from_args(Prepared::args_of(flags, record)?, record.is_some())
+    }
+
+    /// The flags, under them the facts of `record` (each substitution said on stderr).
+    pub fn args_of(flags: &EngineFlags, record: Option<&RunRecord>) -> Result<EngineArgs> {
         let mut args = flags.to_args()?;
         if let Some(rec) = record {
             replay(&mut args, rec, &mut |line| eprintln!("{line}"))?;
         }
+        Ok(args)
+    }
+
+    /// `args` resolved by vLLM's rules (`replaying`: a recorded run's engine); the rules'
+    /// notes go to stderr.
+    pub fn from_args(args: EngineArgs, replaying: bool) -> Result<Prepared> {
         let shape = args.model_shape()?;
-        Prepared::resolve(args, shape, record.is_some(), &mut |line| {
-            eprintln!("{line}")
-        })
+        Prepared::resolve(args, shape, replaying, &mut |line| eprintln!("{line}"))
     }
 
     /// One instance of a cluster config: the flags (and a replayed run's facts) under what
     /// the instance says — its model, GPU, GPU memory, TP degree and runtime overrides, as
     /// the peer's `instance.get(field, args.field)` does. `ep` is the expert-parallel degree
-    /// its experts are split over (1: none); an unknown model or GPU, or EP on a dense model,
-    /// is refused naming the instance's field.
+    /// its experts are split over (1: none) and `group_size` its data-parallel group's ranks
+    /// (1: none), whose GPUs a MoE model's experts are spread over; an unknown model or GPU,
+    /// or EP on a dense model, is refused naming the instance's field.
     pub fn for_instance(
         flags: &EngineFlags,
         record: Option<&RunRecord>,
         inst: &InstanceSpec,
-        ep: u64,
+        (ep, group_size): (u64, usize),
         say: &mut dyn FnMut(String),
     ) -> Result<Prepared> {
         let mut args = flags.to_args()?;
@@ -432,6 +478,7 @@ impl Prepared {
         }
         args.gpu_memory_utilization = inst.mem_util.or(args.gpu_memory_utilization);
         args.tensor_parallel_size = Some(inst.tp_size);
+        args.expert_shards = Some(group_size as u64 * inst.tp_size);
         args.max_num_seqs = inst.max_num_seqs.or(args.max_num_seqs);
         args.max_num_batched_tokens = inst.max_num_batched_tokens.or(args.max_num_batched_tokens);
         args.long_prefill_token_threshold = inst
@@ -564,6 +611,19 @@ impl Prepared {
             serde_json::Value::Object(m) => m,
             _ => serde_json::Map::new(),
         };
+        // The capture sizes the engine runs with, also where vLLM's rule gives them.
+        let c = &self.resolved.config;
+        if c.cudagraph_capture_sizes.is_none() {
+            let sizes = CudaGraphSizes::for_engine(
+                c.max_num_seqs,
+                c.max_num_batched_tokens,
+                c.enforce_eager,
+            );
+            m.insert(
+                "cudagraph_capture_sizes".into(),
+                serde_json::to_value(sizes.sizes())?,
+            );
+        }
         m.insert("gpu".into(), self.args.gpu_spec()?.name.into());
         m.insert(
             "tensor_parallel_size".into(),
@@ -589,14 +649,7 @@ impl Prepared {
         let kv = self
             .args
             .kv_cache_dtype
-            .map(|d| {
-                match d {
-                    KvCacheDtype::Auto => "auto",
-                    KvCacheDtype::Bits16 => "16-bit",
-                    KvCacheDtype::Fp8 => "fp8",
-                }
-                .to_string()
-            })
+            .map(|d| kv_dtype_label(d).to_string())
             .or_else(|| self.args.run.kv_cache_dtype.clone());
         if let Some(kv) = kv {
             m.insert("kv_cache_dtype".into(), kv.into());
@@ -792,6 +845,31 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
     ] {
         overridden(&mut over, &format!("{flag}:"), given.as_ref(), recorded);
     }
+    let kv_bits = |d: KvCacheDtype| match d {
+        KvCacheDtype::Auto | KvCacheDtype::Bits16 => KvCacheDtype::Bits16,
+        other => other,
+    };
+    let recorded_kv = f
+        .kv_cache_dtype
+        .as_ref()
+        .and_then(|r| r.value.parse::<KvCacheDtype>().ok())
+        .unwrap_or_default();
+    let kv_replaced = a
+        .kv_cache_dtype
+        .filter(|given| kv_bits(*given) != kv_bits(recorded_kv));
+    if let (Some(given), Some(r)) = (kv_replaced, &f.kv_cache_dtype) {
+        over.push(format!(
+            "--kv-cache-dtype {} (recorded {}: {})",
+            kv_dtype_label(given),
+            r.value,
+            r.source
+        ));
+    }
+    let recorded_quantization = f
+        .quantization
+        .as_ref()
+        .and_then(|q| q.value.parse::<OnlineQuantization>().ok());
+    let quantization_replaced = a.quantization.is_some() && a.quantization != recorded_quantization;
     if !over.is_empty() {
         say(format!(
             "note: given on the command line, replacing what the run recorded: {}",
@@ -955,6 +1033,7 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
     fill(&mut a.async_scheduling, &f.async_scheduling);
     a.async_scheduling.get_or_insert(vd.async_scheduling);
     a.run.capture_rule = vd.capture_rule;
+    a.run.unchunked_budget = vd.unchunked_budget;
     fill(&mut a.enforce_eager, &f.enforce_eager);
     fill(
         &mut a.scheduler_reserve_full_isl,
@@ -968,29 +1047,30 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
         };
     }
     // The recorded block count is what vLLM sized for the recorded GPU, memory, utilization,
-    // TP degree, model and KV format: a flag replacing one of those asks what another setup
-    // would do, and the blocks are sized anew for it.
+    // TP degree, batch limits (its profile run), model, weight and KV formats: a flag
+    // replacing one of those asks what another setup would do, and the blocks are sized anew
+    // for it. The same weights under another name, and `auto` against the 16-bit KV format
+    // it stands for, replace nothing.
+    let same_weights = match (&a.model, &f.model) {
+        (Some(given), Some(rec)) => same_weights_key(given) == same_weights_key(&rec.value),
+        _ => false,
+    };
     let resized_by: Vec<&str> = [
         "--gpu",
         "--gpu-memory-gib",
         "--gpu-memory-utilization",
         "--tensor-parallel-size",
+        "--max-num-seqs",
+        "--max-num-batched-tokens",
         "--block-size",
         "--model",
         "--model-config",
     ]
     .into_iter()
     .filter(|flag| over.iter().any(|o| o.starts_with(&format!("{flag} "))))
-    .chain(
-        a.kv_cache_dtype
-            .filter(|given| {
-                f.kv_cache_dtype
-                    .as_ref()
-                    .and_then(|r| r.value.parse::<KvCacheDtype>().ok())
-                    != Some(*given)
-            })
-            .map(|_| "--kv-cache-dtype"),
-    )
+    .filter(|flag| !(*flag == "--model" && same_weights))
+    .chain(kv_replaced.map(|_| "--kv-cache-dtype"))
+    .chain(quantization_replaced.then_some("--quantization"))
     .collect();
     match (&f.num_gpu_blocks, resized_by.is_empty()) {
         (Some(r), false) if a.num_gpu_blocks_override.is_none() => say(format!(
@@ -1016,6 +1096,15 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
     };
     a.run.kv_cache_dtype = f.kv_cache_dtype.as_ref().map(|r| r.value.clone());
     Ok(())
+}
+
+/// A KV cache dtype as the reports name it.
+fn kv_dtype_label(d: KvCacheDtype) -> &'static str {
+    match d {
+        KvCacheDtype::Auto => "auto",
+        KvCacheDtype::Bits16 => "16-bit",
+        KvCacheDtype::Fp8 => "fp8",
+    }
 }
 
 /// A policy as `--scheduling-policy` spells it.

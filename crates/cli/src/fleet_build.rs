@@ -57,7 +57,7 @@ pub(crate) fn prepare_fleet(
             .iter()
             .zip(groups)
             .map(|(i, (ep, size))| {
-                let mut p = Prepared::for_instance(engine, record, i, ep, &mut say)?;
+                let mut p = Prepared::for_instance(engine, record, i, (ep, size), &mut say)?;
                 if ep <= 1 {
                     p.with_moe_data_parallel(size);
                 }
@@ -66,9 +66,18 @@ pub(crate) fn prepare_fleet(
             .collect::<Result<Vec<_>>>()?;
         return Ok((plan, prepared));
     }
-    let mut prepared = Prepared::new(engine, record)?;
-    let tp = prepared.args.tensor_parallel_size.unwrap_or(1);
+    let mut args = Prepared::args_of(engine, record)?;
+    let tp = args.tensor_parallel_size.unwrap_or(1);
     let plan = fleet.plan(tp, gpus)?;
+    // A MoE model's experts are spread over its data-parallel group's GPUs (a dense model's
+    // weights are not: the shards then change nothing).
+    if let FleetPlan::DataParallel { size, .. }
+    | FleetPlan::ExpertParallel { size, .. }
+    | FleetPlan::ReplicatedDp { size, .. } = &plan
+    {
+        args.expert_shards = Some(*size as u64 * tp);
+    }
+    let mut prepared = Prepared::from_args(args, record.is_some())?;
     match &plan {
         FleetPlan::ExpertParallel { ep, .. } | FleetPlan::ReplicatedDp { ep, .. } if *ep > 1 => {
             prepared

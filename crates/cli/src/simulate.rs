@@ -102,7 +102,7 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     let record = a.like.as_deref().map(RunRecord::load).transpose()?;
     let mut fleet_flags = a.fleet.clone();
     if let Some(r) = &record {
-        recorded_fleet(&mut fleet_flags, r);
+        recorded_fleet(&mut fleet_flags, &a.engine, r)?;
     }
     let (plan, prepared) = prepare_fleet(&a.engine, &fleet_flags, record.as_ref())?;
     let mut cfg = prepared[0].config().clone();
@@ -250,43 +250,78 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     })
 }
 
-/// The fleet a run recorded, where no fleet flag is given: its cluster config when it lists
-/// more than one instance, else `data_parallel_size` (and `enable_expert_parallel`) from
-/// `meta.json`.
-pub(crate) fn recorded_fleet(f: &mut FleetFlags, rec: &llm_emu_sim::run_record::RunRecord) {
-    let flags_given = f.cluster.is_some()
-        || f.data_parallel_size > 1
-        || f.replicas > 1
-        || f.enable_expert_parallel;
-    if flags_given {
-        return;
+/// The fleet a run recorded, under the fleet flags given: its cluster config when it lists
+/// more than one instance and no flag changes the fleet or what its instances say (GPU,
+/// memory, TP degree, model, batch limits); else `data_parallel_size` and
+/// `enable_expert_parallel` from `meta.json`, filling what the flags leave (`--replicas N`
+/// replicates the recorded data-parallel group; `--data-parallel-size N` keeps the recorded
+/// expert parallelism). A cluster config that is not one data-parallel group cannot take such
+/// flags: an error says so.
+pub(crate) fn recorded_fleet(
+    f: &mut FleetFlags,
+    engine: &crate::engine_args::EngineFlags,
+    rec: &llm_emu_sim::run_record::RunRecord,
+) -> Result<()> {
+    if f.cluster.is_some() {
+        return Ok(());
     }
-    if let Some(p) = &rec.cluster_config_path {
-        if llm_emu_fleet::ClusterSpec::load(p).is_ok_and(|c| c.instances.len() > 1) {
-            eprintln!("note: the fleet of {} is replayed", p.display());
-            f.cluster = Some(p.clone());
-            return;
-        }
-    }
-    if let Some(dp) = rec
+    let shape_given = f.data_parallel_size > 1 || f.replicas > 1 || f.enable_expert_parallel;
+    let instance_flags = engine.instance_flags_given()?;
+    let recorded_dp = rec
         .facts
         .data_parallel_size
         .as_ref()
-        .filter(|d| d.value > 1)
-    {
-        f.data_parallel_size = dp.value as usize;
-        f.enable_expert_parallel = rec.facts.enable_expert_parallel;
-        eprintln!(
-            "note: {} = {}{}: replayed as a data-parallel fleet",
-            dp.source,
-            dp.value,
-            if f.enable_expert_parallel {
-                " with expert parallelism"
-            } else {
-                ""
+        .filter(|d| d.value > 1);
+    if let Some(p) = &rec.cluster_config_path {
+        if let Ok(c) = llm_emu_fleet::ClusterSpec::load(p) {
+            if c.instances.len() > 1 {
+                if !shape_given && instance_flags.is_empty() {
+                    eprintln!("note: the fleet of {} is replayed", p.display());
+                    f.cluster = Some(p.clone());
+                    return Ok(());
+                }
+                if recorded_dp.is_none() {
+                    bail!(
+                        "{}: the run is the fleet of {} instances this cluster config \
+                         describes, whose instances name their own GPU, model and limits: {} \
+                         cannot be applied to them; edit a copy of the file and pass it with \
+                         --cluster",
+                        p.display(),
+                        c.instances.len(),
+                        if instance_flags.is_empty() {
+                            "the fleet flags".to_string()
+                        } else {
+                            instance_flags.join(", ")
+                        }
+                    );
+                }
             }
-        );
+        }
     }
+    if let Some(dp) = recorded_dp {
+        let mut kept = Vec::new();
+        if f.data_parallel_size == 1 {
+            f.data_parallel_size = dp.value as usize;
+            kept.push(format!("{} = {}", dp.source, dp.value));
+        }
+        if rec.facts.enable_expert_parallel && !f.enable_expert_parallel && f.data_parallel_size > 1
+        {
+            f.enable_expert_parallel = true;
+            kept.push("expert parallelism".into());
+        }
+        if !kept.is_empty() {
+            eprintln!(
+                "note: {}: replayed as a data-parallel fleet{}",
+                kept.join(" with "),
+                if f.replicas > 1 {
+                    format!(", each of the {} replicas one such group", f.replicas)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(())
 }
 /// The fleet's totals (preemptions and prefix-cache hit rate over every engine, replacing
 /// the first engine's) and a per-instance section.

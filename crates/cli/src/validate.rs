@@ -80,7 +80,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         eprintln!("note: {d}");
     }
     let mut fleet_flags = a.fleet.clone();
-    crate::simulate::recorded_fleet(&mut fleet_flags, &real.record);
+    crate::simulate::recorded_fleet(&mut fleet_flags, &a.engine, &real.record)?;
     // Every fact the run recorded becomes a default; flags given still win.
     let (plan, all) = prepare_fleet(&a.engine, &fleet_flags, Some(&real.record))?;
     let mut cfg = all[0].config().clone();

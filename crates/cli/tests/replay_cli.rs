@@ -176,6 +176,116 @@ fn a_what_if_of_another_gpu_or_memory_sizes_the_kv_blocks_anew() {
 }
 
 #[test]
+fn a_what_if_of_the_same_setup_keeps_the_recorded_blocks_and_another_resizes_them() {
+    let scratch_dir = scratch("whatif-same");
+    let dir = scratch_dir.path();
+    write_run(dir, &rtx4090_meta(), None);
+    let blocks = |extra: &[&str]| {
+        let (out, m) = validate(dir, &[LINEAR, extra].concat());
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        let n = m.unwrap()["engine"]["num_gpu_blocks"].as_u64().unwrap();
+        (n, stderr(&out))
+    };
+    // `auto` is the model's 16-bit format; the Instruct release has the same weights.
+    for same in [
+        &["--kv-cache-dtype", "bfloat16"][..],
+        &["--model", "meta-llama/Llama-3.1-8B-Instruct"][..],
+    ] {
+        let (n, err) = blocks(same);
+        assert_eq!(n, 2588, "{same:?}: {err}");
+        assert!(!err.contains("sized anew"), "{same:?}: {err}");
+    }
+    // FP8 weights and another batch limit change what vLLM's profile run leaves for the KV
+    // cache: sized anew, each said.
+    for (other, flag) in [
+        (&["--quantization", "fp8"][..], "--quantization"),
+        (&["--max-num-seqs", "16"][..], "--max-num-seqs"),
+    ] {
+        let (n, err) = blocks(other);
+        assert_ne!(n, 2588, "{other:?}");
+        assert!(err.contains(&format!("which {flag} replaces")), "{err}");
+    }
+    // A KV format given is a replaced fact too, named with the others.
+    let (_, err) = blocks(&["--kv-cache-dtype", "fp8"]);
+    assert!(
+        err.contains("replacing what the run recorded: --kv-cache-dtype fp8 (recorded auto"),
+        "{err}"
+    );
+}
+
+/// A DP2 + EP2 run of Qwen3-30B-A3B as the peer records it: meta.json's data-parallel facts
+/// and a cluster config of two instances in one `dp_group`.
+fn moe_dp2_run(dir: &Path) {
+    let meta = json!({
+        "schema_version": 1, "model": "Qwen/Qwen3-30B-A3B", "vllm_version": "0.19.0",
+        "engine_kwargs": {
+            "model": "Qwen/Qwen3-30B-A3B", "tensor_parallel_size": 1, "data_parallel_size": 2,
+            "enable_expert_parallel": true, "max_num_seqs": 128, "max_num_batched_tokens": 2048,
+            "max_model_len": 8192, "dtype": "bfloat16", "kv_cache_dtype": "auto", "seed": 42
+        },
+        "num_requests": 4
+    });
+    let inst = json!({"model_name": "Qwen/Qwen3-30B-A3B", "hardware": "RTXPRO6000",
+                      "npu_mem": {"mem_size": 96, "mem_util": 0.9}, "num_npus": 1,
+                      "tp_size": 1, "ep_size": 2, "dp_group": "A", "pd_type": null});
+    let cluster = json!({"num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{"num_instances": 2, "instances": [inst.clone(), inst]}]});
+    write_run(dir, &meta, Some(&cluster));
+}
+
+#[test]
+fn a_replayed_fleet_takes_the_flags_given() {
+    let scratch_dir = scratch("dp-flags");
+    let dir = scratch_dir.path();
+    moe_dp2_run(dir);
+    let engine = |extra: &[&str]| {
+        let (out, m) = validate(dir, &[LINEAR, extra].concat());
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        m.unwrap()["engine"].clone()
+    };
+    let shape = |e: &Value| {
+        (
+            e["engines"].as_u64().unwrap(),
+            e["data_parallel_size"].as_u64().unwrap(),
+            e["expert_parallel_size"].as_u64().unwrap(),
+            e["replicas"].as_u64().unwrap(),
+        )
+    };
+    let recorded = engine(&[]);
+    assert_eq!(shape(&recorded), (2, 2, 2, 1), "{recorded}");
+    assert_eq!(recorded["gpu"], "rtx-pro-6000");
+    // Each GPU holds half the experts: more KV blocks than one GPU holding them all.
+    let alone = Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+        .args([
+            "simulate",
+            "--model",
+            "Qwen/Qwen3-30B-A3B",
+            "--max-model-len",
+            "8192",
+        ])
+        .args(["--synthetic", "1", "--quiet", "--output-json"])
+        .arg(dir.join("alone.json"))
+        .output()
+        .unwrap();
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    let alone: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("alone.json")).unwrap()).unwrap();
+    let one_gpu = alone["engine_config"]["num_gpu_blocks"].as_u64().unwrap();
+    let per_rank = recorded["num_gpu_blocks"].as_u64().unwrap();
+    assert!(per_rank > one_gpu * 3 / 2, "{per_rank} vs {one_gpu}");
+    // Flags that change what the instances say are honoured, the fleet kept.
+    let h100 = engine(&["--gpu", "h100"]);
+    assert_eq!(h100["gpu"], "h100-sxm", "{h100}");
+    assert_eq!(shape(&h100), (2, 2, 2, 1));
+    let tight = engine(&["--gpu-memory-utilization", "0.7"]);
+    assert!(tight["num_gpu_blocks"].as_u64() < recorded["num_gpu_blocks"].as_u64());
+    // Fleet flags fill from the record what they leave: the EP of a wider group, the
+    // group of each replica.
+    assert_eq!(shape(&engine(&["--data-parallel-size", "4"])), (4, 4, 4, 1));
+    assert_eq!(shape(&engine(&["--replicas", "2"])), (4, 2, 2, 2));
+}
+
+#[test]
 fn resolved_config_wins_and_capture_sizes_are_replayed() {
     let scratch_dir = scratch("resolved");
     let dir = scratch_dir.path();

@@ -328,7 +328,7 @@ fn an_older_vllm_version_gets_its_own_defaults_and_vllms_refusals() {
         .collect();
     assert_eq!(sizes.len(), 3 + 64);
     assert!(sizes.contains(&264) && sizes.last() == Some(&512));
-    // vLLM 0.19, the same run: async on, vLLM's own rule (left to the engine).
+    // vLLM 0.19, the same run: async on, vLLM's own rule: 16-steps from 256.
     let (ok, err, json) = validate_edited(
         &case,
         |m| m["engine_kwargs"]["max_num_seqs"] = 256.into(),
@@ -337,7 +337,29 @@ fn an_older_vllm_version_gets_its_own_defaults_and_vllms_refusals() {
     assert!(ok, "{err}");
     let engine = &json.unwrap()["engine"];
     assert_eq!(engine["async_scheduling"], true);
-    assert!(engine["cudagraph_capture_sizes"].is_null());
+    let sizes = engine["cudagraph_capture_sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 3 + 31 + 17);
+    assert!(sizes.contains(&272.into()) && !sizes.contains(&264.into()));
+    // Chunked prefill off and no budget recorded: vLLM 0.11 takes max_model_len, 0.12 on at
+    // least that and the GPU's default (8192 on the 96 GB RTX PRO 6000).
+    for (version, budget) in [("0.11.0", 6000), ("0.19.0", 8192)] {
+        let (ok, err, json) = validate_edited(
+            &case,
+            |m| {
+                m["vllm_version"] = version.into();
+                m["engine_kwargs"]["enable_chunked_prefill"] = false.into();
+                m["engine_kwargs"]["max_num_batched_tokens"] = Value::Null;
+                m["engine_kwargs"]["max_model_len"] = 6000.into();
+            },
+            |_, _| {},
+        );
+        assert!(ok, "{version}: {err}");
+        assert_eq!(
+            json.unwrap()["engine"]["max_num_batched_tokens"],
+            budget,
+            "{version}"
+        );
+    }
     // A token budget below max_num_seqs: vLLM does not start, nor does the replay.
     let (ok, err, _) = validate_edited(
         &case,

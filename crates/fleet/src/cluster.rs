@@ -158,10 +158,11 @@ pub struct ClusterSpec {
 impl ClusterSpec {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<ClusterSpec, ClusterError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text =
+            llm_emu_perf::text_file::read_text(path).map_err(|source| ClusterError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
         let v: Value = serde_json::from_str(&text).map_err(|source| ClusterError::Json {
             path: path.display().to_string(),
             source,

@@ -41,6 +41,11 @@ pub struct EngineArgs {
     pub gpu_memory_utilization: Option<f64>,
     /// Default 1.
     pub tensor_parallel_size: Option<u64>,
+    /// GPUs each routed expert's weights are spread over, where more than the TP degree: a
+    /// MoE model's data-parallel group, DP × TP (vLLM holds `E / EP` whole experts per rank
+    /// with expert parallelism, EP = DP × TP, and each expert's width over DP × TP without).
+    /// Sizes the weights each GPU holds, so its KV cache.
+    pub expert_shards: Option<u64>,
     /// KV blocks, the null block included, taken as given (no sizing).
     pub num_gpu_blocks_override: Option<u32>,
     pub max_num_seqs: Option<usize>,
@@ -96,6 +101,20 @@ pub struct RunFacts {
     pub tp_link: Option<RecordedTpLink>,
     /// The rule of the run's vLLM version for capture sizes it did not record.
     pub capture_rule: CaptureRule,
+    /// The rule of the run's vLLM version for the token budget when chunked prefill is off
+    /// and the run recorded none.
+    pub unchunked_budget: UnchunkedBudget,
+}
+
+/// vLLM's default `max_num_batched_tokens` with chunked prefill off (`EngineArgs`'s batch
+/// defaults, `engine/arg_utils.py`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnchunkedBudget {
+    /// vLLM 0.10 and 0.11: `max_model_len`.
+    ModelLen,
+    /// vLLM 0.12 onwards: `max(max_model_len, the GPU's default)`.
+    #[default]
+    AtLeastModelLen,
 }
 
 #[derive(Debug, Error)]
@@ -200,7 +219,7 @@ impl EngineArgs {
         Ok(match (&self.model_config, &self.model) {
             (Some(p), _) => {
                 let shown = || p.display().to_string();
-                let text = std::fs::read_to_string(p)
+                let text = crate::text_file::read_text(p)
                     .map_err(|e| ResolveError::ReadModelConfig(shown(), e))?;
                 let shape = ModelShape::from_hf_config_json(&text)
                     .map_err(|e| ResolveError::ModelConfig(shown(), e))?;
@@ -361,10 +380,16 @@ fn engine_config(
         Some(t) => tokens = t,
         None => {
             if !chunked {
-                tokens = tokens.max(max_model_len);
+                tokens = match a.run.unchunked_budget {
+                    UnchunkedBudget::ModelLen => max_model_len,
+                    UnchunkedBudget::AtLeastModelLen => tokens.max(max_model_len),
+                };
             }
             tokens = tokens.min(seqs.saturating_mul(max_model_len));
         }
+    }
+    if tokens == 0 {
+        return Err(ConfigError::Invalid("max_num_batched_tokens must be positive".into()).into());
     }
     if a.max_num_seqs.is_none() {
         seqs = seqs.min(tokens);
@@ -377,6 +402,7 @@ fn engine_config(
         gpu_memory_bytes: (gpu_memory_gib * (1u64 << 30) as f64) as u64,
         gpu_memory_utilization,
         tensor_parallel_size: a.tensor_parallel_size.unwrap_or(1),
+        expert_shards: a.expert_shards.unwrap_or(1),
         block_size: block_size as u64,
         max_num_batched_tokens: tokens as u64,
         max_num_seqs: seqs as u64,
@@ -467,7 +493,7 @@ fn check_recorded_blocks(
     let tp = budget.tensor_parallel_size.max(1);
     let per_block = shape.bytes_per_block(budget.block_size, tp) as f64;
     let kv = f64::from(n) * per_block;
-    let weights = shape.weight_bytes() / tp as f64;
+    let weights = shape.weight_bytes_per_gpu(tp, budget.expert_shards);
     let room = budget.gpu_memory_bytes as f64 * budget.gpu_memory_utilization - weights;
     let source = run
         .num_gpu_blocks_source

@@ -9,7 +9,10 @@ pub mod gpu;
 pub mod latency;
 pub mod link_units;
 pub mod sizing;
+pub mod text_file;
 
-pub use args::{resolve, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts};
+pub use args::{
+    resolve, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts, UnchunkedBudget,
+};
 pub use frontend::{ApiServerQueue, FrontendError, FrontendLatency, FrontendSpec};
 pub use latency::LatencySpec;

@@ -30,6 +30,7 @@ fn sizing_matches_vllm_for_every_builtin_model() {
             "{at}: blocks"
         );
         let gpu = GpuBudget {
+            expert_shards: 1,
             gpu_memory_bytes: 0,
             gpu_memory_utilization: 0.9,
             tensor_parallel_size: tp,

@@ -146,8 +146,33 @@ fn weight_bytes_follow_the_checkpoint_format() {
 }
 
 #[test]
+fn a_data_parallel_group_spreads_only_the_routed_experts() {
+    // Qwen3-30B-A3B: 61 GB in bf16, of which the 128 routed experts of 48 layers take
+    // 48 × 128 × 3 × 2048 × 768 × 2 B = 58.0 GB.
+    let q = model("Qwen/Qwen3-30B-A3B");
+    let all = q.weight_bytes();
+    let experts = 48.0 * 128.0 * 3.0 * 2048.0 * 768.0 * 2.0;
+    close(q.weight_bytes_per_gpu(1, 1), all, 1.0);
+    // DP2 (× TP1): each GPU holds half the experts and all of the rest.
+    close(q.weight_bytes_per_gpu(1, 2), all - experts / 2.0, 1.0);
+    // TP2 alone, and shards at or below TP, split everything over TP.
+    close(q.weight_bytes_per_gpu(2, 2), all / 2.0, 1.0);
+    close(q.weight_bytes_per_gpu(2, 1), all / 2.0, 1.0);
+    // DP2 × TP2: the experts over 4 GPUs, the rest over 2.
+    close(
+        q.weight_bytes_per_gpu(2, 4),
+        (all - experts) / 2.0 + experts / 4.0,
+        1.0,
+    );
+    // A dense model has no routed experts: shards change nothing.
+    let l = model("meta-llama/Llama-3.1-8B");
+    close(l.weight_bytes_per_gpu(1, 4), l.weight_bytes(), 1.0);
+}
+
+#[test]
 fn kv_blocks_on_real_configurations() {
     let budget = |gib: u64, tp: u64| GpuBudget {
+        expert_shards: 1,
         gpu_memory_bytes: gib << 30,
         gpu_memory_utilization: 0.9,
         tensor_parallel_size: tp,
@@ -238,6 +263,7 @@ fn resolve_prefers_paths_then_the_hf_cache_then_the_table() {
 #[test]
 fn one_max_length_request_must_fit_as_vllm_checks() {
     let gpu = GpuBudget {
+        expert_shards: 1,
         gpu_memory_bytes: 24 << 30,
         gpu_memory_utilization: 0.9,
         tensor_parallel_size: 1,
@@ -311,6 +337,7 @@ fn requested_shapes_match_published_parameter_counts() {
 fn fp8_kv_cache_halves_block_bytes_and_doubles_blocks() {
     use llm_emu_perf::sizing::KvCacheDtype;
     let budget = GpuBudget {
+        expert_shards: 1,
         gpu_memory_bytes: 80 << 30,
         gpu_memory_utilization: 0.9,
         tensor_parallel_size: 1,

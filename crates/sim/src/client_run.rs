@@ -179,7 +179,8 @@ fn num_list(m: &Map<String, Value>, key: &str, path: &Path) -> Result<Vec<f64>, 
 
 impl ClientRun {
     pub fn load(path: &Path) -> Result<ClientRun, ClientRunError> {
-        let text = crate::text_file::read_text(path).map_err(|e| bad(path, e.to_string()))?;
+        let text =
+            llm_emu_perf::text_file::read_text(path).map_err(|e| bad(path, e.to_string()))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))?;
         let Value::Object(m) = v else {
             return Err(bad(path, "not a JSON object"));

@@ -13,7 +13,6 @@ pub mod report;
 pub mod run_record;
 pub mod scenario;
 pub mod synthetic;
-pub mod text_file;
 pub mod validate;
 pub mod workload;
 

@@ -21,6 +21,7 @@
 use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_perf::gpu::GpuSpec;
 use llm_emu_perf::link_units::cluster_link_gbs;
+use llm_emu_perf::UnchunkedBudget;
 use serde_json::{Map, Value};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -171,6 +172,8 @@ pub struct VllmDefaults {
     pub gpu_memory_utilization: f64,
     /// The rule for the CUDA-graph capture sizes a run did not record.
     pub capture_rule: CaptureRule,
+    /// The rule for the token budget with chunked prefill off.
+    pub unchunked_budget: UnchunkedBudget,
 }
 
 /// The versions whose source was checked (`vllm/config/{scheduler,cache,vllm}.py` or
@@ -182,7 +185,9 @@ pub struct VllmDefaults {
 ///   `None` → on resolution but "won't reach here until async scheduling is enabled by
 ///   default"), on from 0.14 (`None`, resolved to on with the `uni`/`mp` executors);
 /// - capture sizes: every multiple of 8 up to 0.11, 16-steps from 256 since 0.12
-///   ([`CaptureRule`]).
+///   ([`CaptureRule`]);
+/// - the token budget with chunked prefill off: `max_model_len` up to 0.11, at least that
+///   since 0.12 ([`UnchunkedBudget`]).
 const CHECKED_DEFAULTS: VllmDefaults = VllmDefaults {
     version: "0.19",
     async_scheduling: true,
@@ -191,6 +196,7 @@ const CHECKED_DEFAULTS: VllmDefaults = VllmDefaults {
     block_size: 16,
     gpu_memory_utilization: 0.9,
     capture_rule: CaptureRule::SixteenthsFrom256,
+    unchunked_budget: UnchunkedBudget::AtLeastModelLen,
 };
 
 /// `0.MINOR` for each minor version checked, oldest first.
@@ -203,7 +209,7 @@ impl VllmDefaults {
     /// 0.19's are used).
     pub fn for_version(version: Option<&str>) -> (VllmDefaults, Option<String>) {
         let minor = version.and_then(|v| {
-            let mut it = v.trim().trim_start_matches('v').split('.');
+            let mut it = v.trim().trim_start_matches(['v', 'V']).split('.');
             match (it.next()?.parse::<u32>().ok()?, it.next()?) {
                 (0, m) => m
                     .chars()
@@ -229,6 +235,11 @@ impl VllmDefaults {
                     } else {
                         CaptureRule::SixteenthsFrom256
                     },
+                    unchunked_budget: if m <= 11 {
+                        UnchunkedBudget::ModelLen
+                    } else {
+                        UnchunkedBudget::AtLeastModelLen
+                    },
                     ..CHECKED_DEFAULTS
                 },
                 None,
@@ -238,7 +249,9 @@ impl VllmDefaults {
                 Some(format!(
                     "vLLM {}: its defaults are not known to llm-emu (checked: {} to {}); \
                      vLLM 0.19's are used for the facts the run did not record",
-                    version.unwrap_or("(version not recorded)"),
+                    version
+                        .filter(|v| !v.trim().is_empty())
+                        .unwrap_or("(version not recorded)"),
                     CHECKED_VERSIONS[0],
                     CHECKED_VERSIONS[CHECKED_VERSIONS.len() - 1]
                 )),
@@ -513,10 +526,11 @@ impl RunRecord {
                 path: dir.display().to_string(),
                 msg: "no meta.json here or in vllm/ (a run directory holds vllm/meta.json)".into(),
             })?;
-        let text = crate::text_file::read_text(&meta_path).map_err(|e| RunRecordError::Bad {
-            path: meta_path.display().to_string(),
-            msg: e.to_string(),
-        })?;
+        let text =
+            llm_emu_perf::text_file::read_text(&meta_path).map_err(|e| RunRecordError::Bad {
+                path: meta_path.display().to_string(),
+                msg: e.to_string(),
+            })?;
         let meta: Value = serde_json::from_str(&text).map_err(|e| RunRecordError::Bad {
             path: meta_path.display().to_string(),
             msg: e.to_string(),
@@ -529,10 +543,11 @@ impl RunRecord {
         });
         let cluster = match &cluster_config_path {
             Some(p) => {
-                let text = crate::text_file::read_text(p).map_err(|e| RunRecordError::Bad {
-                    path: p.display().to_string(),
-                    msg: e.to_string(),
-                })?;
+                let text =
+                    llm_emu_perf::text_file::read_text(p).map_err(|e| RunRecordError::Bad {
+                        path: p.display().to_string(),
+                        msg: e.to_string(),
+                    })?;
                 Some(
                     serde_json::from_str::<Value>(&text).map_err(|e| RunRecordError::Bad {
                         path: p.display().to_string(),
@@ -1362,11 +1377,64 @@ fn read_cluster(
         })
         .unwrap_or(0);
     if num_instances > 1 {
+        // The data-parallel size meta.json records must be the instances' `dp_group` sizes:
+        // the format gives each rank an instance. Without any group the instances are either
+        // separate servers (DP 1 each) or, as the peer writes a dense model's ranks, the ranks
+        // of one server (DP = their count).
+        let any_group = instances
+            .iter()
+            .any(|i| i.get("dp_group").is_some_and(Value::is_string));
+        if let Some(dp) = facts
+            .data_parallel_size
+            .as_ref()
+            .filter(|d| any_group || (d.value != 1 && d.value != num_instances))
+        {
+            let mut groups: Vec<(&str, u64)> = Vec::new();
+            let mut ungrouped = 0u64;
+            for i in &instances {
+                match i.get("dp_group").and_then(Value::as_str) {
+                    Some(g) => match groups.iter_mut().find(|(name, _)| *name == g) {
+                        Some((_, n)) => *n += 1,
+                        None => groups.push((g, 1)),
+                    },
+                    None => ungrouped += 1,
+                }
+            }
+            let sizes: Vec<u64> = groups
+                .iter()
+                .map(|(_, n)| *n)
+                .chain((ungrouped > 0).then_some(1))
+                .collect();
+            if let Some(&other) = sizes.iter().find(|&&n| n != dp.value) {
+                let described = if groups.is_empty() {
+                    format!("{num_instances} instances without a dp_group (one server each)")
+                } else {
+                    let listed: Vec<String> = groups
+                        .iter()
+                        .map(|(g, n)| format!("dp_group `{g}` of {n}"))
+                        .collect();
+                    format!(
+                        "{}{}",
+                        listed.join(", "),
+                        if ungrouped > 0 {
+                            format!(" and {ungrouped} instances without one")
+                        } else {
+                            String::new()
+                        }
+                    )
+                };
+                return Err(r.contradiction(format!(
+                    "{} = {} but the cluster config describes {described}: a data-parallel \
+                     size of {other}",
+                    dp.source, dp.value
+                )));
+            }
+        }
         // A fleet: each instance is built from the cluster config itself (`--cluster`);
         // only the link is a fact of the run.
         meta_reader.notes.push(format!(
-            "{}: {num_instances} serving instances: replayed as the fleet the cluster config \
-             describes",
+            "{}: {num_instances} serving instances: replayed as a fleet (from these instances, \
+             or from meta.json's data-parallel size where flags change what they say)",
             path.display()
         ));
         read_link(&mut r, facts, path, cv)?;
@@ -1591,6 +1659,45 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("instance hardware `RTXPRO6000`"), "{e}");
+    }
+
+    #[test]
+    fn a_recorded_data_parallel_size_must_be_the_cluster_configs() {
+        let cluster = |groups: &[Option<&str>]| {
+            let instances: Vec<Value> = groups
+                .iter()
+                .map(|g| {
+                    json!({"hardware": "RTXPRO6000", "num_npus": 1, "tp_size": 1,
+                                "dp_group": g, "pd_type": null})
+                })
+                .collect();
+            json!({"num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+                   "nodes": [{"num_instances": instances.len(), "instances": instances}]})
+        };
+        let dp = |n: u64| json!({"engine_kwargs": {"data_parallel_size": n}});
+        // The DP2 + EP run's layout, and ungrouped instances as separate servers or as the
+        // ranks of one server (as the peer writes a dense model's).
+        assert!(read(dp(2), Some(cluster(&[Some("A"), Some("A")]))).is_ok());
+        assert!(read(dp(1), Some(cluster(&[None, None, None]))).is_ok());
+        assert!(read(dp(3), Some(cluster(&[None, None, None]))).is_ok());
+        for (n, groups, says) in [
+            (4, vec![Some("A"), Some("A")], "dp_group `A` of 2"),
+            (1, vec![Some("A"), Some("A")], "dp_group `A` of 2"),
+            (
+                2,
+                vec![Some("A"), Some("A"), Some("A")],
+                "dp_group `A` of 3",
+            ),
+            (2, vec![None, None, None], "3 instances without a dp_group"),
+        ] {
+            let e = read(dp(n), Some(cluster(&groups))).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "data_parallel_size = {n} but the cluster config describes"
+                )) && e.contains(says),
+                "{n} {groups:?}: {e}"
+            );
+        }
     }
 
     #[test]
@@ -1821,6 +1928,20 @@ mod tests {
         assert_eq!(VllmDefaults::for_version(Some("0.11.0")).0.version, "0.11");
         let (d, note) = VllmDefaults::for_version(Some("0.20.0"));
         assert!(d.async_scheduling && note.unwrap().contains("checked: 0.10 to 0.19"));
+        // With chunked prefill off, the budget is max_model_len before 0.12, at least that
+        // since.
+        assert_eq!(
+            VllmDefaults::for_version(Some("V0.11.0"))
+                .0
+                .unchunked_budget,
+            UnchunkedBudget::ModelLen
+        );
+        assert_eq!(
+            VllmDefaults::for_version(Some("0.12.0")).0.unchunked_budget,
+            UnchunkedBudget::AtLeastModelLen
+        );
+        let (_, note) = VllmDefaults::for_version(Some(" "));
+        assert!(note.unwrap().contains("(version not recorded)"));
     }
 
     #[test]

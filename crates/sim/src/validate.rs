@@ -87,7 +87,7 @@ impl RealRun {
             .parent()
             .unwrap_or(dir)
             .join("requests.jsonl");
-        let text = crate::text_file::read_text(&rp).map_err(|e| bad(&rp, e.to_string()))?;
+        let text = llm_emu_perf::text_file::read_text(&rp).map_err(|e| bad(&rp, e.to_string()))?;
         let mut requests = Vec::new();
         for (i, line) in text
             .lines()

@@ -465,7 +465,7 @@ impl<R: BufRead> Iterator for WorkloadReader<R> {
             let bytes = match self.line_no {
                 1 => self
                     .buf
-                    .strip_prefix(b"\xEF\xBB\xBF")
+                    .strip_prefix(llm_emu_perf::text_file::UTF8_BOM.as_bytes())
                     .unwrap_or(&self.buf[..]),
                 _ => &self.buf[..],
             };

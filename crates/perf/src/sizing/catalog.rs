@@ -235,7 +235,7 @@ impl ModelShape {
 }
 
 fn read_config(path: &Path) -> Result<ModelShape, SizingError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::text_file::read_text(path)
         .map_err(|e| SizingError::BadConfig(format!("{}: {e}", path.display())))?;
     ModelShape::from_hf_config_json(&text)
         .map_err(|e| SizingError::BadConfig(format!("{}: {e}", path.display())))

@@ -101,6 +101,10 @@ pub struct GpuBudget {
     /// `--gpu-memory-utilization` (vLLM 0.19 default 0.9).
     pub gpu_memory_utilization: f64,
     pub tensor_parallel_size: u64,
+    /// GPUs each routed expert's weights are spread over (a MoE model's data-parallel group,
+    /// DP × TP); at most `tensor_parallel_size` means the TP group
+    /// ([`ModelShape::weight_bytes_per_gpu`]).
+    pub expert_shards: u64,
     pub block_size: u64,
     pub max_num_batched_tokens: u64,
     pub max_num_seqs: u64,
@@ -111,7 +115,7 @@ pub struct GpuBudget {
 pub fn num_gpu_blocks(shape: &ModelShape, gpu: &GpuBudget) -> Result<u32, SizingError> {
     let tp = gpu.tensor_parallel_size.max(1);
     let budget = gpu.gpu_memory_bytes as f64 * gpu.gpu_memory_utilization;
-    let weights = shape.weight_bytes() / tp as f64;
+    let weights = shape.weight_bytes_per_gpu(tp, gpu.expert_shards);
     let other = (shape.activation_peak_bytes(gpu.max_num_batched_tokens, gpu.max_num_seqs)
         + NON_TORCH_BYTES) as f64;
     let available = budget - weights - other;
@@ -211,6 +215,7 @@ mod tests {
     fn blocks_on_a_96_gib_gpu_and_errors() {
         let m = ModelShape::llama_3_1_8b();
         let gpu = GpuBudget {
+            expert_shards: 1,
             gpu_memory_bytes: 96 << 30,
             gpu_memory_utilization: 0.9,
             tensor_parallel_size: 1,
@@ -222,6 +227,7 @@ mod tests {
         // (86.4 GiB − 14.96 GiB weights − ~0.9 GiB) / 2 MiB ≈ 36 000 blocks (≈ 578k tokens).
         assert!((35_000..37_000).contains(&n), "{n}");
         let tiny = GpuBudget {
+            expert_shards: 1,
             gpu_memory_bytes: 8 << 30,
             ..gpu
         };

@@ -161,4 +161,19 @@ impl ModelShape {
         };
         quantized as f64 * q + (c.total() - quantized) as f64 * dt
     }
+
+    /// Bytes of weights one GPU holds: [`Self::weight_bytes`] split over the `tp` GPUs of
+    /// the tensor-parallel group, except the routed experts, split over `expert_shards` GPUs
+    /// where that is more (a MoE model's data-parallel group, DP × TP: vLLM holds `E / EP`
+    /// whole experts per rank with expert parallelism, and each expert's width over DP × TP
+    /// without, `FusedMoEParallelConfig.make`).
+    pub fn weight_bytes_per_gpu(&self, tp: u64, expert_shards: u64) -> f64 {
+        let tp = tp.max(1);
+        let experts = self.param_counts().routed_experts as f64
+            * match self.weight_format {
+                WeightFormat::Unquantized => self.dtype_bytes() as f64,
+                _ => self.quantized_weight_bytes(),
+            };
+        (self.weight_bytes() - experts) / tp as f64 + experts / expert_shards.max(tp) as f64
+    }
 }

@@ -340,6 +340,8 @@ impl ModelShape {
         }
         let model_type = r.model_type.clone();
         let mt = r.model_type.as_deref().unwrap_or("");
+        // Gemma's config classes differ from the others' defaults (below).
+        let is_gemma = matches!(mt, "gemma" | "gemma2" | "gemma3_text");
         let n = r.num_hidden_layers;
 
         let moe = Self::moe_from_raw(&r)?;
@@ -505,13 +507,12 @@ impl ModelShape {
             hidden_size: r.hidden_size,
             num_attention_heads: r.num_attention_heads,
             num_key_value_heads: r.num_key_value_heads,
-            head_dim: r.head_dim,
+            // transformers' Gemma config classes default it to 256, not hidden / heads.
+            head_dim: r.head_dim.or(is_gemma.then_some(256)),
             // Llama 4 names the dense layers' size `intermediate_size_mlp`.
             intermediate_size: r.intermediate_size_mlp.unwrap_or(r.intermediate_size),
             vocab_size: r.vocab_size,
-            tie_word_embeddings: r
-                .tie_word_embeddings
-                .unwrap_or(matches!(mt, "gemma2" | "gemma3_text")),
+            tie_word_embeddings: r.tie_word_embeddings.unwrap_or(is_gemma),
             torch_dtype: r.torch_dtype,
             dtype: r.dtype,
             max_position_embeddings: r.max_position_embeddings,
@@ -701,6 +702,20 @@ mod tests {
         .unwrap();
         assert_eq!(listed.layers[0].sliding_window, None);
         assert_eq!(listed.layers[1].sliding_window, Some(8));
+        // transformers' Gemma defaults: head_dim 256 (not 3584 / 16 = 224), tied embeddings
+        // for Gemma 1 too.
+        let no_head_dim = ModelShape::from_hf_config_json(
+            r#"{"model_type": "gemma2", "num_hidden_layers": 2, "hidden_size": 3584,
+            "num_attention_heads": 16, "intermediate_size": 128, "vocab_size": 100}"#,
+        )
+        .unwrap();
+        assert_eq!(no_head_dim.head_dim, Some(256));
+        let gemma1 = ModelShape::from_hf_config_json(
+            r#"{"model_type": "gemma", "num_hidden_layers": 2, "hidden_size": 64,
+            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}"#,
+        )
+        .unwrap();
+        assert!(gemma1.tie_word_embeddings);
         // Llama keeps its default: untied, full attention everywhere.
         let llama = ModelShape::from_hf_config_json(
             r#"{"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
