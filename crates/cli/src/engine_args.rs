@@ -910,7 +910,10 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
         "CUDA graphs on".into(),
     );
     default_of(
-        f.cudagraph_capture_sizes.is_none() && !graphs_off && !eager_given,
+        f.cudagraph_capture_sizes.is_none()
+            && f.max_cudagraph_capture_size.is_none()
+            && !graphs_off
+            && !eager_given,
         match vd.capture_rule {
             CaptureRule::EveryEighth => "capture sizes by vLLM's rule before 0.12 (every \
                                          multiple of 8)"
@@ -1033,6 +1036,7 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
     fill(&mut a.async_scheduling, &f.async_scheduling);
     a.async_scheduling.get_or_insert(vd.async_scheduling);
     a.run.capture_rule = vd.capture_rule;
+    a.run.max_capture_size = f.max_cudagraph_capture_size.as_ref().map(|r| r.value);
     a.run.unchunked_budget = vd.unchunked_budget;
     fill(&mut a.enforce_eager, &f.enforce_eager);
     fill(

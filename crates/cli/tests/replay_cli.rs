@@ -286,6 +286,34 @@ fn a_replayed_fleet_takes_the_flags_given() {
 }
 
 #[test]
+fn capture_sizes_asked_in_engine_kwargs_reach_the_engine() {
+    let scratch_dir = scratch("cgs");
+    let dir = scratch_dir.path();
+    let sizes = |edit: &dyn Fn(&mut Value)| {
+        let mut meta = rtx4090_meta();
+        edit(&mut meta);
+        write_run(dir, &meta, None);
+        let (out, m) = validate(dir, LINEAR);
+        assert!(out.status.success(), "{}", stderr(&out));
+        m.unwrap()["engine"]["cudagraph_capture_sizes"].clone()
+    };
+    // vLLM 0.19's --max-cudagraph-capture-size: its rule up to 64.
+    let s = sizes(&|m| m["engine_kwargs"]["max_cudagraph_capture_size"] = json!(64));
+    assert_eq!(s.as_array().unwrap().last(), Some(&json!(64)), "{s}");
+    // vLLM 0.11's --cuda-graph-sizes 40: every multiple of 8 up to 40.
+    let s = sizes(&|m| {
+        m["vllm_version"] = json!("0.11.0");
+        m["engine_kwargs"]["cuda_graph_sizes"] = json!([40]);
+    });
+    assert_eq!(s, json!([1, 2, 4, 8, 16, 24, 32, 40]));
+    // A compilation_config asking for no graphs.
+    let s = sizes(&|m| {
+        m["engine_kwargs"]["compilation_config"] = json!({"cudagraph_mode": "NONE"});
+    });
+    assert_eq!(s, json!([]));
+}
+
+#[test]
 fn resolved_config_wins_and_capture_sizes_are_replayed() {
     let scratch_dir = scratch("resolved");
     let dir = scratch_dir.path();

@@ -41,22 +41,27 @@ impl CudaGraphSizes {
             CaptureRule::SixteenthsFrom256,
             max_num_seqs,
             max_num_batched_tokens,
+            None,
             enforce_eager,
         )
     }
 
-    /// The default capture sizes of the vLLM version whose rule is `rule`.
+    /// The capture sizes of the vLLM version whose rule is `rule`, up to `largest` where the
+    /// run asked for it (`--max-cudagraph-capture-size`, 0.12 on; a one-element
+    /// `--cuda-graph-sizes`, before), else the rule's own `min(2 × max_num_seqs, 512)`; none
+    /// above `max_num_batched_tokens`.
     pub fn by_rule(
         rule: CaptureRule,
         max_num_seqs: usize,
         max_num_batched_tokens: usize,
+        largest: Option<usize>,
         enforce_eager: bool,
     ) -> CudaGraphSizes {
         if enforce_eager {
             return CudaGraphSizes::default();
         }
+        let largest = largest.unwrap_or((max_num_seqs * 2).min(512));
         if rule == CaptureRule::EveryEighth {
-            let largest = (max_num_seqs * 2).min(512);
             let sizes = [1, 2, 4]
                 .into_iter()
                 .chain((8..=largest).step_by(8))
@@ -64,7 +69,7 @@ impl CudaGraphSizes {
                 .collect();
             return CudaGraphSizes { sizes };
         }
-        let max = (max_num_seqs * 2).min(512).min(max_num_batched_tokens);
+        let max = largest.min(max_num_batched_tokens);
         let mut sizes: Vec<usize> = [1, 2, 4].into_iter().filter(|&s| s <= max).collect();
         if max >= 8 {
             sizes.extend((8..(max + 1).min(256)).step_by(8));
@@ -134,21 +139,35 @@ mod tests {
     #[test]
     fn sizes_before_vllm_0_12_step_by_eight() {
         // 0.10/0.11 with max_num_seqs 1024: every multiple of 8 to 512, 264 included.
-        let g = CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 1024, 8192, false);
+        let g = CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 1024, 8192, None, false);
         assert_eq!(g.sizes().len(), 3 + 64);
         assert!(g.sizes().contains(&264) && g.sizes().contains(&512));
         // The token budget drops the sizes above it; below 256 both rules agree.
-        let g = CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 256, 100, false);
+        let g = CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 256, 100, None, false);
         assert_eq!(*g.sizes().last().unwrap(), 96);
         assert_eq!(
-            CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 64, 2048, false),
+            CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 64, 2048, None, false),
             CudaGraphSizes::for_engine(64, 2048, false)
         );
         assert!(
-            CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 64, 2048, true)
+            CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 64, 2048, None, true)
                 .sizes()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_asked_largest_size_bounds_either_rule() {
+        // --max-cudagraph-capture-size 64 (0.12 on): the rule up to 64.
+        let g = CudaGraphSizes::by_rule(CaptureRule::SixteenthsFrom256, 256, 8192, Some(64), false);
+        assert_eq!(*g.sizes().last().unwrap(), 64);
+        assert_eq!(g.sizes().len(), 3 + 8);
+        // Above 256 the 16-steps, and never above the token budget.
+        let g = CudaGraphSizes::by_rule(CaptureRule::SixteenthsFrom256, 8, 300, Some(1024), false);
+        assert_eq!(*g.sizes().last().unwrap(), 288);
+        // --cuda-graph-sizes 40 (0.10/0.11): every multiple of 8 up to 40.
+        let g = CudaGraphSizes::by_rule(CaptureRule::EveryEighth, 256, 8192, Some(40), false);
+        assert_eq!(g.sizes(), &[1, 2, 4, 8, 16, 24, 32, 40]);
     }
 
     #[test]

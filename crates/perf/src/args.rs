@@ -101,6 +101,10 @@ pub struct RunFacts {
     pub tp_link: Option<RecordedTpLink>,
     /// The rule of the run's vLLM version for capture sizes it did not record.
     pub capture_rule: CaptureRule,
+    /// The largest capture size the run asked for, where it asked for one and not for the
+    /// sizes themselves (`--max-cudagraph-capture-size`; a one-element `--cuda-graph-sizes`
+    /// before vLLM 0.12).
+    pub max_capture_size: Option<usize>,
     /// The rule of the run's vLLM version for the token budget when chunked prefill is off
     /// and the run recorded none.
     pub unchunked_budget: UnchunkedBudget,
@@ -420,13 +424,17 @@ fn engine_config(
         }
     };
     let enforce_eager = a.enforce_eager.unwrap_or(false);
-    // Given capture sizes replace vLLM's rule unless the engine runs eagerly; the rule of a
-    // version other than the engine's own gives its sizes explicitly.
+    // Given capture sizes replace vLLM's rule unless the engine runs eagerly, less those above
+    // the token budget (as vLLM drops them); the rule of a version other than the engine's own,
+    // or a largest size the run asked for, gives its sizes explicitly.
     let rule = a.run.capture_rule;
+    let largest = a.run.max_capture_size;
     let cudagraph_capture_sizes = match &a.cudagraph_capture_sizes {
         Some(given) if !enforce_eager => {
-            let derived = CudaGraphSizes::by_rule(rule, seqs, tokens, false);
-            let given = CudaGraphSizes::from_sizes(given.clone());
+            let derived = CudaGraphSizes::by_rule(rule, seqs, tokens, largest, false);
+            let given = CudaGraphSizes::from_sizes(
+                given.iter().copied().filter(|&s| s <= tokens).collect(),
+            );
             if given.sizes() != derived.sizes() {
                 notices.push(Notice::Note(format!(
                     "CUDA-graph capture sizes: the run recorded {} ({}); vLLM's rule for \
@@ -442,8 +450,8 @@ fn engine_config(
             }
             Some(given.sizes().to_vec())
         }
-        None if !enforce_eager && rule != CaptureRule::default() => Some(
-            CudaGraphSizes::by_rule(rule, seqs, tokens, false)
+        None if !enforce_eager && (rule != CaptureRule::default() || largest.is_some()) => Some(
+            CudaGraphSizes::by_rule(rule, seqs, tokens, largest, false)
                 .sizes()
                 .to_vec(),
         ),

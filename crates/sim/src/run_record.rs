@@ -121,6 +121,8 @@ pub struct RunFacts {
     /// CUDA-graph batch sizes vLLM captured, ascending.
     pub cudagraph_capture_sizes: Option<Recorded<Vec<usize>>>,
     pub cudagraph_mode: Option<Recorded<CudaGraphMode>>,
+    /// The largest capture size asked for, where the sizes themselves are not recorded.
+    pub max_cudagraph_capture_size: Option<Recorded<usize>>,
     /// `kv_cache_dtype` / `cache_dtype` (`auto` = the model's dtype).
     pub kv_cache_dtype: Option<Recorded<String>>,
     /// `model_config.quantization` / `engine_kwargs.quantization`: `fp8` for vLLM's FP8
@@ -440,6 +442,16 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
     "speculative_config",
     "kv_transfer_config",
     "cpu_offload_gb",
+    "compilation_config",
+    "cudagraph_capture_sizes",
+    "max_cudagraph_capture_size",
+    "cuda_graph_sizes",
+];
+/// `engine_kwargs.compilation_config` keys read (vLLM's `-O`/`--compilation-config` dict).
+const EK_COMPILATION_KEYS: &[&str] = &[
+    "cudagraph_mode",
+    "cudagraph_capture_sizes",
+    "max_cudagraph_capture_size",
 ];
 const KV_CACHE_KEYS: &[&str] = &[
     "num_gpu_blocks",
@@ -604,6 +616,15 @@ impl RunRecord {
         // What is not read, said once per part.
         let mut unread = unread_keys(Some(meta), TOP_KEYS, "");
         unread.extend(unread_keys(Some(&ek), ENGINE_KWARGS_KEYS, "engine_kwargs."));
+        // vLLM's compilation settings as asked: `--compilation-config` / `-O` (a dict).
+        let ek_comp = get(&ek, &["compilation_config"])
+            .cloned()
+            .unwrap_or(Value::Null);
+        unread.extend(unread_keys(
+            Some(&ek_comp),
+            EK_COMPILATION_KEYS,
+            "engine_kwargs.compilation_config.",
+        ));
         unread.extend(unread_keys(Some(&kv), KV_CACHE_KEYS, "kv_cache."));
         unread.extend(unread_keys(Some(&hw), HARDWARE_KEYS, "hardware."));
         if !unread.is_empty() {
@@ -1103,43 +1124,97 @@ impl RunRecord {
             ),
             (e("enforce_eager"), &ek, "engine_kwargs", &["enforce_eager"]),
         );
-        let cudagraph_capture_sizes = match get(&comp, &["cudagraph_capture_sizes"]) {
-            None => None,
-            Some(v) => {
-                let sizes: Option<Vec<usize>> = v
-                    .as_array()
-                    .map(|a| a.iter().map(usize::from_fact).collect::<Option<Vec<_>>>())
-                    .unwrap_or(None);
-                match sizes {
-                    Some(mut sizes) => {
-                        sizes.sort_unstable();
-                        sizes.dedup();
-                        Some(Recorded {
-                            value: sizes,
-                            source: "meta.json resolved_config.compilation_config.cudagraph_capture_sizes".into(),
-                        })
-                    }
-                    None => {
-                        r.notes.push(format!(
-                            "resolved_config.compilation_config.cudagraph_capture_sizes is \
-                             recorded as {v}, not a list of sizes: vLLM's rule for them is used"
-                        ));
-                        None
-                    }
-                }
-            }
+        // CUDA-graph capture sizes: what vLLM resolved, else what was asked — the sizes
+        // (`compilation_config.cudagraph_capture_sizes`, `--cudagraph-capture-sizes`; before
+        // 0.12 a `--cuda-graph-sizes` list of several) or only the largest
+        // (`--max-cudagraph-capture-size`; before 0.12 a one-element `--cuda-graph-sizes`).
+        let sizes_of = |v: &Value| -> Option<Vec<usize>> {
+            v.as_array()
+                .and_then(|a| a.iter().map(usize::from_fact).collect::<Option<Vec<_>>>())
+                .map(|mut sizes| {
+                    sizes.sort_unstable();
+                    sizes.dedup();
+                    sizes
+                })
         };
-        let cudagraph_mode = match get(&comp, &["cudagraph_mode"]) {
+        let legacy = get(&ek, &["cuda_graph_sizes"]);
+        let legacy_sizes = legacy.and_then(sizes_of);
+        let size_lists = [
+            (
+                "resolved_config.compilation_config.cudagraph_capture_sizes",
+                get(&comp, &["cudagraph_capture_sizes"]),
+            ),
+            (
+                "engine_kwargs.compilation_config.cudagraph_capture_sizes",
+                get(&ek_comp, &["cudagraph_capture_sizes"]),
+            ),
+            (
+                "engine_kwargs.cudagraph_capture_sizes",
+                get(&ek, &["cudagraph_capture_sizes"]),
+            ),
+            (
+                "engine_kwargs.cuda_graph_sizes",
+                legacy.filter(|_| legacy_sizes.as_ref().is_some_and(|l| l.len() > 1)),
+            ),
+        ];
+        let mut cudagraph_capture_sizes = None;
+        for (key, v) in size_lists {
+            let Some(v) = v else { continue };
+            match sizes_of(v) {
+                Some(sizes) => {
+                    cudagraph_capture_sizes = Some(Recorded {
+                        value: sizes,
+                        source: format!("meta.json {key}"),
+                    });
+                    break;
+                }
+                None => r.notes.push(format!(
+                    "{key} is recorded as {v}, not a list of sizes: vLLM's rule for them is used"
+                )),
+            }
+        }
+        let max_cudagraph_capture_size = if cudagraph_capture_sizes.is_some() {
+            None
+        } else {
+            let one_legacy = legacy_sizes
+                .filter(|l| l.len() == 1)
+                .map(|l| (e("cuda_graph_sizes"), l[0]));
+            r.typed::<usize>(
+                &ek_comp,
+                "engine_kwargs.compilation_config",
+                &["max_cudagraph_capture_size"],
+            )
+            .map(|n| (e("compilation_config.max_cudagraph_capture_size"), n))
+            .or_else(|| {
+                r.typed::<usize>(&ek, "engine_kwargs", &["max_cudagraph_capture_size"])
+                    .map(|n| (e("max_cudagraph_capture_size"), n))
+            })
+            .or(one_legacy)
+            .map(|(source, value)| Recorded { value, source })
+        };
+        let mode_recorded = [
+            (
+                "resolved_config.compilation_config.cudagraph_mode",
+                get(&comp, &["cudagraph_mode"]),
+            ),
+            (
+                "engine_kwargs.compilation_config.cudagraph_mode",
+                get(&ek_comp, &["cudagraph_mode"]),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(key, v)| v.map(|v| (key, v)));
+        let cudagraph_mode = match mode_recorded {
             None => None,
-            Some(v) => match CudaGraphMode::from_value(v) {
+            Some((key, v)) => match CudaGraphMode::from_value(v) {
                 Some(mode) => Some(Recorded {
                     value: mode,
-                    source: "meta.json resolved_config.compilation_config.cudagraph_mode".into(),
+                    source: format!("meta.json {key}"),
                 }),
                 None => {
                     return Err(r.err(format!(
-                        "resolved_config.compilation_config.cudagraph_mode = {v} is not a vLLM \
-                         CUDAGraphMode (0, 1, 2, [2, 0], [2, 1] or a name)"
+                        "{key} = {v} is not a vLLM CUDAGraphMode (0, 1, 2, [2, 0], [2, 1] or a \
+                         name)"
                     )))
                 }
             },
@@ -1272,6 +1347,7 @@ impl RunRecord {
             scheduling_policy,
             long_prefill_token_threshold,
             cudagraph_capture_sizes,
+            max_cudagraph_capture_size,
             cudagraph_mode,
             kv_cache_dtype,
             quantization,
@@ -1954,5 +2030,55 @@ mod tests {
             assert_eq!(CudaGraphMode::from_value(&v), Some(m));
         }
         assert_eq!(CudaGraphMode::from_value(&json!([3])), None);
+    }
+
+    #[test]
+    fn cuda_graph_arguments_asked_in_engine_kwargs_are_read() {
+        let facts = |ek: Value| read(json!({ "engine_kwargs": ek }), None).unwrap().facts;
+        // The sizes themselves, under each of vLLM's spellings.
+        for ek in [
+            json!({"cudagraph_capture_sizes": [8, 1, 4]}),
+            json!({"compilation_config": {"cudagraph_capture_sizes": [8, 1, 4]}}),
+            json!({"cuda_graph_sizes": [8, 1, 4]}),
+        ] {
+            let f = facts(ek.clone());
+            assert_eq!(f.cudagraph_capture_sizes.unwrap().value, [1, 4, 8], "{ek}");
+            assert!(f.max_cudagraph_capture_size.is_none(), "{ek}");
+        }
+        // Only the largest: 0.12's flag, or 0.10/0.11's one-element list.
+        for ek in [
+            json!({"max_cudagraph_capture_size": 64}),
+            json!({"compilation_config": {"max_cudagraph_capture_size": 64}}),
+            json!({"cuda_graph_sizes": [64]}),
+        ] {
+            let f = facts(ek.clone());
+            assert!(f.cudagraph_capture_sizes.is_none(), "{ek}");
+            assert_eq!(f.max_cudagraph_capture_size.unwrap().value, 64, "{ek}");
+        }
+        // The mode asked, and what vLLM resolved winning over what was asked.
+        let f = facts(json!({"compilation_config": {"cudagraph_mode": "NONE"}}));
+        assert_eq!(f.cudagraph_mode.unwrap().value, CudaGraphMode::None);
+        let f = read(
+            json!({"engine_kwargs": {"cudagraph_capture_sizes": [1, 2]},
+                   "resolved_config": {"compilation_config": {"cudagraph_capture_sizes": [1, 2, 4]}}}),
+            None,
+        )
+        .unwrap()
+        .facts;
+        assert_eq!(f.cudagraph_capture_sizes.unwrap().value, [1, 2, 4]);
+        // Other compilation settings are named as not modelled.
+        let r = read(
+            json!({"engine_kwargs": {"compilation_config": {"level": 3, "cudagraph_mode": 0}}}),
+            None,
+        )
+        .unwrap();
+        assert!(
+            r.facts
+                .notes
+                .iter()
+                .any(|n| n.contains("engine_kwargs.compilation_config.level")),
+            "{:?}",
+            r.facts.notes
+        );
     }
 }
