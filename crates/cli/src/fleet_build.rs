@@ -26,20 +26,7 @@ pub(crate) fn prepare_fleet(
     fleet: &FleetFlags,
     record: Option<&RunRecord>,
 ) -> Result<(FleetPlan, Vec<Prepared>)> {
-    prepare_fleet_within(engine, fleet, record, true)
-}
-
-/// [`prepare_fleet`]; `recorded_devices`: the fleet must fit the GPUs the run recorded (a
-/// replay of its own fleet), else it is a what-if of another fleet, on as many GPUs as it
-/// needs.
-pub(crate) fn prepare_fleet_within(
-    engine: &EngineFlags,
-    fleet: &FleetFlags,
-    record: Option<&RunRecord>,
-    recorded_devices: bool,
-) -> Result<(FleetPlan, Vec<Prepared>)> {
     let gpus = record
-        .filter(|_| recorded_devices)
         .and_then(|r| r.facts.device_count.as_ref())
         .map(|d| (d.value, d.source.as_str()));
     if fleet.cluster.is_some() {

@@ -1,7 +1,7 @@
 //! `llm-emu simulate`: flags named as `vllm serve` names them.
 
 use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan};
-use crate::fleet_build::{prepare_fleet_within, Fleet};
+use crate::fleet_build::{prepare_fleet, Fleet};
 use crate::sim_report;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -101,16 +101,10 @@ pub(crate) struct PointRun {
 pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun> {
     let record = a.like.as_deref().map(RunRecord::load).transpose()?;
     let mut fleet_flags = a.fleet.clone();
-    // A fleet the flags shape is a what-if, not bound to the GPUs the run had.
-    let shaped_by_flags = a.fleet.data_parallel_size > 1
-        || a.fleet.replicas > 1
-        || a.fleet.enable_expert_parallel
-        || a.fleet.cluster.is_some();
     if let Some(r) = &record {
         recorded_fleet(&mut fleet_flags, &a.engine, r)?;
     }
-    let (plan, prepared) =
-        prepare_fleet_within(&a.engine, &fleet_flags, record.as_ref(), !shaped_by_flags)?;
+    let (plan, prepared) = prepare_fleet(&a.engine, &fleet_flags, record.as_ref())?;
     let mut cfg = prepared[0].config().clone();
     // The workload is read against the longest context any instance serves.
     cfg.max_model_len = prepared
