@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
-use llm_emu_core::cudagraph::{CaptureRule, CudaGraphSizes};
+use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
 use llm_emu_core::{Engine, EngineConfig, SchedulingPolicy};
 use llm_emu_fleet::{ClusterSpec, InstanceSpec, Topology};
@@ -325,8 +325,6 @@ impl FleetFlags {
 }
 
 impl EngineFlags {
-    /// The engine arguments the flags give (`None` where a flag is absent). The two typed
-    /// values are parsed here rather than by clap so that their errors read as the engine's.
     /// The flags given that a cluster config's instances also say (`Prepared::for_instance`
     /// takes the instance's): a replayed fleet honours them only when built from `meta.json`.
     pub fn instance_flags_given(&self) -> Result<Vec<&'static str>> {
@@ -362,6 +360,8 @@ impl EngineFlags {
         .collect())
     }
 
+    /// The engine arguments the flags give (`None` where a flag is absent). The two typed
+    /// values are parsed here rather than by clap so that their errors read as the engine's.
     pub fn to_args(&self) -> Result<EngineArgs> {
         Ok(EngineArgs {
             model: self.model.clone(),
@@ -612,18 +612,10 @@ impl Prepared {
             _ => serde_json::Map::new(),
         };
         // The capture sizes the engine runs with, also where vLLM's rule gives them.
-        let c = &self.resolved.config;
-        if c.cudagraph_capture_sizes.is_none() {
-            let sizes = CudaGraphSizes::for_engine(
-                c.max_num_seqs,
-                c.max_num_batched_tokens,
-                c.enforce_eager,
-            );
-            m.insert(
-                "cudagraph_capture_sizes".into(),
-                serde_json::to_value(sizes.sizes())?,
-            );
-        }
+        m.insert(
+            "cudagraph_capture_sizes".into(),
+            serde_json::to_value(self.resolved.config.cuda_graph_sizes().sizes())?,
+        );
         m.insert("gpu".into(), self.args.gpu_spec()?.name.into());
         m.insert(
             "tensor_parallel_size".into(),

@@ -164,11 +164,13 @@ impl EngineConfig {
                 self.num_gpu_blocks
             ));
         }
-        if self.max_num_seqs == 0 {
-            return bad("max_num_seqs must be positive".into());
-        }
+        // The budget first: with no budget given, vLLM's rule caps max_num_seqs at it, so a
+        // zero budget is the cause of a zero max_num_seqs.
         if self.max_num_batched_tokens == 0 {
             return bad("max_num_batched_tokens must be positive".into());
+        }
+        if self.max_num_seqs == 0 {
+            return bad("max_num_seqs must be positive".into());
         }
         if self.max_model_len < 2 {
             return bad("max_model_len must be at least 2".into());
@@ -187,6 +189,20 @@ impl EngineConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The CUDA-graph batch sizes the engine captures: the given ones, else vLLM's rule for
+    /// its batch limits; none with `enforce_eager`.
+    pub fn cuda_graph_sizes(&self) -> crate::cudagraph::CudaGraphSizes {
+        use crate::cudagraph::CudaGraphSizes;
+        match &self.cudagraph_capture_sizes {
+            Some(sizes) if !self.enforce_eager => CudaGraphSizes::from_sizes(sizes.clone()),
+            _ => CudaGraphSizes::for_engine(
+                self.max_num_seqs,
+                self.max_num_batched_tokens,
+                self.enforce_eager,
+            ),
+        }
     }
 
     /// Tokens the KV cache can hold at once (usable blocks × block size).

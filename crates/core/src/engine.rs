@@ -186,14 +186,7 @@ impl Engine {
     ) -> Result<Engine, ConfigError> {
         cfg.validate()?;
         let batch_queue_size = if cfg.async_scheduling { 2 } else { 1 };
-        let cuda_graphs = match &cfg.cudagraph_capture_sizes {
-            Some(sizes) if !cfg.enforce_eager => CudaGraphSizes::from_sizes(sizes.clone()),
-            _ => CudaGraphSizes::for_engine(
-                cfg.max_num_seqs,
-                cfg.max_num_batched_tokens,
-                cfg.enforce_eager,
-            ),
-        };
+        let cuda_graphs = cfg.cuda_graph_sizes();
         Ok(Engine {
             sched: Scheduler::new(cfg),
             latency,

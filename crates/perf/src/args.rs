@@ -392,9 +392,6 @@ fn engine_config(
             tokens = tokens.min(seqs.saturating_mul(max_model_len));
         }
     }
-    if tokens == 0 {
-        return Err(ConfigError::Invalid("max_num_batched_tokens must be positive".into()).into());
-    }
     if a.max_num_seqs.is_none() {
         seqs = seqs.min(tokens);
     }
@@ -429,9 +426,9 @@ fn engine_config(
     // or a largest size the run asked for, gives its sizes explicitly.
     let rule = a.run.capture_rule;
     let largest = a.run.max_capture_size;
+    let derived = CudaGraphSizes::by_rule(rule, seqs, tokens, largest, enforce_eager);
     let cudagraph_capture_sizes = match &a.cudagraph_capture_sizes {
         Some(given) if !enforce_eager => {
-            let derived = CudaGraphSizes::by_rule(rule, seqs, tokens, largest, false);
             let given = CudaGraphSizes::from_sizes(
                 given.iter().copied().filter(|&s| s <= tokens).collect(),
             );
@@ -450,11 +447,9 @@ fn engine_config(
             }
             Some(given.sizes().to_vec())
         }
-        None if !enforce_eager && (rule != CaptureRule::default() || largest.is_some()) => Some(
-            CudaGraphSizes::by_rule(rule, seqs, tokens, largest, false)
-                .sizes()
-                .to_vec(),
-        ),
+        None if !enforce_eager && (rule != CaptureRule::default() || largest.is_some()) => {
+            Some(derived.sizes().to_vec())
+        }
         _ => None,
     };
     let cfg = EngineConfig {

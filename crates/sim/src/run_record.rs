@@ -1452,60 +1452,8 @@ fn read_cluster(
                 .sum()
         })
         .unwrap_or(0);
+    check_data_parallel_size(&r, facts, &instances, num_instances)?;
     if num_instances > 1 {
-        // The data-parallel size meta.json records must be the instances' `dp_group` sizes:
-        // the format gives each rank an instance. Without any group the instances are either
-        // separate servers (DP 1 each) or, as the peer writes a dense model's ranks, the ranks
-        // of one server (DP = their count).
-        let any_group = instances
-            .iter()
-            .any(|i| i.get("dp_group").is_some_and(Value::is_string));
-        if let Some(dp) = facts
-            .data_parallel_size
-            .as_ref()
-            .filter(|d| any_group || (d.value != 1 && d.value != num_instances))
-        {
-            let mut groups: Vec<(&str, u64)> = Vec::new();
-            let mut ungrouped = 0u64;
-            for i in &instances {
-                match i.get("dp_group").and_then(Value::as_str) {
-                    Some(g) => match groups.iter_mut().find(|(name, _)| *name == g) {
-                        Some((_, n)) => *n += 1,
-                        None => groups.push((g, 1)),
-                    },
-                    None => ungrouped += 1,
-                }
-            }
-            let sizes: Vec<u64> = groups
-                .iter()
-                .map(|(_, n)| *n)
-                .chain((ungrouped > 0).then_some(1))
-                .collect();
-            if let Some(&other) = sizes.iter().find(|&&n| n != dp.value) {
-                let described = if groups.is_empty() {
-                    format!("{num_instances} instances without a dp_group (one server each)")
-                } else {
-                    let listed: Vec<String> = groups
-                        .iter()
-                        .map(|(g, n)| format!("dp_group `{g}` of {n}"))
-                        .collect();
-                    format!(
-                        "{}{}",
-                        listed.join(", "),
-                        if ungrouped > 0 {
-                            format!(" and {ungrouped} instances without one")
-                        } else {
-                            String::new()
-                        }
-                    )
-                };
-                return Err(r.contradiction(format!(
-                    "{} = {} but the cluster config describes {described}: a data-parallel \
-                     size of {other}",
-                    dp.source, dp.value
-                )));
-            }
-        }
         // A fleet: each instance is built from the cluster config itself (`--cluster`);
         // only the link is a fact of the run.
         meta_reader.notes.push(format!(
@@ -1551,16 +1499,6 @@ fn read_cluster(
                 .map(|n| format!("{}: {n}", path.display())),
         );
         return Ok(());
-    }
-    // A data-parallel server is one instance per rank in this format (sharing a `dp_group`).
-    if let Some(dp) = facts.data_parallel_size.as_ref().filter(|d| d.value > 1) {
-        if num_instances == 1 {
-            return Err(r.contradiction(format!(
-                "{} = {} but the cluster config describes one serving instance (a data-parallel \
-                 server has one instance per rank, sharing a dp_group)",
-                dp.source, dp.value
-            )));
-        }
     }
     let inst = instances.first().map(|m| Value::Object((*m).clone()));
     let inst = inst.unwrap_or(Value::Null);
@@ -1665,6 +1603,70 @@ fn read_cluster(
             .map(|n| format!("{}: {n}", path.display())),
     );
     Ok(())
+}
+
+/// The data-parallel size `meta.json` records against the cluster config's instances: the
+/// format gives each rank an instance, ranks of one server sharing a `dp_group`. Without any
+/// group the instances are either separate servers (DP 1 each) or, as the peer writes a dense
+/// model's ranks, the ranks of one server (DP = their count).
+fn check_data_parallel_size(
+    r: &Reader<'_>,
+    facts: &RunFacts,
+    instances: &[&Map<String, Value>],
+    num_instances: u64,
+) -> Result<(), RunRecordError> {
+    let any_group = instances
+        .iter()
+        .any(|i| i.get("dp_group").is_some_and(Value::is_string));
+    let Some(dp) = facts
+        .data_parallel_size
+        .as_ref()
+        .filter(|d| any_group || (d.value != 1 && d.value != num_instances))
+    else {
+        return Ok(());
+    };
+    let mut groups: Vec<(&str, u64)> = Vec::new();
+    let mut ungrouped = 0u64;
+    for i in instances {
+        match i.get("dp_group").and_then(Value::as_str) {
+            Some(g) => match groups.iter_mut().find(|(name, _)| *name == g) {
+                Some((_, n)) => *n += 1,
+                None => groups.push((g, 1)),
+            },
+            None => ungrouped += 1,
+        }
+    }
+    let sizes: Vec<u64> = groups
+        .iter()
+        .map(|(_, n)| *n)
+        .chain((ungrouped > 0).then_some(1))
+        .collect();
+    let Some(&other) = sizes.iter().find(|&&n| n != dp.value) else {
+        return Ok(());
+    };
+    let described = match (groups.is_empty(), num_instances) {
+        (true, 1) => "one serving instance".to_string(),
+        (true, n) => format!("{n} instances without a dp_group (one server each)"),
+        (false, _) => {
+            let listed: Vec<String> = groups
+                .iter()
+                .map(|(g, n)| format!("dp_group `{g}` of {n}"))
+                .collect();
+            format!(
+                "{}{}",
+                listed.join(", "),
+                if ungrouped > 0 {
+                    format!(" and {ungrouped} instances without one")
+                } else {
+                    String::new()
+                }
+            )
+        }
+    };
+    Err(r.contradiction(format!(
+        "{} = {} but the cluster config describes {described}: a data-parallel size of {other}",
+        dp.source, dp.value
+    )))
 }
 
 /// The cluster config's link (`link_bw` ASTRA-sim GB/s = GiB/s, `link_latency` ns).
