@@ -49,4 +49,7 @@ done <<RUNS
 20260217-202857-llama-2-70b-tp4-general|2
 20260218-150956-codellama-34b-tp2-codegen|2
 20260218-120914-mixtral-8x7b-v0-1-tp2-codegen|2
+20260218-065057-llama-2-70b-hf-tp4-reasoning|1
+20260218-135247-mixtral-8x7b-v0-1-tp2-reasoning|1
+20260218-160939-codellama-34b-tp2-reasoning|1
 RUNS

@@ -243,13 +243,29 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
     );
     println!(
         "workload: {} system prompts × {} questions, prompt {prompt_len} tokens (BOS + {} + {}), \
-         {} output tokens, seed {}",
+         {} output tokens, seed {}; client timeout: {}",
         d.num_groups,
         d.num_prompts_per_group,
         d.system_prompt_len,
         d.question_len,
         d.output_len,
-        a.engine.seed
+        a.engine.seed,
+        match run.spec.request_timeout {
+            Some(t) => format!(
+                "{} s per request{} (aiohttp; load.request_timeout: {})",
+                t.total_s,
+                if t.ceil_to_second {
+                    ", ending on the next whole second"
+                } else {
+                    ""
+                },
+                run.spec.request_timeout_source
+            ),
+            None => format!(
+                "none (load.request_timeout: {})",
+                run.spec.request_timeout_source
+            ),
+        }
     );
     for (k, why) in NOT_COMPARED {
         println!("not compared: {k}: {why}");
@@ -259,28 +275,41 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
     for (i, ((path, real), st)) in run.stage_results.iter().zip(&run.spec.stages).enumerate() {
         let items = run.spec.stage_workload(i, start, &prompts, a.engine.seed);
         let n = items.len();
+        let timeout = run.spec.request_timeout;
         let mut sinks = Sinks {
-            client: Some(ClientSide::new(fe, true)),
+            client: Some(ClientSide::new(fe, true).with_timeout(timeout)),
             ..Default::default()
         };
-        let result = llm_emu_sim::run(
+        let client_behaviour = llm_emu_sim::Client {
+            max_concurrency: None,
+            timeout,
+        };
+        let result = llm_emu_sim::run_client(
             &mut engine,
             items.into_iter().map(Ok),
             &mut sinks,
             &mut |_| {},
+            client_behaviour,
         )
         .with_context(|| format!("stage {i}"))?;
-        crate::simulate::report_failures(&result);
         let client = sinks.client.take().expect("set above");
+        let timed_out = client.timed_out;
+        // Requests the client gave up on are aborted by the engine: not failures of the
+        // replay, so only the others are reported as such.
+        if result.failed > timed_out.len() {
+            crate::simulate::report_failures(&result);
+        }
         let reqs = client.requests.unwrap_or_default();
         if reqs.is_empty() {
             bail!(
-                "stage {i}: no emulated request completed ({} failed)",
-                result.failed
+                "stage {i}: no emulated request completed ({} failed, {} of them at the \
+                 client's timeout)",
+                result.failed,
+                timed_out.len()
             );
         }
         let mut sim = ip_figures(&reqs, &client.itl_ms.unwrap_or_default()).stats();
-        if let Some(r) = requests_per_s(&reqs) {
+        if let Some(r) = requests_per_s(&reqs, &timed_out) {
             sim.insert(REQUESTS_PER_S.into(), r);
         }
         let mut real_stats = real.summary_stats();
@@ -292,6 +321,11 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
         let real_count = real
             .summary
             .get("successes")
+            .and_then(|s| s.get("count"))
+            .and_then(Value::as_u64);
+        let real_failed = real
+            .summary
+            .get("failures")
             .and_then(|s| s.get("count"))
             .and_then(Value::as_u64);
         let real_prompt = real
@@ -308,16 +342,36 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
             real_prompt.map_or("?".into(), |p| format!("{p:.1}")),
             path.display()
         );
+        println!(
+            "successful: real {}, emulated {}; failed at the client's timeout: real {}, emulated {}",
+            real_count.map_or("?".into(), |c| c.to_string()),
+            reqs.len(),
+            real_failed.map_or("?".into(), |c| c.to_string()),
+            timed_out.len()
+        );
         print!("{}", client_comparison_table(&m));
         m.insert("stage".into(), i.into());
         m.insert("rate".into(), st.rate.into());
         m.insert("duration_s".into(), st.duration_s.into());
         m.insert("requests".into(), n.into());
         m.insert("completed".into(), reqs.len().into());
+        m.insert("timed_out".into(), timed_out.len().into());
+        if let Some(c) = real_count {
+            m.insert("completed_real".into(), c.into());
+        }
+        if let Some(c) = real_failed {
+            m.insert("failed_real".into(), c.into());
+        }
         stages_json.push(Value::Object(m));
-        // The next stage is set up once this one has drained, after `load.interval`.
-        start =
-            result.end.max(start) + llm_emu_core::Nanos::from_secs_f64(run.spec.stage_interval_s);
+        // The next stage is set up once this one has drained (its last response or its last
+        // failure), after `load.interval`.
+        let last_failure = timed_out
+            .iter()
+            .map(|f| llm_emu_core::Nanos::from_secs_f64(f.end_s))
+            .max()
+            .unwrap_or(llm_emu_core::Nanos::ZERO);
+        start = result.end.max(last_failure).max(start)
+            + llm_emu_core::Nanos::from_secs_f64(run.spec.stage_interval_s);
     }
     for w in engine.latency_model().warnings() {
         eprintln!("warning: latency model: {w}");

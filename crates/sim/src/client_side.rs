@@ -13,8 +13,9 @@
 //! Statistics follow `vllm bench serve` ([`crate::metrics`]): TTFT = first chunk − send, E2E =
 //! last chunk − send, TPOT = (E2E − TTFT)/(outputs − 1), ITL = every gap between chunks.
 
+use crate::client_timeout::ClientTimeout;
 use crate::metrics::LatencyStats;
-use llm_emu_core::{FinishReason, FinishedRequestStats, IterationStats, RequestOutput};
+use llm_emu_core::{FinishReason, FinishedRequestStats, IterationStats, Nanos, RequestOutput};
 use llm_emu_perf::{ApiServerQueue, FrontendLatency};
 use rustc_hash::FxHashMap;
 
@@ -36,12 +37,26 @@ impl ClientRequest {
     }
 }
 
+/// A request its client gave up on at its timeout ([`ClientSide::with_timeout`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimedOut {
+    pub request_id: String,
+    pub send_s: f64,
+    /// When the client gave up (its deadline), s.
+    pub end_s: f64,
+}
+
 struct InFlight {
     send_s: f64,
     prompt_len: usize,
     in_s: f64,
     first_s: Option<f64>,
     last_s: f64,
+    /// With a client timeout: when the client gives up, s, and the request's gaps between
+    /// tokens, ms, held until it is known to have ended in time (a failed request's gaps are
+    /// not in the client's figures).
+    deadline_s: Option<f64>,
+    gaps_ms: Vec<f64>,
 }
 
 /// Follows each request through the engine's outputs and keeps client-side figures.
@@ -56,6 +71,10 @@ pub struct ClientSide {
     pub itl_ms: Option<Vec<f64>>,
     /// The API server's queue of ways in, when ways in queue ([`ClientSide::queued_ways_in`]).
     queue: Option<ApiServerQueue>,
+    /// The client's total limit per request ([`ClientSide::with_timeout`]).
+    timeout: Option<ClientTimeout>,
+    /// Requests that failed at their timeout, in the order they were found to.
+    pub timed_out: Vec<TimedOut>,
 }
 
 impl ClientSide {
@@ -68,7 +87,18 @@ impl ClientSide {
             requests: keep.then(Vec::new),
             itl_ms: keep.then(Vec::new),
             queue: None,
+            timeout: None,
+            timed_out: Vec::new(),
         }
+    }
+
+    /// A client that gives up on a request whose last chunk has not reached it by its
+    /// deadline ([`ClientTimeout::deadline`] of its send): the request is a failure
+    /// ([`ClientSide::timed_out`]), kept out of every figure. The engine is told by the driver
+    /// ([`crate::driver::Client::timeout`]), which aborts it then.
+    pub fn with_timeout(mut self, timeout: Option<ClientTimeout>) -> ClientSide {
+        self.timeout = timeout;
+        self
     }
 
     /// Queues each way in behind the ways in of the requests sent before it (the command line
@@ -95,6 +125,10 @@ impl ClientSide {
                 },
                 first_s: None,
                 last_s: 0.0,
+                deadline_s: self
+                    .timeout
+                    .map(|t| t.deadline(Nanos::from_secs_f64(send_s)).as_secs_f64()),
+                gaps_ms: Vec::new(),
             },
         );
     }
@@ -113,9 +147,13 @@ impl ClientSide {
             let at = (t + r.in_s + out_s).max(r.last_s);
             if r.first_s.is_some() {
                 let gap = at - r.last_s;
-                self.stats.record_itl((gap * 1e9).round() as u64);
-                if let Some(v) = self.itl_ms.as_mut() {
-                    v.push(gap * 1e3);
+                if r.deadline_s.is_some() {
+                    r.gaps_ms.push(gap * 1e3);
+                } else {
+                    self.stats.record_itl((gap * 1e9).round() as u64);
+                    if let Some(v) = self.itl_ms.as_mut() {
+                        v.push(gap * 1e3);
+                    }
                 }
             } else {
                 r.first_s = Some(at);
@@ -131,11 +169,29 @@ impl ClientSide {
         let Some(r) = self.live.remove(&f.tag) else {
             return;
         };
+        if let Some(deadline_s) = r.deadline_s {
+            // Aborted here only at its deadline; or it ended in the engine in time but its
+            // last chunk reached the client too late.
+            if f.finish_reason == FinishReason::Abort || r.last_s > deadline_s {
+                self.timed_out.push(TimedOut {
+                    request_id: f.request_id.clone(),
+                    send_s: r.send_s,
+                    end_s: deadline_s,
+                });
+                return;
+            }
+        }
         let Some(first) = r.first_s else {
             return;
         };
         if f.finish_reason == FinishReason::Abort {
             return;
+        }
+        for &gap_ms in &r.gaps_ms {
+            self.stats.record_itl((gap_ms * 1e6).round() as u64);
+        }
+        if let Some(v) = self.itl_ms.as_mut() {
+            v.extend_from_slice(&r.gaps_ms);
         }
         let c = ClientRequest {
             request_id: f.request_id.clone(),
@@ -156,7 +212,6 @@ impl ClientSide {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llm_emu_core::Nanos;
 
     fn token(tag: u64) -> RequestOutput {
         RequestOutput {

@@ -10,6 +10,7 @@
 //! ([`EngineSink`]), never its scheduler.
 
 use crate::client_side::ClientSide;
+use crate::client_timeout::ClientTimeout;
 use crate::events::{Event, EventQueue};
 use crate::metrics::LatencyStats;
 use crate::report::AtomicFile;
@@ -273,11 +274,13 @@ fn next_good_item(
 }
 
 /// Hands `item` to the engine (tagged `tag`), recording a refusal as a failed request.
+/// With a client timeout, the request's abort is queued at its deadline.
 fn admit<E: EngineCore + ?Sized>(
     engine: &mut E,
     item: WorkloadItem,
     tag: u64,
     col: &mut Collector<'_>,
+    (queue, timeout): (&mut EventQueue<WorkloadItem>, Option<ClientTimeout>),
 ) {
     let (id, arrival, plen) = (
         item.request_id.clone(),
@@ -289,6 +292,9 @@ fn admit<E: EngineCore + ?Sized>(
         Ok(()) => {
             if let Some(c) = col.sinks.client.as_mut() {
                 c.on_add(tag, arrival.as_secs_f64(), plen);
+            }
+            if let Some(t) = timeout {
+                queue.push(t.deadline(arrival), Event::Abort(id));
             }
         }
     }
@@ -318,6 +324,32 @@ pub fn run_limited<E: EngineCore + ?Sized>(
     progress: &mut dyn FnMut(usize),
     max_concurrency: Option<usize>,
 ) -> std::io::Result<SimResult> {
+    let client = Client {
+        max_concurrency,
+        timeout: None,
+    };
+    run_client(engine, workload, sinks, progress, client)
+}
+
+/// How the client that sends the workload behaves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Client {
+    /// At most this many requests in flight ([`run_limited`]).
+    pub max_concurrency: Option<usize>,
+    /// A total limit per request: at its deadline a request not yet finished is aborted (the
+    /// client gives up and closes the connection; the server aborts it), and counts as failed.
+    pub timeout: Option<ClientTimeout>,
+}
+
+/// [`run`] with the client `client` describes.
+pub fn run_client<E: EngineCore + ?Sized>(
+    engine: &mut E,
+    workload: impl Iterator<Item = Result<WorkloadItem, LineError>>,
+    sinks: &mut Sinks,
+    progress: &mut dyn FnMut(usize),
+    client: Client,
+) -> std::io::Result<SimResult> {
+    let max_concurrency = client.max_concurrency;
     let mut col = Collector {
         result: SimResult::default(),
         sinks,
@@ -359,7 +391,13 @@ pub fn run_limited<E: EngineCore + ?Sized>(
                     if full {
                         held.push_back((item, arrivals as u64));
                     } else {
-                        admit(engine, item, arrivals as u64, &mut col);
+                        admit(
+                            engine,
+                            item,
+                            arrivals as u64,
+                            &mut col,
+                            (&mut queue, client.timeout),
+                        );
                     }
                     if let Some(next) = next_good_item(&mut workload, &mut col) {
                         queue.push(next.arrival, Event::Arrival(next));
@@ -381,7 +419,7 @@ pub fn run_limited<E: EngineCore + ?Sized>(
                 break;
             };
             item.arrival = now;
-            admit(engine, item, tag, &mut col);
+            admit(engine, item, tag, &mut col, (&mut queue, client.timeout));
             sent = true;
         }
         if sent {

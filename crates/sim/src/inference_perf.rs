@@ -32,7 +32,8 @@
 //! prefix cache sees exactly the sharing the real server saw.
 
 use crate::client_run::ClientFigures;
-use crate::client_side::ClientRequest;
+use crate::client_side::{ClientRequest, TimedOut};
+use crate::client_timeout::{ClientTimeout, AIOHTTP_DEFAULT_TOTAL_S};
 use crate::workload::WorkloadItem;
 use llm_emu_core::Nanos;
 use rand::{Rng, SeedableRng};
@@ -97,6 +98,11 @@ pub struct InferencePerfRun {
     pub stages: Vec<LoadStage>,
     /// `load.interval`: seconds between a stage's last response and the next stage's set-up.
     pub stage_interval_s: f64,
+    /// The client's limit per request (`load.request_timeout`, aiohttp's 300 s when not set;
+    /// `None`: no limit).
+    pub request_timeout: Option<ClientTimeout>,
+    /// What `load.request_timeout` held, in words (for the report).
+    pub request_timeout_source: String,
     /// Differences between what was asked (`profile.yaml`) and what ran (`config.yaml`), and
     /// settings read as information only; one sentence each.
     pub notes: Vec<String>,
@@ -246,7 +252,7 @@ impl InferencePerfRun {
                 return Err(not_modelled(&path.join("."), &value, why));
             }
         }
-        for key in ["sweep", "trace", "request_timeout"] {
+        for key in ["sweep", "trace"] {
             if let Some(v) = get(config, &["load", key]) {
                 return Err(not_modelled(
                     &format!("load.{key}"),
@@ -264,6 +270,24 @@ impl InferencePerfRun {
                 ));
             }
         }
+        // `load.request_timeout` goes to each request's aiohttp session: `ClientTimeout(total=t)`
+        // when `t` is truthy, aiohttp's default session timeout otherwise (0 too, as Python
+        // reads it); a total ≤ 0 starts no timer.
+        let (request_timeout, request_timeout_source) =
+            match get(config, &["load", "request_timeout"]) {
+                None => (
+                    ClientTimeout::aiohttp(AIOHTTP_DEFAULT_TOTAL_S),
+                    "not set, so aiohttp's default session timeout".to_string(),
+                ),
+                Some(v) => match v.as_f64().filter(|x| x.is_finite()) {
+                    Some(0.0) => (
+                        ClientTimeout::aiohttp(AIOHTTP_DEFAULT_TOTAL_S),
+                        "0, so aiohttp's default session timeout".to_string(),
+                    ),
+                    Some(x) => (ClientTimeout::aiohttp(x), show(v)),
+                    None => return Err(bad("load.request_timeout", "not a number")),
+                },
+            };
         let stage_interval_s = match get(config, &["load", "interval"]) {
             Some(v) => v
                 .as_f64()
@@ -350,6 +374,8 @@ impl InferencePerfRun {
             data,
             stages,
             stage_interval_s,
+            request_timeout,
+            request_timeout_source,
             notes,
         })
     }
@@ -510,13 +536,19 @@ pub fn ip_figures(reqs: &[ClientRequest], token_gaps_ms: &[f64]) -> ClientFigure
     f
 }
 
-/// Requests per second as inference-perf reports it: successes / (last end − first send).
-pub fn requests_per_s(reqs: &[ClientRequest]) -> Option<f64> {
-    let first = reqs.iter().map(|r| r.send_s).min_by(f64::total_cmp)?;
-    let last = reqs
+/// Requests per second as inference-perf reports it (`summarize_requests`): successes / (last
+/// end − first send), over every request of the stage, the failed ones included.
+pub fn requests_per_s(reqs: &[ClientRequest], failed: &[TimedOut]) -> Option<f64> {
+    let sends = reqs
+        .iter()
+        .map(|r| r.send_s)
+        .chain(failed.iter().map(|f| f.send_s));
+    let ends = reqs
         .iter()
         .map(|r| r.send_s + r.e2el_ms / 1e3)
-        .max_by(f64::total_cmp)?;
+        .chain(failed.iter().map(|f| f.end_s));
+    let first = sends.min_by(f64::total_cmp)?;
+    let last = ends.max_by(f64::total_cmp)?;
     (last > first).then(|| reqs.len() as f64 / (last - first))
 }
 
@@ -633,8 +665,51 @@ mod tests {
         let mut r2 = req(5.0, 25.0, 3);
         r2.send_s = 1.0;
         // Two requests: first send 0, last end 1.025 s.
-        let rps = requests_per_s(&[req(5.0, 25.0, 3), r2]).unwrap();
+        let rps = requests_per_s(&[req(5.0, 25.0, 3), r2.clone()], &[]).unwrap();
         assert!((rps - 2.0 / 1.025).abs() < 1e-12);
+        // A failure sent first and ending last widens the span; it is not a success.
+        let failed = TimedOut {
+            request_id: "f".into(),
+            send_s: -1.0,
+            end_s: 300.0,
+        };
+        let rps = requests_per_s(&[req(5.0, 25.0, 3), r2], &[failed]).unwrap();
+        assert!((rps - 2.0 / 301.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn request_timeout_is_aiohttps() {
+        let timeout = |patch: &dyn Fn(&mut Value)| {
+            let mut c = config();
+            patch(&mut c);
+            InferencePerfRun::from_config(&c, "cfg.yaml", None).map(|r| r.request_timeout)
+        };
+        let default = ClientTimeout::aiohttp(300.0);
+        assert!(default.is_some());
+        assert_eq!(timeout(&|_| {}).unwrap(), default, "null: aiohttp's 300 s");
+        assert_eq!(
+            timeout(&|c| {
+                c["load"].as_object_mut().unwrap().remove("request_timeout");
+            })
+            .unwrap(),
+            default
+        );
+        assert_eq!(
+            timeout(&|c| c["load"]["request_timeout"] = json!(0)).unwrap(),
+            default,
+            "0 is falsy in Python: aiohttp's default"
+        );
+        assert_eq!(
+            timeout(&|c| c["load"]["request_timeout"] = json!(30.5)).unwrap(),
+            ClientTimeout::aiohttp(30.5)
+        );
+        assert_eq!(
+            timeout(&|c| c["load"]["request_timeout"] = json!(-1)).unwrap(),
+            None,
+            "a total ≤ 0 starts no timer"
+        );
+        let e = timeout(&|c| c["load"]["request_timeout"] = json!("soon")).unwrap_err();
+        assert!(e.to_string().contains("load.request_timeout"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod arrival;
 pub mod client_run;
 pub mod client_side;
+pub mod client_timeout;
 pub mod driver;
 pub mod events;
 pub mod inference_perf;
@@ -16,6 +17,6 @@ pub mod synthetic;
 pub mod validate;
 pub mod workload;
 
-pub use driver::{run, run_limited, RequestRecord, SimResult, Sinks};
+pub use driver::{run, run_client, run_limited, Client, RequestRecord, SimResult, Sinks};
 pub use percentile::{median, percentile};
 pub use workload::{LineError, LineErrorKind, WorkloadItem, WorkloadReader};
