@@ -6,7 +6,8 @@
 RUN.json is the `llm-emu validate --client-result RUN_DIR --json RUN.json` output of an
 inference-perf run folder (tools/fidelity/fetch-inference-sim-runs.sh). One row per figure both
 sides have, one column group per load stage: real (ms; requests/s for the last row), emulated,
-error = (emulated − real) / real in %. Worst |error| of the means closes the table.
+error = (emulated − real) / real in %; then the successful and failed (client timeout) request
+counts. Worst |error| of the means closes the table.
 """
 import json
 import sys
@@ -38,6 +39,21 @@ def main(path):
                 f" {fmt.format(s[k + '_real'])} | {fmt.format(s[k + '_sim'])} | "
                 f"{s[k + '_err_pct']:+.1f} % |"
             )
+        print(f"| {label} |" + "".join(cells))
+    # Request counts: successful, and failed at the client's timeout (inference-perf's
+    # `failures.count`; the replay's requests given up on at aiohttp's deadline).
+    for real_k, sim_k, label in [("completed_real", "completed", "successful"),
+                                 ("failed_real", "timed_out", "failed (client timeout)")]:
+        if not any(real_k in s for s in stages):
+            continue
+        cells = []
+        for s in stages:
+            if real_k not in s:
+                cells.append(" – | – | – |")
+                continue
+            a, b = s[real_k], s[sim_k]
+            err = f"{(b - a) / a * 100:+.1f} %" if a else "–"
+            cells.append(f" {a:,} | {b:,} | {err} |")
         print(f"| {label} |" + "".join(cells))
     for s in stages:
         worst = max(
