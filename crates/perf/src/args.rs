@@ -182,6 +182,9 @@ pub struct ResolvedEngine {
     /// The model the engine serves, by name, when named (not a `model_config` path): checked
     /// against the model a measured latency profile was taken with.
     pub model_name: Option<String>,
+    /// The served model when it is given as a `model_config` path: the path and its shape,
+    /// checked against the shape of the model a measured latency profile was taken with.
+    pub model_config: Option<(String, ModelShape)>,
     /// Lines about the resolution (recorded facts that differ from vLLM's rules).
     pub notices: Vec<Notice>,
 }
@@ -316,6 +319,10 @@ pub fn resolve(
             moe_data_parallel: None,
         },
         model_name: args.served_model_name(),
+        model_config: args
+            .model_config
+            .as_ref()
+            .map(|p| (p.display().to_string(), shape.clone())),
         notices,
     })
 }
@@ -589,6 +596,27 @@ impl ResolvedEngine {
             // base's architecture and timings.
             if same_weights_key(&m) != same_weights_key(engine_model) {
                 diffs.push(format!("with {m} but the engine serves {engine_model}"));
+            }
+        }
+        // A model given by its config.json has no name to compare: its shape is compared
+        // with the shape of the profile's model.
+        if let (Some(m), None, Some((path, engine_shape))) =
+            (model.map(clean), &self.model_name, &self.model_config)
+        {
+            match ModelShape::resolve_noted(&m) {
+                Ok(profiled) => {
+                    let d = profiled.shape.architecture_differences(engine_shape);
+                    if !d.is_empty() {
+                        diffs.push(format!(
+                            "with {m} but the engine serves the model of {path} ({})",
+                            d.join(", ")
+                        ));
+                    }
+                }
+                Err(_) => diffs.push(format!(
+                    "with {m}, whose shape is not known here, so it cannot be compared with \
+                     the model of {path}"
+                )),
             }
         }
         (!diffs.is_empty()).then(|| {

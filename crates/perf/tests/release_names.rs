@@ -218,3 +218,71 @@ fn the_engine_serves_the_profiled_release_and_notes_its_base() {
         engine.notices
     );
 }
+
+/// A model given by its config.json has no name: its shape is compared with the shape of the
+/// model the profile names, and a profile of another architecture, or of a model whose shape
+/// is not known, is named.
+#[test]
+fn a_profile_is_checked_against_a_model_config_by_shape() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/moe-profile");
+    let config = r#"{"model_type": "qwen3_moe", "num_hidden_layers": 4, "hidden_size": 64,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+        "intermediate_size": 128, "vocab_size": 1000, "num_experts": 8,
+        "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+        "max_position_embeddings": 4096}"#;
+    let shape = ModelShape::from_hf_config_json(config).unwrap();
+    let dir_scratch = scratch("config");
+    let config_path = dir_scratch.path().join("config.json");
+    std::fs::write(&config_path, config).unwrap();
+    let gpu = llm_emu_perf::gpu::GpuSpec::lookup("rtx-pro-6000").unwrap();
+    let warnings = |profile: &Path| -> Vec<String> {
+        let args = EngineArgs {
+            model_config: Some(config_path.clone()),
+            latency: Some(LatencySpec::profile(profile)),
+            ..Default::default()
+        };
+        let engine = llm_emu_perf::args::resolve(&args, &shape, gpu).unwrap();
+        let (_, notices) = engine.build_latency(&shape).unwrap();
+        notices
+            .iter()
+            .map(|n| n.to_string())
+            .filter(|n| n.contains("its timings are not of this engine"))
+            .collect()
+    };
+    // The fixture names acme/Tiny-MoE, which no table holds.
+    let w = warnings(&fixture);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("with acme/Tiny-MoE, whose shape is not known here"),
+        "{}",
+        w[0]
+    );
+    // The same tables said to be of Qwen3-30B-A3B: another architecture, named dimension by
+    // dimension.
+    let renamed_scratch = scratch("renamed");
+    let renamed = renamed_scratch.path();
+    std::fs::create_dir_all(renamed.join("tp1")).unwrap();
+    for f in std::fs::read_dir(fixture.join("tp1")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, renamed.join("tp1").join(f.file_name().unwrap())).unwrap();
+    }
+    let meta = std::fs::read_to_string(fixture.join("meta.yaml")).unwrap();
+    std::fs::write(
+        renamed.join("meta.yaml"),
+        meta.replace("acme/Tiny-MoE", "Qwen/Qwen3-30B-A3B"),
+    )
+    .unwrap();
+    let w = warnings(renamed);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("with Qwen/Qwen3-30B-A3B but the engine serves the model of"),
+        "{}",
+        w[0]
+    );
+    assert!(w[0].contains("layers 48 → 4"), "{}", w[0]);
+    assert!(w[0].contains("MoE 128 experts, top-8"), "{}", w[0]);
+    // One architecture has no differences from itself.
+    let qwen = ModelShape::builtin("Qwen/Qwen3-30B-A3B").unwrap();
+    assert!(qwen.architecture_differences(&qwen).is_empty());
+    assert!(!shape.architecture_differences(&qwen).is_empty());
+}

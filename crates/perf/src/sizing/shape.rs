@@ -603,6 +603,67 @@ impl ModelShape {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
+    /// The dimensions that set a forward pass's work in which `other` differs from this
+    /// shape, each as `name self → other` (empty: the same architecture, whatever the names).
+    pub fn architecture_differences(&self, other: &ModelShape) -> Vec<String> {
+        let moe = |s: &ModelShape| {
+            s.moe.as_ref().map_or("dense".to_string(), |m| {
+                format!(
+                    "{} experts, top-{}, expert intermediate {}",
+                    m.num_experts, m.experts_per_token, m.expert_intermediate_size
+                )
+            })
+        };
+        let fields: [(&str, String, String); 9] = [
+            (
+                "layers",
+                self.num_hidden_layers.to_string(),
+                other.num_hidden_layers.to_string(),
+            ),
+            (
+                "hidden size",
+                self.hidden_size.to_string(),
+                other.hidden_size.to_string(),
+            ),
+            (
+                "attention heads",
+                self.num_attention_heads.to_string(),
+                other.num_attention_heads.to_string(),
+            ),
+            (
+                "KV heads",
+                self.kv_heads().to_string(),
+                other.kv_heads().to_string(),
+            ),
+            (
+                "head dim",
+                self.head_dim().to_string(),
+                other.head_dim().to_string(),
+            ),
+            (
+                "intermediate size",
+                self.intermediate_size.to_string(),
+                other.intermediate_size.to_string(),
+            ),
+            (
+                "vocabulary",
+                self.vocab_size.to_string(),
+                other.vocab_size.to_string(),
+            ),
+            ("MoE", moe(self), moe(other)),
+            (
+                "MLA",
+                self.mla.is_some().to_string(),
+                other.mla.is_some().to_string(),
+            ),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(name, a, b)| format!("{name} {a} → {b}"))
+            .collect()
+    }
+
     pub fn head_dim(&self) -> u64 {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads)
