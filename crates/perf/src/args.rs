@@ -222,6 +222,28 @@ impl EngineArgs {
     }
 
     fn checkpoint_shape_noted(&self) -> Result<(ModelShape, Vec<Notice>), ResolveError> {
+        let (shape, mut notes) = self.checkpoint_shape_named()?;
+        if let Some(v) = &shape.vision {
+            notes.push(Notice::Note(match v.params {
+                Some(p) => format!(
+                    "the vision encoder (`{}`, {:.2} B parameters with its projector) is \
+                     counted in the weights; vLLM's memory profiling also runs it on a batch \
+                     of dummy images, whose activations are not modelled, so the KV cache may \
+                     come out a little larger than vLLM's",
+                    v.model_type,
+                    p as f64 / 1e9
+                ),
+                None => format!(
+                    "the vision encoder (`{}`) is not counted in the weights (its layout is not \
+                     known here): the KV cache comes out larger than vLLM's by its size",
+                    v.model_type
+                ),
+            }));
+        }
+        Ok((shape, notes))
+    }
+
+    fn checkpoint_shape_named(&self) -> Result<(ModelShape, Vec<Notice>), ResolveError> {
         let noted = |r: ResolvedShape| (r.shape, r.note.into_iter().map(Notice::Note).collect());
         Ok(match (&self.model_config, &self.model) {
             (Some(p), _) => {

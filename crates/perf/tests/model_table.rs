@@ -419,3 +419,72 @@ fn fp8_weights_from_the_flag_or_the_checkpoint() {
     assert_eq!(m.num_sliding_layers(), 3);
     assert!("int8".parse::<OnlineQuantization>().is_err());
 }
+
+/// Gemma 3: the 1B is text only; the 4B, 12B and 27B are multimodal checkpoints whose
+/// `text_config` leaves Gemma3TextConfig's defaults out and whose SigLIP vision encoder vLLM
+/// loads too. Totals as Google publishes them (with the encoder), the encoder alone as
+/// SigLIP-So400m/14 at 896 px counts it, and the decoder's sliding layers as transformers
+/// derives them.
+#[test]
+fn gemma_3_with_its_vision_encoder() {
+    for (name, total, tol) in [
+        ("google/gemma-3-1b-it", 1.0, 0.01),
+        ("google/gemma-3-4b-it", 4.30, 0.01),
+        ("google/gemma-3-12b-it", 12.19, 0.02),
+        ("google/gemma-3-27b-it", 27.43, 0.03),
+    ] {
+        let got = billions(model(name).num_parameters());
+        assert!(
+            (got - total).abs() <= tol,
+            "{name}: {got:.3} B, published {total} B"
+        );
+    }
+    let small = model("google/gemma-3-1b-it");
+    assert_eq!(small.vision, None);
+    let g = model("google/gemma-3-27b-it");
+    let v = g.vision.clone().expect("a vision encoder");
+    assert_eq!(v.model_type, "siglip_vision_model");
+    // SigLIP: 416,866,032 parameters; the projector 1152 × 5376 + 1152.
+    assert_eq!(v.params, Some(416_866_032 + 1152 * 5376 + 1152));
+    let c = g.param_counts();
+    assert_eq!(c.vision, v.params.unwrap());
+    // Text tokens do not run the encoder; its weights are in the checkpoint's bf16.
+    assert_eq!(g.num_active_parameters(), g.num_parameters() - c.vision);
+    close(
+        g.weight_bytes() / 1e9,
+        2.0 * billions(g.num_parameters()),
+        0.01,
+    );
+    // The defaults the 27B's text_config leaves out.
+    assert_eq!(g.vocab_size, 262_208);
+    assert_eq!(g.max_position_embeddings, Some(131_072));
+    assert!(g.tie_word_embeddings);
+    // 62 layers, every 6th full: 10 full, 52 within 1024 tokens.
+    assert_eq!(g.num_sliding_layers(), 52);
+    assert_eq!(model("google/gemma-3-1b-it").num_sliding_layers(), 22);
+    // The pre-trained checkpoints share the shapes.
+    assert_eq!(model("google/gemma-3-27b-pt"), g);
+}
+
+/// A multimodal config whose encoder's layout is not known keeps its decoder's shape and
+/// names the encoder as not counted; a malformed Gemma 3 encoder size is an error naming it.
+#[test]
+fn other_vision_encoders_are_named_not_counted() {
+    let llava = r#"{"model_type": "llava", "vision_config": {"model_type": "clip_vision_model"},
+        "text_config": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 32064,
+        "max_position_embeddings": 4096}}"#;
+    let m = ModelShape::from_hf_config_json(llava).unwrap();
+    let v = m.vision.clone().unwrap();
+    assert_eq!(
+        (v.model_type.as_str(), v.params),
+        ("clip_vision_model", None)
+    );
+    assert_eq!(m.param_counts().vision, 0);
+    let bad = r#"{"model_type": "gemma3", "vision_config": {"hidden_size": -3},
+        "text_config": {"hidden_size": 2560, "num_hidden_layers": 2}}"#;
+    let e = ModelShape::from_hf_config_json(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("vision_config.hidden_size"), "{e}");
+}

@@ -21,6 +21,8 @@ pub struct ParamCounts {
     pub router: u64,
     /// The two RMSNorms per layer and the final norm.
     pub norms: u64,
+    /// A multimodal model's vision encoder and projector (loaded, idle for text).
+    pub vision: u64,
 }
 
 impl ParamCounts {
@@ -33,16 +35,18 @@ impl ParamCounts {
             + self.shared_experts
             + self.router
             + self.norms
+            + self.vision
     }
 
-    /// Parameters one token uses: everything but the routed experts it is not sent to
-    /// (embedding table included, as Qwen and DeepSeek count "activated" parameters).
+    /// Parameters one text token uses: everything but the routed experts it is not sent to
+    /// and the vision encoder (embedding table included, as Qwen and DeepSeek count
+    /// "activated" parameters).
     pub fn active(&self, shape: &ModelShape) -> u64 {
         let routed = match &shape.moe {
             Some(m) => self.routed_experts * m.experts_per_token / m.num_experts,
             None => 0,
         };
-        self.total() - self.routed_experts + routed
+        self.total() - self.routed_experts + routed - self.vision
     }
 
     /// Linear-layer parameters (the ones quantized checkpoints quantize): attention
@@ -66,6 +70,7 @@ impl ModelShape {
                 self.vocab_size * h
             },
             norms: layers * 2 * h + h,
+            vision: self.vision.as_ref().and_then(|v| v.params).unwrap_or(0),
             ..Default::default()
         };
         c.attention = layers * self.attention_params_per_layer();
@@ -149,7 +154,7 @@ impl ModelShape {
 
     /// Bytes of all weights in the checkpoint's format, across all ranks: quantized linear
     /// layers at [`Self::quantized_weight_bytes`], the rest (embeddings, LM head, norms,
-    /// routers; for MXFP4 everything but the experts) in the model dtype.
+    /// routers, a vision encoder; for MXFP4 everything but the experts) in the model dtype.
     pub fn weight_bytes(&self) -> f64 {
         let c = self.param_counts();
         let dt = self.dtype_bytes() as f64;

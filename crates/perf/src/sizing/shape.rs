@@ -112,6 +112,21 @@ pub struct ModelShape {
     pub weight_format: WeightFormat,
     /// The KV cache's element type as served (`--kv-cache-dtype`; the model dtype by default).
     pub kv_cache_dtype: KvCacheDtype,
+    /// A multimodal checkpoint's vision encoder (`vision_config`), which vLLM loads beside the
+    /// decoder.
+    pub vision: Option<VisionTower>,
+}
+
+/// A multimodal model's vision encoder and its projector into the decoder. vLLM builds them
+/// beside the decoder (`_mark_tower_model`), so their weights take GPU memory; text requests
+/// do not run them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VisionTower {
+    /// `vision_config.model_type` (`siglip_vision_model`), or the model's own when absent.
+    pub model_type: String,
+    /// Parameters of the encoder and the projector; `None` for an encoder whose layout is not
+    /// known here (its weights are then not counted, and a note says so).
+    pub params: Option<u64>,
 }
 
 /// vLLM's `--kv-cache-dtype` (`CacheConfig.cache_dtype`): what one cached K or V element takes.
@@ -251,6 +266,67 @@ fn positive(v: u64, key: &str) -> Result<u64, SizingError> {
     }
 }
 
+/// The vision encoder of a multimodal `config.json` (a `vision_config` beside the decoder's
+/// `text_config`), with its parameters where its layout is known: Gemma 3's SigLIP encoder
+/// and projector (vLLM's `SiglipVisionModel` without its pooling head, as `gemma3_mm.py`
+/// builds it, and `Gemma3MultiModalProjector`). `None` for a config without one.
+fn vision_tower_of(value: &serde_json::Value) -> Result<Option<VisionTower>, SizingError> {
+    let Some(top) = value.as_object() else {
+        return Ok(None);
+    };
+    if top.contains_key("num_hidden_layers") {
+        return Ok(None);
+    }
+    let Some(vision) = top.get("vision_config").and_then(|v| v.as_object()) else {
+        return Ok(None);
+    };
+    let top_type = top.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    let model_type = vision
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or(top_type)
+        .to_string();
+    if top_type != "gemma3" {
+        return Ok(Some(VisionTower {
+            model_type,
+            params: None,
+        }));
+    }
+    // SiglipVisionConfig's defaults (transformers `configuration_siglip.py`) where a key is
+    // absent; Gemma3TextConfig's hidden size likewise.
+    let int = |m: &serde_json::Map<String, serde_json::Value>, key: &str, default: u64| match m
+        .get(key)
+    {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|&x| x > 0)
+            .ok_or_else(|| bad(format!("`vision_config.{key}` is not a whole number > 0"))),
+    };
+    let h = int(vision, "hidden_size", 768)?;
+    let i = int(vision, "intermediate_size", 3072)?;
+    let layers = int(vision, "num_hidden_layers", 12)?;
+    let channels = int(vision, "num_channels", 3)?;
+    let image = int(vision, "image_size", 224)?;
+    let patch = int(vision, "patch_size", 16)?;
+    let text_hidden = match top.get("text_config").and_then(|v| v.as_object()) {
+        Some(t) => int(t, "hidden_size", 2304)?,
+        None => 2304,
+    };
+    let patches = (image / patch).pow(2);
+    // Patch convolution with its bias, and one position embedding per patch.
+    let embeddings = channels * patch * patch * h + h + patches * h;
+    // Two LayerNorms (weight and bias), Q/K/V/O with biases, the MLP's two biased linears.
+    let per_layer = 2 * 2 * h + 4 * (h * h + h) + (h * i + i) + (i * h + h);
+    let post_norm = 2 * h;
+    // `mm_input_projection_weight` and `mm_soft_emb_norm`.
+    let projector = h * text_hidden + h;
+    Ok(Some(VisionTower {
+        model_type,
+        params: Some(embeddings + layers * per_layer + post_norm + projector),
+    }))
+}
+
 /// The decoder's config of a multimodal `config.json` (`text_config`, as Llama 4 nests it),
 /// with the top level's `quantization_config`, `torch_dtype` and `dtype` where it has none;
 /// any other config as it is.
@@ -261,10 +337,35 @@ fn text_config_of(value: serde_json::Value) -> serde_json::Value {
     if top.contains_key("num_hidden_layers") {
         return serde_json::Value::Object(top);
     }
+    let top_type = top
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     match top.remove("text_config") {
         Some(serde_json::Value::Object(mut text)) => {
             for key in ["quantization_config", "torch_dtype", "dtype"] {
                 if let Some(v) = top.remove(key) {
+                    text.entry(key).or_insert(v);
+                }
+            }
+            // Gemma 3's published configs list only what differs from `Gemma3TextConfig`'s
+            // defaults (transformers 4.57 `configuration_gemma3.py`), the vocabulary among
+            // what they leave out.
+            if top_type.as_deref() == Some("gemma3") {
+                let defaults: [(&str, serde_json::Value); 11] = [
+                    ("model_type", "gemma3_text".into()),
+                    ("vocab_size", 262_208.into()),
+                    ("hidden_size", 2304.into()),
+                    ("intermediate_size", 9216.into()),
+                    ("num_hidden_layers", 26.into()),
+                    ("num_attention_heads", 8.into()),
+                    ("num_key_value_heads", 4.into()),
+                    ("head_dim", 256.into()),
+                    ("max_position_embeddings", 131_072.into()),
+                    ("sliding_window", 4096.into()),
+                    ("tie_word_embeddings", true.into()),
+                ];
+                for (key, v) in defaults {
                     text.entry(key).or_insert(v);
                 }
             }
@@ -290,9 +391,12 @@ impl ModelShape {
     /// sits under `text_config` is read from there, with the top level's
     /// `quantization_config` and dtype when the text config has none.
     pub fn from_hf_config_value(value: serde_json::Value) -> Result<ModelShape, SizingError> {
+        let vision = vision_tower_of(&value)?;
         let value = text_config_of(value);
         let raw: RawConfig = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-        ModelShape::from_raw(raw)
+        let mut shape = ModelShape::from_raw(raw)?;
+        shape.vision = vision;
+        Ok(shape)
     }
 
     /// The same model served with `--quantization` (no-op on a checkpoint already quantized,
@@ -524,6 +628,7 @@ impl ModelShape {
             layers,
             weight_format,
             kv_cache_dtype: KvCacheDtype::Auto,
+            vision: None,
         };
         if shape.mla.is_none()
             && shape.head_dim.is_none()
