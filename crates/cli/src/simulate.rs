@@ -9,6 +9,7 @@ use llm_emu_core::Engine;
 use llm_emu_fleet::{EngineTally, Tallied, Topology};
 use llm_emu_perf::FrontendSpec;
 use llm_emu_sim::client_side::ClientSide;
+use llm_emu_sim::client_timeout::ClientTimeout;
 use llm_emu_sim::report::{
     client_side_json, print_client_table, print_table, summary_json, write_atomic, AtomicFile,
 };
@@ -41,6 +42,10 @@ pub struct SimulateArgs {
     /// and its TTFT and E2E count from when it is sent.
     #[arg(long)]
     pub max_concurrency: Option<usize>,
+    /// A client that gives up on a request not finished this many seconds after its send: the
+    /// engine aborts it then (its KV blocks freed) and it counts as failed, timed out.
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
     #[command(flatten)]
     pub engine: EngineFlags,
     #[command(flatten)]
@@ -118,6 +123,13 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     if a.max_concurrency == Some(0) {
         bail!("--max-concurrency must be at least 1");
     }
+    let timeout =
+        match a.request_timeout {
+            None => None,
+            Some(s) => Some(ClientTimeout::exact(s).with_context(|| {
+                format!("--request-timeout {s}: must be a number of seconds > 0")
+            })?),
+        };
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
         Some(p) => {
             let r = WorkloadReader::open(p, a.engine.seed)
@@ -170,20 +182,20 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
             .transpose()
             .context("creating --steps-out")?,
         records: keep_records.then(Vec::new),
-        client: a
-            .frontend_latency
-            .build()?
-            .map(|fe| ClientSide::new(fe, false).queued_ways_in()),
+        client: a.frontend_latency.build()?.map(|fe| {
+            ClientSide::new(fe, false)
+                .queued_ways_in()
+                .with_timeout(timeout)
+        }),
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
-    let mut result = llm_emu_sim::run_limited(
-        &mut engine,
-        workload,
-        &mut sinks,
-        &mut progress,
-        a.max_concurrency,
-    )
-    .context("reading the workload")?;
+    let client = llm_emu_sim::Client {
+        max_concurrency: a.max_concurrency,
+        timeout,
+    };
+    let mut result =
+        llm_emu_sim::run_client(&mut engine, workload, &mut sinks, &mut progress, client)
+            .context("reading the workload")?;
     let wall = started.elapsed();
     bar.finish_and_clear();
     let mut sinks_client = sinks.client.take();
@@ -475,11 +487,13 @@ fn print_instances(m: &Map<String, Value>, out: &mut impl std::io::Write) -> std
 
 /// Prints how many requests failed (and how many of those were unusable workload lines), with
 /// the first few reasons.
+/// Warns of requests that failed other than at the client's timeout, with the first ones.
 pub fn report_failures(result: &llm_emu_sim::SimResult) {
-    if result.failed > 0 {
+    let refused = result.failed - result.aborted;
+    if refused > 0 {
         eprintln!(
-            "warning: {} request(s) failed ({} unusable workload line(s) skipped); first ones:",
-            result.failed, result.skipped_lines
+            "warning: {refused} request(s) failed ({} unusable workload line(s) skipped); first ones:",
+            result.skipped_lines
         );
         for f in &result.failure_samples {
             eprintln!("  {f}");

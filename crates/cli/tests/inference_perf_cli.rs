@@ -108,7 +108,9 @@ fn stages_are_regenerated_and_compared_each() {
     assert_eq!(stages[0]["failed_real"], 0);
     // `request_timeout: null`: aiohttp's default session timeout.
     assert!(
-        stdout.contains("client timeout: 300 s per request, ending on the next whole second"),
+        stdout.contains(
+            "client timeout: 300 s per request, the deadline rounded up to the next whole second"
+        ),
         "{stdout}"
     );
     for s in stages {
@@ -204,7 +206,8 @@ fn bad_run_folders_are_named() {
 }
 
 /// A `load.request_timeout` shorter than any response: the client gives up on every request
-/// (the engine aborts each at its deadline), and the replay says so instead of comparing.
+/// (the engine aborts each at its deadline); the counts are compared, no latency, and every
+/// stage is reported.
 #[test]
 fn a_timeout_shorter_than_every_response_is_reported() {
     let run = make_run("timeout");
@@ -216,22 +219,32 @@ fn a_timeout_shorter_than_every_response_is_reported() {
         text.replace("request_timeout: null", "request_timeout: 0.002"),
     )
     .unwrap();
-    let (out, _) = validate(dir, &[]);
+    let (out, m) = validate(dir, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "{stdout}
-{stderr}"
-    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("client timeout: 0.002 s per request (aiohttp"),
         "{stdout}"
     );
     assert!(
-        stderr.contains("stage 0: no emulated request completed (20 failed, 20 of them at the client's timeout)"),
+        stdout.contains(
+            "successful: real 1, emulated 0; failed at the client's timeout: real 0, emulated 20"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no latency figures to compare"), "{stdout}");
+    // The stage files count 1 request where the settings give 20 and 10.
+    assert!(
+        stderr.contains("counts 1 requests, the run's settings give 20"),
         "{stderr}"
     );
+    let m = m.unwrap();
+    for (s, n) in m["stages"].as_array().unwrap().iter().zip([20, 10]) {
+        assert_eq!(s["completed"], 0, "{s}");
+        assert_eq!(s["timed_out"], n, "{s}");
+        assert!(s.get("ttft_mean_sim").is_none(), "{s}");
+    }
 }
 
 /// A run fetched by `tools/fidelity/fetch-inference-sim-runs.sh DIR`, found through

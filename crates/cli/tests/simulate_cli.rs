@@ -145,6 +145,14 @@ fn bad_flag_values_are_clear_errors() {
         ),
         (vec!["--num-gpu-blocks-override", "1"], "at least 2"),
         (
+            vec!["--request-timeout", "0"],
+            "--request-timeout 0: must be a number of seconds > 0",
+        ),
+        (
+            vec!["--request-timeout", "inf"],
+            "must be a number of seconds > 0",
+        ),
+        (
             vec!["--workload", "/nonexistent/w.jsonl"],
             "opening workload",
         ),
@@ -202,4 +210,50 @@ fn malformed_lines_and_impossible_requests_fail_alone() {
         serde_json::from_str(&std::fs::read_to_string(d.join("s.json")).unwrap()).unwrap();
     assert_eq!(s["completed"], 2);
     assert_eq!(s["failed"], 4);
+}
+
+/// `--request-timeout`: on an overloaded engine the client gives up on requests still running
+/// at their deadline; they are aborted, counted as failed and as timed out, and nothing else
+/// fails. Every successful request ended within the limit.
+#[test]
+fn a_client_timeout_aborts_what_runs_past_it() {
+    let dir = tmp("timeout");
+    let json = dir.path().join("out.json");
+    let reqs = dir.path().join("requests.jsonl");
+    let out = bin()
+        .args([
+            "simulate",
+            "--synthetic",
+            "1000",
+            "--request-rate",
+            "100",
+            "--request-timeout",
+            "15",
+            "--output-json",
+        ])
+        .arg(&json)
+        .arg("--requests-out")
+        .arg(&reqs)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let n = |k: &str| m[k].as_u64().unwrap();
+    assert!(n("timed_out") > 0, "{m}");
+    assert_eq!(n("failed"), n("timed_out"), "{m}");
+    assert_eq!(n("completed") + n("failed"), 1000, "{m}");
+    assert!(table.contains("of which timed out (client):"), "{table}");
+    for line in std::fs::read_to_string(&reqs).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        if r["finish_reason"] == "abort" {
+            continue;
+        }
+        let e2e = r["last_token_s"].as_f64().unwrap() - r["arrival_s"].as_f64().unwrap();
+        assert!(e2e <= 15.0, "{r}");
+    }
 }

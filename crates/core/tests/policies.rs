@@ -386,3 +386,54 @@ fn every_policy_runs_random_workloads_to_the_end() {
         }
     }
 }
+
+/// Aborts of waiting requests anywhere in the queue (front, middle, back, several at once,
+/// one twice) leave the others in their order, counted right, under every policy; a removed
+/// request is dropped lazily, so this also checks that none comes back.
+#[test]
+fn aborted_waiting_requests_leave_the_rest_in_order() {
+    const SIX: [Spec; 6] = [
+        Spec("a", 50, 0.0, 0, None),
+        Spec("b", 10, 1.0, -1, None),
+        Spec("c", 30, 2.0, -5, None),
+        Spec("d", 20, 3.0, 0, None),
+        Spec("e", 40, 4.0, -2, None),
+        Spec("f", 60, 5.0, 1, None),
+    ];
+    for policy in [
+        SchedulingPolicy::Fcfs,
+        SchedulingPolicy::Priority,
+        SchedulingPolicy::ShortestPromptFirst,
+    ] {
+        let full = admission_order(policy, &SIX);
+        let mut s = Scheduler::new(config(policy));
+        let keys: Vec<ReqKey> = SIX
+            .iter()
+            .map(|spec| s.add_request(request(spec)).expect("unique id"))
+            .collect();
+        // The policy's first and last, and one in the middle; one of them again.
+        let first = full[0].clone();
+        let last = full[5].clone();
+        let gone = [first.clone(), "d".to_string(), last.clone()];
+        let key_of = |id: &str| keys[SIX.iter().position(|sp| sp.0 == id).unwrap()];
+        s.finish_requests(
+            &[key_of(&first), key_of("d")],
+            llm_emu_core::FinishReason::Abort,
+        );
+        s.finish_requests(
+            &[key_of(&last), key_of("d")],
+            llm_emu_core::FinishReason::Abort,
+        );
+        assert_eq!(s.num_waiting(), 3, "{policy:?}");
+        s.check_invariants().unwrap();
+        let out = s.schedule(Nanos::from_secs_f64(10.0));
+        let admitted: Vec<String> = out
+            .admitted
+            .iter()
+            .map(|(k, _)| s.request(*k).unwrap().request_id.clone())
+            .collect();
+        let want: Vec<String> = full.into_iter().filter(|id| !gone.contains(id)).collect();
+        assert_eq!(admitted, want, "{policy:?}");
+        assert_eq!(s.num_waiting(), 0, "{policy:?}");
+    }
+}

@@ -43,6 +43,14 @@ impl ClientTimeout {
         })
     }
 
+    /// A limit of exactly `total_s` seconds from each send (`None` for a total ≤ 0).
+    pub fn exact(total_s: f64) -> Option<ClientTimeout> {
+        (total_s > 0.0 && total_s.is_finite()).then_some(ClientTimeout {
+            total_s,
+            ceil_to_second: false,
+        })
+    }
+
     /// When a request sent at `send` fails if its response has not ended.
     pub fn deadline(&self, send: Nanos) -> Nanos {
         let when = send.as_secs_f64() + self.total_s;

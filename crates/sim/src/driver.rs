@@ -89,6 +89,9 @@ pub struct SimResult {
     pub completed: usize,
     /// Requests refused or aborted, workload lines skipped included.
     pub failed: usize,
+    /// Of `failed`, the requests aborted (by the client's timeout: workload files carry no
+    /// aborts).
+    pub aborted: usize,
     /// Workload lines skipped as unusable (each also counted in `failed`).
     pub skipped_lines: usize,
     /// The first few failures, for the report.
@@ -161,6 +164,9 @@ impl Collector<'_> {
             );
         } else {
             self.result.failed += 1;
+            if aborted {
+                self.result.aborted += 1;
+            }
         }
         self.write_request(&RequestRecord {
             request_id: f.request_id.clone(),

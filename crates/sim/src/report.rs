@@ -21,6 +21,9 @@ pub fn summary_json(
     let per_s = |x: f64| if dur > 0.0 { x / dur } else { 0.0 };
     m.insert("completed".into(), res.completed.into());
     m.insert("failed".into(), res.failed.into());
+    if res.aborted > 0 {
+        m.insert("timed_out".into(), res.aborted.into());
+    }
     m.insert("duration".into(), dur.into());
     m.insert("total_input_tokens".into(), res.total_input_tokens.into());
     m.insert("total_output_tokens".into(), res.total_output_tokens.into());
@@ -65,6 +68,14 @@ pub fn print_table(m: &Map<String, Value>, out: &mut impl Write) -> std::io::Res
     writeln!(out, "{:=^50}", " Simulation Result ")?;
     writeln!(out, "{:<40}{:<10}", "Successful requests:", f("completed"))?;
     writeln!(out, "{:<40}{:<10}", "Failed requests:", f("failed"))?;
+    if m.contains_key("timed_out") {
+        writeln!(
+            out,
+            "{:<40}{:<10}",
+            "  of which timed out (client):",
+            f("timed_out")
+        )?;
+    }
     writeln!(
         out,
         "{:<40}{:<10.2}",

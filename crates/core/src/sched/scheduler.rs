@@ -636,19 +636,22 @@ impl Scheduler {
     /// Finishes requests from outside (client aborts; `finish_requests`). Unknown or finished
     /// ids are ignored. Returns the finished requests in the given order.
     pub fn finish_requests(&mut self, keys: &[ReqKey], reason: FinishReason) -> Vec<Box<Request>> {
-        let mut running_gone = Vec::new();
+        let mut running_gone = rustc_hash::FxHashSet::default();
         let mut waiting_gone = Vec::new();
         let mut valid = Vec::new();
+        // Sets, not list scans: a batch of aborts can hold every request a client gave up on
+        // during one step.
+        let mut seen = rustc_hash::FxHashSet::default();
         for &k in keys {
             let Some(req) = self.requests.get(k) else {
                 continue;
             };
-            if req.is_finished() || valid.contains(&k) {
+            if req.is_finished() || !seen.insert(k) {
                 continue;
             }
             valid.push(k);
             if req.status == RequestStatus::Running {
-                running_gone.push(k);
+                running_gone.insert(k);
             } else {
                 waiting_gone.push(k);
             }

@@ -4,6 +4,7 @@
 //! Such a policy is a [`HeapOrder`] (its name, its key and its victim rule) wrapped in a
 //! [`HeapPolicy`], which owns the heap and answers the rest of [`Policy`] once for all of them.
 
+use super::tombstones::Tombstones;
 use super::Policy;
 use crate::request::Request;
 use crate::sched::store::{ReqKey, RequestStore};
@@ -16,12 +17,16 @@ use std::collections::BinaryHeap;
 #[derive(Debug)]
 pub struct KeyedHeap<K: Ord> {
     heap: BinaryHeap<Reverse<(K, ReqKey)>>,
+    /// Requests removed while below the top, dropped when they reach it: the top is never one
+    /// of them.
+    removed: Tombstones,
 }
 
 impl<K: Ord> Default for KeyedHeap<K> {
     fn default() -> Self {
         KeyedHeap {
             heap: BinaryHeap::new(),
+            removed: Tombstones::default(),
         }
     }
 }
@@ -36,19 +41,35 @@ impl<K: Ord> KeyedHeap<K> {
     }
 
     pub fn pop(&mut self) -> Option<ReqKey> {
-        self.heap.pop().map(|r| r.0 .1)
+        let req = self.heap.pop().map(|r| r.0 .1);
+        self.drop_removed_top();
+        req
     }
 
+    /// Removes queued requests.
     pub fn remove(&mut self, keys: &[ReqKey]) {
-        self.heap.retain(|r| !keys.contains(&r.0 .1));
+        for &k in keys {
+            debug_assert!(self.heap.iter().any(|r| r.0 .1 == k), "{k:?} is not queued");
+            self.removed.bury(k);
+        }
+        self.drop_removed_top();
+    }
+
+    fn drop_removed_top(&mut self) {
+        while let Some(r) = self.heap.peek() {
+            if !self.removed.take(r.0 .1) {
+                break;
+            }
+            self.heap.pop();
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() - self.removed.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len() == 0
     }
 }
 

@@ -27,6 +27,7 @@ pub mod aging;
 pub mod fair_share;
 pub mod heap;
 pub mod shortest_prompt;
+mod tombstones;
 pub mod vllm;
 
 use super::store::{ReqKey, RequestStore};
@@ -84,8 +85,8 @@ pub trait Policy: std::fmt::Debug + Send {
     /// Removes and returns the request [`Policy::peek`] just named.
     fn pop(&mut self, now: Nanos) -> Option<ReqKey>;
 
-    /// Removes the given requests wherever they are (aborts, stops while preempted); keys not
-    /// queued are ignored.
+    /// Removes the given requests wherever they are in the queue (aborts, stops while
+    /// preempted); every key is queued (the scheduler passes only waiting requests).
     fn remove(&mut self, keys: &[ReqKey]);
 
     /// Requests waiting.

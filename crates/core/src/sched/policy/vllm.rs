@@ -2,6 +2,7 @@
 //! `scheduler.py`), exact: `fcfs` and `priority`.
 
 use super::heap::{HeapOrder, HeapPolicy};
+use super::tombstones::Tombstones;
 use super::{first_max_by_key, Policy};
 use crate::request::Request;
 use crate::sched::store::{ReqKey, RequestStore};
@@ -13,6 +14,20 @@ use std::collections::VecDeque;
 #[derive(Debug, Default)]
 pub struct Fcfs {
     queue: VecDeque<ReqKey>,
+    /// Requests removed while behind the front, dropped when they reach it: the front is never
+    /// one of them.
+    removed: Tombstones,
+}
+
+impl Fcfs {
+    fn drop_removed_front(&mut self) {
+        while let Some(&k) = self.queue.front() {
+            if !self.removed.take(k) {
+                break;
+            }
+            self.queue.pop_front();
+        }
+    }
 }
 
 impl Policy for Fcfs {
@@ -37,15 +52,21 @@ impl Policy for Fcfs {
     }
 
     fn pop(&mut self, _now: Nanos) -> Option<ReqKey> {
-        self.queue.pop_front()
+        let key = self.queue.pop_front();
+        self.drop_removed_front();
+        key
     }
 
     fn remove(&mut self, keys: &[ReqKey]) {
-        self.queue.retain(|k| !keys.contains(k));
+        for &k in keys {
+            debug_assert!(self.queue.contains(&k), "{k:?} is not queued");
+            self.removed.bury(k);
+        }
+        self.drop_removed_front();
     }
 
     fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() - self.removed.len()
     }
 
     fn select_victim(&self, running: &[ReqKey], _requests: &RequestStore) -> usize {
