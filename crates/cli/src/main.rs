@@ -17,6 +17,7 @@ mod simulate;
 mod sweep;
 mod validate;
 mod validate_ip;
+mod validate_series;
 mod vllm_flags;
 
 use clap::{Parser, Subcommand};

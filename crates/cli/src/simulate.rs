@@ -187,6 +187,7 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
                 .queued_ways_in()
                 .with_timeout(timeout)
         }),
+        ticks: None,
     };
     let mut progress = |done: usize| bar.set_position(done as u64);
     let client = llm_emu_sim::Client {

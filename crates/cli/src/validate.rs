@@ -94,8 +94,10 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     let reader = WorkloadReader::open(workload, a.engine.seed)
         .with_context(|| format!("opening workload {}", workload.display()))?
         .with_max_model_len(cfg.max_model_len);
+    let series = crate::validate_series::load(&real);
     let mut sinks = Sinks {
         records: Some(Vec::new()),
+        ticks: series.as_ref().map(|_| Default::default()),
         ..Default::default()
     };
     // A real request that stopped before the workload's output length (EOS or a stop string:
@@ -166,6 +168,10 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         cfg.num_gpu_blocks
     );
     print!("{}", comparison_table(&m));
+    if let (Some(series), Some(ticks)) = (&series, &sinks.ticks) {
+        let json = crate::validate_series::report(&real, series, ticks, &records);
+        m.insert("timeseries".into(), json);
+    }
     if let Some(p) = &a.json {
         write_atomic(p, &serde_json::to_vec_pretty(&m)?)
             .with_context(|| format!("writing {}", p.display()))?;

@@ -133,6 +133,8 @@ fn exp_record(path: &Path) -> Result<RunRecord> {
         num_requests: None,
         dataset_hash: None,
         dataset_path: None,
+        started_at: None,
+        tick_seconds: None,
         facts,
     })
 }

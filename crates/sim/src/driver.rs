@@ -71,6 +71,8 @@ pub struct Sinks {
     pub records: Option<Vec<RequestRecord>>,
     /// Client-side figures with the real server's front end (`--frontend-latency`).
     pub client: Option<ClientSide>,
+    /// The engine's state and throughput per tick, as a run's `timeseries.csv` holds them.
+    pub ticks: Option<crate::timeseries::TickSeries>,
 }
 
 impl Sinks {
@@ -218,6 +220,9 @@ impl EngineSink for Collector<'_> {
     fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
         if let Some(c) = self.sinks.client.as_mut() {
             c.on_iteration(it, outputs);
+        }
+        if let Some(t) = self.sinks.ticks.as_mut() {
+            t.on_iteration(it);
         }
         // The requests of a step mostly share one gap (their previous token came from the
         // same earlier step): equal neighbours are recorded as one run.

@@ -14,6 +14,7 @@ pub mod report;
 pub mod run_record;
 pub mod scenario;
 pub mod synthetic;
+pub mod timeseries;
 pub mod validate;
 pub mod workload;
 

@@ -159,6 +159,11 @@ pub struct RunRecord {
     /// served, and `dataset_path`, where it was; a replay checks its workload against them.
     pub dataset_hash: Option<String>,
     pub dataset_path: Option<String>,
+    /// `meta.json`'s `started_at` (ISO 8601, UTC), as written: when the runner's engine and
+    /// stat logger were up, the origin of `timeseries.csv`'s ticks.
+    pub started_at: Option<String>,
+    /// `meta.json`'s `tick_seconds`: the width of `timeseries.csv`'s ticks.
+    pub tick_seconds: Option<f64>,
     pub facts: RunFacts,
 }
 
@@ -1399,6 +1404,12 @@ impl RunRecord {
             dataset_path: get(meta, &["dataset_path"])
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            started_at: get(meta, &["started_at"])
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            tick_seconds: get(meta, &["tick_seconds"])
+                .and_then(Value::as_f64)
+                .filter(|t| t.is_finite() && *t > 0.0),
             facts,
         })
     }
