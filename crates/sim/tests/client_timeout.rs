@@ -8,24 +8,10 @@ use llm_emu_core::{Engine, EngineConfig, Nanos};
 use llm_emu_perf::FrontendLatency;
 use llm_emu_sim::client_side::ClientSide;
 use llm_emu_sim::client_timeout::ClientTimeout;
-use llm_emu_sim::{run_client, Client, Sinks, WorkloadItem};
-use std::sync::Arc;
+use llm_emu_sim::{run_client, Client, Sinks};
+use support::item;
 
-fn item(id: &str, arrival_ms: u64, prompt: u32, output: u32) -> WorkloadItem {
-    WorkloadItem {
-        request_id: id.into(),
-        arrival: Nanos::from_millis(arrival_ms),
-        prompt_token_ids: Arc::from(
-            (0..prompt)
-                .map(|i| 1000 + i + prompt * 7)
-                .collect::<Vec<u32>>(),
-        ),
-        output_len: output,
-        priority: 0,
-        cache_salt: None,
-        tenant: None,
-    }
-}
+mod support;
 
 /// One sequence at a time, sync scheduling, 10 ms per step whatever the batch.
 fn engine() -> Engine {

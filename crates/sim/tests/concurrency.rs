@@ -5,24 +5,10 @@ use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, Nanos};
 use llm_emu_sim::report::summary_json;
-use llm_emu_sim::{run_limited, Sinks, WorkloadItem};
-use std::sync::Arc;
+use llm_emu_sim::{run_limited, Sinks};
+use support::item;
 
-fn item(id: &str, arrival_ms: u64, prompt: u32, output: u32) -> WorkloadItem {
-    WorkloadItem {
-        request_id: id.into(),
-        arrival: Nanos::from_millis(arrival_ms),
-        prompt_token_ids: Arc::from(
-            (0..prompt)
-                .map(|i| 1000 + i + prompt * 7)
-                .collect::<Vec<u32>>(),
-        ),
-        output_len: output,
-        priority: 0,
-        cache_salt: None,
-        tenant: None,
-    }
-}
+mod support;
 
 /// Sync scheduling, 10 ms per step whatever the batch.
 fn engine() -> (Engine, EngineConfig) {

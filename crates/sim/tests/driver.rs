@@ -4,24 +4,10 @@ use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, Nanos};
 use llm_emu_sim::report::summary_json;
-use llm_emu_sim::{run, Sinks, WorkloadItem};
-use std::sync::Arc;
+use llm_emu_sim::{run, Sinks};
+use support::item;
 
-fn item(id: &str, arrival_ms: u64, prompt: u32, output: u32) -> WorkloadItem {
-    WorkloadItem {
-        request_id: id.into(),
-        arrival: Nanos::from_millis(arrival_ms),
-        prompt_token_ids: Arc::from(
-            (0..prompt)
-                .map(|i| 1000 + i + prompt * 7)
-                .collect::<Vec<u32>>(),
-        ),
-        output_len: output,
-        priority: 0,
-        cache_salt: None,
-        tenant: None,
-    }
-}
+mod support;
 
 #[test]
 fn two_requests_exact_metrics() {
