@@ -208,9 +208,11 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     report_failures(&result);
     if result.completed == 0 {
         bail!(
-            "nothing ran: no request completed ({} failed, {} of them unusable workload lines)",
+            "nothing ran: no request completed ({} failed: {} of them unusable workload lines, \
+             {} at the client's --request-timeout)",
             result.failed,
-            result.skipped_lines
+            result.skipped_lines,
+            result.aborted
         );
     }
     let engines = engine.inner.engines();
@@ -239,6 +241,10 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
     if let Some(c) = a.max_concurrency {
         // As `vllm bench serve`'s result JSON names it.
         summary.insert("max_concurrency".into(), c.into());
+    }
+    if let Some(t) = timeout {
+        summary.insert("request_timeout_s".into(), t.total_s.into());
+        summary.insert("timed_out".into(), result.aborted.into());
     }
     if let Some(c) = sinks_client.as_mut() {
         let fe = a.frontend_latency.to_string();

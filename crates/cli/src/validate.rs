@@ -94,7 +94,14 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     let reader = WorkloadReader::open(workload, a.engine.seed)
         .with_context(|| format!("opening workload {}", workload.display()))?
         .with_max_model_len(cfg.max_model_len);
-    let series = crate::validate_series::load(&real);
+    // The run's time series, when it has one that fits it; why not, otherwise.
+    let (series, series_skipped) = match crate::validate_series::load(&real) {
+        Ok(s) => (s, None),
+        Err(why) => {
+            eprintln!("warning: {why}: the time series is not compared");
+            (None, Some(why))
+        }
+    };
     let mut sinks = Sinks {
         records: Some(Vec::new()),
         ticks: series.as_ref().map(|_| Default::default()),
@@ -171,6 +178,11 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     if let (Some(series), Some(ticks)) = (&series, &sinks.ticks) {
         let json = crate::validate_series::report(&real, series, ticks, &records);
         m.insert("timeseries".into(), json);
+    } else if let Some(why) = series_skipped {
+        m.insert(
+            "timeseries".into(),
+            serde_json::json!({ "not_compared": why }),
+        );
     }
     if let Some(p) = &a.json {
         write_atomic(p, &serde_json::to_vec_pretty(&m)?)

@@ -206,3 +206,61 @@ fn qwen3_30b_a3b_dp2_ep_run_replays_as_a_lockstep_group() {
     let tput = err(&m, "output_throughput_err_pct");
     assert!(tput.abs() <= 6.0, "output throughput {tput:+.2}%");
 }
+
+/// A time series that does not fit its run is said and left out, and the requests are still
+/// compared: a `tick_seconds` no runner uses, a row far past the run, a `started_at` long
+/// before the first request (then the ticks count from the first request).
+#[test]
+fn a_time_series_that_does_not_fit_the_run_is_left_out() {
+    let src = fixture("rtx4090-llama-3.1-8b");
+    let meta_text = std::fs::read_to_string(src.join("vllm/meta.json")).unwrap();
+    let series_text = std::fs::read_to_string(src.join("vllm/timeseries.csv")).unwrap();
+    let case = |tag: &str, meta: &str, series: &str| -> (String, String, Value) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("llm-emu-series-{tag}-"))
+            .tempdir()
+            .unwrap();
+        let run = dir.path();
+        std::fs::create_dir_all(run.join("vllm")).unwrap();
+        for f in ["config.json", "workload.jsonl"] {
+            std::fs::copy(src.join(f), run.join(f)).unwrap();
+        }
+        std::fs::copy(
+            src.join("vllm/requests.jsonl"),
+            run.join("vllm/requests.jsonl"),
+        )
+        .unwrap();
+        std::fs::write(run.join("vllm/meta.json"), meta).unwrap();
+        std::fs::write(run.join("vllm/timeseries.csv"), series).unwrap();
+        let profile = src.join("profile");
+        validate_run(run, tag, &["--profile", profile.to_str().unwrap()])
+    };
+    let mut meta: Value = serde_json::from_str(&meta_text).unwrap();
+    meta["tick_seconds"] = 0.into();
+    let (_, stderr, m) = case("tick0", &meta.to_string(), &series_text);
+    assert!(
+        stderr.contains("`tick_seconds` 0 is not a tick of 1 ms to 1 h"),
+        "{stderr}"
+    );
+    assert!(
+        m["timeseries"]["not_compared"].is_string(),
+        "{}",
+        m["timeseries"]
+    );
+    assert!(m["ttft_mean_err_pct"].is_f64());
+    let far = format!("{series_text}1e15,0,0,0,0,0\n");
+    let (_, stderr, _) = case("far", &meta_text, &far);
+    assert!(
+        stderr.contains("its last tick ends 1.000e15 s in"),
+        "{stderr}"
+    );
+    let mut meta: Value = serde_json::from_str(&meta_text).unwrap();
+    meta["started_at"] = "1970-01-01T00:00:00Z".into();
+    let (stdout, stderr, m) = case("epoch", &meta.to_string(), &series_text);
+    assert!(
+        stderr.contains("not within the 60 s the runner takes"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("ticks from the first request"), "{stdout}");
+    assert!(m["timeseries"]["first_request_after_start_s"].is_null());
+}

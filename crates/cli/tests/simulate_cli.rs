@@ -245,15 +245,27 @@ fn a_client_timeout_aborts_what_runs_past_it() {
     let m: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let n = |k: &str| m[k].as_u64().unwrap();
     assert!(n("timed_out") > 0, "{m}");
+    assert_eq!(m["request_timeout_s"], 15.0, "{m}");
     assert_eq!(n("failed"), n("timed_out"), "{m}");
     assert_eq!(n("completed") + n("failed"), 1000, "{m}");
     assert!(table.contains("of which timed out (client):"), "{table}");
+    // The run lasts until its last request ends, answered or given up on (the engine applies
+    // an abort between steps: up to a step after the deadline).
+    let mut last_end: f64 = 0.0;
     for line in std::fs::read_to_string(&reqs).unwrap().lines() {
         let r: Value = serde_json::from_str(line).unwrap();
         if r["finish_reason"] == "abort" {
+            let sent = r["arrival_s"].as_f64().unwrap();
+            last_end = last_end.max(sent + 15.0);
             continue;
         }
+        last_end = last_end.max(r["last_token_s"].as_f64().unwrap());
         let e2e = r["last_token_s"].as_f64().unwrap() - r["arrival_s"].as_f64().unwrap();
         assert!(e2e <= 15.0, "{r}");
     }
+    let duration = m["duration"].as_f64().unwrap();
+    assert!(
+        duration >= last_end - 1e-6 && duration < last_end + 0.5,
+        "{duration} vs {last_end}"
+    );
 }

@@ -182,9 +182,11 @@ pub struct ResolvedEngine {
     /// The model the engine serves, by name, when named (not a `model_config` path): checked
     /// against the model a measured latency profile was taken with.
     pub model_name: Option<String>,
-    /// The served model when it is given as a `model_config` path: the path and its shape,
-    /// checked against the shape of the model a measured latency profile was taken with.
-    pub model_config: Option<(String, ModelShape)>,
+    /// The served model's shape, checked against the shape of the model a measured latency
+    /// profile was taken with.
+    pub served_shape: ModelShape,
+    /// The `model_config` path the served model was read from, when it was.
+    pub model_config_path: Option<String>,
     /// Lines about the resolution (recorded facts that differ from vLLM's rules).
     pub notices: Vec<Notice>,
 }
@@ -341,10 +343,8 @@ pub fn resolve(
             moe_data_parallel: None,
         },
         model_name: args.served_model_name(),
-        model_config: args
-            .model_config
-            .as_ref()
-            .map(|p| (p.display().to_string(), shape.clone())),
+        served_shape: shape.clone(),
+        model_config_path: args.model_config.as_ref().map(|p| p.display().to_string()),
         notices,
     })
 }
@@ -617,17 +617,25 @@ impl ResolvedEngine {
             // A post-trained release, or the same weights under an older name, shares the
             // base's architecture and timings.
             if same_weights_key(&m) != same_weights_key(engine_model) {
-                diffs.push(format!("with {m} but the engine serves {engine_model}"));
+                // The dimensions that differ, where the profile's model is known.
+                let dims = ModelShape::resolve_noted(&m)
+                    .map(|p| p.shape.architecture_differences(&self.served_shape))
+                    .ok()
+                    .filter(|d| !d.is_empty())
+                    .map_or(String::new(), |d| format!(" ({})", d.join(", ")));
+                diffs.push(format!(
+                    "with {m} but the engine serves {engine_model}{dims}"
+                ));
             }
         }
         // A model given by its config.json has no name to compare: its shape is compared
         // with the shape of the profile's model.
-        if let (Some(m), None, Some((path, engine_shape))) =
-            (model.map(clean), &self.model_name, &self.model_config)
+        if let (Some(m), None, Some(path)) =
+            (model.map(clean), &self.model_name, &self.model_config_path)
         {
             match ModelShape::resolve_noted(&m) {
                 Ok(profiled) => {
-                    let d = profiled.shape.architecture_differences(engine_shape);
+                    let d = profiled.shape.architecture_differences(&self.served_shape);
                     if !d.is_empty() {
                         diffs.push(format!(
                             "with {m} but the engine serves the model of {path} ({})",

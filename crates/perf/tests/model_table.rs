@@ -487,4 +487,38 @@ fn other_vision_encoders_are_named_not_counted() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("vision_config.hidden_size"), "{e}");
+    let text = r#""text_config": {"hidden_size": 2560, "num_hidden_layers": 2}"#;
+    let parse = |vision: &str| {
+        ModelShape::from_hf_config_json(&format!(
+            r#"{{"model_type": "gemma3", "vision_config": {vision}, {text}}}"#
+        ))
+    };
+    // Gemma 3 with another encoder than SigLIP, or a vision_config that is not an object:
+    // named, not counted.
+    let clip = parse(r#"{"model_type": "clip_vision_model"}"#).unwrap();
+    assert_eq!(clip.vision.unwrap().params, None);
+    let odd = parse(r#""siglip""#).unwrap();
+    assert!(odd.vision.unwrap().model_type.contains("not an object"));
+    // SigLIP by default when the type is left out.
+    let plain = parse("{}").unwrap().vision.unwrap();
+    assert_eq!(plain.model_type, "siglip_vision_model");
+    assert!(plain.params.is_some());
+    // Sizes that overflow a parameter count are an error, not a wrapped-around count.
+    let e = parse(r#"{"num_hidden_layers": 4611686018427387904}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("impossible parameter count"), "{e}");
+    // A multimodal config without its decoder's config says so.
+    let e = ModelShape::from_hf_config_json(r#"{"model_type": "gemma3", "vision_config": {}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("without `text_config`"), "{e}");
+    // Layer counts no model has are refused before anything is sized per layer.
+    let e = ModelShape::from_hf_config_json(
+        r#"{"model_type": "gemma3_text", "num_hidden_layers": 1000000000, "hidden_size": 64,
+            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 1000}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`num_hidden_layers` 1000000000 is above"), "{e}");
 }

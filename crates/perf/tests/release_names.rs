@@ -281,6 +281,22 @@ fn a_profile_is_checked_against_a_model_config_by_shape() {
     );
     assert!(w[0].contains("layers 48 → 4"), "{}", w[0]);
     assert!(w[0].contains("MoE 128 experts, top-8"), "{}", w[0]);
+    // A model given by name whose shape is known gets the same list.
+    let args = EngineArgs {
+        model: Some("Qwen/Qwen3-8B".into()),
+        latency: Some(LatencySpec::profile(renamed)),
+        ..Default::default()
+    };
+    let qwen8 = args.model_shape().unwrap();
+    let engine = llm_emu_perf::args::resolve(&args, &qwen8, gpu).unwrap();
+    let (_, notices) = engine.build_latency(&qwen8).unwrap();
+    let named: Vec<String> = notices.iter().map(|n| n.to_string()).collect();
+    assert!(
+        named.iter().any(|n| n.contains(
+            "with Qwen/Qwen3-30B-A3B but the engine serves Qwen/Qwen3-8B (layers 48 → 36"
+        )),
+        "{named:?}"
+    );
     // One architecture has no differences from itself.
     let qwen = ModelShape::builtin("Qwen/Qwen3-30B-A3B").unwrap();
     assert!(qwen.architecture_differences(&qwen).is_empty());

@@ -100,7 +100,8 @@ pub struct SimResult {
     pub failure_samples: Vec<String>,
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
-    /// Virtual time of the last token (the run's duration from time 0).
+    /// Virtual time of the last request's end: its last token, or its abort (the run's
+    /// duration from time 0).
     pub end: Nanos,
     pub num_steps: u64,
     pub stats: LatencyStats,
@@ -168,6 +169,9 @@ impl Collector<'_> {
             self.result.failed += 1;
             if aborted {
                 self.result.aborted += 1;
+                // The client learns of it then: the run lasts until its last request ends,
+                // answered or given up on, as a benchmark client's duration does.
+                self.result.end = self.result.end.max(f.finished_at);
             }
         }
         self.write_request(&RequestRecord {

@@ -34,15 +34,6 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     lerp(sorted[i], sorted[i + 1], virtual_index - below)
 }
 
-/// The arithmetic mean, 0 for no values.
-pub fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        0.0
-    } else {
-        xs.iter().sum::<f64>() / xs.len() as f64
-    }
-}
-
 /// numpy's `_lerp`: interpolates from the nearer end, so `γ = 1` gives exactly `b`.
 fn lerp(a: f64, b: f64, gamma: f64) -> f64 {
     let diff = b - a;

@@ -162,7 +162,8 @@ pub struct RunRecord {
     /// `meta.json`'s `started_at` (ISO 8601, UTC), as written: when the runner's engine and
     /// stat logger were up, the origin of `timeseries.csv`'s ticks.
     pub started_at: Option<String>,
-    /// `meta.json`'s `tick_seconds`: the width of `timeseries.csv`'s ticks.
+    /// `meta.json`'s `tick_seconds`: the width of `timeseries.csv`'s ticks, as written (checked
+    /// where it is used).
     pub tick_seconds: Option<f64>,
     pub facts: RunFacts,
 }
@@ -1407,9 +1408,7 @@ impl RunRecord {
             started_at: get(meta, &["started_at"])
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            tick_seconds: get(meta, &["tick_seconds"])
-                .and_then(Value::as_f64)
-                .filter(|t| t.is_finite() && *t > 0.0),
+            tick_seconds: get(meta, &["tick_seconds"]).and_then(Value::as_f64),
             facts,
         })
     }

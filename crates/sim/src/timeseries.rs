@@ -15,7 +15,6 @@
 //! the same grid. Runs recorded before the runner read `kv_cache_usage` correctly hold 0.0 in
 //! every `kv_cache_pct` row: such a column counts as not recorded.
 
-use crate::percentile::mean;
 use llm_emu_core::{IterationStats, Nanos};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -86,10 +85,15 @@ impl RealSeries {
         let (_, header) = lines.next().ok_or_else(|| bad("empty".into()))?;
         let names: Vec<&str> = header.split(',').map(str::trim).collect();
         let col = |name: &str| {
-            names
-                .iter()
-                .position(|n| *n == name)
-                .ok_or_else(|| bad(format!("no `{name}` column in the header `{header}`")))
+            names.iter().position(|n| *n == name).ok_or_else(|| {
+                let shown: String = header.chars().take(120).collect();
+                let more = if shown.len() < header.len() {
+                    "…"
+                } else {
+                    ""
+                };
+                bad(format!("no `{name}` column in the header `{shown}{more}`"))
+            })
         };
         let idx = [
             col("t")?,
@@ -208,7 +212,7 @@ impl TickSeries {
             .map(|(&k, b)| {
                 let engines = b.latest.len().max(1) as f64;
                 TickRow {
-                    t: (k + 1) as f64 * tick,
+                    t: (k as f64 + 1.0) * tick,
                     prompt_tps: b.prompt as f64 / tick,
                     gen_tps: b.gen as f64 / tick,
                     running: b.latest.values().map(|v| v.1).sum::<usize>() as f64,
@@ -235,38 +239,44 @@ pub struct ColumnComparison {
 }
 
 /// Both series column by column (KV usage only where the run recorded it), with the number of
-/// ticks each spans.
+/// ticks each spans. Rows are matched by their tick (the one their `t` ends); nothing is laid
+/// out per tick, so a series whose `t` runs far costs its rows, not its span.
 pub fn compare(
     real: &RealSeries,
     sim: &[TickRow],
     tick_s: f64,
-) -> (Vec<ColumnComparison>, usize, usize) {
-    let index = |t: f64| ((t / tick_s).round() as i64 - 1).max(0) as usize;
-    let span = |rows: &[TickRow]| rows.last().map_or(0, |r| index(r.t) + 1);
+) -> (Vec<ColumnComparison>, f64, f64) {
+    // Tick k, from 0, ends at (k + 1) · tick.
+    let index = |t: f64| ((t / tick_s).round() - 1.0).max(0.0);
+    let span = |rows: &[TickRow]| rows.last().map_or(0.0, |r| index(r.t) + 1.0);
     let (n_real, n_sim) = (span(&real.rows), span(sim));
     let n = n_real.max(n_sim);
-    let dense = |rows: &[TickRow]| {
-        let mut v = vec![TickRow::default(); n];
-        for r in rows {
-            v[index(r.t)] = *r;
-        }
-        v
+    let by_tick = |rows: &[TickRow]| -> BTreeMap<u64, TickRow> {
+        rows.iter().map(|r| (index(r.t) as u64, *r)).collect()
     };
-    let (r, s) = (dense(&real.rows), dense(sim));
+    let (r, s) = (by_tick(&real.rows), by_tick(sim));
+    let per = |sum: f64, ticks: f64| if ticks > 0.0 { sum / ticks } else { 0.0 };
     let out = COLUMNS
         .iter()
         .filter(|(c, _)| *c != "kv_cache_pct" || real.kv_recorded)
         .map(|&(column, _)| {
-            let a: Vec<f64> = r.iter().map(|x| x.get(column)).collect();
-            let b: Vec<f64> = s.iter().map(|x| x.get(column)).collect();
-            let diffs: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (y - x).abs()).collect();
+            let value =
+                |m: &BTreeMap<u64, TickRow>, k: &u64| m.get(k).map_or(0.0, |x| x.get(column));
+            let sum = |m: &BTreeMap<u64, TickRow>| m.values().map(|x| x.get(column)).sum::<f64>();
+            let peak =
+                |m: &BTreeMap<u64, TickRow>| m.values().map(|x| x.get(column)).fold(0.0, f64::max);
+            let diff: f64 = r
+                .keys()
+                .chain(s.keys().filter(|k| !r.contains_key(k)))
+                .map(|k| (value(&s, k) - value(&r, k)).abs())
+                .sum();
             ColumnComparison {
                 column,
-                real_mean: mean(&a[..n_real]),
-                sim_mean: mean(&b[..n_sim]),
-                real_peak: a.iter().copied().fold(0.0, f64::max),
-                sim_peak: b.iter().copied().fold(0.0, f64::max),
-                mean_abs_diff: mean(&diffs),
+                real_mean: per(sum(&r), n_real),
+                sim_mean: per(sum(&s), n_sim),
+                real_peak: peak(&r),
+                sim_peak: peak(&s),
+                mean_abs_diff: per(diff, n),
             }
         })
         .collect();
@@ -370,7 +380,7 @@ mod tests {
             },
         ];
         let (cols, n_real, n_sim) = compare(&real, &sim, 1.0);
-        assert_eq!((n_real, n_sim), (3, 4));
+        assert_eq!((n_real, n_sim), (3.0, 4.0));
         assert!(cols.iter().all(|c| c.column != "kv_cache_pct"));
         let running = &cols[0];
         assert_eq!(running.column, "running");
@@ -378,6 +388,31 @@ mod tests {
         assert_eq!((running.real_mean, running.sim_mean), (2.0, 1.25));
         assert_eq!((running.real_peak, running.sim_peak), (4.0, 2.0));
         assert_eq!(running.mean_abs_diff, (2.0 + 2.0 + 2.0 + 1.0) / 4.0);
+    }
+
+    /// A row far out in time costs its row, not its span.
+    #[test]
+    fn a_far_tick_is_compared_without_laying_out_its_span() {
+        for far in [1e15, 1e300] {
+            let real = RealSeries {
+                rows: vec![
+                    TickRow {
+                        t: 1.0,
+                        running: 2.0,
+                        ..Default::default()
+                    },
+                    TickRow {
+                        t: far,
+                        running: 2.0,
+                        ..Default::default()
+                    },
+                ],
+                kv_recorded: false,
+            };
+            let (cols, n_real, n_sim) = compare(&real, &[], 1.0);
+            assert_eq!((n_real, n_sim), (far, 0.0));
+            assert_eq!(cols[0].real_peak, 2.0);
+        }
     }
 
     #[test]

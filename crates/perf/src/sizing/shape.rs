@@ -254,6 +254,9 @@ fn bad(msg: impl Into<String>) -> SizingError {
     SizingError::BadConfig(msg.into())
 }
 
+/// The most decoder layers a config may have.
+const MAX_LAYERS: u64 = 100_000;
+
 fn required(v: Option<u64>, key: &str, why: &str) -> Result<u64, SizingError> {
     v.ok_or_else(|| bad(format!("missing field `{key}` ({why})")))
 }
@@ -277,16 +280,36 @@ fn vision_tower_of(value: &serde_json::Value) -> Result<Option<VisionTower>, Siz
     if top.contains_key("num_hidden_layers") {
         return Ok(None);
     }
-    let Some(vision) = top.get("vision_config").and_then(|v| v.as_object()) else {
-        return Ok(None);
-    };
     let top_type = top.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    let vision = match top.get("vision_config") {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Object(v)) => v,
+        Some(_) => {
+            return Ok(Some(VisionTower {
+                model_type: format!("{top_type} (vision_config not an object)"),
+                params: None,
+            }))
+        }
+    };
+    if !top.contains_key("text_config") {
+        return Err(bad(
+            "a multimodal config (`vision_config`) without `text_config`: its decoder's shape \
+             is not there",
+        ));
+    }
+    // Gemma 3's encoder is SigLIP (`Gemma3Config` builds a `SiglipVisionConfig`, whose
+    // `model_type` a config may leave out); any other is not counted.
+    let default_type = if top_type == "gemma3" {
+        "siglip_vision_model"
+    } else {
+        top_type
+    };
     let model_type = vision
         .get("model_type")
         .and_then(|v| v.as_str())
-        .unwrap_or(top_type)
+        .unwrap_or(default_type)
         .to_string();
-    if top_type != "gemma3" {
+    if top_type != "gemma3" || model_type != "siglip_vision_model" {
         return Ok(Some(VisionTower {
             model_type,
             params: None,
@@ -313,17 +336,32 @@ fn vision_tower_of(value: &serde_json::Value) -> Result<Option<VisionTower>, Siz
         Some(t) => int(t, "hidden_size", 2304)?,
         None => 2304,
     };
-    let patches = (image / patch).pow(2);
+    // In u128, then checked: sizes from a file must not wrap around.
+    let (h, i, layers, channels, patch) = (
+        h as u128,
+        i as u128,
+        layers as u128,
+        channels as u128,
+        patch as u128,
+    );
+    let patches = (image as u128 / patch).pow(2);
     // Patch convolution with its bias, and one position embedding per patch.
     let embeddings = channels * patch * patch * h + h + patches * h;
     // Two LayerNorms (weight and bias), Q/K/V/O with biases, the MLP's two biased linears.
     let per_layer = 2 * 2 * h + 4 * (h * h + h) + (h * i + i) + (i * h + h);
     let post_norm = 2 * h;
     // `mm_input_projection_weight` and `mm_soft_emb_norm`.
-    let projector = h * text_hidden + h;
+    let projector = h * text_hidden as u128 + h;
+    let total = embeddings + layers * per_layer + post_norm + projector;
+    let params = u64::try_from(total)
+        .ok()
+        .filter(|&p| p < 1 << 50)
+        .ok_or_else(|| {
+            bad("`vision_config`: the encoder's sizes give an impossible parameter count")
+        })?;
     Ok(Some(VisionTower {
         model_type,
-        params: Some(embeddings + layers * per_layer + post_norm + projector),
+        params: Some(params),
     }))
 }
 
@@ -427,6 +465,14 @@ impl ModelShape {
 
     fn from_raw(r: RawConfig) -> Result<ModelShape, SizingError> {
         positive(r.num_hidden_layers, "num_hidden_layers")?;
+        // Far above any published model (DeepSeek-V3 has 61 layers, Llama-3.1-405B 126); the
+        // per-layer tables would otherwise be sized from the file before anything else fails.
+        if r.num_hidden_layers > MAX_LAYERS {
+            return Err(bad(format!(
+                "`num_hidden_layers` {} is above {MAX_LAYERS}: not a model llm-emu sizes",
+                r.num_hidden_layers
+            )));
+        }
         positive(r.hidden_size, "hidden_size")?;
         positive(r.num_attention_heads, "num_attention_heads")?;
         positive(r.vocab_size, "vocab_size")?;
