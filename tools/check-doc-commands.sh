@@ -43,7 +43,7 @@ SKIPS=(
     '--real RUN/vllm|needs a public real run other than the one in the repository (tools/fidelity/fetch-llmservingsim-runs.sh, network)'
     '^llm-emu simulate --synthetic 20000 |20,000 requests (minutes in a debug build, whose scheduler checks its invariants every step)'
     '/data/ip-runs|needs the inference-sim runs (tools/fidelity/fetch-inference-sim-runs.sh: network) and minutes per load stage'
-    'inference-perf-table.py codegen.json|needs the output of the validate run above it'
+    'inference-perf-table.py [a-z0-9-]+[.]json|needs the output of the validate run above it'
     '^llm-emu sweep --grid grid.yaml --output-dir out --slo-ttft-ms p99:500|72 points of 10,000 requests each over the grid.yaml shown below it (a minute in a release build)'
     '^pip install|installs into vLLM'"'"'s Python environment (network)'
     'vllm serve|needs vLLM on a GPU'
