@@ -321,16 +321,15 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
             real_stats.remove(k);
         }
         let mut m = client_comparison_json(&real_stats, &sim);
-        let real_count = real
-            .summary
-            .get("successes")
-            .and_then(|s| s.get("count"))
-            .and_then(Value::as_u64);
-        let real_failed = real
-            .summary
-            .get("failures")
-            .and_then(|s| s.get("count"))
-            .and_then(Value::as_u64);
+        // The stage file's `count` of one of its sections.
+        let count = |section: &str| {
+            real.summary
+                .get(section)
+                .and_then(|s| s.get("count"))
+                .and_then(Value::as_u64)
+        };
+        let real_count = count("successes");
+        let real_failed = count("failures");
         let real_prompt = real
             .summary
             .get("successes")
@@ -352,12 +351,7 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
             real_failed.map_or("?".into(), |c| c.to_string()),
             timed_out.len()
         );
-        let real_total = real
-            .summary
-            .get("load_summary")
-            .and_then(|s| s.get("count"))
-            .and_then(Value::as_u64);
-        if let Some(t) = real_total.filter(|&t| t != n as u64) {
+        if let Some(t) = count("load_summary").filter(|&t| t != n as u64) {
             eprintln!(
                 "warning: stage {i}: {} counts {t} requests, the run's settings give {n}: the \
                  stage file may not be of these settings",

@@ -265,6 +265,18 @@ fn fetched(run: &str) -> Option<PathBuf> {
     }
 }
 
+/// [`validate`] of a fetched run, which must succeed; its comparison JSON.
+fn validate_ok(run: &Path) -> Value {
+    let (out, m) = validate(run, &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.expect("--json written")
+}
+
 /// Llama-2-7B on one H100 SXM, codegen profile, 5 then 10 req/s for 600 s each, profile-free
 /// (`roofline:eff=fitted`) with vLLM's front end: the errors of docs/fidelity.md hold
 /// (measured: TPOT, ITL, E2E means within 4.3 %, TTFT means +10.6 % and +13.9 %, requests/s
@@ -274,14 +286,7 @@ fn llama2_7b_codegen_h100_profile_free() {
     let Some(run) = fetched("20260217-155451-llama-2-7b-tp1-codegen") else {
         return;
     };
-    let (out, m) = validate(&run, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = m.unwrap();
+    let m = validate_ok(&run);
     for s in m["stages"].as_array().unwrap() {
         let e = |k: &str| s[format!("{k}_err_pct")].as_f64().unwrap().abs();
         for k in ["tpot_mean", "itl_mean", "e2el_mean"] {
@@ -302,14 +307,7 @@ fn llama2_7b_reasoning_overload_times_out_as_the_real_client_did() {
     let Some(run) = fetched("20260217-170634-llama-2-7b-tp1-reasoning") else {
         return;
     };
-    let (out, m) = validate(&run, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = m.unwrap();
+    let m = validate_ok(&run);
     let s = &m["stages"][0];
     let n = |k: &str| s[k].as_f64().unwrap();
     assert_eq!(n("failed_real"), 4068.0, "{s}");

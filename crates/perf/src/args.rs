@@ -613,40 +613,40 @@ impl ResolvedEngine {
                 ));
             }
         }
-        if let (Some(m), Some(engine_model)) = (model.map(clean), &self.model_name) {
-            // A post-trained release, or the same weights under an older name, shares the
-            // base's architecture and timings.
-            if same_weights_key(&m) != same_weights_key(engine_model) {
-                // The dimensions that differ, where the profile's model is known.
-                let dims = ModelShape::resolve_noted(&m)
+        if let Some(m) = model.map(clean) {
+            // The dimensions in which the profile's model differs from the served one, where
+            // its shape is known.
+            let dims = || {
+                ModelShape::resolve_noted(&m)
                     .map(|p| p.shape.architecture_differences(&self.served_shape))
-                    .ok()
-                    .filter(|d| !d.is_empty())
-                    .map_or(String::new(), |d| format!(" ({})", d.join(", ")));
-                diffs.push(format!(
-                    "with {m} but the engine serves {engine_model}{dims}"
-                ));
-            }
-        }
-        // A model given by its config.json has no name to compare: its shape is compared
-        // with the shape of the profile's model.
-        if let (Some(m), None, Some(path)) =
-            (model.map(clean), &self.model_name, &self.model_config_path)
-        {
-            match ModelShape::resolve_noted(&m) {
-                Ok(profiled) => {
-                    let d = profiled.shape.architecture_differences(&self.served_shape);
-                    if !d.is_empty() {
+            };
+            match (&self.model_name, &self.model_config_path) {
+                // A post-trained release, or the same weights under an older name, shares the
+                // base's architecture and timings.
+                (Some(engine_model), _) => {
+                    if same_weights_key(&m) != same_weights_key(engine_model) {
+                        let listed = dims()
+                            .ok()
+                            .filter(|d| !d.is_empty())
+                            .map_or(String::new(), |d| format!(" ({})", d.join(", ")));
                         diffs.push(format!(
-                            "with {m} but the engine serves the model of {path} ({})",
-                            d.join(", ")
+                            "with {m} but the engine serves {engine_model}{listed}"
                         ));
                     }
                 }
-                Err(_) => diffs.push(format!(
-                    "with {m}, whose shape is not known here, so it cannot be compared with \
-                     the model of {path}"
-                )),
+                // A model given by its config.json has no name to compare: its shape is.
+                (None, Some(path)) => match dims() {
+                    Ok(d) if d.is_empty() => {}
+                    Ok(d) => diffs.push(format!(
+                        "with {m} but the engine serves the model of {path} ({})",
+                        d.join(", ")
+                    )),
+                    Err(_) => diffs.push(format!(
+                        "with {m}, whose shape is not known here, so it cannot be compared \
+                         with the model of {path}"
+                    )),
+                },
+                (None, None) => {}
             }
         }
         (!diffs.is_empty()).then(|| {

@@ -53,10 +53,10 @@ struct InFlight {
     first_s: Option<f64>,
     last_s: f64,
     /// With a client timeout: when the client gives up, s, and the request's gaps between
-    /// tokens, ms, held until it is known to have ended in time (a failed request's gaps are
+    /// tokens, s, held until it is known to have ended in time (a failed request's gaps are
     /// not in the client's figures).
     deadline_s: Option<f64>,
-    gaps_ms: Vec<f64>,
+    gaps_s: Vec<f64>,
 }
 
 /// Follows each request through the engine's outputs and keeps client-side figures.
@@ -128,7 +128,7 @@ impl ClientSide {
                 deadline_s: self
                     .timeout
                     .map(|t| t.deadline(Nanos::from_secs_f64(send_s)).as_secs_f64()),
-                gaps_ms: Vec::new(),
+                gaps_s: Vec::new(),
             },
         );
     }
@@ -148,12 +148,9 @@ impl ClientSide {
             if r.first_s.is_some() {
                 let gap = at - r.last_s;
                 if r.deadline_s.is_some() {
-                    r.gaps_ms.push(gap * 1e3);
+                    r.gaps_s.push(gap);
                 } else {
-                    self.stats.record_itl((gap * 1e9).round() as u64);
-                    if let Some(v) = self.itl_ms.as_mut() {
-                        v.push(gap * 1e3);
-                    }
+                    record_gap(&mut self.stats, &mut self.itl_ms, gap);
                 }
             } else {
                 r.first_s = Some(at);
@@ -187,11 +184,8 @@ impl ClientSide {
         if f.finish_reason == FinishReason::Abort {
             return;
         }
-        for &gap_ms in &r.gaps_ms {
-            self.stats.record_itl((gap_ms * 1e6).round() as u64);
-        }
-        if let Some(v) = self.itl_ms.as_mut() {
-            v.extend_from_slice(&r.gaps_ms);
+        for &gap in &r.gaps_s {
+            record_gap(&mut self.stats, &mut self.itl_ms, gap);
         }
         let c = ClientRequest {
             request_id: f.request_id.clone(),
@@ -206,6 +200,15 @@ impl ClientSide {
         if let Some(v) = self.requests.as_mut() {
             v.push(c);
         }
+    }
+}
+
+/// One gap between a request's chunks, `gap_s` seconds, into the statistics (ns) and, when
+/// kept, the list of gaps (ms).
+fn record_gap(stats: &mut LatencyStats, itl_ms: &mut Option<Vec<f64>>, gap_s: f64) {
+    stats.record_itl((gap_s * 1e9).round() as u64);
+    if let Some(v) = itl_ms.as_mut() {
+        v.push(gap_s * 1e3);
     }
 }
 

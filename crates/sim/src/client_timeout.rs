@@ -37,9 +37,9 @@ impl ClientTimeout {
     /// aiohttp's limit of `total_s` seconds (`ClientTimeout(total=…)`); `None` for a total of
     /// 0 or less, for which aiohttp starts no timer.
     pub fn aiohttp(total_s: f64) -> Option<ClientTimeout> {
-        (total_s > 0.0 && total_s.is_finite()).then_some(ClientTimeout {
-            total_s,
+        ClientTimeout::exact(total_s).map(|t| ClientTimeout {
             ceil_to_second: total_s >= AIOHTTP_CEIL_THRESHOLD_S,
+            ..t
         })
     }
 

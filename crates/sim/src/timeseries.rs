@@ -152,8 +152,8 @@ pub fn tick_origin(first_arrival: Nanos, first_arrival_after_start_s: f64) -> f6
 struct Bucket {
     prompt: u64,
     gen: u64,
-    /// Per engine: its latest iteration's time, running, waiting and KV usage (0–1).
-    latest: BTreeMap<usize, (Nanos, usize, usize, f64)>,
+    /// Per engine: its latest iteration's running, waiting and KV usage (0–1).
+    latest: BTreeMap<usize, (usize, usize, f64)>,
 }
 
 /// One engine iteration as the stat logger sees it.
@@ -200,24 +200,21 @@ impl TickSeries {
             let b = buckets.entry(k).or_default();
             b.prompt += s.prompt;
             b.gen += s.gen;
-            let snapshot = (s.t, s.running, s.waiting, s.kv_usage);
-            let e = b.latest.entry(s.engine).or_insert(snapshot);
-            if s.t >= e.0 {
-                *e = snapshot;
-            }
+            // An engine's iterations come in time order: the last one seen is its latest.
+            b.latest
+                .insert(s.engine, (s.running, s.waiting, s.kv_usage));
         }
-        let tick = tick_s;
         buckets
             .iter()
             .map(|(&k, b)| {
                 let engines = b.latest.len().max(1) as f64;
                 TickRow {
-                    t: (k as f64 + 1.0) * tick,
-                    prompt_tps: b.prompt as f64 / tick,
-                    gen_tps: b.gen as f64 / tick,
-                    running: b.latest.values().map(|v| v.1).sum::<usize>() as f64,
-                    waiting: b.latest.values().map(|v| v.2).sum::<usize>() as f64,
-                    kv_pct: b.latest.values().map(|v| v.3).sum::<f64>() * 100.0 / engines,
+                    t: (k as f64 + 1.0) * tick_s,
+                    prompt_tps: b.prompt as f64 / tick_s,
+                    gen_tps: b.gen as f64 / tick_s,
+                    running: b.latest.values().map(|v| v.0).sum::<usize>() as f64,
+                    waiting: b.latest.values().map(|v| v.1).sum::<usize>() as f64,
+                    kv_pct: b.latest.values().map(|v| v.2).sum::<f64>() * 100.0 / engines,
                 }
             })
             .collect()
