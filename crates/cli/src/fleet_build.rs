@@ -358,6 +358,14 @@ impl EngineCore for Fleet {
     fn run(&mut self, now: llm_emu_core::Nanos, sink: &mut dyn EngineSink) -> Wake {
         self.core().run(now, sink)
     }
+    fn run_until(
+        &mut self,
+        now: llm_emu_core::Nanos,
+        horizon: llm_emu_core::Nanos,
+        sink: &mut dyn EngineSink,
+    ) -> Wake {
+        self.core().run_until(now, horizon, sink)
+    }
     fn has_work(&self) -> bool {
         self.core_ref().has_work()
     }

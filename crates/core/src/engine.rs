@@ -33,6 +33,10 @@ use crate::time::Nanos;
 use std::collections::VecDeque;
 use thiserror::Error;
 
+mod decode_run;
+use decode_run::RunEnd;
+pub use decode_run::{DecodeRunStep, RunGaps};
+
 /// When the engine needs the driver to call [`Engine::run`] again.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Wake {
@@ -105,6 +109,15 @@ pub trait EngineObserver {
     /// request's token, in order. Every request is running, had a token before, and goes on.
     fn on_decode_update(&mut self, _now: Nanos, _updates: &[DecodeUpdate], _scheduler: &Scheduler) {
     }
+    /// Whether the observer takes the whole steps of a decode run as
+    /// [`Self::on_decode_run_step`]s (`false` by default: the engine then takes no decode
+    /// runs, and every step comes as [`Self::on_schedule`] and an update).
+    fn accepts_decode_runs(&self) -> bool {
+        false
+    }
+    /// A whole step of a decode run ([`Engine::run_until`]), scheduled and processed: it stands
+    /// for the [`Self::on_schedule`] and [`Self::on_decode_update`] of that step.
+    fn on_decode_run_step(&mut self, _step: &DecodeRunStep<'_>) {}
     /// A request was taken in by the engine loop.
     fn on_queued(&mut self, _now: Nanos, _key: ReqKey, _scheduler: &Scheduler) {}
     /// Requests finished by aborts applied at `now`.
@@ -144,8 +157,11 @@ pub struct Engine {
     device_free_at: Nanos,
     blocked: bool,
     num_schedule_calls: u64,
-    /// Steps scheduled by [`Scheduler::schedule_decode`] (for tests: `num_decode_steps`).
+    /// Steps scheduled by [`Scheduler::schedule_decode`] or a decode run (for tests:
+    /// `num_decode_steps`).
     num_decode_steps: u64,
+    /// Steps taken in decode runs (for tests: `num_decode_run_steps`).
+    num_decode_run_steps: u64,
     /// Storage for the next step's sampled tokens, taken back from the last processed step.
     sampled_buf: Vec<Option<u32>>,
     /// Which engine of a fleet this is (the `engine` label of metrics).
@@ -167,6 +183,9 @@ pub struct EngineScratch {
     batch_requests: Vec<BatchRequest>,
     /// What the stats recorder hands the sink per iteration.
     stats: StatsBuffers,
+    /// A decode run's step ends and its scheduler storage.
+    run_ends: Vec<Nanos>,
+    run: crate::sched::DecodeRunScratch,
 }
 
 /// Holds the sampler's place while [`Engine::wrap_sampler`] moves it.
@@ -200,6 +219,7 @@ impl Engine {
             blocked: false,
             num_schedule_calls: 0,
             num_decode_steps: 0,
+            num_decode_run_steps: 0,
             sampled_buf: Vec::new(),
             engine_index: 0,
             scratch: EngineScratch::default(),
@@ -248,6 +268,13 @@ impl Engine {
     #[doc(hidden)]
     pub fn num_decode_steps(&self) -> u64 {
         self.num_decode_steps
+    }
+
+    /// Steps taken in decode runs ([`Engine::run_until`]), the one left in flight included;
+    /// for the tests that check runs are taken, not a statistic.
+    #[doc(hidden)]
+    pub fn num_decode_run_steps(&self) -> u64 {
+        self.num_decode_run_steps
     }
 
     pub fn engine_index(&self) -> usize {
@@ -472,6 +499,16 @@ impl Engine {
 
     /// [`Engine::run`] reporting stats and tagged outputs to `sink` instead of raw decisions.
     pub fn run_with_stats(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        self.run_with_stats_until(now, now, sink)
+    }
+
+    /// [`Engine::run_until`] reporting to `sink` as [`Engine::run_with_stats`] does.
+    pub fn run_with_stats_until(
+        &mut self,
+        now: Nanos,
+        horizon: Nanos,
+        sink: &mut dyn EngineSink,
+    ) -> Wake {
         let mut buffers = std::mem::take(&mut self.scratch.stats);
         let mut rec = StatsRecorder {
             engine_index: self.engine_index,
@@ -479,18 +516,33 @@ impl Engine {
             buffers: &mut buffers,
             preemptions_before: self.sched.num_preemptions(),
         };
-        let wake = self.run(now, &mut rec);
+        let wake = self.run_until(now, horizon, &mut rec);
         self.scratch.stats = buffers;
         wake
     }
 
     /// Does everything the engine does at `now` and says when it must run next.
     pub fn run(&mut self, now: Nanos, obs: &mut dyn EngineObserver) -> Wake {
+        self.run_until(now, now, obs)
+    }
+
+    /// [`Engine::run`], told that nothing will reach the engine (no request, no abort) before
+    /// `horizon`: the engine then goes on by itself through the steps that end before it, as
+    /// if called at each of their ends, and takes the decode steps among them as one run
+    /// ([`crate::sched::scheduler::decode_run`]). What it reports and decides is what
+    /// [`Engine::run`] called at each step's end reports and decides; the [`Wake`] it returns
+    /// is at or after `horizon`, or [`Wake::Idle`]. `horizon <= now` is [`Engine::run`].
+    pub fn run_until(&mut self, now: Nanos, horizon: Nanos, obs: &mut dyn EngineObserver) -> Wake {
+        let mut now = now;
         loop {
             if self.blocked {
                 let end = self.batch_queue.back().expect("blocked on a step").end;
                 if end > now {
-                    return Wake::At(end);
+                    if end >= horizon {
+                        return Wake::At(end);
+                    }
+                    // Nothing reaches the engine before the step ends: go on as if called then.
+                    now = end;
                 }
                 self.blocked = false;
                 let step = self.batch_queue.pop_back().expect("blocked on a step");
@@ -517,6 +569,18 @@ impl Engine {
                 return Wake::Idle;
             }
             if self.sched.has_requests() {
+                match self.decode_run(now, horizon, obs) {
+                    Some(RunEnd::At(t)) => {
+                        now = t;
+                        continue;
+                    }
+                    Some(RunEnd::InFlight(t)) => {
+                        now = t;
+                        self.blocked = true;
+                        continue;
+                    }
+                    None => {}
+                }
                 let executed = self.schedule_step(now, obs);
                 if executed
                     && self.batch_queue.len() < self.batch_queue_size

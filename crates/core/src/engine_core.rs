@@ -28,6 +28,14 @@ pub trait EngineCore {
     fn finish_stopped(&mut self, request_id: &str);
     /// Does everything due at `now`, reporting to `sink`, and says when to run next.
     fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake;
+    /// [`EngineCore::run`], told that nothing will be added or aborted before `horizon`: an
+    /// engine may then go on by itself through what happens before it
+    /// ([`Engine::run_until`]), reporting what `run` at each of those instants would. By
+    /// default it does not.
+    fn run_until(&mut self, now: Nanos, horizon: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        let _ = horizon;
+        self.run(now, sink)
+    }
     /// Whether anything is queued, scheduled or in flight.
     fn has_work(&self) -> bool;
     /// Requests submitted and not yet finished.
@@ -49,6 +57,10 @@ impl EngineCore for Engine {
 
     fn run(&mut self, now: Nanos, sink: &mut dyn EngineSink) -> Wake {
         Engine::run_with_stats(self, now, sink)
+    }
+
+    fn run_until(&mut self, now: Nanos, horizon: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        Engine::run_with_stats_until(self, now, horizon, sink)
     }
 
     fn has_work(&self) -> bool {

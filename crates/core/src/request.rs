@@ -370,6 +370,21 @@ impl Request {
         }
     }
 
+    /// [`Self::append_output_token`] for each of `tokens`, in order.
+    pub fn append_output_tokens(&mut self, tokens: &[u32], block_size: usize, hash_blocks: bool) {
+        if tokens.is_empty() {
+            return;
+        }
+        if self.output.capacity() == 0 {
+            self.reserve_outputs();
+        }
+        self.output.extend_from_slice(tokens);
+        // Each block the tokens complete is hashed after its predecessor, as one by one.
+        while hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
+            self.hash_completed_block(block_size);
+        }
+    }
+
     /// Asks the CPU to start loading what appending the next output token touches
     /// ([`crate::prefetch`]): where the token goes and, when it completes a block to be
     /// hashed, the block's earlier tokens and where its hash goes.
@@ -453,6 +468,22 @@ impl Request {
         .is_some()
     }
 
+    /// How many more tokens can be appended, one at a time, without [`Self::check_stop`]
+    /// ending the request: those before `max_tokens` or `max_model_len` is reached. `None`
+    /// when a sampled token can end it (EOS not ignored, or stop token ids): that depends on
+    /// the tokens.
+    pub fn tokens_before_length_stop(&self, max_model_len: usize) -> Option<usize> {
+        let by_token = (!self.sampling.ignore_eos && self.sampling.eos_token_id.is_some())
+            || !self.sampling.stop_token_ids.is_empty();
+        if by_token {
+            return None;
+        }
+        let by_model_len = max_model_len.saturating_sub(self.num_tokens());
+        let by_max_tokens =
+            (self.sampling.max_tokens as usize).saturating_sub(self.num_output_tokens());
+        Some(by_model_len.min(by_max_tokens).saturating_sub(1))
+    }
+
     /// The stop rule of vLLM's `check_stop` for a request whose last token is `last`, with
     /// `num_tokens` tokens of which `num_outputs` are outputs: the finish reason and, for a
     /// stop token id, that id.
@@ -483,16 +514,32 @@ impl Request {
     /// executor does) and counts it.
     #[inline]
     pub fn sample_next(&mut self, sampler: &mut dyn crate::sampler::TokenSampler) -> u32 {
-        let ctx = crate::sampler::SampleContext {
+        let token = sampler.sample(&self.sample_context());
+        self.num_sampled += 1;
+        token
+    }
+
+    /// [`Self::sample_next`] `out.len()` times, the tokens into `out`
+    /// ([`crate::sampler::TokenSampler::sample_ahead`]).
+    pub fn sample_ahead(
+        &mut self,
+        sampler: &mut dyn crate::sampler::TokenSampler,
+        out: &mut [u32],
+    ) {
+        sampler.sample_ahead(&self.sample_context(), out);
+        self.num_sampled += out.len();
+    }
+
+    /// What a sampler knows when it draws the request's next token.
+    #[inline]
+    fn sample_context(&self) -> crate::sampler::SampleContext<'_> {
+        crate::sampler::SampleContext {
             request_id: &self.request_id,
             request_seed: self.sample_seed,
             index: self.num_sampled,
             sampling: &self.sampling,
             forbid_stop: self.num_sampled < self.sampling.min_tokens as usize,
-        };
-        let token = sampler.sample(&ctx);
-        self.num_sampled += 1;
-        token
+        }
     }
 }
 

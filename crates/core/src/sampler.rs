@@ -16,9 +16,39 @@ pub struct SampleContext<'a> {
     pub forbid_stop: bool,
 }
 
+impl SampleContext<'_> {
+    /// The context of the request's token `index` places after this one's: the same request,
+    /// with vLLM's min-tokens rule for that index.
+    #[inline]
+    pub fn ahead(&self, by: usize) -> Self {
+        let index = self.index + by;
+        SampleContext {
+            index,
+            forbid_stop: index < self.sampling.min_tokens as usize,
+            ..*self
+        }
+    }
+}
+
 /// Picks output token ids.
 pub trait TokenSampler: Send {
     fn sample(&mut self, ctx: &SampleContext<'_>) -> u32;
+
+    /// The request's next `out.len()` tokens from `ctx` on ([`SampleContext::ahead`]), as
+    /// that many calls of [`Self::sample`] draw them; for a stateless sampler
+    /// ([`Self::is_stateless`]), which may draw them together.
+    fn sample_ahead(&mut self, ctx: &SampleContext<'_>, out: &mut [u32]) {
+        for (k, t) in out.iter_mut().enumerate() {
+            *t = self.sample(&ctx.ahead(k));
+        }
+    }
+
+    /// Whether each token is a function of its [`SampleContext`] alone, whatever was drawn
+    /// before: then the engine may draw a request's tokens of several steps together
+    /// (decode runs) in another order than step by step. `false` unless a sampler says so.
+    fn is_stateless(&self) -> bool {
+        false
+    }
 }
 
 /// Token ids in `[lo, hi)` from a hash of the request id and index: never EOS or special
@@ -48,19 +78,54 @@ impl Default for HashSampler {
     }
 }
 
-impl TokenSampler for HashSampler {
-    fn sample(&mut self, ctx: &SampleContext<'_>) -> u32 {
+impl HashSampler {
+    /// The token drawn for `index` before the stop-token rule.
+    #[inline(always)]
+    fn draw(&self, request_seed: u64, index: usize) -> u32 {
         // SplitMix64 of (request seed, index): cheap and well mixed.
-        let mut z = ctx
-            .request_seed
-            .wrapping_add((ctx.index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut z =
+            request_seed.wrapping_add((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         let h = z ^ (z >> 31);
-        let mut t = self.lo + self.span.remainder(h) as u32;
+        self.lo + self.span.remainder(h) as u32
+    }
+
+    /// A stop token moves to the next id (EOS and stop ids are never drawn).
+    #[inline(always)]
+    fn avoid_stop(&self, t: u32, ctx: &SampleContext<'_>) -> u32 {
         if ctx.sampling.is_stop_token(t) {
-            t = if t + 1 < self.hi { t + 1 } else { self.lo };
+            if t + 1 < self.hi {
+                t + 1
+            } else {
+                self.lo
+            }
+        } else {
+            t
         }
-        t
+    }
+}
+
+impl TokenSampler for HashSampler {
+    fn sample(&mut self, ctx: &SampleContext<'_>) -> u32 {
+        self.avoid_stop(self.draw(ctx.request_seed, ctx.index), ctx)
+    }
+
+    /// The draws of consecutive indices are independent: one loop, the stop-token rule only
+    /// where the request has stop tokens.
+    fn sample_ahead(&mut self, ctx: &SampleContext<'_>, out: &mut [u32]) {
+        for (k, t) in out.iter_mut().enumerate() {
+            *t = self.draw(ctx.request_seed, ctx.index + k);
+        }
+        let s = ctx.sampling;
+        if s.eos_token_id.is_some() || !s.stop_token_ids.is_empty() {
+            for t in out.iter_mut() {
+                *t = self.avoid_stop(*t, ctx);
+            }
+        }
+    }
+
+    fn is_stateless(&self) -> bool {
+        true
     }
 }

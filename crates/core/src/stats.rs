@@ -7,7 +7,7 @@
 //! inter-token gaps are computed once, by [`StatsRecorder`], and every consumer (the offline
 //! collector, the server's Prometheus metrics) reads them from these records.
 
-use crate::engine::{EngineObserver, StepRecord};
+use crate::engine::{DecodeRunStep, EngineObserver, RunGaps, StepRecord};
 use crate::request::{FinishReason, Request, RequestStatus, RequestTimes};
 use crate::sched::{DecodeUpdate, RequestUpdate, Scheduler};
 use crate::time::Nanos;
@@ -210,6 +210,12 @@ pub trait EngineSink {
     /// and then each request's output, in order. Stats come first in the same call so that a
     /// consumer can count a finish before a client learns of it.
     fn on_iteration(&mut self, _stats: &IterationStats, _outputs: &[RequestOutput]) {}
+    /// Whether the sink does without per-request outputs for the steps of a decode run
+    /// ([`crate::Engine::run_until`]): their iterations then come with empty `outputs` (stats
+    /// complete). `false` by default: the engine then takes no decode runs for this sink.
+    fn takes_decode_runs(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that ignores everything.
@@ -326,6 +332,45 @@ impl EngineObserver for StatsRecorder<'_> {
 
     fn accepts_decode_updates(&self) -> bool {
         true
+    }
+
+    fn accepts_decode_runs(&self) -> bool {
+        self.sink.takes_decode_runs()
+    }
+
+    /// The [`Self::on_schedule`] and [`Self::on_decode_update`] of one whole step of a decode
+    /// run, from its counts: a decode step preempts nobody, and its requests are all past
+    /// their prompts; its iteration carries no per-request outputs
+    /// ([`EngineSink::takes_decode_runs`]).
+    fn on_decode_run_step(&mut self, s: &DecodeRunStep<'_>) {
+        let scheduler = SchedulerStats::of(s.scheduler);
+        self.sink.on_step(&StepStats {
+            engine_index: self.engine_index,
+            index: s.index,
+            scheduled_at: s.scheduled_at,
+            device_start: s.device_start,
+            device_end: s.device_end,
+            num_reqs: s.num_reqs,
+            num_scheduled_tokens: s.num_reqs,
+            num_context_tokens: s.num_context_tokens,
+            num_prefill_tokens: 0,
+            num_decode_reqs: s.num_reqs,
+            num_preempted_reqs: 0,
+            scheduler,
+        });
+        let now = s.device_end;
+        self.begin(now);
+        let it = &mut self.buffers.iteration;
+        it.num_generation_tokens = s.num_reqs as u64;
+        match s.gaps {
+            RunGaps::Since(prev) => it
+                .inter_token_latencies_iter
+                .extend(prev.iter().map(|&p| now.saturating_sub(p))),
+            RunGaps::Uniform(gap) => it.inter_token_latencies_iter.resize(s.num_reqs, gap),
+        }
+        it.scheduler = scheduler;
+        self.sink
+            .on_iteration(&self.buffers.iteration, &self.buffers.outputs);
     }
 
     /// [`Self::on_update`] for updates that all carry a token, none a first one, none a

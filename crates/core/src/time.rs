@@ -14,6 +14,8 @@ pub struct Nanos(pub u64);
 
 impl Nanos {
     pub const ZERO: Nanos = Nanos(0);
+    /// Later than any instant a run reaches (a horizon with nothing after it).
+    pub const MAX: Nanos = Nanos(u64::MAX);
 
     pub const fn from_micros(us: u64) -> Nanos {
         Nanos(us * 1_000)

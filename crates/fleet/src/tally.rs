@@ -96,6 +96,10 @@ impl EngineSink for TallySink<'_> {
         }
         self.out.on_iteration(it, outputs);
     }
+
+    fn takes_decode_runs(&self) -> bool {
+        self.out.takes_decode_runs()
+    }
 }
 
 impl<E: EngineCore> EngineCore for Tallied<E> {
@@ -114,6 +118,13 @@ impl<E: EngineCore> EngineCore for Tallied<E> {
             out: sink,
         };
         self.inner.run(now, &mut tap)
+    }
+    fn run_until(&mut self, now: Nanos, horizon: Nanos, sink: &mut dyn EngineSink) -> Wake {
+        let mut tap = TallySink {
+            tallies: &mut self.tallies,
+            out: sink,
+        };
+        self.inner.run_until(now, horizon, &mut tap)
     }
     fn has_work(&self) -> bool {
         self.inner.has_work()

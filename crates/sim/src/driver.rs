@@ -221,6 +221,11 @@ impl EngineSink for Collector<'_> {
         }
     }
 
+    /// The client-side view needs every token's output; the rest is read from the stats.
+    fn takes_decode_runs(&self) -> bool {
+        self.sinks.client.is_none()
+    }
+
     fn on_iteration(&mut self, it: &IterationStats, outputs: &[RequestOutput]) {
         if let Some(c) = self.sinks.client.as_mut() {
             c.on_iteration(it, outputs);
@@ -373,7 +378,11 @@ pub fn run_client<E: EngineCore + ?Sized>(
     };
     let mut workload = workload;
     let mut queue = EventQueue::default();
+    // The next arrival's time (the one arrival in the queue): nothing reaches the engine
+    // before it, so the engine may go on by itself until then (`EngineCore::run_until`).
+    let mut next_arrival = None;
     if let Some(item) = next_good_item(&mut workload, &mut col) {
+        next_arrival = Some(item.arrival);
         queue.push(item.arrival, Event::Arrival(item));
     }
     let mut now = Nanos::ZERO;
@@ -414,7 +423,9 @@ pub fn run_client<E: EngineCore + ?Sized>(
                             (&mut queue, client.timeout),
                         );
                     }
+                    next_arrival = None;
                     if let Some(next) = next_good_item(&mut workload, &mut col) {
+                        next_arrival = Some(next.arrival);
                         queue.push(next.arrival, Event::Arrival(next));
                     }
                 }
@@ -423,7 +434,14 @@ pub fn run_client<E: EngineCore + ?Sized>(
             }
         }
         generation += 1;
-        if let Wake::At(w) = engine.run(now, &mut col) {
+        // Aborts (client timeouts) and held requests (sent when a request finishes) can reach
+        // the engine at other instants: then it runs at each one.
+        let horizon = if held.is_empty() && client.timeout.is_none() {
+            next_arrival.unwrap_or(Nanos::MAX)
+        } else {
+            now
+        };
+        if let Wake::At(w) = engine.run_until(now, horizon, &mut col) {
             queue.push(w, Event::Wake { generation });
         }
         // Slots freed by this run go to the longest-waiting requests, sent now; the engine

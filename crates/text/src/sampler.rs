@@ -147,4 +147,9 @@ impl TokenSampler for VocabSampler {
         }
         self.tokens[0]
     }
+
+    /// Every draw is a hash of the request's seed and index (the target length too).
+    fn is_stateless(&self) -> bool {
+        true
+    }
 }

@@ -87,7 +87,7 @@ impl KvCacheManager {
     }
 
     /// Blocks needed to hold `tokens` tokens (`cdiv(tokens, block_size)`).
-    fn blocks_for(&self, tokens: usize) -> usize {
+    pub(crate) fn blocks_for(&self, tokens: usize) -> usize {
         match self.block_shift {
             Some(s) => (tokens >> s) + usize::from(tokens & (self.block_size - 1) != 0),
             None => tokens.div_ceil(self.block_size),
@@ -95,7 +95,7 @@ impl KvCacheManager {
     }
 
     /// Full blocks within `tokens` tokens (`tokens // block_size`).
-    fn full_blocks(&self, tokens: usize) -> usize {
+    pub(crate) fn full_blocks(&self, tokens: usize) -> usize {
         match self.block_shift {
             Some(s) => tokens >> s,
             None => tokens / self.block_size,
@@ -258,8 +258,21 @@ impl KvCacheManager {
     /// Blocks [`Self::allocate_slots`] takes from the free queue to compute one more token of
     /// `req` (no prefix hit): 0 or 1 for a decoding request.
     pub(crate) fn blocks_to_decode_one(&self, req: &Request) -> usize {
-        let tokens = (req.num_computed_tokens.min(self.max_model_len) + 1).min(self.max_model_len);
+        self.blocks_to_decode(req, 1)
+    }
+
+    /// The blocks a request decoding `steps` tokens in a row, one per step, takes from the
+    /// free queue ([`Self::allocate_slots`]' count for each step, summed).
+    pub(crate) fn blocks_to_decode(&self, req: &Request, steps: usize) -> usize {
+        let tokens =
+            (req.num_computed_tokens.min(self.max_model_len) + steps).min(self.max_model_len);
         self.blocks_for(tokens).saturating_sub(req.kv.blocks.len())
+    }
+
+    /// Gives the request `n` blocks from the free queue, as [`Self::allocate_slots`] does for
+    /// slots it lacks (the caller has checked that the free blocks suffice).
+    pub(crate) fn take_blocks(&mut self, req: &mut Request, n: u32) {
+        self.pool.get_new_blocks(n, &mut req.kv.blocks);
     }
 
     /// Hashes and caches the request's blocks that are full within its first `num_tokens`

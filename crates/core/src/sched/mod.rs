@@ -6,6 +6,7 @@ pub mod store;
 
 pub use policy::{BudgetSplit, Policy};
 pub use scheduler::{
-    DecodeStep, DecodeUpdate, RequestUpdate, ScheduledRequest, Scheduler, SchedulerOutput,
+    DecodeRunBound, DecodeRunScratch, DecodeStep, DecodeUpdate, RequestUpdate, ScheduledRequest,
+    Scheduler, SchedulerOutput,
 };
 pub use store::{ReqKey, RequestStore};

@@ -22,7 +22,9 @@ use crate::time::Nanos;
 use rustc_hash::FxHashMap;
 
 mod decode;
+pub mod decode_run;
 pub use decode::{DecodeStep, DecodeUpdate};
+pub use decode_run::{DecodeRunBound, DecodeRunScratch};
 
 /// How many requests ahead a loop over a step's requests asks for their records
 /// ([`RequestStore::prefetch`]): far enough for a record to arrive from memory while the
