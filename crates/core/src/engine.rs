@@ -34,8 +34,8 @@ use std::collections::VecDeque;
 use thiserror::Error;
 
 mod decode_run;
-use decode_run::RunEnd;
-pub use decode_run::{DecodeRunStep, RunGaps};
+pub use decode_run::{DecodeRunStep, DecodeRunUpdate, RunGaps};
+use decode_run::{RunEnd, RunStepShape};
 
 /// When the engine needs the driver to call [`Engine::run`] again.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -115,9 +115,12 @@ pub trait EngineObserver {
     fn accepts_decode_runs(&self) -> bool {
         false
     }
-    /// A whole step of a decode run ([`Engine::run_until`]), scheduled and processed: it stands
-    /// for the [`Self::on_schedule`] and [`Self::on_decode_update`] of that step.
+    /// The scheduling of a whole step of a decode run ([`Engine::run_until`]): it stands for
+    /// that step's [`Self::on_schedule`].
     fn on_decode_run_step(&mut self, _step: &DecodeRunStep<'_>) {}
+    /// The output of that step, processed at its end: it stands for its
+    /// [`Self::on_decode_update`] or [`Self::on_update`].
+    fn on_decode_run_update(&mut self, _update: &DecodeRunUpdate<'_>) {}
     /// A request was taken in by the engine loop.
     fn on_queued(&mut self, _now: Nanos, _key: ReqKey, _scheduler: &Scheduler) {}
     /// Requests finished by aborts applied at `now`.
@@ -183,8 +186,14 @@ pub struct EngineScratch {
     batch_requests: Vec<BatchRequest>,
     /// What the stats recorder hands the sink per iteration.
     stats: StatsBuffers,
-    /// A decode run's step ends and its scheduler storage.
+    /// A decode run's steps as priced, their ends, the running-order indices of the requests
+    /// in a step, the requests finished in a step, and the scheduler's storage.
+    run_steps: Vec<RunStepShape>,
     run_ends: Vec<Nanos>,
+    run_alive: Vec<usize>,
+    /// Boxed as the scheduler hands finished requests out (and observers take them).
+    #[allow(clippy::vec_box)]
+    run_finished: Vec<Box<Request>>,
     run: crate::sched::DecodeRunScratch,
 }
 

@@ -7,7 +7,7 @@
 //! inter-token gaps are computed once, by [`StatsRecorder`], and every consumer (the offline
 //! collector, the server's Prometheus metrics) reads them from these records.
 
-use crate::engine::{DecodeRunStep, EngineObserver, RunGaps, StepRecord};
+use crate::engine::{DecodeRunStep, DecodeRunUpdate, EngineObserver, RunGaps, StepRecord};
 use crate::request::{FinishReason, Request, RequestStatus, RequestTimes};
 use crate::sched::{DecodeUpdate, RequestUpdate, Scheduler};
 use crate::time::Nanos;
@@ -338,12 +338,9 @@ impl EngineObserver for StatsRecorder<'_> {
         self.sink.takes_decode_runs()
     }
 
-    /// The [`Self::on_schedule`] and [`Self::on_decode_update`] of one whole step of a decode
-    /// run, from its counts: a decode step preempts nobody, and its requests are all past
-    /// their prompts; its iteration carries no per-request outputs
-    /// ([`EngineSink::takes_decode_runs`]).
+    /// The [`Self::on_schedule`] of a whole step of a decode run, from its counts: a decode
+    /// step preempts nobody, and its requests are all past their prompts.
     fn on_decode_run_step(&mut self, s: &DecodeRunStep<'_>) {
-        let scheduler = SchedulerStats::of(s.scheduler);
         self.sink.on_step(&StepStats {
             engine_index: self.engine_index,
             index: s.index,
@@ -356,21 +353,27 @@ impl EngineObserver for StatsRecorder<'_> {
             num_prefill_tokens: 0,
             num_decode_reqs: s.num_reqs,
             num_preempted_reqs: 0,
-            scheduler,
+            scheduler: SchedulerStats::of(s.scheduler),
         });
-        let now = s.device_end;
+    }
+
+    /// The [`Self::on_update`] of that step: a token per request, none a first one; its
+    /// iteration carries no per-request outputs ([`EngineSink::takes_decode_runs`]).
+    fn on_decode_run_update(&mut self, u: &DecodeRunUpdate<'_>) {
+        let now = u.now;
         self.begin(now);
         let it = &mut self.buffers.iteration;
-        it.num_generation_tokens = s.num_reqs as u64;
-        match s.gaps {
+        it.num_generation_tokens = u.num_tokens as u64;
+        match u.gaps {
             RunGaps::Since(prev) => it
                 .inter_token_latencies_iter
                 .extend(prev.iter().map(|&p| now.saturating_sub(p))),
-            RunGaps::Uniform(gap) => it.inter_token_latencies_iter.resize(s.num_reqs, gap),
+            RunGaps::Uniform(gap) => it.inter_token_latencies_iter.resize(u.num_tokens, gap),
         }
-        it.scheduler = scheduler;
-        self.sink
-            .on_iteration(&self.buffers.iteration, &self.buffers.outputs);
+        for r in u.finished {
+            self.finish(r, now);
+        }
+        self.emit(u.scheduler);
     }
 
     /// [`Self::on_update`] for updates that all carry a token, none a first one, none a

@@ -224,3 +224,26 @@ fn requests_that_may_stop_on_a_token() {
     assert!(stopped > 0, "no request stopped on a sampled token");
     assert!(run_steps > 0, "no run");
 }
+
+/// Many small engines of varied shape: pools from tight to roomy, budgets, sequence limits,
+/// block sizes, with and without prefix caching, and varied step costs.
+#[test]
+fn varied_engines() {
+    let mut run_steps_total = 0;
+    for seed in 0..24u64 {
+        let r = |k: u64| mix(seed * 1000 + k);
+        let block_size = [16, 32, 8][(r(1) % 3) as usize];
+        let mut cfg = EngineConfig::with_defaults(160 + (r(2) % 3000) as u32, 2048);
+        cfg.block_size = block_size;
+        cfg.max_num_seqs = 2 + (r(3) % 40) as usize;
+        cfg.max_num_batched_tokens = 64 + (r(4) % 512) as usize;
+        cfg.async_scheduling = false;
+        cfg.enable_prefix_caching = r(5) % 4 != 0;
+        let gap = 200_000 + r(6) % 20_000_000;
+        let requests = workload(80, gap, 1 + r(7) % 250, (r(8) % 6) as usize);
+        let (rec, run_steps) = check_same(&cfg, &requests);
+        assert_eq!(finished(&rec), 80, "seed {seed}");
+        run_steps_total += run_steps;
+    }
+    assert!(run_steps_total > 1000, "{run_steps_total} steps in runs");
+}

@@ -4,12 +4,15 @@
 //! from the same run and left in flight, as the step-by-step loop would leave it.
 //!
 //! The step times come first, one step at a time, from the latency model with each step's
-//! batch (contexts one token longer per step), so the model sees the same calls in the same
-//! order; then the scheduler's two phases; then, step by step, the pool operations and the
-//! observer's record of each whole step ([`DecodeRunStep`]).
+//! batch (contexts one token longer per step, requests that finished in the step before
+//! gone), so the model sees the same calls in the same order; then the scheduler's two
+//! phases; then, step by step, the pool operations, the observer's record of the step
+//! ([`DecodeRunStep`]), the requests that finished in it, and the record of its output
+//! ([`DecodeRunUpdate`]).
 
 use super::{Engine, EngineObserver, InFlight, StepRecord};
 use crate::latency::StepBatch;
+use crate::request::Request;
 use crate::sched::Scheduler;
 use crate::time::Nanos;
 
@@ -17,7 +20,7 @@ use crate::time::Nanos;
 /// taken as several runs).
 const MAX_RUN_STEPS: usize = 256;
 
-/// The inter-token gaps of one step of a decode run, one per running request.
+/// The inter-token gaps of one step of a decode run, one per request in the step.
 #[derive(Copy, Clone, Debug)]
 pub enum RunGaps<'a> {
     /// Each request's previous token was processed at this time, in running order (the run's
@@ -27,8 +30,7 @@ pub enum RunGaps<'a> {
     Uniform(Nanos),
 }
 
-/// One whole step of a decode run, scheduled at `scheduled_at` and processed at
-/// `device_end`: every running request decoded one token and none stopped.
+/// The scheduling of one whole step of a decode run: every running request decodes one token.
 #[derive(Copy, Clone, Debug)]
 pub struct DecodeRunStep<'a> {
     /// Sequence number of the `schedule()` call, from 0.
@@ -40,9 +42,21 @@ pub struct DecodeRunStep<'a> {
     pub num_reqs: usize,
     /// Σ tokens computed before the step (the attention context).
     pub num_context_tokens: usize,
+    /// After the step's scheduling.
+    pub scheduler: &'a Scheduler,
+}
+
+/// The output of one whole step of a decode run, processed at `now` (the step's end): every
+/// request in it got a token, and those that reached a length limit finished.
+#[derive(Copy, Clone, Debug)]
+pub struct DecodeRunUpdate<'a> {
+    pub now: Nanos,
+    /// Tokens appended: one per request in the step.
+    pub num_tokens: usize,
     pub gaps: RunGaps<'a>,
-    /// After the step's pool operations (the state both after its scheduling and after its
-    /// output is processed: a decode step's output changes neither the queues nor the pool).
+    /// Finished in this step, in running order (freed and removed).
+    pub finished: &'a [Box<Request>],
+    /// After the output.
     pub scheduler: &'a Scheduler,
 }
 
@@ -52,6 +66,14 @@ pub(super) enum RunEnd {
     At(Nanos),
     /// It left the step that crosses the horizon in flight, scheduled at this time.
     InFlight(Nanos),
+}
+
+/// One step of a run as the latency model priced it.
+#[derive(Copy, Clone, Debug, Default)]
+pub(super) struct RunStepShape {
+    end: Nanos,
+    num_reqs: usize,
+    num_context_tokens: usize,
 }
 
 impl Engine {
@@ -74,52 +96,66 @@ impl Engine {
         {
             return None;
         }
-        let bound = self
-            .sched
-            .plan_decode_run(MAX_RUN_STEPS, &mut self.scratch.batch_requests)?;
+        let max_steps = self.sched.plan_decode_run(
+            MAX_RUN_STEPS,
+            &mut self.scratch.batch_requests,
+            &mut self.scratch.run,
+        )?;
         let first_start = now.max(self.device_free_at);
-        let num_reqs = self.scratch.batch_requests.len();
-        let in_flight_end = self.decode_run_times(first_start, horizon, bound.max_steps);
-        let ends = &self.scratch.run_ends;
-        let complete = ends.len();
+        let in_flight = self.decode_run_times(first_start, horizon, max_steps);
+        let shapes = &self.scratch.run_steps;
+        let complete = shapes.len();
+        self.scratch.run_ends.clear();
+        self.scratch.run_ends.extend(shapes.iter().map(|s| s.end));
         let mut sampled = std::mem::take(&mut self.sampled_buf);
         let output = self.sched.decode_run_requests(
             complete,
-            in_flight_end.is_some(),
-            ends,
+            in_flight.is_some(),
+            &self.scratch.run_ends,
             self.sampler.as_mut(),
             &mut self.scratch.run,
             &mut sampled,
         );
+        let mut finished = std::mem::take(&mut self.scratch.run_finished);
         let (mut scheduled_at, mut start) = (now, first_start);
-        for (step, &end) in ends.iter().enumerate() {
-            self.sched.decode_run_step_ops(step, &self.scratch.run);
-            let gaps = match step {
-                0 => RunGaps::Since(&self.scratch.run.prev_token_at),
-                _ => RunGaps::Uniform(end - ends[step - 1]),
-            };
+        for (step, shape) in shapes.iter().enumerate() {
+            self.sched.decode_run_schedule(step, &self.scratch.run);
             obs.on_decode_run_step(&DecodeRunStep {
                 index: self.num_schedule_calls,
                 scheduled_at,
                 device_start: start,
-                device_end: end,
-                num_reqs,
-                num_context_tokens: bound.context_tokens + step * num_reqs,
-                gaps,
+                device_end: shape.end,
+                num_reqs: shape.num_reqs,
+                num_context_tokens: shape.num_context_tokens,
                 scheduler: &self.sched,
             });
             self.num_schedule_calls += 1;
-            (scheduled_at, start) = (end, end);
+            self.sched
+                .decode_run_finish(step, &self.scratch.run, &mut finished);
+            let gaps = match step {
+                0 => RunGaps::Since(&self.scratch.run.prev_token_at),
+                _ => RunGaps::Uniform(shape.end - shapes[step - 1].end),
+            };
+            obs.on_decode_run_update(&DecodeRunUpdate {
+                now: shape.end,
+                num_tokens: shape.num_reqs,
+                gaps,
+                finished: &finished,
+                scheduler: &self.sched,
+            });
+            finished.clear();
+            (scheduled_at, start) = (shape.end, shape.end);
         }
+        self.scratch.run_finished = finished;
         self.num_decode_steps += complete as u64;
         self.num_decode_run_steps += complete as u64;
         self.device_free_at = start;
-        let (Some(end), Some(output)) = (in_flight_end, output) else {
+        let (Some(end), Some(output)) = (in_flight, output) else {
             self.sampled_buf = sampled;
             self.debug_check();
             return Some(RunEnd::At(scheduled_at));
         };
-        self.sched.decode_run_step_ops(complete, &self.scratch.run);
+        self.sched.decode_run_schedule(complete, &self.scratch.run);
         obs.on_schedule(&StepRecord {
             index: self.num_schedule_calls,
             scheduled_at,
@@ -132,19 +168,23 @@ impl Engine {
         self.num_decode_steps += 1;
         self.num_decode_run_steps += 1;
         self.device_free_at = end;
+        // A request whose token in this step reaches its length limit stops in it: then its
+        // output is not a plain one.
+        let plain = !self.scratch.run.stop_steps.contains(&complete);
         self.batch_queue.push_front(InFlight {
             output,
             sampled,
             end,
-            decode: true,
+            decode: plain,
         });
         self.debug_check();
         Some(RunEnd::InFlight(scheduled_at))
     }
 
-    /// The ends of a run's steps from `start`, one step at a time from the latency model, into
-    /// `scratch.run_ends` while they fall before `horizon` (at most `max_steps`); the end of
-    /// the step that reaches the horizon, which the run leaves in flight, if one does.
+    /// The steps of a run from `start`, one at a time from the latency model, into
+    /// `scratch.run_steps` while they end before `horizon` (at most `max_steps`, and while a
+    /// request is left): the end of the step that reaches the horizon, which the run leaves in
+    /// flight, if one does.
     fn decode_run_times(
         &mut self,
         start: Nanos,
@@ -152,31 +192,53 @@ impl Engine {
         max_steps: usize,
     ) -> Option<Nanos> {
         let batch = &mut self.scratch.batch_requests;
-        let num_reqs = batch.len();
-        let padded_tokens = self.cuda_graphs.padded_tokens(num_reqs);
-        let num_running = self.sched.num_running();
-        let ends = &mut self.scratch.run_ends;
-        ends.clear();
+        let stops = &self.scratch.run.stop_steps;
+        // `alive[i]` is the running-order index of batch entry `i`.
+        let alive = &mut self.scratch.run_alive;
+        alive.clear();
+        alive.extend(0..batch.len());
+        let mut context: usize = batch.iter().map(|b| b.num_computed_before).sum();
+        let shapes = &mut self.scratch.run_steps;
+        shapes.clear();
         let mut start = start;
         for step in 0..max_steps {
-            if step > 0 {
-                // Each step's context is one token longer for every request.
-                for b in batch.iter_mut() {
-                    b.num_computed_before += 1;
-                }
+            if batch.is_empty() {
+                break;
             }
+            let num_reqs = batch.len();
             let end = start
                 + self.latency.step_time(&StepBatch {
                     requests: batch,
                     total_tokens: num_reqs,
-                    padded_tokens,
-                    num_running,
+                    padded_tokens: self.cuda_graphs.padded_tokens(num_reqs),
+                    num_running: num_reqs,
                 });
             if end >= horizon {
                 return Some(end);
             }
-            ends.push(end);
+            shapes.push(RunStepShape {
+                end,
+                num_reqs,
+                num_context_tokens: context,
+            });
             start = end;
+            // The next step: each context one token longer, without the requests that ended.
+            for b in batch.iter_mut() {
+                b.num_computed_before += 1;
+            }
+            context += num_reqs;
+            if alive.iter().any(|&i| stops[i] == step) {
+                let mut k = 0;
+                batch.retain(|b| {
+                    let keep = stops[alive[k]] != step;
+                    if !keep {
+                        context -= b.num_computed_before;
+                    }
+                    k += 1;
+                    keep
+                });
+                alive.retain(|&i| stops[i] != step);
+            }
         }
         None
     }

@@ -6,7 +6,7 @@ pub mod store;
 
 pub use policy::{BudgetSplit, Policy};
 pub use scheduler::{
-    DecodeRunBound, DecodeRunScratch, DecodeStep, DecodeUpdate, RequestUpdate, ScheduledRequest,
-    Scheduler, SchedulerOutput,
+    DecodeRunScratch, DecodeStep, DecodeUpdate, RequestUpdate, ScheduledRequest, Scheduler,
+    SchedulerOutput,
 };
 pub use store::{ReqKey, RequestStore};

@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap;
 mod decode;
 pub mod decode_run;
 pub use decode::{DecodeStep, DecodeUpdate};
-pub use decode_run::{DecodeRunBound, DecodeRunScratch};
+pub use decode_run::DecodeRunScratch;
 
 /// How many requests ahead a loop over a step's requests asks for their records
 /// ([`RequestStore::prefetch`]): far enough for a record to arrive from memory while the

@@ -6,14 +6,17 @@
 //! each request gets one token, one slot, one sample per step. A run of `k` such steps is
 //! taken here in two phases instead of `k` passes over the running requests:
 //!
-//! 1. request by request ([`Scheduler::decode_run_requests`]): the `k` tokens each request
-//!    samples and appends (with the block hashes they complete), its computed tokens, and the
-//!    KV pool operations each of its steps makes (a block taken from the free queue, full
-//!    blocks cached), recorded with their step;
-//! 2. step by step ([`Scheduler::decode_run_step_ops`]): those pool operations, in the order
-//!    the steps make them (step, then running order, then taking before caching), so that the
-//!    free queue hands out the same blocks, evicts the same hashes and caches the same blocks
-//!    as `k` single steps do, and the pool's state after each step is that step's.
+//! 1. request by request ([`Scheduler::decode_run_requests`]): the tokens each request
+//!    samples and appends (with the block hashes they complete) up to the run's end or the
+//!    token that reaches its length limit (it then finishes in that step), its computed
+//!    tokens, and the KV pool operations each of its steps makes (a block taken from the free
+//!    queue, full blocks cached), recorded with their step;
+//! 2. step by step ([`Scheduler::decode_run_schedule`], [`Scheduler::decode_run_finish`]):
+//!    those pool operations, in the order the steps make them (step, then running order, then
+//!    taking before caching), then the step's finished requests freed and removed in running
+//!    order, so that the free queue hands out the same blocks, evicts the same hashes and
+//!    caches the same blocks as the single steps do, and the scheduler's state after each
+//!    step's scheduling and after its output is that of the single steps.
 //!
 //! A request's tokens depend only on its own sample index (the sampler must say so,
 //! [`crate::sampler::TokenSampler::is_stateless`]), so drawing them request by request gives
@@ -21,8 +24,11 @@
 //! and without runs and compares every record.
 
 use super::{ScheduledRequest, Scheduler, SchedulerOutput};
+use crate::kv::KvCacheManager;
 use crate::latency::BatchRequest;
+use crate::request::Request;
 use crate::sampler::TokenSampler;
+use crate::sched::ReqKey;
 use crate::time::Nanos;
 
 /// One KV pool operation a request makes in a step of a decode run.
@@ -30,8 +36,7 @@ use crate::time::Nanos;
 struct PoolOp {
     /// Which step of the run, from 0.
     step: u32,
-    /// The request's place in the running list.
-    request: u32,
+    key: ReqKey,
     /// Blocks taken from the free queue (0 or 1 for one token).
     take: u32,
     /// Tokens whose full blocks are cached, when a block becomes full (0: none).
@@ -51,32 +56,30 @@ pub struct DecodeRunScratch {
     cursor: Vec<u32>,
     /// One request's tokens of the run.
     tokens: Vec<u32>,
+    /// The requests that finish within the run, `(step, key)`, by step and then in running
+    /// order.
+    finishes: Vec<(u32, ReqKey)>,
+    /// Each running request's last step (from 0) before its length limit ends it, in running
+    /// order ([`Scheduler::plan_decode_run`]).
+    pub stop_steps: Vec<usize>,
     /// Each request's previous token time before the run's first step (its first inter-token
     /// gap's start), in running order.
     pub prev_token_at: Vec<Nanos>,
 }
 
-/// The shape of a decode run the running requests allow.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct DecodeRunBound {
-    /// Most steps in a row no running request stops in and whose blocks the free queue holds.
-    pub max_steps: usize,
-    /// Σ tokens computed before the first step (the first step's attention context).
-    pub context_tokens: usize,
-}
-
 impl Scheduler {
-    /// Whether the running requests can decode in a run of steps and for at most how many
-    /// ([`DecodeRunBound`], at most `cap` steps): every step would be a decode step of
-    /// [`Scheduler::schedule_decode`] with a plain update (every request has an output
-    /// already, none can stop on a sampled token, none reaches a length limit), and the free
+    /// Whether the running requests can decode in a run of steps, and for at most how many
+    /// (at most `cap`): every step is a decode step of [`Scheduler::schedule_decode`] (every
+    /// request has an output already and none can stop on a sampled token: a request finishes
+    /// in the step whose token reaches its length limit, `scratch.stop_steps`), and the free
     /// blocks hold every block the steps take, so nobody is preempted. `batch` gets the first
     /// step's batch as the latency model sees it. `None`, with nothing changed, otherwise.
     pub fn plan_decode_run(
         &self,
         cap: usize,
         batch: &mut Vec<BatchRequest>,
-    ) -> Option<DecodeRunBound> {
+        scratch: &mut DecodeRunScratch,
+    ) -> Option<usize> {
         if !self.kv.fast_paths()
             || self.cfg.async_scheduling
             || self.running.is_empty()
@@ -90,9 +93,8 @@ impl Scheduler {
             return None;
         }
         let max_model_len = self.cfg.max_model_len;
-        let mut steps = cap;
-        let mut context = 0usize;
         batch.clear();
+        scratch.stop_steps.clear();
         for &key in &self.running {
             let req = self.requests.req(key);
             if req.num_output_placeholders != 0
@@ -101,8 +103,9 @@ impl Scheduler {
             {
                 return None;
             }
-            steps = steps.min(req.tokens_before_length_stop(max_model_len)?);
-            context += req.num_computed_tokens;
+            scratch
+                .stop_steps
+                .push(req.tokens_before_length_stop(max_model_len)?);
             batch.push(BatchRequest {
                 num_tokens: 1,
                 num_computed_before: req.num_computed_tokens,
@@ -110,15 +113,23 @@ impl Scheduler {
                 samples: true,
             });
         }
-        // The blocks the steps take grow with the steps: the most that the free queue holds.
+        // The blocks the steps take grow with the steps (a request that finishes takes none
+        // after its last step; the blocks it frees are not counted on): the most steps whose
+        // blocks the free queue holds.
         let free = self.kv.num_free_blocks() as usize;
+        let stops = &scratch.stop_steps;
         let blocks = |k: usize| -> usize {
             self.running
                 .iter()
-                .map(|&key| self.kv.blocks_to_decode(self.requests.req(key), k))
+                .zip(stops)
+                .map(|(&key, &stop)| {
+                    self.kv
+                        .blocks_to_decode(self.requests.req(key), k.min(stop + 1))
+                })
                 .sum()
         };
-        if steps > 0 && blocks(steps) > free {
+        let mut steps = cap;
+        if blocks(steps) > free {
             let (mut lo, mut hi) = (0, steps);
             while lo < hi {
                 let mid = (lo + hi).div_ceil(2);
@@ -130,18 +141,17 @@ impl Scheduler {
             }
             steps = lo;
         }
-        (steps > 0).then_some(DecodeRunBound {
-            max_steps: steps,
-            context_tokens: context,
-        })
+        (steps > 0).then_some(steps)
     }
 
     /// Phase 1 of a decode run of `complete` whole steps, then, with `in_flight`, one more
     /// step scheduled but not processed: samples every request's tokens, request by request,
-    /// appends the whole steps' tokens (the last at `ends[complete - 1]`), and records the
-    /// pool operations of every step for [`Self::decode_run_step_ops`]. The last step's tokens
-    /// go to `sampled`, and its output is returned. `complete + in_flight` must not exceed
-    /// the bound [`Self::plan_decode_run`] gave.
+    /// appends the whole steps' tokens (step `s`'s at `ends[s]`) up to the request's last step
+    /// (`scratch.stop_steps`, where it finishes), and records the pool operations of every step
+    /// and the requests finishing in each. The in-flight step's tokens go to `sampled` and
+    /// its output is returned. `complete + in_flight` must not exceed the steps
+    /// [`Self::plan_decode_run`] allowed, and some request must be running in every step.
+    #[allow(clippy::too_many_arguments)]
     pub fn decode_run_requests(
         &mut self,
         complete: usize,
@@ -155,8 +165,8 @@ impl Scheduler {
         let steps = complete + usize::from(in_flight);
         let block_size = self.cfg.block_size;
         let hash_blocks = self.cfg.enable_prefix_caching;
-        let caching = self.kv.enable_caching();
         scratch.ops.clear();
+        scratch.finishes.clear();
         scratch.prev_token_at.clear();
         scratch.tokens.clear();
         scratch.tokens.resize(steps, 0);
@@ -165,60 +175,27 @@ impl Scheduler {
             scheduled: std::mem::take(&mut self.output_buf),
             ..SchedulerOutput::default()
         });
-        for (i, &key) in self.running.iter().enumerate() {
+        for (&key, &stop) in self.running.iter().zip(&scratch.stop_steps) {
             let req = self.requests.req_mut(key);
-            let first_tokens = req.num_tokens();
-            let tokens = &mut scratch.tokens[..steps];
+            // The steps the request is in: up to the one whose token ends it.
+            let req_steps = steps.min(stop + 1);
+            let tokens = &mut scratch.tokens[..req_steps];
             req.sample_ahead(sampler, tokens);
-            // Step `step` gives the request slots for its known tokens, `first_tokens + step`,
-            // as `allocate_slots` does for one new token: the blocks they outgrow the held
-            // ones by are taken, and the blocks they fill cached. Only the steps at a block
-            // boundary do either: the first step whose tokens pass the held blocks' slots,
-            // and the first whose tokens fill one more block than is cached.
-            let mut held = req.kv.blocks.len();
-            let mut next_take = (held * block_size + 1).saturating_sub(first_tokens);
-            let mut next_cache = if caching {
-                ((req.kv.num_cached_blocks + 1) * block_size).saturating_sub(first_tokens)
-            } else {
-                usize::MAX
-            };
-            loop {
-                let step = next_take.min(next_cache);
-                if step >= steps {
-                    break;
-                }
-                let tokens = first_tokens + step;
-                let mut op = PoolOp {
-                    step: step as u32,
-                    request: i as u32,
-                    take: 0,
-                    cache_tokens: 0,
-                };
-                if step == next_take {
-                    let need = self.kv.blocks_for(tokens);
-                    op.take = (need - held) as u32;
-                    held = need;
-                    next_take = (held * block_size + 1) - first_tokens;
-                }
-                if step == next_cache {
-                    op.cache_tokens = tokens;
-                    next_cache = ((self.kv.full_blocks(tokens) + 1) * block_size) - first_tokens;
-                }
-                scratch.ops.push(op);
-            }
-            req.num_computed_tokens += steps;
-            req.append_output_tokens(&tokens[..complete], block_size, hash_blocks);
-            if in_flight {
-                sampled.push(Some(tokens[complete]));
-            }
+            record_pool_ops(&self.kv, req, key, req_steps, &mut scratch.ops);
+            req.num_computed_tokens += req_steps;
+            let appended = req_steps.min(complete);
+            req.append_output_tokens(&tokens[..appended], block_size, hash_blocks);
             req.is_prefill_chunk = false;
-            if let Some(&last) = ends.last() {
-                let prev = req.times.last_token.replace(last);
+            if appended > 0 {
+                let prev = req.times.last_token.replace(ends[appended - 1]);
                 scratch
                     .prev_token_at
                     .push(prev.expect("a decoding request has had a token"));
             }
-            if let Some(out) = out.as_mut() {
+            if stop < complete {
+                scratch.finishes.push((stop as u32, key));
+            } else if let Some(out) = out.as_mut() {
+                sampled.push(Some(tokens[complete]));
                 out.scheduled.push(ScheduledRequest {
                     key,
                     num_tokens: 1,
@@ -228,45 +205,25 @@ impl Scheduler {
                 });
             }
         }
-        // Group the operations by step (they were recorded request by request), keeping the
-        // running order within a step.
-        scratch.step_starts.clear();
-        scratch.step_starts.resize(steps + 1, 0);
-        for op in &scratch.ops {
-            scratch.step_starts[op.step as usize + 1] += 1;
-        }
-        for s in 0..steps {
-            scratch.step_starts[s + 1] += scratch.step_starts[s];
-        }
-        scratch.by_step.clear();
-        scratch.by_step.resize(scratch.ops.len(), 0);
-        scratch.cursor.clear();
-        scratch
-            .cursor
-            .extend_from_slice(&scratch.step_starts[..steps]);
-        for (n, op) in scratch.ops.iter().enumerate() {
-            let slot = &mut scratch.cursor[op.step as usize];
-            scratch.by_step[*slot as usize] = n as u32;
-            *slot += 1;
-        }
-        // vLLM's `finished_req_ids = set()`, as in `update_after_schedule`.
-        self.num_finished_pending = 0;
+        group_by_step(scratch, steps);
+        // Requests finish by step, in running order within a step (a stable sort keeps it).
+        scratch.finishes.sort_by_key(|&(step, _)| step);
         out.map(|mut out| {
             out.total_num_scheduled_tokens = out.scheduled.len();
             out
         })
     }
 
-    /// Phase 2 of a decode run: the pool operations of step `step` (from 0), in the order a
-    /// single step makes them.
-    pub fn decode_run_step_ops(&mut self, step: usize, scratch: &DecodeRunScratch) {
+    /// Phase 2 of a decode run, the scheduling of step `step` (from 0): the pool operations
+    /// it makes, in the order a single step makes them.
+    pub fn decode_run_schedule(&mut self, step: usize, scratch: &DecodeRunScratch) {
         let (from, to) = (
             scratch.step_starts[step] as usize,
             scratch.step_starts[step + 1] as usize,
         );
         for &n in &scratch.by_step[from..to] {
             let op = scratch.ops[n as usize];
-            let req = self.requests.req_mut(self.running[op.request as usize]);
+            let req = self.requests.req_mut(op.key);
             if op.take > 0 {
                 self.kv.take_blocks(req, op.take);
             }
@@ -274,5 +231,107 @@ impl Scheduler {
                 self.kv.cache_blocks(req, op.cache_tokens);
             }
         }
+        // vLLM's `finished_req_ids = set()`, as in `update_after_schedule`.
+        self.num_finished_pending = 0;
+    }
+
+    /// Phase 2 of a decode run, the output of step `step`: the requests that finished in it,
+    /// freed and removed in running order, into `finished`.
+    pub fn decode_run_finish(
+        &mut self,
+        step: usize,
+        scratch: &DecodeRunScratch,
+        finished: &mut Vec<Box<Request>>,
+    ) {
+        finished.clear();
+        let from = scratch
+            .finishes
+            .partition_point(|&(s, _)| (s as usize) < step);
+        for &(s, key) in &scratch.finishes[from..] {
+            if s as usize != step {
+                break;
+            }
+            let stopped = self
+                .requests
+                .req_mut(key)
+                .check_stop(self.cfg.max_model_len);
+            debug_assert!(stopped, "a request stops at its length limit");
+            finished.push(self.free_request(key));
+        }
+        if !finished.is_empty() {
+            let gone = &scratch.finishes[from..from + finished.len()];
+            self.running.retain(|k| !gone.iter().any(|&(_, g)| g == *k));
+        }
+    }
+}
+
+/// Records the pool operations of a request's first `steps` steps of a run: step `s` gives it
+/// slots for its known tokens, `first + s` of them, as `allocate_slots` does for one new
+/// token: the blocks they outgrow the held ones by are taken, and the blocks they fill cached.
+/// Only the steps at a block boundary do either: the first step whose tokens pass the held
+/// blocks' slots, and the first whose tokens fill one more block than is cached.
+fn record_pool_ops(
+    kv: &KvCacheManager,
+    req: &Request,
+    key: ReqKey,
+    steps: usize,
+    ops: &mut Vec<PoolOp>,
+) {
+    let block_size = kv.block_size();
+    let first = req.num_tokens();
+    let mut held = req.kv.blocks.len();
+    let mut next_take = (held * block_size + 1).saturating_sub(first);
+    let mut next_cache = if kv.enable_caching() {
+        ((req.kv.num_cached_blocks + 1) * block_size).saturating_sub(first)
+    } else {
+        usize::MAX
+    };
+    loop {
+        let step = next_take.min(next_cache);
+        if step >= steps {
+            return;
+        }
+        let tokens = first + step;
+        let mut op = PoolOp {
+            step: step as u32,
+            key,
+            take: 0,
+            cache_tokens: 0,
+        };
+        if step == next_take {
+            let need = kv.blocks_for(tokens);
+            op.take = (need - held) as u32;
+            held = need;
+            next_take = held * block_size + 1 - first;
+        }
+        if step == next_cache {
+            op.cache_tokens = tokens;
+            next_cache = (kv.full_blocks(tokens) + 1) * block_size - first;
+        }
+        ops.push(op);
+    }
+}
+
+/// Groups `scratch.ops` (recorded request by request) by step, keeping the running order
+/// within a step.
+fn group_by_step(scratch: &mut DecodeRunScratch, steps: usize) {
+    scratch.step_starts.clear();
+    scratch.step_starts.resize(steps + 1, 0);
+    for op in &scratch.ops {
+        scratch.step_starts[op.step as usize + 1] += 1;
+    }
+    for s in 0..steps {
+        scratch.step_starts[s + 1] += scratch.step_starts[s];
+    }
+    scratch.by_step.clear();
+    scratch.by_step.resize(scratch.ops.len(), 0);
+    scratch.cursor.clear();
+    scratch
+        .cursor
+        .extend_from_slice(&scratch.step_starts[..steps]);
+    for (n, op) in scratch.ops.iter().enumerate() {
+        let slot = &mut scratch.cursor[op.step as usize];
+        scratch.by_step[*slot as usize] = n as u32;
+        *slot += 1;
     }
 }
