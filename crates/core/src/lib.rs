@@ -26,7 +26,7 @@ pub use engine_core::EngineCore;
 pub use request::{FinishReason, NewRequest, Request, SamplingParams};
 pub use sched::Scheduler;
 pub use stats::{
-    EngineSink, FinishOutput, FinishedRequestStats, IterationStats, NoSink, RequestOutput,
+    EngineSink, FinishOutput, FinishedRequestStats, GapRuns, IterationStats, NoSink, RequestOutput,
     SchedulerStats, StepStats,
 };
 pub use time::Nanos;

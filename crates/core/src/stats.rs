@@ -166,6 +166,71 @@ impl FinishedRequestStats {
     }
 }
 
+/// Inter-token gaps in output order, kept as runs of equal gaps: the requests of a step mostly
+/// share one gap (their previous tokens came with the same earlier step), so a step of `n`
+/// decoding requests is usually one run, not `n` entries. Equal neighbours always merge, so two
+/// lists of the same gaps are equal whichever way they were pushed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GapRuns {
+    /// `(gap, how many in a row)`, counts ≥ 1, neighbours different.
+    runs: Vec<(Nanos, u64)>,
+    len: usize,
+}
+
+impl GapRuns {
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.len = 0;
+    }
+
+    pub fn push(&mut self, gap: Nanos) {
+        self.push_n(gap, 1);
+    }
+
+    /// `count` gaps of `gap` in a row.
+    pub fn push_n(&mut self, gap: Nanos, count: usize) {
+        if count == 0 {
+            return;
+        }
+        match self.runs.last_mut() {
+            Some((g, n)) if *g == gap => *n += count as u64,
+            _ => self.runs.push((gap, count as u64)),
+        }
+        self.len += count;
+    }
+
+    /// How many gaps.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The runs, in order: `(gap, count)`.
+    pub fn runs(&self) -> &[(Nanos, u64)] {
+        &self.runs
+    }
+
+    /// Every gap, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Nanos> + '_ {
+        self.runs
+            .iter()
+            .flat_map(|&(g, n)| std::iter::repeat_n(g, n as usize))
+    }
+}
+
+impl<I: IntoIterator<Item = Nanos>> From<I> for GapRuns {
+    fn from(gaps: I) -> GapRuns {
+        let mut runs = GapRuns::default();
+        for g in gaps {
+            runs.push(g);
+        }
+        runs
+    }
+}
+
 /// One step's output processing, or one batch of aborts (vLLM `IterationStats`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IterationStats {
@@ -176,7 +241,7 @@ pub struct IterationStats {
     pub num_generation_tokens: u64,
     /// In output order.
     pub time_to_first_tokens_iter: Vec<Nanos>,
-    pub inter_token_latencies_iter: Vec<Nanos>,
+    pub inter_token_latencies_iter: GapRuns,
     /// In finishing order.
     pub finished_requests: Vec<FinishedRequestStats>,
     /// After the output (or the aborts).
@@ -365,10 +430,12 @@ impl EngineObserver for StatsRecorder<'_> {
         let it = &mut self.buffers.iteration;
         it.num_generation_tokens = u.num_tokens as u64;
         match u.gaps {
-            RunGaps::Since(prev) => it
-                .inter_token_latencies_iter
-                .extend(prev.iter().map(|&p| now.saturating_sub(p))),
-            RunGaps::Uniform(gap) => it.inter_token_latencies_iter.resize(u.num_tokens, gap),
+            RunGaps::Since(prev) => {
+                for &p in prev {
+                    it.inter_token_latencies_iter.push(now.saturating_sub(p));
+                }
+            }
+            RunGaps::Uniform(gap) => it.inter_token_latencies_iter.push_n(gap, u.num_tokens),
         }
         for r in u.finished {
             self.finish(r, now);
@@ -382,8 +449,10 @@ impl EngineObserver for StatsRecorder<'_> {
         self.begin(now);
         let it = &mut self.buffers.iteration;
         it.num_generation_tokens += updates.len() as u64;
-        it.inter_token_latencies_iter
-            .extend(updates.iter().map(|u| now.saturating_sub(u.prev_token_at)));
+        for u in updates {
+            it.inter_token_latencies_iter
+                .push(now.saturating_sub(u.prev_token_at));
+        }
         self.buffers
             .outputs
             .extend(updates.iter().map(|u| RequestOutput {

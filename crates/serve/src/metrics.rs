@@ -178,8 +178,11 @@ impl EngineSeries {
         for d in &it.time_to_first_tokens_iter {
             self.ttft.observe(d.as_secs_f64());
         }
-        for d in &it.inter_token_latencies_iter {
-            self.itl.observe(d.as_secs_f64());
+        for &(d, n) in it.inter_token_latencies_iter.runs() {
+            let secs = d.as_secs_f64();
+            for _ in 0..n {
+                self.itl.observe(secs);
+            }
         }
         for f in &it.finished_requests {
             self.finished(f);

@@ -233,10 +233,9 @@ impl EngineSink for Collector<'_> {
         if let Some(t) = self.sinks.ticks.as_mut() {
             t.on_iteration(it);
         }
-        // The requests of a step mostly share one gap (their previous token came from the
-        // same earlier step): equal neighbours are recorded as one run.
-        for run in it.inter_token_latencies_iter.chunk_by(|a, b| a == b) {
-            self.result.stats.record_itl_run(run[0].0, run.len() as u64);
+        // The requests of a step mostly share one gap: the iteration keeps them as runs.
+        for &(gap, n) in it.inter_token_latencies_iter.runs() {
+            self.result.stats.record_itl_run(gap.0, n);
         }
         // Aborted requests count as failed (workload files carry no aborts today).
         for f in &it.finished_requests {

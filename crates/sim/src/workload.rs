@@ -127,12 +127,10 @@ impl RawLine {
 /// Token ids for a prompt given only its length: uniform in `[1000, 30000)`, a pure function
 /// of (seed, line), so runs are reproducible.
 pub fn synthetic_prompt(seed: u64, line: usize, len: u32) -> Arc<[u32]> {
-    // `h % 29000` without a division per token (the same remainders).
-    let span = llm_emu_core::modulus::Modulus::new(29000);
     (0..len)
         .map(|i| {
             let h = splitmix3(seed, line as u64, i as u64);
-            1000 + span.remainder(h) as u32
+            1000 + (h % 29000) as u32
         })
         .collect()
 }
