@@ -10,12 +10,14 @@
 
 use llm_emu_core::kv::KvCacheEvent;
 use llm_emu_core::latency::LinearLatency;
-use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
+use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{
     Engine, EngineConfig, EngineSink, FinishReason, IterationStats, Nanos, NewRequest,
-    RequestOutput, SamplingParams, StepStats, Wake,
+    RequestOutput, StepStats,
 };
-use std::sync::Arc;
+use support::{mix, request, SometimesEos};
+
+mod support;
 
 #[derive(Default, PartialEq, Debug)]
 struct Record {
@@ -36,66 +38,14 @@ impl EngineSink for Record {
     }
 }
 
-/// SplitMix64: the workload's lengths and prefixes, reproducible.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// [`HashSampler`]'s tokens, but now and then the request's EOS where a request may stop on
-/// it (the hash sampler never draws one). Stateless: a token depends on its context alone.
-struct SometimesEos(HashSampler);
-
-impl TokenSampler for SometimesEos {
-    fn sample(&mut self, ctx: &SampleContext<'_>) -> u32 {
-        let t = self.0.sample(ctx);
-        match ctx.sampling.eos_token_id {
-            Some(eos) if !ctx.forbid_stop && t.is_multiple_of(37) => eos,
-            _ => t,
-        }
-    }
-    fn is_stateless(&self) -> bool {
-        true
-    }
-}
-
-/// `n` requests, one every `gap_ns` (jittered): a shared prefix (one of four) then a tail of
-/// their own, outputs of 1–`max_out` tokens; every `eos_every`-th request may stop on EOS.
+/// `n` requests ([`support::request`]), one every `gap_ns` on average (jittered), outputs of
+/// 1–`max_out` tokens; every `eos_every`-th request may stop on EOS (none for 0).
 fn workload(n: usize, gap_ns: u64, max_out: u64, eos_every: usize) -> Vec<NewRequest> {
     let mut at = 0u64;
     (0..n)
         .map(|i| {
-            let r = mix(i as u64);
-            let group = (r % 4) as u32;
-            let prefix = 32 + 16 * group as usize;
-            let tail = if i % 5 == 0 {
-                200 + (mix(r) % 500) as usize
-            } else {
-                1 + (mix(r) % 90) as usize
-            };
-            let ids: Vec<u32> = (0..prefix as u32)
-                .map(|t| 1000 + group * 100 + t)
-                .chain((0..tail as u32).map(|t| 5000 + (mix(r ^ t as u64) % 20000) as u32))
-                .collect();
-            let max_tokens = 1 + (mix(r ^ 7) % max_out) as u32;
-            at += gap_ns / 2 + mix(r ^ 3) % gap_ns;
-            NewRequest {
-                tenant: None,
-                request_id: format!("r{i}"),
-                prompt_token_ids: Arc::from(ids),
-                sampling: SamplingParams {
-                    max_tokens,
-                    min_tokens: (mix(r ^ 11) % 8) as u32 % max_tokens,
-                    ignore_eos: eos_every == 0 || i % eos_every != 0,
-                    eos_token_id: Some(1000 + (i % 50) as u32),
-                    stop_token_ids: Vec::new(),
-                },
-                priority: 0,
-                cache_salt: None,
-                arrival: Nanos(at),
-            }
+            at += gap_ns / 2 + mix(mix(i as u64) ^ 3) % gap_ns;
+            request(i, Nanos(at), max_out, eos_every != 0 && i % eos_every == 0)
         })
         .collect()
 }
@@ -117,35 +67,9 @@ fn run(cfg: &EngineConfig, requests: &[NewRequest], runs: bool) -> (Record, u64)
     .unwrap();
     engine.enable_kv_cache_events();
     let mut rec = Record::default();
-    let mut next = 0;
-    let mut wake: Option<Nanos> = Some(Nanos::ZERO);
-    loop {
-        let arrival = requests.get(next).map(|r| r.arrival);
-        let now = match (arrival, wake) {
-            (Some(a), Some(w)) => a.min(w),
-            (Some(a), None) => a,
-            (None, Some(w)) => w,
-            (None, None) => break,
-        };
-        while requests.get(next).is_some_and(|r| r.arrival <= now) {
-            engine.add_request(requests[next].clone()).unwrap();
-            next += 1;
-        }
-        let horizon = match requests.get(next) {
-            Some(r) if runs => r.arrival,
-            None if runs => Nanos::MAX,
-            _ => now,
-        };
-        wake = match engine.run_with_stats_until(now, horizon, &mut rec) {
-            Wake::At(t) => {
-                assert!(t >= horizon, "woke before the horizon");
-                Some(t)
-            }
-            Wake::Idle => None,
-        };
-        rec.events.extend(engine.take_kv_cache_events());
-    }
-    assert!(!engine.has_work());
+    support::drive(&mut engine, requests, &mut rec, runs, |engine, rec| {
+        rec.events.extend(engine.take_kv_cache_events())
+    });
     (rec, engine.num_decode_run_steps())
 }
 

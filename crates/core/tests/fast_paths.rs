@@ -10,12 +10,15 @@
 
 use llm_emu_core::kv::KvCacheEvent;
 use llm_emu_core::latency::LinearLatency;
-use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
+use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{
     Engine, EngineConfig, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput,
-    SamplingParams, StepStats, Wake,
+    SamplingParams, StepStats,
 };
 use std::sync::Arc;
+use support::SometimesEos;
+
+mod support;
 
 #[derive(Default, PartialEq, Debug)]
 struct Record {
@@ -37,64 +40,10 @@ impl EngineSink for Record {
     }
 }
 
-/// SplitMix64: the workload's lengths and prefixes, reproducible.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// [`HashSampler`]'s tokens, but now and then the request's EOS where stop tokens are allowed
-/// (the hash sampler never draws one), so that requests also stop on a sampled token.
-struct SometimesEos(HashSampler);
-
-impl TokenSampler for SometimesEos {
-    fn sample(&mut self, ctx: &SampleContext<'_>) -> u32 {
-        let t = self.0.sample(ctx);
-        match ctx.sampling.eos_token_id {
-            Some(eos) if !ctx.forbid_stop && t.is_multiple_of(37) => eos,
-            _ => t,
-        }
-    }
-}
-
-/// `n` requests, one every `gap_ns`: a shared prefix (one of four, 2–5 blocks) then a tail of
-/// their own, outputs of 1–120 tokens, some with a stop token the sampler may draw.
+/// `n` requests, one every `gap_ns` ([`support::request`]), a third of them stopping on EOS.
 fn workload(n: usize, gap_ns: u64) -> Vec<NewRequest> {
     (0..n)
-        .map(|i| {
-            let r = mix(i as u64);
-            let group = (r % 4) as u32;
-            let prefix = 32 + 16 * group as usize;
-            // Every fifth prompt is longer than a step's token budget: chunked prefills, some
-            // leaving just their last prompt token for the next step.
-            let tail = if i % 5 == 0 {
-                200 + (mix(r) % 500) as usize
-            } else {
-                1 + (mix(r) % 90) as usize
-            };
-            let ids: Vec<u32> = (0..prefix as u32)
-                .map(|t| 1000 + group * 100 + t)
-                .chain((0..tail as u32).map(|t| 5000 + (mix(r ^ t as u64) % 20000) as u32))
-                .collect();
-            let max_tokens = 1 + (mix(r ^ 7) % 120) as u32;
-            NewRequest {
-                tenant: None,
-                request_id: format!("r{i}"),
-                prompt_token_ids: Arc::from(ids),
-                sampling: SamplingParams {
-                    max_tokens,
-                    min_tokens: (mix(r ^ 11) % 8) as u32 % max_tokens,
-                    ignore_eos: i % 3 != 0,
-                    eos_token_id: Some(1000 + (i % 50) as u32),
-                    stop_token_ids: Vec::new(),
-                },
-                priority: 0,
-                cache_salt: None,
-                arrival: Nanos(i as u64 * gap_ns),
-            }
-        })
+        .map(|i| support::request(i, Nanos(i as u64 * gap_ns), 120, i % 3 == 0))
         .collect()
 }
 
@@ -110,27 +59,9 @@ fn run(cfg: &EngineConfig, requests: &[NewRequest], fast_paths: bool) -> Record 
     engine.set_fast_paths(fast_paths);
     engine.enable_kv_cache_events();
     let mut rec = Record::default();
-    let mut next = 0;
-    let mut wake: Option<Nanos> = Some(Nanos::ZERO);
-    loop {
-        let arrival = requests.get(next).map(|r| r.arrival);
-        let now = match (arrival, wake) {
-            (Some(a), Some(w)) => a.min(w),
-            (Some(a), None) => a,
-            (None, Some(w)) => w,
-            (None, None) => break,
-        };
-        while requests.get(next).is_some_and(|r| r.arrival <= now) {
-            engine.add_request(requests[next].clone()).unwrap();
-            next += 1;
-        }
-        wake = match engine.run_with_stats(now, &mut rec) {
-            Wake::At(t) => Some(t),
-            Wake::Idle => None,
-        };
-        rec.events.extend(engine.take_kv_cache_events());
-    }
-    assert!(!engine.has_work());
+    support::drive(&mut engine, requests, &mut rec, false, |engine, rec| {
+        rec.events.extend(engine.take_kv_cache_events())
+    });
     rec.decode_steps = engine.num_decode_steps();
     rec
 }

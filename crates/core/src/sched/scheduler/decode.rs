@@ -52,17 +52,7 @@ impl Scheduler {
         sampled: &mut Vec<Option<u32>>,
         batch: &mut Vec<BatchRequest>,
     ) -> Option<DecodeStep> {
-        if !self.kv.fast_paths()
-            || self.cfg.async_scheduling
-            || self.running.is_empty()
-            || !self.waiting.is_empty()
-        {
-            return None;
-        }
-        let budget = self.cfg.max_num_batched_tokens;
-        let split = self.waiting.split_budget(budget, self.running.len(), 0);
-        // schedule()'s running budget: the whole budget less what the policy holds back.
-        if split.running.min(budget) < self.running.len() {
+        if !self.decode_steps_possible() {
             return None;
         }
         let max_model_len = self.cfg.max_model_len;
@@ -116,6 +106,23 @@ impl Scheduler {
             output: out,
             plain_update,
         })
+    }
+
+    /// Whether the queues and the budget let the next steps be decode steps: synchronous
+    /// scheduling with the shortcuts on, running requests and none waiting, and
+    /// `schedule()`'s running budget (the whole budget less what the policy holds back)
+    /// covering one token for each running request. The requests' own state is for the caller.
+    pub(super) fn decode_steps_possible(&self) -> bool {
+        if !self.kv.fast_paths()
+            || self.cfg.async_scheduling
+            || self.running.is_empty()
+            || !self.waiting.is_empty()
+        {
+            return false;
+        }
+        let budget = self.cfg.max_num_batched_tokens;
+        let split = self.waiting.split_budget(budget, self.running.len(), 0);
+        split.running.min(budget) >= self.running.len()
     }
 
     /// [`Scheduler::update_from_output`] for a decode step with a plain update

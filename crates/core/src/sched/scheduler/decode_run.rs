@@ -80,16 +80,7 @@ impl Scheduler {
         batch: &mut Vec<BatchRequest>,
         scratch: &mut DecodeRunScratch,
     ) -> Option<usize> {
-        if !self.kv.fast_paths()
-            || self.cfg.async_scheduling
-            || self.running.is_empty()
-            || !self.waiting.is_empty()
-        {
-            return None;
-        }
-        let budget = self.cfg.max_num_batched_tokens;
-        let split = self.waiting.split_budget(budget, self.running.len(), 0);
-        if split.running.min(budget) < self.running.len() {
+        if !self.decode_steps_possible() {
             return None;
         }
         let max_model_len = self.cfg.max_model_len;
