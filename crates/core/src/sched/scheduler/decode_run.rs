@@ -142,7 +142,6 @@ impl Scheduler {
     /// and the requests finishing in each. The in-flight step's tokens go to `sampled` and
     /// its output is returned. `complete + in_flight` must not exceed the steps
     /// [`Self::plan_decode_run`] allowed, and some request must be running in every step.
-    #[allow(clippy::too_many_arguments)]
     pub fn decode_run_requests(
         &mut self,
         complete: usize,
