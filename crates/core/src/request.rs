@@ -533,13 +533,12 @@ impl Request {
     /// What a sampler knows when it draws the request's next token.
     #[inline]
     fn sample_context(&self) -> crate::sampler::SampleContext<'_> {
-        crate::sampler::SampleContext {
-            request_id: &self.request_id,
-            request_seed: self.sample_seed,
-            index: self.num_sampled,
-            sampling: &self.sampling,
-            forbid_stop: self.num_sampled < self.sampling.min_tokens as usize,
-        }
+        crate::sampler::SampleContext::for_token(
+            &self.request_id,
+            self.sample_seed,
+            self.num_sampled,
+            &self.sampling,
+        )
     }
 }
 

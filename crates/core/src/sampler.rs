@@ -16,17 +16,34 @@ pub struct SampleContext<'a> {
     pub forbid_stop: bool,
 }
 
-impl SampleContext<'_> {
-    /// The context of the request's token `index` places after this one's: the same request,
-    /// with vLLM's min-tokens rule for that index.
+impl<'a> SampleContext<'a> {
+    /// The context of a request's token `index`, with vLLM's min-tokens rule for it: stop
+    /// tokens are forbidden while fewer than `min_tokens` were sampled before.
+    #[inline]
+    pub fn for_token(
+        request_id: &'a str,
+        request_seed: u64,
+        index: usize,
+        sampling: &'a SamplingParams,
+    ) -> Self {
+        SampleContext {
+            request_id,
+            request_seed,
+            index,
+            sampling,
+            forbid_stop: index < sampling.min_tokens as usize,
+        }
+    }
+
+    /// The context of the request's token `by` places after this one's.
     #[inline]
     pub fn ahead(&self, by: usize) -> Self {
-        let index = self.index + by;
-        SampleContext {
-            index,
-            forbid_stop: index < self.sampling.min_tokens as usize,
-            ..*self
-        }
+        SampleContext::for_token(
+            self.request_id,
+            self.request_seed,
+            self.index + by,
+            self.sampling,
+        )
     }
 }
 

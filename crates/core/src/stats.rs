@@ -212,23 +212,6 @@ impl GapRuns {
     pub fn runs(&self) -> &[(Nanos, u64)] {
         &self.runs
     }
-
-    /// Every gap, in order.
-    pub fn iter(&self) -> impl Iterator<Item = Nanos> + '_ {
-        self.runs
-            .iter()
-            .flat_map(|&(g, n)| std::iter::repeat_n(g, n as usize))
-    }
-}
-
-impl<I: IntoIterator<Item = Nanos>> From<I> for GapRuns {
-    fn from(gaps: I) -> GapRuns {
-        let mut runs = GapRuns::default();
-        for g in gaps {
-            runs.push(g);
-        }
-        runs
-    }
 }
 
 /// One step's output processing, or one batch of aborts (vLLM `IterationStats`).

@@ -68,10 +68,10 @@ pub(super) enum RunEnd {
     InFlight(Nanos),
 }
 
-/// One step of a run as the latency model priced it.
+/// One step of a run as the latency model priced it (its end is kept beside it, in
+/// `run_ends`, which the scheduler reads too).
 #[derive(Copy, Clone, Debug, Default)]
 pub(super) struct RunStepShape {
-    end: Nanos,
     num_reqs: usize,
     num_context_tokens: usize,
 }
@@ -103,28 +103,26 @@ impl Engine {
         )?;
         let first_start = now.max(self.device_free_at);
         let in_flight = self.decode_run_times(first_start, horizon, max_steps);
-        let shapes = &self.scratch.run_steps;
-        let complete = shapes.len();
-        self.scratch.run_ends.clear();
-        self.scratch.run_ends.extend(shapes.iter().map(|s| s.end));
+        let (shapes, ends) = (&self.scratch.run_steps, &self.scratch.run_ends);
+        let complete = ends.len();
         let mut sampled = std::mem::take(&mut self.sampled_buf);
         let output = self.sched.decode_run_requests(
             complete,
             in_flight.is_some(),
-            &self.scratch.run_ends,
+            ends,
             self.sampler.as_mut(),
             &mut self.scratch.run,
             &mut sampled,
         );
         let mut finished = std::mem::take(&mut self.scratch.run_finished);
         let (mut scheduled_at, mut start) = (now, first_start);
-        for (step, shape) in shapes.iter().enumerate() {
+        for (step, (shape, &end)) in shapes.iter().zip(ends).enumerate() {
             self.sched.decode_run_schedule(step, &self.scratch.run);
             obs.on_decode_run_step(&DecodeRunStep {
                 index: self.num_schedule_calls,
                 scheduled_at,
                 device_start: start,
-                device_end: shape.end,
+                device_end: end,
                 num_reqs: shape.num_reqs,
                 num_context_tokens: shape.num_context_tokens,
                 scheduler: &self.sched,
@@ -134,17 +132,17 @@ impl Engine {
                 .decode_run_finish(step, &self.scratch.run, &mut finished);
             let gaps = match step {
                 0 => RunGaps::Since(&self.scratch.run.prev_token_at),
-                _ => RunGaps::Uniform(shape.end - shapes[step - 1].end),
+                _ => RunGaps::Uniform(end - ends[step - 1]),
             };
             obs.on_decode_run_update(&DecodeRunUpdate {
-                now: shape.end,
+                now: end,
                 num_tokens: shape.num_reqs,
                 gaps,
                 finished: &finished,
                 scheduler: &self.sched,
             });
             finished.clear();
-            (scheduled_at, start) = (shape.end, shape.end);
+            (scheduled_at, start) = (end, end);
         }
         self.scratch.run_finished = finished;
         self.num_decode_steps += complete as u64;
@@ -182,7 +180,7 @@ impl Engine {
     }
 
     /// The steps of a run from `start`, one at a time from the latency model, into
-    /// `scratch.run_steps` while they end before `horizon` (at most `max_steps`, and while a
+    /// `scratch.run_steps` and `scratch.run_ends` while they end before `horizon` (at most `max_steps`, and while a
     /// request is left): the end of the step that reaches the horizon, which the run leaves in
     /// flight, if one does.
     fn decode_run_times(
@@ -200,6 +198,8 @@ impl Engine {
         let mut context: usize = batch.iter().map(|b| b.num_computed_before).sum();
         let shapes = &mut self.scratch.run_steps;
         shapes.clear();
+        let ends = &mut self.scratch.run_ends;
+        ends.clear();
         let mut start = start;
         for step in 0..max_steps {
             if batch.is_empty() {
@@ -216,8 +216,8 @@ impl Engine {
             if end >= horizon {
                 return Some(end);
             }
+            ends.push(end);
             shapes.push(RunStepShape {
-                end,
                 num_reqs,
                 num_context_tokens: context,
             });
