@@ -230,13 +230,17 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
     });
     let vocab = u32::try_from(prepared.shape.vocab_size).unwrap_or(u32::MAX);
     let prompts = run.spec.prompts(a.engine.seed, vocab);
-    let d = &run.spec.data;
-    let prompt_len = 1 + d.system_prompt_len + d.question_len;
+    let prompt_len = prompts
+        .iter()
+        .map(|p| p.token_ids.len() as f64)
+        .sum::<f64>()
+        / prompts.len().max(1) as f64;
     println!(
-        "real: inference-perf run {} ({} load stage{}); emulated: {latency_desc}; front end: {spec}; \
-         max_num_seqs {}, max_num_batched_tokens {}, max_model_len {}, {} KV blocks",
+        "real: inference-perf run {} ({} {} load stage{}); emulated: {latency_desc}; front end: \
+         {spec}; max_num_seqs {}, max_num_batched_tokens {}, max_model_len {}, {} KV blocks",
         dir.display(),
         run.spec.stages.len(),
+        run.spec.load.name(),
         if run.spec.stages.len() == 1 { "" } else { "s" },
         cfg.max_num_seqs,
         cfg.max_num_batched_tokens,
@@ -244,13 +248,8 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
         cfg.num_gpu_blocks
     );
     println!(
-        "workload: {} system prompts × {} questions, prompt {prompt_len} tokens (BOS + {} + {}), \
-         {} output tokens, seed {}; client timeout: {}",
-        d.num_groups,
-        d.num_prompts_per_group,
-        d.system_prompt_len,
-        d.question_len,
-        d.output_len,
+        "workload: {}, seed {}; client timeout: {}",
+        run.spec.data.describe(),
         a.engine.seed,
         match run.spec.request_timeout {
             Some(t) => format!(
@@ -283,7 +282,7 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
             ..Default::default()
         };
         let client_behaviour = llm_emu_sim::Client {
-            max_concurrency: None,
+            max_concurrency: st.concurrency,
             timeout,
         };
         let result = llm_emu_sim::run_client(
@@ -335,11 +334,13 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
             .get("successes")
             .and_then(|s| s.pointer("/prompt_len/mean"))
             .and_then(Value::as_f64);
+        let load = match st.concurrency {
+            Some(c) => format!("at most {c} in flight"),
+            None => format!("{} req/s for {} s", st.rate, st.duration_s),
+        };
         println!(
-            "\nstage {i}: {} req/s for {} s, {n} requests (real: {} successful; client-counted \
-             prompt mean {} tokens, generated {prompt_len}), {}",
-            st.rate,
-            st.duration_s,
+            "\nstage {i}: {load}, {n} requests (real: {} successful; client-counted prompt mean \
+             {} tokens, generated {prompt_len:.1}), {}",
             real_count.map_or("?".into(), |c| c.to_string()),
             real_prompt.map_or("?".into(), |p| format!("{p:.1}")),
             path.display()
@@ -365,6 +366,9 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
         m.insert("stage".into(), i.into());
         m.insert("rate".into(), st.rate.into());
         m.insert("duration_s".into(), st.duration_s.into());
+        if let Some(c) = st.concurrency {
+            m.insert("concurrency".into(), c.into());
+        }
         m.insert("requests".into(), n.into());
         m.insert("completed".into(), reqs.len().into());
         m.insert("timed_out".into(), timed_out.len().into());

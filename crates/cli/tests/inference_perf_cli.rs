@@ -135,12 +135,100 @@ fn stages_are_regenerated_and_compared_each() {
     // The GPU, read from the runs' documentation, and the server's settings are applied.
     assert_eq!(m["engine"]["max_num_seqs"], 128, "{}", m["engine"]);
     assert!(
-        stdout.contains("2 system prompts × 3 questions, prompt 37 tokens"),
+        stdout.contains(
+            "2 system prompts × 3 questions, prompt BOS + system 16 + question 20 tokens, \
+             output 8 tokens"
+        ),
         "{stdout}"
     );
+    assert!(stdout.contains("(2 constant load stages)"), "{stdout}");
     assert!(stdout.contains("h100-sxm"), "{stdout}");
     // profile.yaml and the resolved config agree here: no note about unread fields.
     assert!(!stderr.contains("did not read"), "{stderr}");
+}
+
+/// `results/config.yaml` and `profile.yaml` replaced by `config` (JSON is YAML).
+fn with_config(tag: &str, config: Value) -> TempDir {
+    let run = make_run(tag);
+    for f in ["results/config.yaml", "profile.yaml"] {
+        std::fs::write(run.path().join(f), config.to_string()).unwrap();
+    }
+    run
+}
+
+/// Random data (input and output lengths drawn per request) under a concurrent load: one
+/// stage of 24 requests at most `level` in flight.
+fn random_concurrent(tag: &str, level: u64) -> TempDir {
+    with_config(
+        tag,
+        json!({"api": {"type": "completion", "streaming": true},
+            "data": {"type": "random",
+                "input_distribution": {"mean": 200, "std_dev": 60, "min": 20, "max": 400,
+                    "total_count": 24},
+                "output_distribution": {"type": "uniform", "mean": 0, "std_dev": 0,
+                    "min": 40, "max": 80, "total_count": 30}},
+            "load": {"type": "concurrent", "interval": 1.0,
+                "stages": [{"num_requests": 24, "concurrency_level": level}],
+                "num_workers": 4, "worker_max_concurrency": 100, "circuit_breakers": []},
+            "server": {"type": "vllm", "ignore_eos": true}}),
+    )
+}
+
+#[test]
+fn random_data_under_a_concurrent_load() {
+    let (mut rps, mut e2el) = (Vec::new(), Vec::new());
+    for level in [1, 24] {
+        let run = random_concurrent(&format!("random-{level}"), level);
+        let (out, m) = validate(run.path(), &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("(1 concurrent load stage)"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("stage 0: at most {level} in flight, 24 requests")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("24 random prompts, BOS + normal(mean 200, sd 60) in [20, 400]"),
+            "{stdout}"
+        );
+        // Lengths are drawn again, and said so.
+        assert!(stderr.contains("not request by request"), "{stderr}");
+        let s = &m.unwrap()["stages"][0];
+        assert_eq!(s["requests"], 24);
+        assert_eq!(s["completed"], 24);
+        assert_eq!(s["concurrency"], level);
+        rps.push(s["requests_per_s_sim"].as_f64().unwrap());
+        e2el.push(s["e2el_mean_sim"].as_f64().unwrap());
+    }
+    // One request at a time: each runs alone (shorter), the stage takes longer.
+    assert!(rps[0] < rps[1] / 3.0, "{rps:?}");
+    assert!(e2el[0] < e2el[1], "{e2el:?}");
+}
+
+#[test]
+fn a_random_stage_longer_than_its_prompts_is_refused() {
+    let run = with_config(
+        "random-short",
+        json!({"api": {"type": "completion", "streaming": true},
+            "data": {"type": "random",
+                "input_distribution": {"mean": 200, "std_dev": 60, "min": 20, "max": 400,
+                    "total_count": 10},
+                "output_distribution": {"mean": 50, "std_dev": 10, "min": 1, "max": 100,
+                    "total_count": 10}},
+            "load": {"type": "poisson", "stages": [{"rate": 4, "duration": 5}],
+                "num_workers": 4},
+            "server": {"type": "vllm", "ignore_eos": true}}),
+    );
+    let (out, _) = validate(run.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("load.stages[0]")
+            && stderr.contains("20 requests")
+            && stderr.contains("10 prompts"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -162,13 +250,13 @@ fn bad_run_folders_are_named() {
     let cfg = std::fs::read_to_string(dir.join("results/config.yaml")).unwrap();
     std::fs::write(
         dir.join("results/config.yaml"),
-        cfg.replace("type: shared_prefix", "type: random"),
+        cfg.replace("type: shared_prefix", "type: synthetic"),
     )
     .unwrap();
     let (out, _) = validate(dir, &[]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(e.contains("`data.type` = random: not modelled"), "{e}");
+    assert!(e.contains("`data.type` = synthetic: not modelled"), "{e}");
     drop(run);
 
     let run = make_run("multi-turn");
