@@ -229,7 +229,10 @@ pub fn run(a: &crate::validate::ValidateArgs, dir: &Path) -> Result<()> {
         per_batch_output_us: 0.0,
     });
     let vocab = u32::try_from(prepared.shape.vocab_size).unwrap_or(u32::MAX);
-    let prompts = run.spec.prompts(a.engine.seed, vocab);
+    let prompts = run
+        .spec
+        .prompts(a.engine.seed, vocab, cfg.max_model_len.saturating_add(1))
+        .with_context(|| format!("{}", dir.display()))?;
     let prompt_len = prompts
         .iter()
         .map(|p| p.token_ids.len() as f64)

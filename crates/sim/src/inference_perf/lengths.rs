@@ -73,6 +73,14 @@ impl Lengths {
         }
     }
 
+    /// The longest length the setting allows.
+    pub fn longest(&self) -> usize {
+        match self {
+            Lengths::Fixed(v) => *v,
+            Lengths::Drawn(d) => d.max.max(0) as usize,
+        }
+    }
+
     /// In words, for reports: `50`, or `normal(mean 200, sd 80) in [10, 2000]`.
     pub fn describe(&self) -> String {
         match self {

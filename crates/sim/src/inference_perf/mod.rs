@@ -68,6 +68,17 @@ pub enum InferencePerfError {
         value: String,
         why: String,
     },
+    /// The prompts the settings ask for hold more token ids than are generated.
+    #[error(
+        "the run's settings ask for {prompts} prompts of up to {per_prompt} tokens each (cut at \
+         max_model_len + 1: a longer prompt is refused as the server refuses it); more than the \
+         {max} token ids generated at most"
+    )]
+    TooLarge {
+        prompts: usize,
+        per_prompt: usize,
+        max: usize,
+    },
     /// A setting missing or of the wrong type.
     #[error("{source_name}: `{key}`: {msg}")]
     Bad {
@@ -110,6 +121,16 @@ pub enum Data {
 }
 
 impl Data {
+    /// The longest prompt the settings allow, BOS included (saturating).
+    pub fn longest_prompt(&self) -> usize {
+        match self {
+            Data::SharedPrefix(d) => 1usize
+                .saturating_add(d.system_prompt_len.longest())
+                .saturating_add(d.question_len.longest()),
+            Data::Random(d) => 1usize.saturating_add(d.input.max.max(0) as usize),
+        }
+    }
+
     /// In words, for the report's workload line.
     pub fn describe(&self) -> String {
         match self {
@@ -157,6 +178,11 @@ pub struct InferencePerfRun {
     /// settings read as information only; one sentence each.
     pub notes: Vec<String>,
 }
+
+/// The most token ids generated for a run's prompts (1 GiB of them): far above the public
+/// runs' (inference-sim/training: 100 prompts of at most 7,000 tokens), and a bound on what a
+/// config can ask for.
+pub const MAX_GENERATED_TOKENS: usize = 1 << 28;
 
 /// A stage's set-up time before its timer starts (`start_time = perf_counter() + 1`), s.
 pub const STAGE_HEAD_START_S: f64 = 1.0;
@@ -427,8 +453,35 @@ impl InferencePerfRun {
     }
 
     /// The prompts ([`prompts`]).
-    pub fn prompts(&self, seed: u64, vocab_size: u32) -> Vec<Prompt> {
-        prompts(&self.data, seed, vocab_size)
+    ///
+    /// A prompt's ids are cut at `max_prompt_len` (pass `max_model_len + 1`: a longer prompt is
+    /// refused by the engine, as the server refuses it, whatever its length). A random run
+    /// makes only the prompts its largest stage sends. Refused when the ids would number more
+    /// than [`MAX_GENERATED_TOKENS`].
+    pub fn prompts(
+        &self,
+        seed: u64,
+        vocab_size: u32,
+        max_prompt_len: usize,
+    ) -> Result<Vec<Prompt>, InferencePerfError> {
+        let count = match &self.data {
+            Data::SharedPrefix(d) => d.num_groups * d.num_prompts_per_group,
+            Data::Random(_) => self
+                .stages
+                .iter()
+                .map(LoadStage::num_requests)
+                .max()
+                .unwrap_or(0),
+        };
+        let per_prompt = self.data.longest_prompt().min(max_prompt_len);
+        if count.saturating_mul(per_prompt) > MAX_GENERATED_TOKENS {
+            return Err(InferencePerfError::TooLarge {
+                prompts: count,
+                per_prompt,
+                max: MAX_GENERATED_TOKENS,
+            });
+        }
+        Ok(prompts(&self.data, seed, vocab_size, count, max_prompt_len))
     }
 
     /// Stage `stage`'s requests, send times from `start` (the stage's set-up: the timer starts
@@ -556,6 +609,20 @@ fn shared_prefix(
         question_len,
         output_len,
     };
+    if data
+        .num_groups
+        .checked_mul(data.num_prompts_per_group)
+        .is_none_or(|n| n > MAX_GENERATED_TOKENS)
+    {
+        return Err(bad(
+            source_name,
+            "data.shared_prefix",
+            &format!(
+                "{} groups × {} prompts: more prompts than are generated (at most {})",
+                data.num_groups, data.num_prompts_per_group, MAX_GENERATED_TOKENS
+            ),
+        ));
+    }
     if data.num_groups == 0 || data.num_prompts_per_group == 0 {
         return Err(bad(
             source_name,
@@ -756,11 +823,19 @@ pub const BOS: u32 = 1;
 ///
 /// - shared prefix: `num_groups × num_prompts_per_group` prompts (BOS, the group's system
 ///   prompt, the prompt's question), in a seeded shuffled order;
-/// - random: prompt `n` is BOS and the `n`-th input length's ids, in order.
+/// - random: prompt `n` is BOS and the `n`-th input length's ids, in order, the first `count`.
+///
+/// Ids are cut at `max_prompt_len` (BOS included).
 ///
 /// Lengths drawn from a distribution come from their own generator, so that fixed lengths
 /// give the same ids whatever else is drawn.
-pub fn prompts(d: &Data, seed: u64, vocab_size: u32) -> Vec<Prompt> {
+pub fn prompts(
+    d: &Data,
+    seed: u64,
+    vocab_size: u32,
+    count: usize,
+    max_prompt_len: usize,
+) -> Vec<Prompt> {
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
     let mut len_rng = Pcg64Mcg::seed_from_u64(seed ^ 0x4c45_4e47_5448_5321);
     let lo = BOS + 1;
@@ -774,8 +849,11 @@ pub fn prompts(d: &Data, seed: u64, vocab_size: u32) -> Vec<Prompt> {
         for x in parts {
             p.extend_from_slice(x);
         }
+        p.truncate(max_prompt_len.max(1));
         p.into()
     };
+    // A part is drawn no longer than the prompt can hold.
+    let cap = max_prompt_len.saturating_sub(1);
     let clamp_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     match d {
         Data::SharedPrefix(d) => {
@@ -793,10 +871,11 @@ pub fn prompts(d: &Data, seed: u64, vocab_size: u32) -> Vec<Prompt> {
             }
             let mut out = Vec::with_capacity(d.num_groups * n);
             for (system_len, (q, o)) in system_lens.into_iter().zip(per_group) {
-                let system = draw(system_len, &mut rng);
+                let system = draw(system_len.min(cap), &mut rng);
                 for (q_len, o_len) in q.into_iter().zip(o) {
+                    let question = draw(q_len.min(cap - system.len()), &mut rng);
                     out.push(Prompt {
-                        token_ids: with_bos(&[&system, &draw(q_len, &mut rng)]),
+                        token_ids: with_bos(&[&system, &question]),
                         output_len: clamp_u32(o_len),
                     });
                 }
@@ -811,13 +890,14 @@ pub fn prompts(d: &Data, seed: u64, vocab_size: u32) -> Vec<Prompt> {
         }
         Data::Random(d) => {
             let sampler = Sampler::GenerateDistribution;
-            let input = d.input.draw(d.count, sampler, &mut len_rng);
-            let output = d.output.draw(d.count, sampler, &mut len_rng);
+            let n = count.min(d.count);
+            let input = d.input.draw(n, sampler, &mut len_rng);
+            let output = d.output.draw(n, sampler, &mut len_rng);
             input
                 .into_iter()
                 .zip(output)
                 .map(|(i, o)| Prompt {
-                    token_ids: with_bos(&[&draw(i, &mut rng)]),
+                    token_ids: with_bos(&[&draw(i.min(cap), &mut rng)]),
                     output_len: clamp_u32(o),
                 })
                 .collect()
@@ -888,7 +968,8 @@ mod tests {
     fn prompts_share_their_group_prefix_token_for_token() {
         let r = run();
         let ps: Vec<Arc<[u32]>> = r
-            .prompts(7, 32000)
+            .prompts(7, 32000, usize::MAX)
+            .unwrap()
             .into_iter()
             .map(|p| p.token_ids)
             .collect();
@@ -907,7 +988,8 @@ mod tests {
         // Shuffled: the first four are not one group in order.
         assert!(ps[..4].iter().any(|p| p[..21] != ps[0][..21]));
         let again: Vec<Arc<[u32]>> = r
-            .prompts(7, 32000)
+            .prompts(7, 32000, usize::MAX)
+            .unwrap()
             .into_iter()
             .map(|p| p.token_ids)
             .collect();
@@ -918,7 +1000,7 @@ mod tests {
     #[test]
     fn stages_restart_the_prompt_cycle() {
         let r = run();
-        let ps = r.prompts(1, 32000);
+        let ps = r.prompts(1, 32000, usize::MAX).unwrap();
         let s0 = r.stage_workload(0, Nanos::ZERO, &ps, 1);
         let s1 = r.stage_workload(1, Nanos::from_millis(100_000), &ps, 1);
         assert_eq!((s0.len(), s1.len()), (50, 10));
@@ -1066,7 +1148,7 @@ mod tests {
             "{:?}",
             r.notes
         );
-        let ps = r.prompts(3, 32000);
+        let ps = r.prompts(3, 32000, usize::MAX).unwrap();
         assert_eq!(ps.len(), 300);
         // Prompts of one group share its system prompt token for token; the groups' system
         // prompts differ in length, each within [30, 60].
@@ -1098,7 +1180,8 @@ mod tests {
         })
         .unwrap();
         assert!(fixed
-            .prompts(3, 32000)
+            .prompts(3, 32000, usize::MAX)
+            .unwrap()
             .iter()
             .all(|p| p.token_ids.len() == 66));
     }
@@ -1151,8 +1234,8 @@ mod tests {
             panic!("random")
         };
         assert_eq!(d.count, 60, "min of the two total_counts");
-        let ps = r.prompts(4, 32000);
-        assert_eq!(ps.len(), 60);
+        let ps = r.prompts(4, 32000, usize::MAX).unwrap();
+        assert_eq!(ps.len(), 50, "the prompts the largest stage sends");
         assert!(ps.iter().all(|p| p.token_ids[0] == BOS
             && (11..=1001).contains(&p.token_ids.len())
             && (20..60).contains(&p.output_len)));
@@ -1197,10 +1280,37 @@ mod tests {
     }
 
     #[test]
+    fn prompts_are_cut_past_the_model_length_and_bounded_in_number() {
+        let r = from(&|c| c["data"]["shared_prefix"]["question_len"] = json!(5_000)).unwrap();
+        // Cut at the limit given (max_model_len + 1): still refused by the engine as too long.
+        let ps = r.prompts(1, 32000, 4097).unwrap();
+        assert!(ps.iter().all(|p| p.token_ids.len() == 4097));
+        let ps = r.prompts(1, 32000, usize::MAX).unwrap();
+        assert!(ps.iter().all(|p| p.token_ids.len() == 1 + 20 + 5_000));
+        // Prompts of a billion tokens each are refused before anything is drawn.
+        let r =
+            from(&|c| c["data"]["shared_prefix"]["system_prompt_len"] = json!(1u64 << 30)).unwrap();
+        let e = r.prompts(1, 32000, usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("12 prompts") && e.contains("token ids"), "{e}");
+        assert_eq!(r.prompts(1, 32000, 4097).unwrap().len(), 12);
+        // Group counts whose product overflows are a named error, not a crash.
+        let e = from(&|c| {
+            c["data"]["shared_prefix"]["num_groups"] = json!(u64::MAX);
+            c["data"]["shared_prefix"]["num_prompts_per_group"] = json!(3);
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("data.shared_prefix") && e.contains("more prompts"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn poisson_and_concurrent_loads() {
         let r = from(&|c| c["load"]["type"] = json!("poisson")).unwrap();
         assert_eq!(r.load, LoadKind::Poisson);
-        let ps = r.prompts(1, 32000);
+        let ps = r.prompts(1, 32000, usize::MAX).unwrap();
         let w = r.stage_workload(0, Nanos::ZERO, &ps, 1);
         assert_eq!(w.len(), 50);
         let times = r.stages[0].send_times(LoadKind::Poisson, 1 ^ 0x5747_4147_4500);
@@ -1221,7 +1331,7 @@ mod tests {
                 concurrency: Some(8)
             }]
         );
-        let w = r.stage_workload(0, Nanos::ZERO, &r.prompts(1, 32000), 1);
+        let w = r.stage_workload(0, Nanos::ZERO, &r.prompts(1, 32000, usize::MAX).unwrap(), 1);
         assert_eq!(w.len(), 40);
         assert_eq!(
             w[39].arrival,
