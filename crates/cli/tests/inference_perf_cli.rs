@@ -189,7 +189,7 @@ fn random_data_under_a_concurrent_load() {
             "{stdout}"
         );
         assert!(
-            stdout.contains("24 random prompts, BOS + normal(mean 200, sd 60) in [20, 400]"),
+            stdout.contains("25 random prompts, BOS + normal(mean 200, sd 60) in [20, 400]"),
             "{stdout}"
         );
         // Lengths are drawn again, and said so.
@@ -207,28 +207,32 @@ fn random_data_under_a_concurrent_load() {
 }
 
 #[test]
-fn a_random_stage_longer_than_its_prompts_is_refused() {
+fn a_random_stage_longer_than_its_prompts_raises_their_count() {
     let run = with_config(
         "random-short",
         json!({"api": {"type": "completion", "streaming": true},
             "data": {"type": "random",
                 "input_distribution": {"mean": 200, "std_dev": 60, "min": 20, "max": 400,
                     "total_count": 10},
-                "output_distribution": {"mean": 50, "std_dev": 10, "min": 1, "max": 100,
-                    "total_count": 10}},
+                "output_distribution": {"mean": 50, "std_dev": 10, "min": 1, "max": 100}},
             "load": {"type": "poisson", "stages": [{"rate": 4, "duration": 5}],
                 "num_workers": 4},
             "server": {"type": "vllm", "ignore_eos": true}}),
     );
-    let (out, _) = validate(run.path(), &[]);
+    let (out, m) = validate(run.path(), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // inference-perf's main.py raises both counts to the largest stage's requests + 1.
     assert!(
-        stderr.contains("load.stages[0]")
-            && stderr.contains("20 requests")
-            && stderr.contains("10 prompts"),
+        stderr.contains("input_distribution.total_count 10 → 21")
+            && stderr.contains("output_distribution.total_count unset → 21"),
         "{stderr}"
     );
+    assert!(stdout.contains("21 random prompts"), "{stdout}");
+    let s = &m.unwrap()["stages"][0];
+    assert_eq!(s["requests"], 20);
+    assert_eq!(s["completed"], 20);
 }
 
 #[test]

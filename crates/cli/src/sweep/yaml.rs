@@ -39,10 +39,12 @@ pub fn read_file(path: &std::path::Path) -> anyhow::Result<Value> {
     use anyhow::Context;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // A byte-order mark is not part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+        serde_json::from_str(text).with_context(|| format!("{}: not valid JSON", path.display()))
     } else {
-        parse(&text).with_context(|| format!("{}: not valid YAML", path.display()))
+        parse(text).with_context(|| format!("{}: not valid YAML", path.display()))
     }
 }
 
@@ -246,6 +248,16 @@ fn scalar(s: &str, no: usize) -> Result<Value, YamlError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "\u{feff}api:\n  streaming: true\n").unwrap();
+        assert_eq!(read_file(&p).unwrap(), json!({"api": {"streaming": true}}));
+        std::fs::write(&p, "\u{feff}{\"a\": 1}").unwrap();
+        assert_eq!(read_file(&p).unwrap(), json!({"a": 1}));
+    }
 
     #[test]
     fn grid_document() {

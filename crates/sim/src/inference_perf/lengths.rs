@@ -73,11 +73,20 @@ impl Lengths {
         }
     }
 
-    /// The longest length the setting allows.
+    /// The longest length the setting allows (`fixed` gives `int(mean)`, unclipped).
     pub fn longest(&self) -> usize {
         match self {
             Lengths::Fixed(v) => *v,
-            Lengths::Drawn(d) => d.max.max(0) as usize,
+            Lengths::Drawn(d) => d.longest(),
+        }
+    }
+
+    /// The shortest length the setting allows.
+    pub fn shortest(&self) -> usize {
+        match self {
+            Lengths::Fixed(v) => *v,
+            Lengths::Drawn(d) if d.shape == Shape::Fixed => d.mean.trunc().max(0.0) as usize,
+            Lengths::Drawn(d) => d.min.max(0) as usize,
         }
     }
 
@@ -99,14 +108,18 @@ impl LengthDistribution {
                 "neither a whole number nor a distribution (min, max, mean, std_dev)".into(),
             );
         };
+        // pydantic's `extra="forbid"` (`StrictBaseModel`): a misspelt key is an error there.
+        if let Some(k) = o.keys().find(|k| !DISTRIBUTION_KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "`{k}`: not a key of a distribution ({})",
+                DISTRIBUTION_KEYS.join(", ")
+            ));
+        }
         let present = |k: &str| o.get(k).filter(|x| !x.is_null());
         let int = |k: &str, default: i64| -> Result<i64, String> {
             match present(k) {
                 None => Ok(default),
-                Some(x) => x
-                    .as_i64()
-                    .or_else(|| x.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-                    .ok_or_else(|| format!("`{k}`: not a whole number")),
+                Some(x) => whole_i64(x).ok_or_else(|| format!("`{k}`: not a whole number")),
             }
         };
         let num = |k: &str, default: f64| -> Result<f64, String> {
@@ -127,8 +140,16 @@ impl LengthDistribution {
                 .as_f64()
                 .filter(|f| f.is_finite() && *f >= 0.0)
                 .ok_or("`variance`: not a number ≥ 0")?;
-            if present("std_dev").is_some_and(|s| s.as_f64() != Some(0.0)) {
-                return Err("both `std_dev` and `variance` are set".into());
+            // The validator sets `std_dev = sqrt(variance)`, so a dumped config holds both;
+            // given by hand, `variance` with a non-zero `std_dev` (200 when absent) is refused.
+            let dumped = present("std_dev").is_some()
+                && (std_dev - var.sqrt()).abs() <= 1e-9 * std_dev.max(1.0);
+            if !dumped && std_dev > 0.0 {
+                return Err(
+                    "`std_dev` and `variance` both set (inference-perf: \"Specify either \
+                     'std_dev' or 'variance', not both\"; `std_dev` is 200 when absent)"
+                        .into(),
+                );
             }
             std_dev = var.sqrt();
         }
@@ -155,7 +176,7 @@ impl LengthDistribution {
         let total_count = match present("total_count") {
             None => None,
             Some(x) => Some(
-                x.as_u64()
+                whole_i64(x)
                     .filter(|&n| n > 0)
                     .ok_or("`total_count`: not a whole number > 0")? as usize,
             ),
@@ -173,6 +194,35 @@ impl LengthDistribution {
     /// Whether `sampler` accepts these settings, as inference-perf checks them before drawing;
     /// `Err` holds its complaint.
     pub fn check(&self, sampler: Sampler) -> Result<(), String> {
+        // Parameters whose derived figures overflow (Python raises `OverflowError` there).
+        match self.shape {
+            Shape::LogNormal => {
+                let m = match sampler {
+                    Sampler::SampleFromDistribution => self.mean,
+                    Sampler::GenerateDistribution if self.mean - (self.min as f64) > 0.0 => {
+                        self.mean - self.min as f64
+                    }
+                    Sampler::GenerateDistribution => 1.0,
+                };
+                if m > 0.0 && !(self.std_dev / m).powi(2).is_finite() {
+                    return Err(format!(
+                        "a lognormal of mean {} and std_dev {} overflows",
+                        self.mean, self.std_dev
+                    ));
+                }
+            }
+            Shape::SkewNormal(a) if !(a * a).is_finite() => {
+                return Err(format!("skew {a}: its square overflows"));
+            }
+            // numpy's limit on λ (`lam value too large`), and rand_distr's.
+            Shape::Poisson if self.mean > MAX_POISSON_MEAN => {
+                return Err(format!(
+                    "a Poisson mean of {} is too large (at most {MAX_POISSON_MEAN:e})",
+                    self.mean
+                ));
+            }
+            _ => {}
+        }
         match (sampler, self.shape) {
             (Sampler::SampleFromDistribution, Shape::LogNormal) if self.mean <= 0.0 => {
                 Err("a lognormal distribution needs a mean > 0".into())
@@ -190,6 +240,14 @@ impl LengthDistribution {
                     .into(),
             ),
             _ => Ok(()),
+        }
+    }
+
+    /// The longest length these settings draw (`fixed`: `int(mean)`, which is not clipped).
+    pub fn longest(&self) -> usize {
+        match self.shape {
+            Shape::Fixed => self.mean.trunc().max(0.0) as usize,
+            _ => self.max.max(0) as usize,
         }
     }
 
@@ -274,6 +332,32 @@ impl LengthDistribution {
     }
 }
 
+/// The keys of inference-perf's `Distribution`.
+const DISTRIBUTION_KEYS: [&str; 8] = [
+    "min",
+    "max",
+    "mean",
+    "std_dev",
+    "total_count",
+    "type",
+    "variance",
+    "skew",
+];
+
+/// The largest Poisson mean drawn (numpy refuses λ above about 9.2e18, rand_distr above
+/// 1.8e19).
+const MAX_POISSON_MEAN: f64 = 9.2e18;
+
+/// A whole number, written as an integer or as a float with no fractional part (pydantic's
+/// lax `int`).
+pub fn whole_i64(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+            .map(|f| f as i64)
+    })
+}
+
 /// The lognormal whose own mean and standard deviation are `mean` and `sd` (`sd` ≥ 0).
 fn moment_matched(mean: f64, sd: f64) -> LogNormal<f64> {
     let sigma2 = (1.0 + (sd / mean).powi(2)).ln();
@@ -282,11 +366,11 @@ fn moment_matched(mean: f64, sd: f64) -> LogNormal<f64> {
 
 /// Reads a length key: a whole number ≥ 0 or a `Distribution` object.
 pub fn lengths_from_json(v: &Value) -> Result<Lengths, String> {
-    if let Some(n) = v.as_u64() {
-        return Ok(Lengths::Fixed(n as usize));
-    }
     if v.is_number() {
-        return Err("not a whole number ≥ 0".into());
+        return whole_i64(v)
+            .filter(|&n| n >= 0)
+            .map(|n| Lengths::Fixed(n as usize))
+            .ok_or_else(|| "not a whole number ≥ 0".into());
     }
     LengthDistribution::from_json(v).map(Lengths::Drawn)
 }
@@ -397,6 +481,29 @@ mod tests {
         assert!(err(json!({"std_dev": -1})).contains("negative"));
         assert!(err(json!({"type": "zipf"})).contains("zipf"));
         assert!(err(json!({"std_dev": 3, "variance": 4})).contains("both"));
+        // Given alone, `std_dev` is 200: refused as inference-perf refuses it.
+        assert!(err(json!({"variance": 16})).contains("both"));
+        // As inference-perf dumps a validated config: both, std_dev = sqrt(variance).
+        assert_eq!(dist(json!({"std_dev": 4.0, "variance": 16.0})).std_dev, 4.0);
+        assert!(err(json!({"mean": 5, "std": 3})).contains("`std`: not a key"));
+        assert!(
+            dist(json!({"type": "lognormal", "mean": 1, "std_dev": 1e160}))
+                .check(Sampler::SampleFromDistribution)
+                .unwrap_err()
+                .contains("overflows")
+        );
+        assert!(dist(json!({"type": "poisson", "mean": 1e20}))
+            .check(Sampler::SampleFromDistribution)
+            .unwrap_err()
+            .contains("too large"));
+        assert!(dist(json!({"type": "skew_normal", "skew": 1e200}))
+            .check(Sampler::SampleFromDistribution)
+            .is_err());
+        assert_eq!(
+            dist(json!({"type": "fixed", "mean": 4000, "min": 0, "max": 1})).longest(),
+            4000
+        );
+        assert_eq!(lengths_from_json(&json!(7.0)).unwrap(), Lengths::Fixed(7));
         assert!(err(json!("many")).contains("neither"));
         let v = dist(json!({"variance": 16, "std_dev": 0}));
         assert_eq!(v.std_dev, 4.0);

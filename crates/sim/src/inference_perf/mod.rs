@@ -55,7 +55,7 @@ use thiserror::Error;
 pub mod lengths;
 pub mod timers;
 
-pub use lengths::{lengths_from_json, LengthDistribution, Lengths, Sampler};
+pub use lengths::{lengths_from_json, whole_i64, LengthDistribution, Lengths, Sampler};
 pub use timers::{constant_send_times, poisson_send_times, LoadKind, LoadStage};
 
 #[derive(Debug, Error)]
@@ -184,6 +184,17 @@ pub struct InferencePerfRun {
 /// config can ask for.
 pub const MAX_GENERATED_TOKENS: usize = 1 << 28;
 
+/// The most requests one stage is replayed with (inference-perf's public runs send at most a
+/// few tens of thousands).
+pub const MAX_STAGE_REQUESTS: usize = 1_000_000;
+
+/// The most prompts a shared-prefix run generates (`num_groups × num_prompts_per_group`).
+pub const MAX_PROMPTS: usize = 1 << 20;
+
+/// The longest run replayed: stages and their intervals, s (about 31 years; the emulator's
+/// clock holds 584).
+pub const MAX_RUN_S: f64 = 1e9;
+
 /// A stage's set-up time before its timer starts (`start_time = perf_counter() + 1`), s.
 pub const STAGE_HEAD_START_S: f64 = 1.0;
 
@@ -258,7 +269,8 @@ impl InferencePerfRun {
             ),
             (
                 &["server", "ignore_eos"],
-                Value::Bool(false),
+                // inference-perf's default (`ModelServerClientConfig.ignore_eos = True`).
+                Value::Bool(true),
                 Value::Bool(true),
                 "outputs would stop at the model's end-of-sequence token, which synthetic prompts cannot predict",
             ),
@@ -342,8 +354,9 @@ impl InferencePerfRun {
             };
             let whole = |k: &str| {
                 get(s, &[k])
-                    .and_then(Value::as_u64)
+                    .and_then(whole_i64)
                     .filter(|&x| x > 0)
+                    .map(|x| x as u64)
                     .ok_or_else(|| {
                         bad(
                             &format!("load.stages[{i}].{k}"),
@@ -371,61 +384,117 @@ impl InferencePerfRun {
                         ));
                     }
                 }
+                let duration = num("duration")?;
+                // `duration: int` in inference-perf's stage model.
+                if duration.fract() != 0.0 {
+                    return Err(bad(
+                        &format!("load.stages[{i}].duration"),
+                        "not a whole number of seconds",
+                    ));
+                }
                 LoadStage {
                     rate: num("rate")?,
-                    duration_s: num("duration")?,
+                    duration_s: duration,
                     concurrency: None,
                 }
             };
+            if st.rate * st.duration_s > MAX_STAGE_REQUESTS as f64 {
+                return Err(bad(
+                    &format!("load.stages[{i}]"),
+                    &format!(
+                        "{} requests: more than one stage is replayed with (at most {})",
+                        st.rate * st.duration_s,
+                        MAX_STAGE_REQUESTS
+                    ),
+                ));
+            }
             if st.num_requests() == 0 {
                 return Err(bad(
                     &format!("load.stages[{i}]"),
                     "rate × duration is under one request",
                 ));
             }
-            if let Data::Random(d) = &data {
-                if st.num_requests() > d.count {
-                    return Err(not_modelled(
-                        &format!("load.stages[{i}]"),
-                        &Value::from(st.num_requests()),
-                        &format!(
-                            "the stage sends {} requests but the random generator made {} \
-                             prompts (its distributions' total_count): inference-perf has no \
-                             prompt for the rest",
-                            st.num_requests(),
-                            d.count
-                        ),
+            stages.push(st);
+        }
+        let total_s: f64 = stages
+            .iter()
+            .map(|st| st.duration_s + stage_interval_s)
+            .sum();
+        if total_s > MAX_RUN_S {
+            return Err(bad(
+                "load.stages",
+                &format!(
+                    "{total_s} s of stages and intervals: longer than a run is replayed over \
+                     (at most {MAX_RUN_S} s)"
+                ),
+            ));
+        }
+        let most = stages
+            .iter()
+            .map(LoadStage::num_requests)
+            .max()
+            .unwrap_or(0);
+        let mut data = data;
+        if let Data::Random(d) = &mut data {
+            // `main.py`: each distribution's `total_count` is raised to the largest stage's
+            // requests + 1 when it is unset or smaller.
+            let want = most + 1;
+            let mut raised = Vec::new();
+            for (name, dist) in [("input", &mut d.input), ("output", &mut d.output)] {
+                if dist.total_count.is_none_or(|c| c < want) {
+                    raised.push(format!(
+                        "data.{name}_distribution.total_count {} → {want}",
+                        dist.total_count
+                            .map_or("unset".to_string(), |c| c.to_string())
                     ));
+                    dist.total_count = Some(want);
                 }
             }
-            stages.push(st);
+            d.count = d
+                .input
+                .total_count
+                .min(d.output.total_count)
+                .unwrap_or(want);
+            if !raised.is_empty() {
+                notes.push(format!(
+                    "config: {} (inference-perf's main.py raises it to the largest stage's \
+                     requests + 1)",
+                    raised.join(", ")
+                ));
+            }
         }
         // Each of `num_workers` processes keeps at most `worker_max_concurrency` requests in
         // flight; the replay sends every request at its time.
-        let workers = get(config, &["load", "num_workers"]).and_then(Value::as_u64);
-        let per_worker = get(config, &["load", "worker_max_concurrency"])
-            .and_then(Value::as_u64)
-            .unwrap_or(100);
+        let workers = match get(config, &["load", "num_workers"]) {
+            None => None,
+            Some(v) => {
+                Some(whole_i64(v).ok_or_else(|| bad("load.num_workers", "not a whole number"))?)
+            }
+        };
+        let per_worker = match get(config, &["load", "worker_max_concurrency"]) {
+            None => 100,
+            Some(v) => whole_i64(v)
+                .filter(|&x| x >= 0)
+                .ok_or_else(|| bad("load.worker_max_concurrency", "not a whole number ≥ 0"))?
+                as u64,
+        };
         match workers {
-            Some(0) => {
+            // `num_workers > 0` runs worker processes; otherwise one process runs the stage.
+            Some(w) if w <= 0 => {
                 return Err(not_modelled(
                     "load.num_workers",
-                    &Value::from(0),
+                    &Value::from(w),
                     "the single-process load generator cuts a stage at its duration",
                 ))
             }
             // A concurrent stage sets the workers' limits to its own level.
             Some(_) if load == LoadKind::Concurrent => {}
             Some(w) => {
-                let most = stages
-                    .iter()
-                    .map(LoadStage::num_requests)
-                    .max()
-                    .unwrap_or(0);
-                if (w * per_worker) < most as u64 {
+                let limit = (w as u64).saturating_mul(per_worker);
+                if limit < most as u64 {
                     return Err(not_modelled(
                         "load.num_workers × load.worker_max_concurrency",
-                        &Value::from(w * per_worker),
+                        &Value::from(limit),
                         "a client concurrency limit below a stage's requests",
                     ));
                 }
@@ -532,6 +601,23 @@ fn bad(source_name: &str, key: &str, msg: &str) -> InferencePerfError {
     }
 }
 
+/// The keys of inference-perf's `SharedPrefix` (with the aliases of `num_groups` and
+/// `num_prompts_per_group`).
+const SHARED_PREFIX_KEYS: [&str; 12] = [
+    "num_groups",
+    "num_unique_system_prompts",
+    "num_prompts_per_group",
+    "num_users_per_system_prompt",
+    "system_prompt_len",
+    "question_len",
+    "output_len",
+    "seed",
+    "question_distribution",
+    "output_distribution",
+    "enable_multi_turn_chat",
+    "multimodal",
+];
+
 /// The note that lengths drawn from a distribution are drawn again, not replayed.
 fn drawn_again_note(keys: &[&str]) -> String {
     format!(
@@ -551,17 +637,37 @@ fn shared_prefix(
 ) -> Result<SharedPrefix, InferencePerfError> {
     let sp = get(config, &["data", "shared_prefix"])
         .ok_or_else(|| bad(source_name, "data.shared_prefix", "missing"))?;
+    let Some(keys) = sp.as_object() else {
+        return Err(bad(source_name, "data.shared_prefix", "not a mapping"));
+    };
+    // pydantic's `extra="forbid"`: a misspelt key is an error in inference-perf.
+    if let Some(k) = keys
+        .keys()
+        .find(|k| !SHARED_PREFIX_KEYS.contains(&k.as_str()))
+    {
+        return Err(bad(
+            source_name,
+            &format!("data.shared_prefix.{k}"),
+            &format!(
+                "not a key of shared_prefix ({})",
+                SHARED_PREFIX_KEYS.join(", ")
+            ),
+        ));
+    }
     // inference-perf's field names, with the aliases later versions accept.
     let count = |names: &[&str], default: usize| -> Result<usize, InferencePerfError> {
         for n in names {
             if let Some(v) = get(sp, &[n]) {
-                return v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                    bad(
-                        source_name,
-                        &format!("data.shared_prefix.{n}"),
-                        "not a whole number ≥ 0",
-                    )
-                });
+                return whole_i64(v)
+                    .filter(|&x| x >= 0)
+                    .map(|x| x as usize)
+                    .ok_or_else(|| {
+                        bad(
+                            source_name,
+                            &format!("data.shared_prefix.{n}"),
+                            "not a whole number ≥ 0",
+                        )
+                    });
             }
         }
         Ok(default)
@@ -612,14 +718,14 @@ fn shared_prefix(
     if data
         .num_groups
         .checked_mul(data.num_prompts_per_group)
-        .is_none_or(|n| n > MAX_GENERATED_TOKENS)
+        .is_none_or(|n| n > MAX_PROMPTS)
     {
         return Err(bad(
             source_name,
             "data.shared_prefix",
             &format!(
                 "{} groups × {} prompts: more prompts than are generated (at most {})",
-                data.num_groups, data.num_prompts_per_group, MAX_GENERATED_TOKENS
+                data.num_groups, data.num_prompts_per_group, MAX_PROMPTS
             ),
         ));
     }
@@ -630,21 +736,13 @@ fn shared_prefix(
             "no prompts (num_groups or num_prompts_per_group is 0)",
         ));
     }
-    if data.output_len == Lengths::Fixed(0) {
+    // vLLM refuses `max_tokens` 0.
+    if data.output_len.longest() < 1 {
         return Err(bad(
             source_name,
             "data.shared_prefix.output_len",
-            "0 output tokens",
+            "at most 0 output tokens",
         ));
-    }
-    if let Lengths::Drawn(d) = &data.output_len {
-        if d.max < 1 {
-            return Err(bad(
-                source_name,
-                "data.shared_prefix.output_len",
-                "a distribution of at most 0 output tokens",
-            ));
-        }
     }
     if let Some(v) = get(sp, &["enable_multi_turn_chat"]) {
         if v.as_bool() != Some(false) {
@@ -671,8 +769,8 @@ fn shared_prefix(
     Ok(data)
 }
 
-/// `data.type: random` without a trace: `input_distribution` and `output_distribution`, each
-/// with its `total_count`.
+/// `data.type: random` without a trace: `input_distribution` and `output_distribution` (their
+/// `total_count`s are settled with the stages).
 fn random_data(
     config: &Value,
     source_name: &str,
@@ -716,32 +814,23 @@ fn random_data(
         let d = LengthDistribution::from_json(v).map_err(|m| bad(source_name, &path, &m))?;
         d.check(Sampler::GenerateDistribution)
             .map_err(|m| bad(source_name, &path, &m))?;
-        if d.total_count.is_none() {
-            return Err(bad(
-                source_name,
-                &format!("{path}.total_count"),
-                "missing (the random generator needs it)",
-            ));
-        }
         Ok(d)
     };
     let input = dist("input_distribution")?;
     let output = dist("output_distribution")?;
-    if output.max < 1 {
+    if output.longest() < 1 {
         return Err(bad(
             source_name,
             "data.output_distribution",
-            "a distribution of at most 0 output tokens",
+            "at most 0 output tokens",
         ));
     }
-    let count = input
-        .total_count
-        .min(output.total_count)
-        .expect("both checked above");
     notes.push(drawn_again_note(&[
         "input_distribution",
         "output_distribution",
     ]));
+    // Settled once the stages are read (`main.py` raises the counts to them).
+    let count = 0;
     Ok(RandomData {
         input,
         output,
@@ -1119,6 +1208,47 @@ mod tests {
         assert!(e.contains("under one request"), "{e}");
         let e = err(&|c| c["load"]["num_workers"] = json!(0));
         assert!(e.contains("num_workers"), "{e}");
+        let e = err(&|c| c["load"]["num_workers"] = json!(-3));
+        assert!(
+            e.contains("num_workers") && e.contains("single-process"),
+            "{e}"
+        );
+        let e = err(&|c| c["load"]["num_workers"] = json!("many"));
+        assert!(e.contains("load.num_workers"), "{e}");
+        let e = err(&|c| {
+            c["load"]["num_workers"] = json!(1u64 << 32);
+            c["load"]["worker_max_concurrency"] = json!(1u64 << 32);
+            c["load"]["stages"] = json!([{"rate": 1e6, "duration": 2}]);
+        });
+        assert!(e.contains("more than one stage"), "{e}");
+        let e = err(&|c| c["load"]["stages"][0]["duration"] = json!(2.5));
+        assert!(e.contains("duration") && e.contains("whole"), "{e}");
+        let e = err(&|c| c["load"]["stages"] = json!([{"rate": 1e-8, "duration": 2e11 as u64}]));
+        assert!(e.contains("longer than a run"), "{e}");
+        let e = err(&|c| c["data"]["shared_prefix"]["question_lenght"] = json!(300));
+        assert!(
+            e.contains("question_lenght") && e.contains("not a key"),
+            "{e}"
+        );
+        let e = err(&|c| c["data"]["shared_prefix"] = json!(5));
+        assert!(e.contains("not a mapping"), "{e}");
+        let e = err(&|c| {
+            c["data"]["shared_prefix"]["output_len"] = json!({"type": "fixed", "mean": 0})
+        });
+        assert!(
+            e.contains("output_len") && e.contains("0 output tokens"),
+            "{e}"
+        );
+        // inference-perf's default of `ignore_eos` is true; whole floats are whole numbers.
+        let r = from(&|c| {
+            c["server"].as_object_mut().unwrap().remove("ignore_eos");
+            c["data"]["shared_prefix"]["num_groups"] = json!(2.0);
+        })
+        .unwrap();
+        let Data::SharedPrefix(d) = &r.data else {
+            panic!("shared prefix")
+        };
+        assert_eq!(d.num_groups, 2);
     }
 
     fn from(patch: &dyn Fn(&mut Value)) -> Result<InferencePerfRun, InferencePerfError> {
@@ -1247,14 +1377,27 @@ mod tests {
         assert_eq!(w.len(), 10);
         assert_eq!(w[9].prompt_token_ids, ps[9].token_ids);
         assert_eq!(w[9].output_len, ps[9].output_len);
-        // A stage of more requests than prompts is refused, naming both counts.
-        let e = from(&|c| {
+        // A stage of more requests than prompts: the counts are raised to its requests + 1,
+        // as inference-perf's main.py does, and said so.
+        let r = from(&|c| {
             random_config(c);
             c["load"]["stages"] = json!([{"rate": 7, "duration": 10}]);
+            c["data"]["input_distribution"]["total_count"] = Value::Null;
         })
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("70 requests") && e.contains("60"), "{e}");
+        .unwrap();
+        let Data::Random(d) = &r.data else {
+            panic!("random")
+        };
+        assert_eq!(d.count, 71);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("input_distribution.total_count unset → 71")
+                    && n.contains("output_distribution.total_count 60 → 71")),
+            "{:?}",
+            r.notes
+        );
+        assert_eq!(r.prompts(4, 32000, usize::MAX).unwrap().len(), 70);
         // The random generator's sampler refuses what inference-perf's refuses.
         let e = from(&|c| {
             random_config(c);
@@ -1263,13 +1406,6 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("data.input_distribution"), "{e}");
-        let e = from(&|c| {
-            random_config(c);
-            c["data"]["output_distribution"]["total_count"] = Value::Null;
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("output_distribution.total_count"), "{e}");
         let e = from(&|c| {
             random_config(c);
             c["data"]["trace"] = json!({"file": "azure.csv"});
@@ -1295,8 +1431,8 @@ mod tests {
         assert_eq!(r.prompts(1, 32000, 4097).unwrap().len(), 12);
         // Group counts whose product overflows are a named error, not a crash.
         let e = from(&|c| {
-            c["data"]["shared_prefix"]["num_groups"] = json!(u64::MAX);
-            c["data"]["shared_prefix"]["num_prompts_per_group"] = json!(3);
+            c["data"]["shared_prefix"]["num_groups"] = json!(1u64 << 40);
+            c["data"]["shared_prefix"]["num_prompts_per_group"] = json!(1u64 << 40);
         })
         .unwrap_err()
         .to_string();
