@@ -387,6 +387,7 @@ impl EngineFlags {
                 self.no_enable_chunked_prefill,
             ),
             long_prefill_token_threshold: self.long_prefill_token_threshold,
+            max_num_partial_prefills: None,
             scheduling_policy: self
                 .scheduling_policy
                 .as_deref()
@@ -1019,6 +1020,7 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
         &mut a.long_prefill_token_threshold,
         &f.long_prefill_token_threshold,
     );
+    fill(&mut a.max_num_partial_prefills, &f.max_num_partial_prefills);
     if a.scheduling_policy.is_none() {
         if let Some(p) = &f.scheduling_policy {
             a.scheduling_policy = Some(p.value.parse()?);

@@ -65,6 +65,10 @@ pub struct EngineArgs {
     pub enable_chunked_prefill: Option<bool>,
     /// 0 = no cap (default).
     pub long_prefill_token_threshold: Option<usize>,
+    /// vLLM's `max_num_partial_prefills` (default 1). The v1 scheduler does not read it, but
+    /// above 1 it sets an unset (0) `long_prefill_token_threshold` to 4 % of `max_model_len`
+    /// (`SchedulerConfig.__post_init__`).
+    pub max_num_partial_prefills: Option<usize>,
     /// Default FCFS.
     pub scheduling_policy: Option<SchedulingPolicy>,
     /// Default on.
@@ -135,6 +139,8 @@ pub enum ResolveError {
     GpuMemory(f64),
     #[error("--gpu-memory-utilization must be in (0, 1], got {0}")]
     GpuMemoryUtilization(f64),
+    #[error("block_size must be a positive number of tokens, got 0")]
+    ZeroBlockSize,
     #[error(
         "max_num_batched_tokens ({tokens}) must be greater than or equal to max_num_seqs \
          ({seqs}), as vLLM requires"
@@ -394,6 +400,9 @@ fn engine_config(
         return Err(ResolveError::GpuMemoryUtilization(gpu_memory_utilization));
     }
     let block_size = a.block_size.unwrap_or(16);
+    if block_size == 0 {
+        return Err(ResolveError::ZeroBlockSize);
+    }
     let max_model_len = match a.max_model_len {
         Some(n) => n,
         None => shape
@@ -489,7 +498,13 @@ fn engine_config(
         max_model_len,
         enable_prefix_caching: a.enable_prefix_caching.unwrap_or(true),
         enable_chunked_prefill: chunked,
-        long_prefill_token_threshold: a.long_prefill_token_threshold.unwrap_or(0),
+        long_prefill_token_threshold: match a.long_prefill_token_threshold.unwrap_or(0) {
+            // `int(max_model_len * 0.04)`.
+            0 if a.max_num_partial_prefills.is_some_and(|p| p > 1) => {
+                (max_model_len as f64 * 0.04) as usize
+            }
+            t => t,
+        },
         scheduling_policy: policy,
         async_scheduling: a.async_scheduling.unwrap_or(true),
         scheduler_reserve_full_isl: a.scheduler_reserve_full_isl.unwrap_or(true),
@@ -824,6 +839,29 @@ mod tests {
     }
 
     #[test]
+    fn partial_prefills_derive_an_unset_long_prefill_threshold() {
+        let shape = ModelShape::llama_3_1_8b();
+        let threshold = |partial: Option<usize>, set: Option<usize>| {
+            let a = EngineArgs {
+                max_model_len: Some(32768),
+                max_num_partial_prefills: partial,
+                long_prefill_token_threshold: set,
+                ..Default::default()
+            };
+            resolve(&a, &shape, gpu("h100"))
+                .unwrap()
+                .config
+                .long_prefill_token_threshold
+        };
+        // int(32768 × 0.04) = 1310, as vLLM's SchedulerConfig sets it.
+        assert_eq!(threshold(Some(4), None), 1310);
+        assert_eq!(threshold(Some(4), Some(0)), 1310);
+        assert_eq!(threshold(Some(4), Some(500)), 500);
+        assert_eq!(threshold(Some(1), None), 0);
+        assert_eq!(threshold(None, None), 0);
+    }
+
+    #[test]
     fn bad_values_are_typed_errors() {
         let shape = ModelShape::llama_3_1_8b();
         let util = EngineArgs {
@@ -833,6 +871,14 @@ mod tests {
         assert!(matches!(
             resolve(&util, &shape, gpu("h100")),
             Err(ResolveError::GpuMemoryUtilization(_))
+        ));
+        let zero_block = EngineArgs {
+            block_size: Some(0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&zero_block, &shape, gpu("h100")),
+            Err(ResolveError::ZeroBlockSize)
         ));
         let mem = EngineArgs {
             gpu_memory_gib: Some(0.0),

@@ -118,6 +118,8 @@ pub struct RunFacts {
     pub scheduler_reserve_full_isl: Option<Recorded<bool>>,
     pub scheduling_policy: Option<Recorded<String>>,
     pub long_prefill_token_threshold: Option<Recorded<usize>>,
+    /// `max_num_partial_prefills` (above 1 it derives an unset threshold).
+    pub max_num_partial_prefills: Option<Recorded<usize>>,
     /// CUDA-graph batch sizes vLLM captured, ascending.
     pub cudagraph_capture_sizes: Option<Recorded<Vec<usize>>>,
     pub cudagraph_mode: Option<Recorded<CudaGraphMode>>,
@@ -143,6 +145,8 @@ pub struct RunFacts {
     pub data_parallel_size: Option<Recorded<u64>>,
     /// `enable_expert_parallel` was on (replayed as expert-parallel lockstep).
     pub enable_expert_parallel: bool,
+    /// Where `enable_expert_parallel` was recorded, if anywhere (set or not).
+    pub expert_parallel_source: Option<String>,
     /// Facts recorded but not modelled, and differences between records that were resolved;
     /// one sentence each, for the user.
     pub notes: Vec<String>,
@@ -286,19 +290,28 @@ fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 trait FromFact: Sized + PartialEq + Display + Clone {
     fn from_fact(v: &Value) -> Option<Self>;
 }
+/// A whole number ≥ 0, written as an integer or as a float with no fractional part (Python's
+/// `2588.0`, which JSON writers emit for a float-typed count).
+fn whole_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
+            .map(|f| f as u64)
+    })
+}
 impl FromFact for u64 {
     fn from_fact(v: &Value) -> Option<Self> {
-        v.as_u64()
+        whole_u64(v)
     }
 }
 impl FromFact for usize {
     fn from_fact(v: &Value) -> Option<Self> {
-        v.as_u64().and_then(|x| usize::try_from(x).ok())
+        whole_u64(v).and_then(|x| usize::try_from(x).ok())
     }
 }
 impl FromFact for u32 {
     fn from_fact(v: &Value) -> Option<Self> {
-        v.as_u64().and_then(|x| u32::try_from(x).ok())
+        whole_u64(v).and_then(|x| u32::try_from(x).ok())
     }
 }
 impl FromFact for f64 {
@@ -442,6 +455,7 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
     "enforce_eager",
     "scheduling_policy",
     "long_prefill_token_threshold",
+    "max_num_partial_prefills",
     "enable_expert_parallel",
     "quantization",
     "hf_overrides",
@@ -715,7 +729,8 @@ impl RunRecord {
             }
         }
         let mut enable_expert_parallel = false;
-        for (v, _src) in [
+        let mut expert_parallel_source = None;
+        for (v, src) in [
             (
                 get(&par, &["enable_expert_parallel"]),
                 p("enable_expert_parallel"),
@@ -725,9 +740,12 @@ impl RunRecord {
                 e("enable_expert_parallel"),
             ),
         ] {
-            if v.and_then(Value::as_bool) == Some(true) {
-                enable_expert_parallel = true;
-                break;
+            if let Some(on) = v.and_then(Value::as_bool) {
+                expert_parallel_source.get_or_insert(src);
+                if on {
+                    enable_expert_parallel = true;
+                    break;
+                }
             }
         }
 
@@ -739,6 +757,9 @@ impl RunRecord {
                 c("kv_offloading_size"),
                 get(&cache, &["kv_offloading_size"]),
             ),
+            // An engine argument too (`EngineArgs.kv_offloading_size`): vLLM turns on its
+            // offloading connector for it.
+            (e("kv_offloading_size"), get(&ek, &["kv_offloading_size"])),
         ];
         for (src, v) in offload_cpu {
             if let Some(x) = v.and_then(Value::as_f64).filter(|x| *x > 0.0) {
@@ -816,6 +837,21 @@ impl RunRecord {
                 &["max_num_batched_tokens"]
             ),
         );
+        // vLLM's scheduler budgets a step at `max_num_scheduled_tokens` when it is set
+        // (`Scheduler.__init__`), else at `max_num_batched_tokens`.
+        if let Some(n) =
+            get(&sched, &["max_num_scheduled_tokens"]).filter(|v| v.as_f64() != Some(0.0))
+        {
+            let same = max_num_batched_tokens
+                .as_ref()
+                .is_some_and(|b| whole_u64(n) == Some(b.value as u64));
+            if !same {
+                return Err(r.not_replayable(format!(
+                    "{} = {n}: a step budget other than max_num_batched_tokens is not modelled",
+                    s("max_num_scheduled_tokens")
+                )));
+            }
+        }
         let max_model_len = fact!(
             "max_model_len",
             OnDiffer::Note,
@@ -1076,6 +1112,22 @@ impl RunRecord {
                 &ek,
                 "engine_kwargs",
                 &["scheduling_policy"]
+            ),
+        );
+        let max_num_partial_prefills = fact!(
+            "max_num_partial_prefills",
+            OnDiffer::Note,
+            (
+                s("max_num_partial_prefills"),
+                &sched,
+                "resolved_config.scheduler_config",
+                &["max_num_partial_prefills"]
+            ),
+            (
+                e("max_num_partial_prefills"),
+                &ek,
+                "engine_kwargs",
+                &["max_num_partial_prefills"]
             ),
         );
         let long_prefill_token_threshold = fact!(
@@ -1352,6 +1404,7 @@ impl RunRecord {
             scheduler_reserve_full_isl,
             scheduling_policy,
             long_prefill_token_threshold,
+            max_num_partial_prefills,
             cudagraph_capture_sizes,
             max_cudagraph_capture_size,
             cudagraph_mode,
@@ -1364,6 +1417,7 @@ impl RunRecord {
             tp_link: None,
             data_parallel_size,
             enable_expert_parallel,
+            expert_parallel_source,
             notes: Vec::new(),
         };
         if let (Some(cp), Some(cv)) = (cluster_path, cluster) {
@@ -1463,6 +1517,7 @@ fn read_cluster(
         })
         .unwrap_or(0);
     check_data_parallel_size(&r, facts, &instances, num_instances)?;
+    check_cluster_agrees(&r, facts, cv, &instances)?;
     if num_instances > 1 {
         // A fleet: each instance is built from the cluster config itself (`--cluster`);
         // only the link is a fact of the run.
@@ -1679,6 +1734,117 @@ fn check_data_parallel_size(
     )))
 }
 
+/// What the cluster config says that `meta.json` (vLLM's own record) also says, or that the
+/// config says twice, must agree: the node and instance counts with the lists, each instance's
+/// model with the run's, and expert parallelism with `enable_expert_parallel` and with the GPUs
+/// a data-parallel group has (vLLM's expert-parallel size is its DP × TP size).
+fn check_cluster_agrees(
+    r: &Reader<'_>,
+    facts: &RunFacts,
+    cv: &Value,
+    instances: &[&Map<String, Value>],
+) -> Result<(), RunRecordError> {
+    let nodes = get(cv, &["nodes"]).and_then(Value::as_array);
+    if let (Some(n), Some(listed)) = (get(cv, &["num_nodes"]).and_then(Value::as_u64), nodes) {
+        if n != listed.len() as u64 {
+            return Err(r.contradiction(format!(
+                "num_nodes = {n} but the list of nodes holds {}",
+                listed.len()
+            )));
+        }
+    }
+    for (i, node) in nodes.into_iter().flatten().enumerate() {
+        let listed = get(node, &["instances"])
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len) as u64;
+        if let Some(n) = get(node, &["num_instances"]).and_then(Value::as_u64) {
+            if n != listed {
+                return Err(r.contradiction(format!(
+                    "nodes[{i}].num_instances = {n} but its list of instances holds {listed}"
+                )));
+            }
+        }
+    }
+    if let Some(model) = &facts.model {
+        for (i, inst) in instances.iter().enumerate() {
+            if let Some(name) = inst.get("model_name").and_then(Value::as_str) {
+                if name != model.value {
+                    return Err(r.contradiction(format!(
+                        "{} = {} but instance {i} of the cluster config runs {name}",
+                        model.source, model.value
+                    )));
+                }
+            }
+        }
+    }
+    // Each data-parallel group's GPUs (instances × tp_size): its expert-parallel size.
+    let mut group_gpus: Vec<(&str, u64)> = Vec::new();
+    for inst in instances {
+        if let Some(g) = inst.get("dp_group").and_then(Value::as_str) {
+            let tp = inst
+                .get("tp_size")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .max(1);
+            match group_gpus.iter_mut().find(|(name, _)| *name == g) {
+                Some((_, n)) => *n += tp,
+                None => group_gpus.push((g, tp)),
+            }
+        }
+    }
+    for (i, inst) in instances.iter().enumerate() {
+        let Some(ep) = inst.get("ep_size") else {
+            continue;
+        };
+        let tp = inst
+            .get("tp_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .max(1);
+        let gpus = inst
+            .get("dp_group")
+            .and_then(Value::as_str)
+            .and_then(|g| group_gpus.iter().find(|(name, _)| *name == g))
+            .map_or(tp, |(_, n)| *n);
+        let Some(ep) = ep.as_u64().filter(|&e| e >= 1) else {
+            return Err(r.contradiction(format!(
+                "instance {i}: ep_size = {ep}: not a whole number ≥ 1"
+            )));
+        };
+        if ep > gpus {
+            return Err(r.contradiction(format!(
+                "instance {i}: ep_size = {ep} but its experts can be spread over at most the \
+                 {gpus} GPU(s) of its data-parallel group × tp_size (vLLM's expert-parallel \
+                 size is DP × TP)"
+            )));
+        }
+        if let Some(src) = &facts.expert_parallel_source {
+            if ep > 1 && !facts.enable_expert_parallel {
+                return Err(r.contradiction(format!(
+                    "{src} = false but instance {i} of the cluster config has ep_size = {ep}"
+                )));
+            }
+        }
+    }
+    if let Some(src) = facts
+        .expert_parallel_source
+        .as_ref()
+        .filter(|_| facts.enable_expert_parallel)
+    {
+        let grouped = instances.iter().any(|i| i.get("dp_group").is_some());
+        let spread = instances
+            .iter()
+            .any(|i| i.get("ep_size").and_then(Value::as_u64).unwrap_or(1) > 1);
+        if grouped && !spread {
+            return Err(r.contradiction(format!(
+                "{src} = true but no instance of the cluster config's data-parallel group has \
+                 an ep_size above 1"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The cluster config's link (`link_bw` ASTRA-sim GB/s = GiB/s, `link_latency` ns).
 fn read_link(
     r: &mut Reader<'_>,
@@ -1711,7 +1877,12 @@ fn read_link(
         }
         (Some(b), _) => return Err(r.err(format!("link_bw = {b}: must be positive (GB/s)"))),
         (None, Some(_)) => r.notes.push("link_latency without link_bw: ignored".into()),
-        (None, None) => {}
+        (None, None) => r.notes.push(format!(
+            "{}: no link recorded (link_bw, link_latency): tensor-parallel all-reduces are \
+             priced over the GPU's datasheet link (NVLink or PCIe), a data-parallel group's \
+             expert all-gather over the cluster default (link_bw 16 = 17.18 GB/s, 20 µs)",
+            path.display()
+        )),
     }
     Ok(())
 }
@@ -1728,6 +1899,86 @@ mod tests {
             cluster.as_ref().map(|_| Path::new("config.json")),
             cluster.as_ref(),
         )
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_read_and_a_missing_link_is_named() {
+        let r = read(
+            json!({"kv_cache": {"num_gpu_blocks": 2588.0, "block_size": 16.0},
+                   "engine_kwargs": {"max_num_seqs": 128.0}}),
+            Some(json!({"nodes": [{"instances": [{"hardware": "RTX4090", "tp_size": 1}]}]})),
+        )
+        .unwrap();
+        assert_eq!(r.facts.num_gpu_blocks.as_ref().unwrap().value, 2588);
+        assert_eq!(r.facts.max_num_seqs.as_ref().unwrap().value, 128);
+        assert!(
+            r.facts.notes.iter().any(|n| n.contains("no link recorded")),
+            "{:?}",
+            r.facts.notes
+        );
+        assert!(
+            read(json!({"engine_kwargs": {"max_num_seqs": 128.5}}), None)
+                .unwrap()
+                .facts
+                .max_num_seqs
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_cluster_config_must_agree_with_itself_and_with_meta() {
+        let inst = |model: &str, ep: Option<u64>| {
+            let mut i = json!({"model_name": model, "hardware": "RTXPRO6000", "num_npus": 1,
+                               "tp_size": 1, "dp_group": "A"});
+            if let Some(ep) = ep {
+                i["ep_size"] = json!(ep);
+            }
+            i
+        };
+        let cluster = |insts: Vec<Value>, num: usize| {
+            json!({"num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+                   "nodes": [{"num_instances": num, "instances": insts}]})
+        };
+        let moe = "Qwen/Qwen3-30B-A3B";
+        let meta = |ep: Option<bool>| {
+            let mut ek = json!({"model": moe, "data_parallel_size": 2});
+            if let Some(ep) = ep {
+                ek["enable_expert_parallel"] = json!(ep);
+            }
+            json!({"engine_kwargs": ek})
+        };
+        let err = |m: Value, c: Value| read(m, Some(c)).unwrap_err().to_string();
+        let two = |ep: Option<u64>| vec![inst(moe, ep), inst(moe, ep)];
+        // As recorded: agrees.
+        read(meta(Some(true)), Some(cluster(two(Some(2)), 2))).unwrap();
+        read(meta(None), Some(cluster(two(Some(2)), 2))).unwrap();
+        let e = err(meta(Some(true)), cluster(two(Some(2)), 3));
+        assert!(
+            e.contains("num_instances = 3") && e.contains("holds 2"),
+            "{e}"
+        );
+        let mut c = cluster(two(Some(2)), 2);
+        c["num_nodes"] = json!(2);
+        assert!(err(meta(Some(true)), c).contains("num_nodes = 2"));
+        let e = err(
+            meta(Some(true)),
+            cluster(vec![inst(moe, Some(2)), inst("Qwen/Qwen3-32B", Some(2))], 2),
+        );
+        assert!(
+            e.contains("instance 1") && e.contains("Qwen/Qwen3-32B"),
+            "{e}"
+        );
+        let e = err(meta(Some(false)), cluster(two(Some(2)), 2));
+        assert!(
+            e.contains("enable_expert_parallel = false") && e.contains("ep_size = 2"),
+            "{e}"
+        );
+        let e = err(meta(Some(true)), cluster(two(None), 2));
+        assert!(e.contains("enable_expert_parallel = true"), "{e}");
+        let e = err(meta(Some(true)), cluster(two(Some(4)), 2));
+        assert!(e.contains("ep_size = 4") && e.contains("2 GPU(s)"), "{e}");
+        let e = err(meta(Some(true)), cluster(two(Some(0)), 2));
+        assert!(e.contains("ep_size = 0"), "{e}");
     }
 
     #[test]
@@ -1804,6 +2055,17 @@ mod tests {
         assert!(read(json!({"engine_kwargs": {"cpu_offload_gb": 0}}), None).is_ok());
         let e = refused(json!({"engine_kwargs": {"speculative_config": {"method": "ngram"}}}));
         assert!(e.contains("speculative decoding is not modelled"), "{e}");
+        // The engine argument of vLLM's CPU offloading connector, as its cache_config form.
+        let e = refused(json!({"engine_kwargs": {"kv_offloading_size": 32}}));
+        assert!(e.contains("engine_kwargs.kv_offloading_size = 32"), "{e}");
+        // A step budget other than max_num_batched_tokens; the same one reads as it.
+        let sched = |n: Value| {
+            json!({"resolved_config": {"scheduler_config": {
+                "max_num_batched_tokens": 2048, "max_num_scheduled_tokens": n}}})
+        };
+        assert!(refused(sched(json!(1024))).contains("max_num_scheduled_tokens = 1024"));
+        assert!(read(sched(json!(2048)), None).is_ok());
+        assert!(read(sched(Value::Null), None).is_ok());
         let e = refused(json!({"engine_kwargs": {"kv_transfer_config": {"kv_connector": "x"}}}));
         assert!(e.contains("KV connector"), "{e}");
         // A null speculative config is no speculation, and no unread key either.
