@@ -16,6 +16,7 @@ pub mod scenario;
 pub mod synthetic;
 pub mod timeseries;
 pub mod validate;
+pub mod whole_number;
 pub mod workload;
 
 pub use driver::{run, run_client, run_limited, Client, RequestRecord, SimResult, Sinks};

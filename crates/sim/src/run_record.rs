@@ -18,6 +18,7 @@
 //!   KV offload, a KV connector, speculative decoding, several instances) is
 //!   [`RunRecordError::NotReplayable`].
 
+use crate::whole_number::value_u64;
 use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_perf::gpu::GpuSpec;
 use llm_emu_perf::link_units::cluster_link_gbs;
@@ -290,28 +291,19 @@ fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 trait FromFact: Sized + PartialEq + Display + Clone {
     fn from_fact(v: &Value) -> Option<Self>;
 }
-/// A whole number ≥ 0, written as an integer or as a float with no fractional part (Python's
-/// `2588.0`, which JSON writers emit for a float-typed count).
-fn whole_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
-            .map(|f| f as u64)
-    })
-}
 impl FromFact for u64 {
     fn from_fact(v: &Value) -> Option<Self> {
-        whole_u64(v)
+        value_u64(v)
     }
 }
 impl FromFact for usize {
     fn from_fact(v: &Value) -> Option<Self> {
-        whole_u64(v).and_then(|x| usize::try_from(x).ok())
+        value_u64(v).and_then(|x| usize::try_from(x).ok())
     }
 }
 impl FromFact for u32 {
     fn from_fact(v: &Value) -> Option<Self> {
-        whole_u64(v).and_then(|x| u32::try_from(x).ok())
+        value_u64(v).and_then(|x| u32::try_from(x).ok())
     }
 }
 impl FromFact for f64 {
@@ -844,7 +836,7 @@ impl RunRecord {
         {
             let same = max_num_batched_tokens
                 .as_ref()
-                .is_some_and(|b| whole_u64(n) == Some(b.value as u64));
+                .is_some_and(|b| value_u64(n) == Some(b.value as u64));
             if !same {
                 return Err(r.not_replayable(format!(
                     "{} = {n}: a step budget other than max_num_batched_tokens is not modelled",

@@ -52,12 +52,7 @@ pub struct RealRequest {
 /// A token count: a whole number, also when written as a float (`769.0`, as pandas writes an
 /// integer column that held a missing value).
 fn whole_count<E: serde::de::Error>(n: serde_json::Number) -> Result<usize, E> {
-    n.as_u64()
-        .or_else(|| {
-            n.as_f64()
-                .filter(|x| *x >= 0.0 && x.fract() == 0.0 && *x <= 2f64.powi(53))
-                .map(|x| x as u64)
-        })
+    crate::whole_number::whole_u64(&n)
         .and_then(|x| usize::try_from(x).ok())
         .ok_or_else(|| E::custom(format!("`{n}` is not a token count (a whole number ≥ 0)")))
 }

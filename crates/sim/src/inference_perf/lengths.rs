@@ -19,6 +19,7 @@
 //! draws here come from the emulator's own seeded generator: the same distribution, not the
 //! same numbers, so a run's lengths agree in distribution, not request by request.
 
+use crate::whole_number::value_i64;
 use rand::Rng;
 use rand_distr::{Distribution, LogNormal, Normal, Poisson, StandardNormal};
 use serde_json::Value;
@@ -119,7 +120,7 @@ impl LengthDistribution {
         let int = |k: &str, default: i64| -> Result<i64, String> {
             match present(k) {
                 None => Ok(default),
-                Some(x) => whole_i64(x).ok_or_else(|| format!("`{k}`: not a whole number")),
+                Some(x) => value_i64(x).ok_or_else(|| format!("`{k}`: not a whole number")),
             }
         };
         let num = |k: &str, default: f64| -> Result<f64, String> {
@@ -176,7 +177,7 @@ impl LengthDistribution {
         let total_count = match present("total_count") {
             None => None,
             Some(x) => Some(
-                whole_i64(x)
+                value_i64(x)
                     .filter(|&n| n > 0)
                     .ok_or("`total_count`: not a whole number > 0")? as usize,
             ),
@@ -348,16 +349,6 @@ const DISTRIBUTION_KEYS: [&str; 8] = [
 /// 1.8e19).
 const MAX_POISSON_MEAN: f64 = 9.2e18;
 
-/// A whole number, written as an integer or as a float with no fractional part (pydantic's
-/// lax `int`).
-pub fn whole_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
-            .map(|f| f as i64)
-    })
-}
-
 /// The lognormal whose own mean and standard deviation are `mean` and `sd` (`sd` ≥ 0).
 fn moment_matched(mean: f64, sd: f64) -> LogNormal<f64> {
     let sigma2 = (1.0 + (sd / mean).powi(2)).ln();
@@ -367,7 +358,7 @@ fn moment_matched(mean: f64, sd: f64) -> LogNormal<f64> {
 /// Reads a length key: a whole number ≥ 0 or a `Distribution` object.
 pub fn lengths_from_json(v: &Value) -> Result<Lengths, String> {
     if v.is_number() {
-        return whole_i64(v)
+        return value_i64(v)
             .filter(|&n| n >= 0)
             .map(|n| Lengths::Fixed(n as usize))
             .ok_or_else(|| "not a whole number ≥ 0".into());

@@ -44,6 +44,7 @@
 use crate::client_run::ClientFigures;
 use crate::client_side::{ClientRequest, TimedOut};
 use crate::client_timeout::{ClientTimeout, AIOHTTP_DEFAULT_TOTAL_S};
+use crate::whole_number::value_i64;
 use crate::workload::WorkloadItem;
 use llm_emu_core::Nanos;
 use rand::{Rng, SeedableRng};
@@ -55,7 +56,7 @@ use thiserror::Error;
 pub mod lengths;
 pub mod timers;
 
-pub use lengths::{lengths_from_json, whole_i64, LengthDistribution, Lengths, Sampler};
+pub use lengths::{lengths_from_json, LengthDistribution, Lengths, Sampler};
 pub use timers::{constant_send_times, poisson_send_times, LoadKind, LoadStage};
 
 #[derive(Debug, Error)]
@@ -108,9 +109,16 @@ pub struct SharedPrefix {
 pub struct RandomData {
     pub input: LengthDistribution,
     pub output: LengthDistribution,
+}
+
+impl RandomData {
     /// `min(input.total_count, output.total_count)`: the prompts there are
-    /// (`get_request_count`); a stage's request past them has no prompt.
-    pub count: usize,
+    /// (`get_request_count`). Both counts are set once the run is read (raised to the largest
+    /// stage's requests + 1 where smaller), so every request of a stage has its prompt.
+    pub fn count(&self) -> usize {
+        let total = |d: &LengthDistribution| d.total_count.unwrap_or(0);
+        total(&self.input).min(total(&self.output))
+    }
 }
 
 /// The prompts a run's generator makes.
@@ -145,7 +153,7 @@ impl Data {
             ),
             Data::Random(d) => format!(
                 "{} random prompts, BOS + {} tokens, output {} tokens",
-                d.count,
+                d.count(),
                 d.input.describe(),
                 d.output.describe()
             ),
@@ -259,7 +267,7 @@ impl InferencePerfRun {
                 &["api", "type"],
                 Value::from("completion"),
                 Value::from("completion"),
-                "inference-perf's shared_prefix data is sent to /v1/completions",
+                "the regenerated prompts are sent to /v1/completions",
             ),
             (
                 &["api", "streaming"],
@@ -286,7 +294,7 @@ impl InferencePerfRun {
                 return Err(not_modelled(
                     &format!("load.{key}"),
                     v,
-                    "not part of the constant load modelled",
+                    "not part of the loads modelled",
                 ));
             }
         }
@@ -354,7 +362,7 @@ impl InferencePerfRun {
             };
             let whole = |k: &str| {
                 get(s, &[k])
-                    .and_then(whole_i64)
+                    .and_then(value_i64)
                     .filter(|&x| x > 0)
                     .map(|x| x as u64)
                     .ok_or_else(|| {
@@ -450,11 +458,6 @@ impl InferencePerfRun {
                     dist.total_count = Some(want);
                 }
             }
-            d.count = d
-                .input
-                .total_count
-                .min(d.output.total_count)
-                .unwrap_or(want);
             if !raised.is_empty() {
                 notes.push(format!(
                     "config: {} (inference-perf's main.py raises it to the largest stage's \
@@ -468,12 +471,12 @@ impl InferencePerfRun {
         let workers = match get(config, &["load", "num_workers"]) {
             None => None,
             Some(v) => {
-                Some(whole_i64(v).ok_or_else(|| bad("load.num_workers", "not a whole number"))?)
+                Some(value_i64(v).ok_or_else(|| bad("load.num_workers", "not a whole number"))?)
             }
         };
         let per_worker = match get(config, &["load", "worker_max_concurrency"]) {
             None => 100,
-            Some(v) => whole_i64(v)
+            Some(v) => value_i64(v)
                 .filter(|&x| x >= 0)
                 .ok_or_else(|| bad("load.worker_max_concurrency", "not a whole number ≥ 0"))?
                 as u64,
@@ -658,7 +661,7 @@ fn shared_prefix(
     let count = |names: &[&str], default: usize| -> Result<usize, InferencePerfError> {
         for n in names {
             if let Some(v) = get(sp, &[n]) {
-                return whole_i64(v)
+                return value_i64(v)
                     .filter(|&x| x >= 0)
                     .map(|x| x as usize)
                     .ok_or_else(|| {
@@ -829,13 +832,8 @@ fn random_data(
         "input_distribution",
         "output_distribution",
     ]));
-    // Settled once the stages are read (`main.py` raises the counts to them).
-    let count = 0;
-    Ok(RandomData {
-        input,
-        output,
-        count,
-    })
+    // The counts are settled once the stages are read (`main.py` raises them to the stages).
+    Ok(RandomData { input, output })
 }
 
 /// What `profile.yaml` asked for that differs from what ran, one note each.
@@ -979,7 +977,7 @@ pub fn prompts(
         }
         Data::Random(d) => {
             let sampler = Sampler::GenerateDistribution;
-            let n = count.min(d.count);
+            let n = count.min(d.count());
             let input = d.input.draw(n, sampler, &mut len_rng);
             let output = d.output.draw(n, sampler, &mut len_rng);
             input
@@ -1363,7 +1361,7 @@ mod tests {
         let Data::Random(d) = &r.data else {
             panic!("random")
         };
-        assert_eq!(d.count, 60, "min of the two total_counts");
+        assert_eq!(d.count(), 60, "min of the two total_counts");
         let ps = r.prompts(4, 32000, usize::MAX).unwrap();
         assert_eq!(ps.len(), 50, "the prompts the largest stage sends");
         assert!(ps.iter().all(|p| p.token_ids[0] == BOS
@@ -1388,7 +1386,7 @@ mod tests {
         let Data::Random(d) = &r.data else {
             panic!("random")
         };
-        assert_eq!(d.count, 71);
+        assert_eq!(d.count(), 71);
         assert!(
             r.notes
                 .iter()
