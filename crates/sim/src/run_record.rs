@@ -1672,9 +1672,7 @@ fn check_data_parallel_size(
     instances: &[&Map<String, Value>],
     num_instances: u64,
 ) -> Result<(), RunRecordError> {
-    let any_group = instances
-        .iter()
-        .any(|i| i.get("dp_group").is_some_and(Value::is_string));
+    let any_group = instances.iter().any(|i| dp_group_of(i).is_some());
     let Some(dp) = facts
         .data_parallel_size
         .as_ref()
@@ -1682,20 +1680,14 @@ fn check_data_parallel_size(
     else {
         return Ok(());
     };
-    let mut groups: Vec<(&str, u64)> = Vec::new();
-    let mut ungrouped = 0u64;
-    for i in instances {
-        match i.get("dp_group").and_then(Value::as_str) {
-            Some(g) => match groups.iter_mut().find(|(name, _)| *name == g) {
-                Some((_, n)) => *n += 1,
-                None => groups.push((g, 1)),
-            },
-            None => ungrouped += 1,
-        }
-    }
+    let groups = dp_groups(instances);
+    let ungrouped = instances
+        .iter()
+        .filter(|i| dp_group_of(i).is_none())
+        .count() as u64;
     let sizes: Vec<u64> = groups
         .iter()
-        .map(|(_, n)| *n)
+        .map(|g| g.instances)
         .chain((ungrouped > 0).then_some(1))
         .collect();
     let Some(&other) = sizes.iter().find(|&&n| n != dp.value) else {
@@ -1707,7 +1699,7 @@ fn check_data_parallel_size(
         (false, _) => {
             let listed: Vec<String> = groups
                 .iter()
-                .map(|(g, n)| format!("dp_group `{g}` of {n}"))
+                .map(|g| format!("dp_group `{}` of {}", g.name, g.instances))
                 .collect();
             format!(
                 "{}{}",
@@ -1724,6 +1716,49 @@ fn check_data_parallel_size(
         "{} = {} but the cluster config describes {described}: a data-parallel size of {other}",
         dp.source, dp.value
     )))
+}
+
+/// One `dp_group` of a cluster config: its name, its instances and their GPUs.
+struct DpGroup<'a> {
+    name: &'a str,
+    instances: u64,
+    /// The instances' `tp_size`s summed.
+    gpus: u64,
+}
+
+fn dp_group_of(inst: &Map<String, Value>) -> Option<&str> {
+    inst.get("dp_group").and_then(Value::as_str)
+}
+
+/// An instance's `tp_size` (1 when absent).
+fn tp_size_of(inst: &Map<String, Value>) -> u64 {
+    inst.get("tp_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The named data-parallel groups of `instances`, in order of first appearance.
+fn dp_groups<'a>(instances: &[&'a Map<String, Value>]) -> Vec<DpGroup<'a>> {
+    let mut groups: Vec<DpGroup<'a>> = Vec::new();
+    for inst in instances {
+        let Some(name) = dp_group_of(inst) else {
+            continue;
+        };
+        let tp = tp_size_of(inst);
+        match groups.iter_mut().find(|g| g.name == name) {
+            Some(g) => {
+                g.instances += 1;
+                g.gpus += tp;
+            }
+            None => groups.push(DpGroup {
+                name,
+                instances: 1,
+                gpus: tp,
+            }),
+        }
+    }
+    groups
 }
 
 /// What the cluster config says that `meta.json` (vLLM's own record) also says, or that the
@@ -1769,35 +1804,15 @@ fn check_cluster_agrees(
             }
         }
     }
-    // Each data-parallel group's GPUs (instances × tp_size): its expert-parallel size.
-    let mut group_gpus: Vec<(&str, u64)> = Vec::new();
-    for inst in instances {
-        if let Some(g) = inst.get("dp_group").and_then(Value::as_str) {
-            let tp = inst
-                .get("tp_size")
-                .and_then(Value::as_u64)
-                .unwrap_or(1)
-                .max(1);
-            match group_gpus.iter_mut().find(|(name, _)| *name == g) {
-                Some((_, n)) => *n += tp,
-                None => group_gpus.push((g, tp)),
-            }
-        }
-    }
+    // A data-parallel group's GPUs (instances × tp_size) are its expert-parallel size at most.
+    let groups = dp_groups(instances);
     for (i, inst) in instances.iter().enumerate() {
         let Some(ep) = inst.get("ep_size") else {
             continue;
         };
-        let tp = inst
-            .get("tp_size")
-            .and_then(Value::as_u64)
-            .unwrap_or(1)
-            .max(1);
-        let gpus = inst
-            .get("dp_group")
-            .and_then(Value::as_str)
-            .and_then(|g| group_gpus.iter().find(|(name, _)| *name == g))
-            .map_or(tp, |(_, n)| *n);
+        let gpus = dp_group_of(inst)
+            .and_then(|g| groups.iter().find(|x| x.name == g))
+            .map_or(tp_size_of(inst), |g| g.gpus);
         let Some(ep) = ep.as_u64().filter(|&e| e >= 1) else {
             return Err(r.contradiction(format!(
                 "instance {i}: ep_size = {ep}: not a whole number ≥ 1"
@@ -1823,7 +1838,7 @@ fn check_cluster_agrees(
         .as_ref()
         .filter(|_| facts.enable_expert_parallel)
     {
-        let grouped = instances.iter().any(|i| i.get("dp_group").is_some());
+        let grouped = !groups.is_empty();
         let spread = instances
             .iter()
             .any(|i| i.get("ep_size").and_then(Value::as_u64).unwrap_or(1) > 1);
