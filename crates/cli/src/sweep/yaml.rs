@@ -37,14 +37,13 @@ fn err<T>(line: usize, msg: impl Into<String>) -> Result<T, YamlError> {
 /// above; errors name the file and which of the two it failed as.
 pub fn read_file(path: &std::path::Path) -> anyhow::Result<Value> {
     use anyhow::Context;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    // A byte-order mark is not part of the first key.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    // A leading byte-order mark is dropped: it is not part of the first key.
+    let text = llm_emu_perf::text_file::read_text(path)
+        .with_context(|| format!("reading {}", path.display()))?;
     if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).with_context(|| format!("{}: not valid JSON", path.display()))
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
     } else {
-        parse(text).with_context(|| format!("{}: not valid YAML", path.display()))
+        parse(&text).with_context(|| format!("{}: not valid YAML", path.display()))
     }
 }
 
