@@ -82,15 +82,6 @@ impl Lengths {
         }
     }
 
-    /// The shortest length the setting allows.
-    pub fn shortest(&self) -> usize {
-        match self {
-            Lengths::Fixed(v) => *v,
-            Lengths::Drawn(d) if d.shape == Shape::Fixed => d.mean.trunc().max(0.0) as usize,
-            Lengths::Drawn(d) => d.min.max(0) as usize,
-        }
-    }
-
     /// In words, for reports: `50`, or `normal(mean 200, sd 80) in [10, 2000]`.
     pub fn describe(&self) -> String {
         match self {

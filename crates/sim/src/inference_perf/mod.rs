@@ -135,7 +135,7 @@ impl Data {
             Data::SharedPrefix(d) => 1usize
                 .saturating_add(d.system_prompt_len.longest())
                 .saturating_add(d.question_len.longest()),
-            Data::Random(d) => 1usize.saturating_add(d.input.max.max(0) as usize),
+            Data::Random(d) => 1usize.saturating_add(d.input.longest()),
         }
     }
 
@@ -1426,6 +1426,18 @@ mod tests {
             from(&|c| c["data"]["shared_prefix"]["system_prompt_len"] = json!(1u64 << 30)).unwrap();
         let e = r.prompts(1, 32000, usize::MAX).unwrap_err().to_string();
         assert!(e.contains("12 prompts") && e.contains("token ids"), "{e}");
+        // A random run's `fixed` input length is int(mean), whatever its max says.
+        let random = from(&|c| {
+            random_config(c);
+            c["data"]["input_distribution"] =
+                json!({"type": "fixed", "mean": 1u64 << 30, "min": 0, "max": 1, "total_count": 80});
+        })
+        .unwrap();
+        let e = random
+            .prompts(1, 32000, usize::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("50 prompts") && e.contains("token ids"), "{e}");
         assert_eq!(r.prompts(1, 32000, 4097).unwrap().len(), 12);
         // Group counts whose product overflows are a named error, not a crash.
         let e = from(&|c| {
