@@ -289,34 +289,36 @@ impl FleetFlags {
         }
         let api_servers = self.api_server_count.unwrap_or(self.data_parallel_size);
         let router = || self.router.clone().unwrap_or_else(|| "round-robin".into());
-        if self.replicas > 1 && (self.data_parallel_size > 1 || self.enable_expert_parallel) {
+        // vLLM's EP size is DP × TP (`FusedMoEParallelConfig.make`); at 1 GPU the flag changes
+        // nothing (`use_ep` needs more than one).
+        let ep = match self.data_parallel_size as u64 * tp.max(1) {
+            n if self.enable_expert_parallel && n > 1 => n,
+            _ => 1,
+        };
+        if self.replicas > 1 && (self.data_parallel_size > 1 || ep > 1) {
             return Ok(FleetPlan::ReplicatedDp {
                 count: self.replicas,
                 size: self.data_parallel_size,
                 api_servers,
                 router: router(),
-                ep: if self.enable_expert_parallel {
-                    self.data_parallel_size as u64 * tp.max(1)
-                } else {
-                    1
-                },
+                ep,
             });
         }
-        Ok(if self.enable_expert_parallel {
+        Ok(if ep > 1 {
             FleetPlan::ExpertParallel {
                 size: self.data_parallel_size,
-                api_servers: self.api_server_count.unwrap_or(self.data_parallel_size),
-                ep: self.data_parallel_size as u64 * tp.max(1),
+                api_servers,
+                ep,
             }
         } else if self.data_parallel_size > 1 {
             FleetPlan::DataParallel {
                 size: self.data_parallel_size,
-                api_servers: self.api_server_count.unwrap_or(self.data_parallel_size),
+                api_servers,
             }
         } else if self.replicas > 1 {
             FleetPlan::Replicas {
                 count: self.replicas,
-                router: self.router.clone().unwrap_or_else(|| "round-robin".into()),
+                router: router(),
             }
         } else {
             FleetPlan::Single

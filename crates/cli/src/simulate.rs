@@ -339,6 +339,16 @@ pub(crate) fn recorded_fleet(
                 }
             );
         }
+    } else if rec.facts.enable_expert_parallel && !f.enable_expert_parallel {
+        // One engine over TP GPUs: vLLM places whole experts on them (EP size = TP) and runs
+        // no all-to-all; at one GPU the flag changes nothing (`FleetFlags::plan`).
+        f.enable_expert_parallel = true;
+        if let Some(src) = &rec.facts.expert_parallel_source {
+            eprintln!(
+                "note: {src} = true: replayed with the experts spread over the engine's \
+                 GPUs (vLLM's EP size is DP × TP; at one GPU it changes nothing)"
+            );
+        }
     }
     Ok(())
 }

@@ -528,6 +528,52 @@ fn a_moe_run_recorded_with_dp2_without_ep_replays_in_lockstep() {
     assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
 }
 
+/// vLLM's EP size is DP × TP: a TP2 engine with `enable_expert_parallel` places 64 whole
+/// experts on each GPU and runs no all-to-all (one DP rank); at TP 1 the flag changes nothing.
+#[test]
+fn a_moe_run_recorded_with_tp2_and_ep_replays_the_experts_split_over_its_gpus() {
+    let meta = |tp: u64| {
+        serde_json::json!({
+            "model": "Qwen/Qwen3-30B-A3B-Instruct-2507",
+            "vllm_version": "0.19.0",
+            "engine_kwargs": {
+                "model": "Qwen/Qwen3-30B-A3B-Instruct-2507", "tensor_parallel_size": tp,
+                "data_parallel_size": 1, "enable_expert_parallel": true, "max_model_len": 8192
+            },
+            "num_requests": 6,
+            "hardware": {"device_count": tp, "device_name": "NVIDIA H100 80GB HBM3"}
+        })
+    };
+    let run = recorded_run("tp2ep", &meta(2), None);
+    let (out, m) = validate(run.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("enable_expert_parallel = true: replayed with the experts spread"),
+        "{err}"
+    );
+    let latency = m["engine"]["latency"].as_str().unwrap_or("");
+    assert!(
+        latency.contains("experts over ep=2")
+            && latency.contains("expert-parallel lockstep over 1 ranks, no all-to-all"),
+        "{m}"
+    );
+    assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
+
+    let run = recorded_run("tp1ep", &meta(1), None);
+    let (out, m) = validate(run.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let latency = m["engine"]["latency"].as_str().unwrap_or("");
+    assert!(
+        !latency.contains("lockstep") && !latency.contains("ep="),
+        "{m}"
+    );
+}
+
 #[test]
 fn validate_replays_the_fleet_of_a_cluster_config_beside_the_run() {
     let meta = serde_json::json!({

@@ -206,16 +206,20 @@ impl EpGroup {
             ExpertLayout::Split => "expert-parallel lockstep",
             ExpertLayout::TpSharded => "MoE data-parallel lockstep without expert parallelism",
         };
+        // One rank (expert parallelism over one engine's TP GPUs, no DP) gathers nothing: its
+        // GPUs hold the same tokens and vLLM runs no all-to-all (`use_all2all_kernels` needs a
+        // DP size above 1); the MoE output is reduced by the TP all-reduce.
+        let collective = if n > 1 {
+            format!(
+                "all-to-all over {} GB/s + {} ns",
+                a2a.link.bandwidth_gbs, a2a.link.latency_ns
+            )
+        } else {
+            "no all-to-all: one data-parallel rank".to_string()
+        };
         let describe: Vec<String> = models
             .iter()
-            .map(|m| {
-                format!(
-                    "{} ({what} over {n} ranks, all-to-all over {} GB/s + {} ns)",
-                    m.describe(),
-                    a2a.link.bandwidth_gbs,
-                    a2a.link.latency_ns
-                )
-            })
+            .map(|m| format!("{} ({what} over {n} ranks, {collective})", m.describe()))
             .collect();
         let shared = Arc::new(Mutex::new(Shared {
             models,

@@ -337,3 +337,34 @@ fn data_parallel_without_ep_shards_over_dp_times_tp() {
         m.warnings()
     );
 }
+
+/// One TP2 engine with expert parallelism (vLLM's EP size = TP, no DP): the experts stay whole,
+/// spread over the TP GPUs, so the engine's (data-parallel size 1) width split is not applied;
+/// with a DP size above 1 both splits at once are still refused.
+#[test]
+fn tensor_parallel_with_ep_keeps_whole_experts() {
+    let copy = copy_fixture("tp2-ep", "", None);
+    let dir = copy.path();
+    std::fs::create_dir_all(dir.join("tp2")).unwrap();
+    for f in ["dense.csv", "per_sequence.csv", "attention.csv"] {
+        std::fs::copy(dir.join("tp1").join(f), dir.join("tp2").join(f)).unwrap();
+    }
+    let m = ProfileLatency::load(dir, &shape(""), 2)
+        .and_then(|m| m.with_ep_size(2))
+        .and_then(|m| m.with_moe_data_parallel(1))
+        .unwrap();
+    let routing = m.moe_routing().unwrap();
+    assert_eq!((routing.ep, routing.shards()), (2, 2));
+    // No EP: the width is split over the TP GPUs.
+    let m = ProfileLatency::load(dir, &shape(""), 2)
+        .and_then(|m| m.with_moe_data_parallel(1))
+        .unwrap();
+    let routing = m.moe_routing().unwrap();
+    assert_eq!((routing.ep, routing.tp_shards), (1, 2));
+    let e = ProfileLatency::load(dir, &shape(""), 2)
+        .and_then(|m| m.with_ep_size(2))
+        .and_then(|m| m.with_moe_data_parallel(2))
+        .err()
+        .expect("EP and a DP width split at once");
+    assert!(e.to_string().contains("expert parallelism 2"), "{e}");
+}

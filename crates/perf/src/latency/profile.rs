@@ -441,10 +441,12 @@ impl ProfileLatency {
     /// (`FusedMoEParallelConfig.make`), so each expert's width is split over `dp × tp` GPUs
     /// and each rank's MoE layers run on the group's gathered batch
     /// ([`LatencyModel::step_time_gathered`], [`MoeRouting::gathered_per_rank`]). Refused
-    /// when the experts are split by expert parallelism already; a dense model and `dp` 1 are
-    /// unchanged.
+    /// when the experts are split by expert parallelism already; a dense model is unchanged.
+    /// With `dp` 1 and tensor parallelism, each expert's width is split over the TP GPUs,
+    /// unless expert parallelism places whole experts on them (vLLM's MoE TP size is 1 under
+    /// EP, `FusedMoEParallelConfig.make`).
     pub fn with_moe_data_parallel(mut self, dp: u32) -> Result<ProfileLatency, ProfileError> {
-        if let Some(m) = self.moe.as_mut() {
+        if let Some(m) = self.moe.as_mut().filter(|m| dp > 1 || m.routing.ep == 1) {
             m.routing = m
                 .routing
                 .with_tp_shards(u64::from(dp) * u64::from(self.tp))?;
