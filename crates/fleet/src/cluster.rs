@@ -9,6 +9,7 @@
 //! the caller that builds each instance's engine, which names the field with
 //! [`InstanceSpec::field`].
 
+use llm_emu_perf::cluster_link::{network_dims, per_dimension, LinkRole, TopologyInstance};
 use llm_emu_perf::link_units::cluster_link_gbs;
 use serde_json::Value;
 use std::path::Path;
@@ -185,28 +186,6 @@ impl ClusterSpec {
                 ));
             }
         }
-        let link = Link {
-            bandwidth_gbs: match opt_f64(v, "link_bw", "link_bw")? {
-                Some(b) if b > 0.0 && b.is_finite() => cluster_link_gbs(b),
-                Some(b) => {
-                    return Err(field_err(
-                        "link_bw",
-                        format!("{b}: must be positive (GB/s)"),
-                    ))
-                }
-                None => Link::default().bandwidth_gbs,
-            },
-            latency_ns: match opt_f64(v, "link_latency", "link_latency")? {
-                Some(l) if l >= 0.0 && l.is_finite() => l,
-                Some(l) => {
-                    return Err(field_err(
-                        "link_latency",
-                        format!("{l}: must be zero or more (ns)"),
-                    ))
-                }
-                None => Link::default().latency_ns,
-            },
-        };
         let mut instances = Vec::new();
         for (n, node) in nodes.iter().enumerate() {
             let at = format!("nodes[{n}]");
@@ -231,12 +210,60 @@ impl ClusterSpec {
             return Err(field_err("nodes[].instances", "no instance in the cluster"));
         }
         let topology = topology(&instances)?;
+        let link = link_between_instances(v, &instances)?;
         Ok(ClusterSpec {
             link,
             instances,
             topology,
         })
     }
+}
+
+/// The link between instances or data-parallel ranks: the last dimension's `link_bw`
+/// (GiB/s) and `link_latency` (ns) of the peer's topology ([`llm_emu_perf::cluster_link`]),
+/// [`Link::default`] for a missing one.
+fn link_between_instances(v: &Value, instances: &[InstanceSpec]) -> Result<Link, ClusterError> {
+    let layout: Vec<TopologyInstance<'_>> = instances
+        .iter()
+        .map(|i| TopologyInstance {
+            tp_size: i.tp_size,
+            pp_size: 1,
+            num_npus: i.num_npus,
+            dp_group: i.dp_group.as_deref(),
+            prefill: i.pd_type == Some(PdRole::Prefill),
+        })
+        .collect();
+    let dims = network_dims(&layout).len();
+    let at = LinkRole::BetweenInstances.dimension(dims);
+    let value = |field: &str| -> Result<Option<f64>, ClusterError> {
+        v.get(field)
+            .filter(|x| !x.is_null())
+            .map(|x| per_dimension(x, dims, field).map(|all| all[at]))
+            .transpose()
+            .map_err(|e| field_err(field, e))
+    };
+    Ok(Link {
+        bandwidth_gbs: match value("link_bw")? {
+            Some(b) if b > 0.0 && b.is_finite() => cluster_link_gbs(b),
+            Some(b) => {
+                return Err(field_err(
+                    "link_bw",
+                    format!("{b}: must be positive (GB/s)"),
+                ))
+            }
+            None => Link::default().bandwidth_gbs,
+        },
+        latency_ns: match value("link_latency")? {
+            Some(l) if l >= 0.0 && l.is_finite() => l,
+            Some(l) => {
+                return Err(field_err(
+                    "link_latency",
+                    format!("{l}: must be zero or more (ns)"),
+                ))
+            }
+            None => Link::default().latency_ns,
+        },
+    })
 }
 
 fn instance(v: &Value, at: String) -> Result<InstanceSpec, ClusterError> {
@@ -616,6 +643,39 @@ mod tests {
         assert_eq!(c.link.latency_ns, 20000.0);
         assert_eq!(c.instances[0].mem_size_gb, Some(96.0));
         assert_eq!(c.instances[0].field, "nodes[0].instances[0]");
+    }
+
+    /// Per-dimension links: the instances' link is the topology's last dimension (the peer's
+    /// dual-node example: `[128, 16]` GiB/s, `[500, 20000]` ns over `[tp 2, 2 ranks]`).
+    #[test]
+    fn a_per_dimension_link_list_gives_the_link_between_instances() {
+        let two = |extra: Value| {
+            let mut c = cluster(vec![
+                inst(json!({"dp_group": "A", "tp_size": 2, "num_npus": 2})),
+                inst(json!({"dp_group": "A", "tp_size": 2, "num_npus": 2})),
+            ]);
+            for (k, x) in extra.as_object().expect("object") {
+                c[k] = x.clone();
+            }
+            c
+        };
+        let c = ClusterSpec::from_json(&two(json!({"link_bw": [128, 16],
+                                                   "link_latency": [500, 20000]})))
+        .expect("valid");
+        assert_eq!(c.link.bandwidth_gbs, cluster_link_gbs(16.0));
+        assert_eq!(c.link.latency_ns, 20000.0);
+        let e = err(two(json!({"link_bw": [128, 16, 16]})));
+        assert!(e.contains("link_bw") && e.contains("lists 3"), "{e}");
+        // One TP2 instance has one dimension.
+        let mut one = cluster(vec![inst(json!({"tp_size": 2, "num_npus": 2}))]);
+        one["link_bw"] = json!([64]);
+        assert_eq!(
+            ClusterSpec::from_json(&one)
+                .expect("valid")
+                .link
+                .bandwidth_gbs,
+            cluster_link_gbs(64.0)
+        );
     }
 
     #[test]

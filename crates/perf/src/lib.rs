@@ -4,6 +4,7 @@
 //! ([`latency`]), and the engine arguments resolved against them by vLLM's rules ([`args`]).
 
 pub mod args;
+pub mod cluster_link;
 pub mod frontend;
 pub mod gpu;
 pub mod latency;

@@ -20,6 +20,7 @@
 
 use crate::whole_number::value_u64;
 use llm_emu_core::cudagraph::CaptureRule;
+use llm_emu_perf::cluster_link::{network_dims, per_dimension, LinkRole, TopologyInstance};
 use llm_emu_perf::gpu::GpuSpec;
 use llm_emu_perf::link_units::cluster_link_gbs;
 use llm_emu_perf::UnchunkedBudget;
@@ -1518,7 +1519,7 @@ fn read_cluster(
              or from meta.json's data-parallel size where flags change what they say)",
             path.display()
         ));
-        read_link(&mut r, facts, path, cv)?;
+        read_link(&mut r, facts, path, cv, &instances)?;
         // The GPU every instance names is the run's GPU too (the fleet builds its engines
         // from the instances; this keeps the run's own record, and its checks, in step).
         let names: Vec<&str> = instances
@@ -1652,7 +1653,7 @@ fn read_cluster(
             )));
         }
     }
-    read_link(&mut r, facts, path, cv)?;
+    read_link(&mut r, facts, path, cv, &instances)?;
     let notes = std::mem::take(&mut r.notes);
     meta_reader.notes.extend(
         notes
@@ -1852,15 +1853,45 @@ fn check_cluster_agrees(
     Ok(())
 }
 
-/// The cluster config's link (`link_bw` ASTRA-sim GB/s = GiB/s, `link_latency` ns).
+/// The cluster config's tensor-parallel link (`link_bw` ASTRA-sim GB/s = GiB/s, `link_latency`
+/// ns): a number, or dimension 0 of a per-dimension list over the peer's topology of
+/// `instances` ([`llm_emu_perf::cluster_link`]).
 fn read_link(
     r: &mut Reader<'_>,
     facts: &mut RunFacts,
     path: &Path,
     cv: &Value,
+    instances: &[&Map<String, Value>],
 ) -> Result<(), RunRecordError> {
-    let bw = r.typed::<f64>(cv, "cluster", &["link_bw"]);
-    let lat = r.typed::<f64>(cv, "cluster", &["link_latency"]);
+    let int = |i: &Map<String, Value>, k: &str| i.get(k).and_then(value_u64);
+    let layout: Vec<TopologyInstance<'_>> = instances
+        .iter()
+        .map(|i| {
+            let pp = int(i, "pp_size").unwrap_or(1).max(1);
+            let tp = int(i, "tp_size")
+                .or_else(|| int(i, "num_npus").map(|n| n / pp))
+                .unwrap_or(1);
+            TopologyInstance {
+                tp_size: tp,
+                pp_size: pp,
+                num_npus: int(i, "num_npus").unwrap_or(tp * pp),
+                dp_group: i.get("dp_group").and_then(Value::as_str),
+                prefill: i.get("pd_type").and_then(Value::as_str) == Some("prefill"),
+            }
+        })
+        .collect();
+    let dims = network_dims(&layout).len();
+    let at = LinkRole::TensorParallel.dimension(dims);
+    let mut value = |field: &str| -> Result<Option<f64>, RunRecordError> {
+        match get(cv, &[field]) {
+            Some(v @ Value::Array(_)) => per_dimension(v, dims, field)
+                .map(|all| Some(all[at]))
+                .map_err(|e| r.err(e)),
+            _ => Ok(r.typed::<f64>(cv, "cluster", &[field])),
+        }
+    };
+    let bw = value("link_bw")?;
+    let lat = value("link_latency")?;
     if let Some(l) = lat.filter(|l| l.is_nan() || *l < 0.0) {
         return Err(r.err(format!("link_latency = {l}: must be ≥ 0 (ns per hop)")));
     }
@@ -2255,6 +2286,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("link_latency = -5: must be ≥ 0"), "{e}");
+    }
+
+    /// A per-dimension link list: the TP all-reduce takes dimension 0 of the peer's topology
+    /// (`[tp 2, 2 ranks]` here, its dual-node example), and a list of another length is
+    /// refused as the peer refuses it.
+    #[test]
+    fn a_per_dimension_link_list_gives_the_tp_link_its_first_dimension() {
+        let inst = json!({"hardware": "RTXPRO6000", "num_npus": 2, "tp_size": 2,
+                          "ep_size": 4, "dp_group": "A", "pd_type": null});
+        let cluster = |bw: Value| {
+            json!({"num_nodes": 2, "link_bw": bw, "link_latency": [500, 20000],
+                   "nodes": [{"num_instances": 1, "instances": [inst.clone()]},
+                             {"num_instances": 1, "instances": [inst.clone()]}]})
+        };
+        let meta = json!({"engine_kwargs": {"tensor_parallel_size": 2,
+                                            "data_parallel_size": 2,
+                                            "enable_expert_parallel": true}});
+        let r = read(meta.clone(), Some(cluster(json!([128, 16])))).unwrap();
+        let link = r.facts.tp_link.as_ref().unwrap();
+        assert_eq!(
+            (link.bandwidth_gbs, link.latency_ns),
+            (cluster_link_gbs(128.0), 500.0)
+        );
+        let e = read(meta, Some(cluster(json!([128]))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`link_bw` lists 1 value(s)") && e.contains("2 dimension"),
+            "{e}"
+        );
     }
 
     #[test]
