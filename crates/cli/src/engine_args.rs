@@ -326,6 +326,42 @@ impl FleetFlags {
     }
 }
 
+/// One cluster instance's runtime fields against a replayed run's record: what the run
+/// recorded (or a flag given over it) wins, the instance fills what the run left out, and a
+/// difference is said.
+struct InstanceOverride<'a> {
+    inst: &'a InstanceSpec,
+    say: &'a mut dyn FnMut(String),
+}
+
+impl InstanceOverride<'_> {
+    /// The value of the instance's `field`: `current` (the flags over the record) where the
+    /// run recorded the fact, else the instance's, else `current`.
+    fn pick<T: PartialEq + std::fmt::Display + Copy>(
+        &mut self,
+        field: &str,
+        instance: Option<T>,
+        current: Option<T>,
+        recorded: Option<&Recorded<T>>,
+    ) -> Option<T> {
+        match (instance, recorded) {
+            (Some(i), Some(r)) => {
+                if i != r.value {
+                    (self.say)(format!(
+                        "note: cluster config `{}` = {i} but {} = {}: using the latter",
+                        self.inst.field_path(field),
+                        r.source,
+                        r.value
+                    ));
+                }
+                current
+            }
+            (_, Some(_)) => current,
+            (i, None) => i.or(current),
+        }
+    }
+}
+
 impl EngineFlags {
     /// The flags given that a cluster config's instances also say (`Prepared::for_instance`
     /// takes the instance's): a replayed fleet honours them only when built from `meta.json`.
@@ -441,7 +477,7 @@ impl Prepared {
     pub fn args_of(flags: &EngineFlags, record: Option<&RunRecord>) -> Result<EngineArgs> {
         let mut args = flags.to_args()?;
         if let Some(rec) = record {
-            replay(&mut args, rec, &mut |line| eprintln!("{line}"))?;
+            replay(&mut args, rec, None, &mut |line| eprintln!("{line}"))?;
         }
         Ok(args)
     }
@@ -468,7 +504,7 @@ impl Prepared {
     ) -> Result<Prepared> {
         let mut args = flags.to_args()?;
         if let Some(rec) = record {
-            replay(&mut args, rec, say)?;
+            replay(&mut args, rec, Some(inst), say)?;
         }
         args.model = Some(inst.model_name.clone());
         args.model_config = None;
@@ -476,20 +512,69 @@ impl Prepared {
             anyhow::anyhow!("cluster config: `{}`: {e}", inst.field_path("hardware"))
         })?;
         args.gpu = Some(gpu.name.to_string());
-        if let Some(gb) = inst.mem_size_gb {
-            args.gpu_memory_gib = Some(gb);
-        }
-        args.gpu_memory_utilization = inst.mem_util.or(args.gpu_memory_utilization);
         args.tensor_parallel_size = Some(inst.tp_size);
         args.expert_shards = Some(group_size as u64 * inst.tp_size);
-        args.max_num_seqs = inst.max_num_seqs.or(args.max_num_seqs);
-        args.max_num_batched_tokens = inst.max_num_batched_tokens.or(args.max_num_batched_tokens);
-        args.long_prefill_token_threshold = inst
-            .long_prefill_token_threshold
-            .or(args.long_prefill_token_threshold);
-        args.block_size = inst.block_size.or(args.block_size);
-        args.enable_chunked_prefill = inst.enable_chunked_prefill.or(args.enable_chunked_prefill);
-        args.enable_prefix_caching = inst.enable_prefix_caching.or(args.enable_prefix_caching);
+        // What the run recorded wins over the instance's runtime fields, which fill only what
+        // it left out; a difference is said (as for a single instance, `run_record`).
+        let facts = record.map(|r| &r.facts);
+        let mut over = InstanceOverride {
+            inst,
+            say: &mut *say,
+        };
+        let memory = facts
+            .and_then(|f| f.device_memory_bytes.as_ref())
+            .map(|m| Recorded {
+                value: m.value as f64 / (1u64 << 30) as f64,
+                source: m.source.clone(),
+            });
+        args.gpu_memory_gib = over.pick(
+            "npu_mem.mem_size",
+            inst.mem_size_gb,
+            args.gpu_memory_gib,
+            memory.as_ref(),
+        );
+        args.gpu_memory_utilization = over.pick(
+            "npu_mem.mem_util",
+            inst.mem_util,
+            args.gpu_memory_utilization,
+            facts.and_then(|f| f.gpu_memory_utilization.as_ref()),
+        );
+        args.max_num_seqs = over.pick(
+            "max_num_seqs",
+            inst.max_num_seqs,
+            args.max_num_seqs,
+            facts.and_then(|f| f.max_num_seqs.as_ref()),
+        );
+        args.max_num_batched_tokens = over.pick(
+            "max_num_batched_tokens",
+            inst.max_num_batched_tokens,
+            args.max_num_batched_tokens,
+            facts.and_then(|f| f.max_num_batched_tokens.as_ref()),
+        );
+        args.long_prefill_token_threshold = over.pick(
+            "long_prefill_token_threshold",
+            inst.long_prefill_token_threshold,
+            args.long_prefill_token_threshold,
+            facts.and_then(|f| f.long_prefill_token_threshold.as_ref()),
+        );
+        args.block_size = over.pick(
+            "block_size",
+            inst.block_size,
+            args.block_size,
+            facts.and_then(|f| f.block_size.as_ref()),
+        );
+        args.enable_chunked_prefill = over.pick(
+            "enable_chunked_prefill",
+            inst.enable_chunked_prefill,
+            args.enable_chunked_prefill,
+            facts.and_then(|f| f.enable_chunked_prefill.as_ref()),
+        );
+        args.enable_prefix_caching = over.pick(
+            "enable_prefix_caching",
+            inst.enable_prefix_caching,
+            args.enable_prefix_caching,
+            facts.and_then(|f| f.enable_prefix_caching.as_ref()),
+        );
         let shape = args.model_shape().map_err(|e| {
             anyhow::anyhow!(
                 "cluster config: `{}` = {}: {e}",
@@ -675,9 +760,17 @@ fn overridden<T: std::fmt::Display + PartialEq>(
 /// argument the command line left unset, vLLM's defaults of the run's version fill what it did
 /// not record, and each substitution is said through `say` (one line for the flags that
 /// replace recorded facts, one for the defaults used, one per recorded fact not modelled):
-/// stderr, and once per fleet when every instance replays the same run.
-pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) -> Result<()> {
+/// stderr, and once per fleet when every instance replays the same run. `instance`: the
+/// cluster instance the engine is built for, whose runtime fields fill what the run did not
+/// record (so they are not vLLM defaults).
+pub fn replay(
+    a: &mut EngineArgs,
+    rec: &RunRecord,
+    instance: Option<&InstanceSpec>,
+    say: &mut dyn FnMut(String),
+) -> Result<()> {
     let f = &rec.facts;
+    let instance_sets = |field: fn(&InstanceSpec) -> bool| instance.is_some_and(field);
     for n in &f.notes {
         say(format!("note: {n}"));
     }
@@ -879,20 +972,28 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
         }
     };
     default_of(
-        f.block_size.is_none() && a.block_size.is_none(),
+        f.block_size.is_none()
+            && a.block_size.is_none()
+            && !instance_sets(|i| i.block_size.is_some()),
         format!("block_size {}", vd.block_size),
     );
     default_of(
-        f.gpu_memory_utilization.is_none() && a.gpu_memory_utilization.is_none(),
+        f.gpu_memory_utilization.is_none()
+            && a.gpu_memory_utilization.is_none()
+            && !instance_sets(|i| i.mem_util.is_some()),
         format!("gpu_memory_utilization {}", vd.gpu_memory_utilization),
     );
     let on_off = |b: bool| if b { "on" } else { "off" };
     default_of(
-        f.enable_prefix_caching.is_none() && a.enable_prefix_caching.is_none(),
+        f.enable_prefix_caching.is_none()
+            && a.enable_prefix_caching.is_none()
+            && !instance_sets(|i| i.enable_prefix_caching.is_some()),
         format!("prefix caching {}", on_off(vd.enable_prefix_caching)),
     );
     default_of(
-        f.enable_chunked_prefill.is_none() && a.enable_chunked_prefill.is_none(),
+        f.enable_chunked_prefill.is_none()
+            && a.enable_chunked_prefill.is_none()
+            && !instance_sets(|i| i.enable_chunked_prefill.is_some()),
         format!("chunked prefill {}", on_off(vd.enable_chunked_prefill)),
     );
     default_of(
@@ -917,11 +1018,15 @@ pub fn replay(a: &mut EngineArgs, rec: &RunRecord, say: &mut dyn FnMut(String)) 
         },
     );
     default_of(
-        f.max_num_seqs.is_none() && a.max_num_seqs.is_none(),
+        f.max_num_seqs.is_none()
+            && a.max_num_seqs.is_none()
+            && !instance_sets(|i| i.max_num_seqs.is_some()),
         "max_num_seqs by vLLM's batch defaults for the GPU".into(),
     );
     default_of(
-        f.max_num_batched_tokens.is_none() && a.max_num_batched_tokens.is_none(),
+        f.max_num_batched_tokens.is_none()
+            && a.max_num_batched_tokens.is_none()
+            && !instance_sets(|i| i.max_num_batched_tokens.is_some()),
         "max_num_batched_tokens by vLLM's batch defaults for the GPU".into(),
     );
     default_of(

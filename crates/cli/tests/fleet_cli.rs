@@ -601,6 +601,52 @@ fn validate_replays_the_fleet_of_a_cluster_config_beside_the_run() {
     assert!(m["ttft_mean_sim"].as_f64().is_some_and(|t| t > 0.0), "{m}");
 }
 
+/// The instances' runtime fields fill what the run did not record, and do not override what
+/// it did: meta.json's `max_num_seqs` 32 wins over the instances' 64 (said), and the
+/// instances' `mem_util` 0.5, which meta.json does not record, is used and not listed among
+/// vLLM's defaults.
+#[test]
+fn a_replayed_fleet_keeps_the_recorded_limits_over_its_instances() {
+    let meta = serde_json::json!({
+        "model": "meta-llama/Llama-3.1-8B",
+        "vllm_version": "0.19.0",
+        "engine_kwargs": {"max_num_seqs": 32},
+        "num_requests": 6,
+        "hardware": {"device_count": 2, "device_name": "NVIDIA RTX PRO 6000 Blackwell Server Edition"}
+    });
+    let fields = serde_json::json!({"max_num_seqs": 64});
+    let mut cluster = serde_json::json!({
+        "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+        "nodes": [{"num_instances": 2, "instances": [
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", fields.clone()),
+            instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", fields),
+        ]}]
+    });
+    for i in 0..2 {
+        cluster["nodes"][0]["instances"][i]["npu_mem"]["mem_util"] = serde_json::json!(0.5);
+    }
+    let run = recorded_run("cluster-limits", &meta, Some(&cluster));
+    let (out, m) = validate(run.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "cluster config `nodes[0].instances[1].max_num_seqs` = 64 but meta.json \
+             engine_kwargs.max_num_seqs = 32: using the latter"
+        ),
+        "{err}"
+    );
+    let defaults = err
+        .lines()
+        .find(|l| l.contains("defaults used"))
+        .unwrap_or_default();
+    assert!(
+        !defaults.contains("gpu_memory_utilization") && !defaults.contains("max_num_seqs"),
+        "{defaults}"
+    );
+    assert_eq!(m["engine"]["max_num_seqs"], 32, "{m}");
+}
+
 #[test]
 fn a_prefill_decode_cluster_answers_every_request_from_a_decode_instance() {
     let file = cluster_file(
