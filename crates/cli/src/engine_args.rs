@@ -11,8 +11,8 @@ use llm_emu_fleet::{ClusterSpec, InstanceSpec, Topology};
 use llm_emu_perf::gpu::{GpuSpec, DEFAULT_GPU};
 use llm_emu_perf::latency::{LatencySpec, RecordedTpLink};
 use llm_emu_perf::sizing::{same_weights_key, KvCacheDtype, ModelShape, OnlineQuantization};
-use llm_emu_perf::{resolve, EngineArgs, ResolvedEngine, RunFacts};
-use llm_emu_sim::run_record::{CudaGraphMode, Recorded, RunRecord, VllmDefaults};
+use llm_emu_perf::{resolve, BatchContext, EngineArgs, ResolvedEngine, RunFacts};
+use llm_emu_sim::run_record::{CudaGraphMode, PerformanceMode, Recorded, RunRecord, VllmDefaults};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -778,6 +778,13 @@ pub fn replay(
     if let Some(n) = version_note {
         say(format!("note: {n}"));
     }
+    let mode = f.performance_mode.as_ref().map(|m| m.value);
+    let capture_rule = match (vd.capture_rule, mode) {
+        (CaptureRule::SixteenthsFrom256, Some(PerformanceMode::Interactivity)) => {
+            CaptureRule::Interactivity
+        }
+        (rule, _) => rule,
+    };
     let mut over = Vec::new();
     let mut defaulted = Vec::new();
 
@@ -1010,24 +1017,36 @@ pub fn replay(
             && f.max_cudagraph_capture_size.is_none()
             && !graphs_off
             && !eager_given,
-        match vd.capture_rule {
+        match capture_rule {
             CaptureRule::EveryEighth => "capture sizes by vLLM's rule before 0.12 (every \
                                          multiple of 8)"
                 .into(),
             CaptureRule::SixteenthsFrom256 => "capture sizes by vLLM's rule".into(),
+            CaptureRule::Interactivity => "capture sizes by vLLM's rule for performance_mode \
+                                           interactivity (every size to 32)"
+                .into(),
         },
     );
+    // The engine context's batch defaults (`SchedulerConfig`'s), doubled in throughput mode.
+    let double = if mode == Some(PerformanceMode::Throughput) {
+        " × 2 (performance_mode throughput)"
+    } else {
+        ""
+    };
     default_of(
         f.max_num_seqs.is_none()
             && a.max_num_seqs.is_none()
             && !instance_sets(|i| i.max_num_seqs.is_some()),
-        "max_num_seqs by vLLM's batch defaults for the GPU".into(),
+        format!("max_num_seqs 128{double} (an engine built directly, not the API server)"),
     );
     default_of(
         f.max_num_batched_tokens.is_none()
             && a.max_num_batched_tokens.is_none()
             && !instance_sets(|i| i.max_num_batched_tokens.is_some()),
-        "max_num_batched_tokens by vLLM's batch defaults for the GPU".into(),
+        format!(
+            "max_num_batched_tokens 2048{double} (an engine built directly; at least \
+             max_model_len with chunked prefill off)"
+        ),
     );
     default_of(
         f.max_model_len.is_none() && a.max_model_len.is_none(),
@@ -1136,9 +1155,13 @@ pub fn replay(
 
     fill(&mut a.async_scheduling, &f.async_scheduling);
     a.async_scheduling.get_or_insert(vd.async_scheduling);
-    a.run.capture_rule = vd.capture_rule;
+    a.run.capture_rule = capture_rule;
     a.run.max_capture_size = f.max_cudagraph_capture_size.as_ref().map(|r| r.value);
     a.run.unchunked_budget = vd.unchunked_budget;
+    // A run in this layout is the record of an engine built with `AsyncLLM.from_engine_args`
+    // (the peer's bench runner), whose usage context is the engine context.
+    a.run.batch_context = BatchContext::EngineContext;
+    a.run.doubled_batch_defaults = mode == Some(PerformanceMode::Throughput);
     fill(&mut a.enforce_eager, &f.enforce_eager);
     fill(
         &mut a.scheduler_reserve_full_isl,

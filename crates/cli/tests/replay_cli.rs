@@ -657,3 +657,72 @@ fn simulate_like_takes_the_same_facts() {
         "{e}"
     );
 }
+
+/// A run that left its batch limits unset: its engine was built with `AsyncLLM` (the engine
+/// context), whose defaults are `SchedulerConfig`'s 2048 tokens / 128 sequences, not the API
+/// server's 8192 / 1024 for a 96 GB GPU; `performance_mode` throughput doubles them, and
+/// interactivity captures every CUDA-graph size up to 32.
+#[test]
+fn unset_batch_limits_get_the_engine_context_defaults_and_the_performance_mode() {
+    let meta = |mode: &str| {
+        json!({
+            "schema_version": 1,
+            "model": "meta-llama/Llama-3.1-8B",
+            "vllm_version": "0.19.0",
+            "engine_kwargs": {
+                "model": "meta-llama/Llama-3.1-8B", "tensor_parallel_size": 1,
+                "max_num_seqs": null, "max_num_batched_tokens": null, "max_model_len": 8192
+            },
+            "num_requests": 4,
+            "hardware": {"device_count": 1,
+                         "device_name": "NVIDIA RTX PRO 6000 Blackwell Server Edition"},
+            "resolved_config": {"performance_mode": mode}
+        })
+    };
+    let limits = |m: &Value| {
+        (
+            m["engine"]["max_num_seqs"].as_u64(),
+            m["engine"]["max_num_batched_tokens"].as_u64(),
+        )
+    };
+    let d = scratch("engine-context");
+    write_run(d.path(), &meta("balanced"), None);
+    let (out, m) = validate(d.path(), LINEAR);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("max_num_seqs 128 (an engine built directly"),
+        "{err}"
+    );
+    assert!(!err.contains("performance_mode"), "{err}");
+    let m = m.unwrap();
+    assert_eq!(limits(&m), (Some(128), Some(2048)), "{m}");
+
+    let d = scratch("throughput");
+    write_run(d.path(), &meta("throughput"), None);
+    let (out, m) = validate(d.path(), LINEAR);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(limits(&m.unwrap()), (Some(256), Some(4096)));
+
+    let d = scratch("interactivity");
+    write_run(d.path(), &meta("interactivity"), None);
+    let (out, m) = validate(d.path(), LINEAR);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sizes: Vec<u64> = m.unwrap()["engine"]["cudagraph_capture_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(&sizes[..33], &(1..=32).chain([40]).collect::<Vec<_>>()[..]);
+    assert_eq!(sizes.last(), Some(&256));
+
+    let d = scratch("bad-mode");
+    write_run(d.path(), &meta("fast"), None);
+    let (out, _) = validate(d.path(), LINEAR);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("not a performance mode"),
+        "{err}"
+    );
+}

@@ -22,6 +22,10 @@ pub enum CaptureRule {
     /// to `min(2 × max_num_seqs, 512, max_num_batched_tokens)`.
     #[default]
     SixteenthsFrom256,
+    /// vLLM 0.19 with `performance_mode` `interactivity`: every size from 1 to 32, then as
+    /// [`CaptureRule::SixteenthsFrom256`] (multiples of 8 below 256, of 16 from 256), up to the
+    /// same largest size.
+    Interactivity,
 }
 
 /// The captured batch sizes (tokens), ascending; empty when graphs are off.
@@ -70,7 +74,11 @@ impl CudaGraphSizes {
             return CudaGraphSizes { sizes };
         }
         let max = largest.min(max_num_batched_tokens);
-        let mut sizes: Vec<usize> = [1, 2, 4].into_iter().filter(|&s| s <= max).collect();
+        let mut sizes: Vec<usize> = if rule == CaptureRule::Interactivity {
+            (1..=max.min(32)).collect()
+        } else {
+            [1, 2, 4].into_iter().filter(|&s| s <= max).collect()
+        };
         if max >= 8 {
             sizes.extend((8..(max + 1).min(256)).step_by(8));
         }
@@ -154,6 +162,19 @@ mod tests {
                 .sizes()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn interactivity_captures_every_size_to_32() {
+        // max_num_seqs 128: 1..=32, then 40, 48, ... 248, then 256.
+        let g = CudaGraphSizes::by_rule(CaptureRule::Interactivity, 128, 2048, None, false);
+        let mut want: Vec<usize> = (1..=32).collect();
+        want.extend((40..256).step_by(8));
+        want.push(256);
+        assert_eq!(g.sizes(), &want[..]);
+        // A budget of 20 tokens: 1..=20.
+        let g = CudaGraphSizes::by_rule(CaptureRule::Interactivity, 128, 20, None, false);
+        assert_eq!(g.sizes(), &(1..=20).collect::<Vec<_>>()[..]);
     }
 
     #[test]

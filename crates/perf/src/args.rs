@@ -112,6 +112,25 @@ pub struct RunFacts {
     /// The rule of the run's vLLM version for the token budget when chunked prefill is off
     /// and the run recorded none.
     pub unchunked_budget: UnchunkedBudget,
+    /// Which of vLLM's batch defaults fill a `max_num_seqs` / `max_num_batched_tokens` the run
+    /// left unset: the context its engine was built in.
+    pub batch_context: BatchContext,
+    /// `performance_mode` `throughput`: vLLM doubles the batch defaults it fills.
+    pub doubled_batch_defaults: bool,
+}
+
+/// The usage context vLLM's `EngineArgs` resolves its batch defaults in
+/// (`get_batch_defaults`, `_set_default_max_num_seqs_and_batched_tokens_args`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchContext {
+    /// `vllm serve`'s API server: 8192 tokens / 1024 sequences on GPUs of at least 70 GiB not
+    /// named A100, else 2048 / 256.
+    #[default]
+    ApiServer,
+    /// An engine built directly (`AsyncLLM.from_engine_args`, the engine context): no entry
+    /// in vLLM's tables, so `SchedulerConfig`'s 2048 tokens / 128 sequences, and with chunked
+    /// prefill off at least `max_model_len` tokens, in every version read (0.11, 0.19).
+    EngineContext,
 }
 
 /// vLLM's default `max_num_batched_tokens` with chunked prefill off (`EngineArgs`'s batch
@@ -414,7 +433,13 @@ fn engine_config(
     if !(gpu_memory_gib.is_finite() && gpu_memory_gib > 0.0) {
         return Err(ResolveError::GpuMemory(gpu_memory_gib));
     }
-    let (mut tokens, mut seqs) = batch_defaults(gpu_memory_gib, gpu.device_name);
+    let (mut tokens, mut seqs) = match a.run.batch_context {
+        BatchContext::ApiServer => batch_defaults(gpu_memory_gib, gpu.device_name),
+        BatchContext::EngineContext => (2048, 128),
+    };
+    if a.run.doubled_batch_defaults {
+        (tokens, seqs) = (2 * tokens, 2 * seqs);
+    }
     if let Some(s) = a.max_num_seqs {
         seqs = s;
     }
@@ -422,9 +447,9 @@ fn engine_config(
         Some(t) => tokens = t,
         None => {
             if !chunked {
-                tokens = match a.run.unchunked_budget {
-                    UnchunkedBudget::ModelLen => max_model_len,
-                    UnchunkedBudget::AtLeastModelLen => tokens.max(max_model_len),
+                tokens = match (a.run.batch_context, a.run.unchunked_budget) {
+                    (BatchContext::ApiServer, UnchunkedBudget::ModelLen) => max_model_len,
+                    _ => tokens.max(max_model_len),
                 };
             }
             tokens = tokens.min(seqs.saturating_mul(max_model_len));

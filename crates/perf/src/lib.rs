@@ -13,7 +13,8 @@ pub mod sizing;
 pub mod text_file;
 
 pub use args::{
-    resolve, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts, UnchunkedBudget,
+    resolve, BatchContext, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts,
+    UnchunkedBudget,
 };
 pub use frontend::{ApiServerQueue, FrontendError, FrontendLatency, FrontendSpec};
 pub use latency::LatencySpec;

@@ -100,6 +100,37 @@ pub struct RecordedLink {
     pub source: String,
 }
 
+/// vLLM's `performance_mode` (`vllm/config/vllm.py`, 0.19).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerformanceMode {
+    Balanced,
+    /// Doubles the batch defaults a run leaves unset (`EngineArgs`).
+    Throughput,
+    /// Captures CUDA graphs at every size from 1 to 32 (`VllmConfig`).
+    Interactivity,
+}
+
+impl PerformanceMode {
+    pub fn from_name(name: &str) -> Option<PerformanceMode> {
+        match name {
+            "balanced" => Some(PerformanceMode::Balanced),
+            "throughput" => Some(PerformanceMode::Throughput),
+            "interactivity" => Some(PerformanceMode::Interactivity),
+            _ => None,
+        }
+    }
+}
+
+impl Display for PerformanceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PerformanceMode::Balanced => "balanced",
+            PerformanceMode::Throughput => "throughput",
+            PerformanceMode::Interactivity => "interactivity",
+        })
+    }
+}
+
 /// Every fact the run recorded that the emulator uses; `None` where the run is silent.
 #[derive(Clone, Debug, Default)]
 pub struct RunFacts {
@@ -119,6 +150,9 @@ pub struct RunFacts {
     pub enforce_eager: Option<Recorded<bool>>,
     pub scheduler_reserve_full_isl: Option<Recorded<bool>>,
     pub scheduling_policy: Option<Recorded<String>>,
+    /// vLLM's `performance_mode` (0.19: `balanced`, `throughput`, `interactivity`): it doubles
+    /// the batch defaults (throughput) or captures every graph size up to 32 (interactivity).
+    pub performance_mode: Option<Recorded<PerformanceMode>>,
     pub long_prefill_token_threshold: Option<Recorded<usize>>,
     /// `max_num_partial_prefills` (above 1 it derives an unset threshold).
     pub max_num_partial_prefills: Option<Recorded<usize>>,
@@ -447,6 +481,7 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
     "async_scheduling",
     "enforce_eager",
     "scheduling_policy",
+    "performance_mode",
     "long_prefill_token_threshold",
     "max_num_partial_prefills",
     "enable_expert_parallel",
@@ -486,6 +521,7 @@ const HARDWARE_KEYS: &[&str] = &[
 ];
 /// `resolved_config` sections read (the others are reported once as not modelled).
 const RESOLVED_SECTIONS: &[&str] = &[
+    "performance_mode",
     "scheduler_config",
     "cache_config",
     "compilation_config",
@@ -1107,6 +1143,38 @@ impl RunRecord {
                 &["scheduling_policy"]
             ),
         );
+        let performance_mode: Option<Recorded<String>> = fact!(
+            "performance_mode",
+            OnDiffer::Note,
+            (
+                "meta.json resolved_config.performance_mode".to_string(),
+                &rc,
+                "resolved_config",
+                &["performance_mode"]
+            ),
+            (
+                e("performance_mode"),
+                &ek,
+                "engine_kwargs",
+                &["performance_mode"]
+            ),
+        );
+        let performance_mode = match performance_mode {
+            Some(m) => match PerformanceMode::from_name(&m.value) {
+                Some(value) => Some(Recorded {
+                    value,
+                    source: m.source,
+                }),
+                None => {
+                    return Err(r.err(format!(
+                        "{} = {:?}: not a performance mode of vLLM (balanced, throughput, \
+                         interactivity)",
+                        m.source, m.value
+                    )))
+                }
+            },
+            None => None,
+        };
         let max_num_partial_prefills = fact!(
             "max_num_partial_prefills",
             OnDiffer::Note,
@@ -1396,6 +1464,7 @@ impl RunRecord {
             enforce_eager,
             scheduler_reserve_full_isl,
             scheduling_policy,
+            performance_mode,
             long_prefill_token_threshold,
             max_num_partial_prefills,
             cudagraph_capture_sizes,
