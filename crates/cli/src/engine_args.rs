@@ -1050,7 +1050,14 @@ pub fn replay(
     );
     default_of(
         f.max_model_len.is_none() && a.max_model_len.is_none(),
-        "max_model_len from the model config".into(),
+        match &f.max_model_len_auto_fit {
+            Some(src) => format!(
+                "max_model_len from the model config, fitted to the KV cache ({src}, as \
+                 vLLM 0.19's engine fits it; its front end keeps the model's length, and a \
+                 longer request, which it would pass on, is refused here)"
+            ),
+            None => "max_model_len from the model config".into(),
+        },
     );
     default_of(
         f.num_gpu_blocks.is_none() && a.num_gpu_blocks_override.is_none(),
@@ -1162,6 +1169,7 @@ pub fn replay(
     // (the peer's bench runner), whose usage context is the engine context.
     a.run.batch_context = BatchContext::EngineContext;
     a.run.doubled_batch_defaults = mode == Some(PerformanceMode::Throughput);
+    a.run.auto_fit_max_model_len = f.max_model_len_auto_fit.is_some();
     fill(&mut a.enforce_eager, &f.enforce_eager);
     fill(
         &mut a.scheduler_reserve_full_isl,

@@ -726,3 +726,31 @@ fn unset_batch_limits_get_the_engine_context_defaults_and_the_performance_mode()
         "{err}"
     );
 }
+
+/// `max_model_len` -1 (vLLM 0.19) fits the length to the KV cache once sized: 2,588 blocks of
+/// 16 on the RTX 4090 run hold 41,408 tokens, below Llama-3.1-8B's 131,072; with a resolved
+/// length recorded, that length is used.
+#[test]
+fn max_model_len_minus_one_is_fitted_to_the_kv_cache() {
+    let d = scratch("auto-fit");
+    let mut meta = rtx4090_meta();
+    meta["engine_kwargs"]["max_model_len"] = json!(-1);
+    write_run(d.path(), &meta, None);
+    let (out, m) = validate(d.path(), LINEAR);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("max_model_len -1: fitted to the KV cache's 41408 tokens"),
+        "{err}"
+    );
+    assert_eq!(m.unwrap()["engine"]["max_model_len"], 41408);
+
+    let d = scratch("auto-fit-resolved");
+    meta["resolved_config"] = json!({"model_config": {"max_model_len": 20000}});
+    write_run(d.path(), &meta, None);
+    let (out, m) = validate(d.path(), LINEAR);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("= -1 asked vLLM to fit the length"), "{err}");
+    assert_eq!(m.unwrap()["engine"]["max_model_len"], 20000);
+}

@@ -117,6 +117,9 @@ pub struct RunFacts {
     pub batch_context: BatchContext,
     /// `performance_mode` `throughput`: vLLM doubles the batch defaults it fills.
     pub doubled_batch_defaults: bool,
+    /// `max_model_len` -1 (vLLM 0.19): the model's length, reduced after the KV cache is sized
+    /// to the tokens it holds (`_auto_fit_max_model_len`), where no length is given.
+    pub auto_fit_max_model_len: bool,
 }
 
 /// The usage context vLLM's `EngineArgs` resolves its batch defaults in
@@ -160,6 +163,13 @@ pub enum ResolveError {
     GpuMemoryUtilization(f64),
     #[error("block_size must be a positive number of tokens, got 0")]
     ZeroBlockSize,
+    /// vLLM: "Cannot auto-fit max_model_len: not enough GPU memory available to serve even a
+    /// single token".
+    #[error(
+        "max_model_len -1: cannot fit it to the KV cache, which holds no token (vLLM refuses \
+         to start so); raise gpu_memory_utilization"
+    )]
+    AutoFitNoMemory,
     #[error(
         "max_num_batched_tokens ({tokens}) must be greater than or equal to max_num_seqs \
          ({seqs}), as vLLM requires"
@@ -471,16 +481,24 @@ fn engine_config(
         max_num_batched_tokens: tokens as u64,
         max_num_seqs: seqs as u64,
     };
-    let num_gpu_blocks = match (a.num_gpu_blocks_override, a.run.num_gpu_blocks) {
-        (Some(n), _) => n,
+    let auto_fit = a.run.auto_fit_max_model_len && a.max_model_len.is_none();
+    let mut fit = |blocks: u32| -> Result<usize, ResolveError> {
+        let (len, note) = fit_model_len(auto_fit, max_model_len, blocks, block_size)?;
+        notices.extend(note.map(Notice::Note));
+        Ok(len)
+    };
+    let (num_gpu_blocks, model_len) = match (a.num_gpu_blocks_override, a.run.num_gpu_blocks) {
+        (Some(n), _) => (n, fit(n)?),
         (None, Some(n)) => {
-            check_recorded_blocks(shape, &budget, n, &a.run, max_model_len, notices)?;
-            n
+            let len = fit(n)?;
+            check_recorded_blocks(shape, &budget, n, &a.run, len, notices)?;
+            (n, len)
         }
         (None, None) => {
             let n = num_gpu_blocks(shape, &budget)?;
-            check_max_model_len(shape, &budget, n, max_model_len as u64)?;
-            n
+            let len = fit(n)?;
+            check_max_model_len(shape, &budget, n, len as u64)?;
+            (n, len)
         }
     };
     let enforce_eager = a.enforce_eager.unwrap_or(false);
@@ -520,7 +538,7 @@ fn engine_config(
         num_gpu_blocks,
         max_num_seqs: seqs,
         max_num_batched_tokens: tokens,
-        max_model_len,
+        max_model_len: model_len,
         enable_prefix_caching: a.enable_prefix_caching.unwrap_or(true),
         enable_chunked_prefill: chunked,
         long_prefill_token_threshold: match a.long_prefill_token_threshold.unwrap_or(0) {
@@ -538,6 +556,32 @@ fn engine_config(
     };
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The engine's `max_model_len` over `blocks` KV blocks of `block_size` tokens: with `auto_fit`
+/// (`max_model_len` -1), vLLM 0.19 reduces the model's `max_model_len` to what the KV cache
+/// holds once it is sized (`L` tokens fit when `cdiv(L, block_size)` blocks do); also the note
+/// saying so when it reduces it.
+fn fit_model_len(
+    auto_fit: bool,
+    max_model_len: usize,
+    blocks: u32,
+    block_size: usize,
+) -> Result<(usize, Option<String>), ResolveError> {
+    if !auto_fit {
+        return Ok((max_model_len, None));
+    }
+    let fits = blocks as usize * block_size;
+    if fits == 0 {
+        return Err(ResolveError::AutoFitNoMemory);
+    }
+    let note = (fits < max_model_len).then(|| {
+        format!(
+            "max_model_len -1: fitted to the KV cache's {fits} tokens ({blocks} blocks of \
+             {block_size}), from the model's {max_model_len}, as vLLM 0.19 does"
+        )
+    });
+    Ok((fits.min(max_model_len), note))
 }
 
 /// `N sizes, 1 … MAX` for a one-line comparison.

@@ -18,7 +18,7 @@
 //!   KV offload, a KV connector, speculative decoding, several instances) is
 //!   [`RunRecordError::NotReplayable`].
 
-use crate::whole_number::value_u64;
+use crate::whole_number::{value_i64, value_u64};
 use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_perf::cluster_link::{network_dims, per_dimension, LinkRole, TopologyInstance};
 use llm_emu_perf::gpu::GpuSpec;
@@ -140,6 +140,9 @@ pub struct RunFacts {
     pub max_num_seqs: Option<Recorded<usize>>,
     pub max_num_batched_tokens: Option<Recorded<usize>>,
     pub max_model_len: Option<Recorded<usize>>,
+    /// Where `max_model_len` -1 was asked (vLLM 0.19 fits it to the KV cache), when no
+    /// resolved length was recorded.
+    pub max_model_len_auto_fit: Option<String>,
     pub block_size: Option<Recorded<usize>>,
     /// KV blocks vLLM allocated, the null block included.
     pub num_gpu_blocks: Option<Recorded<u32>>,
@@ -642,9 +645,17 @@ impl RunRecord {
         if !meta.is_object() {
             return Err(r.err("not a JSON object"));
         }
-        let ek = get(meta, &["engine_kwargs"])
+        let mut ek = get(meta, &["engine_kwargs"])
             .cloned()
             .unwrap_or(Value::Null);
+        // `max_model_len` -1 asks vLLM 0.19 to fit the length to the KV cache: read apart, as
+        // no length.
+        let auto_fit_asked = get(&ek, &["max_model_len"]).and_then(value_i64) == Some(-1);
+        if auto_fit_asked {
+            if let Some(m) = ek.as_object_mut() {
+                m.remove("max_model_len");
+            }
+        }
         let kv = get(meta, &["kv_cache"]).cloned().unwrap_or(Value::Null);
         let hw = get(meta, &["hardware"]).cloned().unwrap_or(Value::Null);
         let rc = get(meta, &["resolved_config"])
@@ -898,6 +909,15 @@ impl RunRecord {
             ),
             (e("max_model_len"), &ek, "engine_kwargs", &["max_model_len"]),
         );
+        if let (true, Some(m)) = (auto_fit_asked, &max_model_len) {
+            r.notes.push(format!(
+                "{} = -1 asked vLLM to fit the length to the KV cache; {} = {} is the length \
+                 it resolved: used",
+                e("max_model_len"),
+                m.source,
+                m.value
+            ));
+        }
         let block_size = fact!(
             "block_size",
             OnDiffer::Contradiction,
@@ -1454,6 +1474,8 @@ impl RunRecord {
             tensor_parallel_size: tp,
             max_num_seqs,
             max_num_batched_tokens,
+            max_model_len_auto_fit: (auto_fit_asked && max_model_len.is_none())
+                .then(|| "meta.json engine_kwargs.max_model_len = -1".to_string()),
             max_model_len,
             block_size,
             num_gpu_blocks,
