@@ -152,6 +152,11 @@ pub struct FleetFlags {
     /// (any other value is refused with the reason, docs/fleet.md).
     #[arg(long, value_name = "N")]
     pub pipeline_parallel_size: Option<usize>,
+
+    /// Set by a replay: `enable_expert_parallel` came from the run's record, not the command
+    /// line (on a dense model vLLM then runs as if it were off).
+    #[arg(skip)]
+    pub expert_parallel_recorded: bool,
 }
 
 /// The fleet the flags describe.
@@ -521,11 +526,12 @@ impl Prepared {
             inst,
             say: &mut *say,
         };
+        // In GiB to 0.1, as an instance's `mem_size` is written.
         let memory = facts
             .and_then(|f| f.device_memory_bytes.as_ref())
             .map(|m| Recorded {
-                value: m.value as f64 / (1u64 << 30) as f64,
-                source: m.source.clone(),
+                value: (m.value as f64 / (1u64 << 30) as f64 * 10.0).round() / 10.0,
+                source: format!("{} (in GiB)", m.source),
             });
         args.gpu_memory_gib = over.pick(
             "npu_mem.mem_size",
@@ -1037,7 +1043,10 @@ pub fn replay(
         f.max_num_seqs.is_none()
             && a.max_num_seqs.is_none()
             && !instance_sets(|i| i.max_num_seqs.is_some()),
-        format!("max_num_seqs 128{double} (an engine built directly, not the API server)"),
+        format!(
+            "max_num_seqs 128{double} (an engine built directly, not the API server; at most \
+             the token budget)"
+        ),
     );
     default_of(
         f.max_num_batched_tokens.is_none()
@@ -1045,7 +1054,7 @@ pub fn replay(
             && !instance_sets(|i| i.max_num_batched_tokens.is_some()),
         format!(
             "max_num_batched_tokens 2048{double} (an engine built directly; at least \
-             max_model_len with chunked prefill off)"
+             max_model_len with chunked prefill off; at most max_num_seqs × max_model_len)"
         ),
     );
     default_of(
@@ -1062,6 +1071,14 @@ pub fn replay(
     default_of(
         f.num_gpu_blocks.is_none() && a.num_gpu_blocks_override.is_none(),
         "KV blocks sized from the GPU memory".into(),
+    );
+    default_of(
+        f.num_gpu_blocks.is_none()
+            && a.num_gpu_blocks_override.is_none()
+            && f.device_memory_bytes.is_none()
+            && a.gpu_memory_gib.is_none()
+            && !instance_sets(|i| i.mem_size_gb.is_some()),
+        "the GPU memory of its datasheet".into(),
     );
     default_of(
         f.scheduling_policy.is_none() && a.scheduling_policy.is_none(),
@@ -1164,7 +1181,6 @@ pub fn replay(
     a.async_scheduling.get_or_insert(vd.async_scheduling);
     a.run.capture_rule = capture_rule;
     a.run.max_capture_size = f.max_cudagraph_capture_size.as_ref().map(|r| r.value);
-    a.run.unchunked_budget = vd.unchunked_budget;
     // A run in this layout is the record of an engine built with `AsyncLLM.from_engine_args`
     // (the peer's bench runner), whose usage context is the engine context.
     a.run.batch_context = BatchContext::EngineContext;

@@ -68,7 +68,22 @@ pub(crate) fn prepare_fleet(
     }
     let mut args = Prepared::args_of(engine, record)?;
     let tp = args.tensor_parallel_size.unwrap_or(1);
-    let plan = fleet.plan(tp, gpus)?;
+    // A recorded `enable_expert_parallel` on a dense model: vLLM has no experts to spread and
+    // runs as without it.
+    let dense_ep = fleet.expert_parallel_recorded
+        && fleet.enable_expert_parallel
+        && args.model_shape()?.moe.is_none();
+    let plan = if dense_ep {
+        eprintln!(
+            "note: the run recorded enable_expert_parallel on a dense model: it has no \
+             experts to spread, and vLLM runs it as without"
+        );
+        let mut without = fleet.clone();
+        without.enable_expert_parallel = false;
+        without.plan(tp, gpus)?
+    } else {
+        fleet.plan(tp, gpus)?
+    };
     // A MoE model's experts are spread over its data-parallel group's GPUs (a dense model's
     // weights are not: the shards then change nothing).
     if let FleetPlan::DataParallel { size, .. }

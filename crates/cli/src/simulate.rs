@@ -292,7 +292,11 @@ pub(crate) fn recorded_fleet(
         .as_ref()
         .filter(|d| d.value > 1);
     if let Some(p) = &rec.cluster_config_path {
-        if let Ok(c) = llm_emu_fleet::ClusterSpec::load(p) {
+        // The run's own cluster config: one that cannot describe a fleet is an error, not
+        // dropped for meta.json's data-parallel size.
+        let c = llm_emu_fleet::ClusterSpec::load(p)
+            .with_context(|| format!("the run's cluster config {}", p.display()))?;
+        {
             if c.instances.len() > 1 {
                 if !shape_given && instance_flags.is_empty() {
                     eprintln!("note: the fleet of {} is replayed", p.display());
@@ -326,6 +330,7 @@ pub(crate) fn recorded_fleet(
         if rec.facts.enable_expert_parallel && !f.enable_expert_parallel && f.data_parallel_size > 1
         {
             f.enable_expert_parallel = true;
+            f.expert_parallel_recorded = true;
             kept.push("expert parallelism".into());
         }
         if !kept.is_empty() {
@@ -343,10 +348,11 @@ pub(crate) fn recorded_fleet(
         // One engine over TP GPUs: vLLM places whole experts on them (EP size = TP) and runs
         // no all-to-all; at one GPU the flag changes nothing (`FleetFlags::plan`).
         f.enable_expert_parallel = true;
+        f.expert_parallel_recorded = true;
         if let Some(src) = &rec.facts.expert_parallel_source {
             eprintln!(
-                "note: {src} = true: replayed with the experts spread over the engine's \
-                 GPUs (vLLM's EP size is DP × TP; at one GPU it changes nothing)"
+                "note: {src} = true: replayed with a MoE model's experts spread over the \
+                 engine's GPUs (vLLM's EP size is DP × TP; at one GPU it changes nothing)"
             );
         }
     }

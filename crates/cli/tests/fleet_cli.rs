@@ -549,7 +549,7 @@ fn a_moe_run_recorded_with_tp2_and_ep_replays_the_experts_split_over_its_gpus() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("enable_expert_parallel = true: replayed with the experts spread"),
+        err.contains("enable_expert_parallel = true: replayed with a MoE model's experts spread"),
         "{err}"
     );
     let latency = m["engine"]["latency"].as_str().unwrap_or("");
@@ -570,6 +570,26 @@ fn a_moe_run_recorded_with_tp2_and_ep_replays_the_experts_split_over_its_gpus() 
     let latency = m["engine"]["latency"].as_str().unwrap_or("");
     assert!(
         !latency.contains("lockstep") && !latency.contains("ep="),
+        "{m}"
+    );
+
+    // A dense model: vLLM has no experts to spread and runs as without.
+    let mut dense = meta(2);
+    dense["model"] = serde_json::json!("meta-llama/Llama-3.1-8B");
+    dense["engine_kwargs"]["model"] = serde_json::json!("meta-llama/Llama-3.1-8B");
+    let run = recorded_run("tp2ep-dense", &dense, None);
+    let (out, m) = validate(run.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("enable_expert_parallel on a dense model"),
+        "{err}"
+    );
+    assert!(
+        !m["engine"]["latency"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lockstep"),
         "{m}"
     );
 }
@@ -641,7 +661,7 @@ fn a_replayed_fleet_keeps_the_recorded_limits_over_its_instances() {
         .find(|l| l.contains("defaults used"))
         .unwrap_or_default();
     assert!(
-        !defaults.contains("gpu_memory_utilization") && !defaults.contains("max_num_seqs"),
+        !defaults.contains("gpu_memory_utilization") && !defaults.contains("max_num_seqs 128"),
         "{defaults}"
     );
     assert_eq!(m["engine"]["max_num_seqs"], 32, "{m}");

@@ -9,7 +9,9 @@
 //! the caller that builds each instance's engine, which names the field with
 //! [`InstanceSpec::field`].
 
-use llm_emu_perf::cluster_link::{network_dims, per_dimension, LinkRole, TopologyInstance};
+use llm_emu_perf::cluster_link::{
+    network_dims, per_dimension, LinkQuantity, LinkRole, TopologyInstance,
+};
 use llm_emu_perf::link_units::cluster_link_gbs;
 use serde_json::Value;
 use std::path::Path;
@@ -220,8 +222,9 @@ impl ClusterSpec {
 }
 
 /// The link between instances or data-parallel ranks: the last dimension's `link_bw`
-/// (GiB/s) and `link_latency` (ns) of the peer's topology ([`llm_emu_perf::cluster_link`]),
-/// [`Link::default`] for a missing one.
+/// (GiB/s) and `link_latency` (ns) of the peer's topology ([`llm_emu_perf::cluster_link`],
+/// which checks every value); [`Link::default`] without a `link_bw`, and no latency where only
+/// `link_latency` is missing (as the TP link of a replayed run is read).
 fn link_between_instances(v: &Value, instances: &[InstanceSpec]) -> Result<Link, ClusterError> {
     let layout: Vec<TopologyInstance<'_>> = instances
         .iter()
@@ -235,34 +238,21 @@ fn link_between_instances(v: &Value, instances: &[InstanceSpec]) -> Result<Link,
         .collect();
     let dims = network_dims(&layout).len();
     let at = LinkRole::BetweenInstances.dimension(dims);
-    let value = |field: &str| -> Result<Option<f64>, ClusterError> {
+    let value = |field: &str, what: LinkQuantity| -> Result<Option<f64>, ClusterError> {
         v.get(field)
             .filter(|x| !x.is_null())
-            .map(|x| per_dimension(x, dims, field).map(|all| all[at]))
+            .map(|x| per_dimension(x, dims, what).map(|all| all[at]))
             .transpose()
             .map_err(|e| field_err(field, e))
     };
-    Ok(Link {
-        bandwidth_gbs: match value("link_bw")? {
-            Some(b) if b > 0.0 && b.is_finite() => cluster_link_gbs(b),
-            Some(b) => {
-                return Err(field_err(
-                    "link_bw",
-                    format!("{b}: must be positive (GB/s)"),
-                ))
-            }
-            None => Link::default().bandwidth_gbs,
+    let bw = value("link_bw", LinkQuantity::Bandwidth)?;
+    let latency = value("link_latency", LinkQuantity::Latency)?;
+    Ok(match bw {
+        Some(b) => Link {
+            bandwidth_gbs: cluster_link_gbs(b),
+            latency_ns: latency.unwrap_or(0.0),
         },
-        latency_ns: match value("link_latency")? {
-            Some(l) if l >= 0.0 && l.is_finite() => l,
-            Some(l) => {
-                return Err(field_err(
-                    "link_latency",
-                    format!("{l}: must be zero or more (ns)"),
-                ))
-            }
-            None => Link::default().latency_ns,
-        },
+        None => Link::default(),
     })
 }
 
@@ -565,6 +555,44 @@ fn group_ep(members: &[InstanceSpec]) -> Result<u64, ClusterError> {
                 ),
             ));
         }
+        // vLLM's data-parallel ranks share one engine configuration.
+        let runtime = |x: &InstanceSpec| {
+            [
+                ("npu_mem.mem_size", x.mem_size_gb.map(|v| v.to_string())),
+                ("npu_mem.mem_util", x.mem_util.map(|v| v.to_string())),
+                ("max_num_seqs", x.max_num_seqs.map(|v| v.to_string())),
+                (
+                    "max_num_batched_tokens",
+                    x.max_num_batched_tokens.map(|v| v.to_string()),
+                ),
+                (
+                    "long_prefill_token_threshold",
+                    x.long_prefill_token_threshold.map(|v| v.to_string()),
+                ),
+                ("block_size", x.block_size.map(|v| v.to_string())),
+                (
+                    "enable_chunked_prefill",
+                    x.enable_chunked_prefill.map(|v| v.to_string()),
+                ),
+                (
+                    "enable_prefix_caching",
+                    x.enable_prefix_caching.map(|v| v.to_string()),
+                ),
+            ]
+        };
+        for ((name, a), (_, b)) in runtime(i).into_iter().zip(runtime(first)) {
+            if a != b {
+                return Err(field_err(
+                    i.field_path(name),
+                    format!(
+                        "{} beside {}'s {}: a dp_group's ranks share one engine configuration",
+                        a.as_deref().unwrap_or("unset"),
+                        first.field,
+                        b.as_deref().unwrap_or("unset")
+                    ),
+                ));
+            }
+        }
     }
     let size = members.len() as u64;
     let ep = first.ep_size.unwrap_or(1);
@@ -676,6 +704,36 @@ mod tests {
                 .bandwidth_gbs,
             cluster_link_gbs(64.0)
         );
+    }
+
+    /// vLLM's data-parallel ranks share one engine configuration: members of a `dp_group`
+    /// that differ in a runtime field are refused, naming it.
+    #[test]
+    fn a_dp_group_s_ranks_agree_on_their_runtime_fields() {
+        let e = err(cluster(vec![
+            inst(json!({"dp_group": "A", "block_size": 32})),
+            inst(json!({"dp_group": "A"})),
+        ]));
+        assert!(
+            e.contains("nodes[0].instances[1].block_size") && e.contains("unset beside"),
+            "{e}"
+        );
+        let mut two = cluster(vec![
+            inst(json!({"dp_group": "A"})),
+            inst(json!({"dp_group": "A"})),
+        ]);
+        two["nodes"][0]["instances"][1]["npu_mem"]["mem_util"] = json!(0.5);
+        let e = err(two);
+        assert!(
+            e.contains("npu_mem.mem_util") && e.contains("0.5 beside"),
+            "{e}"
+        );
+        // Independent instances may differ.
+        ClusterSpec::from_json(&cluster(vec![
+            inst(json!({"block_size": 32})),
+            inst(json!({})),
+        ]))
+        .expect("replicas may differ");
     }
 
     #[test]

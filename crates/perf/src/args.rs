@@ -109,9 +109,6 @@ pub struct RunFacts {
     /// sizes themselves (`--max-cudagraph-capture-size`; a one-element `--cuda-graph-sizes`
     /// before vLLM 0.12).
     pub max_capture_size: Option<usize>,
-    /// The rule of the run's vLLM version for the token budget when chunked prefill is off
-    /// and the run recorded none.
-    pub unchunked_budget: UnchunkedBudget,
     /// Which of vLLM's batch defaults fill a `max_num_seqs` / `max_num_batched_tokens` the run
     /// left unset: the context its engine was built in.
     pub batch_context: BatchContext,
@@ -132,19 +129,9 @@ pub enum BatchContext {
     ApiServer,
     /// An engine built directly (`AsyncLLM.from_engine_args`, the engine context): no entry
     /// in vLLM's tables, so `SchedulerConfig`'s 2048 tokens / 128 sequences, and with chunked
-    /// prefill off at least `max_model_len` tokens, in every version read (0.11, 0.19).
+    /// prefill off at least `max_model_len` tokens, in every version read (0.10, 0.11, 0.14,
+    /// 0.19).
     EngineContext,
-}
-
-/// vLLM's default `max_num_batched_tokens` with chunked prefill off (`EngineArgs`'s batch
-/// defaults, `engine/arg_utils.py`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum UnchunkedBudget {
-    /// vLLM 0.10 and 0.11: `max_model_len`.
-    ModelLen,
-    /// vLLM 0.12 onwards: `max(max_model_len, the GPU's default)`.
-    #[default]
-    AtLeastModelLen,
 }
 
 #[derive(Debug, Error)]
@@ -457,10 +444,9 @@ fn engine_config(
         Some(t) => tokens = t,
         None => {
             if !chunked {
-                tokens = match (a.run.batch_context, a.run.unchunked_budget) {
-                    (BatchContext::ApiServer, UnchunkedBudget::ModelLen) => max_model_len,
-                    _ => tokens.max(max_model_len),
-                };
+                // `max(max_model_len, the default)`: the API server's rule since vLLM 0.12,
+                // and the engine context's in every version.
+                tokens = tokens.max(max_model_len);
             }
             tokens = tokens.min(seqs.saturating_mul(max_model_len));
         }

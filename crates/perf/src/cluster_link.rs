@@ -60,31 +60,62 @@ pub fn network_dims(instances: &[TopologyInstance<'_>]) -> Vec<u64> {
     dims
 }
 
+/// What a link figure measures, and the values it may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkQuantity {
+    /// `link_bw`, ASTRA-sim GB/s (GiB/s): positive, from [`MIN_LINK_BW`] to [`MAX_LINK_BW`].
+    Bandwidth,
+    /// `link_latency`, ns per hop: from 0 to [`MAX_LINK_LATENCY_NS`].
+    Latency,
+}
+
+/// The slowest link read, GiB/s: a tenth of 1 Gbit/s Ethernet. Below it (and above
+/// [`MAX_LINK_BW`]) a figure is a typo, and the transfer times it gives lose their precision.
+pub const MIN_LINK_BW: f64 = 0.0125;
+/// The fastest link read, GiB/s: over fifty times NVLink 5's 1.8 TB/s per GPU.
+pub const MAX_LINK_BW: f64 = 100_000.0;
+/// The longest hop latency read, ns: one second.
+pub const MAX_LINK_LATENCY_NS: f64 = 1e9;
+
 /// A recorded `link_bw` or `link_latency` as one value per dimension: a number holds for every
-/// dimension, a list must have one number per dimension (as the peer requires).
-pub fn per_dimension(raw: &Value, dims: usize, field: &str) -> Result<Vec<f64>, String> {
-    match raw {
+/// dimension, a list must have one number per dimension (as the peer requires), and every
+/// value must be in the quantity's range. Messages do not name the field: the caller does.
+pub fn per_dimension(raw: &Value, dims: usize, what: LinkQuantity) -> Result<Vec<f64>, String> {
+    let values = match raw {
         Value::Array(values) => {
             if values.len() != dims {
                 return Err(format!(
-                    "`{field}` lists {} value(s), but the cluster's topology has {dims} \
-                     dimension(s) (LLMServingSim needs one value per dimension)",
+                    "lists {} value(s), but the cluster's topology has {dims} dimension(s) \
+                     (LLMServingSim needs one value per dimension)",
                     values.len()
                 ));
             }
             values
                 .iter()
-                .map(|v| {
-                    v.as_f64()
-                        .ok_or_else(|| format!("`{field}` holds {v}, not a number"))
-                })
-                .collect()
+                .map(|v| v.as_f64().ok_or_else(|| format!("holds {v}, not a number")))
+                .collect::<Result<Vec<f64>, String>>()?
         }
-        Value::Number(n) => Ok(vec![n.as_f64().unwrap_or(f64::NAN); dims.max(1)]),
-        other => Err(format!(
-            "`{field}` is {other}: not a number or a list of numbers"
-        )),
+        Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN); dims.max(1)],
+        other => return Err(format!("is {other}: not a number or a list of numbers")),
+    };
+    for &v in &values {
+        let ok = match what {
+            LinkQuantity::Bandwidth => (MIN_LINK_BW..=MAX_LINK_BW).contains(&v),
+            LinkQuantity::Latency => (0.0..=MAX_LINK_LATENCY_NS).contains(&v),
+        };
+        if !ok {
+            return Err(match what {
+                LinkQuantity::Bandwidth => format!(
+                    "{v}: must be a bandwidth from {MIN_LINK_BW} to {MAX_LINK_BW} GB/s \
+                     (ASTRA-sim's GB of 2^30 bytes)"
+                ),
+                LinkQuantity::Latency => {
+                    format!("{v}: must be a latency from 0 to {MAX_LINK_LATENCY_NS} ns per hop")
+                }
+            });
+        }
     }
+    Ok(values)
 }
 
 /// Which dimension's link prices a collective.
@@ -150,19 +181,38 @@ mod tests {
 
     #[test]
     fn a_number_holds_for_every_dimension_and_a_list_must_match() {
+        use LinkQuantity::{Bandwidth, Latency};
         assert_eq!(
-            per_dimension(&json!(16), 2, "link_bw"),
+            per_dimension(&json!(16), 2, Bandwidth),
             Ok(vec![16.0, 16.0])
         );
         assert_eq!(
-            per_dimension(&json!([128, 16]), 2, "link_bw"),
+            per_dimension(&json!([128, 16]), 2, Bandwidth),
             Ok(vec![128.0, 16.0])
         );
-        let e = per_dimension(&json!([128, 16]), 1, "link_bw").unwrap_err();
+        let e = per_dimension(&json!([128, 16]), 1, Bandwidth).unwrap_err();
         assert!(e.contains("lists 2") && e.contains("1 dimension"), "{e}");
-        let e = per_dimension(&json!([128, "x"]), 2, "link_bw").unwrap_err();
+        let e = per_dimension(&json!([128, "x"]), 2, Bandwidth).unwrap_err();
         assert!(e.contains("not a number"), "{e}");
-        assert!(per_dimension(&json!("16"), 1, "link_bw").is_err());
+        assert!(per_dimension(&json!("16"), 1, Bandwidth).is_err());
+        // Every value is checked, not only the one a collective reads.
+        for bad in [
+            json!([16, -1]),
+            json!([16, 0]),
+            json!(1e-18),
+            json!([16, 1e300]),
+        ] {
+            let e = per_dimension(&bad, 2, Bandwidth).unwrap_err();
+            assert!(e.contains("must be a bandwidth"), "{bad}: {e}");
+        }
+        for bad in [json!([20000, -5]), json!(1e25)] {
+            let e = per_dimension(&bad, 2, Latency).unwrap_err();
+            assert!(e.contains("must be a latency"), "{bad}: {e}");
+        }
+        assert_eq!(
+            per_dimension(&json!([0, 20000]), 2, Latency),
+            Ok(vec![0.0, 20000.0])
+        );
         assert_eq!(LinkRole::TensorParallel.dimension(2), 0);
         assert_eq!(LinkRole::BetweenInstances.dimension(2), 1);
         assert_eq!(LinkRole::BetweenInstances.dimension(1), 0);

@@ -393,6 +393,19 @@ fn normalise(name: &str) -> String {
 }
 
 impl GpuSpec {
+    /// Whether this GPU is a variant of the family a cluster config's `label` names (`label`
+    /// resolving to `labelled`): the label, or the GPU it resolves to, is a leading part of
+    /// this GPU's canonical name up to a `-` (`RTXPRO6000` → `rtx-pro-6000` of
+    /// `rtx-pro-6000-max-q`; `H100` of `h100-nvl`; not `L4` of `l40s`).
+    pub fn is_variant_of(&self, label: &str, labelled: &GpuSpec) -> bool {
+        let leads = |head: &str| {
+            self.name
+                .strip_prefix(head)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+        };
+        leads(&normalise(label)) || leads(labelled.name)
+    }
+
     /// Looks a GPU up by name or alias (case-insensitive; `_`, spaces and an `nvidia-` prefix
     /// are tolerated; the driver's device name works too).
     pub fn lookup(name: &str) -> Result<&'static GpuSpec, UnknownGpu> {
@@ -475,6 +488,17 @@ mod tests {
         ] {
             assert_eq!(GpuSpec::lookup(driver).unwrap().name, name, "{driver}");
         }
+    }
+
+    #[test]
+    fn variants_of_a_family_label() {
+        let g = |n: &str| GpuSpec::lookup(n).unwrap();
+        let pro = g("RTXPRO6000");
+        assert!(g("rtx-pro-6000-max-q").is_variant_of("RTXPRO6000", pro));
+        assert!(g("h100-nvl").is_variant_of("H100", g("H100")));
+        assert!(g("a100-80gb-pcie").is_variant_of("A100", g("A100")));
+        assert!(!g("l40s").is_variant_of("L4", g("L4")));
+        assert!(!g("h200").is_variant_of("H100", g("H100")));
     }
 
     #[test]

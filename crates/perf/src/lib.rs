@@ -12,9 +12,6 @@ pub mod link_units;
 pub mod sizing;
 pub mod text_file;
 
-pub use args::{
-    resolve, BatchContext, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts,
-    UnchunkedBudget,
-};
+pub use args::{resolve, BatchContext, EngineArgs, Notice, ResolveError, ResolvedEngine, RunFacts};
 pub use frontend::{ApiServerQueue, FrontendError, FrontendLatency, FrontendSpec};
 pub use latency::LatencySpec;

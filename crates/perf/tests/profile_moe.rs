@@ -361,10 +361,11 @@ fn tensor_parallel_with_ep_keeps_whole_experts() {
         .unwrap();
     let routing = m.moe_routing().unwrap();
     assert_eq!((routing.ep, routing.tp_shards), (1, 2));
-    let e = ProfileLatency::load(dir, &shape(""), 2)
+    let Err(e) = ProfileLatency::load(dir, &shape(""), 2)
         .and_then(|m| m.with_ep_size(2))
         .and_then(|m| m.with_moe_data_parallel(2))
-        .err()
-        .expect("EP and a DP width split at once");
+    else {
+        panic!("EP and a DP width split at once");
+    };
     assert!(e.to_string().contains("expert parallelism 2"), "{e}");
 }

@@ -20,10 +20,11 @@
 
 use crate::whole_number::{value_i64, value_u64};
 use llm_emu_core::cudagraph::CaptureRule;
-use llm_emu_perf::cluster_link::{network_dims, per_dimension, LinkRole, TopologyInstance};
+use llm_emu_perf::cluster_link::{
+    network_dims, per_dimension, LinkQuantity, LinkRole, TopologyInstance,
+};
 use llm_emu_perf::gpu::GpuSpec;
 use llm_emu_perf::link_units::cluster_link_gbs;
-use llm_emu_perf::UnchunkedBudget;
 use serde_json::{Map, Value};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -223,8 +224,6 @@ pub struct VllmDefaults {
     pub gpu_memory_utilization: f64,
     /// The rule for the CUDA-graph capture sizes a run did not record.
     pub capture_rule: CaptureRule,
-    /// The rule for the token budget with chunked prefill off.
-    pub unchunked_budget: UnchunkedBudget,
 }
 
 /// The versions whose source was checked (`vllm/config/{scheduler,cache,vllm}.py` or
@@ -236,9 +235,12 @@ pub struct VllmDefaults {
 ///   `None` → on resolution but "won't reach here until async scheduling is enabled by
 ///   default"), on from 0.14 (`None`, resolved to on with the `uni`/`mp` executors);
 /// - capture sizes: every multiple of 8 up to 0.11, 16-steps from 256 since 0.12
-///   ([`CaptureRule`]);
-/// - the token budget with chunked prefill off: `max_model_len` up to 0.11, at least that
-///   since 0.12 ([`UnchunkedBudget`]).
+///   ([`CaptureRule`]).
+///
+/// (The API server's token budget with chunked prefill off also differs, `max_model_len` up to
+/// 0.11 and at least that since 0.12; a run in this layout was recorded by an engine built in
+/// the engine context, whose budget is `max(max_model_len, 2048)` in every version:
+/// [`llm_emu_perf::BatchContext`].)
 const CHECKED_DEFAULTS: VllmDefaults = VllmDefaults {
     version: "0.19",
     async_scheduling: true,
@@ -247,7 +249,6 @@ const CHECKED_DEFAULTS: VllmDefaults = VllmDefaults {
     block_size: 16,
     gpu_memory_utilization: 0.9,
     capture_rule: CaptureRule::SixteenthsFrom256,
-    unchunked_budget: UnchunkedBudget::AtLeastModelLen,
 };
 
 /// `0.MINOR` for each minor version checked, oldest first.
@@ -285,11 +286,6 @@ impl VllmDefaults {
                         CaptureRule::EveryEighth
                     } else {
                         CaptureRule::SixteenthsFrom256
-                    },
-                    unchunked_budget: if m <= 11 {
-                        UnchunkedBudget::ModelLen
-                    } else {
-                        UnchunkedBudget::AtLeastModelLen
                     },
                     ..CHECKED_DEFAULTS
                 },
@@ -523,6 +519,11 @@ const HARDWARE_KEYS: &[&str] = &[
     "error",
 ];
 /// `resolved_config` sections read (the others are reported once as not modelled).
+/// `scheduler_config.scheduler_cls` values that are vLLM's own v1 schedulers.
+const VLLM_SCHEDULER_CLASSES: &[&str] = &[
+    "vllm.v1.core.sched.scheduler.Scheduler",
+    "vllm.v1.core.sched.async_scheduler.AsyncScheduler",
+];
 const RESOLVED_SECTIONS: &[&str] = &[
     "performance_mode",
     "scheduler_config",
@@ -768,26 +769,26 @@ impl RunRecord {
                 }
             }
         }
-        let mut enable_expert_parallel = false;
-        let mut expert_parallel_source = None;
-        for (v, src) in [
-            (
-                get(&par, &["enable_expert_parallel"]),
-                p("enable_expert_parallel"),
-            ),
-            (
-                get(&ek, &["enable_expert_parallel"]),
-                e("enable_expert_parallel"),
-            ),
-        ] {
-            if let Some(on) = v.and_then(Value::as_bool) {
-                expert_parallel_source.get_or_insert(src);
-                if on {
-                    enable_expert_parallel = true;
-                    break;
-                }
-            }
-        }
+        // What vLLM resolved wins over what was asked, a difference noted (as for every fact).
+        let expert_parallel = {
+            let cands = vec![
+                (
+                    p("enable_expert_parallel"),
+                    r.typed::<bool>(
+                        &par,
+                        "resolved_config.parallel_config",
+                        &["enable_expert_parallel"],
+                    ),
+                ),
+                (
+                    e("enable_expert_parallel"),
+                    r.typed::<bool>(&ek, "engine_kwargs", &["enable_expert_parallel"]),
+                ),
+            ];
+            r.pick("enable_expert_parallel", cands, OnDiffer::Note)?
+        };
+        let enable_expert_parallel = expert_parallel.as_ref().is_some_and(|x| x.value);
+        let expert_parallel_source = expert_parallel.map(|x| x.source);
 
         // CPU KV offload, KV connectors, speculative decoding: the timing would differ.
         let offload_cpu = [
@@ -1252,6 +1253,54 @@ impl RunRecord {
                 ));
             }
         }
+        // A scheduler class of its own replaces vLLM's scheduling: not replayable.
+        if let Some(cls) = r.typed::<String>(
+            &sched,
+            "resolved_config.scheduler_config",
+            &["scheduler_cls"],
+        ) {
+            if !VLLM_SCHEDULER_CLASSES.contains(&cls.as_str()) {
+                return Err(r.not_replayable(format!(
+                    "{} = {cls}: a scheduler other than vLLM's is not modelled (llm-emu runs \
+                     vLLM's v1 scheduler)",
+                    s("scheduler_cls")
+                )));
+            }
+        }
+        // Settings of vLLM's forward pass the latency models do not represent, said when they
+        // differ from vLLM's defaults.
+        for (section, root, key, default, what) in [
+            (
+                "parallel_config",
+                &par,
+                "enable_dbo",
+                Value::Bool(false),
+                "dual-batch overlap is not modelled (each step priced as one batch)",
+            ),
+            (
+                "parallel_config",
+                &par,
+                "enable_eplb",
+                Value::Bool(false),
+                "the expert load balancer is not modelled (routing is taken as balanced \
+                 already)",
+            ),
+            (
+                "model_config",
+                &model_cfg,
+                "disable_cascade_attn",
+                Value::Bool(true),
+                "cascade attention is not modelled (attention priced per request over its \
+                 whole context)",
+            ),
+        ] {
+            match get(root, &[key]) {
+                Some(v) if !v.is_null() && *v != default => r.notes.push(format!(
+                    "meta.json resolved_config.{section}.{key} = {v}: {what}"
+                )),
+                _ => {}
+            }
+        }
         let enforce_eager = fact!(
             "enforce_eager",
             OnDiffer::Note,
@@ -1602,6 +1651,18 @@ fn read_cluster(
         .unwrap_or(0);
     check_data_parallel_size(&r, facts, &instances, num_instances)?;
     check_cluster_agrees(&r, facts, cv, &instances)?;
+    // The run's record is one `AsyncLLM`'s (data-parallel at most): a prefill/decode split
+    // cannot be what it ran (`simulate --cluster` emulates one).
+    if let Some(pd) = instances
+        .iter()
+        .filter_map(|i| i.get("pd_type"))
+        .find(|v| !v.is_null())
+    {
+        return Err(r.not_replayable(format!(
+            "instance pd_type = {pd}: disaggregated prefill/decode is not modelled in a replay \
+             (the run's record is one engine's; `simulate --cluster` emulates such a cluster)"
+        )));
+    }
     if num_instances > 1 {
         // A fleet: each instance is built from the cluster config itself (`--cluster`);
         // only the link is a fact of the run.
@@ -1627,10 +1688,7 @@ fn read_cluster(
         ) {
             match &facts.gpu {
                 Some(m) if m.value.name != g.name => {
-                    return Err(r.contradiction(format!(
-                        "instance hardware `{}` ({}) but {} says {}",
-                        names[0], g.name, m.source, m.value.device_name
-                    )))
+                    same_gpu_family(&mut r, names[0], g, m)?;
                 }
                 Some(_) => {}
                 None => {
@@ -1651,11 +1709,6 @@ fn read_cluster(
     }
     let inst = instances.first().map(|m| Value::Object((*m).clone()));
     let inst = inst.unwrap_or(Value::Null);
-    if let Some(pd) = get(&inst, &["pd_type"]) {
-        return Err(r.not_replayable(format!(
-            "instance pd_type = {pd}: disaggregated prefill/decode is not modelled"
-        )));
-    }
     if let Some(tp) = r.typed::<u64>(&inst, "instance", &["tp_size"]) {
         match &facts.tensor_parallel_size {
             Some(t) if t.value != tp => {
@@ -1676,10 +1729,7 @@ fn read_cluster(
     if let Some(name) = r.typed::<String>(&inst, "instance", &["hardware"]) {
         match (GpuSpec::lookup(&name), &facts.gpu) {
             (Ok(g), Some(m)) if g.name != m.value.name => {
-                return Err(r.contradiction(format!(
-                    "instance hardware `{name}` ({}) but {} says {}",
-                    g.name, m.source, m.value.device_name
-                )))
+                same_gpu_family(&mut r, &name, g, m)?;
             }
             (Ok(g), None) => {
                 facts.gpu = Some(Recorded {
@@ -1704,14 +1754,63 @@ fn read_cluster(
         }
     }
     if let Some(gb) = r.typed::<f64>(&inst, "instance", &["npu_mem", "mem_size"]) {
-        if facts.device_memory_bytes.is_none() {
-            facts.device_memory_bytes = Some(Recorded {
-                value: (gb * (1u64 << 30) as f64) as u64,
-                source: src("npu_mem.mem_size"),
-            });
+        match &facts.device_memory_bytes {
+            None => {
+                facts.device_memory_bytes = Some(Recorded {
+                    value: (gb * (1u64 << 30) as f64) as u64,
+                    source: src("npu_mem.mem_size"),
+                })
+            }
+            Some(m) => {
+                let recorded_gib = m.value as f64 / (1u64 << 30) as f64;
+                if (recorded_gib - gb).abs() > 0.05 {
+                    r.notes.push(format!(
+                        "instance npu_mem.mem_size = {gb} GiB but {} = {} bytes \
+                         ({recorded_gib:.1} GiB): using the latter",
+                        m.source, m.value
+                    ));
+                }
+            }
         }
     }
+    // The peer's per-instance runtime fields fill what meta.json did not record.
+    fill_from_instance(&mut r, &inst, "max_num_seqs", &mut facts.max_num_seqs, &src);
+    fill_from_instance(
+        &mut r,
+        &inst,
+        "max_num_batched_tokens",
+        &mut facts.max_num_batched_tokens,
+        &src,
+    );
+    fill_from_instance(
+        &mut r,
+        &inst,
+        "long_prefill_token_threshold",
+        &mut facts.long_prefill_token_threshold,
+        &src,
+    );
+    fill_from_instance(&mut r, &inst, "block_size", &mut facts.block_size, &src);
+    fill_from_instance(
+        &mut r,
+        &inst,
+        "enable_chunked_prefill",
+        &mut facts.enable_chunked_prefill,
+        &src,
+    );
+    fill_from_instance(
+        &mut r,
+        &inst,
+        "enable_prefix_caching",
+        &mut facts.enable_prefix_caching,
+        &src,
+    );
     if let Some(u) = r.typed::<f64>(&inst, "instance", &["npu_mem", "mem_util"]) {
+        if !(u > 0.0 && u <= 1.0) {
+            return Err(r.err(format!(
+                "instance npu_mem.mem_util = {u}: must be in (0, 1], as vLLM's \
+                 gpu_memory_utilization"
+            )));
+        }
         match &facts.gpu_memory_utilization {
             Some(m) if (m.value - u).abs() > 1e-9 => r.notes.push(format!(
                 "instance npu_mem.mem_util = {u} but {} = {}: using the latter",
@@ -1923,6 +2022,13 @@ fn check_cluster_agrees(
                     "{src} = false but instance {i} of the cluster config has ep_size = {ep}"
                 )));
             }
+            // With expert parallelism on, vLLM spreads the experts over all of them.
+            if facts.enable_expert_parallel && gpus > 1 && ep != gpus {
+                return Err(r.contradiction(format!(
+                    "{src} = true, so vLLM's expert-parallel size is DP × TP = {gpus}, but \
+                     instance {i} of the cluster config has ep_size = {ep}"
+                )));
+            }
         }
     }
     if let Some(src) = facts
@@ -1942,6 +2048,58 @@ fn check_cluster_agrees(
         }
     }
     Ok(())
+}
+
+/// An instance's `hardware` label naming another GPU than meta.json's driver name: the peer
+/// has one label per GPU family (`RTXPRO6000`, `H100`), so a variant of the family the label
+/// names (`rtx-pro-6000-max-q`, `h100-nvl`) is the driver's more specific name, said in a
+/// note; any other GPU is a contradiction.
+fn same_gpu_family(
+    r: &mut Reader<'_>,
+    label: &str,
+    labelled: &GpuSpec,
+    recorded: &Recorded<&'static GpuSpec>,
+) -> Result<(), RunRecordError> {
+    if recorded.value.is_variant_of(label, labelled) {
+        r.notes.push(format!(
+            "instance hardware `{label}` names the family of {} ({}): the driver's name is \
+             used",
+            recorded.value.device_name, recorded.source
+        ));
+        return Ok(());
+    }
+    Err(r.contradiction(format!(
+        "instance hardware `{label}` ({}) but {} says {}",
+        labelled.name, recorded.source, recorded.value.device_name
+    )))
+}
+
+/// One runtime field of the cluster config's single instance (`key`): it fills `fact` where
+/// meta.json recorded none, as the peer's `instance.get(field, args.field)` gives it; a
+/// different value beside a recorded one is said, and the recorded one kept.
+fn fill_from_instance<T: FromFact>(
+    r: &mut Reader<'_>,
+    inst: &Value,
+    key: &str,
+    fact: &mut Option<Recorded<T>>,
+    src: &dyn Fn(&str) -> String,
+) {
+    let Some(v) = r.typed::<T>(inst, "instance", &[key]) else {
+        return;
+    };
+    match fact {
+        None => {
+            *fact = Some(Recorded {
+                value: v,
+                source: src(key),
+            })
+        }
+        Some(m) if m.value != v => r.notes.push(format!(
+            "instance {key} = {v} but {} = {}: using the latter",
+            m.source, m.value
+        )),
+        Some(_) => {}
+    }
 }
 
 /// The cluster config's tensor-parallel link (`link_bw` ASTRA-sim GB/s = GiB/s, `link_latency`
@@ -1973,21 +2131,16 @@ fn read_link(
         .collect();
     let dims = network_dims(&layout).len();
     let at = LinkRole::TensorParallel.dimension(dims);
-    let mut value = |field: &str| -> Result<Option<f64>, RunRecordError> {
-        match get(cv, &[field]) {
-            Some(v @ Value::Array(_)) => per_dimension(v, dims, field)
-                .map(|all| Some(all[at]))
-                .map_err(|e| r.err(e)),
-            _ => Ok(r.typed::<f64>(cv, "cluster", &[field])),
-        }
+    let value = |field: &str, what: LinkQuantity| -> Result<Option<f64>, RunRecordError> {
+        get(cv, &[field])
+            .map(|v| per_dimension(v, dims, what).map(|all| all[at]))
+            .transpose()
+            .map_err(|e| r.err(format!("{field} {e}")))
     };
-    let bw = value("link_bw")?;
-    let lat = value("link_latency")?;
-    if let Some(l) = lat.filter(|l| l.is_nan() || *l < 0.0) {
-        return Err(r.err(format!("link_latency = {l}: must be ≥ 0 (ns per hop)")));
-    }
+    let bw = value("link_bw", LinkQuantity::Bandwidth)?;
+    let lat = value("link_latency", LinkQuantity::Latency)?;
     match (bw, lat) {
-        (Some(b), l) if b > 0.0 => {
+        (Some(b), l) => {
             if l.is_none() {
                 r.notes.push(format!(
                     "{}: link_bw without link_latency: the link's hops are priced with no \
@@ -2004,7 +2157,6 @@ fn read_link(
                 ),
             })
         }
-        (Some(b), _) => return Err(r.err(format!("link_bw = {b}: must be positive (GB/s)"))),
         (None, Some(_)) => r.notes.push("link_latency without link_bw: ignored".into()),
         (None, None) => r.notes.push(format!(
             "{}: no link recorded (link_bw, link_latency): tensor-parallel all-reduces are \
@@ -2108,6 +2260,25 @@ mod tests {
         assert!(e.contains("ep_size = 4") && e.contains("2 GPU(s)"), "{e}");
         let e = err(meta(Some(true)), cluster(two(Some(0)), 2));
         assert!(e.contains("ep_size = 0"), "{e}");
+        // With EP on, vLLM's EP size is DP × TP: 1 of 2 GPUs is a contradiction.
+        let e = err(meta(Some(true)), cluster(two(Some(1)), 2));
+        assert!(
+            e.contains("DP × TP = 2") && e.contains("ep_size = 1"),
+            "{e}"
+        );
+        // What vLLM resolved wins over what was asked, said in a note.
+        let mut m = meta(Some(true));
+        m["resolved_config"] = json!({"parallel_config": {"enable_expert_parallel": false}});
+        let r = read(m, Some(cluster(two(None), 2))).unwrap();
+        assert!(!r.facts.enable_expert_parallel);
+        assert!(
+            r.facts
+                .notes
+                .iter()
+                .any(|n| n.contains("enable_expert_parallel")),
+            "{:?}",
+            r.facts.notes
+        );
     }
 
     #[test]
@@ -2237,6 +2408,40 @@ mod tests {
                              "num_gpu_blocks_override": null}
         }}));
         assert!(n.is_empty(), "{n:?}");
+    }
+
+    /// Forward-pass settings no latency model represents are said where they differ from
+    /// vLLM's defaults; a scheduler class of its own is refused, vLLM's own are accepted.
+    #[test]
+    fn unmodelled_forward_settings_are_said_and_a_custom_scheduler_refused() {
+        let rc = |sched_cls: Value, dbo: bool, eplb: bool, cascade_off: bool| {
+            json!({"resolved_config": {
+                "scheduler_config": {"scheduler_cls": sched_cls},
+                "parallel_config": {"enable_dbo": dbo, "enable_eplb": eplb},
+                "model_config": {"disable_cascade_attn": cascade_off}
+            }})
+        };
+        let n = read(rc(Value::Null, true, true, false), None)
+            .unwrap()
+            .facts
+            .notes;
+        for want in [
+            "enable_dbo = true: dual-batch overlap is not modelled",
+            "enable_eplb = true: the expert load balancer is not modelled",
+            "disable_cascade_attn = false: cascade attention is not modelled",
+        ] {
+            assert!(n.iter().any(|x| x.contains(want)), "{want}: {n:?}");
+        }
+        let vllm_own = json!("vllm.v1.core.sched.async_scheduler.AsyncScheduler");
+        let n = read(rc(vllm_own, false, false, true), None)
+            .unwrap()
+            .facts
+            .notes;
+        assert!(n.is_empty(), "{n:?}");
+        let e = read(rc(json!("my.Scheduler"), false, false, true), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scheduler_cls = my.Scheduler"), "{e}");
     }
 
     #[test]
@@ -2376,7 +2581,10 @@ mod tests {
         let e = read(json!({"engine_kwargs": {}}), Some(negative))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("link_latency = -5: must be ≥ 0"), "{e}");
+        assert!(
+            e.contains("link_latency -5: must be a latency from 0"),
+            "{e}"
+        );
     }
 
     /// A per-dimension link list: the TP all-reduce takes dimension 0 of the peer's topology
@@ -2404,7 +2612,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("`link_bw` lists 1 value(s)") && e.contains("2 dimension"),
+            e.contains("link_bw lists 1 value(s)") && e.contains("2 dimension"),
             "{e}"
         );
     }
@@ -2437,18 +2645,6 @@ mod tests {
         assert_eq!(VllmDefaults::for_version(Some("0.11.0")).0.version, "0.11");
         let (d, note) = VllmDefaults::for_version(Some("0.20.0"));
         assert!(d.async_scheduling && note.unwrap().contains("checked: 0.10 to 0.19"));
-        // With chunked prefill off, the budget is max_model_len before 0.12, at least that
-        // since.
-        assert_eq!(
-            VllmDefaults::for_version(Some("V0.11.0"))
-                .0
-                .unchunked_budget,
-            UnchunkedBudget::ModelLen
-        );
-        assert_eq!(
-            VllmDefaults::for_version(Some("0.12.0")).0.unchunked_budget,
-            UnchunkedBudget::AtLeastModelLen
-        );
         let (_, note) = VllmDefaults::for_version(Some(" "));
         assert!(note.unwrap().contains("(version not recorded)"));
     }

@@ -713,13 +713,18 @@ impl LatencyModel for ProfileLatency {
             .filter(|m| m.routing.tp_shards > 1)
             .map(|m| {
                 let s = m.routing.tp_shards;
+                let (what, over, batch) = if s == u64::from(self.tp) {
+                    ("a tensor-parallel engine", "TP", "batch's")
+                } else {
+                    ("a data-parallel group", "DP x TP", "gathered batch's")
+                };
                 format!(
-                    "MoE layers of a data-parallel group without expert parallelism: vLLM splits \
-                     every expert's width over DP x TP = {s} GPUs, each running all the \
-                     gathered batch's token-expert pairs; tp1/{MOE_FILE} times whole experts, \
-                     so each layer is priced at the row with the same work per GPU (gathered \
-                     tokens / {s} over experts hit / {s}): the GEMM width and the top-k \
-                     selection on every gathered token are not represented (docs/fleet.md)"
+                    "MoE layers of {what} without expert parallelism: vLLM splits every \
+                     expert's width over {over} = {s} GPUs, each running all the {batch} \
+                     token-expert pairs; tp1/{MOE_FILE} times whole experts, so each layer is \
+                     priced at the row with the same work per GPU (tokens / {s} over experts \
+                     hit / {s}): the GEMM width and the top-k selection on every token are not \
+                     represented (docs/fleet.md)"
                 )
             });
         tp.into_iter()
