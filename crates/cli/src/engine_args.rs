@@ -545,41 +545,24 @@ impl Prepared {
             args.gpu_memory_utilization,
             facts.and_then(|f| f.gpu_memory_utilization.as_ref()),
         );
-        args.max_num_seqs = over.pick(
-            "max_num_seqs",
-            inst.max_num_seqs,
-            args.max_num_seqs,
-            facts.and_then(|f| f.max_num_seqs.as_ref()),
-        );
-        args.max_num_batched_tokens = over.pick(
-            "max_num_batched_tokens",
-            inst.max_num_batched_tokens,
-            args.max_num_batched_tokens,
-            facts.and_then(|f| f.max_num_batched_tokens.as_ref()),
-        );
-        args.long_prefill_token_threshold = over.pick(
-            "long_prefill_token_threshold",
-            inst.long_prefill_token_threshold,
-            args.long_prefill_token_threshold,
-            facts.and_then(|f| f.long_prefill_token_threshold.as_ref()),
-        );
-        args.block_size = over.pick(
-            "block_size",
-            inst.block_size,
-            args.block_size,
-            facts.and_then(|f| f.block_size.as_ref()),
-        );
-        args.enable_chunked_prefill = over.pick(
-            "enable_chunked_prefill",
-            inst.enable_chunked_prefill,
-            args.enable_chunked_prefill,
-            facts.and_then(|f| f.enable_chunked_prefill.as_ref()),
-        );
-        args.enable_prefix_caching = over.pick(
-            "enable_prefix_caching",
-            inst.enable_prefix_caching,
-            args.enable_prefix_caching,
-            facts.and_then(|f| f.enable_prefix_caching.as_ref()),
+        // The runtime fields an instance, the engine arguments and the record name alike.
+        macro_rules! same_named {
+            ($($field:ident),+) => {$(
+                args.$field = over.pick(
+                    stringify!($field),
+                    inst.$field,
+                    args.$field,
+                    facts.and_then(|f| f.$field.as_ref()),
+                );
+            )+};
+        }
+        same_named!(
+            max_num_seqs,
+            max_num_batched_tokens,
+            long_prefill_token_threshold,
+            block_size,
+            enable_chunked_prefill,
+            enable_prefix_caching
         );
         let shape = args.model_shape().map_err(|e| {
             anyhow::anyhow!(

@@ -1774,35 +1774,18 @@ fn read_cluster(
         }
     }
     // The peer's per-instance runtime fields fill what meta.json did not record.
-    fill_from_instance(&mut r, &inst, "max_num_seqs", &mut facts.max_num_seqs, &src);
-    fill_from_instance(
-        &mut r,
-        &inst,
-        "max_num_batched_tokens",
-        &mut facts.max_num_batched_tokens,
-        &src,
-    );
-    fill_from_instance(
-        &mut r,
-        &inst,
-        "long_prefill_token_threshold",
-        &mut facts.long_prefill_token_threshold,
-        &src,
-    );
-    fill_from_instance(&mut r, &inst, "block_size", &mut facts.block_size, &src);
-    fill_from_instance(
-        &mut r,
-        &inst,
-        "enable_chunked_prefill",
-        &mut facts.enable_chunked_prefill,
-        &src,
-    );
-    fill_from_instance(
-        &mut r,
-        &inst,
-        "enable_prefix_caching",
-        &mut facts.enable_prefix_caching,
-        &src,
+    macro_rules! fill {
+        ($($field:ident),+) => {$(
+            fill_from_instance(&mut r, &inst, stringify!($field), &mut facts.$field, &src);
+        )+};
+    }
+    fill!(
+        max_num_seqs,
+        max_num_batched_tokens,
+        long_prefill_token_threshold,
+        block_size,
+        enable_chunked_prefill,
+        enable_prefix_caching
     );
     if let Some(u) = r.typed::<f64>(&inst, "instance", &["npu_mem", "mem_util"]) {
         if !(u > 0.0 && u <= 1.0) {
@@ -2614,6 +2597,37 @@ mod tests {
         assert!(
             e.contains("link_bw lists 1 value(s)") && e.contains("2 dimension"),
             "{e}"
+        );
+    }
+
+    /// One instance's runtime fields fill what meta.json did not record, as the peer's
+    /// `instance.get(field, args.field)`; beside a recorded value the record wins, said.
+    #[test]
+    fn a_single_instance_fills_the_runtime_fields_meta_json_lacks() {
+        let cluster = json!({"num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+            "nodes": [{"num_instances": 1, "instances": [{
+                "hardware": "RTXPRO6000", "num_npus": 1, "tp_size": 1, "pd_type": null,
+                "max_num_seqs": 64, "block_size": 32, "enable_prefix_caching": false}]}]});
+        let f = read(json!({"engine_kwargs": {}}), Some(cluster.clone()))
+            .unwrap()
+            .facts;
+        assert_eq!(f.max_num_seqs.as_ref().unwrap().value, 64);
+        assert_eq!(f.block_size.as_ref().unwrap().value, 32);
+        assert!(!f.enable_prefix_caching.as_ref().unwrap().value);
+        assert!(f.max_num_seqs.unwrap().source.contains("max_num_seqs"));
+        let f = read(
+            json!({"engine_kwargs": {"max_num_seqs": 128}}),
+            Some(cluster),
+        )
+        .unwrap()
+        .facts;
+        assert_eq!(f.max_num_seqs.as_ref().unwrap().value, 128);
+        assert!(
+            f.notes
+                .iter()
+                .any(|n| n.contains("instance max_num_seqs = 64 but") && n.contains("= 128")),
+            "{:?}",
+            f.notes
         );
     }
 
