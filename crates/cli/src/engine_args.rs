@@ -513,9 +513,27 @@ impl Prepared {
         }
         args.model = Some(inst.model_name.clone());
         args.model_config = None;
-        let gpu = GpuSpec::lookup(&inst.hardware).map_err(|e| {
+        let labelled = GpuSpec::lookup(&inst.hardware).map_err(|e| {
             anyhow::anyhow!("cluster config: `{}`: {e}", inst.field_path("hardware"))
         })?;
+        // A family label (`RTXPRO6000`) beside the run's driver name of one of its variants:
+        // the driver's, more specific, as `run_record` said.
+        let gpu = match record.and_then(|r| r.facts.gpu.as_ref()) {
+            Some(g) if g.value.is_variant_of(&inst.hardware, labelled) => g.value,
+            _ => labelled,
+        };
+        // A replayed run's instance memory far from its GPU's is a contradiction, as for one
+        // instance (`run_record`); `simulate --cluster` takes it as a what-if.
+        if let (Some(_), Some(gb)) = (record, inst.mem_size_gb) {
+            if (gb - gpu.memory_gib).abs() / gpu.memory_gib > 0.15 {
+                bail!(
+                    "cluster config: `{}` = {gb} GiB, but the run's GPU ({}) holds {} GiB",
+                    inst.field_path("npu_mem.mem_size"),
+                    gpu.device_name,
+                    gpu.memory_gib
+                );
+            }
+        }
         args.gpu = Some(gpu.name.to_string());
         args.tensor_parallel_size = Some(inst.tp_size);
         args.expert_shards = Some(group_size as u64 * inst.tp_size);

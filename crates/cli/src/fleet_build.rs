@@ -82,6 +82,13 @@ pub(crate) fn prepare_fleet(
         without.enable_expert_parallel = false;
         without.plan(tp, gpus)?
     } else {
+        if fleet.expert_parallel_recorded && fleet.data_parallel_size == 1 {
+            eprintln!(
+                "note: the run recorded enable_expert_parallel: replayed with the MoE model's \
+                 experts spread over the engine's {tp} GPU(s) (vLLM's EP size is DP × TP; at \
+                 one GPU it changes nothing)"
+            );
+        }
         fleet.plan(tp, gpus)?
     };
     // A MoE model's experts are spread over its data-parallel group's GPUs (a dense model's

@@ -347,14 +347,9 @@ pub(crate) fn recorded_fleet(
     } else if rec.facts.enable_expert_parallel && !f.enable_expert_parallel {
         // One engine over TP GPUs: vLLM places whole experts on them (EP size = TP) and runs
         // no all-to-all; at one GPU the flag changes nothing (`FleetFlags::plan`).
+        // Said by `prepare_fleet`, which knows whether the model has experts.
         f.enable_expert_parallel = true;
         f.expert_parallel_recorded = true;
-        if let Some(src) = &rec.facts.expert_parallel_source {
-            eprintln!(
-                "note: {src} = true: replayed with a MoE model's experts spread over the \
-                 engine's GPUs (vLLM's EP size is DP × TP; at one GPU it changes nothing)"
-            );
-        }
     }
     Ok(())
 }

@@ -549,7 +549,7 @@ fn a_moe_run_recorded_with_tp2_and_ep_replays_the_experts_split_over_its_gpus() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("enable_expert_parallel = true: replayed with a MoE model's experts spread"),
+        err.contains("recorded enable_expert_parallel: replayed with the MoE model's experts"),
         "{err}"
     );
     let latency = m["engine"]["latency"].as_str().unwrap_or("");
@@ -665,6 +665,52 @@ fn a_replayed_fleet_keeps_the_recorded_limits_over_its_instances() {
         "{defaults}"
     );
     assert_eq!(m["engine"]["max_num_seqs"], 32, "{m}");
+}
+
+/// A replayed fleet's instance memory far from its GPU's is a contradiction (an absurd one
+/// would otherwise size billions of KV blocks); a family label (`RTXPRO6000`) beside the
+/// run's driver name of its Max-Q variant emulates the Max-Q.
+#[test]
+fn a_replayed_fleet_checks_instance_memory_and_takes_the_driver_s_gpu() {
+    let meta = |device: &str| {
+        serde_json::json!({
+            "model": "meta-llama/Llama-3.1-8B",
+            "vllm_version": "0.19.0",
+            "engine_kwargs": {"max_num_seqs": 32, "max_num_batched_tokens": 2048},
+            "num_requests": 6,
+            "hardware": {"device_count": 2, "device_name": device}
+        })
+    };
+    let cluster = |mem: f64| {
+        let mut c = serde_json::json!({
+            "num_nodes": 1, "link_bw": 16, "link_latency": 20000,
+            "nodes": [{"num_instances": 2, "instances": [
+                instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", serde_json::json!({})),
+                instance("meta-llama/Llama-3.1-8B", "RTXPRO6000", serde_json::json!({})),
+            ]}]
+        });
+        for i in 0..2 {
+            c["nodes"][0]["instances"][i]["npu_mem"]["mem_size"] = serde_json::json!(mem);
+        }
+        c
+    };
+    let server = "NVIDIA RTX PRO 6000 Blackwell Server Edition";
+    let run = recorded_run("fleet-mem", &meta(server), Some(&cluster(1e12)));
+    let (out, _) = validate(run.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("npu_mem.mem_size` = 1000000000000 GiB"),
+        "{err}"
+    );
+
+    let max_q = "NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition";
+    let run = recorded_run("fleet-max-q", &meta(max_q), Some(&cluster(96.0)));
+    let (out, m) = validate(run.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("names the family of"), "{err}");
+    assert_eq!(m["engine"]["gpu"], "rtx-pro-6000-max-q", "{m}");
 }
 
 #[test]

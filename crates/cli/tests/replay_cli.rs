@@ -439,7 +439,8 @@ fn a_tp2_run_prices_all_reduces_with_its_cluster_link() {
     let (out, _) = validate(dir, &["--profile", &p]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("contradicting facts: instance tp_size = 4"),
+        stderr(&out).contains("contradicting facts")
+            && stderr(&out).contains("cluster config has tp_size = 4"),
         "{}",
         stderr(&out)
     );

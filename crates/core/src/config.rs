@@ -125,6 +125,12 @@ pub struct EngineConfig {
     pub cudagraph_capture_sizes: Option<Vec<usize>>,
 }
 
+/// The most KV blocks an engine holds: 2²⁴, some twenty times what the largest GPU gives the
+/// smallest model (a 186 GB GB200 holds about 850,000 blocks of 16 tokens of a 0.5 B model's
+/// 12 KB per token); each block costs the engine some 30 bytes whether used or not, so the
+/// bound keeps an absurd memory figure from exhausting the host.
+pub const MAX_GPU_BLOCKS: u32 = 1 << 24;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("invalid engine configuration: {0}")]
@@ -161,6 +167,13 @@ impl EngineConfig {
         if self.num_gpu_blocks < 2 {
             return bad(format!(
                 "num_gpu_blocks is {}: at least 2 are needed (one is reserved)",
+                self.num_gpu_blocks
+            ));
+        }
+        if self.num_gpu_blocks > MAX_GPU_BLOCKS {
+            return bad(format!(
+                "num_gpu_blocks is {}: more than the {MAX_GPU_BLOCKS} llm-emu holds (a GPU memory \
+                 or block count far beyond any GPU's)",
                 self.num_gpu_blocks
             ));
         }
@@ -222,6 +235,15 @@ mod tests {
         let mut c = ok.clone();
         c.num_gpu_blocks = 1;
         assert!(c.validate().is_err());
+        // A block count far beyond any GPU's is refused before the engine allocates it.
+        c.num_gpu_blocks = MAX_GPU_BLOCKS;
+        assert!(c.validate().is_ok());
+        c.num_gpu_blocks = MAX_GPU_BLOCKS + 1;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("more than the"));
         let mut c = ok.clone();
         c.enable_chunked_prefill = false;
         c.max_num_batched_tokens = 1024;

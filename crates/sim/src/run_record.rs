@@ -1709,21 +1709,13 @@ fn read_cluster(
     }
     let inst = instances.first().map(|m| Value::Object((*m).clone()));
     let inst = inst.unwrap_or(Value::Null);
+    // A different TP degree was refused by `check_cluster_agrees`.
     if let Some(tp) = r.typed::<u64>(&inst, "instance", &["tp_size"]) {
-        match &facts.tensor_parallel_size {
-            Some(t) if t.value != tp => {
-                return Err(r.contradiction(format!(
-                    "instance tp_size = {tp} but {} = {}",
-                    t.source, t.value
-                )))
-            }
-            Some(_) => {}
-            None => {
-                facts.tensor_parallel_size = Some(Recorded {
-                    value: tp,
-                    source: src("tp_size"),
-                })
-            }
+        if facts.tensor_parallel_size.is_none() {
+            facts.tensor_parallel_size = Some(Recorded {
+                value: tp,
+                source: src("tp_size"),
+            })
         }
     }
     if let Some(name) = r.typed::<String>(&inst, "instance", &["hardware"]) {
@@ -1906,8 +1898,10 @@ fn dp_group_of(inst: &Map<String, Value>) -> Option<&str> {
 
 /// An instance's `tp_size` (1 when absent).
 fn tp_size_of(inst: &Map<String, Value>) -> u64 {
-    inst.get("tp_size")
-        .and_then(Value::as_u64)
+    // As the peer infers it: `tp_size`, else `num_npus / pp_size`, else 1.
+    let int = |k: &str| inst.get(k).and_then(value_u64);
+    int("tp_size")
+        .or_else(|| int("num_npus").map(|n| n / int("pp_size").unwrap_or(1).max(1)))
         .unwrap_or(1)
         .max(1)
 }
@@ -1975,6 +1969,19 @@ fn check_cluster_agrees(
                         model.source, model.value
                     )));
                 }
+            }
+        }
+    }
+    // Every instance is one engine of the run's TP degree (a fleet's instances are its DP ranks
+    // or replicas, each of meta.json's configuration).
+    if let Some(tp) = &facts.tensor_parallel_size {
+        for (i, inst) in instances.iter().enumerate() {
+            let t = tp_size_of(inst);
+            if t != tp.value {
+                return Err(r.contradiction(format!(
+                    "{} = {} but instance {i} of the cluster config has tp_size = {t}",
+                    tp.source, tp.value
+                )));
             }
         }
     }
@@ -2067,6 +2074,10 @@ fn fill_from_instance<T: FromFact>(
     fact: &mut Option<Recorded<T>>,
     src: &dyn Fn(&str) -> String,
 ) {
+    // 0 leaves a count to the command line, as the fleet's reader takes it.
+    if get(inst, &[key]).and_then(value_u64) == Some(0) {
+        return;
+    }
     let Some(v) = r.typed::<T>(inst, "instance", &[key]) else {
         return;
     };
@@ -2100,9 +2111,7 @@ fn read_link(
         .iter()
         .map(|i| {
             let pp = int(i, "pp_size").unwrap_or(1).max(1);
-            let tp = int(i, "tp_size")
-                .or_else(|| int(i, "num_npus").map(|n| n / pp))
-                .unwrap_or(1);
+            let tp = tp_size_of(i);
             TopologyInstance {
                 tp_size: tp,
                 pp_size: pp,
@@ -2243,6 +2252,14 @@ mod tests {
         assert!(e.contains("ep_size = 4") && e.contains("2 GPU(s)"), "{e}");
         let e = err(meta(Some(true)), cluster(two(Some(0)), 2));
         assert!(e.contains("ep_size = 0"), "{e}");
+        // Each instance is an engine of meta.json's TP degree.
+        let mut m = meta(Some(true));
+        m["engine_kwargs"]["tensor_parallel_size"] = json!(2);
+        let e = err(m, cluster(two(Some(2)), 2));
+        assert!(
+            e.contains("tensor_parallel_size = 2") && e.contains("tp_size = 1"),
+            "{e}"
+        );
         // With EP on, vLLM's EP size is DP × TP: 1 of 2 GPUs is a contradiction.
         let e = err(meta(Some(true)), cluster(two(Some(1)), 2));
         assert!(
