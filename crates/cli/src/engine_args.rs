@@ -525,7 +525,7 @@ impl Prepared {
         // A replayed run's instance memory far from its GPU's is a contradiction, as for one
         // instance (`run_record`); `simulate --cluster` takes it as a what-if.
         if let (Some(_), Some(gb)) = (record, inst.mem_size_gb) {
-            if (gb - gpu.memory_gib).abs() / gpu.memory_gib > 0.15 {
+            if !gpu.holds_about(gb) {
                 bail!(
                     "cluster config: `{}` = {gb} GiB, but the run's GPU ({}) holds {} GiB",
                     inst.field_path("npu_mem.mem_size"),

@@ -296,28 +296,26 @@ pub(crate) fn recorded_fleet(
         // dropped for meta.json's data-parallel size.
         let c = llm_emu_fleet::ClusterSpec::load(p)
             .with_context(|| format!("the run's cluster config {}", p.display()))?;
-        {
-            if c.instances.len() > 1 {
-                if !shape_given && instance_flags.is_empty() {
-                    eprintln!("note: the fleet of {} is replayed", p.display());
-                    f.cluster = Some(p.clone());
-                    return Ok(());
-                }
-                if recorded_dp.is_none() {
-                    bail!(
-                        "{}: the run is the fleet of {} instances this cluster config \
-                         describes, whose instances name their own GPU, model and limits: {} \
-                         cannot be applied to them; edit a copy of the file and pass it with \
-                         --cluster",
-                        p.display(),
-                        c.instances.len(),
-                        if instance_flags.is_empty() {
-                            "the fleet flags".to_string()
-                        } else {
-                            instance_flags.join(", ")
-                        }
-                    );
-                }
+        if c.instances.len() > 1 {
+            if !shape_given && instance_flags.is_empty() {
+                eprintln!("note: the fleet of {} is replayed", p.display());
+                f.cluster = Some(p.clone());
+                return Ok(());
+            }
+            if recorded_dp.is_none() {
+                bail!(
+                    "{}: the run is the fleet of {} instances this cluster config \
+                     describes, whose instances name their own GPU, model and limits: {} \
+                     cannot be applied to them; edit a copy of the file and pass it with \
+                     --cluster",
+                    p.display(),
+                    c.instances.len(),
+                    if instance_flags.is_empty() {
+                        "the fleet flags".to_string()
+                    } else {
+                        instance_flags.join(", ")
+                    }
+                );
             }
         }
     }

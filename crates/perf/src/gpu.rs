@@ -393,6 +393,13 @@ fn normalise(name: &str) -> String {
 }
 
 impl GpuSpec {
+    /// Whether a recorded memory of `gib` GiB can be this GPU's: within 15 % of the datasheet
+    /// capacity, as drivers report a few percent less (ECC, reserved memory) and a 24 GiB
+    /// card is not a 96 GiB one.
+    pub fn holds_about(&self, gib: f64) -> bool {
+        (gib - self.memory_gib).abs() / self.memory_gib <= 0.15
+    }
+
     /// Whether this GPU is a variant of the family a cluster config's `label` names (`label`
     /// resolving to `labelled`): the label, or the GPU it resolves to, is a leading part of
     /// this GPU's canonical name up to a `-` (`RTXPRO6000` → `rtx-pro-6000` of
@@ -488,6 +495,15 @@ mod tests {
         ] {
             assert_eq!(GpuSpec::lookup(driver).unwrap().name, name, "{driver}");
         }
+    }
+
+    #[test]
+    fn a_recorded_memory_is_the_gpu_s_within_fifteen_percent() {
+        let pro = GpuSpec::lookup("rtx-pro-6000").unwrap();
+        // The driver's 97887 MiB of the 96 GiB card.
+        assert!(pro.holds_about(95.59));
+        assert!(pro.holds_about(96.0 * 0.851) && !pro.holds_about(96.0 * 0.849));
+        assert!(!pro.holds_about(24.0) && !pro.holds_about(1e12));
     }
 
     #[test]

@@ -1565,10 +1565,7 @@ impl RunRecord {
             }
         }
         if let (Some(g), Some(mem)) = (&facts.gpu, &facts.device_memory_bytes) {
-            let table = g.value.memory_gib * (1u64 << 30) as f64;
-            let rel = (mem.value as f64 - table).abs() / table;
-            // Drivers report a few percent less than the datasheet (ECC, reserved memory).
-            if rel > 0.15 {
+            if !g.value.holds_about(mem.value as f64 / (1u64 << 30) as f64) {
                 return Err(r.contradiction(format!(
                     "{} says {} ({} GiB) but {} = {:.1} GiB",
                     g.source,
