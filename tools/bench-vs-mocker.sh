@@ -4,7 +4,9 @@
 #
 # The trace (tools/make-trace/make_trace.py): N requests with prompt/output lengths resampled
 # from the shared real run's ShareGPT workload, Poisson arrivals at RATE/s, no shared prefixes;
-# written as llm-emu's plain JSONL and as the mocker's Mooncake JSONL. Both engines: vLLM
+# written as a Mooncake JSONL (16-token hash blocks) that both tools read, and as llm-emu's
+# plain JSONL of the same requests (kept for comparison: llm-emu's outputs on the two are
+# identical). Both engines: vLLM
 # scheduling, 128 sequences, 2,048 tokens per step, 35,000 KV blocks of 16 tokens, prefix
 # caching and chunked prefill on, and a fixed cost of STEP_MS per engine step (llm-emu:
 # `linear:base_us=…,per_token_us=0`; the mocker: `fixed` timing, decode_ms=STEP_MS,
@@ -83,7 +85,7 @@ for n in "${SIZES[@]}"; do
   fi
   for run in $(seq 1 "$RUNS"); do
     measure llm-emu "$n" "$run" "$DIR/llm-emu-$n-$run.json" \
-      "$EMU" simulate --quiet --workload "$emu_trace" \
+      "$EMU" simulate --quiet --workload "$moon_trace" --hash-block-size 16 \
       --max-num-seqs $SEQS --max-num-batched-tokens $TOKENS --num-gpu-blocks-override $BLOCKS \
       --block-size 16 --enable-prefix-caching --enable-chunked-prefill --no-async-scheduling \
       --latency "linear:base_us=$((STEP_MS * 1000)),per_token_us=0" \

@@ -42,6 +42,7 @@ SKIPS=(
     'tools/fidelity/table.py PROFILE.json|needs the validate outputs of a real run that tools/fidelity/report.sh writes'
     '--real RUN/vllm|needs a public real run other than the one in the repository (tools/fidelity/fetch-llmservingsim-runs.sh, network)'
     '^llm-emu simulate --synthetic 20000 |20,000 requests (minutes in a debug build, whose scheduler checks its invariants every step)'
+    'conversation_trace.first1000.jsonl|1,000 Mooncake requests of 13.7 M prompt tokens (0.4 s in a release build, over 10 minutes in a debug build, whose block pool checks its invariants after every operation; crates/cli/tests/mooncake_cli.rs runs a part of it)'
     '/data/ip-runs|needs the inference-sim runs (tools/fidelity/fetch-inference-sim-runs.sh: network) and minutes per load stage'
     'inference-perf-table.py [a-z0-9-]+[.]json|needs the output of the validate run above it'
     '^llm-emu sweep --grid grid.yaml --output-dir out --slo-ttft-ms p99:500|72 points of 10,000 requests each over the grid.yaml shown below it (a minute in a release build)'

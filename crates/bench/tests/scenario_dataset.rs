@@ -16,6 +16,7 @@ fn session_scenarios_send_their_session_as_user() {
         seed: 5,
         request_id_prefix: "bench-",
         decode_prompts: false,
+        hash_block_tokens: llm_emu_sim::mooncake_trace::MOONCAKE_HASH_BLOCK_TOKENS,
     };
     let mut report = DatasetReport::default();
     let reqs = workload::from_items(items.map(Ok), "scenario", None, &o, &mut report).unwrap();

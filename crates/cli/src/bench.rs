@@ -57,8 +57,9 @@ pub struct BenchArgs {
     #[arg(long)]
     skip_tokenizer_init: bool,
 
-    /// `random`, `sharegpt`, `custom` (JSONL with `prompt`), `workload` (an LLMServingSim
-    /// or plain llm-emu workload JSONL, replayed at its own arrival times), or `scenario` (a
+    /// `random`, `sharegpt`, `custom` (JSONL with `prompt`), `workload` (an LLMServingSim,
+    /// plain llm-emu or Mooncake trace workload JSONL, replayed at its own arrival times; also
+    /// named `mooncake`), or `scenario` (a
     /// generated `--scenario` at `--request-rate`, ShareGPT-like lengths as token ids).
     #[arg(long, default_value = "random")]
     dataset_name: String,
@@ -68,6 +69,8 @@ pub struct BenchArgs {
     scenario: llm_emu_sim::scenario::Scenario,
     #[arg(long)]
     dataset_path: Option<PathBuf>,
+    #[command(flatten)]
+    workload_flags: crate::workload_flags::WorkloadFlags,
     /// Number of prompts (default 1000; a workload: all its lines).
     #[arg(long)]
     num_prompts: Option<usize>,
@@ -307,13 +310,14 @@ fn load_dataset(
             };
             ("custom", custom::sample(data, need_tok()?, &o, &mut report)?, false)
         }
-        "workload" | "llmservingsim" => {
+        "workload" | "llmservingsim" | "mooncake" => {
             let path = need_path()?;
             let o = workload::WorkloadOptions {
                 num_requests: a.num_prompts,
                 seed: a.seed as u64,
                 request_id_prefix: prefix,
                 decode_prompts: api == Api::Chat,
+                hash_block_tokens: a.workload_flags.hash_block_size as usize,
             };
             ("workload", workload::load(path, tok, &o, &mut report)?, true)
         }
@@ -325,12 +329,13 @@ fn load_dataset(
                 seed,
                 request_id_prefix: prefix,
                 decode_prompts: api == Api::Chat,
+                hash_block_tokens: a.workload_flags.hash_block_size as usize,
             };
             let items = items.map(Ok);
             ("scenario", workload::from_items(items, "scenario", tok, &o, &mut report)?, true)
         }
         other => bail!(
-            "unknown --dataset-name `{other}`: this client supports random, sharegpt, custom, workload and scenario"
+            "unknown --dataset-name `{other}`: this client supports random, sharegpt, custom, workload (or mooncake) and scenario"
         ),
     };
     eprintln!("{}", report.summary(name));

@@ -19,6 +19,7 @@ mod validate;
 mod validate_ip;
 mod validate_series;
 mod vllm_flags;
+mod workload_flags;
 
 use clap::{Parser, Subcommand};
 

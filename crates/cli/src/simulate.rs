@@ -3,6 +3,7 @@
 use crate::engine_args::{EngineFlags, FleetFlags, FleetPlan};
 use crate::fleet_build::{prepare_fleet, Fleet};
 use crate::sim_report;
+use crate::workload_flags::WorkloadFlags;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use llm_emu_core::Engine;
@@ -21,11 +22,14 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct SimulateArgs {
-    /// Workload JSONL: LLMServingSim format (`arrival_time_ns`, `input_tok_ids`, `output_toks`)
-    /// or plain (`arrival_s`, `prompt_len` | `prompt_token_ids`, `output_len`). Without it, a
-    /// built-in ShareGPT-like synthetic workload (`--synthetic`, `--request-rate`).
+    /// Workload JSONL: LLMServingSim format (`arrival_time_ns`, `input_tok_ids`, `output_toks`),
+    /// plain (`arrival_s`, `prompt_len` | `prompt_token_ids`, `output_len`) or a Mooncake trace
+    /// (`timestamp` ms, `input_length`, `output_length`, `hash_ids`). Without it, a built-in
+    /// ShareGPT-like synthetic workload (`--synthetic`, `--request-rate`).
     #[arg(long)]
     workload: Option<PathBuf>,
+    #[command(flatten)]
+    workload_flags: WorkloadFlags,
     /// Number of synthetic requests when no --workload is given.
     #[arg(long, default_value_t = 1000, conflicts_with = "workload")]
     synthetic: usize,
@@ -132,8 +136,12 @@ pub(crate) fn run_point(a: &SimulateArgs, keep_records: bool) -> Result<PointRun
         };
     let (workload, total): (Box<dyn Iterator<Item = _>>, Option<u64>) = match &a.workload {
         Some(p) => {
-            let r = WorkloadReader::open(p, a.engine.seed)
-                .with_context(|| format!("opening workload {}", p.display()))?
+            let r = a
+                .workload_flags
+                .apply(
+                    WorkloadReader::open(p, a.engine.seed)
+                        .with_context(|| format!("opening workload {}", p.display()))?,
+                )
                 .with_max_model_len(cfg.max_model_len);
             (Box::new(r), None)
         }

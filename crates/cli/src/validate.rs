@@ -2,6 +2,7 @@
 
 use crate::engine_args::{EngineFlags, FleetFlags};
 use crate::fleet_build::{prepare_fleet, Fleet};
+use crate::workload_flags::WorkloadFlags;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use llm_emu_perf::FrontendSpec;
@@ -56,6 +57,8 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub(crate) requests: Option<PathBuf>,
     #[command(flatten)]
+    pub(crate) workload_flags: WorkloadFlags,
+    #[command(flatten)]
     pub(crate) engine: EngineFlags,
     #[command(flatten)]
     pub(crate) fleet: FleetFlags,
@@ -91,8 +94,12 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         .unwrap_or(cfg.max_model_len);
     let prepared = &all[0];
     let (mut engine, latency_desc) = Fleet::build(&all, &plan, Some(&real.record))?;
-    let reader = WorkloadReader::open(workload, a.engine.seed)
-        .with_context(|| format!("opening workload {}", workload.display()))?
+    let reader = a
+        .workload_flags
+        .apply(
+            WorkloadReader::open(workload, a.engine.seed)
+                .with_context(|| format!("opening workload {}", workload.display()))?,
+        )
         .with_max_model_len(cfg.max_model_len);
     // The run's time series, when it has one that fits it; why not, otherwise.
     let (series, series_skipped) = match crate::validate_series::load(&real) {
@@ -275,8 +282,12 @@ fn run_client(a: &ValidateArgs, path: &Path) -> Result<()> {
     let max_len = cfg.max_model_len;
     let result = match (&a.workload, real.workload_jsonl()) {
         (Some(w), _) => {
-            let reader = WorkloadReader::open(w, a.engine.seed)
-                .with_context(|| format!("opening workload {}", w.display()))?
+            let reader = a
+                .workload_flags
+                .apply(
+                    WorkloadReader::open(w, a.engine.seed)
+                        .with_context(|| format!("opening workload {}", w.display()))?,
+                )
                 .with_max_model_len(max_len);
             llm_emu_sim::run(&mut engine, reader, &mut sinks, &mut |_| {})
         }

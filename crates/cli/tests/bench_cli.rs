@@ -213,6 +213,57 @@ async fn replays_a_workload_and_writes_vllms_result_file() {
     assert_eq!(c["completed"]["err_pct"], 0.0);
 }
 
+/// A Mooncake trace goes out as token-id prompts built from its hash ids (blocks of
+/// `--hash-block-size` tokens), at its own timestamps, each asking for its `output_length`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_a_mooncake_trace() {
+    let srv = server::start(server::ServerOpts::default()).await;
+    let scratch = tmp("mooncake");
+    let d = scratch.path();
+    let w = d.join("trace.jsonl");
+    std::fs::write(
+        &w,
+        concat!(
+            "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 3, \"hash_ids\": [0, 1, 2]}\n",
+            "{\"timestamp\": 50, \"input_length\": 9, \"output_length\": 2, \"hash_ids\": [0, 1, 7]}\n",
+            "{\"timestamp\": 100, \"input_length\": 12, \"output_length\": 4, \"hash_ids\": [0, 1, 2]}\n",
+        ),
+    )
+    .unwrap();
+    let out = llm_emu(vec![
+        s("bench"),
+        s("--base-url"),
+        srv.base_url(),
+        s("--model"),
+        s("org/m"),
+        s("--dataset-name"),
+        s("mooncake"),
+        s("--dataset-path"),
+        w.display().to_string(),
+        s("--hash-block-size"),
+        s("4"),
+        s("--skip-tokenizer-init"),
+        s("--disable-tqdm"),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for (k, v) in [("Successful requests:", "3"), ("Total input tokens:", "31")] {
+        assert!(
+            stdout.contains(&format!("{k:<40} {v:<10}")),
+            "{k} {v}: {stdout}"
+        );
+    }
+    // The last request goes out 100 ms after the first: `timestamp` is in milliseconds.
+    let duration: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Benchmark duration (s):"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no duration: {stdout}"));
+    assert!((0.1..5.0).contains(&duration), "{duration} s: {stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_counted_and_reported() {
     let port = {

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod events;
 pub mod inference_perf;
 pub mod metrics;
+pub mod mooncake_trace;
 pub mod percentile;
 pub mod pyrand;
 pub mod report;

@@ -1,6 +1,6 @@
 //! Workload files, read line by line so that million-request runs never hold them whole.
 //!
-//! Two JSONL formats, detected per line from its keys:
+//! Three JSONL formats, detected per line from its keys:
 //! - LLMServingSim (`../shared/data/real-runs/*/workload.jsonl`): `arrival_time_ns` (offset from
 //!   the first request), `input_tok_ids`, `output_toks`. Output lengths were pinned in those real
 //!   runs (`min_tokens = max_tokens`, `ignore_eos`), so they are here too.
@@ -8,7 +8,11 @@
 //!   `request_id`, `priority`, `cache_salt`, `tenant` (or `user`, as the OpenAI field: who sent
 //!   it, for per-tenant scheduling policies and routers). A `prompt_len` alone gets token ids drawn from the
 //!   run's seed and the line number, so such prompts share no prefix.
+//! - Mooncake trace (`timestamp` in ms, `input_length`, `output_length`, `hash_ids`): the
+//!   prompt is built from its hash ids' token blocks ([`crate::mooncake_trace`]), so requests
+//!   share the prefixes the trace records; without `hash_ids` it shares none.
 
+use crate::mooncake_trace::{self, MOONCAKE_HASH_BLOCK_TOKENS};
 use llm_emu_core::Nanos;
 use serde::Deserialize;
 use std::io::BufRead;
@@ -89,6 +93,11 @@ struct RawLine {
     cache_salt: Option<String>,
     tenant: Option<String>,
     user: Option<String>,
+    // Mooncake trace.
+    timestamp: Option<f64>,
+    input_length: Option<u32>,
+    output_length: Option<u32>,
+    hash_ids: Option<Vec<u64>>,
 }
 
 impl RawLine {
@@ -104,6 +113,19 @@ impl RawLine {
             ("cache_salt", self.cache_salt.is_some()),
             ("tenant", self.tenant.is_some()),
             ("user", self.user.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect()
+    }
+
+    /// The Mooncake-trace keys present.
+    fn mooncake_keys(&self) -> Vec<&'static str> {
+        [
+            ("timestamp", self.timestamp.is_some()),
+            ("input_length", self.input_length.is_some()),
+            ("output_length", self.output_length.is_some()),
+            ("hash_ids", self.hash_ids.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, present)| present.then_some(k))
@@ -127,12 +149,15 @@ impl RawLine {
 /// Token ids for a prompt given only its length: uniform in `[1000, 30000)`, a pure function
 /// of (seed, line), so runs are reproducible.
 pub fn synthetic_prompt(seed: u64, line: usize, len: u32) -> Arc<[u32]> {
-    (0..len)
-        .map(|i| {
-            let h = splitmix3(seed, line as u64, i as u64);
-            1000 + (h % 29000) as u32
-        })
+    (0..len as u64)
+        .map(|i| synthetic_token(seed, line as u64, i))
         .collect()
+}
+
+/// One synthetic token id, uniform in `[1000, 30000)`: a pure function of a stream (the seed),
+/// a key (a line, a hash id) and a position.
+pub(crate) fn synthetic_token(stream: u64, key: u64, pos: u64) -> u32 {
+    1000 + (splitmix3(stream, key, pos) % 29000) as u32
 }
 
 /// SplitMix64 over the three inputs: a tiny, stable mixer.
@@ -210,6 +235,7 @@ pub struct WorkloadReader<R: BufRead> {
     seed: u64,
     max_model_len: usize,
     max_line_bytes: usize,
+    hash_block_tokens: usize,
     last_arrival: Nanos,
     buf: Vec<u8>,
     done: bool,
@@ -224,6 +250,7 @@ impl<R: BufRead> WorkloadReader<R> {
             seed,
             max_model_len: DEFAULT_MAX_PROMPT_TOKENS,
             max_line_bytes: MAX_LINE_BYTES,
+            hash_block_tokens: MOONCAKE_HASH_BLOCK_TOKENS,
             last_arrival: Nanos::ZERO,
             buf: Vec::new(),
             done: false,
@@ -234,6 +261,14 @@ impl<R: BufRead> WorkloadReader<R> {
     /// token ids are made.
     pub fn with_max_model_len(mut self, max_model_len: usize) -> Self {
         self.max_model_len = max_model_len;
+        self
+    }
+
+    /// Tokens per `hash_ids` entry of Mooncake trace lines (default
+    /// [`MOONCAKE_HASH_BLOCK_TOKENS`], the published traces'); at least 1.
+    pub fn with_hash_block_tokens(mut self, tokens: usize) -> Self {
+        assert!(tokens >= 1, "a hash block holds at least one token");
+        self.hash_block_tokens = tokens;
         self
     }
 
@@ -294,13 +329,19 @@ impl<R: BufRead> WorkloadReader<R> {
                 self.err(format!("not valid JSON ({e}); truncated line?"))
             } else if text.contains("\"arrival_time_ns\"") {
                 self.err(format!("LLMServingSim line: {e}"))
+            } else if ["\"hash_ids\"", "\"input_length\"", "\"timestamp\""]
+                .iter()
+                .any(|k| text.contains(k))
+            {
+                self.err(format!("Mooncake trace line: {e}"))
             } else {
                 self.err(format!("plain workload line: {e}"))
             }
         })?;
         let index = self.line_no - 1;
         let item = if let Some(arrival_ns) = l.arrival_time_ns {
-            let mixed = l.plain_keys();
+            let mut mixed = l.plain_keys();
+            mixed.extend(l.mooncake_keys());
             if !mixed.is_empty() {
                 return Err(self.err(format!(
                     "LLMServingSim line (it has `arrival_time_ns`) also has plain-format keys: {}",
@@ -337,6 +378,8 @@ impl<R: BufRead> WorkloadReader<R> {
                 cache_salt: None,
                 tenant: None,
             }
+        } else if !l.mooncake_keys().is_empty() {
+            self.mooncake_item(l, index)?
         } else {
             let other = l.serving_sim_keys();
             if !other.is_empty() {
@@ -406,6 +449,51 @@ impl<R: BufRead> WorkloadReader<R> {
             )));
         }
         Ok(item)
+    }
+}
+
+impl<R: BufRead> WorkloadReader<R> {
+    /// A Mooncake trace line (it has at least one of the format's keys and no
+    /// `arrival_time_ns`).
+    fn mooncake_item(&self, l: RawLine, index: usize) -> Result<WorkloadItem, LineError> {
+        let mut other = l.plain_keys();
+        other.extend(l.serving_sim_keys());
+        if !other.is_empty() {
+            return Err(self.err(format!(
+                "Mooncake trace line (it has {}) also has keys of another format: {}",
+                l.mooncake_keys().join(", "),
+                other.join(", ")
+            )));
+        }
+        let missing = |k: &str| self.err(format!("Mooncake trace line: missing field `{k}`"));
+        let timestamp_ms = l.timestamp.ok_or_else(|| missing("timestamp"))?;
+        let input_length = l.input_length.ok_or_else(|| missing("input_length"))? as usize;
+        let output_len = l.output_length.ok_or_else(|| missing("output_length"))?;
+        let max_ms = MAX_ARRIVAL_S * 1e3;
+        if !timestamp_ms.is_finite() || !(0.0..=max_ms).contains(&timestamp_ms) {
+            return Err(self.err(format!(
+                "timestamp must be a finite number of milliseconds in [0, {max_ms:e}], got \
+                 {timestamp_ms:?}"
+            )));
+        }
+        // Before any ids are made: a length is only a number until here.
+        check_prompt_len(input_length, self.max_model_len).map_err(|m| self.err(m))?;
+        let prompt = match l.hash_ids.as_deref() {
+            None | Some([]) => synthetic_prompt(self.seed, index, input_length as u32),
+            Some(ids) => {
+                mooncake_trace::hash_id_prompt(self.seed, ids, input_length, self.hash_block_tokens)
+                    .map_err(|m| self.err(m))?
+            }
+        };
+        Ok(WorkloadItem {
+            request_id: format!("req-{index}"),
+            arrival: Nanos::from_secs_f64(timestamp_ms / 1e3),
+            prompt_token_ids: prompt,
+            output_len,
+            priority: 0,
+            cache_salt: None,
+            tenant: None,
+        })
     }
 }
 
@@ -545,6 +633,110 @@ mod tests {
         // Synthetic prompts are reproducible and differ by line.
         assert_eq!(synthetic_prompt(1, 2, 4), items[1].prompt_token_ids);
         assert_ne!(synthetic_prompt(1, 3, 4), items[1].prompt_token_ids);
+    }
+
+    #[test]
+    fn reads_mooncake_trace_lines_with_their_shared_prefixes() {
+        let text = concat!(
+            "{\"timestamp\": 0, \"input_length\": 1100, \"output_length\": 5, \"hash_ids\": [0, 1, 2]}\n",
+            "{\"timestamp\": 3052, \"input_length\": 1030, \"output_length\": 7, \"hash_ids\": [0, 1, 3]}\n",
+            "{\"timestamp\": 3052.5, \"input_length\": 20, \"output_length\": 1}\n",
+            "{\"timestamp\": 4000, \"input_length\": 20, \"output_length\": 1, \"hash_ids\": []}\n",
+        );
+        let items: Vec<WorkloadItem> = read(text).into_iter().map(Result::unwrap).collect();
+        assert_eq!(items[0].arrival, Nanos(0));
+        assert_eq!(items[1].arrival, Nanos(3_052_000_000));
+        assert_eq!(items[2].arrival, Nanos(3_052_500_000));
+        assert_eq!(items[1].request_id, "req-1");
+        assert_eq!(items[1].output_len, 7);
+        let (a, b) = (&items[0].prompt_token_ids, &items[1].prompt_token_ids);
+        assert_eq!((a.len(), b.len()), (1100, 1030));
+        assert_eq!(
+            a[..1024],
+            b[..1024],
+            "hash ids 0 and 1: 1,024 shared tokens"
+        );
+        assert_ne!(a[1024..1030], b[1024..1030]);
+        // Without hash ids (or with none), a line's prompt shares nothing, as a `prompt_len`.
+        assert_eq!(items[2].prompt_token_ids, synthetic_prompt(1, 2, 20));
+        assert_eq!(items[3].prompt_token_ids, synthetic_prompt(1, 3, 20));
+        // Another block size: the same ids stand for blocks of that many tokens.
+        let e = WorkloadReader::new("w", text.as_bytes(), 1)
+            .with_hash_block_tokens(16)
+            .next()
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not fit 3 hash_ids of 16 tokens"),
+            "{e}"
+        );
+        let line = "{\"timestamp\": 0, \"input_length\": 40, \"output_length\": 1, \"hash_ids\": [0, 1, 2]}";
+        let small = WorkloadReader::new("w", line.as_bytes(), 1)
+            .with_hash_block_tokens(16)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(small.prompt_token_ids.len(), 40);
+        assert_eq!(
+            small.prompt_token_ids[..16],
+            a[..16],
+            "hash id 0 begins alike"
+        );
+        assert_eq!(
+            small.prompt_token_ids[16..32],
+            a[512..528],
+            "hash id 1 begins alike"
+        );
+    }
+
+    #[test]
+    fn bad_mooncake_lines_are_named() {
+        let items = read(concat!(
+            "{\"timestamp\": 0, \"input_length\": 1100, \"output_length\": 5, \"hash_ids\": [0, 1]}\n",
+            "{\"timestamp\": 0, \"input_length\": 10, \"hash_ids\": [0]}\n",
+            "{\"input_length\": 10, \"output_length\": 1}\n",
+            "{\"timestamp\": -1, \"input_length\": 10, \"output_length\": 1}\n",
+            "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 1, \"prompt_len\": 10}\n",
+            "{\"timestamp\": 0, \"input_length\": -10, \"output_length\": 1}\n",
+            "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 1, \"input_text\": \"hi\"}\n",
+            "{\"timestamp\": 0, \"input_length\": 0, \"output_length\": 1, \"hash_ids\": [0]}\n",
+            "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [-1]}\n",
+        ));
+        let msg = |i: usize| items[i].as_ref().unwrap_err().to_string();
+        assert!(
+            msg(0).contains("w.jsonl:1: input_length 1100 does not fit 2 hash_ids"),
+            "{}",
+            msg(0)
+        );
+        assert!(
+            msg(1).contains("missing field `output_length`"),
+            "{}",
+            msg(1)
+        );
+        assert!(msg(2).contains("missing field `timestamp`"), "{}", msg(2));
+        assert!(
+            msg(3).contains("timestamp must be a finite number"),
+            "{}",
+            msg(3)
+        );
+        assert!(
+            msg(4).contains("also has keys of another format: prompt_len"),
+            "{}",
+            msg(4)
+        );
+        assert!(
+            msg(5).starts_with("w.jsonl:6: Mooncake trace line:"),
+            "{}",
+            msg(5)
+        );
+        assert!(msg(6).contains("unknown field `input_text`"), "{}", msg(6));
+        assert!(msg(7).contains("cannot be empty"), "{}", msg(7));
+        assert!(
+            msg(8).starts_with("w.jsonl:9: Mooncake trace line:"),
+            "{}",
+            msg(8)
+        );
     }
 
     #[test]

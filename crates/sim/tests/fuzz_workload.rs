@@ -30,6 +30,7 @@ fn check(bytes: &[u8]) -> Vec<Result<WorkloadItem, LineError>> {
     let items: Vec<_> = WorkloadReader::new("f.jsonl", bytes, 7)
         .with_max_model_len(MAX_MODEL_LEN)
         .with_max_line_bytes(MAX_LINE)
+        .with_hash_block_tokens(16)
         .collect();
     assert!(
         items.len() <= lines,
@@ -81,7 +82,7 @@ fn any_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// An object of keys from both workload formats (and a stranger), with values of any type.
+/// An object of keys from the three workload formats (and a stranger), with values of any type.
 fn workload_object() -> impl Strategy<Value = Value> {
     let keys = prop::sample::select(vec![
         "arrival_time_ns",
@@ -96,6 +97,10 @@ fn workload_object() -> impl Strategy<Value = Value> {
         "request_id",
         "priority",
         "cache_salt",
+        "timestamp",
+        "input_length",
+        "output_length",
+        "hash_ids",
         "colour",
     ]);
     prop::collection::vec((keys, any_value()), 0..7).prop_map(|kv| {
@@ -118,6 +123,19 @@ fn plain_line() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A Mooncake trace line, its hash ids fitting its length in blocks of 16 tokens or not.
+fn mooncake_line() -> impl Strategy<Value = Value> {
+    (
+        0.0f64..100_000.0,
+        0u32..80,
+        0u32..80,
+        prop::collection::vec(any::<u64>(), 0..7),
+    )
+        .prop_map(|(t, p, o, ids)| {
+            json!({"timestamp": t, "input_length": p, "output_length": o, "hash_ids": ids})
+        })
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -133,7 +151,10 @@ proptest! {
 
     #[test]
     fn arbitrary_json_objects(
-        objects in prop::collection::vec(prop_oneof![workload_object(), plain_line()], 0..16),
+        objects in prop::collection::vec(
+            prop_oneof![workload_object(), plain_line(), mooncake_line()],
+            0..16,
+        ),
         bom in any::<bool>(),
         crlf in any::<bool>(),
     ) {

@@ -1,6 +1,7 @@
 //! A recorded workload replayed at its own arrival times: the LLMServingSim JSONL
-//! (`arrival_time_ns`, `input_tok_ids`, `output_toks`) or the plain format `llm-emu simulate`
-//! reads, through the same reader. Prompts go out as token ids (completions) or, for chat,
+//! (`arrival_time_ns`, `input_tok_ids`, `output_toks`), the plain format `llm-emu simulate`
+//! reads or a Mooncake trace (`timestamp`, `input_length`, `output_length`, `hash_ids`),
+//! through the same reader. Prompts go out as token ids (completions) or, for chat,
 //! as their decoded text; each request asks for exactly its recorded output length. Generated
 //! scenarios ([`llm_emu_sim::scenario`]) go out the same way ([`from_items`]).
 
@@ -15,6 +16,9 @@ pub struct WorkloadOptions<'a> {
     pub request_id_prefix: &'a str,
     /// Chat requests carry text: decode the token ids.
     pub decode_prompts: bool,
+    /// Tokens per `hash_ids` entry of a Mooncake trace
+    /// ([`llm_emu_sim::mooncake_trace::MOONCAKE_HASH_BLOCK_TOKENS`] in the published traces).
+    pub hash_block_tokens: usize,
 }
 
 pub fn load(
@@ -23,10 +27,12 @@ pub fn load(
     o: &WorkloadOptions<'_>,
     report: &mut DatasetReport,
 ) -> Result<Vec<SampleRequest>, DatasetError> {
-    let reader = WorkloadReader::open(path, o.seed).map_err(|e| DatasetError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    let reader = WorkloadReader::open(path, o.seed)
+        .map_err(|e| DatasetError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?
+        .with_hash_block_tokens(o.hash_block_tokens);
     from_items(reader, &path.display().to_string(), tok, o, report)
 }
 
