@@ -487,7 +487,8 @@ impl<R: BufRead> WorkloadReader<R> {
         };
         Ok(WorkloadItem {
             request_id: format!("req-{index}"),
-            arrival: Nanos::from_secs_f64(timestamp_ms / 1e3),
+            // Milliseconds to nanoseconds in one rounding (whole milliseconds stay exact).
+            arrival: Nanos((timestamp_ms * 1e6).round() as u64),
             prompt_token_ids: prompt,
             output_len,
             priority: 0,
