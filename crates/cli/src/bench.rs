@@ -480,7 +480,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let traffic_lines = vec![
         if loaded.replay {
-            "Traffic: replaying the workload's arrival times".to_string()
+            // Said up front: a recorded trace may span hours (or, mistyped, years).
+            let span = offsets.iter().cloned().fold(0.0, f64::max);
+            format!(
+                "Traffic: replaying the workload's arrival times ({n} requests over {span:.3} s)"
+            )
         } else {
             format!(
                 "Traffic request rate: {}",

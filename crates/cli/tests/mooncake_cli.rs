@@ -143,3 +143,35 @@ fn a_hash_block_size_that_does_not_fit_the_lengths_names_the_lines() {
         "{err}"
     );
 }
+
+/// `plan` reads a Mooncake trace in other blocks with its own `--hash-block-size`.
+#[test]
+fn plan_reads_a_mooncake_trace_with_its_hash_block_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("t.jsonl");
+    std::fs::write(
+        &w,
+        concat!(
+            "{\"timestamp\": 5000, \"input_length\": 40, \"output_length\": 4, \"hash_ids\": [0, 1, 2]}\n",
+            "{\"timestamp\": 5100, \"input_length\": 35, \"output_length\": 4, \"hash_ids\": [0, 1, 3]}\n",
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_llm-emu"))
+            .args(["plan", "--gpus", "h100", "--tensor-parallel-size", "1"])
+            .args(["--slo", "ttft:p99=5000ms", "--workload"])
+            .arg(&w)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--hash-block-size", "16"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 x h100-sxm tp=1"), "{text}");
+    // At the default 512 tokens per hash id, neither line fits its hash ids.
+    let out = run(&[]);
+    assert!(!out.status.success());
+}

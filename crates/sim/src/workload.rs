@@ -236,6 +236,8 @@ pub struct WorkloadReader<R: BufRead> {
     max_model_len: usize,
     max_line_bytes: usize,
     hash_block_tokens: usize,
+    /// The first Mooncake line's `timestamp` (ms), from which that format's times count.
+    mooncake_origin: std::cell::OnceCell<f64>,
     last_arrival: Nanos,
     buf: Vec<u8>,
     done: bool,
@@ -251,6 +253,7 @@ impl<R: BufRead> WorkloadReader<R> {
             max_model_len: DEFAULT_MAX_PROMPT_TOKENS,
             max_line_bytes: MAX_LINE_BYTES,
             hash_block_tokens: MOONCAKE_HASH_BLOCK_TOKENS,
+            mooncake_origin: std::cell::OnceCell::new(),
             last_arrival: Nanos::ZERO,
             buf: Vec::new(),
             done: false,
@@ -469,11 +472,27 @@ impl<R: BufRead> WorkloadReader<R> {
         let timestamp_ms = l.timestamp.ok_or_else(|| missing("timestamp"))?;
         let input_length = l.input_length.ok_or_else(|| missing("input_length"))? as usize;
         let output_len = l.output_length.ok_or_else(|| missing("output_length"))?;
-        let max_ms = MAX_ARRIVAL_S * 1e3;
-        if !timestamp_ms.is_finite() || !(0.0..=max_ms).contains(&timestamp_ms) {
+        if !timestamp_ms.is_finite() || timestamp_ms < 0.0 {
             return Err(self.err(format!(
-                "timestamp must be a finite number of milliseconds in [0, {max_ms:e}], got \
+                "timestamp must be a finite number of milliseconds, at least 0, got \
                  {timestamp_ms:?}"
+            )));
+        }
+        // The format's timestamps count from the trace's first request: a slice of a trace
+        // (or one stamped in epoch milliseconds) starts when its first line does.
+        let origin = *self.mooncake_origin.get_or_init(|| timestamp_ms);
+        let since_first = timestamp_ms - origin;
+        if since_first < 0.0 {
+            return Err(self.err(format!(
+                "timestamp {timestamp_ms:?} ms is earlier than the first line's {origin:?} ms: \
+                 timestamps must not decrease"
+            )));
+        }
+        let max_ms = MAX_ARRIVAL_S * 1e3;
+        if since_first > max_ms {
+            return Err(self.err(format!(
+                "timestamp {timestamp_ms:?} is more than {max_ms:e} ms after the first \
+                 line's {origin:?}"
             )));
         }
         // Before any ids are made: a length is only a number until here.
@@ -488,7 +507,7 @@ impl<R: BufRead> WorkloadReader<R> {
         Ok(WorkloadItem {
             request_id: format!("req-{index}"),
             // Milliseconds to nanoseconds in one rounding (whole milliseconds stay exact).
-            arrival: Nanos((timestamp_ms * 1e6).round() as u64),
+            arrival: Nanos((since_first * 1e6).round() as u64),
             prompt_token_ids: prompt,
             output_len,
             priority: 0,
@@ -688,6 +707,28 @@ mod tests {
             small.prompt_token_ids[16..32],
             a[512..528],
             "hash id 1 begins alike"
+        );
+    }
+
+    #[test]
+    fn mooncake_timestamps_count_from_the_first_line() {
+        let items = read(concat!(
+            "{\"timestamp\": 1700000000000, \"input_length\": 10, \"output_length\": 1}\n",
+            "{\"timestamp\": 1700000001500.5, \"input_length\": 10, \"output_length\": 1}\n",
+            "{\"timestamp\": 1699999999999, \"input_length\": 10, \"output_length\": 1}\n",
+            "{\"timestamp\": 1e300, \"input_length\": 10, \"output_length\": 1}\n",
+        ));
+        assert_eq!(items[0].as_ref().unwrap().arrival, Nanos(0));
+        assert_eq!(items[1].as_ref().unwrap().arrival, Nanos(1_500_500_000));
+        let e = items[2].as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("earlier than the first line's 1700000000000.0 ms"),
+            "{e}"
+        );
+        let e = items[3].as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("more than 1e12 ms after the first line's"),
+            "{e}"
         );
     }
 

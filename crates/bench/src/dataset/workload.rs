@@ -79,8 +79,17 @@ pub fn from_items(
         });
     }
     if out.is_empty() {
+        // Every line was refused: say why, as the lines' own messages do.
+        let why = match report.malformed_samples.as_slice() {
+            [] => String::new(),
+            first => format!(
+                " ({} lines refused; the first: {})",
+                report.malformed,
+                first.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ),
+        };
         return Err(DatasetError::Invalid(format!(
-            "{source}: no usable request"
+            "{source}: no usable request{why}"
         )));
     }
     // Times are offsets from the first request.

@@ -26,6 +26,11 @@ pub struct PlanArgs {
     /// `--request-rate`).
     #[arg(long, conflicts_with_all = ["synthetic", "scenario", "request_rate"])]
     workload: Option<PathBuf>,
+    /// Tokens per `hash_ids` entry of a Mooncake trace `--workload`, as `simulate
+    /// --hash-block-size` (default 512, the published traces').
+    #[arg(long, value_name = "TOKENS", requires = "workload",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    hash_block_size: Option<u32>,
     /// Requests of the built-in ShareGPT-like synthetic workload.
     #[arg(long)]
     synthetic: Option<usize>,
@@ -217,6 +222,9 @@ fn base_settings(a: &PlanArgs) -> Result<Vec<Setting>> {
     if let Some(w) = &a.workload {
         base.push(("workload".into(), w.display().to_string().into()));
     }
+    if let Some(n) = a.hash_block_size {
+        base.push(("hash-block-size".into(), n.into()));
+    }
     if let Some(n) = a.synthetic {
         base.push(("synthetic".into(), n.into()));
     }
@@ -237,6 +245,7 @@ fn base_settings(a: &PlanArgs) -> Result<Vec<Setting>> {
         "request-rate",
         "model",
         "workload",
+        "hash-block-size",
         "synthetic",
         "scenario",
         "seed",
