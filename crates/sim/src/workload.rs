@@ -95,9 +95,26 @@ struct RawLine {
     user: Option<String>,
     // Mooncake trace.
     timestamp: Option<f64>,
+    #[serde(default, deserialize_with = "whole_u32")]
     input_length: Option<u32>,
+    #[serde(default, deserialize_with = "whole_u32")]
     output_length: Option<u32>,
     hash_ids: Option<Vec<u64>>,
+}
+
+/// A count written as an integer or as a float with no fractional part (`600.0`, as pandas
+/// writes an integer column that held a missing value), from 0 to `u32::MAX`.
+fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    crate::whole_number::whole_u64(&n)
+        .and_then(|v| u32::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected a whole number from 0 to {}, got {n}",
+                u32::MAX
+            ))
+        })
 }
 
 impl RawLine {
@@ -662,6 +679,7 @@ mod tests {
             "{\"timestamp\": 3052, \"input_length\": 1030, \"output_length\": 7, \"hash_ids\": [0, 1, 3]}\n",
             "{\"timestamp\": 3052.5, \"input_length\": 20, \"output_length\": 1}\n",
             "{\"timestamp\": 4000, \"input_length\": 20, \"output_length\": 1, \"hash_ids\": []}\n",
+            "{\"timestamp\": 4000, \"input_length\": 600.0, \"output_length\": 2.0, \"hash_ids\": [0, 1]}\n",
         );
         let items: Vec<WorkloadItem> = read(text).into_iter().map(Result::unwrap).collect();
         assert_eq!(items[0].arrival, Nanos(0));
@@ -677,6 +695,9 @@ mod tests {
             "hash ids 0 and 1: 1,024 shared tokens"
         );
         assert_ne!(a[1024..1030], b[1024..1030]);
+        // Whole numbers written as floats are whole numbers.
+        assert_eq!(items[4].prompt_token_ids.len(), 600);
+        assert_eq!(items[4].output_len, 2);
         // Without hash ids (or with none), a line's prompt shares nothing, as a `prompt_len`.
         assert_eq!(items[2].prompt_token_ids, synthetic_prompt(1, 2, 20));
         assert_eq!(items[3].prompt_token_ids, synthetic_prompt(1, 3, 20));
@@ -744,6 +765,7 @@ mod tests {
             "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 1, \"input_text\": \"hi\"}\n",
             "{\"timestamp\": 0, \"input_length\": 0, \"output_length\": 1, \"hash_ids\": [0]}\n",
             "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [-1]}\n",
+            "{\"timestamp\": 0, \"input_length\": 10.5, \"output_length\": 1}\n",
         ));
         let msg = |i: usize| items[i].as_ref().unwrap_err().to_string();
         assert!(
@@ -778,6 +800,11 @@ mod tests {
             msg(8).starts_with("w.jsonl:9: Mooncake trace line:"),
             "{}",
             msg(8)
+        );
+        assert!(
+            msg(9).contains("expected a whole number from 0 to 4294967295, got 10.5"),
+            "{}",
+            msg(9)
         );
     }
 
