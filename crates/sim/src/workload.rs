@@ -360,12 +360,18 @@ impl<R: BufRead> WorkloadReader<R> {
         })?;
         let index = self.line_no - 1;
         let item = if let Some(arrival_ns) = l.arrival_time_ns {
-            let mut mixed = l.plain_keys();
-            mixed.extend(l.mooncake_keys());
+            let mixed: Vec<String> = [
+                ("plain-format", l.plain_keys()),
+                ("Mooncake trace", l.mooncake_keys()),
+            ]
+            .into_iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(format, keys)| format!("{format} keys: {}", keys.join(", ")))
+            .collect();
             if !mixed.is_empty() {
                 return Err(self.err(format!(
-                    "LLMServingSim line (it has `arrival_time_ns`) also has plain-format keys: {}",
-                    mixed.join(", ")
+                    "LLMServingSim line (it has `arrival_time_ns`) also has {}",
+                    mixed.join(" and ")
                 )));
             }
             if arrival_ns > MAX_ARRIVAL_NS {
@@ -766,6 +772,7 @@ mod tests {
             "{\"timestamp\": 0, \"input_length\": 0, \"output_length\": 1, \"hash_ids\": [0]}\n",
             "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [-1]}\n",
             "{\"timestamp\": 0, \"input_length\": 10.5, \"output_length\": 1}\n",
+            "{\"arrival_time_ns\": 0, \"input_tok_ids\": [1], \"output_toks\": 1, \"hash_ids\": [0]}\n",
         ));
         let msg = |i: usize| items[i].as_ref().unwrap_err().to_string();
         assert!(
@@ -805,6 +812,11 @@ mod tests {
             msg(9).contains("expected a whole number from 0 to 4294967295, got 10.5"),
             "{}",
             msg(9)
+        );
+        assert!(
+            msg(10).contains("(it has `arrival_time_ns`) also has Mooncake trace keys: hash_ids"),
+            "{}",
+            msg(10)
         );
     }
 
