@@ -12,7 +12,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use llm_emu_sim::report::write_atomic;
-use llm_emu_sim::workload::synthetic_prompt;
+use llm_emu_sim::workload::synthetic_ids;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -113,7 +113,7 @@ pub fn workload_jsonl(phases: &[Phase], output_len: u32, token_ids_seed: Option<
         for i in 0..ph.concurrency {
             let prompt = match token_ids_seed {
                 Some(seed) => {
-                    let ids = synthetic_prompt(seed, line, ph.prompt_len);
+                    let ids = synthetic_ids(seed, line, ph.prompt_len);
                     let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
                     format!("\"prompt_token_ids\":[{}]", ids.join(","))
                 }

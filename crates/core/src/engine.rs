@@ -431,6 +431,9 @@ impl Engine {
             // Nothing reads the ids past the block hashes just computed: a queued request
             // holds what prefix caching needs, not 4 bytes per prompt token.
             req.release_prompt_ids(cfg.block_size);
+        } else {
+            // `BlockStored` events report every cached block's ids.
+            req.store_prompt_ids();
         }
         req.tag = tag;
         self.inputs.push_back(Input::Add(Box::new(req)));

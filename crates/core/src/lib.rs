@@ -12,6 +12,7 @@ pub mod kv;
 pub mod latency;
 pub mod modulus;
 mod prefetch;
+pub mod prompt;
 pub mod request;
 pub mod sampler;
 pub mod sched;
@@ -23,6 +24,7 @@ pub use engine::{
     Engine, EngineObserver, EngineScratch, NoObserver, RequestError, StepRecord, Wake,
 };
 pub use engine_core::EngineCore;
+pub use prompt::{PromptTokens, SyntheticPrompt};
 pub use request::{FinishReason, NewRequest, Request, SamplingParams};
 pub use sched::Scheduler;
 pub use stats::{

@@ -2,6 +2,7 @@
 
 use crate::kv::hash::{extend_block_hashes, BlockHash};
 use crate::kv::BlockId;
+use crate::prompt::{PromptTokens, SyntheticPrompt};
 use crate::time::Nanos;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -39,8 +40,9 @@ impl SamplingParams {
 pub struct NewRequest {
     /// Caller-chosen id, unique among live requests.
     pub request_id: String,
-    /// Prompt token ids, shared with the caller (no copy for large prompts).
-    pub prompt_token_ids: Arc<[u32]>,
+    /// Prompt token ids, shared with the caller (no copy for large prompts), or the rule of
+    /// a synthetic prompt.
+    pub prompt_token_ids: PromptTokens,
     pub sampling: SamplingParams,
     /// Lower runs first under `--scheduling-policy priority`.
     pub priority: i32,
@@ -118,6 +120,8 @@ pub struct RequestBlocks {
 enum PromptIds {
     /// Every id (the caller's `Arc`, shared, not copied).
     All(Arc<[u32]>),
+    /// A synthetic prompt's rule: any id is drawn when read, none is stored.
+    Synthetic(SyntheticPrompt),
     /// Released ([`Request::release_prompt_ids`]): the prompt's length and its tokens after
     /// its last full block (fewer than a block), the only ones read later, when the block
     /// they start is completed by outputs and hashed.
@@ -128,18 +132,20 @@ impl PromptIds {
     fn len(&self) -> usize {
         match self {
             PromptIds::All(ids) => ids.len(),
+            PromptIds::Synthetic(s) => s.len,
             PromptIds::Tail { len, .. } => *len,
         }
     }
 
-    /// The ids from `start` to the end. Panics if they were released.
-    fn ids_from(&self, start: usize) -> &[u32] {
+    /// Token `i`. Panics if it was released.
+    fn token(&self, i: usize) -> u32 {
         match self {
-            PromptIds::All(ids) => &ids[start..],
+            PromptIds::All(ids) => ids[i],
+            PromptIds::Synthetic(s) => s.token(i),
             PromptIds::Tail { len, tail } => {
                 let first = len - tail.len();
-                assert!(start >= first, "prompt token {start} was released");
-                &tail[start - first..]
+                assert!(i >= first, "prompt token {i} was released");
+                tail[i - first]
             }
         }
     }
@@ -220,7 +226,10 @@ impl Request {
             tenant: new.tenant,
             sampling: new.sampling,
             status: RequestStatus::Waiting,
-            prompt: PromptIds::All(new.prompt_token_ids),
+            prompt: match new.prompt_token_ids {
+                PromptTokens::Ids(ids) => PromptIds::All(ids),
+                PromptTokens::Synthetic(s) => PromptIds::Synthetic(s),
+            },
             // Reserved at the first token: a queued request holds no output storage.
             output: Vec::new(),
             num_computed_tokens: 0,
@@ -243,12 +252,11 @@ impl Request {
             lora_id: None,
         };
         if hash_blocks {
-            let prompt = r.prompt.ids_from(0);
             match prompt_hashes {
                 Some(given) => {
                     debug_assert_eq!(given, {
                         let mut h = Vec::new();
-                        extend_block_hashes(&mut h, prompt, block_size, r.cache_salt.as_deref());
+                        r.extend_prompt_hashes(&mut h, block_size);
                         h
                     });
                     r.block_hashes = given;
@@ -256,17 +264,23 @@ impl Request {
                 None => {
                     // Exactly the prompt's blocks: a queued request holds no spare hash
                     // capacity.
-                    r.block_hashes.reserve_exact(prompt.len() / block_size);
-                    extend_block_hashes(
-                        &mut r.block_hashes,
-                        prompt,
-                        block_size,
-                        r.cache_salt.as_deref(),
-                    );
+                    let mut h = Vec::with_capacity(r.prompt.len() / block_size);
+                    r.extend_prompt_hashes(&mut h, block_size);
+                    r.block_hashes = h;
                 }
             }
         }
         r
+    }
+
+    /// Appends the hashes of the prompt's full blocks after those in `hashes`.
+    fn extend_prompt_hashes(&self, hashes: &mut Vec<BlockHash>, block_size: usize) {
+        let salt = self.cache_salt.as_deref();
+        match &self.prompt {
+            PromptIds::All(ids) => extend_block_hashes(hashes, ids, block_size, salt),
+            PromptIds::Synthetic(s) => s.extend_block_hashes(hashes, block_size, salt),
+            PromptIds::Tail { .. } => unreachable!("prompt hashed before its ids are released"),
+        }
     }
 
     /// A request that stands in an empty place of the request store (see its `Slot`): it holds
@@ -310,10 +324,22 @@ impl Request {
     /// [`Request::prompt_token_ids`] is `None` and [`Request::token`] panics on the
     /// released tokens.
     pub fn release_prompt_ids(&mut self, block_size: usize) {
-        let len = self.prompt.len();
+        let PromptIds::All(ids) = &self.prompt else {
+            // A synthetic prompt stores no ids; a released one has none left to drop.
+            return;
+        };
+        let len = ids.len();
         let first = len - len % block_size;
-        let tail = self.prompt.ids_from(first).into();
+        let tail = ids[first..].into();
         self.prompt = PromptIds::Tail { len, tail };
+    }
+
+    /// Stores a synthetic prompt's ids, for readers of every id ([`Self::prompt_token_ids`]:
+    /// KV cache events). Its block hashes stay those of its rule.
+    pub fn store_prompt_ids(&mut self) {
+        if let PromptIds::Synthetic(s) = &self.prompt {
+            self.prompt = PromptIds::All(s.ids());
+        }
     }
 
     pub fn num_prompt_tokens(&self) -> usize {
@@ -329,11 +355,12 @@ impl Request {
         self.prompt.len() + self.output.len()
     }
 
-    /// Every prompt token id; `None` once released ([`Request::release_prompt_ids`]).
+    /// Every prompt token id; `None` once released ([`Request::release_prompt_ids`]) and for
+    /// a synthetic prompt not stored ([`Request::store_prompt_ids`]).
     pub fn prompt_token_ids(&self) -> Option<&[u32]> {
         match &self.prompt {
             PromptIds::All(ids) => Some(ids),
-            PromptIds::Tail { .. } => None,
+            PromptIds::Synthetic(_) | PromptIds::Tail { .. } => None,
         }
     }
 
@@ -344,7 +371,7 @@ impl Request {
     /// Token `i` of prompt followed by outputs. Panics on a released prompt token.
     pub fn token(&self, i: usize) -> u32 {
         if i < self.prompt.len() {
-            self.prompt.ids_from(i)[0]
+            self.prompt.token(i)
         } else {
             self.output[i - self.prompt.len()]
         }
@@ -427,7 +454,7 @@ impl Request {
         } else {
             // The block straddles the end of the prompt: the prompt's tail, then outputs.
             let mut block = Vec::with_capacity(block_size);
-            block.extend_from_slice(self.prompt.ids_from(start));
+            block.extend((start..p).map(|i| self.prompt.token(i)));
             block.extend_from_slice(&self.output[..block_size - (p - start)]);
             crate::kv::hash::hash_request_block(parent, start, &block, salt)
         };
@@ -549,7 +576,7 @@ mod tests {
     fn request(prompt: Vec<u32>, salt: Option<&str>, block_size: usize) -> Request {
         let new = NewRequest {
             request_id: "r".into(),
-            prompt_token_ids: Arc::from(prompt),
+            prompt_token_ids: PromptTokens::from(prompt),
             sampling: SamplingParams {
                 max_tokens: 64,
                 ..Default::default()

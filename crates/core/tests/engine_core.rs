@@ -9,7 +9,6 @@ use llm_emu_core::{
     Nanos, NewRequest, RequestOutput, SamplingParams, Scheduler, StepStats, Wake,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
 
 fn engine(async_scheduling: bool) -> Engine {
     let mut cfg = EngineConfig::with_defaults(64, 1024);
@@ -27,7 +26,9 @@ fn req(id: &str, prompt: usize, max_tokens: u32, arrival: u64) -> NewRequest {
     NewRequest {
         tenant: None,
         request_id: id.into(),
-        prompt_token_ids: Arc::from((0..prompt as u32).map(|i| i + 3).collect::<Vec<_>>()),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(
+            (0..prompt as u32).map(|i| i + 3).collect::<Vec<_>>(),
+        ),
         sampling: SamplingParams {
             max_tokens,
             min_tokens: max_tokens,

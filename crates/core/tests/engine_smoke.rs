@@ -7,7 +7,6 @@ use llm_emu_core::{
     Engine, EngineConfig, EngineObserver, FinishReason, Nanos, NewRequest, SamplingParams,
     Scheduler, StepRecord, Wake,
 };
-use std::sync::Arc;
 
 #[derive(Default)]
 struct Log {
@@ -54,7 +53,9 @@ fn req(id: &str, prompt: usize, max_tokens: u32) -> NewRequest {
     NewRequest {
         tenant: None,
         request_id: id.into(),
-        prompt_token_ids: Arc::from((0..prompt as u32).map(|i| i + 7).collect::<Vec<_>>()),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(
+            (0..prompt as u32).map(|i| i + 7).collect::<Vec<_>>(),
+        ),
         sampling: SamplingParams {
             max_tokens,
             ..Default::default()

@@ -15,7 +15,6 @@ use llm_emu_core::{
     Engine, EngineConfig, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput,
     SamplingParams, StepStats,
 };
-use std::sync::Arc;
 use support::SometimesEos;
 
 mod support;
@@ -153,7 +152,9 @@ fn prefill_leaving_its_last_token_to_a_decode_step() {
         .map(|(i, &len)| NewRequest {
             tenant: None,
             request_id: format!("long{i}"),
-            prompt_token_ids: Arc::from((0..len as u32).map(|t| 2000 + t).collect::<Vec<_>>()),
+            prompt_token_ids: llm_emu_core::PromptTokens::from(
+                (0..len as u32).map(|t| 2000 + t).collect::<Vec<_>>(),
+            ),
             sampling: SamplingParams {
                 max_tokens: 5,
                 ..Default::default()

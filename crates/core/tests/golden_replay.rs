@@ -15,7 +15,6 @@ use llm_emu_core::{
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The fake model of the generator: a per-request token script, with vLLM's min-tokens rule.
 struct ScriptedSampler {
@@ -189,7 +188,7 @@ fn replay(golden: &Value) -> Vec<Value> {
             Input::Arrive(NewRequest {
                 tenant: None,
                 request_id: id,
-                prompt_token_ids: Arc::from(ids("prompt_token_ids")),
+                prompt_token_ids: llm_emu_core::PromptTokens::from(ids("prompt_token_ids")),
                 sampling,
                 priority: r["priority"].as_i64().unwrap_or(0) as i32,
                 cache_salt: r["cache_salt"].as_str().map(str::to_string),

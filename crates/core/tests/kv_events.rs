@@ -18,7 +18,6 @@
 use llm_emu_core::kv::hash::hash_block_tokens;
 use llm_emu_core::kv::{BlockHash, BlockId, KvCacheEvent, KvCacheManager, MEDIUM_GPU};
 use llm_emu_core::{Nanos, NewRequest, Request, SamplingParams};
-use std::sync::Arc;
 
 const B: usize = 4;
 
@@ -26,7 +25,7 @@ fn request(id: &str, prompt: Vec<u32>) -> Request {
     let new = NewRequest {
         tenant: None,
         request_id: id.to_string(),
-        prompt_token_ids: Arc::from(prompt),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(prompt),
         sampling: SamplingParams {
             max_tokens: 16,
             ..Default::default()

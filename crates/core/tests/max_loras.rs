@@ -16,13 +16,12 @@ use llm_emu_core::{
     Engine, EngineConfig, EngineObserver, Nanos, NewRequest, SamplingParams, Scheduler, Wake,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
 
 fn req(id: &str) -> NewRequest {
     NewRequest {
         tenant: None,
         request_id: id.into(),
-        prompt_token_ids: Arc::from((3..11).collect::<Vec<u32>>()),
+        prompt_token_ids: llm_emu_core::PromptTokens::from((3..11).collect::<Vec<u32>>()),
         sampling: SamplingParams {
             max_tokens: 3,
             min_tokens: 3,

@@ -18,7 +18,7 @@ fn request(s: &Spec) -> Request {
     let new = NewRequest {
         request_id: id.to_string(),
         // Distinct tokens per request: no prefix-cache hits between them.
-        prompt_token_ids: Arc::from(
+        prompt_token_ids: llm_emu_core::PromptTokens::from(
             (0..prompt as u32)
                 .map(|i| i + 100_000 * id.len() as u32 + id.as_bytes()[0] as u32 * 1000)
                 .collect::<Vec<u32>>(),
@@ -354,7 +354,7 @@ fn every_policy_runs_random_workloads_to_the_end() {
                         .collect();
                     let new = NewRequest {
                         request_id: format!("r{added}"),
-                        prompt_token_ids: Arc::from(prompt),
+                        prompt_token_ids: llm_emu_core::PromptTokens::from(prompt),
                         sampling: SamplingParams {
                             max_tokens: rng.random_range(1..40),
                             ..Default::default()

@@ -19,7 +19,6 @@ use rand_pcg::Pcg64;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 const EOS: u32 = 1005;
 const STOP: u32 = 1007;
@@ -433,7 +432,7 @@ fn run_case(c: &Case) -> Totals {
                     let new = NewRequest {
                         tenant: None,
                         request_id: id.clone(),
-                        prompt_token_ids: Arc::from(prompt),
+                        prompt_token_ids: llm_emu_core::PromptTokens::from(prompt),
                         sampling: SamplingParams {
                             max_tokens,
                             min_tokens,
@@ -863,7 +862,7 @@ fn min_tokens_request(id: &str, prompt_len: usize, max_tokens: u32, min_tokens: 
     NewRequest {
         tenant: None,
         request_id: id.into(),
-        prompt_token_ids: Arc::from(vec![7u32; prompt_len]),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(vec![7u32; prompt_len]),
         sampling: SamplingParams {
             max_tokens,
             min_tokens,

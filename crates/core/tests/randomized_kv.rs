@@ -22,7 +22,6 @@ use llm_emu_core::{Nanos, NewRequest, Request, SamplingParams};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
 // 1. BlockPool vs. a naive shadow of vLLM's block pool
@@ -488,7 +487,7 @@ fn placeholder_request() -> Request {
     let new = NewRequest {
         tenant: None,
         request_id: String::new(),
-        prompt_token_ids: Arc::from(vec![0u32]),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(vec![0u32]),
         sampling: SamplingParams::default(),
         priority: 0,
         cache_salt: None,
@@ -553,7 +552,7 @@ impl Sim {
         let new = NewRequest {
             tenant: None,
             request_id: id,
-            prompt_token_ids: Arc::from(prompt),
+            prompt_token_ids: llm_emu_core::PromptTokens::from(prompt),
             sampling: SamplingParams {
                 max_tokens,
                 ..Default::default()

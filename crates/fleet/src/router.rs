@@ -3,7 +3,7 @@
 //! the router itself has tracked ([`RoutedLoad`]). New policies implement the trait and are
 //! named in [`router_by_name`].
 
-use llm_emu_core::kv::hash::{extend_block_hashes, BlockHash};
+use llm_emu_core::kv::hash::BlockHash;
 use llm_emu_core::{Engine, NewRequest};
 use rustc_hash::FxHashMap;
 use std::cell::{Ref, RefCell};
@@ -72,12 +72,8 @@ impl<'a> RouteRequest<'a> {
         }
         let mut h = Vec::new();
         let r = self.request;
-        extend_block_hashes(
-            &mut h,
-            &r.prompt_token_ids,
-            block_size,
-            r.cache_salt.as_deref(),
-        );
+        r.prompt_token_ids
+            .extend_block_hashes(&mut h, block_size, r.cache_salt.as_deref());
         sets.push((block_size, h));
         sets.len() - 1
     }

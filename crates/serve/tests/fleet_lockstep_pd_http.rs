@@ -117,7 +117,7 @@ fn virtual_times(
 ) -> (Nanos, Nanos) {
     let req = NewRequest {
         request_id: "r".into(),
-        prompt_token_ids: Arc::from(PROMPT.to_vec()),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(PROMPT.to_vec()),
         sampling: SamplingParams {
             max_tokens,
             min_tokens: max_tokens,

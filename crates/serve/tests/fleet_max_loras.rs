@@ -12,7 +12,6 @@ use llm_emu_core::{
 use llm_emu_fleet::{router_by_name, DataParallel, Disaggregated, Link, PdRole, Replicas};
 use llm_emu_serve::fleet_front::{Placement, ServedCore};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 fn engine() -> Engine {
     let mut cfg = EngineConfig::with_defaults(1000, 4096);
@@ -28,7 +27,7 @@ fn engine() -> Engine {
 fn req(id: &str) -> NewRequest {
     NewRequest {
         request_id: id.into(),
-        prompt_token_ids: Arc::from((3..11).collect::<Vec<u32>>()),
+        prompt_token_ids: llm_emu_core::PromptTokens::from((3..11).collect::<Vec<u32>>()),
         sampling: SamplingParams {
             max_tokens: 3,
             min_tokens: 3,

@@ -75,7 +75,9 @@ fn scrapes_under_a_running_engine_are_consistent_snapshots() {
             let req = NewRequest {
                 tenant: None,
                 request_id: format!("r{i}"),
-                prompt_token_ids: Arc::from((0..PROMPT as u32).collect::<Vec<_>>()),
+                prompt_token_ids: llm_emu_core::PromptTokens::from(
+                    (0..PROMPT as u32).collect::<Vec<_>>(),
+                ),
                 sampling: SamplingParams {
                     max_tokens: MAX_TOKENS,
                     min_tokens: MAX_TOKENS,

@@ -66,7 +66,7 @@ pub fn hash_id_prompt(
         } else {
             block_tokens
         };
-        ids.extend((0..n as u64).map(|j| crate::workload::synthetic_token(stream, h, j)));
+        ids.extend((0..n as u64).map(|j| llm_emu_core::prompt::synthetic_token(stream, h, j)));
     }
     Ok(ids.into())
 }
@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn hash_id_blocks_do_not_repeat_line_numbered_prompts() {
-        let by_line = crate::workload::synthetic_prompt(7, 0, 16);
+        let by_line = crate::workload::synthetic_ids(7, 0, 16);
         let by_id = hash_id_prompt(7, &[0], 16, 16).unwrap();
         assert_ne!(by_line, by_id);
     }

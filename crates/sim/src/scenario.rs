@@ -30,7 +30,7 @@
 
 use crate::arrival::{send_offsets, ArrivalError};
 use crate::synthetic::{SyntheticWorkload, LEN_LN_SIGMA, OUTPUT_LN_MU, PROMPT_LN_MU};
-use crate::workload::{synthetic_prompt, WorkloadItem};
+use crate::workload::{synthetic_ids, WorkloadItem};
 use llm_emu_core::Nanos;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, LogNormal};
@@ -443,7 +443,7 @@ impl Sessions {
             turns,
             max_len: max_len as usize,
             // One system prompt for every session; `usize::MAX` is no request's line.
-            system: synthetic_prompt(seed, usize::MAX, system),
+            system: synthetic_ids(seed, usize::MAX, system),
             starts,
             think: (think_s > 0.0).then(|| Exp::new(1.0 / think_s).expect("positive")),
             prompt: LogNormal::new(PROMPT_LN_MU, LEN_LN_SIGMA).expect("valid"),
@@ -495,12 +495,12 @@ impl Iterator for Sessions {
             let line = self.emitted;
             self.emitted += 1;
             s.context
-                .extend_from_slice(&synthetic_prompt(self.seed, line, new as u32));
+                .extend_from_slice(&synthetic_ids(self.seed, line, new as u32));
             let prompt: Arc<[u32]> = Arc::from(s.context.as_slice());
             let item = WorkloadItem {
                 request_id: format!("s{i}-t{}", s.turn),
                 arrival,
-                prompt_token_ids: prompt,
+                prompt_token_ids: prompt.into(),
                 output_len: out as u32,
                 priority: 0,
                 cache_salt: None,
@@ -509,7 +509,7 @@ impl Iterator for Sessions {
             s.turn += 1;
             if s.turn < self.turns {
                 // The answer joins the conversation (synthetic tokens; see the module docs).
-                s.context.extend_from_slice(&synthetic_prompt(
+                s.context.extend_from_slice(&synthetic_ids(
                     self.seed ^ SESSION_STREAM,
                     line,
                     out as u32,
@@ -666,21 +666,18 @@ mod tests {
             .unwrap();
         let items: Vec<_> = sc.workload(2000, 20.0, 9).unwrap().collect();
         assert_eq!(items.len(), 2000);
-        let system = &items[0].prompt_token_ids[..32];
+        let system = items[0].prompt_token_ids.ids()[..32].to_vec();
         let mut last: std::collections::HashMap<Arc<str>, &WorkloadItem> = Default::default();
         let mut follow_ups = 0;
         for it in &items {
             let tenant = it.tenant.clone().expect("a session id");
-            assert_eq!(
-                &it.prompt_token_ids[..32],
-                system,
-                "the shared system prompt"
-            );
+            let ids = it.prompt_token_ids.ids();
+            assert_eq!(ids[..32], system, "the shared system prompt");
             assert!(it.prompt_token_ids.len() + it.output_len as usize <= 3000);
             if let Some(prev) = last.get(&tenant) {
-                let p = &prev.prompt_token_ids;
-                assert!(it.prompt_token_ids.len() > p.len() + prev.output_len as usize);
-                assert_eq!(&it.prompt_token_ids[..p.len()], &p[..], "{}", it.request_id);
+                let p = prev.prompt_token_ids.ids();
+                assert!(ids.len() > p.len() + prev.output_len as usize);
+                assert_eq!(&ids[..p.len()], &p[..], "{}", it.request_id);
                 assert!(it.arrival >= prev.arrival);
                 follow_ups += 1;
             }

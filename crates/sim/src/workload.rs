@@ -13,6 +13,7 @@
 //!   share the prefixes the trace records; without `hash_ids` it shares none.
 
 use crate::mooncake_trace::{self, MOONCAKE_HASH_BLOCK_TOKENS};
+use llm_emu_core::prompt::{PromptTokens, SyntheticPrompt};
 use llm_emu_core::Nanos;
 use serde::Deserialize;
 use std::io::BufRead;
@@ -43,7 +44,8 @@ pub const DEFAULT_MAX_PROMPT_TOKENS: usize = 1 << 24;
 pub struct WorkloadItem {
     pub request_id: String,
     pub arrival: Nanos,
-    pub prompt_token_ids: Arc<[u32]>,
+    /// Given ids, or the rule of a prompt known only by its length ([`synthetic_prompt`]).
+    pub prompt_token_ids: PromptTokens,
     pub output_len: u32,
     pub priority: i32,
     pub cache_salt: Option<String>,
@@ -164,25 +166,20 @@ impl RawLine {
 }
 
 /// Token ids for a prompt given only its length: uniform in `[1000, 30000)`, a pure function
-/// of (seed, line), so runs are reproducible.
-pub fn synthetic_prompt(seed: u64, line: usize, len: u32) -> Arc<[u32]> {
-    (0..len as u64)
-        .map(|i| synthetic_token(seed, line as u64, i))
-        .collect()
+/// of (seed, line), so runs are reproducible. Carried as that rule: the ids are drawn only by
+/// readers of every id (a client sending them, KV cache events).
+pub fn synthetic_prompt(seed: u64, line: usize, len: u32) -> PromptTokens {
+    SyntheticPrompt {
+        stream: seed,
+        key: line as u64,
+        len: len as usize,
+    }
+    .into()
 }
 
-/// One synthetic token id, uniform in `[1000, 30000)`: a pure function of a stream (the seed),
-/// a key (a line, a hash id) and a position.
-pub(crate) fn synthetic_token(stream: u64, key: u64, pos: u64) -> u32 {
-    1000 + (splitmix3(stream, key, pos) % 29000) as u32
-}
-
-/// SplitMix64 over the three inputs: a tiny, stable mixer.
-fn splitmix3(a: u64, b: u64, c: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The ids of [`synthetic_prompt`], drawn now (for prompts built of several pieces).
+pub fn synthetic_ids(seed: u64, line: usize, len: u32) -> Arc<[u32]> {
+    synthetic_prompt(seed, line, len).to_arc()
 }
 
 /// vLLM's check of a decoder prompt's length (`InputProcessor._validate_prompt_len`), with its
@@ -447,7 +444,7 @@ impl<R: BufRead> WorkloadReader<R> {
                 }
                 (t, u) => t.or(u).map(Arc::from),
             };
-            let prompt: Arc<[u32]> = match l.prompt_token_ids {
+            let prompt: PromptTokens = match l.prompt_token_ids {
                 Some(ids) => ids.into(),
                 None => synthetic_prompt(self.seed, index, prompt_len as u32),
             };
@@ -525,6 +522,7 @@ impl<R: BufRead> WorkloadReader<R> {
             Some(ids) => {
                 mooncake_trace::hash_id_prompt(self.seed, ids, input_length, self.hash_block_tokens)
                     .map_err(|m| self.err(m))?
+                    .into()
             }
         };
         Ok(WorkloadItem {
@@ -665,7 +663,7 @@ mod tests {
         ));
         let items: Vec<WorkloadItem> = items.into_iter().map(Result::unwrap).collect();
         assert_eq!(items[0].arrival, Nanos(100));
-        assert_eq!(&*items[0].prompt_token_ids, &[1, 2, 3]);
+        assert_eq!(*items[0].prompt_token_ids.ids(), [1, 2, 3]);
         assert_eq!(items[0].output_len, 5);
         assert_eq!(items[1].request_id, "req-2");
         assert_eq!(items[1].prompt_token_ids.len(), 4);
@@ -693,7 +691,10 @@ mod tests {
         assert_eq!(items[2].arrival, Nanos(3_052_500_000));
         assert_eq!(items[1].request_id, "req-1");
         assert_eq!(items[1].output_len, 7);
-        let (a, b) = (&items[0].prompt_token_ids, &items[1].prompt_token_ids);
+        let (a, b) = (
+            items[0].prompt_token_ids.ids(),
+            items[1].prompt_token_ids.ids(),
+        );
         assert_eq!((a.len(), b.len()), (1100, 1030));
         assert_eq!(
             a[..1024],
@@ -726,12 +727,12 @@ mod tests {
             .unwrap();
         assert_eq!(small.prompt_token_ids.len(), 40);
         assert_eq!(
-            small.prompt_token_ids[..16],
+            small.prompt_token_ids.ids()[..16],
             a[..16],
             "hash id 0 begins alike"
         );
         assert_eq!(
-            small.prompt_token_ids[16..32],
+            small.prompt_token_ids.ids()[16..32],
             a[512..528],
             "hash id 1 begins alike"
         );

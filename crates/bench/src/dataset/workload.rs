@@ -59,7 +59,7 @@ pub fn from_items(
             }
         };
         report.entries += 1;
-        let ids: Vec<u32> = item.prompt_token_ids.to_vec();
+        let ids: Vec<u32> = item.prompt_token_ids.ids().into_owned();
         let prompt_len = ids.len();
         let prompt = if o.decode_prompts {
             let tok = tok.ok_or_else(|| {

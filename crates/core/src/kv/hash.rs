@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 pub struct BlockHash(pub u128);
 
 /// The chain's seed: the "parent" of a request's first block.
-const NONE_HASH: u128 = 0x6c6c_6d2d_656d_752d_6e6f_6e65_2d68_6173;
+pub(crate) const NONE_HASH: u128 = 0x6c6c_6d2d_656d_752d_6e6f_6e65_2d68_6173;
 
 /// Bytes of one block's hash input that [`hash_block_tokens`] lays out on the stack: the parent
 /// hash (16), 64 tokens (256) and a salt of up to 63 bytes with its tag byte. Longer inputs

@@ -3,7 +3,6 @@
 
 use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
 use llm_emu_core::{Engine, EngineSink, Nanos, NewRequest, SamplingParams, Wake};
-use std::sync::Arc;
 
 /// SplitMix64: the workloads' lengths and prefixes, reproducible.
 pub fn mix(x: u64) -> u64 {
@@ -52,7 +51,7 @@ pub fn request(i: usize, arrival: Nanos, max_out: u64, stops_on_eos: bool) -> Ne
     NewRequest {
         tenant: None,
         request_id: format!("r{i}"),
-        prompt_token_ids: Arc::from(ids),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(ids),
         sampling: SamplingParams {
             max_tokens,
             min_tokens: (mix(r ^ 11) % 8) as u32 % max_tokens,

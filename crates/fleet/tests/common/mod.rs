@@ -5,7 +5,6 @@ use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{Engine, EngineConfig, EngineCore, Nanos, NewRequest, SamplingParams};
 use llm_emu_sim::{RequestRecord, Sinks, WorkloadItem};
-use std::sync::Arc;
 
 /// A small engine: `blocks` KV blocks of 16 tokens, step = 1 ms + `per_token_us` per token.
 pub fn engine(blocks: u32, per_token_us: f64) -> Engine {
@@ -23,7 +22,7 @@ pub fn req(id: &str, prompt: Vec<u32>, max_tokens: u32, arrival: Nanos) -> NewRe
     NewRequest {
         tenant: None,
         request_id: id.into(),
-        prompt_token_ids: Arc::from(prompt),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(prompt),
         sampling: SamplingParams {
             max_tokens,
             min_tokens: max_tokens,
@@ -40,7 +39,7 @@ pub fn item(id: &str, prompt: Vec<u32>, output_len: u32, arrival: Nanos) -> Work
     WorkloadItem {
         request_id: id.into(),
         arrival,
-        prompt_token_ids: Arc::from(prompt),
+        prompt_token_ids: llm_emu_core::PromptTokens::from(prompt),
         output_len,
         priority: 0,
         cache_salt: None,

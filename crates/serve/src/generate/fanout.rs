@@ -181,7 +181,7 @@ impl Submission {
                 };
                 let req = NewRequest {
                     request_id: engine_id.clone(),
-                    prompt_token_ids: prompt.ids.clone(),
+                    prompt_token_ids: prompt.ids.clone().into(),
                     sampling,
                     priority: p.priority,
                     cache_salt: p.cache_salt.clone(),

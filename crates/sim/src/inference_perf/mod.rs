@@ -576,7 +576,7 @@ impl InferencePerfRun {
                 WorkloadItem {
                     request_id: format!("stage{stage}-{n}"),
                     arrival: start + Nanos::from_secs_f64(STAGE_HEAD_START_S + t),
-                    prompt_token_ids: p.token_ids.clone(),
+                    prompt_token_ids: p.token_ids.clone().into(),
                     output_len: p.output_len,
                     priority: 0,
                     cache_salt: None,

@@ -2,7 +2,6 @@
 
 use llm_emu_core::Nanos;
 use llm_emu_sim::WorkloadItem;
-use std::sync::Arc;
 
 /// A request `id` arriving at `arrival_ms` with `prompt` distinct token ids (no prefix shared
 /// with a request of another length) and `output` tokens to generate.
@@ -10,7 +9,7 @@ pub fn item(id: &str, arrival_ms: u64, prompt: u32, output: u32) -> WorkloadItem
     WorkloadItem {
         request_id: id.into(),
         arrival: Nanos::from_millis(arrival_ms),
-        prompt_token_ids: Arc::from(
+        prompt_token_ids: llm_emu_core::PromptTokens::from(
             (0..prompt)
                 .map(|i| 1000 + i + prompt * 7)
                 .collect::<Vec<u32>>(),

@@ -1,0 +1,161 @@
+//! A synthetic prompt carried as its rule ([`PromptTokens::Synthetic`]) runs exactly as the
+//! same ids given ([`PromptTokens::Ids`]): the same steps, prefix hits, preemptions and
+//! finished requests, on a pool small enough to evict and preempt, with prompts that share
+//! prefixes (one stream and key at several lengths), salted prompts, and decode runs. Only
+//! the block hashes' values differ (their own domain), so the KV cache events agree on
+//! everything else, and a synthetic prompt's `BlockStored` events carry the ids of its rule.
+
+use llm_emu_core::kv::KvCacheEvent;
+use llm_emu_core::latency::LinearLatency;
+use llm_emu_core::sampler::HashSampler;
+use llm_emu_core::{
+    Engine, EngineConfig, EngineSink, IterationStats, Nanos, NewRequest, PromptTokens,
+    RequestOutput, SamplingParams, StepStats, SyntheticPrompt,
+};
+use support::mix;
+
+#[allow(dead_code)]
+mod support;
+
+#[derive(Default, PartialEq, Debug)]
+struct Record {
+    steps: Vec<StepStats>,
+    iterations: Vec<IterationStats>,
+    events: Vec<KvCacheEvent>,
+}
+
+impl EngineSink for Record {
+    fn on_step(&mut self, s: &StepStats) {
+        self.steps.push(*s);
+    }
+    fn on_iteration(&mut self, stats: &IterationStats, _outputs: &[RequestOutput]) {
+        self.iterations.push(stats.clone());
+    }
+    fn takes_decode_runs(&self) -> bool {
+        true
+    }
+}
+
+/// `n` requests whose prompts are synthetic: eight keys, so that prompts of one key share
+/// their common whole blocks; lengths 20–600; every seventh salted.
+fn synthetic_workload(n: usize) -> Vec<NewRequest> {
+    let mut at = 0u64;
+    (0..n)
+        .map(|i| {
+            let r = mix(i as u64);
+            at += 1_000_000 + r % 4_000_000;
+            NewRequest {
+                request_id: format!("r{i}"),
+                prompt_token_ids: SyntheticPrompt {
+                    stream: 5,
+                    key: r % 8,
+                    len: 20 + (mix(r) % 580) as usize,
+                }
+                .into(),
+                sampling: SamplingParams {
+                    max_tokens: 1 + (mix(r ^ 7) % 150) as u32,
+                    ignore_eos: true,
+                    ..Default::default()
+                },
+                priority: 0,
+                cache_salt: (i % 7 == 0).then(|| "tenant-a".to_string()),
+                tenant: None,
+                arrival: Nanos(at),
+            }
+        })
+        .collect()
+}
+
+/// The same requests with each prompt's ids drawn and given.
+fn as_ids(requests: &[NewRequest]) -> Vec<NewRequest> {
+    requests
+        .iter()
+        .map(|r| NewRequest {
+            prompt_token_ids: PromptTokens::Ids(r.prompt_token_ids.to_arc()),
+            ..r.clone()
+        })
+        .collect()
+}
+
+fn run(cfg: &EngineConfig, requests: &[NewRequest], events: bool) -> Record {
+    let mut engine = Engine::new(
+        cfg.clone(),
+        Box::new(LinearLatency {
+            base_us: 1000.0,
+            per_token_us: 2.0,
+            per_ctx_us: 0.5,
+            ..Default::default()
+        }),
+        Box::new(HashSampler::new(1000, 1200)),
+    )
+    .unwrap();
+    if events {
+        engine.enable_kv_cache_events();
+    }
+    let mut rec = Record::default();
+    support::drive(&mut engine, requests, &mut rec, true, |engine, rec| {
+        rec.events.extend(engine.take_kv_cache_events())
+    });
+    rec
+}
+
+fn config(num_gpu_blocks: u32) -> EngineConfig {
+    let mut cfg = EngineConfig::with_defaults(num_gpu_blocks, 2048);
+    cfg.max_num_seqs = 24;
+    cfg.max_num_batched_tokens = 256;
+    cfg.async_scheduling = false;
+    cfg
+}
+
+/// Every field of an event but the hashes' values.
+fn without_hashes(e: &KvCacheEvent) -> String {
+    match e {
+        KvCacheEvent::BlockStored {
+            block_hashes,
+            parent_block_hash,
+            token_ids,
+            block_size,
+            ..
+        } => format!(
+            "stored {} parent {} ids {token_ids:?} size {block_size}",
+            block_hashes.len(),
+            parent_block_hash.is_some()
+        ),
+        KvCacheEvent::BlockRemoved { block_hashes, .. } => {
+            format!("removed {}", block_hashes.len())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_synthetic_prompt_runs_as_its_ids_given() {
+    let synthetic = synthetic_workload(300);
+    let given = as_ids(&synthetic);
+    for (blocks, events) in [(150, false), (150, true), (4000, false)] {
+        let cfg = config(blocks);
+        let a = run(&cfg, &synthetic, events);
+        let b = run(&cfg, &given, events);
+        assert_eq!(a.steps, b.steps, "{blocks} blocks, events {events}");
+        assert_eq!(
+            a.iterations, b.iterations,
+            "{blocks} blocks, events {events}"
+        );
+        let last = a.steps.last().unwrap().scheduler;
+        assert!(last.prefix_cache_hits > 0, "no prefix hit");
+        if blocks == 150 {
+            assert!(last.num_preemptions > 0, "no preemption");
+        }
+        if events {
+            assert!(!a.events.is_empty());
+            let strip = |r: &Record| r.events.iter().map(without_hashes).collect::<Vec<_>>();
+            assert_eq!(strip(&a), strip(&b), "events but for the hashes");
+            assert!(a
+                .events
+                .iter()
+                .any(|e| matches!(e, KvCacheEvent::BlockRemoved { .. })));
+            // The hashes themselves are the synthetic domain's.
+            assert_ne!(a.events, b.events);
+        }
+    }
+}
