@@ -417,17 +417,24 @@ impl Engine {
             return Err(RequestError::DuplicateId(new.request_id));
         }
         self.queued_ids.insert(new.request_id.clone());
+        let events = self.sched.kv().pool().kv_cache_events_enabled();
+        // No other request can hold this one's blocks: nothing looks them up before it is
+        // preempted (see `Request::defers_caching`), unless events report every cached block.
+        let defer = cfg.enable_prefix_caching && !events && new.prompt_token_ids.has_unique_key();
         let given = prompt_hashes
-            .filter(|(bs, _)| *bs == cfg.block_size)
+            .filter(|(bs, _)| *bs == cfg.block_size && !defer)
             .map(|(_, h)| h);
         let mut req = Request::new_hashed(
             new,
             Nanos::ZERO,
             cfg.block_size,
-            cfg.enable_prefix_caching,
+            cfg.enable_prefix_caching && !defer,
             given,
         );
-        if !self.sched.kv().pool().kv_cache_events_enabled() {
+        if defer {
+            req.defer_caching();
+        }
+        if !events {
             // Nothing reads the ids past the block hashes just computed: a queued request
             // holds what prefix caching needs, not 4 bytes per prompt token.
             req.release_prompt_ids(cfg.block_size);

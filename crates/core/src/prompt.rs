@@ -37,6 +37,12 @@ pub struct SyntheticPrompt {
     pub stream: u64,
     pub key: u64,
     pub len: usize,
+    /// The source vouches that no other prompt of the run has this stream and key (a trace's
+    /// line number): then no other request can hold a block of this request's tokens, prompt
+    /// or outputs, and the engine defers caching them until the request is preempted, the one
+    /// event after which a lookup (its own) can find them ([`crate::Request`]'s
+    /// `defers_caching`). Not part of the ids or of the block hashes.
+    pub unique_key: bool,
 }
 
 /// One synthetic token id, uniform in `[1000, 30000)`: a pure function of a stream (the seed),
@@ -118,6 +124,12 @@ impl SyntheticPrompt {
 }
 
 impl PromptTokens {
+    /// Whether this is a synthetic prompt whose key no other prompt of the run has
+    /// ([`SyntheticPrompt::unique_key`]).
+    pub fn has_unique_key(&self) -> bool {
+        matches!(self, PromptTokens::Synthetic(s) if s.unique_key)
+    }
+
     pub fn len(&self) -> usize {
         match self {
             PromptTokens::Ids(ids) => ids.len(),
@@ -196,7 +208,11 @@ impl From<SyntheticPrompt> for PromptTokens {
 impl PartialEq for PromptTokens {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (PromptTokens::Synthetic(a), PromptTokens::Synthetic(b)) if a == b => true,
+            (PromptTokens::Synthetic(a), PromptTokens::Synthetic(b))
+                if (a.stream, a.key, a.len) == (b.stream, b.key, b.len) =>
+            {
+                true
+            }
             _ => self.len() == other.len() && self.ids() == other.ids(),
         }
     }
@@ -223,6 +239,7 @@ mod tests {
             stream: 7,
             key,
             len,
+            unique_key: false,
         }
     }
 

@@ -164,6 +164,15 @@ pub struct Request {
     pub status: RequestStatus,
     /// Set after scheduling: this step computes only part of the known tokens (no sample).
     pub is_prefill_chunk: bool,
+    /// Its blocks are neither hashed nor put in the prefix-cache index as they fill; their
+    /// count is kept ([`RequestBlocks::num_cached_blocks`]), and they are hashed and indexed
+    /// when the request is preempted ([`Request::end_deferred_caching`]). Set for a request
+    /// whose blocks no other request can hold ([`crate::SyntheticPrompt::unique_key`]) while
+    /// KV cache events are off: until its first preemption nothing can look its blocks up (a
+    /// request looks the cache up only when admitted from the waiting queue), so the index
+    /// answers every lookup as vLLM's does, and the request's blocks cost no hash or index
+    /// operation unless it is preempted.
+    defers_caching: bool,
     /// Tokens whose KV is computed or scheduled to be.
     pub num_computed_tokens: usize,
     /// Async scheduling: tokens scheduled for sampling whose value is not known yet.
@@ -226,6 +235,7 @@ impl Request {
             tenant: new.tenant,
             sampling: new.sampling,
             status: RequestStatus::Waiting,
+            defers_caching: false,
             prompt: match new.prompt_token_ids {
                 PromptTokens::Ids(ids) => PromptIds::All(ids),
                 PromptTokens::Synthetic(s) => PromptIds::Synthetic(s),
@@ -273,6 +283,36 @@ impl Request {
         r
     }
 
+    /// Defers hashing and indexing the request's blocks (see the field's doc): for a request
+    /// taken in with `hash_blocks` off, whose blocks no other request can hold, while KV cache
+    /// events are off. The engine decides.
+    pub(crate) fn defer_caching(&mut self) {
+        debug_assert!(self.block_hashes.is_empty() && self.output.is_empty());
+        self.defers_caching = true;
+    }
+
+    /// Whether caching its blocks is deferred (see the field's doc).
+    pub fn defers_caching(&self) -> bool {
+        self.defers_caching
+    }
+
+    /// Ends deferred caching: hashes every full block of the known tokens, as hashing them
+    /// on the way would have, and returns `true` if caching was deferred (the caller then
+    /// caches the blocks counted as cached). From here the request hashes as it goes.
+    pub(crate) fn end_deferred_caching(&mut self, block_size: usize) -> bool {
+        if !self.defers_caching {
+            return false;
+        }
+        self.defers_caching = false;
+        let mut hashes = std::mem::take(&mut self.block_hashes);
+        self.extend_prompt_hashes(&mut hashes, block_size);
+        self.block_hashes = hashes;
+        while self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
+            self.hash_completed_block(block_size);
+        }
+        true
+    }
+
     /// Appends the hashes of the prompt's full blocks after those in `hashes`.
     fn extend_prompt_hashes(&self, hashes: &mut Vec<BlockHash>, block_size: usize) {
         let salt = self.cache_salt.as_deref();
@@ -289,6 +329,7 @@ impl Request {
         Request {
             status: RequestStatus::Waiting,
             is_prefill_chunk: false,
+            defers_caching: false,
             num_computed_tokens: 0,
             num_output_placeholders: 0,
             num_sampled: 0,
@@ -392,6 +433,7 @@ impl Request {
             self.reserve_outputs();
         }
         self.output.push(token);
+        let hash_blocks = hash_blocks && !self.defers_caching;
         if hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
             self.hash_completed_block(block_size);
         }
@@ -406,6 +448,7 @@ impl Request {
             self.reserve_outputs();
         }
         self.output.extend_from_slice(tokens);
+        let hash_blocks = hash_blocks && !self.defers_caching;
         // Each block the tokens complete is hashed after its predecessor, as one by one.
         while hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
             self.hash_completed_block(block_size);
@@ -420,7 +463,8 @@ impl Request {
         let out = self.output.as_ptr();
         crate::prefetch::line(out.wrapping_add(self.output.len()));
         let hashed = self.block_hashes.len();
-        if hash_blocks && self.num_tokens() + 1 >= (hashed + 1) * block_size {
+        if hash_blocks && !self.defers_caching && self.num_tokens() + 1 >= (hashed + 1) * block_size
+        {
             let start = (hashed * block_size).saturating_sub(self.prompt.len());
             crate::prefetch::line(out.wrapping_add(start));
             crate::prefetch::line(self.block_hashes.as_ptr().wrapping_add(hashed));

@@ -37,8 +37,9 @@ impl EngineSink for Record {
 }
 
 /// `n` requests whose prompts are synthetic: eight keys, so that prompts of one key share
-/// their common whole blocks; lengths 20–600; every seventh salted.
-fn synthetic_workload(n: usize) -> Vec<NewRequest> {
+/// their common whole blocks; lengths 20–600; every seventh salted. With `unique`, each
+/// prompt has a key of its own, vouched for ([`SyntheticPrompt::unique_key`]).
+fn synthetic_workload(n: usize, unique: bool) -> Vec<NewRequest> {
     let mut at = 0u64;
     (0..n)
         .map(|i| {
@@ -48,8 +49,9 @@ fn synthetic_workload(n: usize) -> Vec<NewRequest> {
                 request_id: format!("r{i}"),
                 prompt_token_ids: SyntheticPrompt {
                     stream: 5,
-                    key: r % 8,
+                    key: if unique { i as u64 } else { r % 8 },
                     len: 20 + (mix(r) % 580) as usize,
+                    unique_key: unique,
                 }
                 .into(),
                 sampling: SamplingParams {
@@ -77,7 +79,8 @@ fn as_ids(requests: &[NewRequest]) -> Vec<NewRequest> {
         .collect()
 }
 
-fn run(cfg: &EngineConfig, requests: &[NewRequest], events: bool) -> Record {
+/// The run's record and the blocks whose hash the pool holds at the end (cached blocks).
+fn run(cfg: &EngineConfig, requests: &[NewRequest], events: bool) -> (Record, usize) {
     let mut engine = Engine::new(
         cfg.clone(),
         Box::new(LinearLatency {
@@ -96,7 +99,11 @@ fn run(cfg: &EngineConfig, requests: &[NewRequest], events: bool) -> Record {
     support::drive(&mut engine, requests, &mut rec, true, |engine, rec| {
         rec.events.extend(engine.take_kv_cache_events())
     });
-    rec
+    let pool = engine.scheduler().kv().pool();
+    let hashed = (1..pool.num_gpu_blocks())
+        .filter(|&b| pool.block_hash(b).is_some())
+        .count();
+    (rec, hashed)
 }
 
 fn config(num_gpu_blocks: u32) -> EngineConfig {
@@ -130,12 +137,12 @@ fn without_hashes(e: &KvCacheEvent) -> String {
 
 #[test]
 fn a_synthetic_prompt_runs_as_its_ids_given() {
-    let synthetic = synthetic_workload(300);
+    let synthetic = synthetic_workload(300, false);
     let given = as_ids(&synthetic);
     for (blocks, events) in [(150, false), (150, true), (4000, false)] {
         let cfg = config(blocks);
-        let a = run(&cfg, &synthetic, events);
-        let b = run(&cfg, &given, events);
+        let (a, _) = run(&cfg, &synthetic, events);
+        let (b, _) = run(&cfg, &given, events);
         assert_eq!(a.steps, b.steps, "{blocks} blocks, events {events}");
         assert_eq!(
             a.iterations, b.iterations,
@@ -157,5 +164,41 @@ fn a_synthetic_prompt_runs_as_its_ids_given() {
             // The hashes themselves are the synthetic domain's.
             assert_ne!(a.events, b.events);
         }
+    }
+}
+
+/// Prompts whose keys are vouched unique: their blocks are hashed and indexed only when their
+/// request is preempted, and the run is the same as with the ids given (every block cached
+/// as it fills), preemptions and the preempted requests' own prefix hits included.
+#[test]
+fn deferred_caching_of_unique_prompts_changes_nothing() {
+    let synthetic = synthetic_workload(300, true);
+    let given = as_ids(&synthetic);
+    for blocks in [120, 150, 4000] {
+        let cfg = config(blocks);
+        let (a, deferred) = run(&cfg, &synthetic, false);
+        let (b, eager) = run(&cfg, &given, false);
+        assert_eq!(a.steps.len(), b.steps.len(), "{blocks} blocks: step count");
+        for (i, (x, y)) in a.steps.iter().zip(&b.steps).enumerate() {
+            assert_eq!(x, y, "{blocks} blocks: step {i}");
+        }
+        assert_eq!(a.iterations, b.iterations, "{blocks} blocks");
+        let last = a.steps.last().unwrap().scheduler;
+        assert!(eager > 0);
+        if blocks < 4000 {
+            assert!(last.num_preemptions > 0, "{blocks} blocks: no preemption");
+            // Only the preempted requests' blocks were ever hashed.
+            assert!(
+                deferred < eager,
+                "{blocks} blocks: {deferred} of {eager} hashed"
+            );
+        } else {
+            assert_eq!(last.num_preemptions, 0);
+            assert_eq!(deferred, 0, "nothing preempted, nothing hashed");
+        }
+        // With events on, nothing is deferred: every cached block is reported.
+        let (c, hashed) = run(&cfg, &synthetic, true);
+        assert_eq!(c.steps, a.steps, "{blocks} blocks, events on");
+        assert_eq!(hashed, eager, "{blocks} blocks, events on");
     }
 }

@@ -167,12 +167,15 @@ impl RawLine {
 
 /// Token ids for a prompt given only its length: uniform in `[1000, 30000)`, a pure function
 /// of (seed, line), so runs are reproducible. Carried as that rule: the ids are drawn only by
-/// readers of every id (a client sending them, KV cache events).
+/// readers of every id (a client sending them, KV cache events). `line` is the prompt's own:
+/// no other prompt of a run has it ([`SyntheticPrompt::unique_key`]; a workload comes from
+/// one source, whose lines are numbered once).
 pub fn synthetic_prompt(seed: u64, line: usize, len: u32) -> PromptTokens {
     SyntheticPrompt {
         stream: seed,
         key: line as u64,
         len: len as usize,
+        unique_key: true,
     }
     .into()
 }

@@ -296,6 +296,12 @@ impl KvCacheManager {
     /// has cached).
     #[inline(never)]
     fn cache_new_full_blocks(&mut self, req: &mut Request, num_full: usize) {
+        if req.defers_caching() {
+            // Counted as cached (the hot paths' arithmetic reads the count), indexed when the
+            // request is preempted ([`Self::end_deferred_caching`]).
+            req.kv.num_cached_blocks = num_full;
+            return;
+        }
         let cached = req.kv.num_cached_blocks;
         assert!(
             req.block_hashes.len() >= num_full,
@@ -333,6 +339,19 @@ impl KvCacheManager {
     /// The pool's events since the last call, oldest first (`take_events`).
     pub fn take_events(&mut self) -> Vec<KvCacheEvent> {
         self.pool.take_events()
+    }
+
+    /// Hashes and caches the blocks of a request whose caching was deferred, as many as are
+    /// counted as cached, before it is preempted: its own lookup when it is admitted again
+    /// finds them as it would have found them cached on the way. Nothing for other requests.
+    pub fn end_deferred_caching(&mut self, req: &mut Request) {
+        if !req.end_deferred_caching(self.block_size) {
+            return;
+        }
+        let n = std::mem::take(&mut req.kv.num_cached_blocks);
+        if n > 0 {
+            self.cache_new_full_blocks(req, n);
+        }
     }
 
     /// Releases all of the request's blocks, tail first, so that the tail of a chain is evicted

@@ -377,6 +377,7 @@ impl Scheduler {
     fn preempt_request(&mut self, key: ReqKey, out: &mut SchedulerOutput) {
         let req = self.requests.req_mut(key);
         debug_assert_eq!(req.status, RequestStatus::Running);
+        self.kv.end_deferred_caching(req);
         self.kv.free(req);
         req.status = RequestStatus::Preempted;
         req.num_computed_tokens = 0;
