@@ -24,7 +24,7 @@ pub use engine::{
     Engine, EngineObserver, EngineScratch, NoObserver, RequestError, StepRecord, Wake,
 };
 pub use engine_core::EngineCore;
-pub use prompt::{PromptTokens, SyntheticPrompt};
+pub use prompt::{HashIdPrompt, PromptTokens, SyntheticPrompt};
 pub use request::{FinishReason, NewRequest, Request, SamplingParams};
 pub use sched::Scheduler;
 pub use stats::{

@@ -14,11 +14,15 @@
 //! hold whole. A synthetic prompt's blocks are hashed in their own domain (a keyed XXH3-128
 //! of the stream, key and block index, chained as vLLM chains block hashes), so they never
 //! equal the hash of a block of given ids.
+//!
+//! A Mooncake trace's prompt is a rule too ([`HashIdPrompt`]): each hash id stands for a block
+//! of synthetic tokens of that id, so two prompts agree exactly where their hash ids do, and a
+//! block's hash follows from the hash ids (and positions) its tokens come from.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::xxh3_128_with_seed;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
 use crate::kv::hash::{extend_block_hashes, BlockHash, NONE_HASH};
 
@@ -29,6 +33,23 @@ pub enum PromptTokens {
     Ids(Arc<[u32]>),
     /// Ids defined by [`synthetic_token`]; never stored unless asked for.
     Synthetic(SyntheticPrompt),
+    /// Ids defined by hash ids, each a block of [`synthetic_token`]s; never stored unless
+    /// asked for.
+    HashIds(HashIdPrompt),
+}
+
+/// `len` token ids in blocks of `block_tokens`, block `k` being
+/// `synthetic_token(stream, ids[k], 0..block_tokens)` (a Mooncake trace's `hash_ids`; the last
+/// block cut to what is left). Two such prompts of one stream agree exactly where their hash
+/// ids do, so their block hashes follow from the ids: a block's hash covers the (hash id,
+/// first position, end) runs its tokens come from, chained as usual.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashIdPrompt {
+    pub stream: u64,
+    pub ids: Arc<[u64]>,
+    /// Tokens per hash id (≥ 1); every block but the last is whole.
+    pub block_tokens: usize,
+    pub len: usize,
 }
 
 /// `len` token ids `synthetic_token(stream, key, 0..len)`.
@@ -64,6 +85,97 @@ fn splitmix3(a: u64, b: u64, c: u64) -> u64 {
 /// The XXH3 seed of synthetic blocks' hashes: a domain of their own, apart from the hashes of
 /// given ids (unseeded XXH3-128).
 const SYNTHETIC_BLOCK_SEED: u64 = 0x7379_6e74_6865_7469;
+
+/// The XXH3 seed of hash-id prompts' block hashes: a third domain.
+const HASH_ID_BLOCK_SEED: u64 = 0x6861_7368_2d69_6473;
+
+impl HashIdPrompt {
+    /// Token `pos` (< `len`).
+    #[inline]
+    pub fn token(&self, pos: usize) -> u32 {
+        debug_assert!(pos < self.len);
+        let id = self.ids[pos / self.block_tokens];
+        synthetic_token(self.stream, id, (pos % self.block_tokens) as u64)
+    }
+
+    /// Every id, drawn now.
+    pub fn ids(&self) -> Arc<[u32]> {
+        (0..self.len).map(|i| self.token(i)).collect()
+    }
+
+    /// The hash of full block `index` of `block_size` tokens, chained on its parent's: over
+    /// the stream and the (hash id, first position, end) runs the block's tokens come from;
+    /// the salt enters the first block only.
+    pub fn block_hash(
+        &self,
+        parent: Option<BlockHash>,
+        index: usize,
+        block_size: usize,
+        cache_salt: Option<&str>,
+    ) -> BlockHash {
+        // Parent, stream and up to four runs on the stack, hashed in one call; more runs (engine
+        // blocks wider than three hash blocks) or a salt take the streaming hasher, which
+        // gives the same digest for the same bytes.
+        let mut buf = [0u8; 24 + 4 * 24];
+        buf[..16].copy_from_slice(&parent.map_or(NONE_HASH, |p| p.0).to_le_bytes());
+        buf[16..24].copy_from_slice(&self.stream.to_le_bytes());
+        let mut used = 24;
+        let mut stream: Option<Xxh3> = None;
+        let (start, end) = (index * block_size, (index + 1) * block_size);
+        let mut pos = start;
+        while pos < end {
+            let k = pos / self.block_tokens;
+            let run_end = ((k + 1) * self.block_tokens).min(end);
+            let mut run = [0u8; 24];
+            run[..8].copy_from_slice(&self.ids[k].to_le_bytes());
+            run[8..16].copy_from_slice(&((pos - k * self.block_tokens) as u64).to_le_bytes());
+            run[16..].copy_from_slice(&((run_end - k * self.block_tokens) as u64).to_le_bytes());
+            match &mut stream {
+                Some(h) => h.update(&run),
+                None if used + 24 <= buf.len() => {
+                    buf[used..used + 24].copy_from_slice(&run);
+                    used += 24;
+                }
+                None => {
+                    let mut h = Xxh3::with_seed(HASH_ID_BLOCK_SEED);
+                    h.update(&buf[..used]);
+                    h.update(&run);
+                    stream = Some(h);
+                }
+            }
+            pos = run_end;
+        }
+        match (cache_salt.filter(|_| index == 0), stream) {
+            (None, None) => BlockHash(xxh3_128_with_seed(&buf[..used], HASH_ID_BLOCK_SEED)),
+            (salt, stream) => {
+                let mut h = stream.unwrap_or_else(|| {
+                    let mut h = Xxh3::with_seed(HASH_ID_BLOCK_SEED);
+                    h.update(&buf[..used]);
+                    h
+                });
+                if let Some(salt) = salt {
+                    h.update(&[1]);
+                    h.update(salt.as_bytes());
+                }
+                BlockHash(h.digest128())
+            }
+        }
+    }
+
+    /// Appends the hashes of the full blocks after the `hashes.len()` already there.
+    pub fn extend_block_hashes(
+        &self,
+        hashes: &mut Vec<BlockHash>,
+        block_size: usize,
+        cache_salt: Option<&str>,
+    ) {
+        let full = self.len / block_size;
+        for index in hashes.len()..full {
+            let h = self.block_hash(hashes.last().copied(), index, block_size, cache_salt);
+            hashes.push(h);
+        }
+    }
+}
 
 impl SyntheticPrompt {
     /// Token `pos` (< `len`).
@@ -134,6 +246,7 @@ impl PromptTokens {
         match self {
             PromptTokens::Ids(ids) => ids.len(),
             PromptTokens::Synthetic(s) => s.len,
+            PromptTokens::HashIds(h) => h.len,
         }
     }
 
@@ -146,6 +259,7 @@ impl PromptTokens {
         match self {
             PromptTokens::Ids(ids) => Cow::Borrowed(ids),
             PromptTokens::Synthetic(s) => Cow::Owned(s.ids().to_vec()),
+            PromptTokens::HashIds(h) => Cow::Owned(h.ids().to_vec()),
         }
     }
 
@@ -154,6 +268,7 @@ impl PromptTokens {
         match self {
             PromptTokens::Ids(ids) => ids.clone(),
             PromptTokens::Synthetic(s) => s.ids(),
+            PromptTokens::HashIds(h) => h.ids(),
         }
     }
 
@@ -162,6 +277,7 @@ impl PromptTokens {
         match self {
             PromptTokens::Ids(ids) => ids[pos],
             PromptTokens::Synthetic(s) => s.token(pos),
+            PromptTokens::HashIds(h) => h.token(pos),
         }
     }
 
@@ -176,6 +292,7 @@ impl PromptTokens {
         match self {
             PromptTokens::Ids(ids) => extend_block_hashes(hashes, ids, block_size, cache_salt),
             PromptTokens::Synthetic(s) => s.extend_block_hashes(hashes, block_size, cache_salt),
+            PromptTokens::HashIds(h) => h.extend_block_hashes(hashes, block_size, cache_salt),
         }
     }
 }
@@ -204,7 +321,13 @@ impl From<SyntheticPrompt> for PromptTokens {
     }
 }
 
-/// Equal when the ids are (a synthetic prompt and given ids compare by content).
+impl From<HashIdPrompt> for PromptTokens {
+    fn from(h: HashIdPrompt) -> Self {
+        PromptTokens::HashIds(h)
+    }
+}
+
+/// Equal when the ids are (a prompt by rule and given ids compare by content).
 impl PartialEq for PromptTokens {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
@@ -290,5 +413,43 @@ mod tests {
         let mut part = whole[..2].to_vec();
         p.extend_block_hashes(&mut part, 16, Some("s"));
         assert_eq!(part, whole);
+    }
+
+    /// Blocks spanning more hash blocks than the stack buffer holds (streaming), and salts:
+    /// equal ids give equal hashes, another id another hash.
+    #[test]
+    fn hash_id_blocks_hash_alike_on_and_off_the_stack() {
+        let p = |ids: &[u64], len| -> PromptTokens {
+            HashIdPrompt {
+                stream: 3,
+                ids: ids.into(),
+                block_tokens: 2,
+                len,
+            }
+            .into()
+        };
+        let ids: Vec<u64> = (0..20).collect();
+        let mut other = ids.clone();
+        other[12] = 99; // tokens 24..26: engine block 1 of 16
+        for salt in [None, Some("s")] {
+            let a = hashes(&p(&ids, 40), 16, salt);
+            let b = hashes(&p(&ids[..17], 33), 16, salt);
+            let c = hashes(&p(&other, 40), 16, salt);
+            assert_eq!(a.len(), 2);
+            assert_eq!(a, b);
+            assert_eq!(a[0], c[0]);
+            assert_ne!(a[1], c[1]);
+            // Within the stack buffer (4 runs of 2 tokens in a block of 8) too.
+            let (a8, c8) = (
+                hashes(&p(&ids, 40), 8, salt),
+                hashes(&p(&other, 40), 8, salt),
+            );
+            assert_eq!(a8[..3], c8[..3]);
+            assert_ne!(a8[3], c8[3]);
+        }
+        assert_ne!(
+            hashes(&p(&ids, 40), 16, None)[0],
+            hashes(&p(&ids, 40), 16, Some("s"))[0]
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::kv::hash::{extend_block_hashes, BlockHash};
 use crate::kv::BlockId;
-use crate::prompt::{PromptTokens, SyntheticPrompt};
+use crate::prompt::PromptTokens;
 use crate::time::Nanos;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -120,8 +120,9 @@ pub struct RequestBlocks {
 enum PromptIds {
     /// Every id (the caller's `Arc`, shared, not copied).
     All(Arc<[u32]>),
-    /// A synthetic prompt's rule: any id is drawn when read, none is stored.
-    Synthetic(SyntheticPrompt),
+    /// A prompt's rule (never [`PromptTokens::Ids`]): any id is drawn when read, none is
+    /// stored.
+    Rule(PromptTokens),
     /// Released ([`Request::release_prompt_ids`]): the prompt's length and its tokens after
     /// its last full block (fewer than a block), the only ones read later, when the block
     /// they start is completed by outputs and hashed.
@@ -132,7 +133,7 @@ impl PromptIds {
     fn len(&self) -> usize {
         match self {
             PromptIds::All(ids) => ids.len(),
-            PromptIds::Synthetic(s) => s.len,
+            PromptIds::Rule(r) => r.len(),
             PromptIds::Tail { len, .. } => *len,
         }
     }
@@ -141,7 +142,7 @@ impl PromptIds {
     fn token(&self, i: usize) -> u32 {
         match self {
             PromptIds::All(ids) => ids[i],
-            PromptIds::Synthetic(s) => s.token(i),
+            PromptIds::Rule(r) => r.token(i),
             PromptIds::Tail { len, tail } => {
                 let first = len - tail.len();
                 assert!(i >= first, "prompt token {i} was released");
@@ -238,7 +239,7 @@ impl Request {
             defers_caching: false,
             prompt: match new.prompt_token_ids {
                 PromptTokens::Ids(ids) => PromptIds::All(ids),
-                PromptTokens::Synthetic(s) => PromptIds::Synthetic(s),
+                rule => PromptIds::Rule(rule),
             },
             // Reserved at the first token: a queued request holds no output storage.
             output: Vec::new(),
@@ -318,7 +319,7 @@ impl Request {
         let salt = self.cache_salt.as_deref();
         match &self.prompt {
             PromptIds::All(ids) => extend_block_hashes(hashes, ids, block_size, salt),
-            PromptIds::Synthetic(s) => s.extend_block_hashes(hashes, block_size, salt),
+            PromptIds::Rule(r) => r.extend_block_hashes(hashes, block_size, salt),
             PromptIds::Tail { .. } => unreachable!("prompt hashed before its ids are released"),
         }
     }
@@ -378,8 +379,8 @@ impl Request {
     /// Stores a synthetic prompt's ids, for readers of every id ([`Self::prompt_token_ids`]:
     /// KV cache events). Its block hashes stay those of its rule.
     pub fn store_prompt_ids(&mut self) {
-        if let PromptIds::Synthetic(s) = &self.prompt {
-            self.prompt = PromptIds::All(s.ids());
+        if let PromptIds::Rule(r) = &self.prompt {
+            self.prompt = PromptIds::All(r.to_arc());
         }
     }
 
@@ -401,7 +402,7 @@ impl Request {
     pub fn prompt_token_ids(&self) -> Option<&[u32]> {
         match &self.prompt {
             PromptIds::All(ids) => Some(ids),
-            PromptIds::Synthetic(_) | PromptIds::Tail { .. } => None,
+            PromptIds::Rule(_) | PromptIds::Tail { .. } => None,
         }
     }
 

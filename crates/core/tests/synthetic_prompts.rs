@@ -9,8 +9,8 @@ use llm_emu_core::kv::KvCacheEvent;
 use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{
-    Engine, EngineConfig, EngineSink, IterationStats, Nanos, NewRequest, PromptTokens,
-    RequestOutput, SamplingParams, StepStats, SyntheticPrompt,
+    Engine, EngineConfig, EngineSink, HashIdPrompt, IterationStats, Nanos, NewRequest,
+    PromptTokens, RequestOutput, SamplingParams, StepStats, SyntheticPrompt,
 };
 use support::mix;
 
@@ -200,5 +200,69 @@ fn deferred_caching_of_unique_prompts_changes_nothing() {
         let (c, hashed) = run(&cfg, &synthetic, true);
         assert_eq!(c.steps, a.steps, "{blocks} blocks, events on");
         assert_eq!(hashed, eager, "{blocks} blocks, events on");
+    }
+}
+
+/// `n` requests whose prompts are hash-id blocks of `block_tokens` (a Mooncake trace's): a
+/// shared stem of one of four id chains, then ids of their own; the last block partial.
+fn hash_id_workload(n: usize, block_tokens: usize) -> Vec<NewRequest> {
+    let mut at = 0u64;
+    (0..n)
+        .map(|i| {
+            let r = mix(i as u64 ^ 0xabc);
+            at += 1_000_000 + r % 4_000_000;
+            let chain = r % 4;
+            let shared = 1 + (mix(r) % 6) as usize;
+            let own = (mix(r ^ 1) % 5) as usize;
+            let ids: Vec<u64> = (0..shared as u64)
+                .map(|k| chain * 100 + k)
+                .chain((0..own as u64).map(|k| 10_000 + i as u64 * 10 + k))
+                .collect();
+            let len = (ids.len() - 1) * block_tokens + 1 + (mix(r ^ 2) as usize % block_tokens);
+            NewRequest {
+                request_id: format!("m{i}"),
+                prompt_token_ids: HashIdPrompt {
+                    stream: 11,
+                    ids: ids.into(),
+                    block_tokens,
+                    len,
+                }
+                .into(),
+                sampling: SamplingParams {
+                    max_tokens: 1 + (mix(r ^ 7) % 120) as u32,
+                    ignore_eos: true,
+                    ..Default::default()
+                },
+                priority: 0,
+                cache_salt: (i % 9 == 0).then(|| "tenant-b".to_string()),
+                tenant: None,
+                arrival: Nanos(at),
+            }
+        })
+        .collect()
+}
+
+/// A Mooncake prompt carried as its hash ids runs as its ids given: hash blocks that align
+/// with the engine's blocks (16), that hold several (64) and that straddle them (12).
+#[test]
+fn a_hash_id_prompt_runs_as_its_ids_given() {
+    for block_tokens in [16, 64, 12] {
+        let rule = hash_id_workload(250, block_tokens);
+        let given = as_ids(&rule);
+        for blocks in [200, 4000] {
+            let cfg = config(blocks);
+            let (a, _) = run(&cfg, &rule, false);
+            let (b, _) = run(&cfg, &given, false);
+            let what = format!("hash blocks of {block_tokens}, {blocks} blocks");
+            assert_eq!(a.steps, b.steps, "{what}");
+            assert_eq!(a.iterations, b.iterations, "{what}");
+            let last = a.steps.last().unwrap().scheduler;
+            assert!(
+                last.prefix_cache_hits * 10 > last.prefix_cache_queries,
+                "{what}: {} of {} tokens hit",
+                last.prefix_cache_hits,
+                last.prefix_cache_queries
+            );
+        }
     }
 }

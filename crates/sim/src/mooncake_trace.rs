@@ -13,7 +13,7 @@
 //! every request and every run with the same seed, and the last, partial block is the first
 //! tokens of its id's block.
 
-use std::sync::Arc;
+use llm_emu_core::prompt::{HashIdPrompt, PromptTokens};
 
 /// Tokens per `hash_ids` entry in the published Mooncake traces (their README: "The block size
 /// is 512 tokens"), and the default of AIPerf and of Dynamo's trace tools.
@@ -47,8 +47,9 @@ pub fn last_block_tokens(
     }
 }
 
-/// The prompt token ids of `hash_ids` for a prompt of `input_length` tokens: each id's block of
-/// `block_tokens` tokens in order, the last cut to what is left. The ids are uniform in
+/// The prompt of `hash_ids` for a prompt of `input_length` tokens: each id's block of
+/// `block_tokens` tokens in order, the last cut to what is left, carried as that rule
+/// ([`HashIdPrompt`]: the ids are drawn only when read). The ids are uniform in
 /// `[1000, 30000)`, as the line-numbered synthetic prompts' are. Errors as
 /// [`last_block_tokens`]; `hash_ids` must not be empty.
 pub fn hash_id_prompt(
@@ -56,19 +57,15 @@ pub fn hash_id_prompt(
     hash_ids: &[u64],
     input_length: usize,
     block_tokens: usize,
-) -> Result<Arc<[u32]>, String> {
-    let last = last_block_tokens(input_length, hash_ids.len(), block_tokens)?;
-    let stream = seed ^ HASH_ID_STREAM;
-    let mut ids = Vec::with_capacity(input_length);
-    for (i, &h) in hash_ids.iter().enumerate() {
-        let n = if i + 1 == hash_ids.len() {
-            last
-        } else {
-            block_tokens
-        };
-        ids.extend((0..n as u64).map(|j| llm_emu_core::prompt::synthetic_token(stream, h, j)));
+) -> Result<PromptTokens, String> {
+    last_block_tokens(input_length, hash_ids.len(), block_tokens)?;
+    Ok(HashIdPrompt {
+        stream: seed ^ HASH_ID_STREAM,
+        ids: hash_ids.into(),
+        block_tokens,
+        len: input_length,
     }
-    Ok(ids.into())
+    .into())
 }
 
 #[cfg(test)]
@@ -77,8 +74,12 @@ mod tests {
 
     #[test]
     fn a_shared_hash_id_is_a_shared_block_and_the_last_block_is_its_ids_first_tokens() {
-        let a = hash_id_prompt(7, &[0, 1, 2], 2 * 4 + 3, 4).unwrap();
-        let b = hash_id_prompt(7, &[0, 1, 9, 2], 3 * 4 + 4, 4).unwrap();
+        let a = hash_id_prompt(7, &[0, 1, 2], 2 * 4 + 3, 4)
+            .unwrap()
+            .to_arc();
+        let b = hash_id_prompt(7, &[0, 1, 9, 2], 3 * 4 + 4, 4)
+            .unwrap()
+            .to_arc();
         assert_eq!(a.len(), 11);
         assert_eq!(b.len(), 16);
         assert_eq!(a[..8], b[..8], "ids 0 and 1 are the same blocks");
@@ -90,8 +91,8 @@ mod tests {
         );
         assert!(a.iter().all(|t| (1000..30000).contains(t)));
         // Another seed, other tokens; the same seed, the same tokens.
-        assert_ne!(a, hash_id_prompt(8, &[0, 1, 2], 11, 4).unwrap());
-        assert_eq!(a, hash_id_prompt(7, &[0, 1, 2], 11, 4).unwrap());
+        assert_ne!(hash_id_prompt(8, &[0, 1, 2], 11, 4).unwrap(), a);
+        assert_eq!(hash_id_prompt(7, &[0, 1, 2], 11, 4).unwrap(), a);
     }
 
     #[test]
@@ -115,6 +116,37 @@ mod tests {
     fn hash_id_blocks_do_not_repeat_line_numbered_prompts() {
         let by_line = crate::workload::synthetic_ids(7, 0, 16);
         let by_id = hash_id_prompt(7, &[0], 16, 16).unwrap();
-        assert_ne!(by_line, by_id);
+        assert_ne!(by_id, by_line);
+    }
+
+    /// Engine blocks of any size hash equal exactly where the tokens they cover come from the
+    /// same hash ids at the same positions, whether they align with the hash blocks or not.
+    #[test]
+    fn block_hashes_follow_the_hash_ids() {
+        let hashes = |ids: &[u64], len: usize, bs: usize| {
+            let mut h = Vec::new();
+            hash_id_prompt(7, ids, len, 8)
+                .unwrap()
+                .extend_block_hashes(&mut h, bs, None);
+            h
+        };
+        // Shared ids 0, 1, then 2 against 9: with engine blocks of 8 the first two agree;
+        // of 4, the first four; of 5 (across the hash blocks' edges), the first three (tokens
+        // 0..15 are ids 0 and 1), and block 3 (tokens 15..20, id 1 then id 2 or 9) differs.
+        let (a, b) = (&[0u64, 1, 2][..], &[0u64, 1, 9][..]);
+        for (bs, same) in [(8, 2), (4, 4), (5, 3), (16, 1)] {
+            let (x, y) = (hashes(a, 24, bs), hashes(b, 24, bs));
+            assert_eq!(x.len(), 24 / bs);
+            assert_eq!(x[..same], y[..same], "block size {bs}");
+            assert!(
+                x[same..].iter().zip(&y[same..]).all(|(p, q)| p != q),
+                "block size {bs}"
+            );
+        }
+        // The same tokens given as ids share no hash with the rule's (another domain).
+        let ids = hash_id_prompt(7, a, 24, 8).unwrap().to_arc();
+        let mut given = Vec::new();
+        PromptTokens::from(ids).extend_block_hashes(&mut given, 8, None);
+        assert!(given.iter().zip(&hashes(a, 24, 8)).all(|(p, q)| p != q));
     }
 }

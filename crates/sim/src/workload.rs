@@ -525,7 +525,6 @@ impl<R: BufRead> WorkloadReader<R> {
             Some(ids) => {
                 mooncake_trace::hash_id_prompt(self.seed, ids, input_length, self.hash_block_tokens)
                     .map_err(|m| self.err(m))?
-                    .into()
             }
         };
         Ok(WorkloadItem {
