@@ -82,6 +82,19 @@ fn splitmix3(a: u64, b: u64, c: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Appends the hashes of full blocks `hashes.len()..full`, each chained on the one before
+/// (`block_hash(parent, index)`).
+fn extend_chain(
+    hashes: &mut Vec<BlockHash>,
+    full: usize,
+    block_hash: impl Fn(Option<BlockHash>, usize) -> BlockHash,
+) {
+    for index in hashes.len()..full {
+        let h = block_hash(hashes.last().copied(), index);
+        hashes.push(h);
+    }
+}
+
 /// The XXH3 seed of synthetic blocks' hashes: a domain of their own, apart from the hashes of
 /// given ids (unseeded XXH3-128).
 const SYNTHETIC_BLOCK_SEED: u64 = 0x7379_6e74_6865_7469;
@@ -169,11 +182,9 @@ impl HashIdPrompt {
         block_size: usize,
         cache_salt: Option<&str>,
     ) {
-        let full = self.len / block_size;
-        for index in hashes.len()..full {
-            let h = self.block_hash(hashes.last().copied(), index, block_size, cache_salt);
-            hashes.push(h);
-        }
+        extend_chain(hashes, self.len / block_size, |parent, index| {
+            self.block_hash(parent, index, block_size, cache_salt)
+        });
     }
 }
 
@@ -227,11 +238,9 @@ impl SyntheticPrompt {
         block_size: usize,
         cache_salt: Option<&str>,
     ) {
-        let full = self.len / block_size;
-        for index in hashes.len()..full {
-            let h = self.block_hash(hashes.last().copied(), index, block_size, cache_salt);
-            hashes.push(h);
-        }
+        extend_chain(hashes, self.len / block_size, |parent, index| {
+            self.block_hash(parent, index, block_size, cache_salt)
+        });
     }
 }
 

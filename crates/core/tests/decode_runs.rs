@@ -11,32 +11,10 @@
 use llm_emu_core::kv::KvCacheEvent;
 use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::{
-    Engine, EngineConfig, EngineSink, FinishReason, IterationStats, Nanos, NewRequest,
-    RequestOutput, StepStats,
-};
-use support::{mix, request, SometimesEos};
+use llm_emu_core::{Engine, EngineConfig, FinishReason, Nanos, NewRequest};
+use support::{mix, request, Record, SometimesEos};
 
 mod support;
-
-#[derive(Default, PartialEq, Debug)]
-struct Record {
-    steps: Vec<StepStats>,
-    iterations: Vec<IterationStats>,
-    events: Vec<KvCacheEvent>,
-}
-
-impl EngineSink for Record {
-    fn on_step(&mut self, s: &StepStats) {
-        self.steps.push(*s);
-    }
-    fn on_iteration(&mut self, stats: &IterationStats, _outputs: &[RequestOutput]) {
-        self.iterations.push(stats.clone());
-    }
-    fn takes_decode_runs(&self) -> bool {
-        true
-    }
-}
 
 /// `n` requests ([`support::request`]), one every `gap_ns` on average (jittered), outputs of
 /// 1–`max_out` tokens; every `eos_every`-th request may stop on EOS (none for 0).

@@ -9,32 +9,13 @@ use llm_emu_core::kv::KvCacheEvent;
 use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{
-    Engine, EngineConfig, EngineSink, HashIdPrompt, IterationStats, Nanos, NewRequest,
-    PromptTokens, RequestOutput, SamplingParams, StepStats, SyntheticPrompt,
+    Engine, EngineConfig, HashIdPrompt, Nanos, NewRequest, PromptTokens, SamplingParams,
+    SyntheticPrompt,
 };
-use support::mix;
+use support::{mix, Record};
 
 #[allow(dead_code)]
 mod support;
-
-#[derive(Default, PartialEq, Debug)]
-struct Record {
-    steps: Vec<StepStats>,
-    iterations: Vec<IterationStats>,
-    events: Vec<KvCacheEvent>,
-}
-
-impl EngineSink for Record {
-    fn on_step(&mut self, s: &StepStats) {
-        self.steps.push(*s);
-    }
-    fn on_iteration(&mut self, stats: &IterationStats, _outputs: &[RequestOutput]) {
-        self.iterations.push(stats.clone());
-    }
-    fn takes_decode_runs(&self) -> bool {
-        true
-    }
-}
 
 /// `n` requests whose prompts are synthetic: eight keys, so that prompts of one key share
 /// their common whole blocks; lengths 20–600; every seventh salted. With `unique`, each

@@ -1,8 +1,34 @@
 //! What the engine equivalence tests share: a reproducible mixer, a sampler that sometimes draws
 //! EOS, and the requests of their workloads.
 
+use llm_emu_core::kv::KvCacheEvent;
 use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
-use llm_emu_core::{Engine, EngineSink, Nanos, NewRequest, SamplingParams, Wake};
+use llm_emu_core::{
+    Engine, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput, SamplingParams,
+    StepStats, Wake,
+};
+
+/// What a run reports, to compare two ways of running one workload: every step record,
+/// iteration record and KV cache event. Takes decode runs.
+#[allow(dead_code)]
+#[derive(Default, PartialEq, Debug)]
+pub struct Record {
+    pub steps: Vec<StepStats>,
+    pub iterations: Vec<IterationStats>,
+    pub events: Vec<KvCacheEvent>,
+}
+
+impl EngineSink for Record {
+    fn on_step(&mut self, s: &StepStats) {
+        self.steps.push(*s);
+    }
+    fn on_iteration(&mut self, stats: &IterationStats, _outputs: &[RequestOutput]) {
+        self.iterations.push(stats.clone());
+    }
+    fn takes_decode_runs(&self) -> bool {
+        true
+    }
+}
 
 /// SplitMix64: the workloads' lengths and prefixes, reproducible.
 pub fn mix(x: u64) -> u64 {
