@@ -111,11 +111,6 @@ impl HashIdPrompt {
         synthetic_token(self.stream, id, (pos % self.block_tokens) as u64)
     }
 
-    /// Every id, drawn now.
-    pub fn ids(&self) -> Arc<[u32]> {
-        (0..self.len).map(|i| self.token(i)).collect()
-    }
-
     /// The hash of full block `index` of `block_size` tokens, chained on its parent's: over
     /// the stream and the (hash id, first position, end) runs the block's tokens come from;
     /// the salt enters the first block only.
@@ -196,11 +191,6 @@ impl SyntheticPrompt {
         synthetic_token(self.stream, self.key, pos as u64)
     }
 
-    /// Every id, drawn now.
-    pub fn ids(&self) -> Arc<[u32]> {
-        (0..self.len).map(|i| self.token(i)).collect()
-    }
-
     /// The hash of full block `index` (tokens `index·block_size ..`), chained on its parent's
     /// (`None` for the first block). The salt enters the first block only, as with given ids
     /// (vLLM's `generate_block_hash_extra_keys`); the chain carries it on.
@@ -267,18 +257,21 @@ impl PromptTokens {
     pub fn ids(&self) -> Cow<'_, [u32]> {
         match self {
             PromptTokens::Ids(ids) => Cow::Borrowed(ids),
-            PromptTokens::Synthetic(s) => Cow::Owned(s.ids().to_vec()),
-            PromptTokens::HashIds(h) => Cow::Owned(h.ids().to_vec()),
+            rule => Cow::Owned(rule.draw().collect()),
         }
     }
 
-    /// Every id as a shared slice (drawn when synthetic).
+    /// Every id as a shared slice (drawn when by rule).
     pub fn to_arc(&self) -> Arc<[u32]> {
         match self {
             PromptTokens::Ids(ids) => ids.clone(),
-            PromptTokens::Synthetic(s) => s.ids(),
-            PromptTokens::HashIds(h) => h.ids(),
+            rule => rule.draw().collect(),
         }
+    }
+
+    /// Every id in order, each drawn by [`Self::token`].
+    fn draw(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|i| self.token(i))
     }
 
     /// Token `pos` (< `len`).
@@ -385,14 +378,14 @@ mod tests {
     fn synthetic_ids_are_the_rule_and_compare_by_content() {
         let s = synth(3, 40);
         let p = PromptTokens::from(s);
-        let given = PromptTokens::from(s.ids());
+        let given = PromptTokens::Ids(p.to_arc());
         assert_eq!(p.len(), 40);
         assert_eq!(p, given);
         assert_eq!(given, p);
         assert_eq!(p.token(17), synthetic_token(7, 3, 17));
         assert_ne!(p, PromptTokens::from(synth(4, 40)));
         assert_ne!(p, PromptTokens::from(synth(3, 41)));
-        assert!(s.ids().iter().all(|&t| (1000..30000).contains(&t)));
+        assert!(p.ids().iter().all(|&t| (1000..30000).contains(&t)));
     }
 
     #[test]
@@ -411,7 +404,8 @@ mod tests {
         assert!(a.iter().zip(&salted).all(|(x, y)| x != y));
         assert_ne!(salted, hashes(&synth(1, 50).into(), 16, Some("")));
         // Never the hash of the same ids given.
-        let ids = hashes(&PromptTokens::from(synth(1, 50).ids()), 16, None);
+        let given = PromptTokens::from(synth(1, 50)).to_arc();
+        let ids = hashes(&PromptTokens::Ids(given), 16, None);
         assert!(a.iter().zip(&ids).all(|(x, y)| x != y));
     }
 

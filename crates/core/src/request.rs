@@ -40,8 +40,8 @@ impl SamplingParams {
 pub struct NewRequest {
     /// Caller-chosen id, unique among live requests.
     pub request_id: String,
-    /// Prompt token ids, shared with the caller (no copy for large prompts), or the rule of
-    /// a synthetic prompt.
+    /// Prompt token ids, shared with the caller (no copy for large prompts), or the rule that
+    /// defines them ([`PromptTokens`]).
     pub prompt_token_ids: PromptTokens,
     pub sampling: SamplingParams,
     /// Lower runs first under `--scheduling-policy priority`.
@@ -367,7 +367,7 @@ impl Request {
     /// released tokens.
     pub fn release_prompt_ids(&mut self, block_size: usize) {
         let PromptIds::All(ids) = &self.prompt else {
-            // A synthetic prompt stores no ids; a released one has none left to drop.
+            // A prompt by rule stores no ids; a released one has none left to drop.
             return;
         };
         let len = ids.len();
@@ -376,8 +376,9 @@ impl Request {
         self.prompt = PromptIds::Tail { len, tail };
     }
 
-    /// Stores a synthetic prompt's ids, for readers of every id ([`Self::prompt_token_ids`]:
-    /// KV cache events). Its block hashes stay those of its rule.
+    /// Stores the ids of a prompt by rule, for readers of every id
+    /// ([`Self::prompt_token_ids`]: KV cache events). Call it after the prompt's block hashes
+    /// are computed: they stay those of its rule.
     pub fn store_prompt_ids(&mut self) {
         if let PromptIds::Rule(r) = &self.prompt {
             self.prompt = PromptIds::All(r.to_arc());
@@ -398,7 +399,7 @@ impl Request {
     }
 
     /// Every prompt token id; `None` once released ([`Request::release_prompt_ids`]) and for
-    /// a synthetic prompt not stored ([`Request::store_prompt_ids`]).
+    /// a prompt by rule not stored ([`Request::store_prompt_ids`]).
     pub fn prompt_token_ids(&self) -> Option<&[u32]> {
         match &self.prompt {
             PromptIds::All(ids) => Some(ids),

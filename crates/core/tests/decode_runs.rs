@@ -9,10 +9,9 @@
 //! prefills, and a latency model that prices each step's context.
 
 use llm_emu_core::kv::KvCacheEvent;
-use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
-use llm_emu_core::{Engine, EngineConfig, FinishReason, Nanos, NewRequest};
-use support::{mix, request, Record, SometimesEos};
+use llm_emu_core::{EngineConfig, FinishReason, Nanos, NewRequest};
+use support::{mix, request, small_config, Record, SometimesEos};
 
 mod support;
 
@@ -32,31 +31,13 @@ fn workload(n: usize, gap_ns: u64, max_out: u64, eos_every: usize) -> Vec<NewReq
 /// `runs`, told at each call that nothing arrives before the next request. Returns the record
 /// and the steps taken in decode runs.
 fn run(cfg: &EngineConfig, requests: &[NewRequest], runs: bool) -> (Record, u64) {
-    let mut engine = Engine::new(
-        cfg.clone(),
-        Box::new(LinearLatency {
-            base_us: 1000.0,
-            per_token_us: 2.0,
-            per_ctx_us: 0.5,
-            ..Default::default()
-        }),
-        Box::new(SometimesEos(HashSampler::new(1000, 1200))),
-    )
-    .unwrap();
+    let mut engine = support::engine(cfg, Box::new(SometimesEos(HashSampler::new(1000, 1200))));
     engine.enable_kv_cache_events();
     let mut rec = Record::default();
     support::drive(&mut engine, requests, &mut rec, runs, |engine, rec| {
         rec.events.extend(engine.take_kv_cache_events())
     });
     (rec, engine.num_decode_run_steps())
-}
-
-fn config(num_gpu_blocks: u32) -> EngineConfig {
-    let mut cfg = EngineConfig::with_defaults(num_gpu_blocks, 2048);
-    cfg.max_num_seqs = 24;
-    cfg.max_num_batched_tokens = 256;
-    cfg.async_scheduling = false;
-    cfg
 }
 
 /// Both ways, compared record by record; returns the record and the steps taken in runs.
@@ -87,7 +68,7 @@ fn finished(r: &Record) -> usize {
 #[test]
 fn roomy_cache_long_runs() {
     let requests = workload(300, 40_000_000, 300, 0);
-    let (r, run_steps) = check_same(&config(6000), &requests);
+    let (r, run_steps) = check_same(&small_config(6000), &requests);
     assert_eq!(finished(&r), 300);
     assert!(
         run_steps * 2 > r.steps.len() as u64,
@@ -99,7 +80,7 @@ fn roomy_cache_long_runs() {
 #[test]
 fn kv_pressure_preemptions_and_prefix_hits() {
     let requests = workload(300, 3_000_000, 200, 0);
-    let (r, run_steps) = check_same(&config(160), &requests);
+    let (r, run_steps) = check_same(&small_config(160), &requests);
     assert_eq!(finished(&r), 300);
     let last = r.steps.last().unwrap().scheduler;
     assert!(last.prefix_cache_hits > 0, "no prefix hit");
@@ -116,7 +97,7 @@ fn kv_pressure_preemptions_and_prefix_hits() {
 #[test]
 fn requests_that_may_stop_on_a_token() {
     let requests = workload(300, 20_000_000, 150, 4);
-    let (r, run_steps) = check_same(&config(4000), &requests);
+    let (r, run_steps) = check_same(&small_config(4000), &requests);
     let stopped = r
         .iterations
         .iter()

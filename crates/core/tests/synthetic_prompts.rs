@@ -6,13 +6,11 @@
 //! everything else, and a synthetic prompt's `BlockStored` events carry the ids of its rule.
 
 use llm_emu_core::kv::KvCacheEvent;
-use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::HashSampler;
 use llm_emu_core::{
-    Engine, EngineConfig, HashIdPrompt, Nanos, NewRequest, PromptTokens, SamplingParams,
-    SyntheticPrompt,
+    EngineConfig, HashIdPrompt, Nanos, NewRequest, PromptTokens, SamplingParams, SyntheticPrompt,
 };
-use support::{mix, Record};
+use support::{mix, small_config, Record};
 
 #[allow(dead_code)]
 mod support;
@@ -26,27 +24,45 @@ fn synthetic_workload(n: usize, unique: bool) -> Vec<NewRequest> {
         .map(|i| {
             let r = mix(i as u64);
             at += 1_000_000 + r % 4_000_000;
-            NewRequest {
-                request_id: format!("r{i}"),
-                prompt_token_ids: SyntheticPrompt {
-                    stream: 5,
-                    key: if unique { i as u64 } else { r % 8 },
-                    len: 20 + (mix(r) % 580) as usize,
-                    unique_key: unique,
-                }
-                .into(),
-                sampling: SamplingParams {
-                    max_tokens: 1 + (mix(r ^ 7) % 150) as u32,
-                    ignore_eos: true,
-                    ..Default::default()
-                },
-                priority: 0,
-                cache_salt: (i % 7 == 0).then(|| "tenant-a".to_string()),
-                tenant: None,
-                arrival: Nanos(at),
-            }
+            let prompt = SyntheticPrompt {
+                stream: 5,
+                key: if unique { i as u64 } else { r % 8 },
+                len: 20 + (mix(r) % 580) as usize,
+                unique_key: unique,
+            };
+            let salt = (i % 7 == 0).then_some("tenant-a");
+            new_request(
+                format!("r{i}"),
+                at,
+                prompt.into(),
+                1 + mix(r ^ 7) % 150,
+                salt,
+            )
         })
         .collect()
+}
+
+/// A request arriving at `at` ns that generates `max_tokens` tokens, EOS ignored.
+fn new_request(
+    id: String,
+    at: u64,
+    prompt: PromptTokens,
+    max_tokens: u64,
+    cache_salt: Option<&str>,
+) -> NewRequest {
+    NewRequest {
+        request_id: id,
+        prompt_token_ids: prompt,
+        sampling: SamplingParams {
+            max_tokens: max_tokens as u32,
+            ignore_eos: true,
+            ..Default::default()
+        },
+        priority: 0,
+        cache_salt: cache_salt.map(str::to_string),
+        tenant: None,
+        arrival: Nanos(at),
+    }
 }
 
 /// The same requests with each prompt's ids drawn and given.
@@ -62,17 +78,7 @@ fn as_ids(requests: &[NewRequest]) -> Vec<NewRequest> {
 
 /// The run's record and the blocks whose hash the pool holds at the end (cached blocks).
 fn run(cfg: &EngineConfig, requests: &[NewRequest], events: bool) -> (Record, usize) {
-    let mut engine = Engine::new(
-        cfg.clone(),
-        Box::new(LinearLatency {
-            base_us: 1000.0,
-            per_token_us: 2.0,
-            per_ctx_us: 0.5,
-            ..Default::default()
-        }),
-        Box::new(HashSampler::new(1000, 1200)),
-    )
-    .unwrap();
+    let mut engine = support::engine(cfg, Box::new(HashSampler::new(1000, 1200)));
     if events {
         engine.enable_kv_cache_events();
     }
@@ -85,14 +91,6 @@ fn run(cfg: &EngineConfig, requests: &[NewRequest], events: bool) -> (Record, us
         .filter(|&b| pool.block_hash(b).is_some())
         .count();
     (rec, hashed)
-}
-
-fn config(num_gpu_blocks: u32) -> EngineConfig {
-    let mut cfg = EngineConfig::with_defaults(num_gpu_blocks, 2048);
-    cfg.max_num_seqs = 24;
-    cfg.max_num_batched_tokens = 256;
-    cfg.async_scheduling = false;
-    cfg
 }
 
 /// Every field of an event but the hashes' values.
@@ -121,7 +119,7 @@ fn a_synthetic_prompt_runs_as_its_ids_given() {
     let synthetic = synthetic_workload(300, false);
     let given = as_ids(&synthetic);
     for (blocks, events) in [(150, false), (150, true), (4000, false)] {
-        let cfg = config(blocks);
+        let cfg = small_config(blocks);
         let (a, _) = run(&cfg, &synthetic, events);
         let (b, _) = run(&cfg, &given, events);
         assert_eq!(a.steps, b.steps, "{blocks} blocks, events {events}");
@@ -156,7 +154,7 @@ fn deferred_caching_of_unique_prompts_changes_nothing() {
     let synthetic = synthetic_workload(300, true);
     let given = as_ids(&synthetic);
     for blocks in [120, 150, 4000] {
-        let cfg = config(blocks);
+        let cfg = small_config(blocks);
         let (a, deferred) = run(&cfg, &synthetic, false);
         let (b, eager) = run(&cfg, &given, false);
         assert_eq!(a.steps.len(), b.steps.len(), "{blocks} blocks: step count");
@@ -200,25 +198,20 @@ fn hash_id_workload(n: usize, block_tokens: usize) -> Vec<NewRequest> {
                 .chain((0..own as u64).map(|k| 10_000 + i as u64 * 10 + k))
                 .collect();
             let len = (ids.len() - 1) * block_tokens + 1 + (mix(r ^ 2) as usize % block_tokens);
-            NewRequest {
-                request_id: format!("m{i}"),
-                prompt_token_ids: HashIdPrompt {
-                    stream: 11,
-                    ids: ids.into(),
-                    block_tokens,
-                    len,
-                }
-                .into(),
-                sampling: SamplingParams {
-                    max_tokens: 1 + (mix(r ^ 7) % 120) as u32,
-                    ignore_eos: true,
-                    ..Default::default()
-                },
-                priority: 0,
-                cache_salt: (i % 9 == 0).then(|| "tenant-b".to_string()),
-                tenant: None,
-                arrival: Nanos(at),
-            }
+            let prompt = HashIdPrompt {
+                stream: 11,
+                ids: ids.into(),
+                block_tokens,
+                len,
+            };
+            let salt = (i % 9 == 0).then_some("tenant-b");
+            new_request(
+                format!("m{i}"),
+                at,
+                prompt.into(),
+                1 + mix(r ^ 7) % 120,
+                salt,
+            )
         })
         .collect()
 }
@@ -231,7 +224,7 @@ fn a_hash_id_prompt_runs_as_its_ids_given() {
         let rule = hash_id_workload(250, block_tokens);
         let given = as_ids(&rule);
         for blocks in [200, 4000] {
-            let cfg = config(blocks);
+            let cfg = small_config(blocks);
             let (a, _) = run(&cfg, &rule, false);
             let (b, _) = run(&cfg, &given, false);
             let what = format!("hash blocks of {block_tokens}, {blocks} blocks");

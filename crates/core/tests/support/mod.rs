@@ -2,11 +2,40 @@
 //! EOS, and the requests of their workloads.
 
 use llm_emu_core::kv::KvCacheEvent;
+use llm_emu_core::latency::LinearLatency;
 use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
 use llm_emu_core::{
-    Engine, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput, SamplingParams,
-    StepStats, Wake,
+    Engine, EngineConfig, EngineSink, IterationStats, Nanos, NewRequest, RequestOutput,
+    SamplingParams, StepStats, Wake,
 };
+
+/// A small synchronous engine's configuration: 24 sequences, 256 tokens per step, so that
+/// steps batch, chunk prefills and queue requests; `num_gpu_blocks` sets the KV pressure.
+#[allow(dead_code)]
+pub fn small_config(num_gpu_blocks: u32) -> EngineConfig {
+    let mut cfg = EngineConfig::with_defaults(num_gpu_blocks, 2048);
+    cfg.max_num_seqs = 24;
+    cfg.max_num_batched_tokens = 256;
+    cfg.async_scheduling = false;
+    cfg
+}
+
+/// An engine of `cfg` whose steps cost 1 ms plus 2 µs per token and 0.5 µs per context token,
+/// drawing tokens with `sampler`.
+#[allow(dead_code)]
+pub fn engine(cfg: &EngineConfig, sampler: Box<dyn TokenSampler>) -> Engine {
+    Engine::new(
+        cfg.clone(),
+        Box::new(LinearLatency {
+            base_us: 1000.0,
+            per_token_us: 2.0,
+            per_ctx_us: 0.5,
+            ..Default::default()
+        }),
+        sampler,
+    )
+    .unwrap()
+}
 
 /// What a run reports, to compare two ways of running one workload: every step record,
 /// iteration record and KV cache event. Takes decode runs.
