@@ -215,8 +215,10 @@ impl Engine {
         cfg.validate()?;
         let batch_queue_size = if cfg.async_scheduling { 2 } else { 1 };
         let cuda_graphs = cfg.cuda_graph_sizes();
+        let mut sched = Scheduler::new(cfg);
+        sched.set_later_draws(sampler.stateless_copy());
         Ok(Engine {
-            sched: Scheduler::new(cfg),
+            sched,
             latency,
             sampler,
             inputs: VecDeque::new(),
@@ -262,6 +264,7 @@ impl Engine {
     ) {
         let inner = std::mem::replace(&mut self.sampler, Box::new(NoSampler));
         self.sampler = wrap(inner);
+        self.sched.set_later_draws(self.sampler.stateless_copy());
     }
 
     /// Turns the per-step hot paths' shortcuts on (the default) or off; off, every step takes

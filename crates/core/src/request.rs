@@ -174,6 +174,9 @@ pub struct Request {
     /// answers every lookup as vLLM's does, and the request's blocks cost no hash or index
     /// operation unless it is preempted.
     defers_caching: bool,
+    /// Some outputs were counted but not drawn ([`Request::append_undrawn_outputs`]): their
+    /// places hold 0 until [`Request::draw_outputs`]. Only while caching is deferred.
+    outputs_undrawn: bool,
     /// Tokens whose KV is computed or scheduled to be.
     pub num_computed_tokens: usize,
     /// Async scheduling: tokens scheduled for sampling whose value is not known yet.
@@ -237,6 +240,7 @@ impl Request {
             sampling: new.sampling,
             status: RequestStatus::Waiting,
             defers_caching: false,
+            outputs_undrawn: false,
             prompt: match new.prompt_token_ids {
                 PromptTokens::Ids(ids) => PromptIds::All(ids),
                 rule => PromptIds::Rule(rule),
@@ -304,6 +308,10 @@ impl Request {
         if !self.defers_caching {
             return false;
         }
+        assert!(
+            !self.outputs_undrawn,
+            "outputs are drawn before their blocks are hashed"
+        );
         self.defers_caching = false;
         let mut hashes = std::mem::take(&mut self.block_hashes);
         self.extend_prompt_hashes(&mut hashes, block_size);
@@ -331,6 +339,7 @@ impl Request {
             status: RequestStatus::Waiting,
             is_prefill_chunk: false,
             defers_caching: false,
+            outputs_undrawn: false,
             num_computed_tokens: 0,
             num_output_placeholders: 0,
             num_sampled: 0,
@@ -407,15 +416,24 @@ impl Request {
         }
     }
 
-    pub fn output_token_ids(&self) -> &[u32] {
-        &self.output
+    /// The output token ids; `None` while some were counted but not drawn
+    /// ([`Self::has_undrawn_outputs`]).
+    pub fn output_token_ids(&self) -> Option<&[u32]> {
+        (!self.outputs_undrawn).then_some(&self.output[..])
     }
 
-    /// Token `i` of prompt followed by outputs. Panics on a released prompt token.
+    /// Whether some outputs were counted but not drawn ([`Self::append_undrawn_outputs`]).
+    pub fn has_undrawn_outputs(&self) -> bool {
+        self.outputs_undrawn
+    }
+
+    /// Token `i` of prompt followed by outputs. Panics on a released prompt token and on an
+    /// output not drawn.
     pub fn token(&self, i: usize) -> u32 {
         if i < self.prompt.len() {
             self.prompt.token(i)
         } else {
+            assert!(!self.outputs_undrawn, "output {i} was not drawn");
             self.output[i - self.prompt.len()]
         }
     }
@@ -455,6 +473,44 @@ impl Request {
         while hash_blocks && self.num_tokens() >= (self.block_hashes.len() + 1) * block_size {
             self.hash_completed_block(block_size);
         }
+    }
+
+    /// Appends `n` output tokens sampled but not drawn, and counts them as sampled: for a
+    /// request whose caching is deferred, whose tokens nothing reads before it is preempted
+    /// (hashing them then) or finishes (nothing reads them offline). A decode run calls it
+    /// when the scheduler can draw them later ([`crate::sampler::TokenSampler::stateless_copy`]);
+    /// [`Self::draw_outputs`] draws them. Their places hold 0 meanwhile, which the stop
+    /// rule of a decode run never reads as a stop (it runs only where no token can stop).
+    pub fn append_undrawn_outputs(&mut self, n: usize) {
+        debug_assert!(self.defers_caching, "undrawn outputs of a cached request");
+        if n == 0 {
+            return;
+        }
+        if self.output.capacity() == 0 {
+            self.reserve_outputs();
+        }
+        self.output.resize(self.output.len() + n, 0);
+        self.num_sampled += n;
+        self.outputs_undrawn = true;
+    }
+
+    /// Draws the outputs [`Self::append_undrawn_outputs`] counted, with `sampler`, a copy of
+    /// the stateless sampler that sampled the others: output `i` is sample index `i` (a
+    /// request whose caching is deferred has never been preempted, so none of its samples
+    /// was dropped), and the outputs drawn already are drawn again, to the same values.
+    pub fn draw_outputs(&mut self, sampler: &mut dyn crate::sampler::TokenSampler) {
+        if !self.outputs_undrawn {
+            return;
+        }
+        debug_assert!(sampler.is_stateless() && self.num_preemptions == 0);
+        let ctx = crate::sampler::SampleContext::for_token(
+            &self.request_id,
+            self.sample_seed,
+            0,
+            &self.sampling,
+        );
+        sampler.sample_ahead(&ctx, &mut self.output);
+        self.outputs_undrawn = false;
     }
 
     /// Asks the CPU to start loading what appending the next output token touches

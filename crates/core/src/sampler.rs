@@ -66,6 +66,14 @@ pub trait TokenSampler: Send {
     fn is_stateless(&self) -> bool {
         false
     }
+
+    /// For a stateless sampler ([`Self::is_stateless`]): a copy that draws the same tokens.
+    /// The scheduler keeps it to draw, when a request is preempted, the tokens a decode run
+    /// counted without drawing ([`crate::Request::has_undrawn_outputs`]). `None` (the
+    /// default): every token is drawn when it is sampled.
+    fn stateless_copy(&self) -> Option<Box<dyn TokenSampler>> {
+        None
+    }
 }
 
 /// Token ids in `[lo, hi)` from a hash of the request id and index: never EOS or special
@@ -144,5 +152,9 @@ impl TokenSampler for HashSampler {
 
     fn is_stateless(&self) -> bool {
         true
+    }
+
+    fn stateless_copy(&self) -> Option<Box<dyn TokenSampler>> {
+        Some(Box::new(self.clone()))
     }
 }

@@ -114,7 +114,10 @@ impl Collector {
         }
         let d = Done {
             reason,
-            output: r.output_token_ids().to_vec(),
+            output: r
+                .output_token_ids()
+                .expect("prompts given as ids: every output is drawn")
+                .to_vec(),
             num_prompt: r.num_prompt_tokens(),
             sampling: r.sampling.clone(),
             stop_reason: r.stop_reason,

@@ -5,10 +5,13 @@
 //! the block hashes' values differ (their own domain), so the KV cache events agree on
 //! everything else, and a synthetic prompt's `BlockStored` events carry the ids of its rule.
 
+use llm_emu_core::engine::{DecodeRunUpdate, EngineObserver};
 use llm_emu_core::kv::KvCacheEvent;
-use llm_emu_core::sampler::HashSampler;
+use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
+use llm_emu_core::sched::RequestUpdate;
 use llm_emu_core::{
-    EngineConfig, HashIdPrompt, Nanos, NewRequest, PromptTokens, SamplingParams, SyntheticPrompt,
+    EngineConfig, HashIdPrompt, Nanos, NewRequest, PromptTokens, Request, SamplingParams,
+    Scheduler, SyntheticPrompt, Wake,
 };
 use support::{mix, small_config, Record};
 
@@ -239,4 +242,110 @@ fn a_hash_id_prompt_runs_as_its_ids_given() {
             );
         }
     }
+}
+
+/// A finished request as the engine hands it over.
+struct Done {
+    id: String,
+    /// Its output ids as the request holds them (`None`: counted but not drawn).
+    output: Option<Vec<u32>>,
+    preemptions: u32,
+    seed: u64,
+    sampling: SamplingParams,
+}
+
+/// Every finished request, in order.
+#[derive(Default)]
+struct Finished {
+    requests: Vec<Done>,
+}
+
+impl Finished {
+    fn take(&mut self, r: &Request) {
+        self.requests.push(Done {
+            id: r.request_id.clone(),
+            output: r.output_token_ids().map(<[u32]>::to_vec),
+            preemptions: r.num_preemptions,
+            seed: r.sample_seed,
+            sampling: r.sampling.clone(),
+        });
+    }
+}
+
+impl EngineObserver for Finished {
+    fn on_update(&mut self, _: Nanos, updates: &[RequestUpdate], _: &Scheduler) {
+        for r in updates.iter().filter_map(|u| u.finished.as_deref()) {
+            self.take(r);
+        }
+    }
+    fn accepts_decode_runs(&self) -> bool {
+        true
+    }
+    fn on_decode_run_update(&mut self, u: &DecodeRunUpdate<'_>) {
+        for r in u.finished {
+            self.take(r);
+        }
+    }
+}
+
+/// Decode runs count a deferring request's outputs without drawing them; a preemption draws
+/// them before hashing its blocks, to the sampler's tokens, and a request that was never
+/// preempted finishes with them undrawn (nothing read them). The workload: bursts of 24
+/// requests with unique keys and long outputs, which decode in runs until their growth fills
+/// the pool and the last of them is preempted.
+#[test]
+fn outputs_left_undrawn_are_drawn_at_preemption() {
+    let requests: Vec<NewRequest> = (0..96u64)
+        .map(|i| {
+            let r = mix(i ^ 0x5eed);
+            let prompt = SyntheticPrompt {
+                stream: 9,
+                key: i,
+                len: 64 + (r % 100) as usize,
+                unique_key: true,
+            };
+            let at = (i / 24) * 2_000_000_000 + (i % 24) * 1_000;
+            new_request(format!("b{i}"), at, prompt.into(), 200 + mix(r) % 100, None)
+        })
+        .collect();
+    let cfg = small_config(200);
+    let sampler = HashSampler::new(1000, 1200);
+    let mut engine = support::engine(&cfg, Box::new(sampler.clone()));
+    let mut seen = Finished::default();
+    let mut next = 0;
+    let mut now = Nanos::ZERO;
+    loop {
+        while requests.get(next).is_some_and(|r| r.arrival <= now) {
+            engine.add_request(requests[next].clone()).unwrap();
+            next += 1;
+        }
+        let horizon = requests.get(next).map_or(Nanos::MAX, |r| r.arrival);
+        now = match engine.run_until(now, horizon, &mut seen) {
+            Wake::At(t) => t.min(horizon),
+            Wake::Idle if next < requests.len() => horizon,
+            Wake::Idle => break,
+        };
+    }
+    assert_eq!(seen.requests.len(), requests.len());
+    let (mut undrawn, mut preempted) = (0, 0);
+    let mut sampler = sampler;
+    for d in &seen.requests {
+        let Some(output) = &d.output else {
+            assert_eq!(d.preemptions, 0, "{}: preempted with outputs undrawn", d.id);
+            undrawn += 1;
+            continue;
+        };
+        preempted += usize::from(d.preemptions > 0);
+        for (i, &t) in output.iter().enumerate() {
+            let ctx = SampleContext::for_token(&d.id, d.seed, i, &d.sampling);
+            assert_eq!(t, sampler.sample(&ctx), "{}: output {i}", d.id);
+        }
+    }
+    assert!(undrawn > 0, "no decode run left outputs undrawn");
+    assert!(preempted > 0, "no preempted request to draw them");
+    // The same run as with the ids given, every block hashed and cached as it fills.
+    let (a, _) = run(&cfg, &requests, false);
+    let (b, _) = run(&cfg, &as_ids(&requests), false);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(a.iterations, b.iterations);
 }

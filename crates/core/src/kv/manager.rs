@@ -50,7 +50,9 @@ fn token_range(req: &Request, start: usize, end: usize) -> [&[u32]; 2] {
     let prompt = req
         .prompt_token_ids()
         .expect("KV cache events need the prompt ids: enable events before adding requests");
-    let output = req.output_token_ids();
+    let output = req
+        .output_token_ids()
+        .expect("outputs are drawn while KV cache events are on");
     let np = prompt.len();
     [
         &prompt[start.min(np)..end.min(np)],

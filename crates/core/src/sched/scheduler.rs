@@ -18,6 +18,7 @@ use crate::config::EngineConfig;
 use crate::kv::{CacheHit, KvCacheEvent, KvCacheManager};
 use crate::latency::BatchRequest;
 use crate::request::{FinishReason, Request, RequestStatus};
+use crate::sampler::TokenSampler;
 use crate::time::Nanos;
 use rustc_hash::FxHashMap;
 
@@ -125,6 +126,23 @@ pub struct Scheduler {
     /// Storage for the next output's `scheduled` list, handed back by
     /// [`Scheduler::recycle_output`] once a step's output is processed.
     output_buf: Vec<ScheduledRequest>,
+    /// A copy of the engine's sampler, when it is stateless: draws a preempted request's
+    /// outputs that decode runs counted without drawing ([`Scheduler::set_later_draws`]).
+    later_draws: LaterDraws,
+}
+
+/// The sampler [`Scheduler::set_later_draws`] gives, if any.
+#[derive(Default)]
+struct LaterDraws(Option<Box<dyn TokenSampler>>);
+
+impl std::fmt::Debug for LaterDraws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "LaterDraws(sampler)"
+        } else {
+            "LaterDraws(none)"
+        })
+    }
 }
 
 impl Scheduler {
@@ -154,7 +172,22 @@ impl Scheduler {
             max_loras: None,
             scheduled_buf: Vec::new(),
             output_buf: Vec::new(),
+            later_draws: LaterDraws::default(),
         }
+    }
+
+    /// Gives the scheduler `sampler`, a copy of the engine's stateless sampler
+    /// ([`TokenSampler::stateless_copy`]), or takes it away (`None`). With it, a decode run
+    /// counts the outputs of a request whose caching is deferred without drawing them
+    /// ([`Request::append_undrawn_outputs`]), and they are drawn if the request is
+    /// preempted, before its blocks are hashed; nothing else reads them offline.
+    pub(crate) fn set_later_draws(&mut self, sampler: Option<Box<dyn TokenSampler>>) {
+        self.later_draws = LaterDraws(sampler);
+    }
+
+    /// Whether decode runs may leave outputs undrawn ([`Self::set_later_draws`]).
+    pub(crate) fn draws_later(&self) -> bool {
+        self.later_draws.0.is_some()
     }
 
     /// Sets `max_loras` (see [`Scheduler::schedule_waiting`]).
@@ -377,6 +410,10 @@ impl Scheduler {
     fn preempt_request(&mut self, key: ReqKey, out: &mut SchedulerOutput) {
         let req = self.requests.req_mut(key);
         debug_assert_eq!(req.status, RequestStatus::Running);
+        if req.has_undrawn_outputs() {
+            let sampler = self.later_draws.0.as_deref_mut();
+            req.draw_outputs(sampler.expect("undrawn outputs come with a sampler"));
+        }
         self.kv.end_deferred_caching(req);
         self.kv.free(req);
         req.status = RequestStatus::Preempted;

@@ -165,16 +165,26 @@ impl Scheduler {
             scheduled: std::mem::take(&mut self.output_buf),
             ..SchedulerOutput::default()
         });
+        let draws_later = self.draws_later();
         for (&key, &stop) in self.running.iter().zip(&scratch.stop_steps) {
             let req = self.requests.req_mut(key);
             // The steps the request is in: up to the one whose token ends it.
             let req_steps = steps.min(stop + 1);
+            let appended = req_steps.min(complete);
             let tokens = &mut scratch.tokens[..req_steps];
-            req.sample_ahead(sampler, tokens);
             record_pool_ops(&self.kv, req, key, req_steps, &mut scratch.ops);
             req.num_computed_tokens += req_steps;
-            let appended = req_steps.min(complete);
-            req.append_output_tokens(&tokens[..appended], block_size, hash_blocks);
+            if draws_later && req.defers_caching() {
+                // Nothing reads these tokens unless the request is preempted, which draws
+                // them; the in-flight step's token is drawn now, as it goes out.
+                req.append_undrawn_outputs(appended);
+                if req_steps > appended {
+                    tokens[appended] = req.sample_next(sampler);
+                }
+            } else {
+                req.sample_ahead(sampler, tokens);
+                req.append_output_tokens(&tokens[..appended], block_size, hash_blocks);
+            }
             req.is_prefill_chunk = false;
             if appended > 0 {
                 let prev = req.times.last_token.replace(ends[appended - 1]);
