@@ -21,7 +21,9 @@
 //! A request's tokens depend only on its own sample index (the sampler must say so,
 //! [`crate::sampler::TokenSampler::is_stateless`]), so drawing them request by request gives
 //! the same tokens as drawing them step by step. `tests/decode_runs.rs` runs workloads with
-//! and without runs and compares every record.
+//! and without runs and compares every record. The tokens of a request that defers caching
+//! are counted, not drawn, when the scheduler holds a copy of the sampler to draw them with
+//! at a preemption (`Scheduler::set_later_draws`): nothing else reads them offline.
 
 use super::{ScheduledRequest, Scheduler, SchedulerOutput};
 use crate::kv::KvCacheManager;
