@@ -4,7 +4,7 @@
 //! synthetic workload) get token ids that are a pure function of a stream (the seed), a key
 //! (the line) and a position ([`synthetic_token`]). Such a prompt is carried as that rule, not
 //! as its ids: nothing in a simulation reads a synthetic prompt's ids but its block hashes,
-//! and those follow from the rule alone ([`SyntheticPrompt::extend_block_hashes`]). A million
+//! and those follow from the rule alone ([`SyntheticPrompt::block_hash`]). A million
 //! requests of 857 tokens on average would otherwise draw, store, hash and free 857 million
 //! ids.
 //!
@@ -169,18 +169,6 @@ impl HashIdPrompt {
             }
         }
     }
-
-    /// Appends the hashes of the full blocks after the `hashes.len()` already there.
-    pub fn extend_block_hashes(
-        &self,
-        hashes: &mut Vec<BlockHash>,
-        block_size: usize,
-        cache_salt: Option<&str>,
-    ) {
-        extend_chain(hashes, self.len / block_size, |parent, index| {
-            self.block_hash(parent, index, block_size, cache_salt)
-        });
-    }
 }
 
 impl SyntheticPrompt {
@@ -219,18 +207,6 @@ impl SyntheticPrompt {
                 BlockHash(xxh3_128_with_seed(&v, SYNTHETIC_BLOCK_SEED))
             }
         }
-    }
-
-    /// Appends the hashes of the full blocks after the `hashes.len()` already there.
-    pub fn extend_block_hashes(
-        &self,
-        hashes: &mut Vec<BlockHash>,
-        block_size: usize,
-        cache_salt: Option<&str>,
-    ) {
-        extend_chain(hashes, self.len / block_size, |parent, index| {
-            self.block_hash(parent, index, block_size, cache_salt)
-        });
     }
 }
 
@@ -293,8 +269,12 @@ impl PromptTokens {
     ) {
         match self {
             PromptTokens::Ids(ids) => extend_block_hashes(hashes, ids, block_size, cache_salt),
-            PromptTokens::Synthetic(s) => s.extend_block_hashes(hashes, block_size, cache_salt),
-            PromptTokens::HashIds(h) => h.extend_block_hashes(hashes, block_size, cache_salt),
+            PromptTokens::Synthetic(s) => extend_chain(hashes, s.len / block_size, |parent, i| {
+                s.block_hash(parent, i, block_size, cache_salt)
+            }),
+            PromptTokens::HashIds(h) => extend_chain(hashes, h.len / block_size, |parent, i| {
+                h.block_hash(parent, i, block_size, cache_salt)
+            }),
         }
     }
 }

@@ -11,7 +11,7 @@ use llm_emu_core::sampler::{HashSampler, SampleContext, TokenSampler};
 use llm_emu_core::sched::RequestUpdate;
 use llm_emu_core::{
     EngineConfig, HashIdPrompt, Nanos, NewRequest, PromptTokens, Request, SamplingParams,
-    Scheduler, SyntheticPrompt, Wake,
+    Scheduler, SyntheticPrompt,
 };
 use support::{mix, small_config, Record};
 
@@ -312,20 +312,9 @@ fn outputs_left_undrawn_are_drawn_at_preemption() {
     let sampler = HashSampler::new(1000, 1200);
     let mut engine = support::engine(&cfg, Box::new(sampler.clone()));
     let mut seen = Finished::default();
-    let mut next = 0;
-    let mut now = Nanos::ZERO;
-    loop {
-        while requests.get(next).is_some_and(|r| r.arrival <= now) {
-            engine.add_request(requests[next].clone()).unwrap();
-            next += 1;
-        }
-        let horizon = requests.get(next).map_or(Nanos::MAX, |r| r.arrival);
-        now = match engine.run_until(now, horizon, &mut seen) {
-            Wake::At(t) => t.min(horizon),
-            Wake::Idle if next < requests.len() => horizon,
-            Wake::Idle => break,
-        };
-    }
+    support::drive_with(&mut engine, &requests, true, |engine, now, horizon| {
+        engine.run_until(now, horizon, &mut seen)
+    });
     assert_eq!(seen.requests.len(), requests.len());
     let (mut undrawn, mut preempted) = (0, 0);
     let mut sampler = sampler;

@@ -131,6 +131,21 @@ pub fn drive<S: EngineSink>(
     horizons: bool,
     mut after: impl FnMut(&mut Engine, &mut S),
 ) {
+    drive_with(engine, requests, horizons, |engine, now, horizon| {
+        let wake = engine.run_with_stats_until(now, horizon, sink);
+        after(engine, sink);
+        wake
+    });
+}
+
+/// [`drive`]'s loop with each run of the engine left to `run(engine, now, horizon)` (an
+/// observer of the caller's, [`Engine::run_until`]).
+pub fn drive_with(
+    engine: &mut Engine,
+    requests: &[NewRequest],
+    horizons: bool,
+    mut run: impl FnMut(&mut Engine, Nanos, Nanos) -> Wake,
+) {
     let mut next = 0;
     let mut wake: Option<Nanos> = Some(Nanos::ZERO);
     loop {
@@ -150,7 +165,7 @@ pub fn drive<S: EngineSink>(
             None if horizons => Nanos::MAX,
             _ => now,
         };
-        wake = match engine.run_with_stats_until(now, horizon, sink) {
+        wake = match run(engine, now, horizon) {
             Wake::At(t) => {
                 assert!(
                     t >= horizon,
@@ -160,7 +175,6 @@ pub fn drive<S: EngineSink>(
             }
             Wake::Idle => None,
         };
-        after(engine, sink);
     }
     assert!(!engine.has_work());
 }
