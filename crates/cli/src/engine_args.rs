@@ -2,7 +2,7 @@
 //! [`EngineArgs`] (with a replayed run's facts under them) and resolved by
 //! [`llm_emu_perf::resolve`], which holds vLLM's rules.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, Args};
 use llm_emu_core::cudagraph::CaptureRule;
 use llm_emu_core::sampler::{HashSampler, TokenSampler};
@@ -60,6 +60,11 @@ pub struct EngineFlags {
     /// KV blocks, replacing the count derived from GPU memory (the null block included).
     #[arg(long)]
     num_gpu_blocks_override: Option<u32>,
+    /// KV-cache bytes per GPU, as vLLM's `--kv-cache-memory-bytes` (`8G` = 8 GiB, `8g` =
+    /// 8·10⁹, as vLLM reads them): the blocks are these bytes over the block size, and
+    /// `--gpu-memory-utilization` does not apply to them.
+    #[arg(long, value_name = "BYTES")]
+    kv_cache_memory_bytes: Option<String>,
     /// Maximum running requests (default: vLLM's rule for the GPU's memory).
     #[arg(long)]
     max_num_seqs: Option<usize>,
@@ -415,6 +420,18 @@ impl EngineFlags {
             tensor_parallel_size: self.tensor_parallel_size,
             expert_shards: None,
             num_gpu_blocks_override: self.num_gpu_blocks_override,
+            kv_cache_memory_bytes: self
+                .kv_cache_memory_bytes
+                .as_deref()
+                .map(|t| {
+                    human_readable_int(t).ok_or_else(|| {
+                        anyhow!(
+                            "--kv-cache-memory-bytes {t:?}: a whole number of bytes, or one with \
+                             k/m/g/t (powers of 1000) or K/M/G/T (powers of 1024) as vLLM reads it"
+                        )
+                    })
+                })
+                .transpose()?,
             max_num_seqs: self.max_num_seqs,
             max_num_batched_tokens: self.max_num_batched_tokens,
             max_model_len: self.max_model_len,
@@ -907,6 +924,12 @@ pub fn replay(
     );
     overridden(
         &mut over,
+        "--kv-cache-memory-bytes",
+        a.kv_cache_memory_bytes.as_ref(),
+        f.kv_cache_memory_bytes.as_ref(),
+    );
+    overridden(
+        &mut over,
         "--gpu-memory-utilization",
         a.gpu_memory_utilization.as_ref(),
         f.gpu_memory_utilization.as_ref(),
@@ -1053,10 +1076,20 @@ pub fn replay(
         f.max_num_batched_tokens.is_none()
             && a.max_num_batched_tokens.is_none()
             && !instance_sets(|i| i.max_num_batched_tokens.is_some()),
-        format!(
-            "max_num_batched_tokens 2048{double} (an engine built directly; at least \
-             max_model_len with chunked prefill off; at most max_num_seqs × max_model_len)"
-        ),
+        if a.enable_chunked_prefill
+            .or(f.enable_chunked_prefill.as_ref().map(|c| c.value))
+            == Some(false)
+        {
+            format!(
+                "max_num_batched_tokens max(2048{double}, max_model_len) (an engine built \
+                 directly, chunked prefill off; at most max_num_seqs × max_model_len)"
+            )
+        } else {
+            format!(
+                "max_num_batched_tokens 2048{double} (an engine built directly; at most \
+                 max_num_seqs × max_model_len)"
+            )
+        },
     );
     default_of(
         f.max_model_len.is_none() && a.max_model_len.is_none(),
@@ -1069,13 +1102,15 @@ pub fn replay(
             None => "max_model_len from the model config".into(),
         },
     );
+    let kv_bytes_given = f.kv_cache_memory_bytes.is_some() || a.kv_cache_memory_bytes.is_some();
     default_of(
-        f.num_gpu_blocks.is_none() && a.num_gpu_blocks_override.is_none(),
+        f.num_gpu_blocks.is_none() && a.num_gpu_blocks_override.is_none() && !kv_bytes_given,
         "KV blocks sized from the GPU memory".into(),
     );
     default_of(
         f.num_gpu_blocks.is_none()
             && a.num_gpu_blocks_override.is_none()
+            && !kv_bytes_given
             && f.device_memory_bytes.is_none()
             && a.gpu_memory_gib.is_none()
             && !instance_sets(|i| i.mem_size_gb.is_some()),
@@ -1157,6 +1192,7 @@ pub fn replay(
     fill(&mut a.max_num_batched_tokens, &f.max_num_batched_tokens);
     fill(&mut a.max_model_len, &f.max_model_len);
     fill(&mut a.block_size, &f.block_size);
+    fill(&mut a.kv_cache_memory_bytes, &f.kv_cache_memory_bytes);
     a.block_size.get_or_insert(vd.block_size);
     fill(&mut a.gpu_memory_utilization, &f.gpu_memory_utilization);
     a.gpu_memory_utilization
@@ -1212,6 +1248,7 @@ pub fn replay(
         "--gpu",
         "--gpu-memory-gib",
         "--gpu-memory-utilization",
+        "--kv-cache-memory-bytes",
         "--tensor-parallel-size",
         "--max-num-seqs",
         "--max-num-batched-tokens",
@@ -1263,4 +1300,64 @@ fn kv_dtype_label(d: KvCacheDtype) -> &'static str {
 /// A policy as `--scheduling-policy` spells it.
 fn policy_name(p: SchedulingPolicy) -> String {
     p.name().to_string()
+}
+
+/// vLLM's `human_readable_int` (`engine/arg_utils.py`): a whole number, or a number with a
+/// decimal suffix (`k`, `m`, `g`, `t`: powers of 1000, decimals allowed) or a binary one (`K`,
+/// `M`, `G`, `T`: powers of 1024, whole numbers only).
+fn human_readable_int(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (number, suffix) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
+        _ => (t, None),
+    };
+    let valid = !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.chars().filter(|&c| c == '.').count() <= 1
+        && !number.starts_with('.')
+        && !number.ends_with('.');
+    if !valid {
+        return None;
+    }
+    let decimal = |exp: i32| -> Option<u64> {
+        let x = number.parse::<f64>().ok()? * 10f64.powi(exp);
+        (x.is_finite() && x < u64::MAX as f64).then_some(x as u64)
+    };
+    match suffix {
+        None => number.parse().ok(),
+        Some('k') => decimal(3),
+        Some('m') => decimal(6),
+        Some('g') => decimal(9),
+        Some('t') => decimal(12),
+        Some(c @ ('K' | 'M' | 'G' | 'T')) => {
+            let shift = match c {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                _ => 40,
+            };
+            number.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+        }
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_readable_int;
+
+    #[test]
+    fn byte_counts_read_as_vllm_reads_them() {
+        // vLLM's `human_readable_int` examples and its two families of suffixes.
+        assert_eq!(human_readable_int("1k"), Some(1_000));
+        assert_eq!(human_readable_int("1K"), Some(1_024));
+        assert_eq!(human_readable_int("25.6k"), Some(25_600));
+        assert_eq!(human_readable_int("8G"), Some(8 << 30));
+        assert_eq!(human_readable_int("8g"), Some(8_000_000_000));
+        assert_eq!(human_readable_int(" 4294967296 "), Some(4 << 30));
+        // Decimals with a binary suffix, and anything else, are refused.
+        for bad in ["1.5G", "", "G", "-1", "1e9", "12x", "1..2k", ".5k"] {
+            assert_eq!(human_readable_int(bad), None, "{bad}");
+        }
+    }
 }

@@ -185,14 +185,30 @@ impl Fleet {
             }
             models.push((p, latency));
         }
-        let recorded_link = || {
-            record
-                .and_then(|r| r.facts.tp_link.as_ref())
-                .map(|l| Link {
-                    bandwidth_gbs: l.bandwidth_gbs,
-                    latency_ns: l.latency_ns,
-                })
-                .unwrap_or_default()
+        // A replayed run that records no link is priced over the default one, and says so
+        // (once).
+        let link_said = std::cell::Cell::new(false);
+        let recorded_link = || match record.and_then(|r| r.facts.tp_link.as_ref()) {
+            Some(l) => Link {
+                bandwidth_gbs: l.bandwidth_gbs,
+                latency_ns: l.latency_ns,
+            },
+            None => {
+                let l = Link::default();
+                // (A cluster config without a link says so as it is read.)
+                let no_cluster_config = record.is_some_and(|r| r.cluster_config_path.is_none());
+                if no_cluster_config && !link_said.replace(true) {
+                    eprintln!(
+                        "note: the run records no link between its GPUs (no cluster config \
+                         beside it): the expert all-to-all is priced over the \
+                         default link, {:.2} GB/s and {} µs per transfer (the peer's example \
+                         clusters')",
+                        l.bandwidth_gbs,
+                        l.latency_ns / 1e3
+                    );
+                }
+                l
+            }
         };
         if let FleetPlan::ReplicatedDp {
             size,

@@ -485,6 +485,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         instance_ports,
         gpu_memory_utilization: engine_args.gpu_memory_utilization.unwrap_or(0.9),
         num_gpu_blocks_override: engine_args.num_gpu_blocks_override,
+        kv_cache_memory_bytes: engine_args.kv_cache_memory_bytes,
         access_log: !a.log.disable_uvicorn_access_log,
         structured: StructuredOptions {
             enable_auto_tool_choice: a.enable_auto_tool_choice,

@@ -10,8 +10,8 @@ use crate::latency::{
     ProfileLatency, RecordedTpLink,
 };
 use crate::sizing::{
-    check_max_model_len, num_gpu_blocks, same_weights_key, GpuBudget, KvCacheDtype, ModelShape,
-    OnlineQuantization, ResolvedShape, SizingError,
+    blocks_for_available, check_max_model_len, num_gpu_blocks, same_weights_key, GpuBudget,
+    KvCacheDtype, ModelShape, OnlineQuantization, ResolvedShape, SizingError,
 };
 use llm_emu_core::config::ConfigError;
 use llm_emu_core::cudagraph::{CaptureRule, CudaGraphSizes};
@@ -48,6 +48,10 @@ pub struct EngineArgs {
     pub expert_shards: Option<u64>,
     /// KV blocks, the null block included, taken as given (no sizing).
     pub num_gpu_blocks_override: Option<u32>,
+    /// `--kv-cache-memory-bytes`: KV-cache bytes per GPU, set by hand; vLLM then skips its
+    /// memory profiling and `gpu_memory_utilization` does not apply (`gpu_worker.py`,
+    /// `determine_available_memory`). Blocks = bytes ÷ page size ÷ layers per group.
+    pub kv_cache_memory_bytes: Option<u64>,
     pub max_num_seqs: Option<usize>,
     pub max_num_batched_tokens: Option<usize>,
     /// Default: the model's `max_position_embeddings`.
@@ -150,6 +154,12 @@ pub enum ResolveError {
     GpuMemoryUtilization(f64),
     #[error("block_size must be a positive number of tokens, got 0")]
     ZeroBlockSize,
+    /// vLLM: "No available memory for the cache blocks" (`check_enough_kv_cache_memory`).
+    #[error(
+        "kv_cache_memory_bytes {bytes} holds fewer than 2 KV blocks of {per_block} bytes (vLLM \
+         refuses to start: no memory for the cache blocks)"
+    )]
+    KvMemoryTooSmall { bytes: u64, per_block: u64 },
     /// vLLM: "Cannot auto-fit max_model_len: not enough GPU memory available to serve even a
     /// single token".
     #[error(
@@ -473,6 +483,7 @@ fn engine_config(
         notices.extend(note.map(Notice::Note));
         Ok(len)
     };
+    let mut kv_bytes_note = None;
     let (num_gpu_blocks, model_len) = match (a.num_gpu_blocks_override, a.run.num_gpu_blocks) {
         (Some(n), _) => (n, fit(n)?),
         (None, Some(n)) => {
@@ -481,12 +492,34 @@ fn engine_config(
             (n, len)
         }
         (None, None) => {
-            let n = num_gpu_blocks(shape, &budget)?;
+            let n = match a.kv_cache_memory_bytes {
+                Some(bytes) => {
+                    let tp = budget.tensor_parallel_size.max(1);
+                    let n = blocks_for_available(shape, budget.block_size, tp, bytes);
+                    if n < 2 {
+                        return Err(ResolveError::KvMemoryTooSmall {
+                            bytes,
+                            per_block: shape.bytes_per_block(budget.block_size, tp),
+                        });
+                    }
+                    let n = n.min(u64::from(u32::MAX)) as u32;
+                    kv_bytes_note = Some(Notice::Note(format!(
+                        "KV blocks: {n} in kv_cache_memory_bytes {bytes} ({:.2} GiB) at {} \
+                         bytes a block, as vLLM sizes them when the KV memory is given \
+                         (gpu_memory_utilization does not apply)",
+                        bytes as f64 / (1u64 << 30) as f64,
+                        shape.bytes_per_block(budget.block_size, tp)
+                    )));
+                    n
+                }
+                None => num_gpu_blocks(shape, &budget)?,
+            };
             let len = fit(n)?;
             check_max_model_len(shape, &budget, n, len as u64)?;
             (n, len)
         }
     };
+    notices.extend(kv_bytes_note);
     let enforce_eager = a.enforce_eager.unwrap_or(false);
     // Given capture sizes replace vLLM's rule unless the engine runs eagerly, less those above
     // the token budget (as vLLM drops them); the rule of a version other than the engine's own,
@@ -496,9 +529,20 @@ fn engine_config(
     let derived = CudaGraphSizes::by_rule(rule, seqs, tokens, largest, enforce_eager);
     let cudagraph_capture_sizes = match &a.cudagraph_capture_sizes {
         Some(given) if !enforce_eager => {
+            let above: Vec<usize> = given.iter().copied().filter(|&s| s > tokens).collect();
             let given = CudaGraphSizes::from_sizes(
                 given.iter().copied().filter(|&s| s <= tokens).collect(),
             );
+            if !above.is_empty() {
+                notices.push(Notice::Note(format!(
+                    "CUDA-graph capture sizes {above:?} ({}) are above max_num_batched_tokens \
+                     {tokens}: dropped, as vLLM drops them",
+                    a.run
+                        .cudagraph_capture_sizes_source
+                        .as_deref()
+                        .unwrap_or("given")
+                )));
+            }
             if given.sizes() != derived.sizes() {
                 notices.push(Notice::Note(format!(
                     "CUDA-graph capture sizes: the run recorded {} ({}); vLLM's rule for \
@@ -914,6 +958,42 @@ mod tests {
         assert_eq!(threshold(Some(4), Some(500)), 500);
         assert_eq!(threshold(Some(1), None), 0);
         assert_eq!(threshold(None, None), 0);
+    }
+
+    #[test]
+    fn kv_cache_memory_bytes_sizes_the_blocks_whatever_the_utilization() {
+        let shape = ModelShape::llama_3_1_8b();
+        // Llama-3.1-8B: 16 tokens × 32 layers × 2 (K, V) × 8 heads × 128 × 2 B = 2 MiB a block.
+        let per_block = shape.bytes_per_block(16, 1);
+        assert_eq!(per_block, 2 << 20);
+        let with = |util: f64| {
+            let a = EngineArgs {
+                kv_cache_memory_bytes: Some(4 << 30),
+                gpu_memory_utilization: Some(util),
+                max_model_len: Some(8192),
+                ..Default::default()
+            };
+            let r = resolve(&a, &shape, gpu("h100")).unwrap();
+            (r.config.num_gpu_blocks, r.notices)
+        };
+        let (blocks, notices) = with(0.9);
+        assert_eq!(blocks, 2048);
+        assert_eq!(with(0.5).0, 2048);
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.to_string().contains("kv_cache_memory_bytes")),
+            "{notices:?}"
+        );
+        // Too little for two blocks: vLLM refuses to start.
+        let a = EngineArgs {
+            kv_cache_memory_bytes: Some(per_block),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&a, &shape, gpu("h100")),
+            Err(ResolveError::KvMemoryTooSmall { .. })
+        ));
     }
 
     #[test]

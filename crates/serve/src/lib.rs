@@ -102,10 +102,11 @@ pub struct ServeOptions {
     /// A fleet's engines each also served on a port of their own, in engine order (empty:
     /// none; else one per engine; 0 lets the OS choose).
     pub instance_ports: Vec<u16>,
-    /// `--gpu-memory-utilization` and `--num-gpu-blocks-override` as given, for
-    /// `vllm:cache_config_info`.
+    /// `--gpu-memory-utilization`, `--num-gpu-blocks-override` and `--kv-cache-memory-bytes`
+    /// as given, for `vllm:cache_config_info`.
     pub gpu_memory_utilization: f64,
     pub num_gpu_blocks_override: Option<u32>,
+    pub kv_cache_memory_bytes: Option<u64>,
     /// Log one line per request in uvicorn's format ([`access_log`]; vLLM's default, off with
     /// `--disable-uvicorn-access-log`).
     pub access_log: bool,
@@ -147,6 +148,7 @@ impl Default for ServeOptions {
             instance_ports: Vec::new(),
             gpu_memory_utilization: 0.9,
             num_gpu_blocks_override: None,
+            kv_cache_memory_bytes: None,
             access_log: false,
             structured: Default::default(),
             template_sandbox: None,
@@ -225,6 +227,7 @@ impl Server {
                 cfg,
                 opts.gpu_memory_utilization,
                 opts.num_gpu_blocks_override,
+                opts.kv_cache_memory_bytes,
             ),
         ));
         // Structured outputs, tool calls, seeds and echo mode choose token ids per request.

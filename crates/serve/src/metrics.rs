@@ -369,11 +369,13 @@ impl MetricsRecorder {
 
 /// vLLM's `CacheConfig.metrics_info()` for an engine configuration: the labels of
 /// `vllm:cache_config_info`, with vLLM 0.19's defaults for what llm-emu does not model.
-/// `gpu_memory_utilization` and `num_gpu_blocks_override` are the flags as given.
+/// `gpu_memory_utilization`, `num_gpu_blocks_override` and `kv_cache_memory_bytes` are the
+/// flags as given.
 pub fn cache_config_labels(
     cfg: &EngineConfig,
     gpu_memory_utilization: f64,
     num_gpu_blocks_override: Option<u32>,
+    kv_cache_memory_bytes: Option<u64>,
 ) -> Vec<(String, String)> {
     let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
     let none = || "None".to_string();
@@ -387,7 +389,10 @@ pub fn cache_config_labels(
         ("gpu_memory_utilization", py_float(gpu_memory_utilization)),
         ("is_attention_free", py_bool(false)),
         ("kv_cache_dtype_skip_layers", "[]".into()),
-        ("kv_cache_memory_bytes", none()),
+        (
+            "kv_cache_memory_bytes",
+            kv_cache_memory_bytes.map_or_else(none, |n| n.to_string()),
+        ),
         ("kv_offloading_backend", "native".into()),
         ("kv_offloading_size", none()),
         ("kv_sharing_fast_prefill", py_bool(false)),

@@ -62,6 +62,17 @@ pub enum CudaGraphMode {
 }
 
 impl CudaGraphMode {
+    /// vLLM's name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            CudaGraphMode::None => "NONE",
+            CudaGraphMode::Piecewise => "PIECEWISE",
+            CudaGraphMode::Full => "FULL",
+            CudaGraphMode::FullDecodeOnly => "FULL_DECODE_ONLY",
+            CudaGraphMode::FullAndPiecewise => "FULL_AND_PIECEWISE",
+        }
+    }
+
     fn from_value(v: &Value) -> Option<CudaGraphMode> {
         use CudaGraphMode::*;
         let ints: Option<Vec<u64>> = match v {
@@ -147,6 +158,9 @@ pub struct RunFacts {
     pub block_size: Option<Recorded<usize>>,
     /// KV blocks vLLM allocated, the null block included.
     pub num_gpu_blocks: Option<Recorded<u32>>,
+    /// `kv_cache_memory_bytes`: the KV cache's bytes per GPU, set by hand (vLLM then sizes
+    /// the blocks from it, not from the GPU's memory).
+    pub kv_cache_memory_bytes: Option<Recorded<u64>>,
     pub gpu_memory_utilization: Option<Recorded<f64>>,
     pub enable_prefix_caching: Option<Recorded<bool>>,
     pub enable_chunked_prefill: Option<Recorded<bool>>,
@@ -307,10 +321,23 @@ impl VllmDefaults {
     }
 }
 
-/// Reading context: the file and the notes gathered.
+/// Reading context: the file, the notes gathered and the facts recorded in a form that
+/// cannot be read.
 struct Reader<'a> {
     path: &'a Path,
     notes: Vec<String>,
+    /// Facts recorded as a value of the wrong type (`"2"` for a size, `"false"` for a flag, a
+    /// negative count): each would change the replay, so the record is refused, naming them
+    /// all at once.
+    unreadable: Vec<String>,
+}
+
+/// Whether `v` is the recorder's stand-in for a value too long to write (LLMServingSim's
+/// `bench/core/runner.py::_normalize`: `"<list len=80>"`, `"<dict len=70>"`, `"<HFConfig>"`,
+/// `"<unreadable: AttributeError>"`): the fact was there, its value was not written down.
+fn is_recorder_tag(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|t| t.len() > 2 && t.starts_with('<') && t.ends_with('>'))
 }
 
 fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -323,34 +350,42 @@ fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 
 /// A JSON value read as one fact's type.
 trait FromFact: Sized + PartialEq + Display + Clone {
+    /// What a readable value is, for messages (", not a whole number").
+    const KIND: &'static str;
     fn from_fact(v: &Value) -> Option<Self>;
 }
 impl FromFact for u64 {
+    const KIND: &'static str = "a whole number";
     fn from_fact(v: &Value) -> Option<Self> {
         value_u64(v)
     }
 }
 impl FromFact for usize {
+    const KIND: &'static str = "a whole number";
     fn from_fact(v: &Value) -> Option<Self> {
         value_u64(v).and_then(|x| usize::try_from(x).ok())
     }
 }
 impl FromFact for u32 {
+    const KIND: &'static str = "a whole number";
     fn from_fact(v: &Value) -> Option<Self> {
         value_u64(v).and_then(|x| u32::try_from(x).ok())
     }
 }
 impl FromFact for f64 {
+    const KIND: &'static str = "a number";
     fn from_fact(v: &Value) -> Option<Self> {
         v.as_f64().filter(|x| x.is_finite())
     }
 }
 impl FromFact for bool {
+    const KIND: &'static str = "true or false";
     fn from_fact(v: &Value) -> Option<Self> {
         v.as_bool()
     }
 }
 impl FromFact for String {
+    const KIND: &'static str = "a string";
     fn from_fact(v: &Value) -> Option<Self> {
         v.as_str().map(str::to_string)
     }
@@ -361,6 +396,7 @@ impl FromFact for String {
 #[derive(Clone, Debug, PartialEq)]
 struct DtypeName(String);
 impl FromFact for DtypeName {
+    const KIND: &'static str = "a dtype name";
     fn from_fact(v: &Value) -> Option<Self> {
         v.as_str()
             .map(|s| DtypeName(s.strip_prefix("torch.").unwrap_or(s).to_string()))
@@ -379,6 +415,9 @@ enum OnDiffer {
     Note,
     /// Both are vLLM's own record of the same value: an error.
     Contradiction,
+    /// The first (what was asked) wins, with a note: the model's name, which vLLM may resolve
+    /// to a path only the machine that ran it has.
+    NoteAsked,
 }
 
 impl Reader<'_> {
@@ -401,18 +440,45 @@ impl Reader<'_> {
         }
     }
 
-    /// One typed value at `path` of `root` (named `prefix.path`); a value of the wrong type
-    /// (e.g. the recorder's `"<list len=80>"` tag) is noted and left out.
+    /// One typed value at `path` of `root` (named `prefix.path`). The recorder's stand-in for
+    /// a value it did not write (`"<list len=80>"`) is noted and left out, as not recorded; any
+    /// other value of the wrong type is unreadable, and the record is refused at the end
+    /// ([`Reader::refuse_unreadable`]).
     fn typed<T: FromFact>(&mut self, root: &Value, prefix: &str, path: &[&str]) -> Option<T> {
         let v = get(root, path)?;
         let t = T::from_fact(v);
         if t.is_none() {
-            self.notes.push(format!(
-                "{prefix}.{} is recorded as {v}, not a value llm-emu can read: ignored",
-                path.join(".")
-            ));
+            self.cannot_read(
+                &format!("{prefix}.{}", path.join(".")),
+                v,
+                &format!(", not {}", T::KIND),
+            );
         }
         t
+    }
+
+    /// Says that `what` is recorded as `v`, which is not a value of its kind (`kind`, e.g.
+    /// ", not a list of sizes"): a note for the recorder's stand-in, else an unreadable fact.
+    fn cannot_read(&mut self, what: &str, v: &Value, kind: &str) {
+        if is_recorder_tag(v) {
+            self.notes.push(format!(
+                "{what} is recorded as {v}, its value not written down: read as not recorded"
+            ));
+        } else {
+            self.unreadable.push(format!("{what} = {v}{kind}"));
+        }
+    }
+
+    /// The error naming every unreadable fact, if any.
+    fn refuse_unreadable(&self) -> Result<(), RunRecordError> {
+        if self.unreadable.is_empty() {
+            return Ok(());
+        }
+        Err(self.err(format!(
+            "recorded in a form llm-emu cannot read (each would change the replay, so none is \
+             replaced by a default): {}",
+            self.unreadable.join("; ")
+        )))
     }
 
     /// The first recorded value among `candidates` (highest precedence first); others that
@@ -430,16 +496,39 @@ impl Reader<'_> {
                 None => chosen = Some(Recorded { value, source }),
                 Some(c) if c.value != value => {
                     let msg = format!("{what}: {} = {} but {source} = {value}", c.source, c.value);
-                    if on_differ == OnDiffer::Contradiction {
-                        return Err(self.contradiction(msg));
+                    match on_differ {
+                        OnDiffer::Contradiction => return Err(self.contradiction(msg)),
+                        OnDiffer::Note => self
+                            .notes
+                            .push(format!("{msg}: using {}, what vLLM ran with", c.value)),
+                        OnDiffer::NoteAsked => self.notes.push(format!(
+                            "{msg}: using {}, the name asked for (the resolved name may be a \
+                             path on the machine that ran it)",
+                            c.value
+                        )),
                     }
-                    self.notes
-                        .push(format!("{msg}: using {}, what vLLM ran with", c.value));
                 }
                 Some(_) => {}
             }
         }
         Ok(chosen)
+    }
+
+    /// `resolved` (what vLLM allocated), else what was asked (`asked` at `asked_source`); a
+    /// request that differs from what vLLM resolved is noted.
+    fn resolved_or_asked<T: FromFact>(
+        &mut self,
+        what: &str,
+        resolved: Option<Recorded<T>>,
+        asked_source: String,
+        asked: Option<T>,
+    ) -> Result<Option<Recorded<T>>, RunRecordError> {
+        let mut cands: Vec<(String, Option<T>)> = Vec::new();
+        if let Some(r) = resolved {
+            cands.push((r.source, Some(r.value)));
+        }
+        cands.push((asked_source, asked));
+        self.pick(what, cands, OnDiffer::Note)
     }
 }
 
@@ -489,6 +578,7 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
     "speculative_config",
     "kv_transfer_config",
     "cpu_offload_gb",
+    "kv_cache_memory_bytes",
     "compilation_config",
     "cudagraph_capture_sizes",
     "max_cudagraph_capture_size",
@@ -642,13 +732,44 @@ impl RunRecord {
         let mut r = Reader {
             path: meta_path,
             notes: Vec::new(),
+            unreadable: Vec::new(),
         };
         if !meta.is_object() {
             return Err(r.err("not a JSON object"));
         }
+        // Each part is a JSON object; anything else is not read (its facts would be lost).
+        for part in ["engine_kwargs", "kv_cache", "hardware", "resolved_config"] {
+            if let Some(v) = get(meta, &[part]).filter(|v| !v.is_object()) {
+                r.cannot_read(&format!("meta.json {part}"), v, ", not a JSON object");
+            }
+        }
+        for section in [
+            "scheduler_config",
+            "cache_config",
+            "compilation_config",
+            "parallel_config",
+            "model_config",
+        ] {
+            if let Some(v) = get(meta, &["resolved_config", section]).filter(|v| !v.is_object()) {
+                r.cannot_read(
+                    &format!("meta.json resolved_config.{section}"),
+                    v,
+                    ", not a JSON object",
+                );
+            }
+        }
         let mut ek = get(meta, &["engine_kwargs"])
             .cloned()
             .unwrap_or(Value::Null);
+        // `compilation_config` given as the JSON text of `--compilation-config '{…}'`, which
+        // vLLM parses: read as the object it stands for.
+        if let Some(m) = ek.as_object_mut() {
+            if let Some(text) = m.get("compilation_config").and_then(Value::as_str) {
+                if let Ok(obj @ Value::Object(_)) = serde_json::from_str::<Value>(text) {
+                    m.insert("compilation_config".into(), obj);
+                }
+            }
+        }
         // `max_model_len` -1 asks vLLM 0.19 to fit the length to the KV cache: read apart, as
         // no length.
         let auto_fit_asked = get(&ek, &["max_model_len"]).and_then(value_i64) == Some(-1);
@@ -674,6 +795,13 @@ impl RunRecord {
             .unwrap_or(Value::Null);
         let model_cfg = get(&rc, &["model_config"]).cloned().unwrap_or(Value::Null);
 
+        // The recorder's layout version: 1 is the one read here.
+        if let Some(v) = get(meta, &["schema_version"]).filter(|v| value_u64(v) != Some(1)) {
+            r.notes.push(format!(
+                "meta.json schema_version = {v}: llm-emu reads version 1 of this layout \
+                 (LLMServingSim's recorder); the facts are read by their names"
+            ));
+        }
         // What is not read, said once per part.
         let mut unread = unread_keys(Some(meta), TOP_KEYS, "");
         unread.extend(unread_keys(Some(&ek), ENGINE_KWARGS_KEYS, "engine_kwargs."));
@@ -681,6 +809,13 @@ impl RunRecord {
         let ek_comp = get(&ek, &["compilation_config"])
             .cloned()
             .unwrap_or(Value::Null);
+        if !ek_comp.is_null() && !ek_comp.is_object() {
+            r.cannot_read(
+                "meta.json engine_kwargs.compilation_config",
+                &ek_comp,
+                ", not a JSON object",
+            );
+        }
         unread.extend(unread_keys(
             Some(&ek_comp),
             EK_COMPILATION_KEYS,
@@ -930,14 +1065,8 @@ impl RunRecord {
                 &["block_size"]
             ),
         );
-        let block_size = match block_size {
-            Some(b) => Some(b),
-            None => fact!(
-                "block_size",
-                OnDiffer::Note,
-                (e("block_size"), &ek, "engine_kwargs", &["block_size"])
-            ),
-        };
+        let asked = r.typed(&ek, "engine_kwargs", &["block_size"]);
+        let block_size = r.resolved_or_asked("block_size", block_size, e("block_size"), asked)?;
         let num_gpu_blocks = fact!(
             "KV blocks",
             OnDiffer::Contradiction,
@@ -1024,12 +1153,34 @@ impl RunRecord {
                 _ => {}
             }
         }
-        if let Some(bytes) =
-            get(&kv, &["kv_cache_memory_bytes"]).or(get(&cache, &["kv_cache_memory_bytes"]))
-        {
+        let kv_cache_memory_bytes = fact!(
+            "kv_cache_memory_bytes",
+            OnDiffer::Contradiction,
+            (
+                k("kv_cache_memory_bytes"),
+                &kv,
+                "kv_cache",
+                &["kv_cache_memory_bytes"]
+            ),
+            (
+                c("kv_cache_memory_bytes"),
+                &cache,
+                "resolved_config.cache_config",
+                &["kv_cache_memory_bytes"]
+            ),
+        );
+        let asked = r.typed(&ek, "engine_kwargs", &["kv_cache_memory_bytes"]);
+        let kv_cache_memory_bytes = r.resolved_or_asked(
+            "kv_cache_memory_bytes",
+            kv_cache_memory_bytes,
+            e("kv_cache_memory_bytes"),
+            asked,
+        )?;
+        if let (Some(bytes), Some(n)) = (&kv_cache_memory_bytes, &num_gpu_blocks) {
             r.notes.push(format!(
-                "kv_cache_memory_bytes = {bytes}: the KV size was set by hand in the run; \
-                 llm-emu uses the block count it recorded"
+                "{} = {}: the KV size was set by hand in the run; the block count it recorded \
+                 ({}, {}) is used",
+                bytes.source, bytes.value, n.value, n.source
             ));
         }
         let gpu_memory_utilization = fact!(
@@ -1048,19 +1199,13 @@ impl RunRecord {
                 &["gpu_memory_utilization"]
             ),
         );
-        let gpu_memory_utilization = match gpu_memory_utilization {
-            Some(u) => Some(u),
-            None => fact!(
-                "gpu_memory_utilization",
-                OnDiffer::Note,
-                (
-                    e("gpu_memory_utilization"),
-                    &ek,
-                    "engine_kwargs",
-                    &["gpu_memory_utilization"]
-                )
-            ),
-        };
+        let asked = r.typed(&ek, "engine_kwargs", &["gpu_memory_utilization"]);
+        let gpu_memory_utilization = r.resolved_or_asked(
+            "gpu_memory_utilization",
+            gpu_memory_utilization,
+            e("gpu_memory_utilization"),
+            asked,
+        )?;
         let enable_prefix_caching = fact!(
             "enable_prefix_caching",
             OnDiffer::Contradiction,
@@ -1077,19 +1222,13 @@ impl RunRecord {
                 &["enable_prefix_caching"]
             ),
         );
-        let enable_prefix_caching = match enable_prefix_caching {
-            Some(v) => Some(v),
-            None => fact!(
-                "enable_prefix_caching",
-                OnDiffer::Note,
-                (
-                    e("enable_prefix_caching"),
-                    &ek,
-                    "engine_kwargs",
-                    &["enable_prefix_caching"]
-                )
-            ),
-        };
+        let asked = r.typed(&ek, "engine_kwargs", &["enable_prefix_caching"]);
+        let enable_prefix_caching = r.resolved_or_asked(
+            "enable_prefix_caching",
+            enable_prefix_caching,
+            e("enable_prefix_caching"),
+            asked,
+        )?;
         let kv_cache_dtype = fact!(
             "kv_cache_dtype",
             OnDiffer::Note,
@@ -1356,9 +1495,11 @@ impl RunRecord {
                     });
                     break;
                 }
-                None => r.notes.push(format!(
-                    "{key} is recorded as {v}, not a list of sizes: vLLM's rule for them is used"
-                )),
+                None => r.cannot_read(
+                    &format!("meta.json {key}"),
+                    v,
+                    ", not a list of whole numbers",
+                ),
             }
         }
         let max_cudagraph_capture_size = if cudagraph_capture_sizes.is_some() {
@@ -1407,6 +1548,32 @@ impl RunRecord {
                 }
             },
         };
+        // vLLM 0.19 turns CUDA graphs off for an eager engine before it records its config
+        // (`VllmConfig.__post_init__`: mode NONE, no capture sizes), so its record cannot say
+        // both.
+        if let Some(eager) = enforce_eager
+            .as_ref()
+            .filter(|x| x.value && x.source == m("enforce_eager"))
+        {
+            let resolved_mode = cudagraph_mode
+                .as_ref()
+                .filter(|c| c.source.contains("resolved_config") && c.value != CudaGraphMode::None);
+            let resolved_sizes = cudagraph_capture_sizes
+                .as_ref()
+                .filter(|c| c.source.contains("resolved_config") && !c.value.is_empty());
+            if let Some(what) = resolved_mode
+                .map(|c| format!("{} = {}", c.source, c.value.name()))
+                .or_else(|| {
+                    resolved_sizes.map(|c| format!("{} holds {} sizes", c.source, c.value.len()))
+                })
+            {
+                return Err(r.contradiction(format!(
+                    "{} = true but {what}: vLLM records CUDA-graph mode NONE and no capture \
+                     sizes for an eager engine",
+                    eager.source
+                )));
+            }
+        }
         if cudagraph_mode.as_ref().map(|m| m.value) == Some(CudaGraphMode::FullDecodeOnly) {
             r.notes.push(
                 "cudagraph_mode FULL_DECODE_ONLY: mixed prefill/decode steps run eagerly in vLLM; \
@@ -1460,7 +1627,7 @@ impl RunRecord {
         // exists on the machine that ran it.
         let model = fact!(
             "model",
-            OnDiffer::Note,
+            OnDiffer::NoteAsked,
             (e("model"), &ek, "engine_kwargs", &["model"]),
             ("meta.json model".to_string(), meta, "meta", &["model"]),
             (
@@ -1528,6 +1695,7 @@ impl RunRecord {
             max_model_len,
             block_size,
             num_gpu_blocks,
+            kv_cache_memory_bytes,
             gpu_memory_utilization,
             enable_prefix_caching,
             enable_chunked_prefill,
@@ -1576,6 +1744,7 @@ impl RunRecord {
                 )));
             }
         }
+        r.refuse_unreadable()?;
         facts.notes = r.notes;
         Ok(RunRecord {
             meta_path: meta_path.to_path_buf(),
@@ -1598,6 +1767,61 @@ impl RunRecord {
     }
 }
 
+/// Keys of a cluster config read (or checked) at each level; `npu_mem.mem_bw` has a note of
+/// its own.
+const CLUSTER_KEYS: &[&str] = &["num_nodes", "link_bw", "link_latency", "nodes"];
+const CLUSTER_NODE_KEYS: &[&str] = &["num_instances", "instances"];
+const CLUSTER_INSTANCE_KEYS: &[&str] = &[
+    "model_name",
+    "hardware",
+    "npu_mem",
+    "num_npus",
+    "tp_size",
+    "pp_size",
+    "ep_size",
+    "dp_group",
+    "pd_type",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "long_prefill_token_threshold",
+    "block_size",
+    "enable_chunked_prefill",
+    "enable_prefix_caching",
+];
+const CLUSTER_NPU_MEM_KEYS: &[&str] = &["mem_size", "mem_util", "mem_bw"];
+
+/// The cluster config's keys that no reader takes, each named once with its level
+/// (`nodes[].cpu_mem`, `instances[].kv_loc`); a zero `npu_mem.mem_latency` changes nothing and
+/// is not named.
+fn cluster_keys_not_read(cv: &Value) -> Vec<String> {
+    let mut out = unread_keys(Some(cv), CLUSTER_KEYS, "");
+    let nodes = get(cv, &["nodes"]).and_then(Value::as_array);
+    for node in nodes.into_iter().flatten() {
+        out.extend(unread_keys(Some(node), CLUSTER_NODE_KEYS, "nodes[]."));
+        let instances = get(node, &["instances"]).and_then(Value::as_array);
+        for inst in instances.into_iter().flatten() {
+            out.extend(unread_keys(
+                Some(inst),
+                CLUSTER_INSTANCE_KEYS,
+                "instances[].",
+            ));
+            if let Some(mem) = get(inst, &["npu_mem"]) {
+                out.extend(
+                    unread_keys(Some(mem), CLUSTER_NPU_MEM_KEYS, "instances[].npu_mem.")
+                        .into_iter()
+                        .filter(|k| {
+                            !(k.ends_with(".mem_latency")
+                                && get(mem, &["mem_latency"]).and_then(Value::as_f64) == Some(0.0))
+                        }),
+                );
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|k| seen.insert(k.clone()));
+    out
+}
+
 /// The cluster config's facts (LLMServingSim's `num_nodes`, `link_bw` GiB/s, `link_latency` ns,
 /// `nodes[].instances[]` with `hardware`, `npu_mem`, `num_npus`, `tp_size`, `pd_type`).
 fn read_cluster(
@@ -1609,6 +1833,7 @@ fn read_cluster(
     let mut r = Reader {
         path,
         notes: Vec::new(),
+        unreadable: Vec::new(),
     };
     let src = |k: &str| format!("{} {k}", path.display());
     if get(cv, &["nodes"]).is_none() && get(cv, &["link_bw"]).is_none() {
@@ -1617,6 +1842,13 @@ fn read_cluster(
             path.display()
         ));
         return Ok(());
+    }
+    let unread = cluster_keys_not_read(cv);
+    if !unread.is_empty() {
+        r.notes.push(format!(
+            "keys not modelled (ignored): {}",
+            unread.join(", ")
+        ));
     }
     let instances: Vec<&Map<String, Value>> = get(cv, &["nodes"])
         .and_then(Value::as_array)
@@ -1655,6 +1887,12 @@ fn read_cluster(
         .filter_map(|i| i.get("pd_type"))
         .find(|v| !v.is_null())
     {
+        if !matches!(pd.as_str(), Some("prefill" | "decode")) {
+            return Err(r.err(format!(
+                "instance pd_type = {pd}: not a role LLMServingSim knows (\"prefill\", \
+                 \"decode\", or null for an instance that does both)"
+            )));
+        }
         return Err(r.not_replayable(format!(
             "instance pd_type = {pd}: disaggregated prefill/decode is not modelled in a replay \
              (the run's record is one engine's; `simulate --cluster` emulates such a cluster)"
@@ -1696,6 +1934,7 @@ fn read_cluster(
                 }
             }
         }
+        r.refuse_unreadable()?;
         let notes = std::mem::take(&mut r.notes);
         meta_reader.notes.extend(
             notes
@@ -1816,6 +2055,7 @@ fn read_cluster(
         }
     }
     read_link(&mut r, facts, path, cv, &instances)?;
+    r.refuse_unreadable()?;
     let notes = std::mem::take(&mut r.notes);
     meta_reader.notes.extend(
         notes
@@ -2131,11 +2371,10 @@ fn read_link(
     match (bw, lat) {
         (Some(b), l) => {
             if l.is_none() {
-                r.notes.push(format!(
-                    "{}: link_bw without link_latency: the link's hops are priced with no \
-                     latency",
-                    path.display()
-                ));
+                r.notes.push(
+                    "link_bw without link_latency: the link's hops are priced with no latency"
+                        .into(),
+                );
             }
             facts.tp_link = Some(RecordedLink {
                 bandwidth_gbs: cluster_link_gbs(b),
@@ -2147,12 +2386,12 @@ fn read_link(
             })
         }
         (None, Some(_)) => r.notes.push("link_latency without link_bw: ignored".into()),
-        (None, None) => r.notes.push(format!(
-            "{}: no link recorded (link_bw, link_latency): tensor-parallel all-reduces are \
-             priced over the GPU's datasheet link (NVLink or PCIe), a data-parallel group's \
-             expert all-gather over the cluster default (link_bw 16 = 17.18 GB/s, 20 µs)",
-            path.display()
-        )),
+        (None, None) => r.notes.push(
+            "no link recorded (link_bw, link_latency): tensor-parallel all-reduces are priced \
+             over the GPU's datasheet link (NVLink or PCIe), a data-parallel group's expert \
+             all-gather over the cluster default (link_bw 16 = 17.18 GB/s, 20 µs)"
+                .into(),
+        ),
     }
     Ok(())
 }
@@ -2186,12 +2425,187 @@ mod tests {
             "{:?}",
             r.facts.notes
         );
+        // Not a whole number: refused, not replaced by the default.
+        let e = read(json!({"engine_kwargs": {"max_num_seqs": 128.5}}), None)
+            .unwrap_err()
+            .to_string();
         assert!(
-            read(json!({"engine_kwargs": {"max_num_seqs": 128.5}}), None)
-                .unwrap()
-                .facts
-                .max_num_seqs
-                .is_none()
+            e.contains("engine_kwargs.max_num_seqs = 128.5, not a whole number"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_fact_of_the_wrong_type_is_refused_and_the_recorders_stand_in_is_a_note() {
+        // Each would change the replay if replaced by vLLM's default; all are named at once.
+        let e = read(
+            json!({"engine_kwargs": {"pipeline_parallel_size": "2",
+                                     "enable_prefix_caching": "false",
+                                     "enforce_eager": "True"},
+                   "kv_cache": {"num_gpu_blocks": -1}}),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "engine_kwargs.pipeline_parallel_size = \"2\", not a whole number",
+            "engine_kwargs.enable_prefix_caching = \"false\", not true or false",
+            "engine_kwargs.enforce_eager = \"True\", not true or false",
+            "kv_cache.num_gpu_blocks = -1, not a whole number",
+        ] {
+            assert!(e.contains(part), "{part} in {e}");
+        }
+        // A part of meta.json that is not an object.
+        let e = read(
+            json!({"resolved_config": "VllmConfig(model_config=...)"}),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("resolved_config = \"VllmConfig(model_config=...)\", not a JSON object"),
+            "{e}"
+        );
+        let e = read(
+            json!({"resolved_config": {"scheduler_config": [1, 2]}}),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("resolved_config.scheduler_config"), "{e}");
+        // LLMServingSim's recorder writes a long list as a tag: the value was not written down.
+        let r = read(
+            json!({"resolved_config": {"compilation_config":
+                {"cudagraph_capture_sizes": "<list len=80>"}}}),
+            None,
+        )
+        .unwrap();
+        assert!(r.facts.cudagraph_capture_sizes.is_none());
+        assert!(
+            r.facts
+                .notes
+                .iter()
+                .any(|n| n.contains("<list len=80>") && n.contains("not written down")),
+            "{:?}",
+            r.facts.notes
+        );
+    }
+
+    #[test]
+    fn cluster_config_keys_not_read_are_named_once() {
+        let inst = json!({"model_name": "meta-llama/Llama-3.1-8B", "hardware": "RTXPRO6000",
+                          "num_npus": 1, "tp_size": 1, "kv_loc": "cpu",
+                          "npu_mem": {"mem_size": 96, "mem_bw": 1597, "mem_latency": 0}});
+        let r = read(
+            json!({"schema_version": 2}),
+            Some(
+                json!({"num_nodes": 1, "link_bw": 16, "link_latency": 20000, "foo_top": 1,
+                        "nodes": [{"num_instances": 1, "cpu_mem": {"mem_size": 512},
+                                   "instances": [inst]}]}),
+            ),
+        )
+        .unwrap();
+        let notes = &r.facts.notes;
+        assert!(
+            notes.iter().any(|n| n.contains(
+                "keys not modelled (ignored): foo_top, nodes[].cpu_mem, instances[].kv_loc"
+            )),
+            "{notes:?}"
+        );
+        assert!(
+            !notes.iter().any(|n| n.contains("mem_latency")),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("schema_version = 2")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn compilation_config_given_as_json_text_is_read() {
+        let r = read(
+            json!({"engine_kwargs": {"compilation_config": "{\"cudagraph_mode\": \"NONE\"}"}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r.facts.cudagraph_mode.as_ref().unwrap().value,
+            CudaGraphMode::None
+        );
+        let e = read(
+            json!({"engine_kwargs": {"compilation_config": "mode=3"}}),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("compilation_config = \"mode=3\", not a JSON object"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_eager_engine_recorded_with_cuda_graphs_is_a_contradiction() {
+        let e = read(
+            json!({"resolved_config": {"model_config": {"enforce_eager": true},
+                   "compilation_config": {"cudagraph_mode": [2, 1],
+                                          "cudagraph_capture_sizes": [1, 2, 4]}}}),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("contradicting facts") && e.contains("FULL_AND_PIECEWISE"),
+            "{e}"
+        );
+        // As vLLM records an eager engine: accepted.
+        let r = read(
+            json!({"resolved_config": {"model_config": {"enforce_eager": true},
+                   "compilation_config": {"cudagraph_mode": 0, "cudagraph_capture_sizes": []}}}),
+            None,
+        )
+        .unwrap();
+        assert!(r.facts.enforce_eager.unwrap().value);
+    }
+
+    #[test]
+    fn kv_cache_memory_bytes_is_read_and_a_request_that_differs_is_said() {
+        let r = read(
+            json!({"kv_cache": {"kv_cache_memory_bytes": 4294967296_u64, "block_size": 16,
+                                "enable_prefix_caching": true, "gpu_memory_utilization": 0.9},
+                   "engine_kwargs": {"block_size": 32, "enable_prefix_caching": false,
+                                     "gpu_memory_utilization": 0.8}}),
+            None,
+        )
+        .unwrap();
+        let f = &r.facts;
+        assert_eq!(f.kv_cache_memory_bytes.as_ref().unwrap().value, 4 << 30);
+        assert_eq!(f.block_size.as_ref().unwrap().value, 16);
+        for asked in [
+            "engine_kwargs.block_size = 32: using 16",
+            "engine_kwargs.enable_prefix_caching = false: using true",
+            "engine_kwargs.gpu_memory_utilization = 0.8: using 0.9",
+        ] {
+            assert!(
+                f.notes.iter().any(|n| n.contains(asked)),
+                "{asked}: {:?}",
+                f.notes
+            );
+        }
+        // With the blocks recorded too, the blocks are used, and that is said.
+        let r = read(
+            json!({"kv_cache": {"kv_cache_memory_bytes": 4294967296_u64, "num_gpu_blocks": 2000}}),
+            None,
+        )
+        .unwrap();
+        assert!(
+            r.facts
+                .notes
+                .iter()
+                .any(|n| n.contains("the block count it recorded (2000")),
+            "{:?}",
+            r.facts.notes
         );
     }
 

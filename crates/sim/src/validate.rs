@@ -29,6 +29,19 @@ fn bad(path: &Path, msg: impl Into<String>) -> RealRunError {
     }
 }
 
+/// The keys of a `requests.jsonl` line: those [`RealRequest`] reads, and `scheduled_ts`, which
+/// the comparison does not need (TTFT and E2E count from `queued_ts`).
+const REQUEST_KEYS: &[&str] = &[
+    "request_id",
+    "input_toks",
+    "output_toks",
+    "arrival_time",
+    "queued_ts",
+    "scheduled_ts",
+    "first_token_ts",
+    "last_token_ts",
+];
+
 /// One request of a real run, engine-side monotonic seconds.
 #[derive(Clone, Debug, Deserialize)]
 pub struct RealRequest {
@@ -76,7 +89,7 @@ pub struct RealRun {
 impl RealRun {
     /// Reads the run's record ([`RunRecord::load`]) and `requests.jsonl` beside its `meta.json`.
     pub fn load(dir: &Path) -> Result<RealRun, RealRunError> {
-        let record = RunRecord::load(dir)?;
+        let mut record = RunRecord::load(dir)?;
         let rp = record
             .meta_path
             .parent()
@@ -84,6 +97,7 @@ impl RealRun {
             .join("requests.jsonl");
         let text = llm_emu_perf::text_file::read_text(&rp).map_err(|e| bad(&rp, e.to_string()))?;
         let mut requests = Vec::new();
+        let mut unread: std::collections::BTreeMap<String, usize> = Default::default();
         for (i, line) in text
             .lines()
             .enumerate()
@@ -92,16 +106,14 @@ impl RealRun {
             let r: RealRequest = serde_json::from_str(line).map_err(|e| {
                 // A request that never produced a token (aborted, failed) has no timestamp to
                 // compare; say so rather than leave the parser's words alone.
-                let timestamps = ["queued_ts", "first_token_ts", "last_token_ts"];
-                let missing = serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| {
-                        timestamps
-                            .into_iter()
-                            .find(|k| v.get(*k).is_none_or(|t| !t.is_number()))
-                    });
-                match missing {
-                    Some(k) => bad(
+                let v = serde_json::from_str::<serde_json::Value>(line).ok();
+                let missing = |k: &str| {
+                    v.as_ref()
+                        .is_some_and(|v| v.get(k).is_none_or(|t| !t.is_number()))
+                };
+                let token_stamps = ["first_token_ts", "last_token_ts"];
+                if let Some(k) = token_stamps.into_iter().find(|k| missing(k)) {
+                    bad(
                         &rp,
                         format!(
                             "line {}: no `{k}`: a request that did not complete (aborted or \
@@ -109,8 +121,26 @@ impl RealRun {
                              request completed",
                             i + 1
                         ),
-                    ),
-                    None => bad(&rp, format!("line {}: {e}", i + 1)),
+                    )
+                } else if missing("queued_ts") {
+                    bad(
+                        &rp,
+                        format!(
+                            "line {}: no `queued_ts`, the time the engine queued the request, \
+                             from which TTFT and E2E are measured: the record is incomplete",
+                            i + 1
+                        ),
+                    )
+                } else {
+                    // serde's own position (`at line 1 column N`) is of the line, not the file.
+                    let msg = e.to_string();
+                    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                    let what = if v.is_none() {
+                        "not a JSON object: "
+                    } else {
+                        ""
+                    };
+                    bad(&rp, format!("line {}: {what}{msg}", i + 1))
                 }
             })?;
             let ok = [r.queued_ts, r.first_token_ts, r.last_token_ts]
@@ -127,7 +157,55 @@ impl RealRun {
                     ),
                 ));
             }
+            // Each recorded request produced its first token, so at least one output.
+            if r.output_toks == 0 {
+                return Err(bad(
+                    &rp,
+                    format!(
+                        "line {}: output_toks 0 but a first token at {}: a request that \
+                         produced a token has at least one output token",
+                        i + 1,
+                        r.first_token_ts
+                    ),
+                ));
+            }
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(line) {
+                for k in m.keys().filter(|k| !REQUEST_KEYS.contains(&k.as_str())) {
+                    *unread.entry(k.clone()).or_default() += 1;
+                }
+            }
             requests.push(r);
+        }
+        // What the lines hold that is not read, or lack that would be checked, said once.
+        if !unread.is_empty() {
+            let list: Vec<String> = unread
+                .iter()
+                .map(|(k, n)| format!("`{k}` ({n} line{})", if *n == 1 { "" } else { "s" }))
+                .collect();
+            record.facts.notes.push(format!(
+                "{}: keys not read: {}",
+                rp.display(),
+                list.join(", ")
+            ));
+        }
+        let without = |f: fn(&RealRequest) -> bool| requests.iter().filter(|r| !f(r)).count();
+        let no_input = without(|r| r.input_toks.is_some());
+        if no_input > 0 {
+            record.facts.notes.push(format!(
+                "{}: {no_input} of {} requests record no `input_toks`: their prompt lengths are \
+                 not checked against the workload",
+                rp.display(),
+                requests.len()
+            ));
+        }
+        let no_arrival = without(|r| r.arrival_time.is_some_and(f64::is_finite));
+        if no_arrival > 0 {
+            record.facts.notes.push(format!(
+                "{}: {no_arrival} of {} requests record no `arrival_time`: the requests are \
+                 paired in the order of the engines' `queued_ts`",
+                rp.display(),
+                requests.len()
+            ));
         }
         // One run names each request once; a repeated id is two records mixed, or a line
         // written twice, and pairing by arrival would then compare the wrong requests.
@@ -539,5 +617,57 @@ mod tests {
             e.contains("refused 1 of the 2 requests") && e.contains("line-2: too long"),
             "{e}"
         );
+    }
+
+    /// A run directory holding `meta.json` and these `requests.jsonl` lines.
+    fn run_with(lines: &[String]) -> (tempfile::TempDir, Result<RealRun, RealRunError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("meta.json"),
+            r#"{"vllm_version": "0.19.0"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("requests.jsonl"), lines.join("\n")).unwrap();
+        let run = RealRun::load(dir.path());
+        (dir, run)
+    }
+
+    fn request_line(i: usize, extra: &str) -> String {
+        format!(
+            "{{\"request_id\": \"bench-{i}\", \"input_toks\": 10, \"output_toks\": 4, \
+             \"arrival_time\": {i}.0, \"queued_ts\": {i}.0, \"scheduled_ts\": {i}.0, \
+             \"first_token_ts\": {i}.1, \"last_token_ts\": {i}.5{extra}}}"
+        )
+    }
+
+    #[test]
+    fn request_lines_that_contradict_or_lack_facts_are_said() {
+        // A first token and no output token.
+        let mut lines: Vec<String> = (0..3).map(|i| request_line(i, "")).collect();
+        lines[1] = lines[1].replace("\"output_toks\": 4", "\"output_toks\": 0");
+        let e = run_with(&lines).1.err().unwrap().to_string();
+        assert!(e.contains("line 2: output_toks 0 but a first token"), "{e}");
+        // No queued time: incomplete, not "did not complete".
+        let mut lines: Vec<String> = (0..3).map(|i| request_line(i, "")).collect();
+        lines[2] = lines[2].replace("\"queued_ts\": 2.0, ", "");
+        let e = run_with(&lines).1.err().unwrap().to_string();
+        assert!(
+            e.contains("line 3: no `queued_ts`") && !e.contains("did not complete"),
+            "{e}"
+        );
+        // Keys not read, and facts missing that a check needs, are notes.
+        let mut lines: Vec<String> = (0..3).map(|i| request_line(i, "")).collect();
+        lines[0] = request_line(0, ", \"error\": \"timeout\"");
+        lines[1] = lines[1].replace("\"input_toks\": 10, ", "");
+        lines[2] = lines[2].replace("\"arrival_time\": 2.0, ", "");
+        let (_dir, run) = run_with(&lines);
+        let notes = run.unwrap().record.facts.notes;
+        for said in [
+            "keys not read: `error` (1 line)",
+            "1 of 3 requests record no `input_toks`",
+            "1 of 3 requests record no `arrival_time`",
+        ] {
+            assert!(notes.iter().any(|n| n.contains(said)), "{said}: {notes:?}");
+        }
     }
 }
