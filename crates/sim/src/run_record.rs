@@ -102,6 +102,37 @@ impl CudaGraphMode {
     }
 }
 
+/// vLLM's `CompilationMode.VLLM_COMPILE`, the mode in which piecewise CUDA graphs exist.
+const VLLM_COMPILE: u64 = 3;
+
+/// vLLM 0.19's `CompilationMode` from its value or name (`NONE` 0, `STOCK_TORCH_COMPILE` 1,
+/// `DYNAMO_TRACE_ONCE` 2, `VLLM_COMPILE` 3).
+fn compilation_mode(v: &Value) -> Option<u64> {
+    if let Some(n) = value_u64(v).filter(|n| *n <= 3) {
+        return Some(n);
+    }
+    let name = v.as_str()?.trim().trim_start_matches("CompilationMode.");
+    [
+        "NONE",
+        "STOCK_TORCH_COMPILE",
+        "DYNAMO_TRACE_ONCE",
+        "VLLM_COMPILE",
+    ]
+    .iter()
+    .position(|n| n.eq_ignore_ascii_case(name))
+    .map(|i| i as u64)
+}
+
+/// vLLM 0.19's `OptimizationLevel` (`-O0`…`-O3`) from its value or name (`O2`, `"2"`).
+fn optimization_level(v: &Value) -> Option<u64> {
+    if let Some(n) = value_u64(v).filter(|n| *n <= 3) {
+        return Some(n);
+    }
+    let t = v.as_str()?.trim().trim_start_matches("OptimizationLevel.");
+    let t = t.strip_prefix(['O', 'o']).unwrap_or(t);
+    t.parse::<u64>().ok().filter(|n| *n <= 3)
+}
+
 /// The TP all-reduce link of the cluster config: `link_bw` (ASTRA-sim GB/s of 2³⁰ B, held here
 /// in GB/s of 10⁹ B: [`llm_emu_perf::link_units`]), `link_latency` ns per hop.
 #[derive(Clone, Debug, PartialEq)]
@@ -579,6 +610,7 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
     "kv_transfer_config",
     "cpu_offload_gb",
     "kv_cache_memory_bytes",
+    "optimization_level",
     "compilation_config",
     "cudagraph_capture_sizes",
     "max_cudagraph_capture_size",
@@ -586,6 +618,7 @@ const ENGINE_KWARGS_KEYS: &[&str] = &[
 ];
 /// `engine_kwargs.compilation_config` keys read (vLLM's `-O`/`--compilation-config` dict).
 const EK_COMPILATION_KEYS: &[&str] = &[
+    "mode",
     "cudagraph_mode",
     "cudagraph_capture_sizes",
     "max_cudagraph_capture_size",
@@ -616,6 +649,7 @@ const VLLM_SCHEDULER_CLASSES: &[&str] = &[
 ];
 const RESOLVED_SECTIONS: &[&str] = &[
     "performance_mode",
+    "optimization_level",
     "scheduler_config",
     "cache_config",
     "compilation_config",
@@ -1533,7 +1567,7 @@ impl RunRecord {
         ]
         .into_iter()
         .find_map(|(key, v)| v.map(|v| (key, v)));
-        let cudagraph_mode = match mode_recorded {
+        let mut cudagraph_mode = match mode_recorded {
             None => None,
             Some((key, v)) => match CudaGraphMode::from_value(v) {
                 Some(mode) => Some(Recorded {
@@ -1548,6 +1582,111 @@ impl RunRecord {
                 }
             },
         };
+        // The optimization level (`-O0`…`-O3`, 0.19) and torch.compile's mode, which decide the
+        // CUDA-graph mode where none is recorded, and turn piecewise graphs off without
+        // compilation (`VllmConfig.__post_init__`; `OPTIMIZATION_LEVEL_0x` in `config/vllm.py`).
+        let level = [
+            (
+                "meta.json resolved_config.optimization_level".to_string(),
+                get(&rc, &["optimization_level"]),
+            ),
+            (e("optimization_level"), get(&ek, &["optimization_level"])),
+        ]
+        .into_iter()
+        .find_map(|(src, v)| v.map(|v| (src, v)))
+        .and_then(|(src, v)| match optimization_level(v) {
+            Some(l) => Some(Recorded {
+                value: l,
+                source: src,
+            }),
+            None => {
+                r.cannot_read(&src, v, ", not an optimization level (0 to 3)");
+                None
+            }
+        });
+        let compile_mode = [
+            (
+                "meta.json resolved_config.compilation_config.mode".to_string(),
+                get(&comp, &["mode"]),
+            ),
+            (
+                "meta.json engine_kwargs.compilation_config.mode".to_string(),
+                get(&ek_comp, &["mode"]),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(src, v)| v.map(|v| (src, v)))
+        .and_then(|(src, v)| match compilation_mode(v) {
+            Some(m) => Some(Recorded {
+                value: m,
+                source: src,
+            }),
+            None => {
+                r.cannot_read(&src, v, ", not a compilation mode (0 to 3, or its name)");
+                None
+            }
+        });
+        if cudagraph_mode.is_none() {
+            if let Some(l) = &level {
+                let mode = match l.value {
+                    0 => CudaGraphMode::None,
+                    1 => CudaGraphMode::Piecewise,
+                    _ => CudaGraphMode::FullAndPiecewise,
+                };
+                cudagraph_mode = Some(Recorded {
+                    value: mode,
+                    source: format!("{} = {} (that level's CUDA-graph mode)", l.source, l.value),
+                });
+            }
+        }
+        let eager = enforce_eager.as_ref().is_some_and(|x| x.value);
+        let compiled = match (&compile_mode, &level) {
+            (Some(m), _) => m.value == VLLM_COMPILE,
+            (None, Some(l)) => l.value > 0,
+            (None, None) => true,
+        };
+        if !compiled && !eager {
+            let why = compile_mode
+                .as_ref()
+                .map(|m| format!("{} = {}", m.source, m.value))
+                .or(level
+                    .as_ref()
+                    .map(|l| format!("{} = {}", l.source, l.value)))
+                .unwrap_or_default();
+            r.notes.push(format!(
+                "{why}: torch.compile off; compilation is not modelled (the latency model's \
+                 kernel times are used as they are)"
+            ));
+            if let Some(g) = cudagraph_mode.as_ref().filter(|g| {
+                matches!(
+                    g.value,
+                    CudaGraphMode::Piecewise | CudaGraphMode::FullAndPiecewise
+                )
+            }) {
+                let both_resolved = g.source.contains("resolved_config")
+                    && compile_mode
+                        .as_ref()
+                        .is_some_and(|m| m.source.contains("resolved_config"));
+                if both_resolved {
+                    return Err(r.contradiction(format!(
+                        "{why} but {} = {}: vLLM records CUDA-graph mode NONE for piecewise \
+                         graphs without its compilation",
+                        g.source,
+                        g.value.name()
+                    )));
+                }
+                r.notes.push(format!(
+                    "{} = {} needs vLLM's compilation, which {why} turns off: replayed with \
+                     CUDA-graph mode NONE, as vLLM overrides it",
+                    g.source,
+                    g.value.name()
+                ));
+                cudagraph_mode = Some(Recorded {
+                    value: CudaGraphMode::None,
+                    source: format!("{why} (piecewise graphs off)"),
+                });
+            }
+        }
         // vLLM 0.19 turns CUDA graphs off for an eager engine before it records its config
         // (`VllmConfig.__post_init__`: mode NONE, no capture sizes), so its record cannot say
         // both.
@@ -2520,6 +2659,55 @@ mod tests {
             notes.iter().any(|n| n.contains("schema_version = 2")),
             "{notes:?}"
         );
+    }
+
+    #[test]
+    fn optimization_level_and_compilation_mode_decide_the_graphs_as_vllm_does() {
+        let mode = |meta: Value| read(meta, None).map(|r| r.facts.cudagraph_mode.map(|m| m.value));
+        // -O0: no compilation, no graphs; -O1: piecewise; the default level records nothing.
+        assert_eq!(
+            mode(json!({"engine_kwargs": {"optimization_level": 0}})).unwrap(),
+            Some(CudaGraphMode::None)
+        );
+        assert_eq!(
+            mode(json!({"engine_kwargs": {"optimization_level": "O1"}})).unwrap(),
+            Some(CudaGraphMode::Piecewise)
+        );
+        assert_eq!(mode(json!({"engine_kwargs": {}})).unwrap(), None);
+        // Asked piecewise graphs without vLLM's compilation: vLLM overrides them to NONE.
+        let r = read(
+            json!({"engine_kwargs": {"compilation_config":
+                {"mode": 0, "cudagraph_mode": "FULL_AND_PIECEWISE"}}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.facts.cudagraph_mode.unwrap().value, CudaGraphMode::None);
+        assert!(
+            r.facts
+                .notes
+                .iter()
+                .any(|n| n.contains("as vLLM overrides it")),
+            "{:?}",
+            r.facts.notes
+        );
+        // Full graphs need no compilation: kept.
+        assert_eq!(
+            mode(json!({"engine_kwargs": {"compilation_config":
+                {"mode": "NONE", "cudagraph_mode": "FULL"}}}))
+            .unwrap(),
+            Some(CudaGraphMode::Full)
+        );
+        // vLLM's own record cannot hold both.
+        let e = mode(json!({"resolved_config": {"compilation_config":
+            {"mode": 0, "cudagraph_mode": [2, 1]}}}))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("contradicting facts"), "{e}");
+        // Not a level.
+        let e = mode(json!({"engine_kwargs": {"optimization_level": 7}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an optimization level"), "{e}");
     }
 
     #[test]
