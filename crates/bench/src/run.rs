@@ -32,6 +32,9 @@ pub struct RunOutput {
     pub outputs: Vec<RequestOutput>,
     /// Seconds from the first send to the last response.
     pub duration: f64,
+    /// When the send schedule started, on the clock of the outputs' `start_time`: request `i`
+    /// is sent no earlier than `started_at + offsets[i]`.
+    pub started_at: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,5 +157,9 @@ pub async fn run(
         outputs.push(t.await.map_err(|e| RunError::Task(e.to_string()))?);
     }
     let duration = start.elapsed().as_secs_f64();
-    Ok(RunOutput { outputs, duration })
+    Ok(RunOutput {
+        outputs,
+        duration,
+        started_at: clock.secs(start),
+    })
 }

@@ -1192,6 +1192,12 @@ pub fn replay(
     fill(&mut a.max_num_batched_tokens, &f.max_num_batched_tokens);
     fill(&mut a.max_model_len, &f.max_model_len);
     fill(&mut a.block_size, &f.block_size);
+    // The KV memory given on the command line sizes the cache anew even where the run recorded
+    // none (it then replaces the recorded block count, below).
+    let kv_bytes_flag = a.kv_cache_memory_bytes.is_some_and(|b| b > 0)
+        && !over
+            .iter()
+            .any(|o| o.starts_with("--kv-cache-memory-bytes "));
     fill(&mut a.kv_cache_memory_bytes, &f.kv_cache_memory_bytes);
     a.block_size.get_or_insert(vd.block_size);
     fill(&mut a.gpu_memory_utilization, &f.gpu_memory_utilization);
@@ -1261,6 +1267,7 @@ pub fn replay(
     .filter(|flag| !(*flag == "--model" && same_weights))
     .chain(kv_replaced.map(|_| "--kv-cache-dtype"))
     .chain(quantization_replaced.then_some("--quantization"))
+    .chain(kv_bytes_flag.then_some("--kv-cache-memory-bytes"))
     .collect();
     match (&f.num_gpu_blocks, resized_by.is_empty()) {
         (Some(r), false) if a.num_gpu_blocks_override.is_none() => say(format!(

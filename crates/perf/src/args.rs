@@ -484,31 +484,26 @@ fn engine_config(
         Ok(len)
     };
     let mut kv_bytes_note = None;
+    // vLLM reads 0 as unset (`if kv_cache_memory_bytes := …` in `gpu_worker.py`).
+    let kv_bytes = a.kv_cache_memory_bytes.filter(|b| *b > 0);
     let (num_gpu_blocks, model_len) = match (a.num_gpu_blocks_override, a.run.num_gpu_blocks) {
         (Some(n), _) => (n, fit(n)?),
         (None, Some(n)) => {
             let len = fit(n)?;
-            check_recorded_blocks(shape, &budget, n, &a.run, len, notices)?;
+            check_recorded_blocks(shape, &budget, n, kv_bytes, &a.run, len, notices)?;
             (n, len)
         }
         (None, None) => {
-            let n = match a.kv_cache_memory_bytes {
+            let n = match kv_bytes {
                 Some(bytes) => {
-                    let tp = budget.tensor_parallel_size.max(1);
-                    let n = blocks_for_available(shape, budget.block_size, tp, bytes);
-                    if n < 2 {
-                        return Err(ResolveError::KvMemoryTooSmall {
-                            bytes,
-                            per_block: shape.bytes_per_block(budget.block_size, tp),
-                        });
-                    }
-                    let n = n.min(u64::from(u32::MAX)) as u32;
+                    let n = blocks_in_kv_bytes(shape, &budget, bytes)?;
                     kv_bytes_note = Some(Notice::Note(format!(
                         "KV blocks: {n} in kv_cache_memory_bytes {bytes} ({:.2} GiB) at {} \
                          bytes a block, as vLLM sizes them when the KV memory is given \
                          (gpu_memory_utilization does not apply)",
                         bytes as f64 / (1u64 << 30) as f64,
-                        shape.bytes_per_block(budget.block_size, tp)
+                        shape
+                            .bytes_per_block(budget.block_size, budget.tensor_parallel_size.max(1))
                     )));
                     n
                 }
@@ -626,10 +621,43 @@ fn describe_sizes(sizes: &[usize]) -> String {
 /// page size against the memory left after the weights at the recorded utilization (activations
 /// not counted, so the bound is lenient); and it must hold one request of `max_model_len`, or
 /// vLLM would not have started. Notes when sizing the GPU would give another count.
+/// vLLM's blocks in `bytes` of KV memory per GPU (`kv_cache_memory_bytes`), after checking
+/// that the GPU holds them beside the weights (vLLM would fail to allocate them) and that they
+/// hold two blocks (vLLM's "no available memory for the cache blocks").
+fn blocks_in_kv_bytes(
+    shape: &ModelShape,
+    budget: &GpuBudget,
+    bytes: u64,
+) -> Result<u32, ResolveError> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let tp = budget.tensor_parallel_size.max(1);
+    let weights = shape.weight_bytes_per_gpu(tp, budget.expert_shards);
+    let room = budget.gpu_memory_bytes as f64 - weights;
+    // 2 % slack for the weights' estimate.
+    if bytes as f64 > room.max(0.0) * 1.02 {
+        return Err(ResolveError::Contradiction(format!(
+            "kv_cache_memory_bytes {bytes} ({:.2} GiB) does not fit a {:.1} GiB GPU beside the \
+             model's weights ({:.2} GiB per GPU)",
+            bytes as f64 / GIB,
+            budget.gpu_memory_bytes as f64 / GIB,
+            weights / GIB
+        )));
+    }
+    let n = blocks_for_available(shape, budget.block_size, tp, bytes);
+    if n < 2 {
+        return Err(ResolveError::KvMemoryTooSmall {
+            bytes,
+            per_block: shape.bytes_per_block(budget.block_size, tp),
+        });
+    }
+    Ok(n.min(u64::from(u32::MAX)) as u32)
+}
+
 fn check_recorded_blocks(
     shape: &ModelShape,
     budget: &GpuBudget,
     n: u32,
+    kv_bytes: Option<u64>,
     run: &RunFacts,
     max_model_len: usize,
     notices: &mut Vec<Notice>,
@@ -640,7 +668,13 @@ fn check_recorded_blocks(
     let per_block = shape.bytes_per_block(budget.block_size, tp) as f64;
     let kv = f64::from(n) * per_block;
     let weights = shape.weight_bytes_per_gpu(tp, budget.expert_shards);
-    let room = budget.gpu_memory_bytes as f64 * budget.gpu_memory_utilization - weights;
+    // With the KV memory given, vLLM does not apply the utilization.
+    let utilization = if kv_bytes.is_some() {
+        1.0
+    } else {
+        budget.gpu_memory_utilization
+    };
+    let room = budget.gpu_memory_bytes as f64 * utilization - weights;
     let source = run
         .num_gpu_blocks_source
         .as_deref()
@@ -655,7 +689,7 @@ fn check_recorded_blocks(
             kv / GIB,
             budget.block_size,
             budget.gpu_memory_bytes as f64 / GIB,
-            budget.gpu_memory_utilization,
+            utilization,
             weights / GIB,
             room.max(0.0) / GIB
         )));
@@ -665,6 +699,16 @@ fn check_recorded_blocks(
             "{source} = {n} KV blocks, but vLLM would not have started with max_model_len \
              {max_model_len}: {e}"
         )));
+    }
+    if let Some(bytes) = kv_bytes {
+        let derived = blocks_in_kv_bytes(shape, budget, bytes)?;
+        if derived != n {
+            notices.push(Notice::Note(format!(
+                "KV blocks: the run recorded {n} ({source}); its kv_cache_memory_bytes {bytes} \
+                 holds {derived} blocks for this model: using {n}"
+            )));
+        }
+        return Ok(());
     }
     match num_gpu_blocks(shape, budget) {
         Ok(derived) if derived != n => notices.push(Notice::Note(format!(
@@ -985,6 +1029,35 @@ mod tests {
                 .any(|n| n.to_string().contains("kv_cache_memory_bytes")),
             "{notices:?}"
         );
+        // 0 is unset, as vLLM reads it: sized from the GPU's memory.
+        let unset = EngineArgs {
+            kv_cache_memory_bytes: Some(0),
+            max_model_len: Some(8192),
+            ..Default::default()
+        };
+        let sized = EngineArgs {
+            max_model_len: Some(8192),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&unset, &shape, gpu("h100"))
+                .unwrap()
+                .config
+                .num_gpu_blocks,
+            resolve(&sized, &shape, gpu("h100"))
+                .unwrap()
+                .config
+                .num_gpu_blocks
+        );
+        // More than the GPU holds beside the weights: vLLM could not allocate it.
+        let over = EngineArgs {
+            kv_cache_memory_bytes: Some(80 << 30),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&over, &shape, gpu("h100")),
+            Err(ResolveError::Contradiction(_))
+        ));
         // Too little for two blocks: vLLM refuses to start.
         let a = EngineArgs {
             kv_cache_memory_bytes: Some(per_block),

@@ -129,7 +129,7 @@ fn optimization_level(v: &Value) -> Option<u64> {
         return Some(n);
     }
     let t = v.as_str()?.trim().trim_start_matches("OptimizationLevel.");
-    let t = t.strip_prefix(['O', 'o']).unwrap_or(t);
+    let t = t.strip_prefix(['O', 'o'])?;
     t.parse::<u64>().ok().filter(|n| *n <= 3)
 }
 
@@ -545,21 +545,37 @@ impl Reader<'_> {
         Ok(chosen)
     }
 
-    /// `resolved` (what vLLM allocated), else what was asked (`asked` at `asked_source`); a
-    /// request that differs from what vLLM resolved is noted.
-    fn resolved_or_asked<T: FromFact>(
+    /// A cache fact `key`: `kv_cache` and `resolved_config.cache_config` (vLLM's own two
+    /// records of what it allocated: a difference is a contradiction), else
+    /// `engine_kwargs` (what was asked: a request that differs from what vLLM allocated is a
+    /// note).
+    fn cache_fact<T: FromFact>(
         &mut self,
-        what: &str,
-        resolved: Option<Recorded<T>>,
-        asked_source: String,
-        asked: Option<T>,
+        key: &str,
+        kv: &Value,
+        cache: &Value,
+        ek: &Value,
     ) -> Result<Option<Recorded<T>>, RunRecordError> {
+        let allocated = vec![
+            (
+                format!("meta.json kv_cache.{key}"),
+                self.typed(kv, "kv_cache", &[key]),
+            ),
+            (
+                format!("meta.json resolved_config.cache_config.{key}"),
+                self.typed(cache, "resolved_config.cache_config", &[key]),
+            ),
+        ];
+        let allocated = self.pick(key, allocated, OnDiffer::Contradiction)?;
         let mut cands: Vec<(String, Option<T>)> = Vec::new();
-        if let Some(r) = resolved {
+        if let Some(r) = allocated {
             cands.push((r.source, Some(r.value)));
         }
-        cands.push((asked_source, asked));
-        self.pick(what, cands, OnDiffer::Note)
+        cands.push((
+            format!("meta.json engine_kwargs.{key}"),
+            self.typed(ek, "engine_kwargs", &[key]),
+        ));
+        self.pick(key, cands, OnDiffer::Note)
     }
 }
 
@@ -972,6 +988,9 @@ impl RunRecord {
             (e("kv_offloading_size"), get(&ek, &["kv_offloading_size"])),
         ];
         for (src, v) in offload_cpu {
+            if let Some(v) = v.filter(|v| !v.is_number()) {
+                r.cannot_read(&src, v, ", not a number");
+            }
             if let Some(x) = v.and_then(Value::as_f64).filter(|x| *x > 0.0) {
                 return Err(
                     r.not_replayable(format!("{src} = {x}: CPU KV-cache offload is not modelled"))
@@ -1088,19 +1107,7 @@ impl RunRecord {
                 m.value
             ));
         }
-        let block_size = fact!(
-            "block_size",
-            OnDiffer::Contradiction,
-            (k("block_size"), &kv, "kv_cache", &["block_size"]),
-            (
-                c("block_size"),
-                &cache,
-                "resolved_config.cache_config",
-                &["block_size"]
-            ),
-        );
-        let asked = r.typed(&ek, "engine_kwargs", &["block_size"]);
-        let block_size = r.resolved_or_asked("block_size", block_size, e("block_size"), asked)?;
+        let block_size = r.cache_fact("block_size", &kv, &cache, &ek)?;
         let num_gpu_blocks = fact!(
             "KV blocks",
             OnDiffer::Contradiction,
@@ -1187,29 +1194,18 @@ impl RunRecord {
                 _ => {}
             }
         }
-        let kv_cache_memory_bytes = fact!(
-            "kv_cache_memory_bytes",
-            OnDiffer::Contradiction,
-            (
-                k("kv_cache_memory_bytes"),
-                &kv,
-                "kv_cache",
-                &["kv_cache_memory_bytes"]
-            ),
-            (
-                c("kv_cache_memory_bytes"),
-                &cache,
-                "resolved_config.cache_config",
-                &["kv_cache_memory_bytes"]
-            ),
-        );
-        let asked = r.typed(&ek, "engine_kwargs", &["kv_cache_memory_bytes"]);
-        let kv_cache_memory_bytes = r.resolved_or_asked(
-            "kv_cache_memory_bytes",
-            kv_cache_memory_bytes,
-            e("kv_cache_memory_bytes"),
-            asked,
-        )?;
+        let kv_cache_memory_bytes = r
+            .cache_fact::<u64>("kv_cache_memory_bytes", &kv, &cache, &ek)?
+            .filter(|b| {
+                if b.value == 0 {
+                    r.notes.push(format!(
+                        "{} = 0: unset, as vLLM reads 0 (the blocks are sized from the GPU's \
+                         memory)",
+                        b.source
+                    ));
+                }
+                b.value > 0
+            });
         if let (Some(bytes), Some(n)) = (&kv_cache_memory_bytes, &num_gpu_blocks) {
             r.notes.push(format!(
                 "{} = {}: the KV size was set by hand in the run; the block count it recorded \
@@ -1217,52 +1213,8 @@ impl RunRecord {
                 bytes.source, bytes.value, n.value, n.source
             ));
         }
-        let gpu_memory_utilization = fact!(
-            "gpu_memory_utilization",
-            OnDiffer::Contradiction,
-            (
-                k("gpu_memory_utilization"),
-                &kv,
-                "kv_cache",
-                &["gpu_memory_utilization"]
-            ),
-            (
-                c("gpu_memory_utilization"),
-                &cache,
-                "resolved_config.cache_config",
-                &["gpu_memory_utilization"]
-            ),
-        );
-        let asked = r.typed(&ek, "engine_kwargs", &["gpu_memory_utilization"]);
-        let gpu_memory_utilization = r.resolved_or_asked(
-            "gpu_memory_utilization",
-            gpu_memory_utilization,
-            e("gpu_memory_utilization"),
-            asked,
-        )?;
-        let enable_prefix_caching = fact!(
-            "enable_prefix_caching",
-            OnDiffer::Contradiction,
-            (
-                k("enable_prefix_caching"),
-                &kv,
-                "kv_cache",
-                &["enable_prefix_caching"]
-            ),
-            (
-                c("enable_prefix_caching"),
-                &cache,
-                "resolved_config.cache_config",
-                &["enable_prefix_caching"]
-            ),
-        );
-        let asked = r.typed(&ek, "engine_kwargs", &["enable_prefix_caching"]);
-        let enable_prefix_caching = r.resolved_or_asked(
-            "enable_prefix_caching",
-            enable_prefix_caching,
-            e("enable_prefix_caching"),
-            asked,
-        )?;
+        let gpu_memory_utilization = r.cache_fact("gpu_memory_utilization", &kv, &cache, &ek)?;
+        let enable_prefix_caching = r.cache_fact("enable_prefix_caching", &kv, &cache, &ek)?;
         let kv_cache_dtype = fact!(
             "kv_cache_dtype",
             OnDiffer::Note,
@@ -1569,6 +1521,10 @@ impl RunRecord {
         .find_map(|(key, v)| v.map(|v| (key, v)));
         let mut cudagraph_mode = match mode_recorded {
             None => None,
+            Some((key, v)) if is_recorder_tag(v) => {
+                r.cannot_read(&format!("meta.json {key}"), v, "");
+                None
+            }
             Some((key, v)) => match CudaGraphMode::from_value(v) {
                 Some(mode) => Some(Recorded {
                     value: mode,
@@ -1585,7 +1541,7 @@ impl RunRecord {
         // The optimization level (`-O0`…`-O3`, 0.19) and torch.compile's mode, which decide the
         // CUDA-graph mode where none is recorded, and turn piecewise graphs off without
         // compilation (`VllmConfig.__post_init__`; `OPTIMIZATION_LEVEL_0x` in `config/vllm.py`).
-        let level = [
+        let level_cands: Vec<(String, Option<u64>)> = [
             (
                 "meta.json resolved_config.optimization_level".to_string(),
                 get(&rc, &["optimization_level"]),
@@ -1593,18 +1549,19 @@ impl RunRecord {
             (e("optimization_level"), get(&ek, &["optimization_level"])),
         ]
         .into_iter()
-        .find_map(|(src, v)| v.map(|v| (src, v)))
-        .and_then(|(src, v)| match optimization_level(v) {
-            Some(l) => Some(Recorded {
-                value: l,
-                source: src,
-            }),
-            None => {
-                r.cannot_read(&src, v, ", not an optimization level (0 to 3)");
-                None
-            }
-        });
-        let compile_mode = [
+        .map(|(src, v)| {
+            let parsed = v.and_then(|v| {
+                let l = optimization_level(v);
+                if l.is_none() {
+                    r.cannot_read(&src, v, ", not an optimization level (0 to 3, or O0 to O3)");
+                }
+                l
+            });
+            (src, parsed)
+        })
+        .collect();
+        let level = r.pick("optimization_level", level_cands, OnDiffer::Note)?;
+        let mode_cands: Vec<(String, Option<u64>)> = [
             (
                 "meta.json resolved_config.compilation_config.mode".to_string(),
                 get(&comp, &["mode"]),
@@ -1615,17 +1572,18 @@ impl RunRecord {
             ),
         ]
         .into_iter()
-        .find_map(|(src, v)| v.map(|v| (src, v)))
-        .and_then(|(src, v)| match compilation_mode(v) {
-            Some(m) => Some(Recorded {
-                value: m,
-                source: src,
-            }),
-            None => {
-                r.cannot_read(&src, v, ", not a compilation mode (0 to 3, or its name)");
-                None
-            }
-        });
+        .map(|(src, v)| {
+            let parsed = v.and_then(|v| {
+                let m = compilation_mode(v);
+                if m.is_none() {
+                    r.cannot_read(&src, v, ", not a compilation mode (0 to 3, or its name)");
+                }
+                m
+            });
+            (src, parsed)
+        })
+        .collect();
+        let compile_mode = r.pick("compilation mode", mode_cands, OnDiffer::Note)?;
         if cudagraph_mode.is_none() {
             if let Some(l) = &level {
                 let mode = match l.value {
@@ -1654,16 +1612,24 @@ impl RunRecord {
                     .map(|l| format!("{} = {}", l.source, l.value)))
                 .unwrap_or_default();
             r.notes.push(format!(
-                "{why}: torch.compile off; compilation is not modelled (the latency model's \
-                 kernel times are used as they are)"
+                "{why}: not vLLM's own compilation (VLLM_COMPILE, 3); what compilation does to \
+                 kernel times is not modelled (the latency model's are used as they are)"
             ));
-            if let Some(g) = cudagraph_mode.as_ref().filter(|g| {
-                matches!(
-                    g.value,
-                    CudaGraphMode::Piecewise | CudaGraphMode::FullAndPiecewise
-                )
-            }) {
-                let both_resolved = g.source.contains("resolved_config")
+            // With no mode recorded, vLLM's default (O2: FULL_AND_PIECEWISE) is what it turns
+            // off.
+            let graphs = cudagraph_mode
+                .as_ref()
+                .map(|g| (g.value, g.source.clone()))
+                .unwrap_or((
+                    CudaGraphMode::FullAndPiecewise,
+                    "vLLM's default CUDA-graph mode".to_string(),
+                ));
+            if matches!(
+                graphs.0,
+                CudaGraphMode::Piecewise | CudaGraphMode::FullAndPiecewise
+            ) {
+                let both_resolved = graphs.1
+                    == "meta.json resolved_config.compilation_config.cudagraph_mode"
                     && compile_mode
                         .as_ref()
                         .is_some_and(|m| m.source.contains("resolved_config"));
@@ -1671,15 +1637,15 @@ impl RunRecord {
                     return Err(r.contradiction(format!(
                         "{why} but {} = {}: vLLM records CUDA-graph mode NONE for piecewise \
                          graphs without its compilation",
-                        g.source,
-                        g.value.name()
+                        graphs.1,
+                        graphs.0.name()
                     )));
                 }
                 r.notes.push(format!(
-                    "{} = {} needs vLLM's compilation, which {why} turns off: replayed with \
+                    "{} ({}) needs vLLM's compilation, which {why} leaves out: replayed with \
                      CUDA-graph mode NONE, as vLLM overrides it",
-                    g.source,
-                    g.value.name()
+                    graphs.1,
+                    graphs.0.name()
                 ));
                 cudagraph_mode = Some(Recorded {
                     value: CudaGraphMode::None,
@@ -1883,14 +1849,22 @@ impl RunRecord {
                 )));
             }
         }
+        let num_requests = r.typed::<usize>(meta, "meta.json", &["num_requests"]);
+        let tick_seconds = r
+            .typed::<f64>(meta, "meta.json", &["tick_seconds"])
+            .filter(|t| {
+                if *t <= 0.0 {
+                    r.unreadable
+                        .push(format!("meta.json tick_seconds = {t}, not a positive time"));
+                }
+                *t > 0.0
+            });
         r.refuse_unreadable()?;
         facts.notes = r.notes;
         Ok(RunRecord {
             meta_path: meta_path.to_path_buf(),
             cluster_config_path: cluster_path.map(Path::to_path_buf),
-            num_requests: get(meta, &["num_requests"])
-                .and_then(Value::as_u64)
-                .map(|n| n as usize),
+            num_requests,
             dataset_hash: get(meta, &["dataset_hash"])
                 .and_then(Value::as_str)
                 .map(str::to_ascii_lowercase),
@@ -1900,7 +1874,7 @@ impl RunRecord {
             started_at: get(meta, &["started_at"])
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            tick_seconds: get(meta, &["tick_seconds"]).and_then(Value::as_f64),
+            tick_seconds,
             facts,
         })
     }
@@ -2703,6 +2677,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("contradicting facts"), "{e}");
+        // A compilation mode other than vLLM's with no graph mode recorded: vLLM's default
+        // (FULL_AND_PIECEWISE) is turned off, on either side of the record.
+        for meta in [
+            json!({"engine_kwargs": {"compilation_config": {"mode": "none"}}}),
+            json!({"resolved_config": {"compilation_config": {"mode": 1},
+                                       "optimization_level": 2}}),
+        ] {
+            assert_eq!(mode(meta).unwrap(), Some(CudaGraphMode::None));
+        }
         // Not a level.
         let e = mode(json!({"engine_kwargs": {"optimization_level": 7}}))
             .unwrap_err()
@@ -2781,6 +2764,14 @@ mod tests {
                 f.notes
             );
         }
+        // 0 is unset, as vLLM reads it.
+        let r = read(json!({"kv_cache": {"kv_cache_memory_bytes": 0}}), None).unwrap();
+        assert!(r.facts.kv_cache_memory_bytes.is_none());
+        assert!(
+            r.facts.notes.iter().any(|n| n.contains("= 0: unset")),
+            "{:?}",
+            r.facts.notes
+        );
         // With the blocks recorded too, the blocks are used, and that is said.
         let r = read(
             json!({"kv_cache": {"kv_cache_memory_bytes": 4294967296_u64, "num_gpu_blocks": 2000}}),

@@ -58,6 +58,10 @@ pub struct RealRequest {
     #[serde(default)]
     pub arrival_time: Option<f64>,
     pub queued_ts: f64,
+    /// When the engine first scheduled it (checked to lie between queued and first token; the
+    /// comparison counts from `queued_ts`).
+    #[serde(default)]
+    pub scheduled_ts: Option<f64>,
     pub first_token_ts: f64,
     pub last_token_ts: f64,
 }
@@ -106,13 +110,26 @@ impl RealRun {
             let r: RealRequest = serde_json::from_str(line).map_err(|e| {
                 // A request that never produced a token (aborted, failed) has no timestamp to
                 // compare; say so rather than leave the parser's words alone.
-                let v = serde_json::from_str::<serde_json::Value>(line).ok();
+                let v = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .filter(serde_json::Value::is_object);
+                // Absent or null: not recorded; any other non-number: not readable.
                 let missing = |k: &str| {
                     v.as_ref()
-                        .is_some_and(|v| v.get(k).is_none_or(|t| !t.is_number()))
+                        .is_some_and(|v| v.get(k).is_none_or(serde_json::Value::is_null))
                 };
+                let stamps = ["queued_ts", "first_token_ts", "last_token_ts"];
+                let unreadable = stamps.into_iter().find_map(|k| {
+                    let x = v.as_ref()?.get(k)?;
+                    (!x.is_null() && !x.is_number()).then(|| format!("`{k}` = {x}"))
+                });
                 let token_stamps = ["first_token_ts", "last_token_ts"];
-                if let Some(k) = token_stamps.into_iter().find(|k| missing(k)) {
+                if let Some(what) = unreadable {
+                    bad(
+                        &rp,
+                        format!("line {}: {what} is not a number of seconds", i + 1),
+                    )
+                } else if let Some(k) = token_stamps.into_iter().find(|k| missing(k)) {
                     bad(
                         &rp,
                         format!(
@@ -157,6 +174,21 @@ impl RealRun {
                     ),
                 ));
             }
+            // vLLM stamps the first scheduling between the two.
+            if let Some(sched) = r.scheduled_ts {
+                if !(sched.is_finite() && r.queued_ts <= sched && sched <= r.first_token_ts) {
+                    return Err(bad(
+                        &rp,
+                        format!(
+                            "line {}: scheduled_ts {sched} is not between queued_ts {} and \
+                             first_token_ts {}",
+                            i + 1,
+                            r.queued_ts,
+                            r.first_token_ts
+                        ),
+                    ));
+                }
+            }
             // Each recorded request produced its first token, so at least one output.
             if r.output_toks == 0 {
                 return Err(bad(
@@ -178,10 +210,17 @@ impl RealRun {
         }
         // What the lines hold that is not read, or lack that would be checked, said once.
         if !unread.is_empty() {
-            let list: Vec<String> = unread
+            // The most frequent first, at most 20 named.
+            let mut by_count: Vec<(&String, &usize)> = unread.iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let mut list: Vec<String> = by_count
                 .iter()
-                .map(|(k, n)| format!("`{k}` ({n} line{})", if *n == 1 { "" } else { "s" }))
+                .take(20)
+                .map(|(k, n)| format!("`{k}` ({n} line{})", if **n == 1 { "" } else { "s" }))
                 .collect();
+            if by_count.len() > 20 {
+                list.push(format!("and {} other keys", by_count.len() - 20));
+            }
             record.facts.notes.push(format!(
                 "{}: keys not read: {}",
                 rp.display(),
@@ -494,6 +533,7 @@ mod tests {
                 output_toks: 3,
                 arrival_time: None,
                 queued_ts: 10.0,
+                scheduled_ts: None,
                 first_token_ts: 10.1,
                 last_token_ts: 10.3,
             },
@@ -503,6 +543,7 @@ mod tests {
                 output_toks: 1,
                 arrival_time: None,
                 queued_ts: 10.2,
+                scheduled_ts: None,
                 first_token_ts: 10.4,
                 last_token_ts: 10.4,
             },
@@ -544,6 +585,7 @@ mod tests {
             output_toks: 2,
             arrival_time: arrival,
             queued_ts: queued,
+            scheduled_ts: None,
             first_token_ts: queued + 0.1,
             last_token_ts: queued + 0.2,
         }
@@ -655,6 +697,18 @@ mod tests {
             e.contains("line 3: no `queued_ts`") && !e.contains("did not complete"),
             "{e}"
         );
+        // A timestamp that is not a number, and a scheduling outside queued..first token.
+        let mut lines: Vec<String> = (0..3).map(|i| request_line(i, "")).collect();
+        lines[0] = lines[0].replace("\"first_token_ts\": 0.1", "\"first_token_ts\": \"0.1\"");
+        let e = run_with(&lines).1.err().unwrap().to_string();
+        assert!(
+            e.contains("line 1: `first_token_ts` = \"0.1\" is not a number"),
+            "{e}"
+        );
+        let mut lines: Vec<String> = (0..3).map(|i| request_line(i, "")).collect();
+        lines[1] = lines[1].replace("\"scheduled_ts\": 1.0", "\"scheduled_ts\": 0.5");
+        let e = run_with(&lines).1.err().unwrap().to_string();
+        assert!(e.contains("line 2: scheduled_ts 0.5 is not between"), "{e}");
         // Keys not read, and facts missing that a check needs, are notes.
         let mut lines: Vec<String> = (0..3).map(|i| request_line(i, "")).collect();
         lines[0] = request_line(0, ", \"error\": \"timeout\"");
