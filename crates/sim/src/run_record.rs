@@ -545,6 +545,31 @@ impl Reader<'_> {
         Ok(chosen)
     }
 
+    /// [`Reader::pick`] over values read by `parse` (a value it cannot read is unreadable,
+    /// as not being `kind`).
+    fn pick_parsed(
+        &mut self,
+        what: &str,
+        candidates: Vec<(String, Option<&Value>)>,
+        parse: fn(&Value) -> Option<u64>,
+        kind: &str,
+    ) -> Result<Option<Recorded<u64>>, RunRecordError> {
+        let parsed = candidates
+            .into_iter()
+            .map(|(src, v)| {
+                let x = v.and_then(|v| {
+                    let x = parse(v);
+                    if x.is_none() {
+                        self.cannot_read(&src, v, &format!(", not {kind}"));
+                    }
+                    x
+                });
+                (src, x)
+            })
+            .collect();
+        self.pick(what, parsed, OnDiffer::Note)
+    }
+
     /// A cache fact `key`: `kv_cache` and `resolved_config.cache_config` (vLLM's own two
     /// records of what it allocated: a difference is a contradiction), else
     /// `engine_kwargs` (what was asked: a request that differs from what vLLM allocated is a
@@ -1541,49 +1566,33 @@ impl RunRecord {
         // The optimization level (`-O0`…`-O3`, 0.19) and torch.compile's mode, which decide the
         // CUDA-graph mode where none is recorded, and turn piecewise graphs off without
         // compilation (`VllmConfig.__post_init__`; `OPTIMIZATION_LEVEL_0x` in `config/vllm.py`).
-        let level_cands: Vec<(String, Option<u64>)> = [
-            (
-                "meta.json resolved_config.optimization_level".to_string(),
-                get(&rc, &["optimization_level"]),
-            ),
-            (e("optimization_level"), get(&ek, &["optimization_level"])),
-        ]
-        .into_iter()
-        .map(|(src, v)| {
-            let parsed = v.and_then(|v| {
-                let l = optimization_level(v);
-                if l.is_none() {
-                    r.cannot_read(&src, v, ", not an optimization level (0 to 3, or O0 to O3)");
-                }
-                l
-            });
-            (src, parsed)
-        })
-        .collect();
-        let level = r.pick("optimization_level", level_cands, OnDiffer::Note)?;
-        let mode_cands: Vec<(String, Option<u64>)> = [
-            (
-                "meta.json resolved_config.compilation_config.mode".to_string(),
-                get(&comp, &["mode"]),
-            ),
-            (
-                "meta.json engine_kwargs.compilation_config.mode".to_string(),
-                get(&ek_comp, &["mode"]),
-            ),
-        ]
-        .into_iter()
-        .map(|(src, v)| {
-            let parsed = v.and_then(|v| {
-                let m = compilation_mode(v);
-                if m.is_none() {
-                    r.cannot_read(&src, v, ", not a compilation mode (0 to 3, or its name)");
-                }
-                m
-            });
-            (src, parsed)
-        })
-        .collect();
-        let compile_mode = r.pick("compilation mode", mode_cands, OnDiffer::Note)?;
+        let level = r.pick_parsed(
+            "optimization_level",
+            vec![
+                (
+                    "meta.json resolved_config.optimization_level".to_string(),
+                    get(&rc, &["optimization_level"]),
+                ),
+                (e("optimization_level"), get(&ek, &["optimization_level"])),
+            ],
+            optimization_level,
+            "an optimization level (0 to 3, or O0 to O3)",
+        )?;
+        let compile_mode = r.pick_parsed(
+            "compilation mode",
+            vec![
+                (
+                    "meta.json resolved_config.compilation_config.mode".to_string(),
+                    get(&comp, &["mode"]),
+                ),
+                (
+                    "meta.json engine_kwargs.compilation_config.mode".to_string(),
+                    get(&ek_comp, &["mode"]),
+                ),
+            ],
+            compilation_mode,
+            "a compilation mode (0 to 3, or its name)",
+        )?;
         if cudagraph_mode.is_none() {
             if let Some(l) = &level {
                 let mode = match l.value {
