@@ -42,6 +42,52 @@ const REQUEST_KEYS: &[&str] = &[
     "last_token_ts",
 ];
 
+/// Why line `line` of `requests.jsonl` (at `rp`) is not a request, from its object `v` (`None`
+/// when the line is not a JSON object) and the parser's message `msg`: a request that never
+/// produced a token (aborted, failed) has no timestamp to compare, and that is said rather
+/// than leaving the parser's words alone.
+fn bad_request_line(rp: &Path, line: usize, v: Option<&Value>, msg: &str) -> RealRunError {
+    // Absent or null: not recorded; any other non-number: not readable.
+    let missing = |k: &str| v.is_some_and(|v| v.get(k).is_none_or(Value::is_null));
+    let stamps = ["queued_ts", "first_token_ts", "last_token_ts"];
+    let unreadable = stamps.into_iter().find_map(|k| {
+        let x = v?.get(k)?;
+        (!x.is_null() && !x.is_number()).then(|| format!("`{k}` = {x}"))
+    });
+    let token_stamps = ["first_token_ts", "last_token_ts"];
+    if let Some(what) = unreadable {
+        bad(
+            rp,
+            format!("line {line}: {what} is not a number of seconds"),
+        )
+    } else if let Some(k) = token_stamps.into_iter().find(|k| missing(k)) {
+        bad(
+            rp,
+            format!(
+                "line {line}: no `{k}`: a request that did not complete (aborted or failed) \
+                 cannot be compared; validate replays runs whose every request completed"
+            ),
+        )
+    } else if missing("queued_ts") {
+        bad(
+            rp,
+            format!(
+                "line {line}: no `queued_ts`, the time the engine queued the request, from \
+                 which TTFT and E2E are measured: the record is incomplete"
+            ),
+        )
+    } else {
+        // serde's own position (`at line 1 column N`) is of the line, not the file.
+        let msg = msg.split(" at line ").next().unwrap_or(msg);
+        let what = if v.is_none() {
+            "not a JSON object: "
+        } else {
+            ""
+        };
+        bad(rp, format!("line {line}: {what}{msg}"))
+    }
+}
+
 /// One request of a real run, engine-side monotonic seconds.
 #[derive(Clone, Debug, Deserialize)]
 pub struct RealRequest {
@@ -107,59 +153,19 @@ impl RealRun {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let r: RealRequest = serde_json::from_str(line).map_err(|e| {
-                // A request that never produced a token (aborted, failed) has no timestamp to
-                // compare; say so rather than leave the parser's words alone.
-                let v = serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .filter(serde_json::Value::is_object);
-                // Absent or null: not recorded; any other non-number: not readable.
-                let missing = |k: &str| {
-                    v.as_ref()
-                        .is_some_and(|v| v.get(k).is_none_or(serde_json::Value::is_null))
-                };
-                let stamps = ["queued_ts", "first_token_ts", "last_token_ts"];
-                let unreadable = stamps.into_iter().find_map(|k| {
-                    let x = v.as_ref()?.get(k)?;
-                    (!x.is_null() && !x.is_number()).then(|| format!("`{k}` = {x}"))
-                });
-                let token_stamps = ["first_token_ts", "last_token_ts"];
-                if let Some(what) = unreadable {
-                    bad(
-                        &rp,
-                        format!("line {}: {what} is not a number of seconds", i + 1),
-                    )
-                } else if let Some(k) = token_stamps.into_iter().find(|k| missing(k)) {
-                    bad(
-                        &rp,
-                        format!(
-                            "line {}: no `{k}`: a request that did not complete (aborted or \
-                             failed) cannot be compared; validate replays runs whose every \
-                             request completed",
-                            i + 1
-                        ),
-                    )
-                } else if missing("queued_ts") {
-                    bad(
-                        &rp,
-                        format!(
-                            "line {}: no `queued_ts`, the time the engine queued the request, \
-                             from which TTFT and E2E are measured: the record is incomplete",
-                            i + 1
-                        ),
-                    )
-                } else {
-                    // serde's own position (`at line 1 column N`) is of the line, not the file.
-                    let msg = e.to_string();
-                    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                    let what = if v.is_none() {
-                        "not a JSON object: "
-                    } else {
-                        ""
-                    };
-                    bad(&rp, format!("line {}: {what}{msg}", i + 1))
+            // One parse per line: the request is read from the value, whose keys are counted.
+            let value = serde_json::from_str::<Value>(line);
+            let parsed = match &value {
+                Ok(v) => RealRequest::deserialize(v).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let r = match parsed {
+                Ok(r) => r,
+                Err(msg) => {
+                    let v = value.ok().filter(Value::is_object);
+                    return Err(bad_request_line(&rp, i + 1, v.as_ref(), &msg));
                 }
-            })?;
+            };
             let ok = [r.queued_ts, r.first_token_ts, r.last_token_ts]
                 .iter()
                 .all(|x| x.is_finite())
@@ -201,7 +207,7 @@ impl RealRun {
                     ),
                 ));
             }
-            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(line) {
+            if let Ok(Value::Object(m)) = &value {
                 for k in m.keys().filter(|k| !REQUEST_KEYS.contains(&k.as_str())) {
                     *unread.entry(k.clone()).or_default() += 1;
                 }
