@@ -483,7 +483,6 @@ fn engine_config(
         notices.extend(note.map(Notice::Note));
         Ok(len)
     };
-    let mut kv_bytes_note = None;
     // vLLM reads 0 as unset (`if kv_cache_memory_bytes := …` in `gpu_worker.py`).
     let kv_bytes = a.kv_cache_memory_bytes.filter(|b| *b > 0);
     let (num_gpu_blocks, model_len) = match (a.num_gpu_blocks_override, a.run.num_gpu_blocks) {
@@ -495,26 +494,23 @@ fn engine_config(
         }
         (None, None) => {
             let n = match kv_bytes {
-                Some(bytes) => {
-                    let n = blocks_in_kv_bytes(shape, &budget, bytes)?;
-                    kv_bytes_note = Some(Notice::Note(format!(
-                        "KV blocks: {n} in kv_cache_memory_bytes {bytes} ({:.2} GiB) at {} \
-                         bytes a block, as vLLM sizes them when the KV memory is given \
-                         (gpu_memory_utilization does not apply)",
-                        bytes as f64 / (1u64 << 30) as f64,
-                        shape
-                            .bytes_per_block(budget.block_size, budget.tensor_parallel_size.max(1))
-                    )));
-                    n
-                }
+                Some(bytes) => blocks_in_kv_bytes(shape, &budget, bytes)?,
                 None => num_gpu_blocks(shape, &budget)?,
             };
             let len = fit(n)?;
             check_max_model_len(shape, &budget, n, len as u64)?;
+            if let Some(bytes) = kv_bytes {
+                notices.push(Notice::Note(format!(
+                    "KV blocks: {n} in kv_cache_memory_bytes {bytes} ({:.2} GiB) at {} bytes a \
+                     block, as vLLM sizes them when the KV memory is given \
+                     (gpu_memory_utilization does not apply)",
+                    bytes as f64 / (1u64 << 30) as f64,
+                    shape.bytes_per_block(budget.block_size, budget.tensor_parallel_size.max(1))
+                )));
+            }
             (n, len)
         }
     };
-    notices.extend(kv_bytes_note);
     let enforce_eager = a.enforce_eager.unwrap_or(false);
     // Given capture sizes replace vLLM's rule unless the engine runs eagerly, less those above
     // the token budget (as vLLM drops them); the rule of a version other than the engine's own,

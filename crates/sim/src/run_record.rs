@@ -813,21 +813,21 @@ impl RunRecord {
             return Err(r.err("not a JSON object"));
         }
         // Each part is a JSON object; anything else is not read (its facts would be lost).
-        for part in ["engine_kwargs", "kv_cache", "hardware", "resolved_config"] {
-            if let Some(v) = get(meta, &[part]).filter(|v| !v.is_object()) {
-                r.cannot_read(&format!("meta.json {part}"), v, ", not a JSON object");
-            }
-        }
-        for section in [
-            "scheduler_config",
-            "cache_config",
-            "compilation_config",
-            "parallel_config",
-            "model_config",
-        ] {
-            if let Some(v) = get(meta, &["resolved_config", section]).filter(|v| !v.is_object()) {
+        let parts: [&[&str]; 9] = [
+            &["engine_kwargs"],
+            &["kv_cache"],
+            &["hardware"],
+            &["resolved_config"],
+            &["resolved_config", "scheduler_config"],
+            &["resolved_config", "cache_config"],
+            &["resolved_config", "compilation_config"],
+            &["resolved_config", "parallel_config"],
+            &["resolved_config", "model_config"],
+        ];
+        for path in parts {
+            if let Some(v) = get(meta, path).filter(|v| !v.is_object()) {
                 r.cannot_read(
-                    &format!("meta.json resolved_config.{section}"),
+                    &format!("meta.json {}", path.join(".")),
                     v,
                     ", not a JSON object",
                 );
@@ -1219,18 +1219,18 @@ impl RunRecord {
                 _ => {}
             }
         }
-        let kv_cache_memory_bytes = r
-            .cache_fact::<u64>("kv_cache_memory_bytes", &kv, &cache, &ek)?
-            .filter(|b| {
-                if b.value == 0 {
+        let kv_cache_memory_bytes =
+            match r.cache_fact::<u64>("kv_cache_memory_bytes", &kv, &cache, &ek)? {
+                Some(b) if b.value == 0 => {
                     r.notes.push(format!(
                         "{} = 0: unset, as vLLM reads 0 (the blocks are sized from the GPU's \
                          memory)",
                         b.source
                     ));
+                    None
                 }
-                b.value > 0
-            });
+                bytes => bytes,
+            };
         if let (Some(bytes), Some(n)) = (&kv_cache_memory_bytes, &num_gpu_blocks) {
             r.notes.push(format!(
                 "{} = {}: the KV size was set by hand in the run; the block count it recorded \
