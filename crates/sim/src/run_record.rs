@@ -1496,10 +1496,14 @@ impl RunRecord {
             ),
         ];
         let mut cudagraph_capture_sizes = None;
+        // Whether the sizes, and the mode below, are what vLLM resolved (not what was asked,
+        // nor derived here).
+        let mut sizes_resolved = false;
         for (key, v) in size_lists {
             let Some(v) = v else { continue };
             match sizes_of(v) {
                 Some(sizes) => {
+                    sizes_resolved = key.starts_with("resolved_config.");
                     cudagraph_capture_sizes = Some(Recorded {
                         value: sizes,
                         source: format!("meta.json {key}"),
@@ -1544,6 +1548,8 @@ impl RunRecord {
         ]
         .into_iter()
         .find_map(|(key, v)| v.map(|v| (key, v)));
+        let mode_resolved =
+            mode_recorded.is_some_and(|(key, _)| key.starts_with("resolved_config."));
         let mut cudagraph_mode = match mode_recorded {
             None => None,
             Some((key, v)) if is_recorder_tag(v) => {
@@ -1637,8 +1643,8 @@ impl RunRecord {
                 graphs.0,
                 CudaGraphMode::Piecewise | CudaGraphMode::FullAndPiecewise
             ) {
-                let both_resolved = graphs.1
-                    == "meta.json resolved_config.compilation_config.cudagraph_mode"
+                let both_resolved = mode_resolved
+                    && cudagraph_mode.is_some()
                     && compile_mode
                         .as_ref()
                         .is_some_and(|m| m.source.contains("resolved_config"));
@@ -1671,10 +1677,10 @@ impl RunRecord {
         {
             let resolved_mode = cudagraph_mode
                 .as_ref()
-                .filter(|c| c.source.contains("resolved_config") && c.value != CudaGraphMode::None);
+                .filter(|c| mode_resolved && c.value != CudaGraphMode::None);
             let resolved_sizes = cudagraph_capture_sizes
                 .as_ref()
-                .filter(|c| c.source.contains("resolved_config") && !c.value.is_empty());
+                .filter(|c| sizes_resolved && !c.value.is_empty());
             if let Some(what) = resolved_mode
                 .map(|c| format!("{} = {}", c.source, c.value.name()))
                 .or_else(|| {
@@ -2732,6 +2738,15 @@ mod tests {
             e.contains("contradicting facts") && e.contains("FULL_AND_PIECEWISE"),
             "{e}"
         );
+        // A graph mode derived from the recorded optimization level is not vLLM's record of
+        // one: no contradiction with a resolved eager engine.
+        let r = read(
+            json!({"resolved_config": {"model_config": {"enforce_eager": true},
+                                       "optimization_level": 2}}),
+            None,
+        )
+        .unwrap();
+        assert!(r.facts.enforce_eager.unwrap().value);
         // As vLLM records an eager engine: accepted.
         let r = read(
             json!({"resolved_config": {"model_config": {"enforce_eager": true},
