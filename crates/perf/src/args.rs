@@ -274,6 +274,9 @@ impl EngineArgs {
                 ),
             }));
         }
+        if let Some(note) = sliding_window_note(&shape) {
+            notes.push(Notice::Note(note));
+        }
         Ok((shape, notes))
     }
 
@@ -810,6 +813,45 @@ impl ResolvedEngine {
             )
         })
     }
+}
+
+/// What the emulated KV cache does not do for a model with windowed layers (sliding windows,
+/// Llama 4's chunks), said once: the sizing and the roofline use the windows, the block manager
+/// does not free or skip blocks by them.
+fn sliding_window_note(shape: &ModelShape) -> Option<String> {
+    let sliding = shape.num_sliding_layers();
+    if sliding == 0 {
+        return None;
+    }
+    let mut windows: Vec<u64> = shape
+        .layers
+        .iter()
+        .filter_map(|l| l.sliding_window)
+        .collect();
+    windows.sort_unstable();
+    windows.dedup();
+    let windows = windows
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("/");
+    let layers = shape.layers.len();
+    Some(if sliding as usize == layers {
+        format!(
+            "every layer attends within a window of {windows} tokens, as vLLM builds this \
+             model: the KV sizing and the roofline use the window, but the emulated KV cache \
+             keeps every block of a request, where vLLM frees the blocks that fall out of the \
+             window, so a request longer than the window holds more blocks than on vLLM"
+        )
+    } else {
+        format!(
+            "{sliding} of {layers} layers attend within a window of {windows} tokens: the KV \
+             sizing and the roofline use the window, but the emulated KV cache allocates the \
+             full-attention layers' blocks only, so the windowed layers' own blocks (vLLM's \
+             windowed KV-cache groups, at most a window and a batch of tokens per request) are \
+             not taken from the pool, and it holds a little more than vLLM's"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -131,6 +131,32 @@ pub const GPUS: &[GpuSpec] = &[
         attention_kernel: AttentionKernel::FlashAttention3,
     },
     GpuSpec {
+        name: "h800",
+        device_name: "NVIDIA H800",
+        aliases: &["h800-sxm", "h800-sxm5", "h800-80gb"],
+        bf16_tflops: 989.4,
+        fp8_tflops: Some(1978.9),
+        mem_bandwidth_gbs: 3350.0,
+        memory_gib: 80.0,
+        nvlink_gbs: Some(200.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::FlashAttention3,
+    },
+    GpuSpec {
+        name: "gh200",
+        device_name: "NVIDIA GH200 480GB",
+        aliases: &["gh200-96gb", "gh200-480gb", "grace-hopper"],
+        bf16_tflops: 989.4,
+        fp8_tflops: Some(1978.9),
+        mem_bandwidth_gbs: 4000.0,
+        memory_gib: 96.0,
+        nvlink_gbs: Some(450.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 64.0,
+        attention_kernel: AttentionKernel::FlashAttention3,
+    },
+    GpuSpec {
         name: "h200",
         device_name: "NVIDIA H200",
         aliases: &["h200-sxm", "h200-141gb"],
@@ -222,6 +248,32 @@ pub const GPUS: &[GpuSpec] = &[
         attention_kernel: AttentionKernel::FlashAttention2,
     },
     GpuSpec {
+        name: "a800-80gb",
+        device_name: "NVIDIA A800-SXM4-80GB",
+        aliases: &["a800", "a800-sxm4-80gb", "a800-sxm"],
+        bf16_tflops: 312.0,
+        fp8_tflops: None,
+        mem_bandwidth_gbs: 2039.0,
+        memory_gib: 80.0,
+        nvlink_gbs: Some(200.0),
+        nvlink_max_gpus: 8,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "a30",
+        device_name: "NVIDIA A30",
+        aliases: &["a30-24gb"],
+        bf16_tflops: 165.0,
+        fp8_tflops: None,
+        mem_bandwidth_gbs: 933.0,
+        memory_gib: 24.0,
+        nvlink_gbs: Some(100.0),
+        nvlink_max_gpus: 2,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
         name: "gb200",
         device_name: "NVIDIA GB200",
         aliases: &["gb200-nvl72", "gb200-nvl"],
@@ -253,6 +305,19 @@ pub const GPUS: &[GpuSpec] = &[
         aliases: &["l40s-48gb"],
         bf16_tflops: 362.05,
         fp8_tflops: Some(733.0),
+        mem_bandwidth_gbs: 864.0,
+        memory_gib: 48.0,
+        nvlink_gbs: None,
+        nvlink_max_gpus: 1,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "l40",
+        device_name: "NVIDIA L40",
+        aliases: &["l40-48gb"],
+        bf16_tflops: 181.05,
+        fp8_tflops: Some(362.0),
         mem_bandwidth_gbs: 864.0,
         memory_gib: 48.0,
         nvlink_gbs: None,
@@ -313,6 +378,19 @@ pub const GPUS: &[GpuSpec] = &[
         attention_kernel: AttentionKernel::FlashAttention2,
     },
     GpuSpec {
+        name: "rtx-a6000",
+        device_name: "NVIDIA RTX A6000",
+        aliases: &["a6000", "rtxa6000", "rtx-a6000-48gb"],
+        bf16_tflops: 154.8,
+        fp8_tflops: None,
+        mem_bandwidth_gbs: 768.0,
+        memory_gib: 48.0,
+        nvlink_gbs: Some(56.25),
+        nvlink_max_gpus: 2,
+        pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
         name: "rtx-3090",
         device_name: "NVIDIA GeForce RTX 3090",
         aliases: &["3090", "rtx3090", "geforce-rtx-3090"],
@@ -336,6 +414,19 @@ pub const GPUS: &[GpuSpec] = &[
         nvlink_gbs: None,
         nvlink_max_gpus: 1,
         pcie_gbs: 32.0,
+        attention_kernel: AttentionKernel::FlashAttention2,
+    },
+    GpuSpec {
+        name: "rtx-5090",
+        device_name: "NVIDIA GeForce RTX 5090",
+        aliases: &["5090", "rtx5090", "geforce-rtx-5090"],
+        bf16_tflops: 209.5,
+        fp8_tflops: Some(419.0),
+        mem_bandwidth_gbs: 1792.0,
+        memory_gib: 32.0,
+        nvlink_gbs: None,
+        nvlink_max_gpus: 1,
+        pcie_gbs: 64.0,
         attention_kernel: AttentionKernel::FlashAttention2,
     },
     GpuSpec {
@@ -502,6 +593,13 @@ mod tests {
             ("NVIDIA GeForce RTX 3090", "rtx-3090"),
             ("AMD Instinct MI300X", "mi300x"),
             ("NVIDIA GB200", "gb200"),
+            ("NVIDIA RTX A6000", "rtx-a6000"),
+            ("NVIDIA GeForce RTX 5090", "rtx-5090"),
+            ("NVIDIA L40", "l40"),
+            ("NVIDIA A30", "a30"),
+            ("NVIDIA A800-SXM4-80GB", "a800-80gb"),
+            ("NVIDIA H800", "h800"),
+            ("NVIDIA GH200 480GB", "gh200"),
             (
                 "NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition",
                 "rtx-pro-6000-max-q",
@@ -529,6 +627,11 @@ mod tests {
         assert!(g("a100-80gb-pcie").is_variant_of("A100", g("A100")));
         assert!(!g("l40s").is_variant_of("L4", g("L4")));
         assert!(!g("h200").is_variant_of("H100", g("H100")));
+        // LLMServingSim's `A6000` label is the RTX A6000, not the RTX 6000 Ada; `L40` is not
+        // the L40S.
+        assert!(g("NVIDIA RTX A6000").is_variant_of("A6000", g("A6000")));
+        assert!(!g("rtx-6000-ada").is_variant_of("A6000", g("A6000")));
+        assert!(!g("l40s").is_variant_of("L40", g("L40")));
     }
 
     #[test]

@@ -128,8 +128,13 @@ fn kv_bytes_per_token_by_attention_kind() {
     assert_eq!((layout.group_size, layout.num_groups), (12, 2));
     assert_eq!(g.bytes_per_block(16, 1), 12 * 16 * 2 * 8 * 64 * 2);
     assert_eq!(model("openai/gpt-oss-120b").kv_layout(16, 1).group_size, 18);
-    // Mistral-7B-v0.1's sliding_window is not applied by vLLM's Llama/Mistral model.
-    assert_eq!(model("mistralai/Mistral-7B-v0.1").num_sliding_layers(), 0);
+    // Mistral-7B-v0.1's model-wide window of 4096 goes to vLLM's CacheConfig and so to every
+    // layer: one group of sliding layers, the same block pool as full attention.
+    let m = model("mistralai/Mistral-7B-v0.1");
+    assert_eq!(m.num_sliding_layers(), 32);
+    assert!(m.layers.iter().all(|l| l.sliding_window == Some(4096)));
+    assert_eq!(m.kv_layout(16, 1).num_groups, 1);
+    assert_eq!(model("mistralai/Mistral-7B-v0.3").num_sliding_layers(), 0);
 }
 
 #[test]
@@ -308,6 +313,7 @@ fn requested_shapes_match_published_parameter_counts() {
         ("mistralai/Mistral-Nemo-Base-2407", 12.25),
         ("mistralai/Mistral-Nemo-Instruct-2407", 12.25),
         ("01-ai/Yi-34B", 34.39),
+        ("microsoft/Phi-mini-MoE-instruct", 7.6),
     ] {
         let got = billions(model(name).num_parameters());
         assert!(
@@ -315,6 +321,11 @@ fn requested_shapes_match_published_parameter_counts() {
             "{name}: {got:.3} B, published {published} B"
         );
     }
+    // Phi-mini-MoE: 2.4 B activated (model card), every layer within its 2047-token window.
+    let phi = model("microsoft/Phi-mini-MoE-instruct");
+    let active = billions(phi.num_active_parameters());
+    assert!((active / 2.4 - 1.0).abs() <= 0.02, "active {active:.3} B");
+    assert_eq!(phi.num_sliding_layers(), 32);
     let scout = model("meta-llama/Llama-4-Scout-17B-16E-Instruct");
     let moe = scout.moe.as_ref().expect("Scout is MoE");
     assert_eq!((moe.num_experts, moe.experts_per_token), (16, 1));

@@ -1199,8 +1199,8 @@ impl RunRecord {
         }
         if let Some(v) = get(&cache, &["sliding_window"]) {
             r.notes.push(format!(
-                "{} = {v}: sliding-window attention is not modelled (every layer is sized and \
-                 priced over its whole context)",
+                "{} = {v}: not read; the layers' windows come from the model config, from \
+                 which vLLM derives this value",
                 c("sliding_window")
             ));
         }
@@ -3003,7 +3003,7 @@ mod tests {
         }}));
         for want in [
             "hf_overrides = {\"num_hidden_layers\":16}: the model's config.json is read without",
-            "sliding_window = 4096: sliding-window attention is not modelled",
+            "sliding_window = 4096: not read; the layers' windows come from the model config",
             "num_gpu_blocks_override = 1000 but meta.json resolved_config.cache_config.num_gpu_blocks = 2588",
         ] {
             assert!(n.iter().any(|x| x.contains(want)), "{want}: {n:?}");

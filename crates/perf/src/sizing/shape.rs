@@ -207,8 +207,14 @@ struct RawConfig {
     dtype: Option<String>,
     max_position_embeddings: Option<u64>,
     attention_bias: Option<bool>,
-    // Sliding window.
-    sliding_window: Option<u64>,
+    // Sliding window. `Some(None)` is an explicit `null`, which differs from an absent key
+    // where the config class has a default (Mistral's 4096).
+    #[serde(default, deserialize_with = "present")]
+    sliding_window: Option<Option<u64>>,
+    /// Qwen2/Qwen3 (and their MoE variants): the window applies only when this is true.
+    use_sliding_window: Option<bool>,
+    /// Qwen2/Qwen3: layers from this index on are the sliding ones (transformers' default 28).
+    max_window_layers: Option<u64>,
     layer_types: Option<Vec<String>>,
     /// Gemma 3: every how-many-th layer attends to every token (transformers' default 6).
     sliding_window_pattern: Option<u64>,
@@ -248,6 +254,25 @@ struct RawQuant {
     group_size: Option<i64>,
     /// compressed-tensors' storage format (`float-quantized`, `pack-quantized`, ...).
     format: Option<String>,
+}
+
+/// A key that is present, `null` included (`Some(None)`); absent keys take `#[serde(default)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `layer_types`' name of a layer that is (`true`) or is not sliding.
+fn kind_name(sliding: bool) -> String {
+    if sliding {
+        "sliding_attention"
+    } else {
+        "full_attention"
+    }
+    .to_string()
 }
 
 fn bad(msg: impl Into<String>) -> SizingError {
@@ -509,14 +534,32 @@ impl ModelShape {
             }
         };
 
-        // Sliding windows as vLLM 0.19's models apply them: per layer from `layer_types`
-        // (gpt-oss, and Llama-family models that list them). A bare `sliding_window`
-        // (Mistral-7B-v0.1) and Qwen2's `use_sliding_window` are not applied by vLLM's
-        // Llama/Mistral/Qwen2 implementations: full attention, every token cached.
-        // Gemma 2 and 3 configs written before `layer_types` existed get the list transformers
-        // derives (`Gemma2Config`: every other layer sliding, the first among them;
-        // `Gemma3TextConfig`: every `sliding_window_pattern`-th layer full), with their
-        // default window of 4096; vLLM's Gemma models read it per layer.
+        // Sliding windows as vLLM 0.19 applies them. The model's window is the attribute
+        // transformers' config class holds: Qwen2/Qwen3 (and their MoE variants) keep it only
+        // with `use_sliding_window`; Mistral, Qwen and Gemma default an absent key to 4096; any
+        // other family takes the key as written; 0 is no window (`ModelConfig`). Unless the
+        // layers are interleaved (`is_interleaved`: `layer_types` of more than one kind),
+        // `create_engine_config` hands that window to `CacheConfig.sliding_window`, which every
+        // attention layer without a window of its own takes (`Attention.__init__`): Mistral-7B-v0.1,
+        // Phi-3 and PhiMoE attend within their window on every layer. Windows per layer come from
+        // `layer_types` in the model implementations that read it (the Llama family, Gemma,
+        // gpt-oss, ...); vLLM's Qwen2/Qwen3/Mixtral/PhiMoE implementations do not, and its Qwen2
+        // refuses interleaved windows. Gemma 2 and 3 configs written before `layer_types`
+        // existed get the list transformers derives (`Gemma2Config`: every other layer sliding,
+        // the first among them; `Gemma3TextConfig`: every `sliding_window_pattern`-th layer
+        // full); Qwen2/Qwen3 configs get theirs (sliding from `max_window_layers` on, default 28).
+        let qwen_window = matches!(mt, "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe");
+        let written = match r.sliding_window {
+            None if qwen_window || matches!(mt, "mistral" | "gemma2" | "gemma3_text") => Some(4096),
+            None => None,
+            Some(None) if matches!(mt, "gemma2" | "gemma3_text") => Some(4096),
+            Some(w) => w,
+        };
+        let model_window = if qwen_window && r.use_sliding_window != Some(true) {
+            None
+        } else {
+            written.filter(|&w| w > 0)
+        };
         let derived_types: Option<Vec<String>> = match (mt, &r.layer_types) {
             ("gemma2" | "gemma3_text", None) => {
                 let every = match mt {
@@ -525,43 +568,60 @@ impl ModelShape {
                 };
                 Some(
                     (0..n)
-                        .map(|i| {
-                            if (i + 1).is_multiple_of(every) {
-                                "full_attention".to_string()
-                            } else {
-                                "sliding_attention".to_string()
-                            }
-                        })
+                        .map(|i| !(i + 1).is_multiple_of(every))
+                        .map(kind_name)
+                        .collect(),
+                )
+            }
+            ("qwen2" | "qwen3", None) => {
+                let from = r.max_window_layers.unwrap_or(28);
+                Some(
+                    (0..n)
+                        .map(|i| model_window.is_some() && i >= from)
+                        .map(kind_name)
                         .collect(),
                 )
             }
             _ => None,
         };
-        let gemma_window = matches!(mt, "gemma2" | "gemma3_text").then_some(4096);
-        let windows: Vec<Option<u64>> = match derived_types.as_ref().or(r.layer_types.as_ref()) {
-            Some(types) if mt != "qwen2" => {
-                if types.len() as u64 != n {
-                    return Err(bad(format!(
-                        "`layer_types` has {} entries but `num_hidden_layers` is {n}",
-                        types.len()
-                    )));
-                }
-                types
-                    .iter()
-                    .map(|t| match t.as_str() {
-                        "sliding_attention" => required(
-                            r.sliding_window.or(gemma_window),
-                            "sliding_window",
-                            "layer_types names sliding_attention layers",
-                        )
-                        .map(Some),
-                        "full_attention" => Ok(None),
-                        other => Err(bad(format!(
-                            "`layer_types`: unsupported layer type `{other}`"
-                        ))),
-                    })
-                    .collect::<Result<_, _>>()?
+        let types = derived_types.as_ref().or(r.layer_types.as_ref());
+        if let Some(types) = types {
+            if types.len() as u64 != n {
+                return Err(bad(format!(
+                    "`layer_types` has {} entries but `num_hidden_layers` is {n}",
+                    types.len()
+                )));
             }
+        }
+        let interleaved = types.is_some_and(|t| t.iter().any(|k| *k != t[0]));
+        if mt == "qwen2" && interleaved {
+            return Err(bad(
+                "sliding windows on some layers only (`use_sliding_window` with \
+                 `max_window_layers` below `num_hidden_layers`): vLLM 0.19's Qwen2 model \
+                 refuses them",
+            ));
+        }
+        let cache_window = if interleaved { None } else { model_window };
+        let reads_types = !matches!(
+            mt,
+            "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe" | "mixtral" | "phimoe"
+        );
+        let windows: Vec<Option<u64>> = match types.filter(|_| reads_types) {
+            Some(types) => types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "sliding_attention" => required(
+                        model_window,
+                        "sliding_window",
+                        "layer_types names sliding_attention layers",
+                    )
+                    .map(Some),
+                    "full_attention" => Ok(cache_window),
+                    other => Err(bad(format!(
+                        "`layer_types`: unsupported layer type `{other}`"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
             // Llama 4: layers with rotary embeddings (`no_rope_layers[i] == 1`) attend within
             // chunks of `attention_chunk_size` tokens; the others see every token.
             _ => match r.attention_chunk_size.filter(|&c| c > 0) {
@@ -585,7 +645,7 @@ impl ModelShape {
                     };
                     rope.into_iter().map(|c| c.then_some(chunk)).collect()
                 }
-                None => vec![None; n as usize],
+                None => vec![cache_window; n as usize],
             },
         };
 
@@ -928,15 +988,74 @@ mod tests {
         )
         .unwrap();
         assert!(gemma1.tie_word_embeddings);
-        // Llama keeps its default: untied, full attention everywhere.
+        // Llama keeps its default: untied embeddings.
         let llama = ModelShape::from_hf_config_json(
             r#"{"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
-            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100,
-            "sliding_window": 8}"#,
+            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}"#,
         )
         .unwrap();
         assert!(!llama.tie_word_embeddings);
         assert!(llama.layers.iter().all(|l| l.sliding_window.is_none()));
+    }
+
+    /// Which layers attend within a window, as vLLM 0.19 builds them: the config class's
+    /// window goes to `CacheConfig.sliding_window` unless the layers are interleaved, and every
+    /// attention layer without a window of its own takes it.
+    #[test]
+    fn a_model_wide_window_applies_to_every_layer_as_in_vllm() {
+        let windows = |extra: &str| -> Result<Vec<Option<u64>>, String> {
+            let text = format!(
+                r#"{{"num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4,
+                "intermediate_size": 128, "vocab_size": 100, {extra}}}"#
+            );
+            ModelShape::from_hf_config_json(&text)
+                .map(|m| m.layers.iter().map(|l| l.sliding_window).collect())
+                .map_err(|e| e.to_string())
+        };
+        let all = |w: Option<u64>| Ok(vec![w; 4]);
+        // Mistral: the key as written, 4096 when absent (`MistralConfig`), none when null.
+        assert_eq!(
+            windows(r#""model_type": "mistral", "sliding_window": 8"#),
+            all(Some(8))
+        );
+        assert_eq!(windows(r#""model_type": "mistral""#), all(Some(4096)));
+        assert_eq!(
+            windows(r#""model_type": "mistral", "sliding_window": null"#),
+            all(None)
+        );
+        // Any other family: the key as written (transformers keeps unknown keys); 0 is none.
+        assert_eq!(
+            windows(r#""model_type": "llama", "sliding_window": 8"#),
+            all(Some(8))
+        );
+        assert_eq!(
+            windows(r#""model_type": "phimoe", "sliding_window": 2047"#),
+            all(Some(2047))
+        );
+        assert_eq!(
+            windows(r#""model_type": "phi3", "sliding_window": 0"#),
+            all(None)
+        );
+        // Qwen: only with use_sliding_window; Qwen2/Qwen3 derive layer_types from
+        // max_window_layers (default 28, so none of 4 layers: not interleaved, all sliding).
+        let qwen = r#""model_type": "qwen3", "sliding_window": 8"#;
+        assert_eq!(windows(qwen), all(None));
+        assert_eq!(
+            windows(&format!(r#"{qwen}, "use_sliding_window": true"#)),
+            all(Some(8))
+        );
+        // Interleaved: Qwen3 reads no layer_types, so every layer attends fully ...
+        let split = r#""use_sliding_window": true, "max_window_layers": 2"#;
+        assert_eq!(windows(&format!("{qwen}, {split}")), all(None));
+        // ... and vLLM's Qwen2 refuses the model.
+        let e = windows(&format!(
+            r#""model_type": "qwen2", "sliding_window": 8, {split}"#
+        ));
+        assert!(e.unwrap_err().contains("Qwen2"));
+        // Llama-family layer_types: per layer when interleaved, the full layers without.
+        let listed = r#""model_type": "llama", "sliding_window": 8, "layer_types":
+            ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]"#;
+        assert_eq!(windows(listed), Ok(vec![Some(8), None, Some(8), None]));
     }
 
     #[test]
