@@ -117,14 +117,7 @@ pub fn kv_capacity(shape: &ModelShape, cfg: &EngineConfig, tp: u64) -> KvCapacit
     let blocks = cfg.num_gpu_blocks as u64;
     let layout = shape.kv_layout(bs, tp);
     let max_len = cfg.max_model_len as u64;
-    // Layer counts per attention type (window), in layer order.
-    let mut types: Vec<(Option<u64>, u64)> = Vec::new();
-    for l in &shape.layers {
-        match types.iter_mut().find(|(w, _)| *w == l.sliding_window) {
-            Some((_, n)) => *n += 1,
-            None => types.push((l.sliding_window, 1)),
-        }
-    }
+    let mut types = shape.layers_per_window();
     if types.is_empty() {
         types.push((None, 1));
     }

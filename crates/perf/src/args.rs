@@ -824,12 +824,11 @@ fn sliding_window_note(shape: &ModelShape) -> Option<String> {
         return None;
     }
     let mut windows: Vec<u64> = shape
-        .layers
-        .iter()
-        .filter_map(|l| l.sliding_window)
+        .layers_per_window()
+        .into_iter()
+        .filter_map(|(w, _)| w)
         .collect();
     windows.sort_unstable();
-    windows.dedup();
     let windows = windows
         .iter()
         .map(u64::to_string)

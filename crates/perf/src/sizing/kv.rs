@@ -67,17 +67,11 @@ impl ModelShape {
             };
         }
         // Hybrid: one group per attention type (window sizes differ → different types).
-        let mut counts: Vec<u64> = Vec::new();
-        let mut seen: Vec<Option<u64>> = Vec::new();
-        for l in &self.layers {
-            match seen.iter().position(|w| *w == l.sliding_window) {
-                Some(i) => counts[i] += 1,
-                None => {
-                    seen.push(l.sliding_window);
-                    counts.push(1);
-                }
-            }
-        }
+        let counts: Vec<u64> = self
+            .layers_per_window()
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
         let min = *counts.iter().min().expect("hybrid has layers");
         let max = *counts.iter().max().expect("hybrid has layers");
         let group_size = if (max as f64) < min as f64 * 1.5 {

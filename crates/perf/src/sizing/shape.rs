@@ -896,6 +896,19 @@ impl ModelShape {
         self.layers.iter().filter(|l| l.moe).count() as u64
     }
 
+    /// Layers per attention type: each distinct window (`None`: full attention) with its layer
+    /// count, in the order the types first appear. vLLM groups the KV-cache layers by type.
+    pub fn layers_per_window(&self) -> Vec<(Option<u64>, u64)> {
+        let mut types: Vec<(Option<u64>, u64)> = Vec::new();
+        for l in &self.layers {
+            match types.iter_mut().find(|(w, _)| *w == l.sliding_window) {
+                Some((_, n)) => *n += 1,
+                None => types.push((l.sliding_window, 1)),
+            }
+        }
+        types
+    }
+
     /// Layers with sliding-window attention.
     pub fn num_sliding_layers(&self) -> u64 {
         self.layers
