@@ -47,7 +47,7 @@ from vllm.sampling_params import SamplingParams  # noqa: E402
 from vllm.v1.engine import EngineCoreRequest  # noqa: E402
 from vllm.v1.engine.core import EngineCore  # noqa: E402
 from vllm.v1.executor.abstract import Executor  # noqa: E402
-from vllm.v1.kv_cache_interface import FullAttentionSpec  # noqa: E402
+from vllm.v1.kv_cache_interface import FullAttentionSpec, SlidingWindowSpec  # noqa: E402
 from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, ModelRunnerOutput  # noqa: E402
 from vllm.v1.request import RequestStatus  # noqa: E402
 
@@ -155,14 +155,20 @@ class VirtualExecutor(Executor):
     def supported_tasks(self):
         return ("generate",)
 
-    # KV cache: one full-attention group; the block count is num_gpu_blocks_override.
-    def _spec(self) -> FullAttentionSpec:
-        return FullAttentionSpec(
+    # KV cache: one group, full attention or (config "sliding_window") every layer within one
+    # window, as vLLM builds a model whose layers all share a window; the block count is
+    # num_gpu_blocks_override.
+    def _spec(self) -> FullAttentionSpec | SlidingWindowSpec:
+        window = self.rt.scenario["config"].get("sliding_window")
+        common = dict(
             block_size=self.cache_config.block_size,
             num_kv_heads=self.num_kv_heads,
             head_size=self.head_size,
             dtype=torch.bfloat16,
         )
+        if window is not None:
+            return SlidingWindowSpec(sliding_window=window, **common)
+        return FullAttentionSpec(**common)
 
     def get_kv_cache_specs(self):
         spec = self._spec()
@@ -448,6 +454,9 @@ def build_engine(rt: Runtime) -> EngineCore:
     assert engine.step_fn.__func__ is want_step
     want = "AsyncScheduler" if c["async_scheduling"] else "Scheduler"
     assert type(engine.scheduler).__name__ == want, type(engine.scheduler)
+    managers = engine.scheduler.kv_cache_manager.coordinator.single_type_managers
+    want = "SlidingWindowManager" if c.get("sliding_window") else "FullAttentionManager"
+    assert [type(m).__name__ for m in managers] == [want], managers
     return engine
 
 
@@ -821,6 +830,35 @@ def sc_random(seed: int, n: int, policy: str = "fcfs", max_out: int = 80, gap_ms
     }
 
 
+def sc_sliding_window() -> dict:
+    g = Gen(8)
+    P = g.toks(320)  # common prefix, 20 full blocks
+    first = P + g.toks(50)
+    return {
+        "scenario": "sliding_window",
+        "description": "every layer within a 64-token window (vLLM's SlidingWindowManager): "
+                       "blocks behind the window are freed while requests prefill in 64-token "
+                       "chunks and decode, so 48 blocks hold what full attention could not; "
+                       "prefix hits are the rightmost cached run covering the window, with "
+                       "null blocks before it, and blocks freed behind a window stay cached",
+        "config": base_config(sliding_window=64, num_gpu_blocks=48, max_num_batched_tokens=64,
+                              max_num_seqs=6, max_model_len=1024),
+        "requests": [
+            req("r0", 0, first, 120, gen=g),
+            req("r1", 1 * MS, g.toks(500), 60, gen=g),
+            req("r2", 2 * MS, g.toks(40), 300, gen=g, ignore_eos=True),
+            req("same_prefix", 150 * MS, P + g.toks(90), 20, gen=g),
+            req("same_as_r0", 160 * MS, first, 10, gen=g),
+            req("exact", 170 * MS, P, 8, gen=g),
+            req("short_hit", 180 * MS, P[:48] + g.toks(5), 8, gen=g),
+            req("r3", 181 * MS, g.toks(600), 140, gen=g, ignore_eos=True),
+            req("r4", 182 * MS, g.toks(260), 250, gen=g, ignore_eos=True),
+            req("r5", 183 * MS, g.toks(30), 280, gen=g, ignore_eos=True),
+        ],
+        "aborts": [{"request_id": "r4", "at_ns": 400 * MS}],
+    }
+
+
 def all_scenarios() -> list[dict]:
     base = [
         sc_chunked_prefill(),
@@ -836,6 +874,8 @@ def all_scenarios() -> list[dict]:
         sc_random(2, 40, long_prefill_token_threshold=40, max_num_batched_tokens=96,
                   num_gpu_blocks=32, max_out=60),
         sc_random(3, 60, policy="priority", num_gpu_blocks=32, max_num_seqs=12, max_out=50),
+        sc_sliding_window(),
+        sc_random(4, 60, num_gpu_blocks=24, max_out=120, sliding_window=48),
     ]
     out = []
     for s in base:

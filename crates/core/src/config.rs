@@ -123,6 +123,13 @@ pub struct EngineConfig {
     /// `enforce_eager`. `None` = vLLM's rule.
     #[serde(default)]
     pub cudagraph_capture_sizes: Option<Vec<usize>>,
+    /// The attention window, in tokens, of a model every layer of which attends within the same
+    /// window (vLLM's `SlidingWindowSpec` as the one KV cache group, managed by its
+    /// `SlidingWindowManager`): blocks that fall wholly behind the window are freed as the
+    /// request advances, and a prefix hit needs only the blocks within the window. `None`: full
+    /// attention (`FullAttentionManager`).
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
 }
 
 /// The most KV blocks an engine holds: 2²⁴, some twenty times what the largest GPU gives the
@@ -155,6 +162,7 @@ impl EngineConfig {
             scheduler_reserve_full_isl: true,
             enforce_eager: false,
             cudagraph_capture_sizes: None,
+            sliding_window: None,
         }
     }
 
@@ -200,6 +208,9 @@ impl EngineConfig {
                 "long_prefill_token_threshold ({}) cannot be greater than max_model_len ({})",
                 self.long_prefill_token_threshold, self.max_model_len
             ));
+        }
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window must be positive (leave it out for full attention)".into());
         }
         Ok(())
     }

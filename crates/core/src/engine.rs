@@ -410,7 +410,22 @@ impl Engine {
             });
         }
         let total = prompt_len + new.sampling.max_tokens as usize;
-        let needed = total.div_ceil(cfg.block_size);
+        // A windowed group holds at most the window and one step's tokens (vLLM's
+        // `SlidingWindowSpec.max_memory_usage_bytes`: one block more for a window that does
+        // not start at a block's start). But with `scheduler_reserve_full_isl` vLLM admits a
+        // request, and re-admits it after a preemption, only when its whole known sequence
+        // fits the free blocks, window or not (`can_fit_full_sequence`): a longer one would
+        // wait forever, so it is refused as with full attention.
+        let all_blocks = total.div_ceil(cfg.block_size);
+        let needed = match cfg.sliding_window {
+            Some(w) if !cfg.scheduler_reserve_full_isl => all_blocks.min(
+                total
+                    .min(w - 1 + cfg.max_num_batched_tokens)
+                    .div_ceil(cfg.block_size)
+                    + 1,
+            ),
+            _ => all_blocks,
+        };
         let available = cfg.num_gpu_blocks as usize - 1;
         if needed > available {
             return Err(RequestError::ExceedsKvCapacity { needed, available });
@@ -423,7 +438,11 @@ impl Engine {
         let events = self.sched.kv().pool().kv_cache_events_enabled();
         // No other request can hold this one's blocks: nothing looks them up before it is
         // preempted (see `Request::defers_caching`), unless events report every cached block.
-        let defer = cfg.enable_prefix_caching && !events && new.prompt_token_ids.has_unique_key();
+        // Not with a window either: blocks behind it are freed while cached, as vLLM caches them.
+        let defer = cfg.enable_prefix_caching
+            && !events
+            && cfg.sliding_window.is_none()
+            && new.prompt_token_ids.has_unique_key();
         let given = prompt_hashes
             .filter(|(bs, _)| *bs == cfg.block_size && !defer)
             .map(|(_, h)| h);

@@ -64,6 +64,8 @@ fn config_of(c: &Value) -> EngineConfig {
         scheduler_reserve_full_isl: c["scheduler_reserve_full_isl"].as_bool().unwrap_or(true),
         enforce_eager: false,
         cudagraph_capture_sizes: None,
+        // Absent or null: full attention (the scenarios before windows were recorded).
+        sliding_window: c["sliding_window"].as_u64().map(|w| w as usize),
     }
 }
 

@@ -78,7 +78,7 @@ fn removed(hash: BlockHash) -> KvCacheEvent {
 /// blocks (to check that recording events changes nothing else).
 fn scenario(events: bool) -> (Vec<Vec<KvCacheEvent>>, Vec<Vec<BlockId>>) {
     // Null block + 5 usable blocks of 4 tokens.
-    let mut kv = KvCacheManager::new(6, B, 64, true);
+    let mut kv = KvCacheManager::new(6, B, 64, true, None);
     if events {
         kv.enable_kv_cache_events();
     }

@@ -261,6 +261,8 @@ struct Case {
     mean_gap_us: u64,
     /// Unfinished requests at most before the client waits (0: open loop, queues build up).
     max_outstanding: usize,
+    /// Every layer within this window (vLLM's sliding-window KV manager), tokens.
+    sliding_window: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -315,6 +317,7 @@ fn config(c: &Case) -> EngineConfig {
     cfg.scheduling_policy = c.policy;
     cfg.async_scheduling = c.async_scheduling;
     cfg.scheduler_reserve_full_isl = c.reserve_full_isl;
+    cfg.sliding_window = c.sliding_window;
     cfg
 }
 
@@ -786,6 +789,8 @@ fn random_cases(base_seed: u64, n: usize, num_requests: usize) -> Vec<Case> {
                 } else {
                     rng.random_range(1..=3 * max_num_seqs)
                 },
+                // A window of one token up to past the longest request, in a third of cases.
+                sliding_window: (i % 3 == 1).then(|| rng.random_range(1..=max_model_len + 8)),
             }
         })
         .collect()

@@ -513,7 +513,7 @@ impl Sim {
             rng,
             bs,
             max_model_len,
-            mgr: KvCacheManager::new(num_gpu_blocks, bs, max_model_len, caching),
+            mgr: KvCacheManager::new(num_gpu_blocks, bs, max_model_len, caching, None),
             prefixes,
             waiting: Vec::new(),
             running: Vec::new(),

@@ -577,6 +577,7 @@ fn engine_config(
         scheduler_reserve_full_isl: a.scheduler_reserve_full_isl.unwrap_or(true),
         enforce_eager,
         cudagraph_capture_sizes,
+        sliding_window: uniform_window(shape),
     };
     cfg.validate()?;
     Ok(cfg)
@@ -818,6 +819,16 @@ impl ResolvedEngine {
 /// What the emulated KV cache does not do for a model with windowed layers (sliding windows,
 /// Llama 4's chunks), said once: the sizing and the roofline use the windows, the block manager
 /// does not free or skip blocks by them.
+/// The window of a model every layer of which attends within the same window: vLLM's one
+/// KV cache group is then a `SlidingWindowSpec`, which the emulated KV cache manages as its
+/// `SlidingWindowManager` does. `None` for full attention and for hybrid models.
+fn uniform_window(shape: &ModelShape) -> Option<usize> {
+    match shape.layers_per_window()[..] {
+        [(Some(w), _)] => Some(w as usize),
+        _ => None,
+    }
+}
+
 fn sliding_window_note(shape: &ModelShape) -> Option<String> {
     let sliding = shape.num_sliding_layers();
     if sliding == 0 {
@@ -835,12 +846,18 @@ fn sliding_window_note(shape: &ModelShape) -> Option<String> {
         .collect::<Vec<_>>()
         .join("/");
     let layers = shape.layers.len();
-    Some(if sliding as usize == layers {
+    Some(if uniform_window(shape).is_some() {
         format!(
             "every layer attends within a window of {windows} tokens, as vLLM builds this \
-             model: the KV sizing and the roofline use the window, but the emulated KV cache \
-             keeps every block of a request, where vLLM frees the blocks that fall out of the \
-             window, so a request longer than the window holds more blocks than on vLLM"
+             model: the KV sizing and the roofline use the window, and the emulated KV cache \
+             frees a request's blocks that fall behind it, as vLLM's sliding-window manager does"
+        )
+    } else if sliding as usize == layers {
+        format!(
+            "every layer attends within a window ({windows} tokens, by layer): the KV sizing \
+             and the roofline use the windows, but the emulated KV cache keeps every block of \
+             a request, where vLLM's windowed KV-cache groups free the blocks that fall behind \
+             their window, so a request longer than a window holds more blocks than on vLLM"
         )
     } else {
         format!(
@@ -1141,5 +1158,22 @@ mod tests {
             resolve(&blocks, &shape, gpu("h100")),
             Err(ResolveError::Config(_))
         ));
+    }
+
+    #[test]
+    fn the_engine_manages_a_window_only_when_every_layer_shares_it() {
+        let window = |name: &str| {
+            let shape = ModelShape::builtin(name).unwrap();
+            resolve(&EngineArgs::default(), &shape, gpu("h100"))
+                .unwrap()
+                .config
+                .sliding_window
+        };
+        // Every layer within 4096 tokens: vLLM's one KV group is a SlidingWindowSpec.
+        assert_eq!(window("mistralai/Mistral-7B-v0.1"), Some(4096));
+        // Full attention, and hybrids whose full-attention group the engine keeps.
+        assert_eq!(window("mistralai/Mistral-7B-v0.3"), None);
+        assert_eq!(window("openai/gpt-oss-20b"), None);
+        assert_eq!(window("google/gemma-3-1b-it"), None);
     }
 }

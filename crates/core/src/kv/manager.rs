@@ -1,5 +1,11 @@
-//! The KV cache manager for one full-attention group (vLLM `v1/core/kv_cache_manager.py`,
-//! `single_type_kv_cache_manager.py::FullAttentionManager`, `kv_cache_coordinator.py`).
+//! The KV cache manager for one KV cache group (vLLM `v1/core/kv_cache_manager.py`,
+//! `kv_cache_coordinator.py`, and `single_type_kv_cache_manager.py`'s `FullAttentionManager`,
+//! or its `SlidingWindowManager` for a model every layer of which attends within one window).
+//!
+//! With a sliding window, a request's blocks that lie wholly behind the window are freed as it
+//! advances and replaced by the null block in its block list, and a prefix hit is the run of
+//! cached blocks, searched from the right, that covers the window (`find_longest_cache_hit`).
+//! The hot paths' shortcuts assume blocks are only ever added, so they are off then.
 //!
 //! A request's blocks live in the request itself ([`crate::request::RequestBlocks`]); the manager
 //! owns the pool and the prefix-cache statistics.
@@ -41,6 +47,8 @@ pub struct KvCacheManager {
     scratch: Vec<BlockId>,
     /// Whether the hot paths' shortcuts are taken ([`Self::set_fast_paths`]).
     fast_paths: bool,
+    /// The attention window, tokens, of the one group's layers (`None`: full attention).
+    sliding_window: Option<usize>,
 }
 
 /// The request's tokens `start..end` (prompt then outputs), as the prompt part and the output
@@ -66,6 +74,7 @@ impl KvCacheManager {
         block_size: usize,
         max_model_len: usize,
         enable_caching: bool,
+        sliding_window: Option<usize>,
     ) -> Self {
         KvCacheManager {
             pool: BlockPool::new(num_gpu_blocks, enable_caching),
@@ -77,6 +86,7 @@ impl KvCacheManager {
             stats: PrefixCacheStats::default(),
             scratch: Vec::new(),
             fast_paths: true,
+            sliding_window,
         }
     }
 
@@ -108,6 +118,21 @@ impl KvCacheManager {
         self.pool.enable_caching()
     }
 
+    /// The attention window of the group's layers, tokens (`None`: full attention).
+    pub fn sliding_window(&self) -> Option<usize> {
+        self.sliding_window
+    }
+
+    /// Tokens before the window of the next token to compute, after `num_computed` tokens:
+    /// attention skips them, so their whole blocks can go (`get_num_skipped_tokens`; 0 for
+    /// full attention).
+    fn num_skipped_tokens(&self, num_computed: usize) -> usize {
+        match self.sliding_window {
+            Some(w) => (num_computed + 1).saturating_sub(w),
+            None => 0,
+        }
+    }
+
     pub fn usage(&self) -> f64 {
         self.pool.usage()
     }
@@ -130,13 +155,19 @@ impl KvCacheManager {
         }
         let max_cache_hit_length = req.num_tokens() - 1;
         let max_blocks = max_cache_hit_length / self.block_size;
-        let mut blocks = Vec::new();
-        for h in req.block_hashes.iter().take(max_blocks) {
-            match self.pool.get_cached_block(*h) {
-                Some(b) => blocks.push(b),
-                None => break,
+        let blocks = match self.sliding_window {
+            None => {
+                let mut blocks = Vec::new();
+                for h in req.block_hashes.iter().take(max_blocks) {
+                    match self.pool.get_cached_block(*h) {
+                        Some(b) => blocks.push(b),
+                        None => break,
+                    }
+                }
+                blocks
             }
-        }
+            Some(w) => self.windowed_cache_hit(req, max_blocks, w),
+        };
         let num_tokens = blocks.len() * self.block_size;
         if req.num_preemptions > 0 {
             self.stats.preempted_requests += 1;
@@ -150,24 +181,71 @@ impl KvCacheManager {
         CacheHit { blocks, num_tokens }
     }
 
-    /// Blocks to take from the free queue to give the request `num_tokens` slots, counting
-    /// cached-but-free hit blocks, which leave the queue when touched.
-    fn num_blocks_to_allocate(&self, req: &Request, num_tokens: usize, hit: &[BlockId]) -> usize {
+    /// The prefix hit of a windowed group (`SlidingWindowManager.find_longest_cache_hit`):
+    /// [`window_hit_run`] over the request's first `max_blocks` blocks, with null blocks before
+    /// a run that covers the window.
+    fn windowed_cache_hit(&self, req: &Request, max_blocks: usize, window: usize) -> Vec<BlockId> {
+        let needed = (window - 1).div_ceil(self.block_size);
+        let hashes = &req.block_hashes[..max_blocks.min(req.block_hashes.len())];
+        let cached = |i: usize| self.pool.get_cached_block(hashes[i]);
+        let (start, end) = window_hit_run(hashes.len(), needed, |i| cached(i).is_some());
+        let mut blocks = vec![BlockPool::NULL_BLOCK; start];
+        blocks.extend((start..end).map(|i| cached(i).expect("looked up")));
+        blocks
+    }
+
+    /// Blocks to take from the free queue to give the request `num_tokens` slots after
+    /// `total_computed` computed tokens (its own and the hit's), counting cached-but-free hit
+    /// blocks, which leave the queue when touched, except those behind the window
+    /// (`get_num_blocks_to_allocate`).
+    fn num_blocks_to_allocate(
+        &self,
+        req: &Request,
+        num_tokens: usize,
+        hit: &[BlockId],
+        total_computed: usize,
+    ) -> usize {
         let required = self.blocks_for(num_tokens);
-        let have = req.kv.blocks.len() + hit.len();
-        let new_blocks = required.saturating_sub(have);
+        let held = req.kv.blocks.len();
+        let skipped = self.full_blocks(self.num_skipped_tokens(total_computed));
+        let new_blocks = required.saturating_sub(skipped.max(held + hit.len()));
         let evictable = hit
             .iter()
+            .skip(skipped.saturating_sub(held))
             .filter(|&&b| self.pool.ref_cnt(b) == 0 && b != BlockPool::NULL_BLOCK)
             .count();
         new_blocks + evictable
+    }
+
+    /// Frees the request's blocks that lie wholly behind the window of the token after
+    /// `total_computed` tokens, from the last of them back to the first not yet freed, and puts
+    /// the null block in their place (`remove_skipped_blocks`). Nothing for full attention.
+    fn remove_skipped_blocks(&mut self, req: &mut Request, total_computed: usize) {
+        let skipped = self.num_skipped_tokens(total_computed);
+        if skipped == 0 {
+            return;
+        }
+        let n = self.full_blocks(skipped).min(req.kv.blocks.len());
+        self.scratch.clear();
+        for b in req.kv.blocks[..n].iter_mut().rev() {
+            if *b == BlockPool::NULL_BLOCK {
+                break;
+            }
+            self.scratch
+                .push(std::mem::replace(b, BlockPool::NULL_BLOCK));
+        }
+        let removed = std::mem::take(&mut self.scratch);
+        self.pool.free_blocks(removed.iter().copied());
+        self.scratch = removed;
     }
 
     /// Whether the whole known sequence (prompt, and outputs of a resumed request) fits the free
     /// blocks: the admission gate of `scheduler_reserve_full_isl` (`can_fit_full_sequence`).
     pub fn can_fit_full_sequence(&self, req: &Request, hit: &CacheHit) -> bool {
         let full = req.num_tokens().min(self.max_model_len);
-        self.num_blocks_to_allocate(req, full, &hit.blocks) <= self.pool.num_free_blocks() as usize
+        let total_computed = (req.num_computed_tokens + hit.num_tokens).min(self.max_model_len);
+        self.num_blocks_to_allocate(req, full, &hit.blocks, total_computed)
+            <= self.pool.num_free_blocks() as usize
     }
 
     /// Reserves slots for `num_new_tokens` more tokens after the computed ones (and the prefix
@@ -202,16 +280,25 @@ impl KvCacheManager {
         let num_local_computed = req.num_computed_tokens + hit_tokens;
         let total_computed = num_local_computed.min(self.max_model_len);
         let num_tokens_need_slot = (total_computed + num_new_tokens).min(self.max_model_len);
-        let to_allocate = self.num_blocks_to_allocate(req, num_tokens_need_slot, hit_blocks);
+        // Before the check, as vLLM does: blocks behind the window go even if nothing fits.
+        self.remove_skipped_blocks(req, total_computed);
+        let to_allocate =
+            self.num_blocks_to_allocate(req, num_tokens_need_slot, hit_blocks, num_local_computed);
         if to_allocate > self.pool.num_free_blocks() as usize {
             return false;
         }
         if !hit_blocks.is_empty() {
             debug_assert!(req.kv.blocks.is_empty());
+            // Hit blocks behind the window are not taken: null blocks stand in for them.
+            let skipped = self.full_blocks(self.num_skipped_tokens(num_local_computed));
+            let kept = hit_blocks.get(skipped..).unwrap_or(&[]);
             if self.pool.enable_caching() {
-                self.pool.touch(hit_blocks);
+                self.pool.touch(kept);
             }
-            req.kv.blocks.extend_from_slice(hit_blocks);
+            req.kv
+                .blocks
+                .extend(std::iter::repeat_n(BlockPool::NULL_BLOCK, skipped));
+            req.kv.blocks.extend_from_slice(kept);
             req.kv.num_cached_blocks = req.kv.blocks.len();
         }
         let required = self.blocks_for(num_tokens_need_slot);
@@ -234,7 +321,7 @@ impl KvCacheManager {
     /// it is checked first; `false` means "take the general path", never "does not fit".
     #[inline]
     fn fits_held_blocks(&self, req: &Request, num_new_tokens: usize) -> bool {
-        if !self.fast_paths {
+        if !self.fast_paths() {
             return false;
         }
         let end = req.num_computed_tokens.min(self.max_model_len) + num_new_tokens;
@@ -252,9 +339,10 @@ impl KvCacheManager {
         self.fast_paths = on;
     }
 
-    /// Whether the shortcuts are on ([`Self::set_fast_paths`]).
+    /// Whether the shortcuts are on ([`Self::set_fast_paths`]); never with a sliding window,
+    /// whose blocks also go as a request advances.
     pub(crate) fn fast_paths(&self) -> bool {
-        self.fast_paths
+        self.fast_paths && self.sliding_window.is_none()
     }
 
     /// Blocks [`Self::allocate_slots`] takes from the free queue to compute one more token of
@@ -360,10 +448,82 @@ impl KvCacheManager {
     /// before its head (`free`).
     pub fn free(&mut self, req: &mut Request) {
         self.scratch.clear();
-        self.scratch.extend(req.kv.blocks.drain(..).rev());
+        // Null blocks (behind a window) hold nothing to free.
+        self.scratch.extend(
+            req.kv
+                .blocks
+                .drain(..)
+                .rev()
+                .filter(|&b| b != BlockPool::NULL_BLOCK),
+        );
         let ordered = std::mem::take(&mut self.scratch);
         self.pool.free_blocks(ordered.iter().copied());
         self.scratch = ordered;
         req.kv.num_cached_blocks = 0;
+    }
+}
+
+/// The blocks `start..end` of a windowed prefix hit among `n` blocks, `is_cached(i)` telling
+/// whether block `i` is cached (`SlidingWindowManager.find_longest_cache_hit`): the rightmost
+/// run of `needed` cached blocks (`cdiv(window − 1, block_size)`, which covers the window of
+/// the token after it; for a one-token window, `needed` is 0 and the rightmost cached block
+/// alone matches); else the run of cached blocks from the first, however short.
+///
+/// vLLM walks every block from the right. The same run is found here with fewer lookups: a
+/// candidate run whose first block is not cached is passed over whole, and a miss inside one
+/// moves the next candidate to end before it, since no run that holds a miss can match.
+fn window_hit_run(n: usize, needed: usize, is_cached: impl Fn(usize) -> bool) -> (usize, usize) {
+    if needed == 0 {
+        return match (0..n).rev().find(|&i| is_cached(i)) {
+            Some(i) => (i, i + 1),
+            None => (0, 0),
+        };
+    }
+    let mut end = n;
+    while end >= needed {
+        let start = end - needed;
+        if !is_cached(start) {
+            end = start;
+            continue;
+        }
+        match (start + 1..end).rev().find(|&i| !is_cached(i)) {
+            Some(miss) => end = miss,
+            None => return (start, end),
+        }
+    }
+    (0, (0..n).take_while(|&i| is_cached(i)).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_hit_run;
+    use proptest::prelude::*;
+
+    /// vLLM's walk (`SlidingWindowManager.find_longest_cache_hit`, one group, block-aligned),
+    /// block by block from the right.
+    fn vllm_walk(cached: &[bool], needed: usize) -> (usize, usize) {
+        let mut run = 0;
+        for i in (0..cached.len()).rev() {
+            if cached[i] {
+                run += 1;
+                if run >= needed {
+                    return (i, i + run);
+                }
+            } else {
+                run = 0;
+            }
+        }
+        (0, run)
+    }
+
+    proptest! {
+        #[test]
+        fn the_skipping_search_finds_vllms_run(
+            cached in proptest::collection::vec(proptest::bool::weighted(0.7), 0..80),
+            needed in 0usize..12,
+        ) {
+            let got = window_hit_run(cached.len(), needed, |i| cached[i]);
+            prop_assert_eq!(got, vllm_walk(&cached, needed));
+        }
     }
 }

@@ -159,6 +159,7 @@ impl Scheduler {
             cfg.block_size,
             cfg.max_model_len,
             cfg.enable_prefix_caching,
+            cfg.sliding_window,
         );
         Scheduler {
             waiting: policy,
