@@ -816,9 +816,6 @@ impl ResolvedEngine {
     }
 }
 
-/// What the emulated KV cache does not do for a model with windowed layers (sliding windows,
-/// Llama 4's chunks), said once: the sizing and the roofline use the windows, the block manager
-/// does not free or skip blocks by them.
 /// The window of a model every layer of which attends within the same window: vLLM's one
 /// KV cache group is then a `SlidingWindowSpec`, which the emulated KV cache manages as its
 /// `SlidingWindowManager` does. `None` for full attention and for hybrid models.
@@ -829,6 +826,9 @@ fn uniform_window(shape: &ModelShape) -> Option<usize> {
     }
 }
 
+/// How the emulated KV cache treats a model with windowed layers (sliding windows, Llama 4's
+/// chunks), said once: the sizing and the roofline use the windows; the block manager frees
+/// blocks behind a window only when every layer shares it ([`uniform_window`]).
 fn sliding_window_note(shape: &ModelShape) -> Option<String> {
     let sliding = shape.num_sliding_layers();
     if sliding == 0 {

@@ -44,7 +44,6 @@ pub struct KvCacheManager {
     block_shift: Option<u32>,
     max_model_len: usize,
     stats: PrefixCacheStats,
-    scratch: Vec<BlockId>,
     /// Whether the hot paths' shortcuts are taken ([`Self::set_fast_paths`]).
     fast_paths: bool,
     /// The attention window, tokens, of the one group's layers (`None`: full attention).
@@ -84,7 +83,6 @@ impl KvCacheManager {
                 .then_some(block_size.trailing_zeros()),
             max_model_len,
             stats: PrefixCacheStats::default(),
-            scratch: Vec::new(),
             fast_paths: true,
             sliding_window,
         }
@@ -116,11 +114,6 @@ impl KvCacheManager {
 
     pub fn enable_caching(&self) -> bool {
         self.pool.enable_caching()
-    }
-
-    /// The attention window of the group's layers, tokens (`None`: full attention).
-    pub fn sliding_window(&self) -> Option<usize> {
-        self.sliding_window
     }
 
     /// Tokens before the window of the next token to compute, after `num_computed` tokens:
@@ -156,16 +149,12 @@ impl KvCacheManager {
         let max_cache_hit_length = req.num_tokens() - 1;
         let max_blocks = max_cache_hit_length / self.block_size;
         let blocks = match self.sliding_window {
-            None => {
-                let mut blocks = Vec::new();
-                for h in req.block_hashes.iter().take(max_blocks) {
-                    match self.pool.get_cached_block(*h) {
-                        Some(b) => blocks.push(b),
-                        None => break,
-                    }
-                }
-                blocks
-            }
+            None => req
+                .block_hashes
+                .iter()
+                .take(max_blocks)
+                .map_while(|&h| self.pool.get_cached_block(h))
+                .collect(),
             Some(w) => self.windowed_cache_hit(req, max_blocks, w),
         };
         let num_tokens = blocks.len() * self.block_size;
@@ -226,17 +215,13 @@ impl KvCacheManager {
             return;
         }
         let n = self.full_blocks(skipped).min(req.kv.blocks.len());
-        self.scratch.clear();
-        for b in req.kv.blocks[..n].iter_mut().rev() {
-            if *b == BlockPool::NULL_BLOCK {
-                break;
-            }
-            self.scratch
-                .push(std::mem::replace(b, BlockPool::NULL_BLOCK));
-        }
-        let removed = std::mem::take(&mut self.scratch);
-        self.pool.free_blocks(removed.iter().copied());
-        self.scratch = removed;
+        self.pool.free_blocks(
+            req.kv.blocks[..n]
+                .iter_mut()
+                .rev()
+                .take_while(|b| **b != BlockPool::NULL_BLOCK)
+                .map(|b| std::mem::replace(b, BlockPool::NULL_BLOCK)),
+        );
     }
 
     /// Whether the whole known sequence (prompt, and outputs of a resumed request) fits the free
@@ -447,18 +432,14 @@ impl KvCacheManager {
     /// Releases all of the request's blocks, tail first, so that the tail of a chain is evicted
     /// before its head (`free`).
     pub fn free(&mut self, req: &mut Request) {
-        self.scratch.clear();
         // Null blocks (behind a window) hold nothing to free.
-        self.scratch.extend(
+        self.pool.free_blocks(
             req.kv
                 .blocks
                 .drain(..)
                 .rev()
                 .filter(|&b| b != BlockPool::NULL_BLOCK),
         );
-        let ordered = std::mem::take(&mut self.scratch);
-        self.pool.free_blocks(ordered.iter().copied());
-        self.scratch = ordered;
         req.kv.num_cached_blocks = 0;
     }
 }
